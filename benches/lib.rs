@@ -1,0 +1,1 @@
+//! Benches live under `benches/benches/`; this crate has no library code of its own.

@@ -1,0 +1,140 @@
+//! Newtypes for the numbers Xen hands around, so a domid can never be used as a vCPU index.
+//!
+//! Follows xen/include/public/xen.h (`domid_t`, the reserved `DOMID_*` values) and
+//! xen/include/xen/sched.h (`vcpu_id`, `processor`).
+//!
+//! # Invariants
+//! - A [`DomId`] is always below `DOMID_FIRST_RESERVED` (0x7FF0): the constructor checks it.
+//! - A [`PcpuId`] is below [`crate::limits::NR_CPUS`].
+
+use core::fmt;
+
+use crate::limits::{DOMID_FIRST_RESERVED, MAX_VIRT_CPUS, NR_CPUS};
+
+/// A domain id (`domid_t`), never one of the reserved ids.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DomId(u16);
+
+impl DomId {
+    /// The control domain.
+    pub const DOM0: DomId = DomId(0);
+
+    /// A domain id, or `None` for a reserved or out-of-range value.
+    pub const fn new(raw: u16) -> Option<DomId> {
+        if raw < DOMID_FIRST_RESERVED {
+            Some(DomId(raw))
+        } else {
+            None
+        }
+    }
+
+    /// The raw `domid_t`.
+    pub const fn raw(self) -> u16 {
+        self.0
+    }
+}
+
+/// A vCPU's index inside its domain (`struct vcpu::vcpu_id`).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct VcpuId(u32);
+
+impl VcpuId {
+    /// A vCPU index, or `None` past Xen's `MAX_VIRT_CPUS`-style limit.
+    pub const fn new(raw: u32) -> Option<VcpuId> {
+        if raw < MAX_VIRT_CPUS {
+            Some(VcpuId(raw))
+        } else {
+            None
+        }
+    }
+
+    /// The raw index.
+    pub const fn raw(self) -> u32 {
+        self.0
+    }
+}
+
+/// A physical CPU (hardware thread) of one host.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PcpuId(u32);
+
+impl PcpuId {
+    /// A pCPU number, or `None` at or past `NR_CPUS`.
+    pub const fn new(raw: u32) -> Option<PcpuId> {
+        if raw < NR_CPUS {
+            Some(PcpuId(raw))
+        } else {
+            None
+        }
+    }
+
+    /// The raw number.
+    pub const fn raw(self) -> u32 {
+        self.0
+    }
+
+    /// The number as a slice index.
+    pub const fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+/// A cpupool id (`Pool-0` is 0).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub struct PoolId(pub u32);
+
+/// One vCPU of one domain: what the trace and the platform name.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct VcpuRef {
+    /// Owning domain.
+    pub dom: DomId,
+    /// Index inside the domain.
+    pub vcpu: VcpuId,
+}
+
+impl fmt::Debug for DomId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "d{}", self.0)
+    }
+}
+
+impl fmt::Display for DomId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl fmt::Debug for VcpuId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "v{}", self.0)
+    }
+}
+
+impl fmt::Debug for PcpuId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "cpu{}", self.0)
+    }
+}
+
+impl fmt::Debug for VcpuRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Xen's `%pv` rendering: d<domid>v<vcpu>.
+        write!(f, "d{}v{}", self.dom.0, self.vcpu.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{DomId, PcpuId};
+
+    #[test]
+    fn domid_first_reserved_is_rejected() {
+        assert!(DomId::new(0x7FF0).is_none());
+        assert!(DomId::new(0x7FEF).is_some());
+    }
+
+    #[test]
+    fn pcpu_at_nr_cpus_is_rejected() {
+        assert!(PcpuId::new(crate::limits::NR_CPUS).is_none());
+    }
+}

@@ -1,0 +1,32 @@
+//! # hypervisor-model: the xensim hypervisor core
+//!
+//! Everything Xen decides lives here, as a `no_std`, integer-only state machine that builds
+//! for bare metal (`x86_64-unknown-none`) as well as for the simulator.
+//!
+//! Layers, top to bottom:
+//! - [`hypervisor`]: the entry point. [`hypervisor::Hypervisor::handle`] takes one
+//!   [`event::CoreInput`] (a timer expiry, a vCPU block or wake, a toolstack operation) and
+//!   returns after emitting [`trace::TraceEvent`]s; it never waits.
+//! - [`toolstack`]: typed xl operations (create, destroy, pause, ...) and the domain
+//!   configuration model. Creation is a sequence of steps in virtual time.
+//! - [`domain`]: domains and vCPUs, the Xen lifecycle, the pause flags, domid allocation.
+//! - [`sched`]: the `Scheduler` trait, cpupools, and the schedulers (null).
+//! - [`console`]: the hypervisor console ring that `xl dmesg` reads.
+//! - [`platform`]: the one trait through which the core reaches hardware.
+//!
+//! Principles: time comes from the platform only; no floating point; no hash-ordered
+//! containers; every table has a bound from [`limits`]; our own bugs are assertions, bad
+//! input from guests or the toolstack is a typed error.
+
+#![no_std]
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+#![warn(clippy::float_arithmetic)]
+
+extern crate alloc;
+
+pub mod cpumask;
+pub mod ids;
+pub mod limits;
+pub mod time;
+pub mod toolstack;

@@ -1,0 +1,3 @@
+//! The `xensim` command line.
+
+fn main() {}

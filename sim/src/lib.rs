@@ -1,0 +1,11 @@
+//! # xensim: the simulated machine around the hypervisor core
+//!
+//! Layers, top to bottom:
+//! - `bin/xensim.rs`: the CLI; parses arguments and calls this library.
+//! - [`scenario`]: scenario TOML and xl.cfg loading with located errors.
+//! - [`xl`]: xl command lines.
+
+#![deny(unsafe_code)]
+
+pub mod scenario;
+pub mod xl;

@@ -1,0 +1,3 @@
+//! Scenario files: the typed model (`model.rs`), the loader and validation.
+
+pub mod model;

@@ -1,0 +1,323 @@
+//! The typed scenario: what `specs/scenario.md` describes, after loading and validation.
+//!
+//! The loader (`load.rs`, `xlcfg.rs`) builds these from TOML and xl.cfg text; the run loop
+//! (`run.rs`) and the guest models (`guest/`) consume them. Every value is already checked:
+//! durations are `u64` ns, sizes are bytes, xl.cfg files are `DomainConfig`s.
+
+use std::collections::BTreeMap;
+
+use hypervisor_model::toolstack::config::DomainConfig;
+
+use crate::xl::command::XlCommand;
+
+/// A whole scenario file, validated.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    /// File name of the scenario as given on the command line (for reports and traces).
+    pub file_name: String,
+    /// Every input file read (the scenario first, then each xl.cfg in order), with contents,
+    /// so the replay trace header can hash them.
+    pub sources: Vec<SourceFile>,
+    /// `[sim]`.
+    pub sim: SimSpec,
+    /// `[host.<name>]` tables in name order (TOML tables are unordered; BTreeMap order).
+    pub hosts: Vec<HostSpec>,
+    /// `[[domain]]` entries in file order.
+    pub domains: Vec<DomainSpec>,
+    /// `[[at]]` entries sorted by time; equal times keep file order.
+    pub timeline: Vec<AtEntry>,
+    /// `[[expect]]` entries in file order.
+    pub expects: Vec<Expect>,
+    /// Located warnings (unknown xl.cfg keys and the like), already rendered.
+    pub warnings: Vec<String>,
+}
+
+/// One file the scenario is made of.
+#[derive(Debug, Clone)]
+pub struct SourceFile {
+    /// Path as written (relative to the scenario for xl.cfg files).
+    pub name: String,
+    /// The exact bytes read.
+    pub text: String,
+}
+
+/// `[sim]`.
+#[derive(Debug, Clone)]
+pub struct SimSpec {
+    /// Root of every random stream (`--seed` overrides it).
+    pub seed: u64,
+    /// Run length, ns (> 0).
+    pub duration_ns: u64,
+    /// Start of the metrics window, ns (< duration).
+    pub warmup_ns: u64,
+    /// Run the invariant checker after every event.
+    pub check: bool,
+    /// `[sim.trace] file`, relative to the scenario file's directory, resolved.
+    pub trace_file: Option<std::path::PathBuf>,
+    /// `[sim.trace] decision_log`.
+    pub decision_log: bool,
+}
+
+/// Scheduler names a pool can use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SchedName {
+    /// credit2 (Xen 4.17's default).
+    Credit2,
+    /// rtds.
+    Rtds,
+    /// null.
+    Null,
+}
+
+impl SchedName {
+    /// The name as Xen prints it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SchedName::Credit2 => "credit2",
+            SchedName::Rtds => "rtds",
+            SchedName::Null => "null",
+        }
+    }
+}
+
+/// `topology = { ... }` plus the NUMA layout derived from it.
+#[derive(Debug, Clone)]
+pub struct TopologySpec {
+    /// Sockets (≥ 1).
+    pub sockets: u32,
+    /// Cores per socket (≥ 1).
+    pub cores_per_socket: u32,
+    /// SMT threads per core (1, 2 or 4).
+    pub threads_per_core: u32,
+    /// NUMA nodes (`"per-socket"` = sockets, `"single"` = 1, or the integer).
+    pub numa_nodes: u32,
+    /// SLIT distances, `numa_nodes × numa_nodes`.
+    pub distances: Vec<Vec<u32>>,
+}
+
+/// A cpu list as written (`"0-3,8"`, `"node:1"`, `"all"`), kept as text and resolved
+/// against a host by `xl::cpulist`.
+pub type CpuListText = String;
+
+/// An extra cpupool created at boot.
+#[derive(Debug, Clone)]
+pub struct PoolSpec {
+    /// Pool name.
+    pub name: String,
+    /// Its pCPUs.
+    pub cpus: CpuListText,
+    /// Its scheduler.
+    pub scheduler: SchedName,
+}
+
+/// dom0's vCPU count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dom0Vcpus {
+    /// `dom0_max_vcpus=N`.
+    Count(u32),
+    /// One per pCPU (Xen's default when the option is absent).
+    All,
+}
+
+/// `[host.<name>.dom0]`.
+#[derive(Debug, Clone)]
+pub struct Dom0Spec {
+    /// `dom0_mem`, bytes.
+    pub memory_bytes: u64,
+    /// `dom0_max_vcpus`.
+    pub vcpus: Dom0Vcpus,
+    /// `dom0_vcpus_pin`.
+    pub pin: bool,
+    /// credit2 weight.
+    pub weight: u32,
+    /// `"pv"` or `"pvh"`.
+    pub pvh: bool,
+    /// dom0's own load.
+    pub workload: WorkloadSpec,
+    /// `uname -r`.
+    pub release: String,
+    /// `uname -v`.
+    pub version: String,
+}
+
+/// `[host.<name>.xen]`.
+#[derive(Debug, Clone)]
+pub struct XenSpec {
+    /// `"4.17.5"`.
+    pub version: String,
+    /// `xen_changeset`.
+    pub changeset: String,
+    /// `cc_compiler`.
+    pub cc_compiler: String,
+    /// `cc_compile_by`.
+    pub cc_compile_by: String,
+    /// `cc_compile_domain`.
+    pub cc_compile_domain: String,
+    /// `cc_compile_date`.
+    pub cc_compile_date: String,
+    /// `build_id`.
+    pub build_id: String,
+    /// Xen command-line options by exact name, values as text (sorted by key).
+    pub options: BTreeMap<String, String>,
+    /// Appended verbatim to the command line.
+    pub extra_cmdline: String,
+}
+
+/// One `[host.<name>]`.
+#[derive(Debug, Clone)]
+pub struct HostSpec {
+    /// Table name.
+    pub name: String,
+    /// CPU topology and NUMA layout.
+    pub topology: TopologySpec,
+    /// RAM per NUMA node, bytes (sums to the host's memory).
+    pub node_memory_bytes: Vec<u64>,
+    /// Pool-0's scheduler.
+    pub scheduler: SchedName,
+    /// Extra pools, ids 1, 2, ... in list order.
+    pub cpupools: Vec<PoolSpec>,
+    /// pCPUs in no pool.
+    pub free_cpus: Option<CpuListText>,
+    /// dom0 `uname -n`.
+    pub hostname: String,
+    /// dom0 settings.
+    pub dom0: Dom0Spec,
+    /// Xen build and command line.
+    pub xen: XenSpec,
+}
+
+/// A random variable over durations (ns) or sizes (bytes); `specs/scenario.md` §6.2.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dist {
+    /// Always this value.
+    Const(u64),
+    /// Uniform over `lo..=hi`.
+    Uniform {
+        /// Lower bound (inclusive).
+        lo: u64,
+        /// Upper bound (inclusive).
+        hi: u64,
+    },
+    /// Exponential with this mean.
+    Exp {
+        /// Mean.
+        mean: u64,
+    },
+    /// Log-normal with this median and shape (sigma in thousandths).
+    LogNormal {
+        /// Median.
+        median: u64,
+        /// Shape parameter × 1000.
+        sigma_milli: u32,
+    },
+}
+
+/// What each vCPU of a domain does (`specs/scenario.md` §6.1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WorkloadSpec {
+    /// Blocked; with `tick`, wakes every tick and runs `tick_work`.
+    Idle {
+        /// Wake interval.
+        tick: Option<Dist>,
+        /// CPU demand per tick.
+        tick_work: Dist,
+    },
+    /// Always runnable; optionally yields after `yield_every` of run time.
+    CpuBound {
+        /// Run time between yields.
+        yield_every: Option<Dist>,
+    },
+    /// Periodic real-time jobs.
+    Periodic {
+        /// Release period, ns.
+        period_ns: u64,
+        /// CPU demand per job.
+        wcet: Dist,
+        /// Relative deadline, ns.
+        deadline_ns: u64,
+        /// Offset of the first release (drawn once per vCPU).
+        phase: Dist,
+        /// Added to each job's ready time.
+        jitter: Dist,
+    },
+    /// Runs `service`, sleeps `think`, repeats.
+    Bursty {
+        /// CPU demand per burst.
+        service: Dist,
+        /// Sleep between bursts.
+        think: Dist,
+    },
+    /// Picks an entry by weight, runs it for `span`, picks again.
+    Mixed {
+        /// The entries (never `Mixed` or `Periodic`).
+        mix: Vec<MixEntry>,
+    },
+}
+
+/// One entry of a `mixed` workload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MixEntry {
+    /// Relative weight (≥ 1).
+    pub weight: u32,
+    /// How long the entry runs once picked.
+    pub span: Dist,
+    /// The entry's workload.
+    pub workload: WorkloadSpec,
+}
+
+/// One `[[domain]]`.
+#[derive(Debug, Clone)]
+pub struct DomainSpec {
+    /// Domain name (unique across hosts).
+    pub name: String,
+    /// Index into `Scenario::hosts`.
+    pub host_index: usize,
+    /// The parsed xl.cfg.
+    pub config: DomainConfig,
+    /// The xl.cfg path as `xl create` would print it (`Parsing config from <path>`);
+    /// for inline configs, `<name>.cfg`.
+    pub config_path: String,
+    /// When `xl create` is issued, ns.
+    pub start_ns: u64,
+    /// `xl create -p`.
+    pub paused: bool,
+    /// Per-vCPU workloads (length = `config.max_vcpus`; `workload` repeated if not per vCPU).
+    pub vcpu_workloads: Vec<WorkloadSpec>,
+}
+
+/// What an `[[at]]` entry does.
+#[derive(Debug, Clone)]
+pub enum AtAction {
+    /// An xl command line, already parsed.
+    Xl(XlCommand),
+}
+
+/// One `[[at]]` entry.
+#[derive(Debug, Clone)]
+pub struct AtEntry {
+    /// When it starts, ns.
+    pub time_ns: u64,
+    /// Index into `Scenario::hosts`.
+    pub host_index: usize,
+    /// The command.
+    pub action: AtAction,
+    /// The command line as written (for the trace and the run log).
+    pub text: String,
+    /// Required exit status, if any.
+    pub expect_rc: Option<i32>,
+}
+
+/// One `[[expect]]`.
+#[derive(Debug, Clone)]
+pub struct Expect {
+    /// Metric path (`domain.web.wakeup_latency_ns.p99`).
+    pub metric: String,
+    /// Inclusive lower bound.
+    pub min: Option<i64>,
+    /// Inclusive upper bound.
+    pub max: Option<i64>,
+    /// Exact value.
+    pub eq: Option<i64>,
+    /// A null value passes.
+    pub allow_null: bool,
+}

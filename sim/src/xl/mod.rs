@@ -1,0 +1,3 @@
+//! xl as a user sees it: command lines (`command.rs`) and cpu lists (`cpulist.rs`).
+
+pub mod command;
