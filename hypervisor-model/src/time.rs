@@ -36,7 +36,7 @@ impl STime {
 
     /// `self + span`, panicking on overflow (a bug: virtual runs are far shorter).
     #[must_use]
-    pub fn add(self, span: Span) -> STime {
+    pub fn after(self, span: Span) -> STime {
         match self.0.checked_add(span.0) {
             Some(ns) => STime(ns),
             None => panic!("STime overflow: {} + {}", self.0, span.0),
@@ -117,7 +117,7 @@ mod tests {
 
     #[test]
     fn add_span_moves_instant_forward() {
-        let t = STime::from_ns(1_000).add(Span::from_us(2));
+        let t = STime::from_ns(1_000).after(Span::from_us(2));
         assert_eq!(t.as_ns(), 3_000);
     }
 }
