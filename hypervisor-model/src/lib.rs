@@ -4,15 +4,17 @@
 //! for bare metal (`x86_64-unknown-none`) as well as for the simulator.
 //!
 //! Layers, top to bottom:
-//! - [`hypervisor`]: the entry point. [`hypervisor::Hypervisor::handle`] takes one
-//!   [`event::CoreInput`] (a timer expiry, a vCPU block or wake, a toolstack operation) and
-//!   returns after emitting [`trace::TraceEvent`]s; it never waits.
-//! - [`toolstack`]: typed xl operations (create, destroy, pause, ...) and the domain
-//!   configuration model. Creation is a sequence of steps in virtual time.
+//! - [`hypervisor`]: the entry point. [`hypervisor::Hypervisor::boot`] builds a host;
+//!   [`hypervisor::Hypervisor::handle`] takes one [`event::CoreInput`] (a timer expiry, a
+//!   vCPU block or wake, a toolstack operation), answers through the [`platform::Platform`]
+//!   and emits [`trace::TraceEvent`]s; it never waits.
+//! - [`toolstack`]: typed xl operations, the domain configuration model, and the jobs that
+//!   carry operations out as steps in virtual time.
 //! - [`domain`]: domains and vCPUs, the Xen lifecycle, the pause flags, domid allocation.
 //! - [`sched`]: the `Scheduler` trait, cpupools, and the schedulers (null).
 //! - [`console`]: the hypervisor console ring that `xl dmesg` reads.
 //! - [`platform`]: the one trait through which the core reaches hardware.
+//! - [`encode`]: the pinned canonical encoding that the run hash covers.
 //!
 //! Principles: time comes from the platform only; no floating point; no hash-ordered
 //! containers; every table has a bound from [`limits`]; our own bugs are assertions, bad
@@ -25,8 +27,16 @@
 
 extern crate alloc;
 
+pub mod console;
 pub mod cpumask;
+pub mod domain;
+pub mod encode;
+pub mod event;
+pub mod hypervisor;
 pub mod ids;
 pub mod limits;
+pub mod platform;
+pub mod sched;
 pub mod time;
 pub mod toolstack;
+pub mod trace;

@@ -1,3 +1,7 @@
-//! The toolstack's view: typed xl operations and the domain configuration model.
+//! The toolstack's view: typed xl operations (`ops.rs`), the domain configuration model
+//! (`config.rs`) and the multi-step jobs that carry operations out in virtual time
+//! (`jobs.rs`).
 
 pub mod config;
+pub mod jobs;
+pub mod ops;

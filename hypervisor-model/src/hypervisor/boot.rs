@@ -1,0 +1,147 @@
+//! What the platform tells the core at boot: the machine, the Xen build and command line,
+//! the pools, dom0, and the toolstack's timing costs.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use crate::cpumask::CpuMask;
+use crate::sched::SchedKind;
+use crate::toolstack::config::GuestType;
+
+/// Where one pCPU sits (`xl info -n` cpu_topology row).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct CpuTopo {
+    /// Core id within the socket.
+    pub core: u32,
+    /// Socket id.
+    pub socket: u32,
+    /// NUMA node.
+    pub node: u32,
+}
+
+/// The physical machine.
+#[derive(Clone, Debug)]
+pub struct HostInfo {
+    /// One entry per pCPU, indexed by pCPU number.
+    pub cpus: Vec<CpuTopo>,
+    /// Cores per socket.
+    pub cores_per_socket: u32,
+    /// SMT threads per core.
+    pub threads_per_core: u32,
+    /// RAM per NUMA node, pages.
+    pub node_memory_pages: Vec<u64>,
+    /// SLIT distances, row-major `nodes × nodes`.
+    pub node_distances: Vec<u32>,
+    /// TSC frequency, kHz (`cpu_khz`).
+    pub cpu_khz: u64,
+}
+
+impl HostInfo {
+    /// Number of pCPUs.
+    pub fn nr_cpus(&self) -> u32 {
+        u32::try_from(self.cpus.len()).unwrap_or(u32::MAX)
+    }
+
+    /// Number of NUMA nodes.
+    pub fn nr_nodes(&self) -> u32 {
+        u32::try_from(self.node_memory_pages.len()).unwrap_or(u32::MAX)
+    }
+
+    /// Total RAM, pages.
+    pub fn total_pages(&self) -> u64 {
+        self.node_memory_pages.iter().sum()
+    }
+}
+
+/// The Xen build and boot parameters (`xl info` strings, console banner).
+#[derive(Clone, Debug)]
+pub struct XenBuild {
+    /// `xen_major`.
+    pub major: u32,
+    /// `xen_minor`.
+    pub minor: u32,
+    /// `xen_extra` (`".5"`).
+    pub extra: String,
+    /// `xen_changeset`.
+    pub changeset: String,
+    /// `cc_compiler`.
+    pub compiler: String,
+    /// `cc_compile_by`.
+    pub compile_by: String,
+    /// `cc_compile_domain`.
+    pub compile_domain: String,
+    /// `cc_compile_date`.
+    pub compile_date: String,
+    /// `build_id`, hex.
+    pub build_id: String,
+    /// The full Xen command line.
+    pub commandline: String,
+    /// Console ring size, bytes (`conring_size=`).
+    pub conring_bytes: usize,
+    /// Xen command-line options Xen did not recognise (each printed at boot).
+    pub unknown_options: Vec<String>,
+}
+
+/// An extra cpupool created at boot.
+#[derive(Clone, Debug)]
+pub struct PoolBoot {
+    /// Name.
+    pub name: String,
+    /// Scheduler.
+    pub sched: SchedKind,
+    /// pCPUs (taken out of Pool-0).
+    pub cpus: CpuMask,
+}
+
+/// dom0 as Xen builds it.
+#[derive(Clone, Debug)]
+pub struct Dom0Boot {
+    /// `dom0_mem`, pages.
+    pub memory_pages: u64,
+    /// `dom0_max_vcpus`.
+    pub vcpus: u32,
+    /// `dom0_vcpus_pin`.
+    pub pin: bool,
+    /// Scheduler weight.
+    pub weight: u32,
+    /// PV or PVH.
+    pub guest_type: GuestType,
+}
+
+/// Virtual-time costs of toolstack and hypervisor work (cost table keys in comments).
+#[derive(Clone, Copy, Debug)]
+pub struct CoreCosts {
+    /// One domctl round trip from dom0 (`toolstack.domctl_ns`).
+    pub domctl_ns: i64,
+    /// Populating one page at build time (`mem.balloon_claim_page_ns`).
+    pub populate_page_ns: i64,
+    /// Loading the kernel and setting up start info and devices (`toolstack.build_ns`).
+    pub build_ns: i64,
+    /// Tearing down devices and XenStore entries on destroy (`toolstack.destroy_devices_ns`).
+    pub destroy_devices_ns: i64,
+    /// Relinquishing one page on destroy (`mem.relinquish_page_ns`).
+    pub relinquish_page_ns: i64,
+    /// Pages populated per creation step (libxl's extent batch).
+    pub populate_batch_pages: u64,
+    /// Pages relinquished per destroy step (Xen's preemption check granularity).
+    pub relinquish_batch_pages: u64,
+}
+
+/// Everything the core needs to boot a host.
+#[derive(Clone, Debug)]
+pub struct BootConfig {
+    /// The machine.
+    pub host: HostInfo,
+    /// The Xen build.
+    pub xen: XenBuild,
+    /// Pool-0's scheduler (`sched=`).
+    pub pool0_sched: SchedKind,
+    /// Extra pools, ids 1, 2, ... in order.
+    pub pools: Vec<PoolBoot>,
+    /// pCPUs in no pool.
+    pub free_cpus: CpuMask,
+    /// dom0.
+    pub dom0: Dom0Boot,
+    /// Costs.
+    pub costs: CoreCosts,
+}

@@ -1,0 +1,179 @@
+//! The invariant checker: O(n) consistency checks over the whole host, run after every
+//! event in tests and under `xensim run --check` (spec `schedulers.md` §8).
+
+use alloc::format;
+use alloc::vec::Vec;
+
+use super::{pool_index, Hypervisor};
+use crate::domain::vcpu::Runstate;
+use crate::domain::Domain;
+use crate::ids::PcpuId;
+use crate::sched::Violation;
+
+pub(super) fn check_all(hv: &Hypervisor) -> Vec<Violation> {
+    let mut out = Vec::new();
+    check_pcpus(hv, &mut out);
+    for d in hv.domains.iter() {
+        check_domain(hv, d, &mut out);
+    }
+    check_pools(hv, &mut out);
+    check_memory(hv, &mut out);
+    for pool in &hv.pools {
+        pool.sched
+            .check_invariants(&hv.domains, &pool.cpus, &mut out);
+    }
+    out
+}
+
+fn violation(out: &mut Vec<Violation>, invariant: &'static str, detail: alloc::string::String) {
+    out.push(Violation { invariant, detail });
+}
+
+/// A pCPU runs at most one vCPU, and that vCPU agrees it runs there (spec §8.1–2).
+fn check_pcpus(hv: &Hypervisor, out: &mut Vec<Violation>) {
+    for (index, curr) in hv.curr.iter().enumerate() {
+        let Some(v) = curr else { continue };
+        let cpu = PcpuId::new(u32::try_from(index).unwrap_or(u32::MAX));
+        match hv.domains.vcpu(*v) {
+            Some(vcpu) if vcpu.running_on != cpu => violation(
+                out,
+                "core.curr_matches_running_on",
+                format!(
+                    "{v:?}: curr of cpu{index}, running_on {:?}",
+                    vcpu.running_on
+                ),
+            ),
+            Some(_) => {}
+            None => violation(
+                out,
+                "core.curr_exists",
+                format!("cpu{index} runs unknown {v:?}"),
+            ),
+        }
+    }
+}
+
+/// Per-vCPU rules: affinity and pool (§8.3–4), runnable while running (§8.5), the
+/// runstate matches `running_on`, and time accounting (§8.30).
+fn check_domain(hv: &Hypervisor, d: &Domain, out: &mut Vec<Violation>) {
+    let Some(pool) = hv.pools.get(pool_index(d.pool)) else {
+        violation(
+            out,
+            "core.domain_pool_exists",
+            format!("d{} in unknown pool", d.id.raw()),
+        );
+        return;
+    };
+    if d.controller_pause_count > d.pause_count {
+        violation(
+            out,
+            "core.controller_pauses_counted",
+            format!("d{}", d.id.raw()),
+        );
+    }
+    for v in &d.vcpus {
+        if v.hard_affinity.and(&pool.cpus).is_empty() {
+            violation(
+                out,
+                "core.effective_hard_affinity_nonempty",
+                format!("{:?}", v.id),
+            );
+        }
+        if (v.runstate == Runstate::Running) != v.running_on.is_some() {
+            violation(
+                out,
+                "core.runstate_matches_running_on",
+                format!("{:?}: {:?} on {:?}", v.id, v.runstate, v.running_on),
+            );
+        }
+        if let Some(cpu) = v.running_on {
+            check_running_vcpu(hv, d, v, cpu, out);
+        }
+        let accounted_ns: i64 = v.runstate_time_ns.iter().sum();
+        let elapsed_ns = v.state_entry_time.since(d.created_at).as_ns();
+        if accounted_ns != elapsed_ns {
+            violation(
+                out,
+                "core.runstate_time_sums_to_lifetime",
+                format!("{:?}: {accounted_ns} != {elapsed_ns}", v.id),
+            );
+        }
+    }
+}
+
+fn check_running_vcpu(
+    hv: &Hypervisor,
+    d: &Domain,
+    v: &crate::domain::vcpu::Vcpu,
+    cpu: PcpuId,
+    out: &mut Vec<Violation>,
+) {
+    if hv.curr.get(cpu.index()).copied().flatten() != Some(v.id) {
+        violation(
+            out,
+            "core.running_on_matches_curr",
+            format!("{:?} on {cpu:?}", v.id),
+        );
+    }
+    if !v.hard_affinity.test(cpu) {
+        violation(
+            out,
+            "core.runs_within_hard_affinity",
+            format!("{:?} on {cpu:?}", v.id),
+        );
+    }
+    if hv.cpu_pool.get(cpu.index()).copied().flatten() != Some(d.pool) {
+        violation(
+            out,
+            "core.runs_within_pool",
+            format!("{:?} on {cpu:?}", v.id),
+        );
+    }
+    if v.is_blocked()
+        && v.running_on.is_some()
+        && hv.softirq_pending.get(cpu.index()) == Some(&false)
+    {
+        violation(
+            out,
+            "core.blocked_vcpu_not_running",
+            format!("{:?} on {cpu:?}", v.id),
+        );
+    }
+}
+
+/// Pools and the free set partition the pCPUs; CPU 0 is in Pool-0 (§8.28).
+fn check_pools(hv: &Hypervisor, out: &mut Vec<Violation>) {
+    for (index, pool_id) in hv.cpu_pool.iter().enumerate() {
+        let cpu = PcpuId::new(u32::try_from(index).unwrap_or(u32::MAX)).expect("host pCPU");
+        let owners = hv.pools.iter().filter(|p| p.cpus.test(cpu)).count();
+        let expected = usize::from(pool_id.is_some());
+        if owners != expected {
+            violation(
+                out,
+                "core.pools_partition_cpus",
+                format!("{cpu:?} in {owners} pools"),
+            );
+        }
+        if let Some(pool) = pool_id.and_then(|id| hv.pools.get(pool_index(id))) {
+            if !pool.cpus.test(cpu) {
+                violation(out, "core.cpu_pool_matches_mask", format!("{cpu:?}"));
+            }
+        }
+    }
+    if hv.cpu_pool.first().copied().flatten().map(|p| p.0) != Some(0) {
+        violation(out, "core.cpu0_in_pool0", alloc::string::String::new());
+    }
+}
+
+/// Host pages are all accounted for: free + Xen + every domain's pages.
+fn check_memory(hv: &Hypervisor, out: &mut Vec<Violation>) {
+    let domain_pages: u64 = hv.domains.iter().map(|d| d.tot_pages).sum();
+    let total = hv.free_pages + hv.xen_pages + domain_pages;
+    if total != hv.host.total_pages() {
+        violation(
+            out,
+            "core.pages_conserved",
+            format!("{total} != {}", hv.host.total_pages()),
+        );
+    }
+}

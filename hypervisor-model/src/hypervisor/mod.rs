@@ -1,0 +1,389 @@
+//! The hypervisor: one host's Xen, driven one input at a time.
+//!
+//! [`Hypervisor::boot`] builds the host as `__start_xen` does (pools, dom0, console
+//! banner); [`Hypervisor::handle`] takes one [`CoreInput`] and answers through the
+//! [`Platform`]. The scheduling glue (`schedule`, wake, sleep, pause) is in `sched_glue.rs`,
+//! toolstack jobs in `toolstack/jobs.rs`, the invariant checker in `check.rs`.
+//!
+//! Follows xen/common/sched/core.c (`schedule`, `vcpu_wake`, `vcpu_sleep_nosync`),
+//! xen/arch/x86/setup.c (boot order) and xen/common/domain.c.
+//!
+//! # Invariants
+//! - `curr[cpu] == Some(v)` iff `v.running_on == Some(cpu)`.
+//! - Every pCPU is in at most one pool; `cpu_pool` and the pools' masks agree.
+
+mod banner;
+pub mod boot;
+mod check;
+mod sched_glue;
+
+use alloc::collections::BTreeMap;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use crate::console::Console;
+use crate::cpumask::CpuMask;
+use crate::domain::vcpu::Vcpu;
+use crate::domain::{Domain, DomainTable, Dying};
+use crate::event::CoreInput;
+use crate::ids::{DomId, PcpuId, PoolId, VcpuId, VcpuRef};
+use crate::platform::Platform;
+use crate::sched::{Pool, SchedCtx, Scheduler, Violation};
+use crate::time::STime;
+use crate::toolstack::jobs::Job;
+use crate::toolstack::ops::JobId;
+use crate::trace::TraceEvent;
+use boot::{BootConfig, CoreCosts, HostInfo, XenBuild};
+
+/// Why the core refused an input (the platform sent something impossible).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum InputError {
+    /// The vCPU does not exist (its domain is gone, or the index is too high).
+    UnknownVcpu(VcpuRef),
+    /// The vCPU must be running to block or yield.
+    VcpuNotRunning(VcpuRef),
+    /// The pCPU is not on this host.
+    UnknownPcpu(PcpuId),
+    /// The domain does not exist.
+    UnknownDomain(DomId),
+    /// No such toolstack job is waiting for a continuation.
+    UnknownJob(JobId),
+    /// A job id was used twice.
+    DuplicateJob(JobId),
+}
+
+/// One host's hypervisor state.
+#[derive(Debug)]
+pub struct Hypervisor {
+    pub(crate) host: HostInfo,
+    pub(crate) xen: XenBuild,
+    pub(crate) costs: CoreCosts,
+    pub(crate) domains: DomainTable,
+    pub(crate) pools: Vec<Pool>,
+    /// Pool of each pCPU (`None` = free pCPU).
+    pub(crate) cpu_pool: Vec<Option<PoolId>>,
+    /// vCPU running on each pCPU (`None` = idle).
+    pub(crate) curr: Vec<Option<VcpuRef>>,
+    /// Armed scheduler timer of each pCPU.
+    pub(crate) timer: Vec<Option<STime>>,
+    /// `SCHEDULE_SOFTIRQ` raised and not yet handled, per pCPU.
+    pub(crate) softirq_pending: Vec<bool>,
+    pub(crate) console: Console,
+    /// Free host pages (the heap).
+    pub(crate) free_pages: u64,
+    /// Pages Xen keeps for itself (frame table, heap, image).
+    pub(crate) xen_pages: u64,
+    pub(crate) jobs: BTreeMap<JobId, Job>,
+    /// libxl's recently destroyed domids and when they were destroyed.
+    pub(crate) recent_domids: Vec<(DomId, STime)>,
+    /// Next id for jobs the core starts itself (xl's per-domain monitor).
+    pub(crate) next_internal_job: u32,
+    pub(crate) tickles: Vec<PcpuId>,
+    pub(crate) sched_events: Vec<TraceEvent>,
+}
+
+/// Internal job ids have the top bit set, so they never collide with the platform's.
+pub const INTERNAL_JOB_BIT: u32 = 1 << 31;
+
+impl Hypervisor {
+    /// Boots a host: pools, dom0 (unpaused, as `init_done` does), and the console banner.
+    pub fn boot<P: Platform + ?Sized>(config: BootConfig, p: &mut P) -> Hypervisor {
+        let nr_cpus = config.host.nr_cpus();
+        let slots = usize::try_from(nr_cpus).unwrap_or(0);
+        let xen_pages = xen_reserved_pages(config.host.total_pages());
+        let mut hv = Hypervisor {
+            console: Console::new(config.xen.conring_bytes),
+            free_pages: config.host.total_pages().saturating_sub(xen_pages),
+            xen_pages,
+            host: config.host.clone(),
+            xen: config.xen.clone(),
+            costs: config.costs,
+            domains: DomainTable::new(),
+            pools: Vec::new(),
+            cpu_pool: alloc::vec![None; slots],
+            curr: alloc::vec![None; slots],
+            timer: alloc::vec![None; slots],
+            softirq_pending: alloc::vec![false; slots],
+            jobs: BTreeMap::new(),
+            recent_domids: Vec::new(),
+            next_internal_job: 0,
+            tickles: Vec::new(),
+            sched_events: Vec::new(),
+        };
+        hv.boot_banner(p, config.pool0_sched);
+        hv.create_pools(p, &config);
+        hv.build_dom0(p, &config);
+        banner::boot_tail(&mut hv, p, config.dom0.guest_type);
+        hv
+    }
+
+    fn create_pools<P: Platform + ?Sized>(&mut self, p: &mut P, config: &BootConfig) {
+        let nr_cpus = self.host.nr_cpus();
+        let mut pool0_cpus = CpuMask::full(nr_cpus).and_not(&config.free_cpus);
+        for extra in &config.pools {
+            pool0_cpus = pool0_cpus.and_not(&extra.cpus);
+        }
+        assert!(
+            pool0_cpus.test(PcpuId::new(0).expect("cpu 0")),
+            "CPU 0 must stay in Pool-0"
+        );
+        self.add_pool(p, String::from("Pool-0"), config.pool0_sched, &pool0_cpus);
+        for extra in &config.pools {
+            banner::sched_init(self, p, extra.sched);
+            self.add_pool(p, extra.name.clone(), extra.sched, &extra.cpus);
+        }
+    }
+
+    fn add_pool<P: Platform + ?Sized>(
+        &mut self,
+        p: &mut P,
+        name: String,
+        kind: crate::sched::SchedKind,
+        cpus: &CpuMask,
+    ) {
+        let id = PoolId(u32::try_from(self.pools.len()).unwrap_or(u32::MAX));
+        assert!(id.0 < crate::limits::POOLS_MAX, "too many pools");
+        let sched = kind.instantiate(self.host.nr_cpus());
+        self.pools.push(Pool {
+            id,
+            name,
+            cpus: CpuMask::empty(self.host.nr_cpus()),
+            sched,
+        });
+        for cpu in cpus.iter() {
+            assert!(self.cpu_pool[cpu.index()].is_none(), "{cpu:?} in two pools");
+            self.cpu_pool[cpu.index()] = Some(id);
+            self.pools[pool_index(id)].cpus.set(cpu);
+            self.with_sched(id, p, |s, ctx| s.add_pcpu(ctx, cpu));
+        }
+    }
+
+    /// Runs `f` with pool `pool`'s scheduler and a context, then flushes tickles and
+    /// scheduler trace events to the platform.
+    pub(crate) fn with_sched<P, R>(
+        &mut self,
+        pool: PoolId,
+        p: &mut P,
+        f: impl FnOnce(&mut dyn Scheduler, &mut SchedCtx<'_>) -> R,
+    ) -> R
+    where
+        P: Platform + ?Sized,
+    {
+        let now = p.now();
+        let Pool { cpus, sched, .. } = &mut self.pools[pool_index(pool)];
+        let mut ctx = SchedCtx {
+            now,
+            domains: &mut self.domains,
+            pool_cpus: cpus,
+            curr: &self.curr,
+            tickles: &mut self.tickles,
+            events: &mut self.sched_events,
+        };
+        let result = f(sched.as_mut(), &mut ctx);
+        self.flush_sched_output(p);
+        result
+    }
+
+    fn flush_sched_output<P: Platform + ?Sized>(&mut self, p: &mut P) {
+        for event in self.sched_events.drain(..) {
+            p.trace(&event);
+        }
+        for cpu in core::mem::take(&mut self.tickles) {
+            if !self.softirq_pending[cpu.index()] {
+                self.softirq_pending[cpu.index()] = true;
+                p.trace(&TraceEvent::Tickle { pcpu: cpu });
+                p.send_ipi(cpu, crate::platform::IpiKind::Schedule);
+            }
+        }
+    }
+
+    /// Handles one input. Errors mean the platform sent an input that cannot apply (a
+    /// vCPU of a destroyed domain, an unknown job); the state is unchanged then.
+    pub fn handle<P: Platform + ?Sized>(
+        &mut self,
+        input: &CoreInput,
+        p: &mut P,
+    ) -> Result<(), InputError> {
+        match input {
+            CoreInput::TimerExpired { pcpu } => {
+                self.check_pcpu(*pcpu)?;
+                self.timer[pcpu.index()] = None;
+                self.schedule(*pcpu, p);
+            }
+            CoreInput::Softirq { pcpu } => {
+                self.check_pcpu(*pcpu)?;
+                self.softirq_pending[pcpu.index()] = false;
+                self.schedule(*pcpu, p);
+            }
+            CoreInput::VcpuBlock { vcpu } => self.vcpu_block(*vcpu, p)?,
+            CoreInput::VcpuWake { vcpu } => self.vcpu_wake_event(*vcpu, p)?,
+            CoreInput::VcpuYield { vcpu } => self.vcpu_yield(*vcpu, p)?,
+            CoreInput::GuestShutdown { dom, reason } => self.guest_shutdown(*dom, *reason, p)?,
+            CoreInput::Toolstack { job, op } => self.start_job(*job, op, p)?,
+            CoreInput::ToolstackContinue { job } => self.continue_job(*job, p)?,
+        }
+        Ok(())
+    }
+
+    fn check_pcpu(&self, pcpu: PcpuId) -> Result<(), InputError> {
+        if pcpu.index() < self.curr.len() {
+            Ok(())
+        } else {
+            Err(InputError::UnknownPcpu(pcpu))
+        }
+    }
+
+    /// Creates the vCPUs of `dom` (XEN_DOMCTL_max_vcpus): initial placement as
+    /// `sched_select_initial_cpu`, then the pool scheduler's insert.
+    pub(crate) fn create_vcpus<P: Platform + ?Sized>(
+        &mut self,
+        dom: DomId,
+        hard: &[CpuMask],
+        soft: &[CpuMask],
+        online_count: u32,
+        p: &mut P,
+    ) {
+        let now = p.now();
+        let Some(pool) = self.domains.get(dom).map(|d| d.pool) else {
+            return;
+        };
+        let pool_cpus = self.pools[pool_index(pool)].cpus.clone();
+        let mut previous: Option<PcpuId> = None;
+        for (index, hard_mask) in hard.iter().enumerate() {
+            let vcpu_id = VcpuId::new(u32::try_from(index).unwrap_or(u32::MAX))
+                .expect("vcpu count checked by config");
+            let v = VcpuRef { dom, vcpu: vcpu_id };
+            // sched_select_initial_cpu: pool CPUs (node affinity is all nodes); first, then cycle.
+            let candidates = if pool_cpus.is_empty() {
+                CpuMask::full(self.host.nr_cpus())
+            } else {
+                pool_cpus.clone()
+            };
+            let cpu = match previous {
+                None => candidates.first(),
+                Some(prev) => candidates.cycle(prev),
+            }
+            .expect("a pool has at least one pCPU");
+            previous = Some(cpu);
+            let mut vcpu = Vcpu::new(v, cpu, hard_mask.clone(), soft[index].clone(), now);
+            let online = vcpu_id.raw() < online_count;
+            if !online {
+                vcpu.pause_flags |= crate::domain::vcpu::VPF_DOWN;
+            }
+            if let Some(d) = self.domains.get_mut(dom) {
+                d.vcpus.push(vcpu);
+            }
+            p.trace(&TraceEvent::VcpuCreate {
+                vcpu: v,
+                pcpu: cpu,
+                online,
+            });
+            self.with_sched(pool, p, |s, ctx| s.insert_vcpu(ctx, v));
+        }
+    }
+
+    /// Inserts a new domain struct, created paused by the controller (`domain_create`).
+    pub(crate) fn insert_domain<P: Platform + ?Sized>(&mut self, domain: Domain, p: &mut P) {
+        let dom = domain.id;
+        p.trace(&TraceEvent::DomainCreate {
+            dom,
+            name: domain.name.clone(),
+        });
+        self.domains.insert(domain);
+    }
+
+    /// Runs every invariant check and returns what is broken (empty = consistent).
+    pub fn check_invariants(&self) -> Vec<Violation> {
+        check::check_all(self)
+    }
+
+    /// All domains in domid order (`libxl_list_domain`).
+    pub fn domains(&self) -> impl Iterator<Item = &Domain> {
+        self.domains.iter()
+    }
+
+    /// One domain.
+    pub fn domain(&self, dom: DomId) -> Option<&Domain> {
+        self.domains.get(dom)
+    }
+
+    /// The pools in id order.
+    pub fn pools(&self) -> &[Pool] {
+        &self.pools
+    }
+
+    /// The machine.
+    pub fn host(&self) -> &HostInfo {
+        &self.host
+    }
+
+    /// The Xen build and command line.
+    pub fn xen(&self) -> &XenBuild {
+        &self.xen
+    }
+
+    /// The console ring (`xl dmesg`).
+    pub fn console(&self) -> &Console {
+        &self.console
+    }
+
+    /// Empties the console ring (`xl dmesg -c`).
+    pub fn clear_console(&mut self) {
+        self.console.clear();
+    }
+
+    /// Free pages on the host.
+    pub fn free_pages(&self) -> u64 {
+        self.free_pages
+    }
+
+    /// Pages claimed by domains being built and not yet populated.
+    pub fn outstanding_claim_pages(&self) -> u64 {
+        self.jobs.values().map(Job::outstanding_claim_pages).sum()
+    }
+
+    /// pCPUs in no pool.
+    pub fn free_cpus(&self) -> CpuMask {
+        let mut mask = CpuMask::empty(self.host.nr_cpus());
+        for (index, pool) in self.cpu_pool.iter().enumerate() {
+            if pool.is_none() {
+                mask.set(PcpuId::new(u32::try_from(index).unwrap_or(u32::MAX)).expect("host pCPU"));
+            }
+        }
+        mask
+    }
+
+    /// The vCPU running on `cpu` now.
+    pub fn running_on(&self, cpu: PcpuId) -> Option<VcpuRef> {
+        self.curr.get(cpu.index()).copied().flatten()
+    }
+
+    /// Writes one line to the console ring and the trace.
+    pub(crate) fn printk<P: Platform + ?Sized>(&mut self, p: &mut P, line: &str) {
+        self.console.printk(line);
+        p.trace(&TraceEvent::Console {
+            text: String::from(line),
+        });
+    }
+
+    /// True if `dom` exists and is not dying.
+    pub(crate) fn is_alive(&self, dom: DomId) -> bool {
+        self.domains
+            .get(dom)
+            .is_some_and(|d| d.dying == Dying::Alive)
+    }
+}
+
+/// Index of a pool in `Hypervisor::pools` (pool ids are dense from 0).
+pub(crate) fn pool_index(pool: PoolId) -> usize {
+    usize::try_from(pool.0).unwrap_or(usize::MAX)
+}
+
+/// Pages Xen keeps for itself: the frame table (32 bytes of `struct page_info` per 4 KiB
+/// page, 1/128 of RAM) plus about 10 MiB of image, heap and per-CPU areas. On the
+/// reference host (3071 MiB) this leaves 2013 MiB free beside a 1024 MiB dom0, as real
+/// Xen 4.17 does.
+fn xen_reserved_pages(total_pages: u64) -> u64 {
+    const XEN_BASE_PAGES: u64 = 10 * 256;
+    total_pages / 128 + XEN_BASE_PAGES
+}

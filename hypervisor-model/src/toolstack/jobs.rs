@@ -1,0 +1,552 @@
+//! Toolstack jobs: multi-step operations that take virtual time, so that concurrent
+//! creates and destroys interleave as they do on a real host.
+//!
+//! Follows tools/libs/light/libxl_create.c (`libxl__domain_make`: claim, createdomain with
+//! the recently-destroyed-domid retry, max_vcpus; then populate, build, unpause),
+//! libxl_domain.c (`libxl__destroy_domid`: pause, devices and XenStore, `xc_domain_destroy`
+//! retried while Xen's `domain_kill` is preempted) and tools/xl/xl_vmcontrol.c (the
+//! per-domain monitor that applies `on_poweroff`/`on_reboot`/`on_crash`).
+//!
+//! # Invariants
+//! - A create job's claim plus its populated pages equal the pages it needs.
+//! - A job finishes exactly once (`JobDone` is traced once per job).
+
+use alloc::boxed::Box;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use crate::cpumask::CpuMask;
+use crate::domain::{Domain, Dying, ShutdownReason};
+use crate::hypervisor::{pool_index, Hypervisor, InputError, INTERNAL_JOB_BIT};
+use crate::ids::{DomId, PoolId};
+use crate::platform::Platform;
+use crate::time::{STime, Span};
+use crate::toolstack::config::{DomainConfig, ShutdownAction};
+use crate::toolstack::ops::{
+    GuestNotice, JobId, JobStepCode, ToolstackError, ToolstackOp, ToolstackReply,
+};
+use crate::trace::TraceEvent;
+
+/// libxl refuses a domid destroyed less than this long ago (`LIBXL_DOMID_REUSE_TIMEOUT`).
+const DOMID_REUSE_TIMEOUT: Span = Span::from_ms(60_000);
+
+/// A toolstack operation in progress.
+#[derive(Debug, Clone)]
+pub enum Job {
+    /// `xl create` building `dom`.
+    Create {
+        /// The domain being built.
+        dom: DomId,
+        /// Pages still to populate (claimed, not yet allocated).
+        pages_left: u64,
+        /// `-p`.
+        paused: bool,
+        /// Population done, the build step is next.
+        built: bool,
+    },
+    /// `xl destroy` (or a monitor's destroy) tearing `dom` down.
+    Destroy {
+        /// The domain.
+        dom: DomId,
+        /// Devices and XenStore entries are gone; `domain_kill` is running.
+        killing: bool,
+        /// Create the domain again from this configuration afterwards (`restart`).
+        restart: Option<Box<(DomainConfig, [u8; 16])>>,
+    },
+}
+
+impl Job {
+    /// Pages claimed for this job and not yet populated.
+    pub fn outstanding_claim_pages(&self) -> u64 {
+        match self {
+            Job::Create { pages_left, .. } => *pages_left,
+            Job::Destroy { .. } => 0,
+        }
+    }
+}
+
+fn pages_of_kib(kib: u64) -> u64 {
+    kib.div_ceil(4)
+}
+
+impl Hypervisor {
+    /// A toolstack operation arrives.
+    pub(crate) fn start_job<P: Platform + ?Sized>(
+        &mut self,
+        job: JobId,
+        op: &ToolstackOp,
+        p: &mut P,
+    ) -> Result<(), InputError> {
+        if self.jobs.contains_key(&job) {
+            return Err(InputError::DuplicateJob(job));
+        }
+        let result = match op {
+            ToolstackOp::Create {
+                config,
+                uuid,
+                paused,
+            } => self.create_start(job, config, *uuid, *paused, p),
+            ToolstackOp::Destroy { dom } => self.destroy_start(job, *dom, None, p),
+            ToolstackOp::Pause { dom } => self
+                .alive(*dom)
+                .and_then(|()| self.controller_pause(*dom, p)),
+            ToolstackOp::Unpause { dom } => self
+                .alive(*dom)
+                .and_then(|()| self.controller_unpause(*dom, p)),
+            ToolstackOp::Shutdown { dom, reason } => self.request_shutdown(*dom, *reason, p),
+        };
+        match result {
+            Ok(()) if self.jobs.contains_key(&job) => {}
+            other => finish(job, other, p),
+        }
+        Ok(())
+    }
+
+    fn alive(&self, dom: DomId) -> Result<(), ToolstackError> {
+        if self.is_alive(dom) {
+            Ok(())
+        } else {
+            Err(ToolstackError::NoSuchDomain)
+        }
+    }
+
+    /// A deferred step of `job` is due.
+    pub(crate) fn continue_job<P: Platform + ?Sized>(
+        &mut self,
+        job: JobId,
+        p: &mut P,
+    ) -> Result<(), InputError> {
+        let state = self
+            .jobs
+            .get(&job)
+            .cloned()
+            .ok_or(InputError::UnknownJob(job))?;
+        match state {
+            Job::Create {
+                dom,
+                pages_left,
+                paused,
+                built,
+            } => self.create_step(job, dom, pages_left, paused, built, p),
+            Job::Destroy {
+                dom,
+                killing,
+                restart,
+            } => self.destroy_step(job, dom, killing, restart, p),
+        }
+        Ok(())
+    }
+
+    fn defer<P: Platform + ?Sized>(&mut self, job: JobId, cost_ns: i64, p: &mut P) {
+        let deadline = p.now().after(Span::from_ns(cost_ns.max(0)));
+        p.defer_toolstack(job, deadline);
+    }
+
+    fn create_start<P: Platform + ?Sized>(
+        &mut self,
+        job: JobId,
+        config: &DomainConfig,
+        uuid: [u8; 16],
+        paused: bool,
+        p: &mut P,
+    ) -> Result<(), ToolstackError> {
+        config.validate().map_err(ToolstackError::Config)?;
+        let pool = self.pool_by_name(config.pool.as_deref())?;
+        let needed_pages = pages_of_kib(config.memory_kib);
+        let available = self
+            .free_pages
+            .saturating_sub(self.outstanding_claim_pages());
+        if needed_pages > available {
+            // XENMEM_claim_pages fails: libxl gives up before creating the domain.
+            return Err(ToolstackError::OutOfMemory {
+                needed_pages,
+                free_pages: available,
+            });
+        }
+        let (hard, soft) = self.affinity_masks(config, pool)?;
+        let dom = self
+            .allocate_domid(p.now())
+            .ok_or(ToolstackError::NoFreeDomid)?;
+        let domain = new_domain(dom, config, uuid, pool, p.now());
+        self.insert_domain(domain, p);
+        self.create_vcpus(dom, &hard, &soft, config.vcpus, p);
+        self.jobs.insert(
+            job,
+            Job::Create {
+                dom,
+                pages_left: needed_pages,
+                paused,
+                built: false,
+            },
+        );
+        p.trace(&TraceEvent::JobStep {
+            job,
+            step: JobStepCode::CreateDomain as u8,
+        });
+        p.toolstack_reply(job, ToolstackReply::Created { dom });
+        self.defer(job, self.costs.domctl_ns, p);
+        Ok(())
+    }
+
+    fn pool_by_name(&self, name: Option<&str>) -> Result<PoolId, ToolstackError> {
+        match name {
+            None => Ok(PoolId(0)),
+            Some(name) => self
+                .pools
+                .iter()
+                .find(|pool| pool.name == name)
+                .map(|pool| pool.id)
+                .ok_or(ToolstackError::NoSuchPool),
+        }
+    }
+
+    fn affinity_masks(
+        &self,
+        config: &DomainConfig,
+        pool: PoolId,
+    ) -> Result<(Vec<CpuMask>, Vec<CpuMask>), ToolstackError> {
+        let width = self.host.nr_cpus();
+        let pool_cpus = &self.pools[pool_index(pool)].cpus;
+        let count = usize::try_from(config.max_vcpus).unwrap_or(0);
+        let hard: Vec<CpuMask> = (0..count).map(|i| config.cpus.for_vcpu(i, width)).collect();
+        let soft: Vec<CpuMask> = (0..count)
+            .map(|i| config.cpus_soft.for_vcpu(i, width))
+            .collect();
+        if hard.iter().any(|h| !h.intersects(pool_cpus)) {
+            return Err(ToolstackError::EmptyAffinity);
+        }
+        Ok((hard, soft))
+    }
+
+    /// createdomain's rover, retried while libxl finds the id recently destroyed.
+    fn allocate_domid(&mut self, now: STime) -> Option<DomId> {
+        self.recent_domids
+            .retain(|(_, at)| now.since(*at) < DOMID_REUSE_TIMEOUT);
+        for _attempt in 0..crate::limits::DOMID_MAX_ALLOC {
+            let dom = self.domains.allocate_id(None)?;
+            if !self.recent_domids.iter().any(|(d, _)| *d == dom) {
+                return Some(dom);
+            }
+        }
+        None
+    }
+
+    fn create_step<P: Platform + ?Sized>(
+        &mut self,
+        job: JobId,
+        dom: DomId,
+        pages_left: u64,
+        paused: bool,
+        built: bool,
+        p: &mut P,
+    ) {
+        if !self.is_alive(dom) {
+            // Destroyed while being built: libxl's create fails.
+            self.jobs.remove(&job);
+            finish(job, Err(ToolstackError::NoSuchDomain), p);
+            return;
+        }
+        if pages_left > 0 {
+            let batch = pages_left.min(self.costs.populate_batch_pages.max(1));
+            self.give_pages(dom, batch, p);
+            self.jobs.insert(
+                job,
+                Job::Create {
+                    dom,
+                    pages_left: pages_left - batch,
+                    paused,
+                    built,
+                },
+            );
+            p.trace(&TraceEvent::JobStep {
+                job,
+                step: JobStepCode::Populate as u8,
+            });
+            let cost_ns = self
+                .costs
+                .populate_page_ns
+                .saturating_mul(i64::try_from(batch).unwrap_or(i64::MAX));
+            self.defer(job, cost_ns, p);
+        } else if !built {
+            self.jobs.insert(
+                job,
+                Job::Create {
+                    dom,
+                    pages_left: 0,
+                    paused,
+                    built: true,
+                },
+            );
+            p.trace(&TraceEvent::JobStep {
+                job,
+                step: JobStepCode::Build as u8,
+            });
+            self.defer(job, self.costs.build_ns, p);
+        } else {
+            self.jobs.remove(&job);
+            p.trace(&TraceEvent::JobStep {
+                job,
+                step: JobStepCode::CreateFinish as u8,
+            });
+            // The domain was created paused by the controller; xl unpauses unless -p.
+            let result = if paused {
+                Ok(())
+            } else {
+                self.controller_unpause(dom, p)
+            };
+            finish(job, result, p);
+        }
+    }
+
+    fn give_pages<P: Platform + ?Sized>(&mut self, dom: DomId, pages: u64, p: &mut P) {
+        assert!(pages <= self.free_pages, "populating past the claim");
+        self.free_pages -= pages;
+        if let Some(d) = self.domains.get_mut(dom) {
+            d.tot_pages += pages;
+            assert!(d.tot_pages <= d.max_pages, "d{} above max_pages", dom.raw());
+        }
+        let delta_pages = i64::try_from(pages).unwrap_or(i64::MAX);
+        p.trace(&TraceEvent::Memory {
+            dom,
+            delta_pages,
+            free_pages: self.free_pages,
+        });
+    }
+
+    fn destroy_start<P: Platform + ?Sized>(
+        &mut self,
+        job: JobId,
+        dom: DomId,
+        restart: Option<Box<(DomainConfig, [u8; 16])>>,
+        p: &mut P,
+    ) -> Result<(), ToolstackError> {
+        if dom == DomId::DOM0 {
+            return Err(ToolstackError::NotPermitted);
+        }
+        let d = self.domains.get(dom).ok_or(ToolstackError::NoSuchDomain)?;
+        if d.dying != Dying::Alive
+            || self
+                .jobs
+                .values()
+                .any(|j| matches!(j, Job::Destroy { dom: other, .. } if *other == dom))
+        {
+            return Err(ToolstackError::NotPermitted);
+        }
+        // libxl__destroy_domid: xc_domain_pause, then devices and XenStore removal.
+        self.domain_pause(dom, p);
+        self.jobs.insert(
+            job,
+            Job::Destroy {
+                dom,
+                killing: false,
+                restart,
+            },
+        );
+        self.defer(job, self.costs.destroy_devices_ns, p);
+        Ok(())
+    }
+
+    fn destroy_step<P: Platform + ?Sized>(
+        &mut self,
+        job: JobId,
+        dom: DomId,
+        killing: bool,
+        restart: Option<Box<(DomainConfig, [u8; 16])>>,
+        p: &mut P,
+    ) {
+        if !killing {
+            p.trace(&TraceEvent::JobStep {
+                job,
+                step: JobStepCode::DestroyDevices as u8,
+            });
+            if let Some(d) = self.domains.get_mut(dom) {
+                d.dying = Dying::Dying;
+                p.trace(&TraceEvent::Dying {
+                    dom,
+                    state: Dying::Dying,
+                });
+            }
+            self.jobs.insert(
+                job,
+                Job::Destroy {
+                    dom,
+                    killing: true,
+                    restart,
+                },
+            );
+            self.defer(job, self.costs.domctl_ns, p);
+            return;
+        }
+        let tot_pages = self.domains.get(dom).map_or(0, |d| d.tot_pages);
+        if tot_pages > 0 {
+            // domain_relinquish_resources is preemptible: -EAGAIN, and libxl retries.
+            let batch = tot_pages.min(self.costs.relinquish_batch_pages.max(1));
+            self.take_pages(dom, batch, p);
+            p.trace(&TraceEvent::JobStep {
+                job,
+                step: JobStepCode::Relinquish as u8,
+            });
+            let cost_ns = self
+                .costs
+                .relinquish_page_ns
+                .saturating_mul(i64::try_from(batch).unwrap_or(i64::MAX));
+            self.defer(job, cost_ns, p);
+            return;
+        }
+        if self.domains.get(dom).is_some_and(|d| d.is_running()) {
+            // vcpu_sleep_sync: wait until the pause has taken every vCPU off its pCPU.
+            self.defer(job, self.costs.domctl_ns, p);
+            return;
+        }
+        self.jobs.remove(&job);
+        self.free_domain(dom, p);
+        p.trace(&TraceEvent::JobStep {
+            job,
+            step: JobStepCode::DestroyFinish as u8,
+        });
+        match restart {
+            Some(boxed) => {
+                let (config, uuid) = *boxed;
+                // "Done. Rebooting now": the monitor creates the domain again.
+                let create_job = self.internal_job_id();
+                p.toolstack_reply(job, ToolstackReply::Done { result: Ok(()) });
+                p.trace(&TraceEvent::JobDone { job, rc: 0 });
+                let op = ToolstackOp::Create {
+                    config: Box::new(config),
+                    uuid,
+                    paused: false,
+                };
+                let started = self.start_job(create_job, &op, p);
+                debug_assert!(started.is_ok(), "internal job ids are unique");
+            }
+            None => finish(job, Ok(()), p),
+        }
+    }
+
+    fn take_pages<P: Platform + ?Sized>(&mut self, dom: DomId, pages: u64, p: &mut P) {
+        if let Some(d) = self.domains.get_mut(dom) {
+            assert!(pages <= d.tot_pages);
+            d.tot_pages -= pages;
+        }
+        self.free_pages += pages;
+        let delta_pages = -i64::try_from(pages).unwrap_or(i64::MAX);
+        p.trace(&TraceEvent::Memory {
+            dom,
+            delta_pages,
+            free_pages: self.free_pages,
+        });
+    }
+
+    /// `DOMDYING_dead`, then the last reference goes: the struct and domid are freed.
+    fn free_domain<P: Platform + ?Sized>(&mut self, dom: DomId, p: &mut P) {
+        if let Some(d) = self.domains.get_mut(dom) {
+            d.dying = Dying::Dead;
+        }
+        p.trace(&TraceEvent::Dying {
+            dom,
+            state: Dying::Dead,
+        });
+        self.remove_vcpus_from_scheduler(dom, p);
+        self.domains.remove(dom);
+        self.recent_domids.push((dom, p.now()));
+        p.trace(&TraceEvent::DomainFree { dom });
+        p.guest_notify(dom, GuestNotice::Destroyed);
+    }
+
+    fn request_shutdown<P: Platform + ?Sized>(
+        &mut self,
+        dom: DomId,
+        reason: ShutdownReason,
+        p: &mut P,
+    ) -> Result<(), ToolstackError> {
+        self.alive(dom)?;
+        if dom == DomId::DOM0 {
+            return Err(ToolstackError::NotPermitted);
+        }
+        // libxl writes control/shutdown; the guest kernel reacts with SCHEDOP_shutdown.
+        p.guest_notify(dom, GuestNotice::ShutdownRequested(reason));
+        Ok(())
+    }
+
+    pub(crate) fn internal_job_id(&mut self) -> JobId {
+        self.next_internal_job += 1;
+        assert!(
+            self.next_internal_job < INTERNAL_JOB_BIT,
+            "internal job ids exhausted"
+        );
+        JobId(INTERNAL_JOB_BIT | self.next_internal_job)
+    }
+
+    /// xl's per-domain monitor saw the domain shut down: apply `on_<reason>`.
+    pub(crate) fn start_monitor<P: Platform + ?Sized>(
+        &mut self,
+        dom: DomId,
+        reason: ShutdownReason,
+        p: &mut P,
+    ) {
+        let Some(config) = self.domains.get(dom).and_then(|d| d.config.clone()) else {
+            return;
+        };
+        let uuid = self.domains.get(dom).map_or([0; 16], |d| d.uuid);
+        let action = match reason {
+            ShutdownReason::Poweroff => config.on_poweroff,
+            ShutdownReason::Reboot => config.on_reboot,
+            ShutdownReason::Crash => config.on_crash,
+            ShutdownReason::Watchdog => config.on_watchdog,
+            ShutdownReason::SoftReset => config.on_soft_reset,
+            ShutdownReason::Suspend => return,
+        };
+        let job = self.internal_job_id();
+        let result = match action {
+            ShutdownAction::Destroy | ShutdownAction::CoredumpDestroy => {
+                self.destroy_start(job, dom, None, p)
+            }
+            ShutdownAction::Restart | ShutdownAction::CoredumpRestart => {
+                self.destroy_start(job, dom, Some(Box::new((config, uuid))), p)
+            }
+            // xensim differs: rename-restart and soft-reset are not modelled; the domain is
+            // preserved as it is, which is what xl does when those actions fail.
+            ShutdownAction::Preserve
+            | ShutdownAction::RenameRestart
+            | ShutdownAction::SoftReset => return,
+        };
+        debug_assert!(result.is_ok(), "monitor destroy of a live domain");
+    }
+}
+
+fn finish<P: Platform + ?Sized>(job: JobId, result: Result<(), ToolstackError>, p: &mut P) {
+    let rc = if result.is_ok() { 0 } else { 1 };
+    p.trace(&TraceEvent::JobDone { job, rc });
+    p.toolstack_reply(job, ToolstackReply::Done { result });
+}
+
+fn new_domain(
+    dom: DomId,
+    config: &DomainConfig,
+    uuid: [u8; 16],
+    pool: PoolId,
+    now: STime,
+) -> Domain {
+    Domain {
+        id: dom,
+        name: String::from(config.name.as_str()),
+        uuid,
+        guest_type: config.guest_type,
+        config: Some(config.clone()),
+        privileged: false,
+        pool,
+        weight: config.weight,
+        cap: config.cap,
+        vcpus: Vec::new(),
+        // domain_create: a new domain starts paused by the controller.
+        pause_count: 1,
+        controller_pause_count: 1,
+        is_shutting_down: false,
+        is_shut_down: false,
+        shutdown_reason: None,
+        dying: Dying::Alive,
+        tot_pages: 0,
+        max_pages: pages_of_kib(config.max_memory_kib),
+        created_at: now,
+    }
+}

@@ -1,0 +1,231 @@
+//! Typed core events: every decision and state change the core makes, in the order it
+//! makes them. They are hashed (run hash), written to the replay trace, and are the only
+//! source the metrics and the decision log are computed from.
+//!
+//! # Invariants
+//! - Each variant has a unique tag byte; tags are never reused (the encoding is pinned,
+//!   see [`crate::encode`]).
+
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use crate::domain::vcpu::Runstate;
+use crate::domain::{Dying, ShutdownReason};
+use crate::encode::Encoder;
+use crate::ids::{DomId, PcpuId, VcpuRef};
+use crate::time::{STime, Span};
+use crate::toolstack::ops::JobId;
+
+/// One core event.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum TraceEvent {
+    /// A vCPU changed runstate (`vcpu_runstate_change`).
+    Runstate {
+        /// The vCPU.
+        vcpu: VcpuRef,
+        /// Old state.
+        from: Runstate,
+        /// New state.
+        to: Runstate,
+    },
+    /// A scheduler decision on a pCPU (`do_schedule` result), `None` = idle.
+    Schedule {
+        /// The pCPU.
+        pcpu: PcpuId,
+        /// What ran before.
+        prev: Option<VcpuRef>,
+        /// What runs now.
+        next: Option<VcpuRef>,
+        /// Scheduler timer, relative; negative = none.
+        next_time: Span,
+    },
+    /// `SCHEDULE_SOFTIRQ` raised on a pCPU (a tickle).
+    Tickle {
+        /// The target pCPU.
+        pcpu: PcpuId,
+    },
+    /// The scheduler timer of a pCPU was armed.
+    TimerSet {
+        /// The pCPU.
+        pcpu: PcpuId,
+        /// Absolute deadline.
+        deadline: STime,
+    },
+    /// null: a vCPU was assigned to (or released from) a pCPU.
+    NullAssign {
+        /// The vCPU.
+        vcpu: VcpuRef,
+        /// The pCPU.
+        pcpu: PcpuId,
+        /// True for assign, false for deassign.
+        assigned: bool,
+    },
+    /// null: a vCPU entered (or left) the waitqueue.
+    NullWaitq {
+        /// The vCPU.
+        vcpu: VcpuRef,
+        /// True when added.
+        added: bool,
+    },
+    /// A domain struct was created (`domain_create`).
+    DomainCreate {
+        /// The new domain.
+        dom: DomId,
+        /// Its name.
+        name: String,
+    },
+    /// A vCPU was created (`vcpu_create`) on its initial pCPU.
+    VcpuCreate {
+        /// The vCPU.
+        vcpu: VcpuRef,
+        /// Initial `processor`.
+        pcpu: PcpuId,
+        /// False if it starts down (`VPF_down`).
+        online: bool,
+    },
+    /// Pages were given to (positive) or taken from (negative) a domain.
+    Memory {
+        /// The domain.
+        dom: DomId,
+        /// Page delta.
+        delta_pages: i64,
+        /// Host free pages afterwards.
+        free_pages: u64,
+    },
+    /// A domain's pause count changed.
+    Pause {
+        /// The domain.
+        dom: DomId,
+        /// `d->pause_count` afterwards.
+        pause_count: u32,
+        /// `d->controller_pause_count` afterwards.
+        controller_pause_count: u32,
+    },
+    /// A domain started shutting down (`domain_shutdown`).
+    Shutdown {
+        /// The domain.
+        dom: DomId,
+        /// The reason.
+        reason: ShutdownReason,
+    },
+    /// A domain's dying state advanced (`domain_kill`).
+    Dying {
+        /// The domain.
+        dom: DomId,
+        /// New state.
+        state: Dying,
+    },
+    /// A domain's struct was freed; its id may be reused.
+    DomainFree {
+        /// The domain.
+        dom: DomId,
+    },
+    /// A toolstack job made a step (`step` is the job's own step code).
+    JobStep {
+        /// The job.
+        job: JobId,
+        /// Step code, stable per job kind (see `toolstack::ops::JobStepCode`).
+        step: u8,
+    },
+    /// A toolstack job finished with xl's exit status.
+    JobDone {
+        /// The job.
+        job: JobId,
+        /// Exit status (0 = success).
+        rc: i32,
+    },
+    /// A line was written to the hypervisor console ring.
+    Console {
+        /// The text, without the `(XEN) ` prefix and newline.
+        text: String,
+    },
+}
+
+impl TraceEvent {
+    /// Appends the pinned canonical encoding of this event.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        let mut e = Encoder::new(out);
+        match self {
+            TraceEvent::Runstate { vcpu, from, to } => {
+                e.u8(1).vcpu(*vcpu).u8(from.code()).u8(to.code());
+            }
+            TraceEvent::Schedule {
+                pcpu,
+                prev,
+                next,
+                next_time,
+            } => {
+                e.u8(2)
+                    .pcpu(*pcpu)
+                    .opt_vcpu(*prev)
+                    .opt_vcpu(*next)
+                    .span(*next_time);
+            }
+            TraceEvent::Tickle { pcpu } => {
+                e.u8(3).pcpu(*pcpu);
+            }
+            TraceEvent::TimerSet { pcpu, deadline } => {
+                e.u8(4).pcpu(*pcpu).time(*deadline);
+            }
+            TraceEvent::NullAssign {
+                vcpu,
+                pcpu,
+                assigned,
+            } => {
+                e.u8(5).vcpu(*vcpu).pcpu(*pcpu).bool(*assigned);
+            }
+            TraceEvent::NullWaitq { vcpu, added } => {
+                e.u8(6).vcpu(*vcpu).bool(*added);
+            }
+            TraceEvent::DomainCreate { dom, name } => {
+                e.u8(7).dom(*dom).str(name);
+            }
+            TraceEvent::VcpuCreate { vcpu, pcpu, online } => {
+                e.u8(8).vcpu(*vcpu).pcpu(*pcpu).bool(*online);
+            }
+            TraceEvent::Memory {
+                dom,
+                delta_pages,
+                free_pages,
+            } => {
+                e.u8(9).dom(*dom).i64(*delta_pages).u64(*free_pages);
+            }
+            TraceEvent::Pause {
+                dom,
+                pause_count,
+                controller_pause_count,
+            } => {
+                e.u8(10)
+                    .dom(*dom)
+                    .u32(*pause_count)
+                    .u32(*controller_pause_count);
+            }
+            TraceEvent::Shutdown { dom, reason } => {
+                e.u8(11).dom(*dom).u8(reason.code());
+            }
+            TraceEvent::Dying { dom, state } => {
+                e.u8(12).dom(*dom).u8(dying_code(*state));
+            }
+            TraceEvent::DomainFree { dom } => {
+                e.u8(13).dom(*dom);
+            }
+            TraceEvent::JobStep { job, step } => {
+                e.u8(14).u32(job.0).u8(*step);
+            }
+            TraceEvent::JobDone { job, rc } => {
+                e.u8(15).u32(job.0).i64(i64::from(*rc));
+            }
+            TraceEvent::Console { text } => {
+                e.u8(16).str(text);
+            }
+        }
+    }
+}
+
+const fn dying_code(state: Dying) -> u8 {
+    match state {
+        Dying::Alive => 0,
+        Dying::Dying => 1,
+        Dying::Dead => 2,
+    }
+}
