@@ -37,6 +37,8 @@ pub mod ids;
 pub mod limits;
 pub mod platform;
 pub mod sched;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod time;
 pub mod toolstack;
 pub mod trace;

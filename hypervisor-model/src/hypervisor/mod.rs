@@ -387,3 +387,6 @@ fn xen_reserved_pages(total_pages: u64) -> u64 {
     const XEN_BASE_PAGES: u64 = 10 * 256;
     total_pages / 128 + XEN_BASE_PAGES
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,247 @@
+//! Behaviour tests of the core through `FakePlatform`: boot, create, wake/block, pause,
+//! destroy, and the null scheduler's assignment rules.
+
+extern crate std;
+
+use alloc::boxed::Box;
+use alloc::string::String;
+
+use super::Hypervisor;
+use crate::domain::vcpu::Runstate;
+use crate::event::CoreInput;
+use crate::ids::{DomId, PcpuId, VcpuId, VcpuRef};
+use crate::sched::SchedKind;
+use crate::testing::{small_host, FakePlatform};
+use crate::time::{STime, Span};
+use crate::toolstack::config::DomainConfig;
+use crate::toolstack::ops::{JobId, ToolstackError, ToolstackOp, ToolstackReply};
+
+fn boot(nr_cpus: u32) -> (Hypervisor, FakePlatform) {
+    let mut p = FakePlatform::default();
+    let mut hv = Hypervisor::boot(small_host(nr_cpus, SchedKind::Null), &mut p);
+    p.run_until_idle(&mut hv);
+    (hv, p)
+}
+
+fn guest(name: &str, vcpus: u32) -> DomainConfig {
+    let mut config = DomainConfig::with_defaults(String::from(name));
+    config.vcpus = vcpus;
+    config.max_vcpus = vcpus;
+    config.memory_kib = 512 * 1024;
+    config.max_memory_kib = 512 * 1024;
+    config
+}
+
+fn vcpu(dom: u16, index: u32) -> VcpuRef {
+    VcpuRef {
+        dom: DomId::new(dom).expect("test domid"),
+        vcpu: VcpuId::new(index).expect("test vcpu"),
+    }
+}
+
+fn cpu(n: u32) -> PcpuId {
+    PcpuId::new(n).expect("test cpu")
+}
+
+fn create(hv: &mut Hypervisor, p: &mut FakePlatform, job: u32, config: DomainConfig) {
+    let op = ToolstackOp::Create {
+        config: Box::new(config),
+        uuid: [0; 16],
+        paused: false,
+    };
+    assert_eq!(
+        hv.handle(
+            &CoreInput::Toolstack {
+                job: JobId(job),
+                op
+            },
+            p
+        ),
+        Ok(())
+    );
+    p.run_until_idle(hv);
+}
+
+#[test]
+fn boot_runs_dom0_vcpu_on_pcpu0() {
+    let (hv, _p) = boot(4);
+    assert_eq!(hv.running_on(cpu(0)), Some(vcpu(0, 0)));
+    assert_eq!(hv.running_on(cpu(1)), None);
+}
+
+#[test]
+fn boot_banner_names_null_scheduler() {
+    let (hv, _p) = boot(4);
+    assert!(hv
+        .console()
+        .read()
+        .contains("(XEN) Using scheduler: null Scheduler (null)\n"));
+}
+
+#[test]
+fn create_assigns_guest_vcpus_to_free_pcpus_in_order() {
+    let (mut hv, mut p) = boot(4);
+    create(&mut hv, &mut p, 1, guest("vm1", 2));
+    assert_eq!(hv.running_on(cpu(1)), Some(vcpu(1, 0)));
+    assert_eq!(hv.running_on(cpu(2)), Some(vcpu(1, 1)));
+}
+
+#[test]
+fn create_takes_virtual_time_for_population() {
+    // 512 MiB = 131072 pages at 1200 ns each, in two batches, plus domctl and build.
+    let (mut hv, mut p) = boot(4);
+    create(&mut hv, &mut p, 1, guest("vm1", 1));
+    assert_eq!(p.now, STime::from_ns(50_000 + 131_072 * 1_200 + 20_000_000));
+}
+
+#[test]
+fn blocked_vcpu_frees_nothing_under_null() {
+    // null: a blocked vCPU keeps its pCPU; the pCPU idles (spec §4.5 rule 3).
+    let (mut hv, mut p) = boot(2);
+    create(&mut hv, &mut p, 1, guest("vm1", 1));
+    assert_eq!(
+        hv.handle(&CoreInput::VcpuBlock { vcpu: vcpu(1, 0) }, &mut p),
+        Ok(())
+    );
+    assert_eq!(hv.running_on(cpu(1)), None);
+    assert_eq!(
+        hv.domain(DomId::new(1).expect("d1"))
+            .map(|d| d.is_blocked()),
+        Some(true)
+    );
+}
+
+#[test]
+fn wake_after_block_runs_vcpu_again_on_same_pcpu() {
+    let (mut hv, mut p) = boot(2);
+    create(&mut hv, &mut p, 1, guest("vm1", 1));
+    assert_eq!(
+        hv.handle(&CoreInput::VcpuBlock { vcpu: vcpu(1, 0) }, &mut p),
+        Ok(())
+    );
+    p.now = p.now.after(Span::from_us(100));
+    assert_eq!(
+        hv.handle(&CoreInput::VcpuWake { vcpu: vcpu(1, 0) }, &mut p),
+        Ok(())
+    );
+    p.run_until_idle(&mut hv);
+    assert_eq!(hv.running_on(cpu(1)), Some(vcpu(1, 0)));
+}
+
+#[test]
+fn extra_vcpu_waits_when_pcpus_are_taken() {
+    // 2 pCPUs: dom0 on 0, vm1v0 on 1, vm1v1 in the waitqueue with no CPU time.
+    let (mut hv, mut p) = boot(2);
+    create(&mut hv, &mut p, 1, guest("vm1", 2));
+    let d1 = hv.domain(DomId::new(1).expect("d1")).expect("vm1 exists");
+    assert_eq!(d1.vcpus[1].runstate, Runstate::Runnable);
+    assert_eq!(hv.running_on(cpu(1)), Some(vcpu(1, 0)));
+}
+
+#[test]
+fn destroy_hands_pcpu_to_waiting_vcpu() {
+    let (mut hv, mut p) = boot(2);
+    create(&mut hv, &mut p, 1, guest("vm1", 1));
+    create(&mut hv, &mut p, 2, guest("vm2", 1));
+    let op = ToolstackOp::Destroy {
+        dom: DomId::new(1).expect("d1"),
+    };
+    assert_eq!(
+        hv.handle(&CoreInput::Toolstack { job: JobId(3), op }, &mut p),
+        Ok(())
+    );
+    p.run_until_idle(&mut hv);
+    assert_eq!(hv.running_on(cpu(1)), Some(vcpu(2, 0)));
+}
+
+#[test]
+fn pause_takes_vcpus_offline_and_unpause_restores() {
+    let (mut hv, mut p) = boot(2);
+    create(&mut hv, &mut p, 1, guest("vm1", 1));
+    let d1 = DomId::new(1).expect("d1");
+    assert_eq!(
+        hv.handle(
+            &CoreInput::Toolstack {
+                job: JobId(2),
+                op: ToolstackOp::Pause { dom: d1 }
+            },
+            &mut p
+        ),
+        Ok(())
+    );
+    p.run_until_idle(&mut hv);
+    assert_eq!(
+        hv.domain(d1).map(|d| d.vcpus[0].runstate),
+        Some(Runstate::Offline)
+    );
+    assert_eq!(
+        hv.handle(
+            &CoreInput::Toolstack {
+                job: JobId(3),
+                op: ToolstackOp::Unpause { dom: d1 }
+            },
+            &mut p
+        ),
+        Ok(())
+    );
+    p.run_until_idle(&mut hv);
+    assert_eq!(hv.running_on(cpu(1)), Some(vcpu(1, 0)));
+}
+
+#[test]
+fn unpause_of_running_domain_is_refused() {
+    let (mut hv, mut p) = boot(2);
+    create(&mut hv, &mut p, 1, guest("vm1", 1));
+    let op = ToolstackOp::Unpause {
+        dom: DomId::new(1).expect("d1"),
+    };
+    assert_eq!(
+        hv.handle(&CoreInput::Toolstack { job: JobId(2), op }, &mut p),
+        Ok(())
+    );
+    let last = p.replies.last().map(|(_, r)| r.clone());
+    assert_eq!(
+        last,
+        Some(ToolstackReply::Done {
+            result: Err(ToolstackError::NotPaused)
+        })
+    );
+}
+
+#[test]
+fn create_beyond_free_memory_fails_before_domain_exists() {
+    let (mut hv, mut p) = boot(2);
+    let mut config = guest("huge", 1);
+    config.memory_kib = 64 * 1024 * 1024;
+    config.max_memory_kib = config.memory_kib;
+    create(&mut hv, &mut p, 1, config);
+    assert_eq!(hv.domains().count(), 1);
+}
+
+#[test]
+fn destroyed_domid_is_not_reused_within_reuse_timeout() {
+    let (mut hv, mut p) = boot(4);
+    create(&mut hv, &mut p, 1, guest("vm1", 1));
+    let op = ToolstackOp::Destroy {
+        dom: DomId::new(1).expect("d1"),
+    };
+    assert_eq!(
+        hv.handle(&CoreInput::Toolstack { job: JobId(2), op }, &mut p),
+        Ok(())
+    );
+    p.run_until_idle(&mut hv);
+    create(&mut hv, &mut p, 3, guest("vm2", 1));
+    assert_eq!(
+        hv.domains()
+            .map(|d| d.id.raw())
+            .collect::<std::vec::Vec<_>>(),
+        [0, 2]
+    );
+}
+
+#[test]
+fn block_of_vcpu_not_running_is_an_input_error() {
+    let (mut hv, mut p) = boot(2);
+    let result = hv.handle(&CoreInput::VcpuBlock { vcpu: vcpu(7, 0) }, &mut p);
+    assert_eq!(result, Err(super::InputError::UnknownVcpu(vcpu(7, 0))));
+}

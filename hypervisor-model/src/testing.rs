@@ -1,0 +1,162 @@
+//! `FakePlatform`: a platform that records every call the core makes, for tests of the core
+//! without the simulator. Deferred toolstack steps and IPIs are queued and handed back by
+//! [`FakePlatform::run_until_idle`] in time order, so a test can drive a whole operation.
+
+use alloc::collections::BTreeMap;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use crate::cpumask::CpuMask;
+use crate::event::CoreInput;
+use crate::hypervisor::boot::{BootConfig, CoreCosts, CpuTopo, Dom0Boot, HostInfo, XenBuild};
+use crate::hypervisor::Hypervisor;
+use crate::ids::{DomId, PcpuId, VcpuRef};
+use crate::platform::{IpiKind, Platform};
+use crate::sched::SchedKind;
+use crate::time::STime;
+use crate::toolstack::config::GuestType;
+use crate::toolstack::ops::{GuestNotice, JobId, ToolstackReply};
+use crate::trace::TraceEvent;
+
+/// A platform that records calls.
+#[derive(Debug, Default)]
+pub struct FakePlatform {
+    /// Current time.
+    pub now: STime,
+    /// Armed timers.
+    pub timers: BTreeMap<PcpuId, STime>,
+    /// Context switches, in order.
+    pub switches: Vec<(PcpuId, Option<VcpuRef>, Option<VcpuRef>)>,
+    /// Pending inputs by (time, sequence).
+    pub pending: BTreeMap<(STime, u64), CoreInput>,
+    /// Sequence counter for `pending`.
+    pub seq: u64,
+    /// Toolstack replies, in order.
+    pub replies: Vec<(JobId, ToolstackReply)>,
+    /// Guest notices, in order.
+    pub notices: Vec<(DomId, GuestNotice)>,
+    /// Every core event, in order.
+    pub events: Vec<TraceEvent>,
+}
+
+impl FakePlatform {
+    fn push(&mut self, at: STime, input: CoreInput) {
+        self.seq += 1;
+        self.pending.insert((at, self.seq), input);
+    }
+
+    /// Hands queued IPIs and toolstack steps to `hv` in (time, sequence) order until none
+    /// is left, checking invariants after each.
+    pub fn run_until_idle(&mut self, hv: &mut Hypervisor) {
+        for _step in 0..100_000 {
+            let Some(((at, _), input)) = self.pending.pop_first() else {
+                return;
+            };
+            self.now = self.now.max(at);
+            let handled = hv.handle(&input, self);
+            assert_eq!(handled, Ok(()), "input {input:?} refused");
+            let broken = hv.check_invariants();
+            assert!(
+                broken.is_empty(),
+                "invariants broken after {input:?}: {broken:?}"
+            );
+        }
+        panic!("run_until_idle did not settle");
+    }
+}
+
+impl Platform for FakePlatform {
+    fn now(&self) -> STime {
+        self.now
+    }
+
+    fn set_timer(&mut self, pcpu: PcpuId, deadline: STime) {
+        self.timers.insert(pcpu, deadline);
+    }
+
+    fn cancel_timer(&mut self, pcpu: PcpuId) {
+        self.timers.remove(&pcpu);
+    }
+
+    fn send_ipi(&mut self, target: PcpuId, kind: IpiKind) {
+        assert_eq!(kind, IpiKind::Schedule);
+        self.push(self.now, CoreInput::Softirq { pcpu: target });
+    }
+
+    fn context_switch(&mut self, pcpu: PcpuId, from: Option<VcpuRef>, to: Option<VcpuRef>) {
+        self.switches.push((pcpu, from, to));
+    }
+
+    fn defer_toolstack(&mut self, job: JobId, deadline: STime) {
+        self.push(deadline, CoreInput::ToolstackContinue { job });
+    }
+
+    fn toolstack_reply(&mut self, job: JobId, reply: ToolstackReply) {
+        self.replies.push((job, reply));
+    }
+
+    fn guest_notify(&mut self, dom: DomId, notice: GuestNotice) {
+        self.notices.push((dom, notice));
+    }
+
+    fn trace(&mut self, event: &TraceEvent) {
+        self.events.push(event.clone());
+    }
+}
+
+/// A boot configuration for a one-socket host with `nr_cpus` cores, 8 GiB, the given
+/// Pool-0 scheduler, and dom0 with one vCPU pinned to pCPU 0.
+pub fn small_host(nr_cpus: u32, sched: SchedKind) -> BootConfig {
+    let cpus = (0..nr_cpus)
+        .map(|core| CpuTopo {
+            core,
+            socket: 0,
+            node: 0,
+        })
+        .collect();
+    BootConfig {
+        host: HostInfo {
+            cpus,
+            cores_per_socket: nr_cpus,
+            threads_per_core: 1,
+            node_memory_pages: alloc::vec![8 * 1024 * 256],
+            node_distances: alloc::vec![10],
+            cpu_khz: 2_400_000,
+        },
+        xen: XenBuild {
+            major: 4,
+            minor: 17,
+            extra: String::from(".5"),
+            changeset: String::new(),
+            compiler: String::from("rustc (xensim)"),
+            compile_by: String::from("xensim"),
+            compile_domain: String::from("xensim"),
+            compile_date: String::from("(scenario epoch)"),
+            build_id: String::from("0000000000000000000000000000000000000000"),
+            commandline: String::from(
+                "dom0_mem=1024M,max:1024M dom0_max_vcpus=1 dom0_vcpus_pin sched=null",
+            ),
+            conring_bytes: crate::limits::CONRING_BYTES_DEFAULT,
+            unknown_options: Vec::new(),
+        },
+        pool0_sched: sched,
+        pools: Vec::new(),
+        free_cpus: CpuMask::empty(nr_cpus),
+        dom0: Dom0Boot {
+            memory_pages: 1024 * 256,
+            vcpus: 1,
+            pin: true,
+            weight: 256,
+            guest_type: GuestType::Pv,
+        },
+        costs: CoreCosts {
+            domctl_ns: 50_000,
+            populate_page_ns: 1_200,
+            build_ns: 20_000_000,
+            destroy_devices_ns: 10_000_000,
+            relinquish_page_ns: 300,
+            populate_batch_pages: 65_536,
+            relinquish_batch_pages: 65_536,
+        },
+    }
+}
