@@ -7,5 +7,6 @@
 
 #![deny(unsafe_code)]
 
+pub mod rng;
 pub mod scenario;
 pub mod xl;
