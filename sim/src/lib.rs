@@ -7,6 +7,7 @@
 
 #![deny(unsafe_code)]
 
+pub mod guest;
 pub mod rng;
 pub mod scenario;
 pub mod xl;

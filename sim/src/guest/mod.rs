@@ -1,0 +1,7 @@
+//! Guest models: what the software inside each domain does.
+//!
+//! - [`dist`]: pinned integer sampling of scenario distributions (`specs/scenario.md` §6.2).
+//! - [`workload`]: the per-vCPU workload state machine that drives vCPU block and wake
+//!   (`specs/scenario.md` §6.1).
+
+pub mod dist;
