@@ -5,3 +5,6 @@
 //!   (`specs/scenario.md` §6.1).
 
 pub mod dist;
+mod mixed;
+mod periodic;
+pub mod workload;
