@@ -181,3 +181,45 @@ fn pick_index(entries: &[Entry], draw: u64) -> usize {
     }
     entries.len() - 1
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entries_with_weights(weights: &[u64]) -> Vec<Entry> {
+        let streams = RngStreams::new(1);
+        let field_streams = FieldStreams::new(&streams, "t");
+        weights
+            .iter()
+            .map(|&weight| Entry {
+                weight,
+                span: Drawn::new(Dist::Const(1), &field_streams, "span"),
+                behavior: Behavior::new(
+                    &WorkloadSpec::CpuBound { yield_every: None },
+                    field_streams,
+                ),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn pick_index_draw_below_first_weight_picks_first() {
+        let entries = entries_with_weights(&[1, 3]);
+
+        let picked = pick_index(&entries, 0);
+
+        assert_eq!(picked, 0);
+    }
+
+    #[test]
+    fn pick_index_draws_past_first_weight_pick_second() {
+        // Weights 1 and 3: draws 1, 2, 3 (three of four) pick entry 1.
+        let entries = entries_with_weights(&[1, 3]);
+
+        let low = pick_index(&entries, 1);
+        let high = pick_index(&entries, 3);
+
+        assert_eq!(low, 1);
+        assert_eq!(high, 1);
+    }
+}
