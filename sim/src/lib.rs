@@ -8,6 +8,7 @@
 #![deny(unsafe_code)]
 
 pub mod guest;
+pub mod machine;
 pub mod rng;
 pub mod scenario;
 pub mod xl;
