@@ -103,9 +103,8 @@ impl Topology {
             return Err(TopologyError::PcpuCount { pcpu_count });
         }
         let node_count = spec.numa_nodes;
-        let fits = node_count >= 1
-            && node_count <= NUMA_NODES_MAX
-            && (spec.sockets % node_count == 0 || node_count % spec.sockets == 0);
+        let fits = (1..=NUMA_NODES_MAX).contains(&node_count)
+            && (spec.sockets.is_multiple_of(node_count) || node_count.is_multiple_of(spec.sockets));
         if !fits {
             return Err(TopologyError::NodeCount {
                 node_count,
