@@ -334,6 +334,19 @@ mod tests {
     }
 
     #[test]
+    fn sample_lognormal_huge_sigma_saturates_without_overflow() {
+        // sigma ≈ 4.3 million: exp(S × Z) is far outside u64 unless Z is within ~1e-5 of 0.
+        let dist = Dist::LogNormal {
+            median: ONE_MS_NS,
+            sigma_milli: u32::MAX,
+        };
+
+        let values = draws(&dist, "lognormal", 8);
+
+        assert!(values.iter().all(|&v| v == 0 || v == SAMPLE_MAX), "{values:?}");
+    }
+
+    #[test]
     fn sample_same_seed_gives_same_sequence() {
         let dist = Dist::Exp { mean: ONE_MS_NS };
 
