@@ -343,7 +343,10 @@ mod tests {
 
         let values = draws(&dist, "lognormal", 8);
 
-        assert!(values.iter().all(|&v| v == 0 || v == SAMPLE_MAX), "{values:?}");
+        assert!(
+            values.iter().all(|&v| v == 0 || v == SAMPLE_MAX),
+            "{values:?}"
+        );
     }
 
     #[test]
