@@ -7,5 +7,8 @@
 
 #![deny(unsafe_code)]
 
+pub mod guest;
+pub mod machine;
+pub mod rng;
 pub mod scenario;
 pub mod xl;

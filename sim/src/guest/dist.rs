@@ -1,0 +1,404 @@
+//! Sampling of scenario distributions (`specs/scenario.md` §6.2), integer-only and pinned.
+//!
+//! A [`Dist`] is drawn from its own named [`Stream`]. The routines below are part of the
+//! replay contract: every platform and build profile gives the same draws, and the golden
+//! snapshot `golden/distributions__first_1000_seed1.snap` shows any change in review.
+//!
+//! # Pinned algorithms
+//!
+//! - `const:V` → `V`; draws nothing from the stream.
+//! - `uniform:A..B` → [`Stream::uniform_u64_inclusive`]`(A, B)` (rejection on `u64`).
+//! - `exp:M` → `floor(M × E)`. One `u32` draw `k`; `U = (k + 1) / 2^32` in Q32.32;
+//!   `E = −ln(U) = −log2(U) × ln 2`. `log2` normalises by the leading-zero count (integer
+//!   part), then takes 32 fraction bits by squaring the Q32 mantissa in `[1, 2)`: each square
+//!   is truncated to Q32 (`(m × m) >> 32`); when it reaches 2 the bit is 1 and `m` halves.
+//!   `−log2(U)` in Q32.32 times `LN2_Q32 = 0xB172_17F8` (ln 2 × 2^32, rounded), `>> 32`.
+//! - `lognormal:M,S` (S in thousandths) → `floor(M × exp(S × Z))`. `Z` = the sum of 12 `u32`
+//!   draws read as Q32 uniforms in `[0, 1)`, minus 6 (Q32.32, signed). `x = floor(S_milli × Z
+//!   / 1000)`; `y = floor(x × LOG2E_Q32 / 2^32)` with `LOG2E_Q32 = 6_196_328_019` (log2 e ×
+//!   2^32, rounded); `exp(x) = 2^y`: integer part `floor(y)` as a shift, fraction `f` bit by
+//!   bit: the Q32 mantissa starts at 1.0 and, for each set bit `i` (from 2^-1 down to 2^-32),
+//!   is multiplied by the table entry `2^(2^-i)` in Q32 (rounded), truncating `>> 32`. The
+//!   result is `(M × mantissa × 2^floor(y)) >> 32`.
+//! - Products use `u128`; every sample is clamped to `[0, 2^62 − 1]` ([`SAMPLE_MAX`]).
+//!
+//! # Invariants
+//!
+//! - No floating point anywhere; all intermediate values fit their integer types.
+//! - `exp` consumes exactly one `u32` per sample, `lognormal` exactly twelve.
+//!
+//! Left out: the parsing of distribution text (the scenario loader builds [`Dist`]).
+
+use crate::rng::Stream;
+use crate::scenario::model::Dist;
+
+/// Largest value a sample takes (`2^62 − 1`, §6.2).
+pub const SAMPLE_MAX: u64 = (1 << 62) - 1;
+
+/// `ln 2 × 2^32`, rounded to nearest.
+const LN2_Q32: u128 = 0xB172_17F8;
+
+/// `log2 e × 2^32`, rounded to nearest.
+const LOG2E_Q32: i128 = 6_196_328_019;
+
+/// One in Q32.32.
+const ONE_Q32: u64 = 1 << 32;
+
+/// Uniforms summed for the approximately normal `Z` (Irwin–Hall, variance 1).
+const NORMAL_TERMS: u32 = 12;
+
+/// `2^(2^-i)` in Q32, rounded to nearest, for `i = 1..=32`.
+const EXP2_FRACTION_TABLE_Q32: [u64; 32] = [
+    0x1_6A09_E668,
+    0x1_306F_E0A3,
+    0x1_172B_83C8,
+    0x1_0B55_86D0,
+    0x1_059B_0D31,
+    0x1_02C9_A3E7,
+    0x1_0163_DAA0,
+    0x1_00B1_AFA6,
+    0x1_0058_C86E,
+    0x1_002C_605E,
+    0x1_0016_2F39,
+    0x1_000B_175F,
+    0x1_0005_8BA0,
+    0x1_0002_C5CC,
+    0x1_0001_62E5,
+    0x1_0000_B172,
+    0x1_0000_58B9,
+    0x1_0000_2C5D,
+    0x1_0000_162E,
+    0x1_0000_0B17,
+    0x1_0000_058C,
+    0x1_0000_02C6,
+    0x1_0000_0163,
+    0x1_0000_00B1,
+    0x1_0000_0059,
+    0x1_0000_002C,
+    0x1_0000_0016,
+    0x1_0000_000B,
+    0x1_0000_0006,
+    0x1_0000_0003,
+    0x1_0000_0001,
+    0x1_0000_0001,
+];
+
+/// Draws one value of `dist` from `stream` (pinned; see the module doc).
+pub fn sample(dist: &Dist, stream: &mut Stream) -> u64 {
+    let value = match *dist {
+        Dist::Const(value) => value,
+        Dist::Uniform { lo, hi } => stream.uniform_u64_inclusive(lo, hi),
+        Dist::Exp { mean } => sample_exp(mean, stream),
+        Dist::LogNormal {
+            median,
+            sigma_milli,
+        } => sample_lognormal(median, sigma_milli, stream),
+    };
+    value.min(SAMPLE_MAX)
+}
+
+/// `floor(mean × −ln(U))`, `U = (k + 1) / 2^32`.
+fn sample_exp(mean: u64, stream: &mut Stream) -> u64 {
+    let unit_q32 = u64::from(stream.next_u32()) + 1;
+    let neg_ln_q32 = neg_ln_unit_q32(unit_q32);
+    let product = u128::from(mean) * u128::from(neg_ln_q32);
+    saturate_u64(product >> 32)
+}
+
+/// `floor(median × exp(sigma × Z))`.
+fn sample_lognormal(median: u64, sigma_milli: u32, stream: &mut Stream) -> u64 {
+    let z_q32 = normal_q32(stream);
+    let x_q32 = (i128::from(sigma_milli) * i128::from(z_q32)).div_euclid(1000);
+    // Arithmetic shift: floor for negative values too.
+    let y_q32 = (x_q32 * LOG2E_Q32) >> 32;
+    scale_by_exp2(median, y_q32)
+}
+
+/// `Z` in Q32.32: the sum of [`NORMAL_TERMS`] Q32 uniforms minus 6.
+fn normal_q32(stream: &mut Stream) -> i64 {
+    let sum: i64 = (0..NORMAL_TERMS)
+        .map(|_| i64::from(stream.next_u32()))
+        .sum();
+    sum - (6_i64 << 32)
+}
+
+/// `−ln(unit)` in Q32.32 for `unit` in Q32.32, `1 <= unit <= 2^32` (i.e. `(0, 1]`).
+fn neg_ln_unit_q32(unit_q32: u64) -> u64 {
+    assert!(unit_q32 >= 1, "ln of zero");
+    assert!(unit_q32 <= ONE_Q32, "ln argument above one");
+    // Integer part of log2: the position of the highest set bit relative to bit 32.
+    let msb_index = 63 - unit_q32.leading_zeros();
+    let neg_int_part = u64::from(32 - msb_index);
+    let mantissa_q32 = unit_q32 << (32 - msb_index);
+    let fraction_q32 = log2_fraction_q32(mantissa_q32);
+    // log2(unit) = −neg_int_part + fraction; fraction is 0 when neg_int_part is 0.
+    let neg_log2_q32 = (neg_int_part << 32) - fraction_q32;
+    saturate_u64((u128::from(neg_log2_q32) * LN2_Q32) >> 32)
+}
+
+/// The 32 fraction bits of `log2(m)` for a Q32 mantissa `m` in `[1, 2)`, by squaring.
+fn log2_fraction_q32(mantissa_q32: u64) -> u64 {
+    assert!(mantissa_q32 >= ONE_Q32, "mantissa below one");
+    assert!(mantissa_q32 < 2 * ONE_Q32, "mantissa not below two");
+    let mut mantissa = mantissa_q32;
+    let mut fraction = 0u64;
+    for bit_index in 0..32u32 {
+        let squared = u128::from(mantissa) * u128::from(mantissa);
+        mantissa = saturate_u64(squared >> 32);
+        if mantissa >= 2 * ONE_Q32 {
+            mantissa >>= 1;
+            fraction |= 1 << (31 - bit_index);
+        }
+    }
+    fraction
+}
+
+/// `2^f` in Q32 for a 32-bit fraction `f` (Q0.32), by the pinned table.
+fn exp2_fraction_q32(fraction: u32) -> u64 {
+    let mut mantissa = ONE_Q32;
+    for (bit_index, factor) in EXP2_FRACTION_TABLE_Q32.iter().enumerate() {
+        if fraction & (1 << (31 - bit_index)) != 0 {
+            mantissa = saturate_u64((u128::from(mantissa) * u128::from(*factor)) >> 32);
+        }
+    }
+    mantissa
+}
+
+/// `floor(value × 2^y)` for `y` in signed Q32.32, clamped to [`SAMPLE_MAX`].
+fn scale_by_exp2(value: u64, y_q32: i128) -> u64 {
+    let int_part = y_q32 >> 32;
+    let fraction = y_q32 - (int_part << 32);
+    let fraction = u32::try_from(fraction).expect("a Q32 fraction fits in 32 bits");
+    let mantissa_q32 = exp2_fraction_q32(fraction);
+    // product < 2^64 × 2^33 = 2^97.
+    let product = u128::from(value) * u128::from(mantissa_q32);
+    if product == 0 {
+        return 0;
+    }
+    let shift = int_part - 32;
+    if shift >= 0 {
+        let headroom = i128::from(product.leading_zeros());
+        if shift >= headroom {
+            return SAMPLE_MAX;
+        }
+        return saturate_u64(product << shift).min(SAMPLE_MAX);
+    }
+    let right = -shift;
+    if right >= 128 {
+        return 0;
+    }
+    saturate_u64(product >> right).min(SAMPLE_MAX)
+}
+
+/// `value` as `u64`, saturating (callers keep values in range; this only avoids `as`).
+fn saturate_u64(value: u128) -> u64 {
+    u64::try_from(value).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fmt::Write as _;
+
+    use super::*;
+    use crate::rng::RngStreams;
+
+    /// The scenario seed the golden snapshot is pinned to.
+    const GOLDEN_SEED: u64 = 1;
+    /// Draws per kind in the golden snapshot (§6.2).
+    const GOLDEN_DRAW_COUNT: usize = 1000;
+    /// 1 ms in ns: a round mean/median for the statistical checks.
+    const ONE_MS_NS: u64 = 1_000_000;
+    /// Draws for the statistical checks: the sample mean of an exponential has a relative
+    /// standard error of 1/sqrt(10_000) = 1 %, so a 4 % band is four standard errors.
+    const STAT_DRAW_COUNT: usize = 10_000;
+
+    fn draws(dist: &Dist, name: &str, count: usize) -> Vec<u64> {
+        let mut stream = RngStreams::new(GOLDEN_SEED).stream(name);
+        (0..count).map(|_| sample(dist, &mut stream)).collect()
+    }
+
+    #[test]
+    fn sample_const_returns_value_without_drawing() {
+        let streams = RngStreams::new(GOLDEN_SEED);
+        let mut used = streams.stream("s");
+        let mut fresh = streams.stream("s");
+
+        let value = sample(&Dist::Const(1234), &mut used);
+
+        assert_eq!(value, 1234);
+        assert_eq!(used.next_u64(), fresh.next_u64());
+    }
+
+    #[test]
+    fn sample_const_above_max_is_clamped() {
+        let mut stream = RngStreams::new(GOLDEN_SEED).stream("s");
+
+        let value = sample(&Dist::Const(u64::MAX), &mut stream);
+
+        assert_eq!(value, SAMPLE_MAX);
+    }
+
+    #[test]
+    fn sample_uniform_stays_within_inclusive_bounds_and_hits_them() {
+        // Range of 5 values over 1000 draws: each bound is hit with overwhelming probability.
+        let dist = Dist::Uniform { lo: 10, hi: 14 };
+
+        let values = draws(&dist, "uniform", GOLDEN_DRAW_COUNT);
+
+        assert_eq!(values.iter().min(), Some(&10));
+        assert_eq!(values.iter().max(), Some(&14));
+    }
+
+    #[test]
+    fn sample_exp_mean_is_within_four_percent_of_m() {
+        let dist = Dist::Exp { mean: ONE_MS_NS };
+
+        let values = draws(&dist, "exp", STAT_DRAW_COUNT);
+        let mean_ns = values.iter().sum::<u64>() / u64::try_from(values.len()).unwrap_or(1);
+
+        assert!(mean_ns > ONE_MS_NS * 96 / 100, "mean {mean_ns}");
+        assert!(mean_ns < ONE_MS_NS * 104 / 100, "mean {mean_ns}");
+    }
+
+    #[test]
+    fn sample_exp_largest_is_about_22_times_mean() {
+        // k = 0 gives U = 2^-32 and E = 32 ln 2 = 22.18.
+        let neg_ln_q32 = neg_ln_unit_q32(1);
+
+        let e_milli = (u128::from(neg_ln_q32) * 1000) >> 32;
+
+        assert_eq!(e_milli, 22_180);
+    }
+
+    #[test]
+    fn neg_ln_unit_q32_of_one_is_zero() {
+        let value = neg_ln_unit_q32(ONE_Q32);
+
+        assert_eq!(value, 0);
+    }
+
+    #[test]
+    fn neg_ln_unit_q32_of_half_is_ln2() {
+        let value = neg_ln_unit_q32(ONE_Q32 / 2);
+
+        assert_eq!(u128::from(value), LN2_Q32);
+    }
+
+    #[test]
+    fn exp2_fraction_q32_of_half_is_sqrt2() {
+        let value = exp2_fraction_q32(1 << 31);
+
+        assert_eq!(value, EXP2_FRACTION_TABLE_Q32[0]);
+    }
+
+    #[test]
+    fn scale_by_exp2_of_minus_one_halves() {
+        let value = scale_by_exp2(1000, -(1 << 32));
+
+        assert_eq!(value, 500);
+    }
+
+    #[test]
+    fn scale_by_exp2_of_huge_exponent_clamps() {
+        let value = scale_by_exp2(1, 100 << 32);
+
+        assert_eq!(value, SAMPLE_MAX);
+    }
+
+    #[test]
+    fn sample_lognormal_median_is_within_five_percent_of_m() {
+        // sigma 0.5: the sample median of 10_000 draws is within a few percent of M.
+        let dist = Dist::LogNormal {
+            median: ONE_MS_NS,
+            sigma_milli: 500,
+        };
+
+        let mut values = draws(&dist, "lognormal", STAT_DRAW_COUNT);
+        values.sort_unstable();
+        let median_ns = values[STAT_DRAW_COUNT / 2];
+
+        assert!(median_ns > ONE_MS_NS * 95 / 100, "median {median_ns}");
+        assert!(median_ns < ONE_MS_NS * 105 / 100, "median {median_ns}");
+    }
+
+    #[test]
+    fn sample_lognormal_zero_sigma_returns_median() {
+        let dist = Dist::LogNormal {
+            median: ONE_MS_NS,
+            sigma_milli: 0,
+        };
+
+        let values = draws(&dist, "lognormal", 3);
+
+        assert_eq!(values, vec![ONE_MS_NS; 3]);
+    }
+
+    #[test]
+    fn sample_lognormal_huge_sigma_saturates_without_overflow() {
+        // sigma ≈ 4.3 million: exp(S × Z) is far outside u64 unless Z is within ~1e-5 of 0.
+        let dist = Dist::LogNormal {
+            median: ONE_MS_NS,
+            sigma_milli: u32::MAX,
+        };
+
+        let values = draws(&dist, "lognormal", 8);
+
+        assert!(
+            values.iter().all(|&v| v == 0 || v == SAMPLE_MAX),
+            "{values:?}"
+        );
+    }
+
+    #[test]
+    fn sample_same_seed_gives_same_sequence() {
+        let dist = Dist::Exp { mean: ONE_MS_NS };
+
+        let first = draws(&dist, "exp", 100);
+        let second = draws(&dist, "exp", 100);
+
+        assert_eq!(first, second);
+    }
+
+    /// Renders the golden text: one section per kind, one decimal number per line.
+    fn render_golden() -> String {
+        let kinds: [(&str, Dist); 3] = [
+            (
+                "uniform:1us..100us",
+                Dist::Uniform {
+                    lo: 1_000,
+                    hi: 100_000,
+                },
+            ),
+            ("exp:1ms", Dist::Exp { mean: ONE_MS_NS }),
+            (
+                "lognormal:1ms,0.5",
+                Dist::LogNormal {
+                    median: ONE_MS_NS,
+                    sigma_milli: 500,
+                },
+            ),
+        ];
+        let mut text = String::new();
+        for (label, dist) in kinds {
+            let stream_name = format!("golden.{label}");
+            let _ = writeln!(text, "# {label} seed {GOLDEN_SEED} stream {stream_name}");
+            for value in draws(&dist, &stream_name, GOLDEN_DRAW_COUNT) {
+                let _ = writeln!(text, "{value}");
+            }
+        }
+        text
+    }
+
+    #[test]
+    fn sample_first_1000_seed1_match_golden() {
+        let text = render_golden();
+
+        // This file is sim/src/guest/dist.rs; the snapshots live in the repository's golden/.
+        insta::with_settings!({
+            snapshot_path => "../../../golden",
+            prepend_module_to_snapshot => false,
+        }, {
+            insta::assert_snapshot!("distributions__first_1000_seed1", text);
+        });
+    }
+}

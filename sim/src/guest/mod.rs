@@ -1,0 +1,10 @@
+//! Guest models: what the software inside each domain does.
+//!
+//! - [`dist`]: pinned integer sampling of scenario distributions (`specs/scenario.md` §6.2).
+//! - [`workload`]: the per-vCPU workload state machine that drives vCPU block and wake
+//!   (`specs/scenario.md` §6.1).
+
+pub mod dist;
+mod mixed;
+mod periodic;
+pub mod workload;

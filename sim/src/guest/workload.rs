@@ -1,0 +1,917 @@
+//! The per-vCPU guest workload model (`specs/scenario.md` §6.1): what the software in one
+//! vCPU asks of the CPU, as a pure state machine in virtual time (u64 ns).
+//!
+//! The run loop drives a [`GuestVcpu`] with five calls and turns its answers into core inputs
+//! (vCPU block, wake, yield):
+//!
+//! 1. [`GuestVcpu::new`] at `now_ns` (the instant the vCPU starts running guest code). Its
+//!    [`GuestVcpu::state`] is the initial state: [`GuestState::Runnable`], or
+//!    [`GuestState::Blocked`] with an optional timer wake (the loop schedules it).
+//! 2. When the vCPU gets a pCPU at `now`, [`GuestVcpu::run_demand_ns`] says how much CPU time
+//!    it needs before its next voluntary action: `Some(ns)` (the loop schedules a
+//!    demand-done event at `now + ns`) or `None` (it never acts: `cpu_bound` without
+//!    `yield_every`).
+//! 3. When the vCPU loses its pCPU after running `ran_ns` (preempted or paused), the loop
+//!    cancels the demand-done event and calls [`GuestVcpu::account`]; the rest of the demand
+//!    is remembered and `run_demand_ns` reports it at the next run.
+//! 4. When the demand-done event fires, [`GuestVcpu::on_demand_done`] consumes whatever is
+//!    left of the current demand (the loop may, but need not, `account` that last segment)
+//!    and returns a [`GuestAction`]: `Block` (with an optional timer wake), `Yield`
+//!    (`SCHEDOP_yield`, stays runnable with new demand) or `Continue` (new demand at once).
+//! 5. When the timer wake fires, [`GuestVcpu::on_wake`] makes it runnable with new demand.
+//!
+//! # Semantics per kind
+//!
+//! - `idle`: blocked. With `tick`, the first wake is `tick` after the start; each wake runs
+//!   `tick_work`; the next tick is the previous *planned* tick plus a new `tick` draw (a
+//!   fixed cadence, so wake latency does not stretch it). If that instant has already passed
+//!   when the work finishes, the missed tick is dropped and the next one is the same draw
+//!   after now.
+//! - `cpu_bound`: runnable from the start. Without `yield_every` it never acts; with it, it
+//!   yields after each `yield_every` draw of run time.
+//! - `periodic`: see `guest/periodic.rs`; blocked until job 0 is ready (`phase` + jitter
+//!   after the start, even when that is the start itself); job records for metrics.
+//! - `bursty`: runnable from the start with a `service` draw; when done, blocks with a timer
+//!   wake `think` later; each wake draws a new `service`.
+//! - `mixed`: see `guest/mixed.rs`; `span` is virtual wall time measured from the pick.
+//!
+//! A wake before the requested timer (or with none) is spurious: the guest finds nothing to
+//! do, needs 0 ns of CPU, and its demand-done blocks again with the same timer.
+//!
+//! # Random streams
+//!
+//! Every distribution field has its own stream `workload.<domain>.v<index>.<field>`
+//! (`tick`, `tick_work`, `yield_every`, `wcet`, `phase`, `jitter`, `service`, `think`);
+//! a `mixed` entry `k` uses `workload.<domain>.v<index>.mix<k>.<field>` (and `.span`), and
+//! the picker uses `workload.<domain>.v<index>.mix`. Each field draws in the order its values
+//! are needed; the periodic fields draw by job index, independent of the schedule.
+//!
+//! # Invariants
+//!
+//! - `on_demand_done` and `run_demand_ns` only while runnable; `on_wake` only while blocked
+//!   (asserted: calling them otherwise is a run-loop bug).
+//! - xensim differs: zero-length recurrences (`tick`, `yield_every`, `span`, and a `bursty`
+//!   cycle whose `service` and `think` are both 0) are raised to 1 ns, so virtual time always
+//!   advances between two voluntary actions of a vCPU.
+//!
+//! Left out: the `io` kind and the `memory`/`net`/`disk` sub-tables (not in the typed
+//! [`WorkloadSpec`] yet).
+
+use crate::guest::dist::sample;
+use crate::guest::mixed::MixedModel;
+use crate::guest::periodic::{PeriodicModel, PeriodicParams};
+use crate::rng::{RngStreams, Stream};
+use crate::scenario::model::{Dist, WorkloadSpec};
+
+pub use crate::guest::periodic::JobRecord;
+
+/// Whether a vCPU's guest wants the CPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GuestState {
+    /// It has work (`run_demand_ns` says how much).
+    Runnable,
+    /// It waits; `Some(t)`: a guest timer wakes it at `t` ns.
+    Blocked {
+        /// Absolute wake time, ns.
+        wake_at_ns: Option<u64>,
+    },
+}
+
+/// What the guest does when its planned run completes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GuestAction {
+    /// Blocks (`SCHEDOP_block`); `Some(t)`: a guest timer wakes it at `t` ns.
+    Block {
+        /// Absolute wake time, ns.
+        wake_at_ns: Option<u64>,
+    },
+    /// `SCHEDOP_yield`: stays runnable with new demand.
+    Yield,
+    /// Stays runnable with new demand at once.
+    Continue,
+}
+
+impl GuestAction {
+    /// The state the guest is in after this action.
+    pub fn state_after(self) -> GuestState {
+        match self {
+            GuestAction::Block { wake_at_ns } => GuestState::Blocked { wake_at_ns },
+            GuestAction::Yield | GuestAction::Continue => GuestState::Runnable,
+        }
+    }
+}
+
+/// Names the streams of one workload: `<prefix>.<field>`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FieldStreams<'a> {
+    streams: &'a RngStreams,
+    prefix: &'a str,
+}
+
+impl<'a> FieldStreams<'a> {
+    pub(crate) fn new(streams: &'a RngStreams, prefix: &'a str) -> Self {
+        Self { streams, prefix }
+    }
+
+    /// The stream `<prefix>.<field>`.
+    pub(crate) fn field(&self, field: &str) -> Stream {
+        self.streams.stream(&format!("{}.{field}", self.prefix))
+    }
+
+    /// The root streams and the prefix, for nested workloads.
+    pub(crate) fn parts(&self) -> (&'a RngStreams, &'a str) {
+        (self.streams, self.prefix)
+    }
+}
+
+/// The guest workload of one vCPU (see the module doc for the calling protocol).
+#[derive(Debug, Clone)]
+pub struct GuestVcpu {
+    behavior: Behavior,
+    state: GuestState,
+    /// Set by a spurious wake: the timer to re-arm when the 0 ns run completes.
+    spurious_wake_at_ns: Option<Option<u64>>,
+    cpu_ns_total: u64,
+}
+
+impl GuestVcpu {
+    /// Builds the workload of vCPU `vcpu_index` of `domain`, starting at `now_ns`.
+    pub fn new(
+        spec: &WorkloadSpec,
+        streams: &RngStreams,
+        domain: &str,
+        vcpu_index: u32,
+        now_ns: u64,
+    ) -> Self {
+        let prefix = format!("workload.{domain}.v{vcpu_index}");
+        let mut behavior = Behavior::new(spec, FieldStreams::new(streams, &prefix));
+        let state = behavior.start(now_ns);
+        Self {
+            behavior,
+            state,
+            spurious_wake_at_ns: None,
+            cpu_ns_total: 0,
+        }
+    }
+
+    /// Runnable, or blocked with an optional timer wake.
+    pub fn state(&self) -> GuestState {
+        self.state
+    }
+
+    /// CPU time needed before the next voluntary action, if the vCPU runs from `now_ns`;
+    /// `None`: it never acts.
+    pub fn run_demand_ns(&self, now_ns: u64) -> Option<u64> {
+        assert_eq!(
+            self.state,
+            GuestState::Runnable,
+            "demand asked of a blocked vCPU"
+        );
+        if self.spurious_wake_at_ns.is_some() {
+            return Some(0);
+        }
+        self.behavior.run_demand_ns(now_ns)
+    }
+
+    /// The vCPU lost its pCPU after running `ran_ns`.
+    pub fn account(&mut self, ran_ns: u64) {
+        assert_eq!(self.state, GuestState::Runnable, "a blocked vCPU ran");
+        self.cpu_ns_total = self.cpu_ns_total.saturating_add(ran_ns);
+        if self.spurious_wake_at_ns.is_none() {
+            self.behavior.account(ran_ns);
+        }
+    }
+
+    /// The planned run completed at `now_ns`: what the guest does next.
+    pub fn on_demand_done(&mut self, now_ns: u64) -> GuestAction {
+        assert_eq!(
+            self.state,
+            GuestState::Runnable,
+            "demand done on a blocked vCPU"
+        );
+        let action = match self.spurious_wake_at_ns.take() {
+            Some(wake_at_ns) => GuestAction::Block { wake_at_ns },
+            None => self.behavior.on_demand_done(now_ns),
+        };
+        self.state = action.state_after();
+        action
+    }
+
+    /// The guest timer (or anything else) woke the vCPU at `now_ns`.
+    pub fn on_wake(&mut self, now_ns: u64) {
+        let GuestState::Blocked { wake_at_ns } = self.state else {
+            panic!("wake of a runnable vCPU");
+        };
+        match wake_at_ns {
+            Some(at_ns) if at_ns <= now_ns => self.behavior.on_wake(now_ns),
+            _ => self.spurious_wake_at_ns = Some(wake_at_ns),
+        }
+        self.state = GuestState::Runnable;
+    }
+
+    /// CPU time the vCPU has run in total (everything given to `account`), ns.
+    pub fn cpu_ns_total(&self) -> u64 {
+        self.cpu_ns_total
+    }
+
+    /// The job records of a `periodic` workload generated so far (empty for other kinds).
+    pub fn jobs(&self) -> &[JobRecord] {
+        match &self.behavior {
+            Behavior::Periodic(model) => model.jobs(),
+            _ => &[],
+        }
+    }
+
+    /// Generates the records of every periodic job released before `end_ns` (so unfinished
+    /// jobs are visible to the metrics) and returns all records (empty for other kinds).
+    pub fn jobs_released_before(&mut self, end_ns: u64) -> &[JobRecord] {
+        match &mut self.behavior {
+            Behavior::Periodic(model) => model.jobs_released_before(end_ns),
+            _ => &[],
+        }
+    }
+}
+
+/// A workload kind's model. Each follows the protocol of the module doc, without the
+/// spurious-wake handling (done once in [`GuestVcpu`]).
+#[derive(Debug, Clone)]
+pub(crate) enum Behavior {
+    Idle(IdleModel),
+    CpuBound(CpuBoundModel),
+    Periodic(PeriodicModel),
+    Bursty(BurstyModel),
+    Mixed(Box<MixedModel>),
+}
+
+impl Behavior {
+    /// Builds the model of `spec` with its streams; `start` must follow.
+    pub(crate) fn new(spec: &WorkloadSpec, streams: FieldStreams<'_>) -> Self {
+        match spec {
+            WorkloadSpec::Idle { tick, tick_work } => {
+                Behavior::Idle(IdleModel::new(*tick, *tick_work, &streams))
+            }
+            WorkloadSpec::CpuBound { yield_every } => {
+                Behavior::CpuBound(CpuBoundModel::new(*yield_every, &streams))
+            }
+            WorkloadSpec::Periodic {
+                period_ns,
+                wcet,
+                deadline_ns,
+                phase,
+                jitter,
+            } => {
+                let params = PeriodicParams {
+                    period_ns: *period_ns,
+                    wcet: *wcet,
+                    deadline_ns: *deadline_ns,
+                    phase: *phase,
+                    jitter: *jitter,
+                };
+                Behavior::Periodic(PeriodicModel::new(params, &streams))
+            }
+            WorkloadSpec::Bursty { service, think } => {
+                Behavior::Bursty(BurstyModel::new(*service, *think, &streams))
+            }
+            WorkloadSpec::Mixed { mix } => Behavior::Mixed(Box::new(MixedModel::new(mix, streams))),
+        }
+    }
+
+    /// (Re)starts the workload at `now_ns`.
+    pub(crate) fn start(&mut self, now_ns: u64) -> GuestState {
+        match self {
+            Behavior::Idle(model) => model.start(now_ns),
+            Behavior::CpuBound(model) => model.start(),
+            Behavior::Periodic(model) => model.start(now_ns),
+            Behavior::Bursty(model) => model.start(),
+            Behavior::Mixed(model) => model.start(now_ns),
+        }
+    }
+
+    pub(crate) fn run_demand_ns(&self, now_ns: u64) -> Option<u64> {
+        match self {
+            Behavior::Idle(model) => Some(model.demand_ns_left),
+            Behavior::CpuBound(model) => model.run_demand_ns(),
+            Behavior::Periodic(model) => model.run_demand_ns(),
+            Behavior::Bursty(model) => Some(model.demand_ns_left),
+            Behavior::Mixed(model) => model.run_demand_ns(now_ns),
+        }
+    }
+
+    pub(crate) fn account(&mut self, ran_ns: u64) {
+        match self {
+            Behavior::Idle(model) => {
+                model.demand_ns_left = model.demand_ns_left.saturating_sub(ran_ns)
+            }
+            Behavior::CpuBound(model) => {
+                model.demand_ns_left = model.demand_ns_left.saturating_sub(ran_ns);
+            }
+            Behavior::Periodic(model) => model.account(ran_ns),
+            Behavior::Bursty(model) => {
+                model.demand_ns_left = model.demand_ns_left.saturating_sub(ran_ns)
+            }
+            Behavior::Mixed(model) => model.account(ran_ns),
+        }
+    }
+
+    pub(crate) fn on_demand_done(&mut self, now_ns: u64) -> GuestAction {
+        match self {
+            Behavior::Idle(model) => model.on_demand_done(now_ns),
+            Behavior::CpuBound(model) => model.on_demand_done(),
+            Behavior::Periodic(model) => model.on_demand_done(now_ns),
+            Behavior::Bursty(model) => model.on_demand_done(now_ns),
+            Behavior::Mixed(model) => model.on_demand_done(now_ns),
+        }
+    }
+
+    /// A wake at or after the requested timer.
+    pub(crate) fn on_wake(&mut self, now_ns: u64) {
+        match self {
+            Behavior::Idle(model) => model.on_wake(),
+            Behavior::CpuBound(_) => {}
+            Behavior::Periodic(model) => model.on_wake(now_ns),
+            Behavior::Bursty(model) => model.on_wake(),
+            Behavior::Mixed(model) => model.on_wake(now_ns),
+        }
+    }
+}
+
+/// A distribution with its stream.
+#[derive(Debug, Clone)]
+pub(crate) struct Drawn {
+    dist: Dist,
+    stream: Stream,
+}
+
+impl Drawn {
+    pub(crate) fn new(dist: Dist, streams: &FieldStreams<'_>, field: &str) -> Self {
+        Self {
+            dist,
+            stream: streams.field(field),
+        }
+    }
+
+    /// The next draw.
+    pub(crate) fn draw(&mut self) -> u64 {
+        sample(&self.dist, &mut self.stream)
+    }
+
+    /// The next draw, at least 1 (for recurrences; see the module doc).
+    pub(crate) fn draw_positive(&mut self) -> u64 {
+        self.draw().max(1)
+    }
+}
+
+/// `idle`, optionally with a tick.
+#[derive(Debug, Clone)]
+pub(crate) struct IdleModel {
+    tick: Option<Drawn>,
+    tick_work: Drawn,
+    /// The planned instant of the tick being served or awaited.
+    tick_at_ns: u64,
+    demand_ns_left: u64,
+}
+
+impl IdleModel {
+    fn new(tick: Option<Dist>, tick_work: Dist, streams: &FieldStreams<'_>) -> Self {
+        Self {
+            tick: tick.map(|dist| Drawn::new(dist, streams, "tick")),
+            tick_work: Drawn::new(tick_work, streams, "tick_work"),
+            tick_at_ns: 0,
+            demand_ns_left: 0,
+        }
+    }
+
+    fn start(&mut self, now_ns: u64) -> GuestState {
+        self.demand_ns_left = 0;
+        let Some(tick) = self.tick.as_mut() else {
+            return GuestState::Blocked { wake_at_ns: None };
+        };
+        self.tick_at_ns = now_ns.saturating_add(tick.draw_positive());
+        GuestState::Blocked {
+            wake_at_ns: Some(self.tick_at_ns),
+        }
+    }
+
+    fn on_wake(&mut self) {
+        self.demand_ns_left = self.tick_work.draw();
+    }
+
+    fn on_demand_done(&mut self, now_ns: u64) -> GuestAction {
+        self.demand_ns_left = 0;
+        let Some(tick) = self.tick.as_mut() else {
+            return GuestAction::Block { wake_at_ns: None };
+        };
+        // The next tick follows the previous planned one (a periodic timer); ticks missed
+        // while the vCPU waited for a pCPU are dropped, as Linux's hrtimer_forward() does.
+        let tick_ns = tick.draw_positive();
+        let next_at_ns = self.tick_at_ns.saturating_add(tick_ns);
+        self.tick_at_ns = if next_at_ns > now_ns {
+            next_at_ns
+        } else {
+            now_ns.saturating_add(tick_ns)
+        };
+        GuestAction::Block {
+            wake_at_ns: Some(self.tick_at_ns),
+        }
+    }
+}
+
+/// `cpu_bound`, optionally yielding.
+#[derive(Debug, Clone)]
+pub(crate) struct CpuBoundModel {
+    yield_every: Option<Drawn>,
+    demand_ns_left: u64,
+}
+
+impl CpuBoundModel {
+    fn new(yield_every: Option<Dist>, streams: &FieldStreams<'_>) -> Self {
+        Self {
+            yield_every: yield_every.map(|dist| Drawn::new(dist, streams, "yield_every")),
+            demand_ns_left: 0,
+        }
+    }
+
+    fn start(&mut self) -> GuestState {
+        self.demand_ns_left = self.yield_every.as_mut().map_or(0, Drawn::draw_positive);
+        GuestState::Runnable
+    }
+
+    fn run_demand_ns(&self) -> Option<u64> {
+        self.yield_every.as_ref().map(|_| self.demand_ns_left)
+    }
+
+    fn on_demand_done(&mut self) -> GuestAction {
+        match self.yield_every.as_mut() {
+            Some(yield_every) => {
+                self.demand_ns_left = yield_every.draw_positive();
+                GuestAction::Yield
+            }
+            // Never planned (no demand-done without yield_every); stay runnable.
+            None => GuestAction::Continue,
+        }
+    }
+}
+
+/// `bursty`: service, think, repeat.
+#[derive(Debug, Clone)]
+pub(crate) struct BurstyModel {
+    service: Drawn,
+    think: Drawn,
+    service_ns_last: u64,
+    demand_ns_left: u64,
+}
+
+impl BurstyModel {
+    fn new(service: Dist, think: Dist, streams: &FieldStreams<'_>) -> Self {
+        Self {
+            service: Drawn::new(service, streams, "service"),
+            think: Drawn::new(think, streams, "think"),
+            service_ns_last: 0,
+            demand_ns_left: 0,
+        }
+    }
+
+    fn start(&mut self) -> GuestState {
+        self.on_wake();
+        GuestState::Runnable
+    }
+
+    fn on_wake(&mut self) {
+        self.service_ns_last = self.service.draw();
+        self.demand_ns_left = self.service_ns_last;
+    }
+
+    fn on_demand_done(&mut self, now_ns: u64) -> GuestAction {
+        self.demand_ns_left = 0;
+        let mut think_ns = self.think.draw();
+        if self.service_ns_last == 0 {
+            think_ns = think_ns.max(1);
+        }
+        GuestAction::Block {
+            wake_at_ns: Some(now_ns.saturating_add(think_ns)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::model::MixEntry;
+
+    /// Any seed: these tests use constant distributions unless they check the streams.
+    const SEED: u64 = 1;
+    const DOMAIN: &str = "web";
+    const US: u64 = 1_000;
+    const MS: u64 = 1_000_000;
+
+    fn guest(spec: &WorkloadSpec) -> GuestVcpu {
+        GuestVcpu::new(spec, &RngStreams::new(SEED), DOMAIN, 0, 0)
+    }
+
+    fn periodic_spec(phase_ns: u64, jitter_ns: u64) -> WorkloadSpec {
+        WorkloadSpec::Periodic {
+            period_ns: 10 * MS,
+            wcet: Dist::Const(2 * MS),
+            deadline_ns: 10 * MS,
+            phase: Dist::Const(phase_ns),
+            jitter: Dist::Const(jitter_ns),
+        }
+    }
+
+    fn bursty_spec() -> WorkloadSpec {
+        WorkloadSpec::Bursty {
+            service: Dist::Const(MS),
+            think: Dist::Const(10 * MS),
+        }
+    }
+
+    fn single_mix(workload: WorkloadSpec, span: Dist) -> WorkloadSpec {
+        WorkloadSpec::Mixed {
+            mix: vec![MixEntry {
+                weight: 1,
+                span,
+                workload,
+            }],
+        }
+    }
+
+    #[test]
+    fn idle_without_tick_starts_blocked_forever() {
+        let spec = WorkloadSpec::Idle {
+            tick: None,
+            tick_work: Dist::Const(2 * US),
+        };
+
+        let vcpu = guest(&spec);
+
+        assert_eq!(vcpu.state(), GuestState::Blocked { wake_at_ns: None });
+    }
+
+    #[test]
+    fn idle_with_tick_wakes_and_runs_tick_work_then_blocks_until_next_tick() {
+        let spec = WorkloadSpec::Idle {
+            tick: Some(Dist::Const(4 * MS)),
+            tick_work: Dist::Const(2 * US),
+        };
+        let mut vcpu = guest(&spec);
+        let initial = vcpu.state();
+
+        vcpu.on_wake(4 * MS);
+        let demand = vcpu.run_demand_ns(4 * MS);
+        let action = vcpu.on_demand_done(4 * MS + 2 * US);
+
+        assert_eq!(
+            initial,
+            GuestState::Blocked {
+                wake_at_ns: Some(4 * MS)
+            }
+        );
+        assert_eq!(demand, Some(2 * US));
+        assert_eq!(
+            action,
+            GuestAction::Block {
+                wake_at_ns: Some(8 * MS)
+            }
+        );
+    }
+
+    #[test]
+    fn idle_tick_work_finishing_after_next_tick_drops_missed_tick() {
+        let spec = WorkloadSpec::Idle {
+            tick: Some(Dist::Const(4 * MS)),
+            tick_work: Dist::Const(2 * US),
+        };
+        let mut vcpu = guest(&spec);
+        vcpu.on_wake(4 * MS);
+
+        // The work ends at 9 ms, past the 8 ms tick: the next tick is one tick after now.
+        let action = vcpu.on_demand_done(9 * MS);
+
+        assert_eq!(
+            action,
+            GuestAction::Block {
+                wake_at_ns: Some(13 * MS)
+            }
+        );
+    }
+
+    #[test]
+    fn idle_spurious_wake_runs_nothing_and_blocks_again() {
+        let spec = WorkloadSpec::Idle {
+            tick: None,
+            tick_work: Dist::Const(2 * US),
+        };
+        let mut vcpu = guest(&spec);
+
+        vcpu.on_wake(MS);
+        let demand = vcpu.run_demand_ns(MS);
+        let action = vcpu.on_demand_done(MS);
+
+        assert_eq!(demand, Some(0));
+        assert_eq!(action, GuestAction::Block { wake_at_ns: None });
+    }
+
+    #[test]
+    fn cpu_bound_without_yield_is_runnable_and_never_acts() {
+        let spec = WorkloadSpec::CpuBound { yield_every: None };
+
+        let vcpu = guest(&spec);
+
+        assert_eq!(vcpu.state(), GuestState::Runnable);
+        assert_eq!(vcpu.run_demand_ns(0), None);
+    }
+
+    #[test]
+    fn cpu_bound_with_yield_every_yields_and_draws_new_demand() {
+        let spec = WorkloadSpec::CpuBound {
+            yield_every: Some(Dist::Const(MS)),
+        };
+        let mut vcpu = guest(&spec);
+
+        let action = vcpu.on_demand_done(MS);
+
+        assert_eq!(action, GuestAction::Yield);
+        assert_eq!(vcpu.state(), GuestState::Runnable);
+        assert_eq!(vcpu.run_demand_ns(MS), Some(MS));
+    }
+
+    #[test]
+    fn cpu_bound_preempted_remembers_demand_left() {
+        let spec = WorkloadSpec::CpuBound {
+            yield_every: Some(Dist::Const(MS)),
+        };
+        let mut vcpu = guest(&spec);
+
+        vcpu.account(300 * US);
+
+        assert_eq!(vcpu.run_demand_ns(2 * MS), Some(700 * US));
+        assert_eq!(vcpu.cpu_ns_total(), 300 * US);
+    }
+
+    #[test]
+    fn periodic_starts_blocked_until_phase() {
+        let vcpu = guest(&periodic_spec(MS, 0));
+
+        assert_eq!(
+            vcpu.state(),
+            GuestState::Blocked {
+                wake_at_ns: Some(MS)
+            }
+        );
+    }
+
+    #[test]
+    fn periodic_job_done_records_completion_and_blocks_until_next_release() {
+        let mut vcpu = guest(&periodic_spec(MS, 0));
+        vcpu.on_wake(MS);
+
+        let demand = vcpu.run_demand_ns(MS);
+        let action = vcpu.on_demand_done(3 * MS);
+
+        assert_eq!(demand, Some(2 * MS));
+        assert_eq!(
+            action,
+            GuestAction::Block {
+                wake_at_ns: Some(11 * MS)
+            }
+        );
+        assert_eq!(
+            vcpu.jobs()[0],
+            JobRecord {
+                job_index: 0,
+                release_ns: MS,
+                ready_ns: MS,
+                deadline_ns: 11 * MS,
+                demand_ns: 2 * MS,
+                completion_ns: Some(3 * MS),
+            }
+        );
+    }
+
+    #[test]
+    fn periodic_job_finishing_after_next_release_continues_with_queued_job() {
+        let mut vcpu = guest(&periodic_spec(MS, 0));
+        vcpu.on_wake(MS);
+
+        // Job 0 finishes at 12 ms, after job 1's release at 11 ms: job 1 runs at once.
+        let action = vcpu.on_demand_done(12 * MS);
+
+        assert_eq!(action, GuestAction::Continue);
+        assert_eq!(vcpu.run_demand_ns(12 * MS), Some(2 * MS));
+        assert_eq!(vcpu.jobs()[1].release_ns, 11 * MS);
+        assert_eq!(vcpu.jobs()[1].completion_ns, None);
+    }
+
+    #[test]
+    fn periodic_jitter_delays_ready_but_not_release_or_deadline() {
+        let mut vcpu = guest(&periodic_spec(MS, 500 * US));
+
+        let jobs = vcpu.jobs_released_before(2 * MS).to_vec();
+
+        assert_eq!(
+            vcpu.state(),
+            GuestState::Blocked {
+                wake_at_ns: Some(1_500 * US)
+            }
+        );
+        assert_eq!(jobs[0].release_ns, MS);
+        assert_eq!(jobs[0].ready_ns, 1_500 * US);
+        assert_eq!(jobs[0].deadline_ns, 11 * MS);
+    }
+
+    #[test]
+    fn periodic_jobs_released_before_lists_unfinished_jobs() {
+        let mut vcpu = guest(&periodic_spec(0, 0));
+
+        // Releases at 0, 10 and 20 ms are before 25 ms.
+        let jobs = vcpu.jobs_released_before(25 * MS);
+
+        assert_eq!(jobs.len(), 3);
+        assert_eq!(jobs[2].release_ns, 20 * MS);
+        assert_eq!(jobs[2].completion_ns, None);
+    }
+
+    #[test]
+    fn periodic_releases_count_from_start_instant() {
+        let start_ns = 7 * MS;
+
+        let vcpu = GuestVcpu::new(
+            &periodic_spec(MS, 0),
+            &RngStreams::new(SEED),
+            DOMAIN,
+            0,
+            start_ns,
+        );
+
+        assert_eq!(
+            vcpu.state(),
+            GuestState::Blocked {
+                wake_at_ns: Some(8 * MS)
+            }
+        );
+    }
+
+    #[test]
+    fn bursty_runs_service_then_blocks_for_think() {
+        let mut vcpu = guest(&bursty_spec());
+        let demand = vcpu.run_demand_ns(0);
+
+        let action = vcpu.on_demand_done(2 * MS);
+
+        assert_eq!(demand, Some(MS));
+        assert_eq!(
+            action,
+            GuestAction::Block {
+                wake_at_ns: Some(12 * MS)
+            }
+        );
+    }
+
+    #[test]
+    fn bursty_wake_after_think_draws_new_service() {
+        let mut vcpu = guest(&bursty_spec());
+        let _ = vcpu.on_demand_done(MS);
+
+        vcpu.on_wake(11 * MS);
+
+        assert_eq!(vcpu.run_demand_ns(11 * MS), Some(MS));
+    }
+
+    #[test]
+    fn bursty_service_is_drawn_from_its_named_stream() {
+        let service = Dist::Exp { mean: MS };
+        let spec = WorkloadSpec::Bursty {
+            service,
+            think: Dist::Const(MS),
+        };
+        let streams = RngStreams::new(SEED);
+        let mut expected_stream = streams.stream("workload.web.v3.service");
+
+        let vcpu = GuestVcpu::new(&spec, &streams, DOMAIN, 3, 0);
+
+        let expected = crate::guest::dist::sample(&service, &mut expected_stream);
+        assert_eq!(vcpu.run_demand_ns(0), Some(expected));
+    }
+
+    #[test]
+    fn mixed_span_caps_demand_of_cpu_bound_entry() {
+        let spec = single_mix(
+            WorkloadSpec::CpuBound { yield_every: None },
+            Dist::Const(5 * MS),
+        );
+        let vcpu = guest(&spec);
+
+        let demand_at_start = vcpu.run_demand_ns(0);
+        let demand_later = vcpu.run_demand_ns(2 * MS);
+
+        assert_eq!(demand_at_start, Some(5 * MS));
+        assert_eq!(demand_later, Some(3 * MS));
+    }
+
+    #[test]
+    fn mixed_span_end_picks_again_and_continues_runnable_entry() {
+        let spec = single_mix(
+            WorkloadSpec::CpuBound { yield_every: None },
+            Dist::Const(5 * MS),
+        );
+        let mut vcpu = guest(&spec);
+
+        let action = vcpu.on_demand_done(5 * MS);
+
+        assert_eq!(action, GuestAction::Continue);
+        assert_eq!(vcpu.run_demand_ns(5 * MS), Some(5 * MS));
+    }
+
+    #[test]
+    fn mixed_blocked_entry_wake_is_capped_at_span_end() {
+        let spec = single_mix(bursty_spec(), Dist::Const(5 * MS));
+        let mut vcpu = guest(&spec);
+
+        // Service ends at 1 ms; think would wake at 11 ms, but the span ends at 5 ms.
+        let action = vcpu.on_demand_done(MS);
+
+        assert_eq!(
+            action,
+            GuestAction::Block {
+                wake_at_ns: Some(5 * MS)
+            }
+        );
+    }
+
+    #[test]
+    fn mixed_wake_at_span_end_into_blocked_entry_runs_nothing_then_blocks() {
+        let idle = WorkloadSpec::Idle {
+            tick: None,
+            tick_work: Dist::Const(2 * US),
+        };
+        let spec = single_mix(idle, Dist::Const(5 * MS));
+        let mut vcpu = guest(&spec);
+        let initial = vcpu.state();
+
+        vcpu.on_wake(5 * MS);
+        let demand = vcpu.run_demand_ns(5 * MS);
+        let action = vcpu.on_demand_done(5 * MS);
+
+        assert_eq!(
+            initial,
+            GuestState::Blocked {
+                wake_at_ns: Some(5 * MS)
+            }
+        );
+        assert_eq!(demand, Some(0));
+        assert_eq!(
+            action,
+            GuestAction::Block {
+                wake_at_ns: Some(10 * MS)
+            }
+        );
+    }
+
+    #[test]
+    fn mixed_span_is_drawn_from_entry_stream() {
+        let span = Dist::Exp { mean: 5 * MS };
+        let spec = single_mix(WorkloadSpec::CpuBound { yield_every: None }, span);
+        let streams = RngStreams::new(SEED);
+        let mut expected_stream = streams.stream("workload.web.v0.mix0.span");
+
+        let vcpu = GuestVcpu::new(&spec, &streams, DOMAIN, 0, 0);
+
+        let expected = crate::guest::dist::sample(&span, &mut expected_stream).max(1);
+        assert_eq!(vcpu.run_demand_ns(0), Some(expected));
+    }
+
+    #[test]
+    fn guest_same_seed_gives_same_demands() {
+        let spec = WorkloadSpec::CpuBound {
+            yield_every: Some(Dist::Exp { mean: MS }),
+        };
+        let mut first = guest(&spec);
+        let mut second = guest(&spec);
+
+        let _ = first.on_demand_done(MS);
+        let _ = second.on_demand_done(MS);
+
+        assert_eq!(first.run_demand_ns(MS), second.run_demand_ns(MS));
+    }
+
+    #[test]
+    fn guest_other_vcpu_index_gives_other_demands() {
+        let spec = WorkloadSpec::CpuBound {
+            yield_every: Some(Dist::Exp { mean: MS }),
+        };
+        let streams = RngStreams::new(SEED);
+
+        let vcpu0 = GuestVcpu::new(&spec, &streams, DOMAIN, 0, 0);
+        let vcpu1 = GuestVcpu::new(&spec, &streams, DOMAIN, 1, 0);
+
+        assert_ne!(vcpu0.run_demand_ns(0), vcpu1.run_demand_ns(0));
+    }
+
+    #[test]
+    #[should_panic(expected = "wake of a runnable vCPU")]
+    fn guest_wake_of_runnable_vcpu_panics() {
+        let mut vcpu = guest(&WorkloadSpec::CpuBound { yield_every: None });
+
+        vcpu.on_wake(0);
+    }
+}
