@@ -1,0 +1,347 @@
+//! The replay trace and the run hash.
+//!
+//! Every core input and every core event becomes one record:
+//! `kind: u8 (0 input, 1 event) | host: u16 LE | time_ns: u64 LE | payload` where the payload
+//! is the core's pinned canonical encoding (`hypervisor_model::encode`). The run hash is
+//! SipHash-1-3 with a fixed key over `len: u32 LE | record` for every record in order.
+//!
+//! The trace file (`--trace`) is self-contained so `xensim replay` needs nothing else:
+//! `MAGIC | format: u32 | hash algorithm name | seed: u64 | scenario name | sources
+//! (count, then name and text of the scenario and every xl.cfg) | records (u32 length
+//! then bytes) | END marker u32::MAX | run hash u64`. Strings are u32 length + UTF-8.
+//!
+//! # Invariants
+//! - The hash depends only on the records: not on whether a file is written, the build
+//!   profile, the thread, or the machine.
+
+use std::fs::File;
+use std::hash::Hasher;
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::path::Path;
+
+use hypervisor_model::encode::TRACE_FORMAT_VERSION;
+use hypervisor_model::event::CoreInput;
+use hypervisor_model::trace::TraceEvent;
+use siphasher::sip::SipHasher13;
+
+/// File magic of a replay trace.
+pub const TRACE_MAGIC: &[u8; 8] = b"XSTRACE\0";
+/// Version of the file framing (the record payloads have `TRACE_FORMAT_VERSION`).
+pub const FILE_FORMAT_VERSION: u32 = 1;
+/// Name of the pinned hash, written in the header.
+pub const HASH_ALGORITHM: &str = "siphash-1-3/k=xensim-trace-v1";
+/// The fixed SipHash key ("xensim-trace-v1\0" as two little-endian u64s).
+const HASH_KEY: (u64, u64) = (0x7274_2d6d_6973_6e65, 0x0031_762d_6563_6161);
+const END_MARKER: u32 = u32::MAX;
+const KIND_INPUT: u8 = 0;
+const KIND_EVENT: u8 = 1;
+
+/// A run hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunHash(pub u64);
+
+impl std::fmt::Display for RunHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+/// Errors reading or writing a trace file.
+#[derive(Debug, thiserror::Error)]
+pub enum TraceError {
+    /// The file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// What failed.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not a trace, or is cut short, or from another format version.
+    #[error("{path}: not a usable xensim trace: {reason}")]
+    Format {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// The header of a replay trace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceHeader {
+    /// Seed of the run.
+    pub seed: u64,
+    /// Scenario file name.
+    pub scenario_name: String,
+    /// (name, text) of the scenario and every xl.cfg it read, scenario first.
+    pub sources: Vec<(String, String)>,
+}
+
+/// Where the first divergence of a replay was found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Divergence {
+    /// Record index (0-based).
+    pub index: u64,
+    /// Virtual time of the record produced now, if any.
+    pub time_ns: Option<u64>,
+    /// The recorded bytes (`None` = the recording ended earlier).
+    pub expected: Option<Vec<u8>>,
+    /// The bytes produced now (`None` = the run ended earlier).
+    pub actual: Option<Vec<u8>>,
+}
+
+/// Hashes records, and writes or checks them.
+#[derive(Debug)]
+pub struct Recorder {
+    hasher: SipHasher13,
+    record_count: u64,
+    scratch: Vec<u8>,
+    writer: Option<(String, BufWriter<File>)>,
+    expected: Option<std::vec::IntoIter<Vec<u8>>>,
+    divergence: Option<Divergence>,
+    write_error: Option<std::io::Error>,
+}
+
+impl Recorder {
+    /// A recorder that only hashes.
+    pub fn new() -> Recorder {
+        Recorder {
+            hasher: SipHasher13::new_with_keys(HASH_KEY.0, HASH_KEY.1),
+            record_count: 0,
+            scratch: Vec::with_capacity(256),
+            writer: None,
+            expected: None,
+            divergence: None,
+            write_error: None,
+        }
+    }
+
+    /// A recorder that also writes a trace file with `header`.
+    pub fn to_file(path: &Path, header: &TraceHeader) -> Result<Recorder, TraceError> {
+        let name = path.display().to_string();
+        let io = |source| TraceError::Io { path: name.clone(), source };
+        let file = File::create(path).map_err(io)?;
+        let mut writer = BufWriter::new(file);
+        write_header(&mut writer, header).map_err(io)?;
+        let mut recorder = Recorder::new();
+        recorder.writer = Some((name, writer));
+        Ok(recorder)
+    }
+
+    /// A recorder that compares every record with `expected` (a replay).
+    pub fn checking(expected: Vec<Vec<u8>>) -> Recorder {
+        let mut recorder = Recorder::new();
+        recorder.expected = Some(expected.into_iter());
+        recorder
+    }
+
+    /// Records a core input.
+    pub fn input(&mut self, host: u16, time_ns: u64, input: &CoreInput) {
+        self.begin(KIND_INPUT, host, time_ns);
+        input.encode(&mut self.scratch);
+        self.commit(time_ns);
+    }
+
+    /// Records a core event.
+    pub fn event(&mut self, host: u16, time_ns: u64, event: &TraceEvent) {
+        self.begin(KIND_EVENT, host, time_ns);
+        event.encode(&mut self.scratch);
+        self.commit(time_ns);
+    }
+
+    fn begin(&mut self, kind: u8, host: u16, time_ns: u64) {
+        self.scratch.clear();
+        self.scratch.push(kind);
+        self.scratch.extend_from_slice(&host.to_le_bytes());
+        self.scratch.extend_from_slice(&time_ns.to_le_bytes());
+    }
+
+    fn commit(&mut self, time_ns: u64) {
+        let len = u32::try_from(self.scratch.len()).expect("record under 4 GiB");
+        self.hasher.write(&len.to_le_bytes());
+        self.hasher.write(&self.scratch);
+        if let Some((_, writer)) = &mut self.writer {
+            // The first write error is kept and reported by `finish`.
+            let written = writer.write_all(&len.to_le_bytes()).and_then(|()| writer.write_all(&self.scratch));
+            if let (Err(error), None) = (written, &self.write_error) {
+                self.write_error = Some(error);
+            }
+        }
+        if let Some(expected) = &mut self.expected {
+            if self.divergence.is_none() {
+                let want = expected.next();
+                if want.as_deref() != Some(self.scratch.as_slice()) {
+                    self.divergence = Some(Divergence {
+                        index: self.record_count,
+                        time_ns: Some(time_ns),
+                        expected: want,
+                        actual: Some(self.scratch.clone()),
+                    });
+                }
+            }
+        }
+        self.record_count += 1;
+    }
+
+    /// True once a replay has diverged.
+    pub fn diverged(&self) -> bool {
+        self.divergence.is_some()
+    }
+
+    /// Number of records so far.
+    pub fn record_count(&self) -> u64 {
+        self.record_count
+    }
+
+    /// Ends the recording: the run hash, and for a replay the first divergence (including
+    /// a recording that has records this run did not produce).
+    pub fn finish(mut self) -> Result<(RunHash, Option<Divergence>), TraceError> {
+        let hash = RunHash(self.hasher.finish());
+        if let Some((name, mut writer)) = self.writer.take() {
+            let io = |source| TraceError::Io { path: name.clone(), source };
+            if let Some(error) = self.write_error.take() {
+                return Err(io(error));
+            }
+            writer.write_all(&END_MARKER.to_le_bytes()).map_err(io)?;
+            writer.write_all(&hash.0.to_le_bytes()).map_err(io)?;
+            writer.flush().map_err(io)?;
+        }
+        if self.divergence.is_none() {
+            if let Some(extra) = self.expected.as_mut().and_then(Iterator::next) {
+                self.divergence = Some(Divergence { index: self.record_count, time_ns: None, expected: Some(extra), actual: None });
+            }
+        }
+        Ok((hash, self.divergence))
+    }
+}
+
+impl Default for Recorder {
+    fn default() -> Self {
+        Recorder::new()
+    }
+}
+
+fn put_str(w: &mut impl Write, s: &str) -> std::io::Result<()> {
+    let len = u32::try_from(s.len()).map_err(|_| std::io::Error::other("string over 4 GiB"))?;
+    w.write_all(&len.to_le_bytes())?;
+    w.write_all(s.as_bytes())
+}
+
+fn write_header(w: &mut impl Write, h: &TraceHeader) -> std::io::Result<()> {
+    w.write_all(TRACE_MAGIC)?;
+    w.write_all(&FILE_FORMAT_VERSION.to_le_bytes())?;
+    w.write_all(&TRACE_FORMAT_VERSION.to_le_bytes())?;
+    put_str(w, HASH_ALGORITHM)?;
+    w.write_all(&h.seed.to_le_bytes())?;
+    put_str(w, &h.scenario_name)?;
+    let count = u32::try_from(h.sources.len()).map_err(|_| std::io::Error::other("too many sources"))?;
+    w.write_all(&count.to_le_bytes())?;
+    for (name, text) in &h.sources {
+        put_str(w, name)?;
+        put_str(w, text)?;
+    }
+    Ok(())
+}
+
+/// A trace file read back: header, records and the recorded hash.
+#[derive(Debug)]
+pub struct TraceFile {
+    /// The header.
+    pub header: TraceHeader,
+    /// Every record, in order.
+    pub records: Vec<Vec<u8>>,
+    /// The hash written at the end.
+    pub hash: RunHash,
+}
+
+/// Reads a trace file written by [`Recorder::to_file`].
+pub fn read_trace(path: &Path) -> Result<TraceFile, TraceError> {
+    let name = path.display().to_string();
+    let file = File::open(path).map_err(|source| TraceError::Io { path: name.clone(), source })?;
+    let mut r = Reader { inner: BufReader::new(file), path: name };
+    let mut magic = [0u8; 8];
+    r.bytes(&mut magic)?;
+    if &magic != TRACE_MAGIC {
+        return Err(r.bad("wrong magic"));
+    }
+    let file_version = r.u32()?;
+    let record_version = r.u32()?;
+    if file_version != FILE_FORMAT_VERSION || record_version != TRACE_FORMAT_VERSION {
+        return Err(r.bad(&format!("format {file_version}/{record_version}, this xensim reads {FILE_FORMAT_VERSION}/{TRACE_FORMAT_VERSION}")));
+    }
+    let algorithm = r.string()?;
+    if algorithm != HASH_ALGORITHM {
+        return Err(r.bad(&format!("hash algorithm {algorithm:?}")));
+    }
+    let seed = r.u64()?;
+    let scenario_name = r.string()?;
+    let source_count = r.u32()?;
+    let mut sources = Vec::new();
+    for _ in 0..source_count {
+        let source_name = r.string()?;
+        sources.push((source_name, r.string()?));
+    }
+    let mut records = Vec::new();
+    loop {
+        let len = r.u32()?;
+        if len == END_MARKER {
+            break;
+        }
+        let mut record = vec![0u8; usize::try_from(len).map_err(|_| r.bad("record length"))?];
+        r.bytes(&mut record)?;
+        records.push(record);
+    }
+    let hash = RunHash(r.u64()?);
+    Ok(TraceFile { header: TraceHeader { seed, scenario_name, sources }, records, hash })
+}
+
+struct Reader {
+    inner: BufReader<File>,
+    path: String,
+}
+
+impl Reader {
+    fn bad(&self, reason: &str) -> TraceError {
+        TraceError::Format { path: self.path.clone(), reason: reason.to_string() }
+    }
+
+    fn bytes(&mut self, buf: &mut [u8]) -> Result<(), TraceError> {
+        self.inner.read_exact(buf).map_err(|_| self.bad("file ends early"))
+    }
+
+    fn u32(&mut self) -> Result<u32, TraceError> {
+        let mut b = [0u8; 4];
+        self.bytes(&mut b)?;
+        Ok(u32::from_le_bytes(b))
+    }
+
+    fn u64(&mut self) -> Result<u64, TraceError> {
+        let mut b = [0u8; 8];
+        self.bytes(&mut b)?;
+        Ok(u64::from_le_bytes(b))
+    }
+
+    fn string(&mut self) -> Result<String, TraceError> {
+        let len = self.u32()?;
+        if len > (1 << 30) {
+            return Err(self.bad("string too long"));
+        }
+        let mut b = vec![0u8; usize::try_from(len).map_err(|_| self.bad("string length"))?];
+        self.bytes(&mut b)?;
+        String::from_utf8(b).map_err(|_| self.bad("string is not UTF-8"))
+    }
+}
+
+/// Splits a record into (kind, host, time) and its payload, for divergence reports.
+pub fn record_fields(record: &[u8]) -> Option<(&'static str, u16, u64, &[u8])> {
+    let kind = match record.first()? {
+        &KIND_INPUT => "input",
+        &KIND_EVENT => "event",
+        _ => "unknown",
+    };
+    let host = u16::from_le_bytes(record.get(1..3)?.try_into().ok()?);
+    let time_ns = u64::from_le_bytes(record.get(3..11)?.try_into().ok()?);
+    Some((kind, host, time_ns, record.get(11..)?))
+}
