@@ -257,6 +257,11 @@ impl<'a> Tbl<'a> {
         &self.context
     }
 
+    /// The key prefix (`topology.`).
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
     /// The file this table is in.
     pub fn file_index(&self) -> usize {
         self.file_index
@@ -332,7 +337,7 @@ impl<'a> Tbl<'a> {
     }
 
     /// Reports keys never asked for as unknown.
-    pub fn finish(self, d: &Diags) {
+    pub fn finish(&self, d: &Diags) {
         let asked = self.asked.borrow();
         for entry in self.entries {
             if !asked.contains(&entry.key) {

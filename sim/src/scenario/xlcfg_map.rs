@@ -29,8 +29,10 @@ pub struct XlCfgSource<'a> {
     pub text: &'a str,
     /// Where it is, for locations.
     pub origin: TextOrigin,
-    /// Put before every message (`[[domain]] vm1 xl ` for inline configs, else empty).
+    /// Put before every message (`[[domain]] vm1 xl: ` for inline configs, else empty).
     pub prefix: String,
+    /// The scenario's domain name: used when `name` is absent, must match when present.
+    pub expected_name: Option<String>,
 }
 
 /// Keys accepted and type-checked but not stored.
@@ -203,7 +205,7 @@ impl Mapper<'_> {
     fn setting(&self, s: &XlSetting, cfg: &mut Draft) {
         let name = s.name.as_str();
         match name {
-            "name" => cfg.name = self.string(s),
+            "name" => cfg.name = self.string(s).map(|n| (n, s.value.offset_bytes)),
             "type" => cfg.guest_type = self.guest_type(s, false).or(cfg.guest_type),
             "builder" => cfg.builder = self.guest_type(s, true),
             "memory" => cfg.memory = self.mib_as_kib(s).map(|v| (v, s.value.offset_bytes)),
@@ -306,7 +308,7 @@ impl Mapper<'_> {
 /// Settings read so far, before defaults.
 struct Draft {
     out: DomainConfig,
-    name: Option<String>,
+    name: Option<(String, usize)>,
     guest_type: Option<GuestType>,
     builder: Option<GuestType>,
     memory: Option<(u64, usize)>,
@@ -357,8 +359,13 @@ pub fn load_xl_cfg(d: &Diags, src: &XlCfgSource<'_>, host: &HostCpus) -> Option<
 
 fn finish(m: &Mapper<'_>, draft: Draft, errors_before: usize) -> Option<DomainConfig> {
     let mut out = draft.out;
-    match draft.name {
-        Some(name) if !name.is_empty() => out.name = name,
+    match (draft.name, &m.src.expected_name) {
+        (Some((name, at)), Some(expected)) if name != *expected => {
+            let message = format!("name {name:?} differs from the scenario's domain {expected:?}");
+            m.error(at, "name", &message);
+        }
+        (Some((name, _)), _) if !name.is_empty() => out.name = name,
+        (None, Some(expected)) => out.name.clone_from(expected),
         _ => m.error(0, "name", "Domain name must be specified."),
     }
     out.guest_type = draft.guest_type.or(draft.builder).unwrap_or(GuestType::Pv);
@@ -430,6 +437,7 @@ mod tests {
             text,
             origin: TextOrigin::file(file_index),
             prefix: String::new(),
+            expected_name: None,
         };
         let host = HostCpus {
             node_of_cpu: vec![0, 0, 1, 1],
