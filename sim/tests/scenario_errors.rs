@@ -21,7 +21,10 @@ mod errors {
         fn $case() {
             let file = concat!(stringify!($case), ".toml");
             let rendered =
-                rendered_errors(file, include_str!(concat!("fixtures/bad/", stringify!($case), ".toml")));
+                rendered_errors(
+                    file,
+                    include_str!(concat!("fixtures/bad/", stringify!($case), ".toml")),
+                );
             insta::with_settings!({
                 snapshot_path => "../../golden",
                 prepend_module_to_snapshot => false,

@@ -9,6 +9,7 @@ use std::path::Path;
 
 pub mod diag;
 pub mod host;
+pub mod host_extra;
 pub mod load;
 pub mod model;
 pub mod schema;
