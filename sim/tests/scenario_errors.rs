@@ -114,3 +114,28 @@ mod quickstart {
         assert_eq!(scenario.sim.seed, 7);
     }
 }
+
+#[cfg(test)]
+mod config_file {
+    use std::path::Path;
+
+    use xensim::scenario::{load_str, LoadOptions};
+
+    #[test]
+    fn config_file_error_is_located_in_cfg_file() {
+        let text = "[sim]\nseed = 1\nduration = \"2s\"\n[host.h0]\n\
+                    topology = { sockets = 1, cores_per_socket = 4 }\nmemory = \"8GiB\"\n\
+                    scheduler = \"null\"\n[[domain]]\nname = \"web\"\n\
+                    config = \"guests/bad-web.cfg\"\n";
+        let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+        let error = load_str("web.toml", text, &base, &LoadOptions::default())
+            .expect_err("vcpus > maxvcpus");
+        assert!(
+            error
+                .render()
+                .starts_with("error: guests/bad-web.cfg:3:9: vcpus: vcpus (3) is larger"),
+            "{}",
+            error.render()
+        );
+    }
+}
