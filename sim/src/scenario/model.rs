@@ -30,6 +30,13 @@ pub struct Scenario {
     pub expects: Vec<Expect>,
     /// Located warnings (unknown xl.cfg keys and the like), already rendered.
     pub warnings: Vec<String>,
+    /// xl.cfg files named by `[[at]] xl = "create PATH"`, parsed at load time, keyed by the
+    /// path as written in the command.
+    pub create_configs: BTreeMap<String, DomainConfig>,
+    /// `[fabric]` (present iff there are two or more hosts).
+    pub fabric: Option<FabricSpec>,
+    /// Global `[costs]` overrides, by cost key.
+    pub costs: BTreeMap<String, CostValue>,
 }
 
 /// One file the scenario is made of.
@@ -56,6 +63,14 @@ pub struct SimSpec {
     pub trace_file: Option<std::path::PathBuf>,
     /// `[sim.trace] decision_log`.
     pub decision_log: bool,
+    /// `percentile_method`: `"nearest_rank"` (default) or `"hdr_3sd"`.
+    pub percentile_method: String,
+    /// `[sim.trace] perfetto`, resolved like `trace_file`.
+    pub perfetto_file: Option<std::path::PathBuf>,
+    /// `[sim.trace] perfetto_window`, ns (`None` = whole run).
+    pub perfetto_window_ns: Option<(u64, u64)>,
+    /// `[sim.trace] perfetto_counters` (`runq`, `free_memory`, `balloon`); all by default.
+    pub perfetto_counters: Vec<String>,
 }
 
 /// Scheduler names a pool can use.
@@ -184,6 +199,98 @@ pub struct HostSpec {
     pub dom0: Dom0Spec,
     /// Xen build and command line.
     pub xen: XenSpec,
+    /// Cost-model machine profile (`cost-model.md` §6).
+    pub profile: String,
+    /// Physical NICs.
+    pub nics: Vec<NicSpec>,
+    /// Physical disks.
+    pub disks: Vec<HostDiskSpec>,
+    /// `/etc/xen/xl.conf`.
+    pub xl_conf: XlConfSpec,
+    /// `[host.<name>.costs]` overrides, by cost key.
+    pub costs: BTreeMap<String, CostValue>,
+}
+
+/// A physical NIC.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NicSpec {
+    /// `eth0`.
+    pub name: String,
+    /// Line rate, bytes/s.
+    pub rate_bytes_per_s: u64,
+}
+
+/// A physical disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostDiskSpec {
+    /// `nvme0`.
+    pub name: String,
+    /// `nvme`, `optane`, `sata-ssd` or `hdd`.
+    pub model: String,
+    /// NUMA node it hangs off.
+    pub node: u32,
+}
+
+/// `[host.<name>.xl_conf]`: the xl.conf keys xensim models.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct XlConfSpec {
+    /// `claim_mode` (default on).
+    pub claim_mode: bool,
+    /// `autoballoon`: `"off"`, `"on"` or `"auto"`.
+    pub autoballoon: String,
+    /// `vif.default.bridge`.
+    pub vif_default_bridge: String,
+    /// `max_grant_frames`.
+    pub max_grant_frames: u32,
+    /// `max_maptrack_frames`.
+    pub max_maptrack_frames: u32,
+}
+
+/// A cost-table value: fixed, or jittered uniformly in `lo..=hi` (`cost-model.md` §7.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CostValue {
+    /// A fixed value in the key's unit.
+    Fixed(u64),
+    /// Uniform jitter.
+    Range {
+        /// Lower bound.
+        lo: u64,
+        /// Upper bound (≥ `lo`).
+        hi: u64,
+    },
+}
+
+/// One network link's parameters (`[fabric]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkSpec {
+    /// One-way delay per frame.
+    pub latency: Dist,
+    /// Serialisation rate, bytes/s.
+    pub bandwidth_bytes_per_s: u64,
+    /// Drop probability per frame, ppm.
+    pub loss_ppm: u32,
+    /// Largest frame, bytes.
+    pub mtu_bytes: u32,
+}
+
+/// A per-pair override.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkOverride {
+    /// Index into `Scenario::hosts`.
+    pub a_host_index: usize,
+    /// Index into `Scenario::hosts`.
+    pub b_host_index: usize,
+    /// The link (unset fields taken from the default link).
+    pub link: LinkSpec,
+}
+
+/// `[fabric]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FabricSpec {
+    /// Every pair not in `links`.
+    pub default_link: LinkSpec,
+    /// Overrides, symmetric.
+    pub links: Vec<LinkOverride>,
 }
 
 /// A random variable over durations (ns) or sizes (bytes); `specs/scenario.md` §6.2.

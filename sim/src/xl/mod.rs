@@ -1,3 +1,4 @@
 //! xl as a user sees it: command lines (`command.rs`) and cpu lists (`cpulist.rs`).
 
 pub mod command;
+pub mod cpulist;

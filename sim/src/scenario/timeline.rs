@@ -1,0 +1,242 @@
+//! `[[at]]` entries (`specs/scenario.md` §7): xl command lines parsed with
+//! `XlCommand::parse` and located word by word; `xl create PATH` loads its xl.cfg now.
+//!
+//! # Invariants
+//! - The returned timeline is sorted by time, stable (equal times keep file order).
+//! - Every `create` path in the timeline has a parsed config in the returned map.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use hypervisor_model::toolstack::config::DomainConfig;
+
+use super::diag::{Diags, TextOrigin};
+use super::host::LoadedHost;
+use super::model::{AtAction, AtEntry};
+use super::tree::{conv, Kind, Node, Tbl};
+use super::unsupported::{self, Feature};
+use super::xlcfg_map::{load_xl_cfg, XlCfgSource};
+use crate::xl::command::{split_words, XlCommand};
+
+/// Parsed timeline and the configs `xl create` entries name.
+pub type Timeline = (Vec<AtEntry>, BTreeMap<String, DomainConfig>);
+
+/// Reads every `[[at]]`.
+pub fn timeline(
+    d: &Diags,
+    file_index: usize,
+    base_dir: &Path,
+    top: &Tbl<'_>,
+    hosts: &[LoadedHost],
+    duration_ns: u64,
+) -> Timeline {
+    let mut entries = Vec::new();
+    let mut configs = BTreeMap::new();
+    for (index, item) in top.array(d, "at").unwrap_or(&[]).iter().enumerate() {
+        let t = Tbl::new(d, file_index, item, &format!("[[at]] #{}", index + 1), "");
+        let time_ns = t.req(d, "time", conv::duration);
+        if let (Some(time), Some(node)) = (time_ns, t.get("time")) {
+            if time >= duration_ns {
+                let message = format!("time ({time} ns) must be < sim.duration ({duration_ns} ns)");
+                t.error_at(d, node, "time", &message);
+            }
+        }
+        let expect_rc = t.opt(d, "expect_rc", conv::i32_);
+        let actions = ["xl", "xenstore", "fault"].map(|k| t.get(k).map(|n| (k, n)));
+        let given: Vec<(&str, &Node)> = actions.into_iter().flatten().collect();
+        if given.len() != 1 {
+            let message = format!(
+                "{}: exactly one of xl, xenstore, fault is required",
+                t.context()
+            );
+            d.error(t.here(), message);
+        }
+        let is_fault = given.iter().any(|(k, _)| *k == "fault");
+        let host_index = if is_fault && !t.has("host") {
+            Some(0)
+        } else {
+            host_ref(d, &t, hosts)
+        };
+        let mut action = None;
+        for (key, node) in &given {
+            match *key {
+                "xl" => {
+                    action = xl_action(
+                        d,
+                        &t,
+                        node,
+                        host_index.and_then(|i| hosts.get(i)),
+                        base_dir,
+                        &mut configs,
+                    )
+                }
+                "xenstore" => {
+                    t.opt(d, "xenstore", conv::string);
+                    unsupported::check(
+                        d,
+                        t.loc(node.offset),
+                        &t.path("xenstore"),
+                        Feature::AtXenstore,
+                    );
+                }
+                _ => {
+                    fault(d, &t, node);
+                }
+            }
+        }
+        t.finish(d);
+        let text = t
+            .get("xl")
+            .and_then(|n| conv::string(n).ok())
+            .unwrap_or_default();
+        if let (Some(time_ns), Some(host_index), Some(action)) = (time_ns, host_index, action) {
+            entries.push(AtEntry {
+                time_ns,
+                host_index,
+                action,
+                text,
+                expect_rc,
+            });
+        }
+    }
+    entries.sort_by_key(|e| e.time_ns);
+    (entries, configs)
+}
+
+fn host_ref(d: &Diags, t: &Tbl<'_>, hosts: &[LoadedHost]) -> Option<usize> {
+    match t.opt(d, "host", conv::name) {
+        Some(name) => {
+            let found = hosts.iter().position(|h| h.spec.name == name);
+            if let (None, Some(node)) = (found, t.get("host")) {
+                t.error_at(d, node, "host", &format!("no host named {name:?}"));
+            }
+            found
+        }
+        None if t.has("host") => None,
+        None if hosts.len() == 1 => Some(0),
+        None => {
+            if !hosts.is_empty() {
+                d.error(
+                    t.here(),
+                    format!("{}: required with more than one host", t.path("host")),
+                );
+            }
+            None
+        }
+    }
+}
+
+fn xl_action(
+    d: &Diags,
+    t: &Tbl<'_>,
+    node: &Node,
+    host: Option<&LoadedHost>,
+    base_dir: &Path,
+    configs: &mut BTreeMap<String, DomainConfig>,
+) -> Option<AtAction> {
+    let Kind::Str(line, origin) = &node.kind else {
+        t.error_at(
+            d,
+            node,
+            "xl",
+            &format!("expected a string, found {}", node.describe()),
+        );
+        return None;
+    };
+    let at = |offset: usize| {
+        if origin.exact {
+            t.loc(origin.content_offset + offset)
+        } else {
+            t.loc(node.offset)
+        }
+    };
+    let words = match split_words(line) {
+        Ok(words) => words,
+        Err(e) => {
+            d.error(
+                t.loc(node.offset),
+                format!("{}: {}", t.path("xl"), e.message),
+            );
+            return None;
+        }
+    };
+    let plain: Vec<String> = words.iter().map(|(_, w)| w.clone()).collect();
+    let command = match XlCommand::parse(&plain) {
+        Ok(command) => command,
+        Err(e) => {
+            let offset = words.get(e.word_index).map_or(0, |(o, _)| *o);
+            let sub = plain.first().map_or("", String::as_str);
+            let message = match unsupported::not_yet(Feature::XlCommand(sub)) {
+                Some(why) if e.word_index == 0 => why,
+                _ => e.message,
+            };
+            d.error(at(offset), format!("{}: {message}", t.path("xl")));
+            return None;
+        }
+    };
+    if let XlCommand::Create { config_path, .. } = &command {
+        let host = host?;
+        let offset = words
+            .get(1..)
+            .and_then(|w| w.iter().find(|(_, x)| x == config_path))
+            .map_or(0, |(o, _)| *o);
+        let path = base_dir.join(config_path);
+        let body = match std::fs::read_to_string(&path) {
+            Ok(body) => body,
+            Err(e) => {
+                let message = format!("{}: cannot read xl.cfg {config_path:?}: {e}", t.path("xl"));
+                d.error(at(offset), message);
+                return None;
+            }
+        };
+        let index = d.add_source(config_path, &body);
+        let src = XlCfgSource {
+            text: &body,
+            origin: TextOrigin::file(index),
+            prefix: String::new(),
+            expected_name: None,
+        };
+        let cfg = load_xl_cfg(d, &src, &host.cpus)?;
+        configs.insert(config_path.clone(), cfg);
+    }
+    Some(AtAction::Xl(command))
+}
+
+const FAULT_KINDS: &[(&str, &[&str])] = &[
+    ("crash-domain", &["domain"]),
+    ("restart-domain", &["domain"]),
+    ("partition", &["a", "b"]),
+    ("heal", &["a", "b"]),
+    ("link-loss", &["a", "b", "loss_ppm"]),
+    ("disk-error", &["domain", "vbd", "count"]),
+    ("lost-interrupt", &["domain", "port", "device", "count"]),
+    ("spurious-timer", &["host", "pcpu"]),
+    ("host-crash", &["host"]),
+];
+
+/// Validates a fault table's kind and field names, then refuses it (not run yet).
+fn fault(d: &Diags, t: &Tbl<'_>, node: &Node) {
+    let f = Tbl::new(d, t.file_index(), node, t.context(), "fault.");
+    if let Some(kind) = f.req(d, "kind", conv::string) {
+        match FAULT_KINDS.iter().find(|(k, _)| *k == kind) {
+            Some((_, fields)) => {
+                for field in *fields {
+                    f.get(field);
+                }
+            }
+            None => {
+                if let Some(n) = f.get("kind") {
+                    let kinds: Vec<&str> = FAULT_KINDS.iter().map(|(k, _)| *k).collect();
+                    let message = format!(
+                        "expected one of {}, found {}",
+                        kinds.join(", "),
+                        n.describe()
+                    );
+                    f.error_at(d, n, "kind", &message);
+                }
+            }
+        }
+    }
+    f.finish(d);
+    unsupported::check(d, t.loc(node.offset), &t.path("fault"), Feature::AtFault);
+}

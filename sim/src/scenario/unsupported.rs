@@ -1,0 +1,128 @@
+//! The one table of scenario features this xensim build parses but does not run yet.
+//!
+//! A scenario using one of them fails to load with a located error (exit 2) instead of
+//! running without it. When the engine learns a feature, delete its row in
+//! [`not_yet`]; the loader already parses and validates the feature's syntax.
+//!
+//! # Invariants
+//! - Every unsupported feature is listed here and nowhere else.
+
+use super::diag::{Diags, Loc};
+use super::model::SchedName;
+
+/// A feature the loader recognises.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Feature<'a> {
+    /// `[[at]] xenstore = "..."`.
+    AtXenstore,
+    /// `[[at]] fault = { ... }`.
+    AtFault,
+    /// A workload of kind `io`.
+    IoWorkload,
+    /// A workload's `memory`, `net` or `disk` sub-table (the name).
+    WorkloadSubTable(&'a str),
+    /// A `[[domain]] rtds = { ... }` table.
+    DomainRtds,
+    /// A pool scheduler.
+    Scheduler(SchedName),
+    /// A non-empty `pci` list (host or xl.cfg).
+    Pci,
+    /// An xl subcommand xl has but xensim's `XlCommand` does not parse yet.
+    XlCommand(&'a str),
+}
+
+/// xl subcommands of Xen 4.17 that `XlCommand::parse` does not handle yet.
+const XL_COMMANDS_NOT_YET: &[&str] = &[
+    "mem-set",
+    "mem-max",
+    "migrate",
+    "vcpu-pin",
+    "vcpu-set",
+    "vcpu-list",
+    "sched-credit2",
+    "sched-rtds",
+    "sched-null",
+    "cpupool-create",
+    "cpupool-destroy",
+    "cpupool-cpu-add",
+    "cpupool-cpu-remove",
+    "cpupool-migrate",
+    "cpupool-list",
+    "save",
+    "restore",
+    "console",
+    "network-attach",
+    "network-detach",
+    "block-attach",
+    "block-detach",
+    "pci-attach",
+    "pci-detach",
+    "pci-assignable-add",
+    "pci-assignable-remove",
+    "rename",
+    "uptime",
+    "top",
+];
+
+/// Why `feature` is refused in this build, or `None` if it is supported.
+pub fn not_yet(feature: Feature<'_>) -> Option<String> {
+    let what = match feature {
+        Feature::AtXenstore => "[[at]] xenstore commands are".to_string(),
+        Feature::AtFault => "[[at]] faults are".to_string(),
+        Feature::IoWorkload => "workload kind \"io\" is".to_string(),
+        Feature::WorkloadSubTable(name) => format!("workload sub-table `{name}` is"),
+        Feature::DomainRtds => "per-domain rtds parameters are".to_string(),
+        Feature::Scheduler(SchedName::Null) => return None,
+        Feature::Scheduler(other) => {
+            return Some(format!(
+                "scheduler \"{}\" is not implemented yet in this xensim build (only \"null\")",
+                other.as_str()
+            ))
+        }
+        Feature::Pci => "PCI passthrough is".to_string(),
+        Feature::XlCommand(name) if XL_COMMANDS_NOT_YET.contains(&name) => {
+            format!("xl command \"{name}\" is")
+        }
+        Feature::XlCommand(_) => return None,
+    };
+    Some(format!("{what} not implemented yet in this xensim build"))
+}
+
+/// Reports `feature` at `loc` under `path` if this build does not run it; true if it is
+/// supported.
+pub fn check(d: &Diags, loc: Loc, path: &str, feature: Feature<'_>) -> bool {
+    match not_yet(feature) {
+        Some(message) => {
+            d.error(loc, format!("{path}: {message}"));
+            false
+        }
+        None => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{not_yet, Feature};
+    use crate::scenario::model::SchedName;
+
+    #[test]
+    fn null_scheduler_is_supported() {
+        assert_eq!(not_yet(Feature::Scheduler(SchedName::Null)), None);
+    }
+
+    #[test]
+    fn credit2_scheduler_is_not_yet() {
+        assert_eq!(
+            not_yet(Feature::Scheduler(SchedName::Credit2)).as_deref(),
+            Some(
+                "scheduler \"credit2\" is not implemented yet in this xensim build (only \"null\")"
+            )
+        );
+    }
+
+    #[test]
+    fn unknown_xl_command_is_not_in_table() {
+        assert_eq!(not_yet(Feature::XlCommand("frobnicate")), None);
+        assert!(not_yet(Feature::XlCommand("mem-set")).is_some());
+    }
+}

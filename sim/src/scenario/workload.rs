@@ -1,0 +1,304 @@
+//! Workload tables (`specs/scenario.md` §6.1) and distributions (§6.2) → [`WorkloadSpec`].
+//!
+//! # Invariants
+//! - `mixed` entries are never `mixed` or `periodic`; weights are ≥ 1.
+//! - Sub-tables `memory`, `net`, `disk` and the `io` kind are fully validated, then refused
+//!   through `unsupported.rs` until the engine runs them.
+
+use super::diag::Diags;
+use super::model::{Dist, MixEntry, WorkloadSpec};
+use super::tree::{conv, Kind, Node, Tbl};
+use super::unsupported::{self, Feature};
+use super::values::{parse_dist, parse_duration, parse_size, DIST_EXPECTED};
+
+/// A distribution over durations: an integer (ns) or the §6.2 string forms.
+pub fn dist(node: &Node) -> Result<Dist, String> {
+    match &node.kind {
+        Kind::Int(i) => u64::try_from(*i)
+            .map(Dist::Const)
+            .map_err(|_| DIST_EXPECTED.to_string()),
+        Kind::Str(s, _) => parse_dist(s, parse_duration),
+        _ => Err(DIST_EXPECTED.to_string()),
+    }
+}
+
+/// A distribution over sizes (bytes).
+pub fn size_dist(node: &Node) -> Result<Dist, String> {
+    match &node.kind {
+        Kind::Int(i) => u64::try_from(*i)
+            .map(Dist::Const)
+            .map_err(|_| DIST_EXPECTED.to_string()),
+        Kind::Str(s, _) => parse_dist(s, parse_size),
+        _ => Err(DIST_EXPECTED.to_string()),
+    }
+}
+
+const KINDS: &str = "\"idle\", \"cpu_bound\", \"periodic\", \"bursty\", \"io\" or \"mixed\"";
+
+/// Parses a workload table (`{ kind = ..., ... }`) at `node`.
+pub fn parse_workload(
+    d: &Diags,
+    file_index: usize,
+    node: &Node,
+    context: &str,
+    prefix: &str,
+) -> Option<WorkloadSpec> {
+    let t = Tbl::new(d, file_index, node, context, prefix);
+    let spec = workload_fields(d, &t, true);
+    t.finish(d);
+    spec
+}
+
+/// Reads `kind`, its parameters and the sub-tables from `t` (the caller calls `finish`).
+fn workload_fields(d: &Diags, t: &Tbl<'_>, top_level: bool) -> Option<WorkloadSpec> {
+    let kind = t.req(d, "kind", conv::string)?;
+    sub_tables(d, t);
+    let zero = Dist::Const(0);
+    let spec = match kind.as_str() {
+        "idle" => WorkloadSpec::Idle {
+            tick: t.opt(d, "tick", dist),
+            tick_work: t.opt(d, "tick_work", dist).unwrap_or(Dist::Const(2_000)),
+        },
+        "cpu_bound" => WorkloadSpec::CpuBound {
+            yield_every: t.opt(d, "yield_every", dist),
+        },
+        "periodic" if top_level => {
+            let period_ns = t.req(d, "period", conv::duration);
+            let wcet = t.req(d, "wcet", dist);
+            let deadline_ns = t.opt(d, "deadline", conv::duration);
+            let phase = t.opt(d, "phase", dist).unwrap_or(zero);
+            let jitter = t.opt(d, "jitter", dist).unwrap_or(zero);
+            let period_ns = period_ns?;
+            if period_ns == 0 {
+                if let Some(node) = t.get("period") {
+                    t.error_at(d, node, "period", "expected a period > 0, found 0");
+                }
+                return None;
+            }
+            WorkloadSpec::Periodic {
+                period_ns,
+                wcet: wcet?,
+                deadline_ns: deadline_ns.unwrap_or(period_ns),
+                phase,
+                jitter,
+            }
+        }
+        "bursty" => {
+            let service = t.req(d, "service", dist);
+            let think = t.req(d, "think", dist);
+            WorkloadSpec::Bursty {
+                service: service?,
+                think: think?,
+            }
+        }
+        "io" => {
+            t.req(d, "service", dist);
+            t.opt(d, "think", dist);
+            if !t.has("disk") && !t.has("net") {
+                d.error(
+                    t.here(),
+                    format!(
+                        "{}: an io workload needs a disk or net sub-table",
+                        t.path("kind")
+                    ),
+                );
+            }
+            let loc = t.get("kind").map_or(t.here(), |n| t.loc(n.offset));
+            unsupported::check(d, loc, &t.path("kind"), Feature::IoWorkload);
+            return None;
+        }
+        "mixed" if top_level => WorkloadSpec::Mixed {
+            mix: mix_entries(d, t)?,
+        },
+        "mixed" | "periodic" => {
+            if let Some(node) = t.get("kind") {
+                let message = format!("a mixed entry cannot be {kind:?}");
+                t.error_at(d, node, "kind", &message);
+            }
+            return None;
+        }
+        _ => {
+            if let Some(node) = t.get("kind") {
+                let message = format!("expected {KINDS}, found {}", node.describe());
+                t.error_at(d, node, "kind", &message);
+            }
+            return None;
+        }
+    };
+    Some(spec)
+}
+
+fn mix_entries(d: &Diags, t: &Tbl<'_>) -> Option<Vec<MixEntry>> {
+    let Some(items) = t.array(d, "mix") else {
+        if !t.has("mix") {
+            d.error(t.here(), format!("{}: missing required key", t.path("mix")));
+        }
+        return None;
+    };
+    if items.is_empty() {
+        d.error(
+            t.here(),
+            format!("{}: needs at least one entry", t.path("mix")),
+        );
+        return None;
+    }
+    let mut entries = Vec::new();
+    let mut ok = true;
+    for (index, item) in items.iter().enumerate() {
+        let prefix = format!("{}mix[{index}].", t.prefix());
+        let e = Tbl::new(d, t.file_index(), item, t.context(), &prefix);
+        let weight = e.req(d, "weight", conv::u32_);
+        if weight == Some(0) {
+            d.error(
+                e.here(),
+                format!("{}: expected a weight >= 1, found 0", e.path("weight")),
+            );
+        }
+        let span = e.req(d, "span", dist);
+        let workload = workload_fields(d, &e, false);
+        e.finish(d);
+        match (weight, span, workload) {
+            (Some(weight @ 1..), Some(span), Some(workload)) => entries.push(MixEntry {
+                weight,
+                span,
+                workload,
+            }),
+            _ => ok = false,
+        }
+    }
+    ok.then_some(entries)
+}
+
+/// Validates the `memory`, `net` and `disk` sub-tables, then refuses them (not run yet).
+fn sub_tables(d: &Diags, t: &Tbl<'_>) {
+    if let Some(m) = t.sub(d, "memory") {
+        m.opt(d, "working_set", conv::size);
+        m.opt(d, "page_cache", conv::size);
+        m.opt(d, "dirty_rate", conv::u64_);
+        m.opt(d, "hot_ppm", conv::ppm);
+        m.opt(d, "hot_set", conv::size);
+        m.opt(d, "floor_ppm", conv::ppm);
+        refuse(d, t, &m, "memory");
+        m.finish(d);
+    }
+    if let Some(n) = t.sub(d, "net") {
+        n.opt(d, "vif", conv::u32_);
+        n.opt(d, "peer", conv::string);
+        n.opt(d, "tx_size", size_dist);
+        n.opt(d, "rx_size", size_dist);
+        n.opt(d, "rate", dist);
+        refuse(d, t, &n, "net");
+        n.finish(d);
+    }
+    if let Some(k) = t.sub(d, "disk") {
+        k.opt(d, "vbd", conv::string);
+        k.opt(d, "op", disk_op);
+        k.opt(d, "size", size_dist);
+        k.opt(d, "pattern", disk_pattern);
+        k.opt(d, "queue_depth", conv::u32_);
+        k.opt(d, "rate", dist);
+        refuse(d, t, &k, "disk");
+        k.finish(d);
+    }
+}
+
+fn refuse(d: &Diags, parent: &Tbl<'_>, sub: &Tbl<'_>, name: &str) {
+    unsupported::check(
+        d,
+        sub.here(),
+        &parent.path(name),
+        Feature::WorkloadSubTable(name),
+    );
+}
+
+fn disk_op(node: &Node) -> Result<String, String> {
+    const EXPECTED: &str = "\"read\", \"write\" or \"mix:<read ppm>\"";
+    let text = conv::string(node).map_err(|_| EXPECTED.to_string())?;
+    let ok = match text.strip_prefix("mix:") {
+        Some(ppm) => ppm.parse::<u32>().is_ok_and(|p| p <= 1_000_000),
+        None => text == "read" || text == "write",
+    };
+    if ok {
+        Ok(text)
+    } else {
+        Err(EXPECTED.to_string())
+    }
+}
+
+fn disk_pattern(node: &Node) -> Result<String, String> {
+    match conv::string(node) {
+        Ok(text) if text == "random" || text == "sequential" => Ok(text),
+        _ => Err("\"random\" or \"sequential\"".to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_workload;
+    use crate::scenario::diag::{Diags, Severity};
+    use crate::scenario::model::{Dist, WorkloadSpec};
+    use crate::scenario::tree::{parse_document, Kind};
+
+    fn load(text: &str) -> (Option<WorkloadSpec>, Diags) {
+        let d = Diags::new(false);
+        let file_index = d.add_source("w.toml", text);
+        let root = parse_document(text).expect("valid toml");
+        let Kind::Table(entries) = &root.kind else {
+            panic!("root is a table");
+        };
+        let spec = parse_workload(
+            &d,
+            file_index,
+            &entries[0].value,
+            "[[domain]] a",
+            "workload.",
+        );
+        (spec, d)
+    }
+
+    #[test]
+    fn bursty_reads_both_distributions() {
+        let (spec, _) = load("w = { kind = \"bursty\", service = \"exp:200us\", think = 5 }");
+        assert_eq!(
+            spec,
+            Some(WorkloadSpec::Bursty {
+                service: Dist::Exp { mean: 200_000 },
+                think: Dist::Const(5)
+            })
+        );
+    }
+
+    #[test]
+    fn periodic_deadline_defaults_to_period() {
+        let (spec, _) = load("w = { kind = \"periodic\", period = \"10ms\", wcet = \"1ms\" }");
+        let Some(WorkloadSpec::Periodic { deadline_ns, .. }) = spec else {
+            panic!("periodic");
+        };
+        assert_eq!(deadline_ns, 10_000_000);
+    }
+
+    #[test]
+    fn mixed_entry_cannot_be_periodic() {
+        let (spec, d) = load(
+            "w = { kind = \"mixed\", mix = [{ weight = 1, span = \"1ms\", kind = \"periodic\" }] }",
+        );
+        assert_eq!(spec, None);
+        assert!(d.rendered(Severity::Error)[0].contains("cannot be \"periodic\""));
+    }
+
+    #[test]
+    fn io_kind_is_refused_as_not_yet() {
+        let (spec, d) = load("w = { kind = \"io\", service = \"1ms\", disk = { vbd = \"xvda\" } }");
+        assert_eq!(spec, None);
+        let errors = d.rendered(Severity::Error);
+        assert!(errors
+            .iter()
+            .any(|e| e.contains("\"io\" is not implemented yet")));
+    }
+
+    #[test]
+    fn misspelt_parameter_is_unknown_key() {
+        let (_, d) = load("w = { kind = \"cpu_bound\", yeld_every = \"1ms\" }");
+        assert!(d.rendered(Severity::Error)[0].contains("workload.yeld_every: unknown key"));
+    }
+}
