@@ -3,12 +3,23 @@
 //! Layers, top to bottom:
 //! - `bin/xensim.rs`: the CLI; parses arguments and calls this library.
 //! - [`scenario`]: scenario TOML and xl.cfg loading with located errors.
-//! - [`xl`]: xl command lines.
+//! - [`app`]: what each CLI command does (run, replay, xl queries).
+//! - [`run`]: the event loop, the simulated platform, guest models, the xl timeline.
+//! - [`record`]: the replay trace and the run hash.
+//! - [`report`]: xl output formats, metrics, summaries.
+//! - [`guest`], [`machine`], [`rng`]: workloads, host topology, seeded random streams.
+//! - [`clock`]: virtual time and the event queue.
+//! - [`xl`]: xl command lines and cpu lists.
 
 #![deny(unsafe_code)]
 
+pub mod app;
+pub mod clock;
 pub mod guest;
 pub mod machine;
+pub mod record;
+pub mod report;
 pub mod rng;
+pub mod run;
 pub mod scenario;
 pub mod xl;

@@ -152,17 +152,6 @@ impl Hypervisor {
     ) -> Result<(), ToolstackError> {
         config.validate().map_err(ToolstackError::Config)?;
         let pool = self.pool_by_name(config.pool.as_deref())?;
-        let needed_pages = pages_of_kib(config.memory_kib);
-        let available = self
-            .free_pages
-            .saturating_sub(self.outstanding_claim_pages());
-        if needed_pages > available {
-            // XENMEM_claim_pages fails: libxl gives up before creating the domain.
-            return Err(ToolstackError::OutOfMemory {
-                needed_pages,
-                free_pages: available,
-            });
-        }
         let (hard, soft) = self.affinity_masks(config, pool)?;
         let dom = self
             .allocate_domid(p.now())
@@ -170,6 +159,23 @@ impl Hypervisor {
         let domain = new_domain(dom, config, uuid, pool, p.now());
         self.insert_domain(domain, p);
         self.create_vcpus(dom, &hard, &soft, config.vcpus, p);
+        p.trace(&TraceEvent::JobStep {
+            job,
+            step: JobStepCode::CreateDomain as u8,
+        });
+        p.toolstack_reply(job, ToolstackReply::Created { dom });
+        let needed_pages = pages_of_kib(config.memory_kib);
+        let available = self
+            .free_pages
+            .saturating_sub(self.outstanding_claim_pages());
+        if needed_pages > available {
+            // XENMEM_claim_pages fails while building: libxl destroys the new domain.
+            self.free_domain(dom, p);
+            return Err(ToolstackError::OutOfMemory {
+                needed_pages,
+                free_pages: available,
+            });
+        }
         self.jobs.insert(
             job,
             Job::Create {
@@ -179,11 +185,6 @@ impl Hypervisor {
                 built: false,
             },
         );
-        p.trace(&TraceEvent::JobStep {
-            job,
-            step: JobStepCode::CreateDomain as u8,
-        });
-        p.toolstack_reply(job, ToolstackReply::Created { dom });
         self.defer(job, self.costs.domctl_ns, p);
         Ok(())
     }

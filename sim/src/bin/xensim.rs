@@ -1,3 +1,172 @@
-//! The `xensim` command line.
+//! The `xensim` command line: parses arguments, calls `xensim::app`, prints, and exits with
+//! 0 (ok), 1 (an expectation, invariant or replay check failed) or 2 (bad input).
 
-fn main() {}
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use xensim::app::{self, AppError, RunArgs};
+use xensim::scenario::values::parse_duration;
+
+#[derive(Parser, Debug)]
+#[command(name = "xensim", version, about = "Deterministic full-system simulator of the Xen hypervisor")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a scenario; print the summary and the run hash.
+    Run {
+        /// Scenario file (TOML).
+        file: PathBuf,
+        /// Override `[sim] seed`.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Check every invariant after every event.
+        #[arg(long)]
+        check: bool,
+        /// Write the replay trace here.
+        #[arg(long)]
+        trace: Option<PathBuf>,
+        /// Write the metrics JSON here.
+        #[arg(long)]
+        metrics: Option<PathBuf>,
+        /// Write the readable decision log here.
+        #[arg(long)]
+        decision_log: Option<PathBuf>,
+        /// Unknown xl.cfg / xl.conf keys are errors.
+        #[arg(long)]
+        strict: bool,
+    },
+    /// Re-run a replay trace and verify its hash; name the first divergent record.
+    Replay {
+        /// Trace written by `xensim run --trace`.
+        trace: PathBuf,
+    },
+    /// Answer an xl query (list, info, dmesg) for the simulated state at a virtual time.
+    Xl {
+        /// Scenario file (TOML).
+        file: PathBuf,
+        /// Virtual time (`500ms`, `2s`, ...; default: the end of the run).
+        #[arg(long)]
+        at: Option<String>,
+        /// Override `[sim] seed`.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// The xl command, after `--`.
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match dispatch(cli.command) {
+        Ok(code) => ExitCode::from(code),
+        Err(error) => {
+            let code = error.downcast_ref::<AppError>().map_or(1, AppError::exit_code);
+            eprintln!("{}", render_error(&error));
+            ExitCode::from(u8::try_from(code).unwrap_or(1))
+        }
+    }
+}
+
+fn render_error(error: &anyhow::Error) -> String {
+    match error.downcast_ref::<AppError>() {
+        Some(AppError::Load(load)) => load.render().trim_end().to_string(),
+        _ => format!("error: {error:#}"),
+    }
+}
+
+fn dispatch(command: Command) -> anyhow::Result<u8> {
+    match command {
+        Command::Run { file, seed, check, trace, metrics, decision_log, strict } => {
+            let args = RunArgs { seed, check, trace, strict, decision_log: decision_log.is_some() };
+            run(&file, &args, metrics, decision_log)
+        }
+        Command::Replay { trace } => replay(&trace),
+        Command::Xl { file, at, seed, command } => xl(&file, at.as_deref(), seed, &command),
+    }
+}
+
+fn run(file: &std::path::Path, args: &RunArgs, metrics: Option<PathBuf>, decisions: Option<PathBuf>) -> anyhow::Result<u8> {
+    let scenario = app::load(file, args.seed, args.strict)?;
+    for warning in &scenario.warnings {
+        eprintln!("{}", warning.trim_end());
+    }
+    let report = app::run_scenario(scenario, args)?;
+    if let Some(path) = metrics {
+        std::fs::write(&path, &report.metrics_json).with_context(|| format!("writing {}", path.display()))?;
+    }
+    if let (Some(path), Some(log)) = (decisions, &report.outcome.sinks_report.decision_log) {
+        std::fs::write(&path, log).with_context(|| format!("writing {}", path.display()))?;
+    }
+    print_run(&report);
+    Ok(u8::try_from(report.exit_code()).unwrap_or(1))
+}
+
+fn print_run(report: &app::RunReport) {
+    let outcome = &report.outcome;
+    for c in &outcome.commands {
+        let rc = c.rc.map_or_else(|| "running".to_string(), |rc| rc.to_string());
+        println!("[{} {}] xl {} (rc={rc})", xensim::run::decisions::seconds(c.time_ns), c.host, c.text);
+        for line in c.stdout.lines() {
+            println!("  {line}");
+        }
+        for line in c.stderr.lines() {
+            println!("  stderr: {line}");
+        }
+    }
+    print!("{}", report.summary);
+    if let Some(failure) = &outcome.invariant_failure {
+        println!("invariant violated after event {} at t={} ns on {}:", failure.event_index, failure.time_ns, failure.host);
+        for v in &failure.violations {
+            println!("  {}: {}", v.invariant, v.detail);
+        }
+        println!("reproduce: xensim run {} --seed {} --check", report.scenario.file_name, report.scenario.sim.seed);
+    }
+    for failure in &report.expect_failures {
+        println!("{failure}");
+    }
+    for failure in &report.rc_failures {
+        println!("{failure}");
+    }
+    println!("events: {}  records: {}  virtual time: {} s", outcome.event_count, outcome.record_count, xensim::run::decisions::seconds(outcome.end_ns));
+    println!("run hash: {}", outcome.hash);
+}
+
+fn replay(trace: &std::path::Path) -> anyhow::Result<u8> {
+    let report = app::replay(trace)?;
+    println!("records: {}", report.record_count);
+    println!("recorded hash: {}", report.recorded);
+    println!("replayed hash: {}", report.replayed);
+    match &report.divergence {
+        Some(d) => {
+            print!("{}", app::describe_divergence(d));
+            Ok(1)
+        }
+        None if report.recorded != report.replayed => {
+            println!("hashes differ although every record matched (corrupt trace?)");
+            Ok(1)
+        }
+        None => {
+            println!("replay matches");
+            Ok(0)
+        }
+    }
+}
+
+fn xl(file: &std::path::Path, at: Option<&str>, seed: Option<u64>, words: &[String]) -> anyhow::Result<u8> {
+    let scenario = app::load(file, seed, false)?;
+    let at_ns = match at {
+        Some(text) => parse_duration(text).map_err(|e| AppError::Usage(format!("--at {text}: {e}")))?,
+        None => scenario.sim.duration_ns,
+    };
+    let out = app::xl_at(&scenario, at_ns, words)?;
+    print!("{}", out.stdout);
+    eprint!("{}", out.stderr);
+    Ok(u8::try_from(out.rc).unwrap_or(1))
+}

@@ -1,0 +1,203 @@
+//! What the CLI commands do, as library functions (the binary only parses arguments and
+//! prints): run a scenario, replay a trace, answer an xl query at a virtual time.
+
+use std::path::{Component, Path, PathBuf};
+
+use crate::record::{read_trace, record_fields, Divergence, Recorder, TraceError, TraceHeader};
+use crate::report::metrics::{self, ExpectFailure};
+use crate::run::{self, RunError, RunOptions, RunOutcome};
+use crate::scenario::{self, LoadError, LoadOptions, Scenario};
+use crate::xl::command::XlCommand;
+
+/// Everything that can stop a command.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The scenario (or an xl.cfg) is invalid: exit 2.
+    #[error("{}", .0.render())]
+    Load(#[from] LoadError),
+    /// The run could not proceed.
+    #[error(transparent)]
+    Run(#[from] RunError),
+    /// A trace file problem.
+    #[error(transparent)]
+    Trace(#[from] TraceError),
+    /// A bad argument: exit 2.
+    #[error("{0}")]
+    Usage(String),
+}
+
+impl AppError {
+    /// The exit status for this error: 2 for bad input, 1 otherwise.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            AppError::Load(_) | AppError::Usage(_) | AppError::Trace(TraceError::Format { .. }) => 2,
+            _ => 1,
+        }
+    }
+}
+
+/// A finished run with its metrics and expectation results.
+#[derive(Debug)]
+pub struct RunReport {
+    /// The scenario that ran.
+    pub scenario: Scenario,
+    /// The run itself.
+    pub outcome: RunOutcome,
+    /// The metrics JSON (`--metrics`), as text.
+    pub metrics_json: String,
+    /// The human summary.
+    pub summary: String,
+    /// Failed `[[expect]]` entries.
+    pub expect_failures: Vec<ExpectFailure>,
+    /// Timeline commands whose exit status differed from `expect_rc`.
+    pub rc_failures: Vec<String>,
+}
+
+impl RunReport {
+    /// 0 if everything held, 1 if an expectation, `expect_rc` or invariant failed.
+    pub fn exit_code(&self) -> i32 {
+        let failed = !self.expect_failures.is_empty() || !self.rc_failures.is_empty() || self.outcome.invariant_failure.is_some();
+        i32::from(failed)
+    }
+}
+
+/// Options of `xensim run`.
+#[derive(Debug, Default, Clone)]
+pub struct RunArgs {
+    /// `--seed`.
+    pub seed: Option<u64>,
+    /// `--check`.
+    pub check: bool,
+    /// `--trace`.
+    pub trace: Option<PathBuf>,
+    /// `--strict`.
+    pub strict: bool,
+    /// Keep the decision log.
+    pub decision_log: bool,
+}
+
+/// Loads a scenario file.
+pub fn load(path: &Path, seed: Option<u64>, strict: bool) -> Result<Scenario, AppError> {
+    Ok(scenario::load_file(path, &LoadOptions { strict, seed_override: seed })?)
+}
+
+fn header_of(scenario: &Scenario) -> TraceHeader {
+    TraceHeader {
+        seed: scenario.sim.seed,
+        scenario_name: scenario.file_name.clone(),
+        sources: scenario.sources.iter().map(|s| (s.name.clone(), s.text.clone())).collect(),
+    }
+}
+
+/// Runs a loaded scenario and evaluates its expectations.
+pub fn run_scenario(scenario: Scenario, args: &RunArgs) -> Result<RunReport, AppError> {
+    let trace_path = args.trace.clone().or_else(|| scenario.sim.trace_file.clone());
+    let recorder = match &trace_path {
+        Some(path) => Recorder::to_file(path, &header_of(&scenario))?,
+        None => Recorder::new(),
+    };
+    let opts = RunOptions { check: args.check, stop_at_ns: None, decision_log: args.decision_log || scenario.sim.decision_log };
+    let outcome = run::run(&scenario, &opts, recorder)?;
+    Ok(report(scenario, outcome))
+}
+
+fn report(scenario: Scenario, outcome: RunOutcome) -> RunReport {
+    let metrics_value = metrics::to_json(&outcome.sinks_report.metrics, &scenario, &outcome.hash.to_string());
+    let metrics_json = metrics::render_json(&metrics_value);
+    let expect_failures = metrics::check_expectations(&metrics_value, &scenario.expects);
+    let summary = metrics::render_summary(&outcome.sinks_report.metrics);
+    let rc_failures = outcome
+        .commands
+        .iter()
+        .filter_map(|c| match (c.expect_rc, c.rc) {
+            (Some(want), got) if got != Some(want) => Some(format!(
+                "expect_rc failed: at {} ns `xl {}` exited {}, want {want}",
+                c.time_ns,
+                c.text,
+                got.map_or_else(|| "(still running)".to_string(), |rc| rc.to_string())
+            )),
+            _ => None,
+        })
+        .collect();
+    RunReport { scenario, outcome, metrics_json, summary, expect_failures, rc_failures }
+}
+
+/// Runs the scenario once with a given seed and returns only the hash (tests, sweeps).
+pub fn hash_of(scenario: &Scenario) -> Result<crate::record::RunHash, AppError> {
+    let outcome = run::run(scenario, &RunOptions::default(), Recorder::new())?;
+    Ok(outcome.hash)
+}
+
+/// The result of `xensim replay`.
+#[derive(Debug)]
+pub struct ReplayReport {
+    /// Hash recorded in the trace.
+    pub recorded: crate::record::RunHash,
+    /// Hash of the re-run.
+    pub replayed: crate::record::RunHash,
+    /// Records in the trace.
+    pub record_count: usize,
+    /// The first record that differs.
+    pub divergence: Option<Divergence>,
+}
+
+fn safe_relative(name: &str) -> Option<PathBuf> {
+    let path = Path::new(name);
+    path.components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir)).then(|| path.to_path_buf())
+}
+
+/// Re-runs a trace from the scenario and xl.cfg texts it carries and compares records.
+pub fn replay(trace: &Path) -> Result<ReplayReport, AppError> {
+    let file = read_trace(trace)?;
+    let dir = std::env::temp_dir().join(format!("xensim-replay-{}", std::process::id()));
+    let scenario = materialize_and_load(&file.header, &dir);
+    let _ = std::fs::remove_dir_all(&dir);
+    let scenario = scenario?;
+    let record_count = file.records.len();
+    let outcome = run::run(&scenario, &RunOptions::default(), Recorder::checking(file.records))?;
+    Ok(ReplayReport { recorded: file.hash, replayed: outcome.hash, record_count, divergence: outcome.divergence })
+}
+
+fn materialize_and_load(header: &TraceHeader, dir: &Path) -> Result<Scenario, AppError> {
+    let io = |e: std::io::Error| AppError::Usage(format!("{}: {e}", dir.display()));
+    for (name, text) in &header.sources {
+        let relative = safe_relative(name).ok_or_else(|| AppError::Usage(format!("trace names an unsafe source path {name:?}")))?;
+        let path = dir.join(relative);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(io)?;
+        }
+        std::fs::write(&path, text).map_err(io)?;
+    }
+    let scenario_path = dir.join(&header.scenario_name);
+    Ok(scenario::load_file(&scenario_path, &LoadOptions { strict: false, seed_override: Some(header.seed) })?)
+}
+
+/// Renders a divergence for humans: index, time and both encodings in hex.
+pub fn describe_divergence(d: &Divergence) -> String {
+    let side = |bytes: &Option<Vec<u8>>| match bytes {
+        None => "(none: the stream ended)".to_string(),
+        Some(b) => match record_fields(b) {
+            Some((kind, host, time_ns, payload)) => format!("{kind} host={host} t={time_ns}ns payload={}", hex(payload)),
+            None => format!("malformed record {}", hex(b)),
+        },
+    };
+    let time = d.time_ns.map_or_else(|| "end of run".to_string(), |t| format!("t={t}ns"));
+    format!("first divergence at record {} ({time})\n  recorded: {}\n  replayed: {}\n", d.index, side(&d.expected), side(&d.actual))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `xensim xl FILE --at TIME -- <command>`: run to `at_ns`, then answer the query.
+pub fn xl_at(scenario: &Scenario, at_ns: u64, words: &[String]) -> Result<crate::report::xl::XlOutput, AppError> {
+    let command = XlCommand::parse(words).map_err(|e| AppError::Usage(format!("xl: {}", e.message)))?;
+    if !command.is_query() {
+        return Err(AppError::Usage(format!("xensim xl answers queries (list, info, dmesg); `{}` changes state: put it in the scenario's [[at]] timeline", words.join(" "))));
+    }
+    if at_ns > scenario.sim.duration_ns {
+        return Err(AppError::Usage(format!("--at {at_ns} ns is past the scenario's duration ({} ns)", scenario.sim.duration_ns)));
+    }
+    let opts = RunOptions { check: false, stop_at_ns: Some(at_ns), decision_log: false };
+    Ok(run::query_at(scenario, &opts, &command)?)
+}

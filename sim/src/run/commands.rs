@@ -1,0 +1,318 @@
+//! The toolstack side of a run: `[[domain]]` creation, `[[at]]` xl commands, and what
+//! happens when the core replies (domain created, operation finished, guest notified).
+//!
+//! Messages follow tools/xl/xl_vmcontrol.c, tools/xl/xl_utils.c (`find_domain`) and libxl's
+//! log format (`libxl: error: <file>:<line>:<function>: Domain <id>:<message>`), with the
+//! line numbers of Xen 4.17.5's sources.
+
+use hypervisor_model::domain::ShutdownReason;
+use hypervisor_model::event::CoreInput;
+use hypervisor_model::ids::DomId;
+use hypervisor_model::toolstack::config::DomainConfig;
+use hypervisor_model::toolstack::ops::{GuestNotice, JobId, ToolstackError, ToolstackOp, ToolstackReply};
+
+use super::{SimEvent, World};
+use crate::report::xl::{self, XlHost, XlOutput};
+use crate::scenario::model::{AtAction, WorkloadSpec};
+use crate::xl::command::XlCommand;
+
+/// `ERROR_DOMAIN_NOTFOUND` (tools/libs/light/libxl_types.idl).
+const ERROR_DOMAIN_NOTFOUND: i32 = -21;
+/// `ERROR_FAIL`.
+const ERROR_FAIL: i32 = -3;
+
+/// One xl command of the run, with what it printed and its exit status.
+#[derive(Debug, Clone)]
+pub struct CommandRecord {
+    /// When it started, ns.
+    pub time_ns: u64,
+    /// Host name.
+    pub host: String,
+    /// The command line (without `xl`).
+    pub text: String,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+    /// Exit status, once finished.
+    pub rc: Option<i32>,
+    /// `expect_rc` of the `[[at]]` entry.
+    pub expect_rc: Option<i32>,
+}
+
+/// Who started a toolstack job.
+#[derive(Debug, Clone)]
+pub struct JobOrigin {
+    /// Index into `World::commands`.
+    pub command: usize,
+    /// For creates: the domain name and its vCPUs' workloads.
+    pub workloads: Option<(String, Vec<WorkloadSpec>)>,
+    /// What the job is (for failure messages).
+    pub kind: JobKind,
+    /// The domain, once known.
+    pub dom: Option<DomId>,
+    /// For creates: the `pool=` name, if any.
+    pub pool: Option<String>,
+}
+
+/// The operation behind a job, for xl's messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobKind {
+    /// `xl create`.
+    Create,
+    /// `xl destroy`.
+    Destroy,
+    /// `xl pause`.
+    Pause,
+    /// `xl unpause`.
+    Unpause,
+    /// `xl shutdown` / `xl reboot`.
+    Shutdown,
+}
+
+/// A 128-bit random UUID with the RFC 4122 version-4 bits set (`libxl_uuid_generate`).
+fn random_uuid(stream: &mut crate::rng::Stream) -> [u8; 16] {
+    let mut uuid = [0u8; 16];
+    uuid[..8].copy_from_slice(&stream.next_u64().to_le_bytes());
+    uuid[8..].copy_from_slice(&stream.next_u64().to_le_bytes());
+    uuid[6] = (uuid[6] & 0x0f) | 0x40;
+    uuid[8] = (uuid[8] & 0x3f) | 0x80;
+    uuid
+}
+
+impl World<'_> {
+    fn new_command(&mut self, host: u16, text: String, expect_rc: Option<i32>) -> usize {
+        let host_name = self.hosts[usize::from(host)].name.clone();
+        self.commands.push(CommandRecord { time_ns: self.queue.now_ns(), host: host_name, text, stdout: String::new(), stderr: String::new(), rc: None, expect_rc });
+        self.commands.len() - 1
+    }
+
+    fn start_job(&mut self, host: u16, origin: JobOrigin, op: ToolstackOp) {
+        self.next_job += 1;
+        let job = JobId(self.next_job);
+        self.jobs.insert((host, job), origin);
+        self.deliver(host, &CoreInput::Toolstack { job, op });
+    }
+
+    fn uuid_for(&mut self, host: u16) -> [u8; 16] {
+        let name = format!("toolstack.{}.uuid.{}", self.hosts[usize::from(host)].name, self.next_job + 1);
+        random_uuid(&mut self.streams.stream(&name))
+    }
+
+    fn create(&mut self, host: u16, command: usize, config: &DomainConfig, path: &str, paused: bool, workloads: Vec<WorkloadSpec>) {
+        self.commands[command].stderr.push_str(&format!("Parsing config from {path}\n"));
+        let uuid = self.uuid_for(host);
+        let origin = JobOrigin { command, workloads: Some((config.name.clone(), workloads)), kind: JobKind::Create, dom: None, pool: config.pool.clone() };
+        let op = ToolstackOp::Create { config: Box::new(config.clone()), uuid, paused };
+        self.start_job(host, origin, op);
+    }
+
+    /// A `[[domain]]` reaches its `start`: `xl create [-p] <config>`.
+    pub(crate) fn start_domain(&mut self, index: usize) -> u16 {
+        let spec = &self.scenario.domains[index];
+        let host = u16::try_from(spec.host_index).expect("host index fits u16");
+        let text = format!("create{} {}", if spec.paused { " -p" } else { "" }, spec.config_path);
+        let command = self.new_command(host, text, Some(0));
+        let (config, path, paused, workloads) = (spec.config.clone(), spec.config_path.clone(), spec.paused, spec.vcpu_workloads.clone());
+        self.create(host, command, &config, &path, paused, workloads);
+        host
+    }
+
+    /// Workloads of a domain created by name outside `[[domain]]` (timeline create, restart).
+    fn workloads_by_name(&self, name: &str) -> Vec<WorkloadSpec> {
+        self.scenario.domains.iter().find(|d| d.name == name).map(|d| d.vcpu_workloads.clone()).unwrap_or_default()
+    }
+
+    /// An `[[at]]` entry runs.
+    pub(crate) fn run_command(&mut self, index: usize) -> u16 {
+        let entry = &self.scenario.timeline[index];
+        let host = u16::try_from(entry.host_index).expect("host index fits u16");
+        let AtAction::Xl(command) = entry.action.clone();
+        let record = self.new_command(host, entry.text.clone(), entry.expect_rc);
+        self.xl(host, record, &command);
+        host
+    }
+
+    fn xl(&mut self, host: u16, record: usize, command: &XlCommand) {
+        match command {
+            XlCommand::Create { config_path, paused } => {
+                let Some(config) = self.scenario.create_configs.get(config_path).cloned() else {
+                    self.output(record, XlOutput { stdout: String::new(), stderr: format!("Failed to read config file: {config_path}: No such file or directory\n"), rc: 1 });
+                    return;
+                };
+                let workloads = self.workloads_by_name(&config.name);
+                self.create(host, record, &config, config_path, *paused, workloads);
+            }
+            XlCommand::Destroy(arg) => self.domain_op(host, record, arg, JobKind::Destroy),
+            XlCommand::Pause(arg) => self.domain_op(host, record, arg, JobKind::Pause),
+            XlCommand::Unpause(arg) => self.domain_op(host, record, arg, JobKind::Unpause),
+            XlCommand::Shutdown { domain: Some(arg), .. } => self.shutdown(host, record, arg, ShutdownReason::Poweroff),
+            XlCommand::Shutdown { domain: None, .. } => self.shutdown_all(host, record),
+            XlCommand::Reboot { domain } => self.shutdown(host, record, domain, ShutdownReason::Reboot),
+            query => {
+                let out = self.query(host, query, self.queue.now_ns());
+                self.output(record, out);
+            }
+        }
+    }
+
+    /// Renders a read-only xl command on `host`'s state at `now_ns`.
+    pub fn query(&mut self, host: u16, command: &XlCommand, now_ns: u64) -> XlOutput {
+        let spec = &self.scenario.hosts[usize::from(host)];
+        let h = &mut self.hosts[usize::from(host)];
+        if let XlCommand::Dmesg { clear: true } = command {
+            let out = xl::xl_dmesg(&XlHost::new(&h.hv, now_ns, spec));
+            h.hv.clear_console();
+            return out;
+        }
+        xl::run_query(&XlHost::new(&h.hv, now_ns, spec), command)
+    }
+
+    fn output(&mut self, record: usize, out: XlOutput) {
+        let r = &mut self.commands[record];
+        r.stdout.push_str(&out.stdout);
+        r.stderr.push_str(&out.stderr);
+        r.rc = Some(out.rc);
+    }
+
+    fn resolve(&mut self, host: u16, record: usize, arg: &str) -> Option<DomId> {
+        match xl::find_domain(&self.hosts[usize::from(host)].hv, arg) {
+            Ok(dom) => Some(dom),
+            Err(out) => {
+                self.output(record, out);
+                None
+            }
+        }
+    }
+
+    fn domain_op(&mut self, host: u16, record: usize, arg: &str, kind: JobKind) {
+        let Some(dom) = self.resolve(host, record, arg) else { return };
+        if kind == JobKind::Destroy && dom == DomId::DOM0 {
+            let stderr = "Not destroying domain 0; use -f to force.\nThis can only be done when using a disaggregated hardware domain and toolstack.\n\n";
+            self.output(record, XlOutput { stdout: String::new(), stderr: stderr.to_string(), rc: 1 });
+            return;
+        }
+        let op = match kind {
+            JobKind::Destroy => ToolstackOp::Destroy { dom },
+            JobKind::Pause => ToolstackOp::Pause { dom },
+            _ => ToolstackOp::Unpause { dom },
+        };
+        self.start_job(host, JobOrigin { command: record, workloads: None, kind, dom: Some(dom), pool: None }, op);
+    }
+
+    fn shutdown(&mut self, host: u16, record: usize, arg: &str, reason: ShutdownReason) {
+        let Some(dom) = self.resolve(host, record, arg) else { return };
+        let verb = if reason == ShutdownReason::Reboot { "Rebooting" } else { "Shutting down" };
+        self.commands[record].stderr.push_str(&format!("{verb} domain {}\n", dom.raw()));
+        self.start_job(host, JobOrigin { command: record, workloads: None, kind: JobKind::Shutdown, dom: Some(dom), pool: None }, ToolstackOp::Shutdown { dom, reason });
+    }
+
+    fn shutdown_all(&mut self, host: u16, record: usize) {
+        let doms: Vec<DomId> = self.hosts[usize::from(host)].hv.domains().map(|d| d.id).filter(|d| *d != DomId::DOM0).collect();
+        for dom in doms {
+            self.commands[record].stderr.push_str(&format!("Shutting down domain {}\n", dom.raw()));
+            self.start_job(host, JobOrigin { command: record, workloads: None, kind: JobKind::Shutdown, dom: Some(dom), pool: None }, ToolstackOp::Shutdown { dom, reason: ShutdownReason::Poweroff });
+        }
+        if self.commands[record].rc.is_none() {
+            self.commands[record].rc = Some(0);
+        }
+    }
+
+    /// Processes the replies and notices the core produced during the last input.
+    pub(crate) fn after_input(&mut self, host: u16) {
+        let h = &mut self.hosts[usize::from(host)];
+        let replies = std::mem::take(&mut h.sim.replies);
+        let notices = std::mem::take(&mut h.sim.notices);
+        for (job, reply) in replies {
+            self.reply(host, job, reply);
+        }
+        let now_ns = self.queue.now_ns();
+        for (dom, notice) in notices {
+            match notice {
+                GuestNotice::ShutdownRequested(reason) => {
+                    self.queue.push(now_ns + self.shutdown_reaction_ns, SimEvent::GuestShutdown { host, dom, reason });
+                }
+                GuestNotice::Destroyed => self.hosts[usize::from(host)].sim.guests.forget_domain(dom),
+            }
+        }
+    }
+
+    fn reply(&mut self, host: u16, job: JobId, reply: ToolstackReply) {
+        match reply {
+            ToolstackReply::Created { dom } => {
+                let origin = self.jobs.get_mut(&(host, job));
+                let (name, workloads) = match origin {
+                    Some(origin) => {
+                        origin.dom = Some(dom);
+                        origin.workloads.clone().unwrap_or_default()
+                    }
+                    None => {
+                        // The xl monitor restarted a domain: same name, same workloads.
+                        let name = self.hosts[usize::from(host)].hv.domain(dom).map(|d| d.name.clone()).unwrap_or_default();
+                        let workloads = self.workloads_by_name(&name);
+                        (name, workloads)
+                    }
+                };
+                self.hosts[usize::from(host)].sim.guests.register_domain(dom, &name, workloads);
+                self.sinks.domain_created(host, &self.hosts[usize::from(host)].hv, dom);
+            }
+            ToolstackReply::Done { result } => {
+                let Some(origin) = self.jobs.remove(&(host, job)) else { return };
+                let out = done_output(&origin, result);
+                let r = &mut self.commands[origin.command];
+                r.stderr.push_str(&out.stderr);
+                if r.rc.is_none() || out.rc != 0 {
+                    r.rc = Some(out.rc);
+                }
+            }
+        }
+    }
+}
+
+/// xl's messages and exit status when a job ends.
+fn done_output(origin: &JobOrigin, result: Result<(), ToolstackError>) -> XlOutput {
+    let dom = origin.dom.map_or(0, DomId::raw);
+    let ok = XlOutput { stdout: String::new(), stderr: String::new(), rc: 0 };
+    let Err(error) = result else { return ok };
+    let stderr = match (origin.kind, error) {
+        // xl ignores libxl's result for pause and unpause: only libxl's log line shows.
+        (JobKind::Pause, e) => format!("libxl: error: libxl_domain.c:587:libxl_domain_pause: Domain {dom}:Pausing domain: {}\n", errno_text(e)),
+        (JobKind::Unpause, e) => format!("libxl: error: libxl_domain.c:688:domain_unpause_done: Domain {dom}:Unpausing domain: {}\n", errno_text(e)),
+        (JobKind::Destroy, ToolstackError::NoSuchDomain) => format!(
+            "libxl: error: libxl_domain.c:1183:libxl__destroy_domid: Domain {dom}:Non-existant domain\n\
+             libxl: error: libxl_domain.c:1137:domain_destroy_callback: Domain {dom}:Unable to destroy guest\n\
+             libxl: error: libxl_domain.c:1064:domain_destroy_cb: Domain {dom}:Destruction of domain failed\n\
+             destroy failed (rc={ERROR_DOMAIN_NOTFOUND})\n"
+        ),
+        (JobKind::Destroy, _) => format!("destroy failed (rc={ERROR_FAIL})\n"),
+        (JobKind::Shutdown, ToolstackError::NoSuchDomain) => format!("shutdown failed (rc={ERROR_DOMAIN_NOTFOUND})\n"),
+        (JobKind::Shutdown, _) => format!("shutdown failed (rc={ERROR_FAIL})\n"),
+        (JobKind::Create, e) => create_failure(dom, origin.pool.as_deref().unwrap_or(""), e),
+    };
+    let rc = match origin.kind {
+        JobKind::Pause | JobKind::Unpause => 0,
+        _ => 1,
+    };
+    XlOutput { stdout: String::new(), stderr, rc }
+}
+
+fn errno_text(error: ToolstackError) -> &'static str {
+    match error {
+        ToolstackError::NoSuchDomain => "No such process",
+        ToolstackError::PauseOverflow => "Value too large for defined data type",
+        _ => "Invalid argument",
+    }
+}
+
+fn create_failure(dom: u16, pool: &str, error: ToolstackError) -> String {
+    match error {
+        ToolstackError::NoSuchPool => {
+            format!("libxl: error: libxl_create.c:1132:libxl__domain_config_setdefault: Illegal pool specified: {pool}\n")
+        }
+        ToolstackError::NoFreeDomid => {
+            "libxl: error: libxl_create.c:709:libxl__domain_make: domain creation fail: Cannot allocate memory\n".to_string()
+        }
+        // Out of memory, and anything else that fails the build: libxl's generic report.
+        _ => format!("libxl: error: libxl_create.c:1638:domcreate_rebuild_done: Domain {dom}:cannot (re-)build domain: {ERROR_FAIL}\n"),
+    }
+}

@@ -1,0 +1,124 @@
+//! The readable decision log: one line per core input and core event, rendered by xensim
+//! (never `{:?}`), with virtual time as seconds and nanoseconds. This is the text that
+//! `golden/<scenario>__decisions.snap` snapshots.
+
+use std::fmt::Write;
+
+use hypervisor_model::domain::vcpu::Runstate;
+use hypervisor_model::domain::{Dying, ShutdownReason};
+use hypervisor_model::event::CoreInput;
+use hypervisor_model::ids::{PcpuId, VcpuRef};
+use hypervisor_model::toolstack::ops::ToolstackOp;
+use hypervisor_model::trace::TraceEvent;
+
+fn vcpu(v: VcpuRef) -> String {
+    format!("d{}v{}", v.dom.raw(), v.vcpu.raw())
+}
+
+fn runner(v: Option<VcpuRef>) -> String {
+    v.map_or_else(|| "idle".to_string(), vcpu)
+}
+
+fn cpu(c: PcpuId) -> String {
+    format!("cpu{}", c.raw())
+}
+
+fn runstate(r: Runstate) -> &'static str {
+    match r {
+        Runstate::Running => "running",
+        Runstate::Runnable => "runnable",
+        Runstate::Blocked => "blocked",
+        Runstate::Offline => "offline",
+    }
+}
+
+fn reason(r: ShutdownReason) -> &'static str {
+    match r {
+        ShutdownReason::Poweroff => "poweroff",
+        ShutdownReason::Reboot => "reboot",
+        ShutdownReason::Suspend => "suspend",
+        ShutdownReason::Crash => "crash",
+        ShutdownReason::Watchdog => "watchdog",
+        ShutdownReason::SoftReset => "soft_reset",
+    }
+}
+
+/// `S.NNNNNNNNN` from nanoseconds, computed on integers.
+pub fn seconds(ns: u64) -> String {
+    format!("{}.{:09}", ns / 1_000_000_000, ns % 1_000_000_000)
+}
+
+/// Appends the line for a core input.
+pub fn input_line(out: &mut String, host: &str, time_ns: u64, input: &CoreInput) {
+    let text = match input {
+        CoreInput::TimerExpired { pcpu } => format!("{} timer fires", cpu(*pcpu)),
+        CoreInput::Softirq { pcpu } => format!("{} softirq", cpu(*pcpu)),
+        CoreInput::VcpuBlock { vcpu: v } => format!("{} blocks", vcpu(*v)),
+        CoreInput::VcpuWake { vcpu: v } => format!("{} wakes", vcpu(*v)),
+        CoreInput::VcpuYield { vcpu: v } => format!("{} yields", vcpu(*v)),
+        CoreInput::GuestShutdown { dom, reason: r } => format!("d{} SCHEDOP_shutdown {}", dom.raw(), reason(*r)),
+        CoreInput::Toolstack { job, op } => format!("job{} {}", job.0, op_text(op)),
+        CoreInput::ToolstackContinue { job } => format!("job{} continues", job.0),
+    };
+    let _ = writeln!(out, "{} {host} > {text}", seconds(time_ns));
+}
+
+fn op_text(op: &ToolstackOp) -> String {
+    match op {
+        ToolstackOp::Create { config, paused, .. } => {
+            format!("create \"{}\"{}", config.name, if *paused { " paused" } else { "" })
+        }
+        ToolstackOp::Destroy { dom } => format!("destroy d{}", dom.raw()),
+        ToolstackOp::Pause { dom } => format!("pause d{}", dom.raw()),
+        ToolstackOp::Unpause { dom } => format!("unpause d{}", dom.raw()),
+        ToolstackOp::Shutdown { dom, reason: r } => format!("shutdown d{} {}", dom.raw(), reason(*r)),
+    }
+}
+
+/// Appends the line for a core event.
+pub fn event_line(out: &mut String, host: &str, time_ns: u64, event: &TraceEvent) {
+    let text = match event {
+        TraceEvent::Runstate { vcpu: v, from, to } => format!("{} {} -> {}", vcpu(*v), runstate(*from), runstate(*to)),
+        TraceEvent::Schedule { pcpu, prev, next, next_time } => {
+            let timer = if next_time.is_negative() { "none".to_string() } else { format!("+{}ns", next_time.as_ns()) };
+            format!("{} schedule {} -> {} timer {timer}", cpu(*pcpu), runner(*prev), runner(*next))
+        }
+        TraceEvent::Tickle { pcpu } => format!("{} tickled", cpu(*pcpu)),
+        TraceEvent::TimerSet { pcpu, deadline } => format!("{} timer at {}", cpu(*pcpu), deadline.as_ns()),
+        TraceEvent::NullAssign { vcpu: v, pcpu, assigned: true } => format!("null assign {} to {}", vcpu(*v), cpu(*pcpu)),
+        TraceEvent::NullAssign { vcpu: v, pcpu, assigned: false } => format!("null release {} from {}", vcpu(*v), cpu(*pcpu)),
+        TraceEvent::NullWaitq { vcpu: v, added } => format!("null waitq {} {}", if *added { "add" } else { "remove" }, vcpu(*v)),
+        TraceEvent::DomainCreate { dom, name } => format!("d{} created \"{name}\"", dom.raw()),
+        TraceEvent::VcpuCreate { vcpu: v, pcpu, online } => {
+            format!("{} created on {}{}", vcpu(*v), cpu(*pcpu), if *online { "" } else { " (down)" })
+        }
+        TraceEvent::Memory { dom, delta_pages, free_pages } => format!("d{} pages {delta_pages:+} (host free {free_pages})", dom.raw()),
+        TraceEvent::Pause { dom, pause_count, controller_pause_count } => {
+            format!("d{} pause_count {pause_count} controller {controller_pause_count}", dom.raw())
+        }
+        TraceEvent::Shutdown { dom, reason: r } => format!("d{} shutdown {}", dom.raw(), reason(*r)),
+        TraceEvent::Dying { dom, state } => {
+            let state = match state {
+                Dying::Alive => "alive",
+                Dying::Dying => "dying",
+                Dying::Dead => "dead",
+            };
+            format!("d{} {state}", dom.raw())
+        }
+        TraceEvent::DomainFree { dom } => format!("d{} freed", dom.raw()),
+        TraceEvent::JobStep { job, step } => format!("job{} step {step}", job.0),
+        TraceEvent::JobDone { job, rc } => format!("job{} done rc={rc}", job.0),
+        TraceEvent::Console { text } => format!("(XEN) {text}"),
+    };
+    let _ = writeln!(out, "{} {host}   {text}", seconds(time_ns));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::seconds;
+
+    #[test]
+    fn seconds_pads_nanoseconds_to_nine_digits() {
+        assert_eq!(seconds(1_000_000_123), "1.000000123");
+    }
+}

@@ -1,0 +1,185 @@
+//! The guest side of every vCPU on a host: its workload model, and the bookkeeping that
+//! turns the model's wishes into core inputs at the right virtual time.
+//!
+//! A model is created the first time its vCPU runs (the instant the guest starts executing).
+//! While the vCPU runs, one demand-done event is pending; it is invalidated (by generation)
+//! when the vCPU stops. A blocked model with a timer has one wake event pending.
+//!
+//! # Invariants
+//! - At most one live demand-done event and one live wake event per vCPU.
+//! - `run_started_ns.is_some()` iff the core says the vCPU is running.
+
+use std::collections::BTreeMap;
+
+use hypervisor_model::ids::{DomId, VcpuRef};
+
+use super::SimEvent;
+use crate::clock::EventQueue;
+use crate::guest::workload::{GuestAction, GuestState, GuestVcpu};
+use crate::rng::RngStreams;
+use crate::scenario::model::WorkloadSpec;
+
+/// What the guest of a vCPU asks the core to do now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GuestStep {
+    /// SCHEDOP_block.
+    Block,
+    /// SCHEDOP_yield.
+    Yield,
+    /// Keep running (the model has new demand).
+    Continue,
+}
+
+#[derive(Debug)]
+struct GuestSlot {
+    model: GuestVcpu,
+    /// Generation of the pending demand-done event.
+    run_generation: u64,
+    /// Generation of the pending wake event.
+    wake_generation: u64,
+    run_started_ns: Option<u64>,
+    /// The model was blocked when its vCPU started running (a demand of 0 was planned).
+    blocked_at_start: bool,
+}
+
+/// The workloads of one domain, by vCPU index.
+#[derive(Debug, Clone)]
+struct DomainWorkloads {
+    name: String,
+    workloads: Vec<WorkloadSpec>,
+}
+
+/// Guest models of one host.
+#[derive(Debug)]
+pub struct HostGuests {
+    streams: RngStreams,
+    domains: BTreeMap<DomId, DomainWorkloads>,
+    slots: BTreeMap<VcpuRef, GuestSlot>,
+    next_generation: u64,
+}
+
+impl HostGuests {
+    /// No domains yet; models draw from `streams`.
+    pub fn new(streams: RngStreams) -> HostGuests {
+        HostGuests { streams, domains: BTreeMap::new(), slots: BTreeMap::new(), next_generation: 0 }
+    }
+
+    /// A new domain `dom` runs `workloads` (one per vCPU index; missing ones are idle).
+    pub fn register_domain(&mut self, dom: DomId, name: &str, workloads: Vec<WorkloadSpec>) {
+        self.forget_domain(dom);
+        self.domains.insert(dom, DomainWorkloads { name: name.to_string(), workloads });
+    }
+
+    /// The domain is gone: drop its models (their pending events become stale).
+    pub fn forget_domain(&mut self, dom: DomId) {
+        self.domains.remove(&dom);
+        self.slots.retain(|v, _| v.dom != dom);
+    }
+
+    /// True if `dom` has registered workloads.
+    pub fn knows(&self, dom: DomId) -> bool {
+        self.domains.contains_key(&dom)
+    }
+
+    fn generation(&mut self) -> u64 {
+        self.next_generation += 1;
+        self.next_generation
+    }
+
+    fn slot_for(&mut self, v: VcpuRef, now_ns: u64, host: u16, queue: &mut EventQueue<SimEvent>) -> Option<&mut GuestSlot> {
+        if !self.slots.contains_key(&v) {
+            let domain = self.domains.get(&v.dom)?;
+            let index = usize::try_from(v.vcpu.raw()).ok()?;
+            let idle = WorkloadSpec::Idle { tick: None, tick_work: crate::scenario::model::Dist::Const(0) };
+            let spec = domain.workloads.get(index).cloned().unwrap_or(idle);
+            let model = GuestVcpu::new(&spec, &self.streams, &domain.name, v.vcpu.raw(), now_ns);
+            let wake_generation = self.generation();
+            if let GuestState::Blocked { wake_at_ns: Some(at_ns) } = model.state() {
+                queue.push(at_ns.max(now_ns), SimEvent::GuestWake { host, vcpu: v, generation: wake_generation });
+            }
+            self.slots.insert(v, GuestSlot { model, run_generation: 0, wake_generation, run_started_ns: None, blocked_at_start: false });
+        }
+        self.slots.get_mut(&v)
+    }
+
+    /// The core put `v` on a pCPU at `now_ns`.
+    pub fn start_running(&mut self, v: VcpuRef, now_ns: u64, host: u16, queue: &mut EventQueue<SimEvent>) {
+        let generation = self.generation();
+        let Some(slot) = self.slot_for(v, now_ns, host, queue) else { return };
+        assert!(slot.run_started_ns.is_none(), "{v:?} started twice");
+        slot.run_started_ns = Some(now_ns);
+        slot.run_generation = generation;
+        slot.blocked_at_start = slot.model.state() != GuestState::Runnable;
+        let demand_ns = match slot.model.state() {
+            GuestState::Runnable => slot.model.run_demand_ns(now_ns),
+            // A guest that has nothing to do blocks as soon as it runs.
+            GuestState::Blocked { .. } => Some(0),
+        };
+        if let Some(ns) = demand_ns {
+            queue.push(now_ns + ns, SimEvent::DemandDone { host, vcpu: v, generation });
+        }
+    }
+
+    /// The core took `v` off its pCPU at `now_ns`.
+    pub fn stop_running(&mut self, v: VcpuRef, now_ns: u64) {
+        let generation = self.generation();
+        let Some(slot) = self.slots.get_mut(&v) else { return };
+        let Some(started_ns) = slot.run_started_ns.take() else { return };
+        slot.run_generation = generation;
+        if slot.model.state() == GuestState::Runnable {
+            slot.model.account(now_ns - started_ns);
+        }
+    }
+
+    /// A demand-done event fired: what the guest does, or `None` if the event is stale.
+    pub fn demand_done(&mut self, v: VcpuRef, generation: u64, now_ns: u64, host: u16, queue: &mut EventQueue<SimEvent>) -> Option<GuestStep> {
+        let wake_generation = self.generation();
+        let slot = self.slots.get_mut(&v)?;
+        if slot.run_generation != generation || slot.run_started_ns.is_none() {
+            return None;
+        }
+        slot.run_started_ns = Some(now_ns);
+        if std::mem::take(&mut slot.blocked_at_start) {
+            // It had nothing to do when it started: block, unless a wake came in between
+            // (then it has fresh demand). A pending wake was scheduled with the model.
+            return Some(match slot.model.state() {
+                GuestState::Runnable => GuestStep::Continue,
+                GuestState::Blocked { .. } => GuestStep::Block,
+            });
+        }
+        match slot.model.on_demand_done(now_ns) {
+            GuestAction::Block { wake_at_ns } => {
+                slot.wake_generation = wake_generation;
+                if let Some(at_ns) = wake_at_ns {
+                    queue.push(at_ns.max(now_ns), SimEvent::GuestWake { host, vcpu: v, generation: wake_generation });
+                }
+                Some(GuestStep::Block)
+            }
+            GuestAction::Yield => Some(GuestStep::Yield),
+            GuestAction::Continue => Some(GuestStep::Continue),
+        }
+    }
+
+    /// After a yield or continue: if `v` still runs, schedule its next demand-done.
+    pub fn rearm(&mut self, v: VcpuRef, now_ns: u64, host: u16, queue: &mut EventQueue<SimEvent>) {
+        let generation = self.generation();
+        let Some(slot) = self.slots.get_mut(&v) else { return };
+        if slot.run_started_ns.is_none() || slot.model.state() != GuestState::Runnable {
+            return;
+        }
+        slot.run_generation = generation;
+        if let Some(ns) = slot.model.run_demand_ns(now_ns) {
+            queue.push(now_ns + ns, SimEvent::DemandDone { host, vcpu: v, generation });
+        }
+    }
+
+    /// A wake event fired: true if the guest wakes (send `VcpuWake` to the core).
+    pub fn wake(&mut self, v: VcpuRef, generation: u64, now_ns: u64) -> bool {
+        let Some(slot) = self.slots.get_mut(&v) else { return false };
+        if slot.wake_generation != generation || slot.model.state() == GuestState::Runnable {
+            return false;
+        }
+        slot.model.on_wake(now_ns);
+        true
+    }
+}

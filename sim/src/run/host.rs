@@ -1,0 +1,237 @@
+//! Turns a validated `[host.<name>]` into the core's `BootConfig`: topology, NUMA memory,
+//! pools, dom0, the Xen command line, and the toolstack's costs.
+//!
+//! The command line is assembled as `specs/scenario.md` §4.2 says: `dom0_mem`,
+//! `dom0_max_vcpus` (omitted for `"all"`), `dom0_vcpus_pin`, `sched=`, the options sorted by
+//! key, then `extra_cmdline`.
+
+use std::collections::BTreeMap;
+
+use hypervisor_model::cpumask::CpuMask;
+use hypervisor_model::hypervisor::boot::{BootConfig, CoreCosts, CpuTopo, Dom0Boot, HostInfo, PoolBoot, XenBuild};
+use hypervisor_model::limits::{CONRING_BYTES_DEFAULT, PAGE_BYTES};
+use hypervisor_model::sched::SchedKind;
+use hypervisor_model::toolstack::config::GuestType;
+
+use crate::machine::topology::Topology;
+use crate::scenario::model::{CostValue, Dom0Vcpus, HostSpec, SchedName};
+use crate::xl::cpulist::{CpuList, HostCpus};
+
+/// Virtual time a guest kernel takes from `control/shutdown` to SCHEDOP_shutdown
+/// (`guest.shutdown_reaction_ns`; E: an orderly poweroff of a small Linux guest).
+pub const GUEST_SHUTDOWN_REACTION_NS_DEFAULT: u64 = 100_000_000;
+
+/// Simulated TSC frequency, kHz (`xl info` cpu_mhz 2400.000; the `default` profile).
+const CPU_KHZ_DEFAULT: u64 = 2_400_000;
+
+/// A host that cannot be built from its (already validated) spec.
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    /// The topology is impossible.
+    #[error("[host.{host}] topology: {reason}")]
+    Topology {
+        /// Host name.
+        host: String,
+        /// Why.
+        reason: String,
+    },
+    /// A cpu list does not resolve.
+    #[error("[host.{host}] {key}: {reason}")]
+    CpuList {
+        /// Host name.
+        host: String,
+        /// Which key.
+        key: String,
+        /// Why.
+        reason: String,
+    },
+    /// The scheduler is not implemented.
+    #[error("[host.{host}] scheduler {name:?} is not implemented yet")]
+    Scheduler {
+        /// Host name.
+        host: String,
+        /// Scheduler name.
+        name: String,
+    },
+}
+
+fn sched_kind(host: &str, name: SchedName) -> Result<SchedKind, HostError> {
+    match name {
+        SchedName::Null => Ok(SchedKind::Null),
+        other => Err(HostError::Scheduler { host: host.to_string(), name: other.as_str().to_string() }),
+    }
+}
+
+/// Cost of one cost-table key: the scenario's value (the midpoint of a range) or the default.
+pub fn cost_ns(costs: &BTreeMap<String, CostValue>, key: &str, default_ns: u64) -> u64 {
+    match costs.get(key) {
+        Some(CostValue::Fixed(value)) => *value,
+        Some(CostValue::Range { lo, hi }) => lo + (hi - lo) / 2,
+        None => default_ns,
+    }
+}
+
+fn cost_i64(costs: &BTreeMap<String, CostValue>, key: &str, default_ns: u64) -> i64 {
+    i64::try_from(cost_ns(costs, key, default_ns)).unwrap_or(i64::MAX)
+}
+
+/// The toolstack costs, from the default table overridden by the scenario's `[costs]`
+/// and then the host's `[host.<name>.costs]`.
+pub fn core_costs(global: &BTreeMap<String, CostValue>, host: &BTreeMap<String, CostValue>) -> CoreCosts {
+    let mut merged = global.clone();
+    merged.extend(host.iter().map(|(k, v)| (k.clone(), *v)));
+    CoreCosts {
+        // E: a libxl step is several domctls and XenStore transactions from dom0.
+        domctl_ns: cost_i64(&merged, "toolstack.domctl_ns", 50_000),
+        // D: populate_physmap per page, as `mem.balloon_claim_page_ns` (cost-model §2.3).
+        populate_page_ns: cost_i64(&merged, "mem.balloon_claim_page_ns", 1_200),
+        // E: loading a kernel, start info, console and XenStore set-up.
+        build_ns: cost_i64(&merged, "toolstack.build_ns", 20_000_000),
+        // E: backends closing and XenStore entries removed.
+        destroy_devices_ns: cost_i64(&merged, "toolstack.destroy_devices_ns", 10_000_000),
+        // E: Xen-side free of one page (cost-model §2.3, balloon release row).
+        relinquish_page_ns: cost_i64(&merged, "mem.relinquish_page_ns", 300),
+        // libxl populates in extents; 256 MiB per step keeps creates interleavable.
+        populate_batch_pages: 65_536,
+        // Xen checks for preemption while relinquishing; 256 MiB per continuation.
+        relinquish_batch_pages: 65_536,
+    }
+}
+
+fn xen_version_parts(version: &str) -> (u32, u32, String) {
+    let mut parts = version.splitn(2, '.');
+    let major = parts.next().and_then(|m| m.parse().ok()).unwrap_or(4);
+    let rest = parts.next().unwrap_or("17");
+    let digits_end = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+    let minor = rest[..digits_end].parse().unwrap_or(17);
+    (major, minor, rest[digits_end..].to_string())
+}
+
+/// The Xen command line of a host (`xl info` xen_commandline, `xl dmesg` Command line).
+pub fn xen_commandline(spec: &HostSpec) -> String {
+    let mut words = Vec::new();
+    let mem_mib = spec.dom0.memory_bytes >> 20;
+    words.push(format!("dom0_mem={mem_mib}M,max:{mem_mib}M"));
+    if let Dom0Vcpus::Count(count) = spec.dom0.vcpus {
+        words.push(format!("dom0_max_vcpus={count}"));
+    }
+    if spec.dom0.pin {
+        words.push("dom0_vcpus_pin".to_string());
+    }
+    words.push(format!("sched={}", spec.scheduler.as_str()));
+    words.extend(spec.xen.options.iter().map(|(k, v)| format!("{k}={v}")));
+    if !spec.xen.extra_cmdline.is_empty() {
+        words.push(spec.xen.extra_cmdline.clone());
+    }
+    words.join(" ")
+}
+
+/// Xen command-line options xensim models (others are printed as unknown at boot).
+const KNOWN_OPTIONS: &[&str] = &[
+    "sched_ratelimit_us",
+    "sched_credit2_migrate_resist",
+    "credit2_runqueue",
+    "sched_credit2_max_cpus_runqueue",
+    "credit2_load_window_shift",
+    "credit2_load_precision_shift",
+    "credit2_balance_under",
+    "credit2_balance_over",
+    "credit2_cap_period_ms",
+    "conring_size",
+    "console_timestamps",
+    "bootscrub",
+];
+
+/// `conring_size=` in bytes (`parse_size_and_unit`: a number with an optional K/M/G suffix).
+fn conring_bytes(options: &BTreeMap<String, String>) -> usize {
+    let Some(text) = options.get("conring_size") else { return CONRING_BYTES_DEFAULT };
+    let (digits, shift) = match text.char_indices().last() {
+        Some((i, 'k' | 'K')) => (&text[..i], 10),
+        Some((i, 'm' | 'M')) => (&text[..i], 20),
+        Some((i, 'g' | 'G')) => (&text[..i], 30),
+        _ => (text.as_str(), 0),
+    };
+    digits.parse::<usize>().ok().and_then(|n| n.checked_shl(shift)).unwrap_or(CONRING_BYTES_DEFAULT)
+}
+
+/// Builds the core's boot configuration for one host.
+pub fn boot_config(spec: &HostSpec, global_costs: &BTreeMap<String, CostValue>) -> Result<BootConfig, HostError> {
+    let topo = Topology::new(&spec.topology).map_err(|e| HostError::Topology { host: spec.name.clone(), reason: e.to_string() })?;
+    let cpus: Vec<CpuTopo> = topo.pcpus().iter().map(|p| CpuTopo { core: p.core_index, socket: p.socket_index, node: p.node_index }).collect();
+    let nr_cpus = topo.pcpu_count();
+    let host_cpus = HostCpus { node_of_cpu: cpus.iter().map(|c| c.node).collect() };
+    let resolve = |key: &str, text: &str| -> Result<CpuMask, HostError> {
+        let err = |reason: String| HostError::CpuList { host: spec.name.clone(), key: key.to_string(), reason };
+        CpuList::parse(text).map_err(|e| err(e.to_string()))?.resolve(&host_cpus).map_err(|e| err(e.to_string()))
+    };
+    let mut pools = Vec::new();
+    for pool in &spec.cpupools {
+        let cpus = resolve(&format!("cpupools.{}.cpus", pool.name), &pool.cpus)?;
+        pools.push(PoolBoot { name: pool.name.clone(), sched: sched_kind(&spec.name, pool.scheduler)?, cpus });
+    }
+    let free_cpus = match &spec.free_cpus {
+        Some(text) => resolve("free_cpus", text)?,
+        None => CpuMask::empty(nr_cpus),
+    };
+    let node_count = usize::try_from(topo.node_count()).unwrap_or(0);
+    let node_distances = (0..node_count)
+        .flat_map(|a| (0..node_count).map(move |b| (a, b)))
+        .map(|(a, b)| spec.topology.distances.get(a).and_then(|row| row.get(b)).copied().unwrap_or(if a == b { 10 } else { 20 }))
+        .collect();
+    let (major, minor, extra) = xen_version_parts(&spec.xen.version);
+    let unknown_options = spec.xen.options.keys().filter(|k| !KNOWN_OPTIONS.contains(&k.as_str())).cloned().collect();
+    let dom0_vcpus = match spec.dom0.vcpus {
+        Dom0Vcpus::Count(count) => count,
+        Dom0Vcpus::All => nr_cpus,
+    };
+    Ok(BootConfig {
+        host: HostInfo {
+            cpus,
+            cores_per_socket: spec.topology.cores_per_socket,
+            threads_per_core: spec.topology.threads_per_core,
+            node_memory_pages: spec.node_memory_bytes.iter().map(|b| b / PAGE_BYTES).collect(),
+            node_distances,
+            cpu_khz: CPU_KHZ_DEFAULT,
+        },
+        xen: XenBuild {
+            major,
+            minor,
+            extra,
+            changeset: spec.xen.changeset.clone(),
+            compiler: spec.xen.cc_compiler.clone(),
+            compile_by: spec.xen.cc_compile_by.clone(),
+            compile_domain: spec.xen.cc_compile_domain.clone(),
+            compile_date: spec.xen.cc_compile_date.clone(),
+            build_id: spec.xen.build_id.clone(),
+            commandline: xen_commandline(spec),
+            conring_bytes: conring_bytes(&spec.xen.options),
+            unknown_options,
+        },
+        pool0_sched: sched_kind(&spec.name, spec.scheduler)?,
+        pools,
+        free_cpus,
+        dom0: Dom0Boot {
+            memory_pages: spec.dom0.memory_bytes / PAGE_BYTES,
+            vcpus: dom0_vcpus,
+            pin: spec.dom0.pin,
+            weight: spec.dom0.weight,
+            guest_type: if spec.dom0.pvh { GuestType::Pvh } else { GuestType::Pv },
+        },
+        costs: core_costs(global_costs, &spec.costs),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::xen_version_parts;
+
+    #[test]
+    fn version_splits_into_major_minor_extra() {
+        assert_eq!(xen_version_parts("4.17.5"), (4, 17, ".5".to_string()));
+    }
+
+    #[test]
+    fn version_with_rc_suffix_keeps_it_in_extra() {
+        assert_eq!(xen_version_parts("4.18-rc"), (4, 18, "-rc".to_string()));
+    }
+}

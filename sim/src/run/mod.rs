@@ -1,0 +1,342 @@
+//! The run loop: pop the next event, hand it to a host's core or a guest model, record every
+//! core input and core event, check invariants, and stop at the end of the scenario.
+//!
+//! Files: `host.rs` (scenario host → `BootConfig`), `platform.rs` (`SimPlatform`),
+//! `guests.rs` (workload models per vCPU), `commands.rs` (the xl timeline and toolstack
+//! replies), `sinks.rs` (hash, trace file, decision log, metrics).
+//!
+//! # Invariants
+//! - One run is single-threaded and reads no host clock: its hash depends only on the
+//!   scenario, its xl.cfg files and the seed.
+//! - Every core input is recorded before the core sees it.
+
+pub mod commands;
+pub mod decisions;
+pub mod guests;
+pub mod host;
+pub mod platform;
+pub mod sinks;
+
+use std::collections::BTreeMap;
+
+use hypervisor_model::domain::ShutdownReason;
+use hypervisor_model::event::CoreInput;
+use hypervisor_model::hypervisor::Hypervisor;
+use hypervisor_model::ids::{DomId, PcpuId, VcpuRef};
+use hypervisor_model::sched::Violation;
+use hypervisor_model::toolstack::ops::JobId;
+
+use crate::clock::EventQueue;
+use crate::record::{Divergence, Recorder, RunHash, TraceError};
+use crate::rng::RngStreams;
+use crate::scenario::model::{Dom0Vcpus, Scenario};
+use commands::{CommandRecord, JobOrigin};
+use guests::{GuestStep, HostGuests};
+use platform::{HostSim, SimPlatform};
+pub use sinks::Sinks;
+
+/// Most events one run may process: a bound that turns a livelock into an error.
+const EVENTS_MAX: u64 = 1 << 40;
+
+/// Something that happens at a virtual time.
+#[derive(Debug, Clone)]
+pub enum SimEvent {
+    /// A core input that is already decided (an IPI, a toolstack continuation).
+    Input {
+        /// Host index.
+        host: u16,
+        /// The input.
+        input: CoreInput,
+    },
+    /// A pCPU's scheduler timer (fires only if `generation` is still current).
+    Timer {
+        /// Host index.
+        host: u16,
+        /// The pCPU.
+        pcpu: PcpuId,
+        /// Arm generation.
+        generation: u64,
+    },
+    /// A running vCPU's guest finished its planned work.
+    DemandDone {
+        /// Host index.
+        host: u16,
+        /// The vCPU.
+        vcpu: VcpuRef,
+        /// Run generation.
+        generation: u64,
+    },
+    /// A blocked vCPU's guest timer.
+    GuestWake {
+        /// Host index.
+        host: u16,
+        /// The vCPU.
+        vcpu: VcpuRef,
+        /// Wake generation.
+        generation: u64,
+    },
+    /// A guest answers a shutdown request.
+    GuestShutdown {
+        /// Host index.
+        host: u16,
+        /// The domain.
+        dom: DomId,
+        /// The reason it was asked for.
+        reason: ShutdownReason,
+    },
+    /// A `[[domain]]` is created (`xl create` at its `start`).
+    DomainStart {
+        /// Index into `Scenario::domains`.
+        index: usize,
+    },
+    /// An `[[at]]` entry runs.
+    Command {
+        /// Index into `Scenario::timeline`.
+        index: usize,
+    },
+}
+
+/// How to run.
+#[derive(Debug, Default)]
+pub struct RunOptions {
+    /// Run the invariant checker after every event.
+    pub check: bool,
+    /// Stop at this time instead of the scenario's duration (`xensim xl --at`).
+    pub stop_at_ns: Option<u64>,
+    /// Keep the readable decision log.
+    pub decision_log: bool,
+}
+
+/// One host after (or during) a run.
+#[derive(Debug)]
+pub struct HostRuntime {
+    /// Host name.
+    pub name: String,
+    /// Its hypervisor.
+    pub hv: Hypervisor,
+    /// Its simulator state.
+    pub sim: HostSim,
+}
+
+/// An invariant broken during a run.
+#[derive(Debug, Clone)]
+pub struct InvariantFailure {
+    /// Index of the event after which it was found.
+    pub event_index: u64,
+    /// Virtual time.
+    pub time_ns: u64,
+    /// Host name.
+    pub host: String,
+    /// What is broken.
+    pub violations: Vec<Violation>,
+}
+
+/// Errors that stop a run before it can produce a result.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// A host could not be built.
+    #[error(transparent)]
+    Host(#[from] host::HostError),
+    /// The trace file failed.
+    #[error(transparent)]
+    Trace(#[from] TraceError),
+    /// The run did not end within the event bound.
+    #[error("the run did not finish within {EVENTS_MAX} events (livelock?) at t={time_ns} ns")]
+    Livelock {
+        /// Virtual time reached.
+        time_ns: u64,
+    },
+}
+
+/// What a run produced.
+#[derive(Debug)]
+pub struct RunOutcome {
+    /// The run hash.
+    pub hash: RunHash,
+    /// Number of trace records (core inputs + core events).
+    pub record_count: u64,
+    /// Number of queue events processed.
+    pub event_count: u64,
+    /// Virtual time at the end.
+    pub end_ns: u64,
+    /// Hosts in their final state.
+    pub hosts: Vec<HostRuntime>,
+    /// Every xl command run, with output and status.
+    pub commands: Vec<CommandRecord>,
+    /// The first broken invariant, if the checker ran and found one.
+    pub invariant_failure: Option<InvariantFailure>,
+    /// For a replay: the first record that differs.
+    pub divergence: Option<Divergence>,
+    /// Everything the sinks gathered (decision log, metrics).
+    pub sinks_report: sinks::SinksReport,
+}
+
+/// The state of a run in progress.
+#[derive(Debug)]
+pub struct World<'s> {
+    pub(crate) scenario: &'s Scenario,
+    pub(crate) queue: EventQueue<SimEvent>,
+    pub(crate) hosts: Vec<HostRuntime>,
+    pub(crate) sinks: Sinks,
+    pub(crate) commands: Vec<CommandRecord>,
+    pub(crate) jobs: BTreeMap<(u16, JobId), JobOrigin>,
+    pub(crate) next_job: u32,
+    pub(crate) streams: RngStreams,
+    pub(crate) shutdown_reaction_ns: u64,
+}
+
+/// Runs `scenario` to its end (or `opts.stop_at_ns`), recording into `recorder`.
+pub fn run(scenario: &Scenario, opts: &RunOptions, recorder: Recorder) -> Result<RunOutcome, RunError> {
+    let mut world = World::boot(scenario, opts, recorder)?;
+    let end_ns = opts.stop_at_ns.unwrap_or(scenario.sim.duration_ns).min(scenario.sim.duration_ns);
+    let (event_count, invariant_failure) = world.advance(end_ns, opts.check || scenario.sim.check)?;
+    let end_ns = if invariant_failure.is_some() { world.queue.now_ns() } else { end_ns };
+    world.finish(end_ns, event_count, invariant_failure)
+}
+
+/// Runs `scenario` up to `opts.stop_at_ns` and answers the xl query `command` on its first
+/// host at that instant.
+pub fn query_at(scenario: &Scenario, opts: &RunOptions, command: &crate::xl::command::XlCommand) -> Result<crate::report::xl::XlOutput, RunError> {
+    let mut world = World::boot(scenario, opts, Recorder::new())?;
+    let at_ns = opts.stop_at_ns.unwrap_or(scenario.sim.duration_ns);
+    world.advance(at_ns, opts.check)?;
+    Ok(world.query(0, command, at_ns))
+}
+
+impl<'s> World<'s> {
+    fn boot(scenario: &'s Scenario, opts: &RunOptions, recorder: Recorder) -> Result<World<'s>, RunError> {
+        let streams = RngStreams::new(scenario.sim.seed);
+        let host_names = scenario.hosts.iter().map(|h| h.name.clone()).collect();
+        let mut world = World {
+            scenario,
+            queue: EventQueue::new(),
+            hosts: Vec::new(),
+            sinks: Sinks::new(recorder, host_names, opts.decision_log, scenario),
+            commands: Vec::new(),
+            jobs: BTreeMap::new(),
+            next_job: 0,
+            streams,
+            shutdown_reaction_ns: host::cost_ns(&scenario.costs, "guest.shutdown_reaction_ns", host::GUEST_SHUTDOWN_REACTION_NS_DEFAULT),
+        };
+        for (index, spec) in scenario.hosts.iter().enumerate() {
+            let host = u16::try_from(index).expect("fewer than 65536 hosts");
+            let config = host::boot_config(spec, &scenario.costs)?;
+            let nr_cpus = config.host.cpus.len();
+            let mut guests = HostGuests::new(world.streams);
+            let dom0_vcpus = match spec.dom0.vcpus {
+                Dom0Vcpus::Count(count) => usize::try_from(count).unwrap_or(0),
+                Dom0Vcpus::All => nr_cpus,
+            };
+            guests.register_domain(DomId::DOM0, "Domain-0", vec![spec.dom0.workload.clone(); dom0_vcpus]);
+            let mut sim = HostSim { host, timer_gen: vec![0; nr_cpus], guests, replies: Vec::new(), notices: Vec::new(), ipi_latency_ns: 0 };
+            world.sinks.host_booting(host, &config);
+            let mut platform = SimPlatform { now_ns: 0, queue: &mut world.queue, sim: &mut sim, sinks: &mut world.sinks };
+            let hv = Hypervisor::boot(config, &mut platform);
+            world.hosts.push(HostRuntime { name: spec.name.clone(), hv, sim });
+        }
+        for (index, domain) in scenario.domains.iter().enumerate() {
+            world.queue.push(domain.start_ns, SimEvent::DomainStart { index });
+        }
+        for (index, entry) in scenario.timeline.iter().enumerate() {
+            world.queue.push(entry.time_ns, SimEvent::Command { index });
+        }
+        Ok(world)
+    }
+
+    /// Processes events before `end_ns`; stops early at a broken invariant or a replay
+    /// divergence. Returns the number of events processed and the failure, if any.
+    fn advance(&mut self, end_ns: u64, check: bool) -> Result<(u64, Option<InvariantFailure>), RunError> {
+        let mut event_count = 0u64;
+        while let Some(time_ns) = self.queue.peek_time_ns() {
+            if time_ns >= end_ns || self.sinks.recorder.diverged() {
+                break;
+            }
+            let Some((_, event)) = self.queue.pop() else { break };
+            let host = self.dispatch(event);
+            event_count += 1;
+            if event_count >= EVENTS_MAX {
+                return Err(RunError::Livelock { time_ns });
+            }
+            if let (true, Some(host)) = (check, host) {
+                if let Some(failure) = self.check_host(host, event_count - 1, time_ns) {
+                    return Ok((event_count, Some(failure)));
+                }
+            }
+        }
+        Ok((event_count, None))
+    }
+
+    /// Handles one event; returns the host it touched.
+    fn dispatch(&mut self, event: SimEvent) -> Option<u16> {
+        let now_ns = self.queue.now_ns();
+        match event {
+            SimEvent::Input { host, input } => {
+                self.deliver(host, &input);
+                Some(host)
+            }
+            SimEvent::Timer { host, pcpu, generation } => {
+                let current = self.hosts[usize::from(host)].sim.timer_gen[pcpu.index()];
+                if generation == current {
+                    self.deliver(host, &CoreInput::TimerExpired { pcpu });
+                }
+                Some(host)
+            }
+            SimEvent::DemandDone { host, vcpu, generation } => {
+                let h = &mut self.hosts[usize::from(host)];
+                match h.sim.guests.demand_done(vcpu, generation, now_ns, host, &mut self.queue) {
+                    Some(GuestStep::Block) => self.deliver(host, &CoreInput::VcpuBlock { vcpu }),
+                    Some(GuestStep::Yield) => {
+                        self.deliver(host, &CoreInput::VcpuYield { vcpu });
+                        self.hosts[usize::from(host)].sim.guests.rearm(vcpu, now_ns, host, &mut self.queue);
+                    }
+                    Some(GuestStep::Continue) => h.sim.guests.rearm(vcpu, now_ns, host, &mut self.queue),
+                    None => {}
+                }
+                Some(host)
+            }
+            SimEvent::GuestWake { host, vcpu, generation } => {
+                if self.hosts[usize::from(host)].sim.guests.wake(vcpu, generation, now_ns) {
+                    self.deliver(host, &CoreInput::VcpuWake { vcpu });
+                }
+                Some(host)
+            }
+            SimEvent::GuestShutdown { host, dom, reason } => {
+                if self.hosts[usize::from(host)].sim.guests.knows(dom) {
+                    self.deliver(host, &CoreInput::GuestShutdown { dom, reason });
+                }
+                Some(host)
+            }
+            SimEvent::DomainStart { index } => Some(self.start_domain(index)),
+            SimEvent::Command { index } => Some(self.run_command(index)),
+        }
+    }
+
+    /// Records `input` and hands it to `host`'s core, then processes what the core said.
+    pub(crate) fn deliver(&mut self, host: u16, input: &CoreInput) {
+        let now_ns = self.queue.now_ns();
+        self.sinks.input(host, now_ns, input);
+        let h = &mut self.hosts[usize::from(host)];
+        let mut platform = SimPlatform { now_ns, queue: &mut self.queue, sim: &mut h.sim, sinks: &mut self.sinks };
+        // A refused input (a guest event racing a destroy) changes nothing in the core;
+        // it is in the trace, so replays refuse it the same way.
+        let _refused = h.hv.handle(input, &mut platform);
+        self.after_input(host);
+    }
+
+    fn check_host(&self, host: u16, event_index: u64, time_ns: u64) -> Option<InvariantFailure> {
+        let h = &self.hosts[usize::from(host)];
+        let violations = h.hv.check_invariants();
+        if violations.is_empty() {
+            return None;
+        }
+        Some(InvariantFailure { event_index, time_ns, host: h.name.clone(), violations })
+    }
+
+    fn finish(self, end_ns: u64, event_count: u64, invariant_failure: Option<InvariantFailure>) -> Result<RunOutcome, RunError> {
+        let World { sinks, hosts, commands, .. } = self;
+        let (recorder, sinks_report) = sinks.finish(end_ns, &hosts);
+        let record_count = recorder.record_count();
+        let (hash, divergence) = recorder.finish()?;
+        Ok(RunOutcome { hash, record_count, event_count, end_ns, hosts, commands, invariant_failure, divergence, sinks_report })
+    }
+}
