@@ -102,8 +102,9 @@ pub fn run_scenario(scenario: Scenario, args: &RunArgs) -> Result<RunReport, App
 }
 
 fn report(scenario: Scenario, outcome: RunOutcome) -> RunReport {
-    let metrics_value = metrics::to_json(&outcome.sinks_report.metrics, &scenario, &outcome.hash.to_string());
-    let metrics_json = metrics::render_json(&metrics_value);
+    let run = metrics::RunInfo { scenario: scenario.file_name.clone(), seed: scenario.sim.seed, trace_hash: outcome.hash.to_string() };
+    let metrics_value = outcome.sinks_report.metrics.to_json_value(&run);
+    let metrics_json = outcome.sinks_report.metrics.to_json_string(&run);
     let expect_failures = metrics::check_expectations(&metrics_value, &scenario.expects);
     let summary = metrics::render_summary(&outcome.sinks_report.metrics);
     let rc_failures = outcome

@@ -154,6 +154,13 @@ pub enum SchedKind {
 }
 
 impl SchedKind {
+    /// The scheduler's `opt_name` (`sched=` value).
+    pub const fn opt_name(self) -> &'static str {
+        match self {
+            SchedKind::Null => "null",
+        }
+    }
+
     /// A fresh scheduler instance of this kind for a host of `nr_cpus` pCPUs.
     pub fn instantiate(self, nr_cpus: u32) -> Box<dyn Scheduler> {
         match self {

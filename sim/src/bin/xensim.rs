@@ -10,7 +10,11 @@ use xensim::app::{self, AppError, RunArgs};
 use xensim::scenario::values::parse_duration;
 
 #[derive(Parser, Debug)]
-#[command(name = "xensim", version, about = "Deterministic full-system simulator of the Xen hypervisor")]
+#[command(
+    name = "xensim",
+    version,
+    about = "Deterministic full-system simulator of the Xen hypervisor"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -67,7 +71,9 @@ fn main() -> ExitCode {
     match dispatch(cli.command) {
         Ok(code) => ExitCode::from(code),
         Err(error) => {
-            let code = error.downcast_ref::<AppError>().map_or(1, AppError::exit_code);
+            let code = error
+                .downcast_ref::<AppError>()
+                .map_or(1, AppError::exit_code);
             eprintln!("{}", render_error(&error));
             ExitCode::from(u8::try_from(code).unwrap_or(1))
         }
@@ -83,23 +89,48 @@ fn render_error(error: &anyhow::Error) -> String {
 
 fn dispatch(command: Command) -> anyhow::Result<u8> {
     match command {
-        Command::Run { file, seed, check, trace, metrics, decision_log, strict } => {
-            let args = RunArgs { seed, check, trace, strict, decision_log: decision_log.is_some() };
+        Command::Run {
+            file,
+            seed,
+            check,
+            trace,
+            metrics,
+            decision_log,
+            strict,
+        } => {
+            let args = RunArgs {
+                seed,
+                check,
+                trace,
+                strict,
+                decision_log: decision_log.is_some(),
+            };
             run(&file, &args, metrics, decision_log)
         }
         Command::Replay { trace } => replay(&trace),
-        Command::Xl { file, at, seed, command } => xl(&file, at.as_deref(), seed, &command),
+        Command::Xl {
+            file,
+            at,
+            seed,
+            command,
+        } => xl(&file, at.as_deref(), seed, &command),
     }
 }
 
-fn run(file: &std::path::Path, args: &RunArgs, metrics: Option<PathBuf>, decisions: Option<PathBuf>) -> anyhow::Result<u8> {
+fn run(
+    file: &std::path::Path,
+    args: &RunArgs,
+    metrics: Option<PathBuf>,
+    decisions: Option<PathBuf>,
+) -> anyhow::Result<u8> {
     let scenario = app::load(file, args.seed, args.strict)?;
     for warning in &scenario.warnings {
         eprintln!("{}", warning.trim_end());
     }
     let report = app::run_scenario(scenario, args)?;
     if let Some(path) = metrics {
-        std::fs::write(&path, &report.metrics_json).with_context(|| format!("writing {}", path.display()))?;
+        std::fs::write(&path, &report.metrics_json)
+            .with_context(|| format!("writing {}", path.display()))?;
     }
     if let (Some(path), Some(log)) = (decisions, &report.outcome.sinks_report.decision_log) {
         std::fs::write(&path, log).with_context(|| format!("writing {}", path.display()))?;
@@ -111,8 +142,14 @@ fn run(file: &std::path::Path, args: &RunArgs, metrics: Option<PathBuf>, decisio
 fn print_run(report: &app::RunReport) {
     let outcome = &report.outcome;
     for c in &outcome.commands {
-        let rc = c.rc.map_or_else(|| "running".to_string(), |rc| rc.to_string());
-        println!("[{} {}] xl {} (rc={rc})", xensim::run::decisions::seconds(c.time_ns), c.host, c.text);
+        let rc =
+            c.rc.map_or_else(|| "running".to_string(), |rc| rc.to_string());
+        println!(
+            "[{} {}] xl {} (rc={rc})",
+            xensim::run::decisions::seconds(c.time_ns),
+            c.host,
+            c.text
+        );
         for line in c.stdout.lines() {
             println!("  {line}");
         }
@@ -122,11 +159,17 @@ fn print_run(report: &app::RunReport) {
     }
     print!("{}", report.summary);
     if let Some(failure) = &outcome.invariant_failure {
-        println!("invariant violated after event {} at t={} ns on {}:", failure.event_index, failure.time_ns, failure.host);
+        println!(
+            "invariant violated after event {} at t={} ns on {}:",
+            failure.event_index, failure.time_ns, failure.host
+        );
         for v in &failure.violations {
             println!("  {}: {}", v.invariant, v.detail);
         }
-        println!("reproduce: xensim run {} --seed {} --check", report.scenario.file_name, report.scenario.sim.seed);
+        println!(
+            "reproduce: xensim run {} --seed {} --check",
+            report.scenario.file_name, report.scenario.sim.seed
+        );
     }
     for failure in &report.expect_failures {
         println!("{failure}");
@@ -134,7 +177,12 @@ fn print_run(report: &app::RunReport) {
     for failure in &report.rc_failures {
         println!("{failure}");
     }
-    println!("events: {}  records: {}  virtual time: {} s", outcome.event_count, outcome.record_count, xensim::run::decisions::seconds(outcome.end_ns));
+    println!(
+        "events: {}  records: {}  virtual time: {} s",
+        outcome.event_count,
+        outcome.record_count,
+        xensim::run::decisions::seconds(outcome.end_ns)
+    );
     println!("run hash: {}", outcome.hash);
 }
 
@@ -159,10 +207,17 @@ fn replay(trace: &std::path::Path) -> anyhow::Result<u8> {
     }
 }
 
-fn xl(file: &std::path::Path, at: Option<&str>, seed: Option<u64>, words: &[String]) -> anyhow::Result<u8> {
+fn xl(
+    file: &std::path::Path,
+    at: Option<&str>,
+    seed: Option<u64>,
+    words: &[String],
+) -> anyhow::Result<u8> {
     let scenario = app::load(file, seed, false)?;
     let at_ns = match at {
-        Some(text) => parse_duration(text).map_err(|e| AppError::Usage(format!("--at {text}: {e}")))?,
+        Some(text) => {
+            parse_duration(text).map_err(|e| AppError::Usage(format!("--at {text}: {e}")))?
+        }
         None => scenario.sim.duration_ns,
     };
     let out = app::xl_at(&scenario, at_ns, words)?;

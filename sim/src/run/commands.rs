@@ -160,12 +160,26 @@ impl World<'_> {
     pub fn query(&mut self, host: u16, command: &XlCommand, now_ns: u64) -> XlOutput {
         let spec = &self.scenario.hosts[usize::from(host)];
         let h = &mut self.hosts[usize::from(host)];
+        let xl_host = XlHost {
+            hv: &h.hv,
+            now_ns: i64::try_from(now_ns).unwrap_or(i64::MAX),
+            hostname: &spec.hostname,
+            release: &spec.dom0.release,
+            version: &spec.dom0.version,
+        };
+        let out = match command {
+            XlCommand::List { long, verbose, cpupool, numa, domains } => {
+                let options = xl::ListOptions { long: *long, verbose: *verbose, cpupool: *cpupool, numa: *numa };
+                xl::xl_list(&xl_host, options, domains)
+            }
+            XlCommand::Info { numa, key } => xl::xl_info(&xl_host, *numa, key.as_deref()),
+            XlCommand::Dmesg { clear } => xl::xl_dmesg(&xl_host, *clear),
+            _ => XlOutput::fail("xensim: only list, info and dmesg are queries\n".to_string()),
+        };
         if let XlCommand::Dmesg { clear: true } = command {
-            let out = xl::xl_dmesg(&XlHost::new(&h.hv, now_ns, spec));
             h.hv.clear_console();
-            return out;
         }
-        xl::run_query(&XlHost::new(&h.hv, now_ns, spec), command)
+        out
     }
 
     fn output(&mut self, record: usize, out: XlOutput) {
@@ -175,9 +189,10 @@ impl World<'_> {
         r.rc = Some(out.rc);
     }
 
-    fn resolve(&mut self, host: u16, record: usize, arg: &str) -> Option<DomId> {
+    /// `find_domain`; a numeric id that names no domain passes (libxl reports it later).
+    fn resolve(&mut self, host: u16, record: usize, arg: &str) -> Option<Result<DomId, u32>> {
         match xl::find_domain(&self.hosts[usize::from(host)].hv, arg) {
-            Ok(dom) => Some(dom),
+            Ok(raw) => Some(u16::try_from(raw).ok().and_then(DomId::new).ok_or(raw)),
             Err(out) => {
                 self.output(record, out);
                 None
@@ -185,8 +200,20 @@ impl World<'_> {
         }
     }
 
+    /// A numeric domid beyond the valid range: libxl's lookup fails as for a missing domain.
+    fn no_such_domain(&mut self, record: usize, kind: JobKind, raw: u32) {
+        let origin = JobOrigin { command: record, workloads: None, kind, dom: None, pool: None };
+        let mut out = done_output(&origin, Err(ToolstackError::NoSuchDomain));
+        out.stderr = out.stderr.replace("Domain 0:", &format!("Domain {raw}:"));
+        self.output(record, out);
+    }
+
     fn domain_op(&mut self, host: u16, record: usize, arg: &str, kind: JobKind) {
-        let Some(dom) = self.resolve(host, record, arg) else { return };
+        let dom = match self.resolve(host, record, arg) {
+            None => return,
+            Some(Err(raw)) => return self.no_such_domain(record, kind, raw),
+            Some(Ok(dom)) => dom,
+        };
         if kind == JobKind::Destroy && dom == DomId::DOM0 {
             let stderr = "Not destroying domain 0; use -f to force.\nThis can only be done when using a disaggregated hardware domain and toolstack.\n\n";
             self.output(record, XlOutput { stdout: String::new(), stderr: stderr.to_string(), rc: 1 });
@@ -201,7 +228,11 @@ impl World<'_> {
     }
 
     fn shutdown(&mut self, host: u16, record: usize, arg: &str, reason: ShutdownReason) {
-        let Some(dom) = self.resolve(host, record, arg) else { return };
+        let dom = match self.resolve(host, record, arg) {
+            None => return,
+            Some(Err(raw)) => return self.no_such_domain(record, JobKind::Shutdown, raw),
+            Some(Ok(dom)) => dom,
+        };
         let verb = if reason == ShutdownReason::Reboot { "Rebooting" } else { "Shutting down" };
         self.commands[record].stderr.push_str(&format!("{verb} domain {}\n", dom.raw()));
         self.start_job(host, JobOrigin { command: record, workloads: None, kind: JobKind::Shutdown, dom: Some(dom), pool: None }, ToolstackOp::Shutdown { dom, reason });

@@ -28,6 +28,7 @@ use hypervisor_model::toolstack::ops::JobId;
 
 use crate::clock::EventQueue;
 use crate::record::{Divergence, Recorder, RunHash, TraceError};
+use crate::report::metrics::DomainMeta;
 use crate::rng::RngStreams;
 use crate::scenario::model::{Dom0Vcpus, Scenario};
 use commands::{CommandRecord, JobOrigin};
@@ -205,22 +206,22 @@ pub fn query_at(scenario: &Scenario, opts: &RunOptions, command: &crate::xl::com
 
 impl<'s> World<'s> {
     fn boot(scenario: &'s Scenario, opts: &RunOptions, recorder: Recorder) -> Result<World<'s>, RunError> {
-        let streams = RngStreams::new(scenario.sim.seed);
-        let host_names = scenario.hosts.iter().map(|h| h.name.clone()).collect();
+        let configs = scenario.hosts.iter().map(|h| host::boot_config(h, &scenario.costs)).collect::<Result<Vec<_>, _>>()?;
+        let metas = scenario.hosts.iter().zip(&configs).map(|(h, c)| sinks::host_meta(&h.name, c)).collect();
+        let decision_log = opts.decision_log || scenario.sim.decision_log;
         let mut world = World {
             scenario,
             queue: EventQueue::new(),
             hosts: Vec::new(),
-            sinks: Sinks::new(recorder, host_names, opts.decision_log, scenario),
+            sinks: Sinks::new(recorder, metas, decision_log, scenario.sim.warmup_ns),
             commands: Vec::new(),
             jobs: BTreeMap::new(),
             next_job: 0,
-            streams,
+            streams: RngStreams::new(scenario.sim.seed),
             shutdown_reaction_ns: host::cost_ns(&scenario.costs, "guest.shutdown_reaction_ns", host::GUEST_SHUTDOWN_REACTION_NS_DEFAULT),
         };
-        for (index, spec) in scenario.hosts.iter().enumerate() {
+        for (index, (spec, config)) in scenario.hosts.iter().zip(configs).enumerate() {
             let host = u16::try_from(index).expect("fewer than 65536 hosts");
-            let config = host::boot_config(spec, &scenario.costs)?;
             let nr_cpus = config.host.cpus.len();
             let mut guests = HostGuests::new(world.streams);
             let dom0_vcpus = match spec.dom0.vcpus {
@@ -228,8 +229,9 @@ impl<'s> World<'s> {
                 Dom0Vcpus::All => nr_cpus,
             };
             guests.register_domain(DomId::DOM0, "Domain-0", vec![spec.dom0.workload.clone(); dom0_vcpus]);
+            let dom0_meta = DomainMeta { pool: "Pool-0".to_string(), weight: spec.dom0.weight, cap: 0 };
+            world.sinks.domain_meta(host, DomId::DOM0, dom0_meta);
             let mut sim = HostSim { host, timer_gen: vec![0; nr_cpus], guests, replies: Vec::new(), notices: Vec::new(), ipi_latency_ns: 0 };
-            world.sinks.host_booting(host, &config);
             let mut platform = SimPlatform { now_ns: 0, queue: &mut world.queue, sim: &mut sim, sinks: &mut world.sinks };
             let hv = Hypervisor::boot(config, &mut platform);
             world.hosts.push(HostRuntime { name: spec.name.clone(), hv, sim });

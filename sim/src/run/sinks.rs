@@ -3,12 +3,14 @@
 
 use hypervisor_model::event::CoreInput;
 use hypervisor_model::hypervisor::boot::BootConfig;
+use hypervisor_model::hypervisor::Hypervisor;
+use hypervisor_model::ids::DomId;
 use hypervisor_model::trace::TraceEvent;
 
 use super::decisions;
 use super::HostRuntime;
 use crate::record::Recorder;
-use crate::scenario::model::Scenario;
+use crate::report::metrics::{DomainMeta, HostMeta, Metrics, MetricsCollector, PoolMeta};
 
 /// All consumers of the record stream.
 #[derive(Debug)]
@@ -17,50 +19,84 @@ pub struct Sinks {
     pub recorder: Recorder,
     host_names: Vec<String>,
     decisions: Option<String>,
+    metrics: MetricsCollector,
 }
 
 /// What the sinks gathered by the end of a run.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct SinksReport {
     /// The decision log, if it was kept.
     pub decision_log: Option<String>,
+    /// The run's metrics.
+    pub metrics: Metrics,
+}
+
+/// The metrics view of a host about to boot: pCPU nodes and pools.
+pub fn host_meta(name: &str, config: &BootConfig) -> HostMeta {
+    let nr_cpus = config.host.cpus.len();
+    let mut pcpu_pools: Vec<Option<String>> = vec![Some("Pool-0".to_string()); nr_cpus];
+    for pool in &config.pools {
+        for cpu in pool.cpus.iter() {
+            pcpu_pools[cpu.index()] = Some(pool.name.clone());
+        }
+    }
+    for cpu in config.free_cpus.iter() {
+        pcpu_pools[cpu.index()] = None;
+    }
+    let mut pools = vec![PoolMeta { name: "Pool-0".to_string(), scheduler: config.pool0_sched.opt_name().to_string() }];
+    pools.extend(config.pools.iter().map(|p| PoolMeta { name: p.name.clone(), scheduler: p.sched.opt_name().to_string() }));
+    HostMeta { name: name.to_string(), pcpu_nodes: config.host.cpus.iter().map(|c| c.node).collect(), pcpu_pools, pools }
 }
 
 impl Sinks {
-    /// Sinks for a run of `scenario`.
-    pub fn new(recorder: Recorder, host_names: Vec<String>, decision_log: bool, _scenario: &Scenario) -> Sinks {
-        Sinks { recorder, host_names, decisions: decision_log.then(String::new) }
+    /// Sinks for a run whose metrics window starts at `warmup_ns`.
+    pub fn new(recorder: Recorder, hosts: Vec<HostMeta>, decision_log: bool, warmup_ns: u64) -> Sinks {
+        let host_names = hosts.iter().map(|h| h.name.clone()).collect();
+        Sinks { recorder, host_names, decisions: decision_log.then(String::new), metrics: MetricsCollector::new(warmup_ns, hosts) }
     }
 
-    /// A host is about to boot with `config`.
-    pub fn host_booting(&mut self, _host: u16, _config: &BootConfig) {}
+    /// Tells the metrics the scheduling parameters of a domain (dom0 before boot).
+    pub fn domain_meta(&mut self, host: u16, dom: DomId, meta: DomainMeta) {
+        self.metrics.domain_meta(usize::from(host), dom, meta);
+    }
 
-    fn host_name(&self, host: u16) -> &str {
-        self.host_names.get(usize::from(host)).map_or("?", String::as_str)
+    /// A domain was created on `host`: record its pool, weight and cap.
+    pub fn domain_created(&mut self, host: u16, hv: &Hypervisor, dom: DomId) {
+        let Some(d) = hv.domain(dom) else { return };
+        let pool = hv.pools().iter().find(|p| p.id == d.pool).map_or_else(String::new, |p| p.name.clone());
+        self.domain_meta(host, dom, DomainMeta { pool, weight: d.weight, cap: d.cap });
+    }
+
+    fn host_name(&self, host: u16) -> String {
+        self.host_names.get(usize::from(host)).cloned().unwrap_or_default()
     }
 
     /// A core input at `time_ns`.
     pub fn input(&mut self, host: u16, time_ns: u64, input: &CoreInput) {
         self.recorder.input(host, time_ns, input);
-        if let Some(log) = &mut self.decisions {
-            let name = self.host_names.get(usize::from(host)).map_or("?", String::as_str);
-            decisions::input_line(log, name, time_ns, input);
+        if self.decisions.is_some() {
+            let name = self.host_name(host);
+            if let Some(log) = &mut self.decisions {
+                decisions::input_line(log, &name, time_ns, input);
+            }
         }
     }
 
     /// A core event at `time_ns`.
     pub fn event(&mut self, host: u16, time_ns: u64, event: &TraceEvent) {
         self.recorder.event(host, time_ns, event);
+        self.metrics.observe(usize::from(host), time_ns, event);
         if self.decisions.is_some() {
-            let name = self.host_name(host).to_string();
+            let name = self.host_name(host);
             if let Some(log) = &mut self.decisions {
                 decisions::event_line(log, &name, time_ns, event);
             }
         }
     }
 
-    /// Ends the run: the recorder (to finish) and the report.
-    pub fn finish(self, _end_ns: u64, _hosts: &[HostRuntime]) -> (Recorder, SinksReport) {
-        (self.recorder, SinksReport { decision_log: self.decisions })
+    /// Ends the run at `end_ns`: the recorder (to finish) and the report.
+    pub fn finish(self, end_ns: u64, _hosts: &[HostRuntime]) -> (Recorder, SinksReport) {
+        let metrics = self.metrics.finish(end_ns);
+        (self.recorder, SinksReport { decision_log: self.decisions, metrics })
     }
 }
