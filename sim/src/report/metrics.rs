@@ -251,3 +251,100 @@ impl Metrics {
         &self.domains[index].vcpus
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use hypervisor_model::domain::vcpu::Runstate::{Blocked, Offline, Runnable};
+
+    use super::synthetic::{collector, create, dom, free, memory, rs, switch, vcpu, HOST};
+    use super::{render_summary, DomainMeta, Metrics, RunInfo};
+
+    /// Warm-up of the synthetic run: the first microsecond is left out.
+    const WARMUP_NS: u64 = 1_000;
+    /// End of the synthetic run.
+    const END_NS: u64 = 10_000;
+
+    fn meta(weight: u32) -> DomainMeta {
+        DomainMeta {
+            pool: "Pool-0".to_owned(),
+            weight,
+            cap: 0,
+        }
+    }
+
+    /// Dom0 runs briefly on pCPU 0; `web` (2 vCPUs) wakes, is preempted, migrates to
+    /// pCPU 1 and blocks; `tmp` lives and dies inside the window; memory drops and recovers.
+    fn synthetic_run() -> Metrics {
+        let (d0, web0, web1) = (vcpu(0, 0), vcpu(1, 0), vcpu(1, 1));
+        let mut c = collector(WARMUP_NS);
+        create(&mut c, 0, 0, "Domain-0", 1);
+        c.domain_meta(HOST, dom(0), meta(256));
+        memory(&mut c, 0, 1_000);
+        rs(&mut c, 0, d0, Offline, Runnable);
+        switch(&mut c, 0, 0, None, Some(d0));
+        create(&mut c, 500, 1, "web", 2);
+        c.domain_meta(HOST, dom(1), meta(512));
+        memory(&mut c, 500, 800);
+        rs(&mut c, 1_500, web0, Offline, Runnable);
+        rs(&mut c, 1_600, web1, Offline, Runnable);
+        switch(&mut c, 2_000, 0, Some((d0, Blocked)), Some(web0));
+        switch(&mut c, 2_200, 1, None, Some(web1));
+        switch(&mut c, 4_000, 0, Some((web0, Runnable)), None);
+        switch(&mut c, 4_100, 1, Some((web1, Blocked)), Some(web0));
+        create(&mut c, 5_000, 2, "tmp", 1);
+        memory(&mut c, 5_000, 700);
+        free(&mut c, 6_000, 2);
+        memory(&mut c, 6_000, 800);
+        switch(&mut c, 7_000, 1, Some((web0, Blocked)), None);
+        rs(&mut c, 9_000, web1, Blocked, Runnable);
+        c.finish(END_NS)
+    }
+
+    fn run_info() -> RunInfo {
+        RunInfo {
+            scenario: "synthetic.toml".to_owned(),
+            seed: 42,
+            trace_hash: "0000000000000000".to_owned(),
+        }
+    }
+
+    #[test]
+    fn metrics_json_synthetic_run_matches_golden() {
+        let text = synthetic_run().to_json_string(&run_info());
+
+        // This file is sim/src/report/metrics.rs; the snapshots live in the repository's golden/.
+        insta::with_settings!({
+            snapshot_path => "../../../golden",
+            prepend_module_to_snapshot => false,
+        }, {
+            insta::assert_snapshot!("metrics__synthetic", text);
+        });
+    }
+
+    #[test]
+    fn summary_synthetic_run_matches_golden() {
+        let text = render_summary(&synthetic_run());
+
+        insta::with_settings!({
+            snapshot_path => "../../../golden",
+            prepend_module_to_snapshot => false,
+        }, {
+            insta::assert_snapshot!("metrics__synthetic_summary", text);
+        });
+    }
+
+    #[test]
+    fn json_value_and_string_agree_on_lookup() {
+        let metrics = synthetic_run();
+        let value = metrics.to_json_value(&run_info());
+
+        let reparsed: serde_json::Value =
+            serde_json::from_str(&metrics.to_json_string(&run_info())).expect("valid JSON");
+
+        assert_eq!(value, reparsed);
+        assert_eq!(
+            super::lookup(&value, "domain.web.vcpus.1.wakeup_latency_pending_count"),
+            super::Lookup::Integer(1)
+        );
+    }
+}
