@@ -24,6 +24,8 @@
 //! Readers ignore unknown fields, so adding them later does not bump `schema_version`.
 
 pub mod collect;
+#[cfg(test)]
+mod core_feed;
 pub mod dist;
 pub mod expect;
 mod state;
