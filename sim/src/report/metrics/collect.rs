@@ -183,7 +183,10 @@ impl MetricsCollector {
         let mut hosts = Vec::with_capacity(self.hosts.len());
         let mut domains = Vec::new();
         for mut host in self.hosts {
-            assert!(host.last_time_ns < end_ns || host.last_time_ns == 0);
+            assert!(
+                host.last_time_ns < end_ns || host.last_time_ns == 0,
+                "metrics: an event at or after the end of the run was observed"
+            );
             domains.extend(host.domain_metrics(window, end_ns));
             hosts.push(host.host_metrics(window, end_ns));
         }
@@ -295,11 +298,11 @@ impl HostState {
         prev: Option<VcpuRef>,
         next: Option<VcpuRef>,
     ) {
-        let in_pool = self.meta.pcpu_pools[pcpu.index()].is_some();
         let state = self
             .pcpus
             .get_mut(pcpu.index())
             .unwrap_or_else(|| panic!("metrics: unknown {pcpu:?}"));
+        let in_pool = self.meta.pcpu_pools[pcpu.index()].is_some();
         state.decide(window, time_ns, prev, next, in_pool);
         if let Some(v) = next.filter(|&v| Some(v) != prev) {
             let nodes = &self.meta.pcpu_nodes;
