@@ -1,0 +1,245 @@
+//! The measurement window and the per-vCPU runstate machine of the metrics collector.
+//!
+//! Follows `specs/metrics.md` §0 (clipping to `[t0, t1)`), §1.1 (runstate times,
+//! `dispatch_count`), §1.2 (wakeup latency, runqueue wait, abandoned and censored wakes),
+//! §1.9 (preemptions) and §1.10 (pCPU and NUMA migrations).
+//!
+//! # Invariants
+//! - A transition starts from the state held (`from == state`), so intervals tile the
+//!   vCPU's life and the four runstate times sum to its in-window life.
+//! - A pending wake (`wake_ns`) and a runnable start exist only while runnable.
+//! - A latency sample is kept when its start is in the window; its end is always before
+//!   `t1` because only events before the end of the run are observed.
+//!
+//! Left out: yields (not distinguishable from preemptions in the trace), parking (credit2).
+
+use hypervisor_model::domain::vcpu::Runstate;
+use hypervisor_model::ids::PcpuId;
+
+use super::dist::Distribution;
+use super::VcpuMetrics;
+
+/// `[start_ns, end_ns)`; while observing, `end_ns` is `u64::MAX` (every event is before it).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Window {
+    pub(super) start_ns: u64,
+    pub(super) end_ns: u64,
+}
+
+impl Window {
+    pub(super) fn contains(self, t_ns: u64) -> bool {
+        self.start_ns <= t_ns && t_ns < self.end_ns
+    }
+
+    /// In-window part of `[from_ns, to_ns)`.
+    pub(super) fn clip(self, from_ns: u64, to_ns: u64) -> u64 {
+        let lo = from_ns.max(self.start_ns);
+        let hi = to_ns.min(self.end_ns);
+        hi.saturating_sub(lo)
+    }
+}
+
+/// `*acc += value`; overflow is a bug that aborts the report with the metric's name.
+pub(super) fn add(acc: &mut u64, value: u64, metric: &str) {
+    *acc = acc
+        .checked_add(value)
+        .unwrap_or_else(|| panic!("metric overflow: {metric}"));
+}
+
+/// `*acc += 1`, checked.
+pub(super) fn bump(acc: &mut u64, metric: &str) {
+    add(acc, 1, metric);
+}
+
+/// One vCPU's life, from `VcpuCreate` (offline) to its domain's `DomainFree`.
+#[derive(Debug)]
+pub(super) struct VcpuState {
+    state: Runstate,
+    since_ns: u64,
+    created_ns: u64,
+    /// End of life: `DomainFree` or the end of the run.
+    closed_ns: Option<u64>,
+    /// In-window time per `Runstate::index()`.
+    time_ns: [u64; 4],
+    dispatch_count: u64,
+    preemption_count: u64,
+    migration_pcpu_count: u64,
+    migration_numa_count: u64,
+    wake_abandoned_count: u64,
+    wakeup_latency_pending_count: u64,
+    last_pcpu: Option<PcpuId>,
+    /// Time of the wake whose run is awaited.
+    wake_ns: Option<u64>,
+    /// Start of the current runnable interval.
+    runnable_since_ns: Option<u64>,
+    pub(super) wakeup_samples_ns: Vec<u64>,
+    pub(super) runq_wait_samples_ns: Vec<u64>,
+}
+
+impl VcpuState {
+    /// A vCPU created at `time_ns`; Xen creates every vCPU offline.
+    pub(super) fn new(time_ns: u64) -> VcpuState {
+        VcpuState {
+            state: Runstate::Offline,
+            since_ns: time_ns,
+            created_ns: time_ns,
+            closed_ns: None,
+            time_ns: [0; 4],
+            dispatch_count: 0,
+            preemption_count: 0,
+            migration_pcpu_count: 0,
+            migration_numa_count: 0,
+            wake_abandoned_count: 0,
+            wakeup_latency_pending_count: 0,
+            last_pcpu: None,
+            wake_ns: None,
+            runnable_since_ns: None,
+            wakeup_samples_ns: Vec::new(),
+            runq_wait_samples_ns: Vec::new(),
+        }
+    }
+
+    /// One `Runstate { from, to }` event at `time_ns`.
+    pub(super) fn transition(
+        &mut self,
+        window: Window,
+        time_ns: u64,
+        from: Runstate,
+        to: Runstate,
+    ) {
+        assert_eq!(
+            self.state, from,
+            "runstate event does not start from the held state"
+        );
+        assert!(
+            self.closed_ns.is_none(),
+            "runstate event after the vCPU's end"
+        );
+        self.account(window, time_ns);
+        self.state = to;
+        let in_window = window.contains(time_ns);
+        match (from, to) {
+            (Runstate::Blocked | Runstate::Offline, Runstate::Runnable) => {
+                self.wake_ns = Some(time_ns);
+            }
+            (Runstate::Runnable, Runstate::Running) => self.run_after_wait(window, time_ns),
+            (Runstate::Runnable, Runstate::Blocked | Runstate::Offline) => {
+                self.abandon_wake(window);
+            }
+            (Runstate::Running, Runstate::Runnable) if in_window => {
+                // xensim differs: a yield is indistinguishable here (see `collect`).
+                bump(&mut self.preemption_count, "preemption_count");
+            }
+            _ => {}
+        }
+        if to == Runstate::Runnable && from != Runstate::Runnable {
+            self.runnable_since_ns = Some(time_ns);
+        }
+        if to == Runstate::Running && from != Runstate::Running && in_window {
+            bump(&mut self.dispatch_count, "dispatch_count");
+        }
+        assert!(self.state == Runstate::Runnable || self.wake_ns.is_none());
+        assert!(self.state == Runstate::Runnable || self.runnable_since_ns.is_none());
+    }
+
+    /// The vCPU starts a running interval on `pcpu` (a `Schedule` naming it as `next`).
+    pub(super) fn start_on(&mut self, window: Window, time_ns: u64, pcpu: PcpuId, nodes: &[u32]) {
+        let previous = self.last_pcpu.replace(pcpu);
+        let Some(previous) = previous.filter(|&p| p != pcpu) else {
+            return;
+        };
+        if !window.contains(time_ns) {
+            return;
+        }
+        bump(&mut self.migration_pcpu_count, "migration_pcpu_count");
+        if nodes[previous.index()] != nodes[pcpu.index()] {
+            bump(&mut self.migration_numa_count, "migration_numa_count");
+        }
+    }
+
+    /// Ends the vCPU's life at `time_ns` (domain freed or end of run).
+    pub(super) fn close(&mut self, window: Window, time_ns: u64) {
+        assert!(self.closed_ns.is_none(), "vCPU closed twice");
+        self.account(window, time_ns);
+        self.closed_ns = Some(time_ns);
+        if let Some(wake_ns) = self.wake_ns.take() {
+            if window.contains(wake_ns) && time_ns < window.end_ns {
+                // Freed while still waiting to run: the wake can never complete.
+                bump(&mut self.wake_abandoned_count, "wake_abandoned_count");
+            } else if window.contains(wake_ns) {
+                bump(
+                    &mut self.wakeup_latency_pending_count,
+                    "wakeup_latency_pending_count",
+                );
+            }
+        }
+        self.runnable_since_ns = None;
+    }
+
+    /// The metrics of a closed vCPU with index `id`.
+    pub(super) fn metrics(&self, id: u32, window: Window) -> VcpuMetrics {
+        let closed_ns = self.closed_ns.expect("vCPU closed before reporting");
+        let [running_ns, runnable_ns, blocked_ns, offline_ns] = self.time_ns;
+        let mut exist_ns = 0;
+        for spent_ns in self.time_ns {
+            add(&mut exist_ns, spent_ns, "exist_ns");
+        }
+        assert_eq!(exist_ns, window.clip(self.created_ns, closed_ns));
+        let mut steal_ns = runnable_ns;
+        add(&mut steal_ns, offline_ns, "steal_ns");
+        VcpuMetrics {
+            id,
+            running_ns,
+            runnable_ns,
+            blocked_ns,
+            offline_ns,
+            steal_ns,
+            dispatch_count: self.dispatch_count,
+            preemption_count: self.preemption_count,
+            yield_count: 0,
+            migration_pcpu_count: self.migration_pcpu_count,
+            migration_numa_count: self.migration_numa_count,
+            wake_abandoned_count: self.wake_abandoned_count,
+            wakeup_latency_pending_count: self.wakeup_latency_pending_count,
+            wakeup_latency_ns: Distribution::from_samples(
+                &self.wakeup_samples_ns,
+                "wakeup_latency_ns",
+            ),
+            runq_wait_ns: Distribution::from_samples(&self.runq_wait_samples_ns, "runq_wait_ns"),
+        }
+    }
+
+    /// Adds `[since_ns, time_ns)` to the held state's time.
+    fn account(&mut self, window: Window, time_ns: u64) {
+        assert!(time_ns >= self.since_ns, "vCPU time went backwards");
+        let spent_ns = window.clip(self.since_ns, time_ns);
+        add(
+            &mut self.time_ns[self.state.index()],
+            spent_ns,
+            "runstate time",
+        );
+        self.since_ns = time_ns;
+    }
+
+    fn run_after_wait(&mut self, window: Window, time_ns: u64) {
+        if let Some(wake_ns) = self.wake_ns.take().filter(|&w| window.contains(w)) {
+            self.wakeup_samples_ns.push(time_ns - wake_ns);
+        }
+        if let Some(since_ns) = self
+            .runnable_since_ns
+            .take()
+            .filter(|&s| window.contains(s))
+        {
+            self.runq_wait_samples_ns.push(time_ns - since_ns);
+        }
+    }
+
+    fn abandon_wake(&mut self, window: Window) {
+        if let Some(wake_ns) = self.wake_ns.take() {
+            if window.contains(wake_ns) {
+                bump(&mut self.wake_abandoned_count, "wake_abandoned_count");
+            }
+        }
+        self.runnable_since_ns = None;
+    }
+}

@@ -1,0 +1,121 @@
+//! The human summary table `xensim run` prints: per domain, then per vCPU, CPU time, wait
+//! (`runnable_ns`), wakeup latency p50/p99 and dispatch count (`specs/metrics.md` §1.1,
+//! §1.2, §4.2 formatting).
+//!
+//! Formatting uses integers only: times in ms with 3 decimals (the ns value rounded half
+//! to even at the µs), latencies in µs with 3 decimals (exact), `-` for a null value.
+//!
+//! # Invariants
+//! - Columns have fixed widths and numbers are right-aligned; a name longer than its column
+//!   widens only its own row.
+//! - The output depends only on [`Metrics`] (no terminal width, locale or clock).
+
+use std::fmt::Write as _;
+
+use super::{DomainMetrics, Metrics};
+
+/// Nanoseconds per microsecond.
+const NS_PER_US: u64 = 1_000;
+/// Microseconds per millisecond.
+const US_PER_MS: u64 = 1_000;
+
+/// The summary table of `metrics`, one line per domain and per vCPU, newline-terminated.
+pub fn render_summary(metrics: &Metrics) -> String {
+    let mut out = String::new();
+    let window = &metrics.window;
+    let _ = writeln!(
+        out,
+        "window {} ms .. {} ms",
+        ns_as_ms(window.start_ns),
+        ns_as_ms(window.end_ns)
+    );
+    let _ = writeln!(
+        out,
+        "{:<16} {:>4} {:>6} {:>14} {:>14} {:>12} {:>12} {:>10}",
+        "domain", "vcpu", "host", "cpu_ms", "wait_ms", "wake_p50_us", "wake_p99_us", "dispatch"
+    );
+    for domain in &metrics.domains {
+        render_domain(&mut out, domain);
+    }
+    out
+}
+
+fn render_domain(out: &mut String, domain: &DomainMetrics) {
+    let mut dispatch_count: u64 = 0;
+    for vcpu in &domain.vcpus {
+        dispatch_count = dispatch_count.saturating_add(vcpu.dispatch_count);
+    }
+    let name = format!("{} (d{})", domain.name, domain.domid);
+    let _ = writeln!(
+        out,
+        "{:<16} {:>4} {:>6} {:>14} {:>14} {:>12} {:>12} {:>10}",
+        name,
+        "all",
+        domain.host,
+        ns_as_ms(domain.running_ns),
+        ns_as_ms(domain.runnable_ns),
+        opt_ns_as_us(domain.wakeup_latency_ns.p50),
+        opt_ns_as_us(domain.wakeup_latency_ns.p99),
+        dispatch_count
+    );
+    for vcpu in &domain.vcpus {
+        let _ = writeln!(
+            out,
+            "{:<16} {:>4} {:>6} {:>14} {:>14} {:>12} {:>12} {:>10}",
+            "",
+            vcpu.id,
+            "",
+            ns_as_ms(vcpu.running_ns),
+            ns_as_ms(vcpu.runnable_ns),
+            opt_ns_as_us(vcpu.wakeup_latency_ns.p50),
+            opt_ns_as_us(vcpu.wakeup_latency_ns.p99),
+            vcpu.dispatch_count
+        );
+    }
+}
+
+/// `ns` as milliseconds with 3 decimals, rounded half to even at the microsecond.
+pub fn ns_as_ms(ns: u64) -> String {
+    let whole_us = ns / NS_PER_US;
+    let rest_ns = ns % NS_PER_US;
+    let half_ns = NS_PER_US / 2;
+    let round_up = rest_ns > half_ns || (rest_ns == half_ns && whole_us % 2 == 1);
+    // Cannot overflow: whole_us <= u64::MAX / 1000.
+    let us = whole_us + u64::from(round_up);
+    format!("{}.{:03}", us / US_PER_MS, us % US_PER_MS)
+}
+
+/// `ns` as microseconds with 3 decimals (exact).
+pub fn ns_as_us(ns: u64) -> String {
+    format!("{}.{:03}", ns / NS_PER_US, ns % NS_PER_US)
+}
+
+fn opt_ns_as_us(ns: Option<u64>) -> String {
+    ns.map_or_else(|| "-".to_owned(), ns_as_us)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{ns_as_ms, ns_as_us};
+
+    #[test]
+    fn ns_as_ms_half_microsecond_rounds_to_even() {
+        // 1.5 µs rounds to 2 µs; 2.5 µs rounds to 2 µs; 2.501 µs rounds to 3 µs.
+        assert_eq!(ns_as_ms(1_500), "0.002");
+        assert_eq!(ns_as_ms(2_500), "0.002");
+        assert_eq!(ns_as_ms(2_501), "0.003");
+    }
+
+    #[test]
+    fn ns_as_ms_whole_seconds_print_three_decimals() {
+        const TWO_SECONDS_NS: u64 = 2_000_000_000;
+
+        assert_eq!(ns_as_ms(TWO_SECONDS_NS), "2000.000");
+    }
+
+    #[test]
+    fn ns_as_us_is_exact() {
+        assert_eq!(ns_as_us(1_234_567), "1234.567");
+        assert_eq!(ns_as_us(7), "0.007");
+    }
+}
