@@ -6,9 +6,13 @@ mod support;
 #[cfg(test)]
 mod tests {
     use crate::support::{advance, block, boot, create, guest, two_node_host, xl_host};
+    use hypervisor_model::domain::ShutdownReason;
+    use hypervisor_model::event::CoreInput;
     use hypervisor_model::hypervisor::Hypervisor;
+    use hypervisor_model::ids::DomId;
     use hypervisor_model::sched::SchedKind;
     use hypervisor_model::testing::{small_host, FakePlatform};
+    use hypervisor_model::toolstack::config::ShutdownAction;
     use xensim::report::xl::{find_domain, xl_dmesg, xl_info, xl_list, ListOptions, XlOutput};
 
     macro_rules! golden {
@@ -93,6 +97,31 @@ mod tests {
             ..ListOptions::default()
         };
         golden!("xl__list_long", list(&hv, &p, options, &[]).stdout);
+    }
+
+    #[test]
+    fn list_verbose_crashed_preserved_guest_shows_reason_code() {
+        // on_crash="preserve": the shut-down domain stays, `---sc-` with reason code 3.
+        let (mut hv, mut p) = boot(small_host(4, SchedKind::Null));
+        let mut config = guest("crashy", 1, 256);
+        config.on_crash = ShutdownAction::Preserve;
+        create(&mut hv, &mut p, 1, config, 0x55, false);
+        advance(&mut p, 250);
+        let dom = DomId::new(1).expect("domid 1");
+        let crash = CoreInput::GuestShutdown {
+            dom,
+            reason: ShutdownReason::Crash,
+        };
+        assert_eq!(hv.handle(&crash, &mut p), Ok(()));
+        p.run_until_idle(&mut hv);
+        let options = ListOptions {
+            verbose: true,
+            ..ListOptions::default()
+        };
+        golden!(
+            "xl__list_verbose_crashed",
+            list(&hv, &p, options, &[]).stdout
+        );
     }
 
     #[test]
