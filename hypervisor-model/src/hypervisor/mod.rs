@@ -342,6 +342,16 @@ impl Hypervisor {
         self.jobs.values().map(Job::outstanding_claim_pages).sum()
     }
 
+    /// Pages claimed for domain `dom` and not yet populated (`d->outstanding_pages`, which
+    /// `xl list` adds to the domain's memory).
+    pub fn domain_claim_pages(&self, dom: DomId) -> u64 {
+        self.jobs
+            .values()
+            .filter(|job| matches!(job, Job::Create { dom: building, .. } if *building == dom))
+            .map(Job::outstanding_claim_pages)
+            .sum()
+    }
+
     /// pCPUs in no pool.
     pub fn free_cpus(&self) -> CpuMask {
         let mut mask = CpuMask::empty(self.host.nr_cpus());

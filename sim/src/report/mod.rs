@@ -1,3 +1,8 @@
-//! Reports: everything xensim prints or writes about a run, computed from the typed trace.
+//! Reports: everything xensim prints or writes about a run. Renderers here are pure
+//! functions of the core's state or of the typed trace; they never change the run.
+//!
+//! - [`xl`]: xl's own output formats (`xl list`, `xl info`, `xl dmesg`), byte for byte.
+//! - [`metrics`]: the metrics of a run (JSON, `[[expect]]` paths, the summary table).
 
 pub mod metrics;
+pub mod xl;
