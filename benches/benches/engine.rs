@@ -7,8 +7,8 @@
 //! pushes it causes) for the engine, and one pop+push pair for the heap. Their ratio is the
 //! engine's cost over the bare queue.
 
-use std::collections::BinaryHeap;
 use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::hint::black_box;
 use std::path::Path;
 
@@ -81,10 +81,14 @@ fn engine(c: &mut Criterion) {
     let mut group = c.benchmark_group("engine-null-64x64");
     group.sample_size(10);
     group.throughput(Throughput::Elements(events));
-    group.bench_function("xensim-run", |b| b.iter(|| black_box(engine_events(black_box(&scenario)))));
+    group.bench_function("xensim-run", |b| {
+        b.iter(|| black_box(engine_events(black_box(&scenario))))
+    });
     // One pending timer-like event per pCPU plus one guest event per vCPU.
     let pending = 128;
-    group.bench_function("binaryheap-push-pop", |b| b.iter(|| black_box(heap_loop(pending, events))));
+    group.bench_function("binaryheap-push-pop", |b| {
+        b.iter(|| black_box(heap_loop(pending, events)))
+    });
     group.finish();
 }
 

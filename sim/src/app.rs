@@ -30,7 +30,9 @@ impl AppError {
     /// The exit status for this error: 2 for bad input, 1 otherwise.
     pub fn exit_code(&self) -> i32 {
         match self {
-            AppError::Load(_) | AppError::Usage(_) | AppError::Trace(TraceError::Format { .. }) => 2,
+            AppError::Load(_) | AppError::Usage(_) | AppError::Trace(TraceError::Format { .. }) => {
+                2
+            }
             _ => 1,
         }
     }
@@ -56,7 +58,9 @@ pub struct RunReport {
 impl RunReport {
     /// 0 if everything held, 1 if an expectation, `expect_rc` or invariant failed.
     pub fn exit_code(&self) -> i32 {
-        let failed = !self.expect_failures.is_empty() || !self.rc_failures.is_empty() || self.outcome.invariant_failure.is_some();
+        let failed = !self.expect_failures.is_empty()
+            || !self.rc_failures.is_empty()
+            || self.outcome.invariant_failure.is_some();
         i32::from(failed)
     }
 }
@@ -78,31 +82,52 @@ pub struct RunArgs {
 
 /// Loads a scenario file.
 pub fn load(path: &Path, seed: Option<u64>, strict: bool) -> Result<Scenario, AppError> {
-    Ok(scenario::load_file(path, &LoadOptions { strict, seed_override: seed })?)
+    Ok(scenario::load_file(
+        path,
+        &LoadOptions {
+            strict,
+            seed_override: seed,
+        },
+    )?)
 }
 
 fn header_of(scenario: &Scenario) -> TraceHeader {
     TraceHeader {
         seed: scenario.sim.seed,
         scenario_name: scenario.file_name.clone(),
-        sources: scenario.sources.iter().map(|s| (s.name.clone(), s.text.clone())).collect(),
+        sources: scenario
+            .sources
+            .iter()
+            .map(|s| (s.name.clone(), s.text.clone()))
+            .collect(),
     }
 }
 
 /// Runs a loaded scenario and evaluates its expectations.
 pub fn run_scenario(scenario: Scenario, args: &RunArgs) -> Result<RunReport, AppError> {
-    let trace_path = args.trace.clone().or_else(|| scenario.sim.trace_file.clone());
+    let trace_path = args
+        .trace
+        .clone()
+        .or_else(|| scenario.sim.trace_file.clone());
     let recorder = match &trace_path {
         Some(path) => Recorder::to_file(path, &header_of(&scenario))?,
         None => Recorder::new(),
     };
-    let opts = RunOptions { check: args.check, stop_at_ns: None, decision_log: args.decision_log || scenario.sim.decision_log };
+    let opts = RunOptions {
+        check: args.check,
+        stop_at_ns: None,
+        decision_log: args.decision_log || scenario.sim.decision_log,
+    };
     let outcome = run::run(&scenario, &opts, recorder)?;
     Ok(report(scenario, outcome))
 }
 
 fn report(scenario: Scenario, outcome: RunOutcome) -> RunReport {
-    let run = metrics::RunInfo { scenario: scenario.file_name.clone(), seed: scenario.sim.seed, trace_hash: outcome.hash.to_string() };
+    let run = metrics::RunInfo {
+        scenario: scenario.file_name.clone(),
+        seed: scenario.sim.seed,
+        trace_hash: outcome.hash.to_string(),
+    };
     let metrics_value = outcome.sinks_report.metrics.to_json_value(&run);
     let metrics_json = outcome.sinks_report.metrics.to_json_string(&run);
     let expect_failures = metrics::check_expectations(&metrics_value, &scenario.expects);
@@ -120,7 +145,14 @@ fn report(scenario: Scenario, outcome: RunOutcome) -> RunReport {
             _ => None,
         })
         .collect();
-    RunReport { scenario, outcome, metrics_json, summary, expect_failures, rc_failures }
+    RunReport {
+        scenario,
+        outcome,
+        metrics_json,
+        summary,
+        expect_failures,
+        rc_failures,
+    }
 }
 
 /// Runs the scenario once with a given seed and returns only the hash (tests, sweeps).
@@ -144,7 +176,9 @@ pub struct ReplayReport {
 
 fn safe_relative(name: &str) -> Option<PathBuf> {
     let path = Path::new(name);
-    path.components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir)).then(|| path.to_path_buf())
+    path.components()
+        .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
+        .then(|| path.to_path_buf())
 }
 
 /// Re-runs a trace from the scenario and xl.cfg texts it carries and compares records.
@@ -155,14 +189,25 @@ pub fn replay(trace: &Path) -> Result<ReplayReport, AppError> {
     let _ = std::fs::remove_dir_all(&dir);
     let scenario = scenario?;
     let record_count = file.records.len();
-    let outcome = run::run(&scenario, &RunOptions::default(), Recorder::checking(file.records))?;
-    Ok(ReplayReport { recorded: file.hash, replayed: outcome.hash, record_count, divergence: outcome.divergence })
+    let outcome = run::run(
+        &scenario,
+        &RunOptions::default(),
+        Recorder::checking(file.records),
+    )?;
+    Ok(ReplayReport {
+        recorded: file.hash,
+        replayed: outcome.hash,
+        record_count,
+        divergence: outcome.divergence,
+    })
 }
 
 fn materialize_and_load(header: &TraceHeader, dir: &Path) -> Result<Scenario, AppError> {
     let io = |e: std::io::Error| AppError::Usage(format!("{}: {e}", dir.display()));
     for (name, text) in &header.sources {
-        let relative = safe_relative(name).ok_or_else(|| AppError::Usage(format!("trace names an unsafe source path {name:?}")))?;
+        let relative = safe_relative(name).ok_or_else(|| {
+            AppError::Usage(format!("trace names an unsafe source path {name:?}"))
+        })?;
         let path = dir.join(relative);
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(io)?;
@@ -170,7 +215,13 @@ fn materialize_and_load(header: &TraceHeader, dir: &Path) -> Result<Scenario, Ap
         std::fs::write(&path, text).map_err(io)?;
     }
     let scenario_path = dir.join(&header.scenario_name);
-    Ok(scenario::load_file(&scenario_path, &LoadOptions { strict: false, seed_override: Some(header.seed) })?)
+    Ok(scenario::load_file(
+        &scenario_path,
+        &LoadOptions {
+            strict: false,
+            seed_override: Some(header.seed),
+        },
+    )?)
 }
 
 /// Renders a divergence for humans: index, time and both encodings in hex.
@@ -178,12 +229,21 @@ pub fn describe_divergence(d: &Divergence) -> String {
     let side = |bytes: &Option<Vec<u8>>| match bytes {
         None => "(none: the stream ended)".to_string(),
         Some(b) => match record_fields(b) {
-            Some((kind, host, time_ns, payload)) => format!("{kind} host={host} t={time_ns}ns payload={}", hex(payload)),
+            Some((kind, host, time_ns, payload)) => {
+                format!("{kind} host={host} t={time_ns}ns payload={}", hex(payload))
+            }
             None => format!("malformed record {}", hex(b)),
         },
     };
-    let time = d.time_ns.map_or_else(|| "end of run".to_string(), |t| format!("t={t}ns"));
-    format!("first divergence at record {} ({time})\n  recorded: {}\n  replayed: {}\n", d.index, side(&d.expected), side(&d.actual))
+    let time = d
+        .time_ns
+        .map_or_else(|| "end of run".to_string(), |t| format!("t={t}ns"));
+    format!(
+        "first divergence at record {} ({time})\n  recorded: {}\n  replayed: {}\n",
+        d.index,
+        side(&d.expected),
+        side(&d.actual)
+    )
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -191,14 +251,26 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// `xensim xl FILE --at TIME -- <command>`: run to `at_ns`, then answer the query.
-pub fn xl_at(scenario: &Scenario, at_ns: u64, words: &[String]) -> Result<crate::report::xl::XlOutput, AppError> {
-    let command = XlCommand::parse(words).map_err(|e| AppError::Usage(format!("xl: {}", e.message)))?;
+pub fn xl_at(
+    scenario: &Scenario,
+    at_ns: u64,
+    words: &[String],
+) -> Result<crate::report::xl::XlOutput, AppError> {
+    let command =
+        XlCommand::parse(words).map_err(|e| AppError::Usage(format!("xl: {}", e.message)))?;
     if !command.is_query() {
         return Err(AppError::Usage(format!("xensim xl answers queries (list, info, dmesg); `{}` changes state: put it in the scenario's [[at]] timeline", words.join(" "))));
     }
     if at_ns > scenario.sim.duration_ns {
-        return Err(AppError::Usage(format!("--at {at_ns} ns is past the scenario's duration ({} ns)", scenario.sim.duration_ns)));
+        return Err(AppError::Usage(format!(
+            "--at {at_ns} ns is past the scenario's duration ({} ns)",
+            scenario.sim.duration_ns
+        )));
     }
-    let opts = RunOptions { check: false, stop_at_ns: Some(at_ns), decision_log: false };
+    let opts = RunOptions {
+        check: false,
+        stop_at_ns: Some(at_ns),
+        decision_log: false,
+    };
     Ok(run::query_at(scenario, &opts, &command)?)
 }

@@ -50,7 +50,11 @@ pub struct EventQueue<E> {
 
 impl<E> Default for EventQueue<E> {
     fn default() -> Self {
-        EventQueue { heap: BinaryHeap::new(), next_seq: 0, now_ns: 0 }
+        EventQueue {
+            heap: BinaryHeap::new(),
+            next_seq: 0,
+            now_ns: 0,
+        }
     }
 }
 
@@ -67,10 +71,18 @@ impl<E> EventQueue<E> {
 
     /// Schedules `event` at `time_ns` (not before now).
     pub fn push(&mut self, time_ns: u64, event: E) {
-        assert!(time_ns >= self.now_ns, "event scheduled in the past: {time_ns} < {}", self.now_ns);
+        assert!(
+            time_ns >= self.now_ns,
+            "event scheduled in the past: {time_ns} < {}",
+            self.now_ns
+        );
         let seq = self.next_seq;
         self.next_seq += 1;
-        self.heap.push(Entry { time_ns, seq, event });
+        self.heap.push(Entry {
+            time_ns,
+            seq,
+            event,
+        });
     }
 
     /// Time of the earliest event.

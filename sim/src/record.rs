@@ -121,7 +121,10 @@ impl Recorder {
     /// A recorder that also writes a trace file with `header`.
     pub fn to_file(path: &Path, header: &TraceHeader) -> Result<Recorder, TraceError> {
         let name = path.display().to_string();
-        let io = |source| TraceError::Io { path: name.clone(), source };
+        let io = |source| TraceError::Io {
+            path: name.clone(),
+            source,
+        };
         let file = File::create(path).map_err(io)?;
         let mut writer = BufWriter::new(file);
         write_header(&mut writer, header).map_err(io)?;
@@ -164,7 +167,9 @@ impl Recorder {
         self.hasher.write(&self.scratch);
         if let Some((_, writer)) = &mut self.writer {
             // The first write error is kept and reported by `finish`.
-            let written = writer.write_all(&len.to_le_bytes()).and_then(|()| writer.write_all(&self.scratch));
+            let written = writer
+                .write_all(&len.to_le_bytes())
+                .and_then(|()| writer.write_all(&self.scratch));
             if let (Err(error), None) = (written, &self.write_error) {
                 self.write_error = Some(error);
             }
@@ -200,7 +205,10 @@ impl Recorder {
     pub fn finish(mut self) -> Result<(RunHash, Option<Divergence>), TraceError> {
         let hash = RunHash(self.hasher.finish());
         if let Some((name, mut writer)) = self.writer.take() {
-            let io = |source| TraceError::Io { path: name.clone(), source };
+            let io = |source| TraceError::Io {
+                path: name.clone(),
+                source,
+            };
             if let Some(error) = self.write_error.take() {
                 return Err(io(error));
             }
@@ -210,7 +218,12 @@ impl Recorder {
         }
         if self.divergence.is_none() {
             if let Some(extra) = self.expected.as_mut().and_then(Iterator::next) {
-                self.divergence = Some(Divergence { index: self.record_count, time_ns: None, expected: Some(extra), actual: None });
+                self.divergence = Some(Divergence {
+                    index: self.record_count,
+                    time_ns: None,
+                    expected: Some(extra),
+                    actual: None,
+                });
             }
         }
         Ok((hash, self.divergence))
@@ -236,7 +249,8 @@ fn write_header(w: &mut impl Write, h: &TraceHeader) -> std::io::Result<()> {
     put_str(w, HASH_ALGORITHM)?;
     w.write_all(&h.seed.to_le_bytes())?;
     put_str(w, &h.scenario_name)?;
-    let count = u32::try_from(h.sources.len()).map_err(|_| std::io::Error::other("too many sources"))?;
+    let count =
+        u32::try_from(h.sources.len()).map_err(|_| std::io::Error::other("too many sources"))?;
     w.write_all(&count.to_le_bytes())?;
     for (name, text) in &h.sources {
         put_str(w, name)?;
@@ -259,8 +273,14 @@ pub struct TraceFile {
 /// Reads a trace file written by [`Recorder::to_file`].
 pub fn read_trace(path: &Path) -> Result<TraceFile, TraceError> {
     let name = path.display().to_string();
-    let file = File::open(path).map_err(|source| TraceError::Io { path: name.clone(), source })?;
-    let mut r = Reader { inner: BufReader::new(file), path: name };
+    let file = File::open(path).map_err(|source| TraceError::Io {
+        path: name.clone(),
+        source,
+    })?;
+    let mut r = Reader {
+        inner: BufReader::new(file),
+        path: name,
+    };
     let mut magic = [0u8; 8];
     r.bytes(&mut magic)?;
     if &magic != TRACE_MAGIC {
@@ -294,7 +314,15 @@ pub fn read_trace(path: &Path) -> Result<TraceFile, TraceError> {
         records.push(record);
     }
     let hash = RunHash(r.u64()?);
-    Ok(TraceFile { header: TraceHeader { seed, scenario_name, sources }, records, hash })
+    Ok(TraceFile {
+        header: TraceHeader {
+            seed,
+            scenario_name,
+            sources,
+        },
+        records,
+        hash,
+    })
 }
 
 struct Reader {
@@ -304,11 +332,16 @@ struct Reader {
 
 impl Reader {
     fn bad(&self, reason: &str) -> TraceError {
-        TraceError::Format { path: self.path.clone(), reason: reason.to_string() }
+        TraceError::Format {
+            path: self.path.clone(),
+            reason: reason.to_string(),
+        }
     }
 
     fn bytes(&mut self, buf: &mut [u8]) -> Result<(), TraceError> {
-        self.inner.read_exact(buf).map_err(|_| self.bad("file ends early"))
+        self.inner
+            .read_exact(buf)
+            .map_err(|_| self.bad("file ends early"))
     }
 
     fn u32(&mut self) -> Result<u32, TraceError> {
@@ -336,9 +369,9 @@ impl Reader {
 
 /// Splits a record into (kind, host, time) and its payload, for divergence reports.
 pub fn record_fields(record: &[u8]) -> Option<(&'static str, u16, u64, &[u8])> {
-    let kind = match record.first()? {
-        &KIND_INPUT => "input",
-        &KIND_EVENT => "event",
+    let kind = match *record.first()? {
+        KIND_INPUT => "input",
+        KIND_EVENT => "event",
         _ => "unknown",
     };
     let host = u16::from_le_bytes(record.get(1..3)?.try_into().ok()?);

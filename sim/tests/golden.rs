@@ -1,73 +1,100 @@
 //! Golden snapshots of every bundled scenario, under `golden/<scenario>__<view>.snap`:
 //! `summary` (the run summary), `xl-list` (the output of every timeline xl command and a
-//! final `xl list`), and `decisions` (the decision log of the first 50 ms of virtual time).
+//! final `xl list`), and `decisions` (the decision log of the first 400 ms of virtual time).
 //! Review a changed snapshot like code: its commit must say why decisions changed.
 
-use std::path::{Path, PathBuf};
+#[cfg(test)]
+mod tests {
 
-use xensim::app::{self, RunArgs};
-use xensim::run::decisions::seconds;
+    use std::path::{Path, PathBuf};
 
-/// Virtual time covered by the decisions snapshot.
-const DECISIONS_WINDOW_NS: u64 = 50_000_000;
+    use xensim::app::{self, RunArgs};
+    use xensim::run::decisions::seconds;
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+    /// Virtual time covered by the decisions snapshot.
+    const DECISIONS_WINDOW_NS: u64 = 400_000_000;
 
-fn bundled_scenarios() -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(repo_root().join("scenarios"))
-        .expect("scenarios/ is readable")
-        .filter_map(|entry| entry.ok().map(|e| e.path()))
-        .filter(|path| path.extension().is_some_and(|ext| ext == "toml"))
-        .collect();
-    files.sort();
-    files
-}
-
-fn snapshot(name: &str, text: &str) {
-    insta::with_settings!({ snapshot_path => "../../golden", prepend_module_to_snapshot => false, omit_expression => true }, {
-        insta::assert_snapshot!(name.to_string(), text);
-    });
-}
-
-fn xl_views(report: &app::RunReport) -> String {
-    let mut out = String::new();
-    for c in &report.outcome.commands {
-        let rc = c.rc.map_or_else(|| "running".to_string(), |rc| rc.to_string());
-        out.push_str(&format!("## t={} {}: xl {} (rc={rc})\n", seconds(c.time_ns), c.host, c.text));
-        out.push_str(&c.stdout);
-        for line in c.stderr.lines() {
-            out.push_str(&format!("stderr: {line}\n"));
-        }
+    fn repo_root() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
     }
-    out
-}
 
-/// Virtual time of a decision-log line (`S.NNNNNNNNN host ...`), ns.
-fn line_time_ns(line: &str) -> Option<u64> {
-    let (secs, nanos) = line.split(' ').next()?.split_once('.')?;
-    Some(secs.parse::<u64>().ok()? * 1_000_000_000 + nanos.parse::<u64>().ok()?)
-}
+    fn bundled_scenarios() -> Vec<PathBuf> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(repo_root().join("scenarios"))
+            .expect("scenarios/ is readable")
+            .filter_map(|entry| entry.ok().map(|e| e.path()))
+            .filter(|path| path.extension().is_some_and(|ext| ext == "toml"))
+            .collect();
+        files.sort();
+        files
+    }
 
-fn decisions_prefix(log: &str) -> String {
-    log.lines()
-        .take_while(|line| line_time_ns(line).is_some_and(|t| t < DECISIONS_WINDOW_NS))
-        .map(|line| format!("{line}\n"))
-        .collect()
-}
+    fn snapshot(name: &str, text: &str) {
+        insta::with_settings!({ snapshot_path => "../../golden", prepend_module_to_snapshot => false, omit_expression => true }, {
+            insta::assert_snapshot!(name.to_string(), text);
+        });
+    }
 
-#[test]
-fn bundled_scenarios_match_their_snapshots() {
-    for path in bundled_scenarios() {
-        let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-        let scenario = app::load(&path, None, false).unwrap_or_else(|e| panic!("{stem} loads: {e}"));
-        let args = RunArgs { decision_log: true, ..RunArgs::default() };
-        let report = app::run_scenario(scenario.clone(), &args).unwrap_or_else(|e| panic!("{stem} runs: {e}"));
-        snapshot(&format!("{stem}__summary"), &report.summary);
-        let at_end = app::xl_at(&scenario, scenario.sim.duration_ns, &["list".to_string()]).unwrap_or_else(|e| panic!("{stem} xl list: {e}"));
-        snapshot(&format!("{stem}__xl-list"), &format!("{}## end: xl list\n{}", xl_views(&report), at_end.stdout));
-        let log = report.outcome.sinks_report.decision_log.as_deref().unwrap_or("");
-        snapshot(&format!("{stem}__decisions"), &decisions_prefix(log));
+    fn xl_views(report: &app::RunReport) -> String {
+        let mut out = String::new();
+        for c in &report.outcome.commands {
+            let rc =
+                c.rc.map_or_else(|| "running".to_string(), |rc| rc.to_string());
+            out.push_str(&format!(
+                "## t={} {}: xl {} (rc={rc})\n",
+                seconds(c.time_ns),
+                c.host,
+                c.text
+            ));
+            out.push_str(&c.stdout);
+            for line in c.stderr.lines() {
+                out.push_str(&format!("stderr: {line}\n"));
+            }
+        }
+        out
+    }
+
+    /// Virtual time of a decision-log line (`S.NNNNNNNNN host ...`), ns.
+    fn line_time_ns(line: &str) -> Option<u64> {
+        let (secs, nanos) = line.split(' ').next()?.split_once('.')?;
+        Some(secs.parse::<u64>().ok()? * 1_000_000_000 + nanos.parse::<u64>().ok()?)
+    }
+
+    fn decisions_prefix(log: &str) -> String {
+        log.lines()
+            .take_while(|line| line_time_ns(line).is_some_and(|t| t < DECISIONS_WINDOW_NS))
+            .map(|line| format!("{line}\n"))
+            .collect()
+    }
+
+    #[test]
+    fn bundled_scenarios_match_their_snapshots() {
+        for path in bundled_scenarios() {
+            let stem = path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let scenario =
+                app::load(&path, None, false).unwrap_or_else(|e| panic!("{stem} loads: {e}"));
+            let args = RunArgs {
+                decision_log: true,
+                ..RunArgs::default()
+            };
+            let report = app::run_scenario(scenario.clone(), &args)
+                .unwrap_or_else(|e| panic!("{stem} runs: {e}"));
+            snapshot(&format!("{stem}__summary"), &report.summary);
+            let at_end = app::xl_at(&scenario, scenario.sim.duration_ns, &["list".to_string()])
+                .unwrap_or_else(|e| panic!("{stem} xl list: {e}"));
+            snapshot(
+                &format!("{stem}__xl-list"),
+                &format!("{}## end: xl list\n{}", xl_views(&report), at_end.stdout),
+            );
+            let log = report
+                .outcome
+                .sinks_report
+                .decision_log
+                .as_deref()
+                .unwrap_or("");
+            snapshot(&format!("{stem}__decisions"), &decisions_prefix(log));
+        }
     }
 }

@@ -106,7 +106,11 @@ impl Hypervisor {
         };
         self.insert_domain(domain, p);
         let delta_pages = i64::try_from(pages).unwrap_or(i64::MAX);
-        p.trace(&crate::trace::TraceEvent::Memory { dom: DomId::DOM0, delta_pages, free_pages: self.free_pages });
+        p.trace(&crate::trace::TraceEvent::Memory {
+            dom: DomId::DOM0,
+            delta_pages,
+            free_pages: self.free_pages,
+        });
         let nr_cpus = self.host.nr_cpus();
         let pool0_cpus = self.pools[0].cpus.clone();
         let hard: Vec<CpuMask> = (0..d0.vcpus)

@@ -9,7 +9,9 @@ use hypervisor_model::domain::ShutdownReason;
 use hypervisor_model::event::CoreInput;
 use hypervisor_model::ids::DomId;
 use hypervisor_model::toolstack::config::DomainConfig;
-use hypervisor_model::toolstack::ops::{GuestNotice, JobId, ToolstackError, ToolstackOp, ToolstackReply};
+use hypervisor_model::toolstack::ops::{
+    GuestNotice, JobId, ToolstackError, ToolstackOp, ToolstackReply,
+};
 
 use super::{SimEvent, World};
 use crate::report::xl::{self, XlHost, XlOutput};
@@ -83,7 +85,15 @@ fn random_uuid(stream: &mut crate::rng::Stream) -> [u8; 16] {
 impl World<'_> {
     fn new_command(&mut self, host: u16, text: String, expect_rc: Option<i32>) -> usize {
         let host_name = self.hosts[usize::from(host)].name.clone();
-        self.commands.push(CommandRecord { time_ns: self.queue.now_ns(), host: host_name, text, stdout: String::new(), stderr: String::new(), rc: None, expect_rc });
+        self.commands.push(CommandRecord {
+            time_ns: self.queue.now_ns(),
+            host: host_name,
+            text,
+            stdout: String::new(),
+            stderr: String::new(),
+            rc: None,
+            expect_rc,
+        });
         self.commands.len() - 1
     }
 
@@ -95,15 +105,39 @@ impl World<'_> {
     }
 
     fn uuid_for(&mut self, host: u16) -> [u8; 16] {
-        let name = format!("toolstack.{}.uuid.{}", self.hosts[usize::from(host)].name, self.next_job + 1);
+        let name = format!(
+            "toolstack.{}.uuid.{}",
+            self.hosts[usize::from(host)].name,
+            self.next_job + 1
+        );
         random_uuid(&mut self.streams.stream(&name))
     }
 
-    fn create(&mut self, host: u16, command: usize, config: &DomainConfig, path: &str, paused: bool, workloads: Vec<WorkloadSpec>) {
-        self.commands[command].stderr.push_str(&format!("Parsing config from {path}\n"));
+    fn create(
+        &mut self,
+        host: u16,
+        command: usize,
+        config: &DomainConfig,
+        path: &str,
+        paused: bool,
+        workloads: Vec<WorkloadSpec>,
+    ) {
+        self.commands[command]
+            .stderr
+            .push_str(&format!("Parsing config from {path}\n"));
         let uuid = self.uuid_for(host);
-        let origin = JobOrigin { command, workloads: Some((config.name.clone(), workloads)), kind: JobKind::Create, dom: None, pool: config.pool.clone() };
-        let op = ToolstackOp::Create { config: Box::new(config.clone()), uuid, paused };
+        let origin = JobOrigin {
+            command,
+            workloads: Some((config.name.clone(), workloads)),
+            kind: JobKind::Create,
+            dom: None,
+            pool: config.pool.clone(),
+        };
+        let op = ToolstackOp::Create {
+            config: Box::new(config.clone()),
+            uuid,
+            paused,
+        };
         self.start_job(host, origin, op);
     }
 
@@ -111,16 +145,30 @@ impl World<'_> {
     pub(crate) fn start_domain(&mut self, index: usize) -> u16 {
         let spec = &self.scenario.domains[index];
         let host = u16::try_from(spec.host_index).expect("host index fits u16");
-        let text = format!("create{} {}", if spec.paused { " -p" } else { "" }, spec.config_path);
+        let text = format!(
+            "create{} {}",
+            if spec.paused { " -p" } else { "" },
+            spec.config_path
+        );
         let command = self.new_command(host, text, Some(0));
-        let (config, path, paused, workloads) = (spec.config.clone(), spec.config_path.clone(), spec.paused, spec.vcpu_workloads.clone());
+        let (config, path, paused, workloads) = (
+            spec.config.clone(),
+            spec.config_path.clone(),
+            spec.paused,
+            spec.vcpu_workloads.clone(),
+        );
         self.create(host, command, &config, &path, paused, workloads);
         host
     }
 
     /// Workloads of a domain created by name outside `[[domain]]` (timeline create, restart).
     fn workloads_by_name(&self, name: &str) -> Vec<WorkloadSpec> {
-        self.scenario.domains.iter().find(|d| d.name == name).map(|d| d.vcpu_workloads.clone()).unwrap_or_default()
+        self.scenario
+            .domains
+            .iter()
+            .find(|d| d.name == name)
+            .map(|d| d.vcpu_workloads.clone())
+            .unwrap_or_default()
     }
 
     /// An `[[at]]` entry runs.
@@ -135,7 +183,10 @@ impl World<'_> {
 
     fn xl(&mut self, host: u16, record: usize, command: &XlCommand) {
         match command {
-            XlCommand::Create { config_path, paused } => {
+            XlCommand::Create {
+                config_path,
+                paused,
+            } => {
                 let Some(config) = self.scenario.create_configs.get(config_path).cloned() else {
                     self.output(record, XlOutput { stdout: String::new(), stderr: format!("Failed to read config file: {config_path}: No such file or directory\n"), rc: 1 });
                     return;
@@ -146,9 +197,13 @@ impl World<'_> {
             XlCommand::Destroy(arg) => self.domain_op(host, record, arg, JobKind::Destroy),
             XlCommand::Pause(arg) => self.domain_op(host, record, arg, JobKind::Pause),
             XlCommand::Unpause(arg) => self.domain_op(host, record, arg, JobKind::Unpause),
-            XlCommand::Shutdown { domain: Some(arg), .. } => self.shutdown(host, record, arg, ShutdownReason::Poweroff),
+            XlCommand::Shutdown {
+                domain: Some(arg), ..
+            } => self.shutdown(host, record, arg, ShutdownReason::Poweroff),
             XlCommand::Shutdown { domain: None, .. } => self.shutdown_all(host, record),
-            XlCommand::Reboot { domain } => self.shutdown(host, record, domain, ShutdownReason::Reboot),
+            XlCommand::Reboot { domain } => {
+                self.shutdown(host, record, domain, ShutdownReason::Reboot)
+            }
             query => {
                 let out = self.query(host, query, self.queue.now_ns());
                 self.output(record, out);
@@ -168,8 +223,19 @@ impl World<'_> {
             version: &spec.dom0.version,
         };
         let out = match command {
-            XlCommand::List { long, verbose, cpupool, numa, domains } => {
-                let options = xl::ListOptions { long: *long, verbose: *verbose, cpupool: *cpupool, numa: *numa };
+            XlCommand::List {
+                long,
+                verbose,
+                cpupool,
+                numa,
+                domains,
+            } => {
+                let options = xl::ListOptions {
+                    long: *long,
+                    verbose: *verbose,
+                    cpupool: *cpupool,
+                    numa: *numa,
+                };
                 xl::xl_list(&xl_host, options, domains)
             }
             XlCommand::Info { numa, key } => xl::xl_info(&xl_host, *numa, key.as_deref()),
@@ -202,7 +268,13 @@ impl World<'_> {
 
     /// A numeric domid beyond the valid range: libxl's lookup fails as for a missing domain.
     fn no_such_domain(&mut self, record: usize, kind: JobKind, raw: u32) {
-        let origin = JobOrigin { command: record, workloads: None, kind, dom: None, pool: None };
+        let origin = JobOrigin {
+            command: record,
+            workloads: None,
+            kind,
+            dom: None,
+            pool: None,
+        };
         let mut out = done_output(&origin, Err(ToolstackError::NoSuchDomain));
         out.stderr = out.stderr.replace("Domain 0:", &format!("Domain {raw}:"));
         self.output(record, out);
@@ -216,7 +288,14 @@ impl World<'_> {
         };
         if kind == JobKind::Destroy && dom == DomId::DOM0 {
             let stderr = "Not destroying domain 0; use -f to force.\nThis can only be done when using a disaggregated hardware domain and toolstack.\n\n";
-            self.output(record, XlOutput { stdout: String::new(), stderr: stderr.to_string(), rc: 1 });
+            self.output(
+                record,
+                XlOutput {
+                    stdout: String::new(),
+                    stderr: stderr.to_string(),
+                    rc: 1,
+                },
+            );
             return;
         }
         let op = match kind {
@@ -224,7 +303,17 @@ impl World<'_> {
             JobKind::Pause => ToolstackOp::Pause { dom },
             _ => ToolstackOp::Unpause { dom },
         };
-        self.start_job(host, JobOrigin { command: record, workloads: None, kind, dom: Some(dom), pool: None }, op);
+        self.start_job(
+            host,
+            JobOrigin {
+                command: record,
+                workloads: None,
+                kind,
+                dom: Some(dom),
+                pool: None,
+            },
+            op,
+        );
     }
 
     fn shutdown(&mut self, host: u16, record: usize, arg: &str, reason: ShutdownReason) {
@@ -233,16 +322,52 @@ impl World<'_> {
             Some(Err(raw)) => return self.no_such_domain(record, JobKind::Shutdown, raw),
             Some(Ok(dom)) => dom,
         };
-        let verb = if reason == ShutdownReason::Reboot { "Rebooting" } else { "Shutting down" };
-        self.commands[record].stderr.push_str(&format!("{verb} domain {}\n", dom.raw()));
-        self.start_job(host, JobOrigin { command: record, workloads: None, kind: JobKind::Shutdown, dom: Some(dom), pool: None }, ToolstackOp::Shutdown { dom, reason });
+        let verb = if reason == ShutdownReason::Reboot {
+            "Rebooting"
+        } else {
+            "Shutting down"
+        };
+        self.commands[record]
+            .stderr
+            .push_str(&format!("{verb} domain {}\n", dom.raw()));
+        self.start_job(
+            host,
+            JobOrigin {
+                command: record,
+                workloads: None,
+                kind: JobKind::Shutdown,
+                dom: Some(dom),
+                pool: None,
+            },
+            ToolstackOp::Shutdown { dom, reason },
+        );
     }
 
     fn shutdown_all(&mut self, host: u16, record: usize) {
-        let doms: Vec<DomId> = self.hosts[usize::from(host)].hv.domains().map(|d| d.id).filter(|d| *d != DomId::DOM0).collect();
+        let doms: Vec<DomId> = self.hosts[usize::from(host)]
+            .hv
+            .domains()
+            .map(|d| d.id)
+            .filter(|d| *d != DomId::DOM0)
+            .collect();
         for dom in doms {
-            self.commands[record].stderr.push_str(&format!("Shutting down domain {}\n", dom.raw()));
-            self.start_job(host, JobOrigin { command: record, workloads: None, kind: JobKind::Shutdown, dom: Some(dom), pool: None }, ToolstackOp::Shutdown { dom, reason: ShutdownReason::Poweroff });
+            self.commands[record]
+                .stderr
+                .push_str(&format!("Shutting down domain {}\n", dom.raw()));
+            self.start_job(
+                host,
+                JobOrigin {
+                    command: record,
+                    workloads: None,
+                    kind: JobKind::Shutdown,
+                    dom: Some(dom),
+                    pool: None,
+                },
+                ToolstackOp::Shutdown {
+                    dom,
+                    reason: ShutdownReason::Poweroff,
+                },
+            );
         }
         if self.commands[record].rc.is_none() {
             self.commands[record].rc = Some(0);
@@ -261,9 +386,14 @@ impl World<'_> {
         for (dom, notice) in notices {
             match notice {
                 GuestNotice::ShutdownRequested(reason) => {
-                    self.queue.push(now_ns + self.shutdown_reaction_ns, SimEvent::GuestShutdown { host, dom, reason });
+                    self.queue.push(
+                        now_ns + self.shutdown_reaction_ns,
+                        SimEvent::GuestShutdown { host, dom, reason },
+                    );
                 }
-                GuestNotice::Destroyed => self.hosts[usize::from(host)].sim.guests.forget_domain(dom),
+                GuestNotice::Destroyed => {
+                    self.hosts[usize::from(host)].sim.guests.forget_domain(dom)
+                }
             }
         }
     }
@@ -279,16 +409,26 @@ impl World<'_> {
                     }
                     None => {
                         // The xl monitor restarted a domain: same name, same workloads.
-                        let name = self.hosts[usize::from(host)].hv.domain(dom).map(|d| d.name.clone()).unwrap_or_default();
+                        let name = self.hosts[usize::from(host)]
+                            .hv
+                            .domain(dom)
+                            .map(|d| d.name.clone())
+                            .unwrap_or_default();
                         let workloads = self.workloads_by_name(&name);
                         (name, workloads)
                     }
                 };
-                self.hosts[usize::from(host)].sim.guests.register_domain(dom, &name, workloads);
-                self.sinks.domain_created(host, &self.hosts[usize::from(host)].hv, dom);
+                self.hosts[usize::from(host)]
+                    .sim
+                    .guests
+                    .register_domain(dom, &name, workloads);
+                self.sinks
+                    .domain_created(host, &self.hosts[usize::from(host)].hv, dom);
             }
             ToolstackReply::Done { result } => {
-                let Some(origin) = self.jobs.remove(&(host, job)) else { return };
+                let Some(origin) = self.jobs.remove(&(host, job)) else {
+                    return;
+                };
                 let out = done_output(&origin, result);
                 let r = &mut self.commands[origin.command];
                 r.stderr.push_str(&out.stderr);
@@ -303,7 +443,11 @@ impl World<'_> {
 /// xl's messages and exit status when a job ends.
 fn done_output(origin: &JobOrigin, result: Result<(), ToolstackError>) -> XlOutput {
     let dom = origin.dom.map_or(0, DomId::raw);
-    let ok = XlOutput { stdout: String::new(), stderr: String::new(), rc: 0 };
+    let ok = XlOutput {
+        stdout: String::new(),
+        stderr: String::new(),
+        rc: 0,
+    };
     let Err(error) = result else { return ok };
     let stderr = match (origin.kind, error) {
         // xl ignores libxl's result for pause and unpause: only libxl's log line shows.
@@ -324,7 +468,11 @@ fn done_output(origin: &JobOrigin, result: Result<(), ToolstackError>) -> XlOutp
         JobKind::Pause | JobKind::Unpause => 0,
         _ => 1,
     };
-    XlOutput { stdout: String::new(), stderr, rc }
+    XlOutput {
+        stdout: String::new(),
+        stderr,
+        rc,
+    }
 }
 
 fn errno_text(error: ToolstackError) -> &'static str {

@@ -56,7 +56,9 @@ pub fn input_line(out: &mut String, host: &str, time_ns: u64, input: &CoreInput)
         CoreInput::VcpuBlock { vcpu: v } => format!("{} blocks", vcpu(*v)),
         CoreInput::VcpuWake { vcpu: v } => format!("{} wakes", vcpu(*v)),
         CoreInput::VcpuYield { vcpu: v } => format!("{} yields", vcpu(*v)),
-        CoreInput::GuestShutdown { dom, reason: r } => format!("d{} SCHEDOP_shutdown {}", dom.raw(), reason(*r)),
+        CoreInput::GuestShutdown { dom, reason: r } => {
+            format!("d{} SCHEDOP_shutdown {}", dom.raw(), reason(*r))
+        }
         CoreInput::Toolstack { job, op } => format!("job{} {}", job.0, op_text(op)),
         CoreInput::ToolstackContinue { job } => format!("job{} continues", job.0),
     };
@@ -66,37 +68,98 @@ pub fn input_line(out: &mut String, host: &str, time_ns: u64, input: &CoreInput)
 fn op_text(op: &ToolstackOp) -> String {
     match op {
         ToolstackOp::Create { config, paused, .. } => {
-            format!("create \"{}\"{}", config.name, if *paused { " paused" } else { "" })
+            format!(
+                "create \"{}\"{}",
+                config.name,
+                if *paused { " paused" } else { "" }
+            )
         }
         ToolstackOp::Destroy { dom } => format!("destroy d{}", dom.raw()),
         ToolstackOp::Pause { dom } => format!("pause d{}", dom.raw()),
         ToolstackOp::Unpause { dom } => format!("unpause d{}", dom.raw()),
-        ToolstackOp::Shutdown { dom, reason: r } => format!("shutdown d{} {}", dom.raw(), reason(*r)),
+        ToolstackOp::Shutdown { dom, reason: r } => {
+            format!("shutdown d{} {}", dom.raw(), reason(*r))
+        }
     }
 }
 
 /// Appends the line for a core event.
 pub fn event_line(out: &mut String, host: &str, time_ns: u64, event: &TraceEvent) {
     let text = match event {
-        TraceEvent::Runstate { vcpu: v, from, to } => format!("{} {} -> {}", vcpu(*v), runstate(*from), runstate(*to)),
-        TraceEvent::Schedule { pcpu, prev, next, next_time } => {
-            let timer = if next_time.is_negative() { "none".to_string() } else { format!("+{}ns", next_time.as_ns()) };
-            format!("{} schedule {} -> {} timer {timer}", cpu(*pcpu), runner(*prev), runner(*next))
+        TraceEvent::Runstate { vcpu: v, from, to } => {
+            format!("{} {} -> {}", vcpu(*v), runstate(*from), runstate(*to))
+        }
+        TraceEvent::Schedule {
+            pcpu,
+            prev,
+            next,
+            next_time,
+        } => {
+            let timer = if next_time.is_negative() {
+                "none".to_string()
+            } else {
+                format!("+{}ns", next_time.as_ns())
+            };
+            format!(
+                "{} schedule {} -> {} timer {timer}",
+                cpu(*pcpu),
+                runner(*prev),
+                runner(*next)
+            )
         }
         TraceEvent::Tickle { pcpu } => format!("{} tickled", cpu(*pcpu)),
-        TraceEvent::TimerSet { pcpu, deadline } => format!("{} timer at {}", cpu(*pcpu), deadline.as_ns()),
-        TraceEvent::NullAssign { vcpu: v, pcpu, assigned: true } => format!("null assign {} to {}", vcpu(*v), cpu(*pcpu)),
-        TraceEvent::NullAssign { vcpu: v, pcpu, assigned: false } => format!("null release {} from {}", vcpu(*v), cpu(*pcpu)),
-        TraceEvent::NullWaitq { vcpu: v, added } => format!("null waitq {} {}", if *added { "add" } else { "remove" }, vcpu(*v)),
+        TraceEvent::TimerSet { pcpu, deadline } => {
+            format!("{} timer at {}", cpu(*pcpu), deadline.as_ns())
+        }
+        TraceEvent::NullAssign {
+            vcpu: v,
+            pcpu,
+            assigned: true,
+        } => format!("null assign {} to {}", vcpu(*v), cpu(*pcpu)),
+        TraceEvent::NullAssign {
+            vcpu: v,
+            pcpu,
+            assigned: false,
+        } => format!("null release {} from {}", vcpu(*v), cpu(*pcpu)),
+        TraceEvent::NullWaitq { vcpu: v, added } => format!(
+            "null waitq {} {}",
+            if *added { "add" } else { "remove" },
+            vcpu(*v)
+        ),
         TraceEvent::DomainCreate { dom, name } => format!("d{} created \"{name}\"", dom.raw()),
-        TraceEvent::VcpuCreate { vcpu: v, pcpu, online } => {
-            format!("{} created on {}{}", vcpu(*v), cpu(*pcpu), if *online { "" } else { " (down)" })
+        TraceEvent::VcpuCreate {
+            vcpu: v,
+            pcpu,
+            online,
+        } => {
+            format!(
+                "{} created on {}{}",
+                vcpu(*v),
+                cpu(*pcpu),
+                if *online { "" } else { " (down)" }
+            )
         }
-        TraceEvent::Memory { dom, delta_pages, free_pages } => format!("d{} pages {delta_pages:+} (host free {free_pages})", dom.raw()),
-        TraceEvent::Pause { dom, pause_count, controller_pause_count } => {
-            format!("d{} pause_count {pause_count} controller {controller_pause_count}", dom.raw())
+        TraceEvent::Memory {
+            dom,
+            delta_pages,
+            free_pages,
+        } => format!(
+            "d{} pages {delta_pages:+} (host free {free_pages})",
+            dom.raw()
+        ),
+        TraceEvent::Pause {
+            dom,
+            pause_count,
+            controller_pause_count,
+        } => {
+            format!(
+                "d{} pause_count {pause_count} controller {controller_pause_count}",
+                dom.raw()
+            )
         }
-        TraceEvent::Shutdown { dom, reason: r } => format!("d{} shutdown {}", dom.raw(), reason(*r)),
+        TraceEvent::Shutdown { dom, reason: r } => {
+            format!("d{} shutdown {}", dom.raw(), reason(*r))
+        }
         TraceEvent::Dying { dom, state } => {
             let state = match state {
                 Dying::Alive => "alive",

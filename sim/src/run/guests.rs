@@ -61,13 +61,24 @@ pub struct HostGuests {
 impl HostGuests {
     /// No domains yet; models draw from `streams`.
     pub fn new(streams: RngStreams) -> HostGuests {
-        HostGuests { streams, domains: BTreeMap::new(), slots: BTreeMap::new(), next_generation: 0 }
+        HostGuests {
+            streams,
+            domains: BTreeMap::new(),
+            slots: BTreeMap::new(),
+            next_generation: 0,
+        }
     }
 
     /// A new domain `dom` runs `workloads` (one per vCPU index; missing ones are idle).
     pub fn register_domain(&mut self, dom: DomId, name: &str, workloads: Vec<WorkloadSpec>) {
         self.forget_domain(dom);
-        self.domains.insert(dom, DomainWorkloads { name: name.to_string(), workloads });
+        self.domains.insert(
+            dom,
+            DomainWorkloads {
+                name: name.to_string(),
+                workloads,
+            },
+        );
     }
 
     /// The domain is gone: drop its models (their pending events become stale).
@@ -86,26 +97,62 @@ impl HostGuests {
         self.next_generation
     }
 
-    fn slot_for(&mut self, v: VcpuRef, now_ns: u64, host: u16, queue: &mut EventQueue<SimEvent>) -> Option<&mut GuestSlot> {
+    fn slot_for(
+        &mut self,
+        v: VcpuRef,
+        now_ns: u64,
+        host: u16,
+        queue: &mut EventQueue<SimEvent>,
+    ) -> Option<&mut GuestSlot> {
         if !self.slots.contains_key(&v) {
             let domain = self.domains.get(&v.dom)?;
             let index = usize::try_from(v.vcpu.raw()).ok()?;
-            let idle = WorkloadSpec::Idle { tick: None, tick_work: crate::scenario::model::Dist::Const(0) };
+            let idle = WorkloadSpec::Idle {
+                tick: None,
+                tick_work: crate::scenario::model::Dist::Const(0),
+            };
             let spec = domain.workloads.get(index).cloned().unwrap_or(idle);
             let model = GuestVcpu::new(&spec, &self.streams, &domain.name, v.vcpu.raw(), now_ns);
             let wake_generation = self.generation();
-            if let GuestState::Blocked { wake_at_ns: Some(at_ns) } = model.state() {
-                queue.push(at_ns.max(now_ns), SimEvent::GuestWake { host, vcpu: v, generation: wake_generation });
+            if let GuestState::Blocked {
+                wake_at_ns: Some(at_ns),
+            } = model.state()
+            {
+                queue.push(
+                    at_ns.max(now_ns),
+                    SimEvent::GuestWake {
+                        host,
+                        vcpu: v,
+                        generation: wake_generation,
+                    },
+                );
             }
-            self.slots.insert(v, GuestSlot { model, run_generation: 0, wake_generation, run_started_ns: None, blocked_at_start: false });
+            self.slots.insert(
+                v,
+                GuestSlot {
+                    model,
+                    run_generation: 0,
+                    wake_generation,
+                    run_started_ns: None,
+                    blocked_at_start: false,
+                },
+            );
         }
         self.slots.get_mut(&v)
     }
 
     /// The core put `v` on a pCPU at `now_ns`.
-    pub fn start_running(&mut self, v: VcpuRef, now_ns: u64, host: u16, queue: &mut EventQueue<SimEvent>) {
+    pub fn start_running(
+        &mut self,
+        v: VcpuRef,
+        now_ns: u64,
+        host: u16,
+        queue: &mut EventQueue<SimEvent>,
+    ) {
         let generation = self.generation();
-        let Some(slot) = self.slot_for(v, now_ns, host, queue) else { return };
+        let Some(slot) = self.slot_for(v, now_ns, host, queue) else {
+            return;
+        };
         assert!(slot.run_started_ns.is_none(), "{v:?} started twice");
         slot.run_started_ns = Some(now_ns);
         slot.run_generation = generation;
@@ -116,15 +163,26 @@ impl HostGuests {
             GuestState::Blocked { .. } => Some(0),
         };
         if let Some(ns) = demand_ns {
-            queue.push(now_ns + ns, SimEvent::DemandDone { host, vcpu: v, generation });
+            queue.push(
+                now_ns + ns,
+                SimEvent::DemandDone {
+                    host,
+                    vcpu: v,
+                    generation,
+                },
+            );
         }
     }
 
     /// The core took `v` off its pCPU at `now_ns`.
     pub fn stop_running(&mut self, v: VcpuRef, now_ns: u64) {
         let generation = self.generation();
-        let Some(slot) = self.slots.get_mut(&v) else { return };
-        let Some(started_ns) = slot.run_started_ns.take() else { return };
+        let Some(slot) = self.slots.get_mut(&v) else {
+            return;
+        };
+        let Some(started_ns) = slot.run_started_ns.take() else {
+            return;
+        };
         slot.run_generation = generation;
         if slot.model.state() == GuestState::Runnable {
             slot.model.account(now_ns - started_ns);
@@ -132,7 +190,14 @@ impl HostGuests {
     }
 
     /// A demand-done event fired: what the guest does, or `None` if the event is stale.
-    pub fn demand_done(&mut self, v: VcpuRef, generation: u64, now_ns: u64, host: u16, queue: &mut EventQueue<SimEvent>) -> Option<GuestStep> {
+    pub fn demand_done(
+        &mut self,
+        v: VcpuRef,
+        generation: u64,
+        now_ns: u64,
+        host: u16,
+        queue: &mut EventQueue<SimEvent>,
+    ) -> Option<GuestStep> {
         let wake_generation = self.generation();
         let slot = self.slots.get_mut(&v)?;
         if slot.run_generation != generation || slot.run_started_ns.is_none() {
@@ -151,7 +216,14 @@ impl HostGuests {
             GuestAction::Block { wake_at_ns } => {
                 slot.wake_generation = wake_generation;
                 if let Some(at_ns) = wake_at_ns {
-                    queue.push(at_ns.max(now_ns), SimEvent::GuestWake { host, vcpu: v, generation: wake_generation });
+                    queue.push(
+                        at_ns.max(now_ns),
+                        SimEvent::GuestWake {
+                            host,
+                            vcpu: v,
+                            generation: wake_generation,
+                        },
+                    );
                 }
                 Some(GuestStep::Block)
             }
@@ -163,19 +235,30 @@ impl HostGuests {
     /// After a yield or continue: if `v` still runs, schedule its next demand-done.
     pub fn rearm(&mut self, v: VcpuRef, now_ns: u64, host: u16, queue: &mut EventQueue<SimEvent>) {
         let generation = self.generation();
-        let Some(slot) = self.slots.get_mut(&v) else { return };
+        let Some(slot) = self.slots.get_mut(&v) else {
+            return;
+        };
         if slot.run_started_ns.is_none() || slot.model.state() != GuestState::Runnable {
             return;
         }
         slot.run_generation = generation;
         if let Some(ns) = slot.model.run_demand_ns(now_ns) {
-            queue.push(now_ns + ns, SimEvent::DemandDone { host, vcpu: v, generation });
+            queue.push(
+                now_ns + ns,
+                SimEvent::DemandDone {
+                    host,
+                    vcpu: v,
+                    generation,
+                },
+            );
         }
     }
 
     /// A wake event fired: true if the guest wakes (send `VcpuWake` to the core).
     pub fn wake(&mut self, v: VcpuRef, generation: u64, now_ns: u64) -> bool {
-        let Some(slot) = self.slots.get_mut(&v) else { return false };
+        let Some(slot) = self.slots.get_mut(&v) else {
+            return false;
+        };
         if slot.wake_generation != generation || slot.model.state() == GuestState::Runnable {
             return false;
         }

@@ -8,7 +8,9 @@
 use std::collections::BTreeMap;
 
 use hypervisor_model::cpumask::CpuMask;
-use hypervisor_model::hypervisor::boot::{BootConfig, CoreCosts, CpuTopo, Dom0Boot, HostInfo, PoolBoot, XenBuild};
+use hypervisor_model::hypervisor::boot::{
+    BootConfig, CoreCosts, CpuTopo, Dom0Boot, HostInfo, PoolBoot, XenBuild,
+};
 use hypervisor_model::limits::{CONRING_BYTES_DEFAULT, PAGE_BYTES};
 use hypervisor_model::sched::SchedKind;
 use hypervisor_model::toolstack::config::GuestType;
@@ -58,7 +60,10 @@ pub enum HostError {
 fn sched_kind(host: &str, name: SchedName) -> Result<SchedKind, HostError> {
     match name {
         SchedName::Null => Ok(SchedKind::Null),
-        other => Err(HostError::Scheduler { host: host.to_string(), name: other.as_str().to_string() }),
+        other => Err(HostError::Scheduler {
+            host: host.to_string(),
+            name: other.as_str().to_string(),
+        }),
     }
 }
 
@@ -77,7 +82,10 @@ fn cost_i64(costs: &BTreeMap<String, CostValue>, key: &str, default_ns: u64) -> 
 
 /// The toolstack costs, from the default table overridden by the scenario's `[costs]`
 /// and then the host's `[host.<name>.costs]`.
-pub fn core_costs(global: &BTreeMap<String, CostValue>, host: &BTreeMap<String, CostValue>) -> CoreCosts {
+pub fn core_costs(
+    global: &BTreeMap<String, CostValue>,
+    host: &BTreeMap<String, CostValue>,
+) -> CoreCosts {
     let mut merged = global.clone();
     merged.extend(host.iter().map(|(k, v)| (k.clone(), *v)));
     CoreCosts {
@@ -102,7 +110,9 @@ fn xen_version_parts(version: &str) -> (u32, u32, String) {
     let mut parts = version.splitn(2, '.');
     let major = parts.next().and_then(|m| m.parse().ok()).unwrap_or(4);
     let rest = parts.next().unwrap_or("17");
-    let digits_end = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+    let digits_end = rest
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(rest.len());
     let minor = rest[..digits_end].parse().unwrap_or(17);
     (major, minor, rest[digits_end..].to_string())
 }
@@ -142,32 +152,68 @@ const KNOWN_OPTIONS: &[&str] = &[
     "bootscrub",
 ];
 
-/// `conring_size=` in bytes (`parse_size_and_unit`: a number with an optional K/M/G suffix).
-fn conring_bytes(options: &BTreeMap<String, String>) -> usize {
-    let Some(text) = options.get("conring_size") else { return CONRING_BYTES_DEFAULT };
-    let (digits, shift) = match text.char_indices().last() {
-        Some((i, 'k' | 'K')) => (&text[..i], 10),
-        Some((i, 'm' | 'M')) => (&text[..i], 20),
-        Some((i, 'g' | 'G')) => (&text[..i], 30),
-        _ => (text.as_str(), 0),
-    };
-    digits.parse::<usize>().ok().and_then(|n| n.checked_shl(shift)).unwrap_or(CONRING_BYTES_DEFAULT)
+/// Console ring bytes: `conring_size=` (a number with an optional K/M/G suffix), or Xen's
+/// default `num_present_cpus() << (9 + xenlog_lower_thresh)` (lower threshold 2 on a
+/// non-debug build), never below the static 16 KiB ring; either is rounded up to a
+/// power-of-two number of pages as `get_order_from_bytes` does (xen/drivers/char/console.c).
+fn conring_bytes(options: &BTreeMap<String, String>, nr_cpus: u32) -> usize {
+    const XENLOG_LOWER_THRESH: u32 = 2;
+    let by_cpus = usize::try_from(nr_cpus).unwrap_or(0) << (9 + XENLOG_LOWER_THRESH);
+    let requested = options.get("conring_size").and_then(|text| {
+        let (digits, shift) = match text.char_indices().last() {
+            Some((i, 'k' | 'K')) => (&text[..i], 10),
+            Some((i, 'm' | 'M')) => (&text[..i], 20),
+            Some((i, 'g' | 'G')) => (&text[..i], 30),
+            _ => (text.as_str(), 0),
+        };
+        digits.parse::<usize>().ok().and_then(|n| n.checked_shl(shift))
+    });
+    let bytes = requested.unwrap_or(by_cpus).max(CONRING_BYTES_DEFAULT);
+    let pages = bytes.div_ceil(4096).next_power_of_two();
+    pages.saturating_mul(4096).min(hypervisor_model::limits::CONRING_BYTES_MAX)
 }
 
 /// Builds the core's boot configuration for one host.
-pub fn boot_config(spec: &HostSpec, global_costs: &BTreeMap<String, CostValue>) -> Result<BootConfig, HostError> {
-    let topo = Topology::new(&spec.topology).map_err(|e| HostError::Topology { host: spec.name.clone(), reason: e.to_string() })?;
-    let cpus: Vec<CpuTopo> = topo.pcpus().iter().map(|p| CpuTopo { core: p.core_index, socket: p.socket_index, node: p.node_index }).collect();
+pub fn boot_config(
+    spec: &HostSpec,
+    global_costs: &BTreeMap<String, CostValue>,
+) -> Result<BootConfig, HostError> {
+    let topo = Topology::new(&spec.topology).map_err(|e| HostError::Topology {
+        host: spec.name.clone(),
+        reason: e.to_string(),
+    })?;
+    let cpus: Vec<CpuTopo> = topo
+        .pcpus()
+        .iter()
+        .map(|p| CpuTopo {
+            core: p.core_index,
+            socket: p.socket_index,
+            node: p.node_index,
+        })
+        .collect();
     let nr_cpus = topo.pcpu_count();
-    let host_cpus = HostCpus { node_of_cpu: cpus.iter().map(|c| c.node).collect() };
+    let host_cpus = HostCpus {
+        node_of_cpu: cpus.iter().map(|c| c.node).collect(),
+    };
     let resolve = |key: &str, text: &str| -> Result<CpuMask, HostError> {
-        let err = |reason: String| HostError::CpuList { host: spec.name.clone(), key: key.to_string(), reason };
-        CpuList::parse(text).map_err(|e| err(e.to_string()))?.resolve(&host_cpus).map_err(|e| err(e.to_string()))
+        let err = |reason: String| HostError::CpuList {
+            host: spec.name.clone(),
+            key: key.to_string(),
+            reason,
+        };
+        CpuList::parse(text)
+            .map_err(|e| err(e.to_string()))?
+            .resolve(&host_cpus)
+            .map_err(|e| err(e.to_string()))
     };
     let mut pools = Vec::new();
     for pool in &spec.cpupools {
         let cpus = resolve(&format!("cpupools.{}.cpus", pool.name), &pool.cpus)?;
-        pools.push(PoolBoot { name: pool.name.clone(), sched: sched_kind(&spec.name, pool.scheduler)?, cpus });
+        pools.push(PoolBoot {
+            name: pool.name.clone(),
+            sched: sched_kind(&spec.name, pool.scheduler)?,
+            cpus,
+        });
     }
     let free_cpus = match &spec.free_cpus {
         Some(text) => resolve("free_cpus", text)?,
@@ -176,10 +222,23 @@ pub fn boot_config(spec: &HostSpec, global_costs: &BTreeMap<String, CostValue>) 
     let node_count = usize::try_from(topo.node_count()).unwrap_or(0);
     let node_distances = (0..node_count)
         .flat_map(|a| (0..node_count).map(move |b| (a, b)))
-        .map(|(a, b)| spec.topology.distances.get(a).and_then(|row| row.get(b)).copied().unwrap_or(if a == b { 10 } else { 20 }))
+        .map(|(a, b)| {
+            spec.topology
+                .distances
+                .get(a)
+                .and_then(|row| row.get(b))
+                .copied()
+                .unwrap_or(if a == b { 10 } else { 20 })
+        })
         .collect();
     let (major, minor, extra) = xen_version_parts(&spec.xen.version);
-    let unknown_options = spec.xen.options.keys().filter(|k| !KNOWN_OPTIONS.contains(&k.as_str())).cloned().collect();
+    let unknown_options = spec
+        .xen
+        .options
+        .keys()
+        .filter(|k| !KNOWN_OPTIONS.contains(&k.as_str()))
+        .cloned()
+        .collect();
     let dom0_vcpus = match spec.dom0.vcpus {
         Dom0Vcpus::Count(count) => count,
         Dom0Vcpus::All => nr_cpus,
@@ -189,7 +248,11 @@ pub fn boot_config(spec: &HostSpec, global_costs: &BTreeMap<String, CostValue>) 
             cpus,
             cores_per_socket: spec.topology.cores_per_socket,
             threads_per_core: spec.topology.threads_per_core,
-            node_memory_pages: spec.node_memory_bytes.iter().map(|b| b / PAGE_BYTES).collect(),
+            node_memory_pages: spec
+                .node_memory_bytes
+                .iter()
+                .map(|b| b / PAGE_BYTES)
+                .collect(),
             node_distances,
             cpu_khz: CPU_KHZ_DEFAULT,
         },
@@ -204,7 +267,7 @@ pub fn boot_config(spec: &HostSpec, global_costs: &BTreeMap<String, CostValue>) 
             compile_date: spec.xen.cc_compile_date.clone(),
             build_id: spec.xen.build_id.clone(),
             commandline: xen_commandline(spec),
-            conring_bytes: conring_bytes(&spec.xen.options),
+            conring_bytes: conring_bytes(&spec.xen.options, nr_cpus),
             unknown_options,
         },
         pool0_sched: sched_kind(&spec.name, spec.scheduler)?,
@@ -215,7 +278,11 @@ pub fn boot_config(spec: &HostSpec, global_costs: &BTreeMap<String, CostValue>) 
             vcpus: dom0_vcpus,
             pin: spec.dom0.pin,
             weight: spec.dom0.weight,
-            guest_type: if spec.dom0.pvh { GuestType::Pvh } else { GuestType::Pv },
+            guest_type: if spec.dom0.pvh {
+                GuestType::Pvh
+            } else {
+                GuestType::Pv
+            },
         },
         costs: core_costs(global_costs, &spec.costs),
     })
@@ -224,6 +291,14 @@ pub fn boot_config(spec: &HostSpec, global_costs: &BTreeMap<String, CostValue>) 
 #[cfg(test)]
 mod tests {
     use super::xen_version_parts;
+
+    #[test]
+    fn conring_default_grows_with_cpus() {
+        // 64 pCPUs << 11 = 128 KiB, above the 16 KiB static ring.
+        let options = std::collections::BTreeMap::new();
+        assert_eq!(super::conring_bytes(&options, 64), 128 * 1024);
+        assert_eq!(super::conring_bytes(&options, 4), 16 * 1024);
+    }
 
     #[test]
     fn version_splits_into_major_minor_extra() {

@@ -187,17 +187,33 @@ pub struct World<'s> {
 }
 
 /// Runs `scenario` to its end (or `opts.stop_at_ns`), recording into `recorder`.
-pub fn run(scenario: &Scenario, opts: &RunOptions, recorder: Recorder) -> Result<RunOutcome, RunError> {
+pub fn run(
+    scenario: &Scenario,
+    opts: &RunOptions,
+    recorder: Recorder,
+) -> Result<RunOutcome, RunError> {
     let mut world = World::boot(scenario, opts, recorder)?;
-    let end_ns = opts.stop_at_ns.unwrap_or(scenario.sim.duration_ns).min(scenario.sim.duration_ns);
-    let (event_count, invariant_failure) = world.advance(end_ns, opts.check || scenario.sim.check)?;
-    let end_ns = if invariant_failure.is_some() { world.queue.now_ns() } else { end_ns };
+    let end_ns = opts
+        .stop_at_ns
+        .unwrap_or(scenario.sim.duration_ns)
+        .min(scenario.sim.duration_ns);
+    let (event_count, invariant_failure) =
+        world.advance(end_ns, opts.check || scenario.sim.check)?;
+    let end_ns = if invariant_failure.is_some() {
+        world.queue.now_ns()
+    } else {
+        end_ns
+    };
     world.finish(end_ns, event_count, invariant_failure)
 }
 
 /// Runs `scenario` up to `opts.stop_at_ns` and answers the xl query `command` on its first
 /// host at that instant.
-pub fn query_at(scenario: &Scenario, opts: &RunOptions, command: &crate::xl::command::XlCommand) -> Result<crate::report::xl::XlOutput, RunError> {
+pub fn query_at(
+    scenario: &Scenario,
+    opts: &RunOptions,
+    command: &crate::xl::command::XlCommand,
+) -> Result<crate::report::xl::XlOutput, RunError> {
     let mut world = World::boot(scenario, opts, Recorder::new())?;
     let at_ns = opts.stop_at_ns.unwrap_or(scenario.sim.duration_ns);
     world.advance(at_ns, opts.check)?;
@@ -205,9 +221,22 @@ pub fn query_at(scenario: &Scenario, opts: &RunOptions, command: &crate::xl::com
 }
 
 impl<'s> World<'s> {
-    fn boot(scenario: &'s Scenario, opts: &RunOptions, recorder: Recorder) -> Result<World<'s>, RunError> {
-        let configs = scenario.hosts.iter().map(|h| host::boot_config(h, &scenario.costs)).collect::<Result<Vec<_>, _>>()?;
-        let metas = scenario.hosts.iter().zip(&configs).map(|(h, c)| sinks::host_meta(&h.name, c)).collect();
+    fn boot(
+        scenario: &'s Scenario,
+        opts: &RunOptions,
+        recorder: Recorder,
+    ) -> Result<World<'s>, RunError> {
+        let configs = scenario
+            .hosts
+            .iter()
+            .map(|h| host::boot_config(h, &scenario.costs))
+            .collect::<Result<Vec<_>, _>>()?;
+        let metas = scenario
+            .hosts
+            .iter()
+            .zip(&configs)
+            .map(|(h, c)| sinks::host_meta(&h.name, c))
+            .collect();
         let decision_log = opts.decision_log || scenario.sim.decision_log;
         let mut world = World {
             scenario,
@@ -218,7 +247,11 @@ impl<'s> World<'s> {
             jobs: BTreeMap::new(),
             next_job: 0,
             streams: RngStreams::new(scenario.sim.seed),
-            shutdown_reaction_ns: host::cost_ns(&scenario.costs, "guest.shutdown_reaction_ns", host::GUEST_SHUTDOWN_REACTION_NS_DEFAULT),
+            shutdown_reaction_ns: host::cost_ns(
+                &scenario.costs,
+                "guest.shutdown_reaction_ns",
+                host::GUEST_SHUTDOWN_REACTION_NS_DEFAULT,
+            ),
         };
         for (index, (spec, config)) in scenario.hosts.iter().zip(configs).enumerate() {
             let host = u16::try_from(index).expect("fewer than 65536 hosts");
@@ -228,16 +261,42 @@ impl<'s> World<'s> {
                 Dom0Vcpus::Count(count) => usize::try_from(count).unwrap_or(0),
                 Dom0Vcpus::All => nr_cpus,
             };
-            guests.register_domain(DomId::DOM0, "Domain-0", vec![spec.dom0.workload.clone(); dom0_vcpus]);
-            let dom0_meta = DomainMeta { pool: "Pool-0".to_string(), weight: spec.dom0.weight, cap: 0 };
+            guests.register_domain(
+                DomId::DOM0,
+                "Domain-0",
+                vec![spec.dom0.workload.clone(); dom0_vcpus],
+            );
+            let dom0_meta = DomainMeta {
+                pool: "Pool-0".to_string(),
+                weight: spec.dom0.weight,
+                cap: 0,
+            };
             world.sinks.domain_meta(host, DomId::DOM0, dom0_meta);
-            let mut sim = HostSim { host, timer_gen: vec![0; nr_cpus], guests, replies: Vec::new(), notices: Vec::new(), ipi_latency_ns: 0 };
-            let mut platform = SimPlatform { now_ns: 0, queue: &mut world.queue, sim: &mut sim, sinks: &mut world.sinks };
+            let mut sim = HostSim {
+                host,
+                timer_gen: vec![0; nr_cpus],
+                guests,
+                replies: Vec::new(),
+                notices: Vec::new(),
+                ipi_latency_ns: 0,
+            };
+            let mut platform = SimPlatform {
+                now_ns: 0,
+                queue: &mut world.queue,
+                sim: &mut sim,
+                sinks: &mut world.sinks,
+            };
             let hv = Hypervisor::boot(config, &mut platform);
-            world.hosts.push(HostRuntime { name: spec.name.clone(), hv, sim });
+            world.hosts.push(HostRuntime {
+                name: spec.name.clone(),
+                hv,
+                sim,
+            });
         }
         for (index, domain) in scenario.domains.iter().enumerate() {
-            world.queue.push(domain.start_ns, SimEvent::DomainStart { index });
+            world
+                .queue
+                .push(domain.start_ns, SimEvent::DomainStart { index });
         }
         for (index, entry) in scenario.timeline.iter().enumerate() {
             world.queue.push(entry.time_ns, SimEvent::Command { index });
@@ -247,13 +306,19 @@ impl<'s> World<'s> {
 
     /// Processes events before `end_ns`; stops early at a broken invariant or a replay
     /// divergence. Returns the number of events processed and the failure, if any.
-    fn advance(&mut self, end_ns: u64, check: bool) -> Result<(u64, Option<InvariantFailure>), RunError> {
+    fn advance(
+        &mut self,
+        end_ns: u64,
+        check: bool,
+    ) -> Result<(u64, Option<InvariantFailure>), RunError> {
         let mut event_count = 0u64;
         while let Some(time_ns) = self.queue.peek_time_ns() {
             if time_ns >= end_ns || self.sinks.recorder.diverged() {
                 break;
             }
-            let Some((_, event)) = self.queue.pop() else { break };
+            let Some((_, event)) = self.queue.pop() else {
+                break;
+            };
             let host = self.dispatch(event);
             event_count += 1;
             if event_count >= EVENTS_MAX {
@@ -276,28 +341,55 @@ impl<'s> World<'s> {
                 self.deliver(host, &input);
                 Some(host)
             }
-            SimEvent::Timer { host, pcpu, generation } => {
+            SimEvent::Timer {
+                host,
+                pcpu,
+                generation,
+            } => {
                 let current = self.hosts[usize::from(host)].sim.timer_gen[pcpu.index()];
                 if generation == current {
                     self.deliver(host, &CoreInput::TimerExpired { pcpu });
                 }
                 Some(host)
             }
-            SimEvent::DemandDone { host, vcpu, generation } => {
+            SimEvent::DemandDone {
+                host,
+                vcpu,
+                generation,
+            } => {
                 let h = &mut self.hosts[usize::from(host)];
-                match h.sim.guests.demand_done(vcpu, generation, now_ns, host, &mut self.queue) {
+                match h
+                    .sim
+                    .guests
+                    .demand_done(vcpu, generation, now_ns, host, &mut self.queue)
+                {
                     Some(GuestStep::Block) => self.deliver(host, &CoreInput::VcpuBlock { vcpu }),
                     Some(GuestStep::Yield) => {
                         self.deliver(host, &CoreInput::VcpuYield { vcpu });
-                        self.hosts[usize::from(host)].sim.guests.rearm(vcpu, now_ns, host, &mut self.queue);
+                        self.hosts[usize::from(host)].sim.guests.rearm(
+                            vcpu,
+                            now_ns,
+                            host,
+                            &mut self.queue,
+                        );
                     }
-                    Some(GuestStep::Continue) => h.sim.guests.rearm(vcpu, now_ns, host, &mut self.queue),
+                    Some(GuestStep::Continue) => {
+                        h.sim.guests.rearm(vcpu, now_ns, host, &mut self.queue)
+                    }
                     None => {}
                 }
                 Some(host)
             }
-            SimEvent::GuestWake { host, vcpu, generation } => {
-                if self.hosts[usize::from(host)].sim.guests.wake(vcpu, generation, now_ns) {
+            SimEvent::GuestWake {
+                host,
+                vcpu,
+                generation,
+            } => {
+                if self.hosts[usize::from(host)]
+                    .sim
+                    .guests
+                    .wake(vcpu, generation, now_ns)
+                {
                     self.deliver(host, &CoreInput::VcpuWake { vcpu });
                 }
                 Some(host)
@@ -318,7 +410,12 @@ impl<'s> World<'s> {
         let now_ns = self.queue.now_ns();
         self.sinks.input(host, now_ns, input);
         let h = &mut self.hosts[usize::from(host)];
-        let mut platform = SimPlatform { now_ns, queue: &mut self.queue, sim: &mut h.sim, sinks: &mut self.sinks };
+        let mut platform = SimPlatform {
+            now_ns,
+            queue: &mut self.queue,
+            sim: &mut h.sim,
+            sinks: &mut self.sinks,
+        };
         // A refused input (a guest event racing a destroy) changes nothing in the core;
         // it is in the trace, so replays refuse it the same way.
         let _refused = h.hv.handle(input, &mut platform);
@@ -331,14 +428,39 @@ impl<'s> World<'s> {
         if violations.is_empty() {
             return None;
         }
-        Some(InvariantFailure { event_index, time_ns, host: h.name.clone(), violations })
+        Some(InvariantFailure {
+            event_index,
+            time_ns,
+            host: h.name.clone(),
+            violations,
+        })
     }
 
-    fn finish(self, end_ns: u64, event_count: u64, invariant_failure: Option<InvariantFailure>) -> Result<RunOutcome, RunError> {
-        let World { sinks, hosts, commands, .. } = self;
+    fn finish(
+        self,
+        end_ns: u64,
+        event_count: u64,
+        invariant_failure: Option<InvariantFailure>,
+    ) -> Result<RunOutcome, RunError> {
+        let World {
+            sinks,
+            hosts,
+            commands,
+            ..
+        } = self;
         let (recorder, sinks_report) = sinks.finish(end_ns, &hosts);
         let record_count = recorder.record_count();
         let (hash, divergence) = recorder.finish()?;
-        Ok(RunOutcome { hash, record_count, event_count, end_ns, hosts, commands, invariant_failure, divergence, sinks_report })
+        Ok(RunOutcome {
+            hash,
+            record_count,
+            event_count,
+            end_ns,
+            hosts,
+            commands,
+            invariant_failure,
+            divergence,
+            sinks_report,
+        })
     }
 }

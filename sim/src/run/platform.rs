@@ -67,7 +67,14 @@ impl Platform for SimPlatform<'_> {
         let generation = &mut self.sim.timer_gen[pcpu.index()];
         *generation += 1;
         let at_ns = ns_of(deadline).max(self.now_ns);
-        self.queue.push(at_ns, SimEvent::Timer { host: self.sim.host, pcpu, generation: *generation });
+        self.queue.push(
+            at_ns,
+            SimEvent::Timer {
+                host: self.sim.host,
+                pcpu,
+                generation: *generation,
+            },
+        );
     }
 
     fn cancel_timer(&mut self, pcpu: PcpuId) {
@@ -77,7 +84,13 @@ impl Platform for SimPlatform<'_> {
     fn send_ipi(&mut self, target: PcpuId, kind: IpiKind) {
         assert_eq!(kind, IpiKind::Schedule, "only scheduler IPIs exist");
         let at_ns = self.now_ns + self.sim.ipi_latency_ns;
-        self.queue.push(at_ns, SimEvent::Input { host: self.sim.host, input: CoreInput::Softirq { pcpu: target } });
+        self.queue.push(
+            at_ns,
+            SimEvent::Input {
+                host: self.sim.host,
+                input: CoreInput::Softirq { pcpu: target },
+            },
+        );
     }
 
     fn context_switch(&mut self, _pcpu: PcpuId, from: Option<VcpuRef>, to: Option<VcpuRef>) {
@@ -85,13 +98,21 @@ impl Platform for SimPlatform<'_> {
             self.sim.guests.stop_running(v, self.now_ns);
         }
         if let Some(v) = to {
-            self.sim.guests.start_running(v, self.now_ns, self.sim.host, self.queue);
+            self.sim
+                .guests
+                .start_running(v, self.now_ns, self.sim.host, self.queue);
         }
     }
 
     fn defer_toolstack(&mut self, job: JobId, deadline: STime) {
         let at_ns = ns_of(deadline).max(self.now_ns);
-        self.queue.push(at_ns, SimEvent::Input { host: self.sim.host, input: CoreInput::ToolstackContinue { job } });
+        self.queue.push(
+            at_ns,
+            SimEvent::Input {
+                host: self.sim.host,
+                input: CoreInput::ToolstackContinue { job },
+            },
+        );
     }
 
     fn toolstack_reply(&mut self, job: JobId, reply: ToolstackReply) {

@@ -43,16 +43,37 @@ pub fn host_meta(name: &str, config: &BootConfig) -> HostMeta {
     for cpu in config.free_cpus.iter() {
         pcpu_pools[cpu.index()] = None;
     }
-    let mut pools = vec![PoolMeta { name: "Pool-0".to_string(), scheduler: config.pool0_sched.opt_name().to_string() }];
-    pools.extend(config.pools.iter().map(|p| PoolMeta { name: p.name.clone(), scheduler: p.sched.opt_name().to_string() }));
-    HostMeta { name: name.to_string(), pcpu_nodes: config.host.cpus.iter().map(|c| c.node).collect(), pcpu_pools, pools }
+    let mut pools = vec![PoolMeta {
+        name: "Pool-0".to_string(),
+        scheduler: config.pool0_sched.opt_name().to_string(),
+    }];
+    pools.extend(config.pools.iter().map(|p| PoolMeta {
+        name: p.name.clone(),
+        scheduler: p.sched.opt_name().to_string(),
+    }));
+    HostMeta {
+        name: name.to_string(),
+        pcpu_nodes: config.host.cpus.iter().map(|c| c.node).collect(),
+        pcpu_pools,
+        pools,
+    }
 }
 
 impl Sinks {
     /// Sinks for a run whose metrics window starts at `warmup_ns`.
-    pub fn new(recorder: Recorder, hosts: Vec<HostMeta>, decision_log: bool, warmup_ns: u64) -> Sinks {
+    pub fn new(
+        recorder: Recorder,
+        hosts: Vec<HostMeta>,
+        decision_log: bool,
+        warmup_ns: u64,
+    ) -> Sinks {
         let host_names = hosts.iter().map(|h| h.name.clone()).collect();
-        Sinks { recorder, host_names, decisions: decision_log.then(String::new), metrics: MetricsCollector::new(warmup_ns, hosts) }
+        Sinks {
+            recorder,
+            host_names,
+            decisions: decision_log.then(String::new),
+            metrics: MetricsCollector::new(warmup_ns, hosts),
+        }
     }
 
     /// Tells the metrics the scheduling parameters of a domain (dom0 before boot).
@@ -63,12 +84,27 @@ impl Sinks {
     /// A domain was created on `host`: record its pool, weight and cap.
     pub fn domain_created(&mut self, host: u16, hv: &Hypervisor, dom: DomId) {
         let Some(d) = hv.domain(dom) else { return };
-        let pool = hv.pools().iter().find(|p| p.id == d.pool).map_or_else(String::new, |p| p.name.clone());
-        self.domain_meta(host, dom, DomainMeta { pool, weight: d.weight, cap: d.cap });
+        let pool = hv
+            .pools()
+            .iter()
+            .find(|p| p.id == d.pool)
+            .map_or_else(String::new, |p| p.name.clone());
+        self.domain_meta(
+            host,
+            dom,
+            DomainMeta {
+                pool,
+                weight: d.weight,
+                cap: d.cap,
+            },
+        );
     }
 
     fn host_name(&self, host: u16) -> String {
-        self.host_names.get(usize::from(host)).cloned().unwrap_or_default()
+        self.host_names
+            .get(usize::from(host))
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// A core input at `time_ns`.
@@ -97,6 +133,12 @@ impl Sinks {
     /// Ends the run at `end_ns`: the recorder (to finish) and the report.
     pub fn finish(self, end_ns: u64, _hosts: &[HostRuntime]) -> (Recorder, SinksReport) {
         let metrics = self.metrics.finish(end_ns);
-        (self.recorder, SinksReport { decision_log: self.decisions, metrics })
+        (
+            self.recorder,
+            SinksReport {
+                decision_log: self.decisions,
+                metrics,
+            },
+        )
     }
 }
