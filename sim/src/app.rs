@@ -259,7 +259,11 @@ pub fn xl_at(
     let command =
         XlCommand::parse(words).map_err(|e| AppError::Usage(format!("xl: {}", e.message)))?;
     if !command.is_query() {
-        return Err(AppError::Usage(format!("xensim xl answers queries (list, info, dmesg); `{}` changes state: put it in the scenario's [[at]] timeline", words.join(" "))));
+        return Err(AppError::Usage(format!(
+            "xensim xl answers queries (list, info, dmesg); `{}` changes state: \
+             put it in the scenario's [[at]] timeline",
+            words.join(" ")
+        )));
     }
     if at_ns > scenario.sim.duration_ns {
         return Err(AppError::Usage(format!(

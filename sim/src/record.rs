@@ -289,7 +289,10 @@ pub fn read_trace(path: &Path) -> Result<TraceFile, TraceError> {
     let file_version = r.u32()?;
     let record_version = r.u32()?;
     if file_version != FILE_FORMAT_VERSION || record_version != TRACE_FORMAT_VERSION {
-        return Err(r.bad(&format!("format {file_version}/{record_version}, this xensim reads {FILE_FORMAT_VERSION}/{TRACE_FORMAT_VERSION}")));
+        let want = format!("{FILE_FORMAT_VERSION}/{TRACE_FORMAT_VERSION}");
+        return Err(r.bad(&format!(
+            "format {file_version}/{record_version}, this xensim reads {want}"
+        )));
     }
     let algorithm = r.string()?;
     if algorithm != HASH_ALGORITHM {

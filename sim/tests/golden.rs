@@ -29,7 +29,11 @@ mod tests {
     }
 
     fn snapshot(name: &str, text: &str) {
-        insta::with_settings!({ snapshot_path => "../../golden", prepend_module_to_snapshot => false, omit_expression => true }, {
+        insta::with_settings!({
+            snapshot_path => "../../golden",
+            prepend_module_to_snapshot => false,
+            omit_expression => true,
+        }, {
             insta::assert_snapshot!(name.to_string(), text);
         });
     }

@@ -1,6 +1,6 @@
 //! Tidy: the mechanical rules of STYLE.md, checked on every source file of the workspace.
 //! Files stay within 800 lines (tests not counted), lines within 100 columns, and no
-//! `dbg!`, `todo!` or FIXME is left behind.
+//! `dbg!`, `todo!` or fix-me marker is left behind.
 
 #[cfg(test)]
 mod tests {

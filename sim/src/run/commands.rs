@@ -188,7 +188,10 @@ impl World<'_> {
                 paused,
             } => {
                 let Some(config) = self.scenario.create_configs.get(config_path).cloned() else {
-                    self.output(record, XlOutput { stdout: String::new(), stderr: format!("Failed to read config file: {config_path}: No such file or directory\n"), rc: 1 });
+                    let stderr = format!(
+                        "Failed to read config file: {config_path}: No such file or directory\n"
+                    );
+                    self.output(record, XlOutput::fail(stderr));
                     return;
                 };
                 let workloads = self.workloads_by_name(&config.name);
@@ -287,7 +290,9 @@ impl World<'_> {
             Some(Ok(dom)) => dom,
         };
         if kind == JobKind::Destroy && dom == DomId::DOM0 {
-            let stderr = "Not destroying domain 0; use -f to force.\nThis can only be done when using a disaggregated hardware domain and toolstack.\n\n";
+            let stderr = "Not destroying domain 0; use -f to force.\n\
+                          This can only be done when using a disaggregated hardware domain \
+                          and toolstack.\n\n";
             self.output(
                 record,
                 XlOutput {
@@ -451,16 +456,37 @@ fn done_output(origin: &JobOrigin, result: Result<(), ToolstackError>) -> XlOutp
     let Err(error) = result else { return ok };
     let stderr = match (origin.kind, error) {
         // xl ignores libxl's result for pause and unpause: only libxl's log line shows.
-        (JobKind::Pause, e) => format!("libxl: error: libxl_domain.c:587:libxl_domain_pause: Domain {dom}:Pausing domain: {}\n", errno_text(e)),
-        (JobKind::Unpause, e) => format!("libxl: error: libxl_domain.c:688:domain_unpause_done: Domain {dom}:Unpausing domain: {}\n", errno_text(e)),
-        (JobKind::Destroy, ToolstackError::NoSuchDomain) => format!(
-            "libxl: error: libxl_domain.c:1183:libxl__destroy_domid: Domain {dom}:Non-existant domain\n\
-             libxl: error: libxl_domain.c:1137:domain_destroy_callback: Domain {dom}:Unable to destroy guest\n\
-             libxl: error: libxl_domain.c:1064:domain_destroy_cb: Domain {dom}:Destruction of domain failed\n\
-             destroy failed (rc={ERROR_DOMAIN_NOTFOUND})\n"
-        ),
+        (JobKind::Pause, e) => {
+            let msg = format!("Pausing domain: {}", errno_text(e));
+            libxl_error("libxl_domain.c:587:libxl_domain_pause", Some(dom), &msg)
+        }
+        (JobKind::Unpause, e) => {
+            let msg = format!("Unpausing domain: {}", errno_text(e));
+            libxl_error("libxl_domain.c:688:domain_unpause_done", Some(dom), &msg)
+        }
+        (JobKind::Destroy, ToolstackError::NoSuchDomain) => [
+            libxl_error(
+                "libxl_domain.c:1183:libxl__destroy_domid",
+                Some(dom),
+                "Non-existant domain",
+            ),
+            libxl_error(
+                "libxl_domain.c:1137:domain_destroy_callback",
+                Some(dom),
+                "Unable to destroy guest",
+            ),
+            libxl_error(
+                "libxl_domain.c:1064:domain_destroy_cb",
+                Some(dom),
+                "Destruction of domain failed",
+            ),
+            format!("destroy failed (rc={ERROR_DOMAIN_NOTFOUND})\n"),
+        ]
+        .concat(),
         (JobKind::Destroy, _) => format!("destroy failed (rc={ERROR_FAIL})\n"),
-        (JobKind::Shutdown, ToolstackError::NoSuchDomain) => format!("shutdown failed (rc={ERROR_DOMAIN_NOTFOUND})\n"),
+        (JobKind::Shutdown, ToolstackError::NoSuchDomain) => {
+            format!("shutdown failed (rc={ERROR_DOMAIN_NOTFOUND})\n")
+        }
         (JobKind::Shutdown, _) => format!("shutdown failed (rc={ERROR_FAIL})\n"),
         (JobKind::Create, e) => create_failure(dom, origin.pool.as_deref().unwrap_or(""), e),
     };
@@ -483,15 +509,30 @@ fn errno_text(error: ToolstackError) -> &'static str {
     }
 }
 
+/// One libxl log line: `libxl: error: <file>:<line>:<function>: [Domain <id>:]<message>`
+/// (`libxl__logv` in tools/libs/light/libxl_internal.c).
+fn libxl_error(location: &str, dom: Option<u16>, message: &str) -> String {
+    let domain = dom.map_or_else(String::new, |d| format!("Domain {d}:"));
+    format!("libxl: error: {location}: {domain}{message}\n")
+}
+
 fn create_failure(dom: u16, pool: &str, error: ToolstackError) -> String {
     match error {
-        ToolstackError::NoSuchPool => {
-            format!("libxl: error: libxl_create.c:1132:libxl__domain_config_setdefault: Illegal pool specified: {pool}\n")
-        }
-        ToolstackError::NoFreeDomid => {
-            "libxl: error: libxl_create.c:709:libxl__domain_make: domain creation fail: Cannot allocate memory\n".to_string()
-        }
+        ToolstackError::NoSuchPool => libxl_error(
+            "libxl_create.c:1132:libxl__domain_config_setdefault",
+            None,
+            &format!("Illegal pool specified: {pool}"),
+        ),
+        ToolstackError::NoFreeDomid => libxl_error(
+            "libxl_create.c:709:libxl__domain_make",
+            None,
+            "domain creation fail: Cannot allocate memory",
+        ),
         // Out of memory, and anything else that fails the build: libxl's generic report.
-        _ => format!("libxl: error: libxl_create.c:1638:domcreate_rebuild_done: Domain {dom}:cannot (re-)build domain: {ERROR_FAIL}\n"),
+        _ => libxl_error(
+            "libxl_create.c:1638:domcreate_rebuild_done",
+            Some(dom),
+            &format!("cannot (re-)build domain: {ERROR_FAIL}"),
+        ),
     }
 }

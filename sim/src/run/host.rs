@@ -166,11 +166,16 @@ fn conring_bytes(options: &BTreeMap<String, String>, nr_cpus: u32) -> usize {
             Some((i, 'g' | 'G')) => (&text[..i], 30),
             _ => (text.as_str(), 0),
         };
-        digits.parse::<usize>().ok().and_then(|n| n.checked_shl(shift))
+        digits
+            .parse::<usize>()
+            .ok()
+            .and_then(|n| n.checked_shl(shift))
     });
     let bytes = requested.unwrap_or(by_cpus).max(CONRING_BYTES_DEFAULT);
     let pages = bytes.div_ceil(4096).next_power_of_two();
-    pages.saturating_mul(4096).min(hypervisor_model::limits::CONRING_BYTES_MAX)
+    pages
+        .saturating_mul(4096)
+        .min(hypervisor_model::limits::CONRING_BYTES_MAX)
 }
 
 /// Builds the core's boot configuration for one host.
