@@ -1,4 +1,5 @@
-//! Golden snapshots of every bundled scenario, under `golden/<scenario>__<view>.snap`:
+//! Every bundled scenario runs with the invariant checker after every event and meets its
+//! `[[expect]]` bounds. Golden snapshots of every bundled scenario, under `golden/<scenario>__<view>.snap`:
 //! `summary` (the run summary), `xl-list` (the output of every timeline xl command and a
 //! final `xl list`), and `decisions` (the decision log of the first 400 ms of virtual time).
 //! Review a changed snapshot like code: its commit must say why decisions changed.
@@ -85,6 +86,13 @@ mod tests {
             };
             let report = app::run_scenario(scenario.clone(), &args)
                 .unwrap_or_else(|e| panic!("{stem} runs: {e}"));
+            let failure = &report.outcome.invariant_failure;
+            assert!(failure.is_none(), "{stem}: invariant broken: {failure:?}");
+            assert!(
+                report.expect_failures.is_empty(),
+                "{stem}: {:?}",
+                report.expect_failures
+            );
             snapshot(&format!("{stem}__summary"), &report.summary);
             let at_end = app::xl_at(&scenario, scenario.sim.duration_ns, &["list".to_string()])
                 .unwrap_or_else(|e| panic!("{stem} xl list: {e}"));
