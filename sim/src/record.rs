@@ -33,6 +33,8 @@ pub const HASH_ALGORITHM: &str = "siphash-1-3/k=xensim-trace-v1";
 /// The fixed SipHash key ("xensim-trace-v1\0" as two little-endian u64s).
 const HASH_KEY: (u64, u64) = (0x7274_2d6d_6973_6e65, 0x0031_762d_6563_6161);
 const END_MARKER: u32 = u32::MAX;
+/// Bytes gathered before they are fed to the hasher.
+const HASH_BUFFER_BYTES: usize = 16 * 1024;
 const KIND_INPUT: u8 = 0;
 const KIND_EVENT: u8 = 1;
 
@@ -102,6 +104,7 @@ pub struct Recorder {
     expected: Option<std::vec::IntoIter<Vec<u8>>>,
     divergence: Option<Divergence>,
     write_error: Option<std::io::Error>,
+    hash_buffer: Vec<u8>,
 }
 
 impl Recorder {
@@ -115,6 +118,7 @@ impl Recorder {
             expected: None,
             divergence: None,
             write_error: None,
+            hash_buffer: Vec::with_capacity(HASH_BUFFER_BYTES + 512),
         }
     }
 
@@ -163,8 +167,14 @@ impl Recorder {
 
     fn commit(&mut self, time_ns: u64) {
         let len = u32::try_from(self.scratch.len()).expect("record under 4 GiB");
-        self.hasher.write(&len.to_le_bytes());
-        self.hasher.write(&self.scratch);
+        // SipHash is a streaming hash: feeding the bytes in larger chunks gives the same
+        // result as record by record, with less per-call overhead.
+        self.hash_buffer.extend_from_slice(&len.to_le_bytes());
+        self.hash_buffer.extend_from_slice(&self.scratch);
+        if self.hash_buffer.len() >= HASH_BUFFER_BYTES {
+            self.hasher.write(&self.hash_buffer);
+            self.hash_buffer.clear();
+        }
         if let Some((_, writer)) = &mut self.writer {
             // The first write error is kept and reported by `finish`.
             let written = writer
@@ -203,6 +213,8 @@ impl Recorder {
     /// Ends the recording: the run hash, and for a replay the first divergence (including
     /// a recording that has records this run did not produce).
     pub fn finish(mut self) -> Result<(RunHash, Option<Divergence>), TraceError> {
+        self.hasher.write(&self.hash_buffer);
+        self.hash_buffer.clear();
         let hash = RunHash(self.hasher.finish());
         if let Some((name, mut writer)) = self.writer.take() {
             let io = |source| TraceError::Io {

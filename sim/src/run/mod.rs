@@ -221,7 +221,7 @@ pub fn query_at(
 }
 
 impl<'s> World<'s> {
-    fn boot(
+    pub fn boot(
         scenario: &'s Scenario,
         opts: &RunOptions,
         recorder: Recorder,
@@ -306,7 +306,7 @@ impl<'s> World<'s> {
 
     /// Processes events before `end_ns`; stops early at a broken invariant or a replay
     /// divergence. Returns the number of events processed and the failure, if any.
-    fn advance(
+    pub fn advance(
         &mut self,
         end_ns: u64,
         check: bool,
@@ -331,6 +331,16 @@ impl<'s> World<'s> {
             }
         }
         Ok((event_count, None))
+    }
+
+    /// Events waiting in the queue.
+    pub fn pending_events(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Trace records (core inputs and core events) so far.
+    pub fn record_count(&self) -> u64 {
+        self.sinks.recorder.record_count()
     }
 
     /// Handles one event; returns the host it touched.
