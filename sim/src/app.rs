@@ -100,6 +100,7 @@ fn header_of(scenario: &Scenario) -> TraceHeader {
             .iter()
             .map(|s| (s.name.clone(), s.text.clone()))
             .collect(),
+        costs_hash: run::host::cost_table_hash(scenario),
     }
 }
 
@@ -188,6 +189,12 @@ pub fn replay(trace: &Path) -> Result<ReplayReport, AppError> {
     let scenario = materialize_and_load(&file.header, &dir);
     let _ = std::fs::remove_dir_all(&dir);
     let scenario = scenario?;
+    if run::host::cost_table_hash(&scenario) != file.header.costs_hash {
+        return Err(AppError::Usage(format!(
+            "{}: recorded with another cost table than this xensim's; replay would diverge",
+            trace.display()
+        )));
+    }
     let record_count = file.records.len();
     let outcome = run::run(
         &scenario,

@@ -6,9 +6,10 @@
 //! SipHash-1-3 with a fixed key over `len: u32 LE | record` for every record in order.
 //!
 //! The trace file (`--trace`) is self-contained so `xensim replay` needs nothing else:
-//! `MAGIC | format: u32 | hash algorithm name | seed: u64 | scenario name | sources
-//! (count, then name and text of the scenario and every xl.cfg) | records (u32 length
-//! then bytes) | END marker u32::MAX | run hash u64`. Strings are u32 length + UTF-8.
+//! `MAGIC | file format: u32 | record format: u32 | hash algorithm name | seed: u64 |
+//! scenario name | sources (count, then name and text of the scenario and every xl.cfg) |
+//! sources hash u64 | cost table hash u64 | records (u32 length then bytes) | END marker
+//! u32::MAX | run hash u64`. Strings are u32 length + UTF-8.
 //!
 //! # Invariants
 //! - The hash depends only on the records: not on whether a file is written, the build
@@ -79,6 +80,28 @@ pub struct TraceHeader {
     pub scenario_name: String,
     /// (name, text) of the scenario and every xl.cfg it read, scenario first.
     pub sources: Vec<(String, String)>,
+    /// Hash of the effective cost table of every host (defaults, profile, overrides), so
+    /// a replay by an xensim with other default costs is refused rather than diverging.
+    pub costs_hash: u64,
+}
+
+/// The pinned hash of arbitrary bytes (the run hash's algorithm and key).
+pub fn pinned_hash(bytes: &[u8]) -> u64 {
+    let mut hasher = SipHasher13::new_with_keys(HASH_KEY.0, HASH_KEY.1);
+    hasher.write(bytes);
+    hasher.finish()
+}
+
+/// Hash of the scenario and xl.cfg texts, in order (written in the header for tools).
+pub fn sources_hash(sources: &[(String, String)]) -> u64 {
+    let mut bytes = Vec::new();
+    for (name, text) in sources {
+        for part in [name, text] {
+            bytes.extend_from_slice(&u64::try_from(part.len()).unwrap_or(u64::MAX).to_le_bytes());
+            bytes.extend_from_slice(part.as_bytes());
+        }
+    }
+    pinned_hash(&bytes)
 }
 
 /// Where the first divergence of a replay was found.
@@ -268,7 +291,8 @@ fn write_header(w: &mut impl Write, h: &TraceHeader) -> std::io::Result<()> {
         put_str(w, name)?;
         put_str(w, text)?;
     }
-    Ok(())
+    w.write_all(&sources_hash(&h.sources).to_le_bytes())?;
+    w.write_all(&h.costs_hash.to_le_bytes())
 }
 
 /// A trace file read back: header, records and the recorded hash.
@@ -318,6 +342,11 @@ pub fn read_trace(path: &Path) -> Result<TraceFile, TraceError> {
         let source_name = r.string()?;
         sources.push((source_name, r.string()?));
     }
+    let recorded_sources_hash = r.u64()?;
+    if recorded_sources_hash != sources_hash(&sources) {
+        return Err(r.bad("the scenario texts do not match their recorded hash"));
+    }
+    let costs_hash = r.u64()?;
     let mut records = Vec::new();
     loop {
         let len = r.u32()?;
@@ -334,6 +363,7 @@ pub fn read_trace(path: &Path) -> Result<TraceFile, TraceError> {
             seed,
             scenario_name,
             sources,
+            costs_hash,
         },
         records,
         hash,

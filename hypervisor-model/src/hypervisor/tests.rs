@@ -245,3 +245,48 @@ fn block_of_vcpu_not_running_is_an_input_error() {
     let result = hv.handle(&CoreInput::VcpuBlock { vcpu: vcpu(7, 0) }, &mut p);
     assert_eq!(result, Err(super::InputError::UnknownVcpu(vcpu(7, 0))));
 }
+
+fn broken_invariants(hv: &Hypervisor) -> std::vec::Vec<&'static str> {
+    hv.check_invariants().iter().map(|v| v.invariant).collect()
+}
+
+#[test]
+fn checker_passes_on_fresh_host() {
+    let (hv, _p) = boot(4);
+    assert!(broken_invariants(&hv).is_empty());
+}
+
+#[test]
+fn checker_reports_pcpu_running_vcpu_that_runs_elsewhere() {
+    // d0v0 runs on pCPU 0; claiming pCPU 1 also runs it breaks "one pCPU per vCPU".
+    let (mut hv, _p) = boot(4);
+    hv.curr[1] = Some(vcpu(0, 0));
+    assert!(broken_invariants(&hv).contains(&"core.curr_matches_running_on"));
+}
+
+#[test]
+fn checker_reports_pages_not_accounted_for() {
+    let (mut hv, _p) = boot(4);
+    hv.free_pages += 1;
+    assert_eq!(broken_invariants(&hv), ["core.pages_conserved"]);
+}
+
+#[test]
+fn checker_reports_vcpu_running_outside_hard_affinity() {
+    // dom0's vCPU is pinned to pCPU 0; moving its affinity away while it runs is a bug.
+    let (mut hv, _p) = boot(4);
+    if let Some(v) = hv.domains.vcpu_mut(vcpu(0, 0)) {
+        v.hard_affinity = crate::cpumask::CpuMask::single(4, cpu(3));
+    }
+    assert!(broken_invariants(&hv).contains(&"core.runs_within_hard_affinity"));
+}
+
+#[test]
+fn checker_reports_null_free_mask_out_of_sync() {
+    // Taking pCPU 2 out of Pool-0's mask leaves null's cpus_free naming a foreign pCPU.
+    let (mut hv, _p) = boot(4);
+    hv.pools[0].cpus.clear(cpu(2));
+    let broken = broken_invariants(&hv);
+    assert!(broken.contains(&"null.free_cpus_in_pool"));
+    assert!(broken.contains(&"core.pools_partition_cpus"));
+}

@@ -106,6 +106,34 @@ pub fn core_costs(
     }
 }
 
+/// Hash of the effective cost table of every host: the core's toolstack costs and the
+/// guest reaction time, in a fixed order (see `record::TraceHeader::costs_hash`).
+pub fn cost_table_hash(scenario: &crate::scenario::model::Scenario) -> u64 {
+    let mut bytes = Vec::new();
+    let reaction_ns = cost_ns(
+        &scenario.costs,
+        "guest.shutdown_reaction_ns",
+        GUEST_SHUTDOWN_REACTION_NS_DEFAULT,
+    );
+    bytes.extend_from_slice(&reaction_ns.to_le_bytes());
+    for host in &scenario.hosts {
+        let c = core_costs(&scenario.costs, &host.costs);
+        for value in [
+            c.domctl_ns,
+            c.populate_page_ns,
+            c.build_ns,
+            c.destroy_devices_ns,
+            c.relinquish_page_ns,
+        ] {
+            bytes.extend_from_slice(&value.to_le_bytes());
+        }
+        for value in [c.populate_batch_pages, c.relinquish_batch_pages] {
+            bytes.extend_from_slice(&value.to_le_bytes());
+        }
+    }
+    crate::record::pinned_hash(&bytes)
+}
+
 fn xen_version_parts(version: &str) -> (u32, u32, String) {
     let mut parts = version.splitn(2, '.');
     let major = parts.next().and_then(|m| m.parse().ok()).unwrap_or(4);
