@@ -1,5 +1,5 @@
 //! Every bundled scenario runs with the invariant checker after every event and meets its
-//! `[[expect]]` bounds. Golden snapshots of every bundled scenario, under `golden/<scenario>__<view>.snap`:
+//! `[[expect]]` bounds. Its golden snapshots live under `golden/<scenario>__<view>.snap`:
 //! `summary` (the run summary), `xl-list` (the output of every timeline xl command and a
 //! final `xl list`), and `decisions` (the decision log of the first 400 ms of virtual time).
 //! Review a changed snapshot like code: its commit must say why decisions changed.
