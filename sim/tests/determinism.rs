@@ -5,26 +5,15 @@
 //! To bless new golden hashes after an intended change: `XENSIM_BLESS=1 cargo test`, then
 //! review the diff of `golden/*.hash` and say in the commit why decisions changed.
 
+mod support;
+
 #[cfg(test)]
 mod tests {
+    use super::support::{bundled_scenarios, repo_root};
 
-    use std::path::{Path, PathBuf};
+    use std::path::Path;
 
     use xensim::app;
-
-    fn repo_root() -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-    }
-
-    fn bundled_scenarios() -> Vec<PathBuf> {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(repo_root().join("scenarios"))
-            .expect("scenarios/ is readable")
-            .filter_map(|entry| entry.ok().map(|e| e.path()))
-            .filter(|path| path.extension().is_some_and(|ext| ext == "toml"))
-            .collect();
-        files.sort();
-        files
-    }
 
     fn hash(path: &Path, seed: Option<u64>) -> String {
         let scenario = app::load(path, seed, false)

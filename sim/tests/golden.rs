@@ -4,30 +4,17 @@
 //! final `xl list`), and `decisions` (the decision log of the first 400 ms of virtual time).
 //! Review a changed snapshot like code: its commit must say why decisions changed.
 
+mod support;
+
 #[cfg(test)]
 mod tests {
-
-    use std::path::{Path, PathBuf};
+    use super::support::bundled_scenarios;
 
     use xensim::app::{self, RunArgs};
     use xensim::run::decisions::seconds;
 
     /// Virtual time covered by the decisions snapshot.
     const DECISIONS_WINDOW_NS: u64 = 400_000_000;
-
-    fn repo_root() -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-    }
-
-    fn bundled_scenarios() -> Vec<PathBuf> {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(repo_root().join("scenarios"))
-            .expect("scenarios/ is readable")
-            .filter_map(|entry| entry.ok().map(|e| e.path()))
-            .filter(|path| path.extension().is_some_and(|ext| ext == "toml"))
-            .collect();
-        files.sort();
-        files
-    }
 
     fn snapshot(name: &str, text: &str) {
         insta::with_settings!({

@@ -113,7 +113,52 @@ pub struct Domain {
     pub created_at: STime,
 }
 
+/// Who a new domain is: what `XEN_DOMCTL_createdomain` and libxl fix at creation.
+#[derive(Clone, Debug)]
+pub struct DomainIdentity {
+    /// Domain id.
+    pub id: DomId,
+    /// Name.
+    pub name: String,
+    /// UUID.
+    pub uuid: [u8; 16],
+    /// PV, PVH or HVM.
+    pub guest_type: GuestType,
+    /// Cpupool.
+    pub pool: PoolId,
+    /// Scheduler weight.
+    pub weight: u32,
+    /// Scheduler cap, percent.
+    pub cap: u32,
+}
+
 impl Domain {
+    /// A domain as `domain_create` leaves it: no vCPUs, no pages, paused once by the
+    /// controller (`controller_pause_count = 1`, xen/common/domain.c).
+    pub fn new_paused(identity: DomainIdentity, now: STime) -> Domain {
+        Domain {
+            id: identity.id,
+            name: identity.name,
+            uuid: identity.uuid,
+            guest_type: identity.guest_type,
+            config: None,
+            privileged: false,
+            pool: identity.pool,
+            weight: identity.weight,
+            cap: identity.cap,
+            vcpus: Vec::new(),
+            pause_count: 1,
+            controller_pause_count: 1,
+            is_shutting_down: false,
+            is_shut_down: false,
+            shutdown_reason: None,
+            dying: Dying::Alive,
+            tot_pages: 0,
+            max_pages: 0,
+            created_at: now,
+        }
+    }
+
     /// Online vCPUs (`xl list` VCPUs column).
     pub fn online_vcpu_count(&self) -> u32 {
         let count = self.vcpus.iter().filter(|v| v.is_online()).count();

@@ -14,7 +14,7 @@ use alloc::vec::Vec;
 use super::boot::BootConfig;
 use super::Hypervisor;
 use crate::cpumask::CpuMask;
-use crate::domain::{Domain, Dying};
+use crate::domain::{Domain, DomainIdentity};
 use crate::ids::{DomId, PcpuId, PoolId};
 use crate::platform::Platform;
 use crate::sched::SchedKind;
@@ -83,27 +83,19 @@ impl Hypervisor {
         self.printk(p, &format!("*** Building a {kind} Dom0 ***"));
         let pages = d0.memory_pages.min(self.free_pages);
         self.free_pages -= pages;
-        let domain = Domain {
+        let identity = DomainIdentity {
             id: DomId::DOM0,
             name: String::from("Domain-0"),
             uuid: [0; 16],
             guest_type: d0.guest_type,
-            config: None,
-            privileged: true,
             pool: PoolId(0),
             weight: d0.weight,
             cap: 0,
-            vcpus: Vec::new(),
-            pause_count: 1,
-            controller_pause_count: 1,
-            is_shutting_down: false,
-            is_shut_down: false,
-            shutdown_reason: None,
-            dying: Dying::Alive,
-            tot_pages: pages,
-            max_pages: pages,
-            created_at: p.now(),
         };
+        let mut domain = Domain::new_paused(identity, p.now());
+        domain.privileged = true;
+        domain.tot_pages = pages;
+        domain.max_pages = pages;
         self.insert_domain(domain, p);
         let delta_pages = i64::try_from(pages).unwrap_or(i64::MAX);
         p.trace(&crate::trace::TraceEvent::Memory {

@@ -16,7 +16,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use crate::cpumask::CpuMask;
-use crate::domain::{Domain, Dying, ShutdownReason};
+use crate::domain::{Domain, DomainIdentity, Dying, ShutdownReason};
 use crate::hypervisor::{pool_index, Hypervisor, InputError, INTERNAL_JOB_BIT};
 use crate::ids::{DomId, PoolId};
 use crate::platform::Platform;
@@ -528,26 +528,17 @@ fn new_domain(
     pool: PoolId,
     now: STime,
 ) -> Domain {
-    Domain {
+    let identity = DomainIdentity {
         id: dom,
         name: String::from(config.name.as_str()),
         uuid,
         guest_type: config.guest_type,
-        config: Some(config.clone()),
-        privileged: false,
         pool,
         weight: config.weight,
         cap: config.cap,
-        vcpus: Vec::new(),
-        // domain_create: a new domain starts paused by the controller.
-        pause_count: 1,
-        controller_pause_count: 1,
-        is_shutting_down: false,
-        is_shut_down: false,
-        shutdown_reason: None,
-        dying: Dying::Alive,
-        tot_pages: 0,
-        max_pages: pages_of_kib(config.max_memory_kib),
-        created_at: now,
-    }
+    };
+    let mut domain = Domain::new_paused(identity, now);
+    domain.config = Some(config.clone());
+    domain.max_pages = pages_of_kib(config.max_memory_kib);
+    domain
 }

@@ -16,6 +16,7 @@ use hypervisor_model::sched::SchedKind;
 use hypervisor_model::toolstack::config::GuestType;
 
 use crate::machine::topology::Topology;
+use crate::scenario::host_extra::XEN_OPTIONS;
 use crate::scenario::model::{CostValue, Dom0Vcpus, HostSpec, SchedName};
 use crate::xl::cpulist::{CpuList, HostCpus};
 
@@ -164,22 +165,6 @@ pub fn xen_commandline(spec: &HostSpec) -> String {
     words.join(" ")
 }
 
-/// Xen command-line options xensim models (others are printed as unknown at boot).
-const KNOWN_OPTIONS: &[&str] = &[
-    "sched_ratelimit_us",
-    "sched_credit2_migrate_resist",
-    "credit2_runqueue",
-    "sched_credit2_max_cpus_runqueue",
-    "credit2_load_window_shift",
-    "credit2_load_precision_shift",
-    "credit2_balance_under",
-    "credit2_balance_over",
-    "credit2_cap_period_ms",
-    "conring_size",
-    "console_timestamps",
-    "bootscrub",
-];
-
 /// Console ring bytes: `conring_size=` (a number with an optional K/M/G suffix), or Xen's
 /// default `num_present_cpus() << (9 + xenlog_lower_thresh)` (lower threshold 2 on a
 /// non-debug build), never below the static 16 KiB ring; either is rounded up to a
@@ -269,7 +254,7 @@ pub fn boot_config(
         .xen
         .options
         .keys()
-        .filter(|k| !KNOWN_OPTIONS.contains(&k.as_str()))
+        .filter(|k| !XEN_OPTIONS.contains(&k.as_str()))
         .cloned()
         .collect();
     let dom0_vcpus = match spec.dom0.vcpus {

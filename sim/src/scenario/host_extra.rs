@@ -14,7 +14,7 @@ use super::tree::{conv, Kind, Node, Tbl};
 use super::workload::parse_workload;
 
 /// Xen options xensim models (`specs/scenario.md` §4.2).
-const XEN_OPTIONS: &[&str] = &[
+pub const XEN_OPTIONS: &[&str] = &[
     "sched_ratelimit_us",
     "sched_credit2_migrate_resist",
     "credit2_runqueue",

@@ -125,3 +125,19 @@ pub fn block(hv: &mut Hypervisor, p: &mut FakePlatform, dom: u16, index: u32) {
 pub fn advance(p: &mut FakePlatform, ms: i64) {
     p.now = p.now.after(Span::from_ms(ms));
 }
+
+/// The repository root (the parent of the `sim` crate).
+pub fn repo_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Every bundled scenario (`scenarios/*.toml`), sorted by path.
+pub fn bundled_scenarios() -> Vec<std::path::PathBuf> {
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(repo_root().join("scenarios"))
+        .expect("scenarios/ is readable")
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| path.extension().is_some_and(|ext| ext == "toml"))
+        .collect();
+    files.sort();
+    files
+}
