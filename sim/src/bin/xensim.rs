@@ -127,6 +127,13 @@ fn run(
     for warning in &scenario.warnings {
         eprintln!("{}", warning.trim_end());
     }
+    // `[sim.trace] decision_log = true` without `--decision-log`: beside the scenario.
+    let decisions = decisions.or_else(|| {
+        scenario
+            .sim
+            .decision_log
+            .then(|| file.with_extension("decisions.txt"))
+    });
     let report = app::run_scenario(scenario, args)?;
     if let Some(path) = metrics {
         std::fs::write(&path, &report.metrics_json)
@@ -176,6 +183,10 @@ fn print_run(report: &app::RunReport) {
     }
     for failure in &report.rc_failures {
         println!("{failure}");
+    }
+    let expect_count = report.scenario.expects.len();
+    if expect_count > 0 && report.expect_failures.is_empty() {
+        println!("expectations: all {expect_count} held");
     }
     println!(
         "events: {}  records: {}  virtual time: {} s",

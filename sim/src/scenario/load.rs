@@ -121,6 +121,22 @@ impl Loader<'_> {
             let tr = trace.as_ref()?;
             tr.opt(d, key, conv::string).map(|p| self.base_dir.join(p))
         };
+        if percentile_method == "hdr_3sd" {
+            let at = t
+                .get("percentile_method")
+                .map_or_else(|| t.here(), |n| t.loc(n.offset));
+            let key = t.path("percentile_method");
+            unsupported::check(d, at, &key, Feature::PercentileHdr);
+        }
+        if let Some(node) = trace.as_ref().and_then(|tr| tr.get("perfetto")) {
+            let tr = trace.as_ref().expect("perfetto came from the trace table");
+            unsupported::check(
+                d,
+                tr.loc(node.offset),
+                &tr.path("perfetto"),
+                Feature::PerfettoExport,
+            );
+        }
         let (trace_file, perfetto_file) = (path("file"), path("perfetto"));
         let mut perfetto_window_ns = None;
         let mut perfetto_counters = vec!["runq".into(), "free_memory".into(), "balloon".into()];

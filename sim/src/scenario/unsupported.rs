@@ -29,6 +29,10 @@ pub enum Feature<'a> {
     Pci,
     /// An xl subcommand xl has but xensim's `XlCommand` does not parse yet.
     XlCommand(&'a str),
+    /// `[sim] percentile_method = "hdr_3sd"`.
+    PercentileHdr,
+    /// `[sim.trace] perfetto` (the Chrome/Perfetto export).
+    PerfettoExport,
 }
 
 /// xl subcommands of Xen 4.17 that `XlCommand::parse` does not handle yet.
@@ -84,6 +88,8 @@ pub fn not_yet(feature: Feature<'_>) -> Option<String> {
             format!("xl command \"{name}\" is")
         }
         Feature::XlCommand(_) => return None,
+        Feature::PercentileHdr => "percentile method \"hdr_3sd\" is".to_string(),
+        Feature::PerfettoExport => "the Perfetto export is".to_string(),
     };
     Some(format!("{what} not implemented yet in this xensim build"))
 }
