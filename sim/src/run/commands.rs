@@ -57,6 +57,17 @@ pub struct JobOrigin {
     pub pool: Option<String>,
 }
 
+/// An `xl shutdown -w` waiting for one domain.
+#[derive(Debug, Clone, Copy)]
+pub struct Waiter {
+    /// Host index.
+    pub host: u16,
+    /// The domain.
+    pub dom: DomId,
+    /// Index into `World::commands`.
+    pub record: usize,
+}
+
 /// The operation behind a job, for xl's messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JobKind {
@@ -201,11 +212,18 @@ impl World<'_> {
             XlCommand::Pause(arg) => self.domain_op(host, record, arg, JobKind::Pause),
             XlCommand::Unpause(arg) => self.domain_op(host, record, arg, JobKind::Unpause),
             XlCommand::Shutdown {
-                domain: Some(arg), ..
-            } => self.shutdown(host, record, arg, ShutdownReason::Poweroff),
-            XlCommand::Shutdown { domain: None, .. } => self.shutdown_all(host, record),
+                domain: Some(arg),
+                wait,
+            } => {
+                let doms = self.shutdown(host, record, arg, ShutdownReason::Poweroff);
+                self.wait_for(host, record, *wait, doms.into_iter().collect());
+            }
+            XlCommand::Shutdown { domain: None, wait } => {
+                let doms = self.shutdown_all(host, record);
+                self.wait_for(host, record, *wait, doms);
+            }
             XlCommand::Reboot { domain } => {
-                self.shutdown(host, record, domain, ShutdownReason::Reboot)
+                self.shutdown(host, record, domain, ShutdownReason::Reboot);
             }
             query => {
                 let out = self.query(host, query, self.queue.now_ns());
@@ -321,10 +339,19 @@ impl World<'_> {
         );
     }
 
-    fn shutdown(&mut self, host: u16, record: usize, arg: &str, reason: ShutdownReason) {
+    fn shutdown(
+        &mut self,
+        host: u16,
+        record: usize,
+        arg: &str,
+        reason: ShutdownReason,
+    ) -> Option<DomId> {
         let dom = match self.resolve(host, record, arg) {
-            None => return,
-            Some(Err(raw)) => return self.no_such_domain(record, JobKind::Shutdown, raw),
+            None => return None,
+            Some(Err(raw)) => {
+                self.no_such_domain(record, JobKind::Shutdown, raw);
+                return None;
+            }
             Some(Ok(dom)) => dom,
         };
         let verb = if reason == ShutdownReason::Reboot {
@@ -346,16 +373,17 @@ impl World<'_> {
             },
             ToolstackOp::Shutdown { dom, reason },
         );
+        Some(dom)
     }
 
-    fn shutdown_all(&mut self, host: u16, record: usize) {
+    fn shutdown_all(&mut self, host: u16, record: usize) -> Vec<DomId> {
         let doms: Vec<DomId> = self.hosts[usize::from(host)]
             .hv
             .domains()
             .map(|d| d.id)
             .filter(|d| *d != DomId::DOM0)
             .collect();
-        for dom in doms {
+        for dom in doms.iter().copied() {
             self.commands[record]
                 .stderr
                 .push_str(&format!("Shutting down domain {}\n", dom.raw()));
@@ -376,6 +404,56 @@ impl World<'_> {
         }
         if self.commands[record].rc.is_none() {
             self.commands[record].rc = Some(0);
+        }
+        doms
+    }
+
+    /// `xl shutdown -w`: wait until every domain the command asked to shut down has shut
+    /// down or died (`wait_for_domain_deaths` with `wait_for_shutdown_or_death`).
+    fn wait_for(&mut self, host: u16, record: usize, wait: bool, doms: Vec<DomId>) {
+        if !wait || self.commands[record].rc.is_some_and(|rc| rc != 0) {
+            return;
+        }
+        let line = format!("Waiting for {} domains\n", doms.len());
+        self.commands[record].stderr.push_str(&line);
+        self.commands[record].rc = None;
+        for dom in doms {
+            self.waiters.push(Waiter { host, dom, record });
+        }
+        self.check_waiters(host);
+    }
+
+    /// Reports the waiters on `host` whose domain has shut down or died.
+    fn check_waiters(&mut self, host: u16) {
+        let hv = &self.hosts[usize::from(host)].hv;
+        let mut finished = Vec::new();
+        self.waiters.retain(|w| {
+            if w.host != host {
+                return true;
+            }
+            let line = match hv.domain(w.dom) {
+                Some(d) if d.dying == hypervisor_model::domain::Dying::Alive => {
+                    match (d.is_shut_down, d.shutdown_reason) {
+                        (true, Some(reason)) => format!(
+                            "Domain {} has been shut down, reason code {}\n",
+                            w.dom.raw(),
+                            reason.code()
+                        ),
+                        _ => return true,
+                    }
+                }
+                _ => format!("Domain {} has been destroyed\n", w.dom.raw()),
+            };
+            finished.push((w.record, line));
+            false
+        });
+        for (record, line) in finished {
+            self.commands[record].stderr.push_str(&line);
+            if !self.waiters.iter().any(|w| w.record == record)
+                && self.commands[record].rc.is_none()
+            {
+                self.commands[record].rc = Some(0);
+            }
         }
     }
 
@@ -400,6 +478,9 @@ impl World<'_> {
                     self.hosts[usize::from(host)].sim.guests.forget_domain(dom)
                 }
             }
+        }
+        if !self.waiters.is_empty() {
+            self.check_waiters(host);
         }
     }
 
@@ -437,7 +518,8 @@ impl World<'_> {
                 let out = done_output(&origin, result);
                 let r = &mut self.commands[origin.command];
                 r.stderr.push_str(&out.stderr);
-                if r.rc.is_none() || out.rc != 0 {
+                let waiting = self.waiters.iter().any(|w| w.record == origin.command);
+                if out.rc != 0 || (r.rc.is_none() && !waiting) {
                     r.rc = Some(out.rc);
                 }
             }

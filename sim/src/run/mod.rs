@@ -184,6 +184,7 @@ pub struct World<'s> {
     pub(crate) next_job: u32,
     pub(crate) streams: RngStreams,
     pub(crate) shutdown_reaction_ns: u64,
+    pub(crate) waiters: Vec<commands::Waiter>,
 }
 
 /// Runs `scenario` to its end (or `opts.stop_at_ns`), recording into `recorder`.
@@ -247,6 +248,7 @@ impl<'s> World<'s> {
             jobs: BTreeMap::new(),
             next_job: 0,
             streams: RngStreams::new(scenario.sim.seed),
+            waiters: Vec::new(),
             shutdown_reaction_ns: host::cost_ns(
                 &scenario.costs,
                 "guest.shutdown_reaction_ns",
