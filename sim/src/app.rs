@@ -27,13 +27,13 @@ pub enum AppError {
 }
 
 impl AppError {
-    /// The exit status for this error: 2 for bad input, 1 otherwise.
+    /// The exit status for this error: 2 for bad input, 1 when the run itself failed.
     pub fn exit_code(&self) -> i32 {
         match self {
-            AppError::Load(_) | AppError::Usage(_) | AppError::Trace(TraceError::Format { .. }) => {
-                2
-            }
-            _ => 1,
+            // A trace that cannot be read or written is a bad argument, like a bad scenario.
+            AppError::Load(_) | AppError::Usage(_) | AppError::Trace(_) => 2,
+            AppError::Run(RunError::Trace(_)) => 2,
+            AppError::Run(_) => 1,
         }
     }
 }

@@ -53,7 +53,7 @@ impl std::fmt::Display for RunHash {
 #[derive(Debug, thiserror::Error)]
 pub enum TraceError {
     /// The file could not be read or written.
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         /// The file.
         path: String,
