@@ -1,6 +1,7 @@
 //! The human summary table `xensim run` prints: per domain, then per vCPU, CPU time, wait
 //! (`runnable_ns`), wakeup latency p50/p99 and dispatch count (`specs/metrics.md` §1.1,
-//! §1.2, §4.2 formatting).
+//! §1.2, §4.2 formatting); then per pCPU, busy and idle time, utilization and context
+//! switches (§1.8, §1.11).
 //!
 //! Formatting uses integers only: times in ms with 3 decimals (the ns value rounded half
 //! to even at the µs), latencies in µs with 3 decimals (exact), `-` for a null value.
@@ -37,7 +38,39 @@ pub fn render_summary(metrics: &Metrics) -> String {
     for domain in &metrics.domains {
         render_domain(&mut out, domain);
     }
+    render_pcpus(&mut out, metrics);
     out
+}
+
+/// One line per pCPU: busy and idle time, utilization, context switches (§1.8, §1.11).
+fn render_pcpus(out: &mut String, metrics: &Metrics) {
+    let _ = writeln!(
+        out,
+        "{:<8} {:>6} {:>10} {:>14} {:>14} {:>9} {:>10} {:>10}",
+        "host", "pcpu", "pool", "busy_ms", "idle_ms", "util_%", "ctx_sw", "decisions"
+    );
+    for host in &metrics.hosts {
+        for pcpu in &host.pcpus {
+            let _ = writeln!(
+                out,
+                "{:<8} {:>6} {:>10} {:>14} {:>14} {:>9} {:>10} {:>10}",
+                host.name,
+                pcpu.id,
+                pcpu.pool.as_deref().unwrap_or("-"),
+                ns_as_ms(pcpu.busy_ns),
+                ns_as_ms(pcpu.idle_ns),
+                pcpu.utilization_ppm
+                    .map_or_else(|| "-".to_string(), ppm_as_percent),
+                pcpu.context_switch_count,
+                pcpu.sched_decision_count
+            );
+        }
+    }
+}
+
+/// Parts per million as a percentage with 2 decimals, truncated (integers only).
+fn ppm_as_percent(ppm: u64) -> String {
+    format!("{}.{:02}", ppm / 10_000, (ppm % 10_000) / 100)
 }
 
 fn render_domain(out: &mut String, domain: &DomainMetrics) {
