@@ -83,6 +83,61 @@ impl PcpuId {
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
 pub struct PoolId(pub u32);
 
+/// A guest frame number: a 4 KiB page of a domain's guest-physical address space.
+/// No `Add`/`Sub`: every offset goes through `checked_add`.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Gfn(u64);
+
+/// A machine frame number: a 4 KiB page of host memory.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Mfn(u64);
+
+macro_rules! frame_number {
+    ($name:ident, $letter:literal) => {
+        impl $name {
+            /// The frame with this number.
+            pub const fn new(raw: u64) -> $name {
+                $name(raw)
+            }
+
+            /// The raw frame number.
+            pub const fn raw(self) -> u64 {
+                self.0
+            }
+
+            /// `self + pages`, or `None` on overflow.
+            pub const fn checked_add(self, pages: u64) -> Option<$name> {
+                match self.0.checked_add(pages) {
+                    Some(raw) => Some($name(raw)),
+                    None => None,
+                }
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, concat!($letter, "{:#x}"), self.0)
+            }
+        }
+    };
+}
+
+frame_number!(Gfn, "gfn");
+frame_number!(Mfn, "mfn");
+
+/// A PCI device address (segment, bus, device, function), as `0000:03:00.0`.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub struct PciBdf {
+    /// PCI segment.
+    pub segment: u16,
+    /// Bus.
+    pub bus: u8,
+    /// Device (0..32).
+    pub device: u8,
+    /// Function (0..8).
+    pub function: u8,
+}
+
 /// One vCPU of one domain: what the trace and the platform name.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct VcpuRef {

@@ -5,11 +5,11 @@
 //! implements them on its machine model; the bare-metal harness on TSC, LAPIC and serial.
 //! Methods only consume: the core never waits on the platform.
 //!
-//! Later subsystems add their hooks here together with their callers (EPT and IOMMU
-//! programming with the memory and passthrough models, NIC and disk doorbells with the
-//! split drivers); a hook without a caller would be dead code.
+//! The EPT, IOMMU and doorbell hooks describe what the hardware is told; their callers (the
+//! P2M, passthrough and split-driver models) arrive with those subsystems. Until then the
+//! simulator's machine model implements them and tests drive them directly.
 
-use crate::ids::{DomId, PcpuId, VcpuRef};
+use crate::ids::{DomId, Gfn, Mfn, PciBdf, PcpuId, VcpuRef};
 use crate::time::STime;
 use crate::toolstack::ops::{GuestNotice, JobId, ToolstackReply};
 use crate::trace::TraceEvent;
@@ -19,6 +19,48 @@ use crate::trace::TraceEvent;
 pub enum IpiKind {
     /// Raise `SCHEDULE_SOFTIRQ` on the target (a scheduler "tickle").
     Schedule,
+}
+
+/// Access rights of a second-level (EPT or IOMMU) mapping.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct MapAccess {
+    /// Reads allowed.
+    pub read: bool,
+    /// Writes allowed.
+    pub write: bool,
+    /// Instruction fetches allowed (EPT only; the IOMMU ignores it).
+    pub execute: bool,
+}
+
+/// One EPT leaf as the core writes it (`ept_set_entry`, xen/arch/x86/mm/p2m-ept.c): a
+/// 4 KiB page (order 0), a 2 MiB superpage (order 9) or a 1 GiB superpage (order 18).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct EptEntry {
+    /// First machine frame of the mapping (aligned to the order).
+    pub mfn: Mfn,
+    /// Page order: 0, 9 or 18.
+    pub order: u8,
+    /// Access rights.
+    pub access: MapAccess,
+}
+
+/// A device queue the core can notify.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
+pub enum Doorbell {
+    /// A physical NIC's transmit queue (host-local NIC index, queue).
+    NicTx {
+        /// NIC index on the host.
+        nic: u16,
+        /// Queue index.
+        queue: u16,
+    },
+    /// A physical disk's submission queue (host-local disk index, queue).
+    DiskSubmit {
+        /// Disk index on the host.
+        disk: u16,
+        /// Queue index.
+        queue: u16,
+    },
 }
 
 /// Hardware and outside world, as the core sees them.
@@ -51,4 +93,19 @@ pub trait Platform {
 
     /// Records one core event (every decision and state change goes through here).
     fn trace(&mut self, event: &TraceEvent);
+
+    /// Writes (`Some`) or removes (`None`) the EPT leaf of `dom` that maps `gfn` (the first
+    /// frame of the leaf, aligned to its order). Takes effect for walks after the next
+    /// [`Platform::ept_invalidate`] of `dom` (INVEPT), as on hardware.
+    fn ept_write(&mut self, dom: DomId, gfn: Gfn, entry: Option<EptEntry>);
+
+    /// INVEPT for `dom`: cached translations are dropped and later walks see every write.
+    fn ept_invalidate(&mut self, dom: DomId);
+
+    /// Writes (`Some`) or removes (`None`) the IOMMU mapping of device `bdf` for DMA frame
+    /// `dfn` (`iommu_map`/`iommu_unmap`, xen/drivers/passthrough/iommu.c).
+    fn iommu_write(&mut self, bdf: PciBdf, dfn: u64, entry: Option<(Mfn, MapAccess)>);
+
+    /// Notifies a device queue that new descriptors are ready.
+    fn ring_doorbell(&mut self, doorbell: Doorbell);
 }

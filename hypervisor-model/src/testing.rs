@@ -10,8 +10,8 @@ use crate::cpumask::CpuMask;
 use crate::event::CoreInput;
 use crate::hypervisor::boot::{BootConfig, CoreCosts, CpuTopo, Dom0Boot, HostInfo, XenBuild};
 use crate::hypervisor::Hypervisor;
-use crate::ids::{DomId, PcpuId, VcpuRef};
-use crate::platform::{IpiKind, Platform};
+use crate::ids::{DomId, Gfn, Mfn, PciBdf, PcpuId, VcpuRef};
+use crate::platform::{Doorbell, EptEntry, IpiKind, MapAccess, Platform};
 use crate::sched::SchedKind;
 use crate::time::STime;
 use crate::toolstack::config::GuestType;
@@ -37,6 +37,12 @@ pub struct FakePlatform {
     pub notices: Vec<(DomId, GuestNotice)>,
     /// Every core event, in order.
     pub events: Vec<TraceEvent>,
+    /// EPT writes and invalidations, in order (`None` entry = removal).
+    pub ept_log: Vec<(DomId, Option<(Gfn, Option<EptEntry>)>)>,
+    /// IOMMU writes, in order.
+    pub iommu_log: Vec<(PciBdf, u64, Option<(Mfn, MapAccess)>)>,
+    /// Doorbells rung, in order.
+    pub doorbells: Vec<Doorbell>,
 }
 
 impl FakePlatform {
@@ -101,6 +107,22 @@ impl Platform for FakePlatform {
 
     fn trace(&mut self, event: &TraceEvent) {
         self.events.push(event.clone());
+    }
+
+    fn ept_write(&mut self, dom: DomId, gfn: Gfn, entry: Option<EptEntry>) {
+        self.ept_log.push((dom, Some((gfn, entry))));
+    }
+
+    fn ept_invalidate(&mut self, dom: DomId) {
+        self.ept_log.push((dom, None));
+    }
+
+    fn iommu_write(&mut self, bdf: PciBdf, dfn: u64, entry: Option<(Mfn, MapAccess)>) {
+        self.iommu_log.push((bdf, dfn, entry));
+    }
+
+    fn ring_doorbell(&mut self, doorbell: Doorbell) {
+        self.doorbells.push(doorbell);
     }
 }
 

@@ -1,5 +1,9 @@
 //! The simulated machine: the hardware side of a host.
 //!
 //! - [`topology`]: pCPU numbering, sockets, cores, SMT siblings, NUMA nodes and distances.
+//! - [`ept`]: second-level address translation as the core programs it (with INVEPT).
+//! - [`iommu`]: DMA remapping contexts and device doorbells.
 
+pub mod ept;
+pub mod iommu;
 pub mod topology;

@@ -281,6 +281,8 @@ impl<'s> World<'s> {
                 replies: Vec::new(),
                 notices: Vec::new(),
                 ipi_latency_ns: 0,
+                ept: Default::default(),
+                iommu: Default::default(),
             };
             let mut platform = SimPlatform {
                 now_ns: 0,

@@ -11,7 +11,8 @@
 
 use hypervisor_model::event::CoreInput;
 use hypervisor_model::ids::{DomId, PcpuId, VcpuRef};
-use hypervisor_model::platform::{IpiKind, Platform};
+use hypervisor_model::ids::{Gfn, Mfn, PciBdf};
+use hypervisor_model::platform::{Doorbell, EptEntry, IpiKind, MapAccess, Platform};
 use hypervisor_model::time::STime;
 use hypervisor_model::toolstack::ops::{GuestNotice, JobId, ToolstackReply};
 use hypervisor_model::trace::TraceEvent;
@@ -19,6 +20,8 @@ use hypervisor_model::trace::TraceEvent;
 use super::guests::HostGuests;
 use super::{SimEvent, Sinks};
 use crate::clock::EventQueue;
+use crate::machine::ept::EptTables;
+use crate::machine::iommu::IommuTables;
 
 /// Per-host simulator state that outlives one input.
 #[derive(Debug)]
@@ -35,6 +38,10 @@ pub struct HostSim {
     pub notices: Vec<(DomId, GuestNotice)>,
     /// IPI delivery latency, ns.
     pub ipi_latency_ns: u64,
+    /// EPT tables as the hardware walks them.
+    pub ept: EptTables,
+    /// IOMMU contexts and doorbells.
+    pub iommu: IommuTables,
 }
 
 /// The platform handed to `Hypervisor::handle` for one input.
@@ -125,5 +132,126 @@ impl Platform for SimPlatform<'_> {
 
     fn trace(&mut self, event: &TraceEvent) {
         self.sinks.event(self.sim.host, self.now_ns, event);
+    }
+
+    fn ept_write(&mut self, dom: DomId, gfn: Gfn, entry: Option<EptEntry>) {
+        if let Err(error) = self.sim.ept.write(dom, gfn, entry) {
+            panic!(
+                "the core programmed a bad EPT entry for d{}: {error}",
+                dom.raw()
+            );
+        }
+    }
+
+    fn ept_invalidate(&mut self, dom: DomId) {
+        if let Err(error) = self.sim.ept.invalidate(dom) {
+            panic!(
+                "the core left an inconsistent EPT for d{}: {error}",
+                dom.raw()
+            );
+        }
+    }
+
+    fn iommu_write(&mut self, bdf: PciBdf, dfn: u64, entry: Option<(Mfn, MapAccess)>) {
+        self.sim.iommu.write(bdf, dfn, entry);
+    }
+
+    fn ring_doorbell(&mut self, doorbell: Doorbell) {
+        self.sim.iommu.ring(doorbell);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use hypervisor_model::ids::{DomId, Gfn, Mfn, PciBdf};
+    use hypervisor_model::platform::{Doorbell, EptEntry, MapAccess, Platform};
+
+    use super::{HostSim, SimPlatform};
+    use crate::clock::EventQueue;
+    use crate::record::Recorder;
+    use crate::rng::RngStreams;
+    use crate::run::guests::HostGuests;
+    use crate::run::Sinks;
+
+    const RW: MapAccess = MapAccess {
+        read: true,
+        write: true,
+        execute: false,
+    };
+
+    fn host_sim() -> HostSim {
+        HostSim {
+            host: 0,
+            timer_gen: vec![0; 2],
+            guests: HostGuests::new(RngStreams::new(1)),
+            replies: Vec::new(),
+            notices: Vec::new(),
+            ipi_latency_ns: 0,
+            ept: Default::default(),
+            iommu: Default::default(),
+        }
+    }
+
+    #[test]
+    fn ept_write_reaches_the_walker_after_invalidate() {
+        let (mut queue, mut sim) = (EventQueue::new(), host_sim());
+        let mut sinks = Sinks::new(Recorder::new(), Vec::new(), false, 0);
+        let d1 = DomId::new(1).expect("d1");
+        let leaf = EptEntry {
+            mfn: Mfn::new(0x8000),
+            order: 9,
+            access: RW,
+        };
+        let mut p = SimPlatform {
+            now_ns: 0,
+            queue: &mut queue,
+            sim: &mut sim,
+            sinks: &mut sinks,
+        };
+        p.ept_write(d1, Gfn::new(0x400), Some(leaf));
+        p.ept_invalidate(d1);
+        let walk = sim.ept.translate(d1, Gfn::new(0x401)).map(|t| t.mfn);
+        assert_eq!(walk, Some(Mfn::new(0x8001)));
+    }
+
+    #[test]
+    fn iommu_write_and_doorbell_reach_the_machine() {
+        let (mut queue, mut sim) = (EventQueue::new(), host_sim());
+        let mut sinks = Sinks::new(Recorder::new(), Vec::new(), false, 0);
+        let nic = PciBdf {
+            segment: 0,
+            bus: 3,
+            device: 0,
+            function: 0,
+        };
+        let bell = Doorbell::NicTx { nic: 0, queue: 0 };
+        let mut p = SimPlatform {
+            now_ns: 0,
+            queue: &mut queue,
+            sim: &mut sim,
+            sinks: &mut sinks,
+        };
+        p.iommu_write(nic, 0x20, Some((Mfn::new(0x900), RW)));
+        p.ring_doorbell(bell);
+        assert_eq!(sim.iommu.dma(nic, 0x20, true), Ok(Mfn::new(0x900)));
+        assert_eq!(sim.iommu.doorbell_count(bell), 1);
+    }
+
+    #[test]
+    fn cancelled_timer_generation_moves_on() {
+        // An armed timer's event carries generation 1; a cancel makes it stale.
+        let (mut queue, mut sim) = (EventQueue::new(), host_sim());
+        let mut sinks = Sinks::new(Recorder::new(), Vec::new(), false, 0);
+        let cpu = hypervisor_model::ids::PcpuId::new(1).expect("cpu1");
+        let mut p = SimPlatform {
+            now_ns: 0,
+            queue: &mut queue,
+            sim: &mut sim,
+            sinks: &mut sinks,
+        };
+        p.set_timer(cpu, hypervisor_model::time::STime::from_ns(500));
+        p.cancel_timer(cpu);
+        assert_eq!(sim.timer_gen[1], 2);
+        assert_eq!(queue.len(), 1);
     }
 }

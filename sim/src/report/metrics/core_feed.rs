@@ -14,8 +14,8 @@ use std::collections::BTreeMap;
 use hypervisor_model::domain::vcpu::Runstate;
 use hypervisor_model::event::CoreInput;
 use hypervisor_model::hypervisor::Hypervisor;
-use hypervisor_model::ids::{DomId, PcpuId, VcpuId, VcpuRef};
-use hypervisor_model::platform::{IpiKind, Platform};
+use hypervisor_model::ids::{DomId, Gfn, Mfn, PciBdf, PcpuId, VcpuId, VcpuRef};
+use hypervisor_model::platform::{Doorbell, EptEntry, IpiKind, MapAccess, Platform};
 use hypervisor_model::sched::SchedKind;
 use hypervisor_model::testing::small_host;
 use hypervisor_model::time::{STime, Span};
@@ -95,6 +95,15 @@ impl Platform for Recorder {
         let time_ns = u64::try_from(self.now.as_ns()).expect("virtual time is not negative");
         self.events.push((time_ns, event.clone()));
     }
+
+    // This test feeds scheduling events only; the core programs no EPT, IOMMU or device.
+    fn ept_write(&mut self, _dom: DomId, _gfn: Gfn, _entry: Option<EptEntry>) {}
+
+    fn ept_invalidate(&mut self, _dom: DomId) {}
+
+    fn iommu_write(&mut self, _bdf: PciBdf, _dfn: u64, _entry: Option<(Mfn, MapAccess)>) {}
+
+    fn ring_doorbell(&mut self, _doorbell: Doorbell) {}
 }
 
 fn guest(name: &str, vcpus: u32) -> DomainConfig {
