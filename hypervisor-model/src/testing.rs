@@ -37,12 +37,38 @@ pub struct FakePlatform {
     pub notices: Vec<(DomId, GuestNotice)>,
     /// Every core event, in order.
     pub events: Vec<TraceEvent>,
-    /// EPT writes and invalidations, in order (`None` entry = removal).
-    pub ept_log: Vec<(DomId, Option<(Gfn, Option<EptEntry>)>)>,
-    /// IOMMU writes, in order.
-    pub iommu_log: Vec<(PciBdf, u64, Option<(Mfn, MapAccess)>)>,
-    /// Doorbells rung, in order.
-    pub doorbells: Vec<Doorbell>,
+    /// EPT, IOMMU and doorbell calls, in order.
+    pub hardware: Vec<HardwareCall>,
+}
+
+/// One call of a hardware-programming hook.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HardwareCall {
+    /// `ept_write`.
+    EptWrite {
+        /// Domain.
+        dom: DomId,
+        /// First guest frame of the leaf.
+        gfn: Gfn,
+        /// The leaf, or `None` for a removal.
+        entry: Option<EptEntry>,
+    },
+    /// `ept_invalidate`.
+    EptInvalidate {
+        /// Domain.
+        dom: DomId,
+    },
+    /// `iommu_write`.
+    IommuWrite {
+        /// Device.
+        bdf: PciBdf,
+        /// DMA frame.
+        dfn: u64,
+        /// Machine frame and rights, or `None` for a removal.
+        entry: Option<(Mfn, MapAccess)>,
+    },
+    /// `ring_doorbell`.
+    Doorbell(Doorbell),
 }
 
 impl FakePlatform {
@@ -110,19 +136,21 @@ impl Platform for FakePlatform {
     }
 
     fn ept_write(&mut self, dom: DomId, gfn: Gfn, entry: Option<EptEntry>) {
-        self.ept_log.push((dom, Some((gfn, entry))));
+        self.hardware
+            .push(HardwareCall::EptWrite { dom, gfn, entry });
     }
 
     fn ept_invalidate(&mut self, dom: DomId) {
-        self.ept_log.push((dom, None));
+        self.hardware.push(HardwareCall::EptInvalidate { dom });
     }
 
     fn iommu_write(&mut self, bdf: PciBdf, dfn: u64, entry: Option<(Mfn, MapAccess)>) {
-        self.iommu_log.push((bdf, dfn, entry));
+        self.hardware
+            .push(HardwareCall::IommuWrite { bdf, dfn, entry });
     }
 
     fn ring_doorbell(&mut self, doorbell: Doorbell) {
-        self.doorbells.push(doorbell);
+        self.hardware.push(HardwareCall::Doorbell(doorbell));
     }
 }
 
