@@ -39,15 +39,23 @@ pub use sinks::Sinks;
 /// Most events one run may process: a bound that turns a livelock into an error.
 const EVENTS_MAX: u64 = 1 << 40;
 
-/// Something that happens at a virtual time.
+/// Something that happens at a virtual time. Kept small (no boxed or large payloads), as
+/// every pending event is moved around the queue's heap.
 #[derive(Debug, Clone)]
 pub enum SimEvent {
-    /// A core input that is already decided (an IPI, a toolstack continuation).
-    Input {
+    /// An IPI (`SCHEDULE_SOFTIRQ`) reaches a pCPU.
+    Softirq {
         /// Host index.
         host: u16,
-        /// The input.
-        input: CoreInput,
+        /// The pCPU.
+        pcpu: PcpuId,
+    },
+    /// A deferred toolstack step is due.
+    ToolstackContinue {
+        /// Host index.
+        host: u16,
+        /// The job.
+        job: JobId,
     },
     /// A pCPU's scheduler timer (fires only if `generation` is still current).
     Timer {
@@ -351,8 +359,12 @@ impl<'s> World<'s> {
     fn dispatch(&mut self, event: SimEvent) -> Option<u16> {
         let now_ns = self.queue.now_ns();
         match event {
-            SimEvent::Input { host, input } => {
-                self.deliver(host, &input);
+            SimEvent::Softirq { host, pcpu } => {
+                self.deliver(host, &CoreInput::Softirq { pcpu });
+                Some(host)
+            }
+            SimEvent::ToolstackContinue { host, job } => {
+                self.deliver(host, &CoreInput::ToolstackContinue { job });
                 Some(host)
             }
             SimEvent::Timer {
@@ -478,3 +490,6 @@ impl<'s> World<'s> {
         })
     }
 }
+
+// The queue moves events around a lot: keep them within 24 bytes.
+const _: () = assert!(std::mem::size_of::<SimEvent>() <= 24);

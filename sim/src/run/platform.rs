@@ -9,7 +9,6 @@
 //! - A cancelled or replaced timer can never fire: each arm bumps the pCPU's generation and
 //!   a timer event fires only if its generation is current.
 
-use hypervisor_model::event::CoreInput;
 use hypervisor_model::ids::{DomId, PcpuId, VcpuRef};
 use hypervisor_model::ids::{Gfn, Mfn, PciBdf};
 use hypervisor_model::platform::{Doorbell, EptEntry, IpiKind, MapAccess, Platform};
@@ -93,9 +92,9 @@ impl Platform for SimPlatform<'_> {
         let at_ns = self.now_ns + self.sim.ipi_latency_ns;
         self.queue.push(
             at_ns,
-            SimEvent::Input {
+            SimEvent::Softirq {
                 host: self.sim.host,
-                input: CoreInput::Softirq { pcpu: target },
+                pcpu: target,
             },
         );
     }
@@ -115,9 +114,9 @@ impl Platform for SimPlatform<'_> {
         let at_ns = ns_of(deadline).max(self.now_ns);
         self.queue.push(
             at_ns,
-            SimEvent::Input {
+            SimEvent::ToolstackContinue {
                 host: self.sim.host,
-                input: CoreInput::ToolstackContinue { job },
+                job,
             },
         );
     }
