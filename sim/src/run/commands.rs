@@ -13,15 +13,11 @@ use hypervisor_model::toolstack::ops::{
     GuestNotice, JobId, ToolstackError, ToolstackOp, ToolstackReply,
 };
 
+use super::messages::done_output;
 use super::{SimEvent, World};
 use crate::report::xl::{self, XlHost, XlOutput};
 use crate::scenario::model::{AtAction, WorkloadSpec};
 use crate::xl::command::XlCommand;
-
-/// `ERROR_DOMAIN_NOTFOUND` (tools/libs/light/libxl_types.idl).
-const ERROR_DOMAIN_NOTFOUND: i32 = -21;
-/// `ERROR_FAIL`.
-const ERROR_FAIL: i32 = -3;
 
 /// One xl command of the run, with what it printed and its exit status.
 #[derive(Debug, Clone)]
@@ -524,97 +520,5 @@ impl World<'_> {
                 }
             }
         }
-    }
-}
-
-/// xl's messages and exit status when a job ends.
-fn done_output(origin: &JobOrigin, result: Result<(), ToolstackError>) -> XlOutput {
-    let dom = origin.dom.map_or(0, DomId::raw);
-    let ok = XlOutput {
-        stdout: String::new(),
-        stderr: String::new(),
-        rc: 0,
-    };
-    let Err(error) = result else { return ok };
-    let stderr = match (origin.kind, error) {
-        // xl ignores libxl's result for pause and unpause: only libxl's log line shows.
-        (JobKind::Pause, e) => {
-            let msg = format!("Pausing domain: {}", errno_text(e));
-            libxl_error("libxl_domain.c:587:libxl_domain_pause", Some(dom), &msg)
-        }
-        (JobKind::Unpause, e) => {
-            let msg = format!("Unpausing domain: {}", errno_text(e));
-            libxl_error("libxl_domain.c:688:domain_unpause_done", Some(dom), &msg)
-        }
-        (JobKind::Destroy, ToolstackError::NoSuchDomain) => [
-            libxl_error(
-                "libxl_domain.c:1183:libxl__destroy_domid",
-                Some(dom),
-                "Non-existant domain",
-            ),
-            libxl_error(
-                "libxl_domain.c:1137:domain_destroy_callback",
-                Some(dom),
-                "Unable to destroy guest",
-            ),
-            libxl_error(
-                "libxl_domain.c:1064:domain_destroy_cb",
-                Some(dom),
-                "Destruction of domain failed",
-            ),
-            format!("destroy failed (rc={ERROR_DOMAIN_NOTFOUND})\n"),
-        ]
-        .concat(),
-        (JobKind::Destroy, _) => format!("destroy failed (rc={ERROR_FAIL})\n"),
-        (JobKind::Shutdown, ToolstackError::NoSuchDomain) => {
-            format!("shutdown failed (rc={ERROR_DOMAIN_NOTFOUND})\n")
-        }
-        (JobKind::Shutdown, _) => format!("shutdown failed (rc={ERROR_FAIL})\n"),
-        (JobKind::Create, e) => create_failure(dom, origin.pool.as_deref().unwrap_or(""), e),
-    };
-    let rc = match origin.kind {
-        JobKind::Pause | JobKind::Unpause => 0,
-        _ => 1,
-    };
-    XlOutput {
-        stdout: String::new(),
-        stderr,
-        rc,
-    }
-}
-
-fn errno_text(error: ToolstackError) -> &'static str {
-    match error {
-        ToolstackError::NoSuchDomain => "No such process",
-        ToolstackError::PauseOverflow => "Value too large for defined data type",
-        _ => "Invalid argument",
-    }
-}
-
-/// One libxl log line: `libxl: error: <file>:<line>:<function>: [Domain <id>:]<message>`
-/// (`libxl__logv` in tools/libs/light/libxl_internal.c).
-fn libxl_error(location: &str, dom: Option<u16>, message: &str) -> String {
-    let domain = dom.map_or_else(String::new, |d| format!("Domain {d}:"));
-    format!("libxl: error: {location}: {domain}{message}\n")
-}
-
-fn create_failure(dom: u16, pool: &str, error: ToolstackError) -> String {
-    match error {
-        ToolstackError::NoSuchPool => libxl_error(
-            "libxl_create.c:1132:libxl__domain_config_setdefault",
-            None,
-            &format!("Illegal pool specified: {pool}"),
-        ),
-        ToolstackError::NoFreeDomid => libxl_error(
-            "libxl_create.c:709:libxl__domain_make",
-            None,
-            "domain creation fail: Cannot allocate memory",
-        ),
-        // Out of memory, and anything else that fails the build: libxl's generic report.
-        _ => libxl_error(
-            "libxl_create.c:1638:domcreate_rebuild_done",
-            Some(dom),
-            &format!("cannot (re-)build domain: {ERROR_FAIL}"),
-        ),
     }
 }
