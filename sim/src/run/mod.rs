@@ -3,7 +3,8 @@
 //!
 //! Files: `host.rs` (scenario host → `BootConfig`), `platform.rs` (`SimPlatform`),
 //! `guests.rs` (workload models per vCPU), `commands.rs` (the xl timeline and toolstack
-//! replies), `messages.rs` (xl's and libxl's failure messages), `sinks.rs` (hash, trace file, decision log, metrics).
+//! replies), `messages.rs` (xl's and libxl's failure messages), `sinks.rs` (hash, trace
+//! file, decision log, metrics).
 //!
 //! # Invariants
 //! - One run is single-threaded and reads no host clock: its hash depends only on the
