@@ -290,3 +290,13 @@ fn checker_reports_null_free_mask_out_of_sync() {
     assert!(broken.contains(&"null.free_cpus_in_pool"));
     assert!(broken.contains(&"core.pools_partition_cpus"));
 }
+
+#[test]
+fn create_with_name_of_live_domain_fails_and_leaves_no_domain() {
+    let (mut hv, mut p) = boot(4);
+    create(&mut hv, &mut p, 1, guest("vm1", 1));
+    create(&mut hv, &mut p, 2, guest("vm1", 1));
+    let last = p.replies.last().map(|(_, r)| r.clone());
+    assert_eq!(last, Some(ToolstackReply::Done { result: Err(ToolstackError::NameInUse) }));
+    assert_eq!(hv.domains().count(), 2);
+}

@@ -164,6 +164,16 @@ impl Hypervisor {
             step: JobStepCode::CreateDomain as u8,
         });
         p.toolstack_reply(job, ToolstackReply::Created { dom });
+        // libxl__domain_make names the new domain only after createdomain: a name that
+        // another live domain holds fails there, and libxl destroys the new domain.
+        let name_taken = self
+            .domains
+            .iter()
+            .any(|d| d.id != dom && d.dying == Dying::Alive && d.name == config.name);
+        if name_taken {
+            self.free_domain(dom, p);
+            return Err(ToolstackError::NameInUse);
+        }
         let needed_pages = pages_of_kib(config.memory_kib);
         let available = self
             .free_pages

@@ -78,6 +78,8 @@ pub enum ToolstackError {
     PauseOverflow,
     /// A cpumask leaves a vCPU no pCPU to run on.
     EmptyAffinity,
+    /// Another live domain has this name (`libxl__domain_rename`: names are unique).
+    NameInUse,
 }
 
 /// What the core tells the toolstack process about its operation.

@@ -14,6 +14,8 @@ use crate::report::xl::XlOutput;
 const ERROR_DOMAIN_NOTFOUND: i32 = -21;
 /// `ERROR_FAIL`.
 const ERROR_FAIL: i32 = -3;
+/// `ERROR_INVAL`.
+const ERROR_INVAL: i32 = -6;
 
 /// xl's messages and exit status when a job ends.
 pub(crate) fn done_output(origin: &JobOrigin, result: Result<(), ToolstackError>) -> XlOutput {
@@ -58,7 +60,13 @@ pub(crate) fn done_output(origin: &JobOrigin, result: Result<(), ToolstackError>
             format!("shutdown failed (rc={ERROR_DOMAIN_NOTFOUND})\n")
         }
         (JobKind::Shutdown, _) => format!("shutdown failed (rc={ERROR_FAIL})\n"),
-        (JobKind::Create, e) => create_failure(dom, origin.pool.as_deref().unwrap_or(""), e),
+        (JobKind::Create, e) => {
+            let name = origin
+                .workloads
+                .as_ref()
+                .map_or("", |(name, _)| name.as_str());
+            create_failure(dom, origin.pool.as_deref().unwrap_or(""), name, e)
+        }
     };
     let rc = match origin.kind {
         JobKind::Pause | JobKind::Unpause => 0,
@@ -86,13 +94,26 @@ fn libxl_error(location: &str, dom: Option<u16>, message: &str) -> String {
     format!("libxl: error: {location}: {domain}{message}\n")
 }
 
-fn create_failure(dom: u16, pool: &str, error: ToolstackError) -> String {
+fn create_failure(dom: u16, pool: &str, name: &str, error: ToolstackError) -> String {
     match error {
         ToolstackError::NoSuchPool => libxl_error(
             "libxl_create.c:1132:libxl__domain_config_setdefault",
             None,
             &format!("Illegal pool specified: {pool}"),
         ),
+        ToolstackError::NameInUse => [
+            libxl_error(
+                "libxl_domain.c:81:libxl__domain_rename",
+                Some(dom),
+                &format!("Domain with name \"{name}\" already exists."),
+            ),
+            libxl_error(
+                "libxl_create.c:1294:initiate_domain_create",
+                Some(dom),
+                &format!("cannot make domain: {ERROR_INVAL}"),
+            ),
+        ]
+        .concat(),
         ToolstackError::NoFreeDomid => libxl_error(
             "libxl_create.c:709:libxl__domain_make",
             None,
