@@ -105,3 +105,125 @@ impl<'a> Encoder<'a> {
         self.i64(s.as_ns())
     }
 }
+
+/// Why bytes do not decode into a core input.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct DecodeError {
+    /// Byte offset where decoding failed.
+    pub offset: usize,
+    /// What was expected there.
+    pub what: &'static str,
+}
+
+/// Reads a canonical encoding back (the inverse of [`Encoder`]).
+#[derive(Debug)]
+pub struct Decoder<'a> {
+    bytes: &'a [u8],
+    offset: usize,
+}
+
+impl<'a> Decoder<'a> {
+    /// A decoder over `bytes`.
+    pub fn new(bytes: &'a [u8]) -> Decoder<'a> {
+        Decoder { bytes, offset: 0 }
+    }
+
+    /// An error at the current offset.
+    pub fn error(&self, what: &'static str) -> DecodeError {
+        DecodeError {
+            offset: self.offset,
+            what,
+        }
+    }
+
+    fn take<const N: usize>(&mut self, what: &'static str) -> Result<[u8; N], DecodeError> {
+        let end = self.offset.checked_add(N).ok_or_else(|| self.error(what))?;
+        let slice = self
+            .bytes
+            .get(self.offset..end)
+            .ok_or_else(|| self.error(what))?;
+        let mut out = [0u8; N];
+        out.copy_from_slice(slice);
+        self.offset = end;
+        Ok(out)
+    }
+
+    /// One byte.
+    pub fn u8(&mut self) -> Result<u8, DecodeError> {
+        Ok(self.take::<1>("a byte")?[0])
+    }
+
+    /// A boolean (0 or 1).
+    pub fn bool(&mut self) -> Result<bool, DecodeError> {
+        match self.u8()? {
+            0 => Ok(false),
+            1 => Ok(true),
+            _ => Err(self.error("a boolean 0 or 1")),
+        }
+    }
+
+    /// A little-endian u16.
+    pub fn u16(&mut self) -> Result<u16, DecodeError> {
+        Ok(u16::from_le_bytes(self.take("a u16")?))
+    }
+
+    /// A little-endian u32.
+    pub fn u32(&mut self) -> Result<u32, DecodeError> {
+        Ok(u32::from_le_bytes(self.take("a u32")?))
+    }
+
+    /// A little-endian u64.
+    pub fn u64(&mut self) -> Result<u64, DecodeError> {
+        Ok(u64::from_le_bytes(self.take("a u64")?))
+    }
+
+    /// A little-endian i64.
+    pub fn i64(&mut self) -> Result<i64, DecodeError> {
+        Ok(i64::from_le_bytes(self.take("an i64")?))
+    }
+
+    /// A length-prefixed UTF-8 string.
+    pub fn str(&mut self) -> Result<alloc::string::String, DecodeError> {
+        let len = usize::try_from(self.u32()?).map_err(|_| self.error("a string length"))?;
+        let end = self
+            .offset
+            .checked_add(len)
+            .ok_or_else(|| self.error("string bytes"))?;
+        let slice = self
+            .bytes
+            .get(self.offset..end)
+            .ok_or_else(|| self.error("string bytes"))?;
+        let text = core::str::from_utf8(slice).map_err(|_| self.error("UTF-8 text"))?;
+        self.offset = end;
+        Ok(alloc::string::String::from(text))
+    }
+
+    /// A domain id.
+    pub fn dom(&mut self) -> Result<DomId, DecodeError> {
+        let raw = self.u16()?;
+        DomId::new(raw).ok_or_else(|| self.error("a domain id below DOMID_FIRST_RESERVED"))
+    }
+
+    /// A pCPU.
+    pub fn pcpu(&mut self) -> Result<PcpuId, DecodeError> {
+        let raw = self.u32()?;
+        PcpuId::new(raw).ok_or_else(|| self.error("a pCPU below NR_CPUS"))
+    }
+
+    /// A vCPU.
+    pub fn vcpu(&mut self) -> Result<VcpuRef, DecodeError> {
+        let dom = self.dom()?;
+        let raw = self.u32()?;
+        let vcpu = crate::ids::VcpuId::new(raw).ok_or_else(|| self.error("a vCPU index"))?;
+        Ok(VcpuRef { dom, vcpu })
+    }
+
+    /// Fails unless every byte was read.
+    pub fn finish(&self) -> Result<(), DecodeError> {
+        if self.offset == self.bytes.len() {
+            Ok(())
+        } else {
+            Err(self.error("the end of the record"))
+        }
+    }
+}

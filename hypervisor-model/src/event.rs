@@ -5,9 +5,9 @@
 use alloc::vec::Vec;
 
 use crate::domain::ShutdownReason;
-use crate::encode::Encoder;
+use crate::encode::{DecodeError, Decoder, Encoder};
 use crate::ids::{DomId, PcpuId, VcpuRef};
-use crate::toolstack::ops::{JobId, ToolstackOp};
+use crate::toolstack::ops::{decode_reason, JobId, ToolstackOp};
 
 /// One input to the core.
 #[derive(Clone, PartialEq, Eq, Debug)]
@@ -89,5 +89,122 @@ impl CoreInput {
                 e.u8(8).u32(job.0);
             }
         }
+    }
+}
+
+impl CoreInput {
+    /// Reads an input back from its canonical encoding (all of `bytes`).
+    pub fn decode(bytes: &[u8]) -> Result<CoreInput, DecodeError> {
+        let mut d = Decoder::new(bytes);
+        let input = match d.u8()? {
+            1 => CoreInput::TimerExpired { pcpu: d.pcpu()? },
+            2 => CoreInput::Softirq { pcpu: d.pcpu()? },
+            3 => CoreInput::VcpuBlock { vcpu: d.vcpu()? },
+            4 => CoreInput::VcpuWake { vcpu: d.vcpu()? },
+            5 => CoreInput::VcpuYield { vcpu: d.vcpu()? },
+            6 => {
+                let dom = d.dom()?;
+                CoreInput::GuestShutdown {
+                    dom,
+                    reason: decode_reason(&mut d)?,
+                }
+            }
+            7 => {
+                let job = JobId(d.u32()?);
+                CoreInput::Toolstack {
+                    job,
+                    op: ToolstackOp::decode(&mut d)?,
+                }
+            }
+            8 => CoreInput::ToolstackContinue {
+                job: JobId(d.u32()?),
+            },
+            _ => return Err(d.error("a core input tag")),
+        };
+        d.finish()?;
+        Ok(input)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use alloc::boxed::Box;
+    use alloc::string::String;
+    use alloc::vec::Vec;
+
+    use super::CoreInput;
+    use crate::cpumask::CpuMask;
+    use crate::ids::{DomId, PcpuId};
+    use crate::toolstack::config::{AffinityCfg, DiskAccess, DiskCfg, DomainConfig, VifCfg};
+    use crate::toolstack::ops::{JobId, ToolstackOp};
+
+    fn roundtrip(input: &CoreInput) -> Result<CoreInput, crate::encode::DecodeError> {
+        let mut bytes = Vec::new();
+        input.encode(&mut bytes);
+        CoreInput::decode(&bytes)
+    }
+
+    #[test]
+    fn create_with_every_config_field_roundtrips() {
+        let mut config = DomainConfig::with_defaults(String::from("web"));
+        config.cpus = AffinityCfg::PerVcpu(alloc::vec![CpuMask::single(
+            8,
+            PcpuId::new(3).expect("cpu")
+        )]);
+        config.pool = Some(String::from("rt"));
+        config.vifs.push(VifCfg {
+            mac: Some(String::from("00:16:3e:00:00:01")),
+            ..VifCfg::default()
+        });
+        config.disks.push(DiskCfg {
+            target: String::from("/dev/vg/web"),
+            format: String::from("raw"),
+            vdev: String::from("xvda"),
+            access: DiskAccess::ReadOnly,
+            cdrom: false,
+            backend: None,
+        });
+        let op = ToolstackOp::Create {
+            config: Box::new(config),
+            uuid: [7; 16],
+            paused: true,
+        };
+        let input = CoreInput::Toolstack { job: JobId(3), op };
+        assert_eq!(roundtrip(&input), Ok(input));
+    }
+
+    #[test]
+    fn destroy_roundtrips() {
+        let input = CoreInput::Toolstack {
+            job: JobId(9),
+            op: ToolstackOp::Destroy { dom: DomId::DOM0 },
+        };
+        assert_eq!(roundtrip(&input), Ok(input));
+    }
+
+    #[test]
+    fn truncated_input_is_a_decode_error() {
+        let mut bytes = Vec::new();
+        CoreInput::Softirq {
+            pcpu: PcpuId::new(2).expect("cpu"),
+        }
+        .encode(&mut bytes);
+        bytes.pop();
+        let error = CoreInput::decode(&bytes).map_err(|e| e.what);
+        assert_eq!(error, Err("a u32"));
+    }
+
+    #[test]
+    fn trailing_bytes_are_a_decode_error() {
+        let mut bytes = Vec::new();
+        CoreInput::Softirq {
+            pcpu: PcpuId::new(2).expect("cpu"),
+        }
+        .encode(&mut bytes);
+        bytes.push(0);
+        assert_eq!(
+            CoreInput::decode(&bytes).map_err(|e| e.what),
+            Err("the end of the record")
+        );
     }
 }

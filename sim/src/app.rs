@@ -182,8 +182,9 @@ fn safe_relative(name: &str) -> Option<PathBuf> {
         .then(|| path.to_path_buf())
 }
 
-/// Re-runs a trace from the scenario and xl.cfg texts it carries and compares records.
-pub fn replay(trace: &Path) -> Result<ReplayReport, AppError> {
+/// Re-runs a trace from the scenario and xl.cfg texts it carries and compares records:
+/// the whole simulation, or (`core_only`) only the cores, fed the recorded core inputs.
+pub fn replay(trace: &Path, core_only: bool) -> Result<ReplayReport, AppError> {
     let file = read_trace(trace)?;
     let dir = std::env::temp_dir().join(format!("xensim-replay-{}", std::process::id()));
     let scenario = materialize_and_load(&file.header, &dir);
@@ -196,6 +197,16 @@ pub fn replay(trace: &Path) -> Result<ReplayReport, AppError> {
         )));
     }
     let record_count = file.records.len();
+    if core_only {
+        let report = crate::replay_core::replay_core(&scenario, file.records)
+            .map_err(|e| AppError::Usage(format!("{}: {e}", trace.display())))?;
+        return Ok(ReplayReport {
+            recorded: file.hash,
+            replayed: report.hash,
+            record_count,
+            divergence: report.divergence,
+        });
+    }
     let outcome = run::run(
         &scenario,
         &RunOptions::default(),

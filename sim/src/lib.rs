@@ -6,6 +6,7 @@
 //! - [`app`]: what each CLI command does (run, replay, xl queries).
 //! - [`run`]: the event loop, the simulated platform, guest models, the xl timeline.
 //! - [`record`]: the replay trace and the run hash.
+//! - [`replay_core`]: feeding a trace's core inputs to bare cores (no simulator).
 //! - [`report`]: xl output formats, metrics, summaries.
 //! - [`guest`], [`machine`], [`rng`]: workloads, host topology, seeded random streams.
 //! - [`clock`]: virtual time and the event queue.
@@ -18,6 +19,7 @@ pub mod clock;
 pub mod guest;
 pub mod machine;
 pub mod record;
+pub mod replay_core;
 pub mod report;
 pub mod rng;
 pub mod run;

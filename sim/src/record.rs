@@ -128,6 +128,7 @@ pub struct Recorder {
     divergence: Option<Divergence>,
     write_error: Option<std::io::Error>,
     hash_buffer: Vec<u8>,
+    captured: Option<Vec<Vec<u8>>>,
 }
 
 impl Recorder {
@@ -142,6 +143,7 @@ impl Recorder {
             divergence: None,
             write_error: None,
             hash_buffer: Vec::with_capacity(HASH_BUFFER_BYTES + 512),
+            captured: None,
         }
     }
 
@@ -158,6 +160,26 @@ impl Recorder {
         let mut recorder = Recorder::new();
         recorder.writer = Some((name, writer));
         Ok(recorder)
+    }
+
+    /// A recorder that also keeps every record in memory (tests, core-only replay).
+    pub fn capturing() -> Recorder {
+        let mut recorder = Recorder::new();
+        recorder.captured = Some(Vec::new());
+        recorder
+    }
+
+    /// The records kept by a [`Recorder::capturing`] recorder so far.
+    pub fn captured(&self) -> &[Vec<u8>] {
+        self.captured.as_deref().unwrap_or(&[])
+    }
+
+    /// Takes the records kept so far (empty unless capturing).
+    pub fn take_captured(&mut self) -> Vec<Vec<u8>> {
+        self.captured
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
     }
 
     /// A recorder that compares every record with `expected` (a replay).
@@ -206,6 +228,9 @@ impl Recorder {
             if let (Err(error), None) = (written, &self.write_error) {
                 self.write_error = Some(error);
             }
+        }
+        if let Some(captured) = &mut self.captured {
+            captured.push(self.scratch.clone());
         }
         if let Some(expected) = &mut self.expected {
             if self.divergence.is_none() {

@@ -141,4 +141,21 @@ mod tests {
         let output = xensim(&["xl", "scenarios/lifecycle.toml", "--", "destroy", "db"]);
         assert_eq!(output.status.code(), Some(2));
     }
+
+    #[test]
+    fn core_only_replay_of_recorded_trace_matches() {
+        let trace = scratch("replay-core").join("run.trace");
+        let trace_arg = trace.to_str().expect("utf-8 path");
+        let run = xensim(&["run", "scenarios/two-hosts.toml", "--trace", trace_arg]);
+        assert_eq!(run.status.code(), Some(0), "{}", stderr(&run));
+        let replay = xensim(&["replay", "--core", trace_arg]);
+        assert_eq!(
+            replay.status.code(),
+            Some(0),
+            "{}{}",
+            stdout(&replay),
+            stderr(&replay)
+        );
+        assert!(stdout(&replay).contains("replay matches"));
+    }
 }

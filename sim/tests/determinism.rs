@@ -100,4 +100,23 @@ mod tests {
         let seed_43 = hash(&quickstart, Some(43));
         assert_ne!(seed_42, seed_43);
     }
+
+    #[test]
+    fn every_scenario_replays_from_its_core_inputs_alone() {
+        for path in bundled_scenarios() {
+            let scenario = app::load(&path, None, false).unwrap_or_else(|e| panic!("loads: {e}"));
+            let opts = xensim::run::RunOptions::default();
+            let recorder = xensim::record::Recorder::capturing();
+            let outcome = xensim::run::run(&scenario, &opts, recorder).expect("runs");
+            let report = xensim::replay_core::replay_core(&scenario, outcome.captured_records)
+                .unwrap_or_else(|e| panic!("{} core replay: {e}", stem(&path)));
+            assert_eq!(
+                report.divergence,
+                None,
+                "{}: the core saw an unrecorded input",
+                stem(&path)
+            );
+            assert_eq!(report.hash, outcome.hash);
+        }
+    }
 }

@@ -297,6 +297,11 @@ fn create_with_name_of_live_domain_fails_and_leaves_no_domain() {
     create(&mut hv, &mut p, 1, guest("vm1", 1));
     create(&mut hv, &mut p, 2, guest("vm1", 1));
     let last = p.replies.last().map(|(_, r)| r.clone());
-    assert_eq!(last, Some(ToolstackReply::Done { result: Err(ToolstackError::NameInUse) }));
+    assert_eq!(
+        last,
+        Some(ToolstackReply::Done {
+            result: Err(ToolstackError::NameInUse)
+        })
+    );
     assert_eq!(hv.domains().count(), 2);
 }

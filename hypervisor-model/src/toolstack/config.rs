@@ -57,6 +57,17 @@ pub enum ShutdownAction {
 }
 
 impl ShutdownAction {
+    /// Every action, in `libxl_action_on_shutdown` order.
+    pub const ALL: [ShutdownAction; 7] = [
+        ShutdownAction::Destroy,
+        ShutdownAction::Restart,
+        ShutdownAction::RenameRestart,
+        ShutdownAction::Preserve,
+        ShutdownAction::CoredumpDestroy,
+        ShutdownAction::CoredumpRestart,
+        ShutdownAction::SoftReset,
+    ];
+
     /// xl.cfg spelling of the action.
     pub const fn as_str(self) -> &'static str {
         match self {

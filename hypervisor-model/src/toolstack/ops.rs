@@ -5,12 +5,17 @@
 //! unpause, shutdown) and tools/xl/xl_vmcontrol.c. Text parsing and xl's messages live in
 //! the sim; the core receives and returns types.
 
+use alloc::boxed::Box;
+use alloc::string::String;
 use alloc::vec::Vec;
 
+use crate::cpumask::CpuMask;
 use crate::domain::ShutdownReason;
-use crate::encode::Encoder;
+use crate::encode::{DecodeError, Decoder, Encoder};
 use crate::ids::DomId;
-use crate::toolstack::config::{AffinityCfg, ConfigError, DomainConfig};
+use crate::toolstack::config::{
+    AffinityCfg, ConfigError, DiskAccess, DiskCfg, DomainConfig, GuestType, ShutdownAction, VifCfg,
+};
 
 /// Identifies one toolstack operation (one xl process) for its whole life.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
@@ -157,6 +162,10 @@ impl ToolstackOp {
     }
 }
 
+fn count(len: usize) -> u32 {
+    u32::try_from(len).unwrap_or(u32::MAX)
+}
+
 fn encode_config(e: &mut Encoder<'_>, c: &DomainConfig) {
     e.str(&c.name).str(c.guest_type.as_str());
     e.u64(c.memory_kib)
@@ -178,10 +187,21 @@ fn encode_config(e: &mut Encoder<'_>, c: &DomainConfig) {
         e.str(action.as_str());
     }
     e.str(c.kernel.as_deref().unwrap_or(""));
-    e.u32(u32::try_from(c.vifs.len()).unwrap_or(u32::MAX));
-    e.u32(u32::try_from(c.disks.len()).unwrap_or(u32::MAX));
+    e.u32(count(c.vifs.len()));
+    for vif in &c.vifs {
+        for field in [&vif.mac, &vif.bridge, &vif.backend] {
+            e.str(field.as_deref().unwrap_or(""));
+        }
+        e.u32(count(vif.other.len()));
+        for (key, value) in &vif.other {
+            e.str(key).str(value);
+        }
+    }
+    e.u32(count(c.disks.len()));
     for disk in &c.disks {
-        e.str(&disk.vdev).str(&disk.target);
+        e.str(&disk.target).str(&disk.format).str(&disk.vdev);
+        e.bool(disk.access == DiskAccess::ReadOnly).bool(disk.cdrom);
+        e.str(disk.backend.as_deref().unwrap_or(""));
     }
 }
 
@@ -195,7 +215,7 @@ fn encode_affinity(e: &mut Encoder<'_>, a: &AffinityCfg) {
             encode_mask(e, mask);
         }
         AffinityCfg::PerVcpu(masks) => {
-            e.u8(2).u32(u32::try_from(masks.len()).unwrap_or(u32::MAX));
+            e.u8(2).u32(count(masks.len()));
             for mask in masks {
                 encode_mask(e, mask);
             }
@@ -203,9 +223,166 @@ fn encode_affinity(e: &mut Encoder<'_>, a: &AffinityCfg) {
     }
 }
 
-fn encode_mask(e: &mut Encoder<'_>, mask: &crate::cpumask::CpuMask) {
-    e.u32(mask.weight());
+fn encode_mask(e: &mut Encoder<'_>, mask: &CpuMask) {
+    e.u32(mask.width()).u32(mask.weight());
     for cpu in mask.iter() {
         e.pcpu(cpu);
     }
+}
+
+impl ToolstackOp {
+    /// Reads an operation back from its canonical encoding.
+    pub fn decode(d: &mut Decoder<'_>) -> Result<ToolstackOp, DecodeError> {
+        match d.u8()? {
+            1 => {
+                let paused = d.bool()?;
+                let mut uuid = [0u8; 16];
+                for byte in &mut uuid {
+                    *byte = d.u8()?;
+                }
+                let config = Box::new(decode_config(d)?);
+                Ok(ToolstackOp::Create {
+                    config,
+                    uuid,
+                    paused,
+                })
+            }
+            2 => Ok(ToolstackOp::Destroy { dom: d.dom()? }),
+            3 => Ok(ToolstackOp::Pause { dom: d.dom()? }),
+            4 => Ok(ToolstackOp::Unpause { dom: d.dom()? }),
+            5 => {
+                let dom = d.dom()?;
+                let reason = decode_reason(d)?;
+                Ok(ToolstackOp::Shutdown { dom, reason })
+            }
+            _ => Err(d.error("a toolstack operation tag")),
+        }
+    }
+}
+
+/// A `SHUTDOWN_*` code.
+pub fn decode_reason(d: &mut Decoder<'_>) -> Result<ShutdownReason, DecodeError> {
+    match d.u8()? {
+        0 => Ok(ShutdownReason::Poweroff),
+        1 => Ok(ShutdownReason::Reboot),
+        2 => Ok(ShutdownReason::Suspend),
+        3 => Ok(ShutdownReason::Crash),
+        4 => Ok(ShutdownReason::Watchdog),
+        5 => Ok(ShutdownReason::SoftReset),
+        _ => Err(d.error("a SHUTDOWN_* code")),
+    }
+}
+
+fn optional(text: String) -> Option<String> {
+    (!text.is_empty()).then_some(text)
+}
+
+fn decode_config(d: &mut Decoder<'_>) -> Result<DomainConfig, DecodeError> {
+    let name = d.str()?;
+    let guest_type = match d.str()?.as_str() {
+        "pv" => GuestType::Pv,
+        "pvh" => GuestType::Pvh,
+        "hvm" => GuestType::Hvm,
+        _ => return Err(d.error("a guest type")),
+    };
+    let mut c = DomainConfig::with_defaults(name);
+    c.guest_type = guest_type;
+    c.memory_kib = d.u64()?;
+    c.max_memory_kib = d.u64()?;
+    c.vcpus = d.u32()?;
+    c.max_vcpus = d.u32()?;
+    c.cpus = decode_affinity(d)?;
+    c.cpus_soft = decode_affinity(d)?;
+    c.weight = d.u32()?;
+    c.cap = d.u32()?;
+    c.pool = optional(d.str()?);
+    c.on_poweroff = decode_action(d)?;
+    c.on_reboot = decode_action(d)?;
+    c.on_watchdog = decode_action(d)?;
+    c.on_crash = decode_action(d)?;
+    c.on_soft_reset = decode_action(d)?;
+    c.kernel = optional(d.str()?);
+    c.vifs = decode_list(d, decode_vif)?;
+    c.disks = decode_list(d, decode_disk)?;
+    Ok(c)
+}
+
+/// Most entries a decoded list may claim (a bound against corrupt lengths).
+const DECODED_LIST_MAX: u32 = 4096;
+
+fn decode_list<T>(
+    d: &mut Decoder<'_>,
+    item: fn(&mut Decoder<'_>) -> Result<T, DecodeError>,
+) -> Result<Vec<T>, DecodeError> {
+    let len = d.u32()?;
+    if len > DECODED_LIST_MAX {
+        return Err(d.error("a list of at most 4096 entries"));
+    }
+    (0..len).map(|_| item(d)).collect()
+}
+
+fn decode_vif(d: &mut Decoder<'_>) -> Result<VifCfg, DecodeError> {
+    let mac = optional(d.str()?);
+    let bridge = optional(d.str()?);
+    let backend = optional(d.str()?);
+    let other = decode_list(d, |d| Ok((d.str()?, d.str()?)))?;
+    Ok(VifCfg {
+        mac,
+        bridge,
+        backend,
+        other,
+    })
+}
+
+fn decode_disk(d: &mut Decoder<'_>) -> Result<DiskCfg, DecodeError> {
+    let (target, format, vdev) = (d.str()?, d.str()?, d.str()?);
+    let access = if d.bool()? {
+        DiskAccess::ReadOnly
+    } else {
+        DiskAccess::ReadWrite
+    };
+    let cdrom = d.bool()?;
+    let backend = optional(d.str()?);
+    Ok(DiskCfg {
+        target,
+        format,
+        vdev,
+        access,
+        cdrom,
+        backend,
+    })
+}
+
+fn decode_action(d: &mut Decoder<'_>) -> Result<ShutdownAction, DecodeError> {
+    let text = d.str()?;
+    ShutdownAction::ALL
+        .iter()
+        .copied()
+        .find(|a| a.as_str() == text)
+        .ok_or_else(|| d.error("an on_* action"))
+}
+
+fn decode_affinity(d: &mut Decoder<'_>) -> Result<AffinityCfg, DecodeError> {
+    match d.u8()? {
+        0 => Ok(AffinityCfg::All),
+        1 => Ok(AffinityCfg::Same(decode_mask(d)?)),
+        2 => Ok(AffinityCfg::PerVcpu(decode_list(d, decode_mask)?)),
+        _ => Err(d.error("an affinity tag")),
+    }
+}
+
+fn decode_mask(d: &mut Decoder<'_>) -> Result<CpuMask, DecodeError> {
+    let width = d.u32()?;
+    if width > crate::limits::NR_CPUS {
+        return Err(d.error("a cpumask width up to NR_CPUS"));
+    }
+    let mut mask = CpuMask::empty(width);
+    for _ in 0..d.u32()? {
+        let cpu = d.pcpu()?;
+        if cpu.raw() >= width {
+            return Err(d.error("a pCPU inside the mask width"));
+        }
+        mask.set(cpu);
+    }
+    Ok(mask)
 }

@@ -49,6 +49,9 @@ enum Command {
     Replay {
         /// Trace written by `xensim run --trace`.
         trace: PathBuf,
+        /// Feed the recorded core inputs to bare cores (no simulated machine or guests).
+        #[arg(long)]
+        core: bool,
     },
     /// Answer an xl query (list, info, dmesg) for the simulated state at a virtual time.
     Xl {
@@ -107,7 +110,7 @@ fn dispatch(command: Command) -> anyhow::Result<u8> {
             };
             run(&file, &args, metrics, decision_log)
         }
-        Command::Replay { trace } => replay(&trace),
+        Command::Replay { trace, core } => replay(&trace, core),
         Command::Xl {
             file,
             at,
@@ -197,8 +200,8 @@ fn print_run(report: &app::RunReport) {
     println!("run hash: {}", outcome.hash);
 }
 
-fn replay(trace: &std::path::Path) -> anyhow::Result<u8> {
-    let report = app::replay(trace)?;
+fn replay(trace: &std::path::Path, core_only: bool) -> anyhow::Result<u8> {
+    let report = app::replay(trace, core_only)?;
     println!("records: {}", report.record_count);
     println!("recorded hash: {}", report.recorded);
     println!("replayed hash: {}", report.replayed);

@@ -180,6 +180,8 @@ pub struct RunOutcome {
     pub divergence: Option<Divergence>,
     /// Everything the sinks gathered (decision log, metrics).
     pub sinks_report: sinks::SinksReport,
+    /// Every record, if the run's recorder was capturing (`Recorder::capturing`).
+    pub captured_records: Vec<Vec<u8>>,
 }
 
 /// The state of a run in progress.
@@ -476,8 +478,9 @@ impl<'s> World<'s> {
             commands,
             ..
         } = self;
-        let (recorder, sinks_report) = sinks.finish(end_ns, &hosts);
+        let (mut recorder, sinks_report) = sinks.finish(end_ns, &hosts);
         let record_count = recorder.record_count();
+        let captured_records = recorder.take_captured();
         let (hash, divergence) = recorder.finish()?;
         Ok(RunOutcome {
             hash,
@@ -489,6 +492,7 @@ impl<'s> World<'s> {
             invariant_failure,
             divergence,
             sinks_report,
+            captured_records,
         })
     }
 }
