@@ -130,6 +130,35 @@ pub enum JobStepCode {
     DestroyFinish = 7,
 }
 
+impl JobStepCode {
+    /// The step with code `code`, if any.
+    pub const fn from_code(code: u8) -> Option<JobStepCode> {
+        match code {
+            1 => Some(JobStepCode::CreateDomain),
+            2 => Some(JobStepCode::Populate),
+            3 => Some(JobStepCode::Build),
+            4 => Some(JobStepCode::CreateFinish),
+            5 => Some(JobStepCode::DestroyDevices),
+            6 => Some(JobStepCode::Relinquish),
+            7 => Some(JobStepCode::DestroyFinish),
+            _ => None,
+        }
+    }
+
+    /// A short name for logs.
+    pub const fn name(self) -> &'static str {
+        match self {
+            JobStepCode::CreateDomain => "createdomain",
+            JobStepCode::Populate => "populate",
+            JobStepCode::Build => "build",
+            JobStepCode::CreateFinish => "create-finish",
+            JobStepCode::DestroyDevices => "destroy-devices",
+            JobStepCode::Relinquish => "relinquish",
+            JobStepCode::DestroyFinish => "destroy-finish",
+        }
+    }
+}
+
 impl ToolstackOp {
     /// Appends the pinned canonical encoding of this operation.
     pub fn encode(&self, out: &mut Vec<u8>) {

@@ -8,7 +8,7 @@ use hypervisor_model::domain::vcpu::Runstate;
 use hypervisor_model::domain::{Dying, ShutdownReason};
 use hypervisor_model::event::CoreInput;
 use hypervisor_model::ids::{PcpuId, VcpuRef};
-use hypervisor_model::toolstack::ops::ToolstackOp;
+use hypervisor_model::toolstack::ops::{JobStepCode, ToolstackOp};
 use hypervisor_model::trace::TraceEvent;
 
 fn vcpu(v: VcpuRef) -> String {
@@ -169,7 +169,10 @@ pub fn event_line(out: &mut String, host: &str, time_ns: u64, event: &TraceEvent
             format!("d{} {state}", dom.raw())
         }
         TraceEvent::DomainFree { dom } => format!("d{} freed", dom.raw()),
-        TraceEvent::JobStep { job, step } => format!("job{} step {step}", job.0),
+        TraceEvent::JobStep { job, step } => {
+            let name = JobStepCode::from_code(*step).map_or("unknown", JobStepCode::name);
+            format!("job{} step {name}", job.0)
+        }
         TraceEvent::JobDone { job, rc } => format!("job{} done rc={rc}", job.0),
         TraceEvent::Console { text } => format!("(XEN) {text}"),
     };
