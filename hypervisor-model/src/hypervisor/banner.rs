@@ -105,10 +105,17 @@ impl Hypervisor {
         });
         let nr_cpus = self.host.nr_cpus();
         let pool0_cpus = self.pools[0].cpus.clone();
+        // dom0_cpus is Pool-0's CPUs (no dom0_nodes); with dom0_vcpus_pin, vCPU i is
+        // pinned to the i-th of them, cycling (sched_setup_dom0_vcpus, common/sched/core.c).
+        let dom0_cpus: Vec<PcpuId> = pool0_cpus.iter().collect();
         let hard: Vec<CpuMask> = (0..d0.vcpus)
-            .map(|i| match (d0.pin, PcpuId::new(i % nr_cpus)) {
-                (true, Some(cpu)) => CpuMask::single(nr_cpus, cpu),
-                _ => CpuMask::full(nr_cpus),
+            .map(|i| {
+                let slot = usize::try_from(i).unwrap_or(0) % dom0_cpus.len().max(1);
+                match (d0.pin, dom0_cpus.get(slot)) {
+                    (true, Some(cpu)) => CpuMask::single(nr_cpus, *cpu),
+                    // Unpinned: hard affinity is dom0_cpus (sched_init_vcpu).
+                    _ => pool0_cpus.clone(),
+                }
             })
             .collect();
         let soft: Vec<CpuMask> = hard.iter().map(|_| CpuMask::full(nr_cpus)).collect();

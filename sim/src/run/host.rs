@@ -257,9 +257,17 @@ pub fn boot_config(
         .filter(|k| !XEN_OPTIONS.contains(&k.as_str()))
         .cloned()
         .collect();
+    // Without dom0_max_vcpus, Xen gives dom0 one vCPU per CPU of dom0_cpus, which is
+    // Pool-0's CPUs (dom0_max_vcpus(), xen/arch/x86/dom0_build.c).
+    let pool0_cpu_count = pools
+        .iter()
+        .fold(CpuMask::full(nr_cpus).and_not(&free_cpus), |m, p| {
+            m.and_not(&p.cpus)
+        })
+        .weight();
     let dom0_vcpus = match spec.dom0.vcpus {
         Dom0Vcpus::Count(count) => count,
-        Dom0Vcpus::All => nr_cpus,
+        Dom0Vcpus::All => pool0_cpu_count,
     };
     Ok(BootConfig {
         host: HostInfo {

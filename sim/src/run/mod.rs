@@ -32,7 +32,7 @@ use crate::clock::EventQueue;
 use crate::record::{Divergence, Recorder, RunHash, TraceError};
 use crate::report::metrics::DomainMeta;
 use crate::rng::RngStreams;
-use crate::scenario::model::{Dom0Vcpus, Scenario};
+use crate::scenario::model::Scenario;
 use commands::{CommandRecord, JobOrigin};
 use guests::{GuestStep, HostGuests};
 use platform::{HostSim, SimPlatform};
@@ -271,10 +271,7 @@ impl<'s> World<'s> {
             let host = u16::try_from(index).expect("fewer than 65536 hosts");
             let nr_cpus = config.host.cpus.len();
             let mut guests = HostGuests::new(world.streams);
-            let dom0_vcpus = match spec.dom0.vcpus {
-                Dom0Vcpus::Count(count) => usize::try_from(count).unwrap_or(0),
-                Dom0Vcpus::All => nr_cpus,
-            };
+            let dom0_vcpus = usize::try_from(config.dom0.vcpus).unwrap_or(0);
             guests.register_domain(
                 DomId::DOM0,
                 "Domain-0",
