@@ -122,7 +122,6 @@ pub struct Divergence {
 pub struct Recorder {
     hasher: SipHasher13,
     record_count: u64,
-    scratch: Vec<u8>,
     writer: Option<(String, BufWriter<File>)>,
     expected: Option<std::vec::IntoIter<Vec<u8>>>,
     divergence: Option<Divergence>,
@@ -137,7 +136,6 @@ impl Recorder {
         Recorder {
             hasher: SipHasher13::new_with_keys(HASH_KEY.0, HASH_KEY.1),
             record_count: 0,
-            scratch: Vec::with_capacity(256),
             writer: None,
             expected: None,
             divergence: None,
@@ -191,61 +189,68 @@ impl Recorder {
 
     /// Records a core input.
     pub fn input(&mut self, host: u16, time_ns: u64, input: &CoreInput) {
-        self.begin(KIND_INPUT, host, time_ns);
-        input.encode(&mut self.scratch);
-        self.commit(time_ns);
+        let start = self.begin(KIND_INPUT, host, time_ns);
+        input.encode(&mut self.hash_buffer);
+        self.commit(start, time_ns);
     }
 
     /// Records a core event.
     pub fn event(&mut self, host: u16, time_ns: u64, event: &TraceEvent) {
-        self.begin(KIND_EVENT, host, time_ns);
-        event.encode(&mut self.scratch);
-        self.commit(time_ns);
+        let start = self.begin(KIND_EVENT, host, time_ns);
+        event.encode(&mut self.hash_buffer);
+        self.commit(start, time_ns);
     }
 
-    fn begin(&mut self, kind: u8, host: u16, time_ns: u64) {
-        self.scratch.clear();
-        self.scratch.push(kind);
-        self.scratch.extend_from_slice(&host.to_le_bytes());
-        self.scratch.extend_from_slice(&time_ns.to_le_bytes());
+    /// Starts a record in the hash buffer: a length placeholder, then the record header.
+    /// Records are encoded in place, so the common case (hash only) copies nothing.
+    fn begin(&mut self, kind: u8, host: u16, time_ns: u64) -> usize {
+        let start = self.hash_buffer.len();
+        self.hash_buffer.extend_from_slice(&[0; 4]);
+        self.hash_buffer.push(kind);
+        self.hash_buffer.extend_from_slice(&host.to_le_bytes());
+        self.hash_buffer.extend_from_slice(&time_ns.to_le_bytes());
+        start
     }
 
-    fn commit(&mut self, time_ns: u64) {
-        let len = u32::try_from(self.scratch.len()).expect("record under 4 GiB");
-        // SipHash is a streaming hash: feeding the bytes in larger chunks gives the same
-        // result as record by record, with less per-call overhead.
-        self.hash_buffer.extend_from_slice(&len.to_le_bytes());
-        self.hash_buffer.extend_from_slice(&self.scratch);
-        if self.hash_buffer.len() >= HASH_BUFFER_BYTES {
-            self.hasher.write(&self.hash_buffer);
-            self.hash_buffer.clear();
-        }
+    fn commit(&mut self, start: usize, time_ns: u64) {
+        let len_bytes = self.hash_buffer.len() - start - 4;
+        let len = u32::try_from(len_bytes)
+            .expect("record under 4 GiB")
+            .to_le_bytes();
+        self.hash_buffer[start..start + 4].copy_from_slice(&len);
+        let record = &self.hash_buffer[start + 4..];
         if let Some((_, writer)) = &mut self.writer {
             // The first write error is kept and reported by `finish`.
             let written = writer
-                .write_all(&len.to_le_bytes())
-                .and_then(|()| writer.write_all(&self.scratch));
+                .write_all(&len)
+                .and_then(|()| writer.write_all(record));
             if let (Err(error), None) = (written, &self.write_error) {
                 self.write_error = Some(error);
             }
         }
         if let Some(captured) = &mut self.captured {
-            captured.push(self.scratch.clone());
+            captured.push(record.to_vec());
         }
         if let Some(expected) = &mut self.expected {
             if self.divergence.is_none() {
                 let want = expected.next();
-                if want.as_deref() != Some(self.scratch.as_slice()) {
+                if want.as_deref() != Some(record) {
                     self.divergence = Some(Divergence {
                         index: self.record_count,
                         time_ns: Some(time_ns),
                         expected: want,
-                        actual: Some(self.scratch.clone()),
+                        actual: Some(record.to_vec()),
                     });
                 }
             }
         }
         self.record_count += 1;
+        // SipHash is a streaming hash: feeding the bytes in larger chunks gives the same
+        // result as record by record, with less per-call overhead.
+        if self.hash_buffer.len() >= HASH_BUFFER_BYTES {
+            self.hasher.write(&self.hash_buffer);
+            self.hash_buffer.clear();
+        }
     }
 
     /// True once a replay has diverged.

@@ -188,7 +188,8 @@ impl Hypervisor {
         for event in self.sched_events.drain(..) {
             p.trace(&event);
         }
-        for cpu in core::mem::take(&mut self.tickles) {
+        // Drain in place: the vector keeps its capacity for the next hook.
+        for cpu in self.tickles.drain(..) {
             if !self.softirq_pending[cpu.index()] {
                 self.softirq_pending[cpu.index()] = true;
                 p.trace(&TraceEvent::Tickle { pcpu: cpu });
