@@ -23,6 +23,11 @@ use crate::toolstack::config::GuestType;
 impl Hypervisor {
     pub(super) fn boot_banner<P: Platform + ?Sized>(&mut self, p: &mut P, pool0: SchedKind) {
         let x = self.xen.clone();
+        // cmdline_parse runs before the console banner (__start_xen): its complaints come
+        // first in the ring.
+        for option in &x.unknown_options {
+            self.printk(p, &format!("parameter \"{option}\" unknown!"));
+        }
         self.printk(
             p,
             &format!(
@@ -38,9 +43,6 @@ impl Hypervisor {
         );
         self.printk(p, &format!("build-id: {}", x.build_id));
         self.printk(p, &format!("Command line: {}", x.commandline));
-        for option in &x.unknown_options {
-            self.printk(p, &format!("parameter \"{option}\" unknown!"));
-        }
         let total_pages = self.host.total_pages();
         self.printk(
             p,
