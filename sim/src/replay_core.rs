@@ -121,7 +121,14 @@ pub fn replay_core(
         };
         cores.push(Hypervisor::boot(config, &mut platform));
     }
+    let mut last_time_ns = 0u64;
     for (index, host, time_ns, input) in inputs {
+        // A trace's inputs are in time order; a corrupt one must not drive the core back.
+        if time_ns < last_time_ns {
+            let reason = format!("time goes backwards ({time_ns} ns after {last_time_ns} ns)");
+            return Err(CoreReplayError::Record { index, reason });
+        }
+        last_time_ns = time_ns;
         let core = cores
             .get_mut(usize::from(host))
             .ok_or_else(|| CoreReplayError::Record {

@@ -204,6 +204,8 @@ pub enum ConfigError {
     WeightOutOfRange,
     /// The name is empty or too long.
     BadName,
+    /// A cpumask was built for a host with another number of pCPUs.
+    CpumaskWidth,
 }
 
 impl DomainConfig {

@@ -21,7 +21,7 @@ use crate::hypervisor::{pool_index, Hypervisor, InputError, INTERNAL_JOB_BIT};
 use crate::ids::{DomId, PoolId};
 use crate::platform::Platform;
 use crate::time::{STime, Span};
-use crate::toolstack::config::{DomainConfig, ShutdownAction};
+use crate::toolstack::config::{ConfigError, DomainConfig, ShutdownAction};
 use crate::toolstack::ops::{
     GuestNotice, JobId, JobStepCode, ToolstackError, ToolstackOp, ToolstackReply,
 };
@@ -223,6 +223,9 @@ impl Hypervisor {
         let soft: Vec<CpuMask> = (0..count)
             .map(|i| config.cpus_soft.for_vcpu(i, width))
             .collect();
+        if hard.iter().chain(&soft).any(|mask| mask.width() != width) {
+            return Err(ToolstackError::Config(ConfigError::CpumaskWidth));
+        }
         if hard.iter().any(|h| !h.intersects(pool_cpus)) {
             return Err(ToolstackError::EmptyAffinity);
         }
