@@ -53,6 +53,19 @@ pub struct JobOrigin {
     pub pool: Option<String>,
 }
 
+impl JobOrigin {
+    /// A job of `record` that acts on an existing domain.
+    fn for_domain(command: usize, kind: JobKind, dom: DomId) -> JobOrigin {
+        JobOrigin {
+            command,
+            workloads: None,
+            kind,
+            dom: Some(dom),
+            pool: None,
+        }
+    }
+}
+
 /// An `xl shutdown -w` waiting for one domain.
 #[derive(Debug, Clone, Copy)]
 pub struct Waiter {
@@ -298,23 +311,14 @@ impl World<'_> {
     }
 
     fn domain_op(&mut self, host: u16, record: usize, arg: &str, kind: JobKind) {
-        let dom = match self.resolve(host, record, arg) {
-            None => return,
-            Some(Err(raw)) => return self.no_such_domain(record, kind, raw),
-            Some(Ok(dom)) => dom,
+        let Some(dom) = self.resolve_live(host, record, arg, kind) else {
+            return;
         };
         if kind == JobKind::Destroy && dom == DomId::DOM0 {
             let stderr = "Not destroying domain 0; use -f to force.\n\
                           This can only be done when using a disaggregated hardware domain \
                           and toolstack.\n\n";
-            self.output(
-                record,
-                XlOutput {
-                    stdout: String::new(),
-                    stderr: stderr.to_string(),
-                    rc: 1,
-                },
-            );
+            self.output(record, XlOutput::fail(stderr.to_string()));
             return;
         }
         let op = match kind {
@@ -322,19 +326,27 @@ impl World<'_> {
             JobKind::Pause => ToolstackOp::Pause { dom },
             _ => ToolstackOp::Unpause { dom },
         };
-        self.start_job(
-            host,
-            JobOrigin {
-                command: record,
-                workloads: None,
-                kind,
-                dom: Some(dom),
-                pool: None,
-            },
-            op,
-        );
+        self.start_job(host, JobOrigin::for_domain(record, kind, dom), op);
     }
 
+    /// `find_domain`, then libxl's report for a numeric id that names no domain.
+    fn resolve_live(
+        &mut self,
+        host: u16,
+        record: usize,
+        arg: &str,
+        kind: JobKind,
+    ) -> Option<DomId> {
+        match self.resolve(host, record, arg)? {
+            Ok(dom) => Some(dom),
+            Err(raw) => {
+                self.no_such_domain(record, kind, raw);
+                None
+            }
+        }
+    }
+
+    /// `xl shutdown DOM` / `xl reboot DOM`.
     fn shutdown(
         &mut self,
         host: u16,
@@ -342,66 +354,38 @@ impl World<'_> {
         arg: &str,
         reason: ShutdownReason,
     ) -> Option<DomId> {
-        let dom = match self.resolve(host, record, arg) {
-            None => return None,
-            Some(Err(raw)) => {
-                self.no_such_domain(record, JobKind::Shutdown, raw);
-                return None;
-            }
-            Some(Ok(dom)) => dom,
-        };
-        let verb = if reason == ShutdownReason::Reboot {
-            "Rebooting"
-        } else {
-            "Shutting down"
-        };
-        self.commands[record]
-            .stderr
-            .push_str(&format!("{verb} domain {}\n", dom.raw()));
-        self.start_job(
-            host,
-            JobOrigin {
-                command: record,
-                workloads: None,
-                kind: JobKind::Shutdown,
-                dom: Some(dom),
-                pool: None,
-            },
-            ToolstackOp::Shutdown { dom, reason },
-        );
+        let dom = self.resolve_live(host, record, arg, JobKind::Shutdown)?;
+        self.request_shutdown(host, record, dom, reason);
         Some(dom)
     }
 
+    /// `xl shutdown -a`: every domain but dom0.
     fn shutdown_all(&mut self, host: u16, record: usize) -> Vec<DomId> {
-        let doms: Vec<DomId> = self.hosts[usize::from(host)]
-            .hv
+        let hv = &self.hosts[usize::from(host)].hv;
+        let doms: Vec<DomId> = hv
             .domains()
             .map(|d| d.id)
             .filter(|d| *d != DomId::DOM0)
             .collect();
         for dom in doms.iter().copied() {
-            self.commands[record]
-                .stderr
-                .push_str(&format!("Shutting down domain {}\n", dom.raw()));
-            self.start_job(
-                host,
-                JobOrigin {
-                    command: record,
-                    workloads: None,
-                    kind: JobKind::Shutdown,
-                    dom: Some(dom),
-                    pool: None,
-                },
-                ToolstackOp::Shutdown {
-                    dom,
-                    reason: ShutdownReason::Poweroff,
-                },
-            );
+            self.request_shutdown(host, record, dom, ShutdownReason::Poweroff);
         }
         if self.commands[record].rc.is_none() {
             self.commands[record].rc = Some(0);
         }
         doms
+    }
+
+    /// What `shutdown_domain` / `reboot_domain` print, then the toolstack operation.
+    fn request_shutdown(&mut self, host: u16, record: usize, dom: DomId, reason: ShutdownReason) {
+        let verb = match reason {
+            ShutdownReason::Reboot => "Rebooting",
+            _ => "Shutting down",
+        };
+        let line = format!("{verb} domain {}\n", dom.raw());
+        self.commands[record].stderr.push_str(&line);
+        let origin = JobOrigin::for_domain(record, JobKind::Shutdown, dom);
+        self.start_job(host, origin, ToolstackOp::Shutdown { dom, reason });
     }
 
     /// `xl shutdown -w`: wait until every domain the command asked to shut down has shut
