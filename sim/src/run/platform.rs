@@ -211,6 +211,7 @@ mod tests {
         p.ept_invalidate(d1);
         let walk = sim.ept.translate(d1, Gfn::new(0x401)).map(|t| t.mfn);
         assert_eq!(walk, Some(Mfn::new(0x8001)));
+        assert_eq!(sim.ept.invalidation_count(), 1);
     }
 
     #[test]
