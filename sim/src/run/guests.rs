@@ -266,3 +266,102 @@ impl HostGuests {
         true
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use hypervisor_model::ids::{DomId, VcpuId, VcpuRef};
+
+    use super::{GuestStep, HostGuests};
+    use crate::clock::EventQueue;
+    use crate::rng::RngStreams;
+    use crate::run::SimEvent;
+    use crate::scenario::model::{Dist, WorkloadSpec};
+
+    const HOST: u16 = 0;
+
+    fn v0() -> VcpuRef {
+        VcpuRef {
+            dom: DomId::new(1).expect("d1"),
+            vcpu: VcpuId::new(0).expect("v0"),
+        }
+    }
+
+    fn guests_with(workload: WorkloadSpec) -> HostGuests {
+        let mut guests = HostGuests::new(RngStreams::new(1));
+        guests.register_domain(v0().dom, "g", vec![workload]);
+        guests
+    }
+
+    fn demand_done_generation(queue: &mut EventQueue<SimEvent>) -> (u64, u64) {
+        match queue.pop() {
+            Some((at_ns, SimEvent::DemandDone { generation, .. })) => (at_ns, generation),
+            other => panic!("expected a demand-done event, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn idle_guest_blocks_as_soon_as_it_runs() {
+        let mut guests = guests_with(WorkloadSpec::Idle {
+            tick: None,
+            tick_work: Dist::Const(0),
+        });
+        let mut queue = EventQueue::new();
+        guests.start_running(v0(), 100, HOST, &mut queue);
+        let (at_ns, generation) = demand_done_generation(&mut queue);
+        assert_eq!(at_ns, 100);
+        assert_eq!(
+            guests.demand_done(v0(), generation, 100, HOST, &mut queue),
+            Some(GuestStep::Block)
+        );
+    }
+
+    #[test]
+    fn demand_done_after_preemption_is_stale() {
+        // service 50 us: the planned action at 50 us is void once the vCPU stops at 20 us.
+        let bursty = WorkloadSpec::Bursty {
+            service: Dist::Const(50_000),
+            think: Dist::Const(1_000),
+        };
+        let mut guests = guests_with(bursty);
+        let mut queue = EventQueue::new();
+        guests.start_running(v0(), 0, HOST, &mut queue);
+        let (_, generation) = demand_done_generation(&mut queue);
+        guests.stop_running(v0(), 20_000);
+        assert_eq!(
+            guests.demand_done(v0(), generation, 50_000, HOST, &mut queue),
+            None
+        );
+    }
+
+    #[test]
+    fn preempted_guest_resumes_with_remaining_demand() {
+        // 50 us of service, 20 us done before preemption: 30 us remain at the next run.
+        let bursty = WorkloadSpec::Bursty {
+            service: Dist::Const(50_000),
+            think: Dist::Const(1_000),
+        };
+        let mut guests = guests_with(bursty);
+        let mut queue = EventQueue::new();
+        guests.start_running(v0(), 0, HOST, &mut queue);
+        let _ = demand_done_generation(&mut queue);
+        guests.stop_running(v0(), 20_000);
+        guests.start_running(v0(), 100_000, HOST, &mut queue);
+        assert_eq!(demand_done_generation(&mut queue).0, 130_000);
+    }
+
+    #[test]
+    fn forgotten_domain_ignores_its_pending_events() {
+        let mut guests = guests_with(WorkloadSpec::CpuBound {
+            yield_every: Some(Dist::Const(10)),
+        });
+        let mut queue = EventQueue::new();
+        guests.start_running(v0(), 0, HOST, &mut queue);
+        let (_, generation) = demand_done_generation(&mut queue);
+        guests.forget_domain(v0().dom);
+        assert_eq!(
+            guests.demand_done(v0(), generation, 10, HOST, &mut queue),
+            None
+        );
+        assert!(!guests.wake(v0(), generation, 10));
+    }
+}

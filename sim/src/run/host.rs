@@ -316,7 +316,68 @@ pub fn boot_config(
 
 #[cfg(test)]
 mod tests {
-    use super::xen_version_parts;
+    use std::collections::BTreeMap;
+    use std::path::Path;
+
+    use super::{boot_config, core_costs, xen_commandline, xen_version_parts};
+    use crate::scenario::model::{CostValue, HostSpec};
+    use crate::scenario::{load_str, LoadOptions};
+
+    fn host(extra: &str) -> HostSpec {
+        let text = format!(
+            "[sim]\nseed = 1\nduration = \"1s\"\n[host.h0]\n\
+             topology = {{ sockets = 2, cores_per_socket = 2 }}\nmemory = \"8GiB\"\n\
+             scheduler = \"null\"\n{extra}"
+        );
+        match load_str("t.toml", &text, Path::new("."), &LoadOptions::default()) {
+            Ok(scenario) => scenario.hosts[0].clone(),
+            Err(error) => panic!("test host loads: {}", error.render()),
+        }
+    }
+
+    #[test]
+    fn commandline_orders_dom0_sched_options_then_extra() {
+        // scenario.md §4.2: dom0_mem, dom0_max_vcpus, dom0_vcpus_pin, sched=, sorted
+        // options, extra_cmdline.
+        let spec = host(
+            "[host.h0.dom0]\nmemory = \"2GiB\"\nvcpus = 2\n[host.h0.xen]\n\
+             options = { sched_ratelimit_us = 500, bootscrub = \"off\" }\n\
+             extra_cmdline = \"console=com1\"\n",
+        );
+        assert_eq!(
+            xen_commandline(&spec),
+            "dom0_mem=2048M,max:2048M dom0_max_vcpus=2 dom0_vcpus_pin sched=null \
+             bootscrub=off sched_ratelimit_us=500 console=com1"
+        );
+    }
+
+    #[test]
+    fn commandline_omits_dom0_max_vcpus_for_all_and_pin_when_off() {
+        let spec = host("[host.h0.dom0]\nvcpus = \"all\"\npin = false\n");
+        assert_eq!(
+            xen_commandline(&spec),
+            "dom0_mem=1024M,max:1024M sched=null"
+        );
+    }
+
+    #[test]
+    fn host_costs_override_global_costs() {
+        let global = BTreeMap::from([("toolstack.build_ns".to_string(), CostValue::Fixed(7))]);
+        let local = BTreeMap::from([("toolstack.build_ns".to_string(), CostValue::Fixed(9))]);
+        assert_eq!(core_costs(&global, &local).build_ns, 9);
+        assert_eq!(core_costs(&global, &BTreeMap::new()).build_ns, 7);
+    }
+
+    #[test]
+    fn dom0_all_vcpus_counts_pool0_cpus_only() {
+        // 4 pCPUs, 2 in pool "rt", 1 free: dom0 gets the remaining one.
+        let spec = host(
+            "cpupools = [{ name = \"rt\", cpus = \"2-3\", scheduler = \"null\" }]\n\
+             free_cpus = \"1\"\n[host.h0.dom0]\nvcpus = \"all\"\n",
+        );
+        let config = boot_config(&spec, &BTreeMap::new()).expect("boot config builds");
+        assert_eq!(config.dom0.vcpus, 1);
+    }
 
     #[test]
     fn conring_default_grows_with_cpus() {
