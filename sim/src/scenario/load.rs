@@ -309,36 +309,6 @@ impl Loader<'_> {
         })
     }
 
-    /// The host index for a `host = "..."` key (default: the only host).
-    fn host_ref(&self, t: &Tbl<'_>, hosts: &[LoadedHost]) -> Option<usize> {
-        let d = &self.d;
-        match t.opt(d, "host", conv::name) {
-            Some(name) => {
-                let found = hosts.iter().position(|h| h.spec.name == name);
-                if found.is_none() {
-                    if let Some(node) = t.get("host") {
-                        let known: Vec<&str> = hosts.iter().map(|h| h.spec.name.as_str()).collect();
-                        let message =
-                            format!("no host named {name:?} (hosts: {})", known.join(", "));
-                        t.error_at(d, node, "host", &message);
-                    }
-                }
-                found
-            }
-            None if t.has("host") => None,
-            None if hosts.len() == 1 => Some(0),
-            None => {
-                if !hosts.is_empty() {
-                    d.error(
-                        t.here(),
-                        format!("{}: required with more than one host", t.path("host")),
-                    );
-                }
-                None
-            }
-        }
-    }
-
     fn xl_text(
         &self,
         t: &Tbl<'_>,
@@ -427,7 +397,7 @@ impl Loader<'_> {
                     );
                 }
             }
-            let host_index = self.host_ref(&t, hosts);
+            let host_index = super::timeline::host_ref(&self.d, &t, hosts);
             let start_ns = t.opt(d, "start", conv::duration).unwrap_or(0);
             let paused = t.opt(d, "paused", conv::bool_).unwrap_or(false);
             let workload = match t.get("workload") {

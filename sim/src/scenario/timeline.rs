@@ -103,12 +103,16 @@ pub fn timeline(
     (entries, configs)
 }
 
-fn host_ref(d: &Diags, t: &Tbl<'_>, hosts: &[LoadedHost]) -> Option<usize> {
+/// The host index for a `host = "..."` key (default: the only host), for `[[domain]]` and
+/// `[[at]]` entries alike.
+pub(crate) fn host_ref(d: &Diags, t: &Tbl<'_>, hosts: &[LoadedHost]) -> Option<usize> {
     match t.opt(d, "host", conv::name) {
         Some(name) => {
             let found = hosts.iter().position(|h| h.spec.name == name);
             if let (None, Some(node)) = (found, t.get("host")) {
-                t.error_at(d, node, "host", &format!("no host named {name:?}"));
+                let known: Vec<&str> = hosts.iter().map(|h| h.spec.name.as_str()).collect();
+                let message = format!("no host named {name:?} (hosts: {})", known.join(", "));
+                t.error_at(d, node, "host", &message);
             }
             found
         }
@@ -116,10 +120,8 @@ fn host_ref(d: &Diags, t: &Tbl<'_>, hosts: &[LoadedHost]) -> Option<usize> {
         None if hosts.len() == 1 => Some(0),
         None => {
             if !hosts.is_empty() {
-                d.error(
-                    t.here(),
-                    format!("{}: required with more than one host", t.path("host")),
-                );
+                let message = format!("{}: required with more than one host", t.path("host"));
+                d.error(t.here(), message);
             }
             None
         }
