@@ -1,6 +1,5 @@
-//! The simulated IOMMU (DMA remapping) and device doorbells of one host: the mappings the
-//! core programs through `Platform::iommu_write`, the translation a device's DMA sees, and
-//! how often each device queue was notified.
+//! The simulated IOMMU (DMA remapping) of one host: the mappings the core programs through
+//! `Platform::iommu_write` and the translation a device's DMA sees.
 //!
 //! Follows the VT-d second-level translation model (`specs/memory-iommu-migration.md`
 //! §8.1): per device context, a DMA frame maps to a machine frame with read/write rights;
@@ -23,11 +22,28 @@ pub enum DmaFault {
     WriteDenied,
 }
 
-/// IOMMU contexts of every device of a host, and doorbell counts.
+/// IOMMU contexts of every device of a host.
 #[derive(Debug, Default)]
 pub struct IommuTables {
     mappings: BTreeMap<(PciBdf, u64), (Mfn, MapAccess)>,
-    doorbells: BTreeMap<Doorbell, u64>,
+}
+
+/// How often each device queue of a host was notified (`Platform::ring_doorbell`).
+#[derive(Debug, Default)]
+pub struct Doorbells {
+    counts: BTreeMap<Doorbell, u64>,
+}
+
+impl Doorbells {
+    /// Records a doorbell write.
+    pub fn ring(&mut self, doorbell: Doorbell) {
+        *self.counts.entry(doorbell).or_insert(0) += 1;
+    }
+
+    /// How often `doorbell` was rung.
+    pub fn count(&self, doorbell: Doorbell) -> u64 {
+        self.counts.get(&doorbell).copied().unwrap_or(0)
+    }
 }
 
 impl IommuTables {
@@ -47,21 +63,11 @@ impl IommuTables {
         }
         Ok(*mfn)
     }
-
-    /// Records a doorbell write.
-    pub fn ring(&mut self, doorbell: Doorbell) {
-        *self.doorbells.entry(doorbell).or_insert(0) += 1;
-    }
-
-    /// How often `doorbell` was rung.
-    pub fn doorbell_count(&self, doorbell: Doorbell) -> u64 {
-        self.doorbells.get(&doorbell).copied().unwrap_or(0)
-    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{DmaFault, IommuTables};
+    use super::{DmaFault, Doorbells, IommuTables};
     use hypervisor_model::ids::{Mfn, PciBdf};
     use hypervisor_model::platform::{Doorbell, MapAccess};
 
@@ -93,16 +99,10 @@ mod tests {
 
     #[test]
     fn doorbells_are_counted_per_queue() {
-        let mut iommu = IommuTables::default();
-        iommu.ring(Doorbell::DiskSubmit { disk: 0, queue: 1 });
-        iommu.ring(Doorbell::DiskSubmit { disk: 0, queue: 1 });
-        assert_eq!(
-            iommu.doorbell_count(Doorbell::DiskSubmit { disk: 0, queue: 1 }),
-            2
-        );
-        assert_eq!(
-            iommu.doorbell_count(Doorbell::NicTx { nic: 0, queue: 0 }),
-            0
-        );
+        let mut bells = Doorbells::default();
+        bells.ring(Doorbell::DiskSubmit { disk: 0, queue: 1 });
+        bells.ring(Doorbell::DiskSubmit { disk: 0, queue: 1 });
+        assert_eq!(bells.count(Doorbell::DiskSubmit { disk: 0, queue: 1 }), 2);
+        assert_eq!(bells.count(Doorbell::NicTx { nic: 0, queue: 0 }), 0);
     }
 }

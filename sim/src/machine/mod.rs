@@ -2,7 +2,7 @@
 //!
 //! - [`topology`]: pCPU numbering, sockets, cores, SMT siblings, NUMA nodes and distances.
 //! - [`ept`]: second-level address translation as the core programs it (with INVEPT).
-//! - [`iommu`]: DMA remapping contexts and device doorbells.
+//! - [`iommu`]: DMA remapping contexts, and device doorbell counts.
 
 pub mod ept;
 pub mod iommu;

@@ -292,6 +292,7 @@ impl<'s> World<'s> {
                 ipi_latency_ns: 0,
                 ept: Default::default(),
                 iommu: Default::default(),
+                doorbells: Default::default(),
             };
             let mut platform = SimPlatform {
                 now_ns: 0,

@@ -20,7 +20,7 @@ use super::guests::HostGuests;
 use super::{SimEvent, Sinks};
 use crate::clock::EventQueue;
 use crate::machine::ept::EptTables;
-use crate::machine::iommu::IommuTables;
+use crate::machine::iommu::{Doorbells, IommuTables};
 
 /// Per-host simulator state that outlives one input.
 #[derive(Debug)]
@@ -39,8 +39,10 @@ pub struct HostSim {
     pub ipi_latency_ns: u64,
     /// EPT tables as the hardware walks them.
     pub ept: EptTables,
-    /// IOMMU contexts and doorbells.
+    /// IOMMU contexts.
     pub iommu: IommuTables,
+    /// Device doorbell counts.
+    pub doorbells: Doorbells,
 }
 
 /// The platform handed to `Hypervisor::handle` for one input.
@@ -156,7 +158,7 @@ impl Platform for SimPlatform<'_> {
     }
 
     fn ring_doorbell(&mut self, doorbell: Doorbell) {
-        self.sim.iommu.ring(doorbell);
+        self.sim.doorbells.ring(doorbell);
     }
 }
 
@@ -188,6 +190,7 @@ mod tests {
             ipi_latency_ns: 0,
             ept: Default::default(),
             iommu: Default::default(),
+            doorbells: Default::default(),
         }
     }
 
@@ -234,7 +237,7 @@ mod tests {
         p.iommu_write(nic, 0x20, Some((Mfn::new(0x900), RW)));
         p.ring_doorbell(bell);
         assert_eq!(sim.iommu.dma(nic, 0x20, true), Ok(Mfn::new(0x900)));
-        assert_eq!(sim.iommu.doorbell_count(bell), 1);
+        assert_eq!(sim.doorbells.count(bell), 1);
     }
 
     #[test]
