@@ -49,12 +49,52 @@ struct DomainWorkloads {
     workloads: Vec<WorkloadSpec>,
 }
 
+/// Guest slots indexed by domid, then vCPU index (dense, as the core's tables).
+#[derive(Debug, Default)]
+struct Slots {
+    by_domain: Vec<Vec<Option<GuestSlot>>>,
+}
+
+impl Slots {
+    fn get_mut(&mut self, v: &VcpuRef) -> Option<&mut GuestSlot> {
+        let vcpus = self.by_domain.get_mut(usize::from(v.dom.raw()))?;
+        vcpus.get_mut(usize::try_from(v.vcpu.raw()).ok()?)?.as_mut()
+    }
+
+    fn contains_key(&self, v: &VcpuRef) -> bool {
+        let Some(vcpus) = self.by_domain.get(usize::from(v.dom.raw())) else {
+            return false;
+        };
+        let index = usize::try_from(v.vcpu.raw()).unwrap_or(usize::MAX);
+        vcpus.get(index).is_some_and(Option::is_some)
+    }
+
+    fn insert(&mut self, v: VcpuRef, slot: GuestSlot) {
+        let dom = usize::from(v.dom.raw());
+        if self.by_domain.len() <= dom {
+            self.by_domain.resize_with(dom + 1, Vec::new);
+        }
+        let vcpus = &mut self.by_domain[dom];
+        let index = usize::try_from(v.vcpu.raw()).expect("vCPU index fits usize");
+        if vcpus.len() <= index {
+            vcpus.resize_with(index + 1, || None);
+        }
+        vcpus[index] = Some(slot);
+    }
+
+    fn clear_domain(&mut self, dom: DomId) {
+        if let Some(vcpus) = self.by_domain.get_mut(usize::from(dom.raw())) {
+            vcpus.clear();
+        }
+    }
+}
+
 /// Guest models of one host.
 #[derive(Debug)]
 pub struct HostGuests {
     streams: RngStreams,
     domains: BTreeMap<DomId, DomainWorkloads>,
-    slots: BTreeMap<VcpuRef, GuestSlot>,
+    slots: Slots,
     next_generation: u64,
 }
 
@@ -64,7 +104,7 @@ impl HostGuests {
         HostGuests {
             streams,
             domains: BTreeMap::new(),
-            slots: BTreeMap::new(),
+            slots: Slots::default(),
             next_generation: 0,
         }
     }
@@ -84,7 +124,7 @@ impl HostGuests {
     /// The domain is gone: drop its models (their pending events become stale).
     pub fn forget_domain(&mut self, dom: DomId) {
         self.domains.remove(&dom);
-        self.slots.retain(|v, _| v.dom != dom);
+        self.slots.clear_domain(dom);
     }
 
     /// True if `dom` has registered workloads.

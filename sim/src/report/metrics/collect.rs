@@ -88,12 +88,44 @@ struct HostState {
     pcpus: Vec<PcpuState>,
     /// Every domain ever created on this host, in creation order.
     domains: Vec<DomainState>,
-    /// Live domid → index into `domains`.
-    live: BTreeMap<DomId, usize>,
+    /// Live domid → index into `domains` (indexed by domid; a domid is below 0x7FF0).
+    live: LiveDomains,
     /// Metadata given before the domain's `DomainCreate` was observed.
     pending_meta: BTreeMap<DomId, DomainMeta>,
     free_pages_now: Option<u64>,
     free_pages_min: Option<u64>,
+}
+
+/// Live domains by domid: a dense table, as the core keeps them.
+#[derive(Debug, Default)]
+struct LiveDomains {
+    slots: Vec<Option<usize>>,
+}
+
+impl LiveDomains {
+    fn get(&self, dom: &DomId) -> Option<&usize> {
+        self.slots
+            .get(usize::from(dom.raw()))
+            .and_then(Option::as_ref)
+    }
+
+    fn contains_key(&self, dom: &DomId) -> bool {
+        self.get(dom).is_some()
+    }
+
+    fn insert(&mut self, dom: DomId, index: usize) {
+        let slot = usize::from(dom.raw());
+        if self.slots.len() <= slot {
+            self.slots.resize(slot + 1, None);
+        }
+        self.slots[slot] = Some(index);
+    }
+
+    fn remove(&mut self, dom: &DomId) -> Option<usize> {
+        self.slots
+            .get_mut(usize::from(dom.raw()))
+            .and_then(Option::take)
+    }
 }
 
 #[derive(Debug, Default)]
@@ -221,7 +253,7 @@ impl HostState {
             last_time_ns: 0,
             pcpus,
             domains: Vec::new(),
-            live: BTreeMap::new(),
+            live: LiveDomains::default(),
             pending_meta: BTreeMap::new(),
             free_pages_now: None,
             free_pages_min: None,
