@@ -268,12 +268,29 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// `xensim xl FILE --at TIME -- <command>`: run to `at_ns`, then answer the query.
+/// `xensim xl FILE [--host H] --at TIME -- <command>`: run to `at_ns`, then answer the query
+/// on host `H` (default: the first).
 pub fn xl_at(
     scenario: &Scenario,
     at_ns: u64,
+    host: Option<&str>,
     words: &[String],
 ) -> Result<crate::report::xl::XlOutput, AppError> {
+    let host_index = match host {
+        None => 0,
+        Some(name) => scenario
+            .hosts
+            .iter()
+            .position(|h| h.name == name)
+            .ok_or_else(|| {
+                let known: Vec<&str> = scenario.hosts.iter().map(|h| h.name.as_str()).collect();
+                AppError::Usage(format!(
+                    "--host {name}: no such host (hosts: {})",
+                    known.join(", ")
+                ))
+            })?,
+    };
+    let host_index = u16::try_from(host_index).unwrap_or(u16::MAX);
     let command =
         XlCommand::parse(words).map_err(|e| AppError::Usage(format!("xl: {}", e.message)))?;
     if !command.is_query() {
@@ -294,5 +311,5 @@ pub fn xl_at(
         stop_at_ns: Some(at_ns),
         decision_log: false,
     };
-    Ok(run::query_at(scenario, &opts, &command)?)
+    Ok(run::query_at(scenario, &opts, host_index, &command)?)
 }

@@ -158,4 +158,39 @@ mod tests {
         );
         assert!(stdout(&replay).contains("replay matches"));
     }
+
+    #[test]
+    fn xl_query_on_named_host_shows_that_hosts_domains() {
+        let args = [
+            "xl",
+            "scenarios/two-hosts.toml",
+            "--host",
+            "h1",
+            "--at",
+            "1s",
+            "--",
+            "list",
+        ];
+        let output = xensim(&args);
+        assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+        assert!(stdout(&output).contains("\nback "), "{}", stdout(&output));
+    }
+
+    #[test]
+    fn xl_query_on_unknown_host_exits_two() {
+        let output = xensim(&[
+            "xl",
+            "scenarios/two-hosts.toml",
+            "--host",
+            "h9",
+            "--",
+            "list",
+        ]);
+        assert_eq!(output.status.code(), Some(2));
+        assert!(
+            stderr(&output).contains("no such host"),
+            "{}",
+            stderr(&output)
+        );
+    }
 }

@@ -81,11 +81,17 @@ mod tests {
                 report.expect_failures
             );
             snapshot(&format!("{stem}__summary"), &report.summary);
-            let at_end = app::xl_at(&scenario, scenario.sim.duration_ns, &["list".to_string()])
-                .unwrap_or_else(|e| panic!("{stem} xl list: {e}"));
+            let mut at_end = String::new();
+            for host in &scenario.hosts {
+                let words = ["list".to_string()];
+                let end_ns = scenario.sim.duration_ns;
+                let out = app::xl_at(&scenario, end_ns, Some(&host.name), &words)
+                    .unwrap_or_else(|e| panic!("{stem} xl list on {}: {e}", host.name));
+                at_end.push_str(&format!("## end: xl list on {}\n{}", host.name, out.stdout));
+            }
             snapshot(
                 &format!("{stem}__xl-list"),
-                &format!("{}## end: xl list\n{}", xl_views(&report), at_end.stdout),
+                &format!("{}{at_end}", xl_views(&report)),
             );
             let log = report
                 .outcome

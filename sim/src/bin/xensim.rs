@@ -63,6 +63,9 @@ enum Command {
         /// Override `[sim] seed`.
         #[arg(long)]
         seed: Option<u64>,
+        /// Which host's dom0 runs xl (default: the first host).
+        #[arg(long)]
+        host: Option<String>,
         /// The xl command, after `--`.
         #[arg(last = true, required = true)]
         command: Vec<String>,
@@ -115,8 +118,9 @@ fn dispatch(command: Command) -> anyhow::Result<u8> {
             file,
             at,
             seed,
+            host,
             command,
-        } => xl(&file, at.as_deref(), seed, &command),
+        } => xl(&file, at.as_deref(), seed, host.as_deref(), &command),
     }
 }
 
@@ -225,6 +229,7 @@ fn xl(
     file: &std::path::Path,
     at: Option<&str>,
     seed: Option<u64>,
+    host: Option<&str>,
     words: &[String],
 ) -> anyhow::Result<u8> {
     let scenario = app::load(file, seed, false)?;
@@ -234,7 +239,7 @@ fn xl(
         }
         None => scenario.sim.duration_ns,
     };
-    let out = app::xl_at(&scenario, at_ns, words)?;
+    let out = app::xl_at(&scenario, at_ns, host, words)?;
     print!("{}", out.stdout);
     eprint!("{}", out.stderr);
     Ok(u8::try_from(out.rc).unwrap_or(1))

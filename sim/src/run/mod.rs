@@ -220,17 +220,18 @@ pub fn run(
     world.finish(end_ns, event_count, invariant_failure)
 }
 
-/// Runs `scenario` up to `opts.stop_at_ns` and answers the xl query `command` on its first
-/// host at that instant.
+/// Runs `scenario` up to `opts.stop_at_ns` and answers the xl query `command` on host
+/// `host` (an index into `Scenario::hosts`) at that instant.
 pub fn query_at(
     scenario: &Scenario,
     opts: &RunOptions,
+    host: u16,
     command: &crate::xl::command::XlCommand,
 ) -> Result<crate::report::xl::XlOutput, RunError> {
     let mut world = World::boot(scenario, opts, Recorder::new())?;
     let at_ns = opts.stop_at_ns.unwrap_or(scenario.sim.duration_ns);
     world.advance(at_ns, opts.check)?;
-    Ok(world.query(0, command, at_ns))
+    Ok(world.query(host, command, at_ns))
 }
 
 impl<'s> World<'s> {
