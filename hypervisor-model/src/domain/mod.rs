@@ -41,6 +41,19 @@ pub enum ShutdownReason {
 }
 
 impl ShutdownReason {
+    /// The reason with `SHUTDOWN_*` code `code`, if any.
+    pub const fn from_code(code: u8) -> Option<ShutdownReason> {
+        match code {
+            0 => Some(ShutdownReason::Poweroff),
+            1 => Some(ShutdownReason::Reboot),
+            2 => Some(ShutdownReason::Suspend),
+            3 => Some(ShutdownReason::Crash),
+            4 => Some(ShutdownReason::Watchdog),
+            5 => Some(ShutdownReason::SoftReset),
+            _ => None,
+        }
+    }
+
     /// The numeric code.
     pub const fn code(self) -> u8 {
         self as u8

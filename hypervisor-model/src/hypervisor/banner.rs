@@ -84,7 +84,6 @@ impl Hypervisor {
         };
         self.printk(p, &format!("*** Building a {kind} Dom0 ***"));
         let pages = d0.memory_pages.min(self.free_pages);
-        self.free_pages -= pages;
         let identity = DomainIdentity {
             id: DomId::DOM0,
             name: String::from("Domain-0"),
@@ -96,15 +95,9 @@ impl Hypervisor {
         };
         let mut domain = Domain::new_paused(identity, p.now());
         domain.privileged = true;
-        domain.tot_pages = pages;
         domain.max_pages = pages;
         self.insert_domain(domain, p);
-        let delta_pages = i64::try_from(pages).unwrap_or(i64::MAX);
-        p.trace(&crate::trace::TraceEvent::Memory {
-            dom: DomId::DOM0,
-            delta_pages,
-            free_pages: self.free_pages,
-        });
+        self.give_pages(DomId::DOM0, pages, p);
         let nr_cpus = self.host.nr_cpus();
         let pool0_cpus = self.pools[0].cpus.clone();
         // dom0_cpus is Pool-0's CPUs (no dom0_nodes); with dom0_vcpus_pin, vCPU i is

@@ -276,11 +276,7 @@ impl Hypervisor {
                 job,
                 step: JobStepCode::Populate as u8,
             });
-            let cost_ns = self
-                .costs
-                .populate_page_ns
-                .saturating_mul(i64::try_from(batch).unwrap_or(i64::MAX));
-            self.defer(job, cost_ns, p);
+            self.defer_pages(job, self.costs.populate_page_ns, batch, p);
         } else if !built {
             self.jobs.insert(
                 job,
@@ -312,7 +308,20 @@ impl Hypervisor {
         }
     }
 
-    fn give_pages<P: Platform + ?Sized>(&mut self, dom: DomId, pages: u64, p: &mut P) {
+    /// Defers `job` by the time `pages` pages take at `page_ns` each.
+    fn defer_pages<P: Platform + ?Sized>(
+        &mut self,
+        job: JobId,
+        page_ns: i64,
+        pages: u64,
+        p: &mut P,
+    ) {
+        let cost_ns = page_ns.saturating_mul(i64::try_from(pages).unwrap_or(i64::MAX));
+        self.defer(job, cost_ns, p);
+    }
+
+    /// Moves `pages` from the heap to `dom` (populate_physmap), tracing the change.
+    pub(crate) fn give_pages<P: Platform + ?Sized>(&mut self, dom: DomId, pages: u64, p: &mut P) {
         assert!(pages <= self.free_pages, "populating past the claim");
         self.free_pages -= pages;
         if let Some(d) = self.domains.get_mut(dom) {
@@ -400,11 +409,7 @@ impl Hypervisor {
                 job,
                 step: JobStepCode::Relinquish as u8,
             });
-            let cost_ns = self
-                .costs
-                .relinquish_page_ns
-                .saturating_mul(i64::try_from(batch).unwrap_or(i64::MAX));
-            self.defer(job, cost_ns, p);
+            self.defer_pages(job, self.costs.relinquish_page_ns, batch, p);
             return;
         }
         if self.domains.get(dom).is_some_and(|d| d.is_running()) {

@@ -291,15 +291,8 @@ impl ToolstackOp {
 
 /// A `SHUTDOWN_*` code.
 pub fn decode_reason(d: &mut Decoder<'_>) -> Result<ShutdownReason, DecodeError> {
-    match d.u8()? {
-        0 => Ok(ShutdownReason::Poweroff),
-        1 => Ok(ShutdownReason::Reboot),
-        2 => Ok(ShutdownReason::Suspend),
-        3 => Ok(ShutdownReason::Crash),
-        4 => Ok(ShutdownReason::Watchdog),
-        5 => Ok(ShutdownReason::SoftReset),
-        _ => Err(d.error("a SHUTDOWN_* code")),
-    }
+    let code = d.u8()?;
+    ShutdownReason::from_code(code).ok_or_else(|| d.error("a SHUTDOWN_* code"))
 }
 
 fn optional(text: String) -> Option<String> {
