@@ -6,7 +6,7 @@ use alloc::vec::Vec;
 
 use crate::domain::ShutdownReason;
 use crate::encode::{DecodeError, Decoder, Encoder};
-use crate::ids::{DomId, PcpuId, VcpuRef};
+use crate::ids::{DomId, PcpuId, PoolId, VcpuRef};
 use crate::toolstack::ops::{decode_reason, JobId, ToolstackOp};
 
 /// One input to the core.
@@ -16,6 +16,11 @@ pub enum CoreInput {
     TimerExpired {
         /// The pCPU.
         pcpu: PcpuId,
+    },
+    /// A pool scheduler's own timer fired (`Platform::set_pool_timer`).
+    PoolTimer {
+        /// The pool.
+        pool: PoolId,
     },
     /// An IPI (SCHEDULE_SOFTIRQ) reached a pCPU.
     Softirq {
@@ -88,6 +93,9 @@ impl CoreInput {
             CoreInput::ToolstackContinue { job } => {
                 e.u8(8).u32(job.0);
             }
+            CoreInput::PoolTimer { pool } => {
+                e.u8(9).u32(pool.0);
+            }
         }
     }
 }
@@ -118,6 +126,9 @@ impl CoreInput {
             }
             8 => CoreInput::ToolstackContinue {
                 job: JobId(d.u32()?),
+            },
+            9 => CoreInput::PoolTimer {
+                pool: PoolId(d.u32()?),
             },
             _ => return Err(d.error("a core input tag")),
         };

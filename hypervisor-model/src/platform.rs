@@ -9,7 +9,7 @@
 //! P2M, passthrough and split-driver models) arrive with those subsystems. Until then the
 //! simulator's machine model implements them and tests drive them directly.
 
-use crate::ids::{DomId, Gfn, Mfn, PciBdf, PcpuId, VcpuRef};
+use crate::ids::{DomId, Gfn, Mfn, PciBdf, PcpuId, PoolId, VcpuRef};
 use crate::time::STime;
 use crate::toolstack::ops::{GuestNotice, JobId, ToolstackReply};
 use crate::trace::TraceEvent;
@@ -73,6 +73,13 @@ pub trait Platform {
 
     /// Disarms `pcpu`'s scheduler timer (no-op if not armed).
     fn cancel_timer(&mut self, pcpu: PcpuId);
+
+    /// Arms (replacing any earlier arm) the timer of pool `pool`'s scheduler; at `deadline`
+    /// the platform hands the core `CoreInput::PoolTimer`.
+    fn set_pool_timer(&mut self, pool: PoolId, deadline: STime);
+
+    /// Cancels pool `pool`'s scheduler timer (a no-op if not armed).
+    fn cancel_pool_timer(&mut self, pool: PoolId);
 
     /// Sends an IPI; the platform later delivers it as `CoreInput::Softirq`.
     fn send_ipi(&mut self, target: PcpuId, kind: IpiKind);

@@ -10,8 +10,9 @@ use crate::cpumask::CpuMask;
 use crate::event::CoreInput;
 use crate::hypervisor::boot::{BootConfig, CoreCosts, CpuTopo, Dom0Boot, HostInfo, XenBuild};
 use crate::hypervisor::Hypervisor;
-use crate::ids::{DomId, Gfn, Mfn, PciBdf, PcpuId, VcpuRef};
+use crate::ids::{DomId, Gfn, Mfn, PciBdf, PcpuId, PoolId, VcpuRef};
 use crate::platform::{Doorbell, EptEntry, IpiKind, MapAccess, Platform};
+use crate::sched::params::SchedOpts;
 use crate::sched::SchedKind;
 use crate::time::STime;
 use crate::toolstack::config::GuestType;
@@ -25,6 +26,8 @@ pub struct FakePlatform {
     pub now: STime,
     /// Armed timers.
     pub timers: BTreeMap<PcpuId, STime>,
+    /// Armed pool-scheduler timers.
+    pub pool_timers: BTreeMap<PoolId, STime>,
     /// Context switches, in order.
     pub switches: Vec<(PcpuId, Option<VcpuRef>, Option<VcpuRef>)>,
     /// Pending inputs by (time, sequence).
@@ -95,6 +98,54 @@ impl FakePlatform {
         }
         panic!("run_until_idle did not settle");
     }
+
+    /// Runs the host until `end`: queued inputs, pCPU timers and pool timers in time order
+    /// (at equal times: queued inputs, then pCPU timers by pCPU, then pool timers by pool),
+    /// checking invariants after each. Returns how many inputs were handled.
+    pub fn advance_to(&mut self, hv: &mut Hypervisor, end: STime) -> u64 {
+        let mut handled_count = 0u64;
+        loop {
+            let queued = self.pending.first_key_value().map(|((t, _), _)| *t);
+            let timer = self.timers.iter().map(|(c, t)| (*t, *c)).min();
+            let pool_timer = self.pool_timers.iter().map(|(p, t)| (*t, *p)).min();
+            let next = [queued, timer.map(|x| x.0), pool_timer.map(|x| x.0)]
+                .into_iter()
+                .flatten()
+                .min();
+            let Some(at) = next.filter(|t| *t <= end) else {
+                self.now = self.now.max(end);
+                return handled_count;
+            };
+            self.now = self.now.max(at);
+            let input = if queued == Some(at) {
+                match self.pending.pop_first() {
+                    Some((_, input)) => input,
+                    None => unreachable!("queued input vanished"),
+                }
+            } else if let Some((_, pcpu)) = timer.filter(|x| x.0 == at) {
+                self.timers.remove(&pcpu);
+                CoreInput::TimerExpired { pcpu }
+            } else if let Some((_, pool)) = pool_timer {
+                self.pool_timers.remove(&pool);
+                CoreInput::PoolTimer { pool }
+            } else {
+                unreachable!("no input at {at:?}")
+            };
+            let handled = hv.handle(&input, self);
+            assert_eq!(handled, Ok(()), "input {input:?} refused");
+            handled_count += 1;
+            let broken = hv.check_invariants();
+            assert!(
+                broken.is_empty(),
+                "invariants broken after {input:?} at {at:?}: {broken:?}"
+            );
+        }
+    }
+
+    /// Queues an input at `at` (a guest block/wake/yield, a toolstack op).
+    pub fn inject(&mut self, at: STime, input: CoreInput) {
+        self.push(at, input);
+    }
 }
 
 impl Platform for FakePlatform {
@@ -108,6 +159,14 @@ impl Platform for FakePlatform {
 
     fn cancel_timer(&mut self, pcpu: PcpuId) {
         self.timers.remove(&pcpu);
+    }
+
+    fn set_pool_timer(&mut self, pool: PoolId, deadline: STime) {
+        self.pool_timers.insert(pool, deadline);
+    }
+
+    fn cancel_pool_timer(&mut self, pool: PoolId) {
+        self.pool_timers.remove(&pool);
     }
 
     fn send_ipi(&mut self, target: PcpuId, kind: IpiKind) {
@@ -165,6 +224,7 @@ pub fn small_host(nr_cpus: u32, sched: SchedKind) -> BootConfig {
         })
         .collect();
     BootConfig {
+        sched_opts: SchedOpts::default(),
         host: HostInfo {
             cpus,
             cores_per_socket: nr_cpus,

@@ -12,7 +12,8 @@ use alloc::vec::Vec;
 use crate::domain::vcpu::Runstate;
 use crate::domain::{Dying, ShutdownReason};
 use crate::encode::Encoder;
-use crate::ids::{DomId, PcpuId, VcpuRef};
+use crate::ids::{DomId, PcpuId, PoolId, VcpuRef};
+use crate::sched::PickReason;
 use crate::time::{STime, Span};
 use crate::toolstack::ops::JobId;
 
@@ -38,11 +39,23 @@ pub enum TraceEvent {
         next: Option<VcpuRef>,
         /// Scheduler timer, relative; negative = none.
         next_time: Span,
+        /// Why the scheduler chose `next`.
+        reason: PickReason,
+        /// `next`'s credit (credit2) or remaining budget (rtds), ns.
+        credit_ns: Option<i64>,
     },
     /// `SCHEDULE_SOFTIRQ` raised on a pCPU (a tickle).
     Tickle {
         /// The target pCPU.
         pcpu: PcpuId,
+    },
+    /// A pool scheduler's own timer (cap or deadline replenishment) was armed (`Some`) or
+    /// cancelled (`None`).
+    PoolTimerSet {
+        /// The pool.
+        pool: PoolId,
+        /// Absolute deadline.
+        deadline: Option<STime>,
     },
     /// The scheduler timer of a pCPU was armed.
     TimerSet {
@@ -154,15 +167,29 @@ impl TraceEvent {
                 prev,
                 next,
                 next_time,
+                reason,
+                credit_ns,
             } => {
                 e.u8(2)
                     .pcpu(*pcpu)
                     .opt_vcpu(*prev)
                     .opt_vcpu(*next)
-                    .span(*next_time);
+                    .span(*next_time)
+                    .u8(reason.code());
+                match credit_ns {
+                    Some(credit) => e.u8(1).i64(*credit),
+                    None => e.u8(0),
+                };
             }
             TraceEvent::Tickle { pcpu } => {
                 e.u8(3).pcpu(*pcpu);
+            }
+            TraceEvent::PoolTimerSet { pool, deadline } => {
+                e.u8(17).u32(pool.0);
+                match deadline {
+                    Some(t) => e.u8(1).time(*t),
+                    None => e.u8(0),
+                };
             }
             TraceEvent::TimerSet { pcpu, deadline } => {
                 e.u8(4).pcpu(*pcpu).time(*deadline);

@@ -10,7 +10,7 @@
 
 use hypervisor_model::event::CoreInput;
 use hypervisor_model::hypervisor::Hypervisor;
-use hypervisor_model::ids::{DomId, Gfn, Mfn, PciBdf, PcpuId, VcpuRef};
+use hypervisor_model::ids::{DomId, Gfn, Mfn, PciBdf, PcpuId, PoolId, VcpuRef};
 use hypervisor_model::platform::{Doorbell, EptEntry, IpiKind, MapAccess, Platform};
 use hypervisor_model::time::STime;
 use hypervisor_model::toolstack::ops::{GuestNotice, JobId, ToolstackReply};
@@ -73,6 +73,10 @@ impl Platform for ReplayPlatform<'_> {
     fn set_timer(&mut self, _pcpu: PcpuId, _deadline: STime) {}
 
     fn cancel_timer(&mut self, _pcpu: PcpuId) {}
+
+    fn set_pool_timer(&mut self, _pool: PoolId, _deadline: STime) {}
+
+    fn cancel_pool_timer(&mut self, _pool: PoolId) {}
 
     fn send_ipi(&mut self, _target: PcpuId, _kind: IpiKind) {}
 

@@ -40,6 +40,10 @@ impl Runstate {
 pub const VPF_BLOCKED: u8 = 1 << 0;
 /// `_VPF_down`: the vCPU is offline (not brought up, or taken down).
 pub const VPF_DOWN: u8 = 1 << 1;
+/// `_VPF_migrating`: the core is moving the vCPU to another pCPU (affinity, pool change).
+pub const VPF_MIGRATING: u8 = 1 << 2;
+/// `_VPF_parked`: credit2 parked the vCPU because its domain ran out of cap budget.
+pub const VPF_PARKED: u8 = 1 << 3;
 
 /// One vCPU.
 #[derive(Clone, Debug)]

@@ -17,6 +17,7 @@ use crate::cpumask::CpuMask;
 use crate::domain::{Domain, DomainIdentity};
 use crate::ids::{DomId, PcpuId, PoolId};
 use crate::platform::Platform;
+use crate::sched::params::{DEFAULT_RATELIMIT_US, RATELIMIT_MAX_US, RATELIMIT_MIN_US};
 use crate::sched::SchedKind;
 use crate::toolstack::config::GuestType;
 
@@ -54,11 +55,24 @@ impl Hypervisor {
         );
         let nr_cpus = self.host.nr_cpus();
         self.printk(p, &format!("SMP: Allowing {nr_cpus} CPUs (0 hotplug CPUs)"));
-        let probe = pool0.instantiate(1);
+        let probe = pool0.instantiate(&self.sched_init());
         self.printk(
             p,
             &format!("Using scheduler: {} ({})", probe.name(), probe.opt_name()),
         );
+        let rl = self.sched_opts.ratelimit_us;
+        if rl != 0 && !(RATELIMIT_MIN_US..=RATELIMIT_MAX_US).contains(&rl) {
+            // scheduler_init: an out-of-range boot value falls back to the default.
+            self.printk(
+                p,
+                &format!(
+                    "WARNING: sched_ratelimit_us outside of valid range \
+                     [{RATELIMIT_MIN_US},{RATELIMIT_MAX_US}]."
+                ),
+            );
+            self.printk(p, &format!(" Resetting to default {DEFAULT_RATELIMIT_US}"));
+            self.sched_opts.ratelimit_us = DEFAULT_RATELIMIT_US;
+        }
         sched_init(self, p, pool0);
         self.printk(
             p,
@@ -122,13 +136,10 @@ impl Hypervisor {
 
 /// `init` of a scheduler instance: what it prints when it starts.
 pub(super) fn sched_init<P: Platform + ?Sized>(hv: &mut Hypervisor, p: &mut P, kind: SchedKind) {
-    match kind {
-        SchedKind::Null => {
-            // null.c null_init: one printk with three lines.
-            hv.printk(p, "Initializing null scheduler");
-            hv.printk(p, "WARNING: This is experimental software in development.");
-            hv.printk(p, "Use at your own risk.");
-        }
+    let mut lines = Vec::new();
+    kind.instantiate(&hv.sched_init()).init_messages(&mut lines);
+    for line in lines {
+        hv.printk(p, &line);
     }
 }
 

@@ -5,6 +5,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use crate::cpumask::CpuMask;
+use crate::sched::params::SchedOpts;
 use crate::sched::SchedKind;
 use crate::toolstack::config::GuestType;
 
@@ -136,6 +137,8 @@ pub struct BootConfig {
     pub xen: XenBuild,
     /// Pool-0's scheduler (`sched=`).
     pub pool0_sched: SchedKind,
+    /// Scheduler options of the command line (`sched_ratelimit_us`, `credit2_*`).
+    pub sched_opts: SchedOpts,
     /// Extra pools, ids 1, 2, ... in order.
     pub pools: Vec<PoolBoot>,
     /// pCPUs in no pool.

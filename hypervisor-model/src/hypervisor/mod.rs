@@ -28,6 +28,7 @@ use crate::domain::{Domain, DomainTable, Dying};
 use crate::event::CoreInput;
 use crate::ids::{DomId, PcpuId, PoolId, VcpuId, VcpuRef};
 use crate::platform::Platform;
+use crate::sched::params::{SchedInit, SchedOpts};
 use crate::sched::{Pool, SchedCtx, Scheduler, Violation};
 use crate::time::STime;
 use crate::toolstack::jobs::Job;
@@ -46,6 +47,8 @@ pub enum InputError {
     UnknownPcpu(PcpuId),
     /// The domain does not exist.
     UnknownDomain(DomId),
+    /// The pool does not exist.
+    UnknownPool(PoolId),
     /// No such toolstack job is waiting for a continuation.
     UnknownJob(JobId),
     /// A job id was used twice.
@@ -58,6 +61,7 @@ pub struct Hypervisor {
     pub(crate) host: HostInfo,
     pub(crate) xen: XenBuild,
     pub(crate) costs: CoreCosts,
+    pub(crate) sched_opts: SchedOpts,
     pub(crate) domains: DomainTable,
     pub(crate) pools: Vec<Pool>,
     /// Pool of each pCPU (`None` = free pCPU).
@@ -98,6 +102,7 @@ impl Hypervisor {
             host: config.host.clone(),
             xen: config.xen.clone(),
             costs: config.costs,
+            sched_opts: config.sched_opts,
             domains: DomainTable::new(),
             pools: Vec::new(),
             cpu_pool: alloc::vec![None; slots],
@@ -134,6 +139,15 @@ impl Hypervisor {
         }
     }
 
+    /// What a new scheduler instance of this host is created with.
+    pub(crate) fn sched_init(&self) -> SchedInit<'_> {
+        SchedInit {
+            nr_cpus: self.host.nr_cpus(),
+            topo: &self.host.cpus,
+            opts: &self.sched_opts,
+        }
+    }
+
     fn add_pool<P: Platform + ?Sized>(
         &mut self,
         p: &mut P,
@@ -143,12 +157,13 @@ impl Hypervisor {
     ) {
         let id = PoolId(u32::try_from(self.pools.len()).unwrap_or(u32::MAX));
         assert!(id.0 < crate::limits::POOLS_MAX, "too many pools");
-        let sched = kind.instantiate(self.host.nr_cpus());
+        let sched = kind.instantiate(&self.sched_init());
         self.pools.push(Pool {
             id,
             name,
             cpus: CpuMask::empty(self.host.nr_cpus()),
             sched,
+            timer: None,
         });
         for cpu in cpus.iter() {
             assert!(self.cpu_pool[cpu.index()].is_none(), "{cpu:?} in two pools");
@@ -180,8 +195,32 @@ impl Hypervisor {
             events: &mut self.sched_events,
         };
         let result = f(sched.as_mut(), &mut ctx);
+        let wanted = sched.next_timer();
         self.flush_sched_output(p);
+        self.arm_pool_timer(pool, wanted, p);
         result
+    }
+
+    /// Re-arms pool `pool`'s timer if its scheduler now wants another deadline.
+    fn arm_pool_timer<P: Platform + ?Sized>(
+        &mut self,
+        pool: PoolId,
+        wanted: Option<STime>,
+        p: &mut P,
+    ) {
+        let armed = &mut self.pools[pool_index(pool)].timer;
+        if *armed == wanted {
+            return;
+        }
+        *armed = wanted;
+        match wanted {
+            Some(deadline) => p.set_pool_timer(pool, deadline),
+            None => p.cancel_pool_timer(pool),
+        }
+        p.trace(&TraceEvent::PoolTimerSet {
+            pool,
+            deadline: wanted,
+        });
     }
 
     fn flush_sched_output<P: Platform + ?Sized>(&mut self, p: &mut P) {
@@ -216,6 +255,11 @@ impl Hypervisor {
                 self.softirq_pending[pcpu.index()] = false;
                 self.schedule(*pcpu, p);
             }
+            CoreInput::PoolTimer { pool } => {
+                self.check_pool(*pool)?;
+                self.pools[pool_index(*pool)].timer = None;
+                self.with_sched(*pool, p, |s, ctx| s.timer_fired(ctx));
+            }
             CoreInput::VcpuBlock { vcpu } => self.vcpu_block(*vcpu, p)?,
             CoreInput::VcpuWake { vcpu } => self.vcpu_wake_event(*vcpu, p)?,
             CoreInput::VcpuYield { vcpu } => self.vcpu_yield(*vcpu, p)?,
@@ -224,6 +268,14 @@ impl Hypervisor {
             CoreInput::ToolstackContinue { job } => self.continue_job(*job, p)?,
         }
         Ok(())
+    }
+
+    fn check_pool(&self, pool: PoolId) -> Result<(), InputError> {
+        if pool_index(pool) < self.pools.len() {
+            Ok(())
+        } else {
+            Err(InputError::UnknownPool(pool))
+        }
     }
 
     fn check_pcpu(&self, pcpu: PcpuId) -> Result<(), InputError> {

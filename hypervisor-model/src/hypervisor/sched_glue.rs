@@ -31,16 +31,15 @@ impl Hypervisor {
         let prev = self.curr[cpu.index()];
         let decision = match self.cpu_pool[cpu.index()] {
             Some(pool) => self.with_sched(pool, p, |s, ctx| s.do_schedule(ctx, cpu, prev)),
-            None => Decision {
-                next: None,
-                next_time: crate::time::Span::from_ns(-1),
-            },
+            None => Decision::idle(),
         };
         p.trace(&TraceEvent::Schedule {
             pcpu: cpu,
             prev,
             next: decision.next,
             next_time: decision.next_time,
+            reason: decision.reason,
+            credit_ns: decision.credit_ns,
         });
         if let Some(next) = decision.next {
             self.assert_can_run(next, cpu);

@@ -10,17 +10,87 @@
 //! - A scheduler only names vCPUs of domains in its pool, and pCPUs in its pool.
 //! - `do_schedule` returns a runnable vCPU whose `processor` is the scheduling pCPU, or idle.
 
+pub mod affinity;
 pub mod null;
+pub mod params;
 
 use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec::Vec;
 
 use crate::cpumask::CpuMask;
+use crate::domain::vcpu::Vcpu;
 use crate::domain::DomainTable;
-use crate::ids::{PcpuId, PoolId, VcpuRef};
+use crate::ids::{DomId, PcpuId, PoolId, VcpuRef};
 use crate::time::{STime, Span};
 use crate::trace::TraceEvent;
+use params::{DomParams, PoolParams, SchedError, SchedInit, VcpuParams};
+
+/// Why `do_schedule` chose what it chose (the decision log's reason column).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum PickReason {
+    /// Nothing runnable may run here: the idle vCPU.
+    Idle,
+    /// null: the pCPU's assigned vCPU.
+    Assigned,
+    /// The current vCPU keeps the pCPU (it still has the best claim).
+    Continue,
+    /// credit2: the current vCPU keeps the pCPU because its ratelimit has not expired.
+    Ratelimit,
+    /// A waiting vCPU from the runqueue (higher credit, or earlier deadline / level).
+    Runq,
+    /// credit2: a waiting vCPU chosen because the current one yielded.
+    Yield,
+    /// credit2: the current vCPU was kicked out for an idle pCPU of its soft affinity.
+    SoftAffinity,
+    /// rtds: a vCPU running on extratime (`priority_level > 0`).
+    Extratime,
+}
+
+impl PickReason {
+    /// Stable code for the trace encoding.
+    pub const fn code(self) -> u8 {
+        match self {
+            PickReason::Idle => 0,
+            PickReason::Assigned => 1,
+            PickReason::Continue => 2,
+            PickReason::Ratelimit => 3,
+            PickReason::Runq => 4,
+            PickReason::Yield => 5,
+            PickReason::SoftAffinity => 6,
+            PickReason::Extratime => 7,
+        }
+    }
+
+    /// Decodes [`PickReason::code`].
+    pub const fn from_code(code: u8) -> Option<PickReason> {
+        Some(match code {
+            0 => PickReason::Idle,
+            1 => PickReason::Assigned,
+            2 => PickReason::Continue,
+            3 => PickReason::Ratelimit,
+            4 => PickReason::Runq,
+            5 => PickReason::Yield,
+            6 => PickReason::SoftAffinity,
+            7 => PickReason::Extratime,
+            _ => return None,
+        })
+    }
+
+    /// Lower-case name for the decision log.
+    pub const fn name(self) -> &'static str {
+        match self {
+            PickReason::Idle => "idle",
+            PickReason::Assigned => "assigned",
+            PickReason::Continue => "continue",
+            PickReason::Ratelimit => "ratelimit",
+            PickReason::Runq => "runq",
+            PickReason::Yield => "yield",
+            PickReason::SoftAffinity => "soft-affinity",
+            PickReason::Extratime => "extratime",
+        }
+    }
+}
 
 /// What `do_schedule` decided for one pCPU.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -29,6 +99,23 @@ pub struct Decision {
     pub next: Option<VcpuRef>,
     /// When to run the scheduler again, relative to now; negative = no timer.
     pub next_time: Span,
+    /// Why.
+    pub reason: PickReason,
+    /// The chosen vCPU's credit (credit2) or remaining budget (rtds), ns; `None` for idle
+    /// and for null.
+    pub credit_ns: Option<i64>,
+}
+
+impl Decision {
+    /// Run idle with no timer.
+    pub const fn idle() -> Decision {
+        Decision {
+            next: None,
+            next_time: Span::from_ns(-1),
+            reason: PickReason::Idle,
+            credit_ns: None,
+        }
+    }
 }
 
 /// Everything a scheduler hook may look at or change outside its own state.
@@ -63,6 +150,37 @@ impl SchedCtx<'_> {
         self.curr.get(cpu.index()).copied().flatten()
     }
 
+    /// A vCPU the scheduler knows; panics if the core and the scheduler disagree.
+    pub fn vcpu(&self, v: VcpuRef) -> &Vcpu {
+        match self.domains.vcpu(v) {
+            Some(vcpu) => vcpu,
+            None => panic!("scheduler asked about unknown vCPU {v:?}"),
+        }
+    }
+
+    /// Mutable access to a vCPU the scheduler knows (`processor`, `VPF_parked` only).
+    pub fn vcpu_mut(&mut self, v: VcpuRef) -> &mut Vcpu {
+        match self.domains.vcpu_mut(v) {
+            Some(vcpu) => vcpu,
+            None => panic!("scheduler changed unknown vCPU {v:?}"),
+        }
+    }
+
+    /// `v->processor`.
+    pub fn processor(&self, v: VcpuRef) -> PcpuId {
+        self.vcpu(v).processor
+    }
+
+    /// Moves `v->processor` (`sched_set_res`).
+    pub fn set_processor(&mut self, v: VcpuRef, cpu: PcpuId) {
+        self.vcpu_mut(v).processor = cpu;
+    }
+
+    /// `unit_runnable`: no pause flag, not paused, domain not paused.
+    pub fn runnable(&self, v: VcpuRef) -> bool {
+        self.domains.runnable(v)
+    }
+
     /// Records a scheduler trace event.
     pub fn trace(&mut self, event: TraceEvent) {
         self.events.push(event);
@@ -85,6 +203,9 @@ pub trait Scheduler: core::fmt::Debug {
 
     /// `name`: the long name Xen prints (`"null Scheduler"`).
     fn name(&self) -> &'static str;
+
+    /// What the scheduler's `init` prints on the console (`printk` lines, no prefix).
+    fn init_messages(&self, _out: &mut Vec<String>) {}
 
     /// `cpu` joins the pool (`switch_sched` / `init_pdata`).
     fn add_pcpu(&mut self, ctx: &mut SchedCtx<'_>, cpu: PcpuId);
@@ -124,6 +245,68 @@ pub trait Scheduler: core::fmt::Debug {
     /// `context_saved`: `prev`'s state is saved after a switch away from it.
     fn context_saved(&mut self, ctx: &mut SchedCtx<'_>, prev: VcpuRef);
 
+    /// `alloc_domdata`: a domain joins the pool (creation or pool move), before its vCPUs.
+    fn insert_domain(&mut self, _ctx: &mut SchedCtx<'_>, _dom: DomId) {}
+
+    /// `free_domdata`: the domain left the pool; all its vCPUs were removed before.
+    fn remove_domain(&mut self, _ctx: &mut SchedCtx<'_>, _dom: DomId) {}
+
+    /// `adjust_affinity`: `v`'s hard or soft affinity changed (the core has stored it).
+    fn affinity_changed(&mut self, _ctx: &mut SchedCtx<'_>, _v: VcpuRef) {}
+
+    /// `XEN_DOMCTL_SCHEDOP_getinfo`.
+    fn dom_params(&self, _dom: DomId) -> Result<DomParams, SchedError> {
+        Ok(DomParams::Null)
+    }
+
+    /// `XEN_DOMCTL_SCHEDOP_putinfo`.
+    fn set_dom_params(
+        &mut self,
+        _ctx: &mut SchedCtx<'_>,
+        _dom: DomId,
+        _params: &DomParams,
+    ) -> Result<(), SchedError> {
+        Err(SchedError::Invalid)
+    }
+
+    /// `XEN_DOMCTL_SCHEDOP_getvcpuinfo` (rtds only).
+    fn vcpu_params(&self, _v: VcpuRef) -> Result<VcpuParams, SchedError> {
+        Err(SchedError::Invalid)
+    }
+
+    /// `XEN_DOMCTL_SCHEDOP_putvcpuinfo` (rtds only).
+    fn set_vcpu_params(
+        &mut self,
+        _ctx: &mut SchedCtx<'_>,
+        _v: VcpuRef,
+        _params: &VcpuParams,
+    ) -> Result<(), SchedError> {
+        Err(SchedError::Invalid)
+    }
+
+    /// `XEN_SYSCTL_SCHEDOP_getinfo`.
+    fn pool_params(&self) -> PoolParams {
+        PoolParams::Null
+    }
+
+    /// `XEN_SYSCTL_SCHEDOP_putinfo`.
+    fn set_pool_params(
+        &mut self,
+        _ctx: &mut SchedCtx<'_>,
+        _params: &PoolParams,
+    ) -> Result<(), SchedError> {
+        Err(SchedError::Invalid)
+    }
+
+    /// The earliest of the scheduler's own timers (credit2 cap replenishment, rtds
+    /// replenishment), if any. The core re-arms the pool timer after every hook.
+    fn next_timer(&self) -> Option<STime> {
+        None
+    }
+
+    /// The pool timer fired at `ctx.now`: run every own timer due by then.
+    fn timer_fired(&mut self, _ctx: &mut SchedCtx<'_>) {}
+
     /// O(n) consistency checks, run after every event in tests and under `--check`.
     fn check_invariants(
         &self,
@@ -144,27 +327,60 @@ pub struct Pool {
     pub cpus: CpuMask,
     /// Its scheduler.
     pub sched: Box<dyn Scheduler>,
+    /// The deadline the pool timer is armed at (`Scheduler::next_timer` when last asked).
+    pub timer: Option<STime>,
 }
 
 /// The schedulers a pool can be created with.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum SchedKind {
+    /// credit2 (Xen 4.17's default).
+    Credit2,
+    /// The real-time deferrable server scheduler.
+    Rtds,
     /// The null scheduler.
     Null,
 }
 
 impl SchedKind {
+    /// Every kind, in `XEN_SCHEDULER_*` order.
+    pub const ALL: [SchedKind; 3] = [SchedKind::Credit2, SchedKind::Rtds, SchedKind::Null];
+
     /// The scheduler's `opt_name` (`sched=` value).
     pub const fn opt_name(self) -> &'static str {
         match self {
+            SchedKind::Credit2 => "credit2",
+            SchedKind::Rtds => "rtds",
             SchedKind::Null => "null",
         }
     }
 
-    /// A fresh scheduler instance of this kind for a host of `nr_cpus` pCPUs.
-    pub fn instantiate(self, nr_cpus: u32) -> Box<dyn Scheduler> {
+    /// The kind whose `opt_name` is `name`.
+    pub fn from_opt_name(name: &str) -> Option<SchedKind> {
+        SchedKind::ALL.into_iter().find(|k| k.opt_name() == name)
+    }
+
+    /// `XEN_SCHEDULER_*` id (domctl.h): credit2 6, rtds 8, null 9.
+    pub const fn sched_id(self) -> u32 {
         match self {
-            SchedKind::Null => Box::new(null::NullScheduler::new(nr_cpus)),
+            SchedKind::Credit2 => 6,
+            SchedKind::Rtds => 8,
+            SchedKind::Null => 9,
         }
     }
+
+    /// A fresh scheduler instance of this kind with no pCPU yet.
+    pub fn instantiate(self, init: &SchedInit<'_>) -> Box<dyn Scheduler> {
+        match self {
+            SchedKind::Credit2 | SchedKind::Rtds => todo_scheduler(self, init),
+            SchedKind::Null => Box::new(null::NullScheduler::new(init.nr_cpus)),
+        }
+    }
+}
+
+// Placeholder until the credit2 and rtds modules land; never reached (the loader refuses
+// those schedulers).
+fn todo_scheduler(kind: SchedKind, init: &SchedInit<'_>) -> Box<dyn Scheduler> {
+    let _ = kind;
+    Box::new(null::NullScheduler::new(init.nr_cpus))
 }

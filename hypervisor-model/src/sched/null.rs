@@ -18,21 +18,16 @@ use alloc::collections::VecDeque;
 use alloc::format;
 use alloc::vec::Vec;
 
-use super::{Decision, SchedCtx, Scheduler, Violation};
+use super::affinity::{
+    balance_mask, check_affinity, has_soft_affinity, BalanceStep, BALANCE_STEPS,
+};
+use super::params::{DomParams, SchedError};
+use super::{Decision, PickReason, SchedCtx, Scheduler, Violation};
 use crate::cpumask::CpuMask;
 use crate::domain::DomainTable;
 use crate::ids::{PcpuId, VcpuRef};
 use crate::time::Span;
 use crate::trace::TraceEvent;
-
-/// Affinity balance steps (`BALANCE_SOFT_AFFINITY`, `BALANCE_HARD_AFFINITY`).
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum BalanceStep {
-    Soft,
-    Hard,
-}
-
-const BALANCE_STEPS: [BalanceStep; 2] = [BalanceStep::Soft, BalanceStep::Hard];
 
 /// The null scheduler's private data (`struct null_private` plus per-pCPU `null_pcpu`).
 #[derive(Debug)]
@@ -94,7 +89,7 @@ impl NullScheduler {
             "{v:?} offline"
         );
         self.assigned[cpu.index()] = Some(v);
-        set_processor(ctx, v, cpu);
+        ctx.set_processor(v, cpu);
         self.cpus_free.clear(cpu);
         ctx.trace(TraceEvent::NullAssign {
             vcpu: v,
@@ -106,7 +101,7 @@ impl NullScheduler {
     /// `unit_deassign`: free `v`'s pCPU and hand it to a suitable waiter, soft affinity
     /// first. Returns true if a pCPU was tickled.
     fn deassign(&mut self, ctx: &mut SchedCtx<'_>, v: VcpuRef) -> bool {
-        let cpu = processor(ctx, v);
+        let cpu = ctx.processor(v);
         assert!(!self.in_waitq(v), "{v:?} assigned and waiting");
         assert_eq!(
             self.assigned_to(cpu),
@@ -144,7 +139,7 @@ impl NullScheduler {
 
     /// `pick_res`.
     fn pick_res(&self, ctx: &SchedCtx<'_>, v: VcpuRef) -> PcpuId {
-        let cpu = processor(ctx, v);
+        let cpu = ctx.processor(v);
         for step in BALANCE_STEPS {
             if step == BalanceStep::Soft && !has_soft_affinity(ctx, v) {
                 continue;
@@ -159,7 +154,7 @@ impl NullScheduler {
             }
         }
         // Xen: cpumask_any(pool & hard); xensim: the first such pCPU (spec §9.2).
-        let hard = &vcpu_ref(ctx, v).hard_affinity;
+        let hard = &ctx.vcpu(v).hard_affinity;
         match ctx.pool_cpus.and(hard).first() {
             Some(any) => any,
             None => panic!("{v:?} has no pCPU in hard affinity and pool"),
@@ -171,63 +166,18 @@ impl NullScheduler {
         // hard & pool, and pick_res then returns a free one, so it ends in one extra round.
         for _round in 0..2 {
             let cpu = self.pick_res(ctx, v);
-            set_processor(ctx, v, cpu);
+            ctx.set_processor(v, cpu);
             if self.assigned_to(cpu).is_none() {
                 self.assign(ctx, v, cpu);
                 return;
             }
-            let allowed = ctx.pool_cpus.and(&vcpu_ref(ctx, v).hard_affinity);
+            let allowed = ctx.pool_cpus.and(&ctx.vcpu(v).hard_affinity);
             if !allowed.intersects(&self.cpus_free) {
                 break;
             }
         }
         self.add_to_waitq(ctx, v);
     }
-}
-
-fn vcpu_ref<'a>(ctx: &'a SchedCtx<'_>, v: VcpuRef) -> &'a crate::domain::vcpu::Vcpu {
-    match ctx.domains.vcpu(v) {
-        Some(vcpu) => vcpu,
-        None => panic!("scheduler asked about unknown vCPU {v:?}"),
-    }
-}
-
-fn processor(ctx: &SchedCtx<'_>, v: VcpuRef) -> PcpuId {
-    vcpu_ref(ctx, v).processor
-}
-
-fn set_processor(ctx: &mut SchedCtx<'_>, v: VcpuRef, cpu: PcpuId) {
-    match ctx.domains.vcpu_mut(v) {
-        Some(vcpu) => vcpu.processor = cpu,
-        None => panic!("scheduler moved unknown vCPU {v:?}"),
-    }
-}
-
-/// `has_soft_affinity`: effective soft affinity that actually restricts within the pool.
-pub(crate) fn has_soft_affinity(ctx: &SchedCtx<'_>, v: VcpuRef) -> bool {
-    let vcpu = vcpu_ref(ctx, v);
-    vcpu.soft_aff_effective() && !ctx.pool_cpus.is_subset(&vcpu.soft_affinity)
-}
-
-/// `affinity_balance_cpumask`: soft & hard (hard if empty) for SOFT, hard for HARD.
-fn balance_mask(ctx: &SchedCtx<'_>, v: VcpuRef, step: BalanceStep) -> CpuMask {
-    let vcpu = vcpu_ref(ctx, v);
-    match step {
-        BalanceStep::Hard => vcpu.hard_affinity.clone(),
-        BalanceStep::Soft => {
-            let both = vcpu.soft_affinity.and(&vcpu.hard_affinity);
-            if both.is_empty() {
-                vcpu.hard_affinity.clone()
-            } else {
-                both
-            }
-        }
-    }
-}
-
-/// `unit_check_affinity`: `cpu` is in the step's mask and the pool.
-fn check_affinity(ctx: &SchedCtx<'_>, v: VcpuRef, cpu: PcpuId, step: BalanceStep) -> bool {
-    balance_mask(ctx, v, step).and(ctx.pool_cpus).test(cpu)
 }
 
 impl Scheduler for NullScheduler {
@@ -237,6 +187,13 @@ impl Scheduler for NullScheduler {
 
     fn name(&self) -> &'static str {
         "null Scheduler"
+    }
+
+    fn init_messages(&self, out: &mut Vec<alloc::string::String>) {
+        // null_init: one printk with three lines.
+        out.push("Initializing null scheduler".into());
+        out.push("WARNING: This is experimental software in development.".into());
+        out.push("Use at your own risk.".into());
     }
 
     fn add_pcpu(&mut self, _ctx: &mut SchedCtx<'_>, cpu: PcpuId) {
@@ -255,7 +212,7 @@ impl Scheduler for NullScheduler {
     }
 
     fn insert_vcpu(&mut self, ctx: &mut SchedCtx<'_>, v: VcpuRef) {
-        if !vcpu_ref(ctx, v).is_online() {
+        if !ctx.vcpu(v).is_online() {
             return;
         }
         // Insert is followed by a wake, which tickles: no softirq here (null.c).
@@ -263,7 +220,7 @@ impl Scheduler for NullScheduler {
     }
 
     fn remove_vcpu(&mut self, ctx: &mut SchedCtx<'_>, v: VcpuRef) {
-        if !vcpu_ref(ctx, v).is_online() {
+        if !ctx.vcpu(v).is_online() {
             assert!(!self.in_waitq(v), "offline {v:?} in the waitqueue");
             return;
         }
@@ -271,7 +228,7 @@ impl Scheduler for NullScheduler {
             self.remove_from_waitq(ctx, v);
             return;
         }
-        let cpu = processor(ctx, v);
+        let cpu = ctx.processor(v);
         // Xen deassigns whenever the pCPU has some vCPU; with our invariants it is `v`.
         if self.assigned_to(cpu).is_some() {
             self.deassign(ctx, v);
@@ -279,7 +236,7 @@ impl Scheduler for NullScheduler {
     }
 
     fn wake(&mut self, ctx: &mut SchedCtx<'_>, v: VcpuRef) {
-        let cpu = processor(ctx, v);
+        let cpu = ctx.processor(v);
         if ctx.curr_on(cpu) == Some(v) || self.in_waitq(v) {
             return;
         }
@@ -297,7 +254,8 @@ impl Scheduler for NullScheduler {
             return;
         }
         self.add_to_waitq(ctx, v);
-        let targets = vcpu_ref(ctx, v)
+        let targets = ctx
+            .vcpu(v)
             .hard_affinity
             .and(ctx.pool_cpus)
             .and(&self.cpus_free);
@@ -307,9 +265,9 @@ impl Scheduler for NullScheduler {
     }
 
     fn sleep(&mut self, ctx: &mut SchedCtx<'_>, v: VcpuRef) {
-        let cpu = processor(ctx, v);
+        let cpu = ctx.processor(v);
         let mut tickled = false;
-        if !vcpu_ref(ctx, v).is_online() {
+        if !ctx.vcpu(v).is_online() {
             if self.in_waitq(v) {
                 self.remove_from_waitq(ctx, v);
             } else if self.assigned_to(cpu) == Some(v) {
@@ -330,14 +288,14 @@ impl Scheduler for NullScheduler {
     }
 
     fn migrate(&mut self, ctx: &mut SchedCtx<'_>, v: VcpuRef, new_cpu: PcpuId) {
-        let old_cpu = processor(ctx, v);
+        let old_cpu = ctx.processor(v);
         if old_cpu == new_cpu {
             return;
         }
         if self.assigned_to(old_cpu) == Some(v) {
             self.deassign(ctx, v);
         }
-        if !vcpu_ref(ctx, v).is_online() {
+        if !ctx.vcpu(v).is_online() {
             self.remove_from_waitq(ctx, v);
         } else if self.assigned_to(new_cpu).is_none()
             && check_affinity(ctx, v, new_cpu, BalanceStep::Hard)
@@ -347,7 +305,7 @@ impl Scheduler for NullScheduler {
         } else if !self.in_waitq(v) {
             self.add_to_waitq(ctx, v);
         }
-        set_processor(ctx, v, new_cpu);
+        ctx.set_processor(v, new_cpu);
     }
 
     fn do_schedule(
@@ -367,15 +325,23 @@ impl Scheduler for NullScheduler {
                 self.cpus_free.set(cpu);
             }
         }
-        let next = next.filter(|v| ctx.domains.runnable(*v));
-        Decision {
-            next,
-            next_time: Span::from_ns(-1),
+        match next.filter(|v| ctx.domains.runnable(*v)) {
+            Some(v) => Decision {
+                next: Some(v),
+                next_time: Span::from_ns(-1),
+                reason: PickReason::Assigned,
+                credit_ns: None,
+            },
+            None => Decision::idle(),
         }
     }
 
     fn context_saved(&mut self, _ctx: &mut SchedCtx<'_>, _prev: VcpuRef) {
         // null.c has no context_saved hook.
+    }
+
+    fn dom_params(&self, _dom: crate::ids::DomId) -> Result<DomParams, SchedError> {
+        Ok(DomParams::Null)
     }
 
     fn check_invariants(

@@ -53,6 +53,7 @@ pub fn input_line(out: &mut String, host: &str, time_ns: u64, input: &CoreInput)
     let text = match input {
         CoreInput::TimerExpired { pcpu } => format!("{} timer fires", cpu(*pcpu)),
         CoreInput::Softirq { pcpu } => format!("{} softirq", cpu(*pcpu)),
+        CoreInput::PoolTimer { pool } => format!("pool{} timer fires", pool.0),
         CoreInput::VcpuBlock { vcpu: v } => format!("{} blocks", vcpu(*v)),
         CoreInput::VcpuWake { vcpu: v } => format!("{} wakes", vcpu(*v)),
         CoreInput::VcpuYield { vcpu: v } => format!("{} yields", vcpu(*v)),
@@ -94,19 +95,27 @@ pub fn event_line(out: &mut String, host: &str, time_ns: u64, event: &TraceEvent
             prev,
             next,
             next_time,
+            reason,
+            credit_ns,
         } => {
             let timer = if next_time.is_negative() {
                 "none".to_string()
             } else {
                 format!("+{}ns", next_time.as_ns())
             };
+            let credit = credit_ns.map_or_else(String::new, |c| format!(" credit {c}"));
             format!(
-                "{} schedule {} -> {} timer {timer}",
+                "{} schedule {} -> {} ({}{credit}) timer {timer}",
                 cpu(*pcpu),
                 runner(*prev),
-                runner(*next)
+                runner(*next),
+                reason.name()
             )
         }
+        TraceEvent::PoolTimerSet { pool, deadline } => match deadline {
+            Some(t) => format!("pool{} timer at {}", pool.0, t.as_ns()),
+            None => format!("pool{} timer cancelled", pool.0),
+        },
         TraceEvent::Tickle { pcpu } => format!("{} tickled", cpu(*pcpu)),
         TraceEvent::TimerSet { pcpu, deadline } => {
             format!("{} timer at {}", cpu(*pcpu), deadline.as_ns())

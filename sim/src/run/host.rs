@@ -270,6 +270,7 @@ pub fn boot_config(
         Dom0Vcpus::All => pool0_cpu_count,
     };
     Ok(BootConfig {
+        sched_opts: super::sched_opts::sched_opts(&spec.xen.options),
         host: HostInfo {
             cpus,
             cores_per_socket: spec.topology.cores_per_socket,

@@ -17,14 +17,15 @@ pub mod guests;
 pub mod host;
 mod messages;
 pub mod platform;
-pub mod sinks;
+pub mod sched_opts;
+mod sinks;
 
 use std::collections::BTreeMap;
 
 use hypervisor_model::domain::ShutdownReason;
 use hypervisor_model::event::CoreInput;
 use hypervisor_model::hypervisor::Hypervisor;
-use hypervisor_model::ids::{DomId, PcpuId, VcpuRef};
+use hypervisor_model::ids::{DomId, PcpuId, PoolId, VcpuRef};
 use hypervisor_model::sched::Violation;
 use hypervisor_model::toolstack::ops::JobId;
 
@@ -65,6 +66,15 @@ pub enum SimEvent {
         host: u16,
         /// The pCPU.
         pcpu: PcpuId,
+        /// Arm generation.
+        generation: u64,
+    },
+    /// A pool scheduler's own timer (fires only if `generation` is still current).
+    PoolTimer {
+        /// Host index.
+        host: u16,
+        /// The pool.
+        pool: PoolId,
         /// Arm generation.
         generation: u64,
     },
@@ -199,6 +209,11 @@ pub struct World<'s> {
     pub(crate) waiters: Vec<commands::Waiter>,
 }
 
+/// Index of a pool in per-pool tables.
+pub(crate) fn pool_slot(pool: PoolId) -> usize {
+    usize::try_from(pool.0).unwrap_or(usize::MAX)
+}
+
 /// Runs `scenario` to its end (or `opts.stop_at_ns`), recording into `recorder`.
 pub fn run(
     scenario: &Scenario,
@@ -287,6 +302,7 @@ impl<'s> World<'s> {
             let mut sim = HostSim {
                 host,
                 timer_gen: vec![0; nr_cpus],
+                pool_timer_gen: Vec::new(),
                 guests,
                 replies: Vec::new(),
                 notices: Vec::new(),
@@ -378,6 +394,17 @@ impl<'s> World<'s> {
                 let current = self.hosts[usize::from(host)].sim.timer_gen[pcpu.index()];
                 if generation == current {
                     self.deliver(host, &CoreInput::TimerExpired { pcpu });
+                }
+                Some(host)
+            }
+            SimEvent::PoolTimer {
+                host,
+                pool,
+                generation,
+            } => {
+                let gens = &self.hosts[usize::from(host)].sim.pool_timer_gen;
+                if gens.get(pool_slot(pool)) == Some(&generation) {
+                    self.deliver(host, &CoreInput::PoolTimer { pool });
                 }
                 Some(host)
             }

@@ -9,7 +9,7 @@
 //! - A cancelled or replaced timer can never fire: each arm bumps the pCPU's generation and
 //!   a timer event fires only if its generation is current.
 
-use hypervisor_model::ids::{DomId, PcpuId, VcpuRef};
+use hypervisor_model::ids::{DomId, PcpuId, PoolId, VcpuRef};
 use hypervisor_model::ids::{Gfn, Mfn, PciBdf};
 use hypervisor_model::platform::{Doorbell, EptEntry, IpiKind, MapAccess, Platform};
 use hypervisor_model::time::STime;
@@ -29,6 +29,8 @@ pub struct HostSim {
     pub host: u16,
     /// Generation of each pCPU's scheduler timer.
     pub timer_gen: Vec<u64>,
+    /// Generation of each pool's scheduler timer, by pool id (grown on first arm).
+    pub pool_timer_gen: Vec<u64>,
     /// Guest models of every vCPU that has run.
     pub guests: HostGuests,
     /// Replies collected during the current input.
@@ -87,6 +89,30 @@ impl Platform for SimPlatform<'_> {
 
     fn cancel_timer(&mut self, pcpu: PcpuId) {
         self.sim.timer_gen[pcpu.index()] += 1;
+    }
+
+    fn set_pool_timer(&mut self, pool: PoolId, deadline: STime) {
+        let slot = super::pool_slot(pool);
+        if self.sim.pool_timer_gen.len() <= slot {
+            self.sim.pool_timer_gen.resize(slot + 1, 0);
+        }
+        let generation = &mut self.sim.pool_timer_gen[slot];
+        *generation += 1;
+        let at_ns = ns_of(deadline).max(self.now_ns);
+        self.queue.push(
+            at_ns,
+            SimEvent::PoolTimer {
+                host: self.sim.host,
+                pool,
+                generation: *generation,
+            },
+        );
+    }
+
+    fn cancel_pool_timer(&mut self, pool: PoolId) {
+        if let Some(generation) = self.sim.pool_timer_gen.get_mut(super::pool_slot(pool)) {
+            *generation += 1;
+        }
     }
 
     fn send_ipi(&mut self, target: PcpuId, kind: IpiKind) {
@@ -184,6 +210,7 @@ mod tests {
         HostSim {
             host: 0,
             timer_gen: vec![0; 2],
+            pool_timer_gen: Vec::new(),
             guests: HostGuests::new(RngStreams::new(1)),
             replies: Vec::new(),
             notices: Vec::new(),

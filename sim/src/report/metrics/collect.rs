@@ -194,6 +194,7 @@ impl MetricsCollector {
             TraceEvent::Memory { free_pages, .. } => host.memory(window, time_ns, *free_pages),
             TraceEvent::Tickle { .. }
             | TraceEvent::TimerSet { .. }
+            | TraceEvent::PoolTimerSet { .. }
             | TraceEvent::NullAssign { .. }
             | TraceEvent::NullWaitq { .. }
             | TraceEvent::Pause { .. }

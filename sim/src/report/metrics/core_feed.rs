@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use hypervisor_model::domain::vcpu::Runstate;
 use hypervisor_model::event::CoreInput;
 use hypervisor_model::hypervisor::Hypervisor;
-use hypervisor_model::ids::{DomId, Gfn, Mfn, PciBdf, PcpuId, VcpuId, VcpuRef};
+use hypervisor_model::ids::{DomId, Gfn, Mfn, PciBdf, PcpuId, PoolId, VcpuId, VcpuRef};
 use hypervisor_model::platform::{Doorbell, EptEntry, IpiKind, MapAccess, Platform};
 use hypervisor_model::sched::SchedKind;
 use hypervisor_model::testing::small_host;
@@ -75,6 +75,10 @@ impl Platform for Recorder {
     fn set_timer(&mut self, _pcpu: PcpuId, _deadline: STime) {}
 
     fn cancel_timer(&mut self, _pcpu: PcpuId) {}
+
+    fn set_pool_timer(&mut self, _pool: PoolId, _deadline: STime) {}
+
+    fn cancel_pool_timer(&mut self, _pool: PoolId) {}
 
     fn send_ipi(&mut self, target: PcpuId, kind: IpiKind) {
         assert_eq!(kind, IpiKind::Schedule);

@@ -84,6 +84,8 @@ pub(super) fn sched(
         prev,
         next,
         next_time: Span::from_ns(-1),
+        reason: hypervisor_model::sched::PickReason::Assigned,
+        credit_ns: None,
     };
     c.observe(HOST, time_ns, &event);
 }
