@@ -12,6 +12,7 @@
 //! - `curr[cpu] == Some(v)` iff `v.running_on == Some(cpu)`.
 //! - Every pCPU is in at most one pool; `cpu_pool` and the pools' masks agree.
 
+mod affinity;
 mod banner;
 pub mod boot;
 mod check;

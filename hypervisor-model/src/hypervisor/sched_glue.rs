@@ -12,7 +12,7 @@
 //! "pick next, then save prev".
 
 use super::{pool_index, Hypervisor, InputError};
-use crate::domain::vcpu::{Runstate, VPF_BLOCKED};
+use crate::domain::vcpu::{Runstate, VPF_BLOCKED, VPF_MIGRATING};
 use crate::domain::ShutdownReason;
 use crate::ids::{DomId, PcpuId, VcpuRef};
 use crate::platform::Platform;
@@ -110,8 +110,43 @@ impl Hypervisor {
         if let (Some(v), Some(pool)) = (prev, self.cpu_pool[cpu.index()]) {
             if self.domains.vcpu(v).is_some() {
                 self.with_sched(pool, p, |s, ctx| s.context_saved(ctx, v));
+                // sched_context_switched: a pending migration completes once prev is off.
+                self.vcpu_migrate_finish(v, p);
             }
         }
+    }
+
+    /// `vcpu_migrate_start`: mark `v` migrating and put it to sleep; the move happens in
+    /// [`Hypervisor::vcpu_migrate_finish`], at once if `v` is not running, else after the
+    /// switch away from it.
+    pub(crate) fn vcpu_migrate_start<P: Platform + ?Sized>(&mut self, v: VcpuRef, p: &mut P) {
+        let Some(vcpu) = self.domains.vcpu_mut(v) else {
+            return;
+        };
+        vcpu.pause_flags |= VPF_MIGRATING;
+        self.vcpu_sleep_nosync(v, p);
+        self.vcpu_migrate_finish(v, p);
+    }
+
+    /// `sched_unit_migrate_finish`: if `v` is off its pCPU and still marked migrating, ask
+    /// the scheduler where it should run (`pick_resource`), move it there (`migrate`), clear
+    /// the flag and wake it.
+    pub(crate) fn vcpu_migrate_finish<P: Platform + ?Sized>(&mut self, v: VcpuRef, p: &mut P) {
+        let Some(vcpu) = self.domains.vcpu(v) else {
+            return;
+        };
+        if vcpu.running_on.is_some() || vcpu.pause_flags & VPF_MIGRATING == 0 {
+            return;
+        }
+        let Some(pool) = self.domains.get(v.dom).map(|d| d.pool) else {
+            return;
+        };
+        let new_cpu = self.with_sched(pool, p, |s, ctx| s.pick_cpu(ctx, v));
+        self.with_sched(pool, p, |s, ctx| s.migrate(ctx, v, new_cpu));
+        if let Some(vcpu) = self.domains.vcpu_mut(v) {
+            vcpu.pause_flags &= !VPF_MIGRATING;
+        }
+        self.vcpu_wake(v, p);
     }
 
     fn arm_timer<P: Platform + ?Sized>(

@@ -246,6 +246,64 @@ fn block_of_vcpu_not_running_is_an_input_error() {
     assert_eq!(result, Err(super::InputError::UnknownVcpu(vcpu(7, 0))));
 }
 
+fn pin(hv: &mut Hypervisor, p: &mut FakePlatform, job: u32, v: VcpuRef, hard: &[u32]) {
+    let mut mask = crate::cpumask::CpuMask::empty(hv.host().nr_cpus());
+    for c in hard {
+        mask.set(cpu(*c));
+    }
+    let op = ToolstackOp::VcpuAffinity {
+        dom: v.dom,
+        vcpu: Some(v.vcpu),
+        hard: Some(mask),
+        soft: None,
+    };
+    assert_eq!(
+        hv.handle(
+            &CoreInput::Toolstack {
+                job: JobId(job),
+                op
+            },
+            p
+        ),
+        Ok(())
+    );
+    p.run_until_idle(hv);
+}
+
+#[test]
+fn pin_moves_running_vcpu_to_the_new_free_pcpu() {
+    // null: vm1v0 runs on cpu1; pinned to cpu2 it is deassigned, moved, and runs there.
+    let (mut hv, mut p) = boot(3);
+    create(&mut hv, &mut p, 1, guest("vm1", 1));
+    assert_eq!(hv.running_on(cpu(1)), Some(vcpu(1, 0)));
+    pin(&mut hv, &mut p, 2, vcpu(1, 0), &[2]);
+    assert_eq!(hv.running_on(cpu(1)), None);
+    assert_eq!(hv.running_on(cpu(2)), Some(vcpu(1, 0)));
+}
+
+#[test]
+fn pin_outside_the_pool_is_refused_and_changes_nothing() {
+    let (mut hv, mut p) = boot(2);
+    create(&mut hv, &mut p, 1, guest("vm1", 1));
+    let op = ToolstackOp::VcpuAffinity {
+        dom: vcpu(1, 0).dom,
+        vcpu: Some(vcpu(1, 0).vcpu),
+        hard: Some(crate::cpumask::CpuMask::empty(2)),
+        soft: None,
+    };
+    assert_eq!(
+        hv.handle(&CoreInput::Toolstack { job: JobId(2), op }, &mut p),
+        Ok(())
+    );
+    assert_eq!(
+        p.replies.last().map(|r| r.1.clone()),
+        Some(ToolstackReply::Done {
+            result: Err(ToolstackError::EmptyAffinity)
+        })
+    );
+    assert_eq!(hv.running_on(cpu(1)), Some(vcpu(1, 0)));
+}
+
 fn broken_invariants(hv: &Hypervisor) -> std::vec::Vec<&'static str> {
     hv.check_invariants().iter().map(|v| v.invariant).collect()
 }

@@ -94,6 +94,14 @@ impl Hypervisor {
                 .alive(*dom)
                 .and_then(|()| self.controller_unpause(*dom, p)),
             ToolstackOp::Shutdown { dom, reason } => self.request_shutdown(*dom, *reason, p),
+            ToolstackOp::VcpuAffinity {
+                dom,
+                vcpu,
+                hard,
+                soft,
+            } => self
+                .alive(*dom)
+                .and_then(|()| self.set_affinity_op(*dom, *vcpu, hard.as_ref(), soft.as_ref(), p)),
         };
         match result {
             Ok(()) if self.jobs.contains_key(&job) => {}

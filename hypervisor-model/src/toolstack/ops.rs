@@ -12,7 +12,7 @@ use alloc::vec::Vec;
 use crate::cpumask::CpuMask;
 use crate::domain::ShutdownReason;
 use crate::encode::{DecodeError, Decoder, Encoder};
-use crate::ids::DomId;
+use crate::ids::{DomId, VcpuId};
 use crate::toolstack::config::{
     AffinityCfg, ConfigError, DiskAccess, DiskCfg, DomainConfig, GuestType, ShutdownAction, VifCfg,
 };
@@ -54,6 +54,17 @@ pub enum ToolstackOp {
         dom: DomId,
         /// Poweroff or reboot.
         reason: ShutdownReason,
+    },
+    /// `xl vcpu-pin`: `libxl_set_vcpuaffinity` (one vCPU) or `_all` (`vcpu: None`).
+    VcpuAffinity {
+        /// The domain.
+        dom: DomId,
+        /// The vCPU, or every vCPU.
+        vcpu: Option<VcpuId>,
+        /// New hard affinity (`None` = unchanged).
+        hard: Option<CpuMask>,
+        /// New soft affinity (`None` = unchanged).
+        soft: Option<CpuMask>,
     },
 }
 
@@ -187,6 +198,29 @@ impl ToolstackOp {
             ToolstackOp::Shutdown { dom, reason } => {
                 e.u8(5).dom(*dom).u8(reason.code());
             }
+            ToolstackOp::VcpuAffinity {
+                dom,
+                vcpu,
+                hard,
+                soft,
+            } => {
+                e.u8(6).dom(*dom);
+                match vcpu {
+                    Some(v) => e.u8(1).u32(v.raw()),
+                    None => e.u8(0),
+                };
+                for mask in [hard, soft] {
+                    match mask {
+                        Some(m) => {
+                            e.u8(1);
+                            encode_mask(&mut e, m);
+                        }
+                        None => {
+                            e.u8(0);
+                        }
+                    }
+                }
+            }
         }
     }
 }
@@ -283,6 +317,21 @@ impl ToolstackOp {
                 let dom = d.dom()?;
                 let reason = decode_reason(d)?;
                 Ok(ToolstackOp::Shutdown { dom, reason })
+            }
+            6 => {
+                let dom = d.dom()?;
+                let vcpu = match d.u8()? {
+                    0 => None,
+                    _ => Some(VcpuId::new(d.u32()?).ok_or_else(|| d.error("a vCPU id"))?),
+                };
+                let hard = decode_opt_mask(d)?;
+                let soft = decode_opt_mask(d)?;
+                Ok(ToolstackOp::VcpuAffinity {
+                    dom,
+                    vcpu,
+                    hard,
+                    soft,
+                })
             }
             _ => Err(d.error("a toolstack operation tag")),
         }
@@ -390,6 +439,13 @@ fn decode_affinity(d: &mut Decoder<'_>) -> Result<AffinityCfg, DecodeError> {
         1 => Ok(AffinityCfg::Same(decode_mask(d)?)),
         2 => Ok(AffinityCfg::PerVcpu(decode_list(d, decode_mask)?)),
         _ => Err(d.error("an affinity tag")),
+    }
+}
+
+fn decode_opt_mask(d: &mut Decoder<'_>) -> Result<Option<CpuMask>, DecodeError> {
+    match d.u8()? {
+        0 => Ok(None),
+        _ => decode_mask(d).map(Some),
     }
 }
 

@@ -4,12 +4,15 @@
 
 use std::fmt::Write;
 
+use hypervisor_model::cpumask::CpuMask;
 use hypervisor_model::domain::vcpu::Runstate;
 use hypervisor_model::domain::{Dying, ShutdownReason};
 use hypervisor_model::event::CoreInput;
 use hypervisor_model::ids::{PcpuId, VcpuRef};
 use hypervisor_model::toolstack::ops::{JobStepCode, ToolstackOp};
 use hypervisor_model::trace::TraceEvent;
+
+use crate::xl::bitmap::print_bitmap;
 
 fn vcpu(v: VcpuRef) -> String {
     format!("d{}v{}", v.dom.raw(), v.vcpu.raw())
@@ -80,6 +83,24 @@ fn op_text(op: &ToolstackOp) -> String {
         ToolstackOp::Unpause { dom } => format!("unpause d{}", dom.raw()),
         ToolstackOp::Shutdown { dom, reason: r } => {
             format!("shutdown d{} {}", dom.raw(), reason(*r))
+        }
+        ToolstackOp::VcpuAffinity {
+            dom,
+            vcpu,
+            hard,
+            soft,
+        } => {
+            let map = |m: &Option<CpuMask>| {
+                m.as_ref()
+                    .map_or_else(|| "-".to_string(), |m| print_bitmap(m, m.width()))
+            };
+            let which = vcpu.map_or_else(|| "all".to_string(), |v| v.raw().to_string());
+            format!(
+                "vcpu-pin d{} {which} {} {}",
+                dom.raw(),
+                map(hard),
+                map(soft)
+            )
         }
     }
 }
