@@ -34,6 +34,22 @@ mod tests {
     }
 
     #[test]
+    fn run_into_a_closed_pipe_ends_quietly() {
+        // `xensim run ... | head -1`: the reader goes away; xensim must not panic.
+        let mut child = Command::new(env!("CARGO_BIN_EXE_xensim"))
+            .args(["run", "scenarios/null-pools.toml"])
+            .current_dir(repo_root())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("xensim starts");
+        drop(child.stdout.take());
+        let output = child.wait_with_output().expect("xensim ends");
+        assert_eq!(output.status.code(), Some(0));
+        assert!(!stderr(&output).contains("panicked"), "{}", stderr(&output));
+    }
+
+    #[test]
     fn run_quickstart_exits_zero_and_prints_hash() {
         let output = xensim(&["run", "scenarios/quickstart.toml"]);
         assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));

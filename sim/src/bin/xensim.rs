@@ -72,6 +72,28 @@ enum Command {
     },
 }
 
+/// Writes to stdout; a closed pipe (`xensim run ... | head`) ends the process quietly.
+fn emit(args: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    if let Err(error) = std::io::stdout().lock().write_fmt(args) {
+        if error.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        std::process::exit(2);
+    }
+}
+
+/// `print!` that survives a closed pipe.
+macro_rules! out {
+    ($($arg:tt)*) => { emit(format_args!($($arg)*)) };
+}
+
+/// `println!` that survives a closed pipe.
+macro_rules! outln {
+    () => { emit(format_args!("\n")) };
+    ($($arg:tt)*) => { emit(format_args!("{}\n", format_args!($($arg)*))) };
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match dispatch(cli.command) {
@@ -158,68 +180,71 @@ fn print_run(report: &app::RunReport) {
     for c in &outcome.commands {
         let rc =
             c.rc.map_or_else(|| "running".to_string(), |rc| rc.to_string());
-        println!(
+        outln!(
             "[{} {}] xl {} (rc={rc})",
             xensim::run::decisions::seconds(c.time_ns),
             c.host,
             c.text
         );
         for line in c.stdout.lines() {
-            println!("  {line}");
+            outln!("  {line}");
         }
         for line in c.stderr.lines() {
-            println!("  stderr: {line}");
+            outln!("  stderr: {line}");
         }
     }
-    print!("{}", report.summary);
+    out!("{}", report.summary);
     if let Some(failure) = &outcome.invariant_failure {
-        println!(
+        outln!(
             "invariant violated after event {} at t={} ns on {}:",
-            failure.event_index, failure.time_ns, failure.host
+            failure.event_index,
+            failure.time_ns,
+            failure.host
         );
         for v in &failure.violations {
-            println!("  {}: {}", v.invariant, v.detail);
+            outln!("  {}: {}", v.invariant, v.detail);
         }
-        println!(
+        outln!(
             "reproduce: xensim run {} --seed {} --check",
-            report.scenario.file_name, report.scenario.sim.seed
+            report.scenario.file_name,
+            report.scenario.sim.seed
         );
     }
     for failure in &report.expect_failures {
-        println!("{failure}");
+        outln!("{failure}");
     }
     for failure in &report.rc_failures {
-        println!("{failure}");
+        outln!("{failure}");
     }
     let expect_count = report.scenario.expects.len();
     if expect_count > 0 && report.expect_failures.is_empty() {
-        println!("expectations: all {expect_count} held");
+        outln!("expectations: all {expect_count} held");
     }
-    println!(
+    outln!(
         "events: {}  records: {}  virtual time: {} s",
         outcome.event_count,
         outcome.record_count,
         xensim::run::decisions::seconds(outcome.end_ns)
     );
-    println!("run hash: {}", outcome.hash);
+    outln!("run hash: {}", outcome.hash);
 }
 
 fn replay(trace: &std::path::Path, core_only: bool) -> anyhow::Result<u8> {
     let report = app::replay(trace, core_only)?;
-    println!("records: {}", report.record_count);
-    println!("recorded hash: {}", report.recorded);
-    println!("replayed hash: {}", report.replayed);
+    outln!("records: {}", report.record_count);
+    outln!("recorded hash: {}", report.recorded);
+    outln!("replayed hash: {}", report.replayed);
     match &report.divergence {
         Some(d) => {
-            print!("{}", app::describe_divergence(d));
+            out!("{}", app::describe_divergence(d));
             Ok(1)
         }
         None if report.recorded != report.replayed => {
-            println!("hashes differ although every record matched (corrupt trace?)");
+            outln!("hashes differ although every record matched (corrupt trace?)");
             Ok(1)
         }
         None => {
-            println!("replay matches");
+            outln!("replay matches");
             Ok(0)
         }
     }
@@ -240,7 +265,7 @@ fn xl(
         None => scenario.sim.duration_ns,
     };
     let out = app::xl_at(&scenario, at_ns, host, words)?;
-    print!("{}", out.stdout);
+    out!("{}", out.stdout);
     eprint!("{}", out.stderr);
     Ok(u8::try_from(out.rc).unwrap_or(1))
 }

@@ -40,6 +40,8 @@ pub struct JobRecord {
     pub demand_ns: u64,
     /// Completion `f_j`, ns; `None` while unfinished.
     pub completion_ns: Option<u64>,
+    /// First instant at or after `r_j` at which the vCPU runs, ns (`release_to_run_ns`).
+    pub first_run_ns: Option<u64>,
 }
 
 /// The periodic model of one vCPU.
@@ -57,6 +59,8 @@ pub(crate) struct PeriodicModel {
     jobs: Vec<JobRecord>,
     head_index: usize,
     demand_ns_left: u64,
+    /// The first job whose `first_run_ns` is not known yet.
+    first_run_pending: usize,
 }
 
 /// The periodic fields of a `WorkloadSpec::Periodic`.
@@ -87,6 +91,7 @@ impl PeriodicModel {
             jobs: Vec::new(),
             head_index: 0,
             demand_ns_left: 0,
+            first_run_pending: 0,
         }
     }
 
@@ -129,6 +134,31 @@ impl PeriodicModel {
             head.ready_ns <= now_ns,
             "woken before the next job is ready"
         );
+    }
+
+    /// The vCPU started running at `now_ns`: jobs released while it was off the CPU
+    /// first run now.
+    pub(crate) fn on_run_start(&mut self, now_ns: u64) {
+        self.mark_first_runs(now_ns, |_| now_ns);
+    }
+
+    /// The vCPU stopped running at `now_ns`: jobs released while it ran got the CPU at
+    /// their release.
+    pub(crate) fn on_run_stop(&mut self, now_ns: u64) {
+        self.mark_first_runs(now_ns, |release_ns| release_ns);
+    }
+
+    fn mark_first_runs(&mut self, now_ns: u64, first_run: impl Fn(u64) -> u64) {
+        if self.origin_ns.is_none() {
+            return;
+        }
+        while self.release_ns(self.first_run_pending) <= now_ns.min(SAMPLE_MAX - 1) {
+            let job_index = self.first_run_pending;
+            self.ensure_job(job_index);
+            let job = &mut self.jobs[job_index];
+            job.first_run_ns = Some(first_run(job.release_ns));
+            self.first_run_pending += 1;
+        }
     }
 
     /// Every job record generated so far (all jobs up to the head at least).
@@ -181,6 +211,7 @@ impl PeriodicModel {
                 deadline_ns: release_ns.saturating_add(self.deadline_ns_relative),
                 demand_ns,
                 completion_ns: None,
+                first_run_ns: None,
             });
         }
     }

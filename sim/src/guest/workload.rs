@@ -209,6 +209,20 @@ impl GuestVcpu {
         self.state = GuestState::Runnable;
     }
 
+    /// The vCPU was put on a pCPU at `now_ns`.
+    pub fn on_run_start(&mut self, now_ns: u64) {
+        if let Behavior::Periodic(model) = &mut self.behavior {
+            model.on_run_start(now_ns);
+        }
+    }
+
+    /// The vCPU was taken off its pCPU at `now_ns`.
+    pub fn on_run_stop(&mut self, now_ns: u64) {
+        if let Behavior::Periodic(model) = &mut self.behavior {
+            model.on_run_stop(now_ns);
+        }
+    }
+
     /// CPU time the vCPU has run in total (everything given to `account`), ns.
     pub fn cpu_ns_total(&self) -> u64 {
         self.cpu_ns_total
@@ -684,6 +698,7 @@ mod tests {
                 deadline_ns: 11 * MS,
                 demand_ns: 2 * MS,
                 completion_ns: Some(3 * MS),
+                first_run_ns: None,
             }
         );
     }

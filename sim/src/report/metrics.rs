@@ -28,6 +28,7 @@ pub mod collect;
 mod core_feed;
 pub mod dist;
 pub mod expect;
+pub mod jobs;
 mod state;
 pub mod summary;
 #[cfg(test)]
@@ -38,6 +39,7 @@ use serde::Serialize;
 pub use collect::{DomainMeta, HostMeta, MetricsCollector, PoolMeta};
 pub use dist::Distribution;
 pub use expect::{check_expectations, lookup, ExpectFailure, Lookup};
+pub use jobs::JobMetrics;
 pub use summary::render_summary;
 
 /// `schema` of the run result JSON.
@@ -160,6 +162,9 @@ pub struct DomainMetrics {
     pub wakeup_latency_ns: Distribution,
     /// Pooled samples of all vCPUs.
     pub runq_wait_ns: Distribution,
+    /// Periodic-job fields (§1.7), `null` without a periodic workload.
+    #[serde(flatten)]
+    pub jobs: JobMetrics,
     /// vCPUs by id.
     pub vcpus: Vec<VcpuMetrics>,
 }

@@ -455,7 +455,10 @@ impl World<'_> {
                     );
                 }
                 GuestNotice::Destroyed => {
-                    self.hosts[usize::from(host)].sim.guests.forget_domain(dom)
+                    let guests = &mut self.hosts[usize::from(host)].sim.guests;
+                    let jobs = guests.jobs(dom, now_ns);
+                    guests.forget_domain(dom);
+                    self.sinks.domain_jobs(host, dom, jobs);
                 }
             }
         }

@@ -15,7 +15,7 @@ use hypervisor_model::ids::{DomId, VcpuRef};
 
 use super::SimEvent;
 use crate::clock::EventQueue;
-use crate::guest::workload::{GuestAction, GuestState, GuestVcpu};
+use crate::guest::workload::{GuestAction, GuestState, GuestVcpu, JobRecord};
 use crate::rng::RngStreams;
 use crate::scenario::model::WorkloadSpec;
 
@@ -127,6 +127,24 @@ impl HostGuests {
         self.slots.clear_domain(dom);
     }
 
+    /// The periodic job records of every vCPU of `dom`, with every job released before
+    /// `end_ns` (unfinished ones included), in vCPU order; empty without periodic workloads.
+    pub fn jobs(&mut self, dom: DomId, end_ns: u64) -> Vec<JobRecord> {
+        let Some(vcpus) = self.slots.by_domain.get_mut(usize::from(dom.raw())) else {
+            return Vec::new();
+        };
+        vcpus
+            .iter_mut()
+            .flatten()
+            .flat_map(|slot| slot.model.jobs_released_before(end_ns).to_vec())
+            .collect()
+    }
+
+    /// Domains with guest models, ascending.
+    pub fn domains(&self) -> impl Iterator<Item = DomId> + '_ {
+        self.domains.keys().copied()
+    }
+
     /// True if `dom` has registered workloads.
     pub fn knows(&self, dom: DomId) -> bool {
         self.domains.contains_key(&dom)
@@ -196,6 +214,7 @@ impl HostGuests {
         assert!(slot.run_started_ns.is_none(), "{v:?} started twice");
         slot.run_started_ns = Some(now_ns);
         slot.run_generation = generation;
+        slot.model.on_run_start(now_ns);
         slot.blocked_at_start = slot.model.state() != GuestState::Runnable;
         let demand_ns = match slot.model.state() {
             GuestState::Runnable => slot.model.run_demand_ns(now_ns),
@@ -224,6 +243,7 @@ impl HostGuests {
             return;
         };
         slot.run_generation = generation;
+        slot.model.on_run_stop(now_ns);
         if slot.model.state() == GuestState::Runnable {
             slot.model.account(now_ns - started_ns);
         }

@@ -500,11 +500,11 @@ impl<'s> World<'s> {
     ) -> Result<RunOutcome, RunError> {
         let World {
             sinks,
-            hosts,
+            mut hosts,
             commands,
             ..
         } = self;
-        let (mut recorder, sinks_report) = sinks.finish(end_ns, &hosts);
+        let (mut recorder, sinks_report) = sinks.finish(end_ns, &mut hosts);
         let record_count = recorder.record_count();
         let captured_records = recorder.take_captured();
         let (hash, divergence) = recorder.finish()?;

@@ -9,6 +9,7 @@ use hypervisor_model::trace::TraceEvent;
 
 use super::decisions;
 use super::HostRuntime;
+use crate::guest::workload::JobRecord;
 use crate::record::Recorder;
 use crate::report::metrics::{DomainMeta, HostMeta, Metrics, MetricsCollector, PoolMeta};
 
@@ -130,8 +131,23 @@ impl Sinks {
         }
     }
 
+    /// The periodic job records of domain `dom` (at its destruction or the run's end).
+    pub fn domain_jobs(&mut self, host: u16, dom: DomId, jobs: Vec<JobRecord>) {
+        if !jobs.is_empty() {
+            self.metrics.domain_jobs(usize::from(host), dom, jobs);
+        }
+    }
+
     /// Ends the run at `end_ns`: the recorder (to finish) and the report.
-    pub fn finish(self, end_ns: u64, _hosts: &[HostRuntime]) -> (Recorder, SinksReport) {
+    pub fn finish(mut self, end_ns: u64, hosts: &mut [HostRuntime]) -> (Recorder, SinksReport) {
+        for (index, host) in hosts.iter_mut().enumerate() {
+            let live: Vec<DomId> = host.sim.guests.domains().collect();
+            for dom in live {
+                let jobs = host.sim.guests.jobs(dom, end_ns);
+                let host_index = u16::try_from(index).unwrap_or(u16::MAX);
+                self.domain_jobs(host_index, dom, jobs);
+            }
+        }
         let metrics = self.metrics.finish(end_ns);
         (
             self.recorder,

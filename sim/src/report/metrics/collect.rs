@@ -31,10 +31,12 @@ use hypervisor_model::ids::{DomId, PcpuId, VcpuRef};
 use hypervisor_model::trace::TraceEvent;
 
 use super::dist::Distribution;
+use super::jobs::JobMetrics;
 use super::state::{add, bump, VcpuState, Window};
 use super::{
     DomainMetrics, HostMetrics, Metrics, PcpuMetrics, PoolMetrics, VcpuMetrics, WindowMetrics,
 };
+use crate::guest::workload::JobRecord;
 
 /// Bytes per KiB over bytes per page: host pages are 4 KiB.
 const KIB_PER_PAGE: u64 = 4;
@@ -147,6 +149,8 @@ struct DomainState {
     created_ns: u64,
     freed_ns: Option<u64>,
     vcpus: BTreeMap<u32, VcpuState>,
+    /// Periodic job records of all its vCPUs (given by the run loop).
+    jobs: Vec<JobRecord>,
 }
 
 impl MetricsCollector {
@@ -156,6 +160,20 @@ impl MetricsCollector {
         MetricsCollector {
             window_start_ns,
             hosts,
+        }
+    }
+
+    /// Records the periodic job records of domain `dom` on host `host_index`: the live
+    /// domain with that id, or else the one freed last with it (the run loop hands the
+    /// records over when the domain is destroyed, after its `DomainFree`).
+    pub fn domain_jobs(&mut self, host_index: usize, dom: DomId, jobs: Vec<JobRecord>) {
+        let host = self.host_mut(host_index);
+        let index = match host.live.get(&dom) {
+            Some(&index) => Some(index),
+            None => host.domains.iter().rposition(|d| d.domid == dom),
+        };
+        if let Some(index) = index {
+            host.domains[index].jobs = jobs;
         }
     }
 
@@ -282,6 +300,7 @@ impl HostState {
             created_ns: time_ns,
             freed_ns: None,
             vcpus: BTreeMap::new(),
+            jobs: Vec::new(),
         });
     }
 
@@ -525,6 +544,7 @@ impl DomainState {
             offline_ns: sum(|v| v.offline_ns, "offline_ns"),
             wakeup_latency_ns: Distribution::from_samples(&wakeups, "wakeup_latency_ns"),
             runq_wait_ns: Distribution::from_samples(&runq_waits, "runq_wait_ns"),
+            jobs: JobMetrics::from_records(&self.jobs, window.start_ns, window.end_ns),
             vcpus,
         }
     }

@@ -38,8 +38,42 @@ pub fn render_summary(metrics: &Metrics) -> String {
     for domain in &metrics.domains {
         render_domain(&mut out, domain);
     }
+    render_jobs(&mut out, metrics);
     render_pcpus(&mut out, metrics);
     out
+}
+
+/// One line per domain with a periodic workload: jobs, deadline misses, response time and
+/// tardiness (§1.7); nothing when no domain has one.
+fn render_jobs(out: &mut String, metrics: &Metrics) {
+    let periodic: Vec<&DomainMetrics> = metrics
+        .domains
+        .iter()
+        .filter(|d| d.jobs.job_count.is_some())
+        .collect();
+    if periodic.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "{:<16} {:>8} {:>8} {:>8} {:>10} {:>12} {:>12}",
+        "domain", "jobs", "decided", "missed", "miss_ppm", "resp_p99_us", "tardy_max_us"
+    );
+    for domain in periodic {
+        let jobs = &domain.jobs;
+        let count = |c: Option<u64>| c.map_or_else(|| "-".to_owned(), |c| c.to_string());
+        let _ = writeln!(
+            out,
+            "{:<16} {:>8} {:>8} {:>8} {:>10} {:>12} {:>12}",
+            format!("{} (d{})", domain.name, domain.domid),
+            count(jobs.job_count),
+            count(jobs.decided_job_count),
+            count(jobs.deadline_miss_count),
+            count(jobs.deadline_miss_ratio_ppm),
+            opt_ns_as_us(jobs.response_ns.as_ref().and_then(|d| d.p99)),
+            opt_ns_as_us(jobs.tardiness_ns.as_ref().and_then(|d| d.max)),
+        );
+    }
 }
 
 /// One line per pCPU: busy and idle time, utilization, context switches (§1.8, §1.11).
