@@ -37,6 +37,8 @@ pub mod table;
 
 mod check;
 mod ops;
+#[cfg(test)]
+mod proptests;
 
 pub use ops::{Bound, EventChannels, PortStatus};
 pub use table::{DomainEvtchn, EvtchnDomainConfig};

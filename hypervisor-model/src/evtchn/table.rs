@@ -323,7 +323,12 @@ impl DomainEvtchn {
     /// Ports whose pending bit is set, in order.
     pub fn pending_ports(&self) -> Vec<EvtchnPort> {
         let mut out = Vec::new();
-        for (index, word) in self.pending.iter().enumerate() {
+        let words = self
+            .pending
+            .iter()
+            .enumerate()
+            .filter(|(_, word)| **word != 0);
+        for (index, word) in words {
             for bit in 0..64u32 {
                 if word & (1u64 << bit) != 0 {
                     let raw = u32::try_from(index).unwrap_or(u32::MAX) * 64 + bit;
