@@ -234,3 +234,186 @@ fn check_bounds(op: &CopyOp) -> Result<(), GrantError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{CopyOp, CopyPtr, CopySide};
+    use crate::grant::{
+        FrameError, GrantConfig, GrantError, GrantTables, GuestFrames, MapFlags, MapRequest,
+        GTF_READING, GTF_WRITING,
+    };
+    use crate::ids::{DomId, Gfn, GrantRef, Mfn};
+
+    /// Every gfn exists; mfn = domid << 32 | gfn.
+    struct Frames;
+
+    impl GuestFrames for Frames {
+        fn translate(&self, dom: DomId, gfn: Gfn, _readonly: bool) -> Result<Mfn, FrameError> {
+            Ok(Mfn::new(u64::from(dom.raw()) << 32 | gfn.raw()))
+        }
+    }
+
+    /// The frontend's granted buffer ref and page.
+    const GREF: GrantRef = GrantRef::new(8);
+    const BUF_GFN: u32 = 0x42;
+    /// A page of the backend.
+    const LOCAL_GFN: Gfn = Gfn::new(0x77);
+
+    fn host(readonly: bool) -> (GrantTables, DomId, DomId) {
+        let mut gt = GrantTables::new();
+        let back = DomId::DOM0;
+        let front = DomId::new(1).expect("domid 1");
+        gt.create(back, GrantConfig::guest_default(false))
+            .expect("back");
+        gt.create(front, GrantConfig::guest_default(true))
+            .expect("front");
+        let t = gt.table_mut(front).expect("front");
+        t.guest_grant_access(GREF, back, BUF_GFN, readonly)
+            .expect("grant");
+        (gt, back, front)
+    }
+
+    fn from_grant_to_local(front: DomId, offset_bytes: u16, len_bytes: u16) -> CopyOp {
+        CopyOp {
+            source: CopySide {
+                ptr: CopyPtr::Gref {
+                    dom: front,
+                    gref: GREF,
+                },
+                offset_bytes,
+            },
+            dest: CopySide {
+                ptr: CopyPtr::LocalGfn(LOCAL_GFN),
+                offset_bytes: 0,
+            },
+            len_bytes,
+        }
+    }
+
+    fn from_local_to_grant(front: DomId) -> CopyOp {
+        CopyOp {
+            source: CopySide {
+                ptr: CopyPtr::LocalGfn(LOCAL_GFN),
+                offset_bytes: 0,
+            },
+            dest: CopySide {
+                ptr: CopyPtr::Gref {
+                    dom: front,
+                    gref: GREF,
+                },
+                offset_bytes: 0,
+            },
+            len_bytes: 64,
+        }
+    }
+
+    fn flags(gt: &GrantTables, dom: DomId) -> u16 {
+        gt.table(dom)
+            .and_then(|t| t.entry(GREF))
+            .map(|e| e.flags)
+            .unwrap_or(0)
+    }
+
+    #[test]
+    fn copy_from_grant_names_both_frames_and_leaves_no_pin() {
+        let (mut gt, back, front) = host(true);
+        let copied = gt
+            .copy(back, &from_grant_to_local(front, 0, 4096), &Frames)
+            .expect("copy");
+        assert_eq!(copied.source_mfn, Mfn::new(1 << 32 | u64::from(BUF_GFN)));
+        assert_eq!(copied.dest_mfn, Mfn::new(LOCAL_GFN.raw()));
+        assert_eq!(flags(&gt, front) & (GTF_READING | GTF_WRITING), 0);
+        assert_eq!(gt.pinned_count(front), 0);
+    }
+
+    #[test]
+    fn copy_crossing_the_page_end_is_bad_copy_arg() {
+        let (mut gt, back, front) = host(true);
+        // 4000 + 100 > 4096.
+        let err = gt.copy(back, &from_grant_to_local(front, 4000, 100), &Frames);
+        assert_eq!(err, Err(GrantError::BadCopyArg));
+        assert_eq!(gt.pinned_count(front), 0);
+    }
+
+    #[test]
+    fn copy_into_readonly_grant_is_general_error() {
+        let (mut gt, back, front) = host(true);
+        let err = gt.copy(back, &from_local_to_grant(front), &Frames);
+        assert_eq!(err, Err(GrantError::GeneralError));
+        assert_eq!(flags(&gt, front) & (GTF_READING | GTF_WRITING), 0);
+    }
+
+    #[test]
+    fn copy_into_writable_grant_succeeds_and_clears_writing() {
+        let (mut gt, back, front) = host(false);
+        assert!(gt.copy(back, &from_local_to_grant(front), &Frames).is_ok());
+        assert_eq!(flags(&gt, front) & (GTF_READING | GTF_WRITING), 0);
+    }
+
+    #[test]
+    fn copy_by_domain_not_named_in_grant_is_general_error() {
+        let (mut gt, _, front) = host(true);
+        let stranger = DomId::new(2).expect("domid 2");
+        gt.create(stranger, GrantConfig::guest_default(false))
+            .expect("stranger");
+        let err = gt.copy(stranger, &from_grant_to_local(front, 0, 64), &Frames);
+        assert_eq!(err, Err(GrantError::GeneralError));
+    }
+
+    #[test]
+    fn copy_with_gfn_of_numeric_domid_is_permission_denied() {
+        let (mut gt, back, front) = host(true);
+        let mut op = from_grant_to_local(front, 0, 64);
+        op.dest.ptr = CopyPtr::ForeignGfn {
+            dom: back,
+            gfn: LOCAL_GFN,
+        };
+        assert_eq!(
+            gt.copy(back, &op, &Frames),
+            Err(GrantError::PermissionDenied)
+        );
+    }
+
+    #[test]
+    fn copy_from_unknown_domain_is_bad_domain() {
+        let (mut gt, back, _) = host(true);
+        let unknown = DomId::new(9).expect("domid 9");
+        let op = from_grant_to_local(unknown, 0, 64);
+        assert_eq!(gt.copy(back, &op, &Frames), Err(GrantError::BadDomain));
+    }
+
+    #[test]
+    fn bad_ref_wins_over_bad_offset() {
+        // Xen claims both sides before checking bounds.
+        let (mut gt, back, front) = host(true);
+        let mut op = from_grant_to_local(front, 4000, 100);
+        op.source.ptr = CopyPtr::Gref {
+            dom: front,
+            gref: GrantRef::new(512),
+        };
+        assert_eq!(gt.copy(back, &op, &Frames), Err(GrantError::BadGntref));
+    }
+
+    #[test]
+    fn copy_from_grant_mapped_by_same_domain_keeps_the_mapping_pin() {
+        let (mut gt, back, front) = host(false);
+        let flags_rw = MapFlags {
+            host_map: true,
+            ..MapFlags::default()
+        };
+        let map = MapRequest {
+            granter: front,
+            gref: GREF,
+            flags: flags_rw,
+        };
+        gt.map_grant_ref(back, map, &Frames).expect("map");
+        assert!(gt
+            .copy(back, &from_grant_to_local(front, 0, 64), &Frames)
+            .is_ok());
+        assert_eq!(
+            flags(&gt, front) & (GTF_READING | GTF_WRITING),
+            GTF_READING | GTF_WRITING
+        );
+        assert_eq!(gt.pinned_count(front), 1);
+    }
+}

@@ -42,6 +42,8 @@ pub mod table;
 mod check;
 mod copy;
 mod ops;
+#[cfg(test)]
+mod proptests;
 
 pub use copy::{Copied, CopyOp, CopyPtr, CopySide};
 pub use ops::{GrantTables, MapRequest, Mapped, QuerySize, Unmapped};
