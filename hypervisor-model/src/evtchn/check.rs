@@ -42,7 +42,7 @@ fn check_table_shape(d: &DomainEvtchn, out: &mut Vec<Violation>) {
         );
     }
     let valid = d.valid_ports();
-    if valid % EVTCHNS_PER_BUCKET != 0 || valid > d.abi.nr_channels() {
+    if !valid.is_multiple_of(EVTCHNS_PER_BUCKET) || valid > d.abi.nr_channels() {
         violation(
             out,
             "evtchn.buckets",
@@ -137,7 +137,11 @@ fn check_virq_map(d: &DomainEvtchn, out: &mut Vec<Violation>) {
         for (virq_index, slot) in v.virq_to_evtchn.iter().enumerate() {
             let Some(port) = slot else { continue };
             let state = d.state(*port);
-            let matches = matches!(state, Some(PortState::Virq { virq }) if virq.raw() as usize == virq_index);
+            let bound_virq = match state {
+                Some(PortState::Virq { virq }) => Some(virq.raw() as usize),
+                _ => None,
+            };
+            let matches = bound_virq == Some(virq_index);
             if !matches {
                 violation(
                     out,

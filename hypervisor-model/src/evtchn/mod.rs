@@ -66,8 +66,8 @@ pub const NR_VIRQS: u32 = 24;
 
 const _: () = assert!(EVTCHN_2L_NR_CHANNELS < EVTCHN_FIFO_NR_CHANNELS);
 const _: () = assert!(EVTCHN_2L_NR_CHANNELS == EVTCHN_2L_WORD_BITS * EVTCHN_2L_WORD_BITS);
-const _: () = assert!(EVTCHN_2L_NR_CHANNELS % EVTCHNS_PER_BUCKET == 0);
-const _: () = assert!(EVTCHN_FIFO_NR_CHANNELS % EVTCHNS_PER_BUCKET == 0);
+const _: () = assert!(EVTCHN_2L_NR_CHANNELS.is_multiple_of(EVTCHNS_PER_BUCKET));
+const _: () = assert!(EVTCHN_FIFO_NR_CHANNELS.is_multiple_of(EVTCHNS_PER_BUCKET));
 const _: () = assert!(MAX_EVTCHN_PORT_LIBXL_DEFAULT < EVTCHN_2L_NR_CHANNELS);
 
 /// A virtual IRQ number (`VIRQ_*`, xen/include/public/xen.h), always below [`NR_VIRQS`].

@@ -48,7 +48,7 @@ fn check_shape(t: &GrantTable, out: &mut Vec<Violation>) {
             format!("{:?}: {} frames", t.dom, t.nr_frames()),
         );
     }
-    let whole = t.maptrack.len() % MAPTRACK_PER_FRAME as usize == 0;
+    let whole = t.maptrack.len().is_multiple_of(MAPTRACK_PER_FRAME as usize);
     if !whole || t.maptrack_frames() > t.config.max_maptrack_frames {
         let frames = t.maptrack_frames();
         violation(
@@ -141,10 +141,11 @@ fn check_pins(
             continue;
         }
         let flags = t.shared[index].flags;
-        let reading_ok = (flags & GTF_READING != 0) == !act.pins.is_zero();
+        let reading_ok = (flags & GTF_READING != 0) != act.pins.is_zero();
         let writing_ok = (flags & GTF_WRITING != 0) == act.pins.has_write();
         // A guest may set the bits itself on an idle entry; only a pinned entry must match.
-        if !act.pins.is_zero() && !(reading_ok && writing_ok) {
+        let pinned = !act.pins.is_zero();
+        if pinned && (!reading_ok || !writing_ok) {
             violation(
                 out,
                 "grant.flags",

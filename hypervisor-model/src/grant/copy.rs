@@ -346,7 +346,8 @@ mod tests {
     #[test]
     fn copy_into_writable_grant_succeeds_and_clears_writing() {
         let (mut gt, back, front) = host(false);
-        assert!(gt.copy(back, &from_local_to_grant(front), &Frames).is_ok());
+        gt.copy(back, &from_local_to_grant(front), &Frames)
+            .expect("copy");
         assert_eq!(flags(&gt, front) & (GTF_READING | GTF_WRITING), 0);
     }
 
@@ -407,9 +408,8 @@ mod tests {
             flags: flags_rw,
         };
         gt.map_grant_ref(back, map, &Frames).expect("map");
-        assert!(gt
-            .copy(back, &from_grant_to_local(front, 0, 64), &Frames)
-            .is_ok());
+        gt.copy(back, &from_grant_to_local(front, 0, 64), &Frames)
+            .expect("copy");
         assert_eq!(
             flags(&gt, front) & (GTF_READING | GTF_WRITING),
             GTF_READING | GTF_WRITING

@@ -72,8 +72,8 @@ pub const GNTTAB_NR_RESERVED_ENTRIES: u32 = 8;
 /// Width of each of the four pin counters (`GNTPIN_cntr_width`).
 pub const GNTPIN_COUNTER_BITS: u32 = 8;
 
-const _: () = assert!(GRANT_ENTRIES_PER_FRAME_V1 * GRANT_ENTRY_V1_BYTES == PAGE_BYTES as u32);
-const _: () = assert!(MAPTRACK_PER_FRAME * MAPTRACK_ENTRY_BYTES == PAGE_BYTES as u32);
+const _: () = assert!((GRANT_ENTRIES_PER_FRAME_V1 * GRANT_ENTRY_V1_BYTES) as u64 == PAGE_BYTES);
+const _: () = assert!((MAPTRACK_PER_FRAME * MAPTRACK_ENTRY_BYTES) as u64 == PAGE_BYTES);
 const _: () =
     assert!(INITIAL_NR_GRANT_FRAMES * GRANT_ENTRIES_PER_FRAME_V1 >= GNTTAB_NR_RESERVED_ENTRIES);
 const _: () = assert!(INITIAL_NR_GRANT_FRAMES <= MAX_GRANT_FRAMES_DEFAULT);

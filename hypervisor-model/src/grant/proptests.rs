@@ -82,7 +82,9 @@ fn op() -> impl Strategy<Value = Op> {
     let r = prop_oneof![0u32..12, 500u32..520];
     prop_oneof![
         4 => (d.clone(), r.clone(), d.clone(), 0u32..50, any::<bool>()).prop_map(
-            |(granter, gref, grantee, gfn, readonly)| Op::Grant { granter, gref, grantee, gfn, readonly }
+            |(granter, gref, grantee, gfn, readonly)| {
+                Op::Grant { granter, gref, grantee, gfn, readonly }
+            }
         ),
         1 => (d.clone(), r.clone(), any::<u16>(), 0u16..4, 0u32..50).prop_map(
             |(granter, gref, flags, domid, frame)| Op::Write { granter, gref, flags, domid, frame }
@@ -93,9 +95,12 @@ fn op() -> impl Strategy<Value = Op> {
         ),
         3 => (d.clone(), 0u32..300).prop_map(|(mapper, handle)| Op::Unmap { mapper, handle }),
         2 => (d.clone(), d.clone(), r, any::<bool>(), 0u16..4200, 0u16..200).prop_map(
-            |(caller, granter, gref, to_grant, offset, len)| Op::Copy { caller, granter, gref, to_grant, offset, len }
+            |(caller, granter, gref, to_grant, offset, len)| {
+                Op::Copy { caller, granter, gref, to_grant, offset, len }
+            }
         ),
-        1 => (d.clone(), d.clone(), 0u32..70).prop_map(|(caller, dom, frames)| Op::Setup { caller, dom, frames }),
+        1 => (d.clone(), d.clone(), 0u32..70)
+            .prop_map(|(caller, dom, frames)| Op::Setup { caller, dom, frames }),
         1 => d.prop_map(|dom| Op::Kill { dom }),
     ]
 }
