@@ -30,8 +30,10 @@
 //! XSM beyond the dummy policy's "self or privileged", `SCHEDOP_poll` pollers, hypercall
 //! continuations (`-ERESTART`: every op completes at once), and the FIFO ABI's queues: a
 //! domain can be switched to FIFO (`init_fifo`), which raises its port limit to 2^17, but
-//! delivery keeps the 2-level rules (one pending and one mask bit per port, a per-vCPU
-//! selector and upcall flag). Callers resolve `DOMID_SELF` to the caller's domid first.
+//! delivery keeps the 2-level rules (one pending and one mask bit per port, coalescing,
+//! masking) without the selector word: the per-vCPU upcall flag alone decides. No event
+//! words, queues, priorities or `EVTCHNOP_set_priority`/`expand_array`. Callers resolve
+//! `DOMID_SELF` to the caller's domid first.
 
 pub mod table;
 

@@ -861,6 +861,31 @@ mod tests {
     }
 
     #[test]
+    fn fifo_send_on_port_past_2l_limit_notifies_and_is_taken() {
+        let (mut ec, dom0, _) = host();
+        ec.init_fifo(dom0).expect("fifo");
+        // Fill ports 1..=4095 so the next IPI port is 4096, past the 2-level bitmap.
+        let filled = (1..crate::evtchn::EVTCHN_2L_NR_CHANNELS)
+            .filter(|_| ec.bind_ipi(dom0, 0).is_ok())
+            .count();
+        let port = ec.bind_ipi(dom0, 1).expect("ipi");
+        let notify = ec.send(dom0, port).expect("send");
+        let taken = ec
+            .domain_mut(dom0)
+            .expect("dom0")
+            .guest_take_events(vcpu(1));
+        assert_eq!(filled, 4095);
+        assert_eq!(
+            notify,
+            Some(Notify {
+                dom: dom0,
+                vcpu: vcpu(1)
+            })
+        );
+        assert_eq!(taken, [port]);
+    }
+
+    #[test]
     fn loopback_interdomain_within_one_domain_pairs_two_ports() {
         let (mut ec, _, guest) = host();
         let a = ec.alloc_unbound(guest, guest, guest).expect("alloc");

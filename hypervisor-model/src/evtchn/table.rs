@@ -235,12 +235,21 @@ impl DomainEvtchn {
 
     fn select_and_mark(&mut self, port: EvtchnPort, vcpu: VcpuId) -> Option<Notify> {
         let word = port.raw() / EVTCHN_2L_WORD_BITS;
+        let fifo = self.abi == Abi::Fifo;
         let v = &mut self.vcpus[vcpu.raw() as usize];
-        let sel_bit = 1u64 << word;
-        if v.pending_sel & sel_bit != 0 {
-            return None;
+        // xensim differs: under FIFO there is no selector word (see the module doc of
+        // `evtchn`); the upcall flag alone decides.
+        if !fifo {
+            assert!(
+                word < EVTCHN_2L_WORD_BITS,
+                "2-level port {port:?} past the bitmap"
+            );
+            let sel_bit = 1u64 << word;
+            if v.pending_sel & sel_bit != 0 {
+                return None;
+            }
+            v.pending_sel |= sel_bit;
         }
-        v.pending_sel |= sel_bit;
         if v.upcall_pending {
             return None;
         }
@@ -291,8 +300,11 @@ impl DomainEvtchn {
         };
         v.upcall_pending = false;
         let sel = core::mem::take(&mut v.pending_sel);
-        for word in 0..EVTCHN_2L_WORD_BITS {
-            if sel & (1u64 << word) != 0 {
+        let words = u32::try_from(self.pending.len()).unwrap_or(u32::MAX);
+        for word in 0..words {
+            // Under FIFO every word is scanned (no selector).
+            let selected = word < EVTCHN_2L_WORD_BITS && sel & (1u64 << word) != 0;
+            if selected || (self.abi == Abi::Fifo && self.pending[word as usize] != 0) {
                 self.take_word(word, vcpu, &mut taken);
             }
         }
