@@ -125,6 +125,46 @@ macro_rules! frame_number {
 frame_number!(Gfn, "gfn");
 frame_number!(Mfn, "mfn");
 
+/// An event-channel port of one domain (`evtchn_port_t`). Any `u32` a guest passes is
+/// representable; the event-channel table decides whether it names a valid port.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct EvtchnPort(u32);
+
+/// A grant reference (`grant_ref_t`): an index into the granting domain's grant table.
+/// Any `u32` a guest passes is representable; the grant table bounds-checks it.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct GrantRef(u32);
+
+macro_rules! table_index {
+    ($name:ident, $prefix:literal) => {
+        impl $name {
+            /// The value as the guest passed it.
+            pub const fn new(raw: u32) -> $name {
+                $name(raw)
+            }
+
+            /// The raw number.
+            pub const fn raw(self) -> u32 {
+                self.0
+            }
+
+            /// The number as a slice index.
+            pub const fn index(self) -> usize {
+                self.0 as usize
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, concat!($prefix, "{}"), self.0)
+            }
+        }
+    };
+}
+
+table_index!(EvtchnPort, "port");
+table_index!(GrantRef, "gref");
+
 /// A PCI device address (segment, bus, device, function), as `0000:03:00.0`.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
 pub struct PciBdf {

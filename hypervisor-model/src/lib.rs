@@ -12,6 +12,8 @@
 //!   carry operations out as steps in virtual time.
 //! - [`domain`]: domains and vCPUs, the Xen lifecycle, the pause flags, domid allocation.
 //! - [`sched`]: the `Scheduler` trait, cpupools, and the schedulers (null).
+//! - [`evtchn`] and [`grant`]: event channels and grant tables (v1), per-host tables the
+//!   hypervisor layer drives with hypercall-level operations.
 //! - [`console`]: the hypervisor console ring that `xl dmesg` reads.
 //! - [`platform`]: the one trait through which the core reaches hardware.
 //! - [`encode`]: the pinned canonical encoding that the run hash covers.
@@ -32,6 +34,8 @@ pub mod cpumask;
 pub mod domain;
 pub mod encode;
 pub mod event;
+pub mod evtchn;
+pub mod grant;
 pub mod hypervisor;
 pub mod ids;
 pub mod limits;

@@ -1,0 +1,419 @@
+//! `GNTTABOP_copy`: one copy between two frames, each named by a grant ref of some domain or
+//! by a gfn of the caller, with the grant pinned only for the copy's duration.
+//!
+//! Follows xen/common/grant_table.c (Xen 4.17): `gnttab_copy_lock_domain(s)`,
+//! `gnttab_copy_claim_buf`, `acquire_grant_for_copy`, `release_grant_for_copy`,
+//! `gnttab_copy_buf`, `gnttab_copy_one`. Xen checks the 4 KiB bounds only after both sides
+//! are claimed, so a bad ref wins over a bad offset; this model keeps that order.
+//!
+//! # Invariants
+//! - A copy leaves every pin count and every `GTF_reading`/`GTF_writing` bit as it found
+//!   them, whatever its outcome.
+//!
+//! xensim differs: no bytes move. The result names both frames and the offsets so the
+//! memory subsystem can perform the copy when it exists.
+
+use super::ops::{lookup, set_status, GrantTables};
+use super::table::{GrantTable, Pins};
+use super::{GrantError, GuestFrames};
+use crate::ids::{DomId, Gfn, GrantRef, Mfn};
+use crate::limits::PAGE_BYTES;
+
+/// One side of a copy (`struct gnttab_copy_ptr` with the `GNTCOPY_*_gref` flag folded in).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum CopyPtr {
+    /// `u.ref` of `domid`, with the gref flag set.
+    Gref {
+        /// The granting domain.
+        dom: DomId,
+        /// Its ref.
+        gref: GrantRef,
+    },
+    /// `u.gmfn` with `domid = DOMID_SELF`: a frame of the caller.
+    LocalGfn(Gfn),
+    /// `u.gmfn` with a numeric domid: Xen refuses it (`GNTST_permission_denied`), even when
+    /// the domid is the caller's own.
+    ForeignGfn {
+        /// The named domain.
+        dom: DomId,
+        /// The frame.
+        gfn: Gfn,
+    },
+}
+
+/// A side and its offset.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct CopySide {
+    /// Which frame.
+    pub ptr: CopyPtr,
+    /// Byte offset in the frame.
+    pub offset_bytes: u16,
+}
+
+/// One `gnttab_copy_t`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct CopyOp {
+    /// Read from here.
+    pub source: CopySide,
+    /// Write to here.
+    pub dest: CopySide,
+    /// Bytes to copy.
+    pub len_bytes: u16,
+}
+
+/// A copy that Xen would perform: `len_bytes` from `source_mfn + source offset` to
+/// `dest_mfn + dest offset`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Copied {
+    /// Source frame.
+    pub source_mfn: Mfn,
+    /// Destination frame (Xen marks it dirty).
+    pub dest_mfn: Mfn,
+}
+
+/// What a claimed side holds until release.
+#[derive(Clone, Copy)]
+enum Claim {
+    Grant {
+        dom: DomId,
+        gref: GrantRef,
+        readonly: bool,
+    },
+    Frame,
+}
+
+impl GrantTables {
+    /// `GNTTABOP_copy` of one op by `caller`.
+    pub fn copy(
+        &mut self,
+        caller: DomId,
+        op: &CopyOp,
+        frames: &dyn GuestFrames,
+    ) -> Result<Copied, GrantError> {
+        self.lock_domain(caller, op.source.ptr)?;
+        self.lock_domain(caller, op.dest.ptr)?;
+        let (source_mfn, source) = self.claim(caller, op.source.ptr, true, frames)?;
+        let dest = self.claim(caller, op.dest.ptr, false, frames);
+        let (dest_mfn, dest) = match dest {
+            Ok(claimed) => claimed,
+            Err(err) => {
+                self.release(source);
+                return Err(err);
+            }
+        };
+        let result = check_bounds(op);
+        self.release(source);
+        self.release(dest);
+        result.map(|()| Copied {
+            source_mfn,
+            dest_mfn,
+        })
+    }
+
+    /// `gnttab_copy_lock_domain`: a gfn side must be `DOMID_SELF`; a gref side's domain
+    /// must exist.
+    fn lock_domain(&self, caller: DomId, ptr: CopyPtr) -> Result<(), GrantError> {
+        let dom = match ptr {
+            CopyPtr::ForeignGfn { .. } => return Err(GrantError::PermissionDenied),
+            CopyPtr::LocalGfn(_) => caller,
+            CopyPtr::Gref { dom, .. } => dom,
+        };
+        if self.tables.contains_key(&dom) {
+            Ok(())
+        } else {
+            Err(GrantError::BadDomain)
+        }
+    }
+
+    /// `gnttab_copy_claim_buf`: pin the grant (or look the caller's frame up).
+    fn claim(
+        &mut self,
+        caller: DomId,
+        ptr: CopyPtr,
+        readonly: bool,
+        frames: &dyn GuestFrames,
+    ) -> Result<(Mfn, Claim), GrantError> {
+        match ptr {
+            CopyPtr::Gref { dom, gref } => {
+                let rt = self.get_mut(dom)?;
+                let mfn = acquire_for_copy(rt, gref, caller, readonly, frames)?;
+                Ok((
+                    mfn,
+                    Claim::Grant {
+                        dom,
+                        gref,
+                        readonly,
+                    },
+                ))
+            }
+            CopyPtr::LocalGfn(gfn) => {
+                let lt = self.get_mut(caller)?;
+                Ok((lookup(lt, gfn, readonly, frames)?, Claim::Frame))
+            }
+            CopyPtr::ForeignGfn { .. } => Err(GrantError::PermissionDenied),
+        }
+    }
+
+    /// `release_grant_for_copy`.
+    fn release(&mut self, claim: Claim) {
+        let Claim::Grant {
+            dom,
+            gref,
+            readonly,
+        } = claim
+        else {
+            return;
+        };
+        let Some(rt) = self.tables.get_mut(&dom) else {
+            panic!("{dom:?}: grant table gone while {gref:?} was held for a copy");
+        };
+        rt.active[gref.index()].pins.sub(copy_pin(readonly));
+        rt.reduce_status_for_pin(gref, readonly);
+    }
+}
+
+/// A copy pins like a host mapping of the same direction.
+fn copy_pin(readonly: bool) -> Pins {
+    if readonly {
+        Pins {
+            host_read: 1,
+            ..Pins::default()
+        }
+    } else {
+        Pins {
+            host_write: 1,
+            ..Pins::default()
+        }
+    }
+}
+
+/// `acquire_grant_for_copy` for a v1 entry.
+fn acquire_for_copy(
+    rt: &mut GrantTable,
+    gref: GrantRef,
+    user: DomId,
+    readonly: bool,
+    frames: &dyn GuestFrames,
+) -> Result<Mfn, GrantError> {
+    let incr = copy_pin(readonly);
+    let act = rt.active(gref).ok_or(GrantError::BadGntref)?;
+    let pinned = !act.pins.is_zero();
+    if pinned && (act.domid != user || act.pins.would_overflow(incr)) {
+        return Err(GrantError::GeneralError);
+    }
+    if !pinned || (!readonly && !act.pins.has_write()) {
+        set_status(rt, gref, user, readonly, false)?;
+        // Xen looks the frame up on this path even when already pinned read-only.
+        let gfn = Gfn::new(u64::from(rt.shared[gref.index()].frame));
+        let mfn = lookup(rt, gfn, readonly, frames).inspect_err(|_| {
+            rt.reduce_status_for_pin(gref, readonly);
+        })?;
+        if !pinned {
+            let a = &mut rt.active[gref.index()];
+            a.domid = user;
+            a.gfn = gfn;
+            a.mfn = mfn;
+        }
+    } else if rt.dying {
+        // Xen: the page's owner is checked, and a dying owner gives GNTST_bad_domain.
+        return Err(GrantError::BadDomain);
+    }
+    let a = &mut rt.active[gref.index()];
+    a.pins.add(incr);
+    Ok(a.mfn)
+}
+
+/// `gnttab_copy_buf`'s checks: both ranges inside one page (v1 grants cover the whole page,
+/// so Xen's per-grant range check never fails here).
+fn check_bounds(op: &CopyOp) -> Result<(), GrantError> {
+    let len = u64::from(op.len_bytes);
+    let source_end = u64::from(op.source.offset_bytes) + len;
+    let dest_end = u64::from(op.dest.offset_bytes) + len;
+    if source_end > PAGE_BYTES || dest_end > PAGE_BYTES {
+        return Err(GrantError::BadCopyArg);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{CopyOp, CopyPtr, CopySide};
+    use crate::grant::{
+        FrameError, GrantConfig, GrantError, GrantTables, GuestFrames, MapFlags, MapRequest,
+        GTF_READING, GTF_WRITING,
+    };
+    use crate::ids::{DomId, Gfn, GrantRef, Mfn};
+
+    /// Every gfn exists; mfn = domid << 32 | gfn.
+    struct Frames;
+
+    impl GuestFrames for Frames {
+        fn translate(&self, dom: DomId, gfn: Gfn, _readonly: bool) -> Result<Mfn, FrameError> {
+            Ok(Mfn::new(u64::from(dom.raw()) << 32 | gfn.raw()))
+        }
+    }
+
+    /// The frontend's granted buffer ref and page.
+    const GREF: GrantRef = GrantRef::new(8);
+    const BUF_GFN: u32 = 0x42;
+    /// A page of the backend.
+    const LOCAL_GFN: Gfn = Gfn::new(0x77);
+
+    fn host(readonly: bool) -> (GrantTables, DomId, DomId) {
+        let mut gt = GrantTables::new();
+        let back = DomId::DOM0;
+        let front = DomId::new(1).expect("domid 1");
+        gt.create(back, GrantConfig::guest_default(false))
+            .expect("back");
+        gt.create(front, GrantConfig::guest_default(true))
+            .expect("front");
+        let t = gt.table_mut(front).expect("front");
+        t.guest_grant_access(GREF, back, BUF_GFN, readonly)
+            .expect("grant");
+        (gt, back, front)
+    }
+
+    fn from_grant_to_local(front: DomId, offset_bytes: u16, len_bytes: u16) -> CopyOp {
+        CopyOp {
+            source: CopySide {
+                ptr: CopyPtr::Gref {
+                    dom: front,
+                    gref: GREF,
+                },
+                offset_bytes,
+            },
+            dest: CopySide {
+                ptr: CopyPtr::LocalGfn(LOCAL_GFN),
+                offset_bytes: 0,
+            },
+            len_bytes,
+        }
+    }
+
+    fn from_local_to_grant(front: DomId) -> CopyOp {
+        CopyOp {
+            source: CopySide {
+                ptr: CopyPtr::LocalGfn(LOCAL_GFN),
+                offset_bytes: 0,
+            },
+            dest: CopySide {
+                ptr: CopyPtr::Gref {
+                    dom: front,
+                    gref: GREF,
+                },
+                offset_bytes: 0,
+            },
+            len_bytes: 64,
+        }
+    }
+
+    fn flags(gt: &GrantTables, dom: DomId) -> u16 {
+        gt.table(dom)
+            .and_then(|t| t.entry(GREF))
+            .map(|e| e.flags)
+            .unwrap_or(0)
+    }
+
+    #[test]
+    fn copy_from_grant_names_both_frames_and_leaves_no_pin() {
+        let (mut gt, back, front) = host(true);
+        let copied = gt
+            .copy(back, &from_grant_to_local(front, 0, 4096), &Frames)
+            .expect("copy");
+        assert_eq!(copied.source_mfn, Mfn::new(1 << 32 | u64::from(BUF_GFN)));
+        assert_eq!(copied.dest_mfn, Mfn::new(LOCAL_GFN.raw()));
+        assert_eq!(flags(&gt, front) & (GTF_READING | GTF_WRITING), 0);
+        assert_eq!(gt.pinned_count(front), 0);
+    }
+
+    #[test]
+    fn copy_crossing_the_page_end_is_bad_copy_arg() {
+        let (mut gt, back, front) = host(true);
+        // 4000 + 100 > 4096.
+        let err = gt.copy(back, &from_grant_to_local(front, 4000, 100), &Frames);
+        assert_eq!(err, Err(GrantError::BadCopyArg));
+        assert_eq!(gt.pinned_count(front), 0);
+    }
+
+    #[test]
+    fn copy_into_readonly_grant_is_general_error() {
+        let (mut gt, back, front) = host(true);
+        let err = gt.copy(back, &from_local_to_grant(front), &Frames);
+        assert_eq!(err, Err(GrantError::GeneralError));
+        assert_eq!(flags(&gt, front) & (GTF_READING | GTF_WRITING), 0);
+    }
+
+    #[test]
+    fn copy_into_writable_grant_succeeds_and_clears_writing() {
+        let (mut gt, back, front) = host(false);
+        gt.copy(back, &from_local_to_grant(front), &Frames)
+            .expect("copy");
+        assert_eq!(flags(&gt, front) & (GTF_READING | GTF_WRITING), 0);
+    }
+
+    #[test]
+    fn copy_by_domain_not_named_in_grant_is_general_error() {
+        let (mut gt, _, front) = host(true);
+        let stranger = DomId::new(2).expect("domid 2");
+        gt.create(stranger, GrantConfig::guest_default(false))
+            .expect("stranger");
+        let err = gt.copy(stranger, &from_grant_to_local(front, 0, 64), &Frames);
+        assert_eq!(err, Err(GrantError::GeneralError));
+    }
+
+    #[test]
+    fn copy_with_gfn_of_numeric_domid_is_permission_denied() {
+        let (mut gt, back, front) = host(true);
+        let mut op = from_grant_to_local(front, 0, 64);
+        op.dest.ptr = CopyPtr::ForeignGfn {
+            dom: back,
+            gfn: LOCAL_GFN,
+        };
+        assert_eq!(
+            gt.copy(back, &op, &Frames),
+            Err(GrantError::PermissionDenied)
+        );
+    }
+
+    #[test]
+    fn copy_from_unknown_domain_is_bad_domain() {
+        let (mut gt, back, _) = host(true);
+        let unknown = DomId::new(9).expect("domid 9");
+        let op = from_grant_to_local(unknown, 0, 64);
+        assert_eq!(gt.copy(back, &op, &Frames), Err(GrantError::BadDomain));
+    }
+
+    #[test]
+    fn bad_ref_wins_over_bad_offset() {
+        // Xen claims both sides before checking bounds.
+        let (mut gt, back, front) = host(true);
+        let mut op = from_grant_to_local(front, 4000, 100);
+        op.source.ptr = CopyPtr::Gref {
+            dom: front,
+            gref: GrantRef::new(512),
+        };
+        assert_eq!(gt.copy(back, &op, &Frames), Err(GrantError::BadGntref));
+    }
+
+    #[test]
+    fn copy_from_grant_mapped_by_same_domain_keeps_the_mapping_pin() {
+        let (mut gt, back, front) = host(false);
+        let flags_rw = MapFlags {
+            host_map: true,
+            ..MapFlags::default()
+        };
+        let map = MapRequest {
+            granter: front,
+            gref: GREF,
+            flags: flags_rw,
+        };
+        gt.map_grant_ref(back, map, &Frames).expect("map");
+        gt.copy(back, &from_grant_to_local(front, 0, 64), &Frames)
+            .expect("copy");
+        assert_eq!(
+            flags(&gt, front) & (GTF_READING | GTF_WRITING),
+            GTF_READING | GTF_WRITING
+        );
+        assert_eq!(gt.pinned_count(front), 1);
+    }
+}
