@@ -115,7 +115,10 @@ fn check_running_vcpu(
             format!("{:?} on {cpu:?}", v.id),
         );
     }
-    if !v.hard_affinity.test(cpu) {
+    // An affinity change marks a running vCPU migrating and tickles its pCPU; until that
+    // pCPU reschedules the vCPU still runs there (as on Xen), so only a settled vCPU counts.
+    let moving = v.pause_flags & crate::domain::vcpu::VPF_MIGRATING != 0;
+    if !v.hard_affinity.test(cpu) && !(moving && hv.softirq_pending[cpu.index()]) {
         violation(
             out,
             "core.runs_within_hard_affinity",

@@ -16,6 +16,8 @@ mod affinity;
 mod banner;
 pub mod boot;
 mod check;
+#[cfg(test)]
+mod proptests;
 mod sched_glue;
 
 use alloc::collections::BTreeMap;
