@@ -117,8 +117,8 @@ fn check_running_vcpu(
     }
     // An affinity change marks a running vCPU migrating and tickles its pCPU; until that
     // pCPU reschedules the vCPU still runs there (as on Xen), so only a settled vCPU counts.
-    let settling = v.pause_flags & crate::domain::vcpu::VPF_MIGRATING != 0
-        && hv.softirq_pending[cpu.index()];
+    let settling =
+        v.pause_flags & crate::domain::vcpu::VPF_MIGRATING != 0 && hv.softirq_pending[cpu.index()];
     let allowed = v.hard_affinity.test(cpu) || settling;
     if !allowed {
         violation(

@@ -6,4 +6,5 @@
 
 pub mod ept;
 pub mod iommu;
+pub mod switch;
 pub mod topology;

@@ -199,14 +199,17 @@ impl HostGuests {
         self.slots.get_mut(&v)
     }
 
-    /// The core put `v` on a pCPU at `now_ns`.
+    /// The core put `v` on a pCPU at `now_ns`; the guest's own work starts after the
+    /// switch's `overhead_ns`.
     pub fn start_running(
         &mut self,
         v: VcpuRef,
         now_ns: u64,
+        overhead_ns: u64,
         host: u16,
         queue: &mut EventQueue<SimEvent>,
     ) {
+        let now_ns = now_ns + overhead_ns;
         let generation = self.generation();
         let Some(slot) = self.slot_for(v, now_ns, host, queue) else {
             return;
@@ -366,7 +369,7 @@ mod tests {
             tick_work: Dist::Const(0),
         });
         let mut queue = EventQueue::new();
-        guests.start_running(v0(), 100, HOST, &mut queue);
+        guests.start_running(v0(), 100, 0, HOST, &mut queue);
         let (at_ns, generation) = demand_done_generation(&mut queue);
         assert_eq!(at_ns, 100);
         assert_eq!(
@@ -384,7 +387,7 @@ mod tests {
         };
         let mut guests = guests_with(bursty);
         let mut queue = EventQueue::new();
-        guests.start_running(v0(), 0, HOST, &mut queue);
+        guests.start_running(v0(), 0, 0, HOST, &mut queue);
         let (_, generation) = demand_done_generation(&mut queue);
         guests.stop_running(v0(), 20_000);
         assert_eq!(
@@ -402,10 +405,10 @@ mod tests {
         };
         let mut guests = guests_with(bursty);
         let mut queue = EventQueue::new();
-        guests.start_running(v0(), 0, HOST, &mut queue);
+        guests.start_running(v0(), 0, 0, HOST, &mut queue);
         let _ = demand_done_generation(&mut queue);
         guests.stop_running(v0(), 20_000);
-        guests.start_running(v0(), 100_000, HOST, &mut queue);
+        guests.start_running(v0(), 100_000, 0, HOST, &mut queue);
         assert_eq!(demand_done_generation(&mut queue).0, 130_000);
     }
 
@@ -415,7 +418,7 @@ mod tests {
             yield_every: Some(Dist::Const(10)),
         });
         let mut queue = EventQueue::new();
-        guests.start_running(v0(), 0, HOST, &mut queue);
+        guests.start_running(v0(), 0, 0, HOST, &mut queue);
         let (_, generation) = demand_done_generation(&mut queue);
         guests.forget_domain(v0().dom);
         assert_eq!(

@@ -118,6 +118,10 @@ pub fn cost_table_hash(scenario: &crate::scenario::model::Scenario) -> u64 {
     );
     bytes.extend_from_slice(&reaction_ns.to_le_bytes());
     for host in &scenario.hosts {
+        let switch = crate::machine::switch::SwitchCosts::from_tables(&scenario.costs, &host.costs);
+        for word in switch.hash_words() {
+            bytes.extend_from_slice(&word.to_le_bytes());
+        }
         let c = core_costs(&scenario.costs, &host.costs);
         for value in [
             c.domctl_ns,

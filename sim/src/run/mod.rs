@@ -30,6 +30,7 @@ use hypervisor_model::sched::Violation;
 use hypervisor_model::toolstack::ops::JobId;
 
 use crate::clock::EventQueue;
+use crate::machine::switch::SwitchCosts;
 use crate::record::{Divergence, Recorder, RunHash, TraceError};
 use crate::report::metrics::DomainMeta;
 use crate::rng::RngStreams;
@@ -264,7 +265,10 @@ impl<'s> World<'s> {
             .hosts
             .iter()
             .zip(&configs)
-            .map(|(h, c)| sinks::host_meta(&h.name, c))
+            .map(|(h, c)| {
+                let switch = SwitchCosts::from_tables(&scenario.costs, &h.costs);
+                sinks::host_meta(&h.name, c, switch)
+            })
             .collect();
         let decision_log = opts.decision_log || scenario.sim.decision_log;
         let mut world = World {
@@ -287,6 +291,7 @@ impl<'s> World<'s> {
             let host = u16::try_from(index).expect("fewer than 65536 hosts");
             let nr_cpus = config.host.cpus.len();
             let mut guests = HostGuests::new(world.streams);
+            let switch = SwitchCosts::from_tables(&scenario.costs, &spec.costs);
             let dom0_vcpus = usize::try_from(config.dom0.vcpus).unwrap_or(0);
             guests.register_domain(
                 DomId::DOM0,
@@ -306,7 +311,9 @@ impl<'s> World<'s> {
                 guests,
                 replies: Vec::new(),
                 notices: Vec::new(),
-                ipi_latency_ns: 0,
+                ipi_latency_ns: switch.ipi_ns,
+                switch,
+                last_vcpu: vec![None; nr_cpus],
                 ept: Default::default(),
                 iommu: Default::default(),
                 doorbells: Default::default(),

@@ -21,6 +21,7 @@ use super::{SimEvent, Sinks};
 use crate::clock::EventQueue;
 use crate::machine::ept::EptTables;
 use crate::machine::iommu::{Doorbells, IommuTables};
+use crate::machine::switch::SwitchCosts;
 
 /// Per-host simulator state that outlives one input.
 #[derive(Debug)]
@@ -31,6 +32,10 @@ pub struct HostSim {
     pub timer_gen: Vec<u64>,
     /// Generation of each pool's scheduler timer, by pool id (grown on first arm).
     pub pool_timer_gen: Vec<u64>,
+    /// Switch and IPI costs.
+    pub switch: SwitchCosts,
+    /// The last guest vCPU each pCPU ran (lazy context switch).
+    pub last_vcpu: Vec<Option<VcpuRef>>,
     /// Guest models of every vCPU that has run.
     pub guests: HostGuests,
     /// Replies collected during the current input.
@@ -127,14 +132,23 @@ impl Platform for SimPlatform<'_> {
         );
     }
 
-    fn context_switch(&mut self, _pcpu: PcpuId, from: Option<VcpuRef>, to: Option<VcpuRef>) {
+    fn context_switch(&mut self, pcpu: PcpuId, from: Option<VcpuRef>, to: Option<VcpuRef>) {
         if let Some(v) = from {
             self.sim.guests.stop_running(v, self.now_ns);
         }
         if let Some(v) = to {
+            let last = self.sim.last_vcpu.get_mut(pcpu.index());
+            let overhead_ns = match last {
+                Some(last) => {
+                    let cost = self.sim.switch.switch_overhead_ns(*last, v);
+                    *last = Some(v);
+                    cost
+                }
+                None => 0,
+            };
             self.sim
                 .guests
-                .start_running(v, self.now_ns, self.sim.host, self.queue);
+                .start_running(v, self.now_ns, overhead_ns, self.sim.host, self.queue);
         }
     }
 
@@ -193,7 +207,7 @@ mod tests {
     use hypervisor_model::ids::{DomId, Gfn, Mfn, PciBdf};
     use hypervisor_model::platform::{Doorbell, EptEntry, MapAccess, Platform};
 
-    use super::{HostSim, SimPlatform};
+    use super::{HostSim, SimPlatform, SwitchCosts};
     use crate::clock::EventQueue;
     use crate::record::Recorder;
     use crate::rng::RngStreams;
@@ -211,6 +225,8 @@ mod tests {
             host: 0,
             timer_gen: vec![0; 2],
             pool_timer_gen: Vec::new(),
+            switch: SwitchCosts::free(),
+            last_vcpu: vec![None; 2],
             guests: HostGuests::new(RngStreams::new(1)),
             replies: Vec::new(),
             notices: Vec::new(),

@@ -10,6 +10,7 @@ use hypervisor_model::trace::TraceEvent;
 use super::decisions;
 use super::HostRuntime;
 use crate::guest::workload::JobRecord;
+use crate::machine::switch::SwitchCosts;
 use crate::record::Recorder;
 use crate::report::metrics::{DomainMeta, HostMeta, Metrics, MetricsCollector, PoolMeta};
 
@@ -33,7 +34,7 @@ pub struct SinksReport {
 }
 
 /// The metrics view of a host about to boot: pCPU nodes and pools.
-pub fn host_meta(name: &str, config: &BootConfig) -> HostMeta {
+pub fn host_meta(name: &str, config: &BootConfig, switch: SwitchCosts) -> HostMeta {
     let nr_cpus = config.host.cpus.len();
     let mut pcpu_pools: Vec<Option<String>> = vec![Some("Pool-0".to_string()); nr_cpus];
     for pool in &config.pools {
@@ -57,6 +58,7 @@ pub fn host_meta(name: &str, config: &BootConfig) -> HostMeta {
         pcpu_nodes: config.host.cpus.iter().map(|c| c.node).collect(),
         pcpu_pools,
         pools,
+        switch,
     }
 }
 

@@ -17,7 +17,7 @@
 //!   reused is a new entity, reported separately.
 //! - Each observed `Runstate` starts from the state the collector holds for that vCPU, and
 //!   each `Schedule` names as `prev` what the collector holds as running on that pCPU.
-//! - A pool pCPU's `busy_ns + idle_ns == online_ns` (no overhead model yet).
+//! - A pool pCPU's `busy_ns + idle_ns + overhead_ns == online_ns`.
 //! - Event times never go backwards on one host.
 //!
 //! xensim differs: a `running → runnable` transition does not say whether the vCPU yielded,
@@ -37,6 +37,7 @@ use super::{
     DomainMetrics, HostMetrics, Metrics, PcpuMetrics, PoolMetrics, VcpuMetrics, WindowMetrics,
 };
 use crate::guest::workload::JobRecord;
+use crate::machine::switch::SwitchCosts;
 
 /// Bytes per KiB over bytes per page: host pages are 4 KiB.
 const KIB_PER_PAGE: u64 = 4;
@@ -54,6 +55,8 @@ pub struct HostMeta {
     pub pcpu_pools: Vec<Option<String>>,
     /// The host's cpupools, `Pool-0` first.
     pub pools: Vec<PoolMeta>,
+    /// Switch costs: the overhead each switch charges its pCPU (§1.12 (a)).
+    pub switch: SwitchCosts,
 }
 
 /// One cpupool of a host.
@@ -136,6 +139,11 @@ struct PcpuState {
     since_ns: u64,
     busy_ns: u64,
     idle_ns: u64,
+    overhead_ns: u64,
+    /// The last guest vCPU that ran here (a switch back to it is free).
+    last_vcpu: Option<VcpuRef>,
+    /// The current switch's overhead lasts until then.
+    overhead_until_ns: u64,
     context_switch_count: u64,
     vcpu_switch_count: u64,
     sched_decision_count: u64,
@@ -357,6 +365,11 @@ impl HostState {
         let in_pool = self.meta.pcpu_pools[pcpu.index()].is_some();
         state.decide(window, time_ns, prev, next, in_pool);
         if let Some(v) = next.filter(|&v| Some(v) != prev) {
+            let cost_ns = self.meta.switch.switch_overhead_ns(state.last_vcpu, v);
+            state.last_vcpu = Some(v);
+            state.overhead_until_ns = time_ns + cost_ns;
+        }
+        if let Some(v) = next.filter(|&v| Some(v) != prev) {
             let nodes = &self.meta.pcpu_nodes;
             let index = *self
                 .live
@@ -402,11 +415,16 @@ impl PcpuState {
     }
 
     fn close(&mut self, window: Window, time_ns: u64, in_pool: bool) {
-        let spent_ns = window.clip(self.since_ns, time_ns);
         if in_pool {
             if self.current.is_some() {
-                add(&mut self.busy_ns, spent_ns, "busy_ns");
+                // The switch's overhead comes first; the guest runs after it.
+                let switch_end_ns = self.overhead_until_ns.clamp(self.since_ns, time_ns);
+                let overhead_ns = window.clip(self.since_ns, switch_end_ns);
+                add(&mut self.overhead_ns, overhead_ns, "overhead_ns");
+                let busy_ns = window.clip(switch_end_ns, time_ns);
+                add(&mut self.busy_ns, busy_ns, "busy_ns");
             } else {
+                let spent_ns = window.clip(self.since_ns, time_ns);
                 add(&mut self.idle_ns, spent_ns, "idle_ns");
             }
         }
@@ -486,7 +504,11 @@ impl PcpuState {
         };
         let mut accounted_ns = self.busy_ns;
         add(&mut accounted_ns, self.idle_ns, "online_ns");
-        assert_eq!(accounted_ns, online_ns, "busy + idle differs from online");
+        add(&mut accounted_ns, self.overhead_ns, "online_ns");
+        assert_eq!(
+            accounted_ns, online_ns,
+            "busy + idle + overhead differs from online"
+        );
         PcpuMetrics {
             id,
             pool,
@@ -494,7 +516,7 @@ impl PcpuState {
             online_ns,
             busy_ns: self.busy_ns,
             idle_ns: self.idle_ns,
-            overhead_ns: 0,
+            overhead_ns: self.overhead_ns,
             utilization_ppm: ratio_ppm(self.busy_ns, online_ns),
             context_switch_count: self.context_switch_count,
             vcpu_switch_count: self.vcpu_switch_count,
@@ -581,6 +603,29 @@ mod tests {
         // The wake at 500 started before the window: no sample.
         assert_eq!(got.wakeup_latency_ns.count, 0);
         assert_eq!(got.runq_wait_ns.count, 0);
+    }
+
+    #[test]
+    fn switch_overhead_is_taken_out_of_busy_time() {
+        // Switches cost 100 ns (60 within a domain): d1v0 at 0, d1v1 at 1000, d2v0 at 2000.
+        let costs = crate::machine::switch::SwitchCosts {
+            vcpu_switch_ns: 100,
+            same_dom_permille: 600,
+            ipi_ns: 0,
+        };
+        let mut c = super::super::synthetic::collector_with_switch(0, costs);
+        create(&mut c, 0, 1, "vm1", 2);
+        create(&mut c, 0, 2, "vm2", 1);
+        sched(&mut c, 0, 0, None, Some(vcpu(1, 0)));
+        sched(&mut c, 1_000, 0, Some(vcpu(1, 0)), Some(vcpu(1, 1)));
+        sched(&mut c, 2_000, 0, Some(vcpu(1, 1)), Some(vcpu(2, 0)));
+
+        let m = c.finish(END_NS);
+
+        let cpu0 = &m.hosts[0].pcpus[0];
+        assert_eq!(cpu0.overhead_ns, 100 + 60 + 100);
+        assert_eq!(cpu0.busy_ns, END_NS - 260);
+        assert_eq!(cpu0.idle_ns, 0);
     }
 
     #[test]

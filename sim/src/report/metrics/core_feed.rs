@@ -136,6 +136,7 @@ fn host_meta() -> HostMeta {
             name: "Pool-0".to_owned(),
             scheduler: "null".to_owned(),
         }],
+        switch: crate::machine::switch::SwitchCosts::free(),
     }
 }
 

@@ -1,7 +1,7 @@
 //! The human summary table `xensim run` prints: per domain, then per vCPU, CPU time, wait
 //! (`runnable_ns`), wakeup latency p50/p99 and dispatch count (`specs/metrics.md` §1.1,
-//! §1.2, §4.2 formatting); then per pCPU, busy and idle time, utilization and context
-//! switches (§1.8, §1.11).
+//! §1.2, §4.2 formatting); then periodic-job results (§1.7); then per pCPU, busy, idle and
+//! switch-overhead time, utilization and context switches (§1.8, §1.11, §1.12).
 //!
 //! Formatting uses integers only: times in ms with 3 decimals (the ns value rounded half
 //! to even at the µs), latencies in µs with 3 decimals (exact), `-` for a null value.
@@ -80,19 +80,28 @@ fn render_jobs(out: &mut String, metrics: &Metrics) {
 fn render_pcpus(out: &mut String, metrics: &Metrics) {
     let _ = writeln!(
         out,
-        "{:<8} {:>6} {:>10} {:>14} {:>14} {:>9} {:>10} {:>10}",
-        "host", "pcpu", "pool", "busy_ms", "idle_ms", "util_%", "ctx_sw", "decisions"
+        "{:<8} {:>6} {:>10} {:>14} {:>14} {:>12} {:>9} {:>10} {:>10}",
+        "host",
+        "pcpu",
+        "pool",
+        "busy_ms",
+        "idle_ms",
+        "overhead_ms",
+        "util_%",
+        "ctx_sw",
+        "decisions"
     );
     for host in &metrics.hosts {
         for pcpu in &host.pcpus {
             let _ = writeln!(
                 out,
-                "{:<8} {:>6} {:>10} {:>14} {:>14} {:>9} {:>10} {:>10}",
+                "{:<8} {:>6} {:>10} {:>14} {:>14} {:>12} {:>9} {:>10} {:>10}",
                 host.name,
                 pcpu.id,
                 pcpu.pool.as_deref().unwrap_or("-"),
                 ns_as_ms(pcpu.busy_ns),
                 ns_as_ms(pcpu.idle_ns),
+                ns_as_ms(pcpu.overhead_ns),
                 pcpu.utilization_ppm
                     .map_or_else(|| "-".to_string(), ppm_as_percent),
                 pcpu.context_switch_count,

@@ -15,8 +15,16 @@ use super::collect::{HostMeta, MetricsCollector, PoolMeta};
 /// The only host's index.
 pub(super) const HOST: usize = 0;
 
-/// A collector for `h0` whose window starts at `warmup_ns`.
+/// A collector for `h0` whose window starts at `warmup_ns`, with free switches.
 pub(super) fn collector(warmup_ns: u64) -> MetricsCollector {
+    collector_with_switch(warmup_ns, crate::machine::switch::SwitchCosts::free())
+}
+
+/// A collector for `h0` whose switches cost `switch`.
+pub(super) fn collector_with_switch(
+    warmup_ns: u64,
+    switch: crate::machine::switch::SwitchCosts,
+) -> MetricsCollector {
     let pool = Some("Pool-0".to_owned());
     let host = HostMeta {
         name: "h0".to_owned(),
@@ -26,6 +34,7 @@ pub(super) fn collector(warmup_ns: u64) -> MetricsCollector {
             name: "Pool-0".to_owned(),
             scheduler: "null".to_owned(),
         }],
+        switch,
     };
     MetricsCollector::new(warmup_ns, vec![host])
 }
