@@ -307,3 +307,30 @@ fn blocking_and_waking_guests_on_two_sockets_keep_invariants() {
     churn(&mut hv, &mut p, 300);
     assert_eq!(hv.check_invariants(), []);
 }
+
+#[test]
+fn imbalanced_runqueues_move_a_vcpu_to_the_other_socket() {
+    // Five busy vCPUs start on socket 0 (soft affinity there); then soft affinity is
+    // dropped and balance_load must move one to the idle socket 1.
+    let (mut hv, mut p) = boot_sockets(2, 2);
+    let mut config = guest("a", 5, 256, AffinityCfg::All);
+    config.cpus_soft = AffinityCfg::Same(CpuMask::single(4, cpu(1)));
+    create(&mut hv, &mut p, 1, config);
+    let op = ToolstackOp::VcpuAffinity {
+        dom: dom(1),
+        vcpu: None,
+        hard: None,
+        soft: Some(CpuMask::full(4)),
+    };
+    assert_eq!(
+        hv.handle(&CoreInput::Toolstack { job: JobId(9), op }, &mut p),
+        Ok(())
+    );
+    advance(&mut hv, &mut p, Span::from_ms(500));
+    let on_socket1 = p
+        .switches
+        .iter()
+        .filter(|(c, _, to)| c.raw() >= 2 && to.is_some_and(|v| v.dom == dom(1)))
+        .count();
+    assert!(on_socket1 > 0);
+}
