@@ -228,6 +228,10 @@ impl Hypervisor {
 
     fn flush_sched_output<P: Platform + ?Sized>(&mut self, p: &mut P) {
         for event in self.sched_events.drain(..) {
+            // A scheduler's printk (credit2's runqueue lines) also goes to the ring.
+            if let TraceEvent::Console { text } = &event {
+                self.console.printk(text);
+            }
             p.trace(&event);
         }
         // Drain in place: the vector keeps its capacity for the next hook.

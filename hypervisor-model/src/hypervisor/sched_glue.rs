@@ -55,8 +55,11 @@ impl Hypervisor {
             .domains
             .vcpu(next)
             .expect("scheduler picked an unknown vCPU");
+        // credit2's balance_load may ask to move the vCPU it just picked (VPF_migrating
+        // plus a tickle): Xen still switches to it and deschedules it at once.
+        let migrating = vcpu.pause_flags & VPF_MIGRATING != 0;
         assert!(
-            self.domains.runnable(next),
+            self.domains.runnable(next) || migrating,
             "{next:?} picked while not runnable"
         );
         assert_eq!(

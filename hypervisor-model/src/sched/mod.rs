@@ -11,6 +11,7 @@
 //! - `do_schedule` returns a runnable vCPU whose `processor` is the scheduling pCPU, or idle.
 
 pub mod affinity;
+pub mod credit2;
 pub mod null;
 pub mod params;
 
@@ -372,13 +373,14 @@ impl SchedKind {
     /// A fresh scheduler instance of this kind with no pCPU yet.
     pub fn instantiate(self, init: &SchedInit<'_>) -> Box<dyn Scheduler> {
         match self {
-            SchedKind::Credit2 | SchedKind::Rtds => todo_scheduler(self, init),
+            SchedKind::Credit2 => Box::new(credit2::Credit2Scheduler::new(init)),
+            SchedKind::Rtds => todo_scheduler(self, init),
             SchedKind::Null => Box::new(null::NullScheduler::new(init.nr_cpus)),
         }
     }
 }
 
-// Placeholder until the credit2 and rtds modules land; never reached (the loader refuses
+// Placeholder until the rtds module lands; never reached (the loader refuses
 // those schedulers).
 fn todo_scheduler(kind: SchedKind, init: &SchedInit<'_>) -> Box<dyn Scheduler> {
     let _ = kind;

@@ -1,0 +1,472 @@
+//! credit2 runqueues: how pCPUs are grouped into runqueues, the `runq` order, the `svc`
+//! list and `max_weight`, the idle/tickled/smt_idle masks, and load tracking.
+//!
+//! Follows xen/common/sched/credit2.c of Xen 4.17: `cpu_runqueue_match`,
+//! `cpu_runqueue_siblings_match`, `cpu_add_to_runqueue`, `init_cpu_runqueue`,
+//! `csched2_deinit_pdata`, `csched2_free_pdata`, `update_max_weight`, `_runq_assign`,
+//! `_runq_deassign`, `update_runq_load`, `update_svc_load`, `runq_insert`, `runq_remove`,
+//! `tickle_cpu`, `smt_idle_mask_set`, `smt_idle_mask_clear`; spec §2.2, §2.4, §2.13.
+//!
+//! # Invariants
+//! - `runq` is sorted by credit, descending; equal credits keep arrival order.
+//! - `idle`, `tickled` and `smt_idle` are subsets of `active`; `smt_idle` of `idle`.
+//! - `max_weight` is the largest weight in `svc` (1 when empty).
+//!
+//! xensim differs: `alloc_pdata` + `switch_sched` are one step (`add_pcpu`), and so are
+//! `deinit_pdata` + `free_pdata` (`remove_pcpu`), so `refcnt == nr_cpus` always.
+
+use alloc::format;
+use alloc::vec::Vec;
+
+use super::{printk, Credit2Scheduler, LOADAVG_GRANULARITY_SHIFT};
+use crate::cpumask::CpuMask;
+use crate::ids::PcpuId;
+use crate::sched::params::Credit2Runqueue;
+use crate::sched::SchedCtx;
+
+/// One runqueue (`struct csched2_runqueue_data`).
+#[derive(Clone, Debug)]
+pub struct Runqueue {
+    /// Id (the lowest unused when created).
+    pub id: usize,
+    /// pCPUs referencing it.
+    pub refcnt: u32,
+    /// pCPUs sharing it.
+    pub nr_cpus: u32,
+    /// Running plus waiting vCPUs.
+    pub load: i64,
+    /// Last load update, `now >> 10`.
+    pub load_last_update: i64,
+    /// Decaying load.
+    pub avgload: i64,
+    /// Decaying load as moved by balancing.
+    pub b_avgload: i64,
+    /// Its pCPUs.
+    pub active: CpuMask,
+    /// Fully idle and untickled cores.
+    pub smt_idle: CpuMask,
+    /// pCPUs asked to reschedule.
+    pub tickled: CpuMask,
+    /// pCPUs running idle.
+    pub idle: CpuMask,
+    /// Assigned units, in assignment order.
+    pub svc: Vec<usize>,
+    /// Waiting units, by credit descending.
+    pub runq: Vec<usize>,
+    /// Max weight of `svc`.
+    pub max_weight: u32,
+    /// Where the next placement search starts.
+    pub pick_bias: PcpuId,
+}
+
+/// `smt_idle_mask_set`: add `cpu`'s core if all its (runqueue) siblings are idlers.
+pub(crate) fn smt_idle_mask_set(siblings: &CpuMask, idlers: &CpuMask, mask: &mut CpuMask) {
+    if siblings.is_subset(idlers) {
+        *mask = mask.or(siblings);
+    }
+}
+
+/// `smt_idle_mask_clear`: drop `cpu`'s core if it is wholly in the mask.
+pub(crate) fn smt_idle_mask_clear(siblings: &CpuMask, mask: &mut CpuMask) {
+    if siblings.is_subset(mask) {
+        *mask = mask.and_not(siblings);
+    }
+}
+
+impl Credit2Scheduler {
+    fn same_node(&self, a: PcpuId, b: PcpuId) -> bool {
+        self.topo[a.index()].2 == self.topo[b.index()].2
+    }
+
+    fn same_socket(&self, a: PcpuId, b: PcpuId) -> bool {
+        self.topo[a.index()].0 == self.topo[b.index()].0
+    }
+
+    fn same_core(&self, a: PcpuId, b: PcpuId) -> bool {
+        self.same_socket(a, b) && self.topo[a.index()].1 == self.topo[b.index()].1
+    }
+
+    /// `cpu_runqueue_match`: judged against the runqueue's `pick_bias` pCPU.
+    fn runqueue_match(&self, rq: &Runqueue, cpu: PcpuId) -> bool {
+        let peer = rq.pick_bias;
+        match self.opts.runqueue {
+            Credit2Runqueue::All => true,
+            Credit2Runqueue::Core => self.same_core(peer, cpu),
+            Credit2Runqueue::Socket => self.same_socket(peer, cpu),
+            Credit2Runqueue::Node => self.same_node(peer, cpu),
+            Credit2Runqueue::Cpu => false,
+        }
+    }
+
+    /// `cpu_runqueue_siblings_match`: `cpu`'s core plus the cores already in the runqueue
+    /// fit in `max_cpus_runq`.
+    fn siblings_match(&self, rq: &Runqueue, cpu: PcpuId, max_cpus_runq: u32) -> bool {
+        let mut seen = CpuMask::empty(self.nr_cpus);
+        let mut total = 0u32;
+        for rcpu in rq.active.iter() {
+            let sibs = &self.host_siblings[rcpu.index()];
+            if !sibs.intersects(&seen) {
+                seen = seen.or(sibs);
+                total += sibs.weight();
+            }
+        }
+        total + self.host_siblings[cpu.index()].weight() <= max_cpus_runq
+    }
+
+    /// `cpu_add_to_runqueue`: the runqueue `cpu` joins, created if needed. Returns its id.
+    pub(crate) fn cpu_add_to_runqueue(&mut self, ctx: &mut SchedCtx<'_>, cpu: PcpuId) -> usize {
+        // xensim differs: a zero limit (a division by zero in Xen) counts as 1.
+        let limit = self.opts.max_cpus_runqueue.max(1);
+        let online = self.nr_cpus.max(1);
+        let min_rqs = (online - 1) / limit + 1;
+        let max_cpus_runq = online / min_rqs;
+        let mut rqi = 0usize;
+        let mut rqi_unused = false;
+        let mut valid: Option<usize> = None;
+        for rq in self.rqs.iter().flatten() {
+            if !rqi_unused && rq.id > rqi {
+                rqi_unused = true;
+            }
+            if self.runqueue_match(rq, cpu) {
+                if rq.active.intersects(&self.host_siblings[cpu.index()]) {
+                    if rq.active.weight() >= self.opts.max_cpus_runqueue {
+                        printk(
+                            ctx,
+                            format!(
+                                "WARNING: cpu_add_to_runqueue: more than opt_max_cpus_runqueue \
+                                 in a runqueue ({} vs {}), due to topology constraints.",
+                                self.opts.max_cpus_runqueue,
+                                rq.active.weight()
+                            ),
+                        );
+                        printk(ctx, "Consider raising it!".into());
+                    }
+                    valid = Some(rq.id);
+                    break;
+                }
+                let fits = self.opts.runqueue == Credit2Runqueue::All
+                    || self.siblings_match(rq, cpu, max_cpus_runq);
+                let fewer = valid.is_none_or(|v| rq.refcnt < self.rq(v).refcnt);
+                if rq.refcnt < max_cpus_runq && fits && fewer {
+                    valid = Some(rq.id);
+                }
+            }
+            if !rqi_unused {
+                rqi += 1;
+            }
+        }
+        let id = match valid {
+            Some(id) => id,
+            None => {
+                self.create_runqueue(rqi, cpu);
+                rqi
+            }
+        };
+        self.rq_mut(id).refcnt += 1;
+        id
+    }
+
+    fn create_runqueue(&mut self, id: usize, cpu: PcpuId) {
+        if self.rqs.len() <= id {
+            self.rqs.resize(id + 1, None);
+        }
+        assert!(self.rqs[id].is_none(), "runqueue id {id} reused while live");
+        self.rqs[id] = Some(Runqueue {
+            id,
+            refcnt: 0,
+            nr_cpus: 0,
+            load: 0,
+            load_last_update: 0,
+            avgload: 0,
+            b_avgload: 0,
+            active: CpuMask::empty(self.nr_cpus),
+            smt_idle: CpuMask::empty(self.nr_cpus),
+            tickled: CpuMask::empty(self.nr_cpus),
+            idle: CpuMask::empty(self.nr_cpus),
+            svc: Vec::new(),
+            runq: Vec::new(),
+            max_weight: 1,
+            pick_bias: cpu,
+        });
+    }
+
+    /// `init_cpu_runqueue`: `cpu` becomes an idle, active pCPU of runqueue `id`.
+    pub(crate) fn init_cpu_runqueue(&mut self, ctx: &mut SchedCtx<'_>, cpu: PcpuId, id: usize) {
+        assert!(!self.initialized.test(cpu), "{cpu:?} added twice");
+        printk(ctx, format!("Adding cpu {} to runqueue {id}", cpu.raw()));
+        if self.rq(id).nr_cpus == 0 {
+            printk(ctx, " First cpu on runqueue, activating".into());
+            let rq = self.rq_mut(id);
+            assert!(rq.active.is_empty(), "inactive runqueue with pCPUs");
+            rq.max_weight = 1;
+            rq.svc.clear();
+            rq.runq.clear();
+        }
+        let mut mine = CpuMask::single(self.nr_cpus, cpu);
+        if self.rq(id).nr_cpus > 0 {
+            let sibs = self.host_siblings[cpu.index()].clone();
+            for rcpu in sibs.iter() {
+                if self.rq(id).active.test(rcpu) {
+                    self.pcpu_siblings[rcpu.index()].set(cpu);
+                    mine.set(rcpu);
+                }
+            }
+        }
+        self.pcpu_siblings[cpu.index()] = mine;
+        self.pcpu_rq[cpu.index()] = Some(id);
+        self.initialized.set(cpu);
+        let rq = self.rq_mut(id);
+        rq.idle.set(cpu);
+        rq.active.set(cpu);
+        rq.smt_idle.set(cpu);
+        rq.nr_cpus += 1;
+        assert_eq!(rq.active.weight(), rq.nr_cpus);
+        if rq.nr_cpus == 1 {
+            rq.pick_bias = cpu;
+        }
+    }
+
+    /// `csched2_deinit_pdata` then `csched2_free_pdata`.
+    pub(crate) fn deinit_pcpu(&mut self, ctx: &mut SchedCtx<'_>, cpu: PcpuId) {
+        assert!(self.initialized.test(cpu), "{cpu:?} not in the pool");
+        let id = self.c2rqd(cpu);
+        printk(
+            ctx,
+            format!("Removing cpu {} from runqueue {id}", cpu.raw()),
+        );
+        let rq = self.rq_mut(id);
+        rq.idle.clear(cpu);
+        rq.smt_idle.clear(cpu);
+        rq.active.clear(cpu);
+        rq.tickled.clear(cpu);
+        let others = rq.active.clone();
+        for rcpu in others.iter() {
+            self.pcpu_siblings[rcpu.index()].clear(cpu);
+        }
+        let rq = self.rq_mut(id);
+        rq.nr_cpus -= 1;
+        assert_eq!(rq.active.weight(), rq.nr_cpus);
+        if rq.nr_cpus == 0 {
+            printk(ctx, " No cpus left on runqueue, disabling".into());
+        } else if rq.pick_bias == cpu {
+            if let Some(first) = rq.active.first() {
+                rq.pick_bias = first;
+            }
+        }
+        self.initialized.clear(cpu);
+        self.pcpu_rq[cpu.index()] = None;
+        let rq = self.rq_mut(id);
+        rq.refcnt -= 1;
+        if rq.refcnt == 0 {
+            assert!(rq.runq.is_empty(), "runqueue {id} freed with waiters");
+            self.rqs[id] = None;
+        }
+    }
+
+    /// `update_max_weight`.
+    pub(crate) fn update_max_weight(&mut self, id: usize, new_weight: u32, old_weight: u32) {
+        let max = self.rq(id).max_weight;
+        if new_weight > max {
+            self.rq_mut(id).max_weight = new_weight;
+        } else if old_weight == max {
+            let rescanned = self
+                .rq(id)
+                .svc
+                .iter()
+                .map(|idx| self.u(*idx).weight)
+                .fold(1, u32::max);
+            self.rq_mut(id).max_weight = rescanned;
+        }
+    }
+
+    /// `_runq_assign`.
+    pub(crate) fn runq_assign(&mut self, idx: usize, id: usize) {
+        assert!(self.u(idx).rqd.is_none(), "unit {idx} assigned twice");
+        let (weight, avgload) = {
+            let unit = self.u_mut(idx);
+            unit.rqd = Some(id);
+            (unit.weight, unit.avgload)
+        };
+        self.rq_mut(id).svc.push(idx);
+        self.update_max_weight(id, weight, 0);
+        self.rq_mut(id).b_avgload += avgload;
+    }
+
+    /// `_runq_deassign`.
+    pub(crate) fn runq_deassign(&mut self, idx: usize) {
+        let unit = self.u(idx);
+        assert!(!unit.on_runq, "unit {idx} deassigned while waiting");
+        let (weight, avgload) = (unit.weight, unit.avgload);
+        let Some(id) = unit.rqd else {
+            panic!("unit {idx} deassigned without a runqueue")
+        };
+        let rq = self.rq_mut(id);
+        let pos = rq.svc.iter().position(|x| *x == idx);
+        match pos {
+            Some(pos) => {
+                rq.svc.remove(pos);
+            }
+            None => panic!("unit {idx} missing from the svc list of runqueue {id}"),
+        }
+        self.update_max_weight(id, 0, weight);
+        let rq = self.rq_mut(id);
+        rq.b_avgload = (rq.b_avgload - avgload).max(0);
+        self.u_mut(idx).rqd = None;
+    }
+
+    /// One EWMA step: `avg + ((d * (inst << P)) >> W) - ((d * avg) >> W)`.
+    pub(crate) fn ewma(&self, avg: i64, inst: i64, delta: i64) -> i64 {
+        let p = self.opts.precision_shift;
+        let w = self.opts.window_shift;
+        avg + ((delta * (inst << p)) >> w) - ((delta * avg) >> w)
+    }
+
+    /// `update_runq_load`.
+    pub(crate) fn update_runq_load(&mut self, id: usize, change: i64, now_ns: i64) {
+        let p = self.opts.precision_shift;
+        let window = 1i64 << self.opts.window_shift;
+        let now = now_ns >> LOADAVG_GRANULARITY_SHIFT;
+        let rq = self.rq(id);
+        let (load, last) = (rq.load, rq.load_last_update);
+        let (avg, b_avg) = if last + window < now {
+            (load << p, load << p)
+        } else {
+            let delta = (now - last).max(0);
+            (
+                self.ewma(rq.avgload, load, delta),
+                self.ewma(rq.b_avgload, load, delta),
+            )
+        };
+        let rq = self.rq_mut(id);
+        rq.avgload = avg;
+        rq.b_avgload = b_avg;
+        rq.load += change;
+        rq.load_last_update = now;
+        assert!(rq.avgload >= 0 && rq.b_avgload >= 0, "negative load");
+    }
+
+    /// `update_svc_load`.
+    pub(crate) fn update_svc_load(&mut self, idx: usize, change: i64, runnable: bool, now_ns: i64) {
+        let p = self.opts.precision_shift;
+        let window = 1i64 << self.opts.window_shift;
+        let now = now_ns >> LOADAVG_GRANULARITY_SHIFT;
+        let inst = match change {
+            -1 => 1,
+            1 => 0,
+            _ => i64::from(runnable),
+        };
+        let unit = self.u(idx);
+        let avg = if unit.load_last_update + window < now {
+            inst << p
+        } else {
+            let delta = (now - unit.load_last_update).max(0);
+            self.ewma(unit.avgload, inst, delta)
+        };
+        let unit = self.u_mut(idx);
+        unit.avgload = avg;
+        unit.load_last_update = now;
+        assert!(unit.avgload >= 0, "negative unit load");
+    }
+
+    /// `update_load`.
+    pub(crate) fn update_load(
+        &mut self,
+        ctx: &SchedCtx<'_>,
+        id: usize,
+        idx: Option<usize>,
+        change: i64,
+    ) {
+        let now = ctx.now.as_ns();
+        self.update_runq_load(id, change, now);
+        if let Some(idx) = idx {
+            let runnable = change == 0 && ctx.runnable(self.u(idx).v);
+            self.update_svc_load(idx, change, runnable, now);
+        }
+    }
+
+    /// `runq_insert`: before the first waiter with strictly less credit.
+    pub(crate) fn runq_insert(&mut self, idx: usize) {
+        let unit = self.u(idx);
+        assert!(!unit.on_runq, "unit {idx} queued twice");
+        assert!(
+            unit.flags & super::FLAG_SCHEDULED == 0,
+            "scheduled unit {idx} queued"
+        );
+        let credit = unit.credit;
+        let Some(id) = unit.rqd else {
+            panic!("unit {idx} queued without a runqueue")
+        };
+        let rq = self.rq(id);
+        let pos = rq
+            .runq
+            .iter()
+            .position(|w| credit > self.u(*w).credit)
+            .unwrap_or(rq.runq.len());
+        self.rq_mut(id).runq.insert(pos, idx);
+        self.u_mut(idx).on_runq = true;
+    }
+
+    /// `runq_remove`.
+    pub(crate) fn runq_remove(&mut self, idx: usize) {
+        let unit = self.u(idx);
+        assert!(unit.on_runq, "unit {idx} removed but not queued");
+        let Some(id) = unit.rqd else {
+            panic!("queued unit {idx} without a runqueue")
+        };
+        let rq = self.rq_mut(id);
+        match rq.runq.iter().position(|w| *w == idx) {
+            Some(pos) => {
+                rq.runq.remove(pos);
+            }
+            None => panic!("unit {idx} flagged queued but missing from runqueue {id}"),
+        }
+        self.u_mut(idx).on_runq = false;
+    }
+
+    /// `tickle_cpu`: mark tickled, drop its core from smt_idle, raise the softirq.
+    pub(crate) fn tickle_cpu(&mut self, ctx: &mut SchedCtx<'_>, cpu: PcpuId, id: usize) {
+        let sibs = &self.pcpu_siblings[cpu.index()];
+        let rq = match self.rqs.get_mut(id) {
+            Some(Some(rq)) => rq,
+            _ => panic!("credit2: no runqueue {id}"),
+        };
+        rq.tickled.set(cpu);
+        smt_idle_mask_clear(sibs, &mut rq.smt_idle);
+        ctx.tickle(cpu);
+    }
+
+    /// `cpu` goes idle: set it in `idle` and its core in `smt_idle` if wholly idle.
+    pub(crate) fn set_idle(&mut self, cpu: PcpuId, id: usize) {
+        let sibs = &self.pcpu_siblings[cpu.index()];
+        let rq = match self.rqs.get_mut(id) {
+            Some(Some(rq)) => rq,
+            _ => panic!("credit2: no runqueue {id}"),
+        };
+        rq.idle.set(cpu);
+        let idlers = rq.idle.and_not(&rq.tickled);
+        smt_idle_mask_set(sibs, &idlers, &mut rq.smt_idle);
+    }
+
+    /// `cpu` runs a vCPU: out of `idle`, its core out of `smt_idle`.
+    pub(crate) fn clear_idle(&mut self, cpu: PcpuId, id: usize) {
+        let sibs = &self.pcpu_siblings[cpu.index()];
+        let rq = match self.rqs.get_mut(id) {
+            Some(Some(rq)) => rq,
+            _ => panic!("credit2: no runqueue {id}"),
+        };
+        rq.idle.clear(cpu);
+        smt_idle_mask_clear(sibs, &mut rq.smt_idle);
+    }
+
+    /// The schedule path's untickle: clear `cpu` from `tickled`, maybe restore smt_idle.
+    pub(crate) fn untickle(&mut self, cpu: PcpuId, id: usize) {
+        let sibs = &self.pcpu_siblings[cpu.index()];
+        let rq = match self.rqs.get_mut(id) {
+            Some(Some(rq)) => rq,
+            _ => panic!("credit2: no runqueue {id}"),
+        };
+        rq.tickled.clear(cpu);
+        let idlers = rq.idle.and_not(&rq.tickled);
+        smt_idle_mask_set(sibs, &idlers, &mut rq.smt_idle);
+    }
+}

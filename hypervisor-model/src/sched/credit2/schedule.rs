@@ -1,0 +1,379 @@
+//! credit2 decisions on one pCPU: credit burn and reset, choosing the next vCPU, the slice
+//! length, and `context_saved`.
+//!
+//! Follows xen/common/sched/credit2.c of Xen 4.17: `t2c_update`, `c2t`, `burn_credits`,
+//! `reset_credit`, `runq_candidate`, `csched2_schedule`, `csched2_runtime`,
+//! `csched2_context_saved`; spec §2.3, §2.5–§2.8, §2.11.
+//!
+//! # Invariants
+//! - A vCPU picked here is runnable, may run on the pCPU, and is off the runq.
+//! - The slice is in `[500 µs, 10 ms]`, or the ratelimit remainder when that is longer.
+//!
+//! xensim follows 4.17 where spec §2.8 describes a later Xen: `csched2_runtime` in 4.17
+//! has no `inflight` term (the outgoing vCPU's credit does not shorten the slice), so
+//! the slice only looks at the runq head.
+
+use super::{
+    us, Credit2Scheduler, CARRYOVER_MAX, CREDIT_INIT, CREDIT_MIN, CREDIT_RESET,
+    FLAG_DELAYED_RUNQ_ADD, FLAG_SCHEDULED, FLAG_YIELD, IDLE_CREDIT, MAX_TIMER_NS,
+    MIGRATE_COMPENSATION, MIN_TIMER_NS,
+};
+use crate::ids::{PcpuId, VcpuRef};
+use crate::sched::affinity::{balance_mask, has_soft_affinity, BalanceStep};
+use crate::sched::{Decision, PickReason, SchedCtx};
+use crate::time::Span;
+
+/// What `runq_candidate` chose.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Candidate {
+    /// The unit, `None` for idle.
+    pub next: Option<usize>,
+    /// Why.
+    pub reason: PickReason,
+}
+
+/// `t2c_update` arithmetic: burn `delta_ns` of run time at `max_weight / weight`, keeping
+/// the division remainder. Returns `(credit, residual)`.
+pub(crate) fn t2c(
+    credit: i32,
+    residual: u32,
+    delta_ns: i64,
+    max_weight: u32,
+    weight: u32,
+) -> (i32, u32) {
+    assert!(weight > 0, "burning a unit of weight 0");
+    let val = delta_ns * i64::from(max_weight) + i64::from(residual);
+    let burn = val / i64::from(weight);
+    let rest = u32::try_from(val % i64::from(weight)).unwrap_or(0);
+    let left = i64::from(credit) - burn;
+    let credit = if left < i64::from(CREDIT_MIN) {
+        CREDIT_MIN
+    } else {
+        i32::try_from(left).unwrap_or(CREDIT_MIN)
+    };
+    (credit, rest)
+}
+
+/// `c2t`: credit to run time for a unit of `weight`.
+pub(crate) fn c2t(credit: i64, weight: u32, max_weight: u32) -> i64 {
+    credit * i64::from(weight) / i64::from(max_weight.max(1))
+}
+
+/// The `csched2_runtime` clamp: at least `min_ns`, at most `MAX_TIMER`.
+pub(crate) fn clamp_slice(time_ns: i64, min_ns: i64) -> i64 {
+    if time_ns < min_ns {
+        min_ns
+    } else if time_ns > MAX_TIMER_NS {
+        MAX_TIMER_NS
+    } else {
+        time_ns
+    }
+}
+
+impl Credit2Scheduler {
+    /// `burn_credits` of a running unit up to `now`.
+    pub(crate) fn burn_credits(&mut self, id: usize, idx: usize, now_ns: i64) {
+        let max_weight = self.rq(id).max_weight;
+        let unit = self.u_mut(idx);
+        let delta = now_ns - unit.start_time;
+        if delta <= 0 {
+            return;
+        }
+        let (credit, residual) = t2c(unit.credit, unit.residual, delta, max_weight, unit.weight);
+        unit.credit = credit;
+        unit.residual = residual;
+        if unit.has_cap() {
+            unit.budget -= delta;
+        }
+        unit.start_time = now_ns;
+    }
+
+    /// `reset_credit`: a new epoch for every unit of the runqueue.
+    fn reset_credit(&mut self, ctx: &mut SchedCtx<'_>, id: usize, snext: usize) {
+        let now = ctx.now.as_ns();
+        let snext_credit = self.u(snext).credit;
+        assert!(snext_credit >= CREDIT_MIN, "credit below the floor");
+        let add = if snext_credit == CREDIT_MIN {
+            2 * CREDIT_INIT
+        } else {
+            CREDIT_INIT
+        };
+        for i in 0..self.rq(id).svc.len() {
+            let idx = self.rq(id).svc[i];
+            let v = self.u(idx).v;
+            let svc_cpu = ctx.processor(v);
+            if ctx.curr_on(svc_cpu) == Some(v) {
+                self.burn_credits(id, idx, now);
+                if self.u(idx).budget <= 0 {
+                    self.tickle_cpu(ctx, svc_cpu, id);
+                }
+            }
+            let unit = self.u_mut(idx);
+            unit.credit = (unit.credit + add).min(CREDIT_INIT + CARRYOVER_MAX);
+            unit.start_time = now;
+        }
+        assert!(
+            self.u(snext).credit > 0,
+            "reset left the picked unit without credit"
+        );
+    }
+
+    fn credit_of(&self, unit: Option<usize>) -> i32 {
+        unit.map_or(IDLE_CREDIT, |idx| self.u(idx).credit)
+    }
+
+    /// `runq_candidate`.
+    fn runq_candidate(
+        &mut self,
+        ctx: &mut SchedCtx<'_>,
+        id: usize,
+        cur: Option<usize>,
+        cpu: PcpuId,
+    ) -> Candidate {
+        let now = ctx.now.as_ns();
+        let mut yielded = false;
+        let mut soft_preempt = false;
+        let mut snext = None;
+        if let Some(c) = cur {
+            let v = self.u(c).v;
+            yielded = self.u(c).flags & FLAG_YIELD != 0;
+            self.u_mut(c).flags &= !FLAG_YIELD;
+            let ratelimit = self.opts.ratelimit_ns();
+            let ran = now - ctx.vcpu(v).state_entry_time.as_ns();
+            if !yielded && ratelimit != 0 && ctx.runnable(v) && ran < ratelimit {
+                return Candidate {
+                    next: Some(c),
+                    reason: PickReason::Ratelimit,
+                };
+            }
+            if has_soft_affinity(ctx, v) {
+                let soft = balance_mask(ctx, v, BalanceStep::Soft);
+                if !soft.test(cpu) {
+                    let rq = self.rq(id);
+                    soft_preempt = soft
+                        .and(&rq.idle)
+                        .and_not(&rq.tickled)
+                        .intersects(ctx.pool_cpus);
+                }
+            }
+            if ctx.runnable(v) && !soft_preempt {
+                snext = Some(c);
+            }
+        }
+        let chosen = self.scan_runq(ctx, id, snext, cpu, yielded);
+        let reason = match chosen {
+            Some(_) if chosen == cur => PickReason::Continue,
+            Some(_) if yielded => PickReason::Yield,
+            Some(_) => PickReason::Runq,
+            None if soft_preempt => PickReason::SoftAffinity,
+            None => PickReason::Idle,
+        };
+        Candidate {
+            next: chosen,
+            reason,
+        }
+    }
+
+    /// The runq walk of `runq_candidate`, starting from `snext` (cur or idle).
+    fn scan_runq(
+        &mut self,
+        ctx: &mut SchedCtx<'_>,
+        id: usize,
+        snext: Option<usize>,
+        cpu: PcpuId,
+        yielded: bool,
+    ) -> Option<usize> {
+        let snext_credit = i64::from(self.credit_of(snext));
+        let mut i = 0;
+        while i < self.rq(id).runq.len() {
+            let idx = self.rq(id).runq[i];
+            let unit = self.u(idx);
+            let v = unit.v;
+            let credit = i64::from(unit.credit);
+            if !yielded && credit <= snext_credit {
+                break;
+            }
+            i += 1;
+            if !ctx.runnable(v) || !ctx.vcpu(v).hard_affinity.test(cpu) {
+                continue;
+            }
+            if let Some(t) = unit.tickled_cpu {
+                if t != cpu && self.rq(id).tickled.test(t) {
+                    continue;
+                }
+            }
+            if ctx.processor(v) != cpu && snext_credit + self.opts.migrate_resist_ns > credit {
+                continue;
+            }
+            if self.u(idx).has_cap() && !self.grab_budget(ctx, idx) {
+                // Parked: it left the runq, so the next waiter now sits at `i - 1`.
+                i -= 1;
+                continue;
+            }
+            return Some(idx);
+        }
+        snext
+    }
+
+    /// `csched2_schedule` on `cpu`, which runs `prev`.
+    pub(crate) fn schedule(
+        &mut self,
+        ctx: &mut SchedCtx<'_>,
+        cpu: PcpuId,
+        prev: Option<VcpuRef>,
+    ) -> Decision {
+        let now = ctx.now.as_ns();
+        let id = self.c2rqd(cpu);
+        let cur = prev.map(|v| self.idx(v));
+        if let Some(c) = cur {
+            assert_eq!(self.u(c).rqd, Some(id), "current unit of another runqueue");
+        }
+        if self.rq(id).tickled.test(cpu) {
+            self.untickle(cpu, id);
+        }
+        if let Some(c) = cur {
+            self.burn_credits(id, c, now);
+            if self.u(c).budget <= 0 {
+                self.grab_budget(ctx, c);
+            }
+        }
+        let cand = self.runq_candidate(ctx, id, cur, cpu);
+        if let Some(c) = cur {
+            if cand.next != cur && ctx.runnable(self.u(c).v) {
+                self.u_mut(c).flags |= FLAG_DELAYED_RUNQ_ADD;
+            }
+        }
+        let Some(snext) = cand.next else {
+            if !self.rq(id).idle.test(cpu) {
+                self.set_idle(cpu, id);
+            }
+            self.update_load(ctx, id, None, 0);
+            return Decision {
+                next: None,
+                next_time: Span::from_ns(-1),
+                reason: cand.reason,
+                credit_ns: None,
+            };
+        };
+        self.picked(ctx, id, cpu, snext, cur);
+        let running = cur == Some(snext);
+        let slice = self.runtime(ctx, id, snext, running);
+        Decision {
+            next: Some(self.u(snext).v),
+            next_time: Span::from_ns(slice),
+            reason: cand.reason,
+            credit_ns: Some(i64::from(self.u(snext).credit)),
+        }
+    }
+
+    /// The non-idle half of `csched2_schedule`: take `snext` off the runq, leave idle,
+    /// maybe reset credits and balance, start the burn, move it here.
+    fn picked(
+        &mut self,
+        ctx: &mut SchedCtx<'_>,
+        id: usize,
+        cpu: PcpuId,
+        snext: usize,
+        cur: Option<usize>,
+    ) {
+        let now = ctx.now.as_ns();
+        if cur == Some(snext) {
+            self.update_load(ctx, id, Some(snext), 0);
+        } else {
+            assert_eq!(
+                self.u(snext).rqd,
+                Some(id),
+                "picked a unit of another runqueue"
+            );
+            self.runq_remove(snext);
+            self.u_mut(snext).flags |= FLAG_SCHEDULED;
+        }
+        if self.rq(id).idle.test(cpu) {
+            self.clear_idle(cpu, id);
+        }
+        let mine = self.u(snext).credit;
+        let top = self
+            .rq(id)
+            .runq
+            .first()
+            .map_or(mine, |head| mine.max(self.u(*head).credit));
+        if top <= CREDIT_RESET {
+            self.reset_credit(ctx, id, snext);
+            self.balance_load(ctx, cpu);
+        }
+        let v = self.u(snext).v;
+        let unit = self.u_mut(snext);
+        unit.start_time = now;
+        unit.tickled_cpu = None;
+        if ctx.processor(v) != cpu {
+            self.u_mut(snext).credit += MIGRATE_COMPENSATION;
+            ctx.set_processor(v, cpu);
+        }
+    }
+
+    /// `csched2_runtime`: how long `snext` may run before the next decision.
+    pub(crate) fn runtime(
+        &self,
+        ctx: &SchedCtx<'_>,
+        id: usize,
+        snext: usize,
+        running: bool,
+    ) -> i64 {
+        let now = ctx.now.as_ns();
+        let unit = self.u(snext);
+        let mut min_time = MIN_TIMER_NS;
+        if self.opts.ratelimit_us != 0 {
+            let mut rl = us(i64::from(self.opts.ratelimit_us));
+            if running {
+                rl += ctx.vcpu(unit.v).state_entry_time.as_ns() - now;
+            }
+            min_time = min_time.max(rl);
+        }
+        let rq = self.rq(id);
+        let mut rt_credit = unit.credit;
+        if let Some(head) = rq.runq.first() {
+            let head_credit = self.u(*head).credit;
+            if head_credit > 0 {
+                rt_credit = unit.credit - head_credit;
+            }
+        }
+        let mut time = if rt_credit > 0 {
+            c2t(i64::from(rt_credit), unit.weight, rq.max_weight)
+        } else {
+            0
+        };
+        if unit.has_cap() {
+            time = time.min(unit.budget);
+        }
+        clamp_slice(time, min_time)
+    }
+
+    /// `csched2_context_saved`.
+    pub(crate) fn saved(&mut self, ctx: &mut SchedCtx<'_>, idx: usize) {
+        let v = self.u(idx).v;
+        let Some(id) = self.u(idx).rqd else {
+            panic!("{v:?} saved without a runqueue")
+        };
+        assert_eq!(
+            id,
+            self.c2rqd(ctx.processor(v)),
+            "{v:?} saved off its runqueue"
+        );
+        self.u_mut(idx).flags &= !FLAG_SCHEDULED;
+        let mut freed = None;
+        if self.u(idx).has_cap() && self.u(idx).budget > 0 {
+            freed = self.return_budget(idx);
+        }
+        let delayed = self.u(idx).flags & FLAG_DELAYED_RUNQ_ADD != 0;
+        self.u_mut(idx).flags &= !FLAG_DELAYED_RUNQ_ADD;
+        if delayed && ctx.runnable(v) {
+            self.runq_insert(idx);
+            self.runq_tickle(ctx, idx);
+        } else {
+            self.update_load(ctx, id, Some(idx), -1);
+        }
+        if let Some(parked) = freed {
+            self.unpark(ctx, v.dom, parked);
+        }
+    }
+}

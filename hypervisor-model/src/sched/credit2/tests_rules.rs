@@ -1,0 +1,463 @@
+//! Unit tests of credit2's rules, driving the scheduler directly through a hand-built
+//! `SchedCtx` (no core): burn, runq order, reset, slices, tickles, runqueue arrangement,
+//! load averages, and the invariant checker.
+
+extern crate std;
+
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use super::schedule::{c2t, clamp_slice, t2c};
+use super::tickle::score;
+use super::*;
+use crate::domain::vcpu::Vcpu;
+use crate::domain::{Domain, DomainIdentity};
+use crate::hypervisor::boot::CpuTopo;
+use crate::ids::{PoolId, VcpuId};
+use crate::toolstack::config::GuestType;
+
+/// A scheduler with its own domain table and pool, for direct hook calls.
+struct Fixture {
+    sched: Credit2Scheduler,
+    domains: DomainTable,
+    pool: CpuMask,
+    curr: Vec<Option<VcpuRef>>,
+    tickles: Vec<PcpuId>,
+    events: Vec<TraceEvent>,
+    now: STime,
+}
+
+fn cpu(n: u32) -> PcpuId {
+    PcpuId::new(n).expect("test cpu")
+}
+
+fn vref(dom: u16, index: u32) -> VcpuRef {
+    VcpuRef {
+        dom: DomId::new(dom).expect("test domid"),
+        vcpu: VcpuId::new(index).expect("test vcpu"),
+    }
+}
+
+/// `threads` SMT siblings per core, `cores` per socket, `sockets` sockets.
+fn topo(sockets: u32, cores: u32, threads: u32) -> Vec<CpuTopo> {
+    let mut out = Vec::new();
+    for socket in 0..sockets {
+        for core in 0..cores {
+            for _thread in 0..threads {
+                out.push(CpuTopo {
+                    core,
+                    socket,
+                    node: socket,
+                });
+            }
+        }
+    }
+    out
+}
+
+impl Fixture {
+    fn new(topo: &[CpuTopo], opts: SchedOpts) -> Fixture {
+        let nr_cpus = u32::try_from(topo.len()).expect("small host");
+        let init = SchedInit {
+            nr_cpus,
+            topo,
+            opts: &opts,
+        };
+        let mut f = Fixture {
+            sched: Credit2Scheduler::new(&init),
+            domains: DomainTable::new(),
+            pool: CpuMask::full(nr_cpus),
+            curr: alloc::vec![None; topo.len()],
+            tickles: Vec::new(),
+            events: Vec::new(),
+            now: STime::from_ns(0),
+        };
+        for n in 0..nr_cpus {
+            f.with(|s, ctx| s.add_pcpu(ctx, cpu(n)));
+        }
+        f
+    }
+
+    fn uniform(nr_cpus: u32) -> Fixture {
+        Fixture::new(&topo(1, nr_cpus, 1), SchedOpts::default())
+    }
+
+    fn with<R>(&mut self, f: impl FnOnce(&mut Credit2Scheduler, &mut SchedCtx<'_>) -> R) -> R {
+        let mut ctx = SchedCtx {
+            now: self.now,
+            domains: &mut self.domains,
+            pool_cpus: &self.pool,
+            curr: &self.curr,
+            tickles: &mut self.tickles,
+            events: &mut self.events,
+        };
+        f(&mut self.sched, &mut ctx)
+    }
+
+    /// An unpaused domain with `count` vCPUs (all pCPUs allowed), inserted and runnable
+    /// but not woken.
+    fn domain(&mut self, dom: u16, count: u32, weight: u32) {
+        let identity = DomainIdentity {
+            id: DomId::new(dom).expect("test domid"),
+            name: String::from("d"),
+            uuid: [0; 16],
+            guest_type: GuestType::Pvh,
+            pool: PoolId(0),
+            weight,
+            cap: 0,
+        };
+        let mut d = Domain::new_paused(identity, self.now);
+        d.pause_count = 0;
+        d.controller_pause_count = 0;
+        let width = self.pool.width();
+        for index in 0..count {
+            d.vcpus.push(Vcpu::new(
+                vref(dom, index),
+                cpu(0),
+                CpuMask::full(width),
+                CpuMask::full(width),
+                self.now,
+            ));
+        }
+        self.domains.insert(d);
+        for index in 0..count {
+            self.with(|s, ctx| s.insert_vcpu(ctx, vref(dom, index)));
+        }
+    }
+
+    fn unit(&self, v: VcpuRef) -> &Unit {
+        self.sched.unit(v).expect("known vCPU")
+    }
+
+    fn set_credit(&mut self, v: VcpuRef, credit: i32) {
+        let idx = self.sched.idx(v);
+        self.sched.u_mut(idx).credit = credit;
+    }
+
+    fn violations(&self) -> Vec<Violation> {
+        let mut out = Vec::new();
+        self.sched
+            .check_invariants(&self.domains, &self.pool, &mut out);
+        out
+    }
+
+    fn runq_order(&self, rq: usize) -> Vec<VcpuRef> {
+        self.sched
+            .rq(rq)
+            .runq
+            .iter()
+            .map(|i| self.sched.u(*i).v)
+            .collect()
+    }
+}
+
+#[test]
+fn burn_keeps_division_remainder_as_residual() {
+    // 1000 ns at max_weight 512 for a weight-768 unit: 512000 / 768 = 666 rest 512.
+    assert_eq!(t2c(1_000_000, 0, 1_000, 512, 768), (1_000_000 - 666, 512));
+}
+
+#[test]
+fn burn_residual_carries_into_next_burn() {
+    // The 512 left over plus 512000 gives 512512 / 768 = 667 rest 256.
+    assert_eq!(t2c(1_000_000, 512, 1_000, 512, 768), (1_000_000 - 667, 256));
+}
+
+#[test]
+fn burn_never_goes_below_credit_min() {
+    assert_eq!(t2c(CREDIT_MIN + 5, 0, 1_000_000, 256, 256).0, CREDIT_MIN);
+}
+
+#[test]
+fn c2t_scales_credit_by_weight_over_max_weight() {
+    // A weight-256 unit in a runqueue whose heaviest is 1024 runs a quarter of its credit.
+    assert_eq!(c2t(4_000_000, 256, 1024), 1_000_000);
+}
+
+#[test]
+fn slice_below_min_timer_is_raised_to_500us() {
+    assert_eq!(clamp_slice(100_000, MIN_TIMER_NS), MIN_TIMER_NS);
+}
+
+#[test]
+fn slice_above_max_timer_is_cut_to_10ms() {
+    assert_eq!(clamp_slice(25_000_000, MIN_TIMER_NS), MAX_TIMER_NS);
+}
+
+#[test]
+fn slice_ratelimit_floor_wins_over_short_credit() {
+    // A 2 ms ratelimit floor beats a 700 µs credit-based slice.
+    assert_eq!(clamp_slice(700_000, 2_000_000), 2_000_000);
+}
+
+#[test]
+fn runtime_uses_head_credit_difference_not_outgoing_credit() {
+    // Xen 4.17 csched2_runtime has no `inflight` term: only the runq head matters.
+    let mut f = Fixture::uniform(1);
+    f.domain(1, 2, 256);
+    f.set_credit(vref(1, 0), 9_000_000);
+    f.set_credit(vref(1, 1), 6_000_000);
+    f.with(|s, ctx| s.wake(ctx, vref(1, 1)));
+    let snext = f.sched.idx(vref(1, 0));
+    let slice = f.with(|s, ctx| s.runtime(ctx, 0, snext, false));
+    // 9 ms - 6 ms = 3 ms of credit at full weight, above the 1 ms ratelimit floor.
+    assert_eq!(slice, 3_000_000);
+}
+
+#[test]
+fn runq_insert_orders_by_credit_and_keeps_ties_fifo() {
+    let mut f = Fixture::uniform(1);
+    f.domain(1, 4, 256);
+    f.set_credit(vref(1, 0), 5_000);
+    f.set_credit(vref(1, 1), 9_000);
+    f.set_credit(vref(1, 2), 5_000);
+    f.set_credit(vref(1, 3), 7_000);
+    for i in 0..4 {
+        f.with(|s, ctx| s.wake(ctx, vref(1, i)));
+    }
+    let expected = [vref(1, 1), vref(1, 3), vref(1, 0), vref(1, 2)];
+    assert_eq!(f.runq_order(0), expected);
+}
+
+#[test]
+fn reset_adds_credit_init_and_clips_carry_over() {
+    // A unit at 2 ms gets 10 ms added but keeps at most 10.5 ms.
+    let mut f = Fixture::uniform(1);
+    f.domain(1, 2, 256);
+    f.set_credit(vref(1, 0), -1_000);
+    f.set_credit(vref(1, 1), 2_000_000);
+    f.with(|s, ctx| s.wake(ctx, vref(1, 0)));
+    let decision = f.with(|s, ctx| s.do_schedule(ctx, cpu(0), None));
+    assert_eq!(decision.next, Some(vref(1, 0)));
+    assert_eq!(f.unit(vref(1, 0)).credit, CREDIT_INIT - 1_000);
+    assert_eq!(f.unit(vref(1, 1)).credit, CREDIT_INIT + CARRYOVER_MAX);
+}
+
+#[test]
+fn reset_at_credit_min_adds_twice_credit_init() {
+    let mut f = Fixture::uniform(1);
+    f.domain(1, 1, 256);
+    f.set_credit(vref(1, 0), CREDIT_MIN);
+    f.with(|s, ctx| s.wake(ctx, vref(1, 0)));
+    f.with(|s, ctx| s.do_schedule(ctx, cpu(0), None));
+    assert_eq!(f.unit(vref(1, 0)).credit, CREDIT_MIN + 2 * CREDIT_INIT);
+}
+
+#[test]
+fn wake_tickles_the_vcpus_own_idle_pcpu_first() {
+    let mut f = Fixture::uniform(4);
+    f.domain(1, 1, 256);
+    let home = f.with(|_, ctx| ctx.processor(vref(1, 0)));
+    f.with(|s, ctx| s.wake(ctx, vref(1, 0)));
+    assert_eq!(f.tickles, [home]);
+    assert_eq!(f.unit(vref(1, 0)).tickled_cpu, Some(home));
+}
+
+#[test]
+fn wake_skips_tickled_pcpu_for_next_idle_one() {
+    // Two wakes at once on pCPU 0: the second goes to the next idle, untickled pCPU.
+    let mut f = Fixture::uniform(4);
+    f.domain(1, 2, 256);
+    f.with(|_, ctx| ctx.set_processor(vref(1, 1), cpu(0)));
+    f.with(|_, ctx| ctx.set_processor(vref(1, 0), cpu(0)));
+    f.with(|s, ctx| s.wake(ctx, vref(1, 0)));
+    f.with(|s, ctx| s.wake(ctx, vref(1, 1)));
+    assert_eq!(f.tickles, [cpu(0), cpu(1)]);
+}
+
+#[test]
+fn wake_prefers_soft_affinity_idle_pcpu() {
+    let mut f = Fixture::uniform(4);
+    f.domain(1, 1, 256);
+    f.with(|_, ctx| {
+        ctx.set_processor(vref(1, 0), cpu(0));
+        ctx.vcpu_mut(vref(1, 0)).soft_affinity = CpuMask::single(4, cpu(2));
+    });
+    f.with(|s, ctx| s.wake(ctx, vref(1, 0)));
+    assert_eq!(f.tickles, [cpu(2)]);
+}
+
+#[test]
+fn preemption_score_subtracts_migrate_resist_off_home_pcpu() {
+    // 600 µs more credit, minus 500 µs resistance, is 100 µs: positive, so bonuses apply
+    // (10 ms for the soft affinity of the newcomer).
+    assert_eq!(
+        score(1_600_000, 1_000_000, Some(500_000), true, true),
+        100_000 + 10_000_000
+    );
+}
+
+#[test]
+fn preemption_score_below_resist_stays_non_positive() {
+    assert_eq!(
+        score(1_400_000, 1_000_000, Some(500_000), true, false),
+        -100_000
+    );
+}
+
+#[test]
+fn arrangement_socket_splits_sockets_into_runqueues() {
+    let f = Fixture::new(&topo(2, 2, 2), SchedOpts::default());
+    assert_eq!(f.sched.runqueue_of(cpu(3)), Some(0));
+    assert_eq!(f.sched.runqueue_of(cpu(4)), Some(1));
+}
+
+#[test]
+fn arrangement_core_keeps_smt_siblings_together() {
+    let opts = SchedOpts {
+        credit2_runqueue: Credit2Runqueue::Core,
+        ..SchedOpts::default()
+    };
+    let f = Fixture::new(&topo(1, 2, 2), opts);
+    assert_eq!(f.sched.runqueue_of(cpu(1)), Some(0));
+    assert_eq!(f.sched.runqueue_of(cpu(2)), Some(1));
+}
+
+#[test]
+fn arrangement_all_puts_every_pcpu_in_one_runqueue() {
+    let opts = SchedOpts {
+        credit2_runqueue: Credit2Runqueue::All,
+        ..SchedOpts::default()
+    };
+    let f = Fixture::new(&topo(2, 2, 1), opts);
+    assert_eq!(f.sched.runqueues().count(), 1);
+}
+
+#[test]
+fn arrangement_socket_of_32_cpus_splits_at_16_per_runqueue() {
+    // 32 pCPUs in one socket: min_rqs = 2, so at most 16 per runqueue.
+    let f = Fixture::new(&topo(1, 32, 1), SchedOpts::default());
+    let sizes: Vec<u32> = f.sched.runqueues().map(|rq| rq.nr_cpus).collect();
+    assert_eq!(sizes, [16, 16]);
+}
+
+#[test]
+fn arrangement_socket_with_smt_never_splits_a_core() {
+    // 24 pCPUs = 12 cores × 2 threads: min_rqs 2, 12 per runqueue, cores kept whole.
+    let f = Fixture::new(&topo(1, 12, 2), SchedOpts::default());
+    assert_eq!(f.sched.runqueue_of(cpu(10)), f.sched.runqueue_of(cpu(11)));
+    let sizes: Vec<u32> = f.sched.runqueues().map(|rq| rq.nr_cpus).collect();
+    assert_eq!(sizes, [12, 12]);
+}
+
+#[test]
+fn add_pcpu_prints_xen_runqueue_lines() {
+    let f = Fixture::uniform(2);
+    let lines: Vec<&str> = f
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            TraceEvent::Console { text } => Some(text.as_str()),
+            _ => None,
+        })
+        .collect();
+    let expected = [
+        "Adding cpu 0 to runqueue 0",
+        " First cpu on runqueue, activating",
+        "Adding cpu 1 to runqueue 0",
+    ];
+    assert_eq!(lines, expected);
+}
+
+#[test]
+fn load_ewma_moves_by_delta_over_window() {
+    // Full load (1 << 18) after half a window (2^19 units) from 0 gives half.
+    let f = Fixture::uniform(1);
+    assert_eq!(f.sched.ewma(0, 1, 1 << 19), 1 << 17);
+}
+
+#[test]
+fn new_unit_starts_at_half_load() {
+    let mut f = Fixture::uniform(1);
+    f.domain(1, 1, 256);
+    assert_eq!(f.unit(vref(1, 0)).avgload, 1 << 17);
+}
+
+#[test]
+fn init_messages_match_xen_417_text() {
+    let f = Fixture::uniform(1);
+    let mut lines = Vec::new();
+    f.sched.init_messages(&mut lines);
+    assert_eq!(lines[0], "Initializing Credit2 scheduler");
+    assert_eq!(lines[5], " runqueues arrangement: socket");
+    assert_eq!(lines[7], "load tracking window length 1073741824 ns");
+}
+
+#[test]
+fn global_init_resets_short_window_with_warning() {
+    let mut opts = SchedOpts {
+        credit2_load_window_shift: 10,
+        ..SchedOpts::default()
+    };
+    let mut lines = Vec::new();
+    global_init(&mut opts, &mut lines);
+    assert_eq!(opts.credit2_load_window_shift, LOADAVG_WINDOW_SHIFT);
+    assert_eq!(
+        lines,
+        ["WARNING: csched2_global_init: opt_load_window_shift 10 too short, resetting"]
+    );
+}
+
+#[test]
+fn cap_above_100_per_vcpu_is_invalid() {
+    let mut f = Fixture::uniform(2);
+    f.domain(1, 2, 256);
+    let params = DomParams::Credit2 {
+        weight: 0,
+        cap: 201,
+    };
+    let result = f.with(|s, ctx| s.set_dom_params(ctx, DomId::new(1).expect("d1"), &params));
+    assert_eq!(result, Err(SchedError::Invalid));
+}
+
+#[test]
+fn weight_change_updates_max_weight() {
+    let mut f = Fixture::uniform(1);
+    f.domain(1, 1, 256);
+    let params = DomParams::Credit2 {
+        weight: 700,
+        cap: 0,
+    };
+    let result = f.with(|s, ctx| s.set_dom_params(ctx, DomId::new(1).expect("d1"), &params));
+    assert_eq!(result, Ok(()));
+    assert_eq!(f.sched.rq(0).max_weight, 700);
+}
+
+#[test]
+fn ratelimit_outside_range_is_invalid() {
+    let mut f = Fixture::uniform(1);
+    let params = PoolParams::Credit2 { ratelimit_us: 50 };
+    assert_eq!(
+        f.with(|s, ctx| s.set_pool_params(ctx, &params)),
+        Err(SchedError::Invalid)
+    );
+}
+
+#[test]
+fn check_catches_unsorted_runq() {
+    let mut f = Fixture::uniform(1);
+    f.domain(1, 2, 256);
+    f.with(|s, ctx| s.wake(ctx, vref(1, 0)));
+    f.with(|s, ctx| s.wake(ctx, vref(1, 1)));
+    // Corrupt: give the second waiter more credit without re-sorting.
+    f.set_credit(vref(1, 1), CREDIT_INIT + 1);
+    let names: Vec<&str> = f.violations().iter().map(|v| v.invariant).collect();
+    assert!(names.contains(&"credit2.runq_sorted"), "{names:?}");
+}
+
+#[test]
+fn check_catches_stale_max_weight() {
+    let mut f = Fixture::uniform(1);
+    f.domain(1, 1, 256);
+    f.sched.rq_mut(0).max_weight = 999;
+    let names: Vec<&str> = f.violations().iter().map(|v| v.invariant).collect();
+    assert_eq!(names, ["credit2.max_weight"]);
+}
+
+#[test]
+fn check_passes_on_fresh_scheduler_with_waiters() {
+    let mut f = Fixture::uniform(2);
+    f.domain(1, 2, 256);
+    f.with(|s, ctx| s.wake(ctx, vref(1, 0)));
+    assert_eq!(f.violations(), []);
+}

@@ -1,0 +1,140 @@
+//! credit2 tickling: which pCPU, if any, should reschedule because a vCPU was queued.
+//!
+//! Follows xen/common/sched/credit2.c of Xen 4.17: `is_preemptable`, `tickle_score`,
+//! `runq_tickle`; spec §2.9.
+//!
+//! # Invariants
+//! - At most one pCPU is tickled per call, and it is in the vCPU's hard affinity and pool.
+//! - A busy pCPU is only tickled when its score is strictly positive.
+//!
+//! xensim differs: `sched_smt_power_savings` is off (Xen's default), so the first step
+//! looks for wholly idle cores.
+
+use super::{Credit2Scheduler, CREDIT_INIT, FLAG_PINNED, RATELIMIT_TICKLE_TOLERANCE_NS};
+use crate::ids::PcpuId;
+use crate::sched::affinity::{balance_mask, has_soft_affinity, BalanceStep, BALANCE_STEPS};
+use crate::sched::SchedCtx;
+
+/// The preemption score rule of `tickle_score` once both credits are known: the credit
+/// difference, less the migration resistance off `new`'s pCPU, plus the soft-affinity
+/// bonuses when positive.
+pub(crate) fn score(
+    new_credit: i32,
+    cur_credit: i32,
+    resist_ns: Option<i64>,
+    new_soft_here: bool,
+    cur_soft_here: bool,
+) -> i64 {
+    let mut score = i64::from(new_credit) - i64::from(cur_credit);
+    if let Some(resist) = resist_ns {
+        score -= resist;
+    }
+    if score > 0 {
+        if new_soft_here {
+            score += i64::from(CREDIT_INIT);
+        }
+        if !cur_soft_here {
+            score += i64::from(CREDIT_INIT);
+        }
+    }
+    score
+}
+
+impl Credit2Scheduler {
+    /// `is_preemptable`: the running vCPU is past its ratelimit (less the tolerance).
+    fn is_preemptable(&self, ctx: &SchedCtx<'_>, ran_since_ns: i64) -> bool {
+        let ratelimit = self.opts.ratelimit_ns();
+        if ratelimit <= RATELIMIT_TICKLE_TOLERANCE_NS {
+            return true;
+        }
+        ctx.now.as_ns() - ran_since_ns > ratelimit - RATELIMIT_TICKLE_TOLERANCE_NS
+    }
+
+    /// `tickle_score`: how much `new` deserves `cpu`, -1 if its vCPU may not be preempted.
+    fn tickle_score(&mut self, ctx: &SchedCtx<'_>, new: usize, cpu: PcpuId) -> i64 {
+        let Some(cur_v) = ctx.curr_on(cpu) else {
+            return -1;
+        };
+        let entered = ctx.vcpu(cur_v).state_entry_time.as_ns();
+        if !self.is_preemptable(ctx, entered) {
+            return -1;
+        }
+        let cur = self.idx(cur_v);
+        let id = self.c2rqd(cpu);
+        self.burn_credits(id, cur, ctx.now.as_ns());
+        let new_v = self.u(new).v;
+        let resist = (ctx.processor(new_v) != cpu).then_some(self.opts.migrate_resist_ns);
+        score(
+            self.u(new).credit,
+            self.u(cur).credit,
+            resist,
+            ctx.vcpu(new_v).soft_affinity.test(cpu),
+            ctx.vcpu(cur_v).soft_affinity.test(cpu),
+        )
+    }
+
+    /// `runq_tickle`: `new` was queued; find it a pCPU.
+    pub(crate) fn runq_tickle(&mut self, ctx: &mut SchedCtx<'_>, new: usize) {
+        let v = self.u(new).v;
+        let cpu = ctx.processor(v);
+        let id = self.c2rqd(cpu);
+        assert_eq!(self.u(new).rqd, Some(id), "{v:?} tickled off its runqueue");
+        let target = self.tickle_target(ctx, new, cpu, id);
+        if let Some(target) = target {
+            self.tickle_cpu(ctx, target, id);
+            self.u_mut(new).tickled_cpu = Some(target);
+        }
+    }
+
+    fn tickle_target(
+        &mut self,
+        ctx: &SchedCtx<'_>,
+        new: usize,
+        cpu: PcpuId,
+        id: usize,
+    ) -> Option<PcpuId> {
+        let v = self.u(new).v;
+        let rq = self.rq(id);
+        if self.u(new).flags & FLAG_PINNED != 0 && rq.idle.test(cpu) && !rq.tickled.test(cpu) {
+            return Some(cpu);
+        }
+        let soft = has_soft_affinity(ctx, v);
+        for step in BALANCE_STEPS {
+            if step == BalanceStep::Soft && !soft {
+                continue;
+            }
+            let allowed = balance_mask(ctx, v, step).and(ctx.pool_cpus);
+            let whole_cores = rq.smt_idle.and(&allowed);
+            if let Some(i) = whole_cores.test_or_cycle(cpu) {
+                return Some(i);
+            }
+            let idlers = rq.idle.and_not(&rq.tickled).and(&allowed);
+            if let Some(i) = idlers.test_or_cycle(cpu) {
+                return Some(i);
+            }
+        }
+        let hard = ctx.vcpu(v).hard_affinity.and(ctx.pool_cpus);
+        let mut busy = rq.active.and_not(&rq.idle).and_not(&rq.tickled).and(&hard);
+        let mut best = 0i64;
+        let mut target = None;
+        if busy.test(cpu) {
+            busy.clear(cpu);
+            let s = self.tickle_score(ctx, new, cpu);
+            if s > best {
+                best = s;
+                target = Some(cpu);
+                if ctx.vcpu(v).soft_affinity.test(cpu) {
+                    return target;
+                }
+            }
+        }
+        for i in busy.iter() {
+            let s = self.tickle_score(ctx, new, i);
+            if s > best {
+                best = s;
+                target = Some(i);
+            }
+        }
+        target
+    }
+}
