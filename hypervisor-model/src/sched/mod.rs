@@ -13,6 +13,7 @@
 pub mod affinity;
 pub mod null;
 pub mod params;
+pub mod rtds;
 
 use alloc::boxed::Box;
 use alloc::string::String;
@@ -307,6 +308,12 @@ pub trait Scheduler: core::fmt::Debug {
     /// The pool timer fired at `ctx.now`: run every own timer due by then.
     fn timer_fired(&mut self, _ctx: &mut SchedCtx<'_>) {}
 
+    /// rtds: the server-period counters of `v` for reports (`metrics.md` §1.7);
+    /// `None` for other schedulers and unknown vCPUs.
+    fn server_stats(&self, _v: VcpuRef) -> Option<rtds::ServerStats> {
+        None
+    }
+
     /// O(n) consistency checks, run after every event in tests and under `--check`.
     fn check_invariants(
         &self,
@@ -372,7 +379,8 @@ impl SchedKind {
     /// A fresh scheduler instance of this kind with no pCPU yet.
     pub fn instantiate(self, init: &SchedInit<'_>) -> Box<dyn Scheduler> {
         match self {
-            SchedKind::Credit2 | SchedKind::Rtds => todo_scheduler(self, init),
+            SchedKind::Credit2 => todo_scheduler(self, init),
+            SchedKind::Rtds => Box::new(rtds::RtdsScheduler::new(init)),
             SchedKind::Null => Box::new(null::NullScheduler::new(init.nr_cpus)),
         }
     }

@@ -1,0 +1,1 @@
+//! Whole-host rtds timing tests.
