@@ -46,8 +46,12 @@ pub struct PeriodAcct {
     served_ns: i64,
     /// See the module doc.
     clean: bool,
-    /// The period's parameters were changed while it was open.
-    params_changed: bool,
+    /// The budget limit does not bind in this period: parameters changed inside it, or
+    /// a scheduler timer armed for an older, larger budget outlives the new one.
+    limit_unenforced: bool,
+    /// The period was opened at its start (a late replenishment charges budget only
+    /// from the moment it ran, so invariant 20 cannot hold for that period).
+    on_time: bool,
     /// The vCPU has been running since then (time not yet accounted).
     run_since: Option<STime>,
     /// Closed periods.
@@ -60,10 +64,11 @@ impl PeriodAcct {
         self.stats
     }
 
-    /// Running time accounted in the open period, ns, and whether invariant 20 applies to
-    /// it (open, and no parameter change inside it).
+    /// Running time accounted in the open period and its budget, ns, if invariant 20
+    /// applies to it (opened on time, no parameter change inside it).
     pub fn served_checkable(&self) -> Option<(i64, i64)> {
-        (self.open && !self.params_changed).then_some((self.served_ns, self.budget_ns))
+        let checkable = self.open && self.on_time && !self.limit_unenforced;
+        checkable.then_some((self.served_ns, self.budget_ns))
     }
 
     fn add_run(&mut self, from: STime, to: STime) {
@@ -105,7 +110,13 @@ impl PeriodAcct {
     /// The parameters changed inside the open period.
     pub fn mark_params_changed(&mut self) {
         self.clean = false;
-        self.params_changed = true;
+        self.limit_unenforced = true;
+    }
+
+    /// Xen quirk: a replenishment does not re-arm the running vCPU's scheduler timer, so
+    /// after a budget decrease the vCPU may run on to the old timer in the new period.
+    pub fn mark_limit_unenforced(&mut self) {
+        self.limit_unenforced = true;
     }
 
     /// A replenishment at `now` opened `[new_start, new_end)` with `budget_ns`; closes the
@@ -132,8 +143,9 @@ impl PeriodAcct {
         self.end = new_end;
         self.budget_ns = budget_ns;
         self.served_ns = 0;
-        self.clean = now == new_start;
-        self.params_changed = false;
+        self.on_time = now == new_start;
+        self.clean = self.on_time;
+        self.limit_unenforced = false;
         // A late replenishment: what ran since the period began belongs to it.
         if let Some(since) = running_since {
             self.add_run(since, now);

@@ -32,6 +32,10 @@ impl RtdsScheduler {
         if !runnable {
             s.acct.mark_unrunnable();
         }
+        let running = ctx.vcpu(v).running_on.is_some();
+        if running && s.slice_end > now.after(Span::from_ns(s.budget_ns)) {
+            s.acct.mark_limit_unenforced();
+        }
     }
 
     /// `rt_unit_insert`: place the new server, give it a deadline, queue it if runnable.
@@ -139,6 +143,7 @@ impl RtdsScheduler {
         }
         let s = self.servers.srv_mut(n);
         s.last_start = now;
+        s.slice_end = now.after(Span::from_ns(s.cur_budget_ns));
         assert!(
             ctx.vcpu(n).hard_affinity.test(cpu),
             "{n:?} picked outside hard"

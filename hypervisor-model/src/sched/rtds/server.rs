@@ -37,7 +37,7 @@ const UPDATE_LIMIT_SHIFT: u32 = 10;
 
 const _: () = assert!(MIN_BUDGET_NS <= MIN_PERIOD_NS);
 const _: () = assert!(DEFAULT_BUDGET_NS <= DEFAULT_PERIOD_NS);
-const _: () = assert!(MAX_PERIOD_NS == (u64::MAX >> 2) as i64);
+const _: () = assert!(MAX_PERIOD_NS.cast_unsigned() == u64::MAX >> 2);
 
 /// Which of the two scheduling queues a server is on (`q_elem`).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -79,6 +79,8 @@ pub struct Server {
     pub on_replq: bool,
     /// xensim: the period was changed at least once (deadlines may be unaligned since).
     pub period_changed: bool,
+    /// xensim: when the scheduler timer armed at the last pick of this vCPU fires.
+    pub slice_end: STime,
     /// xensim: server-period accounting for reports (`metrics.md` §1.7).
     pub acct: PeriodAcct,
 }
@@ -101,6 +103,7 @@ impl Server {
             queue: Queue::None,
             on_replq: false,
             period_changed: false,
+            slice_end: STime::ZERO,
             acct: PeriodAcct::default(),
         }
     }
