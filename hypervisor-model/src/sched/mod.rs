@@ -14,6 +14,7 @@ pub mod affinity;
 pub mod credit2;
 pub mod null;
 pub mod params;
+pub mod rtds;
 
 use alloc::boxed::Box;
 use alloc::string::String;
@@ -308,6 +309,12 @@ pub trait Scheduler: core::fmt::Debug {
     /// The pool timer fired at `ctx.now`: run every own timer due by then.
     fn timer_fired(&mut self, _ctx: &mut SchedCtx<'_>) {}
 
+    /// rtds: the server-period counters of `v` for reports (`metrics.md` §1.7);
+    /// `None` for other schedulers and unknown vCPUs.
+    fn server_stats(&self, _v: VcpuRef) -> Option<rtds::ServerStats> {
+        None
+    }
+
     /// O(n) consistency checks, run after every event in tests and under `--check`.
     fn check_invariants(
         &self,
@@ -374,15 +381,8 @@ impl SchedKind {
     pub fn instantiate(self, init: &SchedInit<'_>) -> Box<dyn Scheduler> {
         match self {
             SchedKind::Credit2 => Box::new(credit2::Credit2Scheduler::new(init)),
-            SchedKind::Rtds => todo_scheduler(self, init),
+            SchedKind::Rtds => Box::new(rtds::RtdsScheduler::new(init)),
             SchedKind::Null => Box::new(null::NullScheduler::new(init.nr_cpus)),
         }
     }
-}
-
-// Placeholder until the rtds module lands; never reached (the loader refuses
-// those schedulers).
-fn todo_scheduler(kind: SchedKind, init: &SchedInit<'_>) -> Box<dyn Scheduler> {
-    let _ = kind;
-    Box::new(null::NullScheduler::new(init.nr_cpus))
 }

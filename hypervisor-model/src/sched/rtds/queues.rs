@@ -1,0 +1,158 @@
+//! The rtds queues of one pool and the walks over them: `runq` (sorted by priority),
+//! `depletedq` (unsorted, pushed at the head), `replq` (replenishment events), picking
+//! from the runq, and tickling (`runq_tickle`).
+//!
+//! Follows xen/common/sched/rt.c (Xen 4.17): `deadline_queue_insert`,
+//! `deadline_queue_remove`, `q_remove`, `replq_remove`, `runq_insert`, `replq_insert`,
+//! `replq_reinsert`, `runq_pick`, `runq_tickle`; spec `schedulers.md` §3.2, §3.6, §9.5.
+//!
+//! # Invariants
+//! - A server is on at most one of `runq`/`depletedq`, as its `queue` tag says, and on
+//!   `replq` iff `on_replq` (outside the replenishment handler).
+//! - Sorted insertion goes before the first entry the new one strictly beats, so ties
+//!   stay first-come first-served.
+//!
+//! xensim differs: Xen reprograms the replenishment timer inside these helpers; here the
+//! timer is always the head of `replq`, which `next_timer` reports after every hook, and
+//! that is the deadline Xen's helpers arm in every case.
+//!
+//! Xen quirk kept: `replq` is ordered with the same comparison as the runq, so it takes
+//! the priority level into account, and levels of running servers change in place. The
+//! queue is therefore not always sorted by deadline, and a server behind one with a
+//! higher level can be replenished late.
+
+use core::cmp::Ordering;
+
+use super::server::{compare, Queue};
+use super::RtdsScheduler;
+use crate::ids::{PcpuId, VcpuRef};
+use crate::sched::SchedCtx;
+
+impl RtdsScheduler {
+    /// Where `deadline_queue_insert` puts `v`: before the first entry it strictly beats.
+    fn insert_position(&self, queue: &[VcpuRef], v: VcpuRef) -> usize {
+        let new = self.servers.srv(v);
+        queue
+            .iter()
+            .position(|w| compare(new, self.servers.srv(*w)) == Ordering::Greater)
+            .unwrap_or(queue.len())
+    }
+
+    /// `runq_insert`: the runq if it has budget or extratime, else the head of
+    /// `depletedq`.
+    pub(super) fn runq_insert(&mut self, v: VcpuRef) {
+        let s = self.servers.srv(v);
+        assert_eq!(s.queue, Queue::None, "{v:?} queued twice");
+        assert!(s.on_replq, "{v:?} queued without a replenishment event");
+        if s.cur_budget_ns > 0 || s.extratime {
+            let pos = self.insert_position(&self.runq, v);
+            self.runq.insert(pos, v);
+            self.servers.srv_mut(v).queue = Queue::Runq;
+        } else {
+            self.depletedq.push_front(v);
+            self.servers.srv_mut(v).queue = Queue::Depleted;
+        }
+    }
+
+    /// `q_remove`.
+    pub(super) fn q_remove(&mut self, v: VcpuRef) {
+        match self.servers.srv(v).queue {
+            Queue::Runq => {
+                let pos = self.runq.iter().position(|w| *w == v);
+                match pos {
+                    Some(pos) => self.runq.remove(pos),
+                    None => panic!("{v:?} tagged runq but not on it"),
+                };
+            }
+            Queue::Depleted => {
+                let pos = self.depletedq.iter().position(|w| *w == v);
+                match pos {
+                    Some(pos) => self.depletedq.remove(pos),
+                    None => panic!("{v:?} tagged depletedq but not on it"),
+                };
+            }
+            Queue::None => panic!("{v:?} removed from no queue"),
+        }
+        self.servers.srv_mut(v).queue = Queue::None;
+    }
+
+    /// True if `v` is on `runq` or `depletedq` (`unit_on_q`).
+    pub(super) fn on_q(&self, v: VcpuRef) -> bool {
+        self.servers.srv(v).queue != Queue::None
+    }
+
+    /// `replq_insert`.
+    pub(super) fn replq_insert(&mut self, v: VcpuRef) {
+        assert!(!self.servers.srv(v).on_replq, "{v:?} on replq twice");
+        let pos = self.insert_position(&self.replq, v);
+        self.replq.insert(pos, v);
+        self.servers.srv_mut(v).on_replq = true;
+    }
+
+    /// `replq_remove`.
+    pub(super) fn replq_remove(&mut self, v: VcpuRef) {
+        assert!(self.servers.srv(v).on_replq, "{v:?} not on replq");
+        match self.replq.iter().position(|w| *w == v) {
+            Some(pos) => {
+                self.replq.remove(pos);
+            }
+            None => panic!("{v:?} tagged replq but not on it"),
+        }
+        self.servers.srv_mut(v).on_replq = false;
+    }
+
+    /// `replq_reinsert`: its deadline moved, so its place may have.
+    pub(super) fn replq_reinsert(&mut self, v: VcpuRef) {
+        self.replq_remove(v);
+        self.replq_insert(v);
+    }
+
+    /// `runq_pick`: the first runq server whose hard affinity and pool hold `cpu`.
+    pub(super) fn runq_pick(&self, ctx: &SchedCtx<'_>, cpu: PcpuId) -> Option<VcpuRef> {
+        if !ctx.pool_cpus.test(cpu) {
+            return None;
+        }
+        self.runq
+            .iter()
+            .copied()
+            .find(|w| ctx.vcpu(*w).hard_affinity.test(cpu))
+    }
+
+    /// `runq_tickle`: an idle pCPU where `new` may run (its own first, then cycling up),
+    /// else the pCPU of the lowest-priority running server if `new` beats it.
+    pub(super) fn runq_tickle(&mut self, ctx: &mut SchedCtx<'_>, new: VcpuRef) {
+        let target = self.tickle_target(ctx, new);
+        if let Some(cpu) = target {
+            self.tickled.set(cpu);
+            ctx.tickle(cpu);
+        }
+    }
+
+    fn tickle_target(&self, ctx: &SchedCtx<'_>, new: VcpuRef) -> Option<PcpuId> {
+        let width = ctx.pool_cpus.width();
+        let start = ctx.processor(new).raw();
+        let hard = &ctx.vcpu(new).hard_affinity;
+        let mut lowest: Option<VcpuRef> = None;
+        // Xen: test_or_cycle from new's pCPU, then cycle, each candidate once.
+        for raw in (start..width).chain(0..start) {
+            let Some(cpu) = PcpuId::new(raw) else {
+                continue;
+            };
+            if !ctx.pool_cpus.test(cpu) || !hard.test(cpu) || self.tickled.test(cpu) {
+                continue;
+            }
+            let Some(running) = ctx.curr_on(cpu) else {
+                return Some(cpu);
+            };
+            let lower = lowest.is_none_or(|l| {
+                compare(self.servers.srv(running), self.servers.srv(l)) == Ordering::Less
+            });
+            if lower {
+                lowest = Some(running);
+            }
+        }
+        let victim = lowest?;
+        let beaten = compare(self.servers.srv(victim), self.servers.srv(new)) == Ordering::Less;
+        beaten.then(|| ctx.processor(victim))
+    }
+}
