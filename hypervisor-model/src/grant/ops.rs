@@ -129,6 +129,11 @@ impl GrantTables {
             return Err(GrantError::BadGntref);
         }
         let lt = self.get_mut(mapper)?;
+        if lt.dying {
+            // A dying domain never runs again, so it issues no hypercall; a model caller
+            // that asks anyway gets Xen's failure for a domain it cannot act for.
+            return Err(GrantError::BadDomain);
+        }
         if lt.config.translated && req.flags.device_map {
             return Err(GrantError::GeneralError); // "No device mapping in HVM domain".
         }

@@ -55,6 +55,13 @@ impl Hypervisor {
         );
         let nr_cpus = self.host.nr_cpus();
         self.printk(p, &format!("SMP: Allowing {nr_cpus} CPUs (0 hotplug CPUs)"));
+        // scheduler_init: every built-in scheduler's global_init runs first (credit2's
+        // checks its boot options), then the chosen one is announced.
+        let mut warnings = Vec::new();
+        crate::sched::credit2::global_init(&mut self.sched_opts, &mut warnings);
+        for line in warnings {
+            self.printk(p, &line);
+        }
         let probe = pool0.instantiate(&self.sched_init());
         self.printk(
             p,

@@ -48,23 +48,13 @@ pub enum HostError {
         /// Why.
         reason: String,
     },
-    /// The scheduler is not implemented.
-    #[error("[host.{host}] scheduler {name:?} is not implemented yet")]
-    Scheduler {
-        /// Host name.
-        host: String,
-        /// Scheduler name.
-        name: String,
-    },
 }
 
-fn sched_kind(host: &str, name: SchedName) -> Result<SchedKind, HostError> {
+fn sched_kind(name: SchedName) -> SchedKind {
     match name {
-        SchedName::Null => Ok(SchedKind::Null),
-        other => Err(HostError::Scheduler {
-            host: host.to_string(),
-            name: other.as_str().to_string(),
-        }),
+        SchedName::Credit2 => SchedKind::Credit2,
+        SchedName::Rtds => SchedKind::Rtds,
+        SchedName::Null => SchedKind::Null,
     }
 }
 
@@ -233,7 +223,7 @@ pub fn boot_config(
         let cpus = resolve(&format!("cpupools.{}.cpus", pool.name), &pool.cpus)?;
         pools.push(PoolBoot {
             name: pool.name.clone(),
-            sched: sched_kind(&spec.name, pool.scheduler)?,
+            sched: sched_kind(pool.scheduler),
             cpus,
         });
     }
@@ -301,7 +291,7 @@ pub fn boot_config(
             conring_bytes: conring_bytes(&spec.xen.options, nr_cpus),
             unknown_options,
         },
-        pool0_sched: sched_kind(&spec.name, spec.scheduler)?,
+        pool0_sched: sched_kind(spec.scheduler),
         pools,
         free_cpus,
         dom0: Dom0Boot {

@@ -240,13 +240,6 @@ pub fn parse_host(d: &Diags, file_index: usize, name: &str, node: &Node) -> Opti
     let scheduler = h
         .opt(d, "scheduler", sched_name)
         .unwrap_or(SchedName::Credit2);
-    let sched_loc = h.get("scheduler").map_or(h.here(), |n| h.loc(n.offset));
-    unsupported::check(
-        d,
-        sched_loc,
-        &h.path("scheduler"),
-        Feature::Scheduler(scheduler),
-    );
     let profile = h
         .opt(d, "profile", conv::string)
         .unwrap_or_else(|| "default".into());
@@ -348,13 +341,6 @@ fn pools(d: &Diags, h: &Tbl<'_>, cpus: &HostCpus) -> Option<Pools> {
         let scheduler = p
             .opt(d, "scheduler", sched_name)
             .unwrap_or(SchedName::Credit2);
-        let sched_loc = p.get("scheduler").map_or(p.here(), |n| p.loc(n.offset));
-        ok &= unsupported::check(
-            d,
-            sched_loc,
-            &p.path("scheduler"),
-            Feature::Scheduler(scheduler),
-        );
         let mask = match p.get("cpus") {
             Some(node) => resolve_cpus(d, &p, "cpus", node, cpus).map(|m| (m, node)),
             None => {

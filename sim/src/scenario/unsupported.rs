@@ -8,7 +8,6 @@
 //! - Every unsupported feature is listed here and nowhere else.
 
 use super::diag::{Diags, Loc};
-use super::model::SchedName;
 
 /// A feature the loader recognises.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,8 +22,6 @@ pub enum Feature<'a> {
     WorkloadSubTable(&'a str),
     /// A `[[domain]] rtds = { ... }` table.
     DomainRtds,
-    /// A pool scheduler.
-    Scheduler(SchedName),
     /// A non-empty `pci` list (host or xl.cfg).
     Pci,
     /// An xl subcommand xl has but xensim's `XlCommand` does not parse yet.
@@ -76,13 +73,6 @@ pub fn not_yet(feature: Feature<'_>) -> Option<String> {
         Feature::IoWorkload => "workload kind \"io\" is".to_string(),
         Feature::WorkloadSubTable(name) => format!("workload sub-table `{name}` is"),
         Feature::DomainRtds => "per-domain rtds parameters are".to_string(),
-        Feature::Scheduler(SchedName::Null) => return None,
-        Feature::Scheduler(other) => {
-            return Some(format!(
-                "scheduler \"{}\" is not implemented yet in this xensim build (only \"null\")",
-                other.as_str()
-            ))
-        }
         Feature::Pci => "PCI passthrough is".to_string(),
         Feature::XlCommand(name) if XL_COMMANDS_NOT_YET.contains(&name) => {
             format!("xl command \"{name}\" is")
@@ -109,22 +99,6 @@ pub fn check(d: &Diags, loc: Loc, path: &str, feature: Feature<'_>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::{not_yet, Feature};
-    use crate::scenario::model::SchedName;
-
-    #[test]
-    fn null_scheduler_is_supported() {
-        assert_eq!(not_yet(Feature::Scheduler(SchedName::Null)), None);
-    }
-
-    #[test]
-    fn credit2_scheduler_is_not_yet() {
-        assert_eq!(
-            not_yet(Feature::Scheduler(SchedName::Credit2)).as_deref(),
-            Some(
-                "scheduler \"credit2\" is not implemented yet in this xensim build (only \"null\")"
-            )
-        );
-    }
 
     #[test]
     fn unknown_xl_command_is_not_in_table() {
