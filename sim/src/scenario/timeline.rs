@@ -176,6 +176,18 @@ fn xl_action(
             return None;
         }
     };
+    if let XlCommand::CpupoolCreate(args) = &command {
+        let sched = match args.sched.as_deref() {
+            Some("credit2") => Some(super::model::SchedName::Credit2),
+            Some("rtds") => Some(super::model::SchedName::Rtds),
+            _ => None,
+        };
+        if let Some(name) = sched {
+            if !unsupported::check(d, at(0), &t.path("xl"), Feature::Scheduler(name)) {
+                return None;
+            }
+        }
+    }
     if let XlCommand::Create { config_path, .. } = &command {
         let host = host?;
         let offset = words
