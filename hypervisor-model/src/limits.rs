@@ -9,8 +9,11 @@ pub const DOMID_MAX_ALLOC: u16 = DOMID_FIRST_RESERVED - 1;
 pub const NR_CPUS: u32 = 4095;
 /// Most vCPUs per domain, `HVM_MAX_VCPUS` (xen/include/public/hvm/hvm_info_table.h).
 pub const MAX_VIRT_CPUS: u32 = 128;
-/// Most cpupools xensim models at once (Xen has no fixed cap; one per pCPU is the useful bound).
-pub const POOLS_MAX: u32 = NR_CPUS;
+/// Most cpupools per pCPU: `cpupool_create` refuses a new pool with `-ENOSPC` once
+/// `n_cpupools >= 2 * nr_cpu_ids` (xen/common/sched/cpupool.c).
+pub const POOLS_PER_CPU_MAX: u32 = 2;
+/// Highest pool id `cpupool_create` hands out before wrapping (`CPUPOOLID_NONE - 1`).
+pub const POOL_ID_MAX: u32 = u32::MAX - 1;
 /// Bytes in the hypervisor console ring, `conring_size` default 16 KiB
 /// (xen/drivers/char/console.c, `_CONRING_SIZE`).
 pub const CONRING_BYTES_DEFAULT: usize = 16 * 1024;

@@ -47,7 +47,7 @@ mod errors {
     snapshot_case!(unknown_host);
     snapshot_case!(unknown_key);
     snapshot_case!(unsupported_outputs);
-    snapshot_case!(unsupported_scheduler);
+    snapshot_case!(unmodelled_scheduler);
     snapshot_case!(vcpus_above_max);
     snapshot_case!(xlcfg_python);
 }

@@ -63,7 +63,7 @@ impl Hypervisor {
             return Err(ToolstackError::NoSuchDomain);
         }
         if let Some(hard) = hard {
-            let pool_cpus = &self.pools[super::pool_index(pool)].cpus;
+            let pool_cpus = &self.pool_ref(pool).cpus;
             if !hard.intersects(pool_cpus) {
                 return Err(ToolstackError::EmptyAffinity);
             }

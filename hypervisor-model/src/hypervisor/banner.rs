@@ -120,7 +120,7 @@ impl Hypervisor {
         self.insert_domain(domain, p);
         self.give_pages(DomId::DOM0, pages, p);
         let nr_cpus = self.host.nr_cpus();
-        let pool0_cpus = self.pools[0].cpus.clone();
+        let pool0_cpus = self.pool_ref(PoolId(0)).cpus.clone();
         // dom0_cpus is Pool-0's CPUs (no dom0_nodes); with dom0_vcpus_pin, vCPU i is
         // pinned to the i-th of them, cycling (sched_setup_dom0_vcpus, common/sched/core.c).
         let dom0_cpus: Vec<PcpuId> = pool0_cpus.iter().collect();

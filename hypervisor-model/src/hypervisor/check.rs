@@ -1,10 +1,15 @@
 //! The invariant checker: O(n) consistency checks over the whole host, run after every
 //! event in tests and under `xensim run --check` (spec `schedulers.md` §8).
+//!
+//! Pools (§8.28–29): the pools' masks and the free set partition the host pCPUs and agree
+//! with `cpu_pool`; pCPU 0 is in Pool-0; every domain's pool exists and a live domain's
+//! pool has a pCPU; every vCPU's hard affinity meets its pool; a running vCPU is inside
+//! its hard affinity and its pool; at most `2 * nr_cpus` pools exist.
 
 use alloc::format;
 use alloc::vec::Vec;
 
-use super::{pool_index, Hypervisor};
+use super::Hypervisor;
 use crate::domain::vcpu::Runstate;
 use crate::domain::Domain;
 use crate::ids::PcpuId;
@@ -18,7 +23,7 @@ pub(super) fn check_all(hv: &Hypervisor) -> Vec<Violation> {
     }
     check_pools(hv, &mut out);
     check_memory(hv, &mut out);
-    for pool in &hv.pools {
+    for pool in hv.pools.values() {
         pool.sched
             .check_invariants(&hv.domains, &pool.cpus, &mut out);
     }
@@ -56,7 +61,7 @@ fn check_pcpus(hv: &Hypervisor, out: &mut Vec<Violation>) {
 /// Per-vCPU rules: affinity and pool (§8.3–4), runnable while running (§8.5), the
 /// runstate matches `running_on`, and time accounting (§8.30).
 fn check_domain(hv: &Hypervisor, d: &Domain, out: &mut Vec<Violation>) {
-    let Some(pool) = hv.pools.get(pool_index(d.pool)) else {
+    let Some(pool) = hv.pools.get(&d.pool) else {
         violation(
             out,
             "core.domain_pool_exists",
@@ -64,6 +69,13 @@ fn check_domain(hv: &Hypervisor, d: &Domain, out: &mut Vec<Violation>) {
         );
         return;
     };
+    if d.dying == crate::domain::Dying::Alive && pool.cpus.is_empty() {
+        violation(
+            out,
+            "core.live_domain_pool_has_cpus",
+            format!("d{} in {:?}", d.id.raw(), d.pool),
+        );
+    }
     if d.controller_pause_count > d.pause_count {
         violation(
             out,
@@ -150,7 +162,7 @@ fn check_running_vcpu(
 fn check_pools(hv: &Hypervisor, out: &mut Vec<Violation>) {
     for (index, pool_id) in hv.cpu_pool.iter().enumerate() {
         let cpu = PcpuId::new(u32::try_from(index).unwrap_or(u32::MAX)).expect("host pCPU");
-        let owners = hv.pools.iter().filter(|p| p.cpus.test(cpu)).count();
+        let owners = hv.pools.values().filter(|p| p.cpus.test(cpu)).count();
         let expected = usize::from(pool_id.is_some());
         if owners != expected {
             violation(
@@ -159,14 +171,45 @@ fn check_pools(hv: &Hypervisor, out: &mut Vec<Violation>) {
                 format!("{cpu:?} in {owners} pools"),
             );
         }
-        if let Some(pool) = pool_id.and_then(|id| hv.pools.get(pool_index(id))) {
-            if !pool.cpus.test(cpu) {
+        match pool_id.map(|id| hv.pools.get(&id)) {
+            Some(Some(pool)) if !pool.cpus.test(cpu) => {
                 violation(out, "core.cpu_pool_matches_mask", format!("{cpu:?}"));
             }
+            Some(None) => violation(out, "core.cpu_pool_exists", format!("{cpu:?}")),
+            _ => {}
         }
     }
     if hv.cpu_pool.first().copied().flatten().map(|p| p.0) != Some(0) {
         violation(out, "core.cpu0_in_pool0", alloc::string::String::new());
+    }
+    for (id, pool) in &hv.pools {
+        if pool.id != *id {
+            violation(
+                out,
+                "core.pool_keyed_by_id",
+                format!("{:?} under {id:?}", pool.id),
+            );
+        }
+        for cpu in pool.cpus.iter() {
+            if hv.cpu_pool.get(cpu.index()).copied().flatten() != Some(*id) {
+                violation(
+                    out,
+                    "core.pool_mask_matches_cpu_pool",
+                    format!("{cpu:?} in {id:?}"),
+                );
+            }
+        }
+    }
+    let pools_max = hv
+        .host
+        .nr_cpus()
+        .saturating_mul(crate::limits::POOLS_PER_CPU_MAX);
+    if u32::try_from(hv.pools.len()).map_or(true, |n| n > pools_max) {
+        violation(
+            out,
+            "core.pool_count_bounded",
+            format!("{} pools", hv.pools.len()),
+        );
     }
 }
 

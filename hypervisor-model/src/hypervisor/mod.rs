@@ -11,14 +11,17 @@
 //! # Invariants
 //! - `curr[cpu] == Some(v)` iff `v.running_on == Some(cpu)`.
 //! - Every pCPU is in at most one pool; `cpu_pool` and the pools' masks agree.
+//! - Pools are keyed by id; ids may have gaps once a pool is destroyed (`cpupool.rs`).
 
 mod affinity;
 mod banner;
 pub mod boot;
 mod check;
+mod cpupool;
 #[cfg(test)]
 mod proptests;
 mod sched_glue;
+mod sched_params;
 
 use alloc::collections::BTreeMap;
 use alloc::string::String;
@@ -66,7 +69,8 @@ pub struct Hypervisor {
     pub(crate) costs: CoreCosts,
     pub(crate) sched_opts: SchedOpts,
     pub(crate) domains: DomainTable,
-    pub(crate) pools: Vec<Pool>,
+    /// Pools by id (ids have gaps after `cpupool-destroy`).
+    pub(crate) pools: BTreeMap<PoolId, Pool>,
     /// Pool of each pCPU (`None` = free pCPU).
     pub(crate) cpu_pool: Vec<Option<PoolId>>,
     /// vCPU running on each pCPU (`None` = idle).
@@ -107,7 +111,7 @@ impl Hypervisor {
             costs: config.costs,
             sched_opts: config.sched_opts,
             domains: DomainTable::new(),
-            pools: Vec::new(),
+            pools: BTreeMap::new(),
             cpu_pool: alloc::vec![None; slots],
             curr: alloc::vec![None; slots],
             timer: alloc::vec![None; slots],
@@ -158,21 +162,12 @@ impl Hypervisor {
         kind: crate::sched::SchedKind,
         cpus: &CpuMask,
     ) {
-        let id = PoolId(u32::try_from(self.pools.len()).unwrap_or(u32::MAX));
-        assert!(id.0 < crate::limits::POOLS_MAX, "too many pools");
-        let sched = kind.instantiate(&self.sched_init());
-        self.pools.push(Pool {
-            id,
-            name,
-            cpus: CpuMask::empty(self.host.nr_cpus()),
-            sched,
-            timer: None,
-        });
+        let id = self
+            .insert_pool(name, kind)
+            .expect("boot pools fit in 2 * nr_cpus");
         for cpu in cpus.iter() {
             assert!(self.cpu_pool[cpu.index()].is_none(), "{cpu:?} in two pools");
-            self.cpu_pool[cpu.index()] = Some(id);
-            self.pools[pool_index(id)].cpus.set(cpu);
-            self.with_sched(id, p, |s, ctx| s.add_pcpu(ctx, cpu));
+            self.assign_cpu(id, cpu, p);
         }
     }
 
@@ -188,7 +183,9 @@ impl Hypervisor {
         P: Platform + ?Sized,
     {
         let now = p.now();
-        let Pool { cpus, sched, .. } = &mut self.pools[pool_index(pool)];
+        let Some(Pool { cpus, sched, .. }) = self.pools.get_mut(&pool) else {
+            panic!("{pool:?} does not exist");
+        };
         let mut ctx = SchedCtx {
             now,
             domains: &mut self.domains,
@@ -211,7 +208,7 @@ impl Hypervisor {
         wanted: Option<STime>,
         p: &mut P,
     ) {
-        let armed = &mut self.pools[pool_index(pool)].timer;
+        let armed = &mut self.pool_mut(pool).timer;
         if *armed == wanted {
             return;
         }
@@ -264,7 +261,7 @@ impl Hypervisor {
             }
             CoreInput::PoolTimer { pool } => {
                 self.check_pool(*pool)?;
-                self.pools[pool_index(*pool)].timer = None;
+                self.pool_mut(*pool).timer = None;
                 self.with_sched(*pool, p, |s, ctx| s.timer_fired(ctx));
             }
             CoreInput::VcpuBlock { vcpu } => self.vcpu_block(*vcpu, p)?,
@@ -278,7 +275,7 @@ impl Hypervisor {
     }
 
     fn check_pool(&self, pool: PoolId) -> Result<(), InputError> {
-        if pool_index(pool) < self.pools.len() {
+        if self.pools.contains_key(&pool) {
             Ok(())
         } else {
             Err(InputError::UnknownPool(pool))
@@ -307,7 +304,7 @@ impl Hypervisor {
         let Some(pool) = self.domains.get(dom).map(|d| d.pool) else {
             return;
         };
-        let pool_cpus = self.pools[pool_index(pool)].cpus.clone();
+        let pool_cpus = self.pool_ref(pool).cpus.clone();
         let mut previous: Option<PcpuId> = None;
         for (index, hard_mask) in hard.iter().enumerate() {
             let vcpu_id = VcpuId::new(u32::try_from(index).unwrap_or(u32::MAX))
@@ -367,9 +364,30 @@ impl Hypervisor {
         self.domains.get(dom)
     }
 
-    /// The pools in id order.
-    pub fn pools(&self) -> &[Pool] {
-        &self.pools
+    /// The pools in id order (`libxl_list_cpupool`).
+    pub fn pools(&self) -> impl Iterator<Item = &Pool> {
+        self.pools.values()
+    }
+
+    /// One pool.
+    pub fn pool(&self, pool: PoolId) -> Option<&Pool> {
+        self.pools.get(&pool)
+    }
+
+    /// A pool the core knows exists; panics otherwise (a bug in the core).
+    pub(crate) fn pool_ref(&self, pool: PoolId) -> &Pool {
+        match self.pools.get(&pool) {
+            Some(found) => found,
+            None => panic!("{pool:?} does not exist"),
+        }
+    }
+
+    /// Mutable [`Hypervisor::pool_ref`].
+    pub(crate) fn pool_mut(&mut self, pool: PoolId) -> &mut Pool {
+        match self.pools.get_mut(&pool) {
+            Some(found) => found,
+            None => panic!("{pool:?} does not exist"),
+        }
     }
 
     /// The machine.
@@ -444,11 +462,6 @@ impl Hypervisor {
     }
 }
 
-/// Index of a pool in `Hypervisor::pools` (pool ids are dense from 0).
-pub(crate) fn pool_index(pool: PoolId) -> usize {
-    usize::try_from(pool.0).unwrap_or(usize::MAX)
-}
-
 /// Pages Xen keeps for itself: the frame table (32 bytes of `struct page_info` per 4 KiB
 /// page, 1/128 of RAM) plus about 10 MiB of image, heap and per-CPU areas. On the
 /// reference host (3071 MiB) this leaves 2013 MiB free beside a 1024 MiB dom0, as real
@@ -460,3 +473,6 @@ fn xen_reserved_pages(total_pages: u64) -> u64 {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod tests_cpupool;

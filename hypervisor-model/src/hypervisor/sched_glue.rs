@@ -11,7 +11,7 @@
 //! instantaneous: `context_saved(prev)` runs right after the switch, keeping Xen's order
 //! "pick next, then save prev".
 
-use super::{pool_index, Hypervisor, InputError};
+use super::{Hypervisor, InputError};
 use crate::domain::vcpu::{Runstate, VPF_BLOCKED, VPF_MIGRATING};
 use crate::domain::ShutdownReason;
 use crate::ids::{DomId, PcpuId, VcpuRef};
@@ -418,6 +418,6 @@ impl Hypervisor {
             );
             self.with_sched(pool, p, |s, ctx| s.remove_vcpu(ctx, v));
         }
-        debug_assert!(pool_index(pool) < self.pools.len());
+        debug_assert!(self.pools.contains_key(&pool));
     }
 }

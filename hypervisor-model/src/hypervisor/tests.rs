@@ -343,7 +343,7 @@ fn checker_reports_vcpu_running_outside_hard_affinity() {
 fn checker_reports_null_free_mask_out_of_sync() {
     // Taking pCPU 2 out of Pool-0's mask leaves null's cpus_free naming a foreign pCPU.
     let (mut hv, _p) = boot(4);
-    hv.pools[0].cpus.clear(cpu(2));
+    hv.pool_mut(crate::ids::PoolId(0)).cpus.clear(cpu(2));
     let broken = broken_invariants(&hv);
     assert!(broken.contains(&"null.free_cpus_in_pool"));
     assert!(broken.contains(&"core.pools_partition_cpus"));

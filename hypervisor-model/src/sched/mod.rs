@@ -331,6 +331,8 @@ pub struct Pool {
     pub id: PoolId,
     /// Pool name.
     pub name: String,
+    /// The scheduler it was created with (`xc_cpupool_create`'s `sched_id`).
+    pub kind: SchedKind,
     /// Its pCPUs.
     pub cpus: CpuMask,
     /// Its scheduler.

@@ -17,7 +17,7 @@ use alloc::vec::Vec;
 
 use crate::cpumask::CpuMask;
 use crate::domain::{Domain, DomainIdentity, Dying, ShutdownReason};
-use crate::hypervisor::{pool_index, Hypervisor, InputError, INTERNAL_JOB_BIT};
+use crate::hypervisor::{Hypervisor, InputError, INTERNAL_JOB_BIT};
 use crate::ids::{DomId, PoolId};
 use crate::platform::Platform;
 use crate::time::{STime, Span};
@@ -102,6 +102,7 @@ impl Hypervisor {
             } => self
                 .alive(*dom)
                 .and_then(|()| self.set_affinity_op(*dom, *vcpu, hard.as_ref(), soft.as_ref(), p)),
+            other => self.sched_op(other, p),
         };
         match result {
             Ok(()) if self.jobs.contains_key(&job) => {}
@@ -160,6 +161,12 @@ impl Hypervisor {
     ) -> Result<(), ToolstackError> {
         config.validate().map_err(ToolstackError::Config)?;
         let pool = self.pool_by_name(config.pool.as_deref())?;
+        if self.pool_ref(pool).cpus.is_empty() {
+            // cpupool_add_domain: a pool without pCPUs takes no domain (-ENODEV).
+            return Err(ToolstackError::Pool(
+                crate::toolstack::ops::PoolError::NoDevice,
+            ));
+        }
         let (hard, soft) = self.affinity_masks(config, pool)?;
         let dom = self
             .allocate_domid(p.now())
@@ -181,6 +188,10 @@ impl Hypervisor {
         if name_taken {
             self.free_domain(dom, p);
             return Err(ToolstackError::NameInUse);
+        }
+        if let Err(e) = self.apply_create_sched_params(dom, p) {
+            self.free_domain(dom, p);
+            return Err(e);
         }
         let needed_pages = pages_of_kib(config.memory_kib);
         let available = self
@@ -212,7 +223,7 @@ impl Hypervisor {
             None => Ok(PoolId(0)),
             Some(name) => self
                 .pools
-                .iter()
+                .values()
                 .find(|pool| pool.name == name)
                 .map(|pool| pool.id)
                 .ok_or(ToolstackError::NoSuchPool),
@@ -225,7 +236,7 @@ impl Hypervisor {
         pool: PoolId,
     ) -> Result<(Vec<CpuMask>, Vec<CpuMask>), ToolstackError> {
         let width = self.host.nr_cpus();
-        let pool_cpus = &self.pools[pool_index(pool)].cpus;
+        let pool_cpus = &self.pool_ref(pool).cpus;
         let count = usize::try_from(config.max_vcpus).unwrap_or(0);
         let hard: Vec<CpuMask> = (0..count).map(|i| config.cpus.for_vcpu(i, width)).collect();
         let soft: Vec<CpuMask> = (0..count)

@@ -1,7 +1,9 @@
-//! The toolstack's view: typed xl operations (`ops.rs`), the domain configuration model
+//! The toolstack's view: typed xl operations (`ops.rs`; the codec of the cpupool and
+//! scheduler-parameter ones in `ops_sched.rs`), the domain configuration model
 //! (`config.rs`) and the multi-step jobs that carry operations out in virtual time
 //! (`jobs.rs`).
 
 pub mod config;
 pub mod jobs;
 pub mod ops;
+pub mod ops_sched;

@@ -12,10 +12,13 @@ use alloc::vec::Vec;
 use crate::cpumask::CpuMask;
 use crate::domain::ShutdownReason;
 use crate::encode::{DecodeError, Decoder, Encoder};
-use crate::ids::{DomId, VcpuId};
+use crate::ids::{DomId, PcpuId, PoolId, VcpuId};
+use crate::sched::params::{DomParams, PoolParams, SchedError, VcpuParams};
+use crate::sched::SchedKind;
 use crate::toolstack::config::{
     AffinityCfg, ConfigError, DiskAccess, DiskCfg, DomainConfig, GuestType, ShutdownAction, VifCfg,
 };
+pub use crate::toolstack::ops_sched::PoolError;
 
 /// Identifies one toolstack operation (one xl process) for its whole life.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
@@ -66,6 +69,69 @@ pub enum ToolstackOp {
         /// New soft affinity (`None` = unchanged).
         soft: Option<CpuMask>,
     },
+    /// `libxl_cpupool_create`: a new pool with any free id, then each CPU added in turn
+    /// (the pool is destroyed again if one cannot be added).
+    CpupoolCreate {
+        /// Pool name (kept by the toolstack in XenStore; xl checks it is unique).
+        name: String,
+        /// Its scheduler.
+        sched: SchedKind,
+        /// Its CPUs (may be empty).
+        cpus: CpuMask,
+    },
+    /// `libxl_cpupool_destroy`: refused while the pool has domains; removes its CPUs, then
+    /// destroys it.
+    CpupoolDestroy {
+        /// The pool.
+        pool: PoolId,
+    },
+    /// `XEN_SYSCTL_CPUPOOL_OP_ADDCPU` for each CPU in ascending order, stopping at the first
+    /// failure (libxl issues one call per CPU, so xl sends one CPU at a time).
+    CpupoolCpuAdd {
+        /// The pool.
+        pool: PoolId,
+        /// CPUs to add.
+        cpus: CpuMask,
+    },
+    /// `XEN_SYSCTL_CPUPOOL_OP_RMCPU` for each CPU in ascending order, stopping at the first
+    /// failure.
+    CpupoolCpuRemove {
+        /// The pool.
+        pool: PoolId,
+        /// CPUs to remove.
+        cpus: CpuMask,
+    },
+    /// `XEN_SYSCTL_CPUPOOL_OP_MOVEDOMAIN` (`xl cpupool-migrate`).
+    CpupoolMigrate {
+        /// The domain.
+        dom: DomId,
+        /// The target pool.
+        pool: PoolId,
+    },
+    /// `XEN_DOMCTL_SCHEDOP_putinfo` (`libxl_domain_sched_params_set`, after libxl's checks).
+    SchedDomParams {
+        /// The domain.
+        dom: DomId,
+        /// Complete parameters (libxl reads the current ones and overrides what xl gave).
+        params: DomParams,
+    },
+    /// `XEN_DOMCTL_SCHEDOP_putvcpuinfo`: `libxl_vcpu_sched_params_set` (listed vCPUs, one
+    /// parameter set each) or `_set_all` (`vcpus: None`, `params[0]` for every vCPU).
+    SchedVcpuParams {
+        /// The domain.
+        dom: DomId,
+        /// The vCPUs, or every vCPU.
+        vcpus: Option<Vec<VcpuId>>,
+        /// One entry per listed vCPU, or one for all.
+        params: Vec<VcpuParams>,
+    },
+    /// `XEN_SYSCTL_SCHEDOP_putinfo` (`xl sched-credit2 -s -r`).
+    SchedPoolParams {
+        /// The pool.
+        pool: PoolId,
+        /// New parameters.
+        params: PoolParams,
+    },
 }
 
 /// Why an operation failed, as libxl/Xen report it.
@@ -96,6 +162,24 @@ pub enum ToolstackError {
     EmptyAffinity,
     /// Another live domain has this name (`libxl__domain_rename`: names are unique).
     NameInUse,
+    /// A cpupool operation failed.
+    Pool(PoolError),
+    /// Adding or removing this CPU failed (the CPUs before it were done).
+    PoolCpu {
+        /// The CPU.
+        cpu: PcpuId,
+        /// Why.
+        error: PoolError,
+    },
+    /// The pool's scheduler refused the parameters.
+    Sched(SchedError),
+    /// The vCPU id is not below the domain's `max_vcpus` (`-EINVAL`).
+    InvalidVcpu,
+    /// libxl's credit2 cap check at build: the cap is above `100 * max_vcpus`.
+    CapOutOfRange {
+        /// The largest cap allowed.
+        cap_max: u32,
+    },
 }
 
 /// What the core tells the toolstack process about its operation.
@@ -173,6 +257,9 @@ impl JobStepCode {
 impl ToolstackOp {
     /// Appends the pinned canonical encoding of this operation.
     pub fn encode(&self, out: &mut Vec<u8>) {
+        if crate::toolstack::ops_sched::encode(self, out) {
+            return;
+        }
         let mut e = Encoder::new(out);
         match self {
             ToolstackOp::Create {
@@ -221,6 +308,7 @@ impl ToolstackOp {
                     }
                 }
             }
+            _ => unreachable!("scheduler operations are encoded by ops_sched"),
         }
     }
 }
@@ -332,6 +420,10 @@ impl ToolstackOp {
                     hard,
                     soft,
                 })
+            }
+            tag @ crate::toolstack::ops_sched::TAG_CPUPOOL_CREATE
+                ..=crate::toolstack::ops_sched::TAG_SCHED_POOL => {
+                crate::toolstack::ops_sched::decode(tag, d)
             }
             _ => Err(d.error("a toolstack operation tag")),
         }

@@ -234,6 +234,7 @@ impl World<'_> {
             XlCommand::Reboot { domain } => {
                 self.shutdown(host, record, domain, ShutdownReason::Reboot);
             }
+            other if self.xl_sched(host, record, other) => {}
             query => {
                 let out = self.query(host, query, self.queue.now_ns());
                 self.output(record, out);
@@ -270,7 +271,9 @@ impl World<'_> {
             }
             XlCommand::Info { numa, key } => xl::xl_info(&xl_host, *numa, key.as_deref()),
             XlCommand::Dmesg { clear } => xl::xl_dmesg(&xl_host, *clear),
-            _ => XlOutput::fail("xensim: only list, info and dmesg are queries\n".to_string()),
+            other => super::xl_sched::sched_query(&xl_host, other).unwrap_or_else(|| {
+                XlOutput::fail("xensim: only list, info and dmesg are queries\n".to_string())
+            }),
         };
         if let XlCommand::Dmesg { clear: true } = command {
             h.hv.clear_console();
@@ -278,7 +281,7 @@ impl World<'_> {
         out
     }
 
-    fn output(&mut self, record: usize, out: XlOutput) {
+    pub(crate) fn output(&mut self, record: usize, out: XlOutput) {
         let r = &mut self.commands[record];
         r.stdout.push_str(&out.stdout);
         r.stderr.push_str(&out.stderr);
@@ -493,6 +496,9 @@ impl World<'_> {
                     .register_domain(dom, &name, workloads);
                 self.sinks
                     .domain_created(host, &self.hosts[usize::from(host)].hv, dom);
+            }
+            ToolstackReply::Done { result } if self.sync_job == Some((host, job)) => {
+                self.sync_result = Some(result);
             }
             ToolstackReply::Done { result } => {
                 let Some(origin) = self.jobs.remove(&(host, job)) else {

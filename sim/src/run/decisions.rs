@@ -9,6 +9,7 @@ use hypervisor_model::domain::vcpu::Runstate;
 use hypervisor_model::domain::{Dying, ShutdownReason};
 use hypervisor_model::event::CoreInput;
 use hypervisor_model::ids::{PcpuId, VcpuRef};
+use hypervisor_model::sched::params::{DomParams, PoolParams};
 use hypervisor_model::toolstack::ops::{JobStepCode, ToolstackOp};
 use hypervisor_model::trace::TraceEvent;
 
@@ -102,6 +103,67 @@ fn op_text(op: &ToolstackOp) -> String {
                 map(soft)
             )
         }
+        other => sched_op_text(other),
+    }
+}
+
+/// The cpupool and scheduler-parameter operations.
+fn sched_op_text(op: &ToolstackOp) -> String {
+    let map = |m: &CpuMask| print_bitmap(m, m.width());
+    match op {
+        ToolstackOp::CpupoolCreate { name, sched, cpus } => {
+            format!(
+                "cpupool-create \"{name}\" {} cpus {}",
+                sched.opt_name(),
+                map(cpus)
+            )
+        }
+        ToolstackOp::CpupoolDestroy { pool } => format!("cpupool-destroy pool{}", pool.0),
+        ToolstackOp::CpupoolCpuAdd { pool, cpus } => {
+            format!("cpupool-cpu-add pool{} {}", pool.0, map(cpus))
+        }
+        ToolstackOp::CpupoolCpuRemove { pool, cpus } => {
+            format!("cpupool-cpu-remove pool{} {}", pool.0, map(cpus))
+        }
+        ToolstackOp::CpupoolMigrate { dom, pool } => {
+            format!("cpupool-migrate d{} pool{}", dom.raw(), pool.0)
+        }
+        ToolstackOp::SchedDomParams { dom, params } => {
+            let text = match params {
+                DomParams::Credit2 { weight, cap } => format!("weight {weight} cap {cap}"),
+                DomParams::Rtds {
+                    period_us,
+                    budget_us,
+                } => format!("period {period_us}us budget {budget_us}us"),
+                DomParams::Null => "null".to_string(),
+            };
+            format!("sched-dom d{} {text}", dom.raw())
+        }
+        ToolstackOp::SchedVcpuParams { dom, vcpus, params } => {
+            let which = vcpus.as_ref().map_or_else(
+                || "all".to_string(),
+                |ids| {
+                    ids.iter()
+                        .map(|v| v.raw().to_string())
+                        .collect::<Vec<_>>()
+                        .join(",")
+                },
+            );
+            let values: Vec<String> = params
+                .iter()
+                .map(|p| format!("{}/{}/{}", p.period_us, p.budget_us, u8::from(p.extratime)))
+                .collect();
+            format!("sched-vcpu d{} {which} {}", dom.raw(), values.join(","))
+        }
+        ToolstackOp::SchedPoolParams { pool, params } => {
+            let text = match params {
+                PoolParams::Credit2 { ratelimit_us } => format!("ratelimit {ratelimit_us}us"),
+                PoolParams::Rtds => "rtds".to_string(),
+                PoolParams::Null => "null".to_string(),
+            };
+            format!("sched-pool pool{} {text}", pool.0)
+        }
+        _ => String::new(),
     }
 }
 

@@ -3,8 +3,9 @@
 //!
 //! Files: `host.rs` (scenario host → `BootConfig`), `platform.rs` (`SimPlatform`),
 //! `guests.rs` (workload models per vCPU), `commands.rs` (the xl timeline and toolstack
-//! replies), `messages.rs` (xl's and libxl's failure messages), `sinks.rs` (hash, trace
-//! file, decision log, metrics).
+//! replies), `messages.rs` (xl's and libxl's failure messages), `xl_sched.rs` (the
+//! scheduler, cpupool and vCPU commands), `sinks.rs` (hash, trace file, decision log,
+//! metrics).
 //!
 //! # Invariants
 //! - One run is single-threaded and reads no host clock: its hash depends only on the
@@ -19,6 +20,7 @@ mod messages;
 pub mod platform;
 pub mod sched_opts;
 mod sinks;
+mod xl_sched;
 
 use std::collections::BTreeMap;
 
@@ -208,6 +210,9 @@ pub struct World<'s> {
     pub(crate) streams: RngStreams,
     pub(crate) shutdown_reaction_ns: u64,
     pub(crate) waiters: Vec<commands::Waiter>,
+    /// The job `xl_sched.rs` is waiting on synchronously, and its result.
+    pub(crate) sync_job: Option<(u16, JobId)>,
+    pub(crate) sync_result: Option<Result<(), hypervisor_model::toolstack::ops::ToolstackError>>,
 }
 
 /// Index of a pool in per-pool tables.
@@ -281,6 +286,8 @@ impl<'s> World<'s> {
             next_job: 0,
             streams: RngStreams::new(scenario.sim.seed),
             waiters: Vec::new(),
+            sync_job: None,
+            sync_result: None,
             shutdown_reaction_ns: host::cost_ns(
                 &scenario.costs,
                 "guest.shutdown_reaction_ns",

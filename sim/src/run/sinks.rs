@@ -89,7 +89,6 @@ impl Sinks {
         let Some(d) = hv.domain(dom) else { return };
         let pool = hv
             .pools()
-            .iter()
             .find(|p| p.id == d.pool)
             .map_or_else(String::new, |p| p.name.clone());
         self.domain_meta(

@@ -6,6 +6,8 @@
 
 use std::fmt;
 
+pub use super::sched_command::{Credit2Args, PoolCpusSpec, PoolCreateArgs, RtdsArgs, VcpuPinArgs};
+
 /// A domain argument as written: a name or a numeric id (`find_domain` decides later).
 pub type DomainArg = String;
 
@@ -62,6 +64,52 @@ pub enum XlCommand {
         /// `-c`: clear the ring after printing.
         clear: bool,
     },
+    /// `xl vcpu-list [DOM ...]`.
+    VcpuList {
+        /// Domains (all when empty).
+        domains: Vec<DomainArg>,
+    },
+    /// `xl vcpu-pin [-f] [-i] DOM VCPU|all HARD [SOFT]`.
+    VcpuPin(VcpuPinArgs),
+    /// `xl sched-credit2 [...]`.
+    SchedCredit2(Credit2Args),
+    /// `xl sched-rtds [...]`.
+    SchedRtds(RtdsArgs),
+    /// `xl cpupool-create [-n] key=value...`.
+    CpupoolCreate(PoolCreateArgs),
+    /// `xl cpupool-list [-c] [POOL]`.
+    CpupoolList {
+        /// `-c`: CPU list instead of the table.
+        cpus: bool,
+        /// Only this pool.
+        pool: Option<String>,
+    },
+    /// `xl cpupool-destroy POOL`.
+    CpupoolDestroy {
+        /// Pool name or id.
+        pool: String,
+    },
+    /// `xl cpupool-cpu-add POOL CPUS`.
+    CpupoolCpuAdd {
+        /// Pool name or id.
+        pool: String,
+        /// cpu range string.
+        cpus: String,
+    },
+    /// `xl cpupool-cpu-remove POOL CPUS`.
+    CpupoolCpuRemove {
+        /// Pool name or id.
+        pool: String,
+        /// cpu range string.
+        cpus: String,
+    },
+    /// `xl cpupool-migrate DOM POOL`.
+    CpupoolMigrate {
+        /// The domain.
+        domain: DomainArg,
+        /// Pool name or id.
+        pool: String,
+    },
 }
 
 /// A bad xl command line: which word, and what xl would say.
@@ -87,6 +135,9 @@ impl XlCommand {
         let Some(sub) = words.first() else {
             return Err(err(0, "no xl command given"));
         };
+        if let Some(parsed) = super::sched_command::parse(words) {
+            return parsed;
+        }
         let args = Args::new(words);
         match sub.as_str() {
             "create" => parse_create(args),
@@ -104,10 +155,18 @@ impl XlCommand {
 
     /// True for commands that only read state (safe for `xensim xl FILE -- ...`).
     pub fn is_query(&self) -> bool {
-        matches!(
-            self,
-            XlCommand::List { .. } | XlCommand::Info { .. } | XlCommand::Dmesg { .. }
-        )
+        match self {
+            XlCommand::List { .. }
+            | XlCommand::Info { .. }
+            | XlCommand::Dmesg { .. }
+            | XlCommand::VcpuList { .. }
+            | XlCommand::CpupoolList { .. } => true,
+            XlCommand::SchedCredit2(a) => {
+                a.weight.is_none() && a.cap.is_none() && a.ratelimit_us.is_none()
+            }
+            XlCommand::SchedRtds(a) => a.periods.is_empty(),
+            _ => false,
+        }
     }
 }
 

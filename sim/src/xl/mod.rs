@@ -1,5 +1,7 @@
-//! xl as a user sees it: command lines (`command.rs`) and cpu lists (`cpulist.rs`).
+//! xl as a user sees it: command lines (`command.rs`; the scheduler, cpupool and vCPU
+//! commands in `sched_command.rs`) and cpu lists (`cpulist.rs`).
 
 pub mod bitmap;
 pub mod command;
 pub mod cpulist;
+pub mod sched_command;

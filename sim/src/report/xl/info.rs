@@ -189,7 +189,7 @@ fn xen_info(out: &mut Printer<'_>, hv: &Hypervisor) {
     let xen = hv.xen();
     let sched = hv
         .pools()
-        .first()
+        .next()
         .map_or("unknown", |pool| pool.sched.opt_name());
     out.line("xen_major", &xen.major.to_string());
     out.line("xen_minor", &xen.minor.to_string());

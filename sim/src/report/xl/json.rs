@@ -165,7 +165,6 @@ fn retrieved_target_memkb(xs_target_kib: u64, video_memkb: u64, hvm_fudge_kib: u
 fn sched_params(hv: &Hypervisor, domain: &Domain) -> SchedParamsJson {
     let sched = hv
         .pools()
-        .iter()
         .find(|pool| pool.id == domain.pool)
         .map_or("unknown", |pool| pool.sched.opt_name());
     let weighted = matches!(sched, "credit" | "credit2");

@@ -206,7 +206,6 @@ pub(crate) fn uuid_string(uuid: &[u8; 16]) -> String {
 /// `libxl_cpupoolid_to_name`: the pool's name.
 fn pool_name<'h>(hv: &'h Hypervisor, domain: &Domain) -> &'h str {
     hv.pools()
-        .iter()
         .find(|pool| pool.id == domain.pool)
         .map_or("(null)", |pool| pool.name.as_str())
 }
@@ -219,7 +218,6 @@ fn node_affinity(hv: &Hypervisor, domain: &Domain) -> String {
     let nr_cpus = host.nr_cpus();
     let pool_cpus = hv
         .pools()
-        .iter()
         .find(|pool| pool.id == domain.pool)
         .map(|pool| pool.cpus.clone());
     let mut hard = hypervisor_model::cpumask::CpuMask::empty(nr_cpus);

@@ -8,6 +8,8 @@
 //! - `list.rs`: `xl list` and its `-v`, `-c`, `-n` columns.
 //! - `json.rs`: `xl list -l`, a yajl-beautify writer and libxl's domain config JSON.
 //! - `info.rs`: `xl info`, `xl info -n` and `xl info KEY`.
+//! - `pools.rs`: `xl vcpu-list`, `xl cpupool-list`, and the listings of `xl sched-credit2`
+//!   and `xl sched-rtds`.
 //!
 //! # Invariants
 //! - Renderers are pure: the same hypervisor state and `XlHost` give the same bytes.
@@ -19,6 +21,7 @@
 mod info;
 mod json;
 mod list;
+pub mod pools;
 
 use hypervisor_model::domain::{Domain, Dying};
 use hypervisor_model::hypervisor::Hypervisor;
@@ -106,7 +109,7 @@ pub fn find_domain(hv: &Hypervisor, arg: &str) -> Result<u32, XlOutput> {
 
 /// `strtoul(digits, NULL, 10)` (saturating at `ULONG_MAX` on overflow) stored in a
 /// `uint32_t`, which keeps the low 32 bits.
-fn strtoul_u32(digits: &str) -> u32 {
+pub(crate) fn strtoul_u32(digits: &str) -> u32 {
     let value = digits.bytes().fold(0u64, |acc, b| {
         acc.saturating_mul(10).saturating_add(u64::from(b - b'0'))
     });

@@ -39,7 +39,8 @@ fn is_running(hv: &Hypervisor, v: VcpuRef) -> bool {
 }
 
 fn stats(hv: &Hypervisor, v: VcpuRef) -> ServerStats {
-    hv.pools()[0]
+    hv.pool(crate::ids::PoolId(0))
+        .expect("Pool-0")
         .sched
         .server_stats(v)
         .expect("rtds knows the vCPU")
@@ -94,8 +95,18 @@ fn domain_get_returns_defaults_whatever_the_vcpus_have() {
         period_us: 10_000,
         budget_us: 4_000,
     };
-    assert_eq!(hv.pools()[0].sched.dom_params(dom), Ok(expected));
-    let real = hv.pools()[0].sched.vcpu_params(vcpu(1, 0));
+    assert_eq!(
+        hv.pool(crate::ids::PoolId(0))
+            .expect("Pool-0")
+            .sched
+            .dom_params(dom),
+        Ok(expected)
+    );
+    let real = hv
+        .pool(crate::ids::PoolId(0))
+        .expect("Pool-0")
+        .sched
+        .vcpu_params(vcpu(1, 0));
     assert_eq!(real, Ok(params(1_000, 500, false)));
 }
 
@@ -122,7 +133,10 @@ fn vcpu_put_rejects_values_out_of_range() {
     );
     assert_eq!(set_vcpu(&mut hv, &mut p, v, params(10, 10, false)), Ok(()));
     assert_eq!(
-        hv.pools()[0].sched.vcpu_params(v),
+        hv.pool(crate::ids::PoolId(0))
+            .expect("Pool-0")
+            .sched
+            .vcpu_params(v),
         Ok(params(10, 10, false))
     );
 }
@@ -155,7 +169,13 @@ fn domain_put_rejects_only_zero_and_keeps_extratime() {
     );
     assert_eq!(put(&mut hv, &mut p, small), Ok(()));
     for v in [vcpu(1, 0), vcpu(1, 1)] {
-        assert_eq!(hv.pools()[0].sched.vcpu_params(v), Ok(params(5, 3, true)));
+        assert_eq!(
+            hv.pool(crate::ids::PoolId(0))
+                .expect("Pool-0")
+                .sched
+                .vcpu_params(v),
+            Ok(params(5, 3, true))
+        );
     }
 }
 
@@ -318,10 +338,22 @@ fn destroy_takes_every_server_off_the_queues() {
     assert_eq!(hv.handle(&input, &mut p), Ok(()));
     p.run_until_idle(&mut hv);
     p.advance_to(&mut hv, STime::from_ns(t + 30 * MS));
-    assert_eq!(hv.pools()[0].sched.server_stats(vcpu(1, 0)), None);
+    assert_eq!(
+        hv.pool(crate::ids::PoolId(0))
+            .expect("Pool-0")
+            .sched
+            .server_stats(vcpu(1, 0)),
+        None
+    );
     assert_eq!(hv.running_on(cpu(1)), None);
     // Only dom0's event may be left, and dom0 is blocked: no replenishment pending.
-    assert_eq!(hv.pools()[0].sched.next_timer(), None);
+    assert_eq!(
+        hv.pool(crate::ids::PoolId(0))
+            .expect("Pool-0")
+            .sched
+            .next_timer(),
+        None
+    );
 }
 
 /// One periodic job per server period: released at each period start, `work_ns` of
