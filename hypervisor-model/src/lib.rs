@@ -12,6 +12,8 @@
 //!   carry operations out as steps in virtual time.
 //! - [`domain`]: domains and vCPUs, the Xen lifecycle, the pause flags, domid allocation.
 //! - [`sched`]: the `Scheduler` trait, cpupools, and the schedulers (null).
+//! - [`xenstore`]: the XenStore daemon (cxenstored 4.17): tree, permissions, transactions,
+//!   watches, quotas, domain connections, the wire codec and the client output formats.
 //! - [`console`]: the hypervisor console ring that `xl dmesg` reads.
 //! - [`platform`]: the one trait through which the core reaches hardware.
 //! - [`encode`]: the pinned canonical encoding that the run hash covers.
@@ -42,3 +44,4 @@ pub mod testing;
 pub mod time;
 pub mod toolstack;
 pub mod trace;
+pub mod xenstore;
