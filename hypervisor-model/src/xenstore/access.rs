@@ -53,7 +53,10 @@ impl XenStore {
         let who = self.who(conn).ok_or(XsError::Enoent)?;
         let tx = tx.map(XsTxId::raw);
         if let Some(id) = tx {
-            let open = self.conns.get(&conn).is_some_and(|c| c.txs.contains_key(&id));
+            let open = self
+                .conns
+                .get(&conn)
+                .is_some_and(|c| c.txs.contains_key(&id));
             if !open {
                 return Err(XsError::Enoent);
             }
@@ -99,7 +102,9 @@ impl XenStore {
     /// Whether the domain named by a non-owner entry existed when a node of generation
     /// `node_gen` was written (`chk_domain_generation`).
     pub(super) fn entry_live(&self, p: &Perm, node_gen: u64) -> bool {
-        self.domains.get(&p.domid).is_some_and(|d| d.generation <= node_gen)
+        self.domains
+            .get(&p.domid)
+            .is_some_and(|d| d.generation <= node_gen)
     }
 
     /// `perm_for_conn` on a node, with entries of younger or dead domains ignored.
@@ -109,9 +114,9 @@ impl XenStore {
 
     /// `domain_adjust_node_perms`: flags entries whose domain is gone as ignored.
     pub(super) fn adjust_perms(&self, perms: &mut [Perm], node_gen: u64) {
-        for i in 1..perms.len() {
-            if !perms[i].ignore && !self.entry_live(&perms[i], node_gen) {
-                perms[i].ignore = true;
+        for p in perms.iter_mut().skip(1) {
+            if !p.ignore && !self.entry_live(p, node_gen) {
+                p.ignore = true;
             }
         }
     }
@@ -266,7 +271,10 @@ impl XenStore {
         }
         let d = self.domain_rec_or_alloc(owner);
         d.nodes_count += delta;
-        assert!(d.nodes_count >= 0, "d{owner} owns a negative number of nodes");
+        assert!(
+            d.nodes_count >= 0,
+            "d{owner} owns a negative number of nodes"
+        );
     }
 
     /// `domain_entry`: nodes owned by an unprivileged caller's domain, 0 otherwise.
@@ -312,7 +320,11 @@ impl XenStore {
             self.touch_read(c, &parent)?;
             if let Some(node) = self.view(c, &parent) {
                 let parent_perm = self.perm_of(&c.who, &node.perms, node.generation);
-                return Ok(if parent_perm & perm != 0 { err } else { XsError::Eacces });
+                return Ok(if parent_perm & perm != 0 {
+                    err
+                } else {
+                    XsError::Eacces
+                });
             }
             if parent == "/" {
                 // No root: cxenstored reports corruption and answers with no rights.

@@ -29,26 +29,44 @@ impl XenStore {
     /// ahead of the global counter.
     fn check_tree(&self, out: &mut Vec<Violation>) {
         if self.tree.get("/").is_none() {
-            push(out, "xs.tree.root", String::from("the root node is missing"));
+            push(
+                out,
+                "xs.tree.root",
+                String::from("the root node is missing"),
+            );
         }
         for (p, node) in self.tree.iter() {
             if !path::is_valid_node_path(p.as_bytes(), usize::MAX / 2) {
-                push(out, "xs.path.valid", format!("stored path {p:?} is invalid"));
+                push(
+                    out,
+                    "xs.path.valid",
+                    format!("stored path {p:?} is invalid"),
+                );
             }
             if node.generation > self.generation {
-                push(out, "xs.gen.bounded", format!("{p}: gen {} > global", node.generation));
+                push(
+                    out,
+                    "xs.gen.bounded",
+                    format!("{p}: gen {} > global", node.generation),
+                );
             }
             if node.perms.is_empty() {
                 push(out, "xs.perms.nonempty", format!("{p} has no owner entry"));
             }
             if p != "/" {
                 let parent = path::parent(p);
-                let listed = self
-                    .tree
-                    .get(parent)
-                    .map(|n| n.children.iter().filter(|c| *c == path::basename(p)).count());
+                let listed = self.tree.get(parent).map(|n| {
+                    n.children
+                        .iter()
+                        .filter(|c| *c == path::basename(p))
+                        .count()
+                });
                 if listed != Some(1) {
-                    push(out, "xs.tree.parent", format!("{p}: listed {listed:?} times"));
+                    push(
+                        out,
+                        "xs.tree.parent",
+                        format!("{p}: listed {listed:?} times"),
+                    );
                 }
             }
             for c in &node.children {
@@ -66,11 +84,19 @@ impl XenStore {
         for (p, node) in self.tree.iter() {
             *owned.entry(node.owner()).or_insert(0) += 1;
             if !self.domains.contains_key(&node.owner()) {
-                push(out, "xs.owner.known", format!("{p} owned by unknown d{}", node.owner()));
+                push(
+                    out,
+                    "xs.owner.known",
+                    format!("{p} owned by unknown d{}", node.owner()),
+                );
             }
             let max = self.cfg.quotas.perms_count_max as usize;
             if node.owner() != PRIV_DOMID && max != 0 && node.perms.len() > max + 1 {
-                push(out, "xs.quota.perms", format!("{p}: {} entries", node.perms.len()));
+                push(
+                    out,
+                    "xs.quota.perms",
+                    format!("{p}: {} entries", node.perms.len()),
+                );
             }
         }
         for (domid, d) in &self.domains {
@@ -80,11 +106,19 @@ impl XenStore {
                 push(out, "xs.quota.nodes_recount", detail);
             }
             if d.introduced != d.conn.is_some() {
-                push(out, "xs.domain.conn", format!("d{domid}: introduced without a ring"));
+                push(
+                    out,
+                    "xs.domain.conn",
+                    format!("d{domid}: introduced without a ring"),
+                );
             }
             if let Some(conn) = d.conn {
                 if self.conns.get(&conn).and_then(|k| k.domid) != Some(*domid) {
-                    push(out, "xs.domain.conn", format!("d{domid}: ring {conn:?} not its own"));
+                    push(
+                        out,
+                        "xs.domain.conn",
+                        format!("d{domid}: ring {conn:?} not its own"),
+                    );
                 }
             }
         }
@@ -104,15 +138,27 @@ impl XenStore {
             if let Some(domid) = k.domid {
                 let mine = self.domains.get(&domid).and_then(|d| d.conn) == Some(*id);
                 if !mine {
-                    push(out, "xs.watch.released", format!("{id:?}: d{domid} not introduced"));
+                    push(
+                        out,
+                        "xs.watch.released",
+                        format!("{id:?}: d{domid} not introduced"),
+                    );
                 }
             }
             if k.ignored && (!k.watches.is_empty() || !k.txs.is_empty()) {
-                push(out, "xs.conn.ignored", format!("{id:?} ignored but holds state"));
+                push(
+                    out,
+                    "xs.conn.ignored",
+                    format!("{id:?} ignored but holds state"),
+                );
             }
             for f in &k.out {
                 if f.payload.len() > super::wire::XENSTORE_PAYLOAD_MAX {
-                    push(out, "xs.payload", format!("{id:?}: {} bytes", f.payload.len()));
+                    push(
+                        out,
+                        "xs.payload",
+                        format!("{id:?}: {} bytes", f.payload.len()),
+                    );
                 }
             }
         }

@@ -168,9 +168,18 @@ struct Ls {
 }
 
 /// `xenstore-ls [-f] [-p] [path]`; `tty_cols` is the terminal width when stdout is one.
-pub fn ls(view: &mut dyn StoreView, path: Option<&str>, flags: LsFlags, tty_cols: Option<u16>) -> ClientOutput {
+pub fn ls(
+    view: &mut dyn StoreView,
+    path: Option<&str>,
+    flags: LsFlags,
+    tty_cols: Option<u16>,
+) -> ClientOutput {
     let mut st = Ls {
-        max_width: if flags.full { i64::from(i32::MAX / 2) } else { 80 },
+        max_width: if flags.full {
+            i64::from(i32::MAX / 2)
+        } else {
+            80
+        },
         desired_width: if flags.full { 0 } else { DESIRED_WIDTH },
         flags,
         out: ClientOutput::default(),
@@ -246,7 +255,9 @@ impl Ls {
                 }
                 Err(e) => {
                     let msg = format!("xenstore-ls: \ncould not access permissions for {name}");
-                    self.out.stderr.push_str(&format!("{msg}: {}\n", e.strerror()));
+                    self.out
+                        .stderr
+                        .push_str(&format!("{msg}: {}\n", e.strerror()));
                 }
             }
         }
@@ -300,7 +311,8 @@ pub fn read(view: &mut dyn StoreView, keys: &[&str], prefix: bool, raw: bool) ->
         if raw {
             out.stdout.extend_from_slice(&value);
         } else {
-            out.stdout.extend_from_slice(sanitise_value(&value).as_bytes());
+            out.stdout
+                .extend_from_slice(sanitise_value(&value).as_bytes());
             out.stdout.push(b'\n');
         }
     }
@@ -315,7 +327,11 @@ pub fn list(view: &mut dyn StoreView, keys: &[&str], prefix: bool) -> ClientOutp
             return out.fail("xenstore-list", &format!("could not list path {key}"));
         };
         for name in names {
-            let line = if prefix { format!("{key}/{name}\n") } else { format!("{name}\n") };
+            let line = if prefix {
+                format!("{key}/{name}\n")
+            } else {
+                format!("{name}\n")
+            };
             out.stdout.extend_from_slice(line.as_bytes());
         }
     }
@@ -326,7 +342,11 @@ pub fn list(view: &mut dyn StoreView, keys: &[&str], prefix: bool) -> ClientOutp
 pub fn write(view: &mut dyn StoreView, pairs: &[(&str, &[u8])], raw: bool) -> ClientOutput {
     let out = ClientOutput::default();
     for (key, value) in pairs {
-        let bytes = if raw { value.to_vec() } else { unsanitise_value(value) };
+        let bytes = if raw {
+            value.to_vec()
+        } else {
+            unsanitise_value(value)
+        };
         if view.write(key, &bytes).is_err() {
             return out.fail("xenstore-write", &format!("could not write path {key}"));
         }
@@ -343,7 +363,9 @@ pub fn rm(view: &mut dyn StoreView, keys: &[&str], tidy: bool) -> ClientOutput {
             if view.rm(&path).is_err() {
                 return out.fail("xenstore-rm", &format!("could not remove path {path}"));
             }
-            let Some(slash) = path.rfind('/').filter(|_| tidy) else { break };
+            let Some(slash) = path.rfind('/').filter(|_| tidy) else {
+                break;
+            };
             path.truncate(slash);
             let empty_value = view.read(&path).is_ok_and(|v| v.is_empty());
             let no_children = empty_value && view.directory(&path).is_ok_and(|d| d.is_empty());
@@ -400,16 +422,27 @@ mod tests {
     fn ls_truncates_long_value_at_eighty_columns() {
         let mut xs = reference_t();
         let conn = xs.connect_socket();
-        let out = ls(&mut ConnView { xs: &mut xs, conn }, Some("/t"), LsFlags::default(), None);
+        let out = ls(
+            &mut ConnView { xs: &mut xs, conn },
+            Some("/t"),
+            LsFlags::default(),
+            None,
+        );
         let long = format!("long = \"{}\\...\"\n", "x".repeat(68));
-        assert_eq!(text(&out), format!("v = \"a\\tb\\001\"\nw = \"\\x7f\"\n{long}"));
+        assert_eq!(
+            text(&out),
+            format!("v = \"a\\tb\\001\"\nw = \"\\x7f\"\n{long}")
+        );
     }
 
     #[test]
     fn ls_p_pads_with_dots_to_column_sixty() {
         let mut xs = reference_t();
         let conn = xs.connect_socket();
-        let flags = LsFlags { full: false, perms: true };
+        let flags = LsFlags {
+            full: false,
+            perms: true,
+        };
         let out = ls(&mut ConnView { xs: &mut xs, conn }, Some("/t"), flags, None);
         let first = text(&out).lines().next().map(String::from);
         let want = "v = \"a\\tb\\001\" . . . . . . . . . . . . . . . . . . . . . . .  (n0)";
@@ -420,7 +453,10 @@ mod tests {
     fn ls_fp_separates_value_and_perms_by_three_spaces() {
         let mut xs = reference_t();
         let conn = xs.connect_socket();
-        let flags = LsFlags { full: true, perms: true };
+        let flags = LsFlags {
+            full: true,
+            perms: true,
+        };
         let out = ls(&mut ConnView { xs: &mut xs, conn }, Some("/t"), flags, None);
         let first = text(&out).lines().next().map(String::from);
         assert_eq!(first.as_deref(), Some("/t/v = \"a\\tb\\001\"   (n0)"));
@@ -430,7 +466,12 @@ mod tests {
     fn ls_of_missing_path_reports_strerror_and_exits_one() {
         let mut xs = reference_t();
         let conn = xs.connect_socket();
-        let out = ls(&mut ConnView { xs: &mut xs, conn }, Some("/nonexistent"), LsFlags::default(), None);
+        let out = ls(
+            &mut ConnView { xs: &mut xs, conn },
+            Some("/nonexistent"),
+            LsFlags::default(),
+            None,
+        );
         let want = "xenstore-ls: xs_directory (/nonexistent): No such file or directory\n";
         assert_eq!(out.stderr, want);
         assert_eq!(out.exit_code, 1);
@@ -448,8 +489,16 @@ mod tests {
     fn read_missing_path_warns_and_exits_one() {
         let mut xs = XenStore::new(XsConfig::default());
         let conn = xs.connect_socket();
-        let out = read(&mut ConnView { xs: &mut xs, conn }, &["/nonexistent"], false, false);
-        assert_eq!(out.stderr, "xenstore-read: couldn't read path /nonexistent\n");
+        let out = read(
+            &mut ConnView { xs: &mut xs, conn },
+            &["/nonexistent"],
+            false,
+            false,
+        );
+        assert_eq!(
+            out.stderr,
+            "xenstore-read: couldn't read path /nonexistent\n"
+        );
         assert_eq!(out.exit_code, 1);
     }
 

@@ -22,7 +22,10 @@ use crate::ids::{XsConnId, XsTxId};
 /// What a handler answers: a reply payload, or the ack plus a watch's initial event.
 enum Reply {
     Payload(Vec<u8>),
-    WatchAdded { path: alloc::string::String, token: Vec<u8> },
+    WatchAdded {
+        path: alloc::string::String,
+        token: Vec<u8>,
+    },
 }
 
 fn ok() -> Result<Reply, XsError> {
@@ -126,7 +129,12 @@ impl XenStore {
             }
             MsgType::DirectoryPart => {
                 let [path, off] = strings::<2>(p, true)?;
-                Ok(Reply::Payload(self.directory_part(conn, tx, path, atou(off))?))
+                Ok(Reply::Payload(self.directory_part(
+                    conn,
+                    tx,
+                    path,
+                    atou(off),
+                )?))
             }
             MsgType::GetPerms => {
                 let perms = self.get_perms(conn, tx, one(p)?)?;
@@ -183,11 +191,14 @@ impl XenStore {
             }
             MsgType::SetTarget => {
                 let [domid, target] = strings::<2>(p, false)?;
-                self.set_target(atou(domid), atou(target)).and_then(|()| ok())
+                self.set_target(atou(domid), atou(target))
+                    .and_then(|()| ok())
             }
             MsgType::GetDomainPath => {
                 let domid = atou(one(p)?);
-                Ok(Reply::Payload(format!("/local/domain/{domid}\0").into_bytes()))
+                Ok(Reply::Payload(
+                    format!("/local/domain/{domid}\0").into_bytes(),
+                ))
             }
             MsgType::IsDomainIntroduced => {
                 let yes = self.is_domain_introduced(atou(one(p)?));
@@ -206,7 +217,12 @@ impl XenStore {
     }
 
     /// `do_set_perms` argument handling: count, quota, then parse.
-    fn wire_set_perms(&mut self, conn: XsConnId, tx: Option<XsTxId>, p: &[u8]) -> Result<(), XsError> {
+    fn wire_set_perms(
+        &mut self,
+        conn: XsConnId,
+        tx: Option<XsTxId>,
+        p: &[u8],
+    ) -> Result<(), XsError> {
         let n = count_strings(p);
         if n < 2 {
             return Err(XsError::Einval);

@@ -50,7 +50,11 @@ impl XenStore {
         root.add_child("tool");
         let mut tool = Node::new(perms.clone());
         tool.add_child("xenstored");
-        for (p, n) in [("/", root), ("/tool", tool), ("/tool/xenstored", Node::new(perms))] {
+        for (p, n) in [
+            ("/", root),
+            ("/tool", tool),
+            ("/tool/xenstored", Node::new(perms)),
+        ] {
             let mut n = n;
             n.generation = self.next_generation();
             self.tree.insert(p, n);
@@ -188,7 +192,9 @@ impl XenStore {
             if owned(self) <= 0 {
                 break;
             }
-            let Some(node) = self.tree.get(&p) else { continue };
+            let Some(node) = self.tree.get(&p) else {
+                continue;
+            };
             if node.owner() == domid && p != "/" {
                 // cxenstored logs and continues when one removal fails.
                 let _ = self.rm_node(&Caller::DAEMON, &p);
@@ -246,7 +252,8 @@ impl XenStore {
             (b"logfile", [_]) => Ok(ok()),
             (b"print", [text]) => {
                 if self.control_prints.len() < CONTROL_PRINTS_MAX {
-                    self.control_prints.push(String::from_utf8_lossy(text).into_owned());
+                    self.control_prints
+                        .push(String::from_utf8_lossy(text).into_owned());
                 }
                 Ok(ok())
             }
@@ -267,13 +274,29 @@ impl XenStore {
         [
             ("nodes", q.nodes_count_max, "Nodes per domain"),
             ("watches", q.watches_count_max, "Watches per domain"),
-            ("transactions", q.transactions_count_max, "Transactions per domain"),
-            ("outstanding", q.outstanding_count_max, "Outstanding requests per domain"),
-            ("transaction-nodes", q.transaction_nodes_count_max, TX_NODES_DESCR),
+            (
+                "transactions",
+                q.transactions_count_max,
+                "Transactions per domain",
+            ),
+            (
+                "outstanding",
+                q.outstanding_count_max,
+                "Outstanding requests per domain",
+            ),
+            (
+                "transaction-nodes",
+                q.transaction_nodes_count_max,
+                TX_NODES_DESCR,
+            ),
             ("memory", q.memory_bytes_max, MEMORY_DESCR),
             ("node-size", q.node_bytes_max, "Max. size of a node"),
             ("path-max", q.path_bytes_max, "Max. length of a node path"),
-            ("permissions", q.perms_count_max, "Max. number of permissions per node"),
+            (
+                "permissions",
+                q.perms_count_max,
+                "Max. number of permissions per node",
+            ),
         ]
     }
 
@@ -287,7 +310,10 @@ impl XenStore {
 
     fn quota_set(&mut self, name: &[u8], value: &[u8]) -> Result<(), XsError> {
         let v = super::wire::atoi(value);
-        let v = u32::try_from(v).ok().filter(|&v| v >= 1).ok_or(XsError::Einval)?;
+        let v = u32::try_from(v)
+            .ok()
+            .filter(|&v| v >= 1)
+            .ok_or(XsError::Einval)?;
         let q = &mut self.cfg.quotas;
         let slot = match name {
             b"nodes" => &mut q.nodes_count_max,
@@ -311,11 +337,18 @@ impl XenStore {
         let conn = d.conn.and_then(|c| self.conns.get(&c));
         let watches = conn.map_or(0, |k| k.watches.len());
         let txs = conn.map_or(0, |k| k.txs.len());
-        Ok(format!(
-            "Domain {domid}:\n{:<16}: {:>8}\n{:<16}: {:>8}\n{:<16}: {:>8}\n{:<16}: {:>8}\n{:<16}: {:>8}\n",
-            "nodes", d.nodes_count, "watches", watches, "transactions", txs, "outstanding", 0,
-            "memory", 0
-        ))
+        let mut out = format!("Domain {domid}:\n");
+        let rows = [
+            ("nodes", d.nodes_count),
+            ("watches", i64::try_from(watches).unwrap_or(i64::MAX)),
+            ("transactions", i64::try_from(txs).unwrap_or(i64::MAX)),
+            ("outstanding", 0),
+            ("memory", 0),
+        ];
+        for (name, value) in rows {
+            out.push_str(&format!("{name:<16}: {value:>8}\n"));
+        }
+        Ok(out)
     }
 }
 

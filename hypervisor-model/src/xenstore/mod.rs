@@ -340,7 +340,10 @@ impl XenStore {
     /// The socket client closed: its watches and transactions go, with no events.
     pub fn disconnect(&mut self, conn: XsConnId) {
         if let Some(c) = self.conns.get(&conn) {
-            assert!(c.domid.is_none(), "{conn:?} is a domain ring; release the domain");
+            assert!(
+                c.domid.is_none(),
+                "{conn:?} is a domain ring; release the domain"
+            );
             self.drop_conn_state(conn);
             self.conns.remove(&conn);
         }
@@ -348,7 +351,10 @@ impl XenStore {
 
     /// The connection of an introduced domain.
     pub fn domain_conn(&self, domid: u32) -> Option<XsConnId> {
-        self.domains.get(&domid).filter(|d| d.introduced).and_then(|d| d.conn)
+        self.domains
+            .get(&domid)
+            .filter(|d| d.introduced)
+            .and_then(|d| d.conn)
     }
 
     /// The domain behind a connection (`None` for sockets and unknown ids).
@@ -401,7 +407,10 @@ impl XenStore {
 
     fn add_conn(&mut self, domid: Option<u32>) -> XsConnId {
         let id = XsConnId(self.next_conn);
-        self.next_conn = self.next_conn.checked_add(1).expect("connection ids exhausted");
+        self.next_conn = self
+            .next_conn
+            .checked_add(1)
+            .expect("connection ids exhausted");
         let old = self.conns.insert(id, Conn::new(domid));
         assert!(old.is_none(), "connection id {id:?} reused");
         id

@@ -41,7 +41,10 @@ impl XenStore {
         let c = self.caller(conn, tx)?;
         let name = self.canon(&c, path);
         self.get_node(&c, &name, PERM_READ)?;
-        Ok(self.view(&c, &name).map(|n| n.value.clone()).unwrap_or_default())
+        Ok(self
+            .view(&c, &name)
+            .map(|n| n.value.clone())
+            .unwrap_or_default())
     }
 
     /// `XS_DIRECTORY`: the child names, in insertion order.
@@ -54,14 +57,20 @@ impl XenStore {
         let c = self.caller(conn, tx)?;
         let name = self.canon(&c, path);
         self.get_node(&c, &name, PERM_READ)?;
-        Ok(self.view(&c, &name).map(|n| n.children.clone()).unwrap_or_default())
+        Ok(self
+            .view(&c, &name)
+            .map(|n| n.children.clone())
+            .unwrap_or_default())
     }
 
     /// The `XS_DIRECTORY` reply payload.
     pub(super) fn directory_wire(&mut self, c: &Caller, raw: &[u8]) -> Result<Vec<u8>, XsError> {
         let name = self.canon(c, raw);
         self.get_node(c, &name, PERM_READ)?;
-        Ok(self.view(c, &name).map(Node::child_list).unwrap_or_default())
+        Ok(self
+            .view(c, &name)
+            .map(Node::child_list)
+            .unwrap_or_default())
     }
 
     /// `XS_DIRECTORY_PART`: generation, then whole child names from byte `offset` of the
@@ -79,7 +88,11 @@ impl XenStore {
         let Some(node) = self.view(&c, &name) else {
             return Err(XsError::Enoent);
         };
-        Ok(directory_chunk(node.generation, &node.child_list(), offset as usize))
+        Ok(directory_chunk(
+            node.generation,
+            &node.child_list(),
+            offset as usize,
+        ))
     }
 
     /// `XS_GET_PERMS`: the permission list (entries of dead domains included).
@@ -92,7 +105,10 @@ impl XenStore {
         let c = self.caller(conn, tx)?;
         let name = self.canon(&c, path);
         self.get_node(&c, &name, PERM_READ)?;
-        Ok(self.view(&c, &name).map(|n| n.perms.clone()).unwrap_or_default())
+        Ok(self
+            .view(&c, &name)
+            .map(|n| n.perms.clone())
+            .unwrap_or_default())
     }
 
     /// `XS_WRITE`: sets a node's value, creating it and missing ancestors.
@@ -205,7 +221,12 @@ impl XenStore {
     }
 
     /// `set_perms_special`: only `@releaseDomain` and `@introduceDomain` exist.
-    fn set_perms_special(&mut self, c: &Caller, raw: &[u8], perms: Vec<Perm>) -> Result<(), XsError> {
+    fn set_perms_special(
+        &mut self,
+        c: &Caller,
+        raw: &[u8],
+        perms: Vec<Perm>,
+    ) -> Result<(), XsError> {
         let slot = match raw {
             b"@releaseDomain" => &self.release_perms,
             b"@introduceDomain" => &self.introduce_perms,
@@ -224,7 +245,12 @@ impl XenStore {
 
     /// `construct_node` + `create_node`: creates `name` and its missing ancestors.
     /// Returns the new node's permissions and generation.
-    fn create_node(&mut self, c: &Caller, name: &str, value: &[u8]) -> Result<(Vec<Perm>, u64), XsError> {
+    fn create_node(
+        &mut self,
+        c: &Caller,
+        name: &str,
+        value: &[u8],
+    ) -> Result<(Vec<Perm>, u64), XsError> {
         let mut missing = alloc::vec![String::from(name)];
         let mut parent = String::from(path::parent(name));
         loop {
@@ -325,7 +351,6 @@ impl XenStore {
                 generation: node.generation,
                 path: p,
                 next_index: 0,
-
             })
         };
         let first = enter(self, String::from(root))?;

@@ -32,7 +32,11 @@ fn local_prefix_bytes(path: &[u8]) -> usize {
     let Some(rest) = path.strip_prefix(PREFIX) else {
         return 0;
     };
-    let digits = rest.iter().take(5).take_while(|b| b.is_ascii_digit()).count();
+    let digits = rest
+        .iter()
+        .take(5)
+        .take_while(|b| b.is_ascii_digit())
+        .count();
     if digits == 0 || rest.get(digits) != Some(&b'/') {
         return 0;
     }
@@ -166,9 +170,15 @@ mod tests {
 
     #[test]
     fn relative_path_is_prefixed_with_home() {
-        assert_eq!(canonicalize("/local/domain/3", b"data/x"), "/local/domain/3/data/x");
+        assert_eq!(
+            canonicalize("/local/domain/3", b"data/x"),
+            "/local/domain/3/data/x"
+        );
         assert_eq!(canonicalize("/local/domain/3", b"/abs"), "/abs");
-        assert_eq!(canonicalize("/local/domain/3", b"@releaseDomain"), "@releaseDomain");
+        assert_eq!(
+            canonicalize("/local/domain/3", b"@releaseDomain"),
+            "@releaseDomain"
+        );
     }
 
     #[test]
@@ -191,7 +201,10 @@ mod tests {
 
     #[test]
     fn relative_watch_event_strips_home_and_slash() {
-        assert_eq!(event_path("/local/domain/1/x", Some("/local/domain/1")), "x");
+        assert_eq!(
+            event_path("/local/domain/1/x", Some("/local/domain/1")),
+            "x"
+        );
         assert_eq!(event_path("/local/domain/1/x", None), "/local/domain/1/x");
     }
 }

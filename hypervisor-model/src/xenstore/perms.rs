@@ -214,7 +214,10 @@ mod tests {
     #[test]
     fn parse_accepts_c_strtol_bases_and_rejects_junk() {
         assert_eq!(parse_perm(b"r5"), Ok(Perm::new(5, PERM_READ)));
-        assert_eq!(parse_perm(b"b0x10"), Ok(Perm::new(16, PERM_READ | PERM_WRITE)));
+        assert_eq!(
+            parse_perm(b"b0x10"),
+            Ok(Perm::new(16, PERM_READ | PERM_WRITE))
+        );
         assert_eq!(parse_perm(b"w010"), Ok(Perm::new(8, PERM_WRITE)));
         assert_eq!(parse_perm(b"n"), Err(XsError::Einval));
         assert_eq!(parse_perm(b"r5x"), Err(XsError::Einval));
@@ -223,7 +226,10 @@ mod tests {
 
     #[test]
     fn wire_form_prints_domid_as_signed_int() {
-        assert_eq!(perms_to_wire(&[Perm::new(0, 0), Perm::new(3, PERM_READ)]), b"n0\0r3\0");
+        assert_eq!(
+            perms_to_wire(&[Perm::new(0, 0), Perm::new(3, PERM_READ)]),
+            b"n0\0r3\0"
+        );
         assert_eq!(perms_to_wire(&[Perm::new(u32::MAX, PERM_WRITE)]), b"w-1\0");
     }
 

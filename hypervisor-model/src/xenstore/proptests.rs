@@ -64,12 +64,19 @@ fn model_create(m: &mut Model, p: &str, value: Option<&[u8]>) {
     if let Some(node) = m.get_mut(&parent) {
         node.1.push(base);
     }
-    m.insert(String::from(p), (value.unwrap_or_default().to_vec(), Vec::new()));
+    m.insert(
+        String::from(p),
+        (value.unwrap_or_default().to_vec(), Vec::new()),
+    );
 }
 
 fn model_rm(m: &mut Model, p: &str) -> Result<(), XsError> {
     if !m.contains_key(p) {
-        return if m.contains_key(parent_of(p)) { Ok(()) } else { Err(XsError::Enoent) };
+        return if m.contains_key(parent_of(p)) {
+            Ok(())
+        } else {
+            Err(XsError::Enoent)
+        };
     }
     let doomed: Vec<String> = m
         .keys()
@@ -88,8 +95,14 @@ fn model_rm(m: &mut Model, p: &str) -> Result<(), XsError> {
 
 fn initial_model() -> Model {
     let mut m = Model::new();
-    m.insert(String::from("/"), (Vec::new(), alloc::vec![String::from("tool")]));
-    m.insert(String::from("/tool"), (Vec::new(), alloc::vec![String::from("xenstored")]));
+    m.insert(
+        String::from("/"),
+        (Vec::new(), alloc::vec![String::from("tool")]),
+    );
+    m.insert(
+        String::from("/tool"),
+        (Vec::new(), alloc::vec![String::from("xenstored")]),
+    );
     m.insert(String::from("/tool/xenstored"), (Vec::new(), Vec::new()));
     m
 }
@@ -137,6 +150,13 @@ fn step(xs: &mut XenStore, model: &mut Model, tx: &mut Option<(XsTxId, Model)>, 
             }
         }
     }
+}
+
+/// Bytes that make payloads look like paths, numbers, permissions and separators.
+const PAYLOAD_BYTES: [u8; 8] = [0, b'/', b'a', b'@', b'1', b'T', b'r', b'x'];
+
+fn len_u32(payload: &[u8]) -> u32 {
+    u32::try_from(payload.len()).unwrap_or(u32::MAX)
 }
 
 fn assert_invariants(xs: &XenStore) {
@@ -200,7 +220,7 @@ proptest! {
         payload in prop::collection::vec(any::<u8>(), 0..300), split in 0usize..400
     ) {
         let frame = Frame {
-            header: Header { msg_type: t, req_id, tx_id, len: payload.len() as u32 },
+            header: Header { msg_type: t, req_id, tx_id, len: len_u32(&payload) },
             payload,
         };
         let mut bytes = Vec::new();
@@ -210,7 +230,10 @@ proptest! {
         dec.feed(&bytes[..cut]);
         let early = dec.next_frame().expect("no error");
         dec.feed(&bytes[cut..]);
-        let got = match early { Some(f) => f, None => dec.next_frame().expect("ok").expect("frame") };
+        let got = match early {
+            Some(f) => f,
+            None => dec.next_frame().expect("ok").expect("frame"),
+        };
         prop_assert_eq!(got, frame);
     }
 
@@ -230,12 +253,12 @@ proptest! {
     #[test]
     fn random_payloads_for_every_type_get_one_reply(
         t in 0u32..24, tx_id in 0u32..3, payload in prop::collection::vec(
-            prop::sample::select(alloc::vec![0u8, b'/', b'a', b'@', b'1', b'T', b'r', b'x']), 0..24)
+            prop::sample::select(PAYLOAD_BYTES.to_vec()), 0..24)
     ) {
         let mut xs = XenStore::new(XsConfig::default());
         let d0 = xs.dom0_conn();
         let frame = Frame {
-            header: Header { msg_type: t, req_id: 5, tx_id, len: payload.len() as u32 },
+            header: Header { msg_type: t, req_id: 5, tx_id, len: len_u32(&payload) },
             payload,
         };
         xs.handle(d0, &frame);

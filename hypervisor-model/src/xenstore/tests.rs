@@ -20,9 +20,11 @@ fn store() -> XenStore {
 fn guest(xs: &mut XenStore) -> XsConnId {
     xs.domain_created(GUEST);
     let c = xs.introduce_domain(GUEST, PORT).expect("introduce");
-    xs.mkdir(xs.dom0_conn(), None, b"/local/domain/5").expect("home");
+    xs.mkdir(xs.dom0_conn(), None, b"/local/domain/5")
+        .expect("home");
     let home = [Perm::new(GUEST, 0)];
-    xs.set_perms(xs.dom0_conn(), None, b"/local/domain/5", &home).expect("perms");
+    xs.set_perms(xs.dom0_conn(), None, b"/local/domain/5", &home)
+        .expect("perms");
     let _ = drain(xs, c);
     c
 }
@@ -73,19 +75,36 @@ fn events(xs: &mut XenStore, c: XsConnId) -> Vec<String> {
 fn fresh_store_has_tool_xenstored_owned_by_dom0() {
     let mut xs = store();
     let d0 = xs.dom0_conn();
-    assert_eq!(req(&mut xs, d0, MsgType::Directory, 0, b"/\0"), (1, b"tool\0".to_vec()));
-    assert_eq!(req(&mut xs, d0, MsgType::GetPerms, 0, b"/tool/xenstored\0").1, b"n0\0");
+    assert_eq!(
+        req(&mut xs, d0, MsgType::Directory, 0, b"/\0"),
+        (1, b"tool\0".to_vec())
+    );
+    assert_eq!(
+        req(&mut xs, d0, MsgType::GetPerms, 0, b"/tool/xenstored\0").1,
+        b"n0\0"
+    );
 }
 
 #[test]
 fn write_creates_missing_parents_with_parent_perms() {
     let mut xs = store();
     let g = guest(&mut xs);
-    assert_eq!(req(&mut xs, g, MsgType::Write, 0, b"data/a/b\0v"), okr(MsgType::Write));
-    let perms = xs.get_perms(xs.dom0_conn(), None, b"/local/domain/5/data/a").expect("perms");
+    assert_eq!(
+        req(&mut xs, g, MsgType::Write, 0, b"data/a/b\0v"),
+        okr(MsgType::Write)
+    );
+    let perms = xs
+        .get_perms(xs.dom0_conn(), None, b"/local/domain/5/data/a")
+        .expect("perms");
     assert_eq!(perms, [Perm::new(GUEST, 0)]);
-    assert_eq!(req(&mut xs, g, MsgType::Read, 0, b"data/a/b\0"), (2, b"v".to_vec()));
-    assert_eq!(req(&mut xs, g, MsgType::Read, 0, b"data/a\0"), (2, Vec::new()));
+    assert_eq!(
+        req(&mut xs, g, MsgType::Read, 0, b"data/a/b\0"),
+        (2, b"v".to_vec())
+    );
+    assert_eq!(
+        req(&mut xs, g, MsgType::Read, 0, b"data/a\0"),
+        (2, Vec::new())
+    );
 }
 
 #[test]
@@ -94,8 +113,12 @@ fn unprivileged_creator_owns_nodes_it_creates_under_writable_parent() {
     let g = guest(&mut xs);
     let d0 = xs.dom0_conn();
     xs.write(d0, None, b"/pub", b"").expect("write");
-    xs.set_perms(d0, None, b"/pub", &[Perm::new(0, 0), Perm::new(GUEST, 2)]).expect("perms");
-    assert_eq!(req(&mut xs, g, MsgType::Write, 0, b"/pub/x\0y"), okr(MsgType::Write));
+    xs.set_perms(d0, None, b"/pub", &[Perm::new(0, 0), Perm::new(GUEST, 2)])
+        .expect("perms");
+    assert_eq!(
+        req(&mut xs, g, MsgType::Write, 0, b"/pub/x\0y"),
+        okr(MsgType::Write)
+    );
     let perms = xs.get_perms(d0, None, b"/pub/x").expect("perms");
     assert_eq!(perms[0].domid, GUEST);
 }
@@ -104,8 +127,14 @@ fn unprivileged_creator_owns_nodes_it_creates_under_writable_parent() {
 fn missing_node_under_unreadable_parent_reports_eacces() {
     let mut xs = store();
     let g = guest(&mut xs);
-    assert_eq!(req(&mut xs, g, MsgType::Read, 0, b"/tool/nothere\0"), err("EACCES"));
-    assert_eq!(req(&mut xs, g, MsgType::Read, 0, b"nothere\0"), err("ENOENT"));
+    assert_eq!(
+        req(&mut xs, g, MsgType::Read, 0, b"/tool/nothere\0"),
+        err("EACCES")
+    );
+    assert_eq!(
+        req(&mut xs, g, MsgType::Read, 0, b"nothere\0"),
+        err("ENOENT")
+    );
     assert_eq!(req(&mut xs, g, MsgType::Read, 0, b"/tool\0"), err("EACCES"));
 }
 
@@ -114,9 +143,18 @@ fn invalid_paths_and_special_paths_in_read_are_einval() {
     let mut xs = store();
     let d0 = xs.dom0_conn();
     assert_eq!(req(&mut xs, d0, MsgType::Read, 0, b"/a/\0"), err("EINVAL"));
-    assert_eq!(req(&mut xs, d0, MsgType::Read, 0, b"/local/domain/\0"), err("EINVAL"));
-    assert_eq!(req(&mut xs, d0, MsgType::Read, 0, b"@releaseDomain\0"), err("EINVAL"));
-    assert_eq!(req(&mut xs, d0, MsgType::Read, 0, b"/a\0b\0"), err("EINVAL"));
+    assert_eq!(
+        req(&mut xs, d0, MsgType::Read, 0, b"/local/domain/\0"),
+        err("EINVAL")
+    );
+    assert_eq!(
+        req(&mut xs, d0, MsgType::Read, 0, b"@releaseDomain\0"),
+        err("EINVAL")
+    );
+    assert_eq!(
+        req(&mut xs, d0, MsgType::Read, 0, b"/a\0b\0"),
+        err("EINVAL")
+    );
 }
 
 #[test]
@@ -133,7 +171,10 @@ fn unknown_and_reply_only_types_get_enosys() {
         payload: Vec::new(),
     };
     xs.handle(d0, &f);
-    assert_eq!(xs.take_output(d0).map(|f| f.payload), Some(b"ENOSYS\0".to_vec()));
+    assert_eq!(
+        xs.take_output(d0).map(|f| f.payload),
+        Some(b"ENOSYS\0".to_vec())
+    );
     assert_eq!(req(&mut xs, d0, MsgType::WatchEvent, 0, b""), err("ENOSYS"));
 }
 
@@ -141,16 +182,28 @@ fn unknown_and_reply_only_types_get_enosys() {
 fn privileged_only_request_from_guest_is_eacces() {
     let mut xs = store();
     let g = guest(&mut xs);
-    assert_eq!(req(&mut xs, g, MsgType::Introduce, 0, b"6\x000\x001\0"), err("EACCES"));
-    assert_eq!(req(&mut xs, g, MsgType::Control, 0, b"help\0"), err("EACCES"));
+    assert_eq!(
+        req(&mut xs, g, MsgType::Introduce, 0, b"6\x000\x001\0"),
+        err("EACCES")
+    );
+    assert_eq!(
+        req(&mut xs, g, MsgType::Control, 0, b"help\0"),
+        err("EACCES")
+    );
 }
 
 #[test]
 fn rm_of_missing_node_is_ok_only_when_parent_exists() {
     let mut xs = store();
     let d0 = xs.dom0_conn();
-    assert_eq!(req(&mut xs, d0, MsgType::Rm, 0, b"/tool/x\0"), okr(MsgType::Rm));
-    assert_eq!(req(&mut xs, d0, MsgType::Rm, 0, b"/nope/x\0"), err("ENOENT"));
+    assert_eq!(
+        req(&mut xs, d0, MsgType::Rm, 0, b"/tool/x\0"),
+        okr(MsgType::Rm)
+    );
+    assert_eq!(
+        req(&mut xs, d0, MsgType::Rm, 0, b"/nope/x\0"),
+        err("ENOENT")
+    );
     assert_eq!(req(&mut xs, d0, MsgType::Rm, 0, b"/\0"), err("EINVAL"));
 }
 
@@ -209,7 +262,8 @@ fn event_denied_when_watcher_cannot_read_node_or_parent() {
     let g = guest(&mut xs);
     xs.watch(g, b"/", b"t").expect("watch");
     let _ = drain(&mut xs, g);
-    xs.write(xs.dom0_conn(), None, b"/secret/x", b"1").expect("write");
+    xs.write(xs.dom0_conn(), None, b"/secret/x", b"1")
+        .expect("write");
     assert!(events(&mut xs, g).is_empty());
 }
 
@@ -227,7 +281,10 @@ fn identical_queued_event_is_suppressed_but_special_is_not() {
     xs.introduce_domain(GUEST, PORT).expect("introduce");
     xs.domain_shutdown(GUEST);
     xs.release_domain(GUEST).expect("release");
-    assert_eq!(events(&mut xs, w), ["/a", "@releaseDomain", "@releaseDomain"]);
+    assert_eq!(
+        events(&mut xs, w),
+        ["/a", "@releaseDomain", "@releaseDomain"]
+    );
 }
 
 #[test]
@@ -275,10 +332,22 @@ fn transaction_ids_unknown_or_nested_give_enoent_and_ebusy() {
     assert_eq!(req(&mut xs, d0, MsgType::Read, 42, b"/\0"), err("ENOENT"));
     let (_, id) = req(&mut xs, d0, MsgType::TransactionStart, 0, b"\0");
     assert_eq!(id, b"1\0");
-    assert_eq!(req(&mut xs, d0, MsgType::TransactionStart, 1, b"\0"), err("EBUSY"));
-    assert_eq!(req(&mut xs, d0, MsgType::TransactionEnd, 0, b"T\0"), err("ENOENT"));
-    assert_eq!(req(&mut xs, d0, MsgType::TransactionEnd, 1, b"X\0"), err("EINVAL"));
-    assert_eq!(req(&mut xs, d0, MsgType::TransactionEnd, 1, b"F\0"), okr(MsgType::TransactionEnd));
+    assert_eq!(
+        req(&mut xs, d0, MsgType::TransactionStart, 1, b"\0"),
+        err("EBUSY")
+    );
+    assert_eq!(
+        req(&mut xs, d0, MsgType::TransactionEnd, 0, b"T\0"),
+        err("ENOENT")
+    );
+    assert_eq!(
+        req(&mut xs, d0, MsgType::TransactionEnd, 1, b"X\0"),
+        err("EINVAL")
+    );
+    assert_eq!(
+        req(&mut xs, d0, MsgType::TransactionEnd, 1, b"F\0"),
+        okr(MsgType::TransactionEnd)
+    );
 }
 
 #[test]
@@ -340,8 +409,14 @@ fn guest_set_perms_cannot_change_owner() {
 fn set_perms_naming_unknown_owner_is_enoent() {
     let mut xs = store();
     let d0 = xs.dom0_conn();
-    assert_eq!(req(&mut xs, d0, MsgType::SetPerms, 0, b"/tool\0n77\0"), err("ENOENT"));
-    assert_eq!(req(&mut xs, d0, MsgType::SetPerms, 0, b"/tool\0q1\0"), err("EINVAL"));
+    assert_eq!(
+        req(&mut xs, d0, MsgType::SetPerms, 0, b"/tool\0n77\0"),
+        err("ENOENT")
+    );
+    assert_eq!(
+        req(&mut xs, d0, MsgType::SetPerms, 0, b"/tool\0q1\0"),
+        err("EINVAL")
+    );
 }
 
 #[test]
@@ -351,10 +426,16 @@ fn release_removes_watches_nodes_and_fires_release_domain() {
     let d0 = xs.dom0_conn();
     xs.watch(d0, b"@releaseDomain", b"r").expect("watch");
     let _ = drain(&mut xs, d0);
-    assert_eq!(req(&mut xs, d0, MsgType::Release, 0, b"5\0"), okr(MsgType::Release));
+    assert_eq!(
+        req(&mut xs, d0, MsgType::Release, 0, b"5\0"),
+        okr(MsgType::Release)
+    );
     assert!(!xs.is_live(g));
     assert!(xs.node("/local/domain/5").is_none());
-    assert_eq!(req(&mut xs, d0, MsgType::IsDomainIntroduced, 0, b"5\0"), (17, b"F\0".to_vec()));
+    assert_eq!(
+        req(&mut xs, d0, MsgType::IsDomainIntroduced, 0, b"5\0"),
+        (17, b"F\0".to_vec())
+    );
     assert_eq!(req(&mut xs, d0, MsgType::Release, 0, b"5\0"), err("ENOENT"));
     assert_eq!(req(&mut xs, d0, MsgType::Release, 0, b"0\0"), err("EINVAL"));
     let mut v = Vec::new();
@@ -368,10 +449,16 @@ fn introduce_fires_introduce_domain_for_privileged_watchers() {
     let d0 = xs.dom0_conn();
     xs.watch(d0, b"@introduceDomain", b"i").expect("watch");
     let _ = drain(&mut xs, d0);
-    assert_eq!(req(&mut xs, d0, MsgType::Introduce, 0, b"6\x000\x003\0").1, b"OK\0");
+    assert_eq!(
+        req(&mut xs, d0, MsgType::Introduce, 0, b"6\x000\x003\0").1,
+        b"OK\0"
+    );
     assert!(xs.is_domain_introduced(6));
     xs.handle(d0, &Frame::request(MsgType::GetDomainPath, 1, 0, b"6\0"));
-    assert_eq!(xs.take_output(d0).map(|f| f.payload), Some(b"/local/domain/6\0".to_vec()));
+    assert_eq!(
+        xs.take_output(d0).map(|f| f.payload),
+        Some(b"/local/domain/6\0".to_vec())
+    );
 }
 
 #[test]
@@ -395,7 +482,10 @@ fn header_over_payload_max_disconnects() {
         tx_id: 0,
         len: 5000,
     };
-    assert_eq!(xs.feed(s, &h.encode()), Verdict::Disconnect { ring_error: 3 });
+    assert_eq!(
+        xs.feed(s, &h.encode()),
+        Verdict::Disconnect { ring_error: 3 }
+    );
     assert_eq!(xs.output_count(s), 0);
 }
 
@@ -433,8 +523,14 @@ fn control_quota_lists_defaults_and_unknown_command_is_einval() {
     let (_, p) = req(&mut xs, d0, MsgType::Control, 0, b"quota\0");
     let text = String::from_utf8_lossy(&p).into_owned();
     assert!(text.starts_with("Quota settings:\nnodes            :     1000 Nodes per domain\n"));
-    assert_eq!(req(&mut xs, d0, MsgType::Control, 0, b"bogus\0"), err("EINVAL"));
-    assert_eq!(req(&mut xs, d0, MsgType::Control, 0, b"print\0hi\0").1, b"OK\0");
+    assert_eq!(
+        req(&mut xs, d0, MsgType::Control, 0, b"bogus\0"),
+        err("EINVAL")
+    );
+    assert_eq!(
+        req(&mut xs, d0, MsgType::Control, 0, b"print\0hi\0").1,
+        b"OK\0"
+    );
     assert_eq!(xs.take_control_prints(), ["hi"]);
 }
 

@@ -77,7 +77,11 @@ impl Transaction {
     }
 
     pub(super) fn push(&mut self, entry: Accessed) {
-        assert!(!self.index.contains_key(&entry.path), "{} touched twice", entry.path);
+        assert!(
+            !self.index.contains_key(&entry.path),
+            "{} touched twice",
+            entry.path
+        );
         self.index.insert(entry.path.clone(), self.accessed.len());
         self.accessed.push(entry);
     }

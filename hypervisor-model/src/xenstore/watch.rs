@@ -86,7 +86,11 @@ impl XenStore {
         let c = self.caller(conn, None)?;
         let node = self.canon(&c, raw);
         let k = self.conns.get_mut(&conn).ok_or(XsError::Enoent)?;
-        match k.watches.iter().position(|w| w.node == node && w.token == token) {
+        match k
+            .watches
+            .iter()
+            .position(|w| w.node == node && w.token == token)
+        {
             Some(i) => {
                 k.watches.remove(i);
                 Ok(())
@@ -195,7 +199,9 @@ impl XenStore {
         match own {
             None => false,
             Some(true) => true,
-            Some(false) => self.can_read_committed(&who, path::parent(name)).unwrap_or(false),
+            Some(false) => self
+                .can_read_committed(&who, path::parent(name))
+                .unwrap_or(false),
         }
     }
 

@@ -125,9 +125,8 @@ pub struct Header {
 impl Header {
     /// Decodes 16 bytes.
     pub fn decode(bytes: &[u8; HEADER_BYTES]) -> Header {
-        let word = |i: usize| {
-            u32::from_le_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]])
-        };
+        let word =
+            |i: usize| u32::from_le_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
         Header {
             msg_type: word(0),
             req_id: word(4),
@@ -349,7 +348,9 @@ pub fn split_strings(payload: &[u8]) -> impl Iterator<Item = &[u8]> {
         None => &payload[..0],
     };
     let any = payload.contains(&0);
-    terminated.split(|&b| b == 0).take(if any { usize::MAX } else { 0 })
+    terminated
+        .split(|&b| b == 0)
+        .take(if any { usize::MAX } else { 0 })
 }
 
 /// Number of NUL bytes (`xs_count_strings`).
