@@ -11,7 +11,7 @@ use hypervisor_model::xenstore::{Frame, MsgType, XenStore, XsConfig};
 /// Leaf nodes the requests cycle through.
 const KEY_COUNT: usize = 64;
 /// Requests per measured batch.
-const BATCH: u64 = 1024;
+const BATCH: usize = 1024;
 
 fn keys() -> Vec<Vec<u8>> {
     (0..KEY_COUNT)
@@ -40,10 +40,12 @@ fn bench(c: &mut Criterion) {
     while xs.take_output(conn).is_some() {}
 
     let mut group = c.benchmark_group("xenstore");
-    group.throughput(Throughput::Elements(BATCH));
+    group.throughput(Throughput::Elements(
+        u64::try_from(BATCH).unwrap_or(u64::MAX),
+    ));
     group.bench_function("read", |b| {
         b.iter(|| {
-            for i in 0..BATCH as usize {
+            for i in 0..BATCH {
                 xs.handle(conn, &reads[i % KEY_COUNT]);
                 black_box(xs.take_output(conn));
             }
@@ -51,7 +53,7 @@ fn bench(c: &mut Criterion) {
     });
     group.bench_function("write", |b| {
         b.iter(|| {
-            for i in 0..BATCH as usize {
+            for i in 0..BATCH {
                 xs.handle(conn, &writes[i % KEY_COUNT]);
                 black_box(xs.take_output(conn));
             }

@@ -178,6 +178,12 @@ impl XenStore {
         mut node: Node,
         no_quota_check: bool,
     ) -> Result<(), XsError> {
+        // cxenstored flags entries of dead domains when it reads a node, against the
+        // generation it had; a node built here (generation 0) gets that at its new one.
+        if node.generation != 0 {
+            let old = node.generation;
+            self.adjust_perms(&mut node.perms, old);
+        }
         node.generation = self.next_generation();
         if self.txn(c).is_some() {
             self.touch_write(c, path, &node)?;

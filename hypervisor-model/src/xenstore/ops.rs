@@ -122,6 +122,7 @@ impl XenStore {
         let c = self.caller(conn, tx)?;
         let name = self.canon(&c, path);
         let (perms, gen) = match self.get_node(&c, &name, PERM_WRITE) {
+            Ok(()) if c.tx.is_none() => self.write_in_place(&c, &name, value)?,
             Ok(()) => {
                 let mut node = self.view(&c, &name).cloned().ok_or(XsError::Eio)?;
                 node.value = value.to_vec();
@@ -134,6 +135,32 @@ impl XenStore {
         };
         self.fire_watches(&c, &name, Some((&perms, gen)), false, None);
         Ok(())
+    }
+
+    /// `write_node` of a new value into an existing committed node, without copying it.
+    fn write_in_place(
+        &mut self,
+        c: &Caller,
+        name: &str,
+        value: &[u8],
+    ) -> Result<(Vec<Perm>, u64), XsError> {
+        let node = self.tree.get(name).ok_or(XsError::Eio)?;
+        let old_gen = node.generation;
+        let mut perms = node.perms.clone();
+        let size = node.record_bytes() - node.value.len() + value.len();
+        self.adjust_perms(&mut perms, old_gen);
+        let gen = self.next_generation();
+        self.adjust_perms(&mut perms, gen);
+        let max = self.cfg.quotas.node_bytes_max as usize;
+        if !c.who.privileged && max != 0 && size >= max {
+            return Err(XsError::Enospc);
+        }
+        let node = self.tree.get_mut(name).ok_or(XsError::Eio)?;
+        node.value.clear();
+        node.value.extend_from_slice(value);
+        node.perms.clone_from(&perms);
+        node.generation = gen;
+        Ok((perms, gen))
     }
 
     /// `XS_MKDIR`: creates a node with an empty value; an existing node is left alone.
@@ -267,6 +294,8 @@ impl XenStore {
             t.node_created = true;
         }
         let mut above = self.view(c, &parent).cloned().ok_or(XsError::Eio)?;
+        let above_gen = above.generation;
+        self.adjust_perms(&mut above.perms, above_gen);
         // Top-down: each new node joins its parent and inherits its permissions.
         let mut chain: Vec<(String, Node, bool)> = Vec::with_capacity(missing.len() + 1);
         let mut above_path = parent;

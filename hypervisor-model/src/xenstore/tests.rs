@@ -534,6 +534,26 @@ fn control_quota_lists_defaults_and_unknown_command_is_einval() {
     assert_eq!(xs.take_control_prints(), ["hi"]);
 }
 
+#[test]
+fn reused_domid_does_not_inherit_dead_domains_read_entry() {
+    let mut xs = store();
+    let d0 = xs.dom0_conn();
+    let _ = guest(&mut xs);
+    xs.write(d0, None, b"/x", b"1").expect("write");
+    xs.set_perms(
+        d0,
+        None,
+        b"/x",
+        &[Perm::new(0, 0), Perm::new(GUEST, PERM_READ)],
+    )
+    .expect("perms");
+    xs.release_domain(GUEST).expect("release");
+    xs.write(d0, None, b"/x", b"2").expect("rewrite");
+    let g = guest(&mut xs);
+    assert_eq!(xs.read(g, None, b"/x"), Err(XsError::Eacces));
+    assert!(xs.get_perms(d0, None, b"/x").expect("perms")[1].ignore);
+}
+
 impl XenStore {
     fn config_quota_nodes(&mut self, n: u32) {
         self.cfg.quotas.nodes_count_max = n;

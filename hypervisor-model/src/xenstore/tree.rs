@@ -122,6 +122,10 @@ impl Tree {
         self.nodes.get(path)
     }
 
+    pub(super) fn get_mut(&mut self, path: &str) -> Option<&mut Node> {
+        self.nodes.get_mut(path)
+    }
+
     pub(super) fn insert(&mut self, path: &str, node: Node) {
         match self.nodes.get_mut(path) {
             Some(slot) => *slot = node,
