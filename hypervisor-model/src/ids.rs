@@ -187,6 +187,38 @@ pub struct VcpuRef {
     pub vcpu: VcpuId,
 }
 
+/// A XenStore transaction id, as carried in the `tx_id` field of a wire header.
+/// Never 0: on the wire 0 means "no transaction", which is `Option::<XsTxId>::None` here.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub struct XsTxId(core::num::NonZeroU32);
+
+impl XsTxId {
+    /// A transaction id, or `None` for the wire value 0 (no transaction).
+    pub const fn new(raw: u32) -> Option<XsTxId> {
+        match core::num::NonZeroU32::new(raw) {
+            Some(id) => Some(XsTxId(id)),
+            None => None,
+        }
+    }
+
+    /// The raw wire value (never 0).
+    pub const fn raw(self) -> u32 {
+        self.0.get()
+    }
+}
+
+/// One XenStore connection (a unix socket client or a domain's ring), numbered in the
+/// order the store created them; watch events go to connections in this order.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub struct XsConnId(pub(crate) u32);
+
+impl XsConnId {
+    /// The raw number (for traces and the socket server's bookkeeping).
+    pub const fn raw(self) -> u32 {
+        self.0
+    }
+}
+
 impl fmt::Debug for DomId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "d{}", self.0)
@@ -226,6 +258,12 @@ mod tests {
     fn domid_first_reserved_is_rejected() {
         assert!(DomId::new(0x7FF0).is_none());
         assert!(DomId::new(0x7FEF).is_some());
+    }
+
+    #[test]
+    fn xs_tx_id_zero_means_no_transaction() {
+        assert!(super::XsTxId::new(0).is_none());
+        assert_eq!(super::XsTxId::new(7).map(super::XsTxId::raw), Some(7));
     }
 
     #[test]

@@ -14,6 +14,8 @@
 //! - [`sched`]: the `Scheduler` trait, cpupools, and the schedulers (null).
 //! - [`evtchn`] and [`grant`]: event channels and grant tables (v1), per-host tables the
 //!   hypervisor layer drives with hypercall-level operations.
+//! - [`xenstore`]: the XenStore daemon (cxenstored 4.17): tree, permissions, transactions,
+//!   watches, quotas, domain connections, the wire codec and the client output formats.
 //! - [`console`]: the hypervisor console ring that `xl dmesg` reads.
 //! - [`platform`]: the one trait through which the core reaches hardware.
 //! - [`encode`]: the pinned canonical encoding that the run hash covers.
@@ -46,3 +48,4 @@ pub mod testing;
 pub mod time;
 pub mod toolstack;
 pub mod trace;
+pub mod xenstore;

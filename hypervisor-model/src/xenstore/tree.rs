@@ -1,0 +1,174 @@
+//! The node records and the committed tree, keyed by absolute path (cxenstored keeps the
+//! same records in TDB, keyed the same way).
+//!
+//! Follows tools/xenstore/xenstored_core.c of Xen 4.17 (`struct node`, `write_node_raw`'s
+//! record layout, `add_child`, `remove_child_entry`, `setup_structure`).
+//!
+//! # Invariants
+//! - Children are kept in insertion order; a name appears at most once.
+//! - `record_bytes` is the size cxenstored's TDB record would have; the `node-size` quota is
+//!   checked against it.
+
+use alloc::collections::BTreeMap;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use super::perms::Perm;
+
+/// `sizeof(struct xs_tdb_record_hdr)`: u64 generation, three u32 counts, padded to 8.
+pub const NODE_HEADER_BYTES: usize = 24;
+/// `sizeof(struct xs_permissions)`.
+pub const PERM_ENTRY_BYTES: usize = 8;
+
+/// One node: value, children (in insertion order), permissions, generation.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Node {
+    pub(super) value: Vec<u8>,
+    pub(super) children: Vec<String>,
+    pub(super) perms: Vec<Perm>,
+    pub(super) generation: u64,
+}
+
+impl Node {
+    /// The value bytes.
+    pub fn value(&self) -> &[u8] {
+        &self.value
+    }
+
+    /// Child names, in insertion order.
+    pub fn children(&self) -> &[String] {
+        &self.children
+    }
+
+    /// The permission list (owner first).
+    pub fn perms(&self) -> &[Perm] {
+        &self.perms
+    }
+
+    /// The generation of the last modification.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The owner's domid.
+    pub fn owner(&self) -> u32 {
+        self.perms.first().map_or(0, |p| p.domid)
+    }
+
+    /// Bytes of the child list on the wire: each name and its NUL (`childlen`).
+    pub fn child_list_bytes(&self) -> usize {
+        self.children.iter().map(|c| c.len() + 1).sum()
+    }
+
+    /// The child list as `DIRECTORY` sends it.
+    pub fn child_list(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.child_list_bytes());
+        for c in &self.children {
+            out.extend_from_slice(c.as_bytes());
+            out.push(0);
+        }
+        out
+    }
+
+    /// Size of the node's TDB record (`data.dsize` in `write_node_raw`).
+    pub fn record_bytes(&self) -> usize {
+        NODE_HEADER_BYTES
+            + self.perms.len() * PERM_ENTRY_BYTES
+            + self.value.len()
+            + self.child_list_bytes()
+    }
+
+    pub(super) fn new(perms: Vec<Perm>) -> Node {
+        assert!(!perms.is_empty(), "a node needs an owner entry");
+        Node {
+            value: Vec::new(),
+            children: Vec::new(),
+            perms,
+            generation: 0,
+        }
+    }
+
+    /// `add_child`: appends `name` to the child list. Like cxenstored it does not look for
+    /// the name: a transaction copy can list a child twice when another connection created
+    /// it meanwhile, and that transaction then always fails its commit with `EAGAIN`.
+    pub(super) fn add_child(&mut self, name: &str) {
+        self.children.push(String::from(name));
+    }
+
+    /// `remove_child_entry`: drops `name`, keeping the others' order. `false` if absent.
+    pub(super) fn remove_child(&mut self, name: &str) -> bool {
+        match self.children.iter().position(|c| c == name) {
+            Some(i) => {
+                self.children.remove(i);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// The committed store (cxenstored's TDB without transaction copies).
+#[derive(Debug, Default)]
+pub(super) struct Tree {
+    nodes: BTreeMap<String, Node>,
+}
+
+impl Tree {
+    pub(super) fn new() -> Tree {
+        Tree::default()
+    }
+
+    pub(super) fn get(&self, path: &str) -> Option<&Node> {
+        self.nodes.get(path)
+    }
+
+    pub(super) fn get_mut(&mut self, path: &str) -> Option<&mut Node> {
+        self.nodes.get_mut(path)
+    }
+
+    pub(super) fn insert(&mut self, path: &str, node: Node) {
+        match self.nodes.get_mut(path) {
+            Some(slot) => *slot = node,
+            None => {
+                self.nodes.insert(String::from(path), node);
+            }
+        }
+    }
+
+    pub(super) fn remove(&mut self, path: &str) -> Option<Node> {
+        self.nodes.remove(path)
+    }
+
+    pub(super) fn iter(&self) -> impl Iterator<Item = (&String, &Node)> {
+        self.nodes.iter()
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.nodes.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_bytes_counts_header_perms_value_and_children() {
+        let mut n = Node::new(alloc::vec![Perm::new(0, 0)]);
+        n.value = alloc::vec![b'x'; 10];
+        n.add_child("ab");
+        // 24 header + 8 per perm + 10 value + "ab\0".
+        assert_eq!(n.record_bytes(), 24 + 8 + 10 + 3);
+    }
+
+    #[test]
+    fn remove_child_keeps_order_of_others() {
+        let mut n = Node::new(alloc::vec![Perm::new(0, 0)]);
+        n.add_child("a");
+        n.add_child("b");
+        n.add_child("c");
+        assert!(n.remove_child("b"));
+        assert!(!n.remove_child("b"));
+        assert_eq!(n.child_list(), b"a\0c\0");
+    }
+}
