@@ -55,6 +55,8 @@ impl Platform for BenchPlatform {
     fn cancel_timer(&mut self, _pcpu: PcpuId) {}
     fn set_pool_timer(&mut self, _pool: PoolId, _deadline: STime) {}
     fn cancel_pool_timer(&mut self, _pool: PoolId) {}
+    fn xs_socket_send(&mut self, _client: u32, _bytes: &[u8]) {}
+    fn xs_socket_close(&mut self, _client: u32) {}
     fn send_ipi(&mut self, _target: PcpuId, _kind: IpiKind) {}
     fn context_switch(&mut self, _pcpu: PcpuId, _from: Option<VcpuRef>, _to: Option<VcpuRef>) {}
     fn defer_toolstack(&mut self, job: JobId, deadline: STime) {

@@ -59,6 +59,14 @@ impl<'a> Encoder<'a> {
         self
     }
 
+    /// Length-prefixed raw bytes.
+    pub fn bytes(&mut self, value: &[u8]) -> &mut Self {
+        let len = u32::try_from(value.len()).unwrap_or(u32::MAX);
+        self.u32(len);
+        self.out.extend_from_slice(value);
+        self
+    }
+
     /// A length-prefixed UTF-8 string.
     pub fn str(&mut self, value: &str) -> &mut Self {
         let len = u32::try_from(value.len()).unwrap_or(u32::MAX);
@@ -196,6 +204,21 @@ impl<'a> Decoder<'a> {
         let text = core::str::from_utf8(slice).map_err(|_| self.error("UTF-8 text"))?;
         self.offset = end;
         Ok(alloc::string::String::from(text))
+    }
+
+    /// Length-prefixed raw bytes.
+    pub fn bytes(&mut self) -> Result<alloc::vec::Vec<u8>, DecodeError> {
+        let len = usize::try_from(self.u32()?).map_err(|_| self.error("a byte count"))?;
+        let end = self
+            .offset
+            .checked_add(len)
+            .ok_or_else(|| self.error("bytes"))?;
+        let slice = self
+            .bytes
+            .get(self.offset..end)
+            .ok_or_else(|| self.error("bytes"))?;
+        self.offset = end;
+        Ok(slice.to_vec())
     }
 
     /// A domain id.

@@ -17,6 +17,19 @@ pub enum CoreInput {
         /// The pCPU.
         pcpu: PcpuId,
     },
+    /// Bytes from a XenStore unix-socket client (serve mode); the first data of a client
+    /// number opens its connection (privileged, as a dom0 process).
+    XsSocketData {
+        /// The platform's client number.
+        client: u32,
+        /// What the client wrote.
+        bytes: Vec<u8>,
+    },
+    /// A XenStore socket client hung up.
+    XsSocketClosed {
+        /// The platform's client number.
+        client: u32,
+    },
     /// A pool scheduler's own timer fired (`Platform::set_pool_timer`).
     PoolTimer {
         /// The pool.
@@ -96,6 +109,12 @@ impl CoreInput {
             CoreInput::PoolTimer { pool } => {
                 e.u8(9).u32(pool.0);
             }
+            CoreInput::XsSocketData { client, bytes } => {
+                e.u8(10).u32(*client).bytes(bytes);
+            }
+            CoreInput::XsSocketClosed { client } => {
+                e.u8(11).u32(*client);
+            }
         }
     }
 }
@@ -130,6 +149,14 @@ impl CoreInput {
             9 => CoreInput::PoolTimer {
                 pool: PoolId(d.u32()?),
             },
+            10 => {
+                let client = d.u32()?;
+                CoreInput::XsSocketData {
+                    client,
+                    bytes: d.bytes()?,
+                }
+            }
+            11 => CoreInput::XsSocketClosed { client: d.u32()? },
             _ => return Err(d.error("a core input tag")),
         };
         d.finish()?;

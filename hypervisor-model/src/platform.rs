@@ -81,6 +81,12 @@ pub trait Platform {
     /// Cancels pool `pool`'s scheduler timer (a no-op if not armed).
     fn cancel_pool_timer(&mut self, pool: PoolId);
 
+    /// xenstored writes `bytes` to unix-socket client `client`.
+    fn xs_socket_send(&mut self, client: u32, bytes: &[u8]);
+
+    /// xenstored drops unix-socket client `client` (the platform closes the socket).
+    fn xs_socket_close(&mut self, client: u32);
+
     /// Sends an IPI; the platform later delivers it as `CoreInput::Softirq`.
     fn send_ipi(&mut self, target: PcpuId, kind: IpiKind);
 

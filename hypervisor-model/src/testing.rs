@@ -28,6 +28,10 @@ pub struct FakePlatform {
     pub timers: BTreeMap<PcpuId, STime>,
     /// Armed pool-scheduler timers.
     pub pool_timers: BTreeMap<PoolId, STime>,
+    /// Bytes xenstored wrote to socket clients, in order.
+    pub xs_sent: Vec<(u32, Vec<u8>)>,
+    /// Socket clients xenstored dropped, in order.
+    pub xs_closed: Vec<u32>,
     /// Context switches, in order.
     pub switches: Vec<(PcpuId, Option<VcpuRef>, Option<VcpuRef>)>,
     /// Pending inputs by (time, sequence).
@@ -167,6 +171,14 @@ impl Platform for FakePlatform {
 
     fn cancel_pool_timer(&mut self, pool: PoolId) {
         self.pool_timers.remove(&pool);
+    }
+
+    fn xs_socket_send(&mut self, client: u32, bytes: &[u8]) {
+        self.xs_sent.push((client, bytes.to_vec()));
+    }
+
+    fn xs_socket_close(&mut self, client: u32) {
+        self.xs_closed.push(client);
     }
 
     fn send_ipi(&mut self, target: PcpuId, kind: IpiKind) {

@@ -57,6 +57,18 @@ pub enum TraceEvent {
         /// Absolute deadline.
         deadline: Option<STime>,
     },
+    /// xenstored wrote to a unix-socket client (replies and watch events, in order).
+    XsSocketSend {
+        /// The platform's client number.
+        client: u32,
+        /// The bytes.
+        bytes: Vec<u8>,
+    },
+    /// xenstored dropped a unix-socket client (a protocol violation).
+    XsSocketDrop {
+        /// The platform's client number.
+        client: u32,
+    },
     /// The scheduler timer of a pCPU was armed.
     TimerSet {
         /// The pCPU.
@@ -190,6 +202,12 @@ impl TraceEvent {
                     Some(t) => e.u8(1).time(*t),
                     None => e.u8(0),
                 };
+            }
+            TraceEvent::XsSocketSend { client, bytes } => {
+                e.u8(18).u32(*client).bytes(bytes);
+            }
+            TraceEvent::XsSocketDrop { client } => {
+                e.u8(19).u32(*client);
             }
             TraceEvent::TimerSet { pcpu, deadline } => {
                 e.u8(4).pcpu(*pcpu).time(*deadline);

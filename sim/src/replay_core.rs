@@ -78,6 +78,10 @@ impl Platform for ReplayPlatform<'_> {
 
     fn cancel_pool_timer(&mut self, _pool: PoolId) {}
 
+    fn xs_socket_send(&mut self, _client: u32, _bytes: &[u8]) {}
+
+    fn xs_socket_close(&mut self, _client: u32) {}
+
     fn send_ipi(&mut self, _target: PcpuId, _kind: IpiKind) {}
 
     fn context_switch(&mut self, _pcpu: PcpuId, _from: Option<VcpuRef>, _to: Option<VcpuRef>) {}

@@ -27,6 +27,16 @@ pub(super) fn check_all(hv: &Hypervisor) -> Vec<Violation> {
         pool.sched
             .check_invariants(&hv.domains, &pool.cpus, &mut out);
     }
+    hv.xenstore.check_invariants(&mut out);
+    for conn in hv.xs_clients.values() {
+        if !hv.xenstore.is_live(*conn) {
+            violation(
+                &mut out,
+                "xs.socket_client_live",
+                alloc::format!("{conn:?} is mapped but gone"),
+            );
+        }
+    }
     out
 }
 

@@ -22,6 +22,7 @@ mod cpupool;
 mod proptests;
 mod sched_glue;
 mod sched_params;
+mod xs;
 
 use alloc::collections::BTreeMap;
 use alloc::string::String;
@@ -32,7 +33,7 @@ use crate::cpumask::CpuMask;
 use crate::domain::vcpu::Vcpu;
 use crate::domain::{Domain, DomainTable, Dying};
 use crate::event::CoreInput;
-use crate::ids::{DomId, PcpuId, PoolId, VcpuId, VcpuRef};
+use crate::ids::{DomId, PcpuId, PoolId, VcpuId, VcpuRef, XsConnId};
 use crate::platform::Platform;
 use crate::sched::params::{SchedInit, SchedOpts};
 use crate::sched::{Pool, SchedCtx, Scheduler, Violation};
@@ -40,6 +41,7 @@ use crate::time::STime;
 use crate::toolstack::jobs::Job;
 use crate::toolstack::ops::JobId;
 use crate::trace::TraceEvent;
+use crate::xenstore::{XenStore, XsConfig};
 use boot::{BootConfig, CoreCosts, HostInfo, XenBuild};
 
 /// Why the core refused an input (the platform sent something impossible).
@@ -91,6 +93,10 @@ pub struct Hypervisor {
     pub(crate) next_internal_job: u32,
     pub(crate) tickles: Vec<PcpuId>,
     pub(crate) sched_events: Vec<TraceEvent>,
+    /// xenstored's state.
+    pub(crate) xenstore: XenStore,
+    /// Open XenStore socket clients: platform client number → connection.
+    pub(crate) xs_clients: BTreeMap<u32, XsConnId>,
 }
 
 /// Internal job ids have the top bit set, so they never collide with the platform's.
@@ -121,6 +127,8 @@ impl Hypervisor {
             next_internal_job: 0,
             tickles: Vec::new(),
             sched_events: Vec::new(),
+            xenstore: XenStore::new(XsConfig::default()),
+            xs_clients: BTreeMap::new(),
         };
         hv.boot_banner(p, config.pool0_sched);
         hv.create_pools(p, &config);
@@ -264,6 +272,8 @@ impl Hypervisor {
                 self.pool_mut(*pool).timer = None;
                 self.with_sched(*pool, p, |s, ctx| s.timer_fired(ctx));
             }
+            CoreInput::XsSocketData { client, bytes } => self.xs_socket_data(*client, bytes, p),
+            CoreInput::XsSocketClosed { client } => self.xs_socket_closed(*client, p),
             CoreInput::VcpuBlock { vcpu } => self.vcpu_block(*vcpu, p)?,
             CoreInput::VcpuWake { vcpu } => self.vcpu_wake_event(*vcpu, p)?,
             CoreInput::VcpuYield { vcpu } => self.vcpu_yield(*vcpu, p)?,

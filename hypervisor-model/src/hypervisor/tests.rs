@@ -363,3 +363,38 @@ fn create_with_name_of_live_domain_fails_and_leaves_no_domain() {
     );
     assert_eq!(hv.domains().count(), 2);
 }
+
+#[test]
+fn xenstore_socket_client_gets_its_reply() {
+    use crate::xenstore::{Frame, FrameDecoder, MsgType};
+    let (mut hv, mut p) = boot(2);
+    let mut bytes = alloc::vec::Vec::new();
+    Frame::request(MsgType::Directory, 7, 0, b"/\0").encode_into(&mut bytes);
+    let input = CoreInput::XsSocketData { client: 3, bytes };
+    assert_eq!(hv.handle(&input, &mut p), Ok(()));
+    let (client, reply) = p.xs_sent.last().cloned().expect("a reply was sent");
+    assert_eq!(client, 3);
+    let mut decoder = FrameDecoder::new();
+    decoder.feed(&reply);
+    let frame = decoder
+        .next_frame()
+        .expect("valid frame")
+        .expect("whole frame");
+    assert_eq!(frame.msg_type(), Some(MsgType::Directory));
+    assert_eq!(frame.header.req_id, 7);
+    assert!(frame.payload.starts_with(b"tool\0"));
+}
+
+#[test]
+fn xenstore_socket_client_with_oversized_frame_is_dropped() {
+    let (mut hv, mut p) = boot(2);
+    // A header announcing 5000 payload bytes (over XENSTORE_PAYLOAD_MAX).
+    let mut bytes = alloc::vec::Vec::new();
+    for word in [2u32, 1, 0, 5000] {
+        bytes.extend_from_slice(&word.to_le_bytes());
+    }
+    let input = CoreInput::XsSocketData { client: 9, bytes };
+    assert_eq!(hv.handle(&input, &mut p), Ok(()));
+    assert_eq!(p.xs_closed, alloc::vec![9]);
+    assert!(hv.check_invariants().is_empty());
+}

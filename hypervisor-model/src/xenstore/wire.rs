@@ -90,6 +90,34 @@ impl MsgType {
         self as u32
     }
 
+    /// The `XS_*` name (xs_wire.h).
+    pub const fn name(self) -> &'static str {
+        match self {
+            MsgType::Control => "XS_CONTROL",
+            MsgType::Directory => "XS_DIRECTORY",
+            MsgType::Read => "XS_READ",
+            MsgType::GetPerms => "XS_GET_PERMS",
+            MsgType::Watch => "XS_WATCH",
+            MsgType::Unwatch => "XS_UNWATCH",
+            MsgType::TransactionStart => "XS_TRANSACTION_START",
+            MsgType::TransactionEnd => "XS_TRANSACTION_END",
+            MsgType::Introduce => "XS_INTRODUCE",
+            MsgType::Release => "XS_RELEASE",
+            MsgType::GetDomainPath => "XS_GET_DOMAIN_PATH",
+            MsgType::Write => "XS_WRITE",
+            MsgType::Mkdir => "XS_MKDIR",
+            MsgType::Rm => "XS_RM",
+            MsgType::SetPerms => "XS_SET_PERMS",
+            MsgType::WatchEvent => "XS_WATCH_EVENT",
+            MsgType::Error => "XS_ERROR",
+            MsgType::IsDomainIntroduced => "XS_IS_DOMAIN_INTRODUCED",
+            MsgType::Resume => "XS_RESUME",
+            MsgType::SetTarget => "XS_SET_TARGET",
+            MsgType::ResetWatches => "XS_RESET_WATCHES",
+            MsgType::DirectoryPart => "XS_DIRECTORY_PART",
+        }
+    }
+
     /// `XS_FLAG_PRIV` in `wire_funcs[]`: only privileged connections may send it.
     pub const fn privileged_only(self) -> bool {
         matches!(

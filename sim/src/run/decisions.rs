@@ -12,6 +12,7 @@ use hypervisor_model::ids::{PcpuId, VcpuRef};
 use hypervisor_model::sched::params::{DomParams, PoolParams};
 use hypervisor_model::toolstack::ops::{JobStepCode, ToolstackOp};
 use hypervisor_model::trace::TraceEvent;
+use hypervisor_model::xenstore::{FrameDecoder, MsgType};
 
 use crate::xl::bitmap::print_bitmap;
 
@@ -58,6 +59,10 @@ pub fn input_line(out: &mut String, host: &str, time_ns: u64, input: &CoreInput)
         CoreInput::TimerExpired { pcpu } => format!("{} timer fires", cpu(*pcpu)),
         CoreInput::Softirq { pcpu } => format!("{} softirq", cpu(*pcpu)),
         CoreInput::PoolTimer { pool } => format!("pool{} timer fires", pool.0),
+        CoreInput::XsSocketData { client, bytes } => {
+            format!("xenstore client{client} sends {}", frames_text(bytes))
+        }
+        CoreInput::XsSocketClosed { client } => format!("xenstore client{client} hangs up"),
         CoreInput::VcpuBlock { vcpu: v } => format!("{} blocks", vcpu(*v)),
         CoreInput::VcpuWake { vcpu: v } => format!("{} wakes", vcpu(*v)),
         CoreInput::VcpuYield { vcpu: v } => format!("{} yields", vcpu(*v)),
@@ -167,6 +172,35 @@ fn sched_op_text(op: &ToolstackOp) -> String {
     }
 }
 
+/// XenStore wire bytes as `TYPE(req,tx) "payload"` per whole frame (payload nuls as `\0`),
+/// then `+N bytes` for a trailing partial frame.
+fn frames_text(bytes: &[u8]) -> String {
+    let mut decoder = FrameDecoder::new();
+    decoder.feed(bytes);
+    let mut parts = Vec::new();
+    while let Ok(Some(frame)) = decoder.next_frame() {
+        let payload: String = frame
+            .payload
+            .iter()
+            .flat_map(|b| std::ascii::escape_default(*b))
+            .map(char::from)
+            .collect();
+        let kind = MsgType::from_raw(frame.header.msg_type).map_or_else(
+            || format!("type{}", frame.header.msg_type),
+            |t| t.name().into(),
+        );
+        parts.push(format!(
+            "{kind}({},{}) \"{payload}\"",
+            frame.header.req_id, frame.header.tx_id
+        ));
+    }
+    let rest = decoder.pending_bytes();
+    if rest > 0 {
+        parts.push(format!("+{rest} bytes"));
+    }
+    parts.join(" ")
+}
+
 /// Appends the line for a core event.
 pub fn event_line(out: &mut String, host: &str, time_ns: u64, event: &TraceEvent) {
     let text = match event {
@@ -195,6 +229,10 @@ pub fn event_line(out: &mut String, host: &str, time_ns: u64, event: &TraceEvent
                 reason.name()
             )
         }
+        TraceEvent::XsSocketSend { client, bytes } => {
+            format!("xenstored to client{client}: {}", frames_text(bytes))
+        }
+        TraceEvent::XsSocketDrop { client } => format!("xenstored drops client{client}"),
         TraceEvent::PoolTimerSet { pool, deadline } => match deadline {
             Some(t) => format!("pool{} timer at {}", pool.0, t.as_ns()),
             None => format!("pool{} timer cancelled", pool.0),

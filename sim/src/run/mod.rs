@@ -321,6 +321,7 @@ impl<'s> World<'s> {
                 ipi_latency_ns: switch.ipi_ns,
                 switch,
                 last_vcpu: vec![None; nr_cpus],
+                xs_out: Vec::new(),
                 ept: Default::default(),
                 iommu: Default::default(),
                 doorbells: Default::default(),

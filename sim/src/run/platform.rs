@@ -36,6 +36,8 @@ pub struct HostSim {
     pub switch: SwitchCosts,
     /// The last guest vCPU each pCPU ran (lazy context switch).
     pub last_vcpu: Vec<Option<VcpuRef>>,
+    /// What xenstored wrote to socket clients since the serve loop last looked.
+    pub xs_out: Vec<XsOut>,
     /// Guest models of every vCPU that has run.
     pub guests: HostGuests,
     /// Replies collected during the current input.
@@ -63,6 +65,23 @@ pub struct SimPlatform<'a> {
     pub sim: &'a mut HostSim,
     /// Where core events go.
     pub sinks: &'a mut Sinks,
+}
+
+/// xenstored's output to one unix-socket client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum XsOut {
+    /// Bytes to write.
+    Send {
+        /// Client number.
+        client: u32,
+        /// The bytes.
+        bytes: Vec<u8>,
+    },
+    /// Close the client's socket.
+    Close {
+        /// Client number.
+        client: u32,
+    },
 }
 
 fn stime(ns: u64) -> STime {
@@ -118,6 +137,17 @@ impl Platform for SimPlatform<'_> {
         if let Some(generation) = self.sim.pool_timer_gen.get_mut(super::pool_slot(pool)) {
             *generation += 1;
         }
+    }
+
+    fn xs_socket_send(&mut self, client: u32, bytes: &[u8]) {
+        self.sim.xs_out.push(XsOut::Send {
+            client,
+            bytes: bytes.to_vec(),
+        });
+    }
+
+    fn xs_socket_close(&mut self, client: u32) {
+        self.sim.xs_out.push(XsOut::Close { client });
     }
 
     fn send_ipi(&mut self, target: PcpuId, kind: IpiKind) {
@@ -227,6 +257,7 @@ mod tests {
             pool_timer_gen: Vec::new(),
             switch: SwitchCosts::free(),
             last_vcpu: vec![None; 2],
+            xs_out: Vec::new(),
             guests: HostGuests::new(RngStreams::new(1)),
             replies: Vec::new(),
             notices: Vec::new(),

@@ -221,6 +221,8 @@ impl MetricsCollector {
             TraceEvent::Tickle { .. }
             | TraceEvent::TimerSet { .. }
             | TraceEvent::PoolTimerSet { .. }
+            | TraceEvent::XsSocketSend { .. }
+            | TraceEvent::XsSocketDrop { .. }
             | TraceEvent::NullAssign { .. }
             | TraceEvent::NullWaitq { .. }
             | TraceEvent::Pause { .. }

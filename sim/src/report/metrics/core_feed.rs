@@ -80,6 +80,10 @@ impl Platform for Recorder {
 
     fn cancel_pool_timer(&mut self, _pool: PoolId) {}
 
+    fn xs_socket_send(&mut self, _client: u32, _bytes: &[u8]) {}
+
+    fn xs_socket_close(&mut self, _client: u32) {}
+
     fn send_ipi(&mut self, target: PcpuId, kind: IpiKind) {
         assert_eq!(kind, IpiKind::Schedule);
         self.push(self.now, CoreInput::Softirq { pcpu: target });
