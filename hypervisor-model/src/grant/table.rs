@@ -273,7 +273,9 @@ impl GrantTable {
             .ok_or(GrantError::BadGntref)?;
         let owned = GTF_READING | GTF_WRITING;
         let act = &mut self.active[gref.index()];
-        if !act.pins.is_zero() && (slot.flags ^ entry.flags) & owned != 0 {
+        // The status bits are Xen's: once the guest changes them (pinned or not), Xen's later
+        // updates preserve what the guest wrote, so they no longer mirror the pins.
+        if (slot.flags ^ entry.flags) & owned != 0 {
             act.status_tampered = true;
         }
         *slot = entry;
@@ -374,10 +376,11 @@ impl GrantTable {
         if !readonly && !act.pins.has_write() {
             clear |= GTF_WRITING;
         }
-        if act.pins.is_zero() {
+        let flags = &mut self.shared[gref.index()].flags;
+        *flags &= !clear;
+        if act.pins.is_zero() && *flags & (GTF_READING | GTF_WRITING) == 0 {
             act.status_tampered = false;
         }
-        self.shared[gref.index()].flags &= !clear;
     }
 
     /// Frees every maptrack entry (end of `gnttab_release_mappings`).

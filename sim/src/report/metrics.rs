@@ -18,9 +18,12 @@
 //!
 //! Left out on purpose (their inputs are not in the trace yet): pool fairness (§1.4–1.6:
 //! `contended`, `jain_*`, `max_rel_dev_ppm`, `worst_under*`), domain `actual_ns`,
-//! `demand_ns`, `entitled_ns`, `share_ppm`, `norm_share_ppm`, the periodic-job fields (§1.7),
-//! `io` and `memory` (§2), vCPU `parked_ns`, `parked_count`, `entitled_ns`,
-//! `norm_share_ppm`, `migration_runq_count` and the rtds server fields, pCPU `runq`.
+//! `demand_ns`, `entitled_ns`, `share_ppm`, `norm_share_ppm`, `io` and `memory` (§2), vCPU
+//! `parked_ns`, `parked_count`, `entitled_ns`, `norm_share_ppm`, `extra_ns`,
+//! `migration_runq_count`, pCPU `runq`. The periodic-job fields (§1.7) come from the guest
+//! models' job records and the rtds server fields from the scheduler's own accounting (over
+//! the vCPU's whole life in its pool, not clipped to the window), both handed over by the
+//! run loop.
 //! Readers ignore unknown fields, so adding them later does not bump `schema_version`.
 
 pub mod collect;
@@ -202,6 +205,13 @@ pub struct VcpuMetrics {
     pub wakeup_latency_ns: Distribution,
     /// Each maximal runnable interval that ends in running.
     pub runq_wait_ns: Distribution,
+    /// rtds: completed server periods since the vCPU joined the pool (§1.7); `null`
+    /// outside rtds.
+    pub server_period_count: Option<u64>,
+    /// rtds: periods runnable throughout that got less than the budget.
+    pub server_underserved_count: Option<u64>,
+    /// rtds: sum of the budget shortfalls of underserved periods.
+    pub server_shortfall_ns: Option<i64>,
 }
 
 /// The JSON document: header fields, then the three entity arrays (§4.1 order).

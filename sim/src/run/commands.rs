@@ -8,6 +8,7 @@
 use hypervisor_model::domain::ShutdownReason;
 use hypervisor_model::event::CoreInput;
 use hypervisor_model::ids::DomId;
+use hypervisor_model::sched::params::VcpuParams;
 use hypervisor_model::toolstack::config::DomainConfig;
 use hypervisor_model::toolstack::ops::{
     GuestNotice, JobId, ToolstackError, ToolstackOp, ToolstackReply,
@@ -51,6 +52,9 @@ pub struct JobOrigin {
     pub dom: Option<DomId>,
     /// For creates: the `pool=` name, if any.
     pub pool: Option<String>,
+    /// For `[[domain]]` creates with `rtds`: set these on every vCPU once built, then unpause
+    /// unless the domain was asked for paused.
+    pub then_rtds: Option<(VcpuParams, bool)>,
 }
 
 impl JobOrigin {
@@ -62,8 +66,16 @@ impl JobOrigin {
             kind,
             dom: Some(dom),
             pool: None,
+            then_rtds: None,
         }
     }
+}
+
+/// How `xl create` leaves the domain: paused (`-p`), and what runs once it is built.
+#[derive(Debug, Clone, Copy)]
+struct CreateMode {
+    paused: bool,
+    then_rtds: Option<(VcpuParams, bool)>,
 }
 
 /// An `xl shutdown -w` waiting for one domain.
@@ -103,7 +115,7 @@ fn random_uuid(stream: &mut crate::rng::Stream) -> [u8; 16] {
 }
 
 impl World<'_> {
-    fn new_command(&mut self, host: u16, text: String, expect_rc: Option<i32>) -> usize {
+    pub(crate) fn new_command(&mut self, host: u16, text: String, expect_rc: Option<i32>) -> usize {
         let host_name = self.hosts[usize::from(host)].name.clone();
         self.commands.push(CommandRecord {
             time_ns: self.queue.now_ns(),
@@ -139,9 +151,10 @@ impl World<'_> {
         command: usize,
         config: &DomainConfig,
         path: &str,
-        paused: bool,
+        mode: CreateMode,
         workloads: Vec<WorkloadSpec>,
     ) {
+        let CreateMode { paused, then_rtds } = mode;
         self.commands[command]
             .stderr
             .push_str(&format!("Parsing config from {path}\n"));
@@ -152,6 +165,7 @@ impl World<'_> {
             kind: JobKind::Create,
             dom: None,
             pool: config.pool.clone(),
+            then_rtds,
         };
         let op = ToolstackOp::Create {
             config: Box::new(config.clone()),
@@ -165,19 +179,22 @@ impl World<'_> {
     pub(crate) fn start_domain(&mut self, index: usize) -> u16 {
         let spec = &self.scenario.domains[index];
         let host = u16::try_from(spec.host_index).expect("host index fits u16");
+        // With rtds parameters, xl create -p; xl sched-rtds -d D -v all ...; xl unpause D.
+        let paused = spec.paused || spec.rtds.is_some();
         let text = format!(
             "create{} {}",
-            if spec.paused { " -p" } else { "" },
+            if paused { " -p" } else { "" },
             spec.config_path
         );
         let command = self.new_command(host, text, Some(0));
-        let (config, path, paused, workloads) = (
+        let then_rtds = spec.rtds.map(|params| (params, !spec.paused));
+        let (config, path, workloads) = (
             spec.config.clone(),
             spec.config_path.clone(),
-            spec.paused,
             spec.vcpu_workloads.clone(),
         );
-        self.create(host, command, &config, &path, paused, workloads);
+        let mode = CreateMode { paused, then_rtds };
+        self.create(host, command, &config, &path, mode, workloads);
         host
     }
 
@@ -215,7 +232,11 @@ impl World<'_> {
                     return;
                 };
                 let workloads = self.workloads_by_name(&config.name);
-                self.create(host, record, &config, config_path, *paused, workloads);
+                let mode = CreateMode {
+                    paused: *paused,
+                    then_rtds: None,
+                };
+                self.create(host, record, &config, config_path, mode, workloads);
             }
             XlCommand::Destroy(arg) => self.domain_op(host, record, arg, JobKind::Destroy),
             XlCommand::Pause(arg) => self.domain_op(host, record, arg, JobKind::Pause),
@@ -307,6 +328,7 @@ impl World<'_> {
             kind,
             dom: None,
             pool: None,
+            then_rtds: None,
         };
         let mut out = done_output(&origin, Err(ToolstackError::NoSuchDomain));
         out.stderr = out.stderr.replace("Domain 0:", &format!("Domain {raw}:"));
@@ -504,7 +526,13 @@ impl World<'_> {
                 let Some(origin) = self.jobs.remove(&(host, job)) else {
                     return;
                 };
+                let created = result.is_ok();
                 let out = done_output(&origin, result);
+                if let (true, Some((params, unpause)), Some(dom)) =
+                    (created, origin.then_rtds, origin.dom)
+                {
+                    self.domain_rtds(host, dom, params, unpause);
+                }
                 let r = &mut self.commands[origin.command];
                 r.stderr.push_str(&out.stderr);
                 let waiting = self.waiters.iter().any(|w| w.record == origin.command);

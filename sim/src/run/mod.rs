@@ -14,6 +14,7 @@
 
 pub mod commands;
 pub mod decisions;
+mod domain_rtds;
 pub mod guests;
 pub mod host;
 mod messages;

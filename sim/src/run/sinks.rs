@@ -142,6 +142,16 @@ impl Sinks {
     /// Ends the run at `end_ns`: the recorder (to finish) and the report.
     pub fn finish(mut self, end_ns: u64, hosts: &mut [HostRuntime]) -> (Recorder, SinksReport) {
         for (index, host) in hosts.iter_mut().enumerate() {
+            for d in host.hv.domains() {
+                let Some(pool) = host.hv.pool(d.pool) else {
+                    continue;
+                };
+                for v in &d.vcpus {
+                    if let Some(stats) = pool.sched.server_stats(v.id) {
+                        self.metrics.vcpu_server_stats(index, v.id, stats);
+                    }
+                }
+            }
             let live: Vec<DomId> = host.sim.guests.domains().collect();
             for dom in live {
                 let jobs = host.sim.guests.jobs(dom, end_ns);

@@ -92,7 +92,7 @@ pub(crate) fn resolve_cpurange(hv: &Hypervisor, text: &str) -> CpuMask {
 
 impl World<'_> {
     /// Runs one toolstack operation to its end on `host` and returns its result.
-    fn call(&mut self, host: u16, op: ToolstackOp) -> Result<(), ToolstackError> {
+    pub(crate) fn call(&mut self, host: u16, op: ToolstackOp) -> Result<(), ToolstackError> {
         self.next_job += 1;
         let job = JobId(self.next_job);
         self.sync_job = Some((host, job));

@@ -10,6 +10,8 @@
 
 use std::path::Path;
 
+use hypervisor_model::sched::params::VcpuParams;
+
 use super::diag::{Diags, LoadError, Loc, Severity, TextOrigin};
 use super::host::{costs, parse_host, LoadedHost};
 use super::model::{
@@ -423,14 +425,29 @@ impl Loader<'_> {
                         })
                         .collect()
                 });
-            if let Some(node) = t.get("rtds") {
+            let rtds = t.get("rtds").and_then(|node| {
                 let r = Tbl::new(d, self.file_index, node, &context, "rtds.");
-                r.req(d, "period", conv::duration);
-                r.req(d, "budget", conv::duration);
-                r.opt(d, "extratime", conv::bool_);
+                let whole_us = |key: &str| {
+                    let ns = r.req(d, key, conv::duration)?;
+                    let us = u32::try_from(ns / 1_000).ok().filter(|_| ns % 1_000 == 0);
+                    if us.is_none() {
+                        if let Some(n) = r.get(key) {
+                            r.error_at(d, n, key, "expected a whole number of µs below 2^32 µs");
+                        }
+                    }
+                    us
+                };
+                let period_us = whole_us("period");
+                let budget_us = whole_us("budget");
+                // Every new rtds vCPU has extratime on (rt_alloc_udata).
+                let extratime = r.opt(d, "extratime", conv::bool_).unwrap_or(true);
                 r.finish(d);
-                unsupported::check(d, t.loc(node.offset), &t.path("rtds"), Feature::DomainRtds);
-            }
+                Some(VcpuParams {
+                    period_us: period_us?,
+                    budget_us: budget_us?,
+                    extratime,
+                })
+            });
             let (has_config, has_xl) = (t.has("config"), t.has("xl"));
             if has_config == has_xl {
                 d.error(
@@ -456,6 +473,9 @@ impl Loader<'_> {
                 continue;
             };
             self.pool_exists(&t, &hosts[host_index], &config);
+            if rtds.is_some() {
+                self.pool_is_rtds(&t, &hosts[host_index], &config);
+            }
             let max = usize::try_from(config.max_vcpus).unwrap_or(0);
             let vcpu_workloads = match per_vcpu {
                 Some(list) => {
@@ -492,6 +512,7 @@ impl Loader<'_> {
                 start_ns,
                 paused,
                 vcpu_workloads,
+                rtds,
             });
         }
         out
@@ -513,6 +534,37 @@ impl Loader<'_> {
                 self.d
                     .error(t.here(), format!("{}: {message}", t.path("config")));
             }
+        }
+    }
+
+    /// `[[domain]] rtds` needs the domain's pool to run rtds (xl sched-rtds would find no
+    /// rtds domain otherwise).
+    fn pool_is_rtds(
+        &self,
+        t: &Tbl<'_>,
+        host: &LoadedHost,
+        config: &hypervisor_model::toolstack::config::DomainConfig,
+    ) {
+        let pool = config.pool.as_deref().unwrap_or("Pool-0");
+        let sched = if pool == "Pool-0" {
+            Some(host.spec.scheduler)
+        } else {
+            host.spec
+                .cpupools
+                .iter()
+                .find(|p| p.name == pool)
+                .map(|p| p.scheduler)
+        };
+        if let Some(sched) = sched.filter(|s| *s != super::model::SchedName::Rtds) {
+            let at = t.get("rtds").map_or(t.here(), |n| t.loc(n.offset));
+            self.d.error(
+                at,
+                format!(
+                    "{}: the domain's cpupool {pool:?} runs {}, not rtds",
+                    t.path("rtds"),
+                    sched.as_str()
+                ),
+            );
         }
     }
 

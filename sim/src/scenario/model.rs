@@ -390,6 +390,8 @@ pub struct DomainSpec {
     pub paused: bool,
     /// Per-vCPU workloads (length = `config.max_vcpus`; `workload` repeated if not per vCPU).
     pub vcpu_workloads: Vec<WorkloadSpec>,
+    /// `rtds = { period, budget, extratime }`: set on every vCPU between build and unpause.
+    pub rtds: Option<hypervisor_model::sched::params::VcpuParams>,
 }
 
 /// What an `[[at]]` entry does.

@@ -20,8 +20,6 @@ pub enum Feature<'a> {
     IoWorkload,
     /// A workload's `memory`, `net` or `disk` sub-table (the name).
     WorkloadSubTable(&'a str),
-    /// A `[[domain]] rtds = { ... }` table.
-    DomainRtds,
     /// A non-empty `pci` list (host or xl.cfg).
     Pci,
     /// An xl subcommand xl has but xensim's `XlCommand` does not parse yet.
@@ -62,7 +60,6 @@ pub fn not_yet(feature: Feature<'_>) -> Option<String> {
         Feature::AtFault => "[[at]] faults are".to_string(),
         Feature::IoWorkload => "workload kind \"io\" is".to_string(),
         Feature::WorkloadSubTable(name) => format!("workload sub-table `{name}` is"),
-        Feature::DomainRtds => "per-domain rtds parameters are".to_string(),
         Feature::Pci => "PCI passthrough is".to_string(),
         Feature::XlCommand(name) if XL_COMMANDS_NOT_YET.contains(&name) => {
             format!("xl command \"{name}\" is")

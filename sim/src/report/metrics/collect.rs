@@ -28,6 +28,7 @@
 use std::collections::BTreeMap;
 
 use hypervisor_model::ids::{DomId, PcpuId, VcpuRef};
+use hypervisor_model::sched::rtds::ServerStats;
 use hypervisor_model::trace::TraceEvent;
 
 use super::dist::Distribution;
@@ -182,6 +183,16 @@ impl MetricsCollector {
         };
         if let Some(index) = index {
             host.domains[index].jobs = jobs;
+        }
+    }
+
+    /// Records the rtds server accounting of live vCPU `v` on host `host_index`.
+    pub fn vcpu_server_stats(&mut self, host_index: usize, v: VcpuRef, stats: ServerStats) {
+        let host = self.host_mut(host_index);
+        if let Some(&index) = host.live.get(&v.dom) {
+            if let Some(vcpu) = host.domains[index].vcpus.get_mut(&v.vcpu.raw()) {
+                vcpu.server = Some(stats);
+            }
         }
     }
 

@@ -16,6 +16,8 @@
 use hypervisor_model::domain::vcpu::Runstate;
 use hypervisor_model::ids::PcpuId;
 
+use hypervisor_model::sched::rtds::ServerStats;
+
 use super::dist::Distribution;
 use super::VcpuMetrics;
 
@@ -54,6 +56,8 @@ pub(super) fn bump(acc: &mut u64, metric: &str) {
 /// One vCPU's life, from `VcpuCreate` (offline) to its domain's `DomainFree`.
 #[derive(Debug)]
 pub(super) struct VcpuState {
+    /// rtds server accounting, given by the run loop at the end.
+    pub(super) server: Option<ServerStats>,
     state: Runstate,
     since_ns: u64,
     created_ns: u64,
@@ -80,6 +84,7 @@ impl VcpuState {
     /// A vCPU created at `time_ns`; Xen creates every vCPU offline.
     pub(super) fn new(time_ns: u64) -> VcpuState {
         VcpuState {
+            server: None,
             state: Runstate::Offline,
             since_ns: time_ns,
             created_ns: time_ns,
@@ -206,6 +211,9 @@ impl VcpuState {
                 "wakeup_latency_ns",
             ),
             runq_wait_ns: Distribution::from_samples(&self.runq_wait_samples_ns, "runq_wait_ns"),
+            server_period_count: self.server.map(|s| s.period_count),
+            server_underserved_count: self.server.map(|s| s.underserved_count),
+            server_shortfall_ns: self.server.map(|s| s.shortfall_ns),
         }
     }
 
