@@ -1,7 +1,8 @@
 //! Every bundled scenario runs with the invariant checker after every event and meets its
 //! `[[expect]]` bounds. Its golden snapshots live under `golden/<scenario>__<view>.snap`:
 //! `summary` (the run summary), `xl-list` (the output of every timeline xl command and a
-//! final `xl list`), and `decisions` (the decision log of the first 400 ms of virtual time).
+//! final `xl list`), and `decisions` (the decision log of the first 400 ms of virtual time,
+//! at most its first 3000 lines).
 //! Review a changed snapshot like code: its commit must say why decisions changed.
 
 mod support;
@@ -15,6 +16,8 @@ mod tests {
 
     /// Virtual time covered by the decisions snapshot.
     const DECISIONS_WINDOW_NS: u64 = 400_000_000;
+    /// Most lines of the decisions snapshot (busy scenarios log ~1 M lines a second).
+    const DECISIONS_LINES_MAX: usize = 3_000;
 
     fn snapshot(name: &str, text: &str) {
         insta::with_settings!({
@@ -54,6 +57,7 @@ mod tests {
     fn decisions_prefix(log: &str) -> String {
         log.lines()
             .take_while(|line| line_time_ns(line).is_some_and(|t| t < DECISIONS_WINDOW_NS))
+            .take(DECISIONS_LINES_MAX)
             .map(|line| format!("{line}\n"))
             .collect()
     }

@@ -248,7 +248,8 @@ impl HostGuests {
         slot.run_generation = generation;
         slot.model.on_run_stop(now_ns);
         if slot.model.state() == GuestState::Runnable {
-            slot.model.account(now_ns - started_ns);
+            // A stop inside the switch overhead leaves the guest no time of its own.
+            slot.model.account(now_ns.saturating_sub(started_ns));
         }
     }
 
