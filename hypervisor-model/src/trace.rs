@@ -13,7 +13,7 @@ use crate::domain::vcpu::Runstate;
 use crate::domain::{Dying, ShutdownReason};
 use crate::encode::Encoder;
 use crate::ids::{DomId, PcpuId, PoolId, VcpuRef};
-use crate::sched::PickReason;
+use crate::sched::{PickReason, SchedKind};
 use crate::time::{STime, Span};
 use crate::toolstack::ops::JobId;
 
@@ -68,6 +68,34 @@ pub enum TraceEvent {
     XsSocketDrop {
         /// The platform's client number.
         client: u32,
+    },
+    /// A cpupool was created at run time (`xl cpupool-create`).
+    PoolCreate {
+        /// Its id.
+        pool: PoolId,
+        /// Its name.
+        name: String,
+        /// Its scheduler.
+        sched: SchedKind,
+    },
+    /// A cpupool was destroyed.
+    PoolDestroy {
+        /// Its id.
+        pool: PoolId,
+    },
+    /// A pCPU joined a pool (`Some`) or left its pool (`None`).
+    PoolCpu {
+        /// The pCPU.
+        pcpu: PcpuId,
+        /// Its pool now.
+        pool: Option<PoolId>,
+    },
+    /// A domain moved to another pool (`sched_move_domain`).
+    DomainPool {
+        /// The domain.
+        dom: DomId,
+        /// Its pool now.
+        pool: PoolId,
     },
     /// The scheduler timer of a pCPU was armed.
     TimerSet {
@@ -208,6 +236,22 @@ impl TraceEvent {
             }
             TraceEvent::XsSocketDrop { client } => {
                 e.u8(19).u32(*client);
+            }
+            TraceEvent::PoolCreate { pool, name, sched } => {
+                e.u8(20).u32(pool.0).str(name).u32(sched.sched_id());
+            }
+            TraceEvent::PoolDestroy { pool } => {
+                e.u8(21).u32(pool.0);
+            }
+            TraceEvent::PoolCpu { pcpu, pool } => {
+                e.u8(22).pcpu(*pcpu);
+                match pool {
+                    Some(p) => e.u8(1).u32(p.0),
+                    None => e.u8(0),
+                };
+            }
+            TraceEvent::DomainPool { dom, pool } => {
+                e.u8(23).dom(*dom).u32(pool.0);
             }
             TraceEvent::TimerSet { pcpu, deadline } => {
                 e.u8(4).pcpu(*pcpu).time(*deadline);

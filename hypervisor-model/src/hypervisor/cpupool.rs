@@ -84,6 +84,10 @@ impl Hypervisor {
         assert!(self.cpu_pool[cpu.index()].is_none(), "{cpu:?} is not free");
         self.cpu_pool[cpu.index()] = Some(pool);
         self.pool_mut(pool).cpus.set(cpu);
+        p.trace(&TraceEvent::PoolCpu {
+            pcpu: cpu,
+            pool: Some(pool),
+        });
         self.with_sched(pool, p, |s, ctx| s.add_pcpu(ctx, cpu));
     }
 
@@ -111,6 +115,11 @@ impl Hypervisor {
         let id = self
             .insert_pool(String::from(name), kind)
             .ok_or(ToolstackError::Pool(PoolError::NoSpace))?;
+        p.trace(&TraceEvent::PoolCreate {
+            pool: id,
+            name: String::from(name),
+            sched: kind,
+        });
         crate::hypervisor::banner::sched_init(self, p, kind);
         for cpu in cpus.iter() {
             self.assign_cpu(id, cpu, p);
@@ -180,6 +189,7 @@ impl Hypervisor {
         assert_ne!(pool, PoolId(0), "Pool-0 always holds dom0");
         self.cpupool_cpu_remove(pool, &cpus, p)?;
         let removed = self.pools.remove(&pool);
+        p.trace(&TraceEvent::PoolDestroy { pool });
         assert!(removed.as_ref().is_some_and(|gone| gone.cpus.is_empty()));
         if let Some(gone) = removed {
             if gone.timer.is_some() {
@@ -217,6 +227,10 @@ impl Hypervisor {
         self.with_sched(pool, p, |s, ctx| s.remove_pcpu(ctx, cpu));
         self.cpu_pool[cpu.index()] = None;
         assert!(!self.pool_ref(pool).cpus.test(cpu));
+        p.trace(&TraceEvent::PoolCpu {
+            pcpu: cpu,
+            pool: None,
+        });
         Ok(())
     }
 
@@ -330,6 +344,7 @@ impl Hypervisor {
         if let Some(d) = self.domains.get_mut(dom) {
             d.pool = target;
         }
+        p.trace(&TraceEvent::DomainPool { dom, pool: target });
         self.with_sched(target, p, |s, ctx| s.insert_domain(ctx, dom));
         let full = CpuMask::full(self.host.nr_cpus());
         let mut next = target_cpus.first();

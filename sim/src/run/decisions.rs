@@ -233,6 +233,16 @@ pub fn event_line(out: &mut String, host: &str, time_ns: u64, event: &TraceEvent
             format!("xenstored to client{client}: {}", frames_text(bytes))
         }
         TraceEvent::XsSocketDrop { client } => format!("xenstored drops client{client}"),
+        TraceEvent::PoolCreate { pool, name, sched } => {
+            format!("pool{} \"{name}\" created ({})", pool.0, sched.opt_name())
+        }
+        TraceEvent::PoolDestroy { pool } => format!("pool{} destroyed", pool.0),
+        TraceEvent::PoolCpu {
+            pcpu,
+            pool: Some(p),
+        } => format!("{} joins pool{}", cpu(*pcpu), p.0),
+        TraceEvent::PoolCpu { pcpu, pool: None } => format!("{} leaves its pool", cpu(*pcpu)),
+        TraceEvent::DomainPool { dom, pool } => format!("d{} moves to pool{}", dom.raw(), pool.0),
         TraceEvent::PoolTimerSet { pool, deadline } => match deadline {
             Some(t) => format!("pool{} timer at {}", pool.0, t.as_ns()),
             None => format!("pool{} timer cancelled", pool.0),

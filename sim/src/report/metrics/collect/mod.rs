@@ -25,20 +25,21 @@
 //! cause. Preemption causes (`tickle`/`slice`/`budget`) are not reported for the same reason.
 //! A wake still runnable when its domain is freed counts as abandoned.
 
+mod pcpu;
+
 use std::collections::BTreeMap;
 
-use hypervisor_model::ids::{DomId, PcpuId, VcpuRef};
+use hypervisor_model::ids::{DomId, PcpuId, PoolId, VcpuRef};
 use hypervisor_model::sched::rtds::ServerStats;
 use hypervisor_model::trace::TraceEvent;
 
 use super::dist::Distribution;
 use super::jobs::JobMetrics;
-use super::state::{add, bump, VcpuState, Window};
-use super::{
-    DomainMetrics, HostMetrics, Metrics, PcpuMetrics, PoolMetrics, VcpuMetrics, WindowMetrics,
-};
+use super::state::{add, VcpuState, Window};
+use super::{DomainMetrics, HostMetrics, Metrics, VcpuMetrics, WindowMetrics};
 use crate::guest::workload::JobRecord;
 use crate::machine::switch::SwitchCosts;
+use pcpu::PcpuState;
 
 /// Bytes per KiB over bytes per page: host pages are 4 KiB.
 const KIB_PER_PAGE: u64 = 4;
@@ -100,6 +101,8 @@ struct HostState {
     pending_meta: BTreeMap<DomId, DomainMeta>,
     free_pages_now: Option<u64>,
     free_pages_min: Option<u64>,
+    /// Pool names by id (boot pools are numbered in `meta.pools` order).
+    pool_names: BTreeMap<PoolId, String>,
 }
 
 /// Live domains by domid: a dense table, as the core keeps them.
@@ -132,22 +135,6 @@ impl LiveDomains {
             .get_mut(usize::from(dom.raw()))
             .and_then(Option::take)
     }
-}
-
-#[derive(Debug, Default)]
-struct PcpuState {
-    current: Option<VcpuRef>,
-    since_ns: u64,
-    busy_ns: u64,
-    idle_ns: u64,
-    overhead_ns: u64,
-    /// The last guest vCPU that ran here (a switch back to it is free).
-    last_vcpu: Option<VcpuRef>,
-    /// The current switch's overhead lasts until then.
-    overhead_until_ns: u64,
-    context_switch_count: u64,
-    vcpu_switch_count: u64,
-    sched_decision_count: u64,
 }
 
 #[derive(Debug)]
@@ -226,12 +213,18 @@ impl MetricsCollector {
                 pcpu, prev, next, ..
             } => host.schedule(window, time_ns, *pcpu, *prev, *next),
             TraceEvent::DomainCreate { dom, name } => host.domain_create(time_ns, *dom, name),
+            TraceEvent::PoolCreate { pool, name, sched } => {
+                host.pool_create(*pool, name, sched.opt_name());
+            }
+            TraceEvent::PoolCpu { pcpu, pool } => host.pool_cpu(window, time_ns, *pcpu, *pool),
+            TraceEvent::DomainPool { dom, pool } => host.domain_pool(*dom, *pool),
             TraceEvent::VcpuCreate { vcpu, .. } => host.vcpu_create(time_ns, *vcpu),
             TraceEvent::DomainFree { dom } => host.domain_free(window, time_ns, *dom),
             TraceEvent::Memory { free_pages, .. } => host.memory(window, time_ns, *free_pages),
             TraceEvent::Tickle { .. }
             | TraceEvent::TimerSet { .. }
             | TraceEvent::PoolTimerSet { .. }
+            | TraceEvent::PoolDestroy { .. }
             | TraceEvent::XsSocketSend { .. }
             | TraceEvent::XsSocketDrop { .. }
             | TraceEvent::NullAssign { .. }
@@ -281,8 +274,43 @@ impl MetricsCollector {
 }
 
 impl HostState {
+    /// A pool created at run time: its name and scheduler join the host's pools.
+    fn pool_create(&mut self, pool: PoolId, name: &str, scheduler: &str) {
+        self.pool_names.insert(pool, name.to_owned());
+        if !self.meta.pools.iter().any(|p| p.name == name) {
+            self.meta.pools.push(PoolMeta {
+                name: name.to_owned(),
+                scheduler: scheduler.to_owned(),
+            });
+        }
+    }
+
+    /// A pCPU changed pool at `time_ns`: its time so far goes to the old pool.
+    fn pool_cpu(&mut self, window: Window, time_ns: u64, pcpu: PcpuId, pool: Option<PoolId>) {
+        let index = pcpu.index();
+        let Some(state) = self.pcpus.get_mut(index) else {
+            panic!("metrics: unknown {pcpu:?}");
+        };
+        state.close(window, time_ns, self.meta.pcpu_pools[index].as_deref());
+        self.meta.pcpu_pools[index] = pool.and_then(|p| self.pool_names.get(&p).cloned());
+    }
+
+    /// A domain moved to `pool`: it is reported in the pool it ends in.
+    fn domain_pool(&mut self, dom: DomId, pool: PoolId) {
+        let name = self.pool_names.get(&pool).cloned();
+        if let (Some(&index), Some(name)) = (self.live.get(&dom), name) {
+            if let Some(meta) = self.domains[index].meta.as_mut() {
+                meta.pool = name;
+            }
+        }
+    }
+
     fn new(meta: HostMeta) -> HostState {
         assert_eq!(meta.pcpu_nodes.len(), meta.pcpu_pools.len());
+        let pool_names = (0u32..)
+            .zip(&meta.pools)
+            .map(|(id, p)| (PoolId(id), p.name.clone()))
+            .collect();
         let pcpus = meta
             .pcpu_nodes
             .iter()
@@ -297,6 +325,7 @@ impl HostState {
             pending_meta: BTreeMap::new(),
             free_pages_now: None,
             free_pages_min: None,
+            pool_names,
         }
     }
 
@@ -375,8 +404,8 @@ impl HostState {
             .pcpus
             .get_mut(pcpu.index())
             .unwrap_or_else(|| panic!("metrics: unknown {pcpu:?}"));
-        let in_pool = self.meta.pcpu_pools[pcpu.index()].is_some();
-        state.decide(window, time_ns, prev, next, in_pool);
+        let pool = self.meta.pcpu_pools[pcpu.index()].as_deref();
+        state.decide(window, time_ns, prev, next, pool);
         if let Some(v) = next.filter(|&v| Some(v) != prev) {
             let cost_ns = self.meta.switch.switch_overhead_ns(state.last_vcpu, v);
             state.last_vcpu = Some(v);
@@ -397,54 +426,6 @@ impl HostState {
     }
 }
 
-impl PcpuState {
-    fn decide(
-        &mut self,
-        window: Window,
-        time_ns: u64,
-        prev: Option<VcpuRef>,
-        next: Option<VcpuRef>,
-        in_pool: bool,
-    ) {
-        assert_eq!(
-            self.current, prev,
-            "Schedule prev differs from the running vCPU"
-        );
-        let in_window = window.contains(time_ns);
-        if in_window {
-            bump(&mut self.sched_decision_count, "sched_decision_count");
-        }
-        if next == prev {
-            return;
-        }
-        if in_window {
-            bump(&mut self.context_switch_count, "context_switch_count");
-            if prev.is_some() && next.is_some() {
-                bump(&mut self.vcpu_switch_count, "vcpu_switch_count");
-            }
-        }
-        self.close(window, time_ns, in_pool);
-        self.current = next;
-    }
-
-    fn close(&mut self, window: Window, time_ns: u64, in_pool: bool) {
-        if in_pool {
-            if self.current.is_some() {
-                // The switch's overhead comes first; the guest runs after it.
-                let switch_end_ns = self.overhead_until_ns.clamp(self.since_ns, time_ns);
-                let overhead_ns = window.clip(self.since_ns, switch_end_ns);
-                add(&mut self.overhead_ns, overhead_ns, "overhead_ns");
-                let busy_ns = window.clip(switch_end_ns, time_ns);
-                add(&mut self.busy_ns, busy_ns, "busy_ns");
-            } else {
-                let spent_ns = window.clip(self.since_ns, time_ns);
-                add(&mut self.idle_ns, spent_ns, "idle_ns");
-            }
-        }
-        self.since_ns = time_ns;
-    }
-}
-
 impl HostState {
     /// The host's metrics at the end of the run; closes every pCPU interval.
     fn host_metrics(mut self, window: Window, end_ns: u64) -> HostMetrics {
@@ -457,16 +438,16 @@ impl HostState {
         let mut pcpus = Vec::with_capacity(self.pcpus.len());
         for (index, state) in self.pcpus.iter_mut().enumerate() {
             let pool = self.meta.pcpu_pools[index].clone();
-            state.close(window, end_ns, pool.is_some());
+            state.close(window, end_ns, pool.as_deref());
             let id = u32::try_from(index).expect("pCPU index fits u32");
             let node = self.meta.pcpu_nodes[index];
-            pcpus.push(state.metrics(window, id, pool, node));
+            pcpus.push(state.metrics(id, pool, node));
         }
         let pools = self
             .meta
             .pools
             .iter()
-            .map(|pool| pool_metrics(pool, &pcpus))
+            .map(|pool| pcpu::pool_metrics(pool, &self.pcpus))
             .collect();
         HostMetrics {
             name: self.meta.name,
@@ -496,50 +477,8 @@ impl HostState {
     }
 }
 
-fn pool_metrics(pool: &PoolMeta, pcpus: &[PcpuMetrics]) -> PoolMetrics {
-    let mut capacity_ns = 0;
-    for pcpu in pcpus.iter().filter(|p| p.pool.as_ref() == Some(&pool.name)) {
-        add(&mut capacity_ns, pcpu.online_ns, "capacity_ns");
-    }
-    PoolMetrics {
-        name: pool.name.clone(),
-        scheduler: pool.scheduler.clone(),
-        capacity_ns,
-    }
-}
-
-impl PcpuState {
-    fn metrics(&self, window: Window, id: u32, pool: Option<String>, node: u32) -> PcpuMetrics {
-        let online_ns = if pool.is_some() {
-            window.clip(0, window.end_ns)
-        } else {
-            0
-        };
-        let mut accounted_ns = self.busy_ns;
-        add(&mut accounted_ns, self.idle_ns, "online_ns");
-        add(&mut accounted_ns, self.overhead_ns, "online_ns");
-        assert_eq!(
-            accounted_ns, online_ns,
-            "busy + idle + overhead differs from online"
-        );
-        PcpuMetrics {
-            id,
-            pool,
-            node,
-            online_ns,
-            busy_ns: self.busy_ns,
-            idle_ns: self.idle_ns,
-            overhead_ns: self.overhead_ns,
-            utilization_ppm: ratio_ppm(self.busy_ns, online_ns),
-            context_switch_count: self.context_switch_count,
-            vcpu_switch_count: self.vcpu_switch_count,
-            sched_decision_count: self.sched_decision_count,
-        }
-    }
-}
-
 /// `floor(10^6 · part / whole)`, `None` when `whole` is 0 (§0 ratios).
-fn ratio_ppm(part: u64, whole: u64) -> Option<u64> {
+pub(super) fn ratio_ppm(part: u64, whole: u64) -> Option<u64> {
     let ppm = (u128::from(part) * PPM).checked_div(u128::from(whole))?;
     Some(u64::try_from(ppm).expect("a ppm ratio of a part fits u64"))
 }
@@ -586,256 +525,4 @@ impl DomainState {
 }
 
 #[cfg(test)]
-mod tests {
-    use hypervisor_model::domain::vcpu::Runstate::{Blocked, Offline, Runnable, Running};
-
-    use super::super::synthetic::{collector, create, free, memory, rs, sched, switch, vcpu, HOST};
-    use super::DomainMeta;
-
-    /// Window start used where a test needs a warm-up.
-    const WARMUP_NS: u64 = 1_000;
-    /// Run end used by most tests.
-    const END_NS: u64 = 3_000;
-
-    #[test]
-    fn runstate_interval_across_window_start_is_clipped() {
-        let v = vcpu(1, 0);
-        let mut c = collector(WARMUP_NS);
-        create(&mut c, 0, 1, "vm1", 1);
-        rs(&mut c, 500, v, Offline, Runnable);
-        rs(&mut c, 1_500, v, Runnable, Running);
-
-        let m = c.finish(END_NS);
-
-        let got = &m.domains[0].vcpus[0];
-        // Offline [0, 500) and runnable [500, 1000) fall before the window.
-        assert_eq!(got.offline_ns, 0);
-        assert_eq!(got.runnable_ns, 500);
-        assert_eq!(got.running_ns, 1_500);
-        assert_eq!(got.dispatch_count, 1);
-        // The wake at 500 started before the window: no sample.
-        assert_eq!(got.wakeup_latency_ns.count, 0);
-        assert_eq!(got.runq_wait_ns.count, 0);
-    }
-
-    #[test]
-    fn switch_overhead_is_taken_out_of_busy_time() {
-        // Switches cost 100 ns (60 within a domain): d1v0 at 0, d1v1 at 1000, d2v0 at 2000.
-        let costs = crate::machine::switch::SwitchCosts {
-            vcpu_switch_ns: 100,
-            same_dom_permille: 600,
-            ipi_ns: 0,
-        };
-        let mut c = super::super::synthetic::collector_with_switch(0, costs);
-        create(&mut c, 0, 1, "vm1", 2);
-        create(&mut c, 0, 2, "vm2", 1);
-        sched(&mut c, 0, 0, None, Some(vcpu(1, 0)));
-        sched(&mut c, 1_000, 0, Some(vcpu(1, 0)), Some(vcpu(1, 1)));
-        sched(&mut c, 2_000, 0, Some(vcpu(1, 1)), Some(vcpu(2, 0)));
-
-        let m = c.finish(END_NS);
-
-        let cpu0 = &m.hosts[0].pcpus[0];
-        assert_eq!(cpu0.overhead_ns, 100 + 60 + 100);
-        assert_eq!(cpu0.busy_ns, END_NS - 260);
-        assert_eq!(cpu0.idle_ns, 0);
-    }
-
-    #[test]
-    fn wake_then_run_records_latency_sample() {
-        let v = vcpu(1, 0);
-        let mut c = collector(0);
-        create(&mut c, 0, 1, "vm1", 1);
-        rs(&mut c, 100, v, Offline, Runnable);
-        rs(&mut c, 350, v, Runnable, Running);
-        rs(&mut c, 1_000, v, Running, Blocked);
-        rs(&mut c, 2_000, v, Blocked, Runnable);
-        rs(&mut c, 2_100, v, Runnable, Running);
-
-        let m = c.finish(END_NS);
-
-        let got = &m.vcpus_of(0)[0];
-        // Samples 250 (350 - 100) and 100 (2100 - 2000).
-        assert_eq!(got.wakeup_latency_ns.count, 2);
-        assert_eq!(got.wakeup_latency_ns.sum, 350);
-        assert_eq!(got.wakeup_latency_ns.max, Some(250));
-        assert_eq!(got.runq_wait_ns.count, 2);
-        assert_eq!(got.blocked_ns, 1_000);
-    }
-
-    #[test]
-    fn wake_then_block_before_run_counts_abandoned() {
-        let v = vcpu(1, 0);
-        let mut c = collector(0);
-        create(&mut c, 0, 1, "vm1", 1);
-        rs(&mut c, 100, v, Offline, Runnable);
-        rs(&mut c, 200, v, Runnable, Blocked);
-
-        let m = c.finish(END_NS);
-
-        let got = &m.vcpus_of(0)[0];
-        assert_eq!(got.wake_abandoned_count, 1);
-        assert_eq!(got.wakeup_latency_ns.count, 0);
-        assert_eq!(got.runq_wait_ns.count, 0);
-        assert_eq!(got.wakeup_latency_pending_count, 0);
-    }
-
-    #[test]
-    fn wake_pending_at_end_is_censored() {
-        let v = vcpu(1, 0);
-        let mut c = collector(0);
-        create(&mut c, 0, 1, "vm1", 1);
-        rs(&mut c, 2_900, v, Offline, Runnable);
-
-        let m = c.finish(END_NS);
-
-        let got = &m.vcpus_of(0)[0];
-        assert_eq!(got.wakeup_latency_pending_count, 1);
-        assert_eq!(got.wake_abandoned_count, 0);
-        assert_eq!(got.wakeup_latency_ns.count, 0);
-        assert_eq!(got.runnable_ns, 100);
-    }
-
-    #[test]
-    fn running_to_runnable_counts_preemption_and_runq_wait_only() {
-        let v = vcpu(1, 0);
-        let mut c = collector(0);
-        create(&mut c, 0, 1, "vm1", 1);
-        rs(&mut c, 0, v, Offline, Runnable);
-        rs(&mut c, 0, v, Runnable, Running);
-        rs(&mut c, 1_000, v, Running, Runnable);
-        rs(&mut c, 1_400, v, Runnable, Running);
-
-        let m = c.finish(END_NS);
-
-        let got = &m.vcpus_of(0)[0];
-        assert_eq!(got.preemption_count, 1);
-        assert_eq!(got.yield_count, 0);
-        // One wake sample (0 ns) at boot; the preemption gives no wake sample.
-        assert_eq!(got.wakeup_latency_ns.count, 1);
-        assert_eq!(got.runq_wait_ns.max, Some(400));
-        assert_eq!(got.steal_ns, 400);
-    }
-
-    #[test]
-    fn pcpu_busy_idle_split_follows_schedule_events() {
-        let v = vcpu(1, 0);
-        let mut c = collector(0);
-        create(&mut c, 0, 1, "vm1", 1);
-        rs(&mut c, 0, v, Offline, Runnable);
-        switch(&mut c, 100, 0, None, Some(v));
-        switch(&mut c, 400, 0, Some((v, Blocked)), None);
-
-        let m = c.finish(1_000);
-
-        let pcpu0 = &m.hosts[HOST].pcpus[0];
-        assert_eq!(pcpu0.busy_ns, 300);
-        assert_eq!(pcpu0.idle_ns, 700);
-        assert_eq!(pcpu0.online_ns, 1_000);
-        assert_eq!(pcpu0.utilization_ppm, Some(300_000));
-        // pCPU 1 never ran anything, and the pool's capacity is both pCPUs.
-        assert_eq!(m.hosts[HOST].pcpus[1].idle_ns, 1_000);
-        assert_eq!(m.hosts[HOST].pools[0].capacity_ns, 2_000);
-    }
-
-    #[test]
-    fn context_switch_counts_idle_but_vcpu_switch_does_not() {
-        let (a, b) = (vcpu(1, 0), vcpu(2, 0));
-        let mut c = collector(0);
-        create(&mut c, 0, 1, "vm1", 1);
-        create(&mut c, 0, 2, "vm2", 1);
-        rs(&mut c, 0, a, Offline, Runnable);
-        rs(&mut c, 0, b, Offline, Runnable);
-        switch(&mut c, 100, 0, None, Some(a));
-        switch(&mut c, 200, 0, Some((a, Runnable)), Some(b));
-        sched(&mut c, 300, 0, Some(b), Some(b));
-        switch(&mut c, 400, 0, Some((b, Blocked)), None);
-
-        let m = c.finish(END_NS);
-
-        let pcpu0 = &m.hosts[HOST].pcpus[0];
-        // idle→a, a→b, b→b (kept), b→idle.
-        assert_eq!(pcpu0.sched_decision_count, 4);
-        assert_eq!(pcpu0.context_switch_count, 3);
-        assert_eq!(pcpu0.vcpu_switch_count, 1);
-    }
-
-    #[test]
-    fn consecutive_runs_on_other_node_count_pcpu_and_numa_migration() {
-        let v = vcpu(1, 0);
-        let mut c = collector(0);
-        create(&mut c, 0, 1, "vm1", 1);
-        rs(&mut c, 0, v, Offline, Runnable);
-        switch(&mut c, 100, 0, None, Some(v));
-        switch(&mut c, 200, 0, Some((v, Runnable)), None);
-        switch(&mut c, 300, 1, None, Some(v));
-
-        let m = c.finish(END_NS);
-
-        let got = &m.vcpus_of(0)[0];
-        assert_eq!(got.migration_pcpu_count, 1);
-        assert_eq!(got.migration_numa_count, 1);
-        assert_eq!(got.dispatch_count, 2);
-    }
-
-    #[test]
-    fn domid_reuse_produces_two_domain_entries() {
-        let mut c = collector(0);
-        create(&mut c, 0, 1, "first", 1);
-        free(&mut c, 100, 1);
-        create(&mut c, 200, 1, "second", 1);
-
-        let m = c.finish(END_NS);
-
-        assert_eq!(m.domains.len(), 2);
-        assert_eq!(m.domains[0].name, "first");
-        assert_eq!(m.domains[0].offline_ns, 100);
-        assert_eq!(m.domains[1].name, "second");
-        assert_eq!(m.domains[1].domid, 1);
-        assert_eq!(m.domains[1].offline_ns, 2_800);
-    }
-
-    #[test]
-    fn domain_freed_before_window_is_not_reported() {
-        let mut c = collector(WARMUP_NS);
-        create(&mut c, 0, 1, "gone", 1);
-        free(&mut c, 500, 1);
-        create(&mut c, 600, 2, "kept", 1);
-
-        let m = c.finish(END_NS);
-
-        assert_eq!(m.domains.len(), 1);
-        assert_eq!(m.domains[0].name, "kept");
-    }
-
-    #[test]
-    fn domain_meta_given_before_create_is_applied() {
-        let meta = DomainMeta {
-            pool: "Pool-0".to_owned(),
-            weight: 512,
-            cap: 50,
-        };
-        let mut c = collector(0);
-        c.domain_meta(HOST, super::super::synthetic::dom(1), meta);
-        create(&mut c, 0, 1, "vm1", 1);
-
-        let m = c.finish(END_NS);
-
-        assert_eq!(m.domains[0].pool.as_deref(), Some("Pool-0"));
-        assert_eq!(m.domains[0].weight, Some(512));
-        assert_eq!(m.domains[0].cap, Some(50));
-    }
-
-    #[test]
-    fn host_free_memory_min_includes_level_at_window_start() {
-        // 100 pages before the window hold at its start; 300 pages later are the end level.
-        let mut c = collector(WARMUP_NS);
-        memory(&mut c, 0, 100);
-        memory(&mut c, 2_000, 300);
-
-        let m = c.finish(END_NS);
-
-        assert_eq!(m.hosts[HOST].host_free_kib_min, Some(400));
-        assert_eq!(m.hosts[HOST].host_free_kib_end, Some(1_200));
-    }
-}
+mod tests;
