@@ -522,3 +522,6 @@ mod tests;
 
 #[cfg(test)]
 mod tests_cpupool;
+
+#[cfg(test)]
+mod tests_io;
