@@ -40,6 +40,7 @@ pub mod evtchn;
 pub mod grant;
 pub mod hypervisor;
 pub mod ids;
+pub mod io;
 pub mod limits;
 pub mod platform;
 pub mod sched;

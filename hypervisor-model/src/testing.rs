@@ -279,6 +279,9 @@ pub fn small_host(nr_cpus: u32, sched: SchedKind) -> BootConfig {
             relinquish_page_ns: 300,
             populate_batch_pages: 65_536,
             relinquish_batch_pages: 65_536,
+            xs_request_ns: 0,
+            xenbus_step_ns: 0,
         },
+        grant_limits: crate::hypervisor::xs_tool::GrantLimits::default(),
     }
 }

@@ -291,6 +291,9 @@ pub fn xl_at(
             })?,
     };
     let host_index = u16::try_from(host_index).unwrap_or(u16::MAX);
+    if crate::xl::xs_command::is_xenstore(words) {
+        return xenstore_at(scenario, at_ns, host_index, words);
+    }
     let command =
         XlCommand::parse(words).map_err(|e| AppError::Usage(format!("xl: {}", e.message)))?;
     if !command.is_query() {
@@ -312,4 +315,34 @@ pub fn xl_at(
         decision_log: false,
     };
     Ok(run::query_at(scenario, &opts, host_index, &command)?)
+}
+
+/// `xensim xl FILE --at TIME -- xenstore-ls ...`: a read-only xenstore client on the host's
+/// store at `at_ns` (writes belong in the timeline, as `[[at]] xenstore = "..."`).
+fn xenstore_at(
+    scenario: &Scenario,
+    at_ns: u64,
+    host_index: u16,
+    words: &[String],
+) -> Result<crate::report::xl::XlOutput, AppError> {
+    let command = crate::xl::xs_command::parse(words).map_err(|e| AppError::Usage(e.message))?;
+    if !command.is_query() {
+        return Err(AppError::Usage(format!(
+            "xensim xl answers queries; `{}` changes the store: put it in the scenario's \
+             [[at]] timeline as xenstore = \"...\"",
+            words.join(" ")
+        )));
+    }
+    if at_ns > scenario.sim.duration_ns {
+        return Err(AppError::Usage(format!(
+            "--at {at_ns} ns is past the scenario's duration ({} ns)",
+            scenario.sim.duration_ns
+        )));
+    }
+    let opts = RunOptions {
+        check: false,
+        stop_at_ns: Some(at_ns),
+        decision_log: false,
+    };
+    Ok(run::xs_query_at(scenario, &opts, host_index, &command)?)
 }

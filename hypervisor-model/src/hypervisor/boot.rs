@@ -126,6 +126,12 @@ pub struct CoreCosts {
     pub populate_batch_pages: u64,
     /// Pages relinquished per destroy step (Xen's preemption check granularity).
     pub relinquish_batch_pages: u64,
+    /// One XenStore request of the toolstack, round trip through xenstored
+    /// (`toolstack.xs_request_ns`); a create or destroy step pays it per request.
+    pub xs_request_ns: i64,
+    /// One step of a split driver reacting to a XenStore watch (`io.xenbus_step_ns`): the
+    /// driver's xenbus thread wakes, reads the keys, acts and writes.
+    pub xenbus_step_ns: i64,
 }
 
 /// Everything the core needs to boot a host.
@@ -147,4 +153,6 @@ pub struct BootConfig {
     pub dom0: Dom0Boot,
     /// Costs.
     pub costs: CoreCosts,
+    /// Grant limits for guests (xl.conf `max_grant_frames`, `max_maptrack_frames`).
+    pub grant_limits: super::xs_tool::GrantLimits,
 }

@@ -28,6 +28,9 @@ pub(super) fn check_all(hv: &Hypervisor) -> Vec<Violation> {
             .check_invariants(&hv.domains, &pool.cpus, &mut out);
     }
     hv.xenstore.check_invariants(&mut out);
+    hv.evtchn.check_invariants(&mut out);
+    hv.grants.check_invariants(&mut out);
+    check_io_tables(hv, &mut out);
     for conn in hv.xs_clients.values() {
         if !hv.xenstore.is_live(*conn) {
             violation(
@@ -38,6 +41,39 @@ pub(super) fn check_all(hv: &Hypervisor) -> Vec<Violation> {
         }
     }
     out
+}
+
+/// Every live domain has an event-channel and a grant table; a freed one has no event
+/// channels and no XenStore home, and a grant table only while another domain maps it.
+fn check_io_tables(hv: &Hypervisor, out: &mut Vec<Violation>) {
+    for d in hv.domains.iter() {
+        let building = hv.evtchn.domain(d.id).is_none() && d.config.is_some();
+        if hv.evtchn.domain(d.id).is_none() && !building {
+            violation(
+                out,
+                "io.evtchn_table",
+                format!("{:?} has no event channels", d.id),
+            );
+        }
+    }
+    for dom in hv.build_states.keys() {
+        if hv.domains.get(*dom).is_none() {
+            violation(
+                out,
+                "io.leak",
+                format!("{dom:?} is freed but has a build state"),
+            );
+        }
+    }
+    for dom in hv.devices.keys() {
+        if hv.domains.get(*dom).is_none() {
+            violation(
+                out,
+                "io.leak",
+                format!("{dom:?} is freed but has device directories"),
+            );
+        }
+    }
 }
 
 fn violation(out: &mut Vec<Violation>, invariant: &'static str, detail: alloc::string::String) {

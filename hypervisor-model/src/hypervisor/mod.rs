@@ -22,7 +22,9 @@ mod cpupool;
 mod proptests;
 mod sched_glue;
 mod sched_params;
+mod xenbus_glue;
 mod xs;
+pub mod xs_tool;
 
 use alloc::collections::BTreeMap;
 use alloc::string::String;
@@ -33,6 +35,8 @@ use crate::cpumask::CpuMask;
 use crate::domain::vcpu::Vcpu;
 use crate::domain::{Domain, DomainTable, Dying};
 use crate::event::CoreInput;
+use crate::evtchn::EventChannels;
+use crate::grant::GrantTables;
 use crate::ids::{DomId, PcpuId, PoolId, VcpuId, VcpuRef, XsConnId};
 use crate::platform::Platform;
 use crate::sched::params::{SchedInit, SchedOpts};
@@ -97,6 +101,18 @@ pub struct Hypervisor {
     pub(crate) xenstore: XenStore,
     /// Open XenStore socket clients: platform client number → connection.
     pub(crate) xs_clients: BTreeMap<u32, XsConnId>,
+    /// The toolstack's own socket connection (libxl and the xenstore-* clients in dom0).
+    pub(crate) xs_tool: XsConnId,
+    /// Every domain's event channels.
+    pub(crate) evtchn: EventChannels,
+    /// Every domain's grant table.
+    pub(crate) grants: GrantTables,
+    /// Grant limits guests are created with (the host's xl.conf).
+    pub(crate) grant_limits: xs_tool::GrantLimits,
+    /// What the domain builder chose for each built domain (ports, ring frames).
+    pub(crate) build_states: BTreeMap<DomId, crate::toolstack::xs_tree::BuildState>,
+    /// Device directories the toolstack wrote, per domain.
+    pub(crate) devices: BTreeMap<DomId, Vec<crate::toolstack::xs_tree::DeviceAdd>>,
 }
 
 /// Internal job ids have the top bit set, so they never collide with the platform's.
@@ -129,10 +145,20 @@ impl Hypervisor {
             sched_events: Vec::new(),
             xenstore: XenStore::new(XsConfig::default()),
             xs_clients: BTreeMap::new(),
+            xs_tool: XsConnId(0),
+            evtchn: EventChannels::new(),
+            grants: GrantTables::new(),
+            grant_limits: config.grant_limits,
+            build_states: BTreeMap::new(),
+            devices: BTreeMap::new(),
         };
+        hv.xs_tool = hv.xenstore.connect_socket();
         hv.boot_banner(p, config.pool0_sched);
         hv.create_pools(p, &config);
         hv.build_dom0(p, &config);
+        let pool_ids: Vec<u32> = hv.pools.keys().map(|id| id.0).collect();
+        let dom0_kib = hv.domains.get(DomId::DOM0).map_or(0, |d| d.tot_pages * 4);
+        hv.boot_dom0_io(&pool_ids, dom0_kib);
         banner::boot_tail(&mut hv, p, config.dom0.guest_type);
         hv
     }
@@ -374,6 +400,16 @@ impl Hypervisor {
         self.domains.get(dom)
     }
 
+    /// Every domain's event channels.
+    pub fn event_channels(&self) -> &EventChannels {
+        &self.evtchn
+    }
+
+    /// Every domain's grant table.
+    pub fn grant_tables(&self) -> &GrantTables {
+        &self.grants
+    }
+
     /// The pools in id order (`libxl_list_cpupool`).
     pub fn pools(&self) -> impl Iterator<Item = &Pool> {
         self.pools.values()
@@ -486,3 +522,6 @@ mod tests;
 
 #[cfg(test)]
 mod tests_cpupool;
+
+#[cfg(test)]
+mod tests_io;

@@ -43,6 +43,8 @@ pub enum Job {
         paused: bool,
         /// Population done, the build step is next.
         built: bool,
+        /// Built; the device directories are written (the unpause is next).
+        devices_added: bool,
     },
     /// `xl destroy` (or a monitor's destroy) tearing `dom` down.
     Destroy {
@@ -63,6 +65,13 @@ impl Job {
             Job::Destroy { .. } => 0,
         }
     }
+}
+
+/// Where a create job is after population.
+#[derive(Clone, Copy, Debug)]
+struct CreateStage {
+    built: bool,
+    devices_added: bool,
 }
 
 fn pages_of_kib(kib: u64) -> u64 {
@@ -94,6 +103,11 @@ impl Hypervisor {
                 .alive(*dom)
                 .and_then(|()| self.controller_unpause(*dom, p)),
             ToolstackOp::Shutdown { dom, reason } => self.request_shutdown(*dom, *reason, p),
+            ToolstackOp::XsClient(cmd) => {
+                let out = self.xs_client_run(cmd, p);
+                p.toolstack_reply(job, ToolstackReply::XsOutput(out));
+                Ok(())
+            }
             ToolstackOp::VcpuAffinity {
                 dom,
                 vcpu,
@@ -136,7 +150,14 @@ impl Hypervisor {
                 pages_left,
                 paused,
                 built,
-            } => self.create_step(job, dom, pages_left, paused, built, p),
+                devices_added,
+            } => {
+                let stage = CreateStage {
+                    built,
+                    devices_added,
+                };
+                self.create_step(job, dom, pages_left, paused, stage, p)
+            }
             Job::Destroy {
                 dom,
                 killing,
@@ -193,6 +214,7 @@ impl Hypervisor {
             self.free_domain(dom, p);
             return Err(e);
         }
+        let xs_ns = self.create_make_io(dom, config, &uuid);
         let needed_pages = pages_of_kib(config.memory_kib);
         let available = self
             .free_pages
@@ -212,9 +234,10 @@ impl Hypervisor {
                 pages_left: needed_pages,
                 paused,
                 built: false,
+                devices_added: false,
             },
         );
-        self.defer(job, self.costs.domctl_ns, p);
+        self.defer(job, self.costs.domctl_ns.saturating_add(xs_ns), p);
         Ok(())
     }
 
@@ -270,9 +293,13 @@ impl Hypervisor {
         dom: DomId,
         pages_left: u64,
         paused: bool,
-        built: bool,
+        stage: CreateStage,
         p: &mut P,
     ) {
+        let CreateStage {
+            built,
+            devices_added,
+        } = stage;
         if !self.is_alive(dom) {
             // Destroyed while being built: libxl's create fails.
             self.jobs.remove(&job);
@@ -289,6 +316,7 @@ impl Hypervisor {
                     pages_left: pages_left - batch,
                     paused,
                     built,
+                    devices_added,
                 },
             );
             p.trace(&TraceEvent::JobStep {
@@ -304,13 +332,32 @@ impl Hypervisor {
                     pages_left: 0,
                     paused,
                     built: true,
+                    devices_added: false,
                 },
             );
             p.trace(&TraceEvent::JobStep {
                 job,
                 step: JobStepCode::Build as u8,
             });
-            self.defer(job, self.costs.build_ns, p);
+            let xs_ns = self.create_build_io(dom, p);
+            self.defer(job, self.costs.build_ns.saturating_add(xs_ns), p);
+        } else if !devices_added {
+            self.jobs.insert(
+                job,
+                Job::Create {
+                    dom,
+                    pages_left: 0,
+                    paused,
+                    built: true,
+                    devices_added: true,
+                },
+            );
+            p.trace(&TraceEvent::JobStep {
+                job,
+                step: JobStepCode::Devices as u8,
+            });
+            let xs_ns = self.create_devices_io(dom, p);
+            self.defer(job, xs_ns, p);
         } else {
             self.jobs.remove(&job);
             p.trace(&TraceEvent::JobStep {
@@ -401,6 +448,8 @@ impl Hypervisor {
                 job,
                 step: JobStepCode::DestroyDevices as u8,
             });
+            let xs_ns = self.destroy_xs(dom);
+            self.kill_io(dom);
             if let Some(d) = self.domains.get_mut(dom) {
                 d.dying = Dying::Dying;
                 p.trace(&TraceEvent::Dying {
@@ -416,7 +465,7 @@ impl Hypervisor {
                     restart,
                 },
             );
-            self.defer(job, self.costs.domctl_ns, p);
+            self.defer(job, self.costs.domctl_ns.saturating_add(xs_ns), p);
             return;
         }
         let tot_pages = self.domains.get(dom).map_or(0, |d| d.tot_pages);
@@ -485,6 +534,7 @@ impl Hypervisor {
             state: Dying::Dead,
         });
         self.remove_vcpus_from_scheduler(dom, p);
+        self.free_io(dom);
         self.domains.remove(dom);
         self.recent_domids.push((dom, p.now()));
         p.trace(&TraceEvent::DomainFree { dom });

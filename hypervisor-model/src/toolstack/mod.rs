@@ -7,3 +7,5 @@ pub mod config;
 pub mod jobs;
 pub mod ops;
 pub mod ops_sched;
+pub mod xs_client;
+pub mod xs_tree;

@@ -125,6 +125,9 @@ pub enum ToolstackOp {
         /// One entry per listed vCPU, or one for all.
         params: Vec<VcpuParams>,
     },
+    /// A xenstore-* client that changes the store (`xenstore-write`, `xenstore-rm`), run as a
+    /// privileged dom0 process; the reply is [`ToolstackReply::XsOutput`].
+    XsClient(crate::toolstack::xs_client::XsClientCmd),
     /// `XEN_SYSCTL_SCHEDOP_putinfo` (`xl sched-credit2 -s -r`).
     SchedPoolParams {
         /// The pool.
@@ -190,6 +193,8 @@ pub enum ToolstackReply {
         /// The new domain.
         dom: DomId,
     },
+    /// What a xenstore-* client printed (sent before its `Done`).
+    XsOutput(crate::xenstore::client::ClientOutput),
     /// The operation finished.
     Done {
         /// Success, or the failure.
@@ -223,6 +228,8 @@ pub enum JobStepCode {
     Relinquish = 6,
     /// Destroy: domain struct freed.
     DestroyFinish = 7,
+    /// Device directories written (disks, console, vifs).
+    Devices = 8,
 }
 
 impl JobStepCode {
@@ -236,6 +243,7 @@ impl JobStepCode {
             5 => Some(JobStepCode::DestroyDevices),
             6 => Some(JobStepCode::Relinquish),
             7 => Some(JobStepCode::DestroyFinish),
+            8 => Some(JobStepCode::Devices),
             _ => None,
         }
     }
@@ -250,6 +258,7 @@ impl JobStepCode {
             JobStepCode::DestroyDevices => "destroy-devices",
             JobStepCode::Relinquish => "relinquish",
             JobStepCode::DestroyFinish => "destroy-finish",
+            JobStepCode::Devices => "devices",
         }
     }
 }
@@ -308,10 +317,17 @@ impl ToolstackOp {
                     }
                 }
             }
+            ToolstackOp::XsClient(cmd) => {
+                e.u8(TAG_XS_CLIENT);
+                cmd.encode(&mut e);
+            }
             _ => unreachable!("scheduler operations are encoded by ops_sched"),
         }
     }
 }
+
+/// Tag of [`ToolstackOp::XsClient`] (clear of the scheduler operations' 7..=14).
+const TAG_XS_CLIENT: u8 = 32;
 
 fn count(len: usize) -> u32 {
     u32::try_from(len).unwrap_or(u32::MAX)
@@ -421,6 +437,9 @@ impl ToolstackOp {
                     soft,
                 })
             }
+            TAG_XS_CLIENT => Ok(ToolstackOp::XsClient(
+                crate::toolstack::xs_client::XsClientCmd::decode(d)?,
+            )),
             tag @ crate::toolstack::ops_sched::TAG_CPUPOOL_CREATE
                 ..=crate::toolstack::ops_sched::TAG_SCHED_POOL => {
                 crate::toolstack::ops_sched::decode(tag, d)

@@ -19,6 +19,8 @@ use super::{SimEvent, World};
 use crate::report::xl::{self, XlHost, XlOutput};
 use crate::scenario::model::{AtAction, WorkloadSpec};
 use crate::xl::command::XlCommand;
+use hypervisor_model::toolstack::xs_client::XsClientCmd;
+use hypervisor_model::xenstore::client::ClientOutput;
 
 /// One xl command of the run, with what it printed and its exit status.
 #[derive(Debug, Clone)]
@@ -102,6 +104,17 @@ pub enum JobKind {
     Unpause,
     /// `xl shutdown` / `xl reboot`.
     Shutdown,
+    /// `xenstore-write` / `xenstore-rm`.
+    Xenstore,
+}
+
+/// A xenstore client's output as a command's output (values may hold any byte).
+pub(crate) fn client_output(out: &ClientOutput) -> XlOutput {
+    XlOutput {
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: out.stderr.clone(),
+        rc: out.exit_code,
+    }
 }
 
 /// A 128-bit random UUID with the RFC 4122 version-4 bits set (`libxl_uuid_generate`).
@@ -212,10 +225,31 @@ impl World<'_> {
     pub(crate) fn run_command(&mut self, index: usize) -> u16 {
         let entry = &self.scenario.timeline[index];
         let host = u16::try_from(entry.host_index).expect("host index fits u16");
-        let AtAction::Xl(command) = entry.action.clone();
+        let action = entry.action.clone();
         let record = self.new_command(host, entry.text.clone(), entry.expect_rc);
-        self.xl(host, record, &command);
+        match action {
+            AtAction::Xl(command) => self.xl(host, record, &command),
+            AtAction::Xenstore(cmd) => self.xenstore(host, record, cmd),
+        }
         host
+    }
+
+    /// A xenstore-* client: a read runs as a query; a write or removal is a toolstack
+    /// operation (traced), answered with the client's output.
+    fn xenstore(&mut self, host: u16, record: usize, cmd: XsClientCmd) {
+        if let Some(out) = self.hosts[usize::from(host)].hv.xs_query(&cmd) {
+            self.output(record, client_output(&out));
+            return;
+        }
+        let origin = JobOrigin {
+            command: record,
+            workloads: None,
+            kind: JobKind::Xenstore,
+            dom: None,
+            pool: None,
+            then_rtds: None,
+        };
+        self.start_job(host, origin, ToolstackOp::XsClient(cmd));
     }
 
     fn xl(&mut self, host: u16, record: usize, command: &XlCommand) {
@@ -494,6 +528,12 @@ impl World<'_> {
 
     fn reply(&mut self, host: u16, job: JobId, reply: ToolstackReply) {
         match reply {
+            ToolstackReply::XsOutput(out) => {
+                if let Some(origin) = self.jobs.get(&(host, job)) {
+                    let record = origin.command;
+                    self.output(record, client_output(&out));
+                }
+            }
             ToolstackReply::Created { dom } => {
                 let origin = self.jobs.get_mut(&(host, job));
                 let (name, workloads) = match origin {

@@ -94,6 +94,12 @@ pub fn core_costs(
         populate_batch_pages: 65_536,
         // Xen checks for preemption while relinquishing; 256 MiB per continuation.
         relinquish_batch_pages: 65_536,
+        // E: as `io.xenstored_request_ns` (cost-model §3.1): xenstored's wake-up, tree
+        // work and reply; libxl's own side of the socket round trip is small beside it.
+        xs_request_ns: cost_i64(&merged, "toolstack.xs_request_ns", 20_000),
+        // E: a driver's xenbus thread waking on a watch, reading a few keys, acting
+        // (grant, event channel) and writing back: a few XenStore round trips.
+        xenbus_step_ns: cost_i64(&merged, "io.xenbus_step_ns", 50_000),
     }
 }
 
@@ -119,6 +125,8 @@ pub fn cost_table_hash(scenario: &crate::scenario::model::Scenario) -> u64 {
             c.build_ns,
             c.destroy_devices_ns,
             c.relinquish_page_ns,
+            c.xs_request_ns,
+            c.xenbus_step_ns,
         ] {
             bytes.extend_from_slice(&value.to_le_bytes());
         }
@@ -306,6 +314,10 @@ pub fn boot_config(
             },
         },
         costs: core_costs(global_costs, &spec.costs),
+        grant_limits: hypervisor_model::hypervisor::xs_tool::GrantLimits {
+            max_grant_frames: spec.xl_conf.max_grant_frames,
+            max_maptrack_frames: spec.xl_conf.max_maptrack_frames,
+        },
     })
 }
 

@@ -60,6 +60,8 @@ pub(crate) fn done_output(origin: &JobOrigin, result: Result<(), ToolstackError>
             format!("shutdown failed (rc={ERROR_DOMAIN_NOTFOUND})\n")
         }
         (JobKind::Shutdown, _) => format!("shutdown failed (rc={ERROR_FAIL})\n"),
+        // The client's own output came with `ToolstackReply::XsOutput`.
+        (JobKind::Xenstore, _) => String::new(),
         (JobKind::Create, e) => {
             let name = origin
                 .workloads

@@ -256,6 +256,21 @@ pub fn query_at(
     Ok(world.query(host, command, at_ns))
 }
 
+/// Runs `scenario` to `opts.stop_at_ns` and answers a read-only xenstore client on `host`.
+pub fn xs_query_at(
+    scenario: &Scenario,
+    opts: &RunOptions,
+    host: u16,
+    command: &hypervisor_model::toolstack::xs_client::XsClientCmd,
+) -> Result<crate::report::xl::XlOutput, RunError> {
+    let mut world = World::boot(scenario, opts, Recorder::new())?;
+    let at_ns = opts.stop_at_ns.unwrap_or(scenario.sim.duration_ns);
+    world.advance(at_ns, opts.check)?;
+    let h = &mut world.hosts[usize::from(host)];
+    let out = h.hv.xs_query(command).unwrap_or_default();
+    Ok(commands::client_output(&out))
+}
+
 impl<'s> World<'s> {
     pub fn boot(
         scenario: &'s Scenario,

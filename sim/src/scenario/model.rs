@@ -399,6 +399,8 @@ pub struct DomainSpec {
 pub enum AtAction {
     /// An xl command line, already parsed.
     Xl(XlCommand),
+    /// A xenstore-* client command line, already parsed.
+    Xenstore(hypervisor_model::toolstack::xs_client::XsClientCmd),
 }
 
 /// One `[[at]]` entry.

@@ -70,15 +70,7 @@ pub fn timeline(
                         &mut configs,
                     )
                 }
-                "xenstore" => {
-                    t.opt(d, "xenstore", conv::string);
-                    unsupported::check(
-                        d,
-                        t.loc(node.offset),
-                        &t.path("xenstore"),
-                        Feature::AtXenstore,
-                    );
-                }
+                "xenstore" => action = xenstore_action(d, &t, node),
                 _ => {
                     fault(d, &t, node);
                 }
@@ -87,6 +79,7 @@ pub fn timeline(
         t.finish(d);
         let text = t
             .get("xl")
+            .or_else(|| t.get("xenstore"))
             .and_then(|n| conv::string(n).ok())
             .unwrap_or_default();
         if let (Some(time_ns), Some(host_index), Some(action)) = (time_ns, host_index, action) {
@@ -202,6 +195,38 @@ fn xl_action(
         configs.insert(config_path.clone(), cfg);
     }
     Some(AtAction::Xl(command))
+}
+
+/// A `xenstore = "xenstore-ls -f /local/domain/1"` entry, parsed now (errors located at
+/// the offending word).
+fn xenstore_action(d: &Diags, t: &Tbl<'_>, node: &Node) -> Option<AtAction> {
+    let Kind::Str(line, origin) = &node.kind else {
+        let message = format!("expected a string, found {}", node.describe());
+        t.error_at(d, node, "xenstore", &message);
+        return None;
+    };
+    let words = match split_words(line) {
+        Ok(words) => words,
+        Err(e) => {
+            let message = format!("{}: {}", t.path("xenstore"), e.message);
+            d.error(t.loc(node.offset), message);
+            return None;
+        }
+    };
+    let plain: Vec<String> = words.iter().map(|(_, w)| w.clone()).collect();
+    match crate::xl::xs_command::parse(&plain) {
+        Ok(cmd) => Some(AtAction::Xenstore(cmd)),
+        Err(e) => {
+            let offset = words.get(e.word_index).map_or(0, |(o, _)| *o);
+            let loc = if origin.exact {
+                t.loc(origin.content_offset + offset)
+            } else {
+                t.loc(node.offset)
+            };
+            d.error(loc, format!("{}: {}", t.path("xenstore"), e.message));
+            None
+        }
+    }
 }
 
 const FAULT_KINDS: &[(&str, &[&str])] = &[

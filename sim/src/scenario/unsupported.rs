@@ -12,8 +12,6 @@ use super::diag::{Diags, Loc};
 /// A feature the loader recognises.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Feature<'a> {
-    /// `[[at]] xenstore = "..."`.
-    AtXenstore,
     /// `[[at]] fault = { ... }`.
     AtFault,
     /// A workload of kind `io`.
@@ -56,7 +54,6 @@ const XL_COMMANDS_NOT_YET: &[&str] = &[
 /// Why `feature` is refused in this build, or `None` if it is supported.
 pub fn not_yet(feature: Feature<'_>) -> Option<String> {
     let what = match feature {
-        Feature::AtXenstore => "[[at]] xenstore commands are".to_string(),
         Feature::AtFault => "[[at]] faults are".to_string(),
         Feature::IoWorkload => "workload kind \"io\" is".to_string(),
         Feature::WorkloadSubTable(name) => format!("workload sub-table `{name}` is"),

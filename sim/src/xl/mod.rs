@@ -5,3 +5,4 @@ pub mod bitmap;
 pub mod command;
 pub mod cpulist;
 pub mod sched_command;
+pub mod xs_command;

@@ -23,7 +23,31 @@ fn rt_host(nr_cpus: u32, vcpus: u32) -> (Hypervisor, FakePlatform) {
     let block = CoreInput::VcpuBlock { vcpu: vcpu(0, 0) };
     assert_eq!(hv.handle(&block, &mut p), Ok(()));
     create(&mut hv, &mut p, 1, guest("rt", vcpus), false);
+    settle_dom0(&mut hv, &mut p);
     (hv, p)
+}
+
+/// xenstored's bind at `XS_INTRODUCE` sends dom0 an event; dom0 handles it and blocks
+/// again as soon as it runs (the harness has no dom0 workload to do it).
+fn settle_dom0(hv: &mut Hypervisor, p: &mut FakePlatform) {
+    let d0 = vcpu(0, 0);
+    // Bounded: dom0 is pinned to pCPU 0 and gets it within a few scheduling periods.
+    for _ in 0..100 {
+        if is_running(hv, d0) {
+            assert_eq!(hv.handle(&CoreInput::VcpuBlock { vcpu: d0 }, p), Ok(()));
+            return;
+        }
+        let blocked = hv
+            .domain(d0.dom)
+            .and_then(|d| d.vcpus.first())
+            .is_some_and(|x| x.is_blocked());
+        if blocked {
+            return;
+        }
+        let next = STime::from_ns(p.now.as_ns() + 100_000);
+        p.advance_to(hv, next);
+    }
+    panic!("dom0 never ran after the create");
 }
 
 fn run_ns(hv: &Hypervisor, p: &FakePlatform, v: VcpuRef) -> i64 {
