@@ -296,10 +296,10 @@ pub fn xl_at(
     }
     let command =
         XlCommand::parse(words).map_err(|e| AppError::Usage(format!("xl: {}", e.message)))?;
-    if !command.is_query() {
+    if matches!(command, XlCommand::Create { .. }) {
         return Err(AppError::Usage(format!(
-            "xensim xl answers queries (list, info, dmesg); `{}` changes state: \
-             put it in the scenario's [[at]] timeline",
+            "xensim xl cannot read new xl.cfg files; `{}`: put the create in the scenario's \
+             [[at]] timeline",
             words.join(" ")
         )));
     }
@@ -314,7 +314,13 @@ pub fn xl_at(
         stop_at_ns: Some(at_ns),
         decision_log: false,
     };
-    Ok(run::query_at(scenario, &opts, host_index, &command)?)
+    if command.is_query() {
+        return Ok(run::query_at(scenario, &opts, host_index, &command)?);
+    }
+    let text = words.join(" ");
+    Ok(run::command_at(
+        scenario, &opts, host_index, &text, &command,
+    )?)
 }
 
 /// `xensim xl FILE --at TIME -- xenstore-ls ...`: a read-only xenstore client on the host's

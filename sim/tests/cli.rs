@@ -153,9 +153,37 @@ mod tests {
     }
 
     #[test]
-    fn xl_with_state_changing_command_exits_two() {
-        let output = xensim(&["xl", "scenarios/lifecycle.toml", "--", "destroy", "db"]);
+    fn xl_create_cannot_be_issued_outside_the_timeline() {
+        let output = xensim(&["xl", "scenarios/lifecycle.toml", "--", "create", "x.cfg"]);
         assert_eq!(output.status.code(), Some(2));
+    }
+
+    #[test]
+    fn xl_state_changing_command_runs_at_the_given_time_with_xl_output() {
+        // Weight out of libxl's range: libxl's message and xl's exit status 1.
+        let args = [
+            "xl",
+            "scenarios/credit2-overload.toml",
+            "--at",
+            "500ms",
+            "--",
+            "sched-credit2",
+            "-d",
+            "o1",
+            "-w",
+            "70000",
+        ];
+        let output = xensim(&args);
+        assert_eq!(output.status.code(), Some(1));
+        assert!(stderr(&output).contains("Cpu weight out of range"));
+        let set = xensim(
+            &args[..9]
+                .iter()
+                .copied()
+                .chain(["2000"])
+                .collect::<Vec<_>>(),
+        );
+        assert_eq!(set.status.code(), Some(0), "{}", stderr(&set));
     }
 
     #[test]

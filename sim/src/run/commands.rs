@@ -252,7 +252,7 @@ impl World<'_> {
         self.start_job(host, origin, ToolstackOp::XsClient(cmd));
     }
 
-    fn xl(&mut self, host: u16, record: usize, command: &XlCommand) {
+    pub(crate) fn xl(&mut self, host: u16, record: usize, command: &XlCommand) {
         match command {
             XlCommand::Create {
                 config_path,

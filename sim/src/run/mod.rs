@@ -256,6 +256,37 @@ pub fn query_at(
     Ok(world.query(host, command, at_ns))
 }
 
+/// Virtual time a state-changing `xensim xl` command may take to finish (a destroy, a
+/// `shutdown -w`), past `--at`.
+const COMMAND_AT_LIMIT_NS: u64 = 60_000_000_000;
+
+/// Runs `scenario` to `opts.stop_at_ns`, then issues `command` on `host` as the timeline
+/// would at that instant, and runs on until it has finished (its exit status is known).
+pub fn command_at(
+    scenario: &Scenario,
+    opts: &RunOptions,
+    host: u16,
+    text: &str,
+    command: &crate::xl::command::XlCommand,
+) -> Result<crate::report::xl::XlOutput, RunError> {
+    let mut world = World::boot(scenario, opts, Recorder::new())?;
+    let at_ns = opts.stop_at_ns.unwrap_or(scenario.sim.duration_ns);
+    world.advance(at_ns, opts.check)?;
+    let record = world.new_command(host, text.to_string(), None);
+    world.xl(host, record, command);
+    let mut until_ns = at_ns;
+    while world.commands[record].rc.is_none() && until_ns < at_ns + COMMAND_AT_LIMIT_NS {
+        until_ns += 10_000_000;
+        world.advance(until_ns, opts.check)?;
+    }
+    let r = &world.commands[record];
+    Ok(crate::report::xl::XlOutput {
+        stdout: r.stdout.clone(),
+        stderr: r.stderr.clone(),
+        rc: r.rc.unwrap_or(1),
+    })
+}
+
 /// Runs `scenario` to `opts.stop_at_ns` and answers a read-only xenstore client on `host`.
 pub fn xs_query_at(
     scenario: &Scenario,
