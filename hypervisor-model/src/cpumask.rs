@@ -271,6 +271,13 @@ impl CpuMask {
         a.iter().zip(b).any(|(a, b)| a & b != 0)
     }
 
+    /// True if `self & other & third` is not empty, without building it.
+    pub fn intersects_and(&self, other: &CpuMask, third: &CpuMask) -> bool {
+        let (a, b) = self.pair(other);
+        let (_, c) = self.pair(third);
+        (0..a.len()).any(|i| a[i] & b[i] & c[i] != 0)
+    }
+
     /// True if `self & other & !minus` is not empty, without building it.
     pub fn intersects_and_not(&self, other: &CpuMask, minus: &CpuMask) -> bool {
         let (a, b) = self.pair(other);
