@@ -23,9 +23,9 @@ use crate::ids::PcpuId;
 /// Words kept inline: 16 × 64 = 1024 pCPUs, the largest `scale-*` topology.
 const INLINE_WORDS: usize = 16;
 /// Widest mask kept inline, in pCPUs.
-pub const INLINE_CPUS_MAX: u32 = 64 * INLINE_WORDS as u32;
+pub const INLINE_CPUS_MAX: u32 = 1024;
 
-const _: () = assert!(INLINE_CPUS_MAX == 1024);
+const _: () = assert!(INLINE_CPUS_MAX as usize == 64 * INLINE_WORDS);
 const _: () = assert!(crate::limits::NR_CPUS > INLINE_CPUS_MAX);
 
 /// The words of a mask: inline up to [`INLINE_CPUS_MAX`] pCPUs, else on the heap.
