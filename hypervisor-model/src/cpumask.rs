@@ -1,38 +1,100 @@
 //! A set of pCPUs, with the walks Xen's schedulers use.
 //!
 //! Follows xen/include/xen/cpumask.h: `cpumask_first`, `cpumask_cycle`,
-//! `cpumask_test_or_cycle`, and the boolean operations.
+//! `cpumask_test_or_cycle`, `cpumask_intersects`, `cpumask_subset`, and the boolean
+//! operations. Besides the operations that return a new mask (`and`, `or`, `and_not`),
+//! the mask offers in-place forms (`and_with`, `or_with`, `and_not_with`) and fused walks
+//! over two or three masks (`first_and`, `cycle_in_and`, `intersects_and_not`) that build
+//! no intermediate mask: the schedulers call them on every decision.
 //!
 //! # Invariants
-//! - No bit at or past the mask's width is ever set.
+//! - No bit at or past the mask's width is ever set (so unused words are zero, and
+//!   equality and hashing can compare the used words only).
+//! - A mask of up to [`INLINE_CPUS_MAX`] pCPUs keeps its words inline (no allocation, so a
+//!   clone or a boolean operation costs a copy of at most 128 bytes); a wider one uses a
+//!   heap vector. The representation depends on the width only.
 
 use alloc::vec::Vec;
 use core::fmt;
+use core::hash::{Hash, Hasher};
 
 use crate::ids::PcpuId;
 
+/// Words kept inline: 16 × 64 = 1024 pCPUs, the largest `scale-*` topology.
+const INLINE_WORDS: usize = 16;
+/// Widest mask kept inline, in pCPUs.
+pub const INLINE_CPUS_MAX: u32 = 1024;
+
+const _: () = assert!(INLINE_CPUS_MAX as usize == 64 * INLINE_WORDS);
+const _: () = assert!(crate::limits::NR_CPUS > INLINE_CPUS_MAX);
+
+/// The words of a mask: inline up to [`INLINE_CPUS_MAX`] pCPUs, else on the heap.
+#[derive(Clone)]
+enum Words {
+    Inline([u64; INLINE_WORDS]),
+    Heap(Vec<u64>),
+}
+
+/// Number of 64-bit words a mask of `width` pCPUs uses.
+fn word_count(width: u32) -> usize {
+    usize::try_from(width.div_ceil(64)).unwrap_or(usize::MAX)
+}
+
+/// The word holding `cpu`, and its bit in that word.
+fn word_bit(cpu: u32) -> (usize, u64) {
+    (
+        usize::try_from(cpu / 64).unwrap_or(usize::MAX),
+        1u64 << (cpu % 64),
+    )
+}
+
+/// The pCPU of bit `bit` of word `word_index`.
+fn cpu_of(word_index: usize, bit: u32) -> Option<PcpuId> {
+    let base = u32::try_from(word_index).ok()?.checked_mul(64)?;
+    PcpuId::new(base + bit)
+}
+
 /// A fixed-width bitmap of pCPUs (one bit per pCPU of the host).
-#[derive(Clone, PartialEq, Eq, Hash)]
+#[derive(Clone)]
 pub struct CpuMask {
-    words: Vec<u64>,
+    words: Words,
     width: u32,
+}
+
+impl PartialEq for CpuMask {
+    fn eq(&self, other: &CpuMask) -> bool {
+        self.width == other.width && self.w() == other.w()
+    }
+}
+
+impl Eq for CpuMask {}
+
+impl Hash for CpuMask {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.width.hash(state);
+        self.w().hash(state);
+    }
 }
 
 impl CpuMask {
     /// An empty mask for a host with `width` pCPUs.
     pub fn empty(width: u32) -> CpuMask {
-        let word_count = width.div_ceil(64) as usize;
-        CpuMask {
-            words: alloc::vec![0; word_count],
-            width,
-        }
+        let words = if width <= INLINE_CPUS_MAX {
+            Words::Inline([0; INLINE_WORDS])
+        } else {
+            Words::Heap(alloc::vec![0; word_count(width)])
+        };
+        CpuMask { words, width }
     }
 
     /// Every pCPU of a host with `width` pCPUs.
     pub fn full(width: u32) -> CpuMask {
         let mut mask = CpuMask::empty(width);
-        for cpu in 0..width {
-            mask.set_raw(cpu);
+        let words = mask.w_mut();
+        words.fill(u64::MAX);
+        let tail_bits = width % 64;
+        if let (Some(last), true) = (words.last_mut(), tail_bits != 0) {
+            *last = (1u64 << tail_bits) - 1;
         }
         mask
     }
@@ -49,13 +111,30 @@ impl CpuMask {
         self.width
     }
 
+    /// The words in use.
+    fn w(&self) -> &[u64] {
+        match &self.words {
+            Words::Inline(words) => &words[..word_count(self.width)],
+            Words::Heap(words) => words,
+        }
+    }
+
+    fn w_mut(&mut self) -> &mut [u64] {
+        let count = word_count(self.width);
+        match &mut self.words {
+            Words::Inline(words) => &mut words[..count],
+            Words::Heap(words) => words,
+        }
+    }
+
     fn set_raw(&mut self, cpu: u32) {
         assert!(
             cpu < self.width,
             "cpu {cpu} outside mask width {}",
             self.width
         );
-        self.words[(cpu / 64) as usize] |= 1u64 << (cpu % 64);
+        let (index, bit) = word_bit(cpu);
+        self.w_mut()[index] |= bit;
     }
 
     /// Adds `cpu`.
@@ -66,40 +145,36 @@ impl CpuMask {
     /// Removes `cpu`.
     pub fn clear(&mut self, cpu: PcpuId) {
         assert!(cpu.raw() < self.width);
-        self.words[(cpu.raw() / 64) as usize] &= !(1u64 << (cpu.raw() % 64));
+        let (index, bit) = word_bit(cpu.raw());
+        self.w_mut()[index] &= !bit;
     }
 
     /// True if `cpu` is in the mask (false past the width).
     pub fn test(&self, cpu: PcpuId) -> bool {
-        cpu.raw() < self.width
-            && self.words[(cpu.raw() / 64) as usize] & (1u64 << (cpu.raw() % 64)) != 0
+        let (index, bit) = word_bit(cpu.raw());
+        cpu.raw() < self.width && self.w()[index] & bit != 0
     }
 
     /// True if no pCPU is set.
     pub fn is_empty(&self) -> bool {
-        self.words.iter().all(|w| *w == 0)
+        self.w().iter().all(|w| *w == 0)
     }
 
     /// Number of pCPUs set (`cpumask_weight`).
     pub fn weight(&self) -> u32 {
-        self.words.iter().map(|w| w.count_ones()).sum()
+        self.w().iter().map(|w| w.count_ones()).sum()
     }
 
     /// Lowest set pCPU (`cpumask_first`).
     pub fn first(&self) -> Option<PcpuId> {
-        self.next_at_or_after(0)
-    }
-
-    fn next_at_or_after(&self, start: u32) -> Option<PcpuId> {
-        (start..self.width)
-            .find(|c| self.words[(c / 64) as usize] & (1u64 << (c % 64)) != 0)
-            .and_then(PcpuId::new)
+        let words = self.w();
+        next_set(words.len(), 0, |i| words[i])
     }
 
     /// First set pCPU strictly after `start`, wrapping (`cpumask_cycle`).
     pub fn cycle(&self, start: PcpuId) -> Option<PcpuId> {
-        self.next_at_or_after(start.raw().saturating_add(1))
-            .or_else(|| self.first())
+        let words = self.w();
+        cycle_by(words.len(), start, |i| words[i])
     }
 
     /// `start` if set, else `cycle(start)` (`cpumask_test_or_cycle`).
@@ -111,54 +186,150 @@ impl CpuMask {
         }
     }
 
+    /// `cpumask_first(self & other)`, without building the intersection.
+    pub fn first_and(&self, other: &CpuMask) -> Option<PcpuId> {
+        let (a, b) = self.pair(other);
+        next_set(a.len(), 0, |i| a[i] & b[i])
+    }
+
+    /// `cpumask_cycle(start, self & other)`, without building the intersection.
+    pub fn cycle_in_and(&self, other: &CpuMask, start: PcpuId) -> Option<PcpuId> {
+        let (a, b) = self.pair(other);
+        cycle_by(a.len(), start, |i| a[i] & b[i])
+    }
+
+    /// `cpumask_test_or_cycle(start, self & other)`, without building the intersection.
+    pub fn test_or_cycle_and(&self, other: &CpuMask, start: PcpuId) -> Option<PcpuId> {
+        if self.test(start) && other.test(start) {
+            Some(start)
+        } else {
+            self.cycle_in_and(other, start)
+        }
+    }
+
     /// `self & other`.
     #[must_use]
     pub fn and(&self, other: &CpuMask) -> CpuMask {
-        self.zip(other, |a, b| a & b)
+        let mut out = self.clone();
+        out.and_with(other);
+        out
     }
 
     /// `self | other`.
     #[must_use]
     pub fn or(&self, other: &CpuMask) -> CpuMask {
-        self.zip(other, |a, b| a | b)
+        let mut out = self.clone();
+        out.or_with(other);
+        out
     }
 
     /// `self & !other`.
     #[must_use]
     pub fn and_not(&self, other: &CpuMask) -> CpuMask {
-        self.zip(other, |a, b| a & !b)
+        let mut out = self.clone();
+        out.and_not_with(other);
+        out
     }
 
-    fn zip(&self, other: &CpuMask, op: impl Fn(u64, u64) -> u64) -> CpuMask {
+    /// `self &= other`, in place.
+    pub fn and_with(&mut self, other: &CpuMask) {
+        self.zip_in_place(other, |a, b| a & b);
+    }
+
+    /// `self |= other`, in place.
+    pub fn or_with(&mut self, other: &CpuMask) {
+        self.zip_in_place(other, |a, b| a | b);
+    }
+
+    /// `self &= !other`, in place.
+    pub fn and_not_with(&mut self, other: &CpuMask) {
+        self.zip_in_place(other, |a, b| a & !b);
+    }
+
+    fn zip_in_place(&mut self, other: &CpuMask, op: impl Fn(u64, u64) -> u64) {
         assert_eq!(self.width, other.width, "masks of different hosts");
-        let words = self
-            .words
-            .iter()
-            .zip(&other.words)
-            .map(|(a, b)| op(*a, *b))
-            .collect();
-        CpuMask {
-            words,
-            width: self.width,
+        for (a, b) in self.w_mut().iter_mut().zip(other.w()) {
+            *a = op(*a, *b);
         }
+    }
+
+    /// The used words of two masks of the same host.
+    fn pair<'a>(&'a self, other: &'a CpuMask) -> (&'a [u64], &'a [u64]) {
+        assert_eq!(self.width, other.width, "masks of different hosts");
+        (self.w(), other.w())
     }
 
     /// True if every pCPU of `self` is in `other` (`cpumask_subset`).
     pub fn is_subset(&self, other: &CpuMask) -> bool {
-        self.and_not(other).is_empty()
+        let (a, b) = self.pair(other);
+        a.iter().zip(b).all(|(a, b)| a & !b == 0)
     }
 
     /// True if the masks share a pCPU (`cpumask_intersects`).
     pub fn intersects(&self, other: &CpuMask) -> bool {
-        !self.and(other).is_empty()
+        let (a, b) = self.pair(other);
+        a.iter().zip(b).any(|(a, b)| a & b != 0)
+    }
+
+    /// True if `self & other & third` is not empty, without building it.
+    pub fn intersects_and(&self, other: &CpuMask, third: &CpuMask) -> bool {
+        let (a, b) = self.pair(other);
+        let (_, c) = self.pair(third);
+        (0..a.len()).any(|i| a[i] & b[i] & c[i] != 0)
+    }
+
+    /// True if `self & other & !minus` is not empty, without building it.
+    pub fn intersects_and_not(&self, other: &CpuMask, minus: &CpuMask) -> bool {
+        let (a, b) = self.pair(other);
+        let (_, c) = self.pair(minus);
+        (0..a.len()).any(|i| a[i] & b[i] & !c[i] != 0)
     }
 
     /// The set pCPUs in ascending order.
     pub fn iter(&self) -> impl Iterator<Item = PcpuId> + '_ {
-        (0..self.width)
-            .filter_map(PcpuId::new)
-            .filter(|c| self.test(*c))
+        let words = self.w();
+        let mut index = 0usize;
+        let mut current = words.first().copied().unwrap_or(0);
+        core::iter::from_fn(move || loop {
+            if current != 0 {
+                let bit = current.trailing_zeros();
+                current &= current - 1;
+                return cpu_of(index, bit);
+            }
+            index += 1;
+            current = *words.get(index)?;
+        })
     }
+}
+
+/// The first pCPU at or after bit `start` of the words `word(0..count)`.
+fn next_set(count: usize, start: u32, word: impl Fn(usize) -> u64) -> Option<PcpuId> {
+    let (first_index, _) = word_bit(start);
+    if first_index >= count {
+        return None;
+    }
+    let mut current = word(first_index) & (u64::MAX << (start % 64));
+    let mut index = first_index;
+    loop {
+        if current != 0 {
+            return cpu_of(index, current.trailing_zeros());
+        }
+        index += 1;
+        if index >= count {
+            return None;
+        }
+        current = word(index);
+    }
+}
+
+/// `cpumask_cycle` over the words `word(0..count)`: the first set pCPU after `start`,
+/// wrapping to the first.
+fn cycle_by(count: usize, start: PcpuId, word: impl Fn(usize) -> u64) -> Option<PcpuId> {
+    start
+        .raw()
+        .checked_add(1)
+        .and_then(|after| next_set(count, after, &word))
+        .or_else(|| next_set(count, 0, &word))
 }
 
 impl fmt::Debug for CpuMask {
@@ -204,5 +375,63 @@ mod tests {
         mask.set(cpu(65));
         assert!(mask.is_subset(&CpuMask::full(70)));
         assert_eq!(mask.weight(), 1);
+    }
+
+    #[test]
+    fn full_mask_of_heap_width_has_every_bit() {
+        // Wider than the inline words: the heap representation.
+        let width = super::INLINE_CPUS_MAX + 70;
+        let mask = CpuMask::full(width);
+        assert_eq!(mask.weight(), width);
+        assert_eq!(mask.iter().last(), Some(cpu(width - 1)));
+    }
+
+    #[test]
+    fn iter_crosses_word_boundaries_in_order() {
+        let mut mask = CpuMask::empty(200);
+        mask.set(cpu(3));
+        mask.set(cpu(64));
+        mask.set(cpu(199));
+        let raws: alloc::vec::Vec<u32> = mask.iter().map(PcpuId::raw).collect();
+        assert_eq!(raws, [3, 64, 199]);
+    }
+
+    #[test]
+    fn cycle_in_and_matches_cycle_of_intersection() {
+        let mut a = CpuMask::empty(130);
+        let mut b = CpuMask::empty(130);
+        a.set(cpu(2));
+        a.set(cpu(70));
+        a.set(cpu(129));
+        b.set(cpu(2));
+        b.set(cpu(129));
+        assert_eq!(a.cycle_in_and(&b, cpu(2)), a.and(&b).cycle(cpu(2)));
+        assert_eq!(a.cycle_in_and(&b, cpu(129)), Some(cpu(2)));
+        assert_eq!(a.test_or_cycle_and(&b, cpu(70)), Some(cpu(129)));
+    }
+
+    #[test]
+    fn fused_queries_match_built_masks() {
+        let mut a = CpuMask::empty(100);
+        let mut b = CpuMask::empty(100);
+        a.set(cpu(10));
+        a.set(cpu(90));
+        b.set(cpu(90));
+        let minus = CpuMask::single(100, cpu(90));
+        assert_eq!(a.first_and(&b), Some(cpu(90)));
+        assert!(a.intersects(&b));
+        assert!(!a.intersects_and_not(&b, &minus));
+        assert!(!a.is_subset(&b));
+    }
+
+    #[test]
+    fn in_place_ops_match_allocating_ops() {
+        let mut a = CpuMask::full(66);
+        let b = CpuMask::single(66, cpu(65));
+        let expected = a.and_not(&b);
+        a.and_not_with(&b);
+        assert_eq!(a, expected);
+        a.or_with(&b);
+        assert_eq!(a, CpuMask::full(66));
     }
 }

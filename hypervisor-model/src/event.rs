@@ -11,6 +11,9 @@ use crate::toolstack::ops::{decode_reason, JobId, ToolstackOp};
 
 /// One input to the core.
 #[derive(Clone, PartialEq, Eq, Debug)]
+// The toolstack variant carries `CpuMask`s, which keep up to 1024 pCPUs inline so that
+// scheduler decisions never allocate; an input is built once and handled by reference.
+#[allow(clippy::large_enum_variant)]
 pub enum CoreInput {
     /// A pCPU's scheduler timer fired.
     TimerExpired {

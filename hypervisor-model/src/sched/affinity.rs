@@ -31,7 +31,8 @@ pub fn balance_mask(ctx: &SchedCtx<'_>, v: VcpuRef, step: BalanceStep) -> CpuMas
     match step {
         BalanceStep::Hard => vcpu.hard_affinity.clone(),
         BalanceStep::Soft => {
-            let both = vcpu.soft_affinity.and(&vcpu.hard_affinity);
+            let mut both = vcpu.soft_affinity.clone();
+            both.and_with(&vcpu.hard_affinity);
             if both.is_empty() {
                 vcpu.hard_affinity.clone()
             } else {
@@ -43,5 +44,17 @@ pub fn balance_mask(ctx: &SchedCtx<'_>, v: VcpuRef, step: BalanceStep) -> CpuMas
 
 /// `unit_check_affinity`: `cpu` is in the step's mask and the pool.
 pub fn check_affinity(ctx: &SchedCtx<'_>, v: VcpuRef, cpu: PcpuId, step: BalanceStep) -> bool {
-    balance_mask(ctx, v, step).and(ctx.pool_cpus).test(cpu)
+    // Same answer as `balance_mask(..).and(pool).test(cpu)`, without building a mask.
+    let vcpu = ctx.vcpu(v);
+    let in_step = match step {
+        BalanceStep::Hard => vcpu.hard_affinity.test(cpu),
+        BalanceStep::Soft => {
+            if vcpu.soft_affinity.intersects(&vcpu.hard_affinity) {
+                vcpu.soft_affinity.test(cpu) && vcpu.hard_affinity.test(cpu)
+            } else {
+                vcpu.hard_affinity.test(cpu)
+            }
+        }
+    };
+    in_step && ctx.pool_cpus.test(cpu)
 }

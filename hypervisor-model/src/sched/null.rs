@@ -9,6 +9,7 @@
 //! - An assigned vCPU is never in the waitqueue.
 //! - `cpus_free` is exactly the pool's pCPUs with no assigned vCPU.
 //! - `do_schedule` returns the assigned vCPU or idle: never anything else.
+//! - `waiting` flags exactly the vCPUs in `waitq` (an O(1) membership test).
 //!
 //! xensim differs: `cpumask_any` (random in Xen) is `first` (spec §9.2), and the trylock
 //! in `null_schedule` always succeeds (spec §9.3). There is no tasklet work, so the
@@ -38,6 +39,48 @@ pub struct NullScheduler {
     cpus_free: CpuMask,
     /// `prv->waitq`, FIFO.
     waitq: VecDeque<VcpuRef>,
+    /// Which vCPUs are in `waitq`, so that membership is O(1) (`wake` asks on every call).
+    waiting: WaitFlags,
+}
+
+/// One flag per vCPU, indexed by domid then vCPU index: set iff the vCPU is in `waitq`.
+#[derive(Debug, Default)]
+struct WaitFlags {
+    by_dom: Vec<Vec<bool>>,
+    count: usize,
+}
+
+impl WaitFlags {
+    fn get(&self, v: VcpuRef) -> bool {
+        let Ok(vcpu_index) = usize::try_from(v.vcpu.raw()) else {
+            return false;
+        };
+        self.by_dom
+            .get(usize::from(v.dom.raw()))
+            .and_then(|vcpus| vcpus.get(vcpu_index))
+            .copied()
+            .unwrap_or(false)
+    }
+
+    fn set(&mut self, v: VcpuRef, waiting: bool) {
+        let dom_index = usize::from(v.dom.raw());
+        let vcpu_index = usize::try_from(v.vcpu.raw()).unwrap_or(usize::MAX);
+        assert!(vcpu_index < usize::MAX, "vCPU index out of range");
+        if self.by_dom.len() <= dom_index {
+            self.by_dom.resize_with(dom_index + 1, Vec::new);
+        }
+        let vcpus = &mut self.by_dom[dom_index];
+        if vcpus.len() <= vcpu_index {
+            vcpus.resize(vcpu_index + 1, false);
+        }
+        let was = core::mem::replace(&mut vcpus[vcpu_index], waiting);
+        assert_ne!(was, waiting, "{v:?}: waitqueue flag already {waiting}");
+        if waiting {
+            self.count += 1;
+        } else {
+            self.count -= 1;
+        }
+    }
 }
 
 impl NullScheduler {
@@ -48,6 +91,7 @@ impl NullScheduler {
             assigned: alloc::vec![None; slot_count],
             cpus_free: CpuMask::empty(nr_cpus),
             waitq: VecDeque::new(),
+            waiting: WaitFlags::default(),
         }
     }
 
@@ -56,12 +100,16 @@ impl NullScheduler {
     }
 
     fn in_waitq(&self, v: VcpuRef) -> bool {
-        self.waitq.contains(&v)
+        self.waiting.get(v)
     }
 
     fn remove_from_waitq(&mut self, ctx: &mut SchedCtx<'_>, v: VcpuRef) {
+        if !self.in_waitq(v) {
+            return;
+        }
         if let Some(pos) = self.waitq.iter().position(|w| *w == v) {
             self.waitq.remove(pos);
+            self.waiting.set(v, false);
             ctx.trace(TraceEvent::NullWaitq {
                 vcpu: v,
                 added: false,
@@ -70,8 +118,9 @@ impl NullScheduler {
     }
 
     fn add_to_waitq(&mut self, ctx: &mut SchedCtx<'_>, v: VcpuRef) {
-        debug_assert!(!self.in_waitq(v), "{v:?} twice in the waitqueue");
+        assert!(!self.in_waitq(v), "{v:?} twice in the waitqueue");
         self.waitq.push_back(v);
+        self.waiting.set(v, true);
         ctx.trace(TraceEvent::NullWaitq {
             vcpu: v,
             added: true,
@@ -149,13 +198,13 @@ impl NullScheduler {
             if mine_or_free && mask.test(cpu) {
                 return cpu;
             }
-            if let Some(free) = mask.and(&self.cpus_free).first() {
+            if let Some(free) = mask.first_and(&self.cpus_free) {
                 return free;
             }
         }
         // Xen: cpumask_any(pool & hard); xensim: the first such pCPU (spec §9.2).
         let hard = &ctx.vcpu(v).hard_affinity;
-        match ctx.pool_cpus.and(hard).first() {
+        match ctx.pool_cpus.first_and(hard) {
             Some(any) => any,
             None => panic!("{v:?} has no pCPU in hard affinity and pool"),
         }
@@ -171,8 +220,8 @@ impl NullScheduler {
                 self.assign(ctx, v, cpu);
                 return;
             }
-            let allowed = ctx.pool_cpus.and(&ctx.vcpu(v).hard_affinity);
-            if !allowed.intersects(&self.cpus_free) {
+            let hard = &ctx.vcpu(v).hard_affinity;
+            if !ctx.pool_cpus.intersects_and(hard, &self.cpus_free) {
                 break;
             }
         }
@@ -364,6 +413,16 @@ impl Scheduler for NullScheduler {
             if let Some(v) = assigned {
                 check_assigned(self, domains, cpu, v, out);
             }
+        }
+        if self.waiting.count != self.waitq.len() || !self.waitq.iter().all(|v| self.in_waitq(*v)) {
+            out.push(Violation {
+                invariant: "null.waitq_flags_match",
+                detail: format!(
+                    "{} flags for {} waiters",
+                    self.waiting.count,
+                    self.waitq.len()
+                ),
+            });
         }
         for v in &self.waitq {
             if self.assigned.contains(&Some(*v)) {

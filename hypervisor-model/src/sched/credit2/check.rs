@@ -46,13 +46,13 @@ impl Credit2Scheduler {
                 self.check_unit(domains, i, unit, out);
             }
         }
-        for (dom, d) in &self.doms {
+        for (dom, d) in self.doms.iter() {
             for idx in &d.parked {
                 let unit = self.u(*idx);
                 let flagged = domains
                     .vcpu(unit.v)
                     .is_some_and(|x| x.pause_flags & VPF_PARKED != 0);
-                if !unit.parked || unit.on_runq || !flagged || unit.v.dom != *dom {
+                if !unit.parked || unit.on_runq || !flagged || unit.v.dom != dom {
                     push(out, "credit2.parked_consistent", format!("{:?}", unit.v));
                 }
             }

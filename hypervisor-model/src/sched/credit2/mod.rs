@@ -24,6 +24,7 @@
 
 mod cap;
 mod check;
+mod doms;
 mod place;
 mod runqueue;
 mod schedule;
@@ -34,7 +35,7 @@ mod tests_behaviour;
 #[cfg(test)]
 mod tests_rules;
 
-use alloc::collections::{BTreeMap, BTreeSet};
+use alloc::collections::BTreeSet;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -247,7 +248,7 @@ pub struct Credit2Scheduler {
     /// Units by index; `None` = free slot.
     pub(crate) units: Vec<Option<Unit>>,
     pub(crate) free_units: Vec<usize>,
-    pub(crate) doms: BTreeMap<DomId, Dom>,
+    pub(crate) doms: doms::DomSlots,
     /// Armed replenishment timers by (deadline, domain).
     pub(crate) timers: BTreeSet<(i64, DomId)>,
 }
@@ -294,7 +295,7 @@ impl Credit2Scheduler {
             initialized: CpuMask::empty(init.nr_cpus),
             units: Vec::new(),
             free_units: Vec::new(),
-            doms: BTreeMap::new(),
+            doms: doms::DomSlots::default(),
             timers: BTreeSet::new(),
         }
     }

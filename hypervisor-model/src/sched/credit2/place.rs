@@ -181,7 +181,10 @@ impl Credit2Scheduler {
     /// `unit_is_migrateable` to runqueue `id`.
     fn migrateable(&self, ctx: &SchedCtx<'_>, idx: usize, id: usize) -> bool {
         self.u(idx).flags & FLAG_MIGRATE_REQUEST == 0
-            && self.allowed(ctx, idx).intersects(&self.rq(id).active)
+            && ctx
+                .vcpu(self.u(idx).v)
+                .hard_affinity
+                .intersects_and(ctx.pool_cpus, &self.rq(id).active)
     }
 
     /// `consider`: keep the move if it leaves the two runqueues closer in load.

@@ -59,17 +59,23 @@ pub struct Runqueue {
     pub pick_bias: PcpuId,
 }
 
-/// `smt_idle_mask_set`: add `cpu`'s core if all its (runqueue) siblings are idlers.
-pub(crate) fn smt_idle_mask_set(siblings: &CpuMask, idlers: &CpuMask, mask: &mut CpuMask) {
-    if siblings.is_subset(idlers) {
-        *mask = mask.or(siblings);
+/// `smt_idle_mask_set`: add `cpu`'s core if all its (runqueue) siblings are idlers, the
+/// idlers being `idle & !tickled`.
+pub(crate) fn smt_idle_mask_set(
+    siblings: &CpuMask,
+    idle: &CpuMask,
+    tickled: &CpuMask,
+    mask: &mut CpuMask,
+) {
+    if siblings.is_subset(idle) && !siblings.intersects(tickled) {
+        mask.or_with(siblings);
     }
 }
 
 /// `smt_idle_mask_clear`: drop `cpu`'s core if it is wholly in the mask.
 pub(crate) fn smt_idle_mask_clear(siblings: &CpuMask, mask: &mut CpuMask) {
     if siblings.is_subset(mask) {
-        *mask = mask.and_not(siblings);
+        mask.and_not_with(siblings);
     }
 }
 
@@ -443,8 +449,7 @@ impl Credit2Scheduler {
             _ => panic!("credit2: no runqueue {id}"),
         };
         rq.idle.set(cpu);
-        let idlers = rq.idle.and_not(&rq.tickled);
-        smt_idle_mask_set(sibs, &idlers, &mut rq.smt_idle);
+        smt_idle_mask_set(sibs, &rq.idle, &rq.tickled, &mut rq.smt_idle);
     }
 
     /// `cpu` runs a vCPU: out of `idle`, its core out of `smt_idle`.
@@ -466,7 +471,6 @@ impl Credit2Scheduler {
             _ => panic!("credit2: no runqueue {id}"),
         };
         rq.tickled.clear(cpu);
-        let idlers = rq.idle.and_not(&rq.tickled);
-        smt_idle_mask_set(sibs, &idlers, &mut rq.smt_idle);
+        smt_idle_mask_set(sibs, &rq.idle, &rq.tickled, &mut rq.smt_idle);
     }
 }

@@ -147,13 +147,11 @@ impl Credit2Scheduler {
                 };
             }
             if has_soft_affinity(ctx, v) {
-                let soft = balance_mask(ctx, v, BalanceStep::Soft);
+                let mut soft = balance_mask(ctx, v, BalanceStep::Soft);
                 if !soft.test(cpu) {
                     let rq = self.rq(id);
-                    soft_preempt = soft
-                        .and(&rq.idle)
-                        .and_not(&rq.tickled)
-                        .intersects(ctx.pool_cpus);
+                    soft.and_with(ctx.pool_cpus);
+                    soft_preempt = soft.intersects_and_not(&rq.idle, &rq.tickled);
                 }
             }
             if ctx.runnable(v) && !soft_preempt {

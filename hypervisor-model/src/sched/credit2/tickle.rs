@@ -103,18 +103,21 @@ impl Credit2Scheduler {
             if step == BalanceStep::Soft && !soft {
                 continue;
             }
-            let allowed = balance_mask(ctx, v, step).and(ctx.pool_cpus);
-            let whole_cores = rq.smt_idle.and(&allowed);
-            if let Some(i) = whole_cores.test_or_cycle(cpu) {
+            let mut allowed = balance_mask(ctx, v, step);
+            allowed.and_with(ctx.pool_cpus);
+            if let Some(i) = rq.smt_idle.test_or_cycle_and(&allowed, cpu) {
                 return Some(i);
             }
-            let idlers = rq.idle.and_not(&rq.tickled).and(&allowed);
-            if let Some(i) = idlers.test_or_cycle(cpu) {
+            allowed.and_not_with(&rq.tickled);
+            if let Some(i) = rq.idle.test_or_cycle_and(&allowed, cpu) {
                 return Some(i);
             }
         }
-        let hard = ctx.vcpu(v).hard_affinity.and(ctx.pool_cpus);
-        let mut busy = rq.active.and_not(&rq.idle).and_not(&rq.tickled).and(&hard);
+        let mut busy = rq.active.clone();
+        busy.and_not_with(&rq.idle);
+        busy.and_not_with(&rq.tickled);
+        busy.and_with(&ctx.vcpu(v).hard_affinity);
+        busy.and_with(ctx.pool_cpus);
         let mut best = 0i64;
         let mut target = None;
         if busy.test(cpu) {

@@ -74,8 +74,10 @@ impl RtdsScheduler {
     /// `rt_res_pick_locked`: `v`'s pCPU if allowed, else the next allowed one.
     pub(super) fn res_pick(&self, ctx: &SchedCtx<'_>, v: VcpuRef) -> PcpuId {
         let vcpu = ctx.vcpu(v);
-        let allowed = ctx.pool_cpus.and(&vcpu.hard_affinity);
-        match allowed.test_or_cycle(vcpu.processor) {
+        match ctx
+            .pool_cpus
+            .test_or_cycle_and(&vcpu.hard_affinity, vcpu.processor)
+        {
             Some(cpu) => cpu,
             None => panic!("{v:?} has no pCPU in hard affinity and pool"),
         }

@@ -129,18 +129,16 @@ impl RtdsScheduler {
     }
 
     fn tickle_target(&self, ctx: &SchedCtx<'_>, new: VcpuRef) -> Option<PcpuId> {
-        let width = ctx.pool_cpus.width();
-        let start = ctx.processor(new).raw();
-        let hard = &ctx.vcpu(new).hard_affinity;
+        let start = ctx.processor(new);
+        let mut candidates = ctx.pool_cpus.clone();
+        candidates.and_with(&ctx.vcpu(new).hard_affinity);
+        candidates.and_not_with(&self.tickled);
         let mut lowest: Option<VcpuRef> = None;
-        // Xen: test_or_cycle from new's pCPU, then cycle, each candidate once.
-        for raw in (start..width).chain(0..start) {
-            let Some(cpu) = PcpuId::new(raw) else {
-                continue;
-            };
-            if !ctx.pool_cpus.test(cpu) || !hard.test(cpu) || self.tickled.test(cpu) {
-                continue;
-            }
+        // Xen: test_or_cycle from new's pCPU, then cycle, each candidate once: the set
+        // pCPUs from `start` up, then those below it.
+        let from_start = candidates.iter().skip_while(|c| c.raw() < start.raw());
+        let below_start = candidates.iter().take_while(|c| c.raw() < start.raw());
+        for cpu in from_start.chain(below_start) {
             let Some(running) = ctx.curr_on(cpu) else {
                 return Some(cpu);
             };
