@@ -3,8 +3,9 @@
 //! Every core input and every core event becomes one record:
 //! `kind: u8 (0 input, 1 event, 2 mark) | host: u16 LE | time_ns: u64 LE | payload` where
 //! the payload is the core's pinned canonical encoding (`hypervisor_model::encode`), or for
-//! a mark the simulator's own bytes (a serve session's start and end, `serve::session`). The run hash is
-//! SipHash-1-3 with a fixed key over `len: u32 LE | record` for every record in order.
+//! a mark the simulator's own bytes (a serve session's start and end, `serve::session`).
+//! The run hash is SipHash-1-3 with a fixed key over `len: u32 LE | record` for every record
+//! in order.
 //!
 //! The trace file (`--trace`) is self-contained so `xensim replay` needs nothing else:
 //! `MAGIC | file format: u32 | record format: u32 | hash algorithm name | seed: u64 |
