@@ -63,6 +63,10 @@ pub struct Server {
     clients: BTreeMap<u32, Client>,
     next_client: u32,
     accepted_count: u32,
+    /// Clients with output queued since the last flush.
+    dirty: BTreeSet<u32>,
+    /// The read buffer, reused across reads.
+    chunk: Vec<u8>,
 }
 
 /// What the poll loop saw by the end of a session.
@@ -127,6 +131,8 @@ impl Server {
             clients: BTreeMap::new(),
             next_client: 1,
             accepted_count: 0,
+            dirty: BTreeSet::new(),
+            chunk: vec![0u8; READ_CHUNK_BYTES],
         })
     }
 
@@ -220,7 +226,6 @@ impl Server {
             self.close(number);
             return Ok(());
         }
-        let mut chunk = vec![0u8; READ_CHUNK_BYTES];
         loop {
             let Some(client) = self.clients.get_mut(&number) else {
                 return Ok(());
@@ -233,7 +238,7 @@ impl Server {
                 return Ok(());
             }
             client.paused = false;
-            let read = match client.stream.read(&mut chunk) {
+            let read = match client.stream.read(&mut self.chunk) {
                 Ok(0) => None,
                 Ok(n) => Some(n),
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
@@ -243,7 +248,7 @@ impl Server {
             let Some(n) = read else {
                 return self.hangup(session, number);
             };
-            client.splitter.push(&chunk[..n]);
+            client.splitter.push(&self.chunk[..n]);
             self.handle_requests(session, number)?;
             let _resumable = self.flush_all();
         }
@@ -284,11 +289,13 @@ impl Server {
                 XsOut::Send { client, bytes } => {
                     if let Some(c) = self.clients.get_mut(&client) {
                         c.out.extend_from_slice(&bytes);
+                        self.dirty.insert(client);
                     }
                 }
                 XsOut::Close { client } => {
                     if let Some(c) = self.clients.get_mut(&client) {
                         c.dropping = true;
+                        self.dirty.insert(client);
                     }
                 }
             }
@@ -300,14 +307,17 @@ impl Server {
     fn flush_all(&mut self) -> Vec<u32> {
         let mut closing = Vec::new();
         let mut resumable = Vec::new();
-        for (number, client) in &mut self.clients {
-            if client.out.is_empty() && !client.dropping {
+        for number in std::mem::take(&mut self.dirty) {
+            let Some(client) = self.clients.get_mut(&number) else {
                 continue;
-            }
+            };
             if write_pending(client) {
-                closing.push(*number);
-            } else if client.paused && client.out.len() <= CLIENT_OUT_BYTES_MAX {
-                resumable.push(*number);
+                closing.push(number);
+            } else if !client.out.is_empty() {
+                // The socket is full: the client's writable event brings it back.
+                continue;
+            } else if client.paused {
+                resumable.push(number);
             }
         }
         for number in closing {
