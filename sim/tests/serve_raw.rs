@@ -115,6 +115,22 @@ mod tests {
         assert_stopped_and_replays(&output, &trace);
     }
 
+    #[test]
+    fn running_timeline_session_replays() {
+        let extra = ["--run", "--at", "50ms"];
+        let server = ServeProcess::start("run", "scenarios/quickstart.toml", &extra);
+        let mut c = connect(&server.socket);
+        send(&mut c, &frame(XS_WRITE, 1, 0, b"/r/a\0v"));
+        assert_eq!(reply(&mut c), (XS_WRITE, 1, 0, b"OK\0".to_vec()));
+        // Wall time passes: the timeline runs between the two requests.
+        std::thread::sleep(Duration::from_millis(100));
+        send(&mut c, &frame(XS_READ, 2, 0, b"/r/a\0"));
+        assert_eq!(reply(&mut c), (XS_READ, 2, 0, b"v".to_vec()));
+        let trace = server.trace.clone();
+        let output = server.stop();
+        assert_stopped_and_replays(&output, &trace);
+    }
+
     fn serve_exit(args: &[&str]) -> (i32, String) {
         let output = Command::new(env!("CARGO_BIN_EXE_xensim"))
             .arg("serve")
