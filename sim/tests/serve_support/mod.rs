@@ -31,7 +31,8 @@ pub fn client_or_skip(path: &Path, what: &str) -> Option<PathBuf> {
         return Some(path.to_path_buf());
     }
     let message = format!(
-        "{what} not found at {}: install it (see .ci/run, step \"XenStore clients for the serve tests\")",
+        "{what} not found at {}: install it (see .ci/run, step \"XenStore clients for the \
+         serve tests\")",
         path.display()
     );
     assert!(!in_ci(), "CI=true and {message}");
