@@ -1,5 +1,6 @@
 //! What the CLI commands do, as library functions (the binary only parses arguments and
-//! prints): run a scenario, replay a trace, answer an xl query at a virtual time.
+//! prints): run a scenario, replay a trace, answer an xl query at a virtual time, serve a
+//! scenario's XenStore on a unix socket.
 
 use std::path::{Component, Path, PathBuf};
 
@@ -21,6 +22,9 @@ pub enum AppError {
     /// A trace file problem.
     #[error(transparent)]
     Trace(#[from] TraceError),
+    /// `xensim serve` failed.
+    #[error(transparent)]
+    Serve(#[from] crate::serve::ServeError),
     /// A bad argument: exit 2.
     #[error("{0}")]
     Usage(String),
@@ -34,6 +38,9 @@ impl AppError {
             AppError::Load(_) | AppError::Usage(_) | AppError::Trace(_) => 2,
             AppError::Run(RunError::Trace(_)) => 2,
             AppError::Run(_) => 1,
+            AppError::Serve(e) if e.is_usage() => 2,
+            AppError::Serve(crate::serve::ServeError::Run(RunError::Trace(_))) => 2,
+            AppError::Serve(_) => 1,
         }
     }
 }
@@ -91,7 +98,7 @@ pub fn load(path: &Path, seed: Option<u64>, strict: bool) -> Result<Scenario, Ap
     )?)
 }
 
-fn header_of(scenario: &Scenario) -> TraceHeader {
+pub(crate) fn header_of(scenario: &Scenario) -> TraceHeader {
     TraceHeader {
         seed: scenario.sim.seed,
         scenario_name: scenario.file_name.clone(),
@@ -197,6 +204,19 @@ pub fn replay(trace: &Path, core_only: bool) -> Result<ReplayReport, AppError> {
         )));
     }
     let record_count = file.records.len();
+    if !core_only && crate::serve::session::is_session(&file.records) {
+        let outcome =
+            crate::serve::session::replay(&scenario, file.records).map_err(|e| match e {
+                crate::serve::session::SessionReplayError::Run(run) => AppError::Run(run),
+                record => AppError::Usage(format!("{}: {record}", trace.display())),
+            })?;
+        return Ok(ReplayReport {
+            recorded: file.hash,
+            replayed: outcome.hash,
+            record_count,
+            divergence: outcome.divergence,
+        });
+    }
     if core_only {
         let report = crate::replay_core::replay_core(&scenario, file.records)
             .map_err(|e| AppError::Usage(format!("{}: {e}", trace.display())))?;
@@ -276,21 +296,7 @@ pub fn xl_at(
     host: Option<&str>,
     words: &[String],
 ) -> Result<crate::report::xl::XlOutput, AppError> {
-    let host_index = match host {
-        None => 0,
-        Some(name) => scenario
-            .hosts
-            .iter()
-            .position(|h| h.name == name)
-            .ok_or_else(|| {
-                let known: Vec<&str> = scenario.hosts.iter().map(|h| h.name.as_str()).collect();
-                AppError::Usage(format!(
-                    "--host {name}: no such host (hosts: {})",
-                    known.join(", ")
-                ))
-            })?,
-    };
-    let host_index = u16::try_from(host_index).unwrap_or(u16::MAX);
+    let host_index = host_index(scenario, host)?;
     if crate::xl::xs_command::is_xenstore(words) {
         return xenstore_at(scenario, at_ns, host_index, words);
     }
@@ -351,4 +357,96 @@ fn xenstore_at(
         decision_log: false,
     };
     Ok(run::xs_query_at(scenario, &opts, host_index, &command)?)
+}
+
+/// The index of host `name` (default: the first host).
+pub fn host_index(scenario: &Scenario, name: Option<&str>) -> Result<u16, AppError> {
+    let index = match name {
+        None => 0,
+        Some(name) => scenario
+            .hosts
+            .iter()
+            .position(|h| h.name == name)
+            .ok_or_else(|| {
+                let known: Vec<&str> = scenario.hosts.iter().map(|h| h.name.as_str()).collect();
+                AppError::Usage(format!(
+                    "--host {name}: no such host (hosts: {})",
+                    known.join(", ")
+                ))
+            })?,
+    };
+    Ok(u16::try_from(index).unwrap_or(u16::MAX))
+}
+
+/// Options of `xensim serve`.
+#[derive(Debug, Clone)]
+pub struct ServeArgs {
+    /// `--xenstore-socket`.
+    pub socket: PathBuf,
+    /// `--at` (default: right after boot, time 0).
+    pub at_ns: Option<u64>,
+    /// `--run`.
+    pub run: bool,
+    /// `--host` (default: the first host).
+    pub host: Option<String>,
+    /// `--trace`.
+    pub trace: Option<PathBuf>,
+}
+
+/// What a serve session did.
+#[derive(Debug)]
+pub struct ServeReport {
+    /// The run (hash, records, end time).
+    pub outcome: RunOutcome,
+    /// Requests handled.
+    pub request_count: u64,
+    /// Clients accepted.
+    pub accepted_count: u32,
+}
+
+/// `xensim serve`: boots `scenario`, runs it to `--at`, binds the socket, calls
+/// `listening` with the host name and the socket path, and serves until `stop` is set.
+pub fn serve(
+    scenario: &Scenario,
+    args: &ServeArgs,
+    stop: &std::sync::atomic::AtomicBool,
+    listening: &mut dyn FnMut(&str, &Path),
+) -> Result<ServeReport, AppError> {
+    use crate::serve::{ServeSession, Server, SessionOptions};
+    let host = host_index(scenario, args.host.as_deref())?;
+    let at_ns = args.at_ns.unwrap_or(0);
+    if at_ns > scenario.sim.duration_ns {
+        return Err(AppError::Usage(format!(
+            "--at {at_ns} ns is past the scenario's duration ({} ns)",
+            scenario.sim.duration_ns
+        )));
+    }
+    let recorder = match &args.trace {
+        Some(path) => Recorder::to_file(path, &header_of(scenario))?,
+        None => Recorder::new(),
+    };
+    let mut server = Server::bind(&args.socket)?;
+    let opts = SessionOptions {
+        host,
+        at_ns,
+        run: args.run,
+    };
+    let mut session = ServeSession::start(scenario, opts, recorder)?;
+    listening(&scenario.hosts[usize::from(host)].name, server.path());
+    // The wall clock only paces where `--run`'s timeline has caught up between requests;
+    // every request's virtual time is recorded, so replays never consult it.
+    #[allow(clippy::disallowed_types)]
+    let started = std::time::Instant::now();
+    let mut clock_ns = || {
+        let elapsed_ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        args.run.then(|| at_ns.saturating_add(elapsed_ns))
+    };
+    let stats = server.run(&mut session, stop, &mut clock_ns)?;
+    let request_count = session.request_count();
+    let outcome = session.finish()?;
+    Ok(ServeReport {
+        outcome,
+        request_count,
+        accepted_count: stats.accepted_count,
+    })
 }

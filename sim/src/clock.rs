@@ -98,6 +98,15 @@ impl<E> EventQueue<E> {
         Some((entry.time_ns, entry.event))
     }
 
+    /// Moves the clock forward to `time_ns` without popping anything: `xensim serve` uses it
+    /// for a request's modelled cost and for the instant its frozen timeline stands at.
+    /// Events pending before `time_ns` stay queued; the caller must not pop them (a frozen
+    /// timeline never pops again; a running one pops everything before `time_ns` first).
+    pub fn set_now(&mut self, time_ns: u64) {
+        assert!(time_ns >= self.now_ns, "virtual time went backwards");
+        self.now_ns = time_ns;
+    }
+
     /// Number of pending events.
     pub fn len(&self) -> usize {
         self.heap.len()

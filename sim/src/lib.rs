@@ -4,6 +4,7 @@
 //! - `bin/xensim.rs`: the CLI; parses arguments and calls this library.
 //! - [`scenario`]: scenario TOML and xl.cfg loading with located errors.
 //! - [`app`]: what each CLI command does (run, replay, xl queries).
+//! - [`serve`]: the XenStore on a unix socket for real clients (`xensim serve`).
 //! - [`run`]: the event loop, the simulated platform, guest models, the xl timeline.
 //! - [`record`]: the replay trace and the run hash.
 //! - [`replay_core`]: feeding a trace's core inputs to bare cores (no simulator).
@@ -24,4 +25,5 @@ pub mod report;
 pub mod rng;
 pub mod run;
 pub mod scenario;
+pub mod serve;
 pub mod xl;

@@ -1,9 +1,11 @@
 //! The replay trace and the run hash.
 //!
 //! Every core input and every core event becomes one record:
-//! `kind: u8 (0 input, 1 event) | host: u16 LE | time_ns: u64 LE | payload` where the payload
-//! is the core's pinned canonical encoding (`hypervisor_model::encode`). The run hash is
-//! SipHash-1-3 with a fixed key over `len: u32 LE | record` for every record in order.
+//! `kind: u8 (0 input, 1 event, 2 mark) | host: u16 LE | time_ns: u64 LE | payload` where
+//! the payload is the core's pinned canonical encoding (`hypervisor_model::encode`), or for
+//! a mark the simulator's own bytes (a serve session's start and end, `serve::session`).
+//! The run hash is SipHash-1-3 with a fixed key over `len: u32 LE | record` for every record
+//! in order.
 //!
 //! The trace file (`--trace`) is self-contained so `xensim replay` needs nothing else:
 //! `MAGIC | file format: u32 | record format: u32 | hash algorithm name | seed: u64 |
@@ -38,6 +40,7 @@ const END_MARKER: u32 = u32::MAX;
 const HASH_BUFFER_BYTES: usize = 16 * 1024;
 const KIND_INPUT: u8 = 0;
 const KIND_EVENT: u8 = 1;
+const KIND_MARK: u8 = 2;
 
 /// A run hash.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -198,6 +201,14 @@ impl Recorder {
     pub fn event(&mut self, host: u16, time_ns: u64, event: &TraceEvent) {
         let start = self.begin(KIND_EVENT, host, time_ns);
         event.encode(&mut self.hash_buffer);
+        self.commit(start, time_ns);
+    }
+
+    /// Records a simulator mark: how the run loop was driven (a serve session's start and
+    /// end), which a replay needs and the core never sees.
+    pub fn mark(&mut self, host: u16, time_ns: u64, payload: &[u8]) {
+        let start = self.begin(KIND_MARK, host, time_ns);
+        self.hash_buffer.extend_from_slice(payload);
         self.commit(start, time_ns);
     }
 
@@ -447,6 +458,7 @@ pub fn record_fields(record: &[u8]) -> Option<(&'static str, u16, u64, &[u8])> {
     let kind = match *record.first()? {
         KIND_INPUT => "input",
         KIND_EVENT => "event",
+        KIND_MARK => "mark",
         _ => "unknown",
     };
     let host = u16::from_le_bytes(record.get(1..3)?.try_into().ok()?);

@@ -106,16 +106,23 @@ impl Platform for ReplayPlatform<'_> {
     fn ring_doorbell(&mut self, _doorbell: Doorbell) {}
 }
 
+/// One replayed step: a core input to feed, or a simulator mark to copy (a serve
+/// session's start and end; the core never sees them).
+enum Step {
+    Input(Box<CoreInput>),
+    Mark(Vec<u8>),
+}
+
 /// Boots one core per host of `scenario` and feeds it the inputs among `records`,
 /// comparing every record the cores produce with `records`.
 pub fn replay_core(
     scenario: &Scenario,
     records: Vec<Vec<u8>>,
 ) -> Result<CoreReplayReport, CoreReplayError> {
-    let inputs: Vec<(usize, u16, u64, CoreInput)> = records
+    let steps: Vec<(usize, u16, u64, Step)> = records
         .iter()
         .enumerate()
-        .filter_map(|(index, record)| decode_input(index, record).transpose())
+        .filter_map(|(index, record)| decode_step(index, record).transpose())
         .collect::<Result<_, _>>()?;
     let mut recorder = Recorder::checking(records);
     let mut cores = Vec::new();
@@ -130,7 +137,7 @@ pub fn replay_core(
         cores.push(Hypervisor::boot(config, &mut platform));
     }
     let mut last_time_ns = 0u64;
-    for (index, host, time_ns, input) in inputs {
+    for (index, host, time_ns, step) in steps {
         // A trace's inputs are in time order; a corrupt one must not drive the core back.
         if time_ns < last_time_ns {
             let reason = format!("time goes backwards ({time_ns} ns after {last_time_ns} ns)");
@@ -143,6 +150,13 @@ pub fn replay_core(
                 index,
                 reason: format!("host {host} is not in the scenario"),
             })?;
+        let input = match step {
+            Step::Input(input) => input,
+            Step::Mark(payload) => {
+                recorder.mark(host, time_ns, &payload);
+                continue;
+            }
+        };
         recorder.input(host, time_ns, &input);
         let mut platform = ReplayPlatform {
             host,
@@ -159,17 +173,21 @@ pub fn replay_core(
     Ok(CoreReplayReport { hash, divergence })
 }
 
-fn decode_input(
+fn decode_step(
     index: usize,
     record: &[u8],
-) -> Result<Option<(usize, u16, u64, CoreInput)>, CoreReplayError> {
+) -> Result<Option<(usize, u16, u64, Step)>, CoreReplayError> {
     let bad = |reason: String| CoreReplayError::Record { index, reason };
     let (kind, host, time_ns, payload) =
         record_fields(record).ok_or_else(|| bad("too short".to_string()))?;
-    if kind != "input" {
-        return Ok(None);
-    }
-    let input = CoreInput::decode(payload)
-        .map_err(|e| bad(format!("byte {}: expected {}", e.offset, e.what)))?;
-    Ok(Some((index, host, time_ns, input)))
+    let step = match kind {
+        "input" => {
+            Step::Input(Box::new(CoreInput::decode(payload).map_err(|e| {
+                bad(format!("byte {}: expected {}", e.offset, e.what))
+            })?))
+        }
+        "mark" => Step::Mark(payload.to_vec()),
+        _ => return Ok(None),
+    };
+    Ok(Some((index, host, time_ns, step)))
 }

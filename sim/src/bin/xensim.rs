@@ -53,6 +53,30 @@ enum Command {
         #[arg(long)]
         core: bool,
     },
+    /// Serve the scenario's XenStore on a unix socket to real clients (xenstore-ls, pyxs,
+    /// libxenstore); Ctrl-C or SIGTERM ends the session and prints the run hash.
+    Serve {
+        /// Scenario file (TOML).
+        file: PathBuf,
+        /// The unix socket to create (clients: `XENSTORED_PATH=PATH xenstore-ls`).
+        #[arg(long, value_name = "PATH")]
+        xenstore_socket: PathBuf,
+        /// Virtual time the timeline runs to before the socket opens (default: 0).
+        #[arg(long)]
+        at: Option<String>,
+        /// Keep the timeline running with the wall clock (default: frozen at `--at`).
+        #[arg(long)]
+        run: bool,
+        /// Which host's XenStore to serve (default: the first host).
+        #[arg(long)]
+        host: Option<String>,
+        /// Write the replay trace here (`xensim replay` verifies it).
+        #[arg(long)]
+        trace: Option<PathBuf>,
+        /// Override `[sim] seed`.
+        #[arg(long)]
+        seed: Option<u64>,
+    },
     /// Answer an xl query (list, info, dmesg) for the simulated state at a virtual time.
     Xl {
         /// Scenario file (TOML).
@@ -136,6 +160,25 @@ fn dispatch(command: Command) -> anyhow::Result<u8> {
             run(&file, &args, metrics, decision_log)
         }
         Command::Replay { trace, core } => replay(&trace, core),
+        Command::Serve {
+            file,
+            xenstore_socket,
+            at,
+            run,
+            host,
+            trace,
+            seed,
+        } => {
+            let at_ns = at.as_deref().map(parse_at).transpose()?;
+            let args = app::ServeArgs {
+                socket: xenstore_socket,
+                at_ns,
+                run,
+                host,
+                trace,
+            };
+            serve(&file, &args, seed)
+        }
         Command::Xl {
             file,
             at,
@@ -268,4 +311,32 @@ fn xl(
     out!("{}", out.stdout);
     eprint!("{}", out.stderr);
     Ok(u8::try_from(out.rc).unwrap_or(1))
+}
+
+fn parse_at(text: &str) -> Result<u64, AppError> {
+    parse_duration(text).map_err(|e| AppError::Usage(format!("--at {text}: {e}")))
+}
+
+fn serve(file: &std::path::Path, args: &app::ServeArgs, seed: Option<u64>) -> anyhow::Result<u8> {
+    let scenario = app::load(file, seed, false)?;
+    for warning in &scenario.warnings {
+        eprintln!("{}", warning.trim_end());
+    }
+    let stop = xensim::serve::stop_on_signals().map_err(AppError::from)?;
+    let mut listening = |host: &str, path: &std::path::Path| {
+        outln!(
+            "xensim serve: XenStore of host {host} on {} (Ctrl-C ends the session)",
+            path.display()
+        );
+    };
+    let report = app::serve(&scenario, args, &stop, &mut listening)?;
+    outln!(
+        "requests: {}  clients: {}  records: {}  virtual time: {} s",
+        report.request_count,
+        report.accepted_count,
+        report.outcome.record_count,
+        xensim::run::decisions::seconds(report.outcome.end_ns)
+    );
+    outln!("run hash: {}", report.outcome.hash);
+    Ok(0)
 }

@@ -103,8 +103,9 @@ pub fn core_costs(
     }
 }
 
-/// Hash of the effective cost table of every host: the core's toolstack costs and the
-/// guest reaction time, in a fixed order (see `record::TraceHeader::costs_hash`).
+/// Hash of the effective cost table of every host: the core's toolstack costs, the
+/// guest reaction time and xenstored's per-request cost (`xensim serve`), in a fixed order
+/// (see `record::TraceHeader::costs_hash`).
 pub fn cost_table_hash(scenario: &crate::scenario::model::Scenario) -> u64 {
     let mut bytes = Vec::new();
     let reaction_ns = cost_ns(
@@ -133,6 +134,11 @@ pub fn cost_table_hash(scenario: &crate::scenario::model::Scenario) -> u64 {
         for value in [c.populate_batch_pages, c.relinquish_batch_pages] {
             bytes.extend_from_slice(&value.to_le_bytes());
         }
+    }
+    for index in 0..scenario.hosts.len() {
+        let host = u16::try_from(index).unwrap_or(u16::MAX);
+        let request_ns = crate::serve::session::request_cost_ns(scenario, host);
+        bytes.extend_from_slice(&request_ns.to_le_bytes());
     }
     crate::record::pinned_hash(&bytes)
 }

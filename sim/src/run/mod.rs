@@ -5,7 +5,7 @@
 //! `guests.rs` (workload models per vCPU), `commands.rs` (the xl timeline and toolstack
 //! replies), `messages.rs` (xl's and libxl's failure messages), `xl_sched.rs` (the
 //! scheduler, cpupool and vCPU commands), `sinks.rs` (hash, trace file, decision log,
-//! metrics).
+//! metrics), `external.rs` (socket requests from `xensim serve` at the current time).
 //!
 //! # Invariants
 //! - One run is single-threaded and reads no host clock: its hash depends only on the
@@ -15,6 +15,7 @@
 pub mod commands;
 pub mod decisions;
 mod domain_rtds;
+pub mod external;
 pub mod guests;
 pub mod host;
 mod messages;
@@ -39,6 +40,7 @@ use crate::report::metrics::DomainMeta;
 use crate::rng::RngStreams;
 use crate::scenario::model::Scenario;
 use commands::{CommandRecord, JobOrigin};
+pub use external::Timeline;
 use guests::{GuestStep, HostGuests};
 use platform::{HostSim, SimPlatform};
 pub use sinks::Sinks;
