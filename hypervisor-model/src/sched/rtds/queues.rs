@@ -38,6 +38,18 @@ impl RtdsScheduler {
             .unwrap_or(queue.len())
     }
 
+    /// [`Self::insert_position`] for the runq, by binary search: the runq is sorted whenever
+    /// something is inserted (only a dequeued vCPU's key changes), so the entries `v`
+    /// strictly beats are a suffix. Debug builds check it against the linear walk.
+    fn runq_insert_position(&self, v: VcpuRef) -> usize {
+        let new = self.servers.srv(v);
+        let pos = self
+            .runq
+            .partition_point(|w| compare(new, self.servers.srv(*w)) != Ordering::Greater);
+        debug_assert_eq!(pos, self.insert_position(&self.runq, v), "runq unsorted");
+        pos
+    }
+
     /// `runq_insert`: the runq if it has budget or extratime, else the head of
     /// `depletedq`.
     pub(super) fn runq_insert(&mut self, v: VcpuRef) {
@@ -45,7 +57,7 @@ impl RtdsScheduler {
         assert_eq!(s.queue, Queue::None, "{v:?} queued twice");
         assert!(s.on_replq, "{v:?} queued without a replenishment event");
         if s.cur_budget_ns > 0 || s.extratime {
-            let pos = self.insert_position(&self.runq, v);
+            let pos = self.runq_insert_position(v);
             self.runq.insert(pos, v);
             self.servers.srv_mut(v).queue = Queue::Runq;
         } else {
