@@ -309,17 +309,7 @@ pub fn xl_at(
             words.join(" ")
         )));
     }
-    if at_ns > scenario.sim.duration_ns {
-        return Err(AppError::Usage(format!(
-            "--at {at_ns} ns is past the scenario's duration ({} ns)",
-            scenario.sim.duration_ns
-        )));
-    }
-    let opts = RunOptions {
-        check: false,
-        stop_at_ns: Some(at_ns),
-        decision_log: false,
-    };
+    let opts = at_options(scenario, at_ns)?;
     if command.is_query() {
         return Ok(run::query_at(scenario, &opts, host_index, &command)?);
     }
@@ -327,6 +317,21 @@ pub fn xl_at(
     Ok(run::command_at(
         scenario, &opts, host_index, &text, &command,
     )?)
+}
+
+/// The run options of a query at `at_ns`, which must be within the scenario.
+fn at_options(scenario: &Scenario, at_ns: u64) -> Result<RunOptions, AppError> {
+    if at_ns > scenario.sim.duration_ns {
+        return Err(AppError::Usage(format!(
+            "--at {at_ns} ns is past the scenario's duration ({} ns)",
+            scenario.sim.duration_ns
+        )));
+    }
+    Ok(RunOptions {
+        check: false,
+        stop_at_ns: Some(at_ns),
+        decision_log: false,
+    })
 }
 
 /// `xensim xl FILE --at TIME -- xenstore-ls ...`: a read-only xenstore client on the host's
@@ -345,17 +350,7 @@ fn xenstore_at(
             words.join(" ")
         )));
     }
-    if at_ns > scenario.sim.duration_ns {
-        return Err(AppError::Usage(format!(
-            "--at {at_ns} ns is past the scenario's duration ({} ns)",
-            scenario.sim.duration_ns
-        )));
-    }
-    let opts = RunOptions {
-        check: false,
-        stop_at_ns: Some(at_ns),
-        decision_log: false,
-    };
+    let opts = at_options(scenario, at_ns)?;
     Ok(run::xs_query_at(scenario, &opts, host_index, &command)?)
 }
 
