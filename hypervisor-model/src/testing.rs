@@ -285,3 +285,26 @@ pub fn small_host(nr_cpus: u32, sched: SchedKind) -> BootConfig {
         grant_limits: crate::hypervisor::xs_tool::GrantLimits::default(),
     }
 }
+
+/// Short constructors for ids in tests (`expect` on constants only).
+pub mod ids {
+    use crate::ids::{DomId, PcpuId, VcpuId, VcpuRef};
+
+    /// Domain `n`.
+    pub fn dom(n: u16) -> DomId {
+        DomId::new(n).expect("test domid")
+    }
+
+    /// vCPU `index` of domain `d`.
+    pub fn vcpu(d: u16, index: u32) -> VcpuRef {
+        VcpuRef {
+            dom: dom(d),
+            vcpu: VcpuId::new(index).expect("test vcpu"),
+        }
+    }
+
+    /// pCPU `n`.
+    pub fn cpu(n: u32) -> PcpuId {
+        PcpuId::new(n).expect("test cpu")
+    }
+}

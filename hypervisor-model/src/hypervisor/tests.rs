@@ -9,8 +9,9 @@ use alloc::string::String;
 use super::Hypervisor;
 use crate::domain::vcpu::Runstate;
 use crate::event::CoreInput;
-use crate::ids::{DomId, PcpuId, VcpuId, VcpuRef};
+use crate::ids::{DomId, VcpuRef};
 use crate::sched::SchedKind;
+use crate::testing::ids::{cpu, vcpu};
 use crate::testing::{small_host, FakePlatform};
 use crate::time::{STime, Span};
 use crate::toolstack::config::DomainConfig;
@@ -30,17 +31,6 @@ fn guest(name: &str, vcpus: u32) -> DomainConfig {
     config.memory_kib = 512 * 1024;
     config.max_memory_kib = 512 * 1024;
     config
-}
-
-fn vcpu(dom: u16, index: u32) -> VcpuRef {
-    VcpuRef {
-        dom: DomId::new(dom).expect("test domid"),
-        vcpu: VcpuId::new(index).expect("test vcpu"),
-    }
-}
-
-fn cpu(n: u32) -> PcpuId {
-    PcpuId::new(n).expect("test cpu")
 }
 
 fn create(hv: &mut Hypervisor, p: &mut FakePlatform, job: u32, config: DomainConfig) {

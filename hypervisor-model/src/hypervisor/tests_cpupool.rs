@@ -10,9 +10,10 @@ use alloc::vec::Vec;
 use super::Hypervisor;
 use crate::cpumask::CpuMask;
 use crate::event::CoreInput;
-use crate::ids::{DomId, PcpuId, PoolId, VcpuId, VcpuRef};
+use crate::ids::{DomId, PoolId, VcpuId};
 use crate::sched::params::{DomParams, SchedError, VcpuParams};
 use crate::sched::SchedKind;
+use crate::testing::ids::{cpu, dom, vcpu};
 use crate::testing::{small_host, FakePlatform};
 use crate::toolstack::config::{AffinityCfg, DomainConfig};
 use crate::toolstack::ops::{JobId, PoolError, ToolstackError, ToolstackOp, ToolstackReply};
@@ -28,27 +29,12 @@ fn boot() -> (Hypervisor, FakePlatform) {
     (hv, p)
 }
 
-fn cpu(n: u32) -> PcpuId {
-    PcpuId::new(n).expect("test cpu")
-}
-
 fn mask(cpus: &[u32]) -> CpuMask {
     let mut m = CpuMask::empty(NR_CPUS);
     for c in cpus {
         m.set(cpu(*c));
     }
     m
-}
-
-fn dom(n: u16) -> DomId {
-    DomId::new(n).expect("test domid")
-}
-
-fn vcpu(d: u16, index: u32) -> VcpuRef {
-    VcpuRef {
-        dom: dom(d),
-        vcpu: VcpuId::new(index).expect("test vcpu"),
-    }
 }
 
 /// Runs one toolstack operation to its end and returns its result.

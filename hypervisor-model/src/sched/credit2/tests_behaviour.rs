@@ -12,29 +12,15 @@ use crate::cpumask::CpuMask;
 use crate::event::CoreInput;
 use crate::hypervisor::boot::{BootConfig, CpuTopo};
 use crate::hypervisor::Hypervisor;
-use crate::ids::{DomId, PcpuId, PoolId, VcpuId, VcpuRef};
+use crate::ids::{DomId, PcpuId, PoolId, VcpuRef};
 use crate::sched::params::{DomParams, SchedError};
 use crate::sched::{PickReason, SchedKind};
+use crate::testing::ids::{cpu, dom, vcpu};
 use crate::testing::{small_host, FakePlatform};
 use crate::time::{STime, Span};
 use crate::toolstack::config::{AffinityCfg, DomainConfig};
 use crate::toolstack::ops::{JobId, ToolstackOp};
 use crate::trace::TraceEvent;
-
-fn cpu(n: u32) -> PcpuId {
-    PcpuId::new(n).expect("test cpu")
-}
-
-fn dom(n: u16) -> DomId {
-    DomId::new(n).expect("test domid")
-}
-
-fn vcpu(d: u16, index: u32) -> VcpuRef {
-    VcpuRef {
-        dom: dom(d),
-        vcpu: VcpuId::new(index).expect("test vcpu"),
-    }
-}
 
 fn boot_config(config: BootConfig) -> (Hypervisor, FakePlatform) {
     let mut p = FakePlatform::default();

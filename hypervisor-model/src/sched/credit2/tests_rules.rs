@@ -14,6 +14,7 @@ use crate::domain::vcpu::Vcpu;
 use crate::domain::{Domain, DomainIdentity};
 use crate::hypervisor::boot::CpuTopo;
 use crate::ids::{PoolId, VcpuId};
+use crate::testing::ids::cpu;
 use crate::toolstack::config::GuestType;
 
 /// A scheduler with its own domain table and pool, for direct hook calls.
@@ -25,10 +26,6 @@ struct Fixture {
     tickles: Vec<PcpuId>,
     events: Vec<TraceEvent>,
     now: STime,
-}
-
-fn cpu(n: u32) -> PcpuId {
-    PcpuId::new(n).expect("test cpu")
 }
 
 fn vref(dom: u16, index: u32) -> VcpuRef {

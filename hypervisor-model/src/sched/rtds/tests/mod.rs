@@ -14,23 +14,13 @@ use alloc::string::String;
 use super::RtdsScheduler;
 use crate::event::CoreInput;
 use crate::hypervisor::Hypervisor;
-use crate::ids::{DomId, PcpuId, PoolId, VcpuId, VcpuRef};
+use crate::ids::{PoolId, VcpuRef};
 use crate::sched::params::{SchedError, VcpuParams};
 use crate::sched::SchedKind;
+use crate::testing::ids::{cpu, vcpu};
 use crate::testing::{small_host, FakePlatform};
 use crate::toolstack::config::DomainConfig;
 use crate::toolstack::ops::{JobId, ToolstackOp};
-
-fn vcpu(dom: u16, index: u32) -> VcpuRef {
-    VcpuRef {
-        dom: DomId::new(dom).expect("test domid"),
-        vcpu: VcpuId::new(index).expect("test vcpu"),
-    }
-}
-
-fn cpu(n: u32) -> PcpuId {
-    PcpuId::new(n).expect("test cpu")
-}
 
 fn guest(name: &str, vcpus: u32) -> DomainConfig {
     let mut config = DomainConfig::with_defaults(String::from(name));
