@@ -12,7 +12,10 @@ use alloc::vec::Vec;
 use super::Hypervisor;
 use crate::domain::vcpu::Runstate;
 use crate::domain::Domain;
+use crate::evtchn::PortState;
 use crate::ids::PcpuId;
+use crate::io::handshake::DeviceConn;
+use crate::io::xenbus::XenbusState;
 use crate::sched::Violation;
 
 pub(super) fn check_all(hv: &Hypervisor) -> Vec<Violation> {
@@ -31,6 +34,7 @@ pub(super) fn check_all(hv: &Hypervisor) -> Vec<Violation> {
     hv.evtchn.check_invariants(&mut out);
     hv.grants.check_invariants(&mut out);
     check_io_tables(hv, &mut out);
+    check_xenbus(hv, &mut out);
     for conn in hv.xs_clients.values() {
         if !hv.xenstore.is_live(*conn) {
             violation(
@@ -268,6 +272,80 @@ fn check_memory(hv: &Hypervisor, out: &mut Vec<Violation>) {
             out,
             "core.pages_conserved",
             format!("{total} != {}", hv.host.total_pages()),
+        );
+    }
+}
+
+/// XenBus ends (spec `xenstore-io.md` §4, §9): each `state` key a driver wrote holds one of
+/// the state numbers; a Connected backend maps every ring ref of its frontend and holds a
+/// port bound interdomain to the frontend's; a dying or freed domain has no device ends.
+fn check_xenbus(hv: &Hypervisor, out: &mut Vec<Violation>) {
+    for (dom, conns) in &hv.xenbus {
+        let alive = hv
+            .domains
+            .get(*dom)
+            .is_some_and(|d| d.dying == crate::domain::Dying::Alive);
+        if !alive {
+            violation(
+                out,
+                "xenbus.dead_domain",
+                format!(
+                    "{dom:?} is gone or dying but has {} device ends",
+                    conns.len()
+                ),
+            );
+        }
+        for conn in conns {
+            for dir in [&conn.front_path, &conn.back_path] {
+                let path = format!("{dir}/state");
+                let Some(node) = hv.xenstore.node(&path) else {
+                    continue;
+                };
+                if XenbusState::parse(node.value()) == XenbusState::Unknown {
+                    violation(out, "xenbus.state_number", format!("{path} is not a state"));
+                }
+            }
+            if conn.back_state == XenbusState::Connected {
+                check_connected(hv, conn, out);
+            }
+        }
+    }
+}
+
+/// A Connected backend: dom0 maps each ring ref, and its port is the frontend's peer.
+fn check_connected(hv: &Hypervisor, conn: &DeviceConn, out: &mut Vec<Violation>) {
+    let table = hv.grants.table(conn.front_dom);
+    let mapped = conn.ring_handles.len() == conn.ring_refs.len()
+        && conn.ring_refs.iter().all(|gref| {
+            table
+                .and_then(|t| t.active(*gref))
+                .is_some_and(|a| !a.pins.is_zero() && a.domid == conn.back_dom)
+        });
+    if !mapped {
+        violation(
+            out,
+            "xenbus.connected_mapped",
+            format!("{} is Connected without its ring mapped", conn.back_path),
+        );
+    }
+    let bound = match (conn.back_port, conn.front_port) {
+        (Some(back), Some(front)) => hv
+            .evtchn
+            .domain(conn.back_dom)
+            .and_then(|d| d.state(back))
+            .is_some_and(|s| {
+                s == PortState::Interdomain {
+                    remote: conn.front_dom,
+                    remote_port: front,
+                }
+            }),
+        _ => false,
+    };
+    if !bound {
+        violation(
+            out,
+            "xenbus.connected_bound",
+            format!("{} is Connected without a bound port", conn.back_path),
         );
     }
 }

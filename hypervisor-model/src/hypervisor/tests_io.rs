@@ -1,4 +1,4 @@
-//! A domain with one vif and one disk: the device directories libxl writes (spec §3.2–3.4)
+//! A domain with one vif and one disk: the device directories libxl writes (spec §3.2–3.4),
 //! and a destroy that leaves no node, port or grant table of the dead domain.
 
 use alloc::boxed::Box;
@@ -7,7 +7,8 @@ use alloc::string::String;
 
 use super::Hypervisor;
 use crate::event::CoreInput;
-use crate::ids::DomId;
+use crate::evtchn::PortState;
+use crate::ids::{DomId, EvtchnPort, GrantRef};
 use crate::sched::SchedKind;
 use crate::testing::{small_host, FakePlatform};
 use crate::toolstack::config::{DiskAccess, DiskCfg, DomainConfig, VifCfg};
@@ -73,7 +74,7 @@ fn vif_directories_carry_libxl_link_and_vif_keys() {
         value(&hv, &format!("{back}/bridge")).as_deref(),
         Some("xenbr0")
     );
-    assert_eq!(value(&hv, &format!("{back}/state")).as_deref(), Some("1"));
+    assert_eq!(value(&hv, &format!("{back}/online")).as_deref(), Some("1"));
     let mac = Some("00:16:3e:00:00:01");
     assert_eq!(value(&hv, &format!("{front}/mac")).as_deref(), mac);
 }
@@ -113,6 +114,147 @@ fn destroy_leaves_no_node_port_or_table_of_the_guest() {
     assert!(hv.xenstore().node("/libxl/1").is_none());
     assert!(hv.event_channels().domain(dom).is_none());
     assert!(hv.grant_tables().table(dom).is_none());
+    let dom0 = hv.event_channels().domain(DomId::DOM0);
+    assert_eq!(dom0.map(|d| d.active_count()), Some(0));
+    assert!(hv.check_invariants().is_empty());
+}
+
+/// The guest's domid as a `DomId`.
+fn guest() -> DomId {
+    DomId::new(GUEST).expect("guest domid")
+}
+
+fn number(hv: &Hypervisor, path: &str) -> u32 {
+    value(hv, path)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(u32::MAX)
+}
+
+#[test]
+fn vif_and_vbd_reach_connected_on_both_ends() {
+    let (hv, _p) = guest_with_devices();
+    for dir in [
+        "/local/domain/0/backend/vif/1/0",
+        "/local/domain/1/device/vif/0",
+        "/local/domain/0/backend/vbd/1/51712",
+        "/local/domain/1/device/vbd/51712",
+    ] {
+        assert_eq!(value(&hv, &format!("{dir}/state")).as_deref(), Some("4"));
+    }
+    assert_eq!(hv.device_conns(guest()).len(), 2);
+    assert!(hv.check_invariants().is_empty());
+}
+
+#[test]
+fn vif_ring_refs_are_guest_grants_mapped_by_dom0() {
+    let (hv, _p) = guest_with_devices();
+    let front = "/local/domain/1/device/vif/0";
+    let table = hv.grant_tables().table(guest()).expect("guest grant table");
+    for key in ["tx-ring-ref", "rx-ring-ref"] {
+        let gref = GrantRef::new(number(&hv, &format!("{front}/{key}")));
+        let entry = table.entry(gref).expect("ref inside the table");
+        assert_eq!(entry.domid, 0, "{key} is granted to dom0");
+        let active = table.active(gref).expect("active entry");
+        assert!(!active.pins.is_zero(), "{key} is mapped");
+        assert_eq!(active.domid, DomId::DOM0);
+    }
+    assert_eq!(
+        value(&hv, &format!("{front}/request-rx-copy")).as_deref(),
+        Some("1")
+    );
+}
+
+#[test]
+fn vbd_event_channel_is_bound_interdomain_to_dom0() {
+    let (hv, _p) = guest_with_devices();
+    let front = "/local/domain/1/device/vbd/51712";
+    let port = EvtchnPort::new(number(&hv, &format!("{front}/event-channel")));
+    let state = hv
+        .event_channels()
+        .domain(guest())
+        .and_then(|d| d.state(port));
+    assert!(matches!(
+        state,
+        Some(PortState::Interdomain { remote, .. }) if remote == DomId::DOM0
+    ));
+    assert_eq!(
+        value(&hv, &format!("{front}/protocol")).as_deref(),
+        Some("x86_64-abi")
+    );
+}
+
+#[test]
+fn vbd_backend_publishes_probe_and_connect_keys() {
+    let (hv, _p) = guest_with_devices();
+    let back = "/local/domain/0/backend/vbd/1/51712";
+    let expected = [
+        ("max-ring-page-order", "4"),
+        ("feature-max-indirect-segments", "256"),
+        ("feature-persistent", "1"),
+        ("hotplug-status", "connected"),
+        ("sectors", "20971520"),
+        ("sector-size", "512"),
+        ("info", "0"),
+    ];
+    for (key, want) in expected {
+        assert_eq!(
+            value(&hv, &format!("{back}/{key}")).as_deref(),
+            Some(want),
+            "{key}"
+        );
+    }
+}
+
+#[test]
+fn vif_backend_publishes_features_before_initwait() {
+    let (hv, _p) = guest_with_devices();
+    let back = "/local/domain/0/backend/vif/1/0";
+    assert_eq!(
+        value(&hv, &format!("{back}/feature-rx-copy")).as_deref(),
+        Some("1")
+    );
+    assert_eq!(
+        value(&hv, &format!("{back}/feature-rx-flip")).as_deref(),
+        Some("0")
+    );
+    assert_eq!(
+        value(&hv, &format!("{back}/hotplug-status")).as_deref(),
+        Some("connected")
+    );
+}
+
+#[test]
+fn close_walks_both_ends_to_closed_and_releases_grants_and_ports() {
+    let (mut hv, _p) = guest_with_devices();
+    let conns = hv.device_conns(guest()).to_vec();
+    let _ = hv.xenbus_close(guest());
+    for conn in &conns {
+        for dir in [&conn.front_path, &conn.back_path] {
+            assert_eq!(value(&hv, &format!("{dir}/state")).as_deref(), Some("6"));
+        }
+        let table = hv.grant_tables().table(guest()).expect("guest grant table");
+        for gref in &conn.ring_refs {
+            assert_eq!(
+                table.entry(*gref).map(|e| e.flags),
+                Some(0),
+                "{gref:?} revoked"
+            );
+        }
+    }
+    assert!(hv.device_conns(guest()).is_empty());
+    let dom0 = hv.event_channels().domain(DomId::DOM0);
+    // Only xenstored's store port of the guest is still bound in dom0.
+    assert_eq!(dom0.map(|d| d.active_count()), Some(1));
+    assert!(hv.check_invariants().is_empty());
+}
+
+#[test]
+fn destroy_after_connect_leaves_no_device_end_mapping_or_port() {
+    let (mut hv, mut p) = guest_with_devices();
+    handle(&mut hv, &mut p, 2, ToolstackOp::Destroy { dom: guest() });
+    assert!(hv.device_conns(guest()).is_empty());
+    assert!(hv.grant_tables().table(guest()).is_none());
+    assert!(hv.xenstore().node("/local/domain/0/backend").is_none());
     let dom0 = hv.event_channels().domain(DomId::DOM0);
     assert_eq!(dom0.map(|d| d.active_count()), Some(0));
     assert!(hv.check_invariants().is_empty());
