@@ -27,8 +27,15 @@ fn handle(hv: &mut Hypervisor, p: &mut FakePlatform, job: u32, op: ToolstackOp) 
 }
 
 fn guest_with_devices() -> (Hypervisor, FakePlatform) {
+    guest_with_devices_step_ns(0)
+}
+
+/// The guest of these tests on a host whose driver steps take `step_ns`.
+fn guest_with_devices_step_ns(step_ns: i64) -> (Hypervisor, FakePlatform) {
     let mut p = FakePlatform::default();
-    let mut hv = Hypervisor::boot(small_host(2, SchedKind::Null), &mut p);
+    let mut host = small_host(2, SchedKind::Null);
+    host.costs.xenbus_step_ns = step_ns;
+    let mut hv = Hypervisor::boot(host, &mut p);
     p.run_until_idle(&mut hv);
     let mut config = DomainConfig::with_defaults(String::from("io"));
     config.vifs.push(VifCfg {
@@ -258,4 +265,16 @@ fn destroy_after_connect_leaves_no_device_end_mapping_or_port() {
     let dom0 = hv.event_channels().domain(DomId::DOM0);
     assert_eq!(dom0.map(|d| d.active_count()), Some(0));
     assert!(hv.check_invariants().is_empty());
+}
+
+#[test]
+fn connect_handshake_charges_one_step_per_driver_reaction() {
+    // vif: backend probe, netfront publish + Connected, netback connect (3 steps);
+    // vbd: the same plus blkfront's Connected (4 steps).
+    const STEPS: i64 = 7;
+    const STEP_NS: i64 = 1_000_000;
+    let (_hv, free) = guest_with_devices_step_ns(0);
+    let (_hv, charged) = guest_with_devices_step_ns(STEP_NS);
+    let extra_ns = charged.now.as_ns() - free.now.as_ns();
+    assert_eq!(extra_ns, STEPS * STEP_NS);
 }
