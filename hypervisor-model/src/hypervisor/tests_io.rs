@@ -13,6 +13,7 @@ use crate::sched::SchedKind;
 use crate::testing::{small_host, FakePlatform};
 use crate::toolstack::config::{DiskAccess, DiskCfg, DomainConfig, VifCfg};
 use crate::toolstack::ops::{JobId, ToolstackOp};
+use crate::toolstack::xs_client::XsClientCmd;
 
 /// Domid of the one guest these tests create.
 const GUEST: u16 = 1;
@@ -277,4 +278,28 @@ fn connect_handshake_charges_one_step_per_driver_reaction() {
     let (_hv, charged) = guest_with_devices_step_ns(STEP_NS);
     let extra_ns = charged.now.as_ns() - free.now.as_ns();
     assert_eq!(extra_ns, STEPS * STEP_NS);
+}
+
+#[test]
+fn backend_online_zero_closes_the_device_and_keeps_its_directories() {
+    let (mut hv, mut p) = guest_with_devices();
+    let back = "/local/domain/0/backend/vif/1/0";
+    let cmd = XsClientCmd::Write {
+        pairs: alloc::vec![(format!("{back}/online"), b"0".to_vec())],
+        raw: false,
+    };
+    handle(&mut hv, &mut p, 2, ToolstackOp::XsClient(cmd));
+    assert_eq!(value(&hv, &format!("{back}/state")).as_deref(), Some("6"));
+    let front = "/local/domain/1/device/vif/0/state";
+    assert_eq!(value(&hv, front).as_deref(), Some("6"));
+    let vbd = "/local/domain/0/backend/vbd/1/51712/state";
+    assert_eq!(
+        value(&hv, vbd).as_deref(),
+        Some("4"),
+        "the disk stays connected"
+    );
+    assert!(hv.check_invariants().is_empty());
+    handle(&mut hv, &mut p, 3, ToolstackOp::Destroy { dom: guest() });
+    assert!(hv.xenstore().node("/local/domain/0/backend").is_none());
+    assert!(hv.check_invariants().is_empty());
 }

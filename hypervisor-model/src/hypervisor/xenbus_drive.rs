@@ -243,8 +243,33 @@ impl Hypervisor {
         if let Some(port) = conn.front_port.take() {
             let _ = self.evtchn.close(conn.front_dom, port);
         }
-        self.set_state(conn, End::Frontend, XenbusState::Closed);
+        if conn.front_state != XenbusState::Closed {
+            self.set_state(conn, End::Frontend, XenbusState::Closed);
+        }
         steps + 1
+    }
+
+    /// Toolstack-initiated unplug (§4.5): a backend whose `online` key reads `0` and whose
+    /// device is not closed yet walks the close; its directories stay until the toolstack
+    /// removes them. Returns the driver steps taken.
+    pub(crate) fn xenbus_unplug_offline(&mut self) -> i64 {
+        let doms: Vec<DomId> = self.xenbus.keys().copied().collect();
+        let mut steps: i64 = 0;
+        for dom in doms {
+            let mut conns = self.xenbus.remove(&dom).unwrap_or_default();
+            for conn in &mut conns {
+                let online = alloc::format!("{}/online", conn.back_path);
+                let offline = self
+                    .xenstore
+                    .node(&online)
+                    .is_some_and(|n| n.value() == b"0");
+                if offline && conn.back_state != XenbusState::Closed {
+                    steps = steps.saturating_add(self.close_one(conn));
+                }
+            }
+            self.xenbus.insert(dom, conns);
+        }
+        steps
     }
 
     /// Writes `to` to `end`'s `state` key on its own connection.
@@ -258,9 +283,13 @@ impl Hypervisor {
             End::Backend => (conn.back_state, &conn.back_path, self.xenstore.dom0_conn()),
         };
         assert!(legal(end, from, to), "{end:?} {from:?} -> {to:?} at {dir}");
-        let path = alloc::format!("{dir}/state");
-        let value = alloc::format!("{}", to.number());
-        self.xs_drive_write(xs, None, &path, value.as_bytes());
+        // A directory someone removed under the driver: `xenbus_switch_state` fails and
+        // the driver only records the state.
+        if self.xenstore.node(dir).is_some() {
+            let path = alloc::format!("{dir}/state");
+            let value = alloc::format!("{}", to.number());
+            self.xs_drive_write(xs, None, &path, value.as_bytes());
+        }
         match end {
             End::Frontend => conn.front_state = to,
             End::Backend => conn.back_state = to,

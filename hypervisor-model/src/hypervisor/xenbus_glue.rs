@@ -81,8 +81,12 @@ impl Hypervisor {
         count
     }
 
-    /// Hands the watch events the drivers' connections received to the drivers.
-    pub(crate) fn xenbus_poll<P: crate::platform::Platform + ?Sized>(&mut self, _p: &mut P) {}
+    /// The drivers react to a store change made outside them (a xenstore-* client): a
+    /// backend set `online = 0` closes (spec §4.5). xensim differs: these steps take no
+    /// virtual time (the client's request has no job to defer).
+    pub(crate) fn xenbus_poll<P: crate::platform::Platform + ?Sized>(&mut self, _p: &mut P) {
+        let _steps = self.xenbus_unplug_offline();
+    }
 
     /// Device directories of `dom` the toolstack wrote.
     pub fn devices_of(&self, dom: DomId) -> &[DeviceAdd] {
