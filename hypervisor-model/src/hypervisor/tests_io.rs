@@ -11,6 +11,7 @@ use crate::evtchn::PortState;
 use crate::ids::{DomId, EvtchnPort, GrantRef};
 use crate::sched::SchedKind;
 use crate::testing::{small_host, FakePlatform};
+use crate::time::STime;
 use crate::toolstack::config::{DiskAccess, DiskCfg, DomainConfig, VifCfg};
 use crate::toolstack::ops::{JobId, ToolstackOp};
 use crate::toolstack::xs_client::XsClientCmd;
@@ -33,11 +34,23 @@ fn guest_with_devices() -> (Hypervisor, FakePlatform) {
 
 /// The guest of these tests on a host whose driver steps take `step_ns`.
 fn guest_with_devices_step_ns(step_ns: i64) -> (Hypervisor, FakePlatform) {
+    let (mut hv, mut p) = host_step_ns(step_ns);
+    handle(&mut hv, &mut p, 1, create_op());
+    (hv, p)
+}
+
+/// A booted host whose driver steps take `step_ns`.
+fn host_step_ns(step_ns: i64) -> (Hypervisor, FakePlatform) {
     let mut p = FakePlatform::default();
     let mut host = small_host(2, SchedKind::Null);
     host.costs.xenbus_step_ns = step_ns;
     let mut hv = Hypervisor::boot(host, &mut p);
     p.run_until_idle(&mut hv);
+    (hv, p)
+}
+
+/// `xl create -p` of the guest with one vif and one xvda disk.
+fn create_op() -> ToolstackOp {
     let mut config = DomainConfig::with_defaults(String::from("io"));
     config.vifs.push(VifCfg {
         mac: Some(String::from("00:16:3e:00:00:01")),
@@ -51,13 +64,11 @@ fn guest_with_devices_step_ns(step_ns: i64) -> (Hypervisor, FakePlatform) {
         cdrom: false,
         backend: None,
     });
-    let op = ToolstackOp::Create {
+    ToolstackOp::Create {
         config: Box::new(config),
         uuid: [0x5a; 16],
         paused: true,
-    };
-    handle(&mut hv, &mut p, 1, op);
-    (hv, p)
+    }
 }
 
 fn value(hv: &Hypervisor, path: &str) -> Option<String> {
@@ -269,10 +280,10 @@ fn destroy_after_connect_leaves_no_device_end_mapping_or_port() {
 }
 
 #[test]
-fn connect_handshake_charges_one_step_per_driver_reaction() {
-    // vif: backend probe, netfront publish + Connected, netback connect (3 steps);
-    // vbd: the same plus blkfront's Connected (4 steps).
-    const STEPS: i64 = 7;
+fn connect_handshake_takes_one_step_per_round_of_parallel_drivers() {
+    // vif: backend probe, netfront publish + Connected, netback connect (3 rounds);
+    // vbd: the same plus blkfront's Connected (4 rounds); the two run side by side.
+    const STEPS: i64 = 4;
     const STEP_NS: i64 = 1_000_000;
     let (_hv, free) = guest_with_devices_step_ns(0);
     let (_hv, charged) = guest_with_devices_step_ns(STEP_NS);
@@ -302,4 +313,35 @@ fn backend_online_zero_closes_the_device_and_keeps_its_directories() {
     handle(&mut hv, &mut p, 3, ToolstackOp::Destroy { dom: guest() });
     assert!(hv.xenstore().node("/local/domain/0/backend").is_none());
     assert!(hv.check_invariants().is_empty());
+}
+
+#[test]
+fn mid_handshake_frontends_have_published_and_backends_wait() {
+    // Rounds at D, D+1, D+2, D+3 ms (probe, publish, backend connect, blkfront connect)
+    // and the create finishes at D+4 ms: half a step before the backends connect, both
+    // frontends have published and both backends are still at InitWait.
+    const STEP_NS: i64 = 1_000_000;
+    let (_hv, done) = guest_with_devices_step_ns(STEP_NS);
+    let (mut hv, mut p) = host_step_ns(STEP_NS);
+    let input = CoreInput::Toolstack {
+        job: JobId(1),
+        op: create_op(),
+    };
+    assert_eq!(hv.handle(&input, &mut p), Ok(()));
+    let mid = STime::from_ns(done.now.as_ns() - 2 * STEP_NS - STEP_NS / 2);
+    p.advance_to(&mut hv, mid);
+    let state = |path: &str| value(&hv, &format!("{path}/state"));
+    assert_eq!(
+        state("/local/domain/1/device/vbd/51712").as_deref(),
+        Some("3")
+    );
+    assert_eq!(
+        state("/local/domain/0/backend/vbd/1/51712").as_deref(),
+        Some("2")
+    );
+    assert_eq!(state("/local/domain/1/device/vif/0").as_deref(), Some("4"));
+    assert_eq!(
+        state("/local/domain/0/backend/vif/1/0").as_deref(),
+        Some("2")
+    );
 }

@@ -4,10 +4,12 @@
 //! `xenstore-io.md` §4.3 (vif) and §4.4 (vbd), and the close of §4.5 at destroy.
 //!
 //! Each driver step (a xenbus thread waking on a watch, reading, acting, writing) costs
-//! `io.xenbus_step_ns`; the steps run in order inside the toolstack job step that wrote
-//! the directories (or removes them), and their time is added to that step's deferral.
-//! xensim differs: the drivers' watch events are not queued, the steps follow each other
-//! directly; a paused guest's frontend still runs its handshake.
+//! `io.xenbus_step_ns`. Connect: after the create job wrote the directories, each later
+//! wake of the job runs one round (every device's next due step, drivers in parallel) and
+//! defers the job by one step, so the states advance in virtual time and `xl create`
+//! returns once the handshake settled. Close: the steps run in order inside the destroy
+//! job's device step, their time added to its deferral. xensim differs: the drivers'
+//! watch events are not queued; a paused guest's frontend still runs its handshake.
 //!
 //! # Invariants
 //! - Every state write is legal for its end (`io::xenbus::legal`, asserted).
@@ -38,55 +40,70 @@ impl GuestFrames for StandInFrames {
 }
 
 impl Hypervisor {
-    /// Runs the connect handshake of every vif and vbd of `dom` just written by the
-    /// toolstack. Returns the drivers' time.
-    pub(crate) fn xenbus_connect<P: Platform + ?Sized>(
-        &mut self,
-        dom: DomId,
-        devices: &[DeviceAdd],
-        p: &mut P,
-    ) -> i64 {
-        let mut steps: i64 = 0;
-        for (slot, device) in devices.iter().enumerate() {
+    /// The drivers pick up every vif and vbd of `dom` the toolstack just wrote: both
+    /// ends at Initialising; [`Hypervisor::xenbus_round`] advances them.
+    pub(crate) fn xenbus_connect(&mut self, dom: DomId, devices: &[DeviceAdd]) {
+        for device in devices {
             let Some(kind) = DeviceKind::from_name(device.kind) else {
                 continue;
             };
             if device.backend_dom != 0 {
                 continue; // xensim differs: driver domains other than dom0 are not run.
             }
-            let mut conn = DeviceConn::new(
+            let conn = DeviceConn::new(
                 kind,
                 dom,
                 DomId::DOM0,
                 device.frontend_path(),
                 device.backend_path(),
             );
-            steps = steps.saturating_add(self.connect_one(&mut conn, slot, p));
             self.xenbus.entry(dom).or_default().push(conn);
         }
-        self.costs.xenbus_step_ns.saturating_mul(steps)
     }
 
-    /// §4.3/§4.4 for one device. Returns the driver steps taken.
-    fn connect_one<P: Platform + ?Sized>(
+    /// One round of the §4.3/§4.4 handshake of `dom`'s devices: each device whose next
+    /// step is due takes it (the drivers of different devices run in parallel; a round
+    /// takes `io.xenbus_step_ns`). False if no device moved: all are connected or stuck
+    /// on a failed grant, map or bind (they stay where they are until the close).
+    pub(crate) fn xenbus_round<P: Platform + ?Sized>(&mut self, dom: DomId, p: &mut P) -> bool {
+        let mut conns = self.xenbus.remove(&dom).unwrap_or_default();
+        let mut moved = false;
+        for (slot, conn) in conns.iter_mut().enumerate() {
+            moved |= self.connect_step(conn, slot, p);
+        }
+        if !conns.is_empty() {
+            self.xenbus.insert(dom, conns);
+        }
+        moved
+    }
+
+    /// The next step of one device's handshake, by the two ends' states. False if there
+    /// is none or it failed.
+    fn connect_step<P: Platform + ?Sized>(
         &mut self,
         conn: &mut DeviceConn,
         slot: usize,
         p: &mut P,
-    ) -> i64 {
-        self.backend_probe(conn);
-        if !self.frontend_publish(conn, slot) {
-            return 2;
+    ) -> bool {
+        use XenbusState::{Connected, InitWait, Initialised, Initialising};
+        match (conn.back_state, conn.front_state) {
+            (Initialising, Initialising) => {
+                self.backend_probe(conn);
+                true
+            }
+            (InitWait, Initialising) if conn.ring_refs.is_empty() => {
+                self.frontend_publish(conn, slot)
+            }
+            (InitWait, Initialised | Connected) if conn.ring_handles.is_empty() => {
+                self.backend_connect(conn, p)
+            }
+            (Connected, Initialised) => {
+                // blkfront reads `sectors`, `info` and the features, then connects.
+                self.set_state(conn, End::Frontend, Connected);
+                true
+            }
+            _ => false,
         }
-        if !self.backend_connect(conn, p) {
-            return 3;
-        }
-        if conn.kind == DeviceKind::Vbd {
-            // blkfront reads `sectors`, `info` and the features, then connects.
-            self.set_state(conn, End::Frontend, XenbusState::Connected);
-            return 4;
-        }
-        3
     }
 
     /// Backend probe: feature keys (and the hotplug script's), then InitWait.

@@ -247,8 +247,8 @@ impl Hypervisor {
         });
         count = count.saturating_add(run_reqs(&mut self.xenstore, self.xs_tool, None, &reqs));
         self.xenbus_devices_added(dom, &devices, p);
-        let drivers_ns = self.xenbus_connect(dom, &devices, p);
-        self.xs_cost_ns(count).saturating_add(drivers_ns)
+        self.xenbus_connect(dom, &devices);
+        self.xs_cost_ns(count)
     }
 
     /// `domain_kill`'s first half for event channels and grants: every port closed (peers
