@@ -345,3 +345,29 @@ fn mid_handshake_frontends_have_published_and_backends_wait() {
         Some("2")
     );
 }
+
+/// The invariant names `check_invariants` reports.
+fn broken(hv: &Hypervisor) -> alloc::vec::Vec<&'static str> {
+    hv.check_invariants().iter().map(|v| v.invariant).collect()
+}
+
+#[test]
+fn checker_flags_a_connected_backend_whose_ring_is_unmapped() {
+    let (mut hv, _p) = guest_with_devices();
+    let handle = hv.device_conns(guest())[0].ring_handles[0];
+    hv.grants
+        .unmap_grant_ref(DomId::DOM0, handle)
+        .expect("dom0 holds the handle");
+    assert!(broken(&hv).contains(&"xenbus.connected_mapped"));
+}
+
+#[test]
+fn checker_flags_a_state_key_that_is_not_a_state_number() {
+    let (mut hv, _p) = guest_with_devices();
+    let conn = hv.xenstore.dom0_conn();
+    let path = b"/local/domain/0/backend/vif/1/0/state";
+    hv.xenstore
+        .write(conn, None, path, b"9")
+        .expect("dom0 may write its backend");
+    assert!(broken(&hv).contains(&"xenbus.state_number"));
+}
