@@ -371,3 +371,26 @@ fn checker_flags_a_state_key_that_is_not_a_state_number() {
         .expect("dom0 may write its backend");
     assert!(broken(&hv).contains(&"xenbus.state_number"));
 }
+
+#[test]
+fn destroy_in_mid_handshake_closes_what_was_set_up_and_leaves_nothing() {
+    // As above: half a step before the backends connect, the frontends hold grants and
+    // unbound ports that no backend maps or binds yet.
+    const STEP_NS: i64 = 1_000_000;
+    let (_hv, done) = guest_with_devices_step_ns(STEP_NS);
+    let (mut hv, mut p) = host_step_ns(STEP_NS);
+    let input = CoreInput::Toolstack {
+        job: JobId(1),
+        op: create_op(),
+    };
+    assert_eq!(hv.handle(&input, &mut p), Ok(()));
+    let mid = STime::from_ns(done.now.as_ns() - 2 * STEP_NS - STEP_NS / 2);
+    p.advance_to(&mut hv, mid);
+    handle(&mut hv, &mut p, 2, ToolstackOp::Destroy { dom: guest() });
+    assert!(hv.domain(guest()).is_none());
+    assert!(hv.device_conns(guest()).is_empty());
+    assert!(hv.xenstore().node("/local/domain/0/backend").is_none());
+    let dom0 = hv.event_channels().domain(DomId::DOM0);
+    assert_eq!(dom0.map(|d| d.active_count()), Some(0));
+    assert!(hv.check_invariants().is_empty());
+}
