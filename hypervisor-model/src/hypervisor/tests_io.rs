@@ -394,3 +394,20 @@ fn destroy_in_mid_handshake_closes_what_was_set_up_and_leaves_nothing() {
     assert_eq!(dom0.map(|d| d.active_count()), Some(0));
     assert!(hv.check_invariants().is_empty());
 }
+
+#[test]
+fn frontend_state_closing_written_by_a_client_closes_only_that_device() {
+    let (mut hv, mut p) = guest_with_devices();
+    let front = "/local/domain/1/device/vbd/51712";
+    let cmd = XsClientCmd::Write {
+        pairs: alloc::vec![(format!("{front}/state"), b"5".to_vec())],
+        raw: false,
+    };
+    handle(&mut hv, &mut p, 2, ToolstackOp::XsClient(cmd));
+    assert_eq!(value(&hv, &format!("{front}/state")).as_deref(), Some("6"));
+    let back = "/local/domain/0/backend/vbd/1/51712/state";
+    assert_eq!(value(&hv, back).as_deref(), Some("6"));
+    let vif = "/local/domain/0/backend/vif/1/0/state";
+    assert_eq!(value(&hv, vif).as_deref(), Some("4"));
+    assert!(hv.check_invariants().is_empty());
+}

@@ -266,8 +266,9 @@ impl Hypervisor {
         steps + 1
     }
 
-    /// Toolstack-initiated unplug (§4.5): a backend whose `online` key reads `0` and whose
-    /// device is not closed yet walks the close; its directories stay until the toolstack
+    /// Toolstack-initiated unplug and frontend-initiated close (§4.5): a device whose
+    /// backend `online` key reads `0`, or whose frontend `state` key reads Closing, and
+    /// that is not closed yet walks the close; its directories stay until the toolstack
     /// removes them. Returns the driver steps taken.
     pub(crate) fn xenbus_unplug_offline(&mut self) -> i64 {
         let doms: Vec<DomId> = self.xenbus.keys().copied().collect();
@@ -280,7 +281,12 @@ impl Hypervisor {
                     .xenstore
                     .node(&online)
                     .is_some_and(|n| n.value() == b"0");
-                if offline && conn.back_state != XenbusState::Closed {
+                let front = alloc::format!("{}/state", conn.front_path);
+                let closing = self
+                    .xenstore
+                    .node(&front)
+                    .is_some_and(|n| XenbusState::parse(n.value()) == XenbusState::Closing);
+                if (offline || closing) && conn.back_state != XenbusState::Closed {
                     steps = steps.saturating_add(self.close_one(conn));
                 }
             }

@@ -82,7 +82,8 @@ impl Hypervisor {
     }
 
     /// The drivers react to a store change made outside them (a xenstore-* client): a
-    /// backend set `online = 0` closes (spec §4.5). xensim differs: these steps take no
+    /// device whose backend got `online = 0` or whose frontend `state` became 5 closes
+    /// (spec §4.5). xensim differs: these steps take no
     /// virtual time (the client's request has no job to defer).
     pub(crate) fn xenbus_poll<P: crate::platform::Platform + ?Sized>(&mut self, _p: &mut P) {
         let _steps = self.xenbus_unplug_offline();
