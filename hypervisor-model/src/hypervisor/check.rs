@@ -276,7 +276,7 @@ fn check_memory(hv: &Hypervisor, out: &mut Vec<Violation>) {
     }
 }
 
-/// XenBus ends (spec `xenstore-io.md` §4, §9): each `state` key a driver wrote holds one of
+/// XenBus ends (spec `xenstore-io.md` §4, §9.18–21): each `state` key a driver wrote holds one of
 /// the state numbers; a Connected backend maps every ring ref of its frontend and holds a
 /// port bound interdomain to the frontend's; a dying or freed domain has no device ends.
 fn check_xenbus(hv: &Hypervisor, out: &mut Vec<Violation>) {
@@ -307,6 +307,15 @@ fn check_xenbus(hv: &Hypervisor, out: &mut Vec<Violation>) {
             }
             if conn.back_state == XenbusState::Connected {
                 check_connected(hv, conn, out);
+            }
+            check_keys_before_state(hv, conn, out);
+            let closed = conn.back_state == XenbusState::Closed;
+            if closed && (!conn.ring_handles.is_empty() || conn.back_port.is_some()) {
+                violation(
+                    out,
+                    "xenbus.closed_unmapped",
+                    format!("{} is Closed but maps or binds", conn.back_path),
+                );
             }
         }
     }
@@ -396,6 +405,47 @@ fn check_connected(hv: &Hypervisor, conn: &DeviceConn, out: &mut Vec<Violation>)
             out,
             "xenbus.connected_bound",
             format!("{} is Connected without a bound port", conn.back_path),
+        );
+    }
+}
+
+/// XB-KEYS-BEFORE-STATE (spec §9.19): a frontend past Initialising has its ring refs and
+/// port published; a backend past Initialising its feature keys; a Connected blkback its
+/// device properties. Only while the directories exist.
+fn check_keys_before_state(hv: &Hypervisor, conn: &DeviceConn, out: &mut Vec<Violation>) {
+    use crate::io::handshake::DeviceKind;
+    let missing = |dir: &str, keys: &[&str]| {
+        hv.xenstore.node(dir).is_some()
+            && keys
+                .iter()
+                .any(|key| hv.xenstore.node(&format!("{dir}/{key}")).is_none())
+    };
+    let published = matches!(
+        conn.front_state,
+        XenbusState::Initialised | XenbusState::Connected
+    );
+    let front_keys: &[&str] = match conn.kind {
+        DeviceKind::Vif => &["tx-ring-ref", "rx-ring-ref", "event-channel"],
+        DeviceKind::Vbd => &["ring-ref", "event-channel"],
+    };
+    let probed = matches!(
+        conn.back_state,
+        XenbusState::InitWait | XenbusState::Connected
+    );
+    let back_keys: &[&str] = match (conn.kind, conn.back_state) {
+        (DeviceKind::Vif, _) => &["feature-rx-copy", "hotplug-status"],
+        (DeviceKind::Vbd, XenbusState::Connected) => {
+            &["feature-persistent", "sectors", "info", "sector-size"]
+        }
+        (DeviceKind::Vbd, _) => &["feature-persistent", "hotplug-status"],
+    };
+    if (published && missing(&conn.front_path, front_keys))
+        || (probed && missing(&conn.back_path, back_keys))
+    {
+        violation(
+            out,
+            "xenbus.keys_before_state",
+            format!("{} announced a state before its keys", conn.front_path),
         );
     }
 }

@@ -411,3 +411,14 @@ fn frontend_state_closing_written_by_a_client_closes_only_that_device() {
     assert_eq!(value(&hv, vif).as_deref(), Some("4"));
     assert!(hv.check_invariants().is_empty());
 }
+
+#[test]
+fn checker_flags_a_connected_blkback_without_sectors() {
+    let (mut hv, _p) = guest_with_devices();
+    let conn = hv.xenstore.dom0_conn();
+    let path = b"/local/domain/0/backend/vbd/1/51712/sectors";
+    hv.xenstore
+        .rm(conn, None, path)
+        .expect("dom0 may remove its backend key");
+    assert!(broken(&hv).contains(&"xenbus.keys_before_state"));
+}
