@@ -276,9 +276,11 @@ fn check_memory(hv: &Hypervisor, out: &mut Vec<Violation>) {
     }
 }
 
-/// XenBus ends (spec `xenstore-io.md` §4, §9.18–21): each `state` key a driver wrote holds one of
-/// the state numbers; a Connected backend maps every ring ref of its frontend and holds a
-/// port bound interdomain to the frontend's; a dying or freed domain has no device ends.
+/// XenBus ends (spec `xenstore-io.md` §4, §9.18–21): each `state` key a driver wrote holds
+/// one of the state numbers; a Connected backend maps every ring ref of its frontend and
+/// holds a port bound interdomain to the frontend's; keys come before the states that
+/// announce them; a Closed backend maps and binds nothing; a dying or freed domain has no
+/// device ends and leaves dom0 no port, mapping or XenStore home of it.
 fn check_xenbus(hv: &Hypervisor, out: &mut Vec<Violation>) {
     for (dom, conns) in &hv.xenbus {
         let alive = hv

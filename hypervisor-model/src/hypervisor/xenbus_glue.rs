@@ -1,5 +1,7 @@
 //! The split devices of each domain as the hypervisor layer keeps them: which device
-//! directories the toolstack wrote, and their removal when the domain is destroyed.
+//! directories the toolstack wrote, their removal when the domain is destroyed (after the
+//! drivers' close, `xenbus_drive.rs`), and the drivers' reaction to store changes made by
+//! xenstore-* clients.
 //!
 //! Follows tools/libs/light/libxl_device.c (`libxl__devices_destroy`,
 //! `libxl__device_destroy`: the backend directory, the libxl copy, and the frontend
