@@ -12,7 +12,10 @@ use alloc::vec::Vec;
 use super::Hypervisor;
 use crate::domain::vcpu::Runstate;
 use crate::domain::Domain;
+use crate::evtchn::PortState;
 use crate::ids::PcpuId;
+use crate::io::handshake::DeviceConn;
+use crate::io::xenbus::XenbusState;
 use crate::sched::Violation;
 
 pub(super) fn check_all(hv: &Hypervisor) -> Vec<Violation> {
@@ -31,6 +34,7 @@ pub(super) fn check_all(hv: &Hypervisor) -> Vec<Violation> {
     hv.evtchn.check_invariants(&mut out);
     hv.grants.check_invariants(&mut out);
     check_io_tables(hv, &mut out);
+    check_xenbus(hv, &mut out);
     for conn in hv.xs_clients.values() {
         if !hv.xenstore.is_live(*conn) {
             violation(
@@ -268,6 +272,182 @@ fn check_memory(hv: &Hypervisor, out: &mut Vec<Violation>) {
             out,
             "core.pages_conserved",
             format!("{total} != {}", hv.host.total_pages()),
+        );
+    }
+}
+
+/// XenBus ends (spec `xenstore-io.md` §4, §9.18–21): each `state` key a driver wrote holds
+/// one of the state numbers; a Connected backend maps every ring ref of its frontend and
+/// holds a port bound interdomain to the frontend's; keys come before the states that
+/// announce them; a Closed backend maps and binds nothing; a dying or freed domain has no
+/// device ends and leaves dom0 no port, mapping or XenStore home of it.
+fn check_xenbus(hv: &Hypervisor, out: &mut Vec<Violation>) {
+    for (dom, conns) in &hv.xenbus {
+        let alive = hv
+            .domains
+            .get(*dom)
+            .is_some_and(|d| d.dying == crate::domain::Dying::Alive);
+        if !alive {
+            violation(
+                out,
+                "xenbus.dead_domain",
+                format!(
+                    "{dom:?} is gone or dying but has {} device ends",
+                    conns.len()
+                ),
+            );
+        }
+        for conn in conns {
+            for dir in [&conn.front_path, &conn.back_path] {
+                let path = format!("{dir}/state");
+                let Some(node) = hv.xenstore.node(&path) else {
+                    continue;
+                };
+                if XenbusState::parse(node.value()) == XenbusState::Unknown {
+                    violation(out, "xenbus.state_number", format!("{path} is not a state"));
+                }
+            }
+            if conn.back_state == XenbusState::Connected {
+                check_connected(hv, conn, out);
+            }
+            check_keys_before_state(hv, conn, out);
+            let closed = conn.back_state == XenbusState::Closed;
+            if closed && (!conn.ring_handles.is_empty() || conn.back_port.is_some()) {
+                violation(
+                    out,
+                    "xenbus.closed_unmapped",
+                    format!("{} is Closed but maps or binds", conn.back_path),
+                );
+            }
+        }
+    }
+    for d in hv.domains.iter() {
+        if d.dying != crate::domain::Dying::Alive && d.id != crate::ids::DomId::DOM0 {
+            check_dead_left_nothing(hv, d.id, out);
+        }
+    }
+}
+
+/// A dying domain (devices closed, `domain_kill` done or under way) leaves no dom0 port
+/// bound to it, no dom0 mapping of its grants, and no XenStore home.
+fn check_dead_left_nothing(hv: &Hypervisor, dom: crate::ids::DomId, out: &mut Vec<Violation>) {
+    let home = format!("/local/domain/{}", dom.raw());
+    if hv.xenstore.node(&home).is_some() {
+        violation(
+            out,
+            "xenbus.dead_home",
+            format!("{home} outlives the destroy"),
+        );
+    }
+    if let Some(dom0) = hv.evtchn.domain(crate::ids::DomId::DOM0) {
+        let bound = (0..dom0.valid_ports()).any(|raw| {
+            matches!(
+                dom0.state(crate::ids::EvtchnPort::new(raw)),
+                Some(PortState::Interdomain { remote, .. }) if remote == dom
+            )
+        });
+        if bound {
+            violation(
+                out,
+                "xenbus.dead_port",
+                format!("dom0 holds a port bound to {dom:?}"),
+            );
+        }
+    }
+    if let Some(table) = hv.grants.table(dom) {
+        let mapped = (0u32..)
+            .map(crate::ids::GrantRef::new)
+            .map_while(|gref| table.entry(gref).map(|_| gref))
+            .any(|gref| {
+                table
+                    .active(gref)
+                    .is_some_and(|a| !a.pins.is_zero() && a.domid == crate::ids::DomId::DOM0)
+            });
+        if mapped {
+            violation(
+                out,
+                "xenbus.dead_grant",
+                format!("dom0 maps a grant of {dom:?}"),
+            );
+        }
+    }
+}
+
+/// A Connected backend: dom0 maps each ring ref, and its port is the frontend's peer.
+fn check_connected(hv: &Hypervisor, conn: &DeviceConn, out: &mut Vec<Violation>) {
+    let table = hv.grants.table(conn.front_dom);
+    let mapped = conn.ring_handles.len() == conn.ring_refs.len()
+        && conn.ring_refs.iter().all(|gref| {
+            table
+                .and_then(|t| t.active(*gref))
+                .is_some_and(|a| !a.pins.is_zero() && a.domid == conn.back_dom)
+        });
+    if !mapped {
+        violation(
+            out,
+            "xenbus.connected_mapped",
+            format!("{} is Connected without its ring mapped", conn.back_path),
+        );
+    }
+    let bound = match (conn.back_port, conn.front_port) {
+        (Some(back), Some(front)) => hv
+            .evtchn
+            .domain(conn.back_dom)
+            .and_then(|d| d.state(back))
+            .is_some_and(|s| {
+                s == PortState::Interdomain {
+                    remote: conn.front_dom,
+                    remote_port: front,
+                }
+            }),
+        _ => false,
+    };
+    if !bound {
+        violation(
+            out,
+            "xenbus.connected_bound",
+            format!("{} is Connected without a bound port", conn.back_path),
+        );
+    }
+}
+
+/// XB-KEYS-BEFORE-STATE (spec §9.19): a frontend past Initialising has its ring refs and
+/// port published; a backend past Initialising its feature keys; a Connected blkback its
+/// device properties. Only while the directories exist.
+fn check_keys_before_state(hv: &Hypervisor, conn: &DeviceConn, out: &mut Vec<Violation>) {
+    use crate::io::handshake::DeviceKind;
+    let missing = |dir: &str, keys: &[&str]| {
+        hv.xenstore.node(dir).is_some()
+            && keys
+                .iter()
+                .any(|key| hv.xenstore.node(&format!("{dir}/{key}")).is_none())
+    };
+    let published = matches!(
+        conn.front_state,
+        XenbusState::Initialised | XenbusState::Connected
+    );
+    let front_keys: &[&str] = match conn.kind {
+        DeviceKind::Vif => &["tx-ring-ref", "rx-ring-ref", "event-channel"],
+        DeviceKind::Vbd => &["ring-ref", "event-channel"],
+    };
+    let probed = matches!(
+        conn.back_state,
+        XenbusState::InitWait | XenbusState::Connected
+    );
+    let back_keys: &[&str] = match (conn.kind, conn.back_state) {
+        (DeviceKind::Vif, _) => &["feature-rx-copy", "hotplug-status"],
+        (DeviceKind::Vbd, XenbusState::Connected) => {
+            &["feature-persistent", "sectors", "info", "sector-size"]
+        }
+        (DeviceKind::Vbd, _) => &["feature-persistent", "hotplug-status"],
+    };
+    if (published && missing(&conn.front_path, front_keys))
+        || (probed && missing(&conn.back_path, back_keys))
+    {
+        violation(
+            out,
+            "xenbus.keys_before_state",
+            format!("{} announced a state before its keys", conn.front_path),
         );
     }
 }

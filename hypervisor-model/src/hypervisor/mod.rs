@@ -22,6 +22,7 @@ mod cpupool;
 mod proptests;
 mod sched_glue;
 mod sched_params;
+mod xenbus_drive;
 mod xenbus_glue;
 mod xs;
 pub mod xs_tool;
@@ -113,6 +114,8 @@ pub struct Hypervisor {
     pub(crate) build_states: BTreeMap<DomId, crate::toolstack::xs_tree::BuildState>,
     /// Device directories the toolstack wrote, per domain.
     pub(crate) devices: BTreeMap<DomId, Vec<crate::toolstack::xs_tree::DeviceAdd>>,
+    /// The vif and vbd ends the split drivers hold, per frontend domain.
+    pub(crate) xenbus: BTreeMap<DomId, Vec<crate::io::handshake::DeviceConn>>,
 }
 
 /// Internal job ids have the top bit set, so they never collide with the platform's.
@@ -151,6 +154,7 @@ impl Hypervisor {
             grant_limits: config.grant_limits,
             build_states: BTreeMap::new(),
             devices: BTreeMap::new(),
+            xenbus: BTreeMap::new(),
         };
         hv.xs_tool = hv.xenstore.connect_socket();
         hv.boot_banner(p, config.pool0_sched);

@@ -247,6 +247,7 @@ impl Hypervisor {
         });
         count = count.saturating_add(run_reqs(&mut self.xenstore, self.xs_tool, None, &reqs));
         self.xenbus_devices_added(dom, &devices, p);
+        self.xenbus_connect(dom, &devices);
         self.xs_cost_ns(count)
     }
 
@@ -278,10 +279,12 @@ impl Hypervisor {
         let Some(uuid) = self.domains.get(dom).map(|d| d.uuid) else {
             return 0;
         };
+        let drivers_ns = self.xenbus_close(dom);
         let count = self.xenbus_destroy(dom);
         let reqs = xs_tree::destroy(u32::from(dom.raw()), &uuid);
         let rm = run_reqs(&mut self.xenstore, self.xs_tool, None, &reqs);
         self.xs_cost_ns(count.saturating_add(rm))
+            .saturating_add(drivers_ns)
     }
 
     /// The domain struct is freed: xenstored notices (`@releaseDomain`), and the tables go

@@ -1,7 +1,8 @@
-//! Split-driver I/O: XenBus device states (`xenbus.rs`). Shared rings, netfront/back and
-//! blkfront/back come later; the handshake that drives these states through XenStore is
-//! not modelled yet.
+//! Split-driver I/O: XenBus device states (`xenbus.rs`) and the vif/vbd connect and close
+//! handshake's per-device state and keys (`handshake.rs`; run by
+//! `hypervisor/xenbus_drive.rs`). Shared rings and the data path come later.
 //!
 //! Follows xen/include/public/io/xenbus.h; spec `xenstore-io.md` §4.
 
+pub mod handshake;
 pub mod xenbus;

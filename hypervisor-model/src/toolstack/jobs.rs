@@ -358,6 +358,10 @@ impl Hypervisor {
             });
             let xs_ns = self.create_devices_io(dom, p);
             self.defer(job, xs_ns, p);
+        } else if self.xenbus_round(dom, p) {
+            // One round of the split drivers' handshake ran (each device's driver took one
+            // step, in parallel); xl create returns once no driver has anything left to do.
+            self.defer(job, self.costs.xenbus_step_ns, p);
         } else {
             self.jobs.remove(&job);
             p.trace(&TraceEvent::JobStep {
