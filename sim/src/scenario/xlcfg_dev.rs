@@ -171,7 +171,27 @@ struct DiskDraft {
     cdrom: bool,
     backend: Option<String>,
     positional_count: usize,
+    /// The target had a deprecated `phy:`/`file:`/`tap:aio:`... prefix: then there is no
+    /// format positional, and the next ones are vdev and access (libxlu_disk_l.l).
+    had_depr_prefix: bool,
 }
+
+/// Deprecated target prefixes xl still accepts, longest first, with the format they imply
+/// (`None`: raw).
+const DEPRECATED_PREFIXES: &[(&str, Option<&str>)] = &[
+    ("tap:qcow2:", Some("qcow2")),
+    ("tap:qcow:", Some("qcow")),
+    ("tap:vhd:", Some("vhd")),
+    ("tap:aio:", None),
+    ("tap2:aio:", None),
+    ("qcow2:", Some("qcow2")),
+    ("qcow:", Some("qcow")),
+    ("vhd:", Some("vhd")),
+    ("raw:", None),
+    ("aio:", None),
+    ("phy:", None),
+    ("file:", None),
+];
 
 impl DiskDraft {
     fn keyed(&mut self, offset: usize, key: &str, value: &str) -> Result<(), SpecIssue> {
@@ -204,10 +224,37 @@ impl DiskDraft {
         if value.is_empty() {
             return Ok(());
         }
+        // Without a format positional, the later ones shift down by one.
+        let index = if self.had_depr_prefix && index > 0 {
+            index + 1
+        } else {
+            index
+        };
         match index {
-            0 => self.target = Some(value.to_string()),
+            0 => {
+                let prefixed = DEPRECATED_PREFIXES
+                    .iter()
+                    .find_map(|(p, f)| value.strip_prefix(p).map(|rest| (rest, f)));
+                match prefixed {
+                    Some((rest, format)) => {
+                        self.had_depr_prefix = true;
+                        self.target = Some(rest.to_string());
+                        if let Some(format) = format {
+                            self.format = Some((*format).to_string());
+                        }
+                    }
+                    None => self.target = Some(value.to_string()),
+                }
+            }
             1 if disk_format(value) => self.format = Some(value.to_string()),
-            2 => self.vdev = Some(value.to_string()),
+            2 => match value.rsplit_once(':') {
+                // `hdc:cdrom`: the device type rides on the vdev.
+                Some((vdev, "cdrom")) => {
+                    self.cdrom = true;
+                    self.vdev = Some(vdev.to_string());
+                }
+                _ => self.vdev = Some(value.to_string()),
+            },
             3 => self.keyed(offset, "access", value)?,
             1 => {
                 return Err(issue(
@@ -267,6 +314,19 @@ pub fn parse_disk(spec: &str) -> Result<DiskCfg, SpecIssue> {
 mod tests {
     use super::{parse_disk, parse_vif};
     use hypervisor_model::toolstack::config::DiskAccess;
+
+    #[test]
+    fn disk_deprecated_prefix_drops_the_format_positional() {
+        let d = parse_disk("phy:/dev/vg0/web,xvda,w").expect("legacy form");
+        assert_eq!(d.target, "/dev/vg0/web");
+        assert_eq!(d.vdev, "xvda");
+        assert_eq!(d.format, "raw");
+        let q = parse_disk("tap:qcow2:/var/img.qcow2,hdc:cdrom,r").expect("legacy cdrom");
+        assert_eq!(
+            (q.format.as_str(), q.vdev.as_str(), q.cdrom),
+            ("qcow2", "hdc", true)
+        );
+    }
 
     #[test]
     fn disk_positional_and_keyed_forms_are_equal() {
