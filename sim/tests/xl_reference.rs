@@ -1,8 +1,7 @@
 //! xensim's xl output against real Xen 4.17.5 output (`fixtures/reference/`), byte for
-//! byte on a host configured like the reference machine. Only values that legitimately
-//! differ are masked: CPU times, `hw_caps` (xensim's simulated CPU), `xen_scheduler` and
-//! the scheduler parameters (the core has only the null scheduler so far; the reference
-//! ran credit2).
+//! byte on a host configured like the reference machine (credit2, as the reference ran).
+//! Only values that legitimately differ are masked: CPU times and `hw_caps` (xensim's
+//! simulated CPU).
 
 mod support;
 
@@ -12,8 +11,11 @@ mod tests {
     use hypervisor_model::domain::Domain;
     use hypervisor_model::hypervisor::Hypervisor;
     use hypervisor_model::testing::FakePlatform;
+    use xensim::report::xl::pools::{
+        credit2_pool_line, credit2_row, xl_cpupool_list, xl_vcpu_list, CREDIT2_HEADER,
+    };
     use xensim::report::xl::{
-        domain_config, list_long_json, xl_info, xl_list, ListOptions, SchedParamsJson, XlOutput,
+        domain_config, list_long_json, xl_info, xl_list, ListOptions, XlOutput,
     };
 
     const REF_INFO: &str = include_str!("fixtures/reference/xl_info.stdout");
@@ -24,13 +26,17 @@ mod tests {
     const REF_LIST_N: &str = include_str!("fixtures/reference/xl_list_n.stdout");
     const REF_LIST_C: &str = include_str!("fixtures/reference/xl_list_c.stdout");
     const REF_NOSUCH_STDERR: &str = include_str!("fixtures/reference/xl_list_nosuch.stderr");
+    const REF_VCPU_LIST: &str = include_str!("fixtures/reference/xl_vcpu_list.stdout");
+    const REF_CPUPOOL_LIST: &str = include_str!("fixtures/reference/xl_cpupool_list.stdout");
+    const REF_CPUPOOL_LIST_C: &str = include_str!("fixtures/reference/xl_cpupool_list_c.stdout");
+    const REF_SCHED_CREDIT2: &str = include_str!("fixtures/reference/xl_sched_credit2.stdout");
 
     /// Columns of `%8.1f` Time(s) in an `xl list` row: 40 name + 1 + 5 + 1 + 5 + 1 + 5 + 5
     /// spaces + 6 state letters + 2 spaces = 71, then 8 wide.
     const TIME_COLUMNS: std::ops::Range<usize> = 71..79;
 
     /// `xl info` keys whose values xensim does not take from the reference configuration.
-    const INFO_MASKED_KEYS: [&str; 2] = ["hw_caps", "xen_scheduler"];
+    const INFO_MASKED_KEYS: [&str; 1] = ["hw_caps"];
 
     /// The reference host after 47 s of virtual time.
     fn reference() -> (Hypervisor, FakePlatform) {
@@ -133,30 +139,59 @@ mod tests {
     }
 
     #[test]
-    fn list_long_dom0_matches_reference_with_credit2_params() {
-        // The core reports the null scheduler (no per-domain parameters); credit2 reports the
-        // domain's weight and cap, which are dom0's 256 and 0 here.
+    fn list_long_dom0_matches_reference() {
         let (hv, _p) = reference();
         let dom0: &Domain = hv.domains().next().expect("dom0 exists");
-        let mut config = domain_config(&hv, dom0);
-        assert_eq!(config.sched.sched, "null");
-        config.sched = SchedParamsJson {
-            sched: String::from("credit2"),
-            weight: Some(dom0.weight),
-            cap: Some(dom0.cap),
-        };
+        let config = domain_config(&hv, dom0);
         assert_eq!(list_long_json(&[config]), REF_LIST_L);
     }
 
     #[test]
-    fn info_matches_reference_except_cpu_and_scheduler() {
+    fn vcpu_list_matches_reference_except_time() {
+        // Time(s) is the `%9.1f` field: columns 56..65 of a row.
+        let (hv, p) = reference();
+        let out = xl_vcpu_list(&xl_host(&hv, p.now), &[]);
+        let mask = |text: &str| -> String {
+            text.lines()
+                .map(|l| match l.get(56..65) {
+                    Some(_) if !l.starts_with("Name") => format!("{}#{}\n", &l[..56], &l[65..]),
+                    _ => format!("{l}\n"),
+                })
+                .collect()
+        };
+        assert_eq!(mask(&out.stdout), mask(REF_VCPU_LIST));
+    }
+
+    #[test]
+    fn cpupool_list_matches_reference() {
+        let (hv, _p) = reference();
+        assert_eq!(xl_cpupool_list(&hv, false, None).stdout, REF_CPUPOOL_LIST);
+        assert_eq!(xl_cpupool_list(&hv, true, None).stdout, REF_CPUPOOL_LIST_C);
+    }
+
+    #[test]
+    fn sched_credit2_matches_reference() {
+        let (hv, _p) = reference();
+        let pool0 = hv.pools().next().expect("Pool-0");
+        let dom0: &Domain = hv.domains().next().expect("dom0 exists");
+        let out = format!(
+            "{}{}{}",
+            credit2_pool_line(&hv, pool0),
+            CREDIT2_HEADER,
+            credit2_row(&hv, dom0).expect("dom0 is in a credit2 pool")
+        );
+        assert_eq!(out, REF_SCHED_CREDIT2);
+    }
+
+    #[test]
+    fn info_matches_reference_except_cpu() {
         let (hv, p) = reference();
         let out = xl_info(&xl_host(&hv, p.now), false, None);
         assert_eq!(mask_info(&out.stdout), mask_info(REF_INFO));
     }
 
     #[test]
-    fn info_numa_matches_reference_except_cpu_and_scheduler() {
+    fn info_numa_matches_reference_except_cpu() {
         let (hv, p) = reference();
         let out = xl_info(&xl_host(&hv, p.now), true, None);
         assert_eq!(mask_info(&out.stdout), mask_info(REF_INFO_N));

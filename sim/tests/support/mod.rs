@@ -36,7 +36,7 @@ pub fn boot(config: BootConfig) -> (Hypervisor, FakePlatform) {
 /// 3071 MiB, a 2445.404 MHz TSC, dom0 with 1 vCPU pinned and 1024 MiB, and Debian's
 /// Xen 4.17.5 build strings and command line.
 pub fn reference_host() -> BootConfig {
-    let mut config = small_host(4, SchedKind::Null);
+    let mut config = small_host(4, SchedKind::Credit2);
     config.host.node_memory_pages = vec![3071 * PAGES_PER_MIB];
     config.host.cpu_khz = 2_445_404;
     let xen = &mut config.xen;
