@@ -244,6 +244,17 @@ pub fn run(
     world.finish(end_ns, event_count, invariant_failure)
 }
 
+impl<'s> World<'s> {
+    /// A world booted and run to `opts.stop_at_ns` (the scenario's end if unset), and that
+    /// instant, ns.
+    fn at(scenario: &'s Scenario, opts: &RunOptions) -> Result<(World<'s>, u64), RunError> {
+        let mut world = World::boot(scenario, opts, Recorder::new())?;
+        let at_ns = opts.stop_at_ns.unwrap_or(scenario.sim.duration_ns);
+        world.advance(at_ns, opts.check)?;
+        Ok((world, at_ns))
+    }
+}
+
 /// Runs `scenario` up to `opts.stop_at_ns` and answers the xl query `command` on host
 /// `host` (an index into `Scenario::hosts`) at that instant.
 pub fn query_at(
@@ -252,9 +263,7 @@ pub fn query_at(
     host: u16,
     command: &crate::xl::command::XlCommand,
 ) -> Result<crate::report::xl::XlOutput, RunError> {
-    let mut world = World::boot(scenario, opts, Recorder::new())?;
-    let at_ns = opts.stop_at_ns.unwrap_or(scenario.sim.duration_ns);
-    world.advance(at_ns, opts.check)?;
+    let (mut world, at_ns) = World::at(scenario, opts)?;
     Ok(world.query(host, command, at_ns))
 }
 
@@ -271,9 +280,7 @@ pub fn command_at(
     text: &str,
     command: &crate::xl::command::XlCommand,
 ) -> Result<crate::report::xl::XlOutput, RunError> {
-    let mut world = World::boot(scenario, opts, Recorder::new())?;
-    let at_ns = opts.stop_at_ns.unwrap_or(scenario.sim.duration_ns);
-    world.advance(at_ns, opts.check)?;
+    let (mut world, at_ns) = World::at(scenario, opts)?;
     let record = world.new_command(host, text.to_string(), None);
     world.xl(host, record, command);
     let mut until_ns = at_ns;
@@ -296,9 +303,7 @@ pub fn xs_query_at(
     host: u16,
     command: &hypervisor_model::toolstack::xs_client::XsClientCmd,
 ) -> Result<crate::report::xl::XlOutput, RunError> {
-    let mut world = World::boot(scenario, opts, Recorder::new())?;
-    let at_ns = opts.stop_at_ns.unwrap_or(scenario.sim.duration_ns);
-    world.advance(at_ns, opts.check)?;
+    let (mut world, _) = World::at(scenario, opts)?;
     let h = &mut world.hosts[usize::from(host)];
     let out = h.hv.xs_query(command).unwrap_or_default();
     Ok(commands::client_output(&out))
