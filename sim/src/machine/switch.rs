@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use hypervisor_model::ids::VcpuRef;
 
-use crate::run::host::cost_ns;
+use crate::run::host::{cost_ns, merged_costs};
 use crate::scenario::model::CostValue;
 
 /// `cpu.vcpu_switch_ns` default (S: Dall et al. 2016, 10,534 cycles at 2.1 GHz).
@@ -39,8 +39,7 @@ impl SwitchCosts {
         global: &BTreeMap<String, CostValue>,
         host: &BTreeMap<String, CostValue>,
     ) -> SwitchCosts {
-        let mut merged = global.clone();
-        merged.extend(host.iter().map(|(k, v)| (k.clone(), *v)));
+        let merged = merged_costs(global, host);
         SwitchCosts {
             vcpu_switch_ns: cost_ns(&merged, "cpu.vcpu_switch_ns", VCPU_SWITCH_NS_DEFAULT),
             same_dom_permille: cost_ns(

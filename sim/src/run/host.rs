@@ -58,6 +58,16 @@ fn sched_kind(name: SchedName) -> SchedKind {
     }
 }
 
+/// A host's cost table: the scenario's `[costs]` overridden by the host's own.
+pub fn merged_costs(
+    global: &BTreeMap<String, CostValue>,
+    host: &BTreeMap<String, CostValue>,
+) -> BTreeMap<String, CostValue> {
+    let mut merged = global.clone();
+    merged.extend(host.iter().map(|(k, v)| (k.clone(), *v)));
+    merged
+}
+
 /// Cost of one cost-table key: the scenario's value (the midpoint of a range) or the default.
 pub fn cost_ns(costs: &BTreeMap<String, CostValue>, key: &str, default_ns: u64) -> u64 {
     match costs.get(key) {
@@ -77,8 +87,7 @@ pub fn core_costs(
     global: &BTreeMap<String, CostValue>,
     host: &BTreeMap<String, CostValue>,
 ) -> CoreCosts {
-    let mut merged = global.clone();
-    merged.extend(host.iter().map(|(k, v)| (k.clone(), *v)));
+    let merged = merged_costs(global, host);
     CoreCosts {
         // E: a libxl step is several domctls and XenStore transactions from dom0.
         domctl_ns: cost_i64(&merged, "toolstack.domctl_ns", 50_000),
