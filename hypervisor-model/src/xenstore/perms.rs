@@ -99,49 +99,8 @@ pub fn perms_to_wire(perms: &[Perm]) -> Vec<u8> {
 /// C `strtol(s, &end, 0)` over the whole string: `None` when the string is empty or has
 /// junk after the number. Keeps the low 32 bits, as the C code stores it in `unsigned int`.
 fn strtol_base0_exact(s: &[u8]) -> Option<u32> {
-    let mut i = 0;
-    while i < s.len() && matches!(s[i], b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c) {
-        i += 1;
-    }
-    let negative = match s.get(i) {
-        Some(b'-') => {
-            i += 1;
-            true
-        }
-        Some(b'+') => {
-            i += 1;
-            false
-        }
-        _ => false,
-    };
-    let hex_digit_follows = s.get(i + 2).is_some_and(u8::is_ascii_hexdigit);
-    let radix: u32 = if s.get(i) == Some(&b'0')
-        && matches!(s.get(i + 1), Some(b'x' | b'X'))
-        && hex_digit_follows
-    {
-        i += 2;
-        16
-    } else if s.get(i) == Some(&b'0') {
-        8
-    } else {
-        10
-    };
-    let start = i;
-    let mut value: i64 = 0;
-    while let Some(d) = s.get(i).and_then(|&b| char::from(b).to_digit(radix)) {
-        value = value
-            .saturating_mul(i64::from(radix))
-            .saturating_add(i64::from(d));
-        i += 1;
-    }
-    if i == start || i != s.len() {
-        return None;
-    }
-    if negative {
-        value = value.saturating_neg();
-    }
-    let low = value.to_le_bytes();
-    Some(u32::from_le_bytes([low[0], low[1], low[2], low[3]]))
+    let (value, end, any_digit) = super::wire::c_strtol(s, 0);
+    (any_digit && end == s.len()).then(|| u32::from_le_bytes(super::wire::low_32_bits(value)))
 }
 
 /// Parses one entry (`xs_strings_to_perms` for one string).
