@@ -74,6 +74,17 @@ struct CreateStage {
     devices_added: bool,
 }
 
+/// A create job's state.
+fn create_state(dom: DomId, pages_left: u64, paused: bool, stage: CreateStage) -> Job {
+    Job::Create {
+        dom,
+        pages_left,
+        paused,
+        built: stage.built,
+        devices_added: stage.devices_added,
+    }
+}
+
 fn pages_of_kib(kib: u64) -> u64 {
     kib.div_ceil(4)
 }
@@ -309,53 +320,29 @@ impl Hypervisor {
         if pages_left > 0 {
             let batch = pages_left.min(self.costs.populate_batch_pages.max(1));
             self.give_pages(dom, batch, p);
-            self.jobs.insert(
-                job,
-                Job::Create {
-                    dom,
-                    pages_left: pages_left - batch,
-                    paused,
-                    built,
-                    devices_added,
-                },
-            );
-            p.trace(&TraceEvent::JobStep {
-                job,
-                step: JobStepCode::Populate as u8,
-            });
+            let next = CreateStage {
+                built,
+                devices_added,
+            };
+            let state = create_state(dom, pages_left - batch, paused, next);
+            self.enter_step(job, state, JobStepCode::Populate, p);
             self.defer_pages(job, self.costs.populate_page_ns, batch, p);
         } else if !built {
-            self.jobs.insert(
-                job,
-                Job::Create {
-                    dom,
-                    pages_left: 0,
-                    paused,
-                    built: true,
-                    devices_added: false,
-                },
-            );
-            p.trace(&TraceEvent::JobStep {
-                job,
-                step: JobStepCode::Build as u8,
-            });
+            let next = CreateStage {
+                built: true,
+                devices_added: false,
+            };
+            let state = create_state(dom, 0, paused, next);
+            self.enter_step(job, state, JobStepCode::Build, p);
             let xs_ns = self.create_build_io(dom, p);
             self.defer(job, self.costs.build_ns.saturating_add(xs_ns), p);
         } else if !devices_added {
-            self.jobs.insert(
-                job,
-                Job::Create {
-                    dom,
-                    pages_left: 0,
-                    paused,
-                    built: true,
-                    devices_added: true,
-                },
-            );
-            p.trace(&TraceEvent::JobStep {
-                job,
-                step: JobStepCode::Devices as u8,
-            });
+            let next = CreateStage {
+                built: true,
+                devices_added: true,
+            };
+            let state = create_state(dom, 0, paused, next);
+            self.enter_step(job, state, JobStepCode::Devices, p);
             let xs_ns = self.create_devices_io(dom, p);
             self.defer(job, xs_ns, p);
         } else if self.xenbus_round(dom, p) {
@@ -376,6 +363,21 @@ impl Hypervisor {
             };
             finish(job, result, p);
         }
+    }
+
+    /// `job` moves to `state` and starts step `code` (traced).
+    fn enter_step<P: Platform + ?Sized>(
+        &mut self,
+        job: JobId,
+        state: Job,
+        code: JobStepCode,
+        p: &mut P,
+    ) {
+        self.jobs.insert(job, state);
+        p.trace(&TraceEvent::JobStep {
+            job,
+            step: code as u8,
+        });
     }
 
     /// Defers `job` by the time `pages` pages take at `page_ns` each.
