@@ -16,6 +16,7 @@
 //!   hypervisor layer drives with hypercall-level operations.
 //! - [`xenstore`]: the XenStore daemon (cxenstored 4.17): tree, permissions, transactions,
 //!   watches, quotas, domain connections, the wire codec and the client output formats.
+//! - [`cnum`]: C number parsing (`strtol`) as Xen's C code reads numbers.
 //! - [`console`]: the hypervisor console ring that `xl dmesg` reads.
 //! - [`platform`]: the one trait through which the core reaches hardware.
 //! - [`encode`]: the pinned canonical encoding that the run hash covers.
@@ -31,6 +32,7 @@
 
 extern crate alloc;
 
+pub mod cnum;
 pub mod console;
 pub mod cpumask;
 pub mod domain;

@@ -99,8 +99,8 @@ pub fn perms_to_wire(perms: &[Perm]) -> Vec<u8> {
 /// C `strtol(s, &end, 0)` over the whole string: `None` when the string is empty or has
 /// junk after the number. Keeps the low 32 bits, as the C code stores it in `unsigned int`.
 fn strtol_base0_exact(s: &[u8]) -> Option<u32> {
-    let (value, end, any_digit) = super::wire::c_strtol(s, 0);
-    (any_digit && end == s.len()).then(|| u32::from_le_bytes(super::wire::low_32_bits(value)))
+    let (value, end, any_digit) = crate::cnum::c_strtol(s, 0);
+    (any_digit && end == s.len()).then(|| u32::from_le_bytes(crate::cnum::low_32_bits(value)))
 }
 
 /// Parses one entry (`xs_strings_to_perms` for one string).

@@ -395,63 +395,11 @@ pub fn onearg(payload: &[u8]) -> Option<&[u8]> {
     Some(&payload[..payload.len() - 1])
 }
 
-/// C `strtol(s, &end, base)` for base 10, or base 0 (`0x` hex, `0` octal, else decimal):
-/// optional blanks and sign, then digits, saturating; junk ends the number. Returns the value,
-/// the index where parsing stopped, and whether any digit was read.
-pub(crate) fn c_strtol(s: &[u8], base: u32) -> (i64, usize, bool) {
-    let mut i = 0;
-    while i < s.len() && matches!(s[i], b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c) {
-        i += 1;
-    }
-    let negative = match s.get(i) {
-        Some(b'-') => {
-            i += 1;
-            true
-        }
-        Some(b'+') => {
-            i += 1;
-            false
-        }
-        _ => false,
-    };
-    let radix: u32 = if base != 0 {
-        base
-    } else if s.get(i) == Some(&b'0')
-        && matches!(s.get(i + 1), Some(b'x' | b'X'))
-        && s.get(i + 2).is_some_and(u8::is_ascii_hexdigit)
-    {
-        i += 2;
-        16
-    } else if s.get(i) == Some(&b'0') {
-        8
-    } else {
-        10
-    };
-    let start = i;
-    let mut value: i64 = 0;
-    while let Some(d) = s.get(i).and_then(|&b| char::from(b).to_digit(radix)) {
-        value = value
-            .saturating_mul(i64::from(radix))
-            .saturating_add(i64::from(d));
-        i += 1;
-    }
-    if negative {
-        value = value.saturating_neg();
-    }
-    (value, i, i > start)
-}
-
-/// The low 32 bits of a C `long`, as an `int` or `unsigned int` conversion keeps them.
-pub(crate) fn low_32_bits(value: i64) -> [u8; 4] {
-    let low = value.to_le_bytes();
-    [low[0], low[1], low[2], low[3]]
-}
-
 /// C `atoi` (glibc: `(int)strtol(s, NULL, 10)`): optional blanks and sign, then digits;
 /// junk ends the number; no digits gives 0.
 pub fn atoi(s: &[u8]) -> i32 {
     // strtol clamps to the long range; the int conversion keeps the low 32 bits.
-    i32::from_le_bytes(low_32_bits(c_strtol(s, 10).0))
+    i32::from_le_bytes(crate::cnum::low_32_bits(crate::cnum::c_strtol(s, 10).0))
 }
 
 /// `atoi` read as C `unsigned int` (what the handlers store domids and offsets in).

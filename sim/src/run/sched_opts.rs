@@ -5,32 +5,10 @@ use std::collections::BTreeMap;
 
 use hypervisor_model::sched::params::{Credit2Runqueue, SchedOpts};
 
-/// `simple_strtol` as Xen's integer parameters use it: optional sign, `0x`/`0` prefixes,
-/// digits up to the first non-digit (none = 0).
+/// `simple_strtol(s, &e, 0)` as Xen's integer parameters use it: optional sign, `0x`/`0`
+/// prefixes, digits up to the first non-digit (none = 0).
 fn xen_integer(text: &str) -> i64 {
-    let (negative, rest) = match text.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, text.strip_prefix('+').unwrap_or(text)),
-    };
-    let (radix, digits) = if let Some(hex) = rest.strip_prefix("0x").or(rest.strip_prefix("0X")) {
-        (16, hex)
-    } else if rest.len() > 1 && rest.starts_with('0') {
-        (8, &rest[1..])
-    } else {
-        (10, rest)
-    };
-    let value = digits
-        .chars()
-        .map_while(|c| c.to_digit(radix))
-        .fold(0i64, |acc, d| {
-            acc.saturating_mul(i64::from(radix))
-                .saturating_add(i64::from(d))
-        });
-    if negative {
-        -value
-    } else {
-        value
-    }
+    hypervisor_model::cnum::c_strtol(text.as_bytes(), 0).0
 }
 
 /// The scheduler options of the Xen command line, as Xen's parsers read them (range checks
