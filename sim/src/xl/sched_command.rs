@@ -172,23 +172,7 @@ fn getopt(words: &[String], spec: &str, required: usize) -> Result<Opts, XlParse
 /// `strtol(text, NULL, 10)`: leading blanks and sign, then digits; junk after them and a
 /// text with no digits give what was read (0). Saturates like strtol.
 pub fn strtol(text: &str) -> i64 {
-    let t = text.trim_start();
-    let (negative, digits) = match t.as_bytes().first() {
-        Some(b'-') => (true, &t[1..]),
-        Some(b'+') => (false, &t[1..]),
-        _ => (false, t),
-    };
-    let magnitude = digits
-        .bytes()
-        .take_while(u8::is_ascii_digit)
-        .fold(0i64, |acc, b| {
-            acc.saturating_mul(10).saturating_add(i64::from(b - b'0'))
-        });
-    if negative {
-        magnitude.saturating_neg()
-    } else {
-        magnitude
-    }
+    hypervisor_model::cnum::c_strtol(text.as_bytes(), 10).0
 }
 
 /// xl's `parse_cpurange` syntax check (an empty string is an empty map, as in xl).
