@@ -25,6 +25,7 @@ mod sched_params;
 mod xenbus_drive;
 mod xenbus_glue;
 mod xs;
+pub mod xs_ring;
 pub mod xs_tool;
 
 use alloc::collections::BTreeMap;
@@ -116,6 +117,8 @@ pub struct Hypervisor {
     pub(crate) devices: BTreeMap<DomId, Vec<crate::toolstack::xs_tree::DeviceAdd>>,
     /// The vif and vbd ends the split drivers hold, per frontend domain.
     pub(crate) xenbus: BTreeMap<DomId, Vec<crate::io::handshake::DeviceConn>>,
+    /// The guest end of each domain's XenStore ring (its kernel's xenbus).
+    pub(crate) xs_guests: BTreeMap<DomId, xs_ring::GuestXenbus>,
 }
 
 /// Internal job ids have the top bit set, so they never collide with the platform's.
@@ -155,6 +158,7 @@ impl Hypervisor {
             build_states: BTreeMap::new(),
             devices: BTreeMap::new(),
             xenbus: BTreeMap::new(),
+            xs_guests: BTreeMap::new(),
         };
         hv.xs_tool = hv.xenstore.connect_socket();
         hv.boot_banner(p, config.pool0_sched);
@@ -310,6 +314,9 @@ impl Hypervisor {
             CoreInput::GuestShutdown { dom, reason } => self.guest_shutdown(*dom, *reason, p)?,
             CoreInput::Toolstack { job, op } => self.start_job(*job, op, p)?,
             CoreInput::ToolstackContinue { job } => self.continue_job(*job, p)?,
+        }
+        if self.xenstore.has_rings_with_output() {
+            self.xs_kick_rings(p);
         }
         Ok(())
     }
@@ -529,3 +536,6 @@ mod tests_cpupool;
 
 #[cfg(test)]
 mod tests_io;
+
+#[cfg(test)]
+mod tests_xs_ring;

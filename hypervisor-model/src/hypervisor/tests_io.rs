@@ -28,7 +28,7 @@ fn handle(hv: &mut Hypervisor, p: &mut FakePlatform, job: u32, op: ToolstackOp) 
     p.run_until_idle(hv);
 }
 
-fn guest_with_devices() -> (Hypervisor, FakePlatform) {
+pub(super) fn guest_with_devices() -> (Hypervisor, FakePlatform) {
     guest_with_devices_step_ns(0)
 }
 
@@ -139,7 +139,7 @@ fn destroy_leaves_no_node_port_or_table_of_the_guest() {
 }
 
 /// The guest's domid as a `DomId`.
-fn guest() -> DomId {
+pub(super) fn guest() -> DomId {
     DomId::new(GUEST).expect("guest domid")
 }
 

@@ -195,6 +195,7 @@ impl Hypervisor {
         // XS_INTRODUCE: xenstored binds its end of the store ring's channel.
         let introduced = self.xenstore.introduce_domain(raw, store.raw());
         assert!(introduced.is_ok(), "{dom:?}: introduce: {introduced:?}");
+        self.xs_guest_reset(dom);
         count = count.saturating_add(1);
         if let Ok(bound) = self.evtchn.bind_interdomain(DomId::DOM0, dom, store) {
             build.dom0_store_port = Some(bound.port.raw());
@@ -296,6 +297,7 @@ impl Hypervisor {
             self.destroy_xs(dom);
         }
         self.xenstore.domain_destroyed(u32::from(dom.raw()));
+        self.xs_guest_reset(dom);
         self.kill_io(dom);
         self.evtchn.remove(dom);
         let removed = self.grants.remove(dom);

@@ -23,6 +23,7 @@ impl XenStore {
         self.check_tree(out);
         self.check_accounting(out);
         self.check_conns(out);
+        self.check_rings(out);
     }
 
     /// XS-TREE, XS-PATH, XS-GEN: parent/child consistency, valid paths, generations not

@@ -72,6 +72,7 @@ impl XenStore {
         if k.ignored {
             return Verdict::Disconnect { ring_error: 3 };
         }
+        self.requests_handled = self.requests_handled.wrapping_add(1);
         let len_ok = frame.header.len as usize == frame.payload.len();
         if !len_ok || frame.payload.len() > wire::XENSTORE_PAYLOAD_MAX {
             self.ignore_connection(conn);
@@ -95,11 +96,12 @@ impl XenStore {
     }
 
     /// `ignore_connection`: stop serving, drop watches, transactions and queued output.
-    fn ignore_connection(&mut self, conn: XsConnId) {
+    pub(super) fn ignore_connection(&mut self, conn: XsConnId) {
         self.drop_conn_state(conn);
         if let Some(k) = self.conns.get_mut(&conn) {
             k.ignored = true;
             k.out.clear();
+            k.ring_out.clear();
         }
     }
 

@@ -111,6 +111,10 @@ impl XenStore {
             k.out.clear();
             k.decoder.reset();
             k.ignored = false;
+            k.ring_out.clear();
+            if let Some(page) = k.ring.as_mut() {
+                page.reset();
+            }
         }
         Ok(conn)
     }

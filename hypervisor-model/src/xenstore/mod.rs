@@ -36,11 +36,13 @@
 //!
 //! Left out on purpose: the memory quota and its soft limit, the `outstanding` flow
 //! control and the write rate limit (they stall connections rather than change replies),
-//! event timeouts, live update, and the ring page itself (the simulator moves the bytes).
+//! event timeouts, live update. Rings: [`ring`] is the page of each domain connection;
+//! `ring_serve` is xenstored's side of it ([`XenStore::service_ring`]).
 
 pub mod client;
 pub mod path;
 pub mod perms;
+pub mod ring;
 pub mod wire;
 
 mod access;
@@ -48,6 +50,7 @@ mod check;
 mod dispatch;
 mod domain;
 mod ops;
+mod ring_serve;
 mod tree;
 mod txn;
 mod watch;
@@ -57,7 +60,7 @@ mod proptests;
 #[cfg(test)]
 mod tests;
 
-use alloc::collections::{BTreeMap, VecDeque};
+use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::string::String;
 use alloc::vec::Vec;
 
@@ -240,6 +243,10 @@ struct Conn {
     ignored: bool,
     /// Bytes received but not yet a whole frame.
     decoder: FrameDecoder,
+    /// A domain connection's ring page (`None` for sockets), and the not yet written
+    /// rest of the frame xenstored is copying into its response ring.
+    ring: Option<ring::RingPage>,
+    ring_out: Vec<u8>,
 }
 
 impl Conn {
@@ -253,6 +260,8 @@ impl Conn {
             next_tx_id: 1,
             ignored: false,
             decoder: FrameDecoder::new(),
+            ring: domid.map(|_| ring::RingPage::new()),
+            ring_out: Vec::new(),
         }
     }
 }
@@ -289,6 +298,10 @@ pub struct XenStore {
     introduce_perms: Vec<Perm>,
     log_enabled: bool,
     control_prints: Vec<String>,
+    /// Wire requests handled on live connections (frames through [`XenStore::handle`]).
+    requests_handled: u64,
+    /// Guest domains whose ring connection got output not yet offered to the ring.
+    rings_with_output: BTreeSet<u32>,
 }
 
 /// The privileged store domain (dom0 in every xensim configuration).
@@ -316,6 +329,8 @@ impl XenStore {
             introduce_perms: alloc::vec![Perm::new(PRIV_DOMID, 0)],
             log_enabled: false,
             control_prints: Vec::new(),
+            requests_handled: 0,
+            rings_with_output: BTreeSet::new(),
         };
         xs.dom0_conn = xs.introduce_master();
         xs.setup_structure();
@@ -400,6 +415,11 @@ impl XenStore {
         core::mem::take(&mut self.control_prints)
     }
 
+    /// Wire requests handled so far on live connections (sockets and rings).
+    pub fn requests_handled(&self) -> u64 {
+        self.requests_handled
+    }
+
     /// The global generation counter.
     pub fn generation(&self) -> u64 {
         self.generation
@@ -437,6 +457,20 @@ impl XenStore {
         if let Some(c) = self.conns.get_mut(&conn) {
             assert!(frame.payload.len() <= wire::XENSTORE_PAYLOAD_MAX);
             c.out.push_back(frame);
+            if let Some(domid) = c.domid.filter(|d| *d != PRIV_DOMID) {
+                self.rings_with_output.insert(domid);
+            }
         }
+    }
+
+    /// Guest domains whose ring connection got output since the last call, in domid
+    /// order: xenstored's next turn on each writes it into the ring.
+    pub fn take_rings_with_output(&mut self) -> BTreeSet<u32> {
+        core::mem::take(&mut self.rings_with_output)
+    }
+
+    /// Whether [`XenStore::take_rings_with_output`] has anything.
+    pub fn has_rings_with_output(&self) -> bool {
+        !self.rings_with_output.is_empty()
     }
 }
