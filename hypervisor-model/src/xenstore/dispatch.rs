@@ -102,6 +102,7 @@ impl XenStore {
             k.ignored = true;
             k.out.clear();
             k.ring_out.clear();
+            k.ring_out_used = 0;
         }
     }
 

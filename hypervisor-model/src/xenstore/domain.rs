@@ -112,6 +112,7 @@ impl XenStore {
             k.decoder.reset();
             k.ignored = false;
             k.ring_out.clear();
+            k.ring_out_used = 0;
             if let Some(page) = k.ring.as_mut() {
                 page.reset();
             }

@@ -243,10 +243,11 @@ struct Conn {
     ignored: bool,
     /// Bytes received but not yet a whole frame.
     decoder: FrameDecoder,
-    /// A domain connection's ring page (`None` for sockets), and the not yet written
-    /// rest of the frame xenstored is copying into its response ring.
+    /// A domain connection's ring page (`None` for sockets), the encoded frame xenstored
+    /// is copying into its response ring, and how many of its bytes went.
     ring: Option<ring::RingPage>,
     ring_out: Vec<u8>,
+    ring_out_used: usize,
 }
 
 impl Conn {
@@ -262,6 +263,7 @@ impl Conn {
             decoder: FrameDecoder::new(),
             ring: domid.map(|_| ring::RingPage::new()),
             ring_out: Vec::new(),
+            ring_out_used: 0,
         }
     }
 }

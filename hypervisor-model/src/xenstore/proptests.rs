@@ -1,6 +1,7 @@
 //! Property tests: random request sequences against a `BTreeMap` reference model of the
-//! tree, random mixed-privilege sequences against the invariant checker, and the codec on
-//! random frames and random bytes.
+//! tree, watch events against Xen's firing rules (each matching change fires exactly once,
+//! a transaction's at its commit), random mixed-privilege sequences against the invariant
+//! checker, and the codec on random frames and random bytes.
 
 use alloc::collections::BTreeMap;
 use alloc::string::String;
@@ -152,6 +153,58 @@ fn step(xs: &mut XenStore, model: &mut Model, tx: &mut Option<(XsTxId, Model)>, 
     }
 }
 
+/// Watches of the watch property: (path, token).
+const WATCHED: [(&str, &str); 4] = [("/m", "0"), ("/m/a", "1"), ("/m/a/b", "2"), ("/m/b/c", "3")];
+
+/// The nodes `op` changes on `view` and whether each fires exactly (xenstored_core.c 4.17:
+/// a write or a new mkdir fires on its path, not on parents it created; a removal fires
+/// non-exactly on its root and exactly on every node below it).
+fn changes(view: &Model, op: &Op) -> Vec<(String, bool)> {
+    match op {
+        Op::Write(p, _) => alloc::vec![(p.clone(), false)],
+        Op::Mkdir(p) if !view.contains_key(p) => alloc::vec![(p.clone(), false)],
+        Op::Rm(p) if view.contains_key(p) => view
+            .keys()
+            .filter(|k| super::path::is_at_or_below(k, p))
+            .map(|k| (k.clone(), k != p))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The events the watches of [`WATCHED`] get for `fired`, as "path token" strings.
+fn expected_events(fired: &[(String, bool)]) -> Vec<String> {
+    let mut out = Vec::new();
+    for (name, exact) in fired {
+        for (w, token) in WATCHED {
+            let hit = if *exact {
+                name == w
+            } else {
+                super::path::is_at_or_below(name, w)
+            };
+            if hit {
+                out.push(alloc::format!("{name} {token}"));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The watch events queued for `conn`, as sorted "path token" strings.
+fn take_events(xs: &mut XenStore, conn: crate::ids::XsConnId) -> Vec<String> {
+    let mut out = Vec::new();
+    while let Some(f) = xs.take_output(conn) {
+        assert_eq!(f.header.msg_type, MsgType::WatchEvent.raw());
+        let mut parts = super::wire::split_strings(&f.payload);
+        let path = String::from_utf8_lossy(parts.next().unwrap_or_default()).into_owned();
+        let token = String::from_utf8_lossy(parts.next().unwrap_or_default()).into_owned();
+        out.push(alloc::format!("{path} {token}"));
+    }
+    out.sort();
+    out
+}
+
 /// Bytes that make payloads look like paths, numbers, permissions and separators.
 const PAYLOAD_BYTES: [u8; 8] = [0, b'/', b'a', b'@', b'1', b'T', b'r', b'x'];
 
@@ -176,6 +229,48 @@ proptest! {
         for op in &ops {
             step(&mut xs, &mut model, &mut tx, op);
             assert_invariants(&xs);
+        }
+    }
+
+    #[test]
+    fn watches_fire_once_per_matching_change(ops in prop::collection::vec(op_strategy(), 1..60)) {
+        let mut xs = XenStore::new(XsConfig::default());
+        let watcher = xs.connect_socket();
+        for (w, token) in WATCHED {
+            xs.watch(watcher, w.as_bytes(), token.as_bytes()).expect("watch");
+        }
+        let _initial = take_events(&mut xs, watcher);
+        let mut model = initial_model();
+        let mut tx: Option<(XsTxId, Model)> = None;
+        // A transaction's changes, fired at commit: name -> exact (non-exact wins).
+        let mut queued: Vec<(String, bool)> = Vec::new();
+        let mut at_start = model.clone();
+        for op in &ops {
+            if matches!(op, Op::TxStart) && tx.is_none() {
+                at_start = model.clone();
+            }
+            let view = tx.as_ref().map_or(&model, |(_, snap)| snap);
+            let fired = changes(view, op);
+            let committed = matches!(op, Op::TxEnd(true)) && tx.is_some();
+            step(&mut xs, &mut model, &mut tx, op);
+            let want = if matches!(op, Op::TxEnd(_)) {
+                let mut done = core::mem::take(&mut queued);
+                // `watch_permitted` at commit: a node first touched while absent carries
+                // no permissions, so it fires only if it exists after the commit.
+                done.retain(|(name, _)| at_start.contains_key(name) || model.contains_key(name));
+                if committed { expected_events(&done) } else { Vec::new() }
+            } else if tx.is_some() {
+                for (name, exact) in fired {
+                    match queued.iter_mut().find(|(n, _)| *n == name) {
+                        Some(entry) => entry.1 &= exact,
+                        None => queued.push((name, exact)),
+                    }
+                }
+                Vec::new()
+            } else {
+                expected_events(&fired)
+            };
+            prop_assert_eq!(take_events(&mut xs, watcher), want, "after {:?}", op);
         }
     }
 

@@ -10,7 +10,8 @@
 //!
 //! # Invariants
 //! - Response bytes leave in queue order; a frame is never interleaved with another
-//!   (`ring_out` holds the rest of the one being copied).
+//!   (`ring_out` holds the one being copied, `ring_out_used` how much of it went). Like
+//!   cxenstored's `out_list` head, it still counts for the duplicate-event check.
 //! - An ignored connection's ring is never touched by the daemon.
 
 use alloc::vec::Vec;
@@ -98,23 +99,25 @@ impl XenStore {
             if k.ignored {
                 return;
             }
-            if k.ring_out.is_empty() {
+            if k.ring_out_used == k.ring_out.len() {
                 let Some(frame) = k.out.pop_front() else {
                     return;
                 };
+                k.ring_out.clear();
+                k.ring_out_used = 0;
                 frame.encode_into(&mut k.ring_out);
             }
             let Some(page) = k.ring.as_mut() else {
                 return;
             };
-            match page.server_write(&k.ring_out) {
+            match page.server_write(&k.ring_out[k.ring_out_used..]) {
                 Err(_) => {
                     self.ignore_ring(conn, XENSTORE_ERROR_RINGIDX, turn);
                     return;
                 }
                 Ok(0) => return,
                 Ok(n) => {
-                    k.ring_out.drain(..n);
+                    k.ring_out_used += n;
                     turn.written_bytes += n;
                     turn.notify = true;
                 }
@@ -138,5 +141,69 @@ impl XenStore {
                 page.check(&alloc::format!("dom{domid} ring ({id:?})"), out);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use alloc::format;
+    use alloc::vec::Vec;
+
+    use crate::xenstore::perms::{Perm, PERM_READ};
+    use crate::xenstore::ring::{RingPage, XENSTORE_RING_SIZE};
+    use crate::xenstore::wire::{FrameDecoder, MsgType};
+    use crate::xenstore::{XenStore, XsConfig};
+
+    /// Every frame a guest reads off `page`.
+    fn drain(page: &mut RingPage, dec: &mut FrameDecoder) -> Vec<Vec<u8>> {
+        let mut bytes = Vec::new();
+        page.client_read(&mut bytes).expect("good ring");
+        dec.feed(&bytes);
+        core::iter::from_fn(|| dec.next_frame().expect("frame"))
+            .filter(|f| f.msg_type() == Some(MsgType::WatchEvent))
+            .map(|f| f.payload)
+            .collect()
+    }
+
+    #[test]
+    fn an_event_half_way_into_the_ring_still_absorbs_its_duplicate() {
+        let mut xs = XenStore::new(XsConfig::default());
+        let d0 = xs.dom0_conn();
+        xs.domain_created(3);
+        let g = xs.introduce_domain(3, 1).expect("introduce");
+        xs.write(d0, None, b"/w", b"").expect("write");
+        let readable = [Perm::new(0, 0), Perm::new(3, PERM_READ)];
+        xs.set_perms(d0, None, b"/w", &readable).expect("perms");
+        xs.watch(g, b"/w", b"t").expect("watch");
+        // Events the guest does not read fill its response ring; the last one is cut.
+        let mut n = 0;
+        while n < 200 {
+            xs.write(d0, None, format!("/w/node{n}").as_bytes(), b"")
+                .expect("write");
+            n += 1;
+            xs.service_ring(3);
+            let ring = xs.ring(3).expect("ring");
+            if ring.indices()[3] >= XENSTORE_RING_SIZE {
+                break;
+            }
+        }
+        let last = n - 1;
+        let k = xs.conns.get(&g).expect("conn");
+        assert!(
+            k.ring_out_used < k.ring_out.len(),
+            "the last event is half in"
+        );
+        // The same change again: its event is already pending and is dropped.
+        xs.write(d0, None, format!("/w/node{last}").as_bytes(), b"x")
+            .expect("write");
+        let mut dec = FrameDecoder::new();
+        let mut events = Vec::new();
+        for _ in 0..4 {
+            events.extend(drain(xs.ring_mut(3).expect("ring"), &mut dec));
+            xs.service_ring(3);
+        }
+        let want = format!("/w/node{last}\0t\0").into_bytes();
+        assert_eq!(events.iter().filter(|e| **e == want).count(), 1);
+        assert_eq!(events.len(), n + 1, "the initial event and one per node");
     }
 }

@@ -19,7 +19,7 @@ use alloc::vec::Vec;
 
 use super::access::Caller;
 use super::perms::{perm_for, Perm, Who, PERM_READ};
-use super::wire::{Frame, MsgType};
+use super::wire::{Frame, MsgType, HEADER_BYTES};
 use super::{path, XenStore, XsError};
 use crate::ids::XsConnId;
 
@@ -224,10 +224,14 @@ impl XenStore {
         };
         if !path::is_special(path_str.as_bytes()) {
             let event = MsgType::WatchEvent.raw();
-            let dup = k
-                .out
-                .iter()
-                .any(|f| f.header.msg_type == event && f.payload == frame.payload);
+            // The frame half-way into a ring is still pending, as in cxenstored.
+            let in_ring = k.ring_out_used < k.ring_out.len()
+                && k.ring_out.get(..4) == Some(&event.to_le_bytes()[..])
+                && k.ring_out.get(HEADER_BYTES..) == Some(&frame.payload[..]);
+            let dup = in_ring
+                || k.out
+                    .iter()
+                    .any(|f| f.header.msg_type == event && f.payload == frame.payload);
             if dup {
                 return;
             }
