@@ -1,0 +1,423 @@
+//! Tests of the per-vCPU workload state machine: each kind's block/wake/yield cycle, the
+//! spurious-wake rule, and the per-field random streams.
+
+use super::*;
+use crate::scenario::model::MixEntry;
+
+/// Any seed: these tests use constant distributions unless they check the streams.
+const SEED: u64 = 1;
+const DOMAIN: &str = "web";
+const US: u64 = 1_000;
+const MS: u64 = 1_000_000;
+
+fn guest(spec: &WorkloadSpec) -> GuestVcpu {
+    GuestVcpu::new(spec, &RngStreams::new(SEED), DOMAIN, 0, 0)
+}
+
+fn periodic_spec(phase_ns: u64, jitter_ns: u64) -> WorkloadSpec {
+    WorkloadSpec::Periodic {
+        period_ns: 10 * MS,
+        wcet: Dist::Const(2 * MS),
+        deadline_ns: 10 * MS,
+        phase: Dist::Const(phase_ns),
+        jitter: Dist::Const(jitter_ns),
+    }
+}
+
+fn bursty_spec() -> WorkloadSpec {
+    WorkloadSpec::Bursty {
+        service: Dist::Const(MS),
+        think: Dist::Const(10 * MS),
+    }
+}
+
+fn single_mix(workload: WorkloadSpec, span: Dist) -> WorkloadSpec {
+    WorkloadSpec::Mixed {
+        mix: vec![MixEntry {
+            weight: 1,
+            span,
+            workload,
+        }],
+    }
+}
+
+#[test]
+fn idle_without_tick_starts_blocked_forever() {
+    let spec = WorkloadSpec::Idle {
+        tick: None,
+        tick_work: Dist::Const(2 * US),
+    };
+
+    let vcpu = guest(&spec);
+
+    assert_eq!(vcpu.state(), GuestState::Blocked { wake_at_ns: None });
+}
+
+#[test]
+fn idle_with_tick_wakes_and_runs_tick_work_then_blocks_until_next_tick() {
+    let spec = WorkloadSpec::Idle {
+        tick: Some(Dist::Const(4 * MS)),
+        tick_work: Dist::Const(2 * US),
+    };
+    let mut vcpu = guest(&spec);
+    let initial = vcpu.state();
+
+    vcpu.on_wake(4 * MS);
+    let demand = vcpu.run_demand_ns(4 * MS);
+    let action = vcpu.on_demand_done(4 * MS + 2 * US);
+
+    assert_eq!(
+        initial,
+        GuestState::Blocked {
+            wake_at_ns: Some(4 * MS)
+        }
+    );
+    assert_eq!(demand, Some(2 * US));
+    assert_eq!(
+        action,
+        GuestAction::Block {
+            wake_at_ns: Some(8 * MS)
+        }
+    );
+}
+
+#[test]
+fn idle_tick_work_finishing_after_next_tick_drops_missed_tick() {
+    let spec = WorkloadSpec::Idle {
+        tick: Some(Dist::Const(4 * MS)),
+        tick_work: Dist::Const(2 * US),
+    };
+    let mut vcpu = guest(&spec);
+    vcpu.on_wake(4 * MS);
+
+    // The work ends at 9 ms, past the 8 ms tick: the next tick is one tick after now.
+    let action = vcpu.on_demand_done(9 * MS);
+
+    assert_eq!(
+        action,
+        GuestAction::Block {
+            wake_at_ns: Some(13 * MS)
+        }
+    );
+}
+
+#[test]
+fn idle_spurious_wake_runs_nothing_and_blocks_again() {
+    let spec = WorkloadSpec::Idle {
+        tick: None,
+        tick_work: Dist::Const(2 * US),
+    };
+    let mut vcpu = guest(&spec);
+
+    vcpu.on_wake(MS);
+    let demand = vcpu.run_demand_ns(MS);
+    let action = vcpu.on_demand_done(MS);
+
+    assert_eq!(demand, Some(0));
+    assert_eq!(action, GuestAction::Block { wake_at_ns: None });
+}
+
+#[test]
+fn cpu_bound_without_yield_is_runnable_and_never_acts() {
+    let spec = WorkloadSpec::CpuBound { yield_every: None };
+
+    let vcpu = guest(&spec);
+
+    assert_eq!(vcpu.state(), GuestState::Runnable);
+    assert_eq!(vcpu.run_demand_ns(0), None);
+}
+
+#[test]
+fn cpu_bound_with_yield_every_yields_and_draws_new_demand() {
+    let spec = WorkloadSpec::CpuBound {
+        yield_every: Some(Dist::Const(MS)),
+    };
+    let mut vcpu = guest(&spec);
+
+    let action = vcpu.on_demand_done(MS);
+
+    assert_eq!(action, GuestAction::Yield);
+    assert_eq!(vcpu.state(), GuestState::Runnable);
+    assert_eq!(vcpu.run_demand_ns(MS), Some(MS));
+}
+
+#[test]
+fn cpu_bound_preempted_remembers_demand_left() {
+    let spec = WorkloadSpec::CpuBound {
+        yield_every: Some(Dist::Const(MS)),
+    };
+    let mut vcpu = guest(&spec);
+
+    vcpu.account(300 * US);
+
+    assert_eq!(vcpu.run_demand_ns(2 * MS), Some(700 * US));
+    assert_eq!(vcpu.cpu_ns_total(), 300 * US);
+}
+
+#[test]
+fn periodic_starts_blocked_until_phase() {
+    let vcpu = guest(&periodic_spec(MS, 0));
+
+    assert_eq!(
+        vcpu.state(),
+        GuestState::Blocked {
+            wake_at_ns: Some(MS)
+        }
+    );
+}
+
+#[test]
+fn periodic_job_done_records_completion_and_blocks_until_next_release() {
+    let mut vcpu = guest(&periodic_spec(MS, 0));
+    vcpu.on_wake(MS);
+
+    let demand = vcpu.run_demand_ns(MS);
+    let action = vcpu.on_demand_done(3 * MS);
+
+    assert_eq!(demand, Some(2 * MS));
+    assert_eq!(
+        action,
+        GuestAction::Block {
+            wake_at_ns: Some(11 * MS)
+        }
+    );
+    assert_eq!(
+        vcpu.jobs()[0],
+        JobRecord {
+            job_index: 0,
+            release_ns: MS,
+            ready_ns: MS,
+            deadline_ns: 11 * MS,
+            demand_ns: 2 * MS,
+            completion_ns: Some(3 * MS),
+            first_run_ns: None,
+        }
+    );
+}
+
+#[test]
+fn periodic_job_finishing_after_next_release_continues_with_queued_job() {
+    let mut vcpu = guest(&periodic_spec(MS, 0));
+    vcpu.on_wake(MS);
+
+    // Job 0 finishes at 12 ms, after job 1's release at 11 ms: job 1 runs at once.
+    let action = vcpu.on_demand_done(12 * MS);
+
+    assert_eq!(action, GuestAction::Continue);
+    assert_eq!(vcpu.run_demand_ns(12 * MS), Some(2 * MS));
+    assert_eq!(vcpu.jobs()[1].release_ns, 11 * MS);
+    assert_eq!(vcpu.jobs()[1].completion_ns, None);
+}
+
+#[test]
+fn periodic_jitter_delays_ready_but_not_release_or_deadline() {
+    let mut vcpu = guest(&periodic_spec(MS, 500 * US));
+
+    let jobs = vcpu.jobs_released_before(2 * MS).to_vec();
+
+    assert_eq!(
+        vcpu.state(),
+        GuestState::Blocked {
+            wake_at_ns: Some(1_500 * US)
+        }
+    );
+    assert_eq!(jobs[0].release_ns, MS);
+    assert_eq!(jobs[0].ready_ns, 1_500 * US);
+    assert_eq!(jobs[0].deadline_ns, 11 * MS);
+}
+
+#[test]
+fn periodic_jobs_released_before_lists_unfinished_jobs() {
+    let mut vcpu = guest(&periodic_spec(0, 0));
+
+    // Releases at 0, 10 and 20 ms are before 25 ms.
+    let jobs = vcpu.jobs_released_before(25 * MS);
+
+    assert_eq!(jobs.len(), 3);
+    assert_eq!(jobs[2].release_ns, 20 * MS);
+    assert_eq!(jobs[2].completion_ns, None);
+}
+
+#[test]
+fn periodic_releases_count_from_start_instant() {
+    let start_ns = 7 * MS;
+
+    let vcpu = GuestVcpu::new(
+        &periodic_spec(MS, 0),
+        &RngStreams::new(SEED),
+        DOMAIN,
+        0,
+        start_ns,
+    );
+
+    assert_eq!(
+        vcpu.state(),
+        GuestState::Blocked {
+            wake_at_ns: Some(8 * MS)
+        }
+    );
+}
+
+#[test]
+fn bursty_runs_service_then_blocks_for_think() {
+    let mut vcpu = guest(&bursty_spec());
+    let demand = vcpu.run_demand_ns(0);
+
+    let action = vcpu.on_demand_done(2 * MS);
+
+    assert_eq!(demand, Some(MS));
+    assert_eq!(
+        action,
+        GuestAction::Block {
+            wake_at_ns: Some(12 * MS)
+        }
+    );
+}
+
+#[test]
+fn bursty_wake_after_think_draws_new_service() {
+    let mut vcpu = guest(&bursty_spec());
+    let _ = vcpu.on_demand_done(MS);
+
+    vcpu.on_wake(11 * MS);
+
+    assert_eq!(vcpu.run_demand_ns(11 * MS), Some(MS));
+}
+
+#[test]
+fn bursty_service_is_drawn_from_its_named_stream() {
+    let service = Dist::Exp { mean: MS };
+    let spec = WorkloadSpec::Bursty {
+        service,
+        think: Dist::Const(MS),
+    };
+    let streams = RngStreams::new(SEED);
+    let mut expected_stream = streams.stream("workload.web.v3.service");
+
+    let vcpu = GuestVcpu::new(&spec, &streams, DOMAIN, 3, 0);
+
+    let expected = crate::guest::dist::sample(&service, &mut expected_stream);
+    assert_eq!(vcpu.run_demand_ns(0), Some(expected));
+}
+
+#[test]
+fn mixed_span_caps_demand_of_cpu_bound_entry() {
+    let spec = single_mix(
+        WorkloadSpec::CpuBound { yield_every: None },
+        Dist::Const(5 * MS),
+    );
+    let vcpu = guest(&spec);
+
+    let demand_at_start = vcpu.run_demand_ns(0);
+    let demand_later = vcpu.run_demand_ns(2 * MS);
+
+    assert_eq!(demand_at_start, Some(5 * MS));
+    assert_eq!(demand_later, Some(3 * MS));
+}
+
+#[test]
+fn mixed_span_end_picks_again_and_continues_runnable_entry() {
+    let spec = single_mix(
+        WorkloadSpec::CpuBound { yield_every: None },
+        Dist::Const(5 * MS),
+    );
+    let mut vcpu = guest(&spec);
+
+    let action = vcpu.on_demand_done(5 * MS);
+
+    assert_eq!(action, GuestAction::Continue);
+    assert_eq!(vcpu.run_demand_ns(5 * MS), Some(5 * MS));
+}
+
+#[test]
+fn mixed_blocked_entry_wake_is_capped_at_span_end() {
+    let spec = single_mix(bursty_spec(), Dist::Const(5 * MS));
+    let mut vcpu = guest(&spec);
+
+    // Service ends at 1 ms; think would wake at 11 ms, but the span ends at 5 ms.
+    let action = vcpu.on_demand_done(MS);
+
+    assert_eq!(
+        action,
+        GuestAction::Block {
+            wake_at_ns: Some(5 * MS)
+        }
+    );
+}
+
+#[test]
+fn mixed_wake_at_span_end_into_blocked_entry_runs_nothing_then_blocks() {
+    let idle = WorkloadSpec::Idle {
+        tick: None,
+        tick_work: Dist::Const(2 * US),
+    };
+    let spec = single_mix(idle, Dist::Const(5 * MS));
+    let mut vcpu = guest(&spec);
+    let initial = vcpu.state();
+
+    vcpu.on_wake(5 * MS);
+    let demand = vcpu.run_demand_ns(5 * MS);
+    let action = vcpu.on_demand_done(5 * MS);
+
+    assert_eq!(
+        initial,
+        GuestState::Blocked {
+            wake_at_ns: Some(5 * MS)
+        }
+    );
+    assert_eq!(demand, Some(0));
+    assert_eq!(
+        action,
+        GuestAction::Block {
+            wake_at_ns: Some(10 * MS)
+        }
+    );
+}
+
+#[test]
+fn mixed_span_is_drawn_from_entry_stream() {
+    let span = Dist::Exp { mean: 5 * MS };
+    let spec = single_mix(WorkloadSpec::CpuBound { yield_every: None }, span);
+    let streams = RngStreams::new(SEED);
+    let mut expected_stream = streams.stream("workload.web.v0.mix0.span");
+
+    let vcpu = GuestVcpu::new(&spec, &streams, DOMAIN, 0, 0);
+
+    let expected = crate::guest::dist::sample(&span, &mut expected_stream).max(1);
+    assert_eq!(vcpu.run_demand_ns(0), Some(expected));
+}
+
+#[test]
+fn guest_same_seed_gives_same_demands() {
+    let spec = WorkloadSpec::CpuBound {
+        yield_every: Some(Dist::Exp { mean: MS }),
+    };
+    let mut first = guest(&spec);
+    let mut second = guest(&spec);
+
+    let _ = first.on_demand_done(MS);
+    let _ = second.on_demand_done(MS);
+
+    assert_eq!(first.run_demand_ns(MS), second.run_demand_ns(MS));
+}
+
+#[test]
+fn guest_other_vcpu_index_gives_other_demands() {
+    let spec = WorkloadSpec::CpuBound {
+        yield_every: Some(Dist::Exp { mean: MS }),
+    };
+    let streams = RngStreams::new(SEED);
+
+    let vcpu0 = GuestVcpu::new(&spec, &streams, DOMAIN, 0, 0);
+    let vcpu1 = GuestVcpu::new(&spec, &streams, DOMAIN, 1, 0);
+
+    assert_ne!(vcpu0.run_demand_ns(0), vcpu1.run_demand_ns(0));
+}
+
+#[test]
+#[should_panic(expected = "wake of a runnable vCPU")]
+fn guest_wake_of_runnable_vcpu_panics() {
+    let mut vcpu = guest(&WorkloadSpec::CpuBound { yield_every: None });
+
+    vcpu.on_wake(0);
+}
