@@ -41,6 +41,8 @@ mod check;
 mod ops;
 #[cfg(test)]
 mod proptests;
+#[cfg(test)]
+mod tests_ops;
 
 pub use ops::{Bound, EventChannels, PortStatus};
 pub use table::{DomainEvtchn, EvtchnDomainConfig};

@@ -44,6 +44,8 @@ mod copy;
 mod ops;
 #[cfg(test)]
 mod proptests;
+#[cfg(test)]
+mod tests_ops;
 
 pub use copy::{Copied, CopyOp, CopyPtr, CopySide};
 pub use ops::{GrantTables, MapRequest, Mapped, QuerySize, Unmapped};
