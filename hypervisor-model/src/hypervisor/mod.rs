@@ -24,6 +24,8 @@ mod sched_glue;
 mod sched_params;
 mod xenbus_drive;
 mod xenbus_glue;
+mod xenbus_watch;
+pub mod xenstored;
 mod xs;
 pub mod xs_tool;
 
@@ -38,7 +40,7 @@ use crate::domain::{Domain, DomainTable, Dying};
 use crate::event::CoreInput;
 use crate::evtchn::EventChannels;
 use crate::grant::GrantTables;
-use crate::ids::{DomId, PcpuId, PoolId, VcpuId, VcpuRef, XsConnId};
+use crate::ids::{DomId, DriverWorkId, PcpuId, PoolId, VcpuId, VcpuRef, XsConnId, XsWorkId};
 use crate::platform::Platform;
 use crate::sched::params::{SchedInit, SchedOpts};
 use crate::sched::{Pool, SchedCtx, Scheduler, Violation};
@@ -66,6 +68,10 @@ pub enum InputError {
     UnknownJob(JobId),
     /// A job id was used twice.
     DuplicateJob(JobId),
+    /// No such xenstored work item is the oldest unfinished one.
+    UnknownXsWork(XsWorkId),
+    /// No such driver reaction is pending.
+    UnknownDriverWork(DriverWorkId),
 }
 
 /// One host's hypervisor state.
@@ -116,6 +122,16 @@ pub struct Hypervisor {
     pub(crate) devices: BTreeMap<DomId, Vec<crate::toolstack::xs_tree::DeviceAdd>>,
     /// The vif and vbd ends the split drivers hold, per frontend domain.
     pub(crate) xenbus: BTreeMap<DomId, Vec<crate::io::handshake::DeviceConn>>,
+    /// Pending driver reactions to watch events (`xenbus_watch.rs`).
+    pub(crate) driver_tasks: BTreeMap<DriverWorkId, xenbus_watch::DriverTask>,
+    /// Next driver reaction id.
+    pub(crate) next_driver_work: u32,
+    /// Create jobs waiting for their domain's XenBus handshake to settle.
+    pub(crate) xenbus_waiters: BTreeMap<DomId, JobId>,
+    /// Driver state writes not yet traced (traced at the end of the input).
+    pub(crate) xenbus_traces: Vec<TraceEvent>,
+    /// xenstored's CPU work in dom0 (`xenstored.rs`).
+    pub(crate) xsd: xenstored::XsActor,
 }
 
 /// Internal job ids have the top bit set, so they never collide with the platform's.
@@ -155,6 +171,11 @@ impl Hypervisor {
             build_states: BTreeMap::new(),
             devices: BTreeMap::new(),
             xenbus: BTreeMap::new(),
+            driver_tasks: BTreeMap::new(),
+            next_driver_work: 0,
+            xenbus_waiters: BTreeMap::new(),
+            xenbus_traces: Vec::new(),
+            xsd: xenstored::XsActor::default(),
         };
         hv.xs_tool = hv.xenstore.connect_socket();
         hv.boot_banner(p, config.pool0_sched);
@@ -163,7 +184,9 @@ impl Hypervisor {
         let pool_ids: Vec<u32> = hv.pools.keys().map(|id| id.0).collect();
         let dom0_kib = hv.domains.get(DomId::DOM0).map_or(0, |d| d.tot_pages * 4);
         hv.boot_dom0_io(&pool_ids, dom0_kib);
+        hv.xenbus_boot_watch();
         banner::boot_tail(&mut hv, p, config.dom0.guest_type);
+        hv.xsd_boot_done();
         hv
     }
 
@@ -310,8 +333,18 @@ impl Hypervisor {
             CoreInput::GuestShutdown { dom, reason } => self.guest_shutdown(*dom, *reason, p)?,
             CoreInput::Toolstack { job, op } => self.start_job(*job, op, p)?,
             CoreInput::ToolstackContinue { job } => self.continue_job(*job, p)?,
+            CoreInput::XenstoredDone { item } => self.xsd_done(*item, p)?,
+            CoreInput::DriverWork { work } => self.driver_work(*work, p)?,
         }
+        self.end_of_input(p);
         Ok(())
+    }
+
+    /// After every input: the drivers' state writes are traced, xenstored's new work is
+    /// queued on dom0, and create jobs whose handshake settled go on.
+    fn end_of_input<P: Platform + ?Sized>(&mut self, p: &mut P) {
+        self.xsd_flush(p);
+        self.xenbus_wake_waiters(p);
     }
 
     fn check_pool(&self, pool: PoolId) -> Result<(), InputError> {
@@ -529,3 +562,6 @@ mod tests_cpupool;
 
 #[cfg(test)]
 mod tests_io;
+
+#[cfg(test)]
+mod tests_xenbus;

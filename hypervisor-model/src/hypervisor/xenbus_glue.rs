@@ -1,7 +1,7 @@
 //! The split devices of each domain as the hypervisor layer keeps them: which device
 //! directories the toolstack wrote, their removal when the domain is destroyed (after the
-//! drivers' close, `xenbus_drive.rs`), and the drivers' reaction to store changes made by
-//! xenstore-* clients.
+//! drivers' close, `xenbus_drive.rs`). The drivers react to store changes made by
+//! xenstore-* clients through their watches (`xenbus_watch.rs`).
 //!
 //! Follows tools/libs/light/libxl_device.c (`libxl__devices_destroy`,
 //! `libxl__device_destroy`: the backend directory, the libxl copy, and the frontend
@@ -81,14 +81,6 @@ impl Hypervisor {
             count = count.saturating_add(1);
         }
         count
-    }
-
-    /// The drivers react to a store change made outside them (a xenstore-* client): a
-    /// device whose backend got `online = 0` or whose frontend `state` became 5 closes
-    /// (spec §4.5). xensim differs: these steps take no
-    /// virtual time (the client's request has no job to defer).
-    pub(crate) fn xenbus_poll<P: crate::platform::Platform + ?Sized>(&mut self, _p: &mut P) {
-        let _steps = self.xenbus_unplug_offline();
     }
 
     /// Device directories of `dom` the toolstack wrote.

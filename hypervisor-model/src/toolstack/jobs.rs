@@ -345,10 +345,10 @@ impl Hypervisor {
             self.enter_step(job, state, JobStepCode::Devices, p);
             let xs_ns = self.create_devices_io(dom, p);
             self.defer(job, xs_ns, p);
-        } else if self.xenbus_round(dom, p) {
-            // One round of the split drivers' handshake ran (each device's driver took one
-            // step, in parallel); xl create returns once no driver has anything left to do.
-            self.defer(job, self.costs.xenbus_step_ns, p);
+        } else if !self.xenbus_handshake_settled(dom, p) {
+            // The split drivers run on their watches; the job waits until no reaction of
+            // theirs is pending (`xenbus_watch.rs` continues it then).
+            self.xenbus_waiters.insert(dom, job);
         } else {
             self.jobs.remove(&job);
             p.trace(&TraceEvent::JobStep {

@@ -372,6 +372,35 @@ impl XenStore {
         self.conns.get_mut(&conn).and_then(|c| c.out.pop_front())
     }
 
+    /// Removes the `WATCH_EVENT` frames queued for `conn` whose token starts with
+    /// `token_prefix` and returns their (path, token), in queue order; every other frame
+    /// stays queued, in order. The in-process split drivers read their events this way.
+    pub fn take_watch_events(
+        &mut self,
+        conn: XsConnId,
+        token_prefix: &[u8],
+    ) -> Vec<(String, Vec<u8>)> {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return Vec::new();
+        };
+        let mut taken = Vec::new();
+        c.out.retain(|frame| {
+            if frame.msg_type() != Some(MsgType::WatchEvent) {
+                return true;
+            }
+            let mut parts = wire::split_strings(&frame.payload);
+            let (Some(path), Some(token)) = (parts.next(), parts.next()) else {
+                return true;
+            };
+            if !token.starts_with(token_prefix) {
+                return true;
+            }
+            taken.push((String::from_utf8_lossy(path).into_owned(), token.to_vec()));
+            false
+        });
+        taken
+    }
+
     /// Number of frames queued for `conn`.
     pub fn output_count(&self, conn: XsConnId) -> usize {
         self.conns.get(&conn).map_or(0, |c| c.out.len())
