@@ -557,6 +557,50 @@ mod tests {
     }
 
     #[test]
+    fn service_work_runs_before_the_model_and_the_model_resumes() {
+        // 50 us of service; at 20 us, 10 us of xenstored work arrive: it finishes at 30 us,
+        // then the 30 us of service left run to 60 us.
+        let bursty = WorkloadSpec::Bursty {
+            service: Dist::Const(50_000),
+            think: Dist::Const(1_000),
+        };
+        let mut guests = guests_with(bursty);
+        let mut queue = EventQueue::new();
+        guests.start_running(v0(), 0, 0, HOST, &mut queue);
+        let item = hypervisor_model::ids::XsWorkId(4);
+        guests.add_service(v0(), item, 10_000, 20_000, HOST, &mut queue);
+        let (at_ns, generation) = demand_done_generation(&mut queue);
+        assert_eq!(at_ns, 30_000);
+        let step = guests.demand_done(v0(), generation, at_ns, HOST, &mut queue);
+        assert_eq!(step, Some(GuestStep::ServiceDone(item)));
+        // The plan made before the work came (50 us) is stale; the model's rest ends at 60.
+        let (stale_ns, stale) = demand_done_generation(&mut queue);
+        assert_eq!(stale_ns, 50_000);
+        assert_eq!(
+            guests.demand_done(v0(), stale, stale_ns, HOST, &mut queue),
+            None
+        );
+        assert_eq!(demand_done_generation(&mut queue).0, 60_000);
+    }
+
+    #[test]
+    fn service_queued_while_descheduled_runs_first_when_the_vcpu_runs() {
+        // 5 us of work queued while the vCPU is off: it runs first at 100 us.
+        let mut guests = guests_with(WorkloadSpec::Idle {
+            tick: None,
+            tick_work: Dist::Const(0),
+        });
+        let mut queue = EventQueue::new();
+        let item = hypervisor_model::ids::XsWorkId(0);
+        guests.add_service(v0(), item, 5_000, 0, HOST, &mut queue);
+        guests.start_running(v0(), 100_000, 0, HOST, &mut queue);
+        let (at_ns, generation) = demand_done_generation(&mut queue);
+        assert_eq!(at_ns, 105_000);
+        let step = guests.demand_done(v0(), generation, at_ns, HOST, &mut queue);
+        assert_eq!(step, Some(GuestStep::ServiceDone(item)));
+    }
+
+    #[test]
     fn forgotten_domain_ignores_its_pending_events() {
         let mut guests = guests_with(WorkloadSpec::CpuBound {
             yield_every: Some(Dist::Const(10)),
