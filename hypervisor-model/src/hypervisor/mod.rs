@@ -126,8 +126,8 @@ pub struct Hypervisor {
     pub(crate) driver_tasks: BTreeMap<DriverWorkId, xenbus_watch::DriverTask>,
     /// Next driver reaction id.
     pub(crate) next_driver_work: u32,
-    /// Create jobs waiting for their domain's XenBus handshake to settle.
-    pub(crate) xenbus_waiters: BTreeMap<DomId, JobId>,
+    /// Create and destroy jobs waiting for their domain's XenBus devices to settle.
+    pub(crate) xenbus_waiters: BTreeMap<JobId, DomId>,
     /// Driver state writes not yet traced (traced at the end of the input).
     pub(crate) xenbus_traces: Vec<TraceEvent>,
     /// xenstored's CPU work in dom0 (`xenstored.rs`).

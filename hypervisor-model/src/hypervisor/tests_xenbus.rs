@@ -161,3 +161,41 @@ fn xenstored_done_for_a_later_item_is_refused() {
     let refused = hv.handle(&CoreInput::XenstoredDone { item: later }, &mut p);
     assert_eq!(refused, Err(super::InputError::UnknownXsWork(later)));
 }
+
+/// Index of the first event `matches` accepts at or after `from`.
+fn position_from(p: &FakePlatform, from: usize, matches: impl Fn(&TraceEvent) -> bool) -> usize {
+    p.events[from..]
+        .iter()
+        .position(matches)
+        .map_or(usize::MAX, |i| from + i)
+}
+
+#[test]
+fn destroy_closes_the_backend_on_its_watch_before_removing_the_directories() {
+    use crate::toolstack::ops::JobStepCode;
+    let (mut hv, mut p) = host(0);
+    create_vif_guest(&mut hv, &mut p);
+    let start = p.events.len();
+    let dom = DomId::new(1).expect("d1");
+    let input = CoreInput::Toolstack {
+        job: JobId(2),
+        op: ToolstackOp::Destroy { dom },
+    };
+    assert_eq!(hv.handle(&input, &mut p), Ok(()));
+    p.run_until_idle(&mut hv);
+    let step = |code: JobStepCode| move |e: &TraceEvent| matches!(e, TraceEvent::JobStep { step, .. } if *step == code as u8);
+    let unplug = position_from(&p, start, step(JobStepCode::DestroyUnplug));
+    let event = position_from(&p, unplug, |e| matches!(e, TraceEvent::XenbusEvent { .. }));
+    let back_closed = position_from(&p, event, |e| {
+        matches!(e, TraceEvent::XenbusState { path, state: 6 }
+            if path == "/local/domain/0/backend/vif/1/0/state")
+    });
+    let removal = position_from(&p, unplug, step(JobStepCode::DestroyDevices));
+    assert!(unplug < event, "no watch event after the unplug");
+    assert!(event < back_closed, "netback did not close on its watch");
+    assert!(
+        back_closed < removal,
+        "the directories went before the backend closed"
+    );
+    assert!(hv.check_invariants().is_empty());
+}

@@ -7,9 +7,11 @@
 //! event to its reaction, one `io.xenbus_step_ns` after xenstored delivered it); each
 //! step's requests are xenstored work in dom0 (`xenstored.rs`), so a step's own writes
 //! reach the other end only after dom0 ran that work. `xl create` returns once no
-//! reaction is pending for the domain. The close at destroy runs inside the destroy job
-//! (see [`Hypervisor::xenbus_close`]); an unplug by `online = 0` or a frontend's
-//! Closing runs through the watches.
+//! reaction is pending for the domain. The close runs through the same watches: a
+//! destroy's forced remove (frontend directory gone, backend `online = 0` and Closing,
+//! `xenbus_glue.rs`), an unplug by `online = 0`, or a frontend's Closing;
+//! [`Hypervisor::xenbus_close`] then only drops the watches and walks what the drivers
+//! never opened far enough to close themselves.
 //!
 //! # Invariants
 //! - Every state write is legal for its end (`io::xenbus::legal`, asserted) and traced.
@@ -179,12 +181,11 @@ impl Hypervisor {
         true
     }
 
-    /// §4.5 for every device of `dom` before the toolstack removes the directories: the
-    /// frontend goes Closing; the backend unmaps, closes its port, goes Closing then
-    /// Closed; the frontend ends its grants, closes its port and goes Closed. Returns the
-    /// drivers' time. xensim differs: libxl's destroy removes the directories without
-    /// waiting for the drivers (`force`), and a paused guest's frontend cannot answer;
-    /// the close is walked here, in the destroy job, so that it always completes.
+    /// What is left of §4.5 for every device of `dom` once the destroy's unplug settled
+    /// (`xenbus_unplug_all` started it; the drivers close on their watches), before the
+    /// toolstack removes the directories: the watches go, and a device the drivers left
+    /// open (a create that failed before its devices were probed) is walked to Closed
+    /// here. Returns the drivers' time for what was walked here.
     pub(crate) fn xenbus_close(&mut self, dom: DomId) -> i64 {
         let conns = self.xenbus.remove(&dom).unwrap_or_default();
         let mut steps: i64 = 0;
@@ -204,12 +205,21 @@ impl Hypervisor {
             self.set_state(conn, End::Frontend, XenbusState::Closing);
             steps += 1;
         }
-        self.backend_close(conn, true);
-        steps += 1;
-        if conn.front_state != XenbusState::Closed || !conn.ring_refs.is_empty() {
-            self.frontend_close_finish(conn);
+        let backend_open = conn.back_state != XenbusState::Closed
+            || !conn.ring_handles.is_empty()
+            || conn.back_port.is_some();
+        if backend_open {
+            self.backend_close(conn, true);
+            steps += 1;
         }
-        steps + 1
+        if conn.front_state != XenbusState::Closed
+            || !conn.ring_refs.is_empty()
+            || conn.front_port.is_some()
+        {
+            self.frontend_close_finish(conn);
+            steps += 1;
+        }
+        steps
     }
 
     /// The backend stops: unmaps the rings, closes its port, goes Closing, and Closed if

@@ -26,8 +26,9 @@
 //! - Every pending reaction names a device end whose domain had devices when it was
 //!   scheduled; a reaction whose device is gone by then does nothing.
 //! - A device end is probed at most once (`*_probed`, `*_probe_pending`).
-//! - `xl create` waits (`xenbus_waiters`) until no reaction for the domain is pending and
-//!   xenstored holds no event for its devices: every device is Connected or stuck.
+//! - `xl create` and `xl destroy` wait (`xenbus_waiters`) until no reaction for the
+//!   domain is pending and xenstored holds no event for its devices: every device is
+//!   Connected (or Closed) or stuck.
 //!
 //! xensim differs: a bus event under an already probed device costs nothing (Linux reads
 //! the directory's existence); the drivers of a paused guest still react; events are
@@ -391,22 +392,21 @@ impl Hypervisor {
         self.xenbus_settled(dom)
     }
 
-    /// Create jobs waiting for their domain's handshake continue once it settled (or
-    /// the domain is gone).
+    /// Create and destroy jobs waiting for their domain's devices continue once they
+    /// settled (or the domain is gone).
     pub(crate) fn xenbus_wake_waiters<P: Platform + ?Sized>(&mut self, p: &mut P) {
         if self.xenbus_waiters.is_empty() {
             return;
         }
-        let ready: Vec<DomId> = self
+        let ready: Vec<crate::toolstack::ops::JobId> = self
             .xenbus_waiters
-            .keys()
-            .copied()
-            .filter(|dom| !self.is_alive(*dom) || self.xenbus_settled(*dom))
+            .iter()
+            .filter(|(_, dom)| !self.is_alive(**dom) || self.xenbus_settled(**dom))
+            .map(|(job, _)| *job)
             .collect();
-        for dom in ready {
-            if let Some(job) = self.xenbus_waiters.remove(&dom) {
-                p.defer_toolstack(job, p.now());
-            }
+        for job in ready {
+            self.xenbus_waiters.remove(&job);
+            p.defer_toolstack(job, p.now());
         }
     }
 

@@ -50,6 +50,9 @@ pub enum Job {
     Destroy {
         /// The domain.
         dom: DomId,
+        /// The split devices' forced removes were started (the backends close on their
+        /// watches); the job waits for them before it removes the directories.
+        unplugged: bool,
         /// Devices and XenStore entries are gone; `domain_kill` is running.
         killing: bool,
         /// Create the domain again from this configuration afterwards (`restart`).
@@ -171,9 +174,16 @@ impl Hypervisor {
             }
             Job::Destroy {
                 dom,
+                unplugged,
                 killing,
                 restart,
-            } => self.destroy_step(job, dom, killing, restart, p),
+            } => {
+                if unplugged || killing {
+                    self.destroy_step(job, dom, killing, restart, p);
+                } else {
+                    self.destroy_unplug(job, dom, restart, p);
+                }
+            }
         }
         Ok(())
     }
@@ -348,7 +358,11 @@ impl Hypervisor {
         } else if !self.xenbus_handshake_settled(dom, p) {
             // The split drivers run on their watches; the job waits until no reaction of
             // theirs is pending (`xenbus_watch.rs` continues it then).
-            self.xenbus_waiters.insert(dom, job);
+            self.xenbus_waiters.insert(job, dom);
+        } else if self.destroy_running(dom) {
+            // A destroy unplugged the devices under the create: libxl's create fails.
+            self.jobs.remove(&job);
+            finish(job, Err(ToolstackError::NoSuchDomain), p);
         } else {
             self.jobs.remove(&job);
             p.trace(&TraceEvent::JobStep {
@@ -408,6 +422,13 @@ impl Hypervisor {
         });
     }
 
+    /// True if a destroy job of `dom` is running.
+    fn destroy_running(&self, dom: DomId) -> bool {
+        self.jobs
+            .values()
+            .any(|j| matches!(j, Job::Destroy { dom: other, .. } if *other == dom))
+    }
+
     fn destroy_start<P: Platform + ?Sized>(
         &mut self,
         job: JobId,
@@ -419,12 +440,7 @@ impl Hypervisor {
             return Err(ToolstackError::NotPermitted);
         }
         let d = self.domains.get(dom).ok_or(ToolstackError::NoSuchDomain)?;
-        if d.dying != Dying::Alive
-            || self
-                .jobs
-                .values()
-                .any(|j| matches!(j, Job::Destroy { dom: other, .. } if *other == dom))
-        {
+        if d.dying != Dying::Alive || self.destroy_running(dom) {
             return Err(ToolstackError::NotPermitted);
         }
         // libxl__destroy_domid: xc_domain_pause, then devices and XenStore removal.
@@ -433,12 +449,45 @@ impl Hypervisor {
             job,
             Job::Destroy {
                 dom,
+                unplugged: false,
                 killing: false,
                 restart,
             },
         );
         self.defer(job, self.costs.destroy_devices_ns, p);
         Ok(())
+    }
+
+    /// `libxl__devices_destroy`: each split device's forced remove (one transaction:
+    /// frontend directory removed, backend `online = 0` and Closing), then the job waits
+    /// until the backends closed on their watches (`libxl__ev_devstate_wait` for Closed).
+    fn destroy_unplug<P: Platform + ?Sized>(
+        &mut self,
+        job: JobId,
+        dom: DomId,
+        restart: Option<Box<(DomainConfig, [u8; 16])>>,
+        p: &mut P,
+    ) {
+        p.trace(&TraceEvent::JobStep {
+            job,
+            step: JobStepCode::DestroyUnplug as u8,
+        });
+        let count = self.xenbus_unplug_all(dom);
+        let xs_ns = self.xs_cost_ns(count);
+        self.jobs.insert(
+            job,
+            Job::Destroy {
+                dom,
+                unplugged: true,
+                killing: false,
+                restart,
+            },
+        );
+        if self.xenbus_handshake_settled(dom, p) {
+            self.defer(job, xs_ns, p);
+        } else {
+            self.xenbus_waiters.insert(job, dom);
+        }
     }
 
     fn destroy_step<P: Platform + ?Sized>(
@@ -467,6 +516,7 @@ impl Hypervisor {
                 job,
                 Job::Destroy {
                     dom,
+                    unplugged: true,
                     killing: true,
                     restart,
                 },
