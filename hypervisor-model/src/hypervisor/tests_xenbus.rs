@@ -199,3 +199,17 @@ fn destroy_closes_the_backend_on_its_watch_before_removing_the_directories() {
     );
     assert!(hv.check_invariants().is_empty());
 }
+
+#[test]
+fn socket_request_is_one_request_of_dom0_work() {
+    // XS_READ of `/tool` (type 2, req_id 7, tx 0, payload "/tool\0"): one reply.
+    let (mut hv, mut p) = host(3_000);
+    let before = hv.xenstored_charged_requests();
+    let frame = crate::xenstore::Frame::request(crate::xenstore::MsgType::Read, 7, 0, b"/tool\0");
+    let mut bytes = Vec::new();
+    frame.encode_into(&mut bytes);
+    let input = CoreInput::XsSocketData { client: 1, bytes };
+    assert_eq!(hv.handle(&input, &mut p), Ok(()));
+    assert_eq!(hv.xenstored_charged_requests(), before + 1);
+    assert_eq!(p.xs_sent.len(), 1);
+}

@@ -18,6 +18,8 @@
 //!   Replies and watch events are queued per connection, in order; take them with
 //!   [`XenStore::take_output`] or [`XenStore::drain_output_bytes`]. cxenstored queues a
 //!   watcher's own event before the reply to the request that caused it, and so does this.
+//!   [`XenStore::take_watch_events`] takes only the watch events whose token has a given
+//!   prefix (the in-process split drivers' events), leaving the rest queued.
 //! - Typed requests (toolstack, simulator): [`XenStore::write`], [`XenStore::mkdir`],
 //!   [`XenStore::rm`], [`XenStore::set_perms`], [`XenStore::read`], ... act as a request on
 //!   the given connection and return the result instead of queuing a reply; watch events
