@@ -213,3 +213,17 @@ fn socket_request_is_one_request_of_dom0_work() {
     assert_eq!(hv.xenstored_charged_requests(), before + 1);
     assert_eq!(p.xs_sent.len(), 1);
 }
+
+#[test]
+fn checker_flags_a_probed_backend_that_stopped_watching_its_frontend() {
+    let (mut hv, mut p) = host(0);
+    create_vif_guest(&mut hv, &mut p);
+    let dom0 = hv.xenstore.dom0_conn();
+    let path = b"/local/domain/1/device/vif/0/state";
+    let token = super::xenbus_watch::TOKEN_OTHEREND;
+    hv.xenstore
+        .unwatch(dom0, path, token)
+        .expect("netback watches the frontend's state");
+    let broken: Vec<&str> = hv.check_invariants().iter().map(|v| v.invariant).collect();
+    assert!(broken.contains(&"xenbus.otherend_watch"));
+}
