@@ -247,6 +247,19 @@ mod tests {
     }
 
     #[test]
+    fn xenstored_done_and_driver_work_roundtrip() {
+        // Item ids are u64 (a long run queues many items); reaction ids u32.
+        let done = CoreInput::XenstoredDone {
+            item: crate::ids::XsWorkId(1 << 40),
+        };
+        let work = CoreInput::DriverWork {
+            work: crate::ids::DriverWorkId(7),
+        };
+        assert_eq!(roundtrip(&done), Ok(done));
+        assert_eq!(roundtrip(&work), Ok(work));
+    }
+
+    #[test]
     fn truncated_input_is_a_decode_error() {
         let mut bytes = Vec::new();
         CoreInput::Softirq {
