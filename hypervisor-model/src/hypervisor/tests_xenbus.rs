@@ -183,7 +183,10 @@ fn destroy_closes_the_backend_on_its_watch_before_removing_the_directories() {
     };
     assert_eq!(hv.handle(&input, &mut p), Ok(()));
     p.run_until_idle(&mut hv);
-    let step = |code: JobStepCode| move |e: &TraceEvent| matches!(e, TraceEvent::JobStep { step, .. } if *step == code as u8);
+    let step = |code: JobStepCode| {
+        let code = code as u8;
+        move |e: &TraceEvent| matches!(e, TraceEvent::JobStep { step, .. } if *step == code)
+    };
     let unplug = position_from(&p, start, step(JobStepCode::DestroyUnplug));
     let event = position_from(&p, unplug, |e| matches!(e, TraceEvent::XenbusEvent { .. }));
     let back_closed = position_from(&p, event, |e| {
