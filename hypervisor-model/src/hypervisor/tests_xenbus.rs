@@ -230,3 +230,33 @@ fn checker_flags_a_probed_backend_that_stopped_watching_its_frontend() {
     let broken: Vec<&str> = hv.check_invariants().iter().map(|v| v.invariant).collect();
     assert!(broken.contains(&"xenbus.otherend_watch"));
 }
+
+#[test]
+fn backend_directory_removed_by_a_client_closes_the_frontend_and_destroy_cleans_up() {
+    // `xenstore-rm` of a connected vif's backend directory: netfront sees its backend's
+    // state vanish (Unknown) and closes, keeping the still-mapped ring grants; the
+    // destroy then unmaps and ends them.
+    let (mut hv, mut p) = host(0);
+    create_vif_guest(&mut hv, &mut p);
+    let cmd = XsClientCmd::Rm {
+        keys: alloc::vec![String::from("/local/domain/0/backend/vif/1/0")],
+        tidy: false,
+    };
+    let input = CoreInput::Toolstack {
+        job: JobId(2),
+        op: ToolstackOp::XsClient(cmd),
+    };
+    assert_eq!(hv.handle(&input, &mut p), Ok(()));
+    p.run_until_idle(&mut hv);
+    let front = hv.xenstore().node("/local/domain/1/device/vif/0/state");
+    assert_eq!(front.map(|n| n.value().to_vec()), Some(b"6".to_vec()));
+    let dom = DomId::new(1).expect("d1");
+    let destroy = CoreInput::Toolstack {
+        job: JobId(3),
+        op: ToolstackOp::Destroy { dom },
+    };
+    assert_eq!(hv.handle(&destroy, &mut p), Ok(()));
+    p.run_until_idle(&mut hv);
+    assert!(hv.domain(dom).is_none());
+    assert!(hv.check_invariants().is_empty());
+}

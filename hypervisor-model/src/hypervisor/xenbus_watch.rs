@@ -14,7 +14,8 @@
 //! Watches (tokens start with `xenbus:`, so `XenStore::take_watch_events` can pick them):
 //! - dom0's backend bus watches `/local/domain/0/backend` from boot: an event under an
 //!   unprobed device directory probes its backend; an event on `<backend>/online` makes
-//!   the backend check it (`online = 0` is the toolstack's unplug).
+//!   the backend check it (`online = 0` is the toolstack's unplug); an event on the
+//!   directory itself makes it check the directory still exists.
 //! - A guest's frontend bus watches `/local/domain/<F>/device` once it is introduced: an
 //!   event under an unprobed device directory probes its frontend.
 //! - A probed end watches the other end's `state` (`watch_otherend`). Registration fires
@@ -65,6 +66,9 @@ pub(crate) enum Reaction {
     OtherendChanged,
     /// The backend's `online` key changed: read it and close if it is `0`.
     OnlineChanged,
+    /// The backend's directory itself changed: if it is gone, the device goes
+    /// (`xenbus_dev_changed` finds it missing and unregisters it).
+    DirChanged,
 }
 
 /// One pending driver reaction.
@@ -205,6 +209,8 @@ impl Hypervisor {
                 Reaction::Probe
             } else if end == End::Backend && probed && event.path == online {
                 Reaction::OnlineChanged
+            } else if end == End::Backend && probed && event.path == root {
+                Reaction::DirChanged
             } else {
                 return None;
             };
@@ -251,8 +257,9 @@ impl Hypervisor {
                     self.backend_changed(conn, slot, back);
                 }
                 (End::Backend, Reaction::OnlineChanged) => self.online_changed(conn),
-                (End::Frontend, Reaction::OnlineChanged) => {
-                    unreachable!("only a backend watches online")
+                (End::Backend, Reaction::DirChanged) => self.backend_dir_changed(conn),
+                (End::Frontend, Reaction::OnlineChanged | Reaction::DirChanged) => {
+                    unreachable!("only a backend reacts to its own keys")
                 }
             }
         }
@@ -264,20 +271,21 @@ impl Hypervisor {
 
     /// `xenbus_dev_probe`: read the other end's details, watch its `state` (the watch
     /// fires once at once), then the driver's probe (a backend publishes its features
-    /// and goes InitWait; a frontend's probe writes nothing).
+    /// and goes InitWait; a frontend's probe writes nothing). A watch the store refuses
+    /// (a guest past its watch quota) fails the probe: the end stays unprobed.
     fn driver_probe(&mut self, conn: &mut DeviceConn, end: End) {
         let (xs, dir, other) = match end {
             End::Backend => {
                 conn.back_probe_pending = false;
-                conn.back_probed = true;
-                let dom0 = self.xenstore.dom0_conn();
-                (dom0, conn.back_path.clone(), conn.front_path.clone())
+                (self.xenstore.dom0_conn(), &conn.back_path, &conn.front_path)
             }
             End::Frontend => {
                 conn.front_probe_pending = false;
-                conn.front_probed = true;
-                let fconn = self.front_conn(conn.front_dom);
-                (fconn, conn.front_path.clone(), conn.back_path.clone())
+                (
+                    self.front_conn(conn.front_dom),
+                    &conn.front_path,
+                    &conn.back_path,
+                )
             }
         };
         // xenbus_read_otherend_details: `<dir>/<other>-id` and `<dir>/<other>`.
@@ -288,15 +296,19 @@ impl Hypervisor {
         for key in keys {
             let path = alloc::format!("{dir}/{key}");
             let _ = self.xenstore.read(xs, None, path.as_bytes());
-            self.xsd_count(1);
         }
         let watched = alloc::format!("{other}/state");
-        // A second probe of the same end cannot happen; a watch left by one is a bug.
         let added = self.xenstore.watch(xs, watched.as_bytes(), TOKEN_OTHEREND);
-        assert!(added.is_ok(), "otherend watch on {watched}: {added:?}");
-        self.xsd_count(1);
-        if end == End::Backend {
-            self.backend_probe(conn);
+        self.xsd_count(3);
+        if added.is_err() {
+            return;
+        }
+        match end {
+            End::Backend => {
+                conn.back_probed = true;
+                self.backend_probe(conn);
+            }
+            End::Frontend => conn.front_probed = true,
         }
     }
 
@@ -369,6 +381,20 @@ impl Hypervisor {
         let open = !matches!(conn.back_state, XenbusState::Closing | XenbusState::Closed);
         if offline && open {
             self.backend_close(conn, false);
+        }
+    }
+
+    /// An event on the backend's directory itself: if it is gone (a client removed it),
+    /// the backend device goes: unmap, close the port, Closed (nothing to write into).
+    fn backend_dir_changed(&mut self, conn: &mut DeviceConn) {
+        let dom0 = self.xenstore.dom0_conn();
+        self.xsd_count(1);
+        let gone = self
+            .xenstore
+            .read(dom0, None, conn.back_path.as_bytes())
+            .is_err();
+        if gone && conn.back_state != XenbusState::Closed {
+            self.backend_close(conn, true);
         }
     }
 
