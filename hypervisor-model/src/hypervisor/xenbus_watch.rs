@@ -27,6 +27,7 @@
 //! - Every pending reaction names a device end whose domain had devices when it was
 //!   scheduled; a reaction whose device is gone by then does nothing.
 //! - A device end is probed at most once (`*_probed`, `*_probe_pending`).
+//! - At most [`DRIVER_TASKS_MAX`] reactions are pending.
 //! - `xl create` and `xl destroy` wait (`xenbus_waiters`) until no reaction for the
 //!   domain is pending and xenstored holds no event for its devices: every device is
 //!   Connected (or Closed) or stuck.
@@ -54,6 +55,9 @@ pub(crate) const TOKEN_BACKEND_BUS: &[u8] = b"xenbus:be-bus";
 pub(crate) const TOKEN_FRONTEND_BUS: &[u8] = b"xenbus:fe-bus";
 /// The token of an end's watch on the other end's `state`.
 pub(crate) const TOKEN_OTHEREND: &[u8] = b"xenbus:otherend";
+/// Most driver reactions pending at once on a host (xensim's bound: a few per device end
+/// in flight; reaching it means the drivers livelock).
+pub const DRIVER_TASKS_MAX: usize = 1 << 16;
 /// dom0's backend directory, which the backend bus watches.
 const BACKEND_ROOT: &str = "/local/domain/0/backend";
 
@@ -161,6 +165,10 @@ impl Hypervisor {
                 end,
                 reaction,
             };
+            assert!(
+                self.driver_tasks.len() < DRIVER_TASKS_MAX,
+                "driver reactions pile up"
+            );
             let old = self.driver_tasks.insert(work, task);
             assert!(old.is_none(), "{work:?} reused");
             p.trace(&TraceEvent::XenbusEvent {
