@@ -6,7 +6,7 @@ use alloc::vec::Vec;
 
 use crate::domain::ShutdownReason;
 use crate::encode::{DecodeError, Decoder, Encoder};
-use crate::ids::{DomId, PcpuId, PoolId, VcpuRef};
+use crate::ids::{DomId, DriverWorkId, PcpuId, PoolId, VcpuRef, XsWorkId};
 use crate::toolstack::ops::{decode_reason, JobId, ToolstackOp};
 
 /// One input to the core.
@@ -72,6 +72,17 @@ pub enum CoreInput {
         /// The operation.
         op: ToolstackOp,
     },
+    /// dom0 ran xenstored's work item `item` to its end (`Platform::xenstored_work`): the
+    /// replies and watch events it holds go out.
+    XenstoredDone {
+        /// The item (always the oldest unfinished one).
+        item: XsWorkId,
+    },
+    /// A split driver's reaction to a watch event is due (`Platform::defer_driver`).
+    DriverWork {
+        /// The reaction.
+        work: DriverWorkId,
+    },
     /// A deferred toolstack step is due (`Platform::defer_toolstack`).
     ToolstackContinue {
         /// The job.
@@ -118,6 +129,12 @@ impl CoreInput {
             CoreInput::XsSocketClosed { client } => {
                 e.u8(11).u32(*client);
             }
+            CoreInput::XenstoredDone { item } => {
+                e.u8(12).u64(item.0);
+            }
+            CoreInput::DriverWork { work } => {
+                e.u8(13).u32(work.0);
+            }
         }
     }
 }
@@ -160,6 +177,12 @@ impl CoreInput {
                 }
             }
             11 => CoreInput::XsSocketClosed { client: d.u32()? },
+            12 => CoreInput::XenstoredDone {
+                item: XsWorkId(d.u64()?),
+            },
+            13 => CoreInput::DriverWork {
+                work: DriverWorkId(d.u32()?),
+            },
             _ => return Err(d.error("a core input tag")),
         };
         d.finish()?;
@@ -221,6 +244,19 @@ mod tests {
             op: ToolstackOp::Destroy { dom: DomId::DOM0 },
         };
         assert_eq!(roundtrip(&input), Ok(input));
+    }
+
+    #[test]
+    fn xenstored_done_and_driver_work_roundtrip() {
+        // Item ids are u64 (a long run queues many items); reaction ids u32.
+        let done = CoreInput::XenstoredDone {
+            item: crate::ids::XsWorkId(1 << 40),
+        };
+        let work = CoreInput::DriverWork {
+            work: crate::ids::DriverWorkId(7),
+        };
+        assert_eq!(roundtrip(&done), Ok(done));
+        assert_eq!(roundtrip(&work), Ok(work));
     }
 
     #[test]

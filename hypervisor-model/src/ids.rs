@@ -219,6 +219,16 @@ impl XsConnId {
     }
 }
 
+/// One item of xenstored's work queue in dom0 (`hypervisor/xenstored.rs`): the requests of
+/// one or more inputs, numbered in the order xenstored queued them.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub struct XsWorkId(pub u64);
+
+/// One pending reaction of a split driver to a XenStore watch event
+/// (`hypervisor/xenbus_watch.rs`), numbered in the order the events arrived.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub struct DriverWorkId(pub u32);
+
 impl fmt::Debug for DomId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "d{}", self.0)

@@ -9,7 +9,7 @@
 //! P2M, passthrough and split-driver models) arrive with those subsystems. Until then the
 //! simulator's machine model implements them and tests drive them directly.
 
-use crate::ids::{DomId, Gfn, Mfn, PciBdf, PcpuId, PoolId, VcpuRef};
+use crate::ids::{DomId, DriverWorkId, Gfn, Mfn, PciBdf, PcpuId, PoolId, VcpuRef, XsWorkId};
 use crate::time::STime;
 use crate::toolstack::ops::{GuestNotice, JobId, ToolstackReply};
 use crate::trace::TraceEvent;
@@ -96,6 +96,17 @@ pub trait Platform {
     /// Asks to be handed `CoreInput::ToolstackContinue { job }` at `deadline`: the
     /// toolstack's next step (a hypercall batch, a device set-up) starts then.
     fn defer_toolstack(&mut self, job: JobId, deadline: STime);
+
+    /// xenstored (a process in dom0) needs `work_ns` more CPU time on dom0's vCPU `vcpu`
+    /// for work item `item`: the platform adds it to what that vCPU runs, before the
+    /// guest's own workload, and hands the core `CoreInput::XenstoredDone { item }` once the
+    /// vCPU has run that long. A second call for the newest item extends it. Items finish
+    /// in the order they were first asked for.
+    fn xenstored_work(&mut self, vcpu: VcpuRef, item: XsWorkId, work_ns: i64);
+
+    /// Asks to be handed `CoreInput::DriverWork { work }` at `deadline`: a split driver's
+    /// reaction to a XenStore watch event runs then.
+    fn defer_driver(&mut self, work: DriverWorkId, deadline: STime);
 
     /// A toolstack operation finished (or made visible progress).
     fn toolstack_reply(&mut self, job: JobId, reply: ToolstackReply);

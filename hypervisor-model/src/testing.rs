@@ -10,7 +10,7 @@ use crate::cpumask::CpuMask;
 use crate::event::CoreInput;
 use crate::hypervisor::boot::{BootConfig, CoreCosts, CpuTopo, Dom0Boot, HostInfo, XenBuild};
 use crate::hypervisor::Hypervisor;
-use crate::ids::{DomId, Gfn, Mfn, PciBdf, PcpuId, PoolId, VcpuRef};
+use crate::ids::{DomId, DriverWorkId, Gfn, Mfn, PciBdf, PcpuId, PoolId, VcpuRef, XsWorkId};
 use crate::platform::{Doorbell, EptEntry, IpiKind, MapAccess, Platform};
 use crate::sched::params::SchedOpts;
 use crate::sched::SchedKind;
@@ -46,6 +46,11 @@ pub struct FakePlatform {
     pub events: Vec<TraceEvent>,
     /// EPT, IOMMU and doorbell calls, in order.
     pub hardware: Vec<HardwareCall>,
+    /// xenstored work asked for, in order: (vCPU, item, ns).
+    pub xs_work: Vec<(VcpuRef, XsWorkId, i64)>,
+    /// When xenstored's queued work ends (it runs on a CPU of its own here, one item
+    /// after the other), and the pending key of the newest item's `XenstoredDone`.
+    pub xs_busy: Option<(STime, (STime, u64), XsWorkId)>,
 }
 
 /// One call of a hardware-programming hook.
@@ -198,6 +203,27 @@ impl Platform for FakePlatform {
         self.replies.push((job, reply));
     }
 
+    fn xenstored_work(&mut self, vcpu: VcpuRef, item: XsWorkId, work_ns: i64) {
+        self.xs_work.push((vcpu, item, work_ns));
+        let span = crate::time::Span::from_ns(work_ns.max(0));
+        let start = match self.xs_busy {
+            Some((end, key, newest)) if newest == item => {
+                // The newest item grows: its completion moves later.
+                self.pending.remove(&key);
+                end
+            }
+            Some((end, _, _)) => end.max(self.now),
+            None => self.now,
+        };
+        let done = start.after(span);
+        self.push(done, CoreInput::XenstoredDone { item });
+        self.xs_busy = Some((done, (done, self.seq), item));
+    }
+
+    fn defer_driver(&mut self, work: DriverWorkId, deadline: STime) {
+        self.push(deadline, CoreInput::DriverWork { work });
+    }
+
     fn guest_notify(&mut self, dom: DomId, notice: GuestNotice) {
         self.notices.push((dom, notice));
     }
@@ -281,6 +307,7 @@ pub fn small_host(nr_cpus: u32, sched: SchedKind) -> BootConfig {
             relinquish_batch_pages: 65_536,
             xs_request_ns: 0,
             xenbus_step_ns: 0,
+            xenstored_request_ns: 0,
         },
         grant_limits: crate::hypervisor::xs_tool::GrantLimits::default(),
     }

@@ -12,7 +12,7 @@ use alloc::vec::Vec;
 use crate::domain::vcpu::Runstate;
 use crate::domain::{Dying, ShutdownReason};
 use crate::encode::Encoder;
-use crate::ids::{DomId, PcpuId, PoolId, VcpuRef};
+use crate::ids::{DomId, DriverWorkId, PcpuId, PoolId, VcpuRef, XsWorkId};
 use crate::sched::{PickReason, SchedKind};
 use crate::time::{STime, Span};
 use crate::toolstack::ops::JobId;
@@ -187,6 +187,31 @@ pub enum TraceEvent {
         /// Exit status (0 = success).
         rc: i32,
     },
+    /// xenstored queued `requests` requests (and `events` watch events for the in-process
+    /// split drivers) as CPU work on dom0, in work item `item` (a new item or the newest).
+    XenstoredWork {
+        /// The work item.
+        item: XsWorkId,
+        /// Requests added to it.
+        requests: u32,
+        /// Driver watch events it now holds in addition.
+        events: u32,
+    },
+    /// A watch event reached a split driver; its reaction `work` runs one
+    /// `io.xenbus_step_ns` later.
+    XenbusEvent {
+        /// The reaction.
+        work: DriverWorkId,
+        /// The event's path.
+        path: String,
+    },
+    /// A split driver wrote its XenBus `state` (`xenbus_switch_state`).
+    XenbusState {
+        /// The `state` key.
+        path: String,
+        /// The state number written.
+        state: u8,
+    },
     /// A line was written to the hypervisor console ring.
     Console {
         /// The text, without the `(XEN) ` prefix and newline.
@@ -306,6 +331,19 @@ impl TraceEvent {
             }
             TraceEvent::Console { text } => {
                 e.u8(16).str(text);
+            }
+            TraceEvent::XenstoredWork {
+                item,
+                requests,
+                events,
+            } => {
+                e.u8(24).u64(item.0).u32(*requests).u32(*events);
+            }
+            TraceEvent::XenbusEvent { work, path } => {
+                e.u8(25).u32(work.0).str(path);
+            }
+            TraceEvent::XenbusState { path, state } => {
+                e.u8(26).str(path).u8(*state);
             }
         }
     }

@@ -10,7 +10,9 @@
 
 use hypervisor_model::event::CoreInput;
 use hypervisor_model::hypervisor::Hypervisor;
-use hypervisor_model::ids::{DomId, Gfn, Mfn, PciBdf, PcpuId, PoolId, VcpuRef};
+use hypervisor_model::ids::{
+    DomId, DriverWorkId, Gfn, Mfn, PciBdf, PcpuId, PoolId, VcpuRef, XsWorkId,
+};
 use hypervisor_model::platform::{Doorbell, EptEntry, IpiKind, MapAccess, Platform};
 use hypervisor_model::time::STime;
 use hypervisor_model::toolstack::ops::{GuestNotice, JobId, ToolstackReply};
@@ -87,6 +89,10 @@ impl Platform for ReplayPlatform<'_> {
     fn context_switch(&mut self, _pcpu: PcpuId, _from: Option<VcpuRef>, _to: Option<VcpuRef>) {}
 
     fn defer_toolstack(&mut self, _job: JobId, _deadline: STime) {}
+
+    fn xenstored_work(&mut self, _vcpu: VcpuRef, _item: XsWorkId, _work_ns: i64) {}
+
+    fn defer_driver(&mut self, _work: DriverWorkId, _deadline: STime) {}
 
     fn toolstack_reply(&mut self, _job: JobId, _reply: ToolstackReply) {}
 

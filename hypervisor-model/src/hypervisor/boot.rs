@@ -132,6 +132,9 @@ pub struct CoreCosts {
     /// One step of a split driver reacting to a XenStore watch (`io.xenbus_step_ns`): the
     /// driver's xenbus thread wakes, reads the keys, acts and writes.
     pub xenbus_step_ns: i64,
+    /// xenstored's CPU time in dom0 per request it handles (`io.xenstored_request_ns`),
+    /// run on dom0's vCPU 0 (`hypervisor/xenstored.rs`).
+    pub xenstored_request_ns: i64,
 }
 
 /// Everything the core needs to boot a host.

@@ -311,6 +311,7 @@ fn check_xenbus(hv: &Hypervisor, out: &mut Vec<Violation>) {
                 check_connected(hv, conn, out);
             }
             check_keys_before_state(hv, conn, out);
+            check_otherend_watches(hv, conn, out);
             let closed = conn.back_state == XenbusState::Closed;
             if closed && (!conn.ring_handles.is_empty() || conn.back_port.is_some()) {
                 violation(
@@ -325,6 +326,47 @@ fn check_xenbus(hv: &Hypervisor, out: &mut Vec<Violation>) {
         if d.dying != crate::domain::Dying::Alive && d.id != crate::ids::DomId::DOM0 {
             check_dead_left_nothing(hv, d.id, out);
         }
+    }
+}
+
+/// A probed end watches the other end's `state` on its own connection (the watch that
+/// drives it), and an unprobed end holds nothing of the handshake.
+fn check_otherend_watches(
+    hv: &Hypervisor,
+    conn: &crate::io::handshake::DeviceConn,
+    out: &mut Vec<Violation>,
+) {
+    let token = super::xenbus_watch::TOKEN_OTHEREND;
+    let watching = |xs: Option<crate::ids::XsConnId>, dir: &str| {
+        let path = format!("{dir}/state");
+        xs.is_some_and(|c| {
+            hv.xenstore
+                .watches(c)
+                .iter()
+                .any(|(p, t)| *p == path && t.as_slice() == token)
+        })
+    };
+    let dom0 = Some(hv.xenstore.dom0_conn());
+    if conn.back_probed && !watching(dom0, &conn.front_path) {
+        let what = format!("{} probed without its otherend watch", conn.back_path);
+        violation(out, "xenbus.otherend_watch", what);
+    }
+    // A ring xenstored stopped serving lost its watches (`ignore_connection`).
+    let front = hv
+        .xenstore
+        .domain_conn(u32::from(conn.front_dom.raw()))
+        .filter(|c| hv.xenstore.is_live(*c));
+    if conn.front_probed && front.is_some() && !watching(front, &conn.back_path) {
+        let what = format!("{} probed without its otherend watch", conn.front_path);
+        violation(out, "xenbus.otherend_watch", what);
+    }
+    if !conn.back_probed && (!conn.ring_handles.is_empty() || conn.back_port.is_some()) {
+        let what = format!("{} maps or binds before its probe", conn.back_path);
+        violation(out, "xenbus.unprobed_idle", what);
+    }
+    if !conn.front_probed && (!conn.ring_refs.is_empty() || conn.front_port.is_some()) {
+        let what = format!("{} grants or allocates before its probe", conn.front_path);
+        violation(out, "xenbus.unprobed_idle", what);
     }
 }
 

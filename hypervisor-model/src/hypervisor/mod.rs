@@ -24,6 +24,9 @@ mod sched_glue;
 mod sched_params;
 mod xenbus_drive;
 mod xenbus_glue;
+mod xenbus_watch;
+mod xenbus_xs;
+pub mod xenstored;
 mod xs;
 pub mod xs_ring;
 pub mod xs_tool;
@@ -39,7 +42,7 @@ use crate::domain::{Domain, DomainTable, Dying};
 use crate::event::CoreInput;
 use crate::evtchn::EventChannels;
 use crate::grant::GrantTables;
-use crate::ids::{DomId, PcpuId, PoolId, VcpuId, VcpuRef, XsConnId};
+use crate::ids::{DomId, DriverWorkId, PcpuId, PoolId, VcpuId, VcpuRef, XsConnId, XsWorkId};
 use crate::platform::Platform;
 use crate::sched::params::{SchedInit, SchedOpts};
 use crate::sched::{Pool, SchedCtx, Scheduler, Violation};
@@ -67,6 +70,10 @@ pub enum InputError {
     UnknownJob(JobId),
     /// A job id was used twice.
     DuplicateJob(JobId),
+    /// No such xenstored work item is the oldest unfinished one.
+    UnknownXsWork(XsWorkId),
+    /// No such driver reaction is pending.
+    UnknownDriverWork(DriverWorkId),
 }
 
 /// One host's hypervisor state.
@@ -119,6 +126,18 @@ pub struct Hypervisor {
     pub(crate) xenbus: BTreeMap<DomId, Vec<crate::io::handshake::DeviceConn>>,
     /// The guest end of each domain's XenStore ring (its kernel's xenbus).
     pub(crate) xs_guests: BTreeMap<DomId, xs_ring::GuestXenbus>,
+    /// Store-channel notifications the ring ends made, delivered at the end of the input.
+    pub(crate) xs_notifies: Vec<crate::evtchn::Notify>,
+    /// Pending driver reactions to watch events (`xenbus_watch.rs`).
+    pub(crate) driver_tasks: BTreeMap<DriverWorkId, xenbus_watch::DriverTask>,
+    /// Next driver reaction id.
+    pub(crate) next_driver_work: u32,
+    /// Create and destroy jobs waiting for their domain's XenBus devices to settle.
+    pub(crate) xenbus_waiters: BTreeMap<JobId, DomId>,
+    /// Driver state writes not yet traced (traced at the end of the input).
+    pub(crate) xenbus_traces: Vec<TraceEvent>,
+    /// xenstored's CPU work in dom0 (`xenstored.rs`).
+    pub(crate) xsd: xenstored::XsActor,
 }
 
 /// Internal job ids have the top bit set, so they never collide with the platform's.
@@ -159,6 +178,12 @@ impl Hypervisor {
             devices: BTreeMap::new(),
             xenbus: BTreeMap::new(),
             xs_guests: BTreeMap::new(),
+            xs_notifies: Vec::new(),
+            driver_tasks: BTreeMap::new(),
+            next_driver_work: 0,
+            xenbus_waiters: BTreeMap::new(),
+            xenbus_traces: Vec::new(),
+            xsd: xenstored::XsActor::default(),
         };
         hv.xs_tool = hv.xenstore.connect_socket();
         hv.boot_banner(p, config.pool0_sched);
@@ -167,7 +192,9 @@ impl Hypervisor {
         let pool_ids: Vec<u32> = hv.pools.keys().map(|id| id.0).collect();
         let dom0_kib = hv.domains.get(DomId::DOM0).map_or(0, |d| d.tot_pages * 4);
         hv.boot_dom0_io(&pool_ids, dom0_kib);
+        hv.xenbus_boot_watch();
         banner::boot_tail(&mut hv, p, config.dom0.guest_type);
+        hv.xsd_boot_done();
         hv
     }
 
@@ -314,11 +341,19 @@ impl Hypervisor {
             CoreInput::GuestShutdown { dom, reason } => self.guest_shutdown(*dom, *reason, p)?,
             CoreInput::Toolstack { job, op } => self.start_job(*job, op, p)?,
             CoreInput::ToolstackContinue { job } => self.continue_job(*job, p)?,
+            CoreInput::XenstoredDone { item } => self.xsd_done(*item, p)?,
+            CoreInput::DriverWork { work } => self.driver_work(*work, p)?,
         }
-        if self.xenstore.has_rings_with_output() {
-            self.xs_kick_rings(p);
-        }
+        self.end_of_input(p);
         Ok(())
+    }
+
+    /// After every input: the drivers' state writes are traced, xenstored's new work is
+    /// queued on dom0, and create jobs whose handshake settled go on.
+    fn end_of_input<P: Platform + ?Sized>(&mut self, p: &mut P) {
+        self.xsd_flush(p);
+        self.xs_deliver_notifies(p);
+        self.xenbus_wake_waiters(p);
     }
 
     fn check_pool(&self, pool: PoolId) -> Result<(), InputError> {
@@ -539,3 +574,6 @@ mod tests_io;
 
 #[cfg(test)]
 mod tests_xs_ring;
+
+#[cfg(test)]
+mod tests_xenbus;

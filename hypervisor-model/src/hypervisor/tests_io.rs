@@ -280,10 +280,11 @@ fn destroy_after_connect_leaves_no_device_end_mapping_or_port() {
 }
 
 #[test]
-fn connect_handshake_takes_one_step_per_round_of_parallel_drivers() {
-    // vif: backend probe, netfront publish + Connected, netback connect (3 rounds);
-    // vbd: the same plus blkfront's Connected (4 rounds); the two run side by side.
-    const STEPS: i64 = 4;
+fn connect_handshake_takes_one_step_per_watch_reaction() {
+    // Reactions: both probes (1), the frontends on backend InitWait (2), the backends on
+    // the frontends' transport keys (3), blkfront on backend Connected (4), blkback
+    // reading blkfront's Connected (5); the vif's reactions run beside the vbd's.
+    const STEPS: i64 = 5;
     const STEP_NS: i64 = 1_000_000;
     let (_hv, free) = guest_with_devices_step_ns(0);
     let (_hv, charged) = guest_with_devices_step_ns(STEP_NS);
@@ -317,9 +318,9 @@ fn backend_online_zero_closes_the_device_and_keeps_its_directories() {
 
 #[test]
 fn mid_handshake_frontends_have_published_and_backends_wait() {
-    // Rounds at D, D+1, D+2, D+3 ms (probe, publish, backend connect, blkfront connect)
-    // and the create finishes at D+4 ms: half a step before the backends connect, both
-    // frontends have published and both backends are still at InitWait.
+    // Reactions at D+1 .. D+5 ms (probes, publish, backend connect, blkfront connect,
+    // blkback's last read) and the create finishes at D+5 ms: half a step before the
+    // backends connect, both frontends have published and both backends are at InitWait.
     const STEP_NS: i64 = 1_000_000;
     let (_hv, done) = guest_with_devices_step_ns(STEP_NS);
     let (mut hv, mut p) = host_step_ns(STEP_NS);

@@ -105,14 +105,21 @@ fn watch_events_fired_by_dom0_arrive_through_the_ring() {
     let initial = hv.xs_guest_events(guest());
     assert_eq!(initial.len(), 1, "the initial event on registration");
     assert_eq!(initial[0].payload, b"/local/domain/1/data\0tok\0");
-    // dom0 writes under the watched node; the event waits in xenstored until its turn.
+    // dom0 writes under the watched node: one request of xenstored's work. The event
+    // waits in xenstored until dom0 ran that work, then comes through the ring.
+    hv.costs.xenstored_request_ns = 20_000;
     let tool = hv.xs_tool;
     let written = hv
         .xenstore
         .write(tool, None, b"/local/domain/1/data/y", b"1");
     assert_eq!(written, Ok(()));
-    assert!(hv.xs_guest_events(guest()).is_empty());
-    hv.xs_kick_rings(&mut p);
+    hv.xsd_count(1);
+    hv.xsd_flush(&mut p);
+    let early = hv.xs_guest_events(guest());
+    assert!(early.is_empty(), "{early:?}");
+    let rsp_prod = hv.xenstore.ring(1).map(|r| r.indices()[3]);
+    p.run_until_idle(&mut hv);
+    assert!(hv.xenstore.ring(1).map(|r| r.indices()[3]) > rsp_prod);
     let events = hv.xs_guest_events(guest());
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].payload, b"/local/domain/1/data/y\0tok\0");
@@ -171,4 +178,21 @@ fn requests_notify_xenstored_over_the_store_channel() {
     hv.xs_guest_request(guest(), MsgType::Read, 0, b"/local/domain/1/name\0", &mut p)
         .expect("reply");
     assert!(pending(&hv), "the guest's send left dom0's end pending");
+}
+
+#[test]
+fn the_frontends_handshake_crosses_the_guest_ring() {
+    let (hv, _p) = guest_with_devices();
+    let [req_cons, req_prod, rsp_cons, rsp_prod] =
+        hv.xenstore.ring(1).map(|r| r.indices()).expect("ring");
+    // Bus watch, two probes (2 reads + watch each), the publishes (transactions) and the
+    // state writes: well over a ring's worth of requests, all consumed and answered.
+    assert!(req_prod > XENSTORE_RING_SIZE, "req_prod {req_prod}");
+    assert_eq!(req_cons, req_prod);
+    assert!(rsp_prod > XENSTORE_RING_SIZE, "rsp_prod {rsp_prod}");
+    assert_eq!(rsp_cons, rsp_prod);
+    assert!(hv
+        .xs_guests
+        .get(&guest())
+        .is_some_and(|c| c.failed.is_none()));
 }

@@ -1,33 +1,40 @@
-//! The split drivers' XenBus handshake run against the host's XenStore, grant tables and
+//! The split drivers' XenBus steps run against the host's XenStore, grant tables and
 //! event channels: netback/blkback in dom0 on dom0's ring connection, netfront/blkfront
-//! in the guest on the guest's ring connection, in the exact order of spec
-//! `xenstore-io.md` §4.3 (vif) and §4.4 (vbd), and the close of §4.5 at destroy.
+//! in the guest on the guest's ring connection, in the order of spec `xenstore-io.md`
+//! §4.3 (vif) and §4.4 (vbd), and the close of §4.5.
 //!
-//! Each driver step (a xenbus thread waking on a watch, reading, acting, writing) costs
-//! `io.xenbus_step_ns`. Connect: after the create job wrote the directories, each later
-//! wake of the job runs one round (every device's next due step, drivers in parallel) and
-//! defers the job by one step, so the states advance in virtual time and `xl create`
-//! returns once the handshake settled. Close: the steps run in order inside the destroy
-//! job's device step, their time added to its deferral. xensim differs: the drivers'
-//! watch events are not queued; a paused guest's frontend still runs its handshake.
+//! The steps run when the drivers' XenStore watches fire (`xenbus_watch.rs` routes each
+//! event to its reaction, one `io.xenbus_step_ns` after xenstored delivered it); each
+//! step's requests are xenstored work in dom0 (`xenstored.rs`), so a step's own writes
+//! reach the other end only after dom0 ran that work. `xl create` returns once no
+//! reaction is pending for the domain. The close runs through the same watches: a
+//! destroy's forced remove (frontend directory gone, backend `online = 0` and Closing,
+//! `xenbus_glue.rs`), an unplug by `online = 0`, or a frontend's Closing;
+//! [`Hypervisor::xenbus_close`] then only drops the watches and walks what the drivers
+//! never opened far enough to close themselves.
 //!
 //! # Invariants
-//! - Every state write is legal for its end (`io::xenbus::legal`, asserted).
+//! - Every state write is legal for its end (`io::xenbus::legal`, asserted) and traced.
 //! - A backend at Connected maps every ring ref of its frontend and holds a port bound to
 //!   the frontend's (checked in `check.rs`).
 //! - After the close a device holds no grant, mapping or port; the toolstack then removes
 //!   its directories.
+//!
+//! xensim differs: a paused guest's frontend still runs its handshake (the create waits
+//! for it, where xl returns once the backends are ready and the guest connects later).
 
 use alloc::string::String;
 use alloc::vec::Vec;
 
+use super::xenbus_xs::DriverXs;
 use super::Hypervisor;
 use crate::grant::{FrameError, GuestFrames, MapFlags, MapRequest};
-use crate::ids::{DomId, EvtchnPort, Gfn, GrantRef, Mfn, XsConnId};
+use crate::ids::{DomId, EvtchnPort, Gfn, GrantRef, Mfn};
 use crate::io::handshake::{self, DeviceConn, DeviceKind, FIRST_DRIVER_GREF, RING_GFN_BASE};
 use crate::io::xenbus::{legal, End, XenbusState};
 use crate::platform::Platform;
 use crate::toolstack::xs_tree::DeviceAdd;
+use crate::trace::TraceEvent;
 
 /// Stand-in physmap for ring pages: `mfn = domid << 32 | gfn`. xensim differs: the memory
 /// subsystem does not back individual gfns yet.
@@ -40,8 +47,9 @@ impl GuestFrames for StandInFrames {
 }
 
 impl Hypervisor {
-    /// The drivers pick up every vif and vbd of `dom` the toolstack just wrote: both
-    /// ends at Initialising; [`Hypervisor::xenbus_round`] advances them.
+    /// The drivers learn of every vif and vbd of `dom` the toolstack just wrote (both
+    /// ends at Initialising); the bus watches' events then probe them
+    /// (`xenbus_watch.rs`).
     pub(crate) fn xenbus_connect(&mut self, dom: DomId, devices: &[DeviceAdd]) {
         for device in devices {
             let Some(kind) = DeviceKind::from_name(device.kind) else {
@@ -61,59 +69,13 @@ impl Hypervisor {
         }
     }
 
-    /// One round of the §4.3/§4.4 handshake of `dom`'s devices: each device whose next
-    /// step is due takes it (the drivers of different devices run in parallel; a round
-    /// takes `io.xenbus_step_ns`). False if no device moved: all are connected or stuck
-    /// on a failed grant, map or bind (they stay where they are until the close).
-    pub(crate) fn xenbus_round<P: Platform + ?Sized>(&mut self, dom: DomId, p: &mut P) -> bool {
-        let mut conns = self.xenbus.remove(&dom).unwrap_or_default();
-        let mut moved = false;
-        for (slot, conn) in conns.iter_mut().enumerate() {
-            moved |= self.connect_step(conn, slot, p);
-        }
-        if !conns.is_empty() {
-            self.xenbus.insert(dom, conns);
-        }
-        moved
-    }
-
-    /// The next step of one device's handshake, by the two ends' states. False if there
-    /// is none or it failed.
-    fn connect_step<P: Platform + ?Sized>(
-        &mut self,
-        conn: &mut DeviceConn,
-        slot: usize,
-        p: &mut P,
-    ) -> bool {
-        use XenbusState::{Connected, InitWait, Initialised, Initialising};
-        match (conn.back_state, conn.front_state) {
-            (Initialising, Initialising) => {
-                self.backend_probe(conn);
-                true
-            }
-            (InitWait, Initialising) if conn.ring_refs.is_empty() => {
-                self.frontend_publish(conn, slot)
-            }
-            (InitWait, Initialised | Connected) if conn.ring_handles.is_empty() => {
-                self.backend_connect(conn, p)
-            }
-            (Connected, Initialised) => {
-                // blkfront reads `sectors`, `info` and the features, then connects.
-                self.set_state(conn, End::Frontend, Connected);
-                true
-            }
-            _ => false,
-        }
-    }
-
     /// Backend probe: feature keys (and the hotplug script's), then InitWait.
-    fn backend_probe(&mut self, conn: &mut DeviceConn) {
+    pub(super) fn backend_probe(&mut self, conn: &mut DeviceConn) {
         let vcpus = self.domains.get(conn.back_dom).map_or(1, |d| d.vcpus.len());
         let queues = u32::try_from(vcpus).unwrap_or(1);
-        let back = self.xenstore.dom0_conn();
         for (key, value) in handshake::backend_probe_keys(conn.kind, queues) {
             let path = alloc::format!("{}/{key}", conn.back_path);
-            self.xs_drive_write(back, None, &path, value.as_bytes());
+            self.xs_drive_write(DriverXs::Dom0, None, &path, value.as_bytes());
         }
         self.set_state(conn, End::Backend, XenbusState::InitWait);
     }
@@ -121,7 +83,7 @@ impl Hypervisor {
     /// Frontend on backend InitWait: grant the ring page(s) to the backend, allocate an
     /// unbound port for it, write the transport keys in one transaction, then Initialised
     /// (vbd) or Connected (vif, netfront skips 3). False if a grant or port failed.
-    fn frontend_publish(&mut self, conn: &mut DeviceConn, slot: usize) -> bool {
+    pub(super) fn frontend_publish(&mut self, conn: &mut DeviceConn, slot: usize) -> bool {
         let (front, back) = (conn.front_dom, conn.back_dom);
         let slot_gfn = u64::try_from(slot).unwrap_or(0).saturating_mul(4);
         for page in 0..conn.kind.ring_pages() {
@@ -142,15 +104,25 @@ impl Hypervisor {
             return false;
         };
         conn.front_port = Some(port);
-        let fconn = self.front_conn(front);
-        let tx = self.xenstore.transaction_start(fconn, None);
-        assert!(tx.is_ok(), "frontend transaction start: {tx:?}");
+        // talk_to_netback / talk_to_blkback: the keys in one transaction. A broken ring
+        // fails the publish (the device stays where it is until the close).
+        let who = DriverXs::Guest(front);
+        let Ok(tx) = self.driver_tx_start(who) else {
+            return false;
+        };
         for (key, value) in handshake::frontend_keys(conn.kind, &conn.ring_refs, port) {
             let path = alloc::format!("{}/{key}", conn.front_path);
-            self.xs_drive_write(fconn, tx.ok(), &path, value.as_bytes());
+            if self
+                .driver_write(who, Some(tx), &path, value.as_bytes())
+                .is_err()
+            {
+                let _ = self.driver_tx_end(who, tx, false);
+                return false;
+            }
         }
-        let end = self.xenstore.transaction_end(fconn, tx.ok(), true);
-        assert!(end.is_ok(), "frontend transaction commit: {end:?}");
+        if self.driver_tx_end(who, tx, true).is_err() {
+            return false;
+        }
         let next = match conn.kind {
             DeviceKind::Vif => XenbusState::Connected,
             DeviceKind::Vbd => XenbusState::Initialised,
@@ -161,12 +133,16 @@ impl Hypervisor {
 
     /// Backend on frontend Initialised (vbd) or Connected (vif): read the transport keys,
     /// map the ring grant(s), bind the port, write the connect keys, then Connected.
-    fn backend_connect<P: Platform + ?Sized>(&mut self, conn: &mut DeviceConn, p: &mut P) -> bool {
+    pub(super) fn backend_connect<P: Platform + ?Sized>(
+        &mut self,
+        conn: &mut DeviceConn,
+        p: &mut P,
+    ) -> bool {
         let ref_keys: &[&str] = match conn.kind {
             DeviceKind::Vif => &["tx-ring-ref", "rx-ring-ref"],
             DeviceKind::Vbd => &["ring-ref"],
         };
-        let back = self.xenstore.dom0_conn();
+        let back = DriverXs::Dom0;
         for key in ref_keys {
             let Some(raw) = self.xs_read_u32(back, &conn.front_path, key) else {
                 return false;
@@ -214,10 +190,11 @@ impl Hypervisor {
         true
     }
 
-    /// §4.5 for every device of `dom` before the toolstack removes the directories: the
-    /// frontend goes Closing; the backend unmaps, closes its port, goes Closing then
-    /// Closed; the frontend ends its grants, closes its port and goes Closed. Returns the
-    /// drivers' time.
+    /// What is left of §4.5 for every device of `dom` once the destroy's unplug settled
+    /// (`xenbus_unplug_all` started it; the drivers close on their watches), before the
+    /// toolstack removes the directories: the watches go, and a device the drivers left
+    /// open (a create that failed before its devices were probed) is walked to Closed
+    /// here. Returns the drivers' time for what was walked here.
     pub(crate) fn xenbus_close(&mut self, dom: DomId) -> i64 {
         let conns = self.xenbus.remove(&dom).unwrap_or_default();
         let mut steps: i64 = 0;
@@ -227,34 +204,67 @@ impl Hypervisor {
         self.costs.xenbus_step_ns.saturating_mul(steps)
     }
 
-    /// One device's close. Returns the driver steps taken.
+    /// One device's close, with its watches removed. Returns the driver steps taken.
     fn close_one(&mut self, conn: &mut DeviceConn) -> i64 {
         let mut steps = 0;
+        self.unwatch_otherends(conn);
         if legal(End::Frontend, conn.front_state, XenbusState::Closing)
             && conn.front_state != XenbusState::Closing
         {
             self.set_state(conn, End::Frontend, XenbusState::Closing);
             steps += 1;
         }
-        // Backend: unmap, close, Closing, Closed. Results are ignored: a domain killed
-        // before its close has already lost its ports (the backend's became unbound).
+        let backend_open = conn.back_state != XenbusState::Closed
+            || !conn.ring_handles.is_empty()
+            || conn.back_port.is_some();
+        if backend_open {
+            self.backend_close(conn, true);
+            steps += 1;
+        }
+        if conn.front_state != XenbusState::Closed
+            || !conn.ring_refs.is_empty()
+            || conn.front_port.is_some()
+        {
+            self.frontend_close_finish(conn);
+            steps += 1;
+        }
+        steps
+    }
+
+    /// The backend stops: unmaps the rings, closes its port, goes Closing, and Closed if
+    /// `to_closed`. Results are ignored: a domain killed before its close has already
+    /// lost its ports (the backend's became unbound).
+    pub(super) fn backend_close(&mut self, conn: &mut DeviceConn, to_closed: bool) {
         for handle in core::mem::take(&mut conn.ring_handles) {
             let _ = self.grants.unmap_grant_ref(conn.back_dom, handle);
         }
         if let Some(port) = conn.back_port.take() {
             let _ = self.evtchn.close(conn.back_dom, port);
         }
-        for to in [XenbusState::Closing, XenbusState::Closed] {
-            if legal(End::Backend, conn.back_state, to) && conn.back_state != to {
-                self.set_state(conn, End::Backend, to);
+        let targets: &[XenbusState] = if to_closed {
+            &[XenbusState::Closing, XenbusState::Closed]
+        } else {
+            &[XenbusState::Closing]
+        };
+        for to in targets {
+            if legal(End::Backend, conn.back_state, *to) && conn.back_state != *to {
+                self.set_state(conn, End::Backend, *to);
             }
         }
-        steps += 1;
-        // Frontend on backend Closed: revoke (nothing is mapped now), close, Closed.
-        for gref in core::mem::take(&mut conn.ring_refs) {
-            if let Some(table) = self.grants.table_mut(conn.front_dom) {
-                let ended = table.guest_end_access(gref);
-                assert_eq!(ended, Ok(true), "{gref:?} still mapped at close");
+    }
+
+    /// The frontend on backend Closed (or gone): revoke, close, Closed. A ref the
+    /// backend still maps (its directory was removed under it by a client) stays granted
+    /// and is ended at the next close, as Linux defers `gnttab_end_foreign_access` of a
+    /// grant in use.
+    pub(super) fn frontend_close_finish(&mut self, conn: &mut DeviceConn) {
+        let refs = core::mem::take(&mut conn.ring_refs);
+        for gref in refs {
+            let Some(table) = self.grants.table_mut(conn.front_dom) else {
+                continue; // The guest's table is gone with it: nothing to end.
+            };
+            if table.guest_end_access(gref) != Ok(true) {
+                conn.ring_refs.push(gref);
             }
         }
         if let Some(port) = conn.front_port.take() {
@@ -263,86 +273,72 @@ impl Hypervisor {
         if conn.front_state != XenbusState::Closed {
             self.set_state(conn, End::Frontend, XenbusState::Closed);
         }
-        steps + 1
     }
 
-    /// Toolstack-initiated unplug and frontend-initiated close (§4.5): a device whose
-    /// backend `online` key reads `0`, or whose frontend `state` key reads Closing, and
-    /// that is not closed yet walks the close; its directories stay until the toolstack
-    /// removes them. Returns the driver steps taken.
-    pub(crate) fn xenbus_unplug_offline(&mut self) -> i64 {
-        let doms: Vec<DomId> = self.xenbus.keys().copied().collect();
-        let mut steps: i64 = 0;
-        for dom in doms {
-            let mut conns = self.xenbus.remove(&dom).unwrap_or_default();
-            for conn in &mut conns {
-                let online = alloc::format!("{}/online", conn.back_path);
-                let offline = self
-                    .xenstore
-                    .node(&online)
-                    .is_some_and(|n| n.value() == b"0");
-                let front = alloc::format!("{}/state", conn.front_path);
-                let closing = self
-                    .xenstore
-                    .node(&front)
-                    .is_some_and(|n| XenbusState::parse(n.value()) == XenbusState::Closing);
-                if (offline || closing) && conn.back_state != XenbusState::Closed {
-                    steps = steps.saturating_add(self.close_one(conn));
-                }
-            }
-            self.xenbus.insert(dom, conns);
+    /// blkfront on backend Connected: read the disk's properties, then Connected.
+    pub(super) fn frontend_connect(&mut self, conn: &mut DeviceConn) {
+        let who = DriverXs::Guest(conn.front_dom);
+        for key in [
+            "sectors",
+            "info",
+            "sector-size",
+            "feature-max-indirect-segments",
+        ] {
+            let path = alloc::format!("{}/{key}", conn.back_path);
+            let _ = self.driver_read(who, &path);
         }
-        steps
+        self.set_state(conn, End::Frontend, XenbusState::Connected);
     }
 
     /// Writes `to` to `end`'s `state` key on its own connection.
-    fn set_state(&mut self, conn: &mut DeviceConn, end: End, to: XenbusState) {
+    pub(super) fn set_state(&mut self, conn: &mut DeviceConn, end: End, to: XenbusState) {
         let (from, dir, xs) = match end {
             End::Frontend => (
                 conn.front_state,
                 &conn.front_path,
-                self.front_conn(conn.front_dom),
+                DriverXs::Guest(conn.front_dom),
             ),
-            End::Backend => (conn.back_state, &conn.back_path, self.xenstore.dom0_conn()),
+            End::Backend => (conn.back_state, &conn.back_path, DriverXs::Dom0),
         };
         assert!(legal(end, from, to), "{end:?} {from:?} -> {to:?} at {dir}");
         // A directory someone removed under the driver: `xenbus_switch_state` fails and
         // the driver only records the state.
+        let path = alloc::format!("{dir}/state");
         if self.xenstore.node(dir).is_some() {
-            let path = alloc::format!("{dir}/state");
             let value = alloc::format!("{}", to.number());
             self.xs_drive_write(xs, None, &path, value.as_bytes());
         }
+        self.xenbus_traces.push(TraceEvent::XenbusState {
+            path,
+            state: to.number(),
+        });
         match end {
             End::Frontend => conn.front_state = to,
             End::Backend => conn.back_state = to,
         }
     }
 
-    /// The guest's ring connection, or the toolstack's if the guest was never introduced
-    /// (a create that failed before `XS_INTRODUCE`).
-    fn front_conn(&self, dom: DomId) -> XsConnId {
-        self.xenstore
-            .domain_conn(u32::from(dom.raw()))
-            .unwrap_or(self.xs_tool)
-    }
-
-    /// A driver's write; the directories are the driver's own, so failure is a bug.
+    /// A driver's write into its own directory. A backend's cannot fail (dom0 is
+    /// privileged); a frontend's fails only on a broken ring, and Linux's driver then
+    /// carries on (`xenbus_dev_fatal` is not modelled).
     fn xs_drive_write(
         &mut self,
-        xs: XsConnId,
+        who: DriverXs,
         tx: Option<crate::ids::XsTxId>,
         path: &str,
         value: &[u8],
     ) {
-        let written = self.xenstore.write(xs, tx, path.as_bytes(), value);
-        assert!(written.is_ok(), "driver write {path}: {written:?}");
+        let written = self.driver_write(who, tx, path, value);
+        debug_assert!(
+            written.is_ok() || who != DriverXs::Dom0,
+            "backend write {path}: {written:?}"
+        );
     }
 
     /// A decimal key under `dir`, `None` if missing or not a number.
-    fn xs_read_u32(&mut self, xs: XsConnId, dir: &str, key: &str) -> Option<u32> {
+    fn xs_read_u32(&mut self, who: DriverXs, dir: &str, key: &str) -> Option<u32> {
         let path = alloc::format!("{dir}/{key}");
-        let value = self.xenstore.read(xs, None, path.as_bytes()).ok()?;
+        let value = self.driver_read(who, &path).ok()?;
         let text = String::from_utf8(value).ok()?;
         text.parse().ok()
     }

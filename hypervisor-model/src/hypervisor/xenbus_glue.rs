@@ -1,11 +1,17 @@
 //! The split devices of each domain as the hypervisor layer keeps them: which device
-//! directories the toolstack wrote, their removal when the domain is destroyed (after the
-//! drivers' close, `xenbus_drive.rs`), and the drivers' reaction to store changes made by
-//! xenstore-* clients.
+//! directories the toolstack wrote, the destroy's forced remove of each split device
+//! (the drivers then close on their watches, `xenbus_watch.rs`), and the removal of the
+//! directories once they did. The drivers react to store changes made by xenstore-*
+//! clients through the same watches.
 //!
-//! Follows tools/libs/light/libxl_device.c (`libxl__devices_destroy`,
-//! `libxl__device_destroy`: the backend directory, the libxl copy, and the frontend
-//! directory are removed, then empty parents via `libxl__xs_path_cleanup`).
+//! Follows tools/libs/light/libxl_device.c (`libxl__initiate_device_generic_remove` with
+//! `force`: frontend path removed, backend `online = 0` and `state = 5` in one
+//! transaction, then `libxl__ev_devstate_wait` for Closed; `libxl__device_destroy`: the
+//! backend directory, the libxl copy, and the frontend directory are removed, then empty
+//! parents via `libxl__xs_path_cleanup`).
+//!
+//! xensim differs: libxl's wait has a 10 s timeout (`LIBXL_DESTROY_TIMEOUT`) after which
+//! it removes the device anyway; xensim's drivers always answer, so there is none.
 //!
 //! # Invariants
 //! - `devices[dom]` lists exactly the device directories written for `dom` and not yet
@@ -16,6 +22,7 @@ use alloc::vec::Vec;
 
 use super::Hypervisor;
 use crate::ids::DomId;
+use crate::io::xenbus::XenbusState;
 use crate::toolstack::xs_tree::{DeviceAdd, Reqs, XsReq};
 
 impl Hypervisor {
@@ -83,12 +90,44 @@ impl Hypervisor {
         count
     }
 
-    /// The drivers react to a store change made outside them (a xenstore-* client): a
-    /// device whose backend got `online = 0` or whose frontend `state` became 5 closes
-    /// (spec §4.5). xensim differs: these steps take no
-    /// virtual time (the client's request has no job to defer).
-    pub(crate) fn xenbus_poll<P: crate::platform::Platform + ?Sized>(&mut self, _p: &mut P) {
-        let _steps = self.xenbus_unplug_offline();
+    /// `libxl__initiate_device_generic_remove` with `force` for every split device of
+    /// `dom`, each in one transaction: the frontend directory goes, the backend gets
+    /// `online = 0` and, unless already Closed, `state = 5`. Returns the requests made.
+    pub(crate) fn xenbus_unplug_all(&mut self, dom: DomId) -> u32 {
+        let ends: Vec<(String, String)> = self
+            .xenbus
+            .get(&dom)
+            .map(|conns| {
+                conns
+                    .iter()
+                    .map(|c| (c.front_path.clone(), c.back_path.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut count = 0u32;
+        for (front, back) in ends {
+            let state = alloc::format!("{back}/state");
+            let closed = self
+                .xenstore
+                .node(&state)
+                .is_some_and(|n| XenbusState::parse(n.value()) == XenbusState::Closed);
+            let mut reqs = Reqs::default();
+            reqs.0.push(XsReq::Rm { path: front });
+            reqs.0.push(XsReq::Write {
+                path: alloc::format!("{back}/online"),
+                value: b"0".to_vec(),
+            });
+            if !closed {
+                reqs.0.push(XsReq::Write {
+                    path: state,
+                    value: b"5".to_vec(),
+                });
+            }
+            // The transaction also reads the backend's state.
+            let txn = super::xs_tool::run_txn(&mut self.xenstore, self.xs_tool, &reqs);
+            count = count.saturating_add(txn).saturating_add(1);
+        }
+        count
     }
 
     /// Device directories of `dom` the toolstack wrote.

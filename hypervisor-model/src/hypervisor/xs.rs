@@ -3,7 +3,8 @@
 //! Socket clients are dom0 processes (`xenstore-ls`, libxl, `test-xenstore`), privileged as
 //! on Xen. The platform numbers them; the first bytes of a new number open a connection.
 //! Whatever xenstored queues for a socket connection (replies, watch events) is written to
-//! the platform after each input, in connection order, and traced.
+//! the platform after each input, in connection order, and traced; each reply is one
+//! request of xenstored's work in dom0 (`xenstored.rs`).
 //!
 //! # Invariants
 //! - `xs_clients` maps each open client number to exactly one live socket connection.
@@ -13,7 +14,7 @@ use alloc::vec::Vec;
 use super::Hypervisor;
 use crate::platform::Platform;
 use crate::trace::TraceEvent;
-use crate::xenstore::Verdict;
+use crate::xenstore::{MsgType, Verdict};
 
 impl Hypervisor {
     /// Bytes from socket client `client`.
@@ -52,12 +53,19 @@ impl Hypervisor {
         }
     }
 
-    /// Writes every socket client's queued output to the platform, in client order.
+    /// Writes every socket client's queued output to the platform, in client order. Each
+    /// reply answers one request xenstored handled: it is counted as xenstored's work.
     pub(crate) fn xs_flush<P: Platform + ?Sized>(&mut self, p: &mut P) {
         let mut bytes = Vec::new();
+        let mut replies: u32 = 0;
         for (client, conn) in &self.xs_clients {
             bytes.clear();
-            self.xenstore.drain_output_bytes(*conn, &mut bytes);
+            while let Some(frame) = self.xenstore.take_output(*conn) {
+                if frame.msg_type() != Some(MsgType::WatchEvent) {
+                    replies = replies.saturating_add(1);
+                }
+                frame.encode_into(&mut bytes);
+            }
             if !bytes.is_empty() {
                 p.xs_socket_send(*client, &bytes);
                 p.trace(&TraceEvent::XsSocketSend {
@@ -66,6 +74,7 @@ impl Hypervisor {
                 });
             }
         }
+        self.xsd_count(replies);
     }
 
     /// The host's XenStore.

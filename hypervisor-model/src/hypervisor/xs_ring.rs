@@ -6,8 +6,11 @@
 //!
 //! Each end notifies the other over the store channel when Linux or xenstored would
 //! (`RingPage::client_write`/`client_read`, `RingTurn::notify`); a notification is a real
-//! `EVTCHNOP_send` and wakes the vCPU bound to the receiving port. xenstored's turn runs
-//! at once, in the same core step; its CPU time is charged by the xenstored actor.
+//! `EVTCHNOP_send`, delivered at the end of the core input, and wakes the vCPU bound to
+//! the receiving port. For a request, xenstored's turn runs at once and the reply comes
+//! back in the same core step; every request it handles is charged to dom0 as xenstored's
+//! CPU work (`xenstored.rs`). Watch events for the guest's in-process drivers are written
+//! into the ring when that work is done ([`Hypervisor::xs_ring_driver_events`]).
 //!
 //! Errors: a ring with bad indices or a connection xenstored stopped serving is a
 //! [`XsRingError`] for the caller, never a panic; the guest's xenbus is then failed until
@@ -18,8 +21,10 @@
 //! - Replies are matched by `req_id`; watch events are kept in arrival order.
 
 use alloc::collections::VecDeque;
+use alloc::string::String;
 use alloc::vec::Vec;
 
+use super::xenstored::HeldEvent;
 use super::Hypervisor;
 use crate::evtchn::Notify;
 use crate::ids::{DomId, EvtchnPort};
@@ -51,13 +56,13 @@ pub struct GuestXenbus {
     next_req_id: u32,
     replies: VecDeque<Frame>,
     events: VecDeque<Frame>,
-    failed: Option<XsRingError>,
+    pub(super) failed: Option<XsRingError>,
 }
 
 impl Hypervisor {
     /// One request of `dom`'s kernel (`xs_talkv`) over its ring: the reply frame, which may
     /// be an `XS_ERROR` frame. Watch events that arrive meanwhile are kept for
-    /// [`Hypervisor::xs_guest_events`].
+    /// [`Hypervisor::xs_guest_events`]; the store-channel notifications are delivered.
     pub fn xs_guest_request<P: Platform + ?Sized>(
         &mut self,
         dom: DomId,
@@ -65,6 +70,20 @@ impl Hypervisor {
         tx_id: u32,
         payload: &[u8],
         p: &mut P,
+    ) -> Result<Frame, XsRingError> {
+        let reply = self.xs_guest_exchange(dom, msg_type, tx_id, payload);
+        self.xs_deliver_notifies(p);
+        reply
+    }
+
+    /// [`Hypervisor::xs_guest_request`] without delivering the notifications: they wait
+    /// in `xs_notifies` for the end of the input.
+    pub(crate) fn xs_guest_exchange(
+        &mut self,
+        dom: DomId,
+        msg_type: MsgType,
+        tx_id: u32,
+        payload: &[u8],
     ) -> Result<Frame, XsRingError> {
         let raw = u32::from(dom.raw());
         if self.xenstore.ring(raw).is_none() {
@@ -77,7 +96,7 @@ impl Hypervisor {
         let req_id = client.next_req_id;
         client.next_req_id = client.next_req_id.wrapping_add(1);
         Frame::request(msg_type, req_id, tx_id, payload).encode_into(&mut client.tx);
-        self.xs_ring_pump(dom, p)?;
+        self.xs_ring_pump(dom)?;
         let client = self.xs_guests.entry(dom).or_default();
         let at = client
             .replies
@@ -95,26 +114,50 @@ impl Hypervisor {
             .unwrap_or_default()
     }
 
-    /// xenstored queued output for guest rings outside their own requests (watch events
-    /// fired by other connections' changes): its turn on each, and each guest reads what
-    /// came, in domid order.
-    pub(crate) fn xs_kick_rings<P: Platform + ?Sized>(&mut self, p: &mut P) {
-        for raw in self.xenstore.take_rings_with_output() {
-            let dom = u16::try_from(raw).ok().and_then(DomId::new);
-            if let (Some(dom), Some(_)) = (dom, self.xenstore.ring(raw)) {
-                // A failure is kept in the guest's xenbus and reported at its next request.
-                let _ = self.xs_ring_pump(dom, p);
+    /// xenstored's turn on `dom`'s ring once its work ran: what it queued goes into the
+    /// ring, the guest reads it, and the events for the guest's in-process drivers (tokens
+    /// starting with `prefix`) are handed over in arrival order; others stay with the
+    /// guest's xenbus.
+    pub(crate) fn xs_ring_driver_events(&mut self, dom: DomId, prefix: &[u8]) -> Vec<HeldEvent> {
+        let raw = u32::from(dom.raw());
+        let Some(conn) = self.xenstore.domain_conn(raw) else {
+            return Vec::new();
+        };
+        // A failure is kept in the guest's xenbus and reported at its next request.
+        let _ = self.xs_ring_pump(dom);
+        let Some(client) = self.xs_guests.get_mut(&dom) else {
+            return Vec::new();
+        };
+        let mut held = Vec::new();
+        client.events.retain(|frame| {
+            let mut parts = crate::xenstore::wire::split_strings(&frame.payload);
+            let (Some(path), Some(token)) = (parts.next(), parts.next()) else {
+                return true;
+            };
+            if !token.starts_with(prefix) {
+                return true;
             }
+            held.push(HeldEvent {
+                conn,
+                path: String::from_utf8_lossy(path).into_owned(),
+                token: token.to_vec(),
+            });
+            false
+        });
+        held
+    }
+
+    /// Delivers the store-channel notifications the ring ends made during this input.
+    pub(crate) fn xs_deliver_notifies<P: Platform + ?Sized>(&mut self, p: &mut P) {
+        for n in core::mem::take(&mut self.xs_notifies) {
+            self.deliver_notify(Some(n), p);
         }
     }
 
     /// Moves bytes both ways until neither end can act: the guest writes what fits,
-    /// xenstored takes its turn, the guest reads what came back.
-    fn xs_ring_pump<P: Platform + ?Sized>(
-        &mut self,
-        dom: DomId,
-        p: &mut P,
-    ) -> Result<(), XsRingError> {
+    /// xenstored takes its turn (its requests are charged to dom0), the guest reads what
+    /// came back. Notifications wait in `xs_notifies`.
+    fn xs_ring_pump(&mut self, dom: DomId) -> Result<(), XsRingError> {
         let raw = u32::from(dom.raw());
         let mut notes: Vec<Notify> = Vec::new();
         let result = loop {
@@ -123,6 +166,7 @@ impl Hypervisor {
                 Err(e) => break Err(e),
             };
             let turn = self.xenstore.service_ring(raw);
+            self.xsd_count(u32::try_from(turn.requests).unwrap_or(u32::MAX));
             if turn.notify {
                 notes.extend(self.store_send(dom, true));
             }
@@ -137,9 +181,7 @@ impl Hypervisor {
                 break Ok(());
             }
         };
-        for n in notes {
-            self.deliver_notify(Some(n), p);
-        }
+        self.xs_notifies.extend(notes);
         if let Err(e) = result {
             if let Some(client) = self.xs_guests.get_mut(&dom) {
                 client.failed = Some(e);

@@ -27,7 +27,7 @@ use crate::platform::Platform;
 use crate::toolstack::config::{DomainConfig, GuestType};
 use crate::toolstack::xs_client::XsClientCmd;
 use crate::toolstack::xs_tree::{self, BuildState, DeviceAdd, Reqs, XsReq};
-use crate::xenstore::client::{ClientOutput, ConnView};
+use crate::xenstore::client::{ClientOutput, ConnView, StoreView};
 use crate::xenstore::{XenStore, XsError};
 
 /// Grant and maptrack frame limits a guest gets (xl.conf `max_grant_frames`,
@@ -87,6 +87,35 @@ pub(crate) fn run_txn(xs: &mut XenStore, conn: XsConnId, reqs: &Reqs) -> u32 {
     count.saturating_add(2)
 }
 
+/// A client's store view that counts the requests it makes (xenstored's work).
+struct CountingView<'a> {
+    view: ConnView<'a>,
+    count: u32,
+}
+
+impl StoreView for CountingView<'_> {
+    fn directory(&mut self, path: &str) -> Result<Vec<alloc::string::String>, XsError> {
+        self.count = self.count.saturating_add(1);
+        self.view.directory(path)
+    }
+    fn read(&mut self, path: &str) -> Result<Vec<u8>, XsError> {
+        self.count = self.count.saturating_add(1);
+        self.view.read(path)
+    }
+    fn get_perms(&mut self, path: &str) -> Result<Vec<crate::xenstore::Perm>, XsError> {
+        self.count = self.count.saturating_add(1);
+        self.view.get_perms(path)
+    }
+    fn write(&mut self, path: &str, value: &[u8]) -> Result<(), XsError> {
+        self.count = self.count.saturating_add(1);
+        self.view.write(path, value)
+    }
+    fn rm(&mut self, path: &str) -> Result<(), XsError> {
+        self.count = self.count.saturating_add(1);
+        self.view.rm(path)
+    }
+}
+
 /// Stand-in frame numbers of the store and console pages: HVM and PVH use the special
 /// pages below 0xff000 (`special_pfn` in libxl's HVM builder); for PV the page sits near
 /// the top of the guest's memory. xensim differs: PV guests see gfns, not machine frames.
@@ -130,8 +159,10 @@ impl Hypervisor {
             .is_some_and(|d| d.guest_type != GuestType::Pv)
     }
 
-    /// Nanoseconds `count` toolstack XenStore requests take.
-    pub(crate) fn xs_cost_ns(&self, count: u32) -> i64 {
+    /// Nanoseconds `count` toolstack XenStore requests take the toolstack; xenstored's
+    /// CPU for them is charged to dom0 (`xenstored.rs`).
+    pub(crate) fn xs_cost_ns(&mut self, count: u32) -> i64 {
+        self.xsd_count(count);
         self.costs.xs_request_ns.saturating_mul(i64::from(count))
     }
 
@@ -202,6 +233,8 @@ impl Hypervisor {
             self.deliver_notify(bound.notify, p);
         }
         self.build_states.insert(dom, build);
+        // The guest kernel's xenbus watches its `device` directory once it has a ring.
+        self.xenbus_guest_watch(dom);
         self.xs_cost_ns(count)
     }
 
@@ -312,11 +345,17 @@ impl Hypervisor {
         p: &mut P,
     ) -> ClientOutput {
         let conn = self.xs_tool;
-        let out = cmd.run(&mut ConnView {
-            xs: &mut self.xenstore,
-            conn,
-        });
-        self.xenbus_poll(p);
+        let mut view = CountingView {
+            view: ConnView {
+                xs: &mut self.xenstore,
+                conn,
+            },
+            count: 0,
+        };
+        let out = cmd.run(&mut view);
+        let count = view.count;
+        self.xsd_count(count);
+        let _ = p;
         out
     }
 

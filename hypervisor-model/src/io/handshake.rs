@@ -89,6 +89,14 @@ pub struct DeviceConn {
     pub front_port: Option<EvtchnPort>,
     /// The backend's bound port.
     pub back_port: Option<EvtchnPort>,
+    /// The backend driver probed (it watches the frontend's `state`).
+    pub back_probed: bool,
+    /// The frontend driver probed (it watches the backend's `state`).
+    pub front_probed: bool,
+    /// A backend probe is scheduled.
+    pub back_probe_pending: bool,
+    /// A frontend probe is scheduled.
+    pub front_probe_pending: bool,
 }
 
 impl DeviceConn {
@@ -112,6 +120,10 @@ impl DeviceConn {
             ring_handles: Vec::new(),
             front_port: None,
             back_port: None,
+            back_probed: false,
+            front_probed: false,
+            back_probe_pending: false,
+            front_probe_pending: false,
         }
     }
 }

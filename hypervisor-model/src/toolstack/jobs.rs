@@ -2,10 +2,10 @@
 //! creates and destroys interleave as they do on a real host.
 //!
 //! Follows tools/libs/light/libxl_create.c (`libxl__domain_make`: claim, createdomain with
-//! the recently-destroyed-domid retry, max_vcpus; then populate, build, unpause),
-//! libxl_domain.c (`libxl__destroy_domid`: pause, devices and XenStore, `xc_domain_destroy`
-//! retried while Xen's `domain_kill` is preempted) and tools/xl/xl_vmcontrol.c (the
-//! per-domain monitor that applies `on_poweroff`/`on_reboot`/`on_crash`).
+//! the recently-destroyed-domid retry, max_vcpus; then populate, build, devices, the wait
+//! for the split drivers, unpause) and tools/xl/xl_vmcontrol.c (the per-domain monitor
+//! that applies `on_poweroff`/`on_reboot`/`on_crash`). The destroy job is in
+//! `jobs_destroy.rs`.
 //!
 //! # Invariants
 //! - A create job's claim plus its populated pages equal the pages it needs.
@@ -50,6 +50,9 @@ pub enum Job {
     Destroy {
         /// The domain.
         dom: DomId,
+        /// The split devices' forced removes were started (the backends close on their
+        /// watches); the job waits for them before it removes the directories.
+        unplugged: bool,
         /// Devices and XenStore entries are gone; `domain_kill` is running.
         killing: bool,
         /// Create the domain again from this configuration afterwards (`restart`).
@@ -171,14 +174,21 @@ impl Hypervisor {
             }
             Job::Destroy {
                 dom,
+                unplugged,
                 killing,
                 restart,
-            } => self.destroy_step(job, dom, killing, restart, p),
+            } => {
+                if unplugged || killing {
+                    self.destroy_step(job, dom, killing, restart, p);
+                } else {
+                    self.destroy_unplug(job, dom, restart, p);
+                }
+            }
         }
         Ok(())
     }
 
-    fn defer<P: Platform + ?Sized>(&mut self, job: JobId, cost_ns: i64, p: &mut P) {
+    pub(super) fn defer<P: Platform + ?Sized>(&mut self, job: JobId, cost_ns: i64, p: &mut P) {
         let deadline = p.now().after(Span::from_ns(cost_ns.max(0)));
         p.defer_toolstack(job, deadline);
     }
@@ -345,10 +355,14 @@ impl Hypervisor {
             self.enter_step(job, state, JobStepCode::Devices, p);
             let xs_ns = self.create_devices_io(dom, p);
             self.defer(job, xs_ns, p);
-        } else if self.xenbus_round(dom, p) {
-            // One round of the split drivers' handshake ran (each device's driver took one
-            // step, in parallel); xl create returns once no driver has anything left to do.
-            self.defer(job, self.costs.xenbus_step_ns, p);
+        } else if !self.xenbus_handshake_settled(dom, p) {
+            // The split drivers run on their watches; the job waits until no reaction of
+            // theirs is pending (`xenbus_watch.rs` continues it then).
+            self.xenbus_waiters.insert(job, dom);
+        } else if self.destroy_running(dom) {
+            // A destroy unplugged the devices under the create: libxl's create fails.
+            self.jobs.remove(&job);
+            finish(job, Err(ToolstackError::NoSuchDomain), p);
         } else {
             self.jobs.remove(&job);
             p.trace(&TraceEvent::JobStep {
@@ -381,7 +395,7 @@ impl Hypervisor {
     }
 
     /// Defers `job` by the time `pages` pages take at `page_ns` each.
-    fn defer_pages<P: Platform + ?Sized>(
+    pub(super) fn defer_pages<P: Platform + ?Sized>(
         &mut self,
         job: JobId,
         page_ns: i64,
@@ -408,130 +422,8 @@ impl Hypervisor {
         });
     }
 
-    fn destroy_start<P: Platform + ?Sized>(
-        &mut self,
-        job: JobId,
-        dom: DomId,
-        restart: Option<Box<(DomainConfig, [u8; 16])>>,
-        p: &mut P,
-    ) -> Result<(), ToolstackError> {
-        if dom == DomId::DOM0 {
-            return Err(ToolstackError::NotPermitted);
-        }
-        let d = self.domains.get(dom).ok_or(ToolstackError::NoSuchDomain)?;
-        if d.dying != Dying::Alive
-            || self
-                .jobs
-                .values()
-                .any(|j| matches!(j, Job::Destroy { dom: other, .. } if *other == dom))
-        {
-            return Err(ToolstackError::NotPermitted);
-        }
-        // libxl__destroy_domid: xc_domain_pause, then devices and XenStore removal.
-        self.domain_pause(dom, p);
-        self.jobs.insert(
-            job,
-            Job::Destroy {
-                dom,
-                killing: false,
-                restart,
-            },
-        );
-        self.defer(job, self.costs.destroy_devices_ns, p);
-        Ok(())
-    }
-
-    fn destroy_step<P: Platform + ?Sized>(
-        &mut self,
-        job: JobId,
-        dom: DomId,
-        killing: bool,
-        restart: Option<Box<(DomainConfig, [u8; 16])>>,
-        p: &mut P,
-    ) {
-        if !killing {
-            p.trace(&TraceEvent::JobStep {
-                job,
-                step: JobStepCode::DestroyDevices as u8,
-            });
-            let xs_ns = self.destroy_xs(dom);
-            self.kill_io(dom);
-            if let Some(d) = self.domains.get_mut(dom) {
-                d.dying = Dying::Dying;
-                p.trace(&TraceEvent::Dying {
-                    dom,
-                    state: Dying::Dying,
-                });
-            }
-            self.jobs.insert(
-                job,
-                Job::Destroy {
-                    dom,
-                    killing: true,
-                    restart,
-                },
-            );
-            self.defer(job, self.costs.domctl_ns.saturating_add(xs_ns), p);
-            return;
-        }
-        let tot_pages = self.domains.get(dom).map_or(0, |d| d.tot_pages);
-        if tot_pages > 0 {
-            // domain_relinquish_resources is preemptible: -EAGAIN, and libxl retries.
-            let batch = tot_pages.min(self.costs.relinquish_batch_pages.max(1));
-            self.take_pages(dom, batch, p);
-            p.trace(&TraceEvent::JobStep {
-                job,
-                step: JobStepCode::Relinquish as u8,
-            });
-            self.defer_pages(job, self.costs.relinquish_page_ns, batch, p);
-            return;
-        }
-        if self.domains.get(dom).is_some_and(|d| d.is_running()) {
-            // vcpu_sleep_sync: wait until the pause has taken every vCPU off its pCPU.
-            self.defer(job, self.costs.domctl_ns, p);
-            return;
-        }
-        self.jobs.remove(&job);
-        self.free_domain(dom, p);
-        p.trace(&TraceEvent::JobStep {
-            job,
-            step: JobStepCode::DestroyFinish as u8,
-        });
-        match restart {
-            Some(boxed) => {
-                let (config, uuid) = *boxed;
-                // "Done. Rebooting now": the monitor creates the domain again.
-                let create_job = self.internal_job_id();
-                p.toolstack_reply(job, ToolstackReply::Done { result: Ok(()) });
-                p.trace(&TraceEvent::JobDone { job, rc: 0 });
-                let op = ToolstackOp::Create {
-                    config: Box::new(config),
-                    uuid,
-                    paused: false,
-                };
-                let started = self.start_job(create_job, &op, p);
-                debug_assert!(started.is_ok(), "internal job ids are unique");
-            }
-            None => finish(job, Ok(()), p),
-        }
-    }
-
-    fn take_pages<P: Platform + ?Sized>(&mut self, dom: DomId, pages: u64, p: &mut P) {
-        if let Some(d) = self.domains.get_mut(dom) {
-            assert!(pages <= d.tot_pages);
-            d.tot_pages -= pages;
-        }
-        self.free_pages += pages;
-        let delta_pages = -i64::try_from(pages).unwrap_or(i64::MAX);
-        p.trace(&TraceEvent::Memory {
-            dom,
-            delta_pages,
-            free_pages: self.free_pages,
-        });
-    }
-
     /// `DOMDYING_dead`, then the last reference goes: the struct and domid are freed.
-    fn free_domain<P: Platform + ?Sized>(&mut self, dom: DomId, p: &mut P) {
+    pub(super) fn free_domain<P: Platform + ?Sized>(&mut self, dom: DomId, p: &mut P) {
         if let Some(d) = self.domains.get_mut(dom) {
             d.dying = Dying::Dead;
         }
@@ -608,7 +500,11 @@ impl Hypervisor {
     }
 }
 
-fn finish<P: Platform + ?Sized>(job: JobId, result: Result<(), ToolstackError>, p: &mut P) {
+pub(super) fn finish<P: Platform + ?Sized>(
+    job: JobId,
+    result: Result<(), ToolstackError>,
+    p: &mut P,
+) {
     let rc = if result.is_ok() { 0 } else { 1 };
     p.trace(&TraceEvent::JobDone { job, rc });
     p.toolstack_reply(job, ToolstackReply::Done { result });

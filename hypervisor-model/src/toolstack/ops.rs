@@ -230,6 +230,9 @@ pub enum JobStepCode {
     DestroyFinish = 7,
     /// Device directories written (disks, console, vifs).
     Devices = 8,
+    /// Destroy: every split device's forced remove started (frontend gone, backend
+    /// `online = 0`, Closing); the job waits for the backends to close.
+    DestroyUnplug = 9,
 }
 
 impl JobStepCode {
@@ -244,6 +247,7 @@ impl JobStepCode {
             6 => Some(JobStepCode::Relinquish),
             7 => Some(JobStepCode::DestroyFinish),
             8 => Some(JobStepCode::Devices),
+            9 => Some(JobStepCode::DestroyUnplug),
             _ => None,
         }
     }
@@ -259,6 +263,7 @@ impl JobStepCode {
             JobStepCode::Relinquish => "relinquish",
             JobStepCode::DestroyFinish => "destroy-finish",
             JobStepCode::Devices => "devices",
+            JobStepCode::DestroyUnplug => "unplug",
         }
     }
 }

@@ -18,6 +18,8 @@
 //!   Replies and watch events are queued per connection, in order; take them with
 //!   [`XenStore::take_output`] or [`XenStore::drain_output_bytes`]. cxenstored queues a
 //!   watcher's own event before the reply to the request that caused it, and so does this.
+//!   [`XenStore::take_watch_events`] takes only the watch events whose token has a given
+//!   prefix (the in-process split drivers' events), leaving the rest queued.
 //! - Typed requests (toolstack, simulator): [`XenStore::write`], [`XenStore::mkdir`],
 //!   [`XenStore::rm`], [`XenStore::set_perms`], [`XenStore::read`], ... act as a request on
 //!   the given connection and return the result instead of queuing a reply; watch events
@@ -104,6 +106,31 @@ pub enum XsError {
 }
 
 impl XsError {
+    /// Every error, in `xsd_errors[]` order of the names xensim generates.
+    pub const ALL: [XsError; 12] = [
+        XsError::E2big,
+        XsError::Eacces,
+        XsError::Eagain,
+        XsError::Ebusy,
+        XsError::Eexist,
+        XsError::Einval,
+        XsError::Eio,
+        XsError::Enoent,
+        XsError::Enomem,
+        XsError::Enospc,
+        XsError::Enosys,
+        XsError::Eperm,
+    ];
+
+    /// The error an `XS_ERROR` payload names (`"EACCES\0"`), `None` for a name xensim
+    /// does not generate.
+    pub fn from_wire_payload(payload: &[u8]) -> Option<XsError> {
+        let name = payload.strip_suffix(b"\0").unwrap_or(payload);
+        XsError::ALL
+            .into_iter()
+            .find(|e| e.wire_name().as_bytes() == name)
+    }
+
     /// The errno name sent in an `XS_ERROR` payload.
     pub const fn wire_name(self) -> &'static str {
         match self {
@@ -387,6 +414,35 @@ impl XenStore {
     /// The next queued frame for `conn`.
     pub fn take_output(&mut self, conn: XsConnId) -> Option<Frame> {
         self.conns.get_mut(&conn).and_then(|c| c.out.pop_front())
+    }
+
+    /// Removes the `WATCH_EVENT` frames queued for `conn` whose token starts with
+    /// `token_prefix` and returns their (path, token), in queue order; every other frame
+    /// stays queued, in order. The in-process split drivers read their events this way.
+    pub fn take_watch_events(
+        &mut self,
+        conn: XsConnId,
+        token_prefix: &[u8],
+    ) -> Vec<(String, Vec<u8>)> {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return Vec::new();
+        };
+        let mut taken = Vec::new();
+        c.out.retain(|frame| {
+            if frame.msg_type() != Some(MsgType::WatchEvent) {
+                return true;
+            }
+            let mut parts = wire::split_strings(&frame.payload);
+            let (Some(path), Some(token)) = (parts.next(), parts.next()) else {
+                return true;
+            };
+            if !token.starts_with(token_prefix) {
+                return true;
+            }
+            taken.push((String::from_utf8_lossy(path).into_owned(), token.to_vec()));
+            false
+        });
+        taken
     }
 
     /// Number of frames queued for `conn`.

@@ -71,6 +71,8 @@ pub fn input_line(out: &mut String, host: &str, time_ns: u64, input: &CoreInput)
         }
         CoreInput::Toolstack { job, op } => format!("job{} {}", job.0, op_text(op)),
         CoreInput::ToolstackContinue { job } => format!("job{} continues", job.0),
+        CoreInput::XenstoredDone { item } => format!("xenstored work{} done", item.0),
+        CoreInput::DriverWork { work } => format!("xenbus reaction{} due", work.0),
     };
     let _ = writeln!(out, "{} {host} > {text}", seconds(time_ns));
 }
@@ -315,6 +317,18 @@ pub fn event_line(out: &mut String, host: &str, time_ns: u64, event: &TraceEvent
         }
         TraceEvent::JobDone { job, rc } => format!("job{} done rc={rc}", job.0),
         TraceEvent::Console { text } => format!("(XEN) {text}"),
+        TraceEvent::XenstoredWork {
+            item,
+            requests,
+            events,
+        } => format!(
+            "xenstored work{} +{requests} requests +{events} events",
+            item.0
+        ),
+        TraceEvent::XenbusEvent { work, path } => {
+            format!("xenbus event {path} -> reaction{}", work.0)
+        }
+        TraceEvent::XenbusState { path, state } => format!("xenbus {path} = {state}"),
     };
     let _ = writeln!(out, "{} {host}   {text}", seconds(time_ns));
 }

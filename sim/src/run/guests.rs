@@ -5,13 +5,21 @@
 //! While the vCPU runs, one demand-done event is pending; it is invalidated (by generation)
 //! when the vCPU stops. A blocked model with a timer has one wake event pending.
 //!
+//! Service work (xenstored's requests on dom0's vCPU 0, `Platform::xenstored_work`) is
+//! queued per vCPU and runs before the guest's own workload: while any is queued, the
+//! running vCPU works on the oldest item (a *service segment*), and the model is paused
+//! as if descheduled; the model resumes once the queue is empty. Each finished item is a
+//! [`GuestStep::ServiceDone`] (the run loop hands the core `XenstoredDone`).
+//!
 //! # Invariants
 //! - At most one live demand-done event and one live wake event per vCPU.
-//! - `run_started_ns.is_some()` iff the core says the vCPU is running.
+//! - `run_started_ns.is_some() || serving_since_ns.is_some()` iff the core says the vCPU
+//!   is running, and never both.
+//! - A service segment runs only while the vCPU's service queue is not empty.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
-use hypervisor_model::ids::{DomId, VcpuRef};
+use hypervisor_model::ids::{DomId, VcpuRef, XsWorkId};
 
 use super::SimEvent;
 use crate::clock::EventQueue;
@@ -28,6 +36,8 @@ pub enum GuestStep {
     Yield,
     /// Keep running (the model has new demand).
     Continue,
+    /// The vCPU finished this item of xenstored's work.
+    ServiceDone(XsWorkId),
 }
 
 #[derive(Debug)]
@@ -40,6 +50,8 @@ struct GuestSlot {
     run_started_ns: Option<u64>,
     /// The model was blocked when its vCPU started running (a demand of 0 was planned).
     blocked_at_start: bool,
+    /// Since when the running vCPU works on its service queue's oldest item.
+    serving_since_ns: Option<u64>,
 }
 
 /// The workloads of one domain, by vCPU index.
@@ -96,6 +108,8 @@ pub struct HostGuests {
     domains: BTreeMap<DomId, DomainWorkloads>,
     slots: Slots,
     next_generation: u64,
+    /// Service work queued per vCPU, oldest first: (item, ns left).
+    service: BTreeMap<VcpuRef, VecDeque<(XsWorkId, u64)>>,
 }
 
 impl HostGuests {
@@ -106,6 +120,7 @@ impl HostGuests {
             domains: BTreeMap::new(),
             slots: Slots::default(),
             next_generation: 0,
+            service: BTreeMap::new(),
         }
     }
 
@@ -124,6 +139,7 @@ impl HostGuests {
     /// The domain is gone: drop its models (their pending events become stale).
     pub fn forget_domain(&mut self, dom: DomId) {
         self.domains.remove(&dom);
+        self.service.retain(|v, _| v.dom != dom);
         self.slots.clear_domain(dom);
     }
 
@@ -193,6 +209,7 @@ impl HostGuests {
                     wake_generation,
                     run_started_ns: None,
                     blocked_at_start: false,
+                    serving_since_ns: None,
                 },
             );
         }
@@ -200,7 +217,7 @@ impl HostGuests {
     }
 
     /// The core put `v` on a pCPU at `now_ns`; the guest's own work starts after the
-    /// switch's `overhead_ns`.
+    /// switch's `overhead_ns` (queued service work first).
     pub fn start_running(
         &mut self,
         v: VcpuRef,
@@ -210,11 +227,30 @@ impl HostGuests {
         queue: &mut EventQueue<SimEvent>,
     ) {
         let now_ns = now_ns + overhead_ns;
-        let generation = self.generation();
         let Some(slot) = self.slot_for(v, now_ns, host, queue) else {
             return;
         };
         assert!(slot.run_started_ns.is_none(), "{v:?} started twice");
+        assert!(slot.serving_since_ns.is_none(), "{v:?} started twice");
+        if self.service.get(&v).is_some_and(|q| !q.is_empty()) {
+            self.begin_service(v, now_ns, host, queue);
+        } else {
+            self.begin_model(v, now_ns, host, queue);
+        }
+    }
+
+    /// The model of running vCPU `v` runs from `now_ns`: plan its demand-done event.
+    fn begin_model(
+        &mut self,
+        v: VcpuRef,
+        now_ns: u64,
+        host: u16,
+        queue: &mut EventQueue<SimEvent>,
+    ) {
+        let generation = self.generation();
+        let Some(slot) = self.slots.get_mut(&v) else {
+            return;
+        };
         slot.run_started_ns = Some(now_ns);
         slot.run_generation = generation;
         slot.model.on_run_start(now_ns);
@@ -236,21 +272,123 @@ impl HostGuests {
         }
     }
 
-    /// The core took `v` off its pCPU at `now_ns`.
-    pub fn stop_running(&mut self, v: VcpuRef, now_ns: u64) {
-        let generation = self.generation();
+    /// The model of `v` stops running at `now_ns` (descheduled, or paused for service).
+    fn pause_model(&mut self, v: VcpuRef, now_ns: u64) {
         let Some(slot) = self.slots.get_mut(&v) else {
             return;
         };
         let Some(started_ns) = slot.run_started_ns.take() else {
             return;
         };
-        slot.run_generation = generation;
         slot.model.on_run_stop(now_ns);
         if slot.model.state() == GuestState::Runnable {
             // A stop inside the switch overhead leaves the guest no time of its own.
             slot.model.account(now_ns.saturating_sub(started_ns));
         }
+    }
+
+    /// Running vCPU `v` works on its oldest service item from `now_ns`.
+    fn begin_service(
+        &mut self,
+        v: VcpuRef,
+        now_ns: u64,
+        host: u16,
+        queue: &mut EventQueue<SimEvent>,
+    ) {
+        let generation = self.generation();
+        let Some(&(_, left_ns)) = self.service.get(&v).and_then(VecDeque::front) else {
+            unreachable!("service begins with work queued");
+        };
+        let Some(slot) = self.slots.get_mut(&v) else {
+            return;
+        };
+        slot.serving_since_ns = Some(now_ns);
+        slot.run_generation = generation;
+        queue.push(
+            now_ns + left_ns,
+            SimEvent::DemandDone {
+                host,
+                vcpu: v,
+                generation,
+            },
+        );
+    }
+
+    /// The service segment of `v` stops at `now_ns`: the oldest item keeps what is left.
+    fn pause_service(&mut self, v: VcpuRef, now_ns: u64) {
+        let Some(slot) = self.slots.get_mut(&v) else {
+            return;
+        };
+        let Some(since_ns) = slot.serving_since_ns.take() else {
+            return;
+        };
+        if let Some((_, left_ns)) = self.service.get_mut(&v).and_then(VecDeque::front_mut) {
+            *left_ns = left_ns.saturating_sub(now_ns.saturating_sub(since_ns));
+        }
+    }
+
+    /// xenstored needs `work_ns` more on `v` for `item` (a new item, or the newest one
+    /// growing). A running vCPU turns to it at once.
+    pub fn add_service(
+        &mut self,
+        v: VcpuRef,
+        item: XsWorkId,
+        work_ns: u64,
+        now_ns: u64,
+        host: u16,
+        queue: &mut EventQueue<SimEvent>,
+    ) {
+        let items = self.service.entry(v).or_default();
+        match items.back_mut() {
+            Some((newest, left_ns)) if *newest == item => *left_ns += work_ns,
+            _ => items.push_back((item, work_ns)),
+        }
+        let Some(slot) = self.slots.get_mut(&v) else {
+            return;
+        };
+        if slot.serving_since_ns.is_some() {
+            self.pause_service(v, now_ns);
+        } else if slot.run_started_ns.is_some() {
+            self.pause_model(v, now_ns);
+        } else {
+            return; // Not running: the work waits for the vCPU's next run.
+        }
+        self.begin_service(v, now_ns, host, queue);
+    }
+
+    /// The core took `v` off its pCPU at `now_ns`.
+    pub fn stop_running(&mut self, v: VcpuRef, now_ns: u64) {
+        let generation = self.generation();
+        let Some(slot) = self.slots.get_mut(&v) else {
+            return;
+        };
+        slot.run_generation = generation;
+        if slot.serving_since_ns.is_some() {
+            self.pause_service(v, now_ns);
+        } else {
+            self.pause_model(v, now_ns);
+        }
+    }
+
+    /// A service segment's demand-done: the oldest item is finished; the next item, or
+    /// else the model, runs on.
+    fn service_done(
+        &mut self,
+        v: VcpuRef,
+        now_ns: u64,
+        host: u16,
+        queue: &mut EventQueue<SimEvent>,
+    ) -> Option<GuestStep> {
+        self.pause_service(v, now_ns);
+        let items = self.service.get_mut(&v)?;
+        let (item, left_ns) = items.pop_front()?;
+        assert_eq!(left_ns, 0, "{item:?} finished early");
+        if items.is_empty() {
+            self.begin_model(v, now_ns, host, queue);
+        } else {
+            self.begin_service(v, now_ns, host, queue);
+        }
+        Some(GuestStep::ServiceDone(item))
     }
 
     /// A demand-done event fired: what the guest does, or `None` if the event is stale.
@@ -264,9 +402,14 @@ impl HostGuests {
     ) -> Option<GuestStep> {
         let wake_generation = self.generation();
         let slot = self.slots.get_mut(&v)?;
-        if slot.run_generation != generation || slot.run_started_ns.is_none() {
+        if slot.run_generation != generation {
             return None;
         }
+        if slot.serving_since_ns.is_some() {
+            return self.service_done(v, now_ns, host, queue);
+        }
+        let slot = self.slots.get_mut(&v)?;
+        slot.run_started_ns?;
         slot.run_started_ns = Some(now_ns);
         if std::mem::take(&mut slot.blocked_at_start) {
             // It had nothing to do when it started: block, unless a wake came in between
@@ -411,6 +554,50 @@ mod tests {
         guests.stop_running(v0(), 20_000);
         guests.start_running(v0(), 100_000, 0, HOST, &mut queue);
         assert_eq!(demand_done_generation(&mut queue).0, 130_000);
+    }
+
+    #[test]
+    fn service_work_runs_before_the_model_and_the_model_resumes() {
+        // 50 us of service; at 20 us, 10 us of xenstored work arrive: it finishes at 30 us,
+        // then the 30 us of service left run to 60 us.
+        let bursty = WorkloadSpec::Bursty {
+            service: Dist::Const(50_000),
+            think: Dist::Const(1_000),
+        };
+        let mut guests = guests_with(bursty);
+        let mut queue = EventQueue::new();
+        guests.start_running(v0(), 0, 0, HOST, &mut queue);
+        let item = hypervisor_model::ids::XsWorkId(4);
+        guests.add_service(v0(), item, 10_000, 20_000, HOST, &mut queue);
+        let (at_ns, generation) = demand_done_generation(&mut queue);
+        assert_eq!(at_ns, 30_000);
+        let step = guests.demand_done(v0(), generation, at_ns, HOST, &mut queue);
+        assert_eq!(step, Some(GuestStep::ServiceDone(item)));
+        // The plan made before the work came (50 us) is stale; the model's rest ends at 60.
+        let (stale_ns, stale) = demand_done_generation(&mut queue);
+        assert_eq!(stale_ns, 50_000);
+        assert_eq!(
+            guests.demand_done(v0(), stale, stale_ns, HOST, &mut queue),
+            None
+        );
+        assert_eq!(demand_done_generation(&mut queue).0, 60_000);
+    }
+
+    #[test]
+    fn service_queued_while_descheduled_runs_first_when_the_vcpu_runs() {
+        // 5 us of work queued while the vCPU is off: it runs first at 100 us.
+        let mut guests = guests_with(WorkloadSpec::Idle {
+            tick: None,
+            tick_work: Dist::Const(0),
+        });
+        let mut queue = EventQueue::new();
+        let item = hypervisor_model::ids::XsWorkId(0);
+        guests.add_service(v0(), item, 5_000, 0, HOST, &mut queue);
+        guests.start_running(v0(), 100_000, 0, HOST, &mut queue);
+        let (at_ns, generation) = demand_done_generation(&mut queue);
+        assert_eq!(at_ns, 105_000);
+        let step = guests.demand_done(v0(), generation, at_ns, HOST, &mut queue);
+        assert_eq!(step, Some(GuestStep::ServiceDone(item)));
     }
 
     #[test]

@@ -109,6 +109,12 @@ pub fn core_costs(
         // E: a driver's xenbus thread waking on a watch, reading a few keys, acting
         // (grant, event channel) and writing back: a few XenStore round trips.
         xenbus_step_ns: cost_i64(&merged, "io.xenbus_step_ns", 50_000),
+        // E: cost-model §3.1, charged to dom0's vCPU 0 per request xenstored handles.
+        xenstored_request_ns: cost_i64(
+            &merged,
+            crate::serve::session::XENSTORED_REQUEST_COST_KEY,
+            crate::serve::session::XENSTORED_REQUEST_NS_DEFAULT,
+        ),
     }
 }
 
@@ -137,6 +143,7 @@ pub fn cost_table_hash(scenario: &crate::scenario::model::Scenario) -> u64 {
             c.relinquish_page_ns,
             c.xs_request_ns,
             c.xenbus_step_ns,
+            c.xenstored_request_ns,
         ] {
             bytes.extend_from_slice(&value.to_le_bytes());
         }

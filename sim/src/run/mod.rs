@@ -66,6 +66,13 @@ pub enum SimEvent {
         /// The job.
         job: JobId,
     },
+    /// A split driver's reaction to a XenStore watch event is due.
+    DriverWork {
+        /// Host index.
+        host: u16,
+        /// The reaction.
+        work: hypervisor_model::ids::DriverWorkId,
+    },
     /// A pCPU's scheduler timer (fires only if `generation` is still current).
     Timer {
         /// Host index.
@@ -455,6 +462,10 @@ impl<'s> World<'s> {
                 self.deliver(host, &CoreInput::ToolstackContinue { job });
                 Some(host)
             }
+            SimEvent::DriverWork { host, work } => {
+                self.deliver(host, &CoreInput::DriverWork { work });
+                Some(host)
+            }
             SimEvent::Timer {
                 host,
                 pcpu,
@@ -500,6 +511,9 @@ impl<'s> World<'s> {
                     }
                     Some(GuestStep::Continue) => {
                         h.sim.guests.rearm(vcpu, now_ns, host, &mut self.queue)
+                    }
+                    Some(GuestStep::ServiceDone(item)) => {
+                        self.deliver(host, &CoreInput::XenstoredDone { item });
                     }
                     None => {}
                 }

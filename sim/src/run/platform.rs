@@ -2,14 +2,16 @@
 //!
 //! Timers and IPIs become queue events; context switches drive the guest models (a vCPU
 //! that starts running gets a demand-done event, one that stops is charged the time it
-//! ran); toolstack replies and guest notices are collected for the run loop; every core
-//! event goes to the sinks (hash, trace file, decision log, metrics).
+//! ran); xenstored's work becomes service demand of dom0's vCPU (`guests.rs`); driver
+//! reactions become queue events; toolstack replies and guest notices are collected for
+//! the run loop; every core event goes to the sinks (hash, trace file, decision log,
+//! metrics).
 //!
 //! # Invariants
 //! - A cancelled or replaced timer can never fire: each arm bumps the pCPU's generation and
 //!   a timer event fires only if its generation is current.
 
-use hypervisor_model::ids::{DomId, PcpuId, PoolId, VcpuRef};
+use hypervisor_model::ids::{DomId, DriverWorkId, PcpuId, PoolId, VcpuRef, XsWorkId};
 use hypervisor_model::ids::{Gfn, Mfn, PciBdf};
 use hypervisor_model::platform::{Doorbell, EptEntry, IpiKind, MapAccess, Platform};
 use hypervisor_model::time::STime;
@@ -195,6 +197,24 @@ impl Platform for SimPlatform<'_> {
 
     fn toolstack_reply(&mut self, job: JobId, reply: ToolstackReply) {
         self.sim.replies.push((job, reply));
+    }
+
+    fn xenstored_work(&mut self, vcpu: VcpuRef, item: XsWorkId, work_ns: i64) {
+        let work_ns = u64::try_from(work_ns).unwrap_or(0);
+        self.sim
+            .guests
+            .add_service(vcpu, item, work_ns, self.now_ns, self.sim.host, self.queue);
+    }
+
+    fn defer_driver(&mut self, work: DriverWorkId, deadline: STime) {
+        let at_ns = ns_of(deadline).max(self.now_ns);
+        self.queue.push(
+            at_ns,
+            SimEvent::DriverWork {
+                host: self.sim.host,
+                work,
+            },
+        );
     }
 
     fn guest_notify(&mut self, dom: DomId, notice: GuestNotice) {

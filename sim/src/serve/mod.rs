@@ -14,6 +14,11 @@
 //! up; each request's virtual time is recorded, and a replay catches up to exactly those
 //! instants, so the recorded run replays bit for bit.
 //!
+//! The core also charges each request as xenstored's CPU work to dom0's vCPU 0 (as for
+//! every request, `hypervisor/xenstored.rs`); the reply goes out at once. With a frozen
+//! timeline that work waits, unrun, with the rest of the timeline; with `--run` dom0 runs
+//! it as the timeline catches up.
+//!
 //! # Invariants
 //! - Socket clients are privileged and act as dom0 (the core's `connect_socket`).
 //! - The only nondeterminism is the order of client bytes, which is recorded.

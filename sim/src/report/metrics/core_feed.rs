@@ -14,7 +14,9 @@ use std::collections::BTreeMap;
 use hypervisor_model::domain::vcpu::Runstate;
 use hypervisor_model::event::CoreInput;
 use hypervisor_model::hypervisor::Hypervisor;
-use hypervisor_model::ids::{DomId, Gfn, Mfn, PciBdf, PcpuId, PoolId, VcpuId, VcpuRef};
+use hypervisor_model::ids::{
+    DomId, DriverWorkId, Gfn, Mfn, PciBdf, PcpuId, PoolId, VcpuId, VcpuRef, XsWorkId,
+};
 use hypervisor_model::platform::{Doorbell, EptEntry, IpiKind, MapAccess, Platform};
 use hypervisor_model::sched::SchedKind;
 use hypervisor_model::testing::small_host;
@@ -96,6 +98,15 @@ impl Platform for Recorder {
     }
 
     fn toolstack_reply(&mut self, _job: JobId, _reply: ToolstackReply) {}
+
+    // xenstored's work is free on this host (`small_host`); any item finishes at once.
+    fn xenstored_work(&mut self, _vcpu: VcpuRef, item: XsWorkId, _work_ns: i64) {
+        self.push(self.now, CoreInput::XenstoredDone { item });
+    }
+
+    fn defer_driver(&mut self, work: DriverWorkId, deadline: STime) {
+        self.push(deadline, CoreInput::DriverWork { work });
+    }
 
     fn guest_notify(&mut self, _dom: DomId, _notice: GuestNotice) {}
 

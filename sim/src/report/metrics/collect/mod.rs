@@ -234,6 +234,9 @@ impl MetricsCollector {
             | TraceEvent::Dying { .. }
             | TraceEvent::JobStep { .. }
             | TraceEvent::JobDone { .. }
+            | TraceEvent::XenstoredWork { .. }
+            | TraceEvent::XenbusEvent { .. }
+            | TraceEvent::XenbusState { .. }
             | TraceEvent::Console { .. } => {}
         }
     }

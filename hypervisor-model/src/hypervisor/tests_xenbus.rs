@@ -1,0 +1,262 @@
+//! The split drivers on their XenStore watches and xenstored's work in dom0: the order of
+//! the drivers' steps follows the watch events, every request is dom0 CPU work on vCPU 0,
+//! and the drivers wait for that work before they see an event.
+
+use alloc::boxed::Box;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use super::Hypervisor;
+use crate::event::CoreInput;
+use crate::ids::{DomId, VcpuId, VcpuRef};
+use crate::sched::SchedKind;
+use crate::testing::{small_host, FakePlatform};
+use crate::toolstack::config::{DomainConfig, VifCfg};
+use crate::toolstack::ops::{JobId, ToolstackOp};
+use crate::toolstack::xs_client::XsClientCmd;
+use crate::trace::TraceEvent;
+
+/// One driver step, for the checks below.
+const STEP_NS: i64 = 1_000_000;
+
+/// A booted host whose xenstored takes `request_ns` per request and whose driver steps
+/// take [`STEP_NS`].
+fn host(request_ns: i64) -> (Hypervisor, FakePlatform) {
+    let mut p = FakePlatform::default();
+    let mut config = small_host(2, SchedKind::Null);
+    config.costs.xenbus_step_ns = STEP_NS;
+    config.costs.xenstored_request_ns = request_ns;
+    let mut hv = Hypervisor::boot(config, &mut p);
+    p.run_until_idle(&mut hv);
+    (hv, p)
+}
+
+/// `xl create -p` of a guest with one vif.
+fn create_vif_guest(hv: &mut Hypervisor, p: &mut FakePlatform) {
+    let mut config = DomainConfig::with_defaults(String::from("net"));
+    config.vifs.push(VifCfg::default());
+    let op = ToolstackOp::Create {
+        config: Box::new(config),
+        uuid: [0x11; 16],
+        paused: true,
+    };
+    let input = CoreInput::Toolstack { job: JobId(1), op };
+    assert_eq!(hv.handle(&input, p), Ok(()));
+    p.run_until_idle(hv);
+}
+
+/// The driver state writes traced so far, as (path, state).
+fn state_writes(p: &FakePlatform) -> Vec<(String, u8)> {
+    p.events
+        .iter()
+        .filter_map(|e| match e {
+            TraceEvent::XenbusState { path, state } => Some((path.clone(), *state)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn dom0_vcpu0() -> VcpuRef {
+    VcpuRef {
+        dom: DomId::DOM0,
+        vcpu: VcpuId::new(0).expect("vCPU 0"),
+    }
+}
+
+#[test]
+fn vif_states_are_written_in_the_order_of_the_watch_events() {
+    let (mut hv, mut p) = host(0);
+    create_vif_guest(&mut hv, &mut p);
+    let back = "/local/domain/0/backend/vif/1/0/state";
+    let front = "/local/domain/1/device/vif/0/state";
+    let expected = [
+        (String::from(back), 2),  // netback probe, on the backend bus event.
+        (String::from(front), 4), // netfront on backend InitWait (its watch's first event).
+        (String::from(back), 4),  // netback on frontend Connected.
+    ];
+    assert_eq!(state_writes(&p), expected);
+}
+
+#[test]
+fn every_state_write_follows_an_event_on_its_device() {
+    let (mut hv, mut p) = host(0);
+    create_vif_guest(&mut hv, &mut p);
+    let first_event = p
+        .events
+        .iter()
+        .position(|e| matches!(e, TraceEvent::XenbusEvent { .. }));
+    let first_write = p
+        .events
+        .iter()
+        .position(|e| matches!(e, TraceEvent::XenbusState { .. }));
+    assert!(first_event.is_some());
+    assert!(first_event < first_write, "a driver wrote before any event");
+}
+
+#[test]
+fn xenstore_write_client_is_one_request_of_dom0_vcpu0_work() {
+    // 7 us per request: one `xenstore-write` of one key is one request.
+    const REQUEST_NS: i64 = 7_000;
+    let (mut hv, mut p) = host(REQUEST_NS);
+    let before = hv.xenstored_charged_requests();
+    let cmd = XsClientCmd::Write {
+        pairs: alloc::vec![(String::from("/tool/probe"), b"1".to_vec())],
+        raw: false,
+    };
+    let input = CoreInput::Toolstack {
+        job: JobId(2),
+        op: ToolstackOp::XsClient(cmd),
+    };
+    assert_eq!(hv.handle(&input, &mut p), Ok(()));
+    assert_eq!(hv.xenstored_charged_requests(), before + 1);
+    let last = p.xs_work.last().copied();
+    assert_eq!(
+        last.map(|(v, _, ns)| (v, ns)),
+        Some((dom0_vcpu0(), REQUEST_NS))
+    );
+}
+
+#[test]
+fn dom0_work_asked_equals_requests_times_the_request_cost() {
+    const REQUEST_NS: i64 = 5_000;
+    let (mut hv, mut p) = host(REQUEST_NS);
+    create_vif_guest(&mut hv, &mut p);
+    let asked_ns: i64 = p.xs_work.iter().map(|(_, _, ns)| ns).sum();
+    let requests = i64::try_from(hv.xenstored_charged_requests()).unwrap_or(i64::MAX);
+    assert!(requests > 0);
+    assert_eq!(asked_ns, requests * REQUEST_NS);
+    assert!(p.xs_work.iter().all(|(v, _, _)| *v == dom0_vcpu0()));
+}
+
+#[test]
+fn handshake_waits_for_xenstored_work_before_each_reaction() {
+    // 2 ms per request: each of the five reaction stages waits at least one request's
+    // work before its event reaches the driver.
+    const REQUEST_NS: i64 = 2_000_000;
+    const STAGES: i64 = 5;
+    let (mut hv_free, mut free) = host(0);
+    create_vif_guest(&mut hv_free, &mut free);
+    let (mut hv, mut slow) = host(REQUEST_NS);
+    create_vif_guest(&mut hv, &mut slow);
+    let extra_ns = slow.now.as_ns() - free.now.as_ns();
+    assert!(extra_ns >= STAGES * REQUEST_NS, "only {extra_ns} ns later");
+    let back = "/local/domain/0/backend/vif/1/0/state";
+    let connected = hv.xenstore().node(back).map(|n| n.value().to_vec());
+    assert_eq!(connected.as_deref(), Some(&b"4"[..]));
+}
+
+#[test]
+fn xenstored_done_for_a_later_item_is_refused() {
+    let (mut hv, mut p) = host(1_000);
+    let cmd = XsClientCmd::Write {
+        pairs: alloc::vec![(String::from("/tool/probe"), b"1".to_vec())],
+        raw: false,
+    };
+    let input = CoreInput::Toolstack {
+        job: JobId(2),
+        op: ToolstackOp::XsClient(cmd),
+    };
+    assert_eq!(hv.handle(&input, &mut p), Ok(()));
+    let later = crate::ids::XsWorkId(99);
+    let refused = hv.handle(&CoreInput::XenstoredDone { item: later }, &mut p);
+    assert_eq!(refused, Err(super::InputError::UnknownXsWork(later)));
+}
+
+/// Index of the first event `matches` accepts at or after `from`.
+fn position_from(p: &FakePlatform, from: usize, matches: impl Fn(&TraceEvent) -> bool) -> usize {
+    p.events[from..]
+        .iter()
+        .position(matches)
+        .map_or(usize::MAX, |i| from + i)
+}
+
+#[test]
+fn destroy_closes_the_backend_on_its_watch_before_removing_the_directories() {
+    use crate::toolstack::ops::JobStepCode;
+    let (mut hv, mut p) = host(0);
+    create_vif_guest(&mut hv, &mut p);
+    let start = p.events.len();
+    let dom = DomId::new(1).expect("d1");
+    let input = CoreInput::Toolstack {
+        job: JobId(2),
+        op: ToolstackOp::Destroy { dom },
+    };
+    assert_eq!(hv.handle(&input, &mut p), Ok(()));
+    p.run_until_idle(&mut hv);
+    let step = |code: JobStepCode| {
+        let code = code as u8;
+        move |e: &TraceEvent| matches!(e, TraceEvent::JobStep { step, .. } if *step == code)
+    };
+    let unplug = position_from(&p, start, step(JobStepCode::DestroyUnplug));
+    let event = position_from(&p, unplug, |e| matches!(e, TraceEvent::XenbusEvent { .. }));
+    let back_closed = position_from(&p, event, |e| {
+        matches!(e, TraceEvent::XenbusState { path, state: 6 }
+            if path == "/local/domain/0/backend/vif/1/0/state")
+    });
+    let removal = position_from(&p, unplug, step(JobStepCode::DestroyDevices));
+    assert!(unplug < event, "no watch event after the unplug");
+    assert!(event < back_closed, "netback did not close on its watch");
+    assert!(
+        back_closed < removal,
+        "the directories went before the backend closed"
+    );
+    assert!(hv.check_invariants().is_empty());
+}
+
+#[test]
+fn socket_request_is_one_request_of_dom0_work() {
+    // XS_READ of `/tool` (type 2, req_id 7, tx 0, payload "/tool\0"): one reply.
+    let (mut hv, mut p) = host(3_000);
+    let before = hv.xenstored_charged_requests();
+    let frame = crate::xenstore::Frame::request(crate::xenstore::MsgType::Read, 7, 0, b"/tool\0");
+    let mut bytes = Vec::new();
+    frame.encode_into(&mut bytes);
+    let input = CoreInput::XsSocketData { client: 1, bytes };
+    assert_eq!(hv.handle(&input, &mut p), Ok(()));
+    assert_eq!(hv.xenstored_charged_requests(), before + 1);
+    assert_eq!(p.xs_sent.len(), 1);
+}
+
+#[test]
+fn checker_flags_a_probed_backend_that_stopped_watching_its_frontend() {
+    let (mut hv, mut p) = host(0);
+    create_vif_guest(&mut hv, &mut p);
+    let dom0 = hv.xenstore.dom0_conn();
+    let path = b"/local/domain/1/device/vif/0/state";
+    let token = super::xenbus_watch::TOKEN_OTHEREND;
+    hv.xenstore
+        .unwatch(dom0, path, token)
+        .expect("netback watches the frontend's state");
+    let broken: Vec<&str> = hv.check_invariants().iter().map(|v| v.invariant).collect();
+    assert!(broken.contains(&"xenbus.otherend_watch"));
+}
+
+#[test]
+fn backend_directory_removed_by_a_client_closes_the_frontend_and_destroy_cleans_up() {
+    // `xenstore-rm` of a connected vif's backend directory: netfront sees its backend's
+    // state vanish (Unknown) and closes, keeping the still-mapped ring grants; the
+    // destroy then unmaps and ends them.
+    let (mut hv, mut p) = host(0);
+    create_vif_guest(&mut hv, &mut p);
+    let cmd = XsClientCmd::Rm {
+        keys: alloc::vec![String::from("/local/domain/0/backend/vif/1/0")],
+        tidy: false,
+    };
+    let input = CoreInput::Toolstack {
+        job: JobId(2),
+        op: ToolstackOp::XsClient(cmd),
+    };
+    assert_eq!(hv.handle(&input, &mut p), Ok(()));
+    p.run_until_idle(&mut hv);
+    let front = hv.xenstore().node("/local/domain/1/device/vif/0/state");
+    assert_eq!(front.map(|n| n.value().to_vec()), Some(b"6".to_vec()));
+    let dom = DomId::new(1).expect("d1");
+    let destroy = CoreInput::Toolstack {
+        job: JobId(3),
+        op: ToolstackOp::Destroy { dom },
+    };
+    assert_eq!(hv.handle(&destroy, &mut p), Ok(()));
+    p.run_until_idle(&mut hv);
+    assert!(hv.domain(dom).is_none());
+    assert!(hv.check_invariants().is_empty());
+}

@@ -1,0 +1,484 @@
+//! The split drivers' XenStore watches: which watches each end registers, how a watch
+//! event that xenstored delivered (`xenstored.rs`) becomes a driver reaction one
+//! `io.xenbus_step_ns` later, and the reactions themselves, which read the other end's
+//! current `state` from XenStore and take the step Linux's handler takes for it.
+//!
+//! Follows Linux drivers/xen/xenbus/xenbus_probe.c (`xenbus_dev_probe`,
+//! `talk_to_otherend`, `watch_otherend`, `xenbus_otherend_changed`,
+//! `xenbus_dev_changed`), xenbus_probe_backend.c (`be_watch` on `backend`,
+//! `frontend_changed`), xenbus_probe_frontend.c (`fe_watch` on `device`), and the drivers'
+//! `frontend_changed` (xen-netback/xenbus.c, xen-blkback/xenbus.c) and `backend_changed`
+//! (xen-netfront.c `netback_changed`, xen-blkfront.c `blkback_changed`); spec
+//! `xenstore-io.md` §4.3–4.5.
+//!
+//! Watches (tokens start with `xenbus:`, so `XenStore::take_watch_events` can pick them):
+//! - dom0's backend bus watches `/local/domain/0/backend` from boot: an event under an
+//!   unprobed device directory probes its backend; an event on `<backend>/online` makes
+//!   the backend check it (`online = 0` is the toolstack's unplug); an event on the
+//!   directory itself makes it check the directory still exists.
+//! - A guest's frontend bus watches `/local/domain/<F>/device` once it is introduced: an
+//!   event under an unprobed device directory probes its frontend.
+//! - A probed end watches the other end's `state` (`watch_otherend`). Registration fires
+//!   once at once; that first event is handled like any other (Linux reads the state and
+//!   acts if there is something to do: a frontend probed after its backend reached
+//!   InitWait publishes on it).
+//!
+//! # Invariants
+//! - Every pending reaction names a device end whose domain had devices when it was
+//!   scheduled; a reaction whose device is gone by then does nothing.
+//! - A device end is probed at most once (`*_probed`, `*_probe_pending`).
+//! - At most [`DRIVER_TASKS_MAX`] reactions are pending.
+//! - `xl create` and `xl destroy` wait (`xenbus_waiters`) until no reaction for the
+//!   domain is pending and xenstored holds no event for its devices: every device is
+//!   Connected (or Closed) or stuck.
+//!
+//! xensim differs: a bus event under an already probed device costs nothing (Linux reads
+//! the directory's existence); the drivers of a paused guest still react; events are
+//! handled in parallel per device end, each `io.xenbus_step_ns` after it arrived (Linux
+//! has one xenwatch thread per kernel, which serialises them).
+
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use super::xenbus_xs::DriverXs;
+use super::xenstored::HeldEvent;
+use super::Hypervisor;
+use crate::ids::{DomId, DriverWorkId};
+use crate::io::handshake::DeviceConn;
+use crate::io::xenbus::{End, XenbusState};
+use crate::platform::Platform;
+use crate::time::Span;
+use crate::trace::TraceEvent;
+
+/// dom0's backend bus watch token.
+pub(crate) const TOKEN_BACKEND_BUS: &[u8] = b"xenbus:be-bus";
+/// A guest's frontend bus watch token.
+pub(crate) const TOKEN_FRONTEND_BUS: &[u8] = b"xenbus:fe-bus";
+/// The token of an end's watch on the other end's `state`.
+pub(crate) const TOKEN_OTHEREND: &[u8] = b"xenbus:otherend";
+/// Most driver reactions pending at once on a host (xensim's bound: a few per device end
+/// in flight; reaching it means the drivers livelock).
+pub const DRIVER_TASKS_MAX: usize = 1 << 16;
+/// dom0's backend directory, which the backend bus watches.
+const BACKEND_ROOT: &str = "/local/domain/0/backend";
+
+/// What a driver reaction does.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Reaction {
+    /// A bus event under an unprobed device: probe this end.
+    Probe,
+    /// The other end's `state` changed: read it and act.
+    OtherendChanged,
+    /// The backend's `online` key changed: read it and close if it is `0`.
+    OnlineChanged,
+    /// The backend's directory itself changed: if it is gone, the device goes
+    /// (`xenbus_dev_changed` finds it missing and unregisters it).
+    DirChanged,
+}
+
+/// One pending driver reaction.
+#[derive(Clone, Debug)]
+pub(crate) struct DriverTask {
+    /// The device's frontend domain.
+    front_dom: DomId,
+    /// The device's frontend directory (identifies the device).
+    front_path: String,
+    /// Which end reacts.
+    end: End,
+    reaction: Reaction,
+}
+
+/// The path components of `path` (without the leading empty one).
+fn components(path: &str) -> Vec<&str> {
+    path.split('/').skip(1).collect()
+}
+
+/// The frontend domain a driver event is about: `/local/domain/0/backend/<k>/<F>/...`
+/// or `/local/domain/<F>/device/...`.
+pub(crate) fn event_front_dom(path: &str) -> Option<DomId> {
+    let parts = components(path);
+    let raw = match parts.as_slice() {
+        ["local", "domain", "0", "backend", _kind, fe, _devid, ..] => fe,
+        ["local", "domain", fe, "device", _kind, _devid, ..] => fe,
+        _ => return None,
+    };
+    raw.parse::<u16>().ok().and_then(DomId::new)
+}
+
+/// The device directory an event path lies in (`None` above device level).
+fn device_root(path: &str) -> Option<String> {
+    let parts = components(path);
+    let depth = match parts.as_slice() {
+        ["local", "domain", "0", "backend", _, _, _, ..] => 7,
+        ["local", "domain", _, "device", _, _, ..] => 6,
+        _ => return None,
+    };
+    let mut root = String::new();
+    for part in &parts[..depth] {
+        root.push('/');
+        root.push_str(part);
+    }
+    Some(root)
+}
+
+impl Hypervisor {
+    /// dom0's kernel registers its backend bus watch at boot.
+    pub(crate) fn xenbus_boot_watch(&mut self) {
+        let conn = self.xenstore.dom0_conn();
+        let added = self
+            .xenstore
+            .watch(conn, BACKEND_ROOT.as_bytes(), TOKEN_BACKEND_BUS);
+        assert!(added.is_ok(), "backend bus watch: {added:?}");
+    }
+
+    /// A newly introduced guest's kernel registers its frontend bus watch.
+    pub(crate) fn xenbus_guest_watch(&mut self, dom: DomId) {
+        if self.xenstore.domain_conn(u32::from(dom.raw())).is_none() {
+            return;
+        }
+        let path = alloc::format!("/local/domain/{}/device", dom.raw());
+        let added = self.driver_watch(DriverXs::Guest(dom), &path, TOKEN_FRONTEND_BUS, false);
+        assert!(added.is_ok(), "frontend bus watch of {dom:?}: {added:?}");
+    }
+
+    /// xenstored delivered these events (in order): each that concerns a driver schedules
+    /// its reaction one `io.xenbus_step_ns` later.
+    pub(crate) fn deliver_driver_events<P: Platform + ?Sized>(
+        &mut self,
+        events: Vec<HeldEvent>,
+        p: &mut P,
+    ) {
+        for event in events {
+            let Some((front_dom, front_path, end, reaction)) = self.route_event(&event) else {
+                continue;
+            };
+            if reaction == Reaction::Probe {
+                self.mark_probe_pending(front_dom, &front_path, end);
+            }
+            let work = DriverWorkId(self.next_driver_work);
+            self.next_driver_work = self.next_driver_work.wrapping_add(1);
+            let task = DriverTask {
+                front_dom,
+                front_path,
+                end,
+                reaction,
+            };
+            assert!(
+                self.driver_tasks.len() < DRIVER_TASKS_MAX,
+                "driver reactions pile up"
+            );
+            let old = self.driver_tasks.insert(work, task);
+            assert!(old.is_none(), "{work:?} reused");
+            p.trace(&TraceEvent::XenbusEvent {
+                work,
+                path: event.path,
+            });
+            let at = p
+                .now()
+                .after(Span::from_ns(self.costs.xenbus_step_ns.max(0)));
+            p.defer_driver(work, at);
+        }
+    }
+
+    /// The device end and reaction an event calls for, `None` if it calls for nothing.
+    fn route_event(&self, event: &HeldEvent) -> Option<(DomId, String, End, Reaction)> {
+        let front_dom = event_front_dom(&event.path)?;
+        let conns = self.xenbus.get(&front_dom)?;
+        let dom0 = self.xenstore.dom0_conn();
+        let token = event.token.as_slice();
+        let (end, reaction, conn) = if token == TOKEN_OTHEREND {
+            let end = if event.conn == dom0 {
+                End::Backend
+            } else {
+                End::Frontend
+            };
+            let conn = conns.iter().find(|c| match end {
+                End::Backend => event.path == alloc::format!("{}/state", c.front_path),
+                End::Frontend => event.path == alloc::format!("{}/state", c.back_path),
+            })?;
+            (end, Reaction::OtherendChanged, conn)
+        } else {
+            let root = device_root(&event.path)?;
+            let (end, conn) = if token == TOKEN_BACKEND_BUS && event.conn == dom0 {
+                (End::Backend, conns.iter().find(|c| c.back_path == root)?)
+            } else if token == TOKEN_FRONTEND_BUS {
+                (End::Frontend, conns.iter().find(|c| c.front_path == root)?)
+            } else {
+                return None;
+            };
+            let (probed, pending) = match end {
+                End::Backend => (conn.back_probed, conn.back_probe_pending),
+                End::Frontend => (conn.front_probed, conn.front_probe_pending),
+            };
+            let online = alloc::format!("{root}/online");
+            let reaction = if !probed && !pending {
+                Reaction::Probe
+            } else if end == End::Backend && probed && event.path == online {
+                Reaction::OnlineChanged
+            } else if end == End::Backend && probed && event.path == root {
+                Reaction::DirChanged
+            } else {
+                return None;
+            };
+            (end, reaction, conn)
+        };
+        Some((front_dom, conn.front_path.clone(), end, reaction))
+    }
+
+    fn mark_probe_pending(&mut self, dom: DomId, front_path: &str, end: End) {
+        let conns = self
+            .xenbus
+            .get_mut(&dom)
+            .map_or(&mut [][..], Vec::as_mut_slice);
+        if let Some(conn) = conns.iter_mut().find(|c| c.front_path == front_path) {
+            match end {
+                End::Backend => conn.back_probe_pending = true,
+                End::Frontend => conn.front_probe_pending = true,
+            }
+        }
+    }
+
+    /// A driver reaction is due.
+    pub(crate) fn driver_work<P: Platform + ?Sized>(
+        &mut self,
+        work: DriverWorkId,
+        p: &mut P,
+    ) -> Result<(), super::InputError> {
+        let task = self
+            .driver_tasks
+            .remove(&work)
+            .ok_or(super::InputError::UnknownDriverWork(work))?;
+        let mut conns = self.xenbus.remove(&task.front_dom).unwrap_or_default();
+        if let Some(slot) = conns.iter().position(|c| c.front_path == task.front_path) {
+            let conn = &mut conns[slot];
+            match (task.end, task.reaction) {
+                (end, Reaction::Probe) => self.driver_probe(conn, end),
+                (End::Backend, Reaction::OtherendChanged) => {
+                    let front = self.read_state(DriverXs::Dom0, &conn.front_path);
+                    self.frontend_changed(conn, front, p);
+                }
+                (End::Frontend, Reaction::OtherendChanged) => {
+                    let who = DriverXs::Guest(conn.front_dom);
+                    let back = self.read_state(who, &conn.back_path);
+                    self.backend_changed(conn, slot, back);
+                }
+                (End::Backend, Reaction::OnlineChanged) => self.online_changed(conn),
+                (End::Backend, Reaction::DirChanged) => self.backend_dir_changed(conn),
+                (End::Frontend, Reaction::OnlineChanged | Reaction::DirChanged) => {
+                    unreachable!("only a backend reacts to its own keys")
+                }
+            }
+        }
+        if !conns.is_empty() {
+            self.xenbus.insert(task.front_dom, conns);
+        }
+        Ok(())
+    }
+
+    /// `xenbus_dev_probe`: read the other end's details, watch its `state` (the watch
+    /// fires once at once), then the driver's probe (a backend publishes its features
+    /// and goes InitWait; a frontend's probe writes nothing). A watch the store refuses
+    /// (a guest past its watch quota) fails the probe: the end stays unprobed.
+    fn driver_probe(&mut self, conn: &mut DeviceConn, end: End) {
+        let (xs, dir, other) = match end {
+            End::Backend => {
+                conn.back_probe_pending = false;
+                (DriverXs::Dom0, &conn.back_path, &conn.front_path)
+            }
+            End::Frontend => {
+                conn.front_probe_pending = false;
+                (
+                    DriverXs::Guest(conn.front_dom),
+                    &conn.front_path,
+                    &conn.back_path,
+                )
+            }
+        };
+        // xenbus_read_otherend_details: `<dir>/<other>-id` and `<dir>/<other>`.
+        let keys: [&str; 2] = match end {
+            End::Backend => ["frontend-id", "frontend"],
+            End::Frontend => ["backend-id", "backend"],
+        };
+        for key in keys {
+            let path = alloc::format!("{dir}/{key}");
+            let _ = self.driver_read(xs, &path);
+        }
+        let watched = alloc::format!("{other}/state");
+        let added = self.driver_watch(xs, &watched, TOKEN_OTHEREND, false);
+        if added.is_err() {
+            return;
+        }
+        match end {
+            End::Backend => {
+                conn.back_probed = true;
+                self.backend_probe(conn);
+            }
+            End::Frontend => conn.front_probed = true,
+        }
+    }
+
+    /// The state in `<dir>/state` as `xenbus_read_driver_state` reads it.
+    fn read_state(&mut self, who: DriverXs, dir: &str) -> XenbusState {
+        let path = alloc::format!("{dir}/state");
+        match self.driver_read(who, &path) {
+            Ok(value) => XenbusState::parse(&value),
+            Err(_) => XenbusState::Unknown,
+        }
+    }
+
+    /// The backend's `frontend_changed` for the frontend's current `state`.
+    fn frontend_changed<P: Platform + ?Sized>(
+        &mut self,
+        conn: &mut DeviceConn,
+        front: XenbusState,
+        p: &mut P,
+    ) {
+        use crate::io::handshake::DeviceKind;
+        use XenbusState::{Closed, Closing, Connected, InitWait, Initialised, Unknown};
+        let transport_ready = match conn.kind {
+            // netback connects on Connected only (netfront skips Initialised).
+            DeviceKind::Vif => front == Connected,
+            DeviceKind::Vbd => matches!(front, Initialised | Connected),
+        };
+        if transport_ready {
+            if conn.back_state == InitWait && conn.ring_handles.is_empty() {
+                let _connected = self.backend_connect(conn, p);
+            }
+        } else if matches!(front, Closing | Closed | Unknown) && conn.back_state != Closed {
+            self.backend_close(conn, true);
+        }
+    }
+
+    /// The frontend's `backend_changed` for the backend's current `state`.
+    fn backend_changed(&mut self, conn: &mut DeviceConn, slot: usize, back: XenbusState) {
+        use XenbusState::{Closed, Closing, Connected, InitWait, Initialised, Initialising};
+        match back {
+            InitWait if conn.front_state == Initialising && conn.ring_refs.is_empty() => {
+                let _published = self.frontend_publish(conn, slot);
+            }
+            Connected if conn.front_state == Initialised => self.frontend_connect(conn),
+            Closing
+                if matches!(
+                    conn.front_state,
+                    Initialising | Initialised | XenbusState::Connected
+                ) =>
+            {
+                self.set_state(conn, End::Frontend, Closing);
+            }
+            Closed | XenbusState::Unknown if conn.front_state != Closed => {
+                self.frontend_close_finish(conn);
+            }
+            _ => {}
+        }
+    }
+
+    /// The backend's `online` changed: `0` is the toolstack's unplug (spec §4.5), and
+    /// the backend goes Closing.
+    fn online_changed(&mut self, conn: &mut DeviceConn) {
+        let path = alloc::format!("{}/online", conn.back_path);
+        let dom0 = self.xenstore.dom0_conn();
+        self.xsd_count(1);
+        let offline = self
+            .xenstore
+            .read(dom0, None, path.as_bytes())
+            .is_ok_and(|v| v == b"0");
+        let open = !matches!(conn.back_state, XenbusState::Closing | XenbusState::Closed);
+        if offline && open {
+            self.backend_close(conn, false);
+        }
+    }
+
+    /// An event on the backend's directory itself: if it is gone (a client removed it),
+    /// the backend device goes: unmap, close the port, Closed (nothing to write into).
+    fn backend_dir_changed(&mut self, conn: &mut DeviceConn) {
+        let dom0 = self.xenstore.dom0_conn();
+        self.xsd_count(1);
+        let gone = self
+            .xenstore
+            .read(dom0, None, conn.back_path.as_bytes())
+            .is_err();
+        if gone && conn.back_state != XenbusState::Closed {
+            self.backend_close(conn, true);
+        }
+    }
+
+    /// True if no reaction for `dom`'s devices is pending and xenstored holds no event
+    /// for them.
+    pub(crate) fn xenbus_settled(&self, dom: DomId) -> bool {
+        let pending = self.driver_tasks.values().any(|t| t.front_dom == dom);
+        !pending
+            && !self.xsd.holds_ring(u32::from(dom.raw()))
+            && !self
+                .xsd
+                .holds_event(|e| event_front_dom(&e.path) == Some(dom))
+    }
+
+    /// Whether `dom`'s handshake settled, counting the work of the current input too.
+    pub(crate) fn xenbus_handshake_settled<P: Platform + ?Sized>(
+        &mut self,
+        dom: DomId,
+        p: &mut P,
+    ) -> bool {
+        self.xsd_flush(p);
+        self.xenbus_settled(dom)
+    }
+
+    /// Create and destroy jobs waiting for their domain's devices continue once they
+    /// settled (or the domain is gone).
+    pub(crate) fn xenbus_wake_waiters<P: Platform + ?Sized>(&mut self, p: &mut P) {
+        if self.xenbus_waiters.is_empty() {
+            return;
+        }
+        let ready: Vec<crate::toolstack::ops::JobId> = self
+            .xenbus_waiters
+            .iter()
+            .filter(|(_, dom)| !self.is_alive(**dom) || self.xenbus_settled(**dom))
+            .map(|(job, _)| *job)
+            .collect();
+        for job in ready {
+            self.xenbus_waiters.remove(&job);
+            p.defer_toolstack(job, p.now());
+        }
+    }
+
+    /// An end stops watching when its device closes (`unregister_xenbus_watch`).
+    pub(crate) fn unwatch_otherends(&mut self, conn: &DeviceConn) {
+        if conn.back_probed {
+            let path = alloc::format!("{}/state", conn.front_path);
+            let _ = self.driver_watch(DriverXs::Dom0, &path, TOKEN_OTHEREND, true);
+        }
+        let front_dom = u32::from(conn.front_dom.raw());
+        if conn.front_probed && self.xenstore.domain_conn(front_dom).is_some() {
+            let path = alloc::format!("{}/state", conn.back_path);
+            let who = DriverXs::Guest(conn.front_dom);
+            let _ = self.driver_watch(who, &path, TOKEN_OTHEREND, true);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backend_paths_name_their_frontend_domain_and_device() {
+        let path = "/local/domain/0/backend/vif/3/0/state";
+        assert_eq!(event_front_dom(path), DomId::new(3));
+        let root = device_root(path);
+        assert_eq!(root.as_deref(), Some("/local/domain/0/backend/vif/3/0"));
+    }
+
+    #[test]
+    fn frontend_paths_name_their_domain_and_device() {
+        let path = "/local/domain/7/device/vbd/51712/ring-ref";
+        assert_eq!(event_front_dom(path), DomId::new(7));
+        let root = device_root(path);
+        assert_eq!(root.as_deref(), Some("/local/domain/7/device/vbd/51712"));
+    }
+
+    #[test]
+    fn bus_roots_are_above_any_device() {
+        assert_eq!(device_root(BACKEND_ROOT), None);
+        assert_eq!(event_front_dom("/local/domain/7/device"), None);
+    }
+}

@@ -1,0 +1,188 @@
+//! The split drivers' XenStore calls, by where the driver runs: a backend in dom0 talks
+//! on dom0's connection; a frontend in a guest talks over the guest's ring page
+//! (`xs_ring.rs`), as Linux's xenbus does (`xenbus_read`, `xenbus_write`,
+//! `xenbus_transaction_start/end`, `register_xenbus_watch`). A guest that was never
+//! introduced (a create that failed before `XS_INTRODUCE`) has no ring; its frontend is
+//! then served on the toolstack's connection.
+//!
+//! Every call is one request xenstored handles and charges to dom0 (`xenstored.rs`):
+//! typed calls count themselves here, ring requests are counted by xenstored's turn.
+//!
+//! # Invariants
+//! - A frontend's request reaches xenstored as wire bytes through its ring whenever the
+//!   guest is introduced; only the toolstack fallback uses typed calls.
+
+use alloc::vec::Vec;
+
+use super::xs_ring::XsRingError;
+use super::Hypervisor;
+use crate::ids::{DomId, XsConnId, XsTxId};
+use crate::xenstore::wire::MsgType;
+use crate::xenstore::XsError;
+
+/// Where a driver's XenStore requests go.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum DriverXs {
+    /// A backend in dom0, on dom0's connection.
+    Dom0,
+    /// A frontend in this guest, over its ring.
+    Guest(DomId),
+}
+
+/// `path\0` (or `path\0value` for a write).
+fn args(parts: &[&[u8]], last_nul: bool) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (i, part) in parts.iter().enumerate() {
+        out.extend_from_slice(part);
+        if i + 1 < parts.len() || last_nul {
+            out.push(0);
+        }
+    }
+    out
+}
+
+impl Hypervisor {
+    /// The connection of a typed call: dom0's, or the toolstack's for a guest without a
+    /// ring. `None` if the guest has a ring (its requests go through it).
+    fn driver_typed_conn(&self, who: DriverXs) -> Option<XsConnId> {
+        match who {
+            DriverXs::Dom0 => Some(self.xenstore.dom0_conn()),
+            DriverXs::Guest(dom) => {
+                let raw = u32::from(dom.raw());
+                match self.xenstore.ring(raw) {
+                    Some(_) => None,
+                    None => Some(self.xs_tool),
+                }
+            }
+        }
+    }
+
+    /// One wire request of a guest's frontend over its ring: the reply payload, or the
+    /// error xenstored (or the ring) gave.
+    fn driver_ring_request(
+        &mut self,
+        dom: DomId,
+        msg: MsgType,
+        tx: Option<XsTxId>,
+        payload: &[u8],
+    ) -> Result<Vec<u8>, XsError> {
+        let tx_id = tx.map_or(0, XsTxId::raw);
+        let reply = self
+            .xs_guest_exchange(dom, msg, tx_id, payload)
+            // A broken ring or an ignored connection: the driver's call fails with EIO.
+            .map_err(|_: XsRingError| XsError::Eio)?;
+        if reply.msg_type() == Some(MsgType::Error) {
+            return Err(XsError::from_wire_payload(&reply.payload).unwrap_or(XsError::Eio));
+        }
+        Ok(reply.payload)
+    }
+
+    /// `xenbus_read`.
+    pub(crate) fn driver_read(&mut self, who: DriverXs, path: &str) -> Result<Vec<u8>, XsError> {
+        match (self.driver_typed_conn(who), who) {
+            (Some(conn), _) => {
+                self.xsd_count(1);
+                self.xenstore.read(conn, None, path.as_bytes())
+            }
+            (None, DriverXs::Guest(dom)) => {
+                self.driver_ring_request(dom, MsgType::Read, None, &args(&[path.as_bytes()], true))
+            }
+            (None, DriverXs::Dom0) => unreachable!("dom0 always has a typed connection"),
+        }
+    }
+
+    /// `xenbus_write`.
+    pub(crate) fn driver_write(
+        &mut self,
+        who: DriverXs,
+        tx: Option<XsTxId>,
+        path: &str,
+        value: &[u8],
+    ) -> Result<(), XsError> {
+        match (self.driver_typed_conn(who), who) {
+            (Some(conn), _) => {
+                self.xsd_count(1);
+                self.xenstore.write(conn, tx, path.as_bytes(), value)
+            }
+            (None, DriverXs::Guest(dom)) => {
+                let payload = args(&[path.as_bytes(), value], false);
+                self.driver_ring_request(dom, MsgType::Write, tx, &payload)
+                    .map(|_| ())
+            }
+            (None, DriverXs::Dom0) => unreachable!("dom0 always has a typed connection"),
+        }
+    }
+
+    /// `xenbus_transaction_start`.
+    pub(crate) fn driver_tx_start(&mut self, who: DriverXs) -> Result<XsTxId, XsError> {
+        match (self.driver_typed_conn(who), who) {
+            (Some(conn), _) => {
+                self.xsd_count(1);
+                self.xenstore.transaction_start(conn, None)
+            }
+            (None, DriverXs::Guest(dom)) => {
+                let reply =
+                    self.driver_ring_request(dom, MsgType::TransactionStart, None, b"\0")?;
+                let text = reply.strip_suffix(b"\0").unwrap_or(&reply);
+                let id = crate::cnum::c_strtol(text, 10).0;
+                u32::try_from(id)
+                    .ok()
+                    .and_then(XsTxId::new)
+                    .ok_or(XsError::Eio)
+            }
+            (None, DriverXs::Dom0) => unreachable!("dom0 always has a typed connection"),
+        }
+    }
+
+    /// `xenbus_transaction_end`.
+    pub(crate) fn driver_tx_end(
+        &mut self,
+        who: DriverXs,
+        tx: XsTxId,
+        commit: bool,
+    ) -> Result<(), XsError> {
+        match (self.driver_typed_conn(who), who) {
+            (Some(conn), _) => {
+                self.xsd_count(1);
+                self.xenstore.transaction_end(conn, Some(tx), commit)
+            }
+            (None, DriverXs::Guest(dom)) => {
+                let arg: &[u8] = if commit { b"T\0" } else { b"F\0" };
+                self.driver_ring_request(dom, MsgType::TransactionEnd, Some(tx), arg)
+                    .map(|_| ())
+            }
+            (None, DriverXs::Dom0) => unreachable!("dom0 always has a typed connection"),
+        }
+    }
+
+    /// `register_xenbus_watch` (`XS_WATCH`); `unwatch` for `unregister_xenbus_watch`.
+    pub(crate) fn driver_watch(
+        &mut self,
+        who: DriverXs,
+        path: &str,
+        token: &[u8],
+        unwatch: bool,
+    ) -> Result<(), XsError> {
+        match (self.driver_typed_conn(who), who) {
+            (Some(conn), _) => {
+                self.xsd_count(1);
+                if unwatch {
+                    self.xenstore.unwatch(conn, path.as_bytes(), token)
+                } else {
+                    self.xenstore.watch(conn, path.as_bytes(), token)
+                }
+            }
+            (None, DriverXs::Guest(dom)) => {
+                let msg = if unwatch {
+                    MsgType::Unwatch
+                } else {
+                    MsgType::Watch
+                };
+                let payload = args(&[path.as_bytes(), token], true);
+                self.driver_ring_request(dom, msg, None, &payload)
+                    .map(|_| ())
+            }
+            (None, DriverXs::Dom0) => unreachable!("dom0 always has a typed connection"),
+        }
+    }
+}

@@ -1,0 +1,249 @@
+//! xenstored as an actor in dom0: every request it handles costs `io.xenstored_request_ns`
+//! of CPU on dom0's vCPU 0, and the watch events it sends to the in-process split drivers
+//! leave only once that CPU work is done.
+//!
+//! Every XenStore request made during one core input (the toolstack's, the drivers', a
+//! xenstore-* client's, a socket client's) is counted; at the end of the input the count
+//! becomes one batch of work, appended to xenstored's FIFO of work items, and the driver
+//! watch events the store queued on dom0's and the guests' connections are held in that
+//! item. The platform turns the work into CPU demand of dom0's vCPU 0
+//! ([`Platform::xenstored_work`]); the core wakes that vCPU if it is blocked (the event
+//! channel or socket that carried the request makes xenstored runnable). When the vCPU
+//! has run the item's work the platform hands back `CoreInput::XenstoredDone`, and the
+//! held events reach the drivers (`xenbus_watch.rs`). A busy dom0 therefore slows every
+//! handshake step by the time its vCPU 0 spends on other work.
+//!
+//! Follows tools/xenstore/xenstored_core.c of Xen 4.17: one single-threaded daemon in
+//! dom0 serving connections in order (`main`'s poll loop, `handle_input`,
+//! `send_reply`), and xenstored_watch.c (`send_event` queues on the watcher's connection).
+//!
+//! # Invariants
+//! - Items finish in queue order; `XenstoredDone` names the oldest item.
+//! - An item holds events only behind all the work queued before them: a batch without
+//!   events may merge into the newest item, since in a FIFO this changes no completion
+//!   time of any event.
+//! - The queue holds at most [`XS_WORK_ITEMS_MAX`] items.
+//!
+//! xensim differs, on purpose:
+//! - The store changes at once when a request is made, and replies reach their callers at
+//!   once (the toolstack's and drivers' typed calls, and socket clients, whose serve-mode
+//!   clock already advances by `io.xenstored_request_ns` per request); only the watch
+//!   events to the in-process drivers wait for xenstored's CPU work. The toolstack's own
+//!   wait for its requests stays `toolstack.xs_request_ns` per request in its job steps.
+//! - xenstored always runs on dom0's vCPU 0 (a single-threaded daemon; dom0's default is
+//!   one vCPU). Boot-time writes and read-only queries outside the run are not charged.
+//! - Watch events to socket clients go out with the reply, not after the work.
+
+use alloc::collections::{BTreeSet, VecDeque};
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use super::Hypervisor;
+use crate::ids::{DomId, VcpuId, VcpuRef, XsConnId, XsWorkId};
+use crate::platform::Platform;
+use crate::trace::TraceEvent;
+
+/// Most unfinished work items (only items that hold driver events add to the count, so
+/// this bounds the driver events in flight). xensim's bound.
+pub const XS_WORK_ITEMS_MAX: usize = 4096;
+
+/// Token prefix of the watches the in-process split drivers register.
+pub(crate) const DRIVER_TOKEN_PREFIX: &[u8] = b"xenbus:";
+
+/// A watch event xenstored holds for an in-process driver.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct HeldEvent {
+    /// The watcher's connection.
+    pub conn: XsConnId,
+    /// The event path.
+    pub path: String,
+    /// The watch token.
+    pub token: Vec<u8>,
+}
+
+/// One unfinished item of xenstored's work.
+#[derive(Clone, Debug)]
+struct WorkItem {
+    id: XsWorkId,
+    /// CPU time asked of dom0 for it (0: nothing to run, it finishes when it is oldest).
+    work_ns: i64,
+    /// Driver events for dom0's in-process backends.
+    events: Vec<HeldEvent>,
+    /// Guests whose ring connection got output: xenstored writes it into their rings when
+    /// the item is done.
+    rings: BTreeSet<u32>,
+}
+
+impl WorkItem {
+    fn holds_output(&self) -> bool {
+        !self.events.is_empty() || !self.rings.is_empty()
+    }
+}
+
+/// xenstored's CPU work queue.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct XsActor {
+    /// Requests made during the current input, not yet queued.
+    uncharged_requests: u32,
+    /// Unfinished items, oldest first; dom0 works on the front one.
+    queue: VecDeque<WorkItem>,
+    next_item: u64,
+    /// Requests charged since boot.
+    charged_requests: u64,
+}
+
+impl XsActor {
+    /// Requests xenstored handled and charged to dom0 since boot.
+    pub fn charged_requests(&self) -> u64 {
+        self.charged_requests
+    }
+
+    /// True if an unfinished item holds an event `matches` accepts.
+    pub(crate) fn holds_event(&self, matches: impl Fn(&HeldEvent) -> bool) -> bool {
+        self.queue.iter().flat_map(|w| &w.events).any(matches)
+    }
+
+    /// True if an unfinished item will write output into `domid`'s ring.
+    pub(crate) fn holds_ring(&self, domid: u32) -> bool {
+        self.queue.iter().any(|w| w.rings.contains(&domid))
+    }
+}
+
+/// The vCPU xenstored runs on.
+fn xenstored_vcpu() -> VcpuRef {
+    VcpuRef {
+        dom: DomId::DOM0,
+        vcpu: VcpuId::new(0).expect("vCPU 0"),
+    }
+}
+
+impl Hypervisor {
+    /// xenstored handled `count` more requests during this input.
+    pub(crate) fn xsd_count(&mut self, count: u32) {
+        let actor = &mut self.xsd;
+        actor.uncharged_requests = actor.uncharged_requests.saturating_add(count);
+    }
+
+    /// End of an input: the requests it made become dom0 work, holding the driver watch
+    /// events they caused; an item with nothing left to run releases its events at once.
+    pub(crate) fn xsd_flush<P: Platform + ?Sized>(&mut self, p: &mut P) {
+        for event in core::mem::take(&mut self.xenbus_traces) {
+            p.trace(&event);
+        }
+        let events = self.take_driver_events();
+        let rings = self.xenstore.take_rings_with_output();
+        let requests = core::mem::take(&mut self.xsd.uncharged_requests);
+        if requests == 0 && events.is_empty() && rings.is_empty() {
+            return;
+        }
+        let merge = self.xsd.queue.back().is_some_and(|w| !w.holds_output());
+        if !merge {
+            assert!(
+                self.xsd.queue.len() < XS_WORK_ITEMS_MAX,
+                "xenstored work queue full"
+            );
+            let id = XsWorkId(self.xsd.next_item);
+            self.xsd.next_item += 1;
+            self.xsd.queue.push_back(WorkItem {
+                id,
+                work_ns: 0,
+                events: Vec::new(),
+                rings: BTreeSet::new(),
+            });
+        }
+        let event_count = u32::try_from(events.len()).unwrap_or(u32::MAX);
+        let work_ns = self
+            .costs
+            .xenstored_request_ns
+            .max(0)
+            .saturating_mul(i64::from(requests));
+        let Some(item) = self.xsd.queue.back_mut() else {
+            unreachable!("an item was just queued");
+        };
+        item.work_ns = item.work_ns.saturating_add(work_ns);
+        item.events.extend(events);
+        item.rings.extend(rings);
+        let id = item.id;
+        self.xsd.charged_requests += u64::from(requests);
+        p.trace(&TraceEvent::XenstoredWork {
+            item: id,
+            requests,
+            events: event_count,
+        });
+        if work_ns > 0 {
+            p.xenstored_work(xenstored_vcpu(), id, work_ns);
+            // The request's event channel (or socket) makes xenstored runnable.
+            let _ = self.vcpu_wake_event(xenstored_vcpu(), p);
+        }
+        self.xsd_release_idle(p);
+    }
+
+    /// Boot is over: dom0's boot-time writes are not charged (no vCPU runs yet), and the
+    /// backend bus watch's first event concerns no device.
+    pub(crate) fn xsd_boot_done(&mut self) {
+        self.xsd.uncharged_requests = 0;
+        let _ = self.take_driver_events();
+        let _ = self.xenstore.take_rings_with_output();
+    }
+
+    /// `XenstoredDone`: the oldest item's work ran; its events go to the drivers.
+    pub(crate) fn xsd_done<P: Platform + ?Sized>(
+        &mut self,
+        item: XsWorkId,
+        p: &mut P,
+    ) -> Result<(), super::InputError> {
+        let front = self.xsd.queue.front().map(|w| w.id);
+        if front != Some(item) {
+            return Err(super::InputError::UnknownXsWork(item));
+        }
+        if let Some(done) = self.xsd.queue.pop_front() {
+            assert!(done.work_ns > 0, "an item without work was charged");
+            self.xsd_finish(done, p);
+        }
+        self.xsd_release_idle(p);
+        Ok(())
+    }
+
+    /// Front items with no work to run (events only) finish at once.
+    fn xsd_release_idle<P: Platform + ?Sized>(&mut self, p: &mut P) {
+        while self.xsd.queue.front().is_some_and(|w| w.work_ns == 0) {
+            if let Some(done) = self.xsd.queue.pop_front() {
+                self.xsd_finish(done, p);
+            }
+        }
+    }
+
+    /// A finished item: dom0's backends get their events, then xenstored writes each
+    /// guest's output into its ring and the guest's frontends get theirs (domid order).
+    fn xsd_finish<P: Platform + ?Sized>(&mut self, done: WorkItem, p: &mut P) {
+        let mut events = done.events;
+        for raw in done.rings {
+            let dom = u16::try_from(raw).ok().and_then(DomId::new);
+            if let Some(dom) = dom {
+                events.extend(self.xs_ring_driver_events(dom, DRIVER_TOKEN_PREFIX));
+            }
+        }
+        self.deliver_driver_events(events, p);
+        self.xs_deliver_notifies(p);
+    }
+
+    /// Takes the driver watch events queued on dom0's connection; other output stays
+    /// queued for its transport (sockets: `xs_flush`; guests: their rings).
+    fn take_driver_events(&mut self) -> Vec<HeldEvent> {
+        let mut held = Vec::new();
+        for conn in self.xenstore.conns_with_output() {
+            if self.xenstore.conn_domid(conn) != Some(0) {
+                continue; // A socket client or a guest's ring.
+            }
+            for (path, token) in self.xenstore.take_watch_events(conn, DRIVER_TOKEN_PREFIX) {
+                held.push(HeldEvent { conn, path, token });
+            }
+        }
+        held
+    }
+
+    /// xenstored's work accounting (requests charged to dom0 since boot).
+    pub fn xenstored_charged_requests(&self) -> u64 {
+        self.xsd.charged_requests()
+    }
+}
