@@ -221,7 +221,10 @@ impl Hypervisor {
         P: Platform + ?Sized,
     {
         let now = p.now();
-        let Some(Pool { cpus, sched, .. }) = self.pools.get_mut(&pool) else {
+        let Some(Pool {
+            cpus, sched, timer, ..
+        }) = self.pools.get_mut(&pool)
+        else {
             panic!("{pool:?} does not exist");
         };
         let mut ctx = SchedCtx {
@@ -234,8 +237,11 @@ impl Hypervisor {
         };
         let result = f(sched.as_mut(), &mut ctx);
         let wanted = sched.next_timer();
+        let rearm = *timer != wanted;
         self.flush_sched_output(p);
-        self.arm_pool_timer(pool, wanted, p);
+        if rearm {
+            self.arm_pool_timer(pool, wanted, p);
+        }
         result
     }
 

@@ -251,6 +251,8 @@ pub struct Credit2Scheduler {
     pub(crate) doms: doms::DomSlots,
     /// Armed replenishment timers by (deadline, domain).
     pub(crate) timers: BTreeSet<(i64, DomId)>,
+    /// `balance_load`'s candidate pulls (unit, may move, load), kept to reuse the buffer.
+    pub(crate) scratch_pulls: Vec<(usize, bool, i64)>,
 }
 
 impl Credit2Scheduler {
@@ -297,6 +299,7 @@ impl Credit2Scheduler {
             free_units: Vec::new(),
             doms: doms::DomSlots::default(),
             timers: BTreeSet::new(),
+            scratch_pulls: Vec::new(),
         }
     }
 

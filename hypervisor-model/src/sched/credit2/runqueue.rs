@@ -403,11 +403,23 @@ impl Credit2Scheduler {
             panic!("unit {idx} queued without a runqueue")
         };
         let rq = self.rq(id);
-        let pos = rq
-            .runq
-            .iter()
-            .position(|w| credit > self.u(*w).credit)
-            .unwrap_or(rq.runq.len());
+        debug_assert!(
+            rq.runq
+                .windows(2)
+                .all(|pair| self.u(pair[0]).credit >= self.u(pair[1]).credit),
+            "runqueue {id} not sorted by credit"
+        );
+        // The runq is sorted by credit, descending, so the first waiter with strictly less
+        // credit is found by bisection (the same position as Xen's linear walk).
+        let pos = rq.runq.partition_point(|w| self.u(*w).credit >= credit);
+        debug_assert_eq!(
+            Some(pos),
+            rq.runq
+                .iter()
+                .position(|w| credit > self.u(*w).credit)
+                .or(Some(rq.runq.len())),
+            "bisection and Xen's walk disagree"
+        );
         self.rq_mut(id).runq.insert(pos, idx);
         self.u_mut(idx).on_runq = true;
     }

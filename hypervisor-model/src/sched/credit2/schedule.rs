@@ -42,9 +42,15 @@ pub(crate) fn t2c(
     weight: u32,
 ) -> (i32, u32) {
     assert!(weight > 0, "burning a unit of weight 0");
-    let val = delta_ns * i64::from(max_weight) + i64::from(residual);
-    let burn = val / i64::from(weight);
-    let rest = u32::try_from(val % i64::from(weight)).unwrap_or(0);
+    let (burn, rest) = if max_weight == weight && residual < weight && delta_ns >= 0 {
+        // `(delta * w + r) / w == delta` and the remainder stays `r` when `r < w`: the
+        // common equal-weight case needs no division.
+        (delta_ns, residual)
+    } else {
+        let val = delta_ns * i64::from(max_weight) + i64::from(residual);
+        let rest = u32::try_from(val % i64::from(weight)).unwrap_or(0);
+        (val / i64::from(weight), rest)
+    };
     let left = i64::from(credit) - burn;
     let credit = if left < i64::from(CREDIT_MIN) {
         CREDIT_MIN
