@@ -237,12 +237,16 @@ impl DomainTable {
 
     /// Xen's `vcpu_runnable`: no pause flag, no vCPU pause, no domain pause.
     pub fn runnable(&self, v: VcpuRef) -> bool {
-        match (self.get(v.dom), self.vcpu(v)) {
-            (Some(d), Some(vcpu)) => {
-                vcpu.pause_flags == 0 && vcpu.pause_count == 0 && d.pause_count == 0
-            }
-            _ => false,
-        }
+        self.vcpu_runnable(v).is_some_and(|(_, runnable)| runnable)
+    }
+
+    /// vCPU `v` and whether it is runnable ([`DomainTable::runnable`]), from one domain
+    /// lookup.
+    pub fn vcpu_runnable(&self, v: VcpuRef) -> Option<(&Vcpu, bool)> {
+        let d = self.get(v.dom)?;
+        let vcpu = d.vcpu(v.vcpu.raw())?;
+        let runnable = vcpu.pause_flags == 0 && vcpu.pause_count == 0 && d.pause_count == 0;
+        Some((vcpu, runnable))
     }
 
     /// Domains in ascending domid order.

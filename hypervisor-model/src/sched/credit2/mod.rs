@@ -251,6 +251,10 @@ pub struct Credit2Scheduler {
     pub(crate) doms: doms::DomSlots,
     /// Armed replenishment timers by (deadline, domain).
     pub(crate) timers: BTreeSet<(i64, DomId)>,
+    /// The unit each pCPU was last told to run (`None` = idle): a hint that spares the
+    /// domain → vCPU → unit lookup of the running vCPU, checked against the unit's vCPU
+    /// on every use (the core's `curr` stays the truth).
+    pub(crate) pcpu_curr: Vec<Option<usize>>,
     /// `balance_load`'s candidate pulls (unit, may move, load), kept to reuse the buffer.
     pub(crate) scratch_pulls: Vec<(usize, bool, i64)>,
 }
@@ -299,6 +303,7 @@ impl Credit2Scheduler {
             free_units: Vec::new(),
             doms: doms::DomSlots::default(),
             timers: BTreeSet::new(),
+            pcpu_curr: alloc::vec![None; slots],
             scratch_pulls: Vec::new(),
         }
     }
@@ -358,6 +363,19 @@ impl Credit2Scheduler {
             Some(idx) => idx,
             None => panic!("credit2: unknown {v:?}"),
         }
+    }
+
+    /// The unit of `v`, which runs on `cpu`: the `pcpu_curr` hint when it still names
+    /// `v`'s unit, else the full lookup.
+    pub(crate) fn curr_unit(&self, cpu: PcpuId, v: VcpuRef) -> usize {
+        let hint = self.pcpu_curr.get(cpu.index()).copied().flatten();
+        if let Some(idx) = hint {
+            if matches!(self.units.get(idx), Some(Some(unit)) if unit.v == v) {
+                debug_assert_eq!(self.unit_index(v), Some(idx), "stale pCPU hint");
+                return idx;
+            }
+        }
+        self.idx(v)
     }
 
     /// A unit's data, for tests and reports.

@@ -141,12 +141,15 @@ impl Credit2Scheduler {
         let mut soft_preempt = false;
         let mut snext = None;
         if let Some(c) = cur {
-            let v = self.u(c).v;
-            yielded = self.u(c).flags & FLAG_YIELD != 0;
-            self.u_mut(c).flags &= !FLAG_YIELD;
+            let unit = self.u_mut(c);
+            let v = unit.v;
+            yielded = unit.flags & FLAG_YIELD != 0;
+            unit.flags &= !FLAG_YIELD;
             let ratelimit = self.opts.ratelimit_ns();
-            let ran = now - ctx.vcpu(v).state_entry_time.as_ns();
-            if !yielded && ratelimit != 0 && ctx.runnable(v) && ran < ratelimit {
+            // Nothing below changes whether `v` may run, so it is asked once.
+            let (vcpu, runnable) = ctx.vcpu_runnable(v);
+            let ran = now - vcpu.state_entry_time.as_ns();
+            if !yielded && ratelimit != 0 && runnable && ran < ratelimit {
                 return Candidate {
                     next: Some(c),
                     reason: PickReason::Ratelimit,
@@ -160,7 +163,7 @@ impl Credit2Scheduler {
                     soft_preempt = soft.intersects_and_not(&rq.idle, &rq.tickled);
                 }
             }
-            if ctx.runnable(v) && !soft_preempt {
+            if runnable && !soft_preempt {
                 snext = Some(c);
             }
         }
@@ -228,7 +231,7 @@ impl Credit2Scheduler {
     ) -> Decision {
         let now = ctx.now.as_ns();
         let id = self.c2rqd(cpu);
-        let cur = prev.map(|v| self.idx(v));
+        let cur = prev.map(|v| self.curr_unit(cpu, v));
         if let Some(c) = cur {
             assert_eq!(self.u(c).rqd, Some(id), "current unit of another runqueue");
         }
@@ -247,6 +250,7 @@ impl Credit2Scheduler {
                 self.u_mut(c).flags |= FLAG_DELAYED_RUNQ_ADD;
             }
         }
+        self.pcpu_curr[cpu.index()] = cand.next;
         let Some(snext) = cand.next else {
             if !self.rq(id).idle.test(cpu) {
                 self.set_idle(cpu, id);
