@@ -55,10 +55,13 @@ fn cpu_of(word_index: usize, bit: u32) -> Option<PcpuId> {
 }
 
 /// A fixed-width bitmap of pCPUs (one bit per pCPU of the host).
+// `repr(C)` with the width first: a test of a low pCPU reads the width, the word kind and
+// the first word from one cache line.
+#[repr(C)]
 #[derive(Clone)]
 pub struct CpuMask {
-    words: Words,
     width: u32,
+    words: Words,
 }
 
 impl PartialEq for CpuMask {

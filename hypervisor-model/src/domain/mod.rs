@@ -84,8 +84,15 @@ pub enum Dying {
 }
 
 /// One domain.
+// `repr(C)` keeps `vcpus` and `pause_count` (read together by every runnable check) at
+// the front, in one cache line.
+#[repr(C)]
 #[derive(Clone, Debug)]
 pub struct Domain {
+    /// vCPUs, indexed by vCPU id.
+    pub vcpus: Vec<Vcpu>,
+    /// `d->pause_count`.
+    pub pause_count: u32,
     /// Domain id.
     pub id: DomId,
     /// Name (`Domain-0` for dom0).
@@ -104,10 +111,6 @@ pub struct Domain {
     pub weight: u32,
     /// Scheduler cap, percent.
     pub cap: u32,
-    /// vCPUs, indexed by vCPU id.
-    pub vcpus: Vec<Vcpu>,
-    /// `d->pause_count`.
-    pub pause_count: u32,
     /// `d->controller_pause_count` (the toolstack's pauses).
     pub controller_pause_count: u32,
     /// `d->is_shutting_down`.

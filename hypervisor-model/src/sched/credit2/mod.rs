@@ -97,12 +97,12 @@ pub(crate) const FLAG_YIELD: u8 = 1 << 3;
 pub(crate) const FLAG_PINNED: u8 = 1 << 4;
 
 /// Per-vCPU data (`struct csched2_unit`).
+// `repr(C)` keeps what burning, sorting and tickling read in the first cache line.
+#[repr(C)]
 #[derive(Clone, Debug)]
 pub struct Unit {
     /// The vCPU.
     pub v: VcpuRef,
-    /// Runqueue id it is assigned to (`svc->rqd`).
-    pub rqd: Option<usize>,
     /// Credit, ns (an `int` in Xen).
     pub credit: i32,
     /// Weight (the domain's).
@@ -111,24 +111,26 @@ pub struct Unit {
     pub residual: u32,
     /// `CSFLAG_*`.
     pub flags: u8,
-    /// Cap budget left, ns (`BUDGET_NONE` = uncapped).
-    pub budget: i64,
-    /// Budget taken from the domain at a time, ns.
-    pub budget_quota: i64,
-    /// Since when credit is burnt, ns.
-    pub start_time: i64,
-    /// Last load update, in `now >> 10` units.
-    pub load_last_update: i64,
-    /// Decaying load, fixed point with P fraction bits.
-    pub avgload: i64,
     /// On its runqueue's `runq`.
     pub on_runq: bool,
     /// On its domain's parked list.
     pub parked: bool,
-    /// Load-balancing target runqueue id.
-    pub migrate_rqd: Option<usize>,
+    /// Since when credit is burnt, ns.
+    pub start_time: i64,
+    /// Cap budget left, ns (`BUDGET_NONE` = uncapped).
+    pub budget: i64,
+    /// Runqueue id it is assigned to (`svc->rqd`).
+    pub rqd: Option<usize>,
     /// The pCPU tickled to pick this vCPU up.
     pub tickled_cpu: Option<PcpuId>,
+    /// Last load update, in `now >> 10` units.
+    pub load_last_update: i64,
+    /// Decaying load, fixed point with P fraction bits.
+    pub avgload: i64,
+    /// Budget taken from the domain at a time, ns.
+    pub budget_quota: i64,
+    /// Load-balancing target runqueue id.
+    pub migrate_rqd: Option<usize>,
 }
 
 impl Unit {

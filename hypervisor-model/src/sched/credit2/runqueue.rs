@@ -25,10 +25,15 @@ use crate::sched::params::Credit2Runqueue;
 use crate::sched::SchedCtx;
 
 /// One runqueue (`struct csched2_runqueue_data`).
+// `repr(C)` keeps the fields every decision reads (weights, loads, the runq, then the
+// tickled and idle masks) together at the front, in as few cache lines as can be.
+#[repr(C)]
 #[derive(Clone, Debug)]
 pub struct Runqueue {
-    /// Id (the lowest unused when created).
-    pub id: usize,
+    /// Max weight of `svc`.
+    pub max_weight: u32,
+    /// Where the next placement search starts.
+    pub pick_bias: PcpuId,
     /// pCPUs referencing it.
     pub refcnt: u32,
     /// pCPUs sharing it.
@@ -41,22 +46,20 @@ pub struct Runqueue {
     pub avgload: i64,
     /// Decaying load as moved by balancing.
     pub b_avgload: i64,
-    /// Its pCPUs.
-    pub active: CpuMask,
-    /// Fully idle and untickled cores.
-    pub smt_idle: CpuMask,
+    /// Waiting units, by credit descending.
+    pub runq: Vec<usize>,
+    /// Assigned units, in assignment order.
+    pub svc: Vec<usize>,
+    /// Id (the lowest unused when created).
+    pub id: usize,
     /// pCPUs asked to reschedule.
     pub tickled: CpuMask,
     /// pCPUs running idle.
     pub idle: CpuMask,
-    /// Assigned units, in assignment order.
-    pub svc: Vec<usize>,
-    /// Waiting units, by credit descending.
-    pub runq: Vec<usize>,
-    /// Max weight of `svc`.
-    pub max_weight: u32,
-    /// Where the next placement search starts.
-    pub pick_bias: PcpuId,
+    /// Fully idle and untickled cores.
+    pub smt_idle: CpuMask,
+    /// Its pCPUs.
+    pub active: CpuMask,
 }
 
 /// `smt_idle_mask_set`: add `cpu`'s core if all its (runqueue) siblings are idlers, the
