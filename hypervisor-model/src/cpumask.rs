@@ -154,8 +154,17 @@ impl CpuMask {
 
     /// True if `cpu` is in the mask (false past the width).
     pub fn test(&self, cpu: PcpuId) -> bool {
+        if cpu.raw() >= self.width {
+            return false;
+        }
+        // Below the width the word is in use: index it directly, without the used-words
+        // slice (the hottest mask operation of every decision).
         let (index, bit) = word_bit(cpu.raw());
-        cpu.raw() < self.width && self.w()[index] & bit != 0
+        let word = match &self.words {
+            Words::Inline(words) => words.get(index),
+            Words::Heap(words) => words.get(index),
+        };
+        word.is_some_and(|w| w & bit != 0)
     }
 
     /// True if no pCPU is set.

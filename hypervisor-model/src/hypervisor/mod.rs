@@ -268,6 +268,10 @@ impl Hypervisor {
     }
 
     fn flush_sched_output<P: Platform + ?Sized>(&mut self, p: &mut P) {
+        if self.sched_events.is_empty() && self.tickles.is_empty() {
+            // Most hooks leave nothing behind.
+            return;
+        }
         for event in self.sched_events.drain(..) {
             // A scheduler's printk (credit2's runqueue lines) also goes to the ring.
             if let TraceEvent::Console { text } = &event {

@@ -385,11 +385,26 @@ impl Credit2Scheduler {
         idx: Option<usize>,
         change: i64,
     ) {
-        let now = ctx.now.as_ns();
-        self.update_runq_load(id, change, now);
+        let runnable = match idx {
+            Some(idx) if change == 0 => ctx.runnable(self.u(idx).v),
+            _ => false,
+        };
+        self.update_load_known(ctx.now.as_ns(), id, idx, change, runnable);
+    }
+
+    /// `update_load` when the caller already knows whether the unit's vCPU may run (only
+    /// read when `change == 0`).
+    pub(crate) fn update_load_known(
+        &mut self,
+        now_ns: i64,
+        id: usize,
+        idx: Option<usize>,
+        change: i64,
+        runnable: bool,
+    ) {
+        self.update_runq_load(id, change, now_ns);
         if let Some(idx) = idx {
-            let runnable = change == 0 && ctx.runnable(self.u(idx).v);
-            self.update_svc_load(idx, change, runnable, now);
+            self.update_svc_load(idx, change, change == 0 && runnable, now_ns);
         }
     }
 

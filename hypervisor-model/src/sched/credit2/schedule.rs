@@ -30,6 +30,10 @@ pub(crate) struct Candidate {
     pub next: Option<usize>,
     /// Why.
     pub reason: PickReason,
+    /// Whether the current vCPU may run (false when idle ran), as `runq_candidate` found.
+    pub cur_runnable: bool,
+    /// When the current vCPU's runstate began, ns (0 when idle ran).
+    pub cur_entered_ns: i64,
 }
 
 /// `t2c_update` arithmetic: burn `delta_ns` of run time at `max_weight / weight`, keeping
@@ -62,6 +66,10 @@ pub(crate) fn t2c(
 
 /// `c2t`: credit to run time for a unit of `weight`.
 pub(crate) fn c2t(credit: i64, weight: u32, max_weight: u32) -> i64 {
+    if weight == max_weight && weight > 0 {
+        // `credit * w / w` is `credit`: the equal-weight case needs no division.
+        return credit;
+    }
     credit * i64::from(weight) / i64::from(max_weight.max(1))
 }
 
@@ -140,6 +148,8 @@ impl Credit2Scheduler {
         let mut yielded = false;
         let mut soft_preempt = false;
         let mut snext = None;
+        let mut cur_runnable = false;
+        let mut cur_entered_ns = 0;
         if let Some(c) = cur {
             let unit = self.u_mut(c);
             let v = unit.v;
@@ -148,11 +158,15 @@ impl Credit2Scheduler {
             let ratelimit = self.opts.ratelimit_ns();
             // Nothing below changes whether `v` may run, so it is asked once.
             let (vcpu, runnable) = ctx.vcpu_runnable(v);
-            let ran = now - vcpu.state_entry_time.as_ns();
+            cur_runnable = runnable;
+            cur_entered_ns = vcpu.state_entry_time.as_ns();
+            let ran = now - cur_entered_ns;
             if !yielded && ratelimit != 0 && runnable && ran < ratelimit {
                 return Candidate {
                     next: Some(c),
                     reason: PickReason::Ratelimit,
+                    cur_runnable,
+                    cur_entered_ns,
                 };
             }
             if has_soft_affinity(ctx, v) {
@@ -178,6 +192,8 @@ impl Credit2Scheduler {
         Candidate {
             next: chosen,
             reason,
+            cur_runnable,
+            cur_entered_ns,
         }
     }
 
@@ -263,9 +279,9 @@ impl Credit2Scheduler {
                 credit_ns: None,
             };
         };
-        self.picked(ctx, id, cpu, snext, cur);
-        let running = cur == Some(snext);
-        let slice = self.runtime(ctx, id, snext, running);
+        self.picked(ctx, id, cpu, snext, &cand, cur);
+        let running_since_ns = (cur == Some(snext)).then_some(cand.cur_entered_ns);
+        let slice = self.runtime(ctx, id, snext, running_since_ns);
         Decision {
             next: Some(self.u(snext).v),
             next_time: Span::from_ns(slice),
@@ -282,11 +298,14 @@ impl Credit2Scheduler {
         id: usize,
         cpu: PcpuId,
         snext: usize,
+        cand: &Candidate,
         cur: Option<usize>,
     ) {
         let now = ctx.now.as_ns();
         if cur == Some(snext) {
-            self.update_load(ctx, id, Some(snext), 0);
+            // Nothing since `runq_candidate` changed whether the current vCPU may run.
+            debug_assert_eq!(cand.cur_runnable, ctx.runnable(self.u(snext).v));
+            self.update_load_known(now, id, Some(snext), 0, cand.cur_runnable);
         } else {
             assert_eq!(
                 self.u(snext).rqd,
@@ -319,21 +338,23 @@ impl Credit2Scheduler {
         }
     }
 
-    /// `csched2_runtime`: how long `snext` may run before the next decision.
+    /// `csched2_runtime`: how long `snext` may run before the next decision;
+    /// `running_since_ns` is its runstate entry time if it is the current vCPU.
     pub(crate) fn runtime(
         &self,
         ctx: &SchedCtx<'_>,
         id: usize,
         snext: usize,
-        running: bool,
+        running_since_ns: Option<i64>,
     ) -> i64 {
         let now = ctx.now.as_ns();
         let unit = self.u(snext);
         let mut min_time = MIN_TIMER_NS;
         if self.opts.ratelimit_us != 0 {
             let mut rl = us(i64::from(self.opts.ratelimit_us));
-            if running {
-                rl += ctx.vcpu(unit.v).state_entry_time.as_ns() - now;
+            if let Some(since) = running_since_ns {
+                debug_assert_eq!(since, ctx.vcpu(unit.v).state_entry_time.as_ns());
+                rl += since - now;
             }
             min_time = min_time.max(rl);
         }
