@@ -48,6 +48,9 @@ pub struct Runqueue {
     pub b_avgload: i64,
     /// Waiting units, by credit descending.
     pub runq: Vec<usize>,
+    /// The credit of each `runq` entry, in `runq` order: the sorted walk and the insertion
+    /// search read this dense copy instead of one unit per step.
+    pub runq_credits: Vec<i32>,
     /// Assigned units, in assignment order.
     pub svc: Vec<usize>,
     /// Id (the lowest unused when created).
@@ -194,6 +197,7 @@ impl Credit2Scheduler {
             idle: CpuMask::empty(self.nr_cpus),
             svc: Vec::new(),
             runq: Vec::new(),
+            runq_credits: Vec::new(),
             max_weight: 1,
             pick_bias: cpu,
         });
@@ -210,6 +214,7 @@ impl Credit2Scheduler {
             rq.max_weight = 1;
             rq.svc.clear();
             rq.runq.clear();
+            rq.runq_credits.clear();
         }
         let mut mine = CpuMask::single(self.nr_cpus, cpu);
         if self.rq(id).nr_cpus > 0 {
@@ -420,26 +425,41 @@ impl Credit2Scheduler {
         let Some(id) = unit.rqd else {
             panic!("unit {idx} queued without a runqueue")
         };
-        let rq = self.rq(id);
         debug_assert!(
-            rq.runq
-                .windows(2)
-                .all(|pair| self.u(pair[0]).credit >= self.u(pair[1]).credit),
+            self.runq_credits_agree(id),
+            "runqueue {id}: stale credit copy"
+        );
+        let rq = self.rq_mut(id);
+        debug_assert!(
+            rq.runq_credits.windows(2).all(|pair| pair[0] >= pair[1]),
             "runqueue {id} not sorted by credit"
         );
         // The runq is sorted by credit, descending, so the first waiter with strictly less
         // credit is found by bisection (the same position as Xen's linear walk).
-        let pos = rq.runq.partition_point(|w| self.u(*w).credit >= credit);
-        debug_assert_eq!(
-            Some(pos),
-            rq.runq
-                .iter()
-                .position(|w| credit > self.u(*w).credit)
-                .or(Some(rq.runq.len())),
-            "bisection and Xen's walk disagree"
-        );
-        self.rq_mut(id).runq.insert(pos, idx);
+        let pos = rq.runq_credits.partition_point(|c| *c >= credit);
+        rq.runq.insert(pos, idx);
+        rq.runq_credits.insert(pos, credit);
         self.u_mut(idx).on_runq = true;
+    }
+
+    /// True if `runq_credits` holds the credit of every `runq` entry, in order.
+    pub(crate) fn runq_credits_agree(&self, id: usize) -> bool {
+        let rq = self.rq(id);
+        rq.runq.len() == rq.runq_credits.len()
+            && rq
+                .runq
+                .iter()
+                .zip(&rq.runq_credits)
+                .all(|(idx, credit)| self.u(*idx).credit == *credit)
+    }
+
+    /// Copies the credits of the waiting units into `runq_credits` again (after a reset
+    /// changed them all).
+    pub(crate) fn refresh_runq_credits(&mut self, id: usize) {
+        let mut credits = core::mem::take(&mut self.rq_mut(id).runq_credits);
+        credits.clear();
+        credits.extend(self.rq(id).runq.iter().map(|idx| self.u(*idx).credit));
+        self.rq_mut(id).runq_credits = credits;
     }
 
     /// `runq_remove`.
@@ -453,6 +473,7 @@ impl Credit2Scheduler {
         match rq.runq.iter().position(|w| *w == idx) {
             Some(pos) => {
                 rq.runq.remove(pos);
+                rq.runq_credits.remove(pos);
             }
             None => panic!("unit {idx} flagged queued but missing from runqueue {id}"),
         }

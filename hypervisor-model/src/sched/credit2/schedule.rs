@@ -126,6 +126,7 @@ impl Credit2Scheduler {
             unit.credit = (unit.credit + add).min(CREDIT_INIT + CARRYOVER_MAX);
             unit.start_time = now;
         }
+        self.refresh_runq_credits(id);
         assert!(
             self.u(snext).credit > 0,
             "reset left the picked unit without credit"
@@ -208,14 +209,18 @@ impl Credit2Scheduler {
     ) -> Option<usize> {
         let snext_credit = i64::from(self.credit_of(snext));
         let mut i = 0;
+        debug_assert!(
+            self.runq_credits_agree(id),
+            "runqueue {id}: stale credit copy"
+        );
         while i < self.rq(id).runq.len() {
-            let idx = self.rq(id).runq[i];
-            let unit = self.u(idx);
-            let v = unit.v;
-            let credit = i64::from(unit.credit);
+            let credit = i64::from(self.rq(id).runq_credits[i]);
             if !yielded && credit <= snext_credit {
                 break;
             }
+            let idx = self.rq(id).runq[i];
+            let unit = self.u(idx);
+            let v = unit.v;
             i += 1;
             if !ctx.runnable(v) || !ctx.vcpu(v).hard_affinity.test(cpu) {
                 continue;
@@ -321,9 +326,9 @@ impl Credit2Scheduler {
         let mine = self.u(snext).credit;
         let top = self
             .rq(id)
-            .runq
+            .runq_credits
             .first()
-            .map_or(mine, |head| mine.max(self.u(*head).credit));
+            .map_or(mine, |head| mine.max(*head));
         if top <= CREDIT_RESET {
             self.reset_credit(ctx, id, snext);
             self.balance_load(ctx, cpu);
@@ -360,8 +365,7 @@ impl Credit2Scheduler {
         }
         let rq = self.rq(id);
         let mut rt_credit = unit.credit;
-        if let Some(head) = rq.runq.first() {
-            let head_credit = self.u(*head).credit;
+        if let Some(&head_credit) = rq.runq_credits.first() {
             if head_credit > 0 {
                 rt_credit = unit.credit - head_credit;
             }

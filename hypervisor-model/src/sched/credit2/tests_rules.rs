@@ -129,6 +129,10 @@ impl Fixture {
     fn set_credit(&mut self, v: VcpuRef, credit: i32) {
         let idx = self.sched.idx(v);
         self.sched.u_mut(idx).credit = credit;
+        if let Some(id) = self.sched.u(idx).rqd {
+            // Keep the runq's dense credit copy in step with the edit.
+            self.sched.refresh_runq_credits(id);
+        }
     }
 
     fn violations(&self) -> Vec<Violation> {
