@@ -14,7 +14,7 @@
 //! the slice only looks at the runq head.
 
 use super::{
-    us, Credit2Scheduler, CARRYOVER_MAX, CREDIT_INIT, CREDIT_MIN, CREDIT_RESET,
+    us, Credit2Scheduler, Unit, CARRYOVER_MAX, CREDIT_INIT, CREDIT_MIN, CREDIT_RESET,
     FLAG_DELAYED_RUNQ_ADD, FLAG_SCHEDULED, FLAG_YIELD, IDLE_CREDIT, MAX_TIMER_NS,
     MIGRATE_COMPENSATION, MIN_TIMER_NS,
 };
@@ -64,6 +64,21 @@ pub(crate) fn t2c(
     (credit, rest)
 }
 
+/// `burn_credits` of a running `unit` up to `now`, its runqueue's max weight known.
+pub(crate) fn burn(unit: &mut Unit, max_weight: u32, now_ns: i64) {
+    let delta = now_ns - unit.start_time;
+    if delta <= 0 {
+        return;
+    }
+    let (credit, residual) = t2c(unit.credit, unit.residual, delta, max_weight, unit.weight);
+    unit.credit = credit;
+    unit.residual = residual;
+    if unit.has_cap() {
+        unit.budget -= delta;
+    }
+    unit.start_time = now_ns;
+}
+
 /// `c2t`: credit to run time for a unit of `weight`.
 pub(crate) fn c2t(credit: i64, weight: u32, max_weight: u32) -> i64 {
     if weight == max_weight && weight > 0 {
@@ -85,21 +100,10 @@ pub(crate) fn clamp_slice(time_ns: i64, min_ns: i64) -> i64 {
 }
 
 impl Credit2Scheduler {
-    /// `burn_credits` of a running unit up to `now`.
+    /// `burn_credits` of a running unit of runqueue `id` up to `now`.
     pub(crate) fn burn_credits(&mut self, id: usize, idx: usize, now_ns: i64) {
         let max_weight = self.rq(id).max_weight;
-        let unit = self.u_mut(idx);
-        let delta = now_ns - unit.start_time;
-        if delta <= 0 {
-            return;
-        }
-        let (credit, residual) = t2c(unit.credit, unit.residual, delta, max_weight, unit.weight);
-        unit.credit = credit;
-        unit.residual = residual;
-        if unit.has_cap() {
-            unit.budget -= delta;
-        }
-        unit.start_time = now_ns;
+        burn(self.u_mut(idx), max_weight, now_ns);
     }
 
     /// `reset_credit`: a new epoch for every unit of the runqueue.

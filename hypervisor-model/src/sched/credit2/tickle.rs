@@ -10,6 +10,7 @@
 //! xensim differs: `sched_smt_power_savings` is off (Xen's default), so the first step
 //! looks for wholly idle cores.
 
+use super::schedule::burn;
 use super::{Credit2Scheduler, CREDIT_INIT, FLAG_PINNED, RATELIMIT_TICKLE_TOLERANCE_NS};
 use crate::domain::vcpu::Vcpu;
 use crate::ids::PcpuId;
@@ -41,22 +42,25 @@ pub(crate) fn score(
     score
 }
 
-/// What `tickle_score` reads of the vCPU being placed, looked up once per `runq_tickle`
-/// (its credit cannot change during the scan: only running vCPUs are burnt).
+/// What `tickle_score` reads that stays put during one `runq_tickle` scan, looked up once:
+/// the vCPU being placed (its credit cannot change: only running vCPUs are burnt), the
+/// runqueue's max weight and the preemption threshold.
 struct Newcomer<'a> {
     credit: i32,
     processor: PcpuId,
     vcpu: &'a Vcpu,
+    max_weight: u32,
+    /// `is_preemptable`'s bound on the run time (`None`: always preemptable).
+    preempt_after_ns: Option<i64>,
 }
 
 impl Credit2Scheduler {
-    /// `is_preemptable`: the running vCPU is past its ratelimit (less the tolerance).
-    fn is_preemptable(&self, now_ns: i64, ran_since_ns: i64) -> bool {
+    /// `is_preemptable`'s threshold: a running vCPU may be preempted once it ran longer
+    /// than its ratelimit less the tolerance (`None`: at any time).
+    fn preempt_after_ns(&self) -> Option<i64> {
         let ratelimit = self.opts.ratelimit_ns();
-        if ratelimit <= RATELIMIT_TICKLE_TOLERANCE_NS {
-            return true;
-        }
-        now_ns - ran_since_ns > ratelimit - RATELIMIT_TICKLE_TOLERANCE_NS
+        (ratelimit > RATELIMIT_TICKLE_TOLERANCE_NS)
+            .then_some(ratelimit - RATELIMIT_TICKLE_TOLERANCE_NS)
     }
 
     /// `tickle_score`: how much `new` deserves `cpu` (a pCPU of runqueue `id`), -1 if its
@@ -73,13 +77,18 @@ impl Credit2Scheduler {
         };
         let cur_vcpu = ctx.vcpu(cur_v);
         let now = ctx.now.as_ns();
-        if !self.is_preemptable(now, cur_vcpu.state_entry_time.as_ns()) {
-            return -1;
+        // is_preemptable.
+        if let Some(after) = new.preempt_after_ns {
+            if now - cur_vcpu.state_entry_time.as_ns() <= after {
+                return -1;
+            }
         }
         debug_assert_eq!(self.c2rqd(cpu), id, "{cpu:?} scored for another runqueue");
+        debug_assert_eq!(self.rq(id).max_weight, new.max_weight);
         let cur = self.curr_unit(cpu, cur_v);
-        self.burn_credits(id, cur, now);
-        let cur_credit = self.u(cur).credit;
+        let unit = self.u_mut(cur);
+        burn(unit, new.max_weight, now);
+        let cur_credit = unit.credit;
         let resist = (new.processor != cpu).then_some(self.opts.migrate_resist_ns);
         // The soft-affinity bonuses only go to a positive difference, so a difference that
         // is not positive is the score, and the masks need not be read.
@@ -168,6 +177,8 @@ impl Credit2Scheduler {
             credit: self.u(new).credit,
             processor: vcpu.processor,
             vcpu,
+            max_weight: rq.max_weight,
+            preempt_after_ns: self.preempt_after_ns(),
         };
         let mut best = 0i64;
         let mut target = None;
