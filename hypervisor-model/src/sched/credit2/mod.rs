@@ -17,6 +17,7 @@
 //! - A vCPU is on at most one of: its runqueue's `runq`, its domain's parked list.
 //! - Credits stay within `[CREDIT_MIN, CREDIT_INIT + CARRYOVER_MAX]` plus migration
 //!   compensations.
+//! - `pcpu_curr` is only a hint: a use checks that the hinted unit is the running vCPU's.
 //!
 //! xensim differs: the idle vCPUs have no unit (`None` stands for idle, whose credit is
 //! `IDLE_CREDIT`); trylocks always succeed (spec §9.3); there is no tasklet work, so the

@@ -9,6 +9,8 @@
 //!
 //! # Invariants
 //! - `runq` is sorted by credit, descending; equal credits keep arrival order.
+//! - `runq_credits[i]` is the credit of unit `runq[i]` (only `reset_credit` changes the
+//!   credit of a waiting unit, and it refreshes the copy).
 //! - `idle`, `tickled` and `smt_idle` are subsets of `active`; `smt_idle` of `idle`.
 //! - `max_weight` is the largest weight in `svc` (1 when empty).
 //!
