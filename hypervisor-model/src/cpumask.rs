@@ -55,10 +55,13 @@ fn cpu_of(word_index: usize, bit: u32) -> Option<PcpuId> {
 }
 
 /// A fixed-width bitmap of pCPUs (one bit per pCPU of the host).
+// `repr(C)` with the width first: a test of a low pCPU reads the width, the word kind and
+// the first word from one cache line.
+#[repr(C)]
 #[derive(Clone)]
 pub struct CpuMask {
-    words: Words,
     width: u32,
+    words: Words,
 }
 
 impl PartialEq for CpuMask {
@@ -151,8 +154,17 @@ impl CpuMask {
 
     /// True if `cpu` is in the mask (false past the width).
     pub fn test(&self, cpu: PcpuId) -> bool {
+        if cpu.raw() >= self.width {
+            return false;
+        }
+        // Below the width the word is in use: index it directly, without the used-words
+        // slice (the hottest mask operation of every decision).
         let (index, bit) = word_bit(cpu.raw());
-        cpu.raw() < self.width && self.w()[index] & bit != 0
+        let word = match &self.words {
+            Words::Inline(words) => words.get(index),
+            Words::Heap(words) => words.get(index),
+        };
+        word.is_some_and(|w| w & bit != 0)
     }
 
     /// True if no pCPU is set.

@@ -84,8 +84,15 @@ pub enum Dying {
 }
 
 /// One domain.
+// `repr(C)` keeps `vcpus` and `pause_count` (read together by every runnable check) at
+// the front, in one cache line.
+#[repr(C)]
 #[derive(Clone, Debug)]
 pub struct Domain {
+    /// vCPUs, indexed by vCPU id.
+    pub vcpus: Vec<Vcpu>,
+    /// `d->pause_count`.
+    pub pause_count: u32,
     /// Domain id.
     pub id: DomId,
     /// Name (`Domain-0` for dom0).
@@ -104,10 +111,6 @@ pub struct Domain {
     pub weight: u32,
     /// Scheduler cap, percent.
     pub cap: u32,
-    /// vCPUs, indexed by vCPU id.
-    pub vcpus: Vec<Vcpu>,
-    /// `d->pause_count`.
-    pub pause_count: u32,
     /// `d->controller_pause_count` (the toolstack's pauses).
     pub controller_pause_count: u32,
     /// `d->is_shutting_down`.
@@ -237,12 +240,16 @@ impl DomainTable {
 
     /// Xen's `vcpu_runnable`: no pause flag, no vCPU pause, no domain pause.
     pub fn runnable(&self, v: VcpuRef) -> bool {
-        match (self.get(v.dom), self.vcpu(v)) {
-            (Some(d), Some(vcpu)) => {
-                vcpu.pause_flags == 0 && vcpu.pause_count == 0 && d.pause_count == 0
-            }
-            _ => false,
-        }
+        self.vcpu_runnable(v).is_some_and(|(_, runnable)| runnable)
+    }
+
+    /// vCPU `v` and whether it is runnable ([`DomainTable::runnable`]), from one domain
+    /// lookup.
+    pub fn vcpu_runnable(&self, v: VcpuRef) -> Option<(&Vcpu, bool)> {
+        let d = self.get(v.dom)?;
+        let vcpu = d.vcpu(v.vcpu.raw())?;
+        let runnable = vcpu.pause_flags == 0 && vcpu.pause_count == 0 && d.pause_count == 0;
+        Some((vcpu, runnable))
     }
 
     /// Domains in ascending domid order.

@@ -46,28 +46,31 @@ pub const VPF_MIGRATING: u8 = 1 << 2;
 pub const VPF_PARKED: u8 = 1 << 3;
 
 /// One vCPU.
+// `repr(C)` keeps what the scheduler reads on every decision (pause state, processor,
+// runstate entry time, the start of the hard affinity) in one or two cache lines.
+#[repr(C)]
 #[derive(Clone, Debug)]
 pub struct Vcpu {
     /// Which vCPU this is.
     pub id: VcpuRef,
     /// `v->processor`: the pCPU it is on or was last placed on.
     pub processor: PcpuId,
+    /// `v->pause_count`.
+    pub pause_count: u32,
+    /// `VPF_*` bits.
+    pub pause_flags: u8,
+    /// Current runstate.
+    pub runstate: Runstate,
+    /// The pCPU running it right now.
+    pub running_on: Option<PcpuId>,
+    /// When the current runstate began.
+    pub state_entry_time: STime,
     /// Hard affinity (`cpu_hard_affinity`).
     pub hard_affinity: CpuMask,
     /// Soft affinity (`cpu_soft_affinity`).
     pub soft_affinity: CpuMask,
-    /// `VPF_*` bits.
-    pub pause_flags: u8,
-    /// `v->pause_count`.
-    pub pause_count: u32,
-    /// Current runstate.
-    pub runstate: Runstate,
-    /// When the current runstate began.
-    pub state_entry_time: STime,
     /// Nanoseconds spent in each runstate (index = `Runstate::index`).
     pub runstate_time_ns: [i64; 4],
-    /// The pCPU running it right now.
-    pub running_on: Option<PcpuId>,
 }
 
 impl Vcpu {

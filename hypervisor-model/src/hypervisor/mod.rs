@@ -252,7 +252,10 @@ impl Hypervisor {
         P: Platform + ?Sized,
     {
         let now = p.now();
-        let Some(Pool { cpus, sched, .. }) = self.pools.get_mut(&pool) else {
+        let Some(Pool {
+            cpus, sched, timer, ..
+        }) = self.pools.get_mut(&pool)
+        else {
             panic!("{pool:?} does not exist");
         };
         let mut ctx = SchedCtx {
@@ -265,8 +268,11 @@ impl Hypervisor {
         };
         let result = f(sched.as_mut(), &mut ctx);
         let wanted = sched.next_timer();
+        let rearm = *timer != wanted;
         self.flush_sched_output(p);
-        self.arm_pool_timer(pool, wanted, p);
+        if rearm {
+            self.arm_pool_timer(pool, wanted, p);
+        }
         result
     }
 
@@ -293,6 +299,10 @@ impl Hypervisor {
     }
 
     fn flush_sched_output<P: Platform + ?Sized>(&mut self, p: &mut P) {
+        if self.sched_events.is_empty() && self.tickles.is_empty() {
+            // Most hooks leave nothing behind.
+            return;
+        }
         for event in self.sched_events.drain(..) {
             // A scheduler's printk (credit2's runqueue lines) also goes to the ring.
             if let TraceEvent::Console { text } = &event {

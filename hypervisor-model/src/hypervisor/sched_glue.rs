@@ -51,17 +51,14 @@ impl Hypervisor {
     }
 
     fn assert_can_run(&self, next: VcpuRef, cpu: PcpuId) {
-        let vcpu = self
+        let (vcpu, runnable) = self
             .domains
-            .vcpu(next)
+            .vcpu_runnable(next)
             .expect("scheduler picked an unknown vCPU");
         // credit2's balance_load may ask to move the vCPU it just picked (VPF_migrating
         // plus a tickle): Xen still switches to it and deschedules it at once.
         let migrating = vcpu.pause_flags & VPF_MIGRATING != 0;
-        assert!(
-            self.domains.runnable(next) || migrating,
-            "{next:?} picked while not runnable"
-        );
+        assert!(runnable || migrating, "{next:?} picked while not runnable");
         assert_eq!(
             vcpu.processor, cpu,
             "{next:?} picked on {cpu:?} but processor differs"

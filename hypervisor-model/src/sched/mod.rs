@@ -183,6 +183,14 @@ impl SchedCtx<'_> {
         self.domains.runnable(v)
     }
 
+    /// A vCPU the scheduler knows and whether it is runnable, from one lookup.
+    pub fn vcpu_runnable(&self, v: VcpuRef) -> (&Vcpu, bool) {
+        match self.domains.vcpu_runnable(v) {
+            Some(found) => found,
+            None => panic!("scheduler asked about unknown vCPU {v:?}"),
+        }
+    }
+
     /// Records a scheduler trace event.
     pub fn trace(&mut self, event: TraceEvent) {
         self.events.push(event);

@@ -78,6 +78,9 @@ impl Credit2Scheduler {
         if credits.clone().zip(credits.skip(1)).any(|(a, b)| a < b) {
             push(out, "credit2.runq_sorted", format!("runqueue {id}"));
         }
+        if !self.runq_credits_agree(id) {
+            push(out, "credit2.runq_credits", format!("runqueue {id}"));
+        }
         for idx in &rq.runq {
             let unit = self.u(*idx);
             let processor_ok = domains

@@ -17,6 +17,7 @@
 //! - A vCPU is on at most one of: its runqueue's `runq`, its domain's parked list.
 //! - Credits stay within `[CREDIT_MIN, CREDIT_INIT + CARRYOVER_MAX]` plus migration
 //!   compensations.
+//! - `pcpu_curr` is only a hint: a use checks that the hinted unit is the running vCPU's.
 //!
 //! xensim differs: the idle vCPUs have no unit (`None` stands for idle, whose credit is
 //! `IDLE_CREDIT`); trylocks always succeed (spec §9.3); there is no tasklet work, so the
@@ -97,12 +98,12 @@ pub(crate) const FLAG_YIELD: u8 = 1 << 3;
 pub(crate) const FLAG_PINNED: u8 = 1 << 4;
 
 /// Per-vCPU data (`struct csched2_unit`).
+// `repr(C)` keeps what burning, sorting and tickling read in the first cache line.
+#[repr(C)]
 #[derive(Clone, Debug)]
 pub struct Unit {
     /// The vCPU.
     pub v: VcpuRef,
-    /// Runqueue id it is assigned to (`svc->rqd`).
-    pub rqd: Option<usize>,
     /// Credit, ns (an `int` in Xen).
     pub credit: i32,
     /// Weight (the domain's).
@@ -111,24 +112,26 @@ pub struct Unit {
     pub residual: u32,
     /// `CSFLAG_*`.
     pub flags: u8,
-    /// Cap budget left, ns (`BUDGET_NONE` = uncapped).
-    pub budget: i64,
-    /// Budget taken from the domain at a time, ns.
-    pub budget_quota: i64,
-    /// Since when credit is burnt, ns.
-    pub start_time: i64,
-    /// Last load update, in `now >> 10` units.
-    pub load_last_update: i64,
-    /// Decaying load, fixed point with P fraction bits.
-    pub avgload: i64,
     /// On its runqueue's `runq`.
     pub on_runq: bool,
     /// On its domain's parked list.
     pub parked: bool,
-    /// Load-balancing target runqueue id.
-    pub migrate_rqd: Option<usize>,
+    /// Since when credit is burnt, ns.
+    pub start_time: i64,
+    /// Cap budget left, ns (`BUDGET_NONE` = uncapped).
+    pub budget: i64,
+    /// Runqueue id it is assigned to (`svc->rqd`).
+    pub rqd: Option<usize>,
     /// The pCPU tickled to pick this vCPU up.
     pub tickled_cpu: Option<PcpuId>,
+    /// Last load update, in `now >> 10` units.
+    pub load_last_update: i64,
+    /// Decaying load, fixed point with P fraction bits.
+    pub avgload: i64,
+    /// Budget taken from the domain at a time, ns.
+    pub budget_quota: i64,
+    /// Load-balancing target runqueue id.
+    pub migrate_rqd: Option<usize>,
 }
 
 impl Unit {
@@ -251,6 +254,12 @@ pub struct Credit2Scheduler {
     pub(crate) doms: doms::DomSlots,
     /// Armed replenishment timers by (deadline, domain).
     pub(crate) timers: BTreeSet<(i64, DomId)>,
+    /// The unit each pCPU was last told to run (`None` = idle): a hint that spares the
+    /// domain → vCPU → unit lookup of the running vCPU, checked against the unit's vCPU
+    /// on every use (the core's `curr` stays the truth).
+    pub(crate) pcpu_curr: Vec<Option<usize>>,
+    /// `balance_load`'s candidate pulls (unit, may move, load), kept to reuse the buffer.
+    pub(crate) scratch_pulls: Vec<(usize, bool, i64)>,
 }
 
 impl Credit2Scheduler {
@@ -297,6 +306,8 @@ impl Credit2Scheduler {
             free_units: Vec::new(),
             doms: doms::DomSlots::default(),
             timers: BTreeSet::new(),
+            pcpu_curr: alloc::vec![None; slots],
+            scratch_pulls: Vec::new(),
         }
     }
 
@@ -355,6 +366,19 @@ impl Credit2Scheduler {
             Some(idx) => idx,
             None => panic!("credit2: unknown {v:?}"),
         }
+    }
+
+    /// The unit of `v`, which runs on `cpu`: the `pcpu_curr` hint when it still names
+    /// `v`'s unit, else the full lookup.
+    pub(crate) fn curr_unit(&self, cpu: PcpuId, v: VcpuRef) -> usize {
+        let hint = self.pcpu_curr.get(cpu.index()).copied().flatten();
+        if let Some(idx) = hint {
+            if matches!(self.units.get(idx), Some(Some(unit)) if unit.v == v) {
+                debug_assert_eq!(self.unit_index(v), Some(idx), "stale pCPU hint");
+                return idx;
+            }
+        }
+        self.idx(v)
     }
 
     /// A unit's data, for tests and reports.

@@ -27,6 +27,30 @@ struct BalanceState {
     pull: Option<usize>,
     lrq: usize,
     orq: usize,
+    /// `lrq->b_avgload` and `orq->b_avgload` (the scan does not change them).
+    loads: (i64, i64),
+}
+
+/// A unit a balancing move would take along, with its load.
+type Move = Option<(usize, i64)>;
+
+/// `consider`: keep the move if it leaves the two runqueues closer in load.
+fn consider(st: &mut BalanceState, push: Move, pull: Move) {
+    let (mut l_load, mut o_load) = st.loads;
+    if let Some((_, load)) = push {
+        l_load -= load;
+        o_load += load;
+    }
+    if let Some((_, load)) = pull {
+        l_load += load;
+        o_load -= load;
+    }
+    let delta = (l_load - o_load).abs();
+    if delta < st.load_delta {
+        st.load_delta = delta;
+        st.push = push.map(|(idx, _)| idx);
+        st.pull = pull.map(|(idx, _)| idx);
+    }
 }
 
 impl Credit2Scheduler {
@@ -187,26 +211,6 @@ impl Credit2Scheduler {
                 .intersects_and(ctx.pool_cpus, &self.rq(id).active)
     }
 
-    /// `consider`: keep the move if it leaves the two runqueues closer in load.
-    fn consider(&self, st: &mut BalanceState, push: Option<usize>, pull: Option<usize>) {
-        let mut l_load = self.rq(st.lrq).b_avgload;
-        let mut o_load = self.rq(st.orq).b_avgload;
-        if let Some(p) = push {
-            l_load -= self.u(p).avgload;
-            o_load += self.u(p).avgload;
-        }
-        if let Some(q) = pull {
-            l_load += self.u(q).avgload;
-            o_load -= self.u(q).avgload;
-        }
-        let delta = (l_load - o_load).abs();
-        if delta < st.load_delta {
-            st.load_delta = delta;
-            st.push = push;
-            st.pull = pull;
-        }
-    }
-
     /// Tolerance threshold `1 << (P + tolerance)` of `balance_load`.
     fn balance_threshold(&self, tolerance: i32) -> i64 {
         let shift = i64::from(self.opts.precision_shift) + i64::from(tolerance);
@@ -255,6 +259,7 @@ impl Credit2Scheduler {
             pull: None,
             lrq,
             orq,
+            loads: (self.rq(lrq).b_avgload, self.rq(orq).b_avgload),
         };
         self.balance_scan(ctx, &mut st);
         if let Some(p) = st.push {
@@ -266,8 +271,18 @@ impl Credit2Scheduler {
     }
 
     /// The O(n·m) search of `balance_load` for the best push, pull or swap.
+    ///
+    /// Whether a unit may move to the other runqueue does not change during the scan
+    /// (only loads are updated), so it is asked once per unit, not once per pair; the
+    /// loads are updated and the moves considered in Xen's order.
     fn balance_scan(&mut self, ctx: &SchedCtx<'_>, st: &mut BalanceState) {
         let now = ctx.now.as_ns();
+        let mut pulls = core::mem::take(&mut self.scratch_pulls);
+        pulls.clear();
+        for qi in 0..self.rq(st.orq).svc.len() {
+            let q = self.rq(st.orq).svc[qi];
+            pulls.push((q, self.migrateable(ctx, q, st.lrq), self.u(q).avgload));
+        }
         let mut inner_updated = false;
         for pi in 0..self.rq(st.lrq).svc.len() {
             let p = self.rq(st.lrq).svc[pi];
@@ -276,25 +291,27 @@ impl Credit2Scheduler {
             if !self.migrateable(ctx, p, st.orq) {
                 continue;
             }
-            for qi in 0..self.rq(st.orq).svc.len() {
-                let q = self.rq(st.orq).svc[qi];
-                if !inner_updated {
-                    let runnable = ctx.runnable(self.u(q).v);
-                    self.update_svc_load(q, 0, runnable, now);
+            if !inner_updated {
+                for (q, _, load) in &mut pulls {
+                    let runnable = ctx.runnable(self.u(*q).v);
+                    self.update_svc_load(*q, 0, runnable, now);
+                    *load = self.u(*q).avgload;
                 }
-                if !self.migrateable(ctx, q, st.lrq) {
-                    continue;
+                inner_updated = true;
+            }
+            let push = Some((p, self.u(p).avgload));
+            for &(q, movable, load) in &pulls {
+                if movable {
+                    consider(st, push, Some((q, load)));
                 }
-                self.consider(st, Some(p), Some(q));
             }
-            inner_updated = true;
-            self.consider(st, Some(p), None);
+            consider(st, push, None);
         }
-        for qi in 0..self.rq(st.orq).svc.len() {
-            let q = self.rq(st.orq).svc[qi];
-            if self.migrateable(ctx, q, st.lrq) {
-                self.consider(st, None, Some(q));
+        for &(q, movable, load) in &pulls {
+            if movable {
+                consider(st, None, Some((q, load)));
             }
         }
+        self.scratch_pulls = pulls;
     }
 }

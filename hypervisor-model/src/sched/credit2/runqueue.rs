@@ -9,6 +9,8 @@
 //!
 //! # Invariants
 //! - `runq` is sorted by credit, descending; equal credits keep arrival order.
+//! - `runq_credits[i]` is the credit of unit `runq[i]` (only `reset_credit` changes the
+//!   credit of a waiting unit, and it refreshes the copy).
 //! - `idle`, `tickled` and `smt_idle` are subsets of `active`; `smt_idle` of `idle`.
 //! - `max_weight` is the largest weight in `svc` (1 when empty).
 //!
@@ -25,10 +27,15 @@ use crate::sched::params::Credit2Runqueue;
 use crate::sched::SchedCtx;
 
 /// One runqueue (`struct csched2_runqueue_data`).
+// `repr(C)` keeps the fields every decision reads (weights, loads, the runq, then the
+// tickled and idle masks) together at the front, in as few cache lines as can be.
+#[repr(C)]
 #[derive(Clone, Debug)]
 pub struct Runqueue {
-    /// Id (the lowest unused when created).
-    pub id: usize,
+    /// Max weight of `svc`.
+    pub max_weight: u32,
+    /// Where the next placement search starts.
+    pub pick_bias: PcpuId,
     /// pCPUs referencing it.
     pub refcnt: u32,
     /// pCPUs sharing it.
@@ -41,22 +48,23 @@ pub struct Runqueue {
     pub avgload: i64,
     /// Decaying load as moved by balancing.
     pub b_avgload: i64,
-    /// Its pCPUs.
-    pub active: CpuMask,
-    /// Fully idle and untickled cores.
-    pub smt_idle: CpuMask,
+    /// Waiting units, by credit descending.
+    pub runq: Vec<usize>,
+    /// The credit of each `runq` entry, in `runq` order: the sorted walk and the insertion
+    /// search read this dense copy instead of one unit per step.
+    pub runq_credits: Vec<i32>,
+    /// Assigned units, in assignment order.
+    pub svc: Vec<usize>,
+    /// Id (the lowest unused when created).
+    pub id: usize,
     /// pCPUs asked to reschedule.
     pub tickled: CpuMask,
     /// pCPUs running idle.
     pub idle: CpuMask,
-    /// Assigned units, in assignment order.
-    pub svc: Vec<usize>,
-    /// Waiting units, by credit descending.
-    pub runq: Vec<usize>,
-    /// Max weight of `svc`.
-    pub max_weight: u32,
-    /// Where the next placement search starts.
-    pub pick_bias: PcpuId,
+    /// Fully idle and untickled cores.
+    pub smt_idle: CpuMask,
+    /// Its pCPUs.
+    pub active: CpuMask,
 }
 
 /// `smt_idle_mask_set`: add `cpu`'s core if all its (runqueue) siblings are idlers, the
@@ -191,6 +199,7 @@ impl Credit2Scheduler {
             idle: CpuMask::empty(self.nr_cpus),
             svc: Vec::new(),
             runq: Vec::new(),
+            runq_credits: Vec::new(),
             max_weight: 1,
             pick_bias: cpu,
         });
@@ -207,6 +216,7 @@ impl Credit2Scheduler {
             rq.max_weight = 1;
             rq.svc.clear();
             rq.runq.clear();
+            rq.runq_credits.clear();
         }
         let mut mine = CpuMask::single(self.nr_cpus, cpu);
         if self.rq(id).nr_cpus > 0 {
@@ -382,11 +392,26 @@ impl Credit2Scheduler {
         idx: Option<usize>,
         change: i64,
     ) {
-        let now = ctx.now.as_ns();
-        self.update_runq_load(id, change, now);
+        let runnable = match idx {
+            Some(idx) if change == 0 => ctx.runnable(self.u(idx).v),
+            _ => false,
+        };
+        self.update_load_known(ctx.now.as_ns(), id, idx, change, runnable);
+    }
+
+    /// `update_load` when the caller already knows whether the unit's vCPU may run (only
+    /// read when `change == 0`).
+    pub(crate) fn update_load_known(
+        &mut self,
+        now_ns: i64,
+        id: usize,
+        idx: Option<usize>,
+        change: i64,
+        runnable: bool,
+    ) {
+        self.update_runq_load(id, change, now_ns);
         if let Some(idx) = idx {
-            let runnable = change == 0 && ctx.runnable(self.u(idx).v);
-            self.update_svc_load(idx, change, runnable, now);
+            self.update_svc_load(idx, change, change == 0 && runnable, now_ns);
         }
     }
 
@@ -402,14 +427,41 @@ impl Credit2Scheduler {
         let Some(id) = unit.rqd else {
             panic!("unit {idx} queued without a runqueue")
         };
-        let rq = self.rq(id);
-        let pos = rq
-            .runq
-            .iter()
-            .position(|w| credit > self.u(*w).credit)
-            .unwrap_or(rq.runq.len());
-        self.rq_mut(id).runq.insert(pos, idx);
+        debug_assert!(
+            self.runq_credits_agree(id),
+            "runqueue {id}: stale credit copy"
+        );
+        let rq = self.rq_mut(id);
+        debug_assert!(
+            rq.runq_credits.windows(2).all(|pair| pair[0] >= pair[1]),
+            "runqueue {id} not sorted by credit"
+        );
+        // The runq is sorted by credit, descending, so the first waiter with strictly less
+        // credit is found by bisection (the same position as Xen's linear walk).
+        let pos = rq.runq_credits.partition_point(|c| *c >= credit);
+        rq.runq.insert(pos, idx);
+        rq.runq_credits.insert(pos, credit);
         self.u_mut(idx).on_runq = true;
+    }
+
+    /// True if `runq_credits` holds the credit of every `runq` entry, in order.
+    pub(crate) fn runq_credits_agree(&self, id: usize) -> bool {
+        let rq = self.rq(id);
+        rq.runq.len() == rq.runq_credits.len()
+            && rq
+                .runq
+                .iter()
+                .zip(&rq.runq_credits)
+                .all(|(idx, credit)| self.u(*idx).credit == *credit)
+    }
+
+    /// Copies the credits of the waiting units into `runq_credits` again (after a reset
+    /// changed them all).
+    pub(crate) fn refresh_runq_credits(&mut self, id: usize) {
+        let mut credits = core::mem::take(&mut self.rq_mut(id).runq_credits);
+        credits.clear();
+        credits.extend(self.rq(id).runq.iter().map(|idx| self.u(*idx).credit));
+        self.rq_mut(id).runq_credits = credits;
     }
 
     /// `runq_remove`.
@@ -423,6 +475,7 @@ impl Credit2Scheduler {
         match rq.runq.iter().position(|w| *w == idx) {
             Some(pos) => {
                 rq.runq.remove(pos);
+                rq.runq_credits.remove(pos);
             }
             None => panic!("unit {idx} flagged queued but missing from runqueue {id}"),
         }

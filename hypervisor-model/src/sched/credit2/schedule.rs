@@ -14,7 +14,7 @@
 //! the slice only looks at the runq head.
 
 use super::{
-    us, Credit2Scheduler, CARRYOVER_MAX, CREDIT_INIT, CREDIT_MIN, CREDIT_RESET,
+    us, Credit2Scheduler, Unit, CARRYOVER_MAX, CREDIT_INIT, CREDIT_MIN, CREDIT_RESET,
     FLAG_DELAYED_RUNQ_ADD, FLAG_SCHEDULED, FLAG_YIELD, IDLE_CREDIT, MAX_TIMER_NS,
     MIGRATE_COMPENSATION, MIN_TIMER_NS,
 };
@@ -30,6 +30,10 @@ pub(crate) struct Candidate {
     pub next: Option<usize>,
     /// Why.
     pub reason: PickReason,
+    /// Whether the current vCPU may run (false when idle ran), as `runq_candidate` found.
+    pub cur_runnable: bool,
+    /// When the current vCPU's runstate began, ns (0 when idle ran).
+    pub cur_entered_ns: i64,
 }
 
 /// `t2c_update` arithmetic: burn `delta_ns` of run time at `max_weight / weight`, keeping
@@ -42,9 +46,15 @@ pub(crate) fn t2c(
     weight: u32,
 ) -> (i32, u32) {
     assert!(weight > 0, "burning a unit of weight 0");
-    let val = delta_ns * i64::from(max_weight) + i64::from(residual);
-    let burn = val / i64::from(weight);
-    let rest = u32::try_from(val % i64::from(weight)).unwrap_or(0);
+    let (burn, rest) = if max_weight == weight && residual < weight && delta_ns >= 0 {
+        // `(delta * w + r) / w == delta` and the remainder stays `r` when `r < w`: the
+        // common equal-weight case needs no division.
+        (delta_ns, residual)
+    } else {
+        let val = delta_ns * i64::from(max_weight) + i64::from(residual);
+        let rest = u32::try_from(val % i64::from(weight)).unwrap_or(0);
+        (val / i64::from(weight), rest)
+    };
     let left = i64::from(credit) - burn;
     let credit = if left < i64::from(CREDIT_MIN) {
         CREDIT_MIN
@@ -54,8 +64,27 @@ pub(crate) fn t2c(
     (credit, rest)
 }
 
+/// `burn_credits` of a running `unit` up to `now`, its runqueue's max weight known.
+pub(crate) fn burn(unit: &mut Unit, max_weight: u32, now_ns: i64) {
+    let delta = now_ns - unit.start_time;
+    if delta <= 0 {
+        return;
+    }
+    let (credit, residual) = t2c(unit.credit, unit.residual, delta, max_weight, unit.weight);
+    unit.credit = credit;
+    unit.residual = residual;
+    if unit.has_cap() {
+        unit.budget -= delta;
+    }
+    unit.start_time = now_ns;
+}
+
 /// `c2t`: credit to run time for a unit of `weight`.
 pub(crate) fn c2t(credit: i64, weight: u32, max_weight: u32) -> i64 {
+    if weight == max_weight && weight > 0 {
+        // `credit * w / w` is `credit`: the equal-weight case needs no division.
+        return credit;
+    }
     credit * i64::from(weight) / i64::from(max_weight.max(1))
 }
 
@@ -71,21 +100,10 @@ pub(crate) fn clamp_slice(time_ns: i64, min_ns: i64) -> i64 {
 }
 
 impl Credit2Scheduler {
-    /// `burn_credits` of a running unit up to `now`.
+    /// `burn_credits` of a running unit of runqueue `id` up to `now`.
     pub(crate) fn burn_credits(&mut self, id: usize, idx: usize, now_ns: i64) {
         let max_weight = self.rq(id).max_weight;
-        let unit = self.u_mut(idx);
-        let delta = now_ns - unit.start_time;
-        if delta <= 0 {
-            return;
-        }
-        let (credit, residual) = t2c(unit.credit, unit.residual, delta, max_weight, unit.weight);
-        unit.credit = credit;
-        unit.residual = residual;
-        if unit.has_cap() {
-            unit.budget -= delta;
-        }
-        unit.start_time = now_ns;
+        burn(self.u_mut(idx), max_weight, now_ns);
     }
 
     /// `reset_credit`: a new epoch for every unit of the runqueue.
@@ -112,6 +130,7 @@ impl Credit2Scheduler {
             unit.credit = (unit.credit + add).min(CREDIT_INIT + CARRYOVER_MAX);
             unit.start_time = now;
         }
+        self.refresh_runq_credits(id);
         assert!(
             self.u(snext).credit > 0,
             "reset left the picked unit without credit"
@@ -134,16 +153,25 @@ impl Credit2Scheduler {
         let mut yielded = false;
         let mut soft_preempt = false;
         let mut snext = None;
+        let mut cur_runnable = false;
+        let mut cur_entered_ns = 0;
         if let Some(c) = cur {
-            let v = self.u(c).v;
-            yielded = self.u(c).flags & FLAG_YIELD != 0;
-            self.u_mut(c).flags &= !FLAG_YIELD;
+            let unit = self.u_mut(c);
+            let v = unit.v;
+            yielded = unit.flags & FLAG_YIELD != 0;
+            unit.flags &= !FLAG_YIELD;
             let ratelimit = self.opts.ratelimit_ns();
-            let ran = now - ctx.vcpu(v).state_entry_time.as_ns();
-            if !yielded && ratelimit != 0 && ctx.runnable(v) && ran < ratelimit {
+            // Nothing below changes whether `v` may run, so it is asked once.
+            let (vcpu, runnable) = ctx.vcpu_runnable(v);
+            cur_runnable = runnable;
+            cur_entered_ns = vcpu.state_entry_time.as_ns();
+            let ran = now - cur_entered_ns;
+            if !yielded && ratelimit != 0 && runnable && ran < ratelimit {
                 return Candidate {
                     next: Some(c),
                     reason: PickReason::Ratelimit,
+                    cur_runnable,
+                    cur_entered_ns,
                 };
             }
             if has_soft_affinity(ctx, v) {
@@ -154,7 +182,7 @@ impl Credit2Scheduler {
                     soft_preempt = soft.intersects_and_not(&rq.idle, &rq.tickled);
                 }
             }
-            if ctx.runnable(v) && !soft_preempt {
+            if runnable && !soft_preempt {
                 snext = Some(c);
             }
         }
@@ -169,6 +197,8 @@ impl Credit2Scheduler {
         Candidate {
             next: chosen,
             reason,
+            cur_runnable,
+            cur_entered_ns,
         }
     }
 
@@ -183,14 +213,18 @@ impl Credit2Scheduler {
     ) -> Option<usize> {
         let snext_credit = i64::from(self.credit_of(snext));
         let mut i = 0;
+        debug_assert!(
+            self.runq_credits_agree(id),
+            "runqueue {id}: stale credit copy"
+        );
         while i < self.rq(id).runq.len() {
-            let idx = self.rq(id).runq[i];
-            let unit = self.u(idx);
-            let v = unit.v;
-            let credit = i64::from(unit.credit);
+            let credit = i64::from(self.rq(id).runq_credits[i]);
             if !yielded && credit <= snext_credit {
                 break;
             }
+            let idx = self.rq(id).runq[i];
+            let unit = self.u(idx);
+            let v = unit.v;
             i += 1;
             if !ctx.runnable(v) || !ctx.vcpu(v).hard_affinity.test(cpu) {
                 continue;
@@ -222,7 +256,7 @@ impl Credit2Scheduler {
     ) -> Decision {
         let now = ctx.now.as_ns();
         let id = self.c2rqd(cpu);
-        let cur = prev.map(|v| self.idx(v));
+        let cur = prev.map(|v| self.curr_unit(cpu, v));
         if let Some(c) = cur {
             assert_eq!(self.u(c).rqd, Some(id), "current unit of another runqueue");
         }
@@ -241,6 +275,7 @@ impl Credit2Scheduler {
                 self.u_mut(c).flags |= FLAG_DELAYED_RUNQ_ADD;
             }
         }
+        self.pcpu_curr[cpu.index()] = cand.next;
         let Some(snext) = cand.next else {
             if !self.rq(id).idle.test(cpu) {
                 self.set_idle(cpu, id);
@@ -253,9 +288,9 @@ impl Credit2Scheduler {
                 credit_ns: None,
             };
         };
-        self.picked(ctx, id, cpu, snext, cur);
-        let running = cur == Some(snext);
-        let slice = self.runtime(ctx, id, snext, running);
+        self.picked(ctx, id, cpu, snext, &cand, cur);
+        let running_since_ns = (cur == Some(snext)).then_some(cand.cur_entered_ns);
+        let slice = self.runtime(ctx, id, snext, running_since_ns);
         Decision {
             next: Some(self.u(snext).v),
             next_time: Span::from_ns(slice),
@@ -272,11 +307,14 @@ impl Credit2Scheduler {
         id: usize,
         cpu: PcpuId,
         snext: usize,
+        cand: &Candidate,
         cur: Option<usize>,
     ) {
         let now = ctx.now.as_ns();
         if cur == Some(snext) {
-            self.update_load(ctx, id, Some(snext), 0);
+            // Nothing since `runq_candidate` changed whether the current vCPU may run.
+            debug_assert_eq!(cand.cur_runnable, ctx.runnable(self.u(snext).v));
+            self.update_load_known(now, id, Some(snext), 0, cand.cur_runnable);
         } else {
             assert_eq!(
                 self.u(snext).rqd,
@@ -292,9 +330,9 @@ impl Credit2Scheduler {
         let mine = self.u(snext).credit;
         let top = self
             .rq(id)
-            .runq
+            .runq_credits
             .first()
-            .map_or(mine, |head| mine.max(self.u(*head).credit));
+            .map_or(mine, |head| mine.max(*head));
         if top <= CREDIT_RESET {
             self.reset_credit(ctx, id, snext);
             self.balance_load(ctx, cpu);
@@ -309,28 +347,29 @@ impl Credit2Scheduler {
         }
     }
 
-    /// `csched2_runtime`: how long `snext` may run before the next decision.
+    /// `csched2_runtime`: how long `snext` may run before the next decision;
+    /// `running_since_ns` is its runstate entry time if it is the current vCPU.
     pub(crate) fn runtime(
         &self,
         ctx: &SchedCtx<'_>,
         id: usize,
         snext: usize,
-        running: bool,
+        running_since_ns: Option<i64>,
     ) -> i64 {
         let now = ctx.now.as_ns();
         let unit = self.u(snext);
         let mut min_time = MIN_TIMER_NS;
         if self.opts.ratelimit_us != 0 {
             let mut rl = us(i64::from(self.opts.ratelimit_us));
-            if running {
-                rl += ctx.vcpu(unit.v).state_entry_time.as_ns() - now;
+            if let Some(since) = running_since_ns {
+                debug_assert_eq!(since, ctx.vcpu(unit.v).state_entry_time.as_ns());
+                rl += since - now;
             }
             min_time = min_time.max(rl);
         }
         let rq = self.rq(id);
         let mut rt_credit = unit.credit;
-        if let Some(head) = rq.runq.first() {
-            let head_credit = self.u(*head).credit;
+        if let Some(&head_credit) = rq.runq_credits.first() {
             if head_credit > 0 {
                 rt_credit = unit.credit - head_credit;
             }

@@ -129,6 +129,10 @@ impl Fixture {
     fn set_credit(&mut self, v: VcpuRef, credit: i32) {
         let idx = self.sched.idx(v);
         self.sched.u_mut(idx).credit = credit;
+        if let Some(id) = self.sched.u(idx).rqd {
+            // Keep the runq's dense credit copy in step with the edit.
+            self.sched.refresh_runq_credits(id);
+        }
     }
 
     fn violations(&self) -> Vec<Violation> {
@@ -196,7 +200,7 @@ fn runtime_uses_head_credit_difference_not_outgoing_credit() {
     f.set_credit(vref(1, 1), 6_000_000);
     f.with(|s, ctx| s.wake(ctx, vref(1, 1)));
     let snext = f.sched.idx(vref(1, 0));
-    let slice = f.with(|s, ctx| s.runtime(ctx, 0, snext, false));
+    let slice = f.with(|s, ctx| s.runtime(ctx, 0, snext, None));
     // 9 ms - 6 ms = 3 ms of credit at full weight, above the 1 ms ratelimit floor.
     assert_eq!(slice, 3_000_000);
 }

@@ -10,7 +10,9 @@
 //! xensim differs: `sched_smt_power_savings` is off (Xen's default), so the first step
 //! looks for wholly idle cores.
 
+use super::schedule::burn;
 use super::{Credit2Scheduler, CREDIT_INIT, FLAG_PINNED, RATELIMIT_TICKLE_TOLERANCE_NS};
+use crate::domain::vcpu::Vcpu;
 use crate::ids::PcpuId;
 use crate::sched::affinity::{balance_mask, has_soft_affinity, BalanceStep, BALANCE_STEPS};
 use crate::sched::SchedCtx;
@@ -40,36 +42,66 @@ pub(crate) fn score(
     score
 }
 
+/// What `tickle_score` reads that stays put during one `runq_tickle` scan, looked up once:
+/// the vCPU being placed (its credit cannot change: only running vCPUs are burnt), the
+/// runqueue's max weight and the preemption threshold.
+struct Newcomer<'a> {
+    credit: i32,
+    processor: PcpuId,
+    vcpu: &'a Vcpu,
+    max_weight: u32,
+    /// `is_preemptable`'s bound on the run time (`None`: always preemptable).
+    preempt_after_ns: Option<i64>,
+}
+
 impl Credit2Scheduler {
-    /// `is_preemptable`: the running vCPU is past its ratelimit (less the tolerance).
-    fn is_preemptable(&self, ctx: &SchedCtx<'_>, ran_since_ns: i64) -> bool {
+    /// `is_preemptable`'s threshold: a running vCPU may be preempted once it ran longer
+    /// than its ratelimit less the tolerance (`None`: at any time).
+    fn preempt_after_ns(&self) -> Option<i64> {
         let ratelimit = self.opts.ratelimit_ns();
-        if ratelimit <= RATELIMIT_TICKLE_TOLERANCE_NS {
-            return true;
-        }
-        ctx.now.as_ns() - ran_since_ns > ratelimit - RATELIMIT_TICKLE_TOLERANCE_NS
+        (ratelimit > RATELIMIT_TICKLE_TOLERANCE_NS)
+            .then_some(ratelimit - RATELIMIT_TICKLE_TOLERANCE_NS)
     }
 
-    /// `tickle_score`: how much `new` deserves `cpu`, -1 if its vCPU may not be preempted.
-    fn tickle_score(&mut self, ctx: &SchedCtx<'_>, new: usize, cpu: PcpuId) -> i64 {
+    /// `tickle_score`: how much `new` deserves `cpu` (a pCPU of runqueue `id`), -1 if its
+    /// vCPU may not be preempted.
+    fn tickle_score(
+        &mut self,
+        ctx: &SchedCtx<'_>,
+        new: &Newcomer<'_>,
+        cpu: PcpuId,
+        id: usize,
+    ) -> i64 {
         let Some(cur_v) = ctx.curr_on(cpu) else {
             return -1;
         };
-        let entered = ctx.vcpu(cur_v).state_entry_time.as_ns();
-        if !self.is_preemptable(ctx, entered) {
-            return -1;
+        let cur_vcpu = ctx.vcpu(cur_v);
+        let now = ctx.now.as_ns();
+        // is_preemptable.
+        if let Some(after) = new.preempt_after_ns {
+            if now - cur_vcpu.state_entry_time.as_ns() <= after {
+                return -1;
+            }
         }
-        let cur = self.idx(cur_v);
-        let id = self.c2rqd(cpu);
-        self.burn_credits(id, cur, ctx.now.as_ns());
-        let new_v = self.u(new).v;
-        let resist = (ctx.processor(new_v) != cpu).then_some(self.opts.migrate_resist_ns);
+        debug_assert_eq!(self.c2rqd(cpu), id, "{cpu:?} scored for another runqueue");
+        debug_assert_eq!(self.rq(id).max_weight, new.max_weight);
+        let cur = self.curr_unit(cpu, cur_v);
+        let unit = self.u_mut(cur);
+        burn(unit, new.max_weight, now);
+        let cur_credit = unit.credit;
+        let resist = (new.processor != cpu).then_some(self.opts.migrate_resist_ns);
+        // The soft-affinity bonuses only go to a positive difference, so a difference that
+        // is not positive is the score, and the masks need not be read.
+        let difference = score(new.credit, cur_credit, resist, false, true);
+        if difference <= 0 {
+            return difference;
+        }
         score(
-            self.u(new).credit,
-            self.u(cur).credit,
+            new.credit,
+            cur_credit,
             resist,
-            ctx.vcpu(new_v).soft_affinity.test(cpu),
-            ctx.vcpu(cur_v).soft_affinity.test(cpu),
+            new.vcpu.soft_affinity.test(cpu),
+            cur_vcpu.soft_affinity.test(cpu),
         )
     }
 
@@ -86,8 +118,10 @@ impl Credit2Scheduler {
         }
     }
 
-    fn tickle_target(
-        &mut self,
+    /// The idle pCPU `runq_tickle` prefers for `new`: a wholly idle core first, then any
+    /// idler, soft affinity before hard.
+    fn idle_target(
+        &self,
         ctx: &SchedCtx<'_>,
         new: usize,
         cpu: PcpuId,
@@ -97,6 +131,11 @@ impl Credit2Scheduler {
         let rq = self.rq(id);
         if self.u(new).flags & FLAG_PINNED != 0 && rq.idle.test(cpu) && !rq.tickled.test(cpu) {
             return Some(cpu);
+        }
+        debug_assert!(rq.smt_idle.is_subset(&rq.idle), "smt_idle outside idle");
+        if rq.idle.is_empty() {
+            // Both walks below look in `smt_idle` or `idle`: with no idler they find nothing.
+            return None;
         }
         let soft = has_soft_affinity(ctx, v);
         for step in BALANCE_STEPS {
@@ -113,26 +152,49 @@ impl Credit2Scheduler {
                 return Some(i);
             }
         }
+        None
+    }
+
+    fn tickle_target(
+        &mut self,
+        ctx: &SchedCtx<'_>,
+        new: usize,
+        cpu: PcpuId,
+        id: usize,
+    ) -> Option<PcpuId> {
+        if let Some(idler) = self.idle_target(ctx, new, cpu, id) {
+            return Some(idler);
+        }
+        let v = self.u(new).v;
+        let vcpu = ctx.vcpu(v);
+        let rq = self.rq(id);
         let mut busy = rq.active.clone();
         busy.and_not_with(&rq.idle);
         busy.and_not_with(&rq.tickled);
-        busy.and_with(&ctx.vcpu(v).hard_affinity);
+        busy.and_with(&vcpu.hard_affinity);
         busy.and_with(ctx.pool_cpus);
+        let newcomer = Newcomer {
+            credit: self.u(new).credit,
+            processor: vcpu.processor,
+            vcpu,
+            max_weight: rq.max_weight,
+            preempt_after_ns: self.preempt_after_ns(),
+        };
         let mut best = 0i64;
         let mut target = None;
         if busy.test(cpu) {
             busy.clear(cpu);
-            let s = self.tickle_score(ctx, new, cpu);
+            let s = self.tickle_score(ctx, &newcomer, cpu, id);
             if s > best {
                 best = s;
                 target = Some(cpu);
-                if ctx.vcpu(v).soft_affinity.test(cpu) {
+                if vcpu.soft_affinity.test(cpu) {
                     return target;
                 }
             }
         }
         for i in busy.iter() {
-            let s = self.tickle_score(ctx, new, i);
+            let s = self.tickle_score(ctx, &newcomer, i, id);
             if s > best {
                 best = s;
                 target = Some(i);
