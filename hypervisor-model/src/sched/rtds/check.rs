@@ -14,6 +14,9 @@
 //!   period while the period never changed.
 //! - Queue tags match the queues; a running vCPU is on no queue and `RTDS_scheduled`;
 //!   the delayed-add flag is only set while scheduled (context save is instantaneous).
+//! - The running index (`running.rs`) mirrors the core: each recorded vCPU runs on its
+//!   pCPU with the recorded key, each vCPU of the pool running on a pool pCPU is recorded,
+//!   and exactly the busy untickled pCPUs are ordered by key.
 //!
 //! Not checked per event, on purpose:
 //! - `replq` order by deadline: Xen sorts it with the level-aware comparison while levels
@@ -29,20 +32,22 @@ use super::server::{compare, Queue, Server};
 use super::RtdsScheduler;
 use crate::cpumask::CpuMask;
 use crate::domain::DomainTable;
-use crate::ids::VcpuRef;
+use crate::ids::{PcpuId, VcpuRef};
 use crate::sched::Violation;
 
 pub(super) fn check(
     s: &RtdsScheduler,
     domains: &DomainTable,
-    _pool_cpus: &CpuMask,
+    pool_cpus: &CpuMask,
     out: &mut Vec<Violation>,
 ) {
     check_runq(s, out);
     check_depletedq(s, out);
     check_replq(s, out);
+    check_running_index(s, domains, out);
     for (v, server) in s.servers.iter() {
         check_server(s, domains, v, server, out);
+        check_server_indexed(s, domains, pool_cpus, v, server, out);
     }
 }
 
@@ -205,6 +210,81 @@ fn check_server_time(v: VcpuRef, server: &Server, out: &mut Vec<Violation>) {
                 out,
                 "rtds.budget_not_exceeded",
                 format!("{v:?}: ran {served_ns} ns of a {budget_ns} ns budget"),
+            );
+        }
+    }
+}
+
+fn check_running_index(s: &RtdsScheduler, domains: &DomainTable, out: &mut Vec<Violation>) {
+    let mut keyed_count = 0usize;
+    let mut busy_count = 0u32;
+    for raw in 0..s.tickled.width() {
+        let Some(cpu) = PcpuId::new(raw) else { break };
+        let (Some(v), Some(key)) = (s.running.vcpu_on(cpu), s.running.key_on(cpu)) else {
+            if s.running.busy().test(cpu) {
+                push(
+                    out,
+                    "rtds.running_index",
+                    format!("{cpu:?} busy, nothing on it"),
+                );
+            }
+            continue;
+        };
+        busy_count += 1;
+        let runs_there = domains.vcpu(v).is_some_and(|x| x.running_on == Some(cpu));
+        let server = s.servers.get(v);
+        let back = server.is_some_and(|x| x.running_cpu == Some(cpu));
+        let fresh = server.is_some_and(|x| x.key() == key);
+        if !runs_there || !back || !fresh || !s.running.busy().test(cpu) {
+            push(
+                out,
+                "rtds.running_index",
+                format!("{v:?} on {cpu:?}: runs {runs_there} back {back} key {fresh}"),
+            );
+        }
+        let tickled = s.tickled.test(cpu);
+        if s.running.keyed(cpu, key) == tickled {
+            push(
+                out,
+                "rtds.running_index",
+                format!("{cpu:?} keyed while tickled {tickled}"),
+            );
+        }
+        keyed_count += usize::from(!tickled);
+    }
+    if keyed_count != s.running.keyed_count() || busy_count != s.running.busy().weight() {
+        push(
+            out,
+            "rtds.running_index",
+            format!("{} keyed, {keyed_count} expected", s.running.keyed_count()),
+        );
+    }
+}
+
+fn check_server_indexed(
+    s: &RtdsScheduler,
+    domains: &DomainTable,
+    pool_cpus: &CpuMask,
+    v: VcpuRef,
+    server: &Server,
+    out: &mut Vec<Violation>,
+) {
+    let on = domains.vcpu(v).and_then(|x| x.running_on);
+    if let Some(cpu) = on.filter(|c| pool_cpus.test(*c)) {
+        if s.running.vcpu_on(cpu) != Some(v) {
+            push(
+                out,
+                "rtds.running_index",
+                format!("{v:?} runs on {cpu:?} unrecorded"),
+            );
+        }
+    }
+    if let Some(cpu) = server.running_cpu {
+        if s.running.vcpu_on(cpu) != Some(v) {
+            push(
+                out,
+                "rtds.running_index",
+                format!("{v:?} points at {cpu:?}"),
             );
         }
     }

@@ -36,6 +36,7 @@ impl RtdsScheduler {
         if running && s.slice_end > now.after(Span::from_ns(s.budget_ns)) {
             s.acct.mark_limit_unenforced();
         }
+        self.rekey(v);
     }
 
     /// `rt_unit_insert`: place the new server, give it a deadline, queue it if runnable.
@@ -48,9 +49,10 @@ impl RtdsScheduler {
         }
         if ctx.runnable(v) {
             self.replq_insert(v);
-            let running = ctx.vcpu(v).running_on.is_some();
-            if running {
+            let running_on = ctx.vcpu(v).running_on;
+            if let Some(cpu) = running_on {
                 self.servers.srv_mut(v).acct.start_running(ctx.now);
+                self.record_running(cpu, Some(v));
             } else {
                 self.runq_insert(v);
             }
@@ -68,6 +70,9 @@ impl RtdsScheduler {
         if self.servers.srv(v).on_replq {
             self.replq_remove(v);
         }
+        if let Some(cpu) = self.servers.srv(v).running_cpu {
+            self.record_running(cpu, None);
+        }
         self.servers.remove(v);
     }
 
@@ -83,15 +88,23 @@ impl RtdsScheduler {
         }
     }
 
-    /// `rt_schedule` on `cpu`, which runs `prev`.
+    /// `rt_schedule` on `cpu`, which runs `prev`; the running index records the pick.
     pub(super) fn schedule(
         &mut self,
         ctx: &mut SchedCtx<'_>,
         cpu: PcpuId,
         prev: Option<VcpuRef>,
     ) -> Decision {
+        debug_assert_eq!(self.running.vcpu_on(cpu), prev, "running index out of date");
+        let decision = self.pick(ctx, cpu, prev);
+        self.record_running(cpu, decision.next);
+        decision
+    }
+
+    /// `rt_schedule` proper.
+    fn pick(&mut self, ctx: &mut SchedCtx<'_>, cpu: PcpuId, prev: Option<VcpuRef>) -> Decision {
         let now = ctx.now;
-        self.tickled.clear(cpu);
+        self.clear_tickled(cpu);
         let prev_runnable = prev.is_some_and(|c| ctx.runnable(c));
         if let Some(c) = prev {
             let s = self.servers.srv_mut(c);

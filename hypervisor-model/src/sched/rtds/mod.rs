@@ -27,6 +27,7 @@ mod check;
 mod hooks;
 mod params;
 mod queues;
+mod running;
 mod server;
 
 use alloc::collections::VecDeque;
@@ -146,6 +147,8 @@ pub struct RtdsScheduler {
     tickled: CpuMask,
     /// The replenishment handler's temporary list, kept to reuse its capacity.
     expired: Vec<VcpuRef>,
+    /// xensim: what runs where, ordered for `runq_tickle` (`running.rs`).
+    running: running::RunningIndex,
 }
 
 impl RtdsScheduler {
@@ -158,6 +161,7 @@ impl RtdsScheduler {
             replq: Vec::new(),
             tickled: CpuMask::empty(init.nr_cpus),
             expired: Vec::new(),
+            running: running::RunningIndex::new(init.nr_cpus),
         }
     }
 
@@ -183,14 +187,17 @@ impl Scheduler for RtdsScheduler {
         out.push("Use at your own risk.".into());
     }
 
-    fn add_pcpu(&mut self, _ctx: &mut SchedCtx<'_>, cpu: PcpuId) {
+    fn add_pcpu(&mut self, ctx: &mut SchedCtx<'_>, cpu: PcpuId) {
         // rt_switch_sched only (re)initialises Xen's timer on its first pCPU.
         assert!(cpu.raw() < self.tickled.width(), "{cpu:?} outside the host");
+        let ours = ctx.curr_on(cpu).filter(|v| self.servers.get(*v).is_some());
+        self.record_running(cpu, ours);
     }
 
     fn remove_pcpu(&mut self, _ctx: &mut SchedCtx<'_>, cpu: PcpuId) {
         // rt_deinit_pdata only moves Xen's timer; the tickled bit stays, as in Xen.
         assert!(cpu.raw() < self.tickled.width(), "{cpu:?} outside the host");
+        self.record_running(cpu, None);
     }
 
     fn insert_vcpu(&mut self, ctx: &mut SchedCtx<'_>, v: VcpuRef) {

@@ -28,6 +28,10 @@ use super::RtdsScheduler;
 use crate::ids::{PcpuId, VcpuRef};
 use crate::sched::SchedCtx;
 
+/// Most busy pCPUs outside the candidates `tickle_target_indexed` skips before it leaves
+/// the answer to the walk.
+const VICTIM_VISITS_MAX: usize = 64;
+
 impl RtdsScheduler {
     /// Where `deadline_queue_insert` puts `v`: before the first entry it strictly beats.
     fn insert_position(&self, queue: &[VcpuRef], v: VcpuRef) -> usize {
@@ -135,12 +139,62 @@ impl RtdsScheduler {
     pub(super) fn runq_tickle(&mut self, ctx: &mut SchedCtx<'_>, new: VcpuRef) {
         let target = self.tickle_target(ctx, new);
         if let Some(cpu) = target {
-            self.tickled.set(cpu);
+            self.set_tickled(cpu);
             ctx.tickle(cpu);
         }
     }
 
+    /// The pCPU `runq_tickle` kicks for `new`: from the running index, or from the walk
+    /// when the index gives up (see [`Self::tickle_target_indexed`]). Debug builds check
+    /// the index against the walk every time.
     fn tickle_target(&self, ctx: &SchedCtx<'_>, new: VcpuRef) -> Option<PcpuId> {
+        let found = match self.tickle_target_indexed(ctx, new) {
+            Some(found) => found,
+            None => self.tickle_target_walk(ctx, new),
+        };
+        debug_assert_eq!(
+            found,
+            self.tickle_target_walk(ctx, new),
+            "running index disagrees with runq_tickle's walk for {new:?}"
+        );
+        found
+    }
+
+    /// The walk's answer from the running index: the first idle candidate in cycle order
+    /// from `new`'s pCPU (one pass over the mask words), else the candidate running the
+    /// highest key (first in cycle order among equal keys) if `new` beats it. `None` if
+    /// more than [`VICTIM_VISITS_MAX`] busy pCPUs outside `new`'s hard affinity or the
+    /// pool come first (a narrow affinity: the walk is short then).
+    fn tickle_target_indexed(&self, ctx: &SchedCtx<'_>, new: VcpuRef) -> Option<Option<PcpuId>> {
+        let start = ctx.processor(new);
+        let hard = &ctx.vcpu(new).hard_affinity;
+        let mut idle = ctx.pool_cpus.and(hard);
+        idle.and_not_with(&self.tickled);
+        idle.and_not_with(self.running.busy());
+        if let Some(cpu) = idle.test_or_cycle(start) {
+            return Some(Some(cpu));
+        }
+        let new_key = self.servers.srv(new).key();
+        let mut visits = 0usize;
+        for (key, cpu) in self.running.victims_from(start) {
+            if key <= new_key {
+                // Every remaining candidate runs something at least as urgent as `new`.
+                return Some(None);
+            }
+            if ctx.pool_cpus.test(cpu) && hard.test(cpu) {
+                let victim = self.running.vcpu_on(cpu)?;
+                return Some(Some(ctx.processor(victim)));
+            }
+            visits += 1;
+            if visits >= VICTIM_VISITS_MAX {
+                return None;
+            }
+        }
+        Some(None)
+    }
+
+    /// `runq_tickle`'s walk over the candidate pCPUs, as rt.c does it.
+    fn tickle_target_walk(&self, ctx: &SchedCtx<'_>, new: VcpuRef) -> Option<PcpuId> {
         let start = ctx.processor(new);
         let mut candidates = ctx.pool_cpus.clone();
         candidates.and_with(&ctx.vcpu(new).hard_affinity);

@@ -20,6 +20,7 @@
 use core::cmp::Ordering;
 
 use super::account::PeriodAcct;
+use crate::ids::PcpuId;
 use crate::time::STime;
 
 /// `RTDS_DEFAULT_PERIOD`: 10 ms.
@@ -83,6 +84,8 @@ pub struct Server {
     pub slice_end: STime,
     /// xensim: server-period accounting for reports (`metrics.md` §1.7).
     pub acct: PeriodAcct,
+    /// xensim: the pCPU the running index (`running.rs`) records this server on.
+    pub running_cpu: Option<PcpuId>,
 }
 
 impl Server {
@@ -105,6 +108,7 @@ impl Server {
             period_changed: false,
             slice_end: STime::ZERO,
             acct: PeriodAcct::default(),
+            running_cpu: None,
         }
     }
 
