@@ -56,7 +56,8 @@ fn push(out: &mut Vec<Violation>, invariant: &'static str, detail: alloc::string
 }
 
 fn check_runq(s: &RtdsScheduler, out: &mut Vec<Violation>) {
-    for pair in s.runq.windows(2) {
+    let runq: Vec<VcpuRef> = s.runq_iter().collect();
+    for pair in runq.windows(2) {
         let (a, b) = (s.servers.get(pair[0]), s.servers.get(pair[1]));
         if let (Some(a), Some(b)) = (a, b) {
             if compare(a, b).is_lt() {
@@ -68,10 +69,10 @@ fn check_runq(s: &RtdsScheduler, out: &mut Vec<Violation>) {
             }
         }
     }
-    for v in &s.runq {
+    for (at, v) in &s.runq {
         match s.servers.get(*v) {
             None => push(out, "rtds.queued_server_exists", format!("runq {v:?}")),
-            Some(x) if x.queue != Queue::Runq => {
+            Some(x) if x.queue != Queue::Runq || x.runq_at != *at => {
                 push(
                     out,
                     "rtds.queue_tag",
@@ -112,13 +113,21 @@ fn check_depletedq(s: &RtdsScheduler, out: &mut Vec<Violation>) {
 }
 
 fn check_replq(s: &RtdsScheduler, out: &mut Vec<Violation>) {
-    for (index, v) in s.replq.iter().enumerate() {
-        if s.replq[..index].contains(v) {
+    let mut seen = alloc::collections::BTreeSet::new();
+    for (key, v) in s.replq.iter_keyed() {
+        if !seen.insert(v) {
             push(out, "rtds.replq_unique", format!("{v:?}"));
         }
-        if !s.servers.get(*v).is_some_and(|x| x.on_replq) {
+        let server = s.servers.get(v);
+        if !server.is_some_and(|x| x.on_replq && x.replq_block.is_some()) {
             push(out, "rtds.replq_tag", format!("{v:?} on replq untagged"));
         }
+        if server.is_some_and(|x| x.key() != key) {
+            push(out, "rtds.replq_key_copy", format!("{v:?} copied {key:?}"));
+        }
+    }
+    if seen.len() != s.replq.len() {
+        push(out, "rtds.replq_len", format!("{} counted", s.replq.len()));
     }
 }
 
@@ -137,7 +146,7 @@ fn check_server(
     let runnable = domains.runnable(v);
     let listed = match server.queue {
         Queue::None => true,
-        Queue::Runq => s.runq.contains(&v),
+        Queue::Runq => s.runq.get(&server.runq_at) == Some(&v),
         Queue::Depleted => s.depletedq.contains(&v),
     };
     if !listed {
@@ -147,7 +156,7 @@ fn check_server(
             format!("{v:?} tagged {:?}", server.queue),
         );
     }
-    if server.on_replq != s.replq.contains(&v) {
+    if server.on_replq != server.replq_block.is_some() {
         push(
             out,
             "rtds.replq_tag",

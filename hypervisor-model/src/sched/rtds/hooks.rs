@@ -113,6 +113,7 @@ impl RtdsScheduler {
             if !prev_runnable {
                 s.acct.mark_unrunnable();
             }
+            self.rekey(c);
         }
         let mut next = self.runq_pick(ctx, cpu);
         if let Some(w) = next.filter(|w| !ctx.runnable(*w)) {
@@ -228,12 +229,12 @@ impl RtdsScheduler {
         let now = ctx.now;
         let mut expired = core::mem::take(&mut self.expired);
         expired.clear();
-        while let Some(&v) = self.replq.first() {
+        while let Some(v) = self.replq.first() {
             if now < self.servers.srv(v).cur_deadline {
                 break;
             }
             // Off replq and onto the temporary list (`on_replq` stays set meanwhile).
-            self.replq.remove(0);
+            self.replq.remove(&mut self.servers, v);
             self.replenish(ctx, v);
             expired.push(v);
             if self.on_q(v) {
@@ -252,8 +253,8 @@ impl RtdsScheduler {
 
     fn tickle_replenished(&mut self, ctx: &mut SchedCtx<'_>, v: VcpuRef) {
         let running_here = ctx.curr_on(ctx.processor(v)) == Some(v);
-        if running_here && !self.runq.is_empty() {
-            let head = self.runq[0];
+        let head = self.runq_iter().next();
+        if let (true, Some(head)) = (running_here, head) {
             let head_wins =
                 super::server::compare(self.servers.srv(v), self.servers.srv(head)).is_lt();
             if head_wins {

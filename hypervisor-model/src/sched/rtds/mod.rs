@@ -27,10 +27,11 @@ mod check;
 mod hooks;
 mod params;
 mod queues;
+mod replq;
 mod running;
 mod server;
 
-use alloc::collections::VecDeque;
+use alloc::collections::{BTreeMap, VecDeque};
 use alloc::string::String;
 use alloc::vec::Vec;
 
@@ -133,16 +134,28 @@ impl Servers {
     }
 }
 
+impl replq::Locate for Servers {
+    fn block_of(&self, v: VcpuRef) -> Option<u32> {
+        self.srv(v).replq_block
+    }
+
+    fn set_block_of(&mut self, v: VcpuRef, block: Option<u32>) {
+        self.srv_mut(v).replq_block = block;
+    }
+}
+
 /// The rtds scheduler of one pool (`struct rt_private` and its `rt_unit`s).
 #[derive(Debug)]
 pub struct RtdsScheduler {
     servers: Servers,
-    /// `runq`: servers with budget or extratime, most urgent first.
-    runq: Vec<VcpuRef>,
+    /// `runq`: servers with budget or extratime, most urgent first (by `Server::runq_at`).
+    runq: BTreeMap<(u32, STime, u64), VcpuRef>,
+    /// The next `runq` sequence number.
+    runq_seq: u64,
     /// `depletedq`: servers out of budget without extratime, newest first.
     depletedq: VecDeque<VcpuRef>,
     /// `replq`: servers with a pending replenishment (runnable or running ones).
-    replq: Vec<VcpuRef>,
+    replq: replq::ReplQueue,
     /// `tickled`: pCPUs tickled and not yet rescheduled.
     tickled: CpuMask,
     /// The replenishment handler's temporary list, kept to reuse its capacity.
@@ -156,9 +169,10 @@ impl RtdsScheduler {
     pub fn new(init: &SchedInit<'_>) -> RtdsScheduler {
         RtdsScheduler {
             servers: Servers::default(),
-            runq: Vec::new(),
+            runq: BTreeMap::new(),
+            runq_seq: 0,
             depletedq: VecDeque::new(),
-            replq: Vec::new(),
+            replq: replq::ReplQueue::default(),
             tickled: CpuMask::empty(init.nr_cpus),
             expired: Vec::new(),
             running: running::RunningIndex::new(init.nr_cpus),
@@ -275,7 +289,7 @@ impl Scheduler for RtdsScheduler {
     fn next_timer(&self) -> Option<STime> {
         self.replq
             .first()
-            .map(|head| self.servers.srv(*head).cur_deadline)
+            .map(|head| self.servers.srv(head).cur_deadline)
     }
 
     fn timer_fired(&mut self, ctx: &mut SchedCtx<'_>) {

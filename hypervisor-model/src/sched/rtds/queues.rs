@@ -33,37 +33,47 @@ use crate::sched::SchedCtx;
 const VICTIM_VISITS_MAX: usize = 64;
 
 impl RtdsScheduler {
-    /// Where `deadline_queue_insert` puts `v`: before the first entry it strictly beats.
-    fn insert_position(&self, queue: &[VcpuRef], v: VcpuRef) -> usize {
+    /// Where `deadline_queue_insert` puts `v` in a list: before the first entry it
+    /// strictly beats (current keys). The reference the indexed queues are checked against.
+    fn insert_position(&self, queue: impl Iterator<Item = VcpuRef>, v: VcpuRef) -> usize {
         let new = self.servers.srv(v);
-        queue
-            .iter()
-            .position(|w| compare(new, self.servers.srv(*w)) == Ordering::Greater)
-            .unwrap_or(queue.len())
+        let mut count = 0usize;
+        for w in queue {
+            if compare(new, self.servers.srv(w)) == Ordering::Greater {
+                break;
+            }
+            count += 1;
+        }
+        count
     }
 
-    /// [`Self::insert_position`] for the runq, by binary search: the runq is sorted whenever
-    /// something is inserted (only a dequeued vCPU's key changes), so the entries `v`
-    /// strictly beats are a suffix. Debug builds check it against the linear walk.
-    fn runq_insert_position(&self, v: VcpuRef) -> usize {
-        let new = self.servers.srv(v);
-        let pos = self
-            .runq
-            .partition_point(|w| compare(new, self.servers.srv(*w)) != Ordering::Greater);
-        debug_assert_eq!(pos, self.insert_position(&self.runq, v), "runq unsorted");
-        pos
+    /// The runq in order (head first).
+    pub(super) fn runq_iter(&self) -> impl Iterator<Item = VcpuRef> + '_ {
+        self.runq.values().copied()
     }
 
     /// `runq_insert`: the runq if it has budget or extratime, else the head of
-    /// `depletedq`.
+    /// `depletedq`. The runq is sorted whenever something is inserted (only a dequeued
+    /// server's key changes), so the entries `v` strictly beats are exactly those after
+    /// its `(key, sequence)` place; debug builds check it against the linear walk.
     pub(super) fn runq_insert(&mut self, v: VcpuRef) {
         let s = self.servers.srv(v);
         assert_eq!(s.queue, Queue::None, "{v:?} queued twice");
         assert!(s.on_replq, "{v:?} queued without a replenishment event");
         if s.cur_budget_ns > 0 || s.extratime {
-            let pos = self.runq_insert_position(v);
-            self.runq.insert(pos, v);
-            self.servers.srv_mut(v).queue = Queue::Runq;
+            let (level, deadline) = s.key();
+            let at = (level, deadline, self.runq_seq);
+            self.runq_seq += 1;
+            debug_assert_eq!(
+                self.runq.range(..at).count(),
+                self.insert_position(self.runq_iter(), v),
+                "runq unsorted"
+            );
+            let old = self.runq.insert(at, v);
+            assert!(old.is_none(), "runq place of {v:?} taken");
+            let s = self.servers.srv_mut(v);
+            s.runq_at = at;
+            s.queue = Queue::Runq;
         } else {
             self.depletedq.push_front(v);
             self.servers.srv_mut(v).queue = Queue::Depleted;
@@ -74,11 +84,11 @@ impl RtdsScheduler {
     pub(super) fn q_remove(&mut self, v: VcpuRef) {
         match self.servers.srv(v).queue {
             Queue::Runq => {
-                let pos = self.runq.iter().position(|w| *w == v);
-                match pos {
-                    Some(pos) => self.runq.remove(pos),
+                let at = self.servers.srv(v).runq_at;
+                match self.runq.remove(&at) {
+                    Some(w) => assert_eq!(w, v, "runq place of {v:?} holds {w:?}"),
                     None => panic!("{v:?} tagged runq but not on it"),
-                };
+                }
             }
             Queue::Depleted => {
                 let pos = self.depletedq.iter().position(|w| *w == v);
@@ -97,23 +107,27 @@ impl RtdsScheduler {
         self.servers.srv(v).queue != Queue::None
     }
 
-    /// `replq_insert`.
+    /// `replq_insert`: by the blocks of `replq.rs`; debug builds check the place against
+    /// the linear walk.
     pub(super) fn replq_insert(&mut self, v: VcpuRef) {
         assert!(!self.servers.srv(v).on_replq, "{v:?} on replq twice");
-        let pos = self.insert_position(&self.replq, v);
-        self.replq.insert(pos, v);
+        #[cfg(debug_assertions)]
+        let expected = self.insert_position(self.replq.iter(), v);
+        let key = self.servers.srv(v).key();
+        self.replq.insert(&mut self.servers, v, key);
+        #[cfg(debug_assertions)]
+        debug_assert_eq!(
+            self.replq.iter().position(|w| w == v),
+            Some(expected),
+            "replq place of {v:?}"
+        );
         self.servers.srv_mut(v).on_replq = true;
     }
 
     /// `replq_remove`.
     pub(super) fn replq_remove(&mut self, v: VcpuRef) {
         assert!(self.servers.srv(v).on_replq, "{v:?} not on replq");
-        match self.replq.iter().position(|w| *w == v) {
-            Some(pos) => {
-                self.replq.remove(pos);
-            }
-            None => panic!("{v:?} tagged replq but not on it"),
-        }
+        self.replq.remove(&mut self.servers, v);
         self.servers.srv_mut(v).on_replq = false;
     }
 
@@ -128,9 +142,7 @@ impl RtdsScheduler {
         if !ctx.pool_cpus.test(cpu) {
             return None;
         }
-        self.runq
-            .iter()
-            .copied()
+        self.runq_iter()
             .find(|w| ctx.vcpu(*w).hard_affinity.test(cpu))
     }
 

@@ -179,7 +179,8 @@ impl super::RtdsScheduler {
         self.running.set(cpu, entry, tickled);
     }
 
-    /// `v`'s key changed in place: refresh the index entries that copy it.
+    /// `v`'s key changed in place: refresh the copies of the running index and `replq`
+    /// (neither moves it: in Xen's lists an entry stays where it is).
     pub(super) fn rekey(&mut self, v: VcpuRef) {
         let s = self.servers.srv(v);
         let key = s.key();
@@ -187,6 +188,7 @@ impl super::RtdsScheduler {
             let tickled = self.tickled.test(cpu);
             self.running.rekey(cpu, key, tickled);
         }
+        self.replq.rekey(&self.servers, v, key);
     }
 
     /// Marks `cpu` tickled (`cpumask_set_cpu(cpu, &prv->tickled)`).

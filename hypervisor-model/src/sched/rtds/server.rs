@@ -86,6 +86,11 @@ pub struct Server {
     pub acct: PeriodAcct,
     /// xensim: the pCPU the running index (`running.rs`) records this server on.
     pub running_cpu: Option<PcpuId>,
+    /// xensim: the `replq` block holding this server (`replq.rs`).
+    pub replq_block: Option<u32>,
+    /// xensim: this server's place in `runq` (its key when queued, then a sequence
+    /// number that keeps equal keys first-come first-served).
+    pub runq_at: (u32, STime, u64),
 }
 
 impl Server {
@@ -109,6 +114,8 @@ impl Server {
             slice_end: STime::ZERO,
             acct: PeriodAcct::default(),
             running_cpu: None,
+            replq_block: None,
+            runq_at: (0, STime::ZERO, 0),
         }
     }
 

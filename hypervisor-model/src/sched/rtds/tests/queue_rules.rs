@@ -28,6 +28,14 @@ fn set_deadline(h: &mut Harness, v: VcpuRef, ns: i64) {
     h.rt.rekey(v);
 }
 
+fn runq(h: &Harness) -> Vec<VcpuRef> {
+    h.rt.runq_iter().collect()
+}
+
+fn replq(h: &Harness) -> Vec<VcpuRef> {
+    h.rt.replq.iter().collect()
+}
+
 fn block_before_insert(h: &mut Harness, v: VcpuRef) {
     h.hv.domains.vcpu_mut(v).expect("vcpu").pause_flags |= VPF_BLOCKED;
 }
@@ -41,8 +49,8 @@ fn insert_sets_first_deadline_to_next_multiple_of_period() {
     // Default period 10 ms: the deadline is the multiple of 10 ms after now.
     assert_eq!(deadline(&h, vcpu(1, 0)), t - 3 * MS + 10 * MS);
     assert_eq!(h.rt.servers.srv(vcpu(1, 0)).cur_budget_ns, 4 * MS);
-    assert_eq!(h.rt.runq, vec![vcpu(1, 0)]);
-    assert_eq!(h.rt.replq, vec![vcpu(1, 0)]);
+    assert_eq!(runq(&h), vec![vcpu(1, 0)]);
+    assert_eq!(replq(&h), vec![vcpu(1, 0)]);
 }
 
 #[test]
@@ -90,7 +98,7 @@ fn runq_orders_by_level_then_deadline_with_ties_fifo() {
         h.insert(v, cpu(0));
     }
     // Same deadline for all: insertion order.
-    assert_eq!(h.rt.runq, vec![a, b, c]);
+    assert_eq!(runq(&h), vec![a, b, c]);
     for v in [a, b, c] {
         h.rt.q_remove(v);
     }
@@ -101,12 +109,13 @@ fn runq_orders_by_level_then_deadline_with_ties_fifo() {
     for v in [a, b, c] {
         h.rt.runq_insert(v);
     }
-    assert_eq!(h.rt.runq, vec![b, c, a]);
+    assert_eq!(runq(&h), vec![b, c, a]);
     // One extratime level down loses to every level-0 server, whatever the deadline.
     h.rt.q_remove(b);
     h.rt.servers.srv_mut(b).priority_level = 1;
+    h.rt.rekey(b);
     h.rt.runq_insert(b);
-    assert_eq!(h.rt.runq, vec![c, a, b]);
+    assert_eq!(runq(&h), vec![c, a, b]);
 }
 
 #[test]
@@ -174,7 +183,7 @@ fn wake_tickles_nobody_when_every_running_vcpu_wins() {
     // Equal deadlines: the running one is not strictly beaten.
     h.wake(b);
     assert!(h.take_tickles().is_empty());
-    assert_eq!(h.rt.runq, vec![b]);
+    assert_eq!(runq(&h), vec![b]);
 }
 
 #[test]
@@ -189,7 +198,7 @@ fn schedule_tie_goes_to_queued_vcpu() {
     let d = h.schedule(cpu(0));
     assert_eq!(d.next, Some(b));
     assert_eq!(d.reason, PickReason::Runq);
-    assert_eq!(h.rt.runq, vec![a]);
+    assert_eq!(runq(&h), vec![a]);
     assert_eq!(h.rt.servers.srv(a).cur_budget_ns, 4 * MS - 1_000);
 }
 
@@ -229,7 +238,7 @@ fn depleted_vcpu_returns_to_runq_at_replenishment_and_is_tickled() {
     assert_eq!(h.rt.next_timer(), Some(STime::from_ns(t + 10 * MS)));
     h.at(t + 10 * MS);
     h.fire_timer();
-    assert_eq!(h.rt.runq, vec![a]);
+    assert_eq!(runq(&h), vec![a]);
     assert_eq!(h.take_tickles(), vec![cpu(0)]);
     assert!(!h.rt.servers.srv(a).depleted);
     assert_eq!(h.rt.next_timer(), Some(STime::from_ns(t + 20 * MS)));
@@ -253,7 +262,7 @@ fn replenishment_tickles_in_reverse_expiry_order() {
     h.at(t + 4 * MS);
     h.schedule(cpu(0));
     h.schedule(cpu(1));
-    assert_eq!(h.rt.replq, vec![x, y]);
+    assert_eq!(replq(&h), vec![x, y]);
     // context_saved tickled for the depleted vCPUs too (Xen does); deliver those.
     h.settle();
     assert!(h.rt.tickled.is_empty());
