@@ -108,12 +108,16 @@ impl RtdsScheduler {
         let prev_runnable = prev.is_some_and(|c| ctx.runnable(c));
         if let Some(c) = prev {
             let s = self.servers.srv_mut(c);
+            let key_before = s.key();
             s.burn_budget(now);
             s.acct.ran_until(now);
             if !prev_runnable {
                 s.acct.mark_unrunnable();
             }
-            self.rekey(c);
+            if s.key() != key_before {
+                // An extratime level down: the copies follow (rare next to plain burns).
+                self.rekey(c);
+            }
         }
         let mut next = self.runq_pick(ctx, cpu);
         if let Some(w) = next.filter(|w| !ctx.runnable(*w)) {
@@ -253,7 +257,7 @@ impl RtdsScheduler {
 
     fn tickle_replenished(&mut self, ctx: &mut SchedCtx<'_>, v: VcpuRef) {
         let running_here = ctx.curr_on(ctx.processor(v)) == Some(v);
-        let head = self.runq_iter().next();
+        let head = self.runq.first_key_value().map(|(_, w)| *w);
         if let (true, Some(head)) = (running_here, head) {
             let head_wins =
                 super::server::compare(self.servers.srv(v), self.servers.srv(head)).is_lt();

@@ -142,6 +142,10 @@ impl RtdsScheduler {
         if !ctx.pool_cpus.test(cpu) {
             return None;
         }
+        let (_, &head) = self.runq.first_key_value()?;
+        if ctx.vcpu(head).hard_affinity.test(cpu) {
+            return Some(head);
+        }
         self.runq_iter()
             .find(|w| ctx.vcpu(*w).hard_affinity.test(cpu))
     }

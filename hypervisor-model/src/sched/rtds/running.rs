@@ -86,6 +86,15 @@ impl RunningIndex {
     /// `cpu` is tickled, so it stays out of the key order.
     pub fn set(&mut self, cpu: PcpuId, running: Option<(VcpuRef, Key)>, tickled: bool) {
         let old = self.slot(cpu);
+        if let Some((_, (level, deadline))) = old.filter(|_| old == running) {
+            // Same vCPU, same key (a `Continue`): only the tickled state may differ.
+            if tickled {
+                self.by_key.remove(&(level, deadline, cpu.raw()));
+            } else {
+                self.by_key.insert((level, deadline, cpu.raw()));
+            }
+            return;
+        }
         if let Some((_, key)) = old {
             self.by_key.remove(&(key.0, key.1, cpu.raw()));
         }
