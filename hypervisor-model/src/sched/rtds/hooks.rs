@@ -115,8 +115,10 @@ impl RtdsScheduler {
                 s.acct.mark_unrunnable();
             }
             if s.key() != key_before {
-                // An extratime level down: the copies follow (rare next to plain burns).
-                self.rekey(c);
+                // An extratime level down: the replq copy follows; the running index
+                // takes the new key when the pick is recorded.
+                let key = s.key();
+                self.replq.rekey(&self.servers, c, key);
             }
         }
         let mut next = self.runq_pick(ctx, cpu);

@@ -29,8 +29,8 @@ use crate::ids::{PcpuId, VcpuRef};
 use crate::sched::SchedCtx;
 
 /// Most busy pCPUs outside the candidates `tickle_target_indexed` skips before it leaves
-/// the answer to the walk.
-const VICTIM_VISITS_MAX: usize = 64;
+/// the answer to the walk (a few in unit tests, so that their hosts reach the fallback).
+const VICTIM_VISITS_MAX: usize = if cfg!(test) { 4 } else { 64 };
 
 impl RtdsScheduler {
     /// Where `deadline_queue_insert` puts `v` in a list: before the first entry it
@@ -191,6 +191,17 @@ impl RtdsScheduler {
             return Some(Some(cpu));
         }
         let new_key = self.servers.srv(new).key();
+        let Some((top_key, top_cpu)) = self.running.first_victim_from(start) else {
+            // No busy untickled pCPU at all: nobody to preempt.
+            return Some(None);
+        };
+        if top_key <= new_key {
+            return Some(None);
+        }
+        if ctx.pool_cpus.test(top_cpu) && hard.test(top_cpu) {
+            let victim = self.running.vcpu_on(top_cpu)?;
+            return Some(Some(ctx.processor(victim)));
+        }
         let mut visits = 0usize;
         for (key, cpu) in self.running.victims_from(start) {
             if key <= new_key {

@@ -146,15 +146,32 @@ impl RunningIndex {
             .map(|&(level, deadline, _)| (level, deadline))
     }
 
+    /// The first pCPU of [`Self::victims_from`], found with two lookups.
+    pub fn first_victim_from(&self, start: PcpuId) -> Option<(Key, PcpuId)> {
+        let &(level, deadline, _) = self.by_key.last()?;
+        let up = self.by_key.range((level, deadline, start.raw())..).next();
+        let first = match up {
+            Some(&(l, d, raw)) if (l, d) == (level, deadline) => raw,
+            _ => self.by_key.range((level, deadline, 0)..).next()?.2,
+        };
+        Some(((level, deadline), PcpuId::new(first)?))
+    }
+
     /// The keyed pCPUs in `runq_tickle`'s victim order: key descending, and inside one key
     /// in `cpumask_cycle` order from `start` (`start` and up, then below it).
     pub fn victims_from(&self, start: PcpuId) -> impl Iterator<Item = (Key, PcpuId)> + '_ {
-        let mut group = self.max_key();
+        let mut group: Option<Option<Key>> = None;
         core::iter::from_fn(move || {
-            let key = group?;
-            let below = self.by_key.range(..(key.0, key.1, 0)).next_back();
-            group = below.map(|&(level, deadline, _)| (level, deadline));
-            Some(key)
+            let next = match group {
+                None => self.max_key(),
+                Some(key) => {
+                    let (level, deadline) = key?;
+                    let below = self.by_key.range(..(level, deadline, 0)).next_back();
+                    below.map(|&(l, d, _)| (l, d))
+                }
+            };
+            group = Some(next);
+            next
         })
         .flat_map(move |key| {
             let (level, deadline) = key;
