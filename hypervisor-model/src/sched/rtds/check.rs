@@ -226,32 +226,30 @@ fn check_server_time(v: VcpuRef, server: &Server, out: &mut Vec<Violation>) {
 
 fn check_running_index(s: &RtdsScheduler, domains: &DomainTable, out: &mut Vec<Violation>) {
     let mut keyed_count = 0usize;
-    let mut busy_count = 0u32;
     for raw in 0..s.tickled.width() {
         let Some(cpu) = PcpuId::new(raw) else { break };
+        let tickled = s.tickled.test(cpu);
         let (Some(v), Some(key)) = (s.running.vcpu_on(cpu), s.running.key_on(cpu)) else {
-            if s.running.busy().test(cpu) {
+            if s.running.free().test(cpu) == tickled {
                 push(
                     out,
                     "rtds.running_index",
-                    format!("{cpu:?} busy, nothing on it"),
+                    format!("{cpu:?} idle, free while tickled {tickled}"),
                 );
             }
             continue;
         };
-        busy_count += 1;
         let runs_there = domains.vcpu(v).is_some_and(|x| x.running_on == Some(cpu));
         let server = s.servers.get(v);
         let back = server.is_some_and(|x| x.running_cpu == Some(cpu));
         let fresh = server.is_some_and(|x| x.key() == key);
-        if !runs_there || !back || !fresh || !s.running.busy().test(cpu) {
+        if !runs_there || !back || !fresh || s.running.free().test(cpu) {
             push(
                 out,
                 "rtds.running_index",
                 format!("{v:?} on {cpu:?}: runs {runs_there} back {back} key {fresh}"),
             );
         }
-        let tickled = s.tickled.test(cpu);
         if s.running.keyed(cpu, key) == tickled {
             push(
                 out,
@@ -261,7 +259,7 @@ fn check_running_index(s: &RtdsScheduler, domains: &DomainTable, out: &mut Vec<V
         }
         keyed_count += usize::from(!tickled);
     }
-    if keyed_count != s.running.keyed_count() || busy_count != s.running.busy().weight() {
+    if keyed_count != s.running.keyed_count() {
         push(
             out,
             "rtds.running_index",

@@ -184,10 +184,13 @@ impl RtdsScheduler {
     fn tickle_target_indexed(&self, ctx: &SchedCtx<'_>, new: VcpuRef) -> Option<Option<PcpuId>> {
         let start = ctx.processor(new);
         let hard = &ctx.vcpu(new).hard_affinity;
-        let mut idle = ctx.pool_cpus.and(hard);
-        idle.and_not_with(&self.tickled);
-        idle.and_not_with(self.running.busy());
-        if let Some(cpu) = idle.test_or_cycle(start) {
+        let free = self.running.free();
+        let idle = if ctx.pool_cpus.is_subset(hard) {
+            free.test_or_cycle_and(ctx.pool_cpus, start)
+        } else {
+            ctx.pool_cpus.and(hard).test_or_cycle_and(free, start)
+        };
+        if let Some(cpu) = idle {
             return Some(Some(cpu));
         }
         let new_key = self.servers.srv(new).key();

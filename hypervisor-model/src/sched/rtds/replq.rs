@@ -278,7 +278,9 @@ mod tests {
     #[test]
     fn blocked_replq_keeps_the_list_order_through_splits_merges_and_rekeys() {
         const SEED: u64 = 0x5eed;
-        const VCPU_COUNT: u32 = 3 * BLOCK_ITEMS_MAX as u32;
+        // Three blocks' worth of vCPUs (BLOCK_ITEMS_MAX is 128).
+        const VCPU_COUNT: u32 = 3 * 128;
+        const _: () = assert!(VCPU_COUNT as usize == 3 * BLOCK_ITEMS_MAX);
         const STEPS: u32 = 20_000;
         let mut q = ReplQueue::default();
         let mut m = Model::default();

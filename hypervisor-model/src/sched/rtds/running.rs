@@ -1,6 +1,7 @@
-//! The running index of one rtds pool: which vCPU rtds put on each pCPU, and the busy,
-//! untickled pCPUs ordered by the priority key of the vCPU they run, so `runq_tickle`
-//! finds its idle pCPU and its lowest-priority victim without walking every pCPU.
+//! The running index of one rtds pool: which vCPU rtds put on each pCPU, the idle
+//! untickled pCPUs as a mask, and the busy untickled pCPUs ordered by the priority key of
+//! the vCPU they run, so `runq_tickle` finds its idle pCPU and its lowest-priority victim
+//! without walking every pCPU.
 //!
 //! Follows nothing in Xen: rt.c's `runq_tickle` walks the pool's pCPUs
 //! (`cpumask_test_or_cycle`, then `cpumask_cycle`) and reads `curr_on_cpu` of each; this is
@@ -10,7 +11,7 @@
 //! # Invariants
 //! - `on_cpu[c] == Some(v)` iff the core runs `v` on `c` and `v` is a server of this pool
 //!   (rtds records every decision it returns, and vCPUs inserted while running).
-//! - `busy` holds exactly the pCPUs with `on_cpu` set.
+//! - `free` holds exactly the pCPUs with `on_cpu` unset that are not tickled.
 //! - `by_key` holds `(key, c)` for exactly the busy pCPUs that are not tickled, with the
 //!   key of the running server as of its last change (every in-place key change of a
 //!   running server is reported through `rekey`).
@@ -32,8 +33,8 @@ pub type Key = (u32, STime);
 pub struct RunningIndex {
     /// The vCPU rtds put on each pCPU of the host, with its indexed key.
     on_cpu: Vec<Option<(VcpuRef, Key)>>,
-    /// pCPUs with `on_cpu` set.
-    busy: CpuMask,
+    /// pCPUs with `on_cpu` unset and not tickled (`runq_tickle`'s idle candidates).
+    free: CpuMask,
     /// `(level, deadline, pCPU)` of the busy pCPUs that are not tickled.
     by_key: BTreeSet<(u32, STime, u32)>,
 }
@@ -44,7 +45,7 @@ impl RunningIndex {
         let slots = usize::try_from(nr_cpus).unwrap_or(0);
         RunningIndex {
             on_cpu: alloc::vec![None; slots],
-            busy: CpuMask::empty(nr_cpus),
+            free: CpuMask::full(nr_cpus),
             by_key: BTreeSet::new(),
         }
     }
@@ -67,9 +68,9 @@ impl RunningIndex {
             .map(|(_, k)| k)
     }
 
-    /// pCPUs with a recorded vCPU.
-    pub fn busy(&self) -> &CpuMask {
-        &self.busy
+    /// pCPUs with no recorded vCPU that are not tickled.
+    pub fn free(&self) -> &CpuMask {
+        &self.free
     }
 
     /// Number of entries ordered by key (for the checker).
@@ -100,12 +101,13 @@ impl RunningIndex {
         }
         match running {
             Some((_, key)) => {
-                self.busy.set(cpu);
+                self.free.clear(cpu);
                 if !tickled {
                     self.by_key.insert((key.0, key.1, cpu.raw()));
                 }
             }
-            None => self.busy.clear(cpu),
+            None if tickled => self.free.clear(cpu),
+            None => self.free.set(cpu),
         }
         self.on_cpu[cpu.index()] = running;
     }
@@ -123,12 +125,16 @@ impl RunningIndex {
         if let Some((_, key)) = self.slot(cpu) {
             self.by_key.remove(&(key.0, key.1, cpu.raw()));
         }
+        self.free.clear(cpu);
     }
 
-    /// `cpu` is no longer tickled: back in the key order if busy.
+    /// `cpu` is no longer tickled: back in the key order if busy, else free.
     pub fn untickled(&mut self, cpu: PcpuId) {
-        if let Some((_, key)) = self.slot(cpu) {
-            self.by_key.insert((key.0, key.1, cpu.raw()));
+        match self.slot(cpu) {
+            Some((_, key)) => {
+                self.by_key.insert((key.0, key.1, cpu.raw()));
+            }
+            None => self.free.set(cpu),
         }
     }
 
