@@ -65,11 +65,10 @@ impl ReplQueue {
         self.items(id).first().map(|&(_, v)| v)
     }
 
-    /// The entries in list order.
+    /// The entries in list order (for the debug checks and tests).
+    #[cfg(any(test, debug_assertions))]
     pub fn iter(&self) -> impl Iterator<Item = VcpuRef> + '_ {
-        self.order
-            .iter()
-            .flat_map(|&(_, id)| self.items(id).iter().map(|&(_, v)| v))
+        self.iter_keyed().map(|(_, v)| v)
     }
 
     /// The entries in list order with their key copies.
