@@ -27,6 +27,7 @@
 
 use alloc::format;
 use alloc::vec::Vec;
+use core::cmp::Reverse;
 
 use super::server::{compare, Queue, Server};
 use super::RtdsScheduler;
@@ -92,10 +93,10 @@ fn check_runq(s: &RtdsScheduler, out: &mut Vec<Violation>) {
 }
 
 fn check_depletedq(s: &RtdsScheduler, out: &mut Vec<Violation>) {
-    for v in &s.depletedq {
+    for (seq, v) in &s.depletedq {
         match s.servers.get(*v) {
             None => push(out, "rtds.queued_server_exists", format!("depletedq {v:?}")),
-            Some(x) if x.queue != Queue::Depleted => {
+            Some(x) if x.queue != Queue::Depleted || x.runq_at.2 != seq.0 => {
                 push(
                     out,
                     "rtds.queue_tag",
@@ -147,7 +148,7 @@ fn check_server(
     let listed = match server.queue {
         Queue::None => true,
         Queue::Runq => s.runq.get(&server.runq_at) == Some(&v),
-        Queue::Depleted => s.depletedq.contains(&v),
+        Queue::Depleted => s.depletedq.get(&Reverse(server.runq_at.2)) == Some(&v),
     };
     if !listed {
         push(

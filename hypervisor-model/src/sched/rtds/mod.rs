@@ -6,6 +6,9 @@
 //! - `server.rs`: one server (`struct rt_unit`), `rt_update_deadline`, `burn_budget`,
 //!   `compare_unit_priority`;
 //! - `queues.rs`: runq, depletedq, replq, `runq_pick`, `runq_tickle`;
+//! - `replq.rs`: the replenishment queue's storage (Xen's list order in blocks);
+//! - `running.rs`: xensim's running index, which answers `runq_tickle` without
+//!   walking every pCPU;
 //! - `hooks.rs`: `rt_schedule`, `rt_unit_wake`, `rt_unit_sleep`, `rt_context_saved`,
 //!   `repl_timer_handler`, `rt_unit_insert`, `rt_unit_remove`, `rt_res_pick`;
 //! - `params.rs`: `rt_dom_cntl` (domain and vCPU parameters);
@@ -16,7 +19,15 @@
 //! - Every vCPU of the pool's domains has exactly one server here, from `insert_vcpu` to
 //!   `remove_vcpu`.
 //! - The pool timer is the deadline of the head of `replq` (`next_timer`).
+//! - Every in-place change of a server's key (a burn that drops a level, a
+//!   replenishment) goes through `rekey`, so the key copies of `replq` and of the
+//!   running index stay equal to the servers' keys.
 //!
+//! Decision cost: Xen walks lists and pCPU masks; xensim keeps the same orders in
+//! ordered maps and blocks (`runq` by key and arrival, `depletedq` by arrival, `replq` in
+//! blocks with a largest key each, the running index by key and pCPU), so a decision costs
+//! O(log n) to O(√n) instead of O(n), and debug builds check every answer against the
+//! list walk it replaces.
 //! xensim differs: context save is instantaneous, so `RTDS_scheduled` is set exactly
 //! while a vCPU runs; there is no tasklet work; the replenishment timer has no home pCPU
 //! (`rt_switch_sched`, `move_repl_timer`, `rt_deinit_pdata` only move Xen's timer);
@@ -31,9 +42,10 @@ mod replq;
 mod running;
 mod server;
 
-use alloc::collections::{BTreeMap, VecDeque};
+use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec::Vec;
+use core::cmp::Reverse;
 
 pub use account::ServerStats;
 
@@ -150,10 +162,11 @@ pub struct RtdsScheduler {
     servers: Servers,
     /// `runq`: servers with budget or extratime, most urgent first (by `Server::runq_at`).
     runq: BTreeMap<(u32, STime, u64), VcpuRef>,
-    /// The next `runq` sequence number.
-    runq_seq: u64,
-    /// `depletedq`: servers out of budget without extratime, newest first.
-    depletedq: VecDeque<VcpuRef>,
+    /// The next `runq`/`depletedq` sequence number.
+    queue_seq: u64,
+    /// `depletedq`: servers out of budget without extratime, newest first (by
+    /// `Server::queue_seq`, so a removal is a lookup, not a scan).
+    depletedq: BTreeMap<Reverse<u64>, VcpuRef>,
     /// `replq`: servers with a pending replenishment (runnable or running ones).
     replq: replq::ReplQueue,
     /// `tickled`: pCPUs tickled and not yet rescheduled.
@@ -170,8 +183,8 @@ impl RtdsScheduler {
         RtdsScheduler {
             servers: Servers::default(),
             runq: BTreeMap::new(),
-            runq_seq: 0,
-            depletedq: VecDeque::new(),
+            queue_seq: 0,
+            depletedq: BTreeMap::new(),
             replq: replq::ReplQueue::default(),
             tickled: CpuMask::empty(init.nr_cpus),
             expired: Vec::new(),

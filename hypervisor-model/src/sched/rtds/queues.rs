@@ -2,6 +2,11 @@
 //! `depletedq` (unsorted, pushed at the head), `replq` (replenishment events), picking
 //! from the runq, and tickling (`runq_tickle`).
 //!
+//! Storage: `runq` is a map by `(key, arrival)` and `depletedq` a map by arrival (newest
+//! first), so an insertion or a removal is a lookup; `replq` lives in `replq.rs`; tickling
+//! asks the running index (`running.rs`) and keeps rt.c's walk over the pool's pCPUs as
+//! the fallback for narrow affinities and as the debug-build check.
+//!
 //! Follows xen/common/sched/rt.c (Xen 4.17): `deadline_queue_insert`,
 //! `deadline_queue_remove`, `q_remove`, `replq_remove`, `runq_insert`, `replq_insert`,
 //! `replq_reinsert`, `runq_pick`, `runq_tickle`; spec `schedulers.md` §3.2, §3.6, §9.5.
@@ -21,12 +26,13 @@
 //! queue is therefore not always sorted by deadline, and a server behind one with a
 //! higher level can be replenished late.
 
-use core::cmp::Ordering;
+use core::cmp::{Ordering, Reverse};
 
 use super::server::{compare, Queue};
 use super::RtdsScheduler;
 use crate::ids::{PcpuId, VcpuRef};
 use crate::sched::SchedCtx;
+use crate::time::STime;
 
 /// Most busy pCPUs outside the candidates `tickle_target_indexed` skips before it leaves
 /// the answer to the walk (a few in unit tests, so that their hosts reach the fallback).
@@ -62,8 +68,8 @@ impl RtdsScheduler {
         assert!(s.on_replq, "{v:?} queued without a replenishment event");
         if s.cur_budget_ns > 0 || s.extratime {
             let (level, deadline) = s.key();
-            let at = (level, deadline, self.runq_seq);
-            self.runq_seq += 1;
+            let at = (level, deadline, self.queue_seq);
+            self.queue_seq += 1;
             debug_assert_eq!(
                 self.runq.range(..at).count(),
                 self.insert_position(self.runq_iter(), v),
@@ -75,9 +81,19 @@ impl RtdsScheduler {
             s.runq_at = at;
             s.queue = Queue::Runq;
         } else {
-            self.depletedq.push_front(v);
-            self.servers.srv_mut(v).queue = Queue::Depleted;
+            self.depletedq_push(v);
         }
+    }
+
+    /// Puts `v` at the head of `depletedq` (Xen's `list_add`).
+    pub(super) fn depletedq_push(&mut self, v: VcpuRef) {
+        let seq = self.queue_seq;
+        self.queue_seq += 1;
+        let old = self.depletedq.insert(Reverse(seq), v);
+        assert!(old.is_none(), "depletedq place of {v:?} taken");
+        let s = self.servers.srv_mut(v);
+        s.runq_at = (0, STime::ZERO, seq);
+        s.queue = Queue::Depleted;
     }
 
     /// `q_remove`.
@@ -91,11 +107,11 @@ impl RtdsScheduler {
                 }
             }
             Queue::Depleted => {
-                let pos = self.depletedq.iter().position(|w| *w == v);
-                match pos {
-                    Some(pos) => self.depletedq.remove(pos),
+                let (_, _, seq) = self.servers.srv(v).runq_at;
+                match self.depletedq.remove(&Reverse(seq)) {
+                    Some(w) => assert_eq!(w, v, "depletedq place of {v:?} holds {w:?}"),
                     None => panic!("{v:?} tagged depletedq but not on it"),
-                };
+                }
             }
             Queue::None => panic!("{v:?} removed from no queue"),
         }

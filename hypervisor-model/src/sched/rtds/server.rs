@@ -89,7 +89,8 @@ pub struct Server {
     /// xensim: the `replq` block holding this server (`replq.rs`).
     pub replq_block: Option<u32>,
     /// xensim: this server's place in `runq` (its key when queued, then a sequence
-    /// number that keeps equal keys first-come first-served).
+    /// number that keeps equal keys first-come first-served), or in `depletedq` (the
+    /// sequence number only, newest first).
     pub runq_at: (u32, STime, u64),
 }
 

@@ -133,7 +133,7 @@ fn depletedq_pushes_at_head() {
     h.rt.runq_insert(a);
     h.rt.runq_insert(b);
     assert_eq!(
-        h.rt.depletedq.iter().copied().collect::<Vec<_>>(),
+        h.rt.depletedq.values().copied().collect::<Vec<_>>(),
         vec![b, a]
     );
     assert!(h.rt.runq.is_empty());
@@ -308,8 +308,7 @@ fn check_invariants_catches_unsorted_runq_and_budget_in_depletedq() {
     let base = deadline(&h, a);
     set_deadline(&mut h, a, base + 10 * MS);
     h.rt.q_remove(c);
-    h.rt.servers.srv_mut(c).queue = Queue::Depleted;
-    h.rt.depletedq.push_front(c);
+    h.rt.depletedq_push(c);
     let names: Vec<&str> = h.violations().iter().map(|v| v.invariant).collect();
     assert!(names.contains(&"rtds.runq_sorted"), "{names:?}");
     assert!(names.contains(&"rtds.depletedq_empty_budget"), "{names:?}");
