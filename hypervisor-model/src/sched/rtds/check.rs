@@ -127,6 +127,13 @@ fn check_replq(s: &RtdsScheduler, out: &mut Vec<Violation>) {
             push(out, "rtds.replq_key_copy", format!("{v:?} copied {key:?}"));
         }
     }
+    if !s.replq.well_formed() {
+        push(
+            out,
+            "rtds.replq_blocks",
+            format!("{} entries", s.replq.len()),
+        );
+    }
     if seen.len() != s.replq.len() {
         push(out, "rtds.replq_len", format!("{} counted", s.replq.len()));
     }

@@ -78,6 +78,23 @@ impl ReplQueue {
             .flat_map(|&(_, id)| self.items(id).iter().copied())
     }
 
+    /// True if the blocks keep the module's invariants (for the checker; O(n)).
+    pub fn well_formed(&self) -> bool {
+        let sized = self.order.iter().all(|&(max, id)| {
+            let items = self.items(id);
+            !items.is_empty() && items.len() <= BLOCK_ITEMS_MAX && block_max(items) == max
+        });
+        let merged = self.order.windows(2).all(|pair| {
+            self.items(pair[0].1).len() + self.items(pair[1].1).len() > BLOCK_ITEMS_MERGE
+        });
+        let counted = self
+            .order
+            .iter()
+            .map(|&(_, id)| self.items(id).len())
+            .sum::<usize>();
+        sized && merged && counted == self.len
+    }
+
     fn items(&self, id: u32) -> &[(Key, VcpuRef)] {
         match self.blocks.get(index(id)) {
             Some(items) => items,
@@ -307,6 +324,7 @@ mod tests {
             }
             assert!(q.iter().eq(m.list.iter().copied()));
             assert_eq!(q.len(), m.list.len());
+            assert!(q.well_formed());
         }
         assert!(q.order.len() > 1, "the walk never split a block");
     }
