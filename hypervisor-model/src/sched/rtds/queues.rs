@@ -210,13 +210,10 @@ impl RtdsScheduler {
             return Some(Some(cpu));
         }
         let new_key = self.servers.srv(new).key();
-        let Some((top_key, top_cpu)) = self.running.first_victim_from(start) else {
-            // No busy untickled pCPU at all: nobody to preempt.
+        let Some(top_cpu) = self.running.first_victim_above(new_key, start) else {
+            // No busy untickled pCPU runs anything less urgent than `new`.
             return Some(None);
         };
-        if top_key <= new_key {
-            return Some(None);
-        }
         if ctx.pool_cpus.test(top_cpu) && hard.test(top_cpu) {
             let victim = self.running.vcpu_on(top_cpu)?;
             return Some(Some(ctx.processor(victim)));

@@ -84,30 +84,24 @@ impl RunningIndex {
     }
 
     /// Records `running` (with its key) on `cpu`, replacing what was there. `tickled`:
-    /// `cpu` is tickled, so it stays out of the key order.
+    /// `cpu` is tickled (now and since the last change of its bit), so it is out of the
+    /// key order. A switch between two vCPUs of the same key leaves the order untouched.
     pub fn set(&mut self, cpu: PcpuId, running: Option<(VcpuRef, Key)>, tickled: bool) {
         let old = self.slot(cpu);
-        if let Some((_, (level, deadline))) = old.filter(|_| old == running) {
-            // Same vCPU, same key (a `Continue`): only the tickled state may differ.
-            if tickled {
+        let old_keyed = old.filter(|_| !tickled).map(|(_, key)| key);
+        let new_keyed = running.filter(|_| !tickled).map(|(_, key)| key);
+        if old_keyed != new_keyed {
+            if let Some((level, deadline)) = old_keyed {
                 self.by_key.remove(&(level, deadline, cpu.raw()));
-            } else {
+            }
+            if let Some((level, deadline)) = new_keyed {
                 self.by_key.insert((level, deadline, cpu.raw()));
             }
-            return;
         }
-        if let Some((_, key)) = old {
-            self.by_key.remove(&(key.0, key.1, cpu.raw()));
-        }
-        match running {
-            Some((_, key)) => {
-                self.free.clear(cpu);
-                if !tickled {
-                    self.by_key.insert((key.0, key.1, cpu.raw()));
-                }
-            }
-            None if tickled => self.free.clear(cpu),
-            None => self.free.set(cpu),
+        if running.is_some() || tickled {
+            self.free.clear(cpu);
+        } else {
+            self.free.set(cpu);
         }
         self.on_cpu[cpu.index()] = running;
     }
@@ -152,15 +146,19 @@ impl RunningIndex {
             .map(|&(level, deadline, _)| (level, deadline))
     }
 
-    /// The first pCPU of [`Self::victims_from`], found with two lookups.
-    pub fn first_victim_from(&self, start: PcpuId) -> Option<(Key, PcpuId)> {
+    /// The first pCPU of [`Self::victims_from`], found with two lookups, if its key is
+    /// above `floor` (else no pCPU of the order is).
+    pub fn first_victim_above(&self, floor: Key, start: PcpuId) -> Option<PcpuId> {
         let &(level, deadline, _) = self.by_key.last()?;
+        if (level, deadline) <= floor {
+            return None;
+        }
         let up = self.by_key.range((level, deadline, start.raw())..).next();
         let first = match up {
             Some(&(l, d, raw)) if (l, d) == (level, deadline) => raw,
             _ => self.by_key.range((level, deadline, 0)..).next()?.2,
         };
-        Some(((level, deadline), PcpuId::new(first)?))
+        PcpuId::new(first)
     }
 
     /// The keyed pCPUs in `runq_tickle`'s victim order: key descending, and inside one key
