@@ -14,6 +14,9 @@
 //!   period while the period never changed.
 //! - Queue tags match the queues; a running vCPU is on no queue and `RTDS_scheduled`;
 //!   the delayed-add flag is only set while scheduled (context save is instantaneous).
+//! - The running index (`running.rs`) mirrors the core: each recorded vCPU runs on its
+//!   pCPU with the recorded key, each vCPU of the pool running on a pool pCPU is recorded,
+//!   and exactly the busy untickled pCPUs are ordered by key.
 //!
 //! Not checked per event, on purpose:
 //! - `replq` order by deadline: Xen sorts it with the level-aware comparison while levels
@@ -24,25 +27,28 @@
 
 use alloc::format;
 use alloc::vec::Vec;
+use core::cmp::Reverse;
 
 use super::server::{compare, Queue, Server};
 use super::RtdsScheduler;
 use crate::cpumask::CpuMask;
 use crate::domain::DomainTable;
-use crate::ids::VcpuRef;
+use crate::ids::{PcpuId, VcpuRef};
 use crate::sched::Violation;
 
 pub(super) fn check(
     s: &RtdsScheduler,
     domains: &DomainTable,
-    _pool_cpus: &CpuMask,
+    pool_cpus: &CpuMask,
     out: &mut Vec<Violation>,
 ) {
     check_runq(s, out);
     check_depletedq(s, out);
     check_replq(s, out);
+    check_running_index(s, domains, out);
     for (v, server) in s.servers.iter() {
         check_server(s, domains, v, server, out);
+        check_server_indexed(s, domains, pool_cpus, v, server, out);
     }
 }
 
@@ -51,7 +57,8 @@ fn push(out: &mut Vec<Violation>, invariant: &'static str, detail: alloc::string
 }
 
 fn check_runq(s: &RtdsScheduler, out: &mut Vec<Violation>) {
-    for pair in s.runq.windows(2) {
+    let runq: Vec<VcpuRef> = s.runq_iter().collect();
+    for pair in runq.windows(2) {
         let (a, b) = (s.servers.get(pair[0]), s.servers.get(pair[1]));
         if let (Some(a), Some(b)) = (a, b) {
             if compare(a, b).is_lt() {
@@ -63,10 +70,10 @@ fn check_runq(s: &RtdsScheduler, out: &mut Vec<Violation>) {
             }
         }
     }
-    for v in &s.runq {
+    for (at, v) in &s.runq {
         match s.servers.get(*v) {
             None => push(out, "rtds.queued_server_exists", format!("runq {v:?}")),
-            Some(x) if x.queue != Queue::Runq => {
+            Some(x) if x.queue != Queue::Runq || x.runq_at != *at => {
                 push(
                     out,
                     "rtds.queue_tag",
@@ -86,10 +93,10 @@ fn check_runq(s: &RtdsScheduler, out: &mut Vec<Violation>) {
 }
 
 fn check_depletedq(s: &RtdsScheduler, out: &mut Vec<Violation>) {
-    for v in &s.depletedq {
+    for (seq, v) in &s.depletedq {
         match s.servers.get(*v) {
             None => push(out, "rtds.queued_server_exists", format!("depletedq {v:?}")),
-            Some(x) if x.queue != Queue::Depleted => {
+            Some(x) if x.queue != Queue::Depleted || x.runq_at.2 != seq.0 => {
                 push(
                     out,
                     "rtds.queue_tag",
@@ -107,13 +114,28 @@ fn check_depletedq(s: &RtdsScheduler, out: &mut Vec<Violation>) {
 }
 
 fn check_replq(s: &RtdsScheduler, out: &mut Vec<Violation>) {
-    for (index, v) in s.replq.iter().enumerate() {
-        if s.replq[..index].contains(v) {
+    let mut seen = alloc::collections::BTreeSet::new();
+    for (key, v) in s.replq.iter_keyed() {
+        if !seen.insert(v) {
             push(out, "rtds.replq_unique", format!("{v:?}"));
         }
-        if !s.servers.get(*v).is_some_and(|x| x.on_replq) {
+        let server = s.servers.get(v);
+        if !server.is_some_and(|x| x.on_replq && x.replq_block.is_some()) {
             push(out, "rtds.replq_tag", format!("{v:?} on replq untagged"));
         }
+        if server.is_some_and(|x| x.key() != key) {
+            push(out, "rtds.replq_key_copy", format!("{v:?} copied {key:?}"));
+        }
+    }
+    if !s.replq.well_formed() {
+        push(
+            out,
+            "rtds.replq_blocks",
+            format!("{} entries", s.replq.len()),
+        );
+    }
+    if seen.len() != s.replq.len() {
+        push(out, "rtds.replq_len", format!("{} counted", s.replq.len()));
     }
 }
 
@@ -132,8 +154,8 @@ fn check_server(
     let runnable = domains.runnable(v);
     let listed = match server.queue {
         Queue::None => true,
-        Queue::Runq => s.runq.contains(&v),
-        Queue::Depleted => s.depletedq.contains(&v),
+        Queue::Runq => s.runq.get(&server.runq_at) == Some(&v),
+        Queue::Depleted => s.depletedq.get(&Reverse(server.runq_at.2)) == Some(&v),
     };
     if !listed {
         push(
@@ -142,7 +164,7 @@ fn check_server(
             format!("{v:?} tagged {:?}", server.queue),
         );
     }
-    if server.on_replq != s.replq.contains(&v) {
+    if server.on_replq != server.replq_block.is_some() {
         push(
             out,
             "rtds.replq_tag",
@@ -205,6 +227,79 @@ fn check_server_time(v: VcpuRef, server: &Server, out: &mut Vec<Violation>) {
                 out,
                 "rtds.budget_not_exceeded",
                 format!("{v:?}: ran {served_ns} ns of a {budget_ns} ns budget"),
+            );
+        }
+    }
+}
+
+fn check_running_index(s: &RtdsScheduler, domains: &DomainTable, out: &mut Vec<Violation>) {
+    let mut keyed_count = 0usize;
+    for raw in 0..s.tickled.width() {
+        let Some(cpu) = PcpuId::new(raw) else { break };
+        let tickled = s.tickled.test(cpu);
+        let (Some(v), Some(key)) = (s.running.vcpu_on(cpu), s.running.key_on(cpu)) else {
+            if s.running.free().test(cpu) == tickled {
+                push(
+                    out,
+                    "rtds.running_index",
+                    format!("{cpu:?} idle, free while tickled {tickled}"),
+                );
+            }
+            continue;
+        };
+        let runs_there = domains.vcpu(v).is_some_and(|x| x.running_on == Some(cpu));
+        let server = s.servers.get(v);
+        let back = server.is_some_and(|x| x.running_cpu == Some(cpu));
+        let fresh = server.is_some_and(|x| x.key() == key);
+        if !runs_there || !back || !fresh || s.running.free().test(cpu) {
+            push(
+                out,
+                "rtds.running_index",
+                format!("{v:?} on {cpu:?}: runs {runs_there} back {back} key {fresh}"),
+            );
+        }
+        if s.running.keyed(cpu, key) == tickled {
+            push(
+                out,
+                "rtds.running_index",
+                format!("{cpu:?} keyed while tickled {tickled}"),
+            );
+        }
+        keyed_count += usize::from(!tickled);
+    }
+    if keyed_count != s.running.keyed_count() {
+        push(
+            out,
+            "rtds.running_index",
+            format!("{} keyed, {keyed_count} expected", s.running.keyed_count()),
+        );
+    }
+}
+
+fn check_server_indexed(
+    s: &RtdsScheduler,
+    domains: &DomainTable,
+    pool_cpus: &CpuMask,
+    v: VcpuRef,
+    server: &Server,
+    out: &mut Vec<Violation>,
+) {
+    let on = domains.vcpu(v).and_then(|x| x.running_on);
+    if let Some(cpu) = on.filter(|c| pool_cpus.test(*c)) {
+        if s.running.vcpu_on(cpu) != Some(v) {
+            push(
+                out,
+                "rtds.running_index",
+                format!("{v:?} runs on {cpu:?} unrecorded"),
+            );
+        }
+    }
+    if let Some(cpu) = server.running_cpu {
+        if s.running.vcpu_on(cpu) != Some(v) {
+            push(
+                out,
+                "rtds.running_index",
+                format!("{v:?} points at {cpu:?}"),
             );
         }
     }

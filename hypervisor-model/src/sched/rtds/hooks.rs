@@ -36,6 +36,7 @@ impl RtdsScheduler {
         if running && s.slice_end > now.after(Span::from_ns(s.budget_ns)) {
             s.acct.mark_limit_unenforced();
         }
+        self.rekey(v);
     }
 
     /// `rt_unit_insert`: place the new server, give it a deadline, queue it if runnable.
@@ -48,9 +49,10 @@ impl RtdsScheduler {
         }
         if ctx.runnable(v) {
             self.replq_insert(v);
-            let running = ctx.vcpu(v).running_on.is_some();
-            if running {
+            let running_on = ctx.vcpu(v).running_on;
+            if let Some(cpu) = running_on {
                 self.servers.srv_mut(v).acct.start_running(ctx.now);
+                self.record_running(cpu, Some(v));
             } else {
                 self.runq_insert(v);
             }
@@ -68,6 +70,9 @@ impl RtdsScheduler {
         if self.servers.srv(v).on_replq {
             self.replq_remove(v);
         }
+        if let Some(cpu) = self.servers.srv(v).running_cpu {
+            self.record_running(cpu, None);
+        }
         self.servers.remove(v);
     }
 
@@ -83,22 +88,37 @@ impl RtdsScheduler {
         }
     }
 
-    /// `rt_schedule` on `cpu`, which runs `prev`.
+    /// `rt_schedule` on `cpu`, which runs `prev`; the running index records the pick.
     pub(super) fn schedule(
         &mut self,
         ctx: &mut SchedCtx<'_>,
         cpu: PcpuId,
         prev: Option<VcpuRef>,
     ) -> Decision {
+        debug_assert_eq!(self.running.vcpu_on(cpu), prev, "running index out of date");
+        let decision = self.pick(ctx, cpu, prev);
+        self.record_running(cpu, decision.next);
+        decision
+    }
+
+    /// `rt_schedule` proper.
+    fn pick(&mut self, ctx: &mut SchedCtx<'_>, cpu: PcpuId, prev: Option<VcpuRef>) -> Decision {
         let now = ctx.now;
-        self.tickled.clear(cpu);
+        self.clear_tickled(cpu);
         let prev_runnable = prev.is_some_and(|c| ctx.runnable(c));
         if let Some(c) = prev {
             let s = self.servers.srv_mut(c);
+            let key_before = s.key();
             s.burn_budget(now);
             s.acct.ran_until(now);
             if !prev_runnable {
                 s.acct.mark_unrunnable();
+            }
+            if s.key() != key_before {
+                // An extratime level down: the replq copy follows; the running index
+                // takes the new key when the pick is recorded.
+                let key = s.key();
+                self.replq.rekey(&self.servers, c, key);
             }
         }
         let mut next = self.runq_pick(ctx, cpu);
@@ -215,12 +235,12 @@ impl RtdsScheduler {
         let now = ctx.now;
         let mut expired = core::mem::take(&mut self.expired);
         expired.clear();
-        while let Some(&v) = self.replq.first() {
+        while let Some(v) = self.replq.first() {
             if now < self.servers.srv(v).cur_deadline {
                 break;
             }
             // Off replq and onto the temporary list (`on_replq` stays set meanwhile).
-            self.replq.remove(0);
+            self.replq.remove(&mut self.servers, v);
             self.replenish(ctx, v);
             expired.push(v);
             if self.on_q(v) {
@@ -239,8 +259,8 @@ impl RtdsScheduler {
 
     fn tickle_replenished(&mut self, ctx: &mut SchedCtx<'_>, v: VcpuRef) {
         let running_here = ctx.curr_on(ctx.processor(v)) == Some(v);
-        if running_here && !self.runq.is_empty() {
-            let head = self.runq[0];
+        let head = self.runq.first_key_value().map(|(_, w)| *w);
+        if let (true, Some(head)) = (running_here, head) {
             let head_wins =
                 super::server::compare(self.servers.srv(v), self.servers.srv(head)).is_lt();
             if head_wins {

@@ -6,6 +6,9 @@
 //! - `server.rs`: one server (`struct rt_unit`), `rt_update_deadline`, `burn_budget`,
 //!   `compare_unit_priority`;
 //! - `queues.rs`: runq, depletedq, replq, `runq_pick`, `runq_tickle`;
+//! - `replq.rs`: the replenishment queue's storage (Xen's list order in blocks);
+//! - `running.rs`: xensim's running index, which answers `runq_tickle` without
+//!   walking every pCPU;
 //! - `hooks.rs`: `rt_schedule`, `rt_unit_wake`, `rt_unit_sleep`, `rt_context_saved`,
 //!   `repl_timer_handler`, `rt_unit_insert`, `rt_unit_remove`, `rt_res_pick`;
 //! - `params.rs`: `rt_dom_cntl` (domain and vCPU parameters);
@@ -16,7 +19,15 @@
 //! - Every vCPU of the pool's domains has exactly one server here, from `insert_vcpu` to
 //!   `remove_vcpu`.
 //! - The pool timer is the deadline of the head of `replq` (`next_timer`).
+//! - Every in-place change of a server's key (a burn that drops a level, a
+//!   replenishment) goes through `rekey`, so the key copies of `replq` and of the
+//!   running index stay equal to the servers' keys.
 //!
+//! Decision cost: Xen walks lists and pCPU masks; xensim keeps the same orders in
+//! ordered maps and blocks (`runq` by key and arrival, `depletedq` by arrival, `replq` in
+//! blocks with a largest key each, the running index by key and pCPU), so a decision costs
+//! O(log n) to O(√n) instead of O(n), and debug builds check every answer against the
+//! list walk it replaces.
 //! xensim differs: context save is instantaneous, so `RTDS_scheduled` is set exactly
 //! while a vCPU runs; there is no tasklet work; the replenishment timer has no home pCPU
 //! (`rt_switch_sched`, `move_repl_timer`, `rt_deinit_pdata` only move Xen's timer);
@@ -27,11 +38,14 @@ mod check;
 mod hooks;
 mod params;
 mod queues;
+mod replq;
+mod running;
 mod server;
 
-use alloc::collections::VecDeque;
+use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec::Vec;
+use core::cmp::Reverse;
 
 pub use account::ServerStats;
 
@@ -132,20 +146,35 @@ impl Servers {
     }
 }
 
+impl replq::Locate for Servers {
+    fn block_of(&self, v: VcpuRef) -> Option<u32> {
+        self.srv(v).replq_block
+    }
+
+    fn set_block_of(&mut self, v: VcpuRef, block: Option<u32>) {
+        self.srv_mut(v).replq_block = block;
+    }
+}
+
 /// The rtds scheduler of one pool (`struct rt_private` and its `rt_unit`s).
 #[derive(Debug)]
 pub struct RtdsScheduler {
     servers: Servers,
-    /// `runq`: servers with budget or extratime, most urgent first.
-    runq: Vec<VcpuRef>,
-    /// `depletedq`: servers out of budget without extratime, newest first.
-    depletedq: VecDeque<VcpuRef>,
+    /// `runq`: servers with budget or extratime, most urgent first (by `Server::runq_at`).
+    runq: BTreeMap<(u32, STime, u64), VcpuRef>,
+    /// The next `runq`/`depletedq` sequence number.
+    queue_seq: u64,
+    /// `depletedq`: servers out of budget without extratime, newest first (by
+    /// `Server::queue_seq`, so a removal is a lookup, not a scan).
+    depletedq: BTreeMap<Reverse<u64>, VcpuRef>,
     /// `replq`: servers with a pending replenishment (runnable or running ones).
-    replq: Vec<VcpuRef>,
+    replq: replq::ReplQueue,
     /// `tickled`: pCPUs tickled and not yet rescheduled.
     tickled: CpuMask,
     /// The replenishment handler's temporary list, kept to reuse its capacity.
     expired: Vec<VcpuRef>,
+    /// xensim: what runs where, ordered for `runq_tickle` (`running.rs`).
+    running: running::RunningIndex,
 }
 
 impl RtdsScheduler {
@@ -153,11 +182,13 @@ impl RtdsScheduler {
     pub fn new(init: &SchedInit<'_>) -> RtdsScheduler {
         RtdsScheduler {
             servers: Servers::default(),
-            runq: Vec::new(),
-            depletedq: VecDeque::new(),
-            replq: Vec::new(),
+            runq: BTreeMap::new(),
+            queue_seq: 0,
+            depletedq: BTreeMap::new(),
+            replq: replq::ReplQueue::default(),
             tickled: CpuMask::empty(init.nr_cpus),
             expired: Vec::new(),
+            running: running::RunningIndex::new(init.nr_cpus),
         }
     }
 
@@ -183,14 +214,17 @@ impl Scheduler for RtdsScheduler {
         out.push("Use at your own risk.".into());
     }
 
-    fn add_pcpu(&mut self, _ctx: &mut SchedCtx<'_>, cpu: PcpuId) {
+    fn add_pcpu(&mut self, ctx: &mut SchedCtx<'_>, cpu: PcpuId) {
         // rt_switch_sched only (re)initialises Xen's timer on its first pCPU.
         assert!(cpu.raw() < self.tickled.width(), "{cpu:?} outside the host");
+        let ours = ctx.curr_on(cpu).filter(|v| self.servers.get(*v).is_some());
+        self.record_running(cpu, ours);
     }
 
     fn remove_pcpu(&mut self, _ctx: &mut SchedCtx<'_>, cpu: PcpuId) {
         // rt_deinit_pdata only moves Xen's timer; the tickled bit stays, as in Xen.
         assert!(cpu.raw() < self.tickled.width(), "{cpu:?} outside the host");
+        self.record_running(cpu, None);
     }
 
     fn insert_vcpu(&mut self, ctx: &mut SchedCtx<'_>, v: VcpuRef) {
@@ -268,7 +302,7 @@ impl Scheduler for RtdsScheduler {
     fn next_timer(&self) -> Option<STime> {
         self.replq
             .first()
-            .map(|head| self.servers.srv(*head).cur_deadline)
+            .map(|head| self.servers.srv(head).cur_deadline)
     }
 
     fn timer_fired(&mut self, ctx: &mut SchedCtx<'_>) {

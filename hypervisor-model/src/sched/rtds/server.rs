@@ -20,6 +20,7 @@
 use core::cmp::Ordering;
 
 use super::account::PeriodAcct;
+use crate::ids::PcpuId;
 use crate::time::STime;
 
 /// `RTDS_DEFAULT_PERIOD`: 10 ms.
@@ -83,6 +84,14 @@ pub struct Server {
     pub slice_end: STime,
     /// xensim: server-period accounting for reports (`metrics.md` §1.7).
     pub acct: PeriodAcct,
+    /// xensim: the pCPU the running index (`running.rs`) records this server on.
+    pub running_cpu: Option<PcpuId>,
+    /// xensim: the `replq` block holding this server (`replq.rs`).
+    pub replq_block: Option<u32>,
+    /// xensim: this server's place in `runq` (its key when queued, then a sequence
+    /// number that keeps equal keys first-come first-served), or in `depletedq` (the
+    /// sequence number only, newest first).
+    pub runq_at: (u32, STime, u64),
 }
 
 impl Server {
@@ -105,6 +114,9 @@ impl Server {
             period_changed: false,
             slice_end: STime::ZERO,
             acct: PeriodAcct::default(),
+            running_cpu: None,
+            replq_block: None,
+            runq_at: (0, STime::ZERO, 0),
         }
     }
 

@@ -34,7 +34,13 @@ impl Harness {
         let (mut hv, mut p) = boot(nr_cpus, SchedKind::Null);
         for (index, count) in vcpu_counts.iter().enumerate() {
             let job = u32::try_from(index).expect("few guests") + 1;
-            create(&mut hv, &mut p, job, guest("g", *count), true);
+            create(
+                &mut hv,
+                &mut p,
+                job,
+                guest(&alloc::format!("g{job}"), *count),
+                true,
+            );
             let dom = DomId::new(u16::try_from(job).expect("small")).expect("domid");
             let d = hv.domains.get_mut(dom).expect("guest exists");
             d.pause_count = 0;

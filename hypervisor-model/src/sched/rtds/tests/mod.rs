@@ -5,6 +5,7 @@
 extern crate std;
 
 mod harness;
+mod index_walk;
 mod queue_rules;
 mod timing;
 

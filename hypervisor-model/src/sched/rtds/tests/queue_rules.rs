@@ -22,8 +22,18 @@ fn deadline(h: &Harness, v: VcpuRef) -> i64 {
     h.rt.servers.srv(v).cur_deadline.as_ns()
 }
 
+/// Moves `v`'s deadline in place, as no hook does, and tells the indexes that copy keys.
 fn set_deadline(h: &mut Harness, v: VcpuRef, ns: i64) {
     h.rt.servers.srv_mut(v).cur_deadline = STime::from_ns(ns);
+    h.rt.rekey(v);
+}
+
+fn runq(h: &Harness) -> Vec<VcpuRef> {
+    h.rt.runq_iter().collect()
+}
+
+fn replq(h: &Harness) -> Vec<VcpuRef> {
+    h.rt.replq.iter().collect()
 }
 
 fn block_before_insert(h: &mut Harness, v: VcpuRef) {
@@ -39,8 +49,8 @@ fn insert_sets_first_deadline_to_next_multiple_of_period() {
     // Default period 10 ms: the deadline is the multiple of 10 ms after now.
     assert_eq!(deadline(&h, vcpu(1, 0)), t - 3 * MS + 10 * MS);
     assert_eq!(h.rt.servers.srv(vcpu(1, 0)).cur_budget_ns, 4 * MS);
-    assert_eq!(h.rt.runq, vec![vcpu(1, 0)]);
-    assert_eq!(h.rt.replq, vec![vcpu(1, 0)]);
+    assert_eq!(runq(&h), vec![vcpu(1, 0)]);
+    assert_eq!(replq(&h), vec![vcpu(1, 0)]);
 }
 
 #[test]
@@ -88,7 +98,7 @@ fn runq_orders_by_level_then_deadline_with_ties_fifo() {
         h.insert(v, cpu(0));
     }
     // Same deadline for all: insertion order.
-    assert_eq!(h.rt.runq, vec![a, b, c]);
+    assert_eq!(runq(&h), vec![a, b, c]);
     for v in [a, b, c] {
         h.rt.q_remove(v);
     }
@@ -99,12 +109,13 @@ fn runq_orders_by_level_then_deadline_with_ties_fifo() {
     for v in [a, b, c] {
         h.rt.runq_insert(v);
     }
-    assert_eq!(h.rt.runq, vec![b, c, a]);
+    assert_eq!(runq(&h), vec![b, c, a]);
     // One extratime level down loses to every level-0 server, whatever the deadline.
     h.rt.q_remove(b);
     h.rt.servers.srv_mut(b).priority_level = 1;
+    h.rt.rekey(b);
     h.rt.runq_insert(b);
-    assert_eq!(h.rt.runq, vec![c, a, b]);
+    assert_eq!(runq(&h), vec![c, a, b]);
 }
 
 #[test]
@@ -122,7 +133,7 @@ fn depletedq_pushes_at_head() {
     h.rt.runq_insert(a);
     h.rt.runq_insert(b);
     assert_eq!(
-        h.rt.depletedq.iter().copied().collect::<Vec<_>>(),
+        h.rt.depletedq.values().copied().collect::<Vec<_>>(),
         vec![b, a]
     );
     assert!(h.rt.runq.is_empty());
@@ -172,7 +183,7 @@ fn wake_tickles_nobody_when_every_running_vcpu_wins() {
     // Equal deadlines: the running one is not strictly beaten.
     h.wake(b);
     assert!(h.take_tickles().is_empty());
-    assert_eq!(h.rt.runq, vec![b]);
+    assert_eq!(runq(&h), vec![b]);
 }
 
 #[test]
@@ -187,7 +198,7 @@ fn schedule_tie_goes_to_queued_vcpu() {
     let d = h.schedule(cpu(0));
     assert_eq!(d.next, Some(b));
     assert_eq!(d.reason, PickReason::Runq);
-    assert_eq!(h.rt.runq, vec![a]);
+    assert_eq!(runq(&h), vec![a]);
     assert_eq!(h.rt.servers.srv(a).cur_budget_ns, 4 * MS - 1_000);
 }
 
@@ -227,7 +238,7 @@ fn depleted_vcpu_returns_to_runq_at_replenishment_and_is_tickled() {
     assert_eq!(h.rt.next_timer(), Some(STime::from_ns(t + 10 * MS)));
     h.at(t + 10 * MS);
     h.fire_timer();
-    assert_eq!(h.rt.runq, vec![a]);
+    assert_eq!(runq(&h), vec![a]);
     assert_eq!(h.take_tickles(), vec![cpu(0)]);
     assert!(!h.rt.servers.srv(a).depleted);
     assert_eq!(h.rt.next_timer(), Some(STime::from_ns(t + 20 * MS)));
@@ -251,7 +262,7 @@ fn replenishment_tickles_in_reverse_expiry_order() {
     h.at(t + 4 * MS);
     h.schedule(cpu(0));
     h.schedule(cpu(1));
-    assert_eq!(h.rt.replq, vec![x, y]);
+    assert_eq!(replq(&h), vec![x, y]);
     // context_saved tickled for the depleted vCPUs too (Xen does); deliver those.
     h.settle();
     assert!(h.rt.tickled.is_empty());
@@ -297,8 +308,7 @@ fn check_invariants_catches_unsorted_runq_and_budget_in_depletedq() {
     let base = deadline(&h, a);
     set_deadline(&mut h, a, base + 10 * MS);
     h.rt.q_remove(c);
-    h.rt.servers.srv_mut(c).queue = Queue::Depleted;
-    h.rt.depletedq.push_front(c);
+    h.rt.depletedq_push(c);
     let names: Vec<&str> = h.violations().iter().map(|v| v.invariant).collect();
     assert!(names.contains(&"rtds.runq_sorted"), "{names:?}");
     assert!(names.contains(&"rtds.depletedq_empty_budget"), "{names:?}");
