@@ -149,6 +149,9 @@ impl Hypervisor {
 
     /// Delivers the store-channel notifications the ring ends made during this input.
     pub(crate) fn xs_deliver_notifies<P: Platform + ?Sized>(&mut self, p: &mut P) {
+        if self.xs_notifies.is_empty() {
+            return;
+        }
         for n in core::mem::take(&mut self.xs_notifies) {
             self.deliver_notify(Some(n), p);
         }

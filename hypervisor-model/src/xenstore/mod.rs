@@ -331,6 +331,8 @@ pub struct XenStore {
     requests_handled: u64,
     /// Guest domains whose ring connection got output not yet offered to the ring.
     rings_with_output: BTreeSet<u32>,
+    /// dom0's connection may hold output (cleared when a take leaves it empty).
+    dom0_output: bool,
 }
 
 /// The privileged store domain (dom0 in every xensim configuration).
@@ -360,6 +362,7 @@ impl XenStore {
             control_prints: Vec::new(),
             requests_handled: 0,
             rings_with_output: BTreeSet::new(),
+            dom0_output: false,
         };
         xs.dom0_conn = xs.introduce_master();
         xs.setup_structure();
@@ -442,6 +445,9 @@ impl XenStore {
             taken.push((String::from_utf8_lossy(path).into_owned(), token.to_vec()));
             false
         });
+        if conn == self.dom0_conn {
+            self.dom0_output = self.conns.get(&conn).is_some_and(|c| !c.out.is_empty());
+        }
         taken
     }
 
@@ -515,9 +521,7 @@ impl XenStore {
         if let Some(c) = self.conns.get_mut(&conn) {
             assert!(frame.payload.len() <= wire::XENSTORE_PAYLOAD_MAX);
             c.out.push_back(frame);
-            if let Some(domid) = c.domid.filter(|d| *d != PRIV_DOMID) {
-                self.rings_with_output.insert(domid);
-            }
+            self.mark_output(conn);
         }
     }
 
@@ -530,5 +534,21 @@ impl XenStore {
     /// Whether [`XenStore::take_rings_with_output`] has anything.
     pub fn has_rings_with_output(&self) -> bool {
         !self.rings_with_output.is_empty()
+    }
+
+    /// Whether dom0's connection may hold output (an O(1) test for the hot path).
+    pub fn dom0_output_pending(&self) -> bool {
+        self.dom0_output
+    }
+
+    /// Notes that `conn` got output: a guest's ring is marked, dom0's flag set.
+    fn mark_output(&mut self, conn: XsConnId) {
+        match self.conns.get(&conn).and_then(|c| c.domid) {
+            Some(PRIV_DOMID) => self.dom0_output = true,
+            Some(domid) => {
+                self.rings_with_output.insert(domid);
+            }
+            None => {}
+        }
     }
 }

@@ -237,8 +237,6 @@ impl XenStore {
             }
         }
         k.out.push_back(frame);
-        if let Some(domid) = k.domid.filter(|d| *d != super::PRIV_DOMID) {
-            self.rings_with_output.insert(domid);
-        }
+        self.mark_output(conn);
     }
 }
