@@ -5,6 +5,9 @@
 //!   an element is one round trip. Target: at least 50 k requests/s.
 //! - `hundred_clients_read`: 100 connected clients each send one `XS_READ`, then every
 //!   reply is read; an element is one request. Every client is served in every round.
+//! - `echo_baseline`: the same request and a 16-byte reply over a `UnixStream` pair with a
+//!   bare echo thread: the round-trip floor of two threads on this machine (its thread
+//!   wake-ups), next to which `one_client_read` is read as a ratio.
 
 use std::hint::black_box;
 use std::io::{Read, Write};
@@ -82,7 +85,35 @@ fn serve(mut server: Server, stop: &AtomicBool) {
         .expect("serve loop");
 }
 
+/// The bare floor: one thread answers each request's 16-byte header with a 16-byte reply.
+fn echo_baseline(c: &mut Criterion) {
+    let (mut client, mut server) = UnixStream::pair().expect("socket pair");
+    let request = read_request(7);
+    let len = request.len();
+    std::thread::scope(|scope| {
+        scope.spawn(move || {
+            let mut buf = vec![0u8; len];
+            while server.read_exact(&mut buf).is_ok() {
+                if server.write_all(&[0u8; 16]).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut group = c.benchmark_group("serve");
+        group.throughput(Throughput::Elements(1));
+        group.bench_function("echo_baseline", |b| {
+            b.iter(|| {
+                client.write_all(&request).expect("send");
+                read_reply(black_box(&mut client));
+            })
+        });
+        group.finish();
+        drop(client);
+    });
+}
+
 fn bench(c: &mut Criterion) {
+    echo_baseline(c);
     let dir = std::env::temp_dir().join(format!("xensim-bench-serve-{}", std::process::id()));
     let socket = dir.join("xs.sock");
     let server = Server::bind(&socket).expect("bind");
