@@ -69,6 +69,15 @@ fn check_io_tables(hv: &Hypervisor, out: &mut Vec<Violation>) {
             );
         }
     }
+    for dom in hv.xenwatch_busy.keys() {
+        if hv.domains.get(*dom).is_none() {
+            violation(
+                out,
+                "io.leak",
+                format!("{dom:?} is freed but has a xenwatch thread"),
+            );
+        }
+    }
     for dom in hv.devices.keys() {
         if hv.domains.get(*dom).is_none() {
             violation(

@@ -128,6 +128,8 @@ pub struct Hypervisor {
     pub(crate) xs_guests: BTreeMap<DomId, xs_ring::GuestXenbus>,
     /// Store-channel notifications the ring ends made, delivered at the end of the input.
     pub(crate) xs_notifies: Vec<crate::evtchn::Notify>,
+    /// When each kernel's xenwatch thread finishes its last scheduled reaction.
+    pub(crate) xenwatch_busy: BTreeMap<DomId, STime>,
     /// Pending driver reactions to watch events (`xenbus_watch.rs`).
     pub(crate) driver_tasks: BTreeMap<DriverWorkId, xenbus_watch::DriverTask>,
     /// Next driver reaction id.
@@ -179,6 +181,7 @@ impl Hypervisor {
             xenbus: BTreeMap::new(),
             xs_guests: BTreeMap::new(),
             xs_notifies: Vec::new(),
+            xenwatch_busy: BTreeMap::new(),
             driver_tasks: BTreeMap::new(),
             next_driver_work: 0,
             xenbus_waiters: BTreeMap::new(),

@@ -281,10 +281,13 @@ fn destroy_after_connect_leaves_no_device_end_mapping_or_port() {
 
 #[test]
 fn connect_handshake_takes_one_step_per_watch_reaction() {
-    // Reactions: both probes (1), the frontends on backend InitWait (2), the backends on
-    // the frontends' transport keys (3), blkfront on backend Connected (4), blkback
-    // reading blkfront's Connected (5); the vif's reactions run beside the vbd's.
-    const STEPS: i64 = 5;
+    // Each kernel's xenwatch thread runs one reaction at a time (step S). dom0: vbd and
+    // vif probes (S, 2S), the vbd's first otherend event (3S, nothing to do), the vif's
+    // (4S, nothing yet), blkback on blkfront's Initialised (5S), netback on netfront's
+    // Connected (6S), blkback seeing blkfront Connected (7S). The guest: both probes (S,
+    // 2S), blkfront and netfront publishing on InitWait (3S, 4S), blkfront on blkback's
+    // Connected (6S), netfront seeing netback's Connected (7S).
+    const STEPS: i64 = 7;
     const STEP_NS: i64 = 1_000_000;
     let (_hv, free) = guest_with_devices_step_ns(0);
     let (_hv, charged) = guest_with_devices_step_ns(STEP_NS);

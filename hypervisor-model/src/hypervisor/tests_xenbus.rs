@@ -260,3 +260,62 @@ fn backend_directory_removed_by_a_client_closes_the_frontend_and_destroy_cleans_
     assert!(hv.domain(dom).is_none());
     assert!(hv.check_invariants().is_empty());
 }
+
+/// A guest with a vif and a disk: each kernel's reactions (dom0's backends, the guest's
+/// frontends) run one at a time on its xenwatch thread, `STEP_NS` apart at least.
+#[test]
+fn each_kernels_reactions_run_one_after_another() {
+    let (mut hv, mut p) = host(0);
+    let mut config = DomainConfig::with_defaults(String::from("io"));
+    config.vifs.push(VifCfg::default());
+    config.disks.push(crate::toolstack::config::DiskCfg {
+        target: String::from("/dev/vg/io"),
+        format: String::from("raw"),
+        vdev: String::from("xvda"),
+        access: crate::toolstack::config::DiskAccess::ReadWrite,
+        cdrom: false,
+        backend: None,
+    });
+    let op = ToolstackOp::Create {
+        config: Box::new(config),
+        uuid: [0x12; 16],
+        paused: true,
+    };
+    let input = CoreInput::Toolstack { job: JobId(1), op };
+    assert_eq!(hv.handle(&input, &mut p), Ok(()));
+    // Run by hand, noting when each reaction runs and whose kernel it belongs to.
+    let mut runs: Vec<(crate::time::STime, DomId)> = Vec::new();
+    for _ in 0..100_000 {
+        let Some(((at, _), input)) = p.pending.pop_first() else {
+            break;
+        };
+        p.now = p.now.max(at);
+        if let CoreInput::DriverWork { work } = &input {
+            let task = hv.driver_tasks.get(work).expect("pending reaction");
+            let kernel = match task.end {
+                crate::io::xenbus::End::Backend => DomId::DOM0,
+                crate::io::xenbus::End::Frontend => task.front_dom,
+            };
+            runs.push((at, kernel));
+        }
+        assert_eq!(hv.handle(&input, &mut p), Ok(()));
+        assert_eq!(hv.check_invariants(), []);
+    }
+    let guest = DomId::new(1).expect("domid 1");
+    for kernel in [DomId::DOM0, guest] {
+        let times: Vec<i64> = runs
+            .iter()
+            .filter(|(_, k)| *k == kernel)
+            .map(|(t, _)| t.as_ns())
+            .collect();
+        assert!(times.len() >= 4, "{kernel:?}: {times:?}");
+        for pair in times.windows(2) {
+            assert!(pair[1] - pair[0] >= STEP_NS, "{kernel:?}: {times:?}");
+        }
+    }
+    // Both devices still connect.
+    for conn in hv.device_conns(guest) {
+        assert_eq!(conn.back_state, crate::io::xenbus::XenbusState::Connected);
+        assert_eq!(conn.front_state, crate::io::xenbus::XenbusState::Connected);
+    }
+}

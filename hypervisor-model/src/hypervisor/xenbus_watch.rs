@@ -32,10 +32,13 @@
 //!   domain is pending and xenstored holds no event for its devices: every device is
 //!   Connected (or Closed) or stuck.
 //!
+//! Each kernel (dom0 for the backends, a guest for its frontends) has one xenwatch thread,
+//! as Linux does: its reactions run one after another, each taking `io.xenbus_step_ns`
+//! from the later of its event's delivery and the end of the kernel's previous reaction
+//! (`xenwatch_busy`).
+//!
 //! xensim differs: a bus event under an already probed device costs nothing (Linux reads
-//! the directory's existence); the drivers of a paused guest still react; events are
-//! handled in parallel per device end, each `io.xenbus_step_ns` after it arrived (Linux
-//! has one xenwatch thread per kernel, which serialises them).
+//! the directory's existence); the drivers of a paused guest still react.
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -80,11 +83,11 @@ pub(crate) enum Reaction {
 #[derive(Clone, Debug)]
 pub(crate) struct DriverTask {
     /// The device's frontend domain.
-    front_dom: DomId,
+    pub(super) front_dom: DomId,
     /// The device's frontend directory (identifies the device).
     front_path: String,
     /// Which end reacts.
-    end: End,
+    pub(super) end: End,
     reaction: Reaction,
 }
 
@@ -173,9 +176,16 @@ impl Hypervisor {
                 work,
                 path: event.path,
             });
-            let at = p
-                .now()
-                .after(Span::from_ns(self.costs.xenbus_step_ns.max(0)));
+            // Linux's xenwatch thread: one per kernel (dom0 for the backends, the guest
+            // for its frontends) runs the callbacks one after another.
+            let kernel = match end {
+                End::Backend => DomId::DOM0,
+                End::Frontend => front_dom,
+            };
+            let free_at = self.xenwatch_busy.get(&kernel).copied();
+            let start = free_at.map_or(p.now(), |t| t.max(p.now()));
+            let at = start.after(Span::from_ns(self.costs.xenbus_step_ns.max(0)));
+            self.xenwatch_busy.insert(kernel, at);
             p.defer_driver(work, at);
         }
     }

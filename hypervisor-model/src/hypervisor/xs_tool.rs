@@ -331,6 +331,7 @@ impl Hypervisor {
         }
         self.xenstore.domain_destroyed(u32::from(dom.raw()));
         self.xs_guest_reset(dom);
+        self.xenwatch_busy.remove(&dom);
         self.kill_io(dom);
         self.evtchn.remove(dom);
         let removed = self.grants.remove(dom);
