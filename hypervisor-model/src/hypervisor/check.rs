@@ -69,6 +69,14 @@ fn check_io_tables(hv: &Hypervisor, out: &mut Vec<Violation>) {
             );
         }
     }
+    let (recounted, kept) = hv.xsd.recount();
+    if recounted != *kept {
+        violation(
+            out,
+            "xsd.pending_for",
+            format!("kept {kept:?}, the queue holds {recounted:?}"),
+        );
+    }
     for dom in hv.xenwatch_busy.keys() {
         if hv.domains.get(*dom).is_none() {
             violation(

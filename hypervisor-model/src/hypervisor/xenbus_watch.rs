@@ -417,10 +417,7 @@ impl Hypervisor {
     pub(crate) fn xenbus_settled(&self, dom: DomId) -> bool {
         let pending = self.driver_tasks.values().any(|t| t.front_dom == dom);
         !pending
-            && !self.xsd.holds_ring(u32::from(dom.raw()))
-            && !self
-                .xsd
-                .holds_event(|e| event_front_dom(&e.path) == Some(dom))
+            && !self.xsd.holds_output_for(u32::from(dom.raw()))
     }
 
     /// Whether `dom`'s handshake settled, counting the work of the current input too.

@@ -34,10 +34,11 @@
 //!   one vCPU). Boot-time writes and read-only queries outside the run are not charged.
 //! - Watch events to socket clients go out with the reply, not after the work.
 
-use alloc::collections::{BTreeSet, VecDeque};
+use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::string::String;
 use alloc::vec::Vec;
 
+use super::xenbus_watch::event_front_dom;
 use super::Hypervisor;
 use crate::ids::{DomId, VcpuId, VcpuRef, XsConnId, XsWorkId};
 use crate::platform::Platform;
@@ -90,6 +91,9 @@ pub(crate) struct XsActor {
     next_item: u64,
     /// Requests charged since boot.
     charged_requests: u64,
+    /// Per frontend domain: held events about its devices plus items that will write
+    /// into its ring (what `xl create` waits on), kept so the wait test is O(log n).
+    pending_for: BTreeMap<u32, u32>,
 }
 
 impl XsActor {
@@ -98,14 +102,37 @@ impl XsActor {
         self.charged_requests
     }
 
-    /// True if an unfinished item holds an event `matches` accepts.
-    pub(crate) fn holds_event(&self, matches: impl Fn(&HeldEvent) -> bool) -> bool {
-        self.queue.iter().flat_map(|w| &w.events).any(matches)
+    /// True if an unfinished item holds an event about `domid`'s devices or will write
+    /// into `domid`'s ring.
+    pub(crate) fn holds_output_for(&self, domid: u32) -> bool {
+        self.pending_for.contains_key(&domid)
     }
 
-    /// True if an unfinished item will write output into `domid`'s ring.
-    pub(crate) fn holds_ring(&self, domid: u32) -> bool {
-        self.queue.iter().any(|w| w.rings.contains(&domid))
+    /// `pending_for` recounted from the queue (the checker compares the two).
+    pub(crate) fn recount(&self) -> (BTreeMap<u32, u32>, &BTreeMap<u32, u32>) {
+        let mut counted = XsActor::default();
+        for item in &self.queue {
+            counted.account(&item.events, &item.rings, true);
+        }
+        (counted.pending_for, &self.pending_for)
+    }
+
+    /// Counts (`add`) or uncounts what `events` and `rings` hold, per frontend domain.
+    fn account(&mut self, events: &[HeldEvent], rings: &BTreeSet<u32>, add: bool) {
+        let doms = events
+            .iter()
+            .filter_map(|e| event_front_dom(&e.path).map(|d| u32::from(d.raw())))
+            .chain(rings.iter().copied());
+        for dom in doms {
+            if add {
+                *self.pending_for.entry(dom).or_insert(0) += 1;
+            } else if let Some(n) = self.pending_for.get_mut(&dom) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    self.pending_for.remove(&dom);
+                }
+            }
+        }
     }
 }
 
@@ -164,12 +191,18 @@ impl Hypervisor {
             .xenstored_request_ns
             .max(0)
             .saturating_mul(i64::from(requests));
+        // A ring already in the newest item is counted once (a set): only new ones count.
+        let new_rings: BTreeSet<u32> = match self.xsd.queue.back() {
+            Some(item) => rings.difference(&item.rings).copied().collect(),
+            None => rings,
+        };
+        self.xsd.account(&events, &new_rings, true);
         let Some(item) = self.xsd.queue.back_mut() else {
             unreachable!("an item was just queued");
         };
         item.work_ns = item.work_ns.saturating_add(work_ns);
         item.events.extend(events);
-        item.rings.extend(rings);
+        item.rings.extend(new_rings);
         let id = item.id;
         self.xsd.charged_requests += u64::from(requests);
         p.trace(&TraceEvent::XenstoredWork {
@@ -223,6 +256,7 @@ impl Hypervisor {
     /// A finished item: dom0's backends get their events, then xenstored writes each
     /// guest's output into its ring and the guest's frontends get theirs (domid order).
     fn xsd_finish<P: Platform + ?Sized>(&mut self, done: WorkItem, p: &mut P) {
+        self.xsd.account(&done.events, &done.rings, false);
         let mut events = done.events;
         for raw in done.rings {
             let dom = u16::try_from(raw).ok().and_then(DomId::new);
