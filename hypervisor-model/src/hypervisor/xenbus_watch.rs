@@ -416,8 +416,7 @@ impl Hypervisor {
     /// for them.
     pub(crate) fn xenbus_settled(&self, dom: DomId) -> bool {
         let pending = self.driver_tasks.values().any(|t| t.front_dom == dom);
-        !pending
-            && !self.xsd.holds_output_for(u32::from(dom.raw()))
+        !pending && !self.xsd.holds_output_for(u32::from(dom.raw()))
     }
 
     /// Whether `dom`'s handshake settled, counting the work of the current input too.
