@@ -187,15 +187,16 @@ pub enum TraceEvent {
         /// Exit status (0 = success).
         rc: i32,
     },
-    /// xenstored queued `requests` requests (and `events` watch events for the in-process
-    /// split drivers) as CPU work on dom0, in work item `item` (a new item or the newest).
+    /// xenstored queued `requests` requests as CPU work on dom0, in work item `item` (a new
+    /// item or the newest), which will also write the queued output of `rings` more domain
+    /// rings (their drivers' watch events) when done.
     XenstoredWork {
         /// The work item.
         item: XsWorkId,
         /// Requests added to it.
         requests: u32,
-        /// Driver watch events it now holds in addition.
-        events: u32,
+        /// Domain rings it now serves in addition.
+        rings: u32,
     },
     /// A watch event reached a split driver; its reaction `work` runs one
     /// `io.xenbus_step_ns` later.
@@ -335,9 +336,9 @@ impl TraceEvent {
             TraceEvent::XenstoredWork {
                 item,
                 requests,
-                events,
+                rings,
             } => {
-                e.u8(24).u64(item.0).u32(*requests).u32(*events);
+                e.u8(24).u64(item.0).u32(*requests).u32(*rings);
             }
             TraceEvent::XenbusEvent { work, path } => {
                 e.u8(25).u32(work.0).str(path);

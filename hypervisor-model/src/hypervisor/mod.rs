@@ -124,6 +124,8 @@ pub struct Hypervisor {
     pub(crate) devices: BTreeMap<DomId, Vec<crate::toolstack::xs_tree::DeviceAdd>>,
     /// The vif and vbd ends the split drivers hold, per frontend domain.
     pub(crate) xenbus: BTreeMap<DomId, Vec<crate::io::handshake::DeviceConn>>,
+    /// dom0's store channel: its kernel's port and xenstored's (a loopback pair).
+    pub(crate) dom0_store: Option<(crate::ids::EvtchnPort, crate::ids::EvtchnPort)>,
     /// The guest end of each domain's XenStore ring (its kernel's xenbus).
     pub(crate) xs_guests: BTreeMap<DomId, xs_ring::GuestXenbus>,
     /// Store-channel notifications the ring ends made, delivered at the end of the input.
@@ -179,6 +181,7 @@ impl Hypervisor {
             build_states: BTreeMap::new(),
             devices: BTreeMap::new(),
             xenbus: BTreeMap::new(),
+            dom0_store: None,
             xs_guests: BTreeMap::new(),
             xs_notifies: Vec::new(),
             xenwatch_busy: BTreeMap::new(),

@@ -196,3 +196,29 @@ fn the_frontends_handshake_crosses_the_guest_ring() {
         .get(&guest())
         .is_some_and(|c| c.failed.is_none()));
 }
+
+#[test]
+fn the_backends_talk_over_dom0s_ring_and_loopback_store_channel() {
+    let (hv, _p) = guest_with_devices();
+    let [req_cons, req_prod, rsp_cons, rsp_prod] = hv
+        .xenstore
+        .ring(0)
+        .map(|r| r.indices())
+        .expect("dom0's ring");
+    assert!(req_prod > XENSTORE_RING_SIZE, "req_prod {req_prod}");
+    assert_eq!((req_cons, rsp_cons), (req_prod, rsp_prod));
+    let (kernel, daemon) = hv.dom0_store.expect("dom0's store channel");
+    let dom0 = hv.evtchn.domain(crate::ids::DomId::DOM0).expect("dom0");
+    assert!(matches!(
+        dom0.state(kernel),
+        Some(crate::evtchn::PortState::Interdomain { .. })
+    ));
+    assert!(matches!(
+        dom0.state(daemon),
+        Some(crate::evtchn::PortState::Interdomain { .. })
+    ));
+    assert!(hv
+        .xs_guests
+        .get(&crate::ids::DomId::DOM0)
+        .is_some_and(|c| c.failed.is_none()));
+}

@@ -127,10 +127,7 @@ fn device_root(path: &str) -> Option<String> {
 impl Hypervisor {
     /// dom0's kernel registers its backend bus watch at boot.
     pub(crate) fn xenbus_boot_watch(&mut self) {
-        let conn = self.xenstore.dom0_conn();
-        let added = self
-            .xenstore
-            .watch(conn, BACKEND_ROOT.as_bytes(), TOKEN_BACKEND_BUS);
+        let added = self.driver_watch(DriverXs::Dom0, BACKEND_ROOT, TOKEN_BACKEND_BUS, false);
         assert!(added.is_ok(), "backend bus watch: {added:?}");
     }
 
@@ -386,11 +383,8 @@ impl Hypervisor {
     /// the backend goes Closing.
     fn online_changed(&mut self, conn: &mut DeviceConn) {
         let path = alloc::format!("{}/online", conn.back_path);
-        let dom0 = self.xenstore.dom0_conn();
-        self.xsd_count(1);
         let offline = self
-            .xenstore
-            .read(dom0, None, path.as_bytes())
+            .driver_read(DriverXs::Dom0, &path)
             .is_ok_and(|v| v == b"0");
         let open = !matches!(conn.back_state, XenbusState::Closing | XenbusState::Closed);
         if offline && open {
@@ -401,22 +395,21 @@ impl Hypervisor {
     /// An event on the backend's directory itself: if it is gone (a client removed it),
     /// the backend device goes: unmap, close the port, Closed (nothing to write into).
     fn backend_dir_changed(&mut self, conn: &mut DeviceConn) {
-        let dom0 = self.xenstore.dom0_conn();
-        self.xsd_count(1);
-        let gone = self
-            .xenstore
-            .read(dom0, None, conn.back_path.as_bytes())
-            .is_err();
+        let back_path = conn.back_path.clone();
+        let gone = self.driver_read(DriverXs::Dom0, &back_path).is_err();
         if gone && conn.back_state != XenbusState::Closed {
             self.backend_close(conn, true);
         }
     }
 
     /// True if no reaction for `dom`'s devices is pending and xenstored holds no event
-    /// for them.
+    /// for them: nothing for `dom`'s ring (its frontends) nor for dom0's (the backends,
+    /// whatever device the held events are about).
     pub(crate) fn xenbus_settled(&self, dom: DomId) -> bool {
         let pending = self.driver_tasks.values().any(|t| t.front_dom == dom);
-        !pending && !self.xsd.holds_output_for(u32::from(dom.raw()))
+        !pending
+            && !self.xsd.holds_output_for(u32::from(dom.raw()))
+            && !self.xsd.holds_output_for(0)
     }
 
     /// Whether `dom`'s handshake settled, counting the work of the current input too.

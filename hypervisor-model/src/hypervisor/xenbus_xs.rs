@@ -1,6 +1,7 @@
-//! The split drivers' XenStore calls, by where the driver runs: a backend in dom0 talks
-//! on dom0's connection; a frontend in a guest talks over the guest's ring page
-//! (`xs_ring.rs`), as Linux's xenbus does (`xenbus_read`, `xenbus_write`,
+//! The split drivers' XenStore calls, made by the driver's kernel over its ring page
+//! (`xs_ring.rs`): a backend's through dom0's ring (dom0's kernel talks to the local
+//! xenstored over a ring and a loopback store channel), a frontend's through its guest's,
+//! as Linux's xenbus does (`xenbus_read`, `xenbus_write`,
 //! `xenbus_transaction_start/end`, `register_xenbus_watch`). A guest that was never
 //! introduced (a create that failed before `XS_INTRODUCE`) has no ring; its frontend is
 //! then served on the toolstack's connection.
@@ -9,8 +10,9 @@
 //! typed calls count themselves here, ring requests are counted by xenstored's turn.
 //!
 //! # Invariants
-//! - A frontend's request reaches xenstored as wire bytes through its ring whenever the
-//!   guest is introduced; only the toolstack fallback uses typed calls.
+//! - A driver's request reaches xenstored as wire bytes through its kernel's ring whenever
+//!   that kernel is introduced (dom0 always is); only the toolstack fallback for a guest
+//!   never introduced uses typed calls.
 
 use alloc::vec::Vec;
 
@@ -23,10 +25,20 @@ use crate::xenstore::XsError;
 /// Where a driver's XenStore requests go.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum DriverXs {
-    /// A backend in dom0, on dom0's connection.
+    /// A backend in dom0, over dom0's ring.
     Dom0,
     /// A frontend in this guest, over its ring.
     Guest(DomId),
+}
+
+impl DriverXs {
+    /// The kernel whose xenbus makes the request.
+    fn kernel(self) -> DomId {
+        match self {
+            DriverXs::Dom0 => DomId::DOM0,
+            DriverXs::Guest(dom) => dom,
+        }
+    }
 }
 
 /// `path\0` (or `path\0value` for a write).
@@ -42,18 +54,13 @@ fn args(parts: &[&[u8]], last_nul: bool) -> Vec<u8> {
 }
 
 impl Hypervisor {
-    /// The connection of a typed call: dom0's, or the toolstack's for a guest without a
-    /// ring. `None` if the guest has a ring (its requests go through it).
+    /// The connection of a typed call: the toolstack's for a guest without a ring. `None`
+    /// if the driver's kernel has a ring (dom0 always has): its requests go through it.
     fn driver_typed_conn(&self, who: DriverXs) -> Option<XsConnId> {
-        match who {
-            DriverXs::Dom0 => Some(self.xenstore.dom0_conn()),
-            DriverXs::Guest(dom) => {
-                let raw = u32::from(dom.raw());
-                match self.xenstore.ring(raw) {
-                    Some(_) => None,
-                    None => Some(self.xs_tool),
-                }
-            }
+        let raw = u32::from(who.kernel().raw());
+        match self.xenstore.ring(raw) {
+            Some(_) => None,
+            None => Some(self.xs_tool),
         }
     }
 
@@ -79,15 +86,17 @@ impl Hypervisor {
 
     /// `xenbus_read`.
     pub(crate) fn driver_read(&mut self, who: DriverXs, path: &str) -> Result<Vec<u8>, XsError> {
-        match (self.driver_typed_conn(who), who) {
-            (Some(conn), _) => {
+        match self.driver_typed_conn(who) {
+            Some(conn) => {
                 self.xsd_count(1);
                 self.xenstore.read(conn, None, path.as_bytes())
             }
-            (None, DriverXs::Guest(dom)) => {
-                self.driver_ring_request(dom, MsgType::Read, None, &args(&[path.as_bytes()], true))
-            }
-            (None, DriverXs::Dom0) => unreachable!("dom0 always has a typed connection"),
+            None => self.driver_ring_request(
+                who.kernel(),
+                MsgType::Read,
+                None,
+                &args(&[path.as_bytes()], true),
+            ),
         }
     }
 
@@ -99,30 +108,29 @@ impl Hypervisor {
         path: &str,
         value: &[u8],
     ) -> Result<(), XsError> {
-        match (self.driver_typed_conn(who), who) {
-            (Some(conn), _) => {
+        match self.driver_typed_conn(who) {
+            Some(conn) => {
                 self.xsd_count(1);
                 self.xenstore.write(conn, tx, path.as_bytes(), value)
             }
-            (None, DriverXs::Guest(dom)) => {
+            None => {
                 let payload = args(&[path.as_bytes(), value], false);
-                self.driver_ring_request(dom, MsgType::Write, tx, &payload)
+                self.driver_ring_request(who.kernel(), MsgType::Write, tx, &payload)
                     .map(|_| ())
             }
-            (None, DriverXs::Dom0) => unreachable!("dom0 always has a typed connection"),
         }
     }
 
     /// `xenbus_transaction_start`.
     pub(crate) fn driver_tx_start(&mut self, who: DriverXs) -> Result<XsTxId, XsError> {
-        match (self.driver_typed_conn(who), who) {
-            (Some(conn), _) => {
+        match self.driver_typed_conn(who) {
+            Some(conn) => {
                 self.xsd_count(1);
                 self.xenstore.transaction_start(conn, None)
             }
-            (None, DriverXs::Guest(dom)) => {
+            None => {
                 let reply =
-                    self.driver_ring_request(dom, MsgType::TransactionStart, None, b"\0")?;
+                    self.driver_ring_request(who.kernel(), MsgType::TransactionStart, None, b"\0")?;
                 let text = reply.strip_suffix(b"\0").unwrap_or(&reply);
                 let id = crate::cnum::c_strtol(text, 10).0;
                 u32::try_from(id)
@@ -130,7 +138,6 @@ impl Hypervisor {
                     .and_then(XsTxId::new)
                     .ok_or(XsError::Eio)
             }
-            (None, DriverXs::Dom0) => unreachable!("dom0 always has a typed connection"),
         }
     }
 
@@ -141,17 +148,16 @@ impl Hypervisor {
         tx: XsTxId,
         commit: bool,
     ) -> Result<(), XsError> {
-        match (self.driver_typed_conn(who), who) {
-            (Some(conn), _) => {
+        match self.driver_typed_conn(who) {
+            Some(conn) => {
                 self.xsd_count(1);
                 self.xenstore.transaction_end(conn, Some(tx), commit)
             }
-            (None, DriverXs::Guest(dom)) => {
+            None => {
                 let arg: &[u8] = if commit { b"T\0" } else { b"F\0" };
-                self.driver_ring_request(dom, MsgType::TransactionEnd, Some(tx), arg)
+                self.driver_ring_request(who.kernel(), MsgType::TransactionEnd, Some(tx), arg)
                     .map(|_| ())
             }
-            (None, DriverXs::Dom0) => unreachable!("dom0 always has a typed connection"),
         }
     }
 
@@ -163,8 +169,8 @@ impl Hypervisor {
         token: &[u8],
         unwatch: bool,
     ) -> Result<(), XsError> {
-        match (self.driver_typed_conn(who), who) {
-            (Some(conn), _) => {
+        match self.driver_typed_conn(who) {
+            Some(conn) => {
                 self.xsd_count(1);
                 if unwatch {
                     self.xenstore.unwatch(conn, path.as_bytes(), token)
@@ -172,17 +178,16 @@ impl Hypervisor {
                     self.xenstore.watch(conn, path.as_bytes(), token)
                 }
             }
-            (None, DriverXs::Guest(dom)) => {
+            None => {
                 let msg = if unwatch {
                     MsgType::Unwatch
                 } else {
                     MsgType::Watch
                 };
                 let payload = args(&[path.as_bytes(), token], true);
-                self.driver_ring_request(dom, msg, None, &payload)
+                self.driver_ring_request(who.kernel(), msg, None, &payload)
                     .map(|_| ())
             }
-            (None, DriverXs::Dom0) => unreachable!("dom0 always has a typed connection"),
         }
     }
 }

@@ -1,17 +1,18 @@
 //! xenstored as an actor in dom0: every request it handles costs `io.xenstored_request_ns`
-//! of CPU on dom0's vCPU 0, and the watch events it sends to the in-process split drivers
-//! leave only once that CPU work is done.
+//! of CPU on dom0's vCPU 0, and what it sends to the in-process split drivers (their
+//! watch events) leaves only once that CPU work is done.
 //!
-//! Every XenStore request made during one core input (the toolstack's, the drivers', a
-//! xenstore-* client's, a socket client's) is counted; at the end of the input the count
-//! becomes one batch of work, appended to xenstored's FIFO of work items, and the driver
-//! watch events the store queued on dom0's and the guests' connections are held in that
-//! item. The platform turns the work into CPU demand of dom0's vCPU 0
+//! Every XenStore request made during one core input (the toolstack's, the drivers' over
+//! their kernels' rings, a xenstore-* client's, a socket client's) is counted; at the end
+//! of the input the count becomes one batch of work, appended to xenstored's FIFO of work
+//! items, and the domain rings (dom0's and the guests') whose connections got output are
+//! recorded in that item. The platform turns the work into CPU demand of dom0's vCPU 0
 //! ([`Platform::xenstored_work`]); the core wakes that vCPU if it is blocked (the event
 //! channel or socket that carried the request makes xenstored runnable). When the vCPU
-//! has run the item's work the platform hands back `CoreInput::XenstoredDone`, and the
-//! held events reach the drivers (`xenbus_watch.rs`). A busy dom0 therefore slows every
-//! handshake step by the time its vCPU 0 spends on other work.
+//! has run the item's work the platform hands back `CoreInput::XenstoredDone`; xenstored
+//! then writes each recorded ring's output into the ring, its kernel reads it, and the
+//! driver watch events reach the drivers (`xenbus_watch.rs`). A busy dom0 therefore slows
+//! every handshake step by the time its vCPU 0 spends on other work.
 //!
 //! Follows tools/xenstore/xenstored_core.c of Xen 4.17: one single-threaded daemon in
 //! dom0 serving connections in order (`main`'s poll loop, `handle_input`,
@@ -19,16 +20,18 @@
 //!
 //! # Invariants
 //! - Items finish in queue order; `XenstoredDone` names the oldest item.
-//! - An item holds events only behind all the work queued before them: a batch without
-//!   events may merge into the newest item, since in a FIFO this changes no completion
-//!   time of any event.
+//! - An item serves rings only behind all the work queued before it: a batch without rings
+//!   may merge into the newest item, since in a FIFO this changes no completion time of
+//!   any ring output.
+//! - `pending_for` counts, per domain, the unfinished items that will serve its ring.
 //! - The queue holds at most [`XS_WORK_ITEMS_MAX`] items.
 //!
 //! xensim differs, on purpose:
 //! - The store changes at once when a request is made, and replies reach their callers at
-//!   once (the toolstack's and drivers' typed calls, and socket clients, whose serve-mode
-//!   clock already advances by `io.xenstored_request_ns` per request); only the watch
-//!   events to the in-process drivers wait for xenstored's CPU work. The toolstack's own
+//!   once (the toolstack's calls, the drivers' ring requests, and socket clients, whose
+//!   serve-mode clock already advances by `io.xenstored_request_ns` per request); only
+//!   output written into the rings outside a request (watch events) waits for xenstored's
+//!   CPU work. The toolstack's own
 //!   wait for its requests stays `toolstack.xs_request_ns` per request in its job steps.
 //! - xenstored always runs on dom0's vCPU 0 (a single-threaded daemon; dom0's default is
 //!   one vCPU). Boot-time writes and read-only queries outside the run are not charged.
@@ -38,7 +41,6 @@ use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use super::xenbus_watch::event_front_dom;
 use super::Hypervisor;
 use crate::ids::{DomId, VcpuId, VcpuRef, XsConnId, XsWorkId};
 use crate::platform::Platform;
@@ -68,17 +70,9 @@ struct WorkItem {
     id: XsWorkId,
     /// CPU time asked of dom0 for it (0: nothing to run, it finishes when it is oldest).
     work_ns: i64,
-    /// Driver events for dom0's in-process backends.
-    events: Vec<HeldEvent>,
-    /// Guests whose ring connection got output: xenstored writes it into their rings when
-    /// the item is done.
+    /// Domains (dom0 included) whose ring connection got output: xenstored writes it into
+    /// their rings when the item is done, and their drivers get their watch events.
     rings: BTreeSet<u32>,
-}
-
-impl WorkItem {
-    fn holds_output(&self) -> bool {
-        !self.events.is_empty() || !self.rings.is_empty()
-    }
 }
 
 /// xenstored's CPU work queue.
@@ -91,8 +85,8 @@ pub(crate) struct XsActor {
     next_item: u64,
     /// Requests charged since boot.
     charged_requests: u64,
-    /// Per frontend domain: held events about its devices plus items that will write
-    /// into its ring (what `xl create` waits on), kept so the wait test is O(log n).
+    /// Per domain: the items that will write into its ring (what `xl create` waits on),
+    /// kept so the wait test is O(log n).
     pending_for: BTreeMap<u32, u32>,
 }
 
@@ -102,8 +96,7 @@ impl XsActor {
         self.charged_requests
     }
 
-    /// True if an unfinished item holds an event about `domid`'s devices or will write
-    /// into `domid`'s ring.
+    /// True if an unfinished item will write into `domid`'s ring.
     pub(crate) fn holds_output_for(&self, domid: u32) -> bool {
         self.pending_for.contains_key(&domid)
     }
@@ -112,18 +105,14 @@ impl XsActor {
     pub(crate) fn recount(&self) -> (BTreeMap<u32, u32>, &BTreeMap<u32, u32>) {
         let mut counted = XsActor::default();
         for item in &self.queue {
-            counted.account(&item.events, &item.rings, true);
+            counted.account(&item.rings, true);
         }
         (counted.pending_for, &self.pending_for)
     }
 
-    /// Counts (`add`) or uncounts what `events` and `rings` hold, per frontend domain.
-    fn account(&mut self, events: &[HeldEvent], rings: &BTreeSet<u32>, add: bool) {
-        let doms = events
-            .iter()
-            .filter_map(|e| event_front_dom(&e.path).map(|d| u32::from(d.raw())))
-            .chain(rings.iter().copied());
-        for dom in doms {
+    /// Counts (`add`) or uncounts `rings`, per domain.
+    fn account(&mut self, rings: &BTreeSet<u32>, add: bool) {
+        for &dom in rings {
             if add {
                 *self.pending_for.entry(dom).or_insert(0) += 1;
             } else if let Some(n) = self.pending_for.get_mut(&dom) {
@@ -156,7 +145,6 @@ impl Hypervisor {
     pub(crate) fn xsd_flush<P: Platform + ?Sized>(&mut self, p: &mut P) {
         let idle = self.xenbus_traces.is_empty()
             && self.xsd.uncharged_requests == 0
-            && !self.xenstore.dom0_output_pending()
             && !self.xenstore.has_rings_with_output();
         if idle {
             return; // The common case on the scheduler's path: nothing for xenstored.
@@ -164,13 +152,12 @@ impl Hypervisor {
         for event in core::mem::take(&mut self.xenbus_traces) {
             p.trace(&event);
         }
-        let events = self.take_driver_events();
         let rings = self.xenstore.take_rings_with_output();
         let requests = core::mem::take(&mut self.xsd.uncharged_requests);
-        if requests == 0 && events.is_empty() && rings.is_empty() {
+        if requests == 0 && rings.is_empty() {
             return;
         }
-        let merge = self.xsd.queue.back().is_some_and(|w| !w.holds_output());
+        let merge = self.xsd.queue.back().is_some_and(|w| w.rings.is_empty());
         if !merge {
             assert!(
                 self.xsd.queue.len() < XS_WORK_ITEMS_MAX,
@@ -181,11 +168,9 @@ impl Hypervisor {
             self.xsd.queue.push_back(WorkItem {
                 id,
                 work_ns: 0,
-                events: Vec::new(),
                 rings: BTreeSet::new(),
             });
         }
-        let event_count = u32::try_from(events.len()).unwrap_or(u32::MAX);
         let work_ns = self
             .costs
             .xenstored_request_ns
@@ -196,19 +181,19 @@ impl Hypervisor {
             Some(item) => rings.difference(&item.rings).copied().collect(),
             None => rings,
         };
-        self.xsd.account(&events, &new_rings, true);
+        let ring_count = u32::try_from(new_rings.len()).unwrap_or(u32::MAX);
+        self.xsd.account(&new_rings, true);
         let Some(item) = self.xsd.queue.back_mut() else {
             unreachable!("an item was just queued");
         };
         item.work_ns = item.work_ns.saturating_add(work_ns);
-        item.events.extend(events);
         item.rings.extend(new_rings);
         let id = item.id;
         self.xsd.charged_requests += u64::from(requests);
         p.trace(&TraceEvent::XenstoredWork {
             item: id,
             requests,
-            events: event_count,
+            rings: ring_count,
         });
         if work_ns > 0 {
             p.xenstored_work(xenstored_vcpu(), id, work_ns);
@@ -222,8 +207,9 @@ impl Hypervisor {
     /// backend bus watch's first event concerns no device.
     pub(crate) fn xsd_boot_done(&mut self) {
         self.xsd.uncharged_requests = 0;
-        let _ = self.take_driver_events();
         let _ = self.xenstore.take_rings_with_output();
+        let _ = self.xs_ring_driver_events(DomId::DOM0, DRIVER_TOKEN_PREFIX);
+        self.xs_notifies.clear();
     }
 
     /// `XenstoredDone`: the oldest item's work ran; its events go to the drivers.
@@ -256,8 +242,8 @@ impl Hypervisor {
     /// A finished item: dom0's backends get their events, then xenstored writes each
     /// guest's output into its ring and the guest's frontends get theirs (domid order).
     fn xsd_finish<P: Platform + ?Sized>(&mut self, done: WorkItem, p: &mut P) {
-        self.xsd.account(&done.events, &done.rings, false);
-        let mut events = done.events;
+        self.xsd.account(&done.rings, false);
+        let mut events = Vec::new();
         for raw in done.rings {
             let dom = u16::try_from(raw).ok().and_then(DomId::new);
             if let Some(dom) = dom {
@@ -266,22 +252,6 @@ impl Hypervisor {
         }
         self.deliver_driver_events(events, p);
         self.xs_deliver_notifies(p);
-    }
-
-    /// Takes the driver watch events queued on dom0's connection; other output stays
-    /// queued for its transport (sockets: `xs_flush`; guests: their rings).
-    /// Only dom0's connection is looked at (O(1) per input: this runs after every core
-    /// input, also on the scheduler's hot path).
-    fn take_driver_events(&mut self) -> Vec<HeldEvent> {
-        if !self.xenstore.dom0_output_pending() {
-            return Vec::new();
-        }
-        let conn = self.xenstore.dom0_conn();
-        self.xenstore
-            .take_watch_events(conn, DRIVER_TOKEN_PREFIX)
-            .into_iter()
-            .map(|(path, token)| HeldEvent { conn, path, token })
-            .collect()
     }
 
     /// xenstored's work accounting (requests charged to dom0 since boot).

@@ -247,11 +247,20 @@ impl Hypervisor {
     /// `EVTCHNOP_send` on the store channel: by the guest (`from_xenstored` false) on its
     /// store port, or by xenstored on dom0's end. `None` if the channel is not bound.
     fn store_send(&mut self, dom: DomId, from_xenstored: bool) -> Option<Notify> {
-        let build = self.build_states.get(&dom)?;
-        let (sender, port) = if from_xenstored {
-            (DomId::DOM0, build.dom0_store_port?)
+        let (sender, port) = if dom == DomId::DOM0 {
+            // dom0's kernel and xenstored share a loopback channel (`xenbus_backend`).
+            let (kernel, daemon) = self.dom0_store?;
+            (
+                DomId::DOM0,
+                if from_xenstored { daemon } else { kernel }.raw(),
+            )
         } else {
-            (dom, build.store_port)
+            let build = self.build_states.get(&dom)?;
+            if from_xenstored {
+                (DomId::DOM0, build.dom0_store_port?)
+            } else {
+                (dom, build.store_port)
+            }
         };
         self.evtchn
             .send(sender, EvtchnPort::new(port))

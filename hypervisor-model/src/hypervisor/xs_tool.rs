@@ -141,6 +141,17 @@ impl Hypervisor {
         };
         let init = self.evtchn.init_domain(DomId::DOM0, config);
         assert!(init.is_ok(), "dom0 event channels: {init:?}");
+        // xenbus_init for a local xenstored: dom0's kernel allocates the store channel and
+        // xenstored binds it (IOCTL_XENBUS_BACKEND_EVTCHN), a loopback pair in dom0.
+        let kernel = self
+            .evtchn
+            .alloc_unbound(DomId::DOM0, DomId::DOM0, DomId::DOM0);
+        let kernel = kernel.expect("dom0's fresh table has a free port");
+        let daemon = self
+            .evtchn
+            .bind_interdomain(DomId::DOM0, DomId::DOM0, kernel)
+            .expect("xenstored binds dom0's store channel");
+        self.dom0_store = Some((kernel, daemon.port));
         let grants = GrantConfig {
             privileged: true,
             ..GrantConfig::guest_default(self.is_translated(DomId::DOM0))

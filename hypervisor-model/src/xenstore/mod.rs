@@ -18,8 +18,6 @@
 //!   Replies and watch events are queued per connection, in order; take them with
 //!   [`XenStore::take_output`] or [`XenStore::drain_output_bytes`]. cxenstored queues a
 //!   watcher's own event before the reply to the request that caused it, and so does this.
-//!   [`XenStore::take_watch_events`] takes only the watch events whose token has a given
-//!   prefix (the in-process split drivers' events), leaving the rest queued.
 //! - Typed requests (toolstack, simulator): [`XenStore::write`], [`XenStore::mkdir`],
 //!   [`XenStore::rm`], [`XenStore::set_perms`], [`XenStore::read`], ... act as a request on
 //!   the given connection and return the result instead of queuing a reply; watch events
@@ -329,10 +327,8 @@ pub struct XenStore {
     control_prints: Vec<String>,
     /// Wire requests handled on live connections (frames through [`XenStore::handle`]).
     requests_handled: u64,
-    /// Guest domains whose ring connection got output not yet offered to the ring.
+    /// Domains whose ring connection got output not yet offered to the ring.
     rings_with_output: BTreeSet<u32>,
-    /// dom0's connection may hold output (cleared when a take leaves it empty).
-    dom0_output: bool,
 }
 
 /// The privileged store domain (dom0 in every xensim configuration).
@@ -362,7 +358,6 @@ impl XenStore {
             control_prints: Vec::new(),
             requests_handled: 0,
             rings_with_output: BTreeSet::new(),
-            dom0_output: false,
         };
         xs.dom0_conn = xs.introduce_master();
         xs.setup_structure();
@@ -417,38 +412,6 @@ impl XenStore {
     /// The next queued frame for `conn`.
     pub fn take_output(&mut self, conn: XsConnId) -> Option<Frame> {
         self.conns.get_mut(&conn).and_then(|c| c.out.pop_front())
-    }
-
-    /// Removes the `WATCH_EVENT` frames queued for `conn` whose token starts with
-    /// `token_prefix` and returns their (path, token), in queue order; every other frame
-    /// stays queued, in order. The in-process split drivers read their events this way.
-    pub fn take_watch_events(
-        &mut self,
-        conn: XsConnId,
-        token_prefix: &[u8],
-    ) -> Vec<(String, Vec<u8>)> {
-        let Some(c) = self.conns.get_mut(&conn) else {
-            return Vec::new();
-        };
-        let mut taken = Vec::new();
-        c.out.retain(|frame| {
-            if frame.msg_type() != Some(MsgType::WatchEvent) {
-                return true;
-            }
-            let mut parts = wire::split_strings(&frame.payload);
-            let (Some(path), Some(token)) = (parts.next(), parts.next()) else {
-                return true;
-            };
-            if !token.starts_with(token_prefix) {
-                return true;
-            }
-            taken.push((String::from_utf8_lossy(path).into_owned(), token.to_vec()));
-            false
-        });
-        if conn == self.dom0_conn {
-            self.dom0_output = self.conns.get(&conn).is_some_and(|c| !c.out.is_empty());
-        }
-        taken
     }
 
     /// Number of frames queued for `conn`.
@@ -525,8 +488,8 @@ impl XenStore {
         }
     }
 
-    /// Guest domains whose ring connection got output since the last call, in domid
-    /// order: xenstored's next turn on each writes it into the ring.
+    /// Domains whose ring connection got output since the last call, in domid order:
+    /// xenstored's next turn on each writes it into the ring.
     pub fn take_rings_with_output(&mut self) -> BTreeSet<u32> {
         core::mem::take(&mut self.rings_with_output)
     }
@@ -536,19 +499,11 @@ impl XenStore {
         !self.rings_with_output.is_empty()
     }
 
-    /// Whether dom0's connection may hold output (an O(1) test for the hot path).
-    pub fn dom0_output_pending(&self) -> bool {
-        self.dom0_output
-    }
-
-    /// Notes that `conn` got output: a guest's ring is marked, dom0's flag set.
+    /// Notes that `conn` got output: a domain connection's ring is marked (dom0's too:
+    /// its kernel's xenbus talks over a ring as every guest's does).
     fn mark_output(&mut self, conn: XsConnId) {
-        match self.conns.get(&conn).and_then(|c| c.domid) {
-            Some(PRIV_DOMID) => self.dom0_output = true,
-            Some(domid) => {
-                self.rings_with_output.insert(domid);
-            }
-            None => {}
+        if let Some(domid) = self.conns.get(&conn).and_then(|c| c.domid) {
+            self.rings_with_output.insert(domid);
         }
     }
 }

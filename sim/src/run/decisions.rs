@@ -320,9 +320,9 @@ pub fn event_line(out: &mut String, host: &str, time_ns: u64, event: &TraceEvent
         TraceEvent::XenstoredWork {
             item,
             requests,
-            events,
+            rings,
         } => format!(
-            "xenstored work{} +{requests} requests +{events} events",
+            "xenstored work{} +{requests} requests +{rings} rings",
             item.0
         ),
         TraceEvent::XenbusEvent { work, path } => {
