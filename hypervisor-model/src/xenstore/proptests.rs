@@ -365,3 +365,88 @@ proptest! {
         assert_invariants(&xs);
     }
 }
+
+/// One step of a guest misbehaving on its ring page.
+#[derive(Clone, Debug)]
+enum RingOp {
+    /// Bytes into the request ring (anything: frames, half frames, garbage).
+    Write(Vec<u8>),
+    /// A scribble on one index.
+    Poke(u8, u32),
+    /// xenstored's turn.
+    Serve,
+    /// The guest reads its responses.
+    Read,
+}
+
+fn ring_op_strategy() -> impl Strategy<Value = RingOp> {
+    let frame = (0u32..24, prop::collection::vec(any::<u8>(), 0..40)).prop_map(|(t, p)| {
+        let mut bytes = Vec::new();
+        Frame {
+            header: Header {
+                msg_type: t,
+                req_id: 1,
+                tx_id: 0,
+                len: len_u32(&p),
+            },
+            payload: p,
+        }
+        .encode_into(&mut bytes);
+        bytes
+    });
+    prop_oneof![
+        4 => frame.prop_map(RingOp::Write),
+        2 => prop::collection::vec(any::<u8>(), 0..80).prop_map(RingOp::Write),
+        1 => (0u8..4, any::<u32>()).prop_map(|(i, v)| RingOp::Poke(i, v)),
+        4 => Just(RingOp::Serve),
+        3 => Just(RingOp::Read),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Whatever a guest puts on its ring page, xenstored answers, ignores the connection
+    /// with an error code, or waits; it never panics, other connections keep working and
+    /// every store invariant holds.
+    #[test]
+    fn a_guest_ring_of_any_content_never_breaks_xenstored(
+        ops in prop::collection::vec(ring_op_strategy(), 1..40)
+    ) {
+        use super::ring::RingIndex;
+        let mut xs = XenStore::new(XsConfig::default());
+        let d0 = xs.dom0_conn();
+        xs.domain_created(5);
+        xs.introduce_domain(5, 1).expect("introduce");
+        let mut got = Vec::new();
+        for op in &ops {
+            match op {
+                RingOp::Write(bytes) => {
+                    if let Some(page) = xs.ring_mut(5) {
+                        let _ = page.client_write(bytes);
+                    }
+                }
+                RingOp::Poke(i, v) => {
+                    let which = [RingIndex::ReqCons, RingIndex::ReqProd, RingIndex::RspCons,
+                        RingIndex::RspProd][usize::from(*i)];
+                    if let Some(page) = xs.ring_mut(5) {
+                        page.poke_index(which, *v);
+                    }
+                }
+                RingOp::Serve => {
+                    let turn = xs.service_ring(5);
+                    prop_assert!(turn.ignored.is_none_or(|e| (1..=3).contains(&e)));
+                }
+                RingOp::Read => {
+                    if let Some(page) = xs.ring_mut(5) {
+                        let _ = page.client_read(&mut got);
+                    }
+                }
+            }
+            assert_invariants(&xs);
+        }
+        // dom0 is unaffected.
+        prop_assert_eq!(xs.write(d0, None, b"/ok", b"1"), Ok(()));
+        prop_assert_eq!(xs.read(d0, None, b"/ok"), Ok(b"1".to_vec()));
+    }
+}
