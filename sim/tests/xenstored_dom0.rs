@@ -126,10 +126,11 @@ mod tests {
     fn dom0_sharing_its_pcpu_with_a_busy_guest_slows_the_handshake() {
         let quiet = run_text(&handshake_scenario(r#"{ kind = "idle" }"#));
         let busy = run_text(&handshake_scenario(r#"{ kind = "cpu_bound" }"#));
-        let quiet_ns = last_line_time_ns(&quiet, "step create-finish");
-        let busy_ns = last_line_time_ns(&busy, "step create-finish");
+        // The last state write of the handshake: blkfront Connected.
+        let quiet_ns = last_line_time_ns(&quiet, "device/vbd/51712/state = 4");
+        let busy_ns = last_line_time_ns(&busy, "device/vbd/51712/state = 4");
         // The handshake's watch events each wait for xenstored's work, which waits for pCPU
-        // 0; with the hog there, the create ends at least one request's work later.
+        // 0; with the hog there, the handshake ends at least one request's work later.
         assert!(
             busy_ns >= quiet_ns + REQUEST_NS,
             "busy {busy_ns} ns, quiet {quiet_ns} ns"

@@ -25,6 +25,7 @@ mod sched_params;
 mod xenbus_drive;
 mod xenbus_glue;
 mod xenbus_watch;
+pub(crate) use xenbus_watch::XenbusWait;
 mod xenbus_xs;
 pub mod xenstored;
 mod xs;
@@ -137,7 +138,7 @@ pub struct Hypervisor {
     /// Next driver reaction id.
     pub(crate) next_driver_work: u32,
     /// Create and destroy jobs waiting for their domain's XenBus devices to settle.
-    pub(crate) xenbus_waiters: BTreeMap<JobId, DomId>,
+    pub(crate) xenbus_waiters: BTreeMap<JobId, (DomId, xenbus_watch::XenbusWait)>,
     /// Driver state writes not yet traced (traced at the end of the input).
     pub(crate) xenbus_traces: Vec<TraceEvent>,
     /// xenstored's CPU work in dom0 (`xenstored.rs`).

@@ -319,3 +319,49 @@ fn each_kernels_reactions_run_one_after_another() {
         assert_eq!(conn.front_state, crate::io::xenbus::XenbusState::Connected);
     }
 }
+
+/// `xl create` returns once every backend reached InitWait (libxl's
+/// `libxl__wait_device_connection`); the frontends connect after it.
+#[test]
+fn create_returns_when_the_backends_are_ready_and_the_frontends_connect_later() {
+    use crate::io::xenbus::XenbusState::{Connected, InitWait};
+    let (mut hv, mut p) = host(0);
+    let mut config = DomainConfig::with_defaults(String::from("net"));
+    config.vifs.push(VifCfg::default());
+    let op = ToolstackOp::Create {
+        config: Box::new(config),
+        uuid: [0x13; 16],
+        paused: false,
+    };
+    let input = CoreInput::Toolstack { job: JobId(1), op };
+    assert_eq!(hv.handle(&input, &mut p), Ok(()));
+    let guest = DomId::new(1).expect("domid 1");
+    let mut at_reply = None;
+    for _ in 0..100_000 {
+        let Some(((at, _), input)) = p.pending.pop_first() else {
+            break;
+        };
+        p.now = p.now.max(at);
+        assert_eq!(hv.handle(&input, &mut p), Ok(()));
+        let done = p.replies.iter().any(|(job, reply)| {
+            *job == JobId(1) && matches!(reply, crate::toolstack::ops::ToolstackReply::Done { .. })
+        });
+        if at_reply.is_none() && done {
+            let states: Vec<_> = hv
+                .device_conns(guest)
+                .iter()
+                .map(|c| (c.back_state, c.front_state))
+                .collect();
+            at_reply = Some(states);
+        }
+    }
+    let states = at_reply.expect("xl create returned");
+    assert_eq!(states.len(), 1);
+    assert_eq!(states[0].0, InitWait, "the backend is ready: {states:?}");
+    assert_ne!(
+        states[0].1, Connected,
+        "the frontend connects later: {states:?}"
+    );
+    let conn = &hv.device_conns(guest)[0];
+    assert_eq!((conn.back_state, conn.front_state), (Connected, Connected));
+}

@@ -20,8 +20,11 @@
 //! - After the close a device holds no grant, mapping or port; the toolstack then removes
 //!   its directories.
 //!
-//! xensim differs: a paused guest's frontend still runs its handshake (the create waits
-//! for it, where xl returns once the backends are ready and the guest connects later).
+//! `xl create` returns once every backend is ready (InitWait), as libxl's
+//! `libxl__wait_device_connection` does; the frontends connect after it.
+//!
+//! xensim differs: a guest's frontends run their handshake whether or not the guest runs
+//! (a paused guest's too); in Xen they start when the guest's kernel probes its devices.
 
 use alloc::string::String;
 use alloc::vec::Vec;

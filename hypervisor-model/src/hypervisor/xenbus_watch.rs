@@ -91,6 +91,15 @@ pub(crate) struct DriverTask {
     reaction: Reaction,
 }
 
+/// What a toolstack job waits for on a domain's devices.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum XenbusWait {
+    /// `xl create`: every backend ready (InitWait), as libxl waits before it unpauses.
+    BackendsReady,
+    /// `xl destroy`: nothing pending for the domain's devices (both ends closed).
+    Settled,
+}
+
 /// The path components of `path` (without the leading empty one).
 fn components(path: &str) -> Vec<&str> {
     path.split('/').skip(1).collect()
@@ -412,18 +421,38 @@ impl Hypervisor {
             && !self.xsd.holds_output_for(0)
     }
 
-    /// Whether `dom`'s handshake settled, counting the work of the current input too.
-    pub(crate) fn xenbus_handshake_settled<P: Platform + ?Sized>(
+    /// libxl's `libxl__wait_device_connection`: every backend of `dom` reached InitWait
+    /// (or went past it). A device whose backend can go no further (nothing pending and
+    /// still Initialising) counts as done too; libxl would time out on it.
+    pub(crate) fn xenbus_backends_ready(&self, dom: DomId) -> bool {
+        use XenbusState::{Initialising, Unknown};
+        let waiting = self
+            .device_conns(dom)
+            .iter()
+            .any(|c| matches!(c.back_state, Initialising | Unknown));
+        !waiting || self.xenbus_settled(dom)
+    }
+
+    /// Whether what `wait` waits for holds, counting the work of the current input too.
+    pub(crate) fn xenbus_wait_over<P: Platform + ?Sized>(
         &mut self,
         dom: DomId,
+        wait: XenbusWait,
         p: &mut P,
     ) -> bool {
         self.xsd_flush(p);
-        self.xenbus_settled(dom)
+        self.xenbus_wait_holds(dom, wait)
     }
 
-    /// Create and destroy jobs waiting for their domain's devices continue once they
-    /// settled (or the domain is gone).
+    fn xenbus_wait_holds(&self, dom: DomId, wait: XenbusWait) -> bool {
+        match wait {
+            XenbusWait::BackendsReady => self.xenbus_backends_ready(dom),
+            XenbusWait::Settled => self.xenbus_settled(dom),
+        }
+    }
+
+    /// Create and destroy jobs waiting for their domain's devices continue once what they
+    /// wait for holds (or the domain is gone).
     pub(crate) fn xenbus_wake_waiters<P: Platform + ?Sized>(&mut self, p: &mut P) {
         if self.xenbus_waiters.is_empty() {
             return;
@@ -431,7 +460,7 @@ impl Hypervisor {
         let ready: Vec<crate::toolstack::ops::JobId> = self
             .xenbus_waiters
             .iter()
-            .filter(|(_, dom)| !self.is_alive(**dom) || self.xenbus_settled(**dom))
+            .filter(|(_, (dom, wait))| !self.is_alive(*dom) || self.xenbus_wait_holds(*dom, *wait))
             .map(|(job, _)| *job)
             .collect();
         for job in ready {

@@ -17,7 +17,7 @@ use alloc::vec::Vec;
 
 use crate::cpumask::CpuMask;
 use crate::domain::{Domain, DomainIdentity, Dying, ShutdownReason};
-use crate::hypervisor::{Hypervisor, InputError, INTERNAL_JOB_BIT};
+use crate::hypervisor::{Hypervisor, InputError, XenbusWait, INTERNAL_JOB_BIT};
 use crate::ids::{DomId, PoolId};
 use crate::platform::Platform;
 use crate::time::{STime, Span};
@@ -355,10 +355,11 @@ impl Hypervisor {
             self.enter_step(job, state, JobStepCode::Devices, p);
             let xs_ns = self.create_devices_io(dom, p);
             self.defer(job, xs_ns, p);
-        } else if !self.xenbus_handshake_settled(dom, p) {
-            // The split drivers run on their watches; the job waits until no reaction of
-            // theirs is pending (`xenbus_watch.rs` continues it then).
-            self.xenbus_waiters.insert(job, dom);
+        } else if !self.xenbus_wait_over(dom, XenbusWait::BackendsReady, p) {
+            // libxl__wait_device_connection: the job waits until every backend reached
+            // InitWait (`xenbus_watch.rs` continues it then); the frontends connect later.
+            self.xenbus_waiters
+                .insert(job, (dom, XenbusWait::BackendsReady));
         } else if self.destroy_running(dom) {
             // A destroy unplugged the devices under the create: libxl's create fails.
             self.jobs.remove(&job);

@@ -15,7 +15,7 @@ use alloc::boxed::Box;
 
 use super::jobs::{finish, Job};
 use crate::domain::Dying;
-use crate::hypervisor::Hypervisor;
+use crate::hypervisor::{Hypervisor, XenbusWait};
 use crate::ids::DomId;
 use crate::platform::Platform;
 use crate::toolstack::config::DomainConfig;
@@ -84,10 +84,10 @@ impl Hypervisor {
                 restart,
             },
         );
-        if self.xenbus_handshake_settled(dom, p) {
+        if self.xenbus_wait_over(dom, XenbusWait::Settled, p) {
             self.defer(job, xs_ns, p);
         } else {
-            self.xenbus_waiters.insert(job, dom);
+            self.xenbus_waiters.insert(job, (dom, XenbusWait::Settled));
         }
     }
 
