@@ -366,7 +366,8 @@ impl Hypervisor {
     }
 
     /// After every input: the drivers' state writes are traced, xenstored's new work is
-    /// queued on dom0, and create jobs whose handshake settled go on.
+    /// queued on dom0, the rings' notifications are delivered, and create and destroy jobs
+    /// whose devices got where they wait for go on.
     fn end_of_input<P: Platform + ?Sized>(&mut self, p: &mut P) {
         self.xsd_flush(p);
         self.xs_deliver_notifies(p);

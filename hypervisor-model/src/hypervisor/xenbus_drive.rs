@@ -4,10 +4,10 @@
 //! §4.3 (vif) and §4.4 (vbd), and the close of §4.5.
 //!
 //! The steps run when the drivers' XenStore watches fire (`xenbus_watch.rs` routes each
-//! event to its reaction, one `io.xenbus_step_ns` after xenstored delivered it); each
-//! step's requests are xenstored work in dom0 (`xenstored.rs`), so a step's own writes
-//! reach the other end only after dom0 ran that work. `xl create` returns once no
-//! reaction is pending for the domain. The close runs through the same watches: a
+//! event to its reaction on its kernel's xenwatch thread, one `io.xenbus_step_ns` per
+//! reaction); each step's requests are xenstored work in dom0 (`xenstored.rs`), so a
+//! step's own writes reach the other end only after dom0 ran that work. `xl create`
+//! returns once every backend is ready (see below). The close runs through the same watches: a
 //! destroy's forced remove (frontend directory gone, backend `online = 0` and Closing,
 //! `xenbus_glue.rs`), an unplug by `online = 0`, or a frontend's Closing;
 //! [`Hypervisor::xenbus_close`] then only drops the watches and walks what the drivers

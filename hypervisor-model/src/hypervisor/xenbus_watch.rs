@@ -28,9 +28,10 @@
 //!   scheduled; a reaction whose device is gone by then does nothing.
 //! - A device end is probed at most once (`*_probed`, `*_probe_pending`).
 //! - At most [`DRIVER_TASKS_MAX`] reactions are pending.
-//! - `xl create` and `xl destroy` wait (`xenbus_waiters`) until no reaction for the
-//!   domain is pending and xenstored holds no event for its devices: every device is
-//!   Connected (or Closed) or stuck.
+//! - `xl create` waits (`xenbus_waiters`) until every backend of the domain reached
+//!   InitWait, or nothing more can happen for its devices; `xl destroy` waits until no
+//!   reaction for the domain is pending and xenstored holds nothing for its devices or
+//!   for dom0's ring: every device is Closed or stuck.
 //!
 //! Each kernel (dom0 for the backends, a guest for its frontends) has one xenwatch thread,
 //! as Linux does: its reactions run one after another, each taking `io.xenbus_step_ns`
