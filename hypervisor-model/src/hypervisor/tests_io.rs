@@ -53,7 +53,7 @@ fn host_step_ns(step_ns: i64) -> (Hypervisor, FakePlatform) {
 }
 
 /// `xl create -p` of the guest with one vif and one xvda disk.
-fn create_op() -> ToolstackOp {
+pub(super) fn create_op() -> ToolstackOp {
     let mut config = DomainConfig::with_defaults(String::from("io"));
     config.vifs.push(VifCfg {
         mac: Some(String::from("00:16:3e:00:00:01")),
@@ -322,11 +322,11 @@ fn backend_online_zero_closes_the_device_and_keeps_its_directories() {
     assert!(hv.check_invariants().is_empty());
 }
 
-#[test]
-fn mid_handshake_frontends_have_published_and_backends_wait() {
-    // Reactions at D+1 .. D+5 ms (probes, publish, backend connect, blkfront connect,
-    // blkback's last read) and the create finishes at D+5 ms: half a step before the
-    // backends connect, both frontends have published and both backends are at InitWait.
+/// The guest's create on a host whose driver steps take 1 ms, run to half a step before
+/// the first backend connects. The reactions run at D+1 .. D+7 ms (see
+/// `connect_handshake_takes_one_step_per_watch_reaction`): the frontends publish at D+3
+/// and D+4 ms, blkback connects at D+5 ms; this stops at D+4.5 ms.
+fn mid_handshake() -> (Hypervisor, FakePlatform) {
     const STEP_NS: i64 = 1_000_000;
     let (_hv, done) = guest_with_devices_step_ns(STEP_NS);
     let (mut hv, mut p) = host_step_ns(STEP_NS);
@@ -337,6 +337,13 @@ fn mid_handshake_frontends_have_published_and_backends_wait() {
     assert_eq!(hv.handle(&input, &mut p), Ok(()));
     let mid = STime::from_ns(done.now.as_ns() - 2 * STEP_NS - STEP_NS / 2);
     p.advance_to(&mut hv, mid);
+    (hv, p)
+}
+
+#[test]
+fn mid_handshake_frontends_have_published_and_backends_wait() {
+    // Both frontends have published and both backends are at InitWait.
+    let (hv, _p) = mid_handshake();
     let state = |path: &str| value(&hv, &format!("{path}/state"));
     assert_eq!(
         state("/local/domain/1/device/vbd/51712").as_deref(),
@@ -381,18 +388,8 @@ fn checker_flags_a_state_key_that_is_not_a_state_number() {
 
 #[test]
 fn destroy_in_mid_handshake_closes_what_was_set_up_and_leaves_nothing() {
-    // As above: half a step before the backends connect, the frontends hold grants and
-    // unbound ports that no backend maps or binds yet.
-    const STEP_NS: i64 = 1_000_000;
-    let (_hv, done) = guest_with_devices_step_ns(STEP_NS);
-    let (mut hv, mut p) = host_step_ns(STEP_NS);
-    let input = CoreInput::Toolstack {
-        job: JobId(1),
-        op: create_op(),
-    };
-    assert_eq!(hv.handle(&input, &mut p), Ok(()));
-    let mid = STime::from_ns(done.now.as_ns() - 2 * STEP_NS - STEP_NS / 2);
-    p.advance_to(&mut hv, mid);
+    // The frontends hold grants and unbound ports that no backend maps or binds yet.
+    let (mut hv, mut p) = mid_handshake();
     handle(&mut hv, &mut p, 2, ToolstackOp::Destroy { dom: guest() });
     assert!(hv.domain(guest()).is_none());
     assert!(hv.device_conns(guest()).is_empty());

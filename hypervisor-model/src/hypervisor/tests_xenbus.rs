@@ -266,21 +266,7 @@ fn backend_directory_removed_by_a_client_closes_the_frontend_and_destroy_cleans_
 #[test]
 fn each_kernels_reactions_run_one_after_another() {
     let (mut hv, mut p) = host(0);
-    let mut config = DomainConfig::with_defaults(String::from("io"));
-    config.vifs.push(VifCfg::default());
-    config.disks.push(crate::toolstack::config::DiskCfg {
-        target: String::from("/dev/vg/io"),
-        format: String::from("raw"),
-        vdev: String::from("xvda"),
-        access: crate::toolstack::config::DiskAccess::ReadWrite,
-        cdrom: false,
-        backend: None,
-    });
-    let op = ToolstackOp::Create {
-        config: Box::new(config),
-        uuid: [0x12; 16],
-        paused: true,
-    };
+    let op = super::tests_io::create_op();
     let input = CoreInput::Toolstack { job: JobId(1), op };
     assert_eq!(hv.handle(&input, &mut p), Ok(()));
     // Run by hand, noting when each reaction runs and whose kernel it belongs to.
