@@ -2,23 +2,15 @@
 //! the standard tree of the quickstart guests after their creates (`golden/xs__*.snap`), and
 //! `[[at]] xenstore = "..."` timeline entries.
 
+#[macro_use]
+mod support;
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;
 
     use xensim::app::{self, RunArgs};
     use xensim::scenario::{load_str, LoadOptions, Scenario};
-
-    macro_rules! golden {
-        ($name:expr, $text:expr) => {
-            insta::with_settings!({
-                snapshot_path => "../../golden",
-                prepend_module_to_snapshot => false,
-            }, {
-                insta::assert_snapshot!($name, $text);
-            })
-        };
-    }
 
     fn scenarios_dir() -> std::path::PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios")

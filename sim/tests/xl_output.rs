@@ -1,6 +1,7 @@
 //! Snapshots of xl's output formats rendered from booted hosts (`golden/xl__*.snap`).
 //! Review a change here against `fixtures/reference/` and tools/xl/xl_info.c.
 
+#[macro_use]
 mod support;
 
 #[cfg(test)]
@@ -14,17 +15,6 @@ mod tests {
     use hypervisor_model::testing::{small_host, FakePlatform};
     use hypervisor_model::toolstack::config::ShutdownAction;
     use xensim::report::xl::{find_domain, xl_dmesg, xl_info, xl_list, ListOptions, XlOutput};
-
-    macro_rules! golden {
-        ($name:expr, $text:expr) => {
-            insta::with_settings!({
-                snapshot_path => "../../golden",
-                prepend_module_to_snapshot => false,
-            }, {
-                insta::assert_snapshot!($name, $text);
-            })
-        };
-    }
 
     /// A 4-pCPU null-scheduler host with three guests: `running` (on a pCPU), `idle` (its
     /// only vCPU blocked) and `held` (created with `-p`), then 1.5 s of virtual time.

@@ -1,23 +1,15 @@
 //! `xensim xl FILE --at T -- ...` for the cpupool, vCPU and scheduler commands, on the
 //! bundled `scenarios/cpupool-move.toml` (null pools), snapshotted under `golden/`.
 
+#[macro_use]
+mod support;
+
 #[cfg(test)]
 mod tests {
     use std::path::PathBuf;
 
     use xensim::app;
     use xensim::report::xl::XlOutput;
-
-    macro_rules! golden {
-        ($name:expr, $text:expr) => {
-            insta::with_settings!({
-                snapshot_path => "../../golden",
-                prepend_module_to_snapshot => false,
-            }, {
-                insta::assert_snapshot!($name, $text);
-            })
-        };
-    }
 
     fn xl_at(at_ns: u64, line: &str) -> XlOutput {
         let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scenarios/cpupool-move.toml");

@@ -3,6 +3,19 @@
 
 #![allow(dead_code)] // Each test file uses a different subset.
 
+/// `golden!(name, text)`: an insta snapshot stored as `golden/<name>.snap`.
+#[allow(unused_macros)] // Not every test file snapshots.
+macro_rules! golden {
+    ($name:expr, $text:expr) => {
+        insta::with_settings!({
+            snapshot_path => "../../golden",
+            prepend_module_to_snapshot => false,
+        }, {
+            insta::assert_snapshot!($name, $text);
+        })
+    };
+}
+
 use hypervisor_model::event::CoreInput;
 use hypervisor_model::hypervisor::boot::{BootConfig, CpuTopo};
 use hypervisor_model::hypervisor::Hypervisor;
