@@ -1,11 +1,16 @@
 //! What the CLI commands do, as library functions (the binary only parses arguments and
-//! prints): run a scenario, replay a trace, answer an xl query at a virtual time, serve a
-//! scenario's XenStore on a unix socket.
+//! prints): run a scenario, replay a trace, recompute a run's outputs from its trace
+//! (`xensim report`), answer an xl query at a virtual time, serve a scenario's XenStore on
+//! a unix socket.
 
 use std::path::{Component, Path, PathBuf};
 
 use crate::record::{read_trace, record_fields, Divergence, Recorder, TraceError, TraceHeader};
+use crate::report::html::{HtmlReport, LatencySeries, ReportRun};
 use crate::report::metrics::{self, ExpectFailure};
+use crate::report::perfetto::PerfettoMeta;
+use crate::report::timeline::capture::TimelineOptions;
+use crate::report::timeline::Timeline;
 use crate::run::{self, RunError, RunOptions, RunOutcome};
 use crate::scenario::{self, LoadError, LoadOptions, Scenario};
 use crate::xl::command::XlCommand;
@@ -28,6 +33,9 @@ pub enum AppError {
     /// A bad argument: exit 2.
     #[error("{0}")]
     Usage(String),
+    /// `xensim report`: the re-run did not reproduce the trace (exit 1).
+    #[error("{0}")]
+    Diverged(String),
 }
 
 impl AppError {
@@ -37,7 +45,7 @@ impl AppError {
             // A trace that cannot be read or written is a bad argument, like a bad scenario.
             AppError::Load(_) | AppError::Usage(_) | AppError::Trace(_) => 2,
             AppError::Run(RunError::Trace(_)) => 2,
-            AppError::Run(_) => 1,
+            AppError::Run(_) | AppError::Diverged(_) => 1,
             AppError::Serve(e) if e.is_usage() => 2,
             AppError::Serve(crate::serve::ServeError::Run(RunError::Trace(_))) => 2,
             AppError::Serve(_) => 1,
@@ -60,6 +68,8 @@ pub struct RunReport {
     pub expect_failures: Vec<ExpectFailure>,
     /// Timeline commands whose exit status differed from `expect_rc`.
     pub rc_failures: Vec<String>,
+    /// The captured timeline (`RunArgs::timeline` or `[sim.trace] perfetto`).
+    pub timeline: Option<Timeline>,
 }
 
 impl RunReport {
@@ -85,6 +95,11 @@ pub struct RunArgs {
     pub strict: bool,
     /// Keep the decision log.
     pub decision_log: bool,
+    /// Capture the timeline (`--perfetto`, `--report`).
+    pub timeline: bool,
+    /// `--window A..B`: the timeline's window, ns (default: `[sim.trace] perfetto_window`,
+    /// else the whole run).
+    pub window_ns: Option<(u64, u64)>,
 }
 
 /// Loads a scenario file.
@@ -125,12 +140,41 @@ pub fn run_scenario(scenario: Scenario, args: &RunArgs) -> Result<RunReport, App
         check: args.check,
         stop_at_ns: None,
         decision_log: args.decision_log || scenario.sim.decision_log,
+        timeline: timeline_options(&scenario, args.timeline, args.window_ns)?,
     };
     let outcome = run::run(&scenario, &opts, recorder)?;
     Ok(report(scenario, outcome))
 }
 
-fn report(scenario: Scenario, outcome: RunOutcome) -> RunReport {
+/// What the timeline captures: `None` unless asked for (`wanted`) or the scenario names a
+/// Perfetto file; the window is `window_ns`, else the scenario's `perfetto_window`.
+fn timeline_options(
+    scenario: &Scenario,
+    wanted: bool,
+    window_ns: Option<(u64, u64)>,
+) -> Result<Option<TimelineOptions>, AppError> {
+    if !wanted && scenario.sim.perfetto_file.is_none() {
+        return Ok(None);
+    }
+    let window_ns = window_ns.or(scenario.sim.perfetto_window_ns);
+    if let Some((start_ns, end_ns)) = window_ns {
+        if start_ns >= end_ns || start_ns >= scenario.sim.duration_ns {
+            return Err(AppError::Usage(format!(
+                "--window {start_ns}..{end_ns} ns: the window must start before it ends and \
+                 before the end of the run ({} ns)",
+                scenario.sim.duration_ns
+            )));
+        }
+    }
+    let counters = &scenario.sim.perfetto_counters;
+    Ok(Some(TimelineOptions {
+        window_ns,
+        runq_counters: counters.iter().any(|c| c == "runq"),
+        free_memory_counter: counters.iter().any(|c| c == "free_memory"),
+    }))
+}
+
+fn report(scenario: Scenario, mut outcome: RunOutcome) -> RunReport {
     let run = metrics::RunInfo {
         scenario: scenario.file_name.clone(),
         seed: scenario.sim.seed,
@@ -153,6 +197,7 @@ fn report(scenario: Scenario, outcome: RunOutcome) -> RunReport {
             _ => None,
         })
         .collect();
+    let timeline = outcome.sinks_report.timeline.take();
     RunReport {
         scenario,
         outcome,
@@ -160,7 +205,121 @@ fn report(scenario: Scenario, outcome: RunOutcome) -> RunReport {
         summary,
         expect_failures,
         rc_failures,
+        timeline,
     }
+}
+
+impl RunReport {
+    /// The Perfetto JSON export of the run (`--perfetto`), if its timeline was captured.
+    pub fn perfetto_json(&self) -> Option<String> {
+        let meta = PerfettoMeta {
+            xensim_version: env!("CARGO_PKG_VERSION").to_string(),
+            scenario: self.scenario.file_name.clone(),
+            seed: self.scenario.sim.seed,
+            trace_hash: self.outcome.hash.to_string(),
+        };
+        Some(crate::report::perfetto::write(
+            self.timeline.as_ref()?,
+            &meta,
+        ))
+    }
+
+    /// The HTML report of the run (`--report`): its timeline's Gantt, the wakeup-latency
+    /// CDF of every domain, and the summary. No fairness bars: the run metrics do not
+    /// compute entitlements (`metrics.md` §1.4) yet.
+    pub fn html(&self) -> String {
+        let metrics = &self.outcome.sinks_report.metrics;
+        let multi_host = self.scenario.hosts.len() > 1;
+        let latency = metrics
+            .domains
+            .iter()
+            .map(|d| LatencySeries {
+                name: if multi_host {
+                    format!("{}/{}", d.host, d.name)
+                } else {
+                    d.name.clone()
+                },
+                samples_ns: d.wakeup_samples_ns.clone(),
+            })
+            .collect();
+        let mut schedulers: Vec<&str> = metrics
+            .hosts
+            .iter()
+            .flat_map(|h| h.pools.iter().map(|p| p.scheduler.as_str()))
+            .collect();
+        schedulers.sort_unstable();
+        schedulers.dedup();
+        let report = HtmlReport {
+            title: format!(
+                "xensim run {}   seed {}",
+                self.scenario.file_name, self.scenario.sim.seed
+            ),
+            table: self.summary.clone(),
+            runs: vec![ReportRun {
+                label: schedulers.join(" + "),
+                timeline: self.timeline.clone(),
+                latency,
+                shares: Vec::new(),
+            }],
+        };
+        crate::report::html::render(&report)
+    }
+}
+
+/// Options of `xensim report TRACE`.
+#[derive(Debug, Default, Clone)]
+pub struct ReportArgs {
+    /// Capture the timeline (`--perfetto`, `--report`).
+    pub timeline: bool,
+    /// `--window A..B`, ns.
+    pub window_ns: Option<(u64, u64)>,
+}
+
+/// `xensim report TRACE`: re-simulates the run a trace recorded (from the scenario and
+/// xl.cfg texts it carries, as `replay` does), checks every record and the hash, and
+/// returns the run's report, whose outputs are byte-identical to the original run's.
+pub fn report_trace(trace: &Path, args: &ReportArgs) -> Result<RunReport, AppError> {
+    let file = read_trace(trace)?;
+    if crate::serve::session::is_session(&file.records) {
+        return Err(AppError::Usage(format!(
+            "{}: a `xensim serve` session trace; `xensim report` reads traces of \
+             `xensim run --trace` (use `xensim replay` for sessions)",
+            trace.display()
+        )));
+    }
+    let dir = std::env::temp_dir().join(format!("xensim-report-{}", std::process::id()));
+    let scenario = materialize_and_load(&file.header, &dir);
+    let _ = std::fs::remove_dir_all(&dir);
+    let scenario = scenario?;
+    if run::host::cost_table_hash(&scenario) != file.header.costs_hash {
+        return Err(AppError::Usage(format!(
+            "{}: recorded with another cost table than this xensim's; the re-run would diverge",
+            trace.display()
+        )));
+    }
+    let opts = RunOptions {
+        check: false,
+        stop_at_ns: None,
+        decision_log: false,
+        timeline: timeline_options(&scenario, args.timeline, args.window_ns)?,
+    };
+    let outcome = run::run(&scenario, &opts, Recorder::checking(file.records))?;
+    if let Some(d) = &outcome.divergence {
+        return Err(AppError::Diverged(format!(
+            "{}: the re-run does not reproduce the trace\n{}",
+            trace.display(),
+            describe_divergence(d)
+        )));
+    }
+    if outcome.hash != file.hash {
+        return Err(AppError::Diverged(format!(
+            "{}: recorded hash {} but the re-run hashes to {}",
+            trace.display(),
+            file.hash,
+            outcome.hash
+        )));
+    }
+    Ok(report(scenario, outcome))
 }
 
 /// Runs the scenario once with a given seed and returns only the hash (tests, sweeps).
@@ -331,6 +490,7 @@ fn at_options(scenario: &Scenario, at_ns: u64) -> Result<RunOptions, AppError> {
         check: false,
         stop_at_ns: Some(at_ns),
         decision_log: false,
+        timeline: None,
     })
 }
 

@@ -44,6 +44,33 @@ enum Command {
         /// Unknown xl.cfg / xl.conf keys are errors.
         #[arg(long)]
         strict: bool,
+        /// Write the Chrome/Perfetto trace-event JSON here (open it in ui.perfetto.dev).
+        #[arg(long)]
+        perfetto: Option<PathBuf>,
+        /// Write the self-contained HTML report here (Gantt, latency CDFs, summary).
+        #[arg(long)]
+        report: Option<PathBuf>,
+        /// Only this virtual-time window in the Perfetto export and the Gantt (`1s..2s`).
+        #[arg(long, value_name = "A..B")]
+        window: Option<String>,
+    },
+    /// Recompute a run's outputs from its replay trace, byte-identical to the run's: the
+    /// run is re-simulated and every record and the hash are checked first.
+    Report {
+        /// Trace written by `xensim run --trace`.
+        trace: PathBuf,
+        /// Write the metrics JSON here.
+        #[arg(long)]
+        metrics: Option<PathBuf>,
+        /// Write the Chrome/Perfetto trace-event JSON here.
+        #[arg(long)]
+        perfetto: Option<PathBuf>,
+        /// Write the self-contained HTML report here.
+        #[arg(long)]
+        report: Option<PathBuf>,
+        /// Only this virtual-time window in the Perfetto export and the Gantt (`1s..2s`).
+        #[arg(long, value_name = "A..B")]
+        window: Option<String>,
     },
     /// Re-run a replay trace and verify its hash; name the first divergent record.
     Replay {
@@ -149,6 +176,9 @@ fn dispatch(command: Command) -> anyhow::Result<u8> {
             metrics,
             decision_log,
             strict,
+            perfetto,
+            report,
+            window,
         } => {
             let args = RunArgs {
                 seed,
@@ -156,8 +186,33 @@ fn dispatch(command: Command) -> anyhow::Result<u8> {
                 trace,
                 strict,
                 decision_log: decision_log.is_some(),
+                timeline: perfetto.is_some() || report.is_some(),
+                window_ns: window.as_deref().map(parse_window).transpose()?,
             };
-            run(&file, &args, metrics, decision_log)
+            let outputs = Outputs {
+                metrics,
+                perfetto,
+                report,
+            };
+            run(&file, &args, &outputs, decision_log)
+        }
+        Command::Report {
+            trace,
+            metrics,
+            perfetto,
+            report,
+            window,
+        } => {
+            let args = app::ReportArgs {
+                timeline: perfetto.is_some() || report.is_some(),
+                window_ns: window.as_deref().map(parse_window).transpose()?,
+            };
+            let outputs = Outputs {
+                metrics,
+                perfetto,
+                report,
+            };
+            report_trace(&trace, &args, &outputs)
         }
         Command::Replay { trace, core } => replay(&trace, core),
         Command::Serve {
@@ -189,10 +244,58 @@ fn dispatch(command: Command) -> anyhow::Result<u8> {
     }
 }
 
+/// Where `run` and `report` write the run's outputs.
+struct Outputs {
+    metrics: Option<PathBuf>,
+    perfetto: Option<PathBuf>,
+    report: Option<PathBuf>,
+}
+
+/// Writes the outputs asked for; `[sim.trace] perfetto` is the default Perfetto path.
+fn write_outputs(report: &app::RunReport, outputs: &Outputs) -> anyhow::Result<()> {
+    let write = |path: &std::path::Path, text: &str| {
+        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+    };
+    if let Some(path) = &outputs.metrics {
+        write(path, &report.metrics_json)?;
+    }
+    let perfetto = outputs
+        .perfetto
+        .as_ref()
+        .or(report.scenario.sim.perfetto_file.as_ref());
+    if let (Some(path), Some(json)) = (perfetto, report.perfetto_json()) {
+        write(path, &json)?;
+    }
+    if let Some(path) = &outputs.report {
+        write(path, &report.html())?;
+    }
+    if let Some(timeline) = report.timeline.as_ref().filter(|t| t.dropped_count > 0) {
+        eprintln!(
+            "warning: the timeline is full ({} records); {} later records were left out \
+             (capture a shorter --window)",
+            timeline.record_count(),
+            timeline.dropped_count
+        );
+    }
+    Ok(())
+}
+
+fn report_trace(
+    trace: &std::path::Path,
+    args: &app::ReportArgs,
+    outputs: &Outputs,
+) -> anyhow::Result<u8> {
+    let report = app::report_trace(trace, args)?;
+    write_outputs(&report, outputs)?;
+    outln!("records: {}", report.outcome.record_count);
+    outln!("run hash: {} (matches the trace)", report.outcome.hash);
+    Ok(0)
+}
+
 fn run(
     file: &std::path::Path,
     args: &RunArgs,
-    metrics: Option<PathBuf>,
+    outputs: &Outputs,
     decisions: Option<PathBuf>,
 ) -> anyhow::Result<u8> {
     let scenario = app::load(file, args.seed, args.strict)?;
@@ -207,10 +310,7 @@ fn run(
             .then(|| file.with_extension("decisions.txt"))
     });
     let report = app::run_scenario(scenario, args)?;
-    if let Some(path) = metrics {
-        std::fs::write(&path, &report.metrics_json)
-            .with_context(|| format!("writing {}", path.display()))?;
-    }
+    write_outputs(&report, outputs)?;
     if let (Some(path), Some(log)) = (decisions, &report.outcome.sinks_report.decision_log) {
         std::fs::write(&path, log).with_context(|| format!("writing {}", path.display()))?;
     }
@@ -311,6 +411,20 @@ fn xl(
     out!("{}", out.stdout);
     eprint!("{}", out.stderr);
     Ok(u8::try_from(out.rc).unwrap_or(1))
+}
+
+/// `A..B` of two durations (`1s..2500ms`).
+fn parse_window(text: &str) -> Result<(u64, u64), AppError> {
+    let usage = |why: String| AppError::Usage(format!("--window {text}: {why}"));
+    let (a, b) = text
+        .split_once("..")
+        .ok_or_else(|| usage("expected A..B, two durations such as 1s..2s".to_string()))?;
+    let start_ns = parse_duration(a).map_err(|e| usage(e.to_string()))?;
+    let end_ns = parse_duration(b).map_err(|e| usage(e.to_string()))?;
+    if start_ns >= end_ns {
+        return Err(usage("the window must start before it ends".to_string()));
+    }
+    Ok((start_ns, end_ns))
 }
 
 fn parse_at(text: &str) -> Result<u64, AppError> {

@@ -163,6 +163,9 @@ pub struct DomainMetrics {
     pub offline_ns: u64,
     /// Pooled samples of all vCPUs.
     pub wakeup_latency_ns: Distribution,
+    /// The pooled wakeup-latency samples, sorted (the HTML report's CDFs; not in the JSON).
+    #[serde(skip)]
+    pub wakeup_samples_ns: Vec<u64>,
     /// Pooled samples of all vCPUs.
     pub runq_wait_ns: Distribution,
     /// Periodic-job fields (§1.7), `null` without a periodic workload.

@@ -3,6 +3,12 @@
 //!
 //! - [`xl`]: xl's own output formats (`xl list`, `xl info`, `xl dmesg`), byte for byte.
 //! - [`metrics`]: the metrics of a run (JSON, `[[expect]]` paths, the summary table).
+//! - [`timeline`]: the captured timeline of a run (slices, instants, counters).
+//! - [`perfetto`]: the timeline as Chrome/Perfetto trace-event JSON (metrics.md §4.3).
+//! - [`html`]: the self-contained HTML report (Gantt, latency CDFs, fairness bars).
 
+pub mod html;
 pub mod metrics;
+pub mod perfetto;
+pub mod timeline;
 pub mod xl;

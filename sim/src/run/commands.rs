@@ -130,6 +130,7 @@ fn random_uuid(stream: &mut crate::rng::Stream) -> [u8; 16] {
 impl World<'_> {
     pub(crate) fn new_command(&mut self, host: u16, text: String, expect_rc: Option<i32>) -> usize {
         let host_name = self.hosts[usize::from(host)].name.clone();
+        self.sinks.command(host, self.queue.now_ns(), &text);
         self.commands.push(CommandRecord {
             time_ns: self.queue.now_ns(),
             host: host_name,

@@ -139,6 +139,8 @@ pub struct RunOptions {
     pub stop_at_ns: Option<u64>,
     /// Keep the readable decision log.
     pub decision_log: bool,
+    /// Capture the timeline (Perfetto export, HTML report).
+    pub timeline: Option<crate::report::timeline::capture::TimelineOptions>,
 }
 
 /// One host after (or during) a run.
@@ -341,7 +343,13 @@ impl<'s> World<'s> {
             scenario,
             queue: EventQueue::new(),
             hosts: Vec::new(),
-            sinks: Sinks::new(recorder, metas, decision_log, scenario.sim.warmup_ns),
+            sinks: {
+                let sinks = Sinks::new(recorder, metas, decision_log, scenario.sim.warmup_ns);
+                match opts.timeline {
+                    Some(options) => sinks.with_timeline(options),
+                    None => sinks,
+                }
+            },
             commands: Vec::new(),
             jobs: BTreeMap::new(),
             next_job: 0,

@@ -1,5 +1,5 @@
 //! Where core inputs and core events go: the recorder (hash and trace file), the readable
-//! decision log, and the metrics collector.
+//! decision log, the metrics collector, and the timeline capture (only when asked for).
 
 use hypervisor_model::event::CoreInput;
 use hypervisor_model::hypervisor::boot::BootConfig;
@@ -13,6 +13,8 @@ use crate::guest::workload::JobRecord;
 use crate::machine::switch::SwitchCosts;
 use crate::record::Recorder;
 use crate::report::metrics::{DomainMeta, HostMeta, Metrics, MetricsCollector, PoolMeta};
+use crate::report::timeline::capture::{TimelineCapture, TimelineOptions};
+use crate::report::timeline::Timeline;
 
 /// All consumers of the record stream.
 #[derive(Debug)]
@@ -22,6 +24,8 @@ pub struct Sinks {
     host_names: Vec<String>,
     decisions: Option<String>,
     metrics: MetricsCollector,
+    hosts: Vec<HostMeta>,
+    timeline: Option<TimelineCapture>,
 }
 
 /// What the sinks gathered by the end of a run.
@@ -31,6 +35,8 @@ pub struct SinksReport {
     pub decision_log: Option<String>,
     /// The run's metrics.
     pub metrics: Metrics,
+    /// The captured timeline, if it was asked for.
+    pub timeline: Option<Timeline>,
 }
 
 /// The metrics view of a host about to boot: pCPU nodes and pools.
@@ -75,12 +81,30 @@ impl Sinks {
             recorder,
             host_names,
             decisions: decision_log.then(String::new),
-            metrics: MetricsCollector::new(warmup_ns, hosts),
+            metrics: MetricsCollector::new(warmup_ns, hosts.clone()),
+            hosts,
+            timeline: None,
+        }
+    }
+
+    /// Also captures the run's timeline (`--perfetto`, `--report`).
+    pub fn with_timeline(mut self, options: TimelineOptions) -> Sinks {
+        self.timeline = Some(TimelineCapture::new(options, &self.hosts));
+        self
+    }
+
+    /// A toolstack command started on `host` at `time_ns`.
+    pub fn command(&mut self, host: u16, time_ns: u64, text: &str) {
+        if let Some(timeline) = &mut self.timeline {
+            timeline.command(usize::from(host), time_ns, text);
         }
     }
 
     /// Tells the metrics the scheduling parameters of a domain (dom0 before boot).
     pub fn domain_meta(&mut self, host: u16, dom: DomId, meta: DomainMeta) {
+        if let Some(timeline) = &mut self.timeline {
+            timeline.domain_pool(usize::from(host), dom, &meta.pool);
+        }
         self.metrics.domain_meta(usize::from(host), dom, meta);
     }
 
@@ -112,6 +136,9 @@ impl Sinks {
     /// A core input at `time_ns`.
     pub fn input(&mut self, host: u16, time_ns: u64, input: &CoreInput) {
         self.recorder.input(host, time_ns, input);
+        if let Some(timeline) = &mut self.timeline {
+            timeline.input(usize::from(host), time_ns, input);
+        }
         if self.decisions.is_some() {
             let name = self.host_name(host);
             if let Some(log) = &mut self.decisions {
@@ -124,6 +151,9 @@ impl Sinks {
     pub fn event(&mut self, host: u16, time_ns: u64, event: &TraceEvent) {
         self.recorder.event(host, time_ns, event);
         self.metrics.observe(usize::from(host), time_ns, event);
+        if let Some(timeline) = &mut self.timeline {
+            timeline.event(usize::from(host), time_ns, event);
+        }
         if self.decisions.is_some() {
             let name = self.host_name(host);
             if let Some(log) = &mut self.decisions {
@@ -160,11 +190,13 @@ impl Sinks {
             }
         }
         let metrics = self.metrics.finish(end_ns);
+        let timeline = self.timeline.map(|t| t.finish(end_ns));
         (
             self.recorder,
             SinksReport {
                 decision_log: self.decisions,
                 metrics,
+                timeline,
             },
         )
     }

@@ -130,15 +130,6 @@ impl Loader<'_> {
             let key = t.path("percentile_method");
             unsupported::check(d, at, &key, Feature::PercentileHdr);
         }
-        if let Some(node) = trace.as_ref().and_then(|tr| tr.get("perfetto")) {
-            let tr = trace.as_ref().expect("perfetto came from the trace table");
-            unsupported::check(
-                d,
-                tr.loc(node.offset),
-                &tr.path("perfetto"),
-                Feature::PerfettoExport,
-            );
-        }
         let (trace_file, perfetto_file) = (path("file"), path("perfetto"));
         let mut perfetto_window_ns = None;
         let mut perfetto_counters = vec!["runq".into(), "free_memory".into(), "balloon".into()];

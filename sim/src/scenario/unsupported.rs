@@ -24,8 +24,6 @@ pub enum Feature<'a> {
     XlCommand(&'a str),
     /// `[sim] percentile_method = "hdr_3sd"`.
     PercentileHdr,
-    /// `[sim.trace] perfetto` (the Chrome/Perfetto export).
-    PerfettoExport,
 }
 
 /// xl subcommands of Xen 4.17 that `XlCommand::parse` does not handle yet.
@@ -63,7 +61,6 @@ pub fn not_yet(feature: Feature<'_>) -> Option<String> {
         }
         Feature::XlCommand(_) => return None,
         Feature::PercentileHdr => "percentile method \"hdr_3sd\" is".to_string(),
-        Feature::PerfettoExport => "the Perfetto export is".to_string(),
     };
     Some(format!("{what} not implemented yet in this xensim build"))
 }
