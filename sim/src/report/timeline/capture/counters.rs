@@ -1,0 +1,134 @@
+//! The counters of the timeline capture (`specs/metrics.md` §4.3): runqueue and
+//! waitqueue lengths and free memory, sampled at the window start and then on change.
+//!
+//! # Invariants
+//! - A counter never goes below 0: a vCPU gives back exactly the key it took.
+//! - One sample per counter and instant: a second change at the same instant replaces it.
+
+use hypervisor_model::ids::{PcpuId, VcpuRef};
+
+use super::{pcpu_index, HostCapture, Limits};
+use crate::report::timeline::{CounterSample, CounterTrack};
+
+impl HostCapture {
+    /// The queue counter of a new rtds or null pool, at 0.
+    pub(super) fn pool_counter(
+        &mut self,
+        limits: &mut Limits,
+        time_ns: u64,
+        pool: &str,
+        scheduler: &str,
+    ) {
+        let name = match scheduler {
+            "rtds" => runq_name(pool, None),
+            "null" => format!("waitq {pool}"),
+            _ => return,
+        };
+        if !self.counters.contains_key(&name) {
+            self.counter_set(limits, time_ns, &name, "len", 0);
+        }
+    }
+
+    /// The counter a runnable vCPU waits in: its credit2 runqueue or its rtds pool's queue
+    /// (null's waitqueue is counted from `NullWaitq`).
+    pub(super) fn queue_key(&self, v: VcpuRef, pcpu: PcpuId) -> Option<String> {
+        let pool = self.pool_of(v.dom);
+        match self.scheduler_of(pool) {
+            "credit2" => {
+                let cap = self.pcpus.get(pcpu_index(pcpu))?;
+                let runq = cap.runq.filter(|_| cap.pool.as_deref() == Some(pool));
+                Some(runq_name(pool, runq))
+            }
+            "rtds" => Some(runq_name(pool, None)),
+            _ => None,
+        }
+    }
+
+    /// Samples every counter at the window start, once time reaches it (§4.3: counters
+    /// are sampled at `t0`, then on change).
+    pub(super) fn start_counters(&mut self, limits: &mut Limits, time_ns: u64) {
+        if self.counters_started || time_ns < limits.start_ns || limits.start_ns >= limits.end_ns {
+            return;
+        }
+        self.counters_started = true;
+        let now: Vec<(u32, u64)> = self.counters.values().copied().collect();
+        for (counter, value) in now {
+            self.push_sample(limits, limits.start_ns, counter, value);
+        }
+    }
+
+    pub(super) fn counter_add(&mut self, limits: &mut Limits, time_ns: u64, name: &str, up: bool) {
+        let value = self.counters.get(name).map_or(0, |c| c.1);
+        let value = if up {
+            value + 1
+        } else {
+            assert!(value > 0, "counter {name} would go below 0");
+            value - 1
+        };
+        self.counter_set(limits, time_ns, name, "len", value);
+    }
+
+    pub(super) fn counter_set(
+        &mut self,
+        limits: &mut Limits,
+        time_ns: u64,
+        name: &str,
+        key: &'static str,
+        value: u64,
+    ) {
+        let counter = match self.counters.get_mut(name) {
+            Some(entry) => {
+                entry.1 = value;
+                entry.0
+            }
+            None => {
+                let index = u32::try_from(self.out.counters.len()).expect("counters fit u32");
+                self.out.counters.push(CounterTrack {
+                    name: name.to_owned(),
+                    key,
+                });
+                self.counters.insert(name.to_owned(), (index, value));
+                index
+            }
+        };
+        if self.counters_started && limits.contains(time_ns) {
+            self.push_sample(limits, time_ns, counter, value);
+        }
+    }
+
+    /// Appends a sample; a second change of one counter at the same instant replaces the
+    /// first, so the file holds one value per counter and instant.
+    fn push_sample(&mut self, limits: &mut Limits, time_ns: u64, counter: u32, value: u64) {
+        let same = self
+            .out
+            .samples
+            .iter_mut()
+            .rev()
+            .take_while(|s| s.time_ns == time_ns)
+            .find(|s| s.counter == counter);
+        if let Some(sample) = same {
+            sample.value = value;
+            return;
+        }
+        if !limits.take() {
+            return;
+        }
+        let seq = self.next_seq();
+        self.out.samples.push(CounterSample {
+            time_ns,
+            seq,
+            counter,
+            value,
+        });
+    }
+}
+
+/// `runq rq0` for `Pool-0`'s credit2 runqueue 0, `runq pool1 rq0` in another pool, and
+/// `runq Pool-0` for a pool-wide queue (rtds, or a pCPU whose runqueue is not known).
+pub(super) fn runq_name(pool: &str, runq: Option<u32>) -> String {
+    match runq {
+        Some(rq) if pool == "Pool-0" => format!("runq rq{rq}"),
+        Some(rq) => format!("runq {pool} rq{rq}"),
+        None => format!("runq {pool}"),
+    }
+}
