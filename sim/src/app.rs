@@ -160,8 +160,9 @@ fn timeline_options(
     if let Some((start_ns, end_ns)) = window_ns {
         if start_ns >= end_ns || start_ns >= scenario.sim.duration_ns {
             return Err(AppError::Usage(format!(
-                "--window {start_ns}..{end_ns} ns: the window must start before it ends and \
-                 before the end of the run ({} ns)",
+                "timeline window {start_ns}..{end_ns} ns (--window or [sim.trace] \
+                 perfetto_window): it must start before it ends and before the end of the run \
+                 ({} ns)",
                 scenario.sim.duration_ns
             )));
         }

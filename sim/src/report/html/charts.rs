@@ -10,7 +10,7 @@
 
 use std::fmt::Write as _;
 
-use super::{domain_colour, escape, format_time, scale, unit_for, LatencySeries, ShareBar};
+use super::{escape, format_time, scale, unit_for, Colours, LatencySeries, ShareBar};
 
 /// Most points drawn per CDF line (ranks spread evenly over the samples).
 pub const CDF_POINTS_MAX: u64 = 256;
@@ -24,11 +24,13 @@ const GUTTER_PX: u64 = 160;
 const TOP_PX: u64 = 10;
 /// Height of one fairness bar row, px.
 const BAR_ROW_PX: u64 = 22;
+/// Closest two labelled ticks may be, px.
+const TICK_GAP_PX: u64 = 60;
 /// Fixed-point steps per power of two in [`log2_fp`].
 const LOG_STEPS: u64 = 256;
 
 /// Appends the CDF SVG of `series` (one line per domain) to `out`.
-pub fn render_cdf(out: &mut String, series: &[LatencySeries]) {
+pub fn render_cdf(out: &mut String, series: &[LatencySeries], colours: &Colours) {
     let drawn: Vec<&LatencySeries> = series.iter().filter(|s| !s.samples_ns.is_empty()).collect();
     let (Some(lo_ns), Some(hi_ns)) = (
         drawn.iter().filter_map(|s| s.samples_ns.first()).min(),
@@ -55,7 +57,7 @@ pub fn render_cdf(out: &mut String, series: &[LatencySeries]) {
     let x_of = |ns: u64| log_x(ns.max(1), lo_ns, hi_ns);
     cdf_axes(out, lo_ns, hi_ns, bottom);
     for (index, s) in drawn.iter().enumerate() {
-        let colour = domain_colour(u16::try_from(index).unwrap_or(0));
+        let colour = colours.get(&s.name, index);
         let _ = writeln!(
             out,
             "<path class=\"cdf\" stroke=\"{colour}\" d=\"{}\"><title>{}</title></path>",
@@ -125,8 +127,17 @@ fn cdf_axes(out: &mut String, lo_ns: u64, hi_ns: u64, bottom: u64) {
     if hi_ns > lo_ns {
         ticks.push(hi_ns);
     }
-    for tick in ticks {
+    let mut last_x: Option<u64> = None;
+    for (index, &tick) in ticks.iter().enumerate() {
         let x = log_x(tick, lo_ns, hi_ns);
+        // Labels closer than TICK_GAP_PX collide: drop the inner one (the ends stay).
+        let next_x = ticks.get(index + 1).map(|&t| log_x(t, lo_ns, hi_ns));
+        let crowded = |other: Option<u64>| other.is_some_and(|o| x.abs_diff(o) < TICK_GAP_PX);
+        let is_end = index == 0 || index + 1 == ticks.len();
+        if !is_end && (crowded(last_x) || (index + 2 == ticks.len() && crowded(next_x))) {
+            continue;
+        }
+        last_x = Some(x);
         let unit = unit_for(tick);
         let _ = writeln!(
             out,
@@ -165,7 +176,7 @@ fn log2_fp(v: u64) -> u64 {
 
 /// Appends the fairness bars: per domain a bar of its CPU time and a mark at its
 /// entitlement, both on one scale, labelled with the normalised share.
-pub fn render_shares(out: &mut String, bars: &[ShareBar]) {
+pub fn render_shares(out: &mut String, bars: &[ShareBar], colours: &Colours) {
     if bars.is_empty() {
         out.push_str("<p class=\"note\">No entitlement computed for this run.</p>\n");
         return;
@@ -196,7 +207,7 @@ pub fn render_shares(out: &mut String, bars: &[ShareBar]) {
              <text x=\"{}\" y=\"{}\">{}</text>",
             y + 12,
             escape(&bar.name),
-            domain_colour(u16::try_from(index).unwrap_or(0)),
+            colours.get(&bar.name, index),
             bar.actual_ns,
             bar.entitled_ns,
             y.saturating_sub(1),

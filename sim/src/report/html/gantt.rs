@@ -82,7 +82,7 @@ pub fn render(out: &mut String, timeline: &Timeline) {
     let _ = writeln!(
         out,
         "<svg class=\"gantt\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{}\">",
-        GUTTER_PX + PLOT_WIDTH_PX + 20,
+        GUTTER_PX + PLOT_WIDTH_PX + 40,
         plot_bottom + AXIS_PX
     );
     legend(out, timeline);

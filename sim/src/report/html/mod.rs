@@ -103,10 +103,11 @@ pub fn render(report: &HtmlReport) -> String {
             }
             None => out.push_str("<p class=\"note\">No timeline captured for this run.</p>\n"),
         }
+        let colours = Colours::of(run.timeline.as_ref());
         out.push_str("<h3>Wakeup latency (CDF per domain)</h3>\n");
-        charts::render_cdf(&mut out, &run.latency);
+        charts::render_cdf(&mut out, &run.latency, &colours);
         out.push_str("<h3>CPU share against entitlement</h3>\n");
-        charts::render_shares(&mut out, &run.shares);
+        charts::render_shares(&mut out, &run.shares, &colours);
         out.push_str("</section>\n");
     }
     let _ = writeln!(
@@ -131,6 +132,35 @@ pub fn escape(text: &str) -> String {
         }
     }
     out
+}
+
+/// Colours of domains by name, so a domain has the same colour in the Gantt and in the
+/// charts: its domid's colour when the run's timeline names it, else by position.
+#[derive(Debug, Default)]
+pub struct Colours {
+    by_name: std::collections::BTreeMap<String, &'static str>,
+}
+
+impl Colours {
+    fn of(timeline: Option<&Timeline>) -> Colours {
+        let mut by_name = std::collections::BTreeMap::new();
+        for host in timeline.iter().flat_map(|t| &t.hosts) {
+            for d in &host.domains {
+                let colour = domain_colour(d.domid);
+                by_name.entry(d.name.clone()).or_insert(colour);
+                by_name.insert(format!("{}/{}", host.name, d.name), colour);
+            }
+        }
+        Colours { by_name }
+    }
+
+    /// The colour of the domain `name`, drawn as the `index`th of its chart.
+    fn get(&self, name: &str, index: usize) -> &'static str {
+        self.by_name
+            .get(name)
+            .copied()
+            .unwrap_or(DOMAIN_COLOURS[index % DOMAIN_COLOURS.len()])
+    }
 }
 
 /// The fill colour of domain `domid`.
