@@ -260,7 +260,94 @@ fn instant_line(pid: u32, pcpu_count: u32, instant: &Instant) -> Line {
 
 #[cfg(test)]
 mod tests {
-    use super::{json_str, us};
+    use super::{json_str, us, write, PerfettoMeta};
+    use crate::report::timeline::{
+        EndReason, HostTimeline, Instant, InstantKind, Slice, SliceKind, Timeline, Track, VcpuLabel,
+    };
+
+    /// A one-pCPU host with a slice and a wake instant both at 2 µs (the instant captured
+    /// first), and a command at 1 µs.
+    fn tied() -> Timeline {
+        let v = VcpuLabel { dom: 1, vcpu: 0 };
+        let instant = |time_ns, seq, track, kind| Instant {
+            time_ns,
+            seq,
+            track,
+            kind,
+        };
+        Timeline {
+            start_ns: 0,
+            end_ns: 10_000,
+            hosts: vec![HostTimeline {
+                name: "h0".to_owned(),
+                pcpu_count: 1,
+                domains: Vec::new(),
+                slices: vec![Slice {
+                    pcpu: 0,
+                    start_ns: 2_000,
+                    dur_ns: 1_500,
+                    seq: 2,
+                    kind: SliceKind::Run {
+                        dom: 1,
+                        vcpu: 0,
+                        end: EndReason::Block,
+                    },
+                }],
+                instants: vec![
+                    instant(2_000, 1, Track::Pcpu(0), InstantKind::Wake(v)),
+                    instant(
+                        1_000,
+                        3,
+                        Track::Host,
+                        InstantKind::Command("xl list".into()),
+                    ),
+                ],
+                counters: Vec::new(),
+                samples: Vec::new(),
+            }],
+            dropped_count: 0,
+        }
+    }
+
+    fn meta() -> PerfettoMeta {
+        PerfettoMeta {
+            xensim_version: "0.1.0".to_owned(),
+            scenario: "t.toml".to_owned(),
+            seed: 1,
+            trace_hash: "00".to_owned(),
+        }
+    }
+
+    #[test]
+    fn events_sort_by_time_then_slice_before_instant() {
+        let json = write(&tied(), &meta());
+
+        let order: Vec<&str> = json
+            .lines()
+            .filter(|l| !l.contains("\"ph\":\"M\""))
+            .filter_map(|l| l.split("\"name\":").nth(1)?.split(',').next())
+            .collect();
+        // The command (1 µs), then at 2 µs the slice before the wake although the wake was
+        // captured first.
+        assert_eq!(order, ["\"xl list\"", "\"d1 v0\"", "\"wake\""]);
+    }
+
+    #[test]
+    fn metadata_comes_first_and_names_every_track() {
+        let json = write(&tied(), &meta());
+
+        let lines: Vec<&str> = json.lines().skip(1).collect();
+        let metadata_count = lines
+            .iter()
+            .take_while(|l| l.contains("\"ph\":\"M\""))
+            .count();
+        // Process name and sort index, then name and sort index of pCPU 0, xenstored, xenbus.
+        assert_eq!(metadata_count, 8);
+        assert!(json.contains("\"args\":{\"name\":\"pCPU 0\"}"));
+        assert!(!lines[metadata_count..]
+            .iter()
+            .any(|l| l.contains("\"ph\":\"M\"")));
+    }
 
     #[test]
     fn us_of_1234567_ns_is_exact_decimal() {

@@ -14,6 +14,8 @@ use super::{escape, format_time, scale, unit_for, Colours, LatencySeries, ShareB
 
 /// Most points drawn per CDF line (ranks spread evenly over the samples).
 pub const CDF_POINTS_MAX: u64 = 256;
+/// Legend rows beside a CDF plot (more would run past its bottom).
+const CDF_LEGEND_ROWS_MAX: usize = 16;
 /// Plot width, px.
 const PLOT_PX: u64 = 800;
 /// CDF plot height, px.
@@ -65,6 +67,13 @@ pub fn render_cdf(out: &mut String, series: &[LatencySeries], colours: &Colours)
             escape(&s.name)
         );
         let y = TOP_PX + 12 + u64::try_from(index).unwrap_or(0) * 14;
+        if index == CDF_LEGEND_ROWS_MAX {
+            let more = drawn.len() - index;
+            let _ = writeln!(out, "<text x=\"18\" y=\"{y}\">+{more} more</text>");
+        }
+        if index >= CDF_LEGEND_ROWS_MAX {
+            continue;
+        }
         let _ = writeln!(
             out,
             "<rect x=\"4\" y=\"{}\" width=\"10\" height=\"10\" fill=\"{colour}\"/>\

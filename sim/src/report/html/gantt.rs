@@ -34,6 +34,8 @@ const ROW_GAP_PX: u64 = 2;
 const TOP_PX: u64 = 24;
 /// Space below the rows for the axis labels, px.
 const AXIS_PX: u64 = 28;
+/// Room the legend keeps for one more entry (or its `+N more`), px.
+const LEGEND_ENTRY_PX_MIN: u64 = 120;
 /// Most ticks on the time axis.
 const TICKS_MAX: u64 = 10;
 
@@ -222,7 +224,16 @@ fn legend(out: &mut String, timeline: &Timeline) {
         }
     }
     let mut x = GUTTER_PX;
-    for (domid, name) in seen {
+    let total = seen.len();
+    for (index, (domid, name)) in seen.into_iter().enumerate() {
+        if x + LEGEND_ENTRY_PX_MIN > GUTTER_PX + PLOT_WIDTH_PX {
+            let _ = writeln!(
+                out,
+                "<text x=\"{x}\" y=\"13\">+{} more</text>",
+                total - index
+            );
+            return;
+        }
         let label = format!("d{domid} {name}");
         let _ = writeln!(
             out,
