@@ -118,6 +118,8 @@ struct PcpuCap {
     last_vcpu: Option<VcpuRef>,
     pool: Option<String>,
     runq: Option<u32>,
+    /// The length counter of `runq` (credit2).
+    runq_counter: Option<u32>,
 }
 
 #[derive(Debug)]
@@ -125,7 +127,7 @@ struct VcpuCap {
     /// Where it last ran, was created or was assigned.
     pcpu: PcpuId,
     last_run_pcpu: Option<PcpuId>,
-    queued: Option<String>,
+    queued: Option<u32>,
     /// Index of its last slice, while the end reason is not known yet.
     pending_end: Option<usize>,
     /// The end of its current run, when the runstate change came before the `Schedule`.
@@ -148,8 +150,10 @@ struct HostCapture {
     pcpus: Vec<PcpuCap>,
     vcpus: BTreeMap<VcpuRef, VcpuCap>,
     dom_pool: BTreeMap<DomId, String>,
-    /// Counter name → (track index, current value).
-    counters: BTreeMap<String, (u32, u64)>,
+    /// Counter name → track index.
+    counter_index: BTreeMap<String, u32>,
+    /// Current value of each counter, by track index.
+    counter_values: Vec<u64>,
     counters_started: bool,
     seq: u64,
     ctx: InputCtx,
@@ -261,17 +265,13 @@ impl TimelineCapture {
             }
             TraceEvent::Memory { free_pages, .. } if options.free_memory_counter => {
                 let kib = free_pages.saturating_mul(KIB_PER_PAGE);
-                h.counter_set(limits, time_ns, "free memory", "kib", kib);
+                let counter = h.counter("free memory", "kib");
+                h.counter_set(limits, time_ns, counter, kib);
             }
             TraceEvent::NullWaitq { vcpu, added } if options.runq_counters => {
                 let name = format!("waitq {}", h.pool_of(vcpu.dom));
-                let value = h.counters.get(&name).map_or(0, |c| c.1);
-                let value = if *added {
-                    value + 1
-                } else {
-                    value.saturating_sub(1)
-                };
-                h.counter_set(limits, time_ns, &name, "len", value);
+                let counter = h.counter(&name, "len");
+                h.counter_add(limits, time_ns, counter, *added);
             }
             TraceEvent::XenstoredWork {
                 item,
@@ -363,7 +363,8 @@ impl HostCapture {
             pcpus,
             vcpus: BTreeMap::new(),
             dom_pool: BTreeMap::new(),
-            counters: BTreeMap::new(),
+            counter_index: BTreeMap::new(),
+            counter_values: Vec::new(),
             counters_started: false,
             seq: 0,
             ctx: InputCtx::default(),
@@ -428,6 +429,7 @@ impl HostCapture {
                 let cap = &mut self.pcpus[pcpu_index(*pcpu)];
                 cap.pool = name;
                 cap.runq = None;
+                cap.runq_counter = None;
             }
             TraceEvent::DomainPool { dom, pool } => {
                 if let Some(name) = self.pool_names.get(pool).cloned() {
@@ -464,9 +466,10 @@ impl HostCapture {
             cap.runq = Some(rq);
             let pool = cap.pool.clone().unwrap_or_default();
             if options.runq_counters {
-                let name = runq_name(&pool, Some(rq));
-                let value = self.counters.get(&name).map_or(0, |c| c.1);
-                self.counter_set(limits, time_ns, &name, "len", value);
+                let counter = self.counter(&runq_name(&pool, Some(rq)), "len");
+                self.pcpus[cpu].runq_counter = Some(counter);
+                let value = self.counter_value(counter);
+                self.counter_set(limits, time_ns, counter, value);
             }
         } else if let Some((cpu, _)) = text
             .strip_prefix("Removing cpu ")
@@ -474,6 +477,7 @@ impl HostCapture {
         {
             if let Some(cap) = self.pcpus.get_mut(cpu) {
                 cap.runq = None;
+                cap.runq_counter = None;
             }
         }
     }
@@ -486,8 +490,8 @@ impl HostCapture {
             .copied()
             .collect();
         for v in gone {
-            if let Some(key) = self.vcpus.get_mut(&v).and_then(|c| c.queued.take()) {
-                self.counter_add(limits, time_ns, &key, false);
+            if let Some(counter) = self.vcpus.get_mut(&v).and_then(|c| c.queued.take()) {
+                self.counter_add(limits, time_ns, counter, false);
             }
             self.vcpus.remove(&v);
         }
@@ -524,18 +528,18 @@ impl HostCapture {
             None
         };
         let pcpu = cap.pcpu;
-        if let Some(key) = dequeued {
-            self.counter_add(limits, time_ns, &key, false);
+        if let Some(counter) = dequeued {
+            self.counter_add(limits, time_ns, counter, false);
         }
         if to != Runstate::Runnable {
             return;
         }
         self.ctx.woken = Some(v);
         if options.runq_counters {
-            if let Some(key) = self.queue_key(v, pcpu) {
-                self.counter_add(limits, time_ns, &key, true);
+            if let Some(counter) = self.queue_counter(v, pcpu) {
+                self.counter_add(limits, time_ns, counter, true);
                 if let Some(cap) = self.vcpus.get_mut(&v) {
-                    cap.queued = Some(key);
+                    cap.queued = Some(counter);
                 }
             }
         }

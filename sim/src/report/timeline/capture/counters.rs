@@ -24,24 +24,30 @@ impl HostCapture {
             "null" => format!("waitq {pool}"),
             _ => return,
         };
-        if !self.counters.contains_key(&name) {
-            self.counter_set(limits, time_ns, &name, "len", 0);
+        if !self.counter_index.contains_key(&name) {
+            let counter = self.counter(&name, "len");
+            self.counter_set(limits, time_ns, counter, 0);
         }
     }
 
     /// The counter a runnable vCPU waits in: its credit2 runqueue or its rtds pool's queue
     /// (null's waitqueue is counted from `NullWaitq`).
-    pub(super) fn queue_key(&self, v: VcpuRef, pcpu: PcpuId) -> Option<String> {
+    pub(super) fn queue_counter(&mut self, v: VcpuRef, pcpu: PcpuId) -> Option<u32> {
         let pool = self.pool_of(v.dom);
-        match self.scheduler_of(pool) {
+        let name = match self.scheduler_of(pool) {
             "credit2" => {
                 let cap = self.pcpus.get(pcpu_index(pcpu))?;
-                let runq = cap.runq.filter(|_| cap.pool.as_deref() == Some(pool));
-                Some(runq_name(pool, runq))
+                if cap.pool.as_deref() == Some(pool) {
+                    if let Some(counter) = cap.runq_counter {
+                        return Some(counter);
+                    }
+                }
+                runq_name(pool, None)
             }
-            "rtds" => Some(runq_name(pool, None)),
-            _ => None,
-        }
+            "rtds" => runq_name(pool, None),
+            _ => return None,
+        };
+        Some(self.counter(&name, "len"))
     }
 
     /// Samples every counter at the window start, once time reaches it (§4.3: counters
@@ -51,49 +57,62 @@ impl HostCapture {
             return;
         }
         self.counters_started = true;
-        let now: Vec<(u32, u64)> = self.counters.values().copied().collect();
+        let now: Vec<(u32, u64)> = (0u32..).zip(self.counter_values.clone()).collect();
         for (counter, value) in now {
             self.push_sample(limits, limits.start_ns, counter, value);
         }
     }
 
-    pub(super) fn counter_add(&mut self, limits: &mut Limits, time_ns: u64, name: &str, up: bool) {
-        let value = self.counters.get(name).map_or(0, |c| c.1);
+    /// The index of counter `name` with argument `key`, created at 0 (not yet sampled).
+    pub(super) fn counter(&mut self, name: &str, key: &'static str) -> u32 {
+        if let Some(&index) = self.counter_index.get(name) {
+            return index;
+        }
+        let index = u32::try_from(self.out.counters.len()).expect("counters fit u32");
+        self.out.counters.push(CounterTrack {
+            name: name.to_owned(),
+            key,
+        });
+        self.counter_index.insert(name.to_owned(), index);
+        self.counter_values.push(0);
+        index
+    }
+
+    /// One more (`up`) or one less in the length counter `counter`.
+    pub(super) fn counter_add(
+        &mut self,
+        limits: &mut Limits,
+        time_ns: u64,
+        counter: u32,
+        up: bool,
+    ) {
+        let value = self.counter_values[counter_slot(counter)];
         let value = if up {
             value + 1
         } else {
-            assert!(value > 0, "counter {name} would go below 0");
+            assert!(value > 0, "counter {counter} would go below 0");
             value - 1
         };
-        self.counter_set(limits, time_ns, name, "len", value);
+        self.counter_set(limits, time_ns, counter, value);
     }
 
+    /// Counter `counter` is `value` from `time_ns` on.
     pub(super) fn counter_set(
         &mut self,
         limits: &mut Limits,
         time_ns: u64,
-        name: &str,
-        key: &'static str,
+        counter: u32,
         value: u64,
     ) {
-        let counter = match self.counters.get_mut(name) {
-            Some(entry) => {
-                entry.1 = value;
-                entry.0
-            }
-            None => {
-                let index = u32::try_from(self.out.counters.len()).expect("counters fit u32");
-                self.out.counters.push(CounterTrack {
-                    name: name.to_owned(),
-                    key,
-                });
-                self.counters.insert(name.to_owned(), (index, value));
-                index
-            }
-        };
+        self.counter_values[counter_slot(counter)] = value;
         if self.counters_started && limits.contains(time_ns) {
             self.push_sample(limits, time_ns, counter, value);
         }
+    }
+
+    /// The current value of counter `counter`.
+    pub(super) fn counter_value(&self, counter: u32) -> u64 {
+        self.counter_values[counter_slot(counter)]
     }
 
     /// Appends a sample; a second change of one counter at the same instant replaces the
@@ -121,6 +140,10 @@ impl HostCapture {
             value,
         });
     }
+}
+
+fn counter_slot(counter: u32) -> usize {
+    usize::try_from(counter).expect("counter index fits usize")
 }
 
 /// `runq rq0` for `Pool-0`'s credit2 runqueue 0, `runq pool1 rq0` in another pool, and
