@@ -18,7 +18,9 @@
 
 use std::fmt::Write as _;
 
-use super::timeline::{HostTimeline, Instant, InstantKind, SliceKind, Timeline, Track, VcpuLabel};
+use super::timeline::{
+    CounterSample, HostTimeline, Instant, InstantKind, Slice, SliceKind, Timeline, Track, VcpuLabel,
+};
 
 /// What identifies the run in `otherData`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -38,21 +40,29 @@ const RANK_X: u8 = 0;
 const RANK_I: u8 = 1;
 const RANK_C: u8 = 2;
 
-/// One event line with its sort key `(ts_ns, pid, tid, rank, seq)`.
-type Line = ((u64, u32, u32, u8, u64), String);
+/// The sort key of a non-metadata event: `(ts_ns, pid, tid, rank, seq)`.
+type Key = (u64, u32, u32, u8, u64);
+
+/// A non-metadata event of a host, before it is written.
+#[derive(Clone, Copy)]
+enum Event<'a> {
+    Slice(&'a Slice),
+    Instant(&'a Instant),
+    Sample(&'a CounterSample),
+}
 
 /// Writes `timeline` as trace-event JSON.
 pub fn write(timeline: &Timeline, meta: &PerfettoMeta) -> String {
-    let mut lines: Vec<Line> = Vec::new();
     let mut metadata: Vec<((u32, u32, &'static str), String)> = Vec::new();
+    let mut events: Vec<(Key, &HostTimeline, Event<'_>)> = Vec::new();
     for (index, host) in timeline.hosts.iter().enumerate() {
         let pid = u32::try_from(index + 1).expect("host count fits u32");
         host_metadata(&mut metadata, pid, host);
-        host_events(&mut lines, pid, host);
+        host_events(&mut events, pid, host);
     }
-    metadata.sort_by_key(|a| a.0);
-    lines.sort_by_key(|a| a.0);
-    let mut out = String::with_capacity(64 * (lines.len() + metadata.len() + 4));
+    metadata.sort_by_key(|m| m.0);
+    events.sort_by_key(|e| e.0);
+    let mut out = String::with_capacity(160 * (events.len() + metadata.len() + 4));
     out.push_str("{\"displayTimeUnit\":\"ns\",\"otherData\":{");
     let _ = write!(
         out,
@@ -68,23 +78,26 @@ pub fn write(timeline: &Timeline, meta: &PerfettoMeta) -> String {
     if timeline.dropped_count > 0 {
         let _ = write!(out, ",\"dropped_records\":\"{}\"", timeline.dropped_count);
     }
-    out.push_str("},\"traceEvents\":[\n");
-    let all: Vec<&String> = metadata
-        .iter()
-        .map(|m| &m.1)
-        .chain(lines.iter().map(|l| &l.1))
-        .collect();
-    for (index, line) in all.iter().enumerate() {
+    out.push_str("},\"traceEvents\":[");
+    let mut first = true;
+    let mut separator = |out: &mut String| {
+        out.push_str(if first { "\n" } else { ",\n" });
+        first = false;
+    };
+    for (_, line) in &metadata {
+        separator(&mut out);
         out.push_str(line);
-        out.push_str(if index + 1 < all.len() { ",\n" } else { "\n" });
     }
-    out.push_str("]}\n");
+    for ((_, pid, tid, _, _), host, event) in events {
+        separator(&mut out);
+        match event {
+            Event::Slice(slice) => write_slice(&mut out, pid, tid, slice),
+            Event::Instant(instant) => write_instant(&mut out, pid, tid, instant),
+            Event::Sample(sample) => write_sample(&mut out, pid, host, sample),
+        }
+    }
+    out.push_str("\n]}\n");
     out
-}
-
-/// `ns` as µs with exactly three decimals.
-pub fn us(ns: u64) -> String {
-    format!("{}.{:03}", ns / 1000, ns % 1000)
 }
 
 /// `text` as a JSON string literal.
@@ -109,7 +122,7 @@ pub fn json_str(text: &str) -> String {
 }
 
 /// The tid of a track on a host with `pcpu_count` pCPUs.
-pub fn track_tid(track: Track, pcpu_count: u32) -> u32 {
+fn track_tid(track: Track, pcpu_count: u32) -> u32 {
     match track {
         Track::Pcpu(n) => n + 1,
         Track::Xenstored => pcpu_count + 1,
@@ -150,117 +163,159 @@ fn host_metadata(out: &mut Vec<((u32, u32, &'static str), String)>, pid: u32, ho
     thread(tid, "xenbus".to_owned(), tid - 1);
 }
 
-fn host_events(out: &mut Vec<Line>, pid: u32, host: &HostTimeline) {
+fn host_events<'a>(
+    out: &mut Vec<(Key, &'a HostTimeline, Event<'a>)>,
+    pid: u32,
+    host: &'a HostTimeline,
+) {
     for slice in &host.slices {
-        let tid = slice.pcpu + 1;
-        let (name, cat, args) = match slice.kind {
-            SliceKind::Run { dom, vcpu, end } => (
-                format!("d{dom} v{vcpu}"),
-                "vcpu",
-                format!("\"dom\":{dom},\"vcpu\":{vcpu},\"end\":\"{}\"", end.name()),
-            ),
-            SliceKind::Overhead => ("sched".to_owned(), "overhead", String::new()),
-        };
-        let line = format!(
-            "{{\"ph\":\"X\",\"name\":\"{name}\",\"cat\":\"{cat}\",\"pid\":{pid},\"tid\":{tid},\
-             \"ts\":{},\"dur\":{},\"args\":{{{args}}}}}",
-            us(slice.start_ns),
-            us(slice.dur_ns)
-        );
-        out.push(((slice.start_ns, pid, tid, RANK_X, slice.seq), line));
+        let key = (slice.start_ns, pid, slice.pcpu + 1, RANK_X, slice.seq);
+        out.push((key, host, Event::Slice(slice)));
     }
     for instant in &host.instants {
-        out.push(instant_line(pid, host.pcpu_count, instant));
+        let tid = track_tid(instant.track, host.pcpu_count);
+        let key = (instant.time_ns, pid, tid, RANK_I, instant.seq);
+        out.push((key, host, Event::Instant(instant)));
     }
     for sample in &host.samples {
-        let track = &host.counters[usize::try_from(sample.counter).expect("index fits usize")];
-        let line = format!(
-            "{{\"ph\":\"C\",\"name\":{},\"pid\":{pid},\"tid\":0,\"ts\":{},\
-             \"args\":{{\"{}\":{}}}}}",
-            json_str(&track.name),
-            us(sample.time_ns),
-            track.key,
-            sample.value
-        );
-        out.push(((sample.time_ns, pid, 0, RANK_C, sample.seq), line));
+        let key = (sample.time_ns, pid, 0, RANK_C, sample.seq);
+        out.push((key, host, Event::Sample(sample)));
     }
 }
 
-fn vcpu_args(v: VcpuLabel) -> String {
-    format!("\"dom\":{},\"vcpu\":{}", v.dom, v.vcpu)
+/// Appends `ns` as µs with exactly three decimals.
+fn push_us(out: &mut String, ns: u64) {
+    let _ = write!(out, "{}.{:03}", ns / 1000, ns % 1000);
 }
 
-fn instant_line(pid: u32, pcpu_count: u32, instant: &Instant) -> Line {
-    let tid = track_tid(instant.track, pcpu_count);
-    let (name, cat, args) = match &instant.kind {
-        InstantKind::Wake(v) => ("wake".to_owned(), "sched", vcpu_args(*v)),
-        InstantKind::Tickle { from_pcpu, vcpu } => {
-            let mut args = Vec::new();
-            if let Some(from) = from_pcpu {
-                args.push(format!("\"from_pcpu\":{from}"));
-            }
-            if let Some(v) = vcpu {
-                args.push(vcpu_args(*v));
-            }
-            ("tickle".to_owned(), "sched", args.join(","))
+fn write_slice(out: &mut String, pid: u32, tid: u32, slice: &Slice) {
+    match slice.kind {
+        SliceKind::Run { dom, vcpu, .. } => {
+            let _ = write!(
+                out,
+                "{{\"ph\":\"X\",\"name\":\"d{dom} v{vcpu}\",\"cat\":\"vcpu\""
+            );
         }
-        InstantKind::Migrate {
-            vcpu,
-            from_pcpu,
-            to_pcpu,
-            level,
-        } => (
-            "migrate".to_owned(),
-            "sched",
-            format!(
-                "{},\"from_pcpu\":{from_pcpu},\"to_pcpu\":{to_pcpu},\"level\":\"{}\"",
-                vcpu_args(*vcpu),
-                level.name()
-            ),
-        ),
-        InstantKind::Command(text) => (text.clone(), "toolstack", String::new()),
-        InstantKind::XenstoredWork {
-            item,
-            requests,
-            rings,
-        } => (
-            "xenstored work".to_owned(),
-            "xenstore",
-            format!("\"item\":{item},\"requests\":{requests},\"rings\":{rings}"),
-        ),
-        InstantKind::XenstoredDone { item } => (
-            "xenstored done".to_owned(),
-            "xenstore",
-            format!("\"item\":{item}"),
-        ),
-        InstantKind::XenbusEvent { path } => (
-            "xenbus event".to_owned(),
-            "xenbus",
-            format!("\"path\":{}", json_str(path)),
-        ),
-        InstantKind::XenbusState { path, state } => (
-            "xenbus state".to_owned(),
-            "xenbus",
-            format!("\"path\":{},\"state\":{state}", json_str(path)),
-        ),
+        SliceKind::Overhead => {
+            out.push_str("{\"ph\":\"X\",\"name\":\"sched\",\"cat\":\"overhead\"")
+        }
+    }
+    let _ = write!(out, ",\"pid\":{pid},\"tid\":{tid},\"ts\":");
+    push_us(out, slice.start_ns);
+    out.push_str(",\"dur\":");
+    push_us(out, slice.dur_ns);
+    match slice.kind {
+        SliceKind::Run { dom, vcpu, end } => {
+            let _ = write!(
+                out,
+                ",\"args\":{{\"dom\":{dom},\"vcpu\":{vcpu},\"end\":\"{}\"}}}}",
+                end.name()
+            );
+        }
+        SliceKind::Overhead => out.push_str(",\"args\":{}}"),
+    }
+}
+
+fn write_sample(out: &mut String, pid: u32, host: &HostTimeline, sample: &CounterSample) {
+    let track = &host.counters[usize::try_from(sample.counter).expect("index fits usize")];
+    let _ = write!(
+        out,
+        "{{\"ph\":\"C\",\"name\":{},\"pid\":{pid},\"tid\":0,\"ts\":",
+        json_str(&track.name)
+    );
+    push_us(out, sample.time_ns);
+    let _ = write!(out, ",\"args\":{{\"{}\":{}}}}}", track.key, sample.value);
+}
+
+fn write_vcpu(out: &mut String, v: VcpuLabel) {
+    let _ = write!(out, "\"dom\":{},\"vcpu\":{}", v.dom, v.vcpu);
+}
+
+fn write_instant(out: &mut String, pid: u32, tid: u32, instant: &Instant) {
+    let (name, cat) = match &instant.kind {
+        InstantKind::Wake(_) => ("\"wake\"".to_owned(), "sched"),
+        InstantKind::Tickle { .. } => ("\"tickle\"".to_owned(), "sched"),
+        InstantKind::Migrate { .. } => ("\"migrate\"".to_owned(), "sched"),
+        InstantKind::Command(text) => (json_str(text), "toolstack"),
+        InstantKind::XenstoredWork { .. } => ("\"xenstored work\"".to_owned(), "xenstore"),
+        InstantKind::XenstoredDone { .. } => ("\"xenstored done\"".to_owned(), "xenstore"),
+        InstantKind::XenbusEvent { .. } => ("\"xenbus event\"".to_owned(), "xenbus"),
+        InstantKind::XenbusState { .. } => ("\"xenbus state\"".to_owned(), "xenbus"),
     };
     let scope = if instant.track == Track::Host {
         "p"
     } else {
         "t"
     };
-    let line = format!(
-        "{{\"ph\":\"i\",\"name\":{},\"cat\":\"{cat}\",\"pid\":{pid},\"tid\":{tid},\"ts\":{},\
-         \"s\":\"{scope}\",\"args\":{{{args}}}}}",
-        json_str(&name),
-        us(instant.time_ns)
+    let _ = write!(
+        out,
+        "{{\"ph\":\"i\",\"name\":{name},\"cat\":\"{cat}\",\"pid\":{pid},\"tid\":{tid},\"ts\":"
     );
-    ((instant.time_ns, pid, tid, RANK_I, instant.seq), line)
+    push_us(out, instant.time_ns);
+    let _ = write!(out, ",\"s\":\"{scope}\",\"args\":{{");
+    write_instant_args(out, &instant.kind);
+    out.push_str("}}");
+}
+
+fn write_instant_args(out: &mut String, kind: &InstantKind) {
+    match kind {
+        InstantKind::Wake(v) => write_vcpu(out, *v),
+        InstantKind::Tickle { from_pcpu, vcpu } => {
+            if let Some(from) = from_pcpu {
+                let _ = write!(out, "\"from_pcpu\":{from}");
+            }
+            if let Some(v) = vcpu {
+                if from_pcpu.is_some() {
+                    out.push(',');
+                }
+                write_vcpu(out, *v);
+            }
+        }
+        InstantKind::Migrate {
+            vcpu,
+            from_pcpu,
+            to_pcpu,
+            level,
+        } => {
+            write_vcpu(out, *vcpu);
+            let _ = write!(
+                out,
+                ",\"from_pcpu\":{from_pcpu},\"to_pcpu\":{to_pcpu},\"level\":\"{}\"",
+                level.name()
+            );
+        }
+        InstantKind::Command(_) => {}
+        InstantKind::XenstoredWork {
+            item,
+            requests,
+            rings,
+        } => {
+            let _ = write!(
+                out,
+                "\"item\":{item},\"requests\":{requests},\"rings\":{rings}"
+            );
+        }
+        InstantKind::XenstoredDone { item } => {
+            let _ = write!(out, "\"item\":{item}");
+        }
+        InstantKind::XenbusEvent { path } => {
+            let _ = write!(out, "\"path\":{}", json_str(path));
+        }
+        InstantKind::XenbusState { path, state } => {
+            let _ = write!(out, "\"path\":{},\"state\":{state}", json_str(path));
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{json_str, us, write, PerfettoMeta};
+    use super::{json_str, push_us, write, PerfettoMeta};
+
+    fn us(ns: u64) -> String {
+        let mut out = String::new();
+        push_us(&mut out, ns);
+        out
+    }
     use crate::report::timeline::{
         EndReason, HostTimeline, Instant, InstantKind, Slice, SliceKind, Timeline, Track, VcpuLabel,
     };
