@@ -16,6 +16,7 @@ mod tests {
 
     use serde_json::Value;
     use xensim::app::{self, RunArgs};
+    use xensim::report::timeline::SliceKind;
 
     use super::support::{bundled_scenarios, repo_root};
 
@@ -324,6 +325,38 @@ mod tests {
             assert!(counts.slices > 0, "{}: no vCPU ran", path.display());
             assert!(counts.instants > 0, "{}: no instant", path.display());
             assert!(counts.counters > 0, "{}: no counter", path.display());
+        }
+    }
+
+    #[test]
+    fn timeline_slices_add_up_to_each_pcpus_busy_and_overhead_time() {
+        for path in bundled_scenarios() {
+            let scenario = app::load(&path, None, false).expect("loads");
+            // The metrics window: from the warm-up to the end of the run.
+            let window_ns = Some((scenario.sim.warmup_ns, scenario.sim.duration_ns));
+            let args = RunArgs {
+                timeline: true,
+                window_ns,
+                ..RunArgs::default()
+            };
+            let report = app::run_scenario(scenario, &args).expect("runs");
+            let timeline = report.timeline.as_ref().expect("captured");
+            let metrics = &report.outcome.sinks_report.metrics;
+
+            for (host, host_metrics) in timeline.hosts.iter().zip(&metrics.hosts) {
+                for pcpu in &host_metrics.pcpus {
+                    let (mut run_ns, mut overhead_ns) = (0, 0);
+                    for slice in host.slices.iter().filter(|s| s.pcpu == pcpu.id) {
+                        match slice.kind {
+                            SliceKind::Run { .. } => run_ns += slice.dur_ns,
+                            SliceKind::Overhead => overhead_ns += slice.dur_ns,
+                        }
+                    }
+                    let at = format!("{} {} pCPU {}", path.display(), host.name, pcpu.id);
+                    assert_eq!(run_ns, pcpu.busy_ns, "{at}: busy");
+                    assert_eq!(overhead_ns, pcpu.overhead_ns, "{at}: overhead");
+                }
+            }
         }
     }
 

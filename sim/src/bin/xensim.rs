@@ -287,6 +287,7 @@ fn report_trace(
 ) -> anyhow::Result<u8> {
     let report = app::report_trace(trace, args)?;
     write_outputs(&report, outputs)?;
+    out!("{}", report.summary);
     outln!("records: {}", report.outcome.record_count);
     outln!("run hash: {} (matches the trace)", report.outcome.hash);
     Ok(0)

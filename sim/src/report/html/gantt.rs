@@ -217,10 +217,12 @@ fn row_rects(out: &mut String, row: &Row<'_>, owners: &[Option<Owner>], y: u64) 
 }
 
 fn legend(out: &mut String, timeline: &Timeline) {
-    let mut seen: BTreeMap<u16, &str> = BTreeMap::new();
+    // By domid then name: a domid reused on another host or after a destroy is listed
+    // once per name, in its domid's colour.
+    let mut seen: std::collections::BTreeSet<(u16, &str)> = std::collections::BTreeSet::new();
     for host in &timeline.hosts {
         for d in &host.domains {
-            seen.entry(d.domid).or_insert(d.name.as_str());
+            seen.insert((d.domid, d.name.as_str()));
         }
     }
     let mut x = GUTTER_PX;
