@@ -17,7 +17,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use super::{domain_colour, escape, format_time, scale, unit_for};
+use super::{escape, format_time, scale, unit_for, Palette};
 use crate::report::timeline::{HostTimeline, SliceKind, Timeline};
 
 /// Width of the plot area, px (one column per pixel).
@@ -87,7 +87,8 @@ pub fn render(out: &mut String, timeline: &Timeline) {
         GUTTER_PX + PLOT_WIDTH_PX + 40,
         plot_bottom + AXIS_PX
     );
-    legend(out, timeline);
+    let palette = Palette::of(timeline);
+    legend(out, timeline, &palette);
     axis(out, timeline, plot_bottom);
     let columns = row_columns(timeline, &rows);
     for (index, (row, busy)) in rows.iter().zip(&columns).enumerate() {
@@ -99,7 +100,7 @@ pub fn render(out: &mut String, timeline: &Timeline) {
             escape(&row.label)
         );
         let owners = column_owners(busy, timeline.end_ns - timeline.start_ns);
-        row_rects(out, row, &owners, y);
+        row_rects(out, row, &owners, (y, &palette));
     }
     out.push_str("</svg>\n");
     if total_rows > rows.len() {
@@ -187,7 +188,8 @@ fn column_start(column: u64, length_ns: u64) -> u64 {
 }
 
 /// One rect per run of equal owners.
-fn row_rects(out: &mut String, row: &Row<'_>, owners: &[Option<Owner>], y: u64) {
+fn row_rects(out: &mut String, row: &Row<'_>, owners: &[Option<Owner>], at: (u64, &Palette)) {
+    let (y, palette) = at;
     let mut column = 0;
     while column < owners.len() {
         let owner = owners[column];
@@ -199,7 +201,8 @@ fn row_rects(out: &mut String, row: &Row<'_>, owners: &[Option<Owner>], y: u64) 
             let (class, fill, title) = match owner {
                 Owner::Domain(domid) => {
                     let name = row.timeline.domain_name(domid).unwrap_or("?");
-                    ("slice", domain_colour(domid), format!("d{domid} {name}"))
+                    let fill = palette.get(row.host, domid);
+                    ("slice", fill, format!("d{domid} {name}"))
                 }
                 Owner::Overhead => ("slice overhead", "#555555", "switch overhead".to_owned()),
             };
@@ -216,18 +219,24 @@ fn row_rects(out: &mut String, row: &Row<'_>, owners: &[Option<Owner>], y: u64) 
     }
 }
 
-fn legend(out: &mut String, timeline: &Timeline) {
-    // By domid then name: a domid reused on another host or after a destroy is listed
-    // once per name, in its domid's colour.
-    let mut seen: std::collections::BTreeSet<(u16, &str)> = std::collections::BTreeSet::new();
-    for host in &timeline.hosts {
-        for d in &host.domains {
-            seen.insert((d.domid, d.name.as_str()));
+fn legend(out: &mut String, timeline: &Timeline, palette: &Palette) {
+    // By domid, host, then name: a domid reused after a destroy is listed once per name;
+    // with several hosts, each entry names its host.
+    let multi_host = timeline.hosts.len() > 1;
+    let mut seen = std::collections::BTreeSet::new();
+    for (host, h) in timeline.hosts.iter().enumerate() {
+        for d in &h.domains {
+            let label = if multi_host {
+                format!("{} d{} {}", h.name, d.domid, d.name)
+            } else {
+                format!("d{} {}", d.domid, d.name)
+            };
+            seen.insert((d.domid, host, label));
         }
     }
     let mut x = GUTTER_PX;
     let total = seen.len();
-    for (index, (domid, name)) in seen.into_iter().enumerate() {
+    for (index, (domid, host, label)) in seen.into_iter().enumerate() {
         if x + LEGEND_ENTRY_PX_MIN > GUTTER_PX + PLOT_WIDTH_PX {
             let _ = writeln!(
                 out,
@@ -236,12 +245,11 @@ fn legend(out: &mut String, timeline: &Timeline) {
             );
             return;
         }
-        let label = format!("d{domid} {name}");
         let _ = writeln!(
             out,
             "<rect class=\"legend\" x=\"{x}\" y=\"4\" width=\"10\" height=\"10\" fill=\"{}\"/>\
              <text x=\"{}\" y=\"13\">{}</text>",
-            domain_colour(domid),
+            palette.get(host, domid),
             x + 14,
             escape(&label)
         );

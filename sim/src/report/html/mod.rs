@@ -65,7 +65,7 @@ pub struct ShareBar {
     pub entitled_ns: u64,
 }
 
-/// Fill colours of domains, by domid modulo the length (colour-blind-friendly Tableau 10).
+/// Fill colours of domains (Tableau 10, colour-blind friendly); see [`Palette`].
 const DOMAIN_COLOURS: [&str; 10] = [
     "#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7",
     "#9c755f", "#bab0ac",
@@ -134,8 +134,39 @@ pub fn escape(text: &str) -> String {
     out
 }
 
+/// The colours of a timeline's domains: each (host, domid) pair gets the palette colour of
+/// its rank among the timeline's pairs ordered by (domid, host), so one host's domains
+/// follow domid order and the same domid on two hosts gets two colours.
+#[derive(Debug, Default)]
+pub struct Palette {
+    by_key: std::collections::BTreeMap<(usize, u16), &'static str>,
+}
+
+impl Palette {
+    fn of(timeline: &Timeline) -> Palette {
+        let mut keys = std::collections::BTreeSet::new();
+        for (host, h) in timeline.hosts.iter().enumerate() {
+            keys.extend(h.domains.iter().map(|d| (d.domid, host)));
+        }
+        let by_key = keys
+            .into_iter()
+            .enumerate()
+            .map(|(rank, (domid, host))| ((host, domid), palette_colour(rank)))
+            .collect();
+        Palette { by_key }
+    }
+
+    /// The colour of domain `domid` on host `host`.
+    fn get(&self, host: usize, domid: u16) -> &'static str {
+        self.by_key
+            .get(&(host, domid))
+            .copied()
+            .unwrap_or(palette_colour(usize::from(domid)))
+    }
+}
+
 /// Colours of domains by name, so a domain has the same colour in the Gantt and in the
-/// charts: its domid's colour when the run's timeline names it, else by position.
+/// charts: its [`Palette`] colour when the run's timeline names it, else by position.
 #[derive(Debug, Default)]
 pub struct Colours {
     by_name: std::collections::BTreeMap<String, &'static str>,
@@ -144,11 +175,14 @@ pub struct Colours {
 impl Colours {
     fn of(timeline: Option<&Timeline>) -> Colours {
         let mut by_name = std::collections::BTreeMap::new();
-        for host in timeline.iter().flat_map(|t| &t.hosts) {
-            for d in &host.domains {
-                let colour = domain_colour(d.domid);
-                by_name.entry(d.name.clone()).or_insert(colour);
-                by_name.insert(format!("{}/{}", host.name, d.name), colour);
+        if let Some(timeline) = timeline {
+            let palette = Palette::of(timeline);
+            for (index, host) in timeline.hosts.iter().enumerate() {
+                for d in &host.domains {
+                    let colour = palette.get(index, d.domid);
+                    by_name.entry(d.name.clone()).or_insert(colour);
+                    by_name.insert(format!("{}/{}", host.name, d.name), colour);
+                }
             }
         }
         Colours { by_name }
@@ -159,13 +193,13 @@ impl Colours {
         self.by_name
             .get(name)
             .copied()
-            .unwrap_or(DOMAIN_COLOURS[index % DOMAIN_COLOURS.len()])
+            .unwrap_or(palette_colour(index))
     }
 }
 
-/// The fill colour of domain `domid`.
-fn domain_colour(domid: u16) -> &'static str {
-    DOMAIN_COLOURS[usize::from(domid) % DOMAIN_COLOURS.len()]
+/// The `index`th palette colour (the palette repeats).
+fn palette_colour(index: usize) -> &'static str {
+    DOMAIN_COLOURS[index % DOMAIN_COLOURS.len()]
 }
 
 /// `time_ns` in the unit of `unit_ns` (1, 10^3, 10^6 or 10^9), with the decimals it needs:
