@@ -143,3 +143,17 @@ fn render_draws_one_cdf_path_per_domain_with_samples() {
     assert_eq!(count(&page, "<path class=\"cdf\""), 1);
     assert_eq!(count(&page, "<rect class=\"share\""), 1);
 }
+
+#[test]
+fn same_domid_on_two_hosts_gets_two_colours() {
+    let mut t = timeline(vec![run_slice(0, 0, 500_000, 1)]);
+    let mut second = t.hosts[0].clone();
+    second.name = "h1".to_owned();
+    t.hosts.push(second);
+
+    let palette = super::Palette::of(&t);
+
+    // Pairs by (domid, host): (0, h0), (0, h1), (1, h0), (1, h1) take colours 0 to 3.
+    assert_ne!(palette.get(0, 1), palette.get(1, 1));
+    assert_eq!(palette.get(0, 1), super::DOMAIN_COLOURS[2]);
+}
