@@ -3,12 +3,12 @@
 //! Layers, top to bottom:
 //! - `bin/xensim.rs`: the CLI; parses arguments and calls this library.
 //! - [`scenario`]: scenario TOML and xl.cfg loading with located errors.
-//! - [`app`]: what each CLI command does (run, replay, xl queries).
+//! - [`app`]: what each CLI command does (run, replay, report from a trace, xl queries).
 //! - [`serve`]: the XenStore on a unix socket for real clients (`xensim serve`).
 //! - [`run`]: the event loop, the simulated platform, guest models, the xl timeline.
 //! - [`record`]: the replay trace and the run hash.
 //! - [`replay_core`]: feeding a trace's core inputs to bare cores (no simulator).
-//! - [`report`]: xl output formats, metrics, summaries.
+//! - [`report`]: xl output formats, metrics, summaries, the timeline, Perfetto JSON, HTML.
 //! - [`guest`], [`machine`], [`rng`]: workloads, host topology, seeded random streams.
 //! - [`clock`]: virtual time and the event queue.
 //! - [`xl`]: xl command lines and cpu lists.
