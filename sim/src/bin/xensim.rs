@@ -68,7 +68,8 @@ enum Command {
         /// Write the self-contained HTML report here.
         #[arg(long)]
         report: Option<PathBuf>,
-        /// Only this virtual-time window in the Perfetto export and the Gantt (`1s..2s`).
+        /// Only this virtual-time window in the Perfetto export and the Gantt (`1s..2s`);
+        /// give the run's `--window` to get the run's bytes.
         #[arg(long, value_name = "A..B")]
         window: Option<String>,
     },
@@ -251,18 +252,26 @@ struct Outputs {
     report: Option<PathBuf>,
 }
 
-/// Writes the outputs asked for; `[sim.trace] perfetto` is the default Perfetto path.
-fn write_outputs(report: &app::RunReport, outputs: &Outputs) -> anyhow::Result<()> {
+/// Writes the outputs asked for; for `run`, `[sim.trace] perfetto` is the default Perfetto
+/// path (`report` reads the scenario from the trace, so its paths point nowhere).
+fn write_outputs(
+    report: &app::RunReport,
+    outputs: &Outputs,
+    scenario_paths: bool,
+) -> anyhow::Result<()> {
     let write = |path: &std::path::Path, text: &str| {
         std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
     };
     if let Some(path) = &outputs.metrics {
         write(path, &report.metrics_json)?;
     }
-    let perfetto = outputs
-        .perfetto
+    let scenario_perfetto = report
+        .scenario
+        .sim
+        .perfetto_file
         .as_ref()
-        .or(report.scenario.sim.perfetto_file.as_ref());
+        .filter(|_| scenario_paths);
+    let perfetto = outputs.perfetto.as_ref().or(scenario_perfetto);
     if let (Some(path), Some(json)) = (perfetto, report.perfetto_json()) {
         write(path, &json)?;
     }
@@ -286,7 +295,7 @@ fn report_trace(
     outputs: &Outputs,
 ) -> anyhow::Result<u8> {
     let report = app::report_trace(trace, args)?;
-    write_outputs(&report, outputs)?;
+    write_outputs(&report, outputs, false)?;
     out!("{}", report.summary);
     outln!("records: {}", report.outcome.record_count);
     outln!("run hash: {} (matches the trace)", report.outcome.hash);
@@ -311,7 +320,7 @@ fn run(
             .then(|| file.with_extension("decisions.txt"))
     });
     let report = app::run_scenario(scenario, args)?;
-    write_outputs(&report, outputs)?;
+    write_outputs(&report, outputs, true)?;
     if let (Some(path), Some(log)) = (decisions, &report.outcome.sinks_report.decision_log) {
         std::fs::write(&path, log).with_context(|| format!("writing {}", path.display()))?;
     }
