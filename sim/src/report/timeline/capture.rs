@@ -128,6 +128,8 @@ struct VcpuCap {
     pcpu: PcpuId,
     last_run_pcpu: Option<PcpuId>,
     queued: Option<u32>,
+    /// The null waitqueue counter it is counted in.
+    waitq: Option<u32>,
     /// Index of its last slice, while the end reason is not known yet.
     pending_end: Option<usize>,
     /// The end of its current run, when the runstate change came before the `Schedule`.
@@ -269,9 +271,7 @@ impl TimelineCapture {
                 h.counter_set(limits, time_ns, counter, kib);
             }
             TraceEvent::NullWaitq { vcpu, added } if options.runq_counters => {
-                let name = format!("waitq {}", h.pool_of(vcpu.dom));
-                let counter = h.counter(&name, "len");
-                h.counter_add(limits, time_ns, counter, *added);
+                h.null_waitq(limits, time_ns, *vcpu, *added);
             }
             TraceEvent::XenstoredWork {
                 item,
@@ -406,6 +406,7 @@ impl HostCapture {
                     pcpu: *pcpu,
                     last_run_pcpu: None,
                     queued: None,
+                    waitq: None,
                     pending_end: None,
                     exit: None,
                 };
@@ -490,7 +491,9 @@ impl HostCapture {
             .copied()
             .collect();
         for v in gone {
-            if let Some(counter) = self.vcpus.get_mut(&v).and_then(|c| c.queued.take()) {
+            let cap = self.vcpus.get_mut(&v);
+            let (queued, waitq) = cap.map_or((None, None), |c| (c.queued.take(), c.waitq.take()));
+            for counter in [queued, waitq].into_iter().flatten() {
                 self.counter_add(limits, time_ns, counter, false);
             }
             self.vcpus.remove(&v);

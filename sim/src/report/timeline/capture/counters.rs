@@ -50,6 +50,33 @@ impl HostCapture {
         Some(self.counter(&name, "len"))
     }
 
+    /// null: `v` joined (`added`) or left its pool's waitqueue; it leaves the counter it
+    /// joined, even if its domain moved pool in between.
+    pub(super) fn null_waitq(
+        &mut self,
+        limits: &mut Limits,
+        time_ns: u64,
+        v: VcpuRef,
+        added: bool,
+    ) {
+        let counter = if added {
+            let name = format!("waitq {}", self.pool_of(v.dom));
+            let counter = self.counter(&name, "len");
+            let Some(cap) = self.vcpus.get_mut(&v) else {
+                return;
+            };
+            assert!(cap.waitq.is_none(), "{v:?} joined the waitqueue twice");
+            cap.waitq = Some(counter);
+            counter
+        } else {
+            match self.vcpus.get_mut(&v).and_then(|c| c.waitq.take()) {
+                Some(counter) => counter,
+                None => return,
+            }
+        };
+        self.counter_add(limits, time_ns, counter, added);
+    }
+
     /// Samples every counter at the window start, once time reaches it (§4.3: counters
     /// are sampled at `t0`, then on change).
     pub(super) fn start_counters(&mut self, limits: &mut Limits, time_ns: u64) {

@@ -221,3 +221,51 @@ fn full_timeline_counts_dropped_records() {
         .iter()
         .all(|i| !matches!(i.kind, InstantKind::Tickle { .. })));
 }
+
+#[test]
+fn vcpu_leaves_the_waitq_it_joined_after_a_pool_move() {
+    use hypervisor_model::ids::PoolId;
+    use hypervisor_model::sched::SchedKind;
+    let mut c = started(TimelineOptions::default(), 0);
+    let pool = PoolId(1);
+    c.event(
+        0,
+        100,
+        &TraceEvent::NullWaitq {
+            vcpu: v(),
+            added: true,
+        },
+    );
+    let created = TraceEvent::PoolCreate {
+        pool,
+        name: "p1".to_owned(),
+        sched: SchedKind::Null,
+    };
+    c.event(0, 150, &created);
+    c.event(0, 150, &TraceEvent::DomainPool { dom: v().dom, pool });
+    c.event(
+        0,
+        200,
+        &TraceEvent::NullWaitq {
+            vcpu: v(),
+            added: false,
+        },
+    );
+
+    let t = c.finish(1_000);
+
+    let host = &t.hosts[0];
+    let samples = |name: &str| -> Vec<(u64, u64)> {
+        let index = host.counters.iter().position(|c| c.name == name);
+        let index = index
+            .and_then(|i| u32::try_from(i).ok())
+            .expect("counter exists");
+        host.samples
+            .iter()
+            .filter(|s| s.counter == index)
+            .map(|s| (s.time_ns, s.value))
+            .collect()
+    };
+    assert_eq!(samples("waitq Pool-0"), vec![(100, 1), (200, 0)]);
+    assert_eq!(samples("waitq p1"), vec![(150, 0)]);
+}
