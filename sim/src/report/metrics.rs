@@ -165,6 +165,10 @@ pub struct DomainMetrics {
     pub wakeup_latency_ns: Distribution,
     /// Pooled samples of all vCPUs.
     pub runq_wait_ns: Distribution,
+    /// The pooled wakeup-latency samples behind `wakeup_latency_ns`, ascending; not part of
+    /// the JSON (sweeps and `xensim compare` pool them across seeds, §3).
+    #[serde(skip)]
+    pub wakeup_samples_ns: Vec<u64>,
     /// Periodic-job fields (§1.7), `null` without a periodic workload.
     #[serde(flatten)]
     pub jobs: JobMetrics,

@@ -3,6 +3,8 @@
 //!
 //! - [`xl`]: xl's own output formats (`xl list`, `xl info`, `xl dmesg`), byte for byte.
 //! - [`metrics`]: the metrics of a run (JSON, `[[expect]]` paths, the summary table).
+//! - [`aggregate`]: means, confidence intervals and pooled percentiles across seeds.
 
+pub mod aggregate;
 pub mod metrics;
 pub mod xl;

@@ -506,7 +506,8 @@ impl DomainState {
                 .flat_map(|v| pick(v).iter().copied())
                 .collect()
         };
-        let wakeups = pooled(|v| &v.wakeup_samples_ns);
+        let mut wakeups = pooled(|v| &v.wakeup_samples_ns);
+        wakeups.sort_unstable();
         let runq_waits = pooled(|v| &v.runq_wait_samples_ns);
         DomainMetrics {
             domid: self.domid.raw(),
@@ -521,6 +522,7 @@ impl DomainState {
             offline_ns: sum(|v| v.offline_ns, "offline_ns"),
             wakeup_latency_ns: Distribution::from_samples(&wakeups, "wakeup_latency_ns"),
             runq_wait_ns: Distribution::from_samples(&runq_waits, "runq_wait_ns"),
+            wakeup_samples_ns: wakeups,
             jobs: JobMetrics::from_records(&self.jobs, window.start_ns, window.end_ns),
             vcpus,
         }
