@@ -95,21 +95,15 @@ pub fn aggregate(metric: &str, values: &[i64]) -> Result<Option<Aggregate>, Aggr
     let overflow = || AggregateError::Overflow {
         metric: metric.to_owned(),
     };
+    let mut agg = mean_only(metric, values)?;
     let n = i128::try_from(values.len()).map_err(|_| overflow())?;
     let sum = values.iter().map(|&v| i128::from(v)).sum::<i128>();
-    let divisor = gcd(sum.unsigned_abs(), n.unsigned_abs());
-    let divisor = i128::try_from(divisor).map_err(|_| overflow())?;
-    let ci = match values.len() {
+    agg.ci = match values.len() {
         1 => None,
         len if len < BOOTSTRAP_MIN_SEEDS => Some(t_interval(values, sum, n).ok_or_else(overflow)?),
         _ => Some(bootstrap_interval(values).ok_or_else(overflow)?),
     };
-    Ok(Some(Aggregate {
-        n: u64::try_from(values.len()).map_err(|_| overflow())?,
-        mean_num: sum / divisor,
-        mean_den: n / divisor,
-        ci,
-    }))
+    Ok(Some(agg))
 }
 
 /// `mean ± t_{0.975,n−1} · s/√n` with §3's integer procedure; `None` on overflow.
@@ -135,35 +129,104 @@ fn t_interval(values: &[i64], sum: i128, n: i128) -> Option<Ci> {
     })
 }
 
-/// The percentile bootstrap of §3; `None` on overflow.
+/// The percentile bootstrap of §3 for one column; `None` on overflow.
 fn bootstrap_interval(values: &[i64]) -> Option<Ci> {
-    let n = u64::try_from(values.len()).ok()?;
+    bootstrap_intervals(&[values]).pop()
+}
+
+/// The percentile bootstrap of §3 for columns of the same length `n`, in one pass: the
+/// generator restarts from the fixed key for every metric, so every column of length `n`
+/// draws the same index sequence, and sharing it changes no result.
+fn bootstrap_intervals(columns: &[&[i64]]) -> Vec<Ci> {
+    let Some(first) = columns.first() else {
+        return Vec::new();
+    };
+    let n = u64::try_from(first.len()).expect("a column length fits u64");
     assert!(n >= 2, "the bootstrap needs at least two values");
+    assert!(
+        columns.iter().all(|c| c.len() == first.len()),
+        "bootstrap columns share one length"
+    );
     // Accept `x` only below the largest multiple of n that fits in 2^64 (no modulo bias).
     let zone = u128::from(n) * ((1u128 << 64) / u128::from(n));
     let mut rng = ChaCha20Rng::from_seed(BOOTSTRAP_KEY);
-    let mut sums: Vec<i128> = Vec::with_capacity(BOOTSTRAP_RESAMPLES);
+    // sums[c][b]: resample b of column c. An i64 sum of at most SEEDS_MAX values fits i128.
+    let mut sums: Vec<Vec<i128>> = vec![Vec::with_capacity(BOOTSTRAP_RESAMPLES); columns.len()];
+    let mut row: Vec<i128> = vec![0; columns.len()];
     for _ in 0..BOOTSTRAP_RESAMPLES {
-        let mut sum: i128 = 0;
+        row.iter_mut().for_each(|s| *s = 0);
         for _ in 0..n {
             let index = loop {
                 let x = rng.next_u64();
                 if u128::from(x) < zone {
-                    break usize::try_from(x % n).ok()?;
+                    break usize::try_from(x % n).expect("an index below n fits usize");
                 }
             };
-            sum = sum.checked_add(i128::from(values[index]))?;
+            for (sum, column) in row.iter_mut().zip(columns) {
+                *sum += i128::from(column[index]);
+            }
         }
-        sums.push(sum);
+        for (column_sums, &sum) in sums.iter_mut().zip(&row) {
+            column_sums.push(sum);
+        }
     }
-    sums.sort_unstable();
     let n_wide = i128::from(n);
-    let low = *nearest_rank(&sums, 25, 1000)?;
-    let high = *nearest_rank(&sums, 975, 1000)?;
-    Some(Ci {
-        low_nano: div_round_half_even(low.checked_mul(NANO)?, n_wide),
-        high_nano: div_round_half_even(high.checked_mul(NANO)?, n_wide),
-        method: CiMethod::Bootstrap,
+    sums.into_iter()
+        .map(|mut column_sums| {
+            column_sums.sort_unstable();
+            let low = *nearest_rank(&column_sums, 25, 1000).expect("B > 0 resamples");
+            let high = *nearest_rank(&column_sums, 975, 1000).expect("B > 0 resamples");
+            Ci {
+                low_nano: div_round_half_even(low * NANO, n_wide),
+                high_nano: div_round_half_even(high * NANO, n_wide),
+                method: CiMethod::Bootstrap,
+            }
+        })
+        .collect()
+}
+
+/// [`aggregate`] of many metrics at once (the same results); the bootstraps of metrics with
+/// the same seed count share one pass over the generator.
+pub fn aggregate_all(
+    metrics: &[(String, Vec<i64>)],
+) -> Result<Vec<Option<Aggregate>>, AggregateError> {
+    let mut out = Vec::with_capacity(metrics.len());
+    let mut by_len: std::collections::BTreeMap<usize, Vec<usize>> = Default::default();
+    for (index, (name, values)) in metrics.iter().enumerate() {
+        if values.len() >= BOOTSTRAP_MIN_SEEDS {
+            // The mean now; the interval is filled in below, per seed count.
+            by_len.entry(values.len()).or_default().push(index);
+            out.push(Some(mean_only(name, values)?));
+        } else {
+            out.push(aggregate(name, values)?);
+        }
+    }
+    for indices in by_len.values() {
+        let columns: Vec<&[i64]> = indices.iter().map(|&i| metrics[i].1.as_slice()).collect();
+        for (&index, ci) in indices.iter().zip(bootstrap_intervals(&columns)) {
+            if let Some(agg) = out[index].as_mut() {
+                agg.ci = Some(ci);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The exact mean of non-empty `values`, without an interval.
+fn mean_only(metric: &str, values: &[i64]) -> Result<Aggregate, AggregateError> {
+    assert!(!values.is_empty(), "a mean needs a value");
+    let overflow = || AggregateError::Overflow {
+        metric: metric.to_owned(),
+    };
+    let n = i128::try_from(values.len()).map_err(|_| overflow())?;
+    let sum = values.iter().map(|&v| i128::from(v)).sum::<i128>();
+    let divisor =
+        i128::try_from(gcd(sum.unsigned_abs(), n.unsigned_abs())).map_err(|_| overflow())?;
+    Ok(Aggregate {
+        n: u64::try_from(values.len()).map_err(|_| overflow())?,
+        mean_num: sum / divisor,
+        mean_den: n / divisor,
+        ci: None,
     })
 }
 
@@ -301,6 +364,22 @@ mod tests {
         assert!(first.high_nano > 14_500_000_000);
         // Bounds are resample sums divided by n = 30: multiples of 10^9/30 rounded.
         assert!(first.high_nano - first.low_nano < 12 * NANO);
+    }
+
+    #[test]
+    fn aggregate_all_equals_one_by_one() {
+        // Two 30-seed columns share one bootstrap pass; a 3-seed column takes the t path.
+        let metrics = vec![
+            ("a".to_owned(), (0..30).collect::<Vec<i64>>()),
+            ("b".to_owned(), (0..30).map(|v| v * v % 17).collect()),
+            ("c".to_owned(), vec![1, 5, 9]),
+        ];
+
+        let together = aggregate_all(&metrics).unwrap();
+
+        for ((name, values), agg) in metrics.iter().zip(together) {
+            assert_eq!(agg, aggregate(name, values).unwrap());
+        }
     }
 
     #[test]

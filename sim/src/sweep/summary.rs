@@ -181,9 +181,11 @@ pub fn scalar_values(lines: &[&SeedResult]) -> BTreeMap<String, Vec<i64>> {
 }
 
 fn scalar_summaries(lines: &[&SeedResult]) -> Result<Vec<ScalarSummary>, AggregateError> {
+    let metrics: Vec<(String, Vec<i64>)> = scalar_values(lines).into_iter().collect();
+    let aggregates = aggregate::aggregate_all(&metrics)?;
     let mut out = Vec::new();
-    for (name, values) in scalar_values(lines) {
-        let Some(agg) = aggregate::aggregate(&name, &values)? else {
+    for ((name, _), agg) in metrics.into_iter().zip(aggregates) {
+        let Some(agg) = agg else {
             continue;
         };
         out.push(ScalarSummary {
