@@ -534,3 +534,106 @@ fn layout(result: &CompareResult, rows: &[Row], mode: DeltaMode) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cell(num: i128, den: i128, ci: Option<(i128, i128)>, count: Option<u64>) -> Cell {
+        Cell {
+            value: Some(Num { num, den }),
+            ci_nano: ci,
+            count,
+            text: None,
+        }
+    }
+
+    /// 10^9: interval bounds are nano-units.
+    const NANO: i128 = 1_000_000_000;
+
+    #[test]
+    fn delta_percent_has_one_decimal_and_a_sign() {
+        // 21000 → 12250 ns: −41.666…% prints −41.7%; 100 → 176.4: +76.4%.
+        let base = cell(21_000, 1, None, None);
+        let later = cell(12_250, 1, None, None);
+        let up = cell(1764, 10, None, None);
+
+        let (down_text, _) = delta_text(&base, &later, Unit::Micros, DeltaMode::Percent, false);
+        let base_100 = cell(100, 1, None, None);
+        let (up_text, _) = delta_text(&base_100, &up, Unit::Micros, DeltaMode::Percent, false);
+
+        assert_eq!(down_text, "\u{2212}41.7%");
+        assert_eq!(up_text, "+76.4%");
+    }
+
+    #[test]
+    fn delta_against_zero_baseline_is_n_a_and_undefined_is_a_dash() {
+        let zero = cell(0, 1, None, None);
+        let value = cell(5, 1, None, None);
+
+        let (n_a, _) = delta_text(&zero, &value, Unit::Micros, DeltaMode::Percent, false);
+        let (dash, _) = delta_text(
+            &Cell::default(),
+            &value,
+            Unit::Micros,
+            DeltaMode::Percent,
+            false,
+        );
+
+        assert_eq!(n_a, "n/a");
+        assert_eq!(dash, "\u{2014}");
+        assert_eq!(value_text(&Cell::default(), Unit::Micros), "\u{2014}");
+    }
+
+    #[test]
+    fn delta_abs_is_in_the_rows_unit() {
+        // 3100 ns → 1000 ns is −2.100 µs.
+        let base = cell(3_100, 1, None, None);
+        let later = cell(1_000, 1, None, None);
+
+        let (text, _) = delta_text(&base, &later, Unit::Micros, DeltaMode::Absolute, false);
+
+        assert_eq!(text, "\u{2212}2.100");
+    }
+
+    #[test]
+    fn star_marks_non_overlapping_intervals_only() {
+        // Baseline [10, 12] µs; [13, 14] does not overlap it, [11.5, 13] does.
+        let base = cell(11_000, 1, Some((10_000 * NANO, 12_000 * NANO)), None);
+        let apart = cell(13_500, 1, Some((13_000 * NANO, 14_000 * NANO)), None);
+        let overlapping = cell(12_000, 1, Some((11_500 * NANO, 13_000 * NANO)), None);
+
+        let (_, star) = delta_text(&base, &apart, Unit::Micros, DeltaMode::Percent, false);
+        let (_, none) = delta_text(&base, &overlapping, Unit::Micros, DeltaMode::Percent, false);
+
+        assert_eq!(star, "*");
+        assert_eq!(none, "");
+    }
+
+    #[test]
+    fn bang_marks_max_rows_whose_counts_differ_by_more_than_ten_percent() {
+        // 1000 vs 1100 samples is exactly 10% (no mark); 1000 vs 1101 is more.
+        let base = cell(5, 1, None, Some(1_000));
+        let same_ish = cell(5, 1, None, Some(1_100));
+        let more = cell(5, 1, None, Some(1_101));
+
+        let (_, quiet) = delta_text(&base, &same_ish, Unit::Micros, DeltaMode::Percent, true);
+        let (_, bang) = delta_text(&base, &more, Unit::Micros, DeltaMode::Percent, true);
+        let (_, not_max) = delta_text(&base, &more, Unit::Micros, DeltaMode::Percent, false);
+
+        assert_eq!(quiet, "");
+        assert_eq!(bang, "!");
+        assert_eq!(not_max, "");
+    }
+
+    #[test]
+    fn value_text_prints_exact_units_and_the_half_width() {
+        // Mean 21000 ns with the interval [20588, 21412] ns: 21.000 ±0.412 µs.
+        let latency = cell(21_000, 1, Some((20_588 * NANO, 21_412 * NANO)), None);
+        // 3120 ppm is 0.3120%.
+        let ratio = cell(3_120, 1, None, None);
+
+        assert_eq!(value_text(&latency, Unit::Micros), "21.000 \u{b1}0.412");
+        assert_eq!(value_text(&ratio, Unit::Percent), "0.3120");
+    }
+}
