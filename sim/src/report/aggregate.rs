@@ -150,11 +150,25 @@ fn bootstrap_intervals(columns: &[&[i64]]) -> Vec<Ci> {
     // Accept `x` only below the largest multiple of n that fits in 2^64 (no modulo bias).
     let zone = u128::from(n) * ((1u128 << 64) / u128::from(n));
     let mut rng = ChaCha20Rng::from_seed(BOOTSTRAP_KEY);
-    // sums[c][b]: resample b of column c. An i64 sum of at most SEEDS_MAX values fits i128.
-    let mut sums: Vec<Vec<i128>> = vec![Vec::with_capacity(BOOTSTRAP_RESAMPLES); columns.len()];
-    let mut row: Vec<i128> = vec![0; columns.len()];
+    // Seed-major copy, so one draw adds one contiguous row to the accumulators. A resample
+    // sum is at most n·max|v|: when that fits i64 the sums run in i64, else in i128 (an i64
+    // sum of at most SEEDS_MAX values always fits i128).
+    let width = columns.len();
+    let mut by_seed: Vec<i64> = vec![0; width * first.len()];
+    for (c, column) in columns.iter().enumerate() {
+        for (seed_index, &v) in column.iter().enumerate() {
+            by_seed[seed_index * width + c] = v;
+        }
+    }
+    let magnitude_max = by_seed.iter().map(|v| u128::from(v.unsigned_abs())).max();
+    let narrow = magnitude_max.unwrap_or(0) * u128::from(n) <= u128::from(i64::MAX.unsigned_abs());
+    // sums[c][b]: resample b of column c.
+    let mut sums: Vec<Vec<i128>> = vec![Vec::with_capacity(BOOTSTRAP_RESAMPLES); width];
+    let mut row_wide: Vec<i128> = vec![0; width];
+    let mut row_narrow: Vec<i64> = vec![0; width];
     for _ in 0..BOOTSTRAP_RESAMPLES {
-        row.iter_mut().for_each(|s| *s = 0);
+        row_wide.iter_mut().for_each(|s| *s = 0);
+        row_narrow.iter_mut().for_each(|s| *s = 0);
         for _ in 0..n {
             let index = loop {
                 let x = rng.next_u64();
@@ -162,12 +176,26 @@ fn bootstrap_intervals(columns: &[&[i64]]) -> Vec<Ci> {
                     break usize::try_from(x % n).expect("an index below n fits usize");
                 }
             };
-            for (sum, column) in row.iter_mut().zip(columns) {
-                *sum += i128::from(column[index]);
+            let values = &by_seed[index * width..(index + 1) * width];
+            if narrow {
+                row_narrow
+                    .iter_mut()
+                    .zip(values)
+                    .for_each(|(s, &v)| *s += v);
+            } else {
+                row_wide
+                    .iter_mut()
+                    .zip(values)
+                    .for_each(|(s, &v)| *s += i128::from(v));
             }
         }
-        for (column_sums, &sum) in sums.iter_mut().zip(&row) {
-            column_sums.push(sum);
+        for c in 0..width {
+            let sum = if narrow {
+                i128::from(row_narrow[c])
+            } else {
+                row_wide[c]
+            };
+            sums[c].push(sum);
         }
     }
     let n_wide = i128::from(n);
@@ -380,6 +408,22 @@ mod tests {
         for ((name, values), agg) in metrics.iter().zip(together) {
             assert_eq!(agg, aggregate(name, values).unwrap());
         }
+    }
+
+    #[test]
+    fn bootstrap_of_huge_values_takes_the_wide_sums_and_agrees_with_small_ones() {
+        // The same values scaled by 2^58 (29·2^58 < 2^63) overflow i64 sums over 30 draws;
+        // the interval scales exactly by 2^58 (the resample indices ignore the values).
+        let small: Vec<i64> = (0..30).collect();
+        let huge: Vec<i64> = small.iter().map(|v| v << 58).collect();
+
+        let small_ci = aggregate("m", &small).unwrap().unwrap().ci.unwrap();
+        let huge_ci = aggregate("m", &huge).unwrap().unwrap().ci.unwrap();
+
+        // Bounds are sums·10^9/30 rounded; compare the sums behind them instead.
+        let sum = |nano: i128| div_round_half_even(nano * 30, NANO);
+        assert_eq!(sum(huge_ci.low_nano), sum(small_ci.low_nano) << 58);
+        assert_eq!(sum(huge_ci.high_nano), sum(small_ci.high_nano) << 58);
     }
 
     #[test]
