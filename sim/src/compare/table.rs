@@ -1,8 +1,8 @@
 //! The `xensim compare` table (`specs/metrics.md` §4.2): a header, then one row per metric in
 //! the order of the metrics spec (per domain: wakeup latency, wait, share, deadline misses,
-//! migrations; then the whole machine: context switches, scheduler decisions and their
-//! simulated cost, idle, schedulability), one value column per scheduler, the first being
-//! the baseline of every later column's Δ.
+//! migrations; then fairness per contended credit2 pool; then the whole machine: context
+//! switches, scheduler decisions and their simulated cost, idle, schedulability), one value
+//! column per scheduler, the first being the baseline of every later column's Δ.
 //!
 //! Values: a scalar is the exact mean over seeds with the half-width of its 95% interval
 //! (§3); a percentile is the pooled nearest-rank percentile of all seeds' samples, with the
@@ -13,8 +13,8 @@
 //! the baseline's; `!` marks a `max` row whose sample counts differ from the baseline's by
 //! more than 10%; `—` marks a value that is not defined.
 //!
-//! Left out: pool fairness (§1.4–1.6, Jain's index and max deviation): the metrics do not
-//! compute entitlements yet, so there is nothing to print.
+//! Fairness (§1.4–1.6: share of entitlement, Jain's index, max deviation) exists for
+//! contended credit2 pools only ([`crate::report::fairness`]); elsewhere it prints `—`.
 //!
 //! # Invariants
 //! - Rows never depend on values (fixed order); the text depends only on the lines.
@@ -33,6 +33,8 @@ enum Unit {
     Percent,
     /// Base milli-events per second, printed per second.
     PerSecond,
+    /// Base ppm, printed as an index in [0, 1].
+    Index,
     /// A plain count.
     Count,
     /// `k/n` runs.
@@ -45,6 +47,7 @@ impl Unit {
             Unit::Micros => "µs",
             Unit::Percent => "%",
             Unit::PerSecond => "/s",
+            Unit::Index => "\u{2014}",
             Unit::Count => "n",
             Unit::Runs => "runs",
         }
@@ -55,6 +58,7 @@ impl Unit {
         match self {
             Unit::Micros | Unit::PerSecond => (3, 3),
             Unit::Percent => (4, 4),
+            Unit::Index => (6, 4),
             Unit::Count | Unit::Runs => (0, 0),
         }
     }
@@ -287,6 +291,13 @@ fn domain_rows(result: &CompareResult, d: &str) -> Result<Vec<Row>, AggregateErr
             &|l| miss_ratio_cell(l, d),
         )?);
     }
+    let norm = path("norm_share_ppm");
+    rows.push(row(
+        result,
+        format!("{d} share of entitlement"),
+        Unit::Percent,
+        &|l| mean_cell(&norm, l, &|s| scalar(s, &norm)),
+    )?);
     let migrations = path("migration_pcpu_count");
     rows.push(row(
         result,
@@ -294,6 +305,53 @@ fn domain_rows(result: &CompareResult, d: &str) -> Result<Vec<Row>, AggregateErr
         Unit::PerSecond,
         &|l| mean_cell(&migrations, l, &|s| rate_milli(s, scalar(s, &migrations))),
     )?);
+    Ok(rows)
+}
+
+/// Pools with a fairness value in any run, as `(key prefix, label)`, by key.
+fn fairness_pools(result: &CompareResult) -> Vec<(String, String)> {
+    let mut keys = std::collections::BTreeSet::new();
+    for line in result.runs.iter().flat_map(|r| &r.lines) {
+        for name in line.scalars.keys() {
+            if let Some(pool) = name.strip_suffix(".jain_ppm") {
+                keys.insert(pool.to_owned());
+            }
+        }
+    }
+    let hosts: std::collections::BTreeSet<&str> = keys
+        .iter()
+        .filter_map(|k| k.strip_prefix("pool.")?.split('.').next())
+        .collect();
+    keys.iter()
+        .map(|key| {
+            let host_pool = key.strip_prefix("pool.").unwrap_or(key);
+            let label = match host_pool.split_once('.') {
+                Some((_, pool)) if hosts.len() == 1 => pool.to_owned(),
+                Some((host, pool)) => format!("{host}/{pool}"),
+                None => host_pool.to_owned(),
+            };
+            (key.clone(), label)
+        })
+        .collect()
+}
+
+/// §1.5–1.6 per contended credit2 pool; `—` where a run has none (uncontended, or the
+/// pool runs another scheduler).
+fn fairness_rows(result: &CompareResult) -> Result<Vec<Row>, AggregateError> {
+    let mut rows = Vec::new();
+    for (key, label) in fairness_pools(result) {
+        let fields = [
+            ("jain (vCPU)", "jain_ppm", Unit::Index),
+            ("jain (domain)", "jain_domain_ppm", Unit::Index),
+            ("max deviation", "max_rel_dev_ppm", Unit::Percent),
+        ];
+        for (name, field, unit) in fields {
+            let metric = format!("{key}.{field}");
+            rows.push(row(result, format!("{label} {name}"), unit, &|l| {
+                mean_cell(&metric, l, &|s| scalar(s, &metric))
+            })?);
+        }
+    }
     Ok(rows)
 }
 
@@ -343,6 +401,7 @@ pub fn render(result: &CompareResult, delta: DeltaMode) -> Result<String, Aggreg
     for domain in &result.domains {
         rows.extend(domain_rows(result, domain)?);
     }
+    rows.extend(fairness_rows(result)?);
     rows.extend(machine_rows(result)?);
     let mut out = header_line(result);
     out.push_str(&layout(result, &rows, delta));

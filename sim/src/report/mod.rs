@@ -3,8 +3,10 @@
 //!
 //! - [`xl`]: xl's own output formats (`xl list`, `xl info`, `xl dmesg`), byte for byte.
 //! - [`metrics`]: the metrics of a run (JSON, `[[expect]]` paths, the summary table).
+//! - [`fairness`]: credit2 pools' entitlements, Jain's index and maximum deviation.
 //! - [`aggregate`]: means, confidence intervals and pooled percentiles across seeds.
 
 pub mod aggregate;
+pub mod fairness;
 pub mod metrics;
 pub mod xl;

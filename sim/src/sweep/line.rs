@@ -4,7 +4,7 @@
 //! the same summary as one machine.
 //!
 //! Scalar names are metric paths (`domain.web.running_ns`, `host.h0.idle_ns`,
-//! `window.length_ns`); sample sets are keyed by distribution path
+//! `pool.h0.Pool-0.jain_ppm`, `window.length_ns`); sample sets are keyed by distribution path
 //! (`domain.web.wakeup_latency_ns`) and stored as ascending `[value, count]` runs.
 //!
 //! # Invariants
@@ -145,7 +145,34 @@ fn scalars_of(metrics: &Metrics) -> BTreeMap<String, i64> {
     for (domain, key) in metrics.domains.iter().zip(domain_keys(metrics)) {
         domain_scalars(metrics, domain, &format!("domain.{key}"), &mut out);
     }
+    fairness_scalars(metrics, &mut out);
     out
+}
+
+/// §1.4–1.6 of contended credit2 pools: `pool.<host>.<pool>.jain_ppm`, `.jain_domain_ppm`,
+/// `.max_rel_dev_ppm`, and per domain `entitled_ns` and `norm_share_ppm`.
+fn fairness_scalars(metrics: &Metrics, out: &mut BTreeMap<String, i64>) {
+    for pool in crate::report::fairness::credit2_pools(metrics) {
+        let prefix = format!("pool.{}.{}", pool.host, pool.pool);
+        let fields = [
+            ("jain_ppm", pool.jain_ppm),
+            ("jain_domain_ppm", pool.jain_domain_ppm),
+            ("max_rel_dev_ppm", pool.max_rel_dev_ppm),
+        ];
+        for (name, value) in fields {
+            if let Some(value) = value {
+                out.insert(format!("{prefix}.{name}"), int(value));
+            }
+        }
+        for (name, actual_ns, entitled_ns) in &pool.domains {
+            out.insert(format!("domain.{name}.entitled_ns"), int(*entitled_ns));
+            let norm = u128::from(*actual_ns) * 1_000_000 / u128::from((*entitled_ns).max(1));
+            out.insert(
+                format!("domain.{name}.norm_share_ppm"),
+                int(u64::try_from(norm).unwrap_or(u64::MAX)),
+            );
+        }
+    }
 }
 
 fn host_scalars(host: &HostMetrics, out: &mut BTreeMap<String, i64>) {
