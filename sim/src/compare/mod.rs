@@ -236,16 +236,53 @@ impl CompareResult {
         samples
     }
 
-    /// `domain`'s running time summed over the seeds of run `run_index` (fairness bars).
-    pub fn actual_ns(&self, run_index: usize, domain: &str) -> u64 {
-        let path = format!("domain.{domain}.running_ns");
-        self.runs[run_index]
+    /// `path` summed over the seeds of run `run_index` that have it.
+    fn scalar_total(&self, run_index: usize, path: &str) -> Option<u64> {
+        let values: Vec<u64> = self.runs[run_index]
             .lines
             .iter()
-            .filter_map(|l| l.scalars.get(&path))
+            .filter_map(|l| l.scalars.get(path))
             .map(|&v| u64::try_from(v).unwrap_or(0))
-            .sum()
+            .collect();
+        (!values.is_empty()).then(|| values.iter().fold(0u64, |a, &v| a.saturating_add(v)))
     }
+
+    /// The fairness bars of run `run_index` (the HTML report's `ShareBar`s): per domain with
+    /// an entitlement (a contended credit2 pool), running and entitled time summed over the
+    /// seeds, and their pooled ratio in ppm.
+    pub fn shares(&self, run_index: usize) -> Vec<ShareData> {
+        self.domains
+            .iter()
+            .filter_map(|name| {
+                let entitled_ns =
+                    self.scalar_total(run_index, &format!("domain.{name}.entitled_ns"))?;
+                let actual_ns = self
+                    .scalar_total(run_index, &format!("domain.{name}.running_ns"))
+                    .unwrap_or(0);
+                let ratio =
+                    (u128::from(actual_ns) * 1_000_000).checked_div(u128::from(entitled_ns));
+                Some(ShareData {
+                    name: name.clone(),
+                    norm_share_ppm: ratio.map_or(0, |r| i64::try_from(r).unwrap_or(i64::MAX)),
+                    actual_ns,
+                    entitled_ns,
+                })
+            })
+            .collect()
+    }
+}
+
+/// One domain's CPU time against its entitlement, summed over seeds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShareData {
+    /// Domain name.
+    pub name: String,
+    /// `actual_ns · 10^6 / entitled_ns`.
+    pub norm_share_ppm: i64,
+    /// Running time.
+    pub actual_ns: u64,
+    /// Entitlement (§1.4).
+    pub entitled_ns: u64,
 }
 
 #[cfg(test)]
@@ -267,6 +304,40 @@ mod tests {
             Err(CompareError::Unknown("credit".to_owned()))
         );
         assert_eq!(parse_schedulers(","), Err(CompareError::Empty));
+    }
+
+    #[test]
+    fn shares_sum_seeds_and_skip_domains_without_entitlement() {
+        // Seed 1: 300 of 400 ns entitled; seed 2: 500 of 600: pooled 800/1000 = 800000 ppm.
+        let mut one = SeedResult::stopped(1, "");
+        one.scalars.insert("domain.a.running_ns".into(), 300);
+        one.scalars.insert("domain.a.entitled_ns".into(), 400);
+        one.scalars.insert("domain.b.running_ns".into(), 7);
+        let mut two = SeedResult::stopped(2, "");
+        two.scalars.insert("domain.a.running_ns".into(), 500);
+        two.scalars.insert("domain.a.entitled_ns".into(), 600);
+        let result = CompareResult {
+            scenario: "s.toml".into(),
+            seeds: vec![1, 2],
+            range: None,
+            runs: vec![SchedulerRuns {
+                scheduler: SchedName::Credit2,
+                lines: vec![one, two],
+            }],
+            domains: vec!["a".into(), "b".into()],
+        };
+
+        let shares = result.shares(0);
+
+        assert_eq!(
+            shares,
+            vec![ShareData {
+                name: "a".into(),
+                norm_share_ppm: 800_000,
+                actual_ns: 800,
+                entitled_ns: 1_000,
+            }]
+        );
     }
 
     #[test]
