@@ -48,8 +48,8 @@ pub enum SweepError {
     /// The shards given to `merge` do not make up one sweep.
     #[error("sweep merge: {0}")]
     Inconsistent(String),
-    /// Reading or writing a file failed.
-    #[error("{path}: {source}")]
+    /// Reading or writing a file failed (the cause follows as the error's source).
+    #[error("{path}")]
     Io {
         /// The file or directory.
         path: String,
