@@ -3,6 +3,10 @@
 //! are listed with the command that replays them, and bad arguments exit 2.
 
 #[cfg(test)]
+#[macro_use]
+mod support;
+
+#[cfg(test)]
 mod tests {
     use std::num::NonZeroUsize;
     use std::path::{Path, PathBuf};
@@ -284,6 +288,34 @@ mod tests {
         assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
         let replay = format!("xensim run {file_arg} --seed 2 --scheduler credit2 --check");
         assert!(stdout(&output).contains(&replay), "{}", stdout(&output));
+    }
+
+    #[test]
+    fn compare_table_of_credit2_weights_matches_golden() {
+        // One contended credit2 pCPU (weights 256/512/1024) against null, three seeds: the
+        // snapshot pins the §4.2 layout, the fairness rows and every formatting rule.
+        let scenario = xensim::app::load(
+            &repo_root().join("scenarios/credit2-weights.toml"),
+            None,
+            false,
+        )
+        .expect("credit2-weights loads");
+        let opts = xensim::compare::CompareOptions {
+            scenario_path: "credit2-weights.toml".to_owned(),
+            schedulers: xensim::compare::parse_schedulers("credit2,null").expect("names"),
+            seeds: Some(SeedRange::parse("1..3").expect("range")),
+            runner: RunnerOptions {
+                jobs: jobs(2),
+                check: true,
+            },
+        };
+
+        let result = xensim::compare::run(&scenario, &opts, &mut |_| {});
+        let table = xensim::compare::table::render(&result, xensim::compare::DeltaMode::Percent)
+            .expect("table");
+
+        assert_eq!(result.exit_code(), 0);
+        golden!("compare__credit2-weights", table);
     }
 
     #[test]

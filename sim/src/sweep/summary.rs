@@ -80,6 +80,11 @@ pub struct PooledSummary {
     pub p999: Option<u64>,
     /// Pooled max.
     pub max: Option<u64>,
+    /// Seed-to-seed spread: the mean of the per-seed p99s, ns rounded half to even.
+    pub p99_seed_mean_ns: Option<i128>,
+    /// The 95% interval of that mean, `[low, high]` in ns rounded half to even; `null` for
+    /// one seed.
+    pub p99_seed_ci_ns: Option<[i128; 2]>,
 }
 
 /// A pooled ratio `Σ numerators / Σ denominators`.
@@ -164,7 +169,7 @@ pub fn summarize(
         failing_seeds,
         schedulability: schedulability(&sorted),
         scalars: scalar_summaries(&sorted)?,
-        pooled: pooled_summaries(&sorted),
+        pooled: pooled_summaries(&sorted)?,
         ratios: ratio_summaries(&sorted),
     })
 }
@@ -230,7 +235,7 @@ pub fn pooled_quantile(counts: &BTreeMap<u64, u64>, num: u128, den: u128) -> Opt
     unreachable!("the rank is at most the total count")
 }
 
-fn pooled_summaries(lines: &[&SeedResult]) -> Vec<PooledSummary> {
+fn pooled_summaries(lines: &[&SeedResult]) -> Result<Vec<PooledSummary>, AggregateError> {
     let paths: std::collections::BTreeSet<&String> =
         lines.iter().flat_map(|l| l.samples.keys()).collect();
     paths
@@ -238,7 +243,14 @@ fn pooled_summaries(lines: &[&SeedResult]) -> Vec<PooledSummary> {
         .map(|path| {
             let counts = pooled_counts(lines, path);
             let count: u64 = counts.values().fold(0u64, |a, &c| a.saturating_add(c));
-            PooledSummary {
+            let p99_path = format!("{path}.p99");
+            let p99s: Vec<i64> = lines
+                .iter()
+                .filter_map(|l| l.scalars.get(&p99_path).copied())
+                .collect();
+            let spread = aggregate::aggregate(&p99_path, &p99s)?;
+            let ns = |nano: i128| aggregate::div_round_half_even(nano, 1_000_000_000);
+            Ok(PooledSummary {
                 name: path.clone(),
                 count,
                 p50: pooled_quantile(&counts, 1, 2),
@@ -246,7 +258,11 @@ fn pooled_summaries(lines: &[&SeedResult]) -> Vec<PooledSummary> {
                 p99: pooled_quantile(&counts, 99, 100),
                 p999: pooled_quantile(&counts, 999, 1000),
                 max: counts.keys().next_back().copied(),
-            }
+                p99_seed_mean_ns: spread.map(|a| ns(a.mean_nano())),
+                p99_seed_ci_ns: spread
+                    .and_then(|a| a.ci)
+                    .map(|c| [ns(c.low_nano), ns(c.high_nano)]),
+            })
         })
         .collect()
 }
