@@ -319,6 +319,25 @@ mod tests {
     }
 
     #[test]
+    fn compare_reports_reservation_fairness_of_an_overloaded_rtds_pool() {
+        // rtds-overload's pool "rt" (rtds) cannot honour every reservation: its fairness rows
+        // hold values, not `—`, whatever Pool-0 runs.
+        let args = [
+            "compare",
+            "scenarios/rtds-overload.toml",
+            "--schedulers",
+            "null",
+        ];
+
+        let output = xensim(&args);
+
+        let text = stdout(&output);
+        let row = text.lines().find(|l| l.starts_with("rt max deviation"));
+        let row = row.unwrap_or_else(|| panic!("no rt fairness row:\n{text}"));
+        assert!(row.contains('%') && !row.contains('\u{2014}'), "{row}");
+    }
+
+    #[test]
     fn compare_unknown_scheduler_exits_two() {
         let args = [
             "compare",

@@ -1,17 +1,19 @@
-//! CPU share versus entitlement in credit2 pools (`specs/metrics.md` §1.4–1.6): which vCPUs
-//! are saturated, whether the pool is contended, each vCPU's weighted max-min entitlement,
+//! CPU share versus entitlement in credit2 and rtds pools (`specs/metrics.md` §1.4–1.6):
+//! which vCPUs are saturated, whether the pool is contended, each vCPU's entitlement (credit2:
+//! weighted max-min, the integer procedure of §1.4 with λ in ns per weight unit ×2^16
+//! binary-searched in `[0, 2^56]`; rtds: `floor(budget · exist / period)`, the reservation),
 //! Jain's fairness index over vCPUs and over domains, and the maximum relative deviation.
-//!
-//! Computed from a run's [`Metrics`] only (integer procedure of §1.4: λ in ns per weight unit
-//! ×2^16, binary-searched in `[0, 2^56]`).
+//! rtds time above the reservation (extratime) is not a deviation: actual is capped at the
+//! entitlement there. Computed from a run's [`Metrics`] only.
 //!
 //! # Invariants
 //! - Integers only; products and squares in `u128`.
 //! - `Σ_d E_d(λ) >= C'` at the λ found, and not at `λ − 1` (smallest such λ).
 //!
-//! Left out (their inputs are not in the metrics yet): rtds reservations and null's pCPU
-//! assignments, so rtds and null pools get no fairness; credit2 `parked_ns` (a capped vCPU
-//! that was parked counts as offline, so it is not saturated and leaves the fairness set).
+//! Left out (their inputs are not in the metrics yet): null's pCPU assignments, so null
+//! pools get no fairness; credit2 `parked_ns` (a capped vCPU that was parked counts as
+//! offline, so it is not saturated and leaves the fairness set). rtds uses the reservation
+//! in force at the end of the run (a mid-run `xl sched-rtds` change is not split).
 
 use super::metrics::{DomainMetrics, Metrics, VcpuMetrics};
 
@@ -20,7 +22,7 @@ const LAMBDA_MAX: u128 = 1 << 56;
 /// 10^6.
 const PPM: u128 = 1_000_000;
 
-/// Fairness of one contended credit2 pool.
+/// Fairness of one credit2 or rtds pool.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PoolFairness {
     /// Host name.
@@ -46,17 +48,21 @@ struct Member {
     weight: u128,
     demand_ns: u128,
     actual_ns: u128,
+    /// rtds: `floor(budget · exist / period)`.
+    reservation_ns: Option<u128>,
 }
 
 fn exist_ns(v: &VcpuMetrics) -> u64 {
     v.running_ns + v.runnable_ns + v.blocked_ns + v.offline_ns
 }
 
-/// The fairness of every credit2 pool of `metrics`, by host then pool order.
-pub fn credit2_pools(metrics: &Metrics) -> Vec<PoolFairness> {
+/// The fairness of every credit2 and rtds pool of `metrics`, by host then pool order.
+pub fn pools(metrics: &Metrics) -> Vec<PoolFairness> {
     let mut out = Vec::new();
     for host in &metrics.hosts {
-        for pool in host.pools.iter().filter(|p| p.scheduler == "credit2") {
+        let modelled =
+            |p: &&super::metrics::PoolMetrics| p.scheduler == "credit2" || p.scheduler == "rtds";
+        for pool in host.pools.iter().filter(modelled) {
             let overhead_ns: u64 = host
                 .pcpus
                 .iter()
@@ -99,11 +105,15 @@ fn pool_fairness(
             let demand_ns = u128::from(v.running_ns + v.runnable_ns);
             let saturated = exist_ns(v) > 0 && v.blocked_ns == 0 && v.offline_ns == 0;
             if saturated {
+                let reservation_ns = v.rtds_reservation_ns.map(|(budget_ns, period_ns)| {
+                    u128::from(budget_ns) * u128::from(exist_ns(v)) / u128::from(period_ns.max(1))
+                });
                 members.push(Member {
                     domain_index,
                     weight: u128::from(d.weight.unwrap_or(0).max(1)),
                     demand_ns,
                     actual_ns: u128::from(v.running_ns),
+                    reservation_ns,
                 });
             } else {
                 fixed_ns += u128::from(v.running_ns);
@@ -133,19 +143,36 @@ fn pool_fairness(
                 .map(|c| u128::from(c) * cap.window_ns / 100)
         })
         .collect();
-    let lambda = smallest_lambda(&members, &caps, remaining_ns);
-    let entitled = |m: &Member| m.demand_ns.min((lambda * m.weight) >> 16);
+    // rtds pools: every member has a reservation, and only the reservation is entitled.
+    let rtds = members.iter().all(|m| m.reservation_ns.is_some());
+    let lambda = if rtds {
+        0
+    } else {
+        smallest_lambda(&members, &caps, remaining_ns)
+    };
+    let entitled = |m: &Member| match m.reservation_ns {
+        Some(reservation_ns) if rtds => reservation_ns,
+        _ => m.demand_ns.min((lambda * m.weight) >> 16),
+    };
+    // Extratime above an rtds reservation is not a deviation.
+    let actual = |m: &Member| {
+        if rtds {
+            m.actual_ns.min(entitled(m))
+        } else {
+            m.actual_ns
+        }
+    };
     let vcpu_pairs: Vec<(u128, u128)> = members
         .iter()
-        .filter(|m| caps[m.domain_index].is_none())
-        .map(|m| (m.actual_ns, entitled(m)))
+        .filter(|m| rtds || caps[m.domain_index].is_none())
+        .map(|m| (actual(m), entitled(m)))
         .collect();
     let mut per_domain: Vec<(u128, u128)> = vec![(0, 0); domains.len()];
     for m in &members {
-        per_domain[m.domain_index].0 += m.actual_ns;
+        per_domain[m.domain_index].0 += actual(m);
         per_domain[m.domain_index].1 += entitled(m);
     }
-    for (slot, cap_ns) in per_domain.iter_mut().zip(&caps) {
+    for (slot, cap_ns) in per_domain.iter_mut().zip(&caps).filter(|_| !rtds) {
         if let Some(cap_ns) = cap_ns {
             slot.1 = slot.1.min(*cap_ns);
         }
@@ -244,6 +271,7 @@ mod tests {
             weight,
             demand_ns,
             actual_ns: 0,
+            reservation_ns: None,
         }
     }
 

@@ -216,6 +216,10 @@ pub struct VcpuMetrics {
     pub server_underserved_count: Option<u64>,
     /// rtds: sum of the budget shortfalls of underserved periods.
     pub server_shortfall_ns: Option<i64>,
+    /// rtds: `(budget_ns, period_ns)` at the end of the run, for the entitlement of §1.4;
+    /// not part of the JSON.
+    #[serde(skip)]
+    pub rtds_reservation_ns: Option<(u64, u64)>,
 }
 
 /// The JSON document: header fields, then the three entity arrays (§4.1 order).

@@ -58,6 +58,8 @@ pub(super) fn bump(acc: &mut u64, metric: &str) {
 pub(super) struct VcpuState {
     /// rtds server accounting, given by the run loop at the end.
     pub(super) server: Option<ServerStats>,
+    /// rtds `(budget_ns, period_ns)` at the end of the run.
+    pub(super) rtds_reservation_ns: Option<(u64, u64)>,
     state: Runstate,
     since_ns: u64,
     created_ns: u64,
@@ -85,6 +87,7 @@ impl VcpuState {
     pub(super) fn new(time_ns: u64) -> VcpuState {
         VcpuState {
             server: None,
+            rtds_reservation_ns: None,
             state: Runstate::Offline,
             since_ns: time_ns,
             created_ns: time_ns,
@@ -214,6 +217,7 @@ impl VcpuState {
             server_period_count: self.server.map(|s| s.period_count),
             server_underserved_count: self.server.map(|s| s.underserved_count),
             server_shortfall_ns: self.server.map(|s| s.shortfall_ns),
+            rtds_reservation_ns: self.rtds_reservation_ns,
         }
     }
 

@@ -183,6 +183,23 @@ impl MetricsCollector {
         }
     }
 
+    /// Records the rtds reservation (budget and period, ns) of live vCPU `v` at the end of
+    /// the run.
+    pub fn vcpu_rtds_reservation(
+        &mut self,
+        host_index: usize,
+        v: VcpuRef,
+        budget_ns: u64,
+        period_ns: u64,
+    ) {
+        let host = self.host_mut(host_index);
+        if let Some(&index) = host.live.get(&v.dom) {
+            if let Some(vcpu) = host.domains[index].vcpus.get_mut(&v.vcpu.raw()) {
+                vcpu.rtds_reservation_ns = Some((budget_ns, period_ns));
+            }
+        }
+    }
+
     /// Records the scheduling parameters of domain `dom` on host `host_index`: the live
     /// domain with that id, or else the next one created with it.
     pub fn domain_meta(&mut self, host_index: usize, dom: DomId, meta: DomainMeta) {
