@@ -99,7 +99,7 @@ mod tests {
     }
 
     #[test]
-    fn result_lines_are_identical_at_one_and_four_threads() {
+    fn result_lines_are_identical_at_one_and_eight_threads() {
         let scenario = quickstart();
         let seeds: Vec<u64> = (1..=6).collect();
         let run = |threads| {
@@ -111,7 +111,7 @@ mod tests {
         };
 
         let serial = run(1);
-        let parallel = run(4);
+        let parallel = run(8);
 
         assert_eq!(serial, parallel);
         let order: Vec<u64> = parallel.iter().map(|l| l.seed).collect();
