@@ -356,6 +356,27 @@ impl SweepSummary {
                 })
             ));
         }
+        for p in &self.pooled {
+            let value = |v: Option<u64>| v.map_or("-".to_owned(), |v| v.to_string());
+            out.push_str(&format!(
+                "{} pooled: count {}  p50 {}  p90 {}  p99 {}  max {} ns\n",
+                p.name,
+                p.count,
+                value(p.p50),
+                value(p.p90),
+                value(p.p99),
+                value(p.max)
+            ));
+        }
+        for r in &self.ratios {
+            let ppm = r
+                .ppm
+                .map_or("-".to_owned(), |p| format_decimal(i128::from(p), 1, 4, 4));
+            out.push_str(&format!(
+                "{} pooled: {}/{} = {ppm}%\n",
+                r.name, r.num, r.den
+            ));
+        }
         for f in &self.failing_seeds {
             out.push_str(&format!("failing seed {} (exit {}):\n", f.seed, f.exit));
             for failure in &f.failures {
