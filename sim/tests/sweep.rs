@@ -134,6 +134,28 @@ mod tests {
     }
 
     #[test]
+    fn sweep_of_thirty_seeds_switches_to_the_bootstrap_interval() {
+        // §3: from n = 30 the interval is the fixed-key bootstrap's, below it Student t's.
+        let dir = scratch("thirty");
+        let out = dir.to_str().expect("utf-8");
+        let args = [
+            "sweep",
+            "scenarios/quickstart.toml",
+            "--seeds",
+            "1..30",
+            "--out",
+            out,
+        ];
+
+        let output = xensim(&args);
+
+        assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+        let summary = std::fs::read_to_string(dir.join("summary.json")).expect("summary");
+        assert!(summary.contains("\"method\": \"bootstrap\""), "{summary}");
+        assert!(!summary.contains("\"method\": \"t\""));
+    }
+
+    #[test]
     fn merge_with_a_missing_shard_exits_two_and_names_it() {
         let range = SeedRange::parse("1..4").expect("range");
         let dir = scratch("missing");
