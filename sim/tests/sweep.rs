@@ -284,6 +284,14 @@ mod tests {
             "{columns}"
         );
         assert!(text.contains("o0 wait"), "{text}");
+        // Pool-0 is contended under all three: each column has a Jain's index (the only
+        // `—` on the row is its unit, an index has none).
+        let jain = text.lines().find(|l| l.starts_with("Pool-0 jain (vCPU)"));
+        assert_eq!(
+            jain.map(|l| l.matches('\u{2014}').count()),
+            Some(1),
+            "{text}"
+        );
         assert!(text.contains("pCPU idle (all)"), "{text}");
         assert!(text.contains('%'), "{text}");
     }

@@ -1,6 +1,6 @@
 //! The `xensim compare` table (`specs/metrics.md` §4.2): a header, then one row per metric in
 //! the order of the metrics spec (per domain: wakeup latency, wait, share, deadline misses,
-//! migrations; then fairness per contended credit2 or rtds pool; then the whole machine: context
+//! migrations; then fairness per contended pool; then the whole machine: context
 //! switches, scheduler decisions and their simulated cost, idle, schedulability), one value
 //! column per scheduler, the first being the baseline of every later column's Δ.
 //!
@@ -14,7 +14,7 @@
 //! more than 10%; `—` marks a value that is not defined.
 //!
 //! Fairness (§1.4–1.6: share of entitlement, Jain's index, max deviation) exists for
-//! contended credit2 and rtds pools ([`crate::report::fairness`]); elsewhere it prints `—`.
+//! contended pools ([`crate::report::fairness`]); an uncontended pool prints `—`.
 //!
 //! # Invariants
 //! - Rows never depend on values (fixed order); the text depends only on the lines.
@@ -335,8 +335,7 @@ fn fairness_pools(result: &CompareResult) -> Vec<(String, String)> {
         .collect()
 }
 
-/// §1.5–1.6 per contended credit2 or rtds pool; `—` where a run has none (uncontended, or
-/// a null pool).
+/// §1.5–1.6 per contended pool; `—` where a run has none (the pool was uncontended).
 fn fairness_rows(result: &CompareResult) -> Result<Vec<Row>, AggregateError> {
     let mut rows = Vec::new();
     for (key, label) in fairness_pools(result) {

@@ -1,17 +1,17 @@
-//! CPU share versus entitlement in credit2 and rtds pools (`specs/metrics.md` §1.4–1.6):
-//! which vCPUs are saturated, whether the pool is contended, each vCPU's entitlement (credit2:
-//! weighted max-min, the integer procedure of §1.4 with λ in ns per weight unit ×2^16
-//! binary-searched in `[0, 2^56]`; rtds: `floor(budget · exist / period)`, the reservation),
-//! Jain's fairness index over vCPUs and over domains, and the maximum relative deviation.
-//! rtds time above the reservation (extratime) is not a deviation: actual is capped at the
-//! entitlement there. Computed from a run's [`Metrics`] only.
+//! CPU share versus entitlement per cpupool (`specs/metrics.md` §1.4–1.6): which vCPUs are
+//! saturated, whether the pool is contended, each vCPU's entitlement, Jain's fairness index
+//! over vCPUs and over domains, and the maximum relative deviation. Entitlement by
+//! scheduler: credit2, weighted max-min (the integer procedure of §1.4, λ in ns per weight
+//! unit ×2^16 binary-searched in `[0, 2^56]`); rtds, the reservation `floor(budget · exist /
+//! period)` (time above it through extratime is not a deviation: actual is capped at it);
+//! null, the time the vCPU held a pCPU (a vCPU that only waited in the waitqueue is entitled
+//! to 0 and left out). Computed from a run's [`Metrics`] only.
 //!
 //! # Invariants
 //! - Integers only; products and squares in `u128`.
 //! - `Σ_d E_d(λ) >= C'` at the λ found, and not at `λ − 1` (smallest such λ).
 //!
-//! Left out (their inputs are not in the metrics yet): null's pCPU assignments, so null
-//! pools get no fairness; credit2 `parked_ns` (a capped vCPU that was parked counts as
+//! Left out (its input is not in the metrics yet): credit2 `parked_ns` (a capped vCPU that was parked counts as
 //! offline, so it is not saturated and leaves the fairness set). rtds uses the reservation
 //! in force at the end of the run (a mid-run `xl sched-rtds` change is not split).
 
@@ -22,7 +22,7 @@ const LAMBDA_MAX: u128 = 1 << 56;
 /// 10^6.
 const PPM: u128 = 1_000_000;
 
-/// Fairness of one credit2 or rtds pool.
+/// Fairness of one pool.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PoolFairness {
     /// Host name.
@@ -48,21 +48,33 @@ struct Member {
     weight: u128,
     demand_ns: u128,
     actual_ns: u128,
-    /// rtds: `floor(budget · exist / period)`.
-    reservation_ns: Option<u128>,
+    /// rtds: `floor(budget · exist / period)`; null: time assigned to a pCPU.
+    fixed_ns: Option<u128>,
 }
 
 fn exist_ns(v: &VcpuMetrics) -> u64 {
     v.running_ns + v.runnable_ns + v.blocked_ns + v.offline_ns
 }
 
-/// The fairness of every credit2 and rtds pool of `metrics`, by host then pool order.
+/// How a pool's scheduler entitles its vCPUs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Credit2,
+    Rtds,
+    Null,
+}
+
+/// The fairness of every pool of `metrics`, by host then pool order.
 pub fn pools(metrics: &Metrics) -> Vec<PoolFairness> {
     let mut out = Vec::new();
     for host in &metrics.hosts {
-        let modelled =
-            |p: &&super::metrics::PoolMetrics| p.scheduler == "credit2" || p.scheduler == "rtds";
-        for pool in host.pools.iter().filter(modelled) {
+        for pool in &host.pools {
+            let kind = match pool.scheduler.as_str() {
+                "credit2" => Kind::Credit2,
+                "rtds" => Kind::Rtds,
+                "null" => Kind::Null,
+                _ => continue,
+            };
             let overhead_ns: u64 = host
                 .pcpus
                 .iter()
@@ -79,7 +91,8 @@ pub fn pools(metrics: &Metrics) -> Vec<PoolFairness> {
                 overhead_ns: u128::from(overhead_ns),
                 window_ns: u128::from(metrics.window.length_ns),
             };
-            out.push(pool_fairness(&host.name, &pool.name, &domains, capacity));
+            let id = (host.name.as_str(), pool.name.as_str());
+            out.push(pool_fairness(id, kind, &domains, capacity));
         }
     }
     out
@@ -92,35 +105,47 @@ struct Capacity {
     window_ns: u128,
 }
 
+/// The saturated vCPUs of the pool (the fairness set `F`) and the running time of the
+/// others (fixed consumers).
+fn members(kind: Kind, domains: &[&DomainMetrics]) -> (Vec<Member>, u128) {
+    let mut members = Vec::new();
+    let mut fixed_consumers_ns: u128 = 0;
+    for (domain_index, d) in domains.iter().enumerate() {
+        for v in &d.vcpus {
+            let saturated = exist_ns(v) > 0 && v.blocked_ns == 0 && v.offline_ns == 0;
+            if !saturated {
+                fixed_consumers_ns += u128::from(v.running_ns);
+                continue;
+            }
+            let fixed_ns = match kind {
+                Kind::Credit2 => None,
+                Kind::Rtds => Some(v.rtds_reservation_ns.map_or(0, |(budget_ns, period_ns)| {
+                    u128::from(budget_ns) * u128::from(exist_ns(v)) / u128::from(period_ns.max(1))
+                })),
+                Kind::Null => Some(u128::from(v.null_assigned_ns.unwrap_or(0))),
+            };
+            members.push(Member {
+                domain_index,
+                weight: u128::from(d.weight.unwrap_or(0).max(1)),
+                demand_ns: u128::from(v.running_ns + v.runnable_ns),
+                actual_ns: u128::from(v.running_ns),
+                fixed_ns,
+            });
+        }
+    }
+    (members, fixed_consumers_ns)
+}
+
 fn pool_fairness(
-    host: &str,
-    pool: &str,
+    (host, pool): (&str, &str),
+    kind: Kind,
     domains: &[&DomainMetrics],
     cap: Capacity,
 ) -> PoolFairness {
-    let mut members = Vec::new();
-    let mut fixed_ns: u128 = 0;
-    for (domain_index, d) in domains.iter().enumerate() {
-        for v in &d.vcpus {
-            let demand_ns = u128::from(v.running_ns + v.runnable_ns);
-            let saturated = exist_ns(v) > 0 && v.blocked_ns == 0 && v.offline_ns == 0;
-            if saturated {
-                let reservation_ns = v.rtds_reservation_ns.map(|(budget_ns, period_ns)| {
-                    u128::from(budget_ns) * u128::from(exist_ns(v)) / u128::from(period_ns.max(1))
-                });
-                members.push(Member {
-                    domain_index,
-                    weight: u128::from(d.weight.unwrap_or(0).max(1)),
-                    demand_ns,
-                    actual_ns: u128::from(v.running_ns),
-                    reservation_ns,
-                });
-            } else {
-                fixed_ns += u128::from(v.running_ns);
-            }
-        }
-    }
-    let remaining_ns = cap.capacity_ns.saturating_sub(fixed_ns + cap.overhead_ns);
+    let (members, fixed_consumers_ns) = members(kind, domains);
+    let remaining_ns = cap
+        .capacity_ns
+        .saturating_sub(fixed_consumers_ns + cap.overhead_ns);
     let demand_total: u128 = members.iter().map(|m| m.demand_ns).sum();
     let contended = demand_total > remaining_ns && !members.is_empty();
     let mut result = PoolFairness {
@@ -135,36 +160,31 @@ fn pool_fairness(
     if !contended {
         return result;
     }
+    // Domain caps (credit2 only): percent of one pCPU over the window.
     let caps: Vec<Option<u128>> = domains
         .iter()
         .map(|d| {
-            d.cap
-                .filter(|&c| c > 0)
-                .map(|c| u128::from(c) * cap.window_ns / 100)
+            let capped = d.cap.filter(|&c| c > 0 && kind == Kind::Credit2);
+            capped.map(|c| u128::from(c) * cap.window_ns / 100)
         })
         .collect();
-    // rtds pools: every member has a reservation, and only the reservation is entitled.
-    let rtds = members.iter().all(|m| m.reservation_ns.is_some());
-    let lambda = if rtds {
-        0
-    } else {
-        smallest_lambda(&members, &caps, remaining_ns)
+    let lambda = match kind {
+        Kind::Credit2 => smallest_lambda(&members, &caps, remaining_ns),
+        Kind::Rtds | Kind::Null => 0,
     };
-    let entitled = |m: &Member| match m.reservation_ns {
-        Some(reservation_ns) if rtds => reservation_ns,
-        _ => m.demand_ns.min((lambda * m.weight) >> 16),
+    let entitled = |m: &Member| {
+        m.fixed_ns
+            .unwrap_or_else(|| m.demand_ns.min((lambda * m.weight) >> 16))
     };
     // Extratime above an rtds reservation is not a deviation.
-    let actual = |m: &Member| {
-        if rtds {
-            m.actual_ns.min(entitled(m))
-        } else {
-            m.actual_ns
-        }
+    let actual = |m: &Member| match kind {
+        Kind::Rtds => m.actual_ns.min(entitled(m)),
+        Kind::Credit2 | Kind::Null => m.actual_ns,
     };
+    // vCPUs of capped domains have no entitlement of their own (only the domain total).
     let vcpu_pairs: Vec<(u128, u128)> = members
         .iter()
-        .filter(|m| rtds || caps[m.domain_index].is_none())
+        .filter(|m| caps[m.domain_index].is_none())
         .map(|m| (actual(m), entitled(m)))
         .collect();
     let mut per_domain: Vec<(u128, u128)> = vec![(0, 0); domains.len()];
@@ -172,7 +192,7 @@ fn pool_fairness(
         per_domain[m.domain_index].0 += actual(m);
         per_domain[m.domain_index].1 += entitled(m);
     }
-    for (slot, cap_ns) in per_domain.iter_mut().zip(&caps).filter(|_| !rtds) {
+    for (slot, cap_ns) in per_domain.iter_mut().zip(&caps) {
         if let Some(cap_ns) = cap_ns {
             slot.1 = slot.1.min(*cap_ns);
         }
@@ -271,7 +291,7 @@ mod tests {
             weight,
             demand_ns,
             actual_ns: 0,
-            reservation_ns: None,
+            fixed_ns: None,
         }
     }
 

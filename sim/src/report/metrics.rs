@@ -220,6 +220,10 @@ pub struct VcpuMetrics {
     /// not part of the JSON.
     #[serde(skip)]
     pub rtds_reservation_ns: Option<(u64, u64)>,
+    /// null: in-window time the vCPU was assigned a pCPU (`None` outside null), for the
+    /// entitlement of §1.4; not part of the JSON.
+    #[serde(skip)]
+    pub null_assigned_ns: Option<u64>,
 }
 
 /// The JSON document: header fields, then the three entity arrays (§4.1 order).

@@ -149,7 +149,7 @@ fn scalars_of(metrics: &Metrics) -> BTreeMap<String, i64> {
     out
 }
 
-/// §1.4–1.6 of contended credit2 and rtds pools: `pool.<host>.<pool>.jain_ppm`, `.jain_domain_ppm`,
+/// §1.4–1.6 of contended pools: `pool.<host>.<pool>.jain_ppm`, `.jain_domain_ppm`,
 /// `.max_rel_dev_ppm`, and per domain `entitled_ns` and `norm_share_ppm`.
 fn fairness_scalars(metrics: &Metrics, out: &mut BTreeMap<String, i64>) {
     for pool in crate::report::fairness::pools(metrics) {

@@ -238,13 +238,15 @@ impl MetricsCollector {
             TraceEvent::VcpuCreate { vcpu, .. } => host.vcpu_create(time_ns, *vcpu),
             TraceEvent::DomainFree { dom } => host.domain_free(window, time_ns, *dom),
             TraceEvent::Memory { free_pages, .. } => host.memory(window, time_ns, *free_pages),
+            TraceEvent::NullAssign { vcpu, assigned, .. } => {
+                host.vcpu_mut(*vcpu).null_assign(window, time_ns, *assigned)
+            }
             TraceEvent::Tickle { .. }
             | TraceEvent::TimerSet { .. }
             | TraceEvent::PoolTimerSet { .. }
             | TraceEvent::PoolDestroy { .. }
             | TraceEvent::XsSocketSend { .. }
             | TraceEvent::XsSocketDrop { .. }
-            | TraceEvent::NullAssign { .. }
             | TraceEvent::NullWaitq { .. }
             | TraceEvent::Pause { .. }
             | TraceEvent::Shutdown { .. }
