@@ -11,9 +11,10 @@
 //! - Integers only; products and squares in `u128`.
 //! - `Σ_d E_d(λ) >= C'` at the λ found, and not at `λ − 1` (smallest such λ).
 //!
-//! Left out (its input is not in the metrics yet): credit2 `parked_ns` (a capped vCPU that was parked counts as
-//! offline, so it is not saturated and leaves the fairness set). rtds uses the reservation
-//! in force at the end of the run (a mid-run `xl sched-rtds` change is not split).
+//! Left out (its input is not in the metrics yet): credit2 `parked_ns` (a capped vCPU that
+//! was parked counts as offline, so it is not saturated and leaves the fairness set). rtds
+//! uses the reservation in force at the end of the run (a mid-run `xl sched-rtds` change is
+//! not split).
 
 use super::metrics::{DomainMetrics, Metrics, VcpuMetrics};
 
