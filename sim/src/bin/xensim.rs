@@ -53,49 +53,10 @@ enum Command {
     },
     /// Run the scenario under each scheduler (same seeds, same workload streams) and print
     /// one table: latency, wait, share, deadline misses, switches, idle (metrics.md §4.2).
-    Compare {
-        /// Scenario file (TOML).
-        file: PathBuf,
-        /// Schedulers for Pool-0, baseline first: `credit2,rtds,null`.
-        #[arg(long)]
-        schedulers: String,
-        /// Inclusive seed range `A..B` (default: the scenario's seed).
-        #[arg(long)]
-        seeds: Option<String>,
-        /// Worker threads (default: available parallelism); each run is single-threaded.
-        #[arg(short = 'j', long)]
-        jobs: Option<std::num::NonZeroUsize>,
-        /// Δ as `pct` (default) or `abs` (in the row's unit).
-        #[arg(long, default_value = "pct")]
-        delta: String,
-        /// Check every invariant after every event of every run.
-        #[arg(long)]
-        check: bool,
-    },
+    Compare(CompareCli),
     /// Run many seeds in parallel; one JSON result line per seed; `sweep merge DIR...`
     /// combines shard outputs into the same summary.
-    #[command(args_conflicts_with_subcommands = true)]
-    Sweep {
-        #[command(subcommand)]
-        merge: Option<SweepCommand>,
-        /// Scenario file (TOML).
-        file: Option<PathBuf>,
-        /// Inclusive seed range `A..B`.
-        #[arg(long)]
-        seeds: Option<String>,
-        /// Worker threads (default: available parallelism); each run is single-threaded.
-        #[arg(short = 'j', long)]
-        jobs: Option<std::num::NonZeroUsize>,
-        /// Run only shard `i/n` (0-based, e.g. `$SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT`).
-        #[arg(long)]
-        shard: Option<String>,
-        /// Write `shard-I-of-N.jsonl` and `summary.json` here.
-        #[arg(long)]
-        out: Option<PathBuf>,
-        /// Check every invariant after every event of every run.
-        #[arg(long)]
-        check: bool,
-    },
+    Sweep(SweepCli),
     /// Re-run a replay trace and verify its hash; name the first divergent record.
     Replay {
         /// Trace written by `xensim run --trace`.
@@ -145,6 +106,53 @@ enum Command {
         #[arg(last = true, required = true)]
         command: Vec<String>,
     },
+}
+
+/// `xensim compare` arguments.
+#[derive(clap::Args, Debug)]
+struct CompareCli {
+    /// Scenario file (TOML).
+    file: PathBuf,
+    /// Schedulers for Pool-0, baseline first: `credit2,rtds,null`.
+    #[arg(long)]
+    schedulers: String,
+    /// Inclusive seed range `A..B` (default: the scenario's seed).
+    #[arg(long)]
+    seeds: Option<String>,
+    /// Worker threads (default: available parallelism); each run is single-threaded.
+    #[arg(short = 'j', long)]
+    jobs: Option<std::num::NonZeroUsize>,
+    /// Δ as `pct` (default) or `abs` (in the row's unit).
+    #[arg(long, default_value = "pct")]
+    delta: String,
+    /// Check every invariant after every event of every run.
+    #[arg(long)]
+    check: bool,
+}
+
+/// `xensim sweep` arguments.
+#[derive(clap::Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
+struct SweepCli {
+    #[command(subcommand)]
+    merge: Option<SweepCommand>,
+    /// Scenario file (TOML).
+    file: Option<PathBuf>,
+    /// Inclusive seed range `A..B`.
+    #[arg(long)]
+    seeds: Option<String>,
+    /// Worker threads (default: available parallelism); each run is single-threaded.
+    #[arg(short = 'j', long)]
+    jobs: Option<std::num::NonZeroUsize>,
+    /// Run only shard `i/n` (0-based, e.g. `$SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT`).
+    #[arg(long)]
+    shard: Option<String>,
+    /// Write `shard-I-of-N.jsonl` and `summary.json` here.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Check every invariant after every event of every run.
+    #[arg(long)]
+    check: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -224,46 +232,8 @@ fn dispatch(command: Command) -> anyhow::Result<u8> {
             };
             run(&file, &args, metrics, decision_log, scheduler.as_deref())
         }
-        Command::Compare {
-            file,
-            schedulers,
-            seeds,
-            jobs,
-            delta,
-            check,
-        } => {
-            let mut opts = compare_options(&schedulers, seeds.as_deref(), jobs, check)?;
-            opts.scenario_path = file.display().to_string();
-            let delta = DeltaMode::parse(&delta).map_err(|e| AppError::Usage(e.to_string()))?;
-            compare(&file, &opts, delta)
-        }
-        Command::Sweep {
-            merge: Some(SweepCommand::Merge { dirs, out }),
-            ..
-        } => sweep_merge(&dirs, out.as_deref()),
-        Command::Sweep {
-            merge: None,
-            file,
-            seeds,
-            jobs,
-            shard,
-            out,
-            check,
-        } => {
-            let file = file.ok_or_else(|| AppError::Usage("sweep: give FILE".to_owned()))?;
-            let seeds =
-                seeds.ok_or_else(|| AppError::Usage("sweep: give --seeds A..B".to_owned()))?;
-            let range = SeedRange::parse(&seeds).map_err(AppError::from)?;
-            let shard = match shard {
-                Some(text) => Shard::parse(&text).map_err(AppError::from)?,
-                None => Shard::WHOLE,
-            };
-            let runner = RunnerOptions {
-                jobs: jobs.unwrap_or_else(sweep::default_jobs),
-                check,
-            };
-            sweep_run(&file, range, shard, runner, out.as_deref())
-        }
+        Command::Compare(args) => compare_cli(args),
+        Command::Sweep(args) => sweep_cli(args),
         Command::Replay { trace, core } => replay(&trace, core),
         Command::Serve {
             file,
@@ -461,6 +431,40 @@ fn progress(total: usize) -> indicatif::ProgressBar {
         bar.set_style(style);
     }
     bar
+}
+
+fn compare_cli(args: CompareCli) -> anyhow::Result<u8> {
+    let mut opts = compare_options(
+        &args.schedulers,
+        args.seeds.as_deref(),
+        args.jobs,
+        args.check,
+    )?;
+    opts.scenario_path = args.file.display().to_string();
+    let delta = DeltaMode::parse(&args.delta).map_err(|e| AppError::Usage(e.to_string()))?;
+    compare(&args.file, &opts, delta)
+}
+
+fn sweep_cli(args: SweepCli) -> anyhow::Result<u8> {
+    if let Some(SweepCommand::Merge { dirs, out }) = args.merge {
+        return sweep_merge(&dirs, out.as_deref());
+    }
+    let file = args
+        .file
+        .ok_or_else(|| AppError::Usage("sweep: give FILE".to_owned()))?;
+    let seeds = args
+        .seeds
+        .ok_or_else(|| AppError::Usage("sweep: give --seeds A..B".to_owned()))?;
+    let range = SeedRange::parse(&seeds).map_err(AppError::from)?;
+    let shard = match args.shard {
+        Some(text) => Shard::parse(&text).map_err(AppError::from)?,
+        None => Shard::WHOLE,
+    };
+    let runner = RunnerOptions {
+        jobs: args.jobs.unwrap_or_else(sweep::default_jobs),
+        check: args.check,
+    };
+    sweep_run(&file, range, shard, runner, args.out.as_deref())
 }
 
 fn compare_options(

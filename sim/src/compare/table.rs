@@ -510,10 +510,20 @@ fn signed(text: String) -> String {
     }
 }
 
-/// Lays the rows out in fixed-width columns, numbers right-aligned.
-fn layout(result: &CompareResult, rows: &[Row], mode: DeltaMode) -> String {
-    let texts: Vec<Vec<(String, String, String)>> = rows
-        .iter()
+/// A cell's printed parts: value, Δ, markers.
+type CellText = (String, String, String);
+
+fn chars(s: &str) -> usize {
+    s.chars().count()
+}
+
+fn pad(s: &str, width: usize) -> String {
+    " ".repeat(width.saturating_sub(chars(s)))
+}
+
+/// The printed parts of every cell: the baseline and text cells have no Δ.
+fn cell_texts(rows: &[Row], mode: DeltaMode) -> Vec<Vec<CellText>> {
+    rows.iter()
         .map(|r| {
             let base = &r.cells[0];
             r.cells
@@ -529,63 +539,92 @@ fn layout(result: &CompareResult, rows: &[Row], mode: DeltaMode) -> String {
                 })
                 .collect()
         })
-        .collect();
-    let chars = |s: &str| s.chars().count();
-    let label_w = rows
+        .collect()
+}
+
+/// Column widths: per scheduler the widest value, Δ and markers, and the whole column.
+struct Widths {
+    label: usize,
+    parts: Vec<(usize, usize, usize)>,
+    columns: Vec<usize>,
+}
+
+/// Width of the unit column.
+const UNIT_WIDTH: usize = 5;
+
+fn widths(result: &CompareResult, rows: &[Row], texts: &[Vec<CellText>]) -> Widths {
+    let label = rows
         .iter()
         .map(|r| chars(&r.label))
         .max()
         .unwrap_or(0)
         .max(6);
-    let unit_w = 5;
-    let columns = result.runs.len();
-    let mut widths = vec![(0usize, 0usize, 0usize); columns];
-    for row in &texts {
+    let mut parts = vec![(0usize, 0usize, 0usize); result.runs.len()];
+    for row in texts {
         for (i, (v, d, m)) in row.iter().enumerate() {
-            widths[i].0 = widths[i].0.max(chars(v));
-            widths[i].1 = widths[i].1.max(chars(d));
-            widths[i].2 = widths[i].2.max(chars(m));
+            parts[i].0 = parts[i].0.max(chars(v));
+            parts[i].1 = parts[i].1.max(chars(d));
+            parts[i].2 = parts[i].2.max(chars(m));
         }
     }
-    let column_w = |i: usize| {
-        let (v, d, m) = widths[i];
-        let name = chars(result.runs[i].scheduler.as_str());
-        let w = if i == 0 { v } else { v + 2 + d + 1 + m };
-        w.max(name)
-    };
-    let pad = |s: &str, w: usize| " ".repeat(w.saturating_sub(chars(s)));
+    let columns = parts
+        .iter()
+        .zip(&result.runs)
+        .enumerate()
+        .map(|(i, (&(v, d, m), run))| {
+            let w = if i == 0 { v } else { v + 2 + d + 1 + m };
+            w.max(chars(run.scheduler.as_str()))
+        })
+        .collect();
+    Widths {
+        label,
+        parts,
+        columns,
+    }
+}
+
+/// The two header lines: column names, then dashes.
+fn header_rows(result: &CompareResult, w: &Widths) -> String {
     let mut out = format!(
         "metric{}  unit {}",
-        pad("metric", label_w),
-        pad("unit", unit_w - 1)
+        pad("metric", w.label),
+        pad("unit", UNIT_WIDTH - 1)
     );
-    for (i, run) in result.runs.iter().enumerate() {
+    for (run, &width) in result.runs.iter().zip(&w.columns) {
         let name = run.scheduler.as_str();
-        out.push_str(&format!("  {}{name}", pad(name, column_w(i))));
+        out.push_str(&format!("  {}{name}", pad(name, width)));
     }
     out = out.trim_end().to_owned() + "\n";
-    out.push_str(&"-".repeat(label_w));
-    out.push_str(&format!("  {}", "-".repeat(unit_w)));
-    for i in 0..columns {
-        out.push_str(&format!("  {}", "-".repeat(column_w(i))));
+    out.push_str(&"-".repeat(w.label));
+    out.push_str(&format!("  {}", "-".repeat(UNIT_WIDTH)));
+    for &width in &w.columns {
+        out.push_str(&format!("  {}", "-".repeat(width)));
     }
     out.push('\n');
+    out
+}
+
+/// Lays the rows out in fixed-width columns, numbers right-aligned.
+fn layout(result: &CompareResult, rows: &[Row], mode: DeltaMode) -> String {
+    let texts = cell_texts(rows, mode);
+    let w = widths(result, rows, &texts);
+    let mut out = header_rows(result, &w);
     for (row, cells) in rows.iter().zip(&texts) {
         let unit = row.unit.label();
         let mut line = format!(
             "{}{}  {unit}{}",
             row.label,
-            pad(&row.label, label_w),
-            pad(unit, unit_w)
+            pad(&row.label, w.label),
+            pad(unit, UNIT_WIDTH)
         );
         for (i, (v, d, m)) in cells.iter().enumerate() {
+            let (vw, dw, mw) = w.parts[i];
             let cell = if i == 0 {
-                format!("{}{v}", pad(v, widths[0].0))
+                format!("{}{v}", pad(v, vw))
             } else {
-                let (vw, dw, mw) = widths[i];
                 format!("{}{v}  {}{d} {m}{}", pad(v, vw), pad(d, dw), pad(m, mw))
             };
-            line.push_str(&format!("  {}{cell}", pad(&cell, column_w(i))));
+            line.push_str(&format!("  {}{cell}", pad(&cell, w.columns[i])));
         }
         out.push_str(line.trim_end());
         out.push('\n');

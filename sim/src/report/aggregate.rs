@@ -150,18 +150,8 @@ fn bootstrap_intervals(columns: &[&[i64]]) -> Vec<Ci> {
     // Accept `x` only below the largest multiple of n that fits in 2^64 (no modulo bias).
     let zone = u128::from(n) * ((1u128 << 64) / u128::from(n));
     let mut rng = ChaCha20Rng::from_seed(BOOTSTRAP_KEY);
-    // Seed-major copy, so one draw adds one contiguous row to the accumulators. A resample
-    // sum is at most n·max|v|: when that fits i64 the sums run in i64, else in i128 (an i64
-    // sum of at most SEEDS_MAX values always fits i128).
     let width = columns.len();
-    let mut by_seed: Vec<i64> = vec![0; width * first.len()];
-    for (c, column) in columns.iter().enumerate() {
-        for (seed_index, &v) in column.iter().enumerate() {
-            by_seed[seed_index * width + c] = v;
-        }
-    }
-    let magnitude_max = by_seed.iter().map(|v| u128::from(v.unsigned_abs())).max();
-    let narrow = magnitude_max.unwrap_or(0) * u128::from(n) <= u128::from(i64::MAX.unsigned_abs());
+    let (by_seed, narrow) = seed_major(columns);
     // sums[c][b]: resample b of column c.
     let mut sums: Vec<Vec<i128>> = vec![Vec::with_capacity(BOOTSTRAP_RESAMPLES); width];
     let mut row_wide: Vec<i128> = vec![0; width];
@@ -200,17 +190,38 @@ fn bootstrap_intervals(columns: &[&[i64]]) -> Vec<Ci> {
     }
     let n_wide = i128::from(n);
     sums.into_iter()
-        .map(|mut column_sums| {
-            column_sums.sort_unstable();
-            let low = *nearest_rank(&column_sums, 25, 1000).expect("B > 0 resamples");
-            let high = *nearest_rank(&column_sums, 975, 1000).expect("B > 0 resamples");
-            Ci {
-                low_nano: div_round_half_even(low * NANO, n_wide),
-                high_nano: div_round_half_even(high * NANO, n_wide),
-                method: CiMethod::Bootstrap,
-            }
-        })
+        .map(|column_sums| percentile_interval(column_sums, n_wide))
         .collect()
+}
+
+/// A seed-major copy of equal-length `columns`, so one draw adds one contiguous row to the
+/// accumulators, and whether every resample sum fits `i64` (at most `n · max|v|`; else the
+/// sums run in `i128`, where an `i64` sum of at most `SEEDS_MAX` values always fits).
+fn seed_major(columns: &[&[i64]]) -> (Vec<i64>, bool) {
+    let width = columns.len();
+    let n = columns.first().map_or(0, |c| c.len());
+    let mut by_seed: Vec<i64> = vec![0; width * n];
+    for (c, column) in columns.iter().enumerate() {
+        for (seed_index, &v) in column.iter().enumerate() {
+            by_seed[seed_index * width + c] = v;
+        }
+    }
+    let magnitude_max = by_seed.iter().map(|v| u128::from(v.unsigned_abs())).max();
+    let n_wide = u128::try_from(n).unwrap_or(u128::MAX);
+    let narrow = magnitude_max.unwrap_or(0) * n_wide <= u128::from(i64::MAX.unsigned_abs());
+    (by_seed, narrow)
+}
+
+/// The nearest-rank 2.5th and 97.5th percentiles of the resample sums, divided by `n`.
+fn percentile_interval(mut sums: Vec<i128>, n: i128) -> Ci {
+    sums.sort_unstable();
+    let low = *nearest_rank(&sums, 25, 1000).expect("B > 0 resamples");
+    let high = *nearest_rank(&sums, 975, 1000).expect("B > 0 resamples");
+    Ci {
+        low_nano: div_round_half_even(low * NANO, n),
+        high_nano: div_round_half_even(high * NANO, n),
+        method: CiMethod::Bootstrap,
+    }
 }
 
 /// [`aggregate`] of many metrics at once (the same results); the bootstraps of metrics with

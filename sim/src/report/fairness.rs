@@ -158,19 +158,37 @@ fn pool_fairness(
         max_rel_dev_ppm: None,
         domains: Vec::new(),
     };
-    if !contended {
-        return result;
+    if contended {
+        entitle(
+            &mut result,
+            kind,
+            domains,
+            &members,
+            (remaining_ns, cap.window_ns),
+        );
     }
+    result
+}
+
+/// Fills in the entitlement results of a contended pool with `remaining_ns` (C') left for
+/// its saturated `members`, over a window of `window_ns`.
+fn entitle(
+    result: &mut PoolFairness,
+    kind: Kind,
+    domains: &[&DomainMetrics],
+    members: &[Member],
+    (remaining_ns, window_ns): (u128, u128),
+) {
     // Domain caps (credit2 only): percent of one pCPU over the window.
     let caps: Vec<Option<u128>> = domains
         .iter()
         .map(|d| {
             let capped = d.cap.filter(|&c| c > 0 && kind == Kind::Credit2);
-            capped.map(|c| u128::from(c) * cap.window_ns / 100)
+            capped.map(|c| u128::from(c) * window_ns / 100)
         })
         .collect();
     let lambda = match kind {
-        Kind::Credit2 => smallest_lambda(&members, &caps, remaining_ns),
+        Kind::Credit2 => smallest_lambda(members, &caps, remaining_ns),
         Kind::Rtds | Kind::Null => 0,
     };
     let entitled = |m: &Member| {
@@ -189,7 +207,7 @@ fn pool_fairness(
         .map(|m| (actual(m), entitled(m)))
         .collect();
     let mut per_domain: Vec<(u128, u128)> = vec![(0, 0); domains.len()];
-    for m in &members {
+    for m in members {
         per_domain[m.domain_index].0 += actual(m);
         per_domain[m.domain_index].1 += entitled(m);
     }
@@ -208,7 +226,6 @@ fn pool_fairness(
         .filter(|(_, p)| p.1 > 0)
         .map(|(d, p)| (d.name.clone(), saturate(p.0), saturate(p.1)))
         .collect();
-    result
 }
 
 fn saturate(value: u128) -> u64 {
