@@ -140,6 +140,10 @@ pub fn run(
     opts: &CompareOptions,
     on_done: &mut dyn FnMut(&SeedResult),
 ) -> CompareResult {
+    assert!(
+        !opts.schedulers.is_empty() && opts.schedulers.len() <= SCHEDULERS_MAX,
+        "parse_schedulers gives one to three schedulers"
+    );
     let seeds = match opts.seeds {
         Some(range) => range.shard_seeds(sweep::Shard::WHOLE),
         None => vec![scenario.sim.seed],
