@@ -252,8 +252,9 @@ impl CompareResult {
     }
 
     /// The fairness bars of run `run_index` (the HTML report's `ShareBar`s): per domain with
-    /// an entitlement (a contended credit2 pool), running and entitled time summed over the
-    /// seeds, and their pooled ratio in ppm.
+    /// an entitlement (a contended pool), the time fairness compares (running time; rtds:
+    /// capped at the reservation) and the entitled time, summed over the seeds, and their
+    /// pooled ratio in ppm.
     pub fn shares(&self, run_index: usize) -> Vec<ShareData> {
         self.domains
             .iter()
@@ -261,7 +262,7 @@ impl CompareResult {
                 let entitled_ns =
                     self.scalar_total(run_index, &format!("domain.{name}.entitled_ns"))?;
                 let actual_ns = self
-                    .scalar_total(run_index, &format!("domain.{name}.running_ns"))
+                    .scalar_total(run_index, &format!("domain.{name}.fair_actual_ns"))
                     .unwrap_or(0);
                 let ratio =
                     (u128::from(actual_ns) * 1_000_000).checked_div(u128::from(entitled_ns));
@@ -314,11 +315,11 @@ mod tests {
     fn shares_sum_seeds_and_skip_domains_without_entitlement() {
         // Seed 1: 300 of 400 ns entitled; seed 2: 500 of 600: pooled 800/1000 = 800000 ppm.
         let mut one = SeedResult::stopped(1, "");
-        one.scalars.insert("domain.a.running_ns".into(), 300);
+        one.scalars.insert("domain.a.fair_actual_ns".into(), 300);
         one.scalars.insert("domain.a.entitled_ns".into(), 400);
         one.scalars.insert("domain.b.running_ns".into(), 7);
         let mut two = SeedResult::stopped(2, "");
-        two.scalars.insert("domain.a.running_ns".into(), 500);
+        two.scalars.insert("domain.a.fair_actual_ns".into(), 500);
         two.scalars.insert("domain.a.entitled_ns".into(), 600);
         let result = CompareResult {
             scenario: "s.toml".into(),

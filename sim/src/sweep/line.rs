@@ -150,7 +150,7 @@ fn scalars_of(metrics: &Metrics) -> BTreeMap<String, i64> {
 }
 
 /// §1.4–1.6 of contended pools: `pool.<host>.<pool>.jain_ppm`, `.jain_domain_ppm`,
-/// `.max_rel_dev_ppm`, and per domain `entitled_ns` and `norm_share_ppm`.
+/// `.max_rel_dev_ppm`, and per domain `entitled_ns`, `fair_actual_ns` and `norm_share_ppm`.
 fn fairness_scalars(metrics: &Metrics, out: &mut BTreeMap<String, i64>) {
     for pool in crate::report::fairness::pools(metrics) {
         let prefix = format!("pool.{}.{}", pool.host, pool.pool);
@@ -166,6 +166,8 @@ fn fairness_scalars(metrics: &Metrics, out: &mut BTreeMap<String, i64>) {
         }
         for (name, actual_ns, entitled_ns) in &pool.domains {
             out.insert(format!("domain.{name}.entitled_ns"), int(*entitled_ns));
+            // The actual time fairness compares (rtds: capped at the reservation).
+            out.insert(format!("domain.{name}.fair_actual_ns"), int(*actual_ns));
             let norm = u128::from(*actual_ns) * 1_000_000 / u128::from((*entitled_ns).max(1));
             out.insert(
                 format!("domain.{name}.norm_share_ppm"),
