@@ -36,6 +36,9 @@ pub enum AppError {
     /// `xensim report`: the re-run did not reproduce the trace (exit 1).
     #[error("{0}")]
     Diverged(String),
+    /// A sweep argument, shard file or merge problem: exit 2.
+    #[error(transparent)]
+    Sweep(#[from] crate::sweep::SweepError),
 }
 
 impl AppError {
@@ -44,6 +47,7 @@ impl AppError {
         match self {
             // A trace that cannot be read or written is a bad argument, like a bad scenario.
             AppError::Load(_) | AppError::Usage(_) | AppError::Trace(_) => 2,
+            AppError::Sweep(_) => 2,
             AppError::Run(RunError::Trace(_)) => 2,
             AppError::Run(_) | AppError::Diverged(_) => 1,
             AppError::Serve(e) if e.is_usage() => 2,

@@ -4,6 +4,8 @@
 //! - `bin/xensim.rs`: the CLI; parses arguments and calls this library.
 //! - [`scenario`]: scenario TOML and xl.cfg loading with located errors.
 //! - [`app`]: what each CLI command does (run, replay, report from a trace, xl queries).
+//! - [`compare`]: one scenario under several schedulers, one table (`xensim compare`).
+//! - [`sweep`]: many seeds in parallel, shards and their merge (`xensim sweep`).
 //! - [`serve`]: the XenStore on a unix socket for real clients (`xensim serve`).
 //! - [`run`]: the event loop, the simulated platform, guest models, the xl timeline.
 //! - [`record`]: the replay trace and the run hash.
@@ -17,6 +19,7 @@
 
 pub mod app;
 pub mod clock;
+pub mod compare;
 pub mod guest;
 pub mod machine;
 pub mod record;
@@ -26,4 +29,5 @@ pub mod rng;
 pub mod run;
 pub mod scenario;
 pub mod serve;
+pub mod sweep;
 pub mod xl;

@@ -7,7 +7,10 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use xensim::app::{self, AppError, RunArgs};
+use xensim::compare::{self, CompareOptions, DeltaMode};
 use xensim::scenario::values::parse_duration;
+use xensim::sweep::summary::{self, ReplayCommand};
+use xensim::sweep::{self, files, RunnerOptions, SeedRange, Shard};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -53,6 +56,9 @@ enum Command {
         /// Only this virtual-time window in the Perfetto export and the Gantt (`1s..2s`).
         #[arg(long, value_name = "A..B")]
         window: Option<String>,
+        /// Pool-0's scheduler on every host (credit2, rtds, null), as `compare` runs it.
+        #[arg(long)]
+        scheduler: Option<String>,
     },
     /// Recompute a run's outputs from its replay trace, byte-identical to the run's: the
     /// run is re-simulated and every record and the hash are checked first.
@@ -73,6 +79,12 @@ enum Command {
         #[arg(long, value_name = "A..B")]
         window: Option<String>,
     },
+    /// Run the scenario under each scheduler (same seeds, same workload streams) and print
+    /// one table: latency, wait, share, deadline misses, switches, idle (metrics.md §4.2).
+    Compare(CompareCli),
+    /// Run many seeds in parallel; one JSON result line per seed; `sweep merge DIR...`
+    /// combines shard outputs into the same summary.
+    Sweep(SweepCli),
     /// Re-run a replay trace and verify its hash; name the first divergent record.
     Replay {
         /// Trace written by `xensim run --trace`.
@@ -121,6 +133,66 @@ enum Command {
         /// The xl command, after `--`.
         #[arg(last = true, required = true)]
         command: Vec<String>,
+    },
+}
+
+/// `xensim compare` arguments.
+#[derive(clap::Args, Debug)]
+struct CompareCli {
+    /// Scenario file (TOML).
+    file: PathBuf,
+    /// Schedulers for Pool-0, baseline first: `credit2,rtds,null`.
+    #[arg(long)]
+    schedulers: String,
+    /// Inclusive seed range `A..B` (default: the scenario's seed).
+    #[arg(long)]
+    seeds: Option<String>,
+    /// Worker threads (default: available parallelism); each run is single-threaded.
+    #[arg(short = 'j', long)]
+    jobs: Option<std::num::NonZeroUsize>,
+    /// Δ as `pct` (default) or `abs` (in the row's unit).
+    #[arg(long, default_value = "pct")]
+    delta: String,
+    /// Check every invariant after every event of every run.
+    #[arg(long)]
+    check: bool,
+}
+
+/// `xensim sweep` arguments.
+#[derive(clap::Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
+struct SweepCli {
+    #[command(subcommand)]
+    merge: Option<SweepCommand>,
+    /// Scenario file (TOML).
+    file: Option<PathBuf>,
+    /// Inclusive seed range `A..B`.
+    #[arg(long)]
+    seeds: Option<String>,
+    /// Worker threads (default: available parallelism); each run is single-threaded.
+    #[arg(short = 'j', long)]
+    jobs: Option<std::num::NonZeroUsize>,
+    /// Run only shard `i/n` (0-based, e.g. `$SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT`).
+    #[arg(long)]
+    shard: Option<String>,
+    /// Write `shard-I-of-N.jsonl` and `summary.json` here.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Check every invariant after every event of every run.
+    #[arg(long)]
+    check: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum SweepCommand {
+    /// Combine the shard outputs of `sweep --out` directories into one summary.
+    Merge {
+        /// `--out` directories of the shards.
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+        /// Write the summary JSON here (byte-identical to a one-machine `summary.json`).
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
 }
 
@@ -180,6 +252,7 @@ fn dispatch(command: Command) -> anyhow::Result<u8> {
             perfetto,
             report,
             window,
+            scheduler,
         } => {
             let args = RunArgs {
                 seed,
@@ -195,7 +268,7 @@ fn dispatch(command: Command) -> anyhow::Result<u8> {
                 perfetto,
                 report,
             };
-            run(&file, &args, &outputs, decision_log)
+            run(&file, &args, &outputs, decision_log, scheduler.as_deref())
         }
         Command::Report {
             trace,
@@ -215,6 +288,8 @@ fn dispatch(command: Command) -> anyhow::Result<u8> {
             };
             report_trace(&trace, &args, &outputs)
         }
+        Command::Compare(args) => compare_cli(args),
+        Command::Sweep(args) => sweep_cli(args),
         Command::Replay { trace, core } => replay(&trace, core),
         Command::Serve {
             file,
@@ -307,8 +382,14 @@ fn run(
     args: &RunArgs,
     outputs: &Outputs,
     decisions: Option<PathBuf>,
+    scheduler: Option<&str>,
 ) -> anyhow::Result<u8> {
-    let scenario = app::load(file, args.seed, args.strict)?;
+    let mut scenario = app::load(file, args.seed, args.strict)?;
+    if let Some(name) = scheduler {
+        let sched = compare::parse_scheduler(name)
+            .map_err(|e| AppError::Usage(e.to_string().replace("--schedulers", "--scheduler")))?;
+        compare::set_pool0_scheduler(&mut scenario, sched);
+    }
     for warning in &scenario.warnings {
         eprintln!("{}", warning.trim_end());
     }
@@ -463,4 +544,131 @@ fn serve(file: &std::path::Path, args: &app::ServeArgs, seed: Option<u64>) -> an
     );
     outln!("run hash: {}", report.outcome.hash);
     Ok(0)
+}
+
+/// A progress bar on stderr; indicatif draws nothing when stderr is not a terminal.
+fn progress(total: usize) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(u64::try_from(total).unwrap_or(u64::MAX));
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} runs  {elapsed} (eta {eta})")
+    {
+        bar.set_style(style);
+    }
+    bar
+}
+
+fn compare_cli(args: CompareCli) -> anyhow::Result<u8> {
+    let mut opts = compare_options(
+        &args.schedulers,
+        args.seeds.as_deref(),
+        args.jobs,
+        args.check,
+    )?;
+    opts.scenario_path = args.file.display().to_string();
+    let delta = DeltaMode::parse(&args.delta).map_err(|e| AppError::Usage(e.to_string()))?;
+    compare(&args.file, &opts, delta)
+}
+
+fn sweep_cli(args: SweepCli) -> anyhow::Result<u8> {
+    if let Some(SweepCommand::Merge { dirs, out }) = args.merge {
+        return sweep_merge(&dirs, out.as_deref());
+    }
+    let file = args
+        .file
+        .ok_or_else(|| AppError::Usage("sweep: give FILE".to_owned()))?;
+    let seeds = args
+        .seeds
+        .ok_or_else(|| AppError::Usage("sweep: give --seeds A..B".to_owned()))?;
+    let range = SeedRange::parse(&seeds).map_err(AppError::from)?;
+    let shard = match args.shard {
+        Some(text) => Shard::parse(&text).map_err(AppError::from)?,
+        None => Shard::WHOLE,
+    };
+    let runner = RunnerOptions {
+        jobs: args.jobs.unwrap_or_else(sweep::default_jobs),
+        check: args.check,
+    };
+    sweep_run(&file, range, shard, runner, args.out.as_deref())
+}
+
+fn compare_options(
+    schedulers: &str,
+    seeds: Option<&str>,
+    jobs: Option<std::num::NonZeroUsize>,
+    check: bool,
+) -> anyhow::Result<CompareOptions> {
+    let schedulers =
+        compare::parse_schedulers(schedulers).map_err(|e| AppError::Usage(e.to_string()))?;
+    let seeds = seeds
+        .map(SeedRange::parse)
+        .transpose()
+        .map_err(AppError::from)?;
+    Ok(CompareOptions {
+        scenario_path: String::new(),
+        schedulers,
+        seeds,
+        runner: RunnerOptions {
+            jobs: jobs.unwrap_or_else(sweep::default_jobs),
+            check,
+        },
+    })
+}
+
+fn compare(file: &std::path::Path, opts: &CompareOptions, delta: DeltaMode) -> anyhow::Result<u8> {
+    let scenario = app::load(file, None, false)?;
+    for warning in &scenario.warnings {
+        eprintln!("{}", warning.trim_end());
+    }
+    let seed_count = opts.seeds.map_or(1, |r| r.count());
+    let total = usize::try_from(seed_count).unwrap_or(usize::MAX) * opts.schedulers.len();
+    let bar = progress(total);
+    let result = compare::run(&scenario, opts, &mut |_| bar.inc(1));
+    bar.finish_and_clear();
+    out!("{}", compare::table::render(&result, delta)?);
+    for failing in result.failing() {
+        outln!("failing seed {} (exit {}):", failing.seed, failing.exit);
+        for failure in &failing.failures {
+            outln!("  {failure}");
+        }
+        outln!("  replay: {}", failing.replay);
+    }
+    Ok(result.exit_code())
+}
+
+fn sweep_run(
+    file: &std::path::Path,
+    range: SeedRange,
+    shard: Shard,
+    runner: RunnerOptions,
+    out_dir: Option<&std::path::Path>,
+) -> anyhow::Result<u8> {
+    let scenario = app::load(file, None, false)?;
+    for warning in &scenario.warnings {
+        eprintln!("{}", warning.trim_end());
+    }
+    let seeds = range.shard_seeds(shard);
+    let bar = progress(seeds.len());
+    let lines = sweep::run_seeds(&scenario, &seeds, runner, &mut |_| bar.inc(1));
+    bar.finish_and_clear();
+    let replay = ReplayCommand {
+        scenario: file.display().to_string(),
+        extra: String::new(),
+    };
+    let summary = summary::summarize(&replay, &lines)?;
+    if let Some(dir) = out_dir {
+        let header = files::header(&scenario, range, shard, &replay);
+        files::write_dir(dir, &header, shard, &lines, &summary).map_err(AppError::from)?;
+    }
+    out!("{}", summary.render());
+    Ok(u8::from(!summary.failing_seeds.is_empty()))
+}
+
+fn sweep_merge(dirs: &[PathBuf], out_file: Option<&std::path::Path>) -> anyhow::Result<u8> {
+    let summary = files::merge(dirs).map_err(AppError::from)?;
+    if let Some(path) = out_file {
+        std::fs::write(path, summary.to_json())
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    out!("{}", summary.render());
+    Ok(u8::from(!summary.failing_seeds.is_empty()))
 }

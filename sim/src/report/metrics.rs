@@ -163,11 +163,13 @@ pub struct DomainMetrics {
     pub offline_ns: u64,
     /// Pooled samples of all vCPUs.
     pub wakeup_latency_ns: Distribution,
-    /// The pooled wakeup-latency samples, sorted (the HTML report's CDFs; not in the JSON).
-    #[serde(skip)]
-    pub wakeup_samples_ns: Vec<u64>,
     /// Pooled samples of all vCPUs.
     pub runq_wait_ns: Distribution,
+    /// The pooled wakeup-latency samples behind `wakeup_latency_ns`, ascending; not part of
+    /// the JSON (sweeps and `xensim compare` pool them across seeds, §3; the HTML report's
+    /// CDFs draw them).
+    #[serde(skip)]
+    pub wakeup_samples_ns: Vec<u64>,
     /// Periodic-job fields (§1.7), `null` without a periodic workload.
     #[serde(flatten)]
     pub jobs: JobMetrics,
@@ -215,6 +217,14 @@ pub struct VcpuMetrics {
     pub server_underserved_count: Option<u64>,
     /// rtds: sum of the budget shortfalls of underserved periods.
     pub server_shortfall_ns: Option<i64>,
+    /// rtds: `(budget_ns, period_ns)` at the end of the run, for the entitlement of §1.4;
+    /// not part of the JSON.
+    #[serde(skip)]
+    pub rtds_reservation_ns: Option<(u64, u64)>,
+    /// null: in-window time the vCPU was assigned a pCPU (`None` outside null), for the
+    /// entitlement of §1.4; not part of the JSON.
+    #[serde(skip)]
+    pub null_assigned_ns: Option<u64>,
 }
 
 /// The JSON document: header fields, then the three entity arrays (§4.1 order).

@@ -6,7 +6,11 @@
 //! - [`timeline`]: the captured timeline of a run (slices, instants, counters).
 //! - [`perfetto`]: the timeline as Chrome/Perfetto trace-event JSON (metrics.md §4.3).
 //! - [`html`]: the self-contained HTML report (Gantt, latency CDFs, fairness bars).
+//! - [`fairness`]: credit2 pools' entitlements, Jain's index and maximum deviation.
+//! - [`aggregate`]: means, confidence intervals and pooled percentiles across seeds.
 
+pub mod aggregate;
+pub mod fairness;
 pub mod html;
 pub mod metrics;
 pub mod perfetto;

@@ -179,6 +179,13 @@ impl Sinks {
                 for v in &d.vcpus {
                     if let Some(stats) = pool.sched.server_stats(v.id) {
                         self.metrics.vcpu_server_stats(index, v.id, stats);
+                        // rtds only (server stats exist only there): its reservation.
+                        if let Ok(p) = pool.sched.vcpu_params(v.id) {
+                            let budget_ns = u64::from(p.budget_us) * 1_000;
+                            let period_ns = u64::from(p.period_us) * 1_000;
+                            self.metrics
+                                .vcpu_rtds_reservation(index, v.id, budget_ns, period_ns);
+                        }
                     }
                 }
             }

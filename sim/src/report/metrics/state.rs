@@ -58,6 +58,14 @@ pub(super) fn bump(acc: &mut u64, metric: &str) {
 pub(super) struct VcpuState {
     /// rtds server accounting, given by the run loop at the end.
     pub(super) server: Option<ServerStats>,
+    /// rtds `(budget_ns, period_ns)` at the end of the run.
+    pub(super) rtds_reservation_ns: Option<(u64, u64)>,
+    /// null: in-window time assigned to a pCPU, closed intervals only.
+    null_assigned_ns: u64,
+    /// null: start of the open assignment.
+    null_assigned_since_ns: Option<u64>,
+    /// null: ever assigned (so a null vCPU reports 0 rather than `None`).
+    null_seen: bool,
     state: Runstate,
     since_ns: u64,
     created_ns: u64,
@@ -85,6 +93,10 @@ impl VcpuState {
     pub(super) fn new(time_ns: u64) -> VcpuState {
         VcpuState {
             server: None,
+            rtds_reservation_ns: None,
+            null_assigned_ns: 0,
+            null_assigned_since_ns: None,
+            null_seen: false,
             state: Runstate::Offline,
             since_ns: time_ns,
             created_ns: time_ns,
@@ -181,6 +193,22 @@ impl VcpuState {
         self.runnable_since_ns = None;
     }
 
+    /// null assigned (`assigned`) or released the vCPU's pCPU at `time_ns`.
+    pub(super) fn null_assign(&mut self, window: Window, time_ns: u64, assigned: bool) {
+        self.null_seen = true;
+        match (assigned, self.null_assigned_since_ns) {
+            (true, None) => self.null_assigned_since_ns = Some(time_ns),
+            (false, Some(since_ns)) => {
+                let spent_ns = window.clip(since_ns, time_ns);
+                add(&mut self.null_assigned_ns, spent_ns, "null_assigned_ns");
+                self.null_assigned_since_ns = None;
+            }
+            // An assignment straight to another pCPU keeps the vCPU assigned; a release of
+            // a free vCPU changes nothing.
+            (true, Some(_)) | (false, None) => {}
+        }
+    }
+
     /// The metrics of a closed vCPU with index `id`.
     pub(super) fn metrics(&self, id: u32, window: Window) -> VcpuMetrics {
         let closed_ns = self.closed_ns.expect("vCPU closed before reporting");
@@ -214,6 +242,15 @@ impl VcpuState {
             server_period_count: self.server.map(|s| s.period_count),
             server_underserved_count: self.server.map(|s| s.underserved_count),
             server_shortfall_ns: self.server.map(|s| s.shortfall_ns),
+            rtds_reservation_ns: self.rtds_reservation_ns,
+            null_assigned_ns: self.null_seen.then(|| {
+                let open_ns = self
+                    .null_assigned_since_ns
+                    .map_or(0, |since_ns| window.clip(since_ns, closed_ns));
+                let mut total_ns = self.null_assigned_ns;
+                add(&mut total_ns, open_ns, "null_assigned_ns");
+                total_ns
+            }),
         }
     }
 

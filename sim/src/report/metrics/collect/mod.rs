@@ -183,6 +183,23 @@ impl MetricsCollector {
         }
     }
 
+    /// Records the rtds reservation (budget and period, ns) of live vCPU `v` at the end of
+    /// the run.
+    pub fn vcpu_rtds_reservation(
+        &mut self,
+        host_index: usize,
+        v: VcpuRef,
+        budget_ns: u64,
+        period_ns: u64,
+    ) {
+        let host = self.host_mut(host_index);
+        if let Some(&index) = host.live.get(&v.dom) {
+            if let Some(vcpu) = host.domains[index].vcpus.get_mut(&v.vcpu.raw()) {
+                vcpu.rtds_reservation_ns = Some((budget_ns, period_ns));
+            }
+        }
+    }
+
     /// Records the scheduling parameters of domain `dom` on host `host_index`: the live
     /// domain with that id, or else the next one created with it.
     pub fn domain_meta(&mut self, host_index: usize, dom: DomId, meta: DomainMeta) {
@@ -221,13 +238,15 @@ impl MetricsCollector {
             TraceEvent::VcpuCreate { vcpu, .. } => host.vcpu_create(time_ns, *vcpu),
             TraceEvent::DomainFree { dom } => host.domain_free(window, time_ns, *dom),
             TraceEvent::Memory { free_pages, .. } => host.memory(window, time_ns, *free_pages),
+            TraceEvent::NullAssign { vcpu, assigned, .. } => {
+                host.vcpu_mut(*vcpu).null_assign(window, time_ns, *assigned)
+            }
             TraceEvent::Tickle { .. }
             | TraceEvent::TimerSet { .. }
             | TraceEvent::PoolTimerSet { .. }
             | TraceEvent::PoolDestroy { .. }
             | TraceEvent::XsSocketSend { .. }
             | TraceEvent::XsSocketDrop { .. }
-            | TraceEvent::NullAssign { .. }
             | TraceEvent::NullWaitq { .. }
             | TraceEvent::Pause { .. }
             | TraceEvent::Shutdown { .. }
@@ -521,8 +540,8 @@ impl DomainState {
             blocked_ns: sum(|v| v.blocked_ns, "blocked_ns"),
             offline_ns: sum(|v| v.offline_ns, "offline_ns"),
             wakeup_latency_ns: Distribution::from_samples(&wakeups, "wakeup_latency_ns"),
-            wakeup_samples_ns: wakeups,
             runq_wait_ns: Distribution::from_samples(&runq_waits, "runq_wait_ns"),
+            wakeup_samples_ns: wakeups,
             jobs: JobMetrics::from_records(&self.jobs, window.start_ns, window.end_ns),
             vcpus,
         }
