@@ -44,6 +44,7 @@ pub mod hypervisor;
 pub mod ids;
 pub mod io;
 pub mod limits;
+pub mod memory;
 pub mod platform;
 pub mod sched;
 #[cfg(any(test, feature = "testing"))]

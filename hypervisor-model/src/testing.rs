@@ -310,6 +310,7 @@ pub fn small_host(nr_cpus: u32, sched: SchedKind) -> BootConfig {
             xenstored_request_ns: 0,
         },
         grant_limits: crate::hypervisor::xs_tool::GrantLimits::default(),
+        claim_mode: true,
     }
 }
 

@@ -158,4 +158,6 @@ pub struct BootConfig {
     pub costs: CoreCosts,
     /// Grant limits for guests (xl.conf `max_grant_frames`, `max_maptrack_frames`).
     pub grant_limits: super::xs_tool::GrantLimits,
+    /// xl.conf `claim_mode`: claim a domain's memory before populating it.
+    pub claim_mode: bool,
 }

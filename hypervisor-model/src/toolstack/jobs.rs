@@ -60,16 +60,6 @@ pub enum Job {
     },
 }
 
-impl Job {
-    /// Pages claimed for this job and not yet populated.
-    pub fn outstanding_claim_pages(&self) -> u64 {
-        match self {
-            Job::Create { pages_left, .. } => *pages_left,
-            Job::Destroy { .. } => 0,
-        }
-    }
-}
-
 /// Where a create job is after population.
 #[derive(Clone, Copy, Debug)]
 struct CreateStage {
@@ -214,7 +204,10 @@ impl Hypervisor {
             .allocate_domid(p.now())
             .ok_or(ToolstackError::NoFreeDomid)?;
         let domain = new_domain(dom, config, uuid, pool, p.now());
+        let max_pages = domain.max_pages;
         self.insert_domain(domain, p);
+        let max_set = self.memory.set_max_pages(dom, max_pages);
+        debug_assert_eq!(max_set, Ok(()));
         self.create_vcpus(dom, &hard, &soft, config.vcpus, p);
         p.trace(&TraceEvent::JobStep {
             job,
@@ -238,10 +231,12 @@ impl Hypervisor {
         let xs_ns = self.create_make_io(dom, config, &uuid);
         let needed_pages = pages_of_kib(config.memory_kib);
         let available = self
-            .free_pages
-            .saturating_sub(self.outstanding_claim_pages());
-        if needed_pages > available {
-            // XENMEM_claim_pages fails while building: libxl destroys the new domain.
+            .memory
+            .free_pages()
+            .saturating_sub(self.memory.outstanding_claims());
+        // meminit_pv/meminit_hvm: with claim_mode, XENMEM_claim_pages stakes the whole
+        // size first; when it fails, the build fails at once and libxl destroys the domain.
+        if self.claim_mode && self.memory.claim_pages(dom, needed_pages).is_err() {
             self.free_domain(dom, p);
             return Err(ToolstackError::OutOfMemory {
                 needed_pages,
@@ -328,8 +323,21 @@ impl Hypervisor {
             return;
         }
         if pages_left > 0 {
-            let batch = pages_left.min(self.costs.populate_batch_pages.max(1));
-            self.give_pages(dom, batch, p);
+            let needed = self.domain_needed_pages(dom);
+            let gfn = needed.saturating_sub(pages_left);
+            let batch_pages = self.costs.populate_batch_pages.max(1);
+            let batch = match self.populate_batch(dom, gfn, pages_left, batch_pages, p) {
+                Ok(batch) => batch,
+                Err(_) => {
+                    self.create_out_of_memory(job, dom, needed, p);
+                    return;
+                }
+            };
+            if batch == pages_left {
+                // The builder cancels what is left of its claim (xc_domain_claim_pages 0).
+                let cancelled = self.memory.claim_pages(dom, 0);
+                debug_assert_eq!(cancelled, Ok(()));
+            }
             let next = CreateStage {
                 built,
                 devices_added,
@@ -407,20 +415,32 @@ impl Hypervisor {
         self.defer(job, cost_ns, p);
     }
 
-    /// Moves `pages` from the heap to `dom` (populate_physmap), tracing the change.
-    pub(crate) fn give_pages<P: Platform + ?Sized>(&mut self, dom: DomId, pages: u64, p: &mut P) {
-        assert!(pages <= self.free_pages, "populating past the claim");
-        self.free_pages -= pages;
-        if let Some(d) = self.domains.get_mut(dom) {
-            d.tot_pages += pages;
-            assert!(d.tot_pages <= d.max_pages, "d{} above max_pages", dom.raw());
-        }
-        let delta_pages = i64::try_from(pages).unwrap_or(i64::MAX);
-        p.trace(&TraceEvent::Memory {
-            dom,
-            delta_pages,
-            free_pages: self.free_pages,
-        });
+    /// Pages the create of `dom` populates (its `memory`).
+    fn domain_needed_pages(&self, dom: DomId) -> u64 {
+        let config = self.domains.get(dom).and_then(|d| d.config.as_ref());
+        config.map_or(0, |c| pages_of_kib(c.memory_kib))
+    }
+
+    /// Population ran out of memory (no claim protected it): the build fails, libxl
+    /// destroys the domain, and its pages go back to the heap.
+    ///
+    /// xensim differs: the pages are relinquished at once instead of in a destroy job.
+    fn create_out_of_memory<P: Platform + ?Sized>(
+        &mut self,
+        job: JobId,
+        dom: DomId,
+        needed_pages: u64,
+        p: &mut P,
+    ) {
+        let free_pages = self.memory.free_pages();
+        self.jobs.remove(&job);
+        self.relinquish_pages(dom, u64::MAX, p);
+        self.free_domain(dom, p);
+        let error = ToolstackError::OutOfMemory {
+            needed_pages,
+            free_pages,
+        };
+        finish(job, Err(error), p);
     }
 
     /// `DOMDYING_dead`, then the last reference goes: the struct and domid are freed.
@@ -434,6 +454,7 @@ impl Hypervisor {
         });
         self.remove_vcpus_from_scheduler(dom, p);
         self.free_io(dom);
+        self.memory.remove_domain(dom);
         self.domains.remove(dom);
         self.recent_domids.push((dom, p.now()));
         p.trace(&TraceEvent::DomainFree { dom });

@@ -340,6 +340,7 @@ pub fn boot_config(
             max_grant_frames: spec.xl_conf.max_grant_frames,
             max_maptrack_frames: spec.xl_conf.max_maptrack_frames,
         },
+        claim_mode: spec.xl_conf.claim_mode,
     })
 }
 
