@@ -604,3 +604,6 @@ mod tests_xs_ring;
 
 #[cfg(test)]
 mod tests_xenbus;
+
+#[cfg(test)]
+mod tests_memory;
