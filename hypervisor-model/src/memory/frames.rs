@@ -144,6 +144,20 @@ impl FrameTable {
     fn isolate(&mut self, mfn: u64, pages: u64) -> Owner {
         assert!(pages > 0);
         let end = mfn + pages;
+        // The common case (ballooning page by page): one run starts at `mfn` and covers
+        // the range; only its tail stays.
+        if let Some(run) = self.runs.get(&mfn).filter(|r| r.pages >= pages).copied() {
+            self.runs.remove(&mfn);
+            if run.pages > pages {
+                let tail = FrameRun {
+                    pages: run.pages - pages,
+                    owner: run.owner,
+                    gfn: run.m2p_at(pages),
+                };
+                self.runs.insert(end, tail);
+            }
+            return run.owner;
+        }
         self.split_at(mfn);
         self.split_at(end);
         let mut owner = None;

@@ -359,13 +359,12 @@ impl Memory {
         let gfn = gfn.raw();
         let d = self.doms.get(&dom).ok_or(MemError::UnknownDomain)?;
         // The RAM prefix of the extent is what Xen removes before it stops.
-        let mut ram_pages = 0;
-        for (start, run) in d.p2m.runs_in(gfn, pages) {
-            if start > gfn + ram_pages || !run.ty.is_ram() {
-                break;
-            }
-            ram_pages = (start + run.pages).min(gfn + pages) - gfn;
-        }
+        let ram_pages = if pages == 1 {
+            // One page (the balloon driver's case): one lookup.
+            u64::from(d.p2m.lookup(gfn).is_some_and(|e| e.ty.is_ram()))
+        } else {
+            ram_prefix(&d.p2m, gfn, pages)
+        };
         if ram_pages > 0 {
             self.remove_ram(dom, gfn, ram_pages);
         }
@@ -428,4 +427,16 @@ impl Memory {
         }
         freed
     }
+}
+
+/// How many pages from `gfn` on (at most `pages`) are RAM without a gap.
+fn ram_prefix(p2m: &P2m, gfn: u64, pages: u64) -> u64 {
+    let mut ram_pages = 0;
+    for (start, run) in p2m.runs_in(gfn, pages) {
+        if start > gfn + ram_pages || !run.ty.is_ram() {
+            break;
+        }
+        ram_pages = (start + run.pages).min(gfn + pages) - gfn;
+    }
+    ram_pages
 }

@@ -228,6 +228,9 @@ impl P2m {
     pub fn remove(&mut self, gfn: u64, pages: u64) -> Vec<Removed> {
         assert!(pages > 0);
         let end = gfn + pages;
+        if let Some(removed) = self.remove_head(gfn, pages) {
+            return alloc::vec![removed];
+        }
         self.split_to(gfn);
         self.split_to(end);
         let starts: Vec<u64> = self.runs.range(gfn..end).map(|(s, _)| *s).collect();
@@ -246,6 +249,34 @@ impl P2m {
             });
         }
         out
+    }
+
+    /// The common case of ballooning page by page: a run of leaves starts at `gfn` and
+    /// `pages` is a whole number of its leaves; the run loses its head.
+    fn remove_head(&mut self, gfn: u64, pages: u64) -> Option<Removed> {
+        let run = *self.runs.get(&gfn)?;
+        let size = 1u64 << run.leaf_order;
+        if run.pages < pages || pages & (size - 1) != 0 {
+            return None;
+        }
+        self.runs.remove(&gfn);
+        if run.pages > pages {
+            let tail = P2mRun {
+                pages: run.pages - pages,
+                mfn: run.mfn + pages,
+                ..run
+            };
+            self.runs.insert(gfn + pages, tail);
+        }
+        if run.ty.is_ram() {
+            self.ram_pages -= pages;
+        }
+        Some(Removed {
+            gfn,
+            mfn: run.mfn,
+            pages,
+            ty: run.ty,
+        })
     }
 
     /// Splits superpage leaves until a leaf starts at `at` (or `at` is in a hole).

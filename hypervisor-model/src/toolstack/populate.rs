@@ -14,6 +14,8 @@
 //! # Invariants
 //! - A domain's `tot_pages` in the domain table equals the allocator's after every change.
 
+use alloc::vec::Vec;
+
 use crate::hypervisor::Hypervisor;
 use crate::ids::{DomId, Gfn};
 use crate::memory::heap::AllocFlags;
@@ -61,6 +63,7 @@ impl Hypervisor {
         let max_order = max_extent_order(guest_type, is_dom0);
         let mut done = 0;
         let mut result = Ok(());
+        let mut extents = Vec::new();
         while done < batch_pages.min(pages_left) {
             let at = gfn + done;
             let mut order = extent_order(at, pages_left - done, max_order);
@@ -80,12 +83,18 @@ impl Hypervisor {
                 }
             };
             match populated {
-                Ok(_) => done += 1u64 << order,
+                Ok(got) => {
+                    extents.push((at, got.mfn.raw(), order));
+                    done += 1u64 << order;
+                }
                 Err(e) => {
                     result = Err(e);
                     break;
                 }
             }
+        }
+        if !extents.is_empty() {
+            p.trace(&TraceEvent::Extents { dom, extents });
         }
         self.memory_changed(dom, i64::try_from(done).unwrap_or(i64::MAX), p);
         result.map(|()| done)

@@ -237,6 +237,7 @@ impl MetricsCollector {
             | TraceEvent::XenstoredWork { .. }
             | TraceEvent::XenbusEvent { .. }
             | TraceEvent::XenbusState { .. }
+            | TraceEvent::Extents { .. }
             | TraceEvent::Console { .. } => {}
         }
     }
