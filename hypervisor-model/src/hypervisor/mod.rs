@@ -544,6 +544,11 @@ impl Hypervisor {
         self.memory.dom(dom).map_or(0, |m| m.outstanding_pages)
     }
 
+    /// xl.conf `claim_mode`.
+    pub fn claim_mode(&self) -> bool {
+        self.claim_mode
+    }
+
     /// The host's memory: heaps, frame owners, P2Ms and the M2P.
     pub fn memory(&self) -> &crate::memory::Memory {
         &self.memory

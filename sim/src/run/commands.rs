@@ -321,9 +321,11 @@ impl World<'_> {
                     verbose: *verbose,
                     cpupool: *cpupool,
                     numa: *numa,
+                    claim: false,
                 };
                 xl::xl_list(&xl_host, options, domains)
             }
+            XlCommand::Claims => xl::xl_claims(&xl_host),
             XlCommand::Info { numa, key } => xl::xl_info(&xl_host, *numa, key.as_deref()),
             XlCommand::Dmesg { clear } => xl::xl_dmesg(&xl_host, *clear),
             other => super::xl_sched::sched_query(&xl_host, other).unwrap_or_else(|| {

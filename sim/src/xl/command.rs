@@ -52,6 +52,8 @@ pub enum XlCommand {
         /// Domains to list (all when empty).
         domains: Vec<DomainArg>,
     },
+    /// `xl claims`: `xl list` with each domain's outstanding claim.
+    Claims,
     /// `xl info [-n] [key]`.
     Info {
         /// `-n`: topology and NUMA tables.
@@ -148,6 +150,9 @@ impl XlCommand {
             "reboot" => parse_reboot(args),
             "list" => parse_list(args),
             "info" => parse_info(args),
+            // SWITCH_FOREACH_OPT(opt, "", NULL, "claims", 0): no options; extra words
+            // are ignored.
+            "claims" => args.check_flags("").map(|()| XlCommand::Claims),
             "dmesg" => parse_dmesg(args),
             other => Err(err(0, &format!("command not implemented: {other}"))),
         }
@@ -157,6 +162,7 @@ impl XlCommand {
     pub fn is_query(&self) -> bool {
         match self {
             XlCommand::List { .. }
+            | XlCommand::Claims
             | XlCommand::Info { .. }
             | XlCommand::Dmesg { .. }
             | XlCommand::VcpuList { .. }
