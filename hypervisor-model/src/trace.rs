@@ -153,6 +153,13 @@ pub enum TraceEvent {
         /// `(first GFN, first MFN, order)` of each extent.
         extents: Vec<(u64, u64, u8)>,
     },
+    /// `XEN_DOMCTL_max_mem` set a domain's `max_pages`.
+    MaxPages {
+        /// The domain.
+        dom: DomId,
+        /// `d->max_pages` afterwards.
+        max_pages: u64,
+    },
     /// A domain's pause count changed.
     Pause {
         /// The domain.
@@ -353,6 +360,9 @@ impl TraceEvent {
             }
             TraceEvent::XenbusState { path, state } => {
                 e.u8(26).str(path).u8(*state);
+            }
+            TraceEvent::MaxPages { dom, max_pages } => {
+                e.u8(28).dom(*dom).u64(*max_pages);
             }
             TraceEvent::Extents { dom, extents } => {
                 let count = u32::try_from(extents.len()).unwrap_or(u32::MAX);

@@ -100,6 +100,8 @@ pub struct Hypervisor {
     pub(crate) memory: crate::memory::Memory,
     /// xl.conf `claim_mode`: the builder claims a domain's memory before populating it.
     pub(crate) claim_mode: bool,
+    /// Each guest balloon driver's ballooned GFNs.
+    pub(crate) balloons: BTreeMap<DomId, crate::toolstack::mem_ops::Ballooned>,
     pub(crate) jobs: BTreeMap<JobId, Job>,
     /// libxl's recently destroyed domids and when they were destroyed.
     pub(crate) recent_domids: Vec<(DomId, STime)>,
@@ -158,6 +160,7 @@ impl Hypervisor {
             console: Console::new(config.xen.conring_bytes),
             memory: crate::memory::Memory::new(&config.host.node_memory_pages, xen_pages),
             claim_mode: config.claim_mode,
+            balloons: BTreeMap::new(),
             host: config.host.clone(),
             xen: config.xen.clone(),
             costs: config.costs,

@@ -145,3 +145,108 @@ fn destroy_hands_every_frame_back() {
     // Freed guest memory waits for scrubbing.
     assert_eq!(hv.memory().need_scrub_pages(), 1024 * 256);
 }
+
+fn mem_op(hv: &mut Hypervisor, p: &mut FakePlatform, job: u32, op: ToolstackOp) {
+    p.inject(
+        p.now,
+        CoreInput::Toolstack {
+            job: JobId(job),
+            op,
+        },
+    );
+    p.run_until_idle(hv);
+}
+
+fn built_1g_guest() -> (Hypervisor, FakePlatform) {
+    let (mut hv, mut p) = boot(true);
+    submit(&mut p, 1, pvh("a", 1024));
+    p.run_until_idle(&mut hv);
+    (hv, p)
+}
+
+#[test]
+fn mem_set_balloons_guest_down_to_target_and_back() {
+    let (mut hv, mut p) = built_1g_guest();
+    let target_kib = 512 * 1024;
+    mem_op(
+        &mut hv,
+        &mut p,
+        2,
+        ToolstackOp::MemSet {
+            dom: d(1),
+            target_kib,
+        },
+    );
+    assert_eq!(result_of(&p, 2), Some(Ok(())));
+    let tot = hv.domain(d(1)).map(|x| x.tot_pages);
+    assert_eq!(tot, Some(target_kib / 4));
+    // Enforced: max_pages is the target plus LIBXL_MAXMEM_CONSTANT (1 MiB).
+    assert_eq!(
+        hv.domain(d(1)).map(|x| x.max_pages),
+        Some((target_kib + 1024) / 4)
+    );
+    assert_eq!(hv.ballooned_pages(d(1)), 512 * 256);
+    let back = ToolstackOp::MemSet {
+        dom: d(1),
+        target_kib: 1024 * 1024,
+    };
+    mem_op(&mut hv, &mut p, 3, back);
+    assert_eq!(hv.domain(d(1)).map(|x| x.tot_pages), Some(1024 * 256));
+    assert_eq!(hv.ballooned_pages(d(1)), 0);
+}
+
+#[test]
+fn mem_set_above_static_max_is_refused() {
+    let (mut hv, mut p) = built_1g_guest();
+    let op = ToolstackOp::MemSet {
+        dom: d(1),
+        target_kib: 2048 * 1024,
+    };
+    mem_op(&mut hv, &mut p, 2, op);
+    let expected = ToolstackError::Mem(crate::toolstack::mem_ops::MemOpError::TargetAboveMax);
+    assert_eq!(result_of(&p, 2), Some(Err(expected)));
+}
+
+#[test]
+fn mem_max_below_target_is_refused_and_above_raises_max_pages() {
+    let (mut hv, mut p) = built_1g_guest();
+    mem_op(
+        &mut hv,
+        &mut p,
+        2,
+        ToolstackOp::MemMax {
+            dom: d(1),
+            max_kib: 1024,
+        },
+    );
+    let expected = ToolstackError::Mem(crate::toolstack::mem_ops::MemOpError::MaxBelowTarget);
+    assert_eq!(result_of(&p, 2), Some(Err(expected)));
+    let max_kib = 4096 * 1024;
+    mem_op(
+        &mut hv,
+        &mut p,
+        3,
+        ToolstackOp::MemMax { dom: d(1), max_kib },
+    );
+    assert_eq!(result_of(&p, 3), Some(Ok(())));
+    assert_eq!(
+        hv.domain(d(1)).map(|x| x.max_pages),
+        Some((max_kib + 1024) / 4)
+    );
+}
+
+#[test]
+fn dom0_target_below_128_mib_is_refused() {
+    let (mut hv, mut p) = boot(true);
+    let op = ToolstackOp::MemSet {
+        dom: DomId::DOM0,
+        target_kib: 64 * 1024,
+    };
+    mem_op(&mut hv, &mut p, 1, op);
+    assert!(matches!(
+        result_of(&p, 1),
+        Some(Err(ToolstackError::Mem(
+            crate::toolstack::mem_ops::MemOpError::Dom0BelowMinimum { .. }
+        )))
+    ));
+}

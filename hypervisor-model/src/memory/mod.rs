@@ -379,32 +379,37 @@ impl Memory {
     /// Unmaps `[gfn, gfn + pages)` (all RAM) and frees the frames, needing scrub.
     fn remove_ram(&mut self, dom: DomId, gfn: u64, pages: u64) {
         let d = self.doms.get_mut(&dom).expect("domain checked");
-        let removed = d.p2m.remove(gfn, pages);
-        let mut freed = 0;
-        for r in &removed {
-            assert!(r.ty.is_ram());
-            self.frames
-                .set_m2p(r.mfn, r.pages, frames::INVALID_M2P_ENTRY);
-            let owner = self.frames.release(r.mfn, r.pages);
-            assert_eq!(
-                owner,
-                Owner::Dom(dom),
-                "gfn {:#x} maps a foreign frame",
-                r.gfn
-            );
-            self.heap.free_range(r.mfn, r.pages, true);
-            freed += r.pages;
-        }
+        let freed = match d.p2m.remove_head(gfn, pages) {
+            // One piece (ballooning page by page): no list to build.
+            Some(one) => self.free_removed(dom, &one),
+            None => {
+                let removed = d.p2m.remove(gfn, pages);
+                removed.iter().map(|r| self.free_removed(dom, r)).sum()
+            }
+        };
         assert_eq!(freed, pages);
         let d = self.doms.get_mut(&dom).expect("domain checked");
         d.tot_pages -= pages;
-        for r in removed {
-            self.touch(Touched::Frames {
-                mfn: r.mfn,
-                pages: r.pages,
-            });
-        }
         self.touch(Touched::Guest { dom, gfn, pages });
+    }
+
+    /// Frees the frames of one removed P2M range back to the heap, needing scrub.
+    fn free_removed(&mut self, dom: DomId, r: &p2m::Removed) -> u64 {
+        assert!(r.ty.is_ram());
+        // A released frame leaves the frame table: its M2P entry reads invalid.
+        let owner = self.frames.release(r.mfn, r.pages);
+        assert_eq!(
+            owner,
+            Owner::Dom(dom),
+            "gfn {:#x} maps a foreign frame",
+            r.gfn
+        );
+        self.heap.free_range(r.mfn, r.pages, true);
+        self.touch(Touched::Frames {
+            mfn: r.mfn,
+            pages: r.pages,
+        });
+        r.pages
     }
 
     /// `domain_relinquish_resources`, preemptible: frees up to `budget_pages` of the

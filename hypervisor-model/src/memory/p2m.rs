@@ -156,6 +156,12 @@ impl P2m {
         self.splits
     }
 
+    /// The highest mapped GFN.
+    pub fn last_gfn(&self) -> Option<u64> {
+        let (start, run) = self.runs.iter().next_back()?;
+        Some(start + run.pages - 1)
+    }
+
     /// All runs, by first GFN.
     pub fn runs(&self) -> impl Iterator<Item = (u64, &P2mRun)> {
         self.runs.iter().map(|(gfn, run)| (*gfn, run))
@@ -253,7 +259,7 @@ impl P2m {
 
     /// The common case of ballooning page by page: a run of leaves starts at `gfn` and
     /// `pages` is a whole number of its leaves; the run loses its head.
-    fn remove_head(&mut self, gfn: u64, pages: u64) -> Option<Removed> {
+    pub fn remove_head(&mut self, gfn: u64, pages: u64) -> Option<Removed> {
         let run = *self.runs.get(&gfn)?;
         let size = 1u64 << run.leaf_order;
         if run.pages < pages || pages & (size - 1) != 0 {

@@ -58,6 +58,11 @@ pub enum Job {
         /// Create the domain again from this configuration afterwards (`restart`).
         restart: Option<Box<(DomainConfig, [u8; 16])>>,
     },
+    /// A guest's balloon driver working towards its target (`mem_ops.rs`).
+    Balloon {
+        /// The domain.
+        dom: DomId,
+    },
 }
 
 /// Where a create job is after population.
@@ -107,6 +112,12 @@ impl Hypervisor {
                 .alive(*dom)
                 .and_then(|()| self.controller_unpause(*dom, p)),
             ToolstackOp::Shutdown { dom, reason } => self.request_shutdown(*dom, *reason, p),
+            ToolstackOp::MemSet { dom, target_kib } => self
+                .alive(*dom)
+                .and_then(|()| self.mem_set(*dom, *target_kib, p)),
+            ToolstackOp::MemMax { dom, max_kib } => self
+                .alive(*dom)
+                .and_then(|()| self.mem_max(*dom, *max_kib, p)),
             ToolstackOp::XsClient(cmd) => {
                 let out = self.xs_client_run(cmd, p);
                 p.toolstack_reply(job, ToolstackReply::XsOutput(out));
@@ -162,6 +173,7 @@ impl Hypervisor {
                 };
                 self.create_step(job, dom, pages_left, paused, stage, p)
             }
+            Job::Balloon { dom } => self.balloon_step(job, dom, p),
             Job::Destroy {
                 dom,
                 unplugged,
@@ -454,6 +466,7 @@ impl Hypervisor {
         });
         self.remove_vcpus_from_scheduler(dom, p);
         self.free_io(dom);
+        self.balloons.remove(&dom);
         self.memory.remove_domain(dom);
         self.domains.remove(dom);
         self.recent_domids.push((dom, p.now()));
@@ -522,7 +535,7 @@ impl Hypervisor {
     }
 }
 
-pub(super) fn finish<P: Platform + ?Sized>(
+pub(crate) fn finish<P: Platform + ?Sized>(
     job: JobId,
     result: Result<(), ToolstackError>,
     p: &mut P,

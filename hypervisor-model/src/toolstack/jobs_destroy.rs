@@ -24,7 +24,7 @@ use crate::trace::TraceEvent;
 
 impl Hypervisor {
     /// True if a destroy job of `dom` is running.
-    pub(super) fn destroy_running(&self, dom: DomId) -> bool {
+    pub(crate) fn destroy_running(&self, dom: DomId) -> bool {
         self.jobs
             .values()
             .any(|j| matches!(j, Job::Destroy { dom: other, .. } if *other == dom))

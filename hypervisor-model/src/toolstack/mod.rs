@@ -6,6 +6,7 @@
 pub mod config;
 pub mod jobs;
 mod jobs_destroy;
+pub mod mem_ops;
 pub mod ops;
 pub mod ops_sched;
 mod populate;

@@ -113,7 +113,12 @@ impl Hypervisor {
     }
 
     /// Mirrors the allocator's `tot_pages` into the domain and traces the change.
-    fn memory_changed<P: Platform + ?Sized>(&mut self, dom: DomId, delta_pages: i64, p: &mut P) {
+    pub(crate) fn memory_changed<P: Platform + ?Sized>(
+        &mut self,
+        dom: DomId,
+        delta_pages: i64,
+        p: &mut P,
+    ) {
         let tot_pages = self.memory.dom(dom).map_or(0, |m| m.tot_pages);
         if let Some(d) = self.domains.get_mut(dom) {
             d.tot_pages = tot_pages;

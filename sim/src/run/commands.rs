@@ -290,6 +290,7 @@ impl World<'_> {
                 self.shutdown(host, record, domain, ShutdownReason::Reboot);
             }
             other if self.xl_sched(host, record, other) => {}
+            other if self.xl_mem(host, record, other) => {}
             query => {
                 let out = self.query(host, query, self.queue.now_ns());
                 self.output(record, out);

@@ -331,6 +331,9 @@ pub fn event_line(out: &mut String, host: &str, time_ns: u64, event: &TraceEvent
         TraceEvent::JobDone { job, rc } => format!("job{} done rc={rc}", job.0),
         TraceEvent::Console { text } => format!("(XEN) {text}"),
         TraceEvent::Extents { dom, extents } => extents_text(*dom, extents),
+        TraceEvent::MaxPages { dom, max_pages } => {
+            format!("d{} max_pages {max_pages}", dom.raw())
+        }
         TraceEvent::XenstoredWork {
             item,
             requests,

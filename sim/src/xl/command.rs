@@ -54,6 +54,20 @@ pub enum XlCommand {
     },
     /// `xl claims`: `xl list` with each domain's outstanding claim.
     Claims,
+    /// `xl mem-set DOM SIZE`.
+    MemSet {
+        /// The domain.
+        domain: DomainArg,
+        /// The size as written (parsed when it runs, as xl does).
+        size: String,
+    },
+    /// `xl mem-max DOM SIZE`.
+    MemMax {
+        /// The domain.
+        domain: DomainArg,
+        /// The size as written.
+        size: String,
+    },
     /// `xl info [-n] [key]`.
     Info {
         /// `-n`: topology and NUMA tables.
@@ -153,6 +167,7 @@ impl XlCommand {
             // SWITCH_FOREACH_OPT(opt, "", NULL, "claims", 0): no options; extra words
             // are ignored.
             "claims" => args.check_flags("").map(|()| XlCommand::Claims),
+            "mem-set" | "mem-max" => parse_mem(args),
             "dmesg" => parse_dmesg(args),
             other => Err(err(0, &format!("command not implemented: {other}"))),
         }
@@ -309,6 +324,22 @@ fn parse_list(args: Args<'_>) -> Result<XlCommand, XlParseError> {
             .iter()
             .map(|(_, d)| (*d).to_string())
             .collect(),
+    })
+}
+
+/// `xl mem-set|mem-max DOM SIZE` (`SWITCH_FOREACH_OPT(opt, "", NULL, ..., 2)`).
+fn parse_mem(args: Args<'_>) -> Result<XlCommand, XlParseError> {
+    args.check_flags("")?;
+    let (Some((_, domain)), Some((_, size))) = (args.positional.first(), args.positional.get(1))
+    else {
+        let message = format!("'xl {}' requires at least 2 arguments.", args.sub);
+        return Err(err(0, &message));
+    };
+    let (domain, size) = ((*domain).to_string(), (*size).to_string());
+    Ok(if args.sub == "mem-set" {
+        XlCommand::MemSet { domain, size }
+    } else {
+        XlCommand::MemMax { domain, size }
     })
 }
 

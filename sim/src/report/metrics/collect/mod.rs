@@ -238,6 +238,7 @@ impl MetricsCollector {
             | TraceEvent::XenbusEvent { .. }
             | TraceEvent::XenbusState { .. }
             | TraceEvent::Extents { .. }
+            | TraceEvent::MaxPages { .. }
             | TraceEvent::Console { .. } => {}
         }
     }
