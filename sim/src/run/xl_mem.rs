@@ -68,10 +68,11 @@ fn libxl_error(location: &str, domid: u32, message: &str) -> String {
 /// libxl's log for a refused `libxl_set_memory_target` (`set`) or `libxl_domain_setmaxmem`.
 fn libxl_lines(set: bool, domid: u32, error: ToolstackError) -> String {
     let home = format!("/local/domain/{domid}");
+    let missing = |key: &str| format!("{home}/memory/{key}: No such file or directory");
     let (location, message) = match (set, error) {
         (true, ToolstackError::Mem(MemOpError::NoStaticMax)) => (
             "251:libxl_set_memory_target",
-            format!("Cannot get memory info from {home}/memory/static-max: No such file or directory"),
+            format!("Cannot get memory info from {}", missing("static-max")),
         ),
         // The message ends in "\n" and the logger adds its own: a blank line follows.
         (true, ToolstackError::Mem(MemOpError::TargetAboveMax)) => (
@@ -84,7 +85,7 @@ fn libxl_lines(set: bool, domid: u32, error: ToolstackError) -> String {
         ),
         (true, _) => (
             "234:libxl_set_memory_target",
-            format!("Cannot get target memory info from {home}/memory/target: No such file or directory"),
+            format!("Cannot get target memory info from {}", missing("target")),
         ),
         (false, ToolstackError::Mem(MemOpError::MaxBelowTarget)) => (
             "59:libxl_domain_setmaxmem",
@@ -93,7 +94,7 @@ fn libxl_lines(set: bool, domid: u32, error: ToolstackError) -> String {
         ),
         (false, _) => (
             "47:libxl_domain_setmaxmem",
-            format!("Cannot get memory info from {home}/memory/target: No such file or directory"),
+            format!("Cannot get memory info from {}", missing("target")),
         ),
     };
     libxl_error(location, domid, &message)
