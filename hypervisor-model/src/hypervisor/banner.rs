@@ -122,7 +122,11 @@ impl Hypervisor {
         assert_eq!(max_set, Ok(()));
         // The dom0 builder allocates in large chunks; at boot every node is one free run.
         let populated = self.populate_batch(DomId::DOM0, 0, pages, pages, p);
-        assert_eq!(populated, Ok(pages), "dom0_mem fits in free memory");
+        assert_eq!(
+            populated,
+            Ok((pages, 0)),
+            "dom0_mem fits in clean free memory"
+        );
         let nr_cpus = self.host.nr_cpus();
         let pool0_cpus = self.pool_ref(PoolId(0)).cpus.clone();
         // dom0_cpus is Pool-0's CPUs (no dom0_nodes); with dom0_vcpus_pin, vCPU i is

@@ -100,6 +100,9 @@ pub struct Hypervisor {
     pub(crate) memory: crate::memory::Memory,
     /// xl.conf `claim_mode`: the builder claims a domain's memory before populating it.
     pub(crate) claim_mode: bool,
+    /// Idle-loop scrubbing earned and not yet spent, pages, and when it was last brought
+    /// up to date (`toolstack/populate.rs`).
+    pub(crate) scrub_credit: (u64, STime),
     /// Each guest balloon driver's ballooned GFNs.
     pub(crate) balloons: BTreeMap<DomId, crate::toolstack::mem_ops::Ballooned>,
     pub(crate) jobs: BTreeMap<JobId, Job>,
@@ -161,6 +164,7 @@ impl Hypervisor {
             memory: crate::memory::Memory::new(&config.host.node_memory_pages, xen_pages),
             claim_mode: config.claim_mode,
             balloons: BTreeMap::new(),
+            scrub_credit: (0, STime::ZERO),
             host: config.host.clone(),
             xen: config.xen.clone(),
             costs: config.costs,

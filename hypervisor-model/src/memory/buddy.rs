@@ -20,8 +20,8 @@
 //!
 //! xensim differs: Xen tracks scrubbing per page (`PGC_need_scrub`, `first_dirty`); here a
 //! free block carries one need-scrub flag, and a block merged from a clean and a dirty half
-//! needs scrubbing as a whole. Idle-time scrubbing (`scrub_free_pages`) is not modelled:
-//! dirty memory is scrubbed when it is allocated.
+//! needs scrubbing as a whole. Idle-time scrubbing ([`NodeHeap::scrub`]) scrubs whole
+//! blocks, never part of one.
 
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
@@ -276,6 +276,36 @@ impl NodeHeap {
         }
     }
 
+    /// `scrub_free_pages()` on this node: dirty blocks (always at the tails of their lists)
+    /// are scrubbed, zones from low to high and orders from high to low, and go back to
+    /// the heads; stops before a block larger than `budget_pages`. Returns pages scrubbed.
+    pub fn scrub(&mut self, budget_pages: u64) -> u64 {
+        let mut scrubbed = 0;
+        for zone in 0..NR_ZONES {
+            for order in (0..=MAX_ORDER).rev() {
+                loop {
+                    let list = &self.lists[list_index(zone, order)];
+                    let Some((_, mfn)) = list.by_pos.iter().next_back().map(|(p, m)| (*p, *m))
+                    else {
+                        break;
+                    };
+                    let block = self.blocks[&mfn];
+                    let pages = 1u64 << order;
+                    if !block.dirty {
+                        break;
+                    }
+                    if scrubbed + pages > budget_pages {
+                        return scrubbed;
+                    }
+                    self.unlink(mfn);
+                    self.insert(mfn, order, false);
+                    scrubbed += pages;
+                }
+            }
+        }
+        scrubbed
+    }
+
     /// Takes the free range `[mfn, mfn + pages)` out of the heap (boot-time reservations),
     /// splitting the blocks around it. Returns false if part of it is not free.
     pub fn reserve(&mut self, mfn: u64, pages: u64) -> bool {
@@ -423,6 +453,18 @@ mod tests {
         assert!(heap.block_containing(1030).is_none());
         assert!(heap.block_containing(1029).is_some());
         assert!(heap.block_containing(1040).is_some());
+    }
+
+    #[test]
+    fn scrub_cleans_dirty_blocks_within_budget_and_moves_them_to_the_head() {
+        let mut heap = NodeHeap::new(1024, 2048);
+        heap.free(1024, 8, true);
+        heap.free(1536, 8, true);
+        // Budget for one 256-page block: the list's tail (1536) is scrubbed first.
+        assert_eq!(heap.scrub(300), 256);
+        assert_eq!(heap.need_scrub_pages(), 256);
+        assert!(!heap.blocks()[&1536].dirty);
+        assert!(heap.blocks()[&1024].dirty);
     }
 
     #[test]

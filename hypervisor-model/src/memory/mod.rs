@@ -216,6 +216,16 @@ impl Memory {
         self.heap.nodes.iter().map(|n| n.need_scrub_pages()).sum()
     }
 
+    /// Idle-loop scrubbing (`scrub_free_pages` on every node in node order) of at most
+    /// `budget_pages`; returns the pages scrubbed.
+    pub fn scrub_idle(&mut self, budget_pages: u64) -> u64 {
+        let mut scrubbed = 0;
+        for node in &mut self.heap.nodes {
+            scrubbed += node.scrub(budget_pages - scrubbed);
+        }
+        scrubbed
+    }
+
     /// Pages Xen owns.
     pub fn xen_pages(&self) -> u64 {
         self.frames.owned_pages(Owner::Xen)

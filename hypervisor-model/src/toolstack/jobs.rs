@@ -338,8 +338,9 @@ impl Hypervisor {
             let needed = self.domain_needed_pages(dom);
             let gfn = needed.saturating_sub(pages_left);
             let batch_pages = self.costs.populate_batch_pages.max(1);
-            let batch = match self.populate_batch(dom, gfn, pages_left, batch_pages, p) {
-                Ok(batch) => batch,
+            let (batch, scrubbed) = match self.populate_batch(dom, gfn, pages_left, batch_pages, p)
+            {
+                Ok(done) => done,
                 Err(_) => {
                     self.create_out_of_memory(job, dom, needed, p);
                     return;
@@ -356,7 +357,16 @@ impl Hypervisor {
             };
             let state = create_state(dom, pages_left - batch, paused, next);
             self.enter_step(job, state, JobStepCode::Populate, p);
-            self.defer_pages(job, self.costs.populate_page_ns, batch, p);
+            // Dirty pages the heap handed out were scrubbed synchronously first.
+            let scrub_ns = self
+                .costs
+                .scrub_page_ns
+                .saturating_mul(i64::try_from(scrubbed).unwrap_or(i64::MAX));
+            let populate_ns = self
+                .costs
+                .populate_page_ns
+                .saturating_mul(i64::try_from(batch).unwrap_or(i64::MAX));
+            self.defer(job, populate_ns.saturating_add(scrub_ns), p);
         } else if !built {
             let next = CreateStage {
                 built: true,

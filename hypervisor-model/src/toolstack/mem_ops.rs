@@ -275,6 +275,7 @@ impl Hypervisor {
 
     /// `decrease_reservation` of `pages` of the guest's highest GFNs, one page each.
     fn balloon_inflate<P: Platform + ?Sized>(&mut self, dom: DomId, pages: u64, p: &mut P) -> u64 {
+        self.scrub_catch_up(p.now());
         let mut freed = 0;
         while freed < pages {
             let Some(gfn) = self.memory.dom(dom).and_then(|m| m.p2m.last_gfn()) else {
@@ -293,6 +294,7 @@ impl Hypervisor {
     /// `populate_physmap` of up to `pages` ballooned GFNs, most recent first; stops at
     /// the first page Xen refuses (the GFN stays ballooned).
     fn balloon_deflate<P: Platform + ?Sized>(&mut self, dom: DomId, pages: u64, p: &mut P) -> u64 {
+        self.scrub_catch_up(p.now());
         let mut extents = Vec::new();
         while u64::try_from(extents.len()).unwrap_or(u64::MAX) < pages {
             let Some(gfn) = self.balloons.get_mut(&dom).and_then(Ballooned::pop) else {

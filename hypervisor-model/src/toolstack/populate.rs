@@ -46,9 +46,30 @@ fn extent_order(gfn: u64, pages_left: u64, max_order: u8) -> u8 {
 }
 
 impl Hypervisor {
+    /// The idle loops' scrubbing since the last memory operation (`scrub_free_pages`, at
+    /// `idle_scrub_pages_per_ms` over the host): dirty free blocks become clean, so fewer
+    /// allocations pay for scrubbing synchronously.
+    ///
+    /// xensim differs: the idle pCPUs are not asked; the host-wide rate is applied lazily,
+    /// before each allocation or free by the builder, a destroy or a balloon driver, and
+    /// earned scrubbing is banked up to the dirty pages there are (a whole block is
+    /// scrubbed at once).
+    pub(crate) fn scrub_catch_up(&mut self, now: crate::time::STime) {
+        let (banked, last) = self.scrub_credit;
+        let elapsed_ns = u64::try_from(now.since(last).as_ns()).unwrap_or(0);
+        let earned = elapsed_ns.saturating_mul(self.costs.idle_scrub_pages_per_ms) / 1_000_000;
+        let credit = banked
+            .saturating_add(earned)
+            .min(self.memory.need_scrub_pages());
+        let scrubbed = self.memory.scrub_idle(credit);
+        assert!(scrubbed <= credit);
+        self.scrub_credit = (credit - scrubbed, now);
+    }
+
     /// Populates `dom` from `gfn` with at least `batch_pages` (whole extents, never more
-    /// than `pages_left`); returns the pages populated, or the error that stopped it (with
-    /// what was populated before it still in place).
+    /// than `pages_left`); returns the pages populated and the pages Xen had to scrub
+    /// first, or the error that stopped it (with what was populated before it still in
+    /// place).
     pub(crate) fn populate_batch<P: Platform + ?Sized>(
         &mut self,
         dom: DomId,
@@ -56,7 +77,8 @@ impl Hypervisor {
         pages_left: u64,
         batch_pages: u64,
         p: &mut P,
-    ) -> Result<u64, MemError> {
+    ) -> Result<(u64, u64), MemError> {
+        self.scrub_catch_up(p.now());
         let (guest_type, is_dom0) = self.domains.get(dom).map_or((GuestType::Pv, false), |d| {
             (d.guest_type, dom == DomId::DOM0)
         });
@@ -64,6 +86,7 @@ impl Hypervisor {
         let mut done = 0;
         let mut result = Ok(());
         let mut extents = Vec::new();
+        let mut scrubbed_pages = 0;
         while done < batch_pages.min(pages_left) {
             let at = gfn + done;
             let mut order = extent_order(at, pages_left - done, max_order);
@@ -84,6 +107,7 @@ impl Hypervisor {
             };
             match populated {
                 Ok(got) => {
+                    scrubbed_pages += got.scrubbed_pages;
                     extents.push((at, got.mfn.raw(), order));
                     done += 1u64 << order;
                 }
@@ -97,7 +121,7 @@ impl Hypervisor {
             p.trace(&TraceEvent::Extents { dom, extents });
         }
         self.memory_changed(dom, i64::try_from(done).unwrap_or(i64::MAX), p);
-        result.map(|()| done)
+        result.map(|()| (done, scrubbed_pages))
     }
 
     /// `domain_relinquish_resources` for up to `budget_pages`; returns the pages freed.
@@ -107,6 +131,8 @@ impl Hypervisor {
         budget_pages: u64,
         p: &mut P,
     ) -> u64 {
+        // Scrubbing earned so far went to the memory that was dirty so far.
+        self.scrub_catch_up(p.now());
         let freed = self.memory.relinquish(dom, budget_pages);
         self.memory_changed(dom, -i64::try_from(freed).unwrap_or(i64::MAX), p);
         freed
