@@ -295,6 +295,17 @@ mod tests {
     }
 
     #[test]
+    fn host_smaller_than_xen_reserve_is_all_xen_and_consistent() {
+        // 100 pages, Xen asks for 5000: Xen gets the host, nothing is free.
+        let mem = Memory::new(&[100], 5000);
+        assert_eq!(mem.xen_pages(), 100);
+        assert_eq!(mem.free_pages(), 0);
+        let mut out = Vec::new();
+        mem.check_invariants(&[], &mut out);
+        assert!(out.is_empty(), "{out:?}");
+    }
+
+    #[test]
     fn consistent_guest_passes() {
         let (mem, _) = host_with_guest(4096);
         assert!(broken(&mem).is_empty());

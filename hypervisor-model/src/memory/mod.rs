@@ -171,16 +171,18 @@ pub struct Memory {
 }
 
 impl Memory {
-    /// A host with `node_pages` pages per node; the first `xen_pages` frames are Xen's,
-    /// the rest is free and clean.
+    /// A host with `node_pages` pages per node; the first `xen_pages` frames are Xen's
+    /// (at least MFN 0, which is never domheap; at most the whole host), the rest is free
+    /// and clean.
     pub fn new(node_pages: &[u64], xen_pages: u64) -> Memory {
         let total_pages: u64 = node_pages.iter().sum();
-        assert!(xen_pages > 0, "MFN 0 is never domheap");
-        assert!(xen_pages <= total_pages);
+        let xen_pages = xen_pages.max(1).min(total_pages);
         let mut heap = Heap::new(node_pages);
         heap.free_range(xen_pages, total_pages - xen_pages, false);
         let mut frames = FrameTable::default();
-        frames.assign(0, xen_pages, Owner::Xen);
+        if xen_pages > 0 {
+            frames.assign(0, xen_pages, Owner::Xen);
+        }
         Memory {
             heap,
             frames,
