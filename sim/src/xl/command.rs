@@ -447,6 +447,32 @@ mod tests {
     }
 
     #[test]
+    fn mem_set_keeps_size_text_for_run_time_parsing() {
+        assert_eq!(
+            XlCommand::parse(&words("mem-set vm1 2gb")),
+            Ok(XlCommand::MemSet {
+                domain: "vm1".into(),
+                size: "2gb".into()
+            })
+        );
+    }
+
+    #[test]
+    fn mem_max_without_size_is_refused() {
+        let refused = XlCommand::parse(&words("mem-max vm1")).map_err(|e| e.message);
+        assert_eq!(
+            refused,
+            Err("'xl mem-max' requires at least 2 arguments.".to_string())
+        );
+    }
+
+    #[test]
+    fn claims_is_a_query() {
+        assert_eq!(XlCommand::parse(&words("claims")), Ok(XlCommand::Claims));
+        assert!(XlCommand::Claims.is_query());
+    }
+
+    #[test]
     fn pause_takes_one_domain() {
         assert_eq!(
             XlCommand::parse(&words("pause vm1")),
