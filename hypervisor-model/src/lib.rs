@@ -12,6 +12,8 @@
 //!   carry operations out as steps in virtual time.
 //! - [`domain`]: domains and vCPUs, the Xen lifecycle, the pause flags, domid allocation.
 //! - [`sched`]: the `Scheduler` trait, cpupools, and the schedulers (null).
+//! - [`memory`]: machine memory — per-node buddy heaps, frame ownership and the M2P,
+//!   each domain's P2M (4K/2M/1G leaves), claims.
 //! - [`evtchn`] and [`grant`]: event channels and grant tables (v1), per-host tables the
 //!   hypervisor layer drives with hypercall-level operations.
 //! - [`xenstore`]: the XenStore daemon (cxenstored 4.17): tree, permissions, transactions,
@@ -44,6 +46,7 @@ pub mod hypervisor;
 pub mod ids;
 pub mod io;
 pub mod limits;
+pub mod memory;
 pub mod platform;
 pub mod sched;
 #[cfg(any(test, feature = "testing"))]

@@ -303,6 +303,8 @@ pub fn small_host(nr_cpus: u32, sched: SchedKind) -> BootConfig {
             build_ns: 20_000_000,
             destroy_devices_ns: 10_000_000,
             relinquish_page_ns: 300,
+            scrub_page_ns: 1_500,
+            idle_scrub_pages_per_ms: 4_150,
             populate_batch_pages: 65_536,
             relinquish_batch_pages: 65_536,
             xs_request_ns: 0,
@@ -310,6 +312,7 @@ pub fn small_host(nr_cpus: u32, sched: SchedKind) -> BootConfig {
             xenstored_request_ns: 0,
         },
         grant_limits: crate::hypervisor::xs_tool::GrantLimits::default(),
+        claim_mode: true,
     }
 }
 

@@ -145,6 +145,21 @@ pub enum TraceEvent {
         /// Host free pages afterwards.
         free_pages: u64,
     },
+    /// Extents a populate step handed to a domain, in order, so that the run hash covers
+    /// which machine frames each guest frame got (spec §13 I30).
+    Extents {
+        /// The domain.
+        dom: DomId,
+        /// `(first GFN, first MFN, order)` of each extent.
+        extents: Vec<(u64, u64, u8)>,
+    },
+    /// `XEN_DOMCTL_max_mem` set a domain's `max_pages`.
+    MaxPages {
+        /// The domain.
+        dom: DomId,
+        /// `d->max_pages` afterwards.
+        max_pages: u64,
+    },
     /// A domain's pause count changed.
     Pause {
         /// The domain.
@@ -345,6 +360,16 @@ impl TraceEvent {
             }
             TraceEvent::XenbusState { path, state } => {
                 e.u8(26).str(path).u8(*state);
+            }
+            TraceEvent::MaxPages { dom, max_pages } => {
+                e.u8(28).dom(*dom).u64(*max_pages);
+            }
+            TraceEvent::Extents { dom, extents } => {
+                let count = u32::try_from(extents.len()).unwrap_or(u32::MAX);
+                e.u8(27).dom(*dom).u32(count);
+                for (gfn, mfn, order) in extents {
+                    e.u64(*gfn).u64(*mfn).u8(*order);
+                }
             }
         }
     }

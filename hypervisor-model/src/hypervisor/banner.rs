@@ -104,7 +104,7 @@ impl Hypervisor {
             "PVH"
         };
         self.printk(p, &format!("*** Building a {kind} Dom0 ***"));
-        let pages = d0.memory_pages.min(self.free_pages);
+        let pages = d0.memory_pages.min(self.memory.free_pages());
         let identity = DomainIdentity {
             id: DomId::DOM0,
             name: String::from("Domain-0"),
@@ -118,7 +118,15 @@ impl Hypervisor {
         domain.privileged = true;
         domain.max_pages = pages;
         self.insert_domain(domain, p);
-        self.give_pages(DomId::DOM0, pages, p);
+        let max_set = self.memory.set_max_pages(DomId::DOM0, pages);
+        assert_eq!(max_set, Ok(()));
+        // The dom0 builder allocates in large chunks; at boot every node is one free run.
+        let populated = self.populate_batch(DomId::DOM0, 0, pages, pages, p);
+        assert_eq!(
+            populated,
+            Ok((pages, 0)),
+            "dom0_mem fits in clean free memory"
+        );
         let nr_cpus = self.host.nr_cpus();
         let pool0_cpus = self.pool_ref(PoolId(0)).cpus.clone();
         // dom0_cpus is Pool-0's CPUs (no dom0_nodes); with dom0_vcpus_pin, vCPU i is

@@ -122,6 +122,10 @@ pub struct CoreCosts {
     pub destroy_devices_ns: i64,
     /// Relinquishing one page on destroy (`mem.relinquish_page_ns`).
     pub relinquish_page_ns: i64,
+    /// Xen scrubbing one dirty page when it allocates it (`mem.scrub_page_ns`).
+    pub scrub_page_ns: i64,
+    /// Pages the idle loops scrub per millisecond, whole host (`mem.idle_scrub_host_bps`).
+    pub idle_scrub_pages_per_ms: u64,
     /// Pages populated per creation step (libxl's extent batch).
     pub populate_batch_pages: u64,
     /// Pages relinquished per destroy step (Xen's preemption check granularity).
@@ -158,4 +162,6 @@ pub struct BootConfig {
     pub costs: CoreCosts,
     /// Grant limits for guests (xl.conf `max_grant_frames`, `max_maptrack_frames`).
     pub grant_limits: super::xs_tool::GrantLimits,
+    /// xl.conf `claim_mode`: claim a domain's memory before populating it.
+    pub claim_mode: bool,
 }

@@ -280,10 +280,13 @@ fn check_pools(hv: &Hypervisor, out: &mut Vec<Violation>) {
     }
 }
 
-/// Host pages are all accounted for: free + Xen + every domain's pages.
+/// Host pages are all accounted for: free + Xen + every domain's pages; the allocator's
+/// own invariants (`memory/check.rs`) with the domain table's `tot_pages`.
 fn check_memory(hv: &Hypervisor, out: &mut Vec<Violation>) {
     let domain_pages: u64 = hv.domains.iter().map(|d| d.tot_pages).sum();
-    let total = hv.free_pages + hv.xen_pages + domain_pages;
+    let tot_pages: Vec<_> = hv.domains.iter().map(|d| (d.id, d.tot_pages)).collect();
+    hv.memory.check_invariants(&tot_pages, out);
+    let total = hv.memory.free_pages() + hv.memory.xen_pages() + domain_pages;
     if total != hv.host.total_pages() {
         violation(
             out,

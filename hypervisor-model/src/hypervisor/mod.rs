@@ -96,10 +96,15 @@ pub struct Hypervisor {
     /// `SCHEDULE_SOFTIRQ` raised and not yet handled, per pCPU.
     pub(crate) softirq_pending: Vec<bool>,
     pub(crate) console: Console,
-    /// Free host pages (the heap).
-    pub(crate) free_pages: u64,
-    /// Pages Xen keeps for itself (frame table, heap, image).
-    pub(crate) xen_pages: u64,
+    /// Machine memory: heaps, frame owners, P2Ms, M2P, claims.
+    pub(crate) memory: crate::memory::Memory,
+    /// xl.conf `claim_mode`: the builder claims a domain's memory before populating it.
+    pub(crate) claim_mode: bool,
+    /// Idle-loop scrubbing earned and not yet spent, pages, and when it was last brought
+    /// up to date (`toolstack/populate.rs`).
+    pub(crate) scrub_credit: (u64, STime),
+    /// Each guest balloon driver's ballooned GFNs.
+    pub(crate) balloons: BTreeMap<DomId, crate::toolstack::mem_ops::Ballooned>,
     pub(crate) jobs: BTreeMap<JobId, Job>,
     /// libxl's recently destroyed domids and when they were destroyed.
     pub(crate) recent_domids: Vec<(DomId, STime)>,
@@ -156,8 +161,10 @@ impl Hypervisor {
         let xen_pages = xen_reserved_pages(config.host.total_pages());
         let mut hv = Hypervisor {
             console: Console::new(config.xen.conring_bytes),
-            free_pages: config.host.total_pages().saturating_sub(xen_pages),
-            xen_pages,
+            memory: crate::memory::Memory::new(&config.host.node_memory_pages, xen_pages),
+            claim_mode: config.claim_mode,
+            balloons: BTreeMap::new(),
+            scrub_credit: (0, STime::ZERO),
             host: config.host.clone(),
             xen: config.xen.clone(),
             costs: config.costs,
@@ -334,6 +341,8 @@ impl Hypervisor {
         input: &CoreInput,
         p: &mut P,
     ) -> Result<(), InputError> {
+        // The incremental memory checker looks at what this input changes.
+        self.memory.clear_journal();
         match input {
             CoreInput::TimerExpired { pcpu } => {
                 self.check_pcpu(*pcpu)?;
@@ -442,6 +451,7 @@ impl Hypervisor {
     /// Inserts a new domain struct, created paused by the controller (`domain_create`).
     pub(crate) fn insert_domain<P: Platform + ?Sized>(&mut self, domain: Domain, p: &mut P) {
         let dom = domain.id;
+        self.memory.add_domain(dom);
         p.trace(&TraceEvent::DomainCreate {
             dom,
             name: domain.name.clone(),
@@ -520,24 +530,35 @@ impl Hypervisor {
         self.console.clear();
     }
 
-    /// Free pages on the host.
+    /// Free pages on the host (`physinfo.free_pages`, free-but-dirty included).
     pub fn free_pages(&self) -> u64 {
-        self.free_pages
+        self.memory.free_pages()
     }
 
-    /// Pages claimed by domains being built and not yet populated.
+    /// Free pages of each NUMA node (`xl info -n` memfree).
+    pub fn node_free_pages(&self) -> Vec<u64> {
+        self.memory.node_free_pages()
+    }
+
+    /// Pages claimed and not yet populated (`physinfo.outstanding_pages`).
     pub fn outstanding_claim_pages(&self) -> u64 {
-        self.jobs.values().map(Job::outstanding_claim_pages).sum()
+        self.memory.outstanding_claims()
     }
 
     /// Pages claimed for domain `dom` and not yet populated (`d->outstanding_pages`, which
     /// `xl list` adds to the domain's memory).
     pub fn domain_claim_pages(&self, dom: DomId) -> u64 {
-        self.jobs
-            .values()
-            .filter(|job| matches!(job, Job::Create { dom: building, .. } if *building == dom))
-            .map(Job::outstanding_claim_pages)
-            .sum()
+        self.memory.dom(dom).map_or(0, |m| m.outstanding_pages)
+    }
+
+    /// xl.conf `claim_mode`.
+    pub fn claim_mode(&self) -> bool {
+        self.claim_mode
+    }
+
+    /// The host's memory: heaps, frame owners, P2Ms and the M2P.
+    pub fn memory(&self) -> &crate::memory::Memory {
+        &self.memory
     }
 
     /// pCPUs in no pool.
@@ -595,3 +616,6 @@ mod tests_xs_ring;
 
 #[cfg(test)]
 mod tests_xenbus;
+
+#[cfg(test)]
+mod tests_memory;

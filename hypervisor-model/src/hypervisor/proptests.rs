@@ -1,7 +1,8 @@
 //! Property test of the whole core: random small hosts (1–6 pCPUs, every scheduler, SMT or
 //! not), random domains and random timelines (create, destroy, pause, unpause, vcpu-pin,
-//! guest block/wake/yield, time passing) keep every invariant after every input, and never
-//! panic.
+//! guest block/wake/yield, mem-set and mem-max with the balloon driver, time passing), with
+//! guests of up to 3 GiB on an 8 GiB host with claims on or off (so creates also fail for
+//! memory, early or late), keep every invariant after every input, and never panic.
 //!
 //! Inputs that cannot apply (a block of a vCPU that is not running, a wake of a destroyed
 //! domain's vCPU) are refused by `handle` with an `InputError`; the property is that such a
@@ -11,6 +12,7 @@ extern crate std;
 
 use alloc::boxed::Box;
 use alloc::format;
+use alloc::vec;
 use alloc::vec::Vec;
 
 use proptest::prelude::*;
@@ -31,6 +33,15 @@ enum Step {
     Create {
         vcpus: u32,
         pin_mask: u8,
+        memory_mib: u64,
+    },
+    MemSet {
+        dom: usize,
+        target_mib: u64,
+    },
+    MemMax {
+        dom: usize,
+        max_mib: u64,
     },
     Destroy {
         dom: usize,
@@ -66,7 +77,18 @@ enum Step {
 
 fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
-        (1u32..=4, any::<u8>()).prop_map(|(vcpus, pin_mask)| Step::Create { vcpus, pin_mask }),
+        (
+            1u32..=4,
+            any::<u8>(),
+            prop_oneof![Just(32u64), Just(1024), Just(3072)]
+        )
+            .prop_map(|(vcpus, pin_mask, memory_mib)| Step::Create {
+                vcpus,
+                pin_mask,
+                memory_mib
+            }),
+        (0usize..8, 0u64..4096).prop_map(|(dom, target_mib)| Step::MemSet { dom, target_mib }),
+        (0usize..8, 0u64..4096).prop_map(|(dom, max_mib)| Step::MemMax { dom, max_mib }),
         (0usize..8).prop_map(|dom| Step::Destroy { dom }),
         (0usize..8).prop_map(|dom| Step::Pause { dom }),
         (0usize..8).prop_map(|dom| Step::Unpause { dom }),
@@ -151,11 +173,17 @@ impl Driver {
 
     fn apply(&mut self, step: &Step) {
         match *step {
-            Step::Create { vcpus, pin_mask } => {
+            Step::Create {
+                vcpus,
+                pin_mask,
+                memory_mib,
+            } => {
                 self.next_name += 1;
                 let mut config = DomainConfig::with_defaults(format!("g{}", self.next_name));
                 config.vcpus = vcpus;
                 config.max_vcpus = vcpus;
+                config.memory_kib = memory_mib * 1024;
+                config.max_memory_kib = memory_mib * 1024;
                 if let Some(mask) = mask_of(pin_mask, self.nr_cpus) {
                     config.cpus = crate::toolstack::config::AffinityCfg::Same(mask);
                 }
@@ -169,6 +197,18 @@ impl Driver {
             Step::Destroy { dom } => {
                 if let Some(dom) = self.pick(dom) {
                     self.toolstack(ToolstackOp::Destroy { dom });
+                }
+            }
+            Step::MemSet { dom, target_mib } => {
+                if let Some(dom) = self.pick(dom) {
+                    let target_kib = target_mib * 1024;
+                    self.toolstack(ToolstackOp::MemSet { dom, target_kib });
+                }
+            }
+            Step::MemMax { dom, max_mib } => {
+                if let Some(dom) = self.pick(dom) {
+                    let max_kib = max_mib * 1024;
+                    self.toolstack(ToolstackOp::MemMax { dom, max_kib });
                 }
             }
             Step::Pause { dom } => {
@@ -228,10 +268,12 @@ proptest! {
         nr_cpus in 1u32..=6,
         smt in any::<bool>(),
         kind in sched_kind(),
+        claims in any::<bool>(),
         steps in proptest::collection::vec(step(), 1..50),
     ) {
         let mut p = FakePlatform::default();
         let mut config = small_host(nr_cpus, kind);
+        config.claim_mode = claims;
         if smt {
             // Two threads per core: pCPUs 2k and 2k+1 are siblings.
             for (cpu, topo) in config.host.cpus.iter_mut().enumerate() {

@@ -58,16 +58,11 @@ pub enum Job {
         /// Create the domain again from this configuration afterwards (`restart`).
         restart: Option<Box<(DomainConfig, [u8; 16])>>,
     },
-}
-
-impl Job {
-    /// Pages claimed for this job and not yet populated.
-    pub fn outstanding_claim_pages(&self) -> u64 {
-        match self {
-            Job::Create { pages_left, .. } => *pages_left,
-            Job::Destroy { .. } => 0,
-        }
-    }
+    /// A guest's balloon driver working towards its target (`mem_ops.rs`).
+    Balloon {
+        /// The domain.
+        dom: DomId,
+    },
 }
 
 /// Where a create job is after population.
@@ -117,6 +112,12 @@ impl Hypervisor {
                 .alive(*dom)
                 .and_then(|()| self.controller_unpause(*dom, p)),
             ToolstackOp::Shutdown { dom, reason } => self.request_shutdown(*dom, *reason, p),
+            ToolstackOp::MemSet { dom, target_kib } => self
+                .alive(*dom)
+                .and_then(|()| self.mem_set(*dom, *target_kib, p)),
+            ToolstackOp::MemMax { dom, max_kib } => self
+                .alive(*dom)
+                .and_then(|()| self.mem_max(*dom, *max_kib, p)),
             ToolstackOp::XsClient(cmd) => {
                 let out = self.xs_client_run(cmd, p);
                 p.toolstack_reply(job, ToolstackReply::XsOutput(out));
@@ -172,6 +173,7 @@ impl Hypervisor {
                 };
                 self.create_step(job, dom, pages_left, paused, stage, p)
             }
+            Job::Balloon { dom } => self.balloon_step(job, dom, p),
             Job::Destroy {
                 dom,
                 unplugged,
@@ -214,7 +216,10 @@ impl Hypervisor {
             .allocate_domid(p.now())
             .ok_or(ToolstackError::NoFreeDomid)?;
         let domain = new_domain(dom, config, uuid, pool, p.now());
+        let max_pages = domain.max_pages;
         self.insert_domain(domain, p);
+        let max_set = self.memory.set_max_pages(dom, max_pages);
+        debug_assert_eq!(max_set, Ok(()));
         self.create_vcpus(dom, &hard, &soft, config.vcpus, p);
         p.trace(&TraceEvent::JobStep {
             job,
@@ -238,10 +243,12 @@ impl Hypervisor {
         let xs_ns = self.create_make_io(dom, config, &uuid);
         let needed_pages = pages_of_kib(config.memory_kib);
         let available = self
-            .free_pages
-            .saturating_sub(self.outstanding_claim_pages());
-        if needed_pages > available {
-            // XENMEM_claim_pages fails while building: libxl destroys the new domain.
+            .memory
+            .free_pages()
+            .saturating_sub(self.memory.outstanding_claims());
+        // meminit_pv/meminit_hvm: with claim_mode, XENMEM_claim_pages stakes the whole
+        // size first; when it fails, the build fails at once and libxl destroys the domain.
+        if self.claim_mode && self.memory.claim_pages(dom, needed_pages).is_err() {
             self.free_domain(dom, p);
             return Err(ToolstackError::OutOfMemory {
                 needed_pages,
@@ -328,15 +335,38 @@ impl Hypervisor {
             return;
         }
         if pages_left > 0 {
-            let batch = pages_left.min(self.costs.populate_batch_pages.max(1));
-            self.give_pages(dom, batch, p);
+            let needed = self.domain_needed_pages(dom);
+            let gfn = needed.saturating_sub(pages_left);
+            let batch_pages = self.costs.populate_batch_pages.max(1);
+            let (batch, scrubbed) = match self.populate_batch(dom, gfn, pages_left, batch_pages, p)
+            {
+                Ok(done) => done,
+                Err(_) => {
+                    self.create_out_of_memory(job, dom, needed, p);
+                    return;
+                }
+            };
+            if batch == pages_left {
+                // The builder cancels what is left of its claim (xc_domain_claim_pages 0).
+                let cancelled = self.memory.claim_pages(dom, 0);
+                debug_assert_eq!(cancelled, Ok(()));
+            }
             let next = CreateStage {
                 built,
                 devices_added,
             };
             let state = create_state(dom, pages_left - batch, paused, next);
             self.enter_step(job, state, JobStepCode::Populate, p);
-            self.defer_pages(job, self.costs.populate_page_ns, batch, p);
+            // Dirty pages the heap handed out were scrubbed synchronously first.
+            let scrub_ns = self
+                .costs
+                .scrub_page_ns
+                .saturating_mul(i64::try_from(scrubbed).unwrap_or(i64::MAX));
+            let populate_ns = self
+                .costs
+                .populate_page_ns
+                .saturating_mul(i64::try_from(batch).unwrap_or(i64::MAX));
+            self.defer(job, populate_ns.saturating_add(scrub_ns), p);
         } else if !built {
             let next = CreateStage {
                 built: true,
@@ -407,20 +437,32 @@ impl Hypervisor {
         self.defer(job, cost_ns, p);
     }
 
-    /// Moves `pages` from the heap to `dom` (populate_physmap), tracing the change.
-    pub(crate) fn give_pages<P: Platform + ?Sized>(&mut self, dom: DomId, pages: u64, p: &mut P) {
-        assert!(pages <= self.free_pages, "populating past the claim");
-        self.free_pages -= pages;
-        if let Some(d) = self.domains.get_mut(dom) {
-            d.tot_pages += pages;
-            assert!(d.tot_pages <= d.max_pages, "d{} above max_pages", dom.raw());
-        }
-        let delta_pages = i64::try_from(pages).unwrap_or(i64::MAX);
-        p.trace(&TraceEvent::Memory {
-            dom,
-            delta_pages,
-            free_pages: self.free_pages,
-        });
+    /// Pages the create of `dom` populates (its `memory`).
+    fn domain_needed_pages(&self, dom: DomId) -> u64 {
+        let config = self.domains.get(dom).and_then(|d| d.config.as_ref());
+        config.map_or(0, |c| pages_of_kib(c.memory_kib))
+    }
+
+    /// Population ran out of memory (no claim protected it): the build fails, libxl
+    /// destroys the domain, and its pages go back to the heap.
+    ///
+    /// xensim differs: the pages are relinquished at once instead of in a destroy job.
+    fn create_out_of_memory<P: Platform + ?Sized>(
+        &mut self,
+        job: JobId,
+        dom: DomId,
+        needed_pages: u64,
+        p: &mut P,
+    ) {
+        let free_pages = self.memory.free_pages();
+        self.jobs.remove(&job);
+        self.relinquish_pages(dom, u64::MAX, p);
+        self.free_domain(dom, p);
+        let error = ToolstackError::OutOfMemory {
+            needed_pages,
+            free_pages,
+        };
+        finish(job, Err(error), p);
     }
 
     /// `DOMDYING_dead`, then the last reference goes: the struct and domid are freed.
@@ -434,6 +476,8 @@ impl Hypervisor {
         });
         self.remove_vcpus_from_scheduler(dom, p);
         self.free_io(dom);
+        self.balloons.remove(&dom);
+        self.memory.remove_domain(dom);
         self.domains.remove(dom);
         self.recent_domids.push((dom, p.now()));
         p.trace(&TraceEvent::DomainFree { dom });
@@ -501,7 +545,7 @@ impl Hypervisor {
     }
 }
 
-pub(super) fn finish<P: Platform + ?Sized>(
+pub(crate) fn finish<P: Platform + ?Sized>(
     job: JobId,
     result: Result<(), ToolstackError>,
     p: &mut P,

@@ -24,7 +24,7 @@ use crate::trace::TraceEvent;
 
 impl Hypervisor {
     /// True if a destroy job of `dom` is running.
-    pub(super) fn destroy_running(&self, dom: DomId) -> bool {
+    pub(crate) fn destroy_running(&self, dom: DomId) -> bool {
         self.jobs
             .values()
             .any(|j| matches!(j, Job::Destroy { dom: other, .. } if *other == dom))
@@ -128,8 +128,8 @@ impl Hypervisor {
         let tot_pages = self.domains.get(dom).map_or(0, |d| d.tot_pages);
         if tot_pages > 0 {
             // domain_relinquish_resources is preemptible: -EAGAIN, and libxl retries.
-            let batch = tot_pages.min(self.costs.relinquish_batch_pages.max(1));
-            self.take_pages(dom, batch, p);
+            let budget = tot_pages.min(self.costs.relinquish_batch_pages.max(1));
+            let batch = self.relinquish_pages(dom, budget, p);
             p.trace(&TraceEvent::JobStep {
                 job,
                 step: JobStepCode::Relinquish as u8,
@@ -165,19 +165,5 @@ impl Hypervisor {
             }
             None => finish(job, Ok(()), p),
         }
-    }
-
-    fn take_pages<P: Platform + ?Sized>(&mut self, dom: DomId, pages: u64, p: &mut P) {
-        if let Some(d) = self.domains.get_mut(dom) {
-            assert!(pages <= d.tot_pages);
-            d.tot_pages -= pages;
-        }
-        self.free_pages += pages;
-        let delta_pages = -i64::try_from(pages).unwrap_or(i64::MAX);
-        p.trace(&TraceEvent::Memory {
-            dom,
-            delta_pages,
-            free_pages: self.free_pages,
-        });
     }
 }

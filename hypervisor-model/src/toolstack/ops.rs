@@ -135,6 +135,20 @@ pub enum ToolstackOp {
         /// New parameters.
         params: PoolParams,
     },
+    /// `xl mem-set`: `libxl_set_memory_target(domid, target, relative 0, enforce 1)`.
+    MemSet {
+        /// The domain.
+        dom: DomId,
+        /// The new target as xl parsed it, KiB.
+        target_kib: u64,
+    },
+    /// `xl mem-max`: `libxl_domain_setmaxmem`.
+    MemMax {
+        /// The domain.
+        dom: DomId,
+        /// The new static maximum, KiB.
+        max_kib: u64,
+    },
 }
 
 /// Why an operation failed, as libxl/Xen report it.
@@ -183,6 +197,8 @@ pub enum ToolstackError {
         /// The largest cap allowed.
         cap_max: u32,
     },
+    /// `xl mem-set` / `xl mem-max` refused by libxl.
+    Mem(crate::toolstack::mem_ops::MemOpError),
 }
 
 /// What the core tells the toolstack process about its operation.
@@ -271,7 +287,9 @@ impl JobStepCode {
 impl ToolstackOp {
     /// Appends the pinned canonical encoding of this operation.
     pub fn encode(&self, out: &mut Vec<u8>) {
-        if crate::toolstack::ops_sched::encode(self, out) {
+        if crate::toolstack::ops_sched::encode(self, out)
+            || crate::toolstack::mem_ops::encode(self, out)
+        {
             return;
         }
         let mut e = Encoder::new(out);
@@ -326,7 +344,7 @@ impl ToolstackOp {
                 e.u8(TAG_XS_CLIENT);
                 cmd.encode(&mut e);
             }
-            _ => unreachable!("scheduler operations are encoded by ops_sched"),
+            _ => unreachable!("scheduler and memory operations are encoded elsewhere"),
         }
     }
 }
@@ -449,6 +467,8 @@ impl ToolstackOp {
                 ..=crate::toolstack::ops_sched::TAG_SCHED_POOL => {
                 crate::toolstack::ops_sched::decode(tag, d)
             }
+            tag @ (crate::toolstack::mem_ops::TAG_MEM_SET
+            | crate::toolstack::mem_ops::TAG_MEM_MAX) => crate::toolstack::mem_ops::decode(tag, d),
             _ => Err(d.error("a toolstack operation tag")),
         }
     }

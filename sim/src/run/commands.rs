@@ -291,6 +291,7 @@ impl World<'_> {
                 self.shutdown(host, record, domain, ShutdownReason::Reboot);
             }
             other if self.xl_sched(host, record, other) => {}
+            other if self.xl_mem(host, record, other) => {}
             query => {
                 let out = self.query(host, query, self.queue.now_ns());
                 self.output(record, out);
@@ -322,9 +323,11 @@ impl World<'_> {
                     verbose: *verbose,
                     cpupool: *cpupool,
                     numa: *numa,
+                    claim: false,
                 };
                 xl::xl_list(&xl_host, options, domains)
             }
+            XlCommand::Claims => xl::xl_claims(&xl_host),
             XlCommand::Info { numa, key } => xl::xl_info(&xl_host, *numa, key.as_deref()),
             XlCommand::Dmesg { clear } => xl::xl_dmesg(&xl_host, *clear),
             other => super::xl_sched::sched_query(&xl_host, other).unwrap_or_else(|| {

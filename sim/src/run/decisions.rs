@@ -8,7 +8,7 @@ use hypervisor_model::cpumask::CpuMask;
 use hypervisor_model::domain::vcpu::Runstate;
 use hypervisor_model::domain::{Dying, ShutdownReason};
 use hypervisor_model::event::CoreInput;
-use hypervisor_model::ids::{PcpuId, VcpuRef};
+use hypervisor_model::ids::{DomId, PcpuId, VcpuRef};
 use hypervisor_model::sched::params::{DomParams, PoolParams};
 use hypervisor_model::toolstack::ops::{JobStepCode, ToolstackOp};
 use hypervisor_model::trace::TraceEvent;
@@ -174,6 +174,19 @@ fn sched_op_text(op: &ToolstackOp) -> String {
     }
 }
 
+/// A populate step's extents: how many of each size, and where the first one went.
+fn extents_text(dom: DomId, extents: &[(u64, u64, u8)]) -> String {
+    let count = |order: u8| extents.iter().filter(|e| e.2 == order).count();
+    let (first_gfn, first_mfn, _) = extents.first().copied().unwrap_or_default();
+    format!(
+        "d{} extents 1G x{} 2M x{} 4K x{}, gfn {first_gfn:#x} -> mfn {first_mfn:#x}",
+        dom.raw(),
+        count(18),
+        count(9),
+        count(0)
+    )
+}
+
 /// XenStore wire bytes as `TYPE(req,tx) "payload"` per whole frame (payload nuls as `\0`),
 /// then `+N bytes` for a trailing partial frame.
 fn frames_text(bytes: &[u8]) -> String {
@@ -317,6 +330,10 @@ pub fn event_line(out: &mut String, host: &str, time_ns: u64, event: &TraceEvent
         }
         TraceEvent::JobDone { job, rc } => format!("job{} done rc={rc}", job.0),
         TraceEvent::Console { text } => format!("(XEN) {text}"),
+        TraceEvent::Extents { dom, extents } => extents_text(*dom, extents),
+        TraceEvent::MaxPages { dom, max_pages } => {
+            format!("d{} max_pages {max_pages}", dom.raw())
+        }
         TraceEvent::XenstoredWork {
             item,
             requests,

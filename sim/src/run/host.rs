@@ -99,6 +99,12 @@ pub fn core_costs(
         destroy_devices_ns: cost_i64(&merged, "toolstack.destroy_devices_ns", 10_000_000),
         // E: Xen-side free of one page (cost-model §2.3, balloon release row).
         relinquish_page_ns: cost_i64(&merged, "mem.relinquish_page_ns", 300),
+        // D: cost-model §2.3, one core scrubbing a 4 KiB page.
+        scrub_page_ns: cost_i64(&merged, "mem.scrub_page_ns", 1_500),
+        // D: cost-model §2.3, 17 GB/s of idle-loop scrubbing over the whole host.
+        idle_scrub_pages_per_ms: cost_ns(&merged, "mem.idle_scrub_host_bps", 17_000_000_000)
+            / PAGE_BYTES
+            / 1_000,
         // libxl populates in extents; 256 MiB per step keeps creates interleavable.
         populate_batch_pages: 65_536,
         // Xen checks for preemption while relinquishing; 256 MiB per continuation.
@@ -141,13 +147,18 @@ pub fn cost_table_hash(scenario: &crate::scenario::model::Scenario) -> u64 {
             c.build_ns,
             c.destroy_devices_ns,
             c.relinquish_page_ns,
+            c.scrub_page_ns,
             c.xs_request_ns,
             c.xenbus_step_ns,
             c.xenstored_request_ns,
         ] {
             bytes.extend_from_slice(&value.to_le_bytes());
         }
-        for value in [c.populate_batch_pages, c.relinquish_batch_pages] {
+        for value in [
+            c.populate_batch_pages,
+            c.relinquish_batch_pages,
+            c.idle_scrub_pages_per_ms,
+        ] {
             bytes.extend_from_slice(&value.to_le_bytes());
         }
     }
@@ -340,6 +351,7 @@ pub fn boot_config(
             max_grant_frames: spec.xl_conf.max_grant_frames,
             max_maptrack_frames: spec.xl_conf.max_maptrack_frames,
         },
+        claim_mode: spec.xl_conf.claim_mode,
     })
 }
 

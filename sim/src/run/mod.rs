@@ -22,6 +22,7 @@ mod messages;
 pub mod platform;
 pub mod sched_opts;
 mod sinks;
+mod xl_mem;
 mod xl_sched;
 
 use std::collections::BTreeMap;

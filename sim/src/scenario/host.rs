@@ -90,6 +90,15 @@ fn topology(d: &Diags, h: &Tbl<'_>) -> Option<(TopologySpec, HostCpus)> {
         return None;
     }
     let k = if numa_nodes == 0 { sockets } else { numa_nodes };
+    // Xen's heap has one entry per node up to MAX_NUMNODES (64 on x86).
+    let nodes_max = hypervisor_model::memory::MAX_NUMNODES;
+    if k > nodes_max {
+        bad(
+            "numa",
+            &format!("at most {nodes_max} NUMA nodes (Xen's MAX_NUMNODES), found {k}"),
+        );
+        return None;
+    }
     let split_ok = if k <= sockets {
         sockets % k == 0
     } else {

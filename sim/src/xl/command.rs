@@ -52,6 +52,22 @@ pub enum XlCommand {
         /// Domains to list (all when empty).
         domains: Vec<DomainArg>,
     },
+    /// `xl claims`: `xl list` with each domain's outstanding claim.
+    Claims,
+    /// `xl mem-set DOM SIZE`.
+    MemSet {
+        /// The domain.
+        domain: DomainArg,
+        /// The size as written (parsed when it runs, as xl does).
+        size: String,
+    },
+    /// `xl mem-max DOM SIZE`.
+    MemMax {
+        /// The domain.
+        domain: DomainArg,
+        /// The size as written.
+        size: String,
+    },
     /// `xl info [-n] [key]`.
     Info {
         /// `-n`: topology and NUMA tables.
@@ -148,6 +164,10 @@ impl XlCommand {
             "reboot" => parse_reboot(args),
             "list" => parse_list(args),
             "info" => parse_info(args),
+            // SWITCH_FOREACH_OPT(opt, "", NULL, "claims", 0): no options; extra words
+            // are ignored.
+            "claims" => args.check_flags("").map(|()| XlCommand::Claims),
+            "mem-set" | "mem-max" => parse_mem(args),
             "dmesg" => parse_dmesg(args),
             other => Err(err(0, &format!("command not implemented: {other}"))),
         }
@@ -157,6 +177,7 @@ impl XlCommand {
     pub fn is_query(&self) -> bool {
         match self {
             XlCommand::List { .. }
+            | XlCommand::Claims
             | XlCommand::Info { .. }
             | XlCommand::Dmesg { .. }
             | XlCommand::VcpuList { .. }
@@ -306,6 +327,22 @@ fn parse_list(args: Args<'_>) -> Result<XlCommand, XlParseError> {
     })
 }
 
+/// `xl mem-set|mem-max DOM SIZE` (`SWITCH_FOREACH_OPT(opt, "", NULL, ..., 2)`).
+fn parse_mem(args: Args<'_>) -> Result<XlCommand, XlParseError> {
+    args.check_flags("")?;
+    let (Some((_, domain)), Some((_, size))) = (args.positional.first(), args.positional.get(1))
+    else {
+        let message = format!("'xl {}' requires at least 2 arguments.", args.sub);
+        return Err(err(0, &message));
+    };
+    let (domain, size) = ((*domain).to_string(), (*size).to_string());
+    Ok(if args.sub == "mem-set" {
+        XlCommand::MemSet { domain, size }
+    } else {
+        XlCommand::MemMax { domain, size }
+    })
+}
+
 fn parse_info(args: Args<'_>) -> Result<XlCommand, XlParseError> {
     args.check_flags("n")?;
     if let Some((index, _)) = args.positional.get(1) {
@@ -407,6 +444,32 @@ mod tests {
             words(r#"create -p "my vm.cfg" 'a b'"#),
             ["create", "-p", "my vm.cfg", "a b"]
         );
+    }
+
+    #[test]
+    fn mem_set_keeps_size_text_for_run_time_parsing() {
+        assert_eq!(
+            XlCommand::parse(&words("mem-set vm1 2gb")),
+            Ok(XlCommand::MemSet {
+                domain: "vm1".into(),
+                size: "2gb".into()
+            })
+        );
+    }
+
+    #[test]
+    fn mem_max_without_size_is_refused() {
+        let refused = XlCommand::parse(&words("mem-max vm1")).map_err(|e| e.message);
+        assert_eq!(
+            refused,
+            Err("'xl mem-max' requires at least 2 arguments.".to_string())
+        );
+    }
+
+    #[test]
+    fn claims_is_a_query() {
+        assert_eq!(XlCommand::parse(&words("claims")), Ok(XlCommand::Claims));
+        assert!(XlCommand::Claims.is_query());
     }
 
     #[test]

@@ -153,7 +153,8 @@ fn numa_info(out: &mut Printer<'_>, hv: &Hypervisor) {
     out.table("numa_info              :\n");
     out.table("node:    memsize    memfree    distances\n");
     let nr_nodes = usize::try_from(info.nr_nodes()).unwrap_or(0);
-    let free_by_node = node_free_pages(&info.node_memory_pages, hv.free_pages());
+    // physinfo's per-node memfree: the node heaps' free pages (`node_avail_pages`).
+    let free_by_node = hv.node_free_pages();
     for (node, (size_pages, free_pages)) in
         info.node_memory_pages.iter().zip(free_by_node).enumerate()
     {
@@ -169,20 +170,6 @@ fn numa_info(out: &mut Printer<'_>, hv: &Hypervisor) {
             distances.join(",")
         ));
     }
-}
-
-/// Splits the host's free pages over nodes: used pages fill node 0 first, then node 1.
-fn node_free_pages(node_pages: &[u64], free_pages: u64) -> Vec<u64> {
-    let total: u64 = node_pages.iter().sum();
-    let mut used_left = total.saturating_sub(free_pages);
-    node_pages
-        .iter()
-        .map(|size| {
-            let used = used_left.min(*size);
-            used_left -= used;
-            size - used
-        })
-        .collect()
 }
 
 fn xen_info(out: &mut Printer<'_>, hv: &Hypervisor) {
@@ -209,21 +196,4 @@ fn xen_info(out: &mut Printer<'_>, hv: &Hypervisor) {
     out.line("cc_compile_domain", &xen.compile_domain);
     out.line("cc_compile_date", &xen.compile_date);
     out.line("build_id", &xen.build_id);
-}
-
-#[cfg(test)]
-mod tests {
-    use super::node_free_pages;
-
-    #[test]
-    fn node_free_pages_used_pages_fill_node_zero_first() {
-        // Two 1000-page nodes, 1500 free: 500 used, all on node 0.
-        assert_eq!(node_free_pages(&[1000, 1000], 1500), vec![500, 1000]);
-    }
-
-    #[test]
-    fn node_free_pages_sum_equals_host_free() {
-        // 1200 used: node 0 full (1000), node 1 has 200 used.
-        assert_eq!(node_free_pages(&[1000, 1000], 800), vec![0, 800]);
-    }
 }

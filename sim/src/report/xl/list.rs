@@ -32,6 +32,8 @@ pub struct ListOptions {
     pub cpupool: bool,
     /// `-n`: NUMA node affinity.
     pub numa: bool,
+    /// `xl claims`: the `Claimed` column (outstanding claim, MiB).
+    pub claim: bool,
 }
 
 /// Header of every `xl list` table (two literal TABs).
@@ -63,6 +65,20 @@ pub fn xl_list(host: &XlHost<'_>, options: ListOptions, domains: &[String]) -> X
         stdout.push_str(&row(hv, domain, now, options));
     }
     XlOutput::ok(stdout)
+}
+
+/// `xl claims`: every domain with its outstanding claim (`main_claims` in
+/// tools/xl/xl_info.c), after a warning on stderr when xl.conf's `claim_mode` is off.
+pub fn xl_claims(host: &XlHost<'_>) -> XlOutput {
+    let options = ListOptions {
+        claim: true,
+        ..ListOptions::default()
+    };
+    let mut out = xl_list(host, options, &[]);
+    if !host.hv.claim_mode() {
+        out.stderr = String::from("claim_mode not enabled (see man xl.conf).\n");
+    }
+    out
 }
 
 /// `find_domain`, then `libxl_domain_info` (which needs an exact domid match).
@@ -98,6 +114,9 @@ fn header(options: ListOptions) -> String {
     if options.verbose {
         line.push_str("   UUID                            Reason-Code\tSecurity Label");
     }
+    if options.claim {
+        line.push_str("  Claimed");
+    }
     if options.cpupool {
         line.push_str("         Cpupool");
     }
@@ -131,6 +150,12 @@ fn row(hv: &Hypervisor, domain: &Domain, now: STime, options: ListOptions) -> St
             Some(code) => line.push_str(&format!(" {code:>8x}")),
             None => line.push_str(&format!(" {:>8}", "-")),
         }
+    }
+    if options.claim {
+        let claim_mib = claim_pages.saturating_mul(KIB_PER_PAGE) / 1024;
+        line.push_str(&format!(" {claim_mib:>5}"));
+    }
+    if options.verbose {
         // No XSM/FLASK: libxl_flask_sid_to_context fails and the label is NULL.
         line.push_str(&format!(" {:>16}", "-"));
     }

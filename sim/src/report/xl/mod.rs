@@ -29,7 +29,7 @@ use hypervisor_model::ids::DomId;
 
 pub use info::xl_info;
 pub use json::{domain_config, list_long_json, DomainConfigJson, SchedParamsJson};
-pub use list::{xl_list, ListOptions};
+pub use list::{xl_claims, xl_list, ListOptions};
 
 /// What one xl invocation printed and returned.
 #[derive(Clone, PartialEq, Eq, Debug, Default)]

@@ -256,6 +256,8 @@ impl MetricsCollector {
             | TraceEvent::XenstoredWork { .. }
             | TraceEvent::XenbusEvent { .. }
             | TraceEvent::XenbusState { .. }
+            | TraceEvent::Extents { .. }
+            | TraceEvent::MaxPages { .. }
             | TraceEvent::Console { .. } => {}
         }
     }

@@ -1,0 +1,351 @@
+//! `xl mem-set` and `xl mem-max`, and the guest's balloon driver that follows the target.
+//!
+//! Follows tools/libs/light/libxl_mem.c (`libxl_set_memory_target` with enforce: the
+//! target's checks against `static-max` and dom0's 128 MiB floor, `xc_domain_setmaxmem`
+//! to the new target plus `LIBXL_MAXMEM_CONSTANT`, `memory/target` and `/vm/<uuid>/memory`
+//! written; `libxl_domain_setmaxmem`: refused below the current target, then
+//! `xc_domain_setmaxmem` and `memory/static-max`) and Linux drivers/xen/balloon.c (the
+//! worker: `credit = target - current`, at most 512 pages per `decrease_reservation` or
+//! `populate_physmap`, looping while the credit is not zero; pages come back LIFO).
+//! Spec `memory-iommu-migration.md` §5.
+//!
+//! # Invariants
+//! - At most one balloon worker per domain; it stops when the credit is zero, when the
+//!   domain dies, or when Xen refuses pages.
+//! - A ballooned GFN is a hole in the domain's P2M until the worker gives it back.
+//!
+//! xensim differs: the worker is woken directly when the toolstack writes the target (not
+//! through a XenStore watch), one `io.xenbus_step_ns` later; a refused deflate stops the
+//! worker instead of Linux's back-off and retries; PoD targets (`set_pod_target`) and the
+//! HVM `target_diff` correction are not modelled; the guest balloons its highest GFNs.
+
+use alloc::vec::Vec;
+
+use crate::encode::{DecodeError, Decoder, Encoder};
+use crate::hypervisor::Hypervisor;
+use crate::ids::{DomId, Gfn};
+use crate::memory::heap::AllocFlags;
+use crate::platform::Platform;
+use crate::time::Span;
+use crate::toolstack::jobs::{finish, Job};
+use crate::toolstack::ops::{JobId, ToolstackError, ToolstackOp};
+use crate::toolstack::xs_tree;
+use crate::trace::TraceEvent;
+
+/// Encoding tag of `MemSet`.
+pub(crate) const TAG_MEM_SET: u8 = 15;
+/// Encoding tag of `MemMax`.
+pub(crate) const TAG_MEM_MAX: u8 = 16;
+/// `LIBXL_MAXMEM_CONSTANT`: libxl's extra KiB on top of `max_pages` (x86).
+pub const LIBXL_MAXMEM_CONSTANT_KIB: u64 = 1024;
+/// `LIBXL_MIN_DOM0_MEM`: dom0's target may not go below 128 MiB.
+pub const LIBXL_MIN_DOM0_MEM_KIB: u64 = 128 * 1024;
+/// Pages per balloon hypercall: `PAGE_SIZE / sizeof(xen_pfn_t)` (drivers/xen/balloon.c).
+pub const BALLOON_BATCH_PAGES: u64 = 512;
+/// Guest time per inflate batch (model parameter, spec §5.4: about 2 GiB/s).
+const BALLOON_INFLATE_BATCH_NS: i64 = 1_000_000;
+/// Guest time per deflate batch (model parameter, spec §5.4).
+const BALLOON_DEFLATE_BATCH_NS: i64 = 500_000;
+
+/// Why libxl refused a memory operation (each is one libxl log line; the xl message
+/// follows in the sim).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum MemOpError {
+    /// `memory/target` is missing or not a number.
+    NoTarget,
+    /// `memory/static-max` is missing or not a number.
+    NoStaticMax,
+    /// `xl mem-max` below the current target.
+    MaxBelowTarget,
+    /// `xl mem-set` above `static-max` (`ERROR_INVAL`).
+    TargetAboveMax,
+    /// dom0's new target is below `LIBXL_MIN_DOM0_MEM` (`ERROR_INVAL`).
+    Dom0BelowMinimum {
+        /// The refused target, KiB.
+        target_kib: u64,
+    },
+}
+
+/// Encodes the memory operations; false for any other.
+pub(crate) fn encode(op: &ToolstackOp, out: &mut Vec<u8>) -> bool {
+    let mut e = Encoder::new(out);
+    match op {
+        ToolstackOp::MemSet { dom, target_kib } => {
+            e.u8(TAG_MEM_SET).dom(*dom).u64(*target_kib);
+        }
+        ToolstackOp::MemMax { dom, max_kib } => {
+            e.u8(TAG_MEM_MAX).dom(*dom).u64(*max_kib);
+        }
+        _ => return false,
+    }
+    true
+}
+
+/// Decodes a memory operation after its tag.
+pub(crate) fn decode(tag: u8, d: &mut Decoder<'_>) -> Result<ToolstackOp, DecodeError> {
+    let dom = d.dom()?;
+    let kib = d.u64()?;
+    match tag {
+        TAG_MEM_SET => Ok(ToolstackOp::MemSet {
+            dom,
+            target_kib: kib,
+        }),
+        _ => Ok(ToolstackOp::MemMax { dom, max_kib: kib }),
+    }
+}
+
+/// Pages of `kib`, rounded down (`xc_domain_setmaxmem` shifts the KiB right).
+fn pages_of_kib(kib: u64) -> u64 {
+    kib / 4
+}
+
+/// A guest's ballooned GFNs, most recent last, as runs `(first GFN, pages)`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Ballooned(Vec<(u64, u64)>);
+
+impl Ballooned {
+    /// Pages ballooned out.
+    pub fn pages(&self) -> u64 {
+        self.0.iter().map(|(_, pages)| pages).sum()
+    }
+
+    fn push(&mut self, gfn: u64) {
+        match self.0.last_mut() {
+            Some((start, pages)) if *start == gfn + 1 => {
+                *start = gfn;
+                *pages += 1;
+            }
+            _ => self.0.push((gfn, 1)),
+        }
+    }
+
+    fn pop(&mut self) -> Option<u64> {
+        let (start, pages) = self.0.last_mut()?;
+        let gfn = *start;
+        *start += 1;
+        *pages -= 1;
+        if *pages == 0 {
+            self.0.pop();
+        }
+        Some(gfn)
+    }
+}
+
+impl Hypervisor {
+    /// A KiB number in the domain's `memory/<key>`.
+    fn memory_key_kib(&self, dom: DomId, key: &str) -> Option<u64> {
+        let path = alloc::format!("{}/memory/{key}", xs_tree::dom_path(u32::from(dom.raw())));
+        let node = self.xenstore.node(&path)?;
+        core::str::from_utf8(node.value()).ok()?.parse().ok()
+    }
+
+    fn xs_write_str(&mut self, path: &str, value: &str) {
+        let written = self
+            .xenstore
+            .write(self.xs_tool, None, path.as_bytes(), value.as_bytes());
+        assert!(written.is_ok(), "toolstack write of {path}: {written:?}");
+    }
+
+    /// `xc_domain_setmaxmem(kib)`, mirrored into the domain table.
+    fn set_max_kib(&mut self, dom: DomId, kib: u64) {
+        let pages = pages_of_kib(kib);
+        let set = self.memory.set_max_pages(dom, pages);
+        assert_eq!(set, Ok(()), "{dom:?} has memory state");
+        if let Some(d) = self.domains.get_mut(dom) {
+            d.max_pages = pages;
+        }
+    }
+
+    /// `xl mem-max`: `libxl_domain_setmaxmem`.
+    pub(crate) fn mem_max<P: Platform + ?Sized>(
+        &mut self,
+        dom: DomId,
+        max_kib: u64,
+        p: &mut P,
+    ) -> Result<(), ToolstackError> {
+        let target_kib = self.memory_key_kib(dom, "target");
+        let _ = self.xs_cost_ns(1);
+        let target_kib = target_kib.ok_or(ToolstackError::Mem(MemOpError::NoTarget))?;
+        if max_kib < target_kib {
+            return Err(ToolstackError::Mem(MemOpError::MaxBelowTarget));
+        }
+        self.set_max_kib(dom, max_kib + LIBXL_MAXMEM_CONSTANT_KIB);
+        let path = alloc::format!(
+            "{}/memory/static-max",
+            xs_tree::dom_path(u32::from(dom.raw()))
+        );
+        self.xs_write_str(&path, &alloc::format!("{max_kib}"));
+        let _ = self.xs_cost_ns(1);
+        p.trace(&TraceEvent::MaxPages {
+            dom,
+            max_pages: self.memory.dom(dom).map_or(0, |m| m.max_pages),
+        });
+        Ok(())
+    }
+
+    /// `xl mem-set`: `libxl_set_memory_target` with enforce, then the guest's balloon
+    /// driver is woken.
+    pub(crate) fn mem_set<P: Platform + ?Sized>(
+        &mut self,
+        dom: DomId,
+        target_kib: u64,
+        p: &mut P,
+    ) -> Result<(), ToolstackError> {
+        // One transaction: start, three reads, two writes, commit.
+        let _ = self.xs_cost_ns(7);
+        let current = self.memory_key_kib(dom, "target");
+        current.ok_or(ToolstackError::Mem(MemOpError::NoTarget))?;
+        let static_max = self.memory_key_kib(dom, "static-max");
+        let static_max = static_max.ok_or(ToolstackError::Mem(MemOpError::NoStaticMax))?;
+        let videoram = self.memory_key_kib(dom, "videoram").unwrap_or(0);
+        let new_target = target_kib.saturating_sub(videoram);
+        if new_target > static_max {
+            return Err(ToolstackError::Mem(MemOpError::TargetAboveMax));
+        }
+        if dom == DomId::DOM0 && new_target < LIBXL_MIN_DOM0_MEM_KIB {
+            let error = MemOpError::Dom0BelowMinimum {
+                target_kib: new_target,
+            };
+            return Err(ToolstackError::Mem(error));
+        }
+        self.set_max_kib(dom, new_target + videoram + LIBXL_MAXMEM_CONSTANT_KIB);
+        p.trace(&TraceEvent::MaxPages {
+            dom,
+            max_pages: self.memory.dom(dom).map_or(0, |m| m.max_pages),
+        });
+        let home = xs_tree::dom_path(u32::from(dom.raw()));
+        self.xs_write_str(
+            &alloc::format!("{home}/memory/target"),
+            &alloc::format!("{new_target}"),
+        );
+        let uuid = self.domains.get(dom).map_or([0; 16], |d| d.uuid);
+        let vm_memory = alloc::format!("{}/memory", xs_tree::vm_path(&uuid));
+        self.xs_write_str(&vm_memory, &alloc::format!("{}", new_target / 1024));
+        self.balloon_kick(dom, p);
+        Ok(())
+    }
+
+    /// The guest's balloon driver sees the new target (its watch fires): its worker runs
+    /// one `io.xenbus_step_ns` later, unless it is running already.
+    fn balloon_kick<P: Platform + ?Sized>(&mut self, dom: DomId, p: &mut P) {
+        let running = self
+            .jobs
+            .values()
+            .any(|j| matches!(j, Job::Balloon { dom: d } if *d == dom));
+        if running {
+            return;
+        }
+        let job = self.internal_job_id();
+        self.jobs.insert(job, Job::Balloon { dom });
+        let deadline = p
+            .now()
+            .after(Span::from_ns(self.costs.xenbus_step_ns.max(0)));
+        p.defer_toolstack(job, deadline);
+    }
+
+    /// One round of the balloon worker (`balloon_process`).
+    pub(crate) fn balloon_step<P: Platform + ?Sized>(&mut self, job: JobId, dom: DomId, p: &mut P) {
+        let alive = self.is_alive(dom) && !self.destroy_running(dom);
+        let target_pages = self.memory_key_kib(dom, "target").map(pages_of_kib);
+        let current = self.memory.dom(dom).map_or(0, |m| m.tot_pages);
+        let (Some(target_pages), true) = (target_pages, alive) else {
+            self.jobs.remove(&job);
+            finish(job, Ok(()), p);
+            return;
+        };
+        let moved = if target_pages < current {
+            self.balloon_inflate(dom, (current - target_pages).min(BALLOON_BATCH_PAGES), p)
+        } else if target_pages > current {
+            self.balloon_deflate(dom, (target_pages - current).min(BALLOON_BATCH_PAGES), p)
+        } else {
+            0
+        };
+        if moved == 0 {
+            self.jobs.remove(&job);
+            finish(job, Ok(()), p);
+            return;
+        }
+        let batch_ns = if target_pages < current {
+            BALLOON_INFLATE_BATCH_NS
+        } else {
+            BALLOON_DEFLATE_BATCH_NS
+        };
+        self.defer(job, batch_ns, p);
+    }
+
+    /// `decrease_reservation` of `pages` of the guest's highest GFNs, one page each.
+    fn balloon_inflate<P: Platform + ?Sized>(&mut self, dom: DomId, pages: u64, p: &mut P) -> u64 {
+        self.scrub_catch_up(p.now());
+        let mut freed = 0;
+        while freed < pages {
+            let Some(gfn) = self.memory.dom(dom).and_then(|m| m.p2m.last_gfn()) else {
+                break;
+            };
+            if self.memory.decrease(dom, Gfn::new(gfn), 0).is_err() {
+                break;
+            }
+            self.balloons.entry(dom).or_default().push(gfn);
+            freed += 1;
+        }
+        self.memory_changed(dom, -i64::try_from(freed).unwrap_or(i64::MAX), p);
+        freed
+    }
+
+    /// `populate_physmap` of up to `pages` ballooned GFNs, most recent first; stops at
+    /// the first page Xen refuses (the GFN stays ballooned).
+    fn balloon_deflate<P: Platform + ?Sized>(&mut self, dom: DomId, pages: u64, p: &mut P) -> u64 {
+        self.scrub_catch_up(p.now());
+        let mut extents = Vec::new();
+        while u64::try_from(extents.len()).unwrap_or(u64::MAX) < pages {
+            let Some(gfn) = self.balloons.get_mut(&dom).and_then(Ballooned::pop) else {
+                break;
+            };
+            match self
+                .memory
+                .populate(dom, Gfn::new(gfn), 0, AllocFlags::default())
+            {
+                Ok(got) => extents.push((gfn, got.mfn.raw(), 0)),
+                Err(_) => {
+                    self.balloons.entry(dom).or_default().push(gfn);
+                    break;
+                }
+            }
+        }
+        let given = u64::try_from(extents.len()).unwrap_or(u64::MAX);
+        if !extents.is_empty() {
+            p.trace(&TraceEvent::Extents { dom, extents });
+        }
+        self.memory_changed(dom, i64::try_from(given).unwrap_or(i64::MAX), p);
+        given
+    }
+
+    /// Pages the guest's balloon driver holds (ballooned out).
+    pub fn ballooned_pages(&self, dom: DomId) -> u64 {
+        self.balloons.get(&dom).map_or(0, Ballooned::pages)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ballooned_pages_come_back_most_recent_first() {
+        let mut b = Ballooned::default();
+        b.push(100);
+        b.push(99);
+        b.push(50);
+        assert_eq!(b.pop(), Some(50));
+        assert_eq!(b.pop(), Some(99));
+        assert_eq!(b.pages(), 1);
+    }
+
+    #[test]
+    fn descending_pushes_make_one_run() {
+        let mut b = Ballooned::default();
+        for gfn in (10..20).rev() {
+            b.push(gfn);
+        }
+        assert_eq!(b.0, [(10, 10)]);
+    }
+}
