@@ -115,6 +115,10 @@ pub fn core_costs(
             crate::serve::session::XENSTORED_REQUEST_COST_KEY,
             crate::serve::session::XENSTORED_REQUEST_NS_DEFAULT,
         ),
+        // E: cost-model §3.3 (ring, bio submit/complete, response), on dom0's vCPU 0.
+        blkback_req_ns: cost_i64(&merged, "io.blkback_req_ns", 3_000),
+        // E: cost-model §3.1, per grant blkback maps (persistent: first use only).
+        gnttab_map_ns: cost_i64(&merged, "io.gnttab_map_ns", 700),
     }
 }
 
@@ -144,6 +148,8 @@ pub fn cost_table_hash(scenario: &crate::scenario::model::Scenario) -> u64 {
             c.xs_request_ns,
             c.xenbus_step_ns,
             c.xenstored_request_ns,
+            c.blkback_req_ns,
+            c.gnttab_map_ns,
         ] {
             bytes.extend_from_slice(&value.to_le_bytes());
         }

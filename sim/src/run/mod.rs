@@ -34,6 +34,7 @@ use hypervisor_model::sched::Violation;
 use hypervisor_model::toolstack::ops::JobId;
 
 use crate::clock::EventQueue;
+use crate::machine::disk::DiskClass;
 use crate::machine::switch::SwitchCosts;
 use crate::record::{Divergence, Recorder, RunHash, TraceError};
 use crate::report::metrics::DomainMeta;
@@ -41,7 +42,7 @@ use crate::rng::RngStreams;
 use crate::scenario::model::Scenario;
 use commands::{CommandRecord, JobOrigin};
 pub use external::Timeline;
-use guests::{GuestStep, HostGuests};
+use guests::{GuestStep, HostGuests, ServiceItem};
 use platform::{HostSim, SimPlatform};
 pub use sinks::Sinks;
 
@@ -117,6 +118,13 @@ pub enum SimEvent {
         dom: DomId,
         /// The reason it was asked for.
         reason: ShutdownReason,
+    },
+    /// A disk completes a command (its result waits in `HostSim::disk_done`).
+    DiskDone {
+        /// Host index.
+        host: u16,
+        /// The command's tag.
+        tag: u64,
     },
     /// A `[[domain]]` is created (`xl create` at its `start`).
     DomainStart {
@@ -386,6 +394,14 @@ impl<'s> World<'s> {
                 ept: Default::default(),
                 iommu: Default::default(),
                 doorbells: Default::default(),
+                disks: spec
+                    .disks
+                    .iter()
+                    .map(|d| crate::machine::disk::Disk::new(DiskClass::of(&d.model)))
+                    .collect(),
+                disk_names: spec.disks.iter().map(|d| d.name.clone()).collect(),
+                vbd_volumes: BTreeMap::new(),
+                disk_done: BTreeMap::new(),
             };
             let mut platform = SimPlatform {
                 now_ns: 0,
@@ -500,6 +516,13 @@ impl<'s> World<'s> {
                     .demand_done(vcpu, generation, now_ns, host, &mut self.queue)
                 {
                     Some(GuestStep::Block) => self.deliver(host, &CoreInput::VcpuBlock { vcpu }),
+                    Some(GuestStep::SubmitIo) => {
+                        let (vdev, ios) = h.sim.guests.take_submissions(vcpu);
+                        for io in ios {
+                            self.deliver(host, &CoreInput::BlkSubmit { vcpu, vdev, io });
+                        }
+                        self.deliver(host, &CoreInput::VcpuBlock { vcpu });
+                    }
                     Some(GuestStep::Yield) => {
                         self.deliver(host, &CoreInput::VcpuYield { vcpu });
                         self.hosts[usize::from(host)].sim.guests.rearm(
@@ -512,8 +535,11 @@ impl<'s> World<'s> {
                     Some(GuestStep::Continue) => {
                         h.sim.guests.rearm(vcpu, now_ns, host, &mut self.queue)
                     }
-                    Some(GuestStep::ServiceDone(item)) => {
+                    Some(GuestStep::ServiceDone(ServiceItem::Xenstored(item))) => {
                         self.deliver(host, &CoreInput::XenstoredDone { item });
+                    }
+                    Some(GuestStep::ServiceDone(ServiceItem::Blkback(item))) => {
+                        self.deliver(host, &CoreInput::BackendWorkDone { item });
                     }
                     None => {}
                 }
@@ -536,6 +562,13 @@ impl<'s> World<'s> {
             SimEvent::GuestShutdown { host, dom, reason } => {
                 if self.hosts[usize::from(host)].sim.guests.knows(dom) {
                     self.deliver(host, &CoreInput::GuestShutdown { dom, reason });
+                }
+                Some(host)
+            }
+            SimEvent::DiskDone { host, tag } => {
+                let done = self.hosts[usize::from(host)].sim.disk_done.remove(&tag);
+                if let Some((ok, data)) = done {
+                    self.deliver(host, &CoreInput::DiskDone { tag, ok, data });
                 }
                 Some(host)
             }

@@ -147,6 +147,8 @@ struct DomainState {
     vcpus: BTreeMap<u32, VcpuState>,
     /// Periodic job records of all its vCPUs (given by the run loop).
     jobs: Vec<JobRecord>,
+    /// vbd I/O records of all its vCPUs (given by the run loop).
+    io: Vec<crate::guest::io::IoRecord>,
 }
 
 impl MetricsCollector {
@@ -170,6 +172,23 @@ impl MetricsCollector {
         };
         if let Some(index) = index {
             host.domains[index].jobs = jobs;
+        }
+    }
+
+    /// Hands over the vbd I/O records of domain `dom` on host `host_index`.
+    pub fn domain_io(
+        &mut self,
+        host_index: usize,
+        dom: DomId,
+        records: Vec<crate::guest::io::IoRecord>,
+    ) {
+        let host = self.host_mut(host_index);
+        let index = match host.live.get(&dom) {
+            Some(&index) => Some(index),
+            None => host.domains.iter().rposition(|d| d.domid == dom),
+        };
+        if let Some(index) = index {
+            host.domains[index].io = records;
         }
     }
 
@@ -237,7 +256,13 @@ impl MetricsCollector {
             | TraceEvent::XenstoredWork { .. }
             | TraceEvent::XenbusEvent { .. }
             | TraceEvent::XenbusState { .. }
-            | TraceEvent::Console { .. } => {}
+            | TraceEvent::Console { .. }
+            | TraceEvent::BlkbackWork { .. }
+            | TraceEvent::DiskSubmit { .. }
+            | TraceEvent::BlkResponse { .. }
+            | TraceEvent::BlkReject { .. }
+            | TraceEvent::BlkRingHalted { .. }
+            | TraceEvent::BlkPush { .. } => {}
         }
     }
 
@@ -354,6 +379,7 @@ impl HostState {
             freed_ns: None,
             vcpus: BTreeMap::new(),
             jobs: Vec::new(),
+            io: Vec::new(),
         });
     }
 
@@ -523,6 +549,7 @@ impl DomainState {
             runq_wait_ns: Distribution::from_samples(&runq_waits, "runq_wait_ns"),
             jobs: JobMetrics::from_records(&self.jobs, window.start_ns, window.end_ns),
             vcpus,
+            io: super::io::io_metrics(&self.io, window.start_ns, window.end_ns),
         }
     }
 }
