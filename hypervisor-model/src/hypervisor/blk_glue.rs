@@ -311,6 +311,17 @@ impl Hypervisor {
     /// at the ring again.
     fn blkback_finish<P: Platform + ?Sized>(&mut self, work: BackWork, p: &mut P) {
         let key = work.key;
+        if !self.blk.ports.contains_key(&key) {
+            // blkback disconnected meanwhile: the batch is dropped with its mappings.
+            for outcome in work.outcomes {
+                if let BackOutcome::Submit(io) = outcome {
+                    for handle in io.transient {
+                        let _ = self.grants.unmap_grant_ref(DomId::DOM0, handle);
+                    }
+                }
+            }
+            return;
+        }
         // The thread is busy until it looks at the ring again below: an interrupt from a
         // response's refill does not re-enter it.
         if let Some(path) = self.blk.paths.get_mut(&key) {
@@ -458,8 +469,22 @@ impl Hypervisor {
             path.back_release(&mut self.grants);
             path.back_halted = true;
         }
-        self.blk.work.retain(|w| w.key != key);
-        self.blk.inflight.retain(|_, (k, _)| *k != key);
+        // Queued batches stay (dom0 still runs them) and are dropped when done; commands
+        // at the disk are forgotten (their completions are ignored) with their mappings.
+        let tags: Vec<u64> = self
+            .blk
+            .inflight
+            .iter()
+            .filter(|(_, (k, _))| *k == key)
+            .map(|(tag, _)| *tag)
+            .collect();
+        for tag in tags {
+            if let Some((_, io)) = self.blk.inflight.remove(&tag) {
+                for handle in io.transient {
+                    let _ = self.grants.unmap_grant_ref(DomId::DOM0, handle);
+                }
+            }
+        }
     }
 
     /// blkfront closes `key`: it ends its pool's grants (refs still mapped stay granted,

@@ -319,3 +319,30 @@ fn destroy_unmaps_every_persistent_grant() {
     // d2's ring page stays mapped; d1's data pages are gone.
     assert_eq!(dom0_maps, Some(1));
 }
+
+#[test]
+fn destroy_with_a_batch_queued_and_commands_at_the_disk_leaves_nothing_behind() {
+    // d1 has one command at the disk and a second batch waiting for dom0 when it is
+    // destroyed; both are dropped, and d2's I/O still completes.
+    let (mut hv, mut p) = two_guests(10_000);
+    submit(&mut hv, &mut p, 1, io(1, IoOp::Read, 0, 8));
+    let second = CoreInput::BlkSubmit {
+        vcpu: ids::vcpu(1, 0),
+        vdev: XVDA,
+        io: io(2, IoOp::Read, 8, 8),
+    };
+    assert_eq!(hv.handle(&second, &mut p), Ok(()));
+    let destroy = CoreInput::Toolstack {
+        job: JobId(9),
+        op: ToolstackOp::Destroy { dom: ids::dom(1) },
+    };
+    assert_eq!(hv.handle(&destroy, &mut p), Ok(()));
+    p.run_until_idle(&mut hv);
+    let mut disk = TestDisk::default();
+    disk.serve(&mut hv, &mut p);
+    submit(&mut hv, &mut p, 2, io(3, IoOp::Write, 0, 8));
+    disk.serve(&mut hv, &mut p);
+    assert!(hv.vbd_path(ids::dom(1), XVDA).is_none());
+    assert_eq!(completions(&p, 2).len(), 1);
+    assert!(hv.check_invariants().is_empty());
+}
