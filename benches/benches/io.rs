@@ -3,7 +3,8 @@
 //!
 //! A booted host with one guest whose xvda is connected (the real XenBus handshake ran).
 //! One iteration: the guest submits a batch of I/Os (`CoreInput::BlkSubmit`: blkfront
-//! builds and pushes the ring requests, notifies when the event index asks), blkback
+//! builds the ring requests and pushes them at the batch's last I/O, notifying when the
+//! event index asks), blkback
 //! consumes, validates and maps them through the grant tables and submits disk commands,
 //! then every command completes (`CoreInput::DiskDone`: blkback responds, blkfront's
 //! interrupt consumes the responses and completes the guest's I/Os). The disk itself is
@@ -73,6 +74,7 @@ fn batch(hv: &mut Hypervisor, p: &mut FakePlatform, op: IoOp, count: u64, sector
             vcpu: ids::vcpu(1, 0),
             vdev: XVDA,
             io,
+            last: i + 1 == count,
         };
         let _ = black_box(hv.handle(&input, p));
     }

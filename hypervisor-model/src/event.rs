@@ -97,6 +97,9 @@ pub enum CoreInput {
         vdev: u32,
         /// The I/O.
         io: GuestIo,
+        /// The last of a batch (blk-mq's `bd->last`): blkfront pushes the ring (and
+        /// notifies if asked to) only then; earlier ones wait in its queue.
+        last: bool,
     },
     /// dom0 ran blkback's work item `item` (`Platform::backend_work`).
     BackendWorkDone {
@@ -160,9 +163,14 @@ impl CoreInput {
             CoreInput::DriverWork { work } => {
                 e.u8(13).u32(work.0);
             }
-            CoreInput::BlkSubmit { vcpu, vdev, io } => {
+            CoreInput::BlkSubmit {
+                vcpu,
+                vdev,
+                io,
+                last,
+            } => {
                 e.u8(14).vcpu(*vcpu).u32(*vdev).u64(io.tag).u8(io.op.code());
-                e.u64(io.sector).u32(io.sectors).u64(io.seed);
+                e.u64(io.sector).u32(io.sectors).u64(io.seed).bool(*last);
             }
             CoreInput::BackendWorkDone { item } => {
                 e.u8(15).u64(item.0);
@@ -255,7 +263,13 @@ fn decode_blk_submit(d: &mut Decoder<'_>) -> Result<CoreInput, DecodeError> {
         sectors: d.u32()?,
         seed: d.u64()?,
     };
-    Ok(CoreInput::BlkSubmit { vcpu, vdev, io })
+    let last = d.bool()?;
+    Ok(CoreInput::BlkSubmit {
+        vcpu,
+        vdev,
+        io,
+        last,
+    })
 }
 
 #[cfg(test)]
@@ -340,6 +354,7 @@ mod tests {
             vcpu: crate::testing::ids::vcpu(1, 0),
             vdev: 51712,
             io,
+            last: false,
         };
         let done = CoreInput::DiskDone {
             tag: 3,

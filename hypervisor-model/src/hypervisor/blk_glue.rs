@@ -82,13 +82,15 @@ fn dom0_vcpu0() -> VcpuRef {
 }
 
 impl Hypervisor {
-    /// `BlkSubmit`: the guest's I/O enters blkfront. A vbd that is not connected, or an
-    /// I/O blkfront refuses, completes at once with `BLKIF_RSP_ERROR`.
+    /// `BlkSubmit`: the guest's I/O enters blkfront, which pushes the ring at the last
+    /// I/O of a batch. An I/O for a vbd that is neither connected nor connecting, or one
+    /// blkfront refuses, completes at once with `BLKIF_RSP_ERROR`.
     pub(crate) fn blk_submit<P: Platform + ?Sized>(
         &mut self,
         vcpu: VcpuRef,
         vdev: u32,
         io: GuestIo,
+        last: bool,
         p: &mut P,
     ) {
         let key = (vcpu.dom, vdev);
@@ -104,9 +106,10 @@ impl Hypervisor {
                 bytes: 0,
             };
             p.guest_notify(vcpu.dom, GuestNotice::BlkDone { vdev, done });
-            return;
         }
-        self.blkfront_kick(key, p);
+        if last {
+            self.blkfront_kick(key, p);
+        }
     }
 
     /// Holds `io` for a vbd the handshake is still connecting; false if there is no such
@@ -138,13 +141,14 @@ impl Hypervisor {
             .copied()
             .collect();
         for key in ready {
+            let vcpu = VcpuRef {
+                dom: key.0,
+                vcpu: VcpuId::new(0).expect("vCPU 0"),
+            };
             for io in self.blk.parked.remove(&key).unwrap_or_default() {
-                let vcpu = VcpuRef {
-                    dom: key.0,
-                    vcpu: VcpuId::new(0).expect("vCPU 0"),
-                };
-                self.blk_submit(vcpu, key.1, io, p);
+                self.blk_submit(vcpu, key.1, io, false, p);
             }
+            self.blkfront_kick(key, p);
         }
     }
 
@@ -171,7 +175,7 @@ impl Hypervisor {
     }
 
     /// `notify_remote_via_irq` from one end of `key`'s channel: the port goes pending on
-    /// the receiver, whose vCPU is woken and whose handler takes its events at once.
+    /// the receiver, whose vCPU is woken and whose handler acknowledges the port at once.
     /// xensim differs: an upcall another channel left pending (the store channel's, whose
     /// handler is not modelled) does not hide this one.
     fn blk_send<P: Platform + ?Sized>(&mut self, key: VbdKey, from_front: bool, p: &mut P) {
@@ -192,7 +196,7 @@ impl Hypervisor {
         let Some(vcpu) = d.notify_vcpu(receiver_port) else {
             return;
         };
-        let _ = d.guest_take_events(vcpu);
+        let _ = d.guest_ack_port(vcpu, receiver_port);
         let notify = crate::evtchn::Notify {
             dom: receiver,
             vcpu,
@@ -356,7 +360,7 @@ impl Hypervisor {
         self.blkback_run(key, p);
     }
 
-    fn blk_disk_submit<P: Platform + ?Sized>(&mut self, key: VbdKey, io: BackIo, p: &mut P) {
+    fn blk_disk_submit<P: Platform + ?Sized>(&mut self, key: VbdKey, mut io: BackIo, p: &mut P) {
         assert!(
             self.blk.inflight.len() < DISK_INFLIGHT_MAX,
             "disk commands in flight"
@@ -370,7 +374,7 @@ impl Hypervisor {
             op: io.disk_op,
             sector: io.sector,
             sectors: io.sectors,
-            data: io.data.clone(),
+            data: core::mem::take(&mut io.data),
         };
         p.trace(&TraceEvent::DiskSubmit {
             tag,

@@ -366,11 +366,16 @@ impl Hypervisor {
             CoreInput::ToolstackContinue { job } => self.continue_job(*job, p)?,
             CoreInput::XenstoredDone { item } => self.xsd_done(*item, p)?,
             CoreInput::DriverWork { work } => self.driver_work(*work, p)?,
-            CoreInput::BlkSubmit { vcpu, vdev, io } => {
+            CoreInput::BlkSubmit {
+                vcpu,
+                vdev,
+                io,
+                last,
+            } => {
                 self.domains
                     .vcpu(*vcpu)
                     .ok_or(InputError::UnknownVcpu(*vcpu))?;
-                self.blk_submit(*vcpu, *vdev, *io, p);
+                self.blk_submit(*vcpu, *vdev, *io, *last, p);
             }
             CoreInput::BackendWorkDone { item } => self.blkback_work_done(*item, p)?,
             CoreInput::DiskDone { tag, ok, data } => self.blk_disk_done(*tag, *ok, data, p),

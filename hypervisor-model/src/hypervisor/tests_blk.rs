@@ -114,6 +114,7 @@ pub(super) fn submit(hv: &mut Hypervisor, p: &mut FakePlatform, dom: u16, io: Gu
         vcpu: ids::vcpu(dom, 0),
         vdev: XVDA,
         io,
+        last: true,
     };
     assert_eq!(hv.handle(&input, p), Ok(()));
     p.run_until_idle(hv);
@@ -199,6 +200,7 @@ fn busy_blkback_lets_blkfront_skip_notifications() {
             vcpu: ids::vcpu(1, 0),
             vdev: XVDA,
             io: io(tag, IoOp::Read, tag * 8, 8),
+            last: true,
         };
         assert_eq!(hv.handle(&input, &mut p), Ok(()));
     }
@@ -234,6 +236,7 @@ fn bogus_req_prod_halts_the_ring_and_the_other_guest_keeps_working() {
         vcpu: ids::vcpu(1, 0),
         vdev: XVDA,
         io: io(1, IoOp::Read, 0, 8),
+        last: true,
     };
     assert_eq!(hv.handle(&first, &mut p), Ok(()));
     // While blkback's batch waits for dom0, d1 writes 1000 into req_prod.
@@ -261,6 +264,7 @@ fn bogus_gref_gets_an_error_response_and_a_log_line() {
         vcpu: ids::vcpu(1, 0),
         vdev: XVDA,
         io: io(1, IoOp::Read, 0, 8),
+        last: true,
     };
     assert_eq!(hv.handle(&first, &mut p), Ok(()));
     let path = hv.vbd_path_mut(ids::dom(1), XVDA).expect("xvda");
@@ -294,6 +298,7 @@ fn io_on_a_vbd_that_does_not_exist_fails_at_once() {
         vcpu: ids::vcpu(1, 0),
         vdev: XVDA + 16,
         io: io(5, IoOp::Read, 0, 8),
+        last: true,
     };
     assert_eq!(hv.handle(&input, &mut p), Ok(()));
     assert_eq!(completions(&p, 1)[0].status, BLKIF_RSP_ERROR);
@@ -330,6 +335,7 @@ fn destroy_with_a_batch_queued_and_commands_at_the_disk_leaves_nothing_behind() 
         vcpu: ids::vcpu(1, 0),
         vdev: XVDA,
         io: io(2, IoOp::Read, 8, 8),
+        last: true,
     };
     assert_eq!(hv.handle(&second, &mut p), Ok(()));
     let destroy = CoreInput::Toolstack {
@@ -345,4 +351,29 @@ fn destroy_with_a_batch_queued_and_commands_at_the_disk_leaves_nothing_behind() 
     assert!(hv.vbd_path(ids::dom(1), XVDA).is_none());
     assert_eq!(completions(&p, 2).len(), 1);
     assert!(hv.check_invariants().is_empty());
+}
+
+#[test]
+fn a_batch_is_pushed_once_at_its_last_io() {
+    // Four I/Os, only the fourth marked last (blk-mq's bd->last): one push of 4 requests
+    // and one notification; blkback consumes them in one batch.
+    let (mut hv, mut p) = two_guests(0);
+    for tag in 0..4 {
+        let input = CoreInput::BlkSubmit {
+            vcpu: ids::vcpu(1, 0),
+            vdev: XVDA,
+            io: io(tag, IoOp::Read, tag * 8, 8),
+            last: tag == 3,
+        };
+        assert_eq!(hv.handle(&input, &mut p), Ok(()));
+    }
+    let counters = hv.vbd_path(ids::dom(1), XVDA).expect("xvda").counters;
+    assert_eq!(counters.requests_pushed, 4);
+    assert_eq!(counters.req_notify_count, 1);
+    let batches = p
+        .events
+        .iter()
+        .filter(|e| matches!(e, TraceEvent::BlkbackWork { requests: 4, .. }))
+        .count();
+    assert_eq!(batches, 1);
 }

@@ -241,7 +241,7 @@ impl VbdPath {
         if dir == Dir::Write {
             data.reserve(sectors as usize);
             for &(mfn, first, last) in &mapped {
-                data.extend((first..=last).map(|i| pages.stamp(mfn, i)));
+                pages.stamps_into(mfn, first, last, &mut data);
             }
         }
         let disk_op = match dir {
@@ -334,11 +334,10 @@ impl VbdPath {
         pages: &mut PageStore,
     ) -> bool {
         if ok && io.disk_op == DiskOp::Read {
-            let mut stamps = data.iter();
+            let mut stamps = data.iter().copied().chain(core::iter::repeat(0));
             for &(mfn, first, last) in &io.segs {
-                for i in first..=last {
-                    pages.set_stamp(mfn, i, stamps.next().copied().unwrap_or(0));
-                }
+                let count = usize::from(last - first) + 1;
+                pages.set_stamps(mfn, first, stamps.by_ref().take(count));
             }
         }
         unmap_all(grants, self.params.back_dom, &io.transient);

@@ -22,9 +22,9 @@ use super::blkif::{
 };
 use super::ring::RingOverflow;
 use super::vbd::{
-    digest_step, sector_stamp, GuestIo, IoDone, IoInFlight, IoOp, PageStore, PoolPage, Shadow,
-    StandInFrames, VbdPath, BACKLOG_IOS_MAX, DATA_GFNS_PER_DEVICE, DATA_GFN_BASE, DIGEST_INIT,
-    GUEST_IO_SECTORS_MAX,
+    sector_stamp, GuestIo, IoDone, IoInFlight, IoOp, PageStore, PoolPage, Shadow, StandInFrames,
+    VbdPath, BACKLOG_IOS_MAX, DATA_GFNS_PER_DEVICE, DATA_GFN_BASE, DIGEST_INIT,
+    GUEST_IO_SECTORS_MAX, SHADOW_SEGS_MAX,
 };
 use crate::grant::{GrantTables, GuestFrames, GRANT_ENTRIES_PER_FRAME_V1};
 use crate::ids::{Gfn, GrantRef};
@@ -162,21 +162,28 @@ impl VbdPath {
 
     fn front_flush(&mut self, tag: u64) {
         let id = self.take_id();
-        blkif::encode_flush(self.sring.slot_mut(self.front.req_prod_pvt), id);
+        blkif::encode_flush(self.sring.slot_mut(self.front.req_prod_pvt), u64::from(id));
         self.front.req_prod_pvt = self.front.req_prod_pvt.wrapping_add(1);
         let shadow = Shadow {
             tag,
             dir: None,
-            pages: Vec::new(),
-            indirect: Vec::new(),
+            pages: [(0, 0, 0); SHADOW_SEGS_MAX],
+            page_count: 0,
+            indirect: None,
         };
-        self.shadow.insert(id, shadow);
+        self.shadow[usize::from(id)] = Some(shadow);
     }
 
-    fn take_id(&mut self) -> u64 {
-        let id = self.next_id;
-        self.next_id = self.next_id.wrapping_add(1);
-        assert!(!self.shadow.contains_key(&id), "ring id {id} reused");
+    /// `get_id_from_freelist`: a free shadow slot; there is one for every free ring slot.
+    fn take_id(&mut self) -> u16 {
+        let id = self
+            .shadow_free
+            .pop()
+            .expect("a free shadow per free ring slot");
+        assert!(
+            self.shadow[usize::from(id)].is_none(),
+            "ring id {id} reused"
+        );
         id
     }
 
@@ -190,34 +197,40 @@ impl VbdPath {
         grants: &mut GrantTables,
         pages: &mut PageStore,
     ) -> Option<()> {
-        let mut segs: Vec<Segment> = Vec::new();
-        let mut used = Vec::new();
+        let mut segs = [Segment::default(); SHADOW_SEGS_MAX];
+        let mut used = [(0u16, 0u8, 0u8); SHADOW_SEGS_MAX];
+        let mut count = 0usize;
         let mut left = sectors;
         let mut at = sector;
         while left > 0 {
+            assert!(
+                count < SHADOW_SEGS_MAX,
+                "a ring request of at most 32 pages"
+            );
             let n = u8::try_from(left.min(u32::from(SECTORS_PER_PAGE))).ok()?;
             let index = self.pool_take(grants)?;
             let page = self.pool[usize::from(index)];
             if dir == Dir::Write {
-                for i in 0..n {
-                    let stamp = sector_stamp(io.seed, at + u64::from(i));
-                    pages.set_stamp(page.mfn, i, stamp);
-                }
+                let stamps = (0..n).map(|i| sector_stamp(io.seed, at + u64::from(i)));
+                pages.set_stamps(page.mfn, 0, stamps);
             }
-            segs.push(Segment {
+            segs[count] = Segment {
                 gref: page.gref,
                 first_sect: 0,
                 last_sect: n - 1,
-            });
-            used.push((index, 0, n - 1));
+            };
+            used[count] = (index, 0, n - 1);
+            count += 1;
             left -= u32::from(n);
             at += u64::from(n);
         }
+        let segs = &segs[..count];
         let id = self.take_id();
-        let mut indirect = Vec::new();
+        let id_u64 = u64::from(id);
+        let mut indirect = None;
         let slot = self.front.req_prod_pvt;
         if segs.len() <= BLKIF_MAX_SEGMENTS_PER_REQUEST {
-            blkif::encode_direct(self.sring.slot_mut(slot), dir, id, sector, &segs);
+            blkif::encode_direct(self.sring.slot_mut(slot), dir, id_u64, sector, segs);
         } else {
             let index = self.pool_take(grants)?;
             let page = self.pool[usize::from(index)];
@@ -225,10 +238,10 @@ impl VbdPath {
             for (i, seg) in segs.iter().enumerate() {
                 seg.encode(&mut bytes[8 * i..8 * i + 8]);
             }
-            indirect.push(index);
+            indirect = Some(index);
             let nr = u16::try_from(segs.len()).ok()?;
             let slot_bytes = self.sring.slot_mut(slot);
-            blkif::encode_indirect(slot_bytes, dir, id, sector, nr, &[page.gref]);
+            blkif::encode_indirect(slot_bytes, dir, id_u64, sector, nr, &[page.gref]);
             self.counters.indirect_requests += 1;
         }
         self.front.req_prod_pvt = slot.wrapping_add(1);
@@ -236,9 +249,10 @@ impl VbdPath {
             tag: io.tag,
             dir: Some(dir),
             pages: used,
+            page_count: u8::try_from(count).ok()?,
             indirect,
         };
-        self.shadow.insert(id, shadow);
+        self.shadow[usize::from(id)] = Some(shadow);
         Some(())
     }
 
@@ -328,12 +342,23 @@ impl VbdPath {
 
     /// One response: frees its pages and, when it was the I/O's last, the I/O.
     fn front_complete(&mut self, rsp: BlkResponse, pages: &PageStore) -> Option<IoDone> {
-        let Some(shadow) = self.shadow.remove(&rsp.id) else {
+        let slot = usize::try_from(rsp.id)
+            .ok()
+            .and_then(|i| self.shadow.get_mut(i));
+        let Some(shadow) = slot.and_then(Option::take) else {
             // Linux: "response has incorrect id" — the ring is not trusted any more.
             self.front_failed = true;
             return None;
         };
-        let io = self.ios.get_mut(&shadow.tag)?;
+        self.shadow_free.push(u16::try_from(rsp.id).unwrap_or(0));
+        self.pool_free
+            .extend(shadow.data_pages().iter().map(|&(index, _, _)| index));
+        self.pool_free.extend(shadow.indirect);
+        // Every shadow belongs to an I/O in flight (`front_place` inserts both).
+        let io = self
+            .ios
+            .get_mut(&shadow.tag)
+            .expect("a shadow's I/O is in flight");
         if rsp.status != BLKIF_RSP_OKAY {
             io.status = if io.status == BLKIF_RSP_OKAY {
                 rsp.status
@@ -341,22 +366,15 @@ impl VbdPath {
                 io.status.min(BLKIF_RSP_ERROR)
             };
         }
-        for &(index, first, last) in &shadow.pages {
+        for &(index, first, last) in shadow.data_pages() {
             let mfn = self.pool[usize::from(index)].mfn;
-            for i in first..=last {
-                io.digest = digest_step(io.digest, pages.stamp(mfn, i));
-            }
+            io.digest = pages.digest_stamps(mfn, first, last, io.digest);
         }
         io.parts_left -= 1;
-        let finished = io.parts_left == 0;
-        let io = *io;
-        self.pool_free
-            .extend(shadow.pages.iter().map(|&(index, _, _)| index));
-        self.pool_free.extend(shadow.indirect);
-        if !finished {
+        if io.parts_left > 0 {
             return None;
         }
-        self.ios.remove(&shadow.tag);
+        let io = self.ios.remove(&shadow.tag)?;
         Some(IoDone {
             tag: shadow.tag,
             status: io.status,

@@ -7,9 +7,9 @@
 //! §8.4, `cost-model.md` §3.3.
 //!
 //! # Invariants
-//! - Every ring id blkfront has outstanding is in `shadow` exactly once, and a response
-//!   for an id not in `shadow` is never accepted (RING-ONE-RESPONSE).
-//! - `shadow.len() <= nr_ents`; the block layer's backlog holds at most
+//! - Every ring id blkfront has outstanding is a used `shadow` slot, exactly once, and a
+//!   response for an id not in use is never accepted (RING-ONE-RESPONSE).
+//! - `shadow` has `nr_ents` slots, each used or on `shadow_free`; the backlog holds at most
 //!   [`BACKLOG_IOS_MAX`] guest I/Os.
 //! - blkback's persistent grants number at most [`PERSISTENT_GRANTS_MAX`].
 //!
@@ -162,6 +162,43 @@ impl PageStore {
         u64::from_le_bytes(raw)
     }
 
+    /// Appends the stamps of sectors `first..=last` of the page to `out` (one lookup).
+    pub fn stamps_into(&self, mfn: Mfn, first: u8, last: u8, out: &mut Vec<u64>) {
+        let page = self.page(mfn);
+        for index in first..=last {
+            let at = usize::from(index) * 512;
+            let stamp = page.map_or(0, |p| {
+                let mut raw = [0u8; 8];
+                raw.copy_from_slice(&p[at..at + 8]);
+                u64::from_le_bytes(raw)
+            });
+            out.push(stamp);
+        }
+    }
+
+    /// Folds the stamps of sectors `first..=last` of the page into `digest`.
+    pub fn digest_stamps(&self, mfn: Mfn, first: u8, last: u8, digest: u64) -> u64 {
+        let page = self.page(mfn);
+        (first..=last).fold(digest, |d, index| {
+            let at = usize::from(index) * 512;
+            let stamp = page.map_or(0, |p| {
+                let mut raw = [0u8; 8];
+                raw.copy_from_slice(&p[at..at + 8]);
+                u64::from_le_bytes(raw)
+            });
+            digest_step(d, stamp)
+        })
+    }
+
+    /// Writes `stamps` into sectors `first..` of the page (one lookup).
+    pub fn set_stamps(&mut self, mfn: Mfn, first: u8, stamps: impl Iterator<Item = u64>) {
+        let page = self.page_mut(mfn);
+        for (index, stamp) in (usize::from(first)..8).zip(stamps) {
+            let at = index * 512;
+            page[at..at + 8].copy_from_slice(&stamp.to_le_bytes());
+        }
+    }
+
     /// Writes the stamp of sector `index` of the page.
     pub fn set_stamp(&mut self, mfn: Mfn, index: u8, stamp: u64) {
         let at = usize::from(index) * 512;
@@ -195,16 +232,29 @@ pub struct Shadow {
     pub tag: u64,
     /// Its direction (`None` for a flush).
     pub dir: Option<Dir>,
-    /// Pool indices of its data pages, with the sectors used in each.
-    pub pages: Vec<(u16, u8, u8)>,
-    /// Pool indices of its indirect pages.
-    pub indirect: Vec<u16>,
+    /// Pool indices of its data pages, with the sectors used in each (`page_count` used).
+    pub pages: [(u16, u8, u8); SHADOW_SEGS_MAX],
+    /// Used entries of `pages`.
+    pub page_count: u8,
+    /// Pool index of its indirect page (blkfront's 32 segments fit one).
+    pub indirect: Option<u16>,
 }
 
+/// Most segments blkfront puts in one ring request (its indirect cap, or 11 direct).
+pub const SHADOW_SEGS_MAX: usize = super::blkif::BLKFRONT_MAX_INDIRECT_SEGMENTS as usize;
+
+const _: () = assert!(SHADOW_SEGS_MAX >= super::blkif::BLKIF_MAX_SEGMENTS_PER_REQUEST);
+const _: () = assert!(SHADOW_SEGS_MAX <= super::blkif::SEGS_PER_INDIRECT_FRAME);
+
 impl Shadow {
+    /// Its data pages.
+    pub fn data_pages(&self) -> &[(u16, u8, u8)] {
+        &self.pages[..usize::from(self.page_count)]
+    }
+
     /// Pool pages it holds (data and indirect).
     pub fn pages_used(&self) -> usize {
-        self.pages.len() + self.indirect.len()
+        usize::from(self.page_count) + usize::from(self.indirect.is_some())
     }
 }
 
@@ -289,10 +339,11 @@ pub struct VbdPath {
     pub front_failed: bool,
     /// A guest wrote the ring page behind its driver's back.
     pub scribbled: bool,
-    /// blkfront: outstanding ring requests by id.
-    pub shadow: BTreeMap<u64, Shadow>,
-    /// blkfront: the next ring request id.
-    pub next_id: u64,
+    /// blkfront: outstanding ring requests, indexed by their id (Linux's `shadow[]`, one
+    /// per ring slot; the id of a request is its index here).
+    pub shadow: Vec<Option<Shadow>>,
+    /// blkfront: free shadow indices (Linux's `shadow_free` list).
+    pub shadow_free: Vec<u16>,
     /// blkfront: guest I/Os waiting for ring slots.
     pub backlog: VecDeque<GuestIo>,
     /// blkfront: guest I/Os on the ring.
@@ -317,6 +368,8 @@ impl VbdPath {
     /// A freshly connected device: an initialised single-page ring, empty pools.
     pub fn new(params: VbdParams) -> VbdPath {
         let sring = SharedRing::new(RING_PAGE_BYTES, BLKIF_SLOT_BYTES);
+        let nr_ents = sring.nr_ents() as usize;
+        let nr_ents_u16 = u16::try_from(nr_ents).expect("a single-page ring has 32 slots");
         let front = FrontRing::new(&sring);
         let back = BackRing::new(&sring);
         VbdPath {
@@ -327,8 +380,8 @@ impl VbdPath {
             back_halted: false,
             front_failed: false,
             scribbled: false,
-            shadow: BTreeMap::new(),
-            next_id: 0,
+            shadow: alloc::vec![None; nr_ents],
+            shadow_free: (0..nr_ents_u16).rev().collect(),
             backlog: VecDeque::new(),
             ios: BTreeMap::new(),
             pool: Vec::new(),
@@ -382,15 +435,21 @@ impl VbdPath {
             out.push("ring.bounds");
         }
         let outstanding = self.front.req_prod_pvt.wrapping_sub(self.front.rsp_cons);
-        if u64::from(outstanding) != self.shadow.len() as u64 {
+        let in_use = self.shadow.iter().flatten().count();
+        if outstanding as usize != in_use || in_use + self.shadow_free.len() != self.shadow.len() {
             out.push("ring.one_response");
         }
         let parts: u64 = self.ios.values().map(|io| u64::from(io.parts_left)).sum();
-        if parts != self.shadow.len() as u64 {
+        if parts != in_use as u64 {
             out.push("vbd.io_parts");
         }
-        let pooled =
-            self.pool_free.len() + self.shadow.values().map(Shadow::pages_used).sum::<usize>();
+        let pooled = self.pool_free.len()
+            + self
+                .shadow
+                .iter()
+                .flatten()
+                .map(Shadow::pages_used)
+                .sum::<usize>();
         if pooled != self.pool.len() {
             out.push("vbd.pool_pages");
         }

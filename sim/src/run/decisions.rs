@@ -73,13 +73,19 @@ pub fn input_line(out: &mut String, host: &str, time_ns: u64, input: &CoreInput)
         CoreInput::ToolstackContinue { job } => format!("job{} continues", job.0),
         CoreInput::XenstoredDone { item } => format!("xenstored work{} done", item.0),
         CoreInput::DriverWork { work } => format!("xenbus reaction{} due", work.0),
-        CoreInput::BlkSubmit { vcpu: v, vdev, io } => format!(
-            "{} blkfront vbd{vdev} io{} {:?} sector {} +{}",
+        CoreInput::BlkSubmit {
+            vcpu: v,
+            vdev,
+            io,
+            last,
+        } => format!(
+            "{} blkfront vbd{vdev} io{} {:?} sector {} +{}{}",
             vcpu(*v),
             io.tag,
             io.op,
             io.sector,
-            io.sectors
+            io.sectors,
+            if *last { " last" } else { "" }
         ),
         CoreInput::BackendWorkDone { item } => format!("blkback work{} done", item.0),
         CoreInput::DiskDone { tag, ok, data } => {

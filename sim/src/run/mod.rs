@@ -518,8 +518,16 @@ impl<'s> World<'s> {
                     Some(GuestStep::Block) => self.deliver(host, &CoreInput::VcpuBlock { vcpu }),
                     Some(GuestStep::SubmitIo) => {
                         let (vdev, ios) = h.sim.guests.take_submissions(vcpu);
-                        for io in ios {
-                            self.deliver(host, &CoreInput::BlkSubmit { vcpu, vdev, io });
+                        let count = ios.len();
+                        for (index, io) in ios.into_iter().enumerate() {
+                            let last = index + 1 == count;
+                            let input = CoreInput::BlkSubmit {
+                                vcpu,
+                                vdev,
+                                io,
+                                last,
+                            };
+                            self.deliver(host, &input);
                         }
                         self.deliver(host, &CoreInput::VcpuBlock { vcpu });
                     }
