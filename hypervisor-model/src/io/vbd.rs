@@ -414,7 +414,7 @@ impl VbdPath {
     }
 
     /// The O(n) checks of this path (RING-MONOTONIC, and for a ring nobody scribbled on
-    /// RING-BOUNDS and RING-ONE-RESPONSE; pool bounds): what is broken.
+    /// RING-BOUNDS, RING-NOTIFY and RING-ONE-RESPONSE; pool bounds): what is broken.
     pub fn check(&self, out: &mut Vec<&'static str>) {
         let nr = self.sring.nr_ents();
         let now = RingWatch::of(&self.front, &self.back);
@@ -433,6 +433,16 @@ impl VbdPath {
         }
         if now.bounds(nr).is_some() {
             out.push("ring.bounds");
+        }
+        // RING-NOTIFY: between inputs no end sleeps with work on the ring (blkback idle
+        // with requests left, blkfront with responses left): its final check re-armed the
+        // event index, so the producer's push notified it.
+        let requests_left = self.back.unconsumed_requests(&self.sring).unwrap_or(0);
+        if !self.back_busy && requests_left > 0 {
+            out.push("ring.lost_wakeup");
+        }
+        if self.front.unconsumed_responses(&self.sring).unwrap_or(0) > 0 {
+            out.push("ring.lost_wakeup");
         }
         let outstanding = self.front.req_prod_pvt.wrapping_sub(self.front.rsp_cons);
         let in_use = self.shadow.iter().flatten().count();
@@ -475,10 +485,8 @@ mod tests {
         assert_ne!(sector_stamp(0, 0), 0);
     }
 
-    #[test]
-    fn pool_covers_a_full_ring_of_indirect_requests() {
-        // 32 slots x (32 segments + 1 indirect page) = 1056, Linux's persistent limit.
-        let params = VbdParams {
+    fn params() -> VbdParams {
+        VbdParams {
             front_dom: DomId::new(1).expect("d1"),
             back_dom: DomId::DOM0,
             vdev: 51712,
@@ -487,8 +495,24 @@ mod tests {
             read_only: false,
             sectors: 1 << 20,
             slot: 0,
-        };
-        assert_eq!(VbdPath::new(params).pool_pages_max(), 1056);
+        }
+    }
+
+    #[test]
+    fn pool_covers_a_full_ring_of_indirect_requests() {
+        // 32 slots x (32 segments + 1 indirect page) = 1056, Linux's persistent limit.
+        assert_eq!(VbdPath::new(params()).pool_pages_max(), 1056);
+    }
+
+    #[test]
+    fn checker_flags_an_idle_backend_with_requests_left() {
+        // A request published on the ring that blkback never looked at: a lost wake-up.
+        let mut path = VbdPath::new(params());
+        path.front.req_prod_pvt = 1;
+        path.front.push_requests(&mut path.sring);
+        let mut broken = Vec::new();
+        path.check(&mut broken);
+        assert!(broken.contains(&"ring.lost_wakeup"));
     }
 
     #[test]

@@ -2,8 +2,9 @@
 //!
 //! # Invariants
 //! - `mixed` entries are never `mixed` or `periodic`; weights are ≥ 1.
-//! - Sub-tables `memory`, `net`, `disk` and the `io` kind are fully validated, then refused
-//!   through `unsupported.rs` until the engine runs them.
+//! - Sub-tables `memory`, `net` and `disk` are fully validated; `memory`, `net`, and `disk`
+//!   outside the `io` kind (or with `rate`) are then refused through `unsupported.rs` until
+//!   the engine runs them. An `io` workload runs over a vbd (`disk`); never inside `mixed`.
 
 use super::diag::Diags;
 use super::model::{DiskOpSpec, DiskWorkload, Dist, MixEntry, WorkloadSpec};
