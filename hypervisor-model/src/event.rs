@@ -101,6 +101,16 @@ pub enum CoreInput {
         /// notifies if asked to) only then; earlier ones wait in its queue.
         last: bool,
     },
+    /// A `disk-error` fault: blkback answers the next `count` requests of `dom`'s vbd
+    /// `vdev` with `BLKIF_RSP_ERROR`, as if the disk had failed them.
+    BlkFault {
+        /// The frontend domain.
+        dom: DomId,
+        /// The vbd's `virtual-device` number.
+        vdev: u32,
+        /// Requests to fail.
+        count: u32,
+    },
     /// dom0 ran blkback's work item `item` (`Platform::backend_work`).
     BackendWorkDone {
         /// The item (always blkback's oldest unfinished one).
@@ -175,6 +185,9 @@ impl CoreInput {
             CoreInput::BackendWorkDone { item } => {
                 e.u8(15).u64(item.0);
             }
+            CoreInput::BlkFault { dom, vdev, count } => {
+                e.u8(17).dom(*dom).u32(*vdev).u32(*count);
+            }
             CoreInput::DiskDone { tag, ok, data } => {
                 e.u8(16).u64(*tag).bool(*ok);
                 e.u32(u32::try_from(data.len()).unwrap_or(u32::MAX));
@@ -233,6 +246,11 @@ impl CoreInput {
             14 => decode_blk_submit(&mut d)?,
             15 => CoreInput::BackendWorkDone {
                 item: BackWorkId(d.u64()?),
+            },
+            17 => CoreInput::BlkFault {
+                dom: d.dom()?,
+                vdev: d.u32()?,
+                count: d.u32()?,
             },
             16 => {
                 let tag = d.u64()?;

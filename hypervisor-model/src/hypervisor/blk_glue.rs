@@ -332,6 +332,7 @@ impl Hypervisor {
             path.back_busy = true;
         }
         for outcome in work.outcomes {
+            let outcome = self.blk_injected_error(key, outcome);
             match outcome {
                 BackOutcome::Submit(io) => self.blk_disk_submit(key, io, p),
                 BackOutcome::Reject(rsp, err) => {
@@ -358,6 +359,39 @@ impl Hypervisor {
             path.back_busy = false;
         }
         self.blkback_run(key, p);
+    }
+
+    /// A `disk-error` fault pending on `key` turns a request bound for the disk into an
+    /// error response (its transient mappings go).
+    fn blk_injected_error(&mut self, key: VbdKey, outcome: BackOutcome) -> BackOutcome {
+        let Some(path) = self.blk.paths.get_mut(&key) else {
+            return outcome;
+        };
+        let BackOutcome::Submit(io) = outcome else {
+            return outcome;
+        };
+        if path.back_fail_count == 0 {
+            return BackOutcome::Submit(io);
+        }
+        path.back_fail_count -= 1;
+        for handle in &io.transient {
+            let _ = self.grants.unmap_grant_ref(DomId::DOM0, *handle);
+        }
+        let err = BlkReqError::DiskError;
+        let rsp = crate::io::blkif::BlkResponse {
+            id: io.id,
+            op: io.op,
+            status: err.status(),
+        };
+        BackOutcome::Reject(rsp, err)
+    }
+
+    /// `BlkFault`: the next `count` requests of `dom`'s vbd `vdev` fail (ignored for a
+    /// vbd that is not connected).
+    pub(crate) fn blk_fault(&mut self, dom: DomId, vdev: u32, count: u32) {
+        if let Some(path) = self.blk.paths.get_mut(&(dom, vdev)) {
+            path.back_fail_count = path.back_fail_count.saturating_add(count);
+        }
     }
 
     fn blk_disk_submit<P: Platform + ?Sized>(&mut self, key: VbdKey, mut io: BackIo, p: &mut P) {

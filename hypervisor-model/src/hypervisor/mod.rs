@@ -378,6 +378,7 @@ impl Hypervisor {
                 self.blk_submit(*vcpu, *vdev, *io, *last, p);
             }
             CoreInput::BackendWorkDone { item } => self.blkback_work_done(*item, p)?,
+            CoreInput::BlkFault { dom, vdev, count } => self.blk_fault(*dom, *vdev, *count),
             CoreInput::DiskDone { tag, ok, data } => self.blk_disk_done(*tag, *ok, data, p),
         }
         self.end_of_input(p);

@@ -377,3 +377,29 @@ fn a_batch_is_pushed_once_at_its_last_io() {
         .count();
     assert_eq!(batches, 1);
 }
+
+#[test]
+fn disk_error_fault_fails_the_next_requests_only() {
+    // Two requests to fail; a batch of three: the first two get BLKIF_RSP_ERROR without
+    // reaching the disk, the third is served.
+    let (mut hv, mut p) = two_guests(0);
+    let fault = CoreInput::BlkFault {
+        dom: ids::dom(1),
+        vdev: XVDA,
+        count: 2,
+    };
+    assert_eq!(hv.handle(&fault, &mut p), Ok(()));
+    for tag in 0..3 {
+        let input = CoreInput::BlkSubmit {
+            vcpu: ids::vcpu(1, 0),
+            vdev: XVDA,
+            io: io(tag, IoOp::Read, tag * 8, 8),
+            last: tag == 2,
+        };
+        assert_eq!(hv.handle(&input, &mut p), Ok(()));
+    }
+    assert_eq!(p.disk_cmds.len(), 1);
+    TestDisk::default().serve(&mut hv, &mut p);
+    let statuses: Vec<i16> = completions(&p, 1).iter().map(|d| d.status).collect();
+    assert_eq!(statuses, [BLKIF_RSP_ERROR, BLKIF_RSP_ERROR, BLKIF_RSP_OKAY]);
+}

@@ -194,6 +194,8 @@ pub enum BlkReqError {
     BadSegment,
     /// A grant the backend could not map or copy (its `GNTST_*` code).
     Grant(i16),
+    /// The disk failed it (a `disk-error` fault).
+    DiskError,
     /// An indirect request whose `indirect_op` is neither READ nor WRITE.
     IndirectOp(u8),
     /// More indirect segments than advertised, or none.
@@ -228,6 +230,7 @@ impl BlkReqError {
             BlkReqError::Operation(_) => 6,
             BlkReqError::OutOfRange => 7,
             BlkReqError::ReadOnly => 8,
+            BlkReqError::DiskError => 9,
         }
     }
 }

@@ -358,6 +358,8 @@ pub struct VbdPath {
     pub back_inflight: u32,
     /// blkback: a batch of consumed requests is waiting for dom0's CPU.
     pub back_busy: bool,
+    /// blkback: requests still to fail (a `disk-error` fault).
+    pub back_fail_count: u32,
     /// Counters.
     pub counters: VbdCounters,
     /// Indices the checker saw last.
@@ -389,6 +391,7 @@ impl VbdPath {
             persistent: BTreeMap::new(),
             back_inflight: 0,
             back_busy: false,
+            back_fail_count: 0,
             counters: VbdCounters::default(),
             watch: RingWatch::default(),
         }

@@ -88,6 +88,12 @@ pub fn input_line(out: &mut String, host: &str, time_ns: u64, input: &CoreInput)
             if *last { " last" } else { "" }
         ),
         CoreInput::BackendWorkDone { item } => format!("blkback work{} done", item.0),
+        CoreInput::BlkFault { dom, vdev, count } => {
+            format!(
+                "fault: d{} vbd{vdev} fails its next {count} requests",
+                dom.raw()
+            )
+        }
         CoreInput::DiskDone { tag, ok, data } => {
             let status = if *ok { "ok" } else { "failed" };
             format!("disk cmd{tag} done {status} ({} sectors read)", data.len())

@@ -440,6 +440,16 @@ pub enum AtAction {
     Xl(XlCommand),
     /// A xenstore-* client command line, already parsed.
     Xenstore(hypervisor_model::toolstack::xs_client::XsClientCmd),
+    /// `fault = { kind = "disk-error", ... }`: blkback answers the next `count` requests
+    /// of the domain's vbd with `BLKIF_RSP_ERROR`.
+    DiskError {
+        /// The domain's name.
+        domain: String,
+        /// The vbd's `virtual-device` number.
+        vdev: u32,
+        /// Requests to fail.
+        count: u32,
+    },
 }
 
 /// One `[[at]]` entry.

@@ -12,7 +12,7 @@ use super::diag::{Diags, Loc};
 /// A feature the loader recognises.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Feature<'a> {
-    /// `[[at]] fault = { ... }`.
+    /// `[[at]] fault = { ... }` of a kind other than `disk-error`.
     AtFault,
     /// A workload of kind `io` with a `net` sub-table (vif traffic).
     IoWorkload,
