@@ -11,8 +11,10 @@
 //!   while it is not empty.
 //! - Every I/O is a whole number of 4 KiB pages (1..=256) inside the disk.
 //!
-//! xensim differs: the guest's own block-layer CPU (`io.blkfront_req_ns`) is part of
-//! `service`; a sequential stream wraps at the end of the disk.
+//! Each batch's CPU demand is its `service` draw plus `queue_depth` × `io.blkfront_req_ns`
+//! (blkfront building the requests and claiming grants, cost-model §3.3).
+//!
+//! xensim differs: a sequential stream wraps at the end of the disk.
 
 use std::collections::BTreeMap;
 
@@ -65,6 +67,8 @@ pub(crate) struct IoModel {
     next_seq: u64,
     next_block: u64,
     demand_ns_left: u64,
+    /// blkfront's CPU per I/O (`io.blkfront_req_ns`), added to each batch's service.
+    request_ns: u64,
     /// Submitted and not completed: tag → (submit time, write).
     outstanding: BTreeMap<u64, (u64, bool)>,
     /// I/Os built at the last demand-done, for the run loop to submit.
@@ -95,6 +99,7 @@ impl IoModel {
             next_seq: 0,
             next_block: 0,
             demand_ns_left: 0,
+            request_ns: 0,
             outstanding: BTreeMap::new(),
             to_submit: Vec::new(),
             records: Vec::new(),
@@ -108,7 +113,19 @@ impl IoModel {
     }
 
     pub(crate) fn on_wake(&mut self) {
-        self.demand_ns_left = self.service.draw();
+        let blkfront_ns = self
+            .request_ns
+            .saturating_mul(u64::from(self.spec.queue_depth));
+        self.demand_ns_left = self.service.draw().saturating_add(blkfront_ns);
+    }
+
+    /// Sets blkfront's CPU per I/O; a batch already drawn gets it too.
+    pub(crate) fn set_request_ns(&mut self, ns: u64) {
+        let added = ns.saturating_sub(self.request_ns);
+        self.request_ns = ns;
+        self.demand_ns_left = self
+            .demand_ns_left
+            .saturating_add(added.saturating_mul(u64::from(self.spec.queue_depth)));
     }
 
     pub(crate) fn demand_ns_left(&self) -> u64 {
@@ -259,6 +276,15 @@ mod tests {
         let ios = m.take_submissions();
         assert_eq!(m.io_done(&done(ios[0].tag), 100, false), None);
         assert_eq!(m.io_done(&done(ios[1].tag), 200, false), Some(700));
+    }
+
+    #[test]
+    fn batch_demand_adds_blkfront_cpu_per_io() {
+        // service 1000 ns + 4 I/Os x 1500 ns in blkfront.
+        let mut m = model(4, false);
+        m.start();
+        m.set_request_ns(1_500);
+        assert_eq!(m.demand_ns_left(), 7_000);
     }
 
     #[test]

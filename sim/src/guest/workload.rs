@@ -234,6 +234,14 @@ impl GuestVcpu {
         }
     }
 
+    /// `io`: the guest CPU blkfront spends per I/O (`io.blkfront_req_ns`), added to each
+    /// batch's `service` once per I/O. No effect on other kinds.
+    pub fn set_io_request_ns(&mut self, ns: u64) {
+        if let Behavior::Io(model) = &mut self.behavior {
+            model.set_request_ns(ns);
+        }
+    }
+
     /// `io`: the I/Os to submit after a [`GuestAction::BlockOnIo`], and their vbd.
     pub fn take_submissions(&mut self) -> (u32, Vec<hypervisor_model::io::vbd::GuestIo>) {
         match &mut self.behavior {

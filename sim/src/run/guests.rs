@@ -123,6 +123,8 @@ pub struct HostGuests {
     next_generation: u64,
     /// Service work queued per vCPU, oldest first: (item, ns left).
     service: BTreeMap<VcpuRef, VecDeque<(ServiceItem, u64)>>,
+    /// Guest CPU per disk I/O in blkfront (`io.blkfront_req_ns`), for `io` workloads.
+    io_request_ns: u64,
 }
 
 impl HostGuests {
@@ -134,7 +136,13 @@ impl HostGuests {
             slots: Slots::default(),
             next_generation: 0,
             service: BTreeMap::new(),
+            io_request_ns: 0,
         }
+    }
+
+    /// The guest CPU an `io` workload spends in blkfront per I/O (from the cost table).
+    pub fn set_io_request_ns(&mut self, ns: u64) {
+        self.io_request_ns = ns;
     }
 
     /// A new domain `dom` runs `workloads` (one per vCPU index; missing ones are idle).
@@ -199,7 +207,9 @@ impl HostGuests {
                 tick_work: crate::scenario::model::Dist::Const(0),
             };
             let spec = domain.workloads.get(index).cloned().unwrap_or(idle);
-            let model = GuestVcpu::new(&spec, &self.streams, &domain.name, v.vcpu.raw(), now_ns);
+            let mut model =
+                GuestVcpu::new(&spec, &self.streams, &domain.name, v.vcpu.raw(), now_ns);
+            model.set_io_request_ns(self.io_request_ns);
             let wake_generation = self.generation();
             if let GuestState::Blocked {
                 wake_at_ns: Some(at_ns),
