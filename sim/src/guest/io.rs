@@ -69,6 +69,9 @@ pub(crate) struct IoModel {
     demand_ns_left: u64,
     /// blkfront's CPU per I/O (`io.blkfront_req_ns`), added to each batch's service.
     request_ns: u64,
+    /// The CPU demand of the current batch (0: the think time is raised to 1 ns, so
+    /// virtual time advances even when every I/O fails at once).
+    batch_demand_ns: u64,
     /// Submitted and not completed: tag → (submit time, write).
     outstanding: BTreeMap<u64, (u64, bool)>,
     /// I/Os built at the last demand-done, for the run loop to submit.
@@ -100,6 +103,7 @@ impl IoModel {
             next_block: 0,
             demand_ns_left: 0,
             request_ns: 0,
+            batch_demand_ns: 0,
             outstanding: BTreeMap::new(),
             to_submit: Vec::new(),
             records: Vec::new(),
@@ -117,6 +121,7 @@ impl IoModel {
             .request_ns
             .saturating_mul(u64::from(self.spec.queue_depth));
         self.demand_ns_left = self.service.draw().saturating_add(blkfront_ns);
+        self.batch_demand_ns = self.demand_ns_left;
     }
 
     /// Sets blkfront's CPU per I/O; a batch already drawn gets it too.
@@ -126,6 +131,7 @@ impl IoModel {
         self.demand_ns_left = self
             .demand_ns_left
             .saturating_add(added.saturating_mul(u64::from(self.spec.queue_depth)));
+        self.batch_demand_ns = self.demand_ns_left;
     }
 
     pub(crate) fn demand_ns_left(&self) -> u64 {
@@ -210,7 +216,11 @@ impl IoModel {
         if !self.outstanding.is_empty() {
             return None;
         }
-        Some(now_ns.saturating_add(self.think.draw()))
+        let mut think_ns = self.think.draw();
+        if self.batch_demand_ns == 0 {
+            think_ns = think_ns.max(1);
+        }
+        Some(now_ns.saturating_add(think_ns))
     }
 
     /// The vCPU runs again at `now_ns`: the guest sees its completions.
