@@ -149,6 +149,8 @@ struct DomainState {
     jobs: Vec<JobRecord>,
     /// vbd I/O records of all its vCPUs (given by the run loop).
     io: Vec<crate::guest::io::IoRecord>,
+    /// In-window ring pushes and notifications, by vdev (from `BlkPush`/`BlkResponse`).
+    rings: BTreeMap<u32, super::io::RingCounts>,
 }
 
 impl MetricsCollector {
@@ -259,10 +261,27 @@ impl MetricsCollector {
             | TraceEvent::Console { .. }
             | TraceEvent::BlkbackWork { .. }
             | TraceEvent::DiskSubmit { .. }
-            | TraceEvent::BlkResponse { .. }
             | TraceEvent::BlkReject { .. }
-            | TraceEvent::BlkRingHalted { .. }
-            | TraceEvent::BlkPush { .. } => {}
+            | TraceEvent::BlkRingHalted { .. } => {}
+            TraceEvent::BlkPush {
+                dom,
+                vdev,
+                requests,
+                notify,
+            } if time_ns >= window.start_ns => {
+                let counts = host.ring_counts(*dom, *vdev);
+                counts.requests_pushed += u64::from(*requests);
+                counts.push_count += 1;
+                counts.push_notify_count += u64::from(*notify);
+            }
+            TraceEvent::BlkResponse {
+                dom, vdev, notify, ..
+            } if time_ns >= window.start_ns => {
+                let counts = host.ring_counts(*dom, *vdev);
+                counts.response_count += 1;
+                counts.response_notify_count += u64::from(*notify);
+            }
+            TraceEvent::BlkPush { .. } | TraceEvent::BlkResponse { .. } => {}
         }
     }
 
@@ -380,7 +399,14 @@ impl HostState {
             vcpus: BTreeMap::new(),
             jobs: Vec::new(),
             io: Vec::new(),
+            rings: BTreeMap::new(),
         });
+    }
+
+    /// The ring counters of live domain `dom`'s vbd `vdev`.
+    fn ring_counts(&mut self, dom: DomId, vdev: u32) -> &mut super::io::RingCounts {
+        let index = *self.live.get(&dom).expect("ring event of a live domain");
+        self.domains[index].rings.entry(vdev).or_default()
     }
 
     fn vcpu_create(&mut self, time_ns: u64, v: VcpuRef) {
@@ -549,7 +575,7 @@ impl DomainState {
             runq_wait_ns: Distribution::from_samples(&runq_waits, "runq_wait_ns"),
             jobs: JobMetrics::from_records(&self.jobs, window.start_ns, window.end_ns),
             vcpus,
-            io: super::io::io_metrics(&self.io, window.start_ns, window.end_ns),
+            io: super::io::io_metrics(&self.io, &self.rings, window.start_ns, window.end_ns),
         }
     }
 }
