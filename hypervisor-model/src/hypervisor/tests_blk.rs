@@ -403,3 +403,39 @@ fn disk_error_fault_fails_the_next_requests_only() {
     let statuses: Vec<i16> = completions(&p, 1).iter().map(|d| d.status).collect();
     assert_eq!(statuses, [BLKIF_RSP_ERROR, BLKIF_RSP_ERROR, BLKIF_RSP_OKAY]);
 }
+
+#[test]
+fn flush_goes_to_the_disk_as_a_cache_flush() {
+    // A guest flush is one BLKIF_OP_FLUSH_DISKCACHE request without segments.
+    let (mut hv, mut p) = two_guests(0);
+    submit(&mut hv, &mut p, 1, io(1, IoOp::Flush, 0, 0));
+    assert_eq!(p.disk_cmds.len(), 1);
+    assert_eq!(p.disk_cmds[0].op, DiskOp::Flush);
+    TestDisk::default().serve(&mut hv, &mut p);
+    assert_eq!(completions(&p, 1)[0].status, BLKIF_RSP_OKAY);
+}
+
+#[test]
+fn discard_written_by_the_guest_reaches_the_disk() {
+    // While blkback's first batch waits, d1 writes a DISCARD of 16 sectors into slot 1.
+    let (mut hv, mut p) = two_guests(10_000);
+    let first = CoreInput::BlkSubmit {
+        vcpu: ids::vcpu(1, 0),
+        vdev: XVDA,
+        io: io(1, IoOp::Read, 0, 8),
+        last: true,
+    };
+    assert_eq!(hv.handle(&first, &mut p), Ok(()));
+    let path = hv.vbd_path_mut(ids::dom(1), XVDA).expect("xvda");
+    let mut slot = [0u8; blkif::BLKIF_SLOT_BYTES];
+    slot[0] = blkif::BLKIF_OP_DISCARD;
+    slot[8..16].copy_from_slice(&5u64.to_le_bytes());
+    slot[16..24].copy_from_slice(&64u64.to_le_bytes());
+    slot[24..32].copy_from_slice(&16u64.to_le_bytes());
+    let slot1_offset = crate::io::ring::RING_HEADER_BYTES + blkif::BLKIF_SLOT_BYTES;
+    path.guest_scribble(slot1_offset, &slot);
+    path.guest_scribble(0, &2u32.to_le_bytes());
+    p.run_until_idle(&mut hv);
+    let discard = p.disk_cmds.iter().find(|c| c.op == DiskOp::Discard);
+    assert_eq!(discard.map(|c| (c.sector, c.sectors)), Some((64, 16)));
+}
