@@ -78,6 +78,14 @@ impl Platform for BenchPlatform {
     fn ept_invalidate(&mut self, _dom: DomId) {}
     fn iommu_write(&mut self, _bdf: PciBdf, _dfn: u64, _entry: Option<(Mfn, MapAccess)>) {}
     fn ring_doorbell(&mut self, _doorbell: Doorbell) {}
+    fn disk_submit(&mut self, _cmd: hypervisor_model::platform::DiskCommand) {}
+    fn backend_work(
+        &mut self,
+        _vcpu: VcpuRef,
+        _item: hypervisor_model::ids::BackWorkId,
+        _work_ns: i64,
+    ) {
+    }
 }
 
 /// A booted host of `pcpus` pCPUs (sockets of 16 cores, or one socket of 8) with `pcpus`

@@ -6,7 +6,8 @@ use alloc::vec::Vec;
 
 use crate::domain::ShutdownReason;
 use crate::encode::{DecodeError, Decoder, Encoder};
-use crate::ids::{DomId, DriverWorkId, PcpuId, PoolId, VcpuRef, XsWorkId};
+use crate::ids::{BackWorkId, DomId, DriverWorkId, PcpuId, PoolId, VcpuRef, XsWorkId};
+use crate::io::vbd::{GuestIo, IoOp};
 use crate::toolstack::ops::{decode_reason, JobId, ToolstackOp};
 
 /// One input to the core.
@@ -88,6 +89,43 @@ pub enum CoreInput {
         /// The job.
         job: JobId,
     },
+    /// The guest on a vCPU hands its kernel's blkfront a disk I/O for vbd `vdev`.
+    BlkSubmit {
+        /// The submitting vCPU.
+        vcpu: VcpuRef,
+        /// The vbd's `virtual-device` number.
+        vdev: u32,
+        /// The I/O.
+        io: GuestIo,
+        /// The last of a batch (blk-mq's `bd->last`): blkfront pushes the ring (and
+        /// notifies if asked to) only then; earlier ones wait in its queue.
+        last: bool,
+    },
+    /// A `disk-error` fault: blkback answers the next `count` requests of `dom`'s vbd
+    /// `vdev` with `BLKIF_RSP_ERROR`, as if the disk had failed them.
+    BlkFault {
+        /// The frontend domain.
+        dom: DomId,
+        /// The vbd's `virtual-device` number.
+        vdev: u32,
+        /// Requests to fail.
+        count: u32,
+    },
+    /// dom0 ran blkback's work item `item` (`Platform::backend_work`).
+    BackendWorkDone {
+        /// The item (always blkback's oldest unfinished one).
+        item: BackWorkId,
+    },
+    /// The disk completed command `tag` (`Platform::disk_submit`); a READ carries the
+    /// stamps of the sectors read.
+    DiskDone {
+        /// The command's tag.
+        tag: u64,
+        /// False if the device failed it.
+        ok: bool,
+        /// READ: one stamp per sector.
+        data: Vec<u64>,
+    },
 }
 
 impl CoreInput {
@@ -134,6 +172,28 @@ impl CoreInput {
             }
             CoreInput::DriverWork { work } => {
                 e.u8(13).u32(work.0);
+            }
+            CoreInput::BlkSubmit {
+                vcpu,
+                vdev,
+                io,
+                last,
+            } => {
+                e.u8(14).vcpu(*vcpu).u32(*vdev).u64(io.tag).u8(io.op.code());
+                e.u64(io.sector).u32(io.sectors).u64(io.seed).bool(*last);
+            }
+            CoreInput::BackendWorkDone { item } => {
+                e.u8(15).u64(item.0);
+            }
+            CoreInput::BlkFault { dom, vdev, count } => {
+                e.u8(17).dom(*dom).u32(*vdev).u32(*count);
+            }
+            CoreInput::DiskDone { tag, ok, data } => {
+                e.u8(16).u64(*tag).bool(*ok);
+                e.u32(u32::try_from(data.len()).unwrap_or(u32::MAX));
+                for stamp in data {
+                    e.u64(*stamp);
+                }
             }
         }
     }
@@ -183,11 +243,51 @@ impl CoreInput {
             13 => CoreInput::DriverWork {
                 work: DriverWorkId(d.u32()?),
             },
+            14 => decode_blk_submit(&mut d)?,
+            15 => CoreInput::BackendWorkDone {
+                item: BackWorkId(d.u64()?),
+            },
+            17 => CoreInput::BlkFault {
+                dom: d.dom()?,
+                vdev: d.u32()?,
+                count: d.u32()?,
+            },
+            16 => {
+                let tag = d.u64()?;
+                let ok = d.bool()?;
+                let count = d.u32()?;
+                let mut data = Vec::new();
+                for _ in 0..count {
+                    data.push(d.u64()?);
+                }
+                CoreInput::DiskDone { tag, ok, data }
+            }
             _ => return Err(d.error("a core input tag")),
         };
         d.finish()?;
         Ok(input)
     }
+}
+
+fn decode_blk_submit(d: &mut Decoder<'_>) -> Result<CoreInput, DecodeError> {
+    let vcpu = d.vcpu()?;
+    let vdev = d.u32()?;
+    let tag = d.u64()?;
+    let op = IoOp::from_code(d.u8()?).ok_or_else(|| d.error("an I/O op code"))?;
+    let io = GuestIo {
+        tag,
+        op,
+        sector: d.u64()?,
+        sectors: d.u32()?,
+        seed: d.u64()?,
+    };
+    let last = d.bool()?;
+    Ok(CoreInput::BlkSubmit {
+        vcpu,
+        vdev,
+        io,
+        last,
+    })
 }
 
 #[cfg(test)]
@@ -257,6 +357,30 @@ mod tests {
         };
         assert_eq!(roundtrip(&done), Ok(done));
         assert_eq!(roundtrip(&work), Ok(work));
+    }
+
+    #[test]
+    fn blk_inputs_roundtrip() {
+        let io = crate::io::vbd::GuestIo {
+            tag: 9,
+            op: crate::io::vbd::IoOp::Write,
+            sector: 2048,
+            sectors: 8,
+            seed: 77,
+        };
+        let submit = CoreInput::BlkSubmit {
+            vcpu: crate::testing::ids::vcpu(1, 0),
+            vdev: 51712,
+            io,
+            last: false,
+        };
+        let done = CoreInput::DiskDone {
+            tag: 3,
+            ok: true,
+            data: alloc::vec![1, 2, 3],
+        };
+        assert_eq!(roundtrip(&submit), Ok(submit));
+        assert_eq!(roundtrip(&done), Ok(done));
     }
 
     #[test]

@@ -224,6 +224,11 @@ impl XsConnId {
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
 pub struct XsWorkId(pub u64);
 
+/// One item of blkback's work in dom0 (`hypervisor/blk_glue.rs`): a batch of requests it
+/// consumed from one ring, numbered in the order blkback queued them.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub struct BackWorkId(pub u64);
+
 /// One pending reaction of a split driver to a XenStore watch event
 /// (`hypervisor/xenbus_watch.rs`), numbered in the order the events arrived.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]

@@ -9,7 +9,11 @@
 //! P2M, passthrough and split-driver models) arrive with those subsystems. Until then the
 //! simulator's machine model implements them and tests drive them directly.
 
-use crate::ids::{DomId, DriverWorkId, Gfn, Mfn, PciBdf, PcpuId, PoolId, VcpuRef, XsWorkId};
+use alloc::vec::Vec;
+
+use crate::ids::{
+    BackWorkId, DomId, DriverWorkId, Gfn, Mfn, PciBdf, PcpuId, PoolId, VcpuRef, XsWorkId,
+};
 use crate::time::STime;
 use crate::toolstack::ops::{GuestNotice, JobId, ToolstackReply};
 use crate::trace::TraceEvent;
@@ -61,6 +65,51 @@ pub enum Doorbell {
         /// Queue index.
         queue: u16,
     },
+}
+
+/// What a disk command asks of the device.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum DiskOp {
+    /// Read sectors (into the cache-or-medium contents).
+    Read,
+    /// Write sectors (into the volatile write cache).
+    Write,
+    /// Make every cached write durable (`REQ_PREFLUSH`).
+    Flush,
+    /// Drop the contents of sectors.
+    Discard,
+}
+
+impl DiskOp {
+    /// Stable code for the canonical encoding.
+    pub const fn code(self) -> u8 {
+        match self {
+            DiskOp::Read => 0,
+            DiskOp::Write => 1,
+            DiskOp::Flush => 2,
+            DiskOp::Discard => 3,
+        }
+    }
+}
+
+/// One command blkback submits to the physical disk behind a vbd (a bio reaching the
+/// device queue); the platform answers with `CoreInput::DiskDone { tag }`.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct DiskCommand {
+    /// The core's tag, echoed in the completion.
+    pub tag: u64,
+    /// The frontend domain whose vbd it serves (the platform picks the volume).
+    pub dom: DomId,
+    /// The vbd's `virtual-device` number.
+    pub vdev: u32,
+    /// What to do.
+    pub op: DiskOp,
+    /// First 512-byte sector of the volume.
+    pub sector: u64,
+    /// Sectors.
+    pub sectors: u32,
+    /// WRITE: one 8-byte stamp per sector (the content model).
+    pub data: Vec<u64>,
 }
 
 /// Hardware and outside world, as the core sees them.
@@ -132,4 +181,13 @@ pub trait Platform {
 
     /// Notifies a device queue that new descriptors are ready.
     fn ring_doorbell(&mut self, doorbell: Doorbell);
+
+    /// Submits `cmd` to the disk behind a vbd; the platform hands the core
+    /// `CoreInput::DiskDone { tag }` when the device completes it.
+    fn disk_submit(&mut self, cmd: DiskCommand);
+
+    /// blkback (a kernel thread in dom0) needs `work_ns` of CPU on dom0's vCPU `vcpu` for
+    /// item `item`; as [`Platform::xenstored_work`], the platform runs it before the
+    /// vCPU's own workload and hands the core `CoreInput::BackendWorkDone { item }`.
+    fn backend_work(&mut self, vcpu: VcpuRef, item: BackWorkId, work_ns: i64);
 }

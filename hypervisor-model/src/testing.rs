@@ -51,6 +51,13 @@ pub struct FakePlatform {
     /// When xenstored's queued work ends (it runs on a CPU of its own here, one item
     /// after the other), and the pending key of the newest item's `XenstoredDone`.
     pub xs_busy: Option<(STime, (STime, u64), XsWorkId)>,
+    /// Disk commands submitted, in order (a test completes them with `DiskDone`).
+    pub disk_cmds: Vec<crate::platform::DiskCommand>,
+    /// blkback work asked for, in order: (vCPU, item, ns); each item's
+    /// `BackendWorkDone` is queued `ns` later (blkback runs on a CPU of its own here).
+    pub back_work: Vec<(VcpuRef, crate::ids::BackWorkId, i64)>,
+    /// When the last blkback item asked for ends.
+    pub back_busy_until: STime,
 }
 
 /// One call of a hardware-programming hook.
@@ -249,6 +256,19 @@ impl Platform for FakePlatform {
     fn ring_doorbell(&mut self, doorbell: Doorbell) {
         self.hardware.push(HardwareCall::Doorbell(doorbell));
     }
+
+    fn disk_submit(&mut self, cmd: crate::platform::DiskCommand) {
+        self.disk_cmds.push(cmd);
+    }
+
+    fn backend_work(&mut self, vcpu: VcpuRef, item: crate::ids::BackWorkId, work_ns: i64) {
+        self.back_work.push((vcpu, item, work_ns));
+        // One item after the other, in the order asked.
+        let start = self.back_busy_until.max(self.now);
+        let done = start.after(crate::time::Span::from_ns(work_ns.max(0)));
+        self.back_busy_until = done;
+        self.push(done, CoreInput::BackendWorkDone { item });
+    }
 }
 
 /// A boot configuration for a one-socket host with `nr_cpus` cores, 8 GiB, the given
@@ -310,6 +330,8 @@ pub fn small_host(nr_cpus: u32, sched: SchedKind) -> BootConfig {
             xs_request_ns: 0,
             xenbus_step_ns: 0,
             xenstored_request_ns: 0,
+            blkback_req_ns: 0,
+            gnttab_map_ns: 0,
         },
         grant_limits: crate::hypervisor::xs_tool::GrantLimits::default(),
         claim_mode: true,

@@ -12,7 +12,7 @@ use alloc::vec::Vec;
 use crate::domain::vcpu::Runstate;
 use crate::domain::{Dying, ShutdownReason};
 use crate::encode::Encoder;
-use crate::ids::{DomId, DriverWorkId, PcpuId, PoolId, VcpuRef, XsWorkId};
+use crate::ids::{BackWorkId, DomId, DriverWorkId, PcpuId, PoolId, VcpuRef, XsWorkId};
 use crate::sched::{PickReason, SchedKind};
 use crate::time::{STime, Span};
 use crate::toolstack::ops::JobId;
@@ -233,6 +233,85 @@ pub enum TraceEvent {
         /// The text, without the `(XEN) ` prefix and newline.
         text: String,
     },
+    /// blkback queued a batch of consumed requests as dom0 CPU work.
+    BlkbackWork {
+        /// The work item.
+        item: BackWorkId,
+        /// The frontend domain.
+        dom: DomId,
+        /// Its vbd.
+        vdev: u32,
+        /// Requests in the batch.
+        requests: u32,
+        /// dom0 CPU time asked for, ns.
+        work_ns: i64,
+    },
+    /// blkback submitted a command to the disk.
+    DiskSubmit {
+        /// The command's tag.
+        tag: u64,
+        /// The frontend domain.
+        dom: DomId,
+        /// Its vbd.
+        vdev: u32,
+        /// `DiskOp` code.
+        op: u8,
+        /// First sector.
+        sector: u64,
+        /// Sectors.
+        sectors: u32,
+    },
+    /// blkback pushed a response.
+    BlkResponse {
+        /// The frontend domain.
+        dom: DomId,
+        /// Its vbd.
+        vdev: u32,
+        /// The request id.
+        id: u64,
+        /// `BLKIF_RSP_*`.
+        status: i16,
+        /// blkfront was notified.
+        notify: bool,
+    },
+    /// blkback refused a request (the kernel log line Linux prints, as a code).
+    BlkReject {
+        /// The frontend domain.
+        dom: DomId,
+        /// Its vbd.
+        vdev: u32,
+        /// The request id as the slot claimed it.
+        id: u64,
+        /// `BlkReqError::code`.
+        reason: u8,
+        /// The grant status for a grant failure, else 0.
+        gntst: i16,
+    },
+    /// A ring end saw a producer index that cannot be right and stopped serving the ring
+    /// ("Frontend provided bogus ring requests").
+    BlkRingHalted {
+        /// The frontend domain.
+        dom: DomId,
+        /// Its vbd.
+        vdev: u32,
+        /// True for blkback (bogus `req_prod`), false for blkfront (bogus `rsp_prod`).
+        backend: bool,
+        /// The producer index found.
+        prod: u32,
+        /// The private index it was measured from.
+        base: u32,
+    },
+    /// blkfront pushed requests.
+    BlkPush {
+        /// The frontend domain.
+        dom: DomId,
+        /// Its vbd.
+        vdev: u32,
+        /// Requests pushed.
+        requests: u32,
+        /// blkback was notified.
+        notify: bool,
+    },
 }
 
 impl TraceEvent {
@@ -370,6 +449,70 @@ impl TraceEvent {
                 for (gfn, mfn, order) in extents {
                     e.u64(*gfn).u64(*mfn).u8(*order);
                 }
+            }
+            TraceEvent::BlkbackWork {
+                item,
+                dom,
+                vdev,
+                requests,
+                work_ns,
+            } => {
+                e.u8(29).u64(item.0).dom(*dom).u32(*vdev).u32(*requests);
+                e.i64(*work_ns);
+            }
+            TraceEvent::DiskSubmit {
+                tag,
+                dom,
+                vdev,
+                op,
+                sector,
+                sectors,
+            } => {
+                e.u8(30).u64(*tag).dom(*dom).u32(*vdev).u8(*op);
+                e.u64(*sector).u32(*sectors);
+            }
+            TraceEvent::BlkResponse {
+                dom,
+                vdev,
+                id,
+                status,
+                notify,
+            } => {
+                e.u8(31).dom(*dom).u32(*vdev).u64(*id);
+                e.u16(u16::from_le_bytes(status.to_le_bytes()));
+                e.bool(*notify);
+            }
+            TraceEvent::BlkReject {
+                dom,
+                vdev,
+                id,
+                reason,
+                gntst,
+            } => {
+                e.u8(32).dom(*dom).u32(*vdev).u64(*id).u8(*reason);
+                e.u16(u16::from_le_bytes(gntst.to_le_bytes()));
+            }
+            TraceEvent::BlkRingHalted {
+                dom,
+                vdev,
+                backend,
+                prod,
+                base,
+            } => {
+                e.u8(33)
+                    .dom(*dom)
+                    .u32(*vdev)
+                    .bool(*backend)
+                    .u32(*prod)
+                    .u32(*base);
+            }
+            TraceEvent::BlkPush {
+                dom,
+                vdev,
+                requests,
+                notify,
+            } => {
+                e.u8(34).dom(*dom).u32(*vdev).u32(*requests).bool(*notify);
             }
         }
     }

@@ -110,6 +110,16 @@ impl Platform for ReplayPlatform<'_> {
     fn iommu_write(&mut self, _bdf: PciBdf, _dfn: u64, _entry: Option<(Mfn, MapAccess)>) {}
 
     fn ring_doorbell(&mut self, _doorbell: Doorbell) {}
+
+    fn disk_submit(&mut self, _cmd: hypervisor_model::platform::DiskCommand) {}
+
+    fn backend_work(
+        &mut self,
+        _vcpu: VcpuRef,
+        _item: hypervisor_model::ids::BackWorkId,
+        _work_ns: i64,
+    ) {
+    }
 }
 
 /// One replayed step: a core input to feed, or a simulator mark to copy (a serve

@@ -43,6 +43,8 @@ mod errors {
     snapshot_case!(cpus_outside_host);
     snapshot_case!(duplicate_domain);
     snapshot_case!(float_integer);
+    snapshot_case!(io_bad_vbd);
+    snapshot_case!(io_dom0);
     snapshot_case!(pool_cpu0);
     snapshot_case!(unknown_host);
     snapshot_case!(unknown_key);

@@ -311,6 +311,26 @@ impl DomainEvtchn {
         taken
     }
 
+    /// A driver's interrupt handler on `vcpu` acknowledges `port` (Linux's
+    /// `clear_evtchn` then the upcall's flag clear): its pending bit and the vCPU's
+    /// `evtchn_upcall_pending` go; the selector bit goes with the last pending port of its
+    /// word. True if the port was pending. O(1), unlike [`Self::guest_take_events`].
+    pub fn guest_ack_port(&mut self, vcpu: VcpuId, port: EvtchnPort) -> bool {
+        if port.raw() >= self.abi.nr_channels() {
+            return false;
+        }
+        let was_pending = test_and_clear_bit(&mut self.pending, port);
+        let word = port.raw() / EVTCHN_2L_WORD_BITS;
+        let word_clear = self.pending.get(word as usize).is_some_and(|w| *w == 0);
+        if let Some(v) = self.vcpus.get_mut(vcpu.raw() as usize) {
+            v.upcall_pending = false;
+            if word_clear && word < EVTCHN_2L_WORD_BITS {
+                v.pending_sel &= !(1u64 << word);
+            }
+        }
+        was_pending
+    }
+
     fn take_word(&mut self, word: u32, vcpu: VcpuId, taken: &mut Vec<EvtchnPort>) {
         let index = word as usize;
         let ready = self.pending[index] & !self.mask[index];
@@ -469,5 +489,16 @@ mod tests {
         assert_eq!(t.guest_take_events(vcpu), [port]);
         assert!(!t.is_pending(port));
         assert_eq!(t.upcall_pending(vcpu), Some(false));
+    }
+
+    #[test]
+    fn guest_ack_port_lets_the_next_send_notify_again() {
+        let mut t = table(1023);
+        let port = bind_ipi(&mut t);
+        let vcpu = VcpuId::new(0).expect("vcpu 0");
+        t.set_pending(port, vcpu);
+        assert!(t.guest_ack_port(vcpu, port));
+        assert_eq!(t.upcall_pending(vcpu), Some(false));
+        assert!(t.set_pending(port, vcpu).is_some());
     }
 }

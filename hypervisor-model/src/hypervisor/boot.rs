@@ -139,6 +139,11 @@ pub struct CoreCosts {
     /// xenstored's CPU time in dom0 per request it handles (`io.xenstored_request_ns`),
     /// run on dom0's vCPU 0 (`hypervisor/xenstored.rs`).
     pub xenstored_request_ns: i64,
+    /// blkback's CPU time in dom0 per request (`io.blkback_req_ns`, cost-model §3.3).
+    pub blkback_req_ns: i64,
+    /// One grant map by blkback (`io.gnttab_map_ns`, cost-model §3.1); with persistent
+    /// grants only the first use of a page pays it.
+    pub gnttab_map_ns: i64,
 }
 
 /// Everything the core needs to boot a host.

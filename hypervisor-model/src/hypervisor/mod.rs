@@ -15,6 +15,7 @@
 
 mod affinity;
 mod banner;
+pub mod blk_glue;
 pub mod boot;
 mod check;
 mod cpupool;
@@ -75,6 +76,8 @@ pub enum InputError {
     UnknownXsWork(XsWorkId),
     /// No such driver reaction is pending.
     UnknownDriverWork(DriverWorkId),
+    /// No such blkback work item is the oldest unfinished one.
+    UnknownBackWork(crate::ids::BackWorkId),
 }
 
 /// One host's hypervisor state.
@@ -148,6 +151,8 @@ pub struct Hypervisor {
     pub(crate) xenbus_traces: Vec<TraceEvent>,
     /// xenstored's CPU work in dom0 (`xenstored.rs`).
     pub(crate) xsd: xenstored::XsActor,
+    /// The vbd data paths (`blk_glue.rs`).
+    pub(crate) blk: blk_glue::BlkState,
 }
 
 /// Internal job ids have the top bit set, so they never collide with the platform's.
@@ -198,6 +203,7 @@ impl Hypervisor {
             xenbus_waiters: BTreeMap::new(),
             xenbus_traces: Vec::new(),
             xsd: xenstored::XsActor::default(),
+            blk: blk_glue::BlkState::default(),
         };
         hv.xs_tool = hv.xenstore.connect_socket();
         hv.boot_banner(p, config.pool0_sched);
@@ -369,6 +375,20 @@ impl Hypervisor {
             CoreInput::ToolstackContinue { job } => self.continue_job(*job, p)?,
             CoreInput::XenstoredDone { item } => self.xsd_done(*item, p)?,
             CoreInput::DriverWork { work } => self.driver_work(*work, p)?,
+            CoreInput::BlkSubmit {
+                vcpu,
+                vdev,
+                io,
+                last,
+            } => {
+                self.domains
+                    .vcpu(*vcpu)
+                    .ok_or(InputError::UnknownVcpu(*vcpu))?;
+                self.blk_submit(*vcpu, *vdev, *io, *last, p);
+            }
+            CoreInput::BackendWorkDone { item } => self.blkback_work_done(*item, p)?,
+            CoreInput::BlkFault { dom, vdev, count } => self.blk_fault(*dom, *vdev, *count),
+            CoreInput::DiskDone { tag, ok, data } => self.blk_disk_done(*tag, *ok, data, p),
         }
         self.end_of_input(p);
         Ok(())
@@ -381,6 +401,7 @@ impl Hypervisor {
         self.xsd_flush(p);
         self.xs_deliver_notifies(p);
         self.xenbus_wake_waiters(p);
+        self.blk_unpark(p);
     }
 
     fn check_pool(&self, pool: PoolId) -> Result<(), InputError> {
@@ -608,6 +629,10 @@ mod tests;
 #[cfg(test)]
 mod tests_cpupool;
 
+#[cfg(test)]
+mod proptests_blk;
+#[cfg(test)]
+mod tests_blk;
 #[cfg(test)]
 mod tests_io;
 

@@ -238,6 +238,9 @@ impl Hypervisor {
     /// `to_closed`. Results are ignored: a domain killed before its close has already
     /// lost its ports (the backend's became unbound).
     pub(super) fn backend_close(&mut self, conn: &mut DeviceConn, to_closed: bool) {
+        if let Some(key) = Self::vbd_key(conn) {
+            self.blk_backend_close(key);
+        }
         for handle in core::mem::take(&mut conn.ring_handles) {
             let _ = self.grants.unmap_grant_ref(conn.back_dom, handle);
         }
@@ -261,6 +264,11 @@ impl Hypervisor {
     /// and is ended at the next close, as Linux defers `gnttab_end_foreign_access` of a
     /// grant in use.
     pub(super) fn frontend_close_finish(&mut self, conn: &mut DeviceConn) {
+        if let Some(key) = Self::vbd_key(conn) {
+            // Pool refs the backend still maps stay granted with the ring refs.
+            let kept = self.blk_frontend_close(key);
+            conn.ring_refs.extend(kept);
+        }
         let refs = core::mem::take(&mut conn.ring_refs);
         for gref in refs {
             let Some(table) = self.grants.table_mut(conn.front_dom) else {
@@ -278,19 +286,64 @@ impl Hypervisor {
         }
     }
 
-    /// blkfront on backend Connected: read the disk's properties, then Connected.
+    /// blkfront on backend Connected: read the disk's properties and the backend's
+    /// `feature-max-indirect-segments` (indirect requests only if it is present, with
+    /// blkfront's own cap), start the data path, then Connected.
     pub(super) fn frontend_connect(&mut self, conn: &mut DeviceConn) {
         let who = DriverXs::Guest(conn.front_dom);
-        for key in [
+        let mut values: [Option<u64>; 4] = [None; 4];
+        let keys = [
             "sectors",
             "info",
             "sector-size",
             "feature-max-indirect-segments",
-        ] {
+        ];
+        for (value, key) in values.iter_mut().zip(keys) {
             let path = alloc::format!("{}/{key}", conn.back_path);
-            let _ = self.driver_read(who, &path);
+            let read = self.driver_read(who, &path).ok();
+            let text = read.and_then(|v| String::from_utf8(v).ok());
+            *value = text.and_then(|t| t.parse().ok());
+        }
+        let [sectors, info, _, max_indirect] = values;
+        let vdev = conn
+            .front_path
+            .rsplit('/')
+            .next()
+            .and_then(|v| v.parse().ok());
+        if let (Some(vdev), Some(front_port), Some(back_port)) =
+            (vdev, conn.front_port, conn.back_port)
+        {
+            let back_max = max_indirect.map_or(0, |m| u32::try_from(m).unwrap_or(u32::MAX));
+            let front_max = back_max.min(crate::io::blkif::BLKFRONT_MAX_INDIRECT_SEGMENTS);
+            let front_max = if front_max > 11 { front_max } else { 0 };
+            let slot = self
+                .blk
+                .paths
+                .range((conn.front_dom, 0)..=(conn.front_dom, u32::MAX))
+                .count();
+            let params = crate::io::vbd::VbdParams {
+                front_dom: conn.front_dom,
+                back_dom: conn.back_dom,
+                vdev,
+                back_max_indirect: back_max,
+                front_max_indirect: front_max,
+                read_only: info.is_some_and(|i| i & 4 != 0),
+                sectors: sectors.unwrap_or(0),
+                slot: u32::try_from(slot).unwrap_or(u32::MAX),
+            };
+            let path = crate::io::vbd::VbdPath::new(params);
+            self.blk_connect(path, (front_port, back_port));
         }
         self.set_state(conn, End::Frontend, XenbusState::Connected);
+    }
+
+    /// The vbd key of a device, if it is a vbd with a numeric device directory.
+    pub(crate) fn vbd_key(conn: &DeviceConn) -> Option<(DomId, u32)> {
+        if conn.kind != DeviceKind::Vbd {
+            return None;
+        }
+        let vdev = conn.front_path.rsplit('/').next()?.parse().ok()?;
+        Some((conn.front_dom, vdev))
     }
 
     /// Writes `to` to `end`'s `state` key on its own connection.

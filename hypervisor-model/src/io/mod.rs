@@ -1,8 +1,16 @@
 //! Split-driver I/O: XenBus device states (`xenbus.rs`) and the vif/vbd connect and close
 //! handshake's per-device state and keys (`handshake.rs`; run by
-//! `hypervisor/xenbus_drive.rs`). Shared rings and the data path come later.
+//! `hypervisor/xenbus_drive.rs`), the generic shared ring (`ring.rs`), and the vbd data path:
+//! the blkif wire format (`blkif.rs`), one device's ring and pools (`vbd.rs`), blkfront
+//! (`blkfront.rs`) and blkback (`blkback.rs`); `hypervisor/blk_glue.rs` runs them against
+//! the grant tables, event channels, dom0's CPU and the disk.
 //!
 //! Follows xen/include/public/io/xenbus.h; spec `xenstore-io.md` §4.
 
+pub mod blkback;
+pub mod blkfront;
+pub mod blkif;
 pub mod handshake;
+pub mod ring;
+pub mod vbd;
 pub mod xenbus;

@@ -225,6 +225,13 @@ pub enum GuestNotice {
     ShutdownRequested(ShutdownReason),
     /// The domain is gone; any pending guest activity must stop.
     Destroyed,
+    /// blkfront completed a disk I/O of vbd `vdev` (its interrupt handler ran).
+    BlkDone {
+        /// The vbd's `virtual-device` number.
+        vdev: u32,
+        /// How it ended.
+        done: crate::io::vbd::IoDone,
+    },
 }
 
 /// Stable step codes for `TraceEvent::JobStep`, per job kind.

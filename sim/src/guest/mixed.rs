@@ -115,6 +115,8 @@ impl MixedModel {
         match action {
             GuestAction::Block { wake_at_ns } => self.capped_block(wake_at_ns),
             GuestAction::Yield | GuestAction::Continue => action,
+            // The loader keeps `io` out of `mixed` entries.
+            GuestAction::BlockOnIo => unreachable!("an io workload inside mixed"),
         }
     }
 

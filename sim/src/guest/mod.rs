@@ -5,6 +5,7 @@
 //!   (`specs/scenario.md` §6.1).
 
 pub mod dist;
+pub mod io;
 mod mixed;
 mod periodic;
 pub mod workload;

@@ -54,10 +54,14 @@
 //!   cycle whose `service` and `think` are both 0) are raised to 1 ns, so virtual time always
 //!   advances between two voluntary actions of a vCPU.
 //!
-//! Left out: the `io` kind and the `memory`/`net`/`disk` sub-tables (not in the typed
+//! - `io` (vbd): see `guest/io.rs`: `service`, then `queue_depth` I/Os through blkfront
+//!   ([`GuestAction::BlockOnIo`]), blocked until all complete, then `think`.
+//!
+//! Left out: `io` over a vif and the `memory`/`net` sub-tables (not in the typed
 //! [`WorkloadSpec`] yet).
 
 use crate::guest::dist::sample;
+use crate::guest::io::IoModel;
 use crate::guest::mixed::MixedModel;
 use crate::guest::periodic::{PeriodicModel, PeriodicParams};
 use crate::rng::{RngStreams, Stream};
@@ -89,6 +93,9 @@ pub enum GuestAction {
     Yield,
     /// Stays runnable with new demand at once.
     Continue,
+    /// Submits the I/Os the model built ([`GuestVcpu::take_submissions`]) and blocks
+    /// until they complete.
+    BlockOnIo,
 }
 
 impl GuestAction {
@@ -96,6 +103,7 @@ impl GuestAction {
     pub fn state_after(self) -> GuestState {
         match self {
             GuestAction::Block { wake_at_ns } => GuestState::Blocked { wake_at_ns },
+            GuestAction::BlockOnIo => GuestState::Blocked { wake_at_ns: None },
             GuestAction::Yield | GuestAction::Continue => GuestState::Runnable,
         }
     }
@@ -116,6 +124,14 @@ impl<'a> FieldStreams<'a> {
     /// The stream `<prefix>.<field>`.
     pub(crate) fn field(&self, field: &str) -> Stream {
         self.streams.stream(&format!("{}.{field}", self.prefix))
+    }
+
+    /// The vCPU index in the prefix (`workload.<domain>.v<index>...`), 0 if none.
+    pub(crate) fn vcpu_index(&self) -> u32 {
+        self.prefix
+            .split('.')
+            .find_map(|part| part.strip_prefix('v').and_then(|n| n.parse().ok()))
+            .unwrap_or(0)
     }
 
     /// The root streams and the prefix, for nested workloads.
@@ -211,8 +227,54 @@ impl GuestVcpu {
 
     /// The vCPU was put on a pCPU at `now_ns`.
     pub fn on_run_start(&mut self, now_ns: u64) {
-        if let Behavior::Periodic(model) = &mut self.behavior {
-            model.on_run_start(now_ns);
+        match &mut self.behavior {
+            Behavior::Periodic(model) => model.on_run_start(now_ns),
+            Behavior::Io(model) => model.on_run_start(now_ns),
+            _ => {}
+        }
+    }
+
+    /// `io`: the guest CPU blkfront spends per I/O (`io.blkfront_req_ns`), added to each
+    /// batch's `service` once per I/O. No effect on other kinds.
+    pub fn set_io_request_ns(&mut self, ns: u64) {
+        if let Behavior::Io(model) = &mut self.behavior {
+            model.set_request_ns(ns);
+        }
+    }
+
+    /// `io`: the I/Os to submit after a [`GuestAction::BlockOnIo`], and their vbd.
+    pub fn take_submissions(&mut self) -> (u32, Vec<hypervisor_model::io::vbd::GuestIo>) {
+        match &mut self.behavior {
+            Behavior::Io(model) => (model.vdev, model.take_submissions()),
+            _ => (0, Vec::new()),
+        }
+    }
+
+    /// `io`: blkfront completed `done` at `now_ns` (`running`: the vCPU runs now). When
+    /// it was the batch's last, the guest sleeps its think time: returns that wake time.
+    pub fn io_done(
+        &mut self,
+        done: &hypervisor_model::io::vbd::IoDone,
+        now_ns: u64,
+        running: bool,
+    ) -> Option<u64> {
+        let Behavior::Io(model) = &mut self.behavior else {
+            return None;
+        };
+        let wake_at_ns = model.io_done(done, now_ns, running)?;
+        if let GuestState::Blocked { .. } = self.state {
+            self.state = GuestState::Blocked {
+                wake_at_ns: Some(wake_at_ns),
+            };
+        }
+        Some(wake_at_ns)
+    }
+
+    /// `io`: every I/O record so far (empty for other kinds).
+    pub fn io_records(&self) -> &[crate::guest::io::IoRecord] {
+        match &self.behavior {
+            Behavior::Io(model) => model.records(),
+            _ => &[],
         }
     }
 
@@ -255,6 +317,7 @@ pub(crate) enum Behavior {
     Periodic(PeriodicModel),
     Bursty(BurstyModel),
     Mixed(Box<MixedModel>),
+    Io(Box<IoModel>),
 }
 
 impl Behavior {
@@ -287,6 +350,15 @@ impl Behavior {
                 Behavior::Bursty(BurstyModel::new(*service, *think, &streams))
             }
             WorkloadSpec::Mixed { mix } => Behavior::Mixed(Box::new(MixedModel::new(mix, streams))),
+            WorkloadSpec::Io {
+                service,
+                think,
+                disk,
+            } => {
+                let index = streams.vcpu_index();
+                let model = IoModel::new(*service, *think, disk, &streams, index);
+                Behavior::Io(Box::new(model))
+            }
         }
     }
 
@@ -298,6 +370,7 @@ impl Behavior {
             Behavior::Periodic(model) => model.start(now_ns),
             Behavior::Bursty(model) => model.start(),
             Behavior::Mixed(model) => model.start(now_ns),
+            Behavior::Io(model) => model.start(),
         }
     }
 
@@ -308,6 +381,7 @@ impl Behavior {
             Behavior::Periodic(model) => model.run_demand_ns(),
             Behavior::Bursty(model) => Some(model.demand_ns_left),
             Behavior::Mixed(model) => model.run_demand_ns(now_ns),
+            Behavior::Io(model) => Some(model.demand_ns_left()),
         }
     }
 
@@ -324,6 +398,7 @@ impl Behavior {
                 model.demand_ns_left = model.demand_ns_left.saturating_sub(ran_ns)
             }
             Behavior::Mixed(model) => model.account(ran_ns),
+            Behavior::Io(model) => model.account(ran_ns),
         }
     }
 
@@ -334,6 +409,7 @@ impl Behavior {
             Behavior::Periodic(model) => model.on_demand_done(now_ns),
             Behavior::Bursty(model) => model.on_demand_done(now_ns),
             Behavior::Mixed(model) => model.on_demand_done(now_ns),
+            Behavior::Io(model) => model.on_demand_done(now_ns),
         }
     }
 
@@ -345,6 +421,7 @@ impl Behavior {
             Behavior::Periodic(model) => model.on_wake(now_ns),
             Behavior::Bursty(model) => model.on_wake(),
             Behavior::Mixed(model) => model.on_wake(now_ns),
+            Behavior::Io(model) => model.on_wake(),
         }
     }
 }

@@ -3,7 +3,9 @@
 //! - [`topology`]: pCPU numbering, sockets, cores, SMT siblings, NUMA nodes and distances.
 //! - [`ept`]: second-level address translation as the core programs it (with INVEPT).
 //! - [`iommu`]: DMA remapping contexts, and device doorbell counts.
+//! - [`disk`]: physical disks behind vbds: latency, queueing, write cache, contents.
 
+pub mod disk;
 pub mod ept;
 pub mod iommu;
 pub mod switch;

@@ -18,7 +18,8 @@
 //!
 //! Left out on purpose (their inputs are not in the trace yet): pool fairness (§1.4–1.6:
 //! `contended`, `jain_*`, `max_rel_dev_ppm`, `worst_under*`), domain `actual_ns`,
-//! `demand_ns`, `entitled_ns`, `share_ppm`, `norm_share_ppm`, `io` and `memory` (§2), vCPU
+//! `demand_ns`, `entitled_ns`, `share_ppm`, `norm_share_ppm`, vif `io` entries and `memory`
+//! (§2), vCPU
 //! `parked_ns`, `parked_count`, `entitled_ns`, `norm_share_ppm`, `extra_ns`,
 //! `migration_runq_count`, pCPU `runq`. The periodic-job fields (§1.7) come from the guest
 //! models' job records and the rtds server fields from the scheduler's own accounting (over
@@ -31,6 +32,7 @@ pub mod collect;
 mod core_feed;
 pub mod dist;
 pub mod expect;
+pub mod io;
 pub mod jobs;
 mod state;
 pub mod summary;
@@ -42,6 +44,7 @@ use serde::Serialize;
 pub use collect::{DomainMeta, HostMeta, MetricsCollector, PoolMeta};
 pub use dist::Distribution;
 pub use expect::{check_expectations, lookup, ExpectFailure, Lookup};
+pub use io::IoMetrics;
 pub use jobs::JobMetrics;
 pub use summary::render_summary;
 
@@ -175,6 +178,8 @@ pub struct DomainMetrics {
     pub jobs: JobMetrics,
     /// vCPUs by id.
     pub vcpus: Vec<VcpuMetrics>,
+    /// vbd I/O per device (§2.1), by device name.
+    pub io: Vec<IoMetrics>,
 }
 
 /// One entry of `domains[].vcpus` (§1.1, §1.2, §1.9, §1.10).

@@ -13,6 +13,7 @@ use hypervisor_model::toolstack::config::DomainConfig;
 use hypervisor_model::toolstack::ops::{
     GuestNotice, JobId, ToolstackError, ToolstackOp, ToolstackReply,
 };
+use hypervisor_model::toolstack::xs_tree::disk_devid;
 
 use super::messages::done_output;
 use super::{SimEvent, World};
@@ -231,8 +232,31 @@ impl World<'_> {
         match action {
             AtAction::Xl(command) => self.xl(host, record, &command),
             AtAction::Xenstore(cmd) => self.xenstore(host, record, cmd),
+            AtAction::DiskError {
+                domain,
+                vdev,
+                count,
+            } => self.disk_error(host, record, &domain, vdev, count),
         }
         host
+    }
+
+    /// A `disk-error` fault: recorded as a core input for the domain's blkback; exit
+    /// status 1 if no such domain runs on the host.
+    fn disk_error(&mut self, host: u16, record: usize, domain: &str, vdev: u32, count: u32) {
+        let dom = self.hosts[usize::from(host)]
+            .hv
+            .domains()
+            .find(|d| d.name == domain)
+            .map(|d| d.id);
+        let rc = match dom {
+            Some(dom) => {
+                self.deliver(host, &CoreInput::BlkFault { dom, vdev, count });
+                0
+            }
+            None => 1,
+        };
+        self.commands[record].rc = Some(rc);
     }
 
     /// A xenstore-* client: a read runs as a query; a write or removal is a toolstack
@@ -520,8 +544,14 @@ impl World<'_> {
                 GuestNotice::Destroyed => {
                     let guests = &mut self.hosts[usize::from(host)].sim.guests;
                     let jobs = guests.jobs(dom, now_ns);
+                    let ios = guests.io_records(dom);
                     guests.forget_domain(dom);
                     self.sinks.domain_jobs(host, dom, jobs);
+                    self.sinks.domain_io(host, dom, ios);
+                }
+                GuestNotice::BlkDone { done, .. } => {
+                    let guests = &mut self.hosts[usize::from(host)].sim.guests;
+                    guests.io_done(dom, &done, now_ns, host, &mut self.queue);
                 }
             }
         }
@@ -556,10 +586,19 @@ impl World<'_> {
                         (name, workloads)
                     }
                 };
-                self.hosts[usize::from(host)]
-                    .sim
-                    .guests
-                    .register_domain(dom, &name, workloads);
+                let h = &mut self.hosts[usize::from(host)];
+                h.sim.guests.register_domain(dom, &name, workloads);
+                let vbds: Vec<(u32, String)> =
+                    h.hv.domain(dom)
+                        .and_then(|d| d.config.as_ref())
+                        .map(|c| {
+                            c.disks
+                                .iter()
+                                .filter_map(|k| Some((disk_devid(&k.vdev)?, k.target.clone())))
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                h.sim.register_vbds(dom, &vbds);
                 self.sinks
                     .domain_created(host, &self.hosts[usize::from(host)].hv, dom);
             }

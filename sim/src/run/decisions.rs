@@ -73,6 +73,31 @@ pub fn input_line(out: &mut String, host: &str, time_ns: u64, input: &CoreInput)
         CoreInput::ToolstackContinue { job } => format!("job{} continues", job.0),
         CoreInput::XenstoredDone { item } => format!("xenstored work{} done", item.0),
         CoreInput::DriverWork { work } => format!("xenbus reaction{} due", work.0),
+        CoreInput::BlkSubmit {
+            vcpu: v,
+            vdev,
+            io,
+            last,
+        } => format!(
+            "{} blkfront vbd{vdev} io{} {:?} sector {} +{}{}",
+            vcpu(*v),
+            io.tag,
+            io.op,
+            io.sector,
+            io.sectors,
+            if *last { " last" } else { "" }
+        ),
+        CoreInput::BackendWorkDone { item } => format!("blkback work{} done", item.0),
+        CoreInput::BlkFault { dom, vdev, count } => {
+            format!(
+                "fault: d{} vbd{vdev} fails its next {count} requests",
+                dom.raw()
+            )
+        }
+        CoreInput::DiskDone { tag, ok, data } => {
+            let status = if *ok { "ok" } else { "failed" };
+            format!("disk cmd{tag} done {status} ({} sectors read)", data.len())
+        }
     };
     let _ = writeln!(out, "{} {host} > {text}", seconds(time_ns));
 }
@@ -216,6 +241,77 @@ fn frames_text(bytes: &[u8]) -> String {
     parts.join(" ")
 }
 
+/// The line text of a vbd data-path event.
+fn blk_event_text(event: &TraceEvent) -> String {
+    match event {
+        TraceEvent::BlkbackWork {
+            item,
+            dom,
+            vdev,
+            requests,
+            work_ns,
+        } => format!(
+            "blkback work{} d{} vbd{vdev} {requests} requests {work_ns}ns",
+            item.0,
+            dom.raw()
+        ),
+        TraceEvent::DiskSubmit {
+            tag,
+            dom,
+            vdev,
+            op,
+            sector,
+            sectors,
+        } => format!(
+            "disk cmd{tag} d{} vbd{vdev} op{op} sector {sector} +{sectors}",
+            dom.raw()
+        ),
+        TraceEvent::BlkResponse {
+            dom,
+            vdev,
+            id,
+            status,
+            notify,
+        } => format!(
+            "blkback d{} vbd{vdev} response id {id} status {status}{}",
+            dom.raw(),
+            if *notify { " notify" } else { "" }
+        ),
+        TraceEvent::BlkReject {
+            dom,
+            vdev,
+            id,
+            reason,
+            gntst,
+        } => format!(
+            "blkback d{} vbd{vdev} rejects id {id} reason {reason} gntst {gntst}",
+            dom.raw()
+        ),
+        TraceEvent::BlkRingHalted {
+            dom,
+            vdev,
+            backend,
+            prod,
+            base,
+        } => format!(
+            "{} d{} vbd{vdev} bogus ring: prod {prod} base {base}, halted",
+            if *backend { "blkback" } else { "blkfront" },
+            dom.raw()
+        ),
+        TraceEvent::BlkPush {
+            dom,
+            vdev,
+            requests,
+            notify,
+        } => format!(
+            "blkfront d{} vbd{vdev} pushes {requests}{}",
+            dom.raw(),
+            if *notify { " notify" } else { "" }
+        ),
+        _ => String::new(),
+    }
+}
+
 /// Appends the line for a core event.
 pub fn event_line(out: &mut String, host: &str, time_ns: u64, event: &TraceEvent) {
     let text = match event {
@@ -334,6 +430,12 @@ pub fn event_line(out: &mut String, host: &str, time_ns: u64, event: &TraceEvent
         TraceEvent::MaxPages { dom, max_pages } => {
             format!("d{} max_pages {max_pages}", dom.raw())
         }
+        TraceEvent::BlkbackWork { .. }
+        | TraceEvent::DiskSubmit { .. }
+        | TraceEvent::BlkResponse { .. }
+        | TraceEvent::BlkReject { .. }
+        | TraceEvent::BlkRingHalted { .. }
+        | TraceEvent::BlkPush { .. } => blk_event_text(event),
         TraceEvent::XenstoredWork {
             item,
             requests,

@@ -19,10 +19,12 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use hypervisor_model::ids::{DomId, VcpuRef, XsWorkId};
+use hypervisor_model::ids::{BackWorkId, DomId, VcpuId, VcpuRef, XsWorkId};
+use hypervisor_model::io::vbd::{GuestIo, IoDone};
 
 use super::SimEvent;
 use crate::clock::EventQueue;
+use crate::guest::io::IoRecord;
 use crate::guest::workload::{GuestAction, GuestState, GuestVcpu, JobRecord};
 use crate::rng::RngStreams;
 use crate::scenario::model::WorkloadSpec;
@@ -36,8 +38,19 @@ pub enum GuestStep {
     Yield,
     /// Keep running (the model has new demand).
     Continue,
-    /// The vCPU finished this item of xenstored's work.
-    ServiceDone(XsWorkId),
+    /// The vCPU finished this item of service work.
+    ServiceDone(ServiceItem),
+    /// The guest submits I/Os ([`HostGuests::take_submissions`]), then blocks.
+    SubmitIo,
+}
+
+/// An item of work a dom0 process or kernel thread asked of a vCPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServiceItem {
+    /// xenstored's (`Platform::xenstored_work`).
+    Xenstored(XsWorkId),
+    /// blkback's (`Platform::backend_work`).
+    Blkback(BackWorkId),
 }
 
 #[derive(Debug)]
@@ -109,7 +122,9 @@ pub struct HostGuests {
     slots: Slots,
     next_generation: u64,
     /// Service work queued per vCPU, oldest first: (item, ns left).
-    service: BTreeMap<VcpuRef, VecDeque<(XsWorkId, u64)>>,
+    service: BTreeMap<VcpuRef, VecDeque<(ServiceItem, u64)>>,
+    /// Guest CPU per disk I/O in blkfront (`io.blkfront_req_ns`), for `io` workloads.
+    io_request_ns: u64,
 }
 
 impl HostGuests {
@@ -121,7 +136,13 @@ impl HostGuests {
             slots: Slots::default(),
             next_generation: 0,
             service: BTreeMap::new(),
+            io_request_ns: 0,
         }
+    }
+
+    /// The guest CPU an `io` workload spends in blkfront per I/O (from the cost table).
+    pub fn set_io_request_ns(&mut self, ns: u64) {
+        self.io_request_ns = ns;
     }
 
     /// A new domain `dom` runs `workloads` (one per vCPU index; missing ones are idle).
@@ -186,7 +207,9 @@ impl HostGuests {
                 tick_work: crate::scenario::model::Dist::Const(0),
             };
             let spec = domain.workloads.get(index).cloned().unwrap_or(idle);
-            let model = GuestVcpu::new(&spec, &self.streams, &domain.name, v.vcpu.raw(), now_ns);
+            let mut model =
+                GuestVcpu::new(&spec, &self.streams, &domain.name, v.vcpu.raw(), now_ns);
+            model.set_io_request_ns(self.io_request_ns);
             let wake_generation = self.generation();
             if let GuestState::Blocked {
                 wake_at_ns: Some(at_ns),
@@ -327,12 +350,12 @@ impl HostGuests {
         }
     }
 
-    /// xenstored needs `work_ns` more on `v` for `item` (a new item, or the newest one
-    /// growing). A running vCPU turns to it at once.
+    /// A dom0 service needs `work_ns` more on `v` for `item` (a new item, or the newest
+    /// one growing). A running vCPU turns to it at once.
     pub fn add_service(
         &mut self,
         v: VcpuRef,
-        item: XsWorkId,
+        item: ServiceItem,
         work_ns: u64,
         now_ns: u64,
         host: u16,
@@ -436,6 +459,10 @@ impl HostGuests {
             }
             GuestAction::Yield => Some(GuestStep::Yield),
             GuestAction::Continue => Some(GuestStep::Continue),
+            GuestAction::BlockOnIo => {
+                slot.wake_generation = wake_generation;
+                Some(GuestStep::SubmitIo)
+            }
         }
     }
 
@@ -459,6 +486,56 @@ impl HostGuests {
                 },
             );
         }
+    }
+
+    /// The I/Os `v`'s guest submits now, and their vbd.
+    pub fn take_submissions(&mut self, v: VcpuRef) -> (u32, Vec<GuestIo>) {
+        match self.slots.get_mut(&v) {
+            Some(slot) => slot.model.take_submissions(),
+            None => (0, Vec::new()),
+        }
+    }
+
+    /// blkfront completed `done` for `dom` at `now_ns` (its tag names the vCPU); once the
+    /// vCPU's batch is complete, its think timer is armed.
+    pub fn io_done(
+        &mut self,
+        dom: DomId,
+        done: &IoDone,
+        now_ns: u64,
+        host: u16,
+        queue: &mut EventQueue<SimEvent>,
+    ) {
+        let wake_generation = self.generation();
+        let Some(vcpu) = u32::try_from(done.tag >> 40).ok().and_then(VcpuId::new) else {
+            return;
+        };
+        let v = VcpuRef { dom, vcpu };
+        let Some(slot) = self.slots.get_mut(&v) else {
+            return;
+        };
+        let running = slot.run_started_ns.is_some();
+        if let Some(at_ns) = slot.model.io_done(done, now_ns, running) {
+            slot.wake_generation = wake_generation;
+            let event = SimEvent::GuestWake {
+                host,
+                vcpu: v,
+                generation: wake_generation,
+            };
+            queue.push(at_ns.max(now_ns), event);
+        }
+    }
+
+    /// The I/O records of every vCPU of `dom`, in vCPU order.
+    pub fn io_records(&self, dom: DomId) -> Vec<IoRecord> {
+        let Some(vcpus) = self.slots.by_domain.get(usize::from(dom.raw())) else {
+            return Vec::new();
+        };
+        vcpus
+            .iter()
+            .flatten()
+            .flat_map(|slot| slot.model.io_records().to_vec())
+            .collect()
     }
 
     /// A wake event fired: true if the guest wakes (send `VcpuWake` to the core).
@@ -567,7 +644,7 @@ mod tests {
         let mut guests = guests_with(bursty);
         let mut queue = EventQueue::new();
         guests.start_running(v0(), 0, 0, HOST, &mut queue);
-        let item = hypervisor_model::ids::XsWorkId(4);
+        let item = super::ServiceItem::Xenstored(hypervisor_model::ids::XsWorkId(4));
         guests.add_service(v0(), item, 10_000, 20_000, HOST, &mut queue);
         let (at_ns, generation) = demand_done_generation(&mut queue);
         assert_eq!(at_ns, 30_000);
@@ -591,7 +668,7 @@ mod tests {
             tick_work: Dist::Const(0),
         });
         let mut queue = EventQueue::new();
-        let item = hypervisor_model::ids::XsWorkId(0);
+        let item = super::ServiceItem::Xenstored(hypervisor_model::ids::XsWorkId(0));
         guests.add_service(v0(), item, 5_000, 0, HOST, &mut queue);
         guests.start_running(v0(), 100_000, 0, HOST, &mut queue);
         let (at_ns, generation) = demand_done_generation(&mut queue);

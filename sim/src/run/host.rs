@@ -24,6 +24,9 @@ use crate::xl::cpulist::{CpuList, HostCpus};
 /// (`guest.shutdown_reaction_ns`; E: an orderly poweroff of a small Linux guest).
 pub const GUEST_SHUTDOWN_REACTION_NS_DEFAULT: u64 = 100_000_000;
 
+/// Guest CPU per disk I/O in blkfront (`io.blkfront_req_ns`; E: cost-model §3.3).
+pub const BLKFRONT_REQ_NS_DEFAULT: u64 = 1_500;
+
 /// Simulated TSC frequency, kHz (`xl info` cpu_mhz 2400.000; the `default` profile).
 const CPU_KHZ_DEFAULT: u64 = 2_400_000;
 
@@ -121,6 +124,10 @@ pub fn core_costs(
             crate::serve::session::XENSTORED_REQUEST_COST_KEY,
             crate::serve::session::XENSTORED_REQUEST_NS_DEFAULT,
         ),
+        // E: cost-model §3.3 (ring, bio submit/complete, response), on dom0's vCPU 0.
+        blkback_req_ns: cost_i64(&merged, "io.blkback_req_ns", 3_000),
+        // E: cost-model §3.1, per grant blkback maps (persistent: first use only).
+        gnttab_map_ns: cost_i64(&merged, "io.gnttab_map_ns", 700),
     }
 }
 
@@ -151,6 +158,8 @@ pub fn cost_table_hash(scenario: &crate::scenario::model::Scenario) -> u64 {
             c.xs_request_ns,
             c.xenbus_step_ns,
             c.xenstored_request_ns,
+            c.blkback_req_ns,
+            c.gnttab_map_ns,
         ] {
             bytes.extend_from_slice(&value.to_le_bytes());
         }
@@ -161,6 +170,9 @@ pub fn cost_table_hash(scenario: &crate::scenario::model::Scenario) -> u64 {
         ] {
             bytes.extend_from_slice(&value.to_le_bytes());
         }
+        let merged = merged_costs(&scenario.costs, &host.costs);
+        let blkfront_ns = cost_ns(&merged, "io.blkfront_req_ns", BLKFRONT_REQ_NS_DEFAULT);
+        bytes.extend_from_slice(&blkfront_ns.to_le_bytes());
     }
     for index in 0..scenario.hosts.len() {
         let host = u16::try_from(index).unwrap_or(u16::MAX);

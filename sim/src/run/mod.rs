@@ -35,6 +35,7 @@ use hypervisor_model::sched::Violation;
 use hypervisor_model::toolstack::ops::JobId;
 
 use crate::clock::EventQueue;
+use crate::machine::disk::DiskClass;
 use crate::machine::switch::SwitchCosts;
 use crate::record::{Divergence, Recorder, RunHash, TraceError};
 use crate::report::metrics::DomainMeta;
@@ -42,7 +43,7 @@ use crate::rng::RngStreams;
 use crate::scenario::model::Scenario;
 use commands::{CommandRecord, JobOrigin};
 pub use external::Timeline;
-use guests::{GuestStep, HostGuests};
+use guests::{GuestStep, HostGuests, ServiceItem};
 use platform::{HostSim, SimPlatform};
 pub use sinks::Sinks;
 
@@ -118,6 +119,13 @@ pub enum SimEvent {
         dom: DomId,
         /// The reason it was asked for.
         reason: ShutdownReason,
+    },
+    /// A disk completes a command (its result waits in `HostSim::disk_done`).
+    DiskDone {
+        /// Host index.
+        host: u16,
+        /// The command's tag.
+        tag: u64,
     },
     /// A `[[domain]]` is created (`xl create` at its `start`).
     DomainStart {
@@ -368,6 +376,9 @@ impl<'s> World<'s> {
             let host = u16::try_from(index).expect("fewer than 65536 hosts");
             let nr_cpus = config.host.cpus.len();
             let mut guests = HostGuests::new(world.streams);
+            let merged = host::merged_costs(&scenario.costs, &spec.costs);
+            let blkfront_ns = host::BLKFRONT_REQ_NS_DEFAULT;
+            guests.set_io_request_ns(host::cost_ns(&merged, "io.blkfront_req_ns", blkfront_ns));
             let switch = SwitchCosts::from_tables(&scenario.costs, &spec.costs);
             let dom0_vcpus = usize::try_from(config.dom0.vcpus).unwrap_or(0);
             guests.register_domain(
@@ -395,6 +406,14 @@ impl<'s> World<'s> {
                 ept: Default::default(),
                 iommu: Default::default(),
                 doorbells: Default::default(),
+                disks: spec
+                    .disks
+                    .iter()
+                    .map(|d| crate::machine::disk::Disk::new(DiskClass::of(&d.model)))
+                    .collect(),
+                disk_names: spec.disks.iter().map(|d| d.name.clone()).collect(),
+                vbd_volumes: BTreeMap::new(),
+                disk_done: BTreeMap::new(),
             };
             let mut platform = SimPlatform {
                 now_ns: 0,
@@ -509,6 +528,21 @@ impl<'s> World<'s> {
                     .demand_done(vcpu, generation, now_ns, host, &mut self.queue)
                 {
                     Some(GuestStep::Block) => self.deliver(host, &CoreInput::VcpuBlock { vcpu }),
+                    Some(GuestStep::SubmitIo) => {
+                        let (vdev, ios) = h.sim.guests.take_submissions(vcpu);
+                        let count = ios.len();
+                        for (index, io) in ios.into_iter().enumerate() {
+                            let last = index + 1 == count;
+                            let input = CoreInput::BlkSubmit {
+                                vcpu,
+                                vdev,
+                                io,
+                                last,
+                            };
+                            self.deliver(host, &input);
+                        }
+                        self.deliver(host, &CoreInput::VcpuBlock { vcpu });
+                    }
                     Some(GuestStep::Yield) => {
                         self.deliver(host, &CoreInput::VcpuYield { vcpu });
                         self.hosts[usize::from(host)].sim.guests.rearm(
@@ -521,8 +555,11 @@ impl<'s> World<'s> {
                     Some(GuestStep::Continue) => {
                         h.sim.guests.rearm(vcpu, now_ns, host, &mut self.queue)
                     }
-                    Some(GuestStep::ServiceDone(item)) => {
+                    Some(GuestStep::ServiceDone(ServiceItem::Xenstored(item))) => {
                         self.deliver(host, &CoreInput::XenstoredDone { item });
+                    }
+                    Some(GuestStep::ServiceDone(ServiceItem::Blkback(item))) => {
+                        self.deliver(host, &CoreInput::BackendWorkDone { item });
                     }
                     None => {}
                 }
@@ -545,6 +582,13 @@ impl<'s> World<'s> {
             SimEvent::GuestShutdown { host, dom, reason } => {
                 if self.hosts[usize::from(host)].sim.guests.knows(dom) {
                     self.deliver(host, &CoreInput::GuestShutdown { dom, reason });
+                }
+                Some(host)
+            }
+            SimEvent::DiskDone { host, tag } => {
+                let done = self.hosts[usize::from(host)].sim.disk_done.remove(&tag);
+                if let Some((ok, data)) = done {
+                    self.deliver(host, &CoreInput::DiskDone { tag, ok, data });
                 }
                 Some(host)
             }

@@ -11,16 +11,19 @@
 //! - A cancelled or replaced timer can never fire: each arm bumps the pCPU's generation and
 //!   a timer event fires only if its generation is current.
 
-use hypervisor_model::ids::{DomId, DriverWorkId, PcpuId, PoolId, VcpuRef, XsWorkId};
+use std::collections::BTreeMap;
+
+use hypervisor_model::ids::{BackWorkId, DomId, DriverWorkId, PcpuId, PoolId, VcpuRef, XsWorkId};
 use hypervisor_model::ids::{Gfn, Mfn, PciBdf};
-use hypervisor_model::platform::{Doorbell, EptEntry, IpiKind, MapAccess, Platform};
+use hypervisor_model::platform::{DiskCommand, Doorbell, EptEntry, IpiKind, MapAccess, Platform};
 use hypervisor_model::time::STime;
 use hypervisor_model::toolstack::ops::{GuestNotice, JobId, ToolstackReply};
 use hypervisor_model::trace::TraceEvent;
 
-use super::guests::HostGuests;
+use super::guests::{HostGuests, ServiceItem};
 use super::{SimEvent, Sinks};
 use crate::clock::EventQueue;
+use crate::machine::disk::Disk;
 use crate::machine::ept::EptTables;
 use crate::machine::iommu::{Doorbells, IommuTables};
 use crate::machine::switch::SwitchCosts;
@@ -54,6 +57,33 @@ pub struct HostSim {
     pub iommu: IommuTables,
     /// Device doorbell counts.
     pub doorbells: Doorbells,
+    /// The host's physical disks, in scenario order.
+    pub disks: Vec<Disk>,
+    /// Their names (a vbd whose target names one lives on it).
+    pub disk_names: Vec<String>,
+    /// Where each vbd lives: (frontend domain, vdev) → (disk index, volume index).
+    pub vbd_volumes: BTreeMap<(DomId, u32), (usize, u32)>,
+    /// Completed disk commands waiting for their `DiskDone` event: tag → (ok, data).
+    pub disk_done: BTreeMap<u64, (bool, Vec<u64>)>,
+}
+
+impl HostSim {
+    /// The vbds of a new domain: each lives on the host disk its target names (the
+    /// first disk if none), as a volume named by the target.
+    pub fn register_vbds(&mut self, dom: DomId, disks: &[(u32, String)]) {
+        self.vbd_volumes.retain(|(d, _), _| *d != dom);
+        for (vdev, target) in disks {
+            let disk = self
+                .disk_names
+                .iter()
+                .position(|name| target.contains(name.as_str()))
+                .unwrap_or(0);
+            let volume = self.disks.get_mut(disk).and_then(|d| d.volume(target));
+            if let Some(volume) = volume {
+                self.vbd_volumes.insert((dom, *vdev), (disk, volume));
+            }
+        }
+    }
 }
 
 /// The platform handed to `Hypervisor::handle` for one input.
@@ -201,9 +231,14 @@ impl Platform for SimPlatform<'_> {
 
     fn xenstored_work(&mut self, vcpu: VcpuRef, item: XsWorkId, work_ns: i64) {
         let work_ns = u64::try_from(work_ns).unwrap_or(0);
-        self.sim
-            .guests
-            .add_service(vcpu, item, work_ns, self.now_ns, self.sim.host, self.queue);
+        self.sim.guests.add_service(
+            vcpu,
+            ServiceItem::Xenstored(item),
+            work_ns,
+            self.now_ns,
+            self.sim.host,
+            self.queue,
+        );
     }
 
     fn defer_driver(&mut self, work: DriverWorkId, deadline: STime) {
@@ -250,6 +285,33 @@ impl Platform for SimPlatform<'_> {
     fn ring_doorbell(&mut self, doorbell: Doorbell) {
         self.sim.doorbells.ring(doorbell);
     }
+
+    fn disk_submit(&mut self, cmd: DiskCommand) {
+        let place = self.sim.vbd_volumes.get(&(cmd.dom, cmd.vdev)).copied();
+        let done = place.and_then(|(disk, volume)| {
+            let disk = self.sim.disks.get_mut(disk)?;
+            Some(disk.submit(volume, &cmd, self.now_ns))
+        });
+        // A vbd on no disk (a host without disks) fails at once.
+        let (at_ns, ok, data) = match done {
+            Some(c) => (c.done_ns, true, c.data),
+            None => (self.now_ns, false, Vec::new()),
+        };
+        self.sim.disk_done.insert(cmd.tag, (ok, data));
+        let event = SimEvent::DiskDone {
+            host: self.sim.host,
+            tag: cmd.tag,
+        };
+        self.queue.push(at_ns, event);
+    }
+
+    fn backend_work(&mut self, vcpu: VcpuRef, item: BackWorkId, work_ns: i64) {
+        let work_ns = u64::try_from(work_ns).unwrap_or(0);
+        let item = ServiceItem::Blkback(item);
+        self.sim
+            .guests
+            .add_service(vcpu, item, work_ns, self.now_ns, self.sim.host, self.queue);
+    }
 }
 
 #[cfg(test)]
@@ -285,6 +347,10 @@ mod tests {
             ept: Default::default(),
             iommu: Default::default(),
             doorbells: Default::default(),
+            disks: Vec::new(),
+            disk_names: Vec::new(),
+            vbd_volumes: std::collections::BTreeMap::new(),
+            disk_done: std::collections::BTreeMap::new(),
         }
     }
 

@@ -9,6 +9,7 @@ use hypervisor_model::trace::TraceEvent;
 
 use super::decisions;
 use super::HostRuntime;
+use crate::guest::io::IoRecord;
 use crate::guest::workload::JobRecord;
 use crate::machine::switch::SwitchCosts;
 use crate::record::Recorder;
@@ -169,6 +170,13 @@ impl Sinks {
         }
     }
 
+    /// The vbd I/O records of domain `dom` (at its destruction or the run's end).
+    pub fn domain_io(&mut self, host: u16, dom: DomId, records: Vec<IoRecord>) {
+        if !records.is_empty() {
+            self.metrics.domain_io(usize::from(host), dom, records);
+        }
+    }
+
     /// Ends the run at `end_ns`: the recorder (to finish) and the report.
     pub fn finish(mut self, end_ns: u64, hosts: &mut [HostRuntime]) -> (Recorder, SinksReport) {
         for (index, host) in hosts.iter_mut().enumerate() {
@@ -194,6 +202,8 @@ impl Sinks {
                 let jobs = host.sim.guests.jobs(dom, end_ns);
                 let host_index = u16::try_from(index).unwrap_or(u16::MAX);
                 self.domain_jobs(host_index, dom, jobs);
+                let ios = host.sim.guests.io_records(dom);
+                self.domain_io(host_index, dom, ios);
             }
         }
         let metrics = self.metrics.finish(end_ns);

@@ -55,7 +55,16 @@ pub(crate) fn dom0(d: &Diags, h: &Tbl<'_>) -> Option<Dom0Spec> {
             })
             .unwrap_or(false),
         workload: match t.get("workload") {
-            Some(node) => parse_workload(d, t.file_index(), node, t.context(), "dom0.workload.")?,
+            Some(node) => {
+                let workload =
+                    parse_workload(d, t.file_index(), node, t.context(), "dom0.workload.")?;
+                if matches!(workload, WorkloadSpec::Io { .. }) {
+                    // dom0 has no vbd of its own (its disks are the host's).
+                    t.error_at(d, node, "workload", "dom0 cannot run an io workload");
+                    return None;
+                }
+                workload
+            }
             None => WorkloadSpec::Idle {
                 tick: None,
                 tick_work: super::model::Dist::Const(2_000),

@@ -495,6 +495,16 @@ impl Loader<'_> {
                 }
                 None => vec![workload; max],
             };
+            let mut vcpu_workloads = vcpu_workloads;
+            let vdevs: Vec<String> = config.disks.iter().map(|k| k.vdev.clone()).collect();
+            if let Err(message) = super::workload::resolve_vbds(&mut vcpu_workloads, &vdevs) {
+                let node = t.get("workload").or_else(|| t.get("vcpu_workloads"));
+                match node {
+                    Some(node) => t.error_at(d, node, "workload", &message),
+                    None => d.error(t.here(), message),
+                }
+                continue;
+            }
             out.push(DomainSpec {
                 name,
                 host_index,

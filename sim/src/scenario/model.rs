@@ -354,11 +354,50 @@ pub enum WorkloadSpec {
         /// Sleep between bursts.
         think: Dist,
     },
+    /// Runs `service`, submits `queue_depth` disk I/Os, blocks until all complete,
+    /// sleeps `think`, repeats.
+    Io {
+        /// CPU demand before each batch.
+        service: Dist,
+        /// Sleep after each batch.
+        think: Dist,
+        /// What the I/Os are.
+        disk: DiskWorkload,
+    },
     /// Picks an entry by weight, runs it for `span`, picks again.
     Mixed {
         /// The entries (never `Mixed` or `Periodic`).
         mix: Vec<MixEntry>,
     },
+}
+
+/// Direction of the I/Os of a disk workload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DiskOpSpec {
+    /// Reads only.
+    Read,
+    /// Writes only.
+    Write,
+    /// Reads with this probability (ppm), else writes.
+    Mix {
+        /// Share of reads, ppm.
+        read_ppm: u32,
+    },
+}
+
+/// The `disk` sub-table of an `io` workload (`specs/scenario.md` §6.1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiskWorkload {
+    /// The xl.cfg vdev (`xvda`); the loader fills in the domain's first disk.
+    pub vbd: String,
+    /// Direction.
+    pub op: DiskOpSpec,
+    /// Bytes per I/O (a size distribution; rounded up to whole 4 KiB pages).
+    pub size: Dist,
+    /// Sequential (`true`) or uniformly random 4 KiB-aligned offsets.
+    pub sequential: bool,
+    /// I/Os outstanding per batch.
+    pub queue_depth: u32,
 }
 
 /// One entry of a `mixed` workload.
@@ -401,6 +440,16 @@ pub enum AtAction {
     Xl(XlCommand),
     /// A xenstore-* client command line, already parsed.
     Xenstore(hypervisor_model::toolstack::xs_client::XsClientCmd),
+    /// `fault = { kind = "disk-error", ... }`: blkback answers the next `count` requests
+    /// of the domain's vbd with `BLKIF_RSP_ERROR`.
+    DiskError {
+        /// The domain's name.
+        domain: String,
+        /// The vbd's `virtual-device` number.
+        vdev: u32,
+        /// Requests to fail.
+        count: u32,
+    },
 }
 
 /// One `[[at]]` entry.

@@ -64,9 +64,15 @@ const VCPU_SCALARS: &[&str] = &[
 const VCPU_DISTS: &[&str] = &["wakeup_latency_ns", "runq_wait_ns"];
 const IO_SCALARS: &[&str] = &[
     "io_completed_count",
+    "io_error_count",
     "io_bytes",
     "iops_milli",
     "throughput_bps",
+    "ring_request_count",
+    "ring_push_count",
+    "ring_push_notify_count",
+    "ring_response_count",
+    "ring_response_notify_count",
 ];
 const IO_DISTS: &[&str] = &["io_latency_ring_ns", "io_latency_guest_ns"];
 const MEMORY_SCALARS: &[&str] = &["swap_in_count", "pod_fill_count", "oom_kill_count"];

@@ -71,17 +71,22 @@ pub fn timeline(
                     )
                 }
                 "xenstore" => action = xenstore_action(d, &t, node),
-                _ => {
-                    fault(d, &t, node);
-                }
+                _ => action = fault(d, &t, node),
             }
         }
         t.finish(d);
-        let text = t
-            .get("xl")
-            .or_else(|| t.get("xenstore"))
-            .and_then(|n| conv::string(n).ok())
-            .unwrap_or_default();
+        let text = match &action {
+            Some(AtAction::DiskError {
+                domain,
+                vdev,
+                count,
+            }) => format!("fault disk-error {domain} vbd {vdev} count {count}"),
+            _ => t
+                .get("xl")
+                .or_else(|| t.get("xenstore"))
+                .and_then(|n| conv::string(n).ok())
+                .unwrap_or_default(),
+        };
         if let (Some(time_ns), Some(host_index), Some(action)) = (time_ns, host_index, action) {
             entries.push(AtEntry {
                 time_ns,
@@ -241,10 +246,17 @@ const FAULT_KINDS: &[(&str, &[&str])] = &[
     ("host-crash", &["host"]),
 ];
 
-/// Validates a fault table's kind and field names, then refuses it (not run yet).
-fn fault(d: &Diags, t: &Tbl<'_>, node: &Node) {
+/// Validates a fault table's kind and field names; `disk-error` runs, the other kinds are
+/// refused (not run yet).
+fn fault(d: &Diags, t: &Tbl<'_>, node: &Node) -> Option<AtAction> {
     let f = Tbl::new(d, t.file_index(), node, t.context(), "fault.");
-    if let Some(kind) = f.req(d, "kind", conv::string) {
+    let kind = f.req(d, "kind", conv::string);
+    if kind.as_deref() == Some("disk-error") {
+        let action = disk_error(d, &f);
+        f.finish(d);
+        return action;
+    }
+    if let Some(kind) = kind {
         match FAULT_KINDS.iter().find(|(k, _)| *k == kind) {
             Some((_, fields)) => {
                 for field in *fields {
@@ -266,4 +278,25 @@ fn fault(d: &Diags, t: &Tbl<'_>, node: &Node) {
     }
     f.finish(d);
     unsupported::check(d, t.loc(node.offset), &t.path("fault"), Feature::AtFault);
+    None
+}
+
+/// `disk-error`: `domain` (a name), `vbd` (an xl.cfg vdev), `count` (default 1).
+fn disk_error(d: &Diags, f: &Tbl<'_>) -> Option<AtAction> {
+    let domain = f.req(d, "domain", conv::name);
+    let vbd = f.req(d, "vbd", conv::string);
+    let count = f.opt(d, "count", conv::u32_).unwrap_or(1);
+    let vbd = vbd?;
+    let Some(vdev) = hypervisor_model::toolstack::xs_tree::disk_devid(&vbd) else {
+        if let Some(node) = f.get("vbd") {
+            let message = format!("expected a disk name like \"xvda\", found {vbd:?}");
+            f.error_at(d, node, "vbd", &message);
+        }
+        return None;
+    };
+    Some(AtAction::DiskError {
+        domain: domain?,
+        vdev,
+        count,
+    })
 }

@@ -12,9 +12,9 @@ use super::diag::{Diags, Loc};
 /// A feature the loader recognises.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Feature<'a> {
-    /// `[[at]] fault = { ... }`.
+    /// `[[at]] fault = { ... }` of a kind other than `disk-error`.
     AtFault,
-    /// A workload of kind `io`.
+    /// A workload of kind `io` with a `net` sub-table (vif traffic).
     IoWorkload,
     /// A workload's `memory`, `net` or `disk` sub-table (the name).
     WorkloadSubTable(&'a str),
@@ -51,7 +51,7 @@ const XL_COMMANDS_NOT_YET: &[&str] = &[
 pub fn not_yet(feature: Feature<'_>) -> Option<String> {
     let what = match feature {
         Feature::AtFault => "[[at]] faults are".to_string(),
-        Feature::IoWorkload => "workload kind \"io\" is".to_string(),
+        Feature::IoWorkload => "workload kind \"io\" over a vif (`net`) is".to_string(),
         Feature::WorkloadSubTable(name) => format!("workload sub-table `{name}` is"),
         Feature::Pci => "PCI passthrough is".to_string(),
         Feature::XlCommand(name) if XL_COMMANDS_NOT_YET.contains(&name) => {

@@ -2,11 +2,12 @@
 //!
 //! # Invariants
 //! - `mixed` entries are never `mixed` or `periodic`; weights are ≥ 1.
-//! - Sub-tables `memory`, `net`, `disk` and the `io` kind are fully validated, then refused
-//!   through `unsupported.rs` until the engine runs them.
+//! - Sub-tables `memory`, `net` and `disk` are fully validated; `memory`, `net`, and `disk`
+//!   outside the `io` kind (or with `rate`) are then refused through `unsupported.rs` until
+//!   the engine runs them. An `io` workload runs over a vbd (`disk`); never inside `mixed`.
 
 use super::diag::Diags;
-use super::model::{Dist, MixEntry, WorkloadSpec};
+use super::model::{DiskOpSpec, DiskWorkload, Dist, MixEntry, WorkloadSpec};
 use super::tree::{conv, Kind, Node, Tbl};
 use super::unsupported::{self, Feature};
 use super::values::{parse_dist, parse_duration, parse_size, DIST_EXPECTED};
@@ -52,7 +53,7 @@ pub fn parse_workload(
 /// Reads `kind`, its parameters and the sub-tables from `t` (the caller calls `finish`).
 fn workload_fields(d: &Diags, t: &Tbl<'_>, top_level: bool) -> Option<WorkloadSpec> {
     let kind = t.req(d, "kind", conv::string)?;
-    sub_tables(d, t);
+    sub_tables(d, t, kind == "io");
     let zero = Dist::Const(0);
     let spec = match kind.as_str() {
         "idle" => WorkloadSpec::Idle {
@@ -91,9 +92,9 @@ fn workload_fields(d: &Diags, t: &Tbl<'_>, top_level: bool) -> Option<WorkloadSp
                 think: think?,
             }
         }
-        "io" => {
-            t.req(d, "service", dist);
-            t.opt(d, "think", dist);
+        "io" if top_level => {
+            let service = t.req(d, "service", dist);
+            let think = t.opt(d, "think", dist).unwrap_or(zero);
             if !t.has("disk") && !t.has("net") {
                 d.error(
                     t.here(),
@@ -103,14 +104,21 @@ fn workload_fields(d: &Diags, t: &Tbl<'_>, top_level: bool) -> Option<WorkloadSp
                     ),
                 );
             }
-            let loc = t.get("kind").map_or(t.here(), |n| t.loc(n.offset));
-            unsupported::check(d, loc, &t.path("kind"), Feature::IoWorkload);
-            return None;
+            if t.has("net") {
+                let loc = t.get("kind").map_or(t.here(), |n| t.loc(n.offset));
+                unsupported::check(d, loc, &t.path("net"), Feature::IoWorkload);
+                return None;
+            }
+            WorkloadSpec::Io {
+                service: service?,
+                think,
+                disk: disk_workload(d, t)?,
+            }
         }
         "mixed" if top_level => WorkloadSpec::Mixed {
             mix: mix_entries(d, t)?,
         },
-        "mixed" | "periodic" => {
+        "mixed" | "periodic" | "io" => {
             if let Some(node) = t.get("kind") {
                 let message = format!("a mixed entry cannot be {kind:?}");
                 t.error_at(d, node, "kind", &message);
@@ -169,8 +177,67 @@ fn mix_entries(d: &Diags, t: &Tbl<'_>) -> Option<Vec<MixEntry>> {
     ok.then_some(entries)
 }
 
-/// Validates the `memory`, `net` and `disk` sub-tables, then refuses them (not run yet).
-fn sub_tables(d: &Diags, t: &Tbl<'_>) {
+/// The `disk` sub-table of an `io` workload (validated by `sub_tables`).
+fn disk_workload(d: &Diags, t: &Tbl<'_>) -> Option<DiskWorkload> {
+    let k = t.sub(d, "disk")?;
+    let op = match k.opt(d, "op", disk_op).as_deref() {
+        None | Some("read") => DiskOpSpec::Read,
+        Some("write") => DiskOpSpec::Write,
+        Some(mix) => DiskOpSpec::Mix {
+            read_ppm: mix
+                .strip_prefix("mix:")
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(0),
+        },
+    };
+    let queue_depth = k.opt(d, "queue_depth", conv::u32_).unwrap_or(1);
+    if !(1..=QUEUE_DEPTH_MAX).contains(&queue_depth) {
+        if let Some(node) = k.get("queue_depth") {
+            let message = format!("expected 1..={QUEUE_DEPTH_MAX}, found {queue_depth}");
+            k.error_at(d, node, "queue_depth", &message);
+        }
+        return None;
+    }
+    let spec = DiskWorkload {
+        vbd: k.opt(d, "vbd", conv::string).unwrap_or_default(),
+        op,
+        size: k.opt(d, "size", size_dist).unwrap_or(Dist::Const(4096)),
+        sequential: k.opt(d, "pattern", disk_pattern).as_deref() == Some("sequential"),
+        queue_depth,
+    };
+    k.finish(d);
+    Some(spec)
+}
+
+/// Fills in the `vbd` of every `io` workload of a domain (its first xl.cfg disk when
+/// unset) and checks that it names one of `disks` (xl.cfg vdevs); the error if not.
+pub fn resolve_vbds(workloads: &mut [WorkloadSpec], disks: &[String]) -> Result<(), String> {
+    for workload in workloads {
+        let WorkloadSpec::Io { disk, .. } = workload else {
+            continue;
+        };
+        if disk.vbd.is_empty() {
+            let Some(first) = disks.first() else {
+                return Err("an io workload needs a disk in the xl.cfg".to_string());
+            };
+            disk.vbd = first.clone();
+        } else if !disks.contains(&disk.vbd) {
+            return Err(format!(
+                "disk.vbd {:?} is not a disk of the xl.cfg (found {})",
+                disk.vbd,
+                disks.join(", ")
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Most I/Os an `io` workload keeps outstanding (Linux's blk-mq default `nr_requests`).
+pub const QUEUE_DEPTH_MAX: u32 = 128;
+
+/// Validates the `memory`, `net` and `disk` sub-tables, then refuses those this build
+/// does not run (`disk` runs under the `io` kind; its `rate` form does not run yet).
+fn sub_tables(d: &Diags, t: &Tbl<'_>, io_kind: bool) {
     if let Some(m) = t.sub(d, "memory") {
         m.opt(d, "working_set", conv::size);
         m.opt(d, "page_cache", conv::size);
@@ -197,7 +264,9 @@ fn sub_tables(d: &Diags, t: &Tbl<'_>) {
         k.opt(d, "pattern", disk_pattern);
         k.opt(d, "queue_depth", conv::u32_);
         k.opt(d, "rate", dist);
-        refuse(d, t, &k, "disk");
+        if !io_kind || k.has("rate") {
+            refuse(d, t, &k, "disk");
+        }
         k.finish(d);
     }
 }
@@ -287,13 +356,35 @@ mod tests {
     }
 
     #[test]
-    fn io_kind_is_refused_as_not_yet() {
-        let (spec, d) = load("w = { kind = \"io\", service = \"1ms\", disk = { vbd = \"xvda\" } }");
+    fn io_kind_with_disk_reads_its_fields() {
+        let (spec, _) = load(concat!(
+            "w = { kind = \"io\", service = \"1ms\", ",
+            "disk = { vbd = \"xvdb\", op = \"write\", queue_depth = 4 } }"
+        ));
+        let Some(WorkloadSpec::Io { disk, .. }) = spec else {
+            panic!("an io workload");
+        };
+        assert_eq!(disk.vbd, "xvdb");
+        assert_eq!(disk.op, crate::scenario::model::DiskOpSpec::Write);
+        assert_eq!(disk.queue_depth, 4);
+    }
+
+    #[test]
+    fn io_kind_with_net_is_refused_as_not_yet() {
+        let (spec, d) = load("w = { kind = \"io\", service = \"1ms\", net = { vif = 0 } }");
         assert_eq!(spec, None);
         let errors = d.rendered(Severity::Error);
         assert!(errors
             .iter()
-            .any(|e| e.contains("\"io\" is not implemented yet")));
+            .any(|e| e.contains("over a vif (`net`) is not implemented yet")));
+    }
+
+    #[test]
+    fn io_queue_depth_zero_is_located_error() {
+        let (spec, d) =
+            load("w = { kind = \"io\", service = \"1ms\", disk = { queue_depth = 0 } }");
+        assert_eq!(spec, None);
+        assert!(d.rendered(Severity::Error)[0].contains("queue_depth: expected 1..=128"));
     }
 
     #[test]

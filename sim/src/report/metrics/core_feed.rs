@@ -123,6 +123,29 @@ impl Platform for Recorder {
     fn iommu_write(&mut self, _bdf: PciBdf, _dfn: u64, _entry: Option<(Mfn, MapAccess)>) {}
 
     fn ring_doorbell(&mut self, _doorbell: Doorbell) {}
+
+    fn disk_submit(&mut self, cmd: hypervisor_model::platform::DiskCommand) {
+        // An instant disk of zeroes: reads return unwritten sectors.
+        let data = match cmd.op {
+            hypervisor_model::platform::DiskOp::Read => vec![0; cmd.sectors as usize],
+            _ => Vec::new(),
+        };
+        let done = CoreInput::DiskDone {
+            tag: cmd.tag,
+            ok: true,
+            data,
+        };
+        self.push(self.now, done);
+    }
+
+    fn backend_work(
+        &mut self,
+        _vcpu: VcpuRef,
+        item: hypervisor_model::ids::BackWorkId,
+        _work_ns: i64,
+    ) {
+        self.push(self.now, CoreInput::BackendWorkDone { item });
+    }
 }
 
 fn guest(name: &str, vcpus: u32) -> DomainConfig {

@@ -1,7 +1,8 @@
 //! The human summary table `xensim run` prints: per domain, then per vCPU, CPU time, wait
 //! (`runnable_ns`), wakeup latency p50/p99 and dispatch count (`specs/metrics.md` §1.1,
-//! §1.2, §4.2 formatting); then periodic-job results (§1.7); then per pCPU, busy, idle and
-//! switch-overhead time, utilization and context switches (§1.8, §1.11, §1.12).
+//! §1.2, §4.2 formatting); then periodic-job results (§1.7); then vbd I/O (§2.1); then per
+//! pCPU, busy, idle and switch-overhead time, utilization and context switches (§1.8,
+//! §1.11, §1.12).
 //!
 //! Formatting uses integers only: times in ms with 3 decimals (the ns value rounded half
 //! to even at the µs), latencies in µs with 3 decimals (exact), `-` for a null value.
@@ -39,8 +40,50 @@ pub fn render_summary(metrics: &Metrics) -> String {
         render_domain(&mut out, domain);
     }
     render_jobs(&mut out, metrics);
+    render_io(&mut out, metrics);
     render_pcpus(&mut out, metrics);
     out
+}
+
+/// One line per vbd with I/O: completions, IOPS, throughput, ring and guest latency
+/// (§2.1); nothing when no domain did I/O.
+fn render_io(out: &mut String, metrics: &Metrics) {
+    let rows: Vec<(&DomainMetrics, &super::IoMetrics)> = metrics
+        .domains
+        .iter()
+        .flat_map(|d| d.io.iter().map(move |io| (d, io)))
+        .collect();
+    if rows.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "{:<16} {:>6} {:>8} {:>12} {:>10} {:>12} {:>12} {:>12} {:>12}",
+        "domain",
+        "dev",
+        "ios",
+        "iops",
+        "MiB/s",
+        "ring_p50_us",
+        "ring_p99_us",
+        "guest_p50_us",
+        "guest_p99_us"
+    );
+    for (domain, io) in rows {
+        let _ = writeln!(
+            out,
+            "{:<16} {:>6} {:>8} {:>12} {:>10} {:>12} {:>12} {:>12} {:>12}",
+            format!("{} (d{})", domain.name, domain.domid),
+            io.dev,
+            io.io_completed_count,
+            format!("{}.{:03}", io.iops_milli / 1_000, io.iops_milli % 1_000),
+            io.throughput_bps / (1 << 20),
+            opt_ns_as_us(io.io_latency_ring_ns.p50),
+            opt_ns_as_us(io.io_latency_ring_ns.p99),
+            opt_ns_as_us(io.io_latency_guest_ns.p50),
+            opt_ns_as_us(io.io_latency_guest_ns.p99),
+        );
+    }
 }
 
 /// One line per domain with a periodic workload: jobs, deadline misses, response time and

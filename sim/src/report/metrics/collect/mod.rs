@@ -147,6 +147,10 @@ struct DomainState {
     vcpus: BTreeMap<u32, VcpuState>,
     /// Periodic job records of all its vCPUs (given by the run loop).
     jobs: Vec<JobRecord>,
+    /// vbd I/O records of all its vCPUs (given by the run loop).
+    io: Vec<crate::guest::io::IoRecord>,
+    /// In-window ring pushes and notifications, by vdev (from `BlkPush`/`BlkResponse`).
+    rings: BTreeMap<u32, super::io::RingCounts>,
 }
 
 impl MetricsCollector {
@@ -170,6 +174,23 @@ impl MetricsCollector {
         };
         if let Some(index) = index {
             host.domains[index].jobs = jobs;
+        }
+    }
+
+    /// Hands over the vbd I/O records of domain `dom` on host `host_index`.
+    pub fn domain_io(
+        &mut self,
+        host_index: usize,
+        dom: DomId,
+        records: Vec<crate::guest::io::IoRecord>,
+    ) {
+        let host = self.host_mut(host_index);
+        let index = match host.live.get(&dom) {
+            Some(&index) => Some(index),
+            None => host.domains.iter().rposition(|d| d.domid == dom),
+        };
+        if let Some(index) = index {
+            host.domains[index].io = records;
         }
     }
 
@@ -258,7 +279,30 @@ impl MetricsCollector {
             | TraceEvent::XenbusState { .. }
             | TraceEvent::Extents { .. }
             | TraceEvent::MaxPages { .. }
-            | TraceEvent::Console { .. } => {}
+            | TraceEvent::Console { .. }
+            | TraceEvent::BlkbackWork { .. }
+            | TraceEvent::DiskSubmit { .. }
+            | TraceEvent::BlkReject { .. }
+            | TraceEvent::BlkRingHalted { .. } => {}
+            TraceEvent::BlkPush {
+                dom,
+                vdev,
+                requests,
+                notify,
+            } if time_ns >= window.start_ns => {
+                let counts = host.ring_counts(*dom, *vdev);
+                counts.requests_pushed += u64::from(*requests);
+                counts.push_count += 1;
+                counts.push_notify_count += u64::from(*notify);
+            }
+            TraceEvent::BlkResponse {
+                dom, vdev, notify, ..
+            } if time_ns >= window.start_ns => {
+                let counts = host.ring_counts(*dom, *vdev);
+                counts.response_count += 1;
+                counts.response_notify_count += u64::from(*notify);
+            }
+            TraceEvent::BlkPush { .. } | TraceEvent::BlkResponse { .. } => {}
         }
     }
 
@@ -375,7 +419,15 @@ impl HostState {
             freed_ns: None,
             vcpus: BTreeMap::new(),
             jobs: Vec::new(),
+            io: Vec::new(),
+            rings: BTreeMap::new(),
         });
+    }
+
+    /// The ring counters of live domain `dom`'s vbd `vdev`.
+    fn ring_counts(&mut self, dom: DomId, vdev: u32) -> &mut super::io::RingCounts {
+        let index = *self.live.get(&dom).expect("ring event of a live domain");
+        self.domains[index].rings.entry(vdev).or_default()
     }
 
     fn vcpu_create(&mut self, time_ns: u64, v: VcpuRef) {
@@ -546,6 +598,7 @@ impl DomainState {
             wakeup_samples_ns: wakeups,
             jobs: JobMetrics::from_records(&self.jobs, window.start_ns, window.end_ns),
             vcpus,
+            io: super::io::io_metrics(&self.io, &self.rings, window.start_ns, window.end_ns),
         }
     }
 }

@@ -1,0 +1,405 @@
+//! blkback's data path: reads the frontend's `req_prod` from the shared page and refuses a
+//! ring that claims more requests than it can hold, copies each request out of its slot,
+//! validates it, maps its pages (and indirect pages) through the grant tables, and turns it
+//! into a disk command or an error response; completed commands become responses.
+//!
+//! Follows Linux drivers/block/xen-blkback/blkback.c: `__do_block_io_op` (the
+//! `RING_REQUEST_PROD_OVERFLOW` check, "Frontend provided bogus ring requests", halting the
+//! ring), `dispatch_rw_block_io`, `xen_blkbk_parseseg`/`xen_blkbk_map` (persistent grants,
+//! always mapped writable), `make_response` (`RING_PUSH_RESPONSES_AND_CHECK_NOTIFY`), and
+//! `xen_blkif_schedule` (`RING_FINAL_CHECK_FOR_REQUESTS` before sleeping); spec
+//! `xenstore-io.md` §7.4, §8.4.
+//!
+//! # Invariants
+//! - A request is copied out of the ring before it is decoded (no double fetch).
+//! - A request that fails validation or a grant map gets exactly one error response and
+//!   touches no disk; every mapping it made is undone.
+//! - Persistent mappings stay below [`PERSISTENT_GRANTS_MAX`]; past it a page is mapped for
+//!   the request only and unmapped at its response.
+//!
+//! xensim differs: `WRITE_BARRIER` is a cache flush without draining earlier requests.
+
+use alloc::vec::Vec;
+
+use super::blkif::{
+    self, BlkReqError, BlkRequest, BlkResponse, Dir, Segment, BLKIF_OP_DISCARD, BLKIF_RSP_OKAY,
+    BLKIF_SLOT_BYTES, SEGS_PER_INDIRECT_FRAME,
+};
+use super::ring::RingOverflow;
+use super::vbd::{PageStore, Persistent, StandInFrames, VbdPath, PERSISTENT_GRANTS_MAX};
+use crate::grant::{GrantHandle, GrantTables, MapFlags, MapRequest};
+use crate::ids::{GrantRef, Mfn};
+use crate::platform::DiskOp;
+
+/// A request blkback accepted: what goes to the disk and what the response needs.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct BackIo {
+    /// The request's id.
+    pub id: u64,
+    /// The operation to echo.
+    pub op: u8,
+    /// What the disk does.
+    pub disk_op: DiskOp,
+    /// First sector.
+    pub sector: u64,
+    /// Sectors.
+    pub sectors: u32,
+    /// The mapped pages with their sector ranges, in order.
+    pub segs: Vec<(Mfn, u8, u8)>,
+    /// Mappings made for this request only (unmapped at its response).
+    pub transient: Vec<GrantHandle>,
+    /// Stamps to write (WRITE), one per sector.
+    pub data: Vec<u64>,
+    /// Grant maps this request made (charged as `io.gnttab_map_ns`).
+    pub maps_made: u32,
+}
+
+/// What one consumed request became.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum BackOutcome {
+    /// Send it to the disk.
+    Submit(BackIo),
+    /// Answer it with an error at once (the reason is logged).
+    Reject(BlkResponse, BlkReqError),
+}
+
+impl VbdPath {
+    /// Consumes every request the ring offers now (none once halted). `Err` when the
+    /// frontend's `req_prod` is bogus: the ring is halted for good.
+    pub fn back_consume(
+        &mut self,
+        grants: &mut GrantTables,
+        pages: &PageStore,
+    ) -> Result<Vec<BackOutcome>, RingOverflow> {
+        let mut out = Vec::new();
+        if self.back_halted {
+            return Ok(out);
+        }
+        let count = match self.back.unconsumed_requests(&self.sring) {
+            Ok(count) => count,
+            Err(overflow) => {
+                self.back_halted = true;
+                return Err(overflow);
+            }
+        };
+        for _ in 0..count {
+            assert!(
+                !self.back.cons_overflow(),
+                "consumed past the response slots"
+            );
+            let mut slot = [0u8; BLKIF_SLOT_BYTES];
+            slot.copy_from_slice(self.sring.slot(self.back.req_cons));
+            self.back.req_cons = self.back.req_cons.wrapping_add(1);
+            out.push(self.back_request(&slot, grants, pages));
+        }
+        self.note_indices();
+        Ok(out)
+    }
+
+    /// After a batch: re-arm `req_event` and look once more; true if more arrived.
+    pub fn back_final_check(&mut self) -> Result<bool, RingOverflow> {
+        if self.back_halted {
+            return Ok(false);
+        }
+        let more = self.back.final_check_for_requests(&mut self.sring);
+        if more.is_err() {
+            self.back_halted = true;
+        }
+        more
+    }
+
+    fn back_request(
+        &mut self,
+        slot: &[u8],
+        grants: &mut GrantTables,
+        pages: &PageStore,
+    ) -> BackOutcome {
+        let (id, op) = blkif::slot_id_op(slot);
+        let reject = |err: BlkReqError| {
+            let rsp = BlkResponse {
+                id,
+                op,
+                status: err.status(),
+            };
+            BackOutcome::Reject(rsp, err)
+        };
+        let request = match blkif::decode_request(slot, self.params.back_max_indirect) {
+            Ok(request) => request,
+            Err(err) => return reject(err),
+        };
+        match self.back_prepare(request, grants, pages) {
+            Ok(io) => BackOutcome::Submit(io),
+            Err(err) => reject(err),
+        }
+    }
+
+    fn back_prepare(
+        &mut self,
+        request: BlkRequest,
+        grants: &mut GrantTables,
+        pages: &PageStore,
+    ) -> Result<BackIo, BlkReqError> {
+        match request {
+            BlkRequest::Flush { id, op } => Ok(bare(id, op, DiskOp::Flush, 0, 0)),
+            BlkRequest::Discard {
+                id,
+                sector,
+                nr_sectors,
+            } => {
+                if self.params.read_only {
+                    return Err(BlkReqError::ReadOnly);
+                }
+                self.check_range(sector, nr_sectors)?;
+                let sectors = u32::try_from(nr_sectors).map_err(|_| BlkReqError::OutOfRange)?;
+                Ok(bare(id, BLKIF_OP_DISCARD, DiskOp::Discard, sector, sectors))
+            }
+            BlkRequest::Direct {
+                dir,
+                id,
+                sector,
+                segs,
+                nr_segs,
+            } => {
+                let segs = &segs[..usize::from(nr_segs)];
+                self.back_rw(dir, id, sector, segs, Vec::new(), grants, pages)
+            }
+            BlkRequest::Indirect {
+                dir,
+                id,
+                sector,
+                nr_segs,
+                pages: indirect,
+            } => {
+                let mut io_maps = Vec::new();
+                let segs = self.read_indirect(nr_segs, &indirect, grants, pages, &mut io_maps);
+                match segs {
+                    Ok(segs) => self.back_rw(dir, id, sector, &segs, io_maps, grants, pages),
+                    Err(err) => {
+                        unmap_all(grants, self.params.back_dom, &io_maps);
+                        Err(err)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Maps the indirect pages and copies the descriptors out of them.
+    fn read_indirect(
+        &mut self,
+        nr_segs: u16,
+        indirect: &[GrantRef],
+        grants: &mut GrantTables,
+        pages: &PageStore,
+        transient: &mut Vec<GrantHandle>,
+    ) -> Result<Vec<Segment>, BlkReqError> {
+        let nr = usize::from(nr_segs);
+        let mut segs = Vec::with_capacity(nr);
+        for (page_index, gref) in indirect.iter().take(blkif::indirect_pages(nr)).enumerate() {
+            let mfn = self.back_map(*gref, grants, transient)?.0;
+            let first = page_index * SEGS_PER_INDIRECT_FRAME;
+            let count = (nr - first).min(SEGS_PER_INDIRECT_FRAME);
+            for i in 0..count {
+                let raw = pages.page(mfn).map_or([0u8; 8], |p| {
+                    let mut b = [0u8; 8];
+                    b.copy_from_slice(&p[8 * i..8 * i + 8]);
+                    b
+                });
+                segs.push(Segment::decode(&raw));
+            }
+        }
+        Ok(segs)
+    }
+
+    fn check_range(&self, sector: u64, sectors: u64) -> Result<(), BlkReqError> {
+        match sector.checked_add(sectors) {
+            Some(end) if end <= self.params.sectors => Ok(()),
+            _ => Err(BlkReqError::OutOfRange),
+        }
+    }
+
+    /// READ/WRITE: bounds, permissions, then every segment's page mapped.
+    #[allow(clippy::too_many_arguments)]
+    fn back_rw(
+        &mut self,
+        dir: Dir,
+        id: u64,
+        sector: u64,
+        segs: &[Segment],
+        mut transient: Vec<GrantHandle>,
+        grants: &mut GrantTables,
+        pages: &PageStore,
+    ) -> Result<BackIo, BlkReqError> {
+        let result = self.back_rw_map(dir, sector, segs, &mut transient, grants);
+        let (mapped, sectors, maps_made) = match result {
+            Ok(ok) => ok,
+            Err(err) => {
+                unmap_all(grants, self.params.back_dom, &transient);
+                return Err(err);
+            }
+        };
+        let mut data = Vec::new();
+        if dir == Dir::Write {
+            data.reserve(sectors as usize);
+            for &(mfn, first, last) in &mapped {
+                pages.stamps_into(mfn, first, last, &mut data);
+            }
+        }
+        let disk_op = match dir {
+            Dir::Read => DiskOp::Read,
+            Dir::Write => DiskOp::Write,
+        };
+        Ok(BackIo {
+            id,
+            op: dir.op(),
+            disk_op,
+            sector,
+            sectors,
+            segs: mapped,
+            transient,
+            data,
+            maps_made,
+        })
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn back_rw_map(
+        &mut self,
+        dir: Dir,
+        sector: u64,
+        segs: &[Segment],
+        transient: &mut Vec<GrantHandle>,
+        grants: &mut GrantTables,
+    ) -> Result<(Vec<(Mfn, u8, u8)>, u32, u32), BlkReqError> {
+        if dir == Dir::Write && self.params.read_only {
+            return Err(BlkReqError::ReadOnly);
+        }
+        let mut sectors: u32 = 0;
+        for seg in segs {
+            sectors += u32::from(seg.sectors()?);
+        }
+        self.check_range(sector, u64::from(sectors))?;
+        let mut mapped = Vec::with_capacity(segs.len());
+        let mut maps_made = 0;
+        for seg in segs {
+            let (mfn, fresh) = self.back_map(seg.gref, grants, transient)?;
+            maps_made += u32::from(fresh);
+            mapped.push((mfn, seg.first_sect, seg.last_sect));
+        }
+        Ok((mapped, sectors, maps_made))
+    }
+
+    /// The frame of `gref`: a persistent mapping, or a new map (kept persistent below the
+    /// cap, else recorded in `transient`). True if a map was made.
+    fn back_map(
+        &mut self,
+        gref: GrantRef,
+        grants: &mut GrantTables,
+        transient: &mut Vec<GrantHandle>,
+    ) -> Result<(Mfn, bool), BlkReqError> {
+        if let Some(p) = self.persistent.get(&gref) {
+            return Ok((p.mfn, false));
+        }
+        let req = MapRequest {
+            granter: self.params.front_dom,
+            gref,
+            flags: MapFlags {
+                host_map: true,
+                device_map: false,
+                readonly: false,
+            },
+        };
+        let mapped = grants
+            .map_grant_ref(self.params.back_dom, req, &StandInFrames)
+            .map_err(|e| BlkReqError::Grant(e.code()))?;
+        if self.persistent.len() < PERSISTENT_GRANTS_MAX {
+            let p = Persistent {
+                handle: mapped.handle,
+                mfn: mapped.mfn,
+            };
+            self.persistent.insert(gref, p);
+        } else {
+            transient.push(mapped.handle);
+        }
+        Ok((mapped.mfn, true))
+    }
+
+    /// The disk finished `io`: reads land in the guest's pages, transient maps go, and
+    /// the response is pushed. True if blkfront must be notified.
+    pub fn back_complete(
+        &mut self,
+        io: &BackIo,
+        ok: bool,
+        data: &[u64],
+        grants: &mut GrantTables,
+        pages: &mut PageStore,
+    ) -> bool {
+        if ok && io.disk_op == DiskOp::Read {
+            let mut stamps = data.iter().copied().chain(core::iter::repeat(0));
+            for &(mfn, first, last) in &io.segs {
+                let count = usize::from(last - first) + 1;
+                pages.set_stamps(mfn, first, stamps.by_ref().take(count));
+            }
+        }
+        unmap_all(grants, self.params.back_dom, &io.transient);
+        let status = if ok {
+            BLKIF_RSP_OKAY
+        } else {
+            blkif::BLKIF_RSP_ERROR
+        };
+        self.back_respond(BlkResponse {
+            id: io.id,
+            op: io.op,
+            status,
+        })
+    }
+
+    /// `make_response`: one response in the next slot, pushed. True if blkfront must be
+    /// notified. A halted ring gets no more responses.
+    pub fn back_respond(&mut self, rsp: BlkResponse) -> bool {
+        if self.back_halted {
+            return false;
+        }
+        if rsp.status != BLKIF_RSP_OKAY {
+            self.counters.error_responses += 1;
+        }
+        rsp.encode(self.sring.slot_mut(self.back.rsp_prod_pvt));
+        self.back.rsp_prod_pvt = self.back.rsp_prod_pvt.wrapping_add(1);
+        let notify = self.back.push_responses(&mut self.sring);
+        self.note_indices();
+        self.counters.responses_pushed += 1;
+        if notify {
+            self.counters.rsp_notify_count += 1;
+        } else {
+            self.counters.rsp_notify_suppressed += 1;
+        }
+        notify
+    }
+
+    /// The backend disconnects: every persistent mapping is unmapped.
+    pub fn back_release(&mut self, grants: &mut GrantTables) {
+        let handles: Vec<GrantHandle> = self.persistent.values().map(|p| p.handle).collect();
+        self.persistent.clear();
+        unmap_all(grants, self.params.back_dom, &handles);
+    }
+}
+
+fn bare(id: u64, op: u8, disk_op: DiskOp, sector: u64, sectors: u32) -> BackIo {
+    BackIo {
+        id,
+        op,
+        disk_op,
+        sector,
+        sectors,
+        segs: Vec::new(),
+        transient: Vec::new(),
+        data: Vec::new(),
+        maps_made: 0,
+    }
+}
+
+fn unmap_all(grants: &mut GrantTables, mapper: crate::ids::DomId, handles: &[GrantHandle]) {
+    for handle in handles {
+        // A mapping of a granter already torn down is gone with it.
+        let _ = grants.unmap_grant_ref(mapper, *handle);
+    }
+}

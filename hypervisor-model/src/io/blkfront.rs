@@ -1,0 +1,390 @@
+//! blkfront's data path: guest I/Os enter the block layer's backlog, are split into ring
+//! requests (direct up to 11 segments, indirect beyond when blkback advertised it), their
+//! pages come from a pool of persistently granted pages, and responses complete them.
+//!
+//! Follows Linux drivers/block/xen-blkfront.c: `blkif_queue_rw_req` (segments, indirect
+//! pages, `RING_PUSH_REQUESTS_AND_CHECK_NOTIFY`), `get_free_grant`/persistent grants,
+//! `blkif_interrupt` / `blkif_completion` (`RING_RESPONSE_PROD_OVERFLOW`, the shadow id
+//! check, `RING_FINAL_CHECK_FOR_RESPONSES`); spec `xenstore-io.md` §8.1, §8.4.
+//!
+//! # Invariants
+//! - A guest I/O goes onto the ring whole (all its ring requests in one push) or waits.
+//! - A pool page is in at most one outstanding request; freed only by its response.
+//!
+//! xensim differs: the block layer's merge and plug logic is not modelled; one guest I/O
+//! is one bio.
+
+use alloc::vec::Vec;
+
+use super::blkif::{
+    self, BlkResponse, Dir, Segment, BLKIF_MAX_SEGMENTS_PER_REQUEST, BLKIF_RSP_ERROR,
+    BLKIF_RSP_OKAY, SECTORS_PER_PAGE,
+};
+use super::ring::RingOverflow;
+use super::vbd::{
+    sector_stamp, GuestIo, IoDone, IoInFlight, IoOp, PageStore, PoolPage, Shadow, StandInFrames,
+    VbdPath, BACKLOG_IOS_MAX, DATA_GFNS_PER_DEVICE, DATA_GFN_BASE, DIGEST_INIT,
+    GUEST_IO_SECTORS_MAX, SHADOW_SEGS_MAX,
+};
+use crate::grant::{GrantTables, GuestFrames, GRANT_ENTRIES_PER_FRAME_V1};
+use crate::ids::{Gfn, GrantRef};
+
+/// Why blkfront refused a guest I/O at once.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum FrontError {
+    /// The block layer's queue is full.
+    Busy,
+    /// Zero or too many sectors, or past the disk's end.
+    BadRange,
+    /// blkfront stopped (a bogus response index).
+    Failed,
+}
+
+/// What one push did.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct FrontPush {
+    /// Ring requests pushed.
+    pub pushed: u32,
+    /// blkback must be notified.
+    pub notify: bool,
+}
+
+impl VbdPath {
+    /// The guest hands blkfront an I/O (`blkif_queue_request` via blk-mq).
+    pub fn front_submit(&mut self, io: GuestIo) -> Result<(), FrontError> {
+        if self.front_failed {
+            return Err(FrontError::Failed);
+        }
+        let data = io.op != IoOp::Flush;
+        if data && (io.sectors == 0 || io.sectors > GUEST_IO_SECTORS_MAX) {
+            return Err(FrontError::BadRange);
+        }
+        let end = io.sector.checked_add(u64::from(io.sectors));
+        if end.is_none_or(|end| end > self.params.sectors) {
+            return Err(FrontError::BadRange);
+        }
+        if self.backlog.len() >= BACKLOG_IOS_MAX {
+            return Err(FrontError::Busy);
+        }
+        self.backlog.push_back(io);
+        Ok(())
+    }
+
+    /// Segments per ring request blkfront builds.
+    fn segs_per_request(&self) -> usize {
+        match self.params.front_max_indirect {
+            0 => BLKIF_MAX_SEGMENTS_PER_REQUEST,
+            n => n as usize,
+        }
+    }
+
+    /// Moves waiting I/Os onto the ring while they fit, then pushes once.
+    pub fn front_kick(&mut self, grants: &mut GrantTables, pages: &mut PageStore) -> FrontPush {
+        let mut pushed = 0;
+        while let Some(io) = self.backlog.front().copied() {
+            match self.front_place(io, grants, pages) {
+                Some(parts) => {
+                    self.backlog.pop_front();
+                    pushed += parts;
+                }
+                None => break,
+            }
+        }
+        if pushed == 0 {
+            return FrontPush::default();
+        }
+        let notify = self.front.push_requests(&mut self.sring);
+        self.note_indices();
+        self.counters.requests_pushed += u64::from(pushed);
+        if notify {
+            self.counters.req_notify_count += 1;
+        } else {
+            self.counters.req_notify_suppressed += 1;
+        }
+        FrontPush { pushed, notify }
+    }
+
+    /// Puts `io` on the ring as ring requests; `None` if the ring or pool lacks room.
+    fn front_place(
+        &mut self,
+        io: GuestIo,
+        grants: &mut GrantTables,
+        pages: &mut PageStore,
+    ) -> Option<u32> {
+        let page_count = usize::try_from(io.sectors.div_ceil(8)).ok()?;
+        let per = self.segs_per_request();
+        let parts = if io.op == IoOp::Flush {
+            1
+        } else {
+            page_count.div_ceil(per)
+        };
+        let parts_u32 = u32::try_from(parts).ok()?;
+        if self.front.free_requests() < parts_u32 {
+            return None;
+        }
+        let indirect = usize::from(page_count > BLKIF_MAX_SEGMENTS_PER_REQUEST);
+        let need = page_count + parts * indirect;
+        if self.pool_available() < need {
+            return None;
+        }
+        self.ios.insert(
+            io.tag,
+            IoInFlight {
+                parts_left: parts_u32,
+                status: BLKIF_RSP_OKAY,
+                digest: DIGEST_INIT,
+                bytes: u64::from(io.sectors) * 512,
+            },
+        );
+        if io.op == IoOp::Flush {
+            self.front_flush(io.tag);
+            return Some(1);
+        }
+        let dir = if io.op == IoOp::Read {
+            Dir::Read
+        } else {
+            Dir::Write
+        };
+        let mut sector = io.sector;
+        let mut left = io.sectors;
+        for _ in 0..parts {
+            let sectors = left.min(u32::try_from(per * 8).ok()?);
+            self.front_request(io, dir, sector, sectors, grants, pages)?;
+            sector += u64::from(sectors);
+            left -= sectors;
+        }
+        Some(parts_u32)
+    }
+
+    fn pool_available(&self) -> usize {
+        self.pool_free.len() + (self.pool_pages_max() - self.pool.len())
+    }
+
+    fn front_flush(&mut self, tag: u64) {
+        let id = self.take_id();
+        blkif::encode_flush(self.sring.slot_mut(self.front.req_prod_pvt), u64::from(id));
+        self.front.req_prod_pvt = self.front.req_prod_pvt.wrapping_add(1);
+        let shadow = Shadow {
+            tag,
+            dir: None,
+            pages: [(0, 0, 0); SHADOW_SEGS_MAX],
+            page_count: 0,
+            indirect: None,
+        };
+        self.shadow[usize::from(id)] = Some(shadow);
+    }
+
+    /// `get_id_from_freelist`: a free shadow slot; there is one for every free ring slot.
+    fn take_id(&mut self) -> u16 {
+        let id = self
+            .shadow_free
+            .pop()
+            .expect("a free shadow per free ring slot");
+        assert!(
+            self.shadow[usize::from(id)].is_none(),
+            "ring id {id} reused"
+        );
+        id
+    }
+
+    /// One ring request of `sectors` from `sector` (sector-aligned pages).
+    fn front_request(
+        &mut self,
+        io: GuestIo,
+        dir: Dir,
+        sector: u64,
+        sectors: u32,
+        grants: &mut GrantTables,
+        pages: &mut PageStore,
+    ) -> Option<()> {
+        let mut segs = [Segment::default(); SHADOW_SEGS_MAX];
+        let mut used = [(0u16, 0u8, 0u8); SHADOW_SEGS_MAX];
+        let mut count = 0usize;
+        let mut left = sectors;
+        let mut at = sector;
+        while left > 0 {
+            assert!(
+                count < SHADOW_SEGS_MAX,
+                "a ring request of at most 32 pages"
+            );
+            let n = u8::try_from(left.min(u32::from(SECTORS_PER_PAGE))).ok()?;
+            let index = self.pool_take(grants)?;
+            let page = self.pool[usize::from(index)];
+            if dir == Dir::Write {
+                let stamps = (0..n).map(|i| sector_stamp(io.seed, at + u64::from(i)));
+                pages.set_stamps(page.mfn, 0, stamps);
+            }
+            segs[count] = Segment {
+                gref: page.gref,
+                first_sect: 0,
+                last_sect: n - 1,
+            };
+            used[count] = (index, 0, n - 1);
+            count += 1;
+            left -= u32::from(n);
+            at += u64::from(n);
+        }
+        let segs = &segs[..count];
+        let id = self.take_id();
+        let id_u64 = u64::from(id);
+        let mut indirect = None;
+        let slot = self.front.req_prod_pvt;
+        if segs.len() <= BLKIF_MAX_SEGMENTS_PER_REQUEST {
+            blkif::encode_direct(self.sring.slot_mut(slot), dir, id_u64, sector, segs);
+        } else {
+            let index = self.pool_take(grants)?;
+            let page = self.pool[usize::from(index)];
+            let bytes = pages.page_mut(page.mfn);
+            for (i, seg) in segs.iter().enumerate() {
+                seg.encode(&mut bytes[8 * i..8 * i + 8]);
+            }
+            indirect = Some(index);
+            let nr = u16::try_from(segs.len()).ok()?;
+            let slot_bytes = self.sring.slot_mut(slot);
+            blkif::encode_indirect(slot_bytes, dir, id_u64, sector, nr, &[page.gref]);
+            self.counters.indirect_requests += 1;
+        }
+        self.front.req_prod_pvt = slot.wrapping_add(1);
+        let shadow = Shadow {
+            tag: io.tag,
+            dir: Some(dir),
+            pages: used,
+            page_count: u8::try_from(count).ok()?,
+            indirect,
+        };
+        self.shadow[usize::from(id)] = Some(shadow);
+        Some(())
+    }
+
+    /// A free pool page, granting a new one (writable: persistent) while below the cap.
+    fn pool_take(&mut self, grants: &mut GrantTables) -> Option<u16> {
+        if let Some(index) = self.pool_free.pop() {
+            return Some(index);
+        }
+        if self.pool.len() >= self.pool_pages_max() {
+            return None;
+        }
+        let index = u16::try_from(self.pool.len()).ok()?;
+        let dom = self.params.front_dom;
+        let gref = self.free_gref(grants)?;
+        let base = DATA_GFN_BASE + u64::from(self.params.slot) * DATA_GFNS_PER_DEVICE;
+        let gfn = Gfn::new(base + u64::from(index));
+        let mfn = StandInFrames.translate(dom, gfn, false).ok()?;
+        let frame = u32::try_from(gfn.raw()).ok()?;
+        let table = grants.table_mut(dom)?;
+        table
+            .guest_grant_access(gref, self.params.back_dom, frame, false)
+            .ok()?;
+        self.pool.push(PoolPage { gref, mfn });
+        Some(index)
+    }
+
+    /// The first unused ref at or after the last one taken, growing the table by a frame
+    /// when it is full (Linux `gnttab_expand`).
+    fn free_gref(&mut self, grants: &mut GrantTables) -> Option<GrantRef> {
+        let dom = self.params.front_dom;
+        let start = self
+            .pool
+            .last()
+            .map_or(super::handshake::FIRST_DRIVER_GREF, |p| p.gref.raw() + 1);
+        let mut raw = start;
+        loop {
+            let table = grants.table(dom)?;
+            if raw >= table.nr_entries() {
+                let frames = table.nr_frames() + 1;
+                assert!(
+                    raw < frames * GRANT_ENTRIES_PER_FRAME_V1,
+                    "one frame at a time"
+                );
+                grants.setup_table(dom, dom, frames).ok()?;
+                continue;
+            }
+            let gref = GrantRef::new(raw);
+            if table.entry(gref).is_some_and(|e| e.flags == 0) {
+                return Some(gref);
+            }
+            raw += 1;
+        }
+    }
+
+    /// `blkif_interrupt`: consumes every response (until the final check finds none),
+    /// returning the guest I/Os that completed. A bogus `rsp_prod` or an unknown id stops
+    /// blkfront (`front_failed`), as Linux's `blkif_interrupt` goes to `err`.
+    pub fn front_responses(&mut self, pages: &PageStore) -> Result<Vec<IoDone>, RingOverflow> {
+        let mut done = Vec::new();
+        loop {
+            let count = match self.front.unconsumed_responses(&self.sring) {
+                Ok(count) => count,
+                Err(overflow) => {
+                    self.front_failed = true;
+                    return Err(overflow);
+                }
+            };
+            for _ in 0..count {
+                let mut raw = [0u8; blkif::BLKIF_RSP_BYTES];
+                raw.copy_from_slice(&self.sring.slot(self.front.rsp_cons)[..16]);
+                self.front.rsp_cons = self.front.rsp_cons.wrapping_add(1);
+                if let Some(io) = self.front_complete(BlkResponse::decode(&raw), pages) {
+                    done.push(io);
+                }
+            }
+            self.note_indices();
+            match self.front.final_check_for_responses(&mut self.sring) {
+                Ok(true) => continue,
+                Ok(false) => return Ok(done),
+                Err(overflow) => {
+                    self.front_failed = true;
+                    return Err(overflow);
+                }
+            }
+        }
+    }
+
+    /// One response: frees its pages and, when it was the I/O's last, the I/O.
+    fn front_complete(&mut self, rsp: BlkResponse, pages: &PageStore) -> Option<IoDone> {
+        let slot = usize::try_from(rsp.id)
+            .ok()
+            .and_then(|i| self.shadow.get_mut(i));
+        let Some(shadow) = slot.and_then(Option::take) else {
+            // Linux: "response has incorrect id" — the ring is not trusted any more.
+            self.front_failed = true;
+            return None;
+        };
+        self.shadow_free.push(u16::try_from(rsp.id).unwrap_or(0));
+        self.pool_free
+            .extend(shadow.data_pages().iter().map(|&(index, _, _)| index));
+        self.pool_free.extend(shadow.indirect);
+        // Every shadow belongs to an I/O in flight (`front_place` inserts both).
+        let io = self
+            .ios
+            .get_mut(&shadow.tag)
+            .expect("a shadow's I/O is in flight");
+        if rsp.status != BLKIF_RSP_OKAY {
+            io.status = if io.status == BLKIF_RSP_OKAY {
+                rsp.status
+            } else {
+                io.status.min(BLKIF_RSP_ERROR)
+            };
+        }
+        for &(index, first, last) in shadow.data_pages() {
+            let mfn = self.pool[usize::from(index)].mfn;
+            io.digest = pages.digest_stamps(mfn, first, last, io.digest);
+        }
+        io.parts_left -= 1;
+        if io.parts_left > 0 {
+            return None;
+        }
+        let io = self.ios.remove(&shadow.tag)?;
+        Some(IoDone {
+            tag: shadow.tag,
+            status: io.status,
+            digest: io.digest,
+            bytes: io.bytes,
+        })
+    }
+
+    /// Grants blkfront ends at the close (they are not mapped any more by then).
+    pub fn front_pool_refs(&self) -> Vec<GrantRef> {
+        self.pool.iter().map(|p| p.gref).collect()
+    }
+}

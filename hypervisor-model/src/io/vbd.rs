@@ -1,0 +1,532 @@
+//! One connected vbd's data path: the shared blkif ring page, blkfront's view and state
+//! (`blkfront.rs`) and blkback's (`blkback.rs`), the data pages both ends reach through
+//! the grant tables, and the counters the metrics and tests read.
+//!
+//! Follows Linux drivers/block/xen-blkfront.c and drivers/block/xen-blkback/blkback.c
+//! (their data path; the XenBus handshake is `handshake.rs`); spec `xenstore-io.md` §8.1,
+//! §8.4, `cost-model.md` §3.3.
+//!
+//! # Invariants
+//! - Every ring id blkfront has outstanding is a used `shadow` slot, exactly once, and a
+//!   response for an id not in use is never accepted (RING-ONE-RESPONSE).
+//! - `shadow` has `nr_ents` slots, each used or on `shadow_free`; the backlog holds at most
+//!   [`BACKLOG_IOS_MAX`] guest I/Os.
+//! - blkback's persistent grants number at most [`PERSISTENT_GRANTS_MAX`].
+//!
+//! xensim differs, on purpose: the data pages are a stand-in memory (`PageStore`) whose
+//! sector contents are 8-byte stamps (the first 8 bytes of each 512-byte sector), enough to
+//! check that what was written reads back; the guest's pages come from a stand-in gfn range.
+
+use alloc::collections::{BTreeMap, VecDeque};
+use alloc::vec::Vec;
+
+use super::blkif::{Dir, BLKIF_SLOT_BYTES};
+use super::ring::{BackRing, FrontRing, RingWatch, SharedRing, RING_PAGE_BYTES};
+use crate::grant::{FrameError, GrantHandle, GuestFrames};
+use crate::ids::{DomId, Gfn, GrantRef, Mfn};
+
+/// Linux blkback's `xen_blkif_max_pgrants` default: persistent grants per ring.
+pub const PERSISTENT_GRANTS_MAX: usize = 1056;
+/// Guest I/Os the block layer holds for a device while the ring is full (xensim's bound;
+/// Linux's blk-mq tag set is the ring size, the rest wait in the submitter).
+pub const BACKLOG_IOS_MAX: usize = 4096;
+/// Largest guest I/O, in 512-byte sectors (1 MiB; Linux's `max_hw_sectors` for blkfront
+/// with indirect descriptors is of this order).
+pub const GUEST_IO_SECTORS_MAX: u32 = 2048;
+/// Stand-in gfn of a device's first data page: `DATA_GFN_BASE + slot * DATA_GFNS_PER_DEVICE`.
+pub const DATA_GFN_BASE: u64 = 0x10_0000;
+/// Stand-in gfns per device (its page pool).
+pub const DATA_GFNS_PER_DEVICE: u64 = 0x1000;
+
+const _: () = assert!(PERSISTENT_GRANTS_MAX as u64 <= DATA_GFNS_PER_DEVICE);
+
+/// What the guest asks of its disk.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum IoOp {
+    /// Read `sectors` from `sector`.
+    Read,
+    /// Write them (contents from `seed`).
+    Write,
+    /// Flush the disk's write cache.
+    Flush,
+}
+
+impl IoOp {
+    /// Stable code for the canonical encoding.
+    pub const fn code(self) -> u8 {
+        match self {
+            IoOp::Read => 0,
+            IoOp::Write => 1,
+            IoOp::Flush => 2,
+        }
+    }
+
+    /// The op of a code.
+    pub const fn from_code(code: u8) -> Option<IoOp> {
+        match code {
+            0 => Some(IoOp::Read),
+            1 => Some(IoOp::Write),
+            2 => Some(IoOp::Flush),
+            _ => None,
+        }
+    }
+}
+
+/// One guest I/O (a bio as blkfront receives it).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct GuestIo {
+    /// The guest's own tag, echoed in the completion.
+    pub tag: u64,
+    /// What to do.
+    pub op: IoOp,
+    /// First 512-byte sector.
+    pub sector: u64,
+    /// Sectors (0 for a flush).
+    pub sectors: u32,
+    /// Seed of the written contents ([`sector_stamp`]).
+    pub seed: u64,
+}
+
+/// What a guest I/O ended with.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct IoDone {
+    /// The guest's tag.
+    pub tag: u64,
+    /// `BLKIF_RSP_*` (the worst of its ring requests).
+    pub status: i16,
+    /// Digest of the sector stamps read or written ([`digest_step`]).
+    pub digest: u64,
+    /// Bytes moved.
+    pub bytes: u64,
+}
+
+/// The stamp a write with `seed` leaves in `sector` (never 0: 0 is "never written").
+pub const fn sector_stamp(seed: u64, sector: u64) -> u64 {
+    // splitmix64's finaliser over the pair.
+    let mut z = seed ^ sector.rotate_left(32) ^ 0x9e37_79b9_7f4a_7c15;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^= z >> 31;
+    if z == 0 {
+        1
+    } else {
+        z
+    }
+}
+
+/// Folds one sector stamp into a digest (FNV-style over u64 words).
+pub const fn digest_step(digest: u64, stamp: u64) -> u64 {
+    (digest ^ stamp).wrapping_mul(0x0000_0100_0000_01b3)
+}
+
+/// The digest's starting value.
+pub const DIGEST_INIT: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// Stand-in physmap: `mfn = domid << 32 | gfn` (as the handshake's ring pages).
+#[derive(Debug)]
+pub struct StandInFrames;
+
+impl GuestFrames for StandInFrames {
+    fn translate(&self, dom: DomId, gfn: Gfn, _readonly: bool) -> Result<Mfn, FrameError> {
+        Ok(Mfn::new((u64::from(dom.raw()) << 32) | gfn.raw()))
+    }
+}
+
+/// Contents of the pages that carry block data and indirect descriptors, by machine frame.
+#[derive(Clone, Debug, Default)]
+pub struct PageStore {
+    pages: BTreeMap<Mfn, alloc::boxed::Box<[u8; RING_PAGE_BYTES]>>,
+}
+
+impl PageStore {
+    /// The page at `mfn` (zeroed when first touched).
+    pub fn page_mut(&mut self, mfn: Mfn) -> &mut [u8; RING_PAGE_BYTES] {
+        self.pages
+            .entry(mfn)
+            .or_insert_with(|| alloc::boxed::Box::new([0; RING_PAGE_BYTES]))
+    }
+
+    /// The page at `mfn`, if it was ever written.
+    pub fn page(&self, mfn: Mfn) -> Option<&[u8; RING_PAGE_BYTES]> {
+        self.pages.get(&mfn).map(|b| &**b)
+    }
+
+    /// The stamp of sector `index` (0..8) of the page.
+    pub fn stamp(&self, mfn: Mfn, index: u8) -> u64 {
+        let Some(page) = self.page(mfn) else {
+            return 0;
+        };
+        let at = usize::from(index) * 512;
+        let mut raw = [0u8; 8];
+        raw.copy_from_slice(&page[at..at + 8]);
+        u64::from_le_bytes(raw)
+    }
+
+    /// Appends the stamps of sectors `first..=last` of the page to `out` (one lookup).
+    pub fn stamps_into(&self, mfn: Mfn, first: u8, last: u8, out: &mut Vec<u64>) {
+        let page = self.page(mfn);
+        for index in first..=last {
+            let at = usize::from(index) * 512;
+            let stamp = page.map_or(0, |p| {
+                let mut raw = [0u8; 8];
+                raw.copy_from_slice(&p[at..at + 8]);
+                u64::from_le_bytes(raw)
+            });
+            out.push(stamp);
+        }
+    }
+
+    /// Folds the stamps of sectors `first..=last` of the page into `digest`.
+    pub fn digest_stamps(&self, mfn: Mfn, first: u8, last: u8, digest: u64) -> u64 {
+        let page = self.page(mfn);
+        (first..=last).fold(digest, |d, index| {
+            let at = usize::from(index) * 512;
+            let stamp = page.map_or(0, |p| {
+                let mut raw = [0u8; 8];
+                raw.copy_from_slice(&p[at..at + 8]);
+                u64::from_le_bytes(raw)
+            });
+            digest_step(d, stamp)
+        })
+    }
+
+    /// Writes `stamps` into sectors `first..` of the page (one lookup).
+    pub fn set_stamps(&mut self, mfn: Mfn, first: u8, stamps: impl Iterator<Item = u64>) {
+        let page = self.page_mut(mfn);
+        for (index, stamp) in (usize::from(first)..8).zip(stamps) {
+            let at = index * 512;
+            page[at..at + 8].copy_from_slice(&stamp.to_le_bytes());
+        }
+    }
+
+    /// Writes the stamp of sector `index` of the page.
+    pub fn set_stamp(&mut self, mfn: Mfn, index: u8, stamp: u64) {
+        let at = usize::from(index) * 512;
+        self.page_mut(mfn)[at..at + 8].copy_from_slice(&stamp.to_le_bytes());
+    }
+
+    /// Drops the pages of `dom` (its memory is gone).
+    pub fn forget_domain(&mut self, dom: DomId) {
+        let lo = Mfn::new(u64::from(dom.raw()) << 32);
+        let hi = Mfn::new((u64::from(dom.raw()) + 1) << 32);
+        let doomed: Vec<Mfn> = self.pages.range(lo..hi).map(|(m, _)| *m).collect();
+        for mfn in doomed {
+            self.pages.remove(&mfn);
+        }
+    }
+}
+
+/// A page of blkfront's pool: granted to the backend for good (persistent grants).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct PoolPage {
+    /// Its grant.
+    pub gref: GrantRef,
+    /// Its frame.
+    pub mfn: Mfn,
+}
+
+/// One ring request blkfront has outstanding (Linux's `blk_shadow`).
+#[derive(Clone, Debug)]
+pub struct Shadow {
+    /// The guest I/O it belongs to.
+    pub tag: u64,
+    /// Its direction (`None` for a flush).
+    pub dir: Option<Dir>,
+    /// Pool indices of its data pages, with the sectors used in each (`page_count` used).
+    pub pages: [(u16, u8, u8); SHADOW_SEGS_MAX],
+    /// Used entries of `pages`.
+    pub page_count: u8,
+    /// Pool index of its indirect page (blkfront's 32 segments fit one).
+    pub indirect: Option<u16>,
+}
+
+/// Most segments blkfront puts in one ring request (its indirect cap, or 11 direct).
+pub const SHADOW_SEGS_MAX: usize = super::blkif::BLKFRONT_MAX_INDIRECT_SEGMENTS as usize;
+
+const _: () = assert!(SHADOW_SEGS_MAX >= super::blkif::BLKIF_MAX_SEGMENTS_PER_REQUEST);
+const _: () = assert!(SHADOW_SEGS_MAX <= super::blkif::SEGS_PER_INDIRECT_FRAME);
+
+impl Shadow {
+    /// Its data pages.
+    pub fn data_pages(&self) -> &[(u16, u8, u8)] {
+        &self.pages[..usize::from(self.page_count)]
+    }
+
+    /// Pool pages it holds (data and indirect).
+    pub fn pages_used(&self) -> usize {
+        usize::from(self.page_count) + usize::from(self.indirect.is_some())
+    }
+}
+
+/// A guest I/O blkfront split over ring requests.
+#[derive(Clone, Copy, Debug)]
+pub struct IoInFlight {
+    /// Ring requests not answered yet.
+    pub parts_left: u32,
+    /// Worst status so far.
+    pub status: i16,
+    /// Digest of the stamps so far (in request order).
+    pub digest: u64,
+    /// Bytes.
+    pub bytes: u64,
+}
+
+/// A persistent mapping blkback keeps (Linux's `persistent_gnt`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Persistent {
+    /// The maptrack handle.
+    pub handle: GrantHandle,
+    /// The mapped frame.
+    pub mfn: Mfn,
+}
+
+/// Ring notifications made and held back, per direction.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct VbdCounters {
+    /// Requests blkfront pushed.
+    pub requests_pushed: u64,
+    /// Request pushes that notified blkback.
+    pub req_notify_count: u64,
+    /// Request pushes the event index let blkfront skip.
+    pub req_notify_suppressed: u64,
+    /// Responses blkback pushed.
+    pub responses_pushed: u64,
+    /// Response pushes that notified blkfront.
+    pub rsp_notify_count: u64,
+    /// Response pushes the event index let blkback skip.
+    pub rsp_notify_suppressed: u64,
+    /// Requests answered with an error status.
+    pub error_responses: u64,
+    /// Indirect requests pushed.
+    pub indirect_requests: u64,
+}
+
+/// The fixed parameters both ends agreed on.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct VbdParams {
+    /// The guest.
+    pub front_dom: DomId,
+    /// The backend (dom0).
+    pub back_dom: DomId,
+    /// The device number (`virtual-device`, the request `handle`).
+    pub vdev: u32,
+    /// `feature-max-indirect-segments` as blkback advertised it (0: absent).
+    pub back_max_indirect: u32,
+    /// Segments per indirect request blkfront uses (0: no indirect).
+    pub front_max_indirect: u32,
+    /// `info` bit 4 / `mode = r`.
+    pub read_only: bool,
+    /// Disk size, 512-byte sectors.
+    pub sectors: u64,
+    /// The device's slot among its domain's vbds (its stand-in gfn range).
+    pub slot: u32,
+}
+
+/// One vbd's data path.
+#[derive(Clone, Debug)]
+pub struct VbdPath {
+    /// What both ends agreed on.
+    pub params: VbdParams,
+    /// The shared ring page.
+    pub sring: SharedRing,
+    /// blkfront's view.
+    pub front: FrontRing,
+    /// blkback's view.
+    pub back: BackRing,
+    /// blkback saw a bogus ring and stopped serving it.
+    pub back_halted: bool,
+    /// blkfront saw a bogus response index and stopped.
+    pub front_failed: bool,
+    /// A guest wrote the ring page behind its driver's back.
+    pub scribbled: bool,
+    /// blkfront: outstanding ring requests, indexed by their id (Linux's `shadow[]`, one
+    /// per ring slot; the id of a request is its index here).
+    pub shadow: Vec<Option<Shadow>>,
+    /// blkfront: free shadow indices (Linux's `shadow_free` list).
+    pub shadow_free: Vec<u16>,
+    /// blkfront: guest I/Os waiting for ring slots.
+    pub backlog: VecDeque<GuestIo>,
+    /// blkfront: guest I/Os on the ring.
+    pub ios: BTreeMap<u64, IoInFlight>,
+    /// blkfront: its page pool and the free pool indices.
+    pub pool: Vec<PoolPage>,
+    /// Free pool indices.
+    pub pool_free: Vec<u16>,
+    /// blkback: persistent mappings by ref.
+    pub persistent: BTreeMap<GrantRef, Persistent>,
+    /// blkback: requests submitted to the disk and not answered.
+    pub back_inflight: u32,
+    /// blkback: a batch of consumed requests is waiting for dom0's CPU.
+    pub back_busy: bool,
+    /// blkback: requests still to fail (a `disk-error` fault).
+    pub back_fail_count: u32,
+    /// Counters.
+    pub counters: VbdCounters,
+    /// Indices the checker saw last.
+    pub watch: RingWatch,
+}
+
+impl VbdPath {
+    /// A freshly connected device: an initialised single-page ring, empty pools.
+    pub fn new(params: VbdParams) -> VbdPath {
+        let sring = SharedRing::new(RING_PAGE_BYTES, BLKIF_SLOT_BYTES);
+        let nr_ents = sring.nr_ents() as usize;
+        let nr_ents_u16 = u16::try_from(nr_ents).expect("a single-page ring has 32 slots");
+        let front = FrontRing::new(&sring);
+        let back = BackRing::new(&sring);
+        VbdPath {
+            params,
+            sring,
+            front,
+            back,
+            back_halted: false,
+            front_failed: false,
+            scribbled: false,
+            shadow: alloc::vec![None; nr_ents],
+            shadow_free: (0..nr_ents_u16).rev().collect(),
+            backlog: VecDeque::new(),
+            ios: BTreeMap::new(),
+            pool: Vec::new(),
+            pool_free: Vec::new(),
+            persistent: BTreeMap::new(),
+            back_inflight: 0,
+            back_busy: false,
+            back_fail_count: 0,
+            counters: VbdCounters::default(),
+            watch: RingWatch::default(),
+        }
+    }
+
+    /// Records the private indices after an operation; one of ours moving backwards is a
+    /// model bug (RING-MONOTONIC), whatever the guest wrote into the page.
+    pub fn note_indices(&mut self) {
+        let now = RingWatch::of(&self.front, &self.back);
+        let broken = self.watch.backwards(&now);
+        assert!(
+            broken.is_none(),
+            "vbd ring index moved backwards: {broken:?}"
+        );
+        self.watch = now;
+    }
+
+    /// A guest writes `bytes` at `offset` of its ring page behind blkfront's back (what
+    /// a buggy or hostile kernel can do); the ends see it on their next read.
+    pub fn guest_scribble(&mut self, offset: usize, bytes: &[u8]) {
+        self.scribbled = true;
+        self.sring.scribble(offset, bytes);
+    }
+
+    /// The O(n) checks of this path (RING-MONOTONIC, and for a ring nobody scribbled on
+    /// RING-BOUNDS, RING-NOTIFY and RING-ONE-RESPONSE; pool bounds): what is broken.
+    pub fn check(&self, out: &mut Vec<&'static str>) {
+        let nr = self.sring.nr_ents();
+        let now = RingWatch::of(&self.front, &self.back);
+        if self.watch.backwards(&now).is_some() {
+            out.push("ring.monotonic");
+        }
+        if self.persistent.len() > PERSISTENT_GRANTS_MAX || self.pool.len() > PERSISTENT_GRANTS_MAX
+        {
+            out.push("vbd.grant_bounds");
+        }
+        if self.backlog.len() > BACKLOG_IOS_MAX {
+            out.push("vbd.backlog_bound");
+        }
+        if self.scribbled || self.front_failed || self.back_halted {
+            return;
+        }
+        if now.bounds(nr).is_some() {
+            out.push("ring.bounds");
+        }
+        // RING-NOTIFY: between inputs no end sleeps with work on the ring (blkback idle
+        // with requests left, blkfront with responses left): its final check re-armed the
+        // event index, so the producer's push notified it.
+        let requests_left = self.back.unconsumed_requests(&self.sring).unwrap_or(0);
+        if !self.back_busy && requests_left > 0 {
+            out.push("ring.lost_wakeup");
+        }
+        if self.front.unconsumed_responses(&self.sring).unwrap_or(0) > 0 {
+            out.push("ring.lost_wakeup");
+        }
+        let outstanding = self.front.req_prod_pvt.wrapping_sub(self.front.rsp_cons);
+        let in_use = self.shadow.iter().flatten().count();
+        if outstanding as usize != in_use || in_use + self.shadow_free.len() != self.shadow.len() {
+            out.push("ring.one_response");
+        }
+        let parts: u64 = self.ios.values().map(|io| u64::from(io.parts_left)).sum();
+        if parts != in_use as u64 {
+            out.push("vbd.io_parts");
+        }
+        let pooled = self.pool_free.len()
+            + self
+                .shadow
+                .iter()
+                .flatten()
+                .map(Shadow::pages_used)
+                .sum::<usize>();
+        if pooled != self.pool.len() {
+            out.push("vbd.pool_pages");
+        }
+    }
+
+    /// The most pool pages blkfront ever grants: a full ring of the largest requests.
+    pub fn pool_pages_max(&self) -> usize {
+        let segs = self.params.front_max_indirect.max(11) as usize;
+        let indirect = usize::from(self.params.front_max_indirect > 0);
+        let per_request = segs + indirect;
+        (self.sring.nr_ents() as usize * per_request).min(PERSISTENT_GRANTS_MAX)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stamps_differ_by_sector_and_seed_and_are_never_zero() {
+        assert_ne!(sector_stamp(1, 0), sector_stamp(1, 1));
+        assert_ne!(sector_stamp(1, 0), sector_stamp(2, 0));
+        assert_ne!(sector_stamp(0, 0), 0);
+    }
+
+    fn params() -> VbdParams {
+        VbdParams {
+            front_dom: DomId::new(1).expect("d1"),
+            back_dom: DomId::DOM0,
+            vdev: 51712,
+            back_max_indirect: 256,
+            front_max_indirect: 32,
+            read_only: false,
+            sectors: 1 << 20,
+            slot: 0,
+        }
+    }
+
+    #[test]
+    fn pool_covers_a_full_ring_of_indirect_requests() {
+        // 32 slots x (32 segments + 1 indirect page) = 1056, Linux's persistent limit.
+        assert_eq!(VbdPath::new(params()).pool_pages_max(), 1056);
+    }
+
+    #[test]
+    fn checker_flags_an_idle_backend_with_requests_left() {
+        // A request published on the ring that blkback never looked at: a lost wake-up.
+        let mut path = VbdPath::new(params());
+        path.front.req_prod_pvt = 1;
+        path.front.push_requests(&mut path.sring);
+        let mut broken = Vec::new();
+        path.check(&mut broken);
+        assert!(broken.contains(&"ring.lost_wakeup"));
+    }
+
+    #[test]
+    fn page_store_forgets_only_the_domain() {
+        let mut store = PageStore::default();
+        let mine = Mfn::new((1u64 << 32) | 5);
+        let other = Mfn::new((2u64 << 32) | 5);
+        store.set_stamp(mine, 0, 9);
+        store.set_stamp(other, 0, 9);
+        store.forget_domain(DomId::new(1).expect("d1"));
+        assert_eq!(store.stamp(mine, 0), 0);
+        assert_eq!(store.stamp(other, 0), 9);
+    }
+}

@@ -1,0 +1,311 @@
+//! The `io` workload over a vbd (`specs/scenario.md` §6.1): run `service`, submit
+//! `queue_depth` disk I/Os through the guest kernel's blkfront, block until all complete,
+//! sleep `think`, repeat; and the I/O records the metrics are computed from
+//! (`specs/metrics.md` §2.1: submit `t_s`, ring completion `t_c`, guest sees it `t_g`).
+//!
+//! Streams (`workload.<domain>.v<index>.<field>`): `service`, `think`, `size` (bytes per
+//! I/O), `offset` (random pattern: the 4 KiB block), `op` (`mix:`: read or write).
+//!
+//! # Invariants
+//! - `outstanding` holds the tags of submitted I/Os not completed; the model is blocked
+//!   while it is not empty.
+//! - Every I/O is a whole number of 4 KiB pages (1..=256) inside the disk.
+//!
+//! Each batch's CPU demand is its `service` draw plus `queue_depth` × `io.blkfront_req_ns`
+//! (blkfront building the requests and claiming grants, cost-model §3.3).
+//!
+//! xensim differs: a sequential stream wraps at the end of the disk.
+
+use std::collections::BTreeMap;
+
+use hypervisor_model::io::handshake::VBD_SECTORS_512;
+use hypervisor_model::io::vbd::{GuestIo, IoDone, IoOp};
+
+use crate::guest::workload::{Drawn, FieldStreams, GuestAction, GuestState};
+use crate::rng::Stream;
+use crate::scenario::model::{DiskOpSpec, DiskWorkload};
+
+/// Largest I/O, 4 KiB pages (1 MiB, blkfront's `GUEST_IO_SECTORS_MAX`).
+const IO_PAGES_MAX: u64 = 256;
+/// 4 KiB blocks of the stand-in disk.
+const DISK_BLOCKS: u64 = VBD_SECTORS_512 / 8;
+
+/// One I/O as the metrics see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IoRecord {
+    /// The vbd (`xvda`).
+    pub dev: String,
+    /// When blkfront got it (the frontend pushes it in the same input), ns.
+    pub submit_ns: u64,
+    /// When blkback's response reached the ring (blkfront's interrupt), ns.
+    pub ring_done_ns: u64,
+    /// When the guest's vCPU ran after that; `None` while it has not.
+    pub guest_done_ns: Option<u64>,
+    /// Bytes moved (0 for a failed I/O).
+    pub bytes: u64,
+    /// `BLKIF_RSP_OKAY`.
+    pub ok: bool,
+    /// Write (the digest is of what was written) or read.
+    pub write: bool,
+    /// Digest of the sector stamps moved.
+    pub digest: u64,
+}
+
+/// The `io` model of one vCPU.
+#[derive(Debug, Clone)]
+pub(crate) struct IoModel {
+    service: Drawn,
+    think: Drawn,
+    size: Drawn,
+    offset: Stream,
+    op: Stream,
+    spec: DiskWorkload,
+    /// The vbd's device number.
+    pub(crate) vdev: u32,
+    /// Tags are `vcpu_index << 40 | sequence`.
+    tag_base: u64,
+    next_seq: u64,
+    next_block: u64,
+    demand_ns_left: u64,
+    /// blkfront's CPU per I/O (`io.blkfront_req_ns`), added to each batch's service.
+    request_ns: u64,
+    /// The CPU demand of the current batch (0: the think time is raised to 1 ns, so
+    /// virtual time advances even when every I/O fails at once).
+    batch_demand_ns: u64,
+    /// Submitted and not completed: tag → (submit time, write).
+    outstanding: BTreeMap<u64, (u64, bool)>,
+    /// I/Os built at the last demand-done, for the run loop to submit.
+    to_submit: Vec<GuestIo>,
+    records: Vec<IoRecord>,
+    /// Records whose `guest_done_ns` waits for the vCPU's next run.
+    unseen: Vec<usize>,
+}
+
+impl IoModel {
+    pub(crate) fn new(
+        service: crate::scenario::model::Dist,
+        think: crate::scenario::model::Dist,
+        disk: &DiskWorkload,
+        streams: &FieldStreams<'_>,
+        vcpu_index: u32,
+    ) -> Self {
+        let vdev = hypervisor_model::toolstack::xs_tree::disk_devid(&disk.vbd).unwrap_or(0);
+        Self {
+            service: Drawn::new(service, streams, "service"),
+            think: Drawn::new(think, streams, "think"),
+            size: Drawn::new(disk.size, streams, "size"),
+            offset: streams.field("offset"),
+            op: streams.field("op"),
+            spec: disk.clone(),
+            vdev,
+            tag_base: u64::from(vcpu_index) << 40,
+            next_seq: 0,
+            next_block: 0,
+            demand_ns_left: 0,
+            request_ns: 0,
+            batch_demand_ns: 0,
+            outstanding: BTreeMap::new(),
+            to_submit: Vec::new(),
+            records: Vec::new(),
+            unseen: Vec::new(),
+        }
+    }
+
+    pub(crate) fn start(&mut self) -> GuestState {
+        self.on_wake();
+        GuestState::Runnable
+    }
+
+    pub(crate) fn on_wake(&mut self) {
+        let blkfront_ns = self
+            .request_ns
+            .saturating_mul(u64::from(self.spec.queue_depth));
+        self.demand_ns_left = self.service.draw().saturating_add(blkfront_ns);
+        self.batch_demand_ns = self.demand_ns_left;
+    }
+
+    /// Sets blkfront's CPU per I/O; a batch already drawn gets it too.
+    pub(crate) fn set_request_ns(&mut self, ns: u64) {
+        let added = ns.saturating_sub(self.request_ns);
+        self.request_ns = ns;
+        self.demand_ns_left = self
+            .demand_ns_left
+            .saturating_add(added.saturating_mul(u64::from(self.spec.queue_depth)));
+        self.batch_demand_ns = self.demand_ns_left;
+    }
+
+    pub(crate) fn demand_ns_left(&self) -> u64 {
+        self.demand_ns_left
+    }
+
+    pub(crate) fn account(&mut self, ran_ns: u64) {
+        self.demand_ns_left = self.demand_ns_left.saturating_sub(ran_ns);
+    }
+
+    /// Service done: build the batch and block on it.
+    pub(crate) fn on_demand_done(&mut self, now_ns: u64) -> GuestAction {
+        self.demand_ns_left = 0;
+        assert!(
+            self.outstanding.is_empty(),
+            "a batch while I/Os are outstanding"
+        );
+        for _ in 0..self.spec.queue_depth {
+            let io = self.next_io();
+            self.outstanding
+                .insert(io.tag, (now_ns, io.op == IoOp::Write));
+            self.to_submit.push(io);
+        }
+        GuestAction::BlockOnIo
+    }
+
+    fn next_io(&mut self) -> GuestIo {
+        let bytes = self.size.draw().max(1);
+        let pages = bytes.div_ceil(4096).clamp(1, IO_PAGES_MAX);
+        let block = if self.spec.sequential {
+            if self.next_block + pages > DISK_BLOCKS {
+                self.next_block = 0;
+            }
+            let block = self.next_block;
+            self.next_block += pages;
+            block
+        } else {
+            self.offset.uniform_u64_inclusive(0, DISK_BLOCKS - pages)
+        };
+        let write = match self.spec.op {
+            DiskOpSpec::Read => false,
+            DiskOpSpec::Write => true,
+            DiskOpSpec::Mix { read_ppm } => {
+                self.op.uniform_u64_inclusive(0, 999_999) >= u64::from(read_ppm)
+            }
+        };
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let tag = self.tag_base | seq;
+        GuestIo {
+            tag,
+            op: if write { IoOp::Write } else { IoOp::Read },
+            sector: block * 8,
+            sectors: u32::try_from(pages * 8).unwrap_or(8),
+            seed: tag,
+        }
+    }
+
+    /// The I/Os to submit now (taken once).
+    pub(crate) fn take_submissions(&mut self) -> Vec<GuestIo> {
+        std::mem::take(&mut self.to_submit)
+    }
+
+    /// blkfront completed `done` at `now_ns`; `running`: the vCPU runs now (it sees the
+    /// completion at once). Returns the think timer once the batch is complete.
+    pub(crate) fn io_done(&mut self, done: &IoDone, now_ns: u64, running: bool) -> Option<u64> {
+        let (submit_ns, write) = self.outstanding.remove(&done.tag)?;
+        let ok = done.status == hypervisor_model::io::blkif::BLKIF_RSP_OKAY;
+        self.records.push(IoRecord {
+            dev: self.spec.vbd.clone(),
+            submit_ns,
+            ring_done_ns: now_ns,
+            guest_done_ns: running.then_some(now_ns),
+            bytes: if ok { done.bytes } else { 0 },
+            ok,
+            write,
+            digest: done.digest,
+        });
+        if !running {
+            self.unseen.push(self.records.len() - 1);
+        }
+        if !self.outstanding.is_empty() {
+            return None;
+        }
+        let mut think_ns = self.think.draw();
+        if self.batch_demand_ns == 0 {
+            think_ns = think_ns.max(1);
+        }
+        Some(now_ns.saturating_add(think_ns))
+    }
+
+    /// The vCPU runs again at `now_ns`: the guest sees its completions.
+    pub(crate) fn on_run_start(&mut self, now_ns: u64) {
+        for index in self.unseen.drain(..) {
+            if let Some(record) = self.records.get_mut(index) {
+                record.guest_done_ns = Some(now_ns);
+            }
+        }
+    }
+
+    /// Every I/O record so far.
+    pub(crate) fn records(&self) -> &[IoRecord] {
+        &self.records
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::RngStreams;
+    use crate::scenario::model::Dist;
+
+    fn model(queue_depth: u32, sequential: bool) -> IoModel {
+        let streams = RngStreams::new(1);
+        let fields = FieldStreams::new(&streams, "workload.t.v0");
+        let disk = DiskWorkload {
+            vbd: "xvda".to_string(),
+            op: DiskOpSpec::Read,
+            size: Dist::Const(16 * 1024),
+            sequential,
+            queue_depth,
+        };
+        IoModel::new(Dist::Const(1_000), Dist::Const(500), &disk, &fields, 0)
+    }
+
+    fn done(tag: u64) -> IoDone {
+        IoDone {
+            tag,
+            status: 0,
+            digest: 0,
+            bytes: 16 * 1024,
+        }
+    }
+
+    #[test]
+    fn batch_has_queue_depth_ios_of_whole_pages() {
+        let mut m = model(4, true);
+        m.start();
+        assert_eq!(m.on_demand_done(10), GuestAction::BlockOnIo);
+        let ios = m.take_submissions();
+        assert_eq!(ios.len(), 4);
+        assert_eq!(ios[1].sector, 32);
+        assert_eq!(ios[1].sectors, 32);
+        assert_eq!(m.vdev, 51712);
+    }
+
+    #[test]
+    fn think_starts_when_the_last_io_completes() {
+        let mut m = model(2, false);
+        m.start();
+        m.on_demand_done(0);
+        let ios = m.take_submissions();
+        assert_eq!(m.io_done(&done(ios[0].tag), 100, false), None);
+        assert_eq!(m.io_done(&done(ios[1].tag), 200, false), Some(700));
+    }
+
+    #[test]
+    fn batch_demand_adds_blkfront_cpu_per_io() {
+        // service 1000 ns + 4 I/Os x 1500 ns in blkfront.
+        let mut m = model(4, false);
+        m.start();
+        m.set_request_ns(1_500);
+        assert_eq!(m.demand_ns_left(), 7_000);
+    }
+
+    #[test]
+    fn guest_latency_waits_for_the_next_run() {
+        let mut m = model(1, false);
+        m.start();
+        m.on_demand_done(0);
+        let tag = m.take_submissions()[0].tag;
+        m.io_done(&done(tag), 100, false);
+        m.on_run_start(150);
+        assert_eq!(m.records()[0].guest_done_ns, Some(150));
+        assert_eq!(m.records()[0].ring_done_ns, 100);
+    }
+}
