@@ -94,6 +94,20 @@ enum Command {
         #[arg(last = true, required = true)]
         command: Vec<String>,
     },
+    /// Run reference performance scenarios (default: scenarios/bench/*.toml) and print
+    /// records and events per wall second, the virtual-to-wall ratio, the charged decision
+    /// cost, the peak RSS and the run hash. Build with --release.
+    Bench {
+        /// Scenario files (TOML).
+        files: Vec<PathBuf>,
+        /// Override `[sim] seed`.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Write every reference scenario of specs/scenario.md section 11 into this
+        /// directory (those this build cannot load yet included) instead of running.
+        #[arg(long, value_name = "DIR")]
+        generate: Option<PathBuf>,
+    },
 }
 
 /// Writes to stdout; a closed pipe (`xensim run ... | head`) ends the process quietly.
@@ -186,6 +200,14 @@ fn dispatch(command: Command) -> anyhow::Result<u8> {
             host,
             command,
         } => xl(&file, at.as_deref(), seed, host.as_deref(), &command),
+        Command::Bench {
+            files,
+            seed,
+            generate,
+        } => match generate {
+            Some(dir) => bench_generate(&dir),
+            None => bench(files, seed),
+        },
     }
 }
 
@@ -338,5 +360,52 @@ fn serve(file: &std::path::Path, args: &app::ServeArgs, seed: Option<u64>) -> an
         xensim::run::decisions::seconds(report.outcome.end_ns)
     );
     outln!("run hash: {}", report.outcome.hash);
+    Ok(0)
+}
+
+fn bench(files: Vec<PathBuf>, seed: Option<u64>) -> anyhow::Result<u8> {
+    use xensim::bench::measure;
+    let files = if files.is_empty() {
+        default_bench_files()?
+    } else {
+        files
+    };
+    if cfg!(debug_assertions) {
+        eprintln!("warning: a debug build; bench numbers need `cargo build --release`");
+    }
+    outln!("{}", measure::TABLE_HEADER);
+    for file in &files {
+        let row = measure::run_one(file, seed)?;
+        outln!("{}", measure::render_row(&row));
+    }
+    Ok(0)
+}
+
+/// `scenarios/bench/*.toml` in the current directory, sorted.
+fn default_bench_files() -> anyhow::Result<Vec<PathBuf>> {
+    let dir = std::path::Path::new("scenarios/bench");
+    let entries = std::fs::read_dir(dir).map_err(|e| {
+        AppError::Usage(format!(
+            "{}: {e} (run from the repository root or name the files)",
+            dir.display()
+        ))
+    })?;
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| path.extension().is_some_and(|ext| ext == "toml"))
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+fn bench_generate(dir: &std::path::Path) -> anyhow::Result<u8> {
+    use xensim::bench::scenarios;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    for spec in scenarios::all() {
+        let path = dir.join(format!("{}.toml", spec.name));
+        std::fs::write(&path, scenarios::render(&spec))
+            .with_context(|| format!("writing {}", path.display()))?;
+        outln!("{}", path.display());
+    }
     Ok(0)
 }
