@@ -130,7 +130,8 @@ pub fn run_scenario(scenario: Scenario, args: &RunArgs) -> Result<RunReport, App
     Ok(report(scenario, outcome))
 }
 
-fn report(scenario: Scenario, outcome: RunOutcome) -> RunReport {
+/// The report of a finished run: metrics, expectation and `expect_rc` results.
+pub(crate) fn report(scenario: Scenario, outcome: RunOutcome) -> RunReport {
     let run = metrics::RunInfo {
         scenario: scenario.file_name.clone(),
         seed: scenario.sim.seed,

@@ -5,6 +5,7 @@
 //! - [`scenario`]: scenario TOML and xl.cfg loading with located errors.
 //! - [`app`]: what each CLI command does (run, replay, xl queries).
 //! - [`bench`]: the reference performance scenarios and `xensim bench`.
+//! - [`shrink`]: `xensim shrink`, the minimal scenario that still fails the same way.
 //! - [`serve`]: the XenStore on a unix socket for real clients (`xensim serve`).
 //! - [`run`]: the event loop, the simulated platform, guest models, the xl timeline.
 //! - [`record`]: the replay trace and the run hash.
@@ -28,4 +29,5 @@ pub mod rng;
 pub mod run;
 pub mod scenario;
 pub mod serve;
+pub mod shrink;
 pub mod xl;

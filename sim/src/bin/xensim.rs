@@ -94,6 +94,24 @@ enum Command {
         #[arg(last = true, required = true)]
         command: Vec<String>,
     },
+    /// Reduce a failing scenario (fewer domains, [[at]] entries and expectations, a shorter
+    /// duration, fewer vCPUs) while it still fails the same way; write FILE.min.toml.
+    Shrink {
+        /// Scenario file (TOML) whose run fails (exit status 1).
+        file: PathBuf,
+        /// Override `[sim] seed` (the minimal file gets this seed).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Check every invariant after every event (to shrink an invariant failure).
+        #[arg(long)]
+        check: bool,
+        /// Most runs to spend, the original's included.
+        #[arg(long, default_value_t = xensim::shrink::RUNS_MAX_DEFAULT)]
+        max_runs: u32,
+        /// Where to write the minimal scenario (default: FILE.min.toml beside FILE).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Run reference performance scenarios (default: scenarios/bench/*.toml) and print
     /// records and events per wall second, the virtual-to-wall ratio, the charged decision
     /// cost, the peak RSS and the run hash. Build with --release.
@@ -200,6 +218,21 @@ fn dispatch(command: Command) -> anyhow::Result<u8> {
             host,
             command,
         } => xl(&file, at.as_deref(), seed, host.as_deref(), &command),
+        Command::Shrink {
+            file,
+            seed,
+            check,
+            max_runs,
+            out,
+        } => {
+            let args = xensim::shrink::ShrinkArgs {
+                seed,
+                check,
+                runs_max: max_runs,
+                out,
+            };
+            shrink(&file, &args)
+        }
         Command::Bench {
             files,
             seed,
@@ -407,5 +440,37 @@ fn bench_generate(dir: &std::path::Path) -> anyhow::Result<u8> {
             .with_context(|| format!("writing {}", path.display()))?;
         outln!("{}", path.display());
     }
+    Ok(0)
+}
+
+fn shrink(file: &std::path::Path, args: &xensim::shrink::ShrinkArgs) -> anyhow::Result<u8> {
+    use xensim::shrink::ShrinkError;
+    let report = xensim::shrink::shrink(file, args).map_err(|e| match e {
+        ShrinkError::App(app) => anyhow::Error::from(app),
+        other => AppError::Usage(other.to_string()).into(),
+    })?;
+    outln!(
+        "target: {} ({})",
+        report.target,
+        report.target_message.trim_end()
+    );
+    outln!(
+        "runs: {} of at most {}",
+        report.budget.runs_used,
+        report.budget.runs_max
+    );
+    if report.removed.is_empty() {
+        outln!("nothing could be removed");
+    }
+    for line in &report.removed {
+        outln!("{line}");
+    }
+    outln!("wrote {}", report.out.display());
+    let check = if args.check { " --check" } else { "" };
+    outln!(
+        "replay: xensim run {} --seed {}{check}",
+        report.out.display(),
+        report.seed
+    );
     Ok(0)
 }

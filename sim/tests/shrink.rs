@@ -1,0 +1,150 @@
+//! `xensim shrink`: a scenario whose expectation fails only because of one domain shrinks to
+//! that domain (and the result loads and still fails the same way); an `expect_rc` failure
+//! keeps its command; a scenario that passes is refused.
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+    use std::process::Command;
+
+    use xensim::app::{self, RunArgs};
+    use xensim::shrink::failure::FailureKey;
+    use xensim::shrink::{shrink, ShrinkArgs, ShrinkError};
+
+    fn repo_root() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+    }
+
+    /// A scratch directory unique to this test process and `name`.
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("xensim-shrink-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("scratch dir");
+        dir
+    }
+
+    fn args(out: PathBuf) -> ShrinkArgs {
+        ShrinkArgs {
+            seed: None,
+            check: false,
+            runs_max: 300,
+            out: Some(out),
+        }
+    }
+
+    fn domain_names(path: &Path) -> Vec<String> {
+        let scenario = app::load(path, None, false).expect("the minimal scenario loads");
+        scenario.domains.iter().map(|d| d.name.clone()).collect()
+    }
+
+    #[test]
+    fn expectation_failing_because_of_one_domain_shrinks_to_that_domain() {
+        let file = repo_root().join("sim/tests/fixtures/shrink/one-hog.toml");
+        let out = scratch("one-hog").join("one-hog.min.toml");
+
+        let report = shrink(&file, &args(out.clone())).expect("shrinks");
+
+        let target = FailureKey::Expect("host.h0.pcpus.2.busy_ns".to_string());
+        assert_eq!(report.target, target);
+        assert_eq!(domain_names(&out), vec!["hog".to_string()]);
+        let text = std::fs::read_to_string(&out).expect("written");
+        assert!(text.contains("# The culprit."), "comments stay: {text}");
+        assert!(!text.contains("[[at]]"), "{text}");
+    }
+
+    #[test]
+    fn shrunk_scenario_still_fails_the_same_expectation() {
+        let file = repo_root().join("sim/tests/fixtures/shrink/one-hog.toml");
+        let out = scratch("still-fails").join("one-hog.min.toml");
+        shrink(&file, &args(out.clone())).expect("shrinks");
+
+        let scenario = app::load(&out, Some(5), false).expect("loads");
+        let report = app::run_scenario(scenario, &RunArgs::default()).expect("runs");
+
+        assert_eq!(report.exit_code(), 1);
+        let metrics: Vec<&str> = report
+            .expect_failures
+            .iter()
+            .map(|f| f.metric.as_str())
+            .collect();
+        assert_eq!(metrics, vec!["host.h0.pcpus.2.busy_ns"]);
+    }
+
+    #[test]
+    fn expect_rc_failure_keeps_its_command_and_drops_every_domain() {
+        let dir = scratch("rc");
+        let file = dir.join("rc.toml");
+        let text = include_str!("fixtures/shrink/one-hog.toml").replace(
+            "[[at]]\ntime = \"900ms\"\nxl = \"vcpu-list\"",
+            "[[at]]\ntime = \"900ms\"\nxl = \"pause nosuch\"\nexpect_rc = 0",
+        );
+        let text = text.replace("max = 100_000_000", "max = 10_000_000_000");
+        std::fs::write(&file, text).expect("write fixture");
+        let out = dir.join("rc.min.toml");
+
+        let report = shrink(&file, &args(out.clone())).expect("shrinks");
+
+        assert_eq!(
+            report.target,
+            FailureKey::ExpectRc("pause nosuch".to_string())
+        );
+        assert!(domain_names(&out).is_empty());
+        let minimal = std::fs::read_to_string(&out).expect("written");
+        assert!(minimal.contains("xl = \"pause nosuch\""), "{minimal}");
+    }
+
+    #[test]
+    fn passing_scenario_is_refused() {
+        let file = repo_root().join("scenarios/quickstart.toml");
+        let out = scratch("passing").join("quickstart.min.toml");
+
+        let error = shrink(&file, &args(out.clone())).expect_err("nothing to shrink");
+
+        assert!(
+            matches!(error, ShrinkError::Passes { seed: 42, .. }),
+            "{error}"
+        );
+        assert!(!out.exists());
+    }
+
+    #[test]
+    fn cli_refuses_passing_scenario_with_exit_two() {
+        let output = Command::new(env!("CARGO_BIN_EXE_xensim"))
+            .args(["shrink", "scenarios/quickstart.toml", "--seed", "3"])
+            .current_dir(repo_root())
+            .output()
+            .expect("xensim runs");
+
+        assert_eq!(output.status.code(), Some(2));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("does not fail with seed 3"), "{stderr}");
+        assert!(stderr.contains("nothing to shrink"), "{stderr}");
+    }
+
+    #[test]
+    fn cli_prints_removals_and_the_replay_command() {
+        let out = scratch("cli").join("one-hog.min.toml");
+        let out_text = out.display().to_string();
+
+        let output = Command::new(env!("CARGO_BIN_EXE_xensim"))
+            .args([
+                "shrink",
+                "sim/tests/fixtures/shrink/one-hog.toml",
+                "--out",
+                &out_text,
+            ])
+            .current_dir(repo_root())
+            .output()
+            .expect("xensim runs");
+
+        assert_eq!(output.status.code(), Some(0));
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            stdout.contains("removed domains: web, db, quiet"),
+            "{stdout}"
+        );
+        assert!(
+            stdout.contains(&format!("replay: xensim run {out_text} --seed 5")),
+            "{stdout}"
+        );
+    }
+}
