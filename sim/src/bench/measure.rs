@@ -28,6 +28,9 @@ pub struct BenchRow {
     pub virtual_ns: u64,
     /// Wall time of the run (boot to end, loading excluded), ns.
     pub wall_ns: u64,
+    /// CPU time of the running thread during the run, ns (`/proc/thread-self/schedstat`), if
+    /// readable: on a shared machine the fairer measure.
+    pub cpu_ns: Option<u64>,
     /// Trace records: core inputs plus core events.
     pub record_count: u64,
     /// Queue events processed.
@@ -49,6 +52,12 @@ impl BenchRow {
     /// Queue events per wall second.
     pub fn events_per_s(&self) -> u64 {
         per_second(self.event_count, self.wall_ns)
+    }
+
+    /// Records per CPU second of the running thread.
+    pub fn records_per_cpu_s(&self) -> Option<u64> {
+        self.cpu_ns
+            .map(|cpu_ns| per_second(self.record_count, cpu_ns))
     }
 
     /// Virtual ns per wall ns, in thousandths (1000 = real time).
@@ -86,11 +95,15 @@ fn nearest_rank(values: &[u64], p: u64) -> Option<u64> {
 pub fn run_one(path: &Path, seed: Option<u64>) -> Result<BenchRow, AppError> {
     let scenario = app::load(path, seed, false)?;
     reset_peak_rss();
+    let cpu_ns_before = thread_cpu_ns();
     // Wall time is what this command measures; it never reaches the run or its hash.
     #[allow(clippy::disallowed_types)]
     let started = std::time::Instant::now();
     let outcome = run::run(&scenario, &RunOptions::default(), Recorder::new())?;
     let wall_ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+    let cpu_ns = thread_cpu_ns()
+        .zip(cpu_ns_before)
+        .map(|(after, before)| after.saturating_sub(before));
     let peak_rss_kib = peak_rss_kib();
     let metrics = &outcome.sinks_report.metrics;
     let mut charged_ns_per_decision: Vec<u64> = metrics
@@ -111,6 +124,7 @@ pub fn run_one(path: &Path, seed: Option<u64>) -> Result<BenchRow, AppError> {
         scheduler,
         virtual_ns: outcome.end_ns,
         wall_ns,
+        cpu_ns,
         record_count: outcome.record_count,
         event_count: outcome.event_count,
         charged_ns_per_decision,
@@ -123,6 +137,13 @@ pub fn run_one(path: &Path, seed: Option<u64>) -> Result<BenchRow, AppError> {
 /// `clear_refs` value 5. Without it the peak is the process's since it started.
 fn reset_peak_rss() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// Time the calling thread has run on a CPU, ns: the first field of
+/// `/proc/thread-self/schedstat`.
+fn thread_cpu_ns() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    text.split_whitespace().next()?.parse().ok()
 }
 
 /// `VmHWM` of `/proc/self/status`, KiB.
@@ -138,8 +159,9 @@ fn peak_rss_kib() -> Option<u64> {
 }
 
 /// The table header of [`render_row`].
-pub const TABLE_HEADER: &str = "scenario                 sched    virt_s  wall_s  records/s   \
-                                events/s    virt/wall  charged_ns p50/p99  peak_rss_MiB  run hash";
+pub const TABLE_HEADER: &str =
+    "scenario                 sched    virt_s  wall_s   cpu_s  records/s  \
+     records/cpu_s   events/s  virt/wall  charged_ns p50/p99  peak_rss_MiB  run hash";
 
 /// One line of the table.
 pub fn render_row(row: &BenchRow) -> String {
@@ -151,13 +173,16 @@ pub fn render_row(row: &BenchRow) -> String {
     let rss = row
         .peak_rss_kib
         .map_or_else(|| "-".to_string(), |kib| (kib / 1024).to_string());
+    let or_dash = |v: Option<String>| v.unwrap_or_else(|| "-".to_string());
     format!(
-        "{:<24} {:<8} {:>6} {:>7} {:>10} {:>10} {:>10}  {:>18}  {:>12}  {}",
+        "{:<24} {:<8} {:>6} {:>7} {:>7} {:>10} {:>16} {:>10} {:>10}  {:>18}  {:>12}  {}",
         row.scenario,
         row.scheduler,
         milli(row.virtual_ns / 1_000_000),
         milli(row.wall_ns / 1_000_000),
+        or_dash(row.cpu_ns.map(|ns| milli(ns / 1_000_000))),
         row.records_per_s(),
+        or_dash(row.records_per_cpu_s().map(|v| v.to_string())),
         row.events_per_s(),
         milli(row.virtual_to_wall_milli()),
         charged,
