@@ -93,6 +93,34 @@ mod tests {
     }
 
     #[test]
+    fn shrinking_twice_writes_the_same_file() {
+        let file = repo_root().join("sim/tests/fixtures/shrink/one-hog.toml");
+        let dir = scratch("twice");
+        let (first, second) = (dir.join("first.toml"), dir.join("second.toml"));
+
+        let first_report = shrink(&file, &args(first.clone())).expect("shrinks");
+        let second_report = shrink(&file, &args(second.clone())).expect("shrinks again");
+
+        assert_eq!(first_report.budget, second_report.budget);
+        let read = |p: &Path| std::fs::read_to_string(p).expect("written");
+        assert_eq!(read(&first), read(&second));
+    }
+
+    #[test]
+    fn run_budget_of_one_keeps_the_scenario_whole() {
+        // The original's run is the only one allowed: nothing can be tried.
+        let file = repo_root().join("sim/tests/fixtures/shrink/one-hog.toml");
+        let out = scratch("budget").join("one-hog.min.toml");
+        let mut one_run = args(out.clone());
+        one_run.runs_max = 1;
+
+        let report = shrink(&file, &one_run).expect("shrinks");
+
+        assert!(report.removed.is_empty(), "{:?}", report.removed);
+        assert_eq!(domain_names(&out).len(), 4);
+    }
+
+    #[test]
     fn passing_scenario_is_refused() {
         let file = repo_root().join("scenarios/quickstart.toml");
         let out = scratch("passing").join("quickstart.min.toml");
