@@ -65,6 +65,12 @@ impl BenchRow {
         ratio_milli(self.virtual_ns, self.wall_ns)
     }
 
+    /// Virtual ns per CPU ns of the running thread, in thousandths.
+    pub fn virtual_to_cpu_milli(&self) -> Option<u64> {
+        self.cpu_ns
+            .map(|cpu_ns| ratio_milli(self.virtual_ns, cpu_ns))
+    }
+
     /// Nearest-rank percentile `p` (in percent) of the per-pCPU charged decision cost.
     pub fn charged_percentile_ns(&self, p: u64) -> Option<u64> {
         nearest_rank(&self.charged_ns_per_decision, p)
@@ -161,7 +167,7 @@ fn peak_rss_kib() -> Option<u64> {
 /// The table header of [`render_row`].
 pub const TABLE_HEADER: &str =
     "scenario                 sched    virt_s  wall_s   cpu_s  records/s  \
-     records/cpu_s   events/s  virt/wall  charged_ns p50/p99  peak_rss_MiB  run hash";
+     records/cpu_s   events/s  virt/wall   virt/cpu  charged_ns p50/p99  peak_rss_MiB  run hash";
 
 /// One line of the table.
 pub fn render_row(row: &BenchRow) -> String {
@@ -175,7 +181,7 @@ pub fn render_row(row: &BenchRow) -> String {
         .map_or_else(|| "-".to_string(), |kib| (kib / 1024).to_string());
     let or_dash = |v: Option<String>| v.unwrap_or_else(|| "-".to_string());
     format!(
-        "{:<24} {:<8} {:>6} {:>7} {:>7} {:>10} {:>16} {:>10} {:>10}  {:>18}  {:>12}  {}",
+        "{:<24} {:<8} {:>6} {:>7} {:>7} {:>10} {:>16} {:>10} {:>10} {:>10}  {:>18}  {:>12}  {}",
         row.scenario,
         row.scheduler,
         milli(row.virtual_ns / 1_000_000),
@@ -185,6 +191,7 @@ pub fn render_row(row: &BenchRow) -> String {
         or_dash(row.records_per_cpu_s().map(|v| v.to_string())),
         row.events_per_s(),
         milli(row.virtual_to_wall_milli()),
+        or_dash(row.virtual_to_cpu_milli().map(milli)),
         charged,
         rss,
         row.hash
