@@ -158,18 +158,7 @@ pub fn shrink(path: &Path, args: &ShrinkArgs) -> Result<ShrinkReport, ShrinkErro
     let base_dir = path.parent().unwrap_or_else(|| Path::new("."));
     let mut budget = Budget::new(args.runs_max.max(1));
     budget.take();
-    let outcome = run::run(
-        &original,
-        &RunOptions {
-            check: args.check,
-            stop_at_ns: None,
-            decision_log: false,
-        },
-        Recorder::new(),
-    )
-    .map_err(AppError::from)?;
-    let first = failures(&app::report(original, outcome)).into_iter().next();
-    let Some((target, target_message)) = first else {
+    let Some((target, target_message)) = first_failure(original, args.check)? else {
         let hint = if args.check {
             ""
         } else {
@@ -209,6 +198,20 @@ pub fn shrink(path: &Path, args: &ShrinkArgs) -> Result<ShrinkReport, ShrinkErro
         out,
         removed: describe(&items, &plan),
     })
+}
+
+/// The first failure of `scenario`'s run (the shrink's target) and its message, if it fails.
+fn first_failure(
+    scenario: crate::scenario::Scenario,
+    check: bool,
+) -> Result<Option<(FailureKey, String)>, ShrinkError> {
+    let opts = RunOptions {
+        check,
+        stop_at_ns: None,
+        decision_log: false,
+    };
+    let outcome = run::run(&scenario, &opts, Recorder::new()).map_err(AppError::from)?;
+    Ok(failures(&app::report(scenario, outcome)).into_iter().next())
 }
 
 /// The passes over one scenario.
