@@ -8,7 +8,7 @@ mod tests {
     use std::process::Command;
 
     use xensim::app::{self, RunArgs};
-    use xensim::shrink::failure::FailureKey;
+    use xensim::shrink::failure::{FailureKey, Found};
     use xensim::shrink::{shrink, ShrinkArgs, ShrinkError};
 
     fn repo_root() -> PathBuf {
@@ -43,7 +43,10 @@ mod tests {
 
         let report = shrink(&file, &args(out.clone())).expect("shrinks");
 
-        let target = FailureKey::Expect("host.h0.pcpus.2.busy_ns".to_string());
+        let target = FailureKey::Expect {
+            metric: "host.h0.pcpus.2.busy_ns".to_string(),
+            found: Found::Value,
+        };
         assert_eq!(report.target, target);
         assert_eq!(domain_names(&out), vec!["hog".to_string()]);
         let text = std::fs::read_to_string(&out).expect("written");
@@ -118,6 +121,57 @@ mod tests {
 
         assert!(report.removed.is_empty(), "{:?}", report.removed);
         assert_eq!(domain_names(&out).len(), 4);
+    }
+
+    #[test]
+    fn expectation_on_a_value_is_not_shrunk_to_a_run_without_the_domain() {
+        // running_ns >= 10^12 fails at any duration, but below the domain's creation time
+        // the path finds nothing: the duration must stop above that.
+        let dir = scratch("value");
+        let file = dir.join("value.toml");
+        let text = include_str!("fixtures/shrink/one-hog.toml").replace(
+            "metric = \"host.h0.pcpus.2.busy_ns\"\nmax = 100_000_000",
+            "metric = \"domain.hog.vcpus.0.running_ns\"\nmin = 1_000_000_000_000",
+        );
+        std::fs::write(&file, text).expect("write fixture");
+        let out = dir.join("value.min.toml");
+
+        shrink(&file, &args(out.clone())).expect("shrinks");
+
+        let scenario = app::load(&out, None, false).expect("loads");
+        let report = app::run_scenario(scenario, &RunArgs::default()).expect("runs");
+        let messages: Vec<&str> = report
+            .expect_failures
+            .iter()
+            .map(|f| f.message.as_str())
+            .collect();
+        assert_eq!(messages.len(), 1);
+        assert!(messages[0].contains("running_ns = "), "{messages:?}");
+    }
+
+    #[test]
+    fn minimal_file_elsewhere_notes_its_relative_config_paths() {
+        let dir = scratch("notes");
+        std::fs::create_dir_all(dir.join("guests")).expect("guests dir");
+        std::fs::write(
+            dir.join("guests/small.cfg"),
+            "name = \"small\"\ntype = \"pvh\"\nmemory = 256\nvcpus = 1\n",
+        )
+        .expect("write cfg");
+        let scenario = "[sim]\nseed = 1\nduration = \"1s\"\n\n[host.h0]\n\
+            topology = { sockets = 1, cores_per_socket = 2 }\nmemory = \"4GiB\"\n\n\
+            [[domain]]\nname = \"small\"\nconfig = \"guests/small.cfg\"\n\n\
+            [[expect]]\nmetric = \"domain.small.vcpus.0.running_ns\"\nmin = 999_999_999_999\n";
+        let file = dir.join("cfg.toml");
+        std::fs::write(&file, scenario).expect("write scenario");
+        let elsewhere = scratch("notes-out").join("cfg.min.toml");
+
+        let beside = shrink(&file, &args(dir.join("cfg.min.toml"))).expect("shrinks");
+        let away = shrink(&file, &args(elsewhere)).expect("shrinks");
+
+        assert!(beside.notes.is_empty(), "{:?}", beside.notes);
+        assert_eq!(away.notes.len(), 1);
+        assert!(away.notes[0].contains("relative path"), "{:?}", away.notes);
     }
 
     #[test]

@@ -466,6 +466,9 @@ fn shrink(file: &std::path::Path, args: &xensim::shrink::ShrinkArgs) -> anyhow::
         outln!("{line}");
     }
     outln!("wrote {}", report.out.display());
+    for note in &report.notes {
+        outln!("{note}");
+    }
     let check = if args.check { " --check" } else { "" };
     outln!(
         "replay: xensim run {} --seed {}{check}",

@@ -181,6 +181,20 @@ impl Items {
         })
     }
 
+    /// True if the scenario names xl.cfg files by path: a `[[domain]] config` or an
+    /// `[[at]] xl = "create PATH"`.
+    pub fn names_config_files(&self) -> bool {
+        let config_key = tables(&self.doc, "domain")
+            .iter()
+            .any(|t| t.get("config").is_some());
+        let creates = self.ats.iter().any(|at| {
+            at.xl
+                .as_deref()
+                .is_some_and(|c| c.trim_start().starts_with("create"))
+        });
+        config_key || creates
+    }
+
     /// The plan that keeps everything, with `seed`.
     pub fn keep_all(&self, seed: u64) -> Plan {
         Plan {

@@ -1,16 +1,37 @@
 //! What "still fails" means to `xensim shrink`: a run's failures as keys, so a reduced
 //! scenario counts only when it fails the *same* way (the same invariant, expectation path or
-//! xl command), not merely in some way.
+//! xl command), not merely in some way. An expectation's key also says what its path found:
+//! a value out of bounds is not the same failure as a domain that no longer exists (`not
+//! found`), which any run too short to create it would give.
 
 use crate::app::RunReport;
+use crate::report::metrics::{lookup, Lookup};
+
+/// What an expectation's metric path found in the run's metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Found {
+    /// An integer outside the bounds.
+    Value,
+    /// `null` (no samples, an undefined ratio).
+    Null,
+    /// Nothing at the path (the entity does not exist).
+    NotFound,
+    /// Not an integer.
+    NotInteger,
+}
 
 /// One way a run failed (exit status 1).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum FailureKey {
     /// The invariant checker found this invariant broken.
     Invariant(String),
-    /// The `[[expect]]` with this metric path failed.
-    Expect(String),
+    /// The `[[expect]]` with this metric path failed, finding that.
+    Expect {
+        /// The metric path.
+        metric: String,
+        /// What the path found.
+        found: Found,
+    },
     /// The timeline's `xl` command with this text exited other than its `expect_rc`.
     ExpectRc(String),
 }
@@ -19,7 +40,15 @@ impl std::fmt::Display for FailureKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             FailureKey::Invariant(name) => write!(f, "invariant {name}"),
-            FailureKey::Expect(metric) => write!(f, "expectation {metric}"),
+            FailureKey::Expect { metric, found } => {
+                let what = match found {
+                    Found::Value => "out of bounds",
+                    Found::Null => "null",
+                    Found::NotFound => "not found",
+                    Found::NotInteger => "not an integer",
+                };
+                write!(f, "expectation {metric} ({what})")
+            }
             FailureKey::ExpectRc(command) => write!(f, "expect_rc of `xl {command}`"),
         }
     }
@@ -39,12 +68,21 @@ pub fn failures(report: &RunReport) -> Vec<(FailureKey, String)> {
             )
         }));
     }
-    out.extend(
-        report
-            .expect_failures
-            .iter()
-            .map(|e| (FailureKey::Expect(e.metric.clone()), e.message.clone())),
-    );
+    let json: serde_json::Value =
+        serde_json::from_str(&report.metrics_json).unwrap_or(serde_json::Value::Null);
+    out.extend(report.expect_failures.iter().map(|e| {
+        let found = match lookup(&json, &e.metric) {
+            Lookup::Integer(_) => Found::Value,
+            Lookup::Null => Found::Null,
+            Lookup::NotFound => Found::NotFound,
+            Lookup::NotInteger => Found::NotInteger,
+        };
+        let key = FailureKey::Expect {
+            metric: e.metric.clone(),
+            found,
+        };
+        (key, e.message.clone())
+    }));
     out.extend(
         report
             .outcome

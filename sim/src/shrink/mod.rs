@@ -99,6 +99,8 @@ pub struct ShrinkReport {
     pub out: PathBuf,
     /// What was removed, shortened or lowered, one line each.
     pub removed: Vec<String>,
+    /// Warnings about the written file (xl.cfg paths that resolve elsewhere).
+    pub notes: Vec<String>,
 }
 
 /// The default output path: `dir/name.toml` -> `dir/name.min.toml`.
@@ -190,6 +192,7 @@ pub fn shrink(path: &Path, args: &ShrinkArgs) -> Result<ShrinkReport, ShrinkErro
         path: out.display().to_string(),
         reason: e.to_string(),
     })?;
+    let notes = path_notes(&items, path, &out);
     Ok(ShrinkReport {
         target,
         target_message,
@@ -197,7 +200,34 @@ pub fn shrink(path: &Path, args: &ShrinkArgs) -> Result<ShrinkReport, ShrinkErro
         budget,
         out,
         removed: describe(&items, &plan),
+        notes,
     })
+}
+
+/// A note when the minimal file is written to another directory than the scenario while it
+/// names xl.cfg files by relative path (`config = ...`, `xl create PATH`): they resolve from
+/// the file's own directory, as the loader reads them.
+fn path_notes(items: &Items, scenario: &Path, out: &Path) -> Vec<String> {
+    let dir = |p: &Path| {
+        let parent = p.parent().unwrap_or_else(|| Path::new(""));
+        std::fs::canonicalize(if parent.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            parent
+        })
+        .ok()
+    };
+    let names_files = items.names_config_files();
+    if !names_files || dir(scenario) == dir(out) {
+        return Vec::new();
+    }
+    vec![format!(
+        "note: {} names xl.cfg files by relative path; they resolve from {}'s directory, \
+         not {}'s: copy them there or write the minimal file beside the scenario",
+        scenario.display(),
+        out.display(),
+        scenario.display()
+    )]
 }
 
 /// The first failure of `scenario`'s run (the shrink's target) and its message, if it fails.
@@ -291,7 +321,7 @@ impl Search<'_, '_> {
 
     fn drop_expects(&mut self, plan: Plan) -> Plan {
         let protected: Vec<usize> = match &self.tester.target {
-            FailureKey::Expect(metric) => (0..self.items.expects.len())
+            FailureKey::Expect { metric, .. } => (0..self.items.expects.len())
                 .filter(|&i| self.items.expects[i] == *metric)
                 .collect(),
             _ => Vec::new(),
