@@ -14,7 +14,7 @@
 //! - Popped times never decrease (virtual time only moves forward).
 //! - Sequence numbers are unique and increasing, shared by heap and slot events.
 //! - `tree[n]` is the slot with the smallest key below node `n`; an empty slot's key is
-//!   [`EMPTY_KEY`], above every real key.
+//!   `EMPTY_KEY`, above every real key.
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;

@@ -4,7 +4,7 @@
 //! - `bin/xensim.rs`: the CLI; parses arguments and calls this library.
 //! - [`scenario`]: scenario TOML and xl.cfg loading with located errors.
 //! - [`app`]: what each CLI command does (run, replay, xl queries).
-//! - [`bench`]: the reference performance scenarios and `xensim bench`.
+//! - [`mod@bench`]: the reference performance scenarios and `xensim bench`.
 //! - [`shrink`]: `xensim shrink`, the minimal scenario that still fails the same way.
 //! - [`serve`]: the XenStore on a unix socket for real clients (`xensim serve`).
 //! - [`run`]: the event loop, the simulated platform, guest models, the xl timeline.

@@ -1,7 +1,7 @@
 //! `xensim shrink FILE --seed N`: reduces a failing scenario while it still fails the same
 //! way, and writes the minimal scenario next to it (`FILE.min.toml`).
 //!
-//! Passes, repeated until none changes anything (at most [`ROUNDS_MAX`] rounds): ddmin over
+//! Passes, repeated until none changes anything (at most `ROUNDS_MAX` rounds): ddmin over
 //! the `[[domain]]` entries, then the `[[at]]` entries, then the other `[[expect]]` entries;
 //! halving the duration (never to or below the warmup, so the metrics window stays
 //! non-empty); halving each inline xl.cfg's `vcpus`. A candidate counts only if it loads and
