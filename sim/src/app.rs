@@ -179,7 +179,8 @@ fn timeline_options(
     }))
 }
 
-fn report(scenario: Scenario, mut outcome: RunOutcome) -> RunReport {
+/// The report of a finished run: metrics, expectation and `expect_rc` results.
+pub(crate) fn report(scenario: Scenario, mut outcome: RunOutcome) -> RunReport {
     let run = metrics::RunInfo {
         scenario: scenario.file_name.clone(),
         seed: scenario.sim.seed,

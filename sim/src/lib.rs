@@ -6,6 +6,8 @@
 //! - [`app`]: what each CLI command does (run, replay, report from a trace, xl queries).
 //! - [`compare`]: one scenario under several schedulers, one table (`xensim compare`).
 //! - [`sweep`]: many seeds in parallel, shards and their merge (`xensim sweep`).
+//! - [`mod@bench`]: the reference performance scenarios and `xensim bench`.
+//! - [`shrink`]: `xensim shrink`, the minimal scenario that still fails the same way.
 //! - [`serve`]: the XenStore on a unix socket for real clients (`xensim serve`).
 //! - [`run`]: the event loop, the simulated platform, guest models, the xl timeline.
 //! - [`record`]: the replay trace and the run hash.
@@ -18,6 +20,7 @@
 #![deny(unsafe_code)]
 
 pub mod app;
+pub mod bench;
 pub mod clock;
 pub mod compare;
 pub mod guest;
@@ -29,5 +32,6 @@ pub mod rng;
 pub mod run;
 pub mod scenario;
 pub mod serve;
+pub mod shrink;
 pub mod sweep;
 pub mod xl;

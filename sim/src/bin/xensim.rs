@@ -134,6 +134,38 @@ enum Command {
         #[arg(last = true, required = true)]
         command: Vec<String>,
     },
+    /// Reduce a failing scenario (fewer domains, [[at]] entries and expectations, a shorter
+    /// duration, fewer vCPUs) while it still fails the same way; write FILE.min.toml.
+    Shrink {
+        /// Scenario file (TOML) whose run fails (exit status 1).
+        file: PathBuf,
+        /// Override `[sim] seed` (the minimal file gets this seed).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Check every invariant after every event (to shrink an invariant failure).
+        #[arg(long)]
+        check: bool,
+        /// Most runs to spend, the original's included.
+        #[arg(long, default_value_t = xensim::shrink::RUNS_MAX_DEFAULT)]
+        max_runs: u32,
+        /// Where to write the minimal scenario (default: FILE.min.toml beside FILE).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Run reference performance scenarios (default: scenarios/bench/*.toml) and print
+    /// records and events per wall second, the virtual-to-wall ratio, the charged decision
+    /// cost, the peak RSS and the run hash. Build with --release.
+    Bench {
+        /// Scenario files (TOML).
+        files: Vec<PathBuf>,
+        /// Override `[sim] seed`.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Write every reference scenario of specs/scenario.md section 11 into this
+        /// directory (those this build cannot load yet included) instead of running.
+        #[arg(long, value_name = "DIR")]
+        generate: Option<PathBuf>,
+    },
 }
 
 /// `xensim compare` arguments.
@@ -317,6 +349,29 @@ fn dispatch(command: Command) -> anyhow::Result<u8> {
             host,
             command,
         } => xl(&file, at.as_deref(), seed, host.as_deref(), &command),
+        Command::Shrink {
+            file,
+            seed,
+            check,
+            max_runs,
+            out,
+        } => {
+            let args = xensim::shrink::ShrinkArgs {
+                seed,
+                check,
+                runs_max: max_runs,
+                out,
+            };
+            shrink(&file, &args)
+        }
+        Command::Bench {
+            files,
+            seed,
+            generate,
+        } => match generate {
+            Some(dir) => bench_generate(&dir),
+            None => bench(files, seed),
+        },
     }
 }
 
@@ -671,4 +726,86 @@ fn sweep_merge(dirs: &[PathBuf], out_file: Option<&std::path::Path>) -> anyhow::
     }
     out!("{}", summary.render());
     Ok(u8::from(!summary.failing_seeds.is_empty()))
+}
+
+fn bench(files: Vec<PathBuf>, seed: Option<u64>) -> anyhow::Result<u8> {
+    use xensim::bench::measure;
+    let files = if files.is_empty() {
+        default_bench_files()?
+    } else {
+        files
+    };
+    if cfg!(debug_assertions) {
+        eprintln!("warning: a debug build; bench numbers need `cargo build --release`");
+    }
+    outln!("{}", measure::TABLE_HEADER);
+    for file in &files {
+        let row = measure::run_one(file, seed)?;
+        outln!("{}", measure::render_row(&row));
+    }
+    Ok(0)
+}
+
+/// `scenarios/bench/*.toml` in the current directory, sorted.
+fn default_bench_files() -> anyhow::Result<Vec<PathBuf>> {
+    let dir = std::path::Path::new("scenarios/bench");
+    let entries = std::fs::read_dir(dir).map_err(|e| {
+        AppError::Usage(format!(
+            "{}: {e} (run from the repository root or name the files)",
+            dir.display()
+        ))
+    })?;
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| path.extension().is_some_and(|ext| ext == "toml"))
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+fn bench_generate(dir: &std::path::Path) -> anyhow::Result<u8> {
+    use xensim::bench::scenarios;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    for spec in scenarios::all() {
+        let path = dir.join(format!("{}.toml", spec.name));
+        std::fs::write(&path, scenarios::render(&spec))
+            .with_context(|| format!("writing {}", path.display()))?;
+        outln!("{}", path.display());
+    }
+    Ok(0)
+}
+
+fn shrink(file: &std::path::Path, args: &xensim::shrink::ShrinkArgs) -> anyhow::Result<u8> {
+    use xensim::shrink::ShrinkError;
+    let report = xensim::shrink::shrink(file, args).map_err(|e| match e {
+        ShrinkError::App(app) => anyhow::Error::from(app),
+        other => AppError::Usage(other.to_string()).into(),
+    })?;
+    outln!(
+        "target: {} ({})",
+        report.target,
+        report.target_message.trim_end()
+    );
+    outln!(
+        "runs: {} of at most {}",
+        report.budget.runs_used,
+        report.budget.runs_max
+    );
+    if report.removed.is_empty() {
+        outln!("nothing could be removed");
+    }
+    for line in &report.removed {
+        outln!("{line}");
+    }
+    outln!("wrote {}", report.out.display());
+    for note in &report.notes {
+        outln!("{note}");
+    }
+    let check = if args.check { " --check" } else { "" };
+    outln!(
+        "replay: xensim run {} --seed {}{check}",
+        report.out.display(),
+        report.seed
+    );
+    Ok(0)
 }

@@ -60,7 +60,7 @@
 //! Left out: `io` over a vif and the `memory`/`net` sub-tables (not in the typed
 //! [`WorkloadSpec`] yet).
 
-use crate::guest::dist::sample;
+use crate::guest::dist::{sample, sample_exp_ahead, EXP_LANES};
 use crate::guest::io::IoModel;
 use crate::guest::mixed::MixedModel;
 use crate::guest::periodic::{PeriodicModel, PeriodicParams};
@@ -426,11 +426,17 @@ impl Behavior {
     }
 }
 
-/// A distribution with its stream.
+/// A distribution with its stream (the stream is this field's alone).
+///
+/// `exp` draws are computed [`EXP_LANES`] at a time ([`sample_exp_ahead`]) and handed out in
+/// order: the stream has no other reader, so the values are those of one draw at a time.
 #[derive(Debug, Clone)]
 pub(crate) struct Drawn {
     dist: Dist,
     stream: Stream,
+    /// `exp` samples computed ahead; `ahead[ahead_index..]` are still to be handed out.
+    ahead: [u64; EXP_LANES],
+    ahead_index: usize,
 }
 
 impl Drawn {
@@ -438,12 +444,23 @@ impl Drawn {
         Self {
             dist,
             stream: streams.field(field),
+            ahead: [0; EXP_LANES],
+            ahead_index: EXP_LANES,
         }
     }
 
     /// The next draw.
     pub(crate) fn draw(&mut self) -> u64 {
-        sample(&self.dist, &mut self.stream)
+        let Dist::Exp { mean } = self.dist else {
+            return sample(&self.dist, &mut self.stream);
+        };
+        if self.ahead_index == EXP_LANES {
+            self.ahead = sample_exp_ahead(mean, &mut self.stream);
+            self.ahead_index = 0;
+        }
+        let value = self.ahead[self.ahead_index];
+        self.ahead_index += 1;
+        value
     }
 
     /// The next draw, at least 1 (for recurrences; see the module doc).

@@ -372,6 +372,7 @@ impl<'s> World<'s> {
                 host::GUEST_SHUTDOWN_REACTION_NS_DEFAULT,
             ),
         };
+        let mut timer_slot_base = 0;
         for (index, (spec, config)) in scenario.hosts.iter().zip(configs).enumerate() {
             let host = u16::try_from(index).expect("fewer than 65536 hosts");
             let nr_cpus = config.host.cpus.len();
@@ -395,6 +396,7 @@ impl<'s> World<'s> {
             let mut sim = HostSim {
                 host,
                 timer_gen: vec![0; nr_cpus],
+                timer_slot_base,
                 pool_timer_gen: Vec::new(),
                 guests,
                 replies: Vec::new(),
@@ -422,6 +424,7 @@ impl<'s> World<'s> {
                 sinks: &mut world.sinks,
             };
             let hv = Hypervisor::boot(config, &mut platform);
+            timer_slot_base += nr_cpus;
             world.hosts.push(HostRuntime {
                 name: spec.name.clone(),
                 hv,

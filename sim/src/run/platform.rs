@@ -35,6 +35,8 @@ pub struct HostSim {
     pub host: u16,
     /// Generation of each pCPU's scheduler timer.
     pub timer_gen: Vec<u64>,
+    /// The queue slot of pCPU 0's scheduler timer; pCPU `i` uses `timer_slot_base + i`.
+    pub timer_slot_base: usize,
     /// Generation of each pool's scheduler timer, by pool id (grown on first arm).
     pub pool_timer_gen: Vec<u64>,
     /// Switch and IPI costs.
@@ -133,7 +135,9 @@ impl Platform for SimPlatform<'_> {
         let generation = &mut self.sim.timer_gen[pcpu.index()];
         *generation += 1;
         let at_ns = ns_of(deadline).max(self.now_ns);
-        self.queue.push(
+        // One pending timer per pCPU: the re-arm replaces the superseded one in the queue.
+        self.queue.push_slot(
+            self.sim.timer_slot_base + pcpu.index(),
             at_ns,
             SimEvent::Timer {
                 host: self.sim.host,
@@ -145,6 +149,8 @@ impl Platform for SimPlatform<'_> {
 
     fn cancel_timer(&mut self, pcpu: PcpuId) {
         self.sim.timer_gen[pcpu.index()] += 1;
+        self.queue
+            .clear_slot(self.sim.timer_slot_base + pcpu.index());
     }
 
     fn set_pool_timer(&mut self, pool: PoolId, deadline: STime) {
@@ -336,6 +342,7 @@ mod tests {
         HostSim {
             host: 0,
             timer_gen: vec![0; 2],
+            timer_slot_base: 0,
             pool_timer_gen: Vec::new(),
             switch: SwitchCosts::free(),
             last_vcpu: vec![None; 2],
@@ -401,8 +408,9 @@ mod tests {
     }
 
     #[test]
-    fn cancelled_timer_generation_moves_on() {
-        // An armed timer's event carries generation 1; a cancel makes it stale.
+    fn cancelled_timer_generation_moves_on_and_leaves_the_queue() {
+        // An armed timer's event carries generation 1; a cancel makes it stale and takes it
+        // out of the queue (its slot is empty).
         let (mut queue, mut sim) = (EventQueue::new(), host_sim());
         let mut sinks = Sinks::new(Recorder::new(), Vec::new(), false, 0);
         let cpu = hypervisor_model::ids::PcpuId::new(1).expect("cpu1");
@@ -415,6 +423,23 @@ mod tests {
         p.set_timer(cpu, hypervisor_model::time::STime::from_ns(500));
         p.cancel_timer(cpu);
         assert_eq!(sim.timer_gen[1], 2);
+        assert_eq!(queue.len(), 0);
+    }
+
+    #[test]
+    fn rearmed_timer_replaces_the_pending_one() {
+        let (mut queue, mut sim) = (EventQueue::new(), host_sim());
+        let mut sinks = Sinks::new(Recorder::new(), Vec::new(), false, 0);
+        let cpu = hypervisor_model::ids::PcpuId::new(1).expect("cpu1");
+        let mut p = SimPlatform {
+            now_ns: 0,
+            queue: &mut queue,
+            sim: &mut sim,
+            sinks: &mut sinks,
+        };
+        p.set_timer(cpu, hypervisor_model::time::STime::from_ns(500));
+        p.set_timer(cpu, hypervisor_model::time::STime::from_ns(900));
         assert_eq!(queue.len(), 1);
+        assert_eq!(queue.peek_time_ns(), Some(900));
     }
 }

@@ -38,11 +38,14 @@ pub struct Distribution {
 
 impl Distribution {
     /// Builds the distribution of `samples` (any order); `metric` names it in overflow panics.
+    ///
+    /// The quantiles are selected (`select_nth_unstable`, from the lowest rank up, each in
+    /// the part above the previous one) rather than read from a full sort: the same values,
+    /// in linear time (sorting every vCPU's samples cost 3% of `bench-64x512`).
     pub fn from_samples(samples: &[u64], metric: &str) -> Distribution {
-        let mut sorted = samples.to_vec();
-        sorted.sort_unstable();
-        let count = u64::try_from(sorted.len()).expect("sample count fits u64");
-        let sum_wide: u128 = sorted.iter().map(|&s| u128::from(s)).sum();
+        let mut values = samples.to_vec();
+        let count = u64::try_from(values.len()).expect("sample count fits u64");
+        let sum_wide: u128 = values.iter().map(|&s| u128::from(s)).sum();
         let sum = u64::try_from(sum_wide)
             .unwrap_or_else(|_| panic!("metric overflow: {metric}.sum exceeds u64"));
         let mean = if count == 0 {
@@ -50,16 +53,18 @@ impl Distribution {
         } else {
             Some(sum.checked_div(count).expect("count is non-zero"))
         };
+        let [p50, p90, p99, p999] =
+            select_ranks(&mut values, [(1, 2), (9, 10), (99, 100), (999, 1000)]);
         let dist = Distribution {
             count,
             sum,
-            min: sorted.first().copied(),
+            min: values.iter().copied().min(),
             mean,
-            p50: nearest_rank(&sorted, 1, 2),
-            p90: nearest_rank(&sorted, 9, 10),
-            p99: nearest_rank(&sorted, 99, 100),
-            p999: nearest_rank(&sorted, 999, 1000),
-            max: sorted.last().copied(),
+            p50,
+            p90,
+            p99,
+            p999,
+            max: values.iter().copied().max(),
         };
         assert_eq!(dist.count == 0, dist.max.is_none());
         assert!(dist.min <= dist.p50 && dist.p999 <= dist.max);
@@ -69,16 +74,38 @@ impl Distribution {
 
 /// The nearest-rank `num/den` quantile of ascending `sorted`; `None` when it is empty.
 pub fn nearest_rank(sorted: &[u64], num: u64, den: u64) -> Option<u64> {
+    sorted.get(rank_index(sorted.len(), num, den)?).copied()
+}
+
+/// The 0-based index of the nearest-rank `num/den` quantile among `len` sorted values.
+fn rank_index(len: usize, num: u64, den: u64) -> Option<usize> {
     assert!(den > 0, "quantile denominator is zero");
     assert!(num <= den, "quantile above 1");
-    if sorted.is_empty() {
+    if len == 0 {
         return None;
     }
-    let n = u128::try_from(sorted.len()).expect("usize fits u128");
+    let n = u128::try_from(len).expect("usize fits u128");
     // Same as the spec's `(num·N + den − 1) / den`.
     let rank = (u128::from(num) * n).div_ceil(u128::from(den));
     let rank = usize::try_from(rank.max(1)).expect("rank <= len fits usize");
-    sorted.get(rank - 1).copied()
+    Some(rank - 1)
+}
+
+/// The nearest-rank quantiles `(num, den)` of `values` (ascending quantiles), reordering
+/// `values` as selection does: each rank's value is placed at its sorted index.
+fn select_ranks<const N: usize>(
+    values: &mut [u64],
+    quantiles: [(u64, u64); N],
+) -> [Option<u64>; N] {
+    let mut low = 0;
+    quantiles.map(|(num, den)| {
+        let index = rank_index(values.len(), num, den)?;
+        assert!(index >= low, "quantiles not ascending");
+        // Everything at or above `low` is at least the previous quantile's value.
+        values[low..].select_nth_unstable(index - low);
+        low = index;
+        Some(values[index])
+    })
 }
 
 #[cfg(test)]
@@ -120,6 +147,24 @@ mod tests {
         assert_eq!(dist.mean, None);
         assert_eq!(dist.p99, None);
         assert_eq!(dist.max, None);
+    }
+
+    #[test]
+    fn selected_quantiles_equal_those_of_the_sorted_samples() {
+        // 10_007 samples with many duplicates, in a scrambled order (i·7919 mod 10_007 is a
+        // permutation, reduced mod 500 for the duplicates).
+        let samples: Vec<u64> = (0..10_007u64).map(|i| (i * 7919 % 10_007) % 500).collect();
+        let mut sorted = samples.clone();
+        sorted.sort_unstable();
+
+        let dist = Distribution::from_samples(&samples, "test");
+
+        assert_eq!(dist.p50, nearest_rank(&sorted, 1, 2));
+        assert_eq!(dist.p90, nearest_rank(&sorted, 9, 10));
+        assert_eq!(dist.p99, nearest_rank(&sorted, 99, 100));
+        assert_eq!(dist.p999, nearest_rank(&sorted, 999, 1000));
+        assert_eq!(dist.min, sorted.first().copied());
+        assert_eq!(dist.max, sorted.last().copied());
     }
 
     #[test]

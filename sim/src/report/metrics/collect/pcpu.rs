@@ -79,8 +79,13 @@ impl PcpuState {
                 add(&mut self.idle_ns, spent_ns, "idle_ns");
             }
             add(&mut self.online_ns, spent_ns, "online_ns");
-            let by_pool = self.online_by_pool.entry(pool.to_owned()).or_default();
-            add(by_pool, spent_ns, "online_ns");
+            // The pool's entry exists after its first interval: no key allocated per close.
+            match self.online_by_pool.get_mut(pool) {
+                Some(by_pool) => add(by_pool, spent_ns, "online_ns"),
+                None => {
+                    self.online_by_pool.insert(pool.to_owned(), spent_ns);
+                }
+            }
         }
         self.since_ns = time_ns;
     }
