@@ -231,8 +231,8 @@ impl RunReport {
     }
 
     /// The HTML report of the run (`--report`): its timeline's Gantt, the wakeup-latency
-    /// CDF of every domain, and the summary. No fairness bars: the run metrics do not
-    /// compute entitlements (`metrics.md` §1.4) yet.
+    /// CDF of every domain, the fairness bars of domains in contended pools (`metrics.md`
+    /// §1.4, as `xensim compare` computes them), and the summary.
     pub fn html(&self) -> String {
         let metrics = &self.outcome.sinks_report.metrics;
         let multi_host = self.scenario.hosts.len() > 1;
@@ -265,10 +265,31 @@ impl RunReport {
                 label: schedulers.join(" + "),
                 timeline: self.timeline.clone(),
                 latency,
-                shares: Vec::new(),
+                shares: self.share_bars(),
             }],
         };
         crate::report::html::render(&report)
+    }
+
+    /// Fairness bars of the domains with an entitlement; none on a multi-host run, whose
+    /// domain names may repeat across hosts.
+    fn share_bars(&self) -> Vec<crate::report::html::ShareBar> {
+        if self.scenario.hosts.len() > 1 {
+            return Vec::new();
+        }
+        let line = crate::sweep::line::SeedResult::from_report(self);
+        let names: Vec<String> = (self.outcome.sinks_report.metrics.domains.iter())
+            .map(|d| d.name.clone())
+            .collect();
+        crate::compare::shares_of(std::slice::from_ref(&line), &names)
+            .into_iter()
+            .map(|s| crate::report::html::ShareBar {
+                name: s.name,
+                norm_share_ppm: s.norm_share_ppm,
+                actual_ns: s.actual_ns,
+                entitled_ns: s.entitled_ns,
+            })
+            .collect()
     }
 }
 

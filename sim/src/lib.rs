@@ -1,7 +1,7 @@
 //! # xensim: the simulated machine around the hypervisor core
 //!
 //! Layers, top to bottom:
-//! - `bin/xensim.rs`: the CLI; parses arguments and calls this library.
+//! - `bin/xensim/`: the CLI; parses arguments and calls this library.
 //! - [`scenario`]: scenario TOML and xl.cfg loading with located errors.
 //! - [`app`]: what each CLI command does (run, replay, report from a trace, xl queries).
 //! - [`compare`]: one scenario under several schedulers, one table (`xensim compare`).

@@ -14,28 +14,12 @@ mod tests {
 
     use xensim::bench::scenarios::{all, render};
 
-    /// Scenarios that need the `io` workload (a guest with `i mod 16` in 8..=11), which this
-    /// build refuses to load: they are generated but not checked in until the vbd data path
-    /// lands. Remove a name here and bless to check its file in.
-    const PENDING_IO: &[&str] = &[
-        "bench-64x512",
-        "bench-64x512-rtds",
-        "bench-64x64-null",
-        "scale-64",
-        "scale-256",
-        "scale-1024",
-    ];
-
     #[test]
     fn checked_in_bench_scenarios_match_the_generator() {
         let dir = repo_root().join("scenarios").join("bench");
         let bless = std::env::var_os("XENSIM_BLESS").is_some();
         for spec in all() {
             let path = dir.join(format!("{}.toml", spec.name));
-            if PENDING_IO.contains(&spec.name) {
-                assert!(!path.exists(), "{} is pending io support", path.display());
-                continue;
-            }
             let want = render(&spec);
             if bless {
                 std::fs::create_dir_all(&dir).expect("create scenarios/bench");
@@ -54,7 +38,7 @@ mod tests {
     #[test]
     fn checked_in_bench_scenarios_load() {
         let dir = repo_root().join("scenarios").join("bench");
-        for spec in all().iter().filter(|s| !PENDING_IO.contains(&s.name)) {
+        for spec in &all() {
             let path = dir.join(format!("{}.toml", spec.name));
             let scenario = xensim::app::load(&path, None, false)
                 .unwrap_or_else(|e| panic!("{} loads: {e}", path.display()));

@@ -162,6 +162,36 @@ fn xenstored_done_for_a_later_item_is_refused() {
     assert_eq!(refused, Err(super::InputError::UnknownXsWork(later)));
 }
 
+#[test]
+fn xenstored_far_behind_merges_batches_at_the_queue_bound_instead_of_failing() {
+    use super::xenstored::XS_WORK_ITEMS_MAX;
+    // xenstored never gets CPU here (the fake platform does not run dom0's work), while
+    // each write under dom0's backend bus gives dom0's ring a watch event: one item each.
+    let (mut hv, mut p) = host(1_000);
+    let writes = XS_WORK_ITEMS_MAX + 100;
+    for i in 0..writes {
+        let cmd = XsClientCmd::Write {
+            pairs: alloc::vec![(
+                alloc::format!("/local/domain/0/backend/vkbd/{i}"),
+                b"1".to_vec()
+            )],
+            raw: false,
+        };
+        let input = CoreInput::Toolstack {
+            job: JobId(2),
+            op: ToolstackOp::XsClient(cmd),
+        };
+        assert_eq!(hv.handle(&input, &mut p), Ok(()));
+    }
+    assert_eq!(hv.xenstored_queued_items(), XS_WORK_ITEMS_MAX);
+    assert_eq!(
+        hv.xenstored_charged_requests(),
+        u64::try_from(writes).unwrap_or(0)
+    );
+    let violations = hv.check_invariants();
+    assert!(violations.is_empty(), "{violations:?}");
+}
+
 /// Index of the first event `matches` accepts at or after `from`.
 fn position_from(p: &FakePlatform, from: usize, matches: impl Fn(&TraceEvent) -> bool) -> usize {
     p.events[from..]

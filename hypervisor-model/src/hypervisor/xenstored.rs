@@ -24,7 +24,8 @@
 //!   may merge into the newest item, since in a FIFO this changes no completion time of
 //!   any ring output.
 //! - `pending_for` counts, per domain, the unfinished items that will serve its ring.
-//! - The queue holds at most [`XS_WORK_ITEMS_MAX`] items.
+//! - The queue holds at most [`XS_WORK_ITEMS_MAX`] items; at the bound a new batch merges
+//!   into the newest item (whose rings then wait for it as well) instead of adding one.
 //!
 //! xensim differs, on purpose:
 //! - The store changes at once when a request is made, and replies reach their callers at
@@ -96,6 +97,11 @@ impl XsActor {
         self.charged_requests
     }
 
+    /// Unfinished work items.
+    pub fn queued_items(&self) -> usize {
+        self.queue.len()
+    }
+
     /// True if an unfinished item will write into `domid`'s ring.
     pub(crate) fn holds_output_for(&self, domid: u32) -> bool {
         self.pending_for.contains_key(&domid)
@@ -157,12 +163,12 @@ impl Hypervisor {
         if requests == 0 && rings.is_empty() {
             return;
         }
-        let merge = self.xsd.queue.back().is_some_and(|w| w.rings.is_empty());
+        // A full queue (xenstored far behind, e.g. a thousand creates at once) takes the
+        // batch into its newest item: the rings already in that item are then served after
+        // this work too, so xenstored falls behind in larger batches instead of failing.
+        let full = self.xsd.queue.len() >= XS_WORK_ITEMS_MAX;
+        let merge = full || self.xsd.queue.back().is_some_and(|w| w.rings.is_empty());
         if !merge {
-            assert!(
-                self.xsd.queue.len() < XS_WORK_ITEMS_MAX,
-                "xenstored work queue full"
-            );
             let id = XsWorkId(self.xsd.next_item);
             self.xsd.next_item += 1;
             self.xsd.queue.push_back(WorkItem {
@@ -257,5 +263,10 @@ impl Hypervisor {
     /// xenstored's work accounting (requests charged to dom0 since boot).
     pub fn xenstored_charged_requests(&self) -> u64 {
         self.xsd.charged_requests()
+    }
+
+    /// xenstored's unfinished work items (at most [`XS_WORK_ITEMS_MAX`]).
+    pub fn xenstored_queued_items(&self) -> usize {
+        self.xsd.queued_items()
     }
 }

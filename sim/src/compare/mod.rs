@@ -240,41 +240,43 @@ impl CompareResult {
         samples
     }
 
-    /// `path` summed over the seeds of run `run_index` that have it.
-    fn scalar_total(&self, run_index: usize, path: &str) -> Option<u64> {
-        let values: Vec<u64> = self.runs[run_index]
-            .lines
-            .iter()
-            .filter_map(|l| l.scalars.get(path))
-            .map(|&v| u64::try_from(v).unwrap_or(0))
-            .collect();
-        (!values.is_empty()).then(|| values.iter().fold(0u64, |a, &v| a.saturating_add(v)))
-    }
-
-    /// The fairness bars of run `run_index` (the HTML report's `ShareBar`s): per domain with
-    /// an entitlement (a contended pool), the time fairness compares (running time; rtds:
-    /// capped at the reservation) and the entitled time, summed over the seeds, and their
-    /// pooled ratio in ppm.
+    /// The fairness bars of run `run_index` (the HTML report's `ShareBar`s); see
+    /// [`shares_of`].
     pub fn shares(&self, run_index: usize) -> Vec<ShareData> {
-        self.domains
-            .iter()
-            .filter_map(|name| {
-                let entitled_ns =
-                    self.scalar_total(run_index, &format!("domain.{name}.entitled_ns"))?;
-                let actual_ns = self
-                    .scalar_total(run_index, &format!("domain.{name}.fair_actual_ns"))
-                    .unwrap_or(0);
-                let ratio =
-                    (u128::from(actual_ns) * 1_000_000).checked_div(u128::from(entitled_ns));
-                Some(ShareData {
-                    name: name.clone(),
-                    norm_share_ppm: ratio.map_or(0, |r| i64::try_from(r).unwrap_or(i64::MAX)),
-                    actual_ns,
-                    entitled_ns,
-                })
-            })
-            .collect()
+        shares_of(&self.runs[run_index].lines, &self.domains)
     }
+}
+
+/// `path` summed over the lines that have it.
+fn scalar_total(lines: &[SeedResult], path: &str) -> Option<u64> {
+    let values: Vec<u64> = lines
+        .iter()
+        .filter_map(|l| l.scalars.get(path))
+        .map(|&v| u64::try_from(v).unwrap_or(0))
+        .collect();
+    (!values.is_empty()).then(|| values.iter().fold(0u64, |a, &v| a.saturating_add(v)))
+}
+
+/// Fairness bars: per domain of `domains` with an entitlement (a contended pool), the time
+/// fairness compares (running time; rtds: capped at the reservation) and the entitled time,
+/// summed over `lines` (seeds), and their pooled ratio in ppm. `xensim run --report` passes
+/// its one run's line.
+pub fn shares_of(lines: &[SeedResult], domains: &[String]) -> Vec<ShareData> {
+    domains
+        .iter()
+        .filter_map(|name| {
+            let entitled_ns = scalar_total(lines, &format!("domain.{name}.entitled_ns"))?;
+            let actual_ns =
+                scalar_total(lines, &format!("domain.{name}.fair_actual_ns")).unwrap_or(0);
+            let ratio = (u128::from(actual_ns) * 1_000_000).checked_div(u128::from(entitled_ns));
+            Some(ShareData {
+                name: name.clone(),
+                norm_share_ppm: ratio.map_or(0, |r| i64::try_from(r).unwrap_or(i64::MAX)),
+                actual_ns,
+                entitled_ns,
+            })
+        })
+        .collect()
 }
 
 /// One domain's CPU time against its entitlement, summed over seeds.

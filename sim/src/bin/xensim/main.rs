@@ -7,10 +7,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use xensim::app::{self, AppError, RunArgs};
-use xensim::compare::{self, CompareOptions, DeltaMode};
+use xensim::compare;
 use xensim::scenario::values::parse_duration;
-use xensim::sweep::summary::{self, ReplayCommand};
-use xensim::sweep::{self, files, RunnerOptions, SeedRange, Shard};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -168,66 +166,6 @@ enum Command {
     },
 }
 
-/// `xensim compare` arguments.
-#[derive(clap::Args, Debug)]
-struct CompareCli {
-    /// Scenario file (TOML).
-    file: PathBuf,
-    /// Schedulers for Pool-0, baseline first: `credit2,rtds,null`.
-    #[arg(long)]
-    schedulers: String,
-    /// Inclusive seed range `A..B` (default: the scenario's seed).
-    #[arg(long)]
-    seeds: Option<String>,
-    /// Worker threads (default: available parallelism); each run is single-threaded.
-    #[arg(short = 'j', long)]
-    jobs: Option<std::num::NonZeroUsize>,
-    /// Δ as `pct` (default) or `abs` (in the row's unit).
-    #[arg(long, default_value = "pct")]
-    delta: String,
-    /// Check every invariant after every event of every run.
-    #[arg(long)]
-    check: bool,
-}
-
-/// `xensim sweep` arguments.
-#[derive(clap::Args, Debug)]
-#[command(args_conflicts_with_subcommands = true)]
-struct SweepCli {
-    #[command(subcommand)]
-    merge: Option<SweepCommand>,
-    /// Scenario file (TOML).
-    file: Option<PathBuf>,
-    /// Inclusive seed range `A..B`.
-    #[arg(long)]
-    seeds: Option<String>,
-    /// Worker threads (default: available parallelism); each run is single-threaded.
-    #[arg(short = 'j', long)]
-    jobs: Option<std::num::NonZeroUsize>,
-    /// Run only shard `i/n` (0-based, e.g. `$SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT`).
-    #[arg(long)]
-    shard: Option<String>,
-    /// Write `shard-I-of-N.jsonl` and `summary.json` here.
-    #[arg(long)]
-    out: Option<PathBuf>,
-    /// Check every invariant after every event of every run.
-    #[arg(long)]
-    check: bool,
-}
-
-#[derive(Subcommand, Debug)]
-enum SweepCommand {
-    /// Combine the shard outputs of `sweep --out` directories into one summary.
-    Merge {
-        /// `--out` directories of the shards.
-        #[arg(required = true)]
-        dirs: Vec<PathBuf>,
-        /// Write the summary JSON here (byte-identical to a one-machine `summary.json`).
-        #[arg(long)]
-        out: Option<PathBuf>,
-    },
-}
-
 /// Writes to stdout; a closed pipe (`xensim run ... | head`) ends the process quietly.
 fn emit(args: std::fmt::Arguments<'_>) {
     use std::io::Write as _;
@@ -241,14 +179,18 @@ fn emit(args: std::fmt::Arguments<'_>) {
 
 /// `print!` that survives a closed pipe.
 macro_rules! out {
-    ($($arg:tt)*) => { emit(format_args!($($arg)*)) };
+    ($($arg:tt)*) => { $crate::emit(format_args!($($arg)*)) };
 }
 
 /// `println!` that survives a closed pipe.
 macro_rules! outln {
-    () => { emit(format_args!("\n")) };
-    ($($arg:tt)*) => { emit(format_args!("{}\n", format_args!($($arg)*))) };
+    () => { $crate::emit(format_args!("\n")) };
+    ($($arg:tt)*) => { $crate::emit(format_args!("{}\n", format_args!($($arg)*))) };
 }
+
+mod batch;
+
+use batch::{compare_cli, sweep_cli, CompareCli, SweepCli};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -599,133 +541,6 @@ fn serve(file: &std::path::Path, args: &app::ServeArgs, seed: Option<u64>) -> an
     );
     outln!("run hash: {}", report.outcome.hash);
     Ok(0)
-}
-
-/// A progress bar on stderr; indicatif draws nothing when stderr is not a terminal.
-fn progress(total: usize) -> indicatif::ProgressBar {
-    let bar = indicatif::ProgressBar::new(u64::try_from(total).unwrap_or(u64::MAX));
-    if let Ok(style) =
-        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} runs  {elapsed} (eta {eta})")
-    {
-        bar.set_style(style);
-    }
-    bar
-}
-
-fn compare_cli(args: CompareCli) -> anyhow::Result<u8> {
-    let mut opts = compare_options(
-        &args.schedulers,
-        args.seeds.as_deref(),
-        args.jobs,
-        args.check,
-    )?;
-    opts.scenario_path = args.file.display().to_string();
-    let delta = DeltaMode::parse(&args.delta).map_err(|e| AppError::Usage(e.to_string()))?;
-    compare(&args.file, &opts, delta)
-}
-
-fn sweep_cli(args: SweepCli) -> anyhow::Result<u8> {
-    if let Some(SweepCommand::Merge { dirs, out }) = args.merge {
-        return sweep_merge(&dirs, out.as_deref());
-    }
-    let file = args
-        .file
-        .ok_or_else(|| AppError::Usage("sweep: give FILE".to_owned()))?;
-    let seeds = args
-        .seeds
-        .ok_or_else(|| AppError::Usage("sweep: give --seeds A..B".to_owned()))?;
-    let range = SeedRange::parse(&seeds).map_err(AppError::from)?;
-    let shard = match args.shard {
-        Some(text) => Shard::parse(&text).map_err(AppError::from)?,
-        None => Shard::WHOLE,
-    };
-    let runner = RunnerOptions {
-        jobs: args.jobs.unwrap_or_else(sweep::default_jobs),
-        check: args.check,
-    };
-    sweep_run(&file, range, shard, runner, args.out.as_deref())
-}
-
-fn compare_options(
-    schedulers: &str,
-    seeds: Option<&str>,
-    jobs: Option<std::num::NonZeroUsize>,
-    check: bool,
-) -> anyhow::Result<CompareOptions> {
-    let schedulers =
-        compare::parse_schedulers(schedulers).map_err(|e| AppError::Usage(e.to_string()))?;
-    let seeds = seeds
-        .map(SeedRange::parse)
-        .transpose()
-        .map_err(AppError::from)?;
-    Ok(CompareOptions {
-        scenario_path: String::new(),
-        schedulers,
-        seeds,
-        runner: RunnerOptions {
-            jobs: jobs.unwrap_or_else(sweep::default_jobs),
-            check,
-        },
-    })
-}
-
-fn compare(file: &std::path::Path, opts: &CompareOptions, delta: DeltaMode) -> anyhow::Result<u8> {
-    let scenario = app::load(file, None, false)?;
-    for warning in &scenario.warnings {
-        eprintln!("{}", warning.trim_end());
-    }
-    let seed_count = opts.seeds.map_or(1, |r| r.count());
-    let total = usize::try_from(seed_count).unwrap_or(usize::MAX) * opts.schedulers.len();
-    let bar = progress(total);
-    let result = compare::run(&scenario, opts, &mut |_| bar.inc(1));
-    bar.finish_and_clear();
-    out!("{}", compare::table::render(&result, delta)?);
-    for failing in result.failing() {
-        outln!("failing seed {} (exit {}):", failing.seed, failing.exit);
-        for failure in &failing.failures {
-            outln!("  {failure}");
-        }
-        outln!("  replay: {}", failing.replay);
-    }
-    Ok(result.exit_code())
-}
-
-fn sweep_run(
-    file: &std::path::Path,
-    range: SeedRange,
-    shard: Shard,
-    runner: RunnerOptions,
-    out_dir: Option<&std::path::Path>,
-) -> anyhow::Result<u8> {
-    let scenario = app::load(file, None, false)?;
-    for warning in &scenario.warnings {
-        eprintln!("{}", warning.trim_end());
-    }
-    let seeds = range.shard_seeds(shard);
-    let bar = progress(seeds.len());
-    let lines = sweep::run_seeds(&scenario, &seeds, runner, &mut |_| bar.inc(1));
-    bar.finish_and_clear();
-    let replay = ReplayCommand {
-        scenario: file.display().to_string(),
-        extra: String::new(),
-    };
-    let summary = summary::summarize(&replay, &lines)?;
-    if let Some(dir) = out_dir {
-        let header = files::header(&scenario, range, shard, &replay);
-        files::write_dir(dir, &header, shard, &lines, &summary).map_err(AppError::from)?;
-    }
-    out!("{}", summary.render());
-    Ok(u8::from(!summary.failing_seeds.is_empty()))
-}
-
-fn sweep_merge(dirs: &[PathBuf], out_file: Option<&std::path::Path>) -> anyhow::Result<u8> {
-    let summary = files::merge(dirs).map_err(AppError::from)?;
-    if let Some(path) = out_file {
-        std::fs::write(path, summary.to_json())
-            .with_context(|| format!("writing {}", path.display()))?;
-    }
-    out!("{}", summary.render());
-    Ok(u8::from(!summary.failing_seeds.is_empty()))
 }
 
 fn bench(files: Vec<PathBuf>, seed: Option<u64>) -> anyhow::Result<u8> {
