@@ -221,7 +221,59 @@ mod tests {
             "too few Gantt rects"
         );
         assert_eq!(count(&dom, "<path class=\"cdf\""), cdf_count);
-        assert!(dom.contains("No entitlement computed for this run."));
+        // credit2-overload's Pool-0 is contended: the domains with an entitlement get bars.
+        let line = xensim::sweep::line::SeedResult::from_report(&report);
+        let names: Vec<String> = (report.outcome.sinks_report.metrics.domains.iter())
+            .map(|d| d.name.clone())
+            .collect();
+        let bars = xensim::compare::shares_of(std::slice::from_ref(&line), &names).len();
+        assert!(bars > 0, "no domain with an entitlement");
+        assert_eq!(count(&dom, "<rect class=\"share\""), bars);
+    }
+
+    #[test]
+    fn compare_cli_report_and_perfetto_files_load() {
+        let dir = scratch("compare-cli");
+        let page = dir.join("cmp.html");
+        let perfetto = dir.join("cmp.json");
+        let out = Command::new(env!("CARGO_BIN_EXE_xensim"))
+            .current_dir(repo_root())
+            .args(["compare", "scenarios/credit2-overload.toml"])
+            .args(["--schedulers", "credit2,rtds", "--seeds", "1..2"])
+            .arg("--report")
+            .arg(&page)
+            .arg("--perfetto")
+            .arg(&perfetto)
+            .output()
+            .expect("xensim runs");
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let source = std::fs::read_to_string(&page).expect("compare wrote the report");
+        for sched in ["credit2", "rtds"] {
+            let json = std::fs::read_to_string(dir.join(format!("cmp.{sched}.json")))
+                .expect("one Perfetto file per scheduler");
+            let value: serde_json::Value = serde_json::from_str(&json).expect("Perfetto JSON");
+            let events = value["traceEvents"].as_array().map_or(0, Vec::len);
+            assert!(events > 100, "{sched}: {events} trace events");
+        }
+        assert_eq!(count(&source, "<svg class=\"gantt\""), 2);
+        assert!(
+            count(&source, "<rect class=\"share\"") > 0,
+            "no fairness bars"
+        );
+        assert!(count(&source, "<path class=\"cdf\"") > 0, "no latency CDFs");
+        assert!(source.contains("seeds 1..2"), "the table is missing");
+        let Some(chromium) = chromium() else {
+            let _ = std::fs::remove_dir_all(&dir);
+            return;
+        };
+        let (dom, log) = dump_dom(&chromium, &dir, &source);
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_loads_cleanly(&source, &dom, &log);
     }
 
     #[test]
