@@ -1,26 +1,11 @@
 //! `xensim bench` end to end on a small scenario: the table's run hash is the one `xensim run`
 //! prints (a bench measures the same run), and `--generate` writes every §11 scenario.
 
+mod support;
+
 #[cfg(test)]
 mod tests {
-    use std::path::{Path, PathBuf};
-    use std::process::{Command, Output};
-
-    fn repo_root() -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-    }
-
-    fn xensim(args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_xensim"))
-            .args(args)
-            .current_dir(repo_root())
-            .output()
-            .expect("xensim runs")
-    }
-
-    fn stdout(output: &Output) -> String {
-        String::from_utf8_lossy(&output.stdout).into_owned()
-    }
+    use super::support::{stdout, xensim};
 
     fn run_hash(text: &str) -> Option<String> {
         let line = text.lines().find(|l| l.starts_with("run hash: "))?;

@@ -1,36 +1,16 @@
 //! The `xensim` binary end to end: exit statuses (0 ok, 1 a check failed, 2 bad input),
 //! replay of a recorded trace, and the first divergence of a tampered trace.
 
+mod support;
+
 #[cfg(test)]
 mod tests {
-    use std::path::{Path, PathBuf};
-    use std::process::{Command, Output};
+    use super::support::{repo_root, scratch_dir, stderr, stdout, xensim};
+    use std::path::PathBuf;
+    use std::process::Command;
 
-    fn repo_root() -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-    }
-
-    fn xensim(args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_xensim"))
-            .args(args)
-            .current_dir(repo_root())
-            .output()
-            .expect("xensim runs")
-    }
-
-    fn stdout(output: &Output) -> String {
-        String::from_utf8_lossy(&output.stdout).into_owned()
-    }
-
-    fn stderr(output: &Output) -> String {
-        String::from_utf8_lossy(&output.stderr).into_owned()
-    }
-
-    /// A scratch directory unique to this test process and `name`.
     fn scratch(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("xensim-cli-{}-{name}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("scratch dir");
-        dir
+        scratch_dir("cli", name)
     }
 
     #[test]

@@ -8,9 +8,10 @@ mod support;
 
 #[cfg(test)]
 mod tests {
+    use super::support::{repo_root, scratch_dir, stderr, stdout, xensim};
     use std::num::NonZeroUsize;
     use std::path::{Path, PathBuf};
-    use std::process::{Command, Output};
+    use std::process::Output;
 
     use xensim::sweep::summary::{summarize, ReplayCommand};
     use xensim::sweep::{files, run_seeds, RunnerOptions, SeedRange, Shard};
@@ -20,32 +21,8 @@ mod tests {
     const VM2_MIN_EXPECT: &str = "[[expect]]\nmetric = \"domain.vm2.running_ns\"\n\
                                   min = 120_000_000\n";
 
-    fn repo_root() -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-    }
-
-    fn xensim(args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_xensim"))
-            .args(args)
-            .current_dir(repo_root())
-            .output()
-            .expect("xensim runs")
-    }
-
-    fn stdout(output: &Output) -> String {
-        String::from_utf8_lossy(&output.stdout).into_owned()
-    }
-
-    fn stderr(output: &Output) -> String {
-        String::from_utf8_lossy(&output.stderr).into_owned()
-    }
-
-    /// A fresh scratch directory unique to this test process and `name`.
     fn scratch(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("xensim-sweep-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("scratch dir");
-        dir
+        scratch_dir("sweep", name)
     }
 
     fn jobs(n: usize) -> NonZeroUsize {
