@@ -46,6 +46,7 @@ mod errors {
     snapshot_case!(io_bad_vbd);
     snapshot_case!(io_dom0);
     snapshot_case!(pool_cpu0);
+    snapshot_case!(tmem);
     snapshot_case!(unknown_host);
     snapshot_case!(unknown_key);
     snapshot_case!(unsupported_outputs);

@@ -170,6 +170,23 @@ mod tests {
     }
 
     #[test]
+    fn list_numa_on_two_nodes_shows_placement() {
+        // dom0 (pinned to pCPU 0, memory from node 1) counts one vCPU on node 0: `a` goes
+        // to node 1 (fewer vCPUs); then both nodes have one, and `b` takes node 0, which
+        // has more free memory.
+        let (mut hv, mut p) = boot(two_node_host());
+        create(&mut hv, &mut p, 1, guest("a", 1, 512), 0x61, false);
+        create(&mut hv, &mut p, 2, guest("b", 4, 1024), 0x62, false);
+        let options = ListOptions {
+            numa: true,
+            ..ListOptions::default()
+        };
+        let out = list(&hv, &p, options, &[]);
+        assert_eq!(out.rc, 0);
+        golden!("xl__list_numa_two_nodes", out.stdout);
+    }
+
+    #[test]
     fn info_key_prefix_free_prints_two_values() {
         // "free" is a prefix of free_memory and free_cpus.
         let (hv, p) = boot(small_host(4, SchedKind::Null));

@@ -644,3 +644,5 @@ mod tests_xenbus;
 
 #[cfg(test)]
 mod tests_memory;
+#[cfg(test)]
+mod tests_numa;

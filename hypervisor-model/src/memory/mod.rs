@@ -123,6 +123,9 @@ pub struct DomMem {
     pub last_alloc_node: u32,
     /// `d->node_affinity`, one bit per node.
     pub node_affinity: u64,
+    /// False while Xen derives the node affinity from the vCPUs (`auto_node_affinity`);
+    /// true once the toolstack set it (`XEN_DOMCTL_setnodeaffinity`).
+    pub node_affinity_set: bool,
     /// Pages scrubbed at allocation for this domain.
     pub scrubbed_pages: u64,
 }
@@ -266,6 +269,45 @@ impl Memory {
         };
         let old = self.doms.insert(dom, fresh);
         assert!(old.is_none(), "{dom:?} added twice");
+    }
+
+    /// `XEN_DOMCTL_setnodeaffinity`: later allocations for `dom` start from `nodes`
+    /// (falling back to the others when those are exhausted, §1.3).
+    pub fn set_node_affinity(&mut self, dom: DomId, nodes: u64) -> Result<(), MemError> {
+        let online = self.heap.online_mask();
+        let d = self.doms.get_mut(&dom).ok_or(MemError::UnknownDomain)?;
+        // domain_set_node_affinity: a mask with no online node is -EINVAL; xensim's
+        // toolstack only passes placement results, which are online nodes.
+        debug_assert!(
+            nodes & online != 0,
+            "node affinity outside the online nodes"
+        );
+        d.node_affinity = nodes & online;
+        d.node_affinity_set = true;
+        Ok(())
+    }
+
+    /// The node affinity the toolstack set for `dom`, if it set one.
+    pub fn explicit_node_affinity(&self, dom: DomId) -> Option<u64> {
+        let d = self.doms.get(&dom)?;
+        d.node_affinity_set.then_some(d.node_affinity)
+    }
+
+    /// Pages `dom` holds on each node (from the frames its P2M maps).
+    pub fn dom_node_pages(&self, dom: DomId) -> Vec<u64> {
+        let owner = Owner::Dom(dom);
+        let runs = self.frames.runs().filter(|(_, run)| run.owner == owner);
+        let mut pages = alloc::vec![0u64; self.heap.nodes.len()];
+        for (start, run) in runs {
+            let end = start + run.pages;
+            for (slot, node) in pages.iter_mut().zip(&self.heap.nodes) {
+                let overlap = end
+                    .min(node.end_mfn)
+                    .saturating_sub(start.max(node.start_mfn));
+                *slot += overlap;
+            }
+        }
+        pages
     }
 
     /// The domain struct goes: it must own nothing; its claim is released.

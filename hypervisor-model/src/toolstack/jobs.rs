@@ -18,7 +18,7 @@ use alloc::vec::Vec;
 use crate::cpumask::CpuMask;
 use crate::domain::{Domain, DomainIdentity, Dying, ShutdownReason};
 use crate::hypervisor::{Hypervisor, InputError, XenbusWait, INTERNAL_JOB_BIT};
-use crate::ids::{DomId, PoolId};
+use crate::ids::{DomId, PcpuId, PoolId};
 use crate::platform::Platform;
 use crate::time::{STime, Span};
 use crate::toolstack::config::{ConfigError, DomainConfig, ShutdownAction};
@@ -211,7 +211,23 @@ impl Hypervisor {
                 crate::toolstack::ops::PoolError::NoDevice,
             ));
         }
-        let (hard, soft) = self.affinity_masks(config, pool)?;
+        let (hard, mut soft) = self.affinity_masks(config, pool)?;
+        // libxl__build_pre: automatic NUMA placement sets every vCPU's soft affinity to
+        // the chosen nodes' pCPUs and the domain's node affinity to those nodes.
+        let placement = self.numa_place(config, pool);
+        if let Some(chosen) = &placement {
+            let width = self.host.nr_cpus();
+            let mut node_cpus = CpuMask::empty(width);
+            for (cpu, topo) in self.host.cpus.iter().enumerate() {
+                let on_node = chosen.nodemap >> topo.node & 1 == 1;
+                if let Some(id) = u32::try_from(cpu).ok().and_then(PcpuId::new) {
+                    if on_node {
+                        node_cpus.set(id);
+                    }
+                }
+            }
+            soft.iter_mut().for_each(|mask| *mask = node_cpus.clone());
+        }
         let dom = self
             .allocate_domid(p.now())
             .ok_or(ToolstackError::NoFreeDomid)?;
@@ -220,6 +236,10 @@ impl Hypervisor {
         self.insert_domain(domain, p);
         let max_set = self.memory.set_max_pages(dom, max_pages);
         debug_assert_eq!(max_set, Ok(()));
+        if let Some(chosen) = &placement {
+            let set = self.memory.set_node_affinity(dom, chosen.nodemap);
+            debug_assert_eq!(set, Ok(()));
+        }
         self.create_vcpus(dom, &hard, &soft, config.vcpus, p);
         p.trace(&TraceEvent::JobStep {
             job,

@@ -1,7 +1,8 @@
 //! The toolstack's view: typed xl operations (`ops.rs`; the codec of the cpupool and
 //! scheduler-parameter ones in `ops_sched.rs`), the domain configuration model
 //! (`config.rs`) and the multi-step jobs that carry operations out in virtual time
-//! (`jobs.rs`, the destroy in `jobs_destroy.rs`, the builder's memory in `populate.rs`).
+//! (`jobs.rs`, the destroy in `jobs_destroy.rs`, the builder's memory in `populate.rs`,
+//! libxl's automatic NUMA placement in `placement.rs`).
 
 pub mod config;
 pub mod jobs;
@@ -9,6 +10,7 @@ mod jobs_destroy;
 pub mod mem_ops;
 pub mod ops;
 pub mod ops_sched;
+pub mod placement;
 mod populate;
 pub mod xs_client;
 pub mod xs_tree;

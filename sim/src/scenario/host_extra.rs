@@ -11,6 +11,7 @@ use super::diag::Diags;
 use super::host::MIB;
 use super::model::{CostValue, Dom0Spec, Dom0Vcpus, WorkloadSpec, XenSpec, XlConfSpec};
 use super::tree::{conv, Kind, Node, Tbl};
+use super::unsupported;
 use super::workload::parse_workload;
 
 /// Xen options xensim models (`specs/scenario.md` §4.2).
@@ -123,7 +124,10 @@ pub(crate) fn xen(d: &Diags, h: &Tbl<'_>) -> Option<XenSpec> {
                     continue;
                 }
             };
-            if !XEN_OPTIONS.contains(&entry.key.as_str()) {
+            if unsupported::is_tmem(&entry.key) {
+                let message = format!("{}: {}", o.path(&entry.key), unsupported::TMEM_REMOVED);
+                d.error(o.loc(entry.key_offset), message);
+            } else if !XEN_OPTIONS.contains(&entry.key.as_str()) {
                 d.warning(
                     o.loc(entry.key_offset),
                     format!(

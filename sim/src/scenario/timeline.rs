@@ -167,6 +167,9 @@ fn xl_action(
             let offset = words.get(e.word_index).map_or(0, |(o, _)| *o);
             let sub = plain.first().map_or("", String::as_str);
             let message = match unsupported::not_yet(Feature::XlCommand(sub)) {
+                _ if e.word_index == 0 && unsupported::is_tmem(sub) => {
+                    format!("xl command \"{sub}\": {}", unsupported::TMEM_REMOVED)
+                }
                 Some(why) if e.word_index == 0 => why,
                 _ => e.message,
             };

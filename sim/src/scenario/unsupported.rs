@@ -4,6 +4,9 @@
 //! running without it. When the engine learns a feature, delete its row in
 //! [`not_yet`]; the loader already parses and validates the feature's syntax.
 //!
+//! It also owns the one message for tmem, which Xen removed (`specs/memory-iommu-migration.md`
+//! §6): xensim will never run it, so a scenario asking for it is refused with that message.
+//!
 //! # Invariants
 //! - Every unsupported feature is listed here and nowhere else.
 
@@ -47,6 +50,17 @@ const XL_COMMANDS_NOT_YET: &[&str] = &[
     "top",
 ];
 
+/// Why a scenario asking for tmem (an `xl tmem-*` command, a `tmem*` Xen option) is refused.
+pub const TMEM_REMOVED: &str = "tmem (transcendent memory) was removed from Xen in 4.13 \
+     (4.12 was the last release with it; its hypercall now returns -ENOSYS); use memory \
+     claims (claim_mode, `xl claims`) or ballooning (`xl mem-set`) instead";
+
+/// True for the names of tmem's removed xl commands and Xen options (`tmem-list`,
+/// `tmem_compress`, ...).
+pub fn is_tmem(name: &str) -> bool {
+    name == "tmem" || name.starts_with("tmem-") || name.starts_with("tmem_")
+}
+
 /// Why `feature` is refused in this build, or `None` if it is supported.
 pub fn not_yet(feature: Feature<'_>) -> Option<String> {
     let what = match feature {
@@ -83,5 +97,14 @@ mod tests {
     fn unknown_xl_command_is_not_in_table() {
         assert_eq!(not_yet(Feature::XlCommand("frobnicate")), None);
         assert!(not_yet(Feature::XlCommand("vcpu-set")).is_some());
+    }
+
+    #[test]
+    fn tmem_names_are_recognised() {
+        assert!(super::is_tmem("tmem-list"));
+        assert!(super::is_tmem("tmem_compress"));
+        assert!(super::is_tmem("tmem"));
+        assert!(!super::is_tmem("tmemory"));
+        assert!(!super::is_tmem("claims"));
     }
 }

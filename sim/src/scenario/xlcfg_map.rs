@@ -242,7 +242,11 @@ impl Mapper<'_> {
             }
             "tmem" => self.d.warning(
                 self.src.origin.loc(s.name_offset_bytes),
-                format!("{}tmem: legacy key, ignored", self.src.prefix),
+                format!(
+                    "{}tmem: legacy key, ignored (config.legacy_key): tmem was removed from \
+                     Xen in 4.13",
+                    self.src.prefix
+                ),
             ),
             k if STRING_KEYS_DROPPED.contains(&k) => {
                 self.string(s);
@@ -484,6 +488,16 @@ mod tests {
         let (cfg, d) = load("name = \"a\"\nvnc = 1\n");
         assert!(cfg.is_some());
         assert!(d.rendered(Severity::Warning)[0].contains("vnc: unknown key"));
+    }
+
+    #[test]
+    fn tmem_key_is_located_legacy_warning() {
+        let (cfg, d) = load("name = \"a\"\ntmem = 1\n");
+        assert!(cfg.is_some());
+        let warnings = d.rendered(Severity::Warning);
+        assert!(warnings[0].starts_with("warning: t.cfg:2:1: tmem: legacy key"));
+        assert!(warnings[0].contains("config.legacy_key"));
+        assert!(warnings[0].contains("removed from Xen in 4.13"));
     }
 
     #[test]

@@ -235,11 +235,18 @@ fn pool_name<'h>(hv: &'h Hypervisor, domain: &Domain) -> &'h str {
         .map_or("(null)", |pool| pool.name.as_str())
 }
 
-/// `d->node_affinity` with `auto_node_affinity` (xen/common/sched/core.c,
+/// `d->node_affinity`: the nodes NUMA placement set, or with `auto_node_affinity`
+/// (xen/common/sched/core.c,
 /// `domain_update_node_affinity`): the nodes of (∪ soft ∩ ∪ hard ∩ pool CPUs), or of
 /// (∪ hard ∩ pool CPUs) if that is empty; printed by `print_bitmap` over `nr_nodes`.
 fn node_affinity(hv: &Hypervisor, domain: &Domain) -> String {
     let host = hv.host();
+    let nr_nodes = usize::try_from(host.nr_nodes()).unwrap_or(0);
+    // Set by the toolstack (NUMA placement): `auto_node_affinity` is off.
+    if let Some(mask) = hv.memory().explicit_node_affinity(domain.id) {
+        let nodes: Vec<bool> = (0..nr_nodes).map(|n| (mask >> n) & 1 == 1).collect();
+        return print_bitmap(&nodes);
+    }
     let nr_cpus = host.nr_cpus();
     let pool_cpus = hv
         .pools()
