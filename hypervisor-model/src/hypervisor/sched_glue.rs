@@ -350,6 +350,7 @@ impl Hypervisor {
         }
         d.controller_pause_count -= 1;
         self.domain_unpause(dom, p);
+        self.console_boot(dom);
         Ok(())
     }
 

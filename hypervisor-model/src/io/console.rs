@@ -278,6 +278,8 @@ pub struct DomConsole {
     pub page: ConsolePage,
     /// xenconsoled's buffer of what it read.
     pub buffer: ConsoleBuffer,
+    /// The guest kernel has printed its boot banner.
+    pub booted: bool,
 }
 
 /// xenconsoled in dom0: every guest's console, and its own log.
@@ -298,7 +300,14 @@ impl Xenconsoled {
         let mut page = ConsolePage::new();
         page.connection = XENCONSOLE_CONNECTED;
         let buffer = ConsoleBuffer::new(limit_bytes);
-        self.consoles.insert(dom, DomConsole { page, buffer });
+        self.consoles.insert(
+            dom,
+            DomConsole {
+                page,
+                buffer,
+                booted: false,
+            },
+        );
     }
 
     /// The domain is gone (`cleanup_domain`).
