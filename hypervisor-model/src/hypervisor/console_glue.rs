@@ -1,6 +1,7 @@
 //! Guest consoles on one host: the toolstack's console device connects a domain's ring to
 //! xenconsoled in dom0 (`io/console.rs`), the guest kernel writes its boot banner there
-//! when it first runs, and xenconsoled drains it on the guest's notification.
+//! when it first runs and its last line before `SCHEDOP_shutdown`, and xenconsoled drains
+//! the ring on the guest's notification.
 //!
 //! Follows tools/console/daemon/io.c (`domain_create_ring`, `handle_ring_read`,
 //! `cleanup_domain`) and Linux drivers/tty/hvc/hvc_xen.c; spec `xenstore-io.md` §8.5.
@@ -9,12 +10,13 @@
 //! port stays unbound in the event-channel table, and no trace event is emitted, so the
 //! console does not change any scheduling decision or the run hash); xenconsoled's CPU
 //! time is not charged to dom0; the banner is the guest model's own text, all printed at
-//! guest uptime 0.
+//! guest uptime 0; no workload messages after boot yet.
 
 use alloc::format;
 use alloc::string::String;
 
 use super::Hypervisor;
+use crate::domain::ShutdownReason;
 use crate::ids::DomId;
 use crate::io::console::XENCONSOLE_LIMIT_BYTES;
 use crate::toolstack::config::GuestType;
@@ -48,15 +50,15 @@ impl Hypervisor {
         }
     }
 
-    /// The guest runs for the first time: its kernel prints a boot banner.
-    pub(crate) fn console_boot(&mut self, dom: DomId) {
+    /// The guest runs for the first time (at `now_ns`): its kernel prints a boot banner.
+    pub(crate) fn console_boot(&mut self, dom: DomId, now_ns: i64) {
         let Some(con) = self.xenconsoled.console_mut(dom) else {
             return;
         };
-        if con.booted {
+        if con.boot_ns.is_some() {
             return;
         }
-        con.booted = true;
+        con.boot_ns = Some(now_ns);
         let Some(config) = self.domains.get(dom).and_then(|d| d.config.as_ref()) else {
             return;
         };
@@ -68,6 +70,23 @@ impl Hypervisor {
             self.xen.minor,
         );
         self.console_write(dom, banner.as_bytes());
+    }
+
+    /// The guest kernel's last line before `SCHEDOP_shutdown` (Linux's `kernel_power_off`,
+    /// `kernel_restart`, `panic`), stamped with its uptime at `now_ns`.
+    pub(crate) fn console_shutdown(&mut self, dom: DomId, reason: ShutdownReason, now_ns: i64) {
+        let Some(boot_ns) = self.xenconsoled.console(dom).and_then(|c| c.boot_ns) else {
+            return;
+        };
+        let text = match reason {
+            ShutdownReason::Poweroff => "reboot: Power down",
+            ShutdownReason::Reboot => "reboot: Restarting system",
+            ShutdownReason::Crash => "Kernel panic - not syncing: xensim guest model crash",
+            ShutdownReason::Watchdog => "watchdog: watchdog did not stop!",
+            ShutdownReason::Suspend | ShutdownReason::SoftReset => return,
+        };
+        let line = format!("{} {text}\n", printk_time(now_ns.saturating_sub(boot_ns)));
+        self.console_write(dom, line.as_bytes());
     }
 
     /// What xenconsoled buffered for `dom` (`xl console`), or `None` without a console.
@@ -119,9 +138,20 @@ fn boot_banner(kind: GuestType, memory_kib: u64, vcpus: u32, major: u32, minor: 
     ];
     let mut out = String::new();
     for line in lines {
-        out.push_str("[    0.000000] ");
+        out.push_str(&printk_time(0));
+        out.push(' ');
         out.push_str(&line);
         out.push('\n');
     }
     out
+}
+
+/// printk's time prefix, `[%5lu.%06lu]`, for an uptime in ns.
+fn printk_time(uptime_ns: i64) -> String {
+    let uptime_ns = uptime_ns.max(0);
+    format!(
+        "[{:5}.{:06}]",
+        uptime_ns / 1_000_000_000,
+        uptime_ns % 1_000_000_000 / 1_000
+    )
 }

@@ -6,9 +6,11 @@ use alloc::vec::Vec;
 
 use super::tests_io::{create_op, guest, guest_with_devices};
 use super::Hypervisor;
+use crate::domain::ShutdownReason;
 use crate::event::CoreInput;
 use crate::io::console::ConsIndex;
 use crate::testing::FakePlatform;
+use crate::time::STime;
 use crate::toolstack::ops::{JobId, ToolstackOp};
 
 fn handle(hv: &mut Hypervisor, p: &mut FakePlatform, job: u32, op: ToolstackOp) {
@@ -83,4 +85,25 @@ fn destroy_drops_the_console() {
     handle(&mut hv, &mut p, 3, ToolstackOp::Destroy { dom: guest() });
     assert_eq!(hv.console_output(guest()), None);
     assert!(!hv.console_poke_index(guest(), ConsIndex::OutProd, 1));
+}
+
+#[test]
+fn a_guest_poweroff_prints_its_last_line_with_its_uptime() {
+    let (mut hv, mut p) = guest_with_devices();
+    handle(&mut hv, &mut p, 2, ToolstackOp::Unpause { dom: guest() });
+    let boot_ns = hv.xenconsoled.console(guest()).and_then(|c| c.boot_ns);
+    let boot_ns = boot_ns.expect("booted");
+    p.advance_to(&mut hv, STime::from_ns(boot_ns + 1_500_250_000));
+    let input = CoreInput::GuestShutdown {
+        dom: guest(),
+        reason: ShutdownReason::Poweroff,
+    };
+    assert_eq!(hv.handle(&input, &mut p), Ok(()));
+    let out = lines(&hv);
+    assert_eq!(
+        out.last(),
+        Some(&"[    1.500250] reboot: Power down"),
+        "{out:?}"
+    );
+    assert_eq!(hv.check_invariants(), []);
 }

@@ -278,8 +278,8 @@ pub struct DomConsole {
     pub page: ConsolePage,
     /// xenconsoled's buffer of what it read.
     pub buffer: ConsoleBuffer,
-    /// The guest kernel has printed its boot banner.
-    pub booted: bool,
+    /// When the guest kernel started (first unpause; its printk clock's 0), ns.
+    pub boot_ns: Option<i64>,
 }
 
 /// xenconsoled in dom0: every guest's console, and its own log.
@@ -305,7 +305,7 @@ impl Xenconsoled {
             DomConsole {
                 page,
                 buffer,
-                booted: false,
+                boot_ns: None,
             },
         );
     }
