@@ -18,6 +18,7 @@ mod banner;
 pub mod blk_glue;
 pub mod boot;
 mod check;
+mod console_glue;
 mod cpupool;
 #[cfg(test)]
 mod proptests;
@@ -99,6 +100,8 @@ pub struct Hypervisor {
     /// `SCHEDULE_SOFTIRQ` raised and not yet handled, per pCPU.
     pub(crate) softirq_pending: Vec<bool>,
     pub(crate) console: Console,
+    /// xenconsoled in dom0 and every guest's console ring.
+    pub(crate) xenconsoled: crate::io::console::Xenconsoled,
     /// Machine memory: heaps, frame owners, P2Ms, M2P, claims.
     pub(crate) memory: crate::memory::Memory,
     /// xl.conf `claim_mode`: the builder claims a domain's memory before populating it.
@@ -166,6 +169,7 @@ impl Hypervisor {
         let xen_pages = xen_reserved_pages(config.host.total_pages());
         let mut hv = Hypervisor {
             console: Console::new(config.xen.conring_bytes),
+            xenconsoled: crate::io::console::Xenconsoled::new(),
             memory: crate::memory::Memory::new(&config.host.node_memory_pages, xen_pages),
             claim_mode: config.claim_mode,
             balloons: BTreeMap::new(),
@@ -636,6 +640,8 @@ mod tests_blk;
 #[cfg(test)]
 mod tests_io;
 
+#[cfg(test)]
+mod tests_console;
 #[cfg(test)]
 mod tests_xs_ring;
 

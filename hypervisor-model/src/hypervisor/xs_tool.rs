@@ -270,6 +270,7 @@ impl Hypervisor {
             }
         }
         devices.push(xs_tree::console(raw, &build));
+        self.console_connect(dom);
         let hvm = config.guest_type == GuestType::Hvm;
         for (index, vif) in config.vifs.iter().enumerate() {
             let devid = u32::try_from(index).unwrap_or(u32::MAX);
@@ -348,6 +349,7 @@ impl Hypervisor {
         let removed = self.grants.remove(dom);
         debug_assert!(removed || self.grants.pinned_count(dom) > 0);
         self.build_states.remove(&dom);
+        self.console_release(dom);
     }
 
     /// A xenstore-* client run as a privileged dom0 process on the toolstack's connection.

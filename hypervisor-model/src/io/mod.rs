@@ -3,13 +3,15 @@
 //! `hypervisor/xenbus_drive.rs`), the generic shared ring (`ring.rs`), and the vbd data path:
 //! the blkif wire format (`blkif.rs`), one device's ring and pools (`vbd.rs`), blkfront
 //! (`blkfront.rs`) and blkback (`blkback.rs`); `hypervisor/blk_glue.rs` runs them against
-//! the grant tables, event channels, dom0's CPU and the disk.
+//! the grant tables, event channels, dom0's CPU and the disk; the guest console ring and
+//! xenconsoled's per-domain buffers (`console.rs`).
 //!
 //! Follows xen/include/public/io/xenbus.h; spec `xenstore-io.md` §4.
 
 pub mod blkback;
 pub mod blkfront;
 pub mod blkif;
+pub mod console;
 pub mod handshake;
 pub mod ring;
 pub mod vbd;

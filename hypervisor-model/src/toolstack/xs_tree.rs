@@ -25,6 +25,7 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
+use crate::io::console::XENCONSOLE_LIMIT_BYTES;
 use crate::toolstack::config::{DiskAccess, DiskCfg, DomainConfig, GuestType, VifCfg};
 use crate::xenstore::perms::PERM_READ;
 use crate::xenstore::Perm;
@@ -407,9 +408,6 @@ fn common(dom: u32, backend_dom: u32) -> (Kvs, Kvs) {
     ];
     (back, front)
 }
-
-/// `LIBXL_XENCONSOLE_LIMIT`.
-const XENCONSOLE_LIMIT_BYTES: u32 = 1_048_576;
 
 /// The primary console (`libxl__device_console_add` with the build state).
 pub fn console(dom: u32, b: &BuildState) -> DeviceAdd {

@@ -354,8 +354,11 @@ impl World<'_> {
             XlCommand::Claims => xl::xl_claims(&xl_host),
             XlCommand::Info { numa, key } => xl::xl_info(&xl_host, *numa, key.as_deref()),
             XlCommand::Dmesg { clear } => xl::xl_dmesg(&xl_host, *clear),
+            XlCommand::Console(args) => xl::xl_console(&xl_host, args),
             other => super::xl_sched::sched_query(&xl_host, other).unwrap_or_else(|| {
-                XlOutput::fail("xensim: only list, info and dmesg are queries\n".to_string())
+                XlOutput::fail(
+                    "xensim: only list, info, dmesg and console are queries\n".to_string(),
+                )
             }),
         };
         if let XlCommand::Dmesg { clear: true } = command {

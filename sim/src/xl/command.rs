@@ -80,6 +80,8 @@ pub enum XlCommand {
         /// `-c`: clear the ring after printing.
         clear: bool,
     },
+    /// `xl console [-t TYPE] [-n NUM] DOM`.
+    Console(super::console_command::ConsoleArgs),
     /// `xl vcpu-list [DOM ...]`.
     VcpuList {
         /// Domains (all when empty).
@@ -169,6 +171,7 @@ impl XlCommand {
             "claims" => args.check_flags("").map(|()| XlCommand::Claims),
             "mem-set" | "mem-max" => parse_mem(args),
             "dmesg" => parse_dmesg(args),
+            "console" => super::console_command::parse(words),
             other => Err(err(0, &format!("command not implemented: {other}"))),
         }
     }
@@ -180,6 +183,7 @@ impl XlCommand {
             | XlCommand::Claims
             | XlCommand::Info { .. }
             | XlCommand::Dmesg { .. }
+            | XlCommand::Console(_)
             | XlCommand::VcpuList { .. }
             | XlCommand::CpupoolList { .. } => true,
             XlCommand::SchedCredit2(a) => {

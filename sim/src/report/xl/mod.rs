@@ -7,6 +7,7 @@
 //!
 //! - `list.rs`: `xl list` and its `-v`, `-c`, `-n` columns.
 //! - `json.rs`: `xl list -l`, a yajl-beautify writer and libxl's domain config JSON.
+//! - `console.rs`: `xl console` (prints xenconsoled's buffer and returns).
 //! - `info.rs`: `xl info`, `xl info -n` and `xl info KEY`.
 //! - `pools.rs`: `xl vcpu-list`, `xl cpupool-list`, and the listings of `xl sched-credit2`
 //!   and `xl sched-rtds`.
@@ -18,6 +19,7 @@
 //! xensim differs: xl runs as a process in dom0; here it is a function call, so there is
 //! no xl logging (`-v`) and no `libxl` debug output.
 
+mod console;
 mod info;
 mod json;
 mod list;
@@ -27,6 +29,7 @@ use hypervisor_model::domain::{Domain, Dying};
 use hypervisor_model::hypervisor::Hypervisor;
 use hypervisor_model::ids::DomId;
 
+pub use console::xl_console;
 pub use info::xl_info;
 pub use json::{domain_config, list_long_json, DomainConfigJson, SchedParamsJson};
 pub use list::{xl_claims, xl_list, ListOptions};

@@ -1,0 +1,157 @@
+//! Guest consoles on one host: the toolstack's console device connects a domain's ring to
+//! xenconsoled in dom0 (`io/console.rs`), the guest kernel writes its boot banner there
+//! when it first runs and its last line before `SCHEDOP_shutdown`, and xenconsoled drains
+//! the ring on the guest's notification.
+//!
+//! Follows tools/console/daemon/io.c (`domain_create_ring`, `handle_ring_read`,
+//! `cleanup_domain`) and Linux drivers/tty/hvc/hvc_xen.c; spec `xenstore-io.md` §8.5.
+//!
+//! xensim differs: the guest's notification reaches xenconsoled directly (the console
+//! port stays unbound in the event-channel table, and no trace event is emitted, so the
+//! console does not change any scheduling decision or the run hash); xenconsoled's CPU
+//! time is not charged to dom0; the banner is the guest model's own text, all printed at
+//! guest uptime 0; no workload messages after boot yet.
+
+use alloc::format;
+use alloc::string::String;
+
+use super::Hypervisor;
+use crate::domain::ShutdownReason;
+use crate::ids::DomId;
+use crate::io::console::XENCONSOLE_LIMIT_BYTES;
+use crate::toolstack::config::GuestType;
+
+impl Hypervisor {
+    /// The console device was written: xenconsoled maps the ring (`domain_create_ring`).
+    pub(crate) fn console_connect(&mut self, dom: DomId) {
+        self.xenconsoled.connect(dom, XENCONSOLE_LIMIT_BYTES);
+    }
+
+    /// The domain is gone: xenconsoled drops its console (`cleanup_domain`).
+    pub(crate) fn console_release(&mut self, dom: DomId) {
+        self.xenconsoled.remove(dom);
+    }
+
+    /// The guest kernel writes `text` to its console; on its notification xenconsoled
+    /// drains the ring (writes larger than the ring go in ring-sized pieces, as hvc_xen
+    /// retries while xenconsoled empties the ring).
+    pub(crate) fn console_write(&mut self, dom: DomId, text: &[u8]) {
+        let mut rest = text;
+        while !rest.is_empty() {
+            let wrote = self.xenconsoled.guest_write(dom, rest);
+            if wrote.notify {
+                self.xenconsoled.drain(dom);
+            }
+            if wrote.bytes == 0 {
+                // A scribbled ring (logged by xenconsoled's end) or no console: dropped.
+                return;
+            }
+            rest = &rest[wrote.bytes..];
+        }
+    }
+
+    /// The guest runs for the first time (at `now_ns`): its kernel prints a boot banner.
+    pub(crate) fn console_boot(&mut self, dom: DomId, now_ns: i64) {
+        let Some(con) = self.xenconsoled.console_mut(dom) else {
+            return;
+        };
+        if con.boot_ns.is_some() {
+            return;
+        }
+        con.boot_ns = Some(now_ns);
+        let Some(config) = self.domains.get(dom).and_then(|d| d.config.as_ref()) else {
+            return;
+        };
+        let banner = boot_banner(
+            config.guest_type,
+            config.memory_kib,
+            config.vcpus,
+            self.xen.major,
+            self.xen.minor,
+        );
+        self.console_write(dom, banner.as_bytes());
+    }
+
+    /// The guest kernel's last line before `SCHEDOP_shutdown` (Linux's `kernel_power_off`,
+    /// `kernel_restart`, `panic`), stamped with its uptime at `now_ns`.
+    pub(crate) fn console_shutdown(&mut self, dom: DomId, reason: ShutdownReason, now_ns: i64) {
+        let Some(boot_ns) = self.xenconsoled.console(dom).and_then(|c| c.boot_ns) else {
+            return;
+        };
+        let text = match reason {
+            ShutdownReason::Poweroff => "reboot: Power down",
+            ShutdownReason::Reboot => "reboot: Restarting system",
+            ShutdownReason::Crash => "Kernel panic - not syncing: xensim guest model crash",
+            ShutdownReason::Watchdog => "watchdog: watchdog did not stop!",
+            ShutdownReason::Suspend | ShutdownReason::SoftReset => return,
+        };
+        let line = format!("{} {text}\n", printk_time(now_ns.saturating_sub(boot_ns)));
+        self.console_write(dom, line.as_bytes());
+    }
+
+    /// What xenconsoled buffered for `dom` (`xl console`), or `None` without a console.
+    pub fn console_output(&self, dom: DomId) -> Option<&[u8]> {
+        self.xenconsoled.console(dom).map(|c| c.buffer.contents())
+    }
+
+    /// xenconsoled's own log lines (bad rings it ignored), oldest first.
+    pub fn xenconsoled_log(&self) -> impl Iterator<Item = &str> {
+        self.xenconsoled.log()
+    }
+
+    /// The guest of `dom` scribbles `value` into one of its console ring's indices (fault
+    /// injection for tests). Returns false without a console.
+    pub fn console_poke_index(
+        &mut self,
+        dom: DomId,
+        which: crate::io::console::ConsIndex,
+        value: u32,
+    ) -> bool {
+        match self.xenconsoled.console_mut(dom) {
+            Some(con) => {
+                con.page.poke_index(which, value);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// The guest model's boot lines (printk format: `[seconds.micros] text`).
+fn boot_banner(kind: GuestType, memory_kib: u64, vcpus: u32, major: u32, minor: u32) -> String {
+    let (detected, console) = match kind {
+        GuestType::Pv => ("Xen PV", "hvc0"),
+        GuestType::Pvh => ("Xen PVH", "hvc0"),
+        GuestType::Hvm => ("Xen HVM", "hvc0"),
+    };
+    let lines = [
+        String::from("Linux version 6.1.0-xensim (xensim guest model)"),
+        format!("Command line: root=/dev/xvda1 ro console={console}"),
+        format!("Hypervisor detected: {detected}"),
+        format!("Xen version: {major}.{minor}"),
+        format!("Memory: {memory_kib}K"),
+        format!(
+            "smp: Brought up 1 node, {vcpus} CPU{}",
+            if vcpus > 1 { "s" } else { "" }
+        ),
+        String::from("Run /sbin/init as init process"),
+    ];
+    let mut out = String::new();
+    for line in lines {
+        out.push_str(&printk_time(0));
+        out.push(' ');
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out
+}
+
+/// printk's time prefix, `[%5lu.%06lu]`, for an uptime in ns.
+fn printk_time(uptime_ns: i64) -> String {
+    let uptime_ns = uptime_ns.max(0);
+    format!(
+        "[{:5}.{:06}]",
+        uptime_ns / 1_000_000_000,
+        uptime_ns % 1_000_000_000 / 1_000
+    )
+}

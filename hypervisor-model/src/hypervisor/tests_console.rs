@@ -1,0 +1,109 @@
+//! A guest's console on the host: connected by the create's console device, the boot
+//! banner written when the guest first runs and drained by xenconsoled, a scribbled ring
+//! ignored and logged, and the console gone with the domain.
+
+use alloc::vec::Vec;
+
+use super::tests_io::{create_op, guest, guest_with_devices};
+use super::Hypervisor;
+use crate::domain::ShutdownReason;
+use crate::event::CoreInput;
+use crate::io::console::ConsIndex;
+use crate::testing::FakePlatform;
+use crate::time::STime;
+use crate::toolstack::ops::{JobId, ToolstackOp};
+
+fn handle(hv: &mut Hypervisor, p: &mut FakePlatform, job: u32, op: ToolstackOp) {
+    let input = CoreInput::Toolstack {
+        job: JobId(job),
+        op,
+    };
+    assert_eq!(hv.handle(&input, p), Ok(()));
+    p.run_until_idle(hv);
+}
+
+fn lines(hv: &Hypervisor) -> Vec<&str> {
+    let bytes = hv.console_output(guest()).expect("console");
+    core::str::from_utf8(bytes)
+        .expect("utf-8")
+        .lines()
+        .collect()
+}
+
+#[test]
+fn a_paused_guest_has_an_empty_console_and_boots_on_unpause() {
+    let (mut hv, mut p) = guest_with_devices();
+    assert!(matches!(
+        create_op(),
+        ToolstackOp::Create { paused: true, .. }
+    ));
+    assert_eq!(hv.console_output(guest()), Some(&b""[..]));
+    handle(&mut hv, &mut p, 2, ToolstackOp::Unpause { dom: guest() });
+    let out = lines(&hv);
+    assert_eq!(out.len(), 7, "{out:?}");
+    assert!(
+        out[0].starts_with("[    0.000000] Linux version "),
+        "{out:?}"
+    );
+    assert_eq!(out[2], "[    0.000000] Hypervisor detected: Xen PV");
+    // xenconsoled drained the ring: both indices at the banner's length.
+    let con = hv.xenconsoled.console(guest()).expect("console");
+    let [_, _, out_cons, out_prod] = con.page.indices();
+    assert_eq!(out_cons, out_prod);
+    assert_eq!(out_prod as usize, con.buffer.contents().len());
+    assert_eq!(hv.check_invariants(), []);
+}
+
+#[test]
+fn a_second_unpause_prints_no_second_banner() {
+    let (mut hv, mut p) = guest_with_devices();
+    handle(&mut hv, &mut p, 2, ToolstackOp::Unpause { dom: guest() });
+    let first = lines(&hv).len();
+    handle(&mut hv, &mut p, 3, ToolstackOp::Pause { dom: guest() });
+    handle(&mut hv, &mut p, 4, ToolstackOp::Unpause { dom: guest() });
+    assert_eq!(lines(&hv).len(), first);
+}
+
+#[test]
+fn a_scribbled_ring_is_ignored_and_logged() {
+    let (mut hv, mut p) = guest_with_devices();
+    assert!(hv.console_poke_index(guest(), ConsIndex::OutProd, 0x4000_0000));
+    handle(&mut hv, &mut p, 2, ToolstackOp::Unpause { dom: guest() });
+    assert_eq!(hv.console_output(guest()), Some(&b""[..]));
+    let log: Vec<&str> = hv.xenconsoled_log().collect();
+    assert_eq!(
+        log,
+        ["d1: guest console write: illegal ring indices cons 0 prod 1073741824"]
+    );
+    assert_eq!(hv.check_invariants(), []);
+}
+
+#[test]
+fn destroy_drops_the_console() {
+    let (mut hv, mut p) = guest_with_devices();
+    handle(&mut hv, &mut p, 2, ToolstackOp::Unpause { dom: guest() });
+    handle(&mut hv, &mut p, 3, ToolstackOp::Destroy { dom: guest() });
+    assert_eq!(hv.console_output(guest()), None);
+    assert!(!hv.console_poke_index(guest(), ConsIndex::OutProd, 1));
+}
+
+#[test]
+fn a_guest_poweroff_prints_its_last_line_with_its_uptime() {
+    let (mut hv, mut p) = guest_with_devices();
+    handle(&mut hv, &mut p, 2, ToolstackOp::Unpause { dom: guest() });
+    let boot_ns = hv.xenconsoled.console(guest()).and_then(|c| c.boot_ns);
+    let boot_ns = boot_ns.expect("booted");
+    p.advance_to(&mut hv, STime::from_ns(boot_ns + 1_500_250_000));
+    let input = CoreInput::GuestShutdown {
+        dom: guest(),
+        reason: ShutdownReason::Poweroff,
+    };
+    assert_eq!(hv.handle(&input, &mut p), Ok(()));
+    let out = lines(&hv);
+    assert_eq!(
+        out.last(),
+        Some(&"[    1.500250] reboot: Power down"),
+        "{out:?}"
+    );
+    assert_eq!(hv.check_invariants(), []);
+}
