@@ -19,12 +19,14 @@
 //! # Invariants
 //! - blkback's work items finish in queue order; a ring has at most one batch queued.
 //! - Every disk command in flight belongs to a connected vbd, or its completion is dropped.
+//! - A parked vbd that has a path was connected since the last unpark (so the unpark
+//!   only looks at the vbds connected since).
 //!
 //! xensim differs, on purpose: a driver's interrupt handler runs when the event is sent
 //! (the receiving vCPU is woken for the guest to see the completion when it next runs);
 //! the completion side of blkback costs no extra CPU (`io.blkback_req_ns` covers both).
 
-use alloc::collections::{BTreeMap, VecDeque};
+use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::vec::Vec;
 
 use super::Hypervisor;
@@ -72,6 +74,9 @@ pub struct BlkState {
     /// I/Os the guest issued to a vbd whose handshake has not connected yet (the block
     /// device appears at connect; they go to blkfront then).
     parked: BTreeMap<VbdKey, Vec<GuestIo>>,
+    /// vbds connected since the last unpark: only these can free parked I/Os (a key is
+    /// parked only while it has no path). Emptied at the end of every input.
+    connected: BTreeSet<VbdKey>,
 }
 
 fn dom0_vcpu0() -> VcpuRef {
@@ -130,15 +135,14 @@ impl Hypervisor {
 
     /// End of an input: I/Os held for a vbd that has connected go to its blkfront.
     pub(crate) fn blk_unpark<P: Platform + ?Sized>(&mut self, p: &mut P) {
+        let connected = core::mem::take(&mut self.blk.connected);
         if self.blk.parked.is_empty() {
             return;
         }
-        let ready: Vec<VbdKey> = self
-            .blk
-            .parked
-            .keys()
-            .filter(|k| self.blk.paths.contains_key(k))
-            .copied()
+        // In key order, as the parked map holds them.
+        let ready: Vec<VbdKey> = connected
+            .into_iter()
+            .filter(|k| self.blk.parked.contains_key(k) && self.blk.paths.contains_key(k))
             .collect();
         for key in ready {
             let vcpu = VcpuRef {
@@ -496,6 +500,7 @@ impl Hypervisor {
         let key = (path.params.front_dom, path.params.vdev);
         self.blk.ports.insert(key, ports);
         self.blk.paths.insert(key, path);
+        self.blk.connected.insert(key);
     }
 
     /// blkback disconnects from `key`: its persistent mappings go; blkfront's pool stays
@@ -565,6 +570,14 @@ impl Hypervisor {
             }
             for invariant in broken {
                 let detail = alloc::format!("d{} vbd {}", key.0.raw(), key.1);
+                out.push(crate::sched::Violation { invariant, detail });
+            }
+        }
+        for key in self.blk.parked.keys() {
+            if self.blk.paths.contains_key(key) && !self.blk.connected.contains(key) {
+                let detail =
+                    alloc::format!("d{} vbd {} parked past its connect", key.0.raw(), key.1);
+                let invariant = "vbd.parked_connected";
                 out.push(crate::sched::Violation { invariant, detail });
             }
         }

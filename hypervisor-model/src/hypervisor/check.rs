@@ -79,6 +79,25 @@ fn check_io_tables(hv: &Hypervisor, out: &mut Vec<Violation>) {
             format!("kept {kept:?}, the queue holds {recounted:?}"),
         );
     }
+    let (recounted, kept) = hv.driver_tasks.recount();
+    if recounted != *kept {
+        violation(
+            out,
+            "io.driver_tasks_per_dom",
+            format!("kept {kept:?}, the table holds {recounted:?}"),
+        );
+    }
+    if hv.xenbus_scanned == Some(hv.xenbus_fingerprint()) {
+        for (job, (dom, wait)) in &hv.xenbus_waiters {
+            if hv.xenbus_waiter_ready(*dom, *wait) {
+                violation(
+                    out,
+                    "io.waiter_fingerprint",
+                    format!("{job:?} for {dom:?} is ready but nothing it tests changed"),
+                );
+            }
+        }
+    }
     for dom in hv.xenwatch_busy.keys() {
         if hv.domains.get(*dom).is_none() {
             violation(

@@ -20,6 +20,7 @@ pub mod boot;
 mod check;
 mod console_glue;
 mod cpupool;
+mod driver_tasks;
 #[cfg(test)]
 mod proptests;
 mod sched_glue;
@@ -145,11 +146,16 @@ pub struct Hypervisor {
     /// When each kernel's xenwatch thread finishes its last scheduled reaction.
     pub(crate) xenwatch_busy: BTreeMap<DomId, STime>,
     /// Pending driver reactions to watch events (`xenbus_watch.rs`).
-    pub(crate) driver_tasks: BTreeMap<DriverWorkId, xenbus_watch::DriverTask>,
+    pub(crate) driver_tasks: driver_tasks::DriverTasks,
     /// Next driver reaction id.
     pub(crate) next_driver_work: u32,
     /// Create and destroy jobs waiting for their domain's XenBus devices to settle.
     pub(crate) xenbus_waiters: BTreeMap<JobId, (DomId, xenbus_watch::XenbusWait)>,
+    /// Bumped by every change a waiter's test reads besides the driver reactions and
+    /// xenstored's ring counts: device ends and their states, domain liveness, new waiters.
+    pub(crate) xenbus_epoch: u64,
+    /// The waiters' fingerprint at their last scan, when none of them held.
+    pub(crate) xenbus_scanned: Option<xenbus_watch::WaitFingerprint>,
     /// Driver state writes not yet traced (traced at the end of the input).
     pub(crate) xenbus_traces: Vec<TraceEvent>,
     /// xenstored's CPU work in dom0 (`xenstored.rs`).
@@ -202,9 +208,11 @@ impl Hypervisor {
             xs_guests: BTreeMap::new(),
             xs_notifies: Vec::new(),
             xenwatch_busy: BTreeMap::new(),
-            driver_tasks: BTreeMap::new(),
+            driver_tasks: driver_tasks::DriverTasks::default(),
             next_driver_work: 0,
             xenbus_waiters: BTreeMap::new(),
+            xenbus_epoch: 0,
+            xenbus_scanned: None,
             xenbus_traces: Vec::new(),
             xsd: xenstored::XsActor::default(),
             blk: blk_glue::BlkState::default(),

@@ -69,6 +69,7 @@ impl Hypervisor {
                 device.backend_path(),
             );
             self.xenbus.entry(dom).or_default().push(conn);
+            self.xenbus_changed();
         }
     }
 
@@ -200,6 +201,7 @@ impl Hypervisor {
     /// here. Returns the drivers' time for what was walked here.
     pub(crate) fn xenbus_close(&mut self, dom: DomId) -> i64 {
         let conns = self.xenbus.remove(&dom).unwrap_or_default();
+        self.xenbus_changed();
         let mut steps: i64 = 0;
         for mut conn in conns {
             steps = steps.saturating_add(self.close_one(&mut conn));
@@ -372,6 +374,7 @@ impl Hypervisor {
             End::Frontend => conn.front_state = to,
             End::Backend => conn.back_state = to,
         }
+        self.xenbus_changed();
     }
 
     /// A driver's write into its own directory. A backend's cannot fail (dom0 is

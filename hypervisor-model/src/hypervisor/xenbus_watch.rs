@@ -27,7 +27,10 @@
 //! - Every pending reaction names a device end whose domain had devices when it was
 //!   scheduled; a reaction whose device is gone by then does nothing.
 //! - A device end is probed at most once (`*_probed`, `*_probe_pending`).
-//! - At most [`DRIVER_TASKS_MAX`] reactions are pending.
+//! - At most [`DRIVER_TASKS_MAX`](super::driver_tasks::DRIVER_TASKS_MAX) reactions are
+//!   pending (`driver_tasks.rs` keeps the table).
+//! - While the waiters' fingerprint (`xenbus_epoch`, reactions taken out, xenstored's
+//!   ring counts taken back) equals the one of their last scan, none of them is ready.
 //! - `xl create` waits (`xenbus_waiters`) until every backend of the domain reached
 //!   InitWait, or nothing more can happen for its devices; `xl destroy` waits until no
 //!   reaction for the domain is pending and xenstored holds nothing for its devices or
@@ -60,9 +63,6 @@ pub(crate) const TOKEN_BACKEND_BUS: &[u8] = b"xenbus:be-bus";
 pub(crate) const TOKEN_FRONTEND_BUS: &[u8] = b"xenbus:fe-bus";
 /// The token of an end's watch on the other end's `state`.
 pub(crate) const TOKEN_OTHEREND: &[u8] = b"xenbus:otherend";
-/// Most driver reactions pending at once on a host (xensim's bound: a few per device end
-/// in flight; reaching it means the drivers livelock).
-pub const DRIVER_TASKS_MAX: usize = 1 << 16;
 /// dom0's backend directory, which the backend bus watches.
 const BACKEND_ROOT: &str = "/local/domain/0/backend";
 
@@ -100,6 +100,10 @@ pub(crate) enum XenbusWait {
     /// `xl destroy`: nothing pending for the domain's devices (both ends closed).
     Settled,
 }
+
+/// What a waiter's test can change with: (`xenbus_epoch`, driver reactions taken out,
+/// xenstored ring counts taken back). While it stays the same no waiter can become ready.
+pub(crate) type WaitFingerprint = (u64, u64, u64);
 
 /// The path components of `path` (without the leading empty one).
 fn components(path: &str) -> Vec<&str> {
@@ -173,12 +177,7 @@ impl Hypervisor {
                 end,
                 reaction,
             };
-            assert!(
-                self.driver_tasks.len() < DRIVER_TASKS_MAX,
-                "driver reactions pile up"
-            );
-            let old = self.driver_tasks.insert(work, task);
-            assert!(old.is_none(), "{work:?} reused");
+            self.driver_tasks.insert(work, task);
             p.trace(&TraceEvent::XenbusEvent {
                 work,
                 path: event.path,
@@ -263,7 +262,7 @@ impl Hypervisor {
     ) -> Result<(), super::InputError> {
         let task = self
             .driver_tasks
-            .remove(&work)
+            .remove(work)
             .ok_or(super::InputError::UnknownDriverWork(work))?;
         let mut conns = self.xenbus.remove(&task.front_dom).unwrap_or_default();
         if let Some(slot) = conns.iter().position(|c| c.front_path == task.front_path) {
@@ -416,10 +415,9 @@ impl Hypervisor {
     /// for them: nothing for `dom`'s ring (its frontends) nor for dom0's (the backends,
     /// whatever device the held events are about).
     pub(crate) fn xenbus_settled(&self, dom: DomId) -> bool {
-        let pending = self.driver_tasks.values().any(|t| t.front_dom == dom);
-        !pending
+        !self.xsd.holds_output_for(0)
             && !self.xsd.holds_output_for(u32::from(dom.raw()))
-            && !self.xsd.holds_output_for(0)
+            && !self.driver_tasks.pending_for(dom)
     }
 
     /// libxl's `libxl__wait_device_connection`: every backend of `dom` reached InitWait
@@ -445,6 +443,24 @@ impl Hypervisor {
         self.xenbus_wait_holds(dom, wait)
     }
 
+    /// Notes a change to what waiters test (see `xenbus_epoch`).
+    pub(crate) fn xenbus_changed(&mut self) {
+        self.xenbus_epoch = self.xenbus_epoch.wrapping_add(1);
+    }
+
+    pub(crate) fn xenbus_fingerprint(&self) -> WaitFingerprint {
+        (
+            self.xenbus_epoch,
+            self.driver_tasks.removed(),
+            self.xsd.retired(),
+        )
+    }
+
+    /// True if the waiter for `dom` may continue (its domain is gone or its wait holds).
+    pub(crate) fn xenbus_waiter_ready(&self, dom: DomId, wait: XenbusWait) -> bool {
+        !self.is_alive(dom) || self.xenbus_wait_holds(dom, wait)
+    }
+
     fn xenbus_wait_holds(&self, dom: DomId, wait: XenbusWait) -> bool {
         match wait {
             XenbusWait::BackendsReady => self.xenbus_backends_ready(dom),
@@ -453,15 +469,21 @@ impl Hypervisor {
     }
 
     /// Create and destroy jobs waiting for their domain's devices continue once what they
-    /// wait for holds (or the domain is gone).
+    /// wait for holds (or the domain is gone). Nothing to look at while nothing they test
+    /// changed since the last look.
     pub(crate) fn xenbus_wake_waiters<P: Platform + ?Sized>(&mut self, p: &mut P) {
         if self.xenbus_waiters.is_empty() {
             return;
         }
+        let fingerprint = self.xenbus_fingerprint();
+        if self.xenbus_scanned == Some(fingerprint) {
+            return;
+        }
+        self.xenbus_scanned = Some(fingerprint);
         let ready: Vec<crate::toolstack::ops::JobId> = self
             .xenbus_waiters
             .iter()
-            .filter(|(_, (dom, wait))| !self.is_alive(*dom) || self.xenbus_wait_holds(*dom, *wait))
+            .filter(|(_, (dom, wait))| self.xenbus_waiter_ready(*dom, *wait))
             .map(|(job, _)| *job)
             .collect();
         for job in ready {

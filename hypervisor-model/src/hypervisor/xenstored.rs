@@ -89,6 +89,8 @@ pub(crate) struct XsActor {
     /// Per domain: the items that will write into its ring (what `xl create` waits on),
     /// kept so the wait test is O(log n).
     pending_for: BTreeMap<u32, u32>,
+    /// Ring counts taken back so far (a waiter on a ring can only be freed by one).
+    retired: u64,
 }
 
 impl XsActor {
@@ -107,6 +109,11 @@ impl XsActor {
         self.pending_for.contains_key(&domid)
     }
 
+    /// How many per-ring counts finished items took back since boot.
+    pub(crate) fn retired(&self) -> u64 {
+        self.retired
+    }
+
     /// `pending_for` recounted from the queue (the checker compares the two).
     pub(crate) fn recount(&self) -> (BTreeMap<u32, u32>, &BTreeMap<u32, u32>) {
         let mut counted = XsActor::default();
@@ -122,6 +129,7 @@ impl XsActor {
             if add {
                 *self.pending_for.entry(dom).or_insert(0) += 1;
             } else if let Some(n) = self.pending_for.get_mut(&dom) {
+                self.retired = self.retired.wrapping_add(1);
                 *n = n.saturating_sub(1);
                 if *n == 0 {
                     self.pending_for.remove(&dom);

@@ -410,6 +410,7 @@ impl Hypervisor {
             // InitWait (`xenbus_watch.rs` continues it then); the frontends connect later.
             self.xenbus_waiters
                 .insert(job, (dom, XenbusWait::BackendsReady));
+            self.xenbus_changed();
         } else if self.destroy_running(dom) {
             // A destroy unplugged the devices under the create: libxl's create fails.
             self.jobs.remove(&job);
@@ -490,6 +491,7 @@ impl Hypervisor {
         if let Some(d) = self.domains.get_mut(dom) {
             d.dying = Dying::Dead;
         }
+        self.xenbus_changed();
         p.trace(&TraceEvent::Dying {
             dom,
             state: Dying::Dead,

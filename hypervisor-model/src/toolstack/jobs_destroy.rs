@@ -88,6 +88,7 @@ impl Hypervisor {
             self.defer(job, xs_ns, p);
         } else {
             self.xenbus_waiters.insert(job, (dom, XenbusWait::Settled));
+            self.xenbus_changed();
         }
     }
 
@@ -108,6 +109,7 @@ impl Hypervisor {
             self.kill_io(dom);
             if let Some(d) = self.domains.get_mut(dom) {
                 d.dying = Dying::Dying;
+                self.xenbus_changed();
                 p.trace(&TraceEvent::Dying {
                     dom,
                     state: Dying::Dying,
