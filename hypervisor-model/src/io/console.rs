@@ -48,17 +48,8 @@ pub const XENCONSOLE_LIMIT_BYTES: usize = 1_048_576;
 /// Lines xensim keeps of xenconsoled's own log (oldest dropped).
 pub const DAEMON_LOG_LINES: usize = 256;
 
-/// The most a free-running index can advance between two looks and still count as forward.
-const MAX_FORWARD: u32 = i32::MAX as u32;
-
-/// A ring whose producer is more than the ring's size ahead of its consumer.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub struct BadIndexes {
-    /// The consumer index read.
-    pub cons: u32,
-    /// The producer index read.
-    pub prod: u32,
-}
+pub use crate::io::ring_index::BadIndexes;
+use crate::io::ring_index::{check_forward, check_indexes};
 
 /// Which of the four indices (fault injection).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -80,15 +71,6 @@ pub struct GuestWrite {
     pub bytes: usize,
     /// The guest notifies xenconsoled over the console event channel.
     pub notify: bool,
-}
-
-/// `check` of both ends: `prod - cons <= size`, wrapping.
-fn check_indexes(cons: u32, prod: u32, size: u32) -> Result<(), BadIndexes> {
-    if prod.wrapping_sub(cons) <= size {
-        Ok(())
-    } else {
-        Err(BadIndexes { cons, prod })
-    }
 }
 
 /// `MASK_XENCONS_IDX` for a power-of-two `size`.
@@ -206,14 +188,7 @@ impl ConsolePage {
         let names = ["in_cons", "in_prod", "out_cons", "out_prod"];
         if let Some((epoch, before)) = self.seen.get() {
             if epoch == self.epoch {
-                for ((name, old), new) in names.iter().zip(before).zip(now) {
-                    if new.wrapping_sub(old) > MAX_FORWARD {
-                        out.push(Violation {
-                            invariant: "console.ring.monotonic",
-                            detail: format!("{who}: {name} moved from {old} to {new}"),
-                        });
-                    }
-                }
+                check_forward("console.ring.monotonic", who, names, before, now, out);
             }
         }
         self.seen.set(Some((self.epoch, now)));

@@ -4,7 +4,8 @@
 //! the blkif wire format (`blkif.rs`), one device's ring and pools (`vbd.rs`), blkfront
 //! (`blkfront.rs`) and blkback (`blkback.rs`); `hypervisor/blk_glue.rs` runs them against
 //! the grant tables, event channels, dom0's CPU and the disk; the guest console ring and
-//! xenconsoled's per-domain buffers (`console.rs`).
+//! xenconsoled's per-domain buffers (`console.rs`); the free-running index checks the XenStore
+//! and console rings share (`ring_index.rs`).
 //!
 //! Follows xen/include/public/io/xenbus.h; spec `xenstore-io.md` §4.
 
@@ -14,5 +15,6 @@ pub mod blkif;
 pub mod console;
 pub mod handshake;
 pub mod ring;
+pub mod ring_index;
 pub mod vbd;
 pub mod xenbus;

@@ -45,18 +45,8 @@ pub const XENSTORE_ERROR_RINGIDX: u32 = 2;
 /// `error`: protocol violation (payload too long).
 pub const XENSTORE_ERROR_PROTO: u32 = 3;
 
-/// The most a free-running index can advance between two looks and still count as
-/// forward (half the index space).
-const MAX_FORWARD: u32 = i32::MAX as u32;
-
-/// A ring whose indices failed `check_indexes`: the producer is more than a ring ahead.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub struct BadIndexes {
-    /// The consumer index read.
-    pub cons: u32,
-    /// The producer index read.
-    pub prod: u32,
-}
+use crate::io::ring_index::check_forward;
+pub use crate::io::ring_index::BadIndexes;
 
 /// Which of the four indices (for fault injection and error reports).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -77,13 +67,9 @@ fn mask(idx: u32) -> usize {
     (idx & (XENSTORE_RING_SIZE - 1)) as usize
 }
 
-/// `check_indexes`.
+/// `check_indexes` of a 1 KiB ring.
 fn check_indexes(cons: u32, prod: u32) -> Result<(), BadIndexes> {
-    if prod.wrapping_sub(cons) <= XENSTORE_RING_SIZE {
-        Ok(())
-    } else {
-        Err(BadIndexes { cons, prod })
-    }
+    crate::io::ring_index::check_indexes(cons, prod, XENSTORE_RING_SIZE)
 }
 
 /// `get_output_chunk`: where the producer may write next and how much, up to the wrap.
@@ -284,14 +270,7 @@ impl RingPage {
         }
         if let Some((epoch, before)) = self.seen.get() {
             if epoch == self.epoch {
-                for ((name, old), new) in names.iter().zip(before).zip(now) {
-                    if new.wrapping_sub(old) > MAX_FORWARD {
-                        out.push(Violation {
-                            invariant: "xs.ring.monotonic",
-                            detail: format!("{who}: {name} moved from {old} to {new}"),
-                        });
-                    }
-                }
+                check_forward("xs.ring.monotonic", who, names, before, now, out);
             }
         }
         self.seen.set(Some((self.epoch, now)));
