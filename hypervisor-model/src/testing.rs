@@ -164,6 +164,18 @@ impl FakePlatform {
     }
 }
 
+/// `xl create -p` of `config` as toolstack job `job` (its uuid bytes are all `job`).
+pub fn create_paused(job: u32, config: crate::toolstack::config::DomainConfig) -> CoreInput {
+    CoreInput::Toolstack {
+        job: JobId(job),
+        op: crate::toolstack::ops::ToolstackOp::Create {
+            config: alloc::boxed::Box::new(config),
+            uuid: [u8::try_from(job).unwrap_or(0); 16],
+            paused: true,
+        },
+    }
+}
+
 impl Platform for FakePlatform {
     fn now(&self) -> STime {
         self.now

@@ -2,7 +2,6 @@
 //! test disk answering the platform's commands; indirect negotiation, data integrity,
 //! notification suppression, and guests that write garbage into their ring.
 
-use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -14,7 +13,7 @@ use crate::io::blkif::{self, Dir, Segment, BLKIF_RSP_ERROR, BLKIF_RSP_OKAY};
 use crate::io::vbd::{GuestIo, IoDone, IoOp};
 use crate::platform::DiskOp;
 use crate::sched::SchedKind;
-use crate::testing::{ids, small_host, FakePlatform};
+use crate::testing::{create_paused, ids, small_host, FakePlatform};
 use crate::toolstack::config::{DiskAccess, DiskCfg, DomainConfig};
 use crate::toolstack::ops::{GuestNotice, JobId, ToolstackOp};
 use crate::trace::TraceEvent;
@@ -74,16 +73,7 @@ fn create(hv: &mut Hypervisor, p: &mut FakePlatform, job: u32, name: &str) {
         cdrom: false,
         backend: None,
     });
-    let op = ToolstackOp::Create {
-        config: Box::new(config),
-        uuid: [u8::try_from(job).unwrap_or(0); 16],
-        paused: true,
-    };
-    let input = CoreInput::Toolstack {
-        job: JobId(job),
-        op,
-    };
-    assert_eq!(hv.handle(&input, p), Ok(()));
+    assert_eq!(hv.handle(&create_paused(job, config), p), Ok(()));
     p.run_until_idle(hv);
 }
 
@@ -255,10 +245,12 @@ fn bogus_req_prod_halts_the_ring_and_the_other_guest_keeps_working() {
     assert_eq!(completions(&p, 2)[0].status, BLKIF_RSP_OKAY);
 }
 
-#[test]
-fn bogus_gref_gets_an_error_response_and_a_log_line() {
-    // While blkback's first batch waits for dom0, d1 writes a request naming ref 9999
-    // (past its 512-entry table) into slot 1 and publishes it.
+/// d1 submits one read through blkfront (slot 0); while blkback's batch for it waits for
+/// dom0 (10 µs a request), d1 writes `slot` by hand into ring slot 1 and publishes
+/// `req_prod = 2`; then everything runs to the end.
+fn guest_writes_slot1_behind_a_busy_backend(
+    slot: &[u8; blkif::BLKIF_SLOT_BYTES],
+) -> (Hypervisor, FakePlatform) {
     let (mut hv, mut p) = two_guests(10_000);
     let first = CoreInput::BlkSubmit {
         vcpu: ids::vcpu(1, 0),
@@ -268,6 +260,17 @@ fn bogus_gref_gets_an_error_response_and_a_log_line() {
     };
     assert_eq!(hv.handle(&first, &mut p), Ok(()));
     let path = hv.vbd_path_mut(ids::dom(1), XVDA).expect("xvda");
+    let slot1_offset = crate::io::ring::RING_HEADER_BYTES + blkif::BLKIF_SLOT_BYTES;
+    path.guest_scribble(slot1_offset, slot);
+    path.guest_scribble(0, &2u32.to_le_bytes());
+    p.run_until_idle(&mut hv);
+    (hv, p)
+}
+
+#[test]
+fn bogus_gref_gets_an_error_response_and_a_log_line() {
+    // While blkback's first batch waits for dom0, d1 writes a request naming ref 9999
+    // (past its 512-entry table) into slot 1 and publishes it.
     let mut slot = [0u8; blkif::BLKIF_SLOT_BYTES];
     let seg = Segment {
         gref: crate::ids::GrantRef::new(9999),
@@ -275,10 +278,7 @@ fn bogus_gref_gets_an_error_response_and_a_log_line() {
         last_sect: 7,
     };
     blkif::encode_direct(&mut slot, Dir::Read, 77, 0, &[seg]);
-    let slot1_offset = crate::io::ring::RING_HEADER_BYTES + blkif::BLKIF_SLOT_BYTES;
-    path.guest_scribble(slot1_offset, &slot);
-    path.guest_scribble(0, &2u32.to_le_bytes());
-    p.run_until_idle(&mut hv);
+    let (_hv, p) = guest_writes_slot1_behind_a_busy_backend(&slot);
     let gntst_bad_gntref = crate::grant::GrantError::BadGntref.code();
     let logged = p.events.iter().any(
         |e| matches!(e, TraceEvent::BlkReject { id: 77, gntst, .. } if *gntst == gntst_bad_gntref),
@@ -418,24 +418,12 @@ fn flush_goes_to_the_disk_as_a_cache_flush() {
 #[test]
 fn discard_written_by_the_guest_reaches_the_disk() {
     // While blkback's first batch waits, d1 writes a DISCARD of 16 sectors into slot 1.
-    let (mut hv, mut p) = two_guests(10_000);
-    let first = CoreInput::BlkSubmit {
-        vcpu: ids::vcpu(1, 0),
-        vdev: XVDA,
-        io: io(1, IoOp::Read, 0, 8),
-        last: true,
-    };
-    assert_eq!(hv.handle(&first, &mut p), Ok(()));
-    let path = hv.vbd_path_mut(ids::dom(1), XVDA).expect("xvda");
     let mut slot = [0u8; blkif::BLKIF_SLOT_BYTES];
     slot[0] = blkif::BLKIF_OP_DISCARD;
     slot[8..16].copy_from_slice(&5u64.to_le_bytes());
     slot[16..24].copy_from_slice(&64u64.to_le_bytes());
     slot[24..32].copy_from_slice(&16u64.to_le_bytes());
-    let slot1_offset = crate::io::ring::RING_HEADER_BYTES + blkif::BLKIF_SLOT_BYTES;
-    path.guest_scribble(slot1_offset, &slot);
-    path.guest_scribble(0, &2u32.to_le_bytes());
-    p.run_until_idle(&mut hv);
+    let (_hv, p) = guest_writes_slot1_behind_a_busy_backend(&slot);
     let discard = p.disk_cmds.iter().find(|c| c.op == DiskOp::Discard);
     assert_eq!(discard.map(|c| (c.sector, c.sectors)), Some((64, 16)));
 }

@@ -1,7 +1,6 @@
 //! Memory behaviour through the whole core: claims in concurrent creates (spec §1.5),
 //! superpage-backed population, and destroy handing every frame back.
 
-use alloc::boxed::Box;
 use alloc::string::String;
 
 use super::Hypervisor;
@@ -9,7 +8,7 @@ use crate::event::CoreInput;
 use crate::ids::{DomId, Gfn};
 use crate::memory::{Owner, PAGE_ORDER_1G};
 use crate::sched::SchedKind;
-use crate::testing::{small_host, FakePlatform};
+use crate::testing::{create_paused, small_host, FakePlatform};
 use crate::time::STime;
 use crate::toolstack::config::{DomainConfig, GuestType};
 use crate::toolstack::ops::{JobId, ToolstackError, ToolstackOp, ToolstackReply};
@@ -34,18 +33,7 @@ fn pvh(name: &str, memory_mib: u64) -> DomainConfig {
 }
 
 fn submit(p: &mut FakePlatform, job: u32, config: DomainConfig) {
-    let op = ToolstackOp::Create {
-        config: Box::new(config),
-        uuid: [0; 16],
-        paused: true,
-    };
-    p.inject(
-        STime::ZERO,
-        CoreInput::Toolstack {
-            job: JobId(job),
-            op,
-        },
-    );
+    p.inject(STime::ZERO, create_paused(job, config));
 }
 
 fn result_of(p: &FakePlatform, job: u32) -> Option<Result<(), ToolstackError>> {
@@ -296,10 +284,5 @@ fn idle_scrubbing_cleans_freed_memory_given_time() {
 }
 
 fn create_op(config: DomainConfig) -> CoreInput {
-    let op = ToolstackOp::Create {
-        config: Box::new(config),
-        uuid: [0; 16],
-        paused: true,
-    };
-    CoreInput::Toolstack { job: JobId(3), op }
+    create_paused(3, config)
 }

@@ -2,20 +2,18 @@
 //! domain lands on a 2-node host, its soft affinity, its node affinity and the node its
 //! memory comes from; when placement is skipped.
 
-use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec::Vec;
 
 use super::Hypervisor;
 use crate::cpumask::CpuMask;
-use crate::event::CoreInput;
 use crate::hypervisor::boot::CpuTopo;
 use crate::ids::{DomId, PcpuId};
 use crate::sched::SchedKind;
-use crate::testing::{small_host, FakePlatform};
+use crate::testing::{create_paused, small_host, FakePlatform};
 use crate::time::STime;
 use crate::toolstack::config::{AffinityCfg, DomainConfig, GuestType};
-use crate::toolstack::ops::{JobId, ToolstackError, ToolstackOp, ToolstackReply};
+use crate::toolstack::ops::{JobId, ToolstackError, ToolstackReply};
 
 const GIB_PAGES: u64 = 256 * 1024;
 
@@ -52,18 +50,7 @@ fn pvh(name: &str, memory_mib: u64, vcpus: u32) -> DomainConfig {
 
 /// Creates `config` as job `job` and runs until idle; panics if the create failed.
 fn create(hv: &mut Hypervisor, p: &mut FakePlatform, job: u32, config: DomainConfig) -> DomId {
-    let op = ToolstackOp::Create {
-        config: Box::new(config),
-        uuid: [0; 16],
-        paused: true,
-    };
-    p.inject(
-        STime::ZERO,
-        CoreInput::Toolstack {
-            job: JobId(job),
-            op,
-        },
-    );
+    p.inject(STime::ZERO, create_paused(job, config));
     p.run_until_idle(hv);
     let created = p.replies.iter().find_map(|(id, reply)| match reply {
         ToolstackReply::Created { dom } if *id == JobId(job) => Some(*dom),
