@@ -116,6 +116,17 @@ pub enum CoreInput {
         /// The item (always blkback's oldest unfinished one).
         item: BackWorkId,
     },
+    /// A guest's kernel tells its balloon driver the pages it cannot give up (its
+    /// non-swappable memory): at boot, and after it OOM-killed its workload (`oom_kill`,
+    /// the trace's `guest.oom_kill`).
+    GuestMemFloor {
+        /// The domain.
+        dom: DomId,
+        /// Pages inflation may not go below.
+        floor_pages: u64,
+        /// The guest has just OOM-killed its workload.
+        oom_kill: bool,
+    },
     /// The disk completed command `tag` (`Platform::disk_submit`); a READ carries the
     /// stamps of the sectors read.
     DiskDone {
@@ -188,6 +199,13 @@ impl CoreInput {
             CoreInput::BlkFault { dom, vdev, count } => {
                 e.u8(17).dom(*dom).u32(*vdev).u32(*count);
             }
+            CoreInput::GuestMemFloor {
+                dom,
+                floor_pages,
+                oom_kill,
+            } => {
+                e.u8(18).dom(*dom).u64(*floor_pages).bool(*oom_kill);
+            }
             CoreInput::DiskDone { tag, ok, data } => {
                 e.u8(16).u64(*tag).bool(*ok);
                 e.u32(u32::try_from(data.len()).unwrap_or(u32::MAX));
@@ -251,6 +269,11 @@ impl CoreInput {
                 dom: d.dom()?,
                 vdev: d.u32()?,
                 count: d.u32()?,
+            },
+            18 => CoreInput::GuestMemFloor {
+                dom: d.dom()?,
+                floor_pages: d.u64()?,
+                oom_kill: d.bool()?,
             },
             16 => {
                 let tag = d.u64()?;

@@ -312,6 +312,14 @@ pub enum TraceEvent {
         /// blkback was notified.
         notify: bool,
     },
+    /// A guest's balloon driver gave up (`ECANCELED`) after failed inflate rounds: the
+    /// guest stays above its target.
+    BalloonGaveUp {
+        /// The domain.
+        dom: DomId,
+        /// Its `tot_pages` where it stopped.
+        tot_pages: u64,
+    },
 }
 
 impl TraceEvent {
@@ -513,6 +521,9 @@ impl TraceEvent {
                 notify,
             } => {
                 e.u8(34).dom(*dom).u32(*vdev).u32(*requests).bool(*notify);
+            }
+            TraceEvent::BalloonGaveUp { dom, tot_pages } => {
+                e.u8(35).dom(*dom).u64(*tot_pages);
             }
         }
     }

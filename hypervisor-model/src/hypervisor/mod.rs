@@ -110,8 +110,8 @@ pub struct Hypervisor {
     /// Idle-loop scrubbing earned and not yet spent, pages, and when it was last brought
     /// up to date (`toolstack/populate.rs`).
     pub(crate) scrub_credit: (u64, STime),
-    /// Each guest balloon driver's ballooned GFNs.
-    pub(crate) balloons: BTreeMap<DomId, crate::toolstack::mem_ops::Ballooned>,
+    /// Each guest's balloon driver: ballooned GFNs, floor, failed rounds.
+    pub(crate) balloons: BTreeMap<DomId, crate::toolstack::mem_ops::BalloonDriver>,
     pub(crate) jobs: BTreeMap<JobId, Job>,
     /// libxl's recently destroyed domids and when they were destroyed.
     pub(crate) recent_domids: Vec<(DomId, STime)>,
@@ -401,6 +401,9 @@ impl Hypervisor {
             CoreInput::BackendWorkDone { item } => self.blkback_work_done(*item, p)?,
             CoreInput::BlkFault { dom, vdev, count } => self.blk_fault(*dom, *vdev, *count),
             CoreInput::DiskDone { tag, ok, data } => self.blk_disk_done(*tag, *ok, data, p),
+            CoreInput::GuestMemFloor {
+                dom, floor_pages, ..
+            } => self.guest_mem_floor(*dom, *floor_pages),
         }
         self.end_of_input(p);
         Ok(())

@@ -86,6 +86,11 @@ impl Memory {
                 let detail = format!("{dom:?}: tot {} owned {owned} ram {ram}", d.tot_pages);
                 violation(out, "mem.tot_pages", detail);
             }
+            let node_sum: u64 = d.node_pages.iter().sum();
+            if node_sum != d.tot_pages {
+                let detail = format!("{dom:?}: per-node {node_sum} != tot {}", d.tot_pages);
+                violation(out, "mem.node_pages_sum", detail);
+            }
             let headroom = d.max_pages.saturating_sub(d.tot_pages);
             if d.outstanding_pages > headroom {
                 let detail = format!("{dom:?}: claim {} > {headroom}", d.outstanding_pages);
@@ -116,6 +121,11 @@ impl Memory {
         for (dom, d) in &self.doms {
             for (gfn, run) in d.p2m.runs() {
                 self.check_p2m_run(*dom, gfn, run, out);
+            }
+            let counted = self.dom_node_pages(*dom);
+            if counted != d.node_pages {
+                let detail = format!("{dom:?}: kept {:?} counted {counted:?}", d.node_pages);
+                violation(out, "mem.node_pages", detail);
             }
         }
     }

@@ -128,6 +128,9 @@ pub struct DomMem {
     pub node_affinity_set: bool,
     /// Pages scrubbed at allocation for this domain.
     pub scrubbed_pages: u64,
+    /// Pages it owns on each node, in node order (kept as pages come and go, so the
+    /// sim's NUMA cost model reads it without walking the P2M).
+    pub node_pages: Vec<u64>,
 }
 
 /// What one populated extent became.
@@ -265,6 +268,7 @@ impl Memory {
     pub fn add_domain(&mut self, dom: DomId) {
         let fresh = DomMem {
             node_affinity: self.heap.online_mask(),
+            node_pages: alloc::vec![0; self.heap.nodes.len()],
             ..DomMem::default()
         };
         let old = self.doms.insert(dom, fresh);
@@ -293,19 +297,14 @@ impl Memory {
         d.node_affinity_set.then_some(d.node_affinity)
     }
 
-    /// Pages `dom` holds on each node (from the frames its P2M maps).
+    /// Pages `dom` holds on each node, counted from the frame table (the reference the
+    /// checker compares [`DomMem::node_pages`] with; O(frame runs)).
     pub fn dom_node_pages(&self, dom: DomId) -> Vec<u64> {
         let owner = Owner::Dom(dom);
         let runs = self.frames.runs().filter(|(_, run)| run.owner == owner);
         let mut pages = alloc::vec![0u64; self.heap.nodes.len()];
         for (start, run) in runs {
-            let end = start + run.pages;
-            for (slot, node) in pages.iter_mut().zip(&self.heap.nodes) {
-                let overlap = end
-                    .min(node.end_mfn)
-                    .saturating_sub(start.max(node.start_mfn));
-                *slot += overlap;
-            }
+            add_node_overlap(&self.heap, &mut pages, start, run.pages, true);
         }
         pages
     }
@@ -386,6 +385,7 @@ impl Memory {
         }
         d.tot_pages += pages;
         d.scrubbed_pages += got.scrubbed_pages;
+        add_node_overlap(&self.heap, &mut d.node_pages, got.mfn, pages, true);
         d.p2m.map(gfn, got.mfn, pages, P2mType::RamRw);
         self.frames.assign(got.mfn, pages, Owner::Dom(dom));
         self.frames.set_m2p(got.mfn, pages, gfn);
@@ -459,6 +459,9 @@ impl Memory {
             r.gfn
         );
         self.heap.free_range(r.mfn, r.pages, true);
+        if let Some(d) = self.doms.get_mut(&dom) {
+            add_node_overlap(&self.heap, &mut d.node_pages, r.mfn, r.pages, false);
+        }
         self.touch(Touched::Frames {
             mfn: r.mfn,
             pages: r.pages,
@@ -485,6 +488,23 @@ impl Memory {
             freed += pages;
         }
         freed
+    }
+}
+
+/// Adds (or, with `add` false, takes away) the pages of `[mfn, mfn + pages)` to each
+/// node's count in `counts`: O(nodes), a range may straddle a node boundary.
+fn add_node_overlap(heap: &Heap, counts: &mut [u64], mfn: u64, pages: u64, add: bool) {
+    let end = mfn + pages;
+    for (slot, node) in counts.iter_mut().zip(&heap.nodes) {
+        let overlap = end
+            .min(node.end_mfn)
+            .saturating_sub(mfn.max(node.start_mfn));
+        if add {
+            *slot += overlap;
+        } else {
+            assert!(*slot >= overlap, "node count below the pages freed");
+            *slot -= overlap;
+        }
     }
 }
 

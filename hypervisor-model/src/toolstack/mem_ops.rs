@@ -9,15 +9,24 @@
 //! `populate_physmap`, looping while the credit is not zero; pages come back LIFO).
 //! Spec `memory-iommu-migration.md` §5.
 //!
+//! The guest side of inflation (spec §5.5): the guest's kernel tells its driver how low it
+//! can go (`CoreInput::GuestMemFloor`: the pages it cannot give up, its non-swappable
+//! memory); an inflate round that finds no page above that floor has failed, and the
+//! worker backs off 2^n s after the n-th failed round in a row, giving up (`ECANCELED`,
+//! traced as `BalloonGaveUp`) after `BALLOON_MAX_RETRY_COUNT`, so the guest stays above
+//! its target until the target changes.
+//!
 //! # Invariants
 //! - At most one balloon worker per domain; it stops when the credit is zero, when the
-//!   domain dies, or when Xen refuses pages.
+//!   domain dies, when Xen refuses pages, or when it gives up.
 //! - A ballooned GFN is a hole in the domain's P2M until the worker gives it back.
+//! - Inflation never takes the guest below its floor.
 //!
 //! xensim differs: the worker is woken directly when the toolstack writes the target (not
-//! through a XenStore watch), one `io.xenbus_step_ns` later; a refused deflate stops the
-//! worker instead of Linux's back-off and retries; PoD targets (`set_pod_target`) and the
-//! HVM `target_diff` correction are not modelled; the guest balloons its highest GFNs.
+//! through a XenStore watch), one `io.xenbus_step_ns` later, and a new target does not cut
+//! a back-off sleep short; a refused deflate stops the worker instead of Linux's back-off
+//! and retries; PoD targets (`set_pod_target`) and the HVM `target_diff` correction are
+//! not modelled; the guest balloons its highest GFNs.
 
 use alloc::vec::Vec;
 
@@ -46,6 +55,11 @@ pub const BALLOON_BATCH_PAGES: u64 = 512;
 const BALLOON_INFLATE_BATCH_NS: i64 = 1_000_000;
 /// Guest time per deflate batch (model parameter, spec §5.4).
 const BALLOON_DEFLATE_BATCH_NS: i64 = 500_000;
+/// `max_retry_count`: failed rounds in a row before the driver gives up (Linux since the
+/// XSA-300 fix).
+pub const BALLOON_MAX_RETRY_COUNT: u32 = 4;
+/// `max_schedule_delay`: the longest back-off sleep, seconds.
+const BALLOON_MAX_SCHEDULE_DELAY_S: i64 = 32;
 
 /// Why libxl refused a memory operation (each is one libxl log line; the xl message
 /// follows in the sim).
@@ -131,7 +145,25 @@ impl Ballooned {
     }
 }
 
+/// One guest's balloon driver: what it holds and how far its kernel lets it inflate.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BalloonDriver {
+    /// Ballooned GFNs.
+    pub ballooned: Ballooned,
+    /// Pages the guest cannot give up (`GuestMemFloor`; 0 until the guest says).
+    pub floor_pages: u64,
+    /// Inflate rounds in a row that found nothing to give.
+    pub failed_rounds: u32,
+}
+
 impl Hypervisor {
+    /// `GuestMemFloor`: the guest's kernel tells its balloon driver how low it may go.
+    pub(crate) fn guest_mem_floor(&mut self, dom: DomId, floor_pages: u64) {
+        if self.is_alive(dom) {
+            self.balloons.entry(dom).or_default().floor_pages = floor_pages;
+        }
+    }
+
     /// A KiB number in the domain's `memory/<key>`.
     fn memory_key_kib(&self, dom: DomId, key: &str) -> Option<u64> {
         let path = alloc::format!("{}/memory/{key}", xs_tree::dom_path(u32::from(dom.raw())));
@@ -253,8 +285,18 @@ impl Hypervisor {
             finish(job, Ok(()), p);
             return;
         };
+        let floor_pages = self.balloons.get(&dom).map_or(0, |b| b.floor_pages);
         let moved = if target_pages < current {
-            self.balloon_inflate(dom, (current - target_pages).min(BALLOON_BATCH_PAGES), p)
+            let available = current.saturating_sub(floor_pages);
+            let pages = (current - target_pages)
+                .min(BALLOON_BATCH_PAGES)
+                .min(available);
+            let moved = self.balloon_inflate(dom, pages, p);
+            if moved == 0 && pages == 0 {
+                self.balloon_failed_round(job, dom, p);
+                return;
+            }
+            moved
         } else if target_pages > current {
             self.balloon_deflate(dom, (target_pages - current).min(BALLOON_BATCH_PAGES), p)
         } else {
@@ -265,12 +307,33 @@ impl Hypervisor {
             finish(job, Ok(()), p);
             return;
         }
+        if let Some(b) = self.balloons.get_mut(&dom) {
+            b.failed_rounds = 0;
+        }
         let batch_ns = if target_pages < current {
             BALLOON_INFLATE_BATCH_NS
         } else {
             BALLOON_DEFLATE_BATCH_NS
         };
         self.defer(job, batch_ns, p);
+    }
+
+    /// An inflate round found no page above the guest's floor (`BP_EAGAIN`): sleep 2^n s
+    /// after the n-th such round in a row, or give up after `BALLOON_MAX_RETRY_COUNT`.
+    fn balloon_failed_round<P: Platform + ?Sized>(&mut self, job: JobId, dom: DomId, p: &mut P) {
+        let b = self.balloons.entry(dom).or_default();
+        b.failed_rounds += 1;
+        let failed_rounds = b.failed_rounds;
+        if failed_rounds >= BALLOON_MAX_RETRY_COUNT {
+            b.failed_rounds = 0;
+            let tot_pages = self.memory.dom(dom).map_or(0, |m| m.tot_pages);
+            p.trace(&TraceEvent::BalloonGaveUp { dom, tot_pages });
+            self.jobs.remove(&job);
+            finish(job, Ok(()), p);
+            return;
+        }
+        let delay_s = (1i64 << failed_rounds).min(BALLOON_MAX_SCHEDULE_DELAY_S);
+        self.defer(job, delay_s * 1_000_000_000, p);
     }
 
     /// `decrease_reservation` of `pages` of the guest's highest GFNs, one page each.
@@ -284,7 +347,7 @@ impl Hypervisor {
             if self.memory.decrease(dom, Gfn::new(gfn), 0).is_err() {
                 break;
             }
-            self.balloons.entry(dom).or_default().push(gfn);
+            self.balloons.entry(dom).or_default().ballooned.push(gfn);
             freed += 1;
         }
         self.memory_changed(dom, -i64::try_from(freed).unwrap_or(i64::MAX), p);
@@ -297,7 +360,8 @@ impl Hypervisor {
         self.scrub_catch_up(p.now());
         let mut extents = Vec::new();
         while u64::try_from(extents.len()).unwrap_or(u64::MAX) < pages {
-            let Some(gfn) = self.balloons.get_mut(&dom).and_then(Ballooned::pop) else {
+            let popped = self.balloons.get_mut(&dom).and_then(|b| b.ballooned.pop());
+            let Some(gfn) = popped else {
                 break;
             };
             match self
@@ -306,7 +370,7 @@ impl Hypervisor {
             {
                 Ok(got) => extents.push((gfn, got.mfn.raw(), 0)),
                 Err(_) => {
-                    self.balloons.entry(dom).or_default().push(gfn);
+                    self.balloons.entry(dom).or_default().ballooned.push(gfn);
                     break;
                 }
             }
@@ -321,7 +385,7 @@ impl Hypervisor {
 
     /// Pages the guest's balloon driver holds (ballooned out).
     pub fn ballooned_pages(&self, dom: DomId) -> u64 {
-        self.balloons.get(&dom).map_or(0, Ballooned::pages)
+        self.balloons.get(&dom).map_or(0, |b| b.ballooned.pages())
     }
 }
 

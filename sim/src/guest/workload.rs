@@ -57,8 +57,12 @@
 //! - `io` (vbd): see `guest/io.rs`: `service`, then `queue_depth` I/Os through blkfront
 //!   ([`GuestAction::BlockOnIo`]), blocked until all complete, then `think`.
 //!
-//! Left out: `io` over a vif and the `memory`/`net` sub-tables (not in the typed
-//! [`WorkloadSpec`] yet).
+//! - Memory (`guest/memory.rs`): while the guest swaps or reaches remote NUMA memory, its
+//!   run time buys less work: [`GuestVcpu::set_stretch_ppm`] multiplies the demand it
+//!   reports by the stretch and divides the run time it is given by it.
+//!
+//! Left out: `io` over a vif and the `net` sub-table (not in the typed [`WorkloadSpec`]
+//! yet).
 
 use crate::guest::dist::{sample, sample_exp_ahead, EXP_LANES};
 use crate::guest::io::IoModel;
@@ -148,6 +152,8 @@ pub struct GuestVcpu {
     /// Set by a spurious wake: the timer to re-arm when the 0 ns run completes.
     spurious_wake_at_ns: Option<Option<u64>>,
     cpu_ns_total: u64,
+    /// Run time per unit of work, ppm (1 000 000: none; see `guest/memory.rs`).
+    stretch_ppm: u64,
 }
 
 impl GuestVcpu {
@@ -167,7 +173,14 @@ impl GuestVcpu {
             state,
             spurious_wake_at_ns: None,
             cpu_ns_total: 0,
+            stretch_ppm: 1_000_000,
         }
+    }
+
+    /// From now on each ns of work takes `stretch_ppm` / 10^6 ns of run time.
+    pub fn set_stretch_ppm(&mut self, stretch_ppm: u64) {
+        assert!(stretch_ppm >= 1_000_000, "a stretch never speeds work up");
+        self.stretch_ppm = stretch_ppm;
     }
 
     /// Runnable, or blocked with an optional timer wake.
@@ -186,7 +199,11 @@ impl GuestVcpu {
         if self.spurious_wake_at_ns.is_some() {
             return Some(0);
         }
-        self.behavior.run_demand_ns(now_ns)
+        let demand_ns = self.behavior.run_demand_ns(now_ns)?;
+        Some(crate::guest::memory::mul_ppm_up(
+            demand_ns,
+            self.stretch_ppm,
+        ))
     }
 
     /// The vCPU lost its pCPU after running `ran_ns`.
@@ -194,7 +211,8 @@ impl GuestVcpu {
         assert_eq!(self.state, GuestState::Runnable, "a blocked vCPU ran");
         self.cpu_ns_total = self.cpu_ns_total.saturating_add(ran_ns);
         if self.spurious_wake_at_ns.is_none() {
-            self.behavior.account(ran_ns);
+            let work_ns = crate::guest::memory::div_ppm_down(ran_ns, self.stretch_ppm);
+            self.behavior.account(work_ns);
         }
     }
 

@@ -34,6 +34,7 @@ pub mod dist;
 pub mod expect;
 pub mod io;
 pub mod jobs;
+pub mod memory;
 mod state;
 pub mod summary;
 #[cfg(test)]
@@ -180,6 +181,8 @@ pub struct DomainMetrics {
     pub vcpus: Vec<VcpuMetrics>,
     /// vbd I/O per device (§2.1), by device name.
     pub io: Vec<IoMetrics>,
+    /// Memory (§2.2); `null` without a guest memory model.
+    pub memory: Option<memory::MemoryMetrics>,
 }
 
 /// One entry of `domains[].vcpus` (§1.1, §1.2, §1.9, §1.10).

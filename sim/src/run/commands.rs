@@ -223,6 +223,12 @@ impl World<'_> {
             .unwrap_or_default()
     }
 
+    /// The memory model of the `[[domain]]` called `name`, if it has one.
+    fn memory_by_name(&self, name: &str) -> Option<crate::scenario::model::MemoryWorkload> {
+        let spec = self.scenario.domains.iter().find(|d| d.name == name)?;
+        spec.memory
+    }
+
     /// An `[[at]]` entry runs.
     pub(crate) fn run_command(&mut self, index: usize) -> u16 {
         let entry = &self.scenario.timeline[index];
@@ -529,6 +535,12 @@ impl World<'_> {
 
     /// Processes the replies and notices the core produced during the last input.
     pub(crate) fn after_input(&mut self, host: u16) {
+        let now_ns = self.queue.now_ns();
+        let h = &mut self.hosts[usize::from(host)];
+        for (dom, notice) in h.sim.guests.refresh_memory(&h.hv, now_ns) {
+            self.queue
+                .push(now_ns, SimEvent::GuestMemFloor { host, dom, notice });
+        }
         let h = &mut self.hosts[usize::from(host)];
         let replies = std::mem::take(&mut h.sim.replies);
         let notices = std::mem::take(&mut h.sim.notices);
@@ -548,9 +560,11 @@ impl World<'_> {
                     let guests = &mut self.hosts[usize::from(host)].sim.guests;
                     let jobs = guests.jobs(dom, now_ns);
                     let ios = guests.io_records(dom);
+                    let memory = guests.memory_stats(dom);
                     guests.forget_domain(dom);
                     self.sinks.domain_jobs(host, dom, jobs);
                     self.sinks.domain_io(host, dom, ios);
+                    self.sinks.domain_memory(host, dom, memory);
                 }
                 GuestNotice::BlkDone { done, .. } => {
                     let guests = &mut self.hosts[usize::from(host)].sim.guests;
@@ -589,8 +603,15 @@ impl World<'_> {
                         (name, workloads)
                     }
                 };
+                let memory = self.memory_by_name(&name);
+                let now_ns = self.queue.now_ns();
                 let h = &mut self.hosts[usize::from(host)];
                 h.sim.guests.register_domain(dom, &name, workloads);
+                if let Some(notice) = h.sim.guests.boot_memory(&h.hv, dom, memory, now_ns) {
+                    let event = SimEvent::GuestMemFloor { host, dom, notice };
+                    self.queue.push(now_ns, event);
+                }
+                let h = &mut self.hosts[usize::from(host)];
                 let vbds: Vec<(u32, String)> =
                     h.hv.domain(dom)
                         .and_then(|d| d.config.as_ref())

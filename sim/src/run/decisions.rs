@@ -98,6 +98,15 @@ pub fn input_line(out: &mut String, host: &str, time_ns: u64, input: &CoreInput)
             let status = if *ok { "ok" } else { "failed" };
             format!("disk cmd{tag} done {status} ({} sectors read)", data.len())
         }
+        CoreInput::GuestMemFloor {
+            dom,
+            floor_pages,
+            oom_kill,
+        } => format!(
+            "d{}{} balloon floor {floor_pages} pages",
+            dom.raw(),
+            if *oom_kill { " guest.oom_kill," } else { "" }
+        ),
     };
     let _ = writeln!(out, "{} {host} > {text}", seconds(time_ns));
 }
@@ -429,6 +438,12 @@ pub fn event_line(out: &mut String, host: &str, time_ns: u64, event: &TraceEvent
         TraceEvent::Extents { dom, extents } => extents_text(*dom, extents),
         TraceEvent::MaxPages { dom, max_pages } => {
             format!("d{} max_pages {max_pages}", dom.raw())
+        }
+        TraceEvent::BalloonGaveUp { dom, tot_pages } => {
+            format!(
+                "d{} balloon gave up (ECANCELED) at {tot_pages} pages",
+                dom.raw()
+            )
         }
         TraceEvent::BlkbackWork { .. }
         | TraceEvent::DiskSubmit { .. }

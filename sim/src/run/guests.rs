@@ -25,6 +25,7 @@ use hypervisor_model::io::vbd::{GuestIo, IoDone};
 use super::SimEvent;
 use crate::clock::EventQueue;
 use crate::guest::io::IoRecord;
+use crate::guest::memory::{GuestMemory, MemoryCosts, NumaView, Stretch};
 use crate::guest::workload::{GuestAction, GuestState, GuestVcpu, JobRecord};
 use crate::rng::RngStreams;
 use crate::scenario::model::WorkloadSpec;
@@ -65,6 +66,10 @@ struct GuestSlot {
     blocked_at_start: bool,
     /// Since when the running vCPU works on its service queue's oldest item.
     serving_since_ns: Option<u64>,
+    /// NUMA node of the pCPU it runs (or last ran) on.
+    node: usize,
+    /// The memory stretch its model runs under (`guests_memory.rs`).
+    stretch: Stretch,
 }
 
 /// The workloads of one domain, by vCPU index.
@@ -125,6 +130,16 @@ pub struct HostGuests {
     service: BTreeMap<VcpuRef, VecDeque<(ServiceItem, u64)>>,
     /// Guest CPU per disk I/O in blkfront (`io.blkfront_req_ns`), for `io` workloads.
     io_request_ns: u64,
+    /// The memory model of each domain that has one (`guests_memory.rs`).
+    pub(super) memories: BTreeMap<DomId, GuestMemory>,
+    /// Domains whose pages changed since the run loop last looked.
+    pub(super) memory_dirty: Vec<DomId>,
+    /// The host's NUMA layout.
+    pub(super) numa: NumaView,
+    /// What swapping costs.
+    pub(super) mem_costs: MemoryCosts,
+    /// Start of the metrics window (the memory counters count from there).
+    pub(super) window_start_ns: u64,
 }
 
 impl HostGuests {
@@ -137,6 +152,11 @@ impl HostGuests {
             next_generation: 0,
             service: BTreeMap::new(),
             io_request_ns: 0,
+            memories: BTreeMap::new(),
+            memory_dirty: Vec::new(),
+            numa: NumaView::default(),
+            mem_costs: MemoryCosts::DEFAULT,
+            window_start_ns: 0,
         }
     }
 
@@ -160,6 +180,7 @@ impl HostGuests {
     /// The domain is gone: drop its models (their pending events become stale).
     pub fn forget_domain(&mut self, dom: DomId) {
         self.domains.remove(&dom);
+        self.memories.remove(&dom);
         self.service.retain(|v, _| v.dom != dom);
         self.slots.clear_domain(dom);
     }
@@ -185,6 +206,29 @@ impl HostGuests {
     /// True if `dom` has registered workloads.
     pub fn knows(&self, dom: DomId) -> bool {
         self.domains.contains_key(&dom)
+    }
+
+    /// The node `v` runs (or last ran) on.
+    pub(super) fn slot_node(&self, v: VcpuRef) -> usize {
+        let vcpus = self.slots.by_domain.get(usize::from(v.dom.raw()));
+        let index = usize::try_from(v.vcpu.raw()).unwrap_or(usize::MAX);
+        vcpus
+            .and_then(|vcpus| vcpus.get(index))
+            .and_then(Option::as_ref)
+            .map_or(0, |slot| slot.node)
+    }
+
+    /// The stretch `v`'s model runs under, if it has a model.
+    pub(super) fn slot_stretch(&mut self, v: VcpuRef) -> Option<Stretch> {
+        self.slots.get_mut(&v).map(|slot| slot.stretch)
+    }
+
+    /// `v`'s model runs under `stretch` from now on.
+    pub(super) fn set_slot_stretch(&mut self, v: VcpuRef, stretch: Stretch) {
+        if let Some(slot) = self.slots.get_mut(&v) {
+            slot.stretch = stretch;
+            slot.model.set_stretch_ppm(stretch.total_ppm);
+        }
     }
 
     fn generation(&mut self) -> u64 {
@@ -233,26 +277,35 @@ impl HostGuests {
                     run_started_ns: None,
                     blocked_at_start: false,
                     serving_since_ns: None,
+                    node: 0,
+                    stretch: Stretch::NONE,
                 },
             );
         }
         self.slots.get_mut(&v)
     }
 
-    /// The core put `v` on a pCPU at `now_ns`; the guest's own work starts after the
+    /// The core put `v` on pCPU `pcpu` at `now_ns`; the guest's own work starts after the
     /// switch's `overhead_ns` (queued service work first).
     pub fn start_running(
         &mut self,
         v: VcpuRef,
+        pcpu: usize,
         now_ns: u64,
         overhead_ns: u64,
         host: u16,
         queue: &mut EventQueue<SimEvent>,
     ) {
         let now_ns = now_ns + overhead_ns;
+        let node = self
+            .numa
+            .cpu_node
+            .get(pcpu)
+            .map_or(0, |n| usize::try_from(*n).unwrap_or(0));
         let Some(slot) = self.slot_for(v, now_ns, host, queue) else {
             return;
         };
+        slot.node = node;
         assert!(slot.run_started_ns.is_none(), "{v:?} started twice");
         assert!(slot.serving_since_ns.is_none(), "{v:?} started twice");
         if self.service.get(&v).is_some_and(|q| !q.is_empty()) {
@@ -276,6 +329,10 @@ impl HostGuests {
         };
         slot.run_started_ns = Some(now_ns);
         slot.run_generation = generation;
+        self.refresh_stretch(v);
+        let Some(slot) = self.slots.get_mut(&v) else {
+            return;
+        };
         slot.model.on_run_start(now_ns);
         slot.blocked_at_start = slot.model.state() != GuestState::Runnable;
         let demand_ns = match slot.model.state() {
@@ -308,6 +365,7 @@ impl HostGuests {
             // A stop inside the switch overhead leaves the guest no time of its own.
             slot.model.account(now_ns.saturating_sub(started_ns));
         }
+        self.memory_ran(v, started_ns, now_ns);
     }
 
     /// Running vCPU `v` works on its oldest service item from `now_ns`.
@@ -432,8 +490,10 @@ impl HostGuests {
             return self.service_done(v, now_ns, host, queue);
         }
         let slot = self.slots.get_mut(&v)?;
-        slot.run_started_ns?;
+        let started_ns = slot.run_started_ns?;
         slot.run_started_ns = Some(now_ns);
+        self.memory_ran(v, started_ns, now_ns);
+        let slot = self.slots.get_mut(&v)?;
         if std::mem::take(&mut slot.blocked_at_start) {
             // It had nothing to do when it started: block, unless a wake came in between
             // (then it has fresh demand). A pending wake was scheduled with the model.
@@ -476,6 +536,10 @@ impl HostGuests {
             return;
         }
         slot.run_generation = generation;
+        self.refresh_stretch(v);
+        let Some(slot) = self.slots.get_mut(&v) else {
+            return;
+        };
         if let Some(ns) = slot.model.run_demand_ns(now_ns) {
             queue.push(
                 now_ns + ns,
@@ -590,7 +654,7 @@ mod tests {
             tick_work: Dist::Const(0),
         });
         let mut queue = EventQueue::new();
-        guests.start_running(v0(), 100, 0, HOST, &mut queue);
+        guests.start_running(v0(), 0, 100, 0, HOST, &mut queue);
         let (at_ns, generation) = demand_done_generation(&mut queue);
         assert_eq!(at_ns, 100);
         assert_eq!(
@@ -608,7 +672,7 @@ mod tests {
         };
         let mut guests = guests_with(bursty);
         let mut queue = EventQueue::new();
-        guests.start_running(v0(), 0, 0, HOST, &mut queue);
+        guests.start_running(v0(), 0, 0, 0, HOST, &mut queue);
         let (_, generation) = demand_done_generation(&mut queue);
         guests.stop_running(v0(), 20_000);
         assert_eq!(
@@ -626,10 +690,10 @@ mod tests {
         };
         let mut guests = guests_with(bursty);
         let mut queue = EventQueue::new();
-        guests.start_running(v0(), 0, 0, HOST, &mut queue);
+        guests.start_running(v0(), 0, 0, 0, HOST, &mut queue);
         let _ = demand_done_generation(&mut queue);
         guests.stop_running(v0(), 20_000);
-        guests.start_running(v0(), 100_000, 0, HOST, &mut queue);
+        guests.start_running(v0(), 0, 100_000, 0, HOST, &mut queue);
         assert_eq!(demand_done_generation(&mut queue).0, 130_000);
     }
 
@@ -643,7 +707,7 @@ mod tests {
         };
         let mut guests = guests_with(bursty);
         let mut queue = EventQueue::new();
-        guests.start_running(v0(), 0, 0, HOST, &mut queue);
+        guests.start_running(v0(), 0, 0, 0, HOST, &mut queue);
         let item = super::ServiceItem::Xenstored(hypervisor_model::ids::XsWorkId(4));
         guests.add_service(v0(), item, 10_000, 20_000, HOST, &mut queue);
         let (at_ns, generation) = demand_done_generation(&mut queue);
@@ -670,7 +734,7 @@ mod tests {
         let mut queue = EventQueue::new();
         let item = super::ServiceItem::Xenstored(hypervisor_model::ids::XsWorkId(0));
         guests.add_service(v0(), item, 5_000, 0, HOST, &mut queue);
-        guests.start_running(v0(), 100_000, 0, HOST, &mut queue);
+        guests.start_running(v0(), 0, 100_000, 0, HOST, &mut queue);
         let (at_ns, generation) = demand_done_generation(&mut queue);
         assert_eq!(at_ns, 105_000);
         let step = guests.demand_done(v0(), generation, at_ns, HOST, &mut queue);
@@ -683,7 +747,7 @@ mod tests {
             yield_every: Some(Dist::Const(10)),
         });
         let mut queue = EventQueue::new();
-        guests.start_running(v0(), 0, 0, HOST, &mut queue);
+        guests.start_running(v0(), 0, 0, 0, HOST, &mut queue);
         let (_, generation) = demand_done_generation(&mut queue);
         guests.forget_domain(v0().dom);
         assert_eq!(

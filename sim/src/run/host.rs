@@ -131,6 +131,22 @@ pub fn core_costs(
     }
 }
 
+/// The guest memory model's costs (cost-model §2.3; memory spec §5.5, §7.4).
+pub fn memory_costs(merged: &BTreeMap<String, CostValue>) -> crate::guest::memory::MemoryCosts {
+    let d = crate::guest::memory::MemoryCosts::DEFAULT;
+    crate::guest::memory::MemoryCosts {
+        // E: cost-model §2.3, the guest's major-fault path.
+        swapin_fault_ns: cost_ns(merged, "mem.guest_swapin_fault_ns", d.swapin_fault_ns),
+        // D: cost-model §2.3, a NAND NVMe 4 KiB read through blkfront/blkback, less the
+        // fault: §5.5's 100 µs swap-in in all.
+        swap_device_ns: cost_ns(merged, "mem.guest_swap_device_ns", d.swap_device_ns),
+        // E: cost-model §2.3, reclaim and writeback per page.
+        swapout_page_ns: cost_ns(merged, "mem.guest_swapout_page_ns", d.swapout_page_ns),
+        // Model parameter (§7.4): the share of guest run time waiting on DRAM.
+        memory_bound_ppm: cost_ns(merged, "guest.memory_bound_ppm", d.memory_bound_ppm),
+    }
+}
+
 /// Hash of the effective cost table of every host: the core's toolstack costs, the
 /// guest reaction time and xenstored's per-request cost (`xensim serve`), in a fixed order
 /// (see `record::TraceHeader::costs_hash`).
@@ -173,6 +189,15 @@ pub fn cost_table_hash(scenario: &crate::scenario::model::Scenario) -> u64 {
         let merged = merged_costs(&scenario.costs, &host.costs);
         let blkfront_ns = cost_ns(&merged, "io.blkfront_req_ns", BLKFRONT_REQ_NS_DEFAULT);
         bytes.extend_from_slice(&blkfront_ns.to_le_bytes());
+        let m = memory_costs(&merged);
+        for value in [
+            m.swapin_fault_ns,
+            m.swap_device_ns,
+            m.swapout_page_ns,
+            m.memory_bound_ppm,
+        ] {
+            bytes.extend_from_slice(&value.to_le_bytes());
+        }
     }
     for index in 0..scenario.hosts.len() {
         let host = u16::try_from(index).unwrap_or(u16::MAX);

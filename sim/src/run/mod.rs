@@ -17,6 +17,7 @@ pub mod decisions;
 mod domain_rtds;
 pub mod external;
 pub mod guests;
+mod guests_memory;
 pub mod host;
 mod messages;
 pub mod platform;
@@ -136,6 +137,15 @@ pub enum SimEvent {
     Command {
         /// Index into `Scenario::timeline`.
         index: usize,
+    },
+    /// A guest's kernel tells its balloon driver its floor (`CoreInput::GuestMemFloor`).
+    GuestMemFloor {
+        /// Host index.
+        host: u16,
+        /// The domain.
+        dom: DomId,
+        /// What it tells.
+        notice: crate::guest::memory::FloorNotice,
     },
 }
 
@@ -380,6 +390,11 @@ impl<'s> World<'s> {
             let merged = host::merged_costs(&scenario.costs, &spec.costs);
             let blkfront_ns = host::BLKFRONT_REQ_NS_DEFAULT;
             guests.set_io_request_ns(host::cost_ns(&merged, "io.blkfront_req_ns", blkfront_ns));
+            guests.set_memory_params(
+                guests_memory::numa_view(&config.host),
+                host::memory_costs(&merged),
+                scenario.sim.warmup_ns,
+            );
             let switch = SwitchCosts::from_tables(&scenario.costs, &spec.costs);
             let dom0_vcpus = usize::try_from(config.dom0.vcpus).unwrap_or(0);
             guests.register_domain(
@@ -585,6 +600,17 @@ impl<'s> World<'s> {
             SimEvent::GuestShutdown { host, dom, reason } => {
                 if self.hosts[usize::from(host)].sim.guests.knows(dom) {
                     self.deliver(host, &CoreInput::GuestShutdown { dom, reason });
+                }
+                Some(host)
+            }
+            SimEvent::GuestMemFloor { host, dom, notice } => {
+                if self.hosts[usize::from(host)].sim.guests.knows(dom) {
+                    let input = CoreInput::GuestMemFloor {
+                        dom,
+                        floor_pages: notice.floor_pages,
+                        oom_kill: notice.oom_kill,
+                    };
+                    self.deliver(host, &input);
                 }
                 Some(host)
             }

@@ -214,9 +214,14 @@ impl Platform for SimPlatform<'_> {
                 }
                 None => 0,
             };
-            self.sim
-                .guests
-                .start_running(v, self.now_ns, overhead_ns, self.sim.host, self.queue);
+            self.sim.guests.start_running(
+                v,
+                pcpu.index(),
+                self.now_ns,
+                overhead_ns,
+                self.sim.host,
+                self.queue,
+            );
         }
     }
 
@@ -263,6 +268,9 @@ impl Platform for SimPlatform<'_> {
     }
 
     fn trace(&mut self, event: &TraceEvent) {
+        if let TraceEvent::Memory { dom, .. } = event {
+            self.sim.guests.memory_changed(*dom);
+        }
         self.sinks.event(self.sim.host, self.now_ns, event);
     }
 

@@ -177,6 +177,18 @@ impl Sinks {
         }
     }
 
+    /// The memory counters of domain `dom` (at its destruction or the run's end).
+    pub fn domain_memory(
+        &mut self,
+        host: u16,
+        dom: DomId,
+        stats: Option<crate::guest::memory::MemoryStats>,
+    ) {
+        if let Some(stats) = stats {
+            self.metrics.domain_memory(usize::from(host), dom, stats);
+        }
+    }
+
     /// Ends the run at `end_ns`: the recorder (to finish) and the report.
     pub fn finish(mut self, end_ns: u64, hosts: &mut [HostRuntime]) -> (Recorder, SinksReport) {
         for (index, host) in hosts.iter_mut().enumerate() {
@@ -204,6 +216,8 @@ impl Sinks {
                 self.domain_jobs(host_index, dom, jobs);
                 let ios = host.sim.guests.io_records(dom);
                 self.domain_io(host_index, dom, ios);
+                let memory = host.sim.guests.memory_stats(dom);
+                self.domain_memory(host_index, dom, memory);
             }
         }
         let metrics = self.metrics.finish(end_ns);

@@ -75,7 +75,15 @@ const IO_SCALARS: &[&str] = &[
     "ring_response_notify_count",
 ];
 const IO_DISTS: &[&str] = &["io_latency_ring_ns", "io_latency_guest_ns"];
-const MEMORY_SCALARS: &[&str] = &["swap_in_count", "pod_fill_count", "oom_kill_count"];
+const MEMORY_SCALARS: &[&str] = &[
+    "swap_in_count",
+    "swap_out_count",
+    "swap_stall_ns",
+    "pod_fill_count",
+    "oom_kill_count",
+    "balloon_gave_up_count",
+    "work_ns",
+];
 const HOST_SCALARS: &[&str] = &["host_free_kib_min", "host_free_kib_end"];
 const POOL_SCALARS: &[&str] = &[
     "capacity_ns",

@@ -41,8 +41,41 @@ pub fn render_summary(metrics: &Metrics) -> String {
     }
     render_jobs(&mut out, metrics);
     render_io(&mut out, metrics);
+    render_memory(&mut out, metrics);
     render_pcpus(&mut out, metrics);
     out
+}
+
+/// One line per domain with a guest memory model: swap-ins (major faults), swap-outs, the
+/// run time lost to swapping, OOM kills, balloon give-ups and the useful work done (§2.2);
+/// nothing when no domain has one.
+fn render_memory(out: &mut String, metrics: &Metrics) {
+    let rows: Vec<(&DomainMetrics, &super::memory::MemoryMetrics)> = metrics
+        .domains
+        .iter()
+        .filter_map(|d| d.memory.as_ref().map(|m| (d, m)))
+        .collect();
+    if rows.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "{:<16} {:>10} {:>10} {:>12} {:>5} {:>7} {:>12}",
+        "domain", "swap_in", "swap_out", "swap_ms", "oom", "gaveup", "work_ms"
+    );
+    for (domain, m) in rows {
+        let _ = writeln!(
+            out,
+            "{:<16} {:>10} {:>10} {:>12} {:>5} {:>7} {:>12}",
+            format!("{} (d{})", domain.name, domain.domid),
+            m.swap_in_count,
+            m.swap_out_count,
+            ns_as_ms(m.swap_stall_ns),
+            m.oom_kill_count,
+            m.balloon_gave_up_count,
+            ns_as_ms(m.work_ns),
+        );
+    }
 }
 
 /// One line per vbd with I/O: completions, IOPS, throughput, ring and guest latency

@@ -151,6 +151,10 @@ struct DomainState {
     io: Vec<crate::guest::io::IoRecord>,
     /// In-window ring pushes and notifications, by vdev (from `BlkPush`/`BlkResponse`).
     rings: BTreeMap<u32, super::io::RingCounts>,
+    /// The guest memory model's counters (given by the run loop).
+    memory: Option<crate::guest::memory::MemoryStats>,
+    /// In-window `BalloonGaveUp` events.
+    balloon_gave_up_count: u64,
 }
 
 impl MetricsCollector {
@@ -191,6 +195,23 @@ impl MetricsCollector {
         };
         if let Some(index) = index {
             host.domains[index].io = records;
+        }
+    }
+
+    /// Hands over the guest memory counters of domain `dom` on host `host_index`.
+    pub fn domain_memory(
+        &mut self,
+        host_index: usize,
+        dom: DomId,
+        stats: crate::guest::memory::MemoryStats,
+    ) {
+        let host = self.host_mut(host_index);
+        let index = match host.live.get(&dom) {
+            Some(&index) => Some(index),
+            None => host.domains.iter().rposition(|d| d.domid == dom),
+        };
+        if let Some(index) = index {
+            host.domains[index].memory = Some(stats);
         }
     }
 
@@ -303,6 +324,11 @@ impl MetricsCollector {
                 counts.response_notify_count += u64::from(*notify);
             }
             TraceEvent::BlkPush { .. } | TraceEvent::BlkResponse { .. } => {}
+            TraceEvent::BalloonGaveUp { dom, .. } => {
+                if let (true, Some(&index)) = (time_ns >= window.start_ns, host.live.get(dom)) {
+                    host.domains[index].balloon_gave_up_count += 1;
+                }
+            }
         }
     }
 
@@ -421,6 +447,8 @@ impl HostState {
             jobs: Vec::new(),
             io: Vec::new(),
             rings: BTreeMap::new(),
+            memory: None,
+            balloon_gave_up_count: 0,
         });
     }
 
@@ -599,6 +627,9 @@ impl DomainState {
             jobs: JobMetrics::from_records(&self.jobs, window.start_ns, window.end_ns),
             vcpus,
             io: super::io::io_metrics(&self.io, &self.rings, window.start_ns, window.end_ns),
+            memory: self
+                .memory
+                .map(|stats| super::memory::MemoryMetrics::new(stats, self.balloon_gave_up_count)),
         }
     }
 }

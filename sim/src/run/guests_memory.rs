@@ -1,0 +1,146 @@
+//! The guest memory models of a host, tied to its vCPUs: which stretch a vCPU's workload
+//! runs under, what each run segment did to the swap counters, and the domains whose
+//! pages moved since the run loop last read them from the core.
+//!
+//! The run loop marks a domain when the core traces a `Memory` change for it
+//! ([`HostGuests::memory_changed`]), and after the input reads the domain's `tot_pages`
+//! and pages per node from the core ([`HostGuests::update_memory`]); a floor notice that
+//! comes back is handed to the core as `CoreInput::GuestMemFloor`.
+//!
+//! # Invariants
+//! - Only domains with a memory model have a stretch other than none; a slot's stretch is
+//!   recomputed whenever its model starts running or gets new demand.
+
+use hypervisor_model::ids::{DomId, VcpuRef};
+
+use super::guests::HostGuests;
+use crate::guest::memory::Stretch;
+use crate::guest::memory::{FloorNotice, GuestMemory, MemoryCosts, MemoryStats, NumaView};
+use crate::scenario::model::MemoryWorkload;
+
+impl HostGuests {
+    /// The host's NUMA layout, the swap costs and the metrics window start.
+    pub fn set_memory_params(&mut self, numa: NumaView, costs: MemoryCosts, window_ns: u64) {
+        self.numa = numa;
+        self.mem_costs = costs;
+        self.window_start_ns = window_ns;
+    }
+
+    /// Domain `dom` booted with `spec` holding `tot_pages` (`node_pages` per node) at
+    /// `now_ns`: what its balloon driver must learn.
+    pub fn register_memory(
+        &mut self,
+        dom: DomId,
+        spec: MemoryWorkload,
+        tot_pages: u64,
+        node_pages: &[u64],
+        now_ns: u64,
+    ) -> Option<FloorNotice> {
+        let mut memory = GuestMemory::new(spec, self.window_start_ns);
+        let notice = memory.set_resident(tot_pages, node_pages, now_ns);
+        self.memories.insert(dom, memory);
+        notice
+    }
+
+    /// The core changed `dom`'s pages (its `Memory` trace event).
+    pub fn memory_changed(&mut self, dom: DomId) {
+        if self.memories.contains_key(&dom) && !self.memory_dirty.contains(&dom) {
+            self.memory_dirty.push(dom);
+        }
+    }
+
+    /// Domains marked by [`HostGuests::memory_changed`] since the last call, in order.
+    pub fn take_memory_dirty(&mut self) -> Vec<DomId> {
+        std::mem::take(&mut self.memory_dirty)
+    }
+
+    /// `dom` now holds `tot_pages` (`node_pages` per node) at `now_ns`.
+    pub fn update_memory(
+        &mut self,
+        dom: DomId,
+        tot_pages: u64,
+        node_pages: &[u64],
+        now_ns: u64,
+    ) -> Option<FloorNotice> {
+        self.memories
+            .get_mut(&dom)?
+            .set_resident(tot_pages, node_pages, now_ns)
+    }
+
+    /// The memory counters of `dom`, if it has a memory model.
+    pub fn memory_stats(&self, dom: DomId) -> Option<MemoryStats> {
+        self.memories.get(&dom).map(GuestMemory::stats)
+    }
+
+    /// Sets the stretch of `v`'s model from its domain's memory and the node it runs on.
+    pub(super) fn refresh_stretch(&mut self, v: VcpuRef) {
+        let stretch = match self.memories.get(&v.dom) {
+            Some(memory) => {
+                let node = self.slot_node(v);
+                let numa = memory.numa_stretch_ppm(&self.numa, node, &self.mem_costs);
+                Stretch::new(memory.swap_stretch_ppm(), numa)
+            }
+            None => Stretch::NONE,
+        };
+        self.set_slot_stretch(v, stretch);
+    }
+
+    /// `v`'s model ran from `started_ns` to `now_ns`: the domain's counters learn it.
+    pub(super) fn memory_ran(&mut self, v: VcpuRef, started_ns: u64, now_ns: u64) {
+        let Some(stretch) = self.slot_stretch(v) else {
+            return;
+        };
+        if let Some(memory) = self.memories.get_mut(&v.dom) {
+            let segment_ns = now_ns.saturating_sub(started_ns);
+            memory.ran(segment_ns, started_ns, stretch, &self.mem_costs);
+        }
+    }
+}
+
+/// Reads `dom`'s `tot_pages` and pages per node from the core.
+fn core_pages(hv: &hypervisor_model::hypervisor::Hypervisor, dom: DomId) -> (u64, Vec<u64>) {
+    hv.memory()
+        .dom(dom)
+        .map_or((0, Vec::new()), |m| (m.tot_pages, m.node_pages.clone()))
+}
+
+impl HostGuests {
+    /// `dom` was built with `spec` (or none): registers its memory model from the core's
+    /// view at `now_ns`; the floor notice to hand the core, if any.
+    pub fn boot_memory(
+        &mut self,
+        hv: &hypervisor_model::hypervisor::Hypervisor,
+        dom: DomId,
+        spec: Option<MemoryWorkload>,
+        now_ns: u64,
+    ) -> Option<FloorNotice> {
+        let spec = spec?;
+        let (tot_pages, node_pages) = core_pages(hv, dom);
+        self.register_memory(dom, spec, tot_pages, &node_pages, now_ns)
+    }
+
+    /// After a core input: every marked domain rereads its pages from the core; the floor
+    /// notices to hand the core, in domain order of marking.
+    pub fn refresh_memory(
+        &mut self,
+        hv: &hypervisor_model::hypervisor::Hypervisor,
+        now_ns: u64,
+    ) -> Vec<(DomId, FloorNotice)> {
+        let mut notices = Vec::new();
+        for dom in self.take_memory_dirty() {
+            let (tot_pages, node_pages) = core_pages(hv, dom);
+            if let Some(notice) = self.update_memory(dom, tot_pages, &node_pages, now_ns) {
+                notices.push((dom, notice));
+            }
+        }
+        notices
+    }
+}
+
+/// The host's NUMA layout from its boot configuration.
+pub fn numa_view(host: &hypervisor_model::hypervisor::boot::HostInfo) -> NumaView {
+    NumaView {
+        cpu_node: host.cpus.iter().map(|c| c.node).collect(),
+        distances: host.node_distances.clone(),
+    }
+}
