@@ -2,6 +2,7 @@
 //! superpage-backed population, and destroy handing every frame back.
 
 use alloc::string::String;
+use alloc::vec::Vec;
 
 use super::Hypervisor;
 use crate::event::CoreInput;
@@ -181,6 +182,51 @@ fn mem_set_balloons_guest_down_to_target_and_back() {
     mem_op(&mut hv, &mut p, 3, back);
     assert_eq!(hv.domain(d(1)).map(|x| x.tot_pages), Some(1024 * 256));
     assert_eq!(hv.ballooned_pages(d(1)), 0);
+}
+
+/// The guest of `built_1g_guest` says it cannot go below 768 MiB.
+fn floor_768m(hv: &mut Hypervisor, p: &mut FakePlatform) {
+    let floor = CoreInput::GuestMemFloor {
+        dom: d(1),
+        floor_pages: 768 * 256,
+        oom_kill: false,
+    };
+    assert!(hv.handle(&floor, p).is_ok());
+}
+
+#[test]
+fn balloon_stops_at_guest_floor_above_target() {
+    let (mut hv, mut p) = built_1g_guest();
+    floor_768m(&mut hv, &mut p);
+    let op = ToolstackOp::MemSet {
+        dom: d(1),
+        target_kib: 512 * 1024,
+    };
+    mem_op(&mut hv, &mut p, 2, op);
+    assert_eq!(hv.domain(d(1)).map(|x| x.tot_pages), Some(768 * 256));
+    assert_eq!(hv.ballooned_pages(d(1)), 256 * 256);
+}
+
+#[test]
+fn balloon_gives_up_after_four_failed_rounds() {
+    let (mut hv, mut p) = built_1g_guest();
+    floor_768m(&mut hv, &mut p);
+    let op = ToolstackOp::MemSet {
+        dom: d(1),
+        target_kib: 512 * 1024,
+    };
+    mem_op(&mut hv, &mut p, 2, op);
+    let gave_up: Vec<u64> = p
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            TraceEvent::BalloonGaveUp { dom, tot_pages } if *dom == d(1) => Some(*tot_pages),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(gave_up, [768 * 256]);
+    // Back-off 2 + 4 + 8 s between the four failed rounds.
+    assert!(p.now >= STime::from_ns(14_000_000_000));
 }
 
 #[test]

@@ -218,8 +218,11 @@ impl GuestMemory {
         })
     }
 
-    /// Share of accesses outside the resident set, ppm.
+    /// Share of accesses outside the resident set, ppm (none before the guest booted).
     pub fn miss_ppm(&self) -> u64 {
+        if !self.booted {
+            return 0;
+        }
         let w = self.working_set_pages;
         let h = self.hot_set_pages;
         let r = self.anon_resident_pages();

@@ -604,14 +604,9 @@ impl World<'_> {
                     }
                 };
                 let memory = self.memory_by_name(&name);
-                let now_ns = self.queue.now_ns();
                 let h = &mut self.hosts[usize::from(host)];
                 h.sim.guests.register_domain(dom, &name, workloads);
-                if let Some(notice) = h.sim.guests.boot_memory(&h.hv, dom, memory, now_ns) {
-                    let event = SimEvent::GuestMemFloor { host, dom, notice };
-                    self.queue.push(now_ns, event);
-                }
-                let h = &mut self.hosts[usize::from(host)];
+                h.sim.guests.register_memory(dom, memory);
                 let vbds: Vec<(u32, String)> =
                     h.hv.domain(dom)
                         .and_then(|d| d.config.as_ref())

@@ -208,6 +208,14 @@ impl HostGuests {
         self.domains.contains_key(&dom)
     }
 
+    /// True once a vCPU of `dom` has run guest code.
+    pub(super) fn has_run(&self, dom: DomId) -> bool {
+        self.slots
+            .by_domain
+            .get(usize::from(dom.raw()))
+            .is_some_and(|vcpus| vcpus.iter().any(Option::is_some))
+    }
+
     /// The node `v` runs (or last ran) on.
     pub(super) fn slot_node(&self, v: VcpuRef) -> usize {
         let vcpus = self.slots.by_domain.get(usize::from(v.dom.raw()));
@@ -253,6 +261,10 @@ impl HostGuests {
             let spec = domain.workloads.get(index).cloned().unwrap_or(idle);
             let mut model =
                 GuestVcpu::new(&spec, &self.streams, &domain.name, v.vcpu.raw(), now_ns);
+            if !self.has_run(v.dom) {
+                // The guest starts: its memory model reads its pages after this input.
+                self.memory_changed(v.dom);
+            }
             model.set_io_request_ns(self.io_request_ns);
             let wake_generation = self.generation();
             if let GuestState::Blocked {

@@ -26,23 +26,16 @@ impl HostGuests {
         self.window_start_ns = window_ns;
     }
 
-    /// Domain `dom` booted with `spec` holding `tot_pages` (`node_pages` per node) at
-    /// `now_ns`: what its balloon driver must learn.
-    pub fn register_memory(
-        &mut self,
-        dom: DomId,
-        spec: MemoryWorkload,
-        tot_pages: u64,
-        node_pages: &[u64],
-        now_ns: u64,
-    ) -> Option<FloorNotice> {
-        let mut memory = GuestMemory::new(spec, self.window_start_ns);
-        let notice = memory.set_resident(tot_pages, node_pages, now_ns);
-        self.memories.insert(dom, memory);
-        notice
+    /// Domain `dom` was created with the memory model `spec`; the model boots when the
+    /// guest first runs (its memory is populated by then).
+    pub fn register_memory(&mut self, dom: DomId, spec: Option<MemoryWorkload>) {
+        if let Some(spec) = spec {
+            self.memories
+                .insert(dom, GuestMemory::new(spec, self.window_start_ns));
+        }
     }
 
-    /// The core changed `dom`'s pages (its `Memory` trace event).
+    /// The core changed `dom`'s pages (its `Memory` trace event), or its guest started.
     pub fn memory_changed(&mut self, dom: DomId) {
         if self.memories.contains_key(&dom) && !self.memory_dirty.contains(&dom) {
             self.memory_dirty.push(dom);
@@ -54,7 +47,8 @@ impl HostGuests {
         std::mem::take(&mut self.memory_dirty)
     }
 
-    /// `dom` now holds `tot_pages` (`node_pages` per node) at `now_ns`.
+    /// `dom` now holds `tot_pages` (`node_pages` per node) at `now_ns`; nothing before its
+    /// guest first ran.
     pub fn update_memory(
         &mut self,
         dom: DomId,
@@ -62,6 +56,9 @@ impl HostGuests {
         node_pages: &[u64],
         now_ns: u64,
     ) -> Option<FloorNotice> {
+        if !self.has_run(dom) {
+            return None;
+        }
         self.memories
             .get_mut(&dom)?
             .set_resident(tot_pages, node_pages, now_ns)
@@ -105,20 +102,6 @@ fn core_pages(hv: &hypervisor_model::hypervisor::Hypervisor, dom: DomId) -> (u64
 }
 
 impl HostGuests {
-    /// `dom` was built with `spec` (or none): registers its memory model from the core's
-    /// view at `now_ns`; the floor notice to hand the core, if any.
-    pub fn boot_memory(
-        &mut self,
-        hv: &hypervisor_model::hypervisor::Hypervisor,
-        dom: DomId,
-        spec: Option<MemoryWorkload>,
-        now_ns: u64,
-    ) -> Option<FloorNotice> {
-        let spec = spec?;
-        let (tot_pages, node_pages) = core_pages(hv, dom);
-        self.register_memory(dom, spec, tot_pages, &node_pages, now_ns)
-    }
-
     /// After a core input: every marked domain rereads its pages from the core; the floor
     /// notices to hand the core, in domain order of marking.
     pub fn refresh_memory(
