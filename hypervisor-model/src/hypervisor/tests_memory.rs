@@ -191,7 +191,7 @@ fn floor_768m(hv: &mut Hypervisor, p: &mut FakePlatform) {
         floor_pages: 768 * 256,
         oom_kill: false,
     };
-    assert!(hv.handle(&floor, p).is_ok());
+    assert_eq!(hv.handle(&floor, p), Ok(()));
 }
 
 #[test]
