@@ -154,6 +154,19 @@ fn built_1g_guest() -> (Hypervisor, FakePlatform) {
 }
 
 #[test]
+fn create_sets_max_pages_to_target_plus_maxmem_constant() {
+    // libxl__build_pre: max_pages = (memory + LIBXL_MAXMEM_CONSTANT) / 4, maxmem aside.
+    let (mut hv, mut p) = boot(true);
+    let mut config = pvh("a", 1024);
+    config.max_memory_kib = 2048 * 1024;
+    submit(&mut p, 1, config);
+    p.run_until_idle(&mut hv);
+    let max_pages = hv.domain(d(1)).map(|x| x.max_pages);
+    assert_eq!(max_pages, Some((1024 * 1024 + 1024) / 4));
+    assert_eq!(hv.memory().dom(d(1)).map(|m| m.max_pages), max_pages);
+}
+
+#[test]
 fn mem_set_balloons_guest_down_to_target_and_back() {
     let (mut hv, mut p) = built_1g_guest();
     let target_kib = 512 * 1024;

@@ -595,6 +595,10 @@ fn new_domain(
     };
     let mut domain = Domain::new_paused(identity, now);
     domain.config = Some(config.clone());
-    domain.max_pages = pages_of_kib(config.max_memory_kib);
+    // Xen: libxl__build_pre sets max_pages from the *target* plus the arch extra
+    // (`xc_domain_setmaxmem(target_memkb + LIBXL_MAXMEM_CONSTANT)`), not from `maxmem`:
+    // a guest built below its static-max can grow only after `xl mem-set`/`mem-max`.
+    let max_kib = config.memory_kib + crate::toolstack::mem_ops::LIBXL_MAXMEM_CONSTANT_KIB;
+    domain.max_pages = pages_of_kib(max_kib);
     domain
 }
