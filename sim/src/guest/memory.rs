@@ -41,7 +41,7 @@
 //! xensim differs: a swap-in's device wait is charged as run time of the vCPU (the guest
 //! stays runnable) instead of blocking it on the swap device; a stretch computed when a vCPU
 //! starts running holds until its next run or demand, even if the balloon moves meanwhile;
-//! the page cache does not regrow after it was reclaimed; dom0 has no memory model.
+//! the page cache does not regrow after it was reclaimed.
 
 use crate::scenario::model::MemoryWorkload;
 

@@ -402,6 +402,7 @@ impl<'s> World<'s> {
                 "Domain-0",
                 vec![spec.dom0.workload.clone(); dom0_vcpus],
             );
+            guests.register_memory(DomId::DOM0, spec.dom0.memory);
             let dom0_meta = DomainMeta {
                 pool: "Pool-0".to_string(),
                 weight: spec.dom0.weight,

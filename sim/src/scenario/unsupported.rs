@@ -19,7 +19,7 @@ pub enum Feature<'a> {
     AtFault,
     /// A workload of kind `io` with a `net` sub-table (vif traffic).
     IoWorkload,
-    /// A workload's `memory`, `net` or `disk` sub-table (the name).
+    /// A workload's `net` sub-table, or `disk` outside the `io` kind (the name).
     WorkloadSubTable(&'a str),
     /// A non-empty `pci` list (host or xl.cfg).
     Pci,
