@@ -45,6 +45,7 @@ mod errors {
     snapshot_case!(float_integer);
     snapshot_case!(io_bad_vbd);
     snapshot_case!(io_dom0);
+    snapshot_case!(memory_models_differ);
     snapshot_case!(pool_cpu0);
     snapshot_case!(tmem);
     snapshot_case!(unknown_host);
