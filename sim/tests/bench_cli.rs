@@ -37,7 +37,7 @@ mod tests {
     }
 
     #[test]
-    fn bench_generate_writes_the_seven_reference_scenarios() {
+    fn bench_generate_writes_the_eight_reference_scenarios() {
         let dir = std::env::temp_dir().join(format!("xensim-bench-gen-{}", std::process::id()));
         let dir_text = dir.display().to_string();
 
@@ -46,6 +46,7 @@ mod tests {
         assert_eq!(output.status.code(), Some(0));
         let written = std::fs::read_dir(&dir).map(|d| d.count()).unwrap_or(0);
         let _ = std::fs::remove_dir_all(&dir);
-        assert_eq!(written, 7);
+        // §11's seven scheduler scenarios and mem-1t-100.
+        assert_eq!(written, 8);
     }
 }

@@ -1,8 +1,9 @@
 //! The reference performance scenarios of `specs/scenario.md` §11 as generated TOML text:
-//! `bench-64x512` (credit2), `bench-64x512-rtds`, `bench-64x64-null`, the scale curve
-//! `scale-8/64/256/1024`, and the memory-scale `mem-1t-100`. The files under `scenarios/bench/` are this module's output; the
-//! `bench_scenarios` test regenerates them and fails when a checked-in file differs, so the
-//! files cannot drift from the spec (bless with `XENSIM_BLESS=1`).
+//! `bench-64x512` (credit2), `bench-64x512-rtds`, `bench-64x64-null`, the scale
+//! curve `scale-8/64/256/1024`, and the memory-scale `mem-1t-100`. The files under
+//! `scenarios/bench/` are this module's output; the `bench_scenarios` test regenerates
+//! them and fails when a checked-in file differs, so the files cannot drift from the spec
+//! (bless with `XENSIM_BLESS=1`).
 //!
 //! # Invariants
 //! - Every parameter comes from §11: seed 1, warmup 500 ms, profile `default`, one thread per
