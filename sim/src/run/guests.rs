@@ -754,6 +754,35 @@ mod tests {
     }
 
     #[test]
+    fn half_resident_working_set_doubles_the_run_time_of_the_demand() {
+        // 50 us of service over a 2 GiB working set with 1 GiB resident (stretch 2x): the
+        // run that starts at 100 us, after the model booted, ends at 200 us.
+        const GIB_PAGES: u64 = 262_144;
+        let bursty = WorkloadSpec::Bursty {
+            service: Dist::Const(50_000),
+            think: Dist::Const(1_000),
+        };
+        let mut guests = guests_with(bursty);
+        let memory = crate::scenario::model::MemoryWorkload {
+            working_set_bytes: 2 << 30,
+            page_cache_bytes: 0,
+            dirty_pages_per_s: 0,
+            hot_ppm: 1_000_000,
+            hot_set_bytes: 2 << 30,
+            floor_ppm: 500_000,
+        };
+        guests.register_memory(v0().dom, Some(memory));
+        let mut queue = EventQueue::new();
+        guests.start_running(v0(), 0, 0, 0, HOST, &mut queue);
+        let _ = demand_done_generation(&mut queue);
+        let notice = guests.update_memory(v0().dom, GIB_PAGES, &[GIB_PAGES], 0);
+        assert_eq!(notice.map(|n| n.floor_pages), Some(GIB_PAGES));
+        guests.stop_running(v0(), 0);
+        guests.start_running(v0(), 0, 100_000, 0, HOST, &mut queue);
+        assert_eq!(demand_done_generation(&mut queue).0, 200_000);
+    }
+
+    #[test]
     fn forgotten_domain_ignores_its_pending_events() {
         let mut guests = guests_with(WorkloadSpec::CpuBound {
             yield_every: Some(Dist::Const(10)),
