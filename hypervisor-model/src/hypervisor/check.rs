@@ -36,6 +36,7 @@ pub(super) fn check_all(hv: &Hypervisor) -> Vec<Violation> {
     check_io_tables(hv, &mut out);
     check_xenbus(hv, &mut out);
     hv.blk_check(&mut out);
+    hv.drv_check(&mut out);
     hv.xenconsoled.check(&mut out);
     for conn in hv.xs_clients.values() {
         if !hv.xenstore.is_live(*conn) {
@@ -387,8 +388,14 @@ fn check_otherend_watches(
                 .any(|(p, t)| *p == path && t.as_slice() == token)
         })
     };
-    let dom0 = Some(hv.xenstore.dom0_conn());
-    if conn.back_probed && !watching(dom0, &conn.front_path) {
+    let back = if conn.back_dom == crate::ids::DomId::DOM0 {
+        Some(hv.xenstore.dom0_conn())
+    } else {
+        hv.xenstore
+            .domain_conn(u32::from(conn.back_dom.raw()))
+            .filter(|c| hv.xenstore.is_live(*c))
+    };
+    if conn.back_probed && back.is_some() && !watching(back, &conn.front_path) {
         let what = format!("{} probed without its otherend watch", conn.back_path);
         violation(out, "xenbus.otherend_watch", what);
     }
@@ -397,7 +404,10 @@ fn check_otherend_watches(
         .xenstore
         .domain_conn(u32::from(conn.front_dom.raw()))
         .filter(|c| hv.xenstore.is_live(*c));
-    if conn.front_probed && front.is_some() && !watching(front, &conn.back_path) {
+    // Until it follows a backend `xl devd` re-created, the frontend watches the old one.
+    let followed = Hypervisor::vbd_key(conn).and_then(|key| hv.blk.moved_from.get(&key));
+    let back_path = followed.unwrap_or(&conn.back_path);
+    if conn.front_probed && front.is_some() && !watching(front, back_path) {
         let what = format!("{} probed without its otherend watch", conn.front_path);
         violation(out, "xenbus.otherend_watch", what);
     }

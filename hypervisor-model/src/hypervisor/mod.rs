@@ -21,6 +21,7 @@ mod check;
 mod console_glue;
 mod cpupool;
 mod driver_tasks;
+mod drv_glue;
 #[cfg(test)]
 mod proptests;
 mod sched_glue;
@@ -645,6 +646,8 @@ mod tests_cpupool;
 mod proptests_blk;
 #[cfg(test)]
 mod tests_blk;
+#[cfg(test)]
+mod tests_drv;
 #[cfg(test)]
 mod tests_io;
 

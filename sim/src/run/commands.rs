@@ -237,8 +237,28 @@ impl World<'_> {
                 vdev,
                 count,
             } => self.disk_error(host, record, &domain, vdev, count),
+            AtAction::CrashDomain { domain } => self.crash_domain(host, record, &domain),
         }
         host
+    }
+
+    /// A `crash-domain` fault: the domain's kernel panics, which reaches the core as its
+    /// `SCHEDOP_shutdown(SHUTDOWN_crash)`; exit status 1 if no such domain runs.
+    fn crash_domain(&mut self, host: u16, record: usize, domain: &str) {
+        let dom = self.hosts[usize::from(host)]
+            .hv
+            .domains()
+            .find(|d| d.name == domain && d.dying == hypervisor_model::domain::Dying::Alive)
+            .map(|d| d.id);
+        let rc = match dom {
+            Some(dom) => {
+                let reason = hypervisor_model::domain::ShutdownReason::Crash;
+                self.deliver(host, &CoreInput::GuestShutdown { dom, reason });
+                0
+            }
+            None => 1,
+        };
+        self.commands[record].rc = Some(rc);
     }
 
     /// A `disk-error` fault: recorded as a core input for the domain's blkback; exit

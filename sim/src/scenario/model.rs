@@ -450,6 +450,12 @@ pub enum AtAction {
         /// Requests to fail.
         count: u32,
     },
+    /// `fault = { kind = "crash-domain", domain }`: the domain's kernel panics
+    /// (`SCHEDOP_shutdown(SHUTDOWN_crash)`); xl's monitor applies its `on_crash`.
+    CrashDomain {
+        /// The domain's name.
+        domain: String,
+    },
 }
 
 /// One `[[at]]` entry.
