@@ -49,6 +49,12 @@ pub struct IoRecord {
     pub write: bool,
     /// Digest of the sector stamps moved.
     pub digest: u64,
+    /// First 512-byte sector.
+    pub sector: u64,
+    /// Sectors.
+    pub sectors: u32,
+    /// Seed of the written stamps (`sector_stamp(seed, sector)`).
+    pub seed: u64,
 }
 
 /// The `io` model of one vCPU.
@@ -72,8 +78,8 @@ pub(crate) struct IoModel {
     /// The CPU demand of the current batch (0: the think time is raised to 1 ns, so
     /// virtual time advances even when every I/O fails at once).
     batch_demand_ns: u64,
-    /// Submitted and not completed: tag → (submit time, write).
-    outstanding: BTreeMap<u64, (u64, bool)>,
+    /// Submitted and not completed: tag → (submit time, the I/O).
+    outstanding: BTreeMap<u64, (u64, GuestIo)>,
     /// I/Os built at the last demand-done, for the run loop to submit.
     to_submit: Vec<GuestIo>,
     records: Vec<IoRecord>,
@@ -151,8 +157,7 @@ impl IoModel {
         );
         for _ in 0..self.spec.queue_depth {
             let io = self.next_io();
-            self.outstanding
-                .insert(io.tag, (now_ns, io.op == IoOp::Write));
+            self.outstanding.insert(io.tag, (now_ns, io));
             self.to_submit.push(io);
         }
         GuestAction::BlockOnIo
@@ -198,7 +203,8 @@ impl IoModel {
     /// blkfront completed `done` at `now_ns`; `running`: the vCPU runs now (it sees the
     /// completion at once). Returns the think timer once the batch is complete.
     pub(crate) fn io_done(&mut self, done: &IoDone, now_ns: u64, running: bool) -> Option<u64> {
-        let (submit_ns, write) = self.outstanding.remove(&done.tag)?;
+        let (submit_ns, io) = self.outstanding.remove(&done.tag)?;
+        let write = io.op == IoOp::Write;
         let ok = done.status == hypervisor_model::io::blkif::BLKIF_RSP_OKAY;
         self.records.push(IoRecord {
             dev: self.spec.vbd.clone(),
@@ -209,6 +215,9 @@ impl IoModel {
             ok,
             write,
             digest: done.digest,
+            sector: io.sector,
+            sectors: io.sectors,
+            seed: io.seed,
         });
         if !running {
             self.unseen.push(self.records.len() - 1);
@@ -230,6 +239,15 @@ impl IoModel {
                 record.guest_done_ns = Some(now_ns);
             }
         }
+    }
+
+    /// Writes submitted and not completed: (submit time, the I/O).
+    pub(crate) fn pending_writes(&self) -> Vec<(u64, GuestIo)> {
+        let writes = self
+            .outstanding
+            .values()
+            .filter(|(_, io)| io.op == IoOp::Write);
+        writes.copied().collect()
     }
 
     /// Every I/O record so far.

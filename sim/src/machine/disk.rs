@@ -215,6 +215,12 @@ impl Disk {
         best
     }
 
+    /// What a read of `sector` of `volume` returns now: the cached stamp, else the
+    /// medium's (0: never written).
+    pub fn stamp(&self, volume: u32, sector: u64) -> u64 {
+        self.read_stamp(volume, sector)
+    }
+
     fn read_stamp(&self, volume: u32, sector: u64) -> u64 {
         let key = (volume, sector);
         self.cache

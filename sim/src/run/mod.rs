@@ -15,6 +15,7 @@
 pub mod commands;
 pub mod decisions;
 mod domain_rtds;
+pub mod durability;
 pub mod external;
 pub mod guests;
 pub mod host;

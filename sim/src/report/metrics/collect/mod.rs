@@ -151,6 +151,8 @@ struct DomainState {
     io: Vec<crate::guest::io::IoRecord>,
     /// In-window ring pushes and notifications, by vdev (from `BlkPush`/`BlkResponse`).
     rings: BTreeMap<u32, super::io::RingCounts>,
+    /// End-of-run vbd checks by device name (lost acknowledged writes, reconnects).
+    vbd_checks: BTreeMap<String, super::io::VbdChecks>,
 }
 
 impl MetricsCollector {
@@ -191,6 +193,20 @@ impl MetricsCollector {
         };
         if let Some(index) = index {
             host.domains[index].io = records;
+        }
+    }
+
+    /// Records the end-of-run checks of live domain `dom`'s vbd `dev`.
+    pub fn vbd_checks(
+        &mut self,
+        host_index: usize,
+        dom: DomId,
+        dev: String,
+        checks: super::io::VbdChecks,
+    ) {
+        let host = self.host_mut(host_index);
+        if let Some(&index) = host.live.get(&dom) {
+            host.domains[index].vbd_checks.insert(dev, checks);
         }
     }
 
@@ -421,6 +437,7 @@ impl HostState {
             jobs: Vec::new(),
             io: Vec::new(),
             rings: BTreeMap::new(),
+            vbd_checks: BTreeMap::new(),
         });
     }
 
@@ -598,7 +615,13 @@ impl DomainState {
             wakeup_samples_ns: wakeups,
             jobs: JobMetrics::from_records(&self.jobs, window.start_ns, window.end_ns),
             vcpus,
-            io: super::io::io_metrics(&self.io, &self.rings, window.start_ns, window.end_ns),
+            io: super::io::io_metrics(
+                &self.io,
+                &self.rings,
+                &self.vbd_checks,
+                window.start_ns,
+                window.end_ns,
+            ),
         }
     }
 }
