@@ -18,6 +18,7 @@ mod banner;
 pub mod blk_glue;
 pub mod boot;
 mod check;
+mod check_teardown;
 mod console_glue;
 mod cpupool;
 mod driver_tasks;
@@ -650,6 +651,8 @@ mod tests_blk;
 mod tests_drv;
 #[cfg(test)]
 mod tests_io;
+#[cfg(test)]
+mod tests_teardown;
 
 #[cfg(test)]
 mod tests_console;
