@@ -238,8 +238,27 @@ impl World<'_> {
                 count,
             } => self.disk_error(host, record, &domain, vdev, count),
             AtAction::CrashDomain { domain } => self.crash_domain(host, record, &domain),
+            AtAction::HostCrash { host: name } => self.host_crash(record, &name),
         }
         host
+    }
+
+    /// A `host-crash` fault: the named host loses power (its disks' caches are gone, its
+    /// events are dropped from now on); exit status 1 if no such host.
+    fn host_crash(&mut self, record: usize, name: &str) {
+        let now_ns = self.queue.now_ns();
+        let rc = match self.hosts.iter_mut().find(|h| h.name == name) {
+            Some(h) => {
+                h.sim
+                    .disks
+                    .iter_mut()
+                    .for_each(crate::machine::disk::Disk::power_loss);
+                h.sim.crashed_at_ns = Some(now_ns);
+                0
+            }
+            None => 1,
+        };
+        self.commands[record].rc = Some(rc);
     }
 
     /// A `crash-domain` fault: the domain's kernel panics, which reaches the core as its

@@ -456,6 +456,13 @@ pub enum AtAction {
         /// The domain's name.
         domain: String,
     },
+    /// `fault = { kind = "host-crash", host }`: the host loses power: its disks' volatile
+    /// caches are gone and nothing runs on it any more (one host; links to it go down
+    /// with it when the fabric exists).
+    HostCrash {
+        /// The host's name.
+        host: String,
+    },
 }
 
 /// One `[[at]]` entry.
