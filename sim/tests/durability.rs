@@ -1,6 +1,7 @@
 //! Durability of acknowledged writes: a driver domain's crash loses none (the bundled
 //! `driver-domain.toml` expects that), a host crash loses every write only the disk's
-//! volatile cache held, and a run without a crash loses none.
+//! volatile cache held but none a completed flush covered, and a run without a crash
+//! loses none.
 
 mod support;
 
@@ -31,6 +32,17 @@ mod tests {
         assert!(completed > 100, "{io}");
         assert_eq!(io["io_error_count"], 0);
         assert_eq!(io["lost_acked_write_count"].as_u64(), Some(completed));
+    }
+
+    #[test]
+    fn host_crash_keeps_every_write_a_completed_flush_covered() {
+        let io = web_xvda("host-crash-sync.toml", "sync");
+        let completed = io["io_completed_count"].as_u64().expect("count");
+        let lost = io["lost_acked_write_count"].as_u64().expect("lost");
+        assert!(completed > 100, "{io}");
+        // At most the last batch (4 writes queued behind its flush) is lost.
+        assert!(lost <= 4, "{io}");
+        assert_eq!(io["lost_flushed_write_count"], 0);
     }
 
     #[test]

@@ -55,6 +55,8 @@ pub struct IoRecord {
     pub sectors: u32,
     /// Seed of the written stamps (`sector_stamp(seed, sector)`).
     pub seed: u64,
+    /// A flush of the disk's write cache.
+    pub flush: bool,
 }
 
 /// The `io` model of one vCPU.
@@ -160,6 +162,12 @@ impl IoModel {
             self.outstanding.insert(io.tag, (now_ns, io));
             self.to_submit.push(io);
         }
+        if self.spec.sync {
+            // fsync: the flush goes last, after the batch's writes on the ring.
+            let flush = self.next_flush();
+            self.outstanding.insert(flush.tag, (now_ns, flush));
+            self.to_submit.push(flush);
+        }
         GuestAction::BlockOnIo
     }
 
@@ -195,6 +203,19 @@ impl IoModel {
         }
     }
 
+    /// A flush of the disk's write cache (no sectors).
+    fn next_flush(&mut self) -> GuestIo {
+        let tag = self.tag_base | self.next_seq;
+        self.next_seq += 1;
+        GuestIo {
+            tag,
+            op: IoOp::Flush,
+            sector: 0,
+            sectors: 0,
+            seed: 0,
+        }
+    }
+
     /// The I/Os to submit now (taken once).
     pub(crate) fn take_submissions(&mut self) -> Vec<GuestIo> {
         std::mem::take(&mut self.to_submit)
@@ -218,6 +239,7 @@ impl IoModel {
             sector: io.sector,
             sectors: io.sectors,
             seed: io.seed,
+            flush: io.op == IoOp::Flush,
         });
         if !running {
             self.unseen.push(self.records.len() - 1);
@@ -271,6 +293,7 @@ mod tests {
             size: Dist::Const(16 * 1024),
             sequential,
             queue_depth,
+            sync: false,
         };
         IoModel::new(Dist::Const(1_000), Dist::Const(500), &disk, &fields, 0)
     }

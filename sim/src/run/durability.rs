@@ -5,11 +5,14 @@
 //! what a reader would see; on a host crash the cache is gone first.
 //!
 //! Used by the run's end for `io.<dev>.lost_acked_write_count` (`specs/metrics.md` §2.1
-//! style: a count, 0 when every acknowledged write survived).
+//! style: a count, 0 when every acknowledged write survived) and
+//! `lost_flushed_write_count`: the lost ones a completed flush covered (submitted at or
+//! after the write; the guest model puts a batch's flush after its writes on the ring).
+//! A host crash may lose acknowledged writes, never flushed ones.
 //!
 //! # Invariants
 //! - Only acknowledged writes (`ok && write`) can be lost; reads and failed writes never
-//!   count.
+//!   count; `lost_flushed <= lost`.
 
 use std::collections::BTreeMap;
 
@@ -30,13 +33,22 @@ struct Write {
     seed: u64,
 }
 
+/// What the check found for one vbd.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Lost {
+    /// Acknowledged writes whose data is gone.
+    pub acked: u64,
+    /// Of those, the ones a completed flush covered.
+    pub flushed: u64,
+}
+
 /// Acknowledged writes of `records` (one vbd) whose data is not on the disk, given the
 /// writes still `pending` and `stamp_at`, the disk's stamp of a sector.
 pub fn lost_acked_writes(
     records: &[IoRecord],
     pending: &[(u64, GuestIo)],
     stamp_at: impl Fn(u64) -> u64,
-) -> u64 {
+) -> Lost {
     let acked: Vec<Write> = records
         .iter()
         .filter(|r| r.ok && r.write)
@@ -78,11 +90,28 @@ pub fn lost_acked_writes(
             .iter()
             .any(|&(submit_ns, stamp)| stamp == found && submit_ns >= w.submit_ns)
     };
-    let lost = acked.iter().filter(|w| {
-        let sectors = w.sector..w.sector + u64::from(w.sectors);
-        !sectors.into_iter().all(|s| survived(w, s))
-    });
-    lost.count() as u64
+    let last_flush_ns = records
+        .iter()
+        .filter(|r| r.flush && r.ok)
+        .map(|r| r.submit_ns)
+        .max();
+    let lost: Vec<&Write> = acked
+        .iter()
+        .filter(|w| {
+            let sectors = w.sector..w.sector + u64::from(w.sectors);
+            !sectors.into_iter().all(|s| survived(w, s))
+        })
+        .collect();
+    let flushed = lost
+        .iter()
+        .filter(|w| last_flush_ns.is_some_and(|f| f >= w.submit_ns))
+        .count();
+    let result = Lost {
+        acked: lost.len() as u64,
+        flushed: flushed as u64,
+    };
+    debug_assert!(result.flushed <= result.acked);
+    result
 }
 
 #[cfg(test)]
@@ -102,6 +131,7 @@ mod tests {
             sector,
             sectors: 8,
             seed,
+            flush: false,
         }
     }
 
@@ -121,14 +151,14 @@ mod tests {
         let records = [write(0, 64, 7, true)];
         let disk = disk_of(&[&records[0]]);
         let lost = lost_acked_writes(&records, &[], |s| disk.get(&s).copied().unwrap_or(0));
-        assert_eq!(lost, 0);
+        assert_eq!(lost, Lost::default());
     }
 
     #[test]
     fn acknowledged_write_missing_from_disk_is_lost() {
         let records = [write(0, 64, 7, true)];
         let lost = lost_acked_writes(&records, &[], |_| 0);
-        assert_eq!(lost, 1);
+        assert_eq!(lost.acked, 1);
     }
 
     #[test]
@@ -137,7 +167,7 @@ mod tests {
         let records = [write(0, 64, 7, true), write(100, 64, 9, true)];
         let disk = disk_of(&[&records[1]]);
         let lost = lost_acked_writes(&records, &[], |s| disk.get(&s).copied().unwrap_or(0));
-        assert_eq!(lost, 0);
+        assert_eq!(lost, Lost::default());
     }
 
     #[test]
@@ -146,12 +176,31 @@ mod tests {
         let records = [write(0, 64, 7, true), write(100, 64, 9, true)];
         let disk = disk_of(&[&records[0]]);
         let lost = lost_acked_writes(&records, &[], |s| disk.get(&s).copied().unwrap_or(0));
-        assert_eq!(lost, 1);
+        assert_eq!(lost.acked, 1);
     }
 
     #[test]
     fn failed_write_never_counts() {
         let records = [write(0, 64, 7, false)];
-        assert_eq!(lost_acked_writes(&records, &[], |_| 0), 0);
+        assert_eq!(lost_acked_writes(&records, &[], |_| 0), Lost::default());
+    }
+
+    #[test]
+    fn lost_write_a_completed_flush_covered_counts_as_flushed() {
+        // The flush (submitted with the write, after it on the ring) completed; the disk
+        // still lost the data: that breaks the flush's promise.
+        let mut flush = write(0, 0, 0, true);
+        flush.write = false;
+        flush.flush = true;
+        flush.sectors = 0;
+        let records = [write(0, 64, 7, true), flush];
+        let lost = lost_acked_writes(&records, &[], |_| 0);
+        assert_eq!(
+            lost,
+            Lost {
+                acked: 1,
+                flushed: 1
+            }
+        );
     }
 }

@@ -198,10 +198,11 @@ impl Sinks {
                         disk.stamp(volume, sector)
                     })
                 }
-                None => 0,
+                None => crate::run::durability::Lost::default(),
             };
             let checks = crate::report::metrics::io::VbdChecks {
-                lost_acked_write_count: lost,
+                lost_acked_write_count: lost.acked,
+                lost_flushed_write_count: lost.flushed,
                 reconnect_count: u64::from(host.hv.vbd_reconnects(dom, vdev)),
             };
             self.metrics.vbd_checks(index, dom, dev.to_string(), checks);

@@ -398,6 +398,9 @@ pub struct DiskWorkload {
     pub sequential: bool,
     /// I/Os outstanding per batch.
     pub queue_depth: u32,
+    /// `sync = true`: each batch ends with a flush (fsync; blkfront sends it as
+    /// `BLKIF_OP_FLUSH_DISKCACHE` with no segments), and the batch is done when it is.
+    pub sync: bool,
 }
 
 /// One entry of a `mixed` workload.

@@ -74,6 +74,7 @@ const IO_SCALARS: &[&str] = &[
     "ring_response_count",
     "ring_response_notify_count",
     "lost_acked_write_count",
+    "lost_flushed_write_count",
     "reconnect_count",
 ];
 const IO_DISTS: &[&str] = &["io_latency_ring_ns", "io_latency_guest_ns"];

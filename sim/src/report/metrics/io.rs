@@ -54,6 +54,8 @@ pub struct IoMetrics {
     /// Writes acknowledged with `BLKIF_RSP_OKAY` (over the whole run) whose data is not
     /// on the disk at the end (`run/durability.rs`); 0 for a domain destroyed before.
     pub lost_acked_write_count: u64,
+    /// Of those, the ones a flush that completed covered: a broken flush (must be 0).
+    pub lost_flushed_write_count: u64,
     /// Reconnects of blkfront to a re-created backend (a driver domain's restart).
     pub reconnect_count: u64,
 }
@@ -63,6 +65,8 @@ pub struct IoMetrics {
 pub struct VbdChecks {
     /// Acknowledged writes whose data is gone.
     pub lost_acked_write_count: u64,
+    /// Of those, the ones a completed flush covered (must stay 0).
+    pub lost_flushed_write_count: u64,
     /// Reconnects to a re-created backend.
     pub reconnect_count: u64,
 }
@@ -144,6 +148,7 @@ pub fn io_metrics(
                 ring_response_count: ring.response_count,
                 ring_response_notify_count: ring.response_notify_count,
                 lost_acked_write_count: check.lost_acked_write_count,
+                lost_flushed_write_count: check.lost_flushed_write_count,
                 reconnect_count: check.reconnect_count,
             }
         })
@@ -167,6 +172,7 @@ mod tests {
             sector: 0,
             sectors: 8,
             seed: 0,
+            flush: false,
         }
     }
 
