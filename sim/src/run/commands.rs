@@ -243,61 +243,6 @@ impl World<'_> {
         host
     }
 
-    /// A `host-crash` fault: the named host loses power (its disks' caches are gone, its
-    /// events are dropped from now on); exit status 1 if no such host.
-    fn host_crash(&mut self, record: usize, name: &str) {
-        let now_ns = self.queue.now_ns();
-        let rc = match self.hosts.iter_mut().find(|h| h.name == name) {
-            Some(h) => {
-                h.sim
-                    .disks
-                    .iter_mut()
-                    .for_each(crate::machine::disk::Disk::power_loss);
-                h.sim.crashed_at_ns = Some(now_ns);
-                0
-            }
-            None => 1,
-        };
-        self.commands[record].rc = Some(rc);
-    }
-
-    /// A `crash-domain` fault: the domain's kernel panics, which reaches the core as its
-    /// `SCHEDOP_shutdown(SHUTDOWN_crash)`; exit status 1 if no such domain runs.
-    fn crash_domain(&mut self, host: u16, record: usize, domain: &str) {
-        let dom = self.hosts[usize::from(host)]
-            .hv
-            .domains()
-            .find(|d| d.name == domain && d.dying == hypervisor_model::domain::Dying::Alive)
-            .map(|d| d.id);
-        let rc = match dom {
-            Some(dom) => {
-                let reason = hypervisor_model::domain::ShutdownReason::Crash;
-                self.deliver(host, &CoreInput::GuestShutdown { dom, reason });
-                0
-            }
-            None => 1,
-        };
-        self.commands[record].rc = Some(rc);
-    }
-
-    /// A `disk-error` fault: recorded as a core input for the domain's blkback; exit
-    /// status 1 if no such domain runs on the host.
-    fn disk_error(&mut self, host: u16, record: usize, domain: &str, vdev: u32, count: u32) {
-        let dom = self.hosts[usize::from(host)]
-            .hv
-            .domains()
-            .find(|d| d.name == domain)
-            .map(|d| d.id);
-        let rc = match dom {
-            Some(dom) => {
-                self.deliver(host, &CoreInput::BlkFault { dom, vdev, count });
-                0
-            }
-            None => 1,
-        };
-        self.commands[record].rc = Some(rc);
-    }
-
     /// A xenstore-* client: a read runs as a query; a write or removal is a toolstack
     /// operation (traced), answered with the client's output.
     fn xenstore(&mut self, host: u16, record: usize, cmd: XsClientCmd) {

@@ -17,6 +17,7 @@ pub mod decisions;
 mod domain_rtds;
 pub mod durability;
 pub mod external;
+mod faults;
 pub mod guests;
 pub mod host;
 mod messages;
