@@ -49,6 +49,12 @@ pub(super) fn check_teardown(hv: &Hypervisor, out: &mut Vec<Violation>) {
 /// A dead domain left no XenStore entry, port, or grant mapping behind.
 fn check_dead_left_nothing(hv: &Hypervisor, dom: DomId, out: &mut Vec<Violation>) {
     check_dead_xenstore(hv, dom, out);
+    // Its own maptrack (gone with its table once freed): `gnttab_release_mappings`.
+    let maps = hv.grants.table(dom).map_or(0, |t| t.live_mappings());
+    if maps > 0 {
+        let what = format!("{dom:?} still holds {maps} grant mappings");
+        violation(out, "teardown.dead_maps", what);
+    }
     for other in hv.domains.iter().filter(|o| o.id != dom) {
         if let Some(ports) = hv.evtchn.domain(other.id) {
             let bound = (0..ports.valid_ports()).any(|raw| {
@@ -61,10 +67,6 @@ fn check_dead_left_nothing(hv: &Hypervisor, dom: DomId, out: &mut Vec<Violation>
                 let what = format!("{:?} holds a port bound to {dom:?}", other.id);
                 violation(out, "xenbus.dead_port", what);
             }
-        }
-        if mapped_by(hv, other.id, dom) {
-            let what = format!("{dom:?} still maps a grant of {:?}", other.id);
-            violation(out, "teardown.dead_maps", what);
         }
         if mapped_by(hv, dom, other.id) {
             let what = format!("{:?} maps a grant of {dom:?}", other.id);
