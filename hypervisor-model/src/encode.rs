@@ -10,7 +10,7 @@ use crate::ids::{DomId, PcpuId, VcpuRef};
 use crate::time::{STime, Span};
 
 /// Version of the encoding of [`crate::event::CoreInput`] and [`crate::trace::TraceEvent`].
-pub const TRACE_FORMAT_VERSION: u32 = 6;
+pub const TRACE_FORMAT_VERSION: u32 = 7;
 
 /// Appends canonical encodings to a byte buffer.
 #[derive(Debug)]

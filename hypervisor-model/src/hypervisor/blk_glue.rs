@@ -1,12 +1,14 @@
-//! The vbd data path on a host: blkfront in each guest's kernel, blkback in dom0, the
-//! interdomain event channel between them, the disk behind the Platform seam.
+//! The vbd data path on a host: blkfront in each guest's kernel, blkback in the backend
+//! domain (dom0, or the driver domain the disk's `backend=` names), the interdomain event
+//! channel between them, the disk behind the Platform seam (the disk's storage lives
+//! outside any domain, so a driver domain's death loses nothing the disk acknowledged).
 //!
 //! A guest I/O (`CoreInput::BlkSubmit`) enters blkfront, which pushes ring requests and
 //! notifies blkback only when the ring's event index asks for it. blkback's interrupt wakes
 //! its thread: it consumes what the ring offers (halting a ring whose `req_prod` is bogus),
-//! maps the pages, and queues the batch as CPU work on dom0's vCPU 0
+//! maps the pages, and queues the batch as CPU work on the backend domain's vCPU 0
 //! (`io.blkback_req_ns` per request plus `io.gnttab_map_ns` per new mapping,
-//! [`Platform::backend_work`]). When dom0 has run it (`BackendWorkDone`) the commands go to
+//! [`Platform::backend_work`]). When it has run (`BackendWorkDone`) the commands go to
 //! the disk ([`Platform::disk_submit`]) and error responses are pushed; blkback then
 //! re-arms `req_event` and looks again (`RING_FINAL_CHECK_FOR_REQUESTS`). A completion
 //! (`DiskDone`) becomes a response, and a notification when blkfront asked for one; its
@@ -17,7 +19,8 @@
 //! `blkif_interrupt`) and Xen's event channel send (xen/common/event_channel.c).
 //!
 //! # Invariants
-//! - blkback's work items finish in queue order; a ring has at most one batch queued.
+//! - blkback's work items of one backend domain finish in queue order (one vCPU runs
+//!   them); a ring has at most one batch queued.
 //! - Every disk command in flight belongs to a connected vbd, or its completion is dropped.
 //! - A parked vbd that has a path was connected since the last unpark (so the unpark
 //!   only looks at the vbds connected since).
@@ -39,7 +42,7 @@ use crate::platform::{DiskCommand, Platform};
 use crate::toolstack::ops::GuestNotice;
 use crate::trace::TraceEvent;
 
-/// Most blkback work items queued on dom0 at once (one per ring at most).
+/// Most blkback work items queued on a host at once (one per ring at most).
 pub const BLK_WORK_ITEMS_MAX: usize = 4096;
 /// Most disk commands in flight on a host (Linux blkback: 64 pending requests per ring,
 /// times rings; xensim's host-wide bound).
@@ -48,11 +51,13 @@ pub const DISK_INFLIGHT_MAX: usize = 1 << 20;
 /// A vbd: frontend domain and `virtual-device` number.
 pub type VbdKey = (DomId, u32);
 
-/// One batch of blkback's work in dom0.
+/// One batch of blkback's work in its backend domain.
 #[derive(Clone, Debug)]
 struct BackWork {
     id: BackWorkId,
     key: VbdKey,
+    /// The domain whose vCPU 0 runs it.
+    back_dom: DomId,
     outcomes: Vec<BackOutcome>,
 }
 
@@ -66,7 +71,7 @@ pub struct BlkState {
     /// Disk commands in flight by tag.
     inflight: BTreeMap<u64, (VbdKey, BackIo)>,
     next_tag: u64,
-    /// blkback's work queue on dom0, oldest first.
+    /// blkback's work queues (every backend domain's), oldest first.
     work: VecDeque<BackWork>,
     next_work: u64,
     /// The ports of each vbd: (frontend's, backend's).
@@ -77,11 +82,20 @@ pub struct BlkState {
     /// vbds connected since the last unpark: only these can free parked I/Os (a key is
     /// parked only while it has no path). Emptied at the end of every input.
     connected: BTreeSet<VbdKey>,
+    /// I/Os blkfront holds for a vbd whose backend domain died, until a new backend
+    /// connects (`drv_glue.rs`): those not answered when it went, then new ones.
+    pub(crate) held: BTreeMap<VbdKey, Vec<GuestIo>>,
+    /// Reconnects of each vbd to a re-created backend (`blkfront_resume`).
+    pub(crate) reconnects: BTreeMap<VbdKey, u32>,
+    /// vbds whose backend `xl devd` re-created, with the old backend directory the
+    /// frontend still watches until it follows (`drv_glue.rs`).
+    pub(crate) moved_from: BTreeMap<VbdKey, alloc::string::String>,
 }
 
-fn dom0_vcpu0() -> VcpuRef {
+/// vCPU 0 of the backend domain, where blkback's thread runs.
+fn backend_vcpu0(back_dom: DomId) -> VcpuRef {
     VcpuRef {
-        dom: DomId::DOM0,
+        dom: back_dom,
         vcpu: VcpuId::new(0).expect("vCPU 0"),
     }
 }
@@ -117,9 +131,17 @@ impl Hypervisor {
         }
     }
 
-    /// Holds `io` for a vbd the handshake is still connecting; false if there is no such
-    /// device (or too much is held already).
+    /// Holds `io` for a vbd the handshake is still connecting, or whose backend domain
+    /// died (until the new backend connects); false if there is no such device (or too
+    /// much is held already).
     fn blk_park(&mut self, key: VbdKey, io: GuestIo) -> bool {
+        if let Some(held) = self.blk.held.get_mut(&key) {
+            if held.len() >= crate::io::vbd::BACKLOG_IOS_MAX {
+                return false;
+            }
+            held.push(io);
+            return true;
+        }
         let connecting = self.device_conns(key.0).iter().any(|conn| {
             Self::vbd_key(conn) == Some(key)
                 && conn.front_state != crate::io::xenbus::XenbusState::Closing
@@ -186,10 +208,13 @@ impl Hypervisor {
         let Some(&(front_port, back_port)) = self.blk.ports.get(&key) else {
             return;
         };
+        let Some(back_dom) = self.blk.paths.get(&key).map(|path| path.params.back_dom) else {
+            return;
+        };
         let (sender, port, receiver, receiver_port) = if from_front {
-            (key.0, front_port, DomId::DOM0, back_port)
+            (key.0, front_port, back_dom, back_port)
         } else {
-            (DomId::DOM0, back_port, key.0, front_port)
+            (back_dom, back_port, key.0, front_port)
         };
         if self.evtchn.send(sender, port).is_err() {
             return;
@@ -256,7 +281,7 @@ impl Hypervisor {
         });
     }
 
-    /// Queues a consumed batch on dom0's vCPU 0.
+    /// Queues a consumed batch on the backend domain's vCPU 0.
     fn blkback_queue<P: Platform + ?Sized>(
         &mut self,
         key: VbdKey,
@@ -284,7 +309,17 @@ impl Hypervisor {
             requests: u32::try_from(outcomes.len()).unwrap_or(u32::MAX),
             work_ns,
         });
-        let work = BackWork { id, key, outcomes };
+        let back_dom = self
+            .blk
+            .paths
+            .get(&key)
+            .map_or(DomId::DOM0, |path| path.params.back_dom);
+        let work = BackWork {
+            id,
+            key,
+            back_dom,
+            outcomes,
+        };
         if work_ns == 0 {
             return self.blkback_finish(work, p);
         }
@@ -296,23 +331,35 @@ impl Hypervisor {
             path.back_busy = true;
         }
         self.blk.work.push_back(work);
-        p.backend_work(dom0_vcpu0(), id, work_ns);
-        let _ = self.vcpu_wake_event(dom0_vcpu0(), p);
+        p.backend_work(backend_vcpu0(back_dom), id, work_ns);
+        let _ = self.vcpu_wake_event(backend_vcpu0(back_dom), p);
     }
 
-    /// `BackendWorkDone`: the oldest batch ran on dom0.
+    /// `BackendWorkDone`: the oldest batch of one backend domain ran.
     pub(crate) fn blkback_work_done<P: Platform + ?Sized>(
         &mut self,
         item: BackWorkId,
         p: &mut P,
     ) -> Result<(), super::InputError> {
-        if self.blk.work.front().map(|w| w.id) != Some(item) {
+        let Some(index) = self.blk.work.iter().position(|w| w.id == item) else {
+            return Err(super::InputError::UnknownBackWork(item));
+        };
+        let back_dom = self.blk.work[index].back_dom;
+        let older = self.blk.work.iter().take(index);
+        if older.into_iter().any(|w| w.back_dom == back_dom) {
+            // An older batch of the same vCPU is still queued: out of order.
             return Err(super::InputError::UnknownBackWork(item));
         }
-        if let Some(work) = self.blk.work.pop_front() {
+        if let Some(work) = self.blk.work.remove(index) {
             self.blkback_finish(work, p);
         }
         Ok(())
+    }
+
+    /// The backend domain `back_dom` died: the batches queued on its vCPU will never run
+    /// and go with their transient mappings (Xen releases the dead mapper's mappings).
+    pub(crate) fn blk_backend_domain_gone(&mut self, back_dom: DomId) {
+        self.blk.work.retain(|w| w.back_dom != back_dom);
     }
 
     /// A batch's effects: commands to the disk, error responses, then the thread looks
@@ -324,7 +371,7 @@ impl Hypervisor {
             for outcome in work.outcomes {
                 if let BackOutcome::Submit(io) = outcome {
                     for handle in io.transient {
-                        let _ = self.grants.unmap_grant_ref(DomId::DOM0, handle);
+                        let _ = self.grants.unmap_grant_ref(work.back_dom, handle);
                     }
                 }
             }
@@ -378,8 +425,9 @@ impl Hypervisor {
             return BackOutcome::Submit(io);
         }
         path.back_fail_count -= 1;
+        let back_dom = path.params.back_dom;
         for handle in &io.transient {
-            let _ = self.grants.unmap_grant_ref(DomId::DOM0, *handle);
+            let _ = self.grants.unmap_grant_ref(back_dom, *handle);
         }
         let err = BlkReqError::DiskError;
         let rsp = crate::io::blkif::BlkResponse {
@@ -494,6 +542,14 @@ impl Hypervisor {
         self.blkfront_kick(key, p);
     }
 
+    /// Moves I/Os parked or held for `key` into `parked` (ahead of nothing: they are
+    /// the oldest), to go to blkfront when the vbd connects.
+    pub(crate) fn blk_park_all(&mut self, key: VbdKey, ios: Vec<GuestIo>) {
+        let parked = self.blk.parked.entry(key).or_default();
+        let later = core::mem::replace(parked, ios);
+        parked.extend(later);
+    }
+
     /// The vbd of `key` is connected: its data path starts (blkfront on backend
     /// Connected, with what both ends advertised).
     pub(crate) fn blk_connect(&mut self, path: VbdPath, ports: (EvtchnPort, EvtchnPort)) {
@@ -508,9 +564,11 @@ impl Hypervisor {
     pub(crate) fn blk_backend_close(&mut self, key: VbdKey) {
         self.blk.ports.remove(&key);
         self.blk.parked.remove(&key);
+        let mut back_dom = DomId::DOM0;
         if let Some(path) = self.blk.paths.get_mut(&key) {
             path.back_release(&mut self.grants);
             path.back_halted = true;
+            back_dom = path.params.back_dom;
         }
         // Queued batches stay (dom0 still runs them) and are dropped when done; commands
         // at the disk are forgotten (their completions are ignored) with their mappings.
@@ -524,7 +582,7 @@ impl Hypervisor {
         for tag in tags {
             if let Some((_, io)) = self.blk.inflight.remove(&tag) {
                 for handle in io.transient {
-                    let _ = self.grants.unmap_grant_ref(DomId::DOM0, handle);
+                    let _ = self.grants.unmap_grant_ref(back_dom, handle);
                 }
             }
         }

@@ -36,6 +36,7 @@ pub(super) fn check_all(hv: &Hypervisor) -> Vec<Violation> {
     check_io_tables(hv, &mut out);
     check_xenbus(hv, &mut out);
     hv.blk_check(&mut out);
+    hv.drv_check(&mut out);
     hv.xenconsoled.check(&mut out);
     for conn in hv.xs_clients.values() {
         if !hv.xenstore.is_live(*conn) {
@@ -321,7 +322,7 @@ fn check_memory(hv: &Hypervisor, out: &mut Vec<Violation>) {
 /// one of the state numbers; a Connected backend maps every ring ref of its frontend and
 /// holds a port bound interdomain to the frontend's; keys come before the states that
 /// announce them; a Closed backend maps and binds nothing; a dying or freed domain has no
-/// device ends and leaves dom0 no port, mapping or XenStore home of it.
+/// device ends and leaves nothing behind (`check_teardown.rs`).
 fn check_xenbus(hv: &Hypervisor, out: &mut Vec<Violation>) {
     for (dom, conns) in &hv.xenbus {
         let alive = hv
@@ -363,11 +364,7 @@ fn check_xenbus(hv: &Hypervisor, out: &mut Vec<Violation>) {
             }
         }
     }
-    for d in hv.domains.iter() {
-        if d.dying != crate::domain::Dying::Alive && d.id != crate::ids::DomId::DOM0 {
-            check_dead_left_nothing(hv, d.id, out);
-        }
-    }
+    super::check_teardown::check_teardown(hv, out);
 }
 
 /// A probed end watches the other end's `state` on its own connection (the watch that
@@ -387,8 +384,14 @@ fn check_otherend_watches(
                 .any(|(p, t)| *p == path && t.as_slice() == token)
         })
     };
-    let dom0 = Some(hv.xenstore.dom0_conn());
-    if conn.back_probed && !watching(dom0, &conn.front_path) {
+    let back = if conn.back_dom == crate::ids::DomId::DOM0 {
+        Some(hv.xenstore.dom0_conn())
+    } else {
+        hv.xenstore
+            .domain_conn(u32::from(conn.back_dom.raw()))
+            .filter(|c| hv.xenstore.is_live(*c))
+    };
+    if conn.back_probed && back.is_some() && !watching(back, &conn.front_path) {
         let what = format!("{} probed without its otherend watch", conn.back_path);
         violation(out, "xenbus.otherend_watch", what);
     }
@@ -397,7 +400,10 @@ fn check_otherend_watches(
         .xenstore
         .domain_conn(u32::from(conn.front_dom.raw()))
         .filter(|c| hv.xenstore.is_live(*c));
-    if conn.front_probed && front.is_some() && !watching(front, &conn.back_path) {
+    // Until it follows a backend `xl devd` re-created, the frontend watches the old one.
+    let followed = Hypervisor::vbd_key(conn).and_then(|key| hv.blk.moved_from.get(&key));
+    let back_path = followed.unwrap_or(&conn.back_path);
+    if conn.front_probed && front.is_some() && !watching(front, back_path) {
         let what = format!("{} probed without its otherend watch", conn.front_path);
         violation(out, "xenbus.otherend_watch", what);
     }
@@ -408,51 +414,6 @@ fn check_otherend_watches(
     if !conn.front_probed && (!conn.ring_refs.is_empty() || conn.front_port.is_some()) {
         let what = format!("{} grants or allocates before its probe", conn.front_path);
         violation(out, "xenbus.unprobed_idle", what);
-    }
-}
-
-/// A dying domain (devices closed, `domain_kill` done or under way) leaves no dom0 port
-/// bound to it, no dom0 mapping of its grants, and no XenStore home.
-fn check_dead_left_nothing(hv: &Hypervisor, dom: crate::ids::DomId, out: &mut Vec<Violation>) {
-    let home = format!("/local/domain/{}", dom.raw());
-    if hv.xenstore.node(&home).is_some() {
-        violation(
-            out,
-            "xenbus.dead_home",
-            format!("{home} outlives the destroy"),
-        );
-    }
-    if let Some(dom0) = hv.evtchn.domain(crate::ids::DomId::DOM0) {
-        let bound = (0..dom0.valid_ports()).any(|raw| {
-            matches!(
-                dom0.state(crate::ids::EvtchnPort::new(raw)),
-                Some(PortState::Interdomain { remote, .. }) if remote == dom
-            )
-        });
-        if bound {
-            violation(
-                out,
-                "xenbus.dead_port",
-                format!("dom0 holds a port bound to {dom:?}"),
-            );
-        }
-    }
-    if let Some(table) = hv.grants.table(dom) {
-        let mapped = (0u32..)
-            .map(crate::ids::GrantRef::new)
-            .map_while(|gref| table.entry(gref).map(|_| gref))
-            .any(|gref| {
-                table
-                    .active(gref)
-                    .is_some_and(|a| !a.pins.is_zero() && a.domid == crate::ids::DomId::DOM0)
-            });
-        if mapped {
-            violation(
-                out,
-                "xenbus.dead_grant",
-                format!("dom0 maps a grant of {dom:?}"),
-            );
-        }
     }
 }
 

@@ -18,9 +18,11 @@ mod banner;
 pub mod blk_glue;
 pub mod boot;
 mod check;
+mod check_teardown;
 mod console_glue;
 mod cpupool;
 mod driver_tasks;
+mod drv_glue;
 #[cfg(test)]
 mod proptests;
 mod sched_glue;
@@ -649,7 +651,11 @@ mod proptests_blk;
 #[cfg(test)]
 mod tests_blk;
 #[cfg(test)]
+mod tests_drv;
+#[cfg(test)]
 mod tests_io;
+#[cfg(test)]
+mod tests_teardown;
 
 #[cfg(test)]
 mod tests_console;

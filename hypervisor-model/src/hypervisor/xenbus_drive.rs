@@ -53,18 +53,24 @@ impl Hypervisor {
     /// The drivers learn of every vif and vbd of `dom` the toolstack just wrote (both
     /// ends at Initialising); the bus watches' events then probe them
     /// (`xenbus_watch.rs`).
+    /// A device whose backend domain is not running (gone, or never introduced to the
+    /// store) has no driver to probe it and is not tracked.
     pub(crate) fn xenbus_connect(&mut self, dom: DomId, devices: &[DeviceAdd]) {
         for device in devices {
             let Some(kind) = DeviceKind::from_name(device.kind) else {
                 continue;
             };
-            if device.backend_dom != 0 {
-                continue; // xensim differs: driver domains other than dom0 are not run.
-            }
+            let back = u16::try_from(device.backend_dom)
+                .ok()
+                .and_then(DomId::new)
+                .filter(|b| self.backend_kernel_runs(*b));
+            let Some(back) = back else {
+                continue;
+            };
             let conn = DeviceConn::new(
                 kind,
                 dom,
-                DomId::DOM0,
+                back,
                 device.frontend_path(),
                 device.backend_path(),
             );
@@ -73,13 +79,26 @@ impl Hypervisor {
         }
     }
 
+    /// True if `dom`'s kernel runs backends: dom0, or a live driver domain whose kernel
+    /// has its store ring (it watches `~/backend` from then on).
+    pub(crate) fn backend_kernel_runs(&self, dom: DomId) -> bool {
+        if dom == DomId::DOM0 {
+            return true;
+        }
+        let driver = self.domains.get(dom).is_some_and(|d| {
+            d.dying == crate::domain::Dying::Alive
+                && d.config.as_ref().is_some_and(|c| c.driver_domain)
+        });
+        driver && self.xenstore.domain_conn(u32::from(dom.raw())).is_some()
+    }
+
     /// Backend probe: feature keys (and the hotplug script's), then InitWait.
     pub(super) fn backend_probe(&mut self, conn: &mut DeviceConn) {
         let vcpus = self.domains.get(conn.back_dom).map_or(1, |d| d.vcpus.len());
         let queues = u32::try_from(vcpus).unwrap_or(1);
         for (key, value) in handshake::backend_probe_keys(conn.kind, queues) {
             let path = alloc::format!("{}/{key}", conn.back_path);
-            self.xs_drive_write(DriverXs::Dom0, None, &path, value.as_bytes());
+            self.xs_drive_write(DriverXs::of(conn.back_dom), None, &path, value.as_bytes());
         }
         self.set_state(conn, End::Backend, XenbusState::InitWait);
     }
@@ -146,7 +165,7 @@ impl Hypervisor {
             DeviceKind::Vif => &["tx-ring-ref", "rx-ring-ref"],
             DeviceKind::Vbd => &["ring-ref"],
         };
-        let back = DriverXs::Dom0;
+        let back = DriverXs::of(conn.back_dom);
         for key in ref_keys {
             let Some(raw) = self.xs_read_u32(back, &conn.front_path, key) else {
                 return false;
@@ -201,6 +220,8 @@ impl Hypervisor {
     /// here. Returns the drivers' time for what was walked here.
     pub(crate) fn xenbus_close(&mut self, dom: DomId) -> i64 {
         let conns = self.xenbus.remove(&dom).unwrap_or_default();
+        // I/Os held for a backend that never came back go with the guest.
+        self.blk.held.retain(|key, _| key.0 != dom);
         self.xenbus_changed();
         let mut steps: i64 = 0;
         for mut conn in conns {
@@ -356,7 +377,11 @@ impl Hypervisor {
                 &conn.front_path,
                 DriverXs::Guest(conn.front_dom),
             ),
-            End::Backend => (conn.back_state, &conn.back_path, DriverXs::Dom0),
+            End::Backend => (
+                conn.back_state,
+                &conn.back_path,
+                DriverXs::of(conn.back_dom),
+            ),
         };
         assert!(legal(end, from, to), "{end:?} {from:?} -> {to:?} at {dir}");
         // A directory someone removed under the driver: `xenbus_switch_state` fails and
@@ -377,9 +402,9 @@ impl Hypervisor {
         self.xenbus_changed();
     }
 
-    /// A driver's write into its own directory. A backend's cannot fail (dom0 is
-    /// privileged); a frontend's fails only on a broken ring, and Linux's driver then
-    /// carries on (`xenbus_dev_fatal` is not modelled).
+    /// A driver's write into its own directory. dom0's cannot fail (it is privileged); a
+    /// guest's (a frontend, or a driver domain's backend) fails only on a broken ring, and
+    /// Linux's driver then carries on (`xenbus_dev_fatal` is not modelled).
     fn xs_drive_write(
         &mut self,
         who: DriverXs,

@@ -63,7 +63,8 @@ pub(crate) const TOKEN_BACKEND_BUS: &[u8] = b"xenbus:be-bus";
 pub(crate) const TOKEN_FRONTEND_BUS: &[u8] = b"xenbus:fe-bus";
 /// The token of an end's watch on the other end's `state`.
 pub(crate) const TOKEN_OTHEREND: &[u8] = b"xenbus:otherend";
-/// dom0's backend directory, which the backend bus watches.
+/// dom0's backend directory, which its backend bus watches (a driver domain's kernel
+/// watches its own `/local/domain/<B>/backend`).
 const BACKEND_ROOT: &str = "/local/domain/0/backend";
 
 /// What a driver reaction does.
@@ -78,6 +79,9 @@ pub(crate) enum Reaction {
     /// The backend's directory itself changed: if it is gone, the device goes
     /// (`xenbus_dev_changed` finds it missing and unregisters it).
     DirChanged,
+    /// The frontend's `backend` key changed: follow a re-created backend
+    /// (`drv_glue.rs`).
+    BackendMoved,
 }
 
 /// One pending driver reaction.
@@ -87,6 +91,9 @@ pub(crate) struct DriverTask {
     pub(super) front_dom: DomId,
     /// The device's frontend directory (identifies the device).
     front_path: String,
+    /// The backend domain when the event came (a backend reaction of a backend that
+    /// died or moved since does nothing).
+    back_dom: DomId,
     /// Which end reacts.
     pub(super) end: End,
     reaction: Reaction,
@@ -110,12 +117,12 @@ fn components(path: &str) -> Vec<&str> {
     path.split('/').skip(1).collect()
 }
 
-/// The frontend domain a driver event is about: `/local/domain/0/backend/<k>/<F>/...`
+/// The frontend domain a driver event is about: `/local/domain/<B>/backend/<k>/<F>/...`
 /// or `/local/domain/<F>/device/...`.
 pub(crate) fn event_front_dom(path: &str) -> Option<DomId> {
     let parts = components(path);
     let raw = match parts.as_slice() {
-        ["local", "domain", "0", "backend", _kind, fe, _devid, ..] => fe,
+        ["local", "domain", _back, "backend", _kind, fe, _devid, ..] => fe,
         ["local", "domain", fe, "device", _kind, _devid, ..] => fe,
         _ => return None,
     };
@@ -126,7 +133,7 @@ pub(crate) fn event_front_dom(path: &str) -> Option<DomId> {
 fn device_root(path: &str) -> Option<String> {
     let parts = components(path);
     let depth = match parts.as_slice() {
-        ["local", "domain", "0", "backend", _, _, _, ..] => 7,
+        ["local", "domain", _, "backend", _, _, _, ..] => 7,
         ["local", "domain", _, "device", _, _, ..] => 6,
         _ => return None,
     };
@@ -145,14 +152,24 @@ impl Hypervisor {
         assert!(added.is_ok(), "backend bus watch: {added:?}");
     }
 
-    /// A newly introduced guest's kernel registers its frontend bus watch.
-    pub(crate) fn xenbus_guest_watch(&mut self, dom: DomId) {
+    /// A newly introduced guest's kernel registers its frontend bus watch, and a driver
+    /// domain's also its backend bus watch on `~/backend` (Linux's `be_watch`), after
+    /// which its `xl devd` re-creates the backends it lost (`drv_glue.rs`). Returns the
+    /// toolstack's XenStore requests (devd's).
+    pub(crate) fn xenbus_guest_watch(&mut self, dom: DomId) -> u32 {
         if self.xenstore.domain_conn(u32::from(dom.raw())).is_none() {
-            return;
+            return 0;
         }
         let path = alloc::format!("/local/domain/{}/device", dom.raw());
         let added = self.driver_watch(DriverXs::Guest(dom), &path, TOKEN_FRONTEND_BUS, false);
         assert!(added.is_ok(), "frontend bus watch of {dom:?}: {added:?}");
+        if self.backend_kernel_runs(dom) {
+            let path = alloc::format!("/local/domain/{}/backend", dom.raw());
+            let added = self.driver_watch(DriverXs::Guest(dom), &path, TOKEN_BACKEND_BUS, false);
+            assert!(added.is_ok(), "backend bus watch of {dom:?}: {added:?}");
+            return self.devd_recreate(dom);
+        }
+        0
     }
 
     /// xenstored delivered these events (in order): each that concerns a driver schedules
@@ -163,7 +180,8 @@ impl Hypervisor {
         p: &mut P,
     ) {
         for event in events {
-            let Some((front_dom, front_path, end, reaction)) = self.route_event(&event) else {
+            let Some((front_dom, back_dom, front_path, end, reaction)) = self.route_event(&event)
+            else {
                 continue;
             };
             if reaction == Reaction::Probe {
@@ -173,6 +191,7 @@ impl Hypervisor {
             self.next_driver_work = self.next_driver_work.wrapping_add(1);
             let task = DriverTask {
                 front_dom,
+                back_dom,
                 front_path,
                 end,
                 reaction,
@@ -182,10 +201,10 @@ impl Hypervisor {
                 work,
                 path: event.path,
             });
-            // Linux's xenwatch thread: one per kernel (dom0 for the backends, the guest
-            // for its frontends) runs the callbacks one after another.
+            // Linux's xenwatch thread: one per kernel (dom0 or the driver domain for the
+            // backends, the guest for its frontends) runs the callbacks one after another.
             let kernel = match end {
-                End::Backend => DomId::DOM0,
+                End::Backend => back_dom,
                 End::Frontend => front_dom,
             };
             let free_at = self.xenwatch_busy.get(&kernel).copied();
@@ -196,27 +215,42 @@ impl Hypervisor {
         }
     }
 
-    /// The device end and reaction an event calls for, `None` if it calls for nothing.
-    fn route_event(&self, event: &HeldEvent) -> Option<(DomId, String, End, Reaction)> {
+    /// The store connection of `dom`'s kernel.
+    fn kernel_conn(&self, dom: DomId) -> Option<crate::ids::XsConnId> {
+        if dom == DomId::DOM0 {
+            return Some(self.xenstore.dom0_conn());
+        }
+        self.xenstore.domain_conn(u32::from(dom.raw()))
+    }
+
+    /// The device end and reaction an event calls for, `None` if it calls for nothing:
+    /// (frontend domain, backend domain, frontend directory, end, reaction).
+    fn route_event(&self, event: &HeldEvent) -> Option<(DomId, DomId, String, End, Reaction)> {
         let front_dom = event_front_dom(&event.path)?;
         let conns = self.xenbus.get(&front_dom)?;
-        let dom0 = self.xenstore.dom0_conn();
         let token = event.token.as_slice();
+        let is_back = |c: &DeviceConn| self.kernel_conn(c.back_dom) == Some(event.conn);
         let (end, reaction, conn) = if token == TOKEN_OTHEREND {
-            let end = if event.conn == dom0 {
-                End::Backend
-            } else {
-                End::Frontend
+            // The backend's watch on the frontend's state, or the frontend's on the
+            // backend's: told apart by the path and the watching kernel.
+            let conn = conns
+                .iter()
+                .find(|c| is_back(c) && event.path == alloc::format!("{}/state", c.front_path));
+            let (end, conn) = match conn {
+                Some(conn) => (End::Backend, conn),
+                None => (
+                    End::Frontend,
+                    conns.iter().find(|c| {
+                        !is_back(c) && event.path == alloc::format!("{}/state", c.back_path)
+                    })?,
+                ),
             };
-            let conn = conns.iter().find(|c| match end {
-                End::Backend => event.path == alloc::format!("{}/state", c.front_path),
-                End::Frontend => event.path == alloc::format!("{}/state", c.back_path),
-            })?;
             (end, Reaction::OtherendChanged, conn)
         } else {
             let root = device_root(&event.path)?;
-            let (end, conn) = if token == TOKEN_BACKEND_BUS && event.conn == dom0 {
-                (End::Backend, conns.iter().find(|c| c.back_path == root)?)
+            let (end, conn) = if token == TOKEN_BACKEND_BUS {
+                let conn = conns.iter().find(|c| c.back_path == root && is_back(c))?;
+                (End::Backend, conn)
             } else if token == TOKEN_FRONTEND_BUS {
                 (End::Frontend, conns.iter().find(|c| c.front_path == root)?)
             } else {
@@ -227,8 +261,11 @@ impl Hypervisor {
                 End::Frontend => (conn.front_probed, conn.front_probe_pending),
             };
             let online = alloc::format!("{root}/online");
+            let backend_key = alloc::format!("{root}/backend");
             let reaction = if !probed && !pending {
                 Reaction::Probe
+            } else if end == End::Frontend && probed && event.path == backend_key {
+                Reaction::BackendMoved
             } else if end == End::Backend && probed && event.path == online {
                 Reaction::OnlineChanged
             } else if end == End::Backend && probed && event.path == root {
@@ -238,7 +275,13 @@ impl Hypervisor {
             };
             (end, reaction, conn)
         };
-        Some((front_dom, conn.front_path.clone(), end, reaction))
+        Some((
+            front_dom,
+            conn.back_dom,
+            conn.front_path.clone(),
+            end,
+            reaction,
+        ))
     }
 
     fn mark_probe_pending(&mut self, dom: DomId, front_path: &str, end: End) {
@@ -265,12 +308,21 @@ impl Hypervisor {
             .remove(work)
             .ok_or(super::InputError::UnknownDriverWork(work))?;
         let mut conns = self.xenbus.remove(&task.front_dom).unwrap_or_default();
-        if let Some(slot) = conns.iter().position(|c| c.front_path == task.front_path) {
+        let slot = conns.iter().position(|c| c.front_path == task.front_path);
+        // A backend reaction for a backend that died (or moved) meanwhile: its kernel
+        // is gone, nothing runs.
+        let stale = slot.is_some_and(|slot| {
+            let conn = &conns[slot];
+            task.end == End::Backend
+                && (conn.back_dom != task.back_dom || !self.backend_kernel_runs(conn.back_dom))
+        });
+        if let (Some(slot), false) = (slot, stale) {
             let conn = &mut conns[slot];
             match (task.end, task.reaction) {
                 (end, Reaction::Probe) => self.driver_probe(conn, end),
                 (End::Backend, Reaction::OtherendChanged) => {
-                    let front = self.read_state(DriverXs::Dom0, &conn.front_path);
+                    let back = DriverXs::of(conn.back_dom);
+                    let front = self.read_state(back, &conn.front_path);
                     self.frontend_changed(conn, front, p);
                 }
                 (End::Frontend, Reaction::OtherendChanged) => {
@@ -280,8 +332,10 @@ impl Hypervisor {
                 }
                 (End::Backend, Reaction::OnlineChanged) => self.online_changed(conn),
                 (End::Backend, Reaction::DirChanged) => self.backend_dir_changed(conn),
-                (End::Frontend, Reaction::OnlineChanged | Reaction::DirChanged) => {
-                    unreachable!("only a backend reacts to its own keys")
+                (End::Frontend, Reaction::BackendMoved) => self.frontend_backend_moved(conn),
+                (End::Frontend, Reaction::OnlineChanged | Reaction::DirChanged)
+                | (End::Backend, Reaction::BackendMoved) => {
+                    unreachable!("each end reacts only to its own keys")
                 }
             }
         }
@@ -299,7 +353,11 @@ impl Hypervisor {
         let (xs, dir, other) = match end {
             End::Backend => {
                 conn.back_probe_pending = false;
-                (DriverXs::Dom0, &conn.back_path, &conn.front_path)
+                (
+                    DriverXs::of(conn.back_dom),
+                    &conn.back_path,
+                    &conn.front_path,
+                )
             }
             End::Frontend => {
                 conn.front_probe_pending = false;
@@ -362,6 +420,10 @@ impl Hypervisor {
             }
         } else if matches!(front, Closing | Closed | Unknown) && conn.back_state != Closed {
             self.backend_close(conn, true);
+        } else if front == XenbusState::Initialising && conn.back_state == Closed {
+            // xen-blkback frontend_changed: "prepare for reconnect" (spec §4.5: B, still
+            // online, goes 6 → 2 when F writes 1 again).
+            self.backend_reconnect(conn);
         }
     }
 
@@ -381,6 +443,9 @@ impl Hypervisor {
             {
                 self.set_state(conn, End::Frontend, Closing);
             }
+            XenbusState::Unknown if conn.front_state != Closed && self.backend_gone(conn) => {
+                self.frontend_backend_gone(conn);
+            }
             Closed | XenbusState::Unknown if conn.front_state != Closed => {
                 self.frontend_close_finish(conn);
             }
@@ -393,7 +458,7 @@ impl Hypervisor {
     fn online_changed(&mut self, conn: &mut DeviceConn) {
         let path = alloc::format!("{}/online", conn.back_path);
         let offline = self
-            .driver_read(DriverXs::Dom0, &path)
+            .driver_read(DriverXs::of(conn.back_dom), &path)
             .is_ok_and(|v| v == b"0");
         let open = !matches!(conn.back_state, XenbusState::Closing | XenbusState::Closed);
         if offline && open {
@@ -401,21 +466,39 @@ impl Hypervisor {
         }
     }
 
+    /// The backend, Closed but still online, prepares for the frontend's reconnect.
+    fn backend_reconnect(&mut self, conn: &mut DeviceConn) {
+        let path = alloc::format!("{}/online", conn.back_path);
+        let online = self
+            .driver_read(DriverXs::of(conn.back_dom), &path)
+            .is_ok_and(|v| v == b"1");
+        if online {
+            self.set_state(conn, End::Backend, XenbusState::InitWait);
+        }
+    }
+
     /// An event on the backend's directory itself: if it is gone (a client removed it),
     /// the backend device goes: unmap, close the port, Closed (nothing to write into).
     fn backend_dir_changed(&mut self, conn: &mut DeviceConn) {
         let back_path = conn.back_path.clone();
-        let gone = self.driver_read(DriverXs::Dom0, &back_path).is_err();
+        let back = DriverXs::of(conn.back_dom);
+        let gone = self.driver_read(back, &back_path).is_err();
         if gone && conn.back_state != XenbusState::Closed {
             self.backend_close(conn, true);
         }
     }
 
     /// True if no reaction for `dom`'s devices is pending and xenstored holds no event
-    /// for them: nothing for `dom`'s ring (its frontends) nor for dom0's (the backends,
-    /// whatever device the held events are about).
+    /// for them: nothing for `dom`'s ring (its frontends) nor for dom0's or a driver
+    /// domain's (the backends, whatever device the held events are about).
     pub(crate) fn xenbus_settled(&self, dom: DomId) -> bool {
-        !self.xsd.holds_output_for(0)
+        let backends_quiet = self
+            .device_conns(dom)
+            .iter()
+            .filter(|c| c.back_dom != DomId::DOM0)
+            .all(|c| !self.xsd.holds_output_for(u32::from(c.back_dom.raw())));
+        backends_quiet
+            && !self.xsd.holds_output_for(0)
             && !self.xsd.holds_output_for(u32::from(dom.raw()))
             && !self.driver_tasks.pending_for(dom)
     }
@@ -494,9 +577,10 @@ impl Hypervisor {
 
     /// An end stops watching when its device closes (`unregister_xenbus_watch`).
     pub(crate) fn unwatch_otherends(&mut self, conn: &DeviceConn) {
-        if conn.back_probed {
+        if conn.back_probed && self.kernel_conn(conn.back_dom).is_some() {
             let path = alloc::format!("{}/state", conn.front_path);
-            let _ = self.driver_watch(DriverXs::Dom0, &path, TOKEN_OTHEREND, true);
+            let back = DriverXs::of(conn.back_dom);
+            let _ = self.driver_watch(back, &path, TOKEN_OTHEREND, true);
         }
         let front_dom = u32::from(conn.front_dom.raw());
         if conn.front_probed && self.xenstore.domain_conn(front_dom).is_some() {

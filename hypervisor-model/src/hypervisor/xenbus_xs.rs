@@ -25,13 +25,23 @@ use crate::xenstore::XsError;
 /// Where a driver's XenStore requests go.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum DriverXs {
-    /// A backend in dom0, over dom0's ring.
+    /// dom0's kernel (its backends), over dom0's ring.
     Dom0,
-    /// A frontend in this guest, over its ring.
+    /// This guest's kernel (its frontends, or a driver domain's backends), over its ring.
     Guest(DomId),
 }
 
 impl DriverXs {
+    /// The xenbus of `dom`'s kernel: dom0's, or a guest's (a frontend, or a driver
+    /// domain's backend).
+    pub(crate) fn of(dom: DomId) -> DriverXs {
+        if dom == DomId::DOM0 {
+            DriverXs::Dom0
+        } else {
+            DriverXs::Guest(dom)
+        }
+    }
+
     /// The kernel whose xenbus makes the request.
     fn kernel(self) -> DomId {
         match self {

@@ -244,8 +244,9 @@ impl Hypervisor {
             self.deliver_notify(bound.notify, p);
         }
         self.build_states.insert(dom, build);
-        // The guest kernel's xenbus watches its `device` directory once it has a ring.
-        self.xenbus_guest_watch(dom);
+        // The guest kernel's xenbus watches its `device` directory once it has a ring (a
+        // driver domain's also `~/backend`, and its `xl devd` re-creates backends).
+        count = count.saturating_add(self.xenbus_guest_watch(dom));
         self.xs_cost_ns(count)
     }
 
@@ -264,9 +265,14 @@ impl Hypervisor {
         let raw = u32::from(dom.raw());
         let mut devices: Vec<DeviceAdd> = Vec::new();
         for disk in &config.disks {
-            // A vdev xl cannot number is refused by the config loader; skip it here.
-            if let Some(devid) = xs_tree::disk_devid(&disk.vdev) {
-                devices.push(xs_tree::vbd(raw, config.guest_type, disk, devid));
+            // A vdev xl cannot number is refused by the config loader, and a backend that
+            // went away since the create checked it has no directory to hold the device:
+            // skip both here.
+            let devid = xs_tree::disk_devid(&disk.vdev);
+            let backend = self.disk_backend(disk);
+            if let (Some(devid), Some(backend)) = (devid, backend) {
+                let back = u32::from(backend.raw());
+                devices.push(xs_tree::vbd(raw, config.guest_type, disk, devid, back));
             }
         }
         devices.push(xs_tree::console(raw, &build));
@@ -300,6 +306,8 @@ impl Hypervisor {
     /// `domain_kill`'s first half for event channels and grants: every port closed (peers
     /// see theirs become unbound), every mapping the domain holds released.
     pub(crate) fn kill_io(&mut self, dom: DomId) {
+        // The devices a driver domain backs lose their backend first (`drv_glue.rs`).
+        self.backends_vanish(dom);
         self.evtchn.destroy(dom);
         self.grants.release_mappings(dom);
         // xenstored sees the domain die (VIRQ_DOM_EXC) and unbinds its end of the ring's

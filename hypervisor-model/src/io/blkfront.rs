@@ -130,6 +130,7 @@ impl VbdPath {
         self.ios.insert(
             io.tag,
             IoInFlight {
+                io,
                 parts_left: parts_u32,
                 status: BLKIF_RSP_OKAY,
                 digest: DIGEST_INIT,
@@ -381,6 +382,13 @@ impl VbdPath {
             digest: io.digest,
             bytes: io.bytes,
         })
+    }
+
+    /// `blkif_recover`'s list: every guest I/O not completed yet, those on the ring (in
+    /// tag order) before the backlog (in its order).
+    pub fn front_unanswered(&self) -> Vec<GuestIo> {
+        let on_ring = self.ios.values().map(|inflight| inflight.io);
+        on_ring.chain(self.backlog.iter().copied()).collect()
     }
 
     /// Grants blkfront ends at the close (they are not mapped any more by then).

@@ -261,6 +261,8 @@ impl Shadow {
 /// A guest I/O blkfront split over ring requests.
 #[derive(Clone, Copy, Debug)]
 pub struct IoInFlight {
+    /// The guest I/O itself (what `blkif_recover` re-issues after a reconnect).
+    pub io: GuestIo,
     /// Ring requests not answered yet.
     pub parts_left: u32,
     /// Worst status so far.

@@ -187,6 +187,9 @@ pub struct DomainConfig {
     pub vifs: Vec<VifCfg>,
     /// `disk=` entries in order.
     pub disks: Vec<DiskCfg>,
+    /// `driver_domain=1`: the domain runs backends for other domains' devices (libxl
+    /// gives it `~/libxl` and `~/device-model`; its kernel watches `~/backend`).
+    pub driver_domain: bool,
 }
 
 /// Why a [`DomainConfig`] is not acceptable to libxl.
@@ -232,6 +235,7 @@ impl DomainConfig {
             kernel: None,
             vifs: Vec::new(),
             disks: Vec::new(),
+            driver_domain: false,
         }
     }
 

@@ -260,6 +260,17 @@ impl Hypervisor {
             self.free_domain(dom, p);
             return Err(e);
         }
+        // libxl__device_disk_setdefault: each `backend=` names a domain. xensim differs:
+        // the check runs before the home is written (libxl's runs just after).
+        if let Some(index) = config
+            .disks
+            .iter()
+            .position(|disk| self.disk_backend(disk).is_none())
+        {
+            self.free_domain(dom, p);
+            let disk_index = u32::try_from(index).unwrap_or(u32::MAX);
+            return Err(ToolstackError::NoSuchBackend { disk_index });
+        }
         let xs_ns = self.create_make_io(dom, config, &uuid);
         let needed_pages = pages_of_kib(config.memory_kib);
         let available = self
@@ -287,6 +298,18 @@ impl Hypervisor {
         );
         self.defer(job, self.costs.domctl_ns.saturating_add(xs_ns), p);
         Ok(())
+    }
+
+    /// `libxl__resolve_domid` for a disk: dom0 without `backend=`, else the live domain
+    /// of that name.
+    pub(crate) fn disk_backend(&self, disk: &crate::toolstack::config::DiskCfg) -> Option<DomId> {
+        let Some(name) = disk.backend.as_deref() else {
+            return Some(DomId::DOM0);
+        };
+        self.domains
+            .iter()
+            .find(|d| d.dying == Dying::Alive && d.name == name)
+            .map(|d| d.id)
     }
 
     fn pool_by_name(&self, name: Option<&str>) -> Result<PoolId, ToolstackError> {

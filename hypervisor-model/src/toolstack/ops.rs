@@ -199,6 +199,11 @@ pub enum ToolstackError {
     },
     /// `xl mem-set` / `xl mem-max` refused by libxl.
     Mem(crate::toolstack::mem_ops::MemOpError),
+    /// A `disk=` entry's `backend=` names no live domain (`libxl__resolve_domid`).
+    NoSuchBackend {
+        /// The disk's index in `disk=`.
+        disk_index: u32,
+    },
 }
 
 /// What the core tells the toolstack process about its operation.
@@ -400,6 +405,7 @@ fn encode_config(e: &mut Encoder<'_>, c: &DomainConfig) {
         e.bool(disk.access == DiskAccess::ReadOnly).bool(disk.cdrom);
         e.str(disk.backend.as_deref().unwrap_or(""));
     }
+    e.bool(c.driver_domain);
 }
 
 fn encode_affinity(e: &mut Encoder<'_>, a: &AffinityCfg) {
@@ -518,6 +524,7 @@ fn decode_config(d: &mut Decoder<'_>) -> Result<DomainConfig, DecodeError> {
     c.kernel = optional(d.str()?);
     c.vifs = decode_list(d, decode_vif)?;
     c.disks = decode_list(d, decode_disk)?;
+    c.driver_domain = d.bool()?;
     Ok(c)
 }
 

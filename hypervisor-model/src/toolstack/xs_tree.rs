@@ -215,6 +215,12 @@ pub fn domain_make(dom: u32, config: &DomainConfig, uuid: &[u8; 16]) -> Reqs {
     for dir in ["data", "drivers", "feature", "attr", "error"] {
         r.mknod(&format!("{home}/{dir}"), &rw);
     }
+    if config.driver_domain {
+        // A driver domain may run libxl (xl devd) and qemu itself.
+        for dir in ["libxl", "device-model"] {
+            r.mknod(&format!("{home}/{dir}"), &rw);
+        }
+    }
     r.write(&format!("{vm}/uuid"), &uuid_string(uuid));
     r.write(&format!("{vm}/name"), &config.name);
     let features = ["multiprocessor-suspend", "xs_reset_watches"];
@@ -395,6 +401,42 @@ impl DeviceAdd {
     }
 }
 
+impl DeviceAdd {
+    /// xensim's `xl devd` re-creating this device's backend in a restarted driver domain
+    /// (`backend_dom` is the new one): the backend directory as `requests` writes it, the
+    /// libxl copy's `backend` link, the frontend directory and `front_keys` (the keys it
+    /// holds now) re-permitted for the new backend to read, then the frontend's `state`
+    /// (Initialising, as a device add writes it), `backend-id` and `backend` links (last:
+    /// the frontend reacts to `backend`).
+    pub fn relink_requests(&self, front_keys: &[String]) -> Reqs {
+        let (fe, be, lx) = (self.frontend_path(), self.backend_path(), self.libxl_path());
+        let front_perms = [
+            Perm::new(self.dom, 0),
+            Perm::new(self.backend_dom, PERM_READ),
+        ];
+        let back_perms = [
+            Perm::new(self.backend_dom, 0),
+            Perm::new(self.dom, PERM_READ),
+        ];
+        let mut r = Reqs::default();
+        r.write(&format!("{lx}/backend"), &be);
+        r.rm(&be);
+        r.0.push(XsReq::Mkdir { path: be.clone() });
+        r.perms(&be, &back_perms);
+        r.write(&format!("{be}/frontend"), &fe);
+        r.writev(&be, &self.back);
+        r.perms(&fe, &front_perms);
+        for key in front_keys {
+            r.perms(&format!("{fe}/{key}"), &front_perms);
+        }
+        let back_id = format!("{}", self.backend_dom);
+        r.write(&format!("{fe}/state"), "1");
+        r.write(&format!("{fe}/backend-id"), &back_id);
+        r.write(&format!("{fe}/backend"), &be);
+        r
+    }
+}
+
 /// The backend and frontend state keys every xenbus device starts with.
 fn common(dom: u32, backend_dom: u32) -> (Kvs, Kvs) {
     let back = alloc::vec![
@@ -506,8 +548,15 @@ pub fn disk_devid(vdev: &str) -> Option<u32> {
     }
 }
 
-/// A `disk=` entry (`device_disk_add`, phy backend with the `block` script).
-pub fn vbd(dom: u32, guest_type: GuestType, disk: &DiskCfg, devid: u32) -> DeviceAdd {
+/// A `disk=` entry (`device_disk_add`, phy backend with the `block` script) whose
+/// backend runs in `backend_dom` (dom0, or the driver domain `backend=` names).
+pub fn vbd(
+    dom: u32,
+    guest_type: GuestType,
+    disk: &DiskCfg,
+    devid: u32,
+    backend_dom: u32,
+) -> DeviceAdd {
     let rw = disk.access == DiskAccess::ReadWrite;
     let device_type = if disk.cdrom { "cdrom" } else { "disk" };
     let mut back = alloc::vec![
@@ -531,7 +580,7 @@ pub fn vbd(dom: u32, guest_type: GuestType, disk: &DiskCfg, devid: u32) -> Devic
         String::from(if rw { "1" } else { "0" }),
     ));
     back.push(kv("specification", String::from("xen")));
-    let (_, mut front) = common(dom, 0);
+    let (_, mut front) = common(dom, backend_dom);
     front.push(kv("virtual-device", format!("{devid}")));
     front.push(kv("device-type", String::from(device_type)));
     front.push(kv("trusted", String::from("1")));
@@ -541,7 +590,7 @@ pub fn vbd(dom: u32, guest_type: GuestType, disk: &DiskCfg, devid: u32) -> Devic
     DeviceAdd {
         kind: "vbd",
         dom,
-        backend_dom: 0,
+        backend_dom,
         devid,
         back,
         front,

@@ -49,6 +49,14 @@ pub struct IoRecord {
     pub write: bool,
     /// Digest of the sector stamps moved.
     pub digest: u64,
+    /// First 512-byte sector.
+    pub sector: u64,
+    /// Sectors.
+    pub sectors: u32,
+    /// Seed of the written stamps (`sector_stamp(seed, sector)`).
+    pub seed: u64,
+    /// A flush of the disk's write cache.
+    pub flush: bool,
 }
 
 /// The `io` model of one vCPU.
@@ -72,8 +80,8 @@ pub(crate) struct IoModel {
     /// The CPU demand of the current batch (0: the think time is raised to 1 ns, so
     /// virtual time advances even when every I/O fails at once).
     batch_demand_ns: u64,
-    /// Submitted and not completed: tag → (submit time, write).
-    outstanding: BTreeMap<u64, (u64, bool)>,
+    /// Submitted and not completed: tag → (submit time, the I/O).
+    outstanding: BTreeMap<u64, (u64, GuestIo)>,
     /// I/Os built at the last demand-done, for the run loop to submit.
     to_submit: Vec<GuestIo>,
     records: Vec<IoRecord>,
@@ -151,9 +159,14 @@ impl IoModel {
         );
         for _ in 0..self.spec.queue_depth {
             let io = self.next_io();
-            self.outstanding
-                .insert(io.tag, (now_ns, io.op == IoOp::Write));
+            self.outstanding.insert(io.tag, (now_ns, io));
             self.to_submit.push(io);
+        }
+        if self.spec.sync {
+            // fsync: the flush goes last, after the batch's writes on the ring.
+            let flush = self.next_flush();
+            self.outstanding.insert(flush.tag, (now_ns, flush));
+            self.to_submit.push(flush);
         }
         GuestAction::BlockOnIo
     }
@@ -190,6 +203,19 @@ impl IoModel {
         }
     }
 
+    /// A flush of the disk's write cache (no sectors).
+    fn next_flush(&mut self) -> GuestIo {
+        let tag = self.tag_base | self.next_seq;
+        self.next_seq += 1;
+        GuestIo {
+            tag,
+            op: IoOp::Flush,
+            sector: 0,
+            sectors: 0,
+            seed: 0,
+        }
+    }
+
     /// The I/Os to submit now (taken once).
     pub(crate) fn take_submissions(&mut self) -> Vec<GuestIo> {
         std::mem::take(&mut self.to_submit)
@@ -198,7 +224,8 @@ impl IoModel {
     /// blkfront completed `done` at `now_ns`; `running`: the vCPU runs now (it sees the
     /// completion at once). Returns the think timer once the batch is complete.
     pub(crate) fn io_done(&mut self, done: &IoDone, now_ns: u64, running: bool) -> Option<u64> {
-        let (submit_ns, write) = self.outstanding.remove(&done.tag)?;
+        let (submit_ns, io) = self.outstanding.remove(&done.tag)?;
+        let write = io.op == IoOp::Write;
         let ok = done.status == hypervisor_model::io::blkif::BLKIF_RSP_OKAY;
         self.records.push(IoRecord {
             dev: self.spec.vbd.clone(),
@@ -209,6 +236,10 @@ impl IoModel {
             ok,
             write,
             digest: done.digest,
+            sector: io.sector,
+            sectors: io.sectors,
+            seed: io.seed,
+            flush: io.op == IoOp::Flush,
         });
         if !running {
             self.unseen.push(self.records.len() - 1);
@@ -232,6 +263,15 @@ impl IoModel {
         }
     }
 
+    /// Writes submitted and not completed: (submit time, the I/O).
+    pub(crate) fn pending_writes(&self) -> Vec<(u64, GuestIo)> {
+        let writes = self
+            .outstanding
+            .values()
+            .filter(|(_, io)| io.op == IoOp::Write);
+        writes.copied().collect()
+    }
+
     /// Every I/O record so far.
     pub(crate) fn records(&self) -> &[IoRecord] {
         &self.records
@@ -253,6 +293,7 @@ mod tests {
             size: Dist::Const(16 * 1024),
             sequential,
             queue_depth,
+            sync: false,
         };
         IoModel::new(Dist::Const(1_000), Dist::Const(500), &disk, &fields, 0)
     }

@@ -296,6 +296,14 @@ impl GuestVcpu {
         }
     }
 
+    /// `io`: writes submitted and not completed (empty for other kinds).
+    pub fn io_pending_writes(&self) -> Vec<(u64, hypervisor_model::io::vbd::GuestIo)> {
+        match &self.behavior {
+            Behavior::Io(model) => model.pending_writes(),
+            _ => Vec::new(),
+        }
+    }
+
     /// The vCPU was taken off its pCPU at `now_ns`.
     pub fn on_run_stop(&mut self, now_ns: u64) {
         if let Behavior::Periodic(model) = &mut self.behavior {

@@ -243,26 +243,10 @@ impl World<'_> {
                 vdev,
                 count,
             } => self.disk_error(host, record, &domain, vdev, count),
+            AtAction::CrashDomain { domain } => self.crash_domain(host, record, &domain),
+            AtAction::HostCrash { host: name } => self.host_crash(record, &name),
         }
         host
-    }
-
-    /// A `disk-error` fault: recorded as a core input for the domain's blkback; exit
-    /// status 1 if no such domain runs on the host.
-    fn disk_error(&mut self, host: u16, record: usize, domain: &str, vdev: u32, count: u32) {
-        let dom = self.hosts[usize::from(host)]
-            .hv
-            .domains()
-            .find(|d| d.name == domain)
-            .map(|d| d.id);
-        let rc = match dom {
-            Some(dom) => {
-                self.deliver(host, &CoreInput::BlkFault { dom, vdev, count });
-                0
-            }
-            None => 1,
-        };
-        self.commands[record].rc = Some(rc);
     }
 
     /// A xenstore-* client: a read runs as a query; a write or removal is a toolstack

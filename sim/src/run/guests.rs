@@ -614,6 +614,18 @@ impl HostGuests {
             .collect()
     }
 
+    /// The writes every vCPU of `dom` submitted and has not seen complete.
+    pub fn io_pending_writes(&self, dom: DomId) -> Vec<(u64, hypervisor_model::io::vbd::GuestIo)> {
+        let Some(vcpus) = self.slots.by_domain.get(usize::from(dom.raw())) else {
+            return Vec::new();
+        };
+        vcpus
+            .iter()
+            .flatten()
+            .flat_map(|slot| slot.model.io_pending_writes())
+            .collect()
+    }
+
     /// A wake event fired: true if the guest wakes (send `VcpuWake` to the core).
     pub fn wake(&mut self, v: VcpuRef, generation: u64, now_ns: u64) -> bool {
         let Some(slot) = self.slots.get_mut(&v) else {

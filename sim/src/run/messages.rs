@@ -116,6 +116,11 @@ fn create_failure(dom: u16, pool: &str, name: &str, error: ToolstackError) -> St
             ),
         ]
         .concat(),
+        ToolstackError::NoSuchBackend { disk_index } => libxl_error(
+            "libxl_create.c:1316:initiate_domain_create",
+            Some(dom),
+            &format!("Unable to set disk defaults for disk {disk_index}"),
+        ),
         ToolstackError::NoFreeDomid => libxl_error(
             "libxl_create.c:709:libxl__domain_make",
             None,

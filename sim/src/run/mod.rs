@@ -15,7 +15,9 @@
 pub mod commands;
 pub mod decisions;
 mod domain_rtds;
+pub mod durability;
 pub mod external;
+mod faults;
 pub mod guests;
 mod guests_memory;
 pub mod host;
@@ -432,6 +434,7 @@ impl<'s> World<'s> {
                 disk_names: spec.disks.iter().map(|d| d.name.clone()).collect(),
                 vbd_volumes: BTreeMap::new(),
                 disk_done: BTreeMap::new(),
+                crashed_at_ns: None,
             };
             let mut platform = SimPlatform {
                 now_ns: 0,
@@ -497,9 +500,15 @@ impl<'s> World<'s> {
         self.sinks.recorder.record_count()
     }
 
-    /// Handles one event; returns the host it touched.
+    /// Handles one event; returns the host it touched. An event of a host a `host-crash`
+    /// took down is dropped: nothing runs there any more.
     fn dispatch(&mut self, event: SimEvent) -> Option<u16> {
         let now_ns = self.queue.now_ns();
+        if let Some(host) = self.event_host(&event) {
+            if self.hosts[usize::from(host)].sim.crashed_at_ns.is_some() {
+                return None;
+            }
+        }
         match event {
             SimEvent::Softirq { host, pcpu } => {
                 self.deliver(host, &CoreInput::Softirq { pcpu });
@@ -628,6 +637,27 @@ impl<'s> World<'s> {
     }
 
     /// Records `input` and hands it to `host`'s core, then processes what the core said.
+    /// The host an event belongs to (`None`: domain starts, which name theirs later).
+    fn event_host(&self, event: &SimEvent) -> Option<u16> {
+        match event {
+            SimEvent::Softirq { host, .. }
+            | SimEvent::ToolstackContinue { host, .. }
+            | SimEvent::DriverWork { host, .. }
+            | SimEvent::Timer { host, .. }
+            | SimEvent::PoolTimer { host, .. }
+            | SimEvent::DemandDone { host, .. }
+            | SimEvent::GuestWake { host, .. }
+            | SimEvent::GuestShutdown { host, .. }
+            | SimEvent::GuestMemFloor { host, .. }
+            | SimEvent::DiskDone { host, .. } => Some(*host),
+            SimEvent::Command { index } => {
+                let entry = self.scenario.timeline.get(*index)?;
+                u16::try_from(entry.host_index).ok()
+            }
+            SimEvent::DomainStart { .. } => None,
+        }
+    }
+
     pub(crate) fn deliver(&mut self, host: u16, input: &CoreInput) {
         let now_ns = self.queue.now_ns();
         self.sinks.input(host, now_ns, input);

@@ -67,6 +67,8 @@ pub struct HostSim {
     pub vbd_volumes: BTreeMap<(DomId, u32), (usize, u32)>,
     /// Completed disk commands waiting for their `DiskDone` event: tag → (ok, data).
     pub disk_done: BTreeMap<u64, (bool, Vec<u64>)>,
+    /// When a `host-crash` fault took the host down (no event reaches it afterwards).
+    pub crashed_at_ns: Option<u64>,
 }
 
 impl HostSim {
@@ -366,6 +368,7 @@ mod tests {
             disk_names: Vec::new(),
             vbd_volumes: std::collections::BTreeMap::new(),
             disk_done: std::collections::BTreeMap::new(),
+            crashed_at_ns: None,
         }
     }
 

@@ -189,6 +189,38 @@ impl Sinks {
         }
     }
 
+    /// The end-of-run checks of each vbd `dom` did I/O on: acknowledged writes missing
+    /// from the disk, and reconnects to a re-created backend.
+    fn vbd_checks(&mut self, index: usize, host: &HostRuntime, dom: DomId, ios: &[IoRecord]) {
+        let mut devs: Vec<&str> = ios.iter().map(|r| r.dev.as_str()).collect();
+        devs.dedup();
+        devs.sort_unstable();
+        devs.dedup();
+        let pending = host.sim.guests.io_pending_writes(dom);
+        for dev in devs {
+            let Some(vdev) = hypervisor_model::toolstack::xs_tree::disk_devid(dev) else {
+                continue;
+            };
+            let records: Vec<IoRecord> = ios.iter().filter(|r| r.dev == dev).cloned().collect();
+            let place = host.sim.vbd_volumes.get(&(dom, vdev)).copied();
+            let disk = place.and_then(|(disk, volume)| Some((host.sim.disks.get(disk)?, volume)));
+            let lost = match disk {
+                Some((disk, volume)) => {
+                    crate::run::durability::lost_acked_writes(&records, &pending, |sector| {
+                        disk.stamp(volume, sector)
+                    })
+                }
+                None => crate::run::durability::Lost::default(),
+            };
+            let checks = crate::report::metrics::io::VbdChecks {
+                lost_acked_write_count: lost.acked,
+                lost_flushed_write_count: lost.flushed,
+                reconnect_count: u64::from(host.hv.vbd_reconnects(dom, vdev)),
+            };
+            self.metrics.vbd_checks(index, dom, dev.to_string(), checks);
+        }
+    }
+
     /// Ends the run at `end_ns`: the recorder (to finish) and the report.
     pub fn finish(mut self, end_ns: u64, hosts: &mut [HostRuntime]) -> (Recorder, SinksReport) {
         for (index, host) in hosts.iter_mut().enumerate() {
@@ -215,6 +247,7 @@ impl Sinks {
                 let host_index = u16::try_from(index).unwrap_or(u16::MAX);
                 self.domain_jobs(host_index, dom, jobs);
                 let ios = host.sim.guests.io_records(dom);
+                self.vbd_checks(index, host, dom, &ios);
                 self.domain_io(host_index, dom, ios);
                 let memory = host.sim.guests.memory_stats(dom);
                 self.domain_memory(host_index, dom, memory);

@@ -446,6 +446,9 @@ pub struct DiskWorkload {
     pub sequential: bool,
     /// I/Os outstanding per batch.
     pub queue_depth: u32,
+    /// `sync = true`: each batch ends with a flush (fsync; blkfront sends it as
+    /// `BLKIF_OP_FLUSH_DISKCACHE` with no segments), and the batch is done when it is.
+    pub sync: bool,
 }
 
 /// One entry of a `mixed` workload.
@@ -500,6 +503,19 @@ pub enum AtAction {
         vdev: u32,
         /// Requests to fail.
         count: u32,
+    },
+    /// `fault = { kind = "crash-domain", domain }`: the domain's kernel panics
+    /// (`SCHEDOP_shutdown(SHUTDOWN_crash)`); xl's monitor applies its `on_crash`.
+    CrashDomain {
+        /// The domain's name.
+        domain: String,
+    },
+    /// `fault = { kind = "host-crash", host }`: the host loses power: its disks' volatile
+    /// caches are gone and nothing runs on it any more (one host; links to it go down
+    /// with it when the fabric exists).
+    HostCrash {
+        /// The host's name.
+        host: String,
     },
 }
 

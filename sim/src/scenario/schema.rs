@@ -73,6 +73,9 @@ const IO_SCALARS: &[&str] = &[
     "ring_push_notify_count",
     "ring_response_count",
     "ring_response_notify_count",
+    "lost_acked_write_count",
+    "lost_flushed_write_count",
+    "reconnect_count",
 ];
 const IO_DISTS: &[&str] = &["io_latency_ring_ns", "io_latency_guest_ns"];
 const MEMORY_SCALARS: &[&str] = &[

@@ -81,6 +81,8 @@ pub fn timeline(
                 vdev,
                 count,
             }) => format!("fault disk-error {domain} vbd {vdev} count {count}"),
+            Some(AtAction::CrashDomain { domain }) => format!("fault crash-domain {domain}"),
+            Some(AtAction::HostCrash { host }) => format!("fault host-crash {host}"),
             _ => t
                 .get("xl")
                 .or_else(|| t.get("xenstore"))
@@ -249,8 +251,8 @@ const FAULT_KINDS: &[(&str, &[&str])] = &[
     ("host-crash", &["host"]),
 ];
 
-/// Validates a fault table's kind and field names; `disk-error` runs, the other kinds are
-/// refused (not run yet).
+/// Validates a fault table's kind and field names; `disk-error`, `crash-domain` and
+/// `host-crash` run, the other kinds are refused (not run yet).
 fn fault(d: &Diags, t: &Tbl<'_>, node: &Node) -> Option<AtAction> {
     let f = Tbl::new(d, t.file_index(), node, t.context(), "fault.");
     let kind = f.req(d, "kind", conv::string);
@@ -258,6 +260,16 @@ fn fault(d: &Diags, t: &Tbl<'_>, node: &Node) -> Option<AtAction> {
         let action = disk_error(d, &f);
         f.finish(d);
         return action;
+    }
+    if kind.as_deref() == Some("host-crash") {
+        let host = f.req(d, "host", conv::name);
+        f.finish(d);
+        return host.map(|host| AtAction::HostCrash { host });
+    }
+    if kind.as_deref() == Some("crash-domain") {
+        let domain = f.req(d, "domain", conv::name);
+        f.finish(d);
+        return domain.map(|domain| AtAction::CrashDomain { domain });
     }
     if let Some(kind) = kind {
         match FAULT_KINDS.iter().find(|(k, _)| *k == kind) {

@@ -15,7 +15,8 @@ use super::diag::{Diags, Loc};
 /// A feature the loader recognises.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Feature<'a> {
-    /// `[[at]] fault = { ... }` of a kind other than `disk-error`.
+    /// `[[at]] fault = { ... }` of a kind other than `disk-error`, `crash-domain` and
+    /// `host-crash`.
     AtFault,
     /// A workload of kind `io` with a `net` sub-table (vif traffic).
     IoWorkload,

@@ -245,6 +245,7 @@ fn disk_workload(d: &Diags, t: &Tbl<'_>) -> Option<DiskWorkload> {
         size: k.opt(d, "size", size_dist).unwrap_or(Dist::Const(4096)),
         sequential: k.opt(d, "pattern", disk_pattern).as_deref() == Some("sequential"),
         queue_depth,
+        sync: k.opt(d, "sync", conv::bool_).unwrap_or(false),
     };
     k.finish(d);
     Some(spec)
@@ -301,6 +302,7 @@ fn sub_tables(d: &Diags, t: &Tbl<'_>, io_kind: bool, memory: &mut MemorySlot) {
         k.opt(d, "size", size_dist);
         k.opt(d, "pattern", disk_pattern);
         k.opt(d, "queue_depth", conv::u32_);
+        k.opt(d, "sync", conv::bool_);
         k.opt(d, "rate", dist);
         if !io_kind || k.has("rate") {
             refuse(d, t, &k, "disk");

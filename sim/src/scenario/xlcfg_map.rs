@@ -9,8 +9,8 @@
 //! - A returned config passes [`DomainConfig::validate`].
 //! - Cpu masks are resolved against the host the domain is created on.
 //!
-//! Left out on purpose: `ramdisk`, `extra`, `cmdline`, `root`, `shadow_memory`, `videoram`,
-//! `driver_domain` and `device_model_stubdomain_override` are type-checked but not stored
+//! Left out on purpose: `ramdisk`, `extra`, `cmdline`, `root`, `shadow_memory`, `videoram`
+//! and `device_model_stubdomain_override` are type-checked but not stored
 //! (`DomainConfig` has no field for them yet).
 
 use hypervisor_model::limits::MAX_VIRT_CPUS;
@@ -40,7 +40,6 @@ const STRING_KEYS_DROPPED: &[&str] = &["ramdisk", "extra", "cmdline", "root"];
 const INT_KEYS_DROPPED: &[&str] = &[
     "shadow_memory",
     "videoram",
-    "driver_domain",
     "device_model_stubdomain_override",
 ];
 
@@ -223,6 +222,8 @@ impl Mapper<'_> {
             "cpus" => cfg.out.cpus = self.affinity(s).unwrap_or(AffinityCfg::All),
             "cpus_soft" => cfg.out.cpus_soft = self.affinity(s).unwrap_or(AffinityCfg::All),
             "cpu_weight" => cfg.out.weight = self.u32_in(s, 1, 65_535).unwrap_or(256),
+            // xl_parse.c: `xlu_cfg_get_defbool`, any non-zero integer is true.
+            "driver_domain" => cfg.out.driver_domain = self.long(s).is_some_and(|v| v != 0),
             "cap" => cfg.out.cap = self.u32_in(s, 0, u32::MAX).unwrap_or(0),
             "pool" => cfg.out.pool = self.string(s),
             "on_poweroff" | "on_reboot" | "on_watchdog" | "on_crash" | "on_soft_reset" => {

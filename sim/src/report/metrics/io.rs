@@ -51,6 +51,24 @@ pub struct IoMetrics {
     pub ring_response_count: u64,
     /// Of those, the ones that notified blkfront.
     pub ring_response_notify_count: u64,
+    /// Writes acknowledged with `BLKIF_RSP_OKAY` (over the whole run) whose data is not
+    /// on the disk at the end (`run/durability.rs`); 0 for a domain destroyed before.
+    pub lost_acked_write_count: u64,
+    /// Of those, the ones a flush that completed covered: a broken flush (must be 0).
+    pub lost_flushed_write_count: u64,
+    /// Reconnects of blkfront to a re-created backend (a driver domain's restart).
+    pub reconnect_count: u64,
+}
+
+/// The end-of-run checks of one vbd.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VbdChecks {
+    /// Acknowledged writes whose data is gone.
+    pub lost_acked_write_count: u64,
+    /// Of those, the ones a completed flush covered (must stay 0).
+    pub lost_flushed_write_count: u64,
+    /// Reconnects to a re-created backend.
+    pub reconnect_count: u64,
 }
 
 /// In-window ring traffic of one vbd, counted from the trace.
@@ -80,10 +98,12 @@ pub fn vdev_name(vdev: u32) -> String {
     }
 }
 
-/// The `io` entries of `records` and `rings` over `[start_ns, end_ns)`, by device name.
+/// The `io` entries of `records` and `rings` over `[start_ns, end_ns)`, with the run's
+/// end `checks`, by device name.
 pub fn io_metrics(
     records: &[IoRecord],
     rings: &BTreeMap<u32, RingCounts>,
+    checks: &BTreeMap<String, VbdChecks>,
     start_ns: u64,
     end_ns: u64,
 ) -> Vec<IoMetrics> {
@@ -111,6 +131,7 @@ pub fn io_metrics(
                 u64::try_from(u128::from(n) * scale / window_ns).unwrap_or(u64::MAX)
             };
             let ring = rings.get(dev).copied().unwrap_or_default();
+            let check = checks.get(dev).copied().unwrap_or_default();
             IoMetrics {
                 dev: dev.to_string(),
                 kind: "vbd".to_string(),
@@ -126,6 +147,9 @@ pub fn io_metrics(
                 ring_push_notify_count: ring.push_notify_count,
                 ring_response_count: ring.response_count,
                 ring_response_notify_count: ring.response_notify_count,
+                lost_acked_write_count: check.lost_acked_write_count,
+                lost_flushed_write_count: check.lost_flushed_write_count,
+                reconnect_count: check.reconnect_count,
             }
         })
         .collect()
@@ -145,6 +169,10 @@ mod tests {
             ok: true,
             write: false,
             digest: 0,
+            sector: 0,
+            sectors: 8,
+            seed: 0,
+            flush: false,
         }
     }
 
@@ -152,7 +180,13 @@ mod tests {
     fn two_ios_in_one_second_are_two_iops() {
         // 1 s window: 2 I/Os of 4 KiB = 2000 milli-IOPS, 8192 B/s.
         let records = [record(0, 100, Some(150)), record(200, 500, None)];
-        let m = io_metrics(&records, &BTreeMap::new(), 0, 1_000_000_000);
+        let m = io_metrics(
+            &records,
+            &BTreeMap::new(),
+            &BTreeMap::new(),
+            0,
+            1_000_000_000,
+        );
         assert_eq!(m[0].iops_milli, 2_000);
         assert_eq!(m[0].throughput_bps, 8_192);
         assert_eq!(m[0].io_latency_ring_ns.max, Some(300));
@@ -162,7 +196,8 @@ mod tests {
     #[test]
     fn completion_after_the_window_is_left_out() {
         let records = [record(0, 2_000, Some(2_000))];
-        assert!(io_metrics(&records, &BTreeMap::new(), 0, 1_000).is_empty());
+        let m = io_metrics(&records, &BTreeMap::new(), &BTreeMap::new(), 0, 1_000);
+        assert!(m.is_empty());
     }
 
     #[test]

@@ -155,6 +155,8 @@ struct DomainState {
     memory: Option<crate::guest::memory::MemoryStats>,
     /// In-window `BalloonGaveUp` events.
     balloon_gave_up_count: u64,
+    /// End-of-run vbd checks by device name (lost acknowledged writes, reconnects).
+    vbd_checks: BTreeMap<String, super::io::VbdChecks>,
 }
 
 impl MetricsCollector {
@@ -212,6 +214,20 @@ impl MetricsCollector {
         };
         if let Some(index) = index {
             host.domains[index].memory = Some(stats);
+        }
+    }
+
+    /// Records the end-of-run checks of live domain `dom`'s vbd `dev`.
+    pub fn vbd_checks(
+        &mut self,
+        host_index: usize,
+        dom: DomId,
+        dev: String,
+        checks: super::io::VbdChecks,
+    ) {
+        let host = self.host_mut(host_index);
+        if let Some(&index) = host.live.get(&dom) {
+            host.domains[index].vbd_checks.insert(dev, checks);
         }
     }
 
@@ -449,6 +465,7 @@ impl HostState {
             rings: BTreeMap::new(),
             memory: None,
             balloon_gave_up_count: 0,
+            vbd_checks: BTreeMap::new(),
         });
     }
 
@@ -626,10 +643,16 @@ impl DomainState {
             wakeup_samples_ns: wakeups,
             jobs: JobMetrics::from_records(&self.jobs, window.start_ns, window.end_ns),
             vcpus,
-            io: super::io::io_metrics(&self.io, &self.rings, window.start_ns, window.end_ns),
             memory: self
                 .memory
                 .map(|stats| super::memory::MemoryMetrics::new(stats, self.balloon_gave_up_count)),
+            io: super::io::io_metrics(
+                &self.io,
+                &self.rings,
+                &self.vbd_checks,
+                window.start_ns,
+                window.end_ns,
+            ),
         }
     }
 }
