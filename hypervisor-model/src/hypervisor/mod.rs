@@ -21,6 +21,7 @@ mod check;
 mod console_glue;
 mod cpupool;
 mod driver_tasks;
+pub mod ioreq;
 #[cfg(test)]
 mod proptests;
 mod sched_glue;
@@ -162,6 +163,8 @@ pub struct Hypervisor {
     pub(crate) xsd: xenstored::XsActor,
     /// The vbd data paths (`blk_glue.rs`).
     pub(crate) blk: blk_glue::BlkState,
+    /// Device models and their ioreq work (`ioreq.rs`).
+    pub(crate) ioreq: ioreq::IoreqState,
 }
 
 /// Internal job ids have the top bit set, so they never collide with the platform's.
@@ -216,6 +219,7 @@ impl Hypervisor {
             xenbus_traces: Vec::new(),
             xsd: xenstored::XsActor::default(),
             blk: blk_glue::BlkState::default(),
+            ioreq: ioreq::IoreqState::default(),
         };
         hv.xs_tool = hv.xenstore.connect_socket();
         hv.boot_banner(p, config.pool0_sched);
@@ -396,7 +400,14 @@ impl Hypervisor {
                 self.domains
                     .vcpu(*vcpu)
                     .ok_or(InputError::UnknownVcpu(*vcpu))?;
-                self.blk_submit(*vcpu, *vdev, *io, *last, p);
+                if self.disks_emulated(vcpu.dom) {
+                    self.ioreq_submit(*vcpu, *vdev, *io, *last, p);
+                } else {
+                    self.blk_submit(*vcpu, *vdev, *io, *last, p);
+                }
+            }
+            CoreInput::BackendWorkDone { item } if item.0 & ioreq::IOREQ_WORK_BIT != 0 => {
+                self.ioreq_work_done(*item, p)?
             }
             CoreInput::BackendWorkDone { item } => self.blkback_work_done(*item, p)?,
             CoreInput::BlkFault { dom, vdev, count } => self.blk_fault(*dom, *vdev, *count),

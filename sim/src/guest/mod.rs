@@ -7,5 +7,6 @@
 pub mod dist;
 pub mod io;
 mod mixed;
+pub mod modes;
 mod periodic;
 pub mod workload;

@@ -25,6 +25,7 @@ use hypervisor_model::io::vbd::{GuestIo, IoDone};
 use super::SimEvent;
 use crate::clock::EventQueue;
 use crate::guest::io::IoRecord;
+use crate::guest::modes::{GuestMode, ModeCosts};
 use crate::guest::workload::{GuestAction, GuestState, GuestVcpu, JobRecord};
 use crate::rng::RngStreams;
 use crate::scenario::model::WorkloadSpec;
@@ -123,8 +124,10 @@ pub struct HostGuests {
     next_generation: u64,
     /// Service work queued per vCPU, oldest first: (item, ns left).
     service: BTreeMap<VcpuRef, VecDeque<(ServiceItem, u64)>>,
-    /// Guest CPU per disk I/O in blkfront (`io.blkfront_req_ns`), for `io` workloads.
-    io_request_ns: u64,
+    /// The per-mode guest costs (`guest/modes.rs`).
+    modes: ModeCosts,
+    /// Each domain's mode (dom0 and domains not set: PV).
+    mode_of: BTreeMap<DomId, GuestMode>,
 }
 
 impl HostGuests {
@@ -136,13 +139,25 @@ impl HostGuests {
             slots: Slots::default(),
             next_generation: 0,
             service: BTreeMap::new(),
-            io_request_ns: 0,
+            modes: ModeCosts::from_table(&BTreeMap::new()),
+            mode_of: BTreeMap::new(),
         }
     }
 
-    /// The guest CPU an `io` workload spends in blkfront per I/O (from the cost table).
-    pub fn set_io_request_ns(&mut self, ns: u64) {
-        self.io_request_ns = ns;
+    /// The per-mode guest costs of this host (from its cost table).
+    pub fn set_mode_costs(&mut self, modes: ModeCosts) {
+        self.modes = modes;
+    }
+
+    /// `dom` is a PV, PVH, PVHVM or emulated-HVM guest (before its vCPUs first run).
+    pub fn set_mode(&mut self, dom: DomId, mode: GuestMode) {
+        self.mode_of.insert(dom, mode);
+    }
+
+    /// The guest CPU an `io` workload of `dom` spends per disk I/O.
+    fn io_request_ns(&self, dom: DomId) -> u64 {
+        let mode = self.mode_of.get(&dom).copied().unwrap_or(GuestMode::Pv);
+        self.modes.disk_io_guest_ns(mode)
     }
 
     /// A new domain `dom` runs `workloads` (one per vCPU index; missing ones are idle).
@@ -160,6 +175,7 @@ impl HostGuests {
     /// The domain is gone: drop its models (their pending events become stale).
     pub fn forget_domain(&mut self, dom: DomId) {
         self.domains.remove(&dom);
+        self.mode_of.remove(&dom);
         self.service.retain(|v, _| v.dom != dom);
         self.slots.clear_domain(dom);
     }
@@ -209,7 +225,7 @@ impl HostGuests {
             let spec = domain.workloads.get(index).cloned().unwrap_or(idle);
             let mut model =
                 GuestVcpu::new(&spec, &self.streams, &domain.name, v.vcpu.raw(), now_ns);
-            model.set_io_request_ns(self.io_request_ns);
+            model.set_io_request_ns(self.io_request_ns(v.dom));
             let wake_generation = self.generation();
             if let GuestState::Blocked {
                 wake_at_ns: Some(at_ns),

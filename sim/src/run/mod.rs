@@ -378,8 +378,7 @@ impl<'s> World<'s> {
             let nr_cpus = config.host.cpus.len();
             let mut guests = HostGuests::new(world.streams);
             let merged = host::merged_costs(&scenario.costs, &spec.costs);
-            let blkfront_ns = host::BLKFRONT_REQ_NS_DEFAULT;
-            guests.set_io_request_ns(host::cost_ns(&merged, "io.blkfront_req_ns", blkfront_ns));
+            guests.set_mode_costs(crate::guest::modes::ModeCosts::from_table(&merged));
             let switch = SwitchCosts::from_tables(&scenario.costs, &spec.costs);
             let dom0_vcpus = usize::try_from(config.dom0.vcpus).unwrap_or(0);
             guests.register_domain(
