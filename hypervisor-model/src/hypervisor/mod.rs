@@ -658,6 +658,8 @@ mod proptests_blk;
 mod tests_blk;
 #[cfg(test)]
 mod tests_io;
+#[cfg(test)]
+mod tests_ioreq;
 
 #[cfg(test)]
 mod tests_console;

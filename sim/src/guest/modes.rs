@@ -14,8 +14,9 @@
 //!
 //! (Defaults in ns in parentheses.) The device-model side is charged by the core
 //! (`hypervisor-model/src/hypervisor/ioreq.rs`); this file covers the guest's own vCPU.
-//! A workload's `syscalls_per_ms`, `pt_writes_per_ms` and `tlb_misses_per_ms` (cpu-bound
-//! work) stretch its service time by the mode's extra cost per event.
+//! What is charged today is the disk I/O rows (both columns). The syscall, page-table,
+//! TLB and timer rows are the documented model for workloads that have such events; no
+//! workload kind generates them yet, so they are not charged (and their keys not read).
 //!
 //! xensim differs, on purpose: a batch's notification hypercall and each completion's
 //! upcall (and EOI) are charged with the I/O's submission, per I/O, rather than once per
@@ -51,11 +52,6 @@ impl GuestMode {
             GuestType::Hvm => GuestMode::Pvhvm,
         }
     }
-
-    /// True for the modes with hardware-assisted paging (2-D TLB walks).
-    const fn hap(self) -> bool {
-        !matches!(self, GuestMode::Pv)
-    }
 }
 
 /// The cost-table rows the modes differ by, ns (‰ where named).
@@ -64,13 +60,8 @@ pub struct ModeCosts {
     pv_hypercall_ns: u64,
     hvm_hypercall_ns: u64,
     hvm_exit_ns: u64,
-    pv_syscall_bounce_ns: u64,
-    pv_mmu_update_ns: u64,
-    tlb_miss_native_ns: u64,
-    tlb_miss_2d_permille: u64,
     evtchn_upcall_ns: u64,
     virq_eoi_ns: u64,
-    timer_irq_ns: u64,
     blkfront_req_ns: u64,
     emulated_disk_ioreqs: u64,
 }
@@ -87,13 +78,8 @@ impl ModeCosts {
             pv_hypercall_ns: cost_ns(costs, "cpu.pv_hypercall_rtt_ns", 300),
             hvm_hypercall_ns: cost_ns(costs, "cpu.hvm_hypercall_rtt_ns", 585),
             hvm_exit_ns: cost_ns(costs, "cpu.hvm_exit_rtt_ns", 585),
-            pv_syscall_bounce_ns: cost_ns(costs, "cpu.pv_syscall_bounce_ns", 250),
-            pv_mmu_update_ns: cost_ns(costs, "cpu.pv_mmu_update_ns", 150),
-            tlb_miss_native_ns: cost_ns(costs, "mem.tlb_miss_native_ns", 25),
-            tlb_miss_2d_permille: cost_ns(costs, "mem.tlb_miss_2d_permille", 2_000),
             evtchn_upcall_ns: cost_ns(costs, "io.evtchn_upcall_ns", 300),
             virq_eoi_ns: cost_ns(costs, "cpu.virq_eoi_ns", 697),
-            timer_irq_ns: cost_ns(costs, "cpu.timer_irq_to_guest_ns", 1_500),
             blkfront_req_ns: cost_ns(
                 costs,
                 "io.blkfront_req_ns",
@@ -108,120 +94,37 @@ impl ModeCosts {
     }
 
     /// Every row, in declaration order (the cost-table hash).
-    pub fn hash_words(&self) -> [u64; 12] {
+    pub fn hash_words(&self) -> [u64; 7] {
         [
             self.pv_hypercall_ns,
             self.hvm_hypercall_ns,
             self.hvm_exit_ns,
-            self.pv_syscall_bounce_ns,
-            self.pv_mmu_update_ns,
-            self.tlb_miss_native_ns,
-            self.tlb_miss_2d_permille,
             self.evtchn_upcall_ns,
             self.virq_eoi_ns,
-            self.timer_irq_ns,
             self.blkfront_req_ns,
             self.emulated_disk_ioreqs,
         ]
     }
 
-    /// A hypercall (for HVM without PV drivers: the VM exit that stands in for one).
-    pub fn hypercall_ns(&self, mode: GuestMode) -> u64 {
-        match mode {
-            GuestMode::Pv => self.pv_hypercall_ns,
-            GuestMode::HvmEmulated => self.hvm_exit_ns,
-            GuestMode::Pvhvm | GuestMode::Pvh => self.hvm_hypercall_ns,
-        }
-    }
-
-    /// What a guest user syscall costs beyond native.
-    pub fn syscall_extra_ns(&self, mode: GuestMode) -> u64 {
-        match mode {
-            GuestMode::Pv => self.pv_syscall_bounce_ns,
-            _ => 0,
-        }
-    }
-
-    /// What a guest page-table write costs beyond native.
-    pub fn pt_write_extra_ns(&self, mode: GuestMode) -> u64 {
-        match mode {
-            GuestMode::Pv => self.pv_mmu_update_ns,
-            _ => 0,
-        }
-    }
-
-    /// What a TLB miss costs beyond a native one (2-D walk under HAP).
-    pub fn tlb_miss_extra_ns(&self, mode: GuestMode) -> u64 {
-        if !mode.hap() {
-            return 0;
-        }
-        let walk_ns = (self.tlb_miss_native_ns * self.tlb_miss_2d_permille).div_ceil(1_000);
-        walk_ns.saturating_sub(self.tlb_miss_native_ns)
-    }
-
-    /// A timer interrupt reaching the guest: an event-channel upcall (PV), the vLAPIC
-    /// injection and EOI exit (HVM), or the upcall vector's upcall and EOI (PVHVM, PVH).
-    pub fn timer_irq_ns(&self, mode: GuestMode) -> u64 {
-        match mode {
-            GuestMode::Pv => self.evtchn_upcall_ns,
-            GuestMode::HvmEmulated => self.timer_irq_ns + self.virq_eoi_ns,
-            GuestMode::Pvhvm | GuestMode::Pvh => self.evtchn_upcall_ns + self.virq_eoi_ns,
-        }
-    }
-
     /// The guest vCPU's CPU per disk I/O: its block driver, the notification (hypercall
     /// or port-I/O exits) and the completion interrupt.
     pub fn disk_io_guest_ns(&self, mode: GuestMode) -> u64 {
-        let driver_ns = self.blkfront_req_ns;
-        match mode {
-            GuestMode::Pv => driver_ns + self.pv_hypercall_ns + self.evtchn_upcall_ns,
-            GuestMode::HvmEmulated => {
-                driver_ns + self.emulated_disk_ioreqs * self.hvm_exit_ns + self.virq_eoi_ns
-            }
-            GuestMode::Pvhvm | GuestMode::Pvh => {
-                driver_ns + self.hvm_hypercall_ns + self.evtchn_upcall_ns + self.virq_eoi_ns
-            }
-        }
-    }
-
-    /// ioreqs one emulated disk operation takes.
-    pub fn emulated_disk_ioreqs(&self) -> u64 {
-        self.emulated_disk_ioreqs
-    }
-}
-
-/// Per-millisecond event rates of a cpu-bound workload that the modes price differently.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct ModeRates {
-    /// Guest user syscalls per ms of work.
-    pub syscalls_per_ms: u64,
-    /// Guest page-table writes per ms of work.
-    pub pt_writes_per_ms: u64,
-    /// TLB misses per ms of work.
-    pub tlb_misses_per_ms: u64,
-}
-
-impl ModeRates {
-    /// True when no rate is given (the service time is left as drawn).
-    pub fn is_zero(&self) -> bool {
-        *self == ModeRates::default()
-    }
-
-    /// `service_ns` of native work stretched by what the mode adds per event.
-    pub fn stretch_ns(&self, service_ns: u64, mode: GuestMode, costs: &ModeCosts) -> u64 {
-        let extra_per_ms_ns = self
-            .syscalls_per_ms
-            .saturating_mul(costs.syscall_extra_ns(mode))
-            .saturating_add(
-                self.pt_writes_per_ms
-                    .saturating_mul(costs.pt_write_extra_ns(mode)),
-            )
-            .saturating_add(
-                self.tlb_misses_per_ms
-                    .saturating_mul(costs.tlb_miss_extra_ns(mode)),
-            );
-        let extra_ns = u128::from(service_ns) * u128::from(extra_per_ms_ns) / 1_000_000;
-        service_ns.saturating_add(u64::try_from(extra_ns).unwrap_or(u64::MAX))
+        let parts = match mode {
+            GuestMode::Pv => [self.pv_hypercall_ns, self.evtchn_upcall_ns, 0],
+            GuestMode::HvmEmulated => [
+                self.emulated_disk_ioreqs.saturating_mul(self.hvm_exit_ns),
+                self.virq_eoi_ns,
+                0,
+            ],
+            GuestMode::Pvhvm | GuestMode::Pvh => [
+                self.hvm_hypercall_ns,
+                self.evtchn_upcall_ns,
+                self.virq_eoi_ns,
+            ],
+        };
+        parts
+            .iter()
+            .fold(self.blkfront_req_ns, |sum, ns| sum.saturating_add(*ns))
     }
 }
 
@@ -241,27 +144,6 @@ mod tests {
         assert_eq!(c.disk_io_guest_ns(GuestMode::Pv), 2_100);
         assert_eq!(c.disk_io_guest_ns(GuestMode::Pvhvm), 3_082);
         assert_eq!(c.disk_io_guest_ns(GuestMode::Pvh), 3_082);
-    }
-
-    #[test]
-    fn pv_pays_syscalls_and_page_tables_hap_pays_tlb_misses() {
-        let c = defaults();
-        let rates = ModeRates {
-            syscalls_per_ms: 100,
-            pt_writes_per_ms: 10,
-            tlb_misses_per_ms: 1_000,
-        };
-        // 1 ms of work: PV adds 100 x 250 + 10 x 150 ns; HAP adds 1000 x (50 - 25) ns.
-        assert_eq!(rates.stretch_ns(1_000_000, GuestMode::Pv, &c), 1_026_500);
-        assert_eq!(rates.stretch_ns(1_000_000, GuestMode::Pvh, &c), 1_025_000);
-    }
-
-    #[test]
-    fn timer_delivery_is_cheapest_over_event_channels() {
-        let c = defaults();
-        assert_eq!(c.timer_irq_ns(GuestMode::Pv), 300);
-        assert_eq!(c.timer_irq_ns(GuestMode::Pvh), 997);
-        assert_eq!(c.timer_irq_ns(GuestMode::HvmEmulated), 2_197);
     }
 
     #[test]
