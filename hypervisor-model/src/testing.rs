@@ -347,6 +347,7 @@ pub fn small_host(nr_cpus: u32, sched: SchedKind) -> BootConfig {
             ioreq_dom0_rtt_ns: 0,
             ioreq_stubdom_rtt_ns: 0,
             emulated_disk_ioreqs: 0,
+            xenconsoled_batch_ns: 0,
         },
         grant_limits: crate::hypervisor::xs_tool::GrantLimits::default(),
         claim_mode: true,

@@ -152,6 +152,8 @@ pub struct CoreCosts {
     pub ioreq_stubdom_rtt_ns: i64,
     /// ioreqs one emulated disk operation takes (`io.emulated_disk_ioreqs`).
     pub emulated_disk_ioreqs: u32,
+    /// xenconsoled's CPU time in dom0 per batch it drains (`io.xenconsoled_batch_ns`).
+    pub xenconsoled_batch_ns: i64,
 }
 
 /// Everything the core needs to boot a host.

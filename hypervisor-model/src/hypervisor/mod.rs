@@ -18,7 +18,7 @@ mod banner;
 pub mod blk_glue;
 pub mod boot;
 mod check;
-mod console_glue;
+pub mod console_glue;
 mod cpupool;
 mod driver_tasks;
 pub mod ioreq;
@@ -165,6 +165,10 @@ pub struct Hypervisor {
     pub(crate) blk: blk_glue::BlkState,
     /// Device models and their ioreq work (`ioreq.rs`).
     pub(crate) ioreq: ioreq::IoreqState,
+    /// xenconsoled's batches queued on dom0 (`console_glue.rs`).
+    pub(crate) console_work: alloc::collections::BTreeSet<crate::ids::BackWorkId>,
+    /// Next xenconsoled batch id.
+    pub(crate) console_next_work: u64,
 }
 
 /// Internal job ids have the top bit set, so they never collide with the platform's.
@@ -220,6 +224,8 @@ impl Hypervisor {
             xsd: xenstored::XsActor::default(),
             blk: blk_glue::BlkState::default(),
             ioreq: ioreq::IoreqState::default(),
+            console_work: alloc::collections::BTreeSet::new(),
+            console_next_work: 0,
         };
         hv.xs_tool = hv.xenstore.connect_socket();
         hv.boot_banner(p, config.pool0_sched);
@@ -408,6 +414,15 @@ impl Hypervisor {
             }
             CoreInput::BackendWorkDone { item } if item.0 & ioreq::IOREQ_WORK_BIT != 0 => {
                 self.ioreq_work_done(*item, p)?
+            }
+            CoreInput::BackendWorkDone { item } if item.0 & console_glue::CONSOLE_WORK_BIT != 0 => {
+                self.console_work_done(*item)?
+            }
+            CoreInput::ConsoleWrite { vcpu, text } => {
+                self.domains
+                    .vcpu(*vcpu)
+                    .ok_or(InputError::UnknownVcpu(*vcpu))?;
+                self.console_guest_write(vcpu.dom, text, p);
             }
             CoreInput::BackendWorkDone { item } => self.blkback_work_done(*item, p)?,
             CoreInput::BlkFault { dom, vdev, count } => self.blk_fault(*dom, *vdev, *count),

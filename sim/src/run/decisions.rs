@@ -8,6 +8,7 @@ use hypervisor_model::cpumask::CpuMask;
 use hypervisor_model::domain::vcpu::Runstate;
 use hypervisor_model::domain::{Dying, ShutdownReason};
 use hypervisor_model::event::CoreInput;
+use hypervisor_model::hypervisor::console_glue::CONSOLE_WORK_BIT;
 use hypervisor_model::hypervisor::ioreq::IOREQ_WORK_BIT;
 use hypervisor_model::ids::{DomId, PcpuId, VcpuRef};
 use hypervisor_model::sched::params::{DomParams, PoolParams};
@@ -90,6 +91,12 @@ pub fn input_line(out: &mut String, host: &str, time_ns: u64, input: &CoreInput)
         ),
         CoreInput::BackendWorkDone { item } if item.0 & IOREQ_WORK_BIT != 0 => {
             format!("ioreq work{} done", item.0 & !IOREQ_WORK_BIT)
+        }
+        CoreInput::BackendWorkDone { item } if item.0 & CONSOLE_WORK_BIT != 0 => {
+            format!("xenconsoled work{} done", item.0 & !CONSOLE_WORK_BIT)
+        }
+        CoreInput::ConsoleWrite { vcpu: v, text } => {
+            format!("{} console write {} bytes", vcpu(*v), text.len())
         }
         CoreInput::BackendWorkDone { item } => format!("blkback work{} done", item.0),
         CoreInput::BlkFault { dom, vdev, count } => {

@@ -226,6 +226,8 @@ impl HostGuests {
             let mut model =
                 GuestVcpu::new(&spec, &self.streams, &domain.name, v.vcpu.raw(), now_ns);
             model.set_io_request_ns(self.io_request_ns(v.dom));
+            let mode = self.mode_of.get(&v.dom).copied();
+            model.set_disk_emulated(mode == Some(GuestMode::HvmEmulated));
             let wake_generation = self.generation();
             if let GuestState::Blocked {
                 wake_at_ns: Some(at_ns),
@@ -501,6 +503,14 @@ impl HostGuests {
                     generation,
                 },
             );
+        }
+    }
+
+    /// The kernel lines `v`'s workload printed since the last call.
+    pub fn take_console(&mut self, v: VcpuRef) -> String {
+        match self.slots.get_mut(&v) {
+            Some(slot) => slot.model.take_console(),
+            None => String::new(),
         }
     }
 

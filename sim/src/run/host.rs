@@ -139,6 +139,9 @@ pub fn core_costs(
             crate::guest::modes::EMULATED_DISK_IOREQS_DEFAULT,
         ))
         .unwrap_or(u32::MAX),
+        // E: xenconsoled waking from poll(), reading the ring and writing its log or pty
+        // (one daemon wake-up, half of `io.xenstored_request_ns`'s estimate).
+        xenconsoled_batch_ns: cost_i64(&merged, "io.xenconsoled_batch_ns", 10_000),
     }
 }
 
@@ -173,6 +176,7 @@ pub fn cost_table_hash(scenario: &crate::scenario::model::Scenario) -> u64 {
             c.gnttab_map_ns,
             c.ioreq_dom0_rtt_ns,
             c.ioreq_stubdom_rtt_ns,
+            c.xenconsoled_batch_ns,
         ] {
             bytes.extend_from_slice(&value.to_le_bytes());
         }

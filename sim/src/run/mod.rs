@@ -531,7 +531,12 @@ impl<'s> World<'s> {
                 {
                     Some(GuestStep::Block) => self.deliver(host, &CoreInput::VcpuBlock { vcpu }),
                     Some(GuestStep::SubmitIo) => {
+                        let console = h.sim.guests.take_console(vcpu);
                         let (vdev, ios) = h.sim.guests.take_submissions(vcpu);
+                        if !console.is_empty() {
+                            let text = console.into_bytes();
+                            self.deliver(host, &CoreInput::ConsoleWrite { vcpu, text });
+                        }
                         let count = ios.len();
                         for (index, io) in ios.into_iter().enumerate() {
                             let last = index + 1 == count;
