@@ -2,21 +2,32 @@
 //! model of `specs/cost-model.md` §1.3, resolved from the cost table (§1.2, §3.1, §3.3,
 //! §3.4) into the guest-side costs the workload models charge to the guest's vCPU.
 //!
-//! | Mechanism | PV | HVM (no PV drivers) | PVHVM | PVH |
+//! | Mechanism (default ns) | PV | HVM, no PV drivers | PVHVM | PVH |
 //! |---|---|---|---|---|
-//! | Hypercall | `cpu.pv_hypercall_rtt_ns` (300) | — (a VM exit instead) | `cpu.hvm_hypercall_rtt_ns` (585) | as PVHVM |
-//! | Guest syscall, extra | `cpu.pv_syscall_bounce_ns` (250) | 0 | 0 | 0 |
-//! | Page-table write | `cpu.pv_mmu_update_ns` (150) | 0 (HAP) | 0 | 0 |
-//! | TLB miss | `mem.tlb_miss_native_ns` (25) | × `mem.tlb_miss_2d_permille` (2000 ‰) | 2-D | 2-D |
-//! | Timer/interrupt delivery | `io.evtchn_upcall_ns` (300) | `cpu.timer_irq_to_guest_ns` + `cpu.virq_eoi_ns` | upcall + EOI | upcall + EOI |
-//! | Disk I/O, guest CPU per I/O | blkfront + notify hypercall + upcall | driver + `io.emulated_disk_ioreqs` × `cpu.hvm_exit_rtt_ns` + EOI | blkfront + hypercall + upcall + EOI | as PVHVM |
-//! | Disk I/O, elsewhere | blkback in dom0 (§3.3) | ioreqs to QEMU: `io.ioreq_dom0_rtt_ns` each on dom0's vCPU 0, or `io.ioreq_stubdom_rtt_ns` on the stub domain's vCPU; then QEMU's I/O through blkback | blkback | blkback |
+//! | Hypercall | pv (300) | VM exit (585) | hvm (585) | hvm |
+//! | Guest syscall, extra | bounce (250) | 0 | 0 | 0 |
+//! | Page-table write | mmu_update (150) | 0 (HAP) | 0 | 0 |
+//! | TLB miss | native (25) | 2-D (× 2000 ‰) | 2-D | 2-D |
+//! | Timer/interrupt | upcall (300) | vLAPIC (1500) + EOI (697) | upcall + EOI | upcall + EOI |
+//! | Disk I/O, guest | B + pv + upcall | B + 8 exits + EOI | B + hvm + upcall + EOI | as PVHVM |
+//! | Disk I/O, elsewhere | blkback | 8 ioreqs to QEMU, then blkback | blkback | blkback |
 //!
-//! (Defaults in ns in parentheses.) The device-model side is charged by the core
+//! Keys: `cpu.pv_hypercall_rtt_ns`, `cpu.hvm_hypercall_rtt_ns`, `cpu.hvm_exit_rtt_ns`,
+//! `cpu.pv_syscall_bounce_ns`, `cpu.pv_mmu_update_ns`, `mem.tlb_miss_native_ns`,
+//! `mem.tlb_miss_2d_permille`, `io.evtchn_upcall_ns`, `cpu.timer_irq_to_guest_ns`,
+//! `cpu.virq_eoi_ns`; B is the guest's block driver, `io.blkfront_req_ns` (1500); the 8 is
+//! `io.emulated_disk_ioreqs`; an ioreq to QEMU costs `io.ioreq_dom0_rtt_ns` (25000) on a
+//! dom0 vCPU, or `io.ioreq_stubdom_rtt_ns` (15000) on the stub domain's vCPU.
+//!
+//! The device-model side is charged by the core
 //! (`hypervisor-model/src/hypervisor/ioreq.rs`); this file covers the guest's own vCPU.
 //! What is charged today is the disk I/O rows (both columns). The syscall, page-table,
 //! TLB and timer rows are the documented model for workloads that have such events; no
 //! workload kind generates them yet, so they are not charged (and their keys not read).
+//!
+//! # Invariants
+//! - A charge is a saturating sum of table rows (never wraps on scenario values).
+//! - An HVM guest without the platform PCI device is the only mode with emulated disks.
 //!
 //! xensim differs, on purpose: a batch's notification hypercall and each completion's
 //! upcall (and EOI) are charged with the I/O's submission, per I/O, rather than once per
