@@ -241,6 +241,11 @@ impl<'a> Decoder<'a> {
         Ok(VcpuRef { dom, vcpu })
     }
 
+    /// True when every byte was read.
+    pub fn at_end(&self) -> bool {
+        self.offset == self.bytes.len()
+    }
+
     /// Fails unless every byte was read.
     pub fn finish(&self) -> Result<(), DecodeError> {
         if self.offset == self.bytes.len() {

@@ -111,6 +111,14 @@ pub enum CoreInput {
         /// Requests to fail.
         count: u32,
     },
+    /// The guest kernel of `vcpu`'s domain prints `text` (lines without printk's time
+    /// prefix) to its console.
+    ConsoleWrite {
+        /// The vCPU whose kernel prints.
+        vcpu: VcpuRef,
+        /// The bytes.
+        text: Vec<u8>,
+    },
     /// dom0 ran blkback's work item `item` (`Platform::backend_work`).
     BackendWorkDone {
         /// The item (always blkback's oldest unfinished one).
@@ -206,6 +214,9 @@ impl CoreInput {
             } => {
                 e.u8(18).dom(*dom).u64(*floor_pages).bool(*oom_kill);
             }
+            CoreInput::ConsoleWrite { vcpu, text } => {
+                e.u8(19).vcpu(*vcpu).bytes(text);
+            }
             CoreInput::DiskDone { tag, ok, data } => {
                 e.u8(16).u64(*tag).bool(*ok);
                 e.u32(u32::try_from(data.len()).unwrap_or(u32::MAX));
@@ -264,6 +275,10 @@ impl CoreInput {
             14 => decode_blk_submit(&mut d)?,
             15 => CoreInput::BackendWorkDone {
                 item: BackWorkId(d.u64()?),
+            },
+            19 => CoreInput::ConsoleWrite {
+                vcpu: d.vcpu()?,
+                text: d.bytes()?,
             },
             17 => CoreInput::BlkFault {
                 dom: d.dom()?,

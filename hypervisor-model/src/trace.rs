@@ -246,6 +246,19 @@ pub enum TraceEvent {
         /// dom0 CPU time asked for, ns.
         work_ns: i64,
     },
+    /// An emulated-disk guest's batch of I/Os went to its device model as ioreqs.
+    IoreqWork {
+        /// The work item on the device model's vCPU.
+        item: BackWorkId,
+        /// The guest.
+        dom: DomId,
+        /// The device model's domain (dom0 or the stub domain).
+        dm: DomId,
+        /// I/Os in the batch.
+        ios: u32,
+        /// Device-model CPU time asked for, ns.
+        work_ns: i64,
+    },
     /// blkback submitted a command to the disk.
     DiskSubmit {
         /// The command's tag.
@@ -466,6 +479,16 @@ impl TraceEvent {
                 work_ns,
             } => {
                 e.u8(29).u64(item.0).dom(*dom).u32(*vdev).u32(*requests);
+                e.i64(*work_ns);
+            }
+            TraceEvent::IoreqWork {
+                item,
+                dom,
+                dm,
+                ios,
+                work_ns,
+            } => {
+                e.u8(36).u64(item.0).dom(*dom).dom(*dm).u32(*ios);
                 e.i64(*work_ns);
             }
             TraceEvent::DiskSubmit {

@@ -1,6 +1,7 @@
 //! `xensim xl FILE --at T -- console D`: what each guest of a bundled scenario wrote to
 //! its PV console up to T (1 s here; snapshot `golden/quickstart__xl-console.snap`), and
-//! xl's errors for domains that do not exist.
+//! xl's errors for domains that do not exist; the `io` workload's kernel messages
+//! (`vbd-io`, `io-modes`).
 
 mod support;
 
@@ -10,8 +11,12 @@ mod tests {
     use xensim::app;
 
     fn console(at_ns: u64, args: &[&str]) -> String {
-        let scenario = app::load(&repo_root().join("scenarios/quickstart.toml"), None, false)
-            .expect("quickstart loads");
+        console_of("quickstart", at_ns, args)
+    }
+
+    fn console_of(name: &str, at_ns: u64, args: &[&str]) -> String {
+        let path = repo_root().join(format!("scenarios/{name}.toml"));
+        let scenario = app::load(&path, None, false).expect("scenario loads");
         let mut words = vec!["console".to_string()];
         words.extend(args.iter().map(|a| a.to_string()));
         let out = app::xl_at(&scenario, at_ns, None, &words).expect("xl console runs");
@@ -56,5 +61,31 @@ mod tests {
             text.contains("unable to get domain type for domid=1"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn io_guest_prints_its_driver_line_and_rate_limited_io_errors() {
+        // vbd-io's disk-error fault fails 3 of bulk's requests at 300 ms.
+        let text = console_of("vbd-io", 400_000_000, &["bulk"]);
+        let blkfront = "] blkfront: xvda: flush diskcache: enabled; persistent grants: enabled; \
+                        indirect descriptors: enabled; bounce buffer: disabled;";
+        assert_eq!(text.matches(blkfront).count(), 1, "{text}");
+        assert_eq!(
+            text.matches("] I/O error, dev xvda, sector ").count(),
+            3,
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn emulated_disk_guest_prints_the_ata_line_and_its_stub_domain_has_a_console() {
+        let emu = console_of("io-modes", 300_000_000, &["-t", "pv", "emu"]);
+        assert!(
+            emu.contains("] ata1.00: ATA-7: QEMU HARDDISK, 2.5+, max UDMA/100\n"),
+            "{emu}"
+        );
+        let stub = console_of("io-modes", 300_000_000, &["stub-dm"]);
+        assert!(stub.contains("(rc=0)"), "{stub}");
+        assert!(stub.contains("] Hypervisor detected: Xen PV\n"), "{stub}");
     }
 }

@@ -144,6 +144,16 @@ pub struct CoreCosts {
     /// One grant map by blkback (`io.gnttab_map_ns`, cost-model §3.1); with persistent
     /// grants only the first use of a page pays it.
     pub gnttab_map_ns: i64,
+    /// One ioreq round trip to QEMU in dom0 (`io.ioreq_dom0_rtt_ns`, cost-model §3.4),
+    /// charged to dom0's vCPU 0.
+    pub ioreq_dom0_rtt_ns: i64,
+    /// The same with QEMU in a stub domain (`io.ioreq_stubdom_rtt_ns`), charged to the
+    /// stub domain's vCPU.
+    pub ioreq_stubdom_rtt_ns: i64,
+    /// ioreqs one emulated disk operation takes (`io.emulated_disk_ioreqs`).
+    pub emulated_disk_ioreqs: u32,
+    /// xenconsoled's CPU time in dom0 per batch it drains (`io.xenconsoled_batch_ns`).
+    pub xenconsoled_batch_ns: i64,
 }
 
 /// Everything the core needs to boot a host.

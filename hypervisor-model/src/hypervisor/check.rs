@@ -37,6 +37,8 @@ pub(super) fn check_all(hv: &Hypervisor) -> Vec<Violation> {
     check_xenbus(hv, &mut out);
     hv.blk_check(&mut out);
     hv.drv_check(&mut out);
+    hv.ioreq_check(&mut out);
+    hv.console_check(&mut out);
     hv.xenconsoled.check(&mut out);
     for conn in hv.xs_clients.values() {
         if !hv.xenstore.is_live(*conn) {

@@ -1,25 +1,38 @@
 //! Guest consoles on one host: the toolstack's console device connects a domain's ring to
 //! xenconsoled in dom0 (`io/console.rs`), the guest kernel writes its boot banner there
-//! when it first runs and its last line before `SCHEDOP_shutdown`, and xenconsoled drains
-//! the ring on the guest's notification.
+//! when it first runs, its workload's messages (`CoreInput::ConsoleWrite`, stamped with
+//! the guest's uptime as printk does) and its last line before `SCHEDOP_shutdown`, and
+//! xenconsoled drains the ring on the guest's notification; each drain is a batch of
+//! xenconsoled's CPU time on dom0's vCPU 0 (`io.xenconsoled_batch_ns`, as blkback's work:
+//! [`Platform::backend_work`] with [`CONSOLE_WORK_BIT`]).
 //!
 //! Follows tools/console/daemon/io.c (`domain_create_ring`, `handle_ring_read`,
 //! `cleanup_domain`) and Linux drivers/tty/hvc/hvc_xen.c; spec `xenstore-io.md` §8.5.
 //!
 //! xensim differs: the guest's notification reaches xenconsoled directly (the console
-//! port stays unbound in the event-channel table, and no trace event is emitted, so the
-//! console does not change any scheduling decision or the run hash); xenconsoled's CPU
-//! time is not charged to dom0; the banner is the guest model's own text, all printed at
-//! guest uptime 0; no workload messages after boot yet.
+//! port stays unbound in the event-channel table); xenconsoled drains at once and its CPU
+//! time for the batch follows on dom0's vCPU 0; the banner is the guest model's own text,
+//! all printed at guest uptime 0.
 
 use alloc::format;
 use alloc::string::String;
 
 use super::Hypervisor;
 use crate::domain::ShutdownReason;
-use crate::ids::DomId;
+use crate::ids::{BackWorkId, DomId, VcpuId, VcpuRef};
 use crate::io::console::XENCONSOLE_LIMIT_BYTES;
+use crate::platform::Platform;
 use crate::toolstack::config::GuestType;
+
+/// xenconsoled's work ids have this bit set, so `BackendWorkDone` tells them from
+/// blkback's (and from ioreq work, `ioreq::IOREQ_WORK_BIT`).
+pub const CONSOLE_WORK_BIT: u64 = 1 << 62;
+/// Most bytes one `ConsoleWrite` input may carry (a guest kernel's printk line is at most
+/// 1024 bytes, `PRINTK_MESSAGE_MAX`); longer writes are refused and logged.
+pub const CONSOLE_WRITE_BYTES_MAX: usize = 1024;
+/// Most xenconsoled batches queued on dom0 at once (then drains cost nothing more until
+/// dom0 catches up: xenconsoled would read everything in one pass).
+pub const CONSOLE_WORK_ITEMS_MAX: usize = 4096;
 
 impl Hypervisor {
     /// The console device was written: xenconsoled maps the ring (`domain_create_ring`).
@@ -34,13 +47,18 @@ impl Hypervisor {
 
     /// The guest kernel writes `text` to its console; on its notification xenconsoled
     /// drains the ring (writes larger than the ring go in ring-sized pieces, as hvc_xen
-    /// retries while xenconsoled empties the ring).
-    pub(crate) fn console_write(&mut self, dom: DomId, text: &[u8]) {
+    /// retries while xenconsoled empties the ring), each drain a batch of its CPU time.
+    pub(crate) fn console_write<P: Platform + ?Sized>(
+        &mut self,
+        dom: DomId,
+        text: &[u8],
+        p: &mut P,
+    ) {
         let mut rest = text;
         while !rest.is_empty() {
             let wrote = self.xenconsoled.guest_write(dom, rest);
-            if wrote.notify {
-                self.xenconsoled.drain(dom);
+            if wrote.notify && self.xenconsoled.drain(dom) > 0 {
+                self.console_charge(p);
             }
             if wrote.bytes == 0 {
                 // A scribbled ring (logged by xenconsoled's end) or no console: dropped.
@@ -50,8 +68,77 @@ impl Hypervisor {
         }
     }
 
+    /// One batch of xenconsoled's CPU time on dom0's vCPU 0.
+    fn console_charge<P: Platform + ?Sized>(&mut self, p: &mut P) {
+        let work_ns = self.costs.xenconsoled_batch_ns;
+        if work_ns <= 0 || self.console_work.len() >= CONSOLE_WORK_ITEMS_MAX {
+            return;
+        }
+        let id = BackWorkId(CONSOLE_WORK_BIT | self.console_next_work);
+        self.console_next_work += 1;
+        self.console_work.insert(id);
+        let dom0 = VcpuRef {
+            dom: DomId::DOM0,
+            vcpu: VcpuId::new(0).expect("vCPU 0"),
+        };
+        p.backend_work(dom0, id, work_ns);
+        let _ = self.vcpu_wake_event(dom0, p);
+    }
+
+    /// The bound on xenconsoled's queued batches.
+    pub(crate) fn console_check(&self, out: &mut alloc::vec::Vec<crate::sched::Violation>) {
+        if self.console_work.len() > CONSOLE_WORK_ITEMS_MAX {
+            let detail = format!("{} batches", self.console_work.len());
+            let invariant = "console.work_bound";
+            out.push(crate::sched::Violation { invariant, detail });
+        }
+    }
+
+    /// `BackendWorkDone` of a xenconsoled batch.
+    pub(crate) fn console_work_done(&mut self, item: BackWorkId) -> Result<(), super::InputError> {
+        if self.console_work.remove(&item) {
+            Ok(())
+        } else {
+            Err(super::InputError::UnknownBackWork(item))
+        }
+    }
+
+    /// `ConsoleWrite`: the guest's kernel prints `text` (lines without their time prefix)
+    /// at `now_ns`; each line gets printk's `[seconds.micros]` uptime stamp. Writes over
+    /// [`CONSOLE_WRITE_BYTES_MAX`] are refused and logged by xenconsoled's end.
+    pub(crate) fn console_guest_write<P: Platform + ?Sized>(
+        &mut self,
+        dom: DomId,
+        text: &[u8],
+        p: &mut P,
+    ) {
+        let Some(boot_ns) = self.xenconsoled.console(dom).and_then(|c| c.boot_ns) else {
+            return;
+        };
+        if text.len() > CONSOLE_WRITE_BYTES_MAX {
+            self.xenconsoled.note(format!(
+                "d{}: guest console write of {} bytes refused",
+                dom.raw(),
+                text.len()
+            ));
+            return;
+        }
+        let stamp = printk_time(p.now().as_ns().saturating_sub(boot_ns));
+        let mut stamped = alloc::vec::Vec::with_capacity(text.len() + 16);
+        for line in text.split_inclusive(|b| *b == b'\n') {
+            stamped.extend_from_slice(stamp.as_bytes());
+            stamped.push(b' ');
+            stamped.extend_from_slice(line);
+            if line.last() != Some(&b'\n') {
+                stamped.push(b'\n');
+            }
+        }
+        self.console_write(dom, &stamped, p);
+    }
+
     /// The guest runs for the first time (at `now_ns`): its kernel prints a boot banner.
-    pub(crate) fn console_boot(&mut self, dom: DomId, now_ns: i64) {
+    pub(crate) fn console_boot<P: Platform + ?Sized>(&mut self, dom: DomId, p: &mut P) {
+        let now_ns = p.now().as_ns();
         let Some(con) = self.xenconsoled.console_mut(dom) else {
             return;
         };
@@ -69,12 +156,18 @@ impl Hypervisor {
             self.xen.major,
             self.xen.minor,
         );
-        self.console_write(dom, banner.as_bytes());
+        self.console_write(dom, banner.as_bytes(), p);
     }
 
     /// The guest kernel's last line before `SCHEDOP_shutdown` (Linux's `kernel_power_off`,
     /// `kernel_restart`, `panic`), stamped with its uptime at `now_ns`.
-    pub(crate) fn console_shutdown(&mut self, dom: DomId, reason: ShutdownReason, now_ns: i64) {
+    pub(crate) fn console_shutdown<P: Platform + ?Sized>(
+        &mut self,
+        dom: DomId,
+        reason: ShutdownReason,
+        p: &mut P,
+    ) {
+        let now_ns = p.now().as_ns();
         let Some(boot_ns) = self.xenconsoled.console(dom).and_then(|c| c.boot_ns) else {
             return;
         };
@@ -86,7 +179,7 @@ impl Hypervisor {
             ShutdownReason::Suspend | ShutdownReason::SoftReset => return,
         };
         let line = format!("{} {text}\n", printk_time(now_ns.saturating_sub(boot_ns)));
-        self.console_write(dom, line.as_bytes());
+        self.console_write(dom, line.as_bytes(), p);
     }
 
     /// What xenconsoled buffered for `dom` (`xl console`), or `None` without a console.

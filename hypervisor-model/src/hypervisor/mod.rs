@@ -19,10 +19,11 @@ pub mod blk_glue;
 pub mod boot;
 mod check;
 mod check_teardown;
-mod console_glue;
+pub mod console_glue;
 mod cpupool;
 mod driver_tasks;
 mod drv_glue;
+pub mod ioreq;
 #[cfg(test)]
 mod proptests;
 mod sched_glue;
@@ -164,6 +165,12 @@ pub struct Hypervisor {
     pub(crate) xsd: xenstored::XsActor,
     /// The vbd data paths (`blk_glue.rs`).
     pub(crate) blk: blk_glue::BlkState,
+    /// Device models and their ioreq work (`ioreq.rs`).
+    pub(crate) ioreq: ioreq::IoreqState,
+    /// xenconsoled's batches queued on dom0 (`console_glue.rs`).
+    pub(crate) console_work: alloc::collections::BTreeSet<crate::ids::BackWorkId>,
+    /// Next xenconsoled batch id.
+    pub(crate) console_next_work: u64,
 }
 
 /// Internal job ids have the top bit set, so they never collide with the platform's.
@@ -218,6 +225,9 @@ impl Hypervisor {
             xenbus_traces: Vec::new(),
             xsd: xenstored::XsActor::default(),
             blk: blk_glue::BlkState::default(),
+            ioreq: ioreq::IoreqState::default(),
+            console_work: alloc::collections::BTreeSet::new(),
+            console_next_work: 0,
         };
         hv.xs_tool = hv.xenstore.connect_socket();
         hv.boot_banner(p, config.pool0_sched);
@@ -398,7 +408,23 @@ impl Hypervisor {
                 self.domains
                     .vcpu(*vcpu)
                     .ok_or(InputError::UnknownVcpu(*vcpu))?;
-                self.blk_submit(*vcpu, *vdev, *io, *last, p);
+                if self.disks_emulated(vcpu.dom) {
+                    self.ioreq_submit(*vcpu, *vdev, *io, *last, p);
+                } else {
+                    self.blk_submit(*vcpu, *vdev, *io, *last, p);
+                }
+            }
+            CoreInput::BackendWorkDone { item } if item.0 & ioreq::IOREQ_WORK_BIT != 0 => {
+                self.ioreq_work_done(*item, p)?
+            }
+            CoreInput::BackendWorkDone { item } if item.0 & console_glue::CONSOLE_WORK_BIT != 0 => {
+                self.console_work_done(*item)?
+            }
+            CoreInput::ConsoleWrite { vcpu, text } => {
+                self.domains
+                    .vcpu(*vcpu)
+                    .ok_or(InputError::UnknownVcpu(*vcpu))?;
+                self.console_guest_write(vcpu.dom, text, p);
             }
             CoreInput::BackendWorkDone { item } => self.blkback_work_done(*item, p)?,
             CoreInput::BlkFault { dom, vdev, count } => self.blk_fault(*dom, *vdev, *count),
@@ -654,6 +680,8 @@ mod tests_blk;
 mod tests_drv;
 #[cfg(test)]
 mod tests_io;
+#[cfg(test)]
+mod tests_ioreq;
 #[cfg(test)]
 mod tests_teardown;
 

@@ -350,7 +350,7 @@ impl Hypervisor {
         }
         d.controller_pause_count -= 1;
         self.domain_unpause(dom, p);
-        self.console_boot(dom, p.now().as_ns());
+        self.console_boot(dom, p);
         Ok(())
     }
 
@@ -364,7 +364,7 @@ impl Hypervisor {
         if !self.is_alive(dom) {
             return Err(InputError::UnknownDomain(dom));
         }
-        self.console_shutdown(dom, reason, p.now().as_ns());
+        self.console_shutdown(dom, reason, p);
         self.domain_shutdown(dom, reason, p);
         Ok(())
     }

@@ -107,3 +107,55 @@ fn a_guest_poweroff_prints_its_last_line_with_its_uptime() {
     );
     assert_eq!(hv.check_invariants(), []);
 }
+
+#[test]
+fn a_workload_message_is_stamped_with_the_guest_uptime() {
+    let (mut hv, mut p) = guest_with_devices();
+    handle(&mut hv, &mut p, 2, ToolstackOp::Unpause { dom: guest() });
+    let boot_ns = hv.xenconsoled.console(guest()).and_then(|c| c.boot_ns);
+    p.advance_to(
+        &mut hv,
+        STime::from_ns(boot_ns.expect("booted") + 2_000_001_000),
+    );
+    let input = CoreInput::ConsoleWrite {
+        vcpu: crate::testing::ids::vcpu(guest().raw(), 0),
+        text: b"io: started\nio: 2 lines".to_vec(),
+    };
+    assert_eq!(hv.handle(&input, &mut p), Ok(()));
+    let out = lines(&hv);
+    // The banner's 7 lines, then each written line with its own stamp and newline.
+    assert_eq!(out.len(), 9, "{out:?}");
+    assert_eq!(out[7], "[    2.000001] io: started");
+    assert_eq!(out[8], "[    2.000001] io: 2 lines");
+    assert_eq!(hv.check_invariants(), []);
+}
+
+#[test]
+fn an_oversized_write_is_refused_and_logged() {
+    let (mut hv, mut p) = guest_with_devices();
+    handle(&mut hv, &mut p, 2, ToolstackOp::Unpause { dom: guest() });
+    let input = CoreInput::ConsoleWrite {
+        vcpu: crate::testing::ids::vcpu(guest().raw(), 0),
+        text: alloc::vec![b'x'; super::console_glue::CONSOLE_WRITE_BYTES_MAX + 1],
+    };
+    assert_eq!(hv.handle(&input, &mut p), Ok(()));
+    assert_eq!(lines(&hv).len(), 7);
+    let log: Vec<&str> = hv.xenconsoled_log().collect();
+    assert_eq!(log, ["d1: guest console write of 1025 bytes refused"]);
+}
+
+#[test]
+fn each_drain_is_a_batch_of_xenconsoled_time_on_dom0() {
+    let (mut hv, mut p) = guest_with_devices();
+    hv.costs.xenconsoled_batch_ns = 10_000;
+    handle(&mut hv, &mut p, 2, ToolstackOp::Unpause { dom: guest() });
+    // The boot banner is one write and one drain: one 10 us batch on dom0's vCPU 0.
+    let batches: Vec<_> = p
+        .back_work
+        .iter()
+        .filter(|(_, item, _)| item.0 & super::console_glue::CONSOLE_WORK_BIT != 0)
+        .map(|(vcpu, _, ns)| (vcpu.dom, vcpu.vcpu.raw(), *ns))
+        .collect();
+    assert_eq!(batches, [(crate::ids::DomId::DOM0, 0, 10_000)]);
+    assert!(hv.console_work.is_empty(), "the batch ran");
+}

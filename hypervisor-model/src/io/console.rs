@@ -349,6 +349,11 @@ impl Xenconsoled {
         self.log.iter().map(String::as_str)
     }
 
+    /// Adds a line to xenconsoled's own log (bounded).
+    pub fn note(&mut self, line: String) {
+        self.push_log(line);
+    }
+
     fn push_log(&mut self, line: String) {
         if self.log.len() == DAEMON_LOG_LINES {
             self.log.pop_front();

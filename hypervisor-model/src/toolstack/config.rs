@@ -107,6 +107,26 @@ impl AffinityCfg {
     }
 }
 
+/// Where an HVM guest's emulated devices are handled and whether it uses PV drivers
+/// (`xen_platform_pci=`, `device_model_stubdomain_override=`); PV and PVH guests have no
+/// device model and ignore both.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct DeviceModelCfg {
+    /// `xen_platform_pci=` (default 1): the Xen platform PCI device is present, so the
+    /// guest's PV drivers bind (PVHVM). 0: its disks are QEMU's emulated ones.
+    pub platform_pci: bool,
+    /// `device_model_stubdomain_override=1`: QEMU runs in a stub domain `<name>-dm`.
+    pub stubdomain: bool,
+}
+
+impl DeviceModelCfg {
+    /// libxl's defaults: platform device present, QEMU in dom0.
+    pub const DEFAULT: DeviceModelCfg = DeviceModelCfg {
+        platform_pci: true,
+        stubdomain: false,
+    };
+}
+
 /// One `vif=` entry (xl-network-configuration(5)), fields as written.
 #[derive(Clone, PartialEq, Eq, Debug, Default)]
 pub struct VifCfg {
@@ -190,6 +210,8 @@ pub struct DomainConfig {
     /// `driver_domain=1`: the domain runs backends for other domains' devices (libxl
     /// gives it `~/libxl` and `~/device-model`; its kernel watches `~/backend`).
     pub driver_domain: bool,
+    /// The device model (HVM only).
+    pub device_model: DeviceModelCfg,
 }
 
 /// Why a [`DomainConfig`] is not acceptable to libxl.
@@ -236,7 +258,20 @@ impl DomainConfig {
             vifs: Vec::new(),
             disks: Vec::new(),
             driver_domain: false,
+            device_model: DeviceModelCfg::DEFAULT,
         }
+    }
+
+    /// True when the guest's disks are emulated by a device model (an HVM guest without
+    /// the platform PCI device, so without PV drivers).
+    pub fn disks_emulated(&self) -> bool {
+        self.guest_type == GuestType::Hvm && !self.device_model.platform_pci
+    }
+
+    /// True when the toolstack builds a stub domain for this guest's device model
+    /// (libxl honours the override for HVM guests only).
+    pub fn wants_stubdomain(&self) -> bool {
+        self.guest_type == GuestType::Hvm && self.device_model.stubdomain
     }
 
     /// Checks the relations libxl checks before it asks Xen for anything.

@@ -427,6 +427,7 @@ impl Hypervisor {
             let state = create_state(dom, 0, paused, next);
             self.enter_step(job, state, JobStepCode::Devices, p);
             let xs_ns = self.create_devices_io(dom, p);
+            self.stubdom_spawn(dom, p);
             self.defer(job, xs_ns, p);
         } else if !self.xenbus_wait_over(dom, XenbusWait::BackendsReady, p) {
             // libxl__wait_device_connection: the job waits until every backend reached
@@ -521,6 +522,7 @@ impl Hypervisor {
         });
         self.remove_vcpus_from_scheduler(dom, p);
         self.free_io(dom);
+        self.ioreq_forget(dom);
         self.balloons.remove(&dom);
         self.memory.remove_domain(dom);
         self.domains.remove(dom);

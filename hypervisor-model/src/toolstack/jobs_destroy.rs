@@ -44,8 +44,10 @@ impl Hypervisor {
         if d.dying != Dying::Alive || self.destroy_running(dom) {
             return Err(ToolstackError::NotPermitted);
         }
-        // libxl__destroy_domid: xc_domain_pause, then devices and XenStore removal.
+        // libxl__destroy_domid: xc_domain_pause, the device model, then devices and
+        // XenStore removal.
         self.domain_pause(dom, p);
+        self.stubdom_destroy(dom, p);
         self.jobs.insert(
             job,
             Job::Destroy {

@@ -2,7 +2,8 @@
 //! scheduler-parameter ones in `ops_sched.rs`), the domain configuration model
 //! (`config.rs`) and the multi-step jobs that carry operations out in virtual time
 //! (`jobs.rs`, the destroy in `jobs_destroy.rs`, the builder's memory in `populate.rs`,
-//! libxl's automatic NUMA placement in `placement.rs`).
+//! libxl's automatic NUMA placement in `placement.rs`, the device-model stub domain in
+//! `stubdom.rs`).
 
 pub mod config;
 pub mod jobs;
@@ -12,5 +13,6 @@ pub mod ops;
 pub mod ops_sched;
 pub mod placement;
 mod populate;
+pub mod stubdom;
 pub mod xs_client;
 pub mod xs_tree;

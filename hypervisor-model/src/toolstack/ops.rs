@@ -16,7 +16,8 @@ use crate::ids::{DomId, PcpuId, PoolId, VcpuId};
 use crate::sched::params::{DomParams, PoolParams, SchedError, VcpuParams};
 use crate::sched::SchedKind;
 use crate::toolstack::config::{
-    AffinityCfg, ConfigError, DiskAccess, DiskCfg, DomainConfig, GuestType, ShutdownAction, VifCfg,
+    AffinityCfg, ConfigError, DeviceModelCfg, DiskAccess, DiskCfg, DomainConfig, GuestType,
+    ShutdownAction, VifCfg,
 };
 pub use crate::toolstack::ops_sched::PoolError;
 
@@ -406,7 +407,17 @@ fn encode_config(e: &mut Encoder<'_>, c: &DomainConfig) {
         e.str(disk.backend.as_deref().unwrap_or(""));
     }
     e.bool(c.driver_domain);
+    // A non-default device model is a trailing extension, so configurations without one
+    // keep their encoding (and every run hash that holds them).
+    if c.device_model != DeviceModelCfg::DEFAULT {
+        e.u8(EXT_DEVICE_MODEL)
+            .bool(c.device_model.platform_pci)
+            .bool(c.device_model.stubdomain);
+    }
 }
+
+/// Tag of the device-model extension at the end of an encoded configuration.
+const EXT_DEVICE_MODEL: u8 = 1;
 
 fn encode_affinity(e: &mut Encoder<'_>, a: &AffinityCfg) {
     match a {
@@ -525,6 +536,13 @@ fn decode_config(d: &mut Decoder<'_>) -> Result<DomainConfig, DecodeError> {
     c.vifs = decode_list(d, decode_vif)?;
     c.disks = decode_list(d, decode_disk)?;
     c.driver_domain = d.bool()?;
+    if !d.at_end() {
+        if d.u8()? != EXT_DEVICE_MODEL {
+            return Err(d.error("a configuration extension tag"));
+        }
+        c.device_model.platform_pci = d.bool()?;
+        c.device_model.stubdomain = d.bool()?;
+    }
     Ok(c)
 }
 

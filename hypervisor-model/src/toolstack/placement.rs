@@ -206,8 +206,8 @@ fn comb_next(comb: &mut [usize], n: usize) -> bool {
 }
 
 /// `libxl__domain_need_memory_calculate` (KiB), with xensim's defaults: HAP guests
-/// (shadow = paging memory of `libxl__get_required_paging_memory`), no IOMMU reservation,
-/// no stubdomain.
+/// (shadow = paging memory of `libxl__get_required_paging_memory`), no IOMMU reservation;
+/// an HVM guest with a stub domain also needs the stub domain's memory and video memory.
 pub fn need_memory_kib(config: &DomainConfig) -> u64 {
     let pv = config.guest_type == GuestType::Pv;
     let p2m_kib = if pv { 0 } else { config.max_memory_kib / 1024 };
@@ -217,7 +217,12 @@ pub fn need_memory_kib(config: &DomainConfig) -> u64 {
     } else {
         HVM_EXTRA_MEMORY_KIB
     };
-    let need_kib = config.memory_kib + shadow_kib + extra_kib;
+    let stubdom_kib = if config.wants_stubdomain() {
+        crate::toolstack::stubdom::stubdom_config(config).memory_kib
+    } else {
+        0
+    };
+    let need_kib = config.memory_kib + shadow_kib + extra_kib + stubdom_kib;
     need_kib.div_ceil(2048) * 2048
 }
 
@@ -417,5 +422,8 @@ mod tests {
         config.guest_type = GuestType::Hvm;
         // 524288 + 4*(512+512) + 2048 = 530432 (already a multiple of 2048).
         assert_eq!(need_memory_kib(&config), 530_432);
+        config.device_model.stubdomain = true;
+        // Plus the stub domain's 128 MiB and the guest's 8 MiB of video memory.
+        assert_eq!(need_memory_kib(&config), 530_432 + 136 * 1024);
     }
 }

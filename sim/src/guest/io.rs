@@ -11,8 +11,14 @@
 //!   while it is not empty.
 //! - Every I/O is a whole number of 4 KiB pages (1..=256) inside the disk.
 //!
-//! Each batch's CPU demand is its `service` draw plus `queue_depth` × `io.blkfront_req_ns`
-//! (blkfront building the requests and claiming grants, cost-model §3.3).
+//! Each batch's CPU demand is its `service` draw plus `queue_depth` × the guest's per-I/O
+//! CPU for its mode (`guest/modes.rs`: blkfront, notification, completion interrupt).
+//!
+//! Kernel messages for the console (`take_console`): the block driver's line when the
+//! disk first takes I/O (Linux 6.1 xen-blkfront's `blkfront: xvda: flush diskcache: ...`,
+//! or libata's probe line for an emulated disk), and an `I/O error, dev ...` line per
+//! failed I/O (`blk_print_req_error`), rate-limited as `printk_ratelimited` is: at most
+//! 10 lines per 5 s.
 //!
 //! xensim differs: a sequential stream wraps at the end of the disk.
 
@@ -87,7 +93,19 @@ pub(crate) struct IoModel {
     records: Vec<IoRecord>,
     /// Records whose `guest_done_ns` waits for the vCPU's next run.
     unseen: Vec<usize>,
+    /// The disk is QEMU's emulated one.
+    emulated: bool,
+    /// Kernel lines not yet handed to the console.
+    console: String,
+    /// The driver's probe line was printed.
+    announced: bool,
+    /// `printk_ratelimited`'s window: (start, lines printed in it).
+    ratelimit: (u64, u32),
 }
+
+/// `DEFAULT_RATELIMIT_INTERVAL` (5 s) and `DEFAULT_RATELIMIT_BURST` (10).
+const RATELIMIT_INTERVAL_NS: u64 = 5_000_000_000;
+const RATELIMIT_BURST: u32 = 10;
 
 impl IoModel {
     pub(crate) fn new(
@@ -116,7 +134,57 @@ impl IoModel {
             to_submit: Vec::new(),
             records: Vec::new(),
             unseen: Vec::new(),
+            emulated: false,
+            console: String::new(),
+            announced: false,
+            ratelimit: (0, 0),
         }
+    }
+
+    /// The disk is QEMU's emulated one.
+    pub(crate) fn set_emulated(&mut self, emulated: bool) {
+        self.emulated = emulated;
+    }
+
+    /// Kernel lines printed since the last call.
+    pub(crate) fn take_console(&mut self) -> String {
+        std::mem::take(&mut self.console)
+    }
+
+    /// The block driver's line when the disk first takes I/O.
+    fn announce(&mut self) {
+        if self.announced {
+            return;
+        }
+        self.announced = true;
+        let line = if self.emulated {
+            "ata1.00: ATA-7: QEMU HARDDISK, 2.5+, max UDMA/100\n".to_string()
+        } else {
+            format!(
+                "blkfront: {}: flush diskcache: enabled; persistent grants: enabled; \
+                 indirect descriptors: enabled; bounce buffer: disabled;\n",
+                self.spec.vbd
+            )
+        };
+        self.console.push_str(&line);
+    }
+
+    /// `blk_print_req_error` for a failed I/O, under `printk_ratelimited`.
+    fn print_error(&mut self, now_ns: u64, write: bool, sector: u64, pages: u64) {
+        let (start_ns, printed) = self.ratelimit;
+        if now_ns.saturating_sub(start_ns) >= RATELIMIT_INTERVAL_NS || printed == 0 {
+            self.ratelimit = (now_ns, 0);
+        }
+        if self.ratelimit.1 >= RATELIMIT_BURST {
+            return;
+        }
+        self.ratelimit.1 += 1;
+        let (op, name) = if write { (1, "WRITE") } else { (0, "READ") };
+        self.console.push_str(&format!(
+            "I/O error, dev {}, sector {sector} op 0x{op}:({name}) flags 0x0 phys_seg {pages} \
+             prio class 0\n",
+            self.spec.vbd
+        ));
     }
 
     pub(crate) fn start(&mut self) -> GuestState {
@@ -157,6 +225,7 @@ impl IoModel {
             self.outstanding.is_empty(),
             "a batch while I/Os are outstanding"
         );
+        self.announce();
         for _ in 0..self.spec.queue_depth {
             let io = self.next_io();
             self.outstanding.insert(io.tag, (now_ns, io));
@@ -227,6 +296,9 @@ impl IoModel {
         let (submit_ns, io) = self.outstanding.remove(&done.tag)?;
         let write = io.op == IoOp::Write;
         let ok = done.status == hypervisor_model::io::blkif::BLKIF_RSP_OKAY;
+        if !ok {
+            self.print_error(now_ns, write, io.sector, u64::from(io.sectors).div_ceil(8));
+        }
         self.records.push(IoRecord {
             dev: self.spec.vbd.clone(),
             submit_ns,
@@ -336,6 +408,41 @@ mod tests {
         m.start();
         m.set_request_ns(1_500);
         assert_eq!(m.demand_ns_left(), 7_000);
+    }
+
+    #[test]
+    fn first_batch_prints_the_blkfront_line_once() {
+        let mut m = model(1, false);
+        m.start();
+        m.on_demand_done(0);
+        let first = m.take_console();
+        assert!(first.starts_with("blkfront: xvda: flush diskcache: enabled;"));
+        let tag = m.take_submissions()[0].tag;
+        m.io_done(&done(tag), 100, true);
+        m.on_wake();
+        m.on_demand_done(200);
+        assert_eq!(m.take_console(), "");
+    }
+
+    #[test]
+    fn failed_ios_print_at_most_ten_error_lines_per_five_seconds() {
+        let mut m = model(12, false);
+        m.start();
+        m.on_demand_done(0);
+        m.take_console();
+        for io in m.take_submissions() {
+            let failed = IoDone {
+                status: hypervisor_model::io::blkif::BLKIF_RSP_ERROR,
+                ..done(io.tag)
+            };
+            m.io_done(&failed, 100, true);
+        }
+        let text = m.take_console();
+        assert_eq!(text.lines().count(), 10);
+        assert!(text.starts_with("I/O error, dev xvda, sector "));
+        assert!(text
+            .lines()
+            .all(|l| l.ends_with("op 0x0:(READ) flags 0x0 phys_seg 4 prio class 0")));
     }
 
     #[test]

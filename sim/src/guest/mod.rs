@@ -10,5 +10,6 @@ pub mod dist;
 pub mod io;
 pub mod memory;
 mod mixed;
+pub mod modes;
 mod periodic;
 pub mod workload;

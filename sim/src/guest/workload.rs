@@ -260,6 +260,22 @@ impl GuestVcpu {
         }
     }
 
+    /// `io`: the disk is QEMU's emulated one (its kernel's messages name the ATA driver).
+    pub fn set_disk_emulated(&mut self, emulated: bool) {
+        if let Behavior::Io(model) = &mut self.behavior {
+            model.set_emulated(emulated);
+        }
+    }
+
+    /// The kernel messages the workload printed since the last call (printk lines
+    /// without their time prefix), for the guest's console.
+    pub fn take_console(&mut self) -> String {
+        match &mut self.behavior {
+            Behavior::Io(model) => model.take_console(),
+            _ => String::new(),
+        }
+    }
+
     /// `io`: the I/Os to submit after a [`GuestAction::BlockOnIo`], and their vbd.
     pub fn take_submissions(&mut self) -> (u32, Vec<hypervisor_model::io::vbd::GuestIo>) {
         match &mut self.behavior {

@@ -17,6 +17,7 @@ use hypervisor_model::toolstack::xs_tree::disk_devid;
 
 use super::messages::done_output;
 use super::{SimEvent, World};
+use crate::guest::modes::GuestMode;
 use crate::report::xl::{self, XlHost, XlOutput};
 use crate::scenario::model::{AtAction, WorkloadSpec};
 use crate::xl::command::XlCommand;
@@ -591,6 +592,9 @@ impl World<'_> {
                 let h = &mut self.hosts[usize::from(host)];
                 h.sim.guests.register_domain(dom, &name, workloads);
                 h.sim.guests.register_memory(dom, memory);
+                if let Some(config) = h.hv.domain(dom).and_then(|d| d.config.as_ref()) {
+                    h.sim.guests.set_mode(dom, GuestMode::of(config));
+                }
                 let vbds: Vec<(u32, String)> =
                     h.hv.domain(dom)
                         .and_then(|d| d.config.as_ref())

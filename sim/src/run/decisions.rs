@@ -8,6 +8,8 @@ use hypervisor_model::cpumask::CpuMask;
 use hypervisor_model::domain::vcpu::Runstate;
 use hypervisor_model::domain::{Dying, ShutdownReason};
 use hypervisor_model::event::CoreInput;
+use hypervisor_model::hypervisor::console_glue::CONSOLE_WORK_BIT;
+use hypervisor_model::hypervisor::ioreq::IOREQ_WORK_BIT;
 use hypervisor_model::ids::{DomId, PcpuId, VcpuRef};
 use hypervisor_model::sched::params::{DomParams, PoolParams};
 use hypervisor_model::toolstack::ops::{JobStepCode, ToolstackOp};
@@ -87,6 +89,15 @@ pub fn input_line(out: &mut String, host: &str, time_ns: u64, input: &CoreInput)
             io.sectors,
             if *last { " last" } else { "" }
         ),
+        CoreInput::BackendWorkDone { item } if item.0 & IOREQ_WORK_BIT != 0 => {
+            format!("ioreq work{} done", item.0 & !IOREQ_WORK_BIT)
+        }
+        CoreInput::BackendWorkDone { item } if item.0 & CONSOLE_WORK_BIT != 0 => {
+            format!("xenconsoled work{} done", item.0 & !CONSOLE_WORK_BIT)
+        }
+        CoreInput::ConsoleWrite { vcpu: v, text } => {
+            format!("{} console write {} bytes", vcpu(*v), text.len())
+        }
         CoreInput::BackendWorkDone { item } => format!("blkback work{} done", item.0),
         CoreInput::BlkFault { dom, vdev, count } => {
             format!(
@@ -263,6 +274,18 @@ fn blk_event_text(event: &TraceEvent) -> String {
             "blkback work{} d{} vbd{vdev} {requests} requests {work_ns}ns",
             item.0,
             dom.raw()
+        ),
+        TraceEvent::IoreqWork {
+            item,
+            dom,
+            dm,
+            ios,
+            work_ns,
+        } => format!(
+            "ioreq work{} d{} to d{} {ios} ios {work_ns}ns",
+            item.0 & !IOREQ_WORK_BIT,
+            dom.raw(),
+            dm.raw()
         ),
         TraceEvent::DiskSubmit {
             tag,
@@ -446,6 +469,7 @@ pub fn event_line(out: &mut String, host: &str, time_ns: u64, event: &TraceEvent
             )
         }
         TraceEvent::BlkbackWork { .. }
+        | TraceEvent::IoreqWork { .. }
         | TraceEvent::DiskSubmit { .. }
         | TraceEvent::BlkResponse { .. }
         | TraceEvent::BlkReject { .. }

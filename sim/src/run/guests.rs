@@ -26,6 +26,7 @@ use super::SimEvent;
 use crate::clock::EventQueue;
 use crate::guest::io::IoRecord;
 use crate::guest::memory::{GuestMemory, MemoryCosts, NumaView, Stretch};
+use crate::guest::modes::{GuestMode, ModeCosts};
 use crate::guest::workload::{GuestAction, GuestState, GuestVcpu, JobRecord};
 use crate::rng::RngStreams;
 use crate::scenario::model::WorkloadSpec;
@@ -128,8 +129,6 @@ pub struct HostGuests {
     next_generation: u64,
     /// Service work queued per vCPU, oldest first: (item, ns left).
     service: BTreeMap<VcpuRef, VecDeque<(ServiceItem, u64)>>,
-    /// Guest CPU per disk I/O in blkfront (`io.blkfront_req_ns`), for `io` workloads.
-    io_request_ns: u64,
     /// The memory model of each domain that has one (`guests_memory.rs`).
     pub(super) memories: BTreeMap<DomId, GuestMemory>,
     /// Domains whose pages changed since the run loop last looked.
@@ -140,6 +139,10 @@ pub struct HostGuests {
     pub(super) mem_costs: MemoryCosts,
     /// Start of the metrics window (the memory counters count from there).
     pub(super) window_start_ns: u64,
+    /// The per-mode guest costs (`guest/modes.rs`).
+    modes: ModeCosts,
+    /// Each domain's mode (dom0 and domains not set: PV).
+    mode_of: BTreeMap<DomId, GuestMode>,
 }
 
 impl HostGuests {
@@ -151,18 +154,30 @@ impl HostGuests {
             slots: Slots::default(),
             next_generation: 0,
             service: BTreeMap::new(),
-            io_request_ns: 0,
             memories: BTreeMap::new(),
             memory_dirty: Vec::new(),
             numa: NumaView::default(),
             mem_costs: MemoryCosts::DEFAULT,
             window_start_ns: 0,
+            modes: ModeCosts::from_table(&BTreeMap::new()),
+            mode_of: BTreeMap::new(),
         }
     }
 
-    /// The guest CPU an `io` workload spends in blkfront per I/O (from the cost table).
-    pub fn set_io_request_ns(&mut self, ns: u64) {
-        self.io_request_ns = ns;
+    /// The per-mode guest costs of this host (from its cost table).
+    pub fn set_mode_costs(&mut self, modes: ModeCosts) {
+        self.modes = modes;
+    }
+
+    /// `dom` is a PV, PVH, PVHVM or emulated-HVM guest (before its vCPUs first run).
+    pub fn set_mode(&mut self, dom: DomId, mode: GuestMode) {
+        self.mode_of.insert(dom, mode);
+    }
+
+    /// The guest CPU an `io` workload of `dom` spends per disk I/O.
+    fn io_request_ns(&self, dom: DomId) -> u64 {
+        let mode = self.mode_of.get(&dom).copied().unwrap_or(GuestMode::Pv);
+        self.modes.disk_io_guest_ns(mode)
     }
 
     /// A new domain `dom` runs `workloads` (one per vCPU index; missing ones are idle).
@@ -181,6 +196,7 @@ impl HostGuests {
     pub fn forget_domain(&mut self, dom: DomId) {
         self.domains.remove(&dom);
         self.memories.remove(&dom);
+        self.mode_of.remove(&dom);
         self.service.retain(|v, _| v.dom != dom);
         self.slots.clear_domain(dom);
     }
@@ -265,7 +281,9 @@ impl HostGuests {
                 // The guest starts: its memory model reads its pages after this input.
                 self.memory_changed(v.dom);
             }
-            model.set_io_request_ns(self.io_request_ns);
+            model.set_io_request_ns(self.io_request_ns(v.dom));
+            let mode = self.mode_of.get(&v.dom).copied();
+            model.set_disk_emulated(mode == Some(GuestMode::HvmEmulated));
             let wake_generation = self.generation();
             if let GuestState::Blocked {
                 wake_at_ns: Some(at_ns),
@@ -561,6 +579,14 @@ impl HostGuests {
                     generation,
                 },
             );
+        }
+    }
+
+    /// The kernel lines `v`'s workload printed since the last call.
+    pub fn take_console(&mut self, v: VcpuRef) -> String {
+        match self.slots.get_mut(&v) {
+            Some(slot) => slot.model.take_console(),
+            None => String::new(),
         }
     }
 

@@ -128,6 +128,20 @@ pub fn core_costs(
         blkback_req_ns: cost_i64(&merged, "io.blkback_req_ns", 3_000),
         // E: cost-model §3.1, per grant blkback maps (persistent: first use only).
         gnttab_map_ns: cost_i64(&merged, "io.gnttab_map_ns", 700),
+        // E: cost-model §3.4, exit → ioreq → dom0 vCPU → QEMU → notify → resume.
+        ioreq_dom0_rtt_ns: cost_i64(&merged, "io.ioreq_dom0_rtt_ns", 25_000),
+        // E/D: cost-model §3.4, Xen schedules the stub domain's QEMU directly.
+        ioreq_stubdom_rtt_ns: cost_i64(&merged, "io.ioreq_stubdom_rtt_ns", 15_000),
+        // E: `guest/modes.rs`, the port accesses of one IDE/AHCI DMA command.
+        emulated_disk_ioreqs: u32::try_from(cost_ns(
+            &merged,
+            "io.emulated_disk_ioreqs",
+            crate::guest::modes::EMULATED_DISK_IOREQS_DEFAULT,
+        ))
+        .unwrap_or(u32::MAX),
+        // E: xenconsoled waking from poll(), reading the ring and writing its log or pty
+        // (one daemon wake-up, half of `io.xenstored_request_ns`'s estimate).
+        xenconsoled_batch_ns: cost_i64(&merged, "io.xenconsoled_batch_ns", 10_000),
     }
 }
 
@@ -176,6 +190,9 @@ pub fn cost_table_hash(scenario: &crate::scenario::model::Scenario) -> u64 {
             c.xenstored_request_ns,
             c.blkback_req_ns,
             c.gnttab_map_ns,
+            c.ioreq_dom0_rtt_ns,
+            c.ioreq_stubdom_rtt_ns,
+            c.xenconsoled_batch_ns,
         ] {
             bytes.extend_from_slice(&value.to_le_bytes());
         }
@@ -187,8 +204,6 @@ pub fn cost_table_hash(scenario: &crate::scenario::model::Scenario) -> u64 {
             bytes.extend_from_slice(&value.to_le_bytes());
         }
         let merged = merged_costs(&scenario.costs, &host.costs);
-        let blkfront_ns = cost_ns(&merged, "io.blkfront_req_ns", BLKFRONT_REQ_NS_DEFAULT);
-        bytes.extend_from_slice(&blkfront_ns.to_le_bytes());
         let m = memory_costs(&merged);
         for value in [
             m.swapin_fault_ns,
@@ -197,6 +212,10 @@ pub fn cost_table_hash(scenario: &crate::scenario::model::Scenario) -> u64 {
             m.memory_bound_ppm,
         ] {
             bytes.extend_from_slice(&value.to_le_bytes());
+        }
+        let modes = crate::guest::modes::ModeCosts::from_table(&merged);
+        for word in modes.hash_words() {
+            bytes.extend_from_slice(&word.to_le_bytes());
         }
     }
     for index in 0..scenario.hosts.len() {

@@ -390,13 +390,12 @@ impl<'s> World<'s> {
             let nr_cpus = config.host.cpus.len();
             let mut guests = HostGuests::new(world.streams);
             let merged = host::merged_costs(&scenario.costs, &spec.costs);
-            let blkfront_ns = host::BLKFRONT_REQ_NS_DEFAULT;
-            guests.set_io_request_ns(host::cost_ns(&merged, "io.blkfront_req_ns", blkfront_ns));
             guests.set_memory_params(
                 guests_memory::numa_view(&config.host),
                 host::memory_costs(&merged),
                 scenario.sim.warmup_ns,
             );
+            guests.set_mode_costs(crate::guest::modes::ModeCosts::from_table(&merged));
             let switch = SwitchCosts::from_tables(&scenario.costs, &spec.costs);
             let dom0_vcpus = usize::try_from(config.dom0.vcpus).unwrap_or(0);
             guests.register_domain(
@@ -557,7 +556,12 @@ impl<'s> World<'s> {
                 {
                     Some(GuestStep::Block) => self.deliver(host, &CoreInput::VcpuBlock { vcpu }),
                     Some(GuestStep::SubmitIo) => {
+                        let console = h.sim.guests.take_console(vcpu);
                         let (vdev, ios) = h.sim.guests.take_submissions(vcpu);
+                        if !console.is_empty() {
+                            let text = console.into_bytes();
+                            self.deliver(host, &CoreInput::ConsoleWrite { vcpu, text });
+                        }
                         let count = ios.len();
                         for (index, io) in ios.into_iter().enumerate() {
                             let last = index + 1 == count;

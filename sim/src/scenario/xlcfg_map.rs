@@ -9,9 +9,11 @@
 //! - A returned config passes [`DomainConfig::validate`].
 //! - Cpu masks are resolved against the host the domain is created on.
 //!
-//! Left out on purpose: `ramdisk`, `extra`, `cmdline`, `root`, `shadow_memory`, `videoram`
-//! and `device_model_stubdomain_override` are type-checked but not stored
-//! (`DomainConfig` has no field for them yet).
+//! `xen_platform_pci` and `device_model_stubdomain_override` are booleans
+//! (`xlu_cfg_get_defbool`: any non-zero number is true) stored in the device model.
+//!
+//! Left out on purpose: `ramdisk`, `extra`, `cmdline`, `root`, `shadow_memory` and
+//! `videoram` are type-checked but not stored (`DomainConfig` has no field for them yet).
 
 use hypervisor_model::limits::MAX_VIRT_CPUS;
 use hypervisor_model::toolstack::config::{AffinityCfg, DomainConfig, GuestType, ShutdownAction};
@@ -37,11 +39,7 @@ pub struct XlCfgSource<'a> {
 
 /// Keys accepted and type-checked but not stored.
 const STRING_KEYS_DROPPED: &[&str] = &["ramdisk", "extra", "cmdline", "root"];
-const INT_KEYS_DROPPED: &[&str] = &[
-    "shadow_memory",
-    "videoram",
-    "device_model_stubdomain_override",
-];
+const INT_KEYS_DROPPED: &[&str] = &["shadow_memory", "videoram"];
 
 struct Mapper<'a> {
     d: &'a Diags,
@@ -232,6 +230,16 @@ impl Mapper<'_> {
                 }
             }
             "kernel" => cfg.out.kernel = self.string(s),
+            "xen_platform_pci" => {
+                if let Some(value) = self.long(s) {
+                    cfg.out.device_model.platform_pci = value != 0;
+                }
+            }
+            "device_model_stubdomain_override" => {
+                if let Some(value) = self.long(s) {
+                    cfg.out.device_model.stubdomain = value != 0;
+                }
+            }
             "vif" => self.vifs(s, cfg),
             "disk" => self.disks(s, cfg),
             "pci" => {
@@ -465,6 +473,17 @@ mod tests {
         let cfg = cfg.expect("valid");
         assert_eq!(cfg.memory_kib, 256 * 1024);
         assert_eq!(cfg.guest_type, GuestType::Hvm);
+    }
+
+    #[test]
+    fn platform_pci_and_stubdomain_keys_set_the_device_model() {
+        let text = "name = \"a\"\ntype = \"hvm\"\nxen_platform_pci = 0\n\
+                    device_model_stubdomain_override = 1\n";
+        let cfg = load(text).0.expect("valid");
+        assert!(!cfg.device_model.platform_pci);
+        assert!(cfg.device_model.stubdomain);
+        assert!(cfg.disks_emulated());
+        assert!(cfg.wants_stubdomain());
     }
 
     #[test]

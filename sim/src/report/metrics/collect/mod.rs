@@ -318,6 +318,7 @@ impl MetricsCollector {
             | TraceEvent::MaxPages { .. }
             | TraceEvent::Console { .. }
             | TraceEvent::BlkbackWork { .. }
+            | TraceEvent::IoreqWork { .. }
             | TraceEvent::DiskSubmit { .. }
             | TraceEvent::BlkReject { .. }
             | TraceEvent::BlkRingHalted { .. } => {}
