@@ -175,6 +175,10 @@ pub trait Platform {
     /// INVEPT for `dom`: cached translations are dropped and later walks see every write.
     fn ept_invalidate(&mut self, dom: DomId);
 
+    /// Xen spent `work_ns` handling an exit of `vcpu` (an EPT violation): the guest on
+    /// it makes no progress for that long, as if the time were taken from its workload.
+    fn vcpu_stall(&mut self, vcpu: VcpuRef, work_ns: i64);
+
     /// Writes (`Some`) or removes (`None`) the IOMMU mapping of device `bdf` for DMA frame
     /// `dfn` (`iommu_map`/`iommu_unmap`, xen/drivers/passthrough/iommu.c).
     fn iommu_write(&mut self, bdf: PciBdf, dfn: u64, entry: Option<(Mfn, MapAccess)>);

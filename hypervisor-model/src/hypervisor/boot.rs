@@ -144,6 +144,12 @@ pub struct CoreCosts {
     /// One grant map by blkback (`io.gnttab_map_ns`, cost-model §3.1); with persistent
     /// grants only the first use of a page pays it.
     pub gnttab_map_ns: i64,
+    /// One EPT violation handled in Xen, no allocation (`cpu.ept_violation_ns`,
+    /// cost-model §1), charged to the faulting vCPU.
+    pub ept_violation_ns: i64,
+    /// A PoD fault-in of one page or superpage from the cache on top of the violation
+    /// (`mem.pod_fault_ns`, cost-model §2.3).
+    pub pod_fault_ns: i64,
 }
 
 /// Everything the core needs to boot a host.

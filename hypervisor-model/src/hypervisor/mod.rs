@@ -21,6 +21,7 @@ mod check;
 mod console_glue;
 mod cpupool;
 mod driver_tasks;
+mod ept_glue;
 #[cfg(test)]
 mod proptests;
 mod sched_glue;
@@ -227,6 +228,7 @@ impl Hypervisor {
         hv.xenbus_boot_watch();
         banner::boot_tail(&mut hv, p, config.dom0.guest_type);
         hv.xsd_boot_done();
+        hv.ept_flush(p);
         hv
     }
 
@@ -414,6 +416,7 @@ impl Hypervisor {
         self.xs_deliver_notifies(p);
         self.xenbus_wake_waiters(p);
         self.blk_unpark(p);
+        self.ept_flush(p);
     }
 
     fn check_pool(&self, pool: PoolId) -> Result<(), InputError> {
@@ -485,6 +488,11 @@ impl Hypervisor {
     pub(crate) fn insert_domain<P: Platform + ?Sized>(&mut self, domain: Domain, p: &mut P) {
         let dom = domain.id;
         self.memory.add_domain(dom);
+        if domain.guest_type != crate::toolstack::config::GuestType::Pv {
+            // HAP: the P2M is the EPT (shadow paging is not modelled).
+            let hap = self.memory.set_hap(dom);
+            debug_assert_eq!(hap, Ok(()));
+        }
         p.trace(&TraceEvent::DomainCreate {
             dom,
             name: domain.name.clone(),

@@ -499,6 +499,8 @@ impl Hypervisor {
         self.remove_vcpus_from_scheduler(dom, p);
         self.free_io(dom);
         self.balloons.remove(&dom);
+        // The last relinquished leaves reach the EPT before the P2M goes.
+        self.ept_flush(p);
         self.memory.remove_domain(dom);
         self.domains.remove(dom);
         self.recent_domids.push((dom, p.now()));

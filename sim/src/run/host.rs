@@ -128,6 +128,10 @@ pub fn core_costs(
         blkback_req_ns: cost_i64(&merged, "io.blkback_req_ns", 3_000),
         // E: cost-model §3.1, per grant blkback maps (persistent: first use only).
         gnttab_map_ns: cost_i64(&merged, "io.gnttab_map_ns", 700),
+        // E: cost-model §1, EPT violation handled in Xen without allocation.
+        ept_violation_ns: cost_i64(&merged, "cpu.ept_violation_ns", 1_000),
+        // E: cost-model §2.3, a PoD fault-in from the cache.
+        pod_fault_ns: cost_i64(&merged, "mem.pod_fault_ns", 2_000),
     }
 }
 
@@ -160,6 +164,8 @@ pub fn cost_table_hash(scenario: &crate::scenario::model::Scenario) -> u64 {
             c.xenstored_request_ns,
             c.blkback_req_ns,
             c.gnttab_map_ns,
+            c.ept_violation_ns,
+            c.pod_fault_ns,
         ] {
             bytes.extend_from_slice(&value.to_le_bytes());
         }
