@@ -22,6 +22,7 @@ mod console_glue;
 mod cpupool;
 mod driver_tasks;
 mod ept_glue;
+pub mod npf;
 #[cfg(test)]
 mod proptests;
 mod sched_glue;
@@ -403,6 +404,9 @@ impl Hypervisor {
             CoreInput::BackendWorkDone { item } => self.blkback_work_done(*item, p)?,
             CoreInput::BlkFault { dom, vdev, count } => self.blk_fault(*dom, *vdev, *count),
             CoreInput::DiskDone { tag, ok, data } => self.blk_disk_done(*tag, *ok, data, p),
+            CoreInput::EptViolation { vcpu, gfn, access } => {
+                self.ept_violation(*vcpu, *gfn, *access, p)?
+            }
         }
         self.end_of_input(p);
         Ok(())
@@ -666,5 +670,7 @@ mod tests_xenbus;
 
 #[cfg(test)]
 mod tests_memory;
+#[cfg(test)]
+mod tests_npf;
 #[cfg(test)]
 mod tests_numa;

@@ -113,7 +113,10 @@ impl Memory {
             .map(|(_, run)| run.pages)
             .sum();
         if pod_gfns != d.pod.entry_count {
-            let detail = format!("{dom:?}: {pod_gfns} PoD GFNs, entry_count {}", d.pod.entry_count);
+            let detail = format!(
+                "{dom:?}: {pod_gfns} PoD GFNs, entry_count {}",
+                d.pod.entry_count
+            );
             violation(out, "mem.pod_entry_count", detail);
         }
         let mut cached = 0;

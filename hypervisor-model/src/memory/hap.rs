@@ -110,7 +110,10 @@ mod tests {
     #[test]
     fn logdirty_leaf_is_readable_and_executable_but_not_writable() {
         let access = ept_access(P2mType::RamLogdirty);
-        assert_eq!(access.map(|a| (a.read, a.write, a.execute)), Some((true, false, true)));
+        assert_eq!(
+            access.map(|a| (a.read, a.write, a.execute)),
+            Some((true, false, true))
+        );
     }
 
     #[test]
@@ -145,8 +148,22 @@ mod tests {
         let log = &changes[0].1;
         // The 2 MiB leaf goes, 512 4 KiB leaves come, then leaf 7 goes.
         assert_eq!(log.len(), 1 + 512 + 1);
-        assert!(matches!(log[0], LeafChange::Gone { gfn: 0, order: 9, .. }));
-        assert!(matches!(log[513], LeafChange::Gone { gfn: 7, order: 0, .. }));
+        assert!(matches!(
+            log[0],
+            LeafChange::Gone {
+                gfn: 0,
+                order: 9,
+                ..
+            }
+        ));
+        assert!(matches!(
+            log[513],
+            LeafChange::Gone {
+                gfn: 7,
+                order: 0,
+                ..
+            }
+        ));
     }
 
     #[test]

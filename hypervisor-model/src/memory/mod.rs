@@ -32,6 +32,7 @@ mod claims;
 pub mod frames;
 pub mod hap;
 pub mod heap;
+pub mod logdirty;
 pub mod p2m;
 pub mod pod;
 mod pod_fault;
@@ -106,6 +107,8 @@ pub enum MemError {
         /// `max_pages`.
         max_pages: u64,
     },
+    /// Log-dirty is already on (enable) or off (the other operations) (`-EINVAL`).
+    LogDirtyState,
     /// No free block (after claims) on any allowed node (`-ENOMEM`).
     NoMemory,
     /// No such domain in the memory model.
@@ -134,6 +137,8 @@ pub struct DomMem {
     pub scrubbed_pages: u64,
     /// Populate-on-demand state (`p2m->pod`).
     pub pod: pod::PodState,
+    /// The dirty log while in log-dirty mode.
+    pub logdirty: Option<logdirty::DirtyLog>,
 }
 
 /// What one populated extent became.

@@ -157,6 +157,8 @@ pub struct P2m {
     splits: u64,
     /// Leaf changes not yet written to the EPT; `None` for a domain without HAP.
     leaf_log: Option<Vec<LeafChange>>,
+    /// `max_mapped_pfn`: the highest GFN ever mapped with a type (never lowered).
+    max_mapped: Option<u64>,
 }
 
 /// The next smaller leaf size.
@@ -181,7 +183,10 @@ pub fn leaf_order_for(gfn: u64, mfn: u64, pages: u64) -> u8 {
 impl P2m {
     /// From now on every leaf change is logged for the EPT (HVM and PVH domains).
     pub fn enable_leaf_log(&mut self) {
-        assert!(self.runs.is_empty(), "HAP is chosen before the physmap is built");
+        assert!(
+            self.runs.is_empty(),
+            "HAP is chosen before the physmap is built"
+        );
         self.leaf_log = Some(Vec::new());
     }
 
@@ -192,7 +197,10 @@ impl P2m {
 
     /// Takes the logged leaf changes, oldest first.
     pub fn take_leaf_log(&mut self) -> Vec<LeafChange> {
-        self.leaf_log.as_mut().map(core::mem::take).unwrap_or_default()
+        self.leaf_log
+            .as_mut()
+            .map(core::mem::take)
+            .unwrap_or_default()
     }
 
     /// True if leaf changes wait to be written.
@@ -248,6 +256,15 @@ impl P2m {
             }
         }
         out
+    }
+
+    /// `p2m->max_mapped_pfn`, if anything was ever mapped.
+    pub fn max_mapped_gfn(&self) -> Option<u64> {
+        self.max_mapped
+    }
+
+    fn note_mapped(&mut self, last_gfn: u64) {
+        self.max_mapped = Some(self.max_mapped.map_or(last_gfn, |m| m.max(last_gfn)));
     }
 
     /// GFNs with a RAM type.
@@ -332,6 +349,7 @@ impl P2m {
         if ty.is_ram() {
             self.ram_pages += pages;
         }
+        self.note_mapped(gfn + pages - 1);
     }
 
     /// Maps one leaf of exactly `order` over a hole (where [`P2m::map`] would pick the
@@ -352,6 +370,7 @@ impl P2m {
         if ty.is_ram() {
             self.ram_pages += pages;
         }
+        self.note_mapped(gfn + pages - 1);
     }
 
     /// Removes `[gfn, gfn + pages)` (the holes in it stay holes), splitting superpages

@@ -15,8 +15,10 @@
 //! - `tot_pages = RAM P2M pages + count`.
 //!
 //! xensim differs: page contents are a bit per page, "written since populated"; the core
-//! sees a write only when it faults (a PoD fault-in by a write, a log-dirty write fault),
-//! so the guest model makes the access that first touches a page the one that writes it.
+//! sees a write only when it faults: a PoD fault-in by a write marks the whole extent it
+//! brought in as written (the guest initialises what it got), a log-dirty write fault
+//! marks its page; a page brought in by a read and written later without a fault stays
+//! "zero" to the sweep.
 //! A PoD entry stores its own GFN as its MFN (Xen: `INVALID_MFN`) so runs stay aligned.
 
 use alloc::collections::BTreeSet;
@@ -124,7 +126,8 @@ impl PodState {
         if self.singles.is_empty() {
             let chunk = self.super_chunks.pop()?;
             // Pushed in reverse so the chunk's pages come out lowest first.
-            self.singles.extend((0..SUPERPAGE_PAGES).rev().map(|i| chunk + i));
+            self.singles
+                .extend((0..SUPERPAGE_PAGES).rev().map(|i| chunk + i));
         }
         let mfn = self.singles.pop()?;
         self.count -= 1;
@@ -228,6 +231,13 @@ impl Memory {
         Ok(())
     }
 
+    /// `p2m_pod_set_cache_target` downwards only (never allocates).
+    pub(super) fn pod_trim_cache(&mut self, dom: DomId, pod_target: u64) -> Result<(), MemError> {
+        let count = self.doms.get(&dom).map_or(0, |d| d.pod.count);
+        debug_assert!(pod_target <= count);
+        self.pod_set_cache_target(dom, pod_target.min(count))
+    }
+
     /// `alloc_domheap_pages(d, order, 0)` for the cache: counted in `tot_pages`, so
     /// `max_pages` applies; the chunk is owned and unmapped.
     fn pod_alloc(&mut self, dom: DomId, order: u8) -> Result<(u64, u8), MemError> {
@@ -268,7 +278,11 @@ impl Memory {
     /// Frees `pages` cache frames at `mfn` back to the heap (`tot_pages` drops).
     fn pod_free(&mut self, dom: DomId, mfn: u64, pages: u64) {
         let owner = self.frames.release(mfn, pages);
-        assert_eq!(owner, Owner::Dom(dom), "PoD cache frame {mfn:#x} not the domain's");
+        assert_eq!(
+            owner,
+            Owner::Dom(dom),
+            "PoD cache frame {mfn:#x} not the domain's"
+        );
         self.heap.free_range(mfn, pages, true);
         if let Some(d) = self.doms.get_mut(&dom) {
             d.tot_pages -= pages;

@@ -72,7 +72,8 @@ impl Memory {
         d.pod.entry_count -= pages;
         d.pod.record_mrp(aligned, order);
         if write {
-            d.pod.nonzero.insert(gfn);
+            // The guest initialises what a write brought in (see `pod.rs`).
+            d.pod.nonzero.extend(aligned..aligned + pages);
         }
         self.frames.set_m2p(mfn, pages, aligned);
         self.note_leaves(dom);
@@ -202,9 +203,8 @@ impl Memory {
             let Some(entry) = d.p2m.lookup(gfn) else {
                 continue;
             };
-            let zero = entry.ty == P2mType::RamRw
-                && entry.leaf_order == PAGE_ORDER_4K
-                && !d.pod.is_nonzero(gfn);
+            // A page inside a superpage is checked too: reclaiming it splits the leaf.
+            let zero = entry.ty == P2mType::RamRw && !d.pod.is_nonzero(gfn);
             if !zero {
                 continue;
             }
@@ -213,7 +213,8 @@ impl Memory {
             d.p2m.map(gfn, gfn, 1, P2mType::PopulateOnDemand);
             d.pod.entry_count += 1;
             d.pod.cache_push(entry.mfn, PAGE_ORDER_4K);
-            self.frames.set_m2p(entry.mfn, 1, super::frames::INVALID_M2P_ENTRY);
+            self.frames
+                .set_m2p(entry.mfn, 1, super::frames::INVALID_M2P_ENTRY);
             // The page left the guest's RAM but stays counted in tot_pages (cache).
             self.note_leaves(dom);
             self.touch(Touched::Guest { dom, gfn, pages: 1 });
@@ -236,12 +237,18 @@ impl Memory {
         let whole = entry.ty == P2mType::RamRw
             && entry.leaf_order == PAGE_ORDER_2M
             && gfn & (SUPERPAGE_PAGES - 1) == 0;
-        let written = d.pod.nonzero.range(gfn..gfn + SUPERPAGE_PAGES).next().is_some();
+        let written = d
+            .pod
+            .nonzero
+            .range(gfn..gfn + SUPERPAGE_PAGES)
+            .next()
+            .is_some();
         if !whole || written {
             return false;
         }
         d.p2m.remove(gfn, SUPERPAGE_PAGES);
-        d.p2m.map(gfn, gfn, SUPERPAGE_PAGES, P2mType::PopulateOnDemand);
+        d.p2m
+            .map(gfn, gfn, SUPERPAGE_PAGES, P2mType::PopulateOnDemand);
         d.pod.entry_count += SUPERPAGE_PAGES;
         d.pod.cache_push(entry.mfn, PAGE_ORDER_2M);
         self.frames
@@ -272,7 +279,8 @@ impl Memory {
             d.p2m.remove(gfn, 1);
             d.pod.cache_push(entry.mfn, PAGE_ORDER_4K);
             d.pod.nonzero.remove(&gfn);
-            self.frames.set_m2p(entry.mfn, 1, super::frames::INVALID_M2P_ENTRY);
+            self.frames
+                .set_m2p(entry.mfn, 1, super::frames::INVALID_M2P_ENTRY);
             self.touch(Touched::Frames {
                 mfn: entry.mfn,
                 pages: 1,
@@ -282,6 +290,16 @@ impl Memory {
         }
         self.note_leaves(dom);
         self.touch(Touched::Guest { dom, gfn, pages: 1 });
+        // "If we've reduced our liabilities beyond our assets, free some."
+        let excess = self
+            .doms
+            .get(&dom)
+            .filter(|d| d.pod.entry_count < d.pod.count)
+            .map(|d| d.pod.entry_count);
+        if let Some(entry_count) = excess {
+            let trimmed = self.pod_trim_cache(dom, entry_count);
+            debug_assert_eq!(trimmed, Ok(()));
+        }
         Some(())
     }
 }

@@ -27,6 +27,7 @@ use crate::ids::{DomId, Gfn};
 use crate::memory::heap::AllocFlags;
 use crate::platform::Platform;
 use crate::time::Span;
+use crate::toolstack::config::GuestType;
 use crate::toolstack::jobs::{finish, Job};
 use crate::toolstack::ops::{JobId, ToolstackError, ToolstackOp};
 use crate::toolstack::xs_tree;
@@ -221,13 +222,21 @@ impl Hypervisor {
         let uuid = self.domains.get(dom).map_or([0; 16], |d| d.uuid);
         let vm_memory = alloc::format!("{}/memory", xs_tree::vm_path(&uuid));
         self.xs_write_str(&vm_memory, &alloc::format!("{}", new_target / 1024));
+        if self
+            .domains
+            .get(dom)
+            .is_some_and(|d| d.guest_type != GuestType::Pv)
+        {
+            let pod_pages = (new_target + LIBXL_MAXMEM_CONSTANT_KIB) / 4;
+            self.mem_set_pod_target(dom, pod_pages, p);
+        }
         self.balloon_kick(dom, p);
         Ok(())
     }
 
     /// The guest's balloon driver sees the new target (its watch fires): its worker runs
     /// one `io.xenbus_step_ns` later, unless it is running already.
-    fn balloon_kick<P: Platform + ?Sized>(&mut self, dom: DomId, p: &mut P) {
+    pub(crate) fn balloon_kick<P: Platform + ?Sized>(&mut self, dom: DomId, p: &mut P) {
         let running = self
             .jobs
             .values()
@@ -247,7 +256,7 @@ impl Hypervisor {
     pub(crate) fn balloon_step<P: Platform + ?Sized>(&mut self, job: JobId, dom: DomId, p: &mut P) {
         let alive = self.is_alive(dom) && !self.destroy_running(dom);
         let target_pages = self.memory_key_kib(dom, "target").map(pages_of_kib);
-        let current = self.memory.dom(dom).map_or(0, |m| m.tot_pages);
+        let current = self.balloon_current_pages(dom);
         let (Some(target_pages), true) = (target_pages, alive) else {
             self.jobs.remove(&job);
             finish(job, Ok(()), p);
@@ -276,6 +285,7 @@ impl Hypervisor {
     /// `decrease_reservation` of `pages` of the guest's highest GFNs, one page each.
     fn balloon_inflate<P: Platform + ?Sized>(&mut self, dom: DomId, pages: u64, p: &mut P) -> u64 {
         self.scrub_catch_up(p.now());
+        let before = self.memory.dom(dom).map_or(0, |m| m.tot_pages);
         let mut freed = 0;
         while freed < pages {
             let Some(gfn) = self.memory.dom(dom).and_then(|m| m.p2m.last_gfn()) else {
@@ -287,7 +297,10 @@ impl Hypervisor {
             self.balloons.entry(dom).or_default().push(gfn);
             freed += 1;
         }
-        self.memory_changed(dom, -i64::try_from(freed).unwrap_or(i64::MAX), p);
+        // A dropped PoD entry or a page moved into the PoD cache leaves tot_pages alone.
+        let after = self.memory.dom(dom).map_or(0, |m| m.tot_pages);
+        let delta = i64::try_from(after).unwrap_or(i64::MAX) - i64::try_from(before).unwrap_or(0);
+        self.memory_changed(dom, delta, p);
         freed
     }
 

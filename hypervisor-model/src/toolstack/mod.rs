@@ -2,7 +2,7 @@
 //! scheduler-parameter ones in `ops_sched.rs`), the domain configuration model
 //! (`config.rs`) and the multi-step jobs that carry operations out in virtual time
 //! (`jobs.rs`, the destroy in `jobs_destroy.rs`, the builder's memory in `populate.rs`,
-//! libxl's automatic NUMA placement in `placement.rs`).
+//! populate-on-demand in `pod_build.rs`, libxl's automatic NUMA placement in `placement.rs`).
 
 pub mod config;
 pub mod jobs;
@@ -11,6 +11,7 @@ pub mod mem_ops;
 pub mod ops;
 pub mod ops_sched;
 pub mod placement;
+mod pod_build;
 mod populate;
 pub mod xs_client;
 pub mod xs_tree;

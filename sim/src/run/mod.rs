@@ -564,6 +564,7 @@ impl<'s> World<'s> {
                     Some(GuestStep::ServiceDone(ServiceItem::Blkback(item))) => {
                         self.deliver(host, &CoreInput::BackendWorkDone { item });
                     }
+                    Some(GuestStep::ServiceDone(ServiceItem::Exit)) => {}
                     None => {}
                 }
                 Some(host)

@@ -284,6 +284,18 @@ impl Platform for SimPlatform<'_> {
         }
     }
 
+    fn vcpu_stall(&mut self, vcpu: VcpuRef, work_ns: i64) {
+        let work_ns = u64::try_from(work_ns).unwrap_or(0);
+        self.sim.guests.add_service(
+            vcpu,
+            ServiceItem::Exit,
+            work_ns,
+            self.now_ns,
+            self.sim.host,
+            self.queue,
+        );
+    }
+
     fn iommu_write(&mut self, bdf: PciBdf, dfn: u64, entry: Option<(Mfn, MapAccess)>) {
         self.sim.iommu.write(bdf, dfn, entry);
     }
