@@ -606,6 +606,8 @@ impl<'s> World<'s> {
         let now_ns = self.queue.now_ns();
         self.sinks.input(host, now_ns, input);
         let h = &mut self.hosts[usize::from(host)];
+        // The EPT checker looks at what this input changes.
+        h.sim.ept.clear_touched();
         let mut platform = SimPlatform {
             now_ns,
             queue: &mut self.queue,
@@ -620,7 +622,11 @@ impl<'s> World<'s> {
 
     fn check_host(&self, host: u16, event_index: u64, time_ns: u64) -> Option<InvariantFailure> {
         let h = &self.hosts[usize::from(host)];
-        let violations = h.hv.check_invariants();
+        let mut violations = h.hv.check_invariants();
+        violations.extend(crate::machine::ept_check::check_ept(
+            &h.sim.ept,
+            h.hv.memory(),
+        ));
         if violations.is_empty() {
             return None;
         }
