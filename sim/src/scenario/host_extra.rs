@@ -12,7 +12,7 @@ use super::host::MIB;
 use super::model::{CostValue, Dom0Spec, Dom0Vcpus, WorkloadSpec, XenSpec, XlConfSpec};
 use super::tree::{conv, Kind, Node, Tbl};
 use super::unsupported;
-use super::workload::parse_workload;
+use super::workload::{parse_workload, MemorySlot};
 
 /// Xen options xensim models (`specs/scenario.md` §4.2).
 pub const XEN_OPTIONS: &[&str] = &[
@@ -37,6 +37,7 @@ pub(crate) fn dom0(d: &Diags, h: &Tbl<'_>) -> Option<Dom0Spec> {
         kind: Kind::Table(Vec::new()),
     };
     let t = sub.unwrap_or_else(|| Tbl::new(d, h.file_index(), &empty, h.context(), "dom0."));
+    let mut memory = MemorySlot::default();
     let spec = Dom0Spec {
         memory_bytes: t.opt(d, "memory", conv::mem_size).unwrap_or(1024 * MIB),
         vcpus: t
@@ -57,8 +58,14 @@ pub(crate) fn dom0(d: &Diags, h: &Tbl<'_>) -> Option<Dom0Spec> {
             .unwrap_or(false),
         workload: match t.get("workload") {
             Some(node) => {
-                let workload =
-                    parse_workload(d, t.file_index(), node, t.context(), "dom0.workload.")?;
+                let workload = parse_workload(
+                    d,
+                    t.file_index(),
+                    node,
+                    t.context(),
+                    "dom0.workload.",
+                    &mut memory,
+                )?;
                 if matches!(workload, WorkloadSpec::Io { .. }) {
                     // dom0 has no vbd of its own (its disks are the host's).
                     t.error_at(d, node, "workload", "dom0 cannot run an io workload");
@@ -71,6 +78,7 @@ pub(crate) fn dom0(d: &Diags, h: &Tbl<'_>) -> Option<Dom0Spec> {
                 tick_work: super::model::Dist::Const(2_000),
             },
         },
+        memory: memory.into_memory(),
         release: t
             .opt(d, "release", conv::string)
             .unwrap_or_else(|| "6.1.0-xensim".into()),

@@ -20,7 +20,7 @@ use super::model::{
 use super::schema::check_metric_path;
 use super::tree::{conv, parse_document, Kind, Node, Tbl};
 use super::unsupported::{self, Feature};
-use super::workload::{dist, parse_workload};
+use super::workload::{dist, parse_workload, MemorySlot};
 use super::xlcfg_map::{load_xl_cfg, XlCfgSource};
 use super::LoadOptions;
 
@@ -393,8 +393,11 @@ impl Loader<'_> {
             let host_index = super::timeline::host_ref(&self.d, &t, hosts);
             let start_ns = t.opt(d, "start", conv::duration).unwrap_or(0);
             let paused = t.opt(d, "paused", conv::bool_).unwrap_or(false);
+            let mut memory = MemorySlot::default();
             let workload = match t.get("workload") {
-                Some(node) => parse_workload(d, self.file_index, node, &context, "workload."),
+                Some(node) => {
+                    parse_workload(d, self.file_index, node, &context, "workload.", &mut memory)
+                }
                 None => Some(WorkloadSpec::Idle {
                     tick: None,
                     tick_work: super::model::Dist::Const(2_000),
@@ -412,6 +415,7 @@ impl Loader<'_> {
                                 n,
                                 &context,
                                 &format!("vcpu_workloads[{i}]."),
+                                &mut memory,
                             )
                         })
                         .collect()
@@ -513,6 +517,7 @@ impl Loader<'_> {
                 start_ns,
                 paused,
                 vcpu_workloads,
+                memory: memory.into_memory(),
                 rtds,
             });
         }

@@ -149,6 +149,8 @@ pub struct Dom0Spec {
     pub pvh: bool,
     /// dom0's own load.
     pub workload: WorkloadSpec,
+    /// The memory model of dom0's workload (see [`MemoryWorkload`]).
+    pub memory: Option<MemoryWorkload>,
     /// `uname -r`.
     pub release: String,
     /// `uname -v`.
@@ -371,6 +373,52 @@ pub enum WorkloadSpec {
     },
 }
 
+/// The `memory` sub-table of a workload (`specs/scenario.md` §6.1), the input of the
+/// guest memory model (`specs/memory-iommu-migration.md` §5.5).
+///
+/// Memory is a property of the guest, not of one vCPU: the sub-table may be written on any
+/// workload of a domain (`workload`, any `vcpu_workloads` entry, any `mixed` entry), and
+/// the loader folds every occurrence into the one `memory` field of [`DomainSpec`] (or
+/// [`Dom0Spec`]). Occurrences within one domain must be equal (a located error otherwise),
+/// so a workload repeated on every vCPU describes one address space, not one per vCPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemoryWorkload {
+    /// `working_set`: the size `W` the workload touches, bytes (0: no swap model).
+    pub working_set_bytes: u64,
+    /// `page_cache`: reclaimable page cache the balloon driver takes before failing, bytes.
+    pub page_cache_bytes: u64,
+    /// `dirty_rate`: pages written per second of run time.
+    pub dirty_pages_per_s: u64,
+    /// `hot_ppm`: share of accesses that hit the hot part of `W`.
+    pub hot_ppm: u32,
+    /// `hot_set`: size of the hot part, bytes (≤ `working_set_bytes`; defaults to it).
+    pub hot_set_bytes: u64,
+    /// `floor_ppm`: the non-swappable share of `W`; below it the guest OOM-kills its workload.
+    pub floor_ppm: u32,
+}
+
+impl MemoryWorkload {
+    /// 4 KiB pages of `bytes`, rounded up.
+    pub const fn pages_of(bytes: u64) -> u64 {
+        bytes.div_ceil(4096)
+    }
+
+    /// `W` in 4 KiB pages.
+    pub const fn working_set_pages(&self) -> u64 {
+        Self::pages_of(self.working_set_bytes)
+    }
+
+    /// The hot set in 4 KiB pages.
+    pub const fn hot_set_pages(&self) -> u64 {
+        Self::pages_of(self.hot_set_bytes)
+    }
+
+    /// The page cache in 4 KiB pages.
+    pub const fn page_cache_pages(&self) -> u64 {
+        Self::pages_of(self.page_cache_bytes)
+    }
+}
+
 /// Direction of the I/Os of a disk workload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DiskOpSpec {
@@ -429,6 +477,9 @@ pub struct DomainSpec {
     pub paused: bool,
     /// Per-vCPU workloads (length = `config.max_vcpus`; `workload` repeated if not per vCPU).
     pub vcpu_workloads: Vec<WorkloadSpec>,
+    /// The guest's memory model: the `memory` sub-table of its workloads (all equal), or
+    /// `None` when none has one (see [`MemoryWorkload`]).
+    pub memory: Option<MemoryWorkload>,
     /// `rtds = { period, budget, extratime }`: set on every vCPU between build and unpause.
     pub rtds: Option<hypervisor_model::sched::params::VcpuParams>,
 }

@@ -2,12 +2,16 @@
 //!
 //! # Invariants
 //! - `mixed` entries are never `mixed` or `periodic`; weights are ≥ 1.
-//! - Sub-tables `memory`, `net` and `disk` are fully validated; `memory`, `net`, and `disk`
-//!   outside the `io` kind (or with `rate`) are then refused through `unsupported.rs` until
-//!   the engine runs them. An `io` workload runs over a vbd (`disk`); never inside `mixed`.
+//! - Sub-tables `memory`, `net` and `disk` are fully validated; `net`, and `disk` outside
+//!   the `io` kind (or with `rate`), are then refused through `unsupported.rs` until the
+//!   engine runs them. An `io` workload runs over a vbd (`disk`); never inside `mixed`.
+//! - `memory` may sit on any workload, `mixed` entries included; every occurrence is folded
+//!   into one [`MemoryWorkload`] per domain ([`MemorySlot`]), and occurrences that differ
+//!   are a located error. `hot_set` ≤ `working_set`.
 
 use super::diag::Diags;
-use super::model::{DiskOpSpec, DiskWorkload, Dist, MixEntry, WorkloadSpec};
+use super::diag::Loc;
+use super::model::{DiskOpSpec, DiskWorkload, Dist, MemoryWorkload, MixEntry, WorkloadSpec};
 use super::tree::{conv, Kind, Node, Tbl};
 use super::unsupported::{self, Feature};
 use super::values::{parse_dist, parse_duration, parse_size, DIST_EXPECTED};
@@ -36,24 +40,61 @@ pub fn size_dist(node: &Node) -> Result<Dist, String> {
 
 const KINDS: &str = "\"idle\", \"cpu_bound\", \"periodic\", \"bursty\", \"io\" or \"mixed\"";
 
-/// Parses a workload table (`{ kind = ..., ... }`) at `node`.
+/// The one memory model of a domain, gathered from the `memory` sub-tables of all its
+/// workloads (see [`MemoryWorkload`]).
+#[derive(Debug, Default)]
+pub struct MemorySlot {
+    memory: Option<MemoryWorkload>,
+}
+
+impl MemorySlot {
+    /// Adds the sub-table read at `loc` (`path` names it); an error if it differs from one
+    /// added before.
+    fn add(&mut self, d: &Diags, loc: Loc, path: &str, memory: MemoryWorkload) {
+        match self.memory {
+            None => self.memory = Some(memory),
+            Some(first) if first == memory => {}
+            Some(_) => d.error(
+                loc,
+                format!(
+                    "{path}: a domain has one memory model; every `memory` sub-table of \
+                     its workloads must be equal, and this one differs from an earlier one"
+                ),
+            ),
+        }
+    }
+
+    /// The domain's memory model, if any workload had one.
+    pub fn into_memory(self) -> Option<MemoryWorkload> {
+        self.memory
+    }
+}
+
+/// Parses a workload table (`{ kind = ..., ... }`) at `node`; its `memory` sub-tables (its
+/// own and its `mixed` entries') go into `memory`.
 pub fn parse_workload(
     d: &Diags,
     file_index: usize,
     node: &Node,
     context: &str,
     prefix: &str,
+    memory: &mut MemorySlot,
 ) -> Option<WorkloadSpec> {
     let t = Tbl::new(d, file_index, node, context, prefix);
-    let spec = workload_fields(d, &t, true);
+    let spec = workload_fields(d, &t, true, memory);
     t.finish(d);
     spec
 }
 
 /// Reads `kind`, its parameters and the sub-tables from `t` (the caller calls `finish`).
-fn workload_fields(d: &Diags, t: &Tbl<'_>, top_level: bool) -> Option<WorkloadSpec> {
+fn workload_fields(
+    d: &Diags,
+    t: &Tbl<'_>,
+    top_level: bool,
+    memory: &mut MemorySlot,
+) -> Option<WorkloadSpec> {
     let kind = t.req(d, "kind", conv::string)?;
-    sub_tables(d, t, kind == "io");
+    sub_tables(d, t, kind == "io", memory);
     let zero = Dist::Const(0);
     let spec = match kind.as_str() {
         "idle" => WorkloadSpec::Idle {
@@ -116,7 +157,7 @@ fn workload_fields(d: &Diags, t: &Tbl<'_>, top_level: bool) -> Option<WorkloadSp
             }
         }
         "mixed" if top_level => WorkloadSpec::Mixed {
-            mix: mix_entries(d, t)?,
+            mix: mix_entries(d, t, memory)?,
         },
         "mixed" | "periodic" | "io" => {
             if let Some(node) = t.get("kind") {
@@ -136,7 +177,7 @@ fn workload_fields(d: &Diags, t: &Tbl<'_>, top_level: bool) -> Option<WorkloadSp
     Some(spec)
 }
 
-fn mix_entries(d: &Diags, t: &Tbl<'_>) -> Option<Vec<MixEntry>> {
+fn mix_entries(d: &Diags, t: &Tbl<'_>, memory: &mut MemorySlot) -> Option<Vec<MixEntry>> {
     let Some(items) = t.array(d, "mix") else {
         if !t.has("mix") {
             d.error(t.here(), format!("{}: missing required key", t.path("mix")));
@@ -163,7 +204,7 @@ fn mix_entries(d: &Diags, t: &Tbl<'_>) -> Option<Vec<MixEntry>> {
             );
         }
         let span = e.req(d, "span", dist);
-        let workload = workload_fields(d, &e, false);
+        let workload = workload_fields(d, &e, false, memory);
         e.finish(d);
         match (weight, span, workload) {
             (Some(weight @ 1..), Some(span), Some(workload)) => entries.push(MixEntry {
@@ -235,17 +276,14 @@ pub fn resolve_vbds(workloads: &mut [WorkloadSpec], disks: &[String]) -> Result<
 /// Most I/Os an `io` workload keeps outstanding (Linux's blk-mq default `nr_requests`).
 pub const QUEUE_DEPTH_MAX: u32 = 128;
 
-/// Validates the `memory`, `net` and `disk` sub-tables, then refuses those this build
-/// does not run (`disk` runs under the `io` kind; its `rate` form does not run yet).
-fn sub_tables(d: &Diags, t: &Tbl<'_>, io_kind: bool) {
+/// Validates the `memory`, `net` and `disk` sub-tables, adds `memory` to the domain's
+/// slot, then refuses those this build does not run (`disk` runs under the `io` kind; its
+/// `rate` form does not run yet).
+fn sub_tables(d: &Diags, t: &Tbl<'_>, io_kind: bool, memory: &mut MemorySlot) {
     if let Some(m) = t.sub(d, "memory") {
-        m.opt(d, "working_set", conv::size);
-        m.opt(d, "page_cache", conv::size);
-        m.opt(d, "dirty_rate", conv::u64_);
-        m.opt(d, "hot_ppm", conv::ppm);
-        m.opt(d, "hot_set", conv::size);
-        m.opt(d, "floor_ppm", conv::ppm);
-        refuse(d, t, &m, "memory");
+        if let Some(parsed) = memory_workload(d, &m) {
+            memory.add(d, m.here(), &t.path("memory"), parsed);
+        }
         m.finish(d);
     }
     if let Some(n) = t.sub(d, "net") {
@@ -269,6 +307,32 @@ fn sub_tables(d: &Diags, t: &Tbl<'_>, io_kind: bool) {
         }
         k.finish(d);
     }
+}
+
+/// The `memory` sub-table's fields with §6.1's defaults; `None` after a located error.
+fn memory_workload(d: &Diags, m: &Tbl<'_>) -> Option<MemoryWorkload> {
+    let working_set_bytes = m.opt(d, "working_set", conv::size).unwrap_or(0);
+    let page_cache_bytes = m.opt(d, "page_cache", conv::size).unwrap_or(0);
+    let dirty_pages_per_s = m.opt(d, "dirty_rate", conv::u64_).unwrap_or(0);
+    let hot_ppm = m.opt(d, "hot_ppm", conv::ppm).unwrap_or(1_000_000);
+    let hot_set_bytes = m.opt(d, "hot_set", conv::size);
+    let floor_ppm = m.opt(d, "floor_ppm", conv::ppm).unwrap_or(500_000);
+    if let (Some(hot), Some(node)) = (hot_set_bytes, m.get("hot_set")) {
+        if hot > working_set_bytes {
+            let message =
+                format!("expected at most working_set ({working_set_bytes} bytes), found {hot}");
+            m.error_at(d, node, "hot_set", &message);
+            return None;
+        }
+    }
+    Some(MemoryWorkload {
+        working_set_bytes,
+        page_cache_bytes,
+        dirty_pages_per_s,
+        hot_ppm,
+        hot_set_bytes: hot_set_bytes.unwrap_or(working_set_bytes),
+        floor_ppm,
+    })
 }
 
 fn refuse(d: &Diags, parent: &Tbl<'_>, sub: &Tbl<'_>, name: &str) {
@@ -303,26 +367,87 @@ fn disk_pattern(node: &Node) -> Result<String, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_workload;
+    use super::{parse_workload, MemorySlot};
     use crate::scenario::diag::{Diags, Severity};
-    use crate::scenario::model::{Dist, WorkloadSpec};
+    use crate::scenario::model::{Dist, MemoryWorkload, WorkloadSpec};
     use crate::scenario::tree::{parse_document, Kind};
 
     fn load(text: &str) -> (Option<WorkloadSpec>, Diags) {
+        let (spec, _, d) = load_with_memory(text);
+        (spec, d)
+    }
+
+    fn load_with_memory(text: &str) -> (Option<WorkloadSpec>, Option<MemoryWorkload>, Diags) {
         let d = Diags::new(false);
         let file_index = d.add_source("w.toml", text);
         let root = parse_document(text).expect("valid toml");
         let Kind::Table(entries) = &root.kind else {
             panic!("root is a table");
         };
+        let mut memory = MemorySlot::default();
         let spec = parse_workload(
             &d,
             file_index,
             &entries[0].value,
             "[[domain]] a",
             "workload.",
+            &mut memory,
         );
-        (spec, d)
+        (spec, memory.into_memory(), d)
+    }
+
+    const GIB: u64 = 1 << 30;
+
+    #[test]
+    fn memory_sub_table_reads_fields_and_defaults() {
+        let (spec, memory, d) = load_with_memory(concat!(
+            "w = { kind = \"cpu_bound\", ",
+            "memory = { working_set = \"2GiB\", page_cache = \"1GiB\", hot_ppm = 900000 } }"
+        ));
+        assert!(d.rendered(Severity::Error).is_empty());
+        assert!(spec.is_some());
+        assert_eq!(
+            memory,
+            Some(MemoryWorkload {
+                working_set_bytes: 2 * GIB,
+                page_cache_bytes: GIB,
+                dirty_pages_per_s: 0,
+                hot_ppm: 900_000,
+                hot_set_bytes: 2 * GIB,
+                floor_ppm: 500_000,
+            })
+        );
+    }
+
+    #[test]
+    fn memory_inside_mixed_entry_reaches_the_domain() {
+        let (_, memory, d) = load_with_memory(concat!(
+            "w = { kind = \"mixed\", mix = [{ weight = 1, span = \"1ms\", ",
+            "kind = \"cpu_bound\", memory = { working_set = \"1GiB\" } }] }"
+        ));
+        assert!(d.rendered(Severity::Error).is_empty());
+        assert_eq!(memory.map(|m| m.working_set_bytes), Some(GIB));
+    }
+
+    #[test]
+    fn memory_differing_between_mixed_entries_is_located_error() {
+        let (_, _, d) = load_with_memory(concat!(
+            "w = { kind = \"mixed\", mix = [",
+            "{ weight = 1, span = \"1ms\", kind = \"cpu_bound\", ",
+            "memory = { working_set = \"1GiB\" } }, ",
+            "{ weight = 1, span = \"1ms\", kind = \"cpu_bound\", ",
+            "memory = { working_set = \"2GiB\" } }] }"
+        ));
+        assert!(d.rendered(Severity::Error)[0].contains("a domain has one memory model"));
+    }
+
+    #[test]
+    fn memory_hot_set_above_working_set_is_located_error() {
+        let (_, memory, d) = load_with_memory(
+            "w = { kind = \"idle\", memory = { working_set = \"1GiB\", hot_set = \"2GiB\" } }",
+        );
+        assert_eq!(memory, None);
+        assert!(d.rendered(Severity::Error)[0].contains("memory.hot_set: expected at most"));
     }
 
     #[test]
