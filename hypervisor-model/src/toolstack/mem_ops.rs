@@ -254,7 +254,9 @@ impl Hypervisor {
 
     /// One round of the balloon worker (`balloon_process`).
     pub(crate) fn balloon_step<P: Platform + ?Sized>(&mut self, job: JobId, dom: DomId, p: &mut P) {
-        let alive = self.is_alive(dom) && !self.destroy_running(dom);
+        // A shut-down (or crashed) guest's kernel no longer runs its balloon thread.
+        let shut_down = self.domains.get(dom).is_some_and(|d| d.is_shutting_down);
+        let alive = self.is_alive(dom) && !self.destroy_running(dom) && !shut_down;
         let target_pages = self.memory_key_kib(dom, "target").map(pages_of_kib);
         let current = self.balloon_current_pages(dom);
         let (Some(target_pages), true) = (target_pages, alive) else {

@@ -549,6 +549,7 @@ impl World<'_> {
                     let jobs = guests.jobs(dom, now_ns);
                     let ios = guests.io_records(dom);
                     guests.forget_domain(dom);
+                    self.hosts[usize::from(host)].sim.access.forget(dom);
                     self.sinks.domain_jobs(host, dom, jobs);
                     self.sinks.domain_io(host, dom, ios);
                 }
@@ -589,7 +590,26 @@ impl World<'_> {
                         (name, workloads)
                     }
                 };
+                let memory = self
+                    .scenario
+                    .domains
+                    .iter()
+                    .find(|d| d.name == name)
+                    .and_then(|d| d.memory);
+                let streams = self.streams;
                 let h = &mut self.hosts[usize::from(host)];
+                // Only a HAP guest's accesses go through the EPT.
+                let memory = memory.filter(|_| h.hv.memory().is_hap(dom));
+                let now_ns = self.queue.now_ns();
+                let stream = h.sim.access.register(dom, &name, &streams, memory, now_ns);
+                if let Some(generation) = stream {
+                    let tick = SimEvent::MemoryTick {
+                        host,
+                        dom,
+                        generation,
+                    };
+                    self.queue.push(now_ns + super::ACCESS_TICK_NS, tick);
+                }
                 h.sim.guests.register_domain(dom, &name, workloads);
                 let vbds: Vec<(u32, String)> =
                     h.hv.domain(dom)

@@ -55,6 +55,8 @@ pub struct HostSim {
     pub ipi_latency_ns: u64,
     /// EPT tables as the hardware walks them.
     pub ept: EptTables,
+    /// The memory access streams of guests with a `memory` sub-table.
+    pub access: crate::guest::access::AccessStreams,
     /// IOMMU contexts.
     pub iommu: IommuTables,
     /// Device doorbell counts.
@@ -364,6 +366,7 @@ mod tests {
             notices: Vec::new(),
             ipi_latency_ns: 0,
             ept: Default::default(),
+            access: Default::default(),
             iommu: Default::default(),
             doorbells: Default::default(),
             disks: Vec::new(),
