@@ -287,3 +287,31 @@ fn pod_zero_chunk_read_earlier_is_reclaimed_by_eager_reclaim() {
     let first = hv.memory().p2m_lookup(d1(), Gfn::new(0)).map(|e| e.ty);
     assert_eq!(first, Some(P2mType::PopulateOnDemand));
 }
+
+#[test]
+fn domu_populate_physmap_of_a_1g_extent_does_nothing() {
+    // A domU may ask for 2 MiB extents at most (CONFIG_DOMU_MAX_ORDER = 9).
+    let (mut hv, mut p) = boot();
+    create(&mut hv, &mut p, guest(GuestType::Pvh, 64, 64));
+    let done = hv.populate_physmap(d1(), d1(), &[1 << 18], PAGE_ORDER_1G, false);
+    assert_eq!(done.rc, 0);
+}
+
+#[test]
+fn decrease_reservation_of_another_domus_memory_is_eperm() {
+    let (mut hv, mut p) = boot();
+    create(&mut hv, &mut p, guest(GuestType::Pvh, 64, 64));
+    let rc = hv.decrease_reservation(ids::dom(2), d1(), &[0], 0);
+    assert_eq!(rc, super::memory_op::EPERM);
+}
+
+#[test]
+fn populate_physmap_stops_at_max_pages_and_returns_extents_done() {
+    let (mut hv, mut p) = boot();
+    create(&mut hv, &mut p, guest(GuestType::Pvh, 64, 64));
+    // Two pages out, then three asked back with room for two (max_pages is 64 MiB).
+    assert_eq!(hv.decrease_reservation(d1(), d1(), &[0x3ffe, 0x3fff], 0), 2);
+    let done = hv.populate_physmap(d1(), d1(), &[0x3ffe, 0x3fff, 0x5000], 0, false);
+    assert_eq!(done.rc, 2);
+    assert_eq!(done.extents.len(), 2);
+}

@@ -302,6 +302,22 @@ impl P2m {
         (gfn < start + run.pages).then_some((*start, *run))
     }
 
+    /// Up to `count` mapped GFNs (any type), highest first.
+    pub fn highest_mapped(&self, count: u64) -> Vec<u64> {
+        let mut out = Vec::new();
+        for (start, run) in self.runs.iter().rev() {
+            let mut gfn = start + run.pages;
+            while gfn > *start && u64::try_from(out.len()).unwrap_or(u64::MAX) < count {
+                gfn -= 1;
+                out.push(gfn);
+            }
+            if u64::try_from(out.len()).unwrap_or(u64::MAX) >= count {
+                break;
+            }
+        }
+        out
+    }
+
     /// `p2m_get_entry`: the translation of `gfn`, or `None` for a hole.
     pub fn lookup(&self, gfn: u64) -> Option<P2mEntry> {
         let (start, run) = self.run_at(gfn)?;

@@ -23,8 +23,7 @@ use alloc::vec::Vec;
 
 use crate::encode::{DecodeError, Decoder, Encoder};
 use crate::hypervisor::Hypervisor;
-use crate::ids::{DomId, Gfn};
-use crate::memory::heap::AllocFlags;
+use crate::ids::DomId;
 use crate::platform::Platform;
 use crate::time::Span;
 use crate::toolstack::config::GuestType;
@@ -284,20 +283,19 @@ impl Hypervisor {
         self.defer(job, batch_ns, p);
     }
 
-    /// `decrease_reservation` of `pages` of the guest's highest GFNs, one page each.
+    /// `decrease_reservation` of `pages` of the guest's highest GFNs (4 KiB extents, one
+    /// hypercall for the batch).
     fn balloon_inflate<P: Platform + ?Sized>(&mut self, dom: DomId, pages: u64, p: &mut P) -> u64 {
         self.scrub_catch_up(p.now());
         let before = self.memory.dom(dom).map_or(0, |m| m.tot_pages);
-        let mut freed = 0;
-        while freed < pages {
-            let Some(gfn) = self.memory.dom(dom).and_then(|m| m.p2m.last_gfn()) else {
-                break;
-            };
-            if self.memory.decrease(dom, Gfn::new(gfn), 0).is_err() {
-                break;
-            }
-            self.balloons.entry(dom).or_default().push(gfn);
-            freed += 1;
+        let gfns = self
+            .memory
+            .dom(dom)
+            .map_or_else(Vec::new, |m| m.p2m.highest_mapped(pages));
+        let done = self.decrease_reservation(dom, dom, &gfns, 0);
+        let freed = u64::try_from(done).unwrap_or(0);
+        for gfn in gfns.iter().take(usize::try_from(freed).unwrap_or(0)) {
+            self.balloons.entry(dom).or_default().push(*gfn);
         }
         // A dropped PoD entry or a page moved into the PoD cache leaves tot_pages alone.
         let after = self.memory.dom(dom).map_or(0, |m| m.tot_pages);
@@ -306,29 +304,28 @@ impl Hypervisor {
         freed
     }
 
-    /// `populate_physmap` of up to `pages` ballooned GFNs, most recent first; stops at
-    /// the first page Xen refuses (the GFN stays ballooned).
+    /// `populate_physmap` of up to `pages` ballooned GFNs, most recent first (one
+    /// hypercall for the batch); the GFNs Xen refuses stay ballooned.
     fn balloon_deflate<P: Platform + ?Sized>(&mut self, dom: DomId, pages: u64, p: &mut P) -> u64 {
         self.scrub_catch_up(p.now());
-        let mut extents = Vec::new();
-        while u64::try_from(extents.len()).unwrap_or(u64::MAX) < pages {
+        let mut gfns = Vec::new();
+        while u64::try_from(gfns.len()).unwrap_or(u64::MAX) < pages {
             let Some(gfn) = self.balloons.get_mut(&dom).and_then(Ballooned::pop) else {
                 break;
             };
-            match self
-                .memory
-                .populate(dom, Gfn::new(gfn), 0, AllocFlags::default())
-            {
-                Ok(got) => extents.push((gfn, got.mfn.raw(), 0)),
-                Err(_) => {
-                    self.balloons.entry(dom).or_default().push(gfn);
-                    break;
-                }
-            }
+            gfns.push(gfn);
         }
-        let given = u64::try_from(extents.len()).unwrap_or(u64::MAX);
-        if !extents.is_empty() {
-            p.trace(&TraceEvent::Extents { dom, extents });
+        let done = self.populate_physmap(dom, dom, &gfns, 0, false);
+        let given = u64::try_from(done.rc).unwrap_or(0);
+        for gfn in gfns.iter().skip(usize::try_from(given).unwrap_or(0)).rev() {
+            // Pushed back in reverse, so the next pop order is unchanged.
+            self.balloons.entry(dom).or_default().push(*gfn);
+        }
+        if !done.extents.is_empty() {
+            p.trace(&TraceEvent::Extents {
+                dom,
+                extents: done.extents,
+            });
         }
         self.memory_changed(dom, i64::try_from(given).unwrap_or(i64::MAX), p);
         given

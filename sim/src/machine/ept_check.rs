@@ -92,3 +92,67 @@ fn check_range(
         detail,
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::check_ept;
+    use crate::machine::ept::EptTables;
+    use hypervisor_model::ids::{DomId, Gfn, Mfn};
+    use hypervisor_model::memory::hap::ept_access;
+    use hypervisor_model::memory::heap::AllocFlags;
+    use hypervisor_model::memory::p2m::P2mType;
+    use hypervisor_model::memory::Memory;
+    use hypervisor_model::platform::EptEntry;
+
+    fn d1() -> DomId {
+        DomId::new(1).expect("domid")
+    }
+
+    /// A 64 MiB host whose HAP d1 holds one 2 MiB extent at GFN 0; returns its MFN.
+    fn host() -> (Memory, u64) {
+        let mut mem = Memory::new(&[1 << 14], 256);
+        mem.add_domain(d1());
+        assert_eq!(mem.set_max_pages(d1(), 1024), Ok(()));
+        assert_eq!(mem.set_hap(d1()), Ok(()));
+        let got = mem.populate(d1(), Gfn::new(0), 9, AllocFlags::default());
+        (mem, got.map_or(0, |g| g.mfn.raw()))
+    }
+
+    fn leaf(mfn: u64) -> Option<EptEntry> {
+        ept_access(P2mType::RamRw).map(|access| EptEntry {
+            mfn: Mfn::new(mfn),
+            order: 9,
+            access,
+        })
+    }
+
+    #[test]
+    fn ept_matching_the_p2m_passes() {
+        let (mem, mfn) = host();
+        let mut ept = EptTables::default();
+        assert_eq!(ept.write(d1(), Gfn::new(0), leaf(mfn)), Ok(()));
+        assert_eq!(ept.invalidate(d1()), Ok(()));
+        assert!(check_ept(&ept, &mem).is_empty());
+    }
+
+    #[test]
+    fn ept_leaf_on_the_wrong_frame_is_caught() {
+        // The leaf points 2 MiB past the frames the P2M maps.
+        let (mem, mfn) = host();
+        let mut ept = EptTables::default();
+        assert_eq!(ept.write(d1(), Gfn::new(0), leaf(mfn + 512)), Ok(()));
+        assert_eq!(ept.invalidate(d1()), Ok(()));
+        let broken: Vec<&str> = check_ept(&ept, &mem).iter().map(|v| v.invariant).collect();
+        assert_eq!(broken, ["ept.p2m_equal"]);
+    }
+
+    #[test]
+    fn missing_ept_leaf_is_caught() {
+        let (mem, _) = host();
+        let mut ept = EptTables::default();
+        // A write elsewhere makes d1 a touched domain; its 2 MiB leaf was never written.
+        assert_eq!(ept.write(d1(), Gfn::new(0x1000), None), Ok(()));
+        assert_eq!(ept.invalidate(d1()), Ok(()));
+        assert_eq!(check_ept(&ept, &mem).len(), 1);
+    }
+}
