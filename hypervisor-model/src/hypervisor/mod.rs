@@ -22,6 +22,7 @@ mod console_glue;
 mod cpupool;
 mod driver_tasks;
 mod ept_glue;
+pub mod logdirty_glue;
 mod memory_op;
 pub mod npf;
 #[cfg(test)]

@@ -4,6 +4,7 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 
+use super::logdirty_glue::ShadowOp;
 use super::Hypervisor;
 use crate::event::CoreInput;
 use crate::ids::{DomId, Gfn};
@@ -314,4 +315,34 @@ fn populate_physmap_stops_at_max_pages_and_returns_extents_done() {
     let done = hv.populate_physmap(d1(), d1(), &[0x3ffe, 0x3fff, 0x5000], 0, false);
     assert_eq!(done.rc, 2);
     assert_eq!(done.extents.len(), 2);
+}
+
+#[test]
+fn logdirty_rounds_track_writes_and_off_restores_writable_superpages() {
+    // Rounds of a pre-copy: enable, writes, CLEAN, more writes, PEEK, OFF.
+    let (mut hv, mut p) = boot();
+    create(&mut hv, &mut p, guest(GuestType::Pvh, 64, 64));
+    let all = 64 * MIB_PAGES;
+    let enabled = hv.shadow_op(d1(), ShadowOp::EnableLogDirty, &mut p);
+    assert_eq!(enabled, Ok(None));
+    // The 2 MiB leaves went read-only in the EPT (no 4 KiB leaf was written).
+    let write_protected = p.hardware.iter().any(|call| {
+        matches!(call, HardwareCall::EptWrite { entry: Some(e), .. } if e.order == 9 && !e.access.write)
+    });
+    assert!(write_protected);
+    touch(&mut hv, &mut p, 0x600, WRITE);
+    touch(&mut hv, &mut p, 0x601, WRITE);
+    let first = hv.shadow_op(d1(), ShadowOp::Clean { pages: all }, &mut p);
+    assert_eq!(first.map(|r| r.map(|r| r.dirty_count)), Ok(Some(2)));
+    touch(&mut hv, &mut p, 0x601, WRITE);
+    let second = hv.shadow_op(d1(), ShadowOp::Peek { pages: all }, &mut p);
+    let word = second.map(|r| r.map(|r| r.bitmap[0x601 / 64]));
+    assert_eq!(word, Ok(Some(1 << (0x601 % 64))));
+    assert_eq!(hv.shadow_op(d1(), ShadowOp::Off, &mut p), Ok(None));
+    let after = hv.memory().p2m_lookup(d1(), Gfn::new(0x10)).map(|e| e.ty);
+    assert_eq!(after, Some(P2mType::RamRw));
+    assert_eq!(
+        hv.shadow_op(d1(), ShadowOp::Off, &mut p),
+        Err(crate::memory::MemError::LogDirtyState)
+    );
 }

@@ -90,6 +90,10 @@ impl Memory {
             if d.pod.entry_count > 0 || d.pod.count > 0 {
                 self.check_pod(*dom, d, out);
             }
+            if let Some(gfn) = self.logdirty_unmarked_rw(*dom) {
+                let detail = format!("{dom:?}: ram_rw {gfn:#x} not in the dirty bitmap");
+                violation(out, "mem.logdirty_unmarked_rw", detail);
+            }
             let headroom = d.max_pages.saturating_sub(d.tot_pages);
             if d.outstanding_pages > headroom {
                 let detail = format!("{dom:?}: claim {} > {headroom}", d.outstanding_pages);

@@ -146,6 +146,19 @@ impl Memory {
         Ok(report)
     }
 
+    /// The log-dirty invariant for the checker: every `ram_rw` GFN of a domain in
+    /// log-dirty mode is marked (a write to it would not fault). Returns the first
+    /// unmarked one.
+    pub(super) fn logdirty_unmarked_rw(&self, dom: DomId) -> Option<u64> {
+        let d = self.doms.get(&dom)?;
+        let log = d.logdirty.as_ref()?;
+        d.p2m
+            .runs()
+            .filter(|(_, run)| run.ty == P2mType::RamRw)
+            .flat_map(|(start, run)| start..start + run.pages)
+            .find(|gfn| !log.dirty.contains(gfn))
+    }
+
     /// `p2m_change_entry_type_global`: every `from` leaf of `dom` becomes `to`.
     fn retype_all(&mut self, dom: DomId, from: P2mType, to: P2mType) -> u64 {
         let Some(d) = self.doms.get_mut(&dom) else {

@@ -23,8 +23,10 @@
 //!   a domain's `tot_pages` equals its owned frames and its RAM P2M entries.
 //! - A superpage leaf maps frames of one owner.
 //!
-//! xensim differs: PoD, log-dirty, the paging pool and page-table pages are not modelled
-//! yet; Xen's own frames are one boot-time reservation at the bottom of node 0.
+//! Also: `pod.rs`/`pod_fault.rs` (populate-on-demand, spec §4), `logdirty.rs` (§2.5).
+//!
+//! xensim differs: the paging pool and page-table pages are not modelled; Xen's own frames
+//! are one boot-time reservation at the bottom of node 0.
 
 pub mod buddy;
 mod check;
@@ -407,6 +409,12 @@ impl Memory {
         d.p2m.map(gfn, got.mfn, pages, P2mType::RamRw);
         self.frames.assign(got.mfn, pages, Owner::Dom(dom));
         self.frames.set_m2p(got.mfn, pages, gfn);
+        if self.logdirty_active(dom) {
+            // paging_mark_pfn_dirty: new contents without a guest write (spec §2.5).
+            for page in gfn..gfn + pages {
+                self.logdirty_mark(dom, page);
+            }
+        }
         self.note_leaves(dom);
         self.touch(Touched::Frames {
             mfn: got.mfn,

@@ -16,8 +16,10 @@
 //!
 //! xensim differs: the worker is woken directly when the toolstack writes the target (not
 //! through a XenStore watch), one `io.xenbus_step_ns` later; a refused deflate stops the
-//! worker instead of Linux's back-off and retries; PoD targets (`set_pod_target`) and the
-//! HVM `target_diff` correction are not modelled; the guest balloons its highest GFNs.
+//! worker instead of Linux's back-off and retries; the HVM `target_diff` correction is 0
+//! (xensim's e820 has no holes, see `pod_build.rs` for the PoD guest's page count); the
+//! guest balloons its highest GFNs. Each batch is one reservation hypercall
+//! (`hypervisor/memory_op.rs`).
 
 use alloc::vec::Vec;
 
