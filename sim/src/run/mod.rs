@@ -12,6 +12,7 @@
 //!   scenario, its xl.cfg files and the seed.
 //! - Every core input is recorded before the core sees it.
 
+mod access;
 pub mod commands;
 pub mod decisions;
 mod domain_rtds;
@@ -31,9 +32,7 @@ use hypervisor_model::domain::ShutdownReason;
 use hypervisor_model::event::CoreInput;
 use hypervisor_model::hypervisor::Hypervisor;
 use hypervisor_model::ids::{DomId, PcpuId, PoolId, VcpuRef};
-use hypervisor_model::platform::MapAccess;
 use hypervisor_model::sched::Violation;
-use hypervisor_model::toolstack::config::GuestType;
 use hypervisor_model::toolstack::ops::JobId;
 
 use crate::clock::EventQueue;
@@ -653,65 +652,6 @@ impl<'s> World<'s> {
         // it is in the trace, so replays refuse it the same way.
         let _refused = h.hv.handle(input, &mut platform);
         self.after_input(host);
-    }
-
-    /// Every running vCPU of `dom` makes its slice's accesses.
-    fn memory_tick(&mut self, host: u16, dom: DomId, now_ns: u64) {
-        let running: Vec<VcpuRef> = self.hosts[usize::from(host)]
-            .hv
-            .domain(dom)
-            .map(|d| {
-                d.vcpus
-                    .iter()
-                    .filter(|v| v.running_on.is_some())
-                    .map(|v| v.id)
-                    .collect()
-            })
-            .unwrap_or_default();
-        for vcpu in running {
-            self.guest_accesses(host, vcpu, now_ns);
-        }
-    }
-
-    /// The accesses of `vcpu`'s slice ending at `now_ns` (`guest/access.rs`): each one
-    /// the EPT refuses is an EPT violation for the core, after which the access is
-    /// retried once (a second refusal means the core emulated it or crashed the domain).
-    fn guest_accesses(&mut self, host: u16, vcpu: VcpuRef, now_ns: u64) {
-        let h = &mut self.hosts[usize::from(host)];
-        let guest_pages =
-            h.hv.domain(vcpu.dom)
-                .and_then(|d| d.config.as_ref())
-                .map_or(0, |c| {
-                    let pod = c.guest_type != GuestType::Pv && c.max_memory_kib > c.memory_kib;
-                    let physmap_kib = if pod { c.max_memory_kib } else { c.memory_kib };
-                    (physmap_kib / 4).saturating_sub(h.hv.ballooned_pages(vcpu.dom))
-                });
-        let accesses = h.sim.access.slice(vcpu.dom, now_ns, guest_pages);
-        for access in accesses {
-            let wanted = MapAccess {
-                read: !access.write,
-                write: access.write,
-                execute: false,
-            };
-            let allowed = |ept: &crate::machine::ept::EptTables| {
-                ept.translate(vcpu.dom, access.gfn)
-                    .is_some_and(|t| t.access.read && (!access.write || t.access.write))
-            };
-            if allowed(&self.hosts[usize::from(host)].sim.ept) {
-                continue;
-            }
-            let input = CoreInput::EptViolation {
-                vcpu,
-                gfn: access.gfn,
-                access: wanted,
-            };
-            self.deliver(host, &input);
-            let h = &self.hosts[usize::from(host)];
-            let running = h.hv.domain(vcpu.dom).is_some_and(|d| !d.is_shutting_down);
-            if !running {
-                return;
-            }
-        }
     }
 
     fn check_host(&self, host: u16, event_index: u64, time_ns: u64) -> Option<InvariantFailure> {
