@@ -190,7 +190,8 @@ impl Hypervisor {
         let qualification = u64::from(access_bits(access)) | u64::from(eff_bits) << 3;
         let gpa = gfn.raw() << 12;
         let line = format!(
-            "{vcpu:?} EPT violation {qualification:#x} ({}/{}) gpa {gpa:#016x} mfn {mfn:#x} type {ty}",
+            "{vcpu:?} EPT violation {qualification:#x} ({}/{}) gpa {gpa:#016x} mfn {mfn:#x} \
+             type {ty}",
             rwx(access),
             effective.map_or_else(|| alloc::string::String::from("---"), rwx),
         );

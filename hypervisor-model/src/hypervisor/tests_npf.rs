@@ -151,7 +151,8 @@ fn access_beyond_memory_crashes_with_xen_lines() {
     touch(&mut hv, &mut p, 0x5000, READ);
     let log = hv.console().read();
     assert!(log.contains(
-        "(XEN) d1v0 EPT violation 0x1 (r--/---) gpa 0x00000005000000 mfn 0xffffffffffffffff type 1\n\
+        "(XEN) d1v0 EPT violation 0x1 (r--/---) gpa 0x00000005000000 \
+         mfn 0xffffffffffffffff type 1\n\
          (XEN) d1v0 Walking EPT tables for GFN 5000:\n\
          (XEN) d1v0  gfn exceeds max_mapped_pfn 3fff\n\
          (XEN) domain_crash called from arch/x86/hvm/vmx/vmx.c:3809\n\
@@ -326,8 +327,9 @@ fn logdirty_rounds_track_writes_and_off_restores_writable_superpages() {
     let enabled = hv.shadow_op(d1(), ShadowOp::EnableLogDirty, &mut p);
     assert_eq!(enabled, Ok(None));
     // The 2 MiB leaves went read-only in the EPT (no 4 KiB leaf was written).
-    let write_protected = p.hardware.iter().any(|call| {
-        matches!(call, HardwareCall::EptWrite { entry: Some(e), .. } if e.order == 9 && !e.access.write)
+    let write_protected = p.hardware.iter().any(|call| match call {
+        HardwareCall::EptWrite { entry: Some(e), .. } => e.order == 9 && !e.access.write,
+        _ => false,
     });
     assert!(write_protected);
     touch(&mut hv, &mut p, 0x600, WRITE);
