@@ -133,17 +133,9 @@ impl Hypervisor {
                 .pod_demand_populate(dom, gfn.raw(), access.write)
             {
                 Ok(PodFill::Remapped) => continue,
-                Ok(PodFill::Populated {
-                    gfn: first,
-                    order,
-                    swept_pages,
-                }) => {
+                Ok(PodFill::Populated { swept_pages, .. }) => {
                     let pages_i64 = i64::try_from(swept_pages).unwrap_or(i64::MAX);
                     sweep_ns = sweep_ns.saturating_add(pages_i64.saturating_mul(POD_SWEEP_PAGE_NS));
-                    for page in first..first + (1u64 << order) {
-                        // p2m_pod_demand_populate: paging_mark_pfn_dirty per page.
-                        self.memory.logdirty_mark(dom, page);
-                    }
                     return (NpfOutcome::PodPopulated, sweep_ns);
                 }
                 Ok(PodFill::OutOfMemory {

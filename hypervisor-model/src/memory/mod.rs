@@ -40,6 +40,8 @@ pub mod pod;
 mod pod_fault;
 #[cfg(test)]
 mod proptests;
+#[cfg(test)]
+mod proptests_hap;
 
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;

@@ -76,6 +76,10 @@ impl Memory {
             d.pod.nonzero.extend(aligned..aligned + pages);
         }
         self.frames.set_m2p(mfn, pages, aligned);
+        for page in aligned..aligned + pages {
+            // paging_mark_pfn_dirty for every page brought in.
+            self.logdirty_mark(dom, page);
+        }
         self.note_leaves(dom);
         self.touch(Touched::Guest {
             dom,
