@@ -76,6 +76,7 @@ impl Platform for BenchPlatform {
     }
     fn ept_write(&mut self, _dom: DomId, _gfn: Gfn, _entry: Option<EptEntry>) {}
     fn ept_invalidate(&mut self, _dom: DomId) {}
+    fn vcpu_stall(&mut self, _vcpu: VcpuRef, _work_ns: i64) {}
     fn iommu_write(&mut self, _bdf: PciBdf, _dfn: u64, _entry: Option<(Mfn, MapAccess)>) {}
     fn ring_doorbell(&mut self, _doorbell: Doorbell) {}
     fn disk_submit(&mut self, _cmd: hypervisor_model::platform::DiskCommand) {}

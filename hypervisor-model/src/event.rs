@@ -6,8 +6,9 @@ use alloc::vec::Vec;
 
 use crate::domain::ShutdownReason;
 use crate::encode::{DecodeError, Decoder, Encoder};
-use crate::ids::{BackWorkId, DomId, DriverWorkId, PcpuId, PoolId, VcpuRef, XsWorkId};
+use crate::ids::{BackWorkId, DomId, DriverWorkId, Gfn, PcpuId, PoolId, VcpuRef, XsWorkId};
 use crate::io::vbd::{GuestIo, IoOp};
+use crate::platform::MapAccess;
 use crate::toolstack::ops::{decode_reason, JobId, ToolstackOp};
 
 /// One input to the core.
@@ -135,6 +136,16 @@ pub enum CoreInput {
         /// The guest has just OOM-killed its workload.
         oom_kill: bool,
     },
+    /// A guest access on a running vCPU found no EPT translation, or one that does not
+    /// allow it (EXIT_REASON_EPT_VIOLATION).
+    EptViolation {
+        /// The vCPU.
+        vcpu: VcpuRef,
+        /// The guest frame accessed.
+        gfn: Gfn,
+        /// The attempted access (read, write, fetch).
+        access: MapAccess,
+    },
     /// The disk completed command `tag` (`Platform::disk_submit`); a READ carries the
     /// stamps of the sectors read.
     DiskDone {
@@ -217,6 +228,9 @@ impl CoreInput {
             CoreInput::ConsoleWrite { vcpu, text } => {
                 e.u8(19).vcpu(*vcpu).bytes(text);
             }
+            CoreInput::EptViolation { vcpu, gfn, access } => {
+                e.u8(20).vcpu(*vcpu).u64(gfn.raw()).u8(access_bits(*access));
+            }
             CoreInput::DiskDone { tag, ok, data } => {
                 e.u8(16).u64(*tag).bool(*ok);
                 e.u32(u32::try_from(data.len()).unwrap_or(u32::MAX));
@@ -290,6 +304,19 @@ impl CoreInput {
                 floor_pages: d.u64()?,
                 oom_kill: d.bool()?,
             },
+            20 => {
+                let vcpu = d.vcpu()?;
+                let gfn = Gfn::new(d.u64()?);
+                let bits = d.u8()?;
+                if bits > 7 {
+                    return Err(d.error("access bits (read, write, fetch)"));
+                }
+                CoreInput::EptViolation {
+                    vcpu,
+                    gfn,
+                    access: access_of_bits(bits),
+                }
+            }
             16 => {
                 let tag = d.u64()?;
                 let ok = d.bool()?;
@@ -304,6 +331,20 @@ impl CoreInput {
         };
         d.finish()?;
         Ok(input)
+    }
+}
+
+/// The exit qualification's access bits: 0 read, 1 write, 2 fetch.
+pub fn access_bits(access: MapAccess) -> u8 {
+    u8::from(access.read) | u8::from(access.write) << 1 | u8::from(access.execute) << 2
+}
+
+/// The access of qualification bits 0..2.
+pub fn access_of_bits(bits: u8) -> MapAccess {
+    MapAccess {
+        read: bits & 1 != 0,
+        write: bits & 2 != 0,
+        execute: bits & 4 != 0,
     }
 }
 

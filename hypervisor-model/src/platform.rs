@@ -5,9 +5,9 @@
 //! implements them on its machine model; the bare-metal harness on TSC, LAPIC and serial.
 //! Methods only consume: the core never waits on the platform.
 //!
-//! The EPT, IOMMU and doorbell hooks describe what the hardware is told; their callers (the
-//! P2M, passthrough and split-driver models) arrive with those subsystems. Until then the
-//! simulator's machine model implements them and tests drive them directly.
+//! The EPT hooks are driven by the P2M of every HVM/PVH domain (`hypervisor/ept_glue.rs`);
+//! the IOMMU and doorbell hooks describe what the hardware is told, and their callers (the
+//! passthrough and NIC models) arrive with those subsystems.
 
 use alloc::vec::Vec;
 
@@ -174,6 +174,10 @@ pub trait Platform {
 
     /// INVEPT for `dom`: cached translations are dropped and later walks see every write.
     fn ept_invalidate(&mut self, dom: DomId);
+
+    /// Xen spent `work_ns` handling an exit of `vcpu` (an EPT violation): the guest on
+    /// it makes no progress for that long, as if the time were taken from its workload.
+    fn vcpu_stall(&mut self, vcpu: VcpuRef, work_ns: i64);
 
     /// Writes (`Some`) or removes (`None`) the IOMMU mapping of device `bdf` for DMA frame
     /// `dfn` (`iommu_map`/`iommu_unmap`, xen/drivers/passthrough/iommu.c).

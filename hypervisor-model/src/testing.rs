@@ -58,6 +58,8 @@ pub struct FakePlatform {
     pub back_work: Vec<(VcpuRef, crate::ids::BackWorkId, i64)>,
     /// When the last blkback item asked for ends.
     pub back_busy_until: STime,
+    /// Exit handling charged to vCPUs (`vcpu_stall`), in order: (vCPU, ns).
+    pub stalls: Vec<(VcpuRef, i64)>,
 }
 
 /// One call of a hardware-programming hook.
@@ -260,6 +262,10 @@ impl Platform for FakePlatform {
         self.hardware.push(HardwareCall::EptInvalidate { dom });
     }
 
+    fn vcpu_stall(&mut self, vcpu: VcpuRef, work_ns: i64) {
+        self.stalls.push((vcpu, work_ns));
+    }
+
     fn iommu_write(&mut self, bdf: PciBdf, dfn: u64, entry: Option<(Mfn, MapAccess)>) {
         self.hardware
             .push(HardwareCall::IommuWrite { bdf, dfn, entry });
@@ -348,6 +354,8 @@ pub fn small_host(nr_cpus: u32, sched: SchedKind) -> BootConfig {
             ioreq_stubdom_rtt_ns: 0,
             emulated_disk_ioreqs: 0,
             xenconsoled_batch_ns: 0,
+            ept_violation_ns: 1_000,
+            pod_fault_ns: 2_000,
         },
         grant_limits: crate::hypervisor::xs_tool::GrantLimits::default(),
         claim_mode: true,

@@ -314,6 +314,17 @@ pub enum TraceEvent {
         /// The private index it was measured from.
         base: u32,
     },
+    /// An EPT violation of a guest access was resolved (`hvm_hap_nested_page_fault`).
+    EptViolation {
+        /// The faulting vCPU.
+        vcpu: VcpuRef,
+        /// The guest frame.
+        gfn: u64,
+        /// The access: bit 0 read, 1 write, 2 fetch (the exit qualification's low bits).
+        access: u8,
+        /// What the core did ([`crate::hypervisor::npf::NpfOutcome`] code).
+        outcome: u8,
+    },
     /// blkfront pushed requests.
     BlkPush {
         /// The frontend domain.
@@ -463,6 +474,14 @@ impl TraceEvent {
             }
             TraceEvent::MaxPages { dom, max_pages } => {
                 e.u8(28).dom(*dom).u64(*max_pages);
+            }
+            TraceEvent::EptViolation {
+                vcpu,
+                gfn,
+                access,
+                outcome,
+            } => {
+                e.u8(35).vcpu(*vcpu).u64(*gfn).u8(*access).u8(*outcome);
             }
             TraceEvent::Extents { dom, extents } => {
                 let count = u32::try_from(extents.len()).unwrap_or(u32::MAX);

@@ -107,6 +107,8 @@ impl Platform for ReplayPlatform<'_> {
 
     fn ept_invalidate(&mut self, _dom: DomId) {}
 
+    fn vcpu_stall(&mut self, _vcpu: VcpuRef, _work_ns: i64) {}
+
     fn iommu_write(&mut self, _bdf: PciBdf, _dfn: u64, _entry: Option<(Mfn, MapAccess)>) {}
 
     fn ring_doorbell(&mut self, _doorbell: Doorbell) {}

@@ -154,6 +154,12 @@ pub struct CoreCosts {
     pub emulated_disk_ioreqs: u32,
     /// xenconsoled's CPU time in dom0 per batch it drains (`io.xenconsoled_batch_ns`).
     pub xenconsoled_batch_ns: i64,
+    /// One EPT violation handled in Xen, no allocation (`cpu.ept_violation_ns`,
+    /// cost-model §1), charged to the faulting vCPU.
+    pub ept_violation_ns: i64,
+    /// A PoD fault-in of one page or superpage from the cache on top of the violation
+    /// (`mem.pod_fault_ns`, cost-model §2.3).
+    pub pod_fault_ns: i64,
 }
 
 /// Everything the core needs to boot a host.

@@ -23,7 +23,11 @@ pub mod console_glue;
 mod cpupool;
 mod driver_tasks;
 mod drv_glue;
+mod ept_glue;
 pub mod ioreq;
+pub mod logdirty_glue;
+mod memory_op;
+pub mod npf;
 #[cfg(test)]
 mod proptests;
 mod sched_glue;
@@ -239,6 +243,7 @@ impl Hypervisor {
         hv.xenbus_boot_watch();
         banner::boot_tail(&mut hv, p, config.dom0.guest_type);
         hv.xsd_boot_done();
+        hv.ept_flush(p);
         hv
     }
 
@@ -432,6 +437,9 @@ impl Hypervisor {
             CoreInput::GuestMemFloor {
                 dom, floor_pages, ..
             } => self.guest_mem_floor(*dom, *floor_pages),
+            CoreInput::EptViolation { vcpu, gfn, access } => {
+                self.ept_violation(*vcpu, *gfn, *access, p)?
+            }
         }
         self.end_of_input(p);
         Ok(())
@@ -445,6 +453,7 @@ impl Hypervisor {
         self.xs_deliver_notifies(p);
         self.xenbus_wake_waiters(p);
         self.blk_unpark(p);
+        self.ept_flush(p);
     }
 
     fn check_pool(&self, pool: PoolId) -> Result<(), InputError> {
@@ -516,6 +525,11 @@ impl Hypervisor {
     pub(crate) fn insert_domain<P: Platform + ?Sized>(&mut self, domain: Domain, p: &mut P) {
         let dom = domain.id;
         self.memory.add_domain(dom);
+        if domain.guest_type != crate::toolstack::config::GuestType::Pv {
+            // HAP: the P2M is the EPT (shadow paging is not modelled).
+            let hap = self.memory.set_hap(dom);
+            debug_assert_eq!(hap, Ok(()));
+        }
         p.trace(&TraceEvent::DomainCreate {
             dom,
             name: domain.name.clone(),
@@ -695,5 +709,7 @@ mod tests_xenbus;
 
 #[cfg(test)]
 mod tests_memory;
+#[cfg(test)]
+mod tests_npf;
 #[cfg(test)]
 mod tests_numa;

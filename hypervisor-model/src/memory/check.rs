@@ -81,7 +81,8 @@ impl Memory {
         }
         for (dom, d) in &self.doms {
             let owned = self.frames.owned_pages(Owner::Dom(*dom));
-            let ram = d.p2m.ram_pages();
+            // I10: the PoD cache is owned and counted, but not mapped.
+            let ram = d.p2m.ram_pages() + d.pod.count;
             if owned != d.tot_pages || ram != d.tot_pages {
                 let detail = format!("{dom:?}: tot {} owned {owned} ram {ram}", d.tot_pages);
                 violation(out, "mem.tot_pages", detail);
@@ -90,6 +91,13 @@ impl Memory {
             if node_sum != d.tot_pages {
                 let detail = format!("{dom:?}: per-node {node_sum} != tot {}", d.tot_pages);
                 violation(out, "mem.node_pages_sum", detail);
+            }
+            if d.pod.entry_count > 0 || d.pod.count > 0 {
+                self.check_pod(*dom, d, out);
+            }
+            if let Some(gfn) = self.logdirty_unmarked_rw(*dom) {
+                let detail = format!("{dom:?}: ram_rw {gfn:#x} not in the dirty bitmap");
+                violation(out, "mem.logdirty_unmarked_rw", detail);
             }
             let headroom = d.max_pages.saturating_sub(d.tot_pages);
             if d.outstanding_pages > headroom {
@@ -101,6 +109,36 @@ impl Memory {
             if self.doms.get(dom).map(|d| d.tot_pages) != Some(*pages) {
                 violation(out, "mem.domain_tot_pages", format!("{dom:?}: {pages}"));
             }
+        }
+    }
+
+    /// I10 for a domain using PoD: `entry_count` is its PoD GFNs, `count` its cached
+    /// pages, each cached chunk owned by it and out of the M2P.
+    fn check_pod(&self, dom: DomId, d: &super::DomMem, out: &mut Vec<Violation>) {
+        let pod_gfns: u64 = d
+            .p2m
+            .runs()
+            .filter(|(_, run)| run.ty == super::p2m::P2mType::PopulateOnDemand)
+            .map(|(_, run)| run.pages)
+            .sum();
+        if pod_gfns != d.pod.entry_count {
+            let detail = format!(
+                "{dom:?}: {pod_gfns} PoD GFNs, entry_count {}",
+                d.pod.entry_count
+            );
+            violation(out, "mem.pod_entry_count", detail);
+        }
+        let mut cached = 0;
+        for (mfn, order) in d.pod.cached() {
+            cached += 1u64 << order;
+            let owned = self.frames.owner(mfn) == Some(Owner::Dom(dom));
+            if !owned || self.frames.m2p(mfn) != INVALID_M2P_ENTRY {
+                violation(out, "mem.pod_cache_frame", format!("{dom:?}: {mfn:#x}"));
+            }
+        }
+        if cached != d.pod.count {
+            let detail = format!("{dom:?}: {cached} cached, count {}", d.pod.count);
+            violation(out, "mem.pod_count", detail);
         }
     }
 

@@ -8,6 +8,7 @@
 //! - `claims.rs`: `XENMEM_claim_pages` (`domain_set_outstanding_pages`);
 //! - [`heap`]: node choice and the claims gate; [`buddy`]: one node's free lists;
 //! - [`frames`]: the frame table and the M2P; [`p2m`]: one domain's P2M;
+//! - [`hap`]: which domains use HAP, and their P2M leaf changes waiting for the EPT;
 //! - `check.rs`: the invariant checker (spec §13 I1–I5, I7, I29), per changed extent on
 //!   large hosts and frame by frame on small ones.
 //!
@@ -22,17 +23,25 @@
 //!   a domain's `tot_pages` equals its owned frames and its RAM P2M entries.
 //! - A superpage leaf maps frames of one owner.
 //!
-//! xensim differs: PoD, log-dirty, the paging pool and page-table pages are not modelled
-//! yet; Xen's own frames are one boot-time reservation at the bottom of node 0.
+//! Also: `pod.rs`/`pod_fault.rs` (populate-on-demand, spec §4), `logdirty.rs` (§2.5).
+//!
+//! xensim differs: the paging pool and page-table pages are not modelled; Xen's own frames
+//! are one boot-time reservation at the bottom of node 0.
 
 pub mod buddy;
 mod check;
 mod claims;
 pub mod frames;
+pub mod hap;
 pub mod heap;
+pub mod logdirty;
 pub mod p2m;
+pub mod pod;
+mod pod_fault;
 #[cfg(test)]
 mod proptests;
+#[cfg(test)]
+mod proptests_hap;
 
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
@@ -102,6 +111,8 @@ pub enum MemError {
         /// `max_pages`.
         max_pages: u64,
     },
+    /// Log-dirty is already on (enable) or off (the other operations) (`-EINVAL`).
+    LogDirtyState,
     /// No free block (after claims) on any allowed node (`-ENOMEM`).
     NoMemory,
     /// No such domain in the memory model.
@@ -131,6 +142,10 @@ pub struct DomMem {
     /// Pages it owns on each node, in node order (kept as pages come and go, so the
     /// sim's NUMA cost model reads it without walking the P2M).
     pub node_pages: Vec<u64>,
+    /// Populate-on-demand state (`p2m->pod`).
+    pub pod: pod::PodState,
+    /// The dirty log while in log-dirty mode.
+    pub logdirty: Option<logdirty::DirtyLog>,
 }
 
 /// What one populated extent became.
@@ -174,6 +189,8 @@ pub struct Memory {
     total_pages: u64,
     journal: Vec<Touched>,
     journal_overflow: bool,
+    /// HAP domains whose P2M logged leaf changes not yet written to the EPT.
+    leaf_dirty: Vec<DomId>,
 }
 
 impl Memory {
@@ -196,6 +213,7 @@ impl Memory {
             total_pages,
             journal: Vec::new(),
             journal_overflow: true,
+            leaf_dirty: Vec::new(),
         }
     }
 
@@ -315,6 +333,10 @@ impl Memory {
             return;
         };
         assert_eq!(d.tot_pages, 0, "{dom:?} freed with pages");
+        assert!(
+            !d.p2m.has_leaf_changes(),
+            "{dom:?} freed before its EPT was written"
+        );
         assert_eq!(self.frames.owned_pages(Owner::Dom(dom)), 0);
         self.heap.outstanding_claims -= d.outstanding_pages;
     }
@@ -389,6 +411,13 @@ impl Memory {
         d.p2m.map(gfn, got.mfn, pages, P2mType::RamRw);
         self.frames.assign(got.mfn, pages, Owner::Dom(dom));
         self.frames.set_m2p(got.mfn, pages, gfn);
+        if self.logdirty_active(dom) {
+            // paging_mark_pfn_dirty: new contents without a guest write (spec §2.5).
+            for page in gfn..gfn + pages {
+                self.logdirty_mark(dom, page);
+            }
+        }
+        self.note_leaves(dom);
         self.touch(Touched::Frames {
             mfn: got.mfn,
             pages,
@@ -412,6 +441,9 @@ impl Memory {
         let pages = 1u64 << order;
         let gfn = gfn.raw();
         let d = self.doms.get(&dom).ok_or(MemError::UnknownDomain)?;
+        if d.pod.entry_count > 0 || d.pod.count > 0 {
+            return self.decrease_pod(dom, gfn, pages);
+        }
         // The RAM prefix of the extent is what Xen removes before it stops.
         let ram_pages = if pages == 1 {
             // One page (the balloon driver's case): one lookup.
@@ -430,6 +462,26 @@ impl Memory {
         Ok(pages)
     }
 
+    /// `decrease_reservation` of a PoD domain, page by page (`p2m_pod_decrease_reservation`
+    /// first, `guest_remove_page` for what it leaves).
+    fn decrease_pod(&mut self, dom: DomId, gfn: u64, pages: u64) -> Result<u64, MemError> {
+        for page in gfn..gfn + pages {
+            if self.pod_decrease_one(dom, page).is_some() {
+                continue;
+            }
+            let ram = self
+                .doms
+                .get(&dom)
+                .and_then(|d| d.p2m.lookup(page))
+                .is_some_and(|e| e.ty.is_ram());
+            if !ram {
+                return Err(MemError::GfnNotRam { gfn: page });
+            }
+            self.remove_ram(dom, page, 1);
+        }
+        Ok(pages)
+    }
+
     /// Unmaps `[gfn, gfn + pages)` (all RAM) and frees the frames, needing scrub.
     fn remove_ram(&mut self, dom: DomId, gfn: u64, pages: u64) {
         let d = self.doms.get_mut(&dom).expect("domain checked");
@@ -444,6 +496,7 @@ impl Memory {
         assert_eq!(freed, pages);
         let d = self.doms.get_mut(&dom).expect("domain checked");
         d.tot_pages -= pages;
+        self.note_leaves(dom);
         self.touch(Touched::Guest { dom, gfn, pages });
     }
 
@@ -477,12 +530,23 @@ impl Memory {
     pub fn relinquish(&mut self, dom: DomId, budget_pages: u64) -> u64 {
         let mut freed = 0;
         while freed < budget_pages {
-            let Some(d) = self.doms.get(&dom) else {
+            let Some(d) = self.doms.get_mut(&dom) else {
                 break;
             };
-            let Some((gfn, run)) = d.p2m.runs().next() else {
+            let Some((gfn, run)) = d.p2m.runs().next().map(|(g, r)| (g, *r)) else {
+                // p2m_pod_empty_cache: the cache goes once the physmap is gone.
+                freed += self.pod_empty_cache(dom);
                 break;
             };
+            if !run.ty.is_ram() {
+                // PoD entries (and other frameless entries) free nothing.
+                d.p2m.remove(gfn, run.pages);
+                if run.ty == P2mType::PopulateOnDemand {
+                    d.pod.entry_count -= run.pages;
+                }
+                self.note_leaves(dom);
+                continue;
+            }
             let pages = run.pages.min(budget_pages - freed);
             self.remove_ram(dom, gfn, pages);
             freed += pages;

@@ -17,8 +17,14 @@
 //! - `ram_pages` is the number of GFNs with a RAM type.
 //! - A run never holds `p2m_invalid` (a hole is the absence of a run).
 //!
+//! For a domain with hardware-assisted paging (HVM, PVH) the P2M **is** the EPT: every
+//! leaf that appears or goes is logged as a [`LeafChange`] (a split logs the old leaf
+//! and its 512 children), and the hypervisor writes the log to the platform's EPT
+//! (`hypervisor/ept_glue.rs`). PV domains log nothing.
+//!
 //! Left out: the paging pool (page-table pages are not allocated), access types
-//! (always `p2m_access_rwx`), log-dirty recalculation.
+//! (always `p2m_access_rwx`), log-dirty recalculation through misconfigurations (a
+//! global type change rewrites the leaves at once, `memory/logdirty.rs`).
 
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
@@ -117,6 +123,31 @@ pub struct Removed {
     pub ty: P2mType,
 }
 
+/// One leaf that appeared in or left the P2M (what `ept_set_entry` writes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LeafChange {
+    /// The leaf at `gfn` of `order` is no longer there (removed, retyped or split).
+    Gone {
+        /// First GFN of the leaf.
+        gfn: u64,
+        /// Its order.
+        order: u8,
+        /// Its type.
+        ty: P2mType,
+    },
+    /// A leaf now maps `gfn` (aligned to `order`) to `mfn` with type `ty`.
+    New {
+        /// First GFN of the leaf.
+        gfn: u64,
+        /// First MFN.
+        mfn: u64,
+        /// Its order.
+        order: u8,
+        /// Its type.
+        ty: P2mType,
+    },
+}
+
 /// One domain's P2M.
 #[derive(Clone, Debug, Default)]
 pub struct P2m {
@@ -124,6 +155,10 @@ pub struct P2m {
     ram_pages: u64,
     /// Superpages split so far (`ept_split_super_page` calls).
     splits: u64,
+    /// Leaf changes not yet written to the EPT; `None` for a domain without HAP.
+    leaf_log: Option<Vec<LeafChange>>,
+    /// `max_mapped_pfn`: the highest GFN ever mapped with a type (never lowered).
+    max_mapped: Option<u64>,
 }
 
 /// The next smaller leaf size.
@@ -146,6 +181,92 @@ pub fn leaf_order_for(gfn: u64, mfn: u64, pages: u64) -> u8 {
 }
 
 impl P2m {
+    /// From now on every leaf change is logged for the EPT (HVM and PVH domains).
+    pub fn enable_leaf_log(&mut self) {
+        assert!(
+            self.runs.is_empty(),
+            "HAP is chosen before the physmap is built"
+        );
+        self.leaf_log = Some(Vec::new());
+    }
+
+    /// True if leaf changes are logged (the domain uses HAP).
+    pub fn logs_leaves(&self) -> bool {
+        self.leaf_log.is_some()
+    }
+
+    /// Takes the logged leaf changes, oldest first.
+    pub fn take_leaf_log(&mut self) -> Vec<LeafChange> {
+        self.leaf_log
+            .as_mut()
+            .map(core::mem::take)
+            .unwrap_or_default()
+    }
+
+    /// True if leaf changes wait to be written.
+    pub fn has_leaf_changes(&self) -> bool {
+        self.leaf_log.as_ref().is_some_and(|log| !log.is_empty())
+    }
+
+    /// Logs every leaf of `[gfn, gfn + pages)` of a run as gone (`new == false`) or new.
+    fn log_leaves(&mut self, gfn: u64, mfn: u64, pages: u64, ty: P2mType, order: u8, new: bool) {
+        let Some(log) = self.leaf_log.as_mut() else {
+            return;
+        };
+        let size = 1u64 << order;
+        debug_assert_eq!((gfn | pages) & (size - 1), 0, "leaves are whole");
+        let mut offset = 0;
+        while offset < pages {
+            let leaf_gfn = gfn + offset;
+            log.push(if new {
+                LeafChange::New {
+                    gfn: leaf_gfn,
+                    mfn: mfn + offset,
+                    order,
+                    ty,
+                }
+            } else {
+                LeafChange::Gone {
+                    gfn: leaf_gfn,
+                    order,
+                    ty,
+                }
+            });
+            offset += size;
+        }
+    }
+
+    /// All leaves of `[gfn, gfn + pages)` in GFN order: (gfn, entry of its first frame).
+    pub fn leaves_in(&self, gfn: u64, pages: u64) -> Vec<(u64, P2mEntry)> {
+        let end = gfn.saturating_add(pages);
+        let mut out = Vec::new();
+        for (start, run) in self.runs_in(gfn, pages) {
+            let size = 1u64 << run.leaf_order;
+            let mut at = start;
+            while at < start + run.pages && at < end {
+                if at + size > gfn {
+                    let entry = P2mEntry {
+                        mfn: run.mfn + (at - start),
+                        ty: run.ty,
+                        leaf_order: run.leaf_order,
+                    };
+                    out.push((at, entry));
+                }
+                at += size;
+            }
+        }
+        out
+    }
+
+    /// `p2m->max_mapped_pfn`, if anything was ever mapped.
+    pub fn max_mapped_gfn(&self) -> Option<u64> {
+        self.max_mapped
+    }
+
+    fn note_mapped(&mut self, last_gfn: u64) {
+        self.max_mapped = Some(self.max_mapped.map_or(last_gfn, |m| m.max(last_gfn)));
+    }
+
     /// GFNs with a RAM type.
     pub fn ram_pages(&self) -> u64 {
         self.ram_pages
@@ -179,6 +300,22 @@ impl P2m {
     fn run_at(&self, gfn: u64) -> Option<(u64, P2mRun)> {
         let (start, run) = self.runs.range(..=gfn).next_back()?;
         (gfn < start + run.pages).then_some((*start, *run))
+    }
+
+    /// Up to `count` mapped GFNs (any type), highest first.
+    pub fn highest_mapped(&self, count: u64) -> Vec<u64> {
+        let mut out = Vec::new();
+        for (start, run) in self.runs.iter().rev() {
+            let mut gfn = start + run.pages;
+            while gfn > *start && u64::try_from(out.len()).unwrap_or(u64::MAX) < count {
+                gfn -= 1;
+                out.push(gfn);
+            }
+            if u64::try_from(out.len()).unwrap_or(u64::MAX) >= count {
+                break;
+            }
+        }
+        out
     }
 
     /// `p2m_get_entry`: the translation of `gfn`, or `None` for a hole.
@@ -220,6 +357,7 @@ impl P2m {
                     leaf_order: order,
                 },
             );
+            self.log_leaves(g, m, count, ty, order, true);
             g += count;
             m += count;
             left -= count;
@@ -227,6 +365,28 @@ impl P2m {
         if ty.is_ram() {
             self.ram_pages += pages;
         }
+        self.note_mapped(gfn + pages - 1);
+    }
+
+    /// Maps one leaf of exactly `order` over a hole (where [`P2m::map`] would pick the
+    /// largest leaf the alignment allows: a re-marked superpage stays smaller leaves).
+    pub fn map_leaf(&mut self, gfn: u64, mfn: u64, order: u8, ty: P2mType) {
+        let pages = 1u64 << order;
+        assert!(ty != P2mType::Invalid, "a hole is not an entry");
+        assert!(self.is_hole(gfn, pages), "gfn {gfn:#x} already mapped");
+        assert_eq!((gfn | mfn) & (pages - 1), 0, "misaligned leaf");
+        let run = P2mRun {
+            pages,
+            mfn,
+            ty,
+            leaf_order: order,
+        };
+        self.insert(gfn, run);
+        self.log_leaves(gfn, mfn, pages, ty, order, true);
+        if ty.is_ram() {
+            self.ram_pages += pages;
+        }
+        self.note_mapped(gfn + pages - 1);
     }
 
     /// Removes `[gfn, gfn + pages)` (the holes in it stay holes), splitting superpages
@@ -247,6 +407,7 @@ impl P2m {
             if run.ty.is_ram() {
                 self.ram_pages -= run.pages;
             }
+            self.log_leaves(start, run.mfn, run.pages, run.ty, run.leaf_order, false);
             out.push(Removed {
                 gfn: start,
                 mfn: run.mfn,
@@ -255,6 +416,49 @@ impl P2m {
             });
         }
         out
+    }
+
+    /// `p2m_change_type_range`: every leaf of `[gfn, gfn + pages)` typed `from` becomes
+    /// `to` with the same MFN; a superpage of type `from` across either end is split
+    /// first (a whole-P2M change splits nothing). Returns the pages changed.
+    pub fn change_type(&mut self, gfn: u64, pages: u64, from: P2mType, to: P2mType) -> u64 {
+        assert!(pages > 0);
+        assert!(to != P2mType::Invalid, "a hole is not an entry");
+        let end = gfn.saturating_add(pages);
+        for at in [gfn, end] {
+            if self.run_at(at).is_some_and(|(_, run)| run.ty == from) {
+                self.split_to(at);
+            }
+        }
+        let starts: Vec<u64> = self
+            .runs
+            .range(gfn..end)
+            .filter(|(_, run)| run.ty == from)
+            .map(|(s, _)| *s)
+            .collect();
+        let mut changed = 0;
+        for start in starts {
+            let run = self.runs.get_mut(&start).expect("run listed");
+            assert!(start + run.pages <= end, "split left a run across the end");
+            run.ty = to;
+            let run = *run;
+            // Each leaf is rewritten in place: its old entry, then its new one.
+            let size = 1u64 << run.leaf_order;
+            let mut offset = 0;
+            while offset < run.pages {
+                let (g, m) = (start + offset, run.mfn + offset);
+                self.log_leaves(g, m, size, from, run.leaf_order, false);
+                self.log_leaves(g, m, size, to, run.leaf_order, true);
+                offset += size;
+            }
+            match (from.is_ram(), to.is_ram()) {
+                (true, false) => self.ram_pages -= run.pages,
+                (false, true) => self.ram_pages += run.pages,
+                _ => {}
+            }
+            changed += run.pages;
+        }
+        changed
     }
 
     /// The common case of ballooning page by page: a run of leaves starts at `gfn` and
@@ -277,6 +481,7 @@ impl P2m {
         if run.ty.is_ram() {
             self.ram_pages -= pages;
         }
+        self.log_leaves(gfn, run.mfn, pages, run.ty, run.leaf_order, false);
         Some(Removed {
             gfn,
             mfn: run.mfn,
@@ -333,6 +538,9 @@ impl P2m {
             leaf_order: lower(run.leaf_order),
         };
         self.runs.insert(leaf_start, leaf);
+        // The superpage entry becomes a table of 512 leaves of the next size.
+        self.log_leaves(leaf_start, leaf.mfn, size, run.ty, run.leaf_order, false);
+        self.log_leaves(leaf_start, leaf.mfn, size, run.ty, leaf.leaf_order, true);
         let leaf_end = leaf_start + size;
         if leaf_end < start + run.pages {
             let tail = P2mRun {

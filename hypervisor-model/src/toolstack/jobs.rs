@@ -377,7 +377,9 @@ impl Hypervisor {
             finish(job, Err(ToolstackError::NoSuchDomain), p);
             return;
         }
-        if pages_left > 0 {
+        if pages_left > 0 && self.pod_enabled(dom) {
+            self.create_pod_step(job, dom, pages_left, paused, stage, p);
+        } else if pages_left > 0 {
             let needed = self.domain_needed_pages(dom);
             let gfn = needed.saturating_sub(pages_left);
             let batch_pages = self.costs.populate_batch_pages.max(1);
@@ -451,8 +453,35 @@ impl Hypervisor {
             } else {
                 self.controller_unpause(dom, p)
             };
+            if !paused && self.pod_enabled(dom) {
+                // The guest boots and its balloon driver's watch fires: it balloons
+                // down to `memory/target` before it may touch more (spec §4.1).
+                self.balloon_kick(dom, p);
+            }
             finish(job, result, p);
         }
+    }
+
+    /// A PoD guest's whole population step: its cache, then its PoD physmap.
+    fn create_pod_step<P: Platform + ?Sized>(
+        &mut self,
+        job: JobId,
+        dom: DomId,
+        pages_left: u64,
+        paused: bool,
+        stage: CreateStage,
+        p: &mut P,
+    ) {
+        let needed = self.domain_needed_pages(dom);
+        let Ok(cached) = self.pod_build(dom, pages_left, p) else {
+            self.create_out_of_memory(job, dom, needed, p);
+            return;
+        };
+        let cancelled = self.memory.claim_pages(dom, 0);
+        debug_assert_eq!(cancelled, Ok(()));
+        let state = create_state(dom, 0, paused, stage);
+        self.enter_step(job, state, JobStepCode::Populate, p);
+        self.defer_pages(job, self.costs.populate_page_ns, cached, p);
     }
 
     /// `job` moves to `state` and starts step `code` (traced).
@@ -524,6 +553,8 @@ impl Hypervisor {
         self.free_io(dom);
         self.ioreq_forget(dom);
         self.balloons.remove(&dom);
+        // The last relinquished leaves reach the EPT before the P2M goes.
+        self.ept_flush(p);
         self.memory.remove_domain(dom);
         self.domains.remove(dom);
         self.recent_domids.push((dom, p.now()));

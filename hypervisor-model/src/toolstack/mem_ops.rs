@@ -24,18 +24,20 @@
 //!
 //! xensim differs: the worker is woken directly when the toolstack writes the target (not
 //! through a XenStore watch), one `io.xenbus_step_ns` later, and a new target does not cut
-//! a back-off sleep short; a refused deflate stops the worker instead of Linux's back-off
-//! and retries; PoD targets (`set_pod_target`) and the HVM `target_diff` correction are
-//! not modelled; the guest balloons its highest GFNs.
+//! a back-off sleep short; a refused deflate stops the
+//! worker instead of Linux's back-off and retries; the HVM `target_diff` correction is 0
+//! (xensim's e820 has no holes, see `pod_build.rs` for the PoD guest's page count); the
+//! guest balloons its highest GFNs. Each batch is one reservation hypercall
+//! (`hypervisor/memory_op.rs`).
 
 use alloc::vec::Vec;
 
 use crate::encode::{DecodeError, Decoder, Encoder};
 use crate::hypervisor::Hypervisor;
-use crate::ids::{DomId, Gfn};
-use crate::memory::heap::AllocFlags;
+use crate::ids::DomId;
 use crate::platform::Platform;
 use crate::time::Span;
+use crate::toolstack::config::GuestType;
 use crate::toolstack::jobs::{finish, Job};
 use crate::toolstack::ops::{JobId, ToolstackError, ToolstackOp};
 use crate::toolstack::xs_tree;
@@ -253,13 +255,21 @@ impl Hypervisor {
         let uuid = self.domains.get(dom).map_or([0; 16], |d| d.uuid);
         let vm_memory = alloc::format!("{}/memory", xs_tree::vm_path(&uuid));
         self.xs_write_str(&vm_memory, &alloc::format!("{}", new_target / 1024));
+        if self
+            .domains
+            .get(dom)
+            .is_some_and(|d| d.guest_type != GuestType::Pv)
+        {
+            let pod_pages = (new_target + LIBXL_MAXMEM_CONSTANT_KIB) / 4;
+            self.mem_set_pod_target(dom, pod_pages, p);
+        }
         self.balloon_kick(dom, p);
         Ok(())
     }
 
     /// The guest's balloon driver sees the new target (its watch fires): its worker runs
     /// one `io.xenbus_step_ns` later, unless it is running already.
-    fn balloon_kick<P: Platform + ?Sized>(&mut self, dom: DomId, p: &mut P) {
+    pub(crate) fn balloon_kick<P: Platform + ?Sized>(&mut self, dom: DomId, p: &mut P) {
         let running = self
             .jobs
             .values()
@@ -277,9 +287,11 @@ impl Hypervisor {
 
     /// One round of the balloon worker (`balloon_process`).
     pub(crate) fn balloon_step<P: Platform + ?Sized>(&mut self, job: JobId, dom: DomId, p: &mut P) {
-        let alive = self.is_alive(dom) && !self.destroy_running(dom);
+        // A shut-down (or crashed) guest's kernel no longer runs its balloon thread.
+        let shut_down = self.domains.get(dom).is_some_and(|d| d.is_shutting_down);
+        let alive = self.is_alive(dom) && !self.destroy_running(dom) && !shut_down;
         let target_pages = self.memory_key_kib(dom, "target").map(pages_of_kib);
-        let current = self.memory.dom(dom).map_or(0, |m| m.tot_pages);
+        let current = self.balloon_current_pages(dom);
         let (Some(target_pages), true) = (target_pages, alive) else {
             self.jobs.remove(&job);
             finish(job, Ok(()), p);
@@ -336,48 +348,49 @@ impl Hypervisor {
         self.defer(job, delay_s * 1_000_000_000, p);
     }
 
-    /// `decrease_reservation` of `pages` of the guest's highest GFNs, one page each.
+    /// `decrease_reservation` of `pages` of the guest's highest GFNs (4 KiB extents, one
+    /// hypercall for the batch).
     fn balloon_inflate<P: Platform + ?Sized>(&mut self, dom: DomId, pages: u64, p: &mut P) -> u64 {
         self.scrub_catch_up(p.now());
-        let mut freed = 0;
-        while freed < pages {
-            let Some(gfn) = self.memory.dom(dom).and_then(|m| m.p2m.last_gfn()) else {
-                break;
-            };
-            if self.memory.decrease(dom, Gfn::new(gfn), 0).is_err() {
-                break;
-            }
-            self.balloons.entry(dom).or_default().ballooned.push(gfn);
-            freed += 1;
+        let before = self.memory.dom(dom).map_or(0, |m| m.tot_pages);
+        let gfns = self
+            .memory
+            .dom(dom)
+            .map_or_else(Vec::new, |m| m.p2m.highest_mapped(pages));
+        let done = self.decrease_reservation(dom, dom, &gfns, 0);
+        let freed = u64::try_from(done).unwrap_or(0);
+        for gfn in gfns.iter().take(usize::try_from(freed).unwrap_or(0)) {
+            self.balloons.entry(dom).or_default().ballooned.push(*gfn);
         }
-        self.memory_changed(dom, -i64::try_from(freed).unwrap_or(i64::MAX), p);
+        // A dropped PoD entry or a page moved into the PoD cache leaves tot_pages alone.
+        let after = self.memory.dom(dom).map_or(0, |m| m.tot_pages);
+        let delta = i64::try_from(after).unwrap_or(i64::MAX) - i64::try_from(before).unwrap_or(0);
+        self.memory_changed(dom, delta, p);
         freed
     }
 
-    /// `populate_physmap` of up to `pages` ballooned GFNs, most recent first; stops at
-    /// the first page Xen refuses (the GFN stays ballooned).
+    /// `populate_physmap` of up to `pages` ballooned GFNs, most recent first (one
+    /// hypercall for the batch); the GFNs Xen refuses stay ballooned.
     fn balloon_deflate<P: Platform + ?Sized>(&mut self, dom: DomId, pages: u64, p: &mut P) -> u64 {
         self.scrub_catch_up(p.now());
-        let mut extents = Vec::new();
-        while u64::try_from(extents.len()).unwrap_or(u64::MAX) < pages {
-            let popped = self.balloons.get_mut(&dom).and_then(|b| b.ballooned.pop());
-            let Some(gfn) = popped else {
+        let mut gfns = Vec::new();
+        while u64::try_from(gfns.len()).unwrap_or(u64::MAX) < pages {
+            let Some(gfn) = self.balloons.get_mut(&dom).and_then(|b| b.ballooned.pop()) else {
                 break;
             };
-            match self
-                .memory
-                .populate(dom, Gfn::new(gfn), 0, AllocFlags::default())
-            {
-                Ok(got) => extents.push((gfn, got.mfn.raw(), 0)),
-                Err(_) => {
-                    self.balloons.entry(dom).or_default().ballooned.push(gfn);
-                    break;
-                }
-            }
+            gfns.push(gfn);
         }
-        let given = u64::try_from(extents.len()).unwrap_or(u64::MAX);
-        if !extents.is_empty() {
-            p.trace(&TraceEvent::Extents { dom, extents });
+        let done = self.populate_physmap(dom, dom, &gfns, 0, false);
+        let given = u64::try_from(done.rc).unwrap_or(0);
+        for gfn in gfns.iter().skip(usize::try_from(given).unwrap_or(0)).rev() {
+            // Pushed back in reverse, so the next pop order is unchanged.
+            self.balloons.entry(dom).or_default().ballooned.push(*gfn);
+        }
+        if !done.extents.is_empty() {
+            p.trace(&TraceEvent::Extents {
+                dom,
+                extents: done.extents,
+            });
         }
         self.memory_changed(dom, i64::try_from(given).unwrap_or(i64::MAX), p);
         given

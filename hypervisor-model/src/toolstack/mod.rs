@@ -2,8 +2,8 @@
 //! scheduler-parameter ones in `ops_sched.rs`), the domain configuration model
 //! (`config.rs`) and the multi-step jobs that carry operations out in virtual time
 //! (`jobs.rs`, the destroy in `jobs_destroy.rs`, the builder's memory in `populate.rs`,
-//! libxl's automatic NUMA placement in `placement.rs`, the device-model stub domain in
-//! `stubdom.rs`).
+//! populate-on-demand in `pod_build.rs`, libxl's automatic NUMA placement in
+//! `placement.rs`, the device-model stub domain in `stubdom.rs`).
 
 pub mod config;
 pub mod jobs;
@@ -12,6 +12,7 @@ pub mod mem_ops;
 pub mod ops;
 pub mod ops_sched;
 pub mod placement;
+mod pod_build;
 mod populate;
 pub mod stubdom;
 pub mod xs_client;

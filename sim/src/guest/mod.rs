@@ -1,11 +1,14 @@
 //! Guest models: what the software inside each domain does.
 //!
+//! - [`access`]: the memory access stream of a `memory` sub-table (EPT walks, PoD,
+//!   log-dirty).
 //! - [`dist`]: pinned integer sampling of scenario distributions (`specs/scenario.md` §6.2).
 //! - [`memory`]: the guest's resident set, swapping, OOM kills and remote NUMA memory
 //!   (`specs/memory-iommu-migration.md` §5.5, §7.4).
 //! - [`workload`]: the per-vCPU workload state machine that drives vCPU block and wake
 //!   (`specs/scenario.md` §6.1).
 
+pub mod access;
 pub mod dist;
 pub mod io;
 pub mod memory;

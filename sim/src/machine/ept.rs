@@ -56,6 +56,10 @@ pub struct Translation {
     pub order: u8,
 }
 
+/// Leaf ranges remembered for the incremental checker between two inputs; past it the
+/// checker compares the changed domains whole.
+pub const TOUCHED_LEAVES_MAX: usize = 4096;
+
 /// EPT tables of every domain of one host.
 #[derive(Debug, Default)]
 pub struct EptTables {
@@ -65,6 +69,11 @@ pub struct EptTables {
     pending: Vec<(DomId, Gfn, Option<EptEntry>)>,
     /// INVEPTs executed.
     invalidation_count: u64,
+    /// Guest ranges committed writes changed since [`EptTables::clear_touched`]:
+    /// (domain, first frame, frames).
+    touched: Vec<(DomId, Gfn, u64)>,
+    /// Domains whose changes overflowed `touched`.
+    touched_overflow: Vec<DomId>,
 }
 
 impl EptTables {
@@ -94,6 +103,9 @@ impl EptTables {
             self.pending.drain(..).partition(|(d, _, _)| *d == dom);
         self.pending = others;
         for (d, gfn, entry) in mine {
+            let old_order = self.committed.get(&(d, gfn)).map(|e| e.order);
+            let order = entry.map(|e| e.order).max(old_order).unwrap_or(0);
+            self.touch(d, gfn, 1u64 << order);
             match entry {
                 None => {
                     self.committed.remove(&(d, gfn));
@@ -107,6 +119,57 @@ impl EptTables {
             }
         }
         Ok(())
+    }
+
+    fn touch(&mut self, dom: DomId, gfn: Gfn, pages: u64) {
+        if self.touched.len() < TOUCHED_LEAVES_MAX {
+            self.touched.push((dom, gfn, pages));
+        } else if !self.touched_overflow.contains(&dom) {
+            self.touched_overflow.push(dom);
+        }
+    }
+
+    /// Forgets the changed ranges (the start of a new input).
+    pub fn clear_touched(&mut self) {
+        self.touched.clear();
+        self.touched_overflow.clear();
+    }
+
+    /// Ranges changed since the last [`EptTables::clear_touched`], and the domains
+    /// whose changes were too many to list.
+    pub fn touched(&self) -> (&[(DomId, Gfn, u64)], &[DomId]) {
+        (&self.touched, &self.touched_overflow)
+    }
+
+    /// Committed leaves.
+    pub fn leaf_count(&self) -> usize {
+        self.committed.len()
+    }
+
+    /// The domains with committed leaves, in order.
+    pub fn domains(&self) -> Vec<DomId> {
+        let mut doms: Vec<DomId> = self.committed.keys().map(|(d, _)| *d).collect();
+        doms.dedup();
+        doms
+    }
+
+    /// Committed leaves of `dom` covering any frame of `[gfn, gfn + pages)`, in order.
+    pub fn leaves_in(&self, dom: DomId, gfn: Gfn, pages: u64) -> Vec<(Gfn, EptEntry)> {
+        let mut out = Vec::new();
+        if let Some((start, entry)) = self.lookup(dom, gfn) {
+            if start != gfn {
+                out.push((start, *entry));
+            }
+        }
+        let last = gfn
+            .checked_add(pages.saturating_sub(1))
+            .unwrap_or(Gfn::new(u64::MAX));
+        out.extend(
+            self.committed
+                .range((dom, gfn)..=(dom, last))
+                .map(|((_, start), entry)| (*start, *entry)),
+        );
+        out
     }
 
     /// True if a committed leaf other than the one at `gfn` covers any frame of the range.

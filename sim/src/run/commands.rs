@@ -547,6 +547,7 @@ impl World<'_> {
                     let ios = guests.io_records(dom);
                     let memory = guests.memory_stats(dom);
                     guests.forget_domain(dom);
+                    self.hosts[usize::from(host)].sim.access.forget(dom);
                     self.sinks.domain_jobs(host, dom, jobs);
                     self.sinks.domain_io(host, dom, ios);
                     self.sinks.domain_memory(host, dom, memory);
@@ -589,7 +590,23 @@ impl World<'_> {
                     }
                 };
                 let memory = self.memory_by_name(&name);
+                let streams = self.streams;
                 let h = &mut self.hosts[usize::from(host)];
+                // Only a HAP guest's accesses go through the EPT.
+                let accesses = memory.filter(|_| h.hv.memory().is_hap(dom));
+                let now_ns = self.queue.now_ns();
+                let stream = h
+                    .sim
+                    .access
+                    .register(dom, &name, &streams, accesses, now_ns);
+                if let Some(generation) = stream {
+                    let tick = SimEvent::MemoryTick {
+                        host,
+                        dom,
+                        generation,
+                    };
+                    self.queue.push(now_ns + super::ACCESS_TICK_NS, tick);
+                }
                 h.sim.guests.register_domain(dom, &name, workloads);
                 h.sim.guests.register_memory(dom, memory);
                 if let Some(config) = h.hv.domain(dom).and_then(|d| d.config.as_ref()) {

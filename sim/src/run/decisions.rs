@@ -118,6 +118,19 @@ pub fn input_line(out: &mut String, host: &str, time_ns: u64, input: &CoreInput)
             dom.raw(),
             if *oom_kill { " guest.oom_kill," } else { "" }
         ),
+        CoreInput::EptViolation {
+            vcpu: v,
+            gfn,
+            access,
+        } => {
+            let bits = hypervisor_model::event::access_bits(*access);
+            format!(
+                "{} EPT violation gfn {:#x} access {}",
+                vcpu(*v),
+                gfn.raw(),
+                rwx(bits)
+            )
+        }
     };
     let _ = writeln!(out, "{} {host} > {text}", seconds(time_ns));
 }
@@ -468,6 +481,17 @@ pub fn event_line(out: &mut String, host: &str, time_ns: u64, event: &TraceEvent
                 dom.raw()
             )
         }
+        TraceEvent::EptViolation {
+            vcpu: v,
+            gfn,
+            access,
+            outcome,
+        } => format!(
+            "{} EPT violation gfn {gfn:#x} {} -> {}",
+            vcpu(*v),
+            rwx(*access),
+            npf_outcome(*outcome)
+        ),
         TraceEvent::BlkbackWork { .. }
         | TraceEvent::IoreqWork { .. }
         | TraceEvent::DiskSubmit { .. }
@@ -489,6 +513,28 @@ pub fn event_line(out: &mut String, host: &str, time_ns: u64, event: &TraceEvent
         TraceEvent::XenbusState { path, state } => format!("xenbus {path} = {state}"),
     };
     let _ = writeln!(out, "{} {host}   {text}", seconds(time_ns));
+}
+
+/// Access bits (read, write, fetch) as `rwx` with `-` for absent.
+fn rwx(bits: u8) -> String {
+    let mut out = String::with_capacity(3);
+    out.push(if bits & 1 != 0 { 'r' } else { '-' });
+    out.push(if bits & 2 != 0 { 'w' } else { '-' });
+    out.push(if bits & 4 != 0 { 'x' } else { '-' });
+    out
+}
+
+/// The name of an `NpfOutcome` code.
+fn npf_outcome(code: u8) -> &'static str {
+    match code {
+        0 => "spurious",
+        1 => "pod populated",
+        2 => "log-dirty",
+        3 => "emulated",
+        4 => "crash",
+        5 => "out of PoD memory",
+        _ => "unknown",
+    }
 }
 
 #[cfg(test)]

@@ -53,6 +53,9 @@ pub enum ServiceItem {
     Xenstored(XsWorkId),
     /// blkback's (`Platform::backend_work`).
     Blkback(BackWorkId),
+    /// Xen handling an exit of the vCPU itself (`Platform::vcpu_stall`); nothing waits
+    /// for its end.
+    Exit,
 }
 
 #[derive(Debug)]

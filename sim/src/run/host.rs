@@ -142,6 +142,10 @@ pub fn core_costs(
         // E: xenconsoled waking from poll(), reading the ring and writing its log or pty
         // (one daemon wake-up, half of `io.xenstored_request_ns`'s estimate).
         xenconsoled_batch_ns: cost_i64(&merged, "io.xenconsoled_batch_ns", 10_000),
+        // E: cost-model §1, EPT violation handled in Xen without allocation.
+        ept_violation_ns: cost_i64(&merged, "cpu.ept_violation_ns", 1_000),
+        // E: cost-model §2.3, a PoD fault-in from the cache.
+        pod_fault_ns: cost_i64(&merged, "mem.pod_fault_ns", 2_000),
     }
 }
 
@@ -193,6 +197,8 @@ pub fn cost_table_hash(scenario: &crate::scenario::model::Scenario) -> u64 {
             c.ioreq_dom0_rtt_ns,
             c.ioreq_stubdom_rtt_ns,
             c.xenconsoled_batch_ns,
+            c.ept_violation_ns,
+            c.pod_fault_ns,
         ] {
             bytes.extend_from_slice(&value.to_le_bytes());
         }

@@ -12,6 +12,7 @@
 //!   scenario, its xl.cfg files and the seed.
 //! - Every core input is recorded before the core sees it.
 
+mod access;
 pub mod commands;
 pub mod decisions;
 mod domain_rtds;
@@ -52,6 +53,8 @@ pub use sinks::Sinks;
 
 /// Most events one run may process: a bound that turns a livelock into an error.
 const EVENTS_MAX: u64 = 1 << 40;
+/// Period of a domain's memory access stream: one slice per running vCPU per tick.
+pub const ACCESS_TICK_NS: u64 = 1_000_000;
 
 /// Something that happens at a virtual time. Kept small (no boxed or large payloads), as
 /// every pending event is moved around the queue's heap.
@@ -113,6 +116,16 @@ pub enum SimEvent {
         vcpu: VcpuRef,
         /// Wake generation.
         generation: u64,
+    },
+    /// A domain's memory access stream ticks (`guest/access.rs`; stale unless
+    /// `generation` is the stream's).
+    MemoryTick {
+        /// Host index.
+        host: u16,
+        /// The domain.
+        dom: DomId,
+        /// Stream generation.
+        generation: u32,
     },
     /// A guest answers a shutdown request.
     GuestShutdown {
@@ -423,6 +436,7 @@ impl<'s> World<'s> {
                 last_vcpu: vec![None; nr_cpus],
                 xs_out: Vec::new(),
                 ept: Default::default(),
+                access: Default::default(),
                 iommu: Default::default(),
                 doorbells: Default::default(),
                 disks: spec
@@ -593,6 +607,7 @@ impl<'s> World<'s> {
                     Some(GuestStep::ServiceDone(ServiceItem::Blkback(item))) => {
                         self.deliver(host, &CoreInput::BackendWorkDone { item });
                     }
+                    Some(GuestStep::ServiceDone(ServiceItem::Exit)) => {}
                     None => {}
                 }
                 Some(host)
@@ -608,6 +623,26 @@ impl<'s> World<'s> {
                     .wake(vcpu, generation, now_ns)
                 {
                     self.deliver(host, &CoreInput::VcpuWake { vcpu });
+                }
+                Some(host)
+            }
+            SimEvent::MemoryTick {
+                host,
+                dom,
+                generation,
+            } => {
+                if self.hosts[usize::from(host)]
+                    .sim
+                    .access
+                    .is_current(dom, generation)
+                {
+                    self.memory_tick(host, dom, now_ns);
+                    let tick = SimEvent::MemoryTick {
+                        host,
+                        dom,
+                        generation,
+                    };
+                    self.queue.push(now_ns + ACCESS_TICK_NS, tick);
                 }
                 Some(host)
             }
@@ -653,6 +688,7 @@ impl<'s> World<'s> {
             | SimEvent::GuestWake { host, .. }
             | SimEvent::GuestShutdown { host, .. }
             | SimEvent::GuestMemFloor { host, .. }
+            | SimEvent::MemoryTick { host, .. }
             | SimEvent::DiskDone { host, .. } => Some(*host),
             SimEvent::Command { index } => {
                 let entry = self.scenario.timeline.get(*index)?;
@@ -666,6 +702,8 @@ impl<'s> World<'s> {
         let now_ns = self.queue.now_ns();
         self.sinks.input(host, now_ns, input);
         let h = &mut self.hosts[usize::from(host)];
+        // The EPT checker looks at what this input changes.
+        h.sim.ept.clear_touched();
         let mut platform = SimPlatform {
             now_ns,
             queue: &mut self.queue,
@@ -680,7 +718,11 @@ impl<'s> World<'s> {
 
     fn check_host(&self, host: u16, event_index: u64, time_ns: u64) -> Option<InvariantFailure> {
         let h = &self.hosts[usize::from(host)];
-        let violations = h.hv.check_invariants();
+        let mut violations = h.hv.check_invariants();
+        violations.extend(crate::machine::ept_check::check_ept(
+            &h.sim.ept,
+            h.hv.memory(),
+        ));
         if violations.is_empty() {
             return None;
         }

@@ -55,6 +55,8 @@ pub struct HostSim {
     pub ipi_latency_ns: u64,
     /// EPT tables as the hardware walks them.
     pub ept: EptTables,
+    /// The memory access streams of guests with a `memory` sub-table.
+    pub access: crate::guest::access::AccessStreams,
     /// IOMMU contexts.
     pub iommu: IommuTables,
     /// Device doorbell counts.
@@ -294,6 +296,18 @@ impl Platform for SimPlatform<'_> {
         }
     }
 
+    fn vcpu_stall(&mut self, vcpu: VcpuRef, work_ns: i64) {
+        let work_ns = u64::try_from(work_ns).unwrap_or(0);
+        self.sim.guests.add_service(
+            vcpu,
+            ServiceItem::Exit,
+            work_ns,
+            self.now_ns,
+            self.sim.host,
+            self.queue,
+        );
+    }
+
     fn iommu_write(&mut self, bdf: PciBdf, dfn: u64, entry: Option<(Mfn, MapAccess)>) {
         self.sim.iommu.write(bdf, dfn, entry);
     }
@@ -362,6 +376,7 @@ mod tests {
             notices: Vec::new(),
             ipi_latency_ns: 0,
             ept: Default::default(),
+            access: Default::default(),
             iommu: Default::default(),
             doorbells: Default::default(),
             disks: Vec::new(),

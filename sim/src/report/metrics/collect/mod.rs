@@ -316,6 +316,7 @@ impl MetricsCollector {
             | TraceEvent::XenbusState { .. }
             | TraceEvent::Extents { .. }
             | TraceEvent::MaxPages { .. }
+            | TraceEvent::EptViolation { .. }
             | TraceEvent::Console { .. }
             | TraceEvent::BlkbackWork { .. }
             | TraceEvent::IoreqWork { .. }
