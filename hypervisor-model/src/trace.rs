@@ -481,7 +481,7 @@ impl TraceEvent {
                 access,
                 outcome,
             } => {
-                e.u8(35).vcpu(*vcpu).u64(*gfn).u8(*access).u8(*outcome);
+                e.u8(37).vcpu(*vcpu).u64(*gfn).u8(*access).u8(*outcome);
             }
             TraceEvent::Extents { dom, extents } => {
                 let count = u32::try_from(extents.len()).unwrap_or(u32::MAX);
