@@ -116,8 +116,9 @@ fn stubdom_guest_gets_a_one_vcpu_stub_domain_named_after_it() {
     let d = hv.domains.get(stub).expect("stub domain");
     assert_eq!(d.vcpus.len(), 1);
     assert_eq!(d.guest_type, GuestType::Pv);
-    // 128 MiB plus the guest's 8 MiB of video memory, in 4 KiB pages.
-    assert_eq!(d.max_pages, 136 * 256);
+    // 128 MiB plus the guest's 8 MiB of video memory, plus libxl's
+    // LIBXL_MAXMEM_CONSTANT (1 MiB, libxl__build_pre), in 4 KiB pages.
+    assert_eq!(d.max_pages, 137 * 256);
     assert_eq!(hv.ioreq.stubdom_of.get(&ids::dom(1)), Some(&stub));
 }
 

@@ -311,11 +311,14 @@ fn decrease_reservation_of_another_domus_memory_is_eperm() {
 fn populate_physmap_stops_at_max_pages_and_returns_extents_done() {
     let (mut hv, mut p) = boot();
     create(&mut hv, &mut p, guest(GuestType::Pvh, 64, 64));
-    // Two pages out, then three asked back with room for two (max_pages is 64 MiB).
+    // Two pages out, then 259 asked back with room for 258: max_pages is 64 MiB plus
+    // LIBXL_MAXMEM_CONSTANT's 256 pages.
     assert_eq!(hv.decrease_reservation(d1(), d1(), &[0x3ffe, 0x3fff], 0), 2);
-    let done = hv.populate_physmap(d1(), d1(), &[0x3ffe, 0x3fff, 0x5000], 0, false);
-    assert_eq!(done.rc, 2);
-    assert_eq!(done.extents.len(), 2);
+    let mut gfns = alloc::vec![0x3ffe, 0x3fff];
+    gfns.extend(0x5000..0x5000 + 257);
+    let done = hv.populate_physmap(d1(), d1(), &gfns, 0, false);
+    assert_eq!(done.rc, 258);
+    assert_eq!(done.extents.len(), 258);
 }
 
 #[test]

@@ -267,6 +267,7 @@ impl Memory {
         self.heap.outstanding_claims -= drained;
         d.tot_pages += pages;
         d.scrubbed_pages += got.scrubbed_pages;
+        super::add_node_overlap(&self.heap, &mut d.node_pages, got.mfn, pages, true);
         self.frames.assign(got.mfn, pages, Owner::Dom(dom));
         self.touch(Touched::Frames {
             mfn: got.mfn,
@@ -286,6 +287,7 @@ impl Memory {
         self.heap.free_range(mfn, pages, true);
         if let Some(d) = self.doms.get_mut(&dom) {
             d.tot_pages -= pages;
+            super::add_node_overlap(&self.heap, &mut d.node_pages, mfn, pages, false);
         }
         self.touch(Touched::Frames { mfn, pages });
     }
