@@ -185,7 +185,10 @@ impl<E> EventQueue<E> {
         self.now_ns
     }
 
-    /// Schedules `event` at `time_ns` (not before now).
+    /// Schedules `event` at `time_ns` (not before now). Always inlined: called on its own,
+    /// the copy of the event from the caller's stack into the slab stood out in profiles
+    /// of `bench-64x512` (about 5% of the run).
+    #[inline(always)]
     pub fn push(&mut self, time_ns: u64, event: E) {
         assert!(
             time_ns >= self.now_ns,
