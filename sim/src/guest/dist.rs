@@ -175,23 +175,29 @@ fn log2_fraction_q32(mantissa_q32: u64) -> u64 {
 
 /// [`log2_fraction_q32`] of each lane, the lanes' chains interleaved.
 ///
-/// Branch-free: the bit of each step is the square's bit 33 (the square is below 4 in Q32),
-/// and the halving is a shift by that bit. The bits are those of the pinned algorithm (one
-/// truncated square per bit, halve when it reaches 2); the branches it had mispredicted on
-/// every other random bit.
+/// Each lane keeps `x = m − 1` (Q32, below one), so a square needs only a 32×32-bit product:
+/// `(m × m) >> 32 = 1 + 2x + ((x × x) >> 32)` exactly (the dropped bits are those of
+/// `x × x`). Branch-free: the bit of each step is the square's bit 33 (the square is below 4
+/// in Q32), and the halving is a select by that bit. The bits are those of the pinned
+/// algorithm (one truncated square per bit, halve when it reaches 2).
 fn log2_fraction_q32_lanes<const N: usize>(mantissas_q32: [u64; N]) -> [u64; N] {
-    for mantissa_q32 in mantissas_q32 {
+    let mut xs = [0u64; N];
+    for (x, mantissa_q32) in xs.iter_mut().zip(mantissas_q32) {
         assert!(mantissa_q32 >= ONE_Q32, "mantissa below one");
         assert!(mantissa_q32 < 2 * ONE_Q32, "mantissa not below two");
+        *x = mantissa_q32 & (ONE_Q32 - 1);
     }
-    let mut mantissas = mantissas_q32;
     let mut fractions = [0u64; N];
     for _ in 0..32u32 {
-        for (mantissa, fraction) in mantissas.iter_mut().zip(fractions.iter_mut()) {
-            // mantissa < 2^33: the square is below 2^66, the truncated Q32 square below 4.
-            let squared = saturate_u64((u128::from(*mantissa) * u128::from(*mantissa)) >> 32);
+        for (x, fraction) in xs.iter_mut().zip(fractions.iter_mut()) {
+            // x < 2^32: x × x < 2^64, and the square 1 + 2x + (x² >> 32) is below 4.
+            let squared = ONE_Q32 + 2 * *x + ((*x * *x) >> 32);
             let bit = squared >> 33;
-            *mantissa = squared >> bit;
+            // Halve it when it reached 2: a select on the bit, not a branch.
+            let halve = 0u64.wrapping_sub(bit);
+            let mantissa = (squared & !halve) | ((squared >> 1) & halve);
+            // The mantissa is in [1, 2): x is its fraction bits.
+            *x = mantissa & (ONE_Q32 - 1);
             *fraction = (*fraction << 1) | bit;
         }
     }

@@ -482,11 +482,8 @@ impl<'s> World<'s> {
         check: bool,
     ) -> Result<(u64, Option<InvariantFailure>), RunError> {
         let mut event_count = 0u64;
-        while let Some(time_ns) = self.queue.peek_time_ns() {
-            if time_ns >= end_ns || self.sinks.recorder.diverged() {
-                break;
-            }
-            let Some((_, event)) = self.queue.pop() else {
+        while !self.sinks.recorder.diverged() {
+            let Some((time_ns, event)) = self.queue.pop_before(end_ns) else {
                 break;
             };
             let host = self.dispatch(event);

@@ -53,6 +53,50 @@ pub(super) fn bump(acc: &mut u64, metric: &str) {
     add(acc, 1, metric);
 }
 
+/// A domain's vCPUs by index: a dense table, as the core keeps them (looked up on every
+/// runstate change).
+#[derive(Debug, Default)]
+pub(super) struct VcpuTable {
+    slots: Vec<Option<VcpuState>>,
+}
+
+impl VcpuTable {
+    pub(super) fn get_mut(&mut self, id: u32) -> Option<&mut VcpuState> {
+        self.slots.get_mut(usize::try_from(id).ok()?)?.as_mut()
+    }
+
+    /// Adds vCPU `id`; false (and no change) if it exists already.
+    pub(super) fn insert(&mut self, id: u32, vcpu: VcpuState) -> bool {
+        let index = usize::try_from(id).expect("vCPU index fits usize");
+        if self.slots.len() <= index {
+            self.slots.resize_with(index + 1, || None);
+        }
+        let slot = &mut self.slots[index];
+        if slot.is_some() {
+            return false;
+        }
+        *slot = Some(vcpu);
+        true
+    }
+
+    /// The vCPUs with their indexes, in index order.
+    pub(super) fn iter(&self) -> impl Iterator<Item = (u32, &VcpuState)> {
+        (0u32..)
+            .zip(&self.slots)
+            .filter_map(|(id, slot)| Some((id, slot.as_ref()?)))
+    }
+
+    /// The vCPUs in index order.
+    pub(super) fn values(&self) -> impl Iterator<Item = &VcpuState> {
+        self.slots.iter().flatten()
+    }
+
+    /// The vCPUs in index order.
+    pub(super) fn values_mut(&mut self) -> impl Iterator<Item = &mut VcpuState> {
+        self.slots.iter_mut().flatten()
+    }
+}
+
 /// One vCPU's life, from `VcpuCreate` (offline) to its domain's `DomainFree`.
 #[derive(Debug)]
 pub(super) struct VcpuState {

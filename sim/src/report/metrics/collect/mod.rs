@@ -35,7 +35,7 @@ use hypervisor_model::trace::TraceEvent;
 
 use super::dist::Distribution;
 use super::jobs::JobMetrics;
-use super::state::{add, VcpuState, Window};
+use super::state::{add, VcpuState, VcpuTable, Window};
 use super::{DomainMetrics, HostMetrics, Metrics, VcpuMetrics, WindowMetrics};
 use crate::guest::workload::JobRecord;
 use crate::machine::switch::SwitchCosts;
@@ -144,7 +144,7 @@ struct DomainState {
     meta: Option<DomainMeta>,
     created_ns: u64,
     freed_ns: Option<u64>,
-    vcpus: BTreeMap<u32, VcpuState>,
+    vcpus: VcpuTable,
     /// Periodic job records of all its vCPUs (given by the run loop).
     jobs: Vec<JobRecord>,
     /// vbd I/O records of all its vCPUs (given by the run loop).
@@ -235,7 +235,7 @@ impl MetricsCollector {
     pub fn vcpu_server_stats(&mut self, host_index: usize, v: VcpuRef, stats: ServerStats) {
         let host = self.host_mut(host_index);
         if let Some(&index) = host.live.get(&v.dom) {
-            if let Some(vcpu) = host.domains[index].vcpus.get_mut(&v.vcpu.raw()) {
+            if let Some(vcpu) = host.domains[index].vcpus.get_mut(v.vcpu.raw()) {
                 vcpu.server = Some(stats);
             }
         }
@@ -252,7 +252,7 @@ impl MetricsCollector {
     ) {
         let host = self.host_mut(host_index);
         if let Some(&index) = host.live.get(&v.dom) {
-            if let Some(vcpu) = host.domains[index].vcpus.get_mut(&v.vcpu.raw()) {
+            if let Some(vcpu) = host.domains[index].vcpus.get_mut(v.vcpu.raw()) {
                 vcpu.rtds_reservation_ns = Some((budget_ns, period_ns));
             }
         }
@@ -448,7 +448,7 @@ impl HostState {
             .unwrap_or_else(|| panic!("metrics: event for unknown domain {:?}", v.dom));
         self.domains[index]
             .vcpus
-            .get_mut(&v.vcpu.raw())
+            .get_mut(v.vcpu.raw())
             .unwrap_or_else(|| panic!("metrics: event for unknown vCPU {v:?}"))
     }
 
@@ -461,7 +461,7 @@ impl HostState {
             meta: self.pending_meta.remove(&dom),
             created_ns: time_ns,
             freed_ns: None,
-            vcpus: BTreeMap::new(),
+            vcpus: VcpuTable::default(),
             jobs: Vec::new(),
             io: Vec::new(),
             rings: BTreeMap::new(),
@@ -482,10 +482,10 @@ impl HostState {
             .live
             .get(&v.dom)
             .expect("vCPU created in a live domain");
-        let previous = self.domains[index]
+        let inserted = self.domains[index]
             .vcpus
             .insert(v.vcpu.raw(), VcpuState::new(time_ns));
-        assert!(previous.is_none(), "{v:?} created twice");
+        assert!(inserted, "{v:?} created twice");
     }
 
     fn domain_free(&mut self, window: Window, time_ns: u64, dom: DomId) {
@@ -542,7 +542,7 @@ impl HostState {
                 .expect("scheduled vCPU's domain is live");
             let vcpu = self.domains[index]
                 .vcpus
-                .get_mut(&v.vcpu.raw())
+                .get_mut(v.vcpu.raw())
                 .expect("scheduled vCPU exists");
             vcpu.start_on(window, time_ns, pcpu, nodes);
         }
@@ -611,7 +611,7 @@ impl DomainState {
         let vcpus: Vec<VcpuMetrics> = self
             .vcpus
             .iter()
-            .map(|(&id, vcpu)| vcpu.metrics(id, window))
+            .map(|(id, vcpu)| vcpu.metrics(id, window))
             .collect();
         let sum = |pick: fn(&VcpuMetrics) -> u64, metric: &str| {
             let mut total = 0;
