@@ -58,6 +58,8 @@ pub struct FakePlatform {
     pub back_work: Vec<(VcpuRef, crate::ids::BackWorkId, i64)>,
     /// When the last blkback item asked for ends.
     pub back_busy_until: STime,
+    /// Frames netback handed to the bridge, in order.
+    pub net_frames: Vec<crate::platform::NetFrame>,
 }
 
 /// One call of a hardware-programming hook.
@@ -281,6 +283,10 @@ impl Platform for FakePlatform {
         self.back_busy_until = done;
         self.push(done, CoreInput::BackendWorkDone { item });
     }
+
+    fn net_transmit(&mut self, frame: crate::platform::NetFrame) {
+        self.net_frames.push(frame);
+    }
 }
 
 /// A boot configuration for a one-socket host with `nr_cpus` cores, 8 GiB, the given
@@ -344,6 +350,9 @@ pub fn small_host(nr_cpus: u32, sched: SchedKind) -> BootConfig {
             xenstored_request_ns: 0,
             blkback_req_ns: 0,
             gnttab_map_ns: 0,
+            netback_tx_pkt_ns: 0,
+            netback_rx_pkt_ns: 0,
+            gnttab_copy_page_ns: 0,
         },
         grant_limits: crate::hypervisor::xs_tool::GrantLimits::default(),
         claim_mode: true,

@@ -144,6 +144,14 @@ pub struct CoreCosts {
     /// One grant map by blkback (`io.gnttab_map_ns`, cost-model §3.1); with persistent
     /// grants only the first use of a page pays it.
     pub gnttab_map_ns: i64,
+    /// netback's CPU time per guest-TX packet (`io.netback_tx_pkt_ns`, cost-model §3.2),
+    /// on the backend's vCPU 0.
+    pub netback_tx_pkt_ns: i64,
+    /// netback's CPU time per guest-RX packet (`io.netback_rx_pkt_ns`, cost-model §3.2).
+    pub netback_rx_pkt_ns: i64,
+    /// One grant copy of a full page (`io.gnttab_copy_page_ns`, cost-model §3.1): netback
+    /// pays it for every page of a packet past the first.
+    pub gnttab_copy_page_ns: i64,
 }
 
 /// Everything the core needs to boot a host.

@@ -36,6 +36,7 @@ pub(super) fn check_all(hv: &Hypervisor) -> Vec<Violation> {
     check_io_tables(hv, &mut out);
     check_xenbus(hv, &mut out);
     hv.blk_check(&mut out);
+    hv.net_check(&mut out);
     hv.xenconsoled.check(&mut out);
     for conn in hv.xs_clients.values() {
         if !hv.xenstore.is_live(*conn) {

@@ -21,6 +21,7 @@ mod check;
 mod console_glue;
 mod cpupool;
 mod driver_tasks;
+pub mod net_glue;
 #[cfg(test)]
 mod proptests;
 mod sched_glue;
@@ -162,6 +163,8 @@ pub struct Hypervisor {
     pub(crate) xsd: xenstored::XsActor,
     /// The vbd data paths (`blk_glue.rs`).
     pub(crate) blk: blk_glue::BlkState,
+    /// The vif data paths (`net_glue.rs`).
+    pub(crate) net: net_glue::NetState,
 }
 
 /// Internal job ids have the top bit set, so they never collide with the platform's.
@@ -216,6 +219,7 @@ impl Hypervisor {
             xenbus_traces: Vec::new(),
             xsd: xenstored::XsActor::default(),
             blk: blk_glue::BlkState::default(),
+            net: net_glue::NetState::default(),
         };
         hv.xs_tool = hv.xenstore.connect_socket();
         hv.boot_banner(p, config.pool0_sched);
@@ -398,9 +402,26 @@ impl Hypervisor {
                     .ok_or(InputError::UnknownVcpu(*vcpu))?;
                 self.blk_submit(*vcpu, *vdev, *io, *last, p);
             }
+            CoreInput::BackendWorkDone { item } if item.0 & net_glue::NET_WORK_BIT != 0 => {
+                self.netback_work_done(*item, p)?;
+            }
             CoreInput::BackendWorkDone { item } => self.blkback_work_done(*item, p)?,
             CoreInput::BlkFault { dom, vdev, count } => self.blk_fault(*dom, *vdev, *count),
             CoreInput::DiskDone { tag, ok, data } => self.blk_disk_done(*tag, *ok, data, p),
+            CoreInput::NetSend {
+                vcpu,
+                devid,
+                packet,
+                last,
+            } => {
+                self.domains
+                    .vcpu(*vcpu)
+                    .ok_or(InputError::UnknownVcpu(*vcpu))?;
+                self.net_send(*vcpu, *devid, *packet, *last, p);
+            }
+            CoreInput::NetDeliver { dom, devid, packet } => {
+                self.net_deliver((*dom, *devid), *packet, p);
+            }
         }
         self.end_of_input(p);
         Ok(())
@@ -647,6 +668,8 @@ mod proptests_blk;
 mod tests_blk;
 #[cfg(test)]
 mod tests_io;
+#[cfg(test)]
+mod tests_net;
 
 #[cfg(test)]
 mod tests_console;

@@ -4,9 +4,13 @@
 //! - [`ept`]: second-level address translation as the core programs it (with INVEPT).
 //! - [`iommu`]: DMA remapping contexts, and device doorbell counts.
 //! - [`disk`]: physical disks behind vbds: latency, queueing, write cache, contents.
+//! - [`nic`]: dom0's bridge, its own stack and the external peer behind the NIC.
+//! - [`fabric`]: the links between hosts (latency, bandwidth, loss, MTU, partitions).
 
 pub mod disk;
 pub mod ept;
+pub mod fabric;
 pub mod iommu;
+pub mod nic;
 pub mod switch;
 pub mod topology;

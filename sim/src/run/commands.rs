@@ -551,13 +551,24 @@ impl World<'_> {
                     guests.forget_domain(dom);
                     self.sinks.domain_jobs(host, dom, jobs);
                     self.sinks.domain_io(host, dom, ios);
+                    self.net.detach_domain(host, dom);
+                    let drops = self.net.take_drops(host, dom);
+                    self.sinks.domain_net_drops(host, dom, drops);
                 }
                 GuestNotice::BlkDone { done, .. } => {
                     let guests = &mut self.hosts[usize::from(host)].sim.guests;
                     guests.io_done(dom, &done, now_ns, host, &mut self.queue);
                 }
+                GuestNotice::NetReceived { devid, packet } => {
+                    self.net_received(host, dom, devid, packet);
+                }
+                GuestNotice::NetDropped { devid, reason } => {
+                    self.net_ring_drop(host, dom, devid, reason);
+                }
+                GuestNotice::VifConnected { devid, mac } => self.net_vif_up(host, dom, devid, mac),
             }
         }
+        self.net_route(host);
         if !self.waiters.is_empty() {
             self.check_waiters(host);
         }

@@ -21,6 +21,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use hypervisor_model::ids::{BackWorkId, DomId, VcpuId, VcpuRef, XsWorkId};
 use hypervisor_model::io::vbd::{GuestIo, IoDone};
+use hypervisor_model::io::vif::NetPacket;
 
 use super::SimEvent;
 use crate::clock::EventQueue;
@@ -125,6 +126,8 @@ pub struct HostGuests {
     service: BTreeMap<VcpuRef, VecDeque<(ServiceItem, u64)>>,
     /// Guest CPU per disk I/O in blkfront (`io.blkfront_req_ns`), for `io` workloads.
     io_request_ns: u64,
+    /// Guest CPU per frame in netfront (`io.netfront_pkt_ns`), for `io` over a vif.
+    net_packet_ns: u64,
 }
 
 impl HostGuests {
@@ -137,12 +140,18 @@ impl HostGuests {
             next_generation: 0,
             service: BTreeMap::new(),
             io_request_ns: 0,
+            net_packet_ns: 0,
         }
     }
 
     /// The guest CPU an `io` workload spends in blkfront per I/O (from the cost table).
     pub fn set_io_request_ns(&mut self, ns: u64) {
         self.io_request_ns = ns;
+    }
+
+    /// The guest CPU an `io` workload over a vif spends in netfront per frame.
+    pub fn set_net_packet_ns(&mut self, ns: u64) {
+        self.net_packet_ns = ns;
     }
 
     /// A new domain `dom` runs `workloads` (one per vCPU index; missing ones are idle).
@@ -210,6 +219,7 @@ impl HostGuests {
             let mut model =
                 GuestVcpu::new(&spec, &self.streams, &domain.name, v.vcpu.raw(), now_ns);
             model.set_io_request_ns(self.io_request_ns);
+            model.set_net_packet_ns(self.net_packet_ns);
             let wake_generation = self.generation();
             if let GuestState::Blocked {
                 wake_at_ns: Some(at_ns),
@@ -461,6 +471,14 @@ impl HostGuests {
             GuestAction::Continue => Some(GuestStep::Continue),
             GuestAction::BlockOnIo => {
                 slot.wake_generation = wake_generation;
+                if let Some(at_ns) = slot.model.arm_net_timeout(now_ns) {
+                    let event = SimEvent::GuestWake {
+                        host,
+                        vcpu: v,
+                        generation: wake_generation,
+                    };
+                    queue.push(at_ns.max(now_ns), event);
+                }
                 Some(GuestStep::SubmitIo)
             }
         }
@@ -524,6 +542,64 @@ impl HostGuests {
             };
             queue.push(at_ns.max(now_ns), event);
         }
+    }
+
+    /// The domain called `name`, if it runs here.
+    pub fn domid_of(&self, name: &str) -> Option<DomId> {
+        self.domains
+            .iter()
+            .find(|(_, d)| d.name == name)
+            .map(|(dom, _)| *dom)
+    }
+
+    /// The frames `v`'s guest sends now over its vif, with the vif and the peer.
+    pub fn take_net_frames(
+        &mut self,
+        v: VcpuRef,
+    ) -> Option<(u32, crate::scenario::model::NetPeer, Vec<NetPacket>)> {
+        self.slots.get_mut(&v)?.model.take_net_frames()
+    }
+
+    /// netfront of `dom` received `packet` at `now_ns` (its flow names the vCPU); once it
+    /// completes that vCPU's answer, its think timer is armed.
+    pub fn net_received(
+        &mut self,
+        dom: DomId,
+        packet: &NetPacket,
+        now_ns: u64,
+        host: u16,
+        queue: &mut EventQueue<SimEvent>,
+    ) {
+        let wake_generation = self.generation();
+        let Some(vcpu) = VcpuId::new(packet.flow) else {
+            return;
+        };
+        let v = VcpuRef { dom, vcpu };
+        let Some(slot) = self.slots.get_mut(&v) else {
+            return;
+        };
+        let running = slot.run_started_ns.is_some();
+        if let Some(at_ns) = slot.model.net_received(packet, now_ns, running) {
+            slot.wake_generation = wake_generation;
+            let event = SimEvent::GuestWake {
+                host,
+                vcpu: v,
+                generation: wake_generation,
+            };
+            queue.push(at_ns.max(now_ns), event);
+        }
+    }
+
+    /// Requests the vCPUs of `dom` sent again after a timeout.
+    pub fn net_retransmits(&self, dom: DomId) -> u64 {
+        let Some(vcpus) = self.slots.by_domain.get(usize::from(dom.raw())) else {
+            return 0;
+        };
+        vcpus
+            .iter()
+            .flatten()
+            .map(|slot| slot.model.net_retransmits())
+            .sum()
     }
 
     /// The I/O records of every vCPU of `dom`, in vCPU order.

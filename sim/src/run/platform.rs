@@ -67,6 +67,9 @@ pub struct HostSim {
     pub vbd_volumes: BTreeMap<(DomId, u32), (usize, u32)>,
     /// Completed disk commands waiting for their `DiskDone` event: tag → (ok, data).
     pub disk_done: BTreeMap<u64, (bool, Vec<u64>)>,
+    /// Frames netback handed the bridge during the current input (`run/net.rs` routes
+    /// them after it).
+    pub net_out: Vec<hypervisor_model::platform::NetFrame>,
 }
 
 impl HostSim {
@@ -318,6 +321,10 @@ impl Platform for SimPlatform<'_> {
             .guests
             .add_service(vcpu, item, work_ns, self.now_ns, self.sim.host, self.queue);
     }
+
+    fn net_transmit(&mut self, frame: hypervisor_model::platform::NetFrame) {
+        self.sim.net_out.push(frame);
+    }
 }
 
 #[cfg(test)]
@@ -358,6 +365,7 @@ mod tests {
             disk_names: Vec::new(),
             vbd_volumes: std::collections::BTreeMap::new(),
             disk_done: std::collections::BTreeMap::new(),
+            net_out: Vec::new(),
         }
     }
 

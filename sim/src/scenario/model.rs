@@ -364,6 +364,16 @@ pub enum WorkloadSpec {
         /// What the I/Os are.
         disk: DiskWorkload,
     },
+    /// Runs `service`, sends one request of `tx_size` over a vif to its peer, blocks until
+    /// the `rx_size` answer arrives, sleeps `think`, repeats.
+    NetIo {
+        /// CPU demand before each request.
+        service: Dist,
+        /// Sleep after each answer.
+        think: Dist,
+        /// What the requests are.
+        net: NetWorkload,
+    },
     /// Picks an entry by weight, runs it for `span`, picks again.
     Mixed {
         /// The entries (never `Mixed` or `Periodic`).
@@ -398,6 +408,30 @@ pub struct DiskWorkload {
     pub sequential: bool,
     /// I/Os outstanding per batch.
     pub queue_depth: u32,
+}
+
+/// Who answers a vif workload's requests (`net.peer`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NetPeer {
+    /// dom0's own stack on the guest's host.
+    Dom0,
+    /// A sink behind the host's NIC.
+    External,
+    /// The kernel of the named domain (any host), on its vif 0.
+    Domain(String),
+}
+
+/// The `net` sub-table of an `io` workload (`specs/scenario.md` §6.1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetWorkload {
+    /// Index into the xl.cfg `vif` list (the vif's devid).
+    pub vif: u32,
+    /// Who answers.
+    pub peer: NetPeer,
+    /// Bytes per request.
+    pub tx_size: Dist,
+    /// Bytes per answer.
+    pub rx_size: Dist,
 }
 
 /// One entry of a `mixed` workload.

@@ -73,6 +73,10 @@ const IO_SCALARS: &[&str] = &[
     "ring_push_notify_count",
     "ring_response_count",
     "ring_response_notify_count",
+    "drop_ring_full_count",
+    "drop_fabric_loss_count",
+    "drop_partition_count",
+    "drop_no_route_count",
 ];
 const IO_DISTS: &[&str] = &["io_latency_ring_ns", "io_latency_guest_ns"];
 const MEMORY_SCALARS: &[&str] = &["swap_in_count", "pod_fill_count", "oom_kill_count"];

@@ -19,13 +19,14 @@ use serde::Serialize;
 
 use super::dist::Distribution;
 use crate::guest::io::IoRecord;
+use crate::run::net::{DropReason, NetDropRecord};
 
 /// One entry of `domains[].io`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct IoMetrics {
     /// The device (`xvda`); the path selector of `[[expect]]`.
     pub dev: String,
-    /// `vbd` (vifs come later).
+    /// `vbd` or `vif`.
     pub kind: String,
     /// I/Os whose ring completion is in the window (errors included).
     pub io_completed_count: u64,
@@ -51,6 +52,18 @@ pub struct IoMetrics {
     pub ring_response_count: u64,
     /// Of those, the ones that notified blkfront.
     pub ring_response_notify_count: u64,
+    /// vif: frames dropped because netfront's TX queue or netback's RX queue was full.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drop_ring_full_count: Option<u64>,
+    /// vif: frames the fabric lost (`loss_ppm`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drop_fabric_loss_count: Option<u64>,
+    /// vif: frames dropped at a partitioned link.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drop_partition_count: Option<u64>,
+    /// vif: frames with no route (no such peer, larger than the MTU, vif not connected).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drop_no_route_count: Option<u64>,
 }
 
 /// In-window ring traffic of one vbd, counted from the trace.
@@ -80,10 +93,12 @@ pub fn vdev_name(vdev: u32) -> String {
     }
 }
 
-/// The `io` entries of `records` and `rings` over `[start_ns, end_ns)`, by device name.
+/// The `io` entries of `records`, `rings` and the vif `drops` over `[start_ns, end_ns)`,
+/// by device name.
 pub fn io_metrics(
     records: &[IoRecord],
     rings: &BTreeMap<u32, RingCounts>,
+    drops: &[NetDropRecord],
     start_ns: u64,
     end_ns: u64,
 ) -> Vec<IoMetrics> {
@@ -94,6 +109,19 @@ pub fn io_metrics(
         let in_window = start_ns <= record.ring_done_ns && record.ring_done_ns < end_ns;
         if in_window {
             by_dev.entry(&record.dev).or_default().push(record);
+        }
+    }
+    let mut drops_by_dev: BTreeMap<&str, [u64; 4]> = BTreeMap::new();
+    for drop in drops {
+        if start_ns <= drop.at_ns && drop.at_ns < end_ns {
+            by_dev.entry(&drop.dev).or_default();
+            let counts = drops_by_dev.entry(&drop.dev).or_default();
+            counts[drop_slot(drop.reason)] += 1;
+        }
+    }
+    for record in records {
+        if record.dev.starts_with("vif") {
+            drops_by_dev.entry(&record.dev).or_default();
         }
     }
     let window_ns = u128::from(end_ns.saturating_sub(start_ns).max(1));
@@ -111,9 +139,11 @@ pub fn io_metrics(
                 u64::try_from(u128::from(n) * scale / window_ns).unwrap_or(u64::MAX)
             };
             let ring = rings.get(dev).copied().unwrap_or_default();
+            let drops = drops_by_dev.get(dev).copied();
+            let drop = |slot: usize| drops.map(|d| d[slot]);
             IoMetrics {
                 dev: dev.to_string(),
-                kind: "vbd".to_string(),
+                kind: if drops.is_some() { "vif" } else { "vbd" }.to_string(),
                 io_completed_count: count,
                 io_error_count: ios.iter().filter(|r| !r.ok).count() as u64,
                 io_bytes: bytes,
@@ -126,9 +156,22 @@ pub fn io_metrics(
                 ring_push_notify_count: ring.push_notify_count,
                 ring_response_count: ring.response_count,
                 ring_response_notify_count: ring.response_notify_count,
+                drop_ring_full_count: drop(0),
+                drop_fabric_loss_count: drop(1),
+                drop_partition_count: drop(2),
+                drop_no_route_count: drop(3),
             }
         })
         .collect()
+}
+
+fn drop_slot(reason: DropReason) -> usize {
+    match reason {
+        DropReason::RingFull => 0,
+        DropReason::FabricLoss => 1,
+        DropReason::Partition => 2,
+        DropReason::NoRoute => 3,
+    }
 }
 
 #[cfg(test)]
@@ -152,7 +195,7 @@ mod tests {
     fn two_ios_in_one_second_are_two_iops() {
         // 1 s window: 2 I/Os of 4 KiB = 2000 milli-IOPS, 8192 B/s.
         let records = [record(0, 100, Some(150)), record(200, 500, None)];
-        let m = io_metrics(&records, &BTreeMap::new(), 0, 1_000_000_000);
+        let m = io_metrics(&records, &BTreeMap::new(), &[], 0, 1_000_000_000);
         assert_eq!(m[0].iops_milli, 2_000);
         assert_eq!(m[0].throughput_bps, 8_192);
         assert_eq!(m[0].io_latency_ring_ns.max, Some(300));
@@ -162,7 +205,7 @@ mod tests {
     #[test]
     fn completion_after_the_window_is_left_out() {
         let records = [record(0, 2_000, Some(2_000))];
-        assert!(io_metrics(&records, &BTreeMap::new(), 0, 1_000).is_empty());
+        assert!(io_metrics(&records, &BTreeMap::new(), &[], 0, 1_000).is_empty());
     }
 
     #[test]

@@ -151,6 +151,8 @@ struct DomainState {
     io: Vec<crate::guest::io::IoRecord>,
     /// In-window ring pushes and notifications, by vdev (from `BlkPush`/`BlkResponse`).
     rings: BTreeMap<u32, super::io::RingCounts>,
+    /// Dropped vif frames (given by the run loop).
+    net_drops: Vec<crate::run::net::NetDropRecord>,
 }
 
 impl MetricsCollector {
@@ -191,6 +193,23 @@ impl MetricsCollector {
         };
         if let Some(index) = index {
             host.domains[index].io = records;
+        }
+    }
+
+    /// Hands over the dropped vif frames of domain `dom` on host `host_index`.
+    pub fn domain_net_drops(
+        &mut self,
+        host_index: usize,
+        dom: DomId,
+        drops: Vec<crate::run::net::NetDropRecord>,
+    ) {
+        let host = self.host_mut(host_index);
+        let index = match host.live.get(&dom) {
+            Some(&index) => Some(index),
+            None => host.domains.iter().rposition(|d| d.domid == dom),
+        };
+        if let Some(index) = index {
+            host.domains[index].net_drops = drops;
         }
     }
 
@@ -283,7 +302,12 @@ impl MetricsCollector {
             | TraceEvent::BlkbackWork { .. }
             | TraceEvent::DiskSubmit { .. }
             | TraceEvent::BlkReject { .. }
-            | TraceEvent::BlkRingHalted { .. } => {}
+            | TraceEvent::BlkRingHalted { .. }
+            | TraceEvent::NetPush { .. }
+            | TraceEvent::NetbackWork { .. }
+            | TraceEvent::NetDrop { .. }
+            | TraceEvent::NetTxReject { .. }
+            | TraceEvent::VifDisabled { .. } => {}
             TraceEvent::BlkPush {
                 dom,
                 vdev,
@@ -421,6 +445,7 @@ impl HostState {
             jobs: Vec::new(),
             io: Vec::new(),
             rings: BTreeMap::new(),
+            net_drops: Vec::new(),
         });
     }
 
@@ -598,7 +623,13 @@ impl DomainState {
             wakeup_samples_ns: wakeups,
             jobs: JobMetrics::from_records(&self.jobs, window.start_ns, window.end_ns),
             vcpus,
-            io: super::io::io_metrics(&self.io, &self.rings, window.start_ns, window.end_ns),
+            io: super::io::io_metrics(
+                &self.io,
+                &self.rings,
+                &self.net_drops,
+                window.start_ns,
+                window.end_ns,
+            ),
         }
     }
 }
