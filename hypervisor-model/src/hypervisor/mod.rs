@@ -665,6 +665,8 @@ mod tests_cpupool;
 #[cfg(test)]
 mod proptests_blk;
 #[cfg(test)]
+mod proptests_net;
+#[cfg(test)]
 mod tests_blk;
 #[cfg(test)]
 mod tests_io;

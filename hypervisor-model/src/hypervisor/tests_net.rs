@@ -17,10 +17,10 @@ use crate::toolstack::config::{DomainConfig, VifCfg};
 use crate::toolstack::ops::{GuestNotice, JobId, ToolstackOp};
 use crate::trace::TraceEvent;
 
-const MAC_A: Mac = [0, 0x16, 0x3e, 0, 0, 1];
-const MAC_B: Mac = [0, 0x16, 0x3e, 0, 0, 2];
+pub(super) const MAC_A: Mac = [0, 0x16, 0x3e, 0, 0, 1];
+pub(super) const MAC_B: Mac = [0, 0x16, 0x3e, 0, 0, 2];
 /// A MAC no vif has (dom0's own stack in the sim).
-const MAC_DOM0: Mac = [2, 0, 0, 0, 0, 0];
+pub(super) const MAC_DOM0: Mac = [2, 0, 0, 0, 0, 0];
 
 fn create(hv: &mut Hypervisor, p: &mut FakePlatform, job: u32, name: &str, mac: &str) {
     let mut config = DomainConfig::with_defaults(String::from(name));
@@ -33,7 +33,7 @@ fn create(hv: &mut Hypervisor, p: &mut FakePlatform, job: u32, name: &str, mac: 
 }
 
 /// A host with guests d1 (MAC_A) and d2 (MAC_B), each with a connected vif 0.
-fn two_guests(tx_pkt_ns: i64) -> (Hypervisor, FakePlatform) {
+pub(super) fn two_guests(tx_pkt_ns: i64) -> (Hypervisor, FakePlatform) {
     let mut p = FakePlatform::default();
     let mut host = small_host(2, SchedKind::Null);
     host.costs.netback_tx_pkt_ns = tx_pkt_ns;
@@ -44,7 +44,7 @@ fn two_guests(tx_pkt_ns: i64) -> (Hypervisor, FakePlatform) {
     (hv, p)
 }
 
-fn packet(dst: Mac, src: Mac, seq: u32, bytes: u32) -> NetPacket {
+pub(super) fn packet(dst: Mac, src: Mac, seq: u32, bytes: u32) -> NetPacket {
     NetPacket {
         dst,
         src,
@@ -58,7 +58,7 @@ fn packet(dst: Mac, src: Mac, seq: u32, bytes: u32) -> NetPacket {
 }
 
 /// The test bridge: frames for a guest's MAC go to its vif; the rest stay in `left`.
-fn bridge(hv: &mut Hypervisor, p: &mut FakePlatform) -> Vec<NetPacket> {
+pub(super) fn bridge(hv: &mut Hypervisor, p: &mut FakePlatform) -> Vec<NetPacket> {
     let mut left = Vec::new();
     while !p.net_frames.is_empty() {
         for frame in core::mem::take(&mut p.net_frames) {
@@ -82,7 +82,7 @@ fn bridge(hv: &mut Hypervisor, p: &mut FakePlatform) -> Vec<NetPacket> {
     left
 }
 
-fn send(hv: &mut Hypervisor, p: &mut FakePlatform, dom: u16, packet: NetPacket) {
+pub(super) fn send(hv: &mut Hypervisor, p: &mut FakePlatform, dom: u16, packet: NetPacket) {
     let input = CoreInput::NetSend {
         vcpu: ids::vcpu(dom, 0),
         devid: 0,
@@ -93,7 +93,7 @@ fn send(hv: &mut Hypervisor, p: &mut FakePlatform, dom: u16, packet: NetPacket) 
     p.run_until_idle(hv);
 }
 
-fn received(p: &FakePlatform, dom: u16) -> Vec<NetPacket> {
+pub(super) fn received(p: &FakePlatform, dom: u16) -> Vec<NetPacket> {
     p.notices
         .iter()
         .filter(|(d, _)| *d == ids::dom(dom))
@@ -117,7 +117,7 @@ fn scribble_request(hv: &mut Hypervisor, dom: u16, req: TxRequest) {
 
 /// The guest notifies netback over its event channel (`EVTCHNOP_send`) after writing its
 /// ring by hand: netback's interrupt handler runs.
-fn kick(hv: &mut Hypervisor, p: &mut FakePlatform, dom: u16) {
+pub(super) fn kick(hv: &mut Hypervisor, p: &mut FakePlatform, dom: u16) {
     hv.netback_irq((ids::dom(dom), 0), p);
     p.run_until_idle(hv);
 }

@@ -327,14 +327,6 @@ impl GuestVcpu {
         Some(wake_at_ns)
     }
 
-    /// `io` over a vif: requests sent again so far.
-    pub fn net_retransmits(&self) -> u64 {
-        match &self.behavior {
-            Behavior::NetIo(model) => model.retransmit_count,
-            _ => 0,
-        }
-    }
-
     /// The vCPU was taken off its pCPU at `now_ns`.
     pub fn on_run_stop(&mut self, now_ns: u64) {
         if let Behavior::Periodic(model) = &mut self.behavior {

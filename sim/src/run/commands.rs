@@ -18,7 +18,7 @@ use hypervisor_model::toolstack::xs_tree::disk_devid;
 use super::messages::done_output;
 use super::{SimEvent, World};
 use crate::report::xl::{self, XlHost, XlOutput};
-use crate::scenario::model::{AtAction, WorkloadSpec};
+use crate::scenario::model::{AtAction, FabricFault, WorkloadSpec};
 use crate::xl::command::XlCommand;
 use hypervisor_model::toolstack::xs_client::XsClientCmd;
 use hypervisor_model::xenstore::client::ClientOutput;
@@ -237,6 +237,18 @@ impl World<'_> {
                 vdev,
                 count,
             } => self.disk_error(host, record, &domain, vdev, count),
+            AtAction::Fabric(fault) => {
+                let fabric = self.net.fabric_mut();
+                match fault {
+                    FabricFault::Partition { a, b } => fabric.partition(&a, &b, true),
+                    FabricFault::Heal { sides: None } => fabric.heal_all(),
+                    FabricFault::Heal {
+                        sides: Some((a, b)),
+                    } => fabric.partition(&a, &b, false),
+                    FabricFault::LinkLoss { a, b, loss_ppm } => fabric.set_loss(a, b, loss_ppm),
+                }
+                self.commands[record].rc = Some(0);
+            }
         }
         host
     }

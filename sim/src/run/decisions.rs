@@ -325,7 +325,8 @@ fn net_event_text(event: &TraceEvent) -> String {
             prod,
             cons,
         } => format!(
-            "netback d{} vif{devid} fatal error {reason}: req_prod {prod} req_cons {cons}, disabled",
+            "netback d{} vif{devid} fatal error {reason}: \
+             req_prod {prod} req_cons {cons}, disabled",
             dom.raw()
         ),
         _ => String::new(),

@@ -590,18 +590,6 @@ impl HostGuests {
         }
     }
 
-    /// Requests the vCPUs of `dom` sent again after a timeout.
-    pub fn net_retransmits(&self, dom: DomId) -> u64 {
-        let Some(vcpus) = self.slots.by_domain.get(usize::from(dom.raw())) else {
-            return 0;
-        };
-        vcpus
-            .iter()
-            .flatten()
-            .map(|slot| slot.model.net_retransmits())
-            .sum()
-    }
-
     /// The I/O records of every vCPU of `dom`, in vCPU order.
     pub fn io_records(&self, dom: DomId) -> Vec<IoRecord> {
         let Some(vcpus) = self.slots.by_domain.get(usize::from(dom.raw())) else {

@@ -484,6 +484,34 @@ pub enum AtAction {
         /// Requests to fail.
         count: u32,
     },
+    /// `partition`, `heal` or `link-loss` (`specs/scenario.md` §7.1).
+    Fabric(FabricFault),
+}
+
+/// A fault on the network between hosts (host indices into `Scenario::hosts`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FabricFault {
+    /// Every link between a host of `a` and a host of `b` drops all frames.
+    Partition {
+        /// One side.
+        a: Vec<usize>,
+        /// The other side.
+        b: Vec<usize>,
+    },
+    /// Undoes the matching partition, or every partition when `None`.
+    Heal {
+        /// The sides, if named.
+        sides: Option<(Vec<usize>, Vec<usize>)>,
+    },
+    /// Sets the loss of the link between `a` and `b` (both directions).
+    LinkLoss {
+        /// One end.
+        a: usize,
+        /// The other end.
+        b: usize,
+        /// Drop probability per frame, ppm.
+        loss_ppm: u32,
+    },
 }
 
 /// One `[[at]]` entry.

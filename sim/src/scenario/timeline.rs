@@ -71,7 +71,7 @@ pub fn timeline(
                     )
                 }
                 "xenstore" => action = xenstore_action(d, &t, node),
-                _ => action = fault(d, &t, node),
+                _ => action = fault(d, &t, node, hosts),
             }
         }
         t.finish(d);
@@ -81,6 +81,7 @@ pub fn timeline(
                 vdev,
                 count,
             }) => format!("fault disk-error {domain} vbd {vdev} count {count}"),
+            Some(AtAction::Fabric(f)) => super::timeline_net::fault_text(f, hosts),
             _ => t
                 .get("xl")
                 .or_else(|| t.get("xenstore"))
@@ -251,13 +252,18 @@ const FAULT_KINDS: &[(&str, &[&str])] = &[
 
 /// Validates a fault table's kind and field names; `disk-error` runs, the other kinds are
 /// refused (not run yet).
-fn fault(d: &Diags, t: &Tbl<'_>, node: &Node) -> Option<AtAction> {
+fn fault(d: &Diags, t: &Tbl<'_>, node: &Node, hosts: &[LoadedHost]) -> Option<AtAction> {
     let f = Tbl::new(d, t.file_index(), node, t.context(), "fault.");
     let kind = f.req(d, "kind", conv::string);
     if kind.as_deref() == Some("disk-error") {
         let action = disk_error(d, &f);
         f.finish(d);
         return action;
+    }
+    if let Some(kind @ ("partition" | "heal" | "link-loss")) = kind.as_deref() {
+        let action = super::timeline_net::fabric_fault(d, &f, kind, hosts);
+        f.finish(d);
+        return action.map(AtAction::Fabric);
     }
     if let Some(kind) = kind {
         match FAULT_KINDS.iter().find(|(k, _)| *k == kind) {

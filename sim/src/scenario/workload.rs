@@ -241,6 +241,22 @@ fn net_workload(d: &Diags, t: &Tbl<'_>) -> Option<NetWorkload> {
     Some(spec)
 }
 
+/// Checks that every `io` workload over a vif names one of the xl.cfg's `vif_count` vifs.
+pub fn check_vifs(workloads: &[WorkloadSpec], vif_count: usize) -> Result<(), String> {
+    for workload in workloads {
+        let WorkloadSpec::NetIo { net, .. } = workload else {
+            continue;
+        };
+        if usize::try_from(net.vif).map_or(true, |v| v >= vif_count) {
+            return Err(format!(
+                "net.vif {} is not a vif of the xl.cfg (it has {vif_count})",
+                net.vif
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Fills in the `vbd` of every `io` workload of a domain (its first xl.cfg disk when
 /// unset) and checks that it names one of `disks` (xl.cfg vdevs); the error if not.
 pub fn resolve_vbds(workloads: &mut [WorkloadSpec], disks: &[String]) -> Result<(), String> {
@@ -401,6 +417,15 @@ mod tests {
         assert_eq!(disk.vbd, "xvdb");
         assert_eq!(disk.op, crate::scenario::model::DiskOpSpec::Write);
         assert_eq!(disk.queue_depth, 4);
+    }
+
+    #[test]
+    fn net_workload_on_a_vif_the_config_lacks_is_refused() {
+        // One vif in the xl.cfg (index 0); the workload asks for vif 1.
+        let (spec, _) = load("w = { kind = \"io\", service = \"1ms\", net = { vif = 1 } }");
+        let spec = spec.expect("parsed");
+        let err = super::check_vifs(&[spec], 1).expect_err("vif 1 of 1");
+        assert!(err.contains("net.vif 1 is not a vif"));
     }
 
     #[test]
