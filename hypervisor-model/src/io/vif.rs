@@ -47,6 +47,8 @@ pub const TX_QUEUE_LEN: usize = 1000;
 /// Linux netback's `XENVIF_RX_QUEUE_BYTES` (half a ring of pages): bytes queued for a
 /// frontend whose RX ring has no room before packets are dropped.
 pub const RX_QUEUE_BYTES_MAX: u32 = 128 * 4096;
+/// Flows (source MAC, flow id) netfront follows for the in-order check, per vif.
+pub const RX_FLOWS_MAX: usize = 4096;
 /// Stand-in gfn of a vif's first TX pool page: `NET_GFN_BASE + slot * NET_GFNS_PER_VIF`;
 /// RX buffers follow at `+ 256`.
 pub const NET_GFN_BASE: u64 = 0x20_0000;
@@ -375,6 +377,9 @@ impl VifPath {
         let queued: u64 = self.rx_queue.iter().map(|p| u64::from(p.bytes)).sum();
         if queued != u64::from(self.rx_queue_bytes) {
             out.push("vif.rx_queue_bytes");
+        }
+        if self.rx_seen.len() > RX_FLOWS_MAX {
+            out.push("vif.flows_bound");
         }
         if self.tx_pool.len() > NET_RING_SLOTS || self.rx_pool.len() > NET_RING_SLOTS {
             out.push("vif.pool_bound");
