@@ -80,6 +80,7 @@ impl Platform for BenchPlatform {
     fn iommu_write(&mut self, _bdf: PciBdf, _dfn: u64, _entry: Option<(Mfn, MapAccess)>) {}
     fn ring_doorbell(&mut self, _doorbell: Doorbell) {}
     fn disk_submit(&mut self, _cmd: hypervisor_model::platform::DiskCommand) {}
+    fn net_transmit(&mut self, _frame: hypervisor_model::platform::NetFrame) {}
     fn backend_work(
         &mut self,
         _vcpu: VcpuRef,

@@ -8,6 +8,7 @@ use crate::domain::ShutdownReason;
 use crate::encode::{DecodeError, Decoder, Encoder};
 use crate::ids::{BackWorkId, DomId, DriverWorkId, Gfn, PcpuId, PoolId, VcpuRef, XsWorkId};
 use crate::io::vbd::{GuestIo, IoOp};
+use crate::io::vif::{NetPacket, HEADER_BYTES};
 use crate::platform::MapAccess;
 use crate::toolstack::ops::{decode_reason, JobId, ToolstackOp};
 
@@ -156,6 +157,27 @@ pub enum CoreInput {
         /// READ: one stamp per sector.
         data: Vec<u64>,
     },
+    /// The guest's stack on a vCPU hands netfront a frame for vif `devid`.
+    NetSend {
+        /// The sending vCPU.
+        vcpu: VcpuRef,
+        /// The vif's device id.
+        devid: u32,
+        /// The frame.
+        packet: NetPacket,
+        /// The last of a batch: netfront pushes the TX ring only then.
+        last: bool,
+    },
+    /// The bridge hands netback a frame for `dom`'s vif `devid` (`Platform::net_transmit`
+    /// of another vif, the host's NIC or the backend's stack).
+    NetDeliver {
+        /// The frontend domain.
+        dom: DomId,
+        /// Its vif.
+        devid: u32,
+        /// The frame.
+        packet: NetPacket,
+    },
 }
 
 impl CoreInput {
@@ -237,6 +259,19 @@ impl CoreInput {
                 for stamp in data {
                     e.u64(*stamp);
                 }
+            }
+            CoreInput::NetSend {
+                vcpu,
+                devid,
+                packet,
+                last,
+            } => {
+                e.u8(21).vcpu(*vcpu).u32(*devid).bool(*last);
+                encode_packet(&mut e, packet);
+            }
+            CoreInput::NetDeliver { dom, devid, packet } => {
+                e.u8(22).dom(*dom).u32(*devid);
+                encode_packet(&mut e, packet);
             }
         }
     }
@@ -327,6 +362,24 @@ impl CoreInput {
                 }
                 CoreInput::DiskDone { tag, ok, data }
             }
+            21 => {
+                let vcpu = d.vcpu()?;
+                let devid = d.u32()?;
+                let last = d.bool()?;
+                let packet = decode_packet(&mut d)?;
+                CoreInput::NetSend {
+                    vcpu,
+                    devid,
+                    packet,
+                    last,
+                }
+            }
+            22 => {
+                let dom = d.dom()?;
+                let devid = d.u32()?;
+                let packet = decode_packet(&mut d)?;
+                CoreInput::NetDeliver { dom, devid, packet }
+            }
             _ => return Err(d.error("a core input tag")),
         };
         d.finish()?;
@@ -346,6 +399,16 @@ pub fn access_of_bits(bits: u8) -> MapAccess {
         write: bits & 2 != 0,
         execute: bits & 4 != 0,
     }
+}
+fn encode_packet(e: &mut Encoder<'_>, packet: &NetPacket) {
+    let mut header = [0u8; HEADER_BYTES];
+    packet.encode(&mut header);
+    e.bytes(&header);
+}
+
+fn decode_packet(d: &mut Decoder<'_>) -> Result<NetPacket, DecodeError> {
+    let header = d.bytes()?;
+    NetPacket::decode(&header).ok_or_else(|| d.error("a frame header"))
 }
 
 fn decode_blk_submit(d: &mut Decoder<'_>) -> Result<CoreInput, DecodeError> {

@@ -194,4 +194,22 @@ pub trait Platform {
     /// item `item`; as [`Platform::xenstored_work`], the platform runs it before the
     /// vCPU's own workload and hands the core `CoreInput::BackendWorkDone { item }`.
     fn backend_work(&mut self, vcpu: VcpuRef, item: BackWorkId, work_ns: i64);
+
+    /// netback hands a frame a guest sent to the backend domain's bridge; the platform
+    /// forwards it (to a vif of this host with `CoreInput::NetDeliver`, the physical NIC,
+    /// or the backend's own stack).
+    fn net_transmit(&mut self, frame: NetFrame);
+}
+
+/// A frame netback forwards from a guest's vif to the bridge.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct NetFrame {
+    /// The backend domain whose bridge receives it.
+    pub back_dom: DomId,
+    /// The sending guest.
+    pub dom: DomId,
+    /// Its vif.
+    pub devid: u32,
+    /// The frame.
+    pub packet: crate::io::vif::NetPacket,
 }

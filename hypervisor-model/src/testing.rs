@@ -60,6 +60,8 @@ pub struct FakePlatform {
     pub back_busy_until: STime,
     /// Exit handling charged to vCPUs (`vcpu_stall`), in order: (vCPU, ns).
     pub stalls: Vec<(VcpuRef, i64)>,
+    /// Frames netback handed to the bridge, in order.
+    pub net_frames: Vec<crate::platform::NetFrame>,
 }
 
 /// One call of a hardware-programming hook.
@@ -287,6 +289,10 @@ impl Platform for FakePlatform {
         self.back_busy_until = done;
         self.push(done, CoreInput::BackendWorkDone { item });
     }
+
+    fn net_transmit(&mut self, frame: crate::platform::NetFrame) {
+        self.net_frames.push(frame);
+    }
 }
 
 /// A boot configuration for a one-socket host with `nr_cpus` cores, 8 GiB, the given
@@ -356,6 +362,9 @@ pub fn small_host(nr_cpus: u32, sched: SchedKind) -> BootConfig {
             xenconsoled_batch_ns: 0,
             ept_violation_ns: 1_000,
             pod_fault_ns: 2_000,
+            netback_tx_pkt_ns: 0,
+            netback_rx_pkt_ns: 0,
+            gnttab_copy_page_ns: 0,
         },
         grant_limits: crate::hypervisor::xs_tool::GrantLimits::default(),
         claim_mode: true,

@@ -344,6 +344,69 @@ pub enum TraceEvent {
         /// Its `tot_pages` where it stopped.
         tot_pages: u64,
     },
+    /// netfront pushed TX slots (`rx = false`) or netback pushed RX responses (`rx`).
+    NetPush {
+        /// The frontend domain.
+        dom: DomId,
+        /// Its vif.
+        devid: u32,
+        /// RX ring (netback's responses) rather than TX (netfront's requests).
+        rx: bool,
+        /// Slots pushed.
+        slots: u32,
+        /// The other end was notified.
+        notify: bool,
+    },
+    /// netback queued a batch as CPU work on the backend domain.
+    NetbackWork {
+        /// The work item.
+        item: BackWorkId,
+        /// The frontend domain.
+        dom: DomId,
+        /// Its vif.
+        devid: u32,
+        /// An RX packet rather than a TX batch.
+        rx: bool,
+        /// Packets in the batch.
+        packets: u32,
+        /// Backend CPU time asked for, ns.
+        work_ns: i64,
+    },
+    /// A frame was dropped at a vif (`NetDropReason` code).
+    NetDrop {
+        /// The frontend domain.
+        dom: DomId,
+        /// Its vif.
+        devid: u32,
+        /// Why.
+        reason: u8,
+    },
+    /// netback answered a TX packet with `NETIF_RSP_ERROR` (the line Linux logs, as a code).
+    NetTxReject {
+        /// The frontend domain.
+        dom: DomId,
+        /// Its vif.
+        devid: u32,
+        /// The first slot's id.
+        id: u16,
+        /// `TxError::code`.
+        reason: u8,
+        /// The grant status of a failed copy, else 0.
+        gntst: i16,
+    },
+    /// netback disabled a vif on a fatal ring error (`xenvif_fatal_tx_err`).
+    VifDisabled {
+        /// The frontend domain.
+        dom: DomId,
+        /// Its vif.
+        devid: u32,
+        /// `TxError::code`.
+        reason: u8,
+        /// The producer index found.
+        prod: u32,
+        /// The consumer index then.
+        cons: u32,
+    },
 }
 
 impl TraceEvent {
@@ -566,6 +629,50 @@ impl TraceEvent {
             }
             TraceEvent::BalloonGaveUp { dom, tot_pages } => {
                 e.u8(35).dom(*dom).u64(*tot_pages);
+            }
+            TraceEvent::NetPush {
+                dom,
+                devid,
+                rx,
+                slots,
+                notify,
+            } => {
+                e.u8(38).dom(*dom).u32(*devid).bool(*rx).u32(*slots);
+                e.bool(*notify);
+            }
+            TraceEvent::NetbackWork {
+                item,
+                dom,
+                devid,
+                rx,
+                packets,
+                work_ns,
+            } => {
+                e.u8(39).u64(item.0).dom(*dom).u32(*devid).bool(*rx);
+                e.u32(*packets).i64(*work_ns);
+            }
+            TraceEvent::NetDrop { dom, devid, reason } => {
+                e.u8(40).dom(*dom).u32(*devid).u8(*reason);
+            }
+            TraceEvent::NetTxReject {
+                dom,
+                devid,
+                id,
+                reason,
+                gntst,
+            } => {
+                e.u8(41).dom(*dom).u32(*devid).u16(*id).u8(*reason);
+                e.u16(u16::from_le_bytes(gntst.to_le_bytes()));
+            }
+            TraceEvent::VifDisabled {
+                dom,
+                devid,
+                reason,
+                prod,
+                cons,
+            } => {
+                e.u8(42).dom(*dom).u32(*devid).u8(*reason);
+                e.u32(*prod).u32(*cons);
             }
         }
     }

@@ -115,6 +115,8 @@ impl Platform for ReplayPlatform<'_> {
 
     fn disk_submit(&mut self, _cmd: hypervisor_model::platform::DiskCommand) {}
 
+    fn net_transmit(&mut self, _frame: hypervisor_model::platform::NetFrame) {}
+
     fn backend_work(
         &mut self,
         _vcpu: VcpuRef,

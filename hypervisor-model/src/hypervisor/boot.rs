@@ -160,6 +160,14 @@ pub struct CoreCosts {
     /// A PoD fault-in of one page or superpage from the cache on top of the violation
     /// (`mem.pod_fault_ns`, cost-model §2.3).
     pub pod_fault_ns: i64,
+    /// netback's CPU time per guest-TX packet (`io.netback_tx_pkt_ns`, cost-model §3.2),
+    /// on the backend's vCPU 0.
+    pub netback_tx_pkt_ns: i64,
+    /// netback's CPU time per guest-RX packet (`io.netback_rx_pkt_ns`, cost-model §3.2).
+    pub netback_rx_pkt_ns: i64,
+    /// One grant copy of a full page (`io.gnttab_copy_page_ns`, cost-model §3.1): netback
+    /// pays it for every page of a packet past the first.
+    pub gnttab_copy_page_ns: i64,
 }
 
 /// Everything the core needs to boot a host.

@@ -39,6 +39,7 @@ pub(super) fn check_all(hv: &Hypervisor) -> Vec<Violation> {
     hv.drv_check(&mut out);
     hv.ioreq_check(&mut out);
     hv.console_check(&mut out);
+    hv.net_check(&mut out);
     hv.xenconsoled.check(&mut out);
     for conn in hv.xs_clients.values() {
         if !hv.xenstore.is_live(*conn) {

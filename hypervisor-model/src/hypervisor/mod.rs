@@ -27,6 +27,7 @@ mod ept_glue;
 pub mod ioreq;
 pub mod logdirty_glue;
 mod memory_op;
+pub mod net_glue;
 pub mod npf;
 #[cfg(test)]
 mod proptests;
@@ -175,6 +176,8 @@ pub struct Hypervisor {
     pub(crate) console_work: alloc::collections::BTreeSet<crate::ids::BackWorkId>,
     /// Next xenconsoled batch id.
     pub(crate) console_next_work: u64,
+    /// The vif data paths (`net_glue.rs`).
+    pub(crate) net: net_glue::NetState,
 }
 
 /// Internal job ids have the top bit set, so they never collide with the platform's.
@@ -232,6 +235,7 @@ impl Hypervisor {
             ioreq: ioreq::IoreqState::default(),
             console_work: alloc::collections::BTreeSet::new(),
             console_next_work: 0,
+            net: net_glue::NetState::default(),
         };
         hv.xs_tool = hv.xenstore.connect_socket();
         hv.boot_banner(p, config.pool0_sched);
@@ -431,6 +435,9 @@ impl Hypervisor {
                     .ok_or(InputError::UnknownVcpu(*vcpu))?;
                 self.console_guest_write(vcpu.dom, text, p);
             }
+            CoreInput::BackendWorkDone { item } if item.0 & net_glue::NET_WORK_BIT != 0 => {
+                self.netback_work_done(*item, p)?;
+            }
             CoreInput::BackendWorkDone { item } => self.blkback_work_done(*item, p)?,
             CoreInput::BlkFault { dom, vdev, count } => self.blk_fault(*dom, *vdev, *count),
             CoreInput::DiskDone { tag, ok, data } => self.blk_disk_done(*tag, *ok, data, p),
@@ -439,6 +446,20 @@ impl Hypervisor {
             } => self.guest_mem_floor(*dom, *floor_pages),
             CoreInput::EptViolation { vcpu, gfn, access } => {
                 self.ept_violation(*vcpu, *gfn, *access, p)?
+            }
+            CoreInput::NetSend {
+                vcpu,
+                devid,
+                packet,
+                last,
+            } => {
+                self.domains
+                    .vcpu(*vcpu)
+                    .ok_or(InputError::UnknownVcpu(*vcpu))?;
+                self.net_send(*vcpu, *devid, *packet, *last, p);
+            }
+            CoreInput::NetDeliver { dom, devid, packet } => {
+                self.net_deliver((*dom, *devid), *packet, p);
             }
         }
         self.end_of_input(p);
@@ -689,6 +710,8 @@ mod tests_cpupool;
 #[cfg(test)]
 mod proptests_blk;
 #[cfg(test)]
+mod proptests_net;
+#[cfg(test)]
 mod tests_blk;
 #[cfg(test)]
 mod tests_drv;
@@ -696,6 +719,8 @@ mod tests_drv;
 mod tests_io;
 #[cfg(test)]
 mod tests_ioreq;
+#[cfg(test)]
+mod tests_net;
 #[cfg(test)]
 mod tests_teardown;
 

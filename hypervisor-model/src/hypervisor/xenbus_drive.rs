@@ -210,6 +210,7 @@ impl Hypervisor {
             self.xs_drive_write(back, None, &path, value.as_bytes());
         }
         self.set_state(conn, End::Backend, XenbusState::Connected);
+        self.net_on_backend_connected(conn, p);
         true
     }
 
@@ -264,6 +265,9 @@ impl Hypervisor {
         if let Some(key) = Self::vbd_key(conn) {
             self.blk_backend_close(key);
         }
+        if let Some(key) = Self::vif_key(conn) {
+            self.net_backend_close(key);
+        }
         for handle in core::mem::take(&mut conn.ring_handles) {
             let _ = self.grants.unmap_grant_ref(conn.back_dom, handle);
         }
@@ -290,6 +294,10 @@ impl Hypervisor {
         if let Some(key) = Self::vbd_key(conn) {
             // Pool refs the backend still maps stay granted with the ring refs.
             let kept = self.blk_frontend_close(key);
+            conn.ring_refs.extend(kept);
+        }
+        if let Some(key) = Self::vif_key(conn) {
+            let kept = self.net_frontend_close(key);
             conn.ring_refs.extend(kept);
         }
         let refs = core::mem::take(&mut conn.ring_refs);

@@ -1,11 +1,12 @@
 //! Split-driver I/O: XenBus device states (`xenbus.rs`) and the vif/vbd connect and close
 //! handshake's per-device state and keys (`handshake.rs`; run by
-//! `hypervisor/xenbus_drive.rs`), the generic shared ring (`ring.rs`), and the vbd data path:
+//! `hypervisor/xenbus_drive.rs`), the generic shared ring (`ring.rs`), the vbd data path:
 //! the blkif wire format (`blkif.rs`), one device's ring and pools (`vbd.rs`), blkfront
-//! (`blkfront.rs`) and blkback (`blkback.rs`); `hypervisor/blk_glue.rs` runs them against
-//! the grant tables, event channels, dom0's CPU and the disk; the guest console ring and
-//! xenconsoled's per-domain buffers (`console.rs`); the free-running index checks the XenStore
-//! and console rings share (`ring_index.rs`).
+//! (`blkfront.rs`) and blkback (`blkback.rs`), run by `hypervisor/blk_glue.rs`; the vif data
+//! path: the netif wire format (`netif.rs`), one vif's rings and pools (`vif.rs`), netfront
+//! (`netfront.rs`) and netback (`netback.rs`), run by `hypervisor/net_glue.rs`; the guest
+//! console ring and xenconsoled's per-domain buffers (`console.rs`); the free-running index
+//! checks the XenStore and console rings share (`ring_index.rs`).
 //!
 //! Follows xen/include/public/io/xenbus.h; spec `xenstore-io.md` §4.
 
@@ -14,7 +15,11 @@ pub mod blkfront;
 pub mod blkif;
 pub mod console;
 pub mod handshake;
+pub mod netback;
+pub mod netfront;
+pub mod netif;
 pub mod ring;
 pub mod ring_index;
 pub mod vbd;
+pub mod vif;
 pub mod xenbus;

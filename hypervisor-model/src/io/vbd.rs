@@ -205,6 +205,21 @@ impl PageStore {
         self.page_mut(mfn)[at..at + 8].copy_from_slice(&stamp.to_le_bytes());
     }
 
+    /// Drops the page at `mfn` (its owner freed it).
+    pub fn forget(&mut self, mfn: Mfn) {
+        self.pages.remove(&mfn);
+    }
+
+    /// Pages held.
+    pub fn len(&self) -> usize {
+        self.pages.len()
+    }
+
+    /// No page held.
+    pub fn is_empty(&self) -> bool {
+        self.pages.is_empty()
+    }
+
     /// Drops the pages of `dom` (its memory is gone).
     pub fn forget_domain(&mut self, dom: DomId) {
         let lo = Mfn::new(u64::from(dom.raw()) << 32);

@@ -238,6 +238,27 @@ pub enum GuestNotice {
         /// How it ended.
         done: crate::io::vbd::IoDone,
     },
+    /// netfront received a frame on vif `devid` (its poll ran).
+    NetReceived {
+        /// The vif's device id.
+        devid: u32,
+        /// The frame.
+        packet: crate::io::vif::NetPacket,
+    },
+    /// Vif `devid` connected (netback went Connected): the bridge learns its MAC.
+    VifConnected {
+        /// The vif's device id.
+        devid: u32,
+        /// The MAC the toolstack gave it.
+        mac: crate::io::vif::Mac,
+    },
+    /// A frame of vif `devid` was dropped in the guest's netfront or its netback.
+    NetDropped {
+        /// The vif's device id.
+        devid: u32,
+        /// `NetDropReason` code.
+        reason: u8,
+    },
 }
 
 /// Stable step codes for `TraceEvent::JobStep`, per job kind.

@@ -7,6 +7,7 @@
 //!   (`specs/memory-iommu-migration.md` §5.5, §7.4).
 //! - [`workload`]: the per-vCPU workload state machine that drives vCPU block and wake
 //!   (`specs/scenario.md` §6.1).
+//! - [`io`], [`net`]: the `io` workload over a vbd and over a vif.
 
 pub mod access;
 pub mod dist;
@@ -14,5 +15,6 @@ pub mod io;
 pub mod memory;
 mod mixed;
 pub mod modes;
+pub mod net;
 mod periodic;
 pub mod workload;

@@ -67,9 +67,11 @@
 use crate::guest::dist::{sample, sample_exp_ahead, EXP_LANES};
 use crate::guest::io::IoModel;
 use crate::guest::mixed::MixedModel;
+use crate::guest::net::NetModel;
 use crate::guest::periodic::{PeriodicModel, PeriodicParams};
 use crate::rng::{RngStreams, Stream};
 use crate::scenario::model::{Dist, WorkloadSpec};
+use hypervisor_model::io::vif::NetPacket;
 
 pub use crate::guest::periodic::JobRecord;
 
@@ -248,6 +250,7 @@ impl GuestVcpu {
         match &mut self.behavior {
             Behavior::Periodic(model) => model.on_run_start(now_ns),
             Behavior::Io(model) => model.on_run_start(now_ns),
+            Behavior::NetIo(model) => model.on_run_start(now_ns),
             _ => {}
         }
     }
@@ -308,6 +311,7 @@ impl GuestVcpu {
     pub fn io_records(&self) -> &[crate::guest::io::IoRecord] {
         match &self.behavior {
             Behavior::Io(model) => model.records(),
+            Behavior::NetIo(model) => model.records(),
             _ => &[],
         }
     }
@@ -318,6 +322,51 @@ impl GuestVcpu {
             Behavior::Io(model) => model.pending_writes(),
             _ => Vec::new(),
         }
+    }
+
+    /// `io` over a vif: netfront's CPU per frame (`io.netfront_pkt_ns`).
+    pub fn set_net_packet_ns(&mut self, ns: u64) {
+        if let Behavior::NetIo(model) = &mut self.behavior {
+            model.set_packet_ns(ns);
+        }
+    }
+
+    /// `io` over a vif: the frames to send after a [`GuestAction::BlockOnIo`], their vif
+    /// and peer.
+    pub fn take_net_frames(
+        &mut self,
+    ) -> Option<(u32, crate::scenario::model::NetPeer, Vec<NetPacket>)> {
+        match &mut self.behavior {
+            Behavior::NetIo(model) => Some((model.devid, model.peer.clone(), model.take_frames())),
+            _ => None,
+        }
+    }
+
+    /// `io` over a vif, blocked on a request: arms the retransmission timer; its time.
+    pub fn arm_net_timeout(&mut self, now_ns: u64) -> Option<u64> {
+        let Behavior::NetIo(model) = &self.behavior else {
+            return None;
+        };
+        let at_ns = model.timeout_at_ns(now_ns)?;
+        self.state = GuestState::Blocked {
+            wake_at_ns: Some(at_ns),
+        };
+        Some(at_ns)
+    }
+
+    /// `io` over a vif: netfront received `packet`; the think wake time once it completed
+    /// the answer.
+    pub fn net_received(&mut self, packet: &NetPacket, now_ns: u64, running: bool) -> Option<u64> {
+        let Behavior::NetIo(model) = &mut self.behavior else {
+            return None;
+        };
+        let wake_at_ns = model.received(packet, now_ns, running)?;
+        if let GuestState::Blocked { .. } = self.state {
+            self.state = GuestState::Blocked {
+                wake_at_ns: Some(wake_at_ns),
+            };
+        }
+        Some(wake_at_ns)
     }
 
     /// The vCPU was taken off its pCPU at `now_ns`.
@@ -360,6 +409,7 @@ pub(crate) enum Behavior {
     Bursty(BurstyModel),
     Mixed(Box<MixedModel>),
     Io(Box<IoModel>),
+    NetIo(Box<NetModel>),
 }
 
 impl Behavior {
@@ -401,6 +451,15 @@ impl Behavior {
                 let model = IoModel::new(*service, *think, disk, &streams, index);
                 Behavior::Io(Box::new(model))
             }
+            WorkloadSpec::NetIo {
+                service,
+                think,
+                net,
+            } => {
+                let index = streams.vcpu_index();
+                let model = NetModel::new(*service, *think, net, &streams, index);
+                Behavior::NetIo(Box::new(model))
+            }
         }
     }
 
@@ -413,6 +472,7 @@ impl Behavior {
             Behavior::Bursty(model) => model.start(),
             Behavior::Mixed(model) => model.start(now_ns),
             Behavior::Io(model) => model.start(),
+            Behavior::NetIo(model) => model.start(),
         }
     }
 
@@ -424,6 +484,7 @@ impl Behavior {
             Behavior::Bursty(model) => Some(model.demand_ns_left),
             Behavior::Mixed(model) => model.run_demand_ns(now_ns),
             Behavior::Io(model) => Some(model.demand_ns_left()),
+            Behavior::NetIo(model) => Some(model.demand_ns_left()),
         }
     }
 
@@ -441,6 +502,7 @@ impl Behavior {
             }
             Behavior::Mixed(model) => model.account(ran_ns),
             Behavior::Io(model) => model.account(ran_ns),
+            Behavior::NetIo(model) => model.account(ran_ns),
         }
     }
 
@@ -452,6 +514,7 @@ impl Behavior {
             Behavior::Bursty(model) => model.on_demand_done(now_ns),
             Behavior::Mixed(model) => model.on_demand_done(now_ns),
             Behavior::Io(model) => model.on_demand_done(now_ns),
+            Behavior::NetIo(model) => model.on_demand_done(now_ns),
         }
     }
 
@@ -464,6 +527,7 @@ impl Behavior {
             Behavior::Bursty(model) => model.on_wake(),
             Behavior::Mixed(model) => model.on_wake(now_ns),
             Behavior::Io(model) => model.on_wake(),
+            Behavior::NetIo(model) => model.on_wake(),
         }
     }
 }

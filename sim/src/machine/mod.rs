@@ -5,10 +5,14 @@
 //!   [`ept_check`]: the checker comparing it with the core's P2M (I9).
 //! - [`iommu`]: DMA remapping contexts, and device doorbell counts.
 //! - [`disk`]: physical disks behind vbds: latency, queueing, write cache, contents.
+//! - [`nic`]: dom0's bridge, its own stack and the external peer behind the NIC.
+//! - [`fabric`]: the links between hosts (latency, bandwidth, loss, MTU, partitions).
 
 pub mod disk;
 pub mod ept;
 pub mod ept_check;
+pub mod fabric;
 pub mod iommu;
+pub mod nic;
 pub mod switch;
 pub mod topology;

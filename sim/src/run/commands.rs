@@ -19,7 +19,7 @@ use super::messages::done_output;
 use super::{SimEvent, World};
 use crate::guest::modes::GuestMode;
 use crate::report::xl::{self, XlHost, XlOutput};
-use crate::scenario::model::{AtAction, WorkloadSpec};
+use crate::scenario::model::{AtAction, FabricFault, WorkloadSpec};
 use crate::xl::command::XlCommand;
 use hypervisor_model::toolstack::xs_client::XsClientCmd;
 use hypervisor_model::xenstore::client::ClientOutput;
@@ -246,6 +246,18 @@ impl World<'_> {
             } => self.disk_error(host, record, &domain, vdev, count),
             AtAction::CrashDomain { domain } => self.crash_domain(host, record, &domain),
             AtAction::HostCrash { host: name } => self.host_crash(record, &name),
+            AtAction::Fabric(fault) => {
+                let fabric = self.net.fabric_mut();
+                match fault {
+                    FabricFault::Partition { a, b } => fabric.partition(&a, &b, true),
+                    FabricFault::Heal { sides: None } => fabric.heal_all(),
+                    FabricFault::Heal {
+                        sides: Some((a, b)),
+                    } => fabric.partition(&a, &b, false),
+                    FabricFault::LinkLoss { a, b, loss_ppm } => fabric.set_loss(a, b, loss_ppm),
+                }
+                self.commands[record].rc = Some(0);
+            }
         }
         host
     }
@@ -551,13 +563,24 @@ impl World<'_> {
                     self.sinks.domain_jobs(host, dom, jobs);
                     self.sinks.domain_io(host, dom, ios);
                     self.sinks.domain_memory(host, dom, memory);
+                    self.net.detach_domain(host, dom);
+                    let drops = self.net.take_drops(host, dom);
+                    self.sinks.domain_net_drops(host, dom, drops);
                 }
                 GuestNotice::BlkDone { done, .. } => {
                     let guests = &mut self.hosts[usize::from(host)].sim.guests;
                     guests.io_done(dom, &done, now_ns, host, &mut self.queue);
                 }
+                GuestNotice::NetReceived { devid, packet } => {
+                    self.net_received(host, dom, devid, packet);
+                }
+                GuestNotice::NetDropped { devid, reason } => {
+                    self.net_ring_drop(host, dom, devid, reason);
+                }
+                GuestNotice::VifConnected { devid, mac } => self.net_vif_up(host, dom, devid, mac),
             }
         }
+        self.net_route(host);
         if !self.waiters.is_empty() {
             self.check_waiters(host);
         }

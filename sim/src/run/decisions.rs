@@ -131,6 +131,24 @@ pub fn input_line(out: &mut String, host: &str, time_ns: u64, input: &CoreInput)
                 rwx(bits)
             )
         }
+        CoreInput::NetSend {
+            vcpu: v,
+            devid,
+            packet,
+            last,
+        } => format!(
+            "{} netfront vif{devid} {}{}",
+            vcpu(*v),
+            packet_text(packet),
+            if *last { " last" } else { "" }
+        ),
+        CoreInput::NetDeliver { dom, devid, packet } => {
+            format!(
+                "bridge -> d{} vif{devid} {}",
+                dom.raw(),
+                packet_text(packet)
+            )
+        }
     };
     let _ = writeln!(out, "{} {host} > {text}", seconds(time_ns));
 }
@@ -272,6 +290,80 @@ fn frames_text(bytes: &[u8]) -> String {
         parts.push(format!("+{rest} bytes"));
     }
     parts.join(" ")
+}
+
+fn mac_text(mac: &[u8; 6]) -> String {
+    let parts: Vec<String> = mac.iter().map(|b| format!("{b:02x}")).collect();
+    parts.join(":")
+}
+
+fn packet_text(packet: &hypervisor_model::io::vif::NetPacket) -> String {
+    format!(
+        "{} -> {} flow {} seq {} {:?} tag {} {}B",
+        mac_text(&packet.src),
+        mac_text(&packet.dst),
+        packet.flow,
+        packet.seq,
+        packet.kind,
+        packet.tag,
+        packet.bytes
+    )
+}
+
+/// The line text of a vif data-path event.
+fn net_event_text(event: &TraceEvent) -> String {
+    match event {
+        TraceEvent::NetPush {
+            dom,
+            devid,
+            rx,
+            slots,
+            notify,
+        } => format!(
+            "{} d{} vif{devid} pushes {slots} slots{}",
+            if *rx { "netback rx" } else { "netfront tx" },
+            dom.raw(),
+            if *notify { " notify" } else { "" }
+        ),
+        TraceEvent::NetbackWork {
+            item,
+            dom,
+            devid,
+            rx,
+            packets,
+            work_ns,
+        } => format!(
+            "netback work{} d{} vif{devid} {} {packets} packets {work_ns}ns",
+            item.0 & !hypervisor_model::hypervisor::net_glue::NET_WORK_BIT,
+            dom.raw(),
+            if *rx { "rx" } else { "tx" }
+        ),
+        TraceEvent::NetDrop { dom, devid, reason } => {
+            format!("d{} vif{devid} drops a frame (reason {reason})", dom.raw())
+        }
+        TraceEvent::NetTxReject {
+            dom,
+            devid,
+            id,
+            reason,
+            gntst,
+        } => format!(
+            "netback d{} vif{devid} rejects tx id {id} reason {reason} gntst {gntst}",
+            dom.raw()
+        ),
+        TraceEvent::VifDisabled {
+            dom,
+            devid,
+            reason,
+            prod,
+            cons,
+        } => format!(
+            "netback d{} vif{devid} fatal error {reason}: \
+             req_prod {prod} req_cons {cons}, disabled",
+            dom.raw()
+        ),
+        _ => String::new(),
+    }
 }
 
 /// The line text of a vbd data-path event.
@@ -499,6 +591,11 @@ pub fn event_line(out: &mut String, host: &str, time_ns: u64, event: &TraceEvent
         | TraceEvent::BlkReject { .. }
         | TraceEvent::BlkRingHalted { .. }
         | TraceEvent::BlkPush { .. } => blk_event_text(event),
+        TraceEvent::NetPush { .. }
+        | TraceEvent::NetbackWork { .. }
+        | TraceEvent::NetDrop { .. }
+        | TraceEvent::NetTxReject { .. }
+        | TraceEvent::VifDisabled { .. } => net_event_text(event),
         TraceEvent::XenstoredWork {
             item,
             requests,

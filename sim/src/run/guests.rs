@@ -21,6 +21,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use hypervisor_model::ids::{BackWorkId, DomId, VcpuId, VcpuRef, XsWorkId};
 use hypervisor_model::io::vbd::{GuestIo, IoDone};
+use hypervisor_model::io::vif::NetPacket;
 
 use super::SimEvent;
 use crate::clock::EventQueue;
@@ -146,6 +147,8 @@ pub struct HostGuests {
     modes: ModeCosts,
     /// Each domain's mode (dom0 and domains not set: PV).
     mode_of: BTreeMap<DomId, GuestMode>,
+    /// Guest CPU per frame in netfront (`io.netfront_pkt_ns`), for `io` over a vif.
+    net_packet_ns: u64,
 }
 
 impl HostGuests {
@@ -164,6 +167,7 @@ impl HostGuests {
             window_start_ns: 0,
             modes: ModeCosts::from_table(&BTreeMap::new()),
             mode_of: BTreeMap::new(),
+            net_packet_ns: 0,
         }
     }
 
@@ -181,6 +185,11 @@ impl HostGuests {
     fn io_request_ns(&self, dom: DomId) -> u64 {
         let mode = self.mode_of.get(&dom).copied().unwrap_or(GuestMode::Pv);
         self.modes.disk_io_guest_ns(mode)
+    }
+
+    /// The guest CPU an `io` workload over a vif spends in netfront per frame.
+    pub fn set_net_packet_ns(&mut self, ns: u64) {
+        self.net_packet_ns = ns;
     }
 
     /// A new domain `dom` runs `workloads` (one per vCPU index; missing ones are idle).
@@ -287,6 +296,7 @@ impl HostGuests {
             model.set_io_request_ns(self.io_request_ns(v.dom));
             let mode = self.mode_of.get(&v.dom).copied();
             model.set_disk_emulated(mode == Some(GuestMode::HvmEmulated));
+            model.set_net_packet_ns(self.net_packet_ns);
             let wake_generation = self.generation();
             if let GuestState::Blocked {
                 wake_at_ns: Some(at_ns),
@@ -554,6 +564,14 @@ impl HostGuests {
             GuestAction::Continue => Some(GuestStep::Continue),
             GuestAction::BlockOnIo => {
                 slot.wake_generation = wake_generation;
+                if let Some(at_ns) = slot.model.arm_net_timeout(now_ns) {
+                    let event = SimEvent::GuestWake {
+                        host,
+                        vcpu: v,
+                        generation: wake_generation,
+                    };
+                    queue.push(at_ns.max(now_ns), event);
+                }
                 Some(GuestStep::SubmitIo)
             }
         }
@@ -621,6 +639,52 @@ impl HostGuests {
         };
         let running = slot.run_started_ns.is_some();
         if let Some(at_ns) = slot.model.io_done(done, now_ns, running) {
+            slot.wake_generation = wake_generation;
+            let event = SimEvent::GuestWake {
+                host,
+                vcpu: v,
+                generation: wake_generation,
+            };
+            queue.push(at_ns.max(now_ns), event);
+        }
+    }
+
+    /// The domain called `name`, if it runs here.
+    pub fn domid_of(&self, name: &str) -> Option<DomId> {
+        self.domains
+            .iter()
+            .find(|(_, d)| d.name == name)
+            .map(|(dom, _)| *dom)
+    }
+
+    /// The frames `v`'s guest sends now over its vif, with the vif and the peer.
+    pub fn take_net_frames(
+        &mut self,
+        v: VcpuRef,
+    ) -> Option<(u32, crate::scenario::model::NetPeer, Vec<NetPacket>)> {
+        self.slots.get_mut(&v)?.model.take_net_frames()
+    }
+
+    /// netfront of `dom` received `packet` at `now_ns` (its flow names the vCPU); once it
+    /// completes that vCPU's answer, its think timer is armed.
+    pub fn net_received(
+        &mut self,
+        dom: DomId,
+        packet: &NetPacket,
+        now_ns: u64,
+        host: u16,
+        queue: &mut EventQueue<SimEvent>,
+    ) {
+        let wake_generation = self.generation();
+        let Some(vcpu) = VcpuId::new(packet.flow) else {
+            return;
+        };
+        let v = VcpuRef { dom, vcpu };
+        let Some(slot) = self.slots.get_mut(&v) else {
+            return;
+        };
+        let running = slot.run_started_ns.is_some();
+        if let Some(at_ns) = slot.model.net_received(packet, now_ns, running) {
             slot.wake_generation = wake_generation;
             let event = SimEvent::GuestWake {
                 host,

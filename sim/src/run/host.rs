@@ -27,6 +27,9 @@ pub const GUEST_SHUTDOWN_REACTION_NS_DEFAULT: u64 = 100_000_000;
 /// Guest CPU per disk I/O in blkfront (`io.blkfront_req_ns`; E: cost-model §3.3).
 pub const BLKFRONT_REQ_NS_DEFAULT: u64 = 1_500;
 
+/// Guest CPU per packet in netfront (`io.netfront_pkt_ns`; E: cost-model §3.2).
+pub const NETFRONT_PKT_NS_DEFAULT: u64 = 300;
+
 /// Simulated TSC frequency, kHz (`xl info` cpu_mhz 2400.000; the `default` profile).
 const CPU_KHZ_DEFAULT: u64 = 2_400_000;
 
@@ -146,6 +149,12 @@ pub fn core_costs(
         ept_violation_ns: cost_i64(&merged, "cpu.ept_violation_ns", 1_000),
         // E: cost-model §2.3, a PoD fault-in from the cache.
         pod_fault_ns: cost_i64(&merged, "mem.pod_fault_ns", 2_000),
+        // D: cost-model §3.2 ([Martins17-tx]: 1.24 Mpps per queue with grant copy).
+        netback_tx_pkt_ns: cost_i64(&merged, "io.netback_tx_pkt_ns", 806),
+        // D: cost-model §3.2 ([Martins17-rx]: 1.02 Mpps with grant copy).
+        netback_rx_pkt_ns: cost_i64(&merged, "io.netback_rx_pkt_ns", 980),
+        // D/E: cost-model §3.1, a 4 KiB grant copy.
+        gnttab_copy_page_ns: cost_i64(&merged, "io.gnttab_copy_page_ns", 900),
     }
 }
 
@@ -199,6 +208,9 @@ pub fn cost_table_hash(scenario: &crate::scenario::model::Scenario) -> u64 {
             c.xenconsoled_batch_ns,
             c.ept_violation_ns,
             c.pod_fault_ns,
+            c.netback_tx_pkt_ns,
+            c.netback_rx_pkt_ns,
+            c.gnttab_copy_page_ns,
         ] {
             bytes.extend_from_slice(&value.to_le_bytes());
         }
@@ -222,6 +234,11 @@ pub fn cost_table_hash(scenario: &crate::scenario::model::Scenario) -> u64 {
         let modes = crate::guest::modes::ModeCosts::from_table(&merged);
         for word in modes.hash_words() {
             bytes.extend_from_slice(&word.to_le_bytes());
+        }
+        let netfront_ns = cost_ns(&merged, "io.netfront_pkt_ns", NETFRONT_PKT_NS_DEFAULT);
+        bytes.extend_from_slice(&netfront_ns.to_le_bytes());
+        for (key, default) in crate::machine::nic::NET_COST_DEFAULTS {
+            bytes.extend_from_slice(&cost_ns(&merged, key, *default).to_le_bytes());
         }
     }
     for index in 0..scenario.hosts.len() {

@@ -23,6 +23,7 @@ pub mod guests;
 mod guests_memory;
 pub mod host;
 mod messages;
+pub mod net;
 pub mod platform;
 pub mod sched_opts;
 mod sinks;
@@ -143,6 +144,11 @@ pub enum SimEvent {
         /// The command's tag.
         tag: u64,
     },
+    /// A frame reaches a vif (`net.rs`).
+    NetArrive {
+        /// The frame's key in the network's pending frames.
+        frame: u64,
+    },
     /// A `[[domain]]` is created (`xl create` at its `start`).
     DomainStart {
         /// Index into `Scenario::domains`.
@@ -259,6 +265,8 @@ pub struct World<'s> {
     /// The job `xl_sched.rs` is waiting on synchronously, and its result.
     pub(crate) sync_job: Option<(u16, JobId)>,
     pub(crate) sync_result: Option<Result<(), hypervisor_model::toolstack::ops::ToolstackError>>,
+    /// Bridges, links and frames on their way.
+    pub(crate) net: net::NetWorld,
 }
 
 /// Index of a pool in per-pool tables.
@@ -391,6 +399,7 @@ impl<'s> World<'s> {
             waiters: Vec::new(),
             sync_job: None,
             sync_result: None,
+            net: net::NetWorld::new(scenario, &RngStreams::new(scenario.sim.seed)),
             shutdown_reaction_ns: host::cost_ns(
                 &scenario.costs,
                 "guest.shutdown_reaction_ns",
@@ -409,6 +418,8 @@ impl<'s> World<'s> {
                 scenario.sim.warmup_ns,
             );
             guests.set_mode_costs(crate::guest::modes::ModeCosts::from_table(&merged));
+            let netfront_ns = host::NETFRONT_PKT_NS_DEFAULT;
+            guests.set_net_packet_ns(host::cost_ns(&merged, "io.netfront_pkt_ns", netfront_ns));
             let switch = SwitchCosts::from_tables(&scenario.costs, &spec.costs);
             let dom0_vcpus = usize::try_from(config.dom0.vcpus).unwrap_or(0);
             guests.register_domain(
@@ -448,6 +459,7 @@ impl<'s> World<'s> {
                 vbd_volumes: BTreeMap::new(),
                 disk_done: BTreeMap::new(),
                 crashed_at_ns: None,
+                net_out: Vec::new(),
             };
             let mut platform = SimPlatform {
                 now_ns: 0,
@@ -567,6 +579,12 @@ impl<'s> World<'s> {
                 {
                     Some(GuestStep::Block) => self.deliver(host, &CoreInput::VcpuBlock { vcpu }),
                     Some(GuestStep::SubmitIo) => {
+                        if let Some((devid, peer, frames)) = h.sim.guests.take_net_frames(vcpu) {
+                            self.net_send_frames(host, vcpu, devid, &peer, frames);
+                            self.deliver(host, &CoreInput::VcpuBlock { vcpu });
+                            return Some(host);
+                        }
+                        let h = &mut self.hosts[usize::from(host)];
                         let console = h.sim.guests.take_console(vcpu);
                         let (vdev, ios) = h.sim.guests.take_submissions(vcpu);
                         if !console.is_empty() {
@@ -667,6 +685,7 @@ impl<'s> World<'s> {
                 }
                 Some(host)
             }
+            SimEvent::NetArrive { frame } => self.net_arrived(frame),
             SimEvent::DomainStart { index } => Some(self.start_domain(index)),
             SimEvent::Command { index } => Some(self.run_command(index)),
         }
@@ -691,7 +710,7 @@ impl<'s> World<'s> {
                 let entry = self.scenario.timeline.get(*index)?;
                 u16::try_from(entry.host_index).ok()
             }
-            SimEvent::DomainStart { .. } => None,
+            SimEvent::DomainStart { .. } | SimEvent::NetArrive { .. } => None,
         }
     }
 
@@ -738,11 +757,15 @@ impl<'s> World<'s> {
         invariant_failure: Option<InvariantFailure>,
     ) -> Result<RunOutcome, RunError> {
         let World {
-            sinks,
+            mut sinks,
             mut hosts,
             commands,
+            mut net,
             ..
         } = self;
+        for ((host, dom), drops) in std::mem::take(&mut net.drops) {
+            sinks.domain_net_drops(host, dom, drops);
+        }
         let (mut recorder, sinks_report) = sinks.finish(end_ns, &mut hosts);
         let record_count = recorder.record_count();
         let captured_records = recorder.take_captured();

@@ -71,6 +71,9 @@ pub struct HostSim {
     pub disk_done: BTreeMap<u64, (bool, Vec<u64>)>,
     /// When a `host-crash` fault took the host down (no event reaches it afterwards).
     pub crashed_at_ns: Option<u64>,
+    /// Frames netback handed the bridge during the current input (`run/net.rs` routes
+    /// them after it).
+    pub net_out: Vec<hypervisor_model::platform::NetFrame>,
 }
 
 impl HostSim {
@@ -342,6 +345,10 @@ impl Platform for SimPlatform<'_> {
             .guests
             .add_service(vcpu, item, work_ns, self.now_ns, self.sim.host, self.queue);
     }
+
+    fn net_transmit(&mut self, frame: hypervisor_model::platform::NetFrame) {
+        self.sim.net_out.push(frame);
+    }
 }
 
 #[cfg(test)]
@@ -384,6 +391,7 @@ mod tests {
             vbd_volumes: std::collections::BTreeMap::new(),
             disk_done: std::collections::BTreeMap::new(),
             crashed_at_ns: None,
+            net_out: Vec::new(),
         }
     }
 

@@ -220,6 +220,17 @@ impl Sinks {
             self.metrics.vbd_checks(index, dom, dev.to_string(), checks);
         }
     }
+    /// The dropped vif frames of domain `dom` (at its destruction or the run's end).
+    pub fn domain_net_drops(
+        &mut self,
+        host: u16,
+        dom: DomId,
+        drops: Vec<crate::run::net::NetDropRecord>,
+    ) {
+        if !drops.is_empty() {
+            self.metrics.domain_net_drops(usize::from(host), dom, drops);
+        }
+    }
 
     /// Ends the run at `end_ns`: the recorder (to finish) and the report.
     pub fn finish(mut self, end_ns: u64, hosts: &mut [HostRuntime]) -> (Recorder, SinksReport) {

@@ -15,7 +15,8 @@ use hypervisor_model::sched::params::VcpuParams;
 use super::diag::{Diags, LoadError, Loc, Severity, TextOrigin};
 use super::host::{costs, parse_host, LoadedHost};
 use super::model::{
-    DomainSpec, Expect, FabricSpec, LinkOverride, LinkSpec, Scenario, SimSpec, WorkloadSpec,
+    DomainSpec, Expect, FabricSpec, LinkOverride, LinkSpec, NetPeer, Scenario, SimSpec,
+    WorkloadSpec,
 };
 use super::schema::check_metric_path;
 use super::tree::{conv, parse_document, Kind, Node, Tbl};
@@ -371,6 +372,7 @@ impl Loader<'_> {
     fn domains(&self, top: &Tbl<'_>, hosts: &[LoadedHost]) -> Vec<DomainSpec> {
         let d = &self.d;
         let mut out: Vec<DomainSpec> = Vec::new();
+        let mut peer_locs: Vec<Loc> = Vec::new();
         for (index, item) in top.array(d, "domain").unwrap_or(&[]).iter().enumerate() {
             let peek = Tbl::new(d, self.file_index, item, "[[domain]]", "");
             let label = peek.get("name").and_then(|n| conv::name(n).ok());
@@ -501,7 +503,10 @@ impl Loader<'_> {
             };
             let mut vcpu_workloads = vcpu_workloads;
             let vdevs: Vec<String> = config.disks.iter().map(|k| k.vdev.clone()).collect();
-            if let Err(message) = super::workload::resolve_vbds(&mut vcpu_workloads, &vdevs) {
+            let vifs = config.vifs.len();
+            let checked = super::workload::resolve_vbds(&mut vcpu_workloads, &vdevs)
+                .and_then(|()| super::workload::check_vifs(&vcpu_workloads, vifs));
+            if let Err(message) = checked {
                 let node = t.get("workload").or_else(|| t.get("vcpu_workloads"));
                 match node {
                     Some(node) => t.error_at(d, node, "workload", &message),
@@ -509,6 +514,8 @@ impl Loader<'_> {
                 }
                 continue;
             }
+            let workload_node = t.get("workload").or_else(|| t.get("vcpu_workloads"));
+            peer_locs.push(workload_node.map_or(t.here(), |n| t.loc(n.offset)));
             out.push(DomainSpec {
                 name,
                 host_index,
@@ -521,7 +528,30 @@ impl Loader<'_> {
                 rtds,
             });
         }
+        self.net_peers_exist(&out, &peer_locs);
         out
+    }
+
+    /// Every `net.peer` that names a domain names one of the scenario's (errors at the
+    /// domain's `workload`).
+    fn net_peers_exist(&self, domains: &[DomainSpec], locs: &[Loc]) {
+        for (domain, loc) in domains.iter().zip(locs) {
+            for workload in &domain.vcpu_workloads {
+                let WorkloadSpec::NetIo { net, .. } = workload else {
+                    continue;
+                };
+                let NetPeer::Domain(peer) = &net.peer else {
+                    continue;
+                };
+                if !domains.iter().any(|d| &d.name == peer) {
+                    let message = format!(
+                        "domain {:?}: workload net.peer {peer:?} is not a domain of the scenario",
+                        domain.name
+                    );
+                    self.d.error(*loc, message);
+                }
+            }
+        }
     }
 
     fn pool_exists(

@@ -14,6 +14,7 @@ pub mod load;
 pub mod model;
 pub mod schema;
 pub mod timeline;
+pub mod timeline_net;
 pub mod tree;
 pub mod unsupported;
 pub mod values;

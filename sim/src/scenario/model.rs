@@ -366,6 +366,16 @@ pub enum WorkloadSpec {
         /// What the I/Os are.
         disk: DiskWorkload,
     },
+    /// Runs `service`, sends one request of `tx_size` over a vif to its peer, blocks until
+    /// the `rx_size` answer arrives, sleeps `think`, repeats.
+    NetIo {
+        /// CPU demand before each request.
+        service: Dist,
+        /// Sleep after each answer.
+        think: Dist,
+        /// What the requests are.
+        net: NetWorkload,
+    },
     /// Picks an entry by weight, runs it for `span`, picks again.
     Mixed {
         /// The entries (never `Mixed` or `Periodic`).
@@ -451,6 +461,30 @@ pub struct DiskWorkload {
     pub sync: bool,
 }
 
+/// Who answers a vif workload's requests (`net.peer`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NetPeer {
+    /// dom0's own stack on the guest's host.
+    Dom0,
+    /// A sink behind the host's NIC.
+    External,
+    /// The kernel of the named domain (any host), on its vif 0.
+    Domain(String),
+}
+
+/// The `net` sub-table of an `io` workload (`specs/scenario.md` §6.1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetWorkload {
+    /// Index into the xl.cfg `vif` list (the vif's devid).
+    pub vif: u32,
+    /// Who answers.
+    pub peer: NetPeer,
+    /// Bytes per request.
+    pub tx_size: Dist,
+    /// Bytes per answer.
+    pub rx_size: Dist,
+}
+
 /// One entry of a `mixed` workload.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MixEntry {
@@ -516,6 +550,34 @@ pub enum AtAction {
     HostCrash {
         /// The host's name.
         host: String,
+    },
+    /// `partition`, `heal` or `link-loss` (`specs/scenario.md` §7.1).
+    Fabric(FabricFault),
+}
+
+/// A fault on the network between hosts (host indices into `Scenario::hosts`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FabricFault {
+    /// Every link between a host of `a` and a host of `b` drops all frames.
+    Partition {
+        /// One side.
+        a: Vec<usize>,
+        /// The other side.
+        b: Vec<usize>,
+    },
+    /// Undoes the matching partition, or every partition when `None`.
+    Heal {
+        /// The sides, if named.
+        sides: Option<(Vec<usize>, Vec<usize>)>,
+    },
+    /// Sets the loss of the link between `a` and `b` (both directions).
+    LinkLoss {
+        /// One end.
+        a: usize,
+        /// The other end.
+        b: usize,
+        /// Drop probability per frame, ppm.
+        loss_ppm: u32,
     },
 }
 

@@ -76,6 +76,10 @@ const IO_SCALARS: &[&str] = &[
     "lost_acked_write_count",
     "lost_flushed_write_count",
     "reconnect_count",
+    "drop_ring_full_count",
+    "drop_fabric_loss_count",
+    "drop_partition_count",
+    "drop_no_route_count",
 ];
 const IO_DISTS: &[&str] = &["io_latency_ring_ns", "io_latency_guest_ns"];
 const MEMORY_SCALARS: &[&str] = &[

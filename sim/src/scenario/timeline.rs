@@ -71,7 +71,7 @@ pub fn timeline(
                     )
                 }
                 "xenstore" => action = xenstore_action(d, &t, node),
-                _ => action = fault(d, &t, node),
+                _ => action = fault(d, &t, node, hosts),
             }
         }
         t.finish(d);
@@ -83,6 +83,7 @@ pub fn timeline(
             }) => format!("fault disk-error {domain} vbd {vdev} count {count}"),
             Some(AtAction::CrashDomain { domain }) => format!("fault crash-domain {domain}"),
             Some(AtAction::HostCrash { host }) => format!("fault host-crash {host}"),
+            Some(AtAction::Fabric(f)) => super::timeline_net::fault_text(f, hosts),
             _ => t
                 .get("xl")
                 .or_else(|| t.get("xenstore"))
@@ -251,9 +252,10 @@ const FAULT_KINDS: &[(&str, &[&str])] = &[
     ("host-crash", &["host"]),
 ];
 
-/// Validates a fault table's kind and field names; `disk-error`, `crash-domain` and
-/// `host-crash` run, the other kinds are refused (not run yet).
-fn fault(d: &Diags, t: &Tbl<'_>, node: &Node) -> Option<AtAction> {
+/// Validates a fault table's kind and field names; `disk-error`, `crash-domain`,
+/// `host-crash`, `partition`, `heal` and `link-loss` run, the other kinds are refused (not
+/// run yet).
+fn fault(d: &Diags, t: &Tbl<'_>, node: &Node, hosts: &[LoadedHost]) -> Option<AtAction> {
     let f = Tbl::new(d, t.file_index(), node, t.context(), "fault.");
     let kind = f.req(d, "kind", conv::string);
     if kind.as_deref() == Some("disk-error") {
@@ -270,6 +272,11 @@ fn fault(d: &Diags, t: &Tbl<'_>, node: &Node) -> Option<AtAction> {
         let domain = f.req(d, "domain", conv::name);
         f.finish(d);
         return domain.map(|domain| AtAction::CrashDomain { domain });
+    }
+    if let Some(kind @ ("partition" | "heal" | "link-loss")) = kind.as_deref() {
+        let action = super::timeline_net::fabric_fault(d, &f, kind, hosts);
+        f.finish(d);
+        return action.map(AtAction::Fabric);
     }
     if let Some(kind) = kind {
         match FAULT_KINDS.iter().find(|(k, _)| *k == kind) {

@@ -18,9 +18,8 @@ pub enum Feature<'a> {
     /// `[[at]] fault = { ... }` of a kind other than `disk-error`, `crash-domain` and
     /// `host-crash`.
     AtFault,
-    /// A workload of kind `io` with a `net` sub-table (vif traffic).
-    IoWorkload,
-    /// A workload's `net` sub-table, or `disk` outside the `io` kind (the name).
+    /// A workload's `net` sub-table outside the `io` kind, or `disk` outside the `io` kind
+    /// (the name).
     WorkloadSubTable(&'a str),
     /// A non-empty `pci` list (host or xl.cfg).
     Pci,
@@ -66,7 +65,6 @@ pub fn is_tmem(name: &str) -> bool {
 pub fn not_yet(feature: Feature<'_>) -> Option<String> {
     let what = match feature {
         Feature::AtFault => "[[at]] faults are".to_string(),
-        Feature::IoWorkload => "workload kind \"io\" over a vif (`net`) is".to_string(),
         Feature::WorkloadSubTable(name) => format!("workload sub-table `{name}` is"),
         Feature::Pci => "PCI passthrough is".to_string(),
         Feature::XlCommand(name) if XL_COMMANDS_NOT_YET.contains(&name) => {

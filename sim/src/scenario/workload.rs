@@ -11,7 +11,9 @@
 
 use super::diag::Diags;
 use super::diag::Loc;
-use super::model::{DiskOpSpec, DiskWorkload, Dist, MemoryWorkload, MixEntry, WorkloadSpec};
+use super::model::{
+    DiskOpSpec, DiskWorkload, Dist, MemoryWorkload, MixEntry, NetPeer, NetWorkload, WorkloadSpec,
+};
 use super::tree::{conv, Kind, Node, Tbl};
 use super::unsupported::{self, Feature};
 use super::values::{parse_dist, parse_duration, parse_size, DIST_EXPECTED};
@@ -145,10 +147,21 @@ fn workload_fields(
                     ),
                 );
             }
-            if t.has("net") {
+            if t.has("net") && t.has("disk") {
                 let loc = t.get("kind").map_or(t.here(), |n| t.loc(n.offset));
-                unsupported::check(d, loc, &t.path("net"), Feature::IoWorkload);
+                let message = format!(
+                    "{}: an io workload takes a disk or a net sub-table, not both",
+                    t.path("kind")
+                );
+                d.error(loc, message);
                 return None;
+            }
+            if t.has("net") {
+                return Some(WorkloadSpec::NetIo {
+                    service: service?,
+                    think,
+                    net: net_workload(d, t)?,
+                });
             }
             WorkloadSpec::Io {
                 service: service?,
@@ -251,6 +264,43 @@ fn disk_workload(d: &Diags, t: &Tbl<'_>) -> Option<DiskWorkload> {
     Some(spec)
 }
 
+/// The `net` sub-table of an `io` workload (validated again by `sub_tables`).
+fn net_workload(d: &Diags, t: &Tbl<'_>) -> Option<NetWorkload> {
+    let n = t.sub(d, "net")?;
+    let peer = match n.opt(d, "peer", conv::string).as_deref() {
+        None | Some("dom0") => NetPeer::Dom0,
+        Some("external") => NetPeer::External,
+        Some(name) => NetPeer::Domain(name.to_string()),
+    };
+    if let Some(node) = n.get("rate") {
+        n.error_at(d, node, "rate", "rate is for non-io kinds (streaming)");
+    }
+    let spec = NetWorkload {
+        vif: n.opt(d, "vif", conv::u32_).unwrap_or(0),
+        peer,
+        tx_size: n.opt(d, "tx_size", size_dist).unwrap_or(Dist::Const(1500)),
+        rx_size: n.opt(d, "rx_size", size_dist).unwrap_or(Dist::Const(0)),
+    };
+    n.finish(d);
+    Some(spec)
+}
+
+/// Checks that every `io` workload over a vif names one of the xl.cfg's `vif_count` vifs.
+pub fn check_vifs(workloads: &[WorkloadSpec], vif_count: usize) -> Result<(), String> {
+    for workload in workloads {
+        let WorkloadSpec::NetIo { net, .. } = workload else {
+            continue;
+        };
+        if usize::try_from(net.vif).map_or(true, |v| v >= vif_count) {
+            return Err(format!(
+                "net.vif {} is not a vif of the xl.cfg (it has {vif_count})",
+                net.vif
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Fills in the `vbd` of every `io` workload of a domain (its first xl.cfg disk when
 /// unset) and checks that it names one of `disks` (xl.cfg vdevs); the error if not.
 pub fn resolve_vbds(workloads: &mut [WorkloadSpec], disks: &[String]) -> Result<(), String> {
@@ -293,7 +343,9 @@ fn sub_tables(d: &Diags, t: &Tbl<'_>, io_kind: bool, memory: &mut MemorySlot) {
         n.opt(d, "tx_size", size_dist);
         n.opt(d, "rx_size", size_dist);
         n.opt(d, "rate", dist);
-        refuse(d, t, &n, "net");
+        if !io_kind {
+            refuse(d, t, &n, "net");
+        }
         n.finish(d);
     }
     if let Some(k) = t.sub(d, "disk") {
@@ -371,7 +423,7 @@ fn disk_pattern(node: &Node) -> Result<String, String> {
 mod tests {
     use super::{parse_workload, MemorySlot};
     use crate::scenario::diag::{Diags, Severity};
-    use crate::scenario::model::{Dist, MemoryWorkload, WorkloadSpec};
+    use crate::scenario::model::{Dist, MemoryWorkload, NetPeer, WorkloadSpec};
     use crate::scenario::tree::{parse_document, Kind};
 
     fn load(text: &str) -> (Option<WorkloadSpec>, Diags) {
@@ -497,13 +549,28 @@ mod tests {
     }
 
     #[test]
-    fn io_kind_with_net_is_refused_as_not_yet() {
-        let (spec, d) = load("w = { kind = \"io\", service = \"1ms\", net = { vif = 0 } }");
-        assert_eq!(spec, None);
-        let errors = d.rendered(Severity::Error);
-        assert!(errors
-            .iter()
-            .any(|e| e.contains("over a vif (`net`) is not implemented yet")));
+    fn net_workload_on_a_vif_the_config_lacks_is_refused() {
+        // One vif in the xl.cfg (index 0); the workload asks for vif 1.
+        let (spec, _) = load("w = { kind = \"io\", service = \"1ms\", net = { vif = 1 } }");
+        let spec = spec.expect("parsed");
+        let err = super::check_vifs(&[spec], 1).expect_err("vif 1 of 1");
+        assert!(err.contains("net.vif 1 is not a vif"));
+    }
+
+    #[test]
+    fn io_kind_with_net_reads_peer_and_sizes() {
+        let (spec, _) = load(concat!(
+            "w = { kind = \"io\", service = \"1ms\", ",
+            "net = { peer = \"external\", tx_size = \"200B\", rx_size = \"4KiB\" } }"
+        ));
+        let Some(WorkloadSpec::NetIo { net, .. }) = spec else {
+            panic!("net io");
+        };
+        assert_eq!(net.peer, NetPeer::External);
+        assert_eq!(
+            (net.vif, net.tx_size, net.rx_size),
+            (0, Dist::Const(200), Dist::Const(4096))
+        );
     }
 
     #[test]

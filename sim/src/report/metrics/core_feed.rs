@@ -148,6 +148,8 @@ impl Platform for Recorder {
     ) {
         self.push(self.now, CoreInput::BackendWorkDone { item });
     }
+
+    fn net_transmit(&mut self, _frame: hypervisor_model::platform::NetFrame) {}
 }
 
 fn guest(name: &str, vcpus: u32) -> DomainConfig {

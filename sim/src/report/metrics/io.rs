@@ -19,13 +19,14 @@ use serde::Serialize;
 
 use super::dist::Distribution;
 use crate::guest::io::IoRecord;
+use crate::run::net::{DropReason, NetDropRecord};
 
 /// One entry of `domains[].io`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct IoMetrics {
     /// The device (`xvda`); the path selector of `[[expect]]`.
     pub dev: String,
-    /// `vbd` (vifs come later).
+    /// `vbd` or `vif`.
     pub kind: String,
     /// I/Os whose ring completion is in the window (errors included).
     pub io_completed_count: u64,
@@ -58,6 +59,18 @@ pub struct IoMetrics {
     pub lost_flushed_write_count: u64,
     /// Reconnects of blkfront to a re-created backend (a driver domain's restart).
     pub reconnect_count: u64,
+    /// vif: frames dropped because netfront's TX queue or netback's RX queue was full.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drop_ring_full_count: Option<u64>,
+    /// vif: frames the fabric lost (`loss_ppm`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drop_fabric_loss_count: Option<u64>,
+    /// vif: frames dropped at a partitioned link.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drop_partition_count: Option<u64>,
+    /// vif: frames with no route (no such peer, larger than the MTU, vif not connected).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drop_no_route_count: Option<u64>,
 }
 
 /// The end-of-run checks of one vbd.
@@ -98,12 +111,13 @@ pub fn vdev_name(vdev: u32) -> String {
     }
 }
 
-/// The `io` entries of `records` and `rings` over `[start_ns, end_ns)`, with the run's
-/// end `checks`, by device name.
+/// The `io` entries of `records`, `rings` and the vif `drops` over `[start_ns, end_ns)`,
+/// with the run's end vbd `checks`, by device name.
 pub fn io_metrics(
     records: &[IoRecord],
     rings: &BTreeMap<u32, RingCounts>,
     checks: &BTreeMap<String, VbdChecks>,
+    drops: &[NetDropRecord],
     start_ns: u64,
     end_ns: u64,
 ) -> Vec<IoMetrics> {
@@ -114,6 +128,19 @@ pub fn io_metrics(
         let in_window = start_ns <= record.ring_done_ns && record.ring_done_ns < end_ns;
         if in_window {
             by_dev.entry(&record.dev).or_default().push(record);
+        }
+    }
+    let mut drops_by_dev: BTreeMap<&str, [u64; 4]> = BTreeMap::new();
+    for drop in drops {
+        if start_ns <= drop.at_ns && drop.at_ns < end_ns {
+            by_dev.entry(&drop.dev).or_default();
+            let counts = drops_by_dev.entry(&drop.dev).or_default();
+            counts[drop_slot(drop.reason)] += 1;
+        }
+    }
+    for record in records {
+        if record.dev.starts_with("vif") {
+            drops_by_dev.entry(&record.dev).or_default();
         }
     }
     let window_ns = u128::from(end_ns.saturating_sub(start_ns).max(1));
@@ -132,9 +159,11 @@ pub fn io_metrics(
             };
             let ring = rings.get(dev).copied().unwrap_or_default();
             let check = checks.get(dev).copied().unwrap_or_default();
+            let drops = drops_by_dev.get(dev).copied();
+            let drop = |slot: usize| drops.map(|d| d[slot]);
             IoMetrics {
                 dev: dev.to_string(),
-                kind: "vbd".to_string(),
+                kind: if drops.is_some() { "vif" } else { "vbd" }.to_string(),
                 io_completed_count: count,
                 io_error_count: ios.iter().filter(|r| !r.ok).count() as u64,
                 io_bytes: bytes,
@@ -150,9 +179,22 @@ pub fn io_metrics(
                 lost_acked_write_count: check.lost_acked_write_count,
                 lost_flushed_write_count: check.lost_flushed_write_count,
                 reconnect_count: check.reconnect_count,
+                drop_ring_full_count: drop(0),
+                drop_fabric_loss_count: drop(1),
+                drop_partition_count: drop(2),
+                drop_no_route_count: drop(3),
             }
         })
         .collect()
+}
+
+fn drop_slot(reason: DropReason) -> usize {
+    match reason {
+        DropReason::RingFull => 0,
+        DropReason::FabricLoss => 1,
+        DropReason::Partition => 2,
+        DropReason::NoRoute => 3,
+    }
 }
 
 #[cfg(test)]
@@ -184,6 +226,7 @@ mod tests {
             &records,
             &BTreeMap::new(),
             &BTreeMap::new(),
+            &[],
             0,
             1_000_000_000,
         );
@@ -196,7 +239,7 @@ mod tests {
     #[test]
     fn completion_after_the_window_is_left_out() {
         let records = [record(0, 2_000, Some(2_000))];
-        let m = io_metrics(&records, &BTreeMap::new(), &BTreeMap::new(), 0, 1_000);
+        let m = io_metrics(&records, &BTreeMap::new(), &BTreeMap::new(), &[], 0, 1_000);
         assert!(m.is_empty());
     }
 

@@ -157,6 +157,8 @@ struct DomainState {
     balloon_gave_up_count: u64,
     /// End-of-run vbd checks by device name (lost acknowledged writes, reconnects).
     vbd_checks: BTreeMap<String, super::io::VbdChecks>,
+    /// Dropped vif frames (given by the run loop).
+    net_drops: Vec<crate::run::net::NetDropRecord>,
 }
 
 impl MetricsCollector {
@@ -228,6 +230,23 @@ impl MetricsCollector {
         let host = self.host_mut(host_index);
         if let Some(&index) = host.live.get(&dom) {
             host.domains[index].vbd_checks.insert(dev, checks);
+        }
+    }
+
+    /// Hands over the dropped vif frames of domain `dom` on host `host_index`.
+    pub fn domain_net_drops(
+        &mut self,
+        host_index: usize,
+        dom: DomId,
+        drops: Vec<crate::run::net::NetDropRecord>,
+    ) {
+        let host = self.host_mut(host_index);
+        let index = match host.live.get(&dom) {
+            Some(&index) => Some(index),
+            None => host.domains.iter().rposition(|d| d.domid == dom),
+        };
+        if let Some(index) = index {
+            host.domains[index].net_drops = drops;
         }
     }
 
@@ -322,7 +341,12 @@ impl MetricsCollector {
             | TraceEvent::IoreqWork { .. }
             | TraceEvent::DiskSubmit { .. }
             | TraceEvent::BlkReject { .. }
-            | TraceEvent::BlkRingHalted { .. } => {}
+            | TraceEvent::BlkRingHalted { .. }
+            | TraceEvent::NetPush { .. }
+            | TraceEvent::NetbackWork { .. }
+            | TraceEvent::NetDrop { .. }
+            | TraceEvent::NetTxReject { .. }
+            | TraceEvent::VifDisabled { .. } => {}
             TraceEvent::BlkPush {
                 dom,
                 vdev,
@@ -468,6 +492,7 @@ impl HostState {
             memory: None,
             balloon_gave_up_count: 0,
             vbd_checks: BTreeMap::new(),
+            net_drops: Vec::new(),
         });
     }
 
@@ -652,6 +677,7 @@ impl DomainState {
                 &self.io,
                 &self.rings,
                 &self.vbd_checks,
+                &self.net_drops,
                 window.start_ns,
                 window.end_ns,
             ),

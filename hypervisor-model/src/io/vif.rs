@@ -1,0 +1,489 @@
+//! One connected vif's data path: the TX and RX ring pages, netfront's view and pools
+//! (`netfront.rs`) and netback's (`netback.rs`), the packets both ends carry in granted
+//! pages, and the counters the metrics and the checker read.
+//!
+//! Follows Linux drivers/net/xen-netfront.c and drivers/net/xen-netback/{netback,rx}.c
+//! (their data path; the XenBus handshake is `handshake.rs`); spec `xenstore-io.md` §8.1–8.3,
+//! `cost-model.md` §3.2.
+//!
+//! A packet is an Ethernet frame whose first [`HEADER_BYTES`] bytes (destination and source
+//! MAC, an ethertype, then xensim's flow, sequence, kind and tag) sit in the first page that
+//! carries it; the rest of its bytes are counted, not stored.
+//!
+//! # Invariants
+//! - Every TX id netfront has outstanding is a used `tx_shadow` slot, exactly once; a
+//!   response for an id not in use stops netfront (RING-ONE-RESPONSE).
+//! - RX buffer `i` is posted in ring slot `i & (nr_ents - 1)` and its response comes back in
+//!   the same slot.
+//! - Per (source MAC, flow), netfront receives sequence numbers in increasing order: a
+//!   packet is delivered in order or counted as dropped, never duplicated (`vif.in_order`).
+//! - The TX backlog holds at most [`TX_QUEUE_LEN`] packets and netback's RX queue at most
+//!   [`RX_QUEUE_BYTES_MAX`] bytes; past them packets are dropped and counted.
+//!
+//! xensim differs, on purpose: netfront grants its RX buffer pages once and reposts them
+//! (Linux allocates and grants a fresh page per buffer); single queue per vif; the pages
+//! are a stand-in memory (`PageStore`) keyed by stand-in frames.
+
+use alloc::collections::{BTreeMap, VecDeque};
+use alloc::vec::Vec;
+
+use super::netif::{NETIF_RX_SLOT_BYTES, NETIF_TX_SLOT_BYTES};
+use super::ring::{BackRing, FrontRing, RingWatch, SharedRing, RING_PAGE_BYTES};
+use super::vbd::PoolPage;
+use crate::grant::{GrantTables, GRANT_ENTRIES_PER_FRAME_V1};
+use crate::ids::{DomId, GrantRef};
+
+/// A MAC address.
+pub type Mac = [u8; 6];
+
+/// Bytes of xensim's frame header at the start of a packet.
+pub const HEADER_BYTES: usize = 40;
+/// `ETH_ZLEN`: the smallest frame netfront sends (padded).
+pub const PACKET_BYTES_MIN: u32 = 60;
+/// The ethertype xensim's frames carry (IEEE local experimental 1).
+pub const ETHERTYPE_XENSIM: u16 = 0x88b5;
+/// Linux's default `txqueuelen`: packets the qdisc holds while the TX ring is full.
+pub const TX_QUEUE_LEN: usize = 1000;
+/// Linux netback's `XENVIF_RX_QUEUE_BYTES` (half a ring of pages): bytes queued for a
+/// frontend whose RX ring has no room before packets are dropped.
+pub const RX_QUEUE_BYTES_MAX: u32 = 128 * 4096;
+/// Flows (source MAC, flow id) netfront follows for the in-order check, per vif.
+pub const RX_FLOWS_MAX: usize = 4096;
+/// Stand-in gfn of a vif's first TX pool page: `NET_GFN_BASE + slot * NET_GFNS_PER_VIF`;
+/// RX buffers follow at `+ 256`.
+pub const NET_GFN_BASE: u64 = 0x20_0000;
+/// Stand-in gfns per vif.
+pub const NET_GFNS_PER_VIF: u64 = 0x400;
+/// Stand-in gfn of netback's bounce page for a vif (in the backend domain).
+pub const NET_BACK_GFN_BASE: u64 = 0x30_0000;
+/// Ring slots of a single-page netif ring (`io.net_ring_slots`).
+pub const NET_RING_SLOTS: usize = 256;
+/// The same, as the ring's own index type.
+pub const NET_RING_SLOTS_U32: u32 = 256;
+/// One 4 KiB page, in the ring's size type.
+pub const PAGE_BYTES_U32: u32 = 4096;
+const _: () = assert!(NET_RING_SLOTS_U32 as usize == NET_RING_SLOTS);
+const _: () = assert!(PAGE_BYTES_U32 as usize == RING_PAGE_BYTES);
+
+const _: () = assert!(HEADER_BYTES <= PACKET_BYTES_MIN as usize);
+const _: () = assert!(2 * NET_RING_SLOTS as u64 <= NET_GFNS_PER_VIF);
+
+/// What a packet is for.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, PartialOrd, Ord)]
+pub enum PacketKind {
+    /// A request: the peer answers with `reply_bytes`.
+    Request,
+    /// The answer to a request (`tag` echoed).
+    Response,
+    /// Streaming data: nobody answers.
+    Stream,
+}
+
+impl PacketKind {
+    /// Stable code.
+    pub const fn code(self) -> u8 {
+        match self {
+            PacketKind::Request => 1,
+            PacketKind::Response => 2,
+            PacketKind::Stream => 3,
+        }
+    }
+
+    /// The kind of a code.
+    pub const fn from_code(code: u8) -> Option<PacketKind> {
+        match code {
+            1 => Some(PacketKind::Request),
+            2 => Some(PacketKind::Response),
+            3 => Some(PacketKind::Stream),
+            _ => None,
+        }
+    }
+}
+
+/// One frame as xensim's endpoints see it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct NetPacket {
+    /// Destination MAC.
+    pub dst: Mac,
+    /// Source MAC.
+    pub src: Mac,
+    /// Flow id (the sender's; queue selection and ordering are per flow).
+    pub flow: u32,
+    /// Sequence number within the flow.
+    pub seq: u32,
+    /// Request, response or stream.
+    pub kind: PacketKind,
+    /// The sender's tag (a response echoes its request's).
+    pub tag: u64,
+    /// Request: bytes the peer answers with.
+    pub reply_bytes: u32,
+    /// Frame size, bytes (`PACKET_BYTES_MIN..=65535`).
+    pub bytes: u32,
+}
+
+impl NetPacket {
+    /// Writes the header at the start of `page`.
+    pub fn encode(&self, out: &mut [u8]) {
+        out[0..6].copy_from_slice(&self.dst);
+        out[6..12].copy_from_slice(&self.src);
+        out[12..14].copy_from_slice(&ETHERTYPE_XENSIM.to_be_bytes());
+        out[14..18].copy_from_slice(&self.flow.to_le_bytes());
+        out[18..22].copy_from_slice(&self.seq.to_le_bytes());
+        out[22] = self.kind.code();
+        out[23] = 0;
+        out[24..32].copy_from_slice(&self.tag.to_le_bytes());
+        out[32..36].copy_from_slice(&self.reply_bytes.to_le_bytes());
+        out[36..40].copy_from_slice(&self.bytes.to_le_bytes());
+    }
+
+    /// Reads a header; `None` if it is not one of xensim's frames (whatever a guest wrote).
+    pub fn decode(raw: &[u8]) -> Option<NetPacket> {
+        let raw = raw.get(..HEADER_BYTES)?;
+        if u16::from_be_bytes([raw[12], raw[13]]) != ETHERTYPE_XENSIM {
+            return None;
+        }
+        let mut dst = [0u8; 6];
+        let mut src = [0u8; 6];
+        dst.copy_from_slice(&raw[0..6]);
+        src.copy_from_slice(&raw[6..12]);
+        let word = |at: usize| u32::from_le_bytes([raw[at], raw[at + 1], raw[at + 2], raw[at + 3]]);
+        let mut tag = [0u8; 8];
+        tag.copy_from_slice(&raw[24..32]);
+        Some(NetPacket {
+            dst,
+            src,
+            flow: word(14),
+            seq: word(18),
+            kind: PacketKind::from_code(raw[22])?,
+            tag: u64::from_le_bytes(tag),
+            reply_bytes: word(32),
+            bytes: word(36),
+        })
+    }
+
+    /// Data slots (pages) the frame needs on a netif ring.
+    pub fn slots(&self) -> u32 {
+        self.bytes.div_ceil(PAGE_BYTES_U32).max(1)
+    }
+}
+
+/// Parses `xx:xx:xx:xx:xx:xx`.
+pub fn parse_mac(text: &str) -> Option<Mac> {
+    let mut mac = [0u8; 6];
+    let mut parts = text.split(':');
+    for byte in &mut mac {
+        *byte = u8::from_str_radix(parts.next()?, 16).ok()?;
+    }
+    parts.next().is_none().then_some(mac)
+}
+
+/// Counters of one vif (both ends), read by the metrics and tests.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct VifCounters {
+    /// Packets netfront pushed onto the TX ring.
+    pub tx_packets: u64,
+    /// Their bytes.
+    pub tx_bytes: u64,
+    /// Packets netback forwarded to the bridge.
+    pub tx_forwarded: u64,
+    /// TX packets netback answered with `NETIF_RSP_ERROR`.
+    pub tx_errors: u64,
+    /// Packets dropped because netfront's TX queue was full.
+    pub tx_queue_drops: u64,
+    /// TX request pushes that notified netback / that the event index let netfront skip.
+    pub tx_notify_count: u64,
+    /// As above, skipped.
+    pub tx_notify_suppressed: u64,
+    /// Packets netfront received.
+    pub rx_packets: u64,
+    /// Their bytes.
+    pub rx_bytes: u64,
+    /// Packets netback dropped because the frontend's RX ring and queue were full.
+    pub rx_ring_drops: u64,
+    /// RX packets that came back with an error status (a bogus buffer grant).
+    pub rx_errors: u64,
+    /// RX response pushes that notified netfront / that were skipped.
+    pub rx_notify_count: u64,
+    /// As above, skipped.
+    pub rx_notify_suppressed: u64,
+    /// Packets received out of order or twice in their flow (must stay 0).
+    pub rx_order_violations: u64,
+}
+
+/// The fixed parameters both ends agreed on.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct VifParams {
+    /// The guest.
+    pub front_dom: DomId,
+    /// The backend domain (dom0 or a driver domain).
+    pub back_dom: DomId,
+    /// The device id (`handle`).
+    pub devid: u32,
+    /// The frontend's MAC.
+    pub mac: Mac,
+    /// The device's slot among its domain's vifs (its stand-in gfn range).
+    pub slot: u32,
+}
+
+/// One TX packet netfront has on the ring: its pool pages, by the ids of its slots.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct TxShadow {
+    /// The pool page of this slot.
+    pub page: u16,
+}
+
+/// One vif's data path.
+#[derive(Clone, Debug)]
+pub struct VifPath {
+    /// What both ends agreed on.
+    pub params: VifParams,
+    /// The TX ring page.
+    pub tx_sring: SharedRing,
+    /// netfront's TX view.
+    pub tx_front: FrontRing,
+    /// netback's TX view.
+    pub tx_back: BackRing,
+    /// The RX ring page.
+    pub rx_sring: SharedRing,
+    /// netfront's RX view.
+    pub rx_front: FrontRing,
+    /// netback's RX view.
+    pub rx_back: BackRing,
+    /// netback disabled the vif on a fatal ring error (`xenvif_fatal_tx_err`) or a bogus
+    /// RX `req_prod`.
+    pub back_disabled: bool,
+    /// netfront saw a bogus response index or id and stopped.
+    pub front_failed: bool,
+    /// A guest wrote a ring page behind its driver's back.
+    pub scribbled: bool,
+    /// netfront: outstanding TX slots by id (Linux's `tx_skbs`).
+    pub tx_shadow: Vec<Option<TxShadow>>,
+    /// netfront: free TX ids.
+    pub tx_id_free: Vec<u16>,
+    /// netfront: the qdisc's packets waiting for TX ring slots.
+    pub tx_backlog: VecDeque<NetPacket>,
+    /// netfront: TX pool pages (granted read-only to the backend) and the free ones.
+    pub tx_pool: Vec<PoolPage>,
+    /// Free TX pool indices.
+    pub tx_pool_free: Vec<u16>,
+    /// netfront: RX buffer pages by ring slot (granted writable once).
+    pub rx_pool: Vec<PoolPage>,
+    /// netfront: last sequence received per (source MAC, flow).
+    pub rx_seen: BTreeMap<(Mac, u32), u32>,
+    /// netback: packets for the frontend waiting for RX ring slots.
+    pub rx_queue: VecDeque<NetPacket>,
+    /// Their bytes.
+    pub rx_queue_bytes: u32,
+    /// netback: a batch is queued on the backend's CPU.
+    pub back_busy: bool,
+    /// Counters.
+    pub counters: VifCounters,
+    /// TX indices the checker saw last.
+    pub tx_watch: RingWatch,
+    /// RX indices the checker saw last.
+    pub rx_watch: RingWatch,
+}
+
+impl VifPath {
+    /// A freshly connected vif: both rings initialised, empty pools.
+    pub fn new(params: VifParams) -> VifPath {
+        let tx_sring = SharedRing::new(RING_PAGE_BYTES, NETIF_TX_SLOT_BYTES);
+        let rx_sring = SharedRing::new(RING_PAGE_BYTES, NETIF_RX_SLOT_BYTES);
+        assert_eq!(tx_sring.nr_ents() as usize, NET_RING_SLOTS);
+        assert_eq!(rx_sring.nr_ents() as usize, NET_RING_SLOTS);
+        let ids = u16::try_from(NET_RING_SLOTS).unwrap_or(u16::MAX);
+        VifPath {
+            params,
+            tx_front: FrontRing::new(&tx_sring),
+            tx_back: BackRing::new(&tx_sring),
+            rx_front: FrontRing::new(&rx_sring),
+            rx_back: BackRing::new(&rx_sring),
+            tx_sring,
+            rx_sring,
+            back_disabled: false,
+            front_failed: false,
+            scribbled: false,
+            tx_shadow: alloc::vec![None; NET_RING_SLOTS],
+            tx_id_free: (0..ids).rev().collect(),
+            tx_backlog: VecDeque::new(),
+            tx_pool: Vec::new(),
+            tx_pool_free: Vec::new(),
+            rx_pool: Vec::new(),
+            rx_seen: BTreeMap::new(),
+            rx_queue: VecDeque::new(),
+            rx_queue_bytes: 0,
+            back_busy: false,
+            counters: VifCounters::default(),
+            tx_watch: RingWatch::default(),
+            rx_watch: RingWatch::default(),
+        }
+    }
+
+    /// Records the private indices after an operation; one of ours moving backwards is a
+    /// model bug (RING-MONOTONIC), whatever the guest wrote into the pages.
+    pub fn note_indices(&mut self) {
+        let tx = RingWatch::of(&self.tx_front, &self.tx_back);
+        let rx = RingWatch::of(&self.rx_front, &self.rx_back);
+        assert!(
+            self.tx_watch.backwards(&tx).is_none(),
+            "vif TX index backwards"
+        );
+        assert!(
+            self.rx_watch.backwards(&rx).is_none(),
+            "vif RX index backwards"
+        );
+        self.tx_watch = tx;
+        self.rx_watch = rx;
+    }
+
+    /// A guest writes `bytes` at `offset` of its TX (`rx = false`) or RX ring page behind
+    /// netfront's back; the ends see it on their next read.
+    pub fn guest_scribble(&mut self, rx: bool, offset: usize, bytes: &[u8]) {
+        self.scribbled = true;
+        if rx {
+            self.rx_sring.scribble(offset, bytes);
+        } else {
+            self.tx_sring.scribble(offset, bytes);
+        }
+    }
+
+    /// The stand-in gfn of TX pool page `index` (RX buffers follow the TX range).
+    pub fn pool_gfn(&self, rx: bool, index: usize) -> u64 {
+        let base = NET_GFN_BASE + u64::from(self.params.slot) * NET_GFNS_PER_VIF;
+        let rx_base = if rx { NET_RING_SLOTS as u64 } else { 0 };
+        base + rx_base + index as u64
+    }
+
+    /// The stand-in gfn of netback's bounce page for this vif.
+    pub fn back_gfn(&self) -> u64 {
+        NET_BACK_GFN_BASE
+            + u64::from(self.params.front_dom.raw()) * 64
+            + u64::from(self.params.slot)
+    }
+
+    /// The O(n) checks of this path: what is broken.
+    pub fn check(&self, out: &mut Vec<&'static str>) {
+        let tx = RingWatch::of(&self.tx_front, &self.tx_back);
+        let rx = RingWatch::of(&self.rx_front, &self.rx_back);
+        if self.tx_watch.backwards(&tx).is_some() || self.rx_watch.backwards(&rx).is_some() {
+            out.push("ring.monotonic");
+        }
+        if self.counters.rx_order_violations > 0 {
+            out.push("vif.in_order");
+        }
+        if self.tx_backlog.len() > TX_QUEUE_LEN || self.rx_queue_bytes > RX_QUEUE_BYTES_MAX {
+            out.push("vif.queue_bound");
+        }
+        let queued: u64 = self.rx_queue.iter().map(|p| u64::from(p.bytes)).sum();
+        if queued != u64::from(self.rx_queue_bytes) {
+            out.push("vif.rx_queue_bytes");
+        }
+        if self.rx_seen.len() > RX_FLOWS_MAX {
+            out.push("vif.flows_bound");
+        }
+        if self.tx_pool.len() > NET_RING_SLOTS || self.rx_pool.len() > NET_RING_SLOTS {
+            out.push("vif.pool_bound");
+        }
+        if self.scribbled || self.front_failed || self.back_disabled {
+            return;
+        }
+        if tx.bounds(NET_RING_SLOTS_U32).is_some() || rx.bounds(NET_RING_SLOTS_U32).is_some() {
+            out.push("ring.bounds");
+        }
+        let outstanding = self
+            .tx_front
+            .req_prod_pvt
+            .wrapping_sub(self.tx_front.rsp_cons);
+        let in_use = self.tx_shadow.iter().flatten().count();
+        if outstanding as usize != in_use || in_use + self.tx_id_free.len() != NET_RING_SLOTS {
+            out.push("ring.one_response");
+        }
+        if in_use + self.tx_pool_free.len() != self.tx_pool.len() {
+            out.push("vif.tx_pool_pages");
+        }
+        // RING-NOTIFY: between inputs no end sleeps with work on its ring.
+        let tx_left = self
+            .tx_back
+            .unconsumed_requests(&self.tx_sring)
+            .unwrap_or(0);
+        if !self.back_busy && tx_left > 0 {
+            out.push("ring.lost_wakeup");
+        }
+        let left = |f: &FrontRing, s: &SharedRing| f.unconsumed_responses(s).unwrap_or(0);
+        if left(&self.tx_front, &self.tx_sring) > 0 || left(&self.rx_front, &self.rx_sring) > 0 {
+            out.push("ring.lost_wakeup");
+        }
+    }
+}
+
+/// The first ref at or after `start` that `dom` has not granted, growing its table by a
+/// frame when it is full (Linux `gnttab_expand`).
+pub fn free_gref(grants: &mut GrantTables, dom: DomId, start: u32) -> Option<GrantRef> {
+    let mut raw = start;
+    loop {
+        let table = grants.table(dom)?;
+        if raw >= table.nr_entries() {
+            let frames = table.nr_frames() + 1;
+            if raw >= frames * GRANT_ENTRIES_PER_FRAME_V1 {
+                return None;
+            }
+            grants.setup_table(dom, dom, frames).ok()?;
+            continue;
+        }
+        let gref = GrantRef::new(raw);
+        if table.entry(gref).is_some_and(|e| e.flags == 0) {
+            return Some(gref);
+        }
+        raw += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn packet() -> NetPacket {
+        NetPacket {
+            dst: [0, 0x16, 0x3e, 0, 0, 1],
+            src: [0, 0x16, 0x3e, 0, 0, 2],
+            flow: 7,
+            seq: 3,
+            kind: PacketKind::Request,
+            tag: 0x1234_5678_9abc,
+            reply_bytes: 9000,
+            bytes: 1500,
+        }
+    }
+
+    #[test]
+    fn header_roundtrips_through_a_page() {
+        let mut page = [0u8; 4096];
+        packet().encode(&mut page);
+        assert_eq!(NetPacket::decode(&page), Some(packet()));
+    }
+
+    #[test]
+    fn a_page_of_zeros_is_not_a_frame() {
+        assert_eq!(NetPacket::decode(&[0u8; 64]), None);
+    }
+
+    #[test]
+    fn a_jumbo_frame_spans_three_slots() {
+        // 9000 bytes over 4096-byte pages.
+        let jumbo = NetPacket {
+            bytes: 9000,
+            ..packet()
+        };
+        assert_eq!(jumbo.slots(), 3);
+    }
+
+    #[test]
+    fn macs_parse_only_with_six_hex_bytes() {
+        assert_eq!(
+            parse_mac("00:16:3e:0a:0b:0c"),
+            Some([0, 0x16, 0x3e, 10, 11, 12])
+        );
+        assert_eq!(parse_mac("00:16:3e:0a:0b"), None);
+        assert_eq!(parse_mac("00:16:3e:0a:0b:0c:0d"), None);
+    }
+}

@@ -1,0 +1,159 @@
+//! A host's network side behind netback: dom0's bridge (`xenbr0`) with its forwarding
+//! table (MAC → vif), the host's own stack (dom0's address on the bridge) and the external
+//! peer behind the physical NIC, both of which answer requests; the NIC's link to the
+//! fabric is `fabric.rs`.
+//!
+//! # Invariants
+//! - A MAC is in at most one bridge's table (the run's directory checks it at insertion).
+//! - A responder's answers on one (peer MAC, flow) carry increasing sequence numbers.
+//!
+//! xensim differs: the bridge learns a vif's MAC when the vif connects (Linux's bridge
+//! learns it from the first frame's source address); dom0's stack and the external peer
+//! answer at once (their CPU is not modelled; the external peer's distance is its link).
+
+use std::collections::BTreeMap;
+
+use hypervisor_model::io::vif::{Mac, NetPacket, PacketKind, PACKET_BYTES_MIN};
+
+/// Cost keys the network side reads, with their defaults (hashed into the trace header).
+pub const NET_COST_DEFAULTS: &[(&str, u64)] = &[(
+    "dev.nic_frame_overhead_bytes",
+    super::fabric::FRAME_OVERHEAD_BYTES,
+)];
+
+/// The largest frame an answer is cut into: a 1500-byte MTU plus the Ethernet header.
+pub const FRAME_BYTES_MAX: u64 = 1514;
+
+/// dom0's own address on host `host`'s bridge (a locally administered MAC).
+pub fn dom0_mac(host: u16) -> Mac {
+    let [hi, lo] = host.to_be_bytes();
+    [0x02, 0x58, 0x53, 0x00, hi, lo]
+}
+
+/// The external peer as seen from host `host` (behind its NIC).
+pub fn external_mac(host: u16) -> Mac {
+    let [hi, lo] = host.to_be_bytes();
+    [0x02, 0x58, 0x53, 0xff, hi, lo]
+}
+
+/// An endpoint that answers requests: dom0's stack or the external peer.
+#[derive(Debug, Clone, Default)]
+pub struct Responder {
+    /// Last sequence sent per (peer MAC, flow).
+    seq: BTreeMap<(Mac, u32), u32>,
+}
+
+impl Responder {
+    /// The answer to `request` from `me`, cut into frames of at most [`FRAME_BYTES_MAX`]
+    /// (none for a response or a stream frame): every frame but the last is a stream frame
+    /// with the request's tag, the last is the response.
+    pub fn answer(&mut self, me: Mac, request: &NetPacket) -> Option<Vec<NetPacket>> {
+        if request.kind != PacketKind::Request {
+            return None;
+        }
+        let total = u64::from(request.reply_bytes).max(u64::from(PACKET_BYTES_MIN));
+        let count = total.div_ceil(FRAME_BYTES_MAX);
+        let seq = self.seq.entry((request.src, request.flow)).or_insert(0);
+        let mut left = total;
+        let mut frames = Vec::new();
+        for index in 0..count {
+            let bytes = left.min(FRAME_BYTES_MAX);
+            left -= bytes;
+            *seq = seq.wrapping_add(1);
+            let last = index + 1 == count;
+            frames.push(NetPacket {
+                dst: request.src,
+                src: me,
+                flow: request.flow,
+                seq: *seq,
+                kind: if last {
+                    PacketKind::Response
+                } else {
+                    PacketKind::Stream
+                },
+                tag: request.tag,
+                reply_bytes: 0,
+                bytes: u32::try_from(bytes).unwrap_or(0).max(PACKET_BYTES_MIN),
+            });
+        }
+        Some(frames)
+    }
+}
+
+/// Where a frame leaving a vif goes on its host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hop {
+    /// A vif on this host (dom, devid).
+    LocalVif(hypervisor_model::ids::DomId, u32),
+    /// dom0's own stack.
+    Dom0,
+    /// Out of the NIC: to another host's vif, or to the external peer.
+    Wire,
+}
+
+/// One host's bridge.
+#[derive(Debug, Clone, Default)]
+pub struct Bridge {
+    /// Forwarding table.
+    pub vifs: BTreeMap<Mac, (hypervisor_model::ids::DomId, u32)>,
+    /// dom0's stack.
+    pub dom0: Responder,
+}
+
+impl Bridge {
+    /// The next hop of a frame for `dst` on host `host`.
+    pub fn hop(&self, host: u16, dst: Mac) -> Hop {
+        if dst == dom0_mac(host) {
+            return Hop::Dom0;
+        }
+        match self.vifs.get(&dst) {
+            Some(&(dom, devid)) => Hop::LocalVif(dom, devid),
+            None => Hop::Wire,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(reply_bytes: u32) -> NetPacket {
+        NetPacket {
+            dst: dom0_mac(0),
+            src: [0, 0x16, 0x3e, 0, 0, 1],
+            flow: 4,
+            seq: 10,
+            kind: PacketKind::Request,
+            tag: 77,
+            reply_bytes,
+            bytes: 100,
+        }
+    }
+
+    #[test]
+    fn answers_echo_the_tag_and_count_their_own_sequence() {
+        let mut r = Responder::default();
+        let first = r.answer(dom0_mac(0), &request(0)).expect("answered")[0];
+        let second = r.answer(dom0_mac(0), &request(0)).expect("answered")[0];
+        assert_eq!((first.tag, first.seq, second.seq), (77, 1, 2));
+        // A zero-byte answer is padded to the 60-byte minimum frame.
+        assert_eq!(first.bytes, 60);
+    }
+
+    #[test]
+    fn a_large_answer_is_cut_at_the_mtu() {
+        // 4000 bytes: 1514 + 1514 + 972, the last one the response.
+        let mut r = Responder::default();
+        let frames = r.answer(dom0_mac(0), &request(4000)).expect("answered");
+        let sizes: Vec<u32> = frames.iter().map(|f| f.bytes).collect();
+        assert_eq!(sizes, [1514, 1514, 972]);
+        assert_eq!(frames[2].kind, PacketKind::Response);
+    }
+
+    #[test]
+    fn the_bridge_sends_unknown_macs_to_the_wire() {
+        let bridge = Bridge::default();
+        assert_eq!(bridge.hop(0, external_mac(0)), Hop::Wire);
+        assert_eq!(bridge.hop(0, dom0_mac(0)), Hop::Dom0);
+    }
+}
