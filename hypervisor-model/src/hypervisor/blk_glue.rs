@@ -205,16 +205,31 @@ impl Hypervisor {
     /// xensim differs: an upcall another channel left pending (the store channel's, whose
     /// handler is not modelled) does not hide this one.
     fn blk_send<P: Platform + ?Sized>(&mut self, key: VbdKey, from_front: bool, p: &mut P) {
-        let Some(&(front_port, back_port)) = self.blk.ports.get(&key) else {
+        let Some(&ports) = self.blk.ports.get(&key) else {
             return;
         };
         let Some(back_dom) = self.blk.paths.get(&key).map(|path| path.params.back_dom) else {
             return;
         };
+        self.ring_notify((key.0, back_dom), ports, from_front, p);
+    }
+
+    /// One end of a split driver's interdomain channel notifies the other: `ends` are the
+    /// (frontend, backend) domains and `ports` their (frontend, backend) ports. The port
+    /// goes pending on the receiver, whose vCPU is woken and whose handler acknowledges
+    /// it at once (blkif and netif alike).
+    pub(super) fn ring_notify<P: Platform + ?Sized>(
+        &mut self,
+        ends: (DomId, DomId),
+        ports: (EvtchnPort, EvtchnPort),
+        from_front: bool,
+        p: &mut P,
+    ) {
+        let ((front, back), (front_port, back_port)) = (ends, ports);
         let (sender, port, receiver, receiver_port) = if from_front {
-            (key.0, front_port, back_dom, back_port)
+            (front, front_port, back, back_port)
         } else {
-            (back_dom, back_port, key.0, front_port)
+            (back, back_port, front, front_port)
         };
         if self.evtchn.send(sender, port).is_err() {
             return;

@@ -157,32 +157,13 @@ impl Hypervisor {
 
     /// One end of `key`'s channel notifies the other (as `blk_send`).
     fn net_evtchn<P: Platform + ?Sized>(&mut self, key: VifKey, from_front: bool, p: &mut P) {
-        let Some(&(front_port, back_port)) = self.net.ports.get(&key) else {
+        let Some(&ports) = self.net.ports.get(&key) else {
             return;
         };
         let Some(back) = self.net.paths.get(&key).map(|path| path.params.back_dom) else {
             return;
         };
-        let (sender, port, receiver, receiver_port) = if from_front {
-            (key.0, front_port, back, back_port)
-        } else {
-            (back, back_port, key.0, front_port)
-        };
-        if self.evtchn.send(sender, port).is_err() {
-            return;
-        }
-        let Some(d) = self.evtchn.domain_mut(receiver) else {
-            return;
-        };
-        let Some(vcpu) = d.notify_vcpu(receiver_port) else {
-            return;
-        };
-        let _ = d.guest_ack_port(vcpu, receiver_port);
-        let notify = crate::evtchn::Notify {
-            dom: receiver,
-            vcpu,
-        };
-        self.deliver_notify(Some(notify), p);
+        self.ring_notify((key.0, back), ports, from_front, p);
     }
 
     /// `xenvif_interrupt`: TX work unless a batch is queued; RX buffers may have arrived.

@@ -629,16 +629,31 @@ impl HostGuests {
         host: u16,
         queue: &mut EventQueue<SimEvent>,
     ) {
-        let wake_generation = self.generation();
         let Some(vcpu) = u32::try_from(done.tag >> 40).ok().and_then(VcpuId::new) else {
             return;
         };
         let v = VcpuRef { dom, vcpu };
+        self.completion(v, now_ns, host, queue, |model, running| {
+            model.io_done(done, now_ns, running)
+        });
+    }
+
+    /// `v`'s model takes a completion (`complete` gets it and whether `v` runs now);
+    /// if that finished its request, its think timer is armed.
+    fn completion(
+        &mut self,
+        v: VcpuRef,
+        now_ns: u64,
+        host: u16,
+        queue: &mut EventQueue<SimEvent>,
+        complete: impl FnOnce(&mut GuestVcpu, bool) -> Option<u64>,
+    ) {
+        let wake_generation = self.generation();
         let Some(slot) = self.slots.get_mut(&v) else {
             return;
         };
         let running = slot.run_started_ns.is_some();
-        if let Some(at_ns) = slot.model.io_done(done, now_ns, running) {
+        if let Some(at_ns) = complete(&mut slot.model, running) {
             slot.wake_generation = wake_generation;
             let event = SimEvent::GuestWake {
                 host,
@@ -675,24 +690,13 @@ impl HostGuests {
         host: u16,
         queue: &mut EventQueue<SimEvent>,
     ) {
-        let wake_generation = self.generation();
         let Some(vcpu) = VcpuId::new(packet.flow) else {
             return;
         };
         let v = VcpuRef { dom, vcpu };
-        let Some(slot) = self.slots.get_mut(&v) else {
-            return;
-        };
-        let running = slot.run_started_ns.is_some();
-        if let Some(at_ns) = slot.model.net_received(packet, now_ns, running) {
-            slot.wake_generation = wake_generation;
-            let event = SimEvent::GuestWake {
-                host,
-                vcpu: v,
-                generation: wake_generation,
-            };
-            queue.push(at_ns.max(now_ns), event);
-        }
+        self.completion(v, now_ns, host, queue, |model, running| {
+            model.net_received(packet, now_ns, running)
+        });
     }
 
     /// The I/O records of every vCPU of `dom`, in vCPU order.
