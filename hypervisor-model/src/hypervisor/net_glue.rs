@@ -139,19 +139,37 @@ impl Hypervisor {
             return;
         };
         let push = path.front_tx_kick(&mut self.grants, &mut net.pages);
-        if push.pushed == 0 {
+        self.net_pushed(key, false, push.pushed, push.notify, p);
+    }
+
+    /// `slots` were pushed on `key`'s TX ring by netfront (`rx` false) or on its RX ring
+    /// by netback (`rx`): traced, and when the pushing end must notify, the other end's
+    /// interrupt runs.
+    fn net_pushed<P: Platform + ?Sized>(
+        &mut self,
+        key: VifKey,
+        rx: bool,
+        slots: u32,
+        notify: bool,
+        p: &mut P,
+    ) {
+        if slots == 0 {
             return;
         }
         p.trace(&TraceEvent::NetPush {
             dom: key.0,
             devid: key.1,
-            rx: false,
-            slots: push.pushed,
-            notify: push.notify,
+            rx,
+            slots,
+            notify,
         });
-        if push.notify {
-            self.net_evtchn(key, true, p);
-            self.netback_irq(key, p);
+        if notify {
+            self.net_evtchn(key, !rx, p);
+            if rx {
+                self.netfront_irq(key, p);
+            } else {
+                self.netback_irq(key, p);
+            }
         }
     }
 
@@ -378,20 +396,7 @@ impl Hypervisor {
                 });
             }
         };
-        if flush.slots == 0 {
-            return;
-        }
-        p.trace(&TraceEvent::NetPush {
-            dom: key.0,
-            devid: key.1,
-            rx: true,
-            slots: flush.slots,
-            notify: flush.notify,
-        });
-        if flush.notify {
-            self.net_evtchn(key, false, p);
-            self.netfront_irq(key, p);
-        }
+        self.net_pushed(key, true, flush.slots, flush.notify, p);
     }
 
     /// netfront's interrupt: TX completions, received frames to the guest, buffers

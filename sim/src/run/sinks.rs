@@ -193,7 +193,6 @@ impl Sinks {
     /// from the disk, and reconnects to a re-created backend.
     fn vbd_checks(&mut self, index: usize, host: &HostRuntime, dom: DomId, ios: &[IoRecord]) {
         let mut devs: Vec<&str> = ios.iter().map(|r| r.dev.as_str()).collect();
-        devs.dedup();
         devs.sort_unstable();
         devs.dedup();
         let pending = host.sim.guests.io_pending_writes(dom);

@@ -175,13 +175,8 @@ impl MetricsCollector {
     /// domain with that id, or else the one freed last with it (the run loop hands the
     /// records over when the domain is destroyed, after its `DomainFree`).
     pub fn domain_jobs(&mut self, host_index: usize, dom: DomId, jobs: Vec<JobRecord>) {
-        let host = self.host_mut(host_index);
-        let index = match host.live.get(&dom) {
-            Some(&index) => Some(index),
-            None => host.domains.iter().rposition(|d| d.domid == dom),
-        };
-        if let Some(index) = index {
-            host.domains[index].jobs = jobs;
+        if let Some(domain) = self.handed_over(host_index, dom) {
+            domain.jobs = jobs;
         }
     }
 
@@ -192,13 +187,8 @@ impl MetricsCollector {
         dom: DomId,
         records: Vec<crate::guest::io::IoRecord>,
     ) {
-        let host = self.host_mut(host_index);
-        let index = match host.live.get(&dom) {
-            Some(&index) => Some(index),
-            None => host.domains.iter().rposition(|d| d.domid == dom),
-        };
-        if let Some(index) = index {
-            host.domains[index].io = records;
+        if let Some(domain) = self.handed_over(host_index, dom) {
+            domain.io = records;
         }
     }
 
@@ -209,13 +199,8 @@ impl MetricsCollector {
         dom: DomId,
         stats: crate::guest::memory::MemoryStats,
     ) {
-        let host = self.host_mut(host_index);
-        let index = match host.live.get(&dom) {
-            Some(&index) => Some(index),
-            None => host.domains.iter().rposition(|d| d.domid == dom),
-        };
-        if let Some(index) = index {
-            host.domains[index].memory = Some(stats);
+        if let Some(domain) = self.handed_over(host_index, dom) {
+            domain.memory = Some(stats);
         }
     }
 
@@ -240,13 +225,8 @@ impl MetricsCollector {
         dom: DomId,
         drops: Vec<crate::run::net::NetDropRecord>,
     ) {
-        let host = self.host_mut(host_index);
-        let index = match host.live.get(&dom) {
-            Some(&index) => Some(index),
-            None => host.domains.iter().rposition(|d| d.domid == dom),
-        };
-        if let Some(index) = index {
-            host.domains[index].net_drops = drops;
+        if let Some(domain) = self.handed_over(host_index, dom) {
+            domain.net_drops = drops;
         }
     }
 
@@ -400,6 +380,17 @@ impl MetricsCollector {
             hosts,
             domains,
         }
+    }
+
+    /// The domain end-of-life data of `dom` on host `host_index` is handed to: the live
+    /// domain with that id, or else the one freed last with it.
+    fn handed_over(&mut self, host_index: usize, dom: DomId) -> Option<&mut DomainState> {
+        let host = self.host_mut(host_index);
+        let index = match host.live.get(&dom) {
+            Some(&index) => index,
+            None => host.domains.iter().rposition(|d| d.domid == dom)?,
+        };
+        host.domains.get_mut(index)
     }
 
     fn host_mut(&mut self, host_index: usize) -> &mut HostState {
