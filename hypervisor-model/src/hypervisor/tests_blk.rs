@@ -110,6 +110,21 @@ pub(super) fn submit(hv: &mut Hypervisor, p: &mut FakePlatform, dom: u16, io: Gu
     p.run_until_idle(hv);
 }
 
+/// Hands guest 1's blkfront `count` 4 KiB reads on xvda (tags 0.., sectors 8 apart)
+/// without running the host; each is marked last (one push each) when `each_last`,
+/// otherwise only the final one (one batch).
+fn hand_reads(hv: &mut Hypervisor, p: &mut FakePlatform, count: u64, each_last: bool) {
+    for tag in 0..count {
+        let input = CoreInput::BlkSubmit {
+            vcpu: ids::vcpu(1, 0),
+            vdev: XVDA,
+            io: io(tag, IoOp::Read, tag * 8, 8),
+            last: each_last || tag + 1 == count,
+        };
+        assert_eq!(hv.handle(&input, p), Ok(()));
+    }
+}
+
 /// The completions guest `dom` was told of, in order.
 pub(super) fn completions(p: &FakePlatform, dom: u16) -> Vec<IoDone> {
     p.notices
@@ -185,15 +200,7 @@ fn busy_blkback_lets_blkfront_skip_notifications() {
     // blkback's batch takes 10 us of dom0 CPU; three more pushes in that time need no
     // kick (req_event is not re-armed until blkback's final check).
     let (mut hv, mut p) = two_guests(10_000);
-    for tag in 0..4 {
-        let input = CoreInput::BlkSubmit {
-            vcpu: ids::vcpu(1, 0),
-            vdev: XVDA,
-            io: io(tag, IoOp::Read, tag * 8, 8),
-            last: true,
-        };
-        assert_eq!(hv.handle(&input, &mut p), Ok(()));
-    }
+    hand_reads(&mut hv, &mut p, 4, true);
     p.run_until_idle(&mut hv);
     let counters = hv.vbd_path(ids::dom(1), XVDA).expect("xvda").counters;
     assert_eq!(counters.req_notify_count, 1);
@@ -358,15 +365,7 @@ fn a_batch_is_pushed_once_at_its_last_io() {
     // Four I/Os, only the fourth marked last (blk-mq's bd->last): one push of 4 requests
     // and one notification; blkback consumes them in one batch.
     let (mut hv, mut p) = two_guests(0);
-    for tag in 0..4 {
-        let input = CoreInput::BlkSubmit {
-            vcpu: ids::vcpu(1, 0),
-            vdev: XVDA,
-            io: io(tag, IoOp::Read, tag * 8, 8),
-            last: tag == 3,
-        };
-        assert_eq!(hv.handle(&input, &mut p), Ok(()));
-    }
+    hand_reads(&mut hv, &mut p, 4, false);
     let counters = hv.vbd_path(ids::dom(1), XVDA).expect("xvda").counters;
     assert_eq!(counters.requests_pushed, 4);
     assert_eq!(counters.req_notify_count, 1);
@@ -389,15 +388,7 @@ fn disk_error_fault_fails_the_next_requests_only() {
         count: 2,
     };
     assert_eq!(hv.handle(&fault, &mut p), Ok(()));
-    for tag in 0..3 {
-        let input = CoreInput::BlkSubmit {
-            vcpu: ids::vcpu(1, 0),
-            vdev: XVDA,
-            io: io(tag, IoOp::Read, tag * 8, 8),
-            last: tag == 2,
-        };
-        assert_eq!(hv.handle(&input, &mut p), Ok(()));
-    }
+    hand_reads(&mut hv, &mut p, 3, false);
     assert_eq!(p.disk_cmds.len(), 1);
     TestDisk::default().serve(&mut hv, &mut p);
     let statuses: Vec<i16> = completions(&p, 1).iter().map(|d| d.status).collect();

@@ -197,25 +197,26 @@ fn mem_set_balloons_guest_down_to_target_and_back() {
     assert_eq!(hv.ballooned_pages(d(1)), 0);
 }
 
-/// The guest of `built_1g_guest` says it cannot go below 768 MiB.
-fn floor_768m(hv: &mut Hypervisor, p: &mut FakePlatform) {
+/// The guest of `built_1g_guest` says it cannot go below 768 MiB, then `xl mem-set`
+/// asks it for 512 MiB.
+fn mem_set_512m_under_a_768m_floor(hv: &mut Hypervisor, p: &mut FakePlatform) {
     let floor = CoreInput::GuestMemFloor {
         dom: d(1),
         floor_pages: 768 * 256,
         oom_kill: false,
     };
     assert_eq!(hv.handle(&floor, p), Ok(()));
+    let op = ToolstackOp::MemSet {
+        dom: d(1),
+        target_kib: 512 * 1024,
+    };
+    mem_op(hv, p, 2, op);
 }
 
 #[test]
 fn balloon_stops_at_guest_floor_above_target() {
     let (mut hv, mut p) = built_1g_guest();
-    floor_768m(&mut hv, &mut p);
-    let op = ToolstackOp::MemSet {
-        dom: d(1),
-        target_kib: 512 * 1024,
-    };
-    mem_op(&mut hv, &mut p, 2, op);
+    mem_set_512m_under_a_768m_floor(&mut hv, &mut p);
     assert_eq!(hv.domain(d(1)).map(|x| x.tot_pages), Some(768 * 256));
     assert_eq!(hv.ballooned_pages(d(1)), 256 * 256);
 }
@@ -223,12 +224,7 @@ fn balloon_stops_at_guest_floor_above_target() {
 #[test]
 fn balloon_gives_up_after_four_failed_rounds() {
     let (mut hv, mut p) = built_1g_guest();
-    floor_768m(&mut hv, &mut p);
-    let op = ToolstackOp::MemSet {
-        dom: d(1),
-        target_kib: 512 * 1024,
-    };
-    mem_op(&mut hv, &mut p, 2, op);
+    mem_set_512m_under_a_768m_floor(&mut hv, &mut p);
     let gave_up: Vec<u64> = p
         .events
         .iter()

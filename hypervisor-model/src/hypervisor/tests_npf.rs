@@ -92,6 +92,18 @@ fn outcomes(p: &FakePlatform) -> Vec<u8> {
         .collect()
 }
 
+/// A booted host with d1 created paused (its balloon driver never ran): an HVM guest of
+/// 64 MiB with maxmem 128 MiB, so a PoD guest with a 64 MiB cache.
+fn paused_pod_guest() -> (Hypervisor, FakePlatform) {
+    let (mut hv, mut p) = boot();
+    p.inject(
+        STime::ZERO,
+        create_paused(1, guest(GuestType::Hvm, 64, 128)),
+    );
+    p.run_until_idle(&mut hv);
+    (hv, p)
+}
+
 fn d1() -> DomId {
     ids::dom(1)
 }
@@ -177,12 +189,7 @@ fn mapped_ram_access_is_spurious_and_charged() {
 
 #[test]
 fn pod_guest_is_built_with_a_cache_and_a_pod_physmap() {
-    let (mut hv, mut p) = boot();
-    p.inject(
-        STime::ZERO,
-        create_paused(1, guest(GuestType::Hvm, 64, 128)),
-    );
-    p.run_until_idle(&mut hv);
+    let (hv, _p) = paused_pod_guest();
     let pod = hv
         .memory()
         .dom(d1())
@@ -194,12 +201,7 @@ fn pod_guest_is_built_with_a_cache_and_a_pod_physmap() {
 
 #[test]
 fn pod_first_touch_populates_a_2m_chunk_and_maps_it() {
-    let (mut hv, mut p) = boot();
-    p.inject(
-        STime::ZERO,
-        create_paused(1, guest(GuestType::Hvm, 64, 128)),
-    );
-    p.run_until_idle(&mut hv);
+    let (mut hv, mut p) = paused_pod_guest();
     touch(&mut hv, &mut p, 0x203, READ);
     let entry = hv.memory().p2m_lookup(d1(), Gfn::new(0x203));
     assert_eq!(
@@ -215,12 +217,7 @@ fn pod_first_touch_populates_a_2m_chunk_and_maps_it() {
 fn pod_guest_touching_beyond_target_without_ballooning_crashes() {
     // Created paused: its balloon driver never ran. Written pages are never zero, so
     // the sweep finds nothing once the 64 MiB cache is gone.
-    let (mut hv, mut p) = boot();
-    p.inject(
-        STime::ZERO,
-        create_paused(1, guest(GuestType::Hvm, 64, 128)),
-    );
-    p.run_until_idle(&mut hv);
+    let (mut hv, mut p) = paused_pod_guest();
     // 64 MiB in 2 MiB chunks, then one more.
     for chunk in 0..33u64 {
         touch(&mut hv, &mut p, chunk * 512, WRITE);
@@ -274,12 +271,7 @@ fn logdirty_write_marks_the_page_and_makes_it_writable() {
 
 #[test]
 fn pod_zero_chunk_read_earlier_is_reclaimed_by_eager_reclaim() {
-    let (mut hv, mut p) = boot();
-    p.inject(
-        STime::ZERO,
-        create_paused(1, guest(GuestType::Hvm, 64, 128)),
-    );
-    p.run_until_idle(&mut hv);
+    let (mut hv, mut p) = paused_pod_guest();
     // Reads bring in the whole 64 MiB cache as 32 zero chunks; the 33rd touch reclaims
     // the oldest recorded chunk (still zero) instead of crashing.
     for chunk in 0..33u64 {
