@@ -5,9 +5,10 @@
 //! A frame for a vif on the same host crosses the bridge at once; one for dom0's stack is
 //! answered there; anything else leaves through the NIC onto the fabric (`machine/fabric.rs`)
 //! towards another host's bridge or the external peer, which answers requests back over
-//! the reverse link. Every frame that reaches a vif is a `CoreInput::NetDeliver` event at
-//! its arrival time; an answer a guest's kernel owes (its peer is that guest) is a
-//! `CoreInput::NetSend` from that guest's vCPU 0.
+//! the reverse link. Every frame that reaches a vif is a `CoreInput::NetDeliver`: at once
+//! for a frame that stays on the host (the bridge runs in netback's softirq), else a
+//! `NetArrive` event at its arrival time; an answer a guest's kernel owes (its peer is that
+//! guest) is a `CoreInput::NetSend` from that guest's vCPU 0.
 //!
 //! # Invariants
 //! - The directory maps each connected vif's MAC to exactly one (host, domain, vif).
@@ -197,6 +198,11 @@ impl World<'_> {
     /// `NetArrive`: the frame reaches its vif's netback (or is sent by its guest's kernel).
     pub(crate) fn net_arrived(&mut self, frame: u64) -> Option<u16> {
         let pending = self.net.pending.remove(&frame)?;
+        self.net_land(pending)
+    }
+
+    /// The frame reaches its vif's netback (or is sent by its guest's kernel) now.
+    fn net_land(&mut self, pending: Pending) -> Option<u16> {
         let input = if pending.send {
             let vcpu = VcpuRef {
                 dom: pending.dom,
@@ -244,14 +250,19 @@ impl World<'_> {
             packet,
             send,
         };
+        // A frame that stays on the host crosses the bridge (and dom0's stack) in the
+        // softirq netback transmitted it from, as Linux's `netif_receive_skb` does: it
+        // reaches its netback before that vCPU can go idle.
         match self.net.bridges[usize::from(host)].hop(host, packet.dst) {
-            Hop::LocalVif(dom, devid) => self.net_arrive(now_ns, back(dom, devid, packet, false)),
+            Hop::LocalVif(dom, devid) => {
+                let _ = self.net_land(back(dom, devid, packet, false));
+            }
             Hop::Dom0 => {
                 let answer = self.net.bridges[usize::from(host)]
                     .dom0
                     .answer(dom0_mac(host), &packet);
                 for a in answer.into_iter().flatten() {
-                    self.net_arrive(now_ns, back(frame.dom, frame.devid, a, false));
+                    let _ = self.net_land(back(frame.dom, frame.devid, a, false));
                 }
             }
             Hop::Wire => self.net_wire(host, frame, now_ns),
