@@ -12,11 +12,13 @@
 //!
 //! # Invariants
 //! - The directory maps each connected vif's MAC to exactly one (host, domain, vif).
+//! - `vif_macs` holds (host, domain, vif, MAC) exactly for each entry of each host's
+//!   bridge forwarding table.
 //! - Every frame in `pending` has exactly one `NetArrive` event queued.
 //! - Every frame that is lost, partitioned, too big or has no route is counted against the
 //!   sending vif (`drops`), and every frame dropped by netfront or netback against its vif.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use hypervisor_model::event::CoreInput;
 use hypervisor_model::ids::{DomId, VcpuId, VcpuRef};
@@ -76,6 +78,9 @@ pub struct NetWorld {
     kernels: BTreeMap<(u16, DomId), Responder>,
     /// Connected vifs by MAC.
     directory: BTreeMap<Mac, (u16, DomId, u32)>,
+    /// The bridges' forwarding entries the other way round: (host, domain, vif, MAC), so
+    /// that the MAC of a vif (asked for every frame it sends or receives) is one lookup.
+    vif_macs: BTreeSet<(u16, DomId, u32, Mac)>,
     pending: BTreeMap<u64, Pending>,
     next_frame: u64,
     /// Dropped frames by (host, domain).
@@ -116,6 +121,7 @@ impl NetWorld {
             external: Responder::default(),
             kernels: BTreeMap::new(),
             directory: BTreeMap::new(),
+            vif_macs: BTreeSet::new(),
             pending: BTreeMap::new(),
             next_frame: 0,
             drops: BTreeMap::new(),
@@ -132,12 +138,17 @@ impl NetWorld {
     pub fn attach(&mut self, host: u16, dom: DomId, devid: u32, mac: Mac) {
         if let Some((h, d, v)) = self.directory.insert(mac, (host, dom, devid)) {
             if let Some(bridge) = self.bridges.get_mut(usize::from(h)) {
-                bridge.vifs.remove(&mac);
+                if let Some((d, v)) = bridge.vifs.remove(&mac) {
+                    self.vif_macs.remove(&(h, d, v, mac));
+                }
             }
             debug_assert!((h, d, v) == (host, dom, devid), "MAC given to two vifs");
         }
         if let Some(bridge) = self.bridges.get_mut(usize::from(host)) {
-            bridge.vifs.insert(mac, (dom, devid));
+            if let Some((d, v)) = bridge.vifs.insert(mac, (dom, devid)) {
+                self.vif_macs.remove(&(host, d, v, mac));
+            }
+            self.vif_macs.insert((host, dom, devid, mac));
         }
     }
 
@@ -148,17 +159,21 @@ impl NetWorld {
         if let Some(bridge) = self.bridges.get_mut(usize::from(host)) {
             bridge.vifs.retain(|_, (d, _)| *d != dom);
         }
+        self.vif_macs
+            .retain(|(h, d, _, _)| !(*h == host && *d == dom));
         self.kernels.remove(&(host, dom));
     }
 
-    /// The MAC of `dom`'s vif `devid` on `host`, if connected.
+    /// The MAC of `dom`'s vif `devid` on `host`, if connected (the lowest, should the
+    /// bridge know the vif under two).
     pub fn mac_of(&self, host: u16, dom: DomId, devid: u32) -> Option<Mac> {
-        let bridge = self.bridges.get(usize::from(host))?;
-        bridge
-            .vifs
-            .iter()
-            .find(|(_, v)| **v == (dom, devid))
-            .map(|(mac, _)| *mac)
+        let (h, d, v, mac) = *self.vif_macs.range((host, dom, devid, [0; 6])..).next()?;
+        let found = ((h, d, v) == (host, dom, devid)).then_some(mac);
+        debug_assert!(found.is_none_or(|mac| {
+            let bridge = self.bridges.get(usize::from(host));
+            bridge.and_then(|b| b.vifs.get(&mac)) == Some(&(dom, devid))
+        }));
+        found
     }
 
     fn drop_frame(&mut self, host: u16, dom: DomId, devid: u32, at_ns: u64, reason: DropReason) {
