@@ -10,6 +10,7 @@ use hypervisor_model::domain::{Dying, ShutdownReason};
 use hypervisor_model::event::CoreInput;
 use hypervisor_model::hypervisor::console_glue::CONSOLE_WORK_BIT;
 use hypervisor_model::hypervisor::ioreq::IOREQ_WORK_BIT;
+use hypervisor_model::hypervisor::net_glue::NET_WORK_BIT;
 use hypervisor_model::ids::{DomId, PcpuId, VcpuRef};
 use hypervisor_model::sched::params::{DomParams, PoolParams};
 use hypervisor_model::toolstack::ops::{JobStepCode, ToolstackOp};
@@ -97,6 +98,9 @@ pub fn input_line(out: &mut String, host: &str, time_ns: u64, input: &CoreInput)
         }
         CoreInput::ConsoleWrite { vcpu: v, text } => {
             format!("{} console write {} bytes", vcpu(*v), text.len())
+        }
+        CoreInput::BackendWorkDone { item } if item.0 & NET_WORK_BIT != 0 => {
+            format!("netback work{} done", item.0 & !NET_WORK_BIT)
         }
         CoreInput::BackendWorkDone { item } => format!("blkback work{} done", item.0),
         CoreInput::BlkFault { dom, vdev, count } => {
@@ -334,7 +338,7 @@ fn net_event_text(event: &TraceEvent) -> String {
             work_ns,
         } => format!(
             "netback work{} d{} vif{devid} {} {packets} packets {work_ns}ns",
-            item.0 & !hypervisor_model::hypervisor::net_glue::NET_WORK_BIT,
+            item.0 & !NET_WORK_BIT,
             dom.raw(),
             if *rx { "rx" } else { "tx" }
         ),

@@ -5,17 +5,20 @@
 //! A frame for a vif on the same host crosses the bridge at once; one for dom0's stack is
 //! answered there; anything else leaves through the NIC onto the fabric (`machine/fabric.rs`)
 //! towards another host's bridge or the external peer, which answers requests back over
-//! the reverse link. Every frame that reaches a vif is a `CoreInput::NetDeliver` event at
-//! its arrival time; an answer a guest's kernel owes (its peer is that guest) is a
-//! `CoreInput::NetSend` from that guest's vCPU 0.
+//! the reverse link. Every frame that reaches a vif is a `CoreInput::NetDeliver`: at once
+//! for a frame that stays on the host (the bridge runs in netback's softirq), else a
+//! `NetArrive` event at its arrival time; an answer a guest's kernel owes (its peer is that
+//! guest) is a `CoreInput::NetSend` from that guest's vCPU 0.
 //!
 //! # Invariants
 //! - The directory maps each connected vif's MAC to exactly one (host, domain, vif).
+//! - `vif_macs` holds (host, domain, vif, MAC) exactly for each entry of each host's
+//!   bridge forwarding table.
 //! - Every frame in `pending` has exactly one `NetArrive` event queued.
 //! - Every frame that is lost, partitioned, too big or has no route is counted against the
 //!   sending vif (`drops`), and every frame dropped by netfront or netback against its vif.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use hypervisor_model::event::CoreInput;
 use hypervisor_model::ids::{DomId, VcpuId, VcpuRef};
@@ -75,6 +78,9 @@ pub struct NetWorld {
     kernels: BTreeMap<(u16, DomId), Responder>,
     /// Connected vifs by MAC.
     directory: BTreeMap<Mac, (u16, DomId, u32)>,
+    /// The bridges' forwarding entries the other way round: (host, domain, vif, MAC), so
+    /// that the MAC of a vif (asked for every frame it sends or receives) is one lookup.
+    vif_macs: BTreeSet<(u16, DomId, u32, Mac)>,
     pending: BTreeMap<u64, Pending>,
     next_frame: u64,
     /// Dropped frames by (host, domain).
@@ -115,6 +121,7 @@ impl NetWorld {
             external: Responder::default(),
             kernels: BTreeMap::new(),
             directory: BTreeMap::new(),
+            vif_macs: BTreeSet::new(),
             pending: BTreeMap::new(),
             next_frame: 0,
             drops: BTreeMap::new(),
@@ -131,12 +138,17 @@ impl NetWorld {
     pub fn attach(&mut self, host: u16, dom: DomId, devid: u32, mac: Mac) {
         if let Some((h, d, v)) = self.directory.insert(mac, (host, dom, devid)) {
             if let Some(bridge) = self.bridges.get_mut(usize::from(h)) {
-                bridge.vifs.remove(&mac);
+                if let Some((d, v)) = bridge.vifs.remove(&mac) {
+                    self.vif_macs.remove(&(h, d, v, mac));
+                }
             }
             debug_assert!((h, d, v) == (host, dom, devid), "MAC given to two vifs");
         }
         if let Some(bridge) = self.bridges.get_mut(usize::from(host)) {
-            bridge.vifs.insert(mac, (dom, devid));
+            if let Some((d, v)) = bridge.vifs.insert(mac, (dom, devid)) {
+                self.vif_macs.remove(&(host, d, v, mac));
+            }
+            self.vif_macs.insert((host, dom, devid, mac));
         }
     }
 
@@ -147,17 +159,21 @@ impl NetWorld {
         if let Some(bridge) = self.bridges.get_mut(usize::from(host)) {
             bridge.vifs.retain(|_, (d, _)| *d != dom);
         }
+        self.vif_macs
+            .retain(|(h, d, _, _)| !(*h == host && *d == dom));
         self.kernels.remove(&(host, dom));
     }
 
-    /// The MAC of `dom`'s vif `devid` on `host`, if connected.
+    /// The MAC of `dom`'s vif `devid` on `host`, if connected (the lowest, should the
+    /// bridge know the vif under two).
     pub fn mac_of(&self, host: u16, dom: DomId, devid: u32) -> Option<Mac> {
-        let bridge = self.bridges.get(usize::from(host))?;
-        bridge
-            .vifs
-            .iter()
-            .find(|(_, v)| **v == (dom, devid))
-            .map(|(mac, _)| *mac)
+        let (h, d, v, mac) = *self.vif_macs.range((host, dom, devid, [0; 6])..).next()?;
+        let found = ((h, d, v) == (host, dom, devid)).then_some(mac);
+        debug_assert!(found.is_none_or(|mac| {
+            let bridge = self.bridges.get(usize::from(host));
+            bridge.and_then(|b| b.vifs.get(&mac)) == Some(&(dom, devid))
+        }));
+        found
     }
 
     fn drop_frame(&mut self, host: u16, dom: DomId, devid: u32, at_ns: u64, reason: DropReason) {
@@ -197,6 +213,11 @@ impl World<'_> {
     /// `NetArrive`: the frame reaches its vif's netback (or is sent by its guest's kernel).
     pub(crate) fn net_arrived(&mut self, frame: u64) -> Option<u16> {
         let pending = self.net.pending.remove(&frame)?;
+        self.net_land(pending)
+    }
+
+    /// The frame reaches its vif's netback (or is sent by its guest's kernel) now.
+    fn net_land(&mut self, pending: Pending) -> Option<u16> {
         let input = if pending.send {
             let vcpu = VcpuRef {
                 dom: pending.dom,
@@ -244,14 +265,19 @@ impl World<'_> {
             packet,
             send,
         };
+        // A frame that stays on the host crosses the bridge (and dom0's stack) in the
+        // softirq netback transmitted it from, as Linux's `netif_receive_skb` does: it
+        // reaches its netback before that vCPU can go idle.
         match self.net.bridges[usize::from(host)].hop(host, packet.dst) {
-            Hop::LocalVif(dom, devid) => self.net_arrive(now_ns, back(dom, devid, packet, false)),
+            Hop::LocalVif(dom, devid) => {
+                let _ = self.net_land(back(dom, devid, packet, false));
+            }
             Hop::Dom0 => {
                 let answer = self.net.bridges[usize::from(host)]
                     .dom0
                     .answer(dom0_mac(host), &packet);
                 for a in answer.into_iter().flatten() {
-                    self.net_arrive(now_ns, back(frame.dom, frame.devid, a, false));
+                    let _ = self.net_land(back(frame.dom, frame.devid, a, false));
                 }
             }
             Hop::Wire => self.net_wire(host, frame, now_ns),
