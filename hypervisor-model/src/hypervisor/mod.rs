@@ -23,6 +23,7 @@ pub mod console_glue;
 mod cpupool;
 mod driver_tasks;
 mod drv_glue;
+mod drv_net;
 mod ept_glue;
 pub mod ioreq;
 pub mod logdirty_glue;
@@ -474,6 +475,7 @@ impl Hypervisor {
         self.xs_deliver_notifies(p);
         self.xenbus_wake_waiters(p);
         self.blk_unpark(p);
+        self.net_flush_lost(p);
         self.ept_flush(p);
     }
 
@@ -715,6 +717,8 @@ mod proptests_net;
 mod tests_blk;
 #[cfg(test)]
 mod tests_drv;
+#[cfg(test)]
+mod tests_drv_net;
 #[cfg(test)]
 mod tests_io;
 #[cfg(test)]

@@ -271,6 +271,16 @@ impl Hypervisor {
             let disk_index = u32::try_from(index).unwrap_or(u32::MAX);
             return Err(ToolstackError::NoSuchBackend { disk_index });
         }
+        // libxl__device_nic_setdefault, when domcreate_attach_devices adds the vifs: a
+        // `backend=` that names no domain fails them. xensim differs: checked here too.
+        if config
+            .vifs
+            .iter()
+            .any(|vif| self.vif_backend(vif).is_none())
+        {
+            self.free_domain(dom, p);
+            return Err(ToolstackError::NoSuchVifBackend);
+        }
         let xs_ns = self.create_make_io(dom, config, &uuid);
         let needed_pages = pages_of_kib(config.memory_kib);
         let available = self
@@ -303,7 +313,18 @@ impl Hypervisor {
     /// `libxl__resolve_domid` for a disk: dom0 without `backend=`, else the live domain
     /// of that name.
     pub(crate) fn disk_backend(&self, disk: &crate::toolstack::config::DiskCfg) -> Option<DomId> {
-        let Some(name) = disk.backend.as_deref() else {
+        self.backend_named(disk.backend.as_deref())
+    }
+
+    /// `libxl__resolve_domid` for a vif (`libxl__device_nic_setdefault`): the same rule.
+    pub(crate) fn vif_backend(&self, vif: &crate::toolstack::config::VifCfg) -> Option<DomId> {
+        self.backend_named(vif.backend.as_deref())
+    }
+
+    /// dom0 for no `backend=`, else the live domain called `name`. xensim differs: an
+    /// all-digit name is looked up as a name too (libxl takes it as a domid unchecked).
+    fn backend_named(&self, name: Option<&str>) -> Option<DomId> {
+        let Some(name) = name else {
             return Some(DomId::DOM0);
         };
         self.domains

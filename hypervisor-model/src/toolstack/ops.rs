@@ -205,6 +205,9 @@ pub enum ToolstackError {
         /// The disk's index in `disk=`.
         disk_index: u32,
     },
+    /// A `vif=` entry's `backend=` names no live domain (`libxl__device_nic_setdefault`
+    /// fails, and with it `domcreate_attach_devices`).
+    NoSuchVifBackend,
 }
 
 /// What the core tells the toolstack process about its operation.

@@ -121,6 +121,11 @@ fn create_failure(dom: u16, pool: &str, name: &str, error: ToolstackError) -> St
             Some(dom),
             &format!("Unable to set disk defaults for disk {disk_index}"),
         ),
+        ToolstackError::NoSuchVifBackend => libxl_error(
+            "libxl_create.c:1919:domcreate_attach_devices",
+            Some(dom),
+            "unable to add vif devices",
+        ),
         ToolstackError::NoFreeDomid => libxl_error(
             "libxl_create.c:709:libxl__domain_make",
             None,

@@ -198,6 +198,7 @@ impl Sinks {
         let pending = host.sim.guests.io_pending_writes(dom);
         for dev in devs {
             let Some(vdev) = hypervisor_model::toolstack::xs_tree::disk_devid(dev) else {
+                self.vif_checks(index, host, dom, dev);
                 continue;
             };
             let records: Vec<IoRecord> = ios.iter().filter(|r| r.dev == dev).cloned().collect();
@@ -219,6 +220,19 @@ impl Sinks {
             self.metrics.vbd_checks(index, dom, dev.to_string(), checks);
         }
     }
+    /// The end-of-run checks of a vif `dom` did I/O on: its reconnects to a re-created
+    /// backend.
+    fn vif_checks(&mut self, index: usize, host: &HostRuntime, dom: DomId, dev: &str) {
+        let Some(devid) = dev.strip_prefix("vif").and_then(|n| n.parse::<u32>().ok()) else {
+            return;
+        };
+        let checks = crate::report::metrics::io::VbdChecks {
+            reconnect_count: u64::from(host.hv.vif_reconnects(dom, devid)),
+            ..Default::default()
+        };
+        self.metrics.vbd_checks(index, dom, dev.to_string(), checks);
+    }
+
     /// The dropped vif frames of domain `dom` (at its destruction or the run's end).
     pub fn domain_net_drops(
         &mut self,
