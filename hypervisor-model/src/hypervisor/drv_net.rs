@@ -117,6 +117,14 @@ impl Hypervisor {
         self.net.reconnects.get(&(dom, devid)).copied().unwrap_or(0)
     }
 
+    /// The vifs of `dom` that reconnected to a re-created backend, by devid.
+    pub fn vifs_reconnected(&self, dom: DomId) -> impl Iterator<Item = u32> + '_ {
+        self.net
+            .reconnects
+            .range((dom, 0)..=(dom, u32::MAX))
+            .map(|(key, _)| key.1)
+    }
+
     /// The driver-domain checks of vifs: kept in-order memory only without a data path,
     /// and no lost frame left uncounted between inputs.
     pub(crate) fn drv_net_check(&self, out: &mut Vec<crate::sched::Violation>) {

@@ -160,6 +160,9 @@ pub struct Hypervisor {
     pub(crate) next_driver_work: u32,
     /// Create and destroy jobs waiting for their domain's XenBus devices to settle.
     pub(crate) xenbus_waiters: BTreeMap<JobId, (DomId, xenbus_watch::XenbusWait)>,
+    /// Creates waiting out `LIBXL_INIT_TIMEOUT` for a backend that will never come
+    /// (`drv_glue.rs`), with the error they end in.
+    pub(crate) create_stuck: BTreeMap<JobId, crate::toolstack::ops::ToolstackError>,
     /// Bumped by every change a waiter's test reads besides the driver reactions and
     /// xenstored's ring counts: device ends and their states, domain liveness, new waiters.
     pub(crate) xenbus_epoch: u64,
@@ -228,6 +231,7 @@ impl Hypervisor {
             driver_tasks: driver_tasks::DriverTasks::default(),
             next_driver_work: 0,
             xenbus_waiters: BTreeMap::new(),
+            create_stuck: BTreeMap::new(),
             xenbus_epoch: 0,
             xenbus_scanned: None,
             xenbus_traces: Vec::new(),

@@ -105,7 +105,10 @@ fn crash_netdd(hv: &mut Hypervisor, p: &mut FakePlatform) {
 }
 
 fn backend_gone_drops(p: &FakePlatform, dom: u16) -> usize {
-    let gone = |n: &GuestNotice| matches!(n, GuestNotice::NetDropped { reason, .. } if *reason == BACKEND_GONE);
+    let gone = |n: &GuestNotice| match n {
+        GuestNotice::NetDropped { reason, .. } => *reason == BACKEND_GONE,
+        _ => false,
+    };
     p.notices
         .iter()
         .filter(|(d, n)| *d == ids::dom(dom) && gone(n))
@@ -281,6 +284,32 @@ fn guests_and_the_restarted_driver_domain_tear_down_clean_after_the_crash() {
     assert!(hv.xenstore.node("/libxl/2").is_none());
     assert!(hv.vif_paths().next().is_none());
     assert_eq!(hv.net_pages(), 0);
+    let violations = hv.check_invariants();
+    assert!(violations.is_empty(), "{violations:?}");
+}
+
+#[test]
+fn vif_backend_naming_a_domain_that_is_no_driver_domain_times_out_the_create() {
+    let mut p = FakePlatform::default();
+    let mut hv = Hypervisor::boot(small_host(2, SchedKind::Null), &mut p);
+    p.run_until_idle(&mut hv);
+    let plain = DomainConfig::with_defaults(String::from("plain"));
+    assert_eq!(hv.handle(&create_paused(1, plain), &mut p), Ok(()));
+    p.run_until_idle(&mut hv);
+    let a = guest("a", "00:16:3e:00:00:01", Some("plain"));
+    assert_eq!(hv.handle(&create_paused(2, a), &mut p), Ok(()));
+    p.run_until_idle(&mut hv);
+    // libxl waits LIBXL_INIT_TIMEOUT (10 s) for plain's netback, then destroys a (d2).
+    let error = ToolstackError::BackendNotReady {
+        vif: true,
+        backend: ids::dom(1),
+        devid: 0,
+    };
+    let done = ToolstackReply::Done { result: Err(error) };
+    assert!(p.replies.contains(&(JobId(2), done)));
+    assert!(p.now.as_ns() >= 10_000_000_000);
+    assert!(hv.domains.get(ids::dom(2)).is_none());
+    assert!(hv.xenstore.node("/local/domain/1/backend/vif/2").is_none());
     let violations = hv.check_invariants();
     assert!(violations.is_empty(), "{violations:?}");
 }

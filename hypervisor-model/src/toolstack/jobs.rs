@@ -395,6 +395,7 @@ impl Hypervisor {
         if !self.is_alive(dom) {
             // Destroyed while being built: libxl's create fails.
             self.jobs.remove(&job);
+            self.create_stuck.remove(&job);
             finish(job, Err(ToolstackError::NoSuchDomain), p);
             return;
         }
@@ -451,7 +452,17 @@ impl Hypervisor {
             self.enter_step(job, state, JobStepCode::Devices, p);
             let xs_ns = self.create_devices_io(dom, p);
             self.stubdom_spawn(dom, p);
-            self.defer(job, xs_ns, p);
+            let wait_ns = self.create_stuck_wait_ns(job, dom);
+            self.defer(job, xs_ns.saturating_add(wait_ns), p);
+        } else if let Some(error) = self.create_stuck.remove(&job) {
+            // libxl__wait_device_connection timed out: the create fails and libxl
+            // destroys the domain (xensim differs: xl's create returns at once, the
+            // destroy runs as the toolstack's own job).
+            self.jobs.remove(&job);
+            let destroy = self.internal_job_id();
+            let started = self.destroy_start(destroy, dom, None, p);
+            debug_assert!(started.is_ok(), "{dom:?} is alive: {started:?}");
+            finish(job, Err(error), p);
         } else if !self.xenbus_wait_over(dom, XenbusWait::BackendsReady, p) {
             // libxl__wait_device_connection: the job waits until every backend reached
             // InitWait (`xenbus_watch.rs` continues it then); the frontends connect later.

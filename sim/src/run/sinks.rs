@@ -190,15 +190,20 @@ impl Sinks {
     }
 
     /// The end-of-run checks of each vbd `dom` did I/O on: acknowledged writes missing
-    /// from the disk, and reconnects to a re-created backend.
+    /// from the disk, and reconnects to a re-created backend (of its vifs too).
     fn vbd_checks(&mut self, index: usize, host: &HostRuntime, dom: DomId, ios: &[IoRecord]) {
         let mut devs: Vec<&str> = ios.iter().map(|r| r.dev.as_str()).collect();
         devs.sort_unstable();
         devs.dedup();
         let pending = host.sim.guests.io_pending_writes(dom);
+        // A vif's reconnects count even without a request of its own (a vif that only
+        // answers, or only dropped frames).
+        for devid in host.hv.vifs_reconnected(dom) {
+            let dev = format!("vif{devid}");
+            self.vif_checks(index, host, dom, &dev);
+        }
         for dev in devs {
             let Some(vdev) = hypervisor_model::toolstack::xs_tree::disk_devid(dev) else {
-                self.vif_checks(index, host, dom, dev);
                 continue;
             };
             let records: Vec<IoRecord> = ios.iter().filter(|r| r.dev == dev).cloned().collect();
