@@ -407,7 +407,15 @@ impl Hypervisor {
             None => return self.net_dropped(key, NetDropReason::NoDevice, p),
         };
         if !queued {
-            return self.net_dropped(key, NetDropReason::RxRingFull, p);
+            // A frame for a vif whose driver domain died (netfront has not noticed yet).
+            let back = self.net.paths.get(&key).map(|path| path.params.back_dom);
+            let gone = back.is_some_and(|b| b != DomId::DOM0 && !self.is_alive(b));
+            let reason = if gone {
+                NetDropReason::BackendGone
+            } else {
+                NetDropReason::RxRingFull
+            };
+            return self.net_dropped(key, reason, p);
         }
         self.netback_queue(key, NetWorkKind::Rx, p);
     }
