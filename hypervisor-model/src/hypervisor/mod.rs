@@ -23,6 +23,7 @@ pub mod console_glue;
 mod cpupool;
 mod driver_tasks;
 mod drv_glue;
+mod drv_net;
 mod ept_glue;
 pub mod ioreq;
 pub mod logdirty_glue;
@@ -159,6 +160,9 @@ pub struct Hypervisor {
     pub(crate) next_driver_work: u32,
     /// Create and destroy jobs waiting for their domain's XenBus devices to settle.
     pub(crate) xenbus_waiters: BTreeMap<JobId, (DomId, xenbus_watch::XenbusWait)>,
+    /// Creates waiting out `LIBXL_INIT_TIMEOUT` for a backend that will never come
+    /// (`drv_glue.rs`), with the error they end in.
+    pub(crate) create_stuck: BTreeMap<JobId, crate::toolstack::ops::ToolstackError>,
     /// Bumped by every change a waiter's test reads besides the driver reactions and
     /// xenstored's ring counts: device ends and their states, domain liveness, new waiters.
     pub(crate) xenbus_epoch: u64,
@@ -227,6 +231,7 @@ impl Hypervisor {
             driver_tasks: driver_tasks::DriverTasks::default(),
             next_driver_work: 0,
             xenbus_waiters: BTreeMap::new(),
+            create_stuck: BTreeMap::new(),
             xenbus_epoch: 0,
             xenbus_scanned: None,
             xenbus_traces: Vec::new(),
@@ -474,6 +479,7 @@ impl Hypervisor {
         self.xs_deliver_notifies(p);
         self.xenbus_wake_waiters(p);
         self.blk_unpark(p);
+        self.net_flush_lost(p);
         self.ept_flush(p);
     }
 
@@ -715,6 +721,8 @@ mod proptests_net;
 mod tests_blk;
 #[cfg(test)]
 mod tests_drv;
+#[cfg(test)]
+mod tests_drv_net;
 #[cfg(test)]
 mod tests_io;
 #[cfg(test)]

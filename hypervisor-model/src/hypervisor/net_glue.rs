@@ -55,6 +55,8 @@ pub enum NetDropReason {
     RxRingFull = 2,
     /// The vif is not connected.
     NoDevice = 3,
+    /// In flight when the backend's domain died (`drv_net.rs`).
+    BackendGone = 4,
 }
 
 #[derive(Clone, Debug)]
@@ -67,6 +69,8 @@ enum NetWorkKind {
 struct NetWork {
     id: BackWorkId,
     key: VifKey,
+    /// The backend domain whose vCPU 0 runs it.
+    back_dom: DomId,
     kind: NetWorkKind,
 }
 
@@ -81,6 +85,14 @@ pub struct NetState {
     pub(crate) ports: BTreeMap<VifKey, (EvtchnPort, EvtchnPort)>,
     work: VecDeque<NetWork>,
     next_work: u64,
+    /// Frames lost with a dead backend, counted as dropped at the end of the input.
+    pub(crate) lost: BTreeMap<VifKey, u32>,
+    /// netfront's in-order memory of a vif whose backend died, kept for its reconnect.
+    pub(crate) kept_seen: BTreeMap<VifKey, BTreeMap<(crate::io::vif::Mac, u32), u32>>,
+    /// The old backend directory of a vif whose backend `xl devd` re-created.
+    pub(crate) moved_from: BTreeMap<VifKey, alloc::string::String>,
+    /// Reconnects of each vif to a re-created backend.
+    pub(crate) reconnects: BTreeMap<VifKey, u32>,
 }
 
 fn vcpu0(dom: DomId) -> VcpuRef {
@@ -120,7 +132,12 @@ impl Hypervisor {
         }
     }
 
-    fn net_dropped<P: Platform + ?Sized>(&mut self, key: VifKey, why: NetDropReason, p: &mut P) {
+    pub(super) fn net_dropped<P: Platform + ?Sized>(
+        &mut self,
+        key: VifKey,
+        why: NetDropReason,
+        p: &mut P,
+    ) {
         p.trace(&TraceEvent::NetDrop {
             dom: key.0,
             devid: key.1,
@@ -278,7 +295,12 @@ impl Hypervisor {
             packets,
             work_ns,
         });
-        let work = NetWork { id, key, kind };
+        let work = NetWork {
+            id,
+            key,
+            back_dom: back,
+            kind,
+        };
         if work_ns == 0 {
             return self.netback_finish(work, p);
         }
@@ -291,19 +313,31 @@ impl Hypervisor {
         let _ = self.vcpu_wake_event(vcpu0(back), p);
     }
 
-    /// `BackendWorkDone` for a netback item (its id carries [`NET_WORK_BIT`]).
+    /// `BackendWorkDone` for a netback item (its id carries [`NET_WORK_BIT`]): the oldest
+    /// item of its backend domain (dom0's and a driver domain's run on different vCPUs).
     pub(crate) fn netback_work_done<P: Platform + ?Sized>(
         &mut self,
         item: BackWorkId,
         p: &mut P,
     ) -> Result<(), super::InputError> {
-        if self.net.work.front().map(|w| w.id) != Some(item) {
+        let Some(index) = self.net.work.iter().position(|w| w.id == item) else {
+            return Err(super::InputError::UnknownBackWork(item));
+        };
+        let back_dom = self.net.work[index].back_dom;
+        let older = self.net.work.iter().take(index);
+        if older.into_iter().any(|w| w.back_dom == back_dom) {
             return Err(super::InputError::UnknownBackWork(item));
         }
-        if let Some(work) = self.net.work.pop_front() {
+        if let Some(work) = self.net.work.remove(index) {
             self.netback_finish(work, p);
         }
         Ok(())
+    }
+
+    /// The backend domain `back_dom` died: the items queued on its vCPU never run (the
+    /// frames of a TX batch are counted lost by netfront, `drv_net.rs`).
+    pub(crate) fn net_backend_domain_gone(&mut self, back_dom: DomId) {
+        self.net.work.retain(|w| w.back_dom != back_dom);
     }
 
     fn netback_finish<P: Platform + ?Sized>(&mut self, work: NetWork, p: &mut P) {
@@ -373,7 +407,15 @@ impl Hypervisor {
             None => return self.net_dropped(key, NetDropReason::NoDevice, p),
         };
         if !queued {
-            return self.net_dropped(key, NetDropReason::RxRingFull, p);
+            // A frame for a vif whose driver domain died (netfront has not noticed yet).
+            let back = self.net.paths.get(&key).map(|path| path.params.back_dom);
+            let gone = back.is_some_and(|b| b != DomId::DOM0 && !self.is_alive(b));
+            let reason = if gone {
+                NetDropReason::BackendGone
+            } else {
+                NetDropReason::RxRingFull
+            };
+            return self.net_dropped(key, reason, p);
         }
         self.netback_queue(key, NetWorkKind::Rx, p);
     }
@@ -475,6 +517,11 @@ impl Hypervisor {
     /// RX buffers.
     pub(crate) fn net_connect(&mut self, mut path: VifPath, ports: (EvtchnPort, EvtchnPort)) {
         let key = (path.params.front_dom, path.params.devid);
+        // Reconnected to a re-created backend: netfront's device (and xensim's in-order
+        // memory of it) outlived the old rings.
+        if let Some(seen) = self.net.kept_seen.remove(&key) {
+            path.rx_seen = seen;
+        }
         let _ = path.front_rx_refill(&mut self.grants);
         self.net.ports.insert(key, ports);
         self.net.paths.insert(key, path);

@@ -427,7 +427,14 @@ impl DeviceAdd {
         r.writev(&be, &self.back);
         r.perms(&fe, &front_perms);
         for key in front_keys {
-            r.perms(&format!("{fe}/{key}"), &front_perms);
+            // The backend-owned keys (a vif's `mtu`) stay the backend's: the new one's.
+            let backend_owned = self.ro_front.iter().any(|(k, _)| k == key);
+            let perms = if backend_owned {
+                &back_perms
+            } else {
+                &front_perms
+            };
+            r.perms(&format!("{fe}/{key}"), perms);
         }
         let back_id = format!("{}", self.backend_dom);
         r.write(&format!("{fe}/state"), "1");
@@ -489,9 +496,17 @@ pub fn vif_mac(vif: &VifCfg, uuid: &[u8; 16], devid: u32) -> String {
     format!("00:16:3e:{a:02x}:{b:02x}:{c:02x}")
 }
 
-/// A `vif=` entry (`libxl__device_add_async` + `libxl__set_xenstore_nic`).
-pub fn vif(dom: u32, hvm: bool, vif: &VifCfg, uuid: &[u8; 16], devid: u32) -> DeviceAdd {
-    let (mut back, mut front) = common(dom, 0);
+/// A `vif=` entry (`libxl__device_add_async` + `libxl__set_xenstore_nic`) whose backend
+/// runs in `backend_dom` (dom0, or the driver domain `backend=` names).
+pub fn vif(
+    dom: u32,
+    hvm: bool,
+    vif: &VifCfg,
+    uuid: &[u8; 16],
+    devid: u32,
+    backend_dom: u32,
+) -> DeviceAdd {
+    let (mut back, mut front) = common(dom, backend_dom);
     let mac = vif_mac(vif, uuid, devid);
     let other = |key: &str| vif.other.iter().find(|(k, _)| k == key).map(|(_, v)| v);
     let script = other("script").map_or("vif-bridge", String::as_str);
@@ -521,7 +536,7 @@ pub fn vif(dom: u32, hvm: bool, vif: &VifCfg, uuid: &[u8; 16], devid: u32) -> De
     DeviceAdd {
         kind: "vif",
         dom,
-        backend_dom: 0,
+        backend_dom,
         devid,
         back,
         front,

@@ -288,7 +288,9 @@ pub fn run(
     let (event_count, invariant_failure) =
         world.advance(end_ns, opts.check || scenario.sim.check)?;
     let end_ns = if invariant_failure.is_some() {
-        world.queue.now_ns()
+        // The report covers the failing event too (the metrics see no event at or after
+        // the end).
+        world.queue.now_ns().saturating_add(1)
     } else {
         end_ns
     };
