@@ -18,6 +18,8 @@
 //! - Credits stay within `[CREDIT_MIN, CREDIT_INIT + CARRYOVER_MAX]` plus migration
 //!   compensations.
 //! - `pcpu_curr` is only a hint: a use checks that the hinted unit is the running vCPU's.
+//!   While it names the running vCPU's unit, `pcpu_curr_entered_ns` is that vCPU's
+//!   runstate entry time (the instant `schedule` picked it, or kept it running).
 //!
 //! xensim differs: the idle vCPUs have no unit (`None` stands for idle, whose credit is
 //! `IDLE_CREDIT`); trylocks always succeed (spec §9.3); there is no tasklet work, so the
@@ -258,6 +260,10 @@ pub struct Credit2Scheduler {
     /// domain → vCPU → unit lookup of the running vCPU, checked against the unit's vCPU
     /// on every use (the core's `curr` stays the truth).
     pub(crate) pcpu_curr: Vec<Option<usize>>,
+    /// When the unit `pcpu_curr` names started running there: `tickle_score`'s
+    /// `is_preemptable` reads it instead of the vCPU's runstate entry time (a cache miss
+    /// per busy pCPU scanned).
+    pub(crate) pcpu_curr_entered_ns: Vec<i64>,
     /// `balance_load`'s candidate pulls (unit, may move, load), kept to reuse the buffer.
     pub(crate) scratch_pulls: Vec<(usize, bool, i64)>,
 }
@@ -307,6 +313,7 @@ impl Credit2Scheduler {
             doms: doms::DomSlots::default(),
             timers: BTreeSet::new(),
             pcpu_curr: alloc::vec![None; slots],
+            pcpu_curr_entered_ns: alloc::vec![0; slots],
             scratch_pulls: Vec::new(),
         }
     }
@@ -371,14 +378,37 @@ impl Credit2Scheduler {
     /// The unit of `v`, which runs on `cpu`: the `pcpu_curr` hint when it still names
     /// `v`'s unit, else the full lookup.
     pub(crate) fn curr_unit(&self, cpu: PcpuId, v: VcpuRef) -> usize {
-        let hint = self.pcpu_curr.get(cpu.index()).copied().flatten();
-        if let Some(idx) = hint {
-            if matches!(self.units.get(idx), Some(Some(unit)) if unit.v == v) {
-                debug_assert_eq!(self.unit_index(v), Some(idx), "stale pCPU hint");
-                return idx;
-            }
+        self.hinted_unit(cpu, v).unwrap_or_else(|| self.idx(v))
+    }
+
+    /// The `pcpu_curr` hint of `cpu` if it names `v`'s unit.
+    fn hinted_unit(&self, cpu: PcpuId, v: VcpuRef) -> Option<usize> {
+        let idx = self.pcpu_curr.get(cpu.index()).copied().flatten()?;
+        if !matches!(self.units.get(idx), Some(Some(unit)) if unit.v == v) {
+            return None;
         }
-        self.idx(v)
+        debug_assert_eq!(self.unit_index(v), Some(idx), "stale pCPU hint");
+        Some(idx)
+    }
+
+    /// [`Self::curr_unit`], and the runstate entry time of `v` (running on `cpu`): kept
+    /// with the hint, else read from the vCPU.
+    pub(crate) fn curr_unit_entered(
+        &self,
+        ctx: &SchedCtx<'_>,
+        cpu: PcpuId,
+        v: VcpuRef,
+    ) -> (usize, i64) {
+        if let Some(idx) = self.hinted_unit(cpu, v) {
+            let entered_ns = self.pcpu_curr_entered_ns[cpu.index()];
+            debug_assert_eq!(
+                entered_ns,
+                ctx.vcpu(v).state_entry_time.as_ns(),
+                "stale running-since hint of {cpu:?}"
+            );
+            return (idx, entered_ns);
+        }
+        (self.idx(v), ctx.vcpu(v).state_entry_time.as_ns())
     }
 
     /// A unit's data, for tests and reports.

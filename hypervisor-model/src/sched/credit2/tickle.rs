@@ -75,17 +75,16 @@ impl Credit2Scheduler {
         let Some(cur_v) = ctx.curr_on(cpu) else {
             return -1;
         };
-        let cur_vcpu = ctx.vcpu(cur_v);
         let now = ctx.now.as_ns();
+        let (cur, cur_entered_ns) = self.curr_unit_entered(ctx, cpu, cur_v);
         // is_preemptable.
         if let Some(after) = new.preempt_after_ns {
-            if now - cur_vcpu.state_entry_time.as_ns() <= after {
+            if now - cur_entered_ns <= after {
                 return -1;
             }
         }
         debug_assert_eq!(self.c2rqd(cpu), id, "{cpu:?} scored for another runqueue");
         debug_assert_eq!(self.rq(id).max_weight, new.max_weight);
-        let cur = self.curr_unit(cpu, cur_v);
         let unit = self.u_mut(cur);
         burn(unit, new.max_weight, now);
         let cur_credit = unit.credit;
@@ -101,7 +100,7 @@ impl Credit2Scheduler {
             cur_credit,
             resist,
             new.vcpu.soft_affinity.test(cpu),
-            cur_vcpu.soft_affinity.test(cpu),
+            ctx.vcpu(cur_v).soft_affinity.test(cpu),
         )
     }
 
