@@ -17,7 +17,7 @@
 //! - Popped times never decrease (virtual time only moves forward).
 //! - Sequence numbers are unique and increasing, shared by heap and slot events.
 //! - Each heap key names an occupied slab place, and each occupied place one heap key.
-//! - `tree[n]` is the smallest key below node `n` and its slot; an empty slot's key is
+//! - `tree[n]` is the slot with the smallest key below node `n`; an empty slot's key is
 //!   `EMPTY_KEY`, above every real key.
 
 use std::cmp::Reverse;
@@ -61,10 +61,8 @@ struct Slots<E> {
     keys: Vec<(u64, u64)>,
     /// The pending event per slot.
     events: Vec<Option<E>>,
-    /// Internal nodes `1..capacity`: the smallest key below the node, and its slot. The
-    /// key is kept in the node so a sift compares what it loads, without a second load
-    /// through the slot index.
-    tree: Vec<((u64, u64), usize)>,
+    /// Internal nodes `1..capacity`: the slot with the smallest key below the node.
+    tree: Vec<usize>,
     /// Leaves: a power of two, `keys.len()`.
     capacity: usize,
     /// Occupied slots.
@@ -90,25 +88,24 @@ impl<E> Slots<E> {
         let capacity = slot_count.next_power_of_two().max(2);
         self.keys.resize(capacity, EMPTY_KEY);
         self.events.resize_with(capacity, || None);
-        self.tree = vec![(EMPTY_KEY, 0); capacity];
+        self.tree = vec![0; capacity];
         self.capacity = capacity;
         for node in (1..capacity).rev() {
             self.tree[node] = self.winner(node);
         }
     }
 
-    /// The smaller key of `node`'s two children, and its slot.
-    fn winner(&self, node: usize) -> ((u64, u64), usize) {
-        let child = |child: usize| {
+    /// The slot with the smaller key of `node`'s two children.
+    fn winner(&self, node: usize) -> usize {
+        let leaf = |child: usize| {
             if child >= self.capacity {
-                let slot = child - self.capacity;
-                (self.keys[slot], slot)
+                child - self.capacity
             } else {
                 self.tree[child]
             }
         };
-        let (left, right) = (child(2 * node), child(2 * node + 1));
-        if left.0 <= right.0 {
+        let (left, right) = (leaf(2 * node), leaf(2 * node + 1));
+        if self.keys[left] <= self.keys[right] {
             left
         } else {
             right
@@ -125,8 +122,8 @@ impl<E> Slots<E> {
 
     /// The earliest slot and its key, if any slot is occupied.
     fn first(&self) -> Option<(usize, (u64, u64))> {
-        let (key, slot) = self.tree[1];
-        debug_assert_eq!(self.keys[slot], key, "tournament node out of date");
+        let slot = self.tree[1];
+        let key = self.keys[slot];
         (key != EMPTY_KEY).then_some((slot, key))
     }
 

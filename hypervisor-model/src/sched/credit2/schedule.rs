@@ -277,11 +277,12 @@ impl Credit2Scheduler {
         }
         self.pcpu_curr[cpu.index()] = cand.next;
         // The core switches to a newly picked vCPU now; a kept one ran since it entered.
-        self.pcpu_curr_entered_ns[cpu.index()] = if cand.next.is_some() && cand.next == cur {
+        let entered_ns = if cand.next == cur {
             cand.cur_entered_ns
         } else {
             now
         };
+        self.pcpu_curr_entered[cpu.index()] = cand.next.map(|n| (self.u(n).v, entered_ns));
         let Some(snext) = cand.next else {
             if !self.rq(id).idle.test(cpu) {
                 self.set_idle(cpu, id);
