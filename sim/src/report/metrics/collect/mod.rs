@@ -35,6 +35,7 @@ use hypervisor_model::trace::TraceEvent;
 
 use super::dist::Distribution;
 use super::jobs::JobMetrics;
+use super::samples::SampleLog;
 use super::state::{add, VcpuState, VcpuTable, Window};
 use super::{DomainMetrics, HostMetrics, Metrics, VcpuMetrics, WindowMetrics};
 use crate::guest::workload::JobRecord;
@@ -103,6 +104,8 @@ struct HostState {
     free_pages_min: Option<u64>,
     /// Pool names by id (boot pools are numbered in `meta.pools` order).
     pool_names: BTreeMap<PoolId, String>,
+    /// The latency samples of all its vCPUs.
+    samples: SampleLog,
 }
 
 /// Live domains by domid: a dense table, as the core keeps them.
@@ -281,7 +284,9 @@ impl MetricsCollector {
         host.last_time_ns = time_ns;
         match event {
             TraceEvent::Runstate { vcpu, from, to } => {
-                host.vcpu_mut(*vcpu).transition(window, time_ns, *from, *to);
+                let samples = &mut host.samples;
+                let state = vcpu_in(&host.live, &mut host.domains, *vcpu);
+                state.transition(window, time_ns, (*from, *to), samples);
             }
             TraceEvent::Schedule {
                 pcpu, prev, next, ..
@@ -453,18 +458,12 @@ impl HostState {
             free_pages_now: None,
             free_pages_min: None,
             pool_names,
+            samples: SampleLog::default(),
         }
     }
 
     fn vcpu_mut(&mut self, v: VcpuRef) -> &mut VcpuState {
-        let index = *self
-            .live
-            .get(&v.dom)
-            .unwrap_or_else(|| panic!("metrics: event for unknown domain {:?}", v.dom));
-        self.domains[index]
-            .vcpus
-            .get_mut(v.vcpu.raw())
-            .unwrap_or_else(|| panic!("metrics: event for unknown vCPU {v:?}"))
+        vcpu_in(&self.live, &mut self.domains, v)
     }
 
     fn domain_create(&mut self, time_ns: u64, dom: DomId, name: &str) {
@@ -498,9 +497,10 @@ impl HostState {
             .live
             .get(&v.dom)
             .expect("vCPU created in a live domain");
+        let slots = self.samples.vcpu_slots();
         let inserted = self.domains[index]
             .vcpus
-            .insert(v.vcpu.raw(), VcpuState::new(time_ns));
+            .insert(v.vcpu.raw(), VcpuState::new(time_ns, slots));
         assert!(inserted, "{v:?} created twice");
     }
 
@@ -600,6 +600,7 @@ impl HostState {
     /// The domains that existed in the window, in creation order; closes live vCPUs.
     fn domain_metrics(&mut self, window: Window, end_ns: u64) -> Vec<DomainMetrics> {
         let mut out = Vec::new();
+        let samples = std::mem::take(&mut self.samples).into_slots();
         for domain in &mut self.domains {
             if domain.freed_ns.is_none() {
                 for vcpu in domain.vcpus.values_mut() {
@@ -609,11 +610,26 @@ impl HostState {
             let ended_ns = domain.freed_ns.unwrap_or(end_ns);
             let existed = domain.created_ns < end_ns && ended_ns > window.start_ns;
             if existed {
-                out.push(domain.metrics(window, &self.meta.name));
+                out.push(domain.metrics(window, &self.meta.name, &samples));
             }
         }
         out
     }
+}
+
+/// The state of live vCPU `v`, found through the live domain table.
+fn vcpu_in<'a>(
+    live: &LiveDomains,
+    domains: &'a mut [DomainState],
+    v: VcpuRef,
+) -> &'a mut VcpuState {
+    let index = *live
+        .get(&v.dom)
+        .unwrap_or_else(|| panic!("metrics: event for unknown domain {:?}", v.dom));
+    domains[index]
+        .vcpus
+        .get_mut(v.vcpu.raw())
+        .unwrap_or_else(|| panic!("metrics: event for unknown vCPU {v:?}"))
 }
 
 /// `floor(10^6 · part / whole)`, `None` when `whole` is 0 (§0 ratios).
@@ -623,11 +639,12 @@ pub(super) fn ratio_ppm(part: u64, whole: u64) -> Option<u64> {
 }
 
 impl DomainState {
-    fn metrics(&self, window: Window, host: &str) -> DomainMetrics {
+    /// Its metrics; `samples` are the host's latency samples by slot.
+    fn metrics(&self, window: Window, host: &str, samples: &[Vec<u64>]) -> DomainMetrics {
         let vcpus: Vec<VcpuMetrics> = self
             .vcpus
             .iter()
-            .map(|(id, vcpu)| vcpu.metrics(id, window))
+            .map(|(id, vcpu)| vcpu.metrics(id, window, samples))
             .collect();
         let sum = |pick: fn(&VcpuMetrics) -> u64, metric: &str| {
             let mut total = 0;
@@ -636,15 +653,15 @@ impl DomainState {
             }
             total
         };
-        let pooled = |pick: fn(&VcpuState) -> &Vec<u64>| -> Vec<u64> {
+        let pooled = |pick: for<'a> fn(&VcpuState, &'a [Vec<u64>]) -> &'a [u64]| -> Vec<u64> {
             self.vcpus
                 .values()
-                .flat_map(|v| pick(v).iter().copied())
+                .flat_map(|v| pick(v, samples).iter().copied())
                 .collect()
         };
-        let mut wakeups = pooled(|v| &v.wakeup_samples_ns);
+        let mut wakeups = pooled(|v, s| v.wakeup_samples(s));
         wakeups.sort_unstable();
-        let runq_waits = pooled(|v| &v.runq_wait_samples_ns);
+        let runq_waits = pooled(|v, s| v.runq_wait_samples(s));
         DomainMetrics {
             domid: self.domid.raw(),
             name: self.name.clone(),
