@@ -120,7 +120,12 @@ impl Hypervisor {
         }
     }
 
-    fn net_dropped<P: Platform + ?Sized>(&mut self, key: VifKey, why: NetDropReason, p: &mut P) {
+    pub(super) fn net_dropped<P: Platform + ?Sized>(
+        &mut self,
+        key: VifKey,
+        why: NetDropReason,
+        p: &mut P,
+    ) {
         p.trace(&TraceEvent::NetDrop {
             dom: key.0,
             devid: key.1,

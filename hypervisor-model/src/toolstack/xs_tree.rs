@@ -512,7 +512,12 @@ pub fn vif(dom: u32, hvm: bool, vif: &VifCfg, uuid: &[u8; 16], devid: u32) -> De
     let bridge = vif.bridge.clone().unwrap_or_else(|| String::from("xenbr0"));
     back.push(kv("bridge", bridge));
     back.push(kv("handle", format!("{devid}")));
-    let nictype = if hvm { "vif_ioemu" } else { "vif" };
+    // libxl__device_nic_setdefault: an HVM guest's nic is `vif_ioemu` (emulated by QEMU
+    // and PV) unless xl.cfg says `type=vif`; PV and PVH nics are always `vif`.
+    let nictype = match other("type").map(String::as_str) {
+        None | Some("ioemu") if hvm => "vif_ioemu",
+        _ => "vif",
+    };
     back.push(kv("type", String::from(nictype)));
     back.push(kv("hotplug-status", String::new()));
     front.push(kv("handle", format!("{devid}")));
