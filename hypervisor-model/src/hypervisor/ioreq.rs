@@ -1,7 +1,8 @@
 //! Emulated disk I/O of HVM guests without PV drivers (`xen_platform_pci = 0`): each
 //! operation is a series of port-I/O exits that Xen forwards as ioreqs to the guest's
 //! device model, QEMU in dom0 or in the guest's stub domain; QEMU then does the I/O
-//! itself through the split drivers.
+//! itself through the split drivers. The queue of device-model work is shared with the
+//! emulated NICs (`emunic.rs`), whose jobs it hands back when they have run.
 //!
 //! A guest I/O (`CoreInput::BlkSubmit` from an emulated-disk guest) is held until the
 //! batch's last I/O; the batch becomes CPU work on the device model's vCPU

@@ -623,6 +623,31 @@ mod tests {
         assert_eq!(disk_devid("bogus"), None);
     }
 
+    fn nictype(hvm: bool, nic_type: Option<&str>) -> Option<String> {
+        let mut vif = VifCfg::default();
+        if let Some(t) = nic_type {
+            vif.other.push((String::from("type"), String::from(t)));
+        }
+        let add = super::vif(1, hvm, &vif, &[0; 16], 0);
+        add.back
+            .into_iter()
+            .find(|(k, _)| k == "type")
+            .map(|(_, v)| v)
+    }
+
+    #[test]
+    fn hvm_nic_is_vif_ioemu_unless_type_vif() {
+        assert_eq!(nictype(true, None).as_deref(), Some("vif_ioemu"));
+        assert_eq!(nictype(true, Some("ioemu")).as_deref(), Some("vif_ioemu"));
+        assert_eq!(nictype(true, Some("vif")).as_deref(), Some("vif"));
+    }
+
+    #[test]
+    fn pv_nic_is_always_vif() {
+        assert_eq!(nictype(false, None).as_deref(), Some("vif"));
+        assert_eq!(nictype(false, Some("vif")).as_deref(), Some("vif"));
+    }
+
     #[test]
     fn uuid_prints_in_libxl_groups() {
         let uuid = [0xab; 16];
