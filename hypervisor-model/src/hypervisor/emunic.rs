@@ -15,7 +15,8 @@
 //! RX: a frame from the bridge for the vif (`CoreInput::NetDeliver`) takes the reverse
 //! way: with a stub domain, netback's RX work in the backend (`io.netback_rx_pkt_ns`),
 //! then the device model's ioreqs (`io.emulated_nic_rx_ioreqs` per frame: the driver's
-//! interrupt handling), then the guest's driver sees it (`GuestNotice::NetReceived`).
+//! interrupt handling), then the card's interrupt wakes the guest's vCPU 0 and its driver
+//! sees the frame (`GuestNotice::NetReceived`).
 //!
 //! Follows tools/libs/light/libxl_dm.c (`-netdev type=tap,ifname=vif%d.%d-emu` for every
 //! `LIBXL_NIC_TYPE_VIF_IOEMU` nic; `libxl__dm_vifs_from_hvm_guest_config`: the stub domain
@@ -225,6 +226,9 @@ impl Hypervisor {
                 self.emunic_queue(vcpu, job, p);
             }
             (false, NicStage::DeviceModel) => {
+                // QEMU raises the card's interrupt (XEN_DMOP_set_isa_irq_level): Xen injects
+                // it into vCPU 0, which wakes, as netfront's event channel wakes a PV guest.
+                let _ = self.vcpu_wake_event(vcpu0(vcpu.dom), p);
                 for packet in job.frames {
                     let notice = GuestNotice::NetReceived {
                         devid: job.devid,

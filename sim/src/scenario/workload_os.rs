@@ -3,8 +3,8 @@
 //! writes and TLB misses, each a rate per second of the workload's native run time.
 //!
 //! ```toml
-//! workload = { kind = "bursty", service = "50us", think = "50us",
-//!              os = { syscall_rate = "400k/s", pt_update_rate = "300k/s", tlb_miss_rate = "1M/s" } }
+//! workload = { kind = "bursty", service = "50us", think = "50us", os = {
+//!     syscall_rate = "400k/s", pt_update_rate = "300k/s", tlb_miss_rate = "1M/s" } }
 //! ```
 //!
 //! A rate is a non-negative integer (events/s) or digits followed by `/s`, `k/s`, `M/s`.
