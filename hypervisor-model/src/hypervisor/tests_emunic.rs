@@ -141,6 +141,20 @@ fn emulated_nic_rx_with_a_stub_domain_crosses_netback_then_the_stub() {
     assert_eq!(netback_items(&p), [(true, 1, NETBACK_RX_NS)]);
     assert_eq!(ioreq_batches(&p), [(ids::dom(1), stub, 1, 75_000)]);
     assert_eq!(received(&p, 1).len(), 1);
+    assert!(hv.check_invariants().is_empty());
+}
+
+#[test]
+fn emulated_nic_frames_held_mid_batch_pass_the_checker() {
+    let (mut hv, mut p) = hvm_guest(false, true);
+    let first = CoreInput::NetSend {
+        vcpu: ids::vcpu(1, 0),
+        devid: 0,
+        packet: packet(MAC_DOM0, MAC_A, 1, 1500),
+        last: false,
+    };
+    assert_eq!(hv.handle(&first, &mut p), Ok(()));
+    assert!(hv.check_invariants().is_empty());
 }
 
 #[test]
