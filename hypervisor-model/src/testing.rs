@@ -373,6 +373,8 @@ pub fn small_host(nr_cpus: u32, sched: SchedKind) -> BootConfig {
             ioreq_dom0_rtt_ns: 0,
             ioreq_stubdom_rtt_ns: 0,
             emulated_disk_ioreqs: 0,
+            emulated_nic_tx_ioreqs: 0,
+            emulated_nic_rx_ioreqs: 0,
             xenconsoled_batch_ns: 0,
             ept_violation_ns: 1_000,
             pod_fault_ns: 2_000,

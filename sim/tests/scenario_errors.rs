@@ -46,6 +46,7 @@ mod errors {
     snapshot_case!(io_bad_vbd);
     snapshot_case!(io_dom0);
     snapshot_case!(memory_models_differ);
+    snapshot_case!(os_bad_rates);
     snapshot_case!(pool_cpu0);
     snapshot_case!(tmem);
     snapshot_case!(unknown_host);

@@ -24,6 +24,7 @@ mod cpupool;
 mod driver_tasks;
 mod drv_glue;
 mod drv_net;
+mod emunic;
 mod ept_glue;
 pub mod ioreq;
 pub mod logdirty_glue;
@@ -461,7 +462,14 @@ impl Hypervisor {
                 self.domains
                     .vcpu(*vcpu)
                     .ok_or(InputError::UnknownVcpu(*vcpu))?;
-                self.net_send(*vcpu, *devid, *packet, *last, p);
+                if self.nic_emulated(vcpu.dom) {
+                    self.emunic_send(*vcpu, *devid, *packet, *last, p);
+                } else {
+                    self.net_send(*vcpu, *devid, *packet, *last, p);
+                }
+            }
+            CoreInput::NetDeliver { dom, devid, packet } if self.nic_emulated(*dom) => {
+                self.emunic_deliver((*dom, *devid), *packet, p);
             }
             CoreInput::NetDeliver { dom, devid, packet } => {
                 self.net_deliver((*dom, *devid), *packet, p);
@@ -723,6 +731,7 @@ mod tests_blk;
 mod tests_drv;
 #[cfg(test)]
 mod tests_drv_net;
+mod tests_emunic;
 #[cfg(test)]
 mod tests_io;
 #[cfg(test)]

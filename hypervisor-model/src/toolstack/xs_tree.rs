@@ -527,7 +527,12 @@ pub fn vif(
     let bridge = vif.bridge.clone().unwrap_or_else(|| String::from("xenbr0"));
     back.push(kv("bridge", bridge));
     back.push(kv("handle", format!("{devid}")));
-    let nictype = if hvm { "vif_ioemu" } else { "vif" };
+    // libxl__device_nic_setdefault: an HVM guest's nic is `vif_ioemu` (emulated by QEMU
+    // and PV) unless xl.cfg says `type=vif`; PV and PVH nics are always `vif`.
+    let nictype = match other("type").map(String::as_str) {
+        None | Some("ioemu") if hvm => "vif_ioemu",
+        _ => "vif",
+    };
     back.push(kv("type", String::from(nictype)));
     back.push(kv("hotplug-status", String::new()));
     front.push(kv("handle", format!("{devid}")));
@@ -631,6 +636,31 @@ mod tests {
         assert_eq!(disk_devid("xvdb"), Some(51728));
         assert_eq!(disk_devid("hda"), Some(768));
         assert_eq!(disk_devid("bogus"), None);
+    }
+
+    fn nictype(hvm: bool, nic_type: Option<&str>) -> Option<String> {
+        let mut vif = VifCfg::default();
+        if let Some(t) = nic_type {
+            vif.other.push((String::from("type"), String::from(t)));
+        }
+        let add = super::vif(1, hvm, &vif, &[0; 16], 0);
+        add.back
+            .into_iter()
+            .find(|(k, _)| k == "type")
+            .map(|(_, v)| v)
+    }
+
+    #[test]
+    fn hvm_nic_is_vif_ioemu_unless_type_vif() {
+        assert_eq!(nictype(true, None).as_deref(), Some("vif_ioemu"));
+        assert_eq!(nictype(true, Some("ioemu")).as_deref(), Some("vif_ioemu"));
+        assert_eq!(nictype(true, Some("vif")).as_deref(), Some("vif"));
+    }
+
+    #[test]
+    fn pv_nic_is_always_vif() {
+        assert_eq!(nictype(false, None).as_deref(), Some("vif"));
+        assert_eq!(nictype(false, Some("vif")).as_deref(), Some("vif"));
     }
 
     #[test]

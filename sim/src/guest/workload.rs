@@ -156,6 +156,12 @@ pub struct GuestVcpu {
     cpu_ns_total: u64,
     /// Run time per unit of work, ppm (1 000 000: none; see `guest/memory.rs`).
     stretch_ppm: u64,
+    /// The guest mode's stretch for the workload's `os` rates, ppm (`guest/modes.rs`).
+    os_stretch_ppm: u64,
+    /// CPU one timer wake costs the guest (`guest/modes.rs`; 0 without `os` rates).
+    timer_wake_ns: u64,
+    /// Timer-wake CPU not run yet: run before the workload's own demand.
+    overhead_ns_left: u64,
 }
 
 impl GuestVcpu {
@@ -176,7 +182,26 @@ impl GuestVcpu {
             spurious_wake_at_ns: None,
             cpu_ns_total: 0,
             stretch_ppm: 1_000_000,
+            os_stretch_ppm: 1_000_000,
+            timer_wake_ns: 0,
+            overhead_ns_left: 0,
         }
+    }
+
+    /// The guest-OS costs of its mode: the stretch of its `os` rates (ppm) and the CPU of
+    /// each timer wake.
+    pub fn set_os_costs(&mut self, os_stretch_ppm: u64, timer_wake_ns: u64) {
+        assert!(
+            os_stretch_ppm >= 1_000_000,
+            "a stretch never speeds work up"
+        );
+        self.os_stretch_ppm = os_stretch_ppm;
+        self.timer_wake_ns = timer_wake_ns;
+    }
+
+    /// The memory stretch and the guest-OS stretch together, ppm.
+    fn total_stretch_ppm(&self) -> u64 {
+        crate::guest::memory::mul_ppm_up(self.stretch_ppm, self.os_stretch_ppm)
     }
 
     /// From now on each ns of work takes `stretch_ppm` / 10^6 ns of run time.
@@ -202,10 +227,8 @@ impl GuestVcpu {
             return Some(0);
         }
         let demand_ns = self.behavior.run_demand_ns(now_ns)?;
-        Some(crate::guest::memory::mul_ppm_up(
-            demand_ns,
-            self.stretch_ppm,
-        ))
+        let run_ns = crate::guest::memory::mul_ppm_up(demand_ns, self.total_stretch_ppm());
+        Some(run_ns.saturating_add(self.overhead_ns_left))
     }
 
     /// The vCPU lost its pCPU after running `ran_ns`.
@@ -213,7 +236,10 @@ impl GuestVcpu {
         assert_eq!(self.state, GuestState::Runnable, "a blocked vCPU ran");
         self.cpu_ns_total = self.cpu_ns_total.saturating_add(ran_ns);
         if self.spurious_wake_at_ns.is_none() {
-            let work_ns = crate::guest::memory::div_ppm_down(ran_ns, self.stretch_ppm);
+            let overhead_ns = ran_ns.min(self.overhead_ns_left);
+            self.overhead_ns_left -= overhead_ns;
+            let stretch_ppm = self.total_stretch_ppm();
+            let work_ns = crate::guest::memory::div_ppm_down(ran_ns - overhead_ns, stretch_ppm);
             self.behavior.account(work_ns);
         }
     }
@@ -227,7 +253,10 @@ impl GuestVcpu {
         );
         let action = match self.spurious_wake_at_ns.take() {
             Some(wake_at_ns) => GuestAction::Block { wake_at_ns },
-            None => self.behavior.on_demand_done(now_ns),
+            None => {
+                self.overhead_ns_left = 0;
+                self.behavior.on_demand_done(now_ns)
+            }
         };
         self.state = action.state_after();
         action
@@ -239,7 +268,10 @@ impl GuestVcpu {
             panic!("wake of a runnable vCPU");
         };
         match wake_at_ns {
-            Some(at_ns) if at_ns <= now_ns => self.behavior.on_wake(now_ns),
+            Some(at_ns) if at_ns <= now_ns => {
+                self.overhead_ns_left = self.overhead_ns_left.saturating_add(self.timer_wake_ns);
+                self.behavior.on_wake(now_ns)
+            }
             _ => self.spurious_wake_at_ns = Some(wake_at_ns),
         }
         self.state = GuestState::Runnable;

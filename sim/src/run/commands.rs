@@ -613,6 +613,8 @@ impl World<'_> {
                     }
                 };
                 let memory = self.memory_by_name(&name);
+                let os = self.scenario.domains.iter().find(|d| d.name == name);
+                let os = os.and_then(|d| d.os);
                 let streams = self.streams;
                 let h = &mut self.hosts[usize::from(host)];
                 // Only a HAP guest's accesses go through the EPT.
@@ -632,6 +634,7 @@ impl World<'_> {
                 }
                 h.sim.guests.register_domain(dom, &name, workloads);
                 h.sim.guests.register_memory(dom, memory);
+                h.sim.guests.register_os(dom, os);
                 if let Some(config) = h.hv.domain(dom).and_then(|d| d.config.as_ref()) {
                     h.sim.guests.set_mode(dom, GuestMode::of(config));
                 }

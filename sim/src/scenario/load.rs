@@ -524,6 +524,7 @@ impl Loader<'_> {
                 start_ns,
                 paused,
                 vcpu_workloads,
+                os: memory.os(),
                 memory: memory.into_memory(),
                 rtds,
             });

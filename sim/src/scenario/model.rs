@@ -383,6 +383,18 @@ pub enum WorkloadSpec {
     },
 }
 
+/// The `os` sub-table of a domain's workloads (`workload_os.rs`): events per second of the
+/// workload's native run time whose cost depends on the guest mode (`guest/modes.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct OsRates {
+    /// User syscalls per second (`syscall_rate`).
+    pub syscalls_per_s: u64,
+    /// Page-table entry writes per second (`pt_update_rate`).
+    pub pt_updates_per_s: u64,
+    /// TLB misses per second (`tlb_miss_rate`).
+    pub tlb_misses_per_s: u64,
+}
+
 /// The `memory` sub-table of a workload (`specs/scenario.md` §6.1), the input of the
 /// guest memory model (`specs/memory-iommu-migration.md` §5.5).
 ///
@@ -517,6 +529,9 @@ pub struct DomainSpec {
     /// The guest's memory model: the `memory` sub-table of its workloads (all equal), or
     /// `None` when none has one (see [`MemoryWorkload`]).
     pub memory: Option<MemoryWorkload>,
+    /// The guest kernel's mode-dependent event rates: the `os` sub-table of its workloads
+    /// (all equal), or `None`.
+    pub os: Option<OsRates>,
     /// `rtds = { period, budget, extratime }`: set on every vCPU between build and unpause.
     pub rtds: Option<hypervisor_model::sched::params::VcpuParams>,
 }

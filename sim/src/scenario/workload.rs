@@ -47,6 +47,8 @@ const KINDS: &str = "\"idle\", \"cpu_bound\", \"periodic\", \"bursty\", \"io\" o
 #[derive(Debug, Default)]
 pub struct MemorySlot {
     memory: Option<MemoryWorkload>,
+    /// The `os` sub-tables, folded the same way (`workload_os.rs`).
+    os: Option<super::model::OsRates>,
 }
 
 impl MemorySlot {
@@ -69,6 +71,22 @@ impl MemorySlot {
     /// The domain's memory model, if any workload had one.
     pub fn into_memory(self) -> Option<MemoryWorkload> {
         self.memory
+    }
+
+    /// The domain's `os` rates, if any workload had them.
+    pub fn os(&self) -> Option<super::model::OsRates> {
+        self.os
+    }
+
+    fn add_os(&mut self, d: &Diags, loc: Loc, path: &str, os: super::model::OsRates) {
+        match self.os {
+            None => self.os = Some(os),
+            Some(first) if first == os => {}
+            Some(_) => d.error(
+                loc,
+                format!("{path}: every `os` sub-table of a domain's workloads must be equal"),
+            ),
+        }
     }
 }
 
@@ -331,6 +349,9 @@ pub const QUEUE_DEPTH_MAX: u32 = 128;
 /// slot, then refuses those this build does not run (`disk` runs under the `io` kind; its
 /// `rate` form does not run yet).
 fn sub_tables(d: &Diags, t: &Tbl<'_>, io_kind: bool, memory: &mut MemorySlot) {
+    if let Some((loc, os)) = super::workload_os::os_sub_table(d, t) {
+        memory.add_os(d, loc, &t.path("os"), os);
+    }
     if let Some(m) = t.sub(d, "memory") {
         if let Some(parsed) = memory_workload(d, &m) {
             memory.add(d, m.here(), &t.path("memory"), parsed);

@@ -421,3 +421,42 @@ fn guest_wake_of_runnable_vcpu_panics() {
 
     vcpu.on_wake(0);
 }
+
+/// A PV guest's stretch for 400k syscalls and 1M page-table writes per second (+25%).
+const OS_STRETCH_PPM: u64 = 1_250_000;
+/// A PV guest's timer wake: 1500 ns of injection and a 300 ns upcall.
+const TIMER_WAKE_NS: u64 = 1_800;
+
+#[test]
+fn os_stretch_lengthens_the_run_time_of_each_demand() {
+    let mut vcpu = guest(&bursty_spec());
+
+    vcpu.set_os_costs(OS_STRETCH_PPM, TIMER_WAKE_NS);
+
+    assert_eq!(vcpu.run_demand_ns(0), Some(MS + MS / 4));
+}
+
+#[test]
+fn timer_wake_runs_its_cost_before_the_work() {
+    let mut vcpu = guest(&bursty_spec());
+    vcpu.set_os_costs(1_000_000, TIMER_WAKE_NS);
+    let _ = vcpu.on_demand_done(MS);
+
+    vcpu.on_wake(11 * MS);
+    let demand = vcpu.run_demand_ns(11 * MS);
+    vcpu.account(TIMER_WAKE_NS);
+
+    assert_eq!(demand, Some(MS + TIMER_WAKE_NS));
+    assert_eq!(vcpu.run_demand_ns(11 * MS), Some(MS));
+}
+
+#[test]
+fn spurious_wake_charges_no_timer_row() {
+    let mut vcpu = guest(&bursty_spec());
+    vcpu.set_os_costs(1_000_000, TIMER_WAKE_NS);
+    let _ = vcpu.on_demand_done(MS);
+
+    vcpu.on_wake(5 * MS);
+
+    assert_eq!(vcpu.run_demand_ns(5 * MS), Some(0));
+}
