@@ -407,6 +407,16 @@ pub enum TraceEvent {
         /// The consumer index then.
         cons: u32,
     },
+    /// A notification to `dom`'s `port` was lost (the `lost-interrupt` fault): the port
+    /// did not go pending and its handler did not run.
+    InterruptLost {
+        /// The receiving domain.
+        dom: DomId,
+        /// Its port.
+        port: u32,
+        /// Notifications still to lose on it.
+        left: u32,
+    },
 }
 
 impl TraceEvent {
@@ -673,6 +683,9 @@ impl TraceEvent {
             } => {
                 e.u8(42).dom(*dom).u32(*devid).u8(*reason);
                 e.u32(*prod).u32(*cons);
+            }
+            TraceEvent::InterruptLost { dom, port, left } => {
+                e.u8(43).dom(*dom).u32(*port).u32(*left);
             }
         }
     }

@@ -38,7 +38,9 @@ mod errors {
     snapshot_case!(bad_distribution);
     snapshot_case!(bad_duration);
     snapshot_case!(bad_expect_path);
+    snapshot_case!(bad_faults);
     snapshot_case!(bad_numa);
+    snapshot_case!(bad_stream);
     snapshot_case!(bad_xl_command);
     snapshot_case!(cpus_outside_host);
     snapshot_case!(duplicate_domain);

@@ -28,6 +28,7 @@ mod emunic;
 mod ept_glue;
 pub mod ioreq;
 pub mod logdirty_glue;
+mod lost_irq;
 mod memory_op;
 pub mod net_glue;
 pub mod npf;
@@ -90,6 +91,8 @@ pub enum InputError {
     UnknownDriverWork(DriverWorkId),
     /// No such blkback work item is the oldest unfinished one.
     UnknownBackWork(crate::ids::BackWorkId),
+    /// The port is not bound in the domain's event-channel table.
+    UnboundPort(DomId, u32),
 }
 
 /// One host's hypervisor state.
@@ -183,6 +186,10 @@ pub struct Hypervisor {
     pub(crate) console_next_work: u64,
     /// The vif data paths (`net_glue.rs`).
     pub(crate) net: net_glue::NetState,
+    /// Notifications still to lose per (domain, port): the `lost-interrupt` fault
+    /// (`blk_glue.rs`, `Hypervisor::ring_notify`). Only bound ports of live domains have
+    /// an entry, and `kill_io` drops the domain's.
+    pub(crate) lost_irqs: BTreeMap<(DomId, crate::ids::EvtchnPort), u32>,
 }
 
 /// Internal job ids have the top bit set, so they never collide with the platform's.
@@ -228,6 +235,7 @@ impl Hypervisor {
             dom0_store: None,
             xs_guests: BTreeMap::new(),
             xs_notifies: Vec::new(),
+            lost_irqs: BTreeMap::new(),
             xenwatch_busy: BTreeMap::new(),
             driver_tasks: driver_tasks::DriverTasks::default(),
             next_driver_work: 0,
@@ -473,6 +481,9 @@ impl Hypervisor {
             }
             CoreInput::NetDeliver { dom, devid, packet } => {
                 self.net_deliver((*dom, *devid), *packet, p);
+            }
+            CoreInput::LostInterrupt { dom, port, count } => {
+                self.lose_interrupts(*dom, *port, *count)?
             }
         }
         self.end_of_input(p);
@@ -731,6 +742,7 @@ mod tests_blk;
 mod tests_drv;
 #[cfg(test)]
 mod tests_drv_net;
+#[cfg(test)]
 mod tests_emunic;
 #[cfg(test)]
 mod tests_io;

@@ -157,6 +157,12 @@ impl Hypervisor {
         };
         let push = path.front_tx_kick(&mut self.grants, &mut net.pages);
         self.net_pushed(key, false, push.pushed, push.notify, p);
+        // Linux `xennet_start_xmit` reaps TX completions after every push
+        // (`xennet_tx_buf_gc`, which re-arms `rsp_event`): a lost TX interrupt is made good
+        // by the next send. A ring error marks netfront failed, as in its interrupt.
+        if let (true, Some(path)) = (push.pushed > 0, self.net.paths.get_mut(&key)) {
+            let _reaped = path.front_tx_responses();
+        }
     }
 
     /// `slots` were pushed on `key`'s TX ring by netfront (`rx` false) or on its RX ring
@@ -180,8 +186,7 @@ impl Hypervisor {
             slots,
             notify,
         });
-        if notify {
-            self.net_evtchn(key, !rx, p);
+        if notify && self.net_evtchn(key, !rx, p) {
             if rx {
                 self.netfront_irq(key, p);
             } else {
@@ -191,18 +196,35 @@ impl Hypervisor {
     }
 
     /// One end of `key`'s channel notifies the other (as `blk_send`).
-    fn net_evtchn<P: Platform + ?Sized>(&mut self, key: VifKey, from_front: bool, p: &mut P) {
+    /// False when a `lost-interrupt` fault ate the notification.
+    fn net_evtchn<P: Platform + ?Sized>(
+        &mut self,
+        key: VifKey,
+        from_front: bool,
+        p: &mut P,
+    ) -> bool {
         let Some(&ports) = self.net.ports.get(&key) else {
-            return;
+            return true;
         };
         let Some(back) = self.net.paths.get(&key).map(|path| path.params.back_dom) else {
-            return;
+            return true;
         };
-        self.ring_notify((key.0, back), ports, from_front, p);
+        let delivered = self.ring_notify((key.0, back), ports, from_front, p);
+        if let (false, Some(path)) = (delivered, self.net.paths.get_mut(&key)) {
+            if from_front {
+                path.irq_lost.1 = true;
+            } else {
+                path.irq_lost.0 = true;
+            }
+        }
+        delivered
     }
 
     /// `xenvif_interrupt`: TX work unless a batch is queued; RX buffers may have arrived.
     pub(super) fn netback_irq<P: Platform + ?Sized>(&mut self, key: VifKey, p: &mut P) {
+        if let Some(path) = self.net.paths.get_mut(&key) {
+            path.irq_lost.1 = false;
+        }
         let busy = self.net.paths.get(&key).is_none_or(|path| path.back_busy);
         if !busy {
             self.netback_tx_run(key, p);
@@ -388,8 +410,7 @@ impl Hypervisor {
             }
         }
         path.back_busy = false;
-        if notify {
-            self.net_evtchn(key, false, p);
+        if notify && self.net_evtchn(key, false, p) {
             self.netfront_irq(key, p);
         }
         self.netback_tx_run(key, p);
@@ -448,6 +469,7 @@ impl Hypervisor {
         let Some(path) = net.paths.get_mut(&key) else {
             return;
         };
+        path.irq_lost.0 = false;
         let tx = path.front_tx_responses();
         let rx = path.front_rx_responses(&net.pages);
         if let Ok(packets) = rx {
@@ -465,8 +487,7 @@ impl Hypervisor {
             return;
         }
         let refill = path.front_rx_refill(&mut self.grants);
-        if refill.notify {
-            self.net_evtchn(key, true, p);
+        if refill.notify && self.net_evtchn(key, true, p) {
             self.netback_irq(key, p);
         }
         self.netfront_kick(key, p);

@@ -313,6 +313,7 @@ impl Hypervisor {
     pub(crate) fn kill_io(&mut self, dom: DomId) {
         // The devices a driver domain backs lose their backend first (`drv_glue.rs`).
         self.backends_vanish(dom);
+        self.lost_irqs.retain(|(d, _), _| *d != dom);
         self.evtchn.destroy(dom);
         self.grants.release_mappings(dom);
         // xenstored sees the domain die (VIRQ_DOM_EXC) and unbinds its end of the ring's

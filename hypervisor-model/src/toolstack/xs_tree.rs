@@ -643,7 +643,7 @@ mod tests {
         if let Some(t) = nic_type {
             vif.other.push((String::from("type"), String::from(t)));
         }
-        let add = super::vif(1, hvm, &vif, &[0; 16], 0);
+        let add = super::vif(1, hvm, &vif, &[0; 16], 0, 0);
         add.back
             .into_iter()
             .find(|(k, _)| k == "type")

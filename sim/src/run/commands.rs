@@ -244,7 +244,18 @@ impl World<'_> {
                 vdev,
                 count,
             } => self.disk_error(host, record, &domain, vdev, count),
-            AtAction::CrashDomain { domain } => self.crash_domain(host, record, &domain),
+            AtAction::CrashDomain { domain } => {
+                self.shutdown_domain(host, record, &domain, ShutdownReason::Crash)
+            }
+            AtAction::RestartDomain { domain } => {
+                self.shutdown_domain(host, record, &domain, ShutdownReason::Reboot)
+            }
+            AtAction::LostInterrupt {
+                domain,
+                port,
+                count,
+            } => self.lost_interrupt(host, record, &domain, port, count),
+            AtAction::SpuriousTimer { pcpu } => self.spurious_timer(host, record, pcpu),
             AtAction::HostCrash { host: name } => self.host_crash(record, &name),
             AtAction::Fabric(fault) => {
                 let fabric = self.net.fabric_mut();
@@ -256,6 +267,7 @@ impl World<'_> {
                     } => fabric.partition(&a, &b, false),
                     FabricFault::LinkLoss { a, b, loss_ppm } => fabric.set_loss(a, b, loss_ppm),
                 }
+                self.cut_crashed_links();
                 self.commands[record].rc = Some(0);
             }
         }

@@ -109,6 +109,10 @@ pub fn input_line(out: &mut String, host: &str, time_ns: u64, input: &CoreInput)
                 dom.raw()
             )
         }
+        CoreInput::LostInterrupt { dom, port, count } => format!(
+            "fault: d{} port {port} loses its next {count} notifications",
+            dom.raw()
+        ),
         CoreInput::DiskDone { tag, ok, data } => {
             let status = if *ok { "ok" } else { "failed" };
             format!("disk cmd{tag} done {status} ({} sectors read)", data.len())
@@ -600,6 +604,10 @@ pub fn event_line(out: &mut String, host: &str, time_ns: u64, event: &TraceEvent
         | TraceEvent::NetDrop { .. }
         | TraceEvent::NetTxReject { .. }
         | TraceEvent::VifDisabled { .. } => net_event_text(event),
+        TraceEvent::InterruptLost { dom, port, left } => format!(
+            "fault: d{} port {port} notification lost ({left} more to lose)",
+            dom.raw()
+        ),
         TraceEvent::XenstoredWork {
             item,
             requests,

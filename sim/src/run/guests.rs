@@ -694,6 +694,14 @@ impl HostGuests {
         self.slots.get_mut(&v)?.model.take_net_frames()
     }
 
+    /// The frames `v`'s `net.rate` stream sends now, with the vif and the peer.
+    pub fn take_stream_frames(
+        &mut self,
+        v: VcpuRef,
+    ) -> Option<(u32, crate::scenario::model::NetPeer, Vec<NetPacket>)> {
+        self.slots.get_mut(&v)?.model.take_stream_frames()
+    }
+
     /// netfront of `dom` received `packet` at `now_ns` (its flow names the vCPU); once it
     /// completes that vCPU's answer, its think timer is armed.
     pub fn net_received(

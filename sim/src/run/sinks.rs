@@ -282,8 +282,9 @@ impl Sinks {
                 self.domain_memory(host_index, dom, memory);
             }
         }
-        let metrics = self.metrics.finish(end_ns);
-        let timeline = self.timeline.map(|t| t.finish(end_ns));
+        let stopped: Vec<Option<u64>> = hosts.iter().map(|h| h.sim.crashed_at_ns).collect();
+        let metrics = self.metrics.finish_with_stops(end_ns, &stopped);
+        let timeline = self.timeline.map(|t| t.finish_with_stops(end_ns, &stopped));
         (
             self.recorder,
             SinksReport {

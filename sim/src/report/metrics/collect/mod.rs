@@ -331,7 +331,8 @@ impl MetricsCollector {
             | TraceEvent::NetbackWork { .. }
             | TraceEvent::NetDrop { .. }
             | TraceEvent::NetTxReject { .. }
-            | TraceEvent::VifDisabled { .. } => {}
+            | TraceEvent::VifDisabled { .. }
+            | TraceEvent::InterruptLost { .. } => {}
             TraceEvent::BlkPush {
                 dom,
                 vdev,
@@ -361,6 +362,13 @@ impl MetricsCollector {
 
     /// Closes every interval at `end_ns` and returns the metrics of `[warmup, end_ns)`.
     pub fn finish(self, end_ns: u64) -> Metrics {
+        self.finish_with_stops(end_ns, &[])
+    }
+
+    /// As [`Self::finish`], but host `i` stopped at `stopped_ns[i]` if that is set (a
+    /// `host-crash`): its pCPUs and domains close just after that instant, so nothing is
+    /// counted for them afterwards (its domains vanished with it).
+    pub fn finish_with_stops(self, end_ns: u64, stopped_ns: &[Option<u64>]) -> Metrics {
         assert!(self.window_start_ns <= end_ns, "warm-up ends after the run");
         let window = Window {
             start_ns: self.window_start_ns,
@@ -368,13 +376,17 @@ impl MetricsCollector {
         };
         let mut hosts = Vec::with_capacity(self.hosts.len());
         let mut domains = Vec::new();
-        for mut host in self.hosts {
+        for (index, mut host) in self.hosts.into_iter().enumerate() {
+            let host_end_ns = match stopped_ns.get(index).copied().flatten() {
+                Some(at_ns) => at_ns.saturating_add(1).clamp(window.start_ns, end_ns),
+                None => end_ns,
+            };
             assert!(
-                host.last_time_ns < end_ns || host.last_time_ns == 0,
+                host.last_time_ns < host_end_ns || host.last_time_ns == 0,
                 "metrics: an event at or after the end of the run was observed"
             );
-            domains.extend(host.domain_metrics(window, end_ns));
-            hosts.push(host.host_metrics(window, end_ns));
+            domains.extend(host.domain_metrics(window, host_end_ns));
+            hosts.push(host.host_metrics(window, host_end_ns));
         }
         Metrics {
             window: WindowMetrics {
