@@ -14,17 +14,11 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use super::{
-    Credit2Scheduler, Runqueue, CARRYOVER_MAX, CREDIT_INIT, CREDIT_MIN, FLAG_SCHEDULED,
-    MIGRATE_COMPENSATION,
-};
+use super::{Credit2Scheduler, Runqueue, CARRYOVER_MAX, CREDIT_INIT, CREDIT_MIN, FLAG_SCHEDULED};
 use crate::cpumask::CpuMask;
 use crate::domain::vcpu::VPF_PARKED;
 use crate::domain::DomainTable;
 use crate::sched::Violation;
-
-/// Highest credit the checker accepts: a reset's clip plus twenty migration bonuses.
-const CREDIT_CHECK_MAX: i32 = CREDIT_INIT + CARRYOVER_MAX + 20 * MIGRATE_COMPENSATION;
 
 fn push(out: &mut Vec<Violation>, invariant: &'static str, detail: String) {
     out.push(Violation { invariant, detail });
@@ -164,7 +158,10 @@ impl Credit2Scheduler {
         unit: &super::Unit,
         out: &mut Vec<Violation>,
     ) {
-        if unit.credit < CREDIT_MIN || unit.credit > CREDIT_CHECK_MAX {
+        // A reset clips at INIT + CARRYOVER_MAX; only migration compensation (counted in
+        // `migrate_bonus`) raises credit until the next reset.
+        let credit_max = (CREDIT_INIT + CARRYOVER_MAX).saturating_add(unit.migrate_bonus);
+        if unit.credit < CREDIT_MIN || unit.credit > credit_max {
             push(
                 out,
                 "credit2.credit_bounds",

@@ -15,8 +15,8 @@
 //! # Invariants
 //! - Every vCPU the scheduler knows is assigned to exactly one runqueue (`svc` list).
 //! - A vCPU is on at most one of: its runqueue's `runq`, its domain's parked list.
-//! - Credits stay within `[CREDIT_MIN, CREDIT_INIT + CARRYOVER_MAX]` plus migration
-//!   compensations.
+//! - Credits stay within `[CREDIT_MIN, CREDIT_INIT + CARRYOVER_MAX]` plus the migration
+//!   compensations a unit got since its last credit reset (Xen does not bound those).
 //! - `pcpu_curr` is only a hint: a use checks that the hinted unit is the running vCPU's.
 //!   While `pcpu_curr_entered` names the running vCPU, its time is that vCPU's runstate
 //!   entry time (the instant `schedule` picked it, or kept it running).
@@ -108,6 +108,9 @@ pub struct Unit {
     pub v: VcpuRef,
     /// Credit, ns (an `int` in Xen).
     pub credit: i32,
+    /// Credit added by migration compensation since the unit's last credit reset, ns: the
+    /// only way credit rises between resets (checker bound).
+    pub migrate_bonus: i32,
     /// Weight (the domain's).
     pub weight: u32,
     /// Remainder of the last burn division.
@@ -461,6 +464,7 @@ impl Credit2Scheduler {
             v,
             rqd: None,
             credit: CREDIT_INIT,
+            migrate_bonus: 0,
             weight: u32::from(weight),
             residual: 0,
             flags: if pinned { FLAG_PINNED } else { 0 },

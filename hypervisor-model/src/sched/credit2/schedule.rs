@@ -128,6 +128,7 @@ impl Credit2Scheduler {
             }
             let unit = self.u_mut(idx);
             unit.credit = (unit.credit + add).min(CREDIT_INIT + CARRYOVER_MAX);
+            unit.migrate_bonus = 0;
             unit.start_time = now;
         }
         self.refresh_runq_credits(id);
@@ -349,7 +350,10 @@ impl Credit2Scheduler {
         unit.start_time = now;
         unit.tickled_cpu = None;
         if ctx.processor(v) != cpu {
-            self.u_mut(snext).credit += MIGRATE_COMPENSATION;
+            // Xen adds it unbounded (an int); saturating here rather than wrapping.
+            let unit = self.u_mut(snext);
+            unit.credit = unit.credit.saturating_add(MIGRATE_COMPENSATION);
+            unit.migrate_bonus = unit.migrate_bonus.saturating_add(MIGRATE_COMPENSATION);
             ctx.set_processor(v, cpu);
         }
     }
