@@ -27,7 +27,9 @@ mod ept_glue;
 pub mod ioreq;
 pub mod logdirty_glue;
 mod memory_op;
+mod net_conn;
 pub mod net_glue;
+mod net_xenbus;
 pub mod npf;
 #[cfg(test)]
 mod proptests;

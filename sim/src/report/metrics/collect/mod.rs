@@ -313,6 +313,7 @@ impl MetricsCollector {
             | TraceEvent::XenstoredWork { .. }
             | TraceEvent::XenbusEvent { .. }
             | TraceEvent::XenbusState { .. }
+            | TraceEvent::XenbusFatal { .. }
             | TraceEvent::Extents { .. }
             | TraceEvent::MaxPages { .. }
             | TraceEvent::EptViolation { .. }
