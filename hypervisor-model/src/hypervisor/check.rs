@@ -476,9 +476,21 @@ fn check_keys_before_state(hv: &Hypervisor, conn: &DeviceConn, out: &mut Vec<Vio
         conn.front_state,
         XenbusState::Initialised | XenbusState::Connected
     );
-    let front_keys: &[&str] = match conn.kind {
-        DeviceKind::Vif => &["tx-ring-ref", "rx-ring-ref", "event-channel"],
-        DeviceKind::Vbd => &["ring-ref", "event-channel"],
+    // A multi-queue vif's keys: the count and queue 0's (a guest may spoil later
+    // queues' keys itself; netback refuses those).
+    let front_keys: &[&str] = match (conn.kind, conn.queue_count > 1, conn.split_evtchn) {
+        (DeviceKind::Vif, false, _) => &["tx-ring-ref", "rx-ring-ref", "event-channel"],
+        (DeviceKind::Vif, true, split) => &[
+            "multi-queue-num-queues",
+            "queue-0/tx-ring-ref",
+            "queue-0/rx-ring-ref",
+            if split {
+                "queue-0/event-channel-tx"
+            } else {
+                "queue-0/event-channel"
+            },
+        ],
+        (DeviceKind::Vbd, _, _) => &["ring-ref", "event-channel"],
     };
     let probed = matches!(
         conn.back_state,

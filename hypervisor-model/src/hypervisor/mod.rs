@@ -724,6 +724,8 @@ mod tests_ioreq;
 #[cfg(test)]
 mod tests_net;
 #[cfg(test)]
+mod tests_net_mq;
+#[cfg(test)]
 mod tests_teardown;
 
 #[cfg(test)]

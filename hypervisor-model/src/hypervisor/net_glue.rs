@@ -125,21 +125,32 @@ impl Hypervisor {
         p: &mut P,
     ) {
         let key = (vcpu.dom, devid);
-        let (queue, reason) = match self.net.paths.get_mut(&key) {
+        let reason = match self.net.paths.get_mut(&key) {
             Some(path) => {
                 let queue = path.queue_of(&packet);
                 match path.queues[queue].front_send(packet) {
-                    true => (queue, None),
-                    false => (queue, Some(NetDropReason::TxQueueFull)),
+                    true => None,
+                    false => Some(NetDropReason::TxQueueFull),
                 }
             }
-            None => (0, Some(NetDropReason::NoDevice)),
+            None => Some(NetDropReason::NoDevice),
         };
         if let Some(reason) = reason {
             self.net_dropped(key, reason, p);
         }
-        if last {
-            self.netfront_kick(key, queue, p);
+        if !last {
+            return;
+        }
+        // The end of the stack's batch (`netdev_xmit_more()` false): every queue that
+        // took frames pushes them.
+        let queues = self.net.paths.get(&key).map_or(0, |v| v.queues.len());
+        for queue in 0..queues {
+            let waiting = self
+                .net_queue(key, queue)
+                .is_some_and(|q| !q.tx_backlog.is_empty());
+            if waiting {
+                self.netfront_kick(key, queue, p);
+            }
         }
     }
 
