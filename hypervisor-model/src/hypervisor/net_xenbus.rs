@@ -5,7 +5,7 @@
 //!
 //! Follows Linux drivers/net/xen-netfront.c (`talk_to_netback`: `num_queues =
 //! min(multi-queue-max-queues, xennet_max_queues)`, `xennet_max_queues` defaulting to the
-//! online CPUs; `setup_netfront` per queue: TX ring grant, RX ring grant, then the port or
+//! `min(8, online CPUs)`; `setup_netfront` per queue: TX ring grant, RX ring grant, then the port or
 //! the TX and RX ports) and drivers/net/xen-netback/xenbus.c (`connect`: "guest requested
 //! %u queues, exceeding the maximum of %u."; `connect_data_rings`: the flat keys for one
 //! queue, `queue-<i>/` for several, `event-channel-tx`/`-rx` before `event-channel`),
@@ -16,7 +16,10 @@
 //! # Invariants
 //! - A refused connect leaves nothing mapped or bound by this attempt (as
 //!   `connect_data_rings` and `connect`'s error path clean up) and the backend Closing.
-//! - netback's `multi-queue-max-queues` is `min(backend vCPUs, VIF_QUEUES_MAX)`, at least 1.
+//! - netback's `multi-queue-max-queues` and netfront's own maximum are each kernel's
+//!   `max_queues` parameter (`xen_netback.max_queues`, `xen_netfront.max_queues` on its
+//!   command line, xl.cfg `extra=` for a guest or a driver domain), else `min(8, online
+//!   vCPUs)`; always within 1..=`VIF_QUEUES_MAX`.
 //!
 //! xensim differs: a netback whose ring grant or port bind fails stays at InitWait as
 //! before (Linux reports it with `xenbus_dev_fatal` too); Linux before its 2026 fix
@@ -42,6 +45,8 @@ use crate::trace::TraceEvent;
 const EINVAL: i32 = 22;
 /// `ENOENT`.
 const ENOENT: i32 = 2;
+/// Linux's `MAX_QUEUES_DEFAULT` (netfront and netback): the default cap on queues.
+const MAX_QUEUES_DEFAULT: u32 = 8;
 
 /// What netback mapped and bound for one connect attempt.
 #[derive(Default)]
@@ -68,10 +73,24 @@ impl Hypervisor {
         d.config.as_ref().map_or(all, |c| c.vcpus.min(all)).max(1)
     }
 
-    /// netback's `xenvif_max_queues`: the backend domain's online vCPUs, within
-    /// xensim's bound.
+    /// A driver's `max_queues` module parameter in `dom`'s kernel: `<module>.max_queues`
+    /// on its command line if non-zero, else `min(MAX_QUEUES_DEFAULT, online vCPUs)`
+    /// (`netback_init`, `netif_init`), within xensim's bound.
+    fn driver_max_queues(&self, dom: DomId, param: &str) -> u32 {
+        let given = self
+            .domains
+            .get(dom)
+            .and_then(|d| d.config.as_ref())
+            .and_then(|c| c.kernel_param(param))
+            .and_then(|v| v.parse::<u32>().ok())
+            .filter(|v| *v > 0);
+        let queues = given.unwrap_or_else(|| MAX_QUEUES_DEFAULT.min(self.online_vcpus(dom)));
+        queues.clamp(1, VIF_QUEUES_MAX)
+    }
+
+    /// netback's `xenvif_max_queues` in the backend domain's kernel.
     pub(super) fn netback_max_queues(&self, back: DomId) -> u32 {
-        self.online_vcpus(back).clamp(1, VIF_QUEUES_MAX)
+        self.driver_max_queues(back, "xen_netback.max_queues")
     }
 
     /// `talk_to_netback`: the queues netfront sets up and whether it splits its ports.
@@ -82,7 +101,7 @@ impl Hypervisor {
         let back_max = self
             .xs_read_u32(who, &conn.back_path, "multi-queue-max-queues")
             .unwrap_or(1);
-        let own_max = self.online_vcpus(conn.front_dom);
+        let own_max = self.driver_max_queues(conn.front_dom, "xen_netfront.max_queues");
         let queues = own_max.min(back_max).clamp(1, VIF_QUEUES_MAX);
         let split = queues > 1
             && self.xs_read_u32(who, &conn.back_path, "feature-split-event-channels") == Some(1);

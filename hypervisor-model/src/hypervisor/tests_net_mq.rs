@@ -278,3 +278,16 @@ fn destroy_of_a_four_queue_guest_leaves_no_port_grant_or_page() {
     let violations = hv.check_invariants();
     assert!(violations.is_empty(), "{violations:?}");
 }
+
+#[test]
+fn netfront_max_queues_on_the_guest_command_line_caps_the_queues() {
+    let (mut hv, mut p) = host();
+    let mut config = guest("a", "00:16:3e:00:00:01");
+    // Linux's module parameter, as xl.cfg `extra=` puts it on the guest's command line.
+    config.cmdline = Some(String::from("console=hvc0 xen_netfront.max_queues=2"));
+    assert_eq!(hv.handle(&create_paused(1, config), &mut p), Ok(()));
+    p.run_until_idle(&mut hv);
+    let count = value(&hv, &alloc::format!("{FRONT}/multi-queue-num-queues"));
+    assert_eq!(count.as_deref(), Some("2"));
+    assert_eq!(hv.vif_path(ids::dom(1), 0).map(|v| v.queues.len()), Some(2));
+}
