@@ -4,11 +4,12 @@
 //! error node, then Closing).
 //!
 //! Follows Linux drivers/net/xen-netfront.c (`talk_to_netback`: `num_queues =
-//! min(multi-queue-max-queues, xennet_max_queues)`, `xennet_max_queues` defaulting to the
-//! `min(8, online CPUs)`; `setup_netfront` per queue: TX ring grant, RX ring grant, then the port or
-//! the TX and RX ports) and drivers/net/xen-netback/xenbus.c (`connect`: "guest requested
-//! %u queues, exceeding the maximum of %u."; `connect_data_rings`: the flat keys for one
-//! queue, `queue-<i>/` for several, `event-channel-tx`/`-rx` before `event-channel`),
+//! min(multi-queue-max-queues, xennet_max_queues)`, `xennet_max_queues` defaulting to
+//! `min(8, online CPUs)`; `setup_netfront` per queue: TX ring grant, RX ring grant, then
+//! the port or the TX and RX ports) and drivers/net/xen-netback/xenbus.c (`connect`:
+//! "guest requested %u queues, exceeding the maximum of %u."; `connect_data_rings`: the
+//! flat keys for one queue, `queue-<i>/` for several, `event-channel-tx`/`-rx` before
+//! `event-channel`),
 //! drivers/xen/xenbus/xenbus_client.c (`xenbus_dev_fatal` writes `"<errno> <message>"` to
 //! `error/<nodename>/error` under the driver's domain home and switches to Closing);
 //! xen/include/public/io/netif.h; spec `xenstore-io.md` §3.3, §4.3.
