@@ -275,7 +275,7 @@ impl DomainConfig {
             .filter_map(|word| word.split_once('='))
             .filter(|(key, _)| *key == name)
             .map(|(_, value)| value)
-            .last()
+            .next_back()
     }
 
     /// True when the guest's disks are emulated by a device model (an HVM guest without
