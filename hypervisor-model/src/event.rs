@@ -178,6 +178,16 @@ pub enum CoreInput {
         /// The frame.
         packet: NetPacket,
     },
+    /// The `lost-interrupt` fault: the next `count` notifications to `dom`'s `port` are
+    /// lost before the port goes pending (scenario spec §7.1).
+    LostInterrupt {
+        /// The receiving domain.
+        dom: DomId,
+        /// Its port.
+        port: u32,
+        /// Notifications to lose.
+        count: u32,
+    },
 }
 
 impl CoreInput {
@@ -272,6 +282,9 @@ impl CoreInput {
             CoreInput::NetDeliver { dom, devid, packet } => {
                 e.u8(22).dom(*dom).u32(*devid);
                 encode_packet(&mut e, packet);
+            }
+            CoreInput::LostInterrupt { dom, port, count } => {
+                e.u8(23).dom(*dom).u32(*port).u32(*count);
             }
         }
     }
@@ -380,6 +393,11 @@ impl CoreInput {
                 let packet = decode_packet(&mut d)?;
                 CoreInput::NetDeliver { dom, devid, packet }
             }
+            23 => CoreInput::LostInterrupt {
+                dom: d.dom()?,
+                port: d.u32()?,
+                count: d.u32()?,
+            },
             _ => return Err(d.error("a core input tag")),
         };
         d.finish()?;

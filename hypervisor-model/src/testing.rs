@@ -119,6 +119,20 @@ impl FakePlatform {
         panic!("run_until_idle did not settle");
     }
 
+    /// `vcpu` runs no more (its domain crashed): the backend work it was given and has
+    /// not finished never completes.
+    pub fn stall_back_work(&mut self, vcpu: VcpuRef) {
+        let stalled: Vec<crate::ids::BackWorkId> = self
+            .back_work
+            .iter()
+            .filter(|(v, _, _)| *v == vcpu)
+            .map(|(_, item, _)| *item)
+            .collect();
+        self.pending.retain(|_, input| {
+            !matches!(input, CoreInput::BackendWorkDone { item } if stalled.contains(item))
+        });
+    }
+
     /// Runs the host until `end`: queued inputs, pCPU timers and pool timers in time order
     /// (at equal times: queued inputs, then pCPU timers by pCPU, then pool timers by pool),
     /// checking invariants after each. Returns how many inputs were handled.
@@ -359,6 +373,8 @@ pub fn small_host(nr_cpus: u32, sched: SchedKind) -> BootConfig {
             ioreq_dom0_rtt_ns: 0,
             ioreq_stubdom_rtt_ns: 0,
             emulated_disk_ioreqs: 0,
+            emulated_nic_tx_ioreqs: 0,
+            emulated_nic_rx_ioreqs: 0,
             xenconsoled_batch_ns: 0,
             ept_violation_ns: 1_000,
             pod_fault_ns: 2_000,

@@ -415,6 +415,16 @@ pub enum TraceEvent {
         /// The consumer index then.
         cons: u32,
     },
+    /// A notification to `dom`'s `port` was lost (the `lost-interrupt` fault): the port
+    /// did not go pending and its handler did not run.
+    InterruptLost {
+        /// The receiving domain.
+        dom: DomId,
+        /// Its port.
+        port: u32,
+        /// Notifications still to lose on it.
+        left: u32,
+    },
     /// A driver gave up on a device (`xenbus_dev_fatal`): the message it wrote to the
     /// device's error node, before going Closing.
     XenbusFatal {
@@ -698,8 +708,11 @@ impl TraceEvent {
                 e.u32(*prod).u32(*cons);
                 queue_ext(&mut e, *queue);
             }
+            TraceEvent::InterruptLost { dom, port, left } => {
+                e.u8(43).dom(*dom).u32(*port).u32(*left);
+            }
             TraceEvent::XenbusFatal { path, message } => {
-                e.u8(43).str(path).str(message);
+                e.u8(44).str(path).str(message);
             }
         }
     }

@@ -216,10 +216,12 @@ impl Recorder {
     /// Records are encoded in place, so the common case (hash only) copies nothing.
     fn begin(&mut self, kind: u8, host: u16, time_ns: u64) -> usize {
         let start = self.hash_buffer.len();
-        self.hash_buffer.extend_from_slice(&[0; 4]);
-        self.hash_buffer.push(kind);
-        self.hash_buffer.extend_from_slice(&host.to_le_bytes());
-        self.hash_buffer.extend_from_slice(&time_ns.to_le_bytes());
+        // Placeholder, kind, host, time: built on the stack and appended at once.
+        let mut head = [0u8; 4 + 1 + 2 + 8];
+        head[4] = kind;
+        head[5..7].copy_from_slice(&host.to_le_bytes());
+        head[7..].copy_from_slice(&time_ns.to_le_bytes());
+        self.hash_buffer.extend_from_slice(&head);
         start
     }
 

@@ -38,7 +38,7 @@ mod tests {
 
     #[test]
     fn bench_generate_writes_the_eight_reference_scenarios() {
-        let dir = std::env::temp_dir().join(format!("xensim-bench-gen-{}", std::process::id()));
+        let dir = super::support::scratch_dir("bench-gen", "out");
         let dir_text = dir.display().to_string();
 
         let output = xensim(&["bench", "--generate", &dir_text]);

@@ -309,10 +309,7 @@ mod tests {
     }
 
     fn scratch(name: &str) -> PathBuf {
-        let dir =
-            std::env::temp_dir().join(format!("xensim-perfetto-{}-{name}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("scratch dir");
-        dir
+        super::support::scratch_dir("perfetto", name)
     }
 
     #[test]

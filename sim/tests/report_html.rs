@@ -43,9 +43,7 @@ mod tests {
     }
 
     fn scratch(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("xensim-html-{}-{name}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("scratch dir");
-        dir
+        super::support::scratch_dir("html", name)
     }
 
     /// Runs headless chromium on `page` with `extra` arguments.

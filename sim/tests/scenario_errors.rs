@@ -38,7 +38,9 @@ mod errors {
     snapshot_case!(bad_distribution);
     snapshot_case!(bad_duration);
     snapshot_case!(bad_expect_path);
+    snapshot_case!(bad_faults);
     snapshot_case!(bad_numa);
+    snapshot_case!(bad_stream);
     snapshot_case!(bad_xl_command);
     snapshot_case!(cpus_outside_host);
     snapshot_case!(duplicate_domain);
@@ -46,6 +48,7 @@ mod errors {
     snapshot_case!(io_bad_vbd);
     snapshot_case!(io_dom0);
     snapshot_case!(memory_models_differ);
+    snapshot_case!(os_bad_rates);
     snapshot_case!(pool_cpu0);
     snapshot_case!(tmem);
     snapshot_case!(unknown_host);

@@ -2,6 +2,8 @@
 //! that domain (and the result loads and still fails the same way); an `expect_rc` failure
 //! keeps its command; a scenario that passes is refused.
 
+mod support;
+
 #[cfg(test)]
 mod tests {
     use std::path::{Path, PathBuf};
@@ -17,9 +19,7 @@ mod tests {
 
     /// A scratch directory unique to this test process and `name`.
     fn scratch(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("xensim-shrink-{}-{name}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("scratch dir");
-        dir
+        super::support::scratch_dir("shrink", name)
     }
 
     fn args(out: PathBuf) -> ShrinkArgs {

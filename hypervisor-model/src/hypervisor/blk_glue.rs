@@ -194,8 +194,7 @@ impl Hypervisor {
             requests: push.pushed,
             notify: push.notify,
         });
-        if push.notify {
-            self.blk_send(key, true, p);
+        if push.notify && self.blk_send(key, true, p) {
             self.blkback_irq(key, p);
         }
     }
@@ -204,41 +203,54 @@ impl Hypervisor {
     /// the receiver, whose vCPU is woken and whose handler acknowledges the port at once.
     /// xensim differs: an upcall another channel left pending (the store channel's, whose
     /// handler is not modelled) does not hide this one.
-    fn blk_send<P: Platform + ?Sized>(&mut self, key: VbdKey, from_front: bool, p: &mut P) {
+    /// False when a `lost-interrupt` fault ate the notification (the handler must not run).
+    fn blk_send<P: Platform + ?Sized>(&mut self, key: VbdKey, from_front: bool, p: &mut P) -> bool {
         let Some(&ports) = self.blk.ports.get(&key) else {
-            return;
+            return true;
         };
         let Some(back_dom) = self.blk.paths.get(&key).map(|path| path.params.back_dom) else {
-            return;
+            return true;
         };
-        self.ring_notify((key.0, back_dom), ports, from_front, p);
+        let delivered = self.ring_notify((key.0, back_dom), ports, from_front, p);
+        if let (false, Some(path)) = (delivered, self.blk.paths.get_mut(&key)) {
+            if from_front {
+                path.irq_lost.1 = true;
+            } else {
+                path.irq_lost.0 = true;
+            }
+        }
+        delivered
     }
 
     /// One end of a split driver's interdomain channel notifies the other: `ends` are the
     /// (frontend, backend) domains and `ports` their (frontend, backend) ports. The port
     /// goes pending on the receiver, whose vCPU is woken and whose handler acknowledges
-    /// it at once (blkif and netif alike).
+    /// it at once (blkif and netif alike). False when a `lost-interrupt` fault ate it.
     pub(super) fn ring_notify<P: Platform + ?Sized>(
         &mut self,
         ends: (DomId, DomId),
         ports: (EvtchnPort, EvtchnPort),
         from_front: bool,
         p: &mut P,
-    ) {
+    ) -> bool {
         let ((front, back), (front_port, back_port)) = (ends, ports);
         let (sender, port, receiver, receiver_port) = if from_front {
             (front, front_port, back, back_port)
         } else {
             (back, back_port, front, front_port)
         };
+        // The `lost-interrupt` fault (`lost_irq.rs`): lost before the port goes pending.
+        if self.take_lost_interrupt(receiver, receiver_port, p) {
+            return false;
+        }
         if self.evtchn.send(sender, port).is_err() {
-            return;
+            return true;
         }
         let Some(d) = self.evtchn.domain_mut(receiver) else {
-            return;
+            return true;
         };
         let Some(vcpu) = d.notify_vcpu(receiver_port) else {
-            return;
+            return true;
         };
         let _ = d.guest_ack_port(vcpu, receiver_port);
         let notify = crate::evtchn::Notify {
@@ -246,11 +258,15 @@ impl Hypervisor {
             vcpu,
         };
         self.deliver_notify(Some(notify), p);
+        true
     }
 
     /// blkback's interrupt: wake its thread unless a batch is already queued (the thread
     /// checks the ring again when that batch is done).
     fn blkback_irq<P: Platform + ?Sized>(&mut self, key: VbdKey, p: &mut P) {
+        if let Some(path) = self.blk.paths.get_mut(&key) {
+            path.irq_lost.1 = false;
+        }
         let busy = self.blk.paths.get(&key).is_none_or(|path| path.back_busy);
         if !busy {
             self.blkback_run(key, p);
@@ -533,8 +549,7 @@ impl Hypervisor {
             status,
             notify,
         });
-        if notify {
-            self.blk_send(key, false, p);
+        if notify && self.blk_send(key, false, p) {
             self.blkfront_irq(key, p);
         }
     }
@@ -545,6 +560,7 @@ impl Hypervisor {
         let Some(path) = blk.paths.get_mut(&key) else {
             return;
         };
+        path.irq_lost.0 = false;
         match path.front_responses(&blk.pages) {
             Ok(done) => {
                 for done in done {

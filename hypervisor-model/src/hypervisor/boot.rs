@@ -152,6 +152,12 @@ pub struct CoreCosts {
     pub ioreq_stubdom_rtt_ns: i64,
     /// ioreqs one emulated disk operation takes (`io.emulated_disk_ioreqs`).
     pub emulated_disk_ioreqs: u32,
+    /// ioreqs an emulated NIC's driver makes per transmitted frame
+    /// (`io.emulated_nic_tx_ioreqs`).
+    pub emulated_nic_tx_ioreqs: u32,
+    /// ioreqs an emulated NIC's driver makes per received frame
+    /// (`io.emulated_nic_rx_ioreqs`).
+    pub emulated_nic_rx_ioreqs: u32,
     /// xenconsoled's CPU time in dom0 per batch it drains (`io.xenconsoled_batch_ns`).
     pub xenconsoled_batch_ns: i64,
     /// One EPT violation handled in Xen, no allocation (`cpu.ept_violation_ns`,

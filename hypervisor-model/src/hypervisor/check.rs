@@ -404,7 +404,9 @@ fn check_otherend_watches(
         .domain_conn(u32::from(conn.front_dom.raw()))
         .filter(|c| hv.xenstore.is_live(*c));
     // Until it follows a backend `xl devd` re-created, the frontend watches the old one.
-    let followed = Hypervisor::vbd_key(conn).and_then(|key| hv.blk.moved_from.get(&key));
+    let followed = Hypervisor::vbd_key(conn)
+        .and_then(|key| hv.blk.moved_from.get(&key))
+        .or_else(|| Hypervisor::vif_key(conn).and_then(|key| hv.net.moved_from.get(&key)));
     let back_path = followed.unwrap_or(&conn.back_path);
     if conn.front_probed && front.is_some() && !watching(front, back_path) {
         let what = format!("{} probed without its otherend watch", conn.front_path);

@@ -28,10 +28,13 @@
 //! - After [`Hypervisor::backends_vanish`] no device end names a backend mapping or port
 //!   of the dead domain, and no blkback batch of it is queued.
 //!
+//! vifs take the same steps (death, devd, the frontend following `backend`); what is
+//! particular to them (frames lost in flight, netfront's reconnect) is `drv_net.rs`.
+//!
 //! xensim differs / leaves out on purpose: real `xl devd` only adds backends libxl wrote
 //! for it; re-creating them from the frontends' entries is the model the issue asks for,
 //! and its XenStore requests go on the toolstack's (privileged) connection. The restarted
-//! domain's new domid is used (libxl never reuses a fresh domid). vifs are not re-created.
+//! domain's new domid is used (libxl never reuses a fresh domid).
 
 use alloc::vec::Vec;
 
@@ -45,7 +48,55 @@ use crate::io::xenbus::{End, XenbusState};
 use crate::toolstack::config::DiskCfg;
 use crate::toolstack::xs_tree::{self, DeviceAdd};
 
+/// `LIBXL_INIT_TIMEOUT` (tools/libs/light/libxl_internal.h): how long libxl waits for a
+/// new device's backend to reach InitWait.
+pub(crate) const LIBXL_INIT_TIMEOUT_NS: i64 = 10_000_000_000;
+
 impl Hypervisor {
+    /// `xl create` of `dom` (job `job`) just wrote its devices: if one names a backend
+    /// domain whose kernel runs no backends (a live domain without `driver_domain=1`),
+    /// libxl waits `LIBXL_INIT_TIMEOUT` for it in vain and the create fails. Returns the
+    /// extra wait, ns. xensim differs: only the first such device (disks, then vifs, in
+    /// libxl's order) is named, and the destroy that follows does not wait again.
+    pub(crate) fn create_stuck_wait_ns(
+        &mut self,
+        job: crate::toolstack::ops::JobId,
+        dom: DomId,
+    ) -> i64 {
+        let Some(config) = self.domains.get(dom).and_then(|d| d.config.as_ref()) else {
+            return 0;
+        };
+        let runs_backends = |b: DomId| {
+            b == DomId::DOM0
+                || self
+                    .domains
+                    .get(b)
+                    .and_then(|d| d.config.as_ref())
+                    .is_some_and(|c| c.driver_domain)
+        };
+        let stuck = |back: Option<DomId>| back.filter(|b| !runs_backends(*b));
+        let disk = config.disks.iter().find_map(|disk| {
+            let devid = xs_tree::disk_devid(&disk.vdev)?;
+            Some((false, stuck(self.disk_backend(disk))?, devid))
+        });
+        let vif = || {
+            config.vifs.iter().enumerate().find_map(|(index, vif)| {
+                let devid = u32::try_from(index).ok()?;
+                Some((true, stuck(self.vif_backend(vif))?, devid))
+            })
+        };
+        let Some((vif, backend, devid)) = disk.or_else(vif) else {
+            return 0;
+        };
+        let error = crate::toolstack::ops::ToolstackError::BackendNotReady {
+            vif,
+            backend,
+            devid,
+        };
+        self.create_stuck.insert(job, error);
+        LIBXL_INIT_TIMEOUT_NS
+    }
+
     /// `dom` is being killed: every device end it backs loses its backend (mappings,
     /// port, blkback's work), before Xen releases the rest of the domain's mappings.
     pub(crate) fn backends_vanish(&mut self, dom: DomId) {
@@ -66,6 +117,7 @@ impl Hypervisor {
             self.xenbus.insert(front, conns);
         }
         self.blk_backend_domain_gone(dom);
+        self.net_backend_domain_gone(dom);
         self.xenbus_changed();
     }
 
@@ -73,6 +125,9 @@ impl Hypervisor {
     fn backend_vanish(&mut self, conn: &mut DeviceConn) {
         if let Some(key) = Self::vbd_key(conn) {
             self.blk_backend_close(key);
+        }
+        if let Some(key) = Self::vif_key(conn) {
+            self.net_backend_vanish(key);
         }
         for handle in core::mem::take(&mut conn.ring_handles) {
             let _ = self.grants.unmap_grant_ref(conn.back_dom, handle);
@@ -98,8 +153,11 @@ impl Hypervisor {
 
     /// blkfront finds its backend gone: it holds the I/Os not answered (and those the
     /// guest issues until a new backend connects), then closes (grants ended: the dead
-    /// backend's mappings were released).
+    /// backend's mappings were released). netfront drops what it had in flight.
     pub(super) fn frontend_backend_gone(&mut self, conn: &mut DeviceConn) {
+        if let Some(key) = Self::vif_key(conn) {
+            self.net_frontend_backend_gone(key);
+        }
         if let Some(key) = Self::vbd_key(conn) {
             let mut ios = self
                 .blk
@@ -179,6 +237,8 @@ impl Hypervisor {
         conn.back_probe_pending = false;
         if let Some(key) = Self::vbd_key(conn) {
             self.blk.moved_from.insert(key, old);
+        } else if let Some(key) = Self::vif_key(conn) {
+            self.net.moved_from.insert(key, old);
         }
         self.xenbus_changed();
     }
@@ -191,7 +251,13 @@ impl Hypervisor {
         dom: DomId,
         name: &str,
     ) -> Option<DeviceAdd> {
-        if conn.kind != DeviceKind::Vbd || conn.back_dom == dom || !self.backend_gone(conn) {
+        if conn.back_dom == dom || !self.backend_gone(conn) {
+            return None;
+        }
+        if conn.kind == DeviceKind::Vif {
+            return self.devd_vif(front, conn, dom, name);
+        }
+        if conn.kind != DeviceKind::Vbd {
             return None;
         }
         let (_, devid) = Self::vbd_key(conn)?;
@@ -210,21 +276,28 @@ impl Hypervisor {
         ))
     }
 
-    /// The frontend's `backend` key changed (`xenbus_dev_resume` + `blkfront_resume`):
-    /// a frontend whose backend `xl devd` re-created reads the new link, stops watching
-    /// the old backend, re-arms its held I/Os and goes Initialising; the handshake then
-    /// repeats. One that had not seen its backend die yet does that first.
+    /// The frontend's `backend` key changed (`xenbus_dev_resume` + `blkfront_resume` or
+    /// `netfront_resume`): a frontend whose backend `xl devd` re-created reads the new
+    /// link, stops watching the old backend, re-arms its held I/Os (blkfront) and goes
+    /// Initialising; the handshake then repeats. One that had not seen its backend die yet
+    /// does that first.
     pub(super) fn frontend_backend_moved(&mut self, conn: &mut DeviceConn) {
-        let Some(key) = Self::vbd_key(conn) else {
+        let (vbd, vif) = (Self::vbd_key(conn), Self::vif_key(conn));
+        if vbd.is_none() && vif.is_none() {
             return;
-        };
+        }
         let who = DriverXs::Guest(conn.front_dom);
         let path = alloc::format!("{}/backend", conn.front_path);
         let link = self.driver_read(who, &path).ok();
         if link.as_deref() != Some(conn.back_path.as_bytes()) {
             return; // Not (or not yet) the backend devd re-created.
         }
-        let Some(old) = self.blk.moved_from.remove(&key) else {
+        let old = match (vbd, vif) {
+            (Some(key), _) => self.blk.moved_from.remove(&key),
+            (None, Some(key)) => self.net.moved_from.remove(&key),
+            (None, None) => None,
+        };
+        let Some(old) = old else {
             return;
         };
         if conn.front_state != XenbusState::Closed {
@@ -233,10 +306,16 @@ impl Hypervisor {
         let old_state = alloc::format!("{old}/state");
         let _ = self.driver_watch(who, &old_state, TOKEN_OTHEREND, true);
         self.end_kept_ring_refs(conn);
-        let held = self.blk.held.remove(&key).unwrap_or_default();
-        self.blk_park_all(key, held);
-        let count = self.blk.reconnects.entry(key).or_insert(0);
-        *count = count.saturating_add(1);
+        if let Some(key) = vbd {
+            let held = self.blk.held.remove(&key).unwrap_or_default();
+            self.blk_park_all(key, held);
+            let count = self.blk.reconnects.entry(key).or_insert(0);
+            *count = count.saturating_add(1);
+        }
+        if let Some(key) = vif {
+            let count = self.net.reconnects.entry(key).or_insert(0);
+            *count = count.saturating_add(1);
+        }
         self.set_state(conn, End::Frontend, XenbusState::Initialising);
         let new_state = alloc::format!("{}/state", conn.back_path);
         let _ = self.driver_watch(who, &new_state, TOKEN_OTHEREND, false);
@@ -265,8 +344,10 @@ impl Hypervisor {
         self.blk.held.get(&(dom, vdev)).map_or(0, Vec::len)
     }
 
-    /// The driver-domain checks: held I/Os only for a Closed frontend with no data path.
+    /// The driver-domain checks: held I/Os only for a Closed frontend with no data path
+    /// (and the vif checks of `drv_net.rs`).
     pub(crate) fn drv_check(&self, out: &mut Vec<crate::sched::Violation>) {
+        self.drv_net_check(out);
         for key in self.blk.held.keys() {
             let closed = self
                 .device_conns(key.0)

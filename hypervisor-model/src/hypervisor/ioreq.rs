@@ -1,7 +1,8 @@
 //! Emulated disk I/O of HVM guests without PV drivers (`xen_platform_pci = 0`): each
 //! operation is a series of port-I/O exits that Xen forwards as ioreqs to the guest's
 //! device model, QEMU in dom0 or in the guest's stub domain; QEMU then does the I/O
-//! itself through the split drivers.
+//! itself through the split drivers. The queue of device-model work is shared with the
+//! emulated NICs (`emunic.rs`), whose jobs it hands back when they have run.
 //!
 //! A guest I/O (`CoreInput::BlkSubmit` from an emulated-disk guest) is held until the
 //! batch's last I/O; the batch becomes CPU work on the device model's vCPU
@@ -30,9 +31,11 @@
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
+use super::emunic::NicJob;
 use super::Hypervisor;
 use crate::ids::{BackWorkId, DomId, VcpuId, VcpuRef};
 use crate::io::vbd::{GuestIo, IoDone};
+use crate::io::vif::NetPacket;
 use crate::platform::Platform;
 use crate::toolstack::ops::GuestNotice;
 use crate::trace::TraceEvent;
@@ -46,13 +49,22 @@ pub const IOREQ_WORK_ITEMS_MAX: usize = 4096;
 /// bound).
 const HELD_IOS_MAX: usize = crate::io::vbd::BACKLOG_IOS_MAX;
 
-/// One batch of emulated I/Os waiting for the device model.
+/// What a queued item carries.
 #[derive(Clone, Debug)]
-struct IoreqWork {
+pub(super) enum IoreqJob {
+    /// An emulated disk's I/Os on vbd `vdev`.
+    Disk { vdev: u32, ios: Vec<GuestIo> },
+    /// An emulated NIC's frames at one stage of their way (`emunic.rs`).
+    Nic(NicJob),
+}
+
+/// One batch of emulated I/Os waiting for the device model (or, for a stub domain's
+/// NIC, for its netback).
+#[derive(Clone, Debug)]
+pub(super) struct IoreqWork {
     /// The guest vCPU that issued them.
-    vcpu: VcpuRef,
-    vdev: u32,
-    ios: Vec<GuestIo>,
+    pub(super) vcpu: VcpuRef,
+    pub(super) job: IoreqJob,
 }
 
 /// The device models of a host and their pending ioreq batches.
@@ -65,6 +77,8 @@ pub struct IoreqState {
     next_work: u64,
     /// I/Os of a batch still being submitted, per (guest, vdev).
     held: BTreeMap<(DomId, u32), Vec<GuestIo>>,
+    /// Frames of an emulated NIC's TX batch still being handed over, per (guest, devid).
+    pub(super) nic_held: BTreeMap<(DomId, u32), Vec<NetPacket>>,
 }
 
 impl Hypervisor {
@@ -82,7 +96,7 @@ impl Hypervisor {
     ///
     /// xensim differs: dom0's kernel would schedule each QEMU process on any of its
     /// vCPUs; xensim keeps it on one, spread by domid.
-    fn device_model_of(&self, dom: DomId) -> (VcpuRef, i64) {
+    pub(super) fn device_model_of(&self, dom: DomId) -> (VcpuRef, i64) {
         if let Some(stub) = self.ioreq.stubdom_of.get(&dom) {
             let vcpu = VcpuRef {
                 dom: *stub,
@@ -141,8 +155,7 @@ impl Hypervisor {
         let ioreqs = i64::from(self.costs.emulated_disk_ioreqs);
         let count = i64::try_from(ios.len()).unwrap_or(i64::MAX);
         let work_ns = rtt_ns.max(0).saturating_mul(ioreqs).saturating_mul(count);
-        let id = BackWorkId(IOREQ_WORK_BIT | self.ioreq.next_work);
-        self.ioreq.next_work += 1;
+        let id = self.ioreq_next_id();
         p.trace(&TraceEvent::IoreqWork {
             item: id,
             dom: vcpu.dom,
@@ -150,13 +163,45 @@ impl Hypervisor {
             ios: u32::try_from(ios.len()).unwrap_or(u32::MAX),
             work_ns,
         });
-        let work = IoreqWork { vcpu, vdev, ios };
+        let job = IoreqJob::Disk { vdev, ios };
+        self.ioreq_enqueue(id, dm_vcpu, work_ns, IoreqWork { vcpu, job }, p);
+    }
+
+    /// A fresh ioreq work id.
+    pub(super) fn ioreq_next_id(&mut self) -> BackWorkId {
+        let id = BackWorkId(IOREQ_WORK_BIT | self.ioreq.next_work);
+        self.ioreq.next_work += 1;
+        id
+    }
+
+    /// True when another item fits in the queue.
+    pub(super) fn ioreq_has_room(&self) -> bool {
+        self.ioreq.work.len() < IOREQ_WORK_ITEMS_MAX
+    }
+
+    /// `work` becomes `work_ns` of CPU work on `on` (done at once when free).
+    pub(super) fn ioreq_enqueue<P: Platform + ?Sized>(
+        &mut self,
+        id: BackWorkId,
+        on: VcpuRef,
+        work_ns: i64,
+        work: IoreqWork,
+        p: &mut P,
+    ) {
         if work_ns == 0 {
-            return self.ioreq_forward(work, p);
+            return self.ioreq_finish(work, p);
         }
+        assert!(self.ioreq_has_room(), "ioreq work full");
         self.ioreq.work.insert(id, work);
-        p.backend_work(dm_vcpu, id, work_ns);
-        let _ = self.vcpu_wake_event(dm_vcpu, p);
+        p.backend_work(on, id, work_ns);
+        let _ = self.vcpu_wake_event(on, p);
+    }
+
+    fn ioreq_finish<P: Platform + ?Sized>(&mut self, work: IoreqWork, p: &mut P) {
+        match work.job {
+            IoreqJob::Disk { vdev, ios } => self.ioreq_forward(work.vcpu, vdev, ios, p),
+            IoreqJob::Nic(job) => self.emunic_stage_done(work.vcpu, job, p),
+        }
     }
 
     /// `BackendWorkDone` of an ioreq batch: QEMU has handled the ioreqs and does the I/Os.
@@ -170,18 +215,24 @@ impl Hypervisor {
             .work
             .remove(&item)
             .ok_or(super::InputError::UnknownBackWork(item))?;
-        self.ioreq_forward(work, p);
+        self.ioreq_finish(work, p);
         Ok(())
     }
 
     /// The device model's own I/O: the batch enters blkfront (the guest's vbd path).
-    fn ioreq_forward<P: Platform + ?Sized>(&mut self, work: IoreqWork, p: &mut P) {
-        if !self.is_alive(work.vcpu.dom) {
+    fn ioreq_forward<P: Platform + ?Sized>(
+        &mut self,
+        vcpu: VcpuRef,
+        vdev: u32,
+        ios: Vec<GuestIo>,
+        p: &mut P,
+    ) {
+        if !self.is_alive(vcpu.dom) {
             return;
         }
-        let count = work.ios.len();
-        for (index, io) in work.ios.into_iter().enumerate() {
-            self.blk_submit(work.vcpu, work.vdev, io, index + 1 == count, p);
+        let count = ios.len();
+        for (index, io) in ios.into_iter().enumerate() {
+            self.blk_submit(vcpu, vdev, io, index + 1 == count, p);
         }
     }
 
@@ -190,6 +241,7 @@ impl Hypervisor {
     pub(crate) fn ioreq_forget(&mut self, dom: DomId) {
         self.ioreq.stubdom_of.remove(&dom);
         self.ioreq.held.retain(|(d, _), _| *d != dom);
+        self.ioreq.nic_held.retain(|(d, _), _| *d != dom);
     }
 
     /// The ioreq checks: bounds, and every held batch belongs to a live guest.
@@ -199,7 +251,7 @@ impl Hypervisor {
             let invariant = "ioreq.work_bound";
             out.push(crate::sched::Violation { invariant, detail });
         }
-        for (dom, _) in self.ioreq.held.keys() {
+        for (dom, _) in self.ioreq.held.keys().chain(self.ioreq.nic_held.keys()) {
             if self.domains.get(*dom).is_none() {
                 let detail = alloc::format!("d{} holds ioreq I/Os", dom.raw());
                 let invariant = "ioreq.held_domain";
@@ -207,7 +259,11 @@ impl Hypervisor {
             }
         }
         for work in self.ioreq.work.values() {
-            if work.ios.is_empty() {
+            let empty = match &work.job {
+                IoreqJob::Disk { ios, .. } => ios.is_empty(),
+                IoreqJob::Nic(job) => job.frames.is_empty(),
+            };
+            if empty {
                 let detail = alloc::format!("d{} empty batch", work.vcpu.dom.raw());
                 let invariant = "ioreq.batch_empty";
                 out.push(crate::sched::Violation { invariant, detail });

@@ -23,9 +23,12 @@ pub mod console_glue;
 mod cpupool;
 mod driver_tasks;
 mod drv_glue;
+mod drv_net;
+mod emunic;
 mod ept_glue;
 pub mod ioreq;
 pub mod logdirty_glue;
+mod lost_irq;
 mod memory_op;
 mod net_conn;
 pub mod net_glue;
@@ -90,6 +93,8 @@ pub enum InputError {
     UnknownDriverWork(DriverWorkId),
     /// No such blkback work item is the oldest unfinished one.
     UnknownBackWork(crate::ids::BackWorkId),
+    /// The port is not bound in the domain's event-channel table.
+    UnboundPort(DomId, u32),
 }
 
 /// One host's hypervisor state.
@@ -161,6 +166,9 @@ pub struct Hypervisor {
     pub(crate) next_driver_work: u32,
     /// Create and destroy jobs waiting for their domain's XenBus devices to settle.
     pub(crate) xenbus_waiters: BTreeMap<JobId, (DomId, xenbus_watch::XenbusWait)>,
+    /// Creates waiting out `LIBXL_INIT_TIMEOUT` for a backend that will never come
+    /// (`drv_glue.rs`), with the error they end in.
+    pub(crate) create_stuck: BTreeMap<JobId, crate::toolstack::ops::ToolstackError>,
     /// Bumped by every change a waiter's test reads besides the driver reactions and
     /// xenstored's ring counts: device ends and their states, domain liveness, new waiters.
     pub(crate) xenbus_epoch: u64,
@@ -180,6 +188,10 @@ pub struct Hypervisor {
     pub(crate) console_next_work: u64,
     /// The vif data paths (`net_glue.rs`).
     pub(crate) net: net_glue::NetState,
+    /// Notifications still to lose per (domain, port): the `lost-interrupt` fault
+    /// (`blk_glue.rs`, `Hypervisor::ring_notify`). Only bound ports of live domains have
+    /// an entry, and `kill_io` drops the domain's.
+    pub(crate) lost_irqs: BTreeMap<(DomId, crate::ids::EvtchnPort), u32>,
 }
 
 /// Internal job ids have the top bit set, so they never collide with the platform's.
@@ -225,10 +237,12 @@ impl Hypervisor {
             dom0_store: None,
             xs_guests: BTreeMap::new(),
             xs_notifies: Vec::new(),
+            lost_irqs: BTreeMap::new(),
             xenwatch_busy: BTreeMap::new(),
             driver_tasks: driver_tasks::DriverTasks::default(),
             next_driver_work: 0,
             xenbus_waiters: BTreeMap::new(),
+            create_stuck: BTreeMap::new(),
             xenbus_epoch: 0,
             xenbus_scanned: None,
             xenbus_traces: Vec::new(),
@@ -458,10 +472,20 @@ impl Hypervisor {
                 self.domains
                     .vcpu(*vcpu)
                     .ok_or(InputError::UnknownVcpu(*vcpu))?;
-                self.net_send(*vcpu, *devid, *packet, *last, p);
+                if self.nic_emulated(vcpu.dom) {
+                    self.emunic_send(*vcpu, *devid, *packet, *last, p);
+                } else {
+                    self.net_send(*vcpu, *devid, *packet, *last, p);
+                }
+            }
+            CoreInput::NetDeliver { dom, devid, packet } if self.nic_emulated(*dom) => {
+                self.emunic_deliver((*dom, *devid), *packet, p);
             }
             CoreInput::NetDeliver { dom, devid, packet } => {
                 self.net_deliver((*dom, *devid), *packet, p);
+            }
+            CoreInput::LostInterrupt { dom, port, count } => {
+                self.lose_interrupts(*dom, *port, *count)?
             }
         }
         self.end_of_input(p);
@@ -476,6 +500,7 @@ impl Hypervisor {
         self.xs_deliver_notifies(p);
         self.xenbus_wake_waiters(p);
         self.blk_unpark(p);
+        self.net_flush_lost(p);
         self.ept_flush(p);
     }
 
@@ -717,6 +742,10 @@ mod proptests_net;
 mod tests_blk;
 #[cfg(test)]
 mod tests_drv;
+#[cfg(test)]
+mod tests_drv_net;
+#[cfg(test)]
+mod tests_emunic;
 #[cfg(test)]
 mod tests_io;
 #[cfg(test)]

@@ -68,6 +68,13 @@ impl Hypervisor {
     pub(crate) fn net_connect(&mut self, mut path: VifPath, ports: Vec<QueuePorts>) {
         assert_eq!(path.queues.len(), ports.len(), "one port set per queue");
         let key = (path.params.front_dom, path.params.devid);
+        // Reconnected to a re-created backend: netfront's device (and xensim's in-order
+        // memory of each queue) outlived the old rings.
+        if let Some(kept) = self.net.kept_seen.remove(&key) {
+            for (queue, seen) in path.queues.iter_mut().zip(kept) {
+                queue.rx_seen = seen;
+            }
+        }
         for queue in &mut path.queues {
             let _ = queue.front_rx_refill(&mut self.grants);
         }

@@ -67,6 +67,8 @@ pub enum NetDropReason {
     RxRingFull = 2,
     /// The vif is not connected.
     NoDevice = 3,
+    /// In flight when the backend's domain died (`drv_net.rs`).
+    BackendGone = 4,
 }
 
 #[derive(Clone, Debug)]
@@ -93,6 +95,10 @@ pub struct QueuePorts {
     pub rx: (EvtchnPort, EvtchnPort),
 }
 
+/// A queue's in-order memory (`VifQueue::rx_seen`): the last sequence number per (source
+/// MAC, flow).
+pub(crate) type FlowsSeen = BTreeMap<(crate::io::vif::Mac, u32), u32>;
+
 /// Every vif data path of a host.
 #[derive(Clone, Debug, Default)]
 pub struct NetState {
@@ -105,6 +111,15 @@ pub struct NetState {
     /// Queued backend work by id (ids grow, so each vCPU's items are in order).
     pub(super) work: BTreeMap<BackWorkId, NetWork>,
     next_work: u64,
+    /// Frames lost with a dead backend, counted as dropped at the end of the input.
+    pub(crate) lost: BTreeMap<VifKey, u32>,
+    /// netfront's in-order memory of a vif whose backend died, by queue, kept for its
+    /// reconnect.
+    pub(crate) kept_seen: BTreeMap<VifKey, Vec<FlowsSeen>>,
+    /// The old backend directory of a vif whose backend `xl devd` re-created.
+    pub(crate) moved_from: BTreeMap<VifKey, alloc::string::String>,
+    /// Reconnects of each vif to a re-created backend.
+    pub(crate) reconnects: BTreeMap<VifKey, u32>,
 }
 
 /// The trace's queue field: `None` for a single-queue vif (whose records keep their
@@ -154,7 +169,12 @@ impl Hypervisor {
         }
     }
 
-    fn net_dropped<P: Platform + ?Sized>(&mut self, key: VifKey, why: NetDropReason, p: &mut P) {
+    pub(super) fn net_dropped<P: Platform + ?Sized>(
+        &mut self,
+        key: VifKey,
+        why: NetDropReason,
+        p: &mut P,
+    ) {
         p.trace(&TraceEvent::NetDrop {
             dom: key.0,
             devid: key.1,
@@ -183,6 +203,22 @@ impl Hypervisor {
         };
         let push = q.front_tx_kick(&mut self.grants, &mut net.pages);
         self.net_pushed(key, queue, false, (push.pushed, push.notify), p);
+        // Linux `xennet_start_xmit` reaps the queue's TX completions after every push
+        // (`xennet_tx_buf_gc`, which re-arms `rsp_event`): a lost TX interrupt is made good
+        // by the next send. A ring error marks netfront failed, as in its interrupt.
+        if push.pushed == 0 {
+            return;
+        }
+        let Some(path) = self.net.paths.get_mut(&key) else {
+            return;
+        };
+        let Some(q) = path.queues.get_mut(queue) else {
+            return;
+        };
+        let reaped = q.front_tx_responses();
+        if reaped.is_err() || q.front_failed {
+            path.fail_front();
+        }
     }
 
     /// `slots` were pushed on the TX ring of `key`'s queue by netfront (`rx` false) or on
@@ -210,8 +246,7 @@ impl Hypervisor {
             slots,
             notify,
         });
-        if notify {
-            self.net_evtchn(key, queue, rx, !rx, p);
+        if notify && self.net_evtchn(key, queue, rx, !rx, p) {
             if rx {
                 self.netfront_irq(key, queue, p);
             } else {
@@ -221,7 +256,8 @@ impl Hypervisor {
     }
 
     /// One end of the TX (or RX) channel of `key`'s queue notifies the other (as
-    /// `blk_send`).
+    /// `blk_send`). False when a `lost-interrupt` fault on that port ate the notification
+    /// (the queue then remembers which end missed it).
     fn net_evtchn<P: Platform + ?Sized>(
         &mut self,
         key: VifKey,
@@ -229,15 +265,23 @@ impl Hypervisor {
         rx: bool,
         from_front: bool,
         p: &mut P,
-    ) {
+    ) -> bool {
         let Some(ports) = self.net.ports.get(&key).and_then(|q| q.get(queue)).copied() else {
-            return;
+            return true;
         };
         let Some(back) = self.net.paths.get(&key).map(|path| path.params.back_dom) else {
-            return;
+            return true;
         };
         let pair = if rx { ports.rx } else { ports.tx };
-        self.ring_notify((key.0, back), pair, from_front, p);
+        let delivered = self.ring_notify((key.0, back), pair, from_front, p);
+        if let (false, Some(q)) = (delivered, self.net_queue(key, queue)) {
+            if from_front {
+                q.irq_lost.1 = true;
+            } else {
+                q.irq_lost.0 = true;
+            }
+        }
+        delivered
     }
 
     /// `xenvif_interrupt` for one queue: TX work unless a batch is queued; RX buffers may
@@ -248,6 +292,9 @@ impl Hypervisor {
         queue: usize,
         p: &mut P,
     ) {
+        if let Some(q) = self.net_queue(key, queue) {
+            q.irq_lost.1 = false;
+        }
         let busy = self.net_queue(key, queue).is_none_or(|q| q.back_busy);
         if !busy {
             self.netback_tx_run(key, queue, p);
@@ -414,6 +461,12 @@ impl Hypervisor {
         Ok(())
     }
 
+    /// The backend domain `back_dom` died: the items queued on its vCPUs never run (the
+    /// frames of a TX batch are counted lost by netfront, `drv_net.rs`).
+    pub(crate) fn net_backend_domain_gone(&mut self, back_dom: DomId) {
+        self.net.work.retain(|_, w| w.vcpu.dom != back_dom);
+    }
+
     fn netback_finish<P: Platform + ?Sized>(&mut self, work: NetWork, p: &mut P) {
         let (key, queue) = (work.key, work.queue);
         if !self.net.ports.contains_key(&key) {
@@ -468,8 +521,7 @@ impl Hypervisor {
             }
         }
         q.back_busy = false;
-        if notify {
-            self.net_evtchn(key, queue, false, false, p);
+        if notify && self.net_evtchn(key, queue, false, false, p) {
             self.netfront_irq(key, queue, p);
         }
         self.netback_tx_run(key, queue, p);
@@ -488,7 +540,15 @@ impl Hypervisor {
         };
         let queue = path.queue_of(&packet);
         if !path.queues[queue].back_rx_queue(packet) {
-            return self.net_dropped(key, NetDropReason::RxRingFull, p);
+            // A frame for a vif whose driver domain died (netfront has not noticed yet).
+            let back = path.params.back_dom;
+            let gone = back != DomId::DOM0 && !self.is_alive(back);
+            let reason = if gone {
+                NetDropReason::BackendGone
+            } else {
+                NetDropReason::RxRingFull
+            };
+            return self.net_dropped(key, reason, p);
         }
         self.netback_queue(key, queue, NetWorkKind::Rx, p);
     }
@@ -525,6 +585,7 @@ impl Hypervisor {
         let Some(q) = path.queues.get_mut(queue) else {
             return;
         };
+        q.irq_lost.0 = false;
         let tx = q.front_tx_responses();
         let rx = q.front_rx_responses(&net.pages);
         let failed = tx.is_err() || q.front_failed;
@@ -547,8 +608,7 @@ impl Hypervisor {
             return;
         };
         let refill = q.front_rx_refill(&mut self.grants);
-        if refill.notify {
-            self.net_evtchn(key, queue, true, true, p);
+        if refill.notify && self.net_evtchn(key, queue, true, true, p) {
             self.netback_irq(key, queue, p);
         }
         self.netfront_kick(key, queue, p);

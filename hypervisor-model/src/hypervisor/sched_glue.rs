@@ -41,7 +41,9 @@ impl Hypervisor {
             reason: decision.reason,
             credit_ns: decision.credit_ns,
         });
-        if let Some(next) = decision.next {
+        // A hot-path invariant: checked in debug builds (every test run), like a
+        // `debug_assert`; the lookup it needs is not paid in release runs.
+        if let (true, Some(next)) = (cfg!(debug_assertions), decision.next) {
             self.assert_can_run(next, cpu);
         }
         if decision.next != prev {

@@ -280,7 +280,12 @@ impl Hypervisor {
         let hvm = config.guest_type == GuestType::Hvm;
         for (index, vif) in config.vifs.iter().enumerate() {
             let devid = u32::try_from(index).unwrap_or(u32::MAX);
-            devices.push(xs_tree::vif(raw, hvm, vif, &uuid, devid));
+            // As for disks: a backend that went away since the create checked it has no
+            // directory to hold the vif.
+            if let Some(backend) = self.vif_backend(vif) {
+                let back = u32::from(backend.raw());
+                devices.push(xs_tree::vif(raw, hvm, vif, &uuid, devid, back));
+            }
         }
         let mut count: u32 = 0;
         for device in &devices {
@@ -308,6 +313,7 @@ impl Hypervisor {
     pub(crate) fn kill_io(&mut self, dom: DomId) {
         // The devices a driver domain backs lose their backend first (`drv_glue.rs`).
         self.backends_vanish(dom);
+        self.lost_irqs.retain(|(d, _), _| *d != dom);
         self.evtchn.destroy(dom);
         self.grants.release_mappings(dom);
         // xenstored sees the domain die (VIRQ_DOM_EXC) and unbinds its end of the ring's

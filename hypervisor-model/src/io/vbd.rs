@@ -375,6 +375,9 @@ pub struct VbdPath {
     pub back_inflight: u32,
     /// blkback: a batch of consumed requests is waiting for dom0's CPU.
     pub back_busy: bool,
+    /// A `lost-interrupt` fault ate a notification to the (frontend, backend) end since
+    /// that end's handler last ran: the checker's lost-wakeup rule does not apply to it.
+    pub irq_lost: (bool, bool),
     /// blkback: requests still to fail (a `disk-error` fault).
     pub back_fail_count: u32,
     /// Counters.
@@ -408,6 +411,7 @@ impl VbdPath {
             persistent: BTreeMap::new(),
             back_inflight: 0,
             back_busy: false,
+            irq_lost: (false, false),
             back_fail_count: 0,
             counters: VbdCounters::default(),
             watch: RingWatch::default(),
@@ -458,10 +462,10 @@ impl VbdPath {
         // with requests left, blkfront with responses left): its final check re-armed the
         // event index, so the producer's push notified it.
         let requests_left = self.back.unconsumed_requests(&self.sring).unwrap_or(0);
-        if !self.back_busy && requests_left > 0 {
+        if !self.back_busy && !self.irq_lost.1 && requests_left > 0 {
             out.push("ring.lost_wakeup");
         }
-        if self.front.unconsumed_responses(&self.sring).unwrap_or(0) > 0 {
+        if !self.irq_lost.0 && self.front.unconsumed_responses(&self.sring).unwrap_or(0) > 0 {
             out.push("ring.lost_wakeup");
         }
         let outstanding = self.front.req_prod_pvt.wrapping_sub(self.front.rsp_cons);

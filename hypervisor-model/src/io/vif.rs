@@ -290,6 +290,9 @@ pub struct VifQueue {
     pub rx_queue_bytes: u32,
     /// netback: a batch is queued on the backend's CPU.
     pub back_busy: bool,
+    /// A `lost-interrupt` fault ate a notification to the (frontend, backend) end since
+    /// that end's handler last ran: the checker's lost-wakeup rule does not apply to it.
+    pub irq_lost: (bool, bool),
     /// Counters.
     pub counters: VifCounters,
     /// TX indices the checker saw last.
@@ -328,6 +331,7 @@ impl VifQueue {
             rx_queue: VecDeque::new(),
             rx_queue_bytes: 0,
             back_busy: false,
+            irq_lost: (false, false),
             counters: VifCounters::default(),
             tx_watch: RingWatch::default(),
             rx_watch: RingWatch::default(),
@@ -423,11 +427,13 @@ impl VifQueue {
             .tx_back
             .unconsumed_requests(&self.tx_sring)
             .unwrap_or(0);
-        if !self.back_busy && tx_left > 0 {
+        if !self.back_busy && !self.irq_lost.1 && tx_left > 0 {
             out.push("ring.lost_wakeup");
         }
         let left = |f: &FrontRing, s: &SharedRing| f.unconsumed_responses(s).unwrap_or(0);
-        if left(&self.tx_front, &self.tx_sring) > 0 || left(&self.rx_front, &self.rx_sring) > 0 {
+        let front_left =
+            left(&self.tx_front, &self.tx_sring) > 0 || left(&self.rx_front, &self.rx_sring) > 0;
+        if !self.irq_lost.0 && front_left {
             out.push("ring.lost_wakeup");
         }
     }

@@ -271,6 +271,16 @@ impl Hypervisor {
             let disk_index = u32::try_from(index).unwrap_or(u32::MAX);
             return Err(ToolstackError::NoSuchBackend { disk_index });
         }
+        // libxl__device_nic_setdefault, when domcreate_attach_devices adds the vifs: a
+        // `backend=` that names no domain fails them. xensim differs: checked here too.
+        if config
+            .vifs
+            .iter()
+            .any(|vif| self.vif_backend(vif).is_none())
+        {
+            self.free_domain(dom, p);
+            return Err(ToolstackError::NoSuchVifBackend);
+        }
         let xs_ns = self.create_make_io(dom, config, &uuid);
         let needed_pages = pages_of_kib(config.memory_kib);
         let available = self
@@ -303,7 +313,18 @@ impl Hypervisor {
     /// `libxl__resolve_domid` for a disk: dom0 without `backend=`, else the live domain
     /// of that name.
     pub(crate) fn disk_backend(&self, disk: &crate::toolstack::config::DiskCfg) -> Option<DomId> {
-        let Some(name) = disk.backend.as_deref() else {
+        self.backend_named(disk.backend.as_deref())
+    }
+
+    /// `libxl__resolve_domid` for a vif (`libxl__device_nic_setdefault`): the same rule.
+    pub(crate) fn vif_backend(&self, vif: &crate::toolstack::config::VifCfg) -> Option<DomId> {
+        self.backend_named(vif.backend.as_deref())
+    }
+
+    /// dom0 for no `backend=`, else the live domain called `name`. xensim differs: an
+    /// all-digit name is looked up as a name too (libxl takes it as a domid unchecked).
+    fn backend_named(&self, name: Option<&str>) -> Option<DomId> {
+        let Some(name) = name else {
             return Some(DomId::DOM0);
         };
         self.domains
@@ -374,6 +395,7 @@ impl Hypervisor {
         if !self.is_alive(dom) {
             // Destroyed while being built: libxl's create fails.
             self.jobs.remove(&job);
+            self.create_stuck.remove(&job);
             finish(job, Err(ToolstackError::NoSuchDomain), p);
             return;
         }
@@ -430,7 +452,17 @@ impl Hypervisor {
             self.enter_step(job, state, JobStepCode::Devices, p);
             let xs_ns = self.create_devices_io(dom, p);
             self.stubdom_spawn(dom, p);
-            self.defer(job, xs_ns, p);
+            let wait_ns = self.create_stuck_wait_ns(job, dom);
+            self.defer(job, xs_ns.saturating_add(wait_ns), p);
+        } else if let Some(error) = self.create_stuck.remove(&job) {
+            // libxl__wait_device_connection timed out: the create fails and libxl
+            // destroys the domain (xensim differs: xl's create returns at once, the
+            // destroy runs as the toolstack's own job).
+            self.jobs.remove(&job);
+            let destroy = self.internal_job_id();
+            let started = self.destroy_start(destroy, dom, None, p);
+            debug_assert!(started.is_ok(), "{dom:?} is alive: {started:?}");
+            finish(job, Err(error), p);
         } else if !self.xenbus_wait_over(dom, XenbusWait::BackendsReady, p) {
             // libxl__wait_device_connection: the job waits until every backend reached
             // InitWait (`xenbus_watch.rs` continues it then); the frontends connect later.

@@ -205,6 +205,19 @@ pub enum ToolstackError {
         /// The disk's index in `disk=`.
         disk_index: u32,
     },
+    /// A `vif=` entry's `backend=` names no live domain (`libxl__device_nic_setdefault`
+    /// fails, and with it `domcreate_attach_devices`).
+    NoSuchVifBackend,
+    /// A device's `backend=` names a live domain whose kernel runs no backends (not a
+    /// driver domain): its backend never reaches InitWait and libxl's wait times out.
+    BackendNotReady {
+        /// A vif (else a vbd).
+        vif: bool,
+        /// The backend domain.
+        backend: DomId,
+        /// The device id (a vbd's `virtual-device` number).
+        devid: u32,
+    },
 }
 
 /// What the core tells the toolstack process about its operation.

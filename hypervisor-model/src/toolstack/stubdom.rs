@@ -14,7 +14,9 @@
 //! xensim differs, on purpose: the stub domain is spawned when the guest's devices are
 //! added and the guest does not wait for it before it is unpaused (its emulated I/O
 //! waits on the stub domain's vCPU instead); the stub domain gets no disks or vifs of its
-//! own (its QEMU's I/O uses the guest's vbd path, see `hypervisor/ioreq.rs`); its uuid is
+//! own (its QEMU's disk I/O uses the guest's vbd path, see `hypervisor/ioreq.rs`; the vif
+//! libxl gives it per guest nic, `libxl__dm_vifs_from_hvm_guest_config`, is charged as
+//! netback work on the guest vif's backend, see `hypervisor/emunic.rs`); its uuid is
 //! derived from the guest's instead of drawn at random.
 
 use alloc::boxed::Box;

@@ -427,7 +427,14 @@ impl DeviceAdd {
         r.writev(&be, &self.back);
         r.perms(&fe, &front_perms);
         for key in front_keys {
-            r.perms(&format!("{fe}/{key}"), &front_perms);
+            // The backend-owned keys (a vif's `mtu`) stay the backend's: the new one's.
+            let backend_owned = self.ro_front.iter().any(|(k, _)| k == key);
+            let perms = if backend_owned {
+                &back_perms
+            } else {
+                &front_perms
+            };
+            r.perms(&format!("{fe}/{key}"), perms);
         }
         let back_id = format!("{}", self.backend_dom);
         r.write(&format!("{fe}/state"), "1");
@@ -489,9 +496,17 @@ pub fn vif_mac(vif: &VifCfg, uuid: &[u8; 16], devid: u32) -> String {
     format!("00:16:3e:{a:02x}:{b:02x}:{c:02x}")
 }
 
-/// A `vif=` entry (`libxl__device_add_async` + `libxl__set_xenstore_nic`).
-pub fn vif(dom: u32, hvm: bool, vif: &VifCfg, uuid: &[u8; 16], devid: u32) -> DeviceAdd {
-    let (mut back, mut front) = common(dom, 0);
+/// A `vif=` entry (`libxl__device_add_async` + `libxl__set_xenstore_nic`) whose backend
+/// runs in `backend_dom` (dom0, or the driver domain `backend=` names).
+pub fn vif(
+    dom: u32,
+    hvm: bool,
+    vif: &VifCfg,
+    uuid: &[u8; 16],
+    devid: u32,
+    backend_dom: u32,
+) -> DeviceAdd {
+    let (mut back, mut front) = common(dom, backend_dom);
     let mac = vif_mac(vif, uuid, devid);
     let other = |key: &str| vif.other.iter().find(|(k, _)| k == key).map(|(_, v)| v);
     let script = other("script").map_or("vif-bridge", String::as_str);
@@ -512,7 +527,12 @@ pub fn vif(dom: u32, hvm: bool, vif: &VifCfg, uuid: &[u8; 16], devid: u32) -> De
     let bridge = vif.bridge.clone().unwrap_or_else(|| String::from("xenbr0"));
     back.push(kv("bridge", bridge));
     back.push(kv("handle", format!("{devid}")));
-    let nictype = if hvm { "vif_ioemu" } else { "vif" };
+    // libxl__device_nic_setdefault: an HVM guest's nic is `vif_ioemu` (emulated by QEMU
+    // and PV) unless xl.cfg says `type=vif`; PV and PVH nics are always `vif`.
+    let nictype = match other("type").map(String::as_str) {
+        None | Some("ioemu") if hvm => "vif_ioemu",
+        _ => "vif",
+    };
     back.push(kv("type", String::from(nictype)));
     back.push(kv("hotplug-status", String::new()));
     front.push(kv("handle", format!("{devid}")));
@@ -521,7 +541,7 @@ pub fn vif(dom: u32, hvm: bool, vif: &VifCfg, uuid: &[u8; 16], devid: u32) -> De
     DeviceAdd {
         kind: "vif",
         dom,
-        backend_dom: 0,
+        backend_dom,
         devid,
         back,
         front,
@@ -616,6 +636,31 @@ mod tests {
         assert_eq!(disk_devid("xvdb"), Some(51728));
         assert_eq!(disk_devid("hda"), Some(768));
         assert_eq!(disk_devid("bogus"), None);
+    }
+
+    fn nictype(hvm: bool, nic_type: Option<&str>) -> Option<String> {
+        let mut vif = VifCfg::default();
+        if let Some(t) = nic_type {
+            vif.other.push((String::from("type"), String::from(t)));
+        }
+        let add = super::vif(1, hvm, &vif, &[0; 16], 0, 0);
+        add.back
+            .into_iter()
+            .find(|(k, _)| k == "type")
+            .map(|(_, v)| v)
+    }
+
+    #[test]
+    fn hvm_nic_is_vif_ioemu_unless_type_vif() {
+        assert_eq!(nictype(true, None).as_deref(), Some("vif_ioemu"));
+        assert_eq!(nictype(true, Some("ioemu")).as_deref(), Some("vif_ioemu"));
+        assert_eq!(nictype(true, Some("vif")).as_deref(), Some("vif"));
+    }
+
+    #[test]
+    fn pv_nic_is_always_vif() {
+        assert_eq!(nictype(false, None).as_deref(), Some("vif"));
+        assert_eq!(nictype(false, Some("vif")).as_deref(), Some("vif"));
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //!   (`specs/memory-iommu-migration.md` §5.5, §7.4).
 //! - [`workload`]: the per-vCPU workload state machine that drives vCPU block and wake
 //!   (`specs/scenario.md` §6.1).
-//! - [`io`], [`net`]: the `io` workload over a vbd and over a vif.
+//! - [`io`], [`net`]: the `io` workload over a vbd and over a vif; [`stream`]: a `net.rate`
+//!   stream next to any other kind.
 
 pub mod access;
 pub mod dist;
@@ -17,4 +18,5 @@ mod mixed;
 pub mod modes;
 pub mod net;
 mod periodic;
+pub mod stream;
 pub mod workload;

@@ -61,17 +61,26 @@
 //!   run time buys less work: [`GuestVcpu::set_stretch_ppm`] multiplies the demand it
 //!   reports by the stretch and divides the run time it is given by it.
 //!
-//! Left out: `io` over a vif and the `net` sub-table (not in the typed [`WorkloadSpec`]
-//! yet).
+//! - `io` over a vif: see `guest/net.rs`.
+//!
+//! - A `net.rate` stream on a non-`io` kind (`guest/stream.rs`): next to the workload,
+//!   the vCPU sends at wall-time instants. A run is cut at the next instant (the cut run
+//!   counts as the workload's work, which then goes on), a blocked vCPU is woken for it
+//!   (a spurious wake for the workload), and every demand-done sends what is due
+//!   ([`GuestVcpu::take_stream_frames`]).
 
 use crate::guest::dist::{sample, sample_exp_ahead, EXP_LANES};
 use crate::guest::io::IoModel;
 use crate::guest::mixed::MixedModel;
 use crate::guest::net::NetModel;
 use crate::guest::periodic::{PeriodicModel, PeriodicParams};
+use crate::guest::stream::NetStream;
+
+mod simple;
 use crate::rng::{RngStreams, Stream};
 use crate::scenario::model::{Dist, WorkloadSpec};
 use hypervisor_model::io::vif::NetPacket;
+use simple::{BurstyModel, CpuBoundModel, IdleModel};
 
 pub use crate::guest::periodic::JobRecord;
 
@@ -156,6 +165,19 @@ pub struct GuestVcpu {
     cpu_ns_total: u64,
     /// Run time per unit of work, ppm (1 000 000: none; see `guest/memory.rs`).
     stretch_ppm: u64,
+    /// The guest mode's stretch for the workload's `os` rates, ppm (`guest/modes.rs`).
+    os_stretch_ppm: u64,
+    /// CPU one timer wake costs the guest (`guest/modes.rs`; 0 without `os` rates).
+    timer_wake_ns: u64,
+    /// Timer-wake CPU not run yet: run before the workload's own demand.
+    overhead_ns_left: u64,
+    /// A `net.rate` stream next to the workload (`guest/stream.rs`).
+    stream: Option<Box<NetStream>>,
+    /// With a stream: the workload's own timer while blocked (`state` holds the earlier
+    /// of it and the next send).
+    own_wake_at_ns: Option<u64>,
+    /// The current run was cut short for a send; when that run started.
+    cut_at_ns: Option<u64>,
 }
 
 impl GuestVcpu {
@@ -168,15 +190,59 @@ impl GuestVcpu {
         now_ns: u64,
     ) -> Self {
         let prefix = format!("workload.{domain}.v{vcpu_index}");
-        let mut behavior = Behavior::new(spec, FieldStreams::new(streams, &prefix));
+        let fields = FieldStreams::new(streams, &prefix);
+        let (base, stream) = match spec {
+            WorkloadSpec::NetStream { base, net, rate } => {
+                let stream = NetStream::new(net, *rate, &fields, vcpu_index, now_ns);
+                (base.as_ref(), Some(Box::new(stream)))
+            }
+            _ => (spec, None),
+        };
+        let mut behavior = Behavior::new(base, fields);
         let state = behavior.start(now_ns);
-        Self {
+        let mut vcpu = Self {
             behavior,
             state,
             spurious_wake_at_ns: None,
             cpu_ns_total: 0,
             stretch_ppm: 1_000_000,
+            os_stretch_ppm: 1_000_000,
+            timer_wake_ns: 0,
+            overhead_ns_left: 0,
+            stream,
+            own_wake_at_ns: None,
+            cut_at_ns: None,
+        };
+        if let (GuestState::Blocked { wake_at_ns }, Some(_)) = (state, &vcpu.stream) {
+            vcpu.state = GuestState::Blocked {
+                wake_at_ns: vcpu.with_stream_wake(wake_at_ns),
+            };
         }
+        vcpu
+    }
+
+    /// The wake time of a vCPU whose workload waits for `own_wake_at_ns`: the earlier of
+    /// it and the stream's next send (which it remembers).
+    fn with_stream_wake(&mut self, own_wake_at_ns: Option<u64>) -> Option<u64> {
+        let stream = self.stream.as_ref()?;
+        self.own_wake_at_ns = own_wake_at_ns;
+        Some(own_wake_at_ns.map_or(stream.next_send_ns, |w| w.min(stream.next_send_ns)))
+    }
+
+    /// The guest-OS costs of its mode: the stretch of its `os` rates (ppm) and the CPU of
+    /// each timer wake.
+    pub fn set_os_costs(&mut self, os_stretch_ppm: u64, timer_wake_ns: u64) {
+        assert!(
+            os_stretch_ppm >= 1_000_000,
+            "a stretch never speeds work up"
+        );
+        self.os_stretch_ppm = os_stretch_ppm;
+        self.timer_wake_ns = timer_wake_ns;
+    }
+
+    /// The memory stretch and the guest-OS stretch together, ppm.
+    fn total_stretch_ppm(&self) -> u64 {
+        crate::guest::memory::mul_ppm_up(self.stretch_ppm, self.os_stretch_ppm)
     }
 
     /// From now on each ns of work takes `stretch_ppm` / 10^6 ns of run time.
@@ -191,31 +257,51 @@ impl GuestVcpu {
     }
 
     /// CPU time needed before the next voluntary action, if the vCPU runs from `now_ns`;
-    /// `None`: it never acts.
-    pub fn run_demand_ns(&self, now_ns: u64) -> Option<u64> {
+    /// `None`: it never acts. With a stream, a run is cut at the next send.
+    pub fn run_demand_ns(&mut self, now_ns: u64) -> Option<u64> {
         assert_eq!(
             self.state,
             GuestState::Runnable,
             "demand asked of a blocked vCPU"
         );
-        if self.spurious_wake_at_ns.is_some() {
-            return Some(0);
+        self.cut_at_ns = None;
+        let demand_ns = if self.spurious_wake_at_ns.is_some() {
+            Some(0)
+        } else {
+            self.behavior.run_demand_ns(now_ns).map(|ns| {
+                crate::guest::memory::mul_ppm_up(ns, self.total_stretch_ppm())
+                    .saturating_add(self.overhead_ns_left)
+            })
+        };
+        let Some(stream) = &self.stream else {
+            return demand_ns;
+        };
+        let to_send_ns = stream.next_send_ns.saturating_sub(now_ns);
+        if demand_ns.is_none_or(|ns| to_send_ns < ns) {
+            self.cut_at_ns = Some(now_ns);
+            return Some(to_send_ns);
         }
-        let demand_ns = self.behavior.run_demand_ns(now_ns)?;
-        Some(crate::guest::memory::mul_ppm_up(
-            demand_ns,
-            self.stretch_ppm,
-        ))
+        demand_ns
     }
 
     /// The vCPU lost its pCPU after running `ran_ns`.
     pub fn account(&mut self, ran_ns: u64) {
         assert_eq!(self.state, GuestState::Runnable, "a blocked vCPU ran");
+        self.cut_at_ns = None;
         self.cpu_ns_total = self.cpu_ns_total.saturating_add(ran_ns);
         if self.spurious_wake_at_ns.is_none() {
-            let work_ns = crate::guest::memory::div_ppm_down(ran_ns, self.stretch_ppm);
-            self.behavior.account(work_ns);
+            self.account_work(ran_ns);
         }
+    }
+
+    /// `ran_ns` of run time went to the pending timer-wake overhead first, then to the
+    /// workload's work at the current stretch.
+    fn account_work(&mut self, ran_ns: u64) {
+        let overhead_ns = ran_ns.min(self.overhead_ns_left);
+        self.overhead_ns_left -= overhead_ns;
+        let stretch_ppm = self.total_stretch_ppm();
+        let work_ns = crate::guest::memory::div_ppm_down(ran_ns - overhead_ns, stretch_ppm);
+        self.behavior.account(work_ns);
     }
 
     /// The planned run completed at `now_ns`: what the guest does next.
@@ -225,9 +311,30 @@ impl GuestVcpu {
             GuestState::Runnable,
             "demand done on a blocked vCPU"
         );
-        let action = match self.spurious_wake_at_ns.take() {
-            Some(wake_at_ns) => GuestAction::Block { wake_at_ns },
-            None => self.behavior.on_demand_done(now_ns),
+        let action = match (self.cut_at_ns.take(), self.spurious_wake_at_ns.take()) {
+            (Some(started_ns), _) => {
+                // Cut for a send: the workload ran that long and goes on afterwards.
+                self.account_work(now_ns.saturating_sub(started_ns));
+                GuestAction::Continue
+            }
+            (None, Some(wake_at_ns)) => GuestAction::Block { wake_at_ns },
+            (None, None) => {
+                self.overhead_ns_left = 0;
+                self.behavior.on_demand_done(now_ns)
+            }
+        };
+        let action = match (self.stream.as_mut(), action) {
+            (Some(stream), GuestAction::Block { wake_at_ns }) => {
+                stream.send_due(now_ns);
+                GuestAction::Block {
+                    wake_at_ns: self.with_stream_wake(wake_at_ns),
+                }
+            }
+            (Some(stream), action) => {
+                stream.send_due(now_ns);
+                action
+            }
+            (None, action) => action,
         };
         self.state = action.state_after();
         action
@@ -238,8 +345,16 @@ impl GuestVcpu {
         let GuestState::Blocked { wake_at_ns } = self.state else {
             panic!("wake of a runnable vCPU");
         };
+        // With a stream, a wake for a send is spurious for the workload itself.
+        let wake_at_ns = match self.stream {
+            Some(_) => self.own_wake_at_ns,
+            None => wake_at_ns,
+        };
         match wake_at_ns {
-            Some(at_ns) if at_ns <= now_ns => self.behavior.on_wake(now_ns),
+            Some(at_ns) if at_ns <= now_ns => {
+                self.overhead_ns_left = self.overhead_ns_left.saturating_add(self.timer_wake_ns);
+                self.behavior.on_wake(now_ns)
+            }
             _ => self.spurious_wake_at_ns = Some(wake_at_ns),
         }
         self.state = GuestState::Runnable;
@@ -247,6 +362,9 @@ impl GuestVcpu {
 
     /// The vCPU was put on a pCPU at `now_ns`.
     pub fn on_run_start(&mut self, now_ns: u64) {
+        if let Some(stream) = &mut self.stream {
+            stream.on_run_start(now_ns);
+        }
         match &mut self.behavior {
             Behavior::Periodic(model) => model.on_run_start(now_ns),
             Behavior::Io(model) => model.on_run_start(now_ns),
@@ -309,6 +427,9 @@ impl GuestVcpu {
 
     /// `io`: every I/O record so far (empty for other kinds).
     pub fn io_records(&self) -> &[crate::guest::io::IoRecord] {
+        if let Some(stream) = &self.stream {
+            return stream.records();
+        }
         match &self.behavior {
             Behavior::Io(model) => model.records(),
             Behavior::NetIo(model) => model.records(),
@@ -342,6 +463,15 @@ impl GuestVcpu {
         }
     }
 
+    /// A stream's frames to send now (after any demand-done), their vif and peer.
+    pub fn take_stream_frames(
+        &mut self,
+    ) -> Option<(u32, crate::scenario::model::NetPeer, Vec<NetPacket>)> {
+        let stream = self.stream.as_mut()?;
+        let frames = stream.take_frames();
+        (!frames.is_empty()).then(|| (stream.devid, stream.peer.clone(), frames))
+    }
+
     /// `io` over a vif, blocked on a request: arms the retransmission timer; its time.
     pub fn arm_net_timeout(&mut self, now_ns: u64) -> Option<u64> {
         let Behavior::NetIo(model) = &self.behavior else {
@@ -357,6 +487,10 @@ impl GuestVcpu {
     /// `io` over a vif: netfront received `packet`; the think wake time once it completed
     /// the answer.
     pub fn net_received(&mut self, packet: &NetPacket, now_ns: u64, running: bool) -> Option<u64> {
+        if let Some(stream) = &mut self.stream {
+            stream.received(packet, now_ns, running);
+            return None;
+        }
         let Behavior::NetIo(model) = &mut self.behavior else {
             return None;
         };
@@ -460,6 +594,8 @@ impl Behavior {
                 let model = NetModel::new(*service, *think, net, &streams, index);
                 Behavior::NetIo(Box::new(model))
             }
+            // The stream itself belongs to `GuestVcpu`; the loader never nests it.
+            WorkloadSpec::NetStream { base, .. } => Behavior::new(base, streams),
         }
     }
 
@@ -572,138 +708,6 @@ impl Drawn {
     /// The next draw, at least 1 (for recurrences; see the module doc).
     pub(crate) fn draw_positive(&mut self) -> u64 {
         self.draw().max(1)
-    }
-}
-
-/// `idle`, optionally with a tick.
-#[derive(Debug, Clone)]
-pub(crate) struct IdleModel {
-    tick: Option<Drawn>,
-    tick_work: Drawn,
-    /// The planned instant of the tick being served or awaited.
-    tick_at_ns: u64,
-    demand_ns_left: u64,
-}
-
-impl IdleModel {
-    fn new(tick: Option<Dist>, tick_work: Dist, streams: &FieldStreams<'_>) -> Self {
-        Self {
-            tick: tick.map(|dist| Drawn::new(dist, streams, "tick")),
-            tick_work: Drawn::new(tick_work, streams, "tick_work"),
-            tick_at_ns: 0,
-            demand_ns_left: 0,
-        }
-    }
-
-    fn start(&mut self, now_ns: u64) -> GuestState {
-        self.demand_ns_left = 0;
-        let Some(tick) = self.tick.as_mut() else {
-            return GuestState::Blocked { wake_at_ns: None };
-        };
-        self.tick_at_ns = now_ns.saturating_add(tick.draw_positive());
-        GuestState::Blocked {
-            wake_at_ns: Some(self.tick_at_ns),
-        }
-    }
-
-    fn on_wake(&mut self) {
-        self.demand_ns_left = self.tick_work.draw();
-    }
-
-    fn on_demand_done(&mut self, now_ns: u64) -> GuestAction {
-        self.demand_ns_left = 0;
-        let Some(tick) = self.tick.as_mut() else {
-            return GuestAction::Block { wake_at_ns: None };
-        };
-        // The next tick follows the previous planned one (a periodic timer); ticks missed
-        // while the vCPU waited for a pCPU are dropped, as Linux's hrtimer_forward() does.
-        let tick_ns = tick.draw_positive();
-        let next_at_ns = self.tick_at_ns.saturating_add(tick_ns);
-        self.tick_at_ns = if next_at_ns > now_ns {
-            next_at_ns
-        } else {
-            now_ns.saturating_add(tick_ns)
-        };
-        GuestAction::Block {
-            wake_at_ns: Some(self.tick_at_ns),
-        }
-    }
-}
-
-/// `cpu_bound`, optionally yielding.
-#[derive(Debug, Clone)]
-pub(crate) struct CpuBoundModel {
-    yield_every: Option<Drawn>,
-    demand_ns_left: u64,
-}
-
-impl CpuBoundModel {
-    fn new(yield_every: Option<Dist>, streams: &FieldStreams<'_>) -> Self {
-        Self {
-            yield_every: yield_every.map(|dist| Drawn::new(dist, streams, "yield_every")),
-            demand_ns_left: 0,
-        }
-    }
-
-    fn start(&mut self) -> GuestState {
-        self.demand_ns_left = self.yield_every.as_mut().map_or(0, Drawn::draw_positive);
-        GuestState::Runnable
-    }
-
-    fn run_demand_ns(&self) -> Option<u64> {
-        self.yield_every.as_ref().map(|_| self.demand_ns_left)
-    }
-
-    fn on_demand_done(&mut self) -> GuestAction {
-        match self.yield_every.as_mut() {
-            Some(yield_every) => {
-                self.demand_ns_left = yield_every.draw_positive();
-                GuestAction::Yield
-            }
-            // Never planned (no demand-done without yield_every); stay runnable.
-            None => GuestAction::Continue,
-        }
-    }
-}
-
-/// `bursty`: service, think, repeat.
-#[derive(Debug, Clone)]
-pub(crate) struct BurstyModel {
-    service: Drawn,
-    think: Drawn,
-    service_ns_last: u64,
-    demand_ns_left: u64,
-}
-
-impl BurstyModel {
-    fn new(service: Dist, think: Dist, streams: &FieldStreams<'_>) -> Self {
-        Self {
-            service: Drawn::new(service, streams, "service"),
-            think: Drawn::new(think, streams, "think"),
-            service_ns_last: 0,
-            demand_ns_left: 0,
-        }
-    }
-
-    fn start(&mut self) -> GuestState {
-        self.on_wake();
-        GuestState::Runnable
-    }
-
-    fn on_wake(&mut self) {
-        self.service_ns_last = self.service.draw();
-        self.demand_ns_left = self.service_ns_last;
-    }
-
-    fn on_demand_done(&mut self, now_ns: u64) -> GuestAction {
-        self.demand_ns_left = 0;
-        let mut think_ns = self.think.draw();
-        if self.service_ns_last == 0 {
-            think_ns = think_ns.max(1);
-        }
-        GuestAction::Block {
-            wake_at_ns: Some(now_ns.saturating_add(think_ns)),
-        }
     }
 }
 

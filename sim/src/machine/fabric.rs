@@ -1,5 +1,6 @@
 //! The network between hosts (`specs/scenario.md` §5, §7.1): one FIFO link per direction
-//! and host pair (and between every host and the external peer), each with a one-way
+//! and host pair (and between every host and the external peer, and each host's hairpin
+//! link from its NIC to a driver domain's on the same switch), each with a one-way
 //! latency drawn per frame from stream `fabric.<a>.<b>`, a serialisation rate, a loss
 //! probability drawn from stream `fabric.<a>.<b>.loss`, an MTU, and the run-time faults
 //! `partition`, `heal` and `link-loss`.
@@ -118,7 +119,9 @@ impl Fabric {
         let ends: Vec<usize> = (0..hosts.len()).chain([EXTERNAL]).collect();
         for &a in &ends {
             for &b in &ends {
-                if a == b || (a == EXTERNAL && b == EXTERNAL) {
+                // A host's own pair is its rack switch's hairpin between the host's NIC
+                // and a network driver domain's (`run/net.rs`).
+                if a == EXTERNAL && b == EXTERNAL {
                     continue;
                 }
                 let link = spec

@@ -35,6 +35,7 @@ pub mod expect;
 pub mod io;
 pub mod jobs;
 pub mod memory;
+mod samples;
 mod state;
 pub mod summary;
 #[cfg(test)]

@@ -244,7 +244,18 @@ impl World<'_> {
                 vdev,
                 count,
             } => self.disk_error(host, record, &domain, vdev, count),
-            AtAction::CrashDomain { domain } => self.crash_domain(host, record, &domain),
+            AtAction::CrashDomain { domain } => {
+                self.shutdown_domain(host, record, &domain, ShutdownReason::Crash)
+            }
+            AtAction::RestartDomain { domain } => {
+                self.shutdown_domain(host, record, &domain, ShutdownReason::Reboot)
+            }
+            AtAction::LostInterrupt {
+                domain,
+                port,
+                count,
+            } => self.lost_interrupt(host, record, &domain, port, count),
+            AtAction::SpuriousTimer { pcpu } => self.spurious_timer(host, record, pcpu),
             AtAction::HostCrash { host: name } => self.host_crash(record, &name),
             AtAction::Fabric(fault) => {
                 let fabric = self.net.fabric_mut();
@@ -256,6 +267,7 @@ impl World<'_> {
                     } => fabric.partition(&a, &b, false),
                     FabricFault::LinkLoss { a, b, loss_ppm } => fabric.set_loss(a, b, loss_ppm),
                 }
+                self.cut_crashed_links();
                 self.commands[record].rc = Some(0);
             }
         }
@@ -613,6 +625,8 @@ impl World<'_> {
                     }
                 };
                 let memory = self.memory_by_name(&name);
+                let os = self.scenario.domains.iter().find(|d| d.name == name);
+                let os = os.and_then(|d| d.os);
                 let streams = self.streams;
                 let h = &mut self.hosts[usize::from(host)];
                 // Only a HAP guest's accesses go through the EPT.
@@ -632,6 +646,7 @@ impl World<'_> {
                 }
                 h.sim.guests.register_domain(dom, &name, workloads);
                 h.sim.guests.register_memory(dom, memory);
+                h.sim.guests.register_os(dom, os);
                 if let Some(config) = h.hv.domain(dom).and_then(|d| d.config.as_ref()) {
                     h.sim.guests.set_mode(dom, GuestMode::of(config));
                 }

@@ -10,6 +10,7 @@ use hypervisor_model::domain::{Dying, ShutdownReason};
 use hypervisor_model::event::CoreInput;
 use hypervisor_model::hypervisor::console_glue::CONSOLE_WORK_BIT;
 use hypervisor_model::hypervisor::ioreq::IOREQ_WORK_BIT;
+use hypervisor_model::hypervisor::net_glue::NET_WORK_BIT;
 use hypervisor_model::ids::{DomId, PcpuId, VcpuRef};
 use hypervisor_model::sched::params::{DomParams, PoolParams};
 use hypervisor_model::toolstack::ops::{JobStepCode, ToolstackOp};
@@ -98,6 +99,9 @@ pub fn input_line(out: &mut String, host: &str, time_ns: u64, input: &CoreInput)
         CoreInput::ConsoleWrite { vcpu: v, text } => {
             format!("{} console write {} bytes", vcpu(*v), text.len())
         }
+        CoreInput::BackendWorkDone { item } if item.0 & NET_WORK_BIT != 0 => {
+            format!("netback work{} done", item.0 & !NET_WORK_BIT)
+        }
         CoreInput::BackendWorkDone { item } => format!("blkback work{} done", item.0),
         CoreInput::BlkFault { dom, vdev, count } => {
             format!(
@@ -105,6 +109,10 @@ pub fn input_line(out: &mut String, host: &str, time_ns: u64, input: &CoreInput)
                 dom.raw()
             )
         }
+        CoreInput::LostInterrupt { dom, port, count } => format!(
+            "fault: d{} port {port} loses its next {count} notifications",
+            dom.raw()
+        ),
         CoreInput::DiskDone { tag, ok, data } => {
             let status = if *ok { "ok" } else { "failed" };
             format!("disk cmd{tag} done {status} ({} sectors read)", data.len())
@@ -342,7 +350,7 @@ fn net_event_text(event: &TraceEvent) -> String {
             work_ns,
         } => format!(
             "netback work{} d{} vif{devid}{} {} {packets} packets {work_ns}ns",
-            item.0 & !hypervisor_model::hypervisor::net_glue::NET_WORK_BIT,
+            item.0 & !NET_WORK_BIT,
             dom.raw(),
             queue_text(queue),
             if *rx { "rx" } else { "tx" }
@@ -609,6 +617,10 @@ pub fn event_line(out: &mut String, host: &str, time_ns: u64, event: &TraceEvent
         | TraceEvent::NetDrop { .. }
         | TraceEvent::NetTxReject { .. }
         | TraceEvent::VifDisabled { .. } => net_event_text(event),
+        TraceEvent::InterruptLost { dom, port, left } => format!(
+            "fault: d{} port {port} notification lost ({left} more to lose)",
+            dom.raw()
+        ),
         TraceEvent::XenstoredWork {
             item,
             requests,

@@ -149,6 +149,8 @@ pub struct HostGuests {
     mode_of: BTreeMap<DomId, GuestMode>,
     /// Guest CPU per frame in netfront (`io.netfront_pkt_ns`), for `io` over a vif.
     net_packet_ns: u64,
+    /// The `os` rates of domains that have them (`guests_memory.rs`).
+    pub(super) os_of: BTreeMap<DomId, crate::scenario::model::OsRates>,
 }
 
 impl HostGuests {
@@ -168,12 +170,18 @@ impl HostGuests {
             modes: ModeCosts::from_table(&BTreeMap::new()),
             mode_of: BTreeMap::new(),
             net_packet_ns: 0,
+            os_of: BTreeMap::new(),
         }
     }
 
     /// The per-mode guest costs of this host (from its cost table).
     pub fn set_mode_costs(&mut self, modes: ModeCosts) {
         self.modes = modes;
+    }
+
+    /// The per-mode guest costs of this host.
+    pub(super) fn mode_costs(&self) -> &ModeCosts {
+        &self.modes
     }
 
     /// `dom` is a PV, PVH, PVHVM or emulated-HVM guest (before its vCPUs first run).
@@ -296,7 +304,13 @@ impl HostGuests {
             model.set_io_request_ns(self.io_request_ns(v.dom));
             let mode = self.mode_of.get(&v.dom).copied();
             model.set_disk_emulated(mode == Some(GuestMode::HvmEmulated));
-            model.set_net_packet_ns(self.net_packet_ns);
+            let frame_ns = self
+                .modes
+                .net_frame_guest_ns(mode.unwrap_or(GuestMode::Pv), self.net_packet_ns);
+            model.set_net_packet_ns(frame_ns);
+            if let Some((stretch_ppm, timer_ns)) = self.os_costs(v.dom, mode) {
+                model.set_os_costs(stretch_ppm, timer_ns);
+            }
             let wake_generation = self.generation();
             if let GuestState::Blocked {
                 wake_at_ns: Some(at_ns),
@@ -678,6 +692,14 @@ impl HostGuests {
         v: VcpuRef,
     ) -> Option<(u32, crate::scenario::model::NetPeer, Vec<NetPacket>)> {
         self.slots.get_mut(&v)?.model.take_net_frames()
+    }
+
+    /// The frames `v`'s `net.rate` stream sends now, with the vif and the peer.
+    pub fn take_stream_frames(
+        &mut self,
+        v: VcpuRef,
+    ) -> Option<(u32, crate::scenario::model::NetPeer, Vec<NetPacket>)> {
+        self.slots.get_mut(&v)?.model.take_stream_frames()
     }
 
     /// netfront of `dom` received `packet` at `now_ns` (its flow names the vCPU); once it

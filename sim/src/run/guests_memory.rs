@@ -16,7 +16,8 @@ use hypervisor_model::ids::{DomId, VcpuRef};
 use super::guests::HostGuests;
 use crate::guest::memory::Stretch;
 use crate::guest::memory::{FloorNotice, GuestMemory, MemoryCosts, MemoryStats, NumaView};
-use crate::scenario::model::MemoryWorkload;
+use crate::guest::modes::GuestMode;
+use crate::scenario::model::{MemoryWorkload, OsRates};
 
 impl HostGuests {
     /// The host's NUMA layout, the swap costs and the metrics window start.
@@ -91,6 +92,25 @@ impl HostGuests {
             let segment_ns = now_ns.saturating_sub(started_ns);
             memory.ran(segment_ns, started_ns, stretch, &self.mem_costs);
         }
+    }
+}
+
+impl HostGuests {
+    /// Domain `dom`'s workloads have the `os` rates `rates` (`guest/modes.rs` charges them).
+    pub fn register_os(&mut self, dom: DomId, rates: Option<OsRates>) {
+        match rates {
+            Some(rates) => self.os_of.insert(dom, rates),
+            None => self.os_of.remove(&dom),
+        };
+    }
+
+    /// `dom`'s guest-OS costs in `mode` (PV if unset): the run-time stretch (ppm) and the
+    /// CPU of one timer wake; `None` without an `os` sub-table.
+    pub(super) fn os_costs(&self, dom: DomId, mode: Option<GuestMode>) -> Option<(u64, u64)> {
+        let rates = self.os_of.get(&dom)?;
+        let mode = mode.unwrap_or(GuestMode::Pv);
+        let modes = self.mode_costs();
+        Some((modes.os_stretch_ppm(mode, rates), modes.timer_wake_ns(mode)))
     }
 }
 

@@ -142,6 +142,19 @@ pub fn core_costs(
             crate::guest::modes::EMULATED_DISK_IOREQS_DEFAULT,
         ))
         .unwrap_or(u32::MAX),
+        // E: `guest/modes.rs`, the register accesses of an emulated NIC per frame.
+        emulated_nic_tx_ioreqs: u32::try_from(cost_ns(
+            &merged,
+            "io.emulated_nic_tx_ioreqs",
+            crate::guest::modes::EMULATED_NIC_TX_IOREQS_DEFAULT,
+        ))
+        .unwrap_or(u32::MAX),
+        emulated_nic_rx_ioreqs: u32::try_from(cost_ns(
+            &merged,
+            "io.emulated_nic_rx_ioreqs",
+            crate::guest::modes::EMULATED_NIC_RX_IOREQS_DEFAULT,
+        ))
+        .unwrap_or(u32::MAX),
         // E: xenconsoled waking from poll(), reading the ring and writing its log or pty
         // (one daemon wake-up, half of `io.xenstored_request_ns`'s estimate).
         xenconsoled_batch_ns: cost_i64(&merged, "io.xenconsoled_batch_ns", 10_000),

@@ -121,6 +121,40 @@ fn create_failure(dom: u16, pool: &str, name: &str, error: ToolstackError) -> St
             Some(dom),
             &format!("Unable to set disk defaults for disk {disk_index}"),
         ),
+        ToolstackError::NoSuchVifBackend => libxl_error(
+            "libxl_create.c:1919:domcreate_attach_devices",
+            Some(dom),
+            "unable to add vif devices",
+        ),
+        ToolstackError::BackendNotReady {
+            vif,
+            backend,
+            devid,
+        } => {
+            let kind = if vif { "vif" } else { "vbd" };
+            let path = format!(
+                "/local/domain/{}/backend/{kind}/{dom}/{devid}",
+                backend.raw()
+            );
+            let (location, what) = if vif {
+                ("libxl_create.c:1919:domcreate_attach_devices", "vif")
+            } else {
+                ("libxl_create.c:1670:domcreate_launch_dm", "disk")
+            };
+            [
+                libxl_error(
+                    "libxl_device.c:1181:device_backend_callback",
+                    Some(dom),
+                    &format!("unable to add device with path {path}"),
+                ),
+                libxl_error(
+                    location,
+                    Some(dom),
+                    &format!("unable to add {what} devices"),
+                ),
+            ]
+            .concat()
+        }
         ToolstackError::NoFreeDomid => libxl_error(
             "libxl_create.c:709:libxl__domain_make",
             None,
@@ -132,5 +166,36 @@ fn create_failure(dom: u16, pool: &str, name: &str, error: ToolstackError) -> St
             Some(dom),
             &format!("cannot (re-)build domain: {ERROR_FAIL}"),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hypervisor_model::ids::DomId;
+
+    #[test]
+    fn vif_backend_in_a_plain_domain_reports_libxls_two_lines() {
+        // Guest d7's vif 0 names d3, which runs no netback: libxl's wait times out.
+        let backend = DomId::new(3).expect("a domid");
+        let error = ToolstackError::BackendNotReady {
+            vif: true,
+            backend,
+            devid: 0,
+        };
+        let text = create_failure(7, "", "web", error);
+        let want = "libxl: error: libxl_device.c:1181:device_backend_callback: Domain 7:\
+                    unable to add device with path /local/domain/3/backend/vif/7/0\n\
+                    libxl: error: libxl_create.c:1919:domcreate_attach_devices: Domain 7:\
+                    unable to add vif devices\n";
+        assert_eq!(text, want);
+    }
+
+    #[test]
+    fn vif_backend_naming_no_domain_reports_the_attach_failure() {
+        let text = create_failure(7, "", "web", ToolstackError::NoSuchVifBackend);
+        let want = "libxl: error: libxl_create.c:1919:domcreate_attach_devices: Domain 7:\
+                    unable to add vif devices\n";
+        assert_eq!(text, want);
     }
 }

@@ -287,8 +287,10 @@ pub fn run(
         .min(scenario.sim.duration_ns);
     let (event_count, invariant_failure) =
         world.advance(end_ns, opts.check || scenario.sim.check)?;
+    // A broken invariant stops the run just after the event that broke it (the metrics
+    // saw events at that instant).
     let end_ns = if invariant_failure.is_some() {
-        world.queue.now_ns()
+        world.queue.now_ns().saturating_add(1)
     } else {
         end_ns
     };
@@ -571,12 +573,19 @@ impl<'s> World<'s> {
                 vcpu,
                 generation,
             } => {
+                let step = self.hosts[usize::from(host)].sim.guests.demand_done(
+                    vcpu,
+                    generation,
+                    now_ns,
+                    host,
+                    &mut self.queue,
+                );
+                if let Some(GuestStep::Block | GuestStep::Yield | GuestStep::Continue) = step {
+                    // A `net.rate` stream sends what is due while the vCPU runs.
+                    self.stream_send(host, vcpu);
+                }
                 let h = &mut self.hosts[usize::from(host)];
-                match h
-                    .sim
-                    .guests
-                    .demand_done(vcpu, generation, now_ns, host, &mut self.queue)
-                {
+                match step {
                     Some(GuestStep::Block) => self.deliver(host, &CoreInput::VcpuBlock { vcpu }),
                     Some(GuestStep::SubmitIo) => {
                         if let Some((devid, peer, frames)) = h.sim.guests.take_net_frames(vcpu) {

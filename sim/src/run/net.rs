@@ -5,17 +5,34 @@
 //! A frame for a vif on the same host crosses the bridge at once; one for dom0's stack is
 //! answered there; anything else leaves through the NIC onto the fabric (`machine/fabric.rs`)
 //! towards another host's bridge or the external peer, which answers requests back over
-//! the reverse link. Every frame that reaches a vif is a `CoreInput::NetDeliver` event at
-//! its arrival time; an answer a guest's kernel owes (its peer is that guest) is a
-//! `CoreInput::NetSend` from that guest's vCPU 0.
+//! the reverse link. Every frame that reaches a vif is a `CoreInput::NetDeliver`: at once
+//! for a frame that stays on the host (the bridge runs in netback's softirq), else a
+//! `NetArrive` event at its arrival time; an answer a guest's kernel owes (its peer is that
+//! guest) is a `CoreInput::NetSend` from that guest's vCPU 0.
+//!
+//! A vif whose netback runs in a network driver domain (`backend=`) is on that domain's
+//! own bridge, behind the NIC the driver domain was given (the frame's `back_dom` says
+//! which bridge): dom0's bridge is not involved. Its frames reach the other vifs of that
+//! bridge at once; everything else leaves through the driver domain's NIC. The host's
+//! NIC (dom0's) and the driver domain's hang off the same rack switch: between them (dom0's
+//! stack, vifs on dom0's bridge or another driver domain's) a frame takes the switch's
+//! hairpin link `fabric.<h>.<h>`; to other hosts and the external peer it takes the host's
+//! links. Frames from dom0's bridge to such a vif take the hairpin link the other way.
 //!
 //! # Invariants
 //! - The directory maps each connected vif's MAC to exactly one (host, domain, vif).
+//! - `vif_macs` holds (host, domain, vif, MAC) exactly for each entry of `directory`.
 //! - Every frame in `pending` has exactly one `NetArrive` event queued.
 //! - Every frame that is lost, partitioned, too big or has no route is counted against the
-//!   sending vif (`drops`), and every frame dropped by netfront or netback against its vif.
+//!   sending vif (`drops`), and every frame dropped by netfront or netback against its vif
+//!   (those lost with a dead driver domain as `NoRoute`: the vif was not connected).
+//! - A MAC is on at most one bridge: dom0's, or the driver domain's `backs` names.
+//!
+//! xensim differs: `pci=` passthrough is not modelled, so a driver domain's NIC is given to
+//! it implicitly (as a disk's storage is reached through its `target=`): the first vif it
+//! backs creates its bridge and NIC port. The two NICs share the host's uplink links.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use hypervisor_model::event::CoreInput;
 use hypervisor_model::ids::{DomId, VcpuId, VcpuRef};
@@ -75,6 +92,13 @@ pub struct NetWorld {
     kernels: BTreeMap<(u16, DomId), Responder>,
     /// Connected vifs by MAC.
     directory: BTreeMap<Mac, (u16, DomId, u32)>,
+    /// `directory` the other way round: (host, domain, vif, MAC), so that the MAC of a vif
+    /// (asked for every frame it sends or receives) is one lookup.
+    vif_macs: BTreeSet<(u16, DomId, u32, Mac)>,
+    /// Driver domains' bridges by (host, driver domain).
+    driver_bridges: BTreeMap<(u16, DomId), Bridge>,
+    /// The backend domain of each connected vif (whose bridge it is on).
+    backs: BTreeMap<Mac, DomId>,
     pending: BTreeMap<u64, Pending>,
     next_frame: u64,
     /// Dropped frames by (host, domain).
@@ -115,6 +139,9 @@ impl NetWorld {
             external: Responder::default(),
             kernels: BTreeMap::new(),
             directory: BTreeMap::new(),
+            vif_macs: BTreeSet::new(),
+            driver_bridges: BTreeMap::new(),
+            backs: BTreeMap::new(),
             pending: BTreeMap::new(),
             next_frame: 0,
             drops: BTreeMap::new(),
@@ -127,37 +154,66 @@ impl NetWorld {
         &mut self.fabric
     }
 
-    /// Vif `devid` of `dom` on `host` connected with `mac`.
-    pub fn attach(&mut self, host: u16, dom: DomId, devid: u32, mac: Mac) {
+    /// The bridge of backend `back` on `host`: dom0's, or a driver domain's (`None` if
+    /// that domain has none).
+    fn bridge_mut(&mut self, host: u16, back: DomId) -> Option<&mut Bridge> {
+        if back == DomId::DOM0 {
+            self.bridges.get_mut(usize::from(host))
+        } else {
+            self.driver_bridges.get_mut(&(host, back))
+        }
+    }
+
+    /// Vif `devid` of `dom` on `host` connected with `mac`, its netback in `back`: it
+    /// joins that backend's bridge (leaving the one it was on, if it moved).
+    pub fn attach(&mut self, host: u16, dom: DomId, devid: u32, mac: Mac, back: DomId) {
         if let Some((h, d, v)) = self.directory.insert(mac, (host, dom, devid)) {
-            if let Some(bridge) = self.bridges.get_mut(usize::from(h)) {
+            self.vif_macs.remove(&(h, d, v, mac));
+            let old_back = self.backs.get(&mac).copied().unwrap_or(DomId::DOM0);
+            if let Some(bridge) = self.bridge_mut(h, old_back) {
                 bridge.vifs.remove(&mac);
             }
             debug_assert!((h, d, v) == (host, dom, devid), "MAC given to two vifs");
         }
-        if let Some(bridge) = self.bridges.get_mut(usize::from(host)) {
+        self.vif_macs.insert((host, dom, devid, mac));
+        if back != DomId::DOM0 {
+            self.driver_bridges.entry((host, back)).or_default();
+        }
+        self.backs.insert(mac, back);
+        if let Some(bridge) = self.bridge_mut(host, back) {
             bridge.vifs.insert(mac, (dom, devid));
         }
     }
 
-    /// `dom` on `host` is gone: its vifs leave the bridge.
+    /// `dom` on `host` is gone: its vifs leave their bridges, and a driver domain's bridge
+    /// goes with it (the vifs on it stay known until they connect elsewhere).
     pub fn detach_domain(&mut self, host: u16, dom: DomId) {
-        self.directory
-            .retain(|_, (h, d, _)| !(*h == host && *d == dom));
-        if let Some(bridge) = self.bridges.get_mut(usize::from(host)) {
-            bridge.vifs.retain(|_, (d, _)| *d != dom);
+        let gone: Vec<Mac> = self
+            .directory
+            .iter()
+            .filter(|(_, (h, d, _))| *h == host && *d == dom)
+            .map(|(mac, _)| *mac)
+            .collect();
+        for mac in gone {
+            if let Some((h, d, v)) = self.directory.remove(&mac) {
+                self.vif_macs.remove(&(h, d, v, mac));
+            }
+            let back = self.backs.remove(&mac).unwrap_or(DomId::DOM0);
+            if let Some(bridge) = self.bridge_mut(host, back) {
+                bridge.vifs.remove(&mac);
+            }
         }
+        self.driver_bridges.remove(&(host, dom));
         self.kernels.remove(&(host, dom));
     }
 
-    /// The MAC of `dom`'s vif `devid` on `host`, if connected.
+    /// The MAC of `dom`'s vif `devid` on `host`, if it connected (the lowest, should it have
+    /// connected under two).
     pub fn mac_of(&self, host: u16, dom: DomId, devid: u32) -> Option<Mac> {
-        let bridge = self.bridges.get(usize::from(host))?;
-        bridge
-            .vifs
-            .iter()
-            .find(|(_, v)| **v == (dom, devid))
-            .map(|(mac, _)| *mac)
+        let (h, d, v, mac) = *self.vif_macs.range((host, dom, devid, [0; 6])..).next()?;
+        let found = ((h, d, v) == (host, dom, devid)).then_some(mac);
+        debug_assert!(found.is_none_or(|mac| self.directory.get(&mac) == Some(&(h, d, v))));
+        found
     }
 
     fn drop_frame(&mut self, host: u16, dom: DomId, devid: u32, at_ns: u64, reason: DropReason) {
@@ -197,6 +253,11 @@ impl World<'_> {
     /// `NetArrive`: the frame reaches its vif's netback (or is sent by its guest's kernel).
     pub(crate) fn net_arrived(&mut self, frame: u64) -> Option<u16> {
         let pending = self.net.pending.remove(&frame)?;
+        self.net_land(pending)
+    }
+
+    /// The frame reaches its vif's netback (or is sent by its guest's kernel) now.
+    fn net_land(&mut self, pending: Pending) -> Option<u16> {
         let input = if pending.send {
             let vcpu = VcpuRef {
                 dom: pending.dom,
@@ -235,6 +296,9 @@ impl World<'_> {
     }
 
     fn net_route_one(&mut self, host: u16, frame: NetFrame) {
+        if frame.back_dom != DomId::DOM0 {
+            return self.net_route_driver(host, frame);
+        }
         let now_ns = self.queue.now_ns();
         let packet = frame.packet;
         let back = |dom: DomId, devid: u32, packet: NetPacket, send: bool| Pending {
@@ -244,62 +308,117 @@ impl World<'_> {
             packet,
             send,
         };
+        // A frame that stays on the host crosses the bridge (and dom0's stack) in the
+        // softirq netback transmitted it from, as Linux's `netif_receive_skb` does: it
+        // reaches its netback before that vCPU can go idle.
         match self.net.bridges[usize::from(host)].hop(host, packet.dst) {
-            Hop::LocalVif(dom, devid) => self.net_arrive(now_ns, back(dom, devid, packet, false)),
+            Hop::LocalVif(dom, devid) => {
+                let _ = self.net_land(back(dom, devid, packet, false));
+            }
             Hop::Dom0 => {
                 let answer = self.net.bridges[usize::from(host)]
                     .dom0
                     .answer(dom0_mac(host), &packet);
                 for a in answer.into_iter().flatten() {
-                    self.net_arrive(now_ns, back(frame.dom, frame.devid, a, false));
+                    let _ = self.net_land(back(frame.dom, frame.devid, a, false));
                 }
             }
             Hop::Wire => self.net_wire(host, frame, now_ns),
         }
     }
 
-    /// Out of `host`'s NIC: to another host's vif or the external peer.
-    fn net_wire(&mut self, host: u16, frame: NetFrame, now_ns: u64) {
+    /// A frame from a vif on a driver domain's bridge: to a vif of that bridge at once,
+    /// else out of the driver domain's NIC (dom0's stack over the switch's hairpin link).
+    fn net_route_driver(&mut self, host: u16, frame: NetFrame) {
+        let now_ns = self.queue.now_ns();
         let packet = frame.packet;
-        let (to, target) = match self.net.directory.get(&packet.dst) {
-            Some(&(h, dom, devid)) if h != host => (usize::from(h), Some((h, dom, devid))),
-            _ if packet.dst == external_mac(host) => (EXTERNAL, None),
-            _ => {
-                let reason = DropReason::NoRoute;
-                return self
-                    .net
-                    .drop_frame(host, frame.dom, frame.devid, now_ns, reason);
-            }
-        };
-        let arrival = match self
-            .net
-            .fabric
-            .send(usize::from(host), to, now_ns, packet.bytes)
-        {
-            Transit::Arrives(at_ns) => at_ns,
-            other => {
-                let reason = transit_reason(other);
-                return self
-                    .net
-                    .drop_frame(host, frame.dom, frame.devid, now_ns, reason);
-            }
-        };
-        if let Some((h, dom, devid)) = target {
+        let bridge = self.net.driver_bridges.get(&(host, frame.back_dom));
+        if let Some(&(dom, devid)) = bridge.and_then(|b| b.vifs.get(&packet.dst)) {
             let pending = Pending {
-                host: h,
+                host,
                 dom,
                 devid,
                 packet,
                 send: false,
             };
-            return self.net_arrive(arrival, pending);
+            return self.net_arrive(now_ns, pending);
         }
-        let answers = self.net.external.answer(external_mac(host), &packet);
+        if packet.dst == dom0_mac(host) {
+            return self.net_answered(host, &frame, usize::from(host), now_ns);
+        }
+        self.net_wire(host, frame, now_ns);
+    }
+
+    /// Out of `host`'s NIC (dom0's or a driver domain's): to a vif on another host or on
+    /// another bridge of this one (the hairpin link), or to the external peer.
+    fn net_wire(&mut self, host: u16, frame: NetFrame, now_ns: u64) {
+        let packet = frame.packet;
+        let Some(&(h, dom, devid)) = self.net.directory.get(&packet.dst) else {
+            if packet.dst == external_mac(host) {
+                return self.net_answered(host, &frame, EXTERNAL, now_ns);
+            }
+            let reason = DropReason::NoRoute;
+            return self
+                .net
+                .drop_frame(host, frame.dom, frame.devid, now_ns, reason);
+        };
+        let to = usize::from(h);
+        match self
+            .net
+            .fabric
+            .send(usize::from(host), to, now_ns, packet.bytes)
+        {
+            Transit::Arrives(arrival) => {
+                let pending = Pending {
+                    host: h,
+                    dom,
+                    devid,
+                    packet,
+                    send: false,
+                };
+                self.net_arrive(arrival, pending);
+            }
+            other => {
+                let reason = transit_reason(other);
+                self.net
+                    .drop_frame(host, frame.dom, frame.devid, now_ns, reason);
+            }
+        }
+    }
+
+    /// A request for the responder at `far` (the external peer, or dom0's stack reached
+    /// from a driver domain's NIC over the hairpin link `far == host`) crosses the link
+    /// there at `now_ns`; its answers come back over the reverse link.
+    fn net_answered(&mut self, host: u16, frame: &NetFrame, far: usize, now_ns: u64) {
+        let transit = self
+            .net
+            .fabric
+            .send(usize::from(host), far, now_ns, frame.packet.bytes);
+        match transit {
+            Transit::Arrives(arrival) => self.net_answers_back(host, frame, far, arrival),
+            other => {
+                let reason = transit_reason(other);
+                self.net
+                    .drop_frame(host, frame.dom, frame.devid, now_ns, reason);
+            }
+        }
+    }
+
+    /// The responder at `far` answers `frame`'s request that reached it at `arrival`.
+    fn net_answers_back(&mut self, host: u16, frame: &NetFrame, far: usize, arrival: u64) {
+        let packet = frame.packet;
+        let answers = if far == EXTERNAL {
+            self.net.external.answer(external_mac(host), &packet)
+        } else {
+            self.net.bridges[usize::from(host)]
+                .dom0
+                .answer(dom0_mac(host), &packet)
+        };
         for answer in answers.into_iter().flatten() {
             let transit = self
                 .net
                 .fabric
-                .send(EXTERNAL, usize::from(host), arrival, answer.bytes);
+                .send(far, usize::from(host), arrival, answer.bytes);
             match transit {
                 Transit::Arrives(at_ns) => {
                     let pending = Pending {
@@ -363,9 +482,21 @@ impl World<'_> {
         }
     }
 
+    /// `vcpu`'s `net.rate` stream sends the frames its last demand-done made, if any.
+    pub(crate) fn stream_send(&mut self, host: u16, vcpu: VcpuRef) {
+        let guests = &mut self.hosts[usize::from(host)].sim.guests;
+        if let Some((devid, peer, frames)) = guests.take_stream_frames(vcpu) {
+            self.net_send_frames(host, vcpu, devid, &peer, frames);
+        }
+    }
+
     /// A vif connected: requests waiting for it (or for it as a peer) go out, in order.
     pub(crate) fn net_vif_up(&mut self, host: u16, dom: DomId, devid: u32, mac: Mac) {
-        self.net.attach(host, dom, devid, mac);
+        let back = self.hosts[usize::from(host)]
+            .hv
+            .vif_path(dom, devid)
+            .map_or(DomId::DOM0, |path| path.params.back_dom);
+        self.net.attach(host, dom, devid, mac, back);
         let waiting = std::mem::take(&mut self.net.waiting);
         for w in waiting {
             self.net_send_frames(w.host, w.vcpu, w.devid, &w.peer, w.frames);
@@ -409,7 +540,8 @@ impl World<'_> {
     /// (`NetDropReason` code: 3 is a vif that is not connected).
     pub(crate) fn net_ring_drop(&mut self, host: u16, dom: DomId, devid: u32, code: u8) {
         let now_ns = self.queue.now_ns();
-        let reason = if code == 3 {
+        // 3: the vif is not connected; 4: in flight when its driver domain died.
+        let reason = if code == 3 || code == 4 {
             DropReason::NoRoute
         } else {
             DropReason::RingFull

@@ -190,12 +190,18 @@ impl Sinks {
     }
 
     /// The end-of-run checks of each vbd `dom` did I/O on: acknowledged writes missing
-    /// from the disk, and reconnects to a re-created backend.
+    /// from the disk, and reconnects to a re-created backend (of its vifs too).
     fn vbd_checks(&mut self, index: usize, host: &HostRuntime, dom: DomId, ios: &[IoRecord]) {
         let mut devs: Vec<&str> = ios.iter().map(|r| r.dev.as_str()).collect();
         devs.sort_unstable();
         devs.dedup();
         let pending = host.sim.guests.io_pending_writes(dom);
+        // A vif's reconnects count even without a request of its own (a vif that only
+        // answers, or only dropped frames).
+        for devid in host.hv.vifs_reconnected(dom) {
+            let dev = format!("vif{devid}");
+            self.vif_checks(index, host, dom, &dev);
+        }
         for dev in devs {
             let Some(vdev) = hypervisor_model::toolstack::xs_tree::disk_devid(dev) else {
                 continue;
@@ -219,6 +225,19 @@ impl Sinks {
             self.metrics.vbd_checks(index, dom, dev.to_string(), checks);
         }
     }
+    /// The end-of-run checks of a vif `dom` did I/O on: its reconnects to a re-created
+    /// backend.
+    fn vif_checks(&mut self, index: usize, host: &HostRuntime, dom: DomId, dev: &str) {
+        let Some(devid) = dev.strip_prefix("vif").and_then(|n| n.parse::<u32>().ok()) else {
+            return;
+        };
+        let checks = crate::report::metrics::io::VbdChecks {
+            reconnect_count: u64::from(host.hv.vif_reconnects(dom, devid)),
+            ..Default::default()
+        };
+        self.metrics.vbd_checks(index, dom, dev.to_string(), checks);
+    }
+
     /// The dropped vif frames of domain `dom` (at its destruction or the run's end).
     pub fn domain_net_drops(
         &mut self,
@@ -263,8 +282,9 @@ impl Sinks {
                 self.domain_memory(host_index, dom, memory);
             }
         }
-        let metrics = self.metrics.finish(end_ns);
-        let timeline = self.timeline.map(|t| t.finish(end_ns));
+        let stopped: Vec<Option<u64>> = hosts.iter().map(|h| h.sim.crashed_at_ns).collect();
+        let metrics = self.metrics.finish_with_stops(end_ns, &stopped);
+        let timeline = self.timeline.map(|t| t.finish_with_stops(end_ns, &stopped));
         (
             self.recorder,
             SinksReport {

@@ -66,6 +66,16 @@ pub(crate) fn dom0(d: &Diags, h: &Tbl<'_>) -> Option<Dom0Spec> {
                     "dom0.workload.",
                     &mut memory,
                 )?;
+                if memory.os().is_some() {
+                    // dom0's kernel costs are not modelled per mode (guest/modes.rs).
+                    t.error_at(d, node, "workload", "dom0's workload takes no os sub-table");
+                    return None;
+                }
+                if matches!(workload, WorkloadSpec::NetStream { .. }) {
+                    // dom0 has no vif of its own (its stack sits behind the bridge).
+                    t.error_at(d, node, "workload", "dom0 cannot stream over a vif");
+                    return None;
+                }
                 if matches!(workload, WorkloadSpec::Io { .. }) {
                     // dom0 has no vbd of its own (its disks are the host's).
                     t.error_at(d, node, "workload", "dom0 cannot run an io workload");

@@ -524,6 +524,7 @@ impl Loader<'_> {
                 start_ns,
                 paused,
                 vcpu_workloads,
+                os: memory.os(),
                 memory: memory.into_memory(),
                 rtds,
             });
@@ -537,7 +538,7 @@ impl Loader<'_> {
     fn net_peers_exist(&self, domains: &[DomainSpec], locs: &[Loc]) {
         for (domain, loc) in domains.iter().zip(locs) {
             for workload in &domain.vcpu_workloads {
-                let WorkloadSpec::NetIo { net, .. } = workload else {
+                let Some(net) = workload.net() else {
                     continue;
                 };
                 let NetPeer::Domain(peer) = &net.peer else {

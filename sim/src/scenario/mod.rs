@@ -19,6 +19,7 @@ pub mod tree;
 pub mod unsupported;
 pub mod values;
 pub mod workload;
+pub mod workload_os;
 pub mod xlcfg;
 pub mod xlcfg_dev;
 pub mod xlcfg_map;

@@ -381,6 +381,39 @@ pub enum WorkloadSpec {
         /// The entries (never `Mixed` or `Periodic`).
         mix: Vec<MixEntry>,
     },
+    /// A non-`io` workload with a `net` sub-table that has `rate`: `base` runs as usual
+    /// and the vCPU also sends a message of `tx_size` every `rate` gap without blocking
+    /// (`guest/stream.rs`).
+    NetStream {
+        /// The workload (never `Io`, `NetIo` or `NetStream`).
+        base: Box<WorkloadSpec>,
+        /// Where the messages go and their sizes.
+        net: NetWorkload,
+        /// Gap between two sends (wall time).
+        rate: Dist,
+    },
+}
+
+impl WorkloadSpec {
+    /// The `net` sub-table the vCPU sends with, if any (`io` over a vif, or a stream).
+    pub fn net(&self) -> Option<&NetWorkload> {
+        match self {
+            WorkloadSpec::NetIo { net, .. } | WorkloadSpec::NetStream { net, .. } => Some(net),
+            _ => None,
+        }
+    }
+}
+
+/// The `os` sub-table of a domain's workloads (`workload_os.rs`): events per second of the
+/// workload's native run time whose cost depends on the guest mode (`guest/modes.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct OsRates {
+    /// User syscalls per second (`syscall_rate`).
+    pub syscalls_per_s: u64,
+    /// Page-table entry writes per second (`pt_update_rate`).
+    pub pt_updates_per_s: u64,
+    /// TLB misses per second (`tlb_miss_rate`).
+    pub tlb_misses_per_s: u64,
 }
 
 /// The `memory` sub-table of a workload (`specs/scenario.md` §6.1), the input of the
@@ -517,6 +550,9 @@ pub struct DomainSpec {
     /// The guest's memory model: the `memory` sub-table of its workloads (all equal), or
     /// `None` when none has one (see [`MemoryWorkload`]).
     pub memory: Option<MemoryWorkload>,
+    /// The guest kernel's mode-dependent event rates: the `os` sub-table of its workloads
+    /// (all equal), or `None`.
+    pub os: Option<OsRates>,
     /// `rtds = { period, budget, extratime }`: set on every vCPU between build and unpause.
     pub rtds: Option<hypervisor_model::sched::params::VcpuParams>,
 }
@@ -553,6 +589,28 @@ pub enum AtAction {
     },
     /// `partition`, `heal` or `link-loss` (`specs/scenario.md` §7.1).
     Fabric(FabricFault),
+    /// `fault = { kind = "restart-domain", domain }`: the guest calls
+    /// `SCHEDOP_shutdown(SHUTDOWN_reboot)`; xl's monitor applies its `on_reboot`.
+    RestartDomain {
+        /// The domain's name.
+        domain: String,
+    },
+    /// `fault = { kind = "lost-interrupt", domain, port, count }`: the next `count`
+    /// notifications to the domain's event-channel `port` are lost.
+    LostInterrupt {
+        /// The domain's name.
+        domain: String,
+        /// The port.
+        port: u32,
+        /// Notifications to lose.
+        count: u32,
+    },
+    /// `fault = { kind = "spurious-timer", host, pcpu }`: the pCPU's scheduler timer
+    /// fires once now, armed or not (`host` is the entry's `host_index`).
+    SpuriousTimer {
+        /// The pCPU.
+        pcpu: u32,
+    },
 }
 
 /// A fault on the network between hosts (host indices into `Scenario::hosts`).

@@ -51,11 +51,10 @@ pub fn timeline(
             );
             d.error(t.here(), message);
         }
-        let is_fault = given.iter().any(|(k, _)| *k == "fault");
-        let host_index = if is_fault && !t.has("host") {
-            Some(0)
-        } else {
-            host_ref(d, &t, hosts)
+        let fault_node = given.iter().find(|(k, _)| *k == "fault").map(|(_, n)| *n);
+        let host_index = match fault_node {
+            Some(node) if !t.has("host") => Some(fault_host(node, hosts)),
+            _ => host_ref(d, &t, hosts),
         };
         let mut action = None;
         for (key, node) in &given {
@@ -83,6 +82,13 @@ pub fn timeline(
             }) => format!("fault disk-error {domain} vbd {vdev} count {count}"),
             Some(AtAction::CrashDomain { domain }) => format!("fault crash-domain {domain}"),
             Some(AtAction::HostCrash { host }) => format!("fault host-crash {host}"),
+            Some(AtAction::RestartDomain { domain }) => format!("fault restart-domain {domain}"),
+            Some(AtAction::LostInterrupt {
+                domain,
+                port,
+                count,
+            }) => format!("fault lost-interrupt {domain} port {port} count {count}"),
+            Some(AtAction::SpuriousTimer { pcpu }) => format!("fault spurious-timer cpu {pcpu}"),
             Some(AtAction::Fabric(f)) => super::timeline_net::fault_text(f, hosts),
             _ => t
                 .get("xl")
@@ -102,6 +108,21 @@ pub fn timeline(
     }
     entries.sort_by_key(|e| e.time_ns);
     (entries, configs)
+}
+
+/// The host a fault without `host` runs on: the one its `host` field names (the
+/// `spurious-timer` and `host-crash` kinds), else the first (a domain fault looks for its
+/// domain on every host at run time).
+fn fault_host(node: &Node, hosts: &[LoadedHost]) -> usize {
+    let Kind::Table(entries) = &node.kind else {
+        return 0;
+    };
+    entries
+        .iter()
+        .find(|e| e.key == "host")
+        .and_then(|e| conv::name(&e.value).ok())
+        .and_then(|name| hosts.iter().position(|h| h.spec.name == name))
+        .unwrap_or(0)
 }
 
 /// The host index for a `host = "..."` key (default: the only host), for `[[domain]]` and
@@ -252,9 +273,8 @@ const FAULT_KINDS: &[(&str, &[&str])] = &[
     ("host-crash", &["host"]),
 ];
 
-/// Validates a fault table's kind and field names; `disk-error`, `crash-domain`,
-/// `host-crash`, `partition`, `heal` and `link-loss` run, the other kinds are refused (not
-/// run yet).
+/// Validates a fault table's kind and fields; every kind of §7.1 runs except
+/// `lost-interrupt` on a `device` (no passthrough devices yet), which is refused.
 fn fault(d: &Diags, t: &Tbl<'_>, node: &Node, hosts: &[LoadedHost]) -> Option<AtAction> {
     let f = Tbl::new(d, t.file_index(), node, t.context(), "fault.");
     let kind = f.req(d, "kind", conv::string);
@@ -272,6 +292,21 @@ fn fault(d: &Diags, t: &Tbl<'_>, node: &Node, hosts: &[LoadedHost]) -> Option<At
         let domain = f.req(d, "domain", conv::name);
         f.finish(d);
         return domain.map(|domain| AtAction::CrashDomain { domain });
+    }
+    if kind.as_deref() == Some("restart-domain") {
+        let domain = f.req(d, "domain", conv::name);
+        f.finish(d);
+        return domain.map(|domain| AtAction::RestartDomain { domain });
+    }
+    if kind.as_deref() == Some("spurious-timer") {
+        let action = spurious_timer(d, &f, hosts);
+        f.finish(d);
+        return action;
+    }
+    if kind.as_deref() == Some("lost-interrupt") && !f.has("device") {
+        let action = lost_interrupt(d, &f);
+        f.finish(d);
+        return action;
     }
     if let Some(kind @ ("partition" | "heal" | "link-loss")) = kind.as_deref() {
         let action = super::timeline_net::fabric_fault(d, &f, kind, hosts);
@@ -299,8 +334,59 @@ fn fault(d: &Diags, t: &Tbl<'_>, node: &Node, hosts: &[LoadedHost]) -> Option<At
         }
     }
     f.finish(d);
-    unsupported::check(d, t.loc(node.offset), &t.path("fault"), Feature::AtFault);
+    unsupported::check(
+        d,
+        t.loc(node.offset),
+        &t.path("fault"),
+        Feature::DeviceInterrupt,
+    );
     None
+}
+
+/// `spurious-timer`: `host` (a host name, required) and `pcpu` (one of its pCPUs).
+fn spurious_timer(d: &Diags, f: &Tbl<'_>, hosts: &[LoadedHost]) -> Option<AtAction> {
+    let host = f.req(d, "host", conv::name);
+    let pcpu = f.req(d, "pcpu", conv::u32_);
+    let host = host.and_then(|name| hosts.iter().find(|h| h.spec.name == name));
+    if let (Some(node), None) = (f.get("host"), host) {
+        let known: Vec<&str> = hosts.iter().map(|h| h.spec.name.as_str()).collect();
+        let message = format!("expected a host name ({})", known.join(", "));
+        f.error_at(d, node, "host", &message);
+    }
+    let (host, pcpu) = (host?, pcpu?);
+    let pcpu_count = host.cpus.pcpu_count();
+    if pcpu >= pcpu_count {
+        if let Some(node) = f.get("pcpu") {
+            let message = format!(
+                "expected a pCPU of host {:?} (0..{pcpu_count}), found {pcpu}",
+                host.spec.name
+            );
+            f.error_at(d, node, "pcpu", &message);
+        }
+        return None;
+    }
+    Some(AtAction::SpuriousTimer { pcpu })
+}
+
+/// `lost-interrupt` on a port: `domain`, `port` (an event-channel port, ≥ 1), `count`
+/// (default 1, ≥ 1).
+fn lost_interrupt(d: &Diags, f: &Tbl<'_>) -> Option<AtAction> {
+    let domain = f.req(d, "domain", conv::name);
+    let port = f.req(d, "port", conv::u32_);
+    let count = f.opt(d, "count", conv::u32_).unwrap_or(1);
+    for (key, value) in [("port", port.unwrap_or(1)), ("count", count)] {
+        if value == 0 {
+            if let Some(node) = f.get(key) {
+                f.error_at(d, node, key, "expected an integer >= 1, found 0");
+            }
+            return None;
+        }
+    }
+    Some(AtAction::LostInterrupt {
+        domain: domain?,
+        port: port?,
+        count,
+    })
 }
 
 /// `disk-error`: `domain` (a name), `vbd` (an xl.cfg vdev), `count` (default 1).

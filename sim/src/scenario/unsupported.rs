@@ -15,9 +15,9 @@ use super::diag::{Diags, Loc};
 /// A feature the loader recognises.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Feature<'a> {
-    /// `[[at]] fault = { ... }` of a kind other than `disk-error`, `crash-domain` and
-    /// `host-crash`.
-    AtFault,
+    /// `[[at]] fault = { kind = "lost-interrupt", device = ... }`: a passthrough device's
+    /// interrupts (PCI passthrough is not run yet).
+    DeviceInterrupt,
     /// A workload's `net` sub-table outside the `io` kind, or `disk` outside the `io` kind
     /// (the name).
     WorkloadSubTable(&'a str),
@@ -64,7 +64,7 @@ pub fn is_tmem(name: &str) -> bool {
 /// Why `feature` is refused in this build, or `None` if it is supported.
 pub fn not_yet(feature: Feature<'_>) -> Option<String> {
     let what = match feature {
-        Feature::AtFault => "[[at]] faults are".to_string(),
+        Feature::DeviceInterrupt => "a lost-interrupt fault on a device is".to_string(),
         Feature::WorkloadSubTable(name) => format!("workload sub-table `{name}` is"),
         Feature::Pci => "PCI passthrough is".to_string(),
         Feature::XlCommand(name) if XL_COMMANDS_NOT_YET.contains(&name) => {

@@ -2,9 +2,11 @@
 //!
 //! # Invariants
 //! - `mixed` entries are never `mixed` or `periodic`; weights are ≥ 1.
-//! - Sub-tables `memory`, `net` and `disk` are fully validated; `net`, and `disk` outside
-//!   the `io` kind (or with `rate`), are then refused through `unsupported.rs` until the
-//!   engine runs them. An `io` workload runs over a vbd (`disk`); never inside `mixed`.
+//! - Sub-tables `memory`, `net` and `disk` are fully validated; `disk` outside the `io`
+//!   kind (or with `rate`) and `net` inside a `mixed` entry are then refused through
+//!   `unsupported.rs` until the engine runs them. An `io` workload runs over a vbd (`disk`)
+//!   or a vif (`net`); never inside `mixed`. A top-level non-`io` workload with a `net`
+//!   sub-table streams: `rate` is required and > 0 ([`WorkloadSpec::NetStream`]).
 //! - `memory` may sit on any workload, `mixed` entries included; every occurrence is folded
 //!   into one [`MemoryWorkload`] per domain ([`MemorySlot`]), and occurrences that differ
 //!   are a located error. `hot_set` ≤ `working_set`.
@@ -47,6 +49,8 @@ const KINDS: &str = "\"idle\", \"cpu_bound\", \"periodic\", \"bursty\", \"io\" o
 #[derive(Debug, Default)]
 pub struct MemorySlot {
     memory: Option<MemoryWorkload>,
+    /// The `os` sub-tables, folded the same way (`workload_os.rs`).
+    os: Option<super::model::OsRates>,
 }
 
 impl MemorySlot {
@@ -69,6 +73,22 @@ impl MemorySlot {
     /// The domain's memory model, if any workload had one.
     pub fn into_memory(self) -> Option<MemoryWorkload> {
         self.memory
+    }
+
+    /// The domain's `os` rates, if any workload had them.
+    pub fn os(&self) -> Option<super::model::OsRates> {
+        self.os
+    }
+
+    fn add_os(&mut self, d: &Diags, loc: Loc, path: &str, os: super::model::OsRates) {
+        match self.os {
+            None => self.os = Some(os),
+            Some(first) if first == os => {}
+            Some(_) => d.error(
+                loc,
+                format!("{path}: every `os` sub-table of a domain's workloads must be equal"),
+            ),
+        }
     }
 }
 
@@ -96,7 +116,7 @@ fn workload_fields(
     memory: &mut MemorySlot,
 ) -> Option<WorkloadSpec> {
     let kind = t.req(d, "kind", conv::string)?;
-    sub_tables(d, t, kind == "io", memory);
+    sub_tables(d, t, kind == "io", top_level, memory);
     let zero = Dist::Const(0);
     let spec = match kind.as_str() {
         "idle" => WorkloadSpec::Idle {
@@ -187,7 +207,46 @@ fn workload_fields(
             return None;
         }
     };
+    if top_level && t.has("net") {
+        return net_stream(d, t, spec);
+    }
     Some(spec)
+}
+
+/// A non-`io` workload with a `net` sub-table: it streams (`rate` is required there).
+fn net_stream(d: &Diags, t: &Tbl<'_>, base: WorkloadSpec) -> Option<WorkloadSpec> {
+    let n = t.sub(d, "net")?;
+    let Some(rate) = n.opt(d, "rate", dist) else {
+        if !n.has("rate") {
+            let message = format!(
+                "{}: a net sub-table outside the io kind streams and needs `rate` (the gap \
+                 between two sends)",
+                t.path("net")
+            );
+            d.error(n.here(), message);
+        }
+        return None;
+    };
+    let net = NetWorkload {
+        vif: n.opt(d, "vif", conv::u32_).unwrap_or(0),
+        peer: net_peer(n.opt(d, "peer", conv::string).as_deref()),
+        tx_size: n.opt(d, "tx_size", size_dist).unwrap_or(Dist::Const(1500)),
+        rx_size: n.opt(d, "rx_size", size_dist).unwrap_or(Dist::Const(0)),
+    };
+    n.finish(d);
+    Some(WorkloadSpec::NetStream {
+        base: Box::new(base),
+        net,
+        rate,
+    })
+}
+
+fn net_peer(name: Option<&str>) -> NetPeer {
+    match name {
+        None | Some("dom0") => NetPeer::Dom0,
+        Some("external") => NetPeer::External,
+        Some(name) => NetPeer::Domain(name.to_string()),
+    }
 }
 
 fn mix_entries(d: &Diags, t: &Tbl<'_>, memory: &mut MemorySlot) -> Option<Vec<MixEntry>> {
@@ -267,11 +326,7 @@ fn disk_workload(d: &Diags, t: &Tbl<'_>) -> Option<DiskWorkload> {
 /// The `net` sub-table of an `io` workload (validated again by `sub_tables`).
 fn net_workload(d: &Diags, t: &Tbl<'_>) -> Option<NetWorkload> {
     let n = t.sub(d, "net")?;
-    let peer = match n.opt(d, "peer", conv::string).as_deref() {
-        None | Some("dom0") => NetPeer::Dom0,
-        Some("external") => NetPeer::External,
-        Some(name) => NetPeer::Domain(name.to_string()),
-    };
+    let peer = net_peer(n.opt(d, "peer", conv::string).as_deref());
     if let Some(node) = n.get("rate") {
         n.error_at(d, node, "rate", "rate is for non-io kinds (streaming)");
     }
@@ -288,7 +343,7 @@ fn net_workload(d: &Diags, t: &Tbl<'_>) -> Option<NetWorkload> {
 /// Checks that every `io` workload over a vif names one of the xl.cfg's `vif_count` vifs.
 pub fn check_vifs(workloads: &[WorkloadSpec], vif_count: usize) -> Result<(), String> {
     for workload in workloads {
-        let WorkloadSpec::NetIo { net, .. } = workload else {
+        let Some(net) = workload.net() else {
             continue;
         };
         if usize::try_from(net.vif).map_or(true, |v| v >= vif_count) {
@@ -328,9 +383,13 @@ pub fn resolve_vbds(workloads: &mut [WorkloadSpec], disks: &[String]) -> Result<
 pub const QUEUE_DEPTH_MAX: u32 = 128;
 
 /// Validates the `memory`, `net` and `disk` sub-tables, adds `memory` to the domain's
-/// slot, then refuses those this build does not run (`disk` runs under the `io` kind; its
-/// `rate` form does not run yet).
-fn sub_tables(d: &Diags, t: &Tbl<'_>, io_kind: bool, memory: &mut MemorySlot) {
+/// slot, then refuses those this build does not run: `disk` runs under the `io` kind only
+/// (its `rate` form does not run yet), `net` under the `io` kind or as a top-level stream
+/// (not inside a `mixed` entry).
+fn sub_tables(d: &Diags, t: &Tbl<'_>, io_kind: bool, top_level: bool, memory: &mut MemorySlot) {
+    if let Some((loc, os)) = super::workload_os::os_sub_table(d, t) {
+        memory.add_os(d, loc, &t.path("os"), os);
+    }
     if let Some(m) = t.sub(d, "memory") {
         if let Some(parsed) = memory_workload(d, &m) {
             memory.add(d, m.here(), &t.path("memory"), parsed);
@@ -342,8 +401,12 @@ fn sub_tables(d: &Diags, t: &Tbl<'_>, io_kind: bool, memory: &mut MemorySlot) {
         n.opt(d, "peer", conv::string);
         n.opt(d, "tx_size", size_dist);
         n.opt(d, "rx_size", size_dist);
-        n.opt(d, "rate", dist);
-        if !io_kind {
+        if let Some(Dist::Const(0)) = n.opt(d, "rate", dist) {
+            if let Some(node) = n.get("rate") {
+                n.error_at(d, node, "rate", "expected a gap > 0, found 0");
+            }
+        }
+        if !io_kind && !top_level {
             refuse(d, t, &n, "net");
         }
         n.finish(d);

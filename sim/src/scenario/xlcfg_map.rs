@@ -308,6 +308,10 @@ impl Mapper<'_> {
                     for w in &warnings {
                         self.spec_issue("vif", at, quoted, w);
                     }
+                    let ioemu = vif.other.iter().any(|(k, v)| k == "type" && v == "ioemu");
+                    if ioemu && cfg.ioemu_vif_at.is_none() {
+                        cfg.ioemu_vif_at = Some(at);
+                    }
                     cfg.out.vifs.push(vif);
                 }
                 Err(issue) => self.spec_issue("vif", at, quoted, &issue),
@@ -339,6 +343,8 @@ struct Draft {
     cmdline: Option<String>,
     root: Option<String>,
     extra: Option<String>,
+    /// Where a `vif=` entry asked for `type=ioemu` (an emulated NIC: HVM only).
+    ioemu_vif_at: Option<usize>,
 }
 
 impl Draft {
@@ -387,6 +393,7 @@ pub fn load_xl_cfg(d: &Diags, src: &XlCfgSource<'_>, host: &HostCpus) -> Option<
         cmdline: None,
         root: None,
         extra: None,
+        ioemu_vif_at: None,
     };
     for setting in &settings {
         mapper.setting(setting, &mut draft);
@@ -408,6 +415,11 @@ fn finish(m: &Mapper<'_>, draft: Draft, errors_before: usize) -> Option<DomainCo
         _ => m.error(0, "name", "Domain name must be specified."),
     }
     out.guest_type = draft.guest_type.or(draft.builder).unwrap_or(GuestType::Pv);
+    if let (Some(at), false) = (draft.ioemu_vif_at, out.guest_type == GuestType::Hvm) {
+        // libxl__device_nic_setdefault refuses it (ERROR_INVAL) before the domain is built.
+        let message = "trying to create PV or PVH guest with an emulated interface";
+        m.error(at, "vif", message);
+    }
     let (memory_kib, memory_at) = match (draft.memory, draft.maxmem) {
         (Some((memory, at)), _) => (memory, Some(at)),
         (None, Some(maxmem)) => (maxmem, None),
@@ -499,6 +511,19 @@ mod tests {
         let cfg = cfg.expect("valid");
         assert_eq!(cfg.memory_kib, 256 * 1024);
         assert_eq!(cfg.guest_type, GuestType::Hvm);
+    }
+
+    #[test]
+    fn pv_guest_with_an_emulated_nic_is_refused() {
+        let (cfg, d) = load("name = \"a\"\ntype = \"pv\"\nvif = ['type=ioemu']\n");
+        assert!(cfg.is_none());
+        assert_eq!(d.error_count(), 1);
+    }
+
+    #[test]
+    fn hvm_guest_with_an_emulated_nic_loads() {
+        let (cfg, _) = load("name = \"a\"\ntype = \"hvm\"\nvif = ['type=ioemu']\n");
+        assert_eq!(cfg.map(|c| c.vifs.len()), Some(1));
     }
 
     #[test]

@@ -4,6 +4,9 @@
 
 #![allow(dead_code)]
 
+#[path = "../support/scratch.rs"]
+mod scratch;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -14,9 +17,7 @@ pub fn repo_root() -> PathBuf {
 
 /// A scratch directory unique to this test process and `name`.
 pub fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("xsserve-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("scratch dir");
-    dir
+    scratch::scratch_dir("serve", name)
 }
 
 /// True when running in CI, where a missing client is a failure rather than a skip.

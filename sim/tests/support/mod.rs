@@ -16,6 +16,10 @@ macro_rules! golden {
     };
 }
 
+mod scratch;
+#[allow(unused_imports)] // Not every test file needs a scratch directory.
+pub use scratch::scratch_dir;
+
 use hypervisor_model::event::CoreInput;
 use hypervisor_model::hypervisor::boot::{BootConfig, CpuTopo};
 use hypervisor_model::hypervisor::Hypervisor;
@@ -161,14 +165,6 @@ pub fn stdout(output: &std::process::Output) -> String {
 /// A command's standard error, as text.
 pub fn stderr(output: &std::process::Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-/// An empty scratch directory unique to this test process, `prefix` and `name`.
-pub fn scratch_dir(prefix: &str, name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("xensim-{prefix}-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("scratch dir");
-    dir
 }
 
 /// Every bundled scenario (`scenarios/*.toml`), sorted by path.

@@ -18,6 +18,8 @@
 //! - Credits stay within `[CREDIT_MIN, CREDIT_INIT + CARRYOVER_MAX]` plus migration
 //!   compensations.
 //! - `pcpu_curr` is only a hint: a use checks that the hinted unit is the running vCPU's.
+//!   While `pcpu_curr_entered` names the running vCPU, its time is that vCPU's runstate
+//!   entry time (the instant `schedule` picked it, or kept it running).
 //!
 //! xensim differs: the idle vCPUs have no unit (`None` stands for idle, whose credit is
 //! `IDLE_CREDIT`); trylocks always succeed (spec §9.3); there is no tasklet work, so the
@@ -258,6 +260,10 @@ pub struct Credit2Scheduler {
     /// domain → vCPU → unit lookup of the running vCPU, checked against the unit's vCPU
     /// on every use (the core's `curr` stays the truth).
     pub(crate) pcpu_curr: Vec<Option<usize>>,
+    /// The vCPU each pCPU was last told to run and when it started running there:
+    /// `tickle_score`'s `is_preemptable` reads it instead of the vCPU's runstate entry time
+    /// or the unit (a cache miss per busy pCPU scanned). A hint like `pcpu_curr`.
+    pub(crate) pcpu_curr_entered: Vec<Option<(VcpuRef, i64)>>,
     /// `balance_load`'s candidate pulls (unit, may move, load), kept to reuse the buffer.
     pub(crate) scratch_pulls: Vec<(usize, bool, i64)>,
 }
@@ -307,6 +313,7 @@ impl Credit2Scheduler {
             doms: doms::DomSlots::default(),
             timers: BTreeSet::new(),
             pcpu_curr: alloc::vec![None; slots],
+            pcpu_curr_entered: alloc::vec![None; slots],
             scratch_pulls: Vec::new(),
         }
     }
@@ -371,14 +378,33 @@ impl Credit2Scheduler {
     /// The unit of `v`, which runs on `cpu`: the `pcpu_curr` hint when it still names
     /// `v`'s unit, else the full lookup.
     pub(crate) fn curr_unit(&self, cpu: PcpuId, v: VcpuRef) -> usize {
-        let hint = self.pcpu_curr.get(cpu.index()).copied().flatten();
-        if let Some(idx) = hint {
-            if matches!(self.units.get(idx), Some(Some(unit)) if unit.v == v) {
-                debug_assert_eq!(self.unit_index(v), Some(idx), "stale pCPU hint");
-                return idx;
-            }
+        self.hinted_unit(cpu, v).unwrap_or_else(|| self.idx(v))
+    }
+
+    /// The `pcpu_curr` hint of `cpu` if it names `v`'s unit.
+    fn hinted_unit(&self, cpu: PcpuId, v: VcpuRef) -> Option<usize> {
+        let idx = self.pcpu_curr.get(cpu.index()).copied().flatten()?;
+        if !matches!(self.units.get(idx), Some(Some(unit)) if unit.v == v) {
+            return None;
         }
-        self.idx(v)
+        debug_assert_eq!(self.unit_index(v), Some(idx), "stale pCPU hint");
+        Some(idx)
+    }
+
+    /// The runstate entry time of `v`, which runs on `cpu`: kept by `schedule` while its
+    /// hint names `v`, else read from the vCPU.
+    pub(crate) fn curr_entered_ns(&self, ctx: &SchedCtx<'_>, cpu: PcpuId, v: VcpuRef) -> i64 {
+        match self.pcpu_curr_entered.get(cpu.index()).copied().flatten() {
+            Some((hinted, entered_ns)) if hinted == v => {
+                debug_assert_eq!(
+                    entered_ns,
+                    ctx.vcpu(v).state_entry_time.as_ns(),
+                    "stale running-since hint of {cpu:?}"
+                );
+                entered_ns
+            }
+            _ => ctx.vcpu(v).state_entry_time.as_ns(),
+        }
     }
 
     /// A unit's data, for tests and reports.

@@ -250,6 +250,9 @@ impl Credit2Scheduler {
             ctx,
             format!("Removing cpu {} from runqueue {id}", cpu.raw()),
         );
+        // A pCPU back in the pool later starts without a running-unit hint.
+        self.pcpu_curr[cpu.index()] = None;
+        self.pcpu_curr_entered[cpu.index()] = None;
         let rq = self.rq_mut(id);
         rq.idle.clear(cpu);
         rq.smt_idle.clear(cpu);

@@ -276,6 +276,13 @@ impl Credit2Scheduler {
             }
         }
         self.pcpu_curr[cpu.index()] = cand.next;
+        // The core switches to a newly picked vCPU now; a kept one ran since it entered.
+        let entered_ns = if cand.next == cur {
+            cand.cur_entered_ns
+        } else {
+            now
+        };
+        self.pcpu_curr_entered[cpu.index()] = cand.next.map(|n| (self.u(n).v, entered_ns));
         let Some(snext) = cand.next else {
             if !self.rq(id).idle.test(cpu) {
                 self.set_idle(cpu, id);

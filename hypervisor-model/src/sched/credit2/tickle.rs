@@ -75,11 +75,10 @@ impl Credit2Scheduler {
         let Some(cur_v) = ctx.curr_on(cpu) else {
             return -1;
         };
-        let cur_vcpu = ctx.vcpu(cur_v);
         let now = ctx.now.as_ns();
         // is_preemptable.
         if let Some(after) = new.preempt_after_ns {
-            if now - cur_vcpu.state_entry_time.as_ns() <= after {
+            if now - self.curr_entered_ns(ctx, cpu, cur_v) <= after {
                 return -1;
             }
         }
@@ -101,7 +100,7 @@ impl Credit2Scheduler {
             cur_credit,
             resist,
             new.vcpu.soft_affinity.test(cpu),
-            cur_vcpu.soft_affinity.test(cpu),
+            ctx.vcpu(cur_v).soft_affinity.test(cpu),
         )
     }
 

@@ -121,7 +121,7 @@ fn idle_spurious_wake_runs_nothing_and_blocks_again() {
 fn cpu_bound_without_yield_is_runnable_and_never_acts() {
     let spec = WorkloadSpec::CpuBound { yield_every: None };
 
-    let vcpu = guest(&spec);
+    let mut vcpu = guest(&spec);
 
     assert_eq!(vcpu.state(), GuestState::Runnable);
     assert_eq!(vcpu.run_demand_ns(0), None);
@@ -294,7 +294,7 @@ fn bursty_service_is_drawn_from_its_named_stream() {
     let streams = RngStreams::new(SEED);
     let mut expected_stream = streams.stream("workload.web.v3.service");
 
-    let vcpu = GuestVcpu::new(&spec, &streams, DOMAIN, 3, 0);
+    let mut vcpu = GuestVcpu::new(&spec, &streams, DOMAIN, 3, 0);
 
     let expected = crate::guest::dist::sample(&service, &mut expected_stream);
     assert_eq!(vcpu.run_demand_ns(0), Some(expected));
@@ -306,7 +306,7 @@ fn mixed_span_caps_demand_of_cpu_bound_entry() {
         WorkloadSpec::CpuBound { yield_every: None },
         Dist::Const(5 * MS),
     );
-    let vcpu = guest(&spec);
+    let mut vcpu = guest(&spec);
 
     let demand_at_start = vcpu.run_demand_ns(0);
     let demand_later = vcpu.run_demand_ns(2 * MS);
@@ -381,7 +381,7 @@ fn mixed_span_is_drawn_from_entry_stream() {
     let streams = RngStreams::new(SEED);
     let mut expected_stream = streams.stream("workload.web.v0.mix0.span");
 
-    let vcpu = GuestVcpu::new(&spec, &streams, DOMAIN, 0, 0);
+    let mut vcpu = GuestVcpu::new(&spec, &streams, DOMAIN, 0, 0);
 
     let expected = crate::guest::dist::sample(&span, &mut expected_stream).max(1);
     assert_eq!(vcpu.run_demand_ns(0), Some(expected));
@@ -408,8 +408,8 @@ fn guest_other_vcpu_index_gives_other_demands() {
     };
     let streams = RngStreams::new(SEED);
 
-    let vcpu0 = GuestVcpu::new(&spec, &streams, DOMAIN, 0, 0);
-    let vcpu1 = GuestVcpu::new(&spec, &streams, DOMAIN, 1, 0);
+    let mut vcpu0 = GuestVcpu::new(&spec, &streams, DOMAIN, 0, 0);
+    let mut vcpu1 = GuestVcpu::new(&spec, &streams, DOMAIN, 1, 0);
 
     assert_ne!(vcpu0.run_demand_ns(0), vcpu1.run_demand_ns(0));
 }
@@ -420,4 +420,102 @@ fn guest_wake_of_runnable_vcpu_panics() {
     let mut vcpu = guest(&WorkloadSpec::CpuBound { yield_every: None });
 
     vcpu.on_wake(0);
+}
+
+/// A PV guest's stretch for 400k syscalls and 1M page-table writes per second (+25%).
+const OS_STRETCH_PPM: u64 = 1_250_000;
+/// A PV guest's timer wake: 1500 ns of injection and a 300 ns upcall.
+const TIMER_WAKE_NS: u64 = 1_800;
+
+#[test]
+fn os_stretch_lengthens_the_run_time_of_each_demand() {
+    let mut vcpu = guest(&bursty_spec());
+
+    vcpu.set_os_costs(OS_STRETCH_PPM, TIMER_WAKE_NS);
+
+    assert_eq!(vcpu.run_demand_ns(0), Some(MS + MS / 4));
+}
+
+#[test]
+fn timer_wake_runs_its_cost_before_the_work() {
+    let mut vcpu = guest(&bursty_spec());
+    vcpu.set_os_costs(1_000_000, TIMER_WAKE_NS);
+    let _ = vcpu.on_demand_done(MS);
+
+    vcpu.on_wake(11 * MS);
+    let demand = vcpu.run_demand_ns(11 * MS);
+    vcpu.account(TIMER_WAKE_NS);
+
+    assert_eq!(demand, Some(MS + TIMER_WAKE_NS));
+    assert_eq!(vcpu.run_demand_ns(11 * MS), Some(MS));
+}
+
+#[test]
+fn spurious_wake_charges_no_timer_row() {
+    let mut vcpu = guest(&bursty_spec());
+    vcpu.set_os_costs(1_000_000, TIMER_WAKE_NS);
+    let _ = vcpu.on_demand_done(MS);
+
+    vcpu.on_wake(5 * MS);
+
+    assert_eq!(vcpu.run_demand_ns(5 * MS), Some(0));
+}
+
+fn streaming(base: WorkloadSpec, gap_ns: u64) -> WorkloadSpec {
+    WorkloadSpec::NetStream {
+        base: Box::new(base),
+        net: crate::scenario::model::NetWorkload {
+            vif: 0,
+            peer: crate::scenario::model::NetPeer::Dom0,
+            tx_size: Dist::Const(1000),
+            rx_size: Dist::Const(0),
+        },
+        rate: Dist::Const(gap_ns),
+    }
+}
+
+#[test]
+fn cpu_bound_stream_cuts_its_run_at_each_send_and_goes_on() {
+    // cpu_bound never acts on its own; a 100 us stream gap cuts its run there.
+    let mut vcpu = guest(&streaming(
+        WorkloadSpec::CpuBound { yield_every: None },
+        100 * US,
+    ));
+
+    let demand = vcpu.run_demand_ns(0);
+    let action = vcpu.on_demand_done(100 * US);
+
+    assert_eq!(demand, Some(100 * US));
+    assert_eq!(action, GuestAction::Continue);
+    assert_eq!(vcpu.take_stream_frames().map(|(_, _, f)| f.len()), Some(1));
+    assert_eq!(vcpu.run_demand_ns(100 * US), Some(100 * US));
+}
+
+#[test]
+fn blocked_workload_is_woken_for_a_send_and_blocks_again_with_its_own_timer() {
+    // bursty: 1 ms of service, then 10 ms of think (until 11 ms); the stream's gap is 3 ms.
+    let mut vcpu = guest(&streaming(bursty_spec(), 3 * MS));
+    let first = vcpu.run_demand_ns(0);
+    vcpu.account(MS);
+    assert_eq!(first, Some(MS));
+    let action = vcpu.on_demand_done(MS);
+    assert_eq!(
+        action,
+        GuestAction::Block {
+            wake_at_ns: Some(3 * MS)
+        }
+    );
+
+    vcpu.on_wake(3 * MS);
+    let spurious = vcpu.run_demand_ns(3 * MS);
+    let again = vcpu.on_demand_done(3 * MS);
+
+    assert_eq!(spurious, Some(0));
+    assert_eq!(
+        again,
+        GuestAction::Block {
+            wake_at_ns: Some(6 * MS)
+        }
+    );
+    assert_eq!(vcpu.take_stream_frames().map(|(_, _, f)| f.len()), Some(1));
 }

@@ -57,7 +57,8 @@ pub struct IoMetrics {
     pub lost_acked_write_count: u64,
     /// Of those, the ones a flush that completed covered: a broken flush (must be 0).
     pub lost_flushed_write_count: u64,
-    /// Reconnects of blkfront to a re-created backend (a driver domain's restart).
+    /// Reconnects of blkfront or netfront to a re-created backend (a driver domain's
+    /// restart).
     pub reconnect_count: u64,
     /// vif: frames dropped because netfront's TX queue or netback's RX queue was full.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -19,6 +19,7 @@ use hypervisor_model::ids::PcpuId;
 use hypervisor_model::sched::rtds::ServerStats;
 
 use super::dist::Distribution;
+use super::samples::{SampleLog, VcpuSlots};
 use super::VcpuMetrics;
 
 /// `[start_ns, end_ns)`; while observing, `end_ns` is `u64::MAX` (every event is before it).
@@ -128,13 +129,14 @@ pub(super) struct VcpuState {
     wake_ns: Option<u64>,
     /// Start of the current runnable interval.
     runnable_since_ns: Option<u64>,
-    pub(super) wakeup_samples_ns: Vec<u64>,
-    pub(super) runq_wait_samples_ns: Vec<u64>,
+    /// Where its wakeup latency and runqueue wait samples go in the host's log.
+    pub(super) sample_slots: VcpuSlots,
 }
 
 impl VcpuState {
-    /// A vCPU created at `time_ns`; Xen creates every vCPU offline.
-    pub(super) fn new(time_ns: u64) -> VcpuState {
+    /// A vCPU created at `time_ns` whose samples go to `sample_slots`; Xen creates every
+    /// vCPU offline.
+    pub(super) fn new(time_ns: u64, sample_slots: VcpuSlots) -> VcpuState {
         VcpuState {
             server: None,
             rtds_reservation_ns: None,
@@ -155,18 +157,17 @@ impl VcpuState {
             last_pcpu: None,
             wake_ns: None,
             runnable_since_ns: None,
-            wakeup_samples_ns: Vec::new(),
-            runq_wait_samples_ns: Vec::new(),
+            sample_slots,
         }
     }
 
-    /// One `Runstate { from, to }` event at `time_ns`.
+    /// One `Runstate { from, to }` event at `time_ns`; latency samples go to `samples`.
     pub(super) fn transition(
         &mut self,
         window: Window,
         time_ns: u64,
-        from: Runstate,
-        to: Runstate,
+        (from, to): (Runstate, Runstate),
+        samples: &mut SampleLog,
     ) {
         assert_eq!(
             self.state, from,
@@ -183,7 +184,9 @@ impl VcpuState {
             (Runstate::Blocked | Runstate::Offline, Runstate::Runnable) => {
                 self.wake_ns = Some(time_ns);
             }
-            (Runstate::Runnable, Runstate::Running) => self.run_after_wait(window, time_ns),
+            (Runstate::Runnable, Runstate::Running) => {
+                self.run_after_wait(window, time_ns, samples);
+            }
             (Runstate::Runnable, Runstate::Blocked | Runstate::Offline) => {
                 self.abandon_wake(window);
             }
@@ -253,8 +256,8 @@ impl VcpuState {
         }
     }
 
-    /// The metrics of a closed vCPU with index `id`.
-    pub(super) fn metrics(&self, id: u32, window: Window) -> VcpuMetrics {
+    /// The metrics of a closed vCPU with index `id`; `samples` are the host's by slot.
+    pub(super) fn metrics(&self, id: u32, window: Window, samples: &[Vec<u64>]) -> VcpuMetrics {
         let closed_ns = self.closed_ns.expect("vCPU closed before reporting");
         let [running_ns, runnable_ns, blocked_ns, offline_ns] = self.time_ns;
         let mut exist_ns = 0;
@@ -279,10 +282,13 @@ impl VcpuState {
             wake_abandoned_count: self.wake_abandoned_count,
             wakeup_latency_pending_count: self.wakeup_latency_pending_count,
             wakeup_latency_ns: Distribution::from_samples(
-                &self.wakeup_samples_ns,
+                self.wakeup_samples(samples),
                 "wakeup_latency_ns",
             ),
-            runq_wait_ns: Distribution::from_samples(&self.runq_wait_samples_ns, "runq_wait_ns"),
+            runq_wait_ns: Distribution::from_samples(
+                self.runq_wait_samples(samples),
+                "runq_wait_ns",
+            ),
             server_period_count: self.server.map(|s| s.period_count),
             server_underserved_count: self.server.map(|s| s.underserved_count),
             server_shortfall_ns: self.server.map(|s| s.shortfall_ns),
@@ -310,16 +316,26 @@ impl VcpuState {
         self.since_ns = time_ns;
     }
 
-    fn run_after_wait(&mut self, window: Window, time_ns: u64) {
+    /// Its wakeup latency samples among the host's `samples` by slot.
+    pub(super) fn wakeup_samples<'a>(&self, samples: &'a [Vec<u64>]) -> &'a [u64] {
+        slot_samples(samples, self.sample_slots.wakeup())
+    }
+
+    /// Its runqueue wait samples among the host's `samples` by slot.
+    pub(super) fn runq_wait_samples<'a>(&self, samples: &'a [Vec<u64>]) -> &'a [u64] {
+        slot_samples(samples, self.sample_slots.runq_wait())
+    }
+
+    fn run_after_wait(&mut self, window: Window, time_ns: u64, samples: &mut SampleLog) {
         if let Some(wake_ns) = self.wake_ns.take().filter(|&w| window.contains(w)) {
-            self.wakeup_samples_ns.push(time_ns - wake_ns);
+            samples.push(self.sample_slots.wakeup(), time_ns - wake_ns);
         }
         if let Some(since_ns) = self
             .runnable_since_ns
             .take()
             .filter(|&s| window.contains(s))
         {
-            self.runq_wait_samples_ns.push(time_ns - since_ns);
+            samples.push(self.sample_slots.runq_wait(), time_ns - since_ns);
         }
     }
 
@@ -331,4 +347,12 @@ impl VcpuState {
         }
         self.runnable_since_ns = None;
     }
+}
+
+/// The samples of `slot` (empty if none was logged).
+fn slot_samples(samples: &[Vec<u64>], slot: u32) -> &[u64] {
+    usize::try_from(slot)
+        .ok()
+        .and_then(|index| samples.get(index))
+        .map_or(&[], Vec::as_slice)
 }

@@ -313,12 +313,22 @@ impl TimelineCapture {
     }
 
     /// Ends the capture at `end_ns`: open runs end with `window_end`.
-    pub fn finish(mut self, end_ns: u64) -> Timeline {
+    pub fn finish(self, end_ns: u64) -> Timeline {
+        self.finish_with_stops(end_ns, &[])
+    }
+
+    /// As [`Self::finish`], but host `i` stopped at `stopped_ns[i]` if that is set (a
+    /// `host-crash`): its open slices close just after that instant, as its metrics do.
+    pub fn finish_with_stops(mut self, end_ns: u64, stopped_ns: &[Option<u64>]) -> Timeline {
         let limits = &mut self.limits;
-        for h in &mut self.hosts {
-            h.start_counters(limits, end_ns.max(limits.start_ns));
+        for (host, h) in self.hosts.iter_mut().enumerate() {
+            let host_end_ns = match stopped_ns.get(host).copied().flatten() {
+                Some(at_ns) => at_ns.saturating_add(1).min(end_ns),
+                None => end_ns,
+            };
+            h.start_counters(limits, host_end_ns.max(limits.start_ns));
             for index in 0..h.pcpus.len() {
-                h.close_run(limits, index, end_ns, true);
+                h.close_run(limits, index, host_end_ns, true);
             }
         }
         Timeline {

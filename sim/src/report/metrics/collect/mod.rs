@@ -35,6 +35,7 @@ use hypervisor_model::trace::TraceEvent;
 
 use super::dist::Distribution;
 use super::jobs::JobMetrics;
+use super::samples::SampleLog;
 use super::state::{add, VcpuState, VcpuTable, Window};
 use super::{DomainMetrics, HostMetrics, Metrics, VcpuMetrics, WindowMetrics};
 use crate::guest::workload::JobRecord;
@@ -103,6 +104,8 @@ struct HostState {
     free_pages_min: Option<u64>,
     /// Pool names by id (boot pools are numbered in `meta.pools` order).
     pool_names: BTreeMap<PoolId, String>,
+    /// The latency samples of all its vCPUs.
+    samples: SampleLog,
 }
 
 /// Live domains by domid: a dense table, as the core keeps them.
@@ -281,7 +284,9 @@ impl MetricsCollector {
         host.last_time_ns = time_ns;
         match event {
             TraceEvent::Runstate { vcpu, from, to } => {
-                host.vcpu_mut(*vcpu).transition(window, time_ns, *from, *to);
+                let samples = &mut host.samples;
+                let state = vcpu_in(&host.live, &mut host.domains, *vcpu);
+                state.transition(window, time_ns, (*from, *to), samples);
             }
             TraceEvent::Schedule {
                 pcpu, prev, next, ..
@@ -327,7 +332,8 @@ impl MetricsCollector {
             | TraceEvent::NetbackWork { .. }
             | TraceEvent::NetDrop { .. }
             | TraceEvent::NetTxReject { .. }
-            | TraceEvent::VifDisabled { .. } => {}
+            | TraceEvent::VifDisabled { .. }
+            | TraceEvent::InterruptLost { .. } => {}
             TraceEvent::BlkPush {
                 dom,
                 vdev,
@@ -357,6 +363,13 @@ impl MetricsCollector {
 
     /// Closes every interval at `end_ns` and returns the metrics of `[warmup, end_ns)`.
     pub fn finish(self, end_ns: u64) -> Metrics {
+        self.finish_with_stops(end_ns, &[])
+    }
+
+    /// As [`Self::finish`], but host `i` stopped at `stopped_ns[i]` if that is set (a
+    /// `host-crash`): its pCPUs and domains close just after that instant, so nothing is
+    /// counted for them afterwards (its domains vanished with it).
+    pub fn finish_with_stops(self, end_ns: u64, stopped_ns: &[Option<u64>]) -> Metrics {
         assert!(self.window_start_ns <= end_ns, "warm-up ends after the run");
         let window = Window {
             start_ns: self.window_start_ns,
@@ -364,13 +377,17 @@ impl MetricsCollector {
         };
         let mut hosts = Vec::with_capacity(self.hosts.len());
         let mut domains = Vec::new();
-        for mut host in self.hosts {
+        for (index, mut host) in self.hosts.into_iter().enumerate() {
+            let host_end_ns = match stopped_ns.get(index).copied().flatten() {
+                Some(at_ns) => at_ns.saturating_add(1).clamp(window.start_ns, end_ns),
+                None => end_ns,
+            };
             assert!(
-                host.last_time_ns < end_ns || host.last_time_ns == 0,
+                host.last_time_ns < host_end_ns || host.last_time_ns == 0,
                 "metrics: an event at or after the end of the run was observed"
             );
-            domains.extend(host.domain_metrics(window, end_ns));
-            hosts.push(host.host_metrics(window, end_ns));
+            domains.extend(host.domain_metrics(window, host_end_ns));
+            hosts.push(host.host_metrics(window, host_end_ns));
         }
         Metrics {
             window: WindowMetrics {
@@ -454,18 +471,12 @@ impl HostState {
             free_pages_now: None,
             free_pages_min: None,
             pool_names,
+            samples: SampleLog::default(),
         }
     }
 
     fn vcpu_mut(&mut self, v: VcpuRef) -> &mut VcpuState {
-        let index = *self
-            .live
-            .get(&v.dom)
-            .unwrap_or_else(|| panic!("metrics: event for unknown domain {:?}", v.dom));
-        self.domains[index]
-            .vcpus
-            .get_mut(v.vcpu.raw())
-            .unwrap_or_else(|| panic!("metrics: event for unknown vCPU {v:?}"))
+        vcpu_in(&self.live, &mut self.domains, v)
     }
 
     fn domain_create(&mut self, time_ns: u64, dom: DomId, name: &str) {
@@ -499,9 +510,10 @@ impl HostState {
             .live
             .get(&v.dom)
             .expect("vCPU created in a live domain");
+        let slots = self.samples.vcpu_slots();
         let inserted = self.domains[index]
             .vcpus
-            .insert(v.vcpu.raw(), VcpuState::new(time_ns));
+            .insert(v.vcpu.raw(), VcpuState::new(time_ns, slots));
         assert!(inserted, "{v:?} created twice");
     }
 
@@ -601,6 +613,7 @@ impl HostState {
     /// The domains that existed in the window, in creation order; closes live vCPUs.
     fn domain_metrics(&mut self, window: Window, end_ns: u64) -> Vec<DomainMetrics> {
         let mut out = Vec::new();
+        let samples = std::mem::take(&mut self.samples).into_slots();
         for domain in &mut self.domains {
             if domain.freed_ns.is_none() {
                 for vcpu in domain.vcpus.values_mut() {
@@ -610,11 +623,26 @@ impl HostState {
             let ended_ns = domain.freed_ns.unwrap_or(end_ns);
             let existed = domain.created_ns < end_ns && ended_ns > window.start_ns;
             if existed {
-                out.push(domain.metrics(window, &self.meta.name));
+                out.push(domain.metrics(window, &self.meta.name, &samples));
             }
         }
         out
     }
+}
+
+/// The state of live vCPU `v`, found through the live domain table.
+fn vcpu_in<'a>(
+    live: &LiveDomains,
+    domains: &'a mut [DomainState],
+    v: VcpuRef,
+) -> &'a mut VcpuState {
+    let index = *live
+        .get(&v.dom)
+        .unwrap_or_else(|| panic!("metrics: event for unknown domain {:?}", v.dom));
+    domains[index]
+        .vcpus
+        .get_mut(v.vcpu.raw())
+        .unwrap_or_else(|| panic!("metrics: event for unknown vCPU {v:?}"))
 }
 
 /// `floor(10^6 · part / whole)`, `None` when `whole` is 0 (§0 ratios).
@@ -624,11 +652,12 @@ pub(super) fn ratio_ppm(part: u64, whole: u64) -> Option<u64> {
 }
 
 impl DomainState {
-    fn metrics(&self, window: Window, host: &str) -> DomainMetrics {
+    /// Its metrics; `samples` are the host's latency samples by slot.
+    fn metrics(&self, window: Window, host: &str, samples: &[Vec<u64>]) -> DomainMetrics {
         let vcpus: Vec<VcpuMetrics> = self
             .vcpus
             .iter()
-            .map(|(id, vcpu)| vcpu.metrics(id, window))
+            .map(|(id, vcpu)| vcpu.metrics(id, window, samples))
             .collect();
         let sum = |pick: fn(&VcpuMetrics) -> u64, metric: &str| {
             let mut total = 0;
@@ -637,15 +666,15 @@ impl DomainState {
             }
             total
         };
-        let pooled = |pick: fn(&VcpuState) -> &Vec<u64>| -> Vec<u64> {
+        let pooled = |pick: for<'a> fn(&VcpuState, &'a [Vec<u64>]) -> &'a [u64]| -> Vec<u64> {
             self.vcpus
                 .values()
-                .flat_map(|v| pick(v).iter().copied())
+                .flat_map(|v| pick(v, samples).iter().copied())
                 .collect()
         };
-        let mut wakeups = pooled(|v| &v.wakeup_samples_ns);
+        let mut wakeups = pooled(|v, s| v.wakeup_samples(s));
         wakeups.sort_unstable();
-        let runq_waits = pooled(|v| &v.runq_wait_samples_ns);
+        let runq_waits = pooled(|v, s| v.runq_wait_samples(s));
         DomainMetrics {
             domid: self.domid.raw(),
             name: self.name.clone(),
