@@ -109,7 +109,7 @@ fn bench_net(c: &mut Criterion) {
     group.finish();
     let received = hv
         .vif_path(ids::dom(2), 0)
-        .map_or(0, |v| v.counters.rx_packets);
+        .map_or(0, |v| v.counters().rx_packets);
     assert_eq!(received, u64::from(seq), "every frame reached d2");
 }
 

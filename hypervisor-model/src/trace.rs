@@ -350,6 +350,8 @@ pub enum TraceEvent {
         dom: DomId,
         /// Its vif.
         devid: u32,
+        /// The queue, for a vif with several (`None`: single-queue encoding).
+        queue: Option<u16>,
         /// RX ring (netback's responses) rather than TX (netfront's requests).
         rx: bool,
         /// Slots pushed.
@@ -365,6 +367,8 @@ pub enum TraceEvent {
         dom: DomId,
         /// Its vif.
         devid: u32,
+        /// The queue, for a vif with several (`None`: single-queue encoding).
+        queue: Option<u16>,
         /// An RX packet rather than a TX batch.
         rx: bool,
         /// Packets in the batch.
@@ -387,6 +391,8 @@ pub enum TraceEvent {
         dom: DomId,
         /// Its vif.
         devid: u32,
+        /// The queue, for a vif with several (`None`: single-queue encoding).
+        queue: Option<u16>,
         /// The first slot's id.
         id: u16,
         /// `TxError::code`.
@@ -400,6 +406,8 @@ pub enum TraceEvent {
         dom: DomId,
         /// Its vif.
         devid: u32,
+        /// The queue, for a vif with several (`None`: single-queue encoding).
+        queue: Option<u16>,
         /// `TxError::code`.
         reason: u8,
         /// The producer index found.
@@ -416,6 +424,14 @@ pub enum TraceEvent {
         port: u32,
         /// Notifications still to lose on it.
         left: u32,
+    },
+    /// A driver gave up on a device (`xenbus_dev_fatal`): the message it wrote to the
+    /// device's error node, before going Closing.
+    XenbusFatal {
+        /// The driver's device directory.
+        path: String,
+        /// `"<errno> <message>"`.
+        message: String,
     },
 }
 
@@ -643,23 +659,27 @@ impl TraceEvent {
             TraceEvent::NetPush {
                 dom,
                 devid,
+                queue,
                 rx,
                 slots,
                 notify,
             } => {
                 e.u8(38).dom(*dom).u32(*devid).bool(*rx).u32(*slots);
                 e.bool(*notify);
+                queue_ext(&mut e, *queue);
             }
             TraceEvent::NetbackWork {
                 item,
                 dom,
                 devid,
+                queue,
                 rx,
                 packets,
                 work_ns,
             } => {
                 e.u8(39).u64(item.0).dom(*dom).u32(*devid).bool(*rx);
                 e.u32(*packets).i64(*work_ns);
+                queue_ext(&mut e, *queue);
             }
             TraceEvent::NetDrop { dom, devid, reason } => {
                 e.u8(40).dom(*dom).u32(*devid).u8(*reason);
@@ -667,27 +687,42 @@ impl TraceEvent {
             TraceEvent::NetTxReject {
                 dom,
                 devid,
+                queue,
                 id,
                 reason,
                 gntst,
             } => {
                 e.u8(41).dom(*dom).u32(*devid).u16(*id).u8(*reason);
                 e.u16(u16::from_le_bytes(gntst.to_le_bytes()));
+                queue_ext(&mut e, *queue);
             }
             TraceEvent::VifDisabled {
                 dom,
                 devid,
+                queue,
                 reason,
                 prod,
                 cons,
             } => {
                 e.u8(42).dom(*dom).u32(*devid).u8(*reason);
                 e.u32(*prod).u32(*cons);
+                queue_ext(&mut e, *queue);
             }
             TraceEvent::InterruptLost { dom, port, left } => {
                 e.u8(43).dom(*dom).u32(*port).u32(*left);
             }
+            TraceEvent::XenbusFatal { path, message } => {
+                e.u8(44).str(path).str(message);
+            }
         }
+    }
+}
+
+/// A vif event's queue as a trailing field, only for a vif with several queues: a
+/// single-queue vif's records keep the encoding they had before multi-queue.
+fn queue_ext(e: &mut Encoder<'_>, queue: Option<u16>) {
+    if let Some(queue) = queue {
+        e.u16(queue);
     }
 }
 

@@ -358,7 +358,7 @@ fn check_xenbus(hv: &Hypervisor, out: &mut Vec<Violation>) {
             check_keys_before_state(hv, conn, out);
             check_otherend_watches(hv, conn, out);
             let closed = conn.back_state == XenbusState::Closed;
-            if closed && (!conn.ring_handles.is_empty() || conn.back_port.is_some()) {
+            if closed && (!conn.ring_handles.is_empty() || !conn.back_ports().is_empty()) {
                 violation(
                     out,
                     "xenbus.closed_unmapped",
@@ -412,17 +412,18 @@ fn check_otherend_watches(
         let what = format!("{} probed without its otherend watch", conn.front_path);
         violation(out, "xenbus.otherend_watch", what);
     }
-    if !conn.back_probed && (!conn.ring_handles.is_empty() || conn.back_port.is_some()) {
+    if !conn.back_probed && (!conn.ring_handles.is_empty() || !conn.back_ports().is_empty()) {
         let what = format!("{} maps or binds before its probe", conn.back_path);
         violation(out, "xenbus.unprobed_idle", what);
     }
-    if !conn.front_probed && (!conn.ring_refs.is_empty() || conn.front_port.is_some()) {
+    if !conn.front_probed && (!conn.ring_refs.is_empty() || !conn.front_ports().is_empty()) {
         let what = format!("{} grants or allocates before its probe", conn.front_path);
         violation(out, "xenbus.unprobed_idle", what);
     }
 }
 
-/// A Connected backend: dom0 maps each ring ref, and its port is the frontend's peer.
+/// A Connected backend: dom0 maps each ring ref, and each of its ports is the peer of the
+/// frontend's port in the same place.
 fn check_connected(hv: &Hypervisor, conn: &DeviceConn, out: &mut Vec<Violation>) {
     let table = hv.grants.table(conn.front_dom);
     let mapped = conn.ring_handles.len() == conn.ring_refs.len()
@@ -438,19 +439,21 @@ fn check_connected(hv: &Hypervisor, conn: &DeviceConn, out: &mut Vec<Violation>)
             format!("{} is Connected without its ring mapped", conn.back_path),
         );
     }
-    let bound = match (conn.back_port, conn.front_port) {
-        (Some(back), Some(front)) => hv
-            .evtchn
-            .domain(conn.back_dom)
-            .and_then(|d| d.state(back))
-            .is_some_and(|s| {
-                s == PortState::Interdomain {
-                    remote: conn.front_dom,
-                    remote_port: front,
-                }
-            }),
-        _ => false,
-    };
+    // Each backend port is bound to the frontend port of the same place (a vif's queues).
+    let (backs, fronts) = (conn.back_ports(), conn.front_ports());
+    let bound = !backs.is_empty()
+        && backs.len() == fronts.len()
+        && backs.iter().zip(&fronts).all(|(back, front)| {
+            hv.evtchn
+                .domain(conn.back_dom)
+                .and_then(|d| d.state(*back))
+                .is_some_and(|s| {
+                    s == PortState::Interdomain {
+                        remote: conn.front_dom,
+                        remote_port: *front,
+                    }
+                })
+        });
     if !bound {
         violation(
             out,
@@ -475,9 +478,21 @@ fn check_keys_before_state(hv: &Hypervisor, conn: &DeviceConn, out: &mut Vec<Vio
         conn.front_state,
         XenbusState::Initialised | XenbusState::Connected
     );
-    let front_keys: &[&str] = match conn.kind {
-        DeviceKind::Vif => &["tx-ring-ref", "rx-ring-ref", "event-channel"],
-        DeviceKind::Vbd => &["ring-ref", "event-channel"],
+    // A multi-queue vif's keys: the count and queue 0's (a guest may spoil later
+    // queues' keys itself; netback refuses those).
+    let front_keys: &[&str] = match (conn.kind, conn.queue_count > 1, conn.split_evtchn) {
+        (DeviceKind::Vif, false, _) => &["tx-ring-ref", "rx-ring-ref", "event-channel"],
+        (DeviceKind::Vif, true, split) => &[
+            "multi-queue-num-queues",
+            "queue-0/tx-ring-ref",
+            "queue-0/rx-ring-ref",
+            if split {
+                "queue-0/event-channel-tx"
+            } else {
+                "queue-0/event-channel"
+            },
+        ],
+        (DeviceKind::Vbd, _, _) => &["ring-ref", "event-channel"],
     };
     let probed = matches!(
         conn.back_state,

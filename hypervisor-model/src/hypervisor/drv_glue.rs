@@ -132,7 +132,7 @@ impl Hypervisor {
         for handle in core::mem::take(&mut conn.ring_handles) {
             let _ = self.grants.unmap_grant_ref(conn.back_dom, handle);
         }
-        if let Some(port) = conn.back_port.take() {
+        for port in conn.take_back_ports() {
             let _ = self.evtchn.close(conn.back_dom, port);
         }
         // Nothing is written: the backend's kernel is gone with its directory.

@@ -16,17 +16,17 @@
 //! The reconnect (`netback_changed` after `xenbus_dev_resume` + `netfront_resume`): on
 //! the new backend's InitWait netfront sets up fresh rings (`talk_to_netback`), and at
 //! Connected it posts its RX buffers again (`xennet_connect` → `xennet_alloc_rx_buffers`).
-//! The netdev outlives the rings, so xensim's in-order memory of it (`rx_seen`) is kept
-//! across the reconnect and the `vif.in_order` check spans both backends.
+//! The netdev outlives the rings, so xensim's in-order memory of it (each queue's
+//! `rx_seen`) is kept across the reconnect and the `vif.in_order` check spans both
+//! backends (a queue the new connection does not have starts afresh).
 //!
 //! # Invariants
 //! - Frames lost with a backend are counted in the input that lost them (`lost` is empty
 //!   between inputs).
 //! - A vif has kept in-order memory only while it has no data path.
 //!
-//! xensim differs / leaves out on purpose: Linux netfront's multi-queue teardown is one
-//! queue here; the guest's TCP (the `io` workload's retransmission after `TCP_RTO_MIN`)
-//! recovers the requests lost, not netfront.
+//! xensim differs / leaves out on purpose: the guest's TCP (the `io` workload's
+//! retransmission after `TCP_RTO_MIN`) recovers the requests lost, not netfront.
 
 use alloc::vec::Vec;
 
@@ -38,38 +38,44 @@ use crate::platform::Platform;
 use crate::toolstack::xs_tree::{self, DeviceAdd};
 
 impl Hypervisor {
-    /// The backend of `key` dies with its domain: netback's queued RX frames are lost and
-    /// it serves the rings no more.
+    /// The backend of `key` dies with its domain: netback's queued RX frames (of every
+    /// queue) are lost and it serves the rings no more.
     pub(super) fn net_backend_vanish(&mut self, key: VifKey) {
-        let queued = self
-            .net
-            .paths
-            .get(&key)
-            .map_or(0, |path| path.rx_queue.len());
+        let queued = self.net.paths.get(&key).map_or(0, |path| {
+            path.queues.iter().map(|q| q.rx_queue.len()).sum::<usize>()
+        });
         self.net_lose(key, queued);
         self.net_backend_close(key);
     }
 
-    /// netfront finds its backend gone: what it had in flight is dropped (TX packets the
-    /// backend never answered, the backlog, RX responses not polled), and its in-order
-    /// memory is kept for the reconnect.
+    /// netfront finds its backend gone: what it had in flight on every queue is dropped
+    /// (TX packets the backend never answered, the backlog, RX responses not polled), and
+    /// each queue's in-order memory is kept for the reconnect.
     pub(super) fn net_frontend_backend_gone(&mut self, key: VifKey) {
         let net = &mut self.net;
         let Some(path) = net.paths.get_mut(&key) else {
             return;
         };
-        let c = &path.counters;
-        let unanswered = c
-            .tx_packets
-            .saturating_sub(c.tx_forwarded)
-            .saturating_sub(c.tx_errors);
-        let backlog = path.tx_backlog.len();
-        path.tx_backlog.clear();
-        let unpolled = path.front_rx_responses(&net.pages).map_or(0, |rx| rx.len());
-        let seen = core::mem::take(&mut path.rx_seen);
+        let mut frames = 0usize;
+        let mut seen = Vec::with_capacity(path.queues.len());
+        for q in &mut path.queues {
+            let c = &q.counters;
+            let unanswered = c
+                .tx_packets
+                .saturating_sub(c.tx_forwarded)
+                .saturating_sub(c.tx_errors);
+            let backlog = q.tx_backlog.len();
+            q.tx_backlog.clear();
+            let unpolled = q.front_rx_responses(&net.pages).map_or(0, |rx| rx.len());
+            seen.push(core::mem::take(&mut q.rx_seen));
+            let tx = usize::try_from(unanswered).unwrap_or(usize::MAX);
+            frames = frames
+                .saturating_add(tx)
+                .saturating_add(backlog)
+                .saturating_add(unpolled);
+        }
         net.kept_seen.insert(key, seen);
-        let tx = usize::try_from(unanswered).unwrap_or(usize::MAX);
-        self.net_lose(key, tx.saturating_add(backlog).saturating_add(unpolled));
+        self.net_lose(key, frames);
     }
 
     fn net_lose(&mut self, key: VifKey, frames: usize) {

@@ -180,6 +180,7 @@ impl Hypervisor {
                 item,
                 dom: key.0,
                 devid: key.1,
+                queue: None,
                 rx: !job.tx,
                 packets: count,
                 work_ns,

@@ -30,7 +30,9 @@ pub mod ioreq;
 pub mod logdirty_glue;
 mod lost_irq;
 mod memory_op;
+mod net_conn;
 pub mod net_glue;
+mod net_xenbus;
 pub mod npf;
 #[cfg(test)]
 mod proptests;
@@ -750,6 +752,8 @@ mod tests_io;
 mod tests_ioreq;
 #[cfg(test)]
 mod tests_net;
+#[cfg(test)]
+mod tests_net_mq;
 #[cfg(test)]
 mod tests_teardown;
 

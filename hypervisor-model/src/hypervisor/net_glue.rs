@@ -2,13 +2,23 @@
 //! backend domain (dom0 or a driver domain: always `VifParams::back_dom`), the interdomain
 //! event channel between them, and the bridge behind the Platform seam.
 //!
+//! A vif has one or more queues (`VifPath::queues`); a frame goes to the queue of its flow
+//! on both ends (`xennet_select_queue`, `xenvif_select_queue`), and every step below runs
+//! on one queue, with that queue's event channels (a TX and an RX port per queue when the
+//! frontend split them, else one).
+//!
 //! TX: a guest packet (`CoreInput::NetSend`) enters netfront, which pushes its slots and
 //! notifies netback only when the ring's event index asks for it. netback's interrupt
 //! consumes what the ring offers (disabling the vif on a fatal error, as
 //! `xenvif_fatal_tx_err`), grant-copies the frames, and queues the batch as CPU work on the
-//! backend's vCPU 0 (`io.netback_tx_pkt_ns` per packet plus `io.gnttab_copy_page_ns` per
+//! queue's backend vCPU (`io.netback_tx_pkt_ns` per packet plus `io.gnttab_copy_page_ns` per
 //! further page, [`Platform::backend_work`]). When that ran (`BackendWorkDone`) the TX
 //! responses are pushed and the frames go to the bridge ([`Platform::net_transmit`]).
+//!
+//! The backend vCPU of queue `q` is `q mod (backend vCPUs)`: Linux runs each queue's NAPI
+//! poll and RX kthread (`vif<F>.<D>-q<q>-guest-rx`) where irqbalance puts the queue's
+//! interrupts and the scheduler its thread; xensim pins them one queue per vCPU, so queue
+//! 0 (the only one of a single-queue vif) stays on vCPU 0.
 //!
 //! RX: a frame from the bridge (`CoreInput::NetDeliver`) is queued by netback (dropped when
 //! its queue is full) and costs `io.netback_rx_pkt_ns` plus `io.gnttab_copy_page_ns` per
@@ -20,20 +30,22 @@
 //! `xenvif_rx_action`, `xennet_poll`) and Xen's event channel send.
 //!
 //! # Invariants
-//! - netback's work items finish in queue order; a vif has at most one TX batch queued.
+//! - netback's work items finish in queue order per backend vCPU; a queue has at most one
+//!   TX batch queued.
 //! - Work item ids carry [`NET_WORK_BIT`], so they never collide with blkback's.
 //!
 //! xensim differs, on purpose: a driver's interrupt handler runs when the event is sent;
-//! netfront's own CPU (`io.netfront_pkt_ns`) is charged by the guest's workload model.
+//! netfront's own CPU (`io.netfront_pkt_ns`) is charged by the guest's workload model; the
+//! queues' event channels stay bound to vCPU 0 of each end (no irqbalance).
 
-use alloc::collections::{BTreeMap, VecDeque};
+use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
 use super::Hypervisor;
 use crate::ids::{BackWorkId, DomId, EvtchnPort, VcpuId, VcpuRef};
 use crate::io::netback::TxPacket;
 use crate::io::vbd::PageStore;
-use crate::io::vif::{NetPacket, VifPath};
+use crate::io::vif::{NetPacket, VifPath, VifQueue};
 use crate::platform::{NetFrame, Platform};
 use crate::toolstack::ops::GuestNotice;
 use crate::trace::TraceEvent;
@@ -60,19 +72,32 @@ pub enum NetDropReason {
 }
 
 #[derive(Clone, Debug)]
-enum NetWorkKind {
+pub(super) enum NetWorkKind {
     Tx(Vec<TxPacket>),
     Rx,
 }
 
 #[derive(Clone, Debug)]
-struct NetWork {
-    id: BackWorkId,
+pub(super) struct NetWork {
     key: VifKey,
-    /// The backend domain whose vCPU 0 runs it.
-    back_dom: DomId,
+    queue: usize,
+    vcpu: VcpuRef,
     kind: NetWorkKind,
 }
+
+/// The event channels of one queue: (frontend's port, backend's port) for TX and for RX
+/// (the same pair twice without split event channels).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct QueuePorts {
+    /// TX requests and responses.
+    pub tx: (EvtchnPort, EvtchnPort),
+    /// RX requests and responses.
+    pub rx: (EvtchnPort, EvtchnPort),
+}
+
+/// A queue's in-order memory (`VifQueue::rx_seen`): the last sequence number per (source
+/// MAC, flow).
+pub(crate) type FlowsSeen = BTreeMap<(crate::io::vif::Mac, u32), u32>;
 
 /// Every vif data path of a host.
 #[derive(Clone, Debug, Default)]
@@ -81,30 +106,31 @@ pub struct NetState {
     pub(crate) paths: BTreeMap<VifKey, VifPath>,
     /// Packet and buffer pages.
     pub(crate) pages: PageStore,
-    /// The ports of each vif: (frontend's, backend's).
-    pub(crate) ports: BTreeMap<VifKey, (EvtchnPort, EvtchnPort)>,
-    work: VecDeque<NetWork>,
+    /// The ports of each vif's queues, by queue.
+    pub(crate) ports: BTreeMap<VifKey, Vec<QueuePorts>>,
+    /// Queued backend work by id (ids grow, so each vCPU's items are in order).
+    pub(super) work: BTreeMap<BackWorkId, NetWork>,
     next_work: u64,
     /// Frames lost with a dead backend, counted as dropped at the end of the input.
     pub(crate) lost: BTreeMap<VifKey, u32>,
-    /// netfront's in-order memory of a vif whose backend died, kept for its reconnect.
-    pub(crate) kept_seen: BTreeMap<VifKey, BTreeMap<(crate::io::vif::Mac, u32), u32>>,
+    /// netfront's in-order memory of a vif whose backend died, by queue, kept for its
+    /// reconnect.
+    pub(crate) kept_seen: BTreeMap<VifKey, Vec<FlowsSeen>>,
     /// The old backend directory of a vif whose backend `xl devd` re-created.
     pub(crate) moved_from: BTreeMap<VifKey, alloc::string::String>,
     /// Reconnects of each vif to a re-created backend.
     pub(crate) reconnects: BTreeMap<VifKey, u32>,
 }
 
-fn vcpu0(dom: DomId) -> VcpuRef {
-    VcpuRef {
-        dom,
-        vcpu: VcpuId::new(0).expect("vCPU 0"),
-    }
+/// The trace's queue field: `None` for a single-queue vif (whose records keep their
+/// single-queue encoding), else the queue.
+fn queue_field(path: &VifPath, queue: usize) -> Option<u16> {
+    (path.queues.len() > 1).then(|| u16::try_from(queue).unwrap_or(u16::MAX))
 }
 
 impl Hypervisor {
-    /// `NetSend`: the guest's stack hands netfront a frame; netfront pushes at the last of
-    /// a batch.
+    /// `NetSend`: the guest's stack hands netfront a frame for the queue of its flow;
+    /// netfront pushes at the last of a batch.
     pub(crate) fn net_send<P: Platform + ?Sized>(
         &mut self,
         vcpu: VcpuRef,
@@ -114,21 +140,32 @@ impl Hypervisor {
         p: &mut P,
     ) {
         let key = (vcpu.dom, devid);
-        let reason = match self
-            .net
-            .paths
-            .get_mut(&key)
-            .map(|path| path.front_send(packet))
-        {
-            Some(true) => None,
-            Some(false) => Some(NetDropReason::TxQueueFull),
+        let reason = match self.net.paths.get_mut(&key) {
+            Some(path) => {
+                let queue = path.queue_of(&packet);
+                match path.queues[queue].front_send(packet) {
+                    true => None,
+                    false => Some(NetDropReason::TxQueueFull),
+                }
+            }
             None => Some(NetDropReason::NoDevice),
         };
         if let Some(reason) = reason {
             self.net_dropped(key, reason, p);
         }
-        if last {
-            self.netfront_kick(key, p);
+        if !last {
+            return;
+        }
+        // The end of the stack's batch (`netdev_xmit_more()` false): every queue that
+        // took frames pushes them.
+        let queues = self.net.paths.get(&key).map_or(0, |v| v.queues.len());
+        for queue in 0..queues {
+            let waiting = self
+                .net_queue(key, queue)
+                .is_some_and(|q| !q.tx_backlog.is_empty());
+            if waiting {
+                self.netfront_kick(key, queue, p);
+            }
         }
     }
 
@@ -150,121 +187,171 @@ impl Hypervisor {
         p.guest_notify(key.0, notice);
     }
 
-    fn netfront_kick<P: Platform + ?Sized>(&mut self, key: VifKey, p: &mut P) {
+    /// The queue `queue` of `key`, if connected.
+    fn net_queue(&mut self, key: VifKey, queue: usize) -> Option<&mut VifQueue> {
+        self.net.paths.get_mut(&key)?.queues.get_mut(queue)
+    }
+
+    fn netfront_kick<P: Platform + ?Sized>(&mut self, key: VifKey, queue: usize, p: &mut P) {
         let net = &mut self.net;
-        let Some(path) = net.paths.get_mut(&key) else {
+        let Some(q) = net
+            .paths
+            .get_mut(&key)
+            .and_then(|v| v.queues.get_mut(queue))
+        else {
             return;
         };
-        let push = path.front_tx_kick(&mut self.grants, &mut net.pages);
-        self.net_pushed(key, false, push.pushed, push.notify, p);
-        // Linux `xennet_start_xmit` reaps TX completions after every push
+        let push = q.front_tx_kick(&mut self.grants, &mut net.pages);
+        self.net_pushed(key, queue, false, (push.pushed, push.notify), p);
+        // Linux `xennet_start_xmit` reaps the queue's TX completions after every push
         // (`xennet_tx_buf_gc`, which re-arms `rsp_event`): a lost TX interrupt is made good
         // by the next send. A ring error marks netfront failed, as in its interrupt.
-        if let (true, Some(path)) = (push.pushed > 0, self.net.paths.get_mut(&key)) {
-            let _reaped = path.front_tx_responses();
+        if push.pushed == 0 {
+            return;
+        }
+        let Some(path) = self.net.paths.get_mut(&key) else {
+            return;
+        };
+        let Some(q) = path.queues.get_mut(queue) else {
+            return;
+        };
+        let reaped = q.front_tx_responses();
+        if reaped.is_err() || q.front_failed {
+            path.fail_front();
         }
     }
 
-    /// `slots` were pushed on `key`'s TX ring by netfront (`rx` false) or on its RX ring
-    /// by netback (`rx`): traced, and when the pushing end must notify, the other end's
-    /// interrupt runs.
+    /// `slots` were pushed on the TX ring of `key`'s queue by netfront (`rx` false) or on
+    /// its RX ring by netback (`rx`): traced, and when the pushing end must notify, the
+    /// other end's interrupt runs.
     fn net_pushed<P: Platform + ?Sized>(
         &mut self,
         key: VifKey,
+        queue: usize,
         rx: bool,
-        slots: u32,
-        notify: bool,
+        (slots, notify): (u32, bool),
         p: &mut P,
     ) {
         if slots == 0 {
             return;
         }
+        let Some(path) = self.net.paths.get(&key) else {
+            return;
+        };
         p.trace(&TraceEvent::NetPush {
             dom: key.0,
             devid: key.1,
+            queue: queue_field(path, queue),
             rx,
             slots,
             notify,
         });
-        if notify && self.net_evtchn(key, !rx, p) {
+        if notify && self.net_evtchn(key, queue, rx, !rx, p) {
             if rx {
-                self.netfront_irq(key, p);
+                self.netfront_irq(key, queue, p);
             } else {
-                self.netback_irq(key, p);
+                self.netback_irq(key, queue, p);
             }
         }
     }
 
-    /// One end of `key`'s channel notifies the other (as `blk_send`).
-    /// False when a `lost-interrupt` fault ate the notification.
+    /// One end of the TX (or RX) channel of `key`'s queue notifies the other (as
+    /// `blk_send`). False when a `lost-interrupt` fault on that port ate the notification
+    /// (the queue then remembers which end missed it).
     fn net_evtchn<P: Platform + ?Sized>(
         &mut self,
         key: VifKey,
+        queue: usize,
+        rx: bool,
         from_front: bool,
         p: &mut P,
     ) -> bool {
-        let Some(&ports) = self.net.ports.get(&key) else {
+        let Some(ports) = self.net.ports.get(&key).and_then(|q| q.get(queue)).copied() else {
             return true;
         };
         let Some(back) = self.net.paths.get(&key).map(|path| path.params.back_dom) else {
             return true;
         };
-        let delivered = self.ring_notify((key.0, back), ports, from_front, p);
-        if let (false, Some(path)) = (delivered, self.net.paths.get_mut(&key)) {
+        let pair = if rx { ports.rx } else { ports.tx };
+        let delivered = self.ring_notify((key.0, back), pair, from_front, p);
+        if let (false, Some(q)) = (delivered, self.net_queue(key, queue)) {
             if from_front {
-                path.irq_lost.1 = true;
+                q.irq_lost.1 = true;
             } else {
-                path.irq_lost.0 = true;
+                q.irq_lost.0 = true;
             }
         }
         delivered
     }
 
-    /// `xenvif_interrupt`: TX work unless a batch is queued; RX buffers may have arrived.
-    pub(super) fn netback_irq<P: Platform + ?Sized>(&mut self, key: VifKey, p: &mut P) {
-        if let Some(path) = self.net.paths.get_mut(&key) {
-            path.irq_lost.1 = false;
+    /// `xenvif_interrupt` for one queue: TX work unless a batch is queued; RX buffers may
+    /// have arrived.
+    pub(super) fn netback_irq<P: Platform + ?Sized>(
+        &mut self,
+        key: VifKey,
+        queue: usize,
+        p: &mut P,
+    ) {
+        if let Some(q) = self.net_queue(key, queue) {
+            q.irq_lost.1 = false;
         }
-        let busy = self.net.paths.get(&key).is_none_or(|path| path.back_busy);
+        let busy = self.net_queue(key, queue).is_none_or(|q| q.back_busy);
         if !busy {
-            self.netback_tx_run(key, p);
+            self.netback_tx_run(key, queue, p);
         }
-        self.netback_rx_flush(key, p);
+        self.netback_rx_flush(key, queue, p);
     }
 
-    fn netback_tx_run<P: Platform + ?Sized>(&mut self, key: VifKey, p: &mut P) {
+    /// netback found a fatal error on `key`'s queue: the whole vif is disabled.
+    fn netback_disabled<P: Platform + ?Sized>(
+        &mut self,
+        key: VifKey,
+        queue: usize,
+        (reason, prod, cons): (u8, u32, u32),
+        p: &mut P,
+    ) {
+        let Some(path) = self.net.paths.get_mut(&key) else {
+            return;
+        };
+        path.disable_back();
+        p.trace(&TraceEvent::VifDisabled {
+            dom: key.0,
+            devid: key.1,
+            queue: queue_field(path, queue),
+            reason,
+            prod,
+            cons,
+        });
+    }
+
+    fn netback_tx_run<P: Platform + ?Sized>(&mut self, key: VifKey, queue: usize, p: &mut P) {
+        let truncated = crate::io::netif::TxError::Truncated.code();
         loop {
             let net = &mut self.net;
-            let Some(path) = net.paths.get_mut(&key) else {
+            let Some(q) = net
+                .paths
+                .get_mut(&key)
+                .and_then(|v| v.queues.get_mut(queue))
+            else {
                 return;
             };
-            let packets = match path.back_tx_consume(&mut self.grants, &net.pages) {
+            let packets = match q.back_tx_consume(&mut self.grants, &net.pages) {
                 Ok(packets) => packets,
                 Err(fatal) => {
-                    return p.trace(&TraceEvent::VifDisabled {
-                        dom: key.0,
-                        devid: key.1,
-                        reason: fatal.error.code(),
-                        prod: fatal.prod,
-                        cons: fatal.cons,
-                    });
+                    let what = (fatal.error.code(), fatal.prod, fatal.cons);
+                    return self.netback_disabled(key, queue, what, p);
                 }
             };
             if !packets.is_empty() {
-                path.back_busy = true;
-                return self.netback_queue(key, NetWorkKind::Tx(packets), p);
+                q.back_busy = true;
+                return self.netback_queue(key, queue, NetWorkKind::Tx(packets), p);
             }
-            match path.back_tx_final_check() {
+            match q.back_tx_final_check() {
                 Ok(true) => continue,
                 Ok(false) => return,
                 Err(overflow) => {
-                    return p.trace(&TraceEvent::VifDisabled {
-                        dom: key.0,
-                        devid: key.1,
-                        reason: crate::io::netif::TxError::Truncated.code(),
-                        prod: overflow.prod,
-                        cons: overflow.base,
-                    });
+                    let what = (truncated, overflow.prod, overflow.base);
+                    return self.netback_disabled(key, queue, what, p);
                 }
             }
         }
@@ -289,16 +376,33 @@ impl Hypervisor {
         }
     }
 
-    fn netback_queue<P: Platform + ?Sized>(&mut self, key: VifKey, kind: NetWorkKind, p: &mut P) {
-        let Some(back) = self.net.paths.get(&key).map(|path| path.params.back_dom) else {
+    /// The backend vCPU that runs `queue`'s work: `queue mod (backend vCPUs)`.
+    fn netback_vcpu(&self, back: DomId, queue: usize) -> VcpuRef {
+        let vcpus = self.domains.get(back).map_or(1, |d| d.vcpus.len()).max(1);
+        let index = u32::try_from(queue % vcpus).unwrap_or(0);
+        VcpuRef {
+            dom: back,
+            vcpu: VcpuId::new(index).unwrap_or(VcpuId::new(0).expect("vCPU 0")),
+        }
+    }
+
+    fn netback_queue<P: Platform + ?Sized>(
+        &mut self,
+        key: VifKey,
+        queue: usize,
+        kind: NetWorkKind,
+        p: &mut P,
+    ) {
+        let Some(path) = self.net.paths.get(&key) else {
             return;
         };
+        let back = path.params.back_dom;
+        let queue_trace = queue_field(path, queue);
         let rx_slots = match &kind {
-            NetWorkKind::Rx => self
-                .net
-                .paths
-                .get(&key)
-                .and_then(|path| path.rx_queue.back())
+            NetWorkKind::Rx => path
+                .queues
+                .get(queue)
+                .and_then(|q| q.rx_queue.back())
                 .map_or(1, NetPacket::slots),
             NetWorkKind::Tx(_) => 0,
         };
@@ -313,14 +417,16 @@ impl Hypervisor {
             item: id,
             dom: key.0,
             devid: key.1,
+            queue: queue_trace,
             rx: matches!(kind, NetWorkKind::Rx),
             packets,
             work_ns,
         });
+        let vcpu = self.netback_vcpu(back, queue);
         let work = NetWork {
-            id,
             key,
-            back_dom: back,
+            queue,
+            vcpu,
             kind,
         };
         if work_ns == 0 {
@@ -330,66 +436,71 @@ impl Hypervisor {
             self.net.work.len() < NET_WORK_ITEMS_MAX,
             "netback work full"
         );
-        self.net.work.push_back(work);
-        p.backend_work(vcpu0(back), id, work_ns);
-        let _ = self.vcpu_wake_event(vcpu0(back), p);
+        self.net.work.insert(id, work);
+        p.backend_work(vcpu, id, work_ns);
+        let _ = self.vcpu_wake_event(vcpu, p);
     }
 
     /// `BackendWorkDone` for a netback item (its id carries [`NET_WORK_BIT`]): the oldest
-    /// item of its backend domain (dom0's and a driver domain's run on different vCPUs).
+    /// item of its vCPU.
     pub(crate) fn netback_work_done<P: Platform + ?Sized>(
         &mut self,
         item: BackWorkId,
         p: &mut P,
     ) -> Result<(), super::InputError> {
-        let Some(index) = self.net.work.iter().position(|w| w.id == item) else {
+        let Some(vcpu) = self.net.work.get(&item).map(|w| w.vcpu) else {
             return Err(super::InputError::UnknownBackWork(item));
         };
-        let back_dom = self.net.work[index].back_dom;
-        let older = self.net.work.iter().take(index);
-        if older.into_iter().any(|w| w.back_dom == back_dom) {
+        let older = self.net.work.range(..item).any(|(_, w)| w.vcpu == vcpu);
+        if older {
             return Err(super::InputError::UnknownBackWork(item));
         }
-        if let Some(work) = self.net.work.remove(index) {
+        if let Some(work) = self.net.work.remove(&item) {
             self.netback_finish(work, p);
         }
         Ok(())
     }
 
-    /// The backend domain `back_dom` died: the items queued on its vCPU never run (the
+    /// The backend domain `back_dom` died: the items queued on its vCPUs never run (the
     /// frames of a TX batch are counted lost by netfront, `drv_net.rs`).
     pub(crate) fn net_backend_domain_gone(&mut self, back_dom: DomId) {
-        self.net.work.retain(|w| w.back_dom != back_dom);
+        self.net.work.retain(|_, w| w.vcpu.dom != back_dom);
     }
 
     fn netback_finish<P: Platform + ?Sized>(&mut self, work: NetWork, p: &mut P) {
-        let key = work.key;
+        let (key, queue) = (work.key, work.queue);
         if !self.net.ports.contains_key(&key) {
             return; // netback disconnected meanwhile: the batch is dropped.
         }
         match work.kind {
-            NetWorkKind::Tx(packets) => self.netback_tx_finish(key, &packets, p),
-            NetWorkKind::Rx => self.netback_rx_flush(key, p),
+            NetWorkKind::Tx(packets) => self.netback_tx_finish(key, queue, &packets, p),
+            NetWorkKind::Rx => self.netback_rx_flush(key, queue, p),
         }
     }
 
     fn netback_tx_finish<P: Platform + ?Sized>(
         &mut self,
         key: VifKey,
+        queue: usize,
         packets: &[TxPacket],
         p: &mut P,
     ) {
         let Some(path) = self.net.paths.get_mut(&key) else {
             return;
         };
-        let notify = path.back_tx_respond(packets);
+        let queue_trace = queue_field(path, queue);
         let back_dom = path.params.back_dom;
+        let Some(q) = path.queues.get_mut(queue) else {
+            return;
+        };
+        let notify = q.back_tx_respond(packets);
         for packet in packets {
             if let Some(error) = packet.error {
                 let (id, _) = packet.responses.first().copied().unwrap_or((0, 0));
                 p.trace(&TraceEvent::NetTxReject {
                     dom: key.0,
                     devid: key.1,
+                    queue: queue_trace,
                     id,
                     reason: error.code(),
                     gntst: match error {
@@ -399,7 +510,7 @@ impl Hypervisor {
                 });
             }
             if let Some(packet) = packet.packet {
-                path.counters.tx_forwarded += 1;
+                q.counters.tx_forwarded += 1;
                 let frame = NetFrame {
                     back_dom,
                     dom: key.0,
@@ -409,28 +520,29 @@ impl Hypervisor {
                 p.net_transmit(frame);
             }
         }
-        path.back_busy = false;
-        if notify && self.net_evtchn(key, false, p) {
-            self.netfront_irq(key, p);
+        q.back_busy = false;
+        if notify && self.net_evtchn(key, queue, false, false, p) {
+            self.netfront_irq(key, queue, p);
         }
-        self.netback_tx_run(key, p);
+        self.netback_tx_run(key, queue, p);
     }
 
-    /// `NetDeliver`: a frame from the bridge for `key`'s frontend.
+    /// `NetDeliver`: a frame from the bridge for `key`'s frontend, queued on the queue of
+    /// its flow.
     pub(crate) fn net_deliver<P: Platform + ?Sized>(
         &mut self,
         key: VifKey,
         packet: NetPacket,
         p: &mut P,
     ) {
-        let queued = match self.net.paths.get_mut(&key) {
-            Some(path) => path.back_rx_queue(packet),
-            None => return self.net_dropped(key, NetDropReason::NoDevice, p),
+        let Some(path) = self.net.paths.get_mut(&key) else {
+            return self.net_dropped(key, NetDropReason::NoDevice, p);
         };
-        if !queued {
+        let queue = path.queue_of(&packet);
+        if !path.queues[queue].back_rx_queue(packet) {
             // A frame for a vif whose driver domain died (netfront has not noticed yet).
-            let back = self.net.paths.get(&key).map(|path| path.params.back_dom);
-            let gone = back.is_some_and(|b| b != DomId::DOM0 && !self.is_alive(b));
+            let back = path.params.back_dom;
+            let gone = back != DomId::DOM0 && !self.is_alive(back);
             let reason = if gone {
                 NetDropReason::BackendGone
             } else {
@@ -438,179 +550,67 @@ impl Hypervisor {
             };
             return self.net_dropped(key, reason, p);
         }
-        self.netback_queue(key, NetWorkKind::Rx, p);
+        self.netback_queue(key, queue, NetWorkKind::Rx, p);
     }
 
-    /// Places what the RX ring has room for; notifies netfront if asked to.
-    fn netback_rx_flush<P: Platform + ?Sized>(&mut self, key: VifKey, p: &mut P) {
+    /// Places what the queue's RX ring has room for; notifies netfront if asked to.
+    fn netback_rx_flush<P: Platform + ?Sized>(&mut self, key: VifKey, queue: usize, p: &mut P) {
         let net = &mut self.net;
-        let Some(path) = net.paths.get_mut(&key) else {
+        let Some(q) = net
+            .paths
+            .get_mut(&key)
+            .and_then(|v| v.queues.get_mut(queue))
+        else {
             return;
         };
-        let flush = match path.back_rx_flush(&mut self.grants, &mut net.pages) {
+        let flush = match q.back_rx_flush(&mut self.grants, &mut net.pages) {
             Ok(flush) => flush,
             Err(overflow) => {
-                return p.trace(&TraceEvent::VifDisabled {
-                    dom: key.0,
-                    devid: key.1,
-                    reason: crate::io::netif::TxError::Truncated.code(),
-                    prod: overflow.prod,
-                    cons: overflow.base,
-                });
+                let truncated = crate::io::netif::TxError::Truncated.code();
+                let what = (truncated, overflow.prod, overflow.base);
+                return self.netback_disabled(key, queue, what, p);
             }
         };
-        self.net_pushed(key, true, flush.slots, flush.notify, p);
+        self.net_pushed(key, queue, true, (flush.slots, flush.notify), p);
     }
 
-    /// netfront's interrupt: TX completions, received frames to the guest, buffers
-    /// reposted, and queued frames onto the TX ring.
-    fn netfront_irq<P: Platform + ?Sized>(&mut self, key: VifKey, p: &mut P) {
+    /// netfront's interrupt on one queue: TX completions, received frames to the guest,
+    /// buffers reposted, and queued frames onto the TX ring. A queue that finds its ring
+    /// broken stops the whole device (Linux's `info->broken`).
+    fn netfront_irq<P: Platform + ?Sized>(&mut self, key: VifKey, queue: usize, p: &mut P) {
         let net = &mut self.net;
         let Some(path) = net.paths.get_mut(&key) else {
             return;
         };
-        path.irq_lost.0 = false;
-        let tx = path.front_tx_responses();
-        let rx = path.front_rx_responses(&net.pages);
+        let Some(q) = path.queues.get_mut(queue) else {
+            return;
+        };
+        q.irq_lost.0 = false;
+        let tx = q.front_tx_responses();
+        let rx = q.front_rx_responses(&net.pages);
+        let failed = tx.is_err() || q.front_failed;
+        if failed {
+            path.fail_front();
+        }
         if let Ok(packets) = rx {
             for packet in packets {
-                p.guest_notify(
-                    key.0,
-                    GuestNotice::NetReceived {
-                        devid: key.1,
-                        packet,
-                    },
-                );
+                let notice = GuestNotice::NetReceived {
+                    devid: key.1,
+                    packet,
+                };
+                p.guest_notify(key.0, notice);
             }
         }
-        if tx.is_err() || path.front_failed {
+        if failed {
             return;
         }
-        let refill = path.front_rx_refill(&mut self.grants);
-        if refill.notify && self.net_evtchn(key, true, p) {
-            self.netback_irq(key, p);
-        }
-        self.netfront_kick(key, p);
-    }
-
-    /// The vif key of a device, if it is a vif with a numeric device directory.
-    pub(crate) fn vif_key(conn: &crate::io::handshake::DeviceConn) -> Option<VifKey> {
-        if conn.kind != crate::io::handshake::DeviceKind::Vif {
-            return None;
-        }
-        let devid = conn.front_path.rsplit('/').next()?.parse().ok()?;
-        Some((conn.front_dom, devid))
-    }
-
-    /// netback went Connected on a vif (both rings mapped, its port bound): the data
-    /// path starts, with the MAC the toolstack wrote for the frontend.
-    pub(crate) fn net_on_backend_connected<P: Platform + ?Sized>(
-        &mut self,
-        conn: &crate::io::handshake::DeviceConn,
-        p: &mut P,
-    ) {
-        let Some(key) = Self::vif_key(conn) else {
+        let Some(q) = path.queues.get_mut(queue) else {
             return;
         };
-        let (Some(front_port), Some(back_port)) = (conn.front_port, conn.back_port) else {
-            return;
-        };
-        let mac_path = alloc::format!("{}/mac", conn.front_path);
-        let mac = self
-            .xenstore
-            .node(&mac_path)
-            .and_then(|n| core::str::from_utf8(n.value()).ok())
-            .and_then(crate::io::vif::parse_mac)
-            .unwrap_or([0; 6]);
-        let slot = self.net.paths.range((key.0, 0)..=(key.0, u32::MAX)).count();
-        let params = crate::io::vif::VifParams {
-            front_dom: key.0,
-            back_dom: conn.back_dom,
-            devid: key.1,
-            mac,
-            slot: u32::try_from(slot).unwrap_or(u32::MAX),
-        };
-        self.net_connect(VifPath::new(params), (front_port, back_port));
-        p.guest_notify(key.0, GuestNotice::VifConnected { devid: key.1, mac });
-    }
-
-    /// The vif of `path` is connected (netback on frontend Connected): netfront posts its
-    /// RX buffers.
-    pub(crate) fn net_connect(&mut self, mut path: VifPath, ports: (EvtchnPort, EvtchnPort)) {
-        let key = (path.params.front_dom, path.params.devid);
-        // Reconnected to a re-created backend: netfront's device (and xensim's in-order
-        // memory of it) outlived the old rings.
-        if let Some(seen) = self.net.kept_seen.remove(&key) {
-            path.rx_seen = seen;
+        let refill = q.front_rx_refill(&mut self.grants);
+        if refill.notify && self.net_evtchn(key, queue, true, true, p) {
+            self.netback_irq(key, queue, p);
         }
-        let _ = path.front_rx_refill(&mut self.grants);
-        self.net.ports.insert(key, ports);
-        self.net.paths.insert(key, path);
-    }
-
-    /// netback disconnects from `key`: queued frames go, the ring is served no more.
-    pub(crate) fn net_backend_close(&mut self, key: VifKey) {
-        self.net.ports.remove(&key);
-        if let Some(path) = self.net.paths.get_mut(&key) {
-            path.back_disabled = true;
-            path.rx_queue.clear();
-            path.rx_queue_bytes = 0;
-        }
-    }
-
-    /// netfront closes `key`: it ends its pool's grants (refs still in use stay granted,
-    /// as Linux defers them) and forgets its pages.
-    pub(crate) fn net_frontend_close(&mut self, key: VifKey) -> Vec<crate::ids::GrantRef> {
-        let Some(path) = self.net.paths.remove(&key) else {
-            return Vec::new();
-        };
-        let mut kept = Vec::new();
-        for page in path.tx_pool.iter().chain(&path.rx_pool) {
-            self.net.pages.forget(page.mfn);
-            let Some(table) = self.grants.table_mut(key.0) else {
-                continue;
-            };
-            if table.guest_end_access(page.gref) != Ok(true) {
-                kept.push(page.gref);
-            }
-        }
-        kept
-    }
-
-    /// The data path of `dom`'s vif `devid`, if connected.
-    pub fn vif_path(&self, dom: DomId, devid: u32) -> Option<&VifPath> {
-        self.net.paths.get(&(dom, devid))
-    }
-
-    /// The same, writable: what a guest scribbling on its own ring pages reaches.
-    pub fn vif_path_mut(&mut self, dom: DomId, devid: u32) -> Option<&mut VifPath> {
-        self.net.paths.get_mut(&(dom, devid))
-    }
-
-    /// Every connected vif, in (domain, devid) order.
-    pub fn vif_paths(&self) -> impl Iterator<Item = (&VifKey, &VifPath)> {
-        self.net.paths.iter()
-    }
-
-    /// Pages the vif data paths hold (teardown tests).
-    pub fn net_pages(&self) -> usize {
-        self.net.pages.len()
-    }
-
-    /// The vif checks (`VifPath::check`) and the host-wide bounds.
-    pub(crate) fn net_check(&self, out: &mut Vec<crate::sched::Violation>) {
-        for (key, path) in &self.net.paths {
-            let mut broken = Vec::new();
-            path.check(&mut broken);
-            for invariant in broken {
-                let detail = alloc::format!("d{} vif {}", key.0.raw(), key.1);
-                out.push(crate::sched::Violation { invariant, detail });
-            }
-        }
-        if self.net.work.len() > NET_WORK_ITEMS_MAX {
-            let detail = alloc::format!("{} items", self.net.work.len());
-            let invariant = "vif.work_bound";
-            out.push(crate::sched::Violation { invariant, detail });
-        }
+        self.netfront_kick(key, queue, p);
     }
 }

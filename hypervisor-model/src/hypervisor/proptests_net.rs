@@ -67,7 +67,7 @@ proptest! {
                 }
                 Op::Scribble(rx, at, bytes) => {
                     if let Some(path) = hv.vif_path_mut(ids::dom(1), 0) {
-                        path.guest_scribble(rx, at, &bytes);
+                        path.queues[0].guest_scribble(rx, at, &bytes);
                     }
                 }
                 Op::Kick => kick(&mut hv, &mut p, 1),
@@ -82,8 +82,8 @@ proptest! {
         d2_seen += left.iter().filter(|pk| pk.src == MAC_B).count();
         prop_assert_eq!(d2_seen, d2_to_dom0);
         let d2 = hv.vif_path(ids::dom(2), 0).expect("d2's vif");
-        prop_assert!(!d2.back_disabled);
-        prop_assert_eq!(d2.counters.rx_order_violations, 0);
+        prop_assert!(!d2.back_disabled());
+        prop_assert_eq!(d2.counters().rx_order_violations, 0);
         prop_assert!(hv.check_invariants().is_empty());
     }
 }

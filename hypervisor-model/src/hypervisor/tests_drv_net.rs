@@ -220,7 +220,7 @@ fn frames_in_flight_at_the_crash_are_dropped_once_and_traffic_resumes() {
     let seqs: Vec<u32> = received(&p, 3).iter().map(|f| f.seq).collect();
     assert_eq!(seqs, [1, 2, 5, 6]);
     let b = hv.vif_path(ids::dom(3), 0).expect("b");
-    assert_eq!(b.counters.rx_order_violations, 0);
+    assert_eq!(b.counters().rx_order_violations, 0);
     let violations = hv.check_invariants();
     assert!(violations.is_empty(), "{violations:?}");
 }
@@ -235,7 +235,7 @@ fn netfronts_in_order_memory_survives_the_reconnect() {
     // so a replay of it after the reconnect would be flagged as a duplicate.
     let b = hv.vif_path(ids::dom(3), 0).expect("b");
     assert_eq!(b.params.back_dom, ids::dom(4));
-    assert_eq!(b.rx_seen.get(&(MAC_A, 1)), Some(&1));
+    assert_eq!(b.queues[0].rx_seen.get(&(MAC_A, 1)), Some(&1));
 }
 
 #[test]

@@ -106,7 +106,7 @@ pub(super) fn received(p: &FakePlatform, dom: u16) -> Vec<NetPacket> {
 
 /// The guest writes one TX request into slot `req_prod` and publishes it behind netfront.
 fn scribble_request(hv: &mut Hypervisor, dom: u16, req: TxRequest) {
-    let path = hv.vif_path_mut(ids::dom(dom), 0).expect("vif 0");
+    let path = &mut hv.vif_path_mut(ids::dom(dom), 0).expect("vif 0").queues[0];
     let prod = path.tx_sring.req_prod();
     let mut slot = [0u8; NETIF_TX_SLOT_BYTES];
     req.encode(&mut slot);
@@ -118,7 +118,7 @@ fn scribble_request(hv: &mut Hypervisor, dom: u16, req: TxRequest) {
 /// The guest notifies netback over its event channel (`EVTCHNOP_send`) after writing its
 /// ring by hand: netback's interrupt handler runs.
 pub(super) fn kick(hv: &mut Hypervisor, p: &mut FakePlatform, dom: u16) {
-    hv.netback_irq((ids::dom(dom), 0), p);
+    hv.netback_irq((ids::dom(dom), 0), 0, p);
     p.run_until_idle(hv);
 }
 
@@ -129,7 +129,7 @@ fn vif_connects_with_a_full_ring_of_rx_buffers() {
     assert_eq!(path.params.back_dom, DomId::DOM0);
     assert_eq!(path.params.mac, MAC_A);
     // netfront posts one buffer per RX slot (256) at connect.
-    assert_eq!(path.rx_sring.req_prod(), 256);
+    assert_eq!(path.queues[0].rx_sring.req_prod(), 256);
 }
 
 #[test]
@@ -142,7 +142,7 @@ fn frames_between_guests_arrive_in_order() {
     let seqs: Vec<u32> = received(&p, 2).iter().map(|pk| pk.seq).collect();
     assert_eq!(seqs, [1, 2, 3]);
     let path = hv.vif_path(ids::dom(2), 0).expect("vif");
-    assert_eq!(path.counters.rx_bytes, 4500);
+    assert_eq!(path.counters().rx_bytes, 4500);
 }
 
 #[test]
@@ -219,10 +219,11 @@ fn bogus_grant_ref_is_answered_with_an_error_and_the_vif_goes_on() {
     );
     assert!(rejected);
     let path = hv.vif_path(ids::dom(1), 0).expect("vif");
-    assert!(!path.back_disabled);
-    assert_eq!(path.counters.tx_errors, 1);
+    assert!(!path.back_disabled());
+    assert_eq!(path.counters().tx_errors, 1);
     // The response slot carries NETIF_RSP_ERROR for id 5.
-    let raw = path.tx_sring.slot(path.tx_sring.rsp_prod().wrapping_sub(1));
+    let ring = &path.queues[0].tx_sring;
+    let raw = ring.slot(ring.rsp_prod().wrapping_sub(1));
     assert_eq!(i16::from_le_bytes([raw[2], raw[3]]), NETIF_RSP_ERROR);
 }
 
@@ -230,7 +231,7 @@ fn bogus_grant_ref_is_answered_with_an_error_and_the_vif_goes_on() {
 fn impossible_req_prod_disables_the_vif_and_rx_for_it_is_dropped() {
     let (mut hv, mut p) = two_guests(0);
     let path = hv.vif_path_mut(ids::dom(1), 0).expect("vif");
-    path.guest_scribble(false, 0, &1000u32.to_le_bytes());
+    path.queues[0].guest_scribble(false, 0, &1000u32.to_le_bytes());
     kick(&mut hv, &mut p, 1);
     send(&mut hv, &mut p, 2, packet(MAC_A, MAC_B, 1, 60));
     bridge(&mut hv, &mut p);

@@ -33,7 +33,7 @@ use super::xenbus_xs::DriverXs;
 use super::Hypervisor;
 use crate::grant::{FrameError, GuestFrames, MapFlags, MapRequest};
 use crate::ids::{DomId, EvtchnPort, Gfn, GrantRef, Mfn};
-use crate::io::handshake::{self, DeviceConn, DeviceKind, FIRST_DRIVER_GREF, RING_GFN_BASE};
+use crate::io::handshake::{self, DeviceConn, DeviceKind, FIRST_DRIVER_GREF};
 use crate::io::xenbus::{legal, End, XenbusState};
 use crate::platform::Platform;
 use crate::toolstack::xs_tree::DeviceAdd;
@@ -41,7 +41,7 @@ use crate::trace::TraceEvent;
 
 /// Stand-in physmap for ring pages: `mfn = domid << 32 | gfn`. xensim differs: the memory
 /// subsystem does not back individual gfns yet.
-struct StandInFrames;
+pub(super) struct StandInFrames;
 
 impl GuestFrames for StandInFrames {
     fn translate(&self, dom: DomId, gfn: Gfn, _readonly: bool) -> Result<Mfn, FrameError> {
@@ -95,7 +95,10 @@ impl Hypervisor {
     /// Backend probe: feature keys (and the hotplug script's), then InitWait.
     pub(super) fn backend_probe(&mut self, conn: &mut DeviceConn) {
         let vcpus = self.domains.get(conn.back_dom).map_or(1, |d| d.vcpus.len());
-        let queues = u32::try_from(vcpus).unwrap_or(1);
+        let queues = match conn.kind {
+            DeviceKind::Vif => self.netback_max_queues(conn.back_dom),
+            DeviceKind::Vbd => u32::try_from(vcpus).unwrap_or(1),
+        };
         for (key, value) in handshake::backend_probe_keys(conn.kind, queues) {
             let path = alloc::format!("{}/{key}", conn.back_path);
             self.xs_drive_write(DriverXs::of(conn.back_dom), None, &path, value.as_bytes());
@@ -103,37 +106,53 @@ impl Hypervisor {
         self.set_state(conn, End::Backend, XenbusState::InitWait);
     }
 
-    /// Frontend on backend InitWait: grant the ring page(s) to the backend, allocate an
-    /// unbound port for it, write the transport keys in one transaction, then Initialised
-    /// (vbd) or Connected (vif, netfront skips 3). False if a grant or port failed.
+    /// Frontend on backend InitWait: grant the ring page(s) to the backend (a vif's TX and
+    /// RX ring per queue), allocate its unbound port(s), write the transport keys in one
+    /// transaction, then Initialised (vbd) or Connected (vif, netfront skips 3). False if
+    /// a grant or port failed.
     pub(super) fn frontend_publish(&mut self, conn: &mut DeviceConn, slot: usize) -> bool {
         let (front, back) = (conn.front_dom, conn.back_dom);
-        let slot_gfn = u64::try_from(slot).unwrap_or(0).saturating_mul(4);
-        for page in 0..conn.kind.ring_pages() {
-            let Some(gref) = self.free_driver_gref(front) else {
-                return false;
-            };
-            let gfn = RING_GFN_BASE + slot_gfn + u64::from(page);
-            let Some(table) = self.grants.table_mut(front) else {
-                return false;
-            };
-            let frame = u32::try_from(gfn).unwrap_or(u32::MAX);
-            if table.guest_grant_access(gref, back, frame, false).is_err() {
-                return false;
-            }
-            conn.ring_refs.push(gref);
-        }
-        let Ok(port) = self.evtchn.alloc_unbound(front, front, back) else {
-            return false;
+        let (queues, split) = match conn.kind {
+            DeviceKind::Vif => self.netfront_layout(conn),
+            DeviceKind::Vbd => (1, false),
         };
-        conn.front_port = Some(port);
+        for queue in 0..queues {
+            for page in 0..conn.kind.ring_pages() {
+                let Some(gref) = self.free_driver_gref(front) else {
+                    return false;
+                };
+                let gfn = handshake::ring_gfn(slot, queue, page);
+                let Some(table) = self.grants.table_mut(front) else {
+                    return false;
+                };
+                let frame = u32::try_from(gfn).unwrap_or(u32::MAX);
+                if table.guest_grant_access(gref, back, frame, false).is_err() {
+                    return false;
+                }
+                conn.ring_refs.push(gref);
+            }
+        }
+        let ports_per_queue = if split { 2 } else { 1 };
+        let mut ports = Vec::new();
+        for _ in 0..queues * ports_per_queue {
+            let Ok(port) = self.evtchn.alloc_unbound(front, front, back) else {
+                return false;
+            };
+            ports.push(port);
+            conn.front_port = ports.first().copied();
+            conn.more_front_ports = ports.get(1..).unwrap_or_default().to_vec();
+        }
+        if conn.kind == DeviceKind::Vif {
+            conn.queue_count = queues;
+            conn.split_evtchn = split;
+        }
         // talk_to_netback / talk_to_blkback: the keys in one transaction. A broken ring
         // fails the publish (the device stays where it is until the close).
         let who = DriverXs::Guest(front);
         let Ok(tx) = self.driver_tx_start(who) else {
             return false;
         };
-        for (key, value) in handshake::frontend_keys(conn.kind, &conn.ring_refs, port) {
+        for (key, value) in handshake::frontend_keys(conn.kind, &conn.ring_refs, &ports, split) {
             let path = alloc::format!("{}/{key}", conn.front_path);
             if self
                 .driver_write(who, Some(tx), &path, value.as_bytes())
@@ -155,37 +174,40 @@ impl Hypervisor {
     }
 
     /// Backend on frontend Initialised (vbd) or Connected (vif): read the transport keys,
-    /// map the ring grant(s), bind the port, write the connect keys, then Connected.
+    /// map the ring grant(s), bind the port(s), write the connect keys, then Connected. A
+    /// vif's queues are netback's (`net_xenbus.rs`), which may refuse the frontend.
     pub(super) fn backend_connect<P: Platform + ?Sized>(
         &mut self,
         conn: &mut DeviceConn,
         p: &mut P,
     ) -> bool {
-        let ref_keys: &[&str] = match conn.kind {
-            DeviceKind::Vif => &["tx-ring-ref", "rx-ring-ref"],
-            DeviceKind::Vbd => &["ring-ref"],
-        };
-        let back = DriverXs::of(conn.back_dom);
-        for key in ref_keys {
-            let Some(raw) = self.xs_read_u32(back, &conn.front_path, key) else {
+        if conn.kind == DeviceKind::Vif {
+            if !self.netback_connect(conn, p) {
                 return false;
-            };
-            let req = MapRequest {
-                granter: conn.front_dom,
-                gref: GrantRef::new(raw),
-                flags: MapFlags {
-                    host_map: true,
-                    device_map: false,
-                    readonly: false,
-                },
-            };
-            match self
-                .grants
-                .map_grant_ref(conn.back_dom, req, &StandInFrames)
-            {
-                Ok(mapped) => conn.ring_handles.push(mapped.handle),
-                Err(_) => return false,
             }
+            self.set_state(conn, End::Backend, XenbusState::Connected);
+            self.net_on_backend_connected(conn, p);
+            return true;
+        }
+        let back = DriverXs::of(conn.back_dom);
+        let Some(raw) = self.xs_read_u32(back, &conn.front_path, "ring-ref") else {
+            return false;
+        };
+        let req = MapRequest {
+            granter: conn.front_dom,
+            gref: GrantRef::new(raw),
+            flags: MapFlags {
+                host_map: true,
+                device_map: false,
+                readonly: false,
+            },
+        };
+        match self
+            .grants
+            .map_grant_ref(conn.back_dom, req, &StandInFrames)
+        {
+            Ok(mapped) => conn.ring_handles.push(mapped.handle),
+            Err(_) => return false,
         }
         let Some(port) = self.xs_read_u32(back, &conn.front_path, "event-channel") else {
             return false;
@@ -210,7 +232,6 @@ impl Hypervisor {
             self.xs_drive_write(back, None, &path, value.as_bytes());
         }
         self.set_state(conn, End::Backend, XenbusState::Connected);
-        self.net_on_backend_connected(conn, p);
         true
     }
 
@@ -271,7 +292,7 @@ impl Hypervisor {
         for handle in core::mem::take(&mut conn.ring_handles) {
             let _ = self.grants.unmap_grant_ref(conn.back_dom, handle);
         }
-        if let Some(port) = conn.back_port.take() {
+        for port in conn.take_back_ports() {
             let _ = self.evtchn.close(conn.back_dom, port);
         }
         let targets: &[XenbusState] = if to_closed {
@@ -309,7 +330,7 @@ impl Hypervisor {
                 conn.ring_refs.push(gref);
             }
         }
-        if let Some(port) = conn.front_port.take() {
+        for port in conn.take_front_ports() {
             let _ = self.evtchn.close(conn.front_dom, port);
         }
         if conn.front_state != XenbusState::Closed {
@@ -428,7 +449,7 @@ impl Hypervisor {
     }
 
     /// A decimal key under `dir`, `None` if missing or not a number.
-    fn xs_read_u32(&mut self, who: DriverXs, dir: &str, key: &str) -> Option<u32> {
+    pub(super) fn xs_read_u32(&mut self, who: DriverXs, dir: &str, key: &str) -> Option<u32> {
         let path = alloc::format!("{dir}/{key}");
         let value = self.driver_read(who, &path).ok()?;
         let text = String::from_utf8(value).ok()?;

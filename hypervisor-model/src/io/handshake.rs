@@ -9,12 +9,23 @@
 //! against XenStore, the grant tables and the event channels.
 //!
 //! # Invariants
-//! - `ring_refs` holds one ref per ring page the frontend granted (vif: TX and RX; vbd:
-//!   one single-page ring) and `ring_handles` one dom0 handle per mapped ref, in order.
-//! - `back_port` is set only while `front_port` is set (the backend binds to it).
+//! - `ring_refs` holds one ref per ring page the frontend granted (vif: TX and RX of each
+//!   queue in queue order; vbd: one single-page ring) and `ring_handles` one backend
+//!   handle per mapped ref, in order.
+//! - `back_port` is set only while `front_port` is set (the backend binds to it), and
+//!   `more_back_ports[i]` is bound to `more_front_ports[i]`.
+//! - A vif's ports are, in order, per queue its TX and RX port (split event channels) or
+//!   its one port: `front_port` is queue 0's first, `more_front_ports` the rest.
 //!
-//! xensim differs / leaves out on purpose: single queue, single-page rings, no split
-//! event channels, no control ring, no reconnect; `physical-sector-size` and `sectors`
+//! A vif frontend with one queue writes the flat keys (`tx-ring-ref`, `rx-ring-ref`,
+//! `event-channel`); with q > 1 it writes `multi-queue-num-queues = q` and the ring and
+//! port keys under `queue-<i>/`, with split `event-channel-tx`/`-rx` when the backend
+//! offers `feature-split-event-channels` (netif.h, Linux `write_queue_xenstore_keys`).
+//!
+//! xensim differs / leaves out on purpose: a single-queue netfront keeps one shared event
+//! channel and does not write `multi-queue-num-queues` (spec §3.3; Linux writes the key
+//! whenever the backend offers multi-queue and splits the channels whenever offered);
+//! single-page rings, no control ring, no reconnect; `physical-sector-size` and `sectors`
 //! are fixed stand-in values.
 
 use alloc::format;
@@ -32,6 +43,23 @@ pub const FIRST_DRIVER_GREF: u32 = 8;
 /// Stand-in gfn of a device's first ring page in the guest: `RING_GFN_BASE + 4 * slot`
 /// (`slot` counts the domain's ring devices). xensim differs: no guest allocator runs.
 pub const RING_GFN_BASE: u64 = 0x8_0000;
+
+/// Stand-in gfn of the ring pages of a vif's queues after the first:
+/// `RING_MQ_GFN_BASE + 2 * (slot * VIF_QUEUES_MAX + queue) + page`.
+pub const RING_MQ_GFN_BASE: u64 = 0x9_0000;
+
+/// The stand-in gfn of ring page `page` of queue `queue` of the domain's device `slot`
+/// (queue 0 keeps the single-queue layout).
+pub fn ring_gfn(slot: usize, queue: u32, page: u32) -> u64 {
+    let slot = u64::try_from(slot).unwrap_or(0);
+    if queue == 0 {
+        return RING_GFN_BASE + slot.saturating_mul(4) + u64::from(page);
+    }
+    let index = slot
+        .saturating_mul(u64::from(crate::io::vif::VIF_QUEUES_MAX))
+        .saturating_add(u64::from(queue));
+    RING_MQ_GFN_BASE + index.saturating_mul(2) + u64::from(page)
+}
 
 /// Stand-in disk size in 512-byte sectors (10 GiB), written as `sectors`.
 pub const VBD_SECTORS_512: u64 = 20_971_520;
@@ -97,6 +125,14 @@ pub struct DeviceConn {
     pub back_probe_pending: bool,
     /// A frontend probe is scheduled.
     pub front_probe_pending: bool,
+    /// vif: the queues the frontend set up (0 before it published; a vbd's stays 0).
+    pub queue_count: u32,
+    /// vif: the frontend set up a TX and an RX port per queue.
+    pub split_evtchn: bool,
+    /// The frontend's ports after `front_port`, in the order above.
+    pub more_front_ports: Vec<EvtchnPort>,
+    /// The backend's ports after `back_port`, one per entry of `more_front_ports`.
+    pub more_back_ports: Vec<EvtchnPort>,
 }
 
 impl DeviceConn {
@@ -124,7 +160,43 @@ impl DeviceConn {
             front_probed: false,
             back_probe_pending: false,
             front_probe_pending: false,
+            queue_count: 0,
+            split_evtchn: false,
+            more_front_ports: Vec::new(),
+            more_back_ports: Vec::new(),
         }
+    }
+
+    /// Every port the frontend holds for the device, in order.
+    pub fn front_ports(&self) -> Vec<EvtchnPort> {
+        self.front_port
+            .iter()
+            .chain(&self.more_front_ports)
+            .copied()
+            .collect()
+    }
+
+    /// Every port the backend bound for the device, in order.
+    pub fn back_ports(&self) -> Vec<EvtchnPort> {
+        self.back_port
+            .iter()
+            .chain(&self.more_back_ports)
+            .copied()
+            .collect()
+    }
+
+    /// Takes every backend port (for the close).
+    pub fn take_back_ports(&mut self) -> Vec<EvtchnPort> {
+        let mut ports: Vec<EvtchnPort> = self.back_port.take().into_iter().collect();
+        ports.append(&mut self.more_back_ports);
+        ports
+    }
+
+    /// Takes every frontend port (for the close).
+    pub fn take_front_ports(&mut self) -> Vec<EvtchnPort> {
+        let mut ports: Vec<EvtchnPort> = self.front_port.take().into_iter().collect();
+        ports.append(&mut self.more_front_ports);
+        ports
     }
 }
 
@@ -163,24 +235,19 @@ pub fn backend_probe_keys(kind: DeviceKind, max_queues: u32) -> Vec<(String, Str
     }
 }
 
-/// Keys the frontend writes in its one transaction (spec §3.3, §3.4): the ring refs, the
-/// port, then its features.
+/// Keys the frontend writes in its one transaction (spec §3.3, §3.4): the ring refs and
+/// ports (a vif's per queue, see the module doc), then its features. `ports` holds a vif's
+/// ports in queue order, two per queue when `split`.
 pub fn frontend_keys(
     kind: DeviceKind,
     refs: &[GrantRef],
-    port: EvtchnPort,
+    ports: &[EvtchnPort],
+    split: bool,
 ) -> Vec<(String, String)> {
-    let port = format!("{}", port.raw());
     let mut keys = Vec::new();
     match kind {
         DeviceKind::Vif => {
-            let (tx, rx) = match refs {
-                [tx, rx, ..] => (tx.raw(), rx.raw()),
-                _ => panic!("a vif grants two ring pages, got {refs:?}"),
-            };
-            keys.push(kv("tx-ring-ref", &format!("{tx}")));
-            keys.push(kv("rx-ring-ref", &format!("{rx}")));
-            keys.push(kv("event-channel", &port));
+            vif_queue_keys(refs, ports, split, &mut keys);
             keys.push(kv("request-rx-copy", "1"));
             keys.push(kv("feature-rx-notify", "1"));
             keys.push(kv("feature-sg", "1"));
@@ -191,16 +258,54 @@ pub fn frontend_keys(
             keys.push(kv("request-multicast-control", "1"));
         }
         DeviceKind::Vbd => {
-            let Some(ring) = refs.first() else {
-                panic!("a vbd grants one ring page");
+            let (Some(ring), Some(port)) = (refs.first(), ports.first()) else {
+                panic!("a vbd grants one ring page and allocates one port");
             };
             keys.push(kv("ring-ref", &format!("{}", ring.raw())));
-            keys.push(kv("event-channel", &port));
+            keys.push(kv("event-channel", &format!("{}", port.raw())));
             keys.push(kv("protocol", "x86_64-abi"));
             keys.push(kv("feature-persistent", "1"));
         }
     }
     keys
+}
+
+/// A vif's ring and port keys (`write_queue_xenstore_keys`): flat for one queue, under
+/// `queue-<i>/` after `multi-queue-num-queues` for several.
+fn vif_queue_keys(
+    refs: &[GrantRef],
+    ports: &[EvtchnPort],
+    split: bool,
+    keys: &mut Vec<(String, String)>,
+) {
+    let queues = refs.len() / 2;
+    let per_queue = if split { 2 } else { 1 };
+    assert!(
+        queues >= 1,
+        "a vif grants two ring pages per queue, got {refs:?}"
+    );
+    assert_eq!(refs.len(), 2 * queues, "TX and RX ring per queue");
+    assert_eq!(ports.len(), per_queue * queues, "ports per queue");
+    if queues > 1 {
+        keys.push(kv("multi-queue-num-queues", &format!("{queues}")));
+    }
+    for q in 0..queues {
+        let dir = if queues > 1 {
+            format!("queue-{q}/")
+        } else {
+            String::new()
+        };
+        let ring = |i: usize| format!("{}", refs[2 * q + i].raw());
+        let port = |i: usize| format!("{}", ports[per_queue * q + i].raw());
+        keys.push((format!("{dir}tx-ring-ref"), ring(0)));
+        keys.push((format!("{dir}rx-ring-ref"), ring(1)));
+        if split {
+            keys.push((format!("{dir}event-channel-tx"), port(0)));
+            keys.push((format!("{dir}event-channel-rx"), port(1)));
+        } else {
+            keys.push((format!("{dir}event-channel"), port(0)));
+        }
+    }
 }
 
 /// Keys the backend writes on connect, before `state = 4`: a vbd's device properties and
@@ -230,10 +335,27 @@ mod tests {
     #[test]
     fn vif_frontend_keys_name_both_rings_and_the_port() {
         let refs = [GrantRef::new(8), GrantRef::new(9)];
-        let keys = frontend_keys(DeviceKind::Vif, &refs, EvtchnPort::new(5));
+        let keys = frontend_keys(DeviceKind::Vif, &refs, &[EvtchnPort::new(5)], false);
         assert_eq!(keys[0], kv("tx-ring-ref", "8"));
         assert_eq!(keys[1], kv("rx-ring-ref", "9"));
         assert_eq!(keys[2], kv("event-channel", "5"));
+    }
+
+    #[test]
+    fn two_queue_vif_keys_go_under_queue_dirs_with_split_ports() {
+        // Queue 0: rings 8/9, ports 5/6; queue 1: rings 10/11, ports 7/8.
+        let refs = [8, 9, 10, 11].map(GrantRef::new);
+        let ports = [5, 6, 7, 8].map(EvtchnPort::new);
+        let keys = frontend_keys(DeviceKind::Vif, &refs, &ports, true);
+        assert_eq!(keys[0], kv("multi-queue-num-queues", "2"));
+        assert_eq!(keys[1], kv("queue-0/tx-ring-ref", "8"));
+        assert_eq!(keys[3], kv("queue-0/event-channel-tx", "5"));
+        assert_eq!(keys[4], kv("queue-0/event-channel-rx", "6"));
+        assert_eq!(keys[6], kv("queue-1/rx-ring-ref", "11"));
+        assert_eq!(keys[8], kv("queue-1/event-channel-rx", "8"));
+        assert!(!keys
+            .iter()
+            .any(|(k, _)| k == "tx-ring-ref" || k == "event-channel"));
     }
 
     #[test]

@@ -29,7 +29,7 @@ use super::netif::{
 };
 use super::ring::RingOverflow;
 use super::vbd::{PageStore, StandInFrames};
-use super::vif::{NetPacket, VifPath, HEADER_BYTES, RX_QUEUE_BYTES_MAX};
+use super::vif::{NetPacket, VifQueue, HEADER_BYTES, RX_QUEUE_BYTES_MAX};
 use crate::grant::{CopyOp, CopyPtr, CopySide, GrantTables};
 use crate::ids::Gfn;
 
@@ -68,7 +68,7 @@ pub struct RxFlush {
     pub notify: bool,
 }
 
-impl VifPath {
+impl VifQueue {
     /// Consumes every TX packet the ring offers now (none once disabled).
     pub fn back_tx_consume(
         &mut self,
@@ -79,7 +79,7 @@ impl VifPath {
         if self.back_disabled {
             return Ok(out);
         }
-        let fatal = |path: &mut VifPath, error: TxError, prod: u32| {
+        let fatal = |path: &mut VifQueue, error: TxError, prod: u32| {
             path.back_disabled = true;
             let cons = path.tx_back.req_cons;
             TxFatal { error, prod, cons }

@@ -13,6 +13,9 @@
 //! - A packet goes onto the TX ring whole (all its slots in one push) or waits.
 //! - A TX pool page is in at most one outstanding slot; freed only by its response.
 //!
+//! Each function works on one queue ([`VifQueue`]); the caller picks the queue of a frame's
+//! flow (`VifPath::queue_of`, Linux's `xennet_select_queue`).
+//!
 //! xensim leaves out: GSO and checksum offload (no extra-info slots are sent).
 
 use alloc::vec::Vec;
@@ -22,7 +25,7 @@ use super::netif::{NETIF_RX_SLOT_BYTES, NETRXF_MORE_DATA, NETTXF_MORE_DATA};
 use super::ring::RingOverflow;
 use super::vbd::{PageStore, PoolPage, StandInFrames};
 use super::vif::{
-    free_gref, NetPacket, TxShadow, VifPath, NET_RING_SLOTS, RX_FLOWS_MAX, TX_QUEUE_LEN,
+    free_gref, NetPacket, TxShadow, VifQueue, NET_RING_SLOTS, RX_FLOWS_MAX, TX_QUEUE_LEN,
 };
 use crate::grant::{GrantTables, GuestFrames};
 use crate::ids::{Gfn, GrantRef};
@@ -36,7 +39,7 @@ pub struct NetPush {
     pub notify: bool,
 }
 
-impl VifPath {
+impl VifQueue {
     /// The guest's stack hands netfront a packet (`xennet_start_xmit`); false if it was
     /// dropped (queue full, netfront stopped, or a frame no ring can carry).
     pub fn front_send(&mut self, packet: NetPacket) -> bool {
@@ -328,14 +331,15 @@ mod tests {
     use crate::ids::DomId;
     use crate::io::vif::{PacketKind, VifParams};
 
-    fn path() -> VifPath {
-        VifPath::new(VifParams {
+    fn path() -> VifQueue {
+        let params = VifParams {
             front_dom: DomId::new(1).expect("d1"),
             back_dom: DomId::DOM0,
             devid: 0,
             mac: [0, 0x16, 0x3e, 0, 0, 1],
             slot: 0,
-        })
+        };
+        VifQueue::new(params, 0)
     }
 
     fn frame(seq: u32) -> NetPacket {

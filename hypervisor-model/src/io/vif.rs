@@ -20,9 +20,16 @@
 //! - The TX backlog holds at most [`TX_QUEUE_LEN`] packets and netback's RX queue at most
 //!   [`RX_QUEUE_BYTES_MAX`] bytes; past them packets are dropped and counted.
 //!
+//! A vif has one or more queues ([`VifQueue`]): each a TX and RX ring pair with its own
+//! pools, backlog and RX queue (netif.h "Multiple transmit and receive queues"). A frame
+//! goes to the queue of its flow ([`flow_queue`]) on both ends, so a flow stays on one
+//! queue and its order is checked per queue.
+//!
 //! xensim differs, on purpose: netfront grants its RX buffer pages once and reposts them
-//! (Linux allocates and grants a fresh page per buffer); single queue per vif; the pages
-//! are a stand-in memory (`PageStore`) keyed by stand-in frames.
+//! (Linux allocates and grants a fresh page per buffer); the pages are a stand-in memory
+//! (`PageStore`) keyed by stand-in frames; the flow hash is FNV-1a over the two MACs (in
+//! sorted order) and the flow id, not the kernel's `skb_get_hash`, but symmetric like it
+//! (`__flow_hash_consistentify`), so a flow's answers come back on its queue.
 
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::vec::Vec;
@@ -49,11 +56,15 @@ pub const TX_QUEUE_LEN: usize = 1000;
 pub const RX_QUEUE_BYTES_MAX: u32 = 128 * 4096;
 /// Flows (source MAC, flow id) netfront follows for the in-order check, per vif.
 pub const RX_FLOWS_MAX: usize = 4096;
-/// Stand-in gfn of a vif's first TX pool page: `NET_GFN_BASE + slot * NET_GFNS_PER_VIF`;
-/// RX buffers follow at `+ 256`.
+/// Most queues of one vif: xensim's bound (Linux caps each end at its online CPUs).
+pub const VIF_QUEUES_MAX: u32 = 16;
+/// Stand-in gfn of a vif's first TX pool page: `NET_GFN_BASE + slot * NET_GFNS_PER_VIF +
+/// queue * NET_GFNS_PER_QUEUE`; RX buffers follow at `+ 256`.
 pub const NET_GFN_BASE: u64 = 0x20_0000;
+/// Stand-in gfns per queue: its TX pool and its RX buffers.
+pub const NET_GFNS_PER_QUEUE: u64 = 0x200;
 /// Stand-in gfns per vif.
-pub const NET_GFNS_PER_VIF: u64 = 0x400;
+pub const NET_GFNS_PER_VIF: u64 = NET_GFNS_PER_QUEUE * VIF_QUEUES_MAX as u64;
 /// Stand-in gfn of netback's bounce page for a vif (in the backend domain).
 pub const NET_BACK_GFN_BASE: u64 = 0x30_0000;
 /// Ring slots of a single-page netif ring (`io.net_ring_slots`).
@@ -66,7 +77,8 @@ const _: () = assert!(NET_RING_SLOTS_U32 as usize == NET_RING_SLOTS);
 const _: () = assert!(PAGE_BYTES_U32 as usize == RING_PAGE_BYTES);
 
 const _: () = assert!(HEADER_BYTES <= PACKET_BYTES_MIN as usize);
-const _: () = assert!(2 * NET_RING_SLOTS as u64 <= NET_GFNS_PER_VIF);
+const _: () = assert!(2 * NET_RING_SLOTS as u64 <= NET_GFNS_PER_QUEUE);
+const _: () = assert!(NET_GFN_BASE + 128 * NET_GFNS_PER_VIF <= NET_BACK_GFN_BASE);
 
 /// What a packet is for.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, PartialOrd, Ord)]
@@ -232,11 +244,13 @@ pub struct TxShadow {
     pub page: u16,
 }
 
-/// One vif's data path.
+/// One queue of a vif's data path: a TX and an RX ring with what each end keeps for them.
 #[derive(Clone, Debug)]
-pub struct VifPath {
+pub struct VifQueue {
     /// What both ends agreed on.
     pub params: VifParams,
+    /// The queue's index (`queue-<index>` in XenStore when the vif has several).
+    pub index: u16,
     /// The TX ring page.
     pub tx_sring: SharedRing,
     /// netfront's TX view.
@@ -287,16 +301,17 @@ pub struct VifPath {
     pub rx_watch: RingWatch,
 }
 
-impl VifPath {
-    /// A freshly connected vif: both rings initialised, empty pools.
-    pub fn new(params: VifParams) -> VifPath {
+impl VifQueue {
+    /// A freshly connected queue: both rings initialised, empty pools.
+    pub fn new(params: VifParams, index: u16) -> VifQueue {
         let tx_sring = SharedRing::new(RING_PAGE_BYTES, NETIF_TX_SLOT_BYTES);
         let rx_sring = SharedRing::new(RING_PAGE_BYTES, NETIF_RX_SLOT_BYTES);
         assert_eq!(tx_sring.nr_ents() as usize, NET_RING_SLOTS);
         assert_eq!(rx_sring.nr_ents() as usize, NET_RING_SLOTS);
         let ids = u16::try_from(NET_RING_SLOTS).unwrap_or(u16::MAX);
-        VifPath {
+        VifQueue {
             params,
+            index,
             tx_front: FrontRing::new(&tx_sring),
             tx_back: BackRing::new(&tx_sring),
             rx_front: FrontRing::new(&rx_sring),
@@ -353,7 +368,9 @@ impl VifPath {
 
     /// The stand-in gfn of TX pool page `index` (RX buffers follow the TX range).
     pub fn pool_gfn(&self, rx: bool, index: usize) -> u64 {
-        let base = NET_GFN_BASE + u64::from(self.params.slot) * NET_GFNS_PER_VIF;
+        let base = NET_GFN_BASE
+            + u64::from(self.params.slot) * NET_GFNS_PER_VIF
+            + u64::from(self.index) * NET_GFNS_PER_QUEUE;
         let rx_base = if rx { NET_RING_SLOTS as u64 } else { 0 };
         base + rx_base + index as u64
     }
@@ -418,6 +435,125 @@ impl VifPath {
             left(&self.tx_front, &self.tx_sring) > 0 || left(&self.rx_front, &self.rx_sring) > 0;
         if !self.irq_lost.0 && front_left {
             out.push("ring.lost_wakeup");
+        }
+    }
+}
+
+/// The queue of `packet`'s flow among `queue_count` (`skb_get_hash % num_queues` in
+/// `xennet_select_queue` and in netback's `xenvif_select_queue`): FNV-1a over the lower
+/// MAC, the higher MAC and the flow id, so both directions of a flow agree.
+pub fn flow_queue(packet: &NetPacket, queue_count: usize) -> usize {
+    const FNV_OFFSET: u32 = 0x811c_9dc5;
+    const FNV_PRIME: u32 = 0x0100_0193;
+    if queue_count <= 1 {
+        return 0;
+    }
+    let (low, high) = if packet.src <= packet.dst {
+        (packet.src, packet.dst)
+    } else {
+        (packet.dst, packet.src)
+    };
+    let flow = packet.flow.to_le_bytes();
+    let bytes = low.iter().chain(&high).chain(&flow);
+    let hash = bytes.fold(FNV_OFFSET, |h, b| {
+        (h ^ u32::from(*b)).wrapping_mul(FNV_PRIME)
+    });
+    let index = usize::try_from(hash).unwrap_or(0) % queue_count;
+    debug_assert!(index < queue_count);
+    index
+}
+
+impl VifCounters {
+    /// Adds `other`'s counts to these (a vif's totals over its queues).
+    pub fn add(&mut self, other: &VifCounters) {
+        self.tx_packets += other.tx_packets;
+        self.tx_bytes += other.tx_bytes;
+        self.tx_forwarded += other.tx_forwarded;
+        self.tx_errors += other.tx_errors;
+        self.tx_queue_drops += other.tx_queue_drops;
+        self.tx_notify_count += other.tx_notify_count;
+        self.tx_notify_suppressed += other.tx_notify_suppressed;
+        self.rx_packets += other.rx_packets;
+        self.rx_bytes += other.rx_bytes;
+        self.rx_ring_drops += other.rx_ring_drops;
+        self.rx_errors += other.rx_errors;
+        self.rx_notify_count += other.rx_notify_count;
+        self.rx_notify_suppressed += other.rx_notify_suppressed;
+        self.rx_order_violations += other.rx_order_violations;
+    }
+}
+
+/// One vif's data path: its queues (one unless the frontend asked for more).
+#[derive(Clone, Debug)]
+pub struct VifPath {
+    /// What both ends agreed on.
+    pub params: VifParams,
+    /// The queues, by index (at least one, at most [`VIF_QUEUES_MAX`]).
+    pub queues: Vec<VifQueue>,
+}
+
+impl VifPath {
+    /// A freshly connected vif with `queue_count` queues (clamped to 1..=[`VIF_QUEUES_MAX`]).
+    pub fn new(params: VifParams, queue_count: u32) -> VifPath {
+        let count = queue_count.clamp(1, VIF_QUEUES_MAX);
+        let queues = (0..count)
+            .map(|q| VifQueue::new(params, u16::try_from(q).unwrap_or(0)))
+            .collect::<Vec<_>>();
+        assert!(!queues.is_empty());
+        assert!(queues.len() <= VIF_QUEUES_MAX as usize);
+        VifPath { params, queues }
+    }
+
+    /// The queue `packet`'s flow uses.
+    pub fn queue_of(&self, packet: &NetPacket) -> usize {
+        flow_queue(packet, self.queues.len())
+    }
+
+    /// The vif's counters: the sum over its queues.
+    pub fn counters(&self) -> VifCounters {
+        let mut total = VifCounters::default();
+        for queue in &self.queues {
+            total.add(&queue.counters);
+        }
+        total
+    }
+
+    /// netback disabled the vif (`xenvif_fatal_tx_err` disables the whole device).
+    pub fn back_disabled(&self) -> bool {
+        self.queues.iter().any(|q| q.back_disabled)
+    }
+
+    /// netback disables every queue of the vif.
+    pub fn disable_back(&mut self) {
+        for queue in &mut self.queues {
+            queue.back_disabled = true;
+        }
+    }
+
+    /// netfront stopped (Linux's `info->broken` covers the whole device).
+    pub fn front_failed(&self) -> bool {
+        self.queues.iter().any(|q| q.front_failed)
+    }
+
+    /// netfront stops every queue of the vif.
+    pub fn fail_front(&mut self) {
+        for queue in &mut self.queues {
+            queue.front_failed = true;
+        }
+    }
+
+    /// The O(n) checks of every queue: what is broken.
+    pub fn check(&self, out: &mut Vec<&'static str>) {
+        for queue in &self.queues {
+            queue.check(out);
+        }
+        if self.queues.is_empty() || self.queues.len() > VIF_QUEUES_MAX as usize {
+            out.push("vif.queue_count");
+        }
+        let split = self.queues.iter().any(|q| q.back_disabled)
+            && self.queues.iter().any(|q| !q.back_disabled);
+        if split {
+            out.push("vif.disabled_whole");
         }
     }
 }

@@ -212,6 +212,9 @@ pub struct DomainConfig {
     pub driver_domain: bool,
     /// The device model (HVM only).
     pub device_model: DeviceModelCfg,
+    /// The guest kernel's command line as xl builds it (`cmdline=`, else `root=` and
+    /// `extra=`); the guest's drivers read their parameters there.
+    pub cmdline: Option<String>,
 }
 
 /// Why a [`DomainConfig`] is not acceptable to libxl.
@@ -259,7 +262,20 @@ impl DomainConfig {
             disks: Vec::new(),
             driver_domain: false,
             device_model: DeviceModelCfg::DEFAULT,
+            cmdline: None,
         }
+    }
+
+    /// The value of kernel parameter `name` (`name=value`) on the command line, the last
+    /// one if it is given twice (as Linux's `parse_args` applies them in order).
+    pub fn kernel_param(&self, name: &str) -> Option<&str> {
+        let cmdline = self.cmdline.as_deref()?;
+        cmdline
+            .split_ascii_whitespace()
+            .filter_map(|word| word.split_once('='))
+            .filter(|(key, _)| *key == name)
+            .map(|(_, value)| value)
+            .next_back()
     }
 
     /// True when the guest's disks are emulated by a device model (an HVM guest without
@@ -295,5 +311,19 @@ impl DomainConfig {
             return Err(ConfigError::WeightOutOfRange);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernel_param_takes_the_last_of_a_repeated_parameter() {
+        let mut config = DomainConfig::with_defaults(String::from("a"));
+        config.cmdline = Some(String::from("root=/dev/xvda1 quiet q=1 q=3"));
+        assert_eq!(config.kernel_param("q"), Some("3"));
+        assert_eq!(config.kernel_param("root"), Some("/dev/xvda1"));
+        assert_eq!(config.kernel_param("quiet"), None);
     }
 }

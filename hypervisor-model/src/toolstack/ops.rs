@@ -448,10 +448,16 @@ fn encode_config(e: &mut Encoder<'_>, c: &DomainConfig) {
             .bool(c.device_model.platform_pci)
             .bool(c.device_model.stubdomain);
     }
+    // So is a kernel command line.
+    if let Some(cmdline) = &c.cmdline {
+        e.u8(EXT_CMDLINE).str(cmdline);
+    }
 }
 
 /// Tag of the device-model extension at the end of an encoded configuration.
 const EXT_DEVICE_MODEL: u8 = 1;
+/// Tag of the kernel command-line extension.
+const EXT_CMDLINE: u8 = 2;
 
 fn encode_affinity(e: &mut Encoder<'_>, a: &AffinityCfg) {
     match a {
@@ -570,12 +576,19 @@ fn decode_config(d: &mut Decoder<'_>) -> Result<DomainConfig, DecodeError> {
     c.vifs = decode_list(d, decode_vif)?;
     c.disks = decode_list(d, decode_disk)?;
     c.driver_domain = d.bool()?;
-    if !d.at_end() {
-        if d.u8()? != EXT_DEVICE_MODEL {
-            return Err(d.error("a configuration extension tag"));
+    // At most two extensions, in tag order.
+    for _ in 0..2 {
+        if d.at_end() {
+            break;
         }
-        c.device_model.platform_pci = d.bool()?;
-        c.device_model.stubdomain = d.bool()?;
+        match d.u8()? {
+            EXT_DEVICE_MODEL if c.cmdline.is_none() => {
+                c.device_model.platform_pci = d.bool()?;
+                c.device_model.stubdomain = d.bool()?;
+            }
+            EXT_CMDLINE if c.cmdline.is_none() => c.cmdline = Some(d.str()?),
+            _ => return Err(d.error("a configuration extension tag")),
+        }
     }
     Ok(c)
 }

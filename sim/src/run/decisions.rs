@@ -318,32 +318,41 @@ fn packet_text(packet: &hypervisor_model::io::vif::NetPacket) -> String {
     )
 }
 
+/// ` q<n>` after a vif for a queue of a multi-queue vif, nothing for a single-queue one.
+fn queue_text(queue: &Option<u16>) -> String {
+    queue.map_or_else(String::new, |q| format!(" q{q}"))
+}
+
 /// The line text of a vif data-path event.
 fn net_event_text(event: &TraceEvent) -> String {
     match event {
         TraceEvent::NetPush {
             dom,
             devid,
+            queue,
             rx,
             slots,
             notify,
         } => format!(
-            "{} d{} vif{devid} pushes {slots} slots{}",
+            "{} d{} vif{devid}{} pushes {slots} slots{}",
             if *rx { "netback rx" } else { "netfront tx" },
             dom.raw(),
+            queue_text(queue),
             if *notify { " notify" } else { "" }
         ),
         TraceEvent::NetbackWork {
             item,
             dom,
             devid,
+            queue,
             rx,
             packets,
             work_ns,
         } => format!(
-            "netback work{} d{} vif{devid} {} {packets} packets {work_ns}ns",
+            "netback work{} d{} vif{devid}{} {} {packets} packets {work_ns}ns",
             item.0 & !NET_WORK_BIT,
             dom.raw(),
+            queue_text(queue),
             if *rx { "rx" } else { "tx" }
         ),
         TraceEvent::NetDrop { dom, devid, reason } => {
@@ -352,23 +361,27 @@ fn net_event_text(event: &TraceEvent) -> String {
         TraceEvent::NetTxReject {
             dom,
             devid,
+            queue,
             id,
             reason,
             gntst,
         } => format!(
-            "netback d{} vif{devid} rejects tx id {id} reason {reason} gntst {gntst}",
-            dom.raw()
+            "netback d{} vif{devid}{} rejects tx id {id} reason {reason} gntst {gntst}",
+            dom.raw(),
+            queue_text(queue)
         ),
         TraceEvent::VifDisabled {
             dom,
             devid,
+            queue,
             reason,
             prod,
             cons,
         } => format!(
-            "netback d{} vif{devid} fatal error {reason}: \
+            "netback d{} vif{devid}{} fatal error {reason}: \
              req_prod {prod} req_cons {cons}, disabled",
-            dom.raw()
+            dom.raw(),
+            queue_text(queue)
         ),
         _ => String::new(),
     }
@@ -620,6 +633,7 @@ pub fn event_line(out: &mut String, host: &str, time_ns: u64, event: &TraceEvent
             format!("xenbus event {path} -> reaction{}", work.0)
         }
         TraceEvent::XenbusState { path, state } => format!("xenbus {path} = {state}"),
+        TraceEvent::XenbusFatal { path, message } => format!("xenbus {path} fatal: {message}"),
     };
     let _ = writeln!(out, "{} {host}   {text}", seconds(time_ns));
 }

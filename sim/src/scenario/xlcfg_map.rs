@@ -12,8 +12,13 @@
 //! `xen_platform_pci` and `device_model_stubdomain_override` are booleans
 //! (`xlu_cfg_get_defbool`: any non-zero number is true) stored in the device model.
 //!
-//! Left out on purpose: `ramdisk`, `extra`, `cmdline`, `root`, `shadow_memory` and
-//! `videoram` are type-checked but not stored (`DomainConfig` has no field for them yet).
+//! The guest kernel's command line is built as `parse_cmdline` does: `cmdline`, else
+//! `root=<root> <extra>`, `root=<root>` or `extra` (the guest kernel reads its own
+//! parameters there, e.g. `xen_netfront.max_queues`).
+//!
+//! Left out on purpose: `ramdisk`, `shadow_memory` and `videoram` are type-checked but not
+//! stored (`DomainConfig` has no field for them yet); xl's warning when `cmdline` overrides
+//! `root`/`extra` is not printed.
 
 use hypervisor_model::limits::MAX_VIRT_CPUS;
 use hypervisor_model::toolstack::config::{AffinityCfg, DomainConfig, GuestType, ShutdownAction};
@@ -38,7 +43,7 @@ pub struct XlCfgSource<'a> {
 }
 
 /// Keys accepted and type-checked but not stored.
-const STRING_KEYS_DROPPED: &[&str] = &["ramdisk", "extra", "cmdline", "root"];
+const STRING_KEYS_DROPPED: &[&str] = &["ramdisk"];
 const INT_KEYS_DROPPED: &[&str] = &["shadow_memory", "videoram"];
 
 struct Mapper<'a> {
@@ -230,6 +235,9 @@ impl Mapper<'_> {
                 }
             }
             "kernel" => cfg.out.kernel = self.string(s),
+            "cmdline" => cfg.cmdline = self.string(s),
+            "root" => cfg.root = self.string(s),
+            "extra" => cfg.extra = self.string(s),
             "xen_platform_pci" => {
                 if let Some(value) = self.long(s) {
                     cfg.out.device_model.platform_pci = value != 0;
@@ -332,11 +340,24 @@ struct Draft {
     maxmem: Option<u64>,
     vcpus: Option<(u32, usize)>,
     maxvcpus: Option<(u32, usize)>,
+    cmdline: Option<String>,
+    root: Option<String>,
+    extra: Option<String>,
     /// Where a `vif=` entry asked for `type=ioemu` (an emulated NIC: HVM only).
     ioemu_vif_at: Option<usize>,
 }
 
 impl Draft {
+    /// xl_parse.c `parse_cmdline`.
+    fn kernel_cmdline(&self) -> Option<String> {
+        match (&self.cmdline, &self.root, &self.extra) {
+            (Some(cmdline), _, _) => Some(cmdline.clone()),
+            (None, Some(root), Some(extra)) => Some(format!("root={root} {extra}")),
+            (None, Some(root), None) => Some(format!("root={root}")),
+            (None, None, extra) => extra.clone(),
+        }
+    }
+
     fn set_action(&mut self, key: &str, action: ShutdownAction) {
         match key {
             "on_poweroff" => self.out.on_poweroff = action,
@@ -369,6 +390,9 @@ pub fn load_xl_cfg(d: &Diags, src: &XlCfgSource<'_>, host: &HostCpus) -> Option<
         maxmem: None,
         vcpus: None,
         maxvcpus: None,
+        cmdline: None,
+        root: None,
+        extra: None,
         ioemu_vif_at: None,
     };
     for setting in &settings {
@@ -378,7 +402,9 @@ pub fn load_xl_cfg(d: &Diags, src: &XlCfgSource<'_>, host: &HostCpus) -> Option<
 }
 
 fn finish(m: &Mapper<'_>, draft: Draft, errors_before: usize) -> Option<DomainConfig> {
+    let cmdline = draft.kernel_cmdline();
     let mut out = draft.out;
+    out.cmdline = cmdline;
     match (draft.name, &m.src.expected_name) {
         (Some((name, at)), Some(expected)) if name != *expected => {
             let message = format!("name {name:?} differs from the scenario's domain {expected:?}");

@@ -318,6 +318,7 @@ impl MetricsCollector {
             | TraceEvent::XenstoredWork { .. }
             | TraceEvent::XenbusEvent { .. }
             | TraceEvent::XenbusState { .. }
+            | TraceEvent::XenbusFatal { .. }
             | TraceEvent::Extents { .. }
             | TraceEvent::MaxPages { .. }
             | TraceEvent::EptViolation { .. }

@@ -1,0 +1,248 @@
+//! The vif's multi-queue XenStore negotiation: how many queues netfront asks for and
+//! whether it splits its event channels, and netback's connect of every queue's rings
+//! and ports, refusing a frontend whose keys are inconsistent (`xenbus_dev_fatal`: an
+//! error node, then Closing).
+//!
+//! Follows Linux drivers/net/xen-netfront.c (`talk_to_netback`: `num_queues =
+//! min(multi-queue-max-queues, xennet_max_queues)`, `xennet_max_queues` defaulting to
+//! `min(8, online CPUs)`; `setup_netfront` per queue: TX ring grant, RX ring grant, then
+//! the port or the TX and RX ports) and drivers/net/xen-netback/xenbus.c (`connect`:
+//! "guest requested %u queues, exceeding the maximum of %u."; `connect_data_rings`: the
+//! flat keys for one queue, `queue-<i>/` for several, `event-channel-tx`/`-rx` before
+//! `event-channel`),
+//! drivers/xen/xenbus/xenbus_client.c (`xenbus_dev_fatal` writes `"<errno> <message>"` to
+//! `error/<nodename>/error` under the driver's domain home and switches to Closing);
+//! xen/include/public/io/netif.h; spec `xenstore-io.md` §3.3, §4.3.
+//!
+//! # Invariants
+//! - A refused connect leaves nothing mapped or bound by this attempt (as
+//!   `connect_data_rings` and `connect`'s error path clean up) and the backend Closing.
+//! - netback's `multi-queue-max-queues` and netfront's own maximum are each kernel's
+//!   `max_queues` parameter (`xen_netback.max_queues`, `xen_netfront.max_queues` on its
+//!   command line, xl.cfg `extra=` for a guest or a driver domain), else `min(8, online
+//!   vCPUs)`; always within 1..=`VIF_QUEUES_MAX`.
+//!
+//! xensim differs: a netback whose ring grant or port bind fails stays at InitWait as
+//! before (Linux reports it with `xenbus_dev_fatal` too); Linux before its 2026 fix
+//! connects a vif with `multi-queue-num-queues = 0` and no queues, xensim's netback refuses
+//! it like more queues than offered; after `xenbus_dev_fatal` Linux's `set_backend_state`
+//! still writes Connected over the Closing, xensim's netback stays Closing.
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use super::xenbus_xs::DriverXs;
+use super::Hypervisor;
+use crate::grant::{GrantHandle, MapFlags, MapRequest};
+use crate::ids::{DomId, EvtchnPort, GrantRef};
+use crate::io::handshake::DeviceConn;
+use crate::io::vif::VIF_QUEUES_MAX;
+use crate::io::xenbus::{legal, End, XenbusState};
+use crate::platform::Platform;
+use crate::trace::TraceEvent;
+
+/// `EINVAL`.
+const EINVAL: i32 = 22;
+/// `ENOENT`.
+const ENOENT: i32 = 2;
+/// Linux's `MAX_QUEUES_DEFAULT` (netfront and netback): the default cap on queues.
+const MAX_QUEUES_DEFAULT: u32 = 8;
+
+/// What netback mapped and bound for one connect attempt.
+#[derive(Default)]
+struct Connected {
+    handles: Vec<GrantHandle>,
+    ports: Vec<EvtchnPort>,
+}
+
+/// Why one queue did not connect.
+enum QueueError {
+    /// A key is missing: `xenbus_dev_fatal` with this errno and message.
+    Fatal(i32, String),
+    /// A grant map or a port bind failed (xensim: the backend waits at InitWait).
+    Refused,
+}
+
+impl Hypervisor {
+    /// The vCPUs of `dom` online at boot (Linux's `num_online_cpus()` in its kernel).
+    fn online_vcpus(&self, dom: DomId) -> u32 {
+        let Some(d) = self.domains.get(dom) else {
+            return 1;
+        };
+        let all = u32::try_from(d.vcpus.len()).unwrap_or(u32::MAX);
+        d.config.as_ref().map_or(all, |c| c.vcpus.min(all)).max(1)
+    }
+
+    /// A driver's `max_queues` module parameter in `dom`'s kernel: `<module>.max_queues`
+    /// on its command line if non-zero, else `min(MAX_QUEUES_DEFAULT, online vCPUs)`
+    /// (`netback_init`, `netif_init`), within xensim's bound.
+    fn driver_max_queues(&self, dom: DomId, param: &str) -> u32 {
+        let given = self
+            .domains
+            .get(dom)
+            .and_then(|d| d.config.as_ref())
+            .and_then(|c| c.kernel_param(param))
+            .and_then(|v| v.parse::<u32>().ok())
+            .filter(|v| *v > 0);
+        let queues = given.unwrap_or_else(|| MAX_QUEUES_DEFAULT.min(self.online_vcpus(dom)));
+        queues.clamp(1, VIF_QUEUES_MAX)
+    }
+
+    /// netback's `xenvif_max_queues` in the backend domain's kernel.
+    pub(super) fn netback_max_queues(&self, back: DomId) -> u32 {
+        self.driver_max_queues(back, "xen_netback.max_queues")
+    }
+
+    /// `talk_to_netback`: the queues netfront sets up and whether it splits its ports.
+    /// It reads the backend's maximum (default 1); the split flag only matters with
+    /// several queues (see `io::handshake`).
+    pub(super) fn netfront_layout(&mut self, conn: &DeviceConn) -> (u32, bool) {
+        let who = DriverXs::Guest(conn.front_dom);
+        let back_max = self
+            .xs_read_u32(who, &conn.back_path, "multi-queue-max-queues")
+            .unwrap_or(1);
+        let own_max = self.driver_max_queues(conn.front_dom, "xen_netfront.max_queues");
+        let queues = own_max.min(back_max).clamp(1, VIF_QUEUES_MAX);
+        let split = queues > 1
+            && self.xs_read_u32(who, &conn.back_path, "feature-split-event-channels") == Some(1);
+        (queues, split)
+    }
+
+    /// netback's `connect` on frontend Connected: the queue count, then every queue's
+    /// rings and ports. True once every queue is connected (the caller goes Connected).
+    pub(super) fn netback_connect<P: Platform + ?Sized>(
+        &mut self,
+        conn: &mut DeviceConn,
+        p: &mut P,
+    ) -> bool {
+        let back = DriverXs::of(conn.back_dom);
+        let max = self.netback_max_queues(conn.back_dom);
+        // xenbus_read_unsigned: missing or not a number reads as the default, 1.
+        let requested = self
+            .xs_read_u32(back, &conn.front_path, "multi-queue-num-queues")
+            .unwrap_or(1);
+        if requested == 0 || requested > max {
+            let message =
+                format!("guest requested {requested} queues, exceeding the maximum of {max}.");
+            self.netback_fatal(conn, EINVAL, &message);
+            return false;
+        }
+        let mut done = Connected::default();
+        for queue in 0..requested {
+            let dir = if requested == 1 {
+                conn.front_path.clone()
+            } else {
+                format!("{}/queue-{queue}", conn.front_path)
+            };
+            match self.netback_connect_queue(conn, &dir, &mut done, p) {
+                Ok(()) => {}
+                Err(error) => {
+                    self.netback_undo(conn.back_dom, done);
+                    if let QueueError::Fatal(errno, message) = error {
+                        self.netback_fatal(conn, errno, &message);
+                    }
+                    return false;
+                }
+            }
+        }
+        let mut ports = done.ports.into_iter();
+        conn.back_port = ports.next();
+        conn.more_back_ports = ports.collect();
+        conn.ring_handles = done.handles;
+        true
+    }
+
+    /// `connect_data_rings` for the queue whose keys are under `dir`.
+    fn netback_connect_queue<P: Platform + ?Sized>(
+        &mut self,
+        conn: &DeviceConn,
+        dir: &str,
+        done: &mut Connected,
+        p: &mut P,
+    ) -> Result<(), QueueError> {
+        let back = DriverXs::of(conn.back_dom);
+        let missing = |what: &str| QueueError::Fatal(ENOENT, format!("reading {dir}/{what}"));
+        // xenbus_gather stops at the first key it cannot read.
+        let tx_ring = self.xs_read_u32(back, dir, "tx-ring-ref");
+        let rx_ring = match tx_ring {
+            Some(_) => self.xs_read_u32(back, dir, "rx-ring-ref"),
+            None => None,
+        };
+        let (Some(tx_ring), Some(rx_ring)) = (tx_ring, rx_ring) else {
+            return Err(missing("ring-ref"));
+        };
+        let tx_port = self.xs_read_u32(back, dir, "event-channel-tx");
+        let rx_port = match tx_port {
+            Some(_) => self.xs_read_u32(back, dir, "event-channel-rx"),
+            None => None,
+        };
+        let ports = match (tx_port, rx_port) {
+            (Some(tx), Some(rx)) => alloc::vec![tx, rx],
+            _ => match self.xs_read_u32(back, dir, "event-channel") {
+                Some(port) => alloc::vec![port],
+                None => return Err(missing("event-channel(-tx/rx)")),
+            },
+        };
+        for raw in [tx_ring, rx_ring] {
+            let req = MapRequest {
+                granter: conn.front_dom,
+                gref: GrantRef::new(raw),
+                flags: MapFlags {
+                    host_map: true,
+                    device_map: false,
+                    readonly: false,
+                },
+            };
+            let frames = super::xenbus_drive::StandInFrames;
+            match self.grants.map_grant_ref(conn.back_dom, req, &frames) {
+                Ok(mapped) => done.handles.push(mapped.handle),
+                Err(_) => return Err(QueueError::Refused),
+            }
+        }
+        for raw in ports {
+            let port = EvtchnPort::new(raw);
+            match self
+                .evtchn
+                .bind_interdomain(conn.back_dom, conn.front_dom, port)
+            {
+                Ok(bound) => {
+                    done.ports.push(bound.port);
+                    self.deliver_notify(bound.notify, p);
+                }
+                Err(_) => return Err(QueueError::Refused),
+            }
+        }
+        Ok(())
+    }
+
+    /// Unmaps and closes what a failed connect attempt mapped and bound.
+    fn netback_undo(&mut self, back: DomId, done: Connected) {
+        for handle in done.handles {
+            let _ = self.grants.unmap_grant_ref(back, handle);
+        }
+        for port in done.ports {
+            let _ = self.evtchn.close(back, port);
+        }
+    }
+
+    /// `xenbus_dev_fatal` from netback: `"<errno> <message>"` into
+    /// `~/error/<nodename>/error` of the backend domain, traced, then Closing.
+    fn netback_fatal(&mut self, conn: &mut DeviceConn, errno: i32, message: &str) {
+        let home = format!("/local/domain/{}/", conn.back_dom.raw());
+        let node = conn
+            .back_path
+            .strip_prefix(&home)
+            .unwrap_or(&conn.back_path);
+        let path = format!("{home}error/{node}/error");
+        let value = format!("{errno} {message}");
+        let _ = self.driver_write(DriverXs::of(conn.back_dom), None, &path, value.as_bytes());
+        self.xenbus_traces.push(TraceEvent::XenbusFatal {
+            path: conn.back_path.clone(),
+            message: value,
+        });
+        if legal(End::Backend, conn.back_state, XenbusState::Closing) {
+            self.set_state(conn, End::Backend, XenbusState::Closing);
+        }
+    }
+}

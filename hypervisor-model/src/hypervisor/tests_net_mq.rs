@@ -1,0 +1,324 @@
+//! Multi-queue vifs end to end on a booted host whose dom0 has four vCPUs: the XenStore
+//! keys of the negotiation (netif.h), frames spread over the queues and over dom0's vCPUs
+//! and delivered in order per queue, a frontend whose keys netback refuses, teardown, and
+//! a lost interrupt on one queue's port.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use super::tests_net::{bridge, received, MAC_A, MAC_B};
+use super::Hypervisor;
+use crate::event::CoreInput;
+use crate::ids::{DomId, VcpuRef};
+use crate::io::vif::{NetPacket, PacketKind};
+use crate::io::xenbus::XenbusState;
+use crate::sched::SchedKind;
+use crate::testing::{create_paused, ids, small_host, FakePlatform};
+use crate::toolstack::config::{DomainConfig, VifCfg};
+use crate::toolstack::ops::{JobId, ToolstackOp};
+use crate::trace::TraceEvent;
+
+/// dom0's vCPUs, so netback offers four queues.
+const DOM0_VCPUS: u32 = 4;
+/// Each guest's vCPUs, so netfront asks for four.
+const GUEST_VCPUS: u32 = 4;
+/// d1's vif directories.
+const FRONT: &str = "/local/domain/1/device/vif/0";
+const BACK: &str = "/local/domain/0/backend/vif/1/0";
+
+fn guest(name: &str, mac: &str) -> DomainConfig {
+    let mut config = DomainConfig::with_defaults(String::from(name));
+    config.vcpus = GUEST_VCPUS;
+    config.max_vcpus = GUEST_VCPUS;
+    config.vifs.push(VifCfg {
+        mac: Some(String::from(mac)),
+        ..VifCfg::default()
+    });
+    config
+}
+
+fn host() -> (Hypervisor, FakePlatform) {
+    let mut p = FakePlatform::default();
+    let mut boot = small_host(4, SchedKind::Credit2);
+    boot.dom0.vcpus = DOM0_VCPUS;
+    boot.costs.netback_tx_pkt_ns = 1_000;
+    boot.costs.netback_rx_pkt_ns = 1_000;
+    let mut hv = Hypervisor::boot(boot, &mut p);
+    p.run_until_idle(&mut hv);
+    (hv, p)
+}
+
+/// Guests d1 (MAC_A) and d2 (MAC_B) with four vCPUs and a four-queue vif each.
+fn two_guests() -> (Hypervisor, FakePlatform) {
+    let (mut hv, mut p) = host();
+    let a = create_paused(1, guest("a", "00:16:3e:00:00:01"));
+    assert_eq!(hv.handle(&a, &mut p), Ok(()));
+    p.run_until_idle(&mut hv);
+    let b = create_paused(2, guest("b", "00:16:3e:00:00:02"));
+    assert_eq!(hv.handle(&b, &mut p), Ok(()));
+    p.run_until_idle(&mut hv);
+    (hv, p)
+}
+
+fn value(hv: &Hypervisor, path: &str) -> Option<String> {
+    let node = hv.xenstore.node(path)?;
+    String::from_utf8(node.value().to_vec()).ok()
+}
+
+fn frame(flow: u32, seq: u32) -> NetPacket {
+    NetPacket {
+        dst: MAC_B,
+        src: MAC_A,
+        flow,
+        seq,
+        kind: PacketKind::Stream,
+        tag: u64::from(seq),
+        reply_bytes: 0,
+        bytes: 1500,
+    }
+}
+
+fn send_all(hv: &mut Hypervisor, p: &mut FakePlatform, packets: &[NetPacket]) {
+    for (i, packet) in packets.iter().enumerate() {
+        let input = CoreInput::NetSend {
+            vcpu: ids::vcpu(1, 0),
+            devid: 0,
+            packet: *packet,
+            last: i + 1 == packets.len(),
+        };
+        assert_eq!(hv.handle(&input, p), Ok(()));
+    }
+    p.run_until_idle(hv);
+}
+
+/// Hands queued inputs to `hv` one by one until `until` holds.
+fn run_until(hv: &mut Hypervisor, p: &mut FakePlatform, until: impl Fn(&Hypervisor) -> bool) {
+    for _step in 0..100_000 {
+        if until(hv) {
+            return;
+        }
+        let Some(((at, _), input)) = p.pending.pop_first() else {
+            panic!("the host went idle first");
+        };
+        p.now = p.now.max(at);
+        assert_eq!(hv.handle(&input, p), Ok(()));
+    }
+    panic!("the condition never held");
+}
+
+/// Creates d1 and stops once netfront published its keys (netback has not read them).
+fn d1_published() -> (Hypervisor, FakePlatform) {
+    let (mut hv, mut p) = host();
+    let a = create_paused(1, guest("a", "00:16:3e:00:00:01"));
+    assert_eq!(hv.handle(&a, &mut p), Ok(()));
+    run_until(&mut hv, &mut p, |hv| {
+        hv.device_conns(ids::dom(1))
+            .first()
+            .is_some_and(|c| c.front_state == XenbusState::Connected)
+    });
+    (hv, p)
+}
+
+/// The guest rewrites (or removes) one of its own keys behind netfront.
+fn guest_sets(hv: &mut Hypervisor, key: &str, new: Option<&str>) {
+    let dom0 = hv.xenstore.dom0_conn();
+    let path = alloc::format!("{FRONT}/{key}");
+    let done = match new {
+        Some(v) => hv.xenstore.write(dom0, None, path.as_bytes(), v.as_bytes()),
+        None => hv.xenstore.rm(dom0, None, path.as_bytes()),
+    };
+    assert_eq!(done, Ok(()));
+}
+
+#[test]
+fn four_queue_vif_keys_match_netif_h() {
+    let (hv, _p) = two_guests();
+    let keys = [
+        ("multi-queue-num-queues", "4"),
+        ("queue-0/tx-ring-ref", "8"),
+        ("queue-0/rx-ring-ref", "9"),
+        ("queue-3/tx-ring-ref", "14"),
+        ("queue-3/rx-ring-ref", "15"),
+    ];
+    for (key, want) in keys {
+        let got = value(&hv, &alloc::format!("{FRONT}/{key}"));
+        assert_eq!(got.as_deref(), Some(want), "{key}");
+    }
+    assert_eq!(
+        value(&hv, &alloc::format!("{BACK}/multi-queue-max-queues")).as_deref(),
+        Some("4")
+    );
+    // Split channels under every queue, nothing of the single-queue layout at the top.
+    assert!(value(&hv, &alloc::format!("{FRONT}/queue-3/event-channel-tx")).is_some());
+    assert!(value(&hv, &alloc::format!("{FRONT}/queue-3/event-channel-rx")).is_some());
+    assert!(value(&hv, &alloc::format!("{FRONT}/queue-0/event-channel")).is_none());
+    assert!(value(&hv, &alloc::format!("{FRONT}/tx-ring-ref")).is_none());
+    assert!(value(&hv, &alloc::format!("{FRONT}/event-channel")).is_none());
+    assert_eq!(
+        value(&hv, &alloc::format!("{BACK}/state")).as_deref(),
+        Some("4")
+    );
+    let conn = &hv.device_conns(ids::dom(1))[0];
+    // Four queues: eight ring grants, eight frontend ports, each bound by dom0.
+    assert_eq!(conn.ring_handles.len(), 8);
+    assert_eq!(conn.back_ports().len(), 8);
+    assert_eq!(hv.vif_path(ids::dom(1), 0).map(|v| v.queues.len()), Some(4));
+}
+
+#[test]
+fn a_one_vcpu_guest_keeps_the_single_queue_layout() {
+    let (mut hv, mut p) = host();
+    let mut config = guest("a", "00:16:3e:00:00:01");
+    config.vcpus = 1;
+    config.max_vcpus = 1;
+    assert_eq!(hv.handle(&create_paused(1, config), &mut p), Ok(()));
+    p.run_until_idle(&mut hv);
+    assert_eq!(
+        value(&hv, &alloc::format!("{FRONT}/tx-ring-ref")).as_deref(),
+        Some("8")
+    );
+    assert_eq!(
+        value(&hv, &alloc::format!("{FRONT}/event-channel")).as_deref(),
+        Some("3")
+    );
+    assert!(value(&hv, &alloc::format!("{FRONT}/multi-queue-num-queues")).is_none());
+    assert!(value(&hv, &alloc::format!("{FRONT}/queue-0/tx-ring-ref")).is_none());
+}
+
+#[test]
+fn flows_spread_over_queues_and_dom0_vcpus_in_order_per_queue() {
+    let (mut hv, mut p) = two_guests();
+    // Flows 0..3 hash to queues 0..3 of both vifs (FNV-1a of the two MACs and the flow).
+    let packets: Vec<NetPacket> = (0..4)
+        .flat_map(|flow| (1..=3).map(move |seq| frame(flow, seq)))
+        .collect();
+    send_all(&mut hv, &mut p, &packets);
+    let left = bridge(&mut hv, &mut p);
+    assert!(left.is_empty());
+    let got = received(&p, 2);
+    assert_eq!(got.len(), 12);
+    let path = hv.vif_path(ids::dom(2), 0).expect("d2's vif");
+    let per_queue: Vec<u64> = path.queues.iter().map(|q| q.counters.rx_packets).collect();
+    assert_eq!(per_queue, [3, 3, 3, 3]);
+    assert_eq!(path.counters().rx_order_violations, 0);
+    assert_eq!(path.counters().rx_packets, 12);
+    let flow_two: Vec<u32> = got.iter().filter(|f| f.flow == 2).map(|f| f.seq).collect();
+    assert_eq!(flow_two, [1, 2, 3]);
+    // netback's work for queue q runs on dom0's vCPU q.
+    let mut vcpus: Vec<VcpuRef> = p.back_work.iter().map(|(v, _, _)| *v).collect();
+    vcpus.sort();
+    vcpus.dedup();
+    assert_eq!(vcpus, (0..4).map(|v| ids::vcpu(0, v)).collect::<Vec<_>>());
+}
+
+#[test]
+fn frontend_asking_more_queues_than_offered_is_refused() {
+    let (mut hv, mut p) = d1_published();
+    guest_sets(&mut hv, "multi-queue-num-queues", Some("9"));
+    p.run_until_idle(&mut hv);
+    let error = value(&hv, "/local/domain/0/error/backend/vif/1/0/error");
+    let want = "22 guest requested 9 queues, exceeding the maximum of 4.";
+    assert_eq!(error.as_deref(), Some(want));
+    let conn = &hv.device_conns(ids::dom(1))[0];
+    assert_eq!(conn.back_state, XenbusState::Closed);
+    assert_eq!(conn.front_state, XenbusState::Closed);
+    assert!(conn.ring_handles.is_empty());
+    assert!(hv.vif_path(ids::dom(1), 0).is_none());
+    let fatal = p
+        .events
+        .iter()
+        .any(|e| matches!(e, TraceEvent::XenbusFatal { path, .. } if path == BACK));
+    assert!(fatal);
+}
+
+#[test]
+fn a_missing_queue_ring_ref_is_refused_and_others_still_connect() {
+    let (mut hv, mut p) = d1_published();
+    guest_sets(&mut hv, "queue-1/tx-ring-ref", None);
+    p.run_until_idle(&mut hv);
+    let error = value(&hv, "/local/domain/0/error/backend/vif/1/0/error");
+    let want = alloc::format!("2 reading {FRONT}/queue-1/ring-ref");
+    assert_eq!(error, Some(want));
+    // Queue 0 was mapped before queue 1 failed: netback let go of it again.
+    assert!(hv.device_conns(ids::dom(1))[0].ring_handles.is_empty());
+    let b = create_paused(2, guest("b", "00:16:3e:00:00:02"));
+    assert_eq!(hv.handle(&b, &mut p), Ok(()));
+    p.run_until_idle(&mut hv);
+    assert_eq!(hv.vif_path(ids::dom(2), 0).map(|v| v.queues.len()), Some(4));
+}
+
+#[test]
+fn destroy_of_a_four_queue_guest_leaves_no_port_grant_or_page() {
+    let (mut hv, mut p) = two_guests();
+    send_all(&mut hv, &mut p, &[frame(1, 1), frame(3, 1)]);
+    let destroy = CoreInput::Toolstack {
+        job: JobId(90),
+        op: ToolstackOp::Destroy { dom: ids::dom(1) },
+    };
+    assert_eq!(hv.handle(&destroy, &mut p), Ok(()));
+    p.run_until_idle(&mut hv);
+    assert!(hv.domain(ids::dom(1)).is_none());
+    assert!(hv.vif_path(ids::dom(1), 0).is_none());
+    let dom0 = hv
+        .event_channels()
+        .domain(DomId::DOM0)
+        .expect("dom0's ports");
+    let bound_to_d1 = (0..dom0.valid_ports()).any(|raw| {
+        matches!(
+            dom0.state(crate::ids::EvtchnPort::new(raw)),
+            Some(crate::evtchn::PortState::Interdomain { remote, .. }) if remote == ids::dom(1)
+        )
+    });
+    assert!(!bound_to_d1);
+    // What dom0 still maps is d2's eight ring pages (four queues, TX and RX).
+    let dom0_maps = hv
+        .grant_tables()
+        .table(DomId::DOM0)
+        .map(|t| t.live_mappings());
+    assert_eq!(dom0_maps, Some(8));
+    let violations = hv.check_invariants();
+    assert!(violations.is_empty(), "{violations:?}");
+}
+
+#[test]
+fn netfront_max_queues_on_the_guest_command_line_caps_the_queues() {
+    let (mut hv, mut p) = host();
+    let mut config = guest("a", "00:16:3e:00:00:01");
+    // Linux's module parameter, as xl.cfg `extra=` puts it on the guest's command line.
+    config.cmdline = Some(String::from("console=hvc0 xen_netfront.max_queues=2"));
+    assert_eq!(hv.handle(&create_paused(1, config), &mut p), Ok(()));
+    p.run_until_idle(&mut hv);
+    let count = value(&hv, &alloc::format!("{FRONT}/multi-queue-num-queues"));
+    assert_eq!(count.as_deref(), Some("2"));
+    assert_eq!(hv.vif_path(ids::dom(1), 0).map(|v| v.queues.len()), Some(2));
+}
+
+#[test]
+fn a_lost_interrupt_stalls_only_the_queue_whose_port_it_names() {
+    let (mut hv, mut p) = two_guests();
+    // d2's netfront loses the next notification on queue 2's RX port (flow 2's queue).
+    let ports = hv.net.ports[&(ids::dom(2), 0)][2];
+    let fault = CoreInput::LostInterrupt {
+        dom: ids::dom(2),
+        port: ports.rx.0.raw(),
+        count: 1,
+    };
+    assert!(hv.can_lose_interrupts(&fault));
+    assert_eq!(hv.handle(&fault, &mut p), Ok(()));
+    send_all(&mut hv, &mut p, &[frame(0, 1), frame(2, 1), frame(3, 1)]);
+    assert!(bridge(&mut hv, &mut p).is_empty());
+    // Flow 2's frame waits unpolled on queue 2's RX ring; the other queues delivered.
+    let flows: Vec<u32> = received(&p, 2).iter().map(|f| f.flow).collect();
+    assert_eq!(flows, [0, 3]);
+    let path = hv.vif_path(ids::dom(2), 0).expect("d2's vif");
+    let lost: Vec<bool> = path.queues.iter().map(|q| q.irq_lost.0).collect();
+    assert_eq!(lost, [false, false, true, false]);
+    let traced = p.events.iter().any(|e| {
+        matches!(e, TraceEvent::InterruptLost { dom, port, left: 0 }
+            if *dom == ids::dom(2) && *port == ports.rx.0.raw())
+    });
+    assert!(traced);
+    // The checker's lost-wakeup rule spares the queue that lost its interrupt.
+    let violations = hv.check_invariants();
+    assert!(violations.is_empty(), "{violations:?}");
+}
