@@ -251,3 +251,19 @@ fn host_free_memory_min_includes_level_at_window_start() {
     assert_eq!(m.hosts[HOST].host_free_kib_min, Some(400));
     assert_eq!(m.hosts[HOST].host_free_kib_end, Some(1_200));
 }
+
+#[test]
+fn run_cut_before_its_warm_up_reports_an_empty_window() {
+    // An invariant broke at 500 ns under --check, before the 1000 ns warm-up ended.
+    let v = vcpu(1, 0);
+    let mut c = collector(WARMUP_NS);
+    create(&mut c, 0, 1, "vm1", 1);
+    rs(&mut c, 100, v, Offline, Runnable);
+    rs(&mut c, 200, v, Runnable, Running);
+
+    let m = c.finish(501);
+
+    assert_eq!((m.window.start_ns, m.window.length_ns), (501, 0));
+    let mut vcpus = m.domains.iter().flat_map(|d| &d.vcpus);
+    assert!(vcpus.all(|v| v.running_ns == 0 && v.dispatch_count == 0));
+}
