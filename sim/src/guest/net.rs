@@ -61,8 +61,7 @@ pub(crate) struct NetModel {
     demand_ns_left: u64,
     outstanding: Option<Outstanding>,
     to_send: Vec<NetPacket>,
-    records: Vec<IoRecord>,
-    unseen: Vec<usize>,
+    answers: AnswerLog,
     /// Requests sent again after [`RTO_NS`].
     pub(crate) retransmit_count: u64,
 }
@@ -91,8 +90,7 @@ impl NetModel {
             demand_ns_left: 0,
             outstanding: None,
             to_send: Vec::new(),
-            records: Vec::new(),
-            unseen: Vec::new(),
+            answers: AnswerLog::default(),
             retransmit_count: 0,
         }
     }
@@ -224,12 +222,54 @@ impl NetModel {
             return None;
         }
         let o = self.outstanding.take()?;
+        self.answers.answered(
+            self.devid,
+            o.submit_ns,
+            o.tx_bytes + o.rx_bytes,
+            now_ns,
+            running,
+        );
+        let think_ns = self.think.draw().max(1);
+        Some(now_ns.saturating_add(think_ns))
+    }
+
+    /// The vCPU runs again at `now_ns`: the guest sees its answers.
+    pub(crate) fn on_run_start(&mut self, now_ns: u64) {
+        self.answers.on_run_start(now_ns);
+    }
+
+    /// Every request record so far.
+    pub(crate) fn records(&self) -> &[IoRecord] {
+        self.answers.records()
+    }
+}
+
+/// The answered messages of one vif, and those whose answer came while the vCPU was not
+/// running (the guest sees them when it next runs): shared by the request/response model
+/// and the streaming sender (`guest/stream.rs`).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct AnswerLog {
+    records: Vec<IoRecord>,
+    unseen: Vec<usize>,
+}
+
+impl AnswerLog {
+    /// The answer to a message of `bytes` (both ways) sent on vif `devid` at `submit_ns`
+    /// reached netfront at `now_ns`.
+    pub(crate) fn answered(
+        &mut self,
+        devid: u32,
+        submit_ns: u64,
+        bytes: u64,
+        now_ns: u64,
+        running: bool,
+    ) {
         self.records.push(IoRecord {
-            dev: format!("vif{}", self.devid),
-            submit_ns: o.submit_ns,
+            dev: format!("vif{devid}"),
+            submit_ns,
             ring_done_ns: now_ns,
             guest_done_ns: running.then_some(now_ns),
-            bytes: o.tx_bytes + o.rx_bytes,
+            bytes,
             ok: true,
             write: false,
             digest: 0,
@@ -241,8 +281,6 @@ impl NetModel {
         if !running {
             self.unseen.push(self.records.len() - 1);
         }
-        let think_ns = self.think.draw().max(1);
-        Some(now_ns.saturating_add(think_ns))
     }
 
     /// The vCPU runs again at `now_ns`: the guest sees its answers.
@@ -254,7 +292,7 @@ impl NetModel {
         }
     }
 
-    /// Every request record so far.
+    /// Every answered message so far.
     pub(crate) fn records(&self) -> &[IoRecord] {
         &self.records
     }

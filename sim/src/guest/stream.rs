@@ -38,6 +38,7 @@ use std::collections::BTreeMap;
 use hypervisor_model::io::vif::{NetPacket, PacketKind, PACKET_BYTES_MIN};
 
 use crate::guest::io::IoRecord;
+use crate::guest::net::AnswerLog;
 use crate::guest::net::{FRAME_BYTES_MAX, MESSAGE_BYTES_MAX};
 use crate::guest::workload::{Drawn, FieldStreams};
 use crate::scenario::model::{Dist, NetPeer, NetWorkload};
@@ -75,8 +76,7 @@ pub(crate) struct NetStream {
     pub(crate) next_send_ns: u64,
     outstanding: BTreeMap<u64, Outstanding>,
     to_send: Vec<NetPacket>,
-    records: Vec<IoRecord>,
-    unseen: Vec<usize>,
+    answers: AnswerLog,
     /// Send instants skipped because the vCPU was too late for them.
     pub(crate) late_send_count: u64,
     /// Messages forgotten unanswered (the outstanding table was full).
@@ -106,8 +106,7 @@ impl NetStream {
             next_send_ns: now_ns,
             outstanding: BTreeMap::new(),
             to_send: Vec::new(),
-            records: Vec::new(),
-            unseen: Vec::new(),
+            answers: AnswerLog::default(),
             late_send_count: 0,
             unanswered_count: 0,
         };
@@ -197,37 +196,23 @@ impl NetStream {
         let Some(o) = self.outstanding.remove(&packet.tag) else {
             return;
         };
-        self.records.push(IoRecord {
-            dev: format!("vif{}", self.devid),
-            submit_ns: o.submit_ns,
-            ring_done_ns: now_ns,
-            guest_done_ns: running.then_some(now_ns),
-            bytes: o.tx_bytes + o.rx_bytes,
-            ok: true,
-            write: false,
-            digest: 0,
-            sector: 0,
-            sectors: 0,
-            seed: 0,
-            flush: false,
-        });
-        if !running {
-            self.unseen.push(self.records.len() - 1);
-        }
+        self.answers.answered(
+            self.devid,
+            o.submit_ns,
+            o.tx_bytes + o.rx_bytes,
+            now_ns,
+            running,
+        );
     }
 
     /// The vCPU runs again at `now_ns`: the guest sees its answers.
     pub(crate) fn on_run_start(&mut self, now_ns: u64) {
-        for index in self.unseen.drain(..) {
-            if let Some(record) = self.records.get_mut(index) {
-                record.guest_done_ns = Some(now_ns);
-            }
-        }
+        self.answers.on_run_start(now_ns);
     }
 
     /// Every completed message so far.
     pub(crate) fn records(&self) -> &[IoRecord] {
-        &self.records
+        self.answers.records()
     }
 }
 
