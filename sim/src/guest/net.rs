@@ -103,9 +103,7 @@ impl NetModel {
     /// Draws the next request's `service` and size; its demand includes netfront's CPU.
     fn next_request(&mut self) {
         self.next_tx_bytes = self.tx_size.draw().clamp(1, MESSAGE_BYTES_MAX);
-        let netfront_ns = self
-            .frames_of(self.next_tx_bytes)
-            .saturating_mul(self.packet_ns);
+        let netfront_ns = message_frames(self.next_tx_bytes).saturating_mul(self.packet_ns);
         self.demand_ns_left = self.service.draw().saturating_add(netfront_ns);
     }
 
@@ -114,7 +112,7 @@ impl NetModel {
     pub(crate) fn on_wake(&mut self) {
         match self.outstanding {
             Some(o) => {
-                self.demand_ns_left = self.frames_of(o.tx_bytes).saturating_mul(self.packet_ns)
+                self.demand_ns_left = message_frames(o.tx_bytes).saturating_mul(self.packet_ns)
             }
             None => self.next_request(),
         }
@@ -124,7 +122,7 @@ impl NetModel {
     pub(crate) fn set_packet_ns(&mut self, ns: u64) {
         let added = ns.saturating_sub(self.packet_ns);
         self.packet_ns = ns;
-        let frames = self.frames_of(self.next_tx_bytes);
+        let frames = message_frames(self.next_tx_bytes);
         self.demand_ns_left = self
             .demand_ns_left
             .saturating_add(added.saturating_mul(frames));
@@ -136,10 +134,6 @@ impl NetModel {
 
     pub(crate) fn account(&mut self, ran_ns: u64) {
         self.demand_ns_left = self.demand_ns_left.saturating_sub(ran_ns);
-    }
-
-    fn frames_of(&self, bytes: u64) -> u64 {
-        bytes.div_ceil(FRAME_BYTES_MAX).max(1)
     }
 
     /// Service done: build the request (or its retransmission) and block on it.
@@ -171,28 +165,13 @@ impl NetModel {
     }
 
     fn build_frames(&mut self, o: &Outstanding) {
-        let frames = self.frames_of(o.tx_bytes);
-        let mut left = o.tx_bytes;
-        for index in 0..frames {
-            let bytes = left.min(FRAME_BYTES_MAX);
-            left -= bytes;
-            let last = index + 1 == frames;
-            self.next_seq = self.next_seq.wrapping_add(1);
-            self.to_send.push(NetPacket {
-                dst: [0; 6],
-                src: [0; 6],
-                flow: self.flow,
-                seq: self.next_seq,
-                kind: if last {
-                    PacketKind::Request
-                } else {
-                    PacketKind::Stream
-                },
-                tag: o.tag,
-                reply_bytes: if last { o.reply_bytes } else { 0 },
-                bytes: u32::try_from(bytes).unwrap_or(0).max(PACKET_BYTES_MIN),
-            });
-        }
+        push_message_frames(
+            &mut self.to_send,
+            &mut self.next_seq,
+            (self.flow, o.tag),
+            o.tx_bytes,
+            o.reply_bytes,
+        );
     }
 
     /// The frames to send now (taken once; the run loop fills in the MACs).
@@ -241,6 +220,45 @@ impl NetModel {
     /// Every request record so far.
     pub(crate) fn records(&self) -> &[IoRecord] {
         self.answers.records()
+    }
+}
+
+/// Frames of at most [`FRAME_BYTES_MAX`] a message of `bytes` is cut into (at least one).
+pub(crate) fn message_frames(bytes: u64) -> u64 {
+    bytes.div_ceil(FRAME_BYTES_MAX).max(1)
+}
+
+/// Appends the frames of one message of `tx_bytes` on (flow, tag) to `out`: every frame but
+/// the last is a stream frame, the last carries the request and its `reply_bytes`; sequence
+/// numbers go on from `next_seq`, one per frame.
+pub(crate) fn push_message_frames(
+    out: &mut Vec<NetPacket>,
+    next_seq: &mut u32,
+    (flow, tag): (u32, u64),
+    tx_bytes: u64,
+    reply_bytes: u32,
+) {
+    let frames = message_frames(tx_bytes);
+    let mut left = tx_bytes;
+    for index in 0..frames {
+        let bytes = left.min(FRAME_BYTES_MAX);
+        left -= bytes;
+        let last = index + 1 == frames;
+        *next_seq = next_seq.wrapping_add(1);
+        out.push(NetPacket {
+            dst: [0; 6],
+            src: [0; 6],
+            flow,
+            seq: *next_seq,
+            kind: if last {
+                PacketKind::Request
+            } else {
+                PacketKind::Stream
+            },
+            tag,
+            reply_bytes: if last { reply_bytes } else { 0 },
+            bytes: u32::try_from(bytes).unwrap_or(0).max(PACKET_BYTES_MIN),
+        });
     }
 }
 

@@ -35,11 +35,12 @@
 
 use std::collections::BTreeMap;
 
-use hypervisor_model::io::vif::{NetPacket, PacketKind, PACKET_BYTES_MIN};
+use hypervisor_model::io::vif::{NetPacket, PacketKind};
 
 use crate::guest::io::IoRecord;
-use crate::guest::net::AnswerLog;
-use crate::guest::net::{FRAME_BYTES_MAX, MESSAGE_BYTES_MAX};
+use crate::guest::net::{
+    message_frames, push_message_frames, AnswerLog, FRAME_BYTES_MAX, MESSAGE_BYTES_MAX,
+};
 use crate::guest::workload::{Drawn, FieldStreams};
 use crate::scenario::model::{Dist, NetPeer, NetWorkload};
 
@@ -146,33 +147,14 @@ impl NetStream {
             rx_bytes: 0,
         };
         self.outstanding.insert(tag, o);
-        let frames = tx_bytes.div_ceil(FRAME_BYTES_MAX).max(1);
-        debug_assert!(frames <= FRAMES_PER_MESSAGE_MAX);
-        let mut left = tx_bytes;
-        for index in 0..frames {
-            let bytes = left.min(FRAME_BYTES_MAX);
-            left -= bytes;
-            let last = index + 1 == frames;
-            self.next_seq = self.next_seq.wrapping_add(1);
-            self.to_send.push(NetPacket {
-                dst: [0; 6],
-                src: [0; 6],
-                flow: self.flow,
-                seq: self.next_seq,
-                kind: if last {
-                    PacketKind::Request
-                } else {
-                    PacketKind::Stream
-                },
-                tag,
-                reply_bytes: if last {
-                    u32::try_from(reply).unwrap_or(u32::MAX)
-                } else {
-                    0
-                },
-                bytes: u32::try_from(bytes).unwrap_or(0).max(PACKET_BYTES_MIN),
-            });
-        }
+        debug_assert!(message_frames(tx_bytes) <= FRAMES_PER_MESSAGE_MAX);
+        push_message_frames(
+            &mut self.to_send,
+            &mut self.next_seq,
+            (self.flow, tag),
+            tx_bytes,
+            u32::try_from(reply).unwrap_or(u32::MAX),
+        );
     }
 
     /// The frames to send now (taken once; the run loop fills in the MACs).
