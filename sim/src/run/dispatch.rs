@@ -1,0 +1,208 @@
+//! One event's handling: which host it belongs to and what runs for it (the core, a guest
+//! model, the toolstack, the network or a fault), split from the run loop in `mod.rs`.
+//!
+//! # Invariants
+//! - An event of a host a `host-crash` took down is dropped, never half handled.
+
+use super::{pool_slot, GuestStep, ServiceItem, SimEvent, World, ACCESS_TICK_NS};
+use hypervisor_model::event::CoreInput;
+
+impl World<'_> {
+    /// Handles one event; returns the host it touched. An event of a host a `host-crash`
+    /// took down is dropped: nothing runs there any more.
+    pub(super) fn dispatch(&mut self, event: SimEvent) -> Option<u16> {
+        let now_ns = self.queue.now_ns();
+        if let Some(host) = self.event_host(&event) {
+            if self.hosts[usize::from(host)].sim.crashed_at_ns.is_some() {
+                return None;
+            }
+        }
+        match event {
+            SimEvent::Softirq { host, pcpu } => {
+                self.deliver(host, &CoreInput::Softirq { pcpu });
+                Some(host)
+            }
+            SimEvent::ToolstackContinue { host, job } => {
+                self.deliver(host, &CoreInput::ToolstackContinue { job });
+                Some(host)
+            }
+            SimEvent::DriverWork { host, work } => {
+                self.deliver(host, &CoreInput::DriverWork { work });
+                Some(host)
+            }
+            SimEvent::Timer {
+                host,
+                pcpu,
+                generation,
+            } => {
+                let current = self.hosts[usize::from(host)].sim.timer_gen[pcpu.index()];
+                if generation == current {
+                    self.deliver(host, &CoreInput::TimerExpired { pcpu });
+                }
+                Some(host)
+            }
+            SimEvent::PoolTimer {
+                host,
+                pool,
+                generation,
+            } => {
+                let gens = &self.hosts[usize::from(host)].sim.pool_timer_gen;
+                if gens.get(pool_slot(pool)) == Some(&generation) {
+                    self.deliver(host, &CoreInput::PoolTimer { pool });
+                }
+                Some(host)
+            }
+            SimEvent::DemandDone {
+                host,
+                vcpu,
+                generation,
+            } => {
+                let step = self.hosts[usize::from(host)].sim.guests.demand_done(
+                    vcpu,
+                    generation,
+                    now_ns,
+                    host,
+                    &mut self.queue,
+                );
+                if let Some(GuestStep::Block | GuestStep::Yield | GuestStep::Continue) = step {
+                    // A `net.rate` stream sends what is due while the vCPU runs.
+                    self.stream_send(host, vcpu);
+                }
+                let h = &mut self.hosts[usize::from(host)];
+                match step {
+                    Some(GuestStep::Block) => self.deliver(host, &CoreInput::VcpuBlock { vcpu }),
+                    Some(GuestStep::SubmitIo) => {
+                        if let Some((devid, peer, frames)) = h.sim.guests.take_net_frames(vcpu) {
+                            self.net_send_frames(host, vcpu, devid, &peer, frames);
+                            self.deliver(host, &CoreInput::VcpuBlock { vcpu });
+                            return Some(host);
+                        }
+                        let h = &mut self.hosts[usize::from(host)];
+                        let console = h.sim.guests.take_console(vcpu);
+                        let (vdev, ios) = h.sim.guests.take_submissions(vcpu);
+                        if !console.is_empty() {
+                            let text = console.into_bytes();
+                            self.deliver(host, &CoreInput::ConsoleWrite { vcpu, text });
+                        }
+                        let count = ios.len();
+                        for (index, io) in ios.into_iter().enumerate() {
+                            let last = index + 1 == count;
+                            let input = CoreInput::BlkSubmit {
+                                vcpu,
+                                vdev,
+                                io,
+                                last,
+                            };
+                            self.deliver(host, &input);
+                        }
+                        self.deliver(host, &CoreInput::VcpuBlock { vcpu });
+                    }
+                    Some(GuestStep::Yield) => {
+                        self.deliver(host, &CoreInput::VcpuYield { vcpu });
+                        self.hosts[usize::from(host)].sim.guests.rearm(
+                            vcpu,
+                            now_ns,
+                            host,
+                            &mut self.queue,
+                        );
+                    }
+                    Some(GuestStep::Continue) => {
+                        h.sim.guests.rearm(vcpu, now_ns, host, &mut self.queue)
+                    }
+                    Some(GuestStep::ServiceDone(ServiceItem::Xenstored(item))) => {
+                        self.deliver(host, &CoreInput::XenstoredDone { item });
+                    }
+                    Some(GuestStep::ServiceDone(ServiceItem::Blkback(item))) => {
+                        self.deliver(host, &CoreInput::BackendWorkDone { item });
+                    }
+                    Some(GuestStep::ServiceDone(ServiceItem::Exit)) => {}
+                    None => {}
+                }
+                Some(host)
+            }
+            SimEvent::GuestWake {
+                host,
+                vcpu,
+                generation,
+            } => {
+                if self.hosts[usize::from(host)]
+                    .sim
+                    .guests
+                    .wake(vcpu, generation, now_ns)
+                {
+                    self.deliver(host, &CoreInput::VcpuWake { vcpu });
+                }
+                Some(host)
+            }
+            SimEvent::MemoryTick {
+                host,
+                dom,
+                generation,
+            } => {
+                if self.hosts[usize::from(host)]
+                    .sim
+                    .access
+                    .is_current(dom, generation)
+                {
+                    self.memory_tick(host, dom, now_ns);
+                    let tick = SimEvent::MemoryTick {
+                        host,
+                        dom,
+                        generation,
+                    };
+                    self.queue.push(now_ns + ACCESS_TICK_NS, tick);
+                }
+                Some(host)
+            }
+            SimEvent::GuestShutdown { host, dom, reason } => {
+                if self.hosts[usize::from(host)].sim.guests.knows(dom) {
+                    self.deliver(host, &CoreInput::GuestShutdown { dom, reason });
+                }
+                Some(host)
+            }
+            SimEvent::GuestMemFloor { host, dom, notice } => {
+                if self.hosts[usize::from(host)].sim.guests.knows(dom) {
+                    let input = CoreInput::GuestMemFloor {
+                        dom,
+                        floor_pages: notice.floor_pages,
+                        oom_kill: notice.oom_kill,
+                    };
+                    self.deliver(host, &input);
+                }
+                Some(host)
+            }
+            SimEvent::DiskDone { host, tag } => {
+                let done = self.hosts[usize::from(host)].sim.disk_done.remove(&tag);
+                if let Some((ok, data)) = done {
+                    self.deliver(host, &CoreInput::DiskDone { tag, ok, data });
+                }
+                Some(host)
+            }
+            SimEvent::NetArrive { frame } => self.net_arrived(frame),
+            SimEvent::DomainStart { index } => Some(self.start_domain(index)),
+            SimEvent::Command { index } => Some(self.run_command(index)),
+        }
+    }
+
+    /// The host an event belongs to (`None`: domain starts, which name theirs later).
+    fn event_host(&self, event: &SimEvent) -> Option<u16> {
+        match event {
+            SimEvent::Softirq { host, .. }
+            | SimEvent::ToolstackContinue { host, .. }
+            | SimEvent::DriverWork { host, .. }
+            | SimEvent::Timer { host, .. }
+            | SimEvent::PoolTimer { host, .. }
+            | SimEvent::DemandDone { host, .. }
+            | SimEvent::GuestWake { host, .. }
+            | SimEvent::GuestShutdown { host, .. }
+            | SimEvent::GuestMemFloor { host, .. }
+            | SimEvent::MemoryTick { host, .. }
+            | SimEvent::DiskDone { host, .. } => Some(*host),
+            SimEvent::Command { index } => {
+                let entry = self.scenario.timeline.get(*index)?;
+                u16::try_from(entry.host_index).ok()
+            }
+            SimEvent::DomainStart { .. } | SimEvent::NetArrive { .. } => None,
+        }
+    }
+}
