@@ -1,7 +1,7 @@
 //! `xensim xl FILE --at T -- console D`: what each guest of a bundled scenario wrote to
 //! its PV console up to T (1 s here; snapshot `golden/quickstart__xl-console.snap`), and
 //! xl's errors for domains that do not exist; the `io` workload's kernel messages
-//! (`vbd-io`, `io-modes`).
+//! (`vbd-io`, `io-modes`); a periodic guest's rate-limited deadline-miss lines.
 
 mod support;
 
@@ -87,5 +87,37 @@ mod tests {
         let stub = console_of("io-modes", 300_000_000, &["stub-dm"]);
         assert!(stub.contains("(rc=0)"), "{stub}");
         assert!(stub.contains("] Hypervisor detected: Xen PV\n"), "{stub}");
+    }
+
+    #[test]
+    fn periodic_guest_prints_rate_limited_deadline_misses() {
+        // periodic-miss: every job of `late` misses (about 50 a second); in 6 s the
+        // application's /dev/kmsg lets 10 lines through in the first 5 s window and 10
+        // in the next.
+        let path = repo_root().join("sim/tests/fixtures/console/periodic-miss.toml");
+        let scenario = app::load(&path, None, false).expect("fixture loads");
+        let words = ["console".to_string(), "late".to_string()];
+        let out = app::xl_at(&scenario, 6_000_000_000, None, &words).expect("xl console runs");
+        let misses: Vec<&str> = out
+            .stdout
+            .lines()
+            .filter(|l| l.contains("] job ") && l.contains(" missed its deadline by "))
+            .collect();
+        assert_eq!(out.rc, 0);
+        assert_eq!(misses.len(), 20, "{}", out.stdout);
+        // Job 0 completes at about 20 ms, 10 ms after its deadline.
+        assert!(
+            misses[0].ends_with("] job 0 missed its deadline by 10000 us"),
+            "{}",
+            misses[0]
+        );
+        // The second window opens with the first miss 5 s after the first line's (about
+        // 240 misses later): its first line is stamped in the 6th second of uptime.
+        let seconds = |line: &str| -> Option<u64> {
+            let stamp = line.trim_start_matches('[').trim_start();
+            stamp.split('.').next().and_then(|s| s.parse().ok())
+        };
+        assert_eq!(seconds(misses[9]), Some(0), "{misses:?}");
+        assert_eq!(seconds(misses[10]), Some(5), "{misses:?}");
     }
 }

@@ -4,7 +4,8 @@
 //! killed it (`Dying`), and again after it is freed:
 //! - no XenStore home (`/local/domain/<id>`), no `/libxl/<id>`, and no backend directory
 //!   for it under any domain's `backend/<kind>/<id>`;
-//! - no port of any other domain bound interdomain to it;
+//! - no port of any other domain bound interdomain to it, and no port of dom0 left
+//!   unbound towards it (xenstored, xenconsoled and dom0's backends closed their ends);
 //! - no grant of it mapped by any domain, and no mapping it holds of another's grant;
 //! - once freed (its domid in libxl's recently-destroyed list and not reused), no page
 //!   owned by it.
@@ -67,12 +68,30 @@ fn check_dead_left_nothing(hv: &Hypervisor, dom: DomId, out: &mut Vec<Violation>
                 let what = format!("{:?} holds a port bound to {dom:?}", other.id);
                 violation(out, "xenbus.dead_port", what);
             }
+            // Only dom0's daemons and backends must close their ends; a guest may keep a
+            // port that has become unbound (a frontend until it reconnects to a
+            // re-created backend, as blkif_recover does).
+            let leaked = (other.id == DomId::DOM0)
+                .then(|| unbound_towards(ports, dom))
+                .flatten();
+            if let Some(port) = leaked {
+                let what = format!("{:?} port {} still waits for {dom:?}", other.id, port.raw());
+                violation(out, "teardown.dead_unbound_port", what);
+            }
         }
         if mapped_by(hv, dom, other.id) {
             let what = format!("{:?} maps a grant of {dom:?}", other.id);
             violation(out, "xenbus.dead_grant", what);
         }
     }
+}
+
+/// A port of `ports` left unbound towards `dead`: the far end of a channel whose holder
+/// (xenstored, xenconsoled, a backend) did not close its end when `dead` died.
+fn unbound_towards(ports: &crate::evtchn::DomainEvtchn, dead: DomId) -> Option<EvtchnPort> {
+    (0..ports.valid_ports()).map(EvtchnPort::new).find(
+        |port| matches!(ports.state(*port), Some(PortState::Unbound { remote }) if remote == dead),
+    )
 }
 
 /// True if some grant of `granter` is mapped by `mapper`.

@@ -6,20 +6,40 @@
 //! xenconsoled's CPU time on dom0's vCPU 0 (`io.xenconsoled_batch_ns`, as blkback's work:
 //! [`Platform::backend_work`] with [`CONSOLE_WORK_BIT`]).
 //!
-//! Follows tools/console/daemon/io.c (`domain_create_ring`, `handle_ring_read`,
-//! `cleanup_domain`) and Linux drivers/tty/hvc/hvc_xen.c; spec `xenstore-io.md` §8.5.
+//! The console's event channel is a real pair of ports: the domain builder allocates the
+//! guest's end unbound for dom0 (`~/console/port`, `xs_tool.rs`), xenconsoled binds its
+//! own end in dom0 when it picks the console up (`xenevtchn_bind_interdomain`; Xen marks
+//! the new port pending, so xenconsoled runs once and finds the ring empty), hvc_xen's
+//! `notify_daemon` is an `EVTCHNOP_send` on the guest's port that sets dom0's port pending
+//! and wakes dom0's vCPU 0, whose handler (`handle_ring_read`) acknowledges it and drains
+//! the ring, and xenconsoled closes its end once the domain is dying
+//! (`shutdown_domain` → `console_close_evtchn`), so a destroy leaves no port behind.
+//! A `lost-interrupt` fault on dom0's port eats a notification: the bytes wait in the
+//! ring until the guest's next write notifies again.
 //!
-//! xensim differs: the guest's notification reaches xenconsoled directly (the console
-//! port stays unbound in the event-channel table); xenconsoled drains at once and its CPU
-//! time for the batch follows on dom0's vCPU 0; the banner is the guest model's own text,
-//! all printed at guest uptime 0.
+//! Follows tools/console/daemon/io.c (`console_create_ring`, `handle_ring_read`,
+//! `shutdown_domain`, `cleanup_domain`) and Linux drivers/tty/hvc/hvc_xen.c
+//! (`__write_console`, `notify_daemon`); spec `xenstore-io.md` §3.6, §8.5.
+//!
+//! # Invariants
+//! - While a console has `local_port`, dom0's port is interdomain to the guest's
+//!   `remote_port` and the guest's back to it (unless the guest is dying, when dom0's end
+//!   has become unbound and is about to close).
+//! - At most [`CONSOLE_WORK_ITEMS_MAX`] xenconsoled batches are queued.
+//!
+//! xensim differs: xenconsoled's handler runs when the event is sent (dom0's vCPU 0 is
+//! woken and its CPU time for the batch follows as backend work), as the split drivers'
+//! handlers do (`blk_glue.rs`); xenconsoled's per-domain rate limit (30 events per
+//! 200 ms, then the port stays masked) is left out; the banner is the guest model's own
+//! text, all printed at guest uptime 0.
 
 use alloc::format;
 use alloc::string::String;
 
 use super::Hypervisor;
 use crate::domain::ShutdownReason;
-use crate::ids::{BackWorkId, DomId, VcpuId, VcpuRef};
+use crate::evtchn::PortState;
+use crate::ids::{BackWorkId, DomId, EvtchnPort, VcpuId, VcpuRef};
 use crate::io::console::XENCONSOLE_LIMIT_BYTES;
 use crate::platform::Platform;
 use crate::toolstack::config::GuestType;
@@ -35,19 +55,99 @@ pub const CONSOLE_WRITE_BYTES_MAX: usize = 1024;
 pub const CONSOLE_WORK_ITEMS_MAX: usize = 4096;
 
 impl Hypervisor {
-    /// The console device was written: xenconsoled maps the ring (`domain_create_ring`).
-    pub(crate) fn console_connect(&mut self, dom: DomId) {
+    /// The console device was written: xenconsoled maps the ring and binds its end of
+    /// the guest's console port, `remote_port` (`console_create_ring`). A failed bind
+    /// leaves the console without a channel (xenconsoled never reads it) and is logged.
+    pub(crate) fn console_connect<P: Platform + ?Sized>(
+        &mut self,
+        dom: DomId,
+        remote_port: EvtchnPort,
+        p: &mut P,
+    ) {
         self.xenconsoled.connect(dom, XENCONSOLE_LIMIT_BYTES);
+        let bound = match self.evtchn.bind_interdomain(DomId::DOM0, dom, remote_port) {
+            Ok(bound) => bound,
+            Err(err) => {
+                self.xenconsoled.note(format!(
+                    "d{}: console: bind_interdomain of port {} failed ({})",
+                    dom.raw(),
+                    remote_port.raw(),
+                    err.errno().value()
+                ));
+                return;
+            }
+        };
+        if let Some(con) = self.xenconsoled.console_mut(dom) {
+            con.local_port = Some(bound.port);
+            con.remote_port = Some(remote_port);
+        }
+        // Xen sets the new local port pending: xenconsoled's poll sees it at once.
+        self.deliver_notify(bound.notify, p);
+        self.xenconsoled_event(dom, p);
+    }
+
+    /// The domain is dying: xenconsoled closes its end of the channel
+    /// (`shutdown_domain` → `console_close_evtchn`; closing the evtchn fd unbinds it).
+    pub(crate) fn console_unbind(&mut self, dom: DomId) {
+        let Some(con) = self.xenconsoled.console_mut(dom) else {
+            return;
+        };
+        con.remote_port = None;
+        let Some(port) = con.local_port.take() else {
+            return;
+        };
+        let closed = self.evtchn.close(DomId::DOM0, port);
+        assert!(
+            closed.is_ok(),
+            "xenconsoled's console port of {dom:?}: {closed:?}"
+        );
     }
 
     /// The domain is gone: xenconsoled drops its console (`cleanup_domain`).
     pub(crate) fn console_release(&mut self, dom: DomId) {
+        self.console_unbind(dom);
         self.xenconsoled.remove(dom);
+    }
+
+    /// hvc_xen's `notify_daemon`: `EVTCHNOP_send` on the guest's console port. True when
+    /// the event reached xenconsoled's port (not when nobody is bound or a
+    /// `lost-interrupt` fault ate it).
+    fn console_notify<P: Platform + ?Sized>(&mut self, dom: DomId, p: &mut P) -> bool {
+        let ports = self
+            .xenconsoled
+            .console(dom)
+            .and_then(|c| c.remote_port.zip(c.local_port));
+        let Some((remote, local)) = ports else {
+            // Nobody bound the guest's port: the send is dropped (an unbound port).
+            if let Some(build) = self.build_states.get(&dom) {
+                let _ = self.evtchn.send(dom, EvtchnPort::new(build.console_port));
+            }
+            return false;
+        };
+        self.ring_notify((dom, DomId::DOM0), (remote, local), true, p)
+    }
+
+    /// xenconsoled's `handle_ring_read` for `dom`: the pending event on its port is taken,
+    /// the ring drained into the buffer, and the drain costs a batch of its CPU time.
+    fn xenconsoled_event<P: Platform + ?Sized>(&mut self, dom: DomId, p: &mut P) {
+        let Some(local) = self.xenconsoled.console(dom).and_then(|c| c.local_port) else {
+            return;
+        };
+        if let Some(d0) = self.evtchn.domain_mut(DomId::DOM0) {
+            if let Some(vcpu) = d0.notify_vcpu(local) {
+                let _ = d0.guest_ack_port(vcpu, local);
+            }
+        }
+        if self.xenconsoled.drain(dom) > 0 {
+            self.console_charge(p);
+        }
     }
 
     /// The guest kernel writes `text` to its console; on its notification xenconsoled
     /// drains the ring (writes larger than the ring go in ring-sized pieces, as hvc_xen
     /// retries while xenconsoled empties the ring), each drain a batch of its CPU time.
+    /// A ring nobody drains (no channel, or its notification lost) keeps what fits and
+    /// the rest is dropped, as hvc_xen's write to a full ring returns 0.
     pub(crate) fn console_write<P: Platform + ?Sized>(
         &mut self,
         dom: DomId,
@@ -57,8 +157,8 @@ impl Hypervisor {
         let mut rest = text;
         while !rest.is_empty() {
             let wrote = self.xenconsoled.guest_write(dom, rest);
-            if wrote.notify && self.xenconsoled.drain(dom) > 0 {
-                self.console_charge(p);
+            if wrote.notify && self.console_notify(dom, p) {
+                self.xenconsoled_event(dom, p);
             }
             if wrote.bytes == 0 {
                 // A scribbled ring (logged by xenconsoled's end) or no console: dropped.
@@ -85,12 +185,52 @@ impl Hypervisor {
         let _ = self.vcpu_wake_event(dom0, p);
     }
 
-    /// The bound on xenconsoled's queued batches.
+    /// The bound on xenconsoled's queued batches, and every bound console channel's pair
+    /// of ports (module doc).
     pub(crate) fn console_check(&self, out: &mut alloc::vec::Vec<crate::sched::Violation>) {
         if self.console_work.len() > CONSOLE_WORK_ITEMS_MAX {
             let detail = format!("{} batches", self.console_work.len());
             let invariant = "console.work_bound";
             out.push(crate::sched::Violation { invariant, detail });
+        }
+        for (dom, con) in self.xenconsoled.consoles() {
+            let Some(local) = con.local_port else {
+                continue;
+            };
+            let Some(remote) = con.remote_port else {
+                let detail = format!(
+                    "d{}: dom0 port {} without a guest port",
+                    dom.raw(),
+                    local.raw()
+                );
+                let invariant = "console.port_pair";
+                out.push(crate::sched::Violation { invariant, detail });
+                continue;
+            };
+            let state =
+                |d: DomId, port: EvtchnPort| self.evtchn.domain(d).and_then(|t| t.state(port));
+            let dom0_end = PortState::Interdomain {
+                remote: *dom,
+                remote_port: remote,
+            };
+            let guest_end = PortState::Interdomain {
+                remote: DomId::DOM0,
+                remote_port: local,
+            };
+            let ends = [(DomId::DOM0, local, dom0_end), (*dom, remote, guest_end)];
+            for (owner, port, want) in ends {
+                let found = state(owner, port);
+                if found != Some(want) {
+                    let detail = format!(
+                        "d{} console: d{} port {} is {found:?}, not {want:?}",
+                        dom.raw(),
+                        owner.raw(),
+                        port.raw()
+                    );
+                    let invariant = "console.port_pair";
+                    out.push(crate::sched::Violation { invariant, detail });
+                }
+            }
         }
     }
 

@@ -15,13 +15,15 @@
 //!   that port, e.g. the TX completion of a frame the guest sends later (a TCP
 //!   retransmission after its RTO). Only the queue whose port it is stalls.
 //! - the backends (blkback, netback): the next request whose push asks for a notification.
+//! - xenconsoled (its dom0 end of a console channel, `console_glue.rs`): the guest's next
+//!   console write, since hvc_xen notifies after every write; the ring keeps the bytes.
 //!
 //! # Invariants
 //! - Only interdomain ports of live domains have a count; `kill_io` drops the domain's.
 //! - A count is never zero in the table.
 //!
-//! xensim leaves out on purpose: the store and console channels (their rings are polled by
-//! the modelled daemons), device (MSI) interrupts of passthrough devices (not modelled).
+//! xensim leaves out on purpose: the store channel (its ring is polled by the modelled
+//! xenstored), device (MSI) interrupts of passthrough devices (not modelled).
 
 use crate::event::CoreInput;
 use crate::evtchn::PortState;

@@ -1,6 +1,7 @@
 //! A guest's console on the host: connected by the create's console device, the boot
 //! banner written when the guest first runs and drained by xenconsoled, a scribbled ring
-//! ignored and logged, and the console gone with the domain.
+//! ignored and logged, and the console gone with the domain; its event channel bound by
+//! xenconsoled in dom0, notifications through it, and both ends closed at destroy.
 
 use alloc::vec::Vec;
 
@@ -8,10 +9,13 @@ use super::tests_io::{create_op, guest, guest_with_devices};
 use super::Hypervisor;
 use crate::domain::ShutdownReason;
 use crate::event::CoreInput;
+use crate::evtchn::PortState;
+use crate::ids::{DomId, EvtchnPort};
 use crate::io::console::ConsIndex;
 use crate::testing::FakePlatform;
 use crate::time::STime;
 use crate::toolstack::ops::{JobId, ToolstackOp};
+use crate::trace::TraceEvent;
 
 fn handle(hv: &mut Hypervisor, p: &mut FakePlatform, job: u32, op: ToolstackOp) {
     let input = CoreInput::Toolstack {
@@ -158,4 +162,123 @@ fn each_drain_is_a_batch_of_xenconsoled_time_on_dom0() {
         .collect();
     assert_eq!(batches, [(crate::ids::DomId::DOM0, 0, 10_000)]);
     assert!(hv.console_work.is_empty(), "the batch ran");
+}
+
+/// xenconsoled's end of `guest()`'s console channel and the guest's end.
+fn console_ports(hv: &Hypervisor) -> (EvtchnPort, EvtchnPort) {
+    let con = hv.xenconsoled.console(guest()).expect("console");
+    let local = con.local_port.expect("xenconsoled bound its end");
+    let remote = con.remote_port.expect("the guest's end");
+    (local, remote)
+}
+
+#[test]
+fn xenconsoled_binds_the_console_port_from_xenstore_in_dom0() {
+    let (hv, _p) = guest_with_devices();
+    let (local, remote) = console_ports(&hv);
+    // The guest's end is the port the domain builder wrote to `~/console/port`.
+    let path = alloc::format!("/local/domain/{}/console/port", guest().raw());
+    let node = hv.xenstore.node(&path).expect("console/port");
+    let written = alloc::format!("{}", remote.raw());
+    assert_eq!(node.value(), written.as_bytes());
+    let dom0 = hv.evtchn.domain(DomId::DOM0).expect("dom0 ports");
+    assert_eq!(
+        dom0.state(local),
+        Some(PortState::Interdomain {
+            remote: guest(),
+            remote_port: remote
+        })
+    );
+    let domu = hv.evtchn.domain(guest()).expect("guest ports");
+    assert_eq!(
+        domu.state(remote),
+        Some(PortState::Interdomain {
+            remote: DomId::DOM0,
+            remote_port: local
+        })
+    );
+    // The bind's conservative event was taken by xenconsoled's handler.
+    assert!(!dom0.is_pending(local));
+    assert_eq!(hv.check_invariants(), []);
+}
+
+#[test]
+fn a_lost_console_notification_leaves_the_bytes_in_the_ring_until_the_next_write() {
+    // The banner's notification is lost on dom0's port: xenconsoled never ran for it.
+    let (mut hv, mut p) = guest_with_devices();
+    let (local, _) = console_ports(&hv);
+    let fault = CoreInput::LostInterrupt {
+        dom: DomId::DOM0,
+        port: local.raw(),
+        count: 1,
+    };
+    assert!(hv.can_lose_interrupts(&fault));
+    assert_eq!(hv.handle(&fault, &mut p), Ok(()));
+    handle(&mut hv, &mut p, 2, ToolstackOp::Unpause { dom: guest() });
+    assert_eq!(hv.console_output(guest()), Some(&b""[..]));
+    let write = CoreInput::ConsoleWrite {
+        vcpu: crate::testing::ids::vcpu(guest().raw(), 0),
+        text: b"app: hello".to_vec(),
+    };
+    assert_eq!(hv.handle(&write, &mut p), Ok(()));
+    // The second send reached dom0's port: one drain took the banner's 7 lines and this one.
+    let out = lines(&hv);
+    assert_eq!(out.len(), 8, "{out:?}");
+    assert!(out[7].ends_with("] app: hello"), "{out:?}");
+    let lost = p.events.iter().filter(|e| {
+        matches!(e, TraceEvent::InterruptLost { dom, port, .. }
+            if *dom == DomId::DOM0 && *port == local.raw())
+    });
+    assert_eq!(lost.count(), 1);
+    assert_eq!(hv.check_invariants(), []);
+}
+
+#[test]
+fn a_console_write_wakes_dom0_and_queues_xenconsoled_there() {
+    let (mut hv, mut p) = guest_with_devices();
+    hv.costs.xenconsoled_batch_ns = 10_000;
+    handle(&mut hv, &mut p, 2, ToolstackOp::Unpause { dom: guest() });
+    let (local, _) = console_ports(&hv);
+    let dom0 = hv.evtchn.domain(DomId::DOM0).expect("dom0 ports");
+    // The handler acknowledged the port and the upcall it raised on dom0's vCPU 0.
+    assert!(!dom0.is_pending(local));
+    assert_eq!(dom0.notify_vcpu(local).map(|v| v.raw()), Some(0));
+    let on_dom0 = p
+        .back_work
+        .iter()
+        .filter(|(vcpu, item, _)| {
+            vcpu.dom == DomId::DOM0 && item.0 & super::console_glue::CONSOLE_WORK_BIT != 0
+        })
+        .count();
+    assert_eq!(on_dom0, 1);
+}
+
+#[test]
+fn destroy_closes_both_ends_of_the_console_channel() {
+    let (mut hv, mut p) = guest_with_devices();
+    let (local, _) = console_ports(&hv);
+    handle(&mut hv, &mut p, 2, ToolstackOp::Unpause { dom: guest() });
+    handle(&mut hv, &mut p, 3, ToolstackOp::Destroy { dom: guest() });
+    let dom0 = hv.evtchn.domain(DomId::DOM0).expect("dom0 ports");
+    assert_eq!(dom0.state(local), Some(PortState::Free));
+    assert!(
+        hv.evtchn.domain(guest()).is_none(),
+        "the guest's table is gone"
+    );
+    assert_eq!(hv.check_invariants(), []);
+}
+
+#[test]
+fn a_dom0_port_left_waiting_for_a_destroyed_guest_is_a_leak() {
+    // As if xenconsoled had not closed its end: dom0 keeps a port unbound towards it.
+    let (mut hv, mut p) = guest_with_devices();
+    handle(&mut hv, &mut p, 2, ToolstackOp::Destroy { dom: guest() });
+    let leaked = hv.evtchn.alloc_unbound(DomId::DOM0, DomId::DOM0, guest());
+    // dom0's lowest free port: both ends of its own store channel (1, 2) are all it holds.
+    assert_eq!(leaked.map(|port| port.raw()), Ok(3));
+    let found = hv.check_invariants();
+    let leaks = found
+        .iter()
+        .filter(|v| v.invariant == "teardown.dead_unbound_port");
+    assert_eq!(leaks.count(), 1, "{found:?}");
 }

@@ -276,7 +276,8 @@ impl Hypervisor {
             }
         }
         devices.push(xs_tree::console(raw, &build));
-        self.console_connect(dom);
+        let console_port = crate::ids::EvtchnPort::new(build.console_port);
+        self.console_connect(dom, console_port, p);
         let hvm = config.guest_type == GuestType::Hvm;
         for (index, vif) in config.vifs.iter().enumerate() {
             let devid = u32::try_from(index).unwrap_or(u32::MAX);
@@ -331,6 +332,8 @@ impl Hypervisor {
                 "xenstored's store port of {dom:?}: {closed:?}"
             );
         }
+        // xenconsoled too (`shutdown_domain`).
+        self.console_unbind(dom);
     }
 
     /// `libxl__destroy_domid` after the devices: the home, `/libxl/<dom>` and `/vm/<uuid>`

@@ -32,7 +32,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 use core::cell::Cell;
 
-use crate::ids::DomId;
+use crate::ids::{DomId, EvtchnPort};
 use crate::sched::Violation;
 
 /// `sizeof(intf->in)`.
@@ -255,6 +255,12 @@ pub struct DomConsole {
     pub buffer: ConsoleBuffer,
     /// When the guest kernel started (first unpause; its printk clock's 0), ns.
     pub boot_ns: Option<i64>,
+    /// xenconsoled's end of the console channel in dom0 (`con->local_port`), bound
+    /// interdomain to [`DomConsole::remote_port`]; `None` before the bind, if it failed,
+    /// and once the domain died (`shutdown_domain` closed it).
+    pub local_port: Option<EvtchnPort>,
+    /// The guest's port from `~/console/port` (`con->remote_port`), while bound.
+    pub remote_port: Option<EvtchnPort>,
 }
 
 /// xenconsoled in dom0: every guest's console, and its own log.
@@ -270,7 +276,8 @@ impl Xenconsoled {
         Xenconsoled::default()
     }
 
-    /// `domain_create_ring` on a new domain: the page is mapped and marked connected.
+    /// `domain_create_ring` on a new domain: the page is mapped and marked connected (the
+    /// caller binds the event channel and records it in [`DomConsole::local_port`]).
     pub fn connect(&mut self, dom: DomId, limit_bytes: usize) {
         let mut page = ConsolePage::new();
         page.connection = XENCONSOLE_CONNECTED;
@@ -281,6 +288,8 @@ impl Xenconsoled {
                 page,
                 buffer,
                 boot_ns: None,
+                local_port: None,
+                remote_port: None,
             },
         );
     }
@@ -293,6 +302,11 @@ impl Xenconsoled {
     /// The console of `dom`, if xenconsoled has one.
     pub fn console(&self, dom: DomId) -> Option<&DomConsole> {
         self.consoles.get(&dom)
+    }
+
+    /// Every console, by domain.
+    pub fn consoles(&self) -> impl Iterator<Item = (&DomId, &DomConsole)> {
+        self.consoles.iter()
     }
 
     /// The console of `dom` for the guest end or fault injection.

@@ -18,7 +18,7 @@
 //! disk first takes I/O (Linux 6.1 xen-blkfront's `blkfront: xvda: flush diskcache: ...`,
 //! or libata's probe line for an emulated disk), and an `I/O error, dev ...` line per
 //! failed I/O (`blk_print_req_error`), rate-limited as `printk_ratelimited` is: at most
-//! 10 lines per 5 s.
+//! 10 lines per 5 s (`guest/ratelimit.rs`).
 //!
 //! xensim differs: a sequential stream wraps at the end of the disk.
 
@@ -27,6 +27,7 @@ use std::collections::BTreeMap;
 use hypervisor_model::io::handshake::VBD_SECTORS_512;
 use hypervisor_model::io::vbd::{GuestIo, IoDone, IoOp};
 
+use crate::guest::ratelimit::RateLimit;
 use crate::guest::workload::{Drawn, FieldStreams, GuestAction, GuestState};
 use crate::rng::Stream;
 use crate::scenario::model::{DiskOpSpec, DiskWorkload};
@@ -99,13 +100,9 @@ pub(crate) struct IoModel {
     console: String,
     /// The driver's probe line was printed.
     announced: bool,
-    /// `printk_ratelimited`'s window: (start, lines printed in it).
-    ratelimit: (u64, u32),
+    /// `blk_print_req_error`'s `printk_ratelimited` state.
+    ratelimit: RateLimit,
 }
-
-/// `DEFAULT_RATELIMIT_INTERVAL` (5 s) and `DEFAULT_RATELIMIT_BURST` (10).
-const RATELIMIT_INTERVAL_NS: u64 = 5_000_000_000;
-const RATELIMIT_BURST: u32 = 10;
 
 impl IoModel {
     pub(crate) fn new(
@@ -137,7 +134,7 @@ impl IoModel {
             emulated: false,
             console: String::new(),
             announced: false,
-            ratelimit: (0, 0),
+            ratelimit: RateLimit::new(),
         }
     }
 
@@ -171,14 +168,9 @@ impl IoModel {
 
     /// `blk_print_req_error` for a failed I/O, under `printk_ratelimited`.
     fn print_error(&mut self, now_ns: u64, write: bool, sector: u64, pages: u64) {
-        let (start_ns, printed) = self.ratelimit;
-        if now_ns.saturating_sub(start_ns) >= RATELIMIT_INTERVAL_NS || printed == 0 {
-            self.ratelimit = (now_ns, 0);
-        }
-        if self.ratelimit.1 >= RATELIMIT_BURST {
+        if !self.ratelimit.allow(now_ns) {
             return;
         }
-        self.ratelimit.1 += 1;
         let (op, name) = if write { (1, "WRITE") } else { (0, "READ") };
         self.console.push_str(&format!(
             "I/O error, dev {}, sector {sector} op 0x{op}:({name}) flags 0x0 phys_seg {pages} \

@@ -9,6 +9,7 @@
 //!   (`specs/scenario.md` §6.1).
 //! - [`io`], [`net`]: the `io` workload over a vbd and over a vif; [`stream`]: a `net.rate`
 //!   stream next to any other kind.
+//! - [`ratelimit`]: the kernel's 10-per-5-s limit on the models' console messages.
 
 pub mod access;
 pub mod dist;
@@ -18,5 +19,6 @@ mod mixed;
 pub mod modes;
 pub mod net;
 mod periodic;
+mod ratelimit;
 pub mod stream;
 pub mod workload;

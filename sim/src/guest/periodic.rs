@@ -18,9 +18,20 @@
 //! - `wcet_j` and `jitter_j` are the `j`-th draws of their streams, whatever the schedule, so
 //!   every scheduler sees the same job set for the same seed.
 //!
-//! Left out: job abortion and budget enforcement inside the guest (jobs are never dropped).
+//! Console messages (`take_console`): the application logs each job that completes after
+//! its deadline (`f_j > d_j`, as the metrics count a miss) as
+//! `job <j> missed its deadline by <lateness> us` through `/dev/kmsg`, so the line reaches
+//! hvc0 with printk's uptime stamp and is rate-limited as `/dev/kmsg` writes are: at most
+//! 10 per 5 s (`guest/ratelimit.rs`). A job that never completes prints nothing.
+//!
+//! Left out: job abortion and budget enforcement inside the guest (jobs are never dropped);
+//! and with it the guest kernel's `sched: RT throttling activated`: the spec gives the task
+//! no scheduling class (SCHED_FIFO or not), and the model does not throttle the task for
+//! the rest of a 1 s period once it has run 950 ms, so printing the line would claim a
+//! throttling the model does not do.
 
 use crate::guest::dist::{sample, SAMPLE_MAX};
+use crate::guest::ratelimit::RateLimit;
 use crate::guest::workload::{FieldStreams, GuestAction, GuestState};
 use crate::rng::Stream;
 use crate::scenario::model::Dist;
@@ -61,6 +72,10 @@ pub(crate) struct PeriodicModel {
     demand_ns_left: u64,
     /// The first job whose `first_run_ns` is not known yet.
     first_run_pending: usize,
+    /// Lines written to `/dev/kmsg` not yet handed to the console.
+    console: String,
+    /// `/dev/kmsg`'s rate limit for the application's open file.
+    kmsg: RateLimit,
 }
 
 /// The periodic fields of a `WorkloadSpec::Periodic`.
@@ -92,6 +107,8 @@ impl PeriodicModel {
             head_index: 0,
             demand_ns_left: 0,
             first_run_pending: 0,
+            console: String::new(),
+            kmsg: RateLimit::new(),
         }
     }
 
@@ -120,11 +137,32 @@ impl PeriodicModel {
         assert!(head.completion_ns.is_none(), "job completed twice");
         assert!(head.ready_ns <= now_ns, "job completed before it was ready");
         head.completion_ns = Some(now_ns);
+        let (job_index, deadline_ns) = (head.job_index, head.deadline_ns);
         self.head_index += 1;
+        if now_ns > deadline_ns {
+            self.log_miss(job_index, now_ns - deadline_ns, now_ns);
+        }
         match self.enter_head(now_ns) {
             GuestState::Runnable => GuestAction::Continue,
             GuestState::Blocked { wake_at_ns } => GuestAction::Block { wake_at_ns },
         }
+    }
+
+    /// The application's line for job `job_index`, `lateness_ns` late, written at `now_ns`
+    /// unless `/dev/kmsg`'s rate limit holds it back.
+    fn log_miss(&mut self, job_index: u64, lateness_ns: u64, now_ns: u64) {
+        if !self.kmsg.allow(now_ns) {
+            return;
+        }
+        let lateness_us = lateness_ns / 1_000;
+        self.console.push_str(&format!(
+            "job {job_index} missed its deadline by {lateness_us} us\n"
+        ));
+    }
+
+    /// Lines the application logged since the last call.
+    pub(crate) fn take_console(&mut self) -> String {
+        std::mem::take(&mut self.console)
     }
 
     /// The ready timer of the head job fired.

@@ -389,10 +389,12 @@ impl GuestVcpu {
     }
 
     /// The kernel messages the workload printed since the last call (printk lines
-    /// without their time prefix), for the guest's console.
+    /// without their time prefix), for the guest's console: `io`'s driver lines,
+    /// `periodic`'s deadline misses.
     pub fn take_console(&mut self) -> String {
         match &mut self.behavior {
             Behavior::Io(model) => model.take_console(),
+            Behavior::Periodic(model) => model.take_console(),
             _ => String::new(),
         }
     }

@@ -67,6 +67,8 @@ impl World<'_> {
                 if let Some(GuestStep::Block | GuestStep::Yield | GuestStep::Continue) = step {
                     // A `net.rate` stream sends what is due while the vCPU runs.
                     self.stream_send(host, vcpu);
+                    // A periodic application's deadline-miss lines (`guest/periodic.rs`).
+                    self.console_flush(host, vcpu);
                 }
                 let h = &mut self.hosts[usize::from(host)];
                 match step {
@@ -181,6 +183,16 @@ impl World<'_> {
             SimEvent::NetArrive { frame } => self.net_arrived(frame),
             SimEvent::DomainStart { index } => Some(self.start_domain(index)),
             SimEvent::Command { index } => Some(self.run_command(index)),
+        }
+    }
+
+    /// What `vcpu`'s workload printed since its last look goes to the guest's console
+    /// (`ConsoleWrite`, which the core stamps and hands to xenconsoled over the ring).
+    fn console_flush(&mut self, host: u16, vcpu: hypervisor_model::ids::VcpuRef) {
+        let console = self.hosts[usize::from(host)].sim.guests.take_console(vcpu);
+        if !console.is_empty() {
+            let text = console.into_bytes();
+            self.deliver(host, &CoreInput::ConsoleWrite { vcpu, text });
         }
     }
 

@@ -210,6 +210,63 @@ fn periodic_job_finishing_after_next_release_continues_with_queued_job() {
 }
 
 #[test]
+fn periodic_job_on_time_prints_nothing() {
+    let mut vcpu = guest(&periodic_spec(MS, 0));
+    vcpu.on_wake(MS);
+
+    // Job 0's deadline is 11 ms: finishing exactly then meets it.
+    vcpu.on_demand_done(11 * MS);
+
+    assert_eq!(vcpu.take_console(), "");
+}
+
+#[test]
+fn periodic_late_job_prints_its_lateness_in_microseconds() {
+    let mut vcpu = guest(&periodic_spec(MS, 0));
+    vcpu.on_wake(MS);
+
+    // Job 0 (deadline 11 ms) finishes 2.5 ms late.
+    vcpu.on_demand_done(13 * MS + 500 * US);
+
+    assert_eq!(
+        vcpu.take_console(),
+        "job 0 missed its deadline by 2500 us\n"
+    );
+    assert_eq!(vcpu.take_console(), "", "taken once");
+}
+
+#[test]
+fn periodic_miss_lines_are_rate_limited_to_ten_per_five_seconds() {
+    // wcet 20 ms every 10 ms: every job is late, one completes every 20 ms.
+    let spec = WorkloadSpec::Periodic {
+        period_ns: 10 * MS,
+        wcet: Dist::Const(20 * MS),
+        deadline_ns: 10 * MS,
+        phase: Dist::Const(0),
+        jitter: Dist::Const(0),
+    };
+    // Phase 0: job 0 is ready at the start, so the vCPU starts runnable.
+    let mut vcpu = guest(&spec);
+    // Jobs 0..12 complete at 20, 40, .., 240 ms: all inside one 5 s window.
+    let completions_ns: Vec<u64> = (1..=12).map(|k| k * 20 * MS).collect();
+    for now_ns in &completions_ns {
+        vcpu.on_demand_done(*now_ns);
+    }
+
+    let text = vcpu.take_console();
+
+    assert_eq!(text.lines().count(), 10, "{text}");
+    assert!(
+        text.starts_with("job 0 missed its deadline by 10000 us\n"),
+        "{text}"
+    );
+    assert!(
+        text.ends_with("job 9 missed its deadline by 100000 us\n"),
+        "{text}"
+    );
+}
+
+#[test]
 fn periodic_jitter_delays_ready_but_not_release_or_deadline() {
     let mut vcpu = guest(&periodic_spec(MS, 500 * US));
 
