@@ -23,8 +23,8 @@
 //!
 //! # Invariants
 //! - While a console has `local_port`, dom0's port is interdomain to the guest's
-//!   `remote_port` and the guest's back to it (unless the guest is dying, when dom0's end
-//!   has become unbound and is about to close).
+//!   `remote_port` and the guest's back to it (the kill that closes the guest's ports
+//!   closes xenconsoled's end in the same step, so no event sees half a pair).
 //! - At most [`CONSOLE_WORK_ITEMS_MAX`] xenconsoled batches are queued.
 //!
 //! xensim differs: xenconsoled's handler runs when the event is sent (dom0's vCPU 0 is
