@@ -5,8 +5,12 @@
 //!
 //! Follows Linux drivers/net/xen-netfront.c (`talk_to_netback`: `num_queues =
 //! min(multi-queue-max-queues, xennet_max_queues)`, `xennet_max_queues` defaulting to
-//! `min(8, online CPUs)`; `setup_netfront` per queue: TX ring grant, RX ring grant, then
-//! the port or the TX and RX ports) and drivers/net/xen-netback/xenbus.c (`connect`:
+//! `min(8, online CPUs)`; split ports whenever the backend's
+//! `feature-split-event-channels` is 1; `multi-queue-num-queues` written whenever the
+//! backend has `multi-queue-max-queues`; `setup_netfront` per queue: TX ring grant, RX ring
+//! grant, then the port or the TX and RX ports) and drivers/net/xen-netback/xenbus.c
+//! (`netback_probe`: `feature-split-event-channels` = the `separate_tx_rx_irq` module
+//! parameter, default 1; `connect`:
 //! "guest requested %u queues, exceeding the maximum of %u."; `connect_data_rings`: the
 //! flat keys for one queue, `queue-<i>/` for several, `event-channel-tx`/`-rx` before
 //! `event-channel`),
@@ -36,7 +40,7 @@ use super::xenbus_xs::DriverXs;
 use super::Hypervisor;
 use crate::grant::{GrantHandle, MapFlags, MapRequest};
 use crate::ids::{DomId, EvtchnPort, GrantRef};
-use crate::io::handshake::DeviceConn;
+use crate::io::handshake::{DeviceConn, VifLayout};
 use crate::io::vif::VIF_QUEUES_MAX;
 use crate::io::xenbus::{legal, End, XenbusState};
 use crate::platform::Platform;
@@ -66,7 +70,7 @@ enum QueueError {
 
 impl Hypervisor {
     /// The vCPUs of `dom` online at boot (Linux's `num_online_cpus()` in its kernel).
-    fn online_vcpus(&self, dom: DomId) -> u32 {
+    pub(super) fn online_vcpus(&self, dom: DomId) -> u32 {
         let Some(d) = self.domains.get(dom) else {
             return 1;
         };
@@ -94,19 +98,38 @@ impl Hypervisor {
         self.driver_max_queues(back, "xen_netback.max_queues")
     }
 
-    /// `talk_to_netback`: the queues netfront sets up and whether it splits its ports.
-    /// It reads the backend's maximum (default 1); the split flag only matters with
-    /// several queues (see `io::handshake`).
-    pub(super) fn netfront_layout(&mut self, conn: &DeviceConn) -> (u32, bool) {
+    /// netback's `separate_tx_rx_irq` module parameter in the backend domain's kernel
+    /// (`xen_netback.separate_tx_rx_irq` on its command line, a `bool` parameter read as
+    /// `kstrtobool` does; default true): what it writes as `feature-split-event-channels`.
+    pub(super) fn netback_split_irq(&self, back: DomId) -> bool {
+        let given = self
+            .domains
+            .get(back)
+            .and_then(|d| d.config.as_ref())
+            .and_then(|c| c.kernel_param("xen_netback.separate_tx_rx_irq"));
+        given.and_then(kernel_bool).unwrap_or(true)
+    }
+
+    /// `talk_to_netback`: the queues netfront sets up (the backend's maximum, default 1,
+    /// capped by its own), whether it splits its ports (the backend's
+    /// `feature-split-event-channels`, default 0) and whether it writes the queue count
+    /// (`xenbus_exists` of the backend's `multi-queue-max-queues`, a request of its own).
+    pub(super) fn netfront_layout(&mut self, conn: &DeviceConn) -> VifLayout {
         let who = DriverXs::Guest(conn.front_dom);
         let back_max = self
             .xs_read_u32(who, &conn.back_path, "multi-queue-max-queues")
             .unwrap_or(1);
         let own_max = self.driver_max_queues(conn.front_dom, "xen_netfront.max_queues");
         let queues = own_max.min(back_max).clamp(1, VIF_QUEUES_MAX);
-        let split = queues > 1
-            && self.xs_read_u32(who, &conn.back_path, "feature-split-event-channels") == Some(1);
-        (queues, split)
+        let split =
+            self.xs_read_u32(who, &conn.back_path, "feature-split-event-channels") == Some(1);
+        let max_path = format!("{}/multi-queue-max-queues", conn.back_path);
+        let count_key = self.driver_read(who, &max_path).is_ok();
+        VifLayout {
+            queues,
+            split,
+            count_key,
+        }
     }
 
     /// netback's `connect` on frontend Connected: the queue count, then every queue's
@@ -135,7 +158,7 @@ impl Hypervisor {
             } else {
                 format!("{}/queue-{queue}", conn.front_path)
             };
-            match self.netback_connect_queue(conn, &dir, &mut done, p) {
+            match self.netback_connect_queue(conn, (queue, &dir), &mut done, p) {
                 Ok(()) => {}
                 Err(error) => {
                     self.netback_undo(conn.back_dom, done);
@@ -153,11 +176,12 @@ impl Hypervisor {
         true
     }
 
-    /// `connect_data_rings` for the queue whose keys are under `dir`.
+    /// `connect_data_rings` for queue `queue`, whose keys are under `dir`; its bound ports
+    /// go to the queue's vCPU (`net_conn.rs`, irqbalance).
     fn netback_connect_queue<P: Platform + ?Sized>(
         &mut self,
         conn: &DeviceConn,
-        dir: &str,
+        (queue, dir): (u32, &str),
         done: &mut Connected,
         p: &mut P,
     ) -> Result<(), QueueError> {
@@ -209,6 +233,7 @@ impl Hypervisor {
                 Ok(bound) => {
                     done.ports.push(bound.port);
                     self.deliver_notify(bound.notify, p);
+                    self.vif_port_affinity(conn.back_dom, queue, bound.port);
                 }
                 Err(_) => return Err(QueueError::Refused),
             }
@@ -244,5 +269,17 @@ impl Hypervisor {
         if legal(End::Backend, conn.back_state, XenbusState::Closing) {
             self.set_state(conn, End::Backend, XenbusState::Closing);
         }
+    }
+}
+
+/// A Linux `bool` module parameter's value (`kstrtobool`: `y`/`Y`/`1`/`on` true,
+/// `n`/`N`/`0`/`off` false); anything else is rejected and the default stays.
+fn kernel_bool(value: &str) -> Option<bool> {
+    match value.as_bytes() {
+        [b'y' | b'Y' | b'1', ..] => Some(true),
+        [b'n' | b'N' | b'0', ..] => Some(false),
+        [b'o' | b'O', b'n' | b'N', ..] => Some(true),
+        [b'o' | b'O', b'f' | b'F', ..] => Some(false),
+        _ => None,
     }
 }
