@@ -26,8 +26,8 @@
 //!   command line, xl.cfg `extra=` for a guest or a driver domain), else `min(8, online
 //!   vCPUs)`; always within 1..=`VIF_QUEUES_MAX`.
 //!
-//! xensim differs: a netback whose ring grant or port bind fails stays at InitWait as
-//! before (Linux reports it with `xenbus_dev_fatal` too); Linux before its 2026 fix
+//! xensim differs: a ring ref or port past `u32` is refused like a value without a number
+//! (Linux's `%lu` keeps a wider ref and truncates it); Linux before its 2026 fix
 //! connects a vif with `multi-queue-num-queues = 0` and no queues, xensim's netback refuses
 //! it like more queues than offered; after `xenbus_dev_fatal` Linux's `set_backend_state`
 //! still writes Connected over the Closing, xensim's netback stays Closing.
@@ -60,13 +60,13 @@ struct Connected {
     ports: Vec<EvtchnPort>,
 }
 
-/// Why one queue did not connect.
-enum QueueError {
-    /// A key is missing: `xenbus_dev_fatal` with this errno and message.
-    Fatal(i32, String),
-    /// A grant map or a port bind failed (xensim: the backend waits at InitWait).
-    Refused,
-}
+/// `EACCES`.
+const EACCES: i32 = 13;
+/// `ERANGE`: `xenbus_scanf` found no number in a value.
+const ERANGE: i32 = 34;
+
+/// Why one queue did not connect: `xenbus_dev_fatal`'s errno and message.
+struct Fatal(i32, String);
 
 impl Hypervisor {
     /// The vCPUs of `dom` online at boot (Linux's `num_online_cpus()` in its kernel).
@@ -158,15 +158,12 @@ impl Hypervisor {
             } else {
                 format!("{}/queue-{queue}", conn.front_path)
             };
-            match self.netback_connect_queue(conn, (queue, &dir), &mut done, p) {
-                Ok(()) => {}
-                Err(error) => {
-                    self.netback_undo(conn.back_dom, done);
-                    if let QueueError::Fatal(errno, message) = error {
-                        self.netback_fatal(conn, errno, &message);
-                    }
-                    return false;
-                }
+            if let Err(Fatal(errno, message)) =
+                self.netback_connect_queue(conn, (queue, &dir), &mut done, p)
+            {
+                self.netback_undo(conn.back_dom, done);
+                self.netback_fatal(conn, errno, &message);
+                return false;
             }
         }
         let mut ports = done.ports.into_iter();
@@ -176,37 +173,46 @@ impl Hypervisor {
         true
     }
 
-    /// `connect_data_rings` for queue `queue`, whose keys are under `dir`; its bound ports
-    /// go to the queue's vCPU (`net_conn.rs`, irqbalance).
+    /// `connect_data_rings` for queue `queue`, whose keys are under `dir`: the ring refs
+    /// (`xenbus_gather`), the split ports or else the shared one, then
+    /// `xenvif_connect_data` maps the rings and binds the ports; its bound ports go to
+    /// the queue's vCPU (`net_conn.rs`, irqbalance).
     fn netback_connect_queue<P: Platform + ?Sized>(
         &mut self,
         conn: &DeviceConn,
         (queue, dir): (u32, &str),
         done: &mut Connected,
         p: &mut P,
-    ) -> Result<(), QueueError> {
+    ) -> Result<(), Fatal> {
         let back = DriverXs::of(conn.back_dom);
-        let missing = |what: &str| QueueError::Fatal(ENOENT, format!("reading {dir}/{what}"));
-        // xenbus_gather stops at the first key it cannot read.
-        let tx_ring = self.xs_read_u32(back, dir, "tx-ring-ref");
-        let rx_ring = match tx_ring {
-            Some(_) => self.xs_read_u32(back, dir, "rx-ring-ref"),
-            None => None,
+        let fatal = |errno: i32, what: &str| Fatal(errno, format!("reading {dir}/{what}"));
+        // xenbus_gather stops at the first key it cannot read; a value without a number
+        // is -EINVAL there.
+        let tx_ring = self
+            .linux_read_num(back, dir, "tx-ring-ref", EINVAL)
+            .map_err(|e| fatal(e, "ring-ref"))?;
+        let rx_ring = self
+            .linux_read_num(back, dir, "rx-ring-ref", EINVAL)
+            .map_err(|e| fatal(e, "ring-ref"))?;
+        // Split ports first, then the shared one (xenbus_scanf: -ERANGE without a number).
+        let split = self.linux_read_num(back, dir, "event-channel-tx", EINVAL);
+        let split = split.and_then(|tx| {
+            let rx = self.linux_read_num(back, dir, "event-channel-rx", EINVAL)?;
+            Ok((tx, rx))
+        });
+        let (tx_port, rx_port) = match split {
+            Ok(pair) => pair,
+            Err(_) => {
+                let port = self
+                    .linux_read_num(back, dir, "event-channel", ERANGE)
+                    .map_err(|e| fatal(e, "event-channel(-tx/rx)"))?;
+                (port, port)
+            }
         };
-        let (Some(tx_ring), Some(rx_ring)) = (tx_ring, rx_ring) else {
-            return Err(missing("ring-ref"));
-        };
-        let tx_port = self.xs_read_u32(back, dir, "event-channel-tx");
-        let rx_port = match tx_port {
-            Some(_) => self.xs_read_u32(back, dir, "event-channel-rx"),
-            None => None,
-        };
-        let ports = match (tx_port, rx_port) {
-            (Some(tx), Some(rx)) => alloc::vec![tx, rx],
-            _ => match self.xs_read_u32(back, dir, "event-channel") {
-                Some(port) => alloc::vec![port],
-                None => return Err(missing("event-channel(-tx/rx)")),
-            },
+        let mapping = |errno: i32| {
+            let message =
+                format!("mapping shared-frames {tx_ring}/{rx_ring} port tx {tx_port} rx {rx_port}");
+            Fatal(errno, message)
         };
         for raw in [tx_ring, rx_ring] {
             let req = MapRequest {
@@ -221,9 +227,16 @@ impl Hypervisor {
             let frames = super::xenbus_drive::StandInFrames;
             match self.grants.map_grant_ref(conn.back_dom, req, &frames) {
                 Ok(mapped) => done.handles.push(mapped.handle),
-                Err(_) => return Err(QueueError::Refused),
+                // __xenbus_map_ring's own fatal names the grant status; it returns
+                // -ENOENT, which connect_data_rings' fatal then writes over it.
+                Err(_) => return Err(mapping(ENOENT)),
             }
         }
+        let ports = if tx_port == rx_port {
+            alloc::vec![tx_port]
+        } else {
+            alloc::vec![tx_port, rx_port]
+        };
         for raw in ports {
             let port = EvtchnPort::new(raw);
             match self
@@ -235,10 +248,34 @@ impl Hypervisor {
                     self.deliver_notify(bound.notify, p);
                     self.vif_port_affinity(conn.back_dom, queue, bound.port);
                 }
-                Err(_) => return Err(QueueError::Refused),
+                Err(error) => return Err(mapping(-error.errno().value())),
             }
         }
         Ok(())
+    }
+
+    /// A number key as Linux's xenbus reads it with `%u`/`%lu`: the read's errno when it
+    /// fails (`ENOENT` for a missing key), `no_number` when the value does not start with
+    /// digits (after blanks and a `+`); digits past `u32` fail like no number.
+    fn linux_read_num(
+        &mut self,
+        who: DriverXs,
+        dir: &str,
+        key: &str,
+        no_number: i32,
+    ) -> Result<u32, i32> {
+        let path = format!("{dir}/{key}");
+        let value = self.driver_read(who, &path).map_err(|e| match e {
+            crate::xenstore::XsError::Eacces => EACCES,
+            _ => ENOENT,
+        })?;
+        let text = value.trim_ascii_start();
+        let text = text.strip_prefix(b"+").unwrap_or(text);
+        let digits = text.iter().take_while(|b| b.is_ascii_digit()).count();
+        core::str::from_utf8(&text[..digits])
+            .ok()
+            .and_then(|d| d.parse::<u32>().ok())
+            .ok_or(no_number)
     }
 
     /// Unmaps and closes what a failed connect attempt mapped and bound.

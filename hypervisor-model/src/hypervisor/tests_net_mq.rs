@@ -1,7 +1,9 @@
 //! Multi-queue vifs end to end on a booted host whose dom0 has four vCPUs: the XenStore
-//! keys of the negotiation (netif.h), frames spread over the queues and over dom0's vCPUs
-//! and delivered in order per queue, a frontend whose keys netback refuses, teardown, and
-//! a lost interrupt on one queue's port.
+//! keys of the negotiation (netif.h; a one-queue vif byte for byte as Linux's netfront
+//! writes it, and with a backend that offers no split channels), frames spread over the
+//! queues and over dom0's vCPUs and delivered in order per queue, each queue's ports bound
+//! to the vCPU that does its work, the frontend keys netback refuses as Linux does,
+//! teardown, and a lost interrupt on one queue's port.
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -454,4 +456,50 @@ fn a_backend_without_split_channels_gets_one_shared_port() {
     assert_eq!(path.queues.len(), 1);
     let ports = hv.net.ports[&(ids::dom(2), 0)][0];
     assert_eq!(ports.tx, ports.rx);
+}
+
+/// The error node netback's `xenbus_dev_fatal` wrote for d1's vif.
+fn netback_error(hv: &Hypervisor) -> Option<String> {
+    value(hv, "/local/domain/0/error/backend/vif/1/0/error")
+}
+
+#[test]
+fn a_ring_ref_without_a_number_is_refused_with_einval() {
+    let (mut hv, mut p) = d1_published();
+    guest_sets(&mut hv, "queue-3/tx-ring-ref", Some("ring"));
+    p.run_until_idle(&mut hv);
+    let want = alloc::format!("22 reading {FRONT}/queue-3/ring-ref");
+    assert_eq!(netback_error(&hv), Some(want));
+    assert!(hv.vif_path(ids::dom(1), 0).is_none());
+}
+
+#[test]
+fn a_shared_port_without_a_number_is_refused_with_erange() {
+    let (mut hv, mut p) = d1_published();
+    // No split ports left, and the shared one `xenbus_scanf` cannot read.
+    guest_sets(&mut hv, "queue-2/event-channel-tx", None);
+    guest_sets(&mut hv, "queue-2/event-channel", Some("port"));
+    p.run_until_idle(&mut hv);
+    let want = alloc::format!("34 reading {FRONT}/queue-2/event-channel(-tx/rx)");
+    assert_eq!(netback_error(&hv), Some(want));
+}
+
+#[test]
+fn a_ring_ref_the_guest_never_granted_is_refused_as_a_mapping_failure() {
+    let (mut hv, mut p) = d1_published();
+    // Queue 1 grants rings 10/11 and allocated ports 5 (TX) and 6 (RX); ref 999 is not
+    // granted, so the map fails (-ENOENT from xenbus_map_ring_valloc).
+    guest_sets(&mut hv, "queue-1/rx-ring-ref", Some("999"));
+    p.run_until_idle(&mut hv);
+    let want = "2 mapping shared-frames 10/999 port tx 5 rx 6";
+    assert_eq!(netback_error(&hv).as_deref(), Some(want));
+    // Queue 0's rings and ports and queue 1's TX ring were let go again.
+    let conn = &hv.device_conns(ids::dom(1))[0];
+    assert!(conn.ring_handles.is_empty());
+    assert!(conn.back_ports().is_empty());
+    let dom0_maps = hv
+        .grant_tables()
+        .table(DomId::DOM0)
+        .map(|t| t.live_mappings());
+    assert_eq!(dom0_maps, Some(0));
 }
