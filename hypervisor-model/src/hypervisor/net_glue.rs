@@ -37,7 +37,11 @@
 //! - Work item ids carry [`NET_WORK_BIT`], so they never collide with blkback's.
 //!
 //! xensim differs, on purpose: a driver's interrupt handler runs when the event is sent;
-//! netfront's own CPU (`io.netfront_pkt_ns`) is charged by the guest's workload model.
+//! netfront's own CPU (`io.netfront_pkt_ns`) is charged by the guest's workload model; with
+//! split event channels netfront's handler on either port of a queue reaps TX completions
+//! and polls RX (Linux's `xennet_tx_interrupt` reaps TX only and `xennet_rx_interrupt`
+//! schedules the RX poll), so a lost RX notification is made good by the queue's next TX
+//! completion as with one shared port.
 
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
