@@ -375,6 +375,8 @@ pub fn small_host(nr_cpus: u32, sched: SchedKind) -> BootConfig {
             emulated_disk_ioreqs: 0,
             emulated_nic_tx_ioreqs: 0,
             emulated_nic_rx_ioreqs: 0,
+            hvm_exit_rtt_ns: 0,
+            virq_eoi_ns: 0,
             xenconsoled_batch_ns: 0,
             ept_violation_ns: 1_000,
             pod_fault_ns: 2_000,

@@ -246,13 +246,15 @@ pub enum TraceEvent {
         /// dom0 CPU time asked for, ns.
         work_ns: i64,
     },
-    /// An emulated-disk guest's batch of I/Os went to its device model as ioreqs.
+    /// An emulated-disk (or emulated-NIC) guest's batch of I/Os went to its device model
+    /// as ioreqs; with `dm == dom`, the guest's own vCPU handles an emulated NIC's
+    /// interrupt for received frames (its driver's exits, `hypervisor/emunic.rs`).
     IoreqWork {
-        /// The work item on the device model's vCPU.
+        /// The work item on the device model's (or the guest's) vCPU.
         item: BackWorkId,
         /// The guest.
         dom: DomId,
-        /// The device model's domain (dom0 or the stub domain).
+        /// The device model's domain (dom0 or the stub domain), or the guest itself.
         dm: DomId,
         /// I/Os in the batch.
         ios: u32,

@@ -158,6 +158,11 @@ pub struct CoreCosts {
     /// ioreqs an emulated NIC's driver makes per received frame
     /// (`io.emulated_nic_rx_ioreqs`).
     pub emulated_nic_rx_ioreqs: u32,
+    /// One VM exit round trip of an HVM guest (`cpu.hvm_exit_rtt_ns`, cost-model §1):
+    /// what each of an emulated NIC driver's register accesses costs the guest's vCPU.
+    pub hvm_exit_rtt_ns: i64,
+    /// The EOI of an emulated device's interrupt by an HVM guest (`cpu.virq_eoi_ns`).
+    pub virq_eoi_ns: i64,
     /// xenconsoled's CPU time in dom0 per batch it drains (`io.xenconsoled_batch_ns`).
     pub xenconsoled_batch_ns: i64,
     /// One EPT violation handled in Xen, no allocation (`cpu.ept_violation_ns`,

@@ -478,10 +478,16 @@ fn check_keys_before_state(hv: &Hypervisor, conn: &DeviceConn, out: &mut Vec<Vio
         conn.front_state,
         XenbusState::Initialised | XenbusState::Connected
     );
-    // A multi-queue vif's keys: the count and queue 0's (a guest may spoil later
-    // queues' keys itself; netback refuses those).
+    // A vif's keys: the flat ones of one queue, or the count and queue 0's (a guest may
+    // spoil later queues' keys itself; netback refuses those); split or shared ports.
     let front_keys: &[&str] = match (conn.kind, conn.queue_count > 1, conn.split_evtchn) {
-        (DeviceKind::Vif, false, _) => &["tx-ring-ref", "rx-ring-ref", "event-channel"],
+        (DeviceKind::Vif, false, false) => &["tx-ring-ref", "rx-ring-ref", "event-channel"],
+        (DeviceKind::Vif, false, true) => &[
+            "tx-ring-ref",
+            "rx-ring-ref",
+            "event-channel-tx",
+            "event-channel-rx",
+        ],
         (DeviceKind::Vif, true, split) => &[
             "multi-queue-num-queues",
             "queue-0/tx-ring-ref",

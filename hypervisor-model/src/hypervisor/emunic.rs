@@ -15,8 +15,12 @@
 //! RX: a frame from the bridge for the vif (`CoreInput::NetDeliver`) takes the reverse
 //! way: with a stub domain, netback's RX work in the backend (`io.netback_rx_pkt_ns`),
 //! then the device model's ioreqs (`io.emulated_nic_rx_ioreqs` per frame: the driver's
-//! interrupt handling), then the card's interrupt wakes the guest's vCPU 0 and its driver
-//! sees the frame (`GuestNotice::NetReceived`).
+//! interrupt handling), then the card's interrupt wakes the guest's vCPU 0, whose driver
+//! makes those register accesses, each a VM exit, and EOIs the interrupt: CPU work on
+//! that vCPU (`io.emulated_nic_rx_ioreqs` × `cpu.hvm_exit_rtt_ns` + `cpu.virq_eoi_ns` per
+//! frame, traced as [`TraceEvent::IoreqWork`] with the guest as its own `dm`); when it ran,
+//! the driver hands the frame up (`GuestNotice::NetReceived`). (TX's exits are charged by
+//! the guest's workload model, `sim/src/guest/modes.rs`.)
 //!
 //! Follows tools/libs/light/libxl_dm.c (`-netdev type=tap,ifname=vif%d.%d-emu` for every
 //! `LIBXL_NIC_TYPE_VIF_IOEMU` nic; `libxl__dm_vifs_from_hvm_guest_config`: the stub domain
@@ -33,7 +37,8 @@
 //! both the emulated and the PV NIC); its frames never use the guest's vif rings. The stub
 //! domain's own vif is charged as netback CPU on the guest vif's backend (its rings and
 //! grants are not modelled); the device model's ioreqs for a frame are paid before the
-//! frame moves (the completion's accesses included); `type=vif` on a guest without PV
+//! frame moves (the completion's accesses included), and for a received frame the
+//! guest's exits after them rather than interleaved; `type=vif` on a guest without PV
 //! drivers (no usable NIC on real Xen) is treated as the emulated NIC.
 
 use alloc::vec::Vec;
@@ -59,6 +64,9 @@ pub(crate) enum NicStage {
     /// The stub domain's vif carries the frames to or from the bridge (netback's CPU on
     /// the backend's vCPU 0).
     StubVif,
+    /// RX only: the guest's vCPU 0 takes the card's interrupt, its driver's register
+    /// accesses exit and it EOIs.
+    GuestIrq,
 }
 
 /// Frames of one emulated NIC on their way through the device model.
@@ -159,6 +167,7 @@ impl Hypervisor {
                 (dm_vcpu, rtt_ns.max(0).saturating_mul(ioreqs))
             }
             NicStage::StubVif => (vcpu0(back_dom), self.stub_vif_cost_ns(&job)),
+            NicStage::GuestIrq => (vcpu0(vcpu.dom), self.guest_irq_cost_ns(count)),
         };
         if !self.is_alive(on.dom) || !self.ioreq_has_room() {
             let why = match job.tx {
@@ -167,9 +176,13 @@ impl Hypervisor {
             };
             return self.emunic_drop(key, &job, why, p);
         }
+        if job.stage == NicStage::GuestIrq && work_ns == 0 {
+            // Nothing to charge: the interrupt still wakes the vCPU.
+            let _ = self.vcpu_wake_event(on, p);
+        }
         let item = self.ioreq_next_id();
         p.trace(&match job.stage {
-            NicStage::DeviceModel => TraceEvent::IoreqWork {
+            NicStage::DeviceModel | NicStage::GuestIrq => TraceEvent::IoreqWork {
                 item,
                 dom: vcpu.dom,
                 dm: on.dom,
@@ -205,6 +218,20 @@ impl Hypervisor {
         })
     }
 
+    /// The guest vCPU's CPU for `frames` received frames on an emulated NIC: per frame,
+    /// the driver's `io.emulated_nic_rx_ioreqs` register accesses (one VM exit each) and
+    /// the interrupt's EOI.
+    fn guest_irq_cost_ns(&self, frames: u32) -> i64 {
+        let c = &self.costs;
+        let exits_ns = c
+            .hvm_exit_rtt_ns
+            .max(0)
+            .saturating_mul(i64::from(c.emulated_nic_rx_ioreqs));
+        exits_ns
+            .saturating_add(c.virq_eoi_ns.max(0))
+            .saturating_mul(i64::from(frames))
+    }
+
     /// A stage of `job` has run: the next stage, or the frames arrive.
     pub(super) fn emunic_stage_done<P: Platform + ?Sized>(
         &mut self,
@@ -228,8 +255,12 @@ impl Hypervisor {
             }
             (false, NicStage::DeviceModel) => {
                 // QEMU raises the card's interrupt (XEN_DMOP_set_isa_irq_level): Xen injects
-                // it into vCPU 0, which wakes, as netfront's event channel wakes a PV guest.
-                let _ = self.vcpu_wake_event(vcpu0(vcpu.dom), p);
+                // it into vCPU 0, which wakes (as netfront's event channel wakes a PV
+                // guest) and runs the driver's handler.
+                job.stage = NicStage::GuestIrq;
+                self.emunic_queue(vcpu, job, p);
+            }
+            (false, NicStage::GuestIrq) => {
                 for packet in job.frames {
                     let notice = GuestNotice::NetReceived {
                         devid: job.devid,

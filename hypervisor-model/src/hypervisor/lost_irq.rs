@@ -10,10 +10,11 @@
 //!   the lost response, so blkback's later responses ask for no notification, and Linux's
 //!   blk-mq gives blkfront no timeout handler (the request timer just re-arms). The vbd
 //!   stays stalled until the device reconnects (`blkif_recover`), as on Linux.
-//! - netfront (`xennet_interrupt`, one channel for TX and RX of a single-queue vif; a
-//!   multi-queue vif's queues each have a TX and an RX channel): the next notification on
-//!   that port, e.g. the TX completion of a frame the guest sends later (a TCP
-//!   retransmission after its RTO). Only the queue whose port it is stalls.
+//! - netfront (each queue has a TX and an RX channel when netback offers split channels,
+//!   as xensim's netback does, else one for both): the next notification on either port
+//!   of that queue (xensim's netfront polls both rings on either, `net_glue.rs`), e.g. the
+//!   TX completion of a frame the guest sends later (a TCP retransmission after its RTO).
+//!   Only the queue whose port it is stalls.
 //! - the backends (blkback, netback): the next request whose push asks for a notification.
 //! - xenconsoled (its dom0 end of a console channel, `console_glue.rs`): the guest's next
 //!   console write, since hvc_xen notifies after every write; the ring keeps the bytes.

@@ -1,21 +1,37 @@
 //! A vif's data path as the drivers' handshake starts and ends it: the queues and their
-//! ports once netback connected, the close of each end, the accessors the sim and the
-//! tests read, and the vif checks.
+//! ports once netback connected, where each queue's interrupts go, the close of each end,
+//! the accessors the sim and the tests read, and the vif checks.
+//!
+//! Interrupt affinity: each end's kernel spreads the per-queue interrupts over its vCPUs,
+//! as irqbalance does on Linux (netfront's `<dev>-q<q>-tx`/`-rx` IRQs, netback's
+//! `vif<F>.<D>-q<q>-tx`/`-rx`): queue `q`'s ports of a domain with `n` online vCPUs are
+//! bound to vCPU `q mod n` with `EVTCHNOP_bind_vcpu` as soon as the end holds them (the
+//! frontend after `alloc_unbound`, the backend after `bind_interdomain`). So a
+//! notification wakes the vCPU that runs the queue's work (netback's work for queue `q`
+//! runs on its vCPU `q mod n`, `net_glue.rs`), and a one-queue vif stays on vCPU 0. Xen
+//! lets a guest move its unbound and interdomain ports (`evtchn_bind_vcpu`, which sets
+//! `notify_vcpu_id`); the ports of a queue are never IPI or per-vCPU VIRQ ports.
 //!
 //! Follows Linux drivers/net/xen-netback/interface.c (`xenvif_connect_data` per queue,
-//! `xenvif_disconnect_data`) and xen-netfront.c (`xennet_disconnect_backend`); the data
-//! path itself is `net_glue.rs`.
+//! `xenvif_disconnect_data`) and xen-netfront.c (`xennet_disconnect_backend`), Xen's
+//! xen/common/event_channel.c (`evtchn_bind_vcpu`); the data path itself is
+//! `net_glue.rs`.
 //!
 //! # Invariants
 //! - A connected vif has one port set per queue (checked: `vif.queue_ports`).
+//! - Queue `q`'s ports notify vCPU `q mod n` of their domain while connected (checked:
+//!   `vif.queue_affinity`).
 //!
-//! xensim leaves out: reconnecting a closed vif (a new handshake builds a new path).
+//! xensim differs / leaves out: irqbalance moves IRQs after it samples their load (every
+//! 10 s by default) and may put several queues on one vCPU; xensim places them at once,
+//! round robin. Reconnecting a closed vif builds a new path (new handshake).
 
 use alloc::vec::Vec;
 
 use super::net_glue::{QueuePorts, VifKey, NET_WORK_ITEMS_MAX};
 use super::Hypervisor;
-use crate::ids::{DomId, EvtchnPort};
+use crate::evtchn::PortState;
+use crate::ids::{DomId, EvtchnPort, VcpuId};
 use crate::io::vif::VifPath;
 use crate::platform::Platform;
 use crate::toolstack::ops::GuestNotice;
@@ -28,6 +44,26 @@ impl Hypervisor {
         }
         let devid = conn.front_path.rsplit('/').next()?.parse().ok()?;
         Some((conn.front_dom, devid))
+    }
+
+    /// The vCPU index that takes queue `queue`'s interrupts and work in `dom`: `queue mod
+    /// (online vCPUs)` (irqbalance's spread, see the module doc).
+    pub(crate) fn vif_queue_vcpu(&self, dom: DomId, queue: u32) -> VcpuId {
+        let index = queue % self.online_vcpus(dom).max(1);
+        VcpuId::new(index).unwrap_or(VcpuId::new(0).expect("vCPU 0"))
+    }
+
+    /// `EVTCHNOP_bind_vcpu` by `dom`'s kernel: `port`, one of queue `queue`'s, to the
+    /// queue's vCPU. Xen accepts it for the unbound and interdomain ports a queue holds.
+    pub(crate) fn vif_port_affinity(&mut self, dom: DomId, queue: u32, port: EvtchnPort) {
+        let vcpu = self.vif_queue_vcpu(dom, queue);
+        let bound = self.evtchn.bind_vcpu(dom, port, vcpu.raw());
+        debug_assert!(
+            bound.is_ok(),
+            "d{} port {} to {vcpu:?}",
+            dom.raw(),
+            port.raw()
+        );
     }
 
     /// netback went Connected on a vif (every queue's rings mapped, its ports bound): the
@@ -146,6 +182,9 @@ impl Hypervisor {
             if ports != path.queues.len() && !path.back_disabled() {
                 broken.push("vif.queue_ports");
             }
+            if !self.vif_affinity_holds(path, self.net.ports.get(key)) {
+                broken.push("vif.queue_affinity");
+            }
             for invariant in broken {
                 let detail = alloc::format!("d{} vif {}", key.0.raw(), key.1);
                 out.push(crate::sched::Violation { invariant, detail });
@@ -156,6 +195,28 @@ impl Hypervisor {
             let invariant = "vif.work_bound";
             out.push(crate::sched::Violation { invariant, detail });
         }
+    }
+}
+
+impl Hypervisor {
+    /// Every still-bound port of every queue notifies the queue's vCPU of its domain.
+    fn vif_affinity_holds(&self, path: &VifPath, ports: Option<&Vec<QueuePorts>>) -> bool {
+        let (front, back) = (path.params.front_dom, path.params.back_dom);
+        let ends = ports
+            .into_iter()
+            .flatten()
+            .enumerate()
+            .flat_map(|(q, set)| {
+                let q = u32::try_from(q).unwrap_or(u32::MAX);
+                [set.tx, set.rx].map(|(f, b)| [(front, f, q), (back, b, q)])
+            });
+        ends.flatten().all(|(dom, port, q)| {
+            let Some(d) = self.evtchn.domain(dom) else {
+                return true;
+            };
+            let bound = matches!(d.state(port), Some(PortState::Interdomain { .. }));
+            !bound || d.notify_vcpu(port) == Some(self.vif_queue_vcpu(dom, q))
+        })
     }
 }
 

@@ -15,10 +15,12 @@
 //! further page, [`Platform::backend_work`]). When that ran (`BackendWorkDone`) the TX
 //! responses are pushed and the frames go to the bridge ([`Platform::net_transmit`]).
 //!
-//! The backend vCPU of queue `q` is `q mod (backend vCPUs)`: Linux runs each queue's NAPI
-//! poll and RX kthread (`vif<F>.<D>-q<q>-guest-rx`) where irqbalance puts the queue's
-//! interrupts and the scheduler its thread; xensim pins them one queue per vCPU, so queue
-//! 0 (the only one of a single-queue vif) stays on vCPU 0.
+//! The backend vCPU of queue `q` is `q mod (backend's online vCPUs)`: Linux runs each
+//! queue's NAPI poll and RX kthread (`vif<F>.<D>-q<q>-guest-rx`) where irqbalance puts the
+//! queue's interrupts and the scheduler its thread; xensim pins them one queue per vCPU,
+//! so queue 0 (the only one of a single-queue vif) stays on vCPU 0. Both ends bind the
+//! queue's ports to the vCPU that does its work (`net_conn.rs`), so a notification wakes
+//! that vCPU and no other.
 //!
 //! RX: a frame from the bridge (`CoreInput::NetDeliver`) is queued by netback (dropped when
 //! its queue is full) and costs `io.netback_rx_pkt_ns` plus `io.gnttab_copy_page_ns` per
@@ -35,14 +37,17 @@
 //! - Work item ids carry [`NET_WORK_BIT`], so they never collide with blkback's.
 //!
 //! xensim differs, on purpose: a driver's interrupt handler runs when the event is sent;
-//! netfront's own CPU (`io.netfront_pkt_ns`) is charged by the guest's workload model; the
-//! queues' event channels stay bound to vCPU 0 of each end (no irqbalance).
+//! netfront's own CPU (`io.netfront_pkt_ns`) is charged by the guest's workload model; with
+//! split event channels netfront's handler on either port of a queue reaps TX completions
+//! and polls RX (Linux's `xennet_tx_interrupt` reaps TX only and `xennet_rx_interrupt`
+//! schedules the RX poll), so a lost RX notification is made good by the queue's next TX
+//! completion as with one shared port.
 
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
 use super::Hypervisor;
-use crate::ids::{BackWorkId, DomId, EvtchnPort, VcpuId, VcpuRef};
+use crate::ids::{BackWorkId, DomId, EvtchnPort, VcpuRef};
 use crate::io::netback::TxPacket;
 use crate::io::vbd::PageStore;
 use crate::io::vif::{NetPacket, VifPath, VifQueue};
@@ -376,13 +381,13 @@ impl Hypervisor {
         }
     }
 
-    /// The backend vCPU that runs `queue`'s work: `queue mod (backend vCPUs)`.
+    /// The backend vCPU that runs `queue`'s work: the vCPU its interrupts are bound to,
+    /// `queue mod (backend's online vCPUs)` (`net_conn.rs`).
     fn netback_vcpu(&self, back: DomId, queue: usize) -> VcpuRef {
-        let vcpus = self.domains.get(back).map_or(1, |d| d.vcpus.len()).max(1);
-        let index = u32::try_from(queue % vcpus).unwrap_or(0);
+        let queue = u32::try_from(queue).unwrap_or(0);
         VcpuRef {
             dom: back,
-            vcpu: VcpuId::new(index).unwrap_or(VcpuId::new(0).expect("vCPU 0")),
+            vcpu: self.vif_queue_vcpu(back, queue),
         }
     }
 

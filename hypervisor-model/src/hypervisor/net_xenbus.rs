@@ -5,8 +5,12 @@
 //!
 //! Follows Linux drivers/net/xen-netfront.c (`talk_to_netback`: `num_queues =
 //! min(multi-queue-max-queues, xennet_max_queues)`, `xennet_max_queues` defaulting to
-//! `min(8, online CPUs)`; `setup_netfront` per queue: TX ring grant, RX ring grant, then
-//! the port or the TX and RX ports) and drivers/net/xen-netback/xenbus.c (`connect`:
+//! `min(8, online CPUs)`; split ports whenever the backend's
+//! `feature-split-event-channels` is 1; `multi-queue-num-queues` written whenever the
+//! backend has `multi-queue-max-queues`; `setup_netfront` per queue: TX ring grant, RX ring
+//! grant, then the port or the TX and RX ports) and drivers/net/xen-netback/xenbus.c
+//! (`netback_probe`: `feature-split-event-channels` = the `separate_tx_rx_irq` module
+//! parameter, default 1; `connect`:
 //! "guest requested %u queues, exceeding the maximum of %u."; `connect_data_rings`: the
 //! flat keys for one queue, `queue-<i>/` for several, `event-channel-tx`/`-rx` before
 //! `event-channel`),
@@ -22,8 +26,8 @@
 //!   command line, xl.cfg `extra=` for a guest or a driver domain), else `min(8, online
 //!   vCPUs)`; always within 1..=`VIF_QUEUES_MAX`.
 //!
-//! xensim differs: a netback whose ring grant or port bind fails stays at InitWait as
-//! before (Linux reports it with `xenbus_dev_fatal` too); Linux before its 2026 fix
+//! xensim differs: a ring ref or port past `u32` is refused like a value without a number
+//! (Linux's `%lu` keeps a wider ref and truncates it); Linux before its 2026 fix
 //! connects a vif with `multi-queue-num-queues = 0` and no queues, xensim's netback refuses
 //! it like more queues than offered; after `xenbus_dev_fatal` Linux's `set_backend_state`
 //! still writes Connected over the Closing, xensim's netback stays Closing.
@@ -36,7 +40,7 @@ use super::xenbus_xs::DriverXs;
 use super::Hypervisor;
 use crate::grant::{GrantHandle, MapFlags, MapRequest};
 use crate::ids::{DomId, EvtchnPort, GrantRef};
-use crate::io::handshake::DeviceConn;
+use crate::io::handshake::{DeviceConn, VifLayout};
 use crate::io::vif::VIF_QUEUES_MAX;
 use crate::io::xenbus::{legal, End, XenbusState};
 use crate::platform::Platform;
@@ -56,17 +60,17 @@ struct Connected {
     ports: Vec<EvtchnPort>,
 }
 
-/// Why one queue did not connect.
-enum QueueError {
-    /// A key is missing: `xenbus_dev_fatal` with this errno and message.
-    Fatal(i32, String),
-    /// A grant map or a port bind failed (xensim: the backend waits at InitWait).
-    Refused,
-}
+/// `EACCES`.
+const EACCES: i32 = 13;
+/// `ERANGE`: `xenbus_scanf` found no number in a value.
+const ERANGE: i32 = 34;
+
+/// Why one queue did not connect: `xenbus_dev_fatal`'s errno and message.
+struct Fatal(i32, String);
 
 impl Hypervisor {
     /// The vCPUs of `dom` online at boot (Linux's `num_online_cpus()` in its kernel).
-    fn online_vcpus(&self, dom: DomId) -> u32 {
+    pub(super) fn online_vcpus(&self, dom: DomId) -> u32 {
         let Some(d) = self.domains.get(dom) else {
             return 1;
         };
@@ -94,19 +98,38 @@ impl Hypervisor {
         self.driver_max_queues(back, "xen_netback.max_queues")
     }
 
-    /// `talk_to_netback`: the queues netfront sets up and whether it splits its ports.
-    /// It reads the backend's maximum (default 1); the split flag only matters with
-    /// several queues (see `io::handshake`).
-    pub(super) fn netfront_layout(&mut self, conn: &DeviceConn) -> (u32, bool) {
+    /// netback's `separate_tx_rx_irq` module parameter in the backend domain's kernel
+    /// (`xen_netback.separate_tx_rx_irq` on its command line, a `bool` parameter read as
+    /// `kstrtobool` does; default true): what it writes as `feature-split-event-channels`.
+    pub(super) fn netback_split_irq(&self, back: DomId) -> bool {
+        let given = self
+            .domains
+            .get(back)
+            .and_then(|d| d.config.as_ref())
+            .and_then(|c| c.kernel_param("xen_netback.separate_tx_rx_irq"));
+        given.and_then(kernel_bool).unwrap_or(true)
+    }
+
+    /// `talk_to_netback`: the queues netfront sets up (the backend's maximum, default 1,
+    /// capped by its own), whether it splits its ports (the backend's
+    /// `feature-split-event-channels`, default 0) and whether it writes the queue count
+    /// (`xenbus_exists` of the backend's `multi-queue-max-queues`, a request of its own).
+    pub(super) fn netfront_layout(&mut self, conn: &DeviceConn) -> VifLayout {
         let who = DriverXs::Guest(conn.front_dom);
         let back_max = self
             .xs_read_u32(who, &conn.back_path, "multi-queue-max-queues")
             .unwrap_or(1);
         let own_max = self.driver_max_queues(conn.front_dom, "xen_netfront.max_queues");
         let queues = own_max.min(back_max).clamp(1, VIF_QUEUES_MAX);
-        let split = queues > 1
-            && self.xs_read_u32(who, &conn.back_path, "feature-split-event-channels") == Some(1);
-        (queues, split)
+        let split =
+            self.xs_read_u32(who, &conn.back_path, "feature-split-event-channels") == Some(1);
+        let max_path = format!("{}/multi-queue-max-queues", conn.back_path);
+        let count_key = self.driver_read(who, &max_path).is_ok();
+        VifLayout {
+            queues,
+            split,
+            count_key,
+        }
     }
 
     /// netback's `connect` on frontend Connected: the queue count, then every queue's
@@ -135,15 +158,12 @@ impl Hypervisor {
             } else {
                 format!("{}/queue-{queue}", conn.front_path)
             };
-            match self.netback_connect_queue(conn, &dir, &mut done, p) {
-                Ok(()) => {}
-                Err(error) => {
-                    self.netback_undo(conn.back_dom, done);
-                    if let QueueError::Fatal(errno, message) = error {
-                        self.netback_fatal(conn, errno, &message);
-                    }
-                    return false;
-                }
+            if let Err(Fatal(errno, message)) =
+                self.netback_connect_queue(conn, (queue, &dir), &mut done, p)
+            {
+                self.netback_undo(conn.back_dom, done);
+                self.netback_fatal(conn, errno, &message);
+                return false;
             }
         }
         let mut ports = done.ports.into_iter();
@@ -153,36 +173,46 @@ impl Hypervisor {
         true
     }
 
-    /// `connect_data_rings` for the queue whose keys are under `dir`.
+    /// `connect_data_rings` for queue `queue`, whose keys are under `dir`: the ring refs
+    /// (`xenbus_gather`), the split ports or else the shared one, then
+    /// `xenvif_connect_data` maps the rings and binds the ports; its bound ports go to
+    /// the queue's vCPU (`net_conn.rs`, irqbalance).
     fn netback_connect_queue<P: Platform + ?Sized>(
         &mut self,
         conn: &DeviceConn,
-        dir: &str,
+        (queue, dir): (u32, &str),
         done: &mut Connected,
         p: &mut P,
-    ) -> Result<(), QueueError> {
+    ) -> Result<(), Fatal> {
         let back = DriverXs::of(conn.back_dom);
-        let missing = |what: &str| QueueError::Fatal(ENOENT, format!("reading {dir}/{what}"));
-        // xenbus_gather stops at the first key it cannot read.
-        let tx_ring = self.xs_read_u32(back, dir, "tx-ring-ref");
-        let rx_ring = match tx_ring {
-            Some(_) => self.xs_read_u32(back, dir, "rx-ring-ref"),
-            None => None,
+        let fatal = |errno: i32, what: &str| Fatal(errno, format!("reading {dir}/{what}"));
+        // xenbus_gather stops at the first key it cannot read; a value without a number
+        // is -EINVAL there.
+        let tx_ring = self
+            .linux_read_num(back, dir, "tx-ring-ref", EINVAL)
+            .map_err(|e| fatal(e, "ring-ref"))?;
+        let rx_ring = self
+            .linux_read_num(back, dir, "rx-ring-ref", EINVAL)
+            .map_err(|e| fatal(e, "ring-ref"))?;
+        // Split ports first, then the shared one (xenbus_scanf: -ERANGE without a number).
+        let split = self.linux_read_num(back, dir, "event-channel-tx", EINVAL);
+        let split = split.and_then(|tx| {
+            let rx = self.linux_read_num(back, dir, "event-channel-rx", EINVAL)?;
+            Ok((tx, rx))
+        });
+        let (tx_port, rx_port) = match split {
+            Ok(pair) => pair,
+            Err(_) => {
+                let port = self
+                    .linux_read_num(back, dir, "event-channel", ERANGE)
+                    .map_err(|e| fatal(e, "event-channel(-tx/rx)"))?;
+                (port, port)
+            }
         };
-        let (Some(tx_ring), Some(rx_ring)) = (tx_ring, rx_ring) else {
-            return Err(missing("ring-ref"));
-        };
-        let tx_port = self.xs_read_u32(back, dir, "event-channel-tx");
-        let rx_port = match tx_port {
-            Some(_) => self.xs_read_u32(back, dir, "event-channel-rx"),
-            None => None,
-        };
-        let ports = match (tx_port, rx_port) {
-            (Some(tx), Some(rx)) => alloc::vec![tx, rx],
-            _ => match self.xs_read_u32(back, dir, "event-channel") {
-                Some(port) => alloc::vec![port],
-                None => return Err(missing("event-channel(-tx/rx)")),
-            },
+        let mapping = |errno: i32| {
+            let message =
+                format!("mapping shared-frames {tx_ring}/{rx_ring} port tx {tx_port} rx {rx_port}");
+            Fatal(errno, message)
         };
         for raw in [tx_ring, rx_ring] {
             let req = MapRequest {
@@ -197,9 +227,16 @@ impl Hypervisor {
             let frames = super::xenbus_drive::StandInFrames;
             match self.grants.map_grant_ref(conn.back_dom, req, &frames) {
                 Ok(mapped) => done.handles.push(mapped.handle),
-                Err(_) => return Err(QueueError::Refused),
+                // __xenbus_map_ring's own fatal names the grant status; it returns
+                // -ENOENT, which connect_data_rings' fatal then writes over it.
+                Err(_) => return Err(mapping(ENOENT)),
             }
         }
+        let ports = if tx_port == rx_port {
+            alloc::vec![tx_port]
+        } else {
+            alloc::vec![tx_port, rx_port]
+        };
         for raw in ports {
             let port = EvtchnPort::new(raw);
             match self
@@ -209,11 +246,36 @@ impl Hypervisor {
                 Ok(bound) => {
                     done.ports.push(bound.port);
                     self.deliver_notify(bound.notify, p);
+                    self.vif_port_affinity(conn.back_dom, queue, bound.port);
                 }
-                Err(_) => return Err(QueueError::Refused),
+                Err(error) => return Err(mapping(-error.errno().value())),
             }
         }
         Ok(())
+    }
+
+    /// A number key as Linux's xenbus reads it with `%u`/`%lu`: the read's errno when it
+    /// fails (`ENOENT` for a missing key), `no_number` when the value does not start with
+    /// digits (after blanks and a `+`); digits past `u32` fail like no number.
+    fn linux_read_num(
+        &mut self,
+        who: DriverXs,
+        dir: &str,
+        key: &str,
+        no_number: i32,
+    ) -> Result<u32, i32> {
+        let path = format!("{dir}/{key}");
+        let value = self.driver_read(who, &path).map_err(|e| match e {
+            crate::xenstore::XsError::Eacces => EACCES,
+            _ => ENOENT,
+        })?;
+        let text = value.trim_ascii_start();
+        let text = text.strip_prefix(b"+").unwrap_or(text);
+        let digits = text.iter().take_while(|b| b.is_ascii_digit()).count();
+        core::str::from_utf8(&text[..digits])
+            .ok()
+            .and_then(|d| d.parse::<u32>().ok())
+            .ok_or(no_number)
     }
 
     /// Unmaps and closes what a failed connect attempt mapped and bound.
@@ -244,5 +306,17 @@ impl Hypervisor {
         if legal(End::Backend, conn.back_state, XenbusState::Closing) {
             self.set_state(conn, End::Backend, XenbusState::Closing);
         }
+    }
+}
+
+/// A Linux `bool` module parameter's value (`kstrtobool`: `y`/`Y`/`1`/`on` true,
+/// `n`/`N`/`0`/`off` false); anything else is rejected and the default stays.
+fn kernel_bool(value: &str) -> Option<bool> {
+    match value.as_bytes() {
+        [b'y' | b'Y' | b'1', ..] => Some(true),
+        [b'n' | b'N' | b'0', ..] => Some(false),
+        [b'o' | b'O', b'n' | b'N', ..] => Some(true),
+        [b'o' | b'O', b'f' | b'F', ..] => Some(false),
+        _ => None,
     }
 }

@@ -6,6 +6,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use super::tests_net::{packet, received, send, MAC_A, MAC_DOM0};
+use super::tests_net_mq::run_until;
 use super::Hypervisor;
 use crate::event::CoreInput;
 use crate::ids::DomId;
@@ -15,13 +16,18 @@ use crate::toolstack::config::{DomainConfig, GuestType, VifCfg};
 use crate::trace::TraceEvent;
 
 /// QEMU in dom0: 25 us per ioreq; in a stub domain: 15 us; 3 ioreqs per TX frame, 5 per
-/// RX frame; netback 800 ns per TX frame and 1000 ns per RX frame.
+/// RX frame; netback 800 ns per TX frame and 1000 ns per RX frame; the guest's VM exit
+/// 600 ns and its EOI 700 ns.
 const DOM0_RTT_NS: i64 = 25_000;
 const STUB_RTT_NS: i64 = 15_000;
 const TX_IOREQS: u32 = 3;
 const RX_IOREQS: u32 = 5;
 const NETBACK_TX_NS: i64 = 800;
 const NETBACK_RX_NS: i64 = 1_000;
+const EXIT_NS: i64 = 600;
+const EOI_NS: i64 = 700;
+/// The guest vCPU's share of one received frame: 5 exits and the EOI.
+const GUEST_RX_NS: i64 = 5 * EXIT_NS + EOI_NS;
 
 /// A host with one HVM guest d1 ("a", vif 0 with MAC_A); `pv_drivers`: the platform PCI
 /// device is there; `stubdom`: QEMU runs in a stub domain.
@@ -34,6 +40,8 @@ fn hvm_guest(pv_drivers: bool, stubdom: bool) -> (Hypervisor, FakePlatform) {
     host.costs.emulated_nic_rx_ioreqs = RX_IOREQS;
     host.costs.netback_tx_pkt_ns = NETBACK_TX_NS;
     host.costs.netback_rx_pkt_ns = NETBACK_RX_NS;
+    host.costs.hvm_exit_rtt_ns = EXIT_NS;
+    host.costs.virq_eoi_ns = EOI_NS;
     let mut hv = Hypervisor::boot(host, &mut p);
     p.run_until_idle(&mut hv);
     let mut config = DomainConfig::with_defaults(String::from("a"));
@@ -127,9 +135,39 @@ fn emulated_nic_tx_with_a_stub_domain_pays_its_ioreqs_there_then_netback() {
 fn emulated_nic_rx_reaches_the_guest_after_the_device_model() {
     let (mut hv, mut p) = hvm_guest(false, false);
     deliver(&mut hv, &mut p);
-    // 5 ioreqs of 25 us on dom0 for the received frame; no netback.
-    assert_eq!(ioreq_batches(&p), [(ids::dom(1), DomId::DOM0, 1, 125_000)]);
+    // 5 ioreqs of 25 us on dom0 for the received frame, then the guest's own exits; no
+    // netback.
+    let batches = [
+        (ids::dom(1), DomId::DOM0, 1, 125_000),
+        (ids::dom(1), ids::dom(1), 1, GUEST_RX_NS),
+    ];
+    assert_eq!(ioreq_batches(&p), batches);
     assert!(netback_items(&p).is_empty());
+    assert_eq!(received(&p, 1).len(), 1);
+}
+
+#[test]
+fn emulated_nic_rx_exits_are_charged_to_the_guest_vcpu_before_the_frame_arrives() {
+    let (mut hv, mut p) = hvm_guest(false, false);
+    let input = CoreInput::NetDeliver {
+        dom: ids::dom(1),
+        devid: 0,
+        packet: packet(MAC_A, MAC_DOM0, 1, 1500),
+    };
+    assert_eq!(hv.handle(&input, &mut p), Ok(()));
+    // Step until the guest's vCPU 0 is asked for its exits: nothing received yet.
+    run_until(&mut hv, &mut p, |_, p| {
+        p.back_work.iter().any(|(v, _, _)| v.dom == ids::dom(1))
+    });
+    let guest_work: Vec<(crate::ids::VcpuRef, i64)> = p
+        .back_work
+        .iter()
+        .filter(|(v, _, _)| v.dom == ids::dom(1))
+        .map(|(v, _, ns)| (*v, *ns))
+        .collect();
+    assert_eq!(guest_work, [(ids::vcpu(1, 0), GUEST_RX_NS)]);
+    assert!(received(&p, 1).is_empty());
+    p.run_until_idle(&mut hv);
     assert_eq!(received(&p, 1).len(), 1);
 }
 
@@ -139,7 +177,11 @@ fn emulated_nic_rx_with_a_stub_domain_crosses_netback_then_the_stub() {
     let stub = stub_dom(&hv);
     deliver(&mut hv, &mut p);
     assert_eq!(netback_items(&p), [(true, 1, NETBACK_RX_NS)]);
-    assert_eq!(ioreq_batches(&p), [(ids::dom(1), stub, 1, 75_000)]);
+    let batches = [
+        (ids::dom(1), stub, 1, 75_000),
+        (ids::dom(1), ids::dom(1), 1, GUEST_RX_NS),
+    ];
+    assert_eq!(ioreq_batches(&p), batches);
     assert_eq!(received(&p, 1).len(), 1);
     assert!(hv.check_invariants().is_empty());
 }

@@ -1,7 +1,9 @@
 //! Multi-queue vifs end to end on a booted host whose dom0 has four vCPUs: the XenStore
-//! keys of the negotiation (netif.h), frames spread over the queues and over dom0's vCPUs
-//! and delivered in order per queue, a frontend whose keys netback refuses, teardown, and
-//! a lost interrupt on one queue's port.
+//! keys of the negotiation (netif.h; a one-queue vif byte for byte as Linux's netfront
+//! writes it, and with a backend that offers no split channels), frames spread over the
+//! queues and over dom0's vCPUs and delivered in order per queue, each queue's ports bound
+//! to the vCPU that does its work, the frontend keys netback refuses as Linux does,
+//! teardown, and a lost interrupt on one queue's port.
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -92,9 +94,13 @@ fn send_all(hv: &mut Hypervisor, p: &mut FakePlatform, packets: &[NetPacket]) {
 }
 
 /// Hands queued inputs to `hv` one by one until `until` holds.
-fn run_until(hv: &mut Hypervisor, p: &mut FakePlatform, until: impl Fn(&Hypervisor) -> bool) {
+pub(super) fn run_until(
+    hv: &mut Hypervisor,
+    p: &mut FakePlatform,
+    until: impl Fn(&Hypervisor, &FakePlatform) -> bool,
+) {
     for _step in 0..100_000 {
-        if until(hv) {
+        if until(hv, p) {
             return;
         }
         let Some(((at, _), input)) = p.pending.pop_first() else {
@@ -111,7 +117,7 @@ fn d1_published() -> (Hypervisor, FakePlatform) {
     let (mut hv, mut p) = host();
     let a = create_paused(1, guest("a", "00:16:3e:00:00:01"));
     assert_eq!(hv.handle(&a, &mut p), Ok(()));
-    run_until(&mut hv, &mut p, |hv| {
+    run_until(&mut hv, &mut p, |hv, _| {
         hv.device_conns(ids::dom(1))
             .first()
             .is_some_and(|c| c.front_state == XenbusState::Connected)
@@ -165,24 +171,59 @@ fn four_queue_vif_keys_match_netif_h() {
     assert_eq!(hv.vif_path(ids::dom(1), 0).map(|v| v.queues.len()), Some(4));
 }
 
+/// Every key of the directory `dir`, `(name, value)` in the order they were made.
+fn dir_keys(hv: &Hypervisor, dir: &str) -> Vec<(String, String)> {
+    let node = hv.xenstore.node(dir).expect("the directory");
+    node.children()
+        .iter()
+        .map(|name| {
+            let path = alloc::format!("{dir}/{name}");
+            (name.clone(), value(hv, &path).unwrap_or_default())
+        })
+        .collect()
+}
+
 #[test]
-fn a_one_vcpu_guest_keeps_the_single_queue_layout() {
+fn a_one_queue_vif_writes_linux_netfronts_keys_byte_for_byte() {
     let (mut hv, mut p) = host();
     let mut config = guest("a", "00:16:3e:00:00:01");
     config.vcpus = 1;
     config.max_vcpus = 1;
     assert_eq!(hv.handle(&create_paused(1, config), &mut p), Ok(()));
     p.run_until_idle(&mut hv);
-    assert_eq!(
-        value(&hv, &alloc::format!("{FRONT}/tx-ring-ref")).as_deref(),
-        Some("8")
-    );
-    assert_eq!(
-        value(&hv, &alloc::format!("{FRONT}/event-channel")).as_deref(),
-        Some("3")
-    );
-    assert!(value(&hv, &alloc::format!("{FRONT}/multi-queue-num-queues")).is_none());
-    assert!(value(&hv, &alloc::format!("{FRONT}/queue-0/tx-ring-ref")).is_none());
+    // libxl's keys, then talk_to_netback's transaction: the queue count because netback
+    // offers `multi-queue-max-queues` (4), the rings and split ports flat because one
+    // queue, then the features. Refs 8/9 are the first free; ports 1 and 2 are the
+    // store's and the console's, so TX is 3 and RX 4.
+    let want = [
+        ("backend", "/local/domain/0/backend/vif/1/0"),
+        ("backend-id", "0"),
+        ("state", "4"),
+        ("handle", "0"),
+        ("mac", "00:16:3e:00:00:01"),
+        ("trusted", "1"),
+        ("mtu", "1500"),
+        ("multi-queue-num-queues", "1"),
+        ("tx-ring-ref", "8"),
+        ("rx-ring-ref", "9"),
+        ("event-channel-tx", "3"),
+        ("event-channel-rx", "4"),
+        ("request-rx-copy", "1"),
+        ("feature-rx-notify", "1"),
+        ("feature-sg", "1"),
+        ("feature-gso-tcpv4", "1"),
+        ("feature-gso-tcpv6", "1"),
+        ("feature-ipv6-csum-offload", "1"),
+    ]
+    .map(|(k, v)| (String::from(k), String::from(v)));
+    assert_eq!(dir_keys(&hv, FRONT), want);
+    let split = value(&hv, &alloc::format!("{BACK}/feature-split-event-channels"));
+    assert_eq!(split.as_deref(), Some("1"));
+    // netback read the flat split keys: one queue, a TX and an RX port bound.
+    let conn = &hv.device_conns(ids::dom(1))[0];
+    assert_eq!(conn.back_state, XenbusState::Connected);
+    assert_eq!(conn.back_ports().len(), 2);
+    assert_eq!(hv.vif_path(ids::dom(1), 0).map(|v| v.queues.len()), Some(1));
 }
 
 #[test]
@@ -321,4 +362,144 @@ fn a_lost_interrupt_stalls_only_the_queue_whose_port_it_names() {
     // The checker's lost-wakeup rule spares the queue that lost its interrupt.
     let violations = hv.check_invariants();
     assert!(violations.is_empty(), "{violations:?}");
+}
+
+#[test]
+fn a_frame_on_queue_one_wakes_only_backend_vcpu_one() {
+    let (mut hv, mut p) = two_guests();
+    // Queue 1's ports: dom0 (four vCPUs) bound its ends to vCPU 1, d1 (four vCPUs) its
+    // own to vCPU 1 (irqbalance's spread).
+    let queue_one = hv.net.ports[&(ids::dom(1), 0)][1];
+    let dom0 = hv
+        .event_channels()
+        .domain(DomId::DOM0)
+        .expect("dom0's ports");
+    let d1 = hv.event_channels().domain(ids::dom(1)).expect("d1's ports");
+    let one = crate::ids::VcpuId::new(1);
+    assert_eq!(dom0.notify_vcpu(queue_one.tx.1), one);
+    assert_eq!(dom0.notify_vcpu(queue_one.rx.1), one);
+    assert_eq!(d1.notify_vcpu(queue_one.tx.0), one);
+    assert_eq!(d1.notify_vcpu(queue_one.rx.0), one);
+    // dom0's vCPUs all idle in the guest (blocked), so a notification must wake one.
+    for v in 0..DOM0_VCPUS {
+        let block = CoreInput::VcpuBlock {
+            vcpu: ids::vcpu(0, v),
+        };
+        assert_eq!(hv.handle(&block, &mut p), Ok(()));
+    }
+    p.run_until_idle(&mut hv);
+    p.events.clear();
+    // Flow 1 hashes to queue 1 (see the spread test).
+    send_all(&mut hv, &mut p, &[frame(1, 1)]);
+    let woken: Vec<VcpuRef> = p
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            TraceEvent::Runstate { vcpu, to, .. }
+                if vcpu.dom == DomId::DOM0 && *to == crate::domain::vcpu::Runstate::Runnable =>
+            {
+                Some(*vcpu)
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(woken, [ids::vcpu(0, 1)]);
+    assert_eq!(p.net_frames.len(), 1);
+}
+
+#[test]
+fn a_missing_queue_port_is_refused_as_linux_reads_it() {
+    let (mut hv, mut p) = d1_published();
+    // Without `event-channel-rx` netback falls back to the shared `event-channel`,
+    // which a split frontend never wrote.
+    guest_sets(&mut hv, "queue-2/event-channel-rx", None);
+    p.run_until_idle(&mut hv);
+    let error = value(&hv, "/local/domain/0/error/backend/vif/1/0/error");
+    let want = alloc::format!("2 reading {FRONT}/queue-2/event-channel(-tx/rx)");
+    assert_eq!(error, Some(want));
+    let conn = &hv.device_conns(ids::dom(1))[0];
+    assert!(conn.ring_handles.is_empty());
+    assert!(conn.back_ports().is_empty());
+    assert!(hv.vif_path(ids::dom(1), 0).is_none());
+}
+
+#[test]
+fn a_backend_without_split_channels_gets_one_shared_port() {
+    let (mut hv, mut p) = host();
+    // A one-vCPU network driver domain whose netback has split channels turned off.
+    let mut netdd = DomainConfig::with_defaults(String::from("netdd"));
+    netdd.driver_domain = true;
+    netdd.cmdline = Some(String::from("xen_netback.separate_tx_rx_irq=0"));
+    assert_eq!(hv.handle(&create_paused(1, netdd), &mut p), Ok(()));
+    p.run_until_idle(&mut hv);
+    let mut config = guest("a", "00:16:3e:00:00:01");
+    config.vifs[0].backend = Some(String::from("netdd"));
+    assert_eq!(hv.handle(&create_paused(2, config), &mut p), Ok(()));
+    p.run_until_idle(&mut hv);
+    let back = "/local/domain/1/backend/vif/2/0";
+    let front = "/local/domain/2/device/vif/0";
+    let offered = value(&hv, &alloc::format!("{back}/feature-split-event-channels"));
+    assert_eq!(offered.as_deref(), Some("0"));
+    let keys: Vec<String> = dir_keys(&hv, front).into_iter().map(|(k, _)| k).collect();
+    let at = keys.iter().position(|k| k == "multi-queue-num-queues");
+    let flat = [
+        "multi-queue-num-queues",
+        "tx-ring-ref",
+        "rx-ring-ref",
+        "event-channel",
+    ];
+    assert_eq!(
+        at.map(|i| &keys[i..i + 4]),
+        Some(&flat.map(String::from)[..])
+    );
+    let path = hv.vif_path(ids::dom(2), 0).expect("d2's vif connected");
+    assert_eq!(path.queues.len(), 1);
+    let ports = hv.net.ports[&(ids::dom(2), 0)][0];
+    assert_eq!(ports.tx, ports.rx);
+}
+
+/// The error node netback's `xenbus_dev_fatal` wrote for d1's vif.
+fn netback_error(hv: &Hypervisor) -> Option<String> {
+    value(hv, "/local/domain/0/error/backend/vif/1/0/error")
+}
+
+#[test]
+fn a_ring_ref_without_a_number_is_refused_with_einval() {
+    let (mut hv, mut p) = d1_published();
+    guest_sets(&mut hv, "queue-3/tx-ring-ref", Some("ring"));
+    p.run_until_idle(&mut hv);
+    let want = alloc::format!("22 reading {FRONT}/queue-3/ring-ref");
+    assert_eq!(netback_error(&hv), Some(want));
+    assert!(hv.vif_path(ids::dom(1), 0).is_none());
+}
+
+#[test]
+fn a_shared_port_without_a_number_is_refused_with_erange() {
+    let (mut hv, mut p) = d1_published();
+    // No split ports left, and the shared one `xenbus_scanf` cannot read.
+    guest_sets(&mut hv, "queue-2/event-channel-tx", None);
+    guest_sets(&mut hv, "queue-2/event-channel", Some("port"));
+    p.run_until_idle(&mut hv);
+    let want = alloc::format!("34 reading {FRONT}/queue-2/event-channel(-tx/rx)");
+    assert_eq!(netback_error(&hv), Some(want));
+}
+
+#[test]
+fn a_ring_ref_the_guest_never_granted_is_refused_as_a_mapping_failure() {
+    let (mut hv, mut p) = d1_published();
+    // Queue 1 grants rings 10/11 and allocated ports 5 (TX) and 6 (RX); ref 999 is not
+    // granted, so the map fails (-ENOENT from xenbus_map_ring_valloc).
+    guest_sets(&mut hv, "queue-1/rx-ring-ref", Some("999"));
+    p.run_until_idle(&mut hv);
+    let want = "2 mapping shared-frames 10/999 port tx 5 rx 6";
+    assert_eq!(netback_error(&hv).as_deref(), Some(want));
+    // Queue 0's rings and ports and queue 1's TX ring were let go again.
+    let conn = &hv.device_conns(ids::dom(1))[0];
+    assert!(conn.ring_handles.is_empty());
+    assert!(conn.back_ports().is_empty());
+    let dom0_maps = hv
+        .grant_tables()
+        .table(DomId::DOM0)
+        .map(|t| t.live_mappings());
+    assert_eq!(dom0_maps, Some(0));
 }

@@ -95,11 +95,14 @@ impl Hypervisor {
     /// Backend probe: feature keys (and the hotplug script's), then InitWait.
     pub(super) fn backend_probe(&mut self, conn: &mut DeviceConn) {
         let vcpus = self.domains.get(conn.back_dom).map_or(1, |d| d.vcpus.len());
-        let queues = match conn.kind {
-            DeviceKind::Vif => self.netback_max_queues(conn.back_dom),
-            DeviceKind::Vbd => u32::try_from(vcpus).unwrap_or(1),
+        let (queues, split) = match conn.kind {
+            DeviceKind::Vif => (
+                self.netback_max_queues(conn.back_dom),
+                self.netback_split_irq(conn.back_dom),
+            ),
+            DeviceKind::Vbd => (u32::try_from(vcpus).unwrap_or(1), false),
         };
-        for (key, value) in handshake::backend_probe_keys(conn.kind, queues) {
+        for (key, value) in handshake::backend_probe_keys(conn.kind, queues, split) {
             let path = alloc::format!("{}/{key}", conn.back_path);
             self.xs_drive_write(DriverXs::of(conn.back_dom), None, &path, value.as_bytes());
         }
@@ -112,11 +115,11 @@ impl Hypervisor {
     /// a grant or port failed.
     pub(super) fn frontend_publish(&mut self, conn: &mut DeviceConn, slot: usize) -> bool {
         let (front, back) = (conn.front_dom, conn.back_dom);
-        let (queues, split) = match conn.kind {
+        let layout = match conn.kind {
             DeviceKind::Vif => self.netfront_layout(conn),
-            DeviceKind::Vbd => (1, false),
+            DeviceKind::Vbd => handshake::VifLayout::SINGLE,
         };
-        for queue in 0..queues {
+        for queue in 0..layout.queues {
             for page in 0..conn.kind.ring_pages() {
                 let Some(gref) = self.free_driver_gref(front) else {
                     return false;
@@ -132,19 +135,21 @@ impl Hypervisor {
                 conn.ring_refs.push(gref);
             }
         }
-        let ports_per_queue = if split { 2 } else { 1 };
         let mut ports = Vec::new();
-        for _ in 0..queues * ports_per_queue {
+        for index in 0..layout.queues * layout.ports_per_queue() {
             let Ok(port) = self.evtchn.alloc_unbound(front, front, back) else {
                 return false;
             };
+            if conn.kind == DeviceKind::Vif {
+                self.vif_port_affinity(front, index / layout.ports_per_queue(), port);
+            }
             ports.push(port);
             conn.front_port = ports.first().copied();
             conn.more_front_ports = ports.get(1..).unwrap_or_default().to_vec();
         }
         if conn.kind == DeviceKind::Vif {
-            conn.queue_count = queues;
-            conn.split_evtchn = split;
+            conn.queue_count = layout.queues;
+            conn.split_evtchn = layout.split;
         }
         // talk_to_netback / talk_to_blkback: the keys in one transaction. A broken ring
         // fails the publish (the device stays where it is until the close).
@@ -152,7 +157,7 @@ impl Hypervisor {
         let Ok(tx) = self.driver_tx_start(who) else {
             return false;
         };
-        for (key, value) in handshake::frontend_keys(conn.kind, &conn.ring_refs, &ports, split) {
+        for (key, value) in handshake::frontend_keys(conn.kind, &conn.ring_refs, &ports, layout) {
             let path = alloc::format!("{}/{key}", conn.front_path);
             if self
                 .driver_write(who, Some(tx), &path, value.as_bytes())

@@ -17,16 +17,22 @@
 //! - A vif's ports are, in order, per queue its TX and RX port (split event channels) or
 //!   its one port: `front_port` is queue 0's first, `more_front_ports` the rest.
 //!
-//! A vif frontend with one queue writes the flat keys (`tx-ring-ref`, `rx-ring-ref`,
-//! `event-channel`); with q > 1 it writes `multi-queue-num-queues = q` and the ring and
-//! port keys under `queue-<i>/`, with split `event-channel-tx`/`-rx` when the backend
-//! offers `feature-split-event-channels` (netif.h, Linux `write_queue_xenstore_keys`).
+//! A vif frontend lays out its keys as Linux's `talk_to_netback` does: it writes
+//! `multi-queue-num-queues = q` whenever the backend advertised `multi-queue-max-queues`
+//! (so `1` for one queue), the ring and port keys flat for one queue and under
+//! `queue-<i>/` for several, and a TX and an RX port (`event-channel-tx`/`-rx`) per queue
+//! whenever the backend offers `feature-split-event-channels = 1`, else one shared
+//! `event-channel` (netif.h, `setup_netfront`, `write_queue_xenstore_keys`). Its other keys
+//! are `talk_to_netback`'s: `request-rx-copy`, `feature-rx-notify`, `feature-sg`,
+//! `feature-gso-tcpv4`, `feature-gso-tcpv6`, `feature-ipv6-csum-offload`.
 //!
-//! xensim differs / leaves out on purpose: a single-queue netfront keeps one shared event
-//! channel and does not write `multi-queue-num-queues` (spec §3.3; Linux writes the key
-//! whenever the backend offers multi-queue and splits the channels whenever offered);
-//! single-page rings, no control ring, no reconnect; `physical-sector-size` and `sectors`
-//! are fixed stand-in values.
+//! xensim differs / leaves out on purpose: single-page rings, no control ring and no XDP
+//! headroom keys (`feature-xdp-headroom`, `xdp-headroom`), no reconnect;
+//! `physical-sector-size` and `sectors` are fixed stand-in values. Spec §3.3 lists
+//! `feature-no-csum-offload = 0` and `request-multicast-control = 1` among the frontend's
+//! keys and writes `multi-queue-num-queues` and split ports only with several queues;
+//! Linux's netfront writes neither of those two keys and does the rest as above, and
+//! xensim follows Linux.
 
 use alloc::format;
 use alloc::string::String;
@@ -206,7 +212,8 @@ fn kv(key: &str, value: &str) -> (String, String) {
 
 /// Keys the backend writes during probe, before `state = 2` (spec §3.3, §3.4). The
 /// hotplug script's keys come first (`hotplug-status`, and a vbd's `physical-device`).
-pub fn backend_probe_keys(kind: DeviceKind, max_queues: u32) -> Vec<(String, String)> {
+/// `split` is netback's `separate_tx_rx_irq` (a vbd ignores it).
+pub fn backend_probe_keys(kind: DeviceKind, max_queues: u32, split: bool) -> Vec<(String, String)> {
     let queues = format!("{}", max_queues.max(1));
     match kind {
         DeviceKind::Vif => alloc::vec![
@@ -219,7 +226,10 @@ pub fn backend_probe_keys(kind: DeviceKind, max_queues: u32) -> Vec<(String, Str
             kv("feature-rx-flip", "0"),
             kv("feature-multicast-control", "1"),
             kv("feature-dynamic-multicast-control", "1"),
-            kv("feature-split-event-channels", "1"),
+            kv(
+                "feature-split-event-channels",
+                if split { "1" } else { "0" }
+            ),
             kv("multi-queue-max-queues", &queues),
             kv("feature-ctrl-ring", "1"),
         ],
@@ -235,27 +245,56 @@ pub fn backend_probe_keys(kind: DeviceKind, max_queues: u32) -> Vec<(String, Str
     }
 }
 
+/// How netfront sets up a vif (`talk_to_netback`); a vbd uses [`VifLayout::SINGLE`].
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct VifLayout {
+    /// Queues: `min(backend's multi-queue-max-queues (1 when absent), own max_queues)`.
+    pub queues: u32,
+    /// A TX and an RX port per queue: the backend offers `feature-split-event-channels`.
+    pub split: bool,
+    /// The backend advertised `multi-queue-max-queues`: `multi-queue-num-queues` is
+    /// written, even for one queue.
+    pub count_key: bool,
+}
+
+impl VifLayout {
+    /// One queue, one shared port, no queue count (a vbd, or a backend without the
+    /// multi-queue and split features).
+    pub const SINGLE: VifLayout = VifLayout {
+        queues: 1,
+        split: false,
+        count_key: false,
+    };
+
+    /// Event-channel ports per queue.
+    pub const fn ports_per_queue(self) -> u32 {
+        if self.split {
+            2
+        } else {
+            1
+        }
+    }
+}
+
 /// Keys the frontend writes in its one transaction (spec §3.3, §3.4): the ring refs and
 /// ports (a vif's per queue, see the module doc), then its features. `ports` holds a vif's
-/// ports in queue order, two per queue when `split`.
+/// ports in queue order, two per queue when `layout.split`.
 pub fn frontend_keys(
     kind: DeviceKind,
     refs: &[GrantRef],
     ports: &[EvtchnPort],
-    split: bool,
+    layout: VifLayout,
 ) -> Vec<(String, String)> {
     let mut keys = Vec::new();
     match kind {
         DeviceKind::Vif => {
-            vif_queue_keys(refs, ports, split, &mut keys);
+            vif_queue_keys(refs, ports, layout, &mut keys);
             keys.push(kv("request-rx-copy", "1"));
             keys.push(kv("feature-rx-notify", "1"));
             keys.push(kv("feature-sg", "1"));
             keys.push(kv("feature-gso-tcpv4", "1"));
             keys.push(kv("feature-gso-tcpv6", "1"));
             keys.push(kv("feature-ipv6-csum-offload", "1"));
-            keys.push(kv("feature-no-csum-offload", "0"));
-            keys.push(kv("request-multicast-control", "1"));
         }
         DeviceKind::Vbd => {
             let (Some(ring), Some(port)) = (refs.first(), ports.first()) else {
@@ -270,23 +309,28 @@ pub fn frontend_keys(
     keys
 }
 
-/// A vif's ring and port keys (`write_queue_xenstore_keys`): flat for one queue, under
-/// `queue-<i>/` after `multi-queue-num-queues` for several.
+/// A vif's ring and port keys (`talk_to_netback`, `write_queue_xenstore_keys`): the queue
+/// count if the backend asked for it, then flat for one queue, under `queue-<i>/` for
+/// several.
 fn vif_queue_keys(
     refs: &[GrantRef],
     ports: &[EvtchnPort],
-    split: bool,
+    layout: VifLayout,
     keys: &mut Vec<(String, String)>,
 ) {
     let queues = refs.len() / 2;
-    let per_queue = if split { 2 } else { 1 };
+    let per_queue = usize::try_from(layout.ports_per_queue()).unwrap_or(1);
     assert!(
         queues >= 1,
         "a vif grants two ring pages per queue, got {refs:?}"
     );
     assert_eq!(refs.len(), 2 * queues, "TX and RX ring per queue");
     assert_eq!(ports.len(), per_queue * queues, "ports per queue");
-    if queues > 1 {
+    assert!(
+        queues == 1 || layout.count_key,
+        "several queues need the backend's offer"
+    );
+    if layout.count_key {
         keys.push(kv("multi-queue-num-queues", &format!("{queues}")));
     }
     for q in 0..queues {
@@ -299,7 +343,7 @@ fn vif_queue_keys(
         let port = |i: usize| format!("{}", ports[per_queue * q + i].raw());
         keys.push((format!("{dir}tx-ring-ref"), ring(0)));
         keys.push((format!("{dir}rx-ring-ref"), ring(1)));
-        if split {
+        if layout.split {
             keys.push((format!("{dir}event-channel-tx"), port(0)));
             keys.push((format!("{dir}event-channel-rx"), port(1)));
         } else {
@@ -333,12 +377,33 @@ mod tests {
     use super::*;
 
     #[test]
-    fn vif_frontend_keys_name_both_rings_and_the_port() {
+    fn vif_frontend_keys_without_backend_features_name_both_rings_and_one_port() {
         let refs = [GrantRef::new(8), GrantRef::new(9)];
-        let keys = frontend_keys(DeviceKind::Vif, &refs, &[EvtchnPort::new(5)], false);
+        let ports = [EvtchnPort::new(5)];
+        let keys = frontend_keys(DeviceKind::Vif, &refs, &ports, VifLayout::SINGLE);
         assert_eq!(keys[0], kv("tx-ring-ref", "8"));
         assert_eq!(keys[1], kv("rx-ring-ref", "9"));
         assert_eq!(keys[2], kv("event-channel", "5"));
+        assert_eq!(keys[3], kv("request-rx-copy", "1"));
+    }
+
+    #[test]
+    fn one_queue_vif_keys_with_backend_features_count_and_split_flat() {
+        // Rings 8/9, TX port 5, RX port 6; the backend offered queues and split ports.
+        let refs = [GrantRef::new(8), GrantRef::new(9)];
+        let ports = [EvtchnPort::new(5), EvtchnPort::new(6)];
+        let layout = VifLayout {
+            queues: 1,
+            split: true,
+            count_key: true,
+        };
+        let keys = frontend_keys(DeviceKind::Vif, &refs, &ports, layout);
+        assert_eq!(keys[0], kv("multi-queue-num-queues", "1"));
+        assert_eq!(keys[1], kv("tx-ring-ref", "8"));
+        assert_eq!(keys[2], kv("rx-ring-ref", "9"));
+        assert_eq!(keys[3], kv("event-channel-tx", "5"));
+        assert_eq!(keys[4], kv("event-channel-rx", "6"));
+        assert_eq!(keys[5], kv("request-rx-copy", "1"));
     }
 
     #[test]
@@ -346,7 +411,12 @@ mod tests {
         // Queue 0: rings 8/9, ports 5/6; queue 1: rings 10/11, ports 7/8.
         let refs = [8, 9, 10, 11].map(GrantRef::new);
         let ports = [5, 6, 7, 8].map(EvtchnPort::new);
-        let keys = frontend_keys(DeviceKind::Vif, &refs, &ports, true);
+        let layout = VifLayout {
+            queues: 2,
+            split: true,
+            count_key: true,
+        };
+        let keys = frontend_keys(DeviceKind::Vif, &refs, &ports, layout);
         assert_eq!(keys[0], kv("multi-queue-num-queues", "2"));
         assert_eq!(keys[1], kv("queue-0/tx-ring-ref", "8"));
         assert_eq!(keys[3], kv("queue-0/event-channel-tx", "5"));
@@ -360,7 +430,7 @@ mod tests {
 
     #[test]
     fn vbd_probe_keys_advertise_indirect_segments() {
-        let keys = backend_probe_keys(DeviceKind::Vbd, 2);
+        let keys = backend_probe_keys(DeviceKind::Vbd, 2, true);
         assert!(keys.contains(&kv("feature-max-indirect-segments", "256")));
         assert!(keys.contains(&kv("multi-queue-max-queues", "2")));
     }

@@ -407,6 +407,17 @@ fn blk_event_text(event: &TraceEvent) -> String {
             dm,
             ios,
             work_ns,
+        } if dom == dm => format!(
+            "nic irq work{} d{} {ios} frames {work_ns}ns",
+            item.0 & !IOREQ_WORK_BIT,
+            dom.raw()
+        ),
+        TraceEvent::IoreqWork {
+            item,
+            dom,
+            dm,
+            ios,
+            work_ns,
         } => format!(
             "ioreq work{} d{} to d{} {ios} ios {work_ns}ns",
             item.0 & !IOREQ_WORK_BIT,

@@ -155,6 +155,10 @@ pub fn core_costs(
             crate::guest::modes::EMULATED_NIC_RX_IOREQS_DEFAULT,
         ))
         .unwrap_or(u32::MAX),
+        // D/E: cost-model §1, as `guest/modes.rs` charges an HVM guest's exits and EOIs
+        // (both already in the cost hash through `ModeCosts`).
+        hvm_exit_rtt_ns: cost_i64(&merged, "cpu.hvm_exit_rtt_ns", 585),
+        virq_eoi_ns: cost_i64(&merged, "cpu.virq_eoi_ns", 697),
         // E: xenconsoled waking from poll(), reading the ring and writing its log or pty
         // (one daemon wake-up, half of `io.xenstored_request_ns`'s estimate).
         xenconsoled_batch_ns: cost_i64(&merged, "io.xenconsoled_batch_ns", 10_000),
