@@ -235,6 +235,7 @@ pub fn cost_table_hash(scenario: &crate::scenario::model::Scenario) -> u64 {
             c.populate_batch_pages,
             c.relinquish_batch_pages,
             c.idle_scrub_pages_per_ms,
+            u64::from(c.emulated_nic_rx_ioreqs),
         ] {
             bytes.extend_from_slice(&value.to_le_bytes());
         }
