@@ -20,6 +20,7 @@ mod domain_rtds;
 pub mod durability;
 pub mod external;
 mod faults;
+mod guest_io;
 pub mod guests;
 mod guests_memory;
 pub mod host;
