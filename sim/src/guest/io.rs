@@ -3,8 +3,13 @@
 //! sleep `think`, repeat; and the I/O records the metrics are computed from
 //! (`specs/metrics.md` §2.1: submit `t_s`, ring completion `t_c`, guest sees it `t_g`).
 //!
-//! Streams (`workload.<domain>.v<index>.<field>`): `service`, `think`, `size` (bytes per
-//! I/O), `offset` (random pattern: the 4 KiB block), `op` (`mix:`: read or write).
+//! [`BlkQueue`] is the blkfront side of one I/O source (building I/Os, the outstanding
+//! ones, the records, the driver's console lines), shared with the disk stream
+//! (`guest/disk_stream.rs`).
+//!
+//! Streams (`workload.<domain>.v<index>[.mix<k>].<field>`): `service`, `think`, `size`
+//! (bytes per I/O), `offset` (random pattern: the 4 KiB block), `op` (`mix:`: read or
+//! write).
 //!
 //! # Invariants
 //! - `outstanding` holds the tags of submitted I/Os not completed; the model is blocked

@@ -20,8 +20,9 @@
 //! `netif_tx_stop_queue` hands the backlog to the qdisc, whose limit xensim's netfront
 //! queue models).
 //!
-//! Streams (`workload.<domain>.v<index>.<field>`): `net.rate`, `net.tx_size`,
-//! `net.rx_size`.
+//! Streams (`workload.<domain>.v<index>[.mix<k>].<field>`): `net.rate`, `net.tx_size`,
+//! `net.rx_size`. A `mixed` entry's stream sends only during that entry's spans
+//! (`guest/senders.rs`).
 //!
 //! # Invariants
 //! - `outstanding` holds at most [`OUTSTANDING_MAX`] messages; when it is full the oldest

@@ -33,7 +33,8 @@
 //!   after the start, even when that is the start itself); job records for metrics.
 //! - `bursty`: runnable from the start with a `service` draw; when done, blocks with a timer
 //!   wake `think` later; each wake draws a new `service`.
-//! - `mixed`: see `guest/mixed.rs`; `span` is virtual wall time measured from the pick.
+//! - `mixed`: see `guest/mixed.rs`; `span` is virtual wall time measured from the pick;
+//!   its entries may be `io` (over a vbd or a vif) and may stream.
 //!
 //! A wake before the requested timer (or with none) is spurious: the guest finds nothing to
 //! do, needs 0 ns of CPU, and its demand-done blocks again with the same timer.
@@ -63,11 +64,24 @@
 //!
 //! - `io` over a vif: see `guest/net.rs`.
 //!
-//! - A `net.rate` stream on a non-`io` kind (`guest/stream.rs`): next to the workload,
-//!   the vCPU sends at wall-time instants. A run is cut at the next instant (the cut run
-//!   counts as the workload's work, which then goes on), a blocked vCPU is woken for it
-//!   (a spurious wake for the workload), and every demand-done sends what is due
-//!   ([`GuestVcpu::take_stream_frames`]).
+//! - `net.rate` and `disk.rate` streams on a non-`io` kind (`guest/senders.rs`, with
+//!   `guest/stream.rs` and `guest/disk_stream.rs`), of the top-level workload or of a
+//!   `mixed` entry: next to the workload, the vCPU sends at wall-time instants. A run is
+//!   cut at the next instant (the cut run counts as the workload's work, which then goes
+//!   on), a blocked vCPU is woken for it (a spurious wake for the workload), and every
+//!   demand-done sends what is due ([`GuestVcpu::take_stream_frames`],
+//!   [`GuestVcpu::take_stream_submissions`]). The guest CPU of what was sent is added to
+//!   the run as overhead; a workload that wanted to block runs it first (it stays
+//!   runnable, as after a spurious wake, and blocks at the next demand-done). After an
+//!   `io` batch (`BlockOnIo`) the overhead runs at the vCPU's next run.
+//!
+//! # I/O tags
+//!
+//! A disk I/O's or vif message's tag is `vcpu << 40 | source << 32 | sequence`: source 0
+//! is the top-level workload's own I/O, 1 its streams', `2 + 2k` and `3 + 2k` those of
+//! `mixed` entry `k` ([`entry_source`]). Completions and answers reach the model whose
+//! source the tag carries. Frames of every sender of a vCPU share the vCPU's sequence
+//! numbers (its flow), stamped when the run loop takes them.
 
 use crate::guest::dist::{sample, sample_exp_ahead, EXP_LANES};
 use crate::guest::senders::Senders;

@@ -538,7 +538,7 @@ pub enum DiskOpSpec {
     },
 }
 
-/// The `disk` sub-table of an `io` workload (`specs/scenario.md` §6.1).
+/// The `disk` sub-table of an `io` workload or a disk stream (`specs/scenario.md` §6.1).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DiskWorkload {
     /// The xl.cfg vdev (`xvda`); the loader fills in the domain's first disk.
