@@ -262,3 +262,45 @@ fn frames_of_every_sender_share_the_vcpu_sequence_numbers() {
 
     assert_eq!((first[0].2[0].seq, second[0].2[0].seq), (1, 2));
 }
+
+#[test]
+fn mixed_vif_io_entry_answer_after_its_span_ends_the_entry() {
+    // Entry 1 sends a 100-byte request at 1.1 ms and arms the retransmission timer; its
+    // span ends at 2 ms, the answer arrives at 3 ms: the entry's think timer is capped at
+    // the span's end, so the next pick follows at once.
+    let net_entry = MixEntry {
+        weight: 1,
+        span: Dist::Const(MS),
+        workload: WorkloadSpec::NetIo {
+            service: Dist::Const(100 * US),
+            think: Dist::Const(0),
+            net: NetWorkload {
+                vif: 0,
+                peer: NetPeer::Dom0,
+                tx_size: Dist::Const(100),
+                rx_size: Dist::Const(0),
+            },
+        },
+    };
+    let spec = WorkloadSpec::Mixed {
+        mix: vec![idle_entry(MS), net_entry],
+    };
+    let mut vcpu = guest_with_seed(&spec, SEED_PICKS_0_1_0);
+    vcpu.on_wake(MS);
+    vcpu.run_demand_ns(MS);
+    vcpu.on_demand_done(MS + 100 * US);
+    let frames = vcpu.take_net_frames().expect("the entry's request").2;
+    let timeout_at_ns = vcpu.arm_net_timeout(MS + 100 * US);
+    let mut answer = frames[0];
+    answer.kind = hypervisor_model::io::vif::PacketKind::Response;
+
+    let wake_at_ns = vcpu.net_received(&answer, 3 * MS, false);
+
+    assert_eq!(tag_source(frames[0].tag), 4);
+    assert_eq!(
+        timeout_at_ns,
+        Some(MS + 100 * US + crate::guest::net::RTO_NS)
+    );
+    assert_eq!(wake_at_ns, Some(2 * MS));
+    assert_eq!(vcpu.io_records().len(), 1);
+}
