@@ -3,8 +3,13 @@
 //! sleep `think`, repeat; and the I/O records the metrics are computed from
 //! (`specs/metrics.md` §2.1: submit `t_s`, ring completion `t_c`, guest sees it `t_g`).
 //!
-//! Streams (`workload.<domain>.v<index>.<field>`): `service`, `think`, `size` (bytes per
-//! I/O), `offset` (random pattern: the 4 KiB block), `op` (`mix:`: read or write).
+//! [`BlkQueue`] is the blkfront side of one I/O source (building I/Os, the outstanding
+//! ones, the records, the driver's console lines), shared with the disk stream
+//! (`guest/disk_stream.rs`).
+//!
+//! Streams (`workload.<domain>.v<index>[.mix<k>].<field>`): `service`, `think`, `size`
+//! (bytes per I/O), `offset` (random pattern: the 4 KiB block), `op` (`mix:`: read or
+//! write).
 //!
 //! # Invariants
 //! - `outstanding` holds the tags of submitted I/Os not completed; the model is blocked
@@ -64,32 +69,28 @@ pub struct IoRecord {
     pub seed: u64,
     /// A flush of the disk's write cache.
     pub flush: bool,
+    /// A disk stream's I/O: `Some(true)` if it waited for a free slot (its queue depth
+    /// was reached); `None` for other I/O.
+    pub deferred: Option<bool>,
 }
 
-/// The `io` model of one vCPU.
+/// The blkfront side of one I/O source (the `io` kind's batches, or a disk stream): builds
+/// I/Os, keeps those outstanding and records the completed ones.
 #[derive(Debug, Clone)]
-pub(crate) struct IoModel {
-    service: Drawn,
-    think: Drawn,
+pub(crate) struct BlkQueue {
     size: Drawn,
     offset: Stream,
     op: Stream,
     spec: DiskWorkload,
     /// The vbd's device number.
     pub(crate) vdev: u32,
-    /// Tags are `vcpu_index << 40 | sequence`.
+    /// Tags are `tag_base | sequence` (`guest/workload.rs`, `tag_base`).
     tag_base: u64,
     next_seq: u64,
     next_block: u64,
-    demand_ns_left: u64,
-    /// blkfront's CPU per I/O (`io.blkfront_req_ns`), added to each batch's service.
-    request_ns: u64,
-    /// The CPU demand of the current batch (0: the think time is raised to 1 ns, so
-    /// virtual time advances even when every I/O fails at once).
-    batch_demand_ns: u64,
-    /// Submitted and not completed: tag → (submit time, the I/O).
-    outstanding: BTreeMap<u64, (u64, GuestIo)>,
-    /// I/Os built at the last demand-done, for the run loop to submit.
+    /// Submitted and not completed: tag → (submit time, the I/O, `IoRecord::deferred`).
+    outstanding: BTreeMap<u64, (u64, GuestIo, Option<bool>)>,
+    /// I/Os built since the run loop last took them.
     to_submit: Vec<GuestIo>,
     records: Vec<IoRecord>,
     /// Records whose `guest_done_ns` waits for the vCPU's next run.
@@ -104,29 +105,22 @@ pub(crate) struct IoModel {
     ratelimit: RateLimit,
 }
 
-impl IoModel {
-    pub(crate) fn new(
-        service: crate::scenario::model::Dist,
-        think: crate::scenario::model::Dist,
-        disk: &DiskWorkload,
-        streams: &FieldStreams<'_>,
-        vcpu_index: u32,
-    ) -> Self {
+/// Sequence numbers of one source stay below the source bits of the tag.
+const SEQ_MASK: u64 = (1 << 32) - 1;
+
+impl BlkQueue {
+    /// The queue of `disk`, drawing from `<field_prefix>size`, `...offset`, `...op`.
+    pub(crate) fn new(disk: &DiskWorkload, streams: &FieldStreams<'_>, field_prefix: &str) -> Self {
         let vdev = hypervisor_model::toolstack::xs_tree::disk_devid(&disk.vbd).unwrap_or(0);
         Self {
-            service: Drawn::new(service, streams, "service"),
-            think: Drawn::new(think, streams, "think"),
-            size: Drawn::new(disk.size, streams, "size"),
-            offset: streams.field("offset"),
-            op: streams.field("op"),
+            size: Drawn::new(disk.size, streams, &format!("{field_prefix}size")),
+            offset: streams.field(&format!("{field_prefix}offset")),
+            op: streams.field(&format!("{field_prefix}op")),
             spec: disk.clone(),
             vdev,
-            tag_base: u64::from(vcpu_index) << 40,
+            tag_base: streams.tag_base(),
             next_seq: 0,
             next_block: 0,
-            demand_ns_left: 0,
-            request_ns: 0,
-            batch_demand_ns: 0,
             outstanding: BTreeMap::new(),
             to_submit: Vec::new(),
             records: Vec::new(),
@@ -146,6 +140,11 @@ impl IoModel {
     /// Kernel lines printed since the last call.
     pub(crate) fn take_console(&mut self) -> String {
         std::mem::take(&mut self.console)
+    }
+
+    /// I/Os submitted and not completed.
+    pub(crate) fn outstanding_count(&self) -> usize {
+        self.outstanding.len()
     }
 
     /// The block driver's line when the disk first takes I/O.
@@ -179,57 +178,24 @@ impl IoModel {
         ));
     }
 
-    pub(crate) fn start(&mut self) -> GuestState {
-        self.on_wake();
-        GuestState::Runnable
-    }
-
-    pub(crate) fn on_wake(&mut self) {
-        let blkfront_ns = self
-            .request_ns
-            .saturating_mul(u64::from(self.spec.queue_depth));
-        self.demand_ns_left = self.service.draw().saturating_add(blkfront_ns);
-        self.batch_demand_ns = self.demand_ns_left;
-    }
-
-    /// Sets blkfront's CPU per I/O; a batch already drawn gets it too.
-    pub(crate) fn set_request_ns(&mut self, ns: u64) {
-        let added = ns.saturating_sub(self.request_ns);
-        self.request_ns = ns;
-        self.demand_ns_left = self
-            .demand_ns_left
-            .saturating_add(added.saturating_mul(u64::from(self.spec.queue_depth)));
-        self.batch_demand_ns = self.demand_ns_left;
-    }
-
-    pub(crate) fn demand_ns_left(&self) -> u64 {
-        self.demand_ns_left
-    }
-
-    pub(crate) fn account(&mut self, ran_ns: u64) {
-        self.demand_ns_left = self.demand_ns_left.saturating_sub(ran_ns);
-    }
-
-    /// Service done: build the batch and block on it.
-    pub(crate) fn on_demand_done(&mut self, now_ns: u64) -> GuestAction {
-        self.demand_ns_left = 0;
-        assert!(
-            self.outstanding.is_empty(),
-            "a batch while I/Os are outstanding"
-        );
+    /// Builds the next I/O (`flush`: a flush of the disk's write cache, no sectors) and
+    /// hands it to blkfront at `now_ns` (`deferred`: `IoRecord::deferred`).
+    pub(crate) fn submit(&mut self, now_ns: u64, flush: bool, deferred: Option<bool>) {
         self.announce();
-        for _ in 0..self.spec.queue_depth {
-            let io = self.next_io();
-            self.outstanding.insert(io.tag, (now_ns, io));
-            self.to_submit.push(io);
-        }
-        if self.spec.sync {
-            // fsync: the flush goes last, after the batch's writes on the ring.
-            let flush = self.next_flush();
-            self.outstanding.insert(flush.tag, (now_ns, flush));
-            self.to_submit.push(flush);
-        }
-        GuestAction::BlockOnIo
+        let io = if flush {
+            self.next_flush()
+        } else {
+            self.next_io()
+        };
+        self.outstanding.insert(io.tag, (now_ns, io, deferred));
+        self.to_submit.push(io);
+    }
+
+    fn next_tag(&mut self) -> u64 {
+        debug_assert!(self.next_seq <= SEQ_MASK, "tag sequence overflow");
+        let tag = self.tag_base | (self.next_seq & SEQ_MASK);
+        self.next_seq += 1;
+        tag
     }
 
     fn next_io(&mut self) -> GuestIo {
@@ -252,9 +218,7 @@ impl IoModel {
                 self.op.uniform_u64_inclusive(0, 999_999) >= u64::from(read_ppm)
             }
         };
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        let tag = self.tag_base | seq;
+        let tag = self.next_tag();
         GuestIo {
             tag,
             op: if write { IoOp::Write } else { IoOp::Read },
@@ -266,10 +230,8 @@ impl IoModel {
 
     /// A flush of the disk's write cache (no sectors).
     fn next_flush(&mut self) -> GuestIo {
-        let tag = self.tag_base | self.next_seq;
-        self.next_seq += 1;
         GuestIo {
-            tag,
+            tag: self.next_tag(),
             op: IoOp::Flush,
             sector: 0,
             sectors: 0,
@@ -283,9 +245,11 @@ impl IoModel {
     }
 
     /// blkfront completed `done` at `now_ns`; `running`: the vCPU runs now (it sees the
-    /// completion at once). Returns the think timer once the batch is complete.
-    pub(crate) fn io_done(&mut self, done: &IoDone, now_ns: u64, running: bool) -> Option<u64> {
-        let (submit_ns, io) = self.outstanding.remove(&done.tag)?;
+    /// completion at once). False if the tag is not one of ours.
+    pub(crate) fn complete(&mut self, done: &IoDone, now_ns: u64, running: bool) -> bool {
+        let Some((submit_ns, io, deferred)) = self.outstanding.remove(&done.tag) else {
+            return false;
+        };
         let write = io.op == IoOp::Write;
         let ok = done.status == hypervisor_model::io::blkif::BLKIF_RSP_OKAY;
         if !ok {
@@ -304,18 +268,12 @@ impl IoModel {
             sectors: io.sectors,
             seed: io.seed,
             flush: io.op == IoOp::Flush,
+            deferred,
         });
         if !running {
             self.unseen.push(self.records.len() - 1);
         }
-        if !self.outstanding.is_empty() {
-            return None;
-        }
-        let mut think_ns = self.think.draw();
-        if self.batch_demand_ns == 0 {
-            think_ns = think_ns.max(1);
-        }
-        Some(now_ns.saturating_add(think_ns))
+        true
     }
 
     /// The vCPU runs again at `now_ns`: the guest sees its completions.
@@ -329,16 +287,111 @@ impl IoModel {
 
     /// Writes submitted and not completed: (submit time, the I/O).
     pub(crate) fn pending_writes(&self) -> Vec<(u64, GuestIo)> {
-        let writes = self
-            .outstanding
-            .values()
-            .filter(|(_, io)| io.op == IoOp::Write);
-        writes.copied().collect()
+        let writes = self.outstanding.values();
+        let writes = writes.filter(|(_, io, _)| io.op == IoOp::Write);
+        writes.map(|&(submit_ns, io, _)| (submit_ns, io)).collect()
     }
 
     /// Every I/O record so far.
     pub(crate) fn records(&self) -> &[IoRecord] {
         &self.records
+    }
+}
+
+/// The `io` model of one vCPU.
+#[derive(Debug, Clone)]
+pub(crate) struct IoModel {
+    service: Drawn,
+    think: Drawn,
+    queue_depth: u32,
+    sync: bool,
+    /// The I/Os and their records.
+    pub(crate) queue: BlkQueue,
+    demand_ns_left: u64,
+    /// blkfront's CPU per I/O (`io.blkfront_req_ns`), added to each batch's service.
+    request_ns: u64,
+    /// The CPU demand of the current batch (0: the think time is raised to 1 ns, so
+    /// virtual time advances even when every I/O fails at once).
+    batch_demand_ns: u64,
+}
+
+impl IoModel {
+    pub(crate) fn new(
+        service: crate::scenario::model::Dist,
+        think: crate::scenario::model::Dist,
+        disk: &DiskWorkload,
+        streams: &FieldStreams<'_>,
+    ) -> Self {
+        Self {
+            service: Drawn::new(service, streams, "service"),
+            think: Drawn::new(think, streams, "think"),
+            queue_depth: disk.queue_depth,
+            sync: disk.sync,
+            queue: BlkQueue::new(disk, streams, ""),
+            demand_ns_left: 0,
+            request_ns: 0,
+            batch_demand_ns: 0,
+        }
+    }
+
+    pub(crate) fn start(&mut self) -> GuestState {
+        self.on_wake();
+        GuestState::Runnable
+    }
+
+    pub(crate) fn on_wake(&mut self) {
+        let blkfront_ns = self.request_ns.saturating_mul(u64::from(self.queue_depth));
+        self.demand_ns_left = self.service.draw().saturating_add(blkfront_ns);
+        self.batch_demand_ns = self.demand_ns_left;
+    }
+
+    /// Sets blkfront's CPU per I/O; a batch already drawn gets it too.
+    pub(crate) fn set_request_ns(&mut self, ns: u64) {
+        let added = ns.saturating_sub(self.request_ns);
+        self.request_ns = ns;
+        self.demand_ns_left = self
+            .demand_ns_left
+            .saturating_add(added.saturating_mul(u64::from(self.queue_depth)));
+        self.batch_demand_ns = self.demand_ns_left;
+    }
+
+    pub(crate) fn demand_ns_left(&self) -> u64 {
+        self.demand_ns_left
+    }
+
+    pub(crate) fn account(&mut self, ran_ns: u64) {
+        self.demand_ns_left = self.demand_ns_left.saturating_sub(ran_ns);
+    }
+
+    /// Service done: build the batch and block on it.
+    pub(crate) fn on_demand_done(&mut self, now_ns: u64) -> GuestAction {
+        self.demand_ns_left = 0;
+        assert_eq!(
+            self.queue.outstanding_count(),
+            0,
+            "a batch while I/Os are outstanding"
+        );
+        for _ in 0..self.queue_depth {
+            self.queue.submit(now_ns, false, None);
+        }
+        if self.sync {
+            // fsync: the flush goes last, after the batch's writes on the ring.
+            self.queue.submit(now_ns, true, None);
+        }
+        GuestAction::BlockOnIo
+    }
+
+    /// blkfront completed `done` at `now_ns`; `running`: the vCPU runs now (it sees the
+    /// completion at once). Returns the think timer once the batch is complete.
+    pub(crate) fn io_done(&mut self, done: &IoDone, now_ns: u64, running: bool) -> Option<u64> {
+        if !self.queue.complete(done, now_ns, running) || self.queue.outstanding_count() > 0 {
+            return None;
+        }
+        let mut think_ns = self.think.draw();
+        if self.batch_demand_ns == 0 {
+            think_ns = think_ns.max(1);
+        }
+        Some(now_ns.saturating_add(think_ns))
     }
 }
 
@@ -359,7 +412,7 @@ mod tests {
             queue_depth,
             sync: false,
         };
-        IoModel::new(Dist::Const(1_000), Dist::Const(500), &disk, &fields, 0)
+        IoModel::new(Dist::Const(1_000), Dist::Const(500), &disk, &fields)
     }
 
     fn done(tag: u64) -> IoDone {
@@ -376,11 +429,11 @@ mod tests {
         let mut m = model(4, true);
         m.start();
         assert_eq!(m.on_demand_done(10), GuestAction::BlockOnIo);
-        let ios = m.take_submissions();
+        let ios = m.queue.take_submissions();
         assert_eq!(ios.len(), 4);
         assert_eq!(ios[1].sector, 32);
         assert_eq!(ios[1].sectors, 32);
-        assert_eq!(m.vdev, 51712);
+        assert_eq!(m.queue.vdev, 51712);
     }
 
     #[test]
@@ -388,7 +441,7 @@ mod tests {
         let mut m = model(2, false);
         m.start();
         m.on_demand_done(0);
-        let ios = m.take_submissions();
+        let ios = m.queue.take_submissions();
         assert_eq!(m.io_done(&done(ios[0].tag), 100, false), None);
         assert_eq!(m.io_done(&done(ios[1].tag), 200, false), Some(700));
     }
@@ -407,13 +460,13 @@ mod tests {
         let mut m = model(1, false);
         m.start();
         m.on_demand_done(0);
-        let first = m.take_console();
+        let first = m.queue.take_console();
         assert!(first.starts_with("blkfront: xvda: flush diskcache: enabled;"));
-        let tag = m.take_submissions()[0].tag;
+        let tag = m.queue.take_submissions()[0].tag;
         m.io_done(&done(tag), 100, true);
         m.on_wake();
         m.on_demand_done(200);
-        assert_eq!(m.take_console(), "");
+        assert_eq!(m.queue.take_console(), "");
     }
 
     #[test]
@@ -421,15 +474,15 @@ mod tests {
         let mut m = model(12, false);
         m.start();
         m.on_demand_done(0);
-        m.take_console();
-        for io in m.take_submissions() {
+        m.queue.take_console();
+        for io in m.queue.take_submissions() {
             let failed = IoDone {
                 status: hypervisor_model::io::blkif::BLKIF_RSP_ERROR,
                 ..done(io.tag)
             };
             m.io_done(&failed, 100, true);
         }
-        let text = m.take_console();
+        let text = m.queue.take_console();
         assert_eq!(text.lines().count(), 10);
         assert!(text.starts_with("I/O error, dev xvda, sector "));
         assert!(text
@@ -442,10 +495,10 @@ mod tests {
         let mut m = model(1, false);
         m.start();
         m.on_demand_done(0);
-        let tag = m.take_submissions()[0].tag;
+        let tag = m.queue.take_submissions()[0].tag;
         m.io_done(&done(tag), 100, false);
-        m.on_run_start(150);
-        assert_eq!(m.records()[0].guest_done_ns, Some(150));
-        assert_eq!(m.records()[0].ring_done_ns, 100);
+        m.queue.on_run_start(150);
+        assert_eq!(m.queue.records()[0].guest_done_ns, Some(150));
+        assert_eq!(m.queue.records()[0].ring_done_ns, 100);
     }
 }

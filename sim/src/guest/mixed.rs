@@ -14,6 +14,12 @@
 //!   blocks it (the guest wakes, switches task, and goes idle).
 //! - Each entry keeps its streams (`...mix<k>.<field>`) and model across picks; a pick
 //!   restarts the entry's workload at the pick instant (its draws continue where they were).
+//! - An `io` entry runs the `io` loop (service, submit, block until the response, think)
+//!   while its span lasts. A span that ends while a request is outstanding waits for it
+//!   (an application does not abandon an outstanding read): the completion or answer ends
+//!   the entry, and the next pick follows at once. Its I/O tags carry the entry's source
+//!   (`guest/workload.rs`, `entry_source`), so completions reach the entry that asked.
+//! - An entry's own `net`/`disk` streams run only during its spans (`guest/senders.rs`).
 //!
 //! # Invariants
 //!
@@ -21,10 +27,17 @@
 //!   a blocked `idle` by the caller instead).
 //! - `span_end_ns > pick instant` (spans are at least 1 ns).
 //!
+//! - `on_io` only while the current entry is an `io` one with a request outstanding.
+//!
 //! Left out: `mixed` and `periodic` entries are rejected by the loader; if present they run
 //! as nested models (periodic releases counting from its first pick).
 
-use crate::guest::workload::{Behavior, Drawn, FieldStreams, GuestAction, GuestState};
+use hypervisor_model::io::vbd::IoDone;
+use hypervisor_model::io::vif::NetPacket;
+
+use crate::guest::workload::{
+    entry_source, Behavior, Drawn, FieldStreams, GuestAction, GuestState,
+};
 use crate::rng::{RngStreams, Stream};
 use crate::scenario::model::{Dist, MixEntry, WorkloadSpec};
 
@@ -46,6 +59,8 @@ pub(crate) struct MixedModel {
     span_end_ns: u64,
     /// The current entry's own state (it may be blocked while the vCPU is runnable).
     inner_state: GuestState,
+    /// The current entry waits for an I/O or an answer (its span cannot end before).
+    on_io: bool,
 }
 
 impl MixedModel {
@@ -76,7 +91,75 @@ impl MixedModel {
             current_index: 0,
             span_end_ns: 0,
             inner_state: GuestState::Runnable,
+            on_io: false,
         }
+    }
+
+    /// The current entry and the end of its span.
+    pub(crate) fn window(&self) -> (usize, u64) {
+        (self.current_index, self.span_end_ns)
+    }
+
+    /// Every entry's model.
+    pub(crate) fn behaviors_mut(&mut self) -> impl Iterator<Item = &mut Behavior> {
+        self.entries.iter_mut().map(|entry| &mut entry.behavior)
+    }
+
+    /// Every entry's model.
+    pub(crate) fn behaviors(&self) -> impl Iterator<Item = &Behavior> {
+        self.entries.iter().map(|entry| &entry.behavior)
+    }
+
+    /// The current entry's model.
+    pub(crate) fn current_mut(&mut self) -> &mut Behavior {
+        &mut self.entries[self.current_index].behavior
+    }
+
+    /// The model of the entry whose I/O tags carry `source`.
+    pub(crate) fn by_source_mut(&mut self, source: u32) -> Option<&mut Behavior> {
+        let index = usize::try_from(source.checked_sub(2)? / 2).ok()?;
+        let entry = self.entries.get_mut(index)?;
+        (entry_source(index, false) == source).then_some(&mut entry.behavior)
+    }
+
+    /// blkfront completed `done` for an `io` entry: once its batch is complete, the
+    /// entry's think timer, capped at the span's end (at or before now: the span ended
+    /// during the request, and the next pick follows at once).
+    pub(crate) fn io_done(&mut self, done: &IoDone, now_ns: u64, running: bool) -> Option<u64> {
+        let source = crate::guest::workload::tag_source(done.tag);
+        let Some(Behavior::Io(model)) = self.by_source_mut(source) else {
+            return None;
+        };
+        let think_at_ns = model.io_done(done, now_ns, running)?;
+        self.request_done(source, think_at_ns)
+    }
+
+    /// netfront received `packet` for a vif `io` entry: once it completes the answer, the
+    /// entry's think timer, capped as for [`MixedModel::io_done`].
+    pub(crate) fn net_received(
+        &mut self,
+        packet: &NetPacket,
+        now_ns: u64,
+        running: bool,
+    ) -> Option<u64> {
+        let source = crate::guest::workload::tag_source(packet.tag);
+        let Some(Behavior::NetIo(model)) = self.by_source_mut(source) else {
+            return None;
+        };
+        let think_at_ns = model.received(packet, now_ns, running)?;
+        self.request_done(source, think_at_ns)
+    }
+
+    /// The request of the entry of `source` completed; its think timer is `think_at_ns`.
+    fn request_done(&mut self, source: u32, think_at_ns: u64) -> Option<u64> {
+        let current = entry_source(self.current_index, false) == source;
+        assert!(current, "a request of an entry that is not the current one");
+        assert!(self.on_io, "a completion while the entry waits for none");
+        self.on_io = false;
+        self.inner_state = GuestState::Blocked {
+            wake_at_ns: Some(think_at_ns),
+        };
+        Some(think_at_ns.min(self.span_end_ns))
     }
 
     /// Picks the first entry at `now_ns`.
@@ -88,10 +171,14 @@ impl MixedModel {
         if self.inner_state != GuestState::Runnable {
             return Some(0);
         }
-        let span_left_ns = self.span_end_ns.saturating_sub(now_ns);
         let inner = self.entries[self.current_index]
             .behavior
             .run_demand_ns(now_ns);
+        if self.on_io {
+            // A retransmission of an outstanding request: the span waits for it.
+            return inner;
+        }
+        let span_left_ns = self.span_end_ns.saturating_sub(now_ns);
         Some(inner.map_or(span_left_ns, |demand_ns| demand_ns.min(span_left_ns)))
     }
 
@@ -102,7 +189,7 @@ impl MixedModel {
     }
 
     pub(crate) fn on_demand_done(&mut self, now_ns: u64) -> GuestAction {
-        if now_ns >= self.span_end_ns {
+        if now_ns >= self.span_end_ns && !self.on_io {
             return self.switch(now_ns);
         }
         if let GuestState::Blocked { wake_at_ns } = self.inner_state {
@@ -115,13 +202,22 @@ impl MixedModel {
         match action {
             GuestAction::Block { wake_at_ns } => self.capped_block(wake_at_ns),
             GuestAction::Yield | GuestAction::Continue => action,
-            // The loader keeps `io` out of `mixed` entries.
-            GuestAction::BlockOnIo => unreachable!("an io workload inside mixed"),
+            GuestAction::BlockOnIo => {
+                // No span-end cap: the request completes first.
+                self.on_io = true;
+                action
+            }
         }
     }
 
     /// A wake at `now_ns`, at or after `min(inner wake, span end)`.
     pub(crate) fn on_wake(&mut self, now_ns: u64) {
+        if self.on_io {
+            // The request's retransmission timer (`io` over a vif).
+            self.entries[self.current_index].behavior.on_wake(now_ns);
+            self.inner_state = GuestState::Runnable;
+            return;
+        }
         if now_ns >= self.span_end_ns {
             // The new entry may start blocked: then the vCPU runs 0 ns and blocks.
             let _ = self.switch(now_ns);
@@ -163,7 +259,8 @@ impl MixedModel {
 /// Builds entry `entry_index` with streams under `<prefix>.mix<k>`.
 fn build_entry(root: &RngStreams, prefix: &str, entry_index: usize, entry: &MixEntry) -> Entry {
     let entry_prefix = format!("{prefix}.mix{entry_index}");
-    let streams = FieldStreams::new(root, &entry_prefix);
+    let source = entry_source(entry_index, false);
+    let streams = FieldStreams::new(root, &entry_prefix).with_source(source);
     Entry {
         // xensim differs: a zero weight (rejected by the loader) counts as 1.
         weight: u64::from(entry.weight.max(1)),

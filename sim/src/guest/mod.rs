@@ -7,11 +7,13 @@
 //!   (`specs/memory-iommu-migration.md` §5.5, §7.4).
 //! - [`workload`]: the per-vCPU workload state machine that drives vCPU block and wake
 //!   (`specs/scenario.md` §6.1).
-//! - [`io`], [`net`]: the `io` workload over a vbd and over a vif; [`stream`]: a `net.rate`
-//!   stream next to any other kind.
+//! - [`io`], [`net`]: the `io` workload over a vbd and over a vif; [`stream`] and
+//!   [`disk_stream`]: a `net.rate` or `disk.rate` stream next to any other kind, driven by
+//!   `senders` (the cut, wake and CPU charge both share).
 //! - [`ratelimit`]: the kernel's 10-per-5-s limit on the models' console messages.
 
 pub mod access;
+pub mod disk_stream;
 pub mod dist;
 pub mod io;
 pub mod memory;
@@ -20,5 +22,6 @@ pub mod modes;
 pub mod net;
 mod periodic;
 mod ratelimit;
+mod senders;
 pub mod stream;
 pub mod workload;

@@ -41,9 +41,9 @@
 //!
 //! xensim differs, on purpose: a batch's notification hypercall and each completion's
 //! upcall (and EOI) are charged with the I/O's submission, per I/O, rather than once per
-//! ring push and at the interrupt; the totals are the same for a batch of one. The guest's
-//! own exits for a received frame on an emulated NIC are not charged to its vCPU (the
-//! device model's ioreqs, which include them, delay the frame).
+//! ring push and at the interrupt; the totals are the same for a batch of one. A received frame on
+//! an emulated NIC is charged in the core instead (`hypervisor/emunic.rs`: its RX exits and
+//! EOI run on the guest's vCPU 0 before the frame reaches the guest's stack).
 
 use std::collections::BTreeMap;
 

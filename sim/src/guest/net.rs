@@ -9,9 +9,10 @@
 //! A request is cut into frames of at most the vif's MTU (1500 bytes of payload): every
 //! frame but the last is a stream frame with the request's tag, the last one carries the
 //! request and the answer size. The flow is the vCPU index; sequence numbers go up by one
-//! per frame. If no answer has arrived [`RTO_NS`] after the request went out (a frame was
-//! lost or the fabric is partitioned), the guest sends the request again (as TCP would),
-//! with new sequence numbers, and counts a retransmission.
+//! per frame of the vCPU (stamped when the run loop takes the frames, so every sender of
+//! the vCPU shares them: `GuestVcpu`). If no answer has arrived [`RTO_NS`] after the
+//! request went out (a frame was lost or the fabric is partitioned), the guest sends the
+//! request again (as TCP would), with new sequence numbers, and counts a retransmission.
 //!
 //! # Invariants
 //! - At most one request is outstanding; the model is blocked while it is.
@@ -20,7 +21,7 @@
 use hypervisor_model::io::vif::{NetPacket, PacketKind, PACKET_BYTES_MIN};
 
 use crate::guest::io::IoRecord;
-use crate::guest::workload::{Drawn, FieldStreams, GuestAction, GuestState};
+use crate::guest::workload::{Drawn, FieldStreams, GuestAction, GuestState, TAG_SEQ_MASK};
 use crate::scenario::model::{Dist, NetPeer, NetWorkload};
 
 /// Linux's `TCP_RTO_MIN`: the wait before a request is sent again.
@@ -54,7 +55,6 @@ pub(crate) struct NetModel {
     flow: u32,
     tag_base: u64,
     next_tag: u64,
-    next_seq: u32,
     packet_ns: u64,
     /// The size of the next request, drawn with its `service`.
     next_tx_bytes: u64,
@@ -82,9 +82,8 @@ impl NetModel {
             devid: net.vif,
             peer: net.peer.clone(),
             flow: vcpu_index,
-            tag_base: u64::from(vcpu_index) << 40,
+            tag_base: streams.tag_base(),
             next_tag: 0,
-            next_seq: 0,
             packet_ns: 0,
             next_tx_bytes: 0,
             demand_ns_left: 0,
@@ -147,7 +146,7 @@ impl NetModel {
             None => {
                 let tx_bytes = self.next_tx_bytes;
                 let reply = self.rx_size.draw().min(MESSAGE_BYTES_MAX);
-                let tag = self.tag_base | self.next_tag;
+                let tag = self.tag_base | (self.next_tag & TAG_SEQ_MASK);
                 self.next_tag += 1;
                 let o = Outstanding {
                     tag,
@@ -167,7 +166,6 @@ impl NetModel {
     fn build_frames(&mut self, o: &Outstanding) {
         push_message_frames(
             &mut self.to_send,
-            &mut self.next_seq,
             (self.flow, o.tag),
             o.tx_bytes,
             o.reply_bytes,
@@ -229,11 +227,10 @@ pub(crate) fn message_frames(bytes: u64) -> u64 {
 }
 
 /// Appends the frames of one message of `tx_bytes` on (flow, tag) to `out`: every frame but
-/// the last is a stream frame, the last carries the request and its `reply_bytes`; sequence
-/// numbers go on from `next_seq`, one per frame.
+/// the last is a stream frame, the last carries the request and its `reply_bytes`; their
+/// sequence numbers are 0 until `GuestVcpu` stamps them.
 pub(crate) fn push_message_frames(
     out: &mut Vec<NetPacket>,
-    next_seq: &mut u32,
     (flow, tag): (u32, u64),
     tx_bytes: u64,
     reply_bytes: u32,
@@ -244,12 +241,11 @@ pub(crate) fn push_message_frames(
         let bytes = left.min(FRAME_BYTES_MAX);
         left -= bytes;
         let last = index + 1 == frames;
-        *next_seq = next_seq.wrapping_add(1);
         out.push(NetPacket {
             dst: [0; 6],
             src: [0; 6],
             flow,
-            seq: *next_seq,
+            seq: 0,
             kind: if last {
                 PacketKind::Request
             } else {
@@ -295,6 +291,7 @@ impl AnswerLog {
             sectors: 0,
             seed: 0,
             flush: false,
+            deferred: None,
         });
         if !running {
             self.unseen.push(self.records.len() - 1);
@@ -378,7 +375,7 @@ mod tests {
     }
 
     #[test]
-    fn a_timeout_sends_the_same_request_again_with_new_sequence_numbers() {
+    fn a_timeout_sends_the_same_request_again() {
         let mut m = model(100, 0);
         m.start();
         m.on_demand_done(0);
@@ -387,7 +384,7 @@ mod tests {
         m.on_wake();
         m.on_demand_done(RTO_NS);
         let again = m.take_frames()[0];
-        assert_eq!((again.tag, again.seq), (first.tag, first.seq + 1));
+        assert_eq!(again.tag, first.tag);
         assert_eq!(m.retransmit_count, 1);
     }
 }

@@ -20,18 +20,20 @@
 //! `netif_tx_stop_queue` hands the backlog to the qdisc, whose limit xensim's netfront
 //! queue models).
 //!
-//! Streams (`workload.<domain>.v<index>.<field>`): `net.rate`, `net.tx_size`,
-//! `net.rx_size`.
+//! Streams (`workload.<domain>.v<index>[.mix<k>].<field>`): `net.rate`, `net.tx_size`,
+//! `net.rx_size`. A `mixed` entry's stream sends only during that entry's spans
+//! (`guest/senders.rs`).
 //!
 //! # Invariants
 //! - `outstanding` holds at most [`OUTSTANDING_MAX`] messages; when it is full the oldest
 //!   is forgotten (`unanswered_count`), so a partitioned peer cannot grow it.
 //! - `next_send_ns` only moves forward.
 //!
-//! xensim leaves out on purpose: the guest CPU netfront spends per streamed frame (the
-//! send instants are paced by wall time; the `io` kind charges `io.netfront_pkt_ns`),
-//! retransmissions (a stream's lost message is gone, as with UDP; its frames count as
-//! drops).
+//! Each frame sent costs the vCPU the guest's per-frame CPU for its mode (the `io` kind's
+//! `io.netfront_pkt_ns` row, `guest/modes.rs`), added to its run (`guest/senders.rs`).
+//!
+//! xensim leaves out on purpose: retransmissions (a stream's lost message is gone, as
+//! with UDP; its frames count as drops).
 
 use std::collections::BTreeMap;
 
@@ -41,7 +43,7 @@ use crate::guest::io::IoRecord;
 use crate::guest::net::{
     message_frames, push_message_frames, AnswerLog, FRAME_BYTES_MAX, MESSAGE_BYTES_MAX,
 };
-use crate::guest::workload::{Drawn, FieldStreams};
+use crate::guest::workload::{Drawn, FieldStreams, TAG_SEQ_MASK};
 use crate::scenario::model::{Dist, NetPeer, NetWorkload};
 
 /// Most sends one run of the vCPU makes for instants that are already past.
@@ -72,7 +74,6 @@ pub(crate) struct NetStream {
     flow: u32,
     tag_base: u64,
     next_tag: u64,
-    next_seq: u32,
     /// When the next message is due, ns.
     pub(crate) next_send_ns: u64,
     outstanding: BTreeMap<u64, Outstanding>,
@@ -101,9 +102,8 @@ impl NetStream {
             devid: net.vif,
             peer: net.peer.clone(),
             flow: vcpu_index,
-            tag_base: u64::from(vcpu_index) << 40,
+            tag_base: streams.tag_base(),
             next_tag: 0,
-            next_seq: 0,
             next_send_ns: now_ns,
             outstanding: BTreeMap::new(),
             to_send: Vec::new(),
@@ -115,27 +115,37 @@ impl NetStream {
         stream
     }
 
-    /// The vCPU runs at `now_ns`: sends every message due by then (at most
-    /// [`BURST_SENDS_MAX`]; later instants are skipped and counted).
-    pub(crate) fn send_due(&mut self, now_ns: u64) {
+    /// Starts the schedule again at `now_ns` (a `mixed` entry's stream, picked): the next
+    /// message is due one gap later.
+    pub(crate) fn restart(&mut self, now_ns: u64) {
+        self.next_send_ns = now_ns.saturating_add(self.rate.draw_positive());
+    }
+
+    /// The vCPU runs at `now_ns`: sends every message due by then and before `until_ns`
+    /// (at most [`BURST_SENDS_MAX`]; later instants are skipped and counted). Returns the
+    /// frames sent.
+    pub(crate) fn send_due(&mut self, now_ns: u64, until_ns: u64) -> u64 {
         let mut sent = 0;
-        while self.next_send_ns <= now_ns {
+        let mut frames = 0;
+        while self.next_send_ns <= now_ns && self.next_send_ns < until_ns {
             if sent == BURST_SENDS_MAX {
                 self.late_send_count += 1;
             } else {
-                self.send_one(now_ns);
+                frames += self.send_one(now_ns);
                 sent += 1;
             }
             let gap_ns = self.rate.draw_positive();
             self.next_send_ns = self.next_send_ns.saturating_add(gap_ns);
         }
-        debug_assert!(self.next_send_ns > now_ns);
+        debug_assert!(self.next_send_ns > now_ns || self.next_send_ns >= until_ns);
+        frames
     }
 
-    fn send_one(&mut self, now_ns: u64) {
+    /// Sends one message; returns its frames.
+    fn send_one(&mut self, now_ns: u64) -> u64 {
         let tx_bytes = self.tx_size.draw().clamp(1, MESSAGE_BYTES_MAX);
         let reply = self.rx_size.draw().min(MESSAGE_BYTES_MAX);
-        let tag = self.tag_base | self.next_tag;
+        let tag = self.tag_base | (self.next_tag & TAG_SEQ_MASK);
         self.next_tag += 1;
         if self.outstanding.len() >= OUTSTANDING_MAX {
             self.outstanding.pop_first();
@@ -147,14 +157,15 @@ impl NetStream {
             rx_bytes: 0,
         };
         self.outstanding.insert(tag, o);
-        debug_assert!(message_frames(tx_bytes) <= FRAMES_PER_MESSAGE_MAX);
+        let frames = message_frames(tx_bytes);
+        debug_assert!(frames <= FRAMES_PER_MESSAGE_MAX);
         push_message_frames(
             &mut self.to_send,
-            &mut self.next_seq,
             (self.flow, tag),
             tx_bytes,
             u32::try_from(reply).unwrap_or(u32::MAX),
         );
+        frames
     }
 
     /// The frames to send now (taken once; the run loop fills in the MACs).
@@ -237,7 +248,7 @@ mod tests {
     fn nothing_is_sent_before_the_first_gap() {
         // A 100 us gap: at 99 us nothing is due.
         let mut s = stream(1000, 100 * US);
-        s.send_due(99 * US);
+        s.send_due(99 * US, u64::MAX);
         assert!(s.take_frames().is_empty());
         assert_eq!(s.next_send_ns, 100 * US);
     }
@@ -246,7 +257,7 @@ mod tests {
     fn a_late_run_sends_every_due_message_at_once() {
         // Three instants (100, 200, 300 us) are due at 350 us: three one-frame messages.
         let mut s = stream(1000, 100 * US);
-        s.send_due(350 * US);
+        s.send_due(350 * US, u64::MAX);
         let frames = s.take_frames();
         assert_eq!(frames.len(), 3);
         assert!(frames.iter().all(|f| f.kind == PacketKind::Request));
@@ -257,7 +268,7 @@ mod tests {
     fn a_message_above_the_mtu_is_cut_into_frames() {
         // 4000 bytes at 1514 per frame: two full frames and the request frame.
         let mut s = stream(4000, 100 * US);
-        s.send_due(100 * US);
+        s.send_due(100 * US, u64::MAX);
         let kinds: Vec<PacketKind> = s.take_frames().iter().map(|f| f.kind).collect();
         assert_eq!(
             kinds,
@@ -269,7 +280,7 @@ mod tests {
     fn a_burst_beyond_the_bound_skips_the_late_instants() {
         // 100 instants due at once: 64 are sent, 36 are skipped and counted.
         let mut s = stream(100, US);
-        s.send_due(100 * US);
+        s.send_due(100 * US, u64::MAX);
         assert_eq!(s.take_frames().len(), BURST_SENDS_MAX as usize);
         assert_eq!(s.late_send_count, 100 - u64::from(BURST_SENDS_MAX));
     }
@@ -278,7 +289,7 @@ mod tests {
     fn the_answer_records_the_round_trip() {
         // Sent at 100 us, acknowledged at 130 us while the vCPU runs.
         let mut s = stream(1000, 100 * US);
-        s.send_due(100 * US);
+        s.send_due(100 * US, u64::MAX);
         let tag = s.take_frames()[0].tag;
         s.received(&ack(tag), 130 * US, true);
         let record = &s.records()[0];

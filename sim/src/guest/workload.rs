@@ -33,7 +33,8 @@
 //!   after the start, even when that is the start itself); job records for metrics.
 //! - `bursty`: runnable from the start with a `service` draw; when done, blocks with a timer
 //!   wake `think` later; each wake draws a new `service`.
-//! - `mixed`: see `guest/mixed.rs`; `span` is virtual wall time measured from the pick.
+//! - `mixed`: see `guest/mixed.rs`; `span` is virtual wall time measured from the pick;
+//!   its entries may be `io` (over a vbd or a vif) and may stream.
 //!
 //! A wake before the requested timer (or with none) is spurious: the guest finds nothing to
 //! do, needs 0 ns of CPU, and its demand-done blocks again with the same timer.
@@ -63,27 +64,61 @@
 //!
 //! - `io` over a vif: see `guest/net.rs`.
 //!
-//! - A `net.rate` stream on a non-`io` kind (`guest/stream.rs`): next to the workload,
-//!   the vCPU sends at wall-time instants. A run is cut at the next instant (the cut run
-//!   counts as the workload's work, which then goes on), a blocked vCPU is woken for it
-//!   (a spurious wake for the workload), and every demand-done sends what is due
-//!   ([`GuestVcpu::take_stream_frames`]).
+//! - `net.rate` and `disk.rate` streams on a non-`io` kind (`guest/senders.rs`, with
+//!   `guest/stream.rs` and `guest/disk_stream.rs`), of the top-level workload or of a
+//!   `mixed` entry: next to the workload, the vCPU sends at wall-time instants. A run is
+//!   cut at the next instant (the cut run counts as the workload's work, which then goes
+//!   on), a blocked vCPU is woken for it (a spurious wake for the workload), and every
+//!   demand-done sends what is due ([`GuestVcpu::take_stream_frames`],
+//!   [`GuestVcpu::take_stream_submissions`]). The guest CPU of what was sent is added to
+//!   the run as overhead; a workload that wanted to block runs it first (it stays
+//!   runnable, as after a spurious wake, and blocks at the next demand-done). After an
+//!   `io` batch (`BlockOnIo`) the overhead runs at the vCPU's next run.
+//!
+//! # I/O tags
+//!
+//! A disk I/O's or vif message's tag is `vcpu << 40 | source << 32 | sequence`: source 0
+//! is the top-level workload's own I/O, 1 its streams', `2 + 2k` and `3 + 2k` those of
+//! `mixed` entry `k` ([`entry_source`]). Completions and answers reach the model whose
+//! source the tag carries. Frames of every sender of a vCPU share the vCPU's sequence
+//! numbers (its flow), stamped when the run loop takes them.
 
 use crate::guest::dist::{sample, sample_exp_ahead, EXP_LANES};
-use crate::guest::io::IoModel;
-use crate::guest::mixed::MixedModel;
-use crate::guest::net::NetModel;
-use crate::guest::periodic::{PeriodicModel, PeriodicParams};
-use crate::guest::stream::NetStream;
+use crate::guest::senders::Senders;
 
+mod behavior;
 mod simple;
 use crate::rng::{RngStreams, Stream};
-use crate::scenario::model::{Dist, WorkloadSpec};
+use crate::scenario::model::{Dist, NetPeer, WorkloadSpec};
+pub(crate) use behavior::Behavior;
+use hypervisor_model::io::vbd::{GuestIo, IoDone};
 use hypervisor_model::io::vif::NetPacket;
-use simple::{BurstyModel, CpuBoundModel, IdleModel};
 
 pub use crate::guest::periodic::JobRecord;
 
+/// Tag source of the top-level workload's own I/O (`io` kind).
+pub(crate) const SOURCE_TOP: u32 = 0;
+/// Tag source of the top-level workload's streams.
+pub(crate) const SOURCE_STREAM: u32 = 1;
+/// The sequence bits of a tag (below the source bits).
+pub(crate) const TAG_SEQ_MASK: u64 = (1 << 32) - 1;
+/// Bits of the tag source (bits 32..40; the vCPU index sits above, from bit 40).
+const TAG_SOURCE_MASK: u64 = 0xff;
+const _: () = assert!(2 + 2 * crate::scenario::workload::MIX_ENTRIES_MAX as u64 <= 0xff);
+
+/// The tag source of `mixed` entry `entry_index`'s own I/O, or of its streams.
+pub(crate) fn entry_source(entry_index: usize, stream: bool) -> u32 {
+    let index = u32::try_from(entry_index).unwrap_or(u32::MAX / 4);
+    debug_assert!(index < 127, "mixed entries are bounded by the loader");
+    2 + 2 * index + u32::from(stream)
+}
+
+/// The source of an I/O or message tag (`vcpu << 40 | source << 32 | sequence`).
+pub(crate) fn tag_source(tag: u64) -> u32 {
+    u32::try_from((tag >> 32) & TAG_SOURCE_MASK).unwrap_or(0)
+}
+
+/// What the guest does when its planned run completes.
 /// Whether a vCPU's guest wants the CPU.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GuestState {
@@ -124,16 +159,36 @@ impl GuestAction {
     }
 }
 
-/// Names the streams of one workload: `<prefix>.<field>`.
+/// Names the streams of one workload: `<prefix>.<field>`; and the tag source of its I/O.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct FieldStreams<'a> {
     streams: &'a RngStreams,
     prefix: &'a str,
+    source: u32,
 }
 
 impl<'a> FieldStreams<'a> {
     pub(crate) fn new(streams: &'a RngStreams, prefix: &'a str) -> Self {
-        Self { streams, prefix }
+        Self {
+            streams,
+            prefix,
+            source: SOURCE_TOP,
+        }
+    }
+
+    /// The same names, for I/O tagged with `source`.
+    pub(crate) fn with_source(self, source: u32) -> Self {
+        Self { source, ..self }
+    }
+
+    /// The tag source of the workload's I/O.
+    pub(crate) fn source(&self) -> u32 {
+        self.source
+    }
+
+    /// The first tag of the workload's I/O: `vcpu << 40 | source << 32`.
+    pub(crate) fn tag_base(&self) -> u64 {
+        u64::from(self.vcpu_index()) << 40 | u64::from(self.source) << 32
     }
 
     /// The stream `<prefix>.<field>`.
@@ -160,7 +215,8 @@ impl<'a> FieldStreams<'a> {
 pub struct GuestVcpu {
     behavior: Behavior,
     state: GuestState,
-    /// Set by a spurious wake: the timer to re-arm when the 0 ns run completes.
+    /// Set by a spurious wake (or a block deferred behind send CPU): the workload's own
+    /// timer to re-arm when the run of the pending overhead completes.
     spurious_wake_at_ns: Option<Option<u64>>,
     cpu_ns_total: u64,
     /// Run time per unit of work, ppm (1 000 000: none; see `guest/memory.rs`).
@@ -169,15 +225,17 @@ pub struct GuestVcpu {
     os_stretch_ppm: u64,
     /// CPU one timer wake costs the guest (`guest/modes.rs`; 0 without `os` rates).
     timer_wake_ns: u64,
-    /// Timer-wake CPU not run yet: run before the workload's own demand.
+    /// Timer-wake and send CPU not run yet: run before the workload's own demand.
     overhead_ns_left: u64,
-    /// A `net.rate` stream next to the workload (`guest/stream.rs`).
-    stream: Option<Box<NetStream>>,
-    /// With a stream: the workload's own timer while blocked (`state` holds the earlier
+    /// The `net.rate` / `disk.rate` streams next to the workload (`guest/senders.rs`).
+    senders: Senders,
+    /// With streams: the workload's own timer while blocked (`state` holds the earlier
     /// of it and the next send).
     own_wake_at_ns: Option<u64>,
     /// The current run was cut short for a send; when that run started.
     cut_at_ns: Option<u64>,
+    /// The sequence number of the vCPU's last frame (every sender's frames share them).
+    net_seq: u32,
 }
 
 impl GuestVcpu {
@@ -190,15 +248,8 @@ impl GuestVcpu {
         now_ns: u64,
     ) -> Self {
         let prefix = format!("workload.{domain}.v{vcpu_index}");
-        let fields = FieldStreams::new(streams, &prefix);
-        let (base, stream) = match spec {
-            WorkloadSpec::NetStream { base, net, rate } => {
-                let stream = NetStream::new(net, *rate, &fields, vcpu_index, now_ns);
-                (base.as_ref(), Some(Box::new(stream)))
-            }
-            _ => (spec, None),
-        };
-        let mut behavior = Behavior::new(base, fields);
+        let (base, senders) = Senders::build(spec, streams, &prefix, now_ns);
+        let mut behavior = Behavior::new(base, FieldStreams::new(streams, &prefix));
         let state = behavior.start(now_ns);
         let mut vcpu = Self {
             behavior,
@@ -209,24 +260,44 @@ impl GuestVcpu {
             os_stretch_ppm: 1_000_000,
             timer_wake_ns: 0,
             overhead_ns_left: 0,
-            stream,
+            senders,
             own_wake_at_ns: None,
             cut_at_ns: None,
+            net_seq: 0,
         };
-        if let (GuestState::Blocked { wake_at_ns }, Some(_)) = (state, &vcpu.stream) {
-            vcpu.state = GuestState::Blocked {
-                wake_at_ns: vcpu.with_stream_wake(wake_at_ns),
-            };
+        vcpu.sync_window(now_ns);
+        if let GuestState::Blocked { wake_at_ns } = state {
+            vcpu.set_blocked(wake_at_ns);
         }
         vcpu
     }
 
+    /// A `mixed` workload may have picked a new entry: its streams follow.
+    fn sync_window(&mut self, now_ns: u64) {
+        if !self.senders.is_empty() {
+            let window = self.behavior.mix_window();
+            self.senders.set_window(window, now_ns);
+        }
+    }
+
     /// The wake time of a vCPU whose workload waits for `own_wake_at_ns`: the earlier of
-    /// it and the stream's next send (which it remembers).
+    /// it and the streams' next due instant (it remembers `own_wake_at_ns`).
     fn with_stream_wake(&mut self, own_wake_at_ns: Option<u64>) -> Option<u64> {
-        let stream = self.stream.as_ref()?;
+        if self.senders.is_empty() {
+            return own_wake_at_ns;
+        }
         self.own_wake_at_ns = own_wake_at_ns;
-        Some(own_wake_at_ns.map_or(stream.next_send_ns, |w| w.min(stream.next_send_ns)))
+        match (own_wake_at_ns, self.senders.next_due_ns()) {
+            (Some(own), Some(due)) => Some(own.min(due)),
+            (own, due) => own.or(due),
+        }
+    }
+
+    /// Blocks with the workload's own timer `own_wake_at_ns` (and the streams').
+    fn set_blocked(&mut self, own_wake_at_ns: Option<u64>) {
+        self.state = GuestState::Blocked {
+            wake_at_ns: self.with_stream_wake(own_wake_at_ns),
+        };
     }
 
     /// The guest-OS costs of its mode: the stretch of its `os` rates (ppm) and the CPU of
@@ -257,7 +328,7 @@ impl GuestVcpu {
     }
 
     /// CPU time needed before the next voluntary action, if the vCPU runs from `now_ns`;
-    /// `None`: it never acts. With a stream, a run is cut at the next send.
+    /// `None`: it never acts. With streams, a run is cut at the next send.
     pub fn run_demand_ns(&mut self, now_ns: u64) -> Option<u64> {
         assert_eq!(
             self.state,
@@ -266,17 +337,17 @@ impl GuestVcpu {
         );
         self.cut_at_ns = None;
         let demand_ns = if self.spurious_wake_at_ns.is_some() {
-            Some(0)
+            Some(self.overhead_ns_left)
         } else {
             self.behavior.run_demand_ns(now_ns).map(|ns| {
                 crate::guest::memory::mul_ppm_up(ns, self.total_stretch_ppm())
                     .saturating_add(self.overhead_ns_left)
             })
         };
-        let Some(stream) = &self.stream else {
+        let Some(due_ns) = self.senders.next_due_ns() else {
             return demand_ns;
         };
-        let to_send_ns = stream.next_send_ns.saturating_sub(now_ns);
+        let to_send_ns = due_ns.saturating_sub(now_ns);
         if demand_ns.is_none_or(|ns| to_send_ns < ns) {
             self.cut_at_ns = Some(now_ns);
             return Some(to_send_ns);
@@ -289,16 +360,17 @@ impl GuestVcpu {
         assert_eq!(self.state, GuestState::Runnable, "a blocked vCPU ran");
         self.cut_at_ns = None;
         self.cpu_ns_total = self.cpu_ns_total.saturating_add(ran_ns);
-        if self.spurious_wake_at_ns.is_none() {
-            self.account_work(ran_ns);
-        }
+        self.account_work(ran_ns);
     }
 
-    /// `ran_ns` of run time went to the pending timer-wake overhead first, then to the
-    /// workload's work at the current stretch.
+    /// `ran_ns` of run time went to the pending overhead (timer wake, sends) first, then
+    /// to the workload's work at the current stretch (none during a spurious run).
     fn account_work(&mut self, ran_ns: u64) {
         let overhead_ns = ran_ns.min(self.overhead_ns_left);
         self.overhead_ns_left -= overhead_ns;
+        if self.spurious_wake_at_ns.is_some() {
+            return;
+        }
         let stretch_ppm = self.total_stretch_ppm();
         let work_ns = crate::guest::memory::div_ppm_down(ran_ns - overhead_ns, stretch_ppm);
         self.behavior.account(work_ns);
@@ -311,33 +383,60 @@ impl GuestVcpu {
             GuestState::Runnable,
             "demand done on a blocked vCPU"
         );
-        let action = match (self.cut_at_ns.take(), self.spurious_wake_at_ns.take()) {
-            (Some(started_ns), _) => {
-                // Cut for a send: the workload ran that long and goes on afterwards.
-                self.account_work(now_ns.saturating_sub(started_ns));
-                GuestAction::Continue
-            }
-            (None, Some(wake_at_ns)) => GuestAction::Block { wake_at_ns },
-            (None, None) => {
-                self.overhead_ns_left = 0;
-                self.behavior.on_demand_done(now_ns)
-            }
+        let action = if let Some(started_ns) = self.cut_at_ns.take() {
+            // Cut for a send: the workload ran that long and goes on afterwards.
+            self.account_work(now_ns.saturating_sub(started_ns));
+            GuestAction::Continue
+        } else if let Some(wake_at_ns) = self.spurious_wake_at_ns.take() {
+            self.overhead_ns_left = 0;
+            GuestAction::Block { wake_at_ns }
+        } else {
+            self.overhead_ns_left = 0;
+            let action = self.behavior.on_demand_done(now_ns);
+            self.sync_window(now_ns);
+            action
         };
-        let action = match (self.stream.as_mut(), action) {
-            (Some(stream), GuestAction::Block { wake_at_ns }) => {
-                stream.send_due(now_ns);
+        let action = self.send_due(now_ns, action);
+        self.state = action.state_after();
+        match action {
+            GuestAction::Block { wake_at_ns } => {
+                // The run loop arms the earlier of the workload's timer and the streams'.
+                self.set_blocked(wake_at_ns);
                 GuestAction::Block {
-                    wake_at_ns: self.with_stream_wake(wake_at_ns),
+                    wake_at_ns: self.wake_at_ns(),
                 }
             }
-            (Some(stream), action) => {
-                stream.send_due(now_ns);
+            GuestAction::BlockOnIo => {
+                self.set_blocked(None);
                 action
             }
-            (None, action) => action,
-        };
-        self.state = action.state_after();
-        action
+            GuestAction::Yield | GuestAction::Continue => action,
+        }
+    }
+
+    /// The wake time of a blocked vCPU (`None` while runnable or without a timer).
+    pub fn wake_at_ns(&self) -> Option<u64> {
+        match self.state {
+            GuestState::Blocked { wake_at_ns } => wake_at_ns,
+            GuestState::Runnable => None,
+        }
+    }
+
+    /// The streams send what is due at `now_ns`; their CPU is added to the run. A block
+    /// waits until that CPU has run (the vCPU stays runnable, as after a spurious wake).
+    fn send_due(&mut self, now_ns: u64, action: GuestAction) -> GuestAction {
+        if self.senders.is_empty() {
+            return action;
+        }
+        let send_ns = self.senders.send_due(now_ns);
+        self.overhead_ns_left = self.overhead_ns_left.saturating_add(send_ns);
+        match action {
+            GuestAction::Block { wake_at_ns } if self.overhead_ns_left > 0 => {
+                self.spurious_wake_at_ns = Some(wake_at_ns);
+                GuestAction::Continue
+            }
+            action => action,
+        }
     }
 
     /// The guest timer (or anything else) woke the vCPU at `now_ns`.
@@ -345,15 +444,16 @@ impl GuestVcpu {
         let GuestState::Blocked { wake_at_ns } = self.state else {
             panic!("wake of a runnable vCPU");
         };
-        // With a stream, a wake for a send is spurious for the workload itself.
-        let wake_at_ns = match self.stream {
-            Some(_) => self.own_wake_at_ns,
-            None => wake_at_ns,
+        // With streams, a wake for a send is spurious for the workload itself.
+        let wake_at_ns = match self.senders.is_empty() {
+            true => wake_at_ns,
+            false => self.own_wake_at_ns,
         };
         match wake_at_ns {
             Some(at_ns) if at_ns <= now_ns => {
                 self.overhead_ns_left = self.overhead_ns_left.saturating_add(self.timer_wake_ns);
-                self.behavior.on_wake(now_ns)
+                self.behavior.on_wake(now_ns);
+                self.sync_window(now_ns);
             }
             _ => self.spurious_wake_at_ns = Some(wake_at_ns),
         }
@@ -362,147 +462,169 @@ impl GuestVcpu {
 
     /// The vCPU was put on a pCPU at `now_ns`.
     pub fn on_run_start(&mut self, now_ns: u64) {
-        if let Some(stream) = &mut self.stream {
-            stream.on_run_start(now_ns);
-        }
-        match &mut self.behavior {
-            Behavior::Periodic(model) => model.on_run_start(now_ns),
-            Behavior::Io(model) => model.on_run_start(now_ns),
-            Behavior::NetIo(model) => model.on_run_start(now_ns),
-            _ => {}
-        }
+        self.senders.on_run_start(now_ns);
+        self.behavior.on_run_start(now_ns);
     }
 
-    /// `io`: the guest CPU blkfront spends per I/O (`io.blkfront_req_ns`), added to each
-    /// batch's `service` once per I/O. No effect on other kinds.
-    pub fn set_io_request_ns(&mut self, ns: u64) {
-        if let Behavior::Io(model) = &mut self.behavior {
-            model.set_request_ns(ns);
+    /// The guest CPU per disk I/O (blkfront, notification, completion) and per frame sent
+    /// (netfront) for its mode: added to each `io` batch or request once per I/O or frame,
+    /// and to the run after each streamed I/O or frame.
+    pub fn set_io_costs(&mut self, disk_io_ns: u64, frame_ns: u64) {
+        for leaf in self.behavior.leaves_mut() {
+            match leaf {
+                Behavior::Io(model) => model.set_request_ns(disk_io_ns),
+                Behavior::NetIo(model) => model.set_packet_ns(frame_ns),
+                _ => {}
+            }
         }
+        self.senders.set_costs(frame_ns, disk_io_ns);
     }
 
-    /// `io`: the disk is QEMU's emulated one (its kernel's messages name the ATA driver).
+    /// The disks are QEMU's emulated ones (its kernel's messages name the ATA driver).
     pub fn set_disk_emulated(&mut self, emulated: bool) {
-        if let Behavior::Io(model) = &mut self.behavior {
-            model.set_emulated(emulated);
+        for leaf in self.behavior.leaves_mut() {
+            if let Behavior::Io(model) = leaf {
+                model.queue.set_emulated(emulated);
+            }
         }
+        self.senders.set_disk_emulated(emulated);
     }
 
     /// The kernel messages the workload printed since the last call (printk lines
     /// without their time prefix), for the guest's console: `io`'s driver lines,
     /// `periodic`'s deadline misses.
     pub fn take_console(&mut self) -> String {
-        match &mut self.behavior {
-            Behavior::Io(model) => model.take_console(),
-            Behavior::Periodic(model) => model.take_console(),
-            _ => String::new(),
+        let mut text = String::new();
+        for leaf in self.behavior.leaves_mut() {
+            match leaf {
+                Behavior::Io(model) => text.push_str(&model.queue.take_console()),
+                Behavior::Periodic(model) => text.push_str(&model.take_console()),
+                _ => {}
+            }
         }
+        text.push_str(&self.senders.take_console());
+        text
     }
 
     /// `io`: the I/Os to submit after a [`GuestAction::BlockOnIo`], and their vbd.
-    pub fn take_submissions(&mut self) -> (u32, Vec<hypervisor_model::io::vbd::GuestIo>) {
-        match &mut self.behavior {
-            Behavior::Io(model) => (model.vdev, model.take_submissions()),
+    pub fn take_submissions(&mut self) -> (u32, Vec<GuestIo>) {
+        match self.behavior.current_mut() {
+            Behavior::Io(model) => (model.queue.vdev, model.queue.take_submissions()),
             _ => (0, Vec::new()),
         }
     }
 
-    /// `io`: blkfront completed `done` at `now_ns` (`running`: the vCPU runs now). When
-    /// it was the batch's last, the guest sleeps its think time: returns that wake time.
-    pub fn io_done(
-        &mut self,
-        done: &hypervisor_model::io::vbd::IoDone,
-        now_ns: u64,
-        running: bool,
-    ) -> Option<u64> {
-        let Behavior::Io(model) = &mut self.behavior else {
-            return None;
-        };
-        let wake_at_ns = model.io_done(done, now_ns, running)?;
-        if let GuestState::Blocked { .. } = self.state {
-            self.state = GuestState::Blocked {
-                wake_at_ns: Some(wake_at_ns),
+    /// The disk streams' I/Os to submit now (after any demand-done), per vbd.
+    pub fn take_stream_submissions(&mut self) -> Vec<(u32, Vec<GuestIo>)> {
+        self.senders.take_submissions()
+    }
+
+    /// blkfront completed `done` at `now_ns` (`running`: the vCPU runs now). Returns the
+    /// time a wake event is wanted at, if the completion set one: an `io` batch's think
+    /// timer once its last I/O completed, or a blocked vCPU's disk stream that can submit
+    /// its backlog now.
+    pub fn io_done(&mut self, done: &IoDone, now_ns: u64, running: bool) -> Option<u64> {
+        if self.senders.io_done(done, now_ns, running) {
+            let GuestState::Blocked { .. } = self.state else {
+                return None;
             };
+            self.set_blocked(self.own_wake_at_ns);
+            return self.wake_at_ns();
         }
-        Some(wake_at_ns)
+        let wake_at_ns = match &mut self.behavior {
+            Behavior::Io(model) => model.io_done(done, now_ns, running),
+            Behavior::Mixed(model) => model.io_done(done, now_ns, running),
+            _ => None,
+        }?;
+        Some(self.own_wake_changed(wake_at_ns))
     }
 
-    /// `io`: every I/O record so far (empty for other kinds).
-    pub fn io_records(&self) -> &[crate::guest::io::IoRecord] {
-        if let Some(stream) = &self.stream {
-            return stream.records();
-        }
-        match &self.behavior {
-            Behavior::Io(model) => model.records(),
-            Behavior::NetIo(model) => model.records(),
-            _ => &[],
-        }
-    }
-
-    /// `io`: writes submitted and not completed (empty for other kinds).
-    pub fn io_pending_writes(&self) -> Vec<(u64, hypervisor_model::io::vbd::GuestIo)> {
-        match &self.behavior {
-            Behavior::Io(model) => model.pending_writes(),
-            _ => Vec::new(),
+    /// The workload's own timer is now `wake_at_ns` (a request completed): returns when
+    /// the vCPU wants its wake event.
+    fn own_wake_changed(&mut self, wake_at_ns: u64) -> u64 {
+        match self.state {
+            GuestState::Blocked { .. } => {
+                self.set_blocked(Some(wake_at_ns));
+                self.wake_at_ns().unwrap_or(wake_at_ns)
+            }
+            GuestState::Runnable => {
+                // Runnable only for a spurious wake or send CPU: it blocks on this timer.
+                if self.spurious_wake_at_ns.is_some() {
+                    self.spurious_wake_at_ns = Some(Some(wake_at_ns));
+                }
+                wake_at_ns
+            }
         }
     }
 
-    /// `io` over a vif: netfront's CPU per frame (`io.netfront_pkt_ns`).
-    pub fn set_net_packet_ns(&mut self, ns: u64) {
-        if let Behavior::NetIo(model) = &mut self.behavior {
-            model.set_packet_ns(ns);
+    /// Every I/O record so far, of the workload and its streams.
+    pub fn io_records(&self) -> Vec<crate::guest::io::IoRecord> {
+        let mut records = self.behavior.io_records();
+        records.extend(self.senders.records());
+        records
+    }
+
+    /// Writes submitted and not completed.
+    pub fn io_pending_writes(&self) -> Vec<(u64, GuestIo)> {
+        let mut writes = Vec::new();
+        for leaf in self.behavior.leaves() {
+            if let Behavior::Io(model) = leaf {
+                writes.extend(model.queue.pending_writes());
+            }
+        }
+        writes.extend(self.senders.pending_writes());
+        writes
+    }
+
+    /// Gives the vCPU's next sequence numbers to `frames`.
+    fn stamp(&mut self, frames: &mut [NetPacket]) {
+        for frame in frames {
+            self.net_seq = self.net_seq.wrapping_add(1);
+            frame.seq = self.net_seq;
         }
     }
 
     /// `io` over a vif: the frames to send after a [`GuestAction::BlockOnIo`], their vif
     /// and peer.
-    pub fn take_net_frames(
-        &mut self,
-    ) -> Option<(u32, crate::scenario::model::NetPeer, Vec<NetPacket>)> {
-        match &mut self.behavior {
-            Behavior::NetIo(model) => Some((model.devid, model.peer.clone(), model.take_frames())),
-            _ => None,
+    pub fn take_net_frames(&mut self) -> Option<(u32, NetPeer, Vec<NetPacket>)> {
+        let Behavior::NetIo(model) = self.behavior.current_mut() else {
+            return None;
+        };
+        let (devid, peer, mut frames) = (model.devid, model.peer.clone(), model.take_frames());
+        self.stamp(&mut frames);
+        Some((devid, peer, frames))
+    }
+
+    /// The streams' frames to send now (after any demand-done), per vif and peer.
+    pub fn take_stream_frames(&mut self) -> Vec<(u32, NetPeer, Vec<NetPacket>)> {
+        let mut out = self.senders.take_frames();
+        for (_, _, frames) in &mut out {
+            self.stamp(frames);
         }
+        out
     }
 
-    /// A stream's frames to send now (after any demand-done), their vif and peer.
-    pub fn take_stream_frames(
-        &mut self,
-    ) -> Option<(u32, crate::scenario::model::NetPeer, Vec<NetPacket>)> {
-        let stream = self.stream.as_mut()?;
-        let frames = stream.take_frames();
-        (!frames.is_empty()).then(|| (stream.devid, stream.peer.clone(), frames))
-    }
-
-    /// `io` over a vif, blocked on a request: arms the retransmission timer; its time.
+    /// `io` over a vif, blocked on a request: arms the retransmission timer; the time
+    /// the vCPU wants its wake event.
     pub fn arm_net_timeout(&mut self, now_ns: u64) -> Option<u64> {
-        let Behavior::NetIo(model) = &self.behavior else {
+        let Behavior::NetIo(model) = self.behavior.current_mut() else {
             return None;
         };
         let at_ns = model.timeout_at_ns(now_ns)?;
-        self.state = GuestState::Blocked {
-            wake_at_ns: Some(at_ns),
-        };
-        Some(at_ns)
+        Some(self.own_wake_changed(at_ns))
     }
 
-    /// `io` over a vif: netfront received `packet`; the think wake time once it completed
-    /// the answer.
+    /// netfront received `packet`; the wake time once it completed a request's answer.
     pub fn net_received(&mut self, packet: &NetPacket, now_ns: u64, running: bool) -> Option<u64> {
-        if let Some(stream) = &mut self.stream {
-            stream.received(packet, now_ns, running);
+        if self.senders.net_received(packet, now_ns, running) {
             return None;
         }
-        let Behavior::NetIo(model) = &mut self.behavior else {
-            return None;
-        };
-        let wake_at_ns = model.received(packet, now_ns, running)?;
-        if let GuestState::Blocked { .. } = self.state {
-            self.state = GuestState::Blocked {
-                wake_at_ns: Some(wake_at_ns),
-            };
-        }
-        Some(wake_at_ns)
+        let wake_at_ns = match &mut self.behavior {
+            Behavior::NetIo(model) => model.received(packet, now_ns, running),
+            Behavior::Mixed(model) => model.net_received(packet, now_ns, running),
+            _ => None,
+        }?;
+        Some(self.own_wake_changed(wake_at_ns))
     }
 
     /// The vCPU was taken off its pCPU at `now_ns`.
@@ -531,141 +653,6 @@ impl GuestVcpu {
         match &mut self.behavior {
             Behavior::Periodic(model) => model.jobs_released_before(end_ns),
             _ => &[],
-        }
-    }
-}
-
-/// A workload kind's model. Each follows the protocol of the module doc, without the
-/// spurious-wake handling (done once in [`GuestVcpu`]).
-#[derive(Debug, Clone)]
-pub(crate) enum Behavior {
-    Idle(IdleModel),
-    CpuBound(CpuBoundModel),
-    Periodic(PeriodicModel),
-    Bursty(BurstyModel),
-    Mixed(Box<MixedModel>),
-    Io(Box<IoModel>),
-    NetIo(Box<NetModel>),
-}
-
-impl Behavior {
-    /// Builds the model of `spec` with its streams; `start` must follow.
-    pub(crate) fn new(spec: &WorkloadSpec, streams: FieldStreams<'_>) -> Self {
-        match spec {
-            WorkloadSpec::Idle { tick, tick_work } => {
-                Behavior::Idle(IdleModel::new(*tick, *tick_work, &streams))
-            }
-            WorkloadSpec::CpuBound { yield_every } => {
-                Behavior::CpuBound(CpuBoundModel::new(*yield_every, &streams))
-            }
-            WorkloadSpec::Periodic {
-                period_ns,
-                wcet,
-                deadline_ns,
-                phase,
-                jitter,
-            } => {
-                let params = PeriodicParams {
-                    period_ns: *period_ns,
-                    wcet: *wcet,
-                    deadline_ns: *deadline_ns,
-                    phase: *phase,
-                    jitter: *jitter,
-                };
-                Behavior::Periodic(PeriodicModel::new(params, &streams))
-            }
-            WorkloadSpec::Bursty { service, think } => {
-                Behavior::Bursty(BurstyModel::new(*service, *think, &streams))
-            }
-            WorkloadSpec::Mixed { mix } => Behavior::Mixed(Box::new(MixedModel::new(mix, streams))),
-            WorkloadSpec::Io {
-                service,
-                think,
-                disk,
-            } => {
-                let index = streams.vcpu_index();
-                let model = IoModel::new(*service, *think, disk, &streams, index);
-                Behavior::Io(Box::new(model))
-            }
-            WorkloadSpec::NetIo {
-                service,
-                think,
-                net,
-            } => {
-                let index = streams.vcpu_index();
-                let model = NetModel::new(*service, *think, net, &streams, index);
-                Behavior::NetIo(Box::new(model))
-            }
-            // The stream itself belongs to `GuestVcpu`; the loader never nests it.
-            WorkloadSpec::NetStream { base, .. } => Behavior::new(base, streams),
-        }
-    }
-
-    /// (Re)starts the workload at `now_ns`.
-    pub(crate) fn start(&mut self, now_ns: u64) -> GuestState {
-        match self {
-            Behavior::Idle(model) => model.start(now_ns),
-            Behavior::CpuBound(model) => model.start(),
-            Behavior::Periodic(model) => model.start(now_ns),
-            Behavior::Bursty(model) => model.start(),
-            Behavior::Mixed(model) => model.start(now_ns),
-            Behavior::Io(model) => model.start(),
-            Behavior::NetIo(model) => model.start(),
-        }
-    }
-
-    pub(crate) fn run_demand_ns(&self, now_ns: u64) -> Option<u64> {
-        match self {
-            Behavior::Idle(model) => Some(model.demand_ns_left),
-            Behavior::CpuBound(model) => model.run_demand_ns(),
-            Behavior::Periodic(model) => model.run_demand_ns(),
-            Behavior::Bursty(model) => Some(model.demand_ns_left),
-            Behavior::Mixed(model) => model.run_demand_ns(now_ns),
-            Behavior::Io(model) => Some(model.demand_ns_left()),
-            Behavior::NetIo(model) => Some(model.demand_ns_left()),
-        }
-    }
-
-    pub(crate) fn account(&mut self, ran_ns: u64) {
-        match self {
-            Behavior::Idle(model) => {
-                model.demand_ns_left = model.demand_ns_left.saturating_sub(ran_ns)
-            }
-            Behavior::CpuBound(model) => {
-                model.demand_ns_left = model.demand_ns_left.saturating_sub(ran_ns);
-            }
-            Behavior::Periodic(model) => model.account(ran_ns),
-            Behavior::Bursty(model) => {
-                model.demand_ns_left = model.demand_ns_left.saturating_sub(ran_ns)
-            }
-            Behavior::Mixed(model) => model.account(ran_ns),
-            Behavior::Io(model) => model.account(ran_ns),
-            Behavior::NetIo(model) => model.account(ran_ns),
-        }
-    }
-
-    pub(crate) fn on_demand_done(&mut self, now_ns: u64) -> GuestAction {
-        match self {
-            Behavior::Idle(model) => model.on_demand_done(now_ns),
-            Behavior::CpuBound(model) => model.on_demand_done(),
-            Behavior::Periodic(model) => model.on_demand_done(now_ns),
-            Behavior::Bursty(model) => model.on_demand_done(now_ns),
-            Behavior::Mixed(model) => model.on_demand_done(now_ns),
-            Behavior::Io(model) => model.on_demand_done(now_ns),
-            Behavior::NetIo(model) => model.on_demand_done(now_ns),
-        }
-    }
-
-    /// A wake at or after the requested timer.
-    pub(crate) fn on_wake(&mut self, now_ns: u64) {
-        match self {
-            Behavior::Idle(model) => model.on_wake(),
-            Behavior::CpuBound(_) => {}
-            Behavior::Periodic(model) => model.on_wake(now_ns),
-            Behavior::Bursty(model) => model.on_wake(),
-            Behavior::Mixed(model) => model.on_wake(now_ns),
-            Behavior::Io(model) => model.on_wake(),
-            Behavior::NetIo(model) => model.on_wake(),
         }
     }
 }
@@ -715,3 +702,5 @@ impl Drawn {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_streams;

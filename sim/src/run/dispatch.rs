@@ -64,8 +64,11 @@ impl World<'_> {
                     host,
                     &mut self.queue,
                 );
-                if let Some(GuestStep::Block | GuestStep::Yield | GuestStep::Continue) = step {
-                    // A `net.rate` stream sends what is due while the vCPU runs.
+                if let Some(
+                    GuestStep::Block | GuestStep::Yield | GuestStep::Continue | GuestStep::SubmitIo,
+                ) = step
+                {
+                    // `net.rate` / `disk.rate` streams send what is due while the vCPU runs.
                     self.stream_send(host, vcpu);
                     // A periodic application's deadline-miss lines (`guest/periodic.rs`).
                     self.console_flush(host, vcpu);
@@ -79,24 +82,8 @@ impl World<'_> {
                             self.deliver(host, &CoreInput::VcpuBlock { vcpu });
                             return Some(host);
                         }
-                        let h = &mut self.hosts[usize::from(host)];
-                        let console = h.sim.guests.take_console(vcpu);
                         let (vdev, ios) = h.sim.guests.take_submissions(vcpu);
-                        if !console.is_empty() {
-                            let text = console.into_bytes();
-                            self.deliver(host, &CoreInput::ConsoleWrite { vcpu, text });
-                        }
-                        let count = ios.len();
-                        for (index, io) in ios.into_iter().enumerate() {
-                            let last = index + 1 == count;
-                            let input = CoreInput::BlkSubmit {
-                                vcpu,
-                                vdev,
-                                io,
-                                last,
-                            };
-                            self.deliver(host, &input);
-                        }
+                        self.blk_submit(host, vcpu, vdev, ios);
                         self.deliver(host, &CoreInput::VcpuBlock { vcpu });
                     }
                     Some(GuestStep::Yield) => {

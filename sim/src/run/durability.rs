@@ -132,6 +132,7 @@ mod tests {
             sectors: 8,
             seed,
             flush: false,
+            deferred: None,
         }
     }
 

@@ -2,10 +2,12 @@
 //! core input and core event, check invariants, and stop at the end of the scenario.
 //!
 //! Files: `host.rs` (scenario host → `BootConfig`), `platform.rs` (`SimPlatform`),
-//! `dispatch.rs` (one event's handling), `guests.rs` (workload models per vCPU), `commands.rs` (the xl timeline and toolstack
-//! replies), `messages.rs` (xl's and libxl's failure messages), `xl_sched.rs` (the
-//! scheduler, cpupool and vCPU commands), `sinks.rs` (hash, trace file, decision log,
-//! metrics), `external.rs` (socket requests from `xensim serve` at the current time).
+//! `dispatch.rs` (one event's handling), `guests.rs` (workload models per vCPU),
+//! `guest_io.rs` (a workload's I/Os and stream sends to its frontends), `commands.rs`
+//! (the xl timeline and toolstack replies), `messages.rs` (xl's and libxl's failure
+//! messages), `xl_sched.rs` (the scheduler, cpupool and vCPU commands), `sinks.rs`
+//! (hash, trace file, decision log, metrics), `external.rs` (socket requests from
+//! `xensim serve` at the current time).
 //!
 //! # Invariants
 //! - One run is single-threaded and reads no host clock: its hash depends only on the
@@ -20,6 +22,7 @@ mod domain_rtds;
 pub mod durability;
 pub mod external;
 mod faults;
+mod guest_io;
 pub mod guests;
 mod guests_memory;
 pub mod host;

@@ -482,14 +482,6 @@ impl World<'_> {
         }
     }
 
-    /// `vcpu`'s `net.rate` stream sends the frames its last demand-done made, if any.
-    pub(crate) fn stream_send(&mut self, host: u16, vcpu: VcpuRef) {
-        let guests = &mut self.hosts[usize::from(host)].sim.guests;
-        if let Some((devid, peer, frames)) = guests.take_stream_frames(vcpu) {
-            self.net_send_frames(host, vcpu, devid, &peer, frames);
-        }
-    }
-
     /// A vif connected: requests waiting for it (or for it as a peer) go out, in order.
     pub(crate) fn net_vif_up(&mut self, host: u16, dom: DomId, devid: u32, mac: Mac) {
         let back = self.hosts[usize::from(host)]

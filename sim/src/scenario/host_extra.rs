@@ -81,6 +81,11 @@ pub(crate) fn dom0(d: &Diags, h: &Tbl<'_>) -> Option<Dom0Spec> {
                     t.error_at(d, node, "workload", "dom0 cannot run an io workload");
                     return None;
                 }
+                if workload.uses_devices() && !matches!(workload, WorkloadSpec::NetIo { .. }) {
+                    let message = "dom0's workload cannot use a vbd or a vif (it has none)";
+                    t.error_at(d, node, "workload", message);
+                    return None;
+                }
                 workload
             }
             None => WorkloadSpec::Idle {

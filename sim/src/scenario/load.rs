@@ -537,10 +537,7 @@ impl Loader<'_> {
     /// domain's `workload`).
     fn net_peers_exist(&self, domains: &[DomainSpec], locs: &[Loc]) {
         for (domain, loc) in domains.iter().zip(locs) {
-            for workload in &domain.vcpu_workloads {
-                let Some(net) = workload.net() else {
-                    continue;
-                };
+            for net in domain.vcpu_workloads.iter().flat_map(WorkloadSpec::nets) {
                 let NetPeer::Domain(peer) = &net.peer else {
                     continue;
                 };

@@ -392,14 +392,76 @@ pub enum WorkloadSpec {
         /// Gap between two sends (wall time).
         rate: Dist,
     },
+    /// A non-`io` workload with a `disk` sub-table that has `rate`: `base` runs as usual
+    /// and the vCPU also submits one I/O of `size` every `rate` gap without blocking, at
+    /// most `queue_depth` outstanding (`guest/disk_stream.rs`).
+    DiskStream {
+        /// The workload (never `Io`, `NetIo`, `NetStream` or `DiskStream`).
+        base: Box<WorkloadSpec>,
+        /// Which vbd and what the I/Os are.
+        disk: DiskWorkload,
+        /// Gap between two submissions (wall time).
+        rate: Dist,
+    },
 }
 
 impl WorkloadSpec {
-    /// The `net` sub-table the vCPU sends with, if any (`io` over a vif, or a stream).
-    pub fn net(&self) -> Option<&NetWorkload> {
+    /// Every `net` sub-table the vCPU sends with (`io` over a vif, streams), `mixed`
+    /// entries' included, outermost first.
+    pub fn nets(&self) -> Vec<&NetWorkload> {
+        let mut out = Vec::new();
+        self.visit(&mut |spec| {
+            if let WorkloadSpec::NetIo { net, .. } | WorkloadSpec::NetStream { net, .. } = spec {
+                out.push(net);
+            }
+        });
+        out
+    }
+
+    /// Every `disk` sub-table the vCPU does I/O with (`io` over a vbd, streams), `mixed`
+    /// entries' included, outermost first.
+    pub fn disks_mut(&mut self) -> Vec<&mut DiskWorkload> {
         match self {
-            WorkloadSpec::NetIo { net, .. } | WorkloadSpec::NetStream { net, .. } => Some(net),
-            _ => None,
+            WorkloadSpec::Io { disk, .. } => vec![disk],
+            WorkloadSpec::DiskStream { base, disk, .. } => {
+                let mut out = vec![disk];
+                out.extend(base.disks_mut());
+                out
+            }
+            WorkloadSpec::NetStream { base, .. } => base.disks_mut(),
+            WorkloadSpec::Mixed { mix } => mix
+                .iter_mut()
+                .flat_map(|entry| entry.workload.disks_mut())
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// True if the workload, or one nested in it, uses a vbd or a vif.
+    pub fn uses_devices(&self) -> bool {
+        let mut uses = false;
+        self.visit(&mut |spec| {
+            uses |= matches!(
+                spec,
+                WorkloadSpec::Io { .. }
+                    | WorkloadSpec::NetIo { .. }
+                    | WorkloadSpec::NetStream { .. }
+                    | WorkloadSpec::DiskStream { .. }
+            );
+        });
+        uses
+    }
+
+    /// Calls `f` on this workload and every workload nested in it (stream bases, `mixed`
+    /// entries), outermost first.
+    fn visit<'a>(&'a self, f: &mut impl FnMut(&'a WorkloadSpec)) {
+        f(self);
+        match self {
+            WorkloadSpec::NetStream { base, .. } | WorkloadSpec::DiskStream { base, .. } => {
+                base.visit(f)
+            }
+            WorkloadSpec::Mixed { mix } => mix.iter().for_each(|entry| entry.workload.visit(f)),
+            _ => {}
         }
     }
 }
@@ -476,7 +538,7 @@ pub enum DiskOpSpec {
     },
 }
 
-/// The `disk` sub-table of an `io` workload (`specs/scenario.md` §6.1).
+/// The `disk` sub-table of an `io` workload or a disk stream (`specs/scenario.md` §6.1).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DiskWorkload {
     /// The xl.cfg vdev (`xvda`); the loader fills in the domain's first disk.

@@ -65,6 +65,7 @@ const VCPU_DISTS: &[&str] = &["wakeup_latency_ns", "runq_wait_ns"];
 const IO_SCALARS: &[&str] = &[
     "io_completed_count",
     "io_error_count",
+    "io_deferred_count",
     "io_bytes",
     "iops_milli",
     "throughput_bps",

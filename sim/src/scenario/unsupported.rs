@@ -18,9 +18,6 @@ pub enum Feature<'a> {
     /// `[[at]] fault = { kind = "lost-interrupt", device = ... }`: a passthrough device's
     /// interrupts (PCI passthrough is not run yet).
     DeviceInterrupt,
-    /// A workload's `net` sub-table outside the `io` kind, or `disk` outside the `io` kind
-    /// (the name).
-    WorkloadSubTable(&'a str),
     /// A non-empty `pci` list (host or xl.cfg).
     Pci,
     /// An xl subcommand xl has but xensim's `XlCommand` does not parse yet.
@@ -65,7 +62,6 @@ pub fn is_tmem(name: &str) -> bool {
 pub fn not_yet(feature: Feature<'_>) -> Option<String> {
     let what = match feature {
         Feature::DeviceInterrupt => "a lost-interrupt fault on a device is".to_string(),
-        Feature::WorkloadSubTable(name) => format!("workload sub-table `{name}` is"),
         Feature::Pci => "PCI passthrough is".to_string(),
         Feature::XlCommand(name) if XL_COMMANDS_NOT_YET.contains(&name) => {
             format!("xl command \"{name}\" is")

@@ -1,12 +1,14 @@
 //! Workload tables (`specs/scenario.md` §6.1) and distributions (§6.2) → [`WorkloadSpec`].
 //!
 //! # Invariants
-//! - `mixed` entries are never `mixed` or `periodic`; weights are ≥ 1.
-//! - Sub-tables `memory`, `net` and `disk` are fully validated; `disk` outside the `io`
-//!   kind (or with `rate`) and `net` inside a `mixed` entry are then refused through
-//!   `unsupported.rs` until the engine runs them. An `io` workload runs over a vbd (`disk`)
-//!   or a vif (`net`); never inside `mixed`. A top-level non-`io` workload with a `net`
-//!   sub-table streams: `rate` is required and > 0 ([`WorkloadSpec::NetStream`]).
+//! - `mixed` entries are never `mixed` or `periodic`; weights are ≥ 1; at most
+//!   [`MIX_ENTRIES_MAX`] entries.
+//! - An `io` workload (top level or a `mixed` entry) runs over a vbd (`disk`) or a vif
+//!   (`net`), never both, and its sub-table takes no `rate`. A non-`io` workload (top
+//!   level or a `mixed` entry) with a `net` or `disk` sub-table streams: `rate` is
+//!   required and > 0 ([`WorkloadSpec::NetStream`], [`WorkloadSpec::DiskStream`]; with
+//!   both, the disk stream is the inner wrapper). Each `net` and `disk` sub-table is read
+//!   once, by the function that builds its spec.
 //! - `memory` may sit on any workload, `mixed` entries included; every occurrence is folded
 //!   into one [`MemoryWorkload`] per domain ([`MemorySlot`]), and occurrences that differ
 //!   are a located error. `hot_set` ≤ `working_set`.
@@ -17,7 +19,6 @@ use super::model::{
     DiskOpSpec, DiskWorkload, Dist, MemoryWorkload, MixEntry, NetPeer, NetWorkload, WorkloadSpec,
 };
 use super::tree::{conv, Kind, Node, Tbl};
-use super::unsupported::{self, Feature};
 use super::values::{parse_dist, parse_duration, parse_size, DIST_EXPECTED};
 
 /// A distribution over durations: an integer (ns) or the §6.2 string forms.
@@ -116,7 +117,7 @@ fn workload_fields(
     memory: &mut MemorySlot,
 ) -> Option<WorkloadSpec> {
     let kind = t.req(d, "kind", conv::string)?;
-    sub_tables(d, t, kind == "io", top_level, memory);
+    sub_tables(d, t, memory);
     let zero = Dist::Const(0);
     let spec = match kind.as_str() {
         "idle" => WorkloadSpec::Idle {
@@ -155,7 +156,7 @@ fn workload_fields(
                 think: think?,
             }
         }
-        "io" if top_level => {
+        "io" => {
             let service = t.req(d, "service", dist);
             let think = t.opt(d, "think", dist).unwrap_or(zero);
             if !t.has("disk") && !t.has("net") {
@@ -192,7 +193,7 @@ fn workload_fields(
         "mixed" if top_level => WorkloadSpec::Mixed {
             mix: mix_entries(d, t, memory)?,
         },
-        "mixed" | "periodic" | "io" => {
+        "mixed" | "periodic" => {
             if let Some(node) = t.get("kind") {
                 let message = format!("a mixed entry cannot be {kind:?}");
                 t.error_at(d, node, "kind", &message);
@@ -207,37 +208,79 @@ fn workload_fields(
             return None;
         }
     };
-    if top_level && t.has("net") {
+    if matches!(spec, WorkloadSpec::Io { .. }) {
+        return Some(spec);
+    }
+    let spec = match t.has("disk") {
+        true => disk_stream(d, t, spec)?,
+        false => spec,
+    };
+    if t.has("net") {
         return net_stream(d, t, spec);
     }
     Some(spec)
 }
 
-/// A non-`io` workload with a `net` sub-table: it streams (`rate` is required there).
-fn net_stream(d: &Diags, t: &Tbl<'_>, base: WorkloadSpec) -> Option<WorkloadSpec> {
-    let n = t.sub(d, "net")?;
-    let Some(rate) = n.opt(d, "rate", dist) else {
-        if !n.has("rate") {
+/// A non-`io` workload with a `disk` sub-table: it submits I/Os without blocking (`rate`
+/// is required there).
+fn disk_stream(d: &Diags, t: &Tbl<'_>, base: WorkloadSpec) -> Option<WorkloadSpec> {
+    let k = t.sub(d, "disk")?;
+    let rate = stream_rate(d, t, &k, "disk");
+    let disk = disk_fields(d, &k);
+    let sync_node = k
+        .get("sync")
+        .filter(|_| disk.as_ref().is_some_and(|k| k.sync));
+    if let Some(node) = sync_node {
+        // A stream has no batch for an fsync to close.
+        k.error_at(
+            d,
+            node,
+            "sync",
+            "sync is for the io kind (a stream has no batches)",
+        );
+        k.finish(d);
+        return None;
+    }
+    k.finish(d);
+    Some(WorkloadSpec::DiskStream {
+        base: Box::new(base),
+        disk: disk?,
+        rate: rate?,
+    })
+}
+
+/// The `rate` of a streaming sub-table `name`: required and > 0 (located errors).
+fn stream_rate(d: &Diags, t: &Tbl<'_>, sub: &Tbl<'_>, name: &str) -> Option<Dist> {
+    let Some(rate) = sub.opt(d, "rate", dist) else {
+        if !sub.has("rate") {
             let message = format!(
-                "{}: a net sub-table outside the io kind streams and needs `rate` (the gap \
-                 between two sends)",
-                t.path("net")
+                "{}: a {name} sub-table outside the io kind streams and needs `rate` (the \
+                 gap between two sends)",
+                t.path(name)
             );
-            d.error(n.here(), message);
+            d.error(sub.here(), message);
         }
         return None;
     };
-    let net = NetWorkload {
-        vif: n.opt(d, "vif", conv::u32_).unwrap_or(0),
-        peer: net_peer(n.opt(d, "peer", conv::string).as_deref()),
-        tx_size: n.opt(d, "tx_size", size_dist).unwrap_or(Dist::Const(1500)),
-        rx_size: n.opt(d, "rx_size", size_dist).unwrap_or(Dist::Const(0)),
-    };
+    if rate == Dist::Const(0) {
+        if let Some(node) = sub.get("rate") {
+            sub.error_at(d, node, "rate", "expected a gap > 0, found 0");
+        }
+        return None;
+    }
+    Some(rate)
+}
+
+/// A non-`io` workload with a `net` sub-table: it streams (`rate` is required there).
+fn net_stream(d: &Diags, t: &Tbl<'_>, base: WorkloadSpec) -> Option<WorkloadSpec> {
+    let n = t.sub(d, "net")?;
+    let rate = stream_rate(d, t, &n, "net");
+    let net = net_fields(d, &n);
     n.finish(d);
     Some(WorkloadSpec::NetStream {
         base: Box::new(base),
         net,
-        rate,
+        rate: rate?,
     })
 }
 
@@ -261,6 +304,15 @@ fn mix_entries(d: &Diags, t: &Tbl<'_>, memory: &mut MemorySlot) -> Option<Vec<Mi
             t.here(),
             format!("{}: needs at least one entry", t.path("mix")),
         );
+        return None;
+    }
+    if items.len() > MIX_ENTRIES_MAX {
+        let message = format!(
+            "{}: expected at most {MIX_ENTRIES_MAX} entries, found {}",
+            t.path("mix"),
+            items.len()
+        );
+        d.error(t.here(), message);
         return None;
     }
     let mut entries = Vec::new();
@@ -290,9 +342,19 @@ fn mix_entries(d: &Diags, t: &Tbl<'_>, memory: &mut MemorySlot) -> Option<Vec<Mi
     ok.then_some(entries)
 }
 
-/// The `disk` sub-table of an `io` workload (validated by `sub_tables`).
+/// The `disk` sub-table of an `io` workload (no `rate` there).
 fn disk_workload(d: &Diags, t: &Tbl<'_>) -> Option<DiskWorkload> {
     let k = t.sub(d, "disk")?;
+    if let Some(node) = k.get("rate") {
+        k.error_at(d, node, "rate", "rate is for non-io kinds (streaming)");
+    }
+    let spec = disk_fields(d, &k);
+    k.finish(d);
+    spec
+}
+
+/// The fields of a `disk` sub-table but `rate` (the caller finishes `k`).
+fn disk_fields(d: &Diags, k: &Tbl<'_>) -> Option<DiskWorkload> {
     let op = match k.opt(d, "op", disk_op).as_deref() {
         None | Some("read") => DiskOpSpec::Read,
         Some("write") => DiskOpSpec::Write,
@@ -303,49 +365,49 @@ fn disk_workload(d: &Diags, t: &Tbl<'_>) -> Option<DiskWorkload> {
                 .unwrap_or(0),
         },
     };
-    let queue_depth = k.opt(d, "queue_depth", conv::u32_).unwrap_or(1);
-    if !(1..=QUEUE_DEPTH_MAX).contains(&queue_depth) {
-        if let Some(node) = k.get("queue_depth") {
-            let message = format!("expected 1..={QUEUE_DEPTH_MAX}, found {queue_depth}");
-            k.error_at(d, node, "queue_depth", &message);
-        }
-        return None;
-    }
     let spec = DiskWorkload {
         vbd: k.opt(d, "vbd", conv::string).unwrap_or_default(),
         op,
         size: k.opt(d, "size", size_dist).unwrap_or(Dist::Const(4096)),
         sequential: k.opt(d, "pattern", disk_pattern).as_deref() == Some("sequential"),
-        queue_depth,
+        queue_depth: k.opt(d, "queue_depth", conv::u32_).unwrap_or(1),
         sync: k.opt(d, "sync", conv::bool_).unwrap_or(false),
     };
-    k.finish(d);
+    if !(1..=QUEUE_DEPTH_MAX).contains(&spec.queue_depth) {
+        if let Some(node) = k.get("queue_depth") {
+            let message = format!("expected 1..={QUEUE_DEPTH_MAX}, found {}", spec.queue_depth);
+            k.error_at(d, node, "queue_depth", &message);
+        }
+        return None;
+    }
     Some(spec)
 }
 
-/// The `net` sub-table of an `io` workload (validated again by `sub_tables`).
+/// The `net` sub-table of an `io` workload (no `rate` there).
 fn net_workload(d: &Diags, t: &Tbl<'_>) -> Option<NetWorkload> {
     let n = t.sub(d, "net")?;
-    let peer = net_peer(n.opt(d, "peer", conv::string).as_deref());
     if let Some(node) = n.get("rate") {
         n.error_at(d, node, "rate", "rate is for non-io kinds (streaming)");
     }
-    let spec = NetWorkload {
-        vif: n.opt(d, "vif", conv::u32_).unwrap_or(0),
-        peer,
-        tx_size: n.opt(d, "tx_size", size_dist).unwrap_or(Dist::Const(1500)),
-        rx_size: n.opt(d, "rx_size", size_dist).unwrap_or(Dist::Const(0)),
-    };
+    let spec = net_fields(d, &n);
     n.finish(d);
     Some(spec)
 }
 
-/// Checks that every `io` workload over a vif names one of the xl.cfg's `vif_count` vifs.
+/// The fields of a `net` sub-table but `rate` (the caller finishes `n`).
+fn net_fields(d: &Diags, n: &Tbl<'_>) -> NetWorkload {
+    NetWorkload {
+        vif: n.opt(d, "vif", conv::u32_).unwrap_or(0),
+        peer: net_peer(n.opt(d, "peer", conv::string).as_deref()),
+        tx_size: n.opt(d, "tx_size", size_dist).unwrap_or(Dist::Const(1500)),
+        rx_size: n.opt(d, "rx_size", size_dist).unwrap_or(Dist::Const(0)),
+    }
+}
+
+/// Checks that every `net` sub-table (`io` over a vif, streams, `mixed` entries') names
+/// one of the xl.cfg's `vif_count` vifs.
 pub fn check_vifs(workloads: &[WorkloadSpec], vif_count: usize) -> Result<(), String> {
-    for workload in workloads {
-        let Some(net) = workload.net() else {
-            continue;
-        };
+    for net in workloads.iter().flat_map(WorkloadSpec::nets) {
         if usize::try_from(net.vif).map_or(true, |v| v >= vif_count) {
             return Err(format!(
                 "net.vif {} is not a vif of the xl.cfg (it has {vif_count})",
@@ -356,16 +418,14 @@ pub fn check_vifs(workloads: &[WorkloadSpec], vif_count: usize) -> Result<(), St
     Ok(())
 }
 
-/// Fills in the `vbd` of every `io` workload of a domain (its first xl.cfg disk when
-/// unset) and checks that it names one of `disks` (xl.cfg vdevs); the error if not.
+/// Fills in the `vbd` of every `disk` sub-table of a domain (`io` over a vbd, streams,
+/// `mixed` entries'; its first xl.cfg disk when unset) and checks that it names one of
+/// `disks` (xl.cfg vdevs); the error if not.
 pub fn resolve_vbds(workloads: &mut [WorkloadSpec], disks: &[String]) -> Result<(), String> {
-    for workload in workloads {
-        let WorkloadSpec::Io { disk, .. } = workload else {
-            continue;
-        };
+    for disk in workloads.iter_mut().flat_map(WorkloadSpec::disks_mut) {
         if disk.vbd.is_empty() {
             let Some(first) = disks.first() else {
-                return Err("an io workload needs a disk in the xl.cfg".to_string());
+                return Err("a disk sub-table needs a disk in the xl.cfg".to_string());
             };
             disk.vbd = first.clone();
         } else if !disks.contains(&disk.vbd) {
@@ -381,12 +441,13 @@ pub fn resolve_vbds(workloads: &mut [WorkloadSpec], disks: &[String]) -> Result<
 
 /// Most I/Os an `io` workload keeps outstanding (Linux's blk-mq default `nr_requests`).
 pub const QUEUE_DEPTH_MAX: u32 = 128;
+/// Most entries of a `mixed` workload (xensim's bound: each entry's I/O tags carry its
+/// index, `guest/workload.rs`).
+pub const MIX_ENTRIES_MAX: usize = 64;
 
-/// Validates the `memory`, `net` and `disk` sub-tables, adds `memory` to the domain's
-/// slot, then refuses those this build does not run: `disk` runs under the `io` kind only
-/// (its `rate` form does not run yet), `net` under the `io` kind or as a top-level stream
-/// (not inside a `mixed` entry).
-fn sub_tables(d: &Diags, t: &Tbl<'_>, io_kind: bool, top_level: bool, memory: &mut MemorySlot) {
+/// Validates the `memory` and `os` sub-tables and adds them to the domain's slot (`net`
+/// and `disk` are read where their spec is built).
+fn sub_tables(d: &Diags, t: &Tbl<'_>, memory: &mut MemorySlot) {
     if let Some((loc, os)) = super::workload_os::os_sub_table(d, t) {
         memory.add_os(d, loc, &t.path("os"), os);
     }
@@ -395,34 +456,6 @@ fn sub_tables(d: &Diags, t: &Tbl<'_>, io_kind: bool, top_level: bool, memory: &m
             memory.add(d, m.here(), &t.path("memory"), parsed);
         }
         m.finish(d);
-    }
-    if let Some(n) = t.sub(d, "net") {
-        n.opt(d, "vif", conv::u32_);
-        n.opt(d, "peer", conv::string);
-        n.opt(d, "tx_size", size_dist);
-        n.opt(d, "rx_size", size_dist);
-        if let Some(Dist::Const(0)) = n.opt(d, "rate", dist) {
-            if let Some(node) = n.get("rate") {
-                n.error_at(d, node, "rate", "expected a gap > 0, found 0");
-            }
-        }
-        if !io_kind && !top_level {
-            refuse(d, t, &n, "net");
-        }
-        n.finish(d);
-    }
-    if let Some(k) = t.sub(d, "disk") {
-        k.opt(d, "vbd", conv::string);
-        k.opt(d, "op", disk_op);
-        k.opt(d, "size", size_dist);
-        k.opt(d, "pattern", disk_pattern);
-        k.opt(d, "queue_depth", conv::u32_);
-        k.opt(d, "sync", conv::bool_);
-        k.opt(d, "rate", dist);
-        if !io_kind || k.has("rate") {
-            refuse(d, t, &k, "disk");
-        }
-        k.finish(d);
     }
 }
 
@@ -452,15 +485,6 @@ fn memory_workload(d: &Diags, m: &Tbl<'_>) -> Option<MemoryWorkload> {
     })
 }
 
-fn refuse(d: &Diags, parent: &Tbl<'_>, sub: &Tbl<'_>, name: &str) {
-    unsupported::check(
-        d,
-        sub.here(),
-        &parent.path(name),
-        Feature::WorkloadSubTable(name),
-    );
-}
-
 fn disk_op(node: &Node) -> Result<String, String> {
     const EXPECTED: &str = "\"read\", \"write\" or \"mix:<read ppm>\"";
     let text = conv::string(node).map_err(|_| EXPECTED.to_string())?;
@@ -486,7 +510,7 @@ fn disk_pattern(node: &Node) -> Result<String, String> {
 mod tests {
     use super::{parse_workload, MemorySlot};
     use crate::scenario::diag::{Diags, Severity};
-    use crate::scenario::model::{Dist, MemoryWorkload, NetPeer, WorkloadSpec};
+    use crate::scenario::model::{DiskOpSpec, Dist, MemoryWorkload, NetPeer, WorkloadSpec};
     use crate::scenario::tree::{parse_document, Kind};
 
     fn load(text: &str) -> (Option<WorkloadSpec>, Diags) {
@@ -642,6 +666,120 @@ mod tests {
             load("w = { kind = \"io\", service = \"1ms\", disk = { queue_depth = 0 } }");
         assert_eq!(spec, None);
         assert!(d.rendered(Severity::Error)[0].contains("queue_depth: expected 1..=128"));
+    }
+
+    #[test]
+    fn mixed_entry_can_be_io_over_a_vbd() {
+        let (spec, d) = load(concat!(
+            "w = { kind = \"mixed\", mix = [{ weight = 3, span = \"exp:20ms\", ",
+            "kind = \"io\", service = \"exp:150us\", ",
+            "disk = { vbd = \"xvda\", op = \"mix:700000\" } }] }"
+        ));
+        assert!(d.rendered(Severity::Error).is_empty());
+        let Some(WorkloadSpec::Mixed { mix }) = spec else {
+            panic!("mixed");
+        };
+        let WorkloadSpec::Io { disk, .. } = &mix[0].workload else {
+            panic!("an io entry");
+        };
+        assert_eq!(disk.op, DiskOpSpec::Mix { read_ppm: 700_000 });
+    }
+
+    #[test]
+    fn mixed_entry_cannot_be_mixed() {
+        let (spec, d) = load(concat!(
+            "w = { kind = \"mixed\", mix = [{ weight = 1, span = \"1ms\", ",
+            "kind = \"mixed\", mix = [] }] }"
+        ));
+        assert_eq!(spec, None);
+        assert!(d.rendered(Severity::Error)[0].contains("cannot be \"mixed\""));
+    }
+
+    #[test]
+    fn mixed_with_too_many_entries_is_located_error() {
+        // One entry more than the bound.
+        let entry = "{ weight = 1, span = \"1ms\", kind = \"cpu_bound\" }, ";
+        let text = format!(
+            "w = {{ kind = \"mixed\", mix = [{}] }}",
+            entry.repeat(super::MIX_ENTRIES_MAX + 1)
+        );
+        let (spec, d) = load(&text);
+        assert_eq!(spec, None);
+        assert!(d.rendered(Severity::Error)[0].contains("mix: expected at most 64 entries"));
+    }
+
+    #[test]
+    fn disk_with_rate_on_a_non_io_kind_streams() {
+        let (spec, d) = load(concat!(
+            "w = { kind = \"cpu_bound\", ",
+            "disk = { rate = \"100us\", size = \"16KiB\", queue_depth = 8 } }"
+        ));
+        assert!(d.rendered(Severity::Error).is_empty());
+        let Some(WorkloadSpec::DiskStream { base, disk, rate }) = spec else {
+            panic!("a disk stream");
+        };
+        assert_eq!(*base, WorkloadSpec::CpuBound { yield_every: None });
+        assert_eq!((disk.size, disk.queue_depth), (Dist::Const(16 << 10), 8));
+        assert_eq!(rate, Dist::Const(100_000));
+    }
+
+    #[test]
+    fn disk_without_rate_on_a_non_io_kind_is_located_error() {
+        let (spec, d) = load("w = { kind = \"cpu_bound\", disk = { queue_depth = 2 } }");
+        assert_eq!(spec, None);
+        assert!(d.rendered(Severity::Error)[0]
+            .contains("workload.disk: a disk sub-table outside the io kind streams"));
+    }
+
+    #[test]
+    fn disk_rate_on_the_io_kind_is_located_error() {
+        let (_, d) = load("w = { kind = \"io\", service = \"1ms\", disk = { rate = \"1ms\" } }");
+        assert!(d.rendered(Severity::Error)[0]
+            .contains("workload.disk.rate: rate is for non-io kinds (streaming)"));
+    }
+
+    #[test]
+    fn disk_stream_rate_not_a_distribution_is_located_error() {
+        let (spec, d) = load("w = { kind = \"idle\", disk = { rate = \"fast\" } }");
+        assert_eq!(spec, None);
+        assert!(d.rendered(Severity::Error)[0].contains("workload.disk.rate: expected"));
+    }
+
+    #[test]
+    fn disk_and_net_streams_wrap_disk_inside_net() {
+        let (spec, d) = load(concat!(
+            "w = { kind = \"idle\", disk = { rate = \"1ms\" }, ",
+            "net = { rate = \"2ms\", peer = \"external\" } }"
+        ));
+        assert!(d.rendered(Severity::Error).is_empty());
+        let Some(WorkloadSpec::NetStream { base, .. }) = spec else {
+            panic!("a net stream outside");
+        };
+        assert!(matches!(*base, WorkloadSpec::DiskStream { .. }));
+    }
+
+    #[test]
+    fn net_stream_inside_a_mixed_entry_is_the_entry_workload() {
+        let (spec, d) = load(concat!(
+            "w = { kind = \"mixed\", mix = [{ weight = 1, span = \"5ms\", ",
+            "kind = \"cpu_bound\", net = { rate = \"exp:200us\" } }] }"
+        ));
+        assert!(d.rendered(Severity::Error).is_empty());
+        let Some(WorkloadSpec::Mixed { mix }) = spec else {
+            panic!("mixed");
+        };
+        assert!(matches!(mix[0].workload, WorkloadSpec::NetStream { .. }));
+    }
+
+    #[test]
+    fn vbd_of_a_mixed_io_entry_defaults_to_the_first_disk() {
+        let (spec, _) = load(concat!(
+            "w = { kind = \"mixed\", mix = [{ weight = 1, span = \"1ms\", ",
+            "kind = \"io\", service = \"1ms\", disk = {} }] }"
+        ));
+        let mut workloads = vec![spec.expect("parsed")];
+        super::resolve_vbds(&mut workloads, &["xvdb".to_string()]).expect("resolved");
+        assert_eq!(workloads[0].disks_mut()[0].vbd, "xvdb");
     }
 
     #[test]

@@ -72,6 +72,10 @@ pub struct IoMetrics {
     /// vif: frames with no route (no such peer, larger than the MTU, vif not connected).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub drop_no_route_count: Option<u64>,
+    /// vbd with a `disk.rate` stream: of the completed I/Os, those that waited for a free
+    /// slot because the stream's `queue_depth` was reached (`guest/disk_stream.rs`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub io_deferred_count: Option<u64>,
 }
 
 /// The end-of-run checks of one vbd.
@@ -184,9 +188,16 @@ pub fn io_metrics(
                 drop_fabric_loss_count: drop(1),
                 drop_partition_count: drop(2),
                 drop_no_route_count: drop(3),
+                io_deferred_count: deferred_count(&ios),
             }
         })
         .collect()
+}
+
+/// The stream I/Os that waited for a slot; `None` without stream I/O.
+fn deferred_count(ios: &[&IoRecord]) -> Option<u64> {
+    let stream: Vec<bool> = ios.iter().filter_map(|r| r.deferred).collect();
+    (!stream.is_empty()).then(|| stream.iter().filter(|&&waited| waited).count() as u64)
 }
 
 fn drop_slot(reason: DropReason) -> usize {
@@ -216,6 +227,7 @@ mod tests {
             sectors: 8,
             seed: 0,
             flush: false,
+            deferred: None,
         }
     }
 

@@ -301,13 +301,12 @@ impl HostGuests {
                 // The guest starts: its memory model reads its pages after this input.
                 self.memory_changed(v.dom);
             }
-            model.set_io_request_ns(self.io_request_ns(v.dom));
             let mode = self.mode_of.get(&v.dom).copied();
             model.set_disk_emulated(mode == Some(GuestMode::HvmEmulated));
             let frame_ns = self
                 .modes
                 .net_frame_guest_ns(mode.unwrap_or(GuestMode::Pv), self.net_packet_ns);
-            model.set_net_packet_ns(frame_ns);
+            model.set_io_costs(self.io_request_ns(v.dom), frame_ns);
             if let Some((stretch_ppm, timer_ns)) = self.os_costs(v.dom, mode) {
                 model.set_os_costs(stretch_ppm, timer_ns);
             }
@@ -578,7 +577,9 @@ impl HostGuests {
             GuestAction::Continue => Some(GuestStep::Continue),
             GuestAction::BlockOnIo => {
                 slot.wake_generation = wake_generation;
-                if let Some(at_ns) = slot.model.arm_net_timeout(now_ns) {
+                // A vif request's retransmission timer, or the streams' next send.
+                let wake_at_ns = slot.model.arm_net_timeout(now_ns);
+                if let Some(at_ns) = wake_at_ns.or(slot.model.wake_at_ns()) {
                     let event = SimEvent::GuestWake {
                         host,
                         vcpu: v,
@@ -694,12 +695,23 @@ impl HostGuests {
         self.slots.get_mut(&v)?.model.take_net_frames()
     }
 
-    /// The frames `v`'s `net.rate` stream sends now, with the vif and the peer.
+    /// The frames `v`'s `net.rate` streams send now, per vif, with the peer.
     pub fn take_stream_frames(
         &mut self,
         v: VcpuRef,
-    ) -> Option<(u32, crate::scenario::model::NetPeer, Vec<NetPacket>)> {
-        self.slots.get_mut(&v)?.model.take_stream_frames()
+    ) -> Vec<(u32, crate::scenario::model::NetPeer, Vec<NetPacket>)> {
+        match self.slots.get_mut(&v) {
+            Some(slot) => slot.model.take_stream_frames(),
+            None => Vec::new(),
+        }
+    }
+
+    /// The I/Os `v`'s `disk.rate` streams submit now, per vbd.
+    pub fn take_stream_submissions(&mut self, v: VcpuRef) -> Vec<(u32, Vec<GuestIo>)> {
+        match self.slots.get_mut(&v) {
+            Some(slot) => slot.model.take_stream_submissions(),
+            None => Vec::new(),
+        }
     }
 
     /// netfront of `dom` received `packet` at `now_ns` (its flow names the vCPU); once it
@@ -729,7 +741,7 @@ impl HostGuests {
         vcpus
             .iter()
             .flatten()
-            .flat_map(|slot| slot.model.io_records().to_vec())
+            .flat_map(|slot| slot.model.io_records())
             .collect()
     }
 
