@@ -215,7 +215,7 @@ impl CoreInput {
             }
             CoreInput::Toolstack { job, op } => {
                 e.u8(7).u32(job.0);
-                op.encode(e.out());
+                op.encode(out);
             }
             CoreInput::ToolstackContinue { job } => {
                 e.u8(8).u32(job.0);
