@@ -44,8 +44,29 @@ impl Distribution {
     /// in linear time (sorting every vCPU's samples cost 3% of `bench-64x512`).
     pub fn from_samples(samples: &[u64], metric: &str) -> Distribution {
         let mut values = samples.to_vec();
-        let count = u64::try_from(values.len()).expect("sample count fits u64");
-        let sum_wide: u128 = values.iter().map(|&s| u128::from(s)).sum();
+        let quantiles = select_ranks(&mut values, QUANTILES);
+        let (min, max) = (values.iter().copied().min(), values.iter().copied().max());
+        Distribution::with_quantiles(&values, metric, min, quantiles, max)
+    }
+
+    /// As [`Distribution::from_samples`] for samples already in ascending order: the
+    /// quantiles are read at their ranks, nothing is copied.
+    pub fn from_sorted(sorted: &[u64], metric: &str) -> Distribution {
+        debug_assert!(sorted.is_sorted(), "{metric}: samples not ascending");
+        let quantiles = QUANTILES.map(|(num, den)| nearest_rank(sorted, num, den));
+        let (min, max) = (sorted.first().copied(), sorted.last().copied());
+        Distribution::with_quantiles(sorted, metric, min, quantiles, max)
+    }
+
+    fn with_quantiles(
+        samples: &[u64],
+        metric: &str,
+        min: Option<u64>,
+        [p50, p90, p99, p999]: [Option<u64>; 4],
+        max: Option<u64>,
+    ) -> Distribution {
+        let count = u64::try_from(samples.len()).expect("sample count fits u64");
+        let sum_wide: u128 = samples.iter().map(|&s| u128::from(s)).sum();
         let sum = u64::try_from(sum_wide)
             .unwrap_or_else(|_| panic!("metric overflow: {metric}.sum exceeds u64"));
         let mean = if count == 0 {
@@ -53,24 +74,25 @@ impl Distribution {
         } else {
             Some(sum.checked_div(count).expect("count is non-zero"))
         };
-        let [p50, p90, p99, p999] =
-            select_ranks(&mut values, [(1, 2), (9, 10), (99, 100), (999, 1000)]);
         let dist = Distribution {
             count,
             sum,
-            min: values.iter().copied().min(),
+            min,
             mean,
             p50,
             p90,
             p99,
             p999,
-            max: values.iter().copied().max(),
+            max,
         };
         assert_eq!(dist.count == 0, dist.max.is_none());
         assert!(dist.min <= dist.p50 && dist.p999 <= dist.max);
         dist
     }
 }
+
+/// The reported quantiles p50, p90, p99 and p99.9 as `(num, den)`.
+const QUANTILES: [(u64, u64); 4] = [(1, 2), (9, 10), (99, 100), (999, 1000)];
 
 /// The nearest-rank `num/den` quantile of ascending `sorted`; `None` when it is empty.
 pub fn nearest_rank(sorted: &[u64], num: u64, den: u64) -> Option<u64> {
@@ -165,6 +187,21 @@ mod tests {
         assert_eq!(dist.p999, nearest_rank(&sorted, 999, 1000));
         assert_eq!(dist.min, sorted.first().copied());
         assert_eq!(dist.max, sorted.last().copied());
+    }
+
+    #[test]
+    fn from_sorted_equals_from_samples() {
+        let mut samples: Vec<u64> = (0..3_001u64).map(|i| (i * 7919 % 3_001) % 97).collect();
+        let scrambled = Distribution::from_samples(&samples, "test");
+        samples.sort_unstable();
+
+        let sorted = Distribution::from_sorted(&samples, "test");
+
+        assert_eq!(sorted, scrambled);
+        assert_eq!(
+            Distribution::from_sorted(&[], "test"),
+            Distribution::from_samples(&[], "test")
+        );
     }
 
     #[test]

@@ -99,38 +99,44 @@ impl VcpuTable {
 }
 
 /// One vCPU's life, from `VcpuCreate` (offline) to its domain's `DomainFree`.
+///
+/// Laid out in order (`repr(C)`) with the fields every `Runstate` and `Schedule` touches in
+/// its first two cache lines (the table of 512 vCPUs does not stay in L1, and the default
+/// layout spread them over four).
 #[derive(Debug)]
+#[repr(C, align(64))]
 pub(super) struct VcpuState {
-    /// rtds server accounting, given by the run loop at the end.
-    pub(super) server: Option<ServerStats>,
-    /// rtds `(budget_ns, period_ns)` at the end of the run.
-    pub(super) rtds_reservation_ns: Option<(u64, u64)>,
+    since_ns: u64,
+    /// In-window time per `Runstate::index()`.
+    time_ns: [u64; 4],
+    dispatch_count: u64,
+    preemption_count: u64,
+    /// Where its wakeup latency and runqueue wait samples go in the host's log.
+    pub(super) sample_slots: VcpuSlots,
+    state: Runstate,
+    /// Time of the wake whose run is awaited.
+    wake_ns: Option<u64>,
+    /// Start of the current runnable interval.
+    runnable_since_ns: Option<u64>,
+    /// End of life: `DomainFree` or the end of the run.
+    closed_ns: Option<u64>,
+    last_pcpu: Option<PcpuId>,
+    wake_abandoned_count: u64,
+    // Cold from here on.
+    migration_pcpu_count: u64,
+    migration_numa_count: u64,
+    wakeup_latency_pending_count: u64,
+    created_ns: u64,
     /// null: in-window time assigned to a pCPU, closed intervals only.
     null_assigned_ns: u64,
     /// null: start of the open assignment.
     null_assigned_since_ns: Option<u64>,
     /// null: ever assigned (so a null vCPU reports 0 rather than `None`).
     null_seen: bool,
-    state: Runstate,
-    since_ns: u64,
-    created_ns: u64,
-    /// End of life: `DomainFree` or the end of the run.
-    closed_ns: Option<u64>,
-    /// In-window time per `Runstate::index()`.
-    time_ns: [u64; 4],
-    dispatch_count: u64,
-    preemption_count: u64,
-    migration_pcpu_count: u64,
-    migration_numa_count: u64,
-    wake_abandoned_count: u64,
-    wakeup_latency_pending_count: u64,
-    last_pcpu: Option<PcpuId>,
-    /// Time of the wake whose run is awaited.
-    wake_ns: Option<u64>,
-    /// Start of the current runnable interval.
-    runnable_since_ns: Option<u64>,
-    /// Where its wakeup latency and runqueue wait samples go in the host's log.
-    pub(super) sample_slots: VcpuSlots,
+    /// rtds server accounting, given by the run loop at the end.
+    pub(super) server: Option<ServerStats>,
+    /// rtds `(budget_ns, period_ns)` at the end of the run.
+    pub(super) rtds_reservation_ns: Option<(u64, u64)>,
 }
 
 impl VcpuState {

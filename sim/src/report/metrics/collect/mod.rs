@@ -26,6 +26,7 @@
 //! A wake still runnable when its domain is freed counts as abandoned.
 
 mod pcpu;
+mod report;
 
 use std::collections::BTreeMap;
 
@@ -33,19 +34,12 @@ use hypervisor_model::ids::{DomId, PcpuId, PoolId, VcpuRef};
 use hypervisor_model::sched::rtds::ServerStats;
 use hypervisor_model::trace::TraceEvent;
 
-use super::dist::Distribution;
-use super::jobs::JobMetrics;
 use super::samples::SampleLog;
-use super::state::{add, VcpuState, VcpuTable, Window};
-use super::{DomainMetrics, HostMetrics, Metrics, VcpuMetrics, WindowMetrics};
+use super::state::{VcpuState, VcpuTable, Window};
+use super::{Metrics, WindowMetrics};
 use crate::guest::workload::JobRecord;
 use crate::machine::switch::SwitchCosts;
-use pcpu::PcpuState;
-
-/// Bytes per KiB over bytes per page: host pages are 4 KiB.
-const KIB_PER_PAGE: u64 = 4;
-/// Parts per million.
-const PPM: u128 = 1_000_000;
+use pcpu::{PcpuState, PoolSlot, PoolSlots};
 
 /// Static description of one host, fixed for the whole run.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -94,6 +88,9 @@ struct HostState {
     meta: HostMeta,
     last_time_ns: u64,
     pcpus: Vec<PcpuState>,
+    /// The slot of each pCPU's pool (`meta.pcpu_pools`, as slots of `pool_slots`).
+    pcpu_pool_slots: Vec<Option<PoolSlot>>,
+    pool_slots: PoolSlots,
     /// Every domain ever created on this host, in creation order.
     domains: Vec<DomainState>,
     /// Live domid → index into `domains` (indexed by domid; a domid is below 0x7FF0).
@@ -274,7 +271,29 @@ impl MetricsCollector {
 
     /// Folds one core event emitted on host `host_index` at `time_ns`. Events must come in
     /// trace order and before the end of the run.
+    ///
+    /// The frequent kinds no metric uses (a third of a busy run's events) return here,
+    /// without a call: their times are not checked against the host's order.
+    #[inline]
     pub fn observe(&mut self, host_index: usize, time_ns: u64, event: &TraceEvent) {
+        let unused = matches!(
+            event,
+            TraceEvent::Tickle { .. }
+                | TraceEvent::TimerSet { .. }
+                | TraceEvent::PoolTimerSet { .. }
+                | TraceEvent::BlkbackWork { .. }
+                | TraceEvent::DiskSubmit { .. }
+                | TraceEvent::NetPush { .. }
+                | TraceEvent::NetbackWork { .. }
+        );
+        if !unused {
+            self.fold(host_index, time_ns, event);
+        }
+    }
+
+    /// [`Self::observe`] for every kind (out of line: the filter stays a few instructions).
+    #[inline(never)]
+    fn fold(&mut self, host_index: usize, time_ns: u64, event: &TraceEvent) {
         let window = Window {
             start_ns: self.window_start_ns,
             end_ns: u64::MAX,
@@ -437,8 +456,10 @@ impl HostState {
         let Some(state) = self.pcpus.get_mut(index) else {
             panic!("metrics: unknown {pcpu:?}");
         };
-        state.close(window, time_ns, self.meta.pcpu_pools[index].as_deref());
-        self.meta.pcpu_pools[index] = pool.and_then(|p| self.pool_names.get(&p).cloned());
+        state.close(window, time_ns, self.pcpu_pool_slots[index]);
+        let name = pool.and_then(|p| self.pool_names.get(&p).cloned());
+        self.pcpu_pool_slots[index] = name.as_deref().map(|n| self.pool_slots.slot(n));
+        self.meta.pcpu_pools[index] = name;
     }
 
     /// A domain moved to `pool`: it is reported in the pool it ends in.
@@ -462,10 +483,18 @@ impl HostState {
             .iter()
             .map(|_| PcpuState::default())
             .collect();
+        let mut pool_slots = PoolSlots::default();
+        let pcpu_pool_slots = meta
+            .pcpu_pools
+            .iter()
+            .map(|pool| pool.as_deref().map(|name| pool_slots.slot(name)))
+            .collect();
         HostState {
             meta,
             last_time_ns: 0,
             pcpus,
+            pcpu_pool_slots,
+            pool_slots,
             domains: Vec::new(),
             live: LiveDomains::default(),
             pending_meta: BTreeMap::new(),
@@ -557,7 +586,7 @@ impl HostState {
             .pcpus
             .get_mut(pcpu.index())
             .unwrap_or_else(|| panic!("metrics: unknown {pcpu:?}"));
-        let pool = self.meta.pcpu_pools[pcpu.index()].as_deref();
+        let pool = self.pcpu_pool_slots[pcpu.index()];
         state.decide(window, time_ns, prev, next, pool);
         if let Some(v) = next.filter(|&v| Some(v) != prev) {
             let cost_ns = self.meta.switch.switch_overhead_ns(state.last_vcpu, v);
@@ -579,58 +608,6 @@ impl HostState {
     }
 }
 
-impl HostState {
-    /// The host's metrics at the end of the run; closes every pCPU interval.
-    fn host_metrics(mut self, window: Window, end_ns: u64) -> HostMetrics {
-        self.fold_free_min();
-        let kib = |pages: u64| {
-            pages
-                .checked_mul(KIB_PER_PAGE)
-                .unwrap_or_else(|| panic!("metric overflow: host_free_kib"))
-        };
-        let mut pcpus = Vec::with_capacity(self.pcpus.len());
-        for (index, state) in self.pcpus.iter_mut().enumerate() {
-            let pool = self.meta.pcpu_pools[index].clone();
-            state.close(window, end_ns, pool.as_deref());
-            let id = u32::try_from(index).expect("pCPU index fits u32");
-            let node = self.meta.pcpu_nodes[index];
-            pcpus.push(state.metrics(id, pool, node));
-        }
-        let pools = self
-            .meta
-            .pools
-            .iter()
-            .map(|pool| pcpu::pool_metrics(pool, &self.pcpus))
-            .collect();
-        HostMetrics {
-            name: self.meta.name,
-            host_free_kib_min: self.free_pages_min.map(kib),
-            host_free_kib_end: self.free_pages_now.map(kib),
-            pools,
-            pcpus,
-        }
-    }
-
-    /// The domains that existed in the window, in creation order; closes live vCPUs.
-    fn domain_metrics(&mut self, window: Window, end_ns: u64) -> Vec<DomainMetrics> {
-        let mut out = Vec::new();
-        let samples = std::mem::take(&mut self.samples).into_slots();
-        for domain in &mut self.domains {
-            if domain.freed_ns.is_none() {
-                for vcpu in domain.vcpus.values_mut() {
-                    vcpu.close(window, end_ns);
-                }
-            }
-            let ended_ns = domain.freed_ns.unwrap_or(end_ns);
-            let existed = domain.created_ns < end_ns && ended_ns > window.start_ns;
-            if existed {
-                out.push(domain.metrics(window, &self.meta.name, &samples));
-            }
-        }
-        out
-    }
-}
-
 /// The state of live vCPU `v`, found through the live domain table.
 fn vcpu_in<'a>(
     live: &LiveDomains,
@@ -644,67 +621,6 @@ fn vcpu_in<'a>(
         .vcpus
         .get_mut(v.vcpu.raw())
         .unwrap_or_else(|| panic!("metrics: event for unknown vCPU {v:?}"))
-}
-
-/// `floor(10^6 · part / whole)`, `None` when `whole` is 0 (§0 ratios).
-pub(super) fn ratio_ppm(part: u64, whole: u64) -> Option<u64> {
-    let ppm = (u128::from(part) * PPM).checked_div(u128::from(whole))?;
-    Some(u64::try_from(ppm).expect("a ppm ratio of a part fits u64"))
-}
-
-impl DomainState {
-    /// Its metrics; `samples` are the host's latency samples by slot.
-    fn metrics(&self, window: Window, host: &str, samples: &[Vec<u64>]) -> DomainMetrics {
-        let vcpus: Vec<VcpuMetrics> = self
-            .vcpus
-            .iter()
-            .map(|(id, vcpu)| vcpu.metrics(id, window, samples))
-            .collect();
-        let sum = |pick: fn(&VcpuMetrics) -> u64, metric: &str| {
-            let mut total = 0;
-            for vcpu in &vcpus {
-                add(&mut total, pick(vcpu), metric);
-            }
-            total
-        };
-        let pooled = |pick: for<'a> fn(&VcpuState, &'a [Vec<u64>]) -> &'a [u64]| -> Vec<u64> {
-            self.vcpus
-                .values()
-                .flat_map(|v| pick(v, samples).iter().copied())
-                .collect()
-        };
-        let mut wakeups = pooled(|v, s| v.wakeup_samples(s));
-        wakeups.sort_unstable();
-        let runq_waits = pooled(|v, s| v.runq_wait_samples(s));
-        DomainMetrics {
-            domid: self.domid.raw(),
-            name: self.name.clone(),
-            host: host.to_owned(),
-            pool: self.meta.as_ref().map(|m| m.pool.clone()),
-            weight: self.meta.as_ref().map(|m| m.weight),
-            cap: self.meta.as_ref().map(|m| m.cap),
-            running_ns: sum(|v| v.running_ns, "running_ns"),
-            runnable_ns: sum(|v| v.runnable_ns, "runnable_ns"),
-            blocked_ns: sum(|v| v.blocked_ns, "blocked_ns"),
-            offline_ns: sum(|v| v.offline_ns, "offline_ns"),
-            wakeup_latency_ns: Distribution::from_samples(&wakeups, "wakeup_latency_ns"),
-            runq_wait_ns: Distribution::from_samples(&runq_waits, "runq_wait_ns"),
-            wakeup_samples_ns: wakeups,
-            jobs: JobMetrics::from_records(&self.jobs, window.start_ns, window.end_ns),
-            vcpus,
-            memory: self
-                .memory
-                .map(|stats| super::memory::MemoryMetrics::new(stats, self.balloon_gave_up_count)),
-            io: super::io::io_metrics(
-                &self.io,
-                &self.rings,
-                &self.vbd_checks,
-                &self.net_drops,
-                window.start_ns,
-                window.end_ns,
-            ),
-        }
-    }
 }
 
 #[cfg(test)]

@@ -5,8 +5,7 @@
 //! # Invariants
 //! - `busy_ns + idle_ns + overhead_ns == online_ns`, the in-window time spent in any pool.
 //! - `online_by_pool` sums to `online_ns`.
-
-use std::collections::BTreeMap;
+//! - A pool slot names one pool for the whole run ([`PoolSlots`] only grows).
 
 use hypervisor_model::ids::VcpuRef;
 
@@ -22,8 +21,8 @@ pub(super) struct PcpuState {
     idle_ns: u64,
     overhead_ns: u64,
     online_ns: u64,
-    /// In-window online time by pool name.
-    online_by_pool: BTreeMap<String, u64>,
+    /// In-window online time by pool slot (a pool never entered has no entry or 0).
+    online_by_pool: Vec<u64>,
     /// The last guest vCPU that ran here (a switch back to it is free).
     pub(super) last_vcpu: Option<VcpuRef>,
     /// The current switch's overhead lasts until then.
@@ -41,7 +40,7 @@ impl PcpuState {
         time_ns: u64,
         prev: Option<VcpuRef>,
         next: Option<VcpuRef>,
-        pool: Option<&str>,
+        pool: Option<PoolSlot>,
     ) {
         assert_eq!(
             self.current, prev,
@@ -65,7 +64,7 @@ impl PcpuState {
     }
 
     /// Accounts `[since, time_ns)` to `pool` (nothing when in no pool).
-    pub(super) fn close(&mut self, window: Window, time_ns: u64, pool: Option<&str>) {
+    pub(super) fn close(&mut self, window: Window, time_ns: u64, pool: Option<PoolSlot>) {
         if let Some(pool) = pool {
             let spent_ns = window.clip(self.since_ns, time_ns);
             if self.current.is_some() {
@@ -79,20 +78,17 @@ impl PcpuState {
                 add(&mut self.idle_ns, spent_ns, "idle_ns");
             }
             add(&mut self.online_ns, spent_ns, "online_ns");
-            // The pool's entry exists after its first interval: no key allocated per close.
-            match self.online_by_pool.get_mut(pool) {
-                Some(by_pool) => add(by_pool, spent_ns, "online_ns"),
-                None => {
-                    self.online_by_pool.insert(pool.to_owned(), spent_ns);
-                }
+            if self.online_by_pool.len() <= pool.0 {
+                self.online_by_pool.resize(pool.0 + 1, 0);
             }
+            add(&mut self.online_by_pool[pool.0], spent_ns, "online_ns");
         }
         self.since_ns = time_ns;
     }
 
     /// In-window online time spent in `pool`.
-    pub(super) fn online_in(&self, pool: &str) -> u64 {
-        self.online_by_pool.get(pool).copied().unwrap_or(0)
+    pub(super) fn online_in(&self, pool: PoolSlot) -> u64 {
+        self.online_by_pool.get(pool.0).copied().unwrap_or(0)
     }
 
     /// The pCPU's metrics; `pool` is the pool it is in at the end.
@@ -112,7 +108,7 @@ impl PcpuState {
             busy_ns: self.busy_ns,
             idle_ns: self.idle_ns,
             overhead_ns: self.overhead_ns,
-            utilization_ppm: super::ratio_ppm(self.busy_ns, self.online_ns),
+            utilization_ppm: super::report::ratio_ppm(self.busy_ns, self.online_ns),
             context_switch_count: self.context_switch_count,
             vcpu_switch_count: self.vcpu_switch_count,
             sched_decision_count: self.sched_decision_count,
@@ -120,15 +116,51 @@ impl PcpuState {
     }
 }
 
-/// A pool's capacity: the in-window time its pCPUs spent in it.
-pub(super) fn pool_metrics(pool: &PoolMeta, pcpus: &[PcpuState]) -> PoolMetrics {
+/// A pool's capacity: the in-window time its pCPUs spent in it (`slot`, `None` when no
+/// pCPU was ever in it).
+pub(super) fn pool_metrics(
+    pool: &PoolMeta,
+    slot: Option<PoolSlot>,
+    pcpus: &[PcpuState],
+) -> PoolMetrics {
     let mut capacity_ns = 0;
-    for pcpu in pcpus {
-        add(&mut capacity_ns, pcpu.online_in(&pool.name), "capacity_ns");
+    if let Some(slot) = slot {
+        for pcpu in pcpus {
+            add(&mut capacity_ns, pcpu.online_in(slot), "capacity_ns");
+        }
     }
     PoolMetrics {
         name: pool.name.clone(),
         scheduler: pool.scheduler.clone(),
         capacity_ns,
+    }
+}
+
+/// A pool as the pCPU accounting knows it: an index into the host's [`PoolSlots`], so a
+/// `Schedule` adds its interval without comparing pool names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct PoolSlot(usize);
+
+/// The pool names a host's pCPUs were ever in, each with its slot (its index here).
+#[derive(Debug, Default)]
+pub(super) struct PoolSlots {
+    names: Vec<String>,
+}
+
+impl PoolSlots {
+    /// The slot of pool `name`, handed out on its first use.
+    pub(super) fn slot(&mut self, name: &str) -> PoolSlot {
+        match self.find(name) {
+            Some(slot) => slot,
+            None => {
+                self.names.push(name.to_owned());
+                PoolSlot(self.names.len() - 1)
+            }
+        }
+    }
+
+    /// The slot of pool `name`, if a pCPU was ever in it.
+    pub(super) fn find(&self, name: &str) -> Option<PoolSlot> {
+        self.names.iter().position(|n| n == name).map(PoolSlot)
     }
 }

@@ -267,3 +267,37 @@ fn run_cut_before_its_warm_up_reports_an_empty_window() {
     let mut vcpus = m.domains.iter().flat_map(|d| &d.vcpus);
     assert!(vcpus.all(|v| v.running_ns == 0 && v.dispatch_count == 0));
 }
+
+#[test]
+fn pcpu_moved_between_pools_counts_its_time_in_each() {
+    use hypervisor_model::ids::PoolId;
+    use hypervisor_model::sched::SchedKind;
+    use hypervisor_model::trace::TraceEvent;
+
+    use super::super::synthetic::pcpu;
+
+    let rt = PoolId(1);
+    let mut c = collector(0);
+    let created = TraceEvent::PoolCreate {
+        pool: rt,
+        name: "rt".to_owned(),
+        sched: SchedKind::Rtds,
+    };
+    c.observe(HOST, 0, &created);
+    let moved = |pool| TraceEvent::PoolCpu {
+        pcpu: pcpu(1),
+        pool,
+    };
+    c.observe(HOST, 400, &moved(Some(rt)));
+    c.observe(HOST, 700, &moved(None));
+
+    let m = c.finish(1_000);
+
+    let host = &m.hosts[HOST];
+    // pCPU 0 all along and pCPU 1 for [0, 400) in Pool-0; pCPU 1 for [400, 700) in rt.
+    assert_eq!(host.pools[0].capacity_ns, 1_000 + 400);
+    assert_eq!(host.pools[1].name, "rt");
+    assert_eq!(host.pools[1].capacity_ns, 300);
+    assert_eq!(host.pcpus[1].online_ns, 700);
+    assert_eq!(host.pcpus[1].pool, None);
+}
