@@ -36,11 +36,13 @@ enum Words {
 }
 
 /// Number of 64-bit words a mask of `width` pCPUs uses.
+#[inline]
 fn word_count(width: u32) -> usize {
     usize::try_from(width.div_ceil(64)).unwrap_or(usize::MAX)
 }
 
 /// The word holding `cpu`, and its bit in that word.
+#[inline]
 fn word_bit(cpu: u32) -> (usize, u64) {
     (
         usize::try_from(cpu / 64).unwrap_or(usize::MAX),
@@ -49,6 +51,7 @@ fn word_bit(cpu: u32) -> (usize, u64) {
 }
 
 /// The pCPU of bit `bit` of word `word_index`.
+#[inline]
 fn cpu_of(word_index: usize, bit: u32) -> Option<PcpuId> {
     let base = u32::try_from(word_index).ok()?.checked_mul(64)?;
     PcpuId::new(base + bit)
@@ -110,11 +113,13 @@ impl CpuMask {
     }
 
     /// Number of pCPUs the mask can name.
+    #[inline]
     pub fn width(&self) -> u32 {
         self.width
     }
 
     /// The words in use.
+    #[inline]
     fn w(&self) -> &[u64] {
         match &self.words {
             Words::Inline(words) => &words[..word_count(self.width)],
@@ -122,6 +127,7 @@ impl CpuMask {
         }
     }
 
+    #[inline]
     fn w_mut(&mut self) -> &mut [u64] {
         let count = word_count(self.width);
         match &mut self.words {
@@ -130,6 +136,7 @@ impl CpuMask {
         }
     }
 
+    #[inline]
     fn set_raw(&mut self, cpu: u32) {
         assert!(
             cpu < self.width,
@@ -141,11 +148,13 @@ impl CpuMask {
     }
 
     /// Adds `cpu`.
+    #[inline]
     pub fn set(&mut self, cpu: PcpuId) {
         self.set_raw(cpu.raw());
     }
 
     /// Removes `cpu`.
+    #[inline]
     pub fn clear(&mut self, cpu: PcpuId) {
         assert!(cpu.raw() < self.width);
         let (index, bit) = word_bit(cpu.raw());
@@ -153,6 +162,7 @@ impl CpuMask {
     }
 
     /// True if `cpu` is in the mask (false past the width).
+    #[inline]
     pub fn test(&self, cpu: PcpuId) -> bool {
         if cpu.raw() >= self.width {
             return false;
@@ -168,6 +178,7 @@ impl CpuMask {
     }
 
     /// True if no pCPU is set.
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.w().iter().all(|w| *w == 0)
     }
@@ -178,18 +189,21 @@ impl CpuMask {
     }
 
     /// Lowest set pCPU (`cpumask_first`).
+    #[inline]
     pub fn first(&self) -> Option<PcpuId> {
         let words = self.w();
         next_set(words.len(), 0, |i| words[i])
     }
 
     /// First set pCPU strictly after `start`, wrapping (`cpumask_cycle`).
+    #[inline]
     pub fn cycle(&self, start: PcpuId) -> Option<PcpuId> {
         let words = self.w();
         cycle_by(words.len(), start, |i| words[i])
     }
 
     /// `start` if set, else `cycle(start)` (`cpumask_test_or_cycle`).
+    #[inline]
     pub fn test_or_cycle(&self, start: PcpuId) -> Option<PcpuId> {
         if self.test(start) {
             Some(start)
@@ -199,18 +213,21 @@ impl CpuMask {
     }
 
     /// `cpumask_first(self & other)`, without building the intersection.
+    #[inline]
     pub fn first_and(&self, other: &CpuMask) -> Option<PcpuId> {
         let (a, b) = self.pair(other);
         next_set(a.len(), 0, |i| a[i] & b[i])
     }
 
     /// `cpumask_cycle(start, self & other)`, without building the intersection.
+    #[inline]
     pub fn cycle_in_and(&self, other: &CpuMask, start: PcpuId) -> Option<PcpuId> {
         let (a, b) = self.pair(other);
         cycle_by(a.len(), start, |i| a[i] & b[i])
     }
 
     /// `cpumask_test_or_cycle(start, self & other)`, without building the intersection.
+    #[inline]
     pub fn test_or_cycle_and(&self, other: &CpuMask, start: PcpuId) -> Option<PcpuId> {
         if self.test(start) && other.test(start) {
             Some(start)
@@ -244,20 +261,24 @@ impl CpuMask {
     }
 
     /// `self &= other`, in place.
+    #[inline]
     pub fn and_with(&mut self, other: &CpuMask) {
         self.zip_in_place(other, |a, b| a & b);
     }
 
     /// `self |= other`, in place.
+    #[inline]
     pub fn or_with(&mut self, other: &CpuMask) {
         self.zip_in_place(other, |a, b| a | b);
     }
 
     /// `self &= !other`, in place.
+    #[inline]
     pub fn and_not_with(&mut self, other: &CpuMask) {
         self.zip_in_place(other, |a, b| a & !b);
     }
 
+    #[inline]
     fn zip_in_place(&mut self, other: &CpuMask, op: impl Fn(u64, u64) -> u64) {
         assert_eq!(self.width, other.width, "masks of different hosts");
         for (a, b) in self.w_mut().iter_mut().zip(other.w()) {
@@ -266,24 +287,28 @@ impl CpuMask {
     }
 
     /// The used words of two masks of the same host.
+    #[inline]
     fn pair<'a>(&'a self, other: &'a CpuMask) -> (&'a [u64], &'a [u64]) {
         assert_eq!(self.width, other.width, "masks of different hosts");
         (self.w(), other.w())
     }
 
     /// True if every pCPU of `self` is in `other` (`cpumask_subset`).
+    #[inline]
     pub fn is_subset(&self, other: &CpuMask) -> bool {
         let (a, b) = self.pair(other);
         a.iter().zip(b).all(|(a, b)| a & !b == 0)
     }
 
     /// True if the masks share a pCPU (`cpumask_intersects`).
+    #[inline]
     pub fn intersects(&self, other: &CpuMask) -> bool {
         let (a, b) = self.pair(other);
         a.iter().zip(b).any(|(a, b)| a & b != 0)
     }
 
     /// True if `self & other & third` is not empty, without building it.
+    #[inline]
     pub fn intersects_and(&self, other: &CpuMask, third: &CpuMask) -> bool {
         let (a, b) = self.pair(other);
         let (_, c) = self.pair(third);
@@ -291,6 +316,7 @@ impl CpuMask {
     }
 
     /// True if `self & other & !minus` is not empty, without building it.
+    #[inline]
     pub fn intersects_and_not(&self, other: &CpuMask, minus: &CpuMask) -> bool {
         let (a, b) = self.pair(other);
         let (_, c) = self.pair(minus);
@@ -315,6 +341,7 @@ impl CpuMask {
 }
 
 /// The first pCPU at or after bit `start` of the words `word(0..count)`.
+#[inline]
 fn next_set(count: usize, start: u32, word: impl Fn(usize) -> u64) -> Option<PcpuId> {
     let (first_index, _) = word_bit(start);
     if first_index >= count {
@@ -336,6 +363,7 @@ fn next_set(count: usize, start: u32, word: impl Fn(usize) -> u64) -> Option<Pcp
 
 /// `cpumask_cycle` over the words `word(0..count)`: the first set pCPU after `start`,
 /// wrapping to the first.
+#[inline]
 fn cycle_by(count: usize, start: PcpuId, word: impl Fn(usize) -> u64) -> Option<PcpuId> {
     start
         .raw()

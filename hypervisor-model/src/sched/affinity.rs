@@ -5,6 +5,7 @@
 
 use super::SchedCtx;
 use crate::cpumask::CpuMask;
+use crate::domain::vcpu::Vcpu;
 use crate::ids::{PcpuId, VcpuRef};
 
 /// Affinity balance steps (`BALANCE_SOFT_AFFINITY`, `BALANCE_HARD_AFFINITY`).
@@ -21,8 +22,12 @@ pub const BALANCE_STEPS: [BalanceStep; 2] = [BalanceStep::Soft, BalanceStep::Har
 
 /// `has_soft_affinity`: effective soft affinity that actually restricts within the pool.
 pub fn has_soft_affinity(ctx: &SchedCtx<'_>, v: VcpuRef) -> bool {
-    let vcpu = ctx.vcpu(v);
-    vcpu.soft_aff_effective() && !ctx.pool_cpus.is_subset(&vcpu.soft_affinity)
+    vcpu_has_soft_affinity(ctx.pool_cpus, ctx.vcpu(v))
+}
+
+/// `has_soft_affinity` of a vCPU the caller already looked up, in a pool of `pool_cpus`.
+pub fn vcpu_has_soft_affinity(pool_cpus: &CpuMask, vcpu: &Vcpu) -> bool {
+    vcpu.soft_aff_effective() && !pool_cpus.is_subset(&vcpu.soft_affinity)
 }
 
 /// `affinity_balance_cpumask`: soft & hard (hard if empty) for SOFT, hard for HARD.

@@ -8,6 +8,7 @@
 //! - `runqueue.rs`: runqueue arrangement, pCPU add/remove, runq order, max weight, load;
 //! - `schedule.rs`: credit burn and reset, `runq_candidate`, `csched2_schedule`, slices;
 //! - `tickle.rs`: `runq_tickle` and the preemption score;
+//! - `hint.rs`: the per-pCPU hint of the running unit;
 //! - `place.rs`: `csched2_res_pick`, migration, `balance_load`;
 //! - `cap.rs`: caps, budgets, parking, replenishment, domain parameters;
 //! - `check.rs`: the invariant checker.
@@ -17,9 +18,9 @@
 //! - A vCPU is on at most one of: its runqueue's `runq`, its domain's parked list.
 //! - Credits stay within `[CREDIT_MIN, CREDIT_INIT + CARRYOVER_MAX]` plus the migration
 //!   compensations a unit got since its last credit reset (Xen does not bound those).
-//! - `pcpu_curr` is only a hint: a use checks that the hinted unit is the running vCPU's.
-//!   While `pcpu_curr_entered` names the running vCPU, its time is that vCPU's runstate
-//!   entry time (the instant `schedule` picked it, or kept it running).
+//! - `pcpu_curr` is only a hint: a use checks that it names the running vCPU and that the
+//!   hinted unit is that vCPU's. While it names the running vCPU, its time is that vCPU's
+//!   runstate entry time (the instant `schedule` picked it, or kept it running).
 //!
 //! xensim differs: the idle vCPUs have no unit (`None` stands for idle, whose credit is
 //! `IDLE_CREDIT`); trylocks always succeed (spec §9.3); there is no tasklet work, so the
@@ -28,6 +29,7 @@
 mod cap;
 mod check;
 mod doms;
+mod hint;
 mod place;
 mod runqueue;
 mod schedule;
@@ -53,6 +55,7 @@ use crate::domain::DomainTable;
 use crate::ids::{DomId, PcpuId, VcpuRef};
 use crate::time::STime;
 use crate::trace::TraceEvent;
+pub(crate) use hint::CurrHint;
 pub use runqueue::Runqueue;
 
 /// `CSCHED2_DEFAULT_WEIGHT`.
@@ -259,14 +262,9 @@ pub struct Credit2Scheduler {
     pub(crate) doms: doms::DomSlots,
     /// Armed replenishment timers by (deadline, domain).
     pub(crate) timers: BTreeSet<(i64, DomId)>,
-    /// The unit each pCPU was last told to run (`None` = idle): a hint that spares the
-    /// domain → vCPU → unit lookup of the running vCPU, checked against the unit's vCPU
-    /// on every use (the core's `curr` stays the truth).
-    pub(crate) pcpu_curr: Vec<Option<usize>>,
-    /// The vCPU each pCPU was last told to run and when it started running there:
-    /// `tickle_score`'s `is_preemptable` reads it instead of the vCPU's runstate entry time
-    /// or the unit (a cache miss per busy pCPU scanned). A hint like `pcpu_curr`.
-    pub(crate) pcpu_curr_entered: Vec<Option<(VcpuRef, i64)>>,
+    /// What each pCPU was last told to run (`None` = idle): a hint checked against the
+    /// running vCPU on every use (the core's `curr` stays the truth).
+    pub(crate) pcpu_curr: Vec<Option<CurrHint>>,
     /// `balance_load`'s candidate pulls (unit, may move, load), kept to reuse the buffer.
     pub(crate) scratch_pulls: Vec<(usize, bool, i64)>,
 }
@@ -316,7 +314,6 @@ impl Credit2Scheduler {
             doms: doms::DomSlots::default(),
             timers: BTreeSet::new(),
             pcpu_curr: alloc::vec![None; slots],
-            pcpu_curr_entered: alloc::vec![None; slots],
             scratch_pulls: Vec::new(),
         }
     }
@@ -375,38 +372,6 @@ impl Credit2Scheduler {
         match self.unit_index(v) {
             Some(idx) => idx,
             None => panic!("credit2: unknown {v:?}"),
-        }
-    }
-
-    /// The unit of `v`, which runs on `cpu`: the `pcpu_curr` hint when it still names
-    /// `v`'s unit, else the full lookup.
-    pub(crate) fn curr_unit(&self, cpu: PcpuId, v: VcpuRef) -> usize {
-        self.hinted_unit(cpu, v).unwrap_or_else(|| self.idx(v))
-    }
-
-    /// The `pcpu_curr` hint of `cpu` if it names `v`'s unit.
-    fn hinted_unit(&self, cpu: PcpuId, v: VcpuRef) -> Option<usize> {
-        let idx = self.pcpu_curr.get(cpu.index()).copied().flatten()?;
-        if !matches!(self.units.get(idx), Some(Some(unit)) if unit.v == v) {
-            return None;
-        }
-        debug_assert_eq!(self.unit_index(v), Some(idx), "stale pCPU hint");
-        Some(idx)
-    }
-
-    /// The runstate entry time of `v`, which runs on `cpu`: kept by `schedule` while its
-    /// hint names `v`, else read from the vCPU.
-    pub(crate) fn curr_entered_ns(&self, ctx: &SchedCtx<'_>, cpu: PcpuId, v: VcpuRef) -> i64 {
-        match self.pcpu_curr_entered.get(cpu.index()).copied().flatten() {
-            Some((hinted, entered_ns)) if hinted == v => {
-                debug_assert_eq!(
-                    entered_ns,
-                    ctx.vcpu(v).state_entry_time.as_ns(),
-                    "stale running-since hint of {cpu:?}"
-                );
-                entered_ns
-            }
-            _ => ctx.vcpu(v).state_entry_time.as_ns(),
         }
     }
 

@@ -252,7 +252,6 @@ impl Credit2Scheduler {
         );
         // A pCPU back in the pool later starts without a running-unit hint.
         self.pcpu_curr[cpu.index()] = None;
-        self.pcpu_curr_entered[cpu.index()] = None;
         let rq = self.rq_mut(id);
         rq.idle.clear(cpu);
         rq.smt_idle.clear(cpu);
@@ -482,6 +481,20 @@ impl Credit2Scheduler {
             }
             None => panic!("unit {idx} flagged queued but missing from runqueue {id}"),
         }
+        self.u_mut(idx).on_runq = false;
+    }
+
+    /// `runq_remove` of the unit the caller found at `pos` of its runq (no search).
+    pub(crate) fn runq_remove_at(&mut self, idx: usize, pos: usize) {
+        let unit = self.u(idx);
+        assert!(unit.on_runq, "unit {idx} removed but not queued");
+        let Some(id) = unit.rqd else {
+            panic!("queued unit {idx} without a runqueue")
+        };
+        let rq = self.rq_mut(id);
+        assert_eq!(rq.runq.get(pos), Some(&idx), "unit {idx} not at runq {pos}");
+        rq.runq.remove(pos);
+        rq.runq_credits.remove(pos);
         self.u_mut(idx).on_runq = false;
     }
 

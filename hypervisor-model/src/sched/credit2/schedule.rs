@@ -14,12 +14,12 @@
 //! the slice only looks at the runq head.
 
 use super::{
-    us, Credit2Scheduler, Unit, CARRYOVER_MAX, CREDIT_INIT, CREDIT_MIN, CREDIT_RESET,
+    us, Credit2Scheduler, CurrHint, Unit, CARRYOVER_MAX, CREDIT_INIT, CREDIT_MIN, CREDIT_RESET,
     FLAG_DELAYED_RUNQ_ADD, FLAG_SCHEDULED, FLAG_YIELD, IDLE_CREDIT, MAX_TIMER_NS,
     MIGRATE_COMPENSATION, MIN_TIMER_NS,
 };
 use crate::ids::{PcpuId, VcpuRef};
-use crate::sched::affinity::{balance_mask, has_soft_affinity, BalanceStep};
+use crate::sched::affinity::{balance_mask, vcpu_has_soft_affinity, BalanceStep};
 use crate::sched::{Decision, PickReason, SchedCtx};
 use crate::time::Span;
 
@@ -28,6 +28,8 @@ use crate::time::Span;
 pub(crate) struct Candidate {
     /// The unit, `None` for idle.
     pub next: Option<usize>,
+    /// Where `next` waits in the runq, if it was taken from there.
+    pub runq_pos: Option<usize>,
     /// Why.
     pub reason: PickReason,
     /// Whether the current vCPU may run (false when idle ran), as `runq_candidate` found.
@@ -170,12 +172,13 @@ impl Credit2Scheduler {
             if !yielded && ratelimit != 0 && runnable && ran < ratelimit {
                 return Candidate {
                     next: Some(c),
+                    runq_pos: None,
                     reason: PickReason::Ratelimit,
                     cur_runnable,
                     cur_entered_ns,
                 };
             }
-            if has_soft_affinity(ctx, v) {
+            if vcpu_has_soft_affinity(ctx.pool_cpus, vcpu) {
                 let mut soft = balance_mask(ctx, v, BalanceStep::Soft);
                 if !soft.test(cpu) {
                     let rq = self.rq(id);
@@ -187,7 +190,10 @@ impl Credit2Scheduler {
                 snext = Some(c);
             }
         }
-        let chosen = self.scan_runq(ctx, id, snext, cpu, yielded);
+        let (chosen, runq_pos) = match self.scan_runq(ctx, id, snext, cpu, yielded) {
+            Some((idx, pos)) => (Some(idx), Some(pos)),
+            None => (snext, None),
+        };
         let reason = match chosen {
             Some(_) if chosen == cur => PickReason::Continue,
             Some(_) if yielded => PickReason::Yield,
@@ -197,13 +203,15 @@ impl Credit2Scheduler {
         };
         Candidate {
             next: chosen,
+            runq_pos,
             reason,
             cur_runnable,
             cur_entered_ns,
         }
     }
 
-    /// The runq walk of `runq_candidate`, starting from `snext` (cur or idle).
+    /// The runq walk of `runq_candidate`, starting from `snext` (cur or idle): the waiter
+    /// that beats it and its runq position, `None` if `snext` stays.
     fn scan_runq(
         &mut self,
         ctx: &mut SchedCtx<'_>,
@@ -211,7 +219,7 @@ impl Credit2Scheduler {
         snext: Option<usize>,
         cpu: PcpuId,
         yielded: bool,
-    ) -> Option<usize> {
+    ) -> Option<(usize, usize)> {
         let snext_credit = i64::from(self.credit_of(snext));
         let mut i = 0;
         debug_assert!(
@@ -243,9 +251,9 @@ impl Credit2Scheduler {
                 i -= 1;
                 continue;
             }
-            return Some(idx);
+            return Some((idx, i - 1));
         }
-        snext
+        None
     }
 
     /// `csched2_schedule` on `cpu`, which runs `prev`.
@@ -276,14 +284,17 @@ impl Credit2Scheduler {
                 self.u_mut(c).flags |= FLAG_DELAYED_RUNQ_ADD;
             }
         }
-        self.pcpu_curr[cpu.index()] = cand.next;
         // The core switches to a newly picked vCPU now; a kept one ran since it entered.
         let entered_ns = if cand.next == cur {
             cand.cur_entered_ns
         } else {
             now
         };
-        self.pcpu_curr_entered[cpu.index()] = cand.next.map(|n| (self.u(n).v, entered_ns));
+        self.pcpu_curr[cpu.index()] = cand.next.map(|unit| CurrHint {
+            v: self.u(unit).v,
+            unit,
+            entered_ns,
+        });
         let Some(snext) = cand.next else {
             if !self.rq(id).idle.test(cpu) {
                 self.set_idle(cpu, id);
@@ -329,7 +340,11 @@ impl Credit2Scheduler {
                 Some(id),
                 "picked a unit of another runqueue"
             );
-            self.runq_remove(snext);
+            // A pick other than the current vCPU comes from the runq walk.
+            let Some(pos) = cand.runq_pos else {
+                panic!("picked unit {snext} without its runq position")
+            };
+            self.runq_remove_at(snext, pos);
             self.u_mut(snext).flags |= FLAG_SCHEDULED;
         }
         if self.rq(id).idle.test(cpu) {

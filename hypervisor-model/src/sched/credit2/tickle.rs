@@ -76,15 +76,16 @@ impl Credit2Scheduler {
             return -1;
         };
         let now = ctx.now.as_ns();
+        let hint = self.curr_hint(cpu, cur_v);
         // is_preemptable.
         if let Some(after) = new.preempt_after_ns {
-            if now - self.curr_entered_ns(ctx, cpu, cur_v) <= after {
+            if now - Self::hinted_entered_ns(ctx, cpu, hint, cur_v) <= after {
                 return -1;
             }
         }
         debug_assert_eq!(self.c2rqd(cpu), id, "{cpu:?} scored for another runqueue");
         debug_assert_eq!(self.rq(id).max_weight, new.max_weight);
-        let cur = self.curr_unit(cpu, cur_v);
+        let cur = self.hinted_unit_or_lookup(hint, cur_v);
         let unit = self.u_mut(cur);
         burn(unit, new.max_weight, now);
         let cur_credit = unit.credit;

@@ -274,6 +274,13 @@ fn check_running_index(s: &RtdsScheduler, domains: &DomainTable, out: &mut Vec<V
             format!("{} keyed, {keyed_count} expected", s.running.keyed_count()),
         );
     }
+    if !s.running.well_formed() {
+        push(
+            out,
+            "rtds.running_index",
+            "key tree maxima out of date".into(),
+        );
+    }
 }
 
 fn check_server_indexed(

@@ -9,6 +9,7 @@
 //! - `replq.rs`: the replenishment queue's storage (Xen's list order in blocks);
 //! - `running.rs`: xensim's running index, which answers `runq_tickle` without
 //!   walking every pCPU;
+//! - `keytree.rs`: the max tree over the pCPUs that orders the running index by key;
 //! - `hooks.rs`: `rt_schedule`, `rt_unit_wake`, `rt_unit_sleep`, `rt_context_saved`,
 //!   `repl_timer_handler`, `rt_unit_insert`, `rt_unit_remove`, `rt_res_pick`;
 //! - `params.rs`: `rt_dom_cntl` (domain and vCPU parameters);
@@ -36,6 +37,7 @@
 mod account;
 mod check;
 mod hooks;
+mod keytree;
 mod params;
 mod queues;
 mod replq;
@@ -300,9 +302,11 @@ impl Scheduler for RtdsScheduler {
     }
 
     fn next_timer(&self) -> Option<STime> {
-        self.replq
-            .first()
-            .map(|head| self.servers.srv(head).cur_deadline)
+        // The head's key copy holds its deadline (every in-place key change goes through
+        // `rekey`), so the server itself need not be read.
+        let ((_, deadline), head) = self.replq.first_keyed()?;
+        debug_assert_eq!(deadline, self.servers.srv(head).cur_deadline);
+        Some(deadline)
     }
 
     fn timer_fired(&mut self, ctx: &mut SchedCtx<'_>) {

@@ -12,15 +12,16 @@
 //! - `on_cpu[c] == Some(v)` iff the core runs `v` on `c` and `v` is a server of this pool
 //!   (rtds records every decision it returns, and vCPUs inserted while running).
 //! - `free` holds exactly the pCPUs with `on_cpu` unset that are not tickled.
-//! - `by_key` holds `(key, c)` for exactly the busy pCPUs that are not tickled, with the
-//!   key of the running server as of its last change (every in-place key change of a
-//!   running server is reported through `rekey`).
+//! - `by_key` holds the key of `c` for exactly the busy pCPUs `c` that are not tickled,
+//!   the key of the running server as of its last change (every in-place key change of a
+//!   running server is reported through `rekey`); it is a max tree over the pCPUs
+//!   (`keytree.rs`), so a change costs a walk up the tree and no allocation.
 //!
 //! Left out: nothing Xen decides depends on this module; it only caches.
 
-use alloc::collections::BTreeSet;
 use alloc::vec::Vec;
 
+use super::keytree::KeyTree;
 use crate::cpumask::CpuMask;
 use crate::ids::{PcpuId, VcpuRef};
 use crate::time::STime;
@@ -35,8 +36,8 @@ pub struct RunningIndex {
     on_cpu: Vec<Option<(VcpuRef, Key)>>,
     /// pCPUs with `on_cpu` unset and not tickled (`runq_tickle`'s idle candidates).
     free: CpuMask,
-    /// `(level, deadline, pCPU)` of the busy pCPUs that are not tickled.
-    by_key: BTreeSet<(u32, STime, u32)>,
+    /// The key of each busy pCPU that is not tickled (`None` for the others).
+    by_key: KeyTree,
 }
 
 impl RunningIndex {
@@ -46,7 +47,7 @@ impl RunningIndex {
         RunningIndex {
             on_cpu: alloc::vec![None; slots],
             free: CpuMask::full(nr_cpus),
-            by_key: BTreeSet::new(),
+            by_key: KeyTree::new(slots),
         }
     }
 
@@ -75,29 +76,25 @@ impl RunningIndex {
 
     /// Number of entries ordered by key (for the checker).
     pub fn keyed_count(&self) -> usize {
-        self.by_key.len()
+        self.by_key.count()
     }
 
     /// True if `cpu` is ordered by key with `key`.
     pub fn keyed(&self, cpu: PcpuId, key: Key) -> bool {
-        self.by_key.contains(&(key.0, key.1, cpu.raw()))
+        self.by_key.get(cpu.index()) == Some(key)
+    }
+
+    /// True if the key tree keeps its own invariants (for the checker; O(n)).
+    pub fn well_formed(&self) -> bool {
+        self.by_key.well_formed()
     }
 
     /// Records `running` (with its key) on `cpu`, replacing what was there. `tickled`:
-    /// `cpu` is tickled (now and since the last change of its bit), so it is out of the
-    /// key order. A switch between two vCPUs of the same key leaves the order untouched.
+    /// `cpu` is tickled, so it is out of the key order.
     pub fn set(&mut self, cpu: PcpuId, running: Option<(VcpuRef, Key)>, tickled: bool) {
-        let old = self.slot(cpu);
-        let old_keyed = old.filter(|_| !tickled).map(|(_, key)| key);
-        let new_keyed = running.filter(|_| !tickled).map(|(_, key)| key);
-        if old_keyed != new_keyed {
-            if let Some((level, deadline)) = old_keyed {
-                self.by_key.remove(&(level, deadline, cpu.raw()));
-            }
-            if let Some((level, deadline)) = new_keyed {
-                self.by_key.insert((level, deadline, cpu.raw()));
-            }
-        }
+        assert!(cpu.index() < self.on_cpu.len(), "{cpu:?} outside the host");
+        let keyed = running.filter(|_| !tickled).map(|(_, key)| key);
+        self.by_key.put(cpu.index(), keyed);
         if running.is_some() || tickled {
             self.free.clear(cpu);
         } else {
@@ -116,18 +113,14 @@ impl RunningIndex {
 
     /// `cpu` was tickled: out of the key order until it schedules.
     pub fn tickled(&mut self, cpu: PcpuId) {
-        if let Some((_, key)) = self.slot(cpu) {
-            self.by_key.remove(&(key.0, key.1, cpu.raw()));
-        }
+        self.by_key.put(cpu.index(), None);
         self.free.clear(cpu);
     }
 
     /// `cpu` is no longer tickled: back in the key order if busy, else free.
     pub fn untickled(&mut self, cpu: PcpuId) {
         match self.slot(cpu) {
-            Some((_, key)) => {
-                self.by_key.insert((key.0, key.1, cpu.raw()));
-            }
+            Some((_, key)) => self.by_key.put(cpu.index(), Some(key)),
             None => self.free.set(cpu),
         }
     }
@@ -139,54 +132,48 @@ impl RunningIndex {
         }
     }
 
-    /// The highest key ordered, if any.
-    pub fn max_key(&self) -> Option<Key> {
-        self.by_key
-            .last()
-            .map(|&(level, deadline, _)| (level, deadline))
-    }
-
-    /// The first pCPU of [`Self::victims_from`], found with two lookups, if its key is
-    /// above `floor` (else no pCPU of the order is).
+    /// The first pCPU of [`Self::victims_from`], found with two tree descents, if its key
+    /// is above `floor` (else no pCPU of the order is).
     pub fn first_victim_above(&self, floor: Key, start: PcpuId) -> Option<PcpuId> {
-        let &(level, deadline, _) = self.by_key.last()?;
-        if (level, deadline) <= floor {
+        let top = self.by_key.max()?;
+        if top <= floor {
             return None;
         }
-        let up = self.by_key.range((level, deadline, start.raw())..).next();
-        let first = match up {
-            Some(&(l, d, raw)) if (l, d) == (level, deadline) => raw,
-            _ => self.by_key.range((level, deadline, 0)..).next()?.2,
-        };
-        PcpuId::new(first)
+        let cpus = self.by_key.cpus();
+        let first = self
+            .by_key
+            .first_eq_in(start.index(), cpus, top)
+            .or_else(|| self.by_key.first_eq_in(0, cpus, top))?;
+        PcpuId::new(u32::try_from(first).ok()?)
     }
 
     /// The keyed pCPUs in `runq_tickle`'s victim order: key descending, and inside one key
     /// in `cpumask_cycle` order from `start` (`start` and up, then below it).
     pub fn victims_from(&self, start: PcpuId) -> impl Iterator<Item = (Key, PcpuId)> + '_ {
-        let mut group: Option<Option<Key>> = None;
-        core::iter::from_fn(move || {
-            let next = match group {
-                None => self.max_key(),
-                Some(key) => {
-                    let (level, deadline) = key?;
-                    let below = self.by_key.range(..(level, deadline, 0)).next_back();
-                    below.map(|&(l, d, _)| (l, d))
+        let cpus = self.by_key.cpus();
+        let start = start.index().min(cpus);
+        let mut group = self.by_key.max();
+        // Next pCPU to look at in the group, and whether the walk wrapped below `start`.
+        let mut at = start;
+        let mut wrapped = false;
+        core::iter::from_fn(move || loop {
+            let key = group?;
+            let end = if wrapped { start } else { cpus };
+            match self.by_key.first_eq_in(at, end, key) {
+                Some(cpu) => {
+                    at = cpu + 1;
+                    return Some((key, PcpuId::new(u32::try_from(cpu).ok()?)?));
                 }
-            };
-            group = Some(next);
-            next
-        })
-        .flat_map(move |key| {
-            let (level, deadline) = key;
-            let up = self
-                .by_key
-                .range((level, deadline, start.raw())..=(level, deadline, u32::MAX));
-            let low = self
-                .by_key
-                .range((level, deadline, 0)..(level, deadline, start.raw()));
-            up.chain(low)
-                .filter_map(move |&(_, _, raw)| Some((key, PcpuId::new(raw)?)))
+                None if !wrapped => {
+                    wrapped = true;
+                    at = 0;
+                }
+                None => {
+                    group = self.by_key.max_below(key);
+                    at = start;
+                    wrapped = false;
+                }
+            }
         })
     }
 }
