@@ -28,7 +28,7 @@ use crate::ids::VcpuRef;
 /// Largest block; a block growing past it splits in two. A removal or an in-place key
 /// change walks one block and the block order, so blocks near √n of the 512 vCPUs of the
 /// reference scenarios keep both walks short.
-const BLOCK_ITEMS_MAX: usize = 32;
+const BLOCK_ITEMS_MAX: usize = 64;
 /// Neighbours holding at most this many entries together merge.
 const BLOCK_ITEMS_MERGE: usize = BLOCK_ITEMS_MAX / 2;
 
@@ -314,8 +314,8 @@ mod tests {
     #[test]
     fn blocked_replq_keeps_the_list_order_through_splits_merges_and_rekeys() {
         const SEED: u64 = 0x5eed;
-        // Three blocks' worth of vCPUs (BLOCK_ITEMS_MAX is 32).
-        const VCPU_COUNT: u32 = 3 * 32;
+        // Three blocks' worth of vCPUs (BLOCK_ITEMS_MAX is 64).
+        const VCPU_COUNT: u32 = 3 * 64;
         const _: () = assert!(VCPU_COUNT as usize == 3 * BLOCK_ITEMS_MAX);
         const STEPS: u32 = 20_000;
         let mut q = ReplQueue::default();
