@@ -118,6 +118,14 @@ pub struct MapFlags {
 }
 
 impl MapFlags {
+    /// A writable CPU mapping (`GNTMAP_host_map` alone): how backends map a frontend's
+    /// ring pages and data grants.
+    pub const HOST_RW: MapFlags = MapFlags {
+        host_map: true,
+        device_map: false,
+        readonly: false,
+    };
+
     /// Decodes the guest's `flags` word; other bits are ignored.
     pub const fn from_bits(bits: u32) -> MapFlags {
         MapFlags {

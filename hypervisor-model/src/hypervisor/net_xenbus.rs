@@ -218,11 +218,7 @@ impl Hypervisor {
             let req = MapRequest {
                 granter: conn.front_dom,
                 gref: GrantRef::new(raw),
-                flags: MapFlags {
-                    host_map: true,
-                    device_map: false,
-                    readonly: false,
-                },
+                flags: MapFlags::HOST_RW,
             };
             let frames = super::xenbus_drive::StandInFrames;
             match self.grants.map_grant_ref(conn.back_dom, req, &frames) {

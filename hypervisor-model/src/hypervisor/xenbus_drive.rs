@@ -201,11 +201,7 @@ impl Hypervisor {
         let req = MapRequest {
             granter: conn.front_dom,
             gref: GrantRef::new(raw),
-            flags: MapFlags {
-                host_map: true,
-                device_map: false,
-                readonly: false,
-            },
+            flags: MapFlags::HOST_RW,
         };
         match self
             .grants

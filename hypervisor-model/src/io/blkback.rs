@@ -302,11 +302,7 @@ impl VbdPath {
         let req = MapRequest {
             granter: self.params.front_dom,
             gref,
-            flags: MapFlags {
-                host_map: true,
-                device_map: false,
-                readonly: false,
-            },
+            flags: MapFlags::HOST_RW,
         };
         let mapped = grants
             .map_grant_ref(self.params.back_dom, req, &StandInFrames)
