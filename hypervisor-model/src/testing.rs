@@ -411,3 +411,13 @@ pub mod ids {
         PcpuId::new(n).expect("test cpu")
     }
 }
+
+/// One step of the 64-bit LCG (Knuth's MMIX constants) that the core's pseudo-random test
+/// walks draw from: fixed, seedable, and the same on every platform. Returns the new state;
+/// callers take its high bits.
+pub fn lcg_step(state: &mut u64) -> u64 {
+    *state = state
+        .wrapping_mul(6_364_136_223_846_793_005)
+        .wrapping_add(1_442_695_040_888_963_407);
+    *state
+}

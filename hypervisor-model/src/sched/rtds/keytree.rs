@@ -165,10 +165,8 @@ mod tests {
         let mut model: Vec<Option<Key>> = alloc::vec![None; CPUS];
         let mut state = SEED;
         for _ in 0..STEPS {
-            state = state
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            let pick = usize::try_from(state >> 40).expect("24 bits");
+            let pick =
+                usize::try_from(crate::testing::lcg_step(&mut state) >> 40).expect("24 bits");
             let cpu = pick % CPUS;
             let value = (pick / CPUS) % 7;
             let new = (value != 0).then(|| {

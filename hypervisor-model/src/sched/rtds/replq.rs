@@ -322,10 +322,7 @@ mod tests {
         let mut m = Model::default();
         let mut state = SEED;
         for _ in 0..STEPS {
-            state = state
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            let pick = u32::try_from(state >> 33).expect("31 bits");
+            let pick = u32::try_from(crate::testing::lcg_step(&mut state) >> 33).expect("31 bits");
             let v = vcpu(pick % VCPU_COUNT);
             let action = (pick / VCPU_COUNT) % 4;
             if m.blocks.contains_key(&v) && action == 0 {

@@ -19,7 +19,7 @@ use crate::time::STime;
 const SEED: u64 = 0x7274_6473;
 /// pCPUs: more than `VICTIM_VISITS_MAX` (64), so narrow affinities can force the fallback.
 const CPU_COUNT: u32 = 80;
-/// vCPUs per guest: three guests hold more than a `replq` block (128).
+/// vCPUs per guest: the three guests hold three times what a `replq` block (64) holds.
 const GUEST_VCPUS: u32 = 64;
 /// Guest 2's vCPUs may only run on the top 20 pCPUs.
 const PINNED_FIRST_CPU: u32 = 60;
@@ -31,10 +31,7 @@ const MS: i64 = 1_000_000;
 const STEP_NS_MAX: u32 = 400_000;
 
 fn next(state: &mut u64) -> u32 {
-    *state = state
-        .wrapping_mul(6_364_136_223_846_793_005)
-        .wrapping_add(1_442_695_040_888_963_407);
-    u32::try_from(*state >> 33).expect("31 bits")
+    u32::try_from(crate::testing::lcg_step(state) >> 33).expect("31 bits")
 }
 
 fn setup() -> (Harness, Vec<VcpuRef>) {
