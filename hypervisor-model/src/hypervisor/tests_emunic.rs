@@ -5,6 +5,7 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 
+use super::tests_ioreq::ioreq_batches;
 use super::tests_net::{packet, received, send, MAC_A, MAC_DOM0};
 use super::tests_net_mq::run_until;
 use super::Hypervisor;
@@ -56,23 +57,6 @@ fn hvm_guest(pv_drivers: bool, stubdom: bool) -> (Hypervisor, FakePlatform) {
     p.run_until_idle(&mut hv);
     p.events.clear();
     (hv, p)
-}
-
-/// (guest, device model, frames, work) of every ioreq batch traced.
-fn ioreq_batches(p: &FakePlatform) -> Vec<(DomId, DomId, u32, i64)> {
-    p.events
-        .iter()
-        .filter_map(|e| match e {
-            TraceEvent::IoreqWork {
-                dom,
-                dm,
-                ios,
-                work_ns,
-                ..
-            } => Some((*dom, *dm, *ios, *work_ns)),
-            _ => None,
-        })
-        .collect()
 }
 
 /// (rx, packets, work) of every netback work item traced.

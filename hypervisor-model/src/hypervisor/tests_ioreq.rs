@@ -59,8 +59,9 @@ fn read(tag: u64) -> GuestIo {
     }
 }
 
-/// The (guest, device model, ios, work) of every ioreq batch traced.
-fn ioreq_batches(p: &FakePlatform) -> alloc::vec::Vec<(DomId, DomId, u32, i64)> {
+/// The (guest, device model, ios, work) of every ioreq batch traced (frames, for an
+/// emulated NIC).
+pub(super) fn ioreq_batches(p: &FakePlatform) -> alloc::vec::Vec<(DomId, DomId, u32, i64)> {
     p.events
         .iter()
         .filter_map(|e| match e {
