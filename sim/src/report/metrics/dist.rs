@@ -38,15 +38,25 @@ pub struct Distribution {
 
 impl Distribution {
     /// Builds the distribution of `samples` (any order); `metric` names it in overflow panics.
+    pub fn from_samples(samples: &[u64], metric: &str) -> Distribution {
+        Distribution::from_unordered(&mut samples.to_vec(), metric)
+    }
+
+    /// As [`Distribution::from_samples`], reordering `values` in place instead of copying
+    /// them (narrow `u32` samples too).
     ///
     /// The quantiles are selected (`select_nth_unstable`, from the lowest rank up, each in
     /// the part above the previous one) rather than read from a full sort: the same values,
     /// in linear time (sorting every vCPU's samples cost 3% of `bench-64x512`).
-    pub fn from_samples(samples: &[u64], metric: &str) -> Distribution {
-        let mut values = samples.to_vec();
-        let quantiles = select_ranks(&mut values, QUANTILES);
-        let (min, max) = (values.iter().copied().min(), values.iter().copied().max());
-        Distribution::with_quantiles(&values, metric, min, quantiles, max)
+    pub fn from_unordered<T: Copy + Ord + Into<u64>>(
+        values: &mut [T],
+        metric: &str,
+    ) -> Distribution {
+        let quantiles = select_ranks(values, QUANTILES).map(|q| q.map(Into::into));
+        let min = values.iter().copied().min().map(Into::into);
+        let max = values.iter().copied().max().map(Into::into);
+        let sum_wide: u128 = values.iter().map(|&s| u128::from(s.into())).sum();
+        Distribution::with_quantiles(values.len(), sum_wide, metric, min, quantiles, max)
     }
 
     /// As [`Distribution::from_samples`] for samples already in ascending order: the
@@ -55,18 +65,19 @@ impl Distribution {
         debug_assert!(sorted.is_sorted(), "{metric}: samples not ascending");
         let quantiles = QUANTILES.map(|(num, den)| nearest_rank(sorted, num, den));
         let (min, max) = (sorted.first().copied(), sorted.last().copied());
-        Distribution::with_quantiles(sorted, metric, min, quantiles, max)
+        let sum_wide: u128 = sorted.iter().map(|&s| u128::from(s)).sum();
+        Distribution::with_quantiles(sorted.len(), sum_wide, metric, min, quantiles, max)
     }
 
     fn with_quantiles(
-        samples: &[u64],
+        len: usize,
+        sum_wide: u128,
         metric: &str,
         min: Option<u64>,
         [p50, p90, p99, p999]: [Option<u64>; 4],
         max: Option<u64>,
     ) -> Distribution {
-        let count = u64::try_from(samples.len()).expect("sample count fits u64");
-        let sum_wide: u128 = samples.iter().map(|&s| u128::from(s)).sum();
+        let count = u64::try_from(len).expect("sample count fits u64");
         let sum = u64::try_from(sum_wide)
             .unwrap_or_else(|_| panic!("metric overflow: {metric}.sum exceeds u64"));
         let mean = if count == 0 {
@@ -115,10 +126,10 @@ fn rank_index(len: usize, num: u64, den: u64) -> Option<usize> {
 
 /// The nearest-rank quantiles `(num, den)` of `values` (ascending quantiles), reordering
 /// `values` as selection does: each rank's value is placed at its sorted index.
-fn select_ranks<const N: usize>(
-    values: &mut [u64],
+fn select_ranks<T: Copy + Ord, const N: usize>(
+    values: &mut [T],
     quantiles: [(u64, u64); N],
-) -> [Option<u64>; N] {
+) -> [Option<T>; N] {
     let mut low = 0;
     quantiles.map(|(num, den)| {
         let index = rank_index(values.len(), num, den)?;

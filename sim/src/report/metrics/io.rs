@@ -8,6 +8,9 @@
 //! The ring counters come from the trace (`BlkPush`, `BlkResponse` in the window): how many
 //! pushes and responses there were, and how many of them notified the other end.
 //!
+//! The collector keeps, per domain, only what these metrics read of each record
+//! ([`IoLog`], about a third of an [`IoRecord`], with the device named once).
+//!
 //! # Invariants
 //! - `io_error_count <= io_completed_count`; `io_latency_ring_ns.count ==
 //!   io_completed_count`; `io_latency_guest_ns.count <= io_completed_count` (an I/O whose
@@ -104,6 +107,60 @@ pub struct RingCounts {
     pub response_notify_count: u64,
 }
 
+/// What the metrics read of one I/O record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct IoSample {
+    submit_ns: u64,
+    ring_done_ns: u64,
+    guest_done_ns: Option<u64>,
+    bytes: u64,
+    /// Index of its device in [`IoLog::devs`].
+    dev: u16,
+    ok: bool,
+    deferred: Option<bool>,
+}
+
+/// The I/O records of one domain as the metrics keep them: each device name once, and per
+/// record only the fields §2.1 reads.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct IoLog {
+    /// Device names in order of first appearance.
+    devs: Vec<String>,
+    ios: Vec<IoSample>,
+}
+
+impl IoLog {
+    /// The log of `records`.
+    pub fn new(records: &[IoRecord]) -> IoLog {
+        let mut log = IoLog::default();
+        log.ios.reserve_exact(records.len());
+        for record in records {
+            let dev = match log.devs.iter().position(|d| *d == record.dev) {
+                Some(index) => index,
+                None => {
+                    log.devs.push(record.dev.clone());
+                    log.devs.len() - 1
+                }
+            };
+            let dev = u16::try_from(dev).expect("metrics: fewer than 2^16 devices per domain");
+            log.ios.push(IoSample {
+                submit_ns: record.submit_ns,
+                ring_done_ns: record.ring_done_ns,
+                guest_done_ns: record.guest_done_ns,
+                bytes: record.bytes,
+                dev,
+                ok: record.ok,
+                deferred: record.deferred,
+            });
+        }
+        log
+    }
+
+    fn dev(&self, io: &IoSample) -> &str {
+        &self.devs[usize::from(io.dev)]
+    }
+}
+
 /// The xl name of a `virtual-device` number: `xvd<letter>` for 202:(16·n), else `vbd<n>`.
 pub fn vdev_name(vdev: u32) -> String {
     let disk = vdev.wrapping_sub(202 << 8) >> 4;
@@ -116,10 +173,10 @@ pub fn vdev_name(vdev: u32) -> String {
     }
 }
 
-/// The `io` entries of `records`, `rings` and the vif `drops` over `[start_ns, end_ns)`,
+/// The `io` entries of the records in `log`, `rings` and the vif `drops` over `[start_ns, end_ns)`,
 /// with the run's end vbd `checks`, by device name.
 pub fn io_metrics(
-    records: &[IoRecord],
+    log: &IoLog,
     rings: &BTreeMap<u32, RingCounts>,
     checks: &BTreeMap<String, VbdChecks>,
     drops: &[NetDropRecord],
@@ -128,11 +185,11 @@ pub fn io_metrics(
 ) -> Vec<IoMetrics> {
     let rings: BTreeMap<String, RingCounts> =
         rings.iter().map(|(v, c)| (vdev_name(*v), *c)).collect();
-    let mut by_dev: BTreeMap<&str, Vec<&IoRecord>> = BTreeMap::new();
-    for record in records {
-        let in_window = start_ns <= record.ring_done_ns && record.ring_done_ns < end_ns;
+    let mut by_dev: BTreeMap<&str, Vec<&IoSample>> = BTreeMap::new();
+    for io in &log.ios {
+        let in_window = start_ns <= io.ring_done_ns && io.ring_done_ns < end_ns;
         if in_window {
-            by_dev.entry(&record.dev).or_default().push(record);
+            by_dev.entry(log.dev(io)).or_default().push(io);
         }
     }
     let mut drops_by_dev: BTreeMap<&str, [u64; 4]> = BTreeMap::new();
@@ -143,9 +200,10 @@ pub fn io_metrics(
             counts[drop_slot(drop.reason)] += 1;
         }
     }
-    for record in records {
-        if record.dev.starts_with("vif") {
-            drops_by_dev.entry(&record.dev).or_default();
+    // Every device named by a record (in the window or not).
+    for dev in &log.devs {
+        if dev.starts_with("vif") {
+            drops_by_dev.entry(dev).or_default();
         }
     }
     let window_ns = u128::from(end_ns.saturating_sub(start_ns).max(1));
@@ -154,8 +212,8 @@ pub fn io_metrics(
         .map(|(dev, ios)| {
             let count = ios.len() as u64;
             let bytes: u64 = ios.iter().map(|r| r.bytes).sum();
-            let ring_ns: Vec<u64> = ios.iter().map(|r| r.ring_done_ns - r.submit_ns).collect();
-            let guest: Vec<u64> = ios
+            let mut ring_ns: Vec<u64> = ios.iter().map(|r| r.ring_done_ns - r.submit_ns).collect();
+            let mut guest: Vec<u64> = ios
                 .iter()
                 .filter_map(|r| r.guest_done_ns.map(|g| g - r.submit_ns))
                 .collect();
@@ -174,8 +232,8 @@ pub fn io_metrics(
                 io_bytes: bytes,
                 iops_milli: per_s(count, 1_000_000_000_000),
                 throughput_bps: per_s(bytes, 1_000_000_000),
-                io_latency_ring_ns: Distribution::from_samples(&ring_ns, "io_latency_ring_ns"),
-                io_latency_guest_ns: Distribution::from_samples(&guest, "io_latency_guest_ns"),
+                io_latency_ring_ns: Distribution::from_unordered(&mut ring_ns, "io_latency_ring_ns"),
+                io_latency_guest_ns: Distribution::from_unordered(&mut guest, "io_latency_guest_ns"),
                 ring_request_count: ring.requests_pushed,
                 ring_push_count: ring.push_count,
                 ring_push_notify_count: ring.push_notify_count,
@@ -195,7 +253,7 @@ pub fn io_metrics(
 }
 
 /// The stream I/Os that waited for a slot; `None` without stream I/O.
-fn deferred_count(ios: &[&IoRecord]) -> Option<u64> {
+fn deferred_count(ios: &[&IoSample]) -> Option<u64> {
     let stream: Vec<bool> = ios.iter().filter_map(|r| r.deferred).collect();
     (!stream.is_empty()).then(|| stream.iter().filter(|&&waited| waited).count() as u64)
 }
@@ -236,7 +294,7 @@ mod tests {
         // 1 s window: 2 I/Os of 4 KiB = 2000 milli-IOPS, 8192 B/s.
         let records = [record(0, 100, Some(150)), record(200, 500, None)];
         let m = io_metrics(
-            &records,
+            &IoLog::new(&records),
             &BTreeMap::new(),
             &BTreeMap::new(),
             &[],
@@ -252,7 +310,14 @@ mod tests {
     #[test]
     fn completion_after_the_window_is_left_out() {
         let records = [record(0, 2_000, Some(2_000))];
-        let m = io_metrics(&records, &BTreeMap::new(), &BTreeMap::new(), &[], 0, 1_000);
+        let m = io_metrics(
+            &IoLog::new(&records),
+            &BTreeMap::new(),
+            &BTreeMap::new(),
+            &[],
+            0,
+            1_000,
+        );
         assert!(m.is_empty());
     }
 

@@ -74,7 +74,7 @@ impl JobMetrics {
                 (false, _) => counts.pending += 1,
             }
         }
-        let release_to_run: Vec<u64> = in_window()
+        let mut release_to_run: Vec<u64> = in_window()
             .filter_map(|j| {
                 j.first_run_ns
                     .filter(|t| *t < end_ns)
@@ -90,10 +90,10 @@ impl JobMetrics {
                 .then(|| counts.missed * 1_000_000 / counts.decided),
             miss_unfinished_count: Some(counts.unfinished),
             pending_job_count: Some(counts.pending),
-            response_ns: Some(Distribution::from_samples(&responses, "response_ns")),
-            tardiness_ns: Some(Distribution::from_samples(&tardiness, "tardiness_ns")),
-            release_to_run_ns: Some(Distribution::from_samples(
-                &release_to_run,
+            response_ns: Some(Distribution::from_unordered(&mut responses, "response_ns")),
+            tardiness_ns: Some(Distribution::from_unordered(&mut tardiness, "tardiness_ns")),
+            release_to_run_ns: Some(Distribution::from_unordered(
+                &mut release_to_run,
                 "release_to_run_ns",
             )),
         }

@@ -1,22 +1,32 @@
 //! The latency samples of a host's vCPUs (`specs/metrics.md` §1.2: wakeup latency and
-//! runqueue wait), kept in one append-only log per host until the end of the run.
+//! runqueue wait), kept in one append-only log per host until the end of the run, then
+//! grouped by slot for the distributions.
 //!
-//! Each vCPU owns two sample slots (one per metric). A sample is appended as one `u64`
-//! word, `slot << 32 | value_ns`, when its value fits 32 bits (below 4.29 s), else as a
-//! `(slot, value_ns)` pair in a side list. One sequential log costs less per sample than
-//! a growing vector per vCPU: every append lands next to the previous one, where 512
-//! per-vCPU tails each missed the cache (about 2% of `bench-64x512`).
+//! Each vCPU owns two sample slots (one per metric). A sample whose value fits 32 bits
+//! (below 4.29 s) and whose slot fits 16 bits is appended as a `u32` value and a `u16` slot
+//! to two parallel columns (6 bytes a sample), any other as a `(slot, value_ns)` pair in a
+//! side list. One sequential log costs less per sample than a growing vector per vCPU:
+//! every append lands next to the previous one, where 512 per-vCPU tails each missed the
+//! cache (about 2% of `bench-64x512`).
+//!
+//! At the end, [`SampleLog::into_slots`] moves the narrow values into one array grouped by
+//! slot (a counting sort, 4 bytes a sample), handing the log over from its end in chunks
+//! whose memory is returned as it goes: the log and the grouped copy never both exist whole.
 //!
 //! # Invariants
 //! - Every logged slot was handed out by [`SampleLog::vcpu_slots`].
 //! - [`SampleLog::into_slots`] gives each slot exactly the values pushed to it; the order
 //!   inside a slot is not kept (every consumer sorts or selects).
 
+use std::collections::BTreeMap;
+
+use super::dist::Distribution;
+
 /// Slots per vCPU: the wakeup latency's, then the runqueue wait's.
 const SLOTS_PER_VCPU: u32 = 2;
-/// Log words handed to their slots per step of [`SampleLog::into_slots`], whose freed tail
-/// is then returned: the log and its copy by slot never both exist whole (peak memory).
-const SPLIT_CHUNK_WORDS: usize = 1 << 20;
+/// Log entries handed to their slots per step of [`SampleLog::into_slots`], whose freed
+/// tail is then returned (peak memory).
+const SPLIT_CHUNK_SAMPLES: usize = 1 << 20;
 
 /// The two sample slots of one vCPU.
 #[derive(Clone, Copy, Debug)]
@@ -39,9 +49,11 @@ impl VcpuSlots {
 /// One host's latency samples.
 #[derive(Debug, Default)]
 pub(super) struct SampleLog {
-    /// `slot << 32 | value_ns` for values below 2^32 ns.
-    narrow: Vec<u64>,
-    /// `(slot, value_ns)` for the larger values.
+    /// Values below 2^32 ns of slots below 2^16; `narrow_slots[i]` is the slot of
+    /// `narrow_values[i]`.
+    narrow_values: Vec<u32>,
+    narrow_slots: Vec<u16>,
+    /// `(slot, value_ns)` for the others.
     wide: Vec<(u32, u64)>,
     /// Slots handed out so far.
     slot_count: u32,
@@ -58,47 +70,106 @@ impl SampleLog {
     }
 
     /// Appends `value_ns` to `slot`.
+    #[inline]
     pub(super) fn push(&mut self, slot: u32, value_ns: u64) {
         debug_assert!(slot < self.slot_count, "sample slot not handed out");
-        match u32::try_from(value_ns) {
-            Ok(narrow_ns) => self
-                .narrow
-                .push((u64::from(slot) << 32) | u64::from(narrow_ns)),
-            Err(_) => self.wide.push((slot, value_ns)),
+        match (u16::try_from(slot), u32::try_from(value_ns)) {
+            (Ok(narrow_slot), Ok(narrow_ns)) => {
+                self.narrow_values.push(narrow_ns);
+                self.narrow_slots.push(narrow_slot);
+            }
+            _ => self.wide.push((slot, value_ns)),
         }
     }
 
-    /// Every slot's samples, indexed by slot. The log is handed over from its end in
+    /// Every slot's samples, grouped by slot. The log is handed over from its end in
     /// chunks, each chunk's memory returned before the next.
-    pub(super) fn into_slots(mut self) -> Vec<Vec<u64>> {
-        let slot_of = |word: u64| usize::try_from(word >> 32).expect("a u32 slot fits usize");
-        let index = |slot: u32| usize::try_from(slot).expect("a u32 slot fits usize");
-        let mut counts = vec![0usize; index(self.slot_count)];
-        for &word in &self.narrow {
-            counts[slot_of(word)] += 1;
+    pub(super) fn into_slots(mut self) -> SlotSamples {
+        debug_assert_eq!(self.narrow_values.len(), self.narrow_slots.len());
+        let narrow_slot_count = self.slot_count.min(u32::from(u16::MAX) + 1);
+        let mut ends = vec![0usize; usize::try_from(narrow_slot_count).unwrap_or(usize::MAX)];
+        for &slot in &self.narrow_slots {
+            ends[usize::from(slot)] += 1;
         }
-        for &(slot, _) in &self.wide {
-            counts[index(slot)] += 1;
+        let mut total = 0;
+        for end in &mut ends {
+            total += *end;
+            *end = total;
         }
-        let mut slots: Vec<Vec<u64>> = counts.into_iter().map(Vec::with_capacity).collect();
-        while !self.narrow.is_empty() {
-            let keep = self.narrow.len().saturating_sub(SPLIT_CHUNK_WORDS);
-            for &word in &self.narrow[keep..] {
-                slots[slot_of(word)].push(word & u64::from(u32::MAX));
+        // Each slot is filled from its end down; `cursors[s]` ends as slot `s`'s start.
+        let mut cursors = ends.clone();
+        let mut values = vec![0u32; total];
+        while !self.narrow_slots.is_empty() {
+            let keep = self.narrow_slots.len().saturating_sub(SPLIT_CHUNK_SAMPLES);
+            for (&slot, &value) in self.narrow_slots[keep..]
+                .iter()
+                .zip(&self.narrow_values[keep..])
+            {
+                let cursor = &mut cursors[usize::from(slot)];
+                *cursor -= 1;
+                values[*cursor] = value;
             }
-            self.narrow.truncate(keep);
-            self.narrow.shrink_to_fit();
+            self.narrow_slots.truncate(keep);
+            self.narrow_slots.shrink_to_fit();
+            self.narrow_values.truncate(keep);
+            self.narrow_values.shrink_to_fit();
         }
+        let mut wide: BTreeMap<u32, Vec<u64>> = BTreeMap::new();
         for (slot, value_ns) in self.wide {
-            slots[index(slot)].push(value_ns);
+            wide.entry(slot).or_default().push(value_ns);
         }
-        slots
+        SlotSamples { values, ends, wide }
+    }
+}
+
+/// Every slot's samples at the end of the run: the narrow values of slot `s` are
+/// `values[ends[s - 1]..ends[s]]` (from 0 for the first), its other values in `wide`.
+#[derive(Debug, Default)]
+pub(super) struct SlotSamples {
+    values: Vec<u32>,
+    ends: Vec<usize>,
+    wide: BTreeMap<u32, Vec<u64>>,
+}
+
+impl SlotSamples {
+    /// The narrow values of `slot` (empty past the last narrow slot).
+    fn narrow_mut(&mut self, slot: u32) -> &mut [u32] {
+        let Some(index) = usize::try_from(slot).ok().filter(|&i| i < self.ends.len()) else {
+            return &mut [];
+        };
+        let start = index.checked_sub(1).map_or(0, |before| self.ends[before]);
+        &mut self.values[start..self.ends[index]]
+    }
+
+    /// Appends every sample of `slot` to `out` (in no particular order).
+    pub(super) fn extend_into(&mut self, slot: u32, out: &mut Vec<u64>) {
+        out.extend(self.narrow_mut(slot).iter().map(|&v| u64::from(v)));
+        if let Some(wide) = self.wide.get(&slot) {
+            out.extend_from_slice(wide);
+        }
+    }
+
+    /// The distribution of `slot`'s samples; reorders them in place.
+    pub(super) fn distribution(&mut self, slot: u32, metric: &str) -> Distribution {
+        if self.wide.contains_key(&slot) {
+            let mut all = Vec::new();
+            self.extend_into(slot, &mut all);
+            return Distribution::from_unordered(&mut all, metric);
+        }
+        Distribution::from_unordered(self.narrow_mut(slot), metric)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::SampleLog;
+
+    fn slot_values(samples: &mut super::SlotSamples, slot: u32) -> Vec<u64> {
+        let mut out = Vec::new();
+        samples.extend_into(slot, &mut out);
+        out.sort_unstable();
+        out
+    }
 
     #[test]
     fn samples_come_back_to_their_slots_narrow_and_wide() {
@@ -111,11 +182,53 @@ mod tests {
         log.push(b.runq_wait(), wide_ns);
         log.push(a.wakeup(), u64::from(u32::MAX));
         log.push(b.runq_wait(), 0);
-        let slots = log.into_slots();
+        let mut slots = log.into_slots();
 
-        assert_eq!(slots.len(), 4);
-        assert_eq!(slots[0], vec![7, u64::from(u32::MAX)]);
-        assert!(slots[1].is_empty() && slots[2].is_empty());
-        assert_eq!(slots[3], vec![0, wide_ns]);
+        assert_eq!(slot_values(&mut slots, 0), vec![7, u64::from(u32::MAX)]);
+        assert!(slot_values(&mut slots, 1).is_empty());
+        assert!(slot_values(&mut slots, 2).is_empty());
+        assert_eq!(slot_values(&mut slots, 3), vec![0, wide_ns]);
+        assert_eq!(slots.distribution(3, "test").max, Some(wide_ns));
+        assert_eq!(slots.distribution(0, "test").min, Some(7));
+    }
+
+    #[test]
+    fn slots_past_sixteen_bits_keep_their_samples() {
+        let mut log = SampleLog::default();
+        let mut last = log.vcpu_slots();
+        for _ in 0..40_000 {
+            last = log.vcpu_slots();
+        }
+        // Slot 80_001 does not fit a u16: it goes to the side list, its neighbours do not.
+        log.push(last.runq_wait(), 11);
+        log.push(last.runq_wait(), 12);
+        log.push(1, 5);
+        let mut slots = log.into_slots();
+
+        assert!(last.runq_wait() > u32::from(u16::MAX));
+        assert_eq!(slot_values(&mut slots, last.runq_wait()), vec![11, 12]);
+        assert_eq!(slot_values(&mut slots, 1), vec![5]);
+        assert_eq!(slots.distribution(last.runq_wait(), "test").sum, 23);
+    }
+
+    #[test]
+    fn grouping_spans_several_chunks() {
+        let mut log = SampleLog::default();
+        let slots: Vec<_> = (0..3).map(|_| log.vcpu_slots()).collect();
+        let n = super::SPLIT_CHUNK_SAMPLES * 2 + 5;
+        for i in 0..n {
+            let slot = slots[i % 3].runq_wait();
+            log.push(slot, u64::try_from(i).expect("fits"));
+        }
+        let mut grouped = log.into_slots();
+
+        for (k, s) in slots.iter().enumerate() {
+            let values = slot_values(&mut grouped, s.runq_wait());
+            let want: Vec<u64> = (0..n)
+                .filter(|i| i % 3 == k)
+                .map(|i| u64::try_from(i).expect("fits"))
+                .collect();
+            assert_eq!(values, want);
+        }
     }
 }

@@ -18,8 +18,7 @@ use hypervisor_model::ids::PcpuId;
 
 use hypervisor_model::sched::rtds::ServerStats;
 
-use super::dist::Distribution;
-use super::samples::{SampleLog, VcpuSlots};
+use super::samples::{SampleLog, SlotSamples, VcpuSlots};
 use super::VcpuMetrics;
 
 /// `[start_ns, end_ns)`; while observing, `end_ns` is `u64::MAX` (every event is before it).
@@ -54,47 +53,61 @@ pub(super) fn bump(acc: &mut u64, metric: &str) {
     add(acc, 1, metric);
 }
 
-/// A domain's vCPUs by index: a dense table, as the core keeps them (looked up on every
-/// runstate change).
+/// A domain's vCPUs by index, looked up on every runstate change and schedule.
+///
+/// The states sit densely in creation order, found through a small table of positions by
+/// index: an `Option<VcpuState>` per index kept its tag in the state's cold last cache line
+/// (the largest niche), so every lookup missed one more line than the fields it used.
 #[derive(Debug, Default)]
 pub(super) struct VcpuTable {
-    slots: Vec<Option<VcpuState>>,
+    /// Position in `states` of each vCPU index; [`NO_VCPU`] where none was created.
+    positions: Vec<u32>,
+    states: Vec<VcpuState>,
 }
+
+/// A `VcpuTable::positions` entry with no vCPU.
+const NO_VCPU: u32 = u32::MAX;
 
 impl VcpuTable {
     pub(super) fn get_mut(&mut self, id: u32) -> Option<&mut VcpuState> {
-        self.slots.get_mut(usize::try_from(id).ok()?)?.as_mut()
+        let position = *self.positions.get(usize::try_from(id).ok()?)?;
+        self.states.get_mut(usize::try_from(position).ok()?)
     }
 
     /// Adds vCPU `id`; false (and no change) if it exists already.
     pub(super) fn insert(&mut self, id: u32, vcpu: VcpuState) -> bool {
         let index = usize::try_from(id).expect("vCPU index fits usize");
-        if self.slots.len() <= index {
-            self.slots.resize_with(index + 1, || None);
+        if self.positions.len() <= index {
+            self.positions.resize(index + 1, NO_VCPU);
         }
-        let slot = &mut self.slots[index];
-        if slot.is_some() {
+        if self.positions[index] != NO_VCPU {
             return false;
         }
-        *slot = Some(vcpu);
+        let position = u32::try_from(self.states.len())
+            .ok()
+            .filter(|&p| p != NO_VCPU)
+            .expect("metrics: fewer than 2^32 - 1 vCPUs per domain");
+        self.positions[index] = position;
+        self.states.push(vcpu);
         true
     }
 
     /// The vCPUs with their indexes, in index order.
     pub(super) fn iter(&self) -> impl Iterator<Item = (u32, &VcpuState)> {
-        (0u32..)
-            .zip(&self.slots)
-            .filter_map(|(id, slot)| Some((id, slot.as_ref()?)))
+        (0u32..).zip(&self.positions).filter_map(|(id, &position)| {
+            let vcpu = self.states.get(usize::try_from(position).ok()?)?;
+            Some((id, vcpu))
+        })
     }
 
     /// The vCPUs in index order.
     pub(super) fn values(&self) -> impl Iterator<Item = &VcpuState> {
-        self.slots.iter().flatten()
+        self.iter().map(|(_, vcpu)| vcpu)
     }
 
-    /// The vCPUs in index order.
+    /// The vCPUs, in creation order.
     pub(super) fn values_mut(&mut self) -> impl Iterator<Item = &mut VcpuState> {
-        self.slots.iter_mut().flatten()
+        self.states.iter_mut()
     }
 }
 
@@ -262,8 +275,9 @@ impl VcpuState {
         }
     }
 
-    /// The metrics of a closed vCPU with index `id`; `samples` are the host's by slot.
-    pub(super) fn metrics(&self, id: u32, window: Window, samples: &[Vec<u64>]) -> VcpuMetrics {
+    /// The metrics of a closed vCPU with index `id`; `samples` are the host's by slot
+    /// (its own are reordered).
+    pub(super) fn metrics(&self, id: u32, window: Window, samples: &mut SlotSamples) -> VcpuMetrics {
         let closed_ns = self.closed_ns.expect("vCPU closed before reporting");
         let [running_ns, runnable_ns, blocked_ns, offline_ns] = self.time_ns;
         let mut exist_ns = 0;
@@ -287,14 +301,9 @@ impl VcpuState {
             migration_numa_count: self.migration_numa_count,
             wake_abandoned_count: self.wake_abandoned_count,
             wakeup_latency_pending_count: self.wakeup_latency_pending_count,
-            wakeup_latency_ns: Distribution::from_samples(
-                self.wakeup_samples(samples),
-                "wakeup_latency_ns",
-            ),
-            runq_wait_ns: Distribution::from_samples(
-                self.runq_wait_samples(samples),
-                "runq_wait_ns",
-            ),
+            wakeup_latency_ns: samples
+                .distribution(self.sample_slots.wakeup(), "wakeup_latency_ns"),
+            runq_wait_ns: samples.distribution(self.sample_slots.runq_wait(), "runq_wait_ns"),
             server_period_count: self.server.map(|s| s.period_count),
             server_underserved_count: self.server.map(|s| s.underserved_count),
             server_shortfall_ns: self.server.map(|s| s.shortfall_ns),
@@ -322,16 +331,6 @@ impl VcpuState {
         self.since_ns = time_ns;
     }
 
-    /// Its wakeup latency samples among the host's `samples` by slot.
-    pub(super) fn wakeup_samples<'a>(&self, samples: &'a [Vec<u64>]) -> &'a [u64] {
-        slot_samples(samples, self.sample_slots.wakeup())
-    }
-
-    /// Its runqueue wait samples among the host's `samples` by slot.
-    pub(super) fn runq_wait_samples<'a>(&self, samples: &'a [Vec<u64>]) -> &'a [u64] {
-        slot_samples(samples, self.sample_slots.runq_wait())
-    }
-
     fn run_after_wait(&mut self, window: Window, time_ns: u64, samples: &mut SampleLog) {
         if let Some(wake_ns) = self.wake_ns.take().filter(|&w| window.contains(w)) {
             samples.push(self.sample_slots.wakeup(), time_ns - wake_ns);
@@ -353,12 +352,4 @@ impl VcpuState {
         }
         self.runnable_since_ns = None;
     }
-}
-
-/// The samples of `slot` (empty if none was logged).
-fn slot_samples(samples: &[Vec<u64>], slot: u32) -> &[u64] {
-    usize::try_from(slot)
-        .ok()
-        .and_then(|index| samples.get(index))
-        .map_or(&[], Vec::as_slice)
 }

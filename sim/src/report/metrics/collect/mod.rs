@@ -147,8 +147,8 @@ struct DomainState {
     vcpus: VcpuTable,
     /// Periodic job records of all its vCPUs (given by the run loop).
     jobs: Vec<JobRecord>,
-    /// vbd I/O records of all its vCPUs (given by the run loop).
-    io: Vec<crate::guest::io::IoRecord>,
+    /// vbd I/O records of all its vCPUs (given by the run loop), as the metrics read them.
+    io: super::io::IoLog,
     /// In-window ring pushes and notifications, by vdev (from `BlkPush`/`BlkResponse`).
     rings: BTreeMap<u32, super::io::RingCounts>,
     /// The guest memory model's counters (given by the run loop).
@@ -188,7 +188,7 @@ impl MetricsCollector {
         records: Vec<crate::guest::io::IoRecord>,
     ) {
         if let Some(domain) = self.handed_over(host_index, dom) {
-            domain.io = records;
+            domain.io = super::io::IoLog::new(&records);
         }
     }
 
@@ -520,7 +520,7 @@ impl HostState {
             freed_ns: None,
             vcpus: VcpuTable::default(),
             jobs: Vec::new(),
-            io: Vec::new(),
+            io: super::io::IoLog::default(),
             rings: BTreeMap::new(),
             memory: None,
             balloon_gave_up_count: 0,

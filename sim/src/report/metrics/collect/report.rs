@@ -7,7 +7,8 @@
 
 use super::super::dist::Distribution;
 use super::super::jobs::JobMetrics;
-use super::super::state::{add, VcpuState, Window};
+use super::super::samples::SlotSamples;
+use super::super::state::{add, Window};
 use super::super::{DomainMetrics, HostMetrics, VcpuMetrics};
 use super::{pcpu, DomainState, HostState};
 
@@ -54,7 +55,7 @@ impl HostState {
     /// The domains that existed in the window, in creation order; closes live vCPUs.
     pub(super) fn domain_metrics(&mut self, window: Window, end_ns: u64) -> Vec<DomainMetrics> {
         let mut out = Vec::new();
-        let samples = std::mem::take(&mut self.samples).into_slots();
+        let mut samples = std::mem::take(&mut self.samples).into_slots();
         for domain in &mut self.domains {
             if domain.freed_ns.is_none() {
                 for vcpu in domain.vcpus.values_mut() {
@@ -64,7 +65,7 @@ impl HostState {
             let ended_ns = domain.freed_ns.unwrap_or(end_ns);
             let existed = domain.created_ns < end_ns && ended_ns > window.start_ns;
             if existed {
-                out.push(domain.metrics(window, &self.meta.name, &samples));
+                out.push(domain.metrics(window, &self.meta.name, &mut samples));
             }
         }
         out
@@ -79,7 +80,7 @@ pub(super) fn ratio_ppm(part: u64, whole: u64) -> Option<u64> {
 
 impl DomainState {
     /// Its metrics; `samples` are the host's latency samples by slot.
-    fn metrics(&self, window: Window, host: &str, samples: &[Vec<u64>]) -> DomainMetrics {
+    fn metrics(&self, window: Window, host: &str, samples: &mut SlotSamples) -> DomainMetrics {
         let vcpus: Vec<VcpuMetrics> = self
             .vcpus
             .iter()
@@ -92,15 +93,13 @@ impl DomainState {
             }
             total
         };
-        let pooled = |pick: for<'a> fn(&VcpuState, &'a [Vec<u64>]) -> &'a [u64]| -> Vec<u64> {
-            self.vcpus
-                .values()
-                .flat_map(|v| pick(v, samples).iter().copied())
-                .collect()
-        };
-        let mut wakeups = pooled(|v, s| v.wakeup_samples(s));
+        let mut wakeups = Vec::new();
+        let mut runq_waits = Vec::new();
+        for vcpu in self.vcpus.values() {
+            samples.extend_into(vcpu.sample_slots.wakeup(), &mut wakeups);
+            samples.extend_into(vcpu.sample_slots.runq_wait(), &mut runq_waits);
+        }
         wakeups.sort_unstable();
-        let runq_waits = pooled(|v, s| v.runq_wait_samples(s));
         DomainMetrics {
             domid: self.domid.raw(),
             name: self.name.clone(),
@@ -113,7 +112,7 @@ impl DomainState {
             blocked_ns: sum(|v| v.blocked_ns, "blocked_ns"),
             offline_ns: sum(|v| v.offline_ns, "offline_ns"),
             wakeup_latency_ns: Distribution::from_sorted(&wakeups, "wakeup_latency_ns"),
-            runq_wait_ns: Distribution::from_samples(&runq_waits, "runq_wait_ns"),
+            runq_wait_ns: Distribution::from_unordered(&mut runq_waits, "runq_wait_ns"),
             wakeup_samples_ns: wakeups,
             jobs: JobMetrics::from_records(&self.jobs, window.start_ns, window.end_ns),
             vcpus,
