@@ -177,7 +177,7 @@ pub fn vdev_name(vdev: u32) -> String {
 /// with the run's end vbd `checks`, by device name.
 pub fn io_metrics(
     log: &IoLog,
-    rings: &BTreeMap<u32, RingCounts>,
+    rings: &[(u32, RingCounts)],
     checks: &BTreeMap<String, VbdChecks>,
     drops: &[NetDropRecord],
     start_ns: u64,
@@ -232,8 +232,14 @@ pub fn io_metrics(
                 io_bytes: bytes,
                 iops_milli: per_s(count, 1_000_000_000_000),
                 throughput_bps: per_s(bytes, 1_000_000_000),
-                io_latency_ring_ns: Distribution::from_unordered(&mut ring_ns, "io_latency_ring_ns"),
-                io_latency_guest_ns: Distribution::from_unordered(&mut guest, "io_latency_guest_ns"),
+                io_latency_ring_ns: Distribution::from_unordered(
+                    &mut ring_ns,
+                    "io_latency_ring_ns",
+                ),
+                io_latency_guest_ns: Distribution::from_unordered(
+                    &mut guest,
+                    "io_latency_guest_ns",
+                ),
                 ring_request_count: ring.requests_pushed,
                 ring_push_count: ring.push_count,
                 ring_push_notify_count: ring.push_notify_count,
@@ -295,7 +301,7 @@ mod tests {
         let records = [record(0, 100, Some(150)), record(200, 500, None)];
         let m = io_metrics(
             &IoLog::new(&records),
-            &BTreeMap::new(),
+            &[],
             &BTreeMap::new(),
             &[],
             0,
@@ -310,14 +316,7 @@ mod tests {
     #[test]
     fn completion_after_the_window_is_left_out() {
         let records = [record(0, 2_000, Some(2_000))];
-        let m = io_metrics(
-            &IoLog::new(&records),
-            &BTreeMap::new(),
-            &BTreeMap::new(),
-            &[],
-            0,
-            1_000,
-        );
+        let m = io_metrics(&IoLog::new(&records), &[], &BTreeMap::new(), &[], 0, 1_000);
         assert!(m.is_empty());
     }
 

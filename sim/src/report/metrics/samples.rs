@@ -142,11 +142,51 @@ impl SlotSamples {
     }
 
     /// Appends every sample of `slot` to `out` (in no particular order).
-    pub(super) fn extend_into(&mut self, slot: u32, out: &mut Vec<u64>) {
+    fn extend_into(&mut self, slot: u32, out: &mut Vec<u64>) {
         out.extend(self.narrow_mut(slot).iter().map(|&v| u64::from(v)));
         if let Some(wide) = self.wide.get(&slot) {
             out.extend_from_slice(wide);
         }
+    }
+
+    /// True if some sample of one of `slots` is not narrow.
+    fn any_wide(&self, slots: &[u32]) -> bool {
+        !self.wide.is_empty() && slots.iter().any(|slot| self.wide.contains_key(slot))
+    }
+
+    /// The samples of `slots` pooled, ascending.
+    pub(super) fn pooled_sorted(&mut self, slots: &[u32]) -> Vec<u64> {
+        if self.any_wide(slots) {
+            let mut all = Vec::new();
+            for &slot in slots {
+                self.extend_into(slot, &mut all);
+            }
+            all.sort_unstable();
+            return all;
+        }
+        let mut narrow = self.pooled_narrow(slots);
+        radix_sort(&mut narrow);
+        narrow.into_iter().map(u64::from).collect()
+    }
+
+    /// The distribution of the samples of `slots` pooled.
+    pub(super) fn pooled_distribution(&mut self, slots: &[u32], metric: &str) -> Distribution {
+        if self.any_wide(slots) {
+            let mut all = Vec::new();
+            for &slot in slots {
+                self.extend_into(slot, &mut all);
+            }
+            return Distribution::from_unordered(&mut all, metric);
+        }
+        Distribution::from_unordered(&mut self.pooled_narrow(slots), metric)
+    }
+
+    fn pooled_narrow(&mut self, slots: &[u32]) -> Vec<u32> {
+        let mut narrow = Vec::new();
+        for &slot in slots {
+            narrow.extend_from_slice(self.narrow_mut(slot));
+        }
+        narrow
     }
 
     /// The distribution of `slot`'s samples; reorders them in place.
@@ -160,9 +200,83 @@ impl SlotSamples {
     }
 }
 
+/// Sorts `values` ascending: a least-significant-digit radix sort by bytes, skipping the
+/// bytes all values share (latencies rarely use the top one). Several times faster than a
+/// comparison sort on the tens of thousands of samples of a domain, with the same result.
+fn radix_sort(values: &mut Vec<u32>) {
+    const DIGITS: usize = 4;
+    let mut counts = [[0usize; 256]; DIGITS];
+    for &value in values.iter() {
+        for (digit, count) in counts.iter_mut().enumerate() {
+            count[usize::from(value.to_le_bytes()[digit])] += 1;
+        }
+    }
+    let mut scratch = vec![0u32; values.len()];
+    for (digit, count) in counts.iter().enumerate() {
+        if count.contains(&values.len()) {
+            continue; // Every value has the same byte here: the order stays.
+        }
+        let mut starts = [0usize; 256];
+        let mut next = 0;
+        for (start, &n) in starts.iter_mut().zip(count) {
+            *start = next;
+            next += n;
+        }
+        for &value in values.iter() {
+            let start = &mut starts[usize::from(value.to_le_bytes()[digit])];
+            scratch[*start] = value;
+            *start += 1;
+        }
+        std::mem::swap(values, &mut scratch);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::SampleLog;
+
+    #[test]
+    fn radix_sort_equals_a_comparison_sort() {
+        // Scrambled values over every byte, many duplicates, and a constant top byte.
+        let mut values: Vec<u32> = (0..50_000u32)
+            .map(|i| i.wrapping_mul(2_654_435_761) % 3_000_011)
+            .chain((0..1_000).map(|i| u32::MAX - i % 7))
+            .collect();
+        let mut want = values.clone();
+        want.sort_unstable();
+
+        super::radix_sort(&mut values);
+
+        assert_eq!(values, want);
+        let mut same = vec![5u32; 10];
+        super::radix_sort(&mut same);
+        assert_eq!(same, vec![5u32; 10]);
+        let mut empty: Vec<u32> = Vec::new();
+        super::radix_sort(&mut empty);
+        assert!(empty.is_empty());
+    }
+
+    #[test]
+    fn pooled_samples_are_sorted_with_or_without_wide_ones() {
+        let mut log = SampleLog::default();
+        let a = log.vcpu_slots();
+        let b = log.vcpu_slots();
+        for (slot, value) in [(a.wakeup(), 30), (b.wakeup(), 10), (a.wakeup(), 20)] {
+            log.push(slot, value);
+        }
+        log.push(b.runq_wait(), 5_000_000_000);
+        log.push(a.runq_wait(), 3);
+        let mut slots = log.into_slots();
+
+        let wakeups = slots.pooled_sorted(&[a.wakeup(), b.wakeup()]);
+        let waits = slots.pooled_sorted(&[a.runq_wait(), b.runq_wait()]);
+        let wait_dist = slots.pooled_distribution(&[a.runq_wait(), b.runq_wait()], "test");
+
+        assert_eq!(wakeups, vec![10, 20, 30]);
+        assert_eq!(waits, vec![3, 5_000_000_000]);
+        assert_eq!(wait_dist.max, Some(5_000_000_000));
+        assert_eq!(slots.pooled_distribution(&[a.wakeup()], "test").sum, 50);
+    }
 
     fn slot_values(samples: &mut super::SlotSamples, slot: u32) -> Vec<u64> {
         let mut out = Vec::new();

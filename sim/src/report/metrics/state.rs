@@ -277,7 +277,12 @@ impl VcpuState {
 
     /// The metrics of a closed vCPU with index `id`; `samples` are the host's by slot
     /// (its own are reordered).
-    pub(super) fn metrics(&self, id: u32, window: Window, samples: &mut SlotSamples) -> VcpuMetrics {
+    pub(super) fn metrics(
+        &self,
+        id: u32,
+        window: Window,
+        samples: &mut SlotSamples,
+    ) -> VcpuMetrics {
         let closed_ns = self.closed_ns.expect("vCPU closed before reporting");
         let [running_ns, runnable_ns, blocked_ns, offline_ns] = self.time_ns;
         let mut exist_ns = 0;

@@ -150,7 +150,7 @@ struct DomainState {
     /// vbd I/O records of all its vCPUs (given by the run loop), as the metrics read them.
     io: super::io::IoLog,
     /// In-window ring pushes and notifications, by vdev (from `BlkPush`/`BlkResponse`).
-    rings: BTreeMap<u32, super::io::RingCounts>,
+    rings: Vec<(u32, super::io::RingCounts)>,
     /// The guest memory model's counters (given by the run loop).
     memory: Option<crate::guest::memory::MemoryStats>,
     /// In-window `BalloonGaveUp` events.
@@ -521,7 +521,7 @@ impl HostState {
             vcpus: VcpuTable::default(),
             jobs: Vec::new(),
             io: super::io::IoLog::default(),
-            rings: BTreeMap::new(),
+            rings: Vec::new(),
             memory: None,
             balloon_gave_up_count: 0,
             vbd_checks: BTreeMap::new(),
@@ -532,7 +532,16 @@ impl HostState {
     /// The ring counters of live domain `dom`'s vbd `vdev`.
     fn ring_counts(&mut self, dom: DomId, vdev: u32) -> &mut super::io::RingCounts {
         let index = *self.live.get(&dom).expect("ring event of a live domain");
-        self.domains[index].rings.entry(vdev).or_default()
+        let rings = &mut self.domains[index].rings;
+        // A domain has a vbd or two: a scan beats a map.
+        let at = match rings.iter().position(|(v, _)| *v == vdev) {
+            Some(at) => at,
+            None => {
+                rings.push((vdev, super::io::RingCounts::default()));
+                rings.len() - 1
+            }
+        };
+        &mut rings[at].1
     }
 
     fn vcpu_create(&mut self, time_ns: u64, v: VcpuRef) {

@@ -8,7 +8,7 @@
 use super::super::dist::Distribution;
 use super::super::jobs::JobMetrics;
 use super::super::samples::SlotSamples;
-use super::super::state::{add, Window};
+use super::super::state::{add, VcpuState, Window};
 use super::super::{DomainMetrics, HostMetrics, VcpuMetrics};
 use super::{pcpu, DomainState, HostState};
 
@@ -93,13 +93,11 @@ impl DomainState {
             }
             total
         };
-        let mut wakeups = Vec::new();
-        let mut runq_waits = Vec::new();
-        for vcpu in self.vcpus.values() {
-            samples.extend_into(vcpu.sample_slots.wakeup(), &mut wakeups);
-            samples.extend_into(vcpu.sample_slots.runq_wait(), &mut runq_waits);
-        }
-        wakeups.sort_unstable();
+        let slots =
+            |pick: fn(&VcpuState) -> u32| -> Vec<u32> { self.vcpus.values().map(pick).collect() };
+        let wakeups = samples.pooled_sorted(&slots(|v| v.sample_slots.wakeup()));
+        let runq_wait_ns =
+            samples.pooled_distribution(&slots(|v| v.sample_slots.runq_wait()), "runq_wait_ns");
         DomainMetrics {
             domid: self.domid.raw(),
             name: self.name.clone(),
@@ -112,7 +110,7 @@ impl DomainState {
             blocked_ns: sum(|v| v.blocked_ns, "blocked_ns"),
             offline_ns: sum(|v| v.offline_ns, "offline_ns"),
             wakeup_latency_ns: Distribution::from_sorted(&wakeups, "wakeup_latency_ns"),
-            runq_wait_ns: Distribution::from_unordered(&mut runq_waits, "runq_wait_ns"),
+            runq_wait_ns,
             wakeup_samples_ns: wakeups,
             jobs: JobMetrics::from_records(&self.jobs, window.start_ns, window.end_ns),
             vcpus,
