@@ -53,64 +53,6 @@ pub(super) fn bump(acc: &mut u64, metric: &str) {
     add(acc, 1, metric);
 }
 
-/// A domain's vCPUs by index, looked up on every runstate change and schedule.
-///
-/// The states sit densely in creation order, found through a small table of positions by
-/// index: an `Option<VcpuState>` per index kept its tag in the state's cold last cache line
-/// (the largest niche), so every lookup missed one more line than the fields it used.
-#[derive(Debug, Default)]
-pub(super) struct VcpuTable {
-    /// Position in `states` of each vCPU index; [`NO_VCPU`] where none was created.
-    positions: Vec<u32>,
-    states: Vec<VcpuState>,
-}
-
-/// A `VcpuTable::positions` entry with no vCPU.
-const NO_VCPU: u32 = u32::MAX;
-
-impl VcpuTable {
-    pub(super) fn get_mut(&mut self, id: u32) -> Option<&mut VcpuState> {
-        let position = *self.positions.get(usize::try_from(id).ok()?)?;
-        self.states.get_mut(usize::try_from(position).ok()?)
-    }
-
-    /// Adds vCPU `id`; false (and no change) if it exists already.
-    pub(super) fn insert(&mut self, id: u32, vcpu: VcpuState) -> bool {
-        let index = usize::try_from(id).expect("vCPU index fits usize");
-        if self.positions.len() <= index {
-            self.positions.resize(index + 1, NO_VCPU);
-        }
-        if self.positions[index] != NO_VCPU {
-            return false;
-        }
-        let position = u32::try_from(self.states.len())
-            .ok()
-            .filter(|&p| p != NO_VCPU)
-            .expect("metrics: fewer than 2^32 - 1 vCPUs per domain");
-        self.positions[index] = position;
-        self.states.push(vcpu);
-        true
-    }
-
-    /// The vCPUs with their indexes, in index order.
-    pub(super) fn iter(&self) -> impl Iterator<Item = (u32, &VcpuState)> {
-        (0u32..).zip(&self.positions).filter_map(|(id, &position)| {
-            let vcpu = self.states.get(usize::try_from(position).ok()?)?;
-            Some((id, vcpu))
-        })
-    }
-
-    /// The vCPUs in index order.
-    pub(super) fn values(&self) -> impl Iterator<Item = &VcpuState> {
-        self.iter().map(|(_, vcpu)| vcpu)
-    }
-
-    /// The vCPUs, in creation order.
-    pub(super) fn values_mut(&mut self) -> impl Iterator<Item = &mut VcpuState> {
-        self.states.iter_mut()
-    }
-}
-
 /// One vCPU's life, from `VcpuCreate` (offline) to its domain's `DomainFree`.
 ///
 /// Laid out in order (`repr(C)`) with the fields every `Runstate` and `Schedule` touches in

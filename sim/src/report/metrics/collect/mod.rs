@@ -25,6 +25,7 @@
 //! cause. Preemption causes (`tickle`/`slice`/`budget`) are not reported for the same reason.
 //! A wake still runnable when its domain is freed counts as abandoned.
 
+mod live;
 mod pcpu;
 mod report;
 
@@ -35,10 +36,11 @@ use hypervisor_model::sched::rtds::ServerStats;
 use hypervisor_model::trace::TraceEvent;
 
 use super::samples::SampleLog;
-use super::state::{VcpuState, VcpuTable, Window};
+use super::state::{VcpuState, Window};
 use super::{Metrics, WindowMetrics};
 use crate::guest::workload::JobRecord;
 use crate::machine::switch::SwitchCosts;
+use live::{LiveDomains, VcpuTable};
 use pcpu::{PcpuState, PoolSlot, PoolSlots};
 
 /// Static description of one host, fixed for the whole run.
@@ -93,7 +95,10 @@ struct HostState {
     pool_slots: PoolSlots,
     /// Every domain ever created on this host, in creation order.
     domains: Vec<DomainState>,
-    /// Live domid → index into `domains` (indexed by domid; a domid is below 0x7FF0).
+    /// Every vCPU ever created on this host, in creation order (the domains' tables
+    /// hold positions in it).
+    vcpus: Vec<VcpuState>,
+    /// Live domid → index into `domains`, and where its vCPUs are.
     live: LiveDomains,
     /// Metadata given before the domain's `DomainCreate` was observed.
     pending_meta: BTreeMap<DomId, DomainMeta>,
@@ -105,38 +110,6 @@ struct HostState {
     samples: SampleLog,
 }
 
-/// Live domains by domid: a dense table, as the core keeps them.
-#[derive(Debug, Default)]
-struct LiveDomains {
-    slots: Vec<Option<usize>>,
-}
-
-impl LiveDomains {
-    fn get(&self, dom: &DomId) -> Option<&usize> {
-        self.slots
-            .get(usize::from(dom.raw()))
-            .and_then(Option::as_ref)
-    }
-
-    fn contains_key(&self, dom: &DomId) -> bool {
-        self.get(dom).is_some()
-    }
-
-    fn insert(&mut self, dom: DomId, index: usize) {
-        let slot = usize::from(dom.raw());
-        if self.slots.len() <= slot {
-            self.slots.resize(slot + 1, None);
-        }
-        self.slots[slot] = Some(index);
-    }
-
-    fn remove(&mut self, dom: &DomId) -> Option<usize> {
-        self.slots
-            .get_mut(usize::from(dom.raw()))
-            .and_then(Option::take)
-    }
-}
-
 #[derive(Debug)]
 struct DomainState {
     domid: DomId,
@@ -144,6 +117,7 @@ struct DomainState {
     meta: Option<DomainMeta>,
     created_ns: u64,
     freed_ns: Option<u64>,
+    /// Its vCPUs' positions in the host's `vcpus`.
     vcpus: VcpuTable,
     /// Periodic job records of all its vCPUs (given by the run loop).
     jobs: Vec<JobRecord>,
@@ -232,11 +206,8 @@ impl MetricsCollector {
 
     /// Records the rtds server accounting of live vCPU `v` on host `host_index`.
     pub fn vcpu_server_stats(&mut self, host_index: usize, v: VcpuRef, stats: ServerStats) {
-        let host = self.host_mut(host_index);
-        if let Some(&index) = host.live.get(&v.dom) {
-            if let Some(vcpu) = host.domains[index].vcpus.get_mut(v.vcpu.raw()) {
-                vcpu.server = Some(stats);
-            }
+        if let Some(vcpu) = self.host_mut(host_index).live_vcpu(v) {
+            vcpu.server = Some(stats);
         }
     }
 
@@ -249,11 +220,8 @@ impl MetricsCollector {
         budget_ns: u64,
         period_ns: u64,
     ) {
-        let host = self.host_mut(host_index);
-        if let Some(&index) = host.live.get(&v.dom) {
-            if let Some(vcpu) = host.domains[index].vcpus.get_mut(v.vcpu.raw()) {
-                vcpu.rtds_reservation_ns = Some((budget_ns, period_ns));
-            }
+        if let Some(vcpu) = self.host_mut(host_index).live_vcpu(v) {
+            vcpu.rtds_reservation_ns = Some((budget_ns, period_ns));
         }
     }
 
@@ -303,9 +271,9 @@ impl MetricsCollector {
         host.last_time_ns = time_ns;
         match event {
             TraceEvent::Runstate { vcpu, from, to } => {
-                let samples = &mut host.samples;
-                let state = vcpu_in(&host.live, &mut host.domains, *vcpu);
-                state.transition(window, time_ns, (*from, *to), samples);
+                let position = host.vcpu_position(*vcpu);
+                let state = &mut host.vcpus[position];
+                state.transition(window, time_ns, (*from, *to), &mut host.samples);
             }
             TraceEvent::Schedule {
                 pcpu, prev, next, ..
@@ -496,6 +464,7 @@ impl HostState {
             pcpu_pool_slots,
             pool_slots,
             domains: Vec::new(),
+            vcpus: Vec::new(),
             live: LiveDomains::default(),
             pending_meta: BTreeMap::new(),
             free_pages_now: None,
@@ -505,8 +474,27 @@ impl HostState {
         }
     }
 
+    /// The arena position of live vCPU `v`; an event naming any other is a broken trace.
+    #[inline]
+    fn vcpu_position(&self, v: VcpuRef) -> usize {
+        let domains = &self.domains;
+        self.live
+            .vcpu_position(v.dom, v.vcpu.raw(), |index| &domains[index].vcpus)
+            .unwrap_or_else(|| panic!("metrics: event for unknown vCPU {v:?}"))
+    }
+
     fn vcpu_mut(&mut self, v: VcpuRef) -> &mut VcpuState {
-        vcpu_in(&self.live, &mut self.domains, v)
+        let position = self.vcpu_position(v);
+        &mut self.vcpus[position]
+    }
+
+    /// The state of live vCPU `v`, if there is one.
+    fn live_vcpu(&mut self, v: VcpuRef) -> Option<&mut VcpuState> {
+        let domains = &self.domains;
+        let position = self
+            .live
+            .vcpu_position(v.dom, v.vcpu.raw(), |index| &domains[index].vcpus)?;
+        self.vcpus.get_mut(position)
     }
 
     fn domain_create(&mut self, time_ns: u64, dom: DomId, name: &str) {
@@ -549,18 +537,19 @@ impl HostState {
             .live
             .get(&v.dom)
             .expect("vCPU created in a live domain");
-        let slots = self.samples.vcpu_slots();
-        let inserted = self.domains[index]
-            .vcpus
-            .insert(v.vcpu.raw(), VcpuState::new(time_ns, slots));
+        let position = self.vcpus.len();
+        let table = &mut self.domains[index].vcpus;
+        let inserted = self.live.add_vcpu(v.dom, table, v.vcpu.raw(), position);
         assert!(inserted, "{v:?} created twice");
+        let slots = self.samples.vcpu_slots();
+        self.vcpus.push(VcpuState::new(time_ns, slots));
     }
 
     fn domain_free(&mut self, window: Window, time_ns: u64, dom: DomId) {
         let index = self.live.remove(&dom).expect("freed domain is live");
         let domain = &mut self.domains[index];
-        for vcpu in domain.vcpus.values_mut() {
-            vcpu.close(window, time_ns);
+        for position in domain.vcpus.positions() {
+            self.vcpus[position].close(window, time_ns);
         }
         domain.freed_ns = Some(time_ns);
     }
@@ -603,33 +592,10 @@ impl HostState {
             state.overhead_until_ns = time_ns + cost_ns;
         }
         if let Some(v) = next.filter(|&v| Some(v) != prev) {
-            let nodes = &self.meta.pcpu_nodes;
-            let index = *self
-                .live
-                .get(&v.dom)
-                .expect("scheduled vCPU's domain is live");
-            let vcpu = self.domains[index]
-                .vcpus
-                .get_mut(v.vcpu.raw())
-                .expect("scheduled vCPU exists");
-            vcpu.start_on(window, time_ns, pcpu, nodes);
+            let position = self.vcpu_position(v);
+            self.vcpus[position].start_on(window, time_ns, pcpu, &self.meta.pcpu_nodes);
         }
     }
-}
-
-/// The state of live vCPU `v`, found through the live domain table.
-fn vcpu_in<'a>(
-    live: &LiveDomains,
-    domains: &'a mut [DomainState],
-    v: VcpuRef,
-) -> &'a mut VcpuState {
-    let index = *live
-        .get(&v.dom)
-        .unwrap_or_else(|| panic!("metrics: event for unknown domain {:?}", v.dom));
-    domains[index]
-        .vcpus
-        .get_mut(v.vcpu.raw())
-        .unwrap_or_else(|| panic!("metrics: event for unknown vCPU {v:?}"))
 }
 
 #[cfg(test)]

@@ -58,14 +58,14 @@ impl HostState {
         let mut samples = std::mem::take(&mut self.samples).into_slots();
         for domain in &mut self.domains {
             if domain.freed_ns.is_none() {
-                for vcpu in domain.vcpus.values_mut() {
-                    vcpu.close(window, end_ns);
+                for position in domain.vcpus.positions() {
+                    self.vcpus[position].close(window, end_ns);
                 }
             }
             let ended_ns = domain.freed_ns.unwrap_or(end_ns);
             let existed = domain.created_ns < end_ns && ended_ns > window.start_ns;
             if existed {
-                out.push(domain.metrics(window, &self.meta.name, &mut samples));
+                out.push(domain.metrics(window, &self.meta.name, &self.vcpus, &mut samples));
             }
         }
         out
@@ -79,12 +79,18 @@ pub(super) fn ratio_ppm(part: u64, whole: u64) -> Option<u64> {
 }
 
 impl DomainState {
-    /// Its metrics; `samples` are the host's latency samples by slot.
-    fn metrics(&self, window: Window, host: &str, samples: &mut SlotSamples) -> DomainMetrics {
+    /// Its metrics; `states` are the host's vCPUs, `samples` their latency samples by slot.
+    fn metrics(
+        &self,
+        window: Window,
+        host: &str,
+        states: &[VcpuState],
+        samples: &mut SlotSamples,
+    ) -> DomainMetrics {
         let vcpus: Vec<VcpuMetrics> = self
             .vcpus
             .iter()
-            .map(|(id, vcpu)| vcpu.metrics(id, window, samples))
+            .map(|(id, position)| states[position].metrics(id, window, samples))
             .collect();
         let sum = |pick: fn(&VcpuMetrics) -> u64, metric: &str| {
             let mut total = 0;
@@ -93,8 +99,9 @@ impl DomainState {
             }
             total
         };
-        let slots =
-            |pick: fn(&VcpuState) -> u32| -> Vec<u32> { self.vcpus.values().map(pick).collect() };
+        let slots = |pick: fn(&VcpuState) -> u32| -> Vec<u32> {
+            self.vcpus.positions().map(|p| pick(&states[p])).collect()
+        };
         let wakeups = samples.pooled_sorted(&slots(|v| v.sample_slots.wakeup()));
         let runq_wait_ns =
             samples.pooled_distribution(&slots(|v| v.sample_slots.runq_wait()), "runq_wait_ns");
