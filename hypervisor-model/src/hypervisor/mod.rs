@@ -25,6 +25,7 @@ mod driver_tasks;
 mod drv_glue;
 mod drv_net;
 mod emunic;
+mod emunic_port;
 mod ept_glue;
 pub mod ioreq;
 pub mod logdirty_glue;
