@@ -100,7 +100,10 @@ impl Hypervisor {
             .and_then(|n| core::str::from_utf8(n.value()).ok())
             .and_then(crate::io::vif::parse_mac)
             .unwrap_or([0; 6]);
-        self.ioreq.cards.insert((guest, devid), conn.back_dom);
+        let before = self.ioreq.cards.insert((guest, devid), conn.back_dom);
+        if before == Some(conn.back_dom) {
+            return; // Already on that bridge.
+        }
         p.guest_notify(guest, GuestNotice::VifConnected { devid, mac });
     }
 

@@ -748,6 +748,8 @@ mod tests_drv_net;
 #[cfg(test)]
 mod tests_emunic;
 #[cfg(test)]
+mod tests_stubvif;
+#[cfg(test)]
 mod tests_io;
 #[cfg(test)]
 mod tests_ioreq;

@@ -325,7 +325,9 @@ impl Hypervisor {
             match (task.end, task.reaction) {
                 (end, Reaction::Probe) => {
                     self.driver_probe(conn, end);
-                    self.emunic_hotplug_online(conn, p);
+                    if end == End::Backend {
+                        self.emunic_hotplug_online(conn, p);
+                    }
                 }
                 (End::Backend, Reaction::OtherendChanged) => {
                     let back = DriverXs::of(conn.back_dom);
