@@ -58,8 +58,8 @@ pub(super) enum IoreqJob {
     Nic(NicJob),
 }
 
-/// One batch of emulated I/Os waiting for the device model (or, for a stub domain's
-/// NIC, for its netback).
+/// One batch of emulated I/Os waiting for the device model (or, for a received frame, for
+/// the guest's vCPU to take the card's interrupt).
 #[derive(Clone, Debug)]
 pub(super) struct IoreqWork {
     /// The guest vCPU that issued them.
