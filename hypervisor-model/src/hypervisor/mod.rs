@@ -748,8 +748,6 @@ mod tests_drv_net;
 #[cfg(test)]
 mod tests_emunic;
 #[cfg(test)]
-mod tests_stubvif;
-#[cfg(test)]
 mod tests_io;
 #[cfg(test)]
 mod tests_ioreq;
@@ -757,6 +755,8 @@ mod tests_ioreq;
 mod tests_net;
 #[cfg(test)]
 mod tests_net_mq;
+#[cfg(test)]
+mod tests_stubvif;
 #[cfg(test)]
 mod tests_teardown;
 

@@ -83,11 +83,16 @@ fn stub_domain_gets_the_guest_nic_as_a_vif_of_its_own_connected_to_dom0() {
     let front = format!("/local/domain/{}/device/vif/0", stub.raw());
     let back = format!("/local/domain/0/backend/vif/{}/0", stub.raw());
     // libxl__dm_vifs_from_hvm_guest_config: the guest nic's MAC, as a plain `vif`.
-    assert_eq!(value(&hv, &format!("{front}/mac")).as_deref(), Some("00:16:3e:00:00:01"));
+    assert_eq!(
+        value(&hv, &format!("{front}/mac")).as_deref(),
+        Some("00:16:3e:00:00:01")
+    );
     assert_eq!(value(&hv, &format!("{back}/type")).as_deref(), Some("vif"));
     assert_eq!(value(&hv, &format!("{front}/state")).as_deref(), Some("4"));
     assert_eq!(value(&hv, &format!("{back}/state")).as_deref(), Some("4"));
-    let path = hv.vif_path(stub, 0).expect("the stub domain's vif is connected");
+    let path = hv
+        .vif_path(stub, 0)
+        .expect("the stub domain's vif is connected");
     assert_eq!(path.params.back_dom, DomId::DOM0);
     assert_eq!(path.params.mac, MAC_A);
     // TX and RX ring granted by the stub domain and mapped by netback.
@@ -116,9 +121,10 @@ fn emulated_frame_with_a_stub_domain_crosses_the_stub_domain_vif_tx_ring() {
     let (mut hv, mut p) = hvm_guest(false, true);
     let stub = stub_dom(&hv);
     send(&mut hv, &mut p, 1, packet(MAC_DOM0, MAC_A, 1, FRAME_BYTES));
-    let pushed = p.events.iter().any(|e| {
-        matches!(e, TraceEvent::NetPush { dom, rx: false, slots: 1, .. } if *dom == stub)
-    });
+    let pushed = p
+        .events
+        .iter()
+        .any(|e| matches!(e, TraceEvent::NetPush { dom, rx: false, slots: 1, .. } if *dom == stub));
     assert!(pushed, "the stub domain's netfront pushed the frame");
     assert_eq!(netback_items(&p), [(false, 1, NETBACK_TX_NS)]);
     let path = hv.vif_path(stub, 0).expect("the stub domain's vif");
@@ -134,10 +140,14 @@ fn emulated_frame_with_a_stub_domain_comes_in_over_the_stub_domain_vif_rx_ring()
     let (mut hv, mut p) = hvm_guest(false, true);
     let stub = stub_dom(&hv);
     deliver(&mut hv, &mut p);
-    let pushed = p.events.iter().any(|e| {
-        matches!(e, TraceEvent::NetPush { dom, rx: true, slots: 1, .. } if *dom == stub)
-    });
-    assert!(pushed, "netback pushed the frame on the stub domain's RX ring");
+    let pushed = p
+        .events
+        .iter()
+        .any(|e| matches!(e, TraceEvent::NetPush { dom, rx: true, slots: 1, .. } if *dom == stub));
+    assert!(
+        pushed,
+        "netback pushed the frame on the stub domain's RX ring"
+    );
     // The stub domain's netfront handed it to QEMU, which gave it to the guest.
     assert!(received(&p, stub.raw()).is_empty());
     assert_eq!(received(&p, 1).len(), 1);
@@ -180,7 +190,10 @@ fn dom0_qemu_card_is_on_the_bridge_without_any_pv_handshake() {
     assert_eq!(bridge_notices(&p, ids::dom(1)), [(true, 0)]);
     assert_eq!(hv.emulated_card(ids::dom(1), 0), Some(DomId::DOM0));
     // No netfront in the guest: its vif is never probed, netback waits in InitWait.
-    let conn = hv.device_conns(ids::dom(1)).iter().find(|c| c.kind == DeviceKind::Vif);
+    let conn = hv
+        .device_conns(ids::dom(1))
+        .iter()
+        .find(|c| c.kind == DeviceKind::Vif);
     let conn = conn.expect("the guest's vif device");
     assert_eq!(conn.front_state, XenbusState::Initialising);
     assert_eq!(conn.back_state, XenbusState::InitWait);
@@ -192,7 +205,9 @@ fn stub_domain_vif_puts_the_card_on_the_bridge_at_its_hotplug_before_it_connects
     let (mut hv, mut p) = hvm_host();
     let create = create_paused(1, hvm_config(false, true));
     assert_eq!(hv.handle(&create, &mut p), Ok(()));
-    run_until(&mut hv, &mut p, |_, p| !bridge_notices(p, ids::dom(1)).is_empty());
+    run_until(&mut hv, &mut p, |_, p| {
+        !bridge_notices(p, ids::dom(1)).is_empty()
+    });
     let stub = stub_dom(&hv);
     assert!(hv.vif_path(stub, 0).is_none(), "not connected yet");
     p.run_until_idle(&mut hv);
@@ -265,7 +280,10 @@ fn full_rx_queue_of_the_stub_domain_vif_drops_against_the_guest_nic() {
     let dropped = usize::try_from(frames - queued).expect("a count");
     assert_eq!(drops(&p, ids::dom(1)), alloc::vec![rx_ring_full; dropped]);
     let path = hv.vif_path(stub, 0).expect("the stub domain's vif");
-    assert_eq!(path.queues[0].counters.rx_ring_drops, u64::from(frames - queued));
+    assert_eq!(
+        path.queues[0].counters.rx_ring_drops,
+        u64::from(frames - queued)
+    );
     p.run_until_idle(&mut hv);
     // The queued ones arrive, in order, once each.
     let seqs: Vec<u32> = received(&p, 1).iter().map(|f| f.seq).collect();

@@ -472,7 +472,8 @@ impl Hypervisor {
         } else if !self.xenbus_wait_over(dom, XenbusWait::DeviceModel, p) {
             // libxl waits for the device model before it unpauses the guest: with a stub
             // domain, until its vifs are up (`stubdom.rs`).
-            self.xenbus_waiters.insert(job, (dom, XenbusWait::DeviceModel));
+            self.xenbus_waiters
+                .insert(job, (dom, XenbusWait::DeviceModel));
             self.xenbus_changed();
         } else if self.destroy_running(dom) {
             // A destroy unplugged the devices under the create: libxl's create fails.

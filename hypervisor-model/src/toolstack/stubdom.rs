@@ -34,8 +34,8 @@ use crate::ids::DomId;
 use crate::io::handshake::DeviceKind;
 use crate::io::xenbus::XenbusState;
 use crate::platform::Platform;
-use crate::toolstack::jobs::Job;
 use crate::toolstack::config::{DomainConfig, GuestType, VifCfg};
+use crate::toolstack::jobs::Job;
 use crate::toolstack::ops::ToolstackOp;
 use crate::toolstack::xs_tree::{video_memory_kib, vif_mac};
 
