@@ -383,6 +383,7 @@ pub fn small_host(nr_cpus: u32, sched: SchedKind) -> BootConfig {
             netback_tx_pkt_ns: 0,
             netback_rx_pkt_ns: 0,
             gnttab_copy_page_ns: 0,
+            netfront_pkt_ns: 0,
         },
         grant_limits: crate::hypervisor::xs_tool::GrantLimits::default(),
         claim_mode: true,

@@ -179,6 +179,10 @@ pub struct CoreCosts {
     /// One grant copy of a full page (`io.gnttab_copy_page_ns`, cost-model §3.1): netback
     /// pays it for every page of a packet past the first.
     pub gnttab_copy_page_ns: i64,
+    /// netfront's CPU time per frame (`io.netfront_pkt_ns`, cost-model §3.2), charged in
+    /// the core only where no guest workload model runs netfront: a device-model stub
+    /// domain's own vif (`emunic.rs`).
+    pub netfront_pkt_ns: i64,
 }
 
 /// Everything the core needs to boot a host.

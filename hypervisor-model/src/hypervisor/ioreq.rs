@@ -58,8 +58,8 @@ pub(super) enum IoreqJob {
     Nic(NicJob),
 }
 
-/// One batch of emulated I/Os waiting for the device model (or, for a stub domain's
-/// NIC, for its netback).
+/// One batch of emulated I/Os waiting for the device model (or, for a received frame, for
+/// the guest's vCPU to take the card's interrupt).
 #[derive(Clone, Debug)]
 pub(super) struct IoreqWork {
     /// The guest vCPU that issued them.
@@ -79,6 +79,9 @@ pub struct IoreqState {
     held: BTreeMap<(DomId, u32), Vec<GuestIo>>,
     /// Frames of an emulated NIC's TX batch still being handed over, per (guest, devid).
     pub(super) nic_held: BTreeMap<(DomId, u32), Vec<NetPacket>>,
+    /// Emulated NICs on their bridge, per (guest, devid): the backend domain whose bridge
+    /// it is (`emunic_port.rs`).
+    pub(super) cards: BTreeMap<(DomId, u32), DomId>,
 }
 
 impl Hypervisor {
@@ -242,6 +245,7 @@ impl Hypervisor {
         self.ioreq.stubdom_of.remove(&dom);
         self.ioreq.held.retain(|(d, _), _| *d != dom);
         self.ioreq.nic_held.retain(|(d, _), _| *d != dom);
+        self.ioreq.cards.retain(|(d, _), _| *d != dom);
     }
 
     /// The ioreq checks: bounds, and every held batch belongs to a live guest.
@@ -258,6 +262,7 @@ impl Hypervisor {
                 out.push(crate::sched::Violation { invariant, detail });
             }
         }
+        self.emunic_port_check(out);
         for work in self.ioreq.work.values() {
             let empty = match &work.job {
                 IoreqJob::Disk { ios, .. } => ios.is_empty(),

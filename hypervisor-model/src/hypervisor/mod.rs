@@ -25,6 +25,7 @@ mod driver_tasks;
 mod drv_glue;
 mod drv_net;
 mod emunic;
+mod emunic_port;
 mod ept_glue;
 pub mod ioreq;
 pub mod logdirty_glue;
@@ -754,6 +755,8 @@ mod tests_ioreq;
 mod tests_net;
 #[cfg(test)]
 mod tests_net_mq;
+#[cfg(test)]
+mod tests_stubvif;
 #[cfg(test)]
 mod tests_teardown;
 

@@ -96,7 +96,7 @@ impl Hypervisor {
         };
         let queue_count = u32::try_from(ports.len()).unwrap_or(1);
         self.net_connect(VifPath::new(params, queue_count), ports);
-        p.guest_notify(key.0, GuestNotice::VifConnected { devid: key.1, mac });
+        self.vif_notify(key, GuestNotice::VifConnected { devid: key.1, mac }, p);
     }
 
     /// The vif of `path` is connected (netback on frontend Connected): netfront posts its

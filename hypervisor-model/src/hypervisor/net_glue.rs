@@ -189,7 +189,7 @@ impl Hypervisor {
             devid: key.1,
             reason: why as u8,
         };
-        p.guest_notify(key.0, notice);
+        self.vif_notify(key, notice, p);
     }
 
     /// The queue `queue` of `key`, if connected.
@@ -597,19 +597,18 @@ impl Hypervisor {
         if failed {
             path.fail_front();
         }
-        if let Ok(packets) = rx {
-            for packet in packets {
-                let notice = GuestNotice::NetReceived {
-                    devid: key.1,
-                    packet,
-                };
-                p.guest_notify(key.0, notice);
-            }
+        for packet in rx.unwrap_or_default() {
+            let notice = GuestNotice::NetReceived {
+                devid: key.1,
+                packet,
+            };
+            self.vif_notify(key, notice, p);
         }
         if failed {
             return;
         }
-        let Some(q) = path.queues.get_mut(queue) else {
+        let path = self.net.paths.get_mut(&key);
+        let Some(q) = path.and_then(|v| v.queues.get_mut(queue)) else {
             return;
         };
         let refill = q.front_rx_refill(&mut self.grants);

@@ -17,22 +17,22 @@ use crate::toolstack::config::{DomainConfig, GuestType, VifCfg};
 use crate::trace::TraceEvent;
 
 /// QEMU in dom0: 25 us per ioreq; in a stub domain: 15 us; 3 ioreqs per TX frame, 5 per
-/// RX frame; netback 800 ns per TX frame and 1000 ns per RX frame; the guest's VM exit
-/// 600 ns and its EOI 700 ns.
+/// RX frame; netback 800 ns per TX frame and 1000 ns per RX frame; the stub domain's
+/// netfront 300 ns per frame; the guest's VM exit 600 ns and its EOI 700 ns.
 const DOM0_RTT_NS: i64 = 25_000;
 const STUB_RTT_NS: i64 = 15_000;
 const TX_IOREQS: u32 = 3;
 const RX_IOREQS: u32 = 5;
-const NETBACK_TX_NS: i64 = 800;
+pub(super) const NETBACK_TX_NS: i64 = 800;
 const NETBACK_RX_NS: i64 = 1_000;
+const NETFRONT_NS: i64 = 300;
 const EXIT_NS: i64 = 600;
 const EOI_NS: i64 = 700;
 /// The guest vCPU's share of one received frame: 5 exits and the EOI.
 const GUEST_RX_NS: i64 = 5 * EXIT_NS + EOI_NS;
 
-/// A host with one HVM guest d1 ("a", vif 0 with MAC_A); `pv_drivers`: the platform PCI
-/// device is there; `stubdom`: QEMU runs in a stub domain.
-fn hvm_guest(pv_drivers: bool, stubdom: bool) -> (Hypervisor, FakePlatform) {
+/// A booted host with the costs above.
+pub(super) fn hvm_host() -> (Hypervisor, FakePlatform) {
     let mut p = FakePlatform::default();
     let mut host = small_host(2, SchedKind::Null);
     host.costs.ioreq_dom0_rtt_ns = DOM0_RTT_NS;
@@ -41,10 +41,17 @@ fn hvm_guest(pv_drivers: bool, stubdom: bool) -> (Hypervisor, FakePlatform) {
     host.costs.emulated_nic_rx_ioreqs = RX_IOREQS;
     host.costs.netback_tx_pkt_ns = NETBACK_TX_NS;
     host.costs.netback_rx_pkt_ns = NETBACK_RX_NS;
+    host.costs.netfront_pkt_ns = NETFRONT_NS;
     host.costs.hvm_exit_rtt_ns = EXIT_NS;
     host.costs.virq_eoi_ns = EOI_NS;
     let mut hv = Hypervisor::boot(host, &mut p);
     p.run_until_idle(&mut hv);
+    (hv, p)
+}
+
+/// HVM guest "a" with vif 0 (MAC_A); `pv_drivers`: the platform PCI device is there;
+/// `stubdom`: QEMU runs in a stub domain.
+pub(super) fn hvm_config(pv_drivers: bool, stubdom: bool) -> DomainConfig {
     let mut config = DomainConfig::with_defaults(String::from("a"));
     config.guest_type = GuestType::Hvm;
     config.device_model.platform_pci = pv_drivers;
@@ -53,6 +60,13 @@ fn hvm_guest(pv_drivers: bool, stubdom: bool) -> (Hypervisor, FakePlatform) {
         mac: Some(String::from("00:16:3e:00:00:01")),
         ..VifCfg::default()
     });
+    config
+}
+
+/// A host with one HVM guest d1 (`hvm_config`), created and settled; the trace cleared.
+pub(super) fn hvm_guest(pv_drivers: bool, stubdom: bool) -> (Hypervisor, FakePlatform) {
+    let (mut hv, mut p) = hvm_host();
+    let config = hvm_config(pv_drivers, stubdom);
     assert_eq!(hv.handle(&create_paused(1, config), &mut p), Ok(()));
     p.run_until_idle(&mut hv);
     p.events.clear();
@@ -60,7 +74,7 @@ fn hvm_guest(pv_drivers: bool, stubdom: bool) -> (Hypervisor, FakePlatform) {
 }
 
 /// (rx, packets, work) of every netback work item traced.
-fn netback_items(p: &FakePlatform) -> Vec<(bool, u32, i64)> {
+pub(super) fn netback_items(p: &FakePlatform) -> Vec<(bool, u32, i64)> {
     p.events
         .iter()
         .filter_map(|e| match e {
@@ -75,7 +89,7 @@ fn netback_items(p: &FakePlatform) -> Vec<(bool, u32, i64)> {
         .collect()
 }
 
-fn stub_dom(hv: &Hypervisor) -> DomId {
+pub(super) fn stub_dom(hv: &Hypervisor) -> DomId {
     hv.domains
         .iter()
         .find(|d| d.name == "a-dm")
@@ -83,7 +97,7 @@ fn stub_dom(hv: &Hypervisor) -> DomId {
         .expect("the stub domain a-dm")
 }
 
-fn deliver(hv: &mut Hypervisor, p: &mut FakePlatform) {
+pub(super) fn deliver(hv: &mut Hypervisor, p: &mut FakePlatform) {
     let input = CoreInput::NetDeliver {
         dom: ids::dom(1),
         devid: 0,
@@ -109,8 +123,9 @@ fn emulated_nic_tx_with_a_stub_domain_pays_its_ioreqs_there_then_netback() {
     let (mut hv, mut p) = hvm_guest(false, true);
     let stub = stub_dom(&hv);
     send(&mut hv, &mut p, 1, packet(MAC_DOM0, MAC_A, 1, 1500));
-    // 3 ioreqs of 15 us on the stub domain, then its vif's netback in dom0.
-    assert_eq!(ioreq_batches(&p), [(ids::dom(1), stub, 1, 45_000)]);
+    // 3 ioreqs of 15 us and its netfront's 300 ns on the stub domain, then its vif's
+    // netback in dom0.
+    assert_eq!(ioreq_batches(&p), [(ids::dom(1), stub, 1, 45_300)]);
     assert_eq!(netback_items(&p), [(false, 1, NETBACK_TX_NS)]);
     assert_eq!(p.net_frames.len(), 1);
 }
@@ -162,7 +177,7 @@ fn emulated_nic_rx_with_a_stub_domain_crosses_netback_then_the_stub() {
     deliver(&mut hv, &mut p);
     assert_eq!(netback_items(&p), [(true, 1, NETBACK_RX_NS)]);
     let batches = [
-        (ids::dom(1), stub, 1, 75_000),
+        (ids::dom(1), stub, 1, 75_300),
         (ids::dom(1), ids::dom(1), 1, GUEST_RX_NS),
     ];
     assert_eq!(ioreq_batches(&p), batches);

@@ -106,6 +106,8 @@ pub(crate) enum XenbusWait {
     BackendsReady,
     /// `xl destroy`: nothing pending for the domain's devices (both ends closed).
     Settled,
+    /// `xl create` of an HVM guest: its device model is up (`toolstack/stubdom.rs`).
+    DeviceModel,
 }
 
 /// What a waiter's test can change with: (`xenbus_epoch`, driver reactions taken out,
@@ -252,7 +254,12 @@ impl Hypervisor {
                 let conn = conns.iter().find(|c| c.back_path == root && is_back(c))?;
                 (End::Backend, conn)
             } else if token == TOKEN_FRONTEND_BUS {
-                (End::Frontend, conns.iter().find(|c| c.front_path == root)?)
+                // A vif of a guest without netfront is never probed (`emunic_port.rs`).
+                let conn = conns.iter().find(|c| c.front_path == root)?;
+                (
+                    End::Frontend,
+                    Some(conn).filter(|c| !self.netfront_absent(c))?,
+                )
             } else {
                 return None;
             };
@@ -319,7 +326,12 @@ impl Hypervisor {
         if let (Some(slot), false) = (slot, stale) {
             let conn = &mut conns[slot];
             match (task.end, task.reaction) {
-                (end, Reaction::Probe) => self.driver_probe(conn, end),
+                (end, Reaction::Probe) => {
+                    self.driver_probe(conn, end);
+                    if end == End::Backend {
+                        self.emunic_hotplug_online(conn, p);
+                    }
+                }
                 (End::Backend, Reaction::OtherendChanged) => {
                     let back = DriverXs::of(conn.back_dom);
                     let front = self.read_state(back, &conn.front_path);
@@ -548,6 +560,7 @@ impl Hypervisor {
         match wait {
             XenbusWait::BackendsReady => self.xenbus_backends_ready(dom),
             XenbusWait::Settled => self.xenbus_settled(dom),
+            XenbusWait::DeviceModel => self.stubdom_ready(dom),
         }
     }
 

@@ -469,12 +469,20 @@ impl Hypervisor {
             self.xenbus_waiters
                 .insert(job, (dom, XenbusWait::BackendsReady));
             self.xenbus_changed();
+        } else if !self.xenbus_wait_over(dom, XenbusWait::DeviceModel, p) {
+            // libxl waits for the device model before it unpauses the guest: with a stub
+            // domain, until its vifs are up (`stubdom.rs`).
+            self.xenbus_waiters
+                .insert(job, (dom, XenbusWait::DeviceModel));
+            self.xenbus_changed();
         } else if self.destroy_running(dom) {
             // A destroy unplugged the devices under the create: libxl's create fails.
             self.jobs.remove(&job);
             finish(job, Err(ToolstackError::NoSuchDomain), p);
         } else {
             self.jobs.remove(&job);
+            // A guest waiting for this domain as its device model tests its create.
+            self.xenbus_changed();
             p.trace(&TraceEvent::JobStep {
                 job,
                 step: JobStepCode::CreateFinish as u8,

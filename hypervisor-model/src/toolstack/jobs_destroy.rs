@@ -47,6 +47,7 @@ impl Hypervisor {
         // libxl__destroy_domid: xc_domain_pause, the device model, then devices and
         // XenStore removal.
         self.domain_pause(dom, p);
+        self.emunic_dm_gone(dom, p);
         self.stubdom_destroy(dom, p);
         self.jobs.insert(
             job,

@@ -265,6 +265,11 @@ pub enum GuestNotice {
         /// The MAC the toolstack gave it.
         mac: crate::io::vif::Mac,
     },
+    /// The emulated card of nic `devid` left its bridge (its device model went).
+    VifGone {
+        /// The nic's device id.
+        devid: u32,
+    },
     /// A frame of vif `devid` was dropped in the guest's netfront or its netback.
     NetDropped {
         /// The vif's device id.

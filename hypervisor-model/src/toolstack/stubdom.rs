@@ -1,34 +1,43 @@
 //! The device-model stub domain of an HVM guest with `device_model_stubdomain_override=1`:
-//! created by the toolstack with the guest, destroyed with it.
+//! created by the toolstack with the guest, destroyed with it, with a PV vif of its own
+//! for each of the guest's nics.
 //!
 //! Follows tools/libs/light/libxl_dm.c (`libxl__spawn_stub_dm`: a PV domain named
 //! `<guest>-dm` (`libxl__stub_dm_name`), one vCPU, `stubdomain_memkb` plus the guest's
-//! `video_memkb` of memory) and libxl_create.c (`stubdomain_memkb` defaults to
-//! `LIBXL_LINUX_STUBDOM_MEM`, 128 MiB, for the qemu-xen Linux stub domain), and
-//! libxl_domain.c (`libxl__destroy_domid` destroys the device model, the stub domain,
-//! before the guest's devices).
+//! `video_memkb` of memory; `libxl__dm_vifs_from_hvm_guest_config`: every guest nic,
+//! its MAC, bridge and backend included, becomes a nic of the stub domain of type `vif`
+//! whose `vifname`, if any, gets the `-emu` suffix; `spawn_stubdom_pvqemu_cb` adds them
+//! with `libxl__add_nics`), libxl_create.c (`stubdomain_memkb` defaults to
+//! `LIBXL_LINUX_STUBDOM_MEM`, 128 MiB, for the qemu-xen Linux stub domain; the guest's
+//! creation goes on only once its device model runs), and libxl_domain.c
+//! (`libxl__destroy_domid` destroys the device model, the stub domain, before the
+//! guest's devices).
 //!
 //! # Invariants
 //! - A guest has at most one stub domain, recorded in the ioreq state while both live.
+//! - The stub domain's vifs are the guest's, devid for devid, with the guest's MACs.
 //!
 //! xensim differs, on purpose: the stub domain is spawned when the guest's devices are
-//! added and the guest does not wait for it before it is unpaused (its emulated I/O
-//! waits on the stub domain's vCPU instead); the stub domain gets no disks or vifs of its
-//! own (its QEMU's disk I/O uses the guest's vbd path, see `hypervisor/ioreq.rs`; the vif
-//! libxl gives it per guest nic, `libxl__dm_vifs_from_hvm_guest_config`, is charged as
-//! netback work on the guest vif's backend, see `hypervisor/emunic.rs`); its uuid is
+//! added; the guest's `xl create` waits (before the unpause) until every vif of the stub
+//! domain connected or can get no further, standing in for libxl's wait for QEMU in the
+//! stub domain to report `running`. The stub domain gets no disks of its own (its
+//! QEMU's disk I/O uses the guest's vbd path, see `hypervisor/ioreq.rs`); its uuid is
 //! derived from the guest's instead of drawn at random.
 
 use alloc::boxed::Box;
 use alloc::format;
+use alloc::string::String;
 
 use crate::domain::Dying;
 use crate::hypervisor::Hypervisor;
 use crate::ids::DomId;
+use crate::io::handshake::DeviceKind;
+use crate::io::xenbus::XenbusState;
 use crate::platform::Platform;
-use crate::toolstack::config::{DomainConfig, GuestType};
+use crate::toolstack::config::{DomainConfig, GuestType, VifCfg};
+use crate::toolstack::jobs::Job;
 use crate::toolstack::ops::ToolstackOp;
-use crate::toolstack::xs_tree::video_memory_kib;
+use crate::toolstack::xs_tree::{video_memory_kib, vif_mac};
 
 /// `LIBXL_LINUX_STUBDOM_MEM` (libxl_internal.h), MiB.
 pub const LINUX_STUBDOM_MEM_MIB: u64 = 128;
@@ -41,6 +50,31 @@ pub fn stubdom_config(guest: &DomainConfig) -> DomainConfig {
     dm.memory_kib = memory_kib;
     dm.max_memory_kib = memory_kib;
     dm
+}
+
+/// libxl's `TAP_DEVICE_SUFFIX`: a stub domain's copy of a nic named `vifname=` is named
+/// with this suffix.
+pub const TAP_DEVICE_SUFFIX: &str = "-emu";
+
+/// The stub domain's nics (`libxl__dm_vifs_from_hvm_guest_config`): each of the guest's,
+/// with the MAC libxl gave it (from the guest's uuid when `mac=` is not set), type `vif`,
+/// and `-emu` after a `vifname=`.
+pub fn stubdom_vifs(guest: &DomainConfig, guest_uuid: &[u8; 16]) -> alloc::vec::Vec<VifCfg> {
+    let mut vifs = alloc::vec::Vec::with_capacity(guest.vifs.len());
+    for (index, vif) in guest.vifs.iter().enumerate() {
+        let devid = u32::try_from(index).unwrap_or(u32::MAX);
+        let mut copy = vif.clone();
+        copy.mac = Some(vif_mac(vif, guest_uuid, devid));
+        copy.other.retain(|(key, _)| key != "type");
+        for (key, value) in &mut copy.other {
+            if key == "vifname" {
+                value.push_str(TAP_DEVICE_SUFFIX);
+            }
+        }
+        copy.other.push((String::from("type"), String::from("vif")));
+        vifs.push(copy);
+    }
+    vifs
 }
 
 /// A uuid for the stub domain, derived from the guest's (version-4 bits kept).
@@ -61,7 +95,8 @@ impl Hypervisor {
         let Some(config) = d.config.as_ref().filter(|c| c.wants_stubdomain()) else {
             return;
         };
-        let dm = stubdom_config(config);
+        let mut dm = stubdom_config(config);
+        dm.vifs = stubdom_vifs(config, &d.uuid);
         let name = dm.name.clone();
         let uuid = stubdom_uuid(&d.uuid);
         let job = self.internal_job_id();
@@ -81,6 +116,31 @@ impl Hypervisor {
             assert!(stub != guest, "a guest is not its own stub domain");
             self.ioreq.stubdom_of.insert(guest, stub);
         }
+    }
+
+    /// True once `guest`'s device model is up as far as its create waits for it: no stub
+    /// domain, a dead one, or one whose create finished and whose vifs all connected (or
+    /// can get no further).
+    pub(crate) fn stubdom_ready(&self, guest: DomId) -> bool {
+        let Some(stub) = self.ioreq.stubdom_of.get(&guest).copied() else {
+            return true;
+        };
+        if !self.is_alive(stub) {
+            return true;
+        }
+        let creating = self
+            .jobs
+            .values()
+            .any(|j| matches!(j, Job::Create { dom, .. } if *dom == stub));
+        if creating {
+            return false;
+        }
+        let vifs_up = self
+            .device_conns(stub)
+            .iter()
+            .filter(|c| c.kind == DeviceKind::Vif)
+            .all(|c| c.back_state == XenbusState::Connected);
+        vifs_up || self.xenbus_settled(stub)
     }
 
     /// The guest is being destroyed: its stub domain goes first.

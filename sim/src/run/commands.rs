@@ -590,6 +590,7 @@ impl World<'_> {
                     self.net_ring_drop(host, dom, devid, reason);
                 }
                 GuestNotice::VifConnected { devid, mac } => self.net_vif_up(host, dom, devid, mac),
+                GuestNotice::VifGone { devid } => self.net.detach_vif(host, dom, devid),
             }
         }
         self.net_route(host);

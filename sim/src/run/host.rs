@@ -172,6 +172,8 @@ pub fn core_costs(
         netback_rx_pkt_ns: cost_i64(&merged, "io.netback_rx_pkt_ns", 980),
         // D/E: cost-model §3.1, a 4 KiB grant copy.
         gnttab_copy_page_ns: cost_i64(&merged, "io.gnttab_copy_page_ns", 900),
+        // E: cost-model §3.2, a stub domain's netfront (already in the cost hash below).
+        netfront_pkt_ns: cost_i64(&merged, "io.netfront_pkt_ns", NETFRONT_PKT_NS_DEFAULT),
     }
 }
 

@@ -207,6 +207,20 @@ impl NetWorld {
         self.kernels.remove(&(host, dom));
     }
 
+    /// `dom`'s nic `devid` on `host` left its bridge (an emulated card whose device model
+    /// went).
+    pub fn detach_vif(&mut self, host: u16, dom: DomId, devid: u32) {
+        let Some(mac) = self.mac_of(host, dom, devid) else {
+            return;
+        };
+        self.directory.remove(&mac);
+        self.vif_macs.remove(&(host, dom, devid, mac));
+        let back = self.backs.remove(&mac).unwrap_or(DomId::DOM0);
+        if let Some(bridge) = self.bridge_mut(host, back) {
+            bridge.vifs.remove(&mac);
+        }
+    }
+
     /// The MAC of `dom`'s vif `devid` on `host`, if it connected (the lowest, should it have
     /// connected under two).
     pub fn mac_of(&self, host: u16, dom: DomId, devid: u32) -> Option<Mac> {
@@ -486,8 +500,8 @@ impl World<'_> {
     pub(crate) fn net_vif_up(&mut self, host: u16, dom: DomId, devid: u32, mac: Mac) {
         let back = self.hosts[usize::from(host)]
             .hv
-            .vif_path(dom, devid)
-            .map_or(DomId::DOM0, |path| path.params.back_dom);
+            .bridge_port_backend(dom, devid)
+            .unwrap_or(DomId::DOM0);
         self.net.attach(host, dom, devid, mac, back);
         let waiting = std::mem::take(&mut self.net.waiting);
         for w in waiting {
