@@ -352,7 +352,7 @@ fn a_lost_interrupt_stalls_only_the_queue_whose_port_it_names() {
     let flows: Vec<u32> = received(&p, 2).iter().map(|f| f.flow).collect();
     assert_eq!(flows, [0, 3]);
     let path = hv.vif_path(ids::dom(2), 0).expect("d2's vif");
-    let lost: Vec<bool> = path.queues.iter().map(|q| q.irq_lost.0).collect();
+    let lost: Vec<bool> = path.queues.iter().map(|q| q.irq_lost.front_rx).collect();
     assert_eq!(lost, [false, false, true, false]);
     let traced = p.events.iter().any(|e| {
         matches!(e, TraceEvent::InterruptLost { dom, port, left: 0 }
