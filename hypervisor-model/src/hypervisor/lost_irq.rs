@@ -11,11 +11,17 @@
 //!   blk-mq gives blkfront no timeout handler (the request timer just re-arms). The vbd
 //!   stays stalled until the device reconnects (`blkif_recover`), as on Linux.
 //! - netfront (each queue has a TX and an RX channel when netback offers split channels,
-//!   as xensim's netback does, else one for both): the next notification on either port
-//!   of that queue (xensim's netfront polls both rings on either, `net_glue.rs`), e.g. the
-//!   TX completion of a frame the guest sends later (a TCP retransmission after its RTO).
-//!   Only the queue whose port it is stalls.
-//! - the backends (blkback, netback): the next request whose push asks for a notification.
+//!   as xensim's netback does by default, else one for both; `net_glue/irq.rs`): with
+//!   split channels only the next notification on the same port, which for the RX port
+//!   never comes (as for blkfront, `rsp_event` already lies behind the unseen answers):
+//!   the queue's RX stalls for good and its TX traffic does not make it good. On a lost
+//!   TX-port notification the guest's next send reaps the completions
+//!   (`xennet_start_xmit` calls `xennet_tx_buf_gc`). With one shared port the next TX
+//!   completion (e.g. of a TCP retransmission after its RTO) polls RX too. Only the queue
+//!   whose port it is stalls.
+//! - the backends (blkback, netback): the next request whose push asks for a notification;
+//!   netback's RX port (new buffers) also the next frame for the frontend, which kicks its
+//!   RX thread.
 //! - xenconsoled (its dom0 end of a console channel, `console_glue.rs`): the guest's next
 //!   console write, since hvc_xen notifies after every write; the ring keeps the bytes.
 //!

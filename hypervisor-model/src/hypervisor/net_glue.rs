@@ -36,12 +36,13 @@
 //!   TX batch queued.
 //! - Work item ids carry [`NET_WORK_BIT`], so they never collide with blkback's.
 //!
+//! Which handler a notification runs (TX port, RX port, or one shared port for both) is
+//! `net_glue/irq.rs`.
+//!
 //! xensim differs, on purpose: a driver's interrupt handler runs when the event is sent;
-//! netfront's own CPU (`io.netfront_pkt_ns`) is charged by the guest's workload model; with
-//! split event channels netfront's handler on either port of a queue reaps TX completions
-//! and polls RX (Linux's `xennet_tx_interrupt` reaps TX only and `xennet_rx_interrupt`
-//! schedules the RX poll), so a lost RX notification is made good by the queue's next TX
-//! completion as with one shared port.
+//! netfront's own CPU (`io.netfront_pkt_ns`) is charged by the guest's workload model.
+
+mod irq;
 
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
@@ -224,87 +225,6 @@ impl Hypervisor {
         if reaped.is_err() || q.front_failed {
             path.fail_front();
         }
-    }
-
-    /// `slots` were pushed on the TX ring of `key`'s queue by netfront (`rx` false) or on
-    /// its RX ring by netback (`rx`): traced, and when the pushing end must notify, the
-    /// other end's interrupt runs.
-    fn net_pushed<P: Platform + ?Sized>(
-        &mut self,
-        key: VifKey,
-        queue: usize,
-        rx: bool,
-        (slots, notify): (u32, bool),
-        p: &mut P,
-    ) {
-        if slots == 0 {
-            return;
-        }
-        let Some(path) = self.net.paths.get(&key) else {
-            return;
-        };
-        p.trace(&TraceEvent::NetPush {
-            dom: key.0,
-            devid: key.1,
-            queue: queue_field(path, queue),
-            rx,
-            slots,
-            notify,
-        });
-        if notify && self.net_evtchn(key, queue, rx, !rx, p) {
-            if rx {
-                self.netfront_irq(key, queue, p);
-            } else {
-                self.netback_irq(key, queue, p);
-            }
-        }
-    }
-
-    /// One end of the TX (or RX) channel of `key`'s queue notifies the other (as
-    /// `blk_send`). False when a `lost-interrupt` fault on that port ate the notification
-    /// (the queue then remembers which end missed it).
-    fn net_evtchn<P: Platform + ?Sized>(
-        &mut self,
-        key: VifKey,
-        queue: usize,
-        rx: bool,
-        from_front: bool,
-        p: &mut P,
-    ) -> bool {
-        let Some(ports) = self.net.ports.get(&key).and_then(|q| q.get(queue)).copied() else {
-            return true;
-        };
-        let Some(back) = self.net.paths.get(&key).map(|path| path.params.back_dom) else {
-            return true;
-        };
-        let pair = if rx { ports.rx } else { ports.tx };
-        let delivered = self.ring_notify((key.0, back), pair, from_front, p);
-        if let (false, Some(q)) = (delivered, self.net_queue(key, queue)) {
-            if from_front {
-                q.irq_lost.1 = true;
-            } else {
-                q.irq_lost.0 = true;
-            }
-        }
-        delivered
-    }
-
-    /// `xenvif_interrupt` for one queue: TX work unless a batch is queued; RX buffers may
-    /// have arrived.
-    pub(super) fn netback_irq<P: Platform + ?Sized>(
-        &mut self,
-        key: VifKey,
-        queue: usize,
-        p: &mut P,
-    ) {
-        if let Some(q) = self.net_queue(key, queue) {
-            q.irq_lost.1 = false;
-        }
-        let busy = self.net_queue(key, queue).is_none_or(|q| q.back_busy);
-        if !busy {
-            self.netback_tx_run(key, queue, p);
-        }
-        self.netback_rx_flush(key, queue, p);
     }
 
     /// netback found a fatal error on `key`'s queue: the whole vif is disabled.
@@ -527,7 +447,8 @@ impl Hypervisor {
         }
         q.back_busy = false;
         if notify && self.net_evtchn(key, queue, false, false, p) {
-            self.netfront_irq(key, queue, p);
+            let irq = self.net_irq_of(key, queue, false);
+            self.netfront_irq(key, queue, irq, p);
         }
         self.netback_tx_run(key, queue, p);
     }
@@ -577,44 +498,5 @@ impl Hypervisor {
             }
         };
         self.net_pushed(key, queue, true, (flush.slots, flush.notify), p);
-    }
-
-    /// netfront's interrupt on one queue: TX completions, received frames to the guest,
-    /// buffers reposted, and queued frames onto the TX ring. A queue that finds its ring
-    /// broken stops the whole device (Linux's `info->broken`).
-    fn netfront_irq<P: Platform + ?Sized>(&mut self, key: VifKey, queue: usize, p: &mut P) {
-        let net = &mut self.net;
-        let Some(path) = net.paths.get_mut(&key) else {
-            return;
-        };
-        let Some(q) = path.queues.get_mut(queue) else {
-            return;
-        };
-        q.irq_lost.0 = false;
-        let tx = q.front_tx_responses();
-        let rx = q.front_rx_responses(&net.pages);
-        let failed = tx.is_err() || q.front_failed;
-        if failed {
-            path.fail_front();
-        }
-        for packet in rx.unwrap_or_default() {
-            let notice = GuestNotice::NetReceived {
-                devid: key.1,
-                packet,
-            };
-            self.vif_notify(key, notice, p);
-        }
-        if failed {
-            return;
-        }
-        let path = self.net.paths.get_mut(&key);
-        let Some(q) = path.and_then(|v| v.queues.get_mut(queue)) else {
-            return;
-        };
-        let refill = q.front_rx_refill(&mut self.grants);
-        if refill.notify && self.net_evtchn(key, queue, true, true, p) {
-            self.netback_irq(key, queue, p);
-        }
-        self.netfront_kick(key, queue, p);
     }
 }

@@ -1,16 +1,21 @@
 //! The vif's multi-queue XenStore negotiation: how many queues netfront asks for and
-//! whether it splits its event channels, and netback's connect of every queue's rings
-//! and ports, refusing a frontend whose keys are inconsistent (`xenbus_dev_fatal`: an
-//! error node, then Closing).
+//! whether it splits its event channels, the XDP headroom keys (netback's
+//! `feature-xdp-headroom` offer, netfront's `xdp-headroom`, always 0 since xensim's guests
+//! attach no XDP program, and netback's read of it), and netback's connect of every
+//! queue's rings and ports, refusing a frontend whose keys are inconsistent
+//! (`xenbus_dev_fatal`: an error node, then Closing).
 //!
-//! Follows Linux drivers/net/xen-netfront.c (`talk_to_netback`: `num_queues =
+//! Follows Linux 6.1 drivers/net/xen-netfront.c (`talk_to_netback`: `num_queues =
 //! min(multi-queue-max-queues, xennet_max_queues)`, `xennet_max_queues` defaulting to
-//! `min(8, online CPUs)`; split ports whenever the backend's
+//! `min(8, online CPUs)`; `xdp-headroom` written by `talk_to_netback_xdp` before the
+//! queues are set up when the backend offers it; split ports whenever the backend's
 //! `feature-split-event-channels` is 1; `multi-queue-num-queues` written whenever the
 //! backend has `multi-queue-max-queues`; `setup_netfront` per queue: TX ring grant, RX ring
 //! grant, then the port or the TX and RX ports) and drivers/net/xen-netback/xenbus.c
 //! (`netback_probe`: `feature-split-event-channels` = the `separate_tx_rx_irq` module
-//! parameter, default 1; `connect`:
+//! parameter, default 1; `feature-xdp-headroom` = `provides_xdp_headroom`, default 1;
+//! `read_xenbus_frontend_xdp`: `%hu`, 0 when unreadable, clamped to
+//! `XEN_NETIF_MAX_XDP_HEADROOM`; `connect`:
 //! "guest requested %u queues, exceeding the maximum of %u."; `connect_data_rings`: the
 //! flat keys for one queue, `queue-<i>/` for several, `event-channel-tx`/`-rx` before
 //! `event-channel`),
@@ -40,7 +45,8 @@ use super::xenbus_xs::DriverXs;
 use super::Hypervisor;
 use crate::grant::{GrantHandle, MapFlags, MapRequest};
 use crate::ids::{DomId, EvtchnPort, GrantRef};
-use crate::io::handshake::{DeviceConn, VifLayout};
+use crate::io::handshake::{BackendOffer, DeviceConn, VifLayout};
+use crate::io::handshake::{NETFRONT_XDP_HEADROOM, XEN_NETIF_MAX_XDP_HEADROOM};
 use crate::io::vif::VIF_QUEUES_MAX;
 use crate::io::xenbus::{legal, End, XenbusState};
 use crate::platform::Platform;
@@ -98,16 +104,28 @@ impl Hypervisor {
         self.driver_max_queues(back, "xen_netback.max_queues")
     }
 
-    /// netback's `separate_tx_rx_irq` module parameter in the backend domain's kernel
-    /// (`xen_netback.separate_tx_rx_irq` on its command line, a `bool` parameter read as
-    /// `kstrtobool` does; default true): what it writes as `feature-split-event-channels`.
-    pub(super) fn netback_split_irq(&self, back: DomId) -> bool {
+    /// A `bool` module parameter of netback in the backend domain's kernel
+    /// (`xen_netback.<name>` on its command line, read as `kstrtobool` does; default
+    /// true, as both `separate_tx_rx_irq` and `provides_xdp_headroom` are).
+    fn netback_flag(&self, back: DomId, name: &str) -> bool {
+        let param = format!("xen_netback.{name}");
         let given = self
             .domains
             .get(back)
             .and_then(|d| d.config.as_ref())
-            .and_then(|c| c.kernel_param("xen_netback.separate_tx_rx_irq"));
+            .and_then(|c| c.kernel_param(&param));
         given.and_then(kernel_bool).unwrap_or(true)
+    }
+
+    /// What `netback_probe` offers: `multi-queue-max-queues` (`max_queues`),
+    /// `feature-split-event-channels` (`separate_tx_rx_irq`) and `feature-xdp-headroom`
+    /// (`provides_xdp_headroom`, Linux >= 5.9).
+    pub(super) fn netback_offer(&self, back: DomId) -> BackendOffer {
+        BackendOffer {
+            queues_max: self.netback_max_queues(back),
+            split_evtchn: self.netback_flag(back, "separate_tx_rx_irq"),
+            xdp_headroom: self.netback_flag(back, "provides_xdp_headroom"),
+        }
     }
 
     /// `talk_to_netback`: the queues netfront sets up (the backend's maximum, default 1,
@@ -123,13 +141,43 @@ impl Hypervisor {
         let queues = own_max.min(back_max).clamp(1, VIF_QUEUES_MAX);
         let split =
             self.xs_read_u32(who, &conn.back_path, "feature-split-event-channels") == Some(1);
+        // xenbus_read_unsigned: missing or not a number reads as 0 (not offered).
+        let xdp_headroom = self
+            .xs_read_u32(who, &conn.back_path, "feature-xdp-headroom")
+            .unwrap_or(0)
+            != 0;
         let max_path = format!("{}/multi-queue-max-queues", conn.back_path);
         let count_key = self.driver_read(who, &max_path).is_ok();
         VifLayout {
             queues,
             split,
             count_key,
+            xdp_headroom,
         }
+    }
+
+    /// `talk_to_netback_xdp`: netfront writes its `xdp-headroom` (`%hu`), outside any
+    /// transaction, before it sets up its queues.
+    pub(super) fn netfront_write_xdp_headroom(&mut self, conn: &DeviceConn) {
+        let path = format!("{}/xdp-headroom", conn.front_path);
+        let value = format!("{NETFRONT_XDP_HEADROOM}");
+        let who = DriverXs::Guest(conn.front_dom);
+        // Linux goes on to `device_unregister` when the write fails; the write of a
+        // guest's own device key fails only if its directory is gone, which the close
+        // already handles.
+        let _ = self.driver_write(who, None, &path, value.as_bytes());
+    }
+
+    /// `read_xenbus_frontend_xdp`: the frontend's `xdp-headroom` as `xenbus_scanf("%hu")`
+    /// reads it: 0 unless it starts with a number, clamped to `XEN_NETIF_MAX_XDP_HEADROOM`.
+    fn netback_read_xdp_headroom(&mut self, conn: &DeviceConn) -> u16 {
+        let back = DriverXs::of(conn.back_dom);
+        let Ok(value) = self.linux_read_num(back, &conn.front_path, "xdp-headroom", EINVAL) else {
+            return 0;
+        };
+        // `%hu` keeps the low 16 bits of what it parsed.
+        let headroom = u16::try_from(value & 0xffff).unwrap_or(0);
+        headroom.min(XEN_NETIF_MAX_XDP_HEADROOM)
     }
 
     /// netback's `connect` on frontend Connected: the queue count, then every queue's
@@ -151,6 +199,8 @@ impl Hypervisor {
             self.netback_fatal(conn, EINVAL, &message);
             return false;
         }
+        // read_xenbus_vif_flags, before the queues connect.
+        conn.xdp_headroom_bytes = self.netback_read_xdp_headroom(conn);
         let mut done = Connected::default();
         for queue in 0..requested {
             let dir = if requested == 1 {

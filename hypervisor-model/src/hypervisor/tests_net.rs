@@ -115,10 +115,12 @@ fn scribble_request(hv: &mut Hypervisor, dom: u16, req: TxRequest) {
     path.guest_scribble(false, 0, &prod.wrapping_add(1).to_le_bytes());
 }
 
-/// The guest notifies netback over its event channel (`EVTCHNOP_send`) after writing its
-/// ring by hand: netback's interrupt handler runs.
+/// The guest notifies netback over its TX event channel (`EVTCHNOP_send`) after writing
+/// its TX ring by hand: netback's TX interrupt handler runs.
 pub(super) fn kick(hv: &mut Hypervisor, p: &mut FakePlatform, dom: u16) {
-    hv.netback_irq((ids::dom(dom), 0), 0, p);
+    let key = (ids::dom(dom), 0);
+    let irq = hv.net_irq_of(key, 0, false);
+    hv.netback_irq(key, 0, irq, p);
     p.run_until_idle(hv);
 }
 

@@ -1,6 +1,7 @@
 //! Multi-queue vifs end to end on a booted host whose dom0 has four vCPUs: the XenStore
-//! keys of the negotiation (netif.h; a one-queue vif byte for byte as Linux's netfront
-//! writes it, and with a backend that offers no split channels), frames spread over the
+//! keys of the negotiation (netif.h; a one-queue vif's frontend and backend directories
+//! byte for byte as Linux's drivers write them, with a backend that offers no split
+//! channels or no XDP headroom, and the `xdp-headroom` netback reads), frames spread over the
 //! queues and over dom0's vCPUs and delivered in order per queue, each queue's ports bound
 //! to the vCPU that does its work, the frontend keys netback refuses as Linux does,
 //! teardown, and a lost interrupt on one queue's port.
@@ -191,9 +192,10 @@ fn a_one_queue_vif_writes_linux_netfronts_keys_byte_for_byte() {
     config.max_vcpus = 1;
     assert_eq!(hv.handle(&create_paused(1, config), &mut p), Ok(()));
     p.run_until_idle(&mut hv);
-    // libxl's keys, then talk_to_netback's transaction: the queue count because netback
-    // offers `multi-queue-max-queues` (4), the rings and split ports flat because one
-    // queue, then the features. Refs 8/9 are the first free; ports 1 and 2 are the
+    // libxl's keys, talk_to_netback_xdp's `xdp-headroom` (0: no XDP program) because
+    // netback offers `feature-xdp-headroom`, then talk_to_netback's transaction: the queue
+    // count because netback offers `multi-queue-max-queues` (4), the rings and split ports
+    // flat because one queue, then the features. Refs 8/9 are the first free; ports 1 and 2 are the
     // store's and the console's, so TX is 3 and RX 4.
     let want = [
         ("backend", "/local/domain/0/backend/vif/1/0"),
@@ -203,6 +205,7 @@ fn a_one_queue_vif_writes_linux_netfronts_keys_byte_for_byte() {
         ("mac", "00:16:3e:00:00:01"),
         ("trusted", "1"),
         ("mtu", "1500"),
+        ("xdp-headroom", "0"),
         ("multi-queue-num-queues", "1"),
         ("tx-ring-ref", "8"),
         ("rx-ring-ref", "9"),
@@ -217,12 +220,43 @@ fn a_one_queue_vif_writes_linux_netfronts_keys_byte_for_byte() {
     ]
     .map(|(k, v)| (String::from(k), String::from(v)));
     assert_eq!(dir_keys(&hv, FRONT), want);
+    // libxl's backend keys, the hotplug script's status, then netback_probe's: its
+    // transaction with `feature-xdp-headroom` between rx-copy and rx-flip (Linux >= 5.9),
+    // then the split, queue and control-ring offers.
+    let want_back = [
+        ("frontend", "/local/domain/1/device/vif/0"),
+        ("frontend-id", "1"),
+        ("online", "1"),
+        ("state", "4"),
+        ("script", "/etc/xen/scripts/vif-bridge"),
+        ("mac", "00:16:3e:00:00:01"),
+        ("mtu", "1500"),
+        ("bridge", "xenbr0"),
+        ("handle", "0"),
+        ("type", "vif"),
+        ("hotplug-status", "connected"),
+        ("feature-sg", "1"),
+        ("feature-gso-tcpv4", "1"),
+        ("feature-gso-tcpv6", "1"),
+        ("feature-ipv6-csum-offload", "1"),
+        ("feature-rx-copy", "1"),
+        ("feature-xdp-headroom", "1"),
+        ("feature-rx-flip", "0"),
+        ("feature-multicast-control", "1"),
+        ("feature-dynamic-multicast-control", "1"),
+        ("feature-split-event-channels", "1"),
+        ("multi-queue-max-queues", "4"),
+        ("feature-ctrl-ring", "1"),
+    ]
+    .map(|(k, v)| (String::from(k), String::from(v)));
+    assert_eq!(dir_keys(&hv, BACK), want_back);
     let split = value(&hv, &alloc::format!("{BACK}/feature-split-event-channels"));
     assert_eq!(split.as_deref(), Some("1"));
     // netback read the flat split keys: one queue, a TX and an RX port bound.
     let conn = &hv.device_conns(ids::dom(1))[0];
     assert_eq!(conn.back_state, XenbusState::Connected);
     assert_eq!(conn.back_ports().len(), 2);
+    assert_eq!(conn.xdp_headroom_bytes, 0);
     assert_eq!(hv.vif_path(ids::dom(1), 0).map(|v| v.queues.len()), Some(1));
 }
 
@@ -352,7 +386,7 @@ fn a_lost_interrupt_stalls_only_the_queue_whose_port_it_names() {
     let flows: Vec<u32> = received(&p, 2).iter().map(|f| f.flow).collect();
     assert_eq!(flows, [0, 3]);
     let path = hv.vif_path(ids::dom(2), 0).expect("d2's vif");
-    let lost: Vec<bool> = path.queues.iter().map(|q| q.irq_lost.0).collect();
+    let lost: Vec<bool> = path.queues.iter().map(|q| q.irq_lost.front_rx).collect();
     assert_eq!(lost, [false, false, true, false]);
     let traced = p.events.iter().any(|e| {
         matches!(e, TraceEvent::InterruptLost { dom, port, left: 0 }
@@ -502,4 +536,48 @@ fn a_ring_ref_the_guest_never_granted_is_refused_as_a_mapping_failure() {
         .table(DomId::DOM0)
         .map(|t| t.live_mappings());
     assert_eq!(dom0_maps, Some(0));
+}
+
+#[test]
+fn netback_clamps_the_xdp_headroom_a_guest_writes_to_netif_h_maximum() {
+    let (mut hv, mut p) = d1_published();
+    // 40000 bytes is past XEN_NETIF_MAX_XDP_HEADROOM (0x7fff = 32767).
+    guest_sets(&mut hv, "xdp-headroom", Some("40000"));
+    p.run_until_idle(&mut hv);
+    let conn = &hv.device_conns(ids::dom(1))[0];
+    assert_eq!(conn.back_state, XenbusState::Connected);
+    assert_eq!(conn.xdp_headroom_bytes, 0x7fff);
+}
+
+#[test]
+fn netback_reads_an_xdp_headroom_without_a_number_as_zero() {
+    let (mut hv, mut p) = d1_published();
+    // xenbus_scanf("%hu") matches nothing: read_xenbus_frontend_xdp keeps 0.
+    guest_sets(&mut hv, "xdp-headroom", Some("lots"));
+    p.run_until_idle(&mut hv);
+    let conn = &hv.device_conns(ids::dom(1))[0];
+    assert_eq!(conn.back_state, XenbusState::Connected);
+    assert_eq!(conn.xdp_headroom_bytes, 0);
+}
+
+#[test]
+fn a_backend_without_xdp_headroom_gets_no_xdp_headroom_key() {
+    let (mut hv, mut p) = host();
+    // A network driver domain whose netback has `provides_xdp_headroom` off.
+    let mut netdd = DomainConfig::with_defaults(String::from("netdd"));
+    netdd.driver_domain = true;
+    netdd.cmdline = Some(String::from("xen_netback.provides_xdp_headroom=n"));
+    assert_eq!(hv.handle(&create_paused(1, netdd), &mut p), Ok(()));
+    p.run_until_idle(&mut hv);
+    let mut config = guest("a", "00:16:3e:00:00:01");
+    config.vifs[0].backend = Some(String::from("netdd"));
+    assert_eq!(hv.handle(&create_paused(2, config), &mut p), Ok(()));
+    p.run_until_idle(&mut hv);
+    let offered = value(&hv, "/local/domain/1/backend/vif/2/0/feature-xdp-headroom");
+    assert_eq!(offered.as_deref(), Some("0"));
+    assert_eq!(
+        value(&hv, "/local/domain/2/device/vif/0/xdp-headroom"),
+        None
+    );
+    assert!(hv.vif_path(ids::dom(2), 0).is_some());
 }

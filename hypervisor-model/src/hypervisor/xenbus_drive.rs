@@ -95,14 +95,15 @@ impl Hypervisor {
     /// Backend probe: feature keys (and the hotplug script's), then InitWait.
     pub(super) fn backend_probe(&mut self, conn: &mut DeviceConn) {
         let vcpus = self.domains.get(conn.back_dom).map_or(1, |d| d.vcpus.len());
-        let (queues, split) = match conn.kind {
-            DeviceKind::Vif => (
-                self.netback_max_queues(conn.back_dom),
-                self.netback_split_irq(conn.back_dom),
-            ),
-            DeviceKind::Vbd => (u32::try_from(vcpus).unwrap_or(1), false),
+        let offer = match conn.kind {
+            DeviceKind::Vif => self.netback_offer(conn.back_dom),
+            DeviceKind::Vbd => handshake::BackendOffer {
+                queues_max: u32::try_from(vcpus).unwrap_or(1),
+                split_evtchn: false,
+                xdp_headroom: false,
+            },
         };
-        for (key, value) in handshake::backend_probe_keys(conn.kind, queues, split) {
+        for (key, value) in handshake::backend_probe_keys(conn.kind, offer) {
             let path = alloc::format!("{}/{key}", conn.back_path);
             self.xs_drive_write(DriverXs::of(conn.back_dom), None, &path, value.as_bytes());
         }
@@ -119,6 +120,9 @@ impl Hypervisor {
             DeviceKind::Vif => self.netfront_layout(conn),
             DeviceKind::Vbd => handshake::VifLayout::SINGLE,
         };
+        if layout.xdp_headroom {
+            self.netfront_write_xdp_headroom(conn);
+        }
         for queue in 0..layout.queues {
             for page in 0..conn.kind.ring_pages() {
                 let Some(gref) = self.free_driver_gref(front) else {

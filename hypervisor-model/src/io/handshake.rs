@@ -26,8 +26,14 @@
 //! are `talk_to_netback`'s: `request-rx-copy`, `feature-rx-notify`, `feature-sg`,
 //! `feature-gso-tcpv4`, `feature-gso-tcpv6`, `feature-ipv6-csum-offload`.
 //!
-//! xensim differs / leaves out on purpose: single-page rings, no control ring and no XDP
-//! headroom keys (`feature-xdp-headroom`, `xdp-headroom`), no reconnect;
+//! XDP headroom (Linux >= 5.9): netback offers `feature-xdp-headroom` in its probe
+//! (`provides_xdp_headroom`, default 1); netfront, when offered it, writes `xdp-headroom`
+//! outside its transaction before it sets up its queues (`talk_to_netback_xdp`); netback
+//! reads it at connect (`read_xenbus_frontend_xdp` from `read_xenbus_vif_flags`). xensim
+//! models no XDP program, so netfront's headroom is always 0 ([`NETFRONT_XDP_HEADROOM`]).
+//!
+//! xensim differs / leaves out on purpose: single-page rings, no control ring, no XDP
+//! (no program, no `Reconfiguring` round trip of `xennet_xdp_set`), no reconnect;
 //! `physical-sector-size` and `sectors` are fixed stand-in values. Spec §3.3 lists
 //! `feature-no-csum-offload = 0` and `request-multicast-control = 1` among the frontend's
 //! keys and writes `multi-queue-num-queues` and split ports only with several queues;
@@ -135,6 +141,13 @@ pub struct DeviceConn {
     pub queue_count: u32,
     /// vif: the frontend set up a TX and an RX port per queue.
     pub split_evtchn: bool,
+    /// vif: the frontend's `xdp-headroom` as netback read it at connect (netback's
+    /// `vif->xdp_headroom`: 0 when missing or not a number, at most
+    /// [`XEN_NETIF_MAX_XDP_HEADROOM`]). xensim differs: netback places RX data at offset 0
+    /// whatever it read (Linux starts the first slot's data after the headroom and adds an
+    /// XDP extra-info slot); only a guest that rewrote its key behind netfront can make
+    /// the two differ, since xensim's netfront writes 0.
+    pub xdp_headroom_bytes: u16,
     /// The frontend's ports after `front_port`, in the order above.
     pub more_front_ports: Vec<EvtchnPort>,
     /// The backend's ports after `back_port`, one per entry of `more_front_ports`.
@@ -168,6 +181,7 @@ impl DeviceConn {
             front_probe_pending: false,
             queue_count: 0,
             split_evtchn: false,
+            xdp_headroom_bytes: 0,
             more_front_ports: Vec::new(),
             more_back_ports: Vec::new(),
         }
@@ -210,11 +224,25 @@ fn kv(key: &str, value: &str) -> (String, String) {
     (String::from(key), String::from(value))
 }
 
+/// What a backend offers in its probe: its kernel's module parameters.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct BackendOffer {
+    /// `multi-queue-max-queues` (netback's `max_queues`; blkback's online vCPUs).
+    pub queues_max: u32,
+    /// netback's `separate_tx_rx_irq`: `feature-split-event-channels` (a vbd ignores it).
+    pub split_evtchn: bool,
+    /// netback's `provides_xdp_headroom`: `feature-xdp-headroom` (a vbd ignores it).
+    pub xdp_headroom: bool,
+}
+
 /// Keys the backend writes during probe, before `state = 2` (spec §3.3, §3.4). The
-/// hotplug script's keys come first (`hotplug-status`, and a vbd's `physical-device`).
-/// `split` is netback's `separate_tx_rx_irq` (a vbd ignores it).
-pub fn backend_probe_keys(kind: DeviceKind, max_queues: u32, split: bool) -> Vec<(String, String)> {
-    let queues = format!("{}", max_queues.max(1));
+/// hotplug script's keys come first (`hotplug-status`, and a vbd's `physical-device`);
+/// a vif's then follow `netback_probe`: its transaction (`feature-sg` .. `feature-rx-copy`,
+/// `feature-xdp-headroom`, `feature-rx-flip`, the multicast keys), then
+/// `feature-split-event-channels`, `multi-queue-max-queues` and `feature-ctrl-ring`.
+pub fn backend_probe_keys(kind: DeviceKind, offer: BackendOffer) -> Vec<(String, String)> {
+    let queues = format!("{}", offer.queues_max.max(1));
+    let flag = |on: bool| if on { "1" } else { "0" };
     match kind {
         DeviceKind::Vif => alloc::vec![
             kv("hotplug-status", "connected"),
@@ -223,13 +251,11 @@ pub fn backend_probe_keys(kind: DeviceKind, max_queues: u32, split: bool) -> Vec
             kv("feature-gso-tcpv6", "1"),
             kv("feature-ipv6-csum-offload", "1"),
             kv("feature-rx-copy", "1"),
+            kv("feature-xdp-headroom", flag(offer.xdp_headroom)),
             kv("feature-rx-flip", "0"),
             kv("feature-multicast-control", "1"),
             kv("feature-dynamic-multicast-control", "1"),
-            kv(
-                "feature-split-event-channels",
-                if split { "1" } else { "0" }
-            ),
+            kv("feature-split-event-channels", flag(offer.split_evtchn)),
             kv("multi-queue-max-queues", &queues),
             kv("feature-ctrl-ring", "1"),
         ],
@@ -255,7 +281,18 @@ pub struct VifLayout {
     /// The backend advertised `multi-queue-max-queues`: `multi-queue-num-queues` is
     /// written, even for one queue.
     pub count_key: bool,
+    /// The backend offers `feature-xdp-headroom` (non-zero): netfront writes its
+    /// `xdp-headroom` ([`NETFRONT_XDP_HEADROOM`]) before it sets up its queues.
+    pub xdp_headroom: bool,
 }
+
+/// The `xdp-headroom` netfront writes: `XDP_PACKET_HEADROOM` (256) with an XDP program
+/// attached, else 0. xensim's guests attach no XDP program, so it is always 0.
+pub const NETFRONT_XDP_HEADROOM: u16 = 0;
+
+/// netif.h's `XEN_NETIF_MAX_XDP_HEADROOM`: netback clamps the frontend's `xdp-headroom`
+/// to it (`read_xenbus_frontend_xdp`).
+pub const XEN_NETIF_MAX_XDP_HEADROOM: u16 = 0x7fff;
 
 impl VifLayout {
     /// One queue, one shared port, no queue count (a vbd, or a backend without the
@@ -264,6 +301,7 @@ impl VifLayout {
         queues: 1,
         split: false,
         count_key: false,
+        xdp_headroom: false,
     };
 
     /// Event-channel ports per queue.
@@ -396,6 +434,7 @@ mod tests {
             queues: 1,
             split: true,
             count_key: true,
+            xdp_headroom: true,
         };
         let keys = frontend_keys(DeviceKind::Vif, &refs, &ports, layout);
         assert_eq!(keys[0], kv("multi-queue-num-queues", "1"));
@@ -415,6 +454,7 @@ mod tests {
             queues: 2,
             split: true,
             count_key: true,
+            xdp_headroom: true,
         };
         let keys = frontend_keys(DeviceKind::Vif, &refs, &ports, layout);
         assert_eq!(keys[0], kv("multi-queue-num-queues", "2"));
@@ -430,9 +470,40 @@ mod tests {
 
     #[test]
     fn vbd_probe_keys_advertise_indirect_segments() {
-        let keys = backend_probe_keys(DeviceKind::Vbd, 2, true);
+        let offer = BackendOffer {
+            queues_max: 2,
+            split_evtchn: true,
+            xdp_headroom: true,
+        };
+        let keys = backend_probe_keys(DeviceKind::Vbd, offer);
         assert!(keys.contains(&kv("feature-max-indirect-segments", "256")));
         assert!(keys.contains(&kv("multi-queue-max-queues", "2")));
+        assert!(!keys.iter().any(|(k, _)| k == "feature-xdp-headroom"));
+    }
+
+    #[test]
+    fn vif_probe_offers_xdp_headroom_between_rx_copy_and_rx_flip() {
+        // netback_probe's transaction order; `provides_xdp_headroom` off writes 0.
+        let offer = BackendOffer {
+            queues_max: 1,
+            split_evtchn: true,
+            xdp_headroom: false,
+        };
+        let keys = backend_probe_keys(DeviceKind::Vif, offer);
+        let at = keys.iter().position(|(k, _)| k == "feature-xdp-headroom");
+        let around: Vec<&str> = at
+            .map(|i| {
+                keys[i - 1..=i + 1]
+                    .iter()
+                    .map(|(k, _)| k.as_str())
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert_eq!(
+            around,
+            ["feature-rx-copy", "feature-xdp-headroom", "feature-rx-flip"]
+        );
+        assert!(keys.contains(&kv("feature-xdp-headroom", "0")));
     }
 
     #[test]

@@ -244,6 +244,82 @@ pub struct TxShadow {
     pub page: u16,
 }
 
+/// The interrupt handler one notification of a queue runs on the receiving end. With split
+/// event channels each port has its own: netfront's `xennet_tx_interrupt` only reaps TX
+/// responses and `xennet_rx_interrupt` only schedules the RX poll; netback's
+/// `xenvif_tx_interrupt` only schedules the TX NAPI poll (new requests) and
+/// `xenvif_rx_interrupt` only kicks the RX thread (new buffers). With one shared port
+/// (`xen_netback.separate_tx_rx_irq=0`) `xennet_interrupt` / `xenvif_interrupt` do both.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum VifIrq {
+    /// The TX port of a queue with split ports.
+    Tx,
+    /// The RX port of a queue with split ports.
+    Rx,
+    /// The one port of a queue without split ports.
+    Shared,
+}
+
+impl VifIrq {
+    /// The handler of the TX (`rx` false) or RX channel of a queue whose ports are `split`.
+    pub const fn of(split: bool, rx: bool) -> VifIrq {
+        match (split, rx) {
+            (false, _) => VifIrq::Shared,
+            (true, false) => VifIrq::Tx,
+            (true, true) => VifIrq::Rx,
+        }
+    }
+
+    /// The handler serves the TX ring.
+    pub const fn serves_tx(self) -> bool {
+        !matches!(self, VifIrq::Rx)
+    }
+
+    /// The handler serves the RX ring.
+    pub const fn serves_rx(self) -> bool {
+        !matches!(self, VifIrq::Tx)
+    }
+}
+
+/// Which of a queue's four handlers (netfront's and netback's, TX and RX) a
+/// `lost-interrupt` fault left unrun since they last ran (`lost_irq.rs`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct LostIrqs {
+    /// netfront's TX handler.
+    pub front_tx: bool,
+    /// netfront's RX handler.
+    pub front_rx: bool,
+    /// netback's TX handler.
+    pub back_tx: bool,
+    /// netback's RX handler.
+    pub back_rx: bool,
+}
+
+impl LostIrqs {
+    /// The notification for `irq` to netfront (`front`) or netback was lost.
+    pub fn lost(&mut self, front: bool, irq: VifIrq) {
+        self.set(front, irq, true);
+    }
+
+    /// The handler for `irq` of netfront (`front`) or netback ran.
+    pub fn ran(&mut self, front: bool, irq: VifIrq) {
+        self.set(front, irq, false);
+    }
+
+    fn set(&mut self, front: bool, irq: VifIrq, value: bool) {
+        let (tx, rx) = match front {
+            true => (&mut self.front_tx, &mut self.front_rx),
+            false => (&mut self.back_tx, &mut self.back_rx),
+        };
+        if irq.serves_tx() {
+            *tx = value;
+        }
+        if irq.serves_rx() {
+            *rx = value;
+        }
+    }
+}
+
 /// One queue of a vif's data path: a TX and an RX ring with what each end keeps for them.
 #[derive(Clone, Debug)]
 pub struct VifQueue {
@@ -290,9 +366,9 @@ pub struct VifQueue {
     pub rx_queue_bytes: u32,
     /// netback: a batch is queued on the backend's CPU.
     pub back_busy: bool,
-    /// A `lost-interrupt` fault ate a notification to the (frontend, backend) end since
-    /// that end's handler last ran: the checker's lost-wakeup rule does not apply to it.
-    pub irq_lost: (bool, bool),
+    /// The handlers a `lost-interrupt` fault left unrun since they last ran: the
+    /// checker's lost-wakeup rule does not apply to their rings.
+    pub irq_lost: LostIrqs,
     /// Counters.
     pub counters: VifCounters,
     /// TX indices the checker saw last.
@@ -331,7 +407,7 @@ impl VifQueue {
             rx_queue: VecDeque::new(),
             rx_queue_bytes: 0,
             back_busy: false,
-            irq_lost: (false, false),
+            irq_lost: LostIrqs::default(),
             counters: VifCounters::default(),
             tx_watch: RingWatch::default(),
             rx_watch: RingWatch::default(),
@@ -427,13 +503,15 @@ impl VifQueue {
             .tx_back
             .unconsumed_requests(&self.tx_sring)
             .unwrap_or(0);
-        if !self.back_busy && !self.irq_lost.1 && tx_left > 0 {
+        if !self.back_busy && !self.irq_lost.back_tx && tx_left > 0 {
             out.push("ring.lost_wakeup");
         }
+        // netfront's TX and RX rings are each served by their own handler (one handler
+        // for both with a shared port), so each is excused only by its own lost interrupt.
         let left = |f: &FrontRing, s: &SharedRing| f.unconsumed_responses(s).unwrap_or(0);
-        let front_left =
-            left(&self.tx_front, &self.tx_sring) > 0 || left(&self.rx_front, &self.rx_sring) > 0;
-        if !self.irq_lost.0 && front_left {
+        let tx_stuck = !self.irq_lost.front_tx && left(&self.tx_front, &self.tx_sring) > 0;
+        let rx_stuck = !self.irq_lost.front_rx && left(&self.rx_front, &self.rx_sring) > 0;
+        if tx_stuck || rx_stuck {
             out.push("ring.lost_wakeup");
         }
     }
