@@ -413,8 +413,8 @@ impl Hypervisor {
         if let Some(path) = self.blk.paths.get_mut(&key) {
             path.back_busy = true;
         }
-        for outcome in work.outcomes {
-            let outcome = self.blk_injected_error(key, outcome);
+        for mut outcome in work.outcomes {
+            self.blk_injected_error(key, &mut outcome);
             match outcome {
                 BackOutcome::Submit(io) => self.blk_disk_submit(key, io, p),
                 BackOutcome::Reject(rsp, err) => {
@@ -444,16 +444,17 @@ impl Hypervisor {
     }
 
     /// A `disk-error` fault pending on `key` turns a request bound for the disk into an
-    /// error response (its transient mappings go).
-    fn blk_injected_error(&mut self, key: VbdKey, outcome: BackOutcome) -> BackOutcome {
+    /// error response (its transient mappings go). In place: the request is large, and
+    /// almost always goes to the disk unchanged.
+    fn blk_injected_error(&mut self, key: VbdKey, outcome: &mut BackOutcome) {
         let Some(path) = self.blk.paths.get_mut(&key) else {
-            return outcome;
+            return;
         };
         let BackOutcome::Submit(io) = outcome else {
-            return outcome;
+            return;
         };
         if path.back_fail_count == 0 {
-            return BackOutcome::Submit(io);
+            return;
         }
         path.back_fail_count -= 1;
         let back_dom = path.params.back_dom;
@@ -466,7 +467,7 @@ impl Hypervisor {
             op: io.op,
             status: err.status(),
         };
-        BackOutcome::Reject(rsp, err)
+        *outcome = BackOutcome::Reject(rsp, err);
     }
 
     /// `BlkFault`: the next `count` requests of `dom`'s vbd `vdev` fail (ignored for a

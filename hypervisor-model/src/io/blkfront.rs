@@ -235,7 +235,7 @@ impl VbdPath {
         } else {
             let index = self.pool_take(grants)?;
             let page = self.pool[usize::from(index)];
-            let bytes = pages.page_mut(page.mfn);
+            let bytes = pages.bytes_mut(page.mfn, 8 * segs.len());
             for (i, seg) in segs.iter().enumerate() {
                 seg.encode(&mut bytes[8 * i..8 * i + 8]);
             }

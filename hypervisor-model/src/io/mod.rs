@@ -6,7 +6,8 @@
 //! path: the netif wire format (`netif.rs`), one vif's rings and pools (`vif.rs`), netfront
 //! (`netfront.rs`) and netback (`netback.rs`), run by `hypervisor/net_glue.rs`; the guest
 //! console ring and xenconsoled's per-domain buffers (`console.rs`); the free-running index
-//! checks the XenStore and console rings share (`ring_index.rs`).
+//! checks the XenStore and console rings share (`ring_index.rs`); the stand-in memory of
+//! both data paths' pages (`page_store.rs`).
 //!
 //! Follows xen/include/public/io/xenbus.h; spec `xenstore-io.md` §4.
 
@@ -18,6 +19,7 @@ pub mod handshake;
 pub mod netback;
 pub mod netfront;
 pub mod netif;
+pub mod page_store;
 pub mod ring;
 pub mod ring_index;
 pub mod vbd;

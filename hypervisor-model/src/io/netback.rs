@@ -221,9 +221,10 @@ impl VifQueue {
                     out.copies += 1;
                     if i == 0 {
                         let offset = usize::from(req.offset);
+                        let mut raw = [0u8; HEADER_BYTES];
                         header = pages
-                            .page(copied.source_mfn)
-                            .and_then(|p| NetPacket::decode(p.get(offset..)?));
+                            .read(copied.source_mfn, offset, &mut raw)
+                            .and_then(|()| NetPacket::decode(&raw));
                     }
                 }
                 Err(e) => {
@@ -372,7 +373,7 @@ impl VifQueue {
             let status = match grants.copy(self.params.back_dom, &op, &StandInFrames) {
                 Ok(copied) => {
                     if i == 0 {
-                        packet.encode(&mut pages.page_mut(copied.dest_mfn)[..HEADER_BYTES]);
+                        packet.encode(pages.bytes_mut(copied.dest_mfn, HEADER_BYTES));
                     }
                     i16::try_from(len).unwrap_or(i16::MAX)
                 }

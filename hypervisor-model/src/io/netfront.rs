@@ -103,7 +103,7 @@ impl VifQueue {
             let index = self.tx_pool_take(grants)?;
             let page = self.tx_pool[usize::from(index)];
             if i == 0 {
-                packet.encode(&mut pages.page_mut(page.mfn)[..]);
+                packet.encode(pages.bytes_mut(page.mfn, super::vif::HEADER_BYTES));
             }
             let id = self.tx_id_free.pop()?;
             assert!(
@@ -286,9 +286,13 @@ impl VifQueue {
         }
         self.rx_front.rsp_cons = first_index.wrapping_add(slots);
         let slot = usize::try_from(first_index).unwrap_or(0) & (NET_RING_SLOTS - 1);
-        let page = self.rx_pool.get(slot).and_then(|p| pages.page(p.mfn));
         let offset = usize::from(first.offset);
-        let packet = page.and_then(|p| NetPacket::decode(p.get(offset..)?));
+        let mut header = [0u8; super::vif::HEADER_BYTES];
+        let packet = self
+            .rx_pool
+            .get(slot)
+            .and_then(|p| pages.read(p.mfn, offset, &mut header))
+            .and_then(|()| NetPacket::decode(&header));
         let Some(packet) = packet.filter(|p| ok && u64::from(p.bytes) == bytes) else {
             self.counters.rx_errors += 1;
             return None;

@@ -25,6 +25,8 @@ use super::ring::{BackRing, FrontRing, RingWatch, SharedRing, RING_PAGE_BYTES};
 use crate::grant::{FrameError, GrantHandle, GuestFrames};
 use crate::ids::{DomId, Gfn, GrantRef, Mfn};
 
+pub use super::page_store::PageStore;
+
 /// Linux blkback's `xen_blkif_max_pgrants` default: persistent grants per ring.
 pub const PERSISTENT_GRANTS_MAX: usize = 1056;
 /// Guest I/Os the block layer holds for a device while the ring is full (xensim's bound;
@@ -129,105 +131,6 @@ pub struct StandInFrames;
 impl GuestFrames for StandInFrames {
     fn translate(&self, dom: DomId, gfn: Gfn, _readonly: bool) -> Result<Mfn, FrameError> {
         Ok(Mfn::new((u64::from(dom.raw()) << 32) | gfn.raw()))
-    }
-}
-
-/// Contents of the pages that carry block data and indirect descriptors, by machine frame.
-#[derive(Clone, Debug, Default)]
-pub struct PageStore {
-    pages: BTreeMap<Mfn, alloc::boxed::Box<[u8; RING_PAGE_BYTES]>>,
-}
-
-impl PageStore {
-    /// The page at `mfn` (zeroed when first touched).
-    pub fn page_mut(&mut self, mfn: Mfn) -> &mut [u8; RING_PAGE_BYTES] {
-        self.pages
-            .entry(mfn)
-            .or_insert_with(|| alloc::boxed::Box::new([0; RING_PAGE_BYTES]))
-    }
-
-    /// The page at `mfn`, if it was ever written.
-    pub fn page(&self, mfn: Mfn) -> Option<&[u8; RING_PAGE_BYTES]> {
-        self.pages.get(&mfn).map(|b| &**b)
-    }
-
-    /// The stamp of sector `index` (0..8) of the page.
-    pub fn stamp(&self, mfn: Mfn, index: u8) -> u64 {
-        let Some(page) = self.page(mfn) else {
-            return 0;
-        };
-        let at = usize::from(index) * 512;
-        let mut raw = [0u8; 8];
-        raw.copy_from_slice(&page[at..at + 8]);
-        u64::from_le_bytes(raw)
-    }
-
-    /// Appends the stamps of sectors `first..=last` of the page to `out` (one lookup).
-    pub fn stamps_into(&self, mfn: Mfn, first: u8, last: u8, out: &mut Vec<u64>) {
-        let page = self.page(mfn);
-        for index in first..=last {
-            let at = usize::from(index) * 512;
-            let stamp = page.map_or(0, |p| {
-                let mut raw = [0u8; 8];
-                raw.copy_from_slice(&p[at..at + 8]);
-                u64::from_le_bytes(raw)
-            });
-            out.push(stamp);
-        }
-    }
-
-    /// Folds the stamps of sectors `first..=last` of the page into `digest`.
-    pub fn digest_stamps(&self, mfn: Mfn, first: u8, last: u8, digest: u64) -> u64 {
-        let page = self.page(mfn);
-        (first..=last).fold(digest, |d, index| {
-            let at = usize::from(index) * 512;
-            let stamp = page.map_or(0, |p| {
-                let mut raw = [0u8; 8];
-                raw.copy_from_slice(&p[at..at + 8]);
-                u64::from_le_bytes(raw)
-            });
-            digest_step(d, stamp)
-        })
-    }
-
-    /// Writes `stamps` into sectors `first..` of the page (one lookup).
-    pub fn set_stamps(&mut self, mfn: Mfn, first: u8, stamps: impl Iterator<Item = u64>) {
-        let page = self.page_mut(mfn);
-        for (index, stamp) in (usize::from(first)..8).zip(stamps) {
-            let at = index * 512;
-            page[at..at + 8].copy_from_slice(&stamp.to_le_bytes());
-        }
-    }
-
-    /// Writes the stamp of sector `index` of the page.
-    pub fn set_stamp(&mut self, mfn: Mfn, index: u8, stamp: u64) {
-        let at = usize::from(index) * 512;
-        self.page_mut(mfn)[at..at + 8].copy_from_slice(&stamp.to_le_bytes());
-    }
-
-    /// Drops the page at `mfn` (its owner freed it).
-    pub fn forget(&mut self, mfn: Mfn) {
-        self.pages.remove(&mfn);
-    }
-
-    /// Pages held.
-    pub fn len(&self) -> usize {
-        self.pages.len()
-    }
-
-    /// No page held.
-    pub fn is_empty(&self) -> bool {
-        self.pages.is_empty()
-    }
-
-    /// Drops the pages of `dom` (its memory is gone).
-    pub fn forget_domain(&mut self, dom: DomId) {
-        let lo = Mfn::new(u64::from(dom.raw()) << 32);
-        let hi = Mfn::new((u64::from(dom.raw()) + 1) << 32);
-        let doomed: Vec<Mfn> = self.pages.range(lo..hi).map(|(m, _)| *m).collect();
-        for mfn in doomed {
-            self.pages.remove(&mfn);
-        }
     }
 }
 

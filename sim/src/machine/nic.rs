@@ -55,7 +55,7 @@ impl Responder {
         let count = total.div_ceil(FRAME_BYTES_MAX);
         let seq = self.seq.entry((request.src, request.flow)).or_insert(0);
         let mut left = total;
-        let mut frames = Vec::new();
+        let mut frames = Vec::with_capacity(usize::try_from(count).unwrap_or(0));
         for index in 0..count {
             let bytes = left.min(FRAME_BYTES_MAX);
             left -= bytes;

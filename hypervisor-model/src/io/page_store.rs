@@ -1,0 +1,283 @@
+//! The stand-in memory behind the split drivers' data pages: the contents of the pages
+//! that carry block data, indirect descriptors and packet headers, by machine frame.
+//! blkfront/blkback (`vbd.rs`) and netfront/netback (`vif.rs`) reach it through the grant
+//! tables' frames.
+//!
+//! # Invariants
+//! - No page group is empty, and the page count is the sum of the groups' counts.
+//! - A page holds at most [`RING_PAGE_BYTES`] bytes; the bytes past what it holds read as
+//!   zeros, and a frame never written reads as absent.
+//!
+//! xensim differs, on purpose: a page holds its bytes only up to the last one written (a
+//! packet page its 40-byte header, a data page up to its last sector's stamp), not a whole
+//! 4 KiB frame; frames are grouped ([`PAGE_GROUP_FRAMES`] consecutive frames per map entry)
+//! so that a lookup walks a tree of a few entries per device rather than one per page.
+
+use alloc::collections::BTreeMap;
+use alloc::vec::Vec;
+
+use super::ring::RING_PAGE_BYTES;
+use super::vbd::digest_step;
+use crate::ids::{DomId, Mfn};
+
+/// Contents of the pages that carry block data, indirect descriptors and packet headers,
+/// by machine frame.
+///
+/// Frames are kept in groups of [`PAGE_GROUP_FRAMES`] consecutive frames, one map entry
+/// per group: a device's pool is consecutive stand-in frames, so the map stays a few
+/// entries per device and a lookup walks a shallow tree. Each group counts the pages it
+/// holds and goes when the last one does.
+#[derive(Clone, Debug, Default)]
+pub struct PageStore {
+    groups: BTreeMap<u64, alloc::boxed::Box<PageGroup>>,
+    /// Pages held over all groups.
+    held: usize,
+}
+
+/// Consecutive frames that share one [`PageStore`] map entry.
+pub const PAGE_GROUP_FRAMES: usize = 64;
+
+/// Byte offset of sector `index`'s stamp in its page.
+const fn stamp_at(index: u8) -> usize {
+    index as usize * 512
+}
+
+/// The pages of [`PAGE_GROUP_FRAMES`] consecutive frames (`None`: never written, or
+/// forgotten). A page's bytes past its length are zeros.
+#[derive(Clone, Debug)]
+struct PageGroup {
+    pages: [Option<Vec<u8>>; PAGE_GROUP_FRAMES],
+    /// `Some` entries of `pages`.
+    held: usize,
+}
+
+impl PageGroup {
+    fn new() -> Self {
+        PageGroup {
+            pages: core::array::from_fn(|_| None),
+            held: 0,
+        }
+    }
+}
+
+/// The group key and the index within the group of `mfn`.
+fn group_of(mfn: Mfn) -> (u64, usize) {
+    const FRAMES: u64 = PAGE_GROUP_FRAMES as u64;
+    let raw = mfn.raw();
+    // Below `PAGE_GROUP_FRAMES`: always fits.
+    let index = usize::try_from(raw % FRAMES).unwrap_or(0);
+    (raw / FRAMES, index)
+}
+
+impl PageStore {
+    /// The first `len` bytes of the page at `mfn`, for writing (zeros where never written;
+    /// the page exists from now on). Panics if `len` exceeds a page: callers index within
+    /// one.
+    pub fn bytes_mut(&mut self, mfn: Mfn, len: usize) -> &mut [u8] {
+        assert!(len <= RING_PAGE_BYTES, "{len} bytes past a page");
+        let (key, index) = group_of(mfn);
+        let group = self
+            .groups
+            .entry(key)
+            .or_insert_with(|| alloc::boxed::Box::new(PageGroup::new()));
+        let slot = &mut group.pages[index];
+        if slot.is_none() {
+            group.held += 1;
+            self.held += 1;
+        }
+        let page = slot.get_or_insert_with(Vec::new);
+        if page.len() < len {
+            page.resize(len, 0);
+        }
+        &mut page[..len]
+    }
+
+    /// Copies the page at `mfn` from byte `at` into `out` (zeros past what it holds);
+    /// `None` if the page was never written or the range leaves the page.
+    pub fn read(&self, mfn: Mfn, at: usize, out: &mut [u8]) -> Option<()> {
+        let page = self.held_bytes(mfn)?;
+        let end = at.checked_add(out.len())?;
+        if end > RING_PAGE_BYTES {
+            return None;
+        }
+        out.fill(0);
+        if let Some(held) = page.get(at..end.min(page.len())) {
+            out[..held.len()].copy_from_slice(held);
+        }
+        Some(())
+    }
+
+    /// Whether the page at `mfn` was ever written (and not forgotten since).
+    pub fn contains(&self, mfn: Mfn) -> bool {
+        self.held_bytes(mfn).is_some()
+    }
+
+    /// The bytes the page at `mfn` holds.
+    fn held_bytes(&self, mfn: Mfn) -> Option<&[u8]> {
+        let (key, index) = group_of(mfn);
+        self.groups.get(&key)?.pages[index].as_deref()
+    }
+
+    /// The 8 bytes at `at` of `page` (zeros past what it holds) as a little-endian word.
+    fn word_at(page: Option<&[u8]>, at: usize) -> u64 {
+        let mut raw = [0u8; 8];
+        if let Some(bytes) = page.and_then(|p| p.get(at..at + 8)) {
+            raw.copy_from_slice(bytes);
+        }
+        u64::from_le_bytes(raw)
+    }
+
+    /// The stamp of sector `index` (0..8) of the page.
+    pub fn stamp(&self, mfn: Mfn, index: u8) -> u64 {
+        Self::word_at(self.held_bytes(mfn), stamp_at(index))
+    }
+
+    /// Appends the stamps of sectors `first..=last` of the page to `out` (one lookup).
+    pub fn stamps_into(&self, mfn: Mfn, first: u8, last: u8, out: &mut Vec<u64>) {
+        let page = self.held_bytes(mfn);
+        out.extend((first..=last).map(|index| Self::word_at(page, stamp_at(index))));
+    }
+
+    /// Folds the stamps of sectors `first..=last` of the page into `digest`.
+    pub fn digest_stamps(&self, mfn: Mfn, first: u8, last: u8, digest: u64) -> u64 {
+        let page = self.held_bytes(mfn);
+        (first..=last).fold(digest, |d, index| {
+            digest_step(d, Self::word_at(page, stamp_at(index)))
+        })
+    }
+
+    /// Writes `stamps` into sectors `first..` of the page (one lookup); the page exists
+    /// afterwards even if there was nothing to write.
+    pub fn set_stamps(&mut self, mfn: Mfn, first: u8, stamps: impl Iterator<Item = u64>) {
+        let mut words = [0u64; 8];
+        let mut count = 0u8;
+        for (word, stamp) in words.iter_mut().skip(usize::from(first)).zip(stamps) {
+            *word = stamp;
+            count += 1;
+        }
+        let end = match count {
+            0 => 0,
+            n => stamp_at(first + n - 1) + 8,
+        };
+        let page = self.bytes_mut(mfn, end);
+        for index in first..first.saturating_add(count) {
+            let at = stamp_at(index);
+            let word = words[usize::from(index)];
+            page[at..at + 8].copy_from_slice(&word.to_le_bytes());
+        }
+    }
+
+    /// Writes the stamp of sector `index` of the page.
+    pub fn set_stamp(&mut self, mfn: Mfn, index: u8, stamp: u64) {
+        let at = stamp_at(index);
+        self.bytes_mut(mfn, at + 8)[at..].copy_from_slice(&stamp.to_le_bytes());
+    }
+
+    /// Drops the page at `mfn` (its owner freed it).
+    pub fn forget(&mut self, mfn: Mfn) {
+        let (key, index) = group_of(mfn);
+        let Some(group) = self.groups.get_mut(&key) else {
+            return;
+        };
+        if group.pages[index].take().is_none() {
+            return;
+        }
+        group.held -= 1;
+        self.held -= 1;
+        if group.held == 0 {
+            self.groups.remove(&key);
+        }
+    }
+
+    /// Pages held.
+    pub fn len(&self) -> usize {
+        debug_assert_eq!(
+            self.held,
+            self.groups.values().map(|g| g.held).sum::<usize>(),
+            "page count"
+        );
+        self.held
+    }
+
+    /// No page held.
+    pub fn is_empty(&self) -> bool {
+        self.held == 0
+    }
+
+    /// Drops the pages of `dom` (its memory is gone).
+    pub fn forget_domain(&mut self, dom: DomId) {
+        // A domain's frames are `dom << 32 ..`, a whole number of groups.
+        const _: () = assert!((1u64 << 32).is_multiple_of(PAGE_GROUP_FRAMES as u64));
+        let lo = (u64::from(dom.raw()) << 32) / PAGE_GROUP_FRAMES as u64;
+        let hi = ((u64::from(dom.raw()) + 1) << 32) / PAGE_GROUP_FRAMES as u64;
+        let doomed: Vec<u64> = self.groups.range(lo..hi).map(|(k, _)| *k).collect();
+        for key in doomed {
+            if let Some(group) = self.groups.remove(&key) {
+                self.held -= group.held;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mfn(dom: u16, frame: u64) -> Mfn {
+        Mfn::new((u64::from(dom) << 32) | frame)
+    }
+
+    #[test]
+    fn a_page_never_written_is_absent_and_a_written_one_reads_back() {
+        let mut store = PageStore::default();
+        store.set_stamp(mfn(1, 70), 3, 0xabcd);
+
+        assert!(!store.contains(mfn(1, 71)));
+        assert_eq!(store.stamp(mfn(1, 70), 3), 0xabcd);
+        assert_eq!(store.len(), 1);
+    }
+
+    #[test]
+    fn bytes_past_the_last_written_read_as_zeros() {
+        // 4 bytes written at the start; a read at 2..10 sees them, then zeros.
+        let mut store = PageStore::default();
+        store.bytes_mut(mfn(1, 3), 4).copy_from_slice(&[1, 2, 3, 4]);
+        let mut out = [9u8; 8];
+
+        let read = store.read(mfn(1, 3), 2, &mut out);
+
+        assert_eq!(read, Some(()));
+        assert_eq!(out, [3, 4, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(store.stamp(mfn(1, 3), 7), 0);
+    }
+
+    #[test]
+    fn a_read_that_leaves_the_page_is_refused() {
+        let mut store = PageStore::default();
+        store.bytes_mut(mfn(1, 3), 8);
+        let mut out = [0u8; 40];
+
+        assert_eq!(store.read(mfn(1, 3), RING_PAGE_BYTES - 39, &mut out), None);
+        assert_eq!(
+            store.read(mfn(1, 3), RING_PAGE_BYTES - 40, &mut out),
+            Some(())
+        );
+    }
+
+    #[test]
+    fn forgetting_the_last_page_of_a_group_drops_the_group() {
+        // Frames 64 and 65 share a group; 128 is the next one.
+        let mut store = PageStore::default();
+        for frame in [64, 65, 128] {
+            store.bytes_mut(mfn(1, frame), 1)[0] = 1;
+        }
+
+        store.forget(mfn(1, 64));
+        store.forget(mfn(1, 64));
+        store.forget(mfn(1, 65));
+
+        assert_eq!(store.len(), 1);
+        assert_eq!(store.groups.len(), 1);
+        assert!(!store.contains(mfn(1, 65)));
+    }
+}
