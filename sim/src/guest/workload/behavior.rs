@@ -148,20 +148,23 @@ impl Behavior {
 }
 
 impl Behavior {
-    /// The models this one is made of: a `mixed` workload's entries, or itself.
-    pub(crate) fn leaves_mut(&mut self) -> Vec<&mut Behavior> {
-        match self {
-            Behavior::Mixed(model) => model.behaviors_mut().collect(),
-            other => vec![other],
-        }
+    /// The models this one is made of: a `mixed` workload's entries, or itself. An
+    /// iterator, not a vector: callers walk it on every run start and demand done.
+    pub(crate) fn leaves_mut(&mut self) -> impl Iterator<Item = &mut Behavior> {
+        let (entries, single) = match self {
+            Behavior::Mixed(model) => (Some(model.behaviors_mut()), None),
+            other => (None, Some(other)),
+        };
+        entries.into_iter().flatten().chain(single)
     }
 
     /// The models this one is made of: a `mixed` workload's entries, or itself.
-    pub(crate) fn leaves(&self) -> Vec<&Behavior> {
-        match self {
-            Behavior::Mixed(model) => model.behaviors().collect(),
-            other => vec![other],
-        }
+    pub(crate) fn leaves(&self) -> impl Iterator<Item = &Behavior> {
+        let (entries, single) = match self {
+            Behavior::Mixed(model) => (Some(model.behaviors()), None),
+            other => (None, Some(other)),
+        };
+        entries.into_iter().flatten().chain(single)
     }
 
     /// The model that runs now: a `mixed` workload's current entry, or itself.
