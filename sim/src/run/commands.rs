@@ -552,12 +552,12 @@ impl World<'_> {
         }
         let h = &mut self.hosts[usize::from(host)];
         let replies = std::mem::take(&mut h.sim.replies);
-        let notices = std::mem::take(&mut h.sim.notices);
+        let mut notices = std::mem::take(&mut h.sim.notices);
         for (job, reply) in replies {
             self.reply(host, job, reply);
         }
         let now_ns = self.queue.now_ns();
-        for (dom, notice) in notices {
+        for (dom, notice) in notices.drain(..) {
             match notice {
                 GuestNotice::ShutdownRequested(reason) => {
                     self.queue.push(
@@ -592,6 +592,12 @@ impl World<'_> {
                 GuestNotice::VifConnected { devid, mac } => self.net_vif_up(host, dom, devid, mac),
                 GuestNotice::VifGone { devid } => self.net.detach_vif(host, dom, devid),
             }
+        }
+        // The emptied buffer goes back for the next input (no allocation per notice),
+        // unless an input delivered meanwhile left notices of its own.
+        let slot = &mut self.hosts[usize::from(host)].sim.notices;
+        if slot.is_empty() {
+            *slot = notices;
         }
         self.net_route(host);
         if !self.waiters.is_empty() {

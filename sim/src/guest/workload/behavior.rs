@@ -148,7 +148,8 @@ impl Behavior {
 }
 
 impl Behavior {
-    /// The models this one is made of: a `mixed` workload's entries, or itself.
+    /// The models this one is made of: a `mixed` workload's entries, or itself. An
+    /// iterator, not a vector: callers walk it on every run start and demand done.
     pub(crate) fn leaves_mut(&mut self) -> impl Iterator<Item = &mut Behavior> {
         let (entries, single) = match self {
             Behavior::Mixed(model) => (Some(model.behaviors_mut()), None),
