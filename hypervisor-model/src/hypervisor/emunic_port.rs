@@ -93,13 +93,7 @@ impl Hypervisor {
         if !self.nic_emulated(guest) || !self.is_alive(guest) {
             return;
         }
-        let mac_path = alloc::format!("{}/mac", conn.front_path);
-        let mac = self
-            .xenstore
-            .node(&mac_path)
-            .and_then(|n| core::str::from_utf8(n.value()).ok())
-            .and_then(crate::io::vif::parse_mac)
-            .unwrap_or([0; 6]);
+        let mac = self.vif_front_mac(conn);
         let before = self.ioreq.cards.insert((guest, devid), conn.back_dom);
         if before == Some(conn.back_dom) {
             return; // Already on that bridge.

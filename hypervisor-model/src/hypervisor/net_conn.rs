@@ -66,6 +66,17 @@ impl Hypervisor {
         );
     }
 
+    /// The MAC the toolstack wrote for `conn`'s frontend (`~/device/vif/N/mac`), zero if it
+    /// is missing or not a MAC.
+    pub(crate) fn vif_front_mac(&self, conn: &crate::io::handshake::DeviceConn) -> [u8; 6] {
+        let mac_path = alloc::format!("{}/mac", conn.front_path);
+        self.xenstore
+            .node(&mac_path)
+            .and_then(|n| core::str::from_utf8(n.value()).ok())
+            .and_then(crate::io::vif::parse_mac)
+            .unwrap_or([0; 6])
+    }
+
     /// netback went Connected on a vif (every queue's rings mapped, its ports bound): the
     /// data path starts, with the MAC the toolstack wrote for the frontend.
     pub(crate) fn net_on_backend_connected<P: Platform + ?Sized>(
@@ -79,13 +90,7 @@ impl Hypervisor {
         let Some(ports) = queue_ports(conn) else {
             return;
         };
-        let mac_path = alloc::format!("{}/mac", conn.front_path);
-        let mac = self
-            .xenstore
-            .node(&mac_path)
-            .and_then(|n| core::str::from_utf8(n.value()).ok())
-            .and_then(crate::io::vif::parse_mac)
-            .unwrap_or([0; 6]);
+        let mac = self.vif_front_mac(conn);
         let slot = self.net.paths.range((key.0, 0)..=(key.0, u32::MAX)).count();
         let params = crate::io::vif::VifParams {
             front_dom: key.0,

@@ -538,26 +538,26 @@ fn a_ring_ref_the_guest_never_granted_is_refused_as_a_mapping_failure() {
     assert_eq!(dom0_maps, Some(0));
 }
 
-#[test]
-fn netback_clamps_the_xdp_headroom_a_guest_writes_to_netif_h_maximum() {
+/// What netback reads at connect when the guest's `xdp-headroom` says `value`.
+fn headroom_read_for(value: &str) -> u16 {
     let (mut hv, mut p) = d1_published();
-    // 40000 bytes is past XEN_NETIF_MAX_XDP_HEADROOM (0x7fff = 32767).
-    guest_sets(&mut hv, "xdp-headroom", Some("40000"));
+    guest_sets(&mut hv, "xdp-headroom", Some(value));
     p.run_until_idle(&mut hv);
     let conn = &hv.device_conns(ids::dom(1))[0];
     assert_eq!(conn.back_state, XenbusState::Connected);
-    assert_eq!(conn.xdp_headroom_bytes, 0x7fff);
+    conn.xdp_headroom_bytes
+}
+
+#[test]
+fn netback_clamps_the_xdp_headroom_a_guest_writes_to_netif_h_maximum() {
+    // 40000 bytes is past XEN_NETIF_MAX_XDP_HEADROOM (0x7fff = 32767).
+    assert_eq!(headroom_read_for("40000"), 0x7fff);
 }
 
 #[test]
 fn netback_reads_an_xdp_headroom_without_a_number_as_zero() {
-    let (mut hv, mut p) = d1_published();
     // xenbus_scanf("%hu") matches nothing: read_xenbus_frontend_xdp keeps 0.
-    guest_sets(&mut hv, "xdp-headroom", Some("lots"));
-    p.run_until_idle(&mut hv);
-    let conn = &hv.device_conns(ids::dom(1))[0];
-    assert_eq!(conn.back_state, XenbusState::Connected);
-    assert_eq!(conn.xdp_headroom_bytes, 0);
+    assert_eq!(headroom_read_for("lots"), 0);
 }
 
 #[test]
