@@ -1,0 +1,154 @@
+//! What a host's guests hand to the run loop and take from it between their runs: console
+//! lines, block I/O submissions and completions, network frames (paced streams included),
+//! and the I/O records and unacknowledged writes the metrics and durability checks read.
+//! The workload models own the data; this file only moves it across `HostGuests`.
+
+use hypervisor_model::ids::{DomId, VcpuId, VcpuRef};
+use hypervisor_model::io::vbd::{GuestIo, IoDone};
+use hypervisor_model::io::vif::NetPacket;
+
+use super::{HostGuests, SimEvent};
+use crate::clock::EventQueue;
+use crate::guest::io::IoRecord;
+use crate::guest::workload::GuestVcpu;
+
+impl HostGuests {
+    /// The kernel lines `v`'s workload printed since the last call.
+    pub fn take_console(&mut self, v: VcpuRef) -> String {
+        match self.slots.get_mut(&v) {
+            Some(slot) => slot.model.take_console(),
+            None => String::new(),
+        }
+    }
+
+    /// The I/Os `v`'s guest submits now, and their vbd.
+    pub fn take_submissions(&mut self, v: VcpuRef) -> (u32, Vec<GuestIo>) {
+        match self.slots.get_mut(&v) {
+            Some(slot) => slot.model.take_submissions(),
+            None => (0, Vec::new()),
+        }
+    }
+
+    /// blkfront completed `done` for `dom` at `now_ns` (its tag names the vCPU); once the
+    /// vCPU's batch is complete, its think timer is armed.
+    pub fn io_done(
+        &mut self,
+        dom: DomId,
+        done: &IoDone,
+        now_ns: u64,
+        host: u16,
+        queue: &mut EventQueue<SimEvent>,
+    ) {
+        let Some(vcpu) = u32::try_from(done.tag >> 40).ok().and_then(VcpuId::new) else {
+            return;
+        };
+        let v = VcpuRef { dom, vcpu };
+        self.completion(v, now_ns, host, queue, |model, running| {
+            model.io_done(done, now_ns, running)
+        });
+    }
+
+    /// `v`'s model takes a completion (`complete` gets it and whether `v` runs now);
+    /// if that finished its request, its think timer is armed.
+    fn completion(
+        &mut self,
+        v: VcpuRef,
+        now_ns: u64,
+        host: u16,
+        queue: &mut EventQueue<SimEvent>,
+        complete: impl FnOnce(&mut GuestVcpu, bool) -> Option<u64>,
+    ) {
+        let wake_generation = self.generation();
+        let Some(slot) = self.slots.get_mut(&v) else {
+            return;
+        };
+        let running = slot.run_started_ns.is_some();
+        if let Some(at_ns) = complete(&mut slot.model, running) {
+            slot.wake_generation = wake_generation;
+            let event = SimEvent::GuestWake {
+                host,
+                vcpu: v,
+                generation: wake_generation,
+            };
+            queue.push(at_ns.max(now_ns), event);
+        }
+    }
+
+    /// The domain called `name`, if it runs here.
+    pub fn domid_of(&self, name: &str) -> Option<DomId> {
+        self.domains
+            .iter()
+            .find(|(_, d)| d.name == name)
+            .map(|(dom, _)| *dom)
+    }
+
+    /// The frames `v`'s guest sends now over its vif, with the vif and the peer.
+    pub fn take_net_frames(
+        &mut self,
+        v: VcpuRef,
+    ) -> Option<(u32, crate::scenario::model::NetPeer, Vec<NetPacket>)> {
+        self.slots.get_mut(&v)?.model.take_net_frames()
+    }
+
+    /// The frames `v`'s `net.rate` streams send now, per vif, with the peer.
+    pub fn take_stream_frames(
+        &mut self,
+        v: VcpuRef,
+    ) -> Vec<(u32, crate::scenario::model::NetPeer, Vec<NetPacket>)> {
+        match self.slots.get_mut(&v) {
+            Some(slot) => slot.model.take_stream_frames(),
+            None => Vec::new(),
+        }
+    }
+
+    /// The I/Os `v`'s `disk.rate` streams submit now, per vbd.
+    pub fn take_stream_submissions(&mut self, v: VcpuRef) -> Vec<(u32, Vec<GuestIo>)> {
+        match self.slots.get_mut(&v) {
+            Some(slot) => slot.model.take_stream_submissions(),
+            None => Vec::new(),
+        }
+    }
+
+    /// netfront of `dom` received `packet` at `now_ns` (its flow names the vCPU); once it
+    /// completes that vCPU's answer, its think timer is armed.
+    pub fn net_received(
+        &mut self,
+        dom: DomId,
+        packet: &NetPacket,
+        now_ns: u64,
+        host: u16,
+        queue: &mut EventQueue<SimEvent>,
+    ) {
+        let Some(vcpu) = VcpuId::new(packet.flow) else {
+            return;
+        };
+        let v = VcpuRef { dom, vcpu };
+        self.completion(v, now_ns, host, queue, |model, running| {
+            model.net_received(packet, now_ns, running)
+        });
+    }
+
+    /// The I/O records of every vCPU of `dom`, in vCPU order.
+    pub fn io_records(&self, dom: DomId) -> Vec<IoRecord> {
+        let Some(vcpus) = self.slots.by_domain.get(usize::from(dom.raw())) else {
+            return Vec::new();
+        };
+        vcpus
+            .iter()
+            .flatten()
+            .flat_map(|slot| slot.model.io_records())
+            .collect()
+    }
+
+    /// The writes every vCPU of `dom` submitted and has not seen complete.
+    pub fn io_pending_writes(&self, dom: DomId) -> Vec<(u64, hypervisor_model::io::vbd::GuestIo)> {
+        let Some(vcpus) = self.slots.by_domain.get(usize::from(dom.raw())) else {
+            return Vec::new();
+        };
+        vcpus
+            .iter()
+            .flatten()
+            .flat_map(|slot| slot.model.io_pending_writes())
+            .collect()
+    }
+}
