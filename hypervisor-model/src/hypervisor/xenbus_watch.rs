@@ -256,10 +256,10 @@ impl Hypervisor {
             } else if token == TOKEN_FRONTEND_BUS {
                 // A vif of a guest without netfront is never probed (`emunic_port.rs`).
                 let conn = conns.iter().find(|c| c.front_path == root)?;
-                (
-                    End::Frontend,
-                    Some(conn).filter(|c| !self.netfront_absent(c))?,
-                )
+                if self.netfront_absent(conn) {
+                    return None;
+                }
+                (End::Frontend, conn)
             } else {
                 return None;
             };
