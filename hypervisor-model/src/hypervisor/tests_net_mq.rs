@@ -126,6 +126,22 @@ fn d1_published() -> (Hypervisor, FakePlatform) {
     (hv, p)
 }
 
+/// A one-vCPU network driver domain `netdd` (d1) booted with `cmdline`, and guest d2 whose
+/// vif it backs, both settled.
+fn guest_behind_netdd(cmdline: &str) -> (Hypervisor, FakePlatform) {
+    let (mut hv, mut p) = host();
+    let mut netdd = DomainConfig::with_defaults(String::from("netdd"));
+    netdd.driver_domain = true;
+    netdd.cmdline = Some(String::from(cmdline));
+    assert_eq!(hv.handle(&create_paused(1, netdd), &mut p), Ok(()));
+    p.run_until_idle(&mut hv);
+    let mut config = guest("a", "00:16:3e:00:00:01");
+    config.vifs[0].backend = Some(String::from("netdd"));
+    assert_eq!(hv.handle(&create_paused(2, config), &mut p), Ok(()));
+    p.run_until_idle(&mut hv);
+    (hv, p)
+}
+
 /// The guest rewrites (or removes) one of its own keys behind netfront.
 fn guest_sets(hv: &mut Hypervisor, key: &str, new: Option<&str>) {
     let dom0 = hv.xenstore.dom0_conn();
@@ -459,17 +475,8 @@ fn a_missing_queue_port_is_refused_as_linux_reads_it() {
 
 #[test]
 fn a_backend_without_split_channels_gets_one_shared_port() {
-    let (mut hv, mut p) = host();
     // A one-vCPU network driver domain whose netback has split channels turned off.
-    let mut netdd = DomainConfig::with_defaults(String::from("netdd"));
-    netdd.driver_domain = true;
-    netdd.cmdline = Some(String::from("xen_netback.separate_tx_rx_irq=0"));
-    assert_eq!(hv.handle(&create_paused(1, netdd), &mut p), Ok(()));
-    p.run_until_idle(&mut hv);
-    let mut config = guest("a", "00:16:3e:00:00:01");
-    config.vifs[0].backend = Some(String::from("netdd"));
-    assert_eq!(hv.handle(&create_paused(2, config), &mut p), Ok(()));
-    p.run_until_idle(&mut hv);
+    let (hv, _p) = guest_behind_netdd("xen_netback.separate_tx_rx_irq=0");
     let back = "/local/domain/1/backend/vif/2/0";
     let front = "/local/domain/2/device/vif/0";
     let offered = value(&hv, &alloc::format!("{back}/feature-split-event-channels"));
@@ -562,17 +569,8 @@ fn netback_reads_an_xdp_headroom_without_a_number_as_zero() {
 
 #[test]
 fn a_backend_without_xdp_headroom_gets_no_xdp_headroom_key() {
-    let (mut hv, mut p) = host();
     // A network driver domain whose netback has `provides_xdp_headroom` off.
-    let mut netdd = DomainConfig::with_defaults(String::from("netdd"));
-    netdd.driver_domain = true;
-    netdd.cmdline = Some(String::from("xen_netback.provides_xdp_headroom=n"));
-    assert_eq!(hv.handle(&create_paused(1, netdd), &mut p), Ok(()));
-    p.run_until_idle(&mut hv);
-    let mut config = guest("a", "00:16:3e:00:00:01");
-    config.vifs[0].backend = Some(String::from("netdd"));
-    assert_eq!(hv.handle(&create_paused(2, config), &mut p), Ok(()));
-    p.run_until_idle(&mut hv);
+    let (hv, _p) = guest_behind_netdd("xen_netback.provides_xdp_headroom=n");
     let offered = value(&hv, "/local/domain/1/backend/vif/2/0/feature-xdp-headroom");
     assert_eq!(offered.as_deref(), Some("0"));
     assert_eq!(

@@ -132,12 +132,25 @@ impl DiskStream {
     }
 }
 
+/// Test fixture: sequential 4 KiB reads of `xvda`, at most `queue_depth` outstanding.
+#[cfg(test)]
+pub(crate) fn sequential_4k_reads(queue_depth: u32) -> DiskWorkload {
+    DiskWorkload {
+        vbd: "xvda".to_string(),
+        op: crate::scenario::model::DiskOpSpec::Read,
+        size: Dist::Const(4096),
+        sequential: true,
+        queue_depth,
+        sync: false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::DiskStream;
+    use super::{sequential_4k_reads, DiskStream};
     use crate::guest::workload::FieldStreams;
     use crate::rng::RngStreams;
-    use crate::scenario::model::{DiskOpSpec, DiskWorkload, Dist};
+    use crate::scenario::model::Dist;
     use hypervisor_model::io::vbd::IoDone;
 
     const US: u64 = 1_000;
@@ -145,14 +158,7 @@ mod tests {
     fn stream(queue_depth: u32, gap_ns: u64) -> DiskStream {
         let streams = RngStreams::new(1);
         let fields = FieldStreams::new(&streams, "workload.g.v0");
-        let disk = DiskWorkload {
-            vbd: "xvda".to_string(),
-            op: DiskOpSpec::Read,
-            size: Dist::Const(4096),
-            sequential: true,
-            queue_depth,
-            sync: false,
-        };
+        let disk = sequential_4k_reads(queue_depth);
         DiskStream::new(&disk, Dist::Const(gap_ns), &fields, 0)
     }
 

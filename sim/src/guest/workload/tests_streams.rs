@@ -2,7 +2,8 @@
 //! guest CPU each streamed I/O or frame costs.
 
 use super::*;
-use crate::scenario::model::{DiskOpSpec, DiskWorkload, MixEntry, NetPeer, NetWorkload};
+use crate::guest::disk_stream::sequential_4k_reads;
+use crate::scenario::model::{MixEntry, NetPeer, NetWorkload};
 
 const US: u64 = 1_000;
 const MS: u64 = 1_000_000;
@@ -20,14 +21,17 @@ fn guest_with_seed(spec: &WorkloadSpec, seed: u64) -> GuestVcpu {
     GuestVcpu::new(spec, &RngStreams::new(seed), DOMAIN, 0, 0)
 }
 
-fn disk(queue_depth: u32) -> DiskWorkload {
-    DiskWorkload {
-        vbd: "xvda".to_string(),
-        op: DiskOpSpec::Read,
-        size: Dist::Const(4096),
-        sequential: true,
-        queue_depth,
-        sync: false,
+/// A stream of `tx_bytes` messages to dom0 every 100 us beside `base`, no answers.
+fn net_stream(base: WorkloadSpec, tx_bytes: u64) -> WorkloadSpec {
+    WorkloadSpec::NetStream {
+        base: Box::new(base),
+        net: NetWorkload {
+            vif: 0,
+            peer: NetPeer::Dom0,
+            tx_size: Dist::Const(tx_bytes),
+            rx_size: Dist::Const(0),
+        },
+        rate: Dist::Const(100 * US),
     }
 }
 
@@ -38,7 +42,7 @@ fn io_entry(span_ns: u64) -> MixEntry {
         workload: WorkloadSpec::Io {
             service: Dist::Const(100 * US),
             think: Dist::Const(0),
-            disk: disk(1),
+            disk: sequential_4k_reads(1),
         },
     }
 }
@@ -57,7 +61,7 @@ fn idle_entry(span_ns: u64) -> MixEntry {
 fn disk_stream(base: WorkloadSpec, gap_ns: u64, queue_depth: u32) -> WorkloadSpec {
     WorkloadSpec::DiskStream {
         base: Box::new(base),
-        disk: disk(queue_depth),
+        disk: sequential_4k_reads(queue_depth),
         rate: Dist::Const(gap_ns),
     }
 }
@@ -206,19 +210,11 @@ fn disk_stream_send_cpu_runs_before_the_workload_blocks() {
 fn net_stream_charges_the_frame_cpu_per_frame_sent() {
     // An idle guest woken at 100 us for a 4000-byte message (three frames) runs
     // 3 × 300 ns of netfront CPU, then blocks until the next send at 200 us.
-    let spec = WorkloadSpec::NetStream {
-        base: Box::new(WorkloadSpec::Idle {
-            tick: None,
-            tick_work: Dist::Const(0),
-        }),
-        net: NetWorkload {
-            vif: 0,
-            peer: NetPeer::Dom0,
-            tx_size: Dist::Const(4000),
-            rx_size: Dist::Const(0),
-        },
-        rate: Dist::Const(100 * US),
+    let idle = WorkloadSpec::Idle {
+        tick: None,
+        tick_work: Dist::Const(0),
     };
+    let spec = net_stream(idle, 4000);
     let mut vcpu = guest_with_seed(&spec, 1);
     vcpu.set_io_costs(DISK_IO_NS, FRAME_NS);
     vcpu.on_wake(100 * US);
@@ -241,16 +237,7 @@ fn net_stream_charges_the_frame_cpu_per_frame_sent() {
 #[test]
 fn frames_of_every_sender_share_the_vcpu_sequence_numbers() {
     // Two stream messages of one frame each at 100 and 200 us: sequence numbers 1 and 2.
-    let spec = WorkloadSpec::NetStream {
-        base: Box::new(WorkloadSpec::CpuBound { yield_every: None }),
-        net: NetWorkload {
-            vif: 0,
-            peer: NetPeer::Dom0,
-            tx_size: Dist::Const(100),
-            rx_size: Dist::Const(0),
-        },
-        rate: Dist::Const(100 * US),
-    };
+    let spec = net_stream(WorkloadSpec::CpuBound { yield_every: None }, 100);
     let mut vcpu = guest_with_seed(&spec, 1);
     vcpu.run_demand_ns(0);
     vcpu.on_demand_done(100 * US);
