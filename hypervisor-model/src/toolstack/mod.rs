@@ -7,6 +7,7 @@
 
 pub mod config;
 pub mod jobs;
+mod jobs_create;
 mod jobs_destroy;
 pub mod mem_ops;
 pub mod ops;
