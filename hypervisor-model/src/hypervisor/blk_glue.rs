@@ -157,6 +157,9 @@ impl Hypervisor {
 
     /// End of an input: I/Os held for a vbd that has connected go to its blkfront.
     pub(crate) fn blk_unpark<P: Platform + ?Sized>(&mut self, p: &mut P) {
+        if self.blk.connected.is_empty() {
+            return; // The common case: no vbd connected during this input.
+        }
         let connected = core::mem::take(&mut self.blk.connected);
         if self.blk.parked.is_empty() {
             return;

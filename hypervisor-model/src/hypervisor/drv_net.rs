@@ -90,6 +90,9 @@ impl Hypervisor {
     /// End of an input: every frame lost with a backend is traced and told to its guest
     /// as a drop.
     pub(crate) fn net_flush_lost<P: Platform + ?Sized>(&mut self, p: &mut P) {
+        if self.net.lost.is_empty() {
+            return; // The common case: no backend died during this input.
+        }
         for (key, frames) in core::mem::take(&mut self.net.lost) {
             for _ in 0..frames {
                 self.net_dropped(key, NetDropReason::BackendGone, p);
