@@ -66,7 +66,10 @@ impl Hypervisor {
                 .saturating_sub(c.tx_errors);
             let backlog = q.tx_backlog.len();
             q.tx_backlog.clear();
-            let unpolled = q.front_rx_responses(&net.pages).map_or(0, |rx| rx.len());
+            let mut rx = Vec::new();
+            let unpolled = q
+                .front_rx_responses(&net.pages, &mut rx)
+                .map_or(0, |()| rx.len());
             seen.push(core::mem::take(&mut q.rx_seen));
             let tx = usize::try_from(unanswered).unwrap_or(usize::MAX);
             frames = frames

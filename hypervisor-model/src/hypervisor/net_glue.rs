@@ -126,6 +126,9 @@ pub struct NetState {
     pub(crate) moved_from: BTreeMap<VifKey, alloc::string::String>,
     /// Reconnects of each vif to a re-created backend.
     pub(crate) reconnects: BTreeMap<VifKey, u32>,
+    /// The buffer netfront's poll hands its frames up through, empty between inputs
+    /// (kept only so that a poll does not allocate).
+    pub(super) rx_polled: Vec<NetPacket>,
 }
 
 /// The trace's queue field: `None` for a single-queue vif (whose records keep their
@@ -146,25 +149,26 @@ impl Hypervisor {
         p: &mut P,
     ) {
         let key = (vcpu.dom, devid);
-        let reason = match self.net.paths.get_mut(&key) {
+        let (reason, mut queues) = match self.net.paths.get_mut(&key) {
             Some(path) => {
                 let queue = path.queue_of(&packet);
                 match path.queues[queue].front_send(packet) {
-                    true => None,
-                    false => Some(NetDropReason::TxQueueFull),
+                    true => (None, path.queues.len()),
+                    false => (Some(NetDropReason::TxQueueFull), 0),
                 }
             }
-            None => Some(NetDropReason::NoDevice),
+            None => (Some(NetDropReason::NoDevice), 0),
         };
         if let Some(reason) = reason {
             self.net_dropped(key, reason, p);
+            // The drop's notice went to the guest: look the vif up again.
+            queues = self.net.paths.get(&key).map_or(0, |v| v.queues.len());
         }
         if !last {
             return;
         }
         // The end of the stack's batch (`netdev_xmit_more()` false): every queue that
         // took frames pushes them.
-        let queues = self.net.paths.get(&key).map_or(0, |v| v.queues.len());
         for queue in 0..queues {
             let waiting = self
                 .net_queue(key, queue)
@@ -421,7 +425,7 @@ impl Hypervisor {
         let notify = q.back_tx_respond(packets);
         for packet in packets {
             if let Some(error) = packet.error {
-                let (id, _) = packet.responses.first().copied().unwrap_or((0, 0));
+                let (id, _) = packet.first;
                 p.trace(&TraceEvent::NetTxReject {
                     dom: key.0,
                     devid: key.1,
@@ -446,9 +450,10 @@ impl Hypervisor {
             }
         }
         q.back_busy = false;
-        if notify && self.net_evtchn(key, queue, false, false, p) {
-            let irq = self.net_irq_of(key, queue, false);
-            self.netfront_irq(key, queue, irq, p);
+        if notify {
+            if let Some(irq) = self.net_evtchn(key, queue, back_dom, (false, false), p) {
+                self.netfront_irq(key, queue, irq, p);
+            }
         }
         self.netback_tx_run(key, queue, p);
     }
