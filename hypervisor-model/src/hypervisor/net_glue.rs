@@ -204,15 +204,15 @@ impl Hypervisor {
 
     fn netfront_kick<P: Platform + ?Sized>(&mut self, key: VifKey, queue: usize, p: &mut P) {
         let net = &mut self.net;
-        let Some(q) = net
-            .paths
-            .get_mut(&key)
-            .and_then(|v| v.queues.get_mut(queue))
-        else {
+        let Some(path) = net.paths.get_mut(&key) else {
+            return;
+        };
+        let end = (path.params.back_dom, queue_field(path, queue));
+        let Some(q) = path.queues.get_mut(queue) else {
             return;
         };
         let push = q.front_tx_kick(&mut self.grants, &mut net.pages);
-        self.net_pushed(key, queue, false, (push.pushed, push.notify), p);
+        self.net_pushed((key, queue), end, false, (push.pushed, push.notify), p);
         // Linux `xennet_start_xmit` reaps the queue's TX completions after every push
         // (`xennet_tx_buf_gc`, which re-arms `rsp_event`): a lost TX interrupt is made good
         // by the next send. A ring error marks netfront failed, as in its interrupt.
@@ -487,11 +487,11 @@ impl Hypervisor {
     /// Places what the queue's RX ring has room for; notifies netfront if asked to.
     fn netback_rx_flush<P: Platform + ?Sized>(&mut self, key: VifKey, queue: usize, p: &mut P) {
         let net = &mut self.net;
-        let Some(q) = net
-            .paths
-            .get_mut(&key)
-            .and_then(|v| v.queues.get_mut(queue))
-        else {
+        let Some(path) = net.paths.get_mut(&key) else {
+            return;
+        };
+        let end = (path.params.back_dom, queue_field(path, queue));
+        let Some(q) = path.queues.get_mut(queue) else {
             return;
         };
         let flush = match q.back_rx_flush(&mut self.grants, &mut net.pages) {
@@ -502,6 +502,6 @@ impl Hypervisor {
                 return self.netback_disabled(key, queue, what, p);
             }
         };
-        self.net_pushed(key, queue, true, (flush.slots, flush.notify), p);
+        self.net_pushed((key, queue), end, true, (flush.slots, flush.notify), p);
     }
 }

@@ -51,11 +51,12 @@ impl Hypervisor {
 
     /// `slots` were pushed on the TX ring of `key`'s queue by netfront (`rx` false) or on
     /// its RX ring by netback (`rx`): traced, and when the pushing end must notify, the
-    /// other end's handler for that channel runs.
+    /// other end's handler for that channel runs. `back` is the vif's backend domain and
+    /// `queue_trace` the queue's trace field, as the caller found them on the vif.
     pub(super) fn net_pushed<P: Platform + ?Sized>(
         &mut self,
-        key: VifKey,
-        queue: usize,
+        (key, queue): (VifKey, usize),
+        (back, queue_trace): (crate::ids::DomId, Option<u16>),
         rx: bool,
         (slots, notify): (u32, bool),
         p: &mut P,
@@ -63,14 +64,10 @@ impl Hypervisor {
         if slots == 0 {
             return;
         }
-        let Some(path) = self.net.paths.get(&key) else {
-            return;
-        };
-        let back = path.params.back_dom;
         p.trace(&TraceEvent::NetPush {
             dom: key.0,
             devid: key.1,
-            queue: super::queue_field(path, queue),
+            queue: queue_trace,
             rx,
             slots,
             notify,
