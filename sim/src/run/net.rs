@@ -228,8 +228,9 @@ impl NetWorld {
     /// The MAC of `dom`'s vif `devid` on `host`, if it connected (the lowest, should it have
     /// connected under two).
     pub fn mac_of(&self, host: u16, dom: DomId, devid: u32) -> Option<Mac> {
-        let found = self.vif_macs.get(&(host, dom, devid))?.first().copied();
-        debug_assert!(found.is_none_or(|mac| self.directory.get(&mac) == Some(&(host, dom, devid))));
+        let vif = (host, dom, devid);
+        let found = self.vif_macs.get(&vif)?.first().copied();
+        debug_assert!(found.is_none_or(|mac| self.directory.get(&mac) == Some(&vif)));
         found
     }
 
