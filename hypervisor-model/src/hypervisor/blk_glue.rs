@@ -90,6 +90,9 @@ pub struct BlkState {
     /// vbds whose backend `xl devd` re-created, with the old backend directory the
     /// frontend still watches until it follows (`drv_glue.rs`).
     pub(crate) moved_from: BTreeMap<VbdKey, alloc::string::String>,
+    /// The buffer blkfront's interrupt hands its completions up through, empty between
+    /// interrupts (kept only so that an interrupt does not allocate).
+    completed: Vec<crate::io::vbd::IoDone>,
 }
 
 /// vCPU 0 of the backend domain, where blkback's thread runs.
@@ -157,6 +160,9 @@ impl Hypervisor {
 
     /// End of an input: I/Os held for a vbd that has connected go to its blkfront.
     pub(crate) fn blk_unpark<P: Platform + ?Sized>(&mut self, p: &mut P) {
+        if self.blk.connected.is_empty() {
+            return; // The common case: no vbd connected during this input.
+        }
         let connected = core::mem::take(&mut self.blk.connected);
         if self.blk.parked.is_empty() {
             return;
@@ -264,10 +270,13 @@ impl Hypervisor {
     /// blkback's interrupt: wake its thread unless a batch is already queued (the thread
     /// checks the ring again when that batch is done).
     fn blkback_irq<P: Platform + ?Sized>(&mut self, key: VbdKey, p: &mut P) {
-        if let Some(path) = self.blk.paths.get_mut(&key) {
-            path.irq_lost.1 = false;
-        }
-        let busy = self.blk.paths.get(&key).is_none_or(|path| path.back_busy);
+        let busy = match self.blk.paths.get_mut(&key) {
+            Some(path) => {
+                path.irq_lost.1 = false;
+                path.back_busy
+            }
+            None => true,
+        };
         if !busy {
             self.blkback_run(key, p);
         }
@@ -562,14 +571,20 @@ impl Hypervisor {
             return;
         };
         path.irq_lost.0 = false;
-        match path.front_responses(&blk.pages) {
-            Ok(done) => {
-                for done in done {
-                    let notice = GuestNotice::BlkDone { vdev: key.1, done };
-                    p.guest_notify(key.0, notice);
-                }
-            }
-            Err(overflow) => return self.blk_halted(key, false, overflow, p),
+        // Completions go through the reused buffer (no allocation per interrupt); a
+        // broken ring hands up nothing.
+        let mut done = core::mem::take(&mut blk.completed);
+        let result = path.front_responses(&blk.pages, &mut done);
+        if result.is_err() {
+            done.clear();
+        }
+        for done in done.drain(..) {
+            let notice = GuestNotice::BlkDone { vdev: key.1, done };
+            p.guest_notify(key.0, notice);
+        }
+        self.blk.completed = done;
+        if let Err(overflow) = result {
+            return self.blk_halted(key, false, overflow, p);
         }
         self.blkfront_kick(key, p);
     }

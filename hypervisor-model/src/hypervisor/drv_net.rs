@@ -66,7 +66,10 @@ impl Hypervisor {
                 .saturating_sub(c.tx_errors);
             let backlog = q.tx_backlog.len();
             q.tx_backlog.clear();
-            let unpolled = q.front_rx_responses(&net.pages).map_or(0, |rx| rx.len());
+            let mut rx = Vec::new();
+            let unpolled = q
+                .front_rx_responses(&net.pages, &mut rx)
+                .map_or(0, |()| rx.len());
             seen.push(core::mem::take(&mut q.rx_seen));
             let tx = usize::try_from(unanswered).unwrap_or(usize::MAX);
             frames = frames
@@ -90,6 +93,9 @@ impl Hypervisor {
     /// End of an input: every frame lost with a backend is traced and told to its guest
     /// as a drop.
     pub(crate) fn net_flush_lost<P: Platform + ?Sized>(&mut self, p: &mut P) {
+        if self.net.lost.is_empty() {
+            return; // The common case: no backend died during this input.
+        }
         for (key, frames) in core::mem::take(&mut self.net.lost) {
             for _ in 0..frames {
                 self.net_dropped(key, NetDropReason::BackendGone, p);

@@ -126,6 +126,9 @@ pub struct NetState {
     pub(crate) moved_from: BTreeMap<VifKey, alloc::string::String>,
     /// Reconnects of each vif to a re-created backend.
     pub(crate) reconnects: BTreeMap<VifKey, u32>,
+    /// The buffer netfront's poll hands its frames up through, empty between inputs
+    /// (kept only so that a poll does not allocate).
+    pub(super) rx_polled: Vec<NetPacket>,
 }
 
 /// The trace's queue field: `None` for a single-queue vif (whose records keep their
@@ -146,25 +149,26 @@ impl Hypervisor {
         p: &mut P,
     ) {
         let key = (vcpu.dom, devid);
-        let reason = match self.net.paths.get_mut(&key) {
+        let (reason, mut queues) = match self.net.paths.get_mut(&key) {
             Some(path) => {
                 let queue = path.queue_of(&packet);
                 match path.queues[queue].front_send(packet) {
-                    true => None,
-                    false => Some(NetDropReason::TxQueueFull),
+                    true => (None, path.queues.len()),
+                    false => (Some(NetDropReason::TxQueueFull), 0),
                 }
             }
-            None => Some(NetDropReason::NoDevice),
+            None => (Some(NetDropReason::NoDevice), 0),
         };
         if let Some(reason) = reason {
             self.net_dropped(key, reason, p);
+            // The drop's notice went to the guest: look the vif up again.
+            queues = self.net.paths.get(&key).map_or(0, |v| v.queues.len());
         }
         if !last {
             return;
         }
         // The end of the stack's batch (`netdev_xmit_more()` false): every queue that
         // took frames pushes them.
-        let queues = self.net.paths.get(&key).map_or(0, |v| v.queues.len());
         for queue in 0..queues {
             let waiting = self
                 .net_queue(key, queue)
@@ -200,15 +204,15 @@ impl Hypervisor {
 
     fn netfront_kick<P: Platform + ?Sized>(&mut self, key: VifKey, queue: usize, p: &mut P) {
         let net = &mut self.net;
-        let Some(q) = net
-            .paths
-            .get_mut(&key)
-            .and_then(|v| v.queues.get_mut(queue))
-        else {
+        let Some(path) = net.paths.get_mut(&key) else {
+            return;
+        };
+        let end = (path.params.back_dom, queue_field(path, queue));
+        let Some(q) = path.queues.get_mut(queue) else {
             return;
         };
         let push = q.front_tx_kick(&mut self.grants, &mut net.pages);
-        self.net_pushed(key, queue, false, (push.pushed, push.notify), p);
+        self.net_pushed((key, queue), end, false, (push.pushed, push.notify), p);
         // Linux `xennet_start_xmit` reaps the queue's TX completions after every push
         // (`xennet_tx_buf_gc`, which re-arms `rsp_event`): a lost TX interrupt is made good
         // by the next send. A ring error marks netfront failed, as in its interrupt.
@@ -421,7 +425,7 @@ impl Hypervisor {
         let notify = q.back_tx_respond(packets);
         for packet in packets {
             if let Some(error) = packet.error {
-                let (id, _) = packet.responses.first().copied().unwrap_or((0, 0));
+                let (id, _) = packet.first;
                 p.trace(&TraceEvent::NetTxReject {
                     dom: key.0,
                     devid: key.1,
@@ -446,9 +450,10 @@ impl Hypervisor {
             }
         }
         q.back_busy = false;
-        if notify && self.net_evtchn(key, queue, false, false, p) {
-            let irq = self.net_irq_of(key, queue, false);
-            self.netfront_irq(key, queue, irq, p);
+        if notify {
+            if let Some(irq) = self.net_evtchn(key, queue, back_dom, (false, false), p) {
+                self.netfront_irq(key, queue, irq, p);
+            }
         }
         self.netback_tx_run(key, queue, p);
     }
@@ -482,11 +487,11 @@ impl Hypervisor {
     /// Places what the queue's RX ring has room for; notifies netfront if asked to.
     fn netback_rx_flush<P: Platform + ?Sized>(&mut self, key: VifKey, queue: usize, p: &mut P) {
         let net = &mut self.net;
-        let Some(q) = net
-            .paths
-            .get_mut(&key)
-            .and_then(|v| v.queues.get_mut(queue))
-        else {
+        let Some(path) = net.paths.get_mut(&key) else {
+            return;
+        };
+        let end = (path.params.back_dom, queue_field(path, queue));
+        let Some(q) = path.queues.get_mut(queue) else {
             return;
         };
         let flush = match q.back_rx_flush(&mut self.grants, &mut net.pages) {
@@ -497,6 +502,6 @@ impl Hypervisor {
                 return self.netback_disabled(key, queue, what, p);
             }
         };
-        self.net_pushed(key, queue, true, (flush.slots, flush.notify), p);
+        self.net_pushed((key, queue), end, true, (flush.slots, flush.notify), p);
     }
 }

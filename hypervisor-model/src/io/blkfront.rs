@@ -309,10 +309,13 @@ impl VbdPath {
     }
 
     /// `blkif_interrupt`: consumes every response (until the final check finds none),
-    /// returning the guest I/Os that completed. A bogus `rsp_prod` or an unknown id stops
-    /// blkfront (`front_failed`), as Linux's `blkif_interrupt` goes to `err`.
-    pub fn front_responses(&mut self, pages: &PageStore) -> Result<Vec<IoDone>, RingOverflow> {
-        let mut done = Vec::new();
+    /// appending the guest I/Os that completed to `done`. A bogus `rsp_prod` or an unknown
+    /// id stops blkfront (`front_failed`), as Linux's `blkif_interrupt` goes to `err`.
+    pub fn front_responses(
+        &mut self,
+        pages: &PageStore,
+        done: &mut Vec<IoDone>,
+    ) -> Result<(), RingOverflow> {
         loop {
             let count = match self.front.unconsumed_responses(&self.sring) {
                 Ok(count) => count,
@@ -332,7 +335,7 @@ impl VbdPath {
             self.note_indices();
             match self.front.final_check_for_responses(&mut self.sring) {
                 Ok(true) => continue,
-                Ok(false) => return Ok(done),
+                Ok(false) => return Ok(()),
                 Err(overflow) => {
                     self.front_failed = true;
                     return Err(overflow);

@@ -36,8 +36,11 @@ use crate::ids::Gfn;
 /// One TX packet netback consumed: the responses it owes, and the frame to forward.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct TxPacket {
-    /// (id, status) per consumed slot, in ring order.
-    pub responses: Vec<(u16, i16)>,
+    /// (id, status) of the first consumed slot (the packet's request).
+    pub first: (u16, i16),
+    /// (id, status) per further consumed slot (extras, fragments), in ring order: empty
+    /// for a one-slot packet, so that such a packet does not allocate.
+    pub more: Vec<(u16, i16)>,
     /// The frame, if it passed every check and copy (and is one of xensim's).
     pub packet: Option<NetPacket>,
     /// Why it was refused, if it was.
@@ -92,7 +95,7 @@ impl VifQueue {
             let prod = self.tx_sring.req_prod();
             match self.back_tx_packet(count, grants, pages) {
                 Ok(packet) => {
-                    count -= u32::try_from(packet.responses.len()).unwrap_or(count);
+                    count -= u32::try_from(packet.more.len() + 1).unwrap_or(count);
                     out.push(packet);
                 }
                 Err(error) => return Err(fatal(self, error, prod)),
@@ -115,11 +118,10 @@ impl VifQueue {
         grants: &mut GrantTables,
         pages: &PageStore,
     ) -> Result<TxPacket, TxError> {
-        let mut responses = Vec::new();
+        let mut more = Vec::new();
         let first_slot = self.tx_slot(self.tx_back.req_cons);
         let first = TxRequest::decode(&first_slot);
         let mut taken = 1u32;
-        responses.push((first.id, NETIF_RSP_OKAY));
         // xenvif_get_extras: each extra slot is checked and answered NULL.
         let mut more_extra = first.flags & NETTXF_EXTRA_INFO != 0;
         while more_extra {
@@ -128,7 +130,7 @@ impl VifQueue {
             }
             let raw = self.tx_slot(self.tx_back.req_cons.wrapping_add(taken));
             let extra = ExtraInfo::decode(&raw)?;
-            responses.push((TxRequest::decode(&raw).id, NETIF_RSP_NULL));
+            more.push((TxRequest::decode(&raw).id, NETIF_RSP_NULL));
             taken += 1;
             more_extra = extra.more();
         }
@@ -157,7 +159,7 @@ impl VifQueue {
             if !frag.within_page() {
                 return Err(TxError::CrossPage);
             }
-            responses.push((frag.id, NETIF_RSP_OKAY));
+            more.push((frag.id, NETIF_RSP_OKAY));
             frags.push(frag);
             flags = frag.flags;
         }
@@ -169,7 +171,8 @@ impl VifQueue {
             return Err(TxError::CrossPage);
         }
         let mut packet = TxPacket {
-            responses,
+            first: (first.id, NETIF_RSP_OKAY),
+            more,
             packet: None,
             error: drop_err,
             copies: 0,
@@ -178,7 +181,8 @@ impl VifQueue {
             self.back_tx_copy(first, &frags, grants, pages, &mut packet);
         }
         if packet.error.is_some() {
-            for rsp in packet.responses.iter_mut() {
+            packet.first.1 = NETIF_RSP_ERROR;
+            for rsp in packet.more.iter_mut() {
                 rsp.1 = NETIF_RSP_ERROR;
             }
         }
@@ -248,7 +252,7 @@ impl VifQueue {
             if packet.error.is_some() {
                 self.counters.tx_errors += 1;
             }
-            for &(id, status) in &packet.responses {
+            for &(id, status) in core::iter::once(&packet.first).chain(&packet.more) {
                 let rsp = TxResponse { id, status };
                 rsp.encode(self.tx_sring.slot_mut(self.tx_back.rsp_prod_pvt));
                 self.tx_back.rsp_prod_pvt = self.tx_back.rsp_prod_pvt.wrapping_add(1);

@@ -228,13 +228,13 @@ impl VifQueue {
         NetPush { pushed, notify }
     }
 
-    /// `xennet_poll`: consumes every complete packet on the RX ring, in order. A bogus
-    /// `rsp_prod` stops netfront.
+    /// `xennet_poll`: consumes every complete packet on the RX ring, in order, appending
+    /// the intact ones to `received`. A bogus `rsp_prod` stops netfront.
     pub fn front_rx_responses(
         &mut self,
         pages: &PageStore,
-    ) -> Result<Vec<NetPacket>, RingOverflow> {
-        let mut received = Vec::new();
+        received: &mut Vec<NetPacket>,
+    ) -> Result<(), RingOverflow> {
         loop {
             let count = self.rx_front.unconsumed_responses(&self.rx_sring);
             let mut count = count.inspect_err(|_| self.front_failed = true)?;
@@ -251,7 +251,7 @@ impl VifQueue {
             let more = self.rx_front.final_check_for_responses(&mut self.rx_sring);
             match more.inspect_err(|_| self.front_failed = true)? {
                 true if count == 0 => continue,
-                _ => return Ok(received),
+                _ => return Ok(()),
             }
         }
     }

@@ -46,37 +46,69 @@ pub struct Responder {
 impl Responder {
     /// The answer to `request` from `me`, cut into frames of at most [`FRAME_BYTES_MAX`]
     /// (none for a response or a stream frame): every frame but the last is a stream frame
-    /// with the request's tag, the last is the response.
-    pub fn answer(&mut self, me: Mac, request: &NetPacket) -> Option<Vec<NetPacket>> {
+    /// with the request's tag, the last is the response. The frames' sequence numbers are
+    /// taken at once; the frames themselves are made as they are iterated (no allocation).
+    pub fn answer(&mut self, me: Mac, request: &NetPacket) -> Option<AnswerFrames> {
         if request.kind != PacketKind::Request {
             return None;
         }
         let total = u64::from(request.reply_bytes).max(u64::from(PACKET_BYTES_MIN));
         let count = total.div_ceil(FRAME_BYTES_MAX);
         let seq = self.seq.entry((request.src, request.flow)).or_insert(0);
-        let mut left = total;
-        let mut frames = Vec::with_capacity(usize::try_from(count).unwrap_or(0));
-        for index in 0..count {
-            let bytes = left.min(FRAME_BYTES_MAX);
-            left -= bytes;
-            *seq = seq.wrapping_add(1);
-            let last = index + 1 == count;
-            frames.push(NetPacket {
-                dst: request.src,
-                src: me,
-                flow: request.flow,
-                seq: *seq,
-                kind: if last {
-                    PacketKind::Response
-                } else {
-                    PacketKind::Stream
-                },
-                tag: request.tag,
-                reply_bytes: 0,
-                bytes: u32::try_from(bytes).unwrap_or(0).max(PACKET_BYTES_MIN),
-            });
+        let last_seq = *seq;
+        // At most u32::MAX / 60 frames: the count fits (and wraps as the per-frame adds).
+        *seq = seq.wrapping_add(u32::try_from(count).unwrap_or(u32::MAX));
+        Some(AnswerFrames {
+            request: *request,
+            me,
+            last_seq,
+            count,
+            index: 0,
+            left: total,
+        })
+    }
+}
+
+/// The frames of one answer, in order ([`Responder::answer`]).
+#[derive(Debug, Clone)]
+pub struct AnswerFrames {
+    request: NetPacket,
+    me: Mac,
+    /// The sequence number before the first frame.
+    last_seq: u32,
+    count: u64,
+    /// Frames made so far.
+    index: u64,
+    /// Bytes not yet in a frame.
+    left: u64,
+}
+
+impl Iterator for AnswerFrames {
+    type Item = NetPacket;
+
+    fn next(&mut self) -> Option<NetPacket> {
+        if self.index == self.count {
+            return None;
         }
-        Some(frames)
+        let bytes = self.left.min(FRAME_BYTES_MAX);
+        self.left -= bytes;
+        self.index += 1;
+        self.last_seq = self.last_seq.wrapping_add(1);
+        let last = self.index == self.count;
+        Some(NetPacket {
+            dst: self.request.src,
+            src: self.me,
+            flow: self.request.flow,
+            seq: self.last_seq,
+            kind: if last {
+                PacketKind::Response
+            } else {
+                PacketKind::Stream
+            },
+            tag: self.request.tag,
+            reply_bytes: 0,
+            bytes: u32::try_from(bytes).unwrap_or(0).max(PACKET_BYTES_MIN),
+        })
     }
 }
 
@@ -133,8 +165,12 @@ mod tests {
     #[test]
     fn answers_echo_the_tag_and_count_their_own_sequence() {
         let mut r = Responder::default();
-        let first = r.answer(dom0_mac(0), &request(0)).expect("answered")[0];
-        let second = r.answer(dom0_mac(0), &request(0)).expect("answered")[0];
+        let mut first = r.answer(dom0_mac(0), &request(0)).expect("answered");
+        let mut second = r.answer(dom0_mac(0), &request(0)).expect("answered");
+        let (first, second) = (
+            first.next().expect("a frame"),
+            second.next().expect("a frame"),
+        );
         assert_eq!((first.tag, first.seq, second.seq), (77, 1, 2));
         // A zero-byte answer is padded to the 60-byte minimum frame.
         assert_eq!(first.bytes, 60);
@@ -144,10 +180,19 @@ mod tests {
     fn a_large_answer_is_cut_at_the_mtu() {
         // 4000 bytes: 1514 + 1514 + 972, the last one the response.
         let mut r = Responder::default();
-        let frames = r.answer(dom0_mac(0), &request(4000)).expect("answered");
+        let frames: Vec<NetPacket> = r
+            .answer(dom0_mac(0), &request(4000))
+            .expect("answered")
+            .collect();
         let sizes: Vec<u32> = frames.iter().map(|f| f.bytes).collect();
         assert_eq!(sizes, [1514, 1514, 972]);
         assert_eq!(frames[2].kind, PacketKind::Response);
+        assert_eq!(frames[0].kind, PacketKind::Stream);
+        let seqs: Vec<u32> = frames.iter().map(|f| f.seq).collect();
+        assert_eq!(seqs, [1, 2, 3]);
+        // The next answer on the flow goes on from the last frame's number.
+        let next = r.answer(dom0_mac(0), &request(0)).expect("answered").next();
+        assert_eq!(next.map(|f| f.seq), Some(4));
     }
 
     #[test]

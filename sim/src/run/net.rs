@@ -21,7 +21,8 @@
 //!
 //! # Invariants
 //! - The directory maps each connected vif's MAC to exactly one (host, domain, vif).
-//! - `vif_macs` holds (host, domain, vif, MAC) exactly for each entry of `directory`.
+//! - `vif_macs` holds (host, domain, vif) → MAC exactly for each entry of `directory`, each
+//!   vif's MACs sorted and without duplicates (none empty).
 //! - Every frame in `pending` has exactly one `NetArrive` event queued.
 //! - Every frame that is lost, partitioned, too big or has no route is counted against the
 //!   sending vif (`drops`), and every frame dropped by netfront or netback against its vif
@@ -32,7 +33,7 @@
 //! it implicitly (as a disk's storage is reached through its `target=`): the first vif it
 //! backs creates its bridge and NIC port. The two NICs share the host's uplink links.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use hypervisor_model::event::CoreInput;
 use hypervisor_model::ids::{DomId, VcpuId, VcpuRef};
@@ -92,9 +93,9 @@ pub struct NetWorld {
     kernels: BTreeMap<(u16, DomId), Responder>,
     /// Connected vifs by MAC.
     directory: BTreeMap<Mac, (u16, DomId, u32)>,
-    /// `directory` the other way round: (host, domain, vif, MAC), so that the MAC of a vif
-    /// (asked for every frame it sends or receives) is one lookup.
-    vif_macs: BTreeSet<(u16, DomId, u32, Mac)>,
+    /// `directory` the other way round: (host, domain, vif) → its MACs, sorted, so that
+    /// the MAC of a vif (asked for every frame it sends or receives) is one lookup.
+    vif_macs: BTreeMap<(u16, DomId, u32), Vec<Mac>>,
     /// Driver domains' bridges by (host, driver domain).
     driver_bridges: BTreeMap<(u16, DomId), Bridge>,
     /// The backend domain of each connected vif (whose bridge it is on).
@@ -139,7 +140,7 @@ impl NetWorld {
             external: Responder::default(),
             kernels: BTreeMap::new(),
             directory: BTreeMap::new(),
-            vif_macs: BTreeSet::new(),
+            vif_macs: BTreeMap::new(),
             driver_bridges: BTreeMap::new(),
             backs: BTreeMap::new(),
             pending: BTreeMap::new(),
@@ -168,14 +169,17 @@ impl NetWorld {
     /// joins that backend's bridge (leaving the one it was on, if it moved).
     pub fn attach(&mut self, host: u16, dom: DomId, devid: u32, mac: Mac, back: DomId) {
         if let Some((h, d, v)) = self.directory.insert(mac, (host, dom, devid)) {
-            self.vif_macs.remove(&(h, d, v, mac));
+            self.vif_mac_remove((h, d, v), mac);
             let old_back = self.backs.get(&mac).copied().unwrap_or(DomId::DOM0);
             if let Some(bridge) = self.bridge_mut(h, old_back) {
                 bridge.vifs.remove(&mac);
             }
             debug_assert!((h, d, v) == (host, dom, devid), "MAC given to two vifs");
         }
-        self.vif_macs.insert((host, dom, devid, mac));
+        let macs = self.vif_macs.entry((host, dom, devid)).or_default();
+        if let Err(at) = macs.binary_search(&mac) {
+            macs.insert(at, mac);
+        }
         if back != DomId::DOM0 {
             self.driver_bridges.entry((host, back)).or_default();
         }
@@ -196,7 +200,7 @@ impl NetWorld {
             .collect();
         for mac in gone {
             if let Some((h, d, v)) = self.directory.remove(&mac) {
-                self.vif_macs.remove(&(h, d, v, mac));
+                self.vif_mac_remove((h, d, v), mac);
             }
             let back = self.backs.remove(&mac).unwrap_or(DomId::DOM0);
             if let Some(bridge) = self.bridge_mut(host, back) {
@@ -214,7 +218,7 @@ impl NetWorld {
             return;
         };
         self.directory.remove(&mac);
-        self.vif_macs.remove(&(host, dom, devid, mac));
+        self.vif_mac_remove((host, dom, devid), mac);
         let back = self.backs.remove(&mac).unwrap_or(DomId::DOM0);
         if let Some(bridge) = self.bridge_mut(host, back) {
             bridge.vifs.remove(&mac);
@@ -224,10 +228,21 @@ impl NetWorld {
     /// The MAC of `dom`'s vif `devid` on `host`, if it connected (the lowest, should it have
     /// connected under two).
     pub fn mac_of(&self, host: u16, dom: DomId, devid: u32) -> Option<Mac> {
-        let (h, d, v, mac) = *self.vif_macs.range((host, dom, devid, [0; 6])..).next()?;
-        let found = ((h, d, v) == (host, dom, devid)).then_some(mac);
-        debug_assert!(found.is_none_or(|mac| self.directory.get(&mac) == Some(&(h, d, v))));
+        let vif = (host, dom, devid);
+        let found = self.vif_macs.get(&vif)?.first().copied();
+        debug_assert!(found.is_none_or(|mac| self.directory.get(&mac) == Some(&vif)));
         found
+    }
+
+    /// `mac` is no longer `vif`'s (a vif without MACs leaves `vif_macs`).
+    fn vif_mac_remove(&mut self, vif: (u16, DomId, u32), mac: Mac) {
+        let Some(macs) = self.vif_macs.get_mut(&vif) else {
+            return;
+        };
+        macs.retain(|m| *m != mac);
+        if macs.is_empty() {
+            self.vif_macs.remove(&vif);
+        }
     }
 
     fn drop_frame(&mut self, host: u16, dom: DomId, devid: u32, at_ns: u64, reason: DropReason) {
@@ -303,9 +318,19 @@ impl World<'_> {
 
     /// Routes every frame `host`'s netbacks handed the bridge during the last input.
     pub(crate) fn net_route(&mut self, host: u16) {
-        let frames = std::mem::take(&mut self.hosts[usize::from(host)].sim.net_out);
-        for frame in frames {
+        let slot = &mut self.hosts[usize::from(host)].sim.net_out;
+        if slot.is_empty() {
+            return; // Most inputs hand the bridge nothing.
+        }
+        let mut frames = std::mem::take(slot);
+        for frame in frames.drain(..) {
             self.net_route_one(host, frame);
+        }
+        // The emptied buffer goes back for the next input (no allocation per frame),
+        // unless routing handed the bridge frames of its own meanwhile.
+        let slot = &mut self.hosts[usize::from(host)].sim.net_out;
+        if slot.is_empty() {
+            *slot = frames;
         }
     }
 

@@ -44,19 +44,19 @@ use crate::trace::TraceEvent;
 impl Hypervisor {
     /// The handler a notification on the TX (`rx` false) or RX channel of `key`'s queue
     /// runs: [`VifIrq::Shared`] when the queue has one port for both.
+    #[cfg(test)]
     pub(in crate::hypervisor) fn net_irq_of(&self, key: VifKey, queue: usize, rx: bool) -> VifIrq {
-        let ports = self.net.ports.get(&key).and_then(|q| q.get(queue));
-        let split = ports.is_some_and(|ports| ports.tx != ports.rx);
-        VifIrq::of(split, rx)
+        queue_irq(self.net.ports.get(&key).and_then(|q| q.get(queue)), rx)
     }
 
     /// `slots` were pushed on the TX ring of `key`'s queue by netfront (`rx` false) or on
     /// its RX ring by netback (`rx`): traced, and when the pushing end must notify, the
-    /// other end's handler for that channel runs.
+    /// other end's handler for that channel runs. `back` is the vif's backend domain and
+    /// `queue_trace` the queue's trace field, as the caller found them on the vif.
     pub(super) fn net_pushed<P: Platform + ?Sized>(
         &mut self,
-        key: VifKey,
-        queue: usize,
+        (key, queue): (VifKey, usize),
+        (back, queue_trace): (crate::ids::DomId, Option<u16>),
         rx: bool,
         (slots, notify): (u32, bool),
         p: &mut P,
@@ -64,21 +64,20 @@ impl Hypervisor {
         if slots == 0 {
             return;
         }
-        let Some(path) = self.net.paths.get(&key) else {
-            return;
-        };
         p.trace(&TraceEvent::NetPush {
             dom: key.0,
             devid: key.1,
-            queue: super::queue_field(path, queue),
+            queue: queue_trace,
             rx,
             slots,
             notify,
         });
-        if !notify || !self.net_evtchn(key, queue, rx, !rx, p) {
+        if !notify {
             return;
         }
-        let irq = self.net_irq_of(key, queue, rx);
+        let Some(irq) = self.net_evtchn(key, queue, back, (rx, !rx), p) else {
+            return;
+        };
         if rx {
             self.netfront_irq(key, queue, irq, p);
         } else {
@@ -86,32 +85,31 @@ impl Hypervisor {
         }
     }
 
-    /// One end of the TX (or RX) channel of `key`'s queue notifies the other (as
-    /// `blk_send`). False when a `lost-interrupt` fault on that port ate the notification
-    /// (the queue then remembers which handler missed it).
+    /// One end of the TX (or RX) channel of `key`'s queue (whose backend domain is
+    /// `back`) notifies the other (as `blk_send`). The handler the other end runs, or
+    /// `None` when a `lost-interrupt` fault on that port ate the notification (the queue
+    /// then remembers which handler missed it).
     pub(super) fn net_evtchn<P: Platform + ?Sized>(
         &mut self,
         key: VifKey,
         queue: usize,
-        rx: bool,
-        from_front: bool,
+        back: crate::ids::DomId,
+        (rx, from_front): (bool, bool),
         p: &mut P,
-    ) -> bool {
-        let Some(ports) = self.net.ports.get(&key).and_then(|q| q.get(queue)).copied() else {
-            return true;
-        };
-        let Some(back) = self.net.paths.get(&key).map(|path| path.params.back_dom) else {
-            return true;
+    ) -> Option<VifIrq> {
+        let ports = self.net.ports.get(&key).and_then(|q| q.get(queue)).copied();
+        let irq = queue_irq(ports.as_ref(), rx);
+        let Some(ports) = ports else {
+            return Some(irq);
         };
         let pair = if rx { ports.rx } else { ports.tx };
-        let delivered = self.ring_notify((key.0, back), pair, from_front, p);
-        if !delivered {
-            let irq = self.net_irq_of(key, queue, rx);
-            if let Some(q) = self.net_queue(key, queue) {
-                q.irq_lost.lost(!from_front, irq);
-            }
+        if self.ring_notify((key.0, back), pair, from_front, p) {
+            return Some(irq);
         }
-        delivered
+        if let Some(q) = self.net_queue(key, queue) {
+            q.irq_lost.lost(!from_front, irq);
+        }
+        None
     }
 
     /// netback's handler `irq` for one queue (`xenvif_tx_interrupt`,
@@ -156,20 +154,25 @@ impl Hypervisor {
         };
         q.irq_lost.ran(true, irq);
         let tx_ok = !irq.serves_tx() || q.front_tx_responses().is_ok();
-        let rx = match irq.serves_rx() {
-            true => q.front_rx_responses(&net.pages),
-            false => Ok(alloc::vec::Vec::new()),
-        };
+        // The poll's frames go through the reused buffer (no allocation per poll); a
+        // poll that finds the ring broken hands up nothing.
+        let mut rx = core::mem::take(&mut net.rx_polled);
+        if irq.serves_rx() && q.front_rx_responses(&net.pages, &mut rx).is_err() {
+            rx.clear();
+        }
         let failed = !tx_ok || q.front_failed;
         if failed {
             path.fail_front();
         }
-        for packet in rx.unwrap_or_default() {
+        for packet in rx.drain(..) {
             let notice = GuestNotice::NetReceived {
                 devid: key.1,
                 packet,
             };
             self.vif_notify(key, notice, p);
+        }
+        if self.net.rx_polled.is_empty() {
+            self.net.rx_polled = rx;
         }
         if failed {
             return;
@@ -185,20 +188,27 @@ impl Hypervisor {
     /// `xennet_alloc_rx_buffers` at the end of the poll: the queue's free RX slots get
     /// buffers again, and netback's RX handler runs if the ring asks for a notification.
     fn netfront_rx_refill<P: Platform + ?Sized>(&mut self, key: VifKey, queue: usize, p: &mut P) {
-        let Some(q) = self
-            .net
-            .paths
-            .get_mut(&key)
-            .and_then(|v| v.queues.get_mut(queue))
-        else {
+        let Some(path) = self.net.paths.get_mut(&key) else {
+            return;
+        };
+        let back = path.params.back_dom;
+        let Some(q) = path.queues.get_mut(queue) else {
             return;
         };
         let refill = q.front_rx_refill(&mut self.grants);
-        if refill.notify && self.net_evtchn(key, queue, true, true, p) {
-            let irq = self.net_irq_of(key, queue, true);
+        if !refill.notify {
+            return;
+        }
+        if let Some(irq) = self.net_evtchn(key, queue, back, (true, true), p) {
             self.netback_irq(key, queue, irq, p);
         }
     }
+}
+
+/// The handler a notification on the TX (`rx` false) or RX channel of a queue with
+/// `ports` runs ([`VifIrq::Shared`] for one port for both, or no ports).
+fn queue_irq(ports: Option<&super::QueuePorts>, rx: bool) -> VifIrq {
+    VifIrq::of(ports.is_some_and(|ports| ports.tx != ports.rx), rx)
 }
 
 #[cfg(test)]
