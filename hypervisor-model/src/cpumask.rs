@@ -5,7 +5,9 @@
 //! operations. Besides the operations that return a new mask (`and`, `or`, `and_not`),
 //! the mask offers in-place forms (`and_with`, `or_with`, `and_not_with`) and fused walks
 //! over two or three masks (`first_and`, `cycle_in_and`, `intersects_and_not`) that build
-//! no intermediate mask: the schedulers call them on every decision.
+//! no intermediate mask: the schedulers call them on every decision. For longer
+//! combinations (`idle & !tickled & soft & hard & pool`) the `*_combined` walks take the
+//! masks and a bitwise word function, and do the same in one pass.
 //!
 //! # Invariants
 //! - No bit at or past the mask's width is ever set (so unused words are zero, and
@@ -323,6 +325,73 @@ impl CpuMask {
         (0..a.len()).any(|i| a[i] & b[i] & !c[i] != 0)
     }
 
+    /// The used words of masks of the same host, each slice cut to exactly the word count
+    /// (so the walks below index without checks).
+    // Plain loops rather than `array::map`, which the optimiser leaves as a call per word.
+    #[inline(always)]
+    fn words_of<const N: usize>(masks: [&CpuMask; N]) -> (usize, [&[u64]; N]) {
+        let width = masks.first().map_or(0, |m| m.width);
+        let count = word_count(width);
+        let mut words: [&[u64]; N] = [&[]; N];
+        for (slot, mask) in words.iter_mut().zip(masks) {
+            assert_eq!(mask.width, width, "masks of different hosts");
+            *slot = &mask.w()[..count];
+        }
+        (count, words)
+    }
+
+    /// Word `index` of each of `words`.
+    #[inline(always)]
+    fn column<const N: usize>(words: &[&[u64]; N], index: usize) -> [u64; N] {
+        let mut out = [0u64; N];
+        for (value, w) in out.iter_mut().zip(words) {
+            *value = w[index];
+        }
+        out
+    }
+
+    /// True if `f` of the masks' words is not zero at some index: a test of a bitwise
+    /// combination of several masks (`f` is e.g. `|[a, b, c]| a & b & !c`) that builds no
+    /// intermediate mask. `f` must be bitwise and map all-zero words to zero (so no bit past
+    /// the width is ever set).
+    #[inline(always)]
+    pub fn any_combined<const N: usize>(masks: [&CpuMask; N], f: impl Fn([u64; N]) -> u64) -> bool {
+        debug_assert_eq!(f([0; N]), 0, "a combination that sets bits of no mask");
+        let (count, words) = CpuMask::words_of(masks);
+        (0..count).any(|i| f(CpuMask::column(&words, i)) != 0)
+    }
+
+    /// `cpumask_test_or_cycle(start, f(masks))`, without building the combination (`f`
+    /// as for [`CpuMask::any_combined`]).
+    #[inline(always)]
+    pub fn test_or_cycle_combined<const N: usize>(
+        masks: [&CpuMask; N],
+        start: PcpuId,
+        f: impl Fn([u64; N]) -> u64,
+    ) -> Option<PcpuId> {
+        debug_assert_eq!(f([0; N]), 0, "a combination that sets bits of no mask");
+        let (count, words) = CpuMask::words_of(masks);
+        let word = |i: usize| f(CpuMask::column(&words, i));
+        let (index, bit) = word_bit(start.raw());
+        if index < count && word(index) & bit != 0 {
+            return Some(start);
+        }
+        cycle_by(count, start, word)
+    }
+
+    /// The mask of `f(masks)`, built in one pass over the words (`f` as for
+    /// [`CpuMask::any_combined`]; the first mask gives the width).
+    #[inline(always)]
+    pub fn combined<const N: usize>(masks: [&CpuMask; N], f: impl Fn([u64; N]) -> u64) -> CpuMask {
+        debug_assert_eq!(f([0; N]), 0, "a combination that sets bits of no mask");
+        let (_, words) = CpuMask::words_of(masks);
+        let mut out = CpuMask::empty(masks.first().map_or(0, |m| m.width));
+        for (i, slot) in out.w_mut().iter_mut().enumerate() {
+            *slot = f(CpuMask::column(&words, i));
+        }
+        out
+    }
+
     /// The set pCPUs in ascending order.
     pub fn iter(&self) -> impl Iterator<Item = PcpuId> + '_ {
         let words = self.w();
@@ -382,7 +451,9 @@ impl fmt::Debug for CpuMask {
 
 #[cfg(test)]
 mod tests {
-    use super::CpuMask;
+    use proptest::prelude::*;
+
+    use super::{CpuMask, INLINE_CPUS_MAX};
     use crate::ids::PcpuId;
 
     fn cpu(n: u32) -> PcpuId {
@@ -462,6 +533,47 @@ mod tests {
         assert!(a.intersects(&b));
         assert!(!a.intersects_and_not(&b, &minus));
         assert!(!a.is_subset(&b));
+    }
+
+    /// A mask of `width` pCPUs from random words (bits past the width dropped).
+    fn from_words(width: u32, words: &[u64]) -> CpuMask {
+        let mut out = CpuMask::empty(width);
+        for n in 0..width {
+            let word = words[usize::try_from(n / 64).unwrap_or(0) % words.len()];
+            if word >> (n % 64) & 1 != 0 {
+                out.set(cpu(n));
+            }
+        }
+        out
+    }
+
+    proptest! {
+        /// The fused multi-mask walks answer as the masks built one operation at a time.
+        #[test]
+        fn combined_walks_match_built_masks(
+            width in prop_oneof![Just(1u32), Just(64), Just(100), Just(INLINE_CPUS_MAX + 70)],
+            words in prop::collection::vec(
+                prop::collection::vec(prop_oneof![Just(0u64), Just(u64::MAX), any::<u64>()], 3),
+                3,
+            ),
+            start in 0u32..1200,
+        ) {
+            let a = from_words(width, &words[0]);
+            let b = from_words(width, &words[1]);
+            let c = from_words(width, &words[2]);
+            let built = a.and(&b).and_not(&c);
+            let fused = CpuMask::combined([&a, &b, &c], |[a, b, c]| a & b & !c);
+            prop_assert_eq!(&fused, &built);
+            prop_assert_eq!(
+                CpuMask::any_combined([&a, &b, &c], |[a, b, c]| a & b & !c),
+                !built.is_empty()
+            );
+            let start = cpu(start % width);
+            prop_assert_eq!(
+                CpuMask::test_or_cycle_combined([&a, &b, &c], start, |[a, b, c]| a & b & !c),
+                built.test_or_cycle(start)
+            );
+        }
     }
 
     #[test]

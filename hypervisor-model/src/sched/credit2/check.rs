@@ -68,7 +68,7 @@ impl Credit2Scheduler {
         out: &mut Vec<Violation>,
     ) {
         let id = rq.id;
-        let credits = rq.runq.iter().map(|idx| self.u(*idx).credit);
+        let credits = rq.waiters().map(|idx| self.u(idx).credit);
         if credits.clone().zip(credits.skip(1)).any(|(a, b)| a < b) {
             push(out, "credit2.runq_sorted", format!("runqueue {id}"));
         }

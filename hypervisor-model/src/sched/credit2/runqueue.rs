@@ -8,7 +8,9 @@
 //! `tickle_cpu`, `smt_idle_mask_set`, `smt_idle_mask_clear`; spec §2.2, §2.4, §2.13.
 //!
 //! # Invariants
-//! - `runq` is sorted by credit, descending; equal credits keep arrival order.
+//! - `runq` holds Xen's runq list reversed (its last entry is the head), and the list is
+//!   sorted by credit, descending, equal credits keeping arrival order: so `runq` is sorted
+//!   ascending, and among equal credits the later arrival comes first.
 //! - `runq_credits[i]` is the credit of unit `runq[i]` (only `reset_credit` changes the
 //!   credit of a waiting unit, and it refreshes the copy).
 //! - `idle`, `tickled` and `smt_idle` are subsets of `active`; `smt_idle` of `idle`.
@@ -48,7 +50,9 @@ pub struct Runqueue {
     pub avgload: i64,
     /// Decaying load as moved by balancing.
     pub b_avgload: i64,
-    /// Waiting units, by credit descending.
+    /// Waiting units, Xen's runq list reversed (the head last): taking the head, the usual
+    /// pick, is a pop, and a waking vCPU, which has more credit than most waiters, moves
+    /// only the few entries above it. Read it in Xen's order with [`Runqueue::waiters`].
     pub runq: Vec<usize>,
     /// The credit of each `runq` entry, in `runq` order: the sorted walk and the insertion
     /// search read this dense copy instead of one unit per step.
@@ -67,6 +71,26 @@ pub struct Runqueue {
     pub active: CpuMask,
 }
 
+impl Runqueue {
+    /// The waiting units in Xen's runq order, head first.
+    pub fn waiters(&self) -> impl Iterator<Item = usize> + Clone + '_ {
+        self.runq.iter().rev().copied()
+    }
+
+    /// The credit of the runq's head (its first waiter), if any.
+    pub fn head_credit(&self) -> Option<i32> {
+        self.runq_credits.last().copied()
+    }
+}
+
+/// Where `runq_insert` puts a unit of `credit` in a `runq` whose credits are `credits`.
+/// Xen's list is sorted by credit, descending, and the unit goes before the first waiter
+/// with strictly less credit (after those with as much). Reversed, that is after every
+/// waiter with less credit, found by bisection.
+pub(crate) fn reversed_insert_index(credits: &[i32], credit: i32) -> usize {
+    credits.partition_point(|c| *c < credit)
+}
+
 /// `smt_idle_mask_set`: add `cpu`'s core if all its (runqueue) siblings are idlers, the
 /// idlers being `idle & !tickled`.
 pub(crate) fn smt_idle_mask_set(
@@ -75,14 +99,15 @@ pub(crate) fn smt_idle_mask_set(
     tickled: &CpuMask,
     mask: &mut CpuMask,
 ) {
-    if siblings.is_subset(idle) && !siblings.intersects(tickled) {
+    // `siblings` within `idle` and apart from `tickled`, in one walk.
+    if !CpuMask::any_combined([siblings, idle, tickled], |[s, i, t]| s & (!i | t)) {
         mask.or_with(siblings);
     }
 }
 
 /// `smt_idle_mask_clear`: drop `cpu`'s core if it is wholly in the mask.
 pub(crate) fn smt_idle_mask_clear(siblings: &CpuMask, mask: &mut CpuMask) {
-    if siblings.is_subset(mask) {
+    if !CpuMask::any_combined([siblings, mask], |[s, m]| s & !m) {
         mask.and_not_with(siblings);
     }
 }
@@ -435,12 +460,10 @@ impl Credit2Scheduler {
         );
         let rq = self.rq_mut(id);
         debug_assert!(
-            rq.runq_credits.windows(2).all(|pair| pair[0] >= pair[1]),
+            rq.runq_credits.windows(2).all(|pair| pair[0] <= pair[1]),
             "runqueue {id} not sorted by credit"
         );
-        // The runq is sorted by credit, descending, so the first waiter with strictly less
-        // credit is found by bisection (the same position as Xen's linear walk).
-        let pos = rq.runq_credits.partition_point(|c| *c >= credit);
+        let pos = reversed_insert_index(&rq.runq_credits, credit);
         rq.runq.insert(pos, idx);
         rq.runq_credits.insert(pos, credit);
         self.u_mut(idx).on_runq = true;
@@ -484,7 +507,7 @@ impl Credit2Scheduler {
         self.u_mut(idx).on_runq = false;
     }
 
-    /// `runq_remove` of the unit the caller found at `pos` of its runq (no search).
+    /// `runq_remove` of the unit the caller found at index `pos` of its `runq` (no search).
     pub(crate) fn runq_remove_at(&mut self, idx: usize, pos: usize) {
         let unit = self.u(idx);
         assert!(unit.on_runq, "unit {idx} removed but not queued");

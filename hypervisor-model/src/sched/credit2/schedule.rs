@@ -18,8 +18,9 @@ use super::{
     FLAG_DELAYED_RUNQ_ADD, FLAG_SCHEDULED, FLAG_YIELD, IDLE_CREDIT, MAX_TIMER_NS,
     MIGRATE_COMPENSATION, MIN_TIMER_NS,
 };
+use crate::cpumask::CpuMask;
 use crate::ids::{PcpuId, VcpuRef};
-use crate::sched::affinity::{balance_mask, vcpu_has_soft_affinity, BalanceStep};
+use crate::sched::affinity::{balance_pair, vcpu_has_soft_affinity, BalanceStep};
 use crate::sched::{Decision, PickReason, SchedCtx};
 use crate::time::Span;
 
@@ -179,11 +180,14 @@ impl Credit2Scheduler {
                 };
             }
             if vcpu_has_soft_affinity(ctx.pool_cpus, vcpu) {
-                let mut soft = balance_mask(ctx, v, BalanceStep::Soft);
-                if !soft.test(cpu) {
+                // The soft step's mask is `a & b`: is `cpu` outside it while an idler of
+                // the runqueue (idle, untickled) in the pool is inside?
+                let (a, b) = balance_pair(vcpu, BalanceStep::Soft);
+                if !(a.test(cpu) && b.test(cpu)) {
                     let rq = self.rq(id);
-                    soft.and_with(ctx.pool_cpus);
-                    soft_preempt = soft.intersects_and_not(&rq.idle, &rq.tickled);
+                    let masks = [a, b, ctx.pool_cpus, &rq.idle, &rq.tickled];
+                    soft_preempt =
+                        CpuMask::any_combined(masks, |[a, b, p, i, t]| a & b & p & i & !t);
                 }
             }
             if runnable && !soft_preempt {
@@ -211,7 +215,7 @@ impl Credit2Scheduler {
     }
 
     /// The runq walk of `runq_candidate`, starting from `snext` (cur or idle): the waiter
-    /// that beats it and its runq position, `None` if `snext` stays.
+    /// that beats it and its index in `runq`, `None` if `snext` stays.
     fn scan_runq(
         &mut self,
         ctx: &mut SchedCtx<'_>,
@@ -221,20 +225,21 @@ impl Credit2Scheduler {
         yielded: bool,
     ) -> Option<(usize, usize)> {
         let snext_credit = i64::from(self.credit_of(snext));
-        let mut i = 0;
         debug_assert!(
             self.runq_credits_agree(id),
             "runqueue {id}: stale credit copy"
         );
-        while i < self.rq(id).runq.len() {
-            let credit = i64::from(self.rq(id).runq_credits[i]);
+        // From the head, the last entry, down: Xen's walk from the list head.
+        let mut pos = self.rq(id).runq.len();
+        while pos > 0 {
+            pos -= 1;
+            let credit = i64::from(self.rq(id).runq_credits[pos]);
             if !yielded && credit <= snext_credit {
                 break;
             }
-            let idx = self.rq(id).runq[i];
+            let idx = self.rq(id).runq[pos];
             let unit = self.u(idx);
             let v = unit.v;
-            i += 1;
             if !ctx.runnable(v) || !ctx.vcpu(v).hard_affinity.test(cpu) {
                 continue;
             }
@@ -247,11 +252,11 @@ impl Credit2Scheduler {
                 continue;
             }
             if self.u(idx).has_cap() && !self.grab_budget(ctx, idx) {
-                // Parked: it left the runq, so the next waiter now sits at `i - 1`.
-                i -= 1;
+                // Parked: it left the runq; the entries below `pos`, the rest of the walk,
+                // did not move.
                 continue;
             }
-            return Some((idx, i - 1));
+            return Some((idx, pos));
         }
         None
     }
@@ -353,9 +358,8 @@ impl Credit2Scheduler {
         let mine = self.u(snext).credit;
         let top = self
             .rq(id)
-            .runq_credits
-            .first()
-            .map_or(mine, |head| mine.max(*head));
+            .head_credit()
+            .map_or(mine, |head| mine.max(head));
         if top <= CREDIT_RESET {
             self.reset_credit(ctx, id, snext);
             self.balance_load(ctx, cpu);
@@ -395,7 +399,7 @@ impl Credit2Scheduler {
         }
         let rq = self.rq(id);
         let mut rt_credit = unit.credit;
-        if let Some(&head_credit) = rq.runq_credits.first() {
+        if let Some(head_credit) = rq.head_credit() {
             if head_credit > 0 {
                 rt_credit = unit.credit - head_credit;
             }

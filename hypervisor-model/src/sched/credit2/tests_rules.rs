@@ -7,6 +7,7 @@ extern crate std;
 use alloc::string::String;
 use alloc::vec::Vec;
 
+use super::runqueue::reversed_insert_index;
 use super::schedule::{c2t, clamp_slice, t2c};
 use super::tickle::score;
 use super::*;
@@ -145,9 +146,8 @@ impl Fixture {
     fn runq_order(&self, rq: usize) -> Vec<VcpuRef> {
         self.sched
             .rq(rq)
-            .runq
-            .iter()
-            .map(|i| self.sched.u(*i).v)
+            .waiters()
+            .map(|i| self.sched.u(i).v)
             .collect()
     }
 }
@@ -488,4 +488,33 @@ fn migration_compensation_raises_the_credit_bound_until_the_next_reset() {
     f.set_credit(vref(1, 0), bound + 1);
     let names: Vec<&str> = f.violations().iter().map(|v| v.invariant).collect();
     assert!(names.contains(&"credit2.credit_bounds"), "{names:?}");
+}
+
+proptest::proptest! {
+    /// The reversed `runq` holds Xen's list: inserting by [`reversed_insert_index`] and
+    /// taking the head from the end gives the order of Xen's linear walk (before the first
+    /// waiter with strictly less credit) and of taking the list's first entry.
+    #[test]
+    fn reversed_runq_is_xens_list(
+        ops in proptest::collection::vec(proptest::option::of(-3i32..3), 0..60),
+    ) {
+        let mut xen: Vec<(i32, usize)> = Vec::new();
+        let mut reversed: Vec<(i32, usize)> = Vec::new();
+        for (id, op) in ops.into_iter().enumerate() {
+            match op {
+                Some(credit) => {
+                    let at = xen.iter().position(|(c, _)| *c < credit).unwrap_or(xen.len());
+                    xen.insert(at, (credit, id));
+                    let credits: Vec<i32> = reversed.iter().map(|(c, _)| *c).collect();
+                    reversed.insert(reversed_insert_index(&credits, credit), (credit, id));
+                }
+                None => {
+                    let head = (!xen.is_empty()).then(|| xen.remove(0));
+                    proptest::prop_assert_eq!(head, reversed.pop());
+                }
+            }
+            let as_xen: Vec<(i32, usize)> = reversed.iter().rev().copied().collect();
+            proptest::prop_assert_eq!(&as_xen, &xen);
+        }
+    }
 }

@@ -10,11 +10,13 @@
 //! xensim differs: `sched_smt_power_savings` is off (Xen's default), so the first step
 //! looks for wholly idle cores.
 
+use super::hint::CurrHint;
 use super::schedule::burn;
 use super::{Credit2Scheduler, CREDIT_INIT, FLAG_PINNED, RATELIMIT_TICKLE_TOLERANCE_NS};
+use crate::cpumask::CpuMask;
 use crate::domain::vcpu::Vcpu;
-use crate::ids::PcpuId;
-use crate::sched::affinity::{balance_mask, has_soft_affinity, BalanceStep, BALANCE_STEPS};
+use crate::ids::{PcpuId, VcpuRef};
+use crate::sched::affinity::{balance_pair, vcpu_has_soft_affinity, BalanceStep, BALANCE_STEPS};
 use crate::sched::SchedCtx;
 
 /// The preemption score rule of `tickle_score` once both credits are known: the credit
@@ -44,8 +46,9 @@ pub(crate) fn score(
 
 /// What `tickle_score` reads that stays put during one `runq_tickle` scan, looked up once:
 /// the vCPU being placed (its credit cannot change: only running vCPUs are burnt), the
-/// runqueue's max weight and the preemption threshold.
+/// runqueue's max weight, the time and the preemption threshold.
 struct Newcomer<'a> {
+    now_ns: i64,
     credit: i32,
     processor: PcpuId,
     vcpu: &'a Vcpu,
@@ -65,6 +68,10 @@ impl Credit2Scheduler {
 
     /// `tickle_score`: how much `new` deserves `cpu` (a pCPU of runqueue `id`), -1 if its
     /// vCPU may not be preempted.
+    ///
+    /// Inlined into the scan: on a busy, overcommitted host most scanned vCPUs ran for less
+    /// than the ratelimit, and that answer is a few loads; the rest is [`Self::busy_score`].
+    #[inline(always)]
     fn tickle_score(
         &mut self,
         ctx: &SchedCtx<'_>,
@@ -75,14 +82,30 @@ impl Credit2Scheduler {
         let Some(cur_v) = ctx.curr_on(cpu) else {
             return -1;
         };
-        let now = ctx.now.as_ns();
         let hint = self.curr_hint(cpu, cur_v);
         // is_preemptable.
         if let Some(after) = new.preempt_after_ns {
-            if now - Self::hinted_entered_ns(ctx, cpu, hint, cur_v) <= after {
+            if new.now_ns - Self::hinted_entered_ns(ctx, cpu, hint, cur_v) <= after {
                 return -1;
             }
         }
+        self.busy_score(ctx, new, cpu, id, cur_v, hint)
+    }
+
+    /// The part of `tickle_score` past `is_preemptable`: burn the running vCPU's credit up
+    /// to now and score the difference.
+    #[inline(never)]
+    fn busy_score(
+        &mut self,
+        ctx: &SchedCtx<'_>,
+        new: &Newcomer<'_>,
+        cpu: PcpuId,
+        id: usize,
+        cur_v: VcpuRef,
+        hint: Option<CurrHint>,
+    ) -> i64 {
+        let now = new.now_ns;
+        debug_assert_eq!(now, ctx.now.as_ns());
         debug_assert_eq!(self.c2rqd(cpu), id, "{cpu:?} scored for another runqueue");
         debug_assert_eq!(self.rq(id).max_weight, new.max_weight);
         let cur = self.hinted_unit_or_lookup(hint, cur_v);
@@ -137,19 +160,25 @@ impl Credit2Scheduler {
             // Both walks below look in `smt_idle` or `idle`: with no idler they find nothing.
             return None;
         }
-        let soft = has_soft_affinity(ctx, v);
+        let vcpu = ctx.vcpu(v);
+        let soft = vcpu_has_soft_affinity(ctx.pool_cpus, vcpu);
+        let pool = ctx.pool_cpus;
         for step in BALANCE_STEPS {
             if step == BalanceStep::Soft && !soft {
                 continue;
             }
-            let mut allowed = balance_mask(ctx, v, step);
-            allowed.and_with(ctx.pool_cpus);
-            if let Some(i) = rq.smt_idle.test_or_cycle_and(&allowed, cpu) {
-                return Some(i);
+            // The step's mask is `a & b`; `allowed` is that and the pool.
+            let (a, b) = balance_pair(vcpu, step);
+            let masks = [&rq.smt_idle, a, b, pool];
+            let found = CpuMask::test_or_cycle_combined(masks, cpu, |[m, a, b, p]| m & a & b & p);
+            if found.is_some() {
+                return found;
             }
-            allowed.and_not_with(&rq.tickled);
-            if let Some(i) = rq.idle.test_or_cycle_and(&allowed, cpu) {
-                return Some(i);
+            let masks = [&rq.idle, &rq.tickled, a, b, pool];
+            let found =
+                CpuMask::test_or_cycle_combined(masks, cpu, |[m, t, a, b, p]| m & !t & a & b & p);
+            if found.is_some() {
+                return found;
             }
         }
         None
@@ -168,12 +197,16 @@ impl Credit2Scheduler {
         let v = self.u(new).v;
         let vcpu = ctx.vcpu(v);
         let rq = self.rq(id);
-        let mut busy = rq.active.clone();
-        busy.and_not_with(&rq.idle);
-        busy.and_not_with(&rq.tickled);
-        busy.and_with(&vcpu.hard_affinity);
-        busy.and_with(ctx.pool_cpus);
+        let masks = [
+            &rq.active,
+            &rq.idle,
+            &rq.tickled,
+            &vcpu.hard_affinity,
+            ctx.pool_cpus,
+        ];
+        let mut busy = CpuMask::combined(masks, |[a, i, t, h, p]| a & !i & !t & h & p);
         let newcomer = Newcomer {
+            now_ns: ctx.now.as_ns(),
             credit: self.u(new).credit,
             processor: vcpu.processor,
             vcpu,
