@@ -20,8 +20,9 @@ use crate::platform::{EptEntry, Platform};
 
 impl Hypervisor {
     /// Writes every waiting P2M leaf change to the platform's EPT, then INVEPT per domain.
-    /// Runs after every input and mostly finds nothing: the test stays inline.
-    #[inline]
+    /// Runs after every input and mostly finds nothing: the test stays inline (`always`:
+    /// `handle` is too large for the inliner's own choice).
+    #[inline(always)]
     pub(crate) fn ept_flush<P: Platform + ?Sized>(&mut self, p: &mut P) {
         if self.memory.has_leaf_changes() {
             self.ept_write_changes(p);

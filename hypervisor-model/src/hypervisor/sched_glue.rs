@@ -140,8 +140,9 @@ impl Hypervisor {
     /// `sched_unit_migrate_finish`: if `v` is off its pCPU and still marked migrating, ask
     /// the scheduler where it should run (`pick_resource`), move it there (`migrate`), clear
     /// the flag and wake it. Runs after every switch away from a vCPU and mostly finds
-    /// nothing to do: the test stays inline.
-    #[inline]
+    /// nothing to do: the test stays inline (`always`: the move inlined into it makes it too
+    /// large for the inliner's own choice).
+    #[inline(always)]
     pub(crate) fn vcpu_migrate_finish<P: Platform + ?Sized>(&mut self, v: VcpuRef, p: &mut P) {
         let pending = self
             .domains
@@ -152,7 +153,9 @@ impl Hypervisor {
         }
     }
 
-    /// The move of [`Hypervisor::vcpu_migrate_finish`]: `v` is off its pCPU and migrating.
+    /// The move of [`Hypervisor::vcpu_migrate_finish`]: `v` is off its pCPU and migrating
+    /// (rare: an affinity or pool change, or credit2's load balancing).
+    #[cold]
     fn vcpu_migrate_move<P: Platform + ?Sized>(&mut self, v: VcpuRef, p: &mut P) {
         let Some(pool) = self.domains.get(v.dom).map(|d| d.pool) else {
             return;
