@@ -248,7 +248,18 @@ impl DomainTable {
     pub fn vcpu_runnable(&self, v: VcpuRef) -> Option<(&Vcpu, bool)> {
         let d = self.get(v.dom)?;
         let vcpu = d.vcpu(v.vcpu.raw())?;
-        let runnable = vcpu.pause_flags == 0 && vcpu.pause_count == 0 && d.pause_count == 0;
+        let runnable = vcpu.runnable_in(d.pause_count);
+        Some((vcpu, runnable))
+    }
+
+    /// Mutable vCPU `v` and whether it is runnable, from one domain lookup (the switch and
+    /// wake paths read both).
+    pub fn vcpu_runnable_mut(&mut self, v: VcpuRef) -> Option<(&mut Vcpu, bool)> {
+        let index = usize::try_from(v.vcpu.raw()).ok()?;
+        let d = self.get_mut(v.dom)?;
+        let domain_pause_count = d.pause_count;
+        let vcpu = d.vcpus.get_mut(index)?;
+        let runnable = vcpu.runnable_in(domain_pause_count);
         Some((vcpu, runnable))
     }
 
@@ -319,8 +330,62 @@ impl DomainTable {
 
 #[cfg(test)]
 mod tests {
-    use super::DomainTable;
-    use crate::ids::DomId;
+    use super::vcpu::{Vcpu, VPF_BLOCKED};
+    use super::{Domain, DomainIdentity, DomainTable};
+    use crate::cpumask::CpuMask;
+    use crate::ids::{DomId, PcpuId, PoolId, VcpuId, VcpuRef};
+    use crate::time::STime;
+    use crate::toolstack::config::GuestType;
+
+    fn table_with_one_vcpu() -> (DomainTable, VcpuRef) {
+        let dom = DomId::new(1).expect("domid");
+        let v = VcpuRef {
+            dom,
+            vcpu: VcpuId::new(0).expect("vcpu id"),
+        };
+        let identity = DomainIdentity {
+            id: dom,
+            name: "d1".into(),
+            uuid: [0; 16],
+            guest_type: GuestType::Pvh,
+            pool: PoolId(0),
+            weight: 256,
+            cap: 0,
+        };
+        let mut d = Domain::new_paused(identity, STime::ZERO);
+        let cpu = PcpuId::new(0).expect("pcpu");
+        let mask = CpuMask::full(4);
+        d.vcpus
+            .push(Vcpu::new(v, cpu, mask.clone(), mask, STime::ZERO));
+        let mut table = DomainTable::new();
+        table.insert(d);
+        (table, v)
+    }
+
+    #[test]
+    fn vcpu_runnable_mut_agrees_with_vcpu_runnable() {
+        let (mut table, v) = table_with_one_vcpu();
+        let read = |t: &mut DomainTable| {
+            let shared = t.vcpu_runnable(v).map(|(_, r)| r);
+            let mutable = t.vcpu_runnable_mut(v).map(|(_, r)| r);
+            assert_eq!(shared, mutable);
+            mutable
+        };
+        // Created paused by the controller.
+        assert_eq!(read(&mut table), Some(false));
+        table.get_mut(v.dom).expect("domain").pause_count = 0;
+        assert_eq!(read(&mut table), Some(true));
+        table.vcpu_mut(v).expect("vcpu").pause_flags |= VPF_BLOCKED;
+        assert_eq!(read(&mut table), Some(false));
+        table.vcpu_mut(v).expect("vcpu").pause_flags = 0;
+        table.vcpu_mut(v).expect("vcpu").pause_count = 1;
+        assert_eq!(read(&mut table), Some(false));
+        let other = VcpuRef {
+            dom: v.dom,
+            vcpu: VcpuId::new(1).expect("vcpu id"),
+        };
+        assert!(table.vcpu_runnable_mut(other).is_none());
+    }
 
     #[test]
     fn allocate_id_starts_after_rover_at_one() {

@@ -95,6 +95,13 @@ impl Vcpu {
         self.pause_flags & VPF_DOWN == 0
     }
 
+    /// Xen's `vcpu_runnable` for a vCPU of a domain paused `domain_pause_count` times: no
+    /// pause flag, no vCPU pause, no domain pause.
+    #[inline]
+    pub fn runnable_in(&self, domain_pause_count: u32) -> bool {
+        self.pause_flags == 0 && self.pause_count == 0 && domain_pause_count == 0
+    }
+
     /// True if the guest blocked it.
     pub fn is_blocked(&self) -> bool {
         self.pause_flags & VPF_BLOCKED != 0
@@ -108,6 +115,7 @@ impl Vcpu {
 
     /// Closes the current runstate interval at `now` and enters `new`
     /// (`vcpu_runstate_change`). Returns the old state.
+    #[inline]
     pub fn runstate_change(&mut self, new: Runstate, now: STime) -> Runstate {
         let old = self.runstate;
         assert!(

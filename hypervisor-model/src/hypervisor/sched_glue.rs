@@ -11,7 +11,7 @@
 //! instantaneous: `context_saved(prev)` runs right after the switch, keeping Xen's order
 //! "pick next, then save prev".
 
-use super::{Hypervisor, InputError};
+use super::{trace_plain, Hypervisor, InputError};
 use crate::domain::vcpu::{Runstate, VPF_BLOCKED, VPF_MIGRATING};
 use crate::domain::ShutdownReason;
 use crate::ids::{DomId, PcpuId, VcpuRef};
@@ -33,14 +33,17 @@ impl Hypervisor {
             Some(pool) => self.with_sched(pool, p, |s, ctx| s.do_schedule(ctx, cpu, prev)),
             None => Decision::idle(),
         };
-        p.trace(&TraceEvent::Schedule {
-            pcpu: cpu,
-            prev,
-            next: decision.next,
-            next_time: decision.next_time,
-            reason: decision.reason,
-            credit_ns: decision.credit_ns,
-        });
+        trace_plain(
+            p,
+            TraceEvent::Schedule {
+                pcpu: cpu,
+                prev,
+                next: decision.next,
+                next_time: decision.next_time,
+                reason: decision.reason,
+                credit_ns: decision.credit_ns,
+            },
+        );
         // A hot-path invariant: checked in debug builds (every test run), like a
         // `debug_assert`; the lookup it needs is not paid in release runs.
         if let (true, Some(next)) = (cfg!(debug_assertions), decision.next) {
@@ -84,8 +87,10 @@ impl Hypervisor {
         p: &mut P,
     ) {
         if let Some(v) = prev {
-            let runnable = self.domains.runnable(v);
-            let vcpu = self.domains.vcpu_mut(v).expect("running vCPU exists");
+            let (vcpu, runnable) = self
+                .domains
+                .vcpu_runnable_mut(v)
+                .expect("running vCPU exists");
             vcpu.running_on = None;
             let to = if vcpu.is_blocked() {
                 Runstate::Blocked
@@ -95,26 +100,28 @@ impl Hypervisor {
                 Runstate::Offline
             };
             let from = vcpu.runstate_change(to, now);
-            p.trace(&TraceEvent::Runstate { vcpu: v, from, to });
+            trace_plain(p, TraceEvent::Runstate { vcpu: v, from, to });
         }
         if let Some(v) = next {
             let vcpu = self.domains.vcpu_mut(v).expect("picked vCPU exists");
             vcpu.running_on = Some(cpu);
             let from = vcpu.runstate_change(Runstate::Running, now);
-            p.trace(&TraceEvent::Runstate {
-                vcpu: v,
-                from,
-                to: Runstate::Running,
-            });
+            trace_plain(
+                p,
+                TraceEvent::Runstate {
+                    vcpu: v,
+                    from,
+                    to: Runstate::Running,
+                },
+            );
         }
         self.curr[cpu.index()] = next;
         p.context_switch(cpu, prev, next);
+        // prev exists: it was looked up above, and nothing since removes a vCPU.
         if let (Some(v), Some(pool)) = (prev, self.cpu_pool[cpu.index()]) {
-            if self.domains.vcpu(v).is_some() {
-                self.with_sched(pool, p, |s, ctx| s.context_saved(ctx, v));
-                // sched_context_switched: a pending migration completes once prev is off.
-                self.vcpu_migrate_finish(v, p);
-            }
+            self.with_sched(pool, p, |s, ctx| s.context_saved(ctx, v));
+            // sched_context_switched: a pending migration completes once prev is off.
+            self.vcpu_migrate_finish(v, p);
         }
     }
 
@@ -132,14 +139,24 @@ impl Hypervisor {
 
     /// `sched_unit_migrate_finish`: if `v` is off its pCPU and still marked migrating, ask
     /// the scheduler where it should run (`pick_resource`), move it there (`migrate`), clear
-    /// the flag and wake it.
+    /// the flag and wake it. Runs after every switch away from a vCPU and mostly finds
+    /// nothing to do: the test stays inline (`always`: the move inlined into it makes it too
+    /// large for the inliner's own choice).
+    #[inline(always)]
     pub(crate) fn vcpu_migrate_finish<P: Platform + ?Sized>(&mut self, v: VcpuRef, p: &mut P) {
-        let Some(vcpu) = self.domains.vcpu(v) else {
-            return;
-        };
-        if vcpu.running_on.is_some() || vcpu.pause_flags & VPF_MIGRATING == 0 {
-            return;
+        let pending = self
+            .domains
+            .vcpu(v)
+            .is_some_and(|x| x.running_on.is_none() && x.pause_flags & VPF_MIGRATING != 0);
+        if pending {
+            self.vcpu_migrate_move(v, p);
         }
+    }
+
+    /// The move of [`Hypervisor::vcpu_migrate_finish`]: `v` is off its pCPU and migrating
+    /// (rare: an affinity or pool change, or credit2's load balancing).
+    #[cold]
+    fn vcpu_migrate_move<P: Platform + ?Sized>(&mut self, v: VcpuRef, p: &mut P) {
         let Some(pool) = self.domains.get(v.dom).map(|d| d.pool) else {
             return;
         };
@@ -167,10 +184,13 @@ impl Hypervisor {
         let deadline = now.after(decision.next_time);
         self.timer[cpu.index()] = Some(deadline);
         p.set_timer(cpu, deadline);
-        p.trace(&TraceEvent::TimerSet {
-            pcpu: cpu,
-            deadline,
-        });
+        trace_plain(
+            p,
+            TraceEvent::TimerSet {
+                pcpu: cpu,
+                deadline,
+            },
+        );
     }
 
     fn running_vcpu(&self, v: VcpuRef) -> Result<PcpuId, InputError> {
@@ -184,8 +204,8 @@ impl Hypervisor {
         v: VcpuRef,
         p: &mut P,
     ) -> Result<(), InputError> {
-        let cpu = self.running_vcpu(v)?;
         let vcpu = self.domains.vcpu_mut(v).ok_or(InputError::UnknownVcpu(v))?;
+        let cpu = vcpu.running_on.ok_or(InputError::VcpuNotRunning(v))?;
         vcpu.pause_flags |= VPF_BLOCKED;
         self.schedule(cpu, p);
         Ok(())
@@ -224,30 +244,35 @@ impl Hypervisor {
     /// `vcpu_wake`.
     pub(crate) fn vcpu_wake<P: Platform + ?Sized>(&mut self, v: VcpuRef, p: &mut P) {
         let now = p.now();
-        let runnable = self.domains.runnable(v);
         let Some(pool) = self.domains.get(v.dom).map(|d| d.pool) else {
             return;
         };
-        let Some(vcpu) = self.domains.vcpu_mut(v) else {
+        let Some((vcpu, runnable)) = self.domains.vcpu_runnable_mut(v) else {
             return;
         };
         if runnable {
             if vcpu.runstate >= Runstate::Blocked {
                 let from = vcpu.runstate_change(Runstate::Runnable, now);
-                p.trace(&TraceEvent::Runstate {
-                    vcpu: v,
-                    from,
-                    to: Runstate::Runnable,
-                });
+                trace_plain(
+                    p,
+                    TraceEvent::Runstate {
+                        vcpu: v,
+                        from,
+                        to: Runstate::Runnable,
+                    },
+                );
             }
             self.with_sched(pool, p, |s, ctx| s.wake(ctx, v));
         } else if !vcpu.is_blocked() && vcpu.runstate == Runstate::Blocked {
             let from = vcpu.runstate_change(Runstate::Offline, now);
-            p.trace(&TraceEvent::Runstate {
-                vcpu: v,
-                from,
-                to: Runstate::Offline,
-            });
+            trace_plain(
+                p,
+                TraceEvent::Runstate {
+                    vcpu: v,
+                    from,
+                    to: Runstate::Offline,
+                },
+            );
         }
     }
 
@@ -265,11 +290,14 @@ impl Hypervisor {
         };
         if vcpu.runstate == Runstate::Runnable {
             let from = vcpu.runstate_change(Runstate::Offline, now);
-            p.trace(&TraceEvent::Runstate {
-                vcpu: v,
-                from,
-                to: Runstate::Offline,
-            });
+            trace_plain(
+                p,
+                TraceEvent::Runstate {
+                    vcpu: v,
+                    from,
+                    to: Runstate::Offline,
+                },
+            );
         }
         self.with_sched(pool, p, |s, ctx| s.sleep(ctx, v));
     }
