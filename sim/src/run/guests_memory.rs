@@ -70,17 +70,17 @@ impl HostGuests {
         self.memories.get(&dom).map(GuestMemory::stats)
     }
 
-    /// Sets the stretch of `v`'s model from its domain's memory and the node it runs on.
-    pub(super) fn refresh_stretch(&mut self, v: VcpuRef) {
-        let stretch = match self.memories.get(&v.dom) {
+    /// The stretch of `v`'s model from its domain's memory and the node it runs on (none
+    /// without a memory model).
+    pub(super) fn stretch_for(&self, v: VcpuRef) -> Stretch {
+        match self.memories.get(&v.dom) {
             Some(memory) => {
                 let node = self.slot_node(v);
                 let numa = memory.numa_stretch_ppm(&self.numa, node, &self.mem_costs);
                 Stretch::new(memory.swap_stretch_ppm(), numa)
             }
             None => Stretch::NONE,
-        };
-        self.set_slot_stretch(v, stretch);
+        }
     }
 
     /// `v`'s model ran from `started_ns` to `now_ns`: the domain's counters learn it.
