@@ -281,6 +281,7 @@ impl GuestVcpu {
     }
 
     /// A `mixed` workload may have picked a new entry: its streams follow.
+    #[inline]
     fn sync_window(&mut self, now_ns: u64) {
         if !self.senders.is_empty() {
             let window = self.behavior.mix_window();
@@ -531,7 +532,11 @@ impl GuestVcpu {
     }
 
     /// The disk streams' I/Os to submit now (after any demand-done), per vbd.
+    #[inline]
     pub fn take_stream_submissions(&mut self) -> Vec<(u32, Vec<GuestIo>)> {
+        if self.senders.is_empty() {
+            return Vec::new();
+        }
         self.senders.take_submissions()
     }
 
@@ -612,7 +617,11 @@ impl GuestVcpu {
     }
 
     /// The streams' frames to send now (after any demand-done), per vif and peer.
+    #[inline]
     pub fn take_stream_frames(&mut self) -> Vec<(u32, NetPeer, Vec<NetPacket>)> {
+        if self.senders.is_empty() {
+            return Vec::new();
+        }
         let mut out = self.senders.take_frames();
         for (_, _, frames) in &mut out {
             self.stamp(frames);

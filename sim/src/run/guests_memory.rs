@@ -84,7 +84,12 @@ impl HostGuests {
     }
 
     /// `v`'s model ran from `started_ns` to `now_ns`: the domain's counters learn it.
+    /// Called at every demand-done and stop: a domain without a memory model (most) costs
+    /// one map lookup.
     pub(super) fn memory_ran(&mut self, v: VcpuRef, started_ns: u64, now_ns: u64) {
+        if !self.memories.contains_key(&v.dom) {
+            return;
+        }
         let Some(stretch) = self.slot_stretch(v) else {
             return;
         };
@@ -130,6 +135,9 @@ impl HostGuests {
         now_ns: u64,
     ) -> Vec<(DomId, FloorNotice)> {
         let mut notices = Vec::new();
+        if self.memory_dirty.is_empty() {
+            return notices;
+        }
         for dom in self.take_memory_dirty() {
             let (tot_pages, node_pages) = core_pages(hv, dom);
             if let Some(notice) = self.update_memory(dom, tot_pages, &node_pages, now_ns) {
