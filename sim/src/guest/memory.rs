@@ -315,8 +315,16 @@ fn mul_ppm(value: u64, ppm: u64) -> u64 {
     u64::try_from(u128::from(value) * u128::from(ppm) / u128::from(PPM)).unwrap_or(u64::MAX)
 }
 
-/// `value × ppm / 10^6`, rounded up.
+/// `value × ppm / 10^6`, rounded up. Called per run of every vCPU: a stretch of none
+/// (`ppm` = 10^6) returns `value` as is, and a product that fits `u64` divides in `u64`
+/// (the same value as the `u128` division, without its library call).
 pub fn mul_ppm_up(value: u64, ppm: u64) -> u64 {
+    if ppm == PPM {
+        return value;
+    }
+    if let Some(product) = value.checked_mul(ppm) {
+        return product.div_ceil(PPM);
+    }
     let product = u128::from(value) * u128::from(ppm);
     u64::try_from(product.div_ceil(u128::from(PPM))).unwrap_or(u64::MAX)
 }
@@ -327,8 +335,11 @@ fn div_ppm_up(value: u64, ppm: u64) -> u64 {
     u64::try_from(scaled.div_ceil(u128::from(ppm.max(1)))).unwrap_or(u64::MAX)
 }
 
-/// `value × 10^6 / ppm`, rounded down (`ppm` > 0).
+/// `value × 10^6 / ppm`, rounded down (`ppm` > 0); `value` as is for `ppm` = 10^6.
 pub fn div_ppm_down(value: u64, ppm: u64) -> u64 {
+    if ppm == PPM {
+        return value;
+    }
     let scaled = u128::from(value) * u128::from(PPM);
     u64::try_from(scaled / u128::from(ppm.max(1))).unwrap_or(u64::MAX)
 }

@@ -236,6 +236,9 @@ pub struct GuestVcpu {
     cut_at_ns: Option<u64>,
     /// The sequence number of the vCPU's last frame (every sender's frames share them).
     net_seq: u32,
+    /// Some model of it prints kernel lines (`io`, `periodic`, disk streams): fixed when
+    /// it is built, as its models are.
+    prints: bool,
 }
 
 impl GuestVcpu {
@@ -251,6 +254,10 @@ impl GuestVcpu {
         let (base, senders) = Senders::build(spec, streams, &prefix, now_ns);
         let mut behavior = Behavior::new(base, FieldStreams::new(streams, &prefix));
         let state = behavior.start(now_ns);
+        let prints = !senders.is_empty()
+            || behavior
+                .leaves()
+                .any(|leaf| matches!(leaf, Behavior::Io(_) | Behavior::Periodic(_)));
         let mut vcpu = Self {
             behavior,
             state,
@@ -264,6 +271,7 @@ impl GuestVcpu {
             own_wake_at_ns: None,
             cut_at_ns: None,
             net_seq: 0,
+            prints,
         };
         vcpu.sync_window(now_ns);
         if let GuestState::Blocked { wake_at_ns } = state {
@@ -273,6 +281,7 @@ impl GuestVcpu {
     }
 
     /// A `mixed` workload may have picked a new entry: its streams follow.
+    #[inline]
     fn sync_window(&mut self, now_ns: u64) {
         if !self.senders.is_empty() {
             let window = self.behavior.mix_window();
@@ -493,16 +502,24 @@ impl GuestVcpu {
     /// The kernel messages the workload printed since the last call (printk lines
     /// without their time prefix), for the guest's console: `io`'s driver lines,
     /// `periodic`'s deadline misses.
+    ///
+    /// Called after every demand-done: a workload that never prints (`idle`, `cpu_bound`,
+    /// `bursty`, without streams) returns at once.
     pub fn take_console(&mut self) -> String {
         let mut text = String::new();
+        if !self.prints {
+            return text;
+        }
         for leaf in self.behavior.leaves_mut() {
             match leaf {
-                Behavior::Io(model) => text.push_str(&model.queue.take_console()),
-                Behavior::Periodic(model) => text.push_str(&model.take_console()),
+                Behavior::Io(model) => append_console(&mut text, model.queue.take_console()),
+                Behavior::Periodic(model) => append_console(&mut text, model.take_console()),
                 _ => {}
             }
         }
-        text.push_str(&self.senders.take_console());
+        if !self.senders.is_empty() {
+            append_console(&mut text, self.senders.take_console());
+        }
         text
     }
 
@@ -515,7 +532,11 @@ impl GuestVcpu {
     }
 
     /// The disk streams' I/Os to submit now (after any demand-done), per vbd.
+    #[inline]
     pub fn take_stream_submissions(&mut self) -> Vec<(u32, Vec<GuestIo>)> {
+        if self.senders.is_empty() {
+            return Vec::new();
+        }
         self.senders.take_submissions()
     }
 
@@ -596,7 +617,11 @@ impl GuestVcpu {
     }
 
     /// The streams' frames to send now (after any demand-done), per vif and peer.
+    #[inline]
     pub fn take_stream_frames(&mut self) -> Vec<(u32, NetPeer, Vec<NetPacket>)> {
+        if self.senders.is_empty() {
+            return Vec::new();
+        }
         let mut out = self.senders.take_frames();
         for (_, _, frames) in &mut out {
             self.stamp(frames);
@@ -654,6 +679,15 @@ impl GuestVcpu {
             Behavior::Periodic(model) => model.jobs_released_before(end_ns),
             _ => &[],
         }
+    }
+}
+
+/// Appends `lines` to `text`; the first non-empty piece is moved, not copied.
+fn append_console(text: &mut String, lines: String) {
+    if text.is_empty() {
+        *text = lines;
+    } else {
+        text.push_str(&lines);
     }
 }
 

@@ -70,21 +70,26 @@ impl HostGuests {
         self.memories.get(&dom).map(GuestMemory::stats)
     }
 
-    /// Sets the stretch of `v`'s model from its domain's memory and the node it runs on.
-    pub(super) fn refresh_stretch(&mut self, v: VcpuRef) {
-        let stretch = match self.memories.get(&v.dom) {
+    /// The stretch of `v`'s model from its domain's memory and the node it runs on (none
+    /// without a memory model).
+    pub(super) fn stretch_for(&self, v: VcpuRef) -> Stretch {
+        match self.memories.get(&v.dom) {
             Some(memory) => {
                 let node = self.slot_node(v);
                 let numa = memory.numa_stretch_ppm(&self.numa, node, &self.mem_costs);
                 Stretch::new(memory.swap_stretch_ppm(), numa)
             }
             None => Stretch::NONE,
-        };
-        self.set_slot_stretch(v, stretch);
+        }
     }
 
     /// `v`'s model ran from `started_ns` to `now_ns`: the domain's counters learn it.
+    /// Called at every demand-done and stop: a domain without a memory model (most) costs
+    /// one map lookup.
     pub(super) fn memory_ran(&mut self, v: VcpuRef, started_ns: u64, now_ns: u64) {
+        if !self.memories.contains_key(&v.dom) {
+            return;
+        }
         let Some(stretch) = self.slot_stretch(v) else {
             return;
         };
@@ -130,6 +135,9 @@ impl HostGuests {
         now_ns: u64,
     ) -> Vec<(DomId, FloorNotice)> {
         let mut notices = Vec::new();
+        if self.memory_dirty.is_empty() {
+            return notices;
+        }
         for dom in self.take_memory_dirty() {
             let (tot_pages, node_pages) = core_pages(hv, dom);
             if let Some(notice) = self.update_memory(dom, tot_pages, &node_pages, now_ns) {

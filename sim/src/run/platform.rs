@@ -198,7 +198,8 @@ impl Platform for SimPlatform<'_> {
     fn send_ipi(&mut self, target: PcpuId, kind: IpiKind) {
         assert_eq!(kind, IpiKind::Schedule, "only scheduler IPIs exist");
         let at_ns = self.now_ns + self.sim.ipi_latency_ns;
-        self.queue.push(
+        // A fixed latency after now: in time order, so no heap sift (`clock.rs`).
+        self.queue.push_in_order(
             at_ns,
             SimEvent::Softirq {
                 host: self.sim.host,

@@ -1,4 +1,6 @@
-use super::{FloorNotice, GuestMemory, MemoryCosts, NumaView, Stretch, PPM};
+use super::{
+    div_ppm_down, mul_ppm_up, FloorNotice, GuestMemory, MemoryCosts, NumaView, Stretch, PPM,
+};
 use crate::scenario::model::MemoryWorkload;
 
 /// 1 GiB in 4 KiB pages.
@@ -111,4 +113,42 @@ fn remote_pages_stretch_the_memory_bound_share() {
     let costs = MemoryCosts::DEFAULT;
     assert_eq!(m.numa_stretch_ppm(&numa, 1, &costs), 1_150_000);
     assert_eq!(m.numa_stretch_ppm(&numa, 0, &costs), PPM);
+}
+
+/// The `u128` formulas `mul_ppm_up` and `div_ppm_down` shortcut (no stretch, a product
+/// that fits `u64`): the shortcuts must give the same values.
+#[test]
+fn ppm_shortcuts_match_the_u128_formulas() {
+    let values = [
+        0,
+        1,
+        2,
+        999_999,
+        PPM,
+        PPM + 1,
+        123_456_789,
+        u64::MAX / PPM,
+        u64::MAX,
+    ];
+    let ppms = [
+        1,
+        2,
+        999_999,
+        PPM,
+        PPM + 1,
+        1_150_000,
+        3 * PPM,
+        u64::MAX / 7,
+        u64::MAX,
+    ];
+    for value in values {
+        for ppm in ppms {
+            let up = (u128::from(value) * u128::from(ppm)).div_ceil(u128::from(PPM));
+            let up = u64::try_from(up).unwrap_or(u64::MAX);
+            assert_eq!(mul_ppm_up(value, ppm), up, "{value} x {ppm}");
+            let down = u128::from(value) * u128::from(PPM) / u128::from(ppm);
+            let down = u64::try_from(down).unwrap_or(u64::MAX);
+            assert_eq!(div_ppm_down(value, ppm), down, "{value} / {ppm}");
+        }
+    }
 }

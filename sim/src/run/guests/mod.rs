@@ -74,6 +74,14 @@ struct GuestSlot {
     stretch: Stretch,
 }
 
+impl GuestSlot {
+    /// The model runs under `stretch` from now on.
+    fn set_stretch(&mut self, stretch: Stretch) {
+        self.stretch = stretch;
+        self.model.set_stretch_ppm(stretch.total_ppm);
+    }
+}
+
 /// The workloads of one domain, by vCPU index.
 #[derive(Debug, Clone)]
 struct DomainWorkloads {
@@ -264,14 +272,6 @@ impl HostGuests {
         self.slots.get_mut(&v).map(|slot| slot.stretch)
     }
 
-    /// `v`'s model runs under `stretch` from now on.
-    pub(super) fn set_slot_stretch(&mut self, v: VcpuRef, stretch: Stretch) {
-        if let Some(slot) = self.slots.get_mut(&v) {
-            slot.stretch = stretch;
-            slot.model.set_stretch_ppm(stretch.total_ppm);
-        }
-    }
-
     fn generation(&mut self) -> u64 {
         self.next_generation += 1;
         self.next_generation
@@ -377,15 +377,13 @@ impl HostGuests {
         queue: &mut EventQueue<SimEvent>,
     ) {
         let generation = self.generation();
+        let stretch = self.stretch_for(v);
         let Some(slot) = self.slots.get_mut(&v) else {
             return;
         };
         slot.run_started_ns = Some(now_ns);
         slot.run_generation = generation;
-        self.refresh_stretch(v);
-        let Some(slot) = self.slots.get_mut(&v) else {
-            return;
-        };
+        slot.set_stretch(stretch);
         slot.model.on_run_start(now_ns);
         slot.blocked_at_start = slot.model.state() != GuestState::Runnable;
         let demand_ns = match slot.model.state() {
@@ -592,6 +590,7 @@ impl HostGuests {
     /// After a yield or continue: if `v` still runs, schedule its next demand-done.
     pub fn rearm(&mut self, v: VcpuRef, now_ns: u64, host: u16, queue: &mut EventQueue<SimEvent>) {
         let generation = self.generation();
+        let stretch = self.stretch_for(v);
         let Some(slot) = self.slots.get_mut(&v) else {
             return;
         };
@@ -599,10 +598,7 @@ impl HostGuests {
             return;
         }
         slot.run_generation = generation;
-        self.refresh_stretch(v);
-        let Some(slot) = self.slots.get_mut(&v) else {
-            return;
-        };
+        slot.set_stretch(stretch);
         if let Some(ns) = slot.model.run_demand_ns(now_ns) {
             queue.push(
                 now_ns + ns,
