@@ -4,8 +4,10 @@
 //! `kind: u8 (0 input, 1 event, 2 mark) | host: u16 LE | time_ns: u64 LE | payload` where
 //! the payload is the core's pinned canonical encoding (`hypervisor_model::encode`), or for
 //! a mark the simulator's own bytes (a serve session's start and end, `serve::session`).
-//! The run hash is SipHash-1-3 with a fixed key over `len: u32 LE | record` for every record
-//! in order.
+//! The run hash is XXH3-64 with a fixed seed over `len: u32 LE | record` for every record
+//! in order (the same algorithm hashes the header's sources and cost table: [`pinned_hash`]).
+//! The simulator's random streams are derived with SipHash instead (`rng.rs`): the two are
+//! independent, so changing this hash changed no random draw.
 //!
 //! The trace file (`--trace`) is self-contained so `xensim replay` needs nothing else:
 //! `MAGIC | file format: u32 | record format: u32 | hash algorithm name | seed: u64 |
@@ -17,28 +19,31 @@
 //! - The hash depends only on the records: not on whether a file is written, the build
 //!   profile, the thread, or the machine.
 //! - A recorder `keeps` records exactly when it writes, captures or compares them.
+//! - [`HASH_ALGORITHM`] names [`HASH_SEED`]; a trace written with another algorithm or an
+//!   older file format is refused, never replayed against a hash it cannot match.
 
 use std::fs::File;
-use std::hash::Hasher;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::Path;
 
 use hypervisor_model::encode::TRACE_FORMAT_VERSION;
 use hypervisor_model::event::CoreInput;
 use hypervisor_model::trace::TraceEvent;
-use siphasher::sip::SipHasher13;
+use xxhash_rust::xxh3::{xxh3_64_with_seed, Xxh3};
 
 /// File magic of a replay trace.
 pub const TRACE_MAGIC: &[u8; 8] = b"XSTRACE\0";
 /// Version of the file framing (the record payloads have `TRACE_FORMAT_VERSION`).
-pub const FILE_FORMAT_VERSION: u32 = 1;
+/// Version 1 hashed with SipHash-1-3; version 2 with XXH3-64.
+pub const FILE_FORMAT_VERSION: u32 = 2;
 /// Name of the pinned hash, written in the header.
-pub const HASH_ALGORITHM: &str = "siphash-1-3/k=xensim-trace-v1";
-/// The fixed SipHash key ("xensim-trace-v1\0" as two little-endian u64s).
-const HASH_KEY: (u64, u64) = (0x7274_2d6d_6973_6e65, 0x0031_762d_6563_6161);
+pub const HASH_ALGORITHM: &str = "xxh3-64/seed=0x3265636172747378";
+/// The fixed XXH3 seed ("xstrace2" as a little-endian u64).
+const HASH_SEED: u64 = 0x3265_6361_7274_7378;
 const END_MARKER: u32 = u32::MAX;
 /// Bytes gathered before they are fed to the hasher (4 KiB, which would stay in L1, missed
-/// fewer lines under cachegrind but was not faster in CPU time on a shared machine).
+/// fewer lines under cachegrind but was not faster in CPU time on a shared machine; XXH3
+/// works on 1 KiB blocks, so a chunk is 16 of them).
 const HASH_BUFFER_BYTES: usize = 16 * 1024;
 const KIND_INPUT: u8 = 0;
 const KIND_EVENT: u8 = 1;
@@ -90,11 +95,25 @@ pub struct TraceHeader {
     pub costs_hash: u64,
 }
 
-/// The pinned hash of arbitrary bytes (the run hash's algorithm and key).
+/// The pinned hash of arbitrary bytes (the run hash's algorithm and seed).
 pub fn pinned_hash(bytes: &[u8]) -> u64 {
-    let mut hasher = SipHasher13::new_with_keys(HASH_KEY.0, HASH_KEY.1);
-    hasher.write(bytes);
-    hasher.finish()
+    xxh3_64_with_seed(bytes, HASH_SEED)
+}
+
+/// The streaming run hash: XXH3-64 seeded with [`HASH_SEED`], boxed (its state and block
+/// buffer are about 600 bytes, and the recorder is moved around by value).
+struct RunHasher(Box<Xxh3>);
+
+impl RunHasher {
+    fn new() -> RunHasher {
+        RunHasher(Box::new(Xxh3::with_seed(HASH_SEED)))
+    }
+}
+
+impl std::fmt::Debug for RunHasher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(HASH_ALGORITHM)
+    }
 }
 
 /// Hash of the scenario and xl.cfg texts, in order (written in the header for tools).
@@ -125,7 +144,7 @@ pub struct Divergence {
 /// Hashes records, and writes or checks them.
 #[derive(Debug)]
 pub struct Recorder {
-    hasher: SipHasher13,
+    hasher: RunHasher,
     record_count: u64,
     writer: Option<(String, BufWriter<File>)>,
     expected: Option<std::vec::IntoIter<Vec<u8>>>,
@@ -141,7 +160,7 @@ impl Recorder {
     /// A recorder that only hashes.
     pub fn new() -> Recorder {
         Recorder {
-            hasher: SipHasher13::new_with_keys(HASH_KEY.0, HASH_KEY.1),
+            hasher: RunHasher::new(),
             record_count: 0,
             writer: None,
             expected: None,
@@ -253,10 +272,10 @@ impl Recorder {
             self.keep(start, time_ns);
         }
         self.record_count += 1;
-        // SipHash is a streaming hash: feeding the bytes in larger chunks gives the same
+        // XXH3 is a streaming hash: feeding the bytes in larger chunks gives the same
         // result as record by record, with less per-call overhead.
         if self.hash_buffer.len() >= HASH_BUFFER_BYTES {
-            self.hasher.write(&self.hash_buffer);
+            self.hasher.0.update(&self.hash_buffer);
             self.hash_buffer.clear();
         }
     }
@@ -306,9 +325,9 @@ impl Recorder {
     /// Ends the recording: the run hash, and for a replay the first divergence (including
     /// a recording that has records this run did not produce).
     pub fn finish(mut self) -> Result<(RunHash, Option<Divergence>), TraceError> {
-        self.hasher.write(&self.hash_buffer);
+        self.hasher.0.update(&self.hash_buffer);
         self.hash_buffer.clear();
-        let hash = RunHash(self.hasher.finish());
+        let hash = RunHash(self.hasher.0.digest());
         if let Some((name, mut writer)) = self.writer.take() {
             let io = |source| TraceError::Io {
                 path: name.clone(),
@@ -396,8 +415,14 @@ pub fn read_trace(path: &Path) -> Result<TraceFile, TraceError> {
     let record_version = r.u32()?;
     if file_version != FILE_FORMAT_VERSION || record_version != TRACE_FORMAT_VERSION {
         let want = format!("{FILE_FORMAT_VERSION}/{TRACE_FORMAT_VERSION}");
+        let older = if (file_version, record_version) < (FILE_FORMAT_VERSION, TRACE_FORMAT_VERSION)
+        {
+            " (written by an older xensim: record it again with this one)"
+        } else {
+            ""
+        };
         return Err(r.bad(&format!(
-            "format {file_version}/{record_version}, this xensim reads {want}"
+            "format {file_version}/{record_version}, this xensim reads {want}{older}"
         )));
     }
     let algorithm = r.string()?;
@@ -493,4 +518,73 @@ pub fn record_fields(record: &[u8]) -> Option<(&'static str, u16, u64, &[u8])> {
     let host = u16::from_le_bytes(record.get(1..3)?.try_into().ok()?);
     let time_ns = u64::from_le_bytes(record.get(3..11)?.try_into().ok()?);
     Some((kind, host, time_ns, record.get(11..)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use hypervisor_model::encode::TRACE_FORMAT_VERSION;
+
+    use super::{
+        pinned_hash, put_str, read_trace, Recorder, TraceError, HASH_ALGORITHM, HASH_SEED,
+        TRACE_MAGIC,
+    };
+
+    #[test]
+    fn the_header_names_the_seed_the_hash_uses() {
+        assert_eq!(
+            HASH_ALGORITHM,
+            format!("xxh3-64/seed={HASH_SEED:#018x}"),
+            "the algorithm name and the seed disagree"
+        );
+    }
+
+    #[test]
+    fn the_run_hash_is_the_pinned_hash_of_the_length_prefixed_records() {
+        let mut recorder = Recorder::new();
+        recorder.mark(3, 1_000, b"start");
+        recorder.mark(3, 2_000, &[7; 20_000]);
+        let mut stream = Vec::new();
+        for (time_ns, payload) in [(1_000u64, &b"start"[..]), (2_000, &[7; 20_000][..])] {
+            let len = u32::try_from(1 + 2 + 8 + payload.len()).expect("small record");
+            stream.extend_from_slice(&len.to_le_bytes());
+            stream.push(2);
+            stream.extend_from_slice(&3u16.to_le_bytes());
+            stream.extend_from_slice(&time_ns.to_le_bytes());
+            stream.extend_from_slice(payload);
+        }
+
+        let (hash, divergence) = recorder.finish().expect("no file to write");
+
+        assert_eq!(hash.0, pinned_hash(&stream));
+        assert!(divergence.is_none());
+    }
+
+    #[test]
+    fn a_trace_of_the_siphash_format_is_refused_with_both_versions() {
+        let path = std::env::temp_dir().join(format!("xensim-v1-trace-{}", std::process::id()));
+        let mut bytes = Vec::new();
+        bytes.extend_from_slice(TRACE_MAGIC);
+        bytes.extend_from_slice(&1u32.to_le_bytes());
+        bytes.extend_from_slice(&TRACE_FORMAT_VERSION.to_le_bytes());
+        put_str(&mut bytes, "siphash-1-3/k=xensim-trace-v1").expect("short string");
+        std::fs::File::create(&path)
+            .and_then(|mut file| file.write_all(&bytes))
+            .expect("temporary file");
+
+        let result = read_trace(&path);
+        std::fs::remove_file(&path).expect("temporary file");
+
+        let Err(TraceError::Format { reason, .. }) = result else {
+            panic!("a version 1 trace was accepted: {result:?}");
+        };
+        assert_eq!(
+            reason,
+            format!(
+                "format 1/{TRACE_FORMAT_VERSION}, this xensim reads 2/{TRACE_FORMAT_VERSION} \
+                 (written by an older xensim: record it again with this one)"
+            )
+        );
+    }
 }
