@@ -130,24 +130,16 @@ impl HostGuests {
 
     /// The I/O records of every vCPU of `dom`, in vCPU order.
     pub fn io_records(&self, dom: DomId) -> Vec<IoRecord> {
-        let Some(vcpus) = self.slots.by_domain.get(usize::from(dom.raw())) else {
-            return Vec::new();
-        };
-        vcpus
-            .iter()
-            .flatten()
+        self.slots
+            .of_domain(dom)
             .flat_map(|slot| slot.model.io_records())
             .collect()
     }
 
     /// The writes every vCPU of `dom` submitted and has not seen complete.
     pub fn io_pending_writes(&self, dom: DomId) -> Vec<(u64, hypervisor_model::io::vbd::GuestIo)> {
-        let Some(vcpus) = self.slots.by_domain.get(usize::from(dom.raw())) else {
-            return Vec::new();
-        };
-        vcpus
-            .iter()
-            .flatten()
+        self.slots
+            .of_domain(dom)
             .flat_map(|slot| slot.model.io_pending_writes())
             .collect()
     }

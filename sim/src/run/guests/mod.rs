@@ -122,6 +122,15 @@ impl Slots {
         vcpus[index] = Some(slot);
     }
 
+    /// The slots of `dom`'s vCPUs, in vCPU order (none for an unknown domain).
+    fn of_domain(&self, dom: DomId) -> impl Iterator<Item = &GuestSlot> {
+        self.by_domain
+            .get(usize::from(dom.raw()))
+            .into_iter()
+            .flatten()
+            .flatten()
+    }
+
     fn clear_domain(&mut self, dom: DomId) {
         if let Some(vcpus) = self.by_domain.get_mut(usize::from(dom.raw())) {
             vcpus.clear();
