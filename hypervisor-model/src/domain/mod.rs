@@ -263,6 +263,17 @@ impl DomainTable {
         Some((vcpu, runnable))
     }
 
+    /// [`DomainTable::vcpu_runnable_mut`] plus the domain's pool, from the same lookup (the
+    /// wake path needs all three).
+    pub fn vcpu_runnable_pool_mut(&mut self, v: VcpuRef) -> Option<(&mut Vcpu, bool, PoolId)> {
+        let index = usize::try_from(v.vcpu.raw()).ok()?;
+        let d = self.get_mut(v.dom)?;
+        let (domain_pause_count, pool) = (d.pause_count, d.pool);
+        let vcpu = d.vcpus.get_mut(index)?;
+        let runnable = vcpu.runnable_in(domain_pause_count);
+        Some((vcpu, runnable, pool))
+    }
+
     /// Domains in ascending domid order.
     pub fn iter(&self) -> impl Iterator<Item = &Domain> {
         self.slots.iter().filter_map(Option::as_ref)
@@ -369,6 +380,8 @@ mod tests {
             let shared = t.vcpu_runnable(v).map(|(_, r)| r);
             let mutable = t.vcpu_runnable_mut(v).map(|(_, r)| r);
             assert_eq!(shared, mutable);
+            let with_pool = t.vcpu_runnable_pool_mut(v).map(|(_, r, pool)| (r, pool));
+            assert_eq!(with_pool, mutable.map(|r| (r, PoolId(0))));
             mutable
         };
         // Created paused by the controller.
@@ -385,6 +398,7 @@ mod tests {
             vcpu: VcpuId::new(1).expect("vcpu id"),
         };
         assert!(table.vcpu_runnable_mut(other).is_none());
+        assert!(table.vcpu_runnable_pool_mut(other).is_none());
     }
 
     #[test]

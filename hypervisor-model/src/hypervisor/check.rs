@@ -4,7 +4,8 @@
 //! Pools (§8.28–29): the pools' masks and the free set partition the host pCPUs and agree
 //! with `cpu_pool`; pCPU 0 is in Pool-0; every domain's pool exists and a live domain's
 //! pool has a pCPU; every vCPU's hard affinity meets its pool; a running vCPU is inside
-//! its hard affinity and its pool; at most `2 * nr_cpus` pools exist.
+//! its hard affinity and its pool; at most `2 * nr_cpus` pools exist; the pool table is
+//! sorted by id.
 
 use alloc::format;
 use alloc::vec::Vec;
@@ -26,7 +27,7 @@ pub(super) fn check_all(hv: &Hypervisor) -> Vec<Violation> {
     }
     check_pools(hv, &mut out);
     check_memory(hv, &mut out);
-    for pool in hv.pools.values() {
+    for pool in hv.pools.iter() {
         pool.sched
             .check_invariants(&hv.domains, &pool.cpus, &mut out);
     }
@@ -153,7 +154,7 @@ fn check_pcpus(hv: &Hypervisor, out: &mut Vec<Violation>) {
 /// Per-vCPU rules: affinity and pool (§8.3–4), runnable while running (§8.5), the
 /// runstate matches `running_on`, and time accounting (§8.30).
 fn check_domain(hv: &Hypervisor, d: &Domain, out: &mut Vec<Violation>) {
-    let Some(pool) = hv.pools.get(&d.pool) else {
+    let Some(pool) = hv.pools.get(d.pool) else {
         violation(
             out,
             "core.domain_pool_exists",
@@ -254,7 +255,7 @@ fn check_running_vcpu(
 fn check_pools(hv: &Hypervisor, out: &mut Vec<Violation>) {
     for (index, pool_id) in hv.cpu_pool.iter().enumerate() {
         let cpu = PcpuId::new(u32::try_from(index).unwrap_or(u32::MAX)).expect("host pCPU");
-        let owners = hv.pools.values().filter(|p| p.cpus.test(cpu)).count();
+        let owners = hv.pools.iter().filter(|p| p.cpus.test(cpu)).count();
         let expected = usize::from(pool_id.is_some());
         if owners != expected {
             violation(
@@ -263,7 +264,7 @@ fn check_pools(hv: &Hypervisor, out: &mut Vec<Violation>) {
                 format!("{cpu:?} in {owners} pools"),
             );
         }
-        match pool_id.map(|id| hv.pools.get(&id)) {
+        match pool_id.map(|id| hv.pools.get(id)) {
             Some(Some(pool)) if !pool.cpus.test(cpu) => {
                 violation(out, "core.cpu_pool_matches_mask", format!("{cpu:?}"));
             }
@@ -274,16 +275,13 @@ fn check_pools(hv: &Hypervisor, out: &mut Vec<Violation>) {
     if hv.cpu_pool.first().copied().flatten().map(|p| p.0) != Some(0) {
         violation(out, "core.cpu0_in_pool0", alloc::string::String::new());
     }
-    for (id, pool) in &hv.pools {
-        if pool.id != *id {
-            violation(
-                out,
-                "core.pool_keyed_by_id",
-                format!("{:?} under {id:?}", pool.id),
-            );
-        }
+    if !hv.pools.is_sorted_by_id() {
+        violation(out, "core.pools_sorted_by_id", alloc::string::String::new());
+    }
+    for pool in hv.pools.iter() {
+        let id = pool.id;
         for cpu in pool.cpus.iter() {
-            if hv.cpu_pool.get(cpu.index()).copied().flatten() != Some(*id) {
+            if hv.cpu_pool.get(cpu.index()).copied().flatten() != Some(id) {
                 violation(
                     out,
                     "core.pool_mask_matches_cpu_pool",

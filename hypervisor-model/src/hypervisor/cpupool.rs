@@ -35,13 +35,13 @@ impl Hypervisor {
     /// `cpupool_create` with `CPUPOOLID_NONE`: the id after the highest one, or the first
     /// gap once the highest id is `CPUPOOLID_NONE - 1`.
     fn next_pool_id(&self) -> Option<PoolId> {
-        let last = self.pools.keys().next_back().map_or(0, |id| id.0);
+        let last = self.pools.last_id().map_or(0, |id| id.0);
         if last < POOL_ID_MAX {
             return Some(PoolId(last + 1));
         }
         (0..=POOL_ID_MAX)
             .map(PoolId)
-            .find(|id| !self.pools.contains_key(id))
+            .find(|id| !self.pools.contains(*id))
     }
 
     fn pools_max(&self) -> usize {
@@ -60,7 +60,6 @@ impl Hypervisor {
         } else {
             self.next_pool_id()?
         };
-        assert!(!self.pools.contains_key(&id), "{id:?} allocated twice");
         let sched = kind.instantiate(&self.sched_init());
         let pool = Pool {
             id,
@@ -70,7 +69,8 @@ impl Hypervisor {
             sched,
             timer: None,
         };
-        self.pools.insert(id, pool);
+        let fresh = self.pools.insert(pool);
+        assert!(fresh, "{id:?} allocated twice");
         Some(id)
     }
 
@@ -143,7 +143,7 @@ impl Hypervisor {
         cpus: &CpuMask,
         p: &mut P,
     ) -> Result<(), ToolstackError> {
-        if !self.pools.contains_key(&pool) {
+        if !self.pools.contains(pool) {
             return Err(ToolstackError::Pool(PoolError::NotFound));
         }
         for cpu in cpus.iter() {
@@ -161,7 +161,7 @@ impl Hypervisor {
         cpus: &CpuMask,
         p: &mut P,
     ) -> Result<(), ToolstackError> {
-        if !self.pools.contains_key(&pool) {
+        if !self.pools.contains(pool) {
             return Err(ToolstackError::Pool(PoolError::NotFound));
         }
         for cpu in cpus.iter() {
@@ -180,7 +180,7 @@ impl Hypervisor {
     ) -> Result<(), ToolstackError> {
         let cpus = self
             .pools
-            .get(&pool)
+            .get(pool)
             .map(|found| found.cpus.clone())
             .ok_or(ToolstackError::Pool(PoolError::NotFound))?;
         if self.pool_domains(pool).next().is_some() {
@@ -188,7 +188,7 @@ impl Hypervisor {
         }
         assert_ne!(pool, PoolId(0), "Pool-0 always holds dom0");
         self.cpupool_cpu_remove(pool, &cpus, p)?;
-        let removed = self.pools.remove(&pool);
+        let removed = self.pools.remove(pool);
         p.trace(&TraceEvent::PoolDestroy { pool });
         assert!(removed.as_ref().is_some_and(|gone| gone.cpus.is_empty()));
         if let Some(gone) = removed {
@@ -315,7 +315,7 @@ impl Hypervisor {
         if current == target {
             return Ok(());
         }
-        let has_cpus = self.pools.get(&target).is_some_and(|t| !t.cpus.is_empty());
+        let has_cpus = self.pools.get(target).is_some_and(|t| !t.cpus.is_empty());
         if !has_cpus {
             return Err(ToolstackError::Pool(PoolError::NotFound));
         }

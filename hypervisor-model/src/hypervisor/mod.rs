@@ -2,9 +2,10 @@
 //!
 //! [`Hypervisor::boot`] builds the host as `__start_xen` does (pools, dom0, console
 //! banner); [`Hypervisor::handle`] takes one [`CoreInput`] and answers through the
-//! [`Platform`]. The scheduling glue (`schedule`, wake, sleep, pause) is in `sched_glue.rs`,
-//! toolstack jobs in `toolstack/jobs.rs`, the invariant checker in `check.rs`, the
-//! read-only views (domains, pools, memory, console) in `views.rs`.
+//! [`Platform`]. The scheduling glue (calling a pool's scheduler, `schedule`, wake, sleep,
+//! pause) is in `sched_glue.rs`, the pool table in `pool_table.rs`, toolstack jobs in
+//! `toolstack/jobs.rs`, the invariant checker in `check.rs`, the read-only views (domains,
+//! pools, memory, console) in `views.rs`.
 //!
 //! Follows xen/common/sched/core.c (`schedule`, `vcpu_wake`, `vcpu_sleep_nosync`),
 //! xen/arch/x86/setup.c (boot order) and xen/common/domain.c.
@@ -12,7 +13,8 @@
 //! # Invariants
 //! - `curr[cpu] == Some(v)` iff `v.running_on == Some(cpu)`.
 //! - Every pCPU is in at most one pool; `cpu_pool` and the pools' masks agree.
-//! - Pools are keyed by id; ids may have gaps once a pool is destroyed (`cpupool.rs`).
+//! - Pools are sorted by id (`pool_table.rs`); ids may have gaps once a pool is destroyed
+//!   (`cpupool.rs`).
 
 mod affinity;
 mod banner;
@@ -36,6 +38,7 @@ mod net_conn;
 pub mod net_glue;
 mod net_xenbus;
 pub mod npf;
+mod pool_table;
 #[cfg(test)]
 mod proptests;
 mod sched_glue;
@@ -64,7 +67,6 @@ use crate::grant::GrantTables;
 use crate::ids::{DomId, DriverWorkId, PcpuId, PoolId, VcpuId, VcpuRef, XsConnId, XsWorkId};
 use crate::platform::Platform;
 use crate::sched::params::{SchedInit, SchedOpts};
-use crate::sched::{Pool, SchedCtx, Scheduler};
 use crate::time::STime;
 use crate::toolstack::jobs::Job;
 use crate::toolstack::ops::JobId;
@@ -108,7 +110,7 @@ pub struct Hypervisor {
     pub(crate) sched_opts: SchedOpts,
     pub(crate) domains: DomainTable,
     /// Pools by id (ids have gaps after `cpupool-destroy`).
-    pub(crate) pools: BTreeMap<PoolId, Pool>,
+    pub(crate) pools: pool_table::PoolTable,
     /// Pool of each pCPU (`None` = free pCPU).
     pub(crate) cpu_pool: Vec<Option<PoolId>>,
     /// vCPU running on each pCPU (`None` = idle).
@@ -217,7 +219,7 @@ impl Hypervisor {
             costs: config.costs,
             sched_opts: config.sched_opts,
             domains: DomainTable::new(),
-            pools: BTreeMap::new(),
+            pools: pool_table::PoolTable::default(),
             cpu_pool: alloc::vec![None; slots],
             curr: alloc::vec![None; slots],
             timer: alloc::vec![None; slots],
@@ -259,7 +261,7 @@ impl Hypervisor {
         hv.boot_banner(p, config.pool0_sched);
         hv.create_pools(p, &config);
         hv.build_dom0(p, &config);
-        let pool_ids: Vec<u32> = hv.pools.keys().map(|id| id.0).collect();
+        let pool_ids: Vec<u32> = hv.pools.iter().map(|pool| pool.id.0).collect();
         let dom0_kib = hv.domains.get(DomId::DOM0).map_or(0, |d| d.tot_pages * 4);
         hv.boot_dom0_io(&pool_ids, dom0_kib);
         hv.xenbus_boot_watch();
@@ -311,91 +313,13 @@ impl Hypervisor {
         }
     }
 
-    /// Runs `f` with pool `pool`'s scheduler and a context, then flushes tickles and
-    /// scheduler trace events to the platform.
-    pub(crate) fn with_sched<P, R>(
-        &mut self,
-        pool: PoolId,
-        p: &mut P,
-        f: impl FnOnce(&mut dyn Scheduler, &mut SchedCtx<'_>) -> R,
-    ) -> R
-    where
-        P: Platform + ?Sized,
-    {
-        let now = p.now();
-        let Some(Pool {
-            cpus, sched, timer, ..
-        }) = self.pools.get_mut(&pool)
-        else {
-            panic!("{pool:?} does not exist");
-        };
-        let mut ctx = SchedCtx {
-            now,
-            domains: &mut self.domains,
-            pool_cpus: cpus,
-            curr: &self.curr,
-            tickles: &mut self.tickles,
-            events: &mut self.sched_events,
-        };
-        let result = f(sched.as_mut(), &mut ctx);
-        let wanted = sched.next_timer();
-        let rearm = *timer != wanted;
-        // Most hooks leave nothing behind: the test stays inline, the flush is a call.
-        if !(self.sched_events.is_empty() && self.tickles.is_empty()) {
-            self.flush_sched_output(p);
-        }
-        if rearm {
-            self.arm_pool_timer(pool, wanted, p);
-        }
-        result
-    }
-
-    /// Re-arms pool `pool`'s timer if its scheduler now wants another deadline.
-    fn arm_pool_timer<P: Platform + ?Sized>(
-        &mut self,
-        pool: PoolId,
-        wanted: Option<STime>,
-        p: &mut P,
-    ) {
-        let armed = &mut self.pool_mut(pool).timer;
-        if *armed == wanted {
-            return;
-        }
-        *armed = wanted;
-        match wanted {
-            Some(deadline) => p.set_pool_timer(pool, deadline),
-            None => p.cancel_pool_timer(pool),
-        }
-        trace_plain(
-            p,
-            TraceEvent::PoolTimerSet {
-                pool,
-                deadline: wanted,
-            },
-        );
-    }
-
-    /// Hands the scheduler's trace events to the platform and sends the tickles' IPIs.
-    fn flush_sched_output<P: Platform + ?Sized>(&mut self, p: &mut P) {
-        for event in self.sched_events.drain(..) {
-            // A scheduler's printk (credit2's runqueue lines) also goes to the ring.
-            if let TraceEvent::Console { text } = &event {
-                self.console.printk(text);
-            }
-            p.trace(&event);
-        }
-        // Drain in place: the vector keeps its capacity for the next hook.
-        for cpu in self.tickles.drain(..) {
-            if !self.softirq_pending[cpu.index()] {
-                self.softirq_pending[cpu.index()] = true;
-                trace_plain(p, TraceEvent::Tickle { pcpu: cpu });
-                p.send_ipi(cpu, crate::platform::IpiKind::Schedule);
-            }
-        }
-    }
-
     /// Handles one input. Errors mean the platform sent an input that cannot apply (a
     /// vCPU of a destroyed domain, an unknown job); the state is unchanged then.
+    ///
+    /// The scheduler's own inputs (timer, softirq, block, wake: most inputs of a run) are
+    /// dispatched here, inline at the platform's call; every other input goes through the
+    /// out-of-line [`Hypervisor::handle_other`].
+    #[inline]
     pub fn handle<P: Platform + ?Sized>(
         &mut self,
         input: &CoreInput,
@@ -414,6 +338,28 @@ impl Hypervisor {
                 self.softirq_pending[pcpu.index()] = false;
                 self.schedule(*pcpu, p);
             }
+            CoreInput::VcpuBlock { vcpu } => self.vcpu_block(*vcpu, p)?,
+            CoreInput::VcpuWake { vcpu } => self.vcpu_wake_event(*vcpu, p)?,
+            _ => self.handle_other(input, p)?,
+        }
+        self.end_of_input(p);
+        Ok(())
+    }
+
+    /// [`Hypervisor::handle`] of every input but the scheduler's own.
+    #[inline(never)]
+    fn handle_other<P: Platform + ?Sized>(
+        &mut self,
+        input: &CoreInput,
+        p: &mut P,
+    ) -> Result<(), InputError> {
+        match input {
+            CoreInput::TimerExpired { .. }
+            | CoreInput::Softirq { .. }
+            | CoreInput::VcpuBlock { .. }
+            | CoreInput::VcpuWake { .. } => {
+                debug_assert!(false, "`handle` dispatches the scheduler's inputs itself");
+            }
             CoreInput::PoolTimer { pool } => {
                 self.check_pool(*pool)?;
                 self.pool_mut(*pool).timer = None;
@@ -421,8 +367,6 @@ impl Hypervisor {
             }
             CoreInput::XsSocketData { client, bytes } => self.xs_socket_data(*client, bytes, p),
             CoreInput::XsSocketClosed { client } => self.xs_socket_closed(*client, p),
-            CoreInput::VcpuBlock { vcpu } => self.vcpu_block(*vcpu, p)?,
-            CoreInput::VcpuWake { vcpu } => self.vcpu_wake_event(*vcpu, p)?,
             CoreInput::VcpuYield { vcpu } => self.vcpu_yield(*vcpu, p)?,
             CoreInput::GuestShutdown { dom, reason } => self.guest_shutdown(*dom, *reason, p)?,
             CoreInput::Toolstack { job, op } => self.start_job(*job, op, p)?,
@@ -493,13 +437,13 @@ impl Hypervisor {
                 self.lose_interrupts(*dom, *port, *count)?
             }
         }
-        self.end_of_input(p);
         Ok(())
     }
 
     /// After every input: the drivers' state writes are traced, xenstored's new work is
     /// queued on dom0, the rings' notifications are delivered, and create and destroy jobs
     /// whose devices got where they wait for go on.
+    #[inline]
     fn end_of_input<P: Platform + ?Sized>(&mut self, p: &mut P) {
         self.xsd_flush(p);
         self.xs_deliver_notifies(p);
@@ -510,7 +454,7 @@ impl Hypervisor {
     }
 
     fn check_pool(&self, pool: PoolId) -> Result<(), InputError> {
-        if self.pools.contains_key(&pool) {
+        if self.pools.contains(pool) {
             Ok(())
         } else {
             Err(InputError::UnknownPool(pool))

@@ -1,5 +1,7 @@
-//! The generic scheduling core around the pool schedulers: `schedule()` on a pCPU, vCPU
-//! wake/sleep/block/yield, and domain pause, unpause and shutdown.
+//! The generic scheduling core around the pool schedulers: calling a pool's scheduler
+//! (`with_sched`, which hands its tickles and trace events on and re-arms the pool timer),
+//! `schedule()` on a pCPU, vCPU wake/sleep/block/yield, and domain pause, unpause and
+//! shutdown.
 //!
 //! Follows xen/common/sched/core.c (`schedule`, `sched_context_switch`, `vcpu_wake`,
 //! `vcpu_sleep_nosync`, `vcpu_block`, `vcpu_yield`) and xen/common/domain.c
@@ -14,9 +16,9 @@
 use super::{trace_plain, Hypervisor, InputError};
 use crate::domain::vcpu::{Runstate, VPF_BLOCKED, VPF_MIGRATING};
 use crate::domain::ShutdownReason;
-use crate::ids::{DomId, PcpuId, VcpuRef};
+use crate::ids::{DomId, PcpuId, PoolId, VcpuRef};
 use crate::platform::Platform;
-use crate::sched::Decision;
+use crate::sched::{Decision, Pool, SchedCtx, Scheduler};
 use crate::time::STime;
 use crate::toolstack::ops::ToolstackError;
 use crate::trace::TraceEvent;
@@ -25,6 +27,89 @@ use crate::trace::TraceEvent;
 const CONTROLLER_PAUSE_MAX: u32 = 255;
 
 impl Hypervisor {
+    /// Runs `f` with pool `pool`'s scheduler and a context, then flushes tickles and
+    /// scheduler trace events to the platform.
+    pub(crate) fn with_sched<P, R>(
+        &mut self,
+        pool: PoolId,
+        p: &mut P,
+        f: impl FnOnce(&mut dyn Scheduler, &mut SchedCtx<'_>) -> R,
+    ) -> R
+    where
+        P: Platform + ?Sized,
+    {
+        let now = p.now();
+        let Some(Pool {
+            cpus, sched, timer, ..
+        }) = self.pools.get_mut(pool)
+        else {
+            panic!("{pool:?} does not exist");
+        };
+        let mut ctx = SchedCtx {
+            now,
+            domains: &mut self.domains,
+            pool_cpus: cpus,
+            curr: &self.curr,
+            tickles: &mut self.tickles,
+            events: &mut self.sched_events,
+        };
+        let result = f(sched.as_mut(), &mut ctx);
+        let wanted = sched.next_timer();
+        let rearm = *timer != wanted;
+        // Most hooks leave nothing behind: the test stays inline, the flush is a call.
+        if !(self.sched_events.is_empty() && self.tickles.is_empty()) {
+            self.flush_sched_output(p);
+        }
+        if rearm {
+            self.arm_pool_timer(pool, wanted, p);
+        }
+        result
+    }
+
+    /// Re-arms pool `pool`'s timer if its scheduler now wants another deadline.
+    fn arm_pool_timer<P: Platform + ?Sized>(
+        &mut self,
+        pool: PoolId,
+        wanted: Option<STime>,
+        p: &mut P,
+    ) {
+        let armed = &mut self.pool_mut(pool).timer;
+        if *armed == wanted {
+            return;
+        }
+        *armed = wanted;
+        match wanted {
+            Some(deadline) => p.set_pool_timer(pool, deadline),
+            None => p.cancel_pool_timer(pool),
+        }
+        trace_plain(
+            p,
+            TraceEvent::PoolTimerSet {
+                pool,
+                deadline: wanted,
+            },
+        );
+    }
+
+    /// Hands the scheduler's trace events to the platform and sends the tickles' IPIs.
+    fn flush_sched_output<P: Platform + ?Sized>(&mut self, p: &mut P) {
+        for event in self.sched_events.drain(..) {
+            // A scheduler's printk (credit2's runqueue lines) also goes to the ring.
+            if let TraceEvent::Console { text } = &event {
+                self.console.printk(text);
+            }
+            p.trace(&event);
+        }
+        // Drain in place: the vector keeps its capacity for the next hook.
+        for cpu in self.tickles.drain(..) {
+            if !self.softirq_pending[cpu.index()] {
+                self.softirq_pending[cpu.index()] = true;
+                trace_plain(p, TraceEvent::Tickle { pcpu: cpu });
+                p.send_ipi(cpu, crate::platform::IpiKind::Schedule);
+            }
+        }
+    }
+
     /// `schedule()` on `cpu`: ask the pool's scheduler, switch, re-arm the timer.
     pub(crate) fn schedule<P: Platform + ?Sized>(&mut self, cpu: PcpuId, p: &mut P) {
         let now = p.now();
@@ -244,10 +329,7 @@ impl Hypervisor {
     /// `vcpu_wake`.
     pub(crate) fn vcpu_wake<P: Platform + ?Sized>(&mut self, v: VcpuRef, p: &mut P) {
         let now = p.now();
-        let Some(pool) = self.domains.get(v.dom).map(|d| d.pool) else {
-            return;
-        };
-        let Some((vcpu, runnable)) = self.domains.vcpu_runnable_mut(v) else {
+        let Some((vcpu, runnable, pool)) = self.domains.vcpu_runnable_pool_mut(v) else {
             return;
         };
         if runnable {
@@ -447,6 +529,6 @@ impl Hypervisor {
             );
             self.with_sched(pool, p, |s, ctx| s.remove_vcpu(ctx, v));
         }
-        debug_assert!(self.pools.contains_key(&pool));
+        debug_assert!(self.pools.contains(pool));
     }
 }

@@ -44,7 +44,7 @@ impl Hypervisor {
                 self.set_vcpu_params(*dom, vcpus.as_deref(), params, p)
             }
             ToolstackOp::SchedPoolParams { pool, params } => {
-                if !self.pools.contains_key(pool) {
+                if !self.pools.contains(*pool) {
                     return Err(ToolstackError::Pool(PoolError::NotFound));
                 }
                 self.with_sched(*pool, p, |s, ctx| s.set_pool_params(ctx, params))
@@ -153,17 +153,17 @@ impl Hypervisor {
     /// The parameters `xl sched-*` would read for `dom` (`XEN_DOMCTL_SCHEDOP_getinfo`).
     pub fn dom_sched_params(&self, dom: DomId) -> Option<Result<DomParams, SchedError>> {
         let d = self.domains.get(dom)?;
-        Some(self.pools.get(&d.pool)?.sched.dom_params(dom))
+        Some(self.pools.get(d.pool)?.sched.dom_params(dom))
     }
 
     /// `XEN_DOMCTL_SCHEDOP_getvcpuinfo` for one vCPU.
     pub fn vcpu_sched_params(&self, v: VcpuRef) -> Option<Result<VcpuParams, SchedError>> {
         let d = self.domains.get(v.dom)?;
-        Some(self.pools.get(&d.pool)?.sched.vcpu_params(v))
+        Some(self.pools.get(d.pool)?.sched.vcpu_params(v))
     }
 
     /// `XEN_SYSCTL_SCHEDOP_getinfo` for a pool.
     pub fn pool_sched_params(&self, pool: PoolId) -> Option<PoolParams> {
-        Some(self.pools.get(&pool)?.sched.pool_params())
+        Some(self.pools.get(pool)?.sched.pool_params())
     }
 }

@@ -166,6 +166,27 @@ fn pool_ids_continue_after_the_highest_once_one_is_destroyed() {
 }
 
 #[test]
+fn pool_lookups_follow_ids_and_the_checker_catches_an_unsorted_table() {
+    let (mut hv, mut p) = boot();
+    assert_eq!(split(&mut hv, &mut p, "p1", &[2]), Ok(()));
+    assert_eq!(split(&mut hv, &mut p, "p2", &[3]), Ok(()));
+    let names = |hv: &Hypervisor| -> Vec<String> {
+        [0, 1, 2]
+            .iter()
+            .map(|id| {
+                hv.pool(PoolId(*id))
+                    .map_or_else(String::new, |x| x.name.clone())
+            })
+            .collect()
+    };
+    assert_eq!(names(&hv), ["Pool-0", "p1", "p2"]);
+    assert!(hv.pool(PoolId(3)).is_none());
+    hv.pools.swap_for_test(1, 2);
+    let broken: Vec<&str> = hv.check_invariants().iter().map(|v| v.invariant).collect();
+    assert!(broken.contains(&"core.pools_sorted_by_id"), "{broken:?}");
+}
+
+#[test]
 fn destroy_pool_with_cpus_frees_them() {
     let (mut hv, mut p) = boot();
     assert_eq!(split(&mut hv, &mut p, "p1", &[3]), Ok(()));

@@ -45,17 +45,17 @@ impl Hypervisor {
 
     /// The pools in id order (`libxl_list_cpupool`).
     pub fn pools(&self) -> impl Iterator<Item = &Pool> {
-        self.pools.values()
+        self.pools.iter()
     }
 
     /// One pool.
     pub fn pool(&self, pool: PoolId) -> Option<&Pool> {
-        self.pools.get(&pool)
+        self.pools.get(pool)
     }
 
     /// A pool the core knows exists; panics otherwise (a bug in the core).
     pub(crate) fn pool_ref(&self, pool: PoolId) -> &Pool {
-        match self.pools.get(&pool) {
+        match self.pools.get(pool) {
             Some(found) => found,
             None => panic!("{pool:?} does not exist"),
         }
@@ -63,7 +63,7 @@ impl Hypervisor {
 
     /// Mutable [`Hypervisor::pool_ref`].
     pub(crate) fn pool_mut(&mut self, pool: PoolId) -> &mut Pool {
-        match self.pools.get_mut(&pool) {
+        match self.pools.get_mut(pool) {
             Some(found) => found,
             None => panic!("{pool:?} does not exist"),
         }

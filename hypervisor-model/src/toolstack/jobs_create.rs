@@ -170,7 +170,7 @@ impl Hypervisor {
             None => Ok(PoolId(0)),
             Some(name) => self
                 .pools
-                .values()
+                .iter()
                 .find(|pool| pool.name == name)
                 .map(|pool| pool.id)
                 .ok_or(ToolstackError::NoSuchPool),
