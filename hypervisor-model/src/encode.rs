@@ -426,6 +426,7 @@ impl<'a> Decoder<'a> {
 
 #[cfg(test)]
 mod tests {
+    use alloc::vec;
     use alloc::vec::Vec;
 
     use super::{encode_fixed, Encoder, FieldSink};
@@ -451,7 +452,8 @@ mod tests {
         fields(&mut Encoder::new(&mut grown), "short");
         let mut fixed = vec![0xee];
 
-        let fitted = encode_fixed::<64>(&mut fixed, |e| fields(e, "short"));
+        // 66 bytes of fields.
+        let fitted = encode_fixed::<80>(&mut fixed, |e| fields(e, "short"));
 
         assert!(fitted);
         assert_eq!(fixed, grown);
@@ -462,7 +464,7 @@ mod tests {
         let long = "x".repeat(100);
         let mut out: Vec<u8> = vec![1, 2, 3];
 
-        let fitted = encode_fixed::<64>(&mut out, |e| fields(e, &long));
+        let fitted = encode_fixed::<80>(&mut out, |e| fields(e, &long));
 
         assert!(!fitted);
         assert_eq!(out, vec![1, 2, 3]);

@@ -455,8 +455,9 @@ impl TraceEvent {
     }
 
     /// The same encoding through any field sink (the recorder writes its record header
-    /// and the event into one window).
-    #[inline]
+    /// and the event into one window). Inlined into each caller, so a fixed window's
+    /// position stays in a register and a fixed-shape event's offsets are constants.
+    #[inline(always)]
     pub fn encode_fields<E: FieldSink>(&self, e: &mut E) {
         match self {
             TraceEvent::Runstate { vcpu, from, to } => {

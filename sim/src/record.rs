@@ -26,7 +26,7 @@ use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::Path;
 
-use hypervisor_model::encode::{encode_fixed, Encoder, FieldSink, TRACE_FORMAT_VERSION};
+use hypervisor_model::encode::{encode_fixed, FieldSink, TRACE_FORMAT_VERSION};
 use hypervisor_model::event::CoreInput;
 use hypervisor_model::trace::TraceEvent;
 use xxhash_rust::xxh3::{xxh3_64_with_seed, Xxh3};
@@ -239,10 +239,18 @@ impl Recorder {
             event.encode_fields(e);
         });
         if !fitted {
-            self.begin(KIND_EVENT, host, time_ns);
-            event.encode(&mut self.hash_buffer);
+            self.event_unwindowed(host, time_ns, event);
         }
         self.commit(start, time_ns);
+    }
+
+    /// [`Self::event`] for an event too long for the window (a console line, XenStore
+    /// bytes): header and event field by field.
+    #[cold]
+    #[inline(never)]
+    fn event_unwindowed(&mut self, host: u16, time_ns: u64, event: &TraceEvent) {
+        self.begin(KIND_EVENT, host, time_ns);
+        event.encode(&mut self.hash_buffer);
     }
 
     /// Records a simulator mark: how the run loop was driven (a serve session's start and
@@ -258,12 +266,13 @@ impl Recorder {
     #[inline]
     fn begin(&mut self, kind: u8, host: u16, time_ns: u64) -> usize {
         let start = self.hash_buffer.len();
-        head(
-            &mut Encoder::new(&mut self.hash_buffer),
-            kind,
-            host,
-            time_ns,
-        );
+        // Placeholder, kind, host, time: built on the stack and appended at once (the
+        // bytes `head` writes into an event's window).
+        let mut head = [0u8; 4 + 1 + 2 + 8];
+        head[4] = kind;
+        head[5..7].copy_from_slice(&host.to_le_bytes());
+        head[7..].copy_from_slice(&time_ns.to_le_bytes());
+        self.hash_buffer.extend_from_slice(&head);
         start
     }
 
@@ -366,7 +375,8 @@ impl Recorder {
     }
 }
 
-/// A record's header: a length placeholder (patched by `commit`), kind, host, time.
+/// A record's header in an event's window: a length placeholder (patched by `commit`),
+/// kind, host, time (the bytes `Recorder::begin` appends).
 #[inline(always)]
 fn head<E: FieldSink>(e: &mut E, kind: u8, host: u16, time_ns: u64) {
     e.u32(0).u8(kind).u16(host).u64(time_ns);
