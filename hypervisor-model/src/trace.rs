@@ -11,11 +11,15 @@ use alloc::vec::Vec;
 
 use crate::domain::vcpu::Runstate;
 use crate::domain::{Dying, ShutdownReason};
-use crate::encode::Encoder;
+use crate::encode::{encode_fixed, Encoder, FieldSink};
 use crate::ids::{BackWorkId, DomId, DriverWorkId, PcpuId, PoolId, VcpuRef, XsWorkId};
 use crate::sched::{PickReason, SchedKind};
 use crate::time::{STime, Span};
 use crate::toolstack::ops::JobId;
+
+/// Bytes of the window an event is encoded into first (the longest event with no text,
+/// bytes or list, a `Schedule` with both vCPUs and a credit, is 37).
+const FIXED_RECORD_BYTES: usize = 64;
 
 /// One core event.
 #[derive(Clone, PartialEq, Eq, Debug)]
@@ -439,8 +443,22 @@ pub enum TraceEvent {
 
 impl TraceEvent {
     /// Appends the pinned canonical encoding of this event.
+    ///
+    /// Written first into a window of [`FIXED_RECORD_BYTES`] (every fixed-shape event
+    /// fits), and only an event with longer text or bytes again through a growing
+    /// [`Encoder`]: the same field writers, so the same bytes either way.
+    #[inline]
     pub fn encode(&self, out: &mut Vec<u8>) {
-        let mut e = Encoder::new(out);
+        if !encode_fixed::<FIXED_RECORD_BYTES>(out, |e| self.encode_fields(e)) {
+            self.encode_fields(&mut Encoder::new(out));
+        }
+    }
+
+    /// The same encoding through any field sink (the recorder writes its record header
+    /// and the event into one window). Inlined into each caller, so a fixed window's
+    /// position stays in a register and a fixed-shape event's offsets are constants.
+    #[inline(always)]
+    pub fn encode_fields<E: FieldSink>(&self, e: &mut E) {
         match self {
             TraceEvent::Runstate { vcpu, from, to } => {
                 e.u8(1).vcpu(*vcpu).u8(from.code()).u8(to.code());
@@ -668,7 +686,7 @@ impl TraceEvent {
             } => {
                 e.u8(38).dom(*dom).u32(*devid).bool(*rx).u32(*slots);
                 e.bool(*notify);
-                queue_ext(&mut e, *queue);
+                queue_ext(e, *queue);
             }
             TraceEvent::NetbackWork {
                 item,
@@ -681,7 +699,7 @@ impl TraceEvent {
             } => {
                 e.u8(39).u64(item.0).dom(*dom).u32(*devid).bool(*rx);
                 e.u32(*packets).i64(*work_ns);
-                queue_ext(&mut e, *queue);
+                queue_ext(e, *queue);
             }
             TraceEvent::NetDrop { dom, devid, reason } => {
                 e.u8(40).dom(*dom).u32(*devid).u8(*reason);
@@ -696,7 +714,7 @@ impl TraceEvent {
             } => {
                 e.u8(41).dom(*dom).u32(*devid).u16(*id).u8(*reason);
                 e.u16(u16::from_le_bytes(gntst.to_le_bytes()));
-                queue_ext(&mut e, *queue);
+                queue_ext(e, *queue);
             }
             TraceEvent::VifDisabled {
                 dom,
@@ -708,7 +726,7 @@ impl TraceEvent {
             } => {
                 e.u8(42).dom(*dom).u32(*devid).u8(*reason);
                 e.u32(*prod).u32(*cons);
-                queue_ext(&mut e, *queue);
+                queue_ext(e, *queue);
             }
             TraceEvent::InterruptLost { dom, port, left } => {
                 e.u8(43).dom(*dom).u32(*port).u32(*left);
@@ -722,7 +740,7 @@ impl TraceEvent {
 
 /// A vif event's queue as a trailing field, only for a vif with several queues: a
 /// single-queue vif's records keep the encoding they had before multi-queue.
-fn queue_ext(e: &mut Encoder<'_>, queue: Option<u16>) {
+fn queue_ext<E: FieldSink>(e: &mut E, queue: Option<u16>) {
     if let Some(queue) = queue {
         e.u16(queue);
     }

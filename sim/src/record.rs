@@ -26,7 +26,7 @@ use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::Path;
 
-use hypervisor_model::encode::TRACE_FORMAT_VERSION;
+use hypervisor_model::encode::{encode_fixed, FieldSink, TRACE_FORMAT_VERSION};
 use hypervisor_model::event::CoreInput;
 use hypervisor_model::trace::TraceEvent;
 use xxhash_rust::xxh3::{xxh3_64_with_seed, Xxh3};
@@ -45,6 +45,9 @@ const END_MARKER: u32 = u32::MAX;
 /// fewer lines under cachegrind but was not faster in CPU time on a shared machine; XXH3
 /// works on 1 KiB blocks, so a chunk is 16 of them).
 const HASH_BUFFER_BYTES: usize = 16 * 1024;
+/// Bytes of the window an event record is first written into: its 15-byte header and
+/// any event with no text, bytes or list (37 bytes at most) fit.
+const EVENT_WINDOW_BYTES: usize = 64;
 const KIND_INPUT: u8 = 0;
 const KIND_EVENT: u8 = 1;
 const KIND_MARK: u8 = 2;
@@ -225,12 +228,29 @@ impl Recorder {
         self.commit(start, time_ns);
     }
 
-    /// Records a core event.
+    /// Records a core event: header and event are written into one window of
+    /// [`EVENT_WINDOW_BYTES`] (one capacity check for the record), and only an event with
+    /// longer text or bytes again field by field.
     #[inline]
     pub fn event(&mut self, host: u16, time_ns: u64, event: &TraceEvent) {
-        let start = self.begin(KIND_EVENT, host, time_ns);
-        event.encode(&mut self.hash_buffer);
+        let start = self.hash_buffer.len();
+        let fitted = encode_fixed::<EVENT_WINDOW_BYTES>(&mut self.hash_buffer, |e| {
+            head(e, KIND_EVENT, host, time_ns);
+            event.encode_fields(e);
+        });
+        if !fitted {
+            self.event_unwindowed(host, time_ns, event);
+        }
         self.commit(start, time_ns);
+    }
+
+    /// [`Self::event`] for an event too long for the window (a console line, XenStore
+    /// bytes): header and event field by field.
+    #[cold]
+    #[inline(never)]
+    fn event_unwindowed(&mut self, host: u16, time_ns: u64, event: &TraceEvent) {
+        self.begin(KIND_EVENT, host, time_ns);
+        event.encode(&mut self.hash_buffer);
     }
 
     /// Records a simulator mark: how the run loop was driven (a serve session's start and
@@ -246,7 +266,8 @@ impl Recorder {
     #[inline]
     fn begin(&mut self, kind: u8, host: u16, time_ns: u64) -> usize {
         let start = self.hash_buffer.len();
-        // Placeholder, kind, host, time: built on the stack and appended at once.
+        // Placeholder, kind, host, time: built on the stack and appended at once (the
+        // bytes `head` writes into an event's window).
         let mut head = [0u8; 4 + 1 + 2 + 8];
         head[4] = kind;
         head[5..7].copy_from_slice(&host.to_le_bytes());
@@ -352,6 +373,13 @@ impl Recorder {
         }
         Ok((hash, self.divergence))
     }
+}
+
+/// A record's header in an event's window: a length placeholder (patched by `commit`),
+/// kind, host, time (the bytes `Recorder::begin` appends).
+#[inline(always)]
+fn head<E: FieldSink>(e: &mut E, kind: u8, host: u16, time_ns: u64) {
+    e.u32(0).u8(kind).u16(host).u64(time_ns);
 }
 
 impl Default for Recorder {
@@ -559,6 +587,49 @@ mod tests {
 
         assert_eq!(hash.0, pinned_hash(&stream));
         assert!(divergence.is_none());
+    }
+
+    #[test]
+    fn event_records_in_the_window_and_past_it_hash_as_their_encoding() {
+        use hypervisor_model::domain::vcpu::Runstate;
+        use hypervisor_model::ids::{DomId, VcpuId, VcpuRef};
+        use hypervisor_model::trace::TraceEvent;
+
+        let vcpu = VcpuRef {
+            dom: DomId::new(4).expect("valid domid"),
+            vcpu: VcpuId::new(2).expect("valid vCPU index"),
+        };
+        let events = [
+            TraceEvent::Runstate {
+                vcpu,
+                from: Runstate::Runnable,
+                to: Runstate::Running,
+            },
+            // Over the window: written field by field.
+            TraceEvent::Console {
+                text: "y".repeat(200),
+            },
+            TraceEvent::Console {
+                text: "short".to_owned(),
+            },
+        ];
+        let mut recorder = Recorder::new();
+        let mut stream = Vec::new();
+        for (i, event) in (0u64..).zip(&events) {
+            recorder.event(1, 100 + i, event);
+            let mut payload = Vec::new();
+            event.encode(&mut payload);
+            let len = u32::try_from(1 + 2 + 8 + payload.len()).expect("small record");
+            stream.extend_from_slice(&len.to_le_bytes());
+            stream.push(1);
+            stream.extend_from_slice(&1u16.to_le_bytes());
+            stream.extend_from_slice(&(100 + i).to_le_bytes());
+            stream.extend_from_slice(&payload);
+        }
+
+        let (hash, _) = recorder.finish().expect("no file to write");
+
+        assert_eq!(hash.0, pinned_hash(&stream));
     }
 
     #[test]

@@ -53,13 +53,41 @@ pub(super) fn bump(acc: &mut u64, metric: &str) {
     add(acc, 1, metric);
 }
 
+/// An optional instant in one word: `u64::MAX`, after every virtual time (which is below
+/// 2^63 ns), stands for none.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct OptNs(u64);
+
+impl OptNs {
+    const NONE: OptNs = OptNs(u64::MAX);
+
+    fn some(time_ns: u64) -> OptNs {
+        debug_assert_ne!(time_ns, u64::MAX, "virtual time past 2^63 ns");
+        OptNs(time_ns)
+    }
+
+    fn get(self) -> Option<u64> {
+        (self != OptNs::NONE).then_some(self.0)
+    }
+
+    fn take(&mut self) -> Option<u64> {
+        std::mem::replace(self, OptNs::NONE).get()
+    }
+
+    fn is_none(self) -> bool {
+        self == OptNs::NONE
+    }
+}
+
 /// One vCPU's life, from `VcpuCreate` (offline) to its domain's `DomainFree`.
 ///
-/// Laid out in order (`repr(C)`) with the fields every `Runstate` and `Schedule` touches in
-/// its first two cache lines (the table of 512 vCPUs does not stay in L1, and the default
-/// layout spread them over four).
+/// Exactly two cache lines on a 128-byte boundary (`repr(C, align(128))`, the pair the
+/// adjacent-line prefetcher fetches together) holding everything a `Runstate` or a
+/// `Schedule` touches, hot fields first; what only the end of the run or a null or rtds
+/// pool reads sits behind [`VcpuCold`]. The table of 512 vCPUs does not stay in L1: the
+/// smaller it is, the more of it stays in L2.
 #[derive(Debug)]
-#[repr(C, align(64))]
+#[repr(C, align(128))]
 pub(super) struct VcpuState {
     since_ns: u64,
     /// In-window time per `Runstate::index()`.
@@ -70,16 +98,21 @@ pub(super) struct VcpuState {
     pub(super) sample_slots: VcpuSlots,
     state: Runstate,
     /// Time of the wake whose run is awaited.
-    wake_ns: Option<u64>,
+    wake_ns: OptNs,
     /// Start of the current runnable interval.
-    runnable_since_ns: Option<u64>,
+    runnable_since_ns: OptNs,
     /// End of life: `DomainFree` or the end of the run.
-    closed_ns: Option<u64>,
+    closed_ns: OptNs,
     last_pcpu: Option<PcpuId>,
     wake_abandoned_count: u64,
-    // Cold from here on.
     migration_pcpu_count: u64,
     migration_numa_count: u64,
+    cold: Box<VcpuCold>,
+}
+
+/// The fields of a vCPU no `Runstate` or `Schedule` reads.
+#[derive(Debug)]
+struct VcpuCold {
     wakeup_latency_pending_count: u64,
     created_ns: u64,
     /// null: in-window time assigned to a pCPU, closed intervals only.
@@ -89,37 +122,52 @@ pub(super) struct VcpuState {
     /// null: ever assigned (so a null vCPU reports 0 rather than `None`).
     null_seen: bool,
     /// rtds server accounting, given by the run loop at the end.
-    pub(super) server: Option<ServerStats>,
+    server: Option<ServerStats>,
     /// rtds `(budget_ns, period_ns)` at the end of the run.
-    pub(super) rtds_reservation_ns: Option<(u64, u64)>,
+    rtds_reservation_ns: Option<(u64, u64)>,
 }
+
+// The layout the struct's documentation promises.
+const _: () = assert!(std::mem::size_of::<VcpuState>() == 128);
 
 impl VcpuState {
     /// A vCPU created at `time_ns` whose samples go to `sample_slots`; Xen creates every
     /// vCPU offline.
     pub(super) fn new(time_ns: u64, sample_slots: VcpuSlots) -> VcpuState {
         VcpuState {
-            server: None,
-            rtds_reservation_ns: None,
-            null_assigned_ns: 0,
-            null_assigned_since_ns: None,
-            null_seen: false,
             state: Runstate::Offline,
             since_ns: time_ns,
-            created_ns: time_ns,
-            closed_ns: None,
+            closed_ns: OptNs::NONE,
             time_ns: [0; 4],
             dispatch_count: 0,
             preemption_count: 0,
             migration_pcpu_count: 0,
             migration_numa_count: 0,
             wake_abandoned_count: 0,
-            wakeup_latency_pending_count: 0,
             last_pcpu: None,
-            wake_ns: None,
-            runnable_since_ns: None,
+            wake_ns: OptNs::NONE,
+            runnable_since_ns: OptNs::NONE,
             sample_slots,
+            cold: Box::new(VcpuCold {
+                wakeup_latency_pending_count: 0,
+                created_ns: time_ns,
+                null_assigned_ns: 0,
+                null_assigned_since_ns: None,
+                null_seen: false,
+                server: None,
+                rtds_reservation_ns: None,
+            }),
         }
+    }
+
+    /// The rtds server accounting, given by the run loop at the end.
+    pub(super) fn set_server(&mut self, stats: ServerStats) {
+        self.cold.server = Some(stats);
+    }
+
+    /// The rtds `(budget_ns, period_ns)` at the end of the run.
+    pub(super) fn set_rtds_reservation(&mut self, budget_ns: u64, period_ns: u64) {
+        self.cold.rtds_reservation_ns = Some((budget_ns, period_ns));
     }
 
     /// One `Runstate { from, to }` event at `time_ns`; latency samples go to `samples`.
@@ -143,7 +191,7 @@ impl VcpuState {
         let in_window = window.contains(time_ns);
         match (from, to) {
             (Runstate::Blocked | Runstate::Offline, Runstate::Runnable) => {
-                self.wake_ns = Some(time_ns);
+                self.wake_ns = OptNs::some(time_ns);
             }
             (Runstate::Runnable, Runstate::Running) => {
                 self.run_after_wait(window, time_ns, samples);
@@ -158,7 +206,7 @@ impl VcpuState {
             _ => {}
         }
         if to == Runstate::Runnable && from != Runstate::Runnable {
-            self.runnable_since_ns = Some(time_ns);
+            self.runnable_since_ns = OptNs::some(time_ns);
         }
         if to == Runstate::Running && from != Runstate::Running && in_window {
             bump(&mut self.dispatch_count, "dispatch_count");
@@ -186,30 +234,31 @@ impl VcpuState {
     pub(super) fn close(&mut self, window: Window, time_ns: u64) {
         assert!(self.closed_ns.is_none(), "vCPU closed twice");
         self.account(window, time_ns);
-        self.closed_ns = Some(time_ns);
+        self.closed_ns = OptNs::some(time_ns);
         if let Some(wake_ns) = self.wake_ns.take() {
             if window.contains(wake_ns) && time_ns < window.end_ns {
                 // Freed while still waiting to run: the wake can never complete.
                 bump(&mut self.wake_abandoned_count, "wake_abandoned_count");
             } else if window.contains(wake_ns) {
                 bump(
-                    &mut self.wakeup_latency_pending_count,
+                    &mut self.cold.wakeup_latency_pending_count,
                     "wakeup_latency_pending_count",
                 );
             }
         }
-        self.runnable_since_ns = None;
+        self.runnable_since_ns = OptNs::NONE;
     }
 
     /// null assigned (`assigned`) or released the vCPU's pCPU at `time_ns`.
     pub(super) fn null_assign(&mut self, window: Window, time_ns: u64, assigned: bool) {
-        self.null_seen = true;
-        match (assigned, self.null_assigned_since_ns) {
-            (true, None) => self.null_assigned_since_ns = Some(time_ns),
+        let cold = &mut self.cold;
+        cold.null_seen = true;
+        match (assigned, cold.null_assigned_since_ns) {
+            (true, None) => cold.null_assigned_since_ns = Some(time_ns),
             (false, Some(since_ns)) => {
                 let spent_ns = window.clip(since_ns, time_ns);
-                add(&mut self.null_assigned_ns, spent_ns, "null_assigned_ns");
-                self.null_assigned_since_ns = None;
+                add(&mut cold.null_assigned_ns, spent_ns, "null_assigned_ns");
+                cold.null_assigned_since_ns = None;
             }
             // An assignment straight to another pCPU keeps the vCPU assigned; a release of
             // a free vCPU changes nothing.
@@ -225,13 +274,14 @@ impl VcpuState {
         window: Window,
         samples: &mut SlotSamples,
     ) -> VcpuMetrics {
-        let closed_ns = self.closed_ns.expect("vCPU closed before reporting");
+        let closed_ns = self.closed_ns.get().expect("vCPU closed before reporting");
+        let cold = &self.cold;
         let [running_ns, runnable_ns, blocked_ns, offline_ns] = self.time_ns;
         let mut exist_ns = 0;
         for spent_ns in self.time_ns {
             add(&mut exist_ns, spent_ns, "exist_ns");
         }
-        assert_eq!(exist_ns, window.clip(self.created_ns, closed_ns));
+        assert_eq!(exist_ns, window.clip(cold.created_ns, closed_ns));
         let mut steal_ns = runnable_ns;
         add(&mut steal_ns, offline_ns, "steal_ns");
         VcpuMetrics {
@@ -247,19 +297,19 @@ impl VcpuState {
             migration_pcpu_count: self.migration_pcpu_count,
             migration_numa_count: self.migration_numa_count,
             wake_abandoned_count: self.wake_abandoned_count,
-            wakeup_latency_pending_count: self.wakeup_latency_pending_count,
+            wakeup_latency_pending_count: cold.wakeup_latency_pending_count,
             wakeup_latency_ns: samples
                 .distribution(self.sample_slots.wakeup(), "wakeup_latency_ns"),
             runq_wait_ns: samples.distribution(self.sample_slots.runq_wait(), "runq_wait_ns"),
-            server_period_count: self.server.map(|s| s.period_count),
-            server_underserved_count: self.server.map(|s| s.underserved_count),
-            server_shortfall_ns: self.server.map(|s| s.shortfall_ns),
-            rtds_reservation_ns: self.rtds_reservation_ns,
-            null_assigned_ns: self.null_seen.then(|| {
-                let open_ns = self
+            server_period_count: cold.server.map(|s| s.period_count),
+            server_underserved_count: cold.server.map(|s| s.underserved_count),
+            server_shortfall_ns: cold.server.map(|s| s.shortfall_ns),
+            rtds_reservation_ns: cold.rtds_reservation_ns,
+            null_assigned_ns: cold.null_seen.then(|| {
+                let open_ns = cold
                     .null_assigned_since_ns
                     .map_or(0, |since_ns| window.clip(since_ns, closed_ns));
-                let mut total_ns = self.null_assigned_ns;
+                let mut total_ns = cold.null_assigned_ns;
                 add(&mut total_ns, open_ns, "null_assigned_ns");
                 total_ns
             }),
@@ -297,6 +347,6 @@ impl VcpuState {
                 bump(&mut self.wake_abandoned_count, "wake_abandoned_count");
             }
         }
-        self.runnable_since_ns = None;
+        self.runnable_since_ns = OptNs::NONE;
     }
 }

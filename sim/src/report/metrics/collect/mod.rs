@@ -207,7 +207,7 @@ impl MetricsCollector {
     /// Records the rtds server accounting of live vCPU `v` on host `host_index`.
     pub fn vcpu_server_stats(&mut self, host_index: usize, v: VcpuRef, stats: ServerStats) {
         if let Some(vcpu) = self.host_mut(host_index).live_vcpu(v) {
-            vcpu.server = Some(stats);
+            vcpu.set_server(stats);
         }
     }
 
@@ -221,7 +221,7 @@ impl MetricsCollector {
         period_ns: u64,
     ) {
         if let Some(vcpu) = self.host_mut(host_index).live_vcpu(v) {
-            vcpu.rtds_reservation_ns = Some((budget_ns, period_ns));
+            vcpu.set_rtds_reservation(budget_ns, period_ns);
         }
     }
 
@@ -425,6 +425,7 @@ impl HostState {
             panic!("metrics: unknown {pcpu:?}");
         };
         state.close(window, time_ns, self.pcpu_pool_slots[index]);
+        state.leave_pool(self.pcpu_pool_slots[index]);
         let name = pool.and_then(|p| self.pool_names.get(&p).cloned());
         self.pcpu_pool_slots[index] = name.as_deref().map(|n| self.pool_slots.slot(n));
         self.meta.pcpu_pools[index] = name;

@@ -4,7 +4,7 @@
 //!
 //! # Invariants
 //! - `busy_ns + idle_ns + overhead_ns == online_ns`, the in-window time spent in any pool.
-//! - `online_by_pool` sums to `online_ns`.
+//! - After [`PcpuState::leave_pool`], `online_by_pool` sums to `online_ns`.
 //! - A pool slot names one pool for the whole run ([`PoolSlots`] only grows).
 
 use hypervisor_model::ids::VcpuRef;
@@ -21,8 +21,11 @@ pub(super) struct PcpuState {
     idle_ns: u64,
     overhead_ns: u64,
     online_ns: u64,
-    /// In-window online time by pool slot (a pool never entered has no entry or 0).
+    /// In-window online time by pool slot (a pool never entered has no entry or 0), up to
+    /// the last [`Self::leave_pool`].
     online_by_pool: Vec<u64>,
+    /// `online_ns` when the pCPU entered its current pool (or at its last `leave_pool`).
+    online_at_entry_ns: u64,
     /// The last guest vCPU that ran here (a switch back to it is free).
     pub(super) last_vcpu: Option<VcpuRef>,
     /// The current switch's overhead lasts until then.
@@ -63,9 +66,10 @@ impl PcpuState {
         self.current = next;
     }
 
-    /// Accounts `[since, time_ns)` to `pool` (nothing when in no pool).
+    /// Accounts `[since, time_ns)` while in `pool` (nothing when in no pool; which pool
+    /// gets the online time is settled by [`Self::leave_pool`]).
     pub(super) fn close(&mut self, window: Window, time_ns: u64, pool: Option<PoolSlot>) {
-        if let Some(pool) = pool {
+        if pool.is_some() {
             let spent_ns = window.clip(self.since_ns, time_ns);
             if self.current.is_some() {
                 // The switch's overhead comes first; the guest runs after it.
@@ -78,15 +82,25 @@ impl PcpuState {
                 add(&mut self.idle_ns, spent_ns, "idle_ns");
             }
             add(&mut self.online_ns, spent_ns, "online_ns");
-            if self.online_by_pool.len() <= pool.0 {
-                self.online_by_pool.resize(pool.0 + 1, 0);
-            }
-            add(&mut self.online_by_pool[pool.0], spent_ns, "online_ns");
         }
         self.since_ns = time_ns;
     }
 
-    /// In-window online time spent in `pool`.
+    /// The pCPU leaves `pool` (it moves, or the run ends): its online time since it
+    /// entered goes to that pool's share. Only here, not at every decision: a pCPU stays
+    /// in one pool for long stretches.
+    pub(super) fn leave_pool(&mut self, pool: Option<PoolSlot>) {
+        if let Some(pool) = pool {
+            if self.online_by_pool.len() <= pool.0 {
+                self.online_by_pool.resize(pool.0 + 1, 0);
+            }
+            let spent_ns = self.online_ns - self.online_at_entry_ns;
+            add(&mut self.online_by_pool[pool.0], spent_ns, "online_ns");
+        }
+        self.online_at_entry_ns = self.online_ns;
+    }
+
+    /// In-window online time spent in `pool` (up to the last [`Self::leave_pool`]).
     pub(super) fn online_in(&self, pool: PoolSlot) -> u64 {
         self.online_by_pool.get(pool.0).copied().unwrap_or(0)
     }

@@ -30,6 +30,7 @@ impl HostState {
         for (index, state) in self.pcpus.iter_mut().enumerate() {
             let pool = self.meta.pcpu_pools[index].clone();
             state.close(window, end_ns, self.pcpu_pool_slots[index]);
+            state.leave_pool(self.pcpu_pool_slots[index]);
             let id = u32::try_from(index).expect("pCPU index fits u32");
             let node = self.meta.pcpu_nodes[index];
             pcpus.push(state.metrics(id, pool, node));
