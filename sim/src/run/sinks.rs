@@ -192,7 +192,7 @@ impl Sinks {
     /// The end-of-run checks of each vbd `dom` did I/O on: acknowledged writes missing
     /// from the disk, and reconnects to a re-created backend (of its vifs too).
     fn vbd_checks(&mut self, index: usize, host: &HostRuntime, dom: DomId, ios: &[IoRecord]) {
-        let mut devs: Vec<&str> = ios.iter().map(|r| r.dev.as_str()).collect();
+        let mut devs: Vec<&str> = ios.iter().map(|r| &*r.dev).collect();
         devs.sort_unstable();
         devs.dedup();
         let pending = host.sim.guests.io_pending_writes(dom);
@@ -206,7 +206,7 @@ impl Sinks {
             let Some(vdev) = hypervisor_model::toolstack::xs_tree::disk_devid(dev) else {
                 continue;
             };
-            let records: Vec<IoRecord> = ios.iter().filter(|r| r.dev == dev).cloned().collect();
+            let records: Vec<IoRecord> = ios.iter().filter(|r| &*r.dev == dev).cloned().collect();
             let place = host.sim.vbd_volumes.get(&(dom, vdev)).copied();
             let disk = place.and_then(|(disk, volume)| Some((host.sim.disks.get(disk)?, volume)));
             let lost = match disk {
