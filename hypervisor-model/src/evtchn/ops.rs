@@ -10,18 +10,19 @@
 //! - An interdomain bind changes both ends together; a close of an interdomain end turns the
 //!   other end unbound towards the closer.
 
-use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
 use super::table::{Channel, DomainEvtchn, EvtchnDomainConfig};
 use super::{Abi, EvtchnError, Notify, PortState, Virq};
 use crate::ids::{DomId, EvtchnPort, VcpuId};
+use crate::io::dev_map::DomMap;
 use crate::sched::Violation;
 
 /// Every domain's event channels on one host.
 #[derive(Clone, Debug, Default)]
 pub struct EventChannels {
-    pub(super) domains: BTreeMap<DomId, DomainEvtchn>,
+    /// By domain (a send looks up both ends of its channel).
+    pub(super) domains: DomMap<DomainEvtchn>,
 }
 
 /// The result of `bind_interdomain`: the new local port, and the upcall Xen raises because

@@ -9,7 +9,6 @@
 //!   the free list, as Xen's `put_maptrack_handle` does.
 //! - A granter's table is only removed when none of its entries is pinned.
 
-use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
 use super::table::{GrantConfig, GrantTable, MaptrackEntry, Pins};
@@ -20,12 +19,13 @@ use super::{
 };
 use crate::evtchn::Errno;
 use crate::ids::{DomId, Gfn, GrantRef, Mfn};
+use crate::io::dev_map::DomMap;
 use crate::sched::Violation;
 
 /// Every domain's grant table on one host.
 #[derive(Clone, Debug, Default)]
 pub struct GrantTables {
-    pub(super) tables: BTreeMap<DomId, GrantTable>,
+    pub(super) tables: DomMap<GrantTable>,
 }
 
 /// One `gnttab_map_grant_ref` request.

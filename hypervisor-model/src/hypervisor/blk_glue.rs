@@ -36,6 +36,7 @@ use super::Hypervisor;
 use crate::ids::{BackWorkId, DomId, EvtchnPort, VcpuId, VcpuRef};
 use crate::io::blkback::{BackIo, BackOutcome};
 use crate::io::blkif::BlkReqError;
+use crate::io::dev_map::DevMap;
 use crate::io::ring::RingOverflow;
 use crate::io::vbd::{GuestIo, IoDone, PageStore, VbdPath};
 use crate::platform::{DiskCommand, Platform};
@@ -65,7 +66,7 @@ struct BackWork {
 #[derive(Clone, Debug, Default)]
 pub struct BlkState {
     /// Connected vbds.
-    pub(crate) paths: BTreeMap<VbdKey, VbdPath>,
+    pub(crate) paths: DevMap<VbdPath>,
     /// The data and indirect pages.
     pub(crate) pages: PageStore,
     /// Disk commands in flight by tag.
@@ -75,7 +76,7 @@ pub struct BlkState {
     work: VecDeque<BackWork>,
     next_work: u64,
     /// The ports of each vbd: (frontend's, backend's).
-    pub(crate) ports: BTreeMap<VbdKey, (EvtchnPort, EvtchnPort)>,
+    pub(crate) ports: DevMap<(EvtchnPort, EvtchnPort)>,
     /// I/Os the guest issued to a vbd whose handshake has not connected yet (the block
     /// device appears at connect; they go to blkfront then).
     parked: BTreeMap<VbdKey, Vec<GuestIo>>,
@@ -666,7 +667,7 @@ impl Hypervisor {
 
     /// The vbd checks (`VbdPath::check`) and the host-wide bounds.
     pub(crate) fn blk_check(&self, out: &mut Vec<crate::sched::Violation>) {
-        for (key, path) in &self.blk.paths {
+        for (key, path) in self.blk.paths.iter() {
             let mut broken = Vec::new();
             path.check(&mut broken);
             let inflight = self.blk.inflight.values().filter(|(k, _)| k == key).count();

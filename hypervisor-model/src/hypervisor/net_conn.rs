@@ -91,7 +91,7 @@ impl Hypervisor {
             return;
         };
         let mac = self.vif_front_mac(conn);
-        let slot = self.net.paths.range((key.0, 0)..=(key.0, u32::MAX)).count();
+        let slot = self.net.paths.count_of(key.0);
         let params = crate::io::vif::VifParams {
             front_dom: key.0,
             back_dom: conn.back_dom,
@@ -180,7 +180,7 @@ impl Hypervisor {
 
     /// The vif checks (`VifPath::check`), one port set per queue, and the host-wide bounds.
     pub(crate) fn net_check(&self, out: &mut Vec<crate::sched::Violation>) {
-        for (key, path) in &self.net.paths {
+        for (key, path) in self.net.paths.iter() {
             let mut broken = Vec::new();
             path.check(&mut broken);
             let ports = self.net.ports.get(key).map_or(0, Vec::len);

@@ -49,6 +49,7 @@ use alloc::vec::Vec;
 
 use super::Hypervisor;
 use crate::ids::{BackWorkId, DomId, EvtchnPort, VcpuRef};
+use crate::io::dev_map::DevMap;
 use crate::io::netback::TxPacket;
 use crate::io::vbd::PageStore;
 use crate::io::vif::{NetPacket, VifPath, VifQueue};
@@ -109,11 +110,11 @@ pub(crate) type FlowsSeen = BTreeMap<(crate::io::vif::Mac, u32), u32>;
 #[derive(Clone, Debug, Default)]
 pub struct NetState {
     /// Connected vifs.
-    pub(crate) paths: BTreeMap<VifKey, VifPath>,
+    pub(crate) paths: DevMap<VifPath>,
     /// Packet and buffer pages.
     pub(crate) pages: PageStore,
     /// The ports of each vif's queues, by queue.
-    pub(crate) ports: BTreeMap<VifKey, Vec<QueuePorts>>,
+    pub(crate) ports: DevMap<Vec<QueuePorts>>,
     /// Queued backend work by id (ids grow, so each vCPU's items are in order).
     pub(super) work: BTreeMap<BackWorkId, NetWork>,
     next_work: u64,

@@ -373,11 +373,7 @@ impl Hypervisor {
             let back_max = max_indirect.map_or(0, |m| u32::try_from(m).unwrap_or(u32::MAX));
             let front_max = back_max.min(crate::io::blkif::BLKFRONT_MAX_INDIRECT_SEGMENTS);
             let front_max = if front_max > 11 { front_max } else { 0 };
-            let slot = self
-                .blk
-                .paths
-                .range((conn.front_dom, 0)..=(conn.front_dom, u32::MAX))
-                .count();
+            let slot = self.blk.paths.count_of(conn.front_dom);
             let params = crate::io::vbd::VbdParams {
                 front_dom: conn.front_dom,
                 back_dom: conn.back_dom,

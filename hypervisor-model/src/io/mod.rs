@@ -7,7 +7,8 @@
 //! (`netfront.rs`) and netback (`netback.rs`), run by `hypervisor/net_glue.rs`; the guest
 //! console ring and xenconsoled's per-domain buffers (`console.rs`); the free-running index
 //! checks the XenStore and console rings share (`ring_index.rs`); the stand-in memory of
-//! both data paths' pages (`page_store.rs`).
+//! both data paths' pages (`page_store.rs`); the per-device tables both data paths look
+//! their devices up in (`dev_map.rs`).
 //!
 //! Follows xen/include/public/io/xenbus.h; spec `xenstore-io.md` §4.
 
@@ -15,6 +16,7 @@ pub mod blkback;
 pub mod blkfront;
 pub mod blkif;
 pub mod console;
+pub mod dev_map;
 pub mod handshake;
 pub mod netback;
 pub mod netfront;

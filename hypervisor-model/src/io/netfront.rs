@@ -137,19 +137,23 @@ impl VifQueue {
         }
         let index = self.tx_pool.len();
         let page = self.grant_page(grants, false, index)?;
+        self.pool_added(page);
         self.tx_pool.push(page);
         u16::try_from(index).ok()
+    }
+
+    /// `page` joins the TX or RX pool: `pool_gref_end` moves past its ref.
+    fn pool_added(&mut self, page: PoolPage) {
+        let end = page.gref.raw() + 1;
+        self.pool_gref_end = Some(self.pool_gref_end.map_or(end, |e| e.max(end)));
     }
 
     /// Grants the stand-in page `index` of the TX (or RX) range to the backend.
     fn grant_page(&self, grants: &mut GrantTables, rx: bool, index: usize) -> Option<PoolPage> {
         let dom = self.params.front_dom;
+        // Past the highest ref of both pools.
         let start = self
-            .tx_pool
-            .iter()
-            .chain(&self.rx_pool)
-            .map(|p| p.gref.raw() + 1)
-            .max()
+            .pool_gref_end
             .unwrap_or(super::handshake::FIRST_DRIVER_GREF);
         let gref = free_gref(grants, dom, start)
             .or_else(|| free_gref(grants, dom, super::handshake::FIRST_DRIVER_GREF))?;
@@ -210,6 +214,7 @@ impl VifQueue {
                 let Some(page) = self.grant_page(grants, true, slot) else {
                     break;
                 };
+                self.pool_added(page);
                 self.rx_pool.push(page);
             }
             let req = RxRequest {

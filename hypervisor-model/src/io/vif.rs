@@ -358,6 +358,10 @@ pub struct VifQueue {
     pub tx_pool_free: Vec<u16>,
     /// netfront: RX buffer pages by ring slot (granted writable once).
     pub rx_pool: Vec<PoolPage>,
+    /// One past the highest grant ref of `tx_pool` and `rx_pool` (`None` while both are
+    /// empty): where the search for the next pool page's ref starts. Kept as pages are
+    /// added (the pools only grow), so adding one does not scan both pools.
+    pub(crate) pool_gref_end: Option<u32>,
     /// netfront: last sequence received per (source MAC, flow).
     pub rx_seen: BTreeMap<(Mac, u32), u32>,
     /// netback: packets for the frontend waiting for RX ring slots.
@@ -403,6 +407,7 @@ impl VifQueue {
             tx_pool: Vec::new(),
             tx_pool_free: Vec::new(),
             rx_pool: Vec::new(),
+            pool_gref_end: None,
             rx_seen: BTreeMap::new(),
             rx_queue: VecDeque::new(),
             rx_queue_bytes: 0,
@@ -497,6 +502,10 @@ impl VifQueue {
         }
         if in_use + self.tx_pool_free.len() != self.tx_pool.len() {
             out.push("vif.tx_pool_pages");
+        }
+        let pools = self.tx_pool.iter().chain(&self.rx_pool);
+        if pools.map(|p| p.gref.raw() + 1).max() != self.pool_gref_end {
+            out.push("vif.pool_gref_end");
         }
         // RING-NOTIFY: between inputs no end sleeps with work on its ring.
         let tx_left = self

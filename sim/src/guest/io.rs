@@ -28,6 +28,7 @@
 //! xensim differs: a sequential stream wraps at the end of the disk.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use hypervisor_model::io::handshake::VBD_SECTORS_512;
 use hypervisor_model::io::vbd::{GuestIo, IoDone, IoOp};
@@ -45,8 +46,9 @@ const DISK_BLOCKS: u64 = VBD_SECTORS_512 / 8;
 /// One I/O as the metrics see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IoRecord {
-    /// The vbd (`xvda`).
-    pub dev: String,
+    /// The vbd (`xvda`), shared by every record of the device (a record allocates
+    /// nothing).
+    pub dev: Arc<str>,
     /// When blkfront got it (the frontend pushes it in the same input), ns.
     pub submit_ns: u64,
     /// When blkback's response reached the ring (blkfront's interrupt), ns.
@@ -82,6 +84,8 @@ pub(crate) struct BlkQueue {
     offset: Stream,
     op: Stream,
     spec: DiskWorkload,
+    /// The vbd's name (`spec.vbd`), as each record carries it.
+    dev: Arc<str>,
     /// The vbd's device number.
     pub(crate) vdev: u32,
     /// Tags are `tag_base | sequence` (`guest/workload.rs`, `tag_base`).
@@ -117,6 +121,7 @@ impl BlkQueue {
             offset: streams.field(&format!("{field_prefix}offset")),
             op: streams.field(&format!("{field_prefix}op")),
             spec: disk.clone(),
+            dev: Arc::from(disk.vbd.as_str()),
             vdev,
             tag_base: streams.tag_base(),
             next_seq: 0,
@@ -256,7 +261,7 @@ impl BlkQueue {
             self.print_error(now_ns, write, io.sector, u64::from(io.sectors).div_ceil(8));
         }
         self.records.push(IoRecord {
-            dev: self.spec.vbd.clone(),
+            dev: Arc::clone(&self.dev),
             submit_ns,
             ring_done_ns: now_ns,
             guest_done_ns: running.then_some(now_ns),

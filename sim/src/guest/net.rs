@@ -264,6 +264,8 @@ pub(crate) fn push_message_frames(
 #[derive(Debug, Clone, Default)]
 pub(crate) struct AnswerLog {
     records: Vec<IoRecord>,
+    /// The vif's name (`vif<devid>`) the records share, made at the first answer.
+    dev: Option<(u32, std::sync::Arc<str>)>,
     unseen: Vec<usize>,
 }
 
@@ -278,8 +280,16 @@ impl AnswerLog {
         now_ns: u64,
         running: bool,
     ) {
+        let dev = match &self.dev {
+            Some((id, dev)) if *id == devid => std::sync::Arc::clone(dev),
+            _ => {
+                let dev: std::sync::Arc<str> = format!("vif{devid}").into();
+                self.dev = Some((devid, std::sync::Arc::clone(&dev)));
+                dev
+            }
+        };
         self.records.push(IoRecord {
-            dev: format!("vif{devid}"),
+            dev,
             submit_ns,
             ring_done_ns: now_ns,
             guest_done_ns: running.then_some(now_ns),

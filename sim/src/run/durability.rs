@@ -120,7 +120,7 @@ mod tests {
 
     fn write(submit_ns: u64, sector: u64, seed: u64, ok: bool) -> IoRecord {
         IoRecord {
-            dev: "xvda".to_string(),
+            dev: "xvda".into(),
             submit_ns,
             ring_done_ns: submit_ns + 10,
             guest_done_ns: None,

@@ -195,7 +195,7 @@ impl Sinks {
         // A domain has a vbd or two: a scan per record, not a sort of every record's name.
         let mut devs: Vec<&str> = Vec::new();
         for record in ios {
-            if !devs.contains(&record.dev.as_str()) {
+            if !devs.contains(&&*record.dev) {
                 devs.push(&record.dev);
             }
         }
@@ -212,12 +212,12 @@ impl Sinks {
                 continue;
             };
             // A domain's records are usually of one vbd: then they are all this device's,
-            // borrowed as they are (a copy of each record and its name cost 1% of a busy run).
+            // borrowed as they are (a copy of each record cost 1% of a busy run).
             let own: Vec<IoRecord>;
-            let records: &[IoRecord] = if ios.iter().all(|r| r.dev == dev) {
+            let records: &[IoRecord] = if ios.iter().all(|r| &*r.dev == dev) {
                 ios
             } else {
-                own = ios.iter().filter(|r| r.dev == dev).cloned().collect();
+                own = ios.iter().filter(|r| &*r.dev == dev).cloned().collect();
                 &own
             };
             let place = host.sim.vbd_volumes.get(&(dom, vdev)).copied();

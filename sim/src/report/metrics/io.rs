@@ -135,10 +135,10 @@ impl IoLog {
         let mut log = IoLog::default();
         log.ios.reserve_exact(records.len());
         for record in records {
-            let dev = match log.devs.iter().position(|d| *d == record.dev) {
+            let dev = match log.devs.iter().position(|d| **d == *record.dev) {
                 Some(index) => index,
                 None => {
-                    log.devs.push(record.dev.clone());
+                    log.devs.push(record.dev.to_string());
                     log.devs.len() - 1
                 }
             };
@@ -279,7 +279,7 @@ mod tests {
 
     fn record(submit_ns: u64, ring_done_ns: u64, guest_done_ns: Option<u64>) -> IoRecord {
         IoRecord {
-            dev: "xvda".to_string(),
+            dev: "xvda".into(),
             submit_ns,
             ring_done_ns,
             guest_done_ns,
