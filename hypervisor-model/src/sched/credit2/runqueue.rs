@@ -357,8 +357,12 @@ impl Credit2Scheduler {
         self.u_mut(idx).rqd = None;
     }
 
-    /// One EWMA step: `avg + ((d * (inst << P)) >> W) - ((d * avg) >> W)`.
+    /// One EWMA step: `avg + ((d * (inst << P)) >> W) - ((d * avg) >> W)`; a zero `d`
+    /// (a second update within the same 1024 ns) leaves `avg` as it is.
     pub(crate) fn ewma(&self, avg: i64, inst: i64, delta: i64) -> i64 {
+        if delta == 0 {
+            return avg;
+        }
         let p = self.opts.precision_shift;
         let w = self.opts.window_shift;
         avg + ((delta * (inst << p)) >> w) - ((delta * avg) >> w)
