@@ -487,6 +487,21 @@ impl CpuMask {
         out
     }
 
+    /// Keeps the pCPUs for which `keep` holds (asked once per set pCPU, in ascending
+    /// order); one pass over the words, with no iterator state per pCPU.
+    #[inline]
+    pub fn retain(&mut self, mut keep: impl FnMut(PcpuId) -> bool) {
+        if self.width <= 64 {
+            let word = retain_in_word(self.word0(), 0, &mut keep);
+            self.set_word0(word);
+            return;
+        }
+        for (index, word) in self.w_mut().iter_mut().enumerate() {
+            let base = u32::try_from(index).unwrap_or(u32::MAX).saturating_mul(64);
+            *word = retain_in_word(*word, base, &mut keep);
+        }
+    }
+
     /// The set pCPUs in ascending order.
     pub fn iter(&self) -> impl Iterator<Item = PcpuId> + '_ {
         let words = self.w();
@@ -523,6 +538,25 @@ fn next_set(count: usize, start: u32, word: impl Fn(usize) -> u64) -> Option<Pcp
         }
         current = word(index);
     }
+}
+
+/// The bits of `word` (pCPUs `base..base + 64`) for which `keep` holds, asked in
+/// ascending order.
+#[inline(always)]
+fn retain_in_word(word: u64, base: u32, keep: &mut impl FnMut(PcpuId) -> bool) -> u64 {
+    let mut left = word;
+    let mut kept = word;
+    while left != 0 {
+        let bit = left & left.wrapping_neg();
+        left ^= bit;
+        let cpu = base.checked_add(bit.trailing_zeros()).and_then(PcpuId::new);
+        if let Some(cpu) = cpu {
+            if !keep(cpu) {
+                kept ^= bit;
+            }
+        }
+    }
+    kept
 }
 
 /// The lowest set pCPU of a one-word mask.

@@ -9,6 +9,11 @@ use proptest::prelude::*;
 use super::{CpuMask, INLINE_CPUS_MAX};
 use crate::ids::PcpuId;
 
+/// An in-place operation of two masks (`and_with`, `or_with`, `and_not_with`).
+type InPlace = fn(&mut CpuMask, &CpuMask);
+/// The same operation on one pCPU's membership.
+type ModelOp = fn(bool, bool) -> bool;
+
 fn cpu(n: u32) -> PcpuId {
     PcpuId::new(n).expect("test cpu in range")
 }
@@ -120,11 +125,22 @@ proptest! {
     ) {
         let (a, am) = build(width, &a_bits);
         let (b, bm) = build(width, &b_bits);
-        let cases: [(fn(&mut CpuMask, &CpuMask), fn(bool, bool) -> bool); 3] = [
+        let cases: [(InPlace, ModelOp); 3] = [
             (CpuMask::and_with, |x, y| x && y),
             (CpuMask::or_with, |x, y| x || y),
             (CpuMask::and_not_with, |x, y| x && !y),
         ];
+        let mut asked = Vec::new();
+        let mut kept = a.clone();
+        kept.retain(|c| {
+            asked.push(c.raw());
+            bm[usize::try_from(c.raw()).unwrap_or(0)]
+        });
+        prop_assert_eq!(&asked, &members(&am));
+        prop_assert_eq!(
+            kept.iter().map(PcpuId::raw).collect::<Vec<_>>(),
+            members(&zip(&am, &bm, |x, y| x && y))
+        );
         for (op, model_op) in cases {
             let mut out = a.clone();
             op(&mut out, &b);

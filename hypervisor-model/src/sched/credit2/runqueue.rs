@@ -277,6 +277,7 @@ impl Credit2Scheduler {
         );
         // A pCPU back in the pool later starts without a running-unit hint.
         self.pcpu_curr[cpu.index()] = None;
+        self.pcpu_prev[cpu.index()] = None;
         let rq = self.rq_mut(id);
         rq.idle.clear(cpu);
         rq.smt_idle.clear(cpu);

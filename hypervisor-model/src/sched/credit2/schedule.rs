@@ -292,6 +292,9 @@ impl Credit2Scheduler {
             if cand.next != cur && cand.cur_runnable {
                 self.u_mut(c).flags |= FLAG_DELAYED_RUNQ_ADD;
             }
+            if cand.next != cur {
+                self.pcpu_prev[cpu.index()] = Some((self.u(c).v, c));
+            }
         }
         // The core switches to a newly picked vCPU now; a kept one ran since it entered.
         let entered_ns = if cand.next == cur {
