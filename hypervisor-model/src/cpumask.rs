@@ -15,6 +15,9 @@
 //! - A mask of up to [`INLINE_CPUS_MAX`] pCPUs keeps its words inline (no allocation, so a
 //!   clone or a boolean operation costs a copy of at most 128 bytes); a wider one uses a
 //!   heap vector. The representation depends on the width only.
+//! - A mask of at most 64 pCPUs (one word, the common host) takes a one-word path in the
+//!   hot operations, with the answers of the word loops (`cpumask_reference_tests.rs`
+//!   checks both against a bit-by-bit model).
 
 use alloc::vec::Vec;
 use core::fmt;
@@ -138,6 +141,45 @@ impl CpuMask {
         }
     }
 
+    /// The only word of a mask of at most 64 pCPUs (such a mask is always inline).
+    #[inline(always)]
+    fn word0(&self) -> u64 {
+        match &self.words {
+            Words::Inline(words) => words[0],
+            Words::Heap(words) => words.first().copied().unwrap_or(0),
+        }
+    }
+
+    /// Sets the only word of a mask of at most 64 pCPUs.
+    #[inline(always)]
+    fn set_word0(&mut self, word: u64) {
+        debug_assert!(self.width <= 64, "one-word path on a wide mask");
+        match &mut self.words {
+            Words::Inline(words) => words[0] = word,
+            Words::Heap(words) => {
+                if let Some(first) = words.first_mut() {
+                    *first = word;
+                }
+            }
+        }
+    }
+
+    /// The only word of each of `masks` when they are at most 64 pCPUs wide (asserting
+    /// they have one width), `None` for wider masks (the word loops apply).
+    #[inline(always)]
+    fn single_words<const N: usize>(masks: &[&CpuMask; N]) -> Option<[u64; N]> {
+        let width = masks.first().map_or(0, |m| m.width);
+        if width > 64 {
+            return None;
+        }
+        let mut out = [0u64; N];
+        for (value, mask) in out.iter_mut().zip(masks) {
+            assert_eq!(mask.width, width, "masks of different hosts");
+            *value = mask.word0();
+        }
+        Some(out)
+    }
+
     #[inline]
     fn set_raw(&mut self, cpu: u32) {
         assert!(
@@ -182,17 +224,26 @@ impl CpuMask {
     /// True if no pCPU is set.
     #[inline]
     pub fn is_empty(&self) -> bool {
+        if self.width <= 64 {
+            return self.word0() == 0;
+        }
         self.w().iter().all(|w| *w == 0)
     }
 
     /// Number of pCPUs set (`cpumask_weight`).
     pub fn weight(&self) -> u32 {
+        if self.width <= 64 {
+            return self.word0().count_ones();
+        }
         self.w().iter().map(|w| w.count_ones()).sum()
     }
 
     /// Lowest set pCPU (`cpumask_first`).
     #[inline]
     pub fn first(&self) -> Option<PcpuId> {
+        if self.width <= 64 {
+            return first_of_word(self.word0());
+        }
         let words = self.w();
         next_set(words.len(), 0, |i| words[i])
     }
@@ -200,6 +251,9 @@ impl CpuMask {
     /// First set pCPU strictly after `start`, wrapping (`cpumask_cycle`).
     #[inline]
     pub fn cycle(&self, start: PcpuId) -> Option<PcpuId> {
+        if self.width <= 64 {
+            return cycle_in_word(self.word0(), start);
+        }
         let words = self.w();
         cycle_by(words.len(), start, |i| words[i])
     }
@@ -217,6 +271,9 @@ impl CpuMask {
     /// `cpumask_first(self & other)`, without building the intersection.
     #[inline]
     pub fn first_and(&self, other: &CpuMask) -> Option<PcpuId> {
+        if let Some([a, b]) = CpuMask::single_words(&[self, other]) {
+            return first_of_word(a & b);
+        }
         let (a, b) = self.pair(other);
         next_set(a.len(), 0, |i| a[i] & b[i])
     }
@@ -224,6 +281,9 @@ impl CpuMask {
     /// `cpumask_cycle(start, self & other)`, without building the intersection.
     #[inline]
     pub fn cycle_in_and(&self, other: &CpuMask, start: PcpuId) -> Option<PcpuId> {
+        if let Some([a, b]) = CpuMask::single_words(&[self, other]) {
+            return cycle_in_word(a & b, start);
+        }
         let (a, b) = self.pair(other);
         cycle_by(a.len(), start, |i| a[i] & b[i])
     }
@@ -282,6 +342,10 @@ impl CpuMask {
 
     #[inline]
     fn zip_in_place(&mut self, other: &CpuMask, op: impl Fn(u64, u64) -> u64) {
+        if let Some([a, b]) = CpuMask::single_words(&[&*self, other]) {
+            self.set_word0(op(a, b));
+            return;
+        }
         assert_eq!(self.width, other.width, "masks of different hosts");
         for (a, b) in self.w_mut().iter_mut().zip(other.w()) {
             *a = op(*a, *b);
@@ -298,6 +362,9 @@ impl CpuMask {
     /// True if every pCPU of `self` is in `other` (`cpumask_subset`).
     #[inline]
     pub fn is_subset(&self, other: &CpuMask) -> bool {
+        if let Some([a, b]) = CpuMask::single_words(&[self, other]) {
+            return a & !b == 0;
+        }
         let (a, b) = self.pair(other);
         a.iter().zip(b).all(|(a, b)| a & !b == 0)
     }
@@ -305,6 +372,9 @@ impl CpuMask {
     /// True if the masks share a pCPU (`cpumask_intersects`).
     #[inline]
     pub fn intersects(&self, other: &CpuMask) -> bool {
+        if let Some([a, b]) = CpuMask::single_words(&[self, other]) {
+            return a & b != 0;
+        }
         let (a, b) = self.pair(other);
         a.iter().zip(b).any(|(a, b)| a & b != 0)
     }
@@ -312,6 +382,9 @@ impl CpuMask {
     /// True if `self & other & third` is not empty, without building it.
     #[inline]
     pub fn intersects_and(&self, other: &CpuMask, third: &CpuMask) -> bool {
+        if let Some([a, b, c]) = CpuMask::single_words(&[self, other, third]) {
+            return a & b & c != 0;
+        }
         let (a, b) = self.pair(other);
         let (_, c) = self.pair(third);
         (0..a.len()).any(|i| a[i] & b[i] & c[i] != 0)
@@ -320,6 +393,9 @@ impl CpuMask {
     /// True if `self & other & !minus` is not empty, without building it.
     #[inline]
     pub fn intersects_and_not(&self, other: &CpuMask, minus: &CpuMask) -> bool {
+        if let Some([a, b, c]) = CpuMask::single_words(&[self, other, minus]) {
+            return a & b & !c != 0;
+        }
         let (a, b) = self.pair(other);
         let (_, c) = self.pair(minus);
         (0..a.len()).any(|i| a[i] & b[i] & !c[i] != 0)
@@ -357,6 +433,9 @@ impl CpuMask {
     #[inline(always)]
     pub fn any_combined<const N: usize>(masks: [&CpuMask; N], f: impl Fn([u64; N]) -> u64) -> bool {
         debug_assert_eq!(f([0; N]), 0, "a combination that sets bits of no mask");
+        if let Some(column) = CpuMask::single_words(&masks) {
+            return f(column) != 0;
+        }
         let (count, words) = CpuMask::words_of(masks);
         (0..count).any(|i| f(CpuMask::column(&words, i)) != 0)
     }
@@ -370,6 +449,13 @@ impl CpuMask {
         f: impl Fn([u64; N]) -> u64,
     ) -> Option<PcpuId> {
         debug_assert_eq!(f([0; N]), 0, "a combination that sets bits of no mask");
+        if let Some(column) = CpuMask::single_words(&masks) {
+            let word = f(column);
+            if start.raw() < 64 && word & (1u64 << start.raw()) != 0 {
+                return Some(start);
+            }
+            return cycle_in_word(word, start);
+        }
         let (count, words) = CpuMask::words_of(masks);
         let word = |i: usize| f(CpuMask::column(&words, i));
         let (index, bit) = word_bit(start.raw());
@@ -384,12 +470,36 @@ impl CpuMask {
     #[inline(always)]
     pub fn combined<const N: usize>(masks: [&CpuMask; N], f: impl Fn([u64; N]) -> u64) -> CpuMask {
         debug_assert_eq!(f([0; N]), 0, "a combination that sets bits of no mask");
+        if let Some(column) = CpuMask::single_words(&masks) {
+            let mut words = [0u64; INLINE_WORDS];
+            words[0] = f(column);
+            let width = masks.first().map_or(0, |m| m.width);
+            return CpuMask {
+                width,
+                words: Words::Inline(words),
+            };
+        }
         let (_, words) = CpuMask::words_of(masks);
         let mut out = CpuMask::empty(masks.first().map_or(0, |m| m.width));
         for (i, slot) in out.w_mut().iter_mut().enumerate() {
             *slot = f(CpuMask::column(&words, i));
         }
         out
+    }
+
+    /// Keeps the pCPUs for which `keep` holds (asked once per set pCPU, in ascending
+    /// order); one pass over the words, with no iterator state per pCPU.
+    #[inline]
+    pub fn retain(&mut self, mut keep: impl FnMut(PcpuId) -> bool) {
+        if self.width <= 64 {
+            let word = retain_in_word(self.word0(), 0, &mut keep);
+            self.set_word0(word);
+            return;
+        }
+        for (index, word) in self.w_mut().iter_mut().enumerate() {
+            let base = u32::try_from(index).unwrap_or(u32::MAX).saturating_mul(64);
+            *word = retain_in_word(*word, base, &mut keep);
+        }
     }
 
     /// The set pCPUs in ascending order.
@@ -428,6 +538,47 @@ fn next_set(count: usize, start: u32, word: impl Fn(usize) -> u64) -> Option<Pcp
         }
         current = word(index);
     }
+}
+
+/// The bits of `word` (pCPUs `base..base + 64`) for which `keep` holds, asked in
+/// ascending order.
+#[inline(always)]
+fn retain_in_word(word: u64, base: u32, keep: &mut impl FnMut(PcpuId) -> bool) -> u64 {
+    let mut left = word;
+    let mut kept = word;
+    while left != 0 {
+        let bit = left & left.wrapping_neg();
+        left ^= bit;
+        let cpu = base.checked_add(bit.trailing_zeros()).and_then(PcpuId::new);
+        if let Some(cpu) = cpu {
+            if !keep(cpu) {
+                kept ^= bit;
+            }
+        }
+    }
+    kept
+}
+
+/// The lowest set pCPU of a one-word mask.
+#[inline(always)]
+fn first_of_word(word: u64) -> Option<PcpuId> {
+    if word == 0 {
+        return None;
+    }
+    PcpuId::new(word.trailing_zeros())
+}
+
+/// `cpumask_cycle` in a one-word mask: the first set pCPU after `start`, else the first.
+#[inline(always)]
+fn cycle_in_word(word: u64, start: PcpuId) -> Option<PcpuId> {
+    let after = start.raw().saturating_add(1);
+    if after < 64 {
+        let above = word & (u64::MAX << after);
+        if above != 0 {
+            return PcpuId::new(above.trailing_zeros());
+        }
+    }
+    first_of_word(word)
 }
 
 /// `cpumask_cycle` over the words `word(0..count)`: the first set pCPU after `start`,
@@ -587,3 +738,7 @@ mod tests {
         assert_eq!(a, CpuMask::full(66));
     }
 }
+
+#[cfg(test)]
+#[path = "cpumask_reference_tests.rs"]
+mod reference_tests;

@@ -1,7 +1,8 @@
 //! credit2's per-pCPU hint of what runs there: the unit `schedule` picked and when it
 //! started running, so that the hot paths (`schedule` on the current vCPU, `tickle_score`
 //! on every busy pCPU it scans) skip the domain → vCPU → unit lookup and the read of the
-//! vCPU's runstate entry time.
+//! vCPU's runstate entry time; and the hint of what a pCPU switched away from, so that
+//! `context_saved` skips the same lookup.
 //!
 //! Follows nothing in Xen (which reads `curr_on_cpu(cpu)->priv` and the runstate); it only
 //! caches, and the answers are the ones of the lookups it spares.
@@ -41,6 +42,25 @@ impl Credit2Scheduler {
             .filter(|hint| hint.v == v)
     }
 
+    /// True if `cpu`'s hint names the vCPU running there and that vCPU entered its
+    /// runstate at or after `from_ns` (no unit or vCPU lookup: the scan of `runq_tickle`
+    /// skips such a pCPU, which `is_preemptable` refuses).
+    #[inline(always)]
+    pub(crate) fn hint_says_recent(&self, ctx: &SchedCtx<'_>, cpu: PcpuId, from_ns: i64) -> bool {
+        let index = cpu.index();
+        match (self.pcpu_curr.get(index), ctx.curr.get(index)) {
+            (Some(Some(hint)), Some(Some(running))) => {
+                let recent = hint.entered_ns >= from_ns && hint.v == *running;
+                debug_assert!(
+                    !recent || hint.entered_ns == ctx.vcpu(hint.v).state_entry_time.as_ns(),
+                    "stale running-since hint of {cpu:?}"
+                );
+                recent
+            }
+            _ => false,
+        }
+    }
+
     /// The unit of a hint of `v` if its slot still holds `v`'s unit.
     fn hinted_unit_of(&self, hint: Option<CurrHint>, v: VcpuRef) -> Option<usize> {
         let idx = hint?.unit;
@@ -54,6 +74,24 @@ impl Credit2Scheduler {
     /// The unit of `v` from its hint when valid, else from the full lookup.
     pub(crate) fn hinted_unit_or_lookup(&self, hint: Option<CurrHint>, v: VcpuRef) -> usize {
         self.hinted_unit_of(hint, v).unwrap_or_else(|| self.idx(v))
+    }
+
+    /// The unit of `v`, being context-saved: the `pcpu_prev` hint of its pCPU when that
+    /// names `v` and its unit, else the full lookup.
+    pub(crate) fn saved_unit(&self, ctx: &SchedCtx<'_>, v: VcpuRef) -> usize {
+        let hint = self
+            .pcpu_prev
+            .get(ctx.processor(v).index())
+            .copied()
+            .flatten()
+            .filter(|(hinted, _)| *hinted == v);
+        match hint {
+            Some((_, idx)) if matches!(self.units.get(idx), Some(Some(unit)) if unit.v == v) => {
+                debug_assert_eq!(self.unit_index(v), Some(idx), "stale saved hint");
+                idx
+            }
+            _ => self.idx(v),
+        }
     }
 
     /// The unit of `v`, which runs on `cpu`: the `pcpu_curr` hint when it still names

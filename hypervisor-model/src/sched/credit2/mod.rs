@@ -265,6 +265,9 @@ pub struct Credit2Scheduler {
     /// What each pCPU was last told to run (`None` = idle): a hint checked against the
     /// running vCPU on every use (the core's `curr` stays the truth).
     pub(crate) pcpu_curr: Vec<Option<CurrHint>>,
+    /// What each pCPU switched away from at its last decision (vCPU and unit), a hint
+    /// for the `context_saved` that follows the switch, checked like `pcpu_curr`.
+    pub(crate) pcpu_prev: Vec<Option<(VcpuRef, usize)>>,
     /// `balance_load`'s candidate pulls (unit, may move, load), kept to reuse the buffer.
     pub(crate) scratch_pulls: Vec<(usize, bool, i64)>,
 }
@@ -314,6 +317,7 @@ impl Credit2Scheduler {
             doms: doms::DomSlots::default(),
             timers: BTreeSet::new(),
             pcpu_curr: alloc::vec![None; slots],
+            pcpu_prev: alloc::vec![None; slots],
             scratch_pulls: Vec::new(),
         }
     }
@@ -634,7 +638,7 @@ impl Scheduler for Credit2Scheduler {
     }
 
     fn context_saved(&mut self, ctx: &mut SchedCtx<'_>, prev: VcpuRef) {
-        let idx = self.idx(prev);
+        let idx = self.saved_unit(ctx, prev);
         self.saved(ctx, idx);
     }
 

@@ -277,6 +277,7 @@ impl Credit2Scheduler {
         );
         // A pCPU back in the pool later starts without a running-unit hint.
         self.pcpu_curr[cpu.index()] = None;
+        self.pcpu_prev[cpu.index()] = None;
         let rq = self.rq_mut(id);
         rq.idle.clear(cpu);
         rq.smt_idle.clear(cpu);
@@ -357,8 +358,12 @@ impl Credit2Scheduler {
         self.u_mut(idx).rqd = None;
     }
 
-    /// One EWMA step: `avg + ((d * (inst << P)) >> W) - ((d * avg) >> W)`.
+    /// One EWMA step: `avg + ((d * (inst << P)) >> W) - ((d * avg) >> W)`; a zero `d`
+    /// (a second update within the same 1024 ns) leaves `avg` as it is.
     pub(crate) fn ewma(&self, avg: i64, inst: i64, delta: i64) -> i64 {
+        if delta == 0 {
+            return avg;
+        }
         let p = self.opts.precision_shift;
         let w = self.opts.window_shift;
         avg + ((delta * (inst << p)) >> w) - ((delta * avg) >> w)

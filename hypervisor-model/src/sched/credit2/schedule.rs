@@ -239,16 +239,18 @@ impl Credit2Scheduler {
             }
             let idx = self.rq(id).runq[pos];
             let unit = self.u(idx);
-            let v = unit.v;
-            if !ctx.runnable(v) || !ctx.vcpu(v).hard_affinity.test(cpu) {
+            // One lookup of the waiter's vCPU for its runnability, affinity and processor.
+            let (vcpu, runnable) = ctx.vcpu_runnable(unit.v);
+            if !runnable || !vcpu.hard_affinity.test(cpu) {
                 continue;
             }
+            let processor = vcpu.processor;
             if let Some(t) = unit.tickled_cpu {
                 if t != cpu && self.rq(id).tickled.test(t) {
                     continue;
                 }
             }
-            if ctx.processor(v) != cpu && snext_credit + self.opts.migrate_resist_ns > credit {
+            if processor != cpu && snext_credit + self.opts.migrate_resist_ns > credit {
                 continue;
             }
             if self.u(idx).has_cap() && !self.grab_budget(ctx, idx) {
@@ -285,8 +287,13 @@ impl Credit2Scheduler {
         }
         let cand = self.runq_candidate(ctx, id, cur, cpu);
         if let Some(c) = cur {
-            if cand.next != cur && ctx.runnable(self.u(c).v) {
+            // The runq walk parks waiters only, so the current vCPU may run as it found.
+            debug_assert_eq!(cand.cur_runnable, ctx.runnable(self.u(c).v));
+            if cand.next != cur && cand.cur_runnable {
                 self.u_mut(c).flags |= FLAG_DELAYED_RUNQ_ADD;
+            }
+            if cand.next != cur {
+                self.pcpu_prev[cpu.index()] = Some((self.u(c).v, c));
             }
         }
         // The core switches to a newly picked vCPU now; a kept one ran since it entered.

@@ -518,3 +518,55 @@ proptest::proptest! {
         }
     }
 }
+
+/// Four busy pCPUs of one runqueue, `d1v{i}` switched in on pCPU `i` at `i × 400 µs`, as
+/// the core would (current vCPU and runstate entry time follow each decision).
+fn four_busy_pcpus() -> Fixture {
+    let mut f = Fixture::uniform(4);
+    f.domain(1, 4, 256);
+    f.domain(2, 1, 256);
+    for i in 0..4u32 {
+        f.now = STime::from_ns(i64::from(i) * 400_000);
+        let v = vref(1, i);
+        f.with(|_, ctx| ctx.set_processor(v, cpu(i)));
+        f.with(|s, ctx| s.wake(ctx, v));
+        let decision = f.with(|s, ctx| s.do_schedule(ctx, cpu(i), None));
+        assert_eq!(decision.next, Some(v));
+        f.curr[cpu(i).index()] = Some(v);
+        let now = f.now;
+        f.with(|_, ctx| {
+            ctx.vcpu_mut(v)
+                .runstate_change(crate::domain::vcpu::Runstate::Running, now)
+        });
+    }
+    f.tickles.clear();
+    f
+}
+
+#[test]
+fn tickle_scan_preempts_the_one_pcpu_past_the_ratelimit() {
+    // At 1.3 ms only pCPU 0 ran longer than ratelimit - tolerance (950 µs); the others
+    // are dropped from the scan by their hints and pCPU 0 is scored and tickled.
+    let mut f = four_busy_pcpus();
+    f.now = STime::from_ns(1_300_000);
+    let new = vref(2, 0);
+    f.with(|_, ctx| ctx.set_processor(new, cpu(3)));
+    f.with(|s, ctx| s.wake(ctx, new));
+    assert_eq!(f.tickles, [cpu(0)]);
+    // Scoring pCPU 0 burnt its vCPU's credit up to now; the others were not burnt.
+    assert_eq!(f.unit(vref(1, 0)).credit, CREDIT_INIT - 1_300_000);
+    assert_eq!(f.unit(vref(1, 1)).credit, CREDIT_INIT);
+}
+
+#[test]
+fn tickle_scan_tickles_nobody_while_every_vcpu_is_within_the_ratelimit() {
+    // At 950 µs pCPU 0 ran exactly ratelimit - tolerance: not preemptable (`<=`), like
+    // the others; nobody is tickled and no running vCPU is burnt.
+    let mut f = four_busy_pcpus();
+    f.now = STime::from_ns(950_000);
+    let new = vref(2, 0);
+    f.with(|_, ctx| ctx.set_processor(new, cpu(3)));
+    f.with(|s, ctx| s.wake(ctx, new));
+    assert!(f.tickles.is_empty(), "tickled {:?}", f.tickles);
+    assert_eq!(f.unit(vref(1, 0)).credit, CREDIT_INIT);
+}

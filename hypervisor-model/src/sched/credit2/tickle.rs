@@ -226,6 +226,14 @@ impl Credit2Scheduler {
                 }
             }
         }
+        // A pCPU whose hint names its running vCPU and says it entered at or after
+        // `now - preempt_after_ns` is one `is_preemptable` refuses: `tickle_score` is -1
+        // there (the common answer on a busy host), and -1 never beats `best`. Those are
+        // dropped in one pass over the dense hint array; the rest are scored in order.
+        if let Some(after) = newcomer.preempt_after_ns {
+            let from = newcomer.now_ns - after;
+            busy.retain(|i| !self.hint_says_recent(ctx, i, from));
+        }
         for i in busy.iter() {
             let s = self.tickle_score(ctx, &newcomer, i, id);
             if s > best {
