@@ -61,6 +61,16 @@ const EVENTS_MAX: u64 = 1 << 40;
 /// Period of a domain's memory access stream: one slice per running vCPU per tick.
 pub const ACCESS_TICK_NS: u64 = 1_000_000;
 
+/// The event queue's FIFO lane of scheduler IPIs: each arrives one fixed latency after it
+/// is sent (`clock.rs`, `EventQueue::push_in_order`).
+pub const LANE_IPI: usize = 0;
+/// The lane of disk completions: a disk model's service time is mostly one constant.
+pub const LANE_DISK: usize = 1;
+/// The lane of the wakes of guests that block on I/O: mostly a vif request's
+/// retransmission timer, one fixed timeout after the request.
+pub const LANE_IO_WAKE: usize = 2;
+const _: () = assert!(LANE_IO_WAKE < crate::clock::LANES);
+
 /// Something that happens at a virtual time. Kept small (no boxed or large payloads), as
 /// every pending event is moved around the queue's heap.
 #[derive(Debug, Clone)]

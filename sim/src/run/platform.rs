@@ -207,6 +207,7 @@ impl Platform for SimPlatform<'_> {
         let at_ns = self.now_ns + self.sim.ipi_latency_ns;
         // A fixed latency after now: in time order, so no heap sift (`clock.rs`).
         self.queue.push_in_order(
+            super::LANE_IPI,
             at_ns,
             SimEvent::Softirq {
                 host: self.sim.host,
@@ -346,7 +347,8 @@ impl Platform for SimPlatform<'_> {
             host: self.sim.host,
             tag: cmd.tag,
         };
-        self.queue.push(at_ns, event);
+        // Mostly one constant service time after now: in time order (`clock.rs`).
+        self.queue.push_in_order(super::LANE_DISK, at_ns, event);
     }
 
     fn backend_work(&mut self, vcpu: VcpuRef, item: BackWorkId, work_ns: i64) {

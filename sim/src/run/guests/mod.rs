@@ -589,7 +589,8 @@ impl HostGuests {
                         vcpu: v,
                         generation: wake_generation,
                     };
-                    queue.push(at_ns.max(now_ns), event);
+                    // Mostly the request's fixed retransmission timeout: in time order.
+                    queue.push_in_order(super::LANE_IO_WAKE, at_ns.max(now_ns), event);
                 }
                 Some(GuestStep::SubmitIo)
             }
