@@ -5,7 +5,7 @@
 use alloc::vec::Vec;
 
 use crate::domain::ShutdownReason;
-use crate::encode::{DecodeError, Decoder, Encoder};
+use crate::encode::{DecodeError, Decoder, Encoder, FieldSink};
 use crate::ids::{BackWorkId, DomId, DriverWorkId, Gfn, PcpuId, PoolId, VcpuRef, XsWorkId};
 use crate::io::vbd::{GuestIo, IoOp};
 use crate::io::vif::{NetPacket, HEADER_BYTES};

@@ -32,7 +32,7 @@
 
 use alloc::vec::Vec;
 
-use crate::encode::{DecodeError, Decoder, Encoder};
+use crate::encode::{DecodeError, Decoder, Encoder, FieldSink};
 use crate::hypervisor::Hypervisor;
 use crate::ids::DomId;
 use crate::platform::Platform;

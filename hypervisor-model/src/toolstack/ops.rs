@@ -11,7 +11,7 @@ use alloc::vec::Vec;
 
 use crate::cpumask::CpuMask;
 use crate::domain::ShutdownReason;
-use crate::encode::{DecodeError, Decoder, Encoder};
+use crate::encode::{DecodeError, Decoder, Encoder, FieldSink};
 use crate::ids::{DomId, PcpuId, PoolId, VcpuId};
 use crate::sched::params::{DomParams, PoolParams, SchedError, VcpuParams};
 use crate::sched::SchedKind;

@@ -14,7 +14,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use crate::cpumask::CpuMask;
-use crate::encode::{DecodeError, Decoder, Encoder};
+use crate::encode::{DecodeError, Decoder, Encoder, FieldSink};
 use crate::ids::{PoolId, VcpuId};
 use crate::sched::params::{DomParams, PoolParams, VcpuParams};
 use crate::sched::SchedKind;

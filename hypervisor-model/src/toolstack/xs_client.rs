@@ -13,7 +13,7 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use crate::encode::{DecodeError, Decoder, Encoder};
+use crate::encode::{DecodeError, Decoder, Encoder, FieldSink};
 use crate::xenstore::client::{self, ClientOutput, LsFlags, StoreView};
 
 /// One parsed xenstore-* command line.
