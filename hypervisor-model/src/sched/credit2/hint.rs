@@ -61,14 +61,18 @@ impl Credit2Scheduler {
         }
     }
 
-    /// The unit of a hint of `v` if its slot still holds `v`'s unit.
-    fn hinted_unit_of(&self, hint: Option<CurrHint>, v: VcpuRef) -> Option<usize> {
-        let idx = hint?.unit;
+    /// `idx`, a hinted unit of `v`, if that slot still holds `v`'s unit.
+    fn hinted_slot_of(&self, idx: usize, v: VcpuRef) -> Option<usize> {
         if !matches!(self.units.get(idx), Some(Some(unit)) if unit.v == v) {
             return None;
         }
         debug_assert_eq!(self.unit_index(v), Some(idx), "stale pCPU hint");
         Some(idx)
+    }
+
+    /// The unit of a hint of `v` if its slot still holds `v`'s unit.
+    fn hinted_unit_of(&self, hint: Option<CurrHint>, v: VcpuRef) -> Option<usize> {
+        self.hinted_slot_of(hint?.unit, v)
     }
 
     /// The unit of `v` from its hint when valid, else from the full lookup.
@@ -79,19 +83,13 @@ impl Credit2Scheduler {
     /// The unit of `v`, being context-saved: the `pcpu_prev` hint of its pCPU when that
     /// names `v` and its unit, else the full lookup.
     pub(crate) fn saved_unit(&self, ctx: &SchedCtx<'_>, v: VcpuRef) -> usize {
-        let hint = self
-            .pcpu_prev
+        self.pcpu_prev
             .get(ctx.processor(v).index())
             .copied()
             .flatten()
-            .filter(|(hinted, _)| *hinted == v);
-        match hint {
-            Some((_, idx)) if matches!(self.units.get(idx), Some(Some(unit)) if unit.v == v) => {
-                debug_assert_eq!(self.unit_index(v), Some(idx), "stale saved hint");
-                idx
-            }
-            _ => self.idx(v),
-        }
+            .filter(|(hinted, _)| *hinted == v)
+            .and_then(|(_, idx)| self.hinted_slot_of(idx, v))
+            .unwrap_or_else(|| self.idx(v))
     }
 
     /// The unit of `v`, which runs on `cpu`: the `pcpu_curr` hint when it still names
