@@ -255,11 +255,7 @@ impl DomainTable {
     /// Mutable vCPU `v` and whether it is runnable, from one domain lookup (the switch and
     /// wake paths read both).
     pub fn vcpu_runnable_mut(&mut self, v: VcpuRef) -> Option<(&mut Vcpu, bool)> {
-        let index = usize::try_from(v.vcpu.raw()).ok()?;
-        let d = self.get_mut(v.dom)?;
-        let domain_pause_count = d.pause_count;
-        let vcpu = d.vcpus.get_mut(index)?;
-        let runnable = vcpu.runnable_in(domain_pause_count);
+        let (vcpu, runnable, _) = self.vcpu_runnable_pool_mut(v)?;
         Some((vcpu, runnable))
     }
 
