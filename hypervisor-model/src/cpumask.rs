@@ -547,12 +547,13 @@ fn retain_in_word(word: u64, base: u32, keep: &mut impl FnMut(PcpuId) -> bool) -
     let mut left = word;
     let mut kept = word;
     while left != 0 {
-        let bit = left & left.wrapping_neg();
-        left ^= bit;
-        let cpu = base.checked_add(bit.trailing_zeros()).and_then(PcpuId::new);
+        let bit_index = left.trailing_zeros();
+        // Clears the lowest set bit, the one just read.
+        left &= left - 1;
+        let cpu = base.checked_add(bit_index).and_then(PcpuId::new);
         if let Some(cpu) = cpu {
             if !keep(cpu) {
-                kept ^= bit;
+                kept &= !(1u64 << bit_index);
             }
         }
     }

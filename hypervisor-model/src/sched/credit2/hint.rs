@@ -15,7 +15,8 @@
 //!   (debug builds compare).
 
 use super::Credit2Scheduler;
-use crate::ids::{PcpuId, VcpuRef};
+use crate::cpumask::CpuMask;
+use crate::ids::{DomId, PcpuId, VcpuId, VcpuRef};
 use crate::sched::SchedCtx;
 
 /// The hint `schedule` leaves for a pCPU it told to run a vCPU. It spares the domain →
@@ -32,33 +33,91 @@ pub(crate) struct CurrHint {
     pub entered_ns: i64,
 }
 
+/// One pCPU's `pcpu_curr` entry: a [`CurrHint`] or none, laid out for the scan of
+/// `runq_tickle`, which reads the entry time first and compares the vCPU with the core's
+/// `curr` entry only when that time is recent.
+///
+/// A slot without a hint has `entered_ns == i64::MIN`, a time no scan bound reaches, so
+/// "entered at or after the bound" implies a hint (and its `v` is then the hinted vCPU;
+/// without a hint it is a placeholder nothing reads).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct HintSlot {
+    entered_ns: i64,
+    v: VcpuRef,
+    unit: usize,
+}
+
+/// The `v` of a slot without a hint (never read: see [`HintSlot`]).
+const NO_VCPU: VcpuRef = VcpuRef {
+    dom: DomId::DOM0,
+    vcpu: match VcpuId::new(0) {
+        Some(id) => id,
+        None => panic!("vCPU 0 out of range"),
+    },
+};
+
+impl HintSlot {
+    /// The slot of a pCPU with no hint.
+    pub(crate) const NONE: HintSlot = HintSlot {
+        entered_ns: i64::MIN,
+        v: NO_VCPU,
+        unit: 0,
+    };
+
+    /// The slot holding `hint`, or none. A hint that entered at `i64::MIN` (no real
+    /// time) is not kept: without it the lookups it spares run, with the same answers.
+    pub(crate) fn new(hint: Option<CurrHint>) -> HintSlot {
+        match hint {
+            Some(hint) if hint.entered_ns != i64::MIN => HintSlot {
+                entered_ns: hint.entered_ns,
+                v: hint.v,
+                unit: hint.unit,
+            },
+            _ => HintSlot::NONE,
+        }
+    }
+
+    /// The hint the slot holds, if any.
+    #[inline(always)]
+    pub(crate) fn get(&self) -> Option<CurrHint> {
+        (self.entered_ns != i64::MIN).then_some(CurrHint {
+            v: self.v,
+            unit: self.unit,
+            entered_ns: self.entered_ns,
+        })
+    }
+
+    /// True if the slot holds a hint of `running` that entered at or after `from_ns`
+    /// (`from_ns > i64::MIN`, so a slot without a hint never answers true).
+    #[inline(always)]
+    fn recent_of(&self, running: &Option<VcpuRef>, from_ns: i64) -> bool {
+        self.entered_ns >= from_ns && matches!(running, Some(r) if *r == self.v)
+    }
+}
+
 impl Credit2Scheduler {
     /// The `pcpu_curr` hint of `cpu` if it names `v`.
     pub(crate) fn curr_hint(&self, cpu: PcpuId, v: VcpuRef) -> Option<CurrHint> {
         self.pcpu_curr
             .get(cpu.index())
-            .copied()
-            .flatten()
+            .and_then(HintSlot::get)
             .filter(|hint| hint.v == v)
     }
 
-    /// True if `cpu`'s hint names the vCPU running there and that vCPU entered its
-    /// runstate at or after `from_ns` (no unit or vCPU lookup: the scan of `runq_tickle`
-    /// skips such a pCPU, which `is_preemptable` refuses).
+    /// Drops from `busy` every pCPU whose hint names the vCPU running there (the core's
+    /// `curr`) and says it entered its runstate at or after `from_ns`: no unit or vCPU
+    /// lookup, one pass over the dense hints (the scan of `runq_tickle` skips such a pCPU,
+    /// which `is_preemptable` refuses).
     #[inline(always)]
-    pub(crate) fn hint_says_recent(&self, ctx: &SchedCtx<'_>, cpu: PcpuId, from_ns: i64) -> bool {
-        let index = cpu.index();
-        match (self.pcpu_curr.get(index), ctx.curr.get(index)) {
-            (Some(Some(hint)), Some(Some(running))) => {
-                let recent = hint.entered_ns >= from_ns && hint.v == *running;
-                debug_assert!(
-                    !recent || hint.entered_ns == ctx.vcpu(hint.v).state_entry_time.as_ns(),
-                    "stale running-since hint of {cpu:?}"
-                );
-                recent
-            }
-            _ => false,
-        }
+    pub(crate) fn drop_recent(&self, ctx: &SchedCtx<'_>, busy: &mut CpuMask, from_ns: i64) {
+        drop_recent_hints(&self.pcpu_curr, ctx.curr, busy, from_ns);
+        debug_assert!(
+            self.pcpu_curr.iter().zip(ctx.curr).all(|(slot, running)| {
+                !slot.recent_of(running, from_ns)
+                    || slot.entered_ns == ctx.vcpu(slot.v).state_entry_time.as_ns()
+            }),
+            "stale running-since hint"
+        );
     }
 
     /// `idx`, a hinted unit of `v`, if that slot still holds `v`'s unit.
@@ -80,11 +139,11 @@ impl Credit2Scheduler {
         self.hinted_unit_of(hint, v).unwrap_or_else(|| self.idx(v))
     }
 
-    /// The unit of `v`, being context-saved: the `pcpu_prev` hint of its pCPU when that
-    /// names `v` and its unit, else the full lookup.
-    pub(crate) fn saved_unit(&self, ctx: &SchedCtx<'_>, v: VcpuRef) -> usize {
+    /// The unit of `v`, being context-saved on `cpu` (its processor): the `pcpu_prev` hint
+    /// of `cpu` when that names `v` and its unit, else the full lookup.
+    pub(crate) fn saved_unit(&self, cpu: PcpuId, v: VcpuRef) -> usize {
         self.pcpu_prev
-            .get(ctx.processor(v).index())
+            .get(cpu.index())
             .copied()
             .flatten()
             .filter(|(hinted, _)| *hinted == v)
@@ -117,5 +176,114 @@ impl Credit2Scheduler {
             }
             None => ctx.vcpu(v).state_entry_time.as_ns(),
         }
+    }
+}
+
+/// The work of [`Credit2Scheduler::drop_recent`] over the hint slots and the core's `curr`
+/// (indexed by pCPU): drops from `busy` each pCPU whose slot holds a hint of the vCPU
+/// running there that entered at or after `from_ns`.
+#[inline(always)]
+fn drop_recent_hints(
+    slots: &[HintSlot],
+    curr: &[Option<VcpuRef>],
+    busy: &mut CpuMask,
+    from_ns: i64,
+) {
+    assert!(
+        from_ns > i64::MIN,
+        "a scan bound that a missing hint reaches"
+    );
+    // Both cut to one length, so one bounds check serves both reads.
+    let len = slots.len().min(curr.len());
+    let (slots, curr) = (&slots[..len], &curr[..len]);
+    busy.retain(|cpu| {
+        let index = cpu.index();
+        let (Some(slot), Some(running)) = (slots.get(index), curr.get(index)) else {
+            return true;
+        };
+        !slot.recent_of(running, from_ns)
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use alloc::vec::Vec;
+
+    use proptest::prelude::*;
+
+    use super::{drop_recent_hints, CurrHint, HintSlot};
+    use crate::cpumask::CpuMask;
+    use crate::ids::{DomId, PcpuId, VcpuId, VcpuRef};
+
+    /// pCPUs of the hosts tried: one word of mask, and a wider one.
+    const WIDTHS: [u32; 2] = [64, 80];
+
+    fn vcpu_ref(dom: u16, vcpu: u32) -> VcpuRef {
+        VcpuRef {
+            dom: DomId::new(dom).expect("domid in range"),
+            vcpu: VcpuId::new(vcpu).expect("vcpu in range"),
+        }
+    }
+
+    /// The plain check the scan replaces: the slot's hint names the running vCPU and
+    /// entered at or after `from_ns`.
+    fn plain_recent(hint: Option<CurrHint>, running: Option<VcpuRef>, from_ns: i64) -> bool {
+        matches!((hint, running), (Some(hint), Some(r))
+            if hint.entered_ns >= from_ns && hint.v == r)
+    }
+
+    proptest! {
+        #[test]
+        fn drop_recent_hints_matches_plain_check(
+            width_index in 0usize..2,
+            entries in proptest::collection::vec(
+                (any::<bool>(), 0u32..3, 0u32..3, 0i64..40, any::<bool>()),
+                80,
+            ),
+            busy_bits in proptest::collection::vec(any::<bool>(), 80),
+            from_ns in 1i64..40,
+        ) {
+            // Each entry: has a hint, hinted vCPU, running vCPU (2 = idle), entry time,
+            // and whether the unit index is 0 or 1 (irrelevant to the answer).
+            let width = WIDTHS[width_index];
+            let hints: Vec<Option<CurrHint>> = entries
+                .iter()
+                .map(|(hinted, v, _, entered_ns, unit)| {
+                    hinted.then_some(CurrHint {
+                        v: vcpu_ref(1, *v),
+                        unit: usize::from(*unit),
+                        entered_ns: *entered_ns,
+                    })
+                })
+                .collect();
+            let slots: Vec<HintSlot> = hints.iter().map(|hint| HintSlot::new(*hint)).collect();
+            let curr: Vec<Option<VcpuRef>> = entries
+                .iter()
+                .map(|(_, _, running, _, _)| (*running < 2).then(|| vcpu_ref(1, *running)))
+                .collect();
+            let mut busy = CpuMask::empty(width);
+            let mut expected = CpuMask::empty(width);
+            for cpu in 0..width {
+                let index = usize::try_from(cpu).expect("small index");
+                let id = PcpuId::new(cpu).expect("cpu in range");
+                if busy_bits[index] {
+                    busy.set(id);
+                    if !plain_recent(hints[index], curr[index], from_ns) {
+                        expected.set(id);
+                    }
+                }
+            }
+            drop_recent_hints(&slots, &curr, &mut busy, from_ns);
+            prop_assert_eq!(busy, expected);
+        }
+    }
+
+    #[test]
+    fn hint_slot_without_hint_is_never_recent() {
+        let running = Some(vcpu_ref(0, 0));
+        // The earliest bound a scan can use.
+        let from_ns = i64::MIN + 1;
+        assert!(!HintSlot::NONE.recent_of(&running, from_ns));
+        assert!(HintSlot::NONE.get().is_none());
     }
 }

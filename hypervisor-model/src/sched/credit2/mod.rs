@@ -264,7 +264,7 @@ pub struct Credit2Scheduler {
     pub(crate) timers: BTreeSet<(i64, DomId)>,
     /// What each pCPU was last told to run (`None` = idle): a hint checked against the
     /// running vCPU on every use (the core's `curr` stays the truth).
-    pub(crate) pcpu_curr: Vec<Option<CurrHint>>,
+    pub(crate) pcpu_curr: Vec<hint::HintSlot>,
     /// What each pCPU switched away from at its last decision (vCPU and unit), a hint
     /// for the `context_saved` that follows the switch, checked like `pcpu_curr`.
     pub(crate) pcpu_prev: Vec<Option<(VcpuRef, usize)>>,
@@ -316,7 +316,7 @@ impl Credit2Scheduler {
             free_units: Vec::new(),
             doms: doms::DomSlots::default(),
             timers: BTreeSet::new(),
-            pcpu_curr: alloc::vec![None; slots],
+            pcpu_curr: alloc::vec![hint::HintSlot::NONE; slots],
             pcpu_prev: alloc::vec![None; slots],
             scratch_pulls: Vec::new(),
         }
@@ -638,8 +638,12 @@ impl Scheduler for Credit2Scheduler {
     }
 
     fn context_saved(&mut self, ctx: &mut SchedCtx<'_>, prev: VcpuRef) {
-        let idx = self.saved_unit(ctx, prev);
-        self.saved(ctx, idx);
+        // One lookup of the vCPU for its pCPU and whether it may run: nothing `saved` does
+        // before reading them changes either.
+        let (vcpu, runnable) = ctx.vcpu_runnable(prev);
+        let cpu = vcpu.processor;
+        let idx = self.saved_unit(cpu, prev);
+        self.saved(ctx, idx, cpu, runnable);
     }
 
     fn affinity_changed(&mut self, ctx: &mut SchedCtx<'_>, v: VcpuRef) {

@@ -276,7 +276,7 @@ impl Credit2Scheduler {
             format!("Removing cpu {} from runqueue {id}", cpu.raw()),
         );
         // A pCPU back in the pool later starts without a running-unit hint.
-        self.pcpu_curr[cpu.index()] = None;
+        self.pcpu_curr[cpu.index()] = super::hint::HintSlot::NONE;
         self.pcpu_prev[cpu.index()] = None;
         let rq = self.rq_mut(id);
         rq.idle.clear(cpu);

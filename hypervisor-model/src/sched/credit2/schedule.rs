@@ -13,6 +13,7 @@
 //! has no `inflight` term (the outgoing vCPU's credit does not shorten the slice), so
 //! the slice only looks at the runq head.
 
+use super::hint::HintSlot;
 use super::{
     us, Credit2Scheduler, CurrHint, Unit, CARRYOVER_MAX, CREDIT_INIT, CREDIT_MIN, CREDIT_RESET,
     FLAG_DELAYED_RUNQ_ADD, FLAG_SCHEDULED, FLAG_YIELD, IDLE_CREDIT, MAX_TIMER_NS,
@@ -179,16 +180,20 @@ impl Credit2Scheduler {
                     cur_entered_ns,
                 };
             }
-            if vcpu_has_soft_affinity(ctx.pool_cpus, vcpu) {
-                // The soft step's mask is `a & b`: is `cpu` outside it while an idler of
-                // the runqueue (idle, untickled) in the pool is inside?
+            // The soft step's mask is `soft & hard` (`balance_pair`): is `cpu` outside it
+            // while an idler of the runqueue (idle, untickled) in the pool is inside? A
+            // `cpu` inside answers no whatever the soft affinity, so that cheap test
+            // comes before `has_soft_affinity` (the usual vCPU runs inside both masks).
+            let in_soft_step = vcpu.soft_affinity.test(cpu) && vcpu.hard_affinity.test(cpu);
+            if !in_soft_step && vcpu_has_soft_affinity(ctx.pool_cpus, vcpu) {
                 let (a, b) = balance_pair(vcpu, BalanceStep::Soft);
-                if !(a.test(cpu) && b.test(cpu)) {
-                    let rq = self.rq(id);
-                    let masks = [a, b, ctx.pool_cpus, &rq.idle, &rq.tickled];
-                    soft_preempt =
-                        CpuMask::any_combined(masks, |[a, b, p, i, t]| a & b & p & i & !t);
-                }
+                debug_assert!(
+                    !(a.test(cpu) && b.test(cpu)),
+                    "soft step is not soft & hard"
+                );
+                let rq = self.rq(id);
+                let masks = [a, b, ctx.pool_cpus, &rq.idle, &rq.tickled];
+                soft_preempt = CpuMask::any_combined(masks, |[a, b, p, i, t]| a & b & p & i & !t);
             }
             if runnable && !soft_preempt {
                 snext = Some(c);
@@ -273,15 +278,16 @@ impl Credit2Scheduler {
         let now = ctx.now.as_ns();
         let id = self.c2rqd(cpu);
         let cur = prev.map(|v| self.curr_unit(cpu, v));
-        if let Some(c) = cur {
-            assert_eq!(self.u(c).rqd, Some(id), "current unit of another runqueue");
-        }
         if self.rq(id).tickled.test(cpu) {
             self.untickle(cpu, id);
         }
         if let Some(c) = cur {
-            self.burn_credits(id, c, now);
-            if self.u(c).budget <= 0 {
+            // `burn_credits`, the unit looked up once for the check and the burn.
+            let max_weight = self.rq(id).max_weight;
+            let unit = self.u_mut(c);
+            assert_eq!(unit.rqd, Some(id), "current unit of another runqueue");
+            burn(unit, max_weight, now);
+            if unit.budget <= 0 {
                 self.grab_budget(ctx, c);
             }
         }
@@ -289,11 +295,13 @@ impl Credit2Scheduler {
         if let Some(c) = cur {
             // The runq walk parks waiters only, so the current vCPU may run as it found.
             debug_assert_eq!(cand.cur_runnable, ctx.runnable(self.u(c).v));
-            if cand.next != cur && cand.cur_runnable {
-                self.u_mut(c).flags |= FLAG_DELAYED_RUNQ_ADD;
-            }
             if cand.next != cur {
-                self.pcpu_prev[cpu.index()] = Some((self.u(c).v, c));
+                let unit = self.u_mut(c);
+                if cand.cur_runnable {
+                    unit.flags |= FLAG_DELAYED_RUNQ_ADD;
+                }
+                let v = unit.v;
+                self.pcpu_prev[cpu.index()] = Some((v, c));
             }
         }
         // The core switches to a newly picked vCPU now; a kept one ran since it entered.
@@ -302,11 +310,11 @@ impl Credit2Scheduler {
         } else {
             now
         };
-        self.pcpu_curr[cpu.index()] = cand.next.map(|unit| CurrHint {
+        self.pcpu_curr[cpu.index()] = HintSlot::new(cand.next.map(|unit| CurrHint {
             v: self.u(unit).v,
             unit,
             entered_ns,
-        });
+        }));
         let Some(snext) = cand.next else {
             if !self.rq(id).idle.test(cpu) {
                 self.set_idle(cpu, id);
@@ -322,11 +330,12 @@ impl Credit2Scheduler {
         self.picked(ctx, id, cpu, snext, &cand, cur);
         let running_since_ns = (cur == Some(snext)).then_some(cand.cur_entered_ns);
         let slice = self.runtime(ctx, id, snext, running_since_ns);
+        let unit = self.u(snext);
         Decision {
-            next: Some(self.u(snext).v),
+            next: Some(unit.v),
             next_time: Span::from_ns(slice),
             reason: cand.reason,
-            credit_ns: Some(i64::from(self.u(snext).credit)),
+            credit_ns: Some(i64::from(unit.credit)),
         }
     }
 
@@ -371,13 +380,12 @@ impl Credit2Scheduler {
             self.reset_credit(ctx, id, snext);
             self.balance_load(ctx, cpu);
         }
-        let v = self.u(snext).v;
         let unit = self.u_mut(snext);
         unit.start_time = now;
         unit.tickled_cpu = None;
+        let v = unit.v;
         if ctx.processor(v) != cpu {
             // Xen adds it unbounded (an int); saturating here rather than wrapping.
-            let unit = self.u_mut(snext);
             unit.credit = unit.credit.saturating_add(MIGRATE_COMPENSATION);
             unit.migrate_bonus = unit.migrate_bonus.saturating_add(MIGRATE_COMPENSATION);
             ctx.set_processor(v, cpu);
@@ -422,17 +430,22 @@ impl Credit2Scheduler {
         clamp_slice(time, min_time)
     }
 
-    /// `csched2_context_saved`.
-    pub(crate) fn saved(&mut self, ctx: &mut SchedCtx<'_>, idx: usize) {
+    /// `csched2_context_saved` of unit `idx`, whose vCPU's processor is `cpu` and which
+    /// may run or not (`runnable`, read by the caller from the same lookup).
+    pub(crate) fn saved(
+        &mut self,
+        ctx: &mut SchedCtx<'_>,
+        idx: usize,
+        cpu: PcpuId,
+        runnable: bool,
+    ) {
         let v = self.u(idx).v;
+        debug_assert_eq!(cpu, ctx.processor(v), "{v:?} saved off its processor");
+        debug_assert_eq!(runnable, ctx.runnable(v), "{v:?} runnability changed");
         let Some(id) = self.u(idx).rqd else {
             panic!("{v:?} saved without a runqueue")
         };
-        assert_eq!(
-            id,
-            self.c2rqd(ctx.processor(v)),
-            "{v:?} saved off its runqueue"
-        );
+        assert_eq!(id, self.c2rqd(cpu), "{v:?} saved off its runqueue");
         self.u_mut(idx).flags &= !FLAG_SCHEDULED;
         let mut freed = None;
         if self.u(idx).has_cap() && self.u(idx).budget > 0 {
@@ -440,11 +453,12 @@ impl Credit2Scheduler {
         }
         let delayed = self.u(idx).flags & FLAG_DELAYED_RUNQ_ADD != 0;
         self.u_mut(idx).flags &= !FLAG_DELAYED_RUNQ_ADD;
-        if delayed && ctx.runnable(v) {
+        if delayed && runnable {
             self.runq_insert(idx);
             self.runq_tickle(ctx, idx);
         } else {
-            self.update_load(ctx, id, Some(idx), -1);
+            // A change of -1 never reads whether the vCPU may run.
+            self.update_load_known(ctx.now.as_ns(), id, Some(idx), -1, false);
         }
         if let Some(parked) = freed {
             self.unpark(ctx, v.dom, parked);

@@ -131,26 +131,30 @@ impl Credit2Scheduler {
     /// `runq_tickle`: `new` was queued; find it a pCPU.
     pub(crate) fn runq_tickle(&mut self, ctx: &mut SchedCtx<'_>, new: usize) {
         let v = self.u(new).v;
-        let cpu = ctx.processor(v);
+        // One lookup of the vCPU serves the whole search (it only reads the vCPU).
+        let vcpu = ctx.vcpu(v);
+        let cpu = vcpu.processor;
         let id = self.c2rqd(cpu);
         assert_eq!(self.u(new).rqd, Some(id), "{v:?} tickled off its runqueue");
-        let target = self.tickle_target(ctx, new, cpu, id);
+        let target = self.tickle_target(ctx, vcpu, new, id);
         if let Some(target) = target {
             self.tickle_cpu(ctx, target, id);
             self.u_mut(new).tickled_cpu = Some(target);
         }
     }
 
-    /// The idle pCPU `runq_tickle` prefers for `new`: a wholly idle core first, then any
-    /// idler, soft affinity before hard.
+    /// The idle pCPU `runq_tickle` prefers for `new`, whose vCPU is `vcpu` (on its
+    /// processor `cpu`): a wholly idle core first, then any idler, soft affinity before
+    /// hard.
     fn idle_target(
         &self,
         ctx: &SchedCtx<'_>,
+        vcpu: &Vcpu,
         new: usize,
-        cpu: PcpuId,
         id: usize,
     ) -> Option<PcpuId> {
-        let v = self.u(new).v;
+        let cpu = vcpu.processor;
+        debug_assert_eq!(self.u(new).v, vcpu.id, "the vCPU of another unit");
         let rq = self.rq(id);
         if self.u(new).flags & FLAG_PINNED != 0 && rq.idle.test(cpu) && !rq.tickled.test(cpu) {
             return Some(cpu);
@@ -160,7 +164,6 @@ impl Credit2Scheduler {
             // Both walks below look in `smt_idle` or `idle`: with no idler they find nothing.
             return None;
         }
-        let vcpu = ctx.vcpu(v);
         let soft = vcpu_has_soft_affinity(ctx.pool_cpus, vcpu);
         let pool = ctx.pool_cpus;
         for step in BALANCE_STEPS {
@@ -184,18 +187,19 @@ impl Credit2Scheduler {
         None
     }
 
+    /// The pCPU `runq_tickle` tickles for `new`, whose vCPU is `vcpu`: an idler, else the
+    /// busy pCPU with the best positive score, if any.
     fn tickle_target(
         &mut self,
         ctx: &SchedCtx<'_>,
+        vcpu: &Vcpu,
         new: usize,
-        cpu: PcpuId,
         id: usize,
     ) -> Option<PcpuId> {
-        if let Some(idler) = self.idle_target(ctx, new, cpu, id) {
+        if let Some(idler) = self.idle_target(ctx, vcpu, new, id) {
             return Some(idler);
         }
-        let v = self.u(new).v;
-        let vcpu = ctx.vcpu(v);
+        let cpu = vcpu.processor;
         let rq = self.rq(id);
         let masks = [
             &rq.active,
@@ -232,7 +236,7 @@ impl Credit2Scheduler {
         // dropped in one pass over the dense hint array; the rest are scored in order.
         if let Some(after) = newcomer.preempt_after_ns {
             let from = newcomer.now_ns - after;
-            busy.retain(|i| !self.hint_says_recent(ctx, i, from));
+            self.drop_recent(ctx, &mut busy, from);
         }
         for i in busy.iter() {
             let s = self.tickle_score(ctx, &newcomer, i, id);
