@@ -149,19 +149,21 @@ fn neg_ln_unit_q32(unit_q32: u64) -> u64 {
 /// [`neg_ln_unit_q32`] of each lane.
 fn neg_ln_unit_q32_lanes<const N: usize>(units_q32: [u64; N]) -> [u64; N] {
     let mut neg_int_parts = [0u64; N];
-    let mut mantissas_q32 = [0u64; N];
+    let mut mantissa_fractions = [0u32; N];
     for (lane, &unit_q32) in units_q32.iter().enumerate() {
         assert!(unit_q32 >= 1, "ln of zero");
         assert!(unit_q32 <= ONE_Q32, "ln argument above one");
         // Integer part of log2: the position of the highest set bit relative to bit 32.
         let msb_index = 63 - unit_q32.leading_zeros();
         neg_int_parts[lane] = u64::from(32 - msb_index);
-        mantissas_q32[lane] = unit_q32 << (32 - msb_index);
+        // The Q32 mantissa in [1, 2) is 1 + these 32 fraction bits.
+        let mantissa_q32 = unit_q32 << (32 - msb_index);
+        mantissa_fractions[lane] = u32::try_from(mantissa_q32 & (ONE_Q32 - 1)).unwrap_or(0);
     }
-    let fractions_q32 = log2_fraction_q32_lanes(mantissas_q32);
+    let fractions_q32 = log2_fraction_q32_lanes(mantissa_fractions);
     core::array::from_fn(|lane| {
         // log2(unit) = −neg_int_part + fraction; fraction is 0 when neg_int_part is 0.
-        let neg_log2_q32 = (neg_int_parts[lane] << 32) - fractions_q32[lane];
+        let neg_log2_q32 = (neg_int_parts[lane] << 32) - u64::from(fractions_q32[lane]);
         saturate_u64((u128::from(neg_log2_q32) * LN2_Q32) >> 32)
     })
 }
@@ -169,40 +171,58 @@ fn neg_ln_unit_q32_lanes<const N: usize>(units_q32: [u64; N]) -> [u64; N] {
 /// The 32 fraction bits of `log2(m)` for a Q32 mantissa `m` in `[1, 2)`, by squaring.
 #[cfg(test)]
 fn log2_fraction_q32(mantissa_q32: u64) -> u64 {
-    let [fraction] = log2_fraction_q32_lanes([mantissa_q32]);
-    fraction
+    assert!(mantissa_q32 >= ONE_Q32, "mantissa below one");
+    assert!(mantissa_q32 < 2 * ONE_Q32, "mantissa not below two");
+    let x = u32::try_from(mantissa_q32 - ONE_Q32).unwrap_or(0);
+    let [fraction] = log2_fraction_q32_lanes([x]);
+    u64::from(fraction)
 }
 
-/// [`log2_fraction_q32`] of each lane, the lanes' chains interleaved.
+/// [`log2_fraction_q32`] of each lane, the lanes' chains interleaved; a lane is the
+/// mantissa's 32 fraction bits `x` (the mantissa is `1 + x / 2^32`).
 ///
-/// Each lane keeps `x = m − 1` (Q32, below one), so a square needs only a 32×32-bit product:
-/// `(m × m) >> 32 = 1 + 2x + ((x × x) >> 32)` exactly (the dropped bits are those of
-/// `x × x`). Branch-free: the bit of each step is the square's bit 33 (the square is below 4
-/// in Q32), and the halving is a select by that bit. The bits are those of the pinned
-/// algorithm (one truncated square per bit, halve when it reaches 2).
-fn log2_fraction_q32_lanes<const N: usize>(mantissas_q32: [u64; N]) -> [u64; N] {
-    let mut xs = [0u64; N];
-    for (x, mantissa_q32) in xs.iter_mut().zip(mantissas_q32) {
-        assert!(mantissa_q32 >= ONE_Q32, "mantissa below one");
-        assert!(mantissa_q32 < 2 * ONE_Q32, "mantissa not below two");
-        *x = mantissa_q32 & (ONE_Q32 - 1);
-    }
-    let mut fractions = [0u64; N];
+/// One step of the pinned algorithm squares the Q32 mantissa and truncates:
+/// `s = (m × m) >> 32 = 2^32 + t` with `t = 2x + h` and `h = (x × x) >> 32` (exact: the
+/// dropped bits are those of `x × x`). The bit is `s ≥ 2^33`, i.e. `t ≥ 2^32`; then the
+/// mantissa halves: `x' = (s >> 1) − 2^32 = u − 2^31` with `u = t >> 1 = x + (h >> 1)`;
+/// else `x' = t`. Since `h < 2^32`, `t < 3 × 2^32` and `u < 1.5 × 2^32`.
+///
+/// Every lane value is a `u32`, so LLVM keeps four lanes to an SSE2 register (the one
+/// widening product, `h`, becomes two `pmuludq`). In 32-bit arithmetic (mod 2^32):
+/// - the bit is `u ≥ 2^31`: `x ≥ 2^31` gives it; else `u < 2^31 + 2^30` does not wrap and
+///   the bit is `u`'s top bit; so it is the top bit of `x | u`, as an all-ones mask;
+/// - with the bit, `x' = u − 2^31 = u ^ 2^31` (both are `u` with bit 31 flipped, mod 2^32);
+/// - without it, `x' = t = x + x + h` (below 2^32, so the wrapping sum is exact).
+///
+/// Branch-free: the mask selects the next `x`. The `branching_reference` tests check it
+/// against one truncated `u128` square per bit.
+fn log2_fraction_q32_lanes<const N: usize>(mantissa_fractions: [u32; N]) -> [u32; N] {
+    let mut xs = mantissa_fractions;
+    let mut fractions = [0u32; N];
+    // `h >> 1` with a shift amount LLVM cannot see: with a literal 1, it folds the shift
+    // into the product (`(x × x) >> 33`) and computes that second, wider product apart
+    // from `h` (a third more instructions per step, measured on the loop alone). The
+    // value is the same either way.
+    let one = core::hint::black_box(1u32);
     for _ in 0..32u32 {
         for (x, fraction) in xs.iter_mut().zip(fractions.iter_mut()) {
-            // x < 2^32: x × x < 2^64, and the square 1 + 2x + (x² >> 32) is below 4.
-            let squared = ONE_Q32 + 2 * *x + ((*x * *x) >> 32);
-            let bit = squared >> 33;
-            // Halve it when it reached 2: a select on the bit, not a branch.
-            let halve = 0u64.wrapping_sub(bit);
-            let mantissa = (squared & !halve) | ((squared >> 1) & halve);
-            // The mantissa is in [1, 2): x is its fraction bits.
-            *x = mantissa & (ONE_Q32 - 1);
-            *fraction = (*fraction << 1) | bit;
+            let square_high = u32::try_from((u64::from(*x) * u64::from(*x)) >> 32);
+            let h = square_high.unwrap_or(u32::MAX);
+            let u = x.wrapping_add(h.wrapping_shr(one));
+            let t = x.wrapping_add(*x).wrapping_add(h);
+            // All ones when the square reached 2 (the bit is 1), else zero.
+            let mask = 0u32.wrapping_sub((*x | u) >> 31);
+            let halved = u ^ HIGH_BIT;
+            *x = t ^ ((t ^ halved) & mask);
+            // fraction × 2 + bit (the mask is −bit).
+            *fraction = fraction.wrapping_add(*fraction).wrapping_sub(mask);
         }
     }
     fractions
 }
+
+/// Bit 31 of a lane.
+const HIGH_BIT: u32 = 1 << 31;
 
 /// `2^f` in Q32 for a 32-bit fraction `f` (Q0.32), by the pinned table.
 fn exp2_fraction_q32(fraction: u32) -> u64 {
@@ -353,14 +373,35 @@ mod tests {
         }
     }
 
-    /// All 2^32 draws (about ten minutes in release):
+    proptest::proptest! {
+        /// Eight lanes side by side (as `sample_exp_ahead` runs them) give each lane the
+        /// reference's bits.
+        #[test]
+        fn log2_fraction_lanes_match_the_branching_reference(draws: [u32; EXP_LANES]) {
+            let mantissas = draws.map(mantissa_of_draw);
+            let lanes = mantissas.map(|m| u32::try_from(m - ONE_Q32).unwrap_or(0));
+
+            let fractions = log2_fraction_q32_lanes(lanes);
+
+            let expected = mantissas.map(log2_fraction_q32_reference);
+            proptest::prop_assert_eq!(fractions.map(u64::from), expected);
+        }
+    }
+
+    /// All 2^32 draws, eight lanes at a time as `sample_exp_ahead` runs them (the
+    /// reference's `u128` squares take most of the time: about ten CPU minutes in release):
     /// `cargo test --release -p xensim --lib log2_fraction_matches_on_every_draw -- --ignored`.
     #[test]
     #[ignore = "exhaustive; run in release when the sampler changes"]
     fn log2_fraction_matches_on_every_draw() {
-        let mismatch = (0..=u32::MAX).find(|&k| {
-            let m = mantissa_of_draw(k);
-            log2_fraction_q32(m) != log2_fraction_q32_reference(m)
+        let mismatch = (0..=u32::MAX).step_by(EXP_LANES).find(|&first| {
+            let mantissas: [u64; EXP_LANES] = core::array::from_fn(|lane| {
+                // `first` is a multiple of 8 below 2^32: no lane wraps.
+                mantissa_of_draw(first.wrapping_add(u32::try_from(lane).unwrap_or(0)))
+            });
+            let lanes = mantissas.map(|m| u32::try_from(m - ONE_Q32).unwrap_or(0));
+            let fractions = log2_fraction_q32_lanes(lanes).map(u64::from);
+            fractions != mantissas.map(log2_fraction_q32_reference)
         });
         assert_eq!(mismatch, None);
     }

@@ -499,6 +499,14 @@ impl GuestVcpu {
         self.senders.set_disk_emulated(emulated);
     }
 
+    /// False when the workload has no streams and no model that prints: then
+    /// [`Self::take_console`], [`Self::take_stream_frames`] and
+    /// [`Self::take_stream_submissions`] are always empty (both are fixed when it is built).
+    pub fn sends_or_prints(&self) -> bool {
+        debug_assert!(self.prints || self.senders.is_empty(), "streams print");
+        self.prints
+    }
+
     /// The kernel messages the workload printed since the last call (printk lines
     /// without their time prefix), for the guest's console: `io`'s driver lines,
     /// `periodic`'s deadline misses.

@@ -21,6 +21,14 @@ impl HostGuests {
         }
     }
 
+    /// False when `v`'s workload never hands over console lines or stream frames and I/Os
+    /// (`GuestVcpu::sends_or_prints`), or `v` has no model: the run loop need not ask.
+    pub fn sends_or_prints(&self, v: VcpuRef) -> bool {
+        self.slots
+            .get(&v)
+            .is_some_and(|slot| slot.model.sends_or_prints())
+    }
+
     /// The I/Os `v`'s guest submits now, and their vbd.
     pub fn take_submissions(&mut self, v: VcpuRef) -> (u32, Vec<GuestIo>) {
         match self.slots.get_mut(&v) {

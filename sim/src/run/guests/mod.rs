@@ -96,6 +96,11 @@ struct Slots {
 }
 
 impl Slots {
+    fn get(&self, v: &VcpuRef) -> Option<&GuestSlot> {
+        let vcpus = self.by_domain.get(usize::from(v.dom.raw()))?;
+        vcpus.get(usize::try_from(v.vcpu.raw()).ok()?)?.as_ref()
+    }
+
     fn get_mut(&mut self, v: &VcpuRef) -> Option<&mut GuestSlot> {
         let vcpus = self.by_domain.get_mut(usize::from(v.dom.raw()))?;
         vcpus.get_mut(usize::try_from(v.vcpu.raw()).ok()?)?.as_mut()
