@@ -139,6 +139,33 @@ pub struct FixedEncoder<'a, const N: usize> {
     overflow: bool,
 }
 
+impl<'a, const N: usize> FixedEncoder<'a, N> {
+    /// An encoder writing from the start of `window` (for a caller that cannot hand
+    /// [`encode_fixed`] a closure: one the optimizer might leave out of line, where every
+    /// field's offset would be a load).
+    #[inline(always)]
+    pub fn new(window: &'a mut [u8; N]) -> FixedEncoder<'a, N> {
+        FixedEncoder {
+            window,
+            len: 0,
+            overflow: false,
+        }
+    }
+
+    /// Bytes written from the window's start; `None` if a field did not fit or the
+    /// record was refused.
+    #[inline(always)]
+    pub fn written_len(&self) -> Option<usize> {
+        (!self.overflow).then_some(self.len)
+    }
+
+    /// Flags the record as not written here, whatever fitted so far (a value that encodes
+    /// only into a growing buffer): [`Self::written_len`] is `None`.
+    pub fn refuse(&mut self) {
+        self.overflow = true;
+    }
+}
+
 impl<const N: usize> FieldSink for FixedEncoder<'_, N> {
     #[inline(always)]
     fn put<const K: usize>(&mut self, bytes: [u8; K]) -> &mut Self {
@@ -177,20 +204,16 @@ pub fn encode_fixed<const N: usize>(
     let start = out.len();
     // A constant-size copy: a few vector stores, where `resize` fills byte by byte.
     out.extend_from_slice(&[0; N]);
-    let (len, overflow) = match out.last_chunk_mut::<N>() {
+    let written = match out.last_chunk_mut::<N>() {
         Some(window) => {
-            let mut e = FixedEncoder {
-                window,
-                len: 0,
-                overflow: false,
-            };
+            let mut e = FixedEncoder::new(window);
             write(&mut e);
-            (e.len, e.overflow)
+            e.written_len()
         }
-        None => (0, true),
+        None => None,
     };
-    out.truncate(if overflow { start } else { start + len });
-    !overflow
+    out.truncate(start + written.unwrap_or(0));
+    written.is_some()
 }
 
 /// Why bytes do not decode into a core input.

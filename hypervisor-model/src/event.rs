@@ -193,7 +193,22 @@ pub enum CoreInput {
 impl CoreInput {
     /// Appends the pinned canonical encoding of this input.
     pub fn encode(&self, out: &mut Vec<u8>) {
-        let mut e = Encoder::new(out);
+        if let CoreInput::Toolstack { job, op } = self {
+            Encoder::new(out).u8(7).u32(job.0);
+            op.encode(out);
+            return;
+        }
+        let written = self.encode_fields(&mut Encoder::new(out));
+        debug_assert!(written, "only a toolstack input is left to `encode`");
+    }
+
+    /// Writes the canonical encoding of this input through any [`FieldSink`] (a fixed
+    /// window too), the same bytes as [`Self::encode`]; false, and nothing written, for a
+    /// `Toolstack` input, whose operation encodes only into a growing buffer. Inlined into
+    /// each caller, as `TraceEvent::encode_fields` is, so a fixed window's offsets are
+    /// constants.
+    #[inline(always)]
+    pub fn encode_fields<E: FieldSink>(&self, e: &mut E) -> bool {
         match self {
             CoreInput::TimerExpired { pcpu } => {
                 e.u8(1).pcpu(*pcpu);
@@ -213,10 +228,7 @@ impl CoreInput {
             CoreInput::GuestShutdown { dom, reason } => {
                 e.u8(6).dom(*dom).u8(reason.code());
             }
-            CoreInput::Toolstack { job, op } => {
-                e.u8(7).u32(job.0);
-                op.encode(out);
-            }
+            CoreInput::Toolstack { .. } => return false,
             CoreInput::ToolstackContinue { job } => {
                 e.u8(8).u32(job.0);
             }
@@ -277,16 +289,17 @@ impl CoreInput {
                 last,
             } => {
                 e.u8(21).vcpu(*vcpu).u32(*devid).bool(*last);
-                encode_packet(&mut e, packet);
+                encode_packet(e, packet);
             }
             CoreInput::NetDeliver { dom, devid, packet } => {
                 e.u8(22).dom(*dom).u32(*devid);
-                encode_packet(&mut e, packet);
+                encode_packet(e, packet);
             }
             CoreInput::LostInterrupt { dom, port, count } => {
                 e.u8(23).dom(*dom).u32(*port).u32(*count);
             }
         }
+        true
     }
 }
 
@@ -418,7 +431,7 @@ pub fn access_of_bits(bits: u8) -> MapAccess {
         execute: bits & 4 != 0,
     }
 }
-fn encode_packet(e: &mut Encoder<'_>, packet: &NetPacket) {
+fn encode_packet<E: FieldSink>(e: &mut E, packet: &NetPacket) {
     let mut header = [0u8; HEADER_BYTES];
     packet.encode(&mut header);
     e.bytes(&header);

@@ -26,7 +26,7 @@ use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::Path;
 
-use hypervisor_model::encode::{encode_fixed, FieldSink, TRACE_FORMAT_VERSION};
+use hypervisor_model::encode::{FieldSink, FixedEncoder, TRACE_FORMAT_VERSION};
 use hypervisor_model::event::CoreInput;
 use hypervisor_model::trace::TraceEvent;
 use xxhash_rust::xxh3::{xxh3_64_with_seed, Xxh3};
@@ -48,6 +48,10 @@ const HASH_BUFFER_BYTES: usize = 16 * 1024;
 /// Bytes of the window an event record is first written into: its 15-byte header and
 /// any event with no text, bytes or list (37 bytes at most) fit.
 const EVENT_WINDOW_BYTES: usize = 64;
+/// Bytes of the window an input record is first written into: its 15-byte header and any
+/// input but a toolstack operation, console text or a read of over 8 sectors fit (a frame
+/// input, the longest fixed one, is 56 bytes).
+const INPUT_WINDOW_BYTES: usize = 96;
 const KIND_INPUT: u8 = 0;
 const KIND_EVENT: u8 = 1;
 const KIND_MARK: u8 = 2;
@@ -220,25 +224,60 @@ impl Recorder {
         recorder
     }
 
-    /// Records a core input.
-    #[inline]
+    /// Records a core input: as [`Self::event`], in one window of [`INPUT_WINDOW_BYTES`],
+    /// and only a toolstack operation or an input with longer bytes field by field.
+    #[inline(always)]
     pub fn input(&mut self, host: u16, time_ns: u64, input: &CoreInput) {
-        let start = self.begin(KIND_INPUT, host, time_ns);
-        input.encode(&mut self.hash_buffer);
+        let start = self.hash_buffer.len();
+        // No closure (`encode_fixed`): written here, the window's offsets stay constants.
+        self.hash_buffer.extend_from_slice(&[0; INPUT_WINDOW_BYTES]);
+        let written = match self.hash_buffer.last_chunk_mut::<INPUT_WINDOW_BYTES>() {
+            Some(window) => {
+                let mut e = FixedEncoder::new(window);
+                head(&mut e, KIND_INPUT, host, time_ns);
+                if !input.encode_fields(&mut e) {
+                    e.refuse();
+                }
+                e.written_len()
+            }
+            None => None,
+        };
+        self.hash_buffer.truncate(start + written.unwrap_or(0));
+        if written.is_none() {
+            self.input_unwindowed(host, time_ns, input);
+        }
         self.commit(start, time_ns);
+    }
+
+    /// [`Self::input`] for an input too long for the window, or a toolstack operation:
+    /// header and input field by field.
+    #[cold]
+    #[inline(never)]
+    fn input_unwindowed(&mut self, host: u16, time_ns: u64, input: &CoreInput) {
+        self.begin(KIND_INPUT, host, time_ns);
+        input.encode(&mut self.hash_buffer);
     }
 
     /// Records a core event: header and event are written into one window of
     /// [`EVENT_WINDOW_BYTES`] (one capacity check for the record), and only an event with
-    /// longer text or bytes again field by field.
-    #[inline]
+    /// longer text or bytes again field by field. Inlined into the run loop's sinks, whose
+    /// frame it shares.
+    #[inline(always)]
     pub fn event(&mut self, host: u16, time_ns: u64, event: &TraceEvent) {
         let start = self.hash_buffer.len();
-        let fitted = encode_fixed::<EVENT_WINDOW_BYTES>(&mut self.hash_buffer, |e| {
-            head(e, KIND_EVENT, host, time_ns);
-            event.encode_fields(e);
-        });
-        if !fitted {
+        // No closure (`encode_fixed`): written here, the window's offsets stay constants.
+        self.hash_buffer.extend_from_slice(&[0; EVENT_WINDOW_BYTES]);
+        let written = match self.hash_buffer.last_chunk_mut::<EVENT_WINDOW_BYTES>() {
+            Some(window) => {
+                let mut e = FixedEncoder::new(window);
+                head(&mut e, KIND_EVENT, host, time_ns);
+                event.encode_fields(&mut e);
+                e.written_len()
+            }
+            None => None,
+        };
+        self.hash_buffer.truncate(start + written.unwrap_or(0));
+        if written.is_none() {
             self.event_unwindowed(host, time_ns, event);
         }
         self.commit(start, time_ns);
@@ -296,9 +335,17 @@ impl Recorder {
         // XXH3 is a streaming hash: feeding the bytes in larger chunks gives the same
         // result as record by record, with less per-call overhead.
         if self.hash_buffer.len() >= HASH_BUFFER_BYTES {
-            self.hasher.0.update(&self.hash_buffer);
-            self.hash_buffer.clear();
+            self.flush_hash_buffer();
         }
+    }
+
+    /// Feeds the gathered records to the hasher (once per [`HASH_BUFFER_BYTES`]: out of
+    /// line, so the record path keeps its registers).
+    #[cold]
+    #[inline(never)]
+    fn flush_hash_buffer(&mut self) {
+        self.hasher.0.update(&self.hash_buffer);
+        self.hash_buffer.clear();
     }
 
     /// Writes, captures or compares the record at `start` (its length already patched).
@@ -624,6 +671,74 @@ mod tests {
             stream.push(1);
             stream.extend_from_slice(&1u16.to_le_bytes());
             stream.extend_from_slice(&(100 + i).to_le_bytes());
+            stream.extend_from_slice(&payload);
+        }
+
+        let (hash, _) = recorder.finish().expect("no file to write");
+
+        assert_eq!(hash.0, pinned_hash(&stream));
+    }
+
+    #[test]
+    fn input_records_in_the_window_and_past_it_hash_as_their_encoding() {
+        use hypervisor_model::event::CoreInput;
+        use hypervisor_model::ids::{DomId, PcpuId, VcpuId, VcpuRef};
+        use hypervisor_model::io::vif::{NetPacket, PacketKind};
+        use hypervisor_model::toolstack::ops::{JobId, ToolstackOp};
+
+        let vcpu = VcpuRef {
+            dom: DomId::new(4).expect("valid domid"),
+            vcpu: VcpuId::new(2).expect("valid vCPU index"),
+        };
+        // 8 stamps fill the window to 93 of its 96 bytes; 9 do not fit.
+        let disk_done = |stamp_count: u64| CoreInput::DiskDone {
+            tag: 5,
+            ok: true,
+            data: (0..stamp_count).collect(),
+        };
+        let inputs = [
+            CoreInput::Softirq {
+                pcpu: PcpuId::new(3).expect("valid pCPU"),
+            },
+            CoreInput::VcpuWake { vcpu },
+            CoreInput::NetSend {
+                vcpu,
+                devid: 1,
+                packet: NetPacket {
+                    dst: [2, 0, 0, 0, 0, 1],
+                    src: [0, 0x16, 0x3e, 0, 0, 1],
+                    flow: 4,
+                    seq: 10,
+                    kind: PacketKind::Request,
+                    tag: 77,
+                    reply_bytes: 1_500,
+                    bytes: 100,
+                },
+                last: true,
+            },
+            disk_done(8),
+            disk_done(9),
+            // Never in the window: its operation encodes into a growing buffer only.
+            CoreInput::Toolstack {
+                job: JobId(6),
+                op: ToolstackOp::Destroy { dom: vcpu.dom },
+            },
+            CoreInput::ConsoleWrite {
+                vcpu,
+                text: b"z".repeat(300),
+            },
+        ];
+        let mut recorder = Recorder::new();
+        let mut stream = Vec::new();
+        for (i, input) in (0u64..).zip(&inputs) {
+            recorder.input(2, 10 + i, input);
+            let mut payload = Vec::new();
+            input.encode(&mut payload);
+            let len = u32::try_from(1 + 2 + 8 + payload.len()).expect("small record");
+            stream.extend_from_slice(&len.to_le_bytes());
+            stream.push(0);
+            stream.extend_from_slice(&2u16.to_le_bytes());
+            stream.extend_from_slice(&(10 + i).to_le_bytes());
             stream.extend_from_slice(&payload);
         }
 

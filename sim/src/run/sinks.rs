@@ -150,6 +150,8 @@ impl Sinks {
 
     /// A core event at `time_ns`.
     pub fn event(&mut self, host: u16, time_ns: u64, event: &TraceEvent) {
+        // The recorder is inlined (one stack frame for the record and the metrics filter);
+        // the metrics fold stays out of line, with its own paths inlined into it.
         self.recorder.event(host, time_ns, event);
         self.metrics.observe(usize::from(host), time_ns, event);
         if let Some(timeline) = &mut self.timeline {
