@@ -166,7 +166,9 @@ fn device_root(path: &str) -> Option<Cow<'_, str>> {
 
 /// Whether `path` is `dir/key` (without building that string).
 fn is_key_of(path: &str, dir: &str, key: &str) -> bool {
-    path.strip_prefix(dir).and_then(|rest| rest.strip_prefix('/')) == Some(key)
+    path.strip_prefix(dir)
+        .and_then(|rest| rest.strip_prefix('/'))
+        == Some(key)
 }
 
 impl Hypervisor {
@@ -264,9 +266,9 @@ impl Hypervisor {
                 Some(conn) => (End::Backend, conn),
                 None => (
                     End::Frontend,
-                    conns.iter().find(|c| {
-                        !is_back(c) && is_key_of(&event.path, &c.back_path, "state")
-                    })?,
+                    conns
+                        .iter()
+                        .find(|c| !is_back(c) && is_key_of(&event.path, &c.back_path, "state"))?,
                 ),
             };
             (end, Reaction::OtherendChanged, conn)
@@ -291,8 +293,7 @@ impl Hypervisor {
             };
             let reaction = if !probed && !pending {
                 Reaction::Probe
-            } else if end == End::Frontend && probed && is_key_of(&event.path, &root, "backend")
-            {
+            } else if end == End::Frontend && probed && is_key_of(&event.path, &root, "backend") {
                 Reaction::BackendMoved
             } else if end == End::Backend && probed && is_key_of(&event.path, &root, "online") {
                 Reaction::OnlineChanged

@@ -80,12 +80,10 @@ impl XenStore {
             }
             if p != "/" {
                 let parent = path::parent(p);
-                let listed = self.tree.get(parent).map(|n| {
-                    n.children
-                        .iter()
-                        .filter(|c| *c == path::basename(p))
-                        .count()
-                });
+                let listed = self
+                    .tree
+                    .get(parent)
+                    .map(|n| n.children().filter(|c| *c == path::basename(p)).count());
                 if listed != Some(1) {
                     push(
                         out,
@@ -94,7 +92,7 @@ impl XenStore {
                     );
                 }
             }
-            for c in &node.children {
+            for c in node.children() {
                 if self.tree.get(&path::child(p, c)).is_none() {
                     push(out, "xs.tree.child", format!("{p} lists missing child {c}"));
                 }

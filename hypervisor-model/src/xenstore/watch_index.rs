@@ -112,6 +112,37 @@ impl WatchIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::xenstore::path::is_at_or_below;
+    use alloc::string::String;
+    use proptest::prelude::*;
+
+    fn node_strategy() -> impl Strategy<Value = String> {
+        // Few names at few levels, relative-looking and special ones too, so that
+        // ancestors, siblings with common prefixes and `/` all occur.
+        prop::collection::vec(prop::sample::select(alloc::vec!["a", "ab", "b", ""]), 0..4)
+            .prop_map(|parts| alloc::format!("/{}", parts.join("/")))
+    }
+
+    proptest! {
+        #[test]
+        fn conns_for_covers_every_matching_watch(
+            watches in prop::collection::vec((node_strategy(), 0u32..4), 0..12),
+            name in node_strategy(),
+            exact in any::<bool>(),
+        ) {
+            let mut index = WatchIndex::default();
+            for (node, conn) in &watches {
+                index.add(node, XsConnId(*conn));
+            }
+            let mut found = Vec::new();
+            index.conns_for(&name, exact, &mut found);
+            for (node, conn) in &watches {
+                let hit = if exact { *node == name } else { is_at_or_below(&name, node) };
+                prop_assert!(!hit || found.contains(&XsConnId(*conn)), "{} on {}", conn, node);
+            }
+            prop_assert!(found.windows(2).all(|w| w[0] < w[1]));
+        }
+    }
 
     /// Two arbitrary connection ids.
     const A: XsConnId = XsConnId(3);
