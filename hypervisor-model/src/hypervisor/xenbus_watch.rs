@@ -123,9 +123,23 @@ const ROUTE_COMPONENTS_MAX: usize = 7;
 fn components(path: &str) -> ([&str; ROUTE_COMPONENTS_MAX], usize) {
     let mut parts = [""; ROUTE_COMPONENTS_MAX];
     let mut count = 0;
-    for (slot, part) in parts.iter_mut().zip(path.split('/').skip(1)) {
-        *slot = part;
+    // As `path.split('/').skip(1)`, by a plain byte scan (paths are short).
+    let Some(first) = path.bytes().position(|b| b == b'/') else {
+        return (parts, 0);
+    };
+    let mut rest = &path[first + 1..];
+    for slot in &mut parts {
         count += 1;
+        match rest.bytes().position(|b| b == b'/') {
+            Some(at) => {
+                *slot = &rest[..at];
+                rest = &rest[at + 1..];
+            }
+            None => {
+                *slot = rest;
+                break;
+            }
+        }
     }
     (parts, count)
 }
@@ -651,6 +665,25 @@ mod tests {
         let path = "x/local/domain/7/device/vbd/51712/ring-ref";
         let root = device_root(path);
         assert_eq!(root.as_deref(), Some("/local/domain/7/device/vbd/51712"));
+    }
+
+    #[test]
+    fn components_match_split_skipping_the_first() {
+        let paths = [
+            "",
+            "a",
+            "/",
+            "//",
+            "x/a/b",
+            "/a/b/",
+            "/1/2/3/4/5/6/7/8/9",
+            "/a//b",
+        ];
+        for path in paths {
+            let (parts, count) = components(path);
+            let want: Vec<&str> = path.split('/').skip(1).take(ROUTE_COMPONENTS_MAX).collect();
+            assert_eq!(&parts[..count], &want[..], "{path:?}");
+        }
     }
 
     #[test]

@@ -25,7 +25,7 @@ impl XenStore {
     /// `canonicalize` for the caller.
     pub(super) fn canon(&self, c: &Caller, raw: &[u8]) -> String {
         if raw.first() == Some(&b'/') || path::is_special(raw) {
-            String::from_utf8_lossy(raw).into_owned()
+            path::lossy_string(raw)
         } else {
             path::canonicalize(&self.home(c), raw)
         }

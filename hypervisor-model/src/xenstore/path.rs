@@ -87,16 +87,24 @@ pub fn is_special(path: &[u8]) -> bool {
     path.first() == Some(&b'@')
 }
 
+/// `raw` as text: a copy when it is UTF-8 (almost always), else its lossy conversion
+/// (`String::from_utf8_lossy` of it in both cases, without the slower lossy scan).
+pub fn lossy_string(raw: &[u8]) -> String {
+    match core::str::from_utf8(raw) {
+        Ok(text) => String::from(text),
+        Err(_) => String::from_utf8_lossy(raw).into_owned(),
+    }
+}
+
 /// `canonicalize`: a relative path gets `home/` in front; absolute and `@` paths are
 /// returned as they are. Bytes that are not UTF-8 cannot be valid paths and come back
 /// lossily converted (validation rejects them afterwards).
 pub fn canonicalize(home: &str, path: &[u8]) -> String {
-    let text = String::from_utf8_lossy(path);
     if path.first() == Some(&b'/') || is_special(path) {
-        text.into_owned()
-    } else {
-        format!("{home}/{text}")
+        return lossy_string(path);
     }
+    let text = String::from_utf8_lossy(path);
+    format!("{home}/{text}")
 }
 
 /// `get_parent`: `/a/b` → `/a`, `/a` → `/`, `/` → `/`.
@@ -175,6 +183,14 @@ mod tests {
             && !path.windows(2).any(|w| w == b"//")
             && path.len() <= local_prefix_bytes(path) + path_max_bytes
             && path.iter().all(|&b| valid_char(b))
+    }
+
+    #[test]
+    fn lossy_string_equals_from_utf8_lossy() {
+        // Valid UTF-8 (ASCII and a two-byte character), then a stray continuation byte.
+        for raw in [&b"/local/domain/1"[..], "/é".as_bytes(), b"/a\x80b"] {
+            assert_eq!(lossy_string(raw), String::from_utf8_lossy(raw));
+        }
     }
 
     proptest! {

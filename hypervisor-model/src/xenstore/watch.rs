@@ -53,7 +53,7 @@ impl XenStore {
             if raw.len() > path::XENSTORE_REL_PATH_MAX {
                 return Err(XsError::Einval);
             }
-            (String::from_utf8_lossy(raw).into_owned(), None)
+            (path::lossy_string(raw), None)
         } else {
             let canon = self.canon(&c, raw);
             let max = self.cfg.quotas.path_bytes_max as usize;
