@@ -193,7 +193,11 @@ impl Hypervisor {
             let front_keys = self
                 .xenstore
                 .node(&fe)
-                .map(|n| n.children().to_vec())
+                .map(|n| {
+                    n.children()
+                        .map(alloc::string::String::from)
+                        .collect::<Vec<_>>()
+                })
                 .unwrap_or_default();
             let reqs = add.relink_requests(&front_keys);
             count = count.saturating_add(super::xs_tool::run_txn(

@@ -192,10 +192,9 @@ fn four_queue_vif_keys_match_netif_h() {
 fn dir_keys(hv: &Hypervisor, dir: &str) -> Vec<(String, String)> {
     let node = hv.xenstore.node(dir).expect("the directory");
     node.children()
-        .iter()
         .map(|name| {
             let path = alloc::format!("{dir}/{name}");
-            (name.clone(), value(hv, &path).unwrap_or_default())
+            (String::from(name), value(hv, &path).unwrap_or_default())
         })
         .collect()
 }

@@ -78,7 +78,7 @@ impl Hypervisor {
             let empty = self
                 .xenstore
                 .node(&path)
-                .is_some_and(|n| n.children().is_empty() && n.value().is_empty());
+                .is_some_and(|n| n.has_no_children() && n.value().is_empty());
             if !empty {
                 break;
             }

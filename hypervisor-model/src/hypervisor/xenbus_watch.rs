@@ -44,6 +44,7 @@
 //! xensim differs: a bus event under an already probed device costs nothing (Linux reads
 //! the directory's existence); the drivers of a paused guest still react.
 
+use alloc::borrow::Cow;
 use alloc::string::String;
 use alloc::vec::Vec;
 
@@ -114,16 +115,40 @@ pub(crate) enum XenbusWait {
 /// xenstored ring counts taken back). While it stays the same no waiter can become ready.
 pub(crate) type WaitFingerprint = (u64, u64, u64);
 
-/// The path components of `path` (without the leading empty one).
-fn components(path: &str) -> Vec<&str> {
-    path.split('/').skip(1).collect()
+/// Most path components an event's routing looks at (a backend device directory's).
+const ROUTE_COMPONENTS_MAX: usize = 7;
+
+/// The first [`ROUTE_COMPONENTS_MAX`] path components of `path` (without the leading
+/// empty one) and how many of them there are: no allocation per event.
+fn components(path: &str) -> ([&str; ROUTE_COMPONENTS_MAX], usize) {
+    let mut parts = [""; ROUTE_COMPONENTS_MAX];
+    let mut count = 0;
+    // As `path.split('/').skip(1)`, by a plain byte scan (paths are short).
+    let Some(first) = path.bytes().position(|b| b == b'/') else {
+        return (parts, 0);
+    };
+    let mut rest = &path[first + 1..];
+    for slot in &mut parts {
+        count += 1;
+        match rest.bytes().position(|b| b == b'/') {
+            Some(at) => {
+                *slot = &rest[..at];
+                rest = &rest[at + 1..];
+            }
+            None => {
+                *slot = rest;
+                break;
+            }
+        }
+    }
+    (parts, count)
 }
 
 /// The frontend domain a driver event is about: `/local/domain/<B>/backend/<k>/<F>/...`
 /// or `/local/domain/<F>/device/...`.
 pub(crate) fn event_front_dom(path: &str) -> Option<DomId> {
-    let parts = components(path);
-    let raw = match parts.as_slice() {
+    let (parts, count) = components(path);
+    let raw = match &parts[..count] {
         ["local", "domain", _back, "backend", _kind, fe, _devid, ..] => fe,
         ["local", "domain", fe, "device", _kind, _devid, ..] => fe,
         _ => return None,
@@ -131,20 +156,33 @@ pub(crate) fn event_front_dom(path: &str) -> Option<DomId> {
     raw.parse::<u16>().ok().and_then(DomId::new)
 }
 
-/// The device directory an event path lies in (`None` above device level).
-fn device_root(path: &str) -> Option<String> {
-    let parts = components(path);
-    let depth = match parts.as_slice() {
+/// The device directory an event path lies in (`None` above device level): the path's
+/// own prefix when it is absolute, else its components joined under `/`.
+fn device_root(path: &str) -> Option<Cow<'_, str>> {
+    let (parts, count) = components(path);
+    let depth = match &parts[..count] {
         ["local", "domain", _, "backend", _, _, _, ..] => 7,
         ["local", "domain", _, "device", _, _, ..] => 6,
         _ => return None,
     };
+    if path.starts_with('/') {
+        // `/` + the first `depth` components is where the next `/` (or the end) is.
+        let end = parts[..depth].iter().map(|p| p.len() + 1).sum::<usize>();
+        return path.get(..end).map(Cow::Borrowed);
+    }
     let mut root = String::new();
     for part in &parts[..depth] {
         root.push('/');
         root.push_str(part);
     }
-    Some(root)
+    Some(Cow::Owned(root))
+}
+
+/// Whether `path` is `dir/key` (without building that string).
+fn is_key_of(path: &str, dir: &str, key: &str) -> bool {
+    path.strip_prefix(dir)
+        .and_then(|rest| rest.strip_prefix('/'))
+        == Some(key)
 }
 
 impl Hypervisor {
@@ -237,14 +275,14 @@ impl Hypervisor {
             // backend's: told apart by the path and the watching kernel.
             let conn = conns
                 .iter()
-                .find(|c| is_back(c) && event.path == alloc::format!("{}/state", c.front_path));
+                .find(|c| is_back(c) && is_key_of(&event.path, &c.front_path, "state"));
             let (end, conn) = match conn {
                 Some(conn) => (End::Backend, conn),
                 None => (
                     End::Frontend,
-                    conns.iter().find(|c| {
-                        !is_back(c) && event.path == alloc::format!("{}/state", c.back_path)
-                    })?,
+                    conns
+                        .iter()
+                        .find(|c| !is_back(c) && is_key_of(&event.path, &c.back_path, "state"))?,
                 ),
             };
             (end, Reaction::OtherendChanged, conn)
@@ -267,13 +305,11 @@ impl Hypervisor {
                 End::Backend => (conn.back_probed, conn.back_probe_pending),
                 End::Frontend => (conn.front_probed, conn.front_probe_pending),
             };
-            let online = alloc::format!("{root}/online");
-            let backend_key = alloc::format!("{root}/backend");
             let reaction = if !probed && !pending {
                 Reaction::Probe
-            } else if end == End::Frontend && probed && event.path == backend_key {
+            } else if end == End::Frontend && probed && is_key_of(&event.path, &root, "backend") {
                 Reaction::BackendMoved
-            } else if end == End::Backend && probed && event.path == online {
+            } else if end == End::Backend && probed && is_key_of(&event.path, &root, "online") {
                 Reaction::OnlineChanged
             } else if end == End::Backend && probed && event.path == root {
                 Reaction::DirChanged
@@ -622,6 +658,39 @@ mod tests {
         assert_eq!(event_front_dom(path), DomId::new(7));
         let root = device_root(path);
         assert_eq!(root.as_deref(), Some("/local/domain/7/device/vbd/51712"));
+    }
+
+    #[test]
+    fn relative_path_root_joins_components_under_slash() {
+        let path = "x/local/domain/7/device/vbd/51712/ring-ref";
+        let root = device_root(path);
+        assert_eq!(root.as_deref(), Some("/local/domain/7/device/vbd/51712"));
+    }
+
+    #[test]
+    fn components_match_split_skipping_the_first() {
+        let paths = [
+            "",
+            "a",
+            "/",
+            "//",
+            "x/a/b",
+            "/a/b/",
+            "/1/2/3/4/5/6/7/8/9",
+            "/a//b",
+        ];
+        for path in paths {
+            let (parts, count) = components(path);
+            let want: Vec<&str> = path.split('/').skip(1).take(ROUTE_COMPONENTS_MAX).collect();
+            assert_eq!(&parts[..count], &want[..], "{path:?}");
+        }
+    }
+
+    #[test]
+    fn key_of_needs_the_separating_slash() {
+        assert!(is_key_of("/a/b/state", "/a/b", "state"));
+        assert!(!is_key_of("/a/bstate", "/a/b", "state"));
+        assert!(!is_key_of("/a/b/state/x", "/a/b", "state"));
     }
 
     #[test]

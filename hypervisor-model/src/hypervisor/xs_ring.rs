@@ -21,7 +21,6 @@
 //! - Replies are matched by `req_id`; watch events are kept in arrival order.
 
 use alloc::collections::VecDeque;
-use alloc::string::String;
 use alloc::vec::Vec;
 
 use super::xenstored::HeldEvent;
@@ -139,7 +138,7 @@ impl Hypervisor {
             }
             held.push(HeldEvent {
                 conn,
-                path: String::from_utf8_lossy(path).into_owned(),
+                path: crate::xenstore::path::lossy_string(path),
                 token: token.to_vec(),
             });
             false

@@ -320,11 +320,12 @@ impl XenStore {
         err: XsError,
         perm: u8,
     ) -> Result<XsError, XsError> {
-        let mut name = String::from(node_path);
+        // Every ancestor is a prefix of `node_path` (or `/`): no path is copied.
+        let mut name = node_path;
         loop {
-            let parent = String::from(path::parent(&name));
-            self.touch_read(c, &parent)?;
-            if let Some(node) = self.view(c, &parent) {
+            let parent = path::parent(name);
+            self.touch_read(c, parent)?;
+            if let Some(node) = self.view(c, parent) {
                 let parent_perm = self.perm_of(&c.who, &node.perms, node.generation);
                 return Ok(if parent_perm & perm != 0 {
                     err

@@ -23,7 +23,31 @@ impl XenStore {
         self.check_tree(out);
         self.check_accounting(out);
         self.check_conns(out);
+        self.check_watch_index(out);
         self.check_rings(out);
+    }
+
+    /// The watch index names every registered watch (one entry each), so that
+    /// `fire_watches` visits every connection a change may concern.
+    fn check_watch_index(&self, out: &mut Vec<Violation>) {
+        let mut watches_count = 0;
+        for (id, k) in &self.conns {
+            watches_count += k.watches.len();
+            for w in &k.watches {
+                let same = k.watches.iter().filter(|o| o.node == w.node).count();
+                if self.watch_index.count_of(&w.node, *id) < same {
+                    let detail = format!("{id:?}: watch on {} not indexed", w.node);
+                    push(out, "xs.watch.index", detail);
+                }
+            }
+        }
+        if self.watch_index.entries_count() != watches_count {
+            let detail = format!(
+                "{} index entries for {watches_count} watches",
+                self.watch_index.entries_count()
+            );
+            push(out, "xs.watch.index", detail);
+        }
     }
 
     /// XS-TREE, XS-PATH, XS-GEN: parent/child consistency, valid paths, generations not
@@ -56,12 +80,10 @@ impl XenStore {
             }
             if p != "/" {
                 let parent = path::parent(p);
-                let listed = self.tree.get(parent).map(|n| {
-                    n.children
-                        .iter()
-                        .filter(|c| *c == path::basename(p))
-                        .count()
-                });
+                let listed = self
+                    .tree
+                    .get(parent)
+                    .map(|n| n.children().filter(|c| *c == path::basename(p)).count());
                 if listed != Some(1) {
                     push(
                         out,
@@ -70,7 +92,7 @@ impl XenStore {
                     );
                 }
             }
-            for c in &node.children {
+            for c in node.children() {
                 if self.tree.get(&path::child(p, c)).is_none() {
                     push(out, "xs.tree.child", format!("{p} lists missing child {c}"));
                 }

@@ -205,7 +205,7 @@ impl XenStore {
                 let _ = self.rm_node(&Caller::DAEMON, &p);
                 continue;
             }
-            for name in node.children.iter().rev() {
+            for name in node.children().rev() {
                 stack.push(path::child(&p, name));
             }
         }

@@ -54,6 +54,7 @@ mod ring_serve;
 mod tree;
 mod txn;
 mod watch;
+mod watch_index;
 
 #[cfg(test)]
 mod proptests;
@@ -329,6 +330,9 @@ pub struct XenStore {
     requests_handled: u64,
     /// Domains whose ring connection got output not yet offered to the ring.
     rings_with_output: BTreeSet<u32>,
+    /// Every connection's watches by node, so that a change visits only the connections
+    /// that may watch it.
+    watch_index: watch_index::WatchIndex,
 }
 
 /// The privileged store domain (dom0 in every xensim configuration).
@@ -358,6 +362,7 @@ impl XenStore {
             control_prints: Vec::new(),
             requests_handled: 0,
             rings_with_output: BTreeSet::new(),
+            watch_index: watch_index::WatchIndex::default(),
         };
         xs.dom0_conn = xs.introduce_master();
         xs.setup_structure();

@@ -25,7 +25,7 @@ impl XenStore {
     /// `canonicalize` for the caller.
     pub(super) fn canon(&self, c: &Caller, raw: &[u8]) -> String {
         if raw.first() == Some(&b'/') || path::is_special(raw) {
-            String::from_utf8_lossy(raw).into_owned()
+            path::lossy_string(raw)
         } else {
             path::canonicalize(&self.home(c), raw)
         }
@@ -59,7 +59,7 @@ impl XenStore {
         self.get_node(&c, &name, PERM_READ)?;
         Ok(self
             .view(&c, &name)
-            .map(|n| n.children.clone())
+            .map(|n| n.children().map(String::from).collect())
             .unwrap_or_default())
     }
 
@@ -282,29 +282,30 @@ impl XenStore {
         name: &str,
         value: &[u8],
     ) -> Result<(Vec<Perm>, u64), XsError> {
-        let mut missing = alloc::vec![String::from(name)];
-        let mut parent = String::from(path::parent(name));
+        // The missing ancestors are prefixes of `name`: no path is copied.
+        let mut missing = alloc::vec![name];
+        let mut parent = path::parent(name);
         loop {
-            if self.read_node(c, &parent)?.is_some() {
+            if self.read_node(c, parent)?.is_some() {
                 break;
             }
             if parent == "/" {
                 return Err(XsError::Enoent);
             }
-            let up = String::from(path::parent(&parent));
-            missing.push(core::mem::replace(&mut parent, up));
+            missing.push(parent);
+            parent = path::parent(parent);
         }
         if let Some(t) = self.txn_mut(c) {
             t.node_created = true;
         }
-        let mut above = self.view(c, &parent).cloned().ok_or(XsError::Eio)?;
+        let mut above = self.view(c, parent).cloned().ok_or(XsError::Eio)?;
         let above_gen = above.generation;
         self.adjust_perms(&mut above.perms, above_gen);
         // Top-down: each new node joins its parent and inherits its permissions.
-        let mut chain: Vec<(String, Node, bool)> = Vec::with_capacity(missing.len() + 1);
+        let mut chain: Vec<(&str, Node, bool)> = Vec::with_capacity(missing.len() + 1);
         let mut above_path = parent;
         for new_path in missing.into_iter().rev() {
-            above.add_child(path::basename(&new_path));
+            above.add_child(path::basename(new_path));
             let mut perms = above.perms.clone();
             if !c.who.privileged {
                 perms[0].domid = c.who.domid;
@@ -323,21 +324,21 @@ impl XenStore {
     }
 
     /// Writes the nodes of `create_node` bottom-up; on failure removes what was written.
-    fn write_chain(&mut self, c: &Caller, chain: Vec<(String, Node, bool)>) -> Result<(), XsError> {
+    fn write_chain(&mut self, c: &Caller, chain: Vec<(&str, Node, bool)>) -> Result<(), XsError> {
         let max = i64::from(self.cfg.quotas.nodes_count_max);
-        let mut written: Vec<(String, u32)> = Vec::new();
+        let mut written: Vec<(&str, u32)> = Vec::new();
         for (node_path, node, is_new) in chain.into_iter().rev() {
             let owner = node.owner();
             let over = is_new && !c.who.privileged && max != 0 && self.entry_count(c) >= max;
             let res = if over {
                 Err(XsError::Enospc)
             } else {
-                self.write_node(c, &node_path, node, false)
+                self.write_node(c, node_path, node, false)
             };
             if let Err(e) = res {
                 for (done, done_owner) in written {
                     // `destroy_node`: failures here fail the transaction.
-                    let _ = self.delete_node(c, &done);
+                    let _ = self.delete_node(c, done);
                     self.entry_dec(c, done_owner);
                     if let Some(t) = self.txn_mut(c) {
                         t.fail = true;
@@ -371,27 +372,29 @@ impl XenStore {
     fn delete_subtree(&mut self, c: &Caller, root: &str) -> Result<(), XsError> {
         struct Level {
             path: String,
-            children: Vec<String>,
-            next_index: usize,
+            /// The child list (each name NUL-terminated) and the offset of the next name.
+            children: String,
+            next_at: usize,
             perms: Vec<Perm>,
             generation: u64,
         }
         let enter = |xs: &mut XenStore, p: String| -> Result<Level, XsError> {
             let node = xs.read_node(c, &p)?.ok_or(XsError::Eio)?;
             Ok(Level {
-                children: node.children.clone(),
+                children: String::from(node.children_packed()),
                 perms: node.perms.clone(),
                 generation: node.generation,
                 path: p,
-                next_index: 0,
+                next_at: 0,
             })
         };
         let first = enter(self, String::from(root))?;
         let mut stack = alloc::vec![first];
         while let Some(top) = stack.last_mut() {
-            if let Some(name) = top.children.get(top.next_index) {
+            let next = top.children.get(top.next_at..);
+            if let Some(name) = next.and_then(|rest| rest.split_terminator('\0').next()) {
                 let child = path::child(&top.path, name);
-                top.next_index += 1;
+                top.next_at += name.len() + 1;
                 let level = enter(self, child)?;
                 stack.push(level);
                 continue;

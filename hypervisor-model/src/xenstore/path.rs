@@ -21,9 +21,22 @@ pub const XENSTORE_ABS_PATH_MAX: usize = 3072;
 /// `XENSTORE_REL_PATH_MAX` (xs_wire.h), also 4.17's default `path-max` quota.
 pub const XENSTORE_REL_PATH_MAX: usize = 2048;
 
-fn valid_char(b: u8) -> bool {
+const fn valid_char(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'/' | b'_' | b'@')
 }
+
+/// [`valid_char`] of every byte value, so that validating a path costs one load a byte.
+const VALID_CHARS: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b: u8 = 0;
+    loop {
+        table[b as usize] = valid_char(b);
+        if b == u8::MAX {
+            break table;
+        }
+        b += 1;
+    }
+};
 
 /// Length of the `/local/domain/<N>/` prefix that `path-max` does not count: 4.17 scans
 /// `"/local/domain/%5u/%n"`, so up to five digits followed by a slash.
@@ -51,13 +64,22 @@ pub fn is_valid_node_path(path: &[u8], path_max_bytes: usize) -> bool {
     if path.len() > 1 && path.last() == Some(&b'/') {
         return false;
     }
-    if path.windows(2).any(|w| w == b"//") {
-        return false;
-    }
     if path.len() > local_prefix_bytes(path) + path_max_bytes {
         return false;
     }
-    path.iter().all(|&b| valid_char(b))
+    // One pass: every byte valid, and no `//`.
+    let mut after_slash = false;
+    for &b in path {
+        if !VALID_CHARS[usize::from(b)] {
+            return false;
+        }
+        let slash = b == b'/';
+        if slash && after_slash {
+            return false;
+        }
+        after_slash = slash;
+    }
+    true
 }
 
 /// A special (`@`) path.
@@ -65,16 +87,24 @@ pub fn is_special(path: &[u8]) -> bool {
     path.first() == Some(&b'@')
 }
 
+/// `raw` as text: a copy when it is UTF-8 (almost always), else its lossy conversion
+/// (`String::from_utf8_lossy` of it in both cases, without the slower lossy scan).
+pub fn lossy_string(raw: &[u8]) -> String {
+    match core::str::from_utf8(raw) {
+        Ok(text) => String::from(text),
+        Err(_) => String::from_utf8_lossy(raw).into_owned(),
+    }
+}
+
 /// `canonicalize`: a relative path gets `home/` in front; absolute and `@` paths are
 /// returned as they are. Bytes that are not UTF-8 cannot be valid paths and come back
 /// lossily converted (validation rejects them afterwards).
 pub fn canonicalize(home: &str, path: &[u8]) -> String {
-    let text = String::from_utf8_lossy(path);
     if path.first() == Some(&b'/') || is_special(path) {
-        text.into_owned()
-    } else {
-        format!("{home}/{text}")
+        return lossy_string(path);
     }
+    let text = String::from_utf8_lossy(path);
+    format!("{home}/{text}")
 }
 
 /// `get_parent`: `/a/b` → `/a`, `/a` → `/`, `/` → `/`.
@@ -142,8 +172,44 @@ pub fn depth(path: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     const MAX: usize = XENSTORE_REL_PATH_MAX;
+
+    /// `is_valid_node_path` as written before its one-pass form.
+    fn valid_node_path_reference(path: &[u8], path_max_bytes: usize) -> bool {
+        path.first() == Some(&b'/')
+            && !(path.len() > 1 && path.last() == Some(&b'/'))
+            && !path.windows(2).any(|w| w == b"//")
+            && path.len() <= local_prefix_bytes(path) + path_max_bytes
+            && path.iter().all(|&b| valid_char(b))
+    }
+
+    #[test]
+    fn lossy_string_equals_from_utf8_lossy() {
+        // Valid UTF-8 (ASCII and a two-byte character), then a stray continuation byte.
+        for raw in [&b"/local/domain/1"[..], "/é".as_bytes(), b"/a\x80b"] {
+            assert_eq!(lossy_string(raw), String::from_utf8_lossy(raw));
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn one_pass_validation_matches_reference(
+            path in prop::collection::vec(
+                // Slashes, valid and invalid characters, digits for the local prefix.
+                prop::sample::select(b"/a1-_@.\x80 ld".to_vec()),
+                0..24,
+            ),
+            // Small limits exercise the length rule.
+            max in 0usize..12,
+        ) {
+            prop_assert_eq!(
+                is_valid_node_path(&path, max),
+                valid_node_path_reference(&path, max)
+            );
+        }
+    }
 
     #[test]
     fn valid_path_rules_match_xenstored() {

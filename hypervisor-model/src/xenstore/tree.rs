@@ -6,6 +6,8 @@
 //!
 //! # Invariants
 //! - Children are kept in insertion order; a name appears at most once.
+//! - The child list is stored as `DIRECTORY` sends it (each name followed by a NUL), and
+//!   no name contains a NUL.
 //! - `record_bytes` is the size cxenstored's TDB record would have; the `node-size` quota is
 //!   checked against it.
 
@@ -24,7 +26,9 @@ pub const PERM_ENTRY_BYTES: usize = 8;
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct Node {
     pub(super) value: Vec<u8>,
-    pub(super) children: Vec<String>,
+    /// Child names in insertion order, each followed by a NUL: one allocation however
+    /// many children, so that copying a node does not copy each name on its own.
+    children: String,
     pub(super) perms: Vec<Perm>,
     pub(super) generation: u64,
 }
@@ -36,8 +40,32 @@ impl Node {
     }
 
     /// Child names, in insertion order.
-    pub fn children(&self) -> &[String] {
+    pub fn children(&self) -> core::str::SplitTerminator<'_, char> {
+        self.children.split_terminator('\0')
+    }
+
+    /// The child list as stored: each name followed by a NUL.
+    pub(super) fn children_packed(&self) -> &str {
         &self.children
+    }
+
+    /// Whether the node has no child.
+    pub fn has_no_children(&self) -> bool {
+        self.children.is_empty()
+    }
+
+    /// The child list and the byte offset just past `name`'s entry, `None` if `name` is
+    /// not listed.
+    fn child_end(&self, name: &str) -> Option<(usize, usize)> {
+        let mut at = 0;
+        for child in self.children() {
+            let end = at + child.len() + 1;
+            if child == name {
+                return Some((at, end));
+            }
+            at = end;
+        }
+        None
     }
 
     /// The permission list (owner first).
@@ -57,17 +85,12 @@ impl Node {
 
     /// Bytes of the child list on the wire: each name and its NUL (`childlen`).
     pub fn child_list_bytes(&self) -> usize {
-        self.children.iter().map(|c| c.len() + 1).sum()
+        self.children.len()
     }
 
     /// The child list as `DIRECTORY` sends it.
     pub fn child_list(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.child_list_bytes());
-        for c in &self.children {
-            out.extend_from_slice(c.as_bytes());
-            out.push(0);
-        }
-        out
+        self.children.as_bytes().to_vec()
     }
 
     /// Size of the node's TDB record (`data.dsize` in `write_node_raw`).
@@ -82,7 +105,7 @@ impl Node {
         assert!(!perms.is_empty(), "a node needs an owner entry");
         Node {
             value: Vec::new(),
-            children: Vec::new(),
+            children: String::new(),
             perms,
             generation: 0,
         }
@@ -92,14 +115,16 @@ impl Node {
     /// the name: a transaction copy can list a child twice when another connection created
     /// it meanwhile, and that transaction then always fails its commit with `EAGAIN`.
     pub(super) fn add_child(&mut self, name: &str) {
-        self.children.push(String::from(name));
+        assert!(!name.contains('\0'), "a child name holds no NUL");
+        self.children.push_str(name);
+        self.children.push('\0');
     }
 
     /// `remove_child_entry`: drops `name`, keeping the others' order. `false` if absent.
     pub(super) fn remove_child(&mut self, name: &str) -> bool {
-        match self.children.iter().position(|c| c == name) {
-            Some(i) => {
-                self.children.remove(i);
+        match self.child_end(name) {
+            Some((at, end)) => {
+                self.children.replace_range(at..end, "");
                 true
             }
             None => false,
@@ -170,5 +195,22 @@ mod tests {
         assert!(n.remove_child("b"));
         assert!(!n.remove_child("b"));
         assert_eq!(n.child_list(), b"a\0c\0");
+    }
+
+    #[test]
+    fn packed_children_match_a_name_list() {
+        let names = ["front", "", "fr", "front-id", "state"];
+        let mut n = Node::new(alloc::vec![Perm::new(0, 0)]);
+        let mut list: Vec<String> = Vec::new();
+        for name in names {
+            n.add_child(name);
+            list.push(String::from(name));
+        }
+        assert!(n.remove_child("fr"));
+        list.retain(|c| c != "fr");
+        assert!(n.children().eq(list.iter().map(String::as_str)));
+        assert!(n.children().rev().eq(list.iter().rev().map(String::as_str)));
+        let bytes: usize = list.iter().map(|c| c.len() + 1).sum();
+        assert_eq!(n.child_list_bytes(), bytes);
     }
 }

@@ -12,7 +12,7 @@
 //! - A commit either applies every modified node and fires every queued watch, or applies
 //!   nothing (`EAGAIN`, `ENOSPC`, `ENOMEM`).
 
-use alloc::collections::BTreeMap;
+use alloc::collections::{btree_map, BTreeMap};
 use alloc::string::String;
 use alloc::vec::Vec;
 
@@ -77,12 +77,14 @@ impl Transaction {
     }
 
     pub(super) fn push(&mut self, entry: Accessed) {
-        assert!(
-            !self.index.contains_key(&entry.path),
-            "{} touched twice",
-            entry.path
-        );
-        self.index.insert(entry.path.clone(), self.accessed.len());
+        // One search of the index: the vacant slot both proves the first touch and takes
+        // the entry's position.
+        match self.index.entry(entry.path.clone()) {
+            btree_map::Entry::Occupied(_) => panic!("{} touched twice", entry.path),
+            btree_map::Entry::Vacant(slot) => {
+                slot.insert(self.accessed.len());
+            }
+        }
         self.accessed.push(entry);
     }
 

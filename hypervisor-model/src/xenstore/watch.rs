@@ -53,7 +53,7 @@ impl XenStore {
             if raw.len() > path::XENSTORE_REL_PATH_MAX {
                 return Err(XsError::Einval);
             }
-            (String::from_utf8_lossy(raw).into_owned(), None)
+            (path::lossy_string(raw), None)
         } else {
             let canon = self.canon(&c, raw);
             let max = self.cfg.quotas.path_bytes_max as usize;
@@ -73,6 +73,7 @@ impl XenStore {
             return Err(XsError::E2big);
         }
         let event = String::from(path::event_path(&node, relative.as_deref()));
+        self.watch_index.add(&node, conn);
         k.watches.push(Watch {
             node,
             token: token.to_vec(),
@@ -92,7 +93,8 @@ impl XenStore {
             .position(|w| w.node == node && w.token == token)
         {
             Some(i) => {
-                k.watches.remove(i);
+                let gone = k.watches.remove(i);
+                self.watch_index.remove(&gone.node, conn);
                 Ok(())
             }
             None => Err(XsError::Enoent),
@@ -111,7 +113,9 @@ impl XenStore {
     /// `conn_delete_all_watches` + `conn_delete_all_transactions`.
     pub(super) fn drop_conn_state(&mut self, conn: XsConnId) {
         if let Some(k) = self.conns.get_mut(&conn) {
-            k.watches.clear();
+            for w in k.watches.drain(..) {
+                self.watch_index.remove(&w.node, conn);
+            }
             k.txs.clear();
         }
     }
@@ -150,7 +154,14 @@ impl XenStore {
             return;
         }
         let mut events: Vec<(XsConnId, String, Vec<u8>)> = Vec::new();
-        for (&id, k) in &self.conns {
+        // Only connections the index names can hold a matching watch; they come in
+        // ascending order, as the walk over every connection visited them.
+        let mut candidates = Vec::new();
+        self.watch_index.conns_for(name, exact, &mut candidates);
+        for id in candidates {
+            let Some(k) = self.conns.get(&id) else {
+                continue;
+            };
             let mut permitted = None;
             for w in &k.watches {
                 let hit = if exact {
