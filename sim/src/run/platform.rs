@@ -412,24 +412,34 @@ mod tests {
         }
     }
 
+    /// Runs `act` on a platform over `queue` and `sim` at time 0, with sinks that only hash.
+    fn with_platform(
+        queue: &mut EventQueue<SimEvent>,
+        sim: &mut HostSim,
+        act: impl FnOnce(&mut SimPlatform<'_>),
+    ) {
+        let mut sinks = Sinks::new(Recorder::new(), Vec::new(), false, 0);
+        act(&mut SimPlatform {
+            now_ns: 0,
+            queue,
+            sim,
+            sinks: &mut sinks,
+        });
+    }
+
     #[test]
     fn ept_write_reaches_the_walker_after_invalidate() {
         let (mut queue, mut sim) = (EventQueue::new(), host_sim());
-        let mut sinks = Sinks::new(Recorder::new(), Vec::new(), false, 0);
         let d1 = DomId::new(1).expect("d1");
         let leaf = EptEntry {
             mfn: Mfn::new(0x8000),
             order: 9,
             access: RW,
         };
-        let mut p = SimPlatform {
-            now_ns: 0,
-            queue: &mut queue,
-            sim: &mut sim,
-            sinks: &mut sinks,
-        };
-        p.ept_write(d1, Gfn::new(0x400), Some(leaf));
-        p.ept_invalidate(d1);
+        with_platform(&mut queue, &mut sim, |p| {
+            p.ept_write(d1, Gfn::new(0x400), Some(leaf));
+            p.ept_invalidate(d1);
+        });
         let walk = sim.ept.translate(d1, Gfn::new(0x401)).map(|t| t.mfn);
         assert_eq!(walk, Some(Mfn::new(0x8001)));
         assert_eq!(sim.ept.invalidation_count(), 1);
@@ -438,7 +448,6 @@ mod tests {
     #[test]
     fn iommu_write_and_doorbell_reach_the_machine() {
         let (mut queue, mut sim) = (EventQueue::new(), host_sim());
-        let mut sinks = Sinks::new(Recorder::new(), Vec::new(), false, 0);
         let nic = PciBdf {
             segment: 0,
             bus: 3,
@@ -446,14 +455,10 @@ mod tests {
             function: 0,
         };
         let bell = Doorbell::NicTx { nic: 0, queue: 0 };
-        let mut p = SimPlatform {
-            now_ns: 0,
-            queue: &mut queue,
-            sim: &mut sim,
-            sinks: &mut sinks,
-        };
-        p.iommu_write(nic, 0x20, Some((Mfn::new(0x900), RW)));
-        p.ring_doorbell(bell);
+        with_platform(&mut queue, &mut sim, |p| {
+            p.iommu_write(nic, 0x20, Some((Mfn::new(0x900), RW)));
+            p.ring_doorbell(bell);
+        });
         assert_eq!(sim.iommu.dma(nic, 0x20, true), Ok(Mfn::new(0x900)));
         assert_eq!(sim.doorbells.count(bell), 1);
     }
@@ -471,16 +476,11 @@ mod tests {
         // An armed timer's event carries generation 1; a cancel moves the pCPU to
         // generation 2, so the event left in the queue pops stale (the run loop drops it).
         let (mut queue, mut sim) = (EventQueue::new(), host_sim());
-        let mut sinks = Sinks::new(Recorder::new(), Vec::new(), false, 0);
         let cpu = hypervisor_model::ids::PcpuId::new(1).expect("cpu1");
-        let mut p = SimPlatform {
-            now_ns: 0,
-            queue: &mut queue,
-            sim: &mut sim,
-            sinks: &mut sinks,
-        };
-        p.set_timer(cpu, hypervisor_model::time::STime::from_ns(500));
-        p.cancel_timer(cpu);
+        with_platform(&mut queue, &mut sim, |p| {
+            p.set_timer(cpu, hypervisor_model::time::STime::from_ns(500));
+            p.cancel_timer(cpu);
+        });
         assert_eq!(sim.timer_gen[1], 2);
         assert_eq!(popped_timer_generation(&mut queue), Some(1));
         assert_eq!(queue.len(), 0);
@@ -491,17 +491,12 @@ mod tests {
         // Arm at 500, cancel, arm at 900: one event, at 900, with the current generation 3
         // (what a cancel that emptied the slot would leave too).
         let (mut queue, mut sim) = (EventQueue::new(), host_sim());
-        let mut sinks = Sinks::new(Recorder::new(), Vec::new(), false, 0);
         let cpu = hypervisor_model::ids::PcpuId::new(1).expect("cpu1");
-        let mut p = SimPlatform {
-            now_ns: 0,
-            queue: &mut queue,
-            sim: &mut sim,
-            sinks: &mut sinks,
-        };
-        p.set_timer(cpu, hypervisor_model::time::STime::from_ns(500));
-        p.cancel_timer(cpu);
-        p.set_timer(cpu, hypervisor_model::time::STime::from_ns(900));
+        with_platform(&mut queue, &mut sim, |p| {
+            p.set_timer(cpu, hypervisor_model::time::STime::from_ns(500));
+            p.cancel_timer(cpu);
+            p.set_timer(cpu, hypervisor_model::time::STime::from_ns(900));
+        });
         assert_eq!(queue.len(), 1);
         assert_eq!(queue.peek_time_ns(), Some(900));
         assert_eq!(popped_timer_generation(&mut queue), Some(sim.timer_gen[1]));
@@ -510,16 +505,11 @@ mod tests {
     #[test]
     fn rearmed_timer_replaces_the_pending_one() {
         let (mut queue, mut sim) = (EventQueue::new(), host_sim());
-        let mut sinks = Sinks::new(Recorder::new(), Vec::new(), false, 0);
         let cpu = hypervisor_model::ids::PcpuId::new(1).expect("cpu1");
-        let mut p = SimPlatform {
-            now_ns: 0,
-            queue: &mut queue,
-            sim: &mut sim,
-            sinks: &mut sinks,
-        };
-        p.set_timer(cpu, hypervisor_model::time::STime::from_ns(500));
-        p.set_timer(cpu, hypervisor_model::time::STime::from_ns(900));
+        with_platform(&mut queue, &mut sim, |p| {
+            p.set_timer(cpu, hypervisor_model::time::STime::from_ns(500));
+            p.set_timer(cpu, hypervisor_model::time::STime::from_ns(900));
+        });
         assert_eq!(queue.len(), 1);
         assert_eq!(queue.peek_time_ns(), Some(900));
     }
