@@ -25,12 +25,7 @@ fn the_run_hash_is_the_pinned_hash_of_the_length_prefixed_records() {
     recorder.mark(3, 2_000, &[7; 20_000]);
     let mut stream = Vec::new();
     for (time_ns, payload) in [(1_000u64, &b"start"[..]), (2_000, &[7; 20_000][..])] {
-        let len = u32::try_from(1 + 2 + 8 + payload.len()).expect("small record");
-        stream.extend_from_slice(&len.to_le_bytes());
-        stream.push(2);
-        stream.extend_from_slice(&3u16.to_le_bytes());
-        stream.extend_from_slice(&time_ns.to_le_bytes());
-        stream.extend_from_slice(payload);
+        push_record(&mut stream, 2, 3, time_ns, payload);
     }
 
     let (hash, divergence) = recorder.finish().expect("no file to write");
@@ -69,17 +64,22 @@ fn event_records_in_the_window_and_past_it_hash_as_their_encoding() {
         recorder.event(1, 100 + i, event);
         let mut payload = Vec::new();
         event.encode(&mut payload);
-        let len = u32::try_from(1 + 2 + 8 + payload.len()).expect("small record");
-        stream.extend_from_slice(&len.to_le_bytes());
-        stream.push(1);
-        stream.extend_from_slice(&1u16.to_le_bytes());
-        stream.extend_from_slice(&(100 + i).to_le_bytes());
-        stream.extend_from_slice(&payload);
+        push_record(&mut stream, 1, 1, 100 + i, &payload);
     }
 
     let (hash, _) = recorder.finish().expect("no file to write");
 
     assert_eq!(hash.0, pinned_hash(&stream));
+}
+
+/// Appends one record as the recorder hashes it: length, kind, host, time, payload.
+fn push_record(stream: &mut Vec<u8>, kind: u8, host: u16, time_ns: u64, payload: &[u8]) {
+    let len = u32::try_from(1 + 2 + 8 + payload.len()).expect("small record");
+    stream.extend_from_slice(&len.to_le_bytes());
+    stream.push(kind);
+    stream.extend_from_slice(&host.to_le_bytes());
+    stream.extend_from_slice(&time_ns.to_le_bytes());
+    stream.extend_from_slice(payload);
 }
 
 #[test]
@@ -137,12 +137,7 @@ fn input_records_in_the_window_and_past_it_hash_as_their_encoding() {
         recorder.input(2, 10 + i, input);
         let mut payload = Vec::new();
         input.encode(&mut payload);
-        let len = u32::try_from(1 + 2 + 8 + payload.len()).expect("small record");
-        stream.extend_from_slice(&len.to_le_bytes());
-        stream.push(0);
-        stream.extend_from_slice(&2u16.to_le_bytes());
-        stream.extend_from_slice(&(10 + i).to_le_bytes());
-        stream.extend_from_slice(&payload);
+        push_record(&mut stream, 0, 2, 10 + i, &payload);
     }
 
     let (hash, _) = recorder.finish().expect("no file to write");
