@@ -26,10 +26,12 @@ use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::Path;
 
-use hypervisor_model::encode::{FieldSink, FixedEncoder, TRACE_FORMAT_VERSION};
+use hypervisor_model::encode::{Encoder, FieldSink, FixedEncoder, TRACE_FORMAT_VERSION};
 use hypervisor_model::event::CoreInput;
 use hypervisor_model::trace::TraceEvent;
-use xxhash_rust::xxh3::{xxh3_64_with_seed, Xxh3};
+use xxhash_rust::xxh3::xxh3_64_with_seed;
+
+use stream::HashStream;
 
 /// File magic of a replay trace.
 pub const TRACE_MAGIC: &[u8; 8] = b"XSTRACE\0";
@@ -41,10 +43,6 @@ pub const HASH_ALGORITHM: &str = "xxh3-64/seed=0x3265636172747378";
 /// The fixed XXH3 seed ("xstrace2" as a little-endian u64).
 const HASH_SEED: u64 = 0x3265_6361_7274_7378;
 const END_MARKER: u32 = u32::MAX;
-/// Bytes gathered before they are fed to the hasher (4 KiB, which would stay in L1, missed
-/// fewer lines under cachegrind but was not faster in CPU time on a shared machine; XXH3
-/// works on 1 KiB blocks, so a chunk is 16 of them).
-const HASH_BUFFER_BYTES: usize = 16 * 1024;
 /// Bytes of the window an event record is first written into: its 15-byte header and
 /// any event with no text, bytes or list (37 bytes at most) fit.
 const EVENT_WINDOW_BYTES: usize = 64;
@@ -107,22 +105,6 @@ pub fn pinned_hash(bytes: &[u8]) -> u64 {
     xxh3_64_with_seed(bytes, HASH_SEED)
 }
 
-/// The streaming run hash: XXH3-64 seeded with [`HASH_SEED`], boxed (its state and block
-/// buffer are about 600 bytes, and the recorder is moved around by value).
-struct RunHasher(Box<Xxh3>);
-
-impl RunHasher {
-    fn new() -> RunHasher {
-        RunHasher(Box::new(Xxh3::with_seed(HASH_SEED)))
-    }
-}
-
-impl std::fmt::Debug for RunHasher {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(HASH_ALGORITHM)
-    }
-}
-
 /// Hash of the scenario and xl.cfg texts, in order (written in the header for tools).
 pub fn sources_hash(sources: &[(String, String)]) -> u64 {
     let mut bytes = Vec::new();
@@ -151,31 +133,35 @@ pub struct Divergence {
 /// Hashes records, and writes or checks them.
 #[derive(Debug)]
 pub struct Recorder {
-    hasher: RunHasher,
+    stream: HashStream,
     record_count: u64,
+    keepers: Keepers,
+    /// A trace file, a capture or a replay comparison is set: records go to
+    /// [`Keepers::keep`].
+    keeps: bool,
+    /// Where a record too long for its window is built (kept for its capacity).
+    spill: Vec<u8>,
+}
+
+/// What a recorder does with each record besides hashing it (nothing in a plain run).
+#[derive(Debug, Default)]
+struct Keepers {
     writer: Option<(String, BufWriter<File>)>,
     expected: Option<std::vec::IntoIter<Vec<u8>>>,
     divergence: Option<Divergence>,
     write_error: Option<std::io::Error>,
-    hash_buffer: Vec<u8>,
     captured: Option<Vec<Vec<u8>>>,
-    /// A trace file, a capture or a replay comparison is set: records go to [`Self::keep`].
-    keeps: bool,
 }
 
 impl Recorder {
     /// A recorder that only hashes.
     pub fn new() -> Recorder {
         Recorder {
-            hasher: RunHasher::new(),
+            stream: HashStream::new(HASH_SEED),
             record_count: 0,
-            writer: None,
-            expected: None,
-            divergence: None,
-            write_error: None,
-            hash_buffer: Vec::with_capacity(HASH_BUFFER_BYTES + 512),
-            captured: None,
+            keepers: Keepers::default(),
             keeps: false,
+            spill: Vec::new(),
         }
     }
 
@@ -190,27 +176,28 @@ impl Recorder {
         let mut writer = BufWriter::new(file);
         write_header(&mut writer, header).map_err(io)?;
         let mut recorder = Recorder::new();
-        recorder.writer = Some((name, writer));
-        recorder.keeps = true;
+        recorder.keepers.writer = Some((name, writer));
+        recorder.keep_every_record();
         Ok(recorder)
     }
 
     /// A recorder that also keeps every record in memory (tests, core-only replay).
     pub fn capturing() -> Recorder {
         let mut recorder = Recorder::new();
-        recorder.captured = Some(Vec::new());
-        recorder.keeps = true;
+        recorder.keepers.captured = Some(Vec::new());
+        recorder.keep_every_record();
         recorder
     }
 
     /// The records kept by a [`Recorder::capturing`] recorder so far.
     pub fn captured(&self) -> &[Vec<u8>] {
-        self.captured.as_deref().unwrap_or(&[])
+        self.keepers.captured.as_deref().unwrap_or(&[])
     }
 
     /// Takes the records kept so far (empty unless capturing).
     pub fn take_captured(&mut self) -> Vec<Vec<u8>> {
-        self.captured
+        self.keepers
+            .captured
             .as_mut()
             .map(std::mem::take)
             .unwrap_or_default()
@@ -219,34 +206,41 @@ impl Recorder {
     /// A recorder that compares every record with `expected` (a replay).
     pub fn checking(expected: Vec<Vec<u8>>) -> Recorder {
         let mut recorder = Recorder::new();
-        recorder.expected = Some(expected.into_iter());
-        recorder.keeps = true;
+        recorder.keepers.expected = Some(expected.into_iter());
+        recorder.keep_every_record();
         recorder
+    }
+
+    /// Makes every record go to [`Keepers::keep`] (a keeper was just set).
+    fn keep_every_record(&mut self) {
+        self.keeps = true;
+        self.stream.watch_every_record();
     }
 
     /// Records a core input: as [`Self::event`], in one window of [`INPUT_WINDOW_BYTES`],
     /// and only a toolstack operation or an input with longer bytes field by field.
     #[inline(always)]
     pub fn input(&mut self, host: u16, time_ns: u64, input: &CoreInput) {
-        let start = self.hash_buffer.len();
-        // No closure (`encode_fixed`): written here, the window's offsets stay constants.
-        self.hash_buffer.extend_from_slice(&[0; INPUT_WINDOW_BYTES]);
-        let written = match self.hash_buffer.last_chunk_mut::<INPUT_WINDOW_BYTES>() {
-            Some(window) => {
+        // No closure: written here, the window's offsets stay constants.
+        let written = match self.stream.window::<INPUT_WINDOW_BYTES>() {
+            Some((_, window)) => {
                 let mut e = FixedEncoder::new(window);
                 head(&mut e, KIND_INPUT, host, time_ns);
                 if !input.encode_fields(&mut e) {
                     e.refuse();
                 }
-                e.written_len()
+                let written = e.written_len();
+                if let Some(len) = written {
+                    put_len(window, len);
+                }
+                written
             }
             None => None,
         };
-        self.hash_buffer.truncate(start + written.unwrap_or(0));
-        if written.is_none() {
-            self.input_unwindowed(host, time_ns, input);
+        match written {
+            Some(len) => self.commit_window(len, time_ns),
+            None => self.input_unwindowed(host, time_ns, input),
         }
-        self.commit(start, time_ns);
     }
 
     /// [`Self::input`] for an input too long for the window, or a toolstack operation:
@@ -254,33 +248,36 @@ impl Recorder {
     #[cold]
     #[inline(never)]
     fn input_unwindowed(&mut self, host: u16, time_ns: u64, input: &CoreInput) {
-        self.begin(KIND_INPUT, host, time_ns);
-        input.encode(&mut self.hash_buffer);
+        let mut record = self.begin_spill(KIND_INPUT, host, time_ns);
+        input.encode(&mut record);
+        self.commit_spill(record, time_ns);
     }
 
     /// Records a core event: header and event are written into one window of
-    /// [`EVENT_WINDOW_BYTES`] (one capacity check for the record), and only an event with
-    /// longer text or bytes again field by field. Inlined into the run loop's sinks, whose
-    /// frame it shares.
+    /// [`EVENT_WINDOW_BYTES`] at the hash stream's cursor (one bounds check for the
+    /// record, its length patched in the window), and only an event with longer text or
+    /// bytes again field by field. Inlined into the run loop's sinks, whose frame it
+    /// shares.
     #[inline(always)]
     pub fn event(&mut self, host: u16, time_ns: u64, event: &TraceEvent) {
-        let start = self.hash_buffer.len();
-        // No closure (`encode_fixed`): written here, the window's offsets stay constants.
-        self.hash_buffer.extend_from_slice(&[0; EVENT_WINDOW_BYTES]);
-        let written = match self.hash_buffer.last_chunk_mut::<EVENT_WINDOW_BYTES>() {
-            Some(window) => {
+        // No closure: written here, the window's offsets stay constants.
+        let written = match self.stream.window::<EVENT_WINDOW_BYTES>() {
+            Some((_, window)) => {
                 let mut e = FixedEncoder::new(window);
                 head(&mut e, KIND_EVENT, host, time_ns);
                 event.encode_fields(&mut e);
-                e.written_len()
+                let written = e.written_len();
+                if let Some(len) = written {
+                    put_len(window, len);
+                }
+                written
             }
             None => None,
         };
-        self.hash_buffer.truncate(start + written.unwrap_or(0));
-        if written.is_none() {
-            self.event_unwindowed(host, time_ns, event);
+        match written {
+            Some(len) => self.commit_window(len, time_ns),
+            None => self.event_unwindowed(host, time_ns, event),
         }
-        self.commit(start, time_ns);
     }
 
     /// [`Self::event`] for an event too long for the window (a console line, XenStore
@@ -288,71 +285,118 @@ impl Recorder {
     #[cold]
     #[inline(never)]
     fn event_unwindowed(&mut self, host: u16, time_ns: u64, event: &TraceEvent) {
-        self.begin(KIND_EVENT, host, time_ns);
-        event.encode(&mut self.hash_buffer);
+        let mut record = self.begin_spill(KIND_EVENT, host, time_ns);
+        event.encode(&mut record);
+        self.commit_spill(record, time_ns);
     }
 
     /// Records a simulator mark: how the run loop was driven (a serve session's start and
     /// end), which a replay needs and the core never sees.
     pub fn mark(&mut self, host: u16, time_ns: u64, payload: &[u8]) {
-        let start = self.begin(KIND_MARK, host, time_ns);
-        self.hash_buffer.extend_from_slice(payload);
-        self.commit(start, time_ns);
+        let mut record = self.begin_spill(KIND_MARK, host, time_ns);
+        record.extend_from_slice(payload);
+        self.commit_spill(record, time_ns);
     }
 
-    /// Starts a record in the hash buffer: a length placeholder, then the record header.
-    /// Records are encoded in place, so the common case (hash only) copies nothing.
-    #[inline]
-    fn begin(&mut self, kind: u8, host: u16, time_ns: u64) -> usize {
-        let start = self.hash_buffer.len();
-        // Placeholder, kind, host, time: built on the stack and appended at once (the
-        // bytes `head` writes into an event's window).
-        let mut head = [0u8; 4 + 1 + 2 + 8];
-        head[4] = kind;
-        head[5..7].copy_from_slice(&host.to_le_bytes());
-        head[7..].copy_from_slice(&time_ns.to_le_bytes());
-        self.hash_buffer.extend_from_slice(&head);
-        start
+    /// Ends the record of `len` bytes written in the window at the stream's cursor (its
+    /// length already patched). The hash chunk's flush and the trace file, the capture and
+    /// the replay comparison (none in a plain run) are out of line, behind one compare.
+    #[inline(always)]
+    fn commit_window(&mut self, len: usize, time_ns: u64) {
+        debug_assert_eq!(self.keeps, self.keepers.any());
+        let index = self.record_count;
+        self.record_count += 1;
+        if let Some(range) = self.stream.advance(len) {
+            self.after_window(range, index, time_ns);
+        }
     }
 
-    /// Ends the record begun at `start`: its length, then the hash chunk. The trace file,
-    /// the capture and the replay comparison (none in a plain run) are out of line.
-    #[inline]
-    fn commit(&mut self, start: usize, time_ns: u64) {
-        let len_bytes = self.hash_buffer.len() - start - 4;
-        let len = u32::try_from(len_bytes)
+    /// [`Self::commit_window`] when the chunk is full or records are kept.
+    #[cold]
+    #[inline(never)]
+    fn after_window(&mut self, range: std::ops::Range<usize>, index: u64, time_ns: u64) {
+        if self.keeps {
+            self.keepers.keep(self.stream.bytes(range), index, time_ns);
+        }
+        self.stream.flush_if_full();
+    }
+
+    /// Starts a record outside the stream (the spill buffer, taken): a length
+    /// placeholder, then the record header.
+    fn begin_spill(&mut self, kind: u8, host: u16, time_ns: u64) -> Vec<u8> {
+        let mut record = std::mem::take(&mut self.spill);
+        record.clear();
+        head(&mut Encoder::new(&mut record), kind, host, time_ns);
+        record
+    }
+
+    /// Ends a record built by [`Self::begin_spill`]: its length, then the stream, and the
+    /// spill buffer is handed back.
+    fn commit_spill(&mut self, mut record: Vec<u8>, time_ns: u64) {
+        let len = u32::try_from(record.len() - 4)
             .expect("record under 4 GiB")
             .to_le_bytes();
-        self.hash_buffer[start..start + 4].copy_from_slice(&len);
-        debug_assert_eq!(
-            self.keeps,
-            self.writer.is_some() || self.captured.is_some() || self.expected.is_some()
-        );
+        record[..4].copy_from_slice(&len);
+        self.stream.push(&record);
         if self.keeps {
-            self.keep(start, time_ns);
+            self.keepers.keep(&record, self.record_count, time_ns);
         }
         self.record_count += 1;
-        // XXH3 is a streaming hash: feeding the bytes in larger chunks gives the same
-        // result as record by record, with less per-call overhead.
-        if self.hash_buffer.len() >= HASH_BUFFER_BYTES {
-            self.flush_hash_buffer();
+        self.spill = record;
+    }
+
+    /// True once a replay has diverged.
+    pub fn diverged(&self) -> bool {
+        self.keepers.divergence.is_some()
+    }
+
+    /// Number of records so far.
+    pub fn record_count(&self) -> u64 {
+        self.record_count
+    }
+
+    /// Ends the recording: the run hash, and for a replay the first divergence (including
+    /// a recording that has records this run did not produce).
+    pub fn finish(self) -> Result<(RunHash, Option<Divergence>), TraceError> {
+        let hash = RunHash(self.stream.digest());
+        let mut keepers = self.keepers;
+        if let Some((name, mut writer)) = keepers.writer.take() {
+            let io = |source| TraceError::Io {
+                path: name.clone(),
+                source,
+            };
+            if let Some(error) = keepers.write_error.take() {
+                return Err(io(error));
+            }
+            writer.write_all(&END_MARKER.to_le_bytes()).map_err(io)?;
+            writer.write_all(&hash.0.to_le_bytes()).map_err(io)?;
+            writer.flush().map_err(io)?;
         }
+        if keepers.divergence.is_none() {
+            if let Some(extra) = keepers.expected.as_mut().and_then(Iterator::next) {
+                keepers.divergence = Some(Divergence {
+                    index: self.record_count,
+                    time_ns: None,
+                    expected: Some(extra),
+                    actual: None,
+                });
+            }
+        }
+        Ok((hash, keepers.divergence))
+    }
+}
+
+impl Keepers {
+    /// True if a trace file, a capture or a replay comparison is set.
+    fn any(&self) -> bool {
+        self.writer.is_some() || self.captured.is_some() || self.expected.is_some()
     }
 
-    /// Feeds the gathered records to the hasher (once per [`HASH_BUFFER_BYTES`]: out of
-    /// line, so the record path keeps its registers).
+    /// Writes, captures or compares `record` (its length first), record number `index`.
     #[cold]
     #[inline(never)]
-    fn flush_hash_buffer(&mut self) {
-        self.hasher.0.update(&self.hash_buffer);
-        self.hash_buffer.clear();
-    }
-
-    /// Writes, captures or compares the record at `start` (its length already patched).
-    #[cold]
-    #[inline(never)]
-    fn keep(&mut self, start: usize, time_ns: u64) {
-        let (len, record) = self.hash_buffer[start..].split_at(4);
+    fn keep(&mut self, record: &[u8], index: u64, time_ns: u64) {
+        let (len, record) = record.split_at(4);
         if let Some((_, writer)) = &mut self.writer {
             // The first write error is kept and reported by `finish`.
             let written = writer
@@ -370,7 +414,7 @@ impl Recorder {
                 let want = expected.next();
                 if want.as_deref() != Some(record) {
                     self.divergence = Some(Divergence {
-                        index: self.record_count,
+                        index,
                         time_ns: Some(time_ns),
                         expected: want,
                         actual: Some(record.to_vec()),
@@ -379,54 +423,24 @@ impl Recorder {
             }
         }
     }
-
-    /// True once a replay has diverged.
-    pub fn diverged(&self) -> bool {
-        self.divergence.is_some()
-    }
-
-    /// Number of records so far.
-    pub fn record_count(&self) -> u64 {
-        self.record_count
-    }
-
-    /// Ends the recording: the run hash, and for a replay the first divergence (including
-    /// a recording that has records this run did not produce).
-    pub fn finish(mut self) -> Result<(RunHash, Option<Divergence>), TraceError> {
-        self.hasher.0.update(&self.hash_buffer);
-        self.hash_buffer.clear();
-        let hash = RunHash(self.hasher.0.digest());
-        if let Some((name, mut writer)) = self.writer.take() {
-            let io = |source| TraceError::Io {
-                path: name.clone(),
-                source,
-            };
-            if let Some(error) = self.write_error.take() {
-                return Err(io(error));
-            }
-            writer.write_all(&END_MARKER.to_le_bytes()).map_err(io)?;
-            writer.write_all(&hash.0.to_le_bytes()).map_err(io)?;
-            writer.flush().map_err(io)?;
-        }
-        if self.divergence.is_none() {
-            if let Some(extra) = self.expected.as_mut().and_then(Iterator::next) {
-                self.divergence = Some(Divergence {
-                    index: self.record_count,
-                    time_ns: None,
-                    expected: Some(extra),
-                    actual: None,
-                });
-            }
-        }
-        Ok((hash, self.divergence))
-    }
 }
 
-/// A record's header in an event's window: a length placeholder (patched by `commit`),
-/// kind, host, time (the bytes `Recorder::begin` appends).
+/// A record's header in an event's window: a length placeholder (patched by `put_len`
+/// or `commit_spill`), kind, host, time.
 #[inline(always)]
 fn head<E: FieldSink>(e: &mut E, kind: u8, host: u16, time_ns: u64) {
     e.u32(0).u8(kind).u16(host).u64(time_ns);
+}
+
+/// Patches the length of the `len`-byte record written from the start of `window` (the
+/// bytes after the length field). Below 256, so only the low byte: `head` wrote the zeros
+/// of the other three.
+#[inline(always)]
+fn put_len<const N: usize>(window: &mut [u8; N], len: usize) {
+    const { assert!(N <= 255) };
+    debug_assert!((4..=N).contains(&len));
+    debug_assert_eq!(window[1..4], [0; 3]);
+    window[0] = u8::try_from(len - 4).unwrap_or(u8::MAX);
 }
 
 impl Default for Recorder {
@@ -594,6 +608,9 @@ pub fn record_fields(record: &[u8]) -> Option<(&'static str, u16, u64, &[u8])> {
     let time_ns = u64::from_le_bytes(record.get(3..11)?.try_into().ok()?);
     Some((kind, host, time_ns, record.get(11..)?))
 }
+
+#[path = "record_stream.rs"]
+mod stream;
 
 #[cfg(test)]
 #[path = "record_tests.rs"]

@@ -27,6 +27,8 @@ pub struct Sinks {
     metrics: MetricsCollector,
     hosts: Vec<HostMeta>,
     timeline: Option<TimelineCapture>,
+    /// A timeline or a decision log is kept (one test per record for both).
+    views: bool,
 }
 
 /// What the sinks gathered by the end of a run.
@@ -85,12 +87,14 @@ impl Sinks {
             metrics: MetricsCollector::new(warmup_ns, hosts.clone()),
             hosts,
             timeline: None,
+            views: decision_log,
         }
     }
 
     /// Also captures the run's timeline (`--perfetto`, `--report`).
     pub fn with_timeline(mut self, options: TimelineOptions) -> Sinks {
         self.timeline = Some(TimelineCapture::new(options, &self.hosts));
+        self.views = true;
         self
     }
 
@@ -137,6 +141,20 @@ impl Sinks {
     /// A core input at `time_ns`.
     pub fn input(&mut self, host: u16, time_ns: u64, input: &CoreInput) {
         self.recorder.input(host, time_ns, input);
+        debug_assert_eq!(
+            self.views,
+            self.timeline.is_some() || self.decisions.is_some()
+        );
+        if self.views {
+            self.input_views(host, time_ns, input);
+        }
+    }
+
+    /// [`Self::input`] for the timeline and the decision log (out of line: a plain run has
+    /// neither, and the record path keeps a small frame).
+    #[cold]
+    #[inline(never)]
+    fn input_views(&mut self, host: u16, time_ns: u64, input: &CoreInput) {
         if let Some(timeline) = &mut self.timeline {
             timeline.input(usize::from(host), time_ns, input);
         }
@@ -149,11 +167,51 @@ impl Sinks {
     }
 
     /// A core event at `time_ns`.
+    ///
+    /// The frequent kinds are matched here, once: in each arm the recorder's encoding is
+    /// inlined for that kind alone (its offsets and length constants), and the metrics get
+    /// the fields they fold without matching the event again.
     pub fn event(&mut self, host: u16, time_ns: u64, event: &TraceEvent) {
-        // The recorder is inlined (one stack frame for the record and the metrics filter);
-        // the metrics fold stays out of line, with its own paths inlined into it.
+        let host_index = usize::from(host);
+        match *event {
+            TraceEvent::Runstate { vcpu, from, to } => {
+                self.recorder.event(host, time_ns, event);
+                self.metrics.runstate(host_index, time_ns, vcpu, (from, to));
+            }
+            TraceEvent::Schedule {
+                pcpu, prev, next, ..
+            } => {
+                self.recorder.event(host, time_ns, event);
+                self.metrics
+                    .schedule(host_index, time_ns, pcpu, (prev, next));
+            }
+            // No metric uses these (`MetricsCollector::observe` drops them).
+            TraceEvent::TimerSet { .. } => self.recorder.event(host, time_ns, event),
+            TraceEvent::Tickle { .. } => self.recorder.event(host, time_ns, event),
+            _ => self.event_other(host, time_ns, event),
+        }
+        debug_assert_eq!(
+            self.views,
+            self.timeline.is_some() || self.decisions.is_some()
+        );
+        if self.views {
+            self.event_views(host, time_ns, event);
+        }
+    }
+
+    /// [`Self::event`] for the less frequent kinds: the recorder and the metrics match
+    /// the event themselves.
+    #[inline(never)]
+    fn event_other(&mut self, host: u16, time_ns: u64, event: &TraceEvent) {
         self.recorder.event(host, time_ns, event);
         self.metrics.observe(usize::from(host), time_ns, event);
+    }
+
+    /// [`Self::event`] for the timeline and the decision log (out of line, as
+    /// [`Self::input_views`]).
+    #[cold]
+    #[inline(never)]
+    fn event_views(&mut self, host: u16, time_ns: u64, event: &TraceEvent) {
         if let Some(timeline) = &mut self.timeline {
             timeline.event(usize::from(host), time_ns, event);
         }

@@ -8,8 +8,8 @@
 //! its own position table.
 //!
 //! # Invariants
-//! - A live entry's `VcpuRun::Contiguous { first, count }` holds exactly when the
-//!   domain's vCPUs `0..count` exist, at positions `first..first + count`, and no other.
+//! - A live entry that is not `scattered` holds exactly the domain's vCPUs `0..count`, at
+//!   positions `first..first + count`, and no other.
 //! - A position is handed out once and names one vCPU state for the whole run.
 
 use hypervisor_model::ids::DomId;
@@ -57,22 +57,18 @@ impl VcpuTable {
     }
 }
 
-/// Where a live domain's vCPUs sit in the arena.
-#[derive(Clone, Copy, Debug)]
-enum VcpuRun {
-    /// No vCPU yet.
-    Empty,
-    /// vCPU `i` is at `first + i` for `i < count`, and there are no others.
-    Contiguous { first: u32, count: u32 },
-    /// Look them up in the domain's [`VcpuTable`].
-    Scattered,
-}
-
+/// Where a live domain's vCPUs sit in the arena: vCPU `i` at `first + i` for `i < count`
+/// (a contiguous run, `count` 0 when it has none), or, when `scattered`, in the domain's
+/// [`VcpuTable`]. Two compares find a vCPU, no dispatch on a kind.
 #[derive(Clone, Copy, Debug)]
 struct LiveDomain {
     /// Index into the host's domains.
     index: usize,
-    run: VcpuRun,
+    first: u32,
+    /// vCPUs in the contiguous run; 0 when scattered.
+    count: u32,
+    /// The vCPUs are not one run from index 0: look them up in the table.
+    scattered: bool,
 }
 
 /// Live domains by domid: a dense table, as the core keeps them (a domid is below 0x7FF0).
@@ -99,7 +95,9 @@ impl LiveDomains {
         }
         self.slots[slot] = Some(LiveDomain {
             index,
-            run: VcpuRun::Empty,
+            first: 0,
+            count: 0,
+            scattered: false,
         });
     }
 
@@ -130,21 +128,18 @@ impl LiveDomains {
             .get_mut(usize::from(dom.raw()))
             .and_then(Option::as_mut)
             .expect("vCPU created in a live domain");
-        live.run = match live.run {
-            VcpuRun::Empty if id == 0 => VcpuRun::Contiguous {
-                first: position,
-                count: 1,
-            },
-            VcpuRun::Contiguous { first, count }
-                if id == count && first.checked_add(count) == Some(position) =>
-            {
-                VcpuRun::Contiguous {
-                    first,
-                    count: count + 1,
-                }
+        let extends_run = !live.scattered
+            && id == live.count
+            && (live.count == 0 || live.first.checked_add(live.count) == Some(position));
+        if extends_run {
+            if live.count == 0 {
+                live.first = position;
             }
-            _ => VcpuRun::Scattered,
-        };
+            live.count += 1;
+        } else {
+            live.count = 0;
+            live.scattered = true;
+        }
         true
     }
 
@@ -158,14 +153,15 @@ impl LiveDomains {
         tables: impl FnOnce(usize) -> &'a VcpuTable,
     ) -> Option<usize> {
         let live = self.slot(dom)?;
-        match live.run {
-            VcpuRun::Contiguous { first, count } => {
-                let position = (id < count).then(|| first + id)?;
-                debug_assert_eq!(tables(live.index).get(id), usize::try_from(position).ok());
-                usize::try_from(position).ok()
-            }
-            VcpuRun::Empty => None,
-            VcpuRun::Scattered => tables(live.index).get(id),
+        if id < live.count {
+            let position = live.first + id;
+            debug_assert_eq!(tables(live.index).get(id), usize::try_from(position).ok());
+            return usize::try_from(position).ok();
+        }
+        if live.scattered {
+            tables(live.index).get(id)
+        } else {
+            None
         }
     }
 

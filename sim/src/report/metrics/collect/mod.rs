@@ -31,6 +31,7 @@ mod report;
 
 use std::collections::BTreeMap;
 
+use hypervisor_model::domain::vcpu::Runstate;
 use hypervisor_model::ids::{DomId, PcpuId, PoolId, VcpuRef};
 use hypervisor_model::sched::rtds::ServerStats;
 use hypervisor_model::trace::TraceEvent;
@@ -259,21 +260,62 @@ impl MetricsCollector {
         }
     }
 
-    /// [`Self::observe`] for every kind (out of line: the filter stays a few instructions).
-    #[inline(never)]
-    fn fold(&mut self, host_index: usize, time_ns: u64, event: &TraceEvent) {
-        let window = Window {
+    /// [`Self::observe`] of a `Runstate { vcpu, from, to }` event, for a caller that has
+    /// matched the event already (the run loop's sinks: one dispatch per event, not two).
+    #[inline]
+    pub fn runstate(
+        &mut self,
+        host_index: usize,
+        time_ns: u64,
+        vcpu: VcpuRef,
+        (from, to): (Runstate, Runstate),
+    ) {
+        let window = self.observing_window();
+        self.host_at(host_index, time_ns)
+            .runstate(window, time_ns, vcpu, (from, to));
+    }
+
+    /// [`Self::observe`] of a `Schedule { pcpu, prev, next, .. }` event, as
+    /// [`Self::runstate`].
+    #[inline]
+    pub fn schedule(
+        &mut self,
+        host_index: usize,
+        time_ns: u64,
+        pcpu: PcpuId,
+        (prev, next): (Option<VcpuRef>, Option<VcpuRef>),
+    ) {
+        let window = self.observing_window();
+        self.host_at(host_index, time_ns)
+            .schedule(window, time_ns, pcpu, prev, next);
+    }
+
+    /// The window while observing: every event is before its end.
+    #[inline(always)]
+    fn observing_window(&self) -> Window {
+        Window {
             start_ns: self.window_start_ns,
             end_ns: u64::MAX,
-        };
+        }
+    }
+
+    /// Host `host_index`, its clock moved to `time_ns` (events come in trace order).
+    #[inline(always)]
+    fn host_at(&mut self, host_index: usize, time_ns: u64) -> &mut HostState {
         let host = self.host_mut(host_index);
         assert!(time_ns >= host.last_time_ns, "trace time went backwards");
         host.last_time_ns = time_ns;
+        host
+    }
+
+    /// [`Self::observe`] for every kind (out of line: the filter stays a few instructions).
+    #[inline(never)]
+    fn fold(&mut self, host_index: usize, time_ns: u64, event: &TraceEvent) {
+        let window = self.observing_window();
+        let host = self.host_at(host_index, time_ns);
         match event {
             TraceEvent::Runstate { vcpu, from, to } => {
-                let position = host.vcpu_position(*vcpu);
-                let state = &mut host.vcpus[position];
-                state.transition(window, time_ns, (*from, *to), &mut host.samples);
+                host.runstate(window, time_ns, *vcpu, (*from, *to));
             }
             TraceEvent::Schedule {
                 pcpu, prev, next, ..
@@ -475,6 +517,14 @@ impl HostState {
         }
     }
 
+    /// A `Runstate` event of vCPU `v`.
+    #[inline(always)]
+    fn runstate(&mut self, window: Window, time_ns: u64, v: VcpuRef, change: (Runstate, Runstate)) {
+        let position = self.vcpu_position(v);
+        let state = &mut self.vcpus[position];
+        state.transition(window, time_ns, change, &mut self.samples);
+    }
+
     /// The arena position of live vCPU `v`; an event naming any other is a broken trace.
     #[inline]
     fn vcpu_position(&self, v: VcpuRef) -> usize {
@@ -573,6 +623,8 @@ impl HostState {
         }
     }
 
+    /// A `Schedule` event on `pcpu`: its interval closes, and `next` starts running there.
+    #[inline(always)]
     fn schedule(
         &mut self,
         window: Window,

@@ -36,7 +36,9 @@ pub(super) struct PcpuState {
 }
 
 impl PcpuState {
-    /// A scheduler decision at `time_ns` while the pCPU is in `pool`.
+    /// A scheduler decision at `time_ns` while the pCPU is in `pool` (inlined into the
+    /// sinks' `Schedule` arm, as `VcpuState::transition`).
+    #[inline(always)]
     pub(super) fn decide(
         &mut self,
         window: Window,
@@ -68,6 +70,7 @@ impl PcpuState {
 
     /// Accounts `[since, time_ns)` while in `pool` (nothing when in no pool; which pool
     /// gets the online time is settled by [`Self::leave_pool`]).
+    #[inline(always)]
     pub(super) fn close(&mut self, window: Window, time_ns: u64, pool: Option<PoolSlot>) {
         if pool.is_some() {
             let spent_ns = window.clip(self.since_ns, time_ns);

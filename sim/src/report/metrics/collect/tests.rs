@@ -1,6 +1,7 @@
 //! Tests of the metrics collector over synthetic core events.
 
 use hypervisor_model::domain::vcpu::Runstate::{Blocked, Offline, Runnable, Running};
+use hypervisor_model::trace::TraceEvent;
 
 use super::super::synthetic::{collector, create, free, memory, rs, sched, switch, vcpu, HOST};
 use super::DomainMeta;
@@ -300,4 +301,75 @@ fn pcpu_moved_between_pools_counts_its_time_in_each() {
     assert_eq!(host.pools[1].capacity_ns, 300);
     assert_eq!(host.pcpus[1].online_ns, 700);
     assert_eq!(host.pcpus[1].pool, None);
+}
+
+/// Feeds `events` to `c`, the frequent kinds through the direct entry points the run
+/// loop's sinks use (`direct`) or all through `observe`.
+fn feed(c: &mut super::MetricsCollector, events: &[(u64, TraceEvent)], direct: bool) {
+    for (time_ns, event) in events {
+        match (direct, event) {
+            (true, TraceEvent::Runstate { vcpu, from, to }) => {
+                c.runstate(HOST, *time_ns, *vcpu, (*from, *to));
+            }
+            (
+                true,
+                TraceEvent::Schedule {
+                    pcpu, prev, next, ..
+                },
+            ) => {
+                c.schedule(HOST, *time_ns, *pcpu, (*prev, *next));
+            }
+            _ => c.observe(HOST, *time_ns, event),
+        }
+    }
+}
+
+#[test]
+fn direct_runstate_and_schedule_fold_as_observe() {
+    let costs = crate::machine::switch::SwitchCosts {
+        vcpu_switch_ns: 100,
+        same_dom_permille: 600,
+        ipi_ns: 0,
+    };
+    let (a, b) = (vcpu(1, 0), vcpu(1, 1));
+    let schedule = |pcpu: u32, prev, next| TraceEvent::Schedule {
+        pcpu: super::super::synthetic::pcpu(pcpu),
+        prev,
+        next,
+        next_time: hypervisor_model::time::Span::from_ns(-1),
+        reason: hypervisor_model::sched::PickReason::Assigned,
+        credit_ns: Some(5),
+    };
+    let runstate = |vcpu, from, to| TraceEvent::Runstate { vcpu, from, to };
+    // Two vCPUs waking, running on both pCPUs (a migration), preempted and blocking,
+    // across the window start at 1000.
+    let events = [
+        (500, runstate(a, Offline, Runnable)),
+        (600, runstate(b, Offline, Runnable)),
+        (700, schedule(0, None, Some(a))),
+        (700, runstate(a, Runnable, Running)),
+        (1_200, schedule(1, None, Some(b))),
+        (1_200, runstate(b, Runnable, Running)),
+        (1_500, schedule(0, Some(a), None)),
+        (1_500, runstate(a, Running, Runnable)),
+        (1_800, schedule(1, Some(b), Some(a))),
+        (1_800, runstate(b, Running, Blocked)),
+        (1_800, runstate(a, Runnable, Running)),
+        (2_100, schedule(1, Some(a), Some(a))),
+        (2_400, runstate(b, Blocked, Runnable)),
+        (2_600, schedule(0, None, Some(b))),
+        (2_600, runstate(b, Runnable, Running)),
+    ];
+    let run = |direct| {
+        let mut c = super::super::synthetic::collector_with_switch(WARMUP_NS, costs);
+        create(&mut c, 0, 1, "vm1", 2);
+        feed(&mut c, &events, direct);
+        c.finish(END_NS)
+    };
+
+    let (observed, direct) = (run(false), run(true));
+
+    assert_eq!(direct, observed);
+    assert_eq!(observed.domains[0].vcpus[0].migration_pcpu_count, 1);
+    assert_eq!(observed.hosts[0].pcpus[1].vcpu_switch_count, 1);
 }
