@@ -43,6 +43,13 @@ impl HostGuests {
         }
     }
 
+    /// True if a domain was marked by [`HostGuests::memory_changed`] since the last
+    /// [`HostGuests::take_memory_dirty`].
+    #[inline]
+    pub fn memory_dirty(&self) -> bool {
+        !self.memory_dirty.is_empty()
+    }
+
     /// Domains marked by [`HostGuests::memory_changed`] since the last call, in order.
     pub fn take_memory_dirty(&mut self) -> Vec<DomId> {
         std::mem::take(&mut self.memory_dirty)
