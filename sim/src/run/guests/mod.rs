@@ -75,6 +75,18 @@ struct GuestSlot {
 }
 
 impl GuestSlot {
+    /// The model stops running at `now_ns` (descheduled, or paused for service): it is
+    /// charged its run. Returns when that run started (`None`: it was not running).
+    fn pause_model(&mut self, now_ns: u64) -> Option<u64> {
+        let started_ns = self.run_started_ns.take()?;
+        self.model.on_run_stop(now_ns);
+        if self.model.state() == GuestState::Runnable {
+            // A stop inside the switch overhead leaves the guest no time of its own.
+            self.model.account(now_ns.saturating_sub(started_ns));
+        }
+        Some(started_ns)
+    }
+
     /// The model runs under `stretch` from now on.
     fn set_stretch(&mut self, stretch: Stretch) {
         self.stretch = stretch;
@@ -438,15 +450,9 @@ impl HostGuests {
         let Some(slot) = self.slots.get_mut(&v) else {
             return;
         };
-        let Some(started_ns) = slot.run_started_ns.take() else {
-            return;
-        };
-        slot.model.on_run_stop(now_ns);
-        if slot.model.state() == GuestState::Runnable {
-            // A stop inside the switch overhead leaves the guest no time of its own.
-            slot.model.account(now_ns.saturating_sub(started_ns));
+        if let Some(started_ns) = slot.pause_model(now_ns) {
+            self.memory_ran(v, started_ns, now_ns);
         }
-        self.memory_ran(v, started_ns, now_ns);
     }
 
     /// Running vCPU `v` works on its oldest service item from `now_ns`.
@@ -530,8 +536,9 @@ impl HostGuests {
         slot.run_generation = generation;
         if slot.serving_since_ns.is_some() {
             self.pause_service(v, now_ns);
-        } else {
-            self.pause_model(v, now_ns);
+        } else if let Some(started_ns) = slot.pause_model(now_ns) {
+            // The slot found above, not looked up again (every switch away from a vCPU).
+            self.memory_ran(v, started_ns, now_ns);
         }
     }
 
