@@ -283,6 +283,7 @@ impl<E> EventQueue<E> {
     }
 
     /// The next sequence number.
+    #[inline]
     fn next_seq(&mut self) -> u64 {
         let seq = self.next_seq;
         assert!(seq < SEQ_MAX, "more than {SEQ_MAX} events scheduled");

@@ -93,12 +93,9 @@ impl Hypervisor {
 
     /// Hands the scheduler's trace events to the platform and sends the tickles' IPIs.
     fn flush_sched_output<P: Platform + ?Sized>(&mut self, p: &mut P) {
-        for event in self.sched_events.drain(..) {
-            // A scheduler's printk (credit2's runqueue lines) also goes to the ring.
-            if let TraceEvent::Console { text } = &event {
-                self.console.printk(text);
-            }
-            p.trace(&event);
+        // Mostly tickles alone: the events' drain (and its drop) is skipped then.
+        if !self.sched_events.is_empty() {
+            self.flush_sched_events(p);
         }
         // Drain in place: the vector keeps its capacity for the next hook.
         for cpu in self.tickles.drain(..) {
@@ -107,6 +104,17 @@ impl Hypervisor {
                 trace_plain(p, TraceEvent::Tickle { pcpu: cpu });
                 p.send_ipi(cpu, crate::platform::IpiKind::Schedule);
             }
+        }
+    }
+
+    /// Hands the scheduler's trace events to the platform, in order.
+    fn flush_sched_events<P: Platform + ?Sized>(&mut self, p: &mut P) {
+        for event in self.sched_events.drain(..) {
+            // A scheduler's printk (credit2's runqueue lines) also goes to the ring.
+            if let TraceEvent::Console { text } = &event {
+                self.console.printk(text);
+            }
+            p.trace(&event);
         }
     }
 

@@ -19,15 +19,15 @@ impl World<'_> {
         }
         match event {
             SimEvent::Softirq { host, pcpu } => {
-                self.deliver(host, &CoreInput::Softirq { pcpu });
+                self.deliver_plain(host, CoreInput::Softirq { pcpu });
                 Some(host)
             }
             SimEvent::ToolstackContinue { host, job } => {
-                self.deliver(host, &CoreInput::ToolstackContinue { job });
+                self.deliver_plain(host, CoreInput::ToolstackContinue { job });
                 Some(host)
             }
             SimEvent::DriverWork { host, work } => {
-                self.deliver(host, &CoreInput::DriverWork { work });
+                self.deliver_plain(host, CoreInput::DriverWork { work });
                 Some(host)
             }
             SimEvent::Timer {
@@ -37,7 +37,7 @@ impl World<'_> {
             } => {
                 let current = self.hosts[usize::from(host)].sim.timer_gen[pcpu.index()];
                 if generation == current {
-                    self.deliver(host, &CoreInput::TimerExpired { pcpu });
+                    self.deliver_plain(host, CoreInput::TimerExpired { pcpu });
                 }
                 Some(host)
             }
@@ -48,7 +48,7 @@ impl World<'_> {
             } => {
                 let gens = &self.hosts[usize::from(host)].sim.pool_timer_gen;
                 if gens.get(pool_slot(pool)) == Some(&generation) {
-                    self.deliver(host, &CoreInput::PoolTimer { pool });
+                    self.deliver_plain(host, CoreInput::PoolTimer { pool });
                 }
                 Some(host)
             }
@@ -78,19 +78,21 @@ impl World<'_> {
                 }
                 let h = &mut self.hosts[usize::from(host)];
                 match step {
-                    Some(GuestStep::Block) => self.deliver(host, &CoreInput::VcpuBlock { vcpu }),
+                    Some(GuestStep::Block) => {
+                        self.deliver_plain(host, CoreInput::VcpuBlock { vcpu })
+                    }
                     Some(GuestStep::SubmitIo) => {
                         if let Some((devid, peer, frames)) = h.sim.guests.take_net_frames(vcpu) {
                             self.net_send_frames(host, vcpu, devid, &peer, frames);
-                            self.deliver(host, &CoreInput::VcpuBlock { vcpu });
+                            self.deliver_plain(host, CoreInput::VcpuBlock { vcpu });
                             return Some(host);
                         }
                         let (vdev, ios) = h.sim.guests.take_submissions(vcpu);
                         self.blk_submit(host, vcpu, vdev, ios);
-                        self.deliver(host, &CoreInput::VcpuBlock { vcpu });
+                        self.deliver_plain(host, CoreInput::VcpuBlock { vcpu });
                     }
                     Some(GuestStep::Yield) => {
-                        self.deliver(host, &CoreInput::VcpuYield { vcpu });
+                        self.deliver_plain(host, CoreInput::VcpuYield { vcpu });
                         self.hosts[usize::from(host)].sim.guests.rearm(
                             vcpu,
                             now_ns,
@@ -102,10 +104,10 @@ impl World<'_> {
                         h.sim.guests.rearm(vcpu, now_ns, host, &mut self.queue)
                     }
                     Some(GuestStep::ServiceDone(ServiceItem::Xenstored(item))) => {
-                        self.deliver(host, &CoreInput::XenstoredDone { item });
+                        self.deliver_plain(host, CoreInput::XenstoredDone { item });
                     }
                     Some(GuestStep::ServiceDone(ServiceItem::Blkback(item))) => {
-                        self.deliver(host, &CoreInput::BackendWorkDone { item });
+                        self.deliver_plain(host, CoreInput::BackendWorkDone { item });
                     }
                     Some(GuestStep::ServiceDone(ServiceItem::Exit)) => {}
                     None => {}
@@ -122,7 +124,7 @@ impl World<'_> {
                     .guests
                     .wake(vcpu, generation, now_ns)
                 {
-                    self.deliver(host, &CoreInput::VcpuWake { vcpu });
+                    self.deliver_plain(host, CoreInput::VcpuWake { vcpu });
                 }
                 Some(host)
             }
@@ -148,7 +150,7 @@ impl World<'_> {
             }
             SimEvent::GuestShutdown { host, dom, reason } => {
                 if self.hosts[usize::from(host)].sim.guests.knows(dom) {
-                    self.deliver(host, &CoreInput::GuestShutdown { dom, reason });
+                    self.deliver_plain(host, CoreInput::GuestShutdown { dom, reason });
                 }
                 Some(host)
             }
@@ -159,7 +161,7 @@ impl World<'_> {
                         floor_pages: notice.floor_pages,
                         oom_kill: notice.oom_kill,
                     };
-                    self.deliver(host, &input);
+                    self.deliver_plain(host, input);
                 }
                 Some(host)
             }

@@ -43,6 +43,13 @@ impl HostGuests {
         }
     }
 
+    /// True if a domain was marked by [`HostGuests::memory_changed`] since the last
+    /// [`HostGuests::take_memory_dirty`].
+    #[inline]
+    pub fn memory_dirty(&self) -> bool {
+        !self.memory_dirty.is_empty()
+    }
+
     /// Domains marked by [`HostGuests::memory_changed`] since the last call, in order.
     pub fn take_memory_dirty(&mut self) -> Vec<DomId> {
         std::mem::take(&mut self.memory_dirty)
@@ -72,7 +79,17 @@ impl HostGuests {
 
     /// The stretch of `v`'s model from its domain's memory and the node it runs on (none
     /// without a memory model).
+    #[inline]
     pub(super) fn stretch_for(&self, v: VcpuRef) -> Stretch {
+        // Called at every run start: a host without memory models (most) pays no call.
+        if self.memories.is_empty() {
+            return Stretch::NONE;
+        }
+        self.memory_stretch(v)
+    }
+
+    /// [`HostGuests::stretch_for`] on a host with memory models.
+    fn memory_stretch(&self, v: VcpuRef) -> Stretch {
         match self.memories.get(&v.dom) {
             Some(memory) => {
                 let node = self.slot_node(v);
@@ -84,9 +101,17 @@ impl HostGuests {
     }
 
     /// `v`'s model ran from `started_ns` to `now_ns`: the domain's counters learn it.
-    /// Called at every demand-done and stop: a domain without a memory model (most) costs
-    /// one map lookup.
+    /// Called at every demand-done and stop: on a host without memory models (most) it
+    /// costs one test and no call, for a domain without one a map lookup.
+    #[inline]
     pub(super) fn memory_ran(&mut self, v: VcpuRef, started_ns: u64, now_ns: u64) {
+        if !self.memories.is_empty() {
+            self.memory_ran_model(v, started_ns, now_ns);
+        }
+    }
+
+    /// [`HostGuests::memory_ran`] on a host with memory models.
+    fn memory_ran_model(&mut self, v: VcpuRef, started_ns: u64, now_ns: u64) {
         if !self.memories.contains_key(&v.dom) {
             return;
         }

@@ -79,6 +79,18 @@ pub struct HostSim {
 }
 
 impl HostSim {
+    /// True if the current input left something for the run loop's `after_input`: a
+    /// toolstack reply, a guest notice, a frame for the bridge, or a domain whose memory
+    /// the guest models must re-read. When false (and no xl command waits), `after_input`
+    /// has nothing to do.
+    #[inline]
+    pub fn has_output(&self) -> bool {
+        !(self.replies.is_empty()
+            && self.notices.is_empty()
+            && self.net_out.is_empty()
+            && !self.guests.memory_dirty())
+    }
+
     /// The vbds of a new domain: each lives on the host disk its target names (the
     /// first disk if none), as a volume named by the target.
     pub fn register_vbds(&mut self, dom: DomId, disks: &[(u32, String)]) {
@@ -469,6 +481,20 @@ mod tests {
             Some((_, SimEvent::Timer { generation, .. })) => Some(generation),
             _ => None,
         }
+    }
+
+    #[test]
+    fn has_output_is_false_until_the_core_hands_the_loop_something() {
+        // A fresh host has nothing for `after_input`; a toolstack reply is something.
+        let (mut queue, mut sim) = (EventQueue::new(), host_sim());
+        let quiet = sim.has_output();
+        let job = hypervisor_model::toolstack::ops::JobId(7);
+        with_platform(&mut queue, &mut sim, |p| {
+            let reply = hypervisor_model::toolstack::ops::ToolstackReply::Done { result: Ok(()) };
+            p.toolstack_reply(job, reply);
+        });
+        assert!(!quiet);
+        assert!(sim.has_output());
     }
 
     #[test]

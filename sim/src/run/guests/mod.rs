@@ -75,6 +75,18 @@ struct GuestSlot {
 }
 
 impl GuestSlot {
+    /// The model stops running at `now_ns` (descheduled, or paused for service): it is
+    /// charged its run. Returns when that run started (`None`: it was not running).
+    fn pause_model(&mut self, now_ns: u64) -> Option<u64> {
+        let started_ns = self.run_started_ns.take()?;
+        self.model.on_run_stop(now_ns);
+        if self.model.state() == GuestState::Runnable {
+            // A stop inside the switch overhead leaves the guest no time of its own.
+            self.model.account(now_ns.saturating_sub(started_ns));
+        }
+        Some(started_ns)
+    }
+
     /// The model runs under `stretch` from now on.
     fn set_stretch(&mut self, stretch: Stretch) {
         self.stretch = stretch;
@@ -152,6 +164,9 @@ pub struct HostGuests {
     next_generation: u64,
     /// Service work queued per vCPU, oldest first: (item, ns left).
     service: BTreeMap<VcpuRef, VecDeque<(ServiceItem, u64)>>,
+    /// Items queued in `service`, over every vCPU: while it is 0 (most run starts), a
+    /// starting vCPU need not look its queue up.
+    service_item_count: usize,
     /// The memory model of each domain that has one (`guests_memory.rs`).
     pub(super) memories: BTreeMap<DomId, GuestMemory>,
     /// Domains whose pages changed since the run loop last looked.
@@ -181,6 +196,7 @@ impl HostGuests {
             slots: Slots::default(),
             next_generation: 0,
             service: BTreeMap::new(),
+            service_item_count: 0,
             memories: BTreeMap::new(),
             memory_dirty: Vec::new(),
             numa: NumaView::default(),
@@ -236,7 +252,15 @@ impl HostGuests {
         self.domains.remove(&dom);
         self.memories.remove(&dom);
         self.mode_of.remove(&dom);
-        self.service.retain(|v, _| v.dom != dom);
+        let mut dropped_count = 0;
+        self.service.retain(|v, items| {
+            let keep = v.dom != dom;
+            if !keep {
+                dropped_count += items.len();
+            }
+            keep
+        });
+        self.service_item_count -= dropped_count;
         self.slots.clear_domain(dom);
     }
 
@@ -375,7 +399,11 @@ impl HostGuests {
         slot.node = node;
         assert!(slot.run_started_ns.is_none(), "{v:?} started twice");
         assert!(slot.serving_since_ns.is_none(), "{v:?} started twice");
-        if self.service.get(&v).is_some_and(|q| !q.is_empty()) {
+        debug_assert_eq!(
+            self.service_item_count,
+            self.service.values().map(VecDeque::len).sum::<usize>()
+        );
+        if self.service_item_count > 0 && self.service.get(&v).is_some_and(|q| !q.is_empty()) {
             self.begin_service(v, now_ns, host, queue);
         } else {
             self.begin_model(v, now_ns, host, queue);
@@ -422,15 +450,9 @@ impl HostGuests {
         let Some(slot) = self.slots.get_mut(&v) else {
             return;
         };
-        let Some(started_ns) = slot.run_started_ns.take() else {
-            return;
-        };
-        slot.model.on_run_stop(now_ns);
-        if slot.model.state() == GuestState::Runnable {
-            // A stop inside the switch overhead leaves the guest no time of its own.
-            slot.model.account(now_ns.saturating_sub(started_ns));
+        if let Some(started_ns) = slot.pause_model(now_ns) {
+            self.memory_ran(v, started_ns, now_ns);
         }
-        self.memory_ran(v, started_ns, now_ns);
     }
 
     /// Running vCPU `v` works on its oldest service item from `now_ns`.
@@ -487,7 +509,10 @@ impl HostGuests {
         let items = self.service.entry(v).or_default();
         match items.back_mut() {
             Some((newest, left_ns)) if *newest == item => *left_ns += work_ns,
-            _ => items.push_back((item, work_ns)),
+            _ => {
+                items.push_back((item, work_ns));
+                self.service_item_count += 1;
+            }
         }
         let Some(slot) = self.slots.get_mut(&v) else {
             return;
@@ -511,8 +536,9 @@ impl HostGuests {
         slot.run_generation = generation;
         if slot.serving_since_ns.is_some() {
             self.pause_service(v, now_ns);
-        } else {
-            self.pause_model(v, now_ns);
+        } else if let Some(started_ns) = slot.pause_model(now_ns) {
+            // The slot found above, not looked up again (every switch away from a vCPU).
+            self.memory_ran(v, started_ns, now_ns);
         }
     }
 
@@ -528,6 +554,7 @@ impl HostGuests {
         self.pause_service(v, now_ns);
         let items = self.service.get_mut(&v)?;
         let (item, left_ns) = items.pop_front()?;
+        self.service_item_count -= 1;
         assert_eq!(left_ns, 0, "{item:?} finished early");
         if items.is_empty() {
             self.begin_model(v, now_ns, host, queue);
