@@ -10,7 +10,12 @@
 //! # Invariants
 //! - A hint is used only when it names the vCPU the core runs on the pCPU, and its unit
 //!   only while that unit slot still holds that vCPU's unit (debug builds compare it with
-//!   the lookup).
+//!   the lookup). The one exception is the scan's [`Credit2Scheduler::drop_recent`], which
+//!   reads the time only, relying on the next invariant.
+//! - Outside `schedule`, a pCPU's hint names the vCPU the core runs there, or the core
+//!   runs nothing there (only tests that do not switch do that): the core switches to
+//!   what `schedule` picked as soon as `do_schedule` returns and changes its `curr`
+//!   nowhere else, and `schedule` writes the hint last (debug builds check it per scan).
 //! - While a hint names the running vCPU, `entered_ns` is that vCPU's runstate entry time
 //!   (debug builds compare).
 
@@ -87,11 +92,11 @@ impl HintSlot {
         })
     }
 
-    /// True if the slot holds a hint of `running` that entered at or after `from_ns`
-    /// (`from_ns > i64::MIN`, so a slot without a hint never answers true).
+    /// True if the slot holds a hint that entered at or after `from_ns` (`from_ns >
+    /// i64::MIN`, so a slot without a hint never answers true).
     #[inline(always)]
-    fn recent_of(&self, running: &Option<VcpuRef>, from_ns: i64) -> bool {
-        self.entered_ns >= from_ns && matches!(running, Some(r) if *r == self.v)
+    fn recent(&self, from_ns: i64) -> bool {
+        self.entered_ns >= from_ns
     }
 }
 
@@ -104,19 +109,22 @@ impl Credit2Scheduler {
             .filter(|hint| hint.v == v)
     }
 
-    /// Drops from `busy` every pCPU whose hint names the vCPU running there (the core's
-    /// `curr`) and says it entered its runstate at or after `from_ns`: no unit or vCPU
-    /// lookup, one pass over the dense hints (the scan of `runq_tickle` skips such a pCPU,
-    /// which `is_preemptable` refuses).
+    /// Drops from `busy` every pCPU whose hint says its vCPU entered its runstate at or
+    /// after `from_ns`: no unit or vCPU lookup, one pass over the dense hints. The scan of
+    /// `runq_tickle` skips such a pCPU: a hint names the vCPU running there, which
+    /// `is_preemptable` refuses, or (in a test that does not switch) nothing runs there,
+    /// which scores -1; neither beats the scan's best.
     #[inline(always)]
     pub(crate) fn drop_recent(&self, ctx: &SchedCtx<'_>, busy: &mut CpuMask, from_ns: i64) {
-        drop_recent_hints(&self.pcpu_curr, ctx.curr, busy, from_ns);
+        drop_recent_hints(&self.pcpu_curr, busy, from_ns);
         debug_assert!(
             self.pcpu_curr.iter().zip(ctx.curr).all(|(slot, running)| {
-                !slot.recent_of(running, from_ns)
-                    || slot.entered_ns == ctx.vcpu(slot.v).state_entry_time.as_ns()
+                !slot.recent(from_ns)
+                    || running.is_none()
+                    || (*running == Some(slot.v)
+                        && slot.entered_ns == ctx.vcpu(slot.v).state_entry_time.as_ns())
             }),
-            "stale running-since hint"
+            "a recent hint of a vCPU that does not run there, or stale running-since hint"
         );
     }
 
@@ -179,29 +187,18 @@ impl Credit2Scheduler {
     }
 }
 
-/// The work of [`Credit2Scheduler::drop_recent`] over the hint slots and the core's `curr`
-/// (indexed by pCPU): drops from `busy` each pCPU whose slot holds a hint of the vCPU
-/// running there that entered at or after `from_ns`.
+/// The work of [`Credit2Scheduler::drop_recent`] over the hint slots (indexed by pCPU):
+/// drops from `busy` each pCPU whose slot holds a hint that entered at or after `from_ns`.
 #[inline(always)]
-fn drop_recent_hints(
-    slots: &[HintSlot],
-    curr: &[Option<VcpuRef>],
-    busy: &mut CpuMask,
-    from_ns: i64,
-) {
+fn drop_recent_hints(slots: &[HintSlot], busy: &mut CpuMask, from_ns: i64) {
     assert!(
         from_ns > i64::MIN,
         "a scan bound that a missing hint reaches"
     );
-    // Both cut to one length, so one bounds check serves both reads.
-    let len = slots.len().min(curr.len());
-    let (slots, curr) = (&slots[..len], &curr[..len]);
     busy.retain(|cpu| {
-        let index = cpu.index();
-        let (Some(slot), Some(running)) = (slots.get(index), curr.get(index)) else {
-            return true;
-        };
-        !slot.recent_of(running, from_ns)
+        slots
+            .get(cpu.index())
+            .is_none_or(|slot| !slot.recent(from_ns))
     });
 }
 
@@ -234,7 +231,7 @@ mod tests {
 
     proptest! {
         #[test]
-        fn drop_recent_hints_matches_plain_check(
+        fn drop_recent_hints_scores_the_pcpus_the_plain_check_scores(
             width_index in 0usize..2,
             entries in proptest::collection::vec(
                 (any::<bool>(), 0u32..3, 0u32..3, 0i64..40, any::<bool>()),
@@ -244,7 +241,9 @@ mod tests {
             from_ns in 1i64..40,
         ) {
             // Each entry: has a hint, hinted vCPU, running vCPU (2 = idle), entry time,
-            // and whether the unit index is 0 or 1 (irrelevant to the answer).
+            // and whether the unit index is 0 or 1 (irrelevant to the answer). As the
+            // core keeps it, a hinted pCPU runs its hinted vCPU or nothing (the hinted
+            // vCPU's id stands in for any other running choice).
             let width = WIDTHS[width_index];
             let hints: Vec<Option<CurrHint>> = entries
                 .iter()
@@ -259,8 +258,13 @@ mod tests {
             let slots: Vec<HintSlot> = hints.iter().map(|hint| HintSlot::new(*hint)).collect();
             let curr: Vec<Option<VcpuRef>> = entries
                 .iter()
-                .map(|(_, _, running, _, _)| (*running < 2).then(|| vcpu_ref(1, *running)))
+                .map(|(hinted, v, running, _, _)| {
+                    let running = if *hinted && *running < 2 { *v } else { *running };
+                    (running < 2).then(|| vcpu_ref(1, running))
+                })
                 .collect();
+            // The scan scores what is left; an idle pCPU scores -1, which never wins, so
+            // the pCPUs that can win are the running ones left.
             let mut busy = CpuMask::empty(width);
             let mut expected = CpuMask::empty(width);
             for cpu in 0..width {
@@ -268,22 +272,24 @@ mod tests {
                 let id = PcpuId::new(cpu).expect("cpu in range");
                 if busy_bits[index] {
                     busy.set(id);
-                    if !plain_recent(hints[index], curr[index], from_ns) {
+                    if !plain_recent(hints[index], curr[index], from_ns)
+                        && curr[index].is_some()
+                    {
                         expected.set(id);
                     }
                 }
             }
-            drop_recent_hints(&slots, &curr, &mut busy, from_ns);
+            drop_recent_hints(&slots, &mut busy, from_ns);
+            busy.retain(|cpu| curr[cpu.index()].is_some());
             prop_assert_eq!(busy, expected);
         }
     }
 
     #[test]
     fn hint_slot_without_hint_is_never_recent() {
-        let running = Some(vcpu_ref(0, 0));
         // The earliest bound a scan can use.
         let from_ns = i64::MIN + 1;
-        assert!(!HintSlot::NONE.recent_of(&running, from_ns));
+        assert!(!HintSlot::NONE.recent(from_ns));
         assert!(HintSlot::NONE.get().is_none());
     }
 }

@@ -19,8 +19,11 @@
 //! - Credits stay within `[CREDIT_MIN, CREDIT_INIT + CARRYOVER_MAX]` plus the migration
 //!   compensations a unit got since its last credit reset (Xen does not bound those).
 //! - `pcpu_curr` is only a hint: a use checks that it names the running vCPU and that the
-//!   hinted unit is that vCPU's. While it names the running vCPU, its time is that vCPU's
-//!   runstate entry time (the instant `schedule` picked it, or kept it running).
+//!   hinted unit is that vCPU's (save the tickle scan's time-only drop, which relies on
+//!   the next point). Outside `schedule`, which writes it last, it names what the core
+//!   runs on the pCPU or the pCPU runs nothing. While it names the running vCPU, its time
+//!   is that vCPU's runstate entry time (the instant `schedule` picked it, or kept it
+//!   running).
 //!
 //! xensim differs: the idle vCPUs have no unit (`None` stands for idle, whose credit is
 //! `IDLE_CREDIT`); trylocks always succeed (spec §9.3); there is no tasklet work, so the

@@ -86,10 +86,24 @@ impl Runqueue {
 /// Where `runq_insert` puts a unit of `credit` in a `runq` whose credits are `credits`.
 /// Xen's list is sorted by credit, descending, and the unit goes before the first waiter
 /// with strictly less credit (after those with as much). Reversed, that is after every
-/// waiter with less credit, found by bisection.
+/// waiter with less credit. A woken unit usually has more credit than most waiters, so the
+/// top [`INSERT_TOP_SCAN`] entries are looked at one by one first, then the rest bisected.
 pub(crate) fn reversed_insert_index(credits: &[i32], credit: i32) -> usize {
-    credits.partition_point(|c| *c < credit)
+    let mut pos = credits.len();
+    for _ in 0..INSERT_TOP_SCAN {
+        match pos.checked_sub(1).and_then(|below| credits.get(below)) {
+            Some(c) if *c >= credit => pos -= 1,
+            _ => return pos,
+        }
+    }
+    // Every entry from `pos` up has at least `credit`: the answer is in `..=pos`.
+    credits
+        .get(..pos)
+        .map_or(pos, |rest| rest.partition_point(|c| *c < credit))
 }
+
+/// Top `runq` entries [`reversed_insert_index`] compares one by one before bisecting.
+const INSERT_TOP_SCAN: usize = 4;
 
 /// `smt_idle_mask_set`: add `cpu`'s core if all its (runqueue) siblings are idlers, the
 /// idlers being `idle & !tickled`.
@@ -569,5 +583,27 @@ impl Credit2Scheduler {
         };
         rq.tickled.clear(cpu);
         smt_idle_mask_set(sibs, &rq.idle, &rq.tickled, &mut rq.smt_idle);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use alloc::vec::Vec;
+
+    use proptest::prelude::*;
+
+    use super::reversed_insert_index;
+
+    proptest! {
+        #[test]
+        fn reversed_insert_index_matches_bisection(
+            mut credits in proptest::collection::vec(-6i32..6, 0..40),
+            credit in -7i32..7,
+        ) {
+            credits.sort_unstable();
+            let sorted: Vec<i32> = credits;
+            let plain = sorted.partition_point(|c| *c < credit);
+            prop_assert_eq!(reversed_insert_index(&sorted, credit), plain);
+        }
     }
 }

@@ -310,7 +310,10 @@ impl Credit2Scheduler {
         } else {
             now
         };
-        self.pcpu_curr[cpu.index()] = HintSlot::new(cand.next.map(|unit| CurrHint {
+        // The hint of `cpu` is written last: until `schedule` returns, the core runs
+        // `prev` there, which the old hint names (a `runq_tickle` scan from `picked`
+        // relies on that).
+        let hint = HintSlot::new(cand.next.map(|unit| CurrHint {
             v: self.u(unit).v,
             unit,
             entered_ns,
@@ -320,6 +323,7 @@ impl Credit2Scheduler {
                 self.set_idle(cpu, id);
             }
             self.update_load(ctx, id, None, 0);
+            self.pcpu_curr[cpu.index()] = hint;
             return Decision {
                 next: None,
                 next_time: Span::from_ns(-1),
@@ -330,6 +334,7 @@ impl Credit2Scheduler {
         self.picked(ctx, id, cpu, snext, &cand, cur);
         let running_since_ns = (cur == Some(snext)).then_some(cand.cur_entered_ns);
         let slice = self.runtime(ctx, id, snext, running_since_ns);
+        self.pcpu_curr[cpu.index()] = hint;
         let unit = self.u(snext);
         Decision {
             next: Some(unit.v),
