@@ -419,20 +419,25 @@ impl VifQueue {
         }
     }
 
-    /// Records the private indices after an operation; one of ours moving backwards is a
-    /// model bug (RING-MONOTONIC), whatever the guest wrote into the pages.
-    pub fn note_indices(&mut self) {
+    /// Records the TX ring's private indices after an operation on it; one of ours moving
+    /// backwards is a model bug (RING-MONOTONIC), whatever the guest wrote into the pages.
+    /// Only the ring an operation touched is noted: the other's indices did not move.
+    pub fn note_tx_indices(&mut self) {
         let tx = RingWatch::of(&self.tx_front, &self.tx_back);
-        let rx = RingWatch::of(&self.rx_front, &self.rx_back);
         assert!(
             self.tx_watch.backwards(&tx).is_none(),
             "vif TX index backwards"
         );
+        self.tx_watch = tx;
+    }
+
+    /// [`VifQueue::note_tx_indices`] for the RX ring.
+    pub fn note_rx_indices(&mut self) {
+        let rx = RingWatch::of(&self.rx_front, &self.rx_back);
         assert!(
             self.rx_watch.backwards(&rx).is_none(),
             "vif RX index backwards"
         );
-        self.tx_watch = tx;
         self.rx_watch = rx;
     }
 

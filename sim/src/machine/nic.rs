@@ -39,8 +39,15 @@ pub fn external_mac(host: u16) -> Mac {
 /// An endpoint that answers requests: dom0's stack or the external peer.
 #[derive(Debug, Clone, Default)]
 pub struct Responder {
-    /// Last sequence sent per (peer MAC, flow).
-    seq: BTreeMap<(Mac, u32), u32>,
+    /// Last sequence sent per (peer MAC, flow), the MAC as [`mac_key`] (two integer
+    /// compares per tree step instead of a byte-array compare).
+    seq: BTreeMap<(u64, u32), u32>,
+}
+
+/// `mac` as a big-endian integer: ordered as the MACs are.
+pub fn mac_key(mac: Mac) -> u64 {
+    let [a, b, c, d, e, f] = mac;
+    u64::from_be_bytes([0, 0, a, b, c, d, e, f])
 }
 
 impl Responder {
@@ -54,7 +61,10 @@ impl Responder {
         }
         let total = u64::from(request.reply_bytes).max(u64::from(PACKET_BYTES_MIN));
         let count = total.div_ceil(FRAME_BYTES_MAX);
-        let seq = self.seq.entry((request.src, request.flow)).or_insert(0);
+        let seq = self
+            .seq
+            .entry((mac_key(request.src), request.flow))
+            .or_insert(0);
         let last_seq = *seq;
         // At most u32::MAX / 60 frames: the count fits (and wraps as the per-frame adds).
         *seq = seq.wrapping_add(u32::try_from(count).unwrap_or(u32::MAX));
@@ -193,6 +203,17 @@ mod tests {
         // The next answer on the flow goes on from the last frame's number.
         let next = r.answer(dom0_mac(0), &request(0)).expect("answered").next();
         assert_eq!(next.map(|f| f.seq), Some(4));
+    }
+
+    #[test]
+    fn mac_keys_order_as_the_macs_do() {
+        // The last byte, then the first, decide: as a byte-wise compare does.
+        let low = [0, 0x16, 0x3e, 0, 0, 0xff];
+        let mid = [0, 0x16, 0x3e, 0, 1, 0];
+        let high = [0x02, 0, 0, 0, 0, 0];
+        assert!(mac_key(low) < mac_key(mid));
+        assert!(mac_key(mid) < mac_key(high));
+        assert_eq!(mac_key(low).cmp(&mac_key(low)), low.cmp(&low));
     }
 
     #[test]

@@ -317,11 +317,20 @@ impl World<'_> {
     }
 
     /// Routes every frame `host`'s netbacks handed the bridge during the last input.
+    /// Inlined into the run loop: most inputs hand the bridge nothing, and that check
+    /// should not cost a call into the (large) routing code.
+    #[inline]
     pub(crate) fn net_route(&mut self, host: u16) {
-        let slot = &mut self.hosts[usize::from(host)].sim.net_out;
-        if slot.is_empty() {
-            return; // Most inputs hand the bridge nothing.
+        if self.hosts[usize::from(host)].sim.net_out.is_empty() {
+            return;
         }
+        self.net_route_frames(host);
+    }
+
+    /// [`World::net_route`] when the bridge has frames.
+    #[inline(never)]
+    fn net_route_frames(&mut self, host: u16) {
+        let slot = &mut self.hosts[usize::from(host)].sim.net_out;
         let mut frames = std::mem::take(slot);
         for frame in frames.drain(..) {
             self.net_route_one(host, frame);
