@@ -108,8 +108,8 @@ pub struct QueuePorts {
 }
 
 /// A queue's in-order memory (`VifQueue::rx_seen`): the last sequence number per (source
-/// MAC, flow).
-pub(crate) type FlowsSeen = BTreeMap<(crate::io::vif::Mac, u32), u32>;
+/// MAC as `mac_key`, flow).
+pub(crate) type FlowsSeen = BTreeMap<(u64, u32), u32>;
 
 /// Every vif data path of a host.
 #[derive(Clone, Debug, Default)]

@@ -314,7 +314,10 @@ impl VifQueue {
         use alloc::collections::btree_map::Entry;
         let full = self.rx_seen.len() >= RX_FLOWS_MAX;
         // One tree search per packet: the flow's entry is read and updated in place.
-        match self.rx_seen.entry((packet.src, packet.flow)) {
+        match self
+            .rx_seen
+            .entry((super::vif::mac_key(packet.src), packet.flow))
+        {
             Entry::Occupied(mut last) => {
                 let ahead = packet.seq.wrapping_sub(*last.get());
                 if ahead == 0 || ahead >= 1 << 31 {

@@ -12,9 +12,11 @@
 //! packet page its 40-byte header, a data page up to its last sector's stamp), not a whole
 //! 4 KiB frame; frames are grouped ([`PAGE_GROUP_FRAMES`] consecutive frames per entry)
 //! so that a lookup searches a few entries per device rather than one per page. The groups
-//! sit in a vector sorted by key (a binary search per lookup, cheaper than a tree walk):
-//! a group is added when its first page is written and goes only when its last page is
-//! forgotten, which the data path never does.
+//! sit on shelves, one per domain's stand-in frames (`dom << 32 ..`, [`shelf_of`]), each
+//! a vector sorted by key: a lookup indexes the shelf and binary-searches its few groups,
+//! cheaper than a walk of one tree of every group of the host. A group is added when its
+//! first page is written and goes only when its last page is forgotten, which the data
+//! path never does.
 
 use alloc::vec::Vec;
 
@@ -30,14 +32,28 @@ use crate::ids::{DomId, Mfn};
 /// device. Each group counts the pages it holds and goes when the last one does.
 #[derive(Clone, Debug, Default)]
 pub struct PageStore {
-    /// (group key, group), sorted by key without duplicates.
-    groups: Vec<(u64, alloc::boxed::Box<PageGroup>)>,
+    /// By [`shelf_of`] the group key: (group key, group), sorted by key without
+    /// duplicates. Shelves only grow in number (to the highest domain id seen).
+    shelves: Vec<Vec<(u64, alloc::boxed::Box<PageGroup>)>>,
     /// Pages held over all groups.
     held: usize,
 }
 
 /// Consecutive frames that share one [`PageStore`] map entry.
 pub const PAGE_GROUP_FRAMES: usize = 64;
+
+/// Shelves for the frames of one domain id each (`mfn >> 32` below this); one more shelf
+/// holds every frame above (none of the stand-in frames).
+const SHELVES_DIRECT: usize = 1 << 15;
+const _: () = assert!(crate::limits::DOMID_FIRST_RESERVED as usize <= SHELVES_DIRECT);
+
+/// The shelf of group `key`: the domain part of its frames (`mfn >> 32`), or the last
+/// shelf for any frame past [`SHELVES_DIRECT`]. Shelves are in key order: every key on
+/// shelf `i` is below every key on shelf `i + 1`.
+fn shelf_of(key: u64) -> usize {
+    const GROUPS_PER_SHELF_SHIFT: u32 = 32 - PAGE_GROUP_FRAMES.trailing_zeros();
+    usize::try_from(key >> GROUPS_PER_SHELF_SHIFT).map_or(SHELVES_DIRECT, |s| s.min(SHELVES_DIRECT))
+}
 
 /// Byte offset of sector `index`'s stamp in its page.
 const fn stamp_at(index: u8) -> usize {
@@ -72,9 +88,11 @@ fn group_of(mfn: Mfn) -> (u64, usize) {
 }
 
 impl PageStore {
-    /// Where group `key` is (`Ok`) or would go (`Err`) in the sorted `groups`.
-    fn find(&self, key: u64) -> Result<usize, usize> {
-        self.groups.binary_search_by_key(&key, |(k, _)| *k)
+    /// The group `key`, if it holds pages.
+    fn group(&self, key: u64) -> Option<&PageGroup> {
+        let shelf = self.shelves.get(shelf_of(key))?;
+        let at = shelf.binary_search_by_key(&key, |(k, _)| *k).ok()?;
+        Some(&shelf[at].1)
     }
 
     /// The first `len` bytes of the page at `mfn`, for writing (zeros where never written;
@@ -83,15 +101,20 @@ impl PageStore {
     pub fn bytes_mut(&mut self, mfn: Mfn, len: usize) -> &mut [u8] {
         assert!(len <= RING_PAGE_BYTES, "{len} bytes past a page");
         let (key, index) = group_of(mfn);
-        let at = match self.find(key) {
+        let shelf_index = shelf_of(key);
+        if self.shelves.len() <= shelf_index {
+            self.shelves.resize_with(shelf_index + 1, Vec::new);
+        }
+        let shelf = &mut self.shelves[shelf_index];
+        let at = match shelf.binary_search_by_key(&key, |(k, _)| *k) {
             Ok(at) => at,
             Err(at) => {
                 let group = alloc::boxed::Box::new(PageGroup::new());
-                self.groups.insert(at, (key, group));
+                shelf.insert(at, (key, group));
                 at
             }
         };
-        let group = &mut self.groups[at].1;
+        let group = &mut shelf[at].1;
         let slot = &mut group.pages[index];
         if slot.is_none() {
             group.held += 1;
@@ -127,8 +150,7 @@ impl PageStore {
     /// The bytes the page at `mfn` holds.
     fn held_bytes(&self, mfn: Mfn) -> Option<&[u8]> {
         let (key, index) = group_of(mfn);
-        let at = self.find(key).ok()?;
-        self.groups[at].1.pages[index].as_deref()
+        self.group(key)?.pages[index].as_deref()
     }
 
     /// The 8 bytes at `at` of `page` (zeros past what it holds) as a little-endian word.
@@ -189,17 +211,20 @@ impl PageStore {
     /// Drops the page at `mfn` (its owner freed it).
     pub fn forget(&mut self, mfn: Mfn) {
         let (key, index) = group_of(mfn);
-        let Ok(at) = self.find(key) else {
+        let Some(shelf) = self.shelves.get_mut(shelf_of(key)) else {
             return;
         };
-        let group = &mut self.groups[at].1;
+        let Ok(at) = shelf.binary_search_by_key(&key, |(k, _)| *k) else {
+            return;
+        };
+        let group = &mut shelf[at].1;
         if group.pages[index].take().is_none() {
             return;
         }
         group.held -= 1;
         self.held -= 1;
         if group.held == 0 {
-            self.groups.remove(at);
+            shelf.remove(at);
         }
     }
 
@@ -207,7 +232,11 @@ impl PageStore {
     pub fn len(&self) -> usize {
         debug_assert_eq!(
             self.held,
-            self.groups.iter().map(|(_, g)| g.held).sum::<usize>(),
+            self.shelves
+                .iter()
+                .flatten()
+                .map(|(_, g)| g.held)
+                .sum::<usize>(),
             "page count"
         );
         self.held
@@ -220,13 +249,14 @@ impl PageStore {
 
     /// Drops the pages of `dom` (its memory is gone).
     pub fn forget_domain(&mut self, dom: DomId) {
-        // A domain's frames are `dom << 32 ..`, a whole number of groups.
+        // A domain's frames are `dom << 32 ..`, a whole number of groups: its shelf.
         const _: () = assert!((1u64 << 32).is_multiple_of(PAGE_GROUP_FRAMES as u64));
-        let lo = (u64::from(dom.raw()) << 32) / PAGE_GROUP_FRAMES as u64;
-        let hi = ((u64::from(dom.raw()) + 1) << 32) / PAGE_GROUP_FRAMES as u64;
-        let start = self.groups.partition_point(|(k, _)| *k < lo);
-        let end = self.groups.partition_point(|(k, _)| *k < hi);
-        for (_, group) in self.groups.drain(start..end) {
+        let key = (u64::from(dom.raw()) << 32) / PAGE_GROUP_FRAMES as u64;
+        debug_assert!(shelf_of(key) < SHELVES_DIRECT);
+        let Some(shelf) = self.shelves.get_mut(shelf_of(key)) else {
+            return;
+        };
+        for (_, group) in shelf.drain(..) {
             self.held -= group.held;
         }
     }
@@ -279,7 +309,8 @@ mod tests {
         );
     }
 
-    /// One step of a random history over three domains' first 300 frames.
+    /// One step of a random history over the first 300 frames of three domains and of two
+    /// frame ranges past every domain id (the last shelf).
     #[derive(Clone, Debug)]
     enum Step {
         Write(u16, u64, u8),
@@ -287,11 +318,16 @@ mod tests {
         ForgetDomain(u16),
     }
 
+    /// The high half of a frame: a domain, or past every domain id.
+    fn owner() -> impl proptest::strategy::Strategy<Value = u16> {
+        proptest::sample::select(alloc::vec![0u16, 1, 2, 0x9000, u16::MAX])
+    }
+
     fn step() -> impl proptest::strategy::Strategy<Value = Step> {
         use proptest::prelude::*;
         prop_oneof![
-            4 => (0u16..3, 0u64..300, any::<u8>()).prop_map(|(d, f, b)| Step::Write(d, f, b)),
-            2 => (0u16..3, 0u64..300).prop_map(|(d, f)| Step::Forget(d, f)),
+            4 => (owner(), 0u64..300, any::<u8>()).prop_map(|(d, f, b)| Step::Write(d, f, b)),
+            2 => (owner(), 0u64..300).prop_map(|(d, f)| Step::Forget(d, f)),
             1 => (0u16..3).prop_map(Step::ForgetDomain),
         ]
     }
@@ -318,7 +354,8 @@ mod tests {
                     }
                 }
                 proptest::prop_assert_eq!(store.len(), model.len());
-                proptest::prop_assert!(store.groups.windows(2).all(|w| w[0].0 < w[1].0));
+                let keys: Vec<u64> = store.shelves.iter().flatten().map(|(k, _)| *k).collect();
+                proptest::prop_assert!(keys.windows(2).all(|w| w[0] < w[1]));
                 for (raw, byte) in &model {
                     let mut out = [0u8; 1];
                     proptest::prop_assert_eq!(store.read(Mfn::new(*raw), 0, &mut out), Some(()));
@@ -341,7 +378,7 @@ mod tests {
         store.forget(mfn(1, 65));
 
         assert_eq!(store.len(), 1);
-        assert_eq!(store.groups.len(), 1);
+        assert_eq!(store.shelves.iter().flatten().count(), 1);
         assert!(!store.contains(mfn(1, 65)));
     }
 }
