@@ -43,6 +43,7 @@
 //! netfront's own CPU (`io.netfront_pkt_ns`) is charged by the guest's workload model.
 
 mod irq;
+mod work;
 
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
@@ -62,6 +63,10 @@ pub const NET_WORK_BIT: u64 = 1 << 61;
 /// Most netback work items queued at once (per host).
 pub const NET_WORK_ITEMS_MAX: usize = 1 << 16;
 
+/// Most empty TX batch buffers netback keeps for reuse (per host): a bound, not a
+/// behaviour (a batch whose buffer is not kept allocates a new one).
+pub const TX_SPARE_BUFFERS_MAX: usize = 64;
+
 /// A vif: frontend domain and device id.
 pub type VifKey = (DomId, u32);
 
@@ -78,13 +83,13 @@ pub enum NetDropReason {
     BackendGone = 4,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, PartialEq, Eq, Debug)]
 pub(super) enum NetWorkKind {
     Tx(Vec<TxPacket>),
     Rx,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, PartialEq, Eq, Debug)]
 pub(super) struct NetWork {
     key: VifKey,
     queue: usize,
@@ -103,8 +108,8 @@ pub struct QueuePorts {
 }
 
 /// A queue's in-order memory (`VifQueue::rx_seen`): the last sequence number per (source
-/// MAC, flow).
-pub(crate) type FlowsSeen = BTreeMap<(crate::io::vif::Mac, u32), u32>;
+/// MAC as `mac_key`, flow).
+pub(crate) type FlowsSeen = BTreeMap<(u64, u32), u32>;
 
 /// Every vif data path of a host.
 #[derive(Clone, Debug, Default)]
@@ -116,8 +121,11 @@ pub struct NetState {
     /// The ports of each vif's queues, by queue.
     pub(crate) ports: DevMap<Vec<QueuePorts>>,
     /// Queued backend work by id (ids grow, so each vCPU's items are in order).
-    pub(super) work: BTreeMap<BackWorkId, NetWork>,
+    pub(super) work: work::WorkQueue,
     next_work: u64,
+    /// Empty TX batch buffers kept from finished batches (at most
+    /// [`TX_SPARE_BUFFERS_MAX`]), so that consuming a batch does not allocate.
+    tx_spare: Vec<Vec<TxPacket>>,
     /// Frames lost with a dead backend, counted as dropped at the end of the input.
     pub(crate) lost: BTreeMap<VifKey, u32>,
     /// netfront's in-order memory of a vif whose backend died, by queue, kept for its
@@ -130,6 +138,15 @@ pub struct NetState {
     /// The buffer netfront's poll hands its frames up through, empty between inputs
     /// (kept only so that a poll does not allocate).
     pub(super) rx_polled: Vec<NetPacket>,
+}
+
+/// Keeps the emptied TX batch buffer `packets` in `spare` for a later batch, within
+/// the bound.
+fn keep_tx_buffer(spare: &mut Vec<Vec<TxPacket>>, packets: Vec<TxPacket>) {
+    debug_assert!(packets.is_empty());
+    if packets.capacity() > 0 && spare.len() < TX_SPARE_BUFFERS_MAX {
+        spare.push(packets);
+    }
 }
 
 /// The trace's queue field: `None` for a single-queue vif (whose records keep their
@@ -265,17 +282,18 @@ impl Hypervisor {
             else {
                 return;
             };
-            let packets = match q.back_tx_consume(&mut self.grants, &net.pages) {
-                Ok(packets) => packets,
-                Err(fatal) => {
-                    let what = (fatal.error.code(), fatal.prod, fatal.cons);
-                    return self.netback_disabled(key, queue, what, p);
-                }
-            };
+            let mut packets = net.tx_spare.pop().unwrap_or_default();
+            debug_assert!(packets.is_empty());
+            let consumed = q.back_tx_consume(&mut self.grants, &net.pages, &mut packets);
+            if let Err(fatal) = consumed {
+                let what = (fatal.error.code(), fatal.prod, fatal.cons);
+                return self.netback_disabled(key, queue, what, p);
+            }
             if !packets.is_empty() {
                 q.back_busy = true;
                 return self.netback_queue(key, queue, NetWorkKind::Tx(packets), p);
             }
+            keep_tx_buffer(&mut net.tx_spare, packets);
             match q.back_tx_final_check() {
                 Ok(true) => continue,
                 Ok(false) => return,
@@ -366,7 +384,7 @@ impl Hypervisor {
             self.net.work.len() < NET_WORK_ITEMS_MAX,
             "netback work full"
         );
-        self.net.work.insert(id, work);
+        self.net.work.push(id, work);
         p.backend_work(vcpu, id, work_ns);
         let _ = self.vcpu_wake_event(vcpu, p);
     }
@@ -378,23 +396,20 @@ impl Hypervisor {
         item: BackWorkId,
         p: &mut P,
     ) -> Result<(), super::InputError> {
-        let Some(vcpu) = self.net.work.get(&item).map(|w| w.vcpu) else {
-            return Err(super::InputError::UnknownBackWork(item));
-        };
-        let older = self.net.work.range(..item).any(|(_, w)| w.vcpu == vcpu);
-        if older {
-            return Err(super::InputError::UnknownBackWork(item));
-        }
-        if let Some(work) = self.net.work.remove(&item) {
-            self.netback_finish(work, p);
-        }
+        // Unknown, or not the oldest item of its vCPU: both are a bogus input.
+        let work = self
+            .net
+            .work
+            .take_oldest(item)
+            .map_err(|_| super::InputError::UnknownBackWork(item))?;
+        self.netback_finish(work, p);
         Ok(())
     }
 
     /// The backend domain `back_dom` died: the items queued on its vCPUs never run (the
     /// frames of a TX batch are counted lost by netfront, `drv_net.rs`).
     pub(crate) fn net_backend_domain_gone(&mut self, back_dom: DomId) {
-        self.net.work.retain(|_, w| w.vcpu.dom != back_dom);
+        self.net.work.drop_domain(back_dom);
     }
 
     fn netback_finish<P: Platform + ?Sized>(&mut self, work: NetWork, p: &mut P) {
@@ -403,7 +418,11 @@ impl Hypervisor {
             return; // netback disconnected meanwhile: the batch is dropped.
         }
         match work.kind {
-            NetWorkKind::Tx(packets) => self.netback_tx_finish(key, queue, &packets, p),
+            NetWorkKind::Tx(mut packets) => {
+                self.netback_tx_finish(key, queue, &packets, p);
+                packets.clear();
+                keep_tx_buffer(&mut self.net.tx_spare, packets);
+            }
             NetWorkKind::Rx => self.netback_rx_flush(key, queue, p),
         }
     }

@@ -235,7 +235,12 @@ fn netfronts_in_order_memory_survives_the_reconnect() {
     // so a replay of it after the reconnect would be flagged as a duplicate.
     let b = hv.vif_path(ids::dom(3), 0).expect("b");
     assert_eq!(b.params.back_dom, ids::dom(4));
-    assert_eq!(b.queues[0].rx_seen.get(&(MAC_A, 1)), Some(&1));
+    assert_eq!(
+        b.queues[0]
+            .rx_seen
+            .get(&(crate::io::vif::mac_key(MAC_A), 1)),
+        Some(&1)
+    );
 }
 
 #[test]

@@ -72,15 +72,17 @@ pub struct RxFlush {
 }
 
 impl VifQueue {
-    /// Consumes every TX packet the ring offers now (none once disabled).
+    /// Consumes every TX packet the ring offers now (none once disabled), appending them
+    /// to `out` (the caller's reused batch buffer; on `Err` it holds the packets consumed
+    /// before the fatal one, which are never answered).
     pub fn back_tx_consume(
         &mut self,
         grants: &mut GrantTables,
         pages: &PageStore,
-    ) -> Result<Vec<TxPacket>, TxFatal> {
-        let mut out = Vec::new();
+        out: &mut Vec<TxPacket>,
+    ) -> Result<(), TxFatal> {
         if self.back_disabled {
-            return Ok(out);
+            return Ok(());
         }
         let fatal = |path: &mut VifQueue, error: TxError, prod: u32| {
             path.back_disabled = true;
@@ -101,8 +103,8 @@ impl VifQueue {
                 Err(error) => return Err(fatal(self, error, prod)),
             }
         }
-        self.note_indices();
-        Ok(out)
+        self.note_tx_indices();
+        Ok(())
     }
 
     fn tx_slot(&self, index: u32) -> [u8; NETIF_TX_SLOT_BYTES] {
@@ -263,7 +265,7 @@ impl VifQueue {
             return false;
         }
         let notify = self.tx_back.push_responses(&mut self.tx_sring);
-        self.note_indices();
+        self.note_tx_indices();
         notify
     }
 
@@ -325,7 +327,7 @@ impl VifQueue {
         }
         if flush.slots > 0 {
             flush.notify = self.rx_back.push_responses(&mut self.rx_sring);
-            self.note_indices();
+            self.note_rx_indices();
             if flush.notify {
                 self.counters.rx_notify_count += 1;
             } else {

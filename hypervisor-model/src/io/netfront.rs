@@ -70,7 +70,7 @@ impl VifQueue {
             return NetPush::default();
         }
         let notify = self.tx_front.push_requests(&mut self.tx_sring);
-        self.note_indices();
+        self.note_tx_indices();
         if notify {
             self.counters.tx_notify_count += 1;
         } else {
@@ -192,7 +192,7 @@ impl VifQueue {
                 self.tx_pool_free.push(shadow.page);
                 done += 1;
             }
-            self.note_indices();
+            self.note_tx_indices();
             let more = self.tx_front.final_check_for_responses(&mut self.tx_sring);
             match more.inspect_err(|_| self.front_failed = true)? {
                 true => continue,
@@ -229,7 +229,7 @@ impl VifQueue {
             return NetPush::default();
         }
         let notify = self.rx_front.push_requests(&mut self.rx_sring);
-        self.note_indices();
+        self.note_rx_indices();
         NetPush { pushed, notify }
     }
 
@@ -252,7 +252,7 @@ impl VifQueue {
                 }
                 count -= slots;
             }
-            self.note_indices();
+            self.note_rx_indices();
             let more = self.rx_front.final_check_for_responses(&mut self.rx_sring);
             match more.inspect_err(|_| self.front_failed = true)? {
                 true if count == 0 => continue,
@@ -311,17 +311,26 @@ impl VifQueue {
 
     /// Counts a packet that is not after the last one of its flow.
     fn rx_in_order(&mut self, packet: &NetPacket) {
-        let key = (packet.src, packet.flow);
-        if let Some(last) = self.rx_seen.get(&key) {
-            let ahead = packet.seq.wrapping_sub(*last);
-            if ahead == 0 || ahead >= 1 << 31 {
-                self.counters.rx_order_violations += 1;
+        use alloc::collections::btree_map::Entry;
+        let full = self.rx_seen.len() >= RX_FLOWS_MAX;
+        // One tree search per packet: the flow's entry is read and updated in place.
+        match self
+            .rx_seen
+            .entry((super::vif::mac_key(packet.src), packet.flow))
+        {
+            Entry::Occupied(mut last) => {
+                let ahead = packet.seq.wrapping_sub(*last.get());
+                if ahead == 0 || ahead >= 1 << 31 {
+                    self.counters.rx_order_violations += 1;
+                }
+                last.insert(packet.seq);
             }
-        } else if self.rx_seen.len() >= RX_FLOWS_MAX {
             // xensim's bound: flows past it are not followed (their order is unchecked).
-            return;
+            Entry::Vacant(_) if full => {}
+            Entry::Vacant(slot) => {
+                slot.insert(packet.seq);
+            }
         }
-        self.rx_seen.insert(key, packet.seq);
     }
 
     /// Grants netfront ends at the close (ring pages are the handshake's).

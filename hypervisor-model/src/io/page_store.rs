@@ -10,10 +10,14 @@
 //!
 //! xensim differs, on purpose: a page holds its bytes only up to the last one written (a
 //! packet page its 40-byte header, a data page up to its last sector's stamp), not a whole
-//! 4 KiB frame; frames are grouped ([`PAGE_GROUP_FRAMES`] consecutive frames per map entry)
-//! so that a lookup walks a tree of a few entries per device rather than one per page.
+//! 4 KiB frame; frames are grouped ([`PAGE_GROUP_FRAMES`] consecutive frames per entry)
+//! so that a lookup searches a few entries per device rather than one per page. The groups
+//! sit on shelves, one per domain's stand-in frames (`dom << 32 ..`, [`shelf_of`]), each
+//! a vector sorted by key: a lookup indexes the shelf and binary-searches its few groups,
+//! cheaper than a walk of one tree of every group of the host. A group is added when its
+//! first page is written and goes only when its last page is forgotten, which the data
+//! path never does.
 
-use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
 use super::ring::RING_PAGE_BYTES;
@@ -23,19 +27,33 @@ use crate::ids::{DomId, Mfn};
 /// Contents of the pages that carry block data, indirect descriptors and packet headers,
 /// by machine frame.
 ///
-/// Frames are kept in groups of [`PAGE_GROUP_FRAMES`] consecutive frames, one map entry
-/// per group: a device's pool is consecutive stand-in frames, so the map stays a few
-/// entries per device and a lookup walks a shallow tree. Each group counts the pages it
-/// holds and goes when the last one does.
+/// Frames are kept in groups of [`PAGE_GROUP_FRAMES`] consecutive frames, one entry per
+/// group: a device's pool is consecutive stand-in frames, so there are a few entries per
+/// device. Each group counts the pages it holds and goes when the last one does.
 #[derive(Clone, Debug, Default)]
 pub struct PageStore {
-    groups: BTreeMap<u64, alloc::boxed::Box<PageGroup>>,
+    /// By [`shelf_of`] the group key: (group key, group), sorted by key without
+    /// duplicates. Shelves only grow in number (to the highest domain id seen).
+    shelves: Vec<Vec<(u64, alloc::boxed::Box<PageGroup>)>>,
     /// Pages held over all groups.
     held: usize,
 }
 
 /// Consecutive frames that share one [`PageStore`] map entry.
 pub const PAGE_GROUP_FRAMES: usize = 64;
+
+/// Shelves for the frames of one domain id each (`mfn >> 32` below this); one more shelf
+/// holds every frame above (none of the stand-in frames).
+const SHELVES_DIRECT: usize = 1 << 15;
+const _: () = assert!(crate::limits::DOMID_FIRST_RESERVED as usize <= SHELVES_DIRECT);
+
+/// The shelf of group `key`: the domain part of its frames (`mfn >> 32`), or the last
+/// shelf for any frame past [`SHELVES_DIRECT`]. Shelves are in key order: every key on
+/// shelf `i` is below every key on shelf `i + 1`.
+fn shelf_of(key: u64) -> usize {
+    const GROUPS_PER_SHELF_SHIFT: u32 = 32 - PAGE_GROUP_FRAMES.trailing_zeros();
+    usize::try_from(key >> GROUPS_PER_SHELF_SHIFT).map_or(SHELVES_DIRECT, |s| s.min(SHELVES_DIRECT))
+}
 
 /// Byte offset of sector `index`'s stamp in its page.
 const fn stamp_at(index: u8) -> usize {
@@ -70,16 +88,33 @@ fn group_of(mfn: Mfn) -> (u64, usize) {
 }
 
 impl PageStore {
+    /// The group `key`, if it holds pages.
+    fn group(&self, key: u64) -> Option<&PageGroup> {
+        let shelf = self.shelves.get(shelf_of(key))?;
+        let at = shelf.binary_search_by_key(&key, |(k, _)| *k).ok()?;
+        Some(&shelf[at].1)
+    }
+
     /// The first `len` bytes of the page at `mfn`, for writing (zeros where never written;
     /// the page exists from now on). Panics if `len` exceeds a page: callers index within
     /// one.
     pub fn bytes_mut(&mut self, mfn: Mfn, len: usize) -> &mut [u8] {
         assert!(len <= RING_PAGE_BYTES, "{len} bytes past a page");
         let (key, index) = group_of(mfn);
-        let group = self
-            .groups
-            .entry(key)
-            .or_insert_with(|| alloc::boxed::Box::new(PageGroup::new()));
+        let shelf_index = shelf_of(key);
+        if self.shelves.len() <= shelf_index {
+            self.shelves.resize_with(shelf_index + 1, Vec::new);
+        }
+        let shelf = &mut self.shelves[shelf_index];
+        let at = match shelf.binary_search_by_key(&key, |(k, _)| *k) {
+            Ok(at) => at,
+            Err(at) => {
+                let group = alloc::boxed::Box::new(PageGroup::new());
+                shelf.insert(at, (key, group));
+                at
+            }
+        };
+        let group = &mut shelf[at].1;
         let slot = &mut group.pages[index];
         if slot.is_none() {
             group.held += 1;
@@ -115,7 +150,7 @@ impl PageStore {
     /// The bytes the page at `mfn` holds.
     fn held_bytes(&self, mfn: Mfn) -> Option<&[u8]> {
         let (key, index) = group_of(mfn);
-        self.groups.get(&key)?.pages[index].as_deref()
+        self.group(key)?.pages[index].as_deref()
     }
 
     /// The 8 bytes at `at` of `page` (zeros past what it holds) as a little-endian word.
@@ -176,16 +211,20 @@ impl PageStore {
     /// Drops the page at `mfn` (its owner freed it).
     pub fn forget(&mut self, mfn: Mfn) {
         let (key, index) = group_of(mfn);
-        let Some(group) = self.groups.get_mut(&key) else {
+        let Some(shelf) = self.shelves.get_mut(shelf_of(key)) else {
             return;
         };
+        let Ok(at) = shelf.binary_search_by_key(&key, |(k, _)| *k) else {
+            return;
+        };
+        let group = &mut shelf[at].1;
         if group.pages[index].take().is_none() {
             return;
         }
         group.held -= 1;
         self.held -= 1;
         if group.held == 0 {
-            self.groups.remove(&key);
+            shelf.remove(at);
         }
     }
 
@@ -193,7 +232,11 @@ impl PageStore {
     pub fn len(&self) -> usize {
         debug_assert_eq!(
             self.held,
-            self.groups.values().map(|g| g.held).sum::<usize>(),
+            self.shelves
+                .iter()
+                .flatten()
+                .map(|(_, g)| g.held)
+                .sum::<usize>(),
             "page count"
         );
         self.held
@@ -206,21 +249,23 @@ impl PageStore {
 
     /// Drops the pages of `dom` (its memory is gone).
     pub fn forget_domain(&mut self, dom: DomId) {
-        // A domain's frames are `dom << 32 ..`, a whole number of groups.
+        // A domain's frames are `dom << 32 ..`, a whole number of groups: its shelf.
         const _: () = assert!((1u64 << 32).is_multiple_of(PAGE_GROUP_FRAMES as u64));
-        let lo = (u64::from(dom.raw()) << 32) / PAGE_GROUP_FRAMES as u64;
-        let hi = ((u64::from(dom.raw()) + 1) << 32) / PAGE_GROUP_FRAMES as u64;
-        let doomed: Vec<u64> = self.groups.range(lo..hi).map(|(k, _)| *k).collect();
-        for key in doomed {
-            if let Some(group) = self.groups.remove(&key) {
-                self.held -= group.held;
-            }
+        let key = (u64::from(dom.raw()) << 32) / PAGE_GROUP_FRAMES as u64;
+        debug_assert!(shelf_of(key) < SHELVES_DIRECT);
+        let Some(shelf) = self.shelves.get_mut(shelf_of(key)) else {
+            return;
+        };
+        for (_, group) in shelf.drain(..) {
+            self.held -= group.held;
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    extern crate std;
+
     use super::*;
 
     fn mfn(dom: u16, frame: u64) -> Mfn {
@@ -264,6 +309,62 @@ mod tests {
         );
     }
 
+    /// One step of a random history over the first 300 frames of three domains and of two
+    /// frame ranges past every domain id (the last shelf).
+    #[derive(Clone, Debug)]
+    enum Step {
+        Write(u16, u64, u8),
+        Forget(u16, u64),
+        ForgetDomain(u16),
+    }
+
+    /// The high half of a frame: a domain, or past every domain id.
+    fn owner() -> impl proptest::strategy::Strategy<Value = u16> {
+        proptest::sample::select(alloc::vec![0u16, 1, 2, 0x9000, u16::MAX])
+    }
+
+    fn step() -> impl proptest::strategy::Strategy<Value = Step> {
+        use proptest::prelude::*;
+        prop_oneof![
+            4 => (owner(), 0u64..300, any::<u8>()).prop_map(|(d, f, b)| Step::Write(d, f, b)),
+            2 => (owner(), 0u64..300).prop_map(|(d, f)| Step::Forget(d, f)),
+            1 => (0u16..3).prop_map(Step::ForgetDomain),
+        ]
+    }
+
+    proptest::proptest! {
+        /// The sorted group vector holds what a plain map of frames would.
+        #[test]
+        fn the_store_reads_as_a_map_of_frames(steps in proptest::collection::vec(step(), 0..120)) {
+            let mut store = PageStore::default();
+            let mut model: std::collections::BTreeMap<u64, u8> = Default::default();
+            for s in steps {
+                match s {
+                    Step::Write(dom, frame, byte) => {
+                        store.bytes_mut(mfn(dom, frame), 1)[0] = byte;
+                        model.insert(mfn(dom, frame).raw(), byte);
+                    }
+                    Step::Forget(dom, frame) => {
+                        store.forget(mfn(dom, frame));
+                        model.remove(&mfn(dom, frame).raw());
+                    }
+                    Step::ForgetDomain(dom) => {
+                        store.forget_domain(DomId::new(dom).expect("domid"));
+                        model.retain(|raw, _| raw >> 32 != u64::from(dom));
+                    }
+                }
+                proptest::prop_assert_eq!(store.len(), model.len());
+                let keys: Vec<u64> = store.shelves.iter().flatten().map(|(k, _)| *k).collect();
+                proptest::prop_assert!(keys.windows(2).all(|w| w[0] < w[1]));
+                for (raw, byte) in &model {
+                    let mut out = [0u8; 1];
+                    proptest::prop_assert_eq!(store.read(Mfn::new(*raw), 0, &mut out), Some(()));
+                    proptest::prop_assert_eq!(out[0], *byte);
+                }
+            }
+        }
+    }
+
     #[test]
     fn forgetting_the_last_page_of_a_group_drops_the_group() {
         // Frames 64 and 65 share a group; 128 is the next one.
@@ -277,7 +378,7 @@ mod tests {
         store.forget(mfn(1, 65));
 
         assert_eq!(store.len(), 1);
-        assert_eq!(store.groups.len(), 1);
+        assert_eq!(store.shelves.iter().flatten().count(), 1);
         assert!(!store.contains(mfn(1, 65)));
     }
 }

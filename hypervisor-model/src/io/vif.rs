@@ -179,6 +179,14 @@ impl NetPacket {
     }
 }
 
+/// `mac` as a big-endian integer, ordered as the MACs are: a tree keyed by it compares
+/// two integers per step instead of two byte arrays.
+pub fn mac_key(mac: Mac) -> u64 {
+    let [a, b, c, d, e, f] = mac;
+    // A 4-byte and a 2-byte big-endian load (the 8-byte form compiles to byte shifts).
+    (u64::from(u32::from_be_bytes([a, b, c, d])) << 16) | u64::from(u16::from_be_bytes([e, f]))
+}
+
 /// Parses `xx:xx:xx:xx:xx:xx`.
 pub fn parse_mac(text: &str) -> Option<Mac> {
     let mut mac = [0u8; 6];
@@ -362,8 +370,8 @@ pub struct VifQueue {
     /// empty): where the search for the next pool page's ref starts. Kept as pages are
     /// added (the pools only grow), so adding one does not scan both pools.
     pub(crate) pool_gref_end: Option<u32>,
-    /// netfront: last sequence received per (source MAC, flow).
-    pub rx_seen: BTreeMap<(Mac, u32), u32>,
+    /// netfront: last sequence received per (source MAC as [`mac_key`], flow).
+    pub rx_seen: BTreeMap<(u64, u32), u32>,
     /// netback: packets for the frontend waiting for RX ring slots.
     pub rx_queue: VecDeque<NetPacket>,
     /// Their bytes.
@@ -419,20 +427,25 @@ impl VifQueue {
         }
     }
 
-    /// Records the private indices after an operation; one of ours moving backwards is a
-    /// model bug (RING-MONOTONIC), whatever the guest wrote into the pages.
-    pub fn note_indices(&mut self) {
+    /// Records the TX ring's private indices after an operation on it; one of ours moving
+    /// backwards is a model bug (RING-MONOTONIC), whatever the guest wrote into the pages.
+    /// Only the ring an operation touched is noted: the other's indices did not move.
+    pub fn note_tx_indices(&mut self) {
         let tx = RingWatch::of(&self.tx_front, &self.tx_back);
-        let rx = RingWatch::of(&self.rx_front, &self.rx_back);
         assert!(
             self.tx_watch.backwards(&tx).is_none(),
             "vif TX index backwards"
         );
+        self.tx_watch = tx;
+    }
+
+    /// [`VifQueue::note_tx_indices`] for the RX ring.
+    pub fn note_rx_indices(&mut self) {
+        let rx = RingWatch::of(&self.rx_front, &self.rx_back);
         assert!(
             self.rx_watch.backwards(&rx).is_none(),
             "vif RX index backwards"
         );
-        self.tx_watch = tx;
         self.rx_watch = rx;
     }
 
@@ -689,6 +702,17 @@ mod tests {
         let mut page = [0u8; 4096];
         packet().encode(&mut page);
         assert_eq!(NetPacket::decode(&page), Some(packet()));
+    }
+
+    proptest::proptest! {
+        /// Trees keyed by `mac_key` keep the order of trees keyed by the MAC.
+        #[test]
+        fn mac_keys_order_as_the_macs_do(
+            a in proptest::prelude::any::<Mac>(),
+            b in proptest::prelude::any::<Mac>(),
+        ) {
+            proptest::prop_assert_eq!(mac_key(a).cmp(&mac_key(b)), a.cmp(&b));
+        }
     }
 
     #[test]

@@ -13,7 +13,7 @@
 
 use std::collections::BTreeMap;
 
-use hypervisor_model::io::vif::{Mac, NetPacket, PacketKind, PACKET_BYTES_MIN};
+use hypervisor_model::io::vif::{mac_key, Mac, NetPacket, PacketKind, PACKET_BYTES_MIN};
 
 /// Cost keys the network side reads, with their defaults (hashed into the trace header).
 pub const NET_COST_DEFAULTS: &[(&str, u64)] = &[(
@@ -39,8 +39,9 @@ pub fn external_mac(host: u16) -> Mac {
 /// An endpoint that answers requests: dom0's stack or the external peer.
 #[derive(Debug, Clone, Default)]
 pub struct Responder {
-    /// Last sequence sent per (peer MAC, flow).
-    seq: BTreeMap<(Mac, u32), u32>,
+    /// Last sequence sent per (peer MAC, flow), the MAC as [`mac_key`] (two integer
+    /// compares per tree step instead of a byte-array compare).
+    seq: BTreeMap<(u64, u32), u32>,
 }
 
 impl Responder {
@@ -54,7 +55,10 @@ impl Responder {
         }
         let total = u64::from(request.reply_bytes).max(u64::from(PACKET_BYTES_MIN));
         let count = total.div_ceil(FRAME_BYTES_MAX);
-        let seq = self.seq.entry((request.src, request.flow)).or_insert(0);
+        let seq = self
+            .seq
+            .entry((mac_key(request.src), request.flow))
+            .or_insert(0);
         let last_seq = *seq;
         // At most u32::MAX / 60 frames: the count fits (and wraps as the per-frame adds).
         *seq = seq.wrapping_add(u32::try_from(count).unwrap_or(u32::MAX));

@@ -37,7 +37,7 @@ use std::collections::BTreeMap;
 
 use hypervisor_model::event::CoreInput;
 use hypervisor_model::ids::{DomId, VcpuId, VcpuRef};
-use hypervisor_model::io::vif::{Mac, NetPacket};
+use hypervisor_model::io::vif::{Mac, NetPacket, PacketKind};
 use hypervisor_model::platform::NetFrame;
 
 use super::{SimEvent, World};
@@ -94,8 +94,9 @@ pub struct NetWorld {
     /// Connected vifs by MAC.
     directory: BTreeMap<Mac, (u16, DomId, u32)>,
     /// `directory` the other way round: (host, domain, vif) → its MACs, sorted, so that
-    /// the MAC of a vif (asked for every frame it sends or receives) is one lookup.
-    vif_macs: BTreeMap<(u16, DomId, u32), Vec<Mac>>,
+    /// the MAC of a vif (asked for every frame it sends or receives) is one lookup. Keyed
+    /// by [`vif_key`]: one integer compare per tree step.
+    vif_macs: BTreeMap<u64, Vec<Mac>>,
     /// Driver domains' bridges by (host, driver domain).
     driver_bridges: BTreeMap<(u16, DomId), Bridge>,
     /// The backend domain of each connected vif (whose bridge it is on).
@@ -176,7 +177,10 @@ impl NetWorld {
             }
             debug_assert!((h, d, v) == (host, dom, devid), "MAC given to two vifs");
         }
-        let macs = self.vif_macs.entry((host, dom, devid)).or_default();
+        let macs = self
+            .vif_macs
+            .entry(vif_key((host, dom, devid)))
+            .or_default();
         if let Err(at) = macs.binary_search(&mac) {
             macs.insert(at, mac);
         }
@@ -229,19 +233,19 @@ impl NetWorld {
     /// connected under two).
     pub fn mac_of(&self, host: u16, dom: DomId, devid: u32) -> Option<Mac> {
         let vif = (host, dom, devid);
-        let found = self.vif_macs.get(&vif)?.first().copied();
+        let found = self.vif_macs.get(&vif_key(vif))?.first().copied();
         debug_assert!(found.is_none_or(|mac| self.directory.get(&mac) == Some(&vif)));
         found
     }
 
     /// `mac` is no longer `vif`'s (a vif without MACs leaves `vif_macs`).
     fn vif_mac_remove(&mut self, vif: (u16, DomId, u32), mac: Mac) {
-        let Some(macs) = self.vif_macs.get_mut(&vif) else {
+        let Some(macs) = self.vif_macs.get_mut(&vif_key(vif)) else {
             return;
         };
         macs.retain(|m| *m != mac);
         if macs.is_empty() {
-            self.vif_macs.remove(&vif);
+            self.vif_macs.remove(&vif_key(vif));
         }
     }
 
@@ -317,11 +321,20 @@ impl World<'_> {
     }
 
     /// Routes every frame `host`'s netbacks handed the bridge during the last input.
+    /// Inlined into the run loop: most inputs hand the bridge nothing, and that check
+    /// should not cost a call into the (large) routing code.
+    #[inline]
     pub(crate) fn net_route(&mut self, host: u16) {
-        let slot = &mut self.hosts[usize::from(host)].sim.net_out;
-        if slot.is_empty() {
-            return; // Most inputs hand the bridge nothing.
+        if self.hosts[usize::from(host)].sim.net_out.is_empty() {
+            return;
         }
+        self.net_route_frames(host);
+    }
+
+    /// [`World::net_route`] when the bridge has frames.
+    #[inline(never)]
+    fn net_route_frames(&mut self, host: u16) {
+        let slot = &mut self.hosts[usize::from(host)].sim.net_out;
         let mut frames = std::mem::take(slot);
         for frame in frames.drain(..) {
             self.net_route_one(host, frame);
@@ -553,6 +566,11 @@ impl World<'_> {
         let now_ns = self.queue.now_ns();
         let guests = &mut self.hosts[usize::from(host)].sim.guests;
         guests.net_received(dom, &packet, now_ns, host, &mut self.queue);
+        // Only a request is answered: the kernel's responder and the vif's MAC are not
+        // looked up for anything else (most frames a guest receives are answers).
+        if packet.kind != PacketKind::Request {
+            return;
+        }
         let me = self.net.mac_of(host, dom, devid).unwrap_or(packet.dst);
         let kernel = self.net.kernels.entry((host, dom)).or_default();
         for answer in kernel.answer(me, &packet).into_iter().flatten() {
@@ -581,10 +599,40 @@ impl World<'_> {
     }
 }
 
+/// (host, domain, vif) as one integer, ordered as the tuple is: host, then domain id,
+/// then device id.
+fn vif_key((host, dom, devid): (u16, DomId, u32)) -> u64 {
+    (u64::from(host) << 48) | (u64::from(dom.raw()) << 32) | u64::from(devid)
+}
+
 fn transit_reason(transit: Transit) -> DropReason {
     match transit {
         Transit::Lost => DropReason::FabricLoss,
         Transit::Partitioned => DropReason::Partition,
         Transit::TooBig | Transit::Arrives(_) => DropReason::NoRoute,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dom(raw: u16) -> DomId {
+        DomId::new(raw).expect("domid")
+    }
+
+    #[test]
+    fn vif_keys_order_as_the_tuples_do() {
+        // Host first, then domain, then device: as the tuple the key replaces.
+        let keys = [
+            (0, dom(1), u32::MAX),
+            (0, dom(2), 0),
+            (1, dom(0), 0),
+            (1, dom(0), 1),
+        ];
+        for pair in keys.windows(2) {
+            assert!(pair[0] < pair[1]);
+            assert!(vif_key(pair[0]) < vif_key(pair[1]));
+        }
     }
 }
