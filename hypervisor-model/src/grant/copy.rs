@@ -388,18 +388,8 @@ mod tests {
             .unwrap_or(0)
     }
 
-    /// gfns below 48 exist, 13 is paged out (an error the claim must report).
-    struct SomeFrames;
-
-    impl GuestFrames for SomeFrames {
-        fn translate(&self, dom: DomId, gfn: Gfn, _readonly: bool) -> Result<Mfn, FrameError> {
-            match gfn.raw() {
-                13 => Err(FrameError::PagedOut),
-                raw if raw < 48 => Ok(Mfn::new(u64::from(dom.raw()) << 32 | raw)),
-                _ => Err(FrameError::Invalid),
-            }
-        }
-    }
+    // gfns below 48 exist, 13 is paged out (an error the claim must report).
+    use super::super::proptests::Frames as SomeFrames;
 
     /// How a random case sets its tables up before the copy.
     #[derive(Clone, Debug)]

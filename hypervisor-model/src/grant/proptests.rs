@@ -15,8 +15,8 @@ use crate::ids::{DomId, Gfn, GrantRef, Mfn};
 
 const DOMAIN_COUNT: u16 = 3;
 
-/// gfns below 48 exist; 13 is paged out.
-struct Frames;
+/// gfns below 48 exist; 13 is paged out (also the frames of `copy`'s tests).
+pub(super) struct Frames;
 
 impl GuestFrames for Frames {
     fn translate(&self, dom: DomId, gfn: Gfn, _readonly: bool) -> Result<Mfn, FrameError> {
