@@ -8,8 +8,9 @@
 //! the events themselves, so its sifts move and compare one `u128`.
 //!
 //! Slotted events (the pCPU scheduler timers) live outside the heap, at most one per slot: a
-//! re-arm replaces the pending one and a cancel removes it, where a heap would keep every
-//! superseded timer until its time came (97% of the timer events of `bench-64x512`). A
+//! re-arm replaces the pending one, where a heap would keep every superseded timer until
+//! its time came (a cancel leaves the event in its slot: the run loop drops it by its timer
+//! generation if it pops before the next re-arm replaces it) (97% of the timer events of `bench-64x512`). A
 //! tournament tree over the slots finds the earliest; `pop` takes the earlier of it and the
 //! heap's top by (time, sequence), so the order of the events that do run is the same. A
 //! re-arm's update of the tree stops at the first node whose smallest key stays the same.
@@ -302,11 +303,6 @@ impl<E> EventQueue<E> {
         self.slots.set(slot, (time_ns, seq), event);
     }
 
-    /// Removes the event pending in `slot`, if any.
-    pub fn clear_slot(&mut self, slot: usize) {
-        let _ = self.slots.take(slot);
-    }
-
     /// Time of the earliest event.
     pub fn peek_time_ns(&self) -> Option<u64> {
         self.first().map(|(time_ns, _)| time_ns)
@@ -441,16 +437,6 @@ mod tests {
     }
 
     #[test]
-    fn cleared_slot_never_pops() {
-        let mut queue = EventQueue::new();
-        queue.push_slot(1, 5, 'a');
-        queue.push_slot(6, 7, 'b');
-        queue.clear_slot(1);
-        assert_eq!(queue.pop(), Some((7, 'b')));
-        assert_eq!(queue.pop(), None);
-    }
-
-    #[test]
     fn earliest_of_many_slots_pops_first() {
         let mut queue = EventQueue::new();
         for (slot, time_ns) in [(0, 50), (1, 30), (2, 40), (5, 10), (9, 20)] {
@@ -489,7 +475,6 @@ mod tests {
         PushInOrder(usize, u64),
         PushInOrderFixed(usize),
         PushSlot(usize, u64),
-        ClearSlot(usize),
         Pop,
     }
 
@@ -499,7 +484,6 @@ mod tests {
             (0..super::LANES, 0..50u64).prop_map(|(lane, delay)| Op::PushInOrder(lane, delay)),
             (0..super::LANES).prop_map(Op::PushInOrderFixed),
             (0..40usize, 0..50u64).prop_map(|(slot, delay)| Op::PushSlot(slot, delay)),
-            (0..40usize).prop_map(Op::ClearSlot),
             Just(Op::Pop),
             Just(Op::Pop),
         ]
@@ -507,7 +491,7 @@ mod tests {
 
     proptest! {
         /// The queue pops what a plain ordered map of (time, push order) would: every heap
-        /// and lane event, and the latest event of each slot unless cleared, in (time,
+        /// and lane event, and the latest event of each slot, in (time,
         /// sequence) order.
         #[test]
         fn pops_match_an_ordered_map_model(ops in proptest::collection::vec(op(), 1..400)) {
@@ -540,12 +524,6 @@ mod tests {
                         }
                         model.insert((now_ns + delay, seq), id);
                         seq += 1;
-                    }
-                    Op::ClearSlot(slot) => {
-                        queue.clear_slot(slot);
-                        if let Some(old) = slot_keys.remove(&slot) {
-                            model.remove(&old);
-                        }
                     }
                     Op::Pop => {
                         let expected = model.pop_first();
