@@ -388,12 +388,16 @@ mod tests {
         mask
     }
 
+    /// A pCPU's node: few nodes, and sometimes one past the node count or 64.
+    fn node_strategy() -> impl Strategy<Value = u32> {
+        prop::sample::select(alloc::vec![0u32, 1, 2, 3, 64])
+    }
+
     proptest! {
         #[test]
         fn count_vcpu_by_masks_matches_cpu_walk(
             width in 1u32..100,
-            // Node of each pCPU: few nodes, and sometimes one past the node count or 64.
-            nodes in prop::collection::vec(prop::sample::select(alloc::vec![0u32, 1, 2, 3, 64]), 100),
+            nodes in prop::collection::vec(node_strategy(), 100),
             nr_nodes in 1usize..4,
             masks in (any::<u128>(), any::<u128>(), any::<u128>()),
             dom_nodes in any::<u64>(),

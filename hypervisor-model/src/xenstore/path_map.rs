@@ -3,9 +3,10 @@
 //! only once at the end (a `BTreeMap<String, _>` compares long common prefixes such as
 //! `/local/domain/12/device/vbd/51712/` at every step of its search).
 //!
-//! cxenstored keeps its nodes in a hash table (`db_fetch` on `struct hashtable`); this
-//! is the same idea with a deterministic index. It only changes how a path is found:
-//! what is stored, and the sorted order [`PathMap::sorted`] hands out, are a B-tree's.
+//! cxenstored finds a node by hashing its path too (4.17's TDB is a hash-indexed
+//! database); this is the same idea with a deterministic index. It only changes how a
+//! path is found: what is stored, and the sorted order [`PathMap::sorted`] hands out,
+//! are a B-tree's.
 //!
 //! # Invariants
 //! - Each stored path is in exactly one chain: the one [`path_key`] of it heads.
