@@ -34,7 +34,7 @@ use alloc::vec::Vec;
 
 use super::Hypervisor;
 use crate::ids::{BackWorkId, DomId, EvtchnPort, VcpuId, VcpuRef};
-use crate::io::blkback::{BackIo, BackOutcome};
+use crate::io::blkback::{BackIo, BackOutcome, DiskInflight};
 use crate::io::blkif::BlkReqError;
 use crate::io::dev_map::DevMap;
 use crate::io::ring::RingOverflow;
@@ -70,7 +70,7 @@ pub struct BlkState {
     /// The data and indirect pages.
     pub(crate) pages: PageStore,
     /// Disk commands in flight by tag.
-    inflight: BTreeMap<u64, (VbdKey, BackIo)>,
+    inflight: DiskInflight<(VbdKey, BackIo)>,
     next_tag: u64,
     /// blkback's work queues (every backend domain's), oldest first.
     work: VecDeque<BackWork>,
@@ -527,7 +527,7 @@ impl Hypervisor {
         data: &[u64],
         p: &mut P,
     ) {
-        let Some((key, io)) = self.blk.inflight.remove(&tag) else {
+        let Some((key, io)) = self.blk.inflight.remove(tag) else {
             return;
         };
         let blk = &mut self.blk;
@@ -625,10 +625,10 @@ impl Hypervisor {
             .inflight
             .iter()
             .filter(|(_, (k, _))| *k == key)
-            .map(|(tag, _)| *tag)
+            .map(|(tag, _)| tag)
             .collect();
         for tag in tags {
-            if let Some((_, io)) = self.blk.inflight.remove(&tag) {
+            if let Some((_, io)) = self.blk.inflight.remove(tag) {
                 for handle in io.transient {
                     let _ = self.grants.unmap_grant_ref(back_dom, handle);
                 }
@@ -670,7 +670,12 @@ impl Hypervisor {
         for (key, path) in self.blk.paths.iter() {
             let mut broken = Vec::new();
             path.check(&mut broken);
-            let inflight = self.blk.inflight.values().filter(|(k, _)| k == key).count();
+            let inflight = self
+                .blk
+                .inflight
+                .iter()
+                .filter(|(_, (k, _))| k == key)
+                .count();
             if !path.back_halted && inflight != path.back_inflight as usize {
                 broken.push("vbd.inflight");
             }

@@ -397,3 +397,127 @@ fn unmap_all(grants: &mut GrantTables, mapper: crate::ids::DomId, handles: &[Gra
         let _ = grants.unmap_grant_ref(mapper, *handle);
     }
 }
+
+/// blkback's commands at the disk, by tag. Tags are handed out one after another, so the
+/// table is a window of slots from the oldest tag still in flight: finding, adding and
+/// removing a command index the window instead of searching a tree.
+///
+/// # Invariants
+/// - Slot `i` holds the command of tag `base_tag + i`, if it is still in flight; the
+///   first slot is never empty, and `count` is the number of full slots.
+#[derive(Clone, Debug)]
+pub struct DiskInflight<T> {
+    slots: alloc::collections::VecDeque<Option<T>>,
+    base_tag: u64,
+    count: usize,
+}
+
+impl<T> Default for DiskInflight<T> {
+    fn default() -> Self {
+        DiskInflight {
+            slots: alloc::collections::VecDeque::new(),
+            base_tag: 0,
+            count: 0,
+        }
+    }
+}
+
+impl<T> DiskInflight<T> {
+    /// Commands in flight.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    /// Whether no command is in flight.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// The tag just past the window.
+    fn end_tag(&self) -> u64 {
+        let len = u64::try_from(self.slots.len()).expect("slot count fits u64");
+        self.base_tag + len
+    }
+
+    /// Adds the command of `tag`, which must be newer than every tag added before.
+    pub fn insert(&mut self, tag: u64, value: T) {
+        if self.slots.is_empty() {
+            self.base_tag = tag;
+        }
+        assert!(tag >= self.end_tag(), "disk tag {tag} added out of order");
+        // Tags skipped (none, as blkback hands them out) stay empty slots.
+        while self.end_tag() < tag {
+            self.slots.push_back(None);
+        }
+        self.slots.push_back(Some(value));
+        self.count += 1;
+    }
+
+    /// Takes the command of `tag` out.
+    pub fn remove(&mut self, tag: u64) -> Option<T> {
+        let index = usize::try_from(tag.checked_sub(self.base_tag)?).ok()?;
+        let value = self.slots.get_mut(index)?.take()?;
+        self.count -= 1;
+        while let Some(None) = self.slots.front() {
+            self.slots.pop_front();
+            self.base_tag += 1;
+        }
+        debug_assert_eq!(self.slots.is_empty(), self.count == 0);
+        Some(value)
+    }
+
+    /// Every command in flight with its tag, oldest first.
+    pub fn iter(&self) -> impl Iterator<Item = (u64, &T)> {
+        let base_tag = self.base_tag;
+        let tags = (0u64..).map(move |i| base_tag + i);
+        tags.zip(self.slots.iter())
+            .filter_map(|(tag, slot)| Some((tag, slot.as_ref()?)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::collections::BTreeMap;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The window answers as the `BTreeMap` it replaces, whatever the completion order.
+        #[test]
+        fn disk_inflight_matches_btreemap(
+            // true = submit the next tag; false = complete the pick-th command in flight.
+            steps in prop::collection::vec((any::<bool>(), 0usize..8), 0..80),
+        ) {
+            let mut table: DiskInflight<u64> = DiskInflight::default();
+            let mut reference: BTreeMap<u64, u64> = BTreeMap::new();
+            let mut next_tag = 5;
+            for (submit, pick) in steps {
+                if submit {
+                    table.insert(next_tag, next_tag * 3);
+                    reference.insert(next_tag, next_tag * 3);
+                    next_tag += 1;
+                } else {
+                    let tag = reference.keys().nth(pick).copied().unwrap_or(next_tag + 1);
+                    prop_assert_eq!(table.remove(tag), reference.remove(&tag));
+                }
+                prop_assert_eq!(table.len(), reference.len());
+                let listed: Vec<(u64, u64)> = table.iter().map(|(t, v)| (t, *v)).collect();
+                let expected: Vec<(u64, u64)> = reference.iter().map(|(t, v)| (*t, *v)).collect();
+                prop_assert_eq!(listed, expected);
+            }
+        }
+    }
+
+    #[test]
+    fn disk_inflight_remove_of_unknown_or_old_tag_is_none() {
+        let mut table: DiskInflight<u8> = DiskInflight::default();
+        table.insert(10, 1);
+        table.insert(11, 2);
+        assert_eq!(table.remove(10), Some(1));
+        // Tag 10 is below the window now; 12 was never added.
+        assert_eq!(table.remove(10), None);
+        assert_eq!(table.remove(12), None);
+        assert_eq!(table.remove(11), Some(2));
+        assert!(table.is_empty());
+    }
+}

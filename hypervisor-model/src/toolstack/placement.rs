@@ -18,7 +18,7 @@ use alloc::vec::Vec;
 
 use crate::cpumask::CpuMask;
 use crate::hypervisor::Hypervisor;
-use crate::ids::{DomId, PoolId};
+use crate::ids::{DomId, PcpuId, PoolId};
 use crate::toolstack::config::{AffinityCfg, DomainConfig, GuestType};
 
 /// libxl skips placement on hosts with more nodes than this (too many combinations).
@@ -267,28 +267,19 @@ impl Hypervisor {
     /// reaches a suitable pCPU of their own pool on that node, with the node in the
     /// domain's node affinity; a vCPU counts once per node.
     fn vcpus_on_nodes(&self, cpu_node: &[u32], nr_nodes: usize, suitable: &CpuMask) -> Vec<u32> {
+        let node_cpus = node_cpu_masks(cpu_node, nr_nodes, suitable.width());
         let mut counts = alloc::vec![0u32; nr_nodes];
         for domain in self.domains.iter() {
-            let pool_cpus = &self.pool_ref(domain.pool).cpus;
+            let usable = suitable.and(&self.pool_ref(domain.pool).cpus);
             let dom_nodes = self.domain_node_affinity(domain.id, cpu_node);
             for vcpu in &domain.vcpus {
-                let mut counted = 0u64;
-                for cpu in vcpu.hard_affinity.iter() {
-                    let Some(&node) = cpu_node.get(cpu.index()) else {
-                        break;
-                    };
-                    let bit = 1u64.checked_shl(node).unwrap_or(0);
-                    if suitable.test(cpu)
-                        && pool_cpus.test(cpu)
-                        && dom_nodes & bit != 0
-                        && counted & bit == 0
-                    {
-                        counted |= bit;
-                        if let Some(slot) = counts.get_mut(node as usize) {
-                            *slot += 1;
-                        }
-                    }
-                }
+                count_vcpu(
+                    &mut counts,
+                    &node_cpus,
+                    &vcpu.hard_affinity,
+                    &usable,
+                    dom_nodes,
+                );
             }
         }
         counts
@@ -320,10 +311,110 @@ impl Hypervisor {
     }
 }
 
+/// The pCPUs of each node below `nr_nodes` that a node affinity can name (nodes from 64
+/// on have no bit in one, and count nowhere).
+fn node_cpu_masks(cpu_node: &[u32], nr_nodes: usize, width: u32) -> Vec<CpuMask> {
+    let mut masks = alloc::vec![CpuMask::empty(width); nr_nodes.min(64)];
+    for (index, &node) in cpu_node.iter().enumerate() {
+        let cpu = u32::try_from(index).ok().filter(|&i| i < width);
+        let (Some(cpu), Some(mask)) = (cpu.and_then(PcpuId::new), masks.get_mut(node as usize))
+        else {
+            continue;
+        };
+        mask.set(cpu);
+    }
+    masks
+}
+
+/// One vCPU of `nr_vcpus_on_nodes`: +1 on every node of `dom_nodes` where its hard
+/// affinity meets `usable` (suitable ∩ its pool), by mask instead of pCPU by pCPU.
+fn count_vcpu(
+    counts: &mut [u32],
+    node_cpus: &[CpuMask],
+    hard: &CpuMask,
+    usable: &CpuMask,
+    dom_nodes: u64,
+) {
+    for (node, cpus) in node_cpus.iter().enumerate() {
+        let bit = 1u64 << node;
+        if dom_nodes & bit != 0 && hard.intersects_and(usable, cpus) {
+            if let Some(slot) = counts.get_mut(node) {
+                *slot += 1;
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ids::PcpuId;
+    use proptest::prelude::*;
+
+    /// One vCPU's count as `vcpus_on_nodes` made it pCPU by pCPU before the masks.
+    fn count_vcpu_reference(
+        counts: &mut [u32],
+        cpu_node: &[u32],
+        hard: &CpuMask,
+        suitable: &CpuMask,
+        pool_cpus: &CpuMask,
+        dom_nodes: u64,
+    ) {
+        let mut counted = 0u64;
+        for cpu in hard.iter() {
+            let Some(&node) = cpu_node.get(cpu.index()) else {
+                break;
+            };
+            let bit = 1u64.checked_shl(node).unwrap_or(0);
+            if suitable.test(cpu)
+                && pool_cpus.test(cpu)
+                && dom_nodes & bit != 0
+                && counted & bit == 0
+            {
+                counted |= bit;
+                if let Some(slot) = counts.get_mut(node as usize) {
+                    *slot += 1;
+                }
+            }
+        }
+    }
+
+    fn mask_of(width: u32, bits: u128) -> CpuMask {
+        let mut mask = CpuMask::empty(width);
+        for i in 0..width {
+            if bits >> i & 1 == 1 {
+                mask.set(PcpuId::new(i).expect("small id"));
+            }
+        }
+        mask
+    }
+
+    /// A pCPU's node: few nodes, and sometimes one past the node count or 64.
+    fn node_strategy() -> impl Strategy<Value = u32> {
+        prop::sample::select(alloc::vec![0u32, 1, 2, 3, 64])
+    }
+
+    proptest! {
+        #[test]
+        fn count_vcpu_by_masks_matches_cpu_walk(
+            width in 1u32..100,
+            nodes in prop::collection::vec(node_strategy(), 100),
+            nr_nodes in 1usize..4,
+            masks in (any::<u128>(), any::<u128>(), any::<u128>()),
+            dom_nodes in any::<u64>(),
+            // pCPUs at the top without a node (the walk stops at the first of them).
+            nodeless in 0u32..3,
+        ) {
+            let cpu_node = &nodes[..width.saturating_sub(nodeless) as usize];
+            let (hard, suitable, pool) =
+                (mask_of(width, masks.0), mask_of(width, masks.1), mask_of(width, masks.2));
+            let mut expected = alloc::vec![0u32; nr_nodes];
+            count_vcpu_reference(&mut expected, cpu_node, &hard, &suitable, &pool, dom_nodes);
+            let node_cpus = node_cpu_masks(cpu_node, nr_nodes, width);
+            let mut got = alloc::vec![0u32; nr_nodes];
+            count_vcpu(&mut got, &node_cpus, &hard, &suitable.and(&pool), dom_nodes);
+            prop_assert_eq!(got, expected);
+        }
+    }
 
     fn all(width: u32) -> CpuMask {
         CpuMask::full(width)

@@ -175,7 +175,7 @@ impl XenStore {
                     format!("{id:?} ignored but holds state"),
                 );
             }
-            for f in &k.out {
+            for f in k.out.iter() {
                 if f.payload.len() > super::wire::XENSTORE_PAYLOAD_MAX {
                     push(
                         out,

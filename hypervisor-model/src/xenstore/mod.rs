@@ -50,6 +50,8 @@ mod check;
 mod dispatch;
 mod domain;
 mod ops;
+mod out_queue;
+mod path_map;
 mod ring_serve;
 mod tree;
 mod txn;
@@ -61,7 +63,7 @@ mod proptests;
 #[cfg(test)]
 mod tests;
 
-use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
+use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::string::String;
 use alloc::vec::Vec;
 
@@ -258,7 +260,7 @@ struct Conn {
     /// `SET_TARGET`: the domain this one acts for as well.
     target: Option<u32>,
     /// Frames waiting for the transport, in order.
-    out: VecDeque<Frame>,
+    out: out_queue::OutQueue,
     /// Registered watches, in registration order.
     watches: Vec<Watch>,
     /// Open transactions by id.
@@ -281,7 +283,7 @@ impl Conn {
         Conn {
             domid,
             target: None,
-            out: VecDeque::new(),
+            out: out_queue::OutQueue::default(),
             watches: Vec::new(),
             txs: BTreeMap::new(),
             next_tx_id: 1,
@@ -427,7 +429,7 @@ impl XenStore {
     /// Encodes every queued frame of `conn` onto `out` and empties the queue.
     pub fn drain_output_bytes(&mut self, conn: XsConnId, out: &mut Vec<u8>) {
         if let Some(c) = self.conns.get_mut(&conn) {
-            for frame in c.out.drain(..) {
+            for frame in c.out.drain() {
                 frame.encode_into(out);
             }
         }

@@ -298,7 +298,10 @@ impl XenStore {
         if let Some(t) = self.txn_mut(c) {
             t.node_created = true;
         }
-        let mut above = self.view(c, parent).cloned().ok_or(XsError::Eio)?;
+        // `missing` ends with the node right below `parent`: the child `above` gets first.
+        let first_bytes = missing.last().map_or(0, |p| path::basename(p).len());
+        let above = self.view(c, parent).map(|n| n.clone_for_child(first_bytes));
+        let mut above = above.ok_or(XsError::Eio)?;
         let above_gen = above.generation;
         self.adjust_perms(&mut above.perms, above_gen);
         // Top-down: each new node joins its parent and inherits its permissions.

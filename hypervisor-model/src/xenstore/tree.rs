@@ -11,10 +11,10 @@
 //! - `record_bytes` is the size cxenstored's TDB record would have; the `node-size` quota is
 //!   checked against it.
 
-use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec::Vec;
 
+use super::path_map::PathMap;
 use super::perms::Perm;
 
 /// `sizeof(struct xs_tdb_record_hdr)`: u64 generation, three u32 counts, padded to 8.
@@ -66,6 +66,19 @@ impl Node {
             at = end;
         }
         None
+    }
+
+    /// A copy whose child list has room for one more name of `name_bytes` (a parent
+    /// about to get a child: `add_child` then does not reallocate). Equal to `clone`.
+    pub(super) fn clone_for_child(&self, name_bytes: usize) -> Node {
+        let mut children = String::with_capacity(self.children.len() + name_bytes + 1);
+        children.push_str(&self.children);
+        Node {
+            value: self.value.clone(),
+            children,
+            perms: self.perms.clone(),
+            generation: self.generation,
+        }
     }
 
     /// The permission list (owner first).
@@ -132,10 +145,11 @@ impl Node {
     }
 }
 
-/// The committed store (cxenstored's TDB without transaction copies).
+/// The committed store (cxenstored's TDB without transaction copies), found by path key
+/// (`path_map.rs`).
 #[derive(Debug, Default)]
 pub(super) struct Tree {
-    nodes: BTreeMap<String, Node>,
+    nodes: PathMap<Node>,
 }
 
 impl Tree {
@@ -152,20 +166,16 @@ impl Tree {
     }
 
     pub(super) fn insert(&mut self, path: &str, node: Node) {
-        match self.nodes.get_mut(path) {
-            Some(slot) => *slot = node,
-            None => {
-                self.nodes.insert(String::from(path), node);
-            }
-        }
+        self.nodes.insert(path, node);
     }
 
     pub(super) fn remove(&mut self, path: &str) -> Option<Node> {
         self.nodes.remove(path)
     }
 
+    /// Every node in ascending path order (sorts: for the invariant checks only).
     pub(super) fn iter(&self) -> impl Iterator<Item = (&String, &Node)> {
-        self.nodes.iter()
+        self.nodes.sorted().into_iter()
     }
 
     pub(super) fn len(&self) -> usize {

@@ -17,10 +17,15 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use super::access::Caller;
+use super::path_map::path_key;
 use super::perms::Perm;
 use super::tree::Node;
 use super::{XenStore, XsError};
 use crate::ids::{XsConnId, XsTxId};
+
+/// Entries a transaction's record starts with room for: a toolstack transaction touches
+/// a few dozen nodes, and growing a vector of large entries copies them each time.
+const ACCESSED_INITIAL_COUNT: usize = 32;
 
 /// One node a transaction touched (`struct accessed_node`).
 #[derive(Clone, Debug)]
@@ -46,7 +51,10 @@ pub(super) struct Transaction {
     /// Global generation at start.
     pub generation: u64,
     accessed: Vec<Accessed>,
-    index: BTreeMap<String, usize>,
+    /// The newest entry of each path key (`path_map::path_key`); `chain[i]` is the next
+    /// older entry whose path has the same key as entry `i`'s.
+    heads: BTreeMap<u64, usize>,
+    chain: Vec<Option<usize>>,
     /// A node was created (quota is checked at commit then).
     pub node_created: bool,
     /// An internal failure: commit returns `ENOMEM`.
@@ -59,33 +67,60 @@ impl Transaction {
     fn new(generation: u64) -> Transaction {
         Transaction {
             generation,
-            accessed: Vec::new(),
-            index: BTreeMap::new(),
+            accessed: Vec::with_capacity(ACCESSED_INITIAL_COUNT),
+            heads: BTreeMap::new(),
+            chain: Vec::with_capacity(ACCESSED_INITIAL_COUNT),
             node_created: false,
             fail: false,
             changed_domains: Vec::new(),
         }
     }
 
+    /// The index of `path`'s entry in the chain that starts at `at`.
+    fn find_from(&self, mut at: usize, path: &str) -> Option<usize> {
+        loop {
+            if self.accessed[at].path == path {
+                return Some(at);
+            }
+            at = self.chain[at]?;
+        }
+    }
+
+    fn find(&self, path: &str) -> Option<usize> {
+        let head = *self.heads.get(&path_key(path))?;
+        self.find_from(head, path)
+    }
+
     pub(super) fn entry(&self, path: &str) -> Option<&Accessed> {
-        self.index.get(path).map(|&i| &self.accessed[i])
+        self.find(path).map(|i| &self.accessed[i])
     }
 
     pub(super) fn entry_mut(&mut self, path: &str) -> Option<&mut Accessed> {
-        let i = *self.index.get(path)?;
+        let i = self.find(path)?;
         self.accessed.get_mut(i)
     }
 
     pub(super) fn push(&mut self, entry: Accessed) {
-        // One search of the index: the vacant slot both proves the first touch and takes
-        // the entry's position.
-        match self.index.entry(entry.path.clone()) {
-            btree_map::Entry::Occupied(_) => panic!("{} touched twice", entry.path),
-            btree_map::Entry::Vacant(slot) => {
-                slot.insert(self.accessed.len());
+        // One search of the index: it both proves the first touch and chains the entry.
+        let at = self.accessed.len();
+        let older = match self.heads.entry(path_key(&entry.path)) {
+            btree_map::Entry::Occupied(mut head) => {
+                let older = *head.get();
+                head.insert(at);
+                Some(older)
             }
+            btree_map::Entry::Vacant(slot) => {
+                slot.insert(at);
+                None
+            }
+        };
+        if let Some(older) = older {
+            let twice = self.find_from(older, &entry.path).is_some();
+            assert!(!twice, "{} touched twice", entry.path);
         }
+        self.chain.push(older);
         self.accessed.push(entry);
+        debug_assert_eq!(self.chain.len(), self.accessed.len());
     }
 
     pub(super) fn accessed_count(&self) -> usize {

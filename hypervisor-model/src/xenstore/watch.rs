@@ -239,10 +239,7 @@ impl XenStore {
             let in_ring = k.ring_out_used < k.ring_out.len()
                 && k.ring_out.get(..4) == Some(&event.to_le_bytes()[..])
                 && k.ring_out.get(HEADER_BYTES..) == Some(&frame.payload[..]);
-            let dup = in_ring
-                || k.out
-                    .iter()
-                    .any(|f| f.header.msg_type == event && f.payload == frame.payload);
+            let dup = in_ring || k.out.holds_event(&frame.payload);
             if dup {
                 return;
             }

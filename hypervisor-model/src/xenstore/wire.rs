@@ -310,7 +310,7 @@ impl FrameDecoder {
     /// Appends bytes from the transport.
     pub fn feed(&mut self, bytes: &[u8]) {
         if self.failed.is_none() {
-            self.buf.extend(bytes.iter().copied());
+            self.buf.extend(bytes);
         }
     }
 
@@ -334,9 +334,7 @@ impl FrameDecoder {
             return Ok(None);
         }
         let mut raw = [0u8; HEADER_BYTES];
-        for (dst, src) in raw.iter_mut().zip(self.buf.iter()) {
-            *dst = *src;
-        }
+        copy_front(&self.buf, &mut raw);
         let header = Header::decode(&raw);
         if header.len as usize > XENSTORE_PAYLOAD_MAX {
             let err = DecodeError::PayloadTooLong {
@@ -351,10 +349,22 @@ impl FrameDecoder {
             return Ok(None);
         }
         self.buf.drain(..HEADER_BYTES);
-        let payload: Vec<u8> = self.buf.drain(..header.len as usize).collect();
+        // Copied out slice by slice, not byte by byte.
+        let mut payload = alloc::vec![0u8; header.len as usize];
+        copy_front(&self.buf, &mut payload);
+        self.buf.drain(..payload.len());
         assert_eq!(payload.len(), header.len as usize);
         Ok(Some(Frame { header, payload }))
     }
+}
+
+/// Fills `out` with the first `out.len()` bytes of `buf` (which holds at least as many).
+fn copy_front(buf: &VecDeque<u8>, out: &mut [u8]) {
+    let (head, tail) = buf.as_slices();
+    let from_head = out.len().min(head.len());
+    out[..from_head].copy_from_slice(&head[..from_head]);
+    let rest = out.len() - from_head;
+    out[from_head..].copy_from_slice(&tail[..rest]);
 }
 
 /// Length (with its NUL) of the string at `offset`, 0 if none (`get_string`).
@@ -410,6 +420,36 @@ pub fn atou(s: &[u8]) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Frames fed in arbitrary chunks, taken as soon as whole, come out as they went
+        /// in (the ring buffer wraps as frames are taken between chunks).
+        #[test]
+        fn decoder_returns_frames_across_chunks_and_wraps(
+            payloads in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..40), 0..12),
+            chunk_bytes in 1usize..23,
+        ) {
+            let mut bytes = Vec::new();
+            let mut sent = Vec::new();
+            for (i, payload) in payloads.iter().enumerate() {
+                let req_id = u32::try_from(i).unwrap_or(u32::MAX);
+                let frame = Frame::request(MsgType::Write, req_id, 0, payload);
+                frame.encode_into(&mut bytes);
+                sent.push(frame);
+            }
+            let mut decoder = FrameDecoder::new();
+            let mut got = Vec::new();
+            for chunk in bytes.chunks(chunk_bytes) {
+                decoder.feed(chunk);
+                while let Some(frame) = decoder.next_frame().expect("well-formed stream") {
+                    got.push(frame);
+                }
+            }
+            prop_assert_eq!(got, sent);
+            prop_assert_eq!(decoder.pending_bytes(), 0);
+        }
+    }
 
     #[test]
     fn header_round_trips_little_endian() {
