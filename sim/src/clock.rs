@@ -9,8 +9,8 @@
 //!
 //! Slotted events (the pCPU scheduler timers) live outside the heap, at most one per slot: a
 //! re-arm replaces the pending one, where a heap would keep every superseded timer until
-//! its time came (a cancel leaves the event in its slot: the run loop drops it by its timer
-//! generation if it pops before the next re-arm replaces it) (97% of the timer events of `bench-64x512`). A
+//! its time came (97% of the timer events of `bench-64x512`). A cancel leaves the event in
+//! its slot: the run loop drops it by its timer generation if it pops before a re-arm. A
 //! tournament tree over the slots finds the earliest; `pop` takes the earlier of it and the
 //! heap's top by (time, sequence), so the order of the events that do run is the same. A
 //! re-arm's update of the tree stops at the first node whose smallest key stays the same.

@@ -150,7 +150,9 @@ mod tests {
 
     proptest! {
         #[test]
-        fn the_queue_answers_as_the_tree_it_replaces(steps in proptest::collection::vec(step(), 0..80)) {
+        fn the_queue_answers_as_the_tree_it_replaces(
+            steps in proptest::collection::vec(step(), 0..80),
+        ) {
             let mut queue = WorkQueue::default();
             let mut tree = BTreeMap::new();
             let mut next = 0u64;
