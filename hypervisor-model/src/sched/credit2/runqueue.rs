@@ -483,8 +483,14 @@ impl Credit2Scheduler {
             "runqueue {id} not sorted by credit"
         );
         let pos = reversed_insert_index(&rq.runq_credits, credit);
-        rq.runq.insert(pos, idx);
-        rq.runq_credits.insert(pos, credit);
+        if pos == rq.runq.len() {
+            // The new head (the usual waker): a push, with no shift to call.
+            rq.runq.push(idx);
+            rq.runq_credits.push(credit);
+        } else {
+            rq.runq.insert(pos, idx);
+            rq.runq_credits.insert(pos, credit);
+        }
         self.u_mut(idx).on_runq = true;
     }
 
@@ -526,18 +532,25 @@ impl Credit2Scheduler {
         self.u_mut(idx).on_runq = false;
     }
 
-    /// `runq_remove` of the unit the caller found at index `pos` of its `runq` (no search).
-    pub(crate) fn runq_remove_at(&mut self, idx: usize, pos: usize) {
-        let unit = self.u(idx);
+    /// `runq_remove` of the unit the caller found at index `pos` of the `runq` of its
+    /// runqueue `id` (no search), which `schedule` then marks scheduled
+    /// (`CSFLAG_scheduled`): one lookup of the unit for both.
+    pub(crate) fn runq_take_scheduled(&mut self, idx: usize, id: usize, pos: usize) {
+        let unit = self.u_mut(idx);
         assert!(unit.on_runq, "unit {idx} removed but not queued");
-        let Some(id) = unit.rqd else {
-            panic!("queued unit {idx} without a runqueue")
-        };
+        assert_eq!(unit.rqd, Some(id), "picked a unit of another runqueue");
+        unit.on_runq = false;
+        unit.flags |= super::FLAG_SCHEDULED;
         let rq = self.rq_mut(id);
         assert_eq!(rq.runq.get(pos), Some(&idx), "unit {idx} not at runq {pos}");
-        rq.runq.remove(pos);
-        rq.runq_credits.remove(pos);
-        self.u_mut(idx).on_runq = false;
+        if pos + 1 == rq.runq.len() {
+            // The head (the usual pick): a pop, with no shift to call.
+            rq.runq.pop();
+            rq.runq_credits.pop();
+        } else {
+            rq.runq.remove(pos);
+            rq.runq_credits.remove(pos);
+        }
     }
 
     /// `tickle_cpu`: mark tickled, drop its core from smt_idle, raise the softirq.

@@ -361,17 +361,11 @@ impl Credit2Scheduler {
             debug_assert_eq!(cand.cur_runnable, ctx.runnable(self.u(snext).v));
             self.update_load_known(now, id, Some(snext), 0, cand.cur_runnable);
         } else {
-            assert_eq!(
-                self.u(snext).rqd,
-                Some(id),
-                "picked a unit of another runqueue"
-            );
             // A pick other than the current vCPU comes from the runq walk.
             let Some(pos) = cand.runq_pos else {
                 panic!("picked unit {snext} without its runq position")
             };
-            self.runq_remove_at(snext, pos);
-            self.u_mut(snext).flags |= FLAG_SCHEDULED;
+            self.runq_take_scheduled(snext, id, pos);
         }
         if self.rq(id).idle.test(cpu) {
             self.clear_idle(cpu, id);
