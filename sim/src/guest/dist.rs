@@ -97,29 +97,125 @@ pub fn sample(dist: &Dist, stream: &mut Stream) -> u64 {
     value.min(SAMPLE_MAX)
 }
 
-/// `floor(mean × −ln(U))`, `U = (k + 1) / 2^32`.
+/// `floor(mean × −ln(U))`, `U = (k + 1) / 2^32`: the whole chain, one sample.
 fn sample_exp(mean: u64, stream: &mut Stream) -> u64 {
-    let [value] = sample_exp_lanes::<1>(mean, stream);
-    value
+    let unit_q32 = u64::from(stream.next_u32()) + 1;
+    let ([neg_int_part], mut xs) = split_units_q32([unit_q32]);
+    let mut fraction = [0u32];
+    log2_fraction_steps(&mut xs, &mut fraction, FRACTION_BITS);
+    exp_sample(mean, neg_int_part, u64::from(fraction[0]))
 }
 
-/// Lanes of [`sample_exp_ahead`]: eight independent squaring chains run side by side
+/// Lanes of [`ExpAhead::sample`]: eight independent squaring chains run side by side
 /// (eight measured a little faster than four on `bench-64x512`).
 pub const EXP_LANES: usize = 8;
 
-/// The next [`EXP_LANES`] samples of `exp:mean` from `stream`, in draw order: the same
-/// values as that many [`sample`] calls, computed with the squaring chains interleaved
-/// (each chain is 32 dependent multiplications; side by side they overlap).
-pub fn sample_exp_ahead(mean: u64, stream: &mut Stream) -> [u64; EXP_LANES] {
-    sample_exp_lanes::<EXP_LANES>(mean, stream)
+/// Fraction bits of `log2` the squaring chain computes in full.
+const FRACTION_BITS: u32 = 32;
+
+/// Chain steps [`ExpAhead`] runs before it checks whether the rest can matter, above the
+/// bit length of the mean: after `j` steps the bits left move `mean × −ln(U)` by at most
+/// about `mean × ln 2 × 2^-j` (the `slack`), so with `j = bits(mean) + 3` a lane's sample
+/// stays open, and its chain runs on, one time in 16 to 32 (the product's dropped 32 bits
+/// fall below the slack).
+const EXP_STEPS_ABOVE_MEAN_BITS: u32 = 3;
+
+/// `exp:mean` drawn [`EXP_LANES`] at a time: the same values as that many [`sample`]
+/// calls, in draw order, computed with the squaring chains interleaved (each chain is 32
+/// dependent multiplications; side by side they overlap) and cut short where the bits
+/// left cannot change a sample.
+///
+/// A sample is `floor(P / 2^32)` for the product `P = mean × floor(N × ln 2)` (Q32.32
+/// fixed point, `N = −log2(U)`), and `P` only falls as the fraction bits of `log2(U)`
+/// grow. Once the first `steps_first` of them are known, the largest `P` is the one with
+/// the rest all zeros, and the rest can lower it by at most `slack_q32 = mean × (floor(
+/// rest_max × ln 2) + 1)` (in Q32.32 units; a floor of a difference is at most one less
+/// than the difference of the floors). When that largest `P`'s dropped 32 bits are at least
+/// the slack, every value of the rest gives the same floor: the sample is known and the
+/// rest of that lane's chain is skipped. Otherwise the lane's chain runs on alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExpAhead {
+    mean: u64,
+    /// Chain steps before the check (at most [`FRACTION_BITS`]).
+    steps_first: u32,
+    /// How far the bits left after `steps_first` can lower the product `P`, Q32.32.
+    slack_q32: u128,
 }
 
-fn sample_exp_lanes<const N: usize>(mean: u64, stream: &mut Stream) -> [u64; N] {
-    let units_q32: [u64; N] = core::array::from_fn(|_| u64::from(stream.next_u32()) + 1);
-    neg_ln_unit_q32_lanes(units_q32).map(|neg_ln_q32| {
-        let product = u128::from(mean) * u128::from(neg_ln_q32);
-        saturate_u64(product >> 32).min(SAMPLE_MAX)
-    })
+impl ExpAhead {
+    /// The sampler of `exp:mean`.
+    pub fn new(mean: u64) -> Self {
+        let mean_bits = u64::BITS - mean.leading_zeros();
+        let steps_first = (mean_bits + EXP_STEPS_ABOVE_MEAN_BITS).min(FRACTION_BITS);
+        Self::with_steps_first(mean, steps_first)
+    }
+
+    /// The sampler of `exp:mean` that checks after `steps_first` steps (tests try all).
+    fn with_steps_first(mean: u64, steps_first: u32) -> Self {
+        assert!(
+            steps_first <= FRACTION_BITS,
+            "more steps than fraction bits"
+        );
+        let rest_max = (1u128 << (FRACTION_BITS - steps_first)) - 1;
+        let ln_span_q32 = ((rest_max * LN2_Q32) >> 32) + 1;
+        Self {
+            mean,
+            steps_first,
+            slack_q32: u128::from(mean) * ln_span_q32,
+        }
+    }
+
+    /// The next [`EXP_LANES`] samples from `stream`, in draw order.
+    pub fn sample(&self, stream: &mut Stream) -> [u64; EXP_LANES] {
+        let units_q32: [u64; EXP_LANES] =
+            core::array::from_fn(|_| u64::from(stream.next_u32()) + 1);
+        self.samples_of_units(units_q32)
+    }
+
+    /// The samples of the uniforms `units_q32` (each `k + 1` in Q32.32, `k` the draw).
+    fn samples_of_units(&self, units_q32: [u64; EXP_LANES]) -> [u64; EXP_LANES] {
+        let (neg_int_parts, mut xs) = split_units_q32(units_q32);
+        let mut fractions = [0u32; EXP_LANES];
+        log2_fraction_steps(&mut xs, &mut fractions, self.steps_first);
+        let rest_bits = FRACTION_BITS - self.steps_first;
+        let mut open = [false; EXP_LANES];
+        let mut samples = [0u64; EXP_LANES];
+        for (lane, sample) in samples.iter_mut().enumerate() {
+            // The rest all zeros: the largest product.
+            let known_q32 = u64::from(fractions[lane]) << rest_bits;
+            let product_q32 = exp_product_q32(self.mean, neg_int_parts[lane], known_q32);
+            open[lane] = product_q32 & u128::from(u32::MAX) < self.slack_q32;
+            *sample = sample_of_product(product_q32);
+        }
+        // Rare (a lane in 16 to 32): that lane's chain goes on alone.
+        for (lane, _) in open.iter().enumerate().filter(|(_, &open)| open) {
+            let mut x = [xs[lane]];
+            let mut fraction = [fractions[lane]];
+            log2_fraction_steps(&mut x, &mut fraction, rest_bits);
+            let product_q32 = exp_product_q32(self.mean, neg_int_parts[lane], fraction[0].into());
+            samples[lane] = sample_of_product(product_q32);
+        }
+        samples
+    }
+}
+
+/// The product `mean × −ln(U)` in Q32.32 (pinned) for `−log2(U) = neg_int_part −
+/// fraction / 2^32`: below `2^64 × 2^37`.
+fn exp_product_q32(mean: u64, neg_int_part: u64, fraction_q32: u64) -> u128 {
+    // The fraction is 0 when the integer part is (U = 1); so is a prefix of it.
+    let neg_log2_q32 = (neg_int_part << 32) - fraction_q32;
+    let neg_ln_q32 = saturate_u64((u128::from(neg_log2_q32) * LN2_Q32) >> 32);
+    u128::from(mean) * u128::from(neg_ln_q32)
+}
+
+/// The sample of a product of [`exp_product_q32`]: its floor, clamped to [`SAMPLE_MAX`].
+fn sample_of_product(product_q32: u128) -> u64 {
+    saturate_u64(product_q32 >> 32).min(SAMPLE_MAX)
+}
+
+/// `floor(mean × −ln(U))` from `−log2(U) = neg_int_part − fraction / 2^32` (pinned).
+fn exp_sample(mean: u64, neg_int_part: u64, fraction_q32: u64) -> u64 {
+    sample_of_product(exp_product_q32(mean, neg_int_part, fraction_q32))
 }
 
 /// `floor(median × exp(sigma × Z))`.
@@ -142,12 +238,17 @@ fn normal_q32(stream: &mut Stream) -> i64 {
 /// `−ln(unit)` in Q32.32 for `unit` in Q32.32, `1 <= unit <= 2^32` (i.e. `(0, 1]`).
 #[cfg(test)]
 fn neg_ln_unit_q32(unit_q32: u64) -> u64 {
-    let [value] = neg_ln_unit_q32_lanes([unit_q32]);
-    value
+    let ([neg_int_part], mut xs) = split_units_q32([unit_q32]);
+    let mut fraction = [0u32];
+    log2_fraction_steps(&mut xs, &mut fraction, FRACTION_BITS);
+    let neg_log2_q32 = (neg_int_part << 32) - u64::from(fraction[0]);
+    saturate_u64((u128::from(neg_log2_q32) * LN2_Q32) >> 32)
 }
 
-/// [`neg_ln_unit_q32`] of each lane.
-fn neg_ln_unit_q32_lanes<const N: usize>(units_q32: [u64; N]) -> [u64; N] {
+/// Each lane's unit `U` (Q32.32, `1 <= unit <= 2^32`, i.e. `(0, 1]`) split for `log2`:
+/// the negated integer part, and the 32 fraction bits of the Q32 mantissa in `[1, 2)`
+/// (`log2(U) = −neg_int_part + log2(mantissa)`; the mantissa is 1 when the part is 0).
+fn split_units_q32<const N: usize>(units_q32: [u64; N]) -> ([u64; N], [u32; N]) {
     let mut neg_int_parts = [0u64; N];
     let mut mantissa_fractions = [0u32; N];
     for (lane, &unit_q32) in units_q32.iter().enumerate() {
@@ -160,12 +261,7 @@ fn neg_ln_unit_q32_lanes<const N: usize>(units_q32: [u64; N]) -> [u64; N] {
         let mantissa_q32 = unit_q32 << (32 - msb_index);
         mantissa_fractions[lane] = u32::try_from(mantissa_q32 & (ONE_Q32 - 1)).unwrap_or(0);
     }
-    let fractions_q32 = log2_fraction_q32_lanes(mantissa_fractions);
-    core::array::from_fn(|lane| {
-        // log2(unit) = −neg_int_part + fraction; fraction is 0 when neg_int_part is 0.
-        let neg_log2_q32 = (neg_int_parts[lane] << 32) - u64::from(fractions_q32[lane]);
-        saturate_u64((u128::from(neg_log2_q32) * LN2_Q32) >> 32)
-    })
+    (neg_int_parts, mantissa_fractions)
 }
 
 /// The 32 fraction bits of `log2(m)` for a Q32 mantissa `m` in `[1, 2)`, by squaring.
@@ -178,8 +274,19 @@ fn log2_fraction_q32(mantissa_q32: u64) -> u64 {
     u64::from(fraction)
 }
 
-/// [`log2_fraction_q32`] of each lane, the lanes' chains interleaved; a lane is the
-/// mantissa's 32 fraction bits `x` (the mantissa is `1 + x / 2^32`).
+/// [`log2_fraction_q32`] of each lane (all 32 steps of [`log2_fraction_steps`]).
+#[cfg(test)]
+fn log2_fraction_q32_lanes<const N: usize>(mantissa_fractions: [u32; N]) -> [u32; N] {
+    let mut xs = mantissa_fractions;
+    let mut fractions = [0u32; N];
+    log2_fraction_steps(&mut xs, &mut fractions, FRACTION_BITS);
+    fractions
+}
+
+/// `steps` more steps of [`log2_fraction_q32`] in each lane, the lanes' chains
+/// interleaved: a lane's `x` is the current mantissa's 32 fraction bits (the mantissa is
+/// `1 + x / 2^32`), and each step appends its bit to the lane's `fraction` (so after `j`
+/// steps from 0 it holds the first `j` bits, and more steps continue the same chain).
 ///
 /// One step of the pinned algorithm squares the Q32 mantissa and truncates:
 /// `s = (m × m) >> 32 = 2^32 + t` with `t = 2x + h` and `h = (x × x) >> 32` (exact: the
@@ -196,15 +303,16 @@ fn log2_fraction_q32(mantissa_q32: u64) -> u64 {
 ///
 /// Branch-free: the mask selects the next `x`. The `branching_reference` tests check it
 /// against one truncated `u128` square per bit.
-fn log2_fraction_q32_lanes<const N: usize>(mantissa_fractions: [u32; N]) -> [u32; N] {
-    let mut xs = mantissa_fractions;
-    let mut fractions = [0u32; N];
+// Not inlined: inlined into `ExpAhead::sample`, LLVM kept the eight lanes in scalar
+// registers (a third more instructions per step than the two SSE2 vectors it uses here).
+#[inline(never)]
+fn log2_fraction_steps<const N: usize>(xs: &mut [u32; N], fractions: &mut [u32; N], steps: u32) {
     // `h >> 1` with a shift amount LLVM cannot see: with a literal 1, it folds the shift
     // into the product (`(x × x) >> 33`) and computes that second, wider product apart
     // from `h` (a third more instructions per step, measured on the loop alone). The
     // value is the same either way.
     let one = core::hint::black_box(1u32);
-    for _ in 0..32u32 {
+    for _ in 0..steps {
         for (x, fraction) in xs.iter_mut().zip(fractions.iter_mut()) {
             let square_high = u32::try_from((u64::from(*x) * u64::from(*x)) >> 32);
             let h = square_high.unwrap_or(u32::MAX);
@@ -218,7 +326,6 @@ fn log2_fraction_q32_lanes<const N: usize>(mantissa_fractions: [u32; N]) -> [u32
             *fraction = fraction.wrapping_add(*fraction).wrapping_sub(mask);
         }
     }
-    fractions
 }
 
 /// Bit 31 of a lane.
@@ -374,7 +481,7 @@ mod tests {
     }
 
     proptest::proptest! {
-        /// Eight lanes side by side (as `sample_exp_ahead` runs them) give each lane the
+        /// Eight lanes side by side (as `ExpAhead::sample` runs them) give each lane the
         /// reference's bits.
         #[test]
         fn log2_fraction_lanes_match_the_branching_reference(draws: [u32; EXP_LANES]) {
@@ -388,7 +495,7 @@ mod tests {
         }
     }
 
-    /// All 2^32 draws, eight lanes at a time as `sample_exp_ahead` runs them (the
+    /// All 2^32 draws, eight lanes at a time as `ExpAhead::sample` runs them (the
     /// reference's `u128` squares take most of the time: about ten CPU minutes in release):
     /// `cargo test --release -p xensim --lib log2_fraction_matches_on_every_draw -- --ignored`.
     #[test]
@@ -407,17 +514,107 @@ mod tests {
     }
 
     #[test]
-    fn sample_exp_ahead_gives_the_draws_of_single_samples_in_order() {
+    fn exp_ahead_gives_the_draws_of_single_samples_in_order() {
         // 125 batches of 8 = the 1000 draws of the golden snapshot.
         let dist = Dist::Exp { mean: ONE_MS_NS };
         let single = draws(&dist, "exp", GOLDEN_DRAW_COUNT);
         let mut stream = RngStreams::new(GOLDEN_SEED).stream("exp");
+        let exp = ExpAhead::new(ONE_MS_NS);
 
         let ahead: Vec<u64> = (0..GOLDEN_DRAW_COUNT / EXP_LANES)
-            .flat_map(|_| sample_exp_ahead(ONE_MS_NS, &mut stream))
+            .flat_map(|_| exp.sample(&mut stream))
             .collect();
 
         assert_eq!(ahead, single);
+    }
+
+    /// The whole chain for each lane, one sample at a time: what [`ExpAhead`] must give.
+    fn exp_samples_reference(mean: u64, draws: [u32; EXP_LANES]) -> [u64; EXP_LANES] {
+        draws.map(|k| {
+            let ([neg_int_part], mut xs) = split_units_q32([u64::from(k) + 1]);
+            let mut fraction = [0u32];
+            log2_fraction_steps(&mut xs, &mut fraction, FRACTION_BITS);
+            exp_sample(mean, neg_int_part, u64::from(fraction[0]))
+        })
+    }
+
+    #[test]
+    fn exp_ahead_checks_after_three_steps_more_than_the_mean_has_bits() {
+        // 100 us has 17 bits; a mean of 2^40 ns would need 44 steps, more than there are.
+        let short = ExpAhead::new(100_000);
+        let long = ExpAhead::new(1 << 40);
+
+        assert_eq!(short.steps_first, 20);
+        assert_eq!(long.steps_first, FRACTION_BITS);
+    }
+
+    #[test]
+    fn exp_ahead_matches_single_samples_over_a_range_of_means() {
+        // The workloads' means (100 us service, 900 us think, 50 us, 2 ms) and the ends of
+        // the range, 4096 batches each from one stream.
+        let means = [
+            0,
+            1,
+            1_000,
+            50_000,
+            100_000,
+            900_000,
+            2_000_000,
+            1 << 40,
+            u64::MAX,
+        ];
+        for mean in means {
+            let name = format!("exp{mean}");
+            let single = draws(&Dist::Exp { mean }, &name, 4096 * EXP_LANES);
+            let mut stream = RngStreams::new(GOLDEN_SEED).stream(&name);
+            let exp = ExpAhead::new(mean);
+
+            let ahead: Vec<u64> = (0..4096).flat_map(|_| exp.sample(&mut stream)).collect();
+
+            assert_eq!(ahead, single, "mean {mean}");
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2048))]
+
+        /// Cut after any number of steps, for any mean (small ones resolve at the check,
+        /// large ones run the rest), the samples are those of the whole chain.
+        #[test]
+        fn exp_ahead_cut_anywhere_matches_the_whole_chain(
+            mean_bits in 0u32..=64,
+            mean_low: u64,
+            steps_first in 0u32..=FRACTION_BITS,
+            draws: [u32; EXP_LANES],
+        ) {
+            let mean = mean_low.checked_shr(64 - mean_bits).unwrap_or(0);
+            let exp = ExpAhead::with_steps_first(mean, steps_first);
+            let units_q32 = draws.map(|k| u64::from(k) + 1);
+
+            let samples = exp.samples_of_units(units_q32);
+
+            proptest::prop_assert_eq!(samples, exp_samples_reference(mean, draws));
+        }
+
+        /// The check's own choice of steps, on draws near `U = 1` and `U = 2^-32` too.
+        #[test]
+        fn exp_ahead_matches_the_whole_chain_at_the_extremes(
+            mean_bits in 0u32..=64,
+            mean_low: u64,
+            near_top: [bool; EXP_LANES],
+            offsets: [u8; EXP_LANES],
+        ) {
+            let mean = mean_low.checked_shr(64 - mean_bits).unwrap_or(0);
+            let draws: [u32; EXP_LANES] = core::array::from_fn(|lane| {
+                let offset = u32::from(offsets[lane]);
+                if near_top[lane] { u32::MAX - offset } else { offset }
+            });
+            let exp = ExpAhead::new(mean);
+
+            let samples = exp.samples_of_units(draws.map(|k| u64::from(k) + 1));
+
+            proptest::prop_assert_eq!(samples, exp_samples_reference(mean, draws));
+        }
     }
 
     #[test]

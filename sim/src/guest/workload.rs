@@ -83,7 +83,7 @@
 //! source the tag carries. Frames of every sender of a vCPU share the vCPU's sequence
 //! numbers (its flow), stamped when the run loop takes them.
 
-use crate::guest::dist::{sample, sample_exp_ahead, EXP_LANES};
+use crate::guest::dist::{sample, ExpAhead, EXP_LANES};
 use crate::guest::senders::Senders;
 
 mod behavior;
@@ -720,11 +720,13 @@ fn append_console(text: &mut String, lines: String) {
 
 /// A distribution with its stream (the stream is this field's alone).
 ///
-/// `exp` draws are computed [`EXP_LANES`] at a time ([`sample_exp_ahead`]) and handed out in
+/// `exp` draws are computed [`EXP_LANES`] at a time ([`ExpAhead`]) and handed out in
 /// order: the stream has no other reader, so the values are those of one draw at a time.
 #[derive(Debug, Clone)]
 pub(crate) struct Drawn {
     dist: Dist,
+    /// The sampler of an `exp` distribution (built once, with its mean's parameters).
+    exp: Option<ExpAhead>,
     stream: Stream,
     /// `exp` samples computed ahead; `ahead[ahead_index..]` are still to be handed out.
     ahead: [u64; EXP_LANES],
@@ -733,8 +735,13 @@ pub(crate) struct Drawn {
 
 impl Drawn {
     pub(crate) fn new(dist: Dist, streams: &FieldStreams<'_>, field: &str) -> Self {
+        let exp = match dist {
+            Dist::Exp { mean } => Some(ExpAhead::new(mean)),
+            _ => None,
+        };
         Self {
             dist,
+            exp,
             stream: streams.field(field),
             ahead: [0; EXP_LANES],
             ahead_index: EXP_LANES,
@@ -743,11 +750,11 @@ impl Drawn {
 
     /// The next draw.
     pub(crate) fn draw(&mut self) -> u64 {
-        let Dist::Exp { mean } = self.dist else {
+        let Some(exp) = &self.exp else {
             return sample(&self.dist, &mut self.stream);
         };
         if self.ahead_index == EXP_LANES {
-            self.ahead = sample_exp_ahead(mean, &mut self.stream);
+            self.ahead = exp.sample(&mut self.stream);
             self.ahead_index = 0;
         }
         let value = self.ahead[self.ahead_index];

@@ -91,6 +91,8 @@ impl Behavior {
         }
     }
 
+    /// The demand of the current run (inlined: asked at every run start).
+    #[inline]
     pub(crate) fn run_demand_ns(&self, now_ns: u64) -> Option<u64> {
         match self {
             Behavior::Idle(model) => Some(model.demand_ns_left),

@@ -87,6 +87,22 @@ impl GuestSlot {
         Some(started_ns)
     }
 
+    /// The model runs from `now_ns` under `stretch`, its demand-done event planned with
+    /// `generation`: returns the demand (`None`: it never acts).
+    #[inline]
+    fn start_model(&mut self, now_ns: u64, generation: u64, stretch: Stretch) -> Option<u64> {
+        self.run_started_ns = Some(now_ns);
+        self.run_generation = generation;
+        self.set_stretch(stretch);
+        self.model.on_run_start(now_ns);
+        self.blocked_at_start = self.model.state() != GuestState::Runnable;
+        match self.model.state() {
+            GuestState::Runnable => self.model.run_demand_ns(now_ns),
+            // A guest that has nothing to do blocks as soon as it runs.
+            GuestState::Blocked { .. } => Some(0),
+        }
+    }
+
     /// The model runs under `stretch` from now on.
     fn set_stretch(&mut self, stretch: Stretch) {
         self.stretch = stretch;
@@ -393,20 +409,35 @@ impl HostGuests {
             .cpu_node
             .get(pcpu)
             .map_or(0, |n| usize::try_from(*n).unwrap_or(0));
-        let Some(slot) = self.slot_for(v, now_ns, host, queue) else {
+        // The model exists after its vCPU's first run: one look-up below, not three.
+        if !self.slots.contains_key(&v) && self.slot_for(v, now_ns, host, queue).is_none() {
+            return;
+        }
+        debug_assert_eq!(
+            self.service_item_count,
+            self.service.values().map(VecDeque::len).sum::<usize>()
+        );
+        let serve =
+            self.service_item_count > 0 && self.service.get(&v).is_some_and(|q| !q.is_empty());
+        let Some(slot) = self.slots.get_mut(&v) else {
             return;
         };
         slot.node = node;
         assert!(slot.run_started_ns.is_none(), "{v:?} started twice");
         assert!(slot.serving_since_ns.is_none(), "{v:?} started twice");
-        debug_assert_eq!(
-            self.service_item_count,
-            self.service.values().map(VecDeque::len).sum::<usize>()
-        );
-        if self.service_item_count > 0 && self.service.get(&v).is_some_and(|q| !q.is_empty()) {
+        if serve {
             self.begin_service(v, now_ns, host, queue);
-        } else {
+        } else if !self.memories.is_empty() {
+            // The stretch depends on the node just set.
             self.begin_model(v, now_ns, host, queue);
+        } else {
+            // Most run starts: no memory model, no service; the slot found above runs on
+            // (the generation is `Self::generation`'s, taken beside the slot's borrow).
+            self.next_generation += 1;
+            let generation = self.next_generation;
+            if let Some(demand_ns) = slot.start_model(now_ns, generation, Stretch::NONE) {
+                push_demand_done(queue, now_ns + demand_ns, host, v, generation);
+            }
         }
     }
 
@@ -423,25 +454,8 @@ impl HostGuests {
         let Some(slot) = self.slots.get_mut(&v) else {
             return;
         };
-        slot.run_started_ns = Some(now_ns);
-        slot.run_generation = generation;
-        slot.set_stretch(stretch);
-        slot.model.on_run_start(now_ns);
-        slot.blocked_at_start = slot.model.state() != GuestState::Runnable;
-        let demand_ns = match slot.model.state() {
-            GuestState::Runnable => slot.model.run_demand_ns(now_ns),
-            // A guest that has nothing to do blocks as soon as it runs.
-            GuestState::Blocked { .. } => Some(0),
-        };
-        if let Some(ns) = demand_ns {
-            queue.push(
-                now_ns + ns,
-                SimEvent::DemandDone {
-                    host,
-                    vcpu: v,
-                    generation,
-                },
-            );
+        if let Some(demand_ns) = slot.start_model(now_ns, generation, stretch) {
+            push_demand_done(queue, now_ns + demand_ns, host, v, generation);
         }
     }
 
@@ -581,11 +595,15 @@ impl HostGuests {
         if slot.serving_since_ns.is_some() {
             return self.service_done(v, now_ns, host, queue);
         }
-        let slot = self.slots.get_mut(&v)?;
         let started_ns = slot.run_started_ns?;
         slot.run_started_ns = Some(now_ns);
-        self.memory_ran(v, started_ns, now_ns);
-        let slot = self.slots.get_mut(&v)?;
+        // Without memory models (most hosts) the slot found above stays the one to use.
+        let slot = if self.memories.is_empty() {
+            slot
+        } else {
+            self.memory_ran(v, started_ns, now_ns);
+            self.slots.get_mut(&v)?
+        };
         if std::mem::take(&mut slot.blocked_at_start) {
             // It had nothing to do when it started: block, unless a wake came in between
             // (then it has fresh demand). A pending wake was scheduled with the model.
@@ -664,6 +682,24 @@ impl HostGuests {
         slot.model.on_wake(now_ns);
         true
     }
+}
+
+/// Plans `v`'s demand-done event at `at_ns`, valid while its run generation is
+/// `generation`.
+#[inline]
+fn push_demand_done(
+    queue: &mut EventQueue<SimEvent>,
+    at_ns: u64,
+    host: u16,
+    v: VcpuRef,
+    generation: u64,
+) {
+    let event = SimEvent::DemandDone {
+        host,
+        vcpu: v,
+        generation,
+    };
+    queue.push(at_ns, event);
 }
 
 mod exchange;
