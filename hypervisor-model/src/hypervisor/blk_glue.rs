@@ -45,6 +45,9 @@ use crate::trace::TraceEvent;
 
 /// Most blkback work items queued on a host at once (one per ring at most).
 pub const BLK_WORK_ITEMS_MAX: usize = 4096;
+/// Most emptied outcome buffers blkback keeps for reuse (per host): a bound, not a
+/// behaviour (a batch whose buffer is not kept allocates a new one).
+pub const OUTCOME_SPARE_BUFFERS_MAX: usize = 64;
 /// Most disk commands in flight on a host (Linux blkback: 64 pending requests per ring,
 /// times rings; xensim's host-wide bound).
 pub const DISK_INFLIGHT_MAX: usize = 1 << 20;
@@ -94,6 +97,18 @@ pub struct BlkState {
     /// The buffer blkfront's interrupt hands its completions up through, empty between
     /// interrupts (kept only so that an interrupt does not allocate).
     completed: Vec<crate::io::vbd::IoDone>,
+    /// Emptied outcome buffers of finished batches (at most
+    /// [`OUTCOME_SPARE_BUFFERS_MAX`]), so that consuming a batch does not allocate.
+    outcome_spare: Vec<Vec<BackOutcome>>,
+}
+
+/// Keeps the emptied outcome buffer `outcomes` in `spare` for a later batch, within the
+/// bound.
+fn keep_outcome_buffer(spare: &mut Vec<Vec<BackOutcome>>, outcomes: Vec<BackOutcome>) {
+    debug_assert!(outcomes.is_empty());
+    if outcomes.capacity() > 0 && spare.len() < OUTCOME_SPARE_BUFFERS_MAX {
+        spare.push(outcomes);
+    }
 }
 
 /// vCPU 0 of the backend domain, where blkback's thread runs.
@@ -291,13 +306,15 @@ impl Hypervisor {
             let Some(path) = blk.paths.get_mut(&key) else {
                 return;
             };
-            let outcomes = match path.back_consume(&mut self.grants, &blk.pages) {
-                Ok(outcomes) => outcomes,
-                Err(overflow) => return self.blk_halted(key, true, overflow, p),
-            };
+            let mut outcomes = blk.outcome_spare.pop().unwrap_or_default();
+            let consumed = path.back_consume(&mut self.grants, &blk.pages, &mut outcomes);
+            if let Err(overflow) = consumed {
+                return self.blk_halted(key, true, overflow, p);
+            }
             if !outcomes.is_empty() {
                 return self.blkback_queue(key, outcomes, p);
             }
+            keep_outcome_buffer(&mut blk.outcome_spare, outcomes);
             match path.back_final_check() {
                 Ok(true) => continue,
                 Ok(false) => return,
@@ -405,25 +422,25 @@ impl Hypervisor {
 
     /// A batch's effects: commands to the disk, error responses, then the thread looks
     /// at the ring again.
-    fn blkback_finish<P: Platform + ?Sized>(&mut self, work: BackWork, p: &mut P) {
+    fn blkback_finish<P: Platform + ?Sized>(&mut self, mut work: BackWork, p: &mut P) {
         let key = work.key;
         if !self.blk.ports.contains_key(&key) {
             // blkback disconnected meanwhile: the batch is dropped with its mappings.
-            for outcome in work.outcomes {
+            for outcome in work.outcomes.drain(..) {
                 if let BackOutcome::Submit(io) = outcome {
                     for handle in io.transient {
                         let _ = self.grants.unmap_grant_ref(work.back_dom, handle);
                     }
                 }
             }
-            return;
+            return keep_outcome_buffer(&mut self.blk.outcome_spare, work.outcomes);
         }
         // The thread is busy until it looks at the ring again below: an interrupt from a
         // response's refill does not re-enter it.
         if let Some(path) = self.blk.paths.get_mut(&key) {
             path.back_busy = true;
         }
-        for mut outcome in work.outcomes {
+        for mut outcome in work.outcomes.drain(..) {
             self.blk_injected_error(key, &mut outcome);
             match outcome {
                 BackOutcome::Submit(io) => self.blk_disk_submit(key, io, p),
@@ -450,6 +467,7 @@ impl Hypervisor {
         if let Some(path) = self.blk.paths.get_mut(&key) {
             path.back_busy = false;
         }
+        keep_outcome_buffer(&mut self.blk.outcome_spare, work.outcomes);
         self.blkback_run(key, p);
     }
 
@@ -536,12 +554,14 @@ impl Hypervisor {
         };
         path.back_inflight -= 1;
         let notify = path.back_complete(&io, ok, data, &mut self.grants, &mut blk.pages);
+        let id = io.id;
+        path.back_recycle(io);
         let status = if ok {
             crate::io::blkif::BLKIF_RSP_OKAY
         } else {
             crate::io::blkif::BLKIF_RSP_ERROR
         };
-        self.blk_responded(key, io.id, status, notify, p);
+        self.blk_responded(key, id, status, notify, p);
     }
 
     /// A response was pushed: trace it, and run blkfront's interrupt if it was notified.

@@ -163,6 +163,27 @@ fn written_sectors_read_back_identical() {
 }
 
 #[test]
+fn an_answered_request_lends_its_segment_list_to_the_next() {
+    let (mut hv, mut p) = two_guests(0);
+    let mut disk = TestDisk::default();
+    let spare = |hv: &Hypervisor| {
+        let path = hv.vbd_path(ids::dom(1), XVDA).expect("xvda connected");
+        path.seg_spare.len()
+    };
+    submit(&mut hv, &mut p, 1, io(1, IoOp::Write, 4096, 24));
+    disk.serve(&mut hv, &mut p);
+    assert_eq!(spare(&hv), 1);
+    // The read maps its pages into the kept list while it is at the disk...
+    submit(&mut hv, &mut p, 1, io(2, IoOp::Read, 4096, 24));
+    assert_eq!(spare(&hv), 0);
+    disk.serve(&mut hv, &mut p);
+    // ...reads back what the write put there, as with a fresh list, and returns it.
+    let done = completions(&p, 1);
+    assert_eq!(done[1].digest, done[0].digest);
+    assert_eq!(spare(&hv), 1);
+}
+
+#[test]
 fn read_of_other_sectors_differs_from_the_write() {
     let (mut hv, mut p) = two_guests(0);
     let mut disk = TestDisk::default();

@@ -31,6 +31,9 @@ use crate::grant::{GrantHandle, GrantTables, MapFlags, MapRequest};
 use crate::ids::{GrantRef, Mfn};
 use crate::platform::DiskOp;
 
+/// Most emptied segment lists a vbd keeps for reuse (one per ring slot).
+pub const SEG_SPARE_MAX: usize = 32;
+
 /// A request blkback accepted: what goes to the disk and what the response needs.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct BackIo {
@@ -64,16 +67,18 @@ pub enum BackOutcome {
 }
 
 impl VbdPath {
-    /// Consumes every request the ring offers now (none once halted). `Err` when the
-    /// frontend's `req_prod` is bogus: the ring is halted for good.
+    /// Consumes every request the ring offers now (none once halted) into `out`, which
+    /// the caller hands in empty (a reused buffer). `Err` when the frontend's `req_prod` is
+    /// bogus: the ring is halted for good.
     pub fn back_consume(
         &mut self,
         grants: &mut GrantTables,
         pages: &PageStore,
-    ) -> Result<Vec<BackOutcome>, RingOverflow> {
-        let mut out = Vec::new();
+        out: &mut Vec<BackOutcome>,
+    ) -> Result<(), RingOverflow> {
+        debug_assert!(out.is_empty(), "the outcome buffer is handed in empty");
         if self.back_halted {
-            return Ok(out);
+            return Ok(());
         }
         let count = match self.back.unconsumed_requests(&self.sring) {
             Ok(count) => count,
@@ -93,7 +98,7 @@ impl VbdPath {
             out.push(self.back_request(&slot, grants, pages));
         }
         self.note_indices();
-        Ok(out)
+        Ok(())
     }
 
     /// After a batch: re-arm `req_event` and look once more; true if more arrived.
@@ -276,7 +281,10 @@ impl VbdPath {
             sectors += u32::from(seg.sectors()?);
         }
         self.check_range(sector, u64::from(sectors))?;
-        let mut mapped = Vec::with_capacity(segs.len());
+        // A segment list an answered request gave back, if any (no allocation).
+        let mut mapped = self.seg_spare.pop().unwrap_or_default();
+        debug_assert!(mapped.is_empty());
+        mapped.reserve(segs.len());
         let mut maps_made = 0;
         for seg in segs {
             let (mfn, fresh) = self.back_map(seg.gref, grants, transient)?;
@@ -345,6 +353,16 @@ impl VbdPath {
             op: io.op,
             status,
         })
+    }
+
+    /// `io` was answered: its emptied segment list is kept for a later request, within
+    /// [`SEG_SPARE_MAX`] (a bound, not a behaviour: past it the list is freed).
+    pub fn back_recycle(&mut self, io: BackIo) {
+        let mut segs = io.segs;
+        segs.clear();
+        if segs.capacity() > 0 && self.seg_spare.len() < SEG_SPARE_MAX {
+            self.seg_spare.push(segs);
+        }
     }
 
     /// `make_response`: one response in the next slot, pushed. True if blkfront must be

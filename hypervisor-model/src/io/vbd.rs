@@ -287,6 +287,9 @@ pub struct VbdPath {
     pub counters: VbdCounters,
     /// Indices the checker saw last.
     pub watch: RingWatch,
+    /// blkback: emptied segment lists of answered requests, kept so that mapping a
+    /// request does not allocate (`back_recycle`; not state of the model).
+    pub seg_spare: Vec<Vec<(Mfn, u8, u8)>>,
 }
 
 impl VbdPath {
@@ -318,6 +321,7 @@ impl VbdPath {
             back_fail_count: 0,
             counters: VbdCounters::default(),
             watch: RingWatch::default(),
+            seg_spare: Vec::new(),
         }
     }
 
