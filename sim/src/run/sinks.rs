@@ -171,9 +171,9 @@ impl Sinks {
     /// A dispatch on the kind and a jump: each frequent kind has its own handler, in which
     /// the recorder's encoding is inlined for that kind alone (its offsets and length
     /// constants) and the metrics get the fields they fold without matching the event
-    /// again. This function keeps no stack frame (every arm is a tail call), and a handler
-    /// records last, so the recorder's rare flush is a tail call too: a kind the metrics do
-    /// not fold is recorded with no stack frame at all.
+    /// again. This function keeps no stack frame (every arm is a tail call), and a kind the
+    /// metrics do not fold is recorded with no stack frame at all (the recorder's rare flush
+    /// is a tail call too). Records and metrics share no state: a handler may fold first.
     pub fn event(&mut self, host: u16, time_ns: u64, event: &TraceEvent) {
         debug_assert_eq!(
             self.views,
@@ -217,7 +217,7 @@ impl Sinks {
         self.dispatch_event(host, time_ns, event);
     }
 
-    /// [`Self::event`] of a `Runstate`: the metrics, then the record.
+    /// [`Self::event`] of a `Runstate`: the record, then the metrics.
     #[inline(never)]
     fn runstate_event(&mut self, host: u16, time_ns: u64, event: &TraceEvent) {
         let TraceEvent::Runstate { vcpu, from, to } = *event else {
