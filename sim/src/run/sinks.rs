@@ -168,49 +168,138 @@ impl Sinks {
 
     /// A core event at `time_ns`.
     ///
-    /// The frequent kinds are matched here, once: in each arm the recorder's encoding is
-    /// inlined for that kind alone (its offsets and length constants), and the metrics get
-    /// the fields they fold without matching the event again.
+    /// A dispatch on the kind and a jump: each frequent kind has its own handler, in which
+    /// the recorder's encoding is inlined for that kind alone (its offsets and length
+    /// constants) and the metrics get the fields they fold without matching the event
+    /// again. This function keeps no stack frame (every arm is a tail call), and a kind the
+    /// metrics do not fold is recorded with no stack frame at all (the recorder's rare flush
+    /// is a tail call too). Records and metrics share no state: a handler may fold first.
     pub fn event(&mut self, host: u16, time_ns: u64, event: &TraceEvent) {
-        let host_index = usize::from(host);
-        match *event {
-            TraceEvent::Runstate { vcpu, from, to } => {
-                self.recorder.event(host, time_ns, event);
-                self.metrics.runstate(host_index, time_ns, vcpu, (from, to));
-            }
-            TraceEvent::Schedule {
-                pcpu, prev, next, ..
-            } => {
-                self.recorder.event(host, time_ns, event);
-                self.metrics
-                    .schedule(host_index, time_ns, pcpu, (prev, next));
-            }
-            // No metric uses these (`MetricsCollector::observe` drops them).
-            TraceEvent::TimerSet { .. } => self.recorder.event(host, time_ns, event),
-            TraceEvent::Tickle { .. } => self.recorder.event(host, time_ns, event),
-            _ => self.event_other(host, time_ns, event),
-        }
         debug_assert_eq!(
             self.views,
             self.timeline.is_some() || self.decisions.is_some()
         );
         if self.views {
-            self.event_views(host, time_ns, event);
+            self.event_with_views(host, time_ns, event);
+        } else {
+            self.dispatch_event(host, time_ns, event);
         }
+    }
+
+    /// [`Self::event`] without the views: a jump to the kind's handler.
+    #[inline(always)]
+    fn dispatch_event(&mut self, host: u16, time_ns: u64, event: &TraceEvent) {
+        match event {
+            TraceEvent::Runstate { .. } => self.runstate_event(host, time_ns, event),
+            TraceEvent::Schedule { .. } => self.schedule_event(host, time_ns, event),
+            TraceEvent::TimerSet { .. } => self.timer_set_event(host, time_ns, event),
+            TraceEvent::Tickle { .. } => self.tickle_event(host, time_ns, event),
+            TraceEvent::BlkPush { .. } | TraceEvent::BlkResponse { .. } => {
+                self.blk_ring_event(host, time_ns, event);
+            }
+            // No metric uses these (`MetricsCollector::observe` drops them).
+            TraceEvent::PoolTimerSet { .. }
+            | TraceEvent::BlkbackWork { .. }
+            | TraceEvent::DiskSubmit { .. }
+            | TraceEvent::NetPush { .. }
+            | TraceEvent::NetbackWork { .. } => self.unused_event(host, time_ns, event),
+            _ => self.event_other(host, time_ns, event),
+        }
+    }
+
+    /// [`Self::event`] with a timeline or a decision log (out of line, as
+    /// [`Self::input_views`]): they first, then the handler. They are independent of the
+    /// hash and the metrics.
+    #[cold]
+    #[inline(never)]
+    fn event_with_views(&mut self, host: u16, time_ns: u64, event: &TraceEvent) {
+        self.event_views(host, time_ns, event);
+        self.dispatch_event(host, time_ns, event);
+    }
+
+    /// [`Self::event`] of a `Runstate`: the record, then the metrics.
+    #[inline(never)]
+    fn runstate_event(&mut self, host: u16, time_ns: u64, event: &TraceEvent) {
+        let TraceEvent::Runstate { vcpu, from, to } = *event else {
+            unreachable!("Sinks::event dispatched a Runstate")
+        };
+        self.recorder.event(host, time_ns, event);
+        self.metrics
+            .runstate(usize::from(host), time_ns, vcpu, (from, to));
+    }
+
+    /// [`Self::event`] of a `Schedule`, as [`Self::runstate_event`].
+    #[inline(never)]
+    fn schedule_event(&mut self, host: u16, time_ns: u64, event: &TraceEvent) {
+        let TraceEvent::Schedule {
+            pcpu, prev, next, ..
+        } = *event
+        else {
+            unreachable!("Sinks::event dispatched a Schedule")
+        };
+        self.recorder.event(host, time_ns, event);
+        self.metrics
+            .schedule(usize::from(host), time_ns, pcpu, (prev, next));
+    }
+
+    /// [`Self::event`] of a `TimerSet` (no metric uses it): the record alone.
+    #[inline(never)]
+    fn timer_set_event(&mut self, host: u16, time_ns: u64, event: &TraceEvent) {
+        let TraceEvent::TimerSet { .. } = event else {
+            unreachable!("Sinks::event dispatched a TimerSet")
+        };
+        self.recorder.event(host, time_ns, event);
+    }
+
+    /// [`Self::event`] of a `Tickle` (no metric uses it): the record alone.
+    #[inline(never)]
+    fn tickle_event(&mut self, host: u16, time_ns: u64, event: &TraceEvent) {
+        let TraceEvent::Tickle { .. } = event else {
+            unreachable!("Sinks::event dispatched a Tickle")
+        };
+        self.recorder.event(host, time_ns, event);
+    }
+
+    /// [`Self::event`] of a kind no metric uses but `TimerSet` and `Tickle`: the record
+    /// alone.
+    #[inline(never)]
+    fn unused_event(&mut self, host: u16, time_ns: u64, event: &TraceEvent) {
+        self.recorder.event(host, time_ns, event);
+    }
+
+    /// [`Self::event`] of a `BlkPush` or a `BlkResponse`: the ring counters, then the
+    /// record.
+    #[inline(never)]
+    fn blk_ring_event(&mut self, host: u16, time_ns: u64, event: &TraceEvent) {
+        let host_index = usize::from(host);
+        match *event {
+            TraceEvent::BlkPush {
+                dom,
+                vdev,
+                requests,
+                notify,
+            } => self
+                .metrics
+                .blk_push(host_index, time_ns, dom, vdev, (requests, notify)),
+            TraceEvent::BlkResponse {
+                dom, vdev, notify, ..
+            } => self
+                .metrics
+                .blk_response(host_index, time_ns, dom, vdev, notify),
+            _ => unreachable!("Sinks::event dispatched a blk ring event"),
+        }
+        self.recorder.event(host, time_ns, event);
     }
 
     /// [`Self::event`] for the less frequent kinds: the recorder and the metrics match
     /// the event themselves.
     #[inline(never)]
     fn event_other(&mut self, host: u16, time_ns: u64, event: &TraceEvent) {
-        self.recorder.event(host, time_ns, event);
         self.metrics.observe(usize::from(host), time_ns, event);
+        self.recorder.event(host, time_ns, event);
     }
 
-    /// [`Self::event`] for the timeline and the decision log (out of line, as
-    /// [`Self::input_views`]).
-    #[cold]
-    #[inline(never)]
+    /// [`Self::event`] for the timeline and the decision log.
     fn event_views(&mut self, host: u16, time_ns: u64, event: &TraceEvent) {
         if let Some(timeline) = &mut self.timeline {
             timeline.event(usize::from(host), time_ns, event);

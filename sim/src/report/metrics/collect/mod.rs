@@ -290,6 +290,38 @@ impl MetricsCollector {
             .schedule(window, time_ns, pcpu, prev, next);
     }
 
+    /// [`Self::observe`] of a `BlkPush { dom, vdev, requests, notify }` event, as
+    /// [`Self::runstate`].
+    #[inline]
+    pub fn blk_push(
+        &mut self,
+        host_index: usize,
+        time_ns: u64,
+        dom: DomId,
+        vdev: u32,
+        (requests, notify): (u32, bool),
+    ) {
+        let window = self.observing_window();
+        self.host_at(host_index, time_ns)
+            .blk_push(window, time_ns, dom, vdev, (requests, notify));
+    }
+
+    /// [`Self::observe`] of a `BlkResponse { dom, vdev, notify, .. }` event, as
+    /// [`Self::runstate`].
+    #[inline]
+    pub fn blk_response(
+        &mut self,
+        host_index: usize,
+        time_ns: u64,
+        dom: DomId,
+        vdev: u32,
+        notify: bool,
+    ) {
+        let window = self.observing_window();
+        self.host_at(host_index, time_ns)
+            .blk_response(window, time_ns, dom, vdev, notify);
+    }
+
     /// The window while observing: every event is before its end.
     #[inline(always)]
     fn observing_window(&self) -> Window {
@@ -368,20 +400,10 @@ impl MetricsCollector {
                 vdev,
                 requests,
                 notify,
-            } if time_ns >= window.start_ns => {
-                let counts = host.ring_counts(*dom, *vdev);
-                counts.requests_pushed += u64::from(*requests);
-                counts.push_count += 1;
-                counts.push_notify_count += u64::from(*notify);
-            }
+            } => host.blk_push(window, time_ns, *dom, *vdev, (*requests, *notify)),
             TraceEvent::BlkResponse {
                 dom, vdev, notify, ..
-            } if time_ns >= window.start_ns => {
-                let counts = host.ring_counts(*dom, *vdev);
-                counts.response_count += 1;
-                counts.response_notify_count += u64::from(*notify);
-            }
-            TraceEvent::BlkPush { .. } | TraceEvent::BlkResponse { .. } => {}
+            } => host.blk_response(window, time_ns, *dom, *vdev, *notify),
             TraceEvent::BalloonGaveUp { dom, .. } => {
                 if let (true, Some(&index)) = (time_ns >= window.start_ns, host.live.get(dom)) {
                     host.domains[index].balloon_gave_up_count += 1;
@@ -566,6 +588,34 @@ impl HostState {
             vbd_checks: BTreeMap::new(),
             net_drops: Vec::new(),
         });
+    }
+
+    /// A `BlkPush` of `requests` on live domain `dom`'s vbd `vdev` (counted in the window).
+    #[inline(always)]
+    fn blk_push(
+        &mut self,
+        window: Window,
+        time_ns: u64,
+        dom: DomId,
+        vdev: u32,
+        (requests, notify): (u32, bool),
+    ) {
+        if time_ns >= window.start_ns {
+            let counts = self.ring_counts(dom, vdev);
+            counts.requests_pushed += u64::from(requests);
+            counts.push_count += 1;
+            counts.push_notify_count += u64::from(notify);
+        }
+    }
+
+    /// A `BlkResponse` on live domain `dom`'s vbd `vdev` (counted in the window).
+    #[inline(always)]
+    fn blk_response(&mut self, window: Window, time_ns: u64, dom: DomId, vdev: u32, notify: bool) {
+        if time_ns >= window.start_ns {
+            let counts = self.ring_counts(dom, vdev);
+            counts.response_count += 1;
+            counts.response_notify_count += u64::from(notify);
+        }
     }
 
     /// The ring counters of live domain `dom`'s vbd `vdev`.
