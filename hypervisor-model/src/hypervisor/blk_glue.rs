@@ -38,6 +38,7 @@ use crate::io::blkback::{BackIo, BackOutcome, DiskInflight};
 use crate::io::blkif::BlkReqError;
 use crate::io::dev_map::DevMap;
 use crate::io::ring::RingOverflow;
+use crate::io::spare::SpareBuffers;
 use crate::io::vbd::{GuestIo, IoDone, PageStore, VbdPath};
 use crate::platform::{DiskCommand, Platform};
 use crate::toolstack::ops::GuestNotice;
@@ -99,16 +100,7 @@ pub struct BlkState {
     completed: Vec<crate::io::vbd::IoDone>,
     /// Emptied outcome buffers of finished batches (at most
     /// [`OUTCOME_SPARE_BUFFERS_MAX`]), so that consuming a batch does not allocate.
-    outcome_spare: Vec<Vec<BackOutcome>>,
-}
-
-/// Keeps the emptied outcome buffer `outcomes` in `spare` for a later batch, within the
-/// bound.
-fn keep_outcome_buffer(spare: &mut Vec<Vec<BackOutcome>>, outcomes: Vec<BackOutcome>) {
-    debug_assert!(outcomes.is_empty());
-    if outcomes.capacity() > 0 && spare.len() < OUTCOME_SPARE_BUFFERS_MAX {
-        spare.push(outcomes);
-    }
+    outcome_spare: SpareBuffers<BackOutcome, OUTCOME_SPARE_BUFFERS_MAX>,
 }
 
 /// vCPU 0 of the backend domain, where blkback's thread runs.
@@ -306,7 +298,7 @@ impl Hypervisor {
             let Some(path) = blk.paths.get_mut(&key) else {
                 return;
             };
-            let mut outcomes = blk.outcome_spare.pop().unwrap_or_default();
+            let mut outcomes = blk.outcome_spare.take();
             let consumed = path.back_consume(&mut self.grants, &blk.pages, &mut outcomes);
             if let Err(overflow) = consumed {
                 return self.blk_halted(key, true, overflow, p);
@@ -314,7 +306,7 @@ impl Hypervisor {
             if !outcomes.is_empty() {
                 return self.blkback_queue(key, outcomes, p);
             }
-            keep_outcome_buffer(&mut blk.outcome_spare, outcomes);
+            blk.outcome_spare.keep(outcomes);
             match path.back_final_check() {
                 Ok(true) => continue,
                 Ok(false) => return,
@@ -433,7 +425,7 @@ impl Hypervisor {
                     }
                 }
             }
-            return keep_outcome_buffer(&mut self.blk.outcome_spare, work.outcomes);
+            return self.blk.outcome_spare.keep(work.outcomes);
         }
         // The thread is busy until it looks at the ring again below: an interrupt from a
         // response's refill does not re-enter it.
@@ -467,7 +459,7 @@ impl Hypervisor {
         if let Some(path) = self.blk.paths.get_mut(&key) {
             path.back_busy = false;
         }
-        keep_outcome_buffer(&mut self.blk.outcome_spare, work.outcomes);
+        self.blk.outcome_spare.keep(work.outcomes);
         self.blkback_run(key, p);
     }
 

@@ -52,6 +52,7 @@ use super::Hypervisor;
 use crate::ids::{BackWorkId, DomId, EvtchnPort, VcpuRef};
 use crate::io::dev_map::DevMap;
 use crate::io::netback::TxPacket;
+use crate::io::spare::SpareBuffers;
 use crate::io::vbd::PageStore;
 use crate::io::vif::{NetPacket, VifPath, VifQueue};
 use crate::platform::{NetFrame, Platform};
@@ -125,7 +126,7 @@ pub struct NetState {
     next_work: u64,
     /// Empty TX batch buffers kept from finished batches (at most
     /// [`TX_SPARE_BUFFERS_MAX`]), so that consuming a batch does not allocate.
-    tx_spare: Vec<Vec<TxPacket>>,
+    tx_spare: SpareBuffers<TxPacket, TX_SPARE_BUFFERS_MAX>,
     /// Frames lost with a dead backend, counted as dropped at the end of the input.
     pub(crate) lost: BTreeMap<VifKey, u32>,
     /// netfront's in-order memory of a vif whose backend died, by queue, kept for its
@@ -138,15 +139,6 @@ pub struct NetState {
     /// The buffer netfront's poll hands its frames up through, empty between inputs
     /// (kept only so that a poll does not allocate).
     pub(super) rx_polled: Vec<NetPacket>,
-}
-
-/// Keeps the emptied TX batch buffer `packets` in `spare` for a later batch, within
-/// the bound.
-fn keep_tx_buffer(spare: &mut Vec<Vec<TxPacket>>, packets: Vec<TxPacket>) {
-    debug_assert!(packets.is_empty());
-    if packets.capacity() > 0 && spare.len() < TX_SPARE_BUFFERS_MAX {
-        spare.push(packets);
-    }
 }
 
 /// The trace's queue field: `None` for a single-queue vif (whose records keep their
@@ -282,8 +274,7 @@ impl Hypervisor {
             else {
                 return;
             };
-            let mut packets = net.tx_spare.pop().unwrap_or_default();
-            debug_assert!(packets.is_empty());
+            let mut packets = net.tx_spare.take();
             let consumed = q.back_tx_consume(&mut self.grants, &net.pages, &mut packets);
             if let Err(fatal) = consumed {
                 let what = (fatal.error.code(), fatal.prod, fatal.cons);
@@ -293,7 +284,7 @@ impl Hypervisor {
                 q.back_busy = true;
                 return self.netback_queue(key, queue, NetWorkKind::Tx(packets), p);
             }
-            keep_tx_buffer(&mut net.tx_spare, packets);
+            net.tx_spare.keep(packets);
             match q.back_tx_final_check() {
                 Ok(true) => continue,
                 Ok(false) => return,
@@ -421,7 +412,7 @@ impl Hypervisor {
             NetWorkKind::Tx(mut packets) => {
                 self.netback_tx_finish(key, queue, &packets, p);
                 packets.clear();
-                keep_tx_buffer(&mut self.net.tx_spare, packets);
+                self.net.tx_spare.keep(packets);
             }
             NetWorkKind::Rx => self.netback_rx_flush(key, queue, p),
         }

@@ -282,8 +282,7 @@ impl VbdPath {
         }
         self.check_range(sector, u64::from(sectors))?;
         // A segment list an answered request gave back, if any (no allocation).
-        let mut mapped = self.seg_spare.pop().unwrap_or_default();
-        debug_assert!(mapped.is_empty());
+        let mut mapped = self.seg_spare.take();
         mapped.reserve(segs.len());
         let mut maps_made = 0;
         for seg in segs {
@@ -360,9 +359,7 @@ impl VbdPath {
     pub fn back_recycle(&mut self, io: BackIo) {
         let mut segs = io.segs;
         segs.clear();
-        if segs.capacity() > 0 && self.seg_spare.len() < SEG_SPARE_MAX {
-            self.seg_spare.push(segs);
-        }
+        self.seg_spare.keep(segs);
     }
 
     /// `make_response`: one response in the next slot, pushed. True if blkfront must be

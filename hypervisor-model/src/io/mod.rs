@@ -8,7 +8,8 @@
 //! console ring and xenconsoled's per-domain buffers (`console.rs`); the free-running index
 //! checks the XenStore and console rings share (`ring_index.rs`); the stand-in memory of
 //! both data paths' pages (`page_store.rs`); the per-device tables both data paths look
-//! their devices up in (`dev_map.rs`).
+//! their devices up in (`dev_map.rs`); the emptied buffers both data paths reuse
+//! (`spare.rs`).
 //!
 //! Follows xen/include/public/io/xenbus.h; spec `xenstore-io.md` §4.
 
@@ -24,6 +25,7 @@ pub mod netif;
 pub mod page_store;
 pub mod ring;
 pub mod ring_index;
+pub mod spare;
 pub mod vbd;
 pub mod vif;
 pub mod xenbus;

@@ -20,8 +20,10 @@
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::vec::Vec;
 
+use super::blkback::SEG_SPARE_MAX;
 use super::blkif::{Dir, BLKIF_SLOT_BYTES};
 use super::ring::{BackRing, FrontRing, RingWatch, SharedRing, RING_PAGE_BYTES};
+use super::spare::SpareBuffers;
 use crate::grant::{FrameError, GrantHandle, GuestFrames};
 use crate::ids::{DomId, Gfn, GrantRef, Mfn};
 
@@ -289,7 +291,7 @@ pub struct VbdPath {
     pub watch: RingWatch,
     /// blkback: emptied segment lists of answered requests, kept so that mapping a
     /// request does not allocate (`back_recycle`; not state of the model).
-    pub seg_spare: Vec<Vec<(Mfn, u8, u8)>>,
+    pub seg_spare: SpareBuffers<(Mfn, u8, u8), SEG_SPARE_MAX>,
 }
 
 impl VbdPath {
@@ -321,7 +323,7 @@ impl VbdPath {
             back_fail_count: 0,
             counters: VbdCounters::default(),
             watch: RingWatch::default(),
-            seg_spare: Vec::new(),
+            seg_spare: SpareBuffers::default(),
         }
     }
 
