@@ -67,7 +67,7 @@ fn heap_key(time_ns: u64, seq: u64, index: usize) -> HeapKey {
 
 /// The (time, sequence) and the slab index of a heap key.
 fn split_heap_key(key: HeapKey) -> ((u64, u64), usize) {
-    let time_ns = u64::try_from(key >> 64).unwrap_or(u64::MAX);
+    let time_ns = key_time_ns(key);
     let low = u64::try_from(key & HeapKey::from(u64::MAX)).unwrap_or(u64::MAX);
     let index = usize::try_from(low & ((1 << SLAB_INDEX_BITS) - 1)).unwrap_or(usize::MAX);
     ((time_ns, low >> SLAB_INDEX_BITS), index)
@@ -152,9 +152,16 @@ impl<E> Slots<E> {
         }
     }
 
+    /// The key of the earliest slot, [`EMPTY_KEY`] when no slot is occupied (the tree's
+    /// root).
+    #[inline(always)]
+    fn min_key(&self) -> HeapKey {
+        self.nodes[1]
+    }
+
     /// The key of the earliest slot, if any slot is occupied.
     fn first_key(&self) -> Option<HeapKey> {
-        let key = self.nodes[1];
+        let key = self.min_key();
         (key != EMPTY_KEY).then_some(key)
     }
 
@@ -346,7 +353,7 @@ impl<E> EventQueue<E> {
     #[inline(always)]
     fn first(&self) -> Option<(u64, Source)> {
         let heap = self.heap.peek().map_or(EMPTY_KEY, |&Reverse(key)| key);
-        let slot = self.slots.nodes[1];
+        let slot = self.slots.min_key();
         let (lane_key, lane) = self.lanes_first;
         let (key, source) = if heap < slot && heap < lane_key {
             (heap, Source::Heap)

@@ -327,8 +327,7 @@ impl HostGuests {
     }
 
     fn generation(&mut self) -> u64 {
-        self.next_generation += 1;
-        self.next_generation
+        take_generation(&mut self.next_generation)
     }
 
     fn slot_for(
@@ -432,9 +431,8 @@ impl HostGuests {
             self.begin_model(v, now_ns, host, queue);
         } else {
             // Most run starts: no memory model, no service; the slot found above runs on
-            // (the generation is `Self::generation`'s, taken beside the slot's borrow).
-            self.next_generation += 1;
-            let generation = self.next_generation;
+            // (the generation is taken from its counter beside the slot's borrow).
+            let generation = take_generation(&mut self.next_generation);
             if let Some(demand_ns) = slot.start_model(now_ns, generation, Stretch::NONE) {
                 push_demand_done(queue, now_ns + demand_ns, host, v, generation);
             }
@@ -682,6 +680,15 @@ impl HostGuests {
         slot.model.on_wake(now_ns);
         true
     }
+}
+
+/// The next run generation from the host's counter `next_generation` (see
+/// [`HostGuests::generation`]; a free function so that it can run while a slot is
+/// borrowed).
+#[inline(always)]
+fn take_generation(next_generation: &mut u64) -> u64 {
+    *next_generation += 1;
+    *next_generation
 }
 
 /// Plans `v`'s demand-done event at `at_ns`, valid while its run generation is
