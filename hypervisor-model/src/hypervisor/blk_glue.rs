@@ -617,6 +617,7 @@ impl Hypervisor {
         self.blk.ports.insert(key, ports);
         self.blk.paths.insert(key, path);
         self.blk.connected.insert(key);
+        self.end_idle = false;
     }
 
     /// blkback disconnects from `key`: its persistent mappings go; blkfront's pool stays

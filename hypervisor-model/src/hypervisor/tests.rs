@@ -394,3 +394,52 @@ fn xenstore_socket_client_with_oversized_frame_is_dropped() {
     assert_eq!(p.xs_closed, alloc::vec![9]);
     assert!(hv.check_invariants().is_empty());
 }
+
+/// Hands `p`'s pending inputs to `hv` as `run_until_idle` does; with `full`, each input
+/// runs the whole end of input (the flag cleared first), as before the scheduler's inputs
+/// could skip it.
+fn run_pending(hv: &mut Hypervisor, p: &mut FakePlatform, full: bool) {
+    for _step in 0..100_000 {
+        let Some(((at, _), input)) = p.pending.pop_first() else {
+            return;
+        };
+        p.now = p.now.max(at);
+        hv.end_idle &= !full;
+        assert_eq!(hv.handle(&input, p), Ok(()), "input {input:?} refused");
+    }
+    panic!("run_pending did not settle");
+}
+
+#[test]
+fn scheduler_inputs_skipping_the_end_of_input_leave_the_same_events() {
+    // A create (xenstored work, XenBus waiters, EPT writes), then a block and a wake:
+    // the events match those of a run whose every input ends with the whole end of input.
+    let events = |full: bool| {
+        let mut p = FakePlatform::default();
+        let mut hv = Hypervisor::boot(small_host(2, SchedKind::Null), &mut p);
+        run_pending(&mut hv, &mut p, full);
+        let op = ToolstackOp::Create {
+            config: Box::new(guest("vm1", 1)),
+            uuid: [0; 16],
+            paused: false,
+        };
+        let job = JobId(1);
+        p.pending
+            .insert((p.now, u64::MAX), CoreInput::Toolstack { job, op });
+        run_pending(&mut hv, &mut p, full);
+        for input in [
+            CoreInput::VcpuBlock { vcpu: vcpu(1, 0) },
+            CoreInput::VcpuWake { vcpu: vcpu(1, 0) },
+        ] {
+            p.now = p.now.after(Span::from_us(100));
+            p.pending.insert((p.now, u64::MAX), input);
+            run_pending(&mut hv, &mut p, full);
+        }
+        let skipped_last = hv.end_idle;
+        (p.events, skipped_last)
+    };
+    let (fast, fast_idle) = events(false);
+    let (full, _) = events(true);
+    assert!(fast_idle);
+    assert_eq!(fast, full);
+}

@@ -160,13 +160,18 @@ impl Hypervisor {
     /// inliner would otherwise keep the test out of line with the work folded into it).
     #[inline(always)]
     pub(crate) fn xsd_flush<P: Platform + ?Sized>(&mut self, p: &mut P) {
-        let idle = self.xenbus_traces.is_empty()
-            && self.xsd.uncharged_requests == 0
-            && !self.xenstore.has_rings_with_output();
-        if !idle {
+        if !self.xsd_idle() {
             // The common case on the scheduler's path is idle: nothing for xenstored.
             self.xsd_flush_work(p);
         }
+    }
+
+    /// True if [`Hypervisor::xsd_flush`] has nothing to do.
+    #[inline(always)]
+    pub(crate) fn xsd_idle(&self) -> bool {
+        self.xenbus_traces.is_empty()
+            && self.xsd.uncharged_requests == 0
+            && !self.xenstore.has_rings_with_output()
     }
 
     /// The work of [`Hypervisor::xsd_flush`] once there is something for xenstored.

@@ -397,6 +397,7 @@ impl Hypervisor {
         if !cmd.is_query() {
             return None;
         }
+        self.end_idle = false;
         let conn = self.xs_tool;
         let generation = self.xenstore.generation();
         let out = cmd.run(&mut ConnView {
