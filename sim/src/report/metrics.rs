@@ -36,6 +36,7 @@ pub mod io;
 pub mod jobs;
 pub mod memory;
 mod samples;
+mod select;
 mod state;
 pub mod summary;
 #[cfg(test)]

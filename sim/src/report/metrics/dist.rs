@@ -70,6 +70,61 @@ impl Distribution {
         Distribution::with_quantiles(values.len(), sum_wide, metric, min, quantiles, max)
     }
 
+    /// As [`Distribution::from_samples`] for narrow samples, left in place: the extremes
+    /// and the sum in one pass each, the quantiles by histogram
+    /// ([`super::select::select_sorted_indexes`]), the values a sort would give.
+    pub fn from_narrow(values: &[u32], metric: &str) -> Distribution {
+        let extremes = values
+            .iter()
+            .copied()
+            .min()
+            .zip(values.iter().copied().max());
+        Distribution::from_narrow_with(values, extremes, u32::sum_wide(values), metric)
+    }
+
+    /// As [`Distribution::from_narrow`] for the samples of `parts` pooled in `values`: the
+    /// extremes and the sum are the parts', not read again.
+    pub(super) fn from_narrow_parts(
+        values: &[u32],
+        parts: &[&Distribution],
+        metric: &str,
+    ) -> Distribution {
+        let narrow = |value: u64| u32::try_from(value).expect("a narrow sample fits u32");
+        let min = parts.iter().filter_map(|p| p.min).min().map(narrow);
+        let max = parts.iter().filter_map(|p| p.max).max().map(narrow);
+        let sum_wide = parts.iter().map(|p| u128::from(p.sum)).sum();
+        Distribution::from_narrow_with(values, min.zip(max), sum_wide, metric)
+    }
+
+    /// [`Distribution::from_narrow`] given the `(min, max)` and the sum of `values`.
+    fn from_narrow_with(
+        values: &[u32],
+        extremes: Option<(u32, u32)>,
+        sum_wide: u128,
+        metric: &str,
+    ) -> Distribution {
+        debug_assert_eq!(
+            extremes,
+            values
+                .iter()
+                .copied()
+                .min()
+                .zip(values.iter().copied().max())
+        );
+        debug_assert_eq!(sum_wide, u32::sum_wide(values));
+        let Some((min, max)) = extremes else {
+            let none = [None; QUANTILES.len()];
+            return Distribution::with_quantiles(0, sum_wide, metric, None, none, None);
+        };
+        let indexes = QUANTILES.map(|(num, den)| {
+            rank_index(values.len(), num, den).expect("a rank of a non-empty sample")
+        });
+        let quantiles = super::select::select_sorted_indexes(values, (min, max), indexes)
+            .map(|value| Some(u64::from(value)));
+        let (min, max) = (Some(u64::from(min)), Some(u64::from(max)));
+        Distribution::with_quantiles(values.len(), sum_wide, metric, min, quantiles, max)
+    }
+
     /// As [`Distribution::from_samples`] for samples already in ascending order: the
     /// quantiles are read at their ranks, nothing is copied.
     pub fn from_sorted(sorted: &[u64], metric: &str) -> Distribution {
@@ -270,6 +325,41 @@ mod tests {
                 "{len}"
             );
         }
+    }
+
+    #[test]
+    fn narrow_in_place_equals_the_sorted_distribution() {
+        // Past the sorting size of one selection level, scrambled, with duplicates; and
+        // empty.
+        let narrow: Vec<u32> = (0..5_003u32).map(|i| (i * 7_919 % 5_003) % 1_301).collect();
+        let mut sorted: Vec<u64> = narrow.iter().map(|&v| u64::from(v)).collect();
+        sorted.sort_unstable();
+
+        let dist = Distribution::from_narrow(&narrow, "test");
+
+        assert_eq!(dist, Distribution::from_sorted(&sorted, "test"));
+        assert_eq!(
+            Distribution::from_narrow(&[], "test"),
+            Distribution::from_sorted(&[], "test")
+        );
+    }
+
+    #[test]
+    fn narrow_pooled_from_parts_equals_the_pooled_samples() {
+        // Two parts with distinct extremes, and an empty one.
+        let a: Vec<u32> = (0..300u32).map(|i| (i * 7_919) % 1_000 + 50).collect();
+        let b: Vec<u32> = (0..200u32).map(|i| (i * 104_729) % 5_000 + 10).collect();
+        let pooled: Vec<u32> = a.iter().chain(&b).copied().collect();
+        let parts = [
+            Distribution::from_narrow(&a, "test"),
+            Distribution::from_narrow(&b, "test"),
+            Distribution::from_narrow(&[], "test"),
+        ];
+
+        let dist = Distribution::from_narrow_parts(&pooled, &parts.each_ref(), "test");
+
+        assert_eq!(dist, Distribution::from_narrow(&pooled, "test"));
+        assert_eq!(dist.min, Some(10));
     }
 
     #[test]

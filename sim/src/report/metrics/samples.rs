@@ -169,8 +169,15 @@ impl SlotSamples {
         narrow.into_iter().map(u64::from).collect()
     }
 
-    /// The distribution of the samples of `slots` pooled.
-    pub(super) fn pooled_distribution(&mut self, slots: &[u32], metric: &str) -> Distribution {
+    /// The distribution of the samples of `slots` pooled; `parts` are the distributions of
+    /// the slots one by one (their extremes and sums are the pool's).
+    pub(super) fn pooled_distribution(
+        &mut self,
+        slots: &[u32],
+        parts: &[&Distribution],
+        metric: &str,
+    ) -> Distribution {
+        debug_assert_eq!(slots.len(), parts.len());
         if self.any_wide(slots) {
             let mut all = Vec::new();
             for &slot in slots {
@@ -178,7 +185,7 @@ impl SlotSamples {
             }
             return Distribution::from_unordered(&mut all, metric);
         }
-        Distribution::from_unordered(&mut self.pooled_narrow(slots), metric)
+        Distribution::from_narrow_parts(&self.pooled_narrow(slots), parts, metric)
     }
 
     fn pooled_narrow(&mut self, slots: &[u32]) -> Vec<u32> {
@@ -189,14 +196,14 @@ impl SlotSamples {
         narrow
     }
 
-    /// The distribution of `slot`'s samples; reorders them in place.
+    /// The distribution of `slot`'s samples (the narrow ones stay in place).
     pub(super) fn distribution(&mut self, slot: u32, metric: &str) -> Distribution {
         if self.wide.contains_key(&slot) {
             let mut all = Vec::new();
             self.extend_into(slot, &mut all);
             return Distribution::from_unordered(&mut all, metric);
         }
-        Distribution::from_unordered(self.narrow_mut(slot), metric)
+        Distribution::from_narrow(self.narrow_mut(slot), metric)
     }
 }
 
@@ -270,12 +277,16 @@ mod tests {
 
         let wakeups = slots.pooled_sorted(&[a.wakeup(), b.wakeup()]);
         let waits = slots.pooled_sorted(&[a.runq_wait(), b.runq_wait()]);
-        let wait_dist = slots.pooled_distribution(&[a.runq_wait(), b.runq_wait()], "test");
+        let wait_slots = [a.runq_wait(), b.runq_wait()];
+        let wait_parts = wait_slots.map(|slot| slots.distribution(slot, "test"));
+        let wait_dist = slots.pooled_distribution(&wait_slots, &wait_parts.each_ref(), "test");
+        let wakeup_part = slots.distribution(a.wakeup(), "test");
+        let wakeup_dist = slots.pooled_distribution(&[a.wakeup()], &[&wakeup_part], "test");
 
         assert_eq!(wakeups, vec![10, 20, 30]);
         assert_eq!(waits, vec![3, 5_000_000_000]);
         assert_eq!(wait_dist.max, Some(5_000_000_000));
-        assert_eq!(slots.pooled_distribution(&[a.wakeup()], "test").sum, 50);
+        assert_eq!(wakeup_dist.sum, 50);
     }
 
     fn slot_values(samples: &mut super::SlotSamples, slot: u32) -> Vec<u64> {

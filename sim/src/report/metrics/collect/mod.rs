@@ -42,7 +42,7 @@ use super::{Metrics, WindowMetrics};
 use crate::guest::workload::JobRecord;
 use crate::machine::switch::SwitchCosts;
 use live::{LiveDomains, VcpuTable};
-use pcpu::{PcpuState, PoolSlot, PoolSlots};
+use pcpu::{PcpuState, PoolSlot, PoolSlots, SwitchOverhead, VcpuKey};
 
 /// Static description of one host, fixed for the whole run.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -89,6 +89,8 @@ pub struct MetricsCollector {
 #[derive(Debug)]
 struct HostState {
     meta: HostMeta,
+    /// `meta.switch` as each switch charges it.
+    switch: SwitchOverhead,
     last_time_ns: u64,
     pcpus: Vec<PcpuState>,
     /// The slot of each pCPU's pool (`meta.pcpu_pools`, as slots of `pool_slots`).
@@ -523,6 +525,7 @@ impl HostState {
             .map(|pool| pool.as_deref().map(|name| pool_slots.slot(name)))
             .collect();
         HostState {
+            switch: SwitchOverhead::new(meta.switch),
             meta,
             last_time_ns: 0,
             pcpus,
@@ -688,13 +691,15 @@ impl HostState {
             .get_mut(pcpu.index())
             .unwrap_or_else(|| panic!("metrics: unknown {pcpu:?}"));
         let pool = self.pcpu_pool_slots[pcpu.index()];
-        state.decide(window, time_ns, prev, next, pool);
-        if let Some(v) = next.filter(|&v| Some(v) != prev) {
-            let cost_ns = self.meta.switch.switch_overhead_ns(state.last_vcpu, v);
-            state.last_vcpu = Some(v);
-            state.overhead_until_ns = time_ns + cost_ns;
+        let (prev_key, next_key) = (VcpuKey::of(prev), VcpuKey::of(next));
+        state.decide(window, time_ns, prev_key, next_key, pool);
+        if next_key == prev_key {
+            return;
         }
-        if let Some(v) = next.filter(|&v| Some(v) != prev) {
+        if let Some(v) = next {
+            let cost_ns = self.switch.ns(state.last_vcpu, next_key);
+            state.last_vcpu = next_key;
+            state.overhead_until_ns = time_ns + cost_ns;
             let position = self.vcpu_position(v);
             self.vcpus[position].start_on(window, time_ns, pcpu, &self.meta.pcpu_nodes);
         }

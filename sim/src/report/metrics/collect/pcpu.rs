@@ -6,16 +6,85 @@
 //! - `busy_ns + idle_ns + overhead_ns == online_ns`, the in-window time spent in any pool.
 //! - After [`PcpuState::leave_pool`], `online_by_pool` sums to `online_ns`.
 //! - A pool slot names one pool for the whole run ([`PoolSlots`] only grows).
+//! - A [`VcpuKey`] names one vCPU or none, and two keys are equal exactly when the
+//!   `Option<VcpuRef>`s they pack are.
 
 use hypervisor_model::ids::VcpuRef;
 
 use super::super::state::{add, bump, Window};
 use super::super::{PcpuMetrics, PoolMetrics};
 use super::PoolMeta;
+use crate::machine::switch::SwitchCosts;
+
+/// An `Option<VcpuRef>` packed in one word, `domid << 32 | index` (`u64::MAX` for none:
+/// a domid is below 2^16), so a `Schedule`'s compares of `prev`, `next` and the pCPU's
+/// vCPUs are one instruction each rather than a tag and two fields.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct VcpuKey(u64);
+
+impl VcpuKey {
+    /// No vCPU (the pCPU is idle).
+    pub(super) const NONE: VcpuKey = VcpuKey(u64::MAX);
+
+    /// The key of `v`.
+    #[inline(always)]
+    pub(super) fn of(v: Option<VcpuRef>) -> VcpuKey {
+        v.map_or(VcpuKey::NONE, |v| {
+            VcpuKey(u64::from(v.dom.raw()) << 32 | u64::from(v.vcpu.raw()))
+        })
+    }
+
+    pub(super) fn is_some(self) -> bool {
+        self != VcpuKey::NONE
+    }
+
+    /// The domid bits (`u32::MAX` for none, which no domid equals).
+    fn dom_bits(self) -> u64 {
+        self.0 >> 32
+    }
+}
+
+impl Default for VcpuKey {
+    fn default() -> VcpuKey {
+        VcpuKey::NONE
+    }
+}
+
+/// A host's switch costs as a `Schedule` charges them: [`SwitchCosts::switch_overhead_ns`]
+/// with the same-domain cost computed once, not at every switch.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct SwitchOverhead {
+    vcpu_switch_ns: u64,
+    same_dom_ns: u64,
+}
+
+impl SwitchOverhead {
+    pub(super) fn new(costs: SwitchCosts) -> SwitchOverhead {
+        SwitchOverhead {
+            vcpu_switch_ns: costs.vcpu_switch_ns,
+            // The rounding of `SwitchCosts::switch_overhead_ns` (a test compares the two).
+            same_dom_ns: costs.vcpu_switch_ns.saturating_mul(costs.same_dom_permille) / 1_000,
+        }
+    }
+
+    /// Overhead of switching to `next` (a vCPU) on a pCPU whose last guest vCPU was `last`.
+    #[inline(always)]
+    pub(super) fn ns(self, last: VcpuKey, next: VcpuKey) -> u64 {
+        debug_assert!(next.is_some());
+        if last == next {
+            0
+        } else if last.dom_bits() == next.dom_bits() {
+            // `last` is a vCPU here: none has domid bits no vCPU has.
+            self.same_dom_ns
+        } else {
+            self.vcpu_switch_ns
+        }
+    }
+}
 
 #[derive(Debug, Default)]
 pub(super) struct PcpuState {
-    pub(super) current: Option<VcpuRef>,
+    pub(super) current: VcpuKey,
     since_ns: u64,
     busy_ns: u64,
     idle_ns: u64,
@@ -27,7 +96,7 @@ pub(super) struct PcpuState {
     /// `online_ns` when the pCPU entered its current pool (or at its last `leave_pool`).
     online_at_entry_ns: u64,
     /// The last guest vCPU that ran here (a switch back to it is free).
-    pub(super) last_vcpu: Option<VcpuRef>,
+    pub(super) last_vcpu: VcpuKey,
     /// The current switch's overhead lasts until then.
     pub(super) overhead_until_ns: u64,
     context_switch_count: u64,
@@ -43,8 +112,8 @@ impl PcpuState {
         &mut self,
         window: Window,
         time_ns: u64,
-        prev: Option<VcpuRef>,
-        next: Option<VcpuRef>,
+        prev: VcpuKey,
+        next: VcpuKey,
         pool: Option<PoolSlot>,
     ) {
         assert_eq!(
@@ -179,5 +248,63 @@ impl PoolSlots {
     /// The slot of pool `name`, if a pCPU was ever in it.
     pub(super) fn find(&self, name: &str) -> Option<PoolSlot> {
         self.names.iter().position(|n| n == name).map(PoolSlot)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use hypervisor_model::ids::{DomId, VcpuId, VcpuRef};
+
+    use super::{SwitchOverhead, VcpuKey};
+    use crate::machine::switch::SwitchCosts;
+
+    fn vcpu(dom: u16, index: u32) -> VcpuRef {
+        VcpuRef {
+            dom: DomId::new(dom).expect("test domid is valid"),
+            vcpu: VcpuId::new(index).expect("test vCPU index is valid"),
+        }
+    }
+
+    #[test]
+    fn switch_overhead_equals_the_switch_costs_rule() {
+        // A same-domain fraction that rounds down (5_016 · 601 / 1000 = 3014.616).
+        let costs = SwitchCosts {
+            vcpu_switch_ns: 5_016,
+            same_dom_permille: 601,
+            ipi_ns: 1_000,
+        };
+        let overhead = SwitchOverhead::new(costs);
+        let cases = [
+            (None, vcpu(1, 0)),
+            (Some(vcpu(1, 0)), vcpu(1, 0)),
+            (Some(vcpu(1, 1)), vcpu(1, 0)),
+            (Some(vcpu(2, 0)), vcpu(1, 0)),
+            (Some(vcpu(0, 3)), vcpu(0x7FEF, 3)),
+        ];
+
+        let charged: Vec<u64> = cases
+            .iter()
+            .map(|&(last, next)| overhead.ns(VcpuKey::of(last), VcpuKey::of(Some(next))))
+            .collect();
+
+        let want: Vec<u64> = cases
+            .iter()
+            .map(|&(last, next)| costs.switch_overhead_ns(last, next))
+            .collect();
+        assert_eq!(charged, want);
+        assert_eq!(charged, vec![5_016, 0, 3_014, 5_016, 5_016]);
+    }
+
+    #[test]
+    fn vcpu_keys_are_equal_exactly_when_the_vcpus_are() {
+        let vcpus = [None, Some(vcpu(0, 0)), Some(vcpu(0, 1)), Some(vcpu(1, 0))];
+
+        for a in vcpus {
+            for b in vcpus {
+                assert_eq!(VcpuKey::of(a) == VcpuKey::of(b), a == b, "{a:?} {b:?}");
+            }
+        }
+        assert!(!VcpuKey::of(None).is_some());
+        assert!(VcpuKey::of(Some(vcpu(0, 0))).is_some());
     }
 }

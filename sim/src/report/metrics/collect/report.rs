@@ -104,8 +104,12 @@ impl DomainState {
             self.vcpus.positions().map(|p| pick(&states[p])).collect()
         };
         let wakeups = samples.pooled_sorted(&slots(|v| v.sample_slots.wakeup()));
-        let runq_wait_ns =
-            samples.pooled_distribution(&slots(|v| v.sample_slots.runq_wait()), "runq_wait_ns");
+        let runq_waits: Vec<&Distribution> = vcpus.iter().map(|v| &v.runq_wait_ns).collect();
+        let runq_wait_ns = samples.pooled_distribution(
+            &slots(|v| v.sample_slots.runq_wait()),
+            &runq_waits,
+            "runq_wait_ns",
+        );
         DomainMetrics {
             domid: self.domid.raw(),
             name: self.name.clone(),
