@@ -31,6 +31,9 @@
 
 use crate::rng::Stream;
 use crate::scenario::model::Dist;
+use chain_prefix::{chain_prefix, PREFIX_STEPS_MAX};
+
+mod chain_prefix;
 
 /// Largest value a sample takes (`2^62 − 1`, §6.2).
 pub const SAMPLE_MAX: u64 = (1 << 62) - 1;
@@ -117,8 +120,13 @@ const FRACTION_BITS: u32 = 32;
 /// bit length of the mean: after `j` steps the bits left move `mean × −ln(U)` by at most
 /// about `mean × ln 2 × 2^-j` (the `slack`), so with `j = bits(mean) + 3` a lane's sample
 /// stays open, and its chain runs on, one time in 16 to 32 (the product's dropped 32 bits
-/// fall below the slack).
+/// fall below the slack). Only for means too long for [`chain_prefix`].
 const EXP_STEPS_ABOVE_MEAN_BITS: u32 = 3;
+
+/// [`chain_prefix`]'s bits before the check: `j = (bits(mean) + 31) / 2` balances the
+/// lanes left open (about `2^(bits(mean) − j − 1)`) against the prefixes it cannot
+/// certify (about `2^(j − 31)`); both run the whole chain. 24 bits for a mean of 100 us.
+const EXP_PREFIX_STEPS_PLUS_MEAN_BITS: u32 = 31;
 
 /// `exp:mean` drawn [`EXP_LANES`] at a time: the same values as that many [`sample`]
 /// calls, in draw order, computed with the squaring chains interleaved (each chain is 32
@@ -133,19 +141,28 @@ const EXP_STEPS_ABOVE_MEAN_BITS: u32 = 3;
 /// than the difference of the floors). When that largest `P`'s dropped 32 bits are at least
 /// the slack, every value of the rest gives the same floor: the sample is known and the
 /// rest of that lane's chain is skipped. Otherwise the lane's chain runs on alone.
+///
+/// Up to [`PREFIX_STEPS_MAX`] first bits, [`chain_prefix`] gives them without the chain
+/// (a lane it cannot certify runs the whole chain, as an open one does).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ExpAhead {
     mean: u64,
-    /// Chain steps before the check (at most [`FRACTION_BITS`]).
+    /// Bits known before the check (at most [`FRACTION_BITS`]).
     steps_first: u32,
     /// How far the bits left after `steps_first` can lower the product `P`, Q32.32.
     slack_q32: u128,
+    /// The first bits come from [`chain_prefix`] (`steps_first <= PREFIX_STEPS_MAX`).
+    prefix: bool,
 }
 
 impl ExpAhead {
     /// The sampler of `exp:mean`.
     pub fn new(mean: u64) -> Self {
         let mean_bits = u64::BITS - mean.leading_zeros();
+        let prefix_steps = (mean_bits + EXP_PREFIX_STEPS_PLUS_MEAN_BITS) / 2;
+        if prefix_steps <= PREFIX_STEPS_MAX {
+            return Self::with_steps_first(mean, prefix_steps);
+        }
         let steps_first = (mean_bits + EXP_STEPS_ABOVE_MEAN_BITS).min(FRACTION_BITS);
         Self::with_steps_first(mean, steps_first)
     }
@@ -162,6 +179,7 @@ impl ExpAhead {
             mean,
             steps_first,
             slack_q32: u128::from(mean) * ln_span_q32,
+            prefix: steps_first <= PREFIX_STEPS_MAX,
         }
     }
 
@@ -174,24 +192,38 @@ impl ExpAhead {
 
     /// The samples of the uniforms `units_q32` (each `k + 1` in Q32.32, `k` the draw).
     fn samples_of_units(&self, units_q32: [u64; EXP_LANES]) -> [u64; EXP_LANES] {
-        let (neg_int_parts, mut xs) = split_units_q32(units_q32);
+        let (neg_int_parts, mantissas) = split_units_q32(units_q32);
+        let mut xs = mantissas;
         let mut fractions = [0u32; EXP_LANES];
-        log2_fraction_steps(&mut xs, &mut fractions, self.steps_first);
-        let rest_bits = FRACTION_BITS - self.steps_first;
+        // Lanes whose first bits are not known yet (with the prefix only, rarely).
         let mut open = [false; EXP_LANES];
+        if self.prefix {
+            for ((fraction, open), &x) in fractions.iter_mut().zip(&mut open).zip(&mantissas) {
+                match chain_prefix(x, self.steps_first) {
+                    Some(prefix) => *fraction = prefix,
+                    None => *open = true,
+                }
+            }
+        } else {
+            log2_fraction_steps(&mut xs, &mut fractions, self.steps_first);
+        }
+        let rest_bits = FRACTION_BITS - self.steps_first;
         let mut samples = [0u64; EXP_LANES];
         for (lane, sample) in samples.iter_mut().enumerate() {
             // The rest all zeros: the largest product.
             let known_q32 = u64::from(fractions[lane]) << rest_bits;
             let product_q32 = exp_product_q32(self.mean, neg_int_parts[lane], known_q32);
-            open[lane] = product_q32 & u128::from(u32::MAX) < self.slack_q32;
+            open[lane] |= product_q32 & u128::from(u32::MAX) < self.slack_q32;
             *sample = sample_of_product(product_q32);
         }
-        // Rare (a lane in 16 to 32): that lane's chain goes on alone.
+        // Rare (a lane in 16 to 64): that lane's chain goes on alone; after a prefix,
+        // whose chain state is unknown, from the start.
         for (lane, _) in open.iter().enumerate().filter(|(_, &open)| open) {
-            let mut x = [xs[lane]];
-            let mut fraction = [fractions[lane]];
-            log2_fraction_steps(&mut x, &mut fraction, rest_bits);
+            let (mut x, mut fraction, steps) = match self.prefix {
+                true => ([mantissas[lane]], [0u32], FRACTION_BITS),
+                false => ([xs[lane]], [fractions[lane]], rest_bits),
+            };
+            log2_fraction_steps(&mut x, &mut fraction, steps);
             let product_q32 = exp_product_q32(self.mean, neg_int_parts[lane], fraction[0].into());
             samples[lane] = sample_of_product(product_q32);
         }
@@ -539,13 +571,17 @@ mod tests {
     }
 
     #[test]
-    fn exp_ahead_checks_after_three_steps_more_than_the_mean_has_bits() {
-        // 100 us has 17 bits; a mean of 2^40 ns would need 44 steps, more than there are.
+    fn exp_ahead_takes_a_prefix_for_short_means_and_the_chain_for_long_ones() {
+        // 100 us has 17 bits: a prefix of (17 + 31) / 2 = 24. 2^26 ns has 27 bits: a
+        // prefix of 29 is too long, so the chain runs 27 + 3 = 30 steps. 2^40 ns would need
+        // 44 steps, more than there are.
         let short = ExpAhead::new(100_000);
+        let middle = ExpAhead::new(1 << 26);
         let long = ExpAhead::new(1 << 40);
 
-        assert_eq!(short.steps_first, 20);
-        assert_eq!(long.steps_first, FRACTION_BITS);
+        assert_eq!((short.steps_first, short.prefix), (24, true));
+        assert_eq!((middle.steps_first, middle.prefix), (30, false));
+        assert_eq!((long.steps_first, long.prefix), (FRACTION_BITS, false));
     }
 
     #[test]

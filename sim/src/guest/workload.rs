@@ -83,14 +83,15 @@
 //! source the tag carries. Frames of every sender of a vCPU share the vCPU's sequence
 //! numbers (its flow), stamped when the run loop takes them.
 
-use crate::guest::dist::{sample, ExpAhead, EXP_LANES};
 use crate::guest::senders::Senders;
 
 mod behavior;
+mod drawn;
 mod simple;
 use crate::rng::{RngStreams, Stream};
-use crate::scenario::model::{Dist, NetPeer, WorkloadSpec};
+use crate::scenario::model::{NetPeer, WorkloadSpec};
 pub(crate) use behavior::Behavior;
+pub(crate) use drawn::Drawn;
 use hypervisor_model::io::vbd::{GuestIo, IoDone};
 use hypervisor_model::io::vif::NetPacket;
 
@@ -404,6 +405,9 @@ impl GuestVcpu {
             GuestState::Runnable,
             "demand done on a blocked vCPU"
         );
+        if self.senders.is_empty() {
+            return self.on_demand_done_alone(now_ns);
+        }
         let action = if let Some(started_ns) = self.cut_at_ns.take() {
             // Cut for a send: the workload ran that long and goes on afterwards.
             self.account_work(now_ns.saturating_sub(started_ns));
@@ -433,6 +437,19 @@ impl GuestVcpu {
             }
             GuestAction::Yield | GuestAction::Continue => action,
         }
+    }
+
+    /// [`Self::on_demand_done`] of a workload without streams (most): no run is cut for a
+    /// send, nothing is sent, and the workload's own timer is the vCPU's.
+    fn on_demand_done_alone(&mut self, now_ns: u64) -> GuestAction {
+        debug_assert!(self.cut_at_ns.is_none(), "a run cut without streams");
+        self.overhead_ns_left = 0;
+        let action = match self.spurious_wake_at_ns.take() {
+            Some(wake_at_ns) => GuestAction::Block { wake_at_ns },
+            None => self.behavior.on_demand_done(now_ns),
+        };
+        self.state = action.state_after();
+        action
     }
 
     /// The wake time of a blocked vCPU (`None` while runnable or without a timer).
@@ -481,13 +498,18 @@ impl GuestVcpu {
         self.state = GuestState::Runnable;
     }
 
-    /// The vCPU was put on a pCPU at `now_ns`.
+    /// The vCPU was put on a pCPU at `now_ns`. Inlined: `idle`, `cpu_bound` and `bursty`
+    /// without streams (half the vCPUs of `bench-64x512`) have nothing to do here, and
+    /// their run start costs the check alone.
+    #[inline]
     pub fn on_run_start(&mut self, now_ns: u64) {
-        // `idle`, `cpu_bound` and `bursty` without streams (half the vCPUs of
-        // `bench-64x512`) have nothing to do here.
-        if !self.run_start_hooks {
-            return;
+        if self.run_start_hooks {
+            self.run_start_hooks(now_ns);
         }
+    }
+
+    /// The models and streams that act on a run start see it.
+    fn run_start_hooks(&mut self, now_ns: u64) {
         self.senders.on_run_start(now_ns);
         self.behavior.on_run_start(now_ns);
     }
@@ -531,17 +553,30 @@ impl GuestVcpu {
     /// Called after every demand-done: a workload that never prints (`idle`, `cpu_bound`,
     /// `bursty`, without streams) returns at once.
     pub fn take_console(&mut self) -> String {
-        let mut text = String::new();
         if !self.prints {
-            return text;
+            return String::new();
         }
-        for leaf in self.behavior.leaves_mut() {
-            match leaf {
-                Behavior::Io(model) => append_console(&mut text, model.queue.take_console()),
-                Behavior::Periodic(model) => append_console(&mut text, model.take_console()),
-                _ => {}
+        // One match for a single model (most), the leaves' walk for a `mixed` one.
+        let mut text = match &mut self.behavior {
+            Behavior::Io(model) => model.queue.take_console(),
+            Behavior::Periodic(model) => model.take_console(),
+            Behavior::Mixed(_) => {
+                let mut text = String::new();
+                for leaf in self.behavior.leaves_mut() {
+                    match leaf {
+                        Behavior::Io(model) => {
+                            append_console(&mut text, model.queue.take_console())
+                        }
+                        Behavior::Periodic(model) => {
+                            append_console(&mut text, model.take_console())
+                        }
+                        _ => {}
+                    }
+                }
+                text
             }
-        }
+            _ => String::new(),
+        };
         if !self.senders.is_empty() {
             append_console(&mut text, self.senders.take_console());
         }
@@ -715,56 +750,6 @@ fn append_console(text: &mut String, lines: String) {
         *text = lines;
     } else {
         text.push_str(&lines);
-    }
-}
-
-/// A distribution with its stream (the stream is this field's alone).
-///
-/// `exp` draws are computed [`EXP_LANES`] at a time ([`ExpAhead`]) and handed out in
-/// order: the stream has no other reader, so the values are those of one draw at a time.
-#[derive(Debug, Clone)]
-pub(crate) struct Drawn {
-    dist: Dist,
-    /// The sampler of an `exp` distribution (built once, with its mean's parameters).
-    exp: Option<ExpAhead>,
-    stream: Stream,
-    /// `exp` samples computed ahead; `ahead[ahead_index..]` are still to be handed out.
-    ahead: [u64; EXP_LANES],
-    ahead_index: usize,
-}
-
-impl Drawn {
-    pub(crate) fn new(dist: Dist, streams: &FieldStreams<'_>, field: &str) -> Self {
-        let exp = match dist {
-            Dist::Exp { mean } => Some(ExpAhead::new(mean)),
-            _ => None,
-        };
-        Self {
-            dist,
-            exp,
-            stream: streams.field(field),
-            ahead: [0; EXP_LANES],
-            ahead_index: EXP_LANES,
-        }
-    }
-
-    /// The next draw.
-    pub(crate) fn draw(&mut self) -> u64 {
-        let Some(exp) = &self.exp else {
-            return sample(&self.dist, &mut self.stream);
-        };
-        if self.ahead_index == EXP_LANES {
-            self.ahead = exp.sample(&mut self.stream);
-            self.ahead_index = 0;
-        }
-        let value = self.ahead[self.ahead_index];
-        self.ahead_index += 1;
-        value
-    }
-
-    /// The next draw, at least 1 (for recurrences; see the module doc).
-    pub(crate) fn draw_positive(&mut self) -> u64 {
-        self.draw().max(1)
     }
 }
 

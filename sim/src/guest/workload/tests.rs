@@ -2,7 +2,7 @@
 //! spurious-wake rule, and the per-field random streams.
 
 use super::*;
-use crate::scenario::model::MixEntry;
+use crate::scenario::model::{Dist, MixEntry};
 
 /// Any seed: these tests use constant distributions unless they check the streams.
 const SEED: u64 = 1;

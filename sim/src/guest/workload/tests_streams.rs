@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::guest::disk_stream::sequential_4k_reads;
-use crate::scenario::model::{MixEntry, NetPeer, NetWorkload};
+use crate::scenario::model::{Dist, MixEntry, NetPeer, NetWorkload};
 
 const US: u64 = 1_000;
 const MS: u64 = 1_000_000;

@@ -17,7 +17,7 @@
 //!   is running, and never both.
 //! - A service segment runs only while the vCPU's service queue is not empty.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 
 use hypervisor_model::ids::{BackWorkId, DomId, VcpuRef, XsWorkId};
 
@@ -28,6 +28,7 @@ use crate::guest::modes::{GuestMode, ModeCosts};
 use crate::guest::workload::{GuestAction, GuestState, GuestVcpu, JobRecord};
 use crate::rng::RngStreams;
 use crate::scenario::model::WorkloadSpec;
+use service::ServiceQueues;
 
 /// What the guest of a vCPU asks the core to do now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -179,10 +180,7 @@ pub struct HostGuests {
     slots: Slots,
     next_generation: u64,
     /// Service work queued per vCPU, oldest first: (item, ns left).
-    service: BTreeMap<VcpuRef, VecDeque<(ServiceItem, u64)>>,
-    /// Items queued in `service`, over every vCPU: while it is 0 (most run starts), a
-    /// starting vCPU need not look its queue up.
-    service_item_count: usize,
+    service: ServiceQueues,
     /// The memory model of each domain that has one (`guests_memory.rs`).
     pub(super) memories: BTreeMap<DomId, GuestMemory>,
     /// Domains whose pages changed since the run loop last looked.
@@ -211,8 +209,7 @@ impl HostGuests {
             domains: BTreeMap::new(),
             slots: Slots::default(),
             next_generation: 0,
-            service: BTreeMap::new(),
-            service_item_count: 0,
+            service: ServiceQueues::default(),
             memories: BTreeMap::new(),
             memory_dirty: Vec::new(),
             numa: NumaView::default(),
@@ -268,15 +265,7 @@ impl HostGuests {
         self.domains.remove(&dom);
         self.memories.remove(&dom);
         self.mode_of.remove(&dom);
-        let mut dropped_count = 0;
-        self.service.retain(|v, items| {
-            let keep = v.dom != dom;
-            if !keep {
-                dropped_count += items.len();
-            }
-            keep
-        });
-        self.service_item_count -= dropped_count;
+        self.service.clear_domain(dom);
         self.slots.clear_domain(dom);
     }
 
@@ -412,12 +401,8 @@ impl HostGuests {
         if !self.slots.contains_key(&v) && self.slot_for(v, now_ns, host, queue).is_none() {
             return;
         }
-        debug_assert_eq!(
-            self.service_item_count,
-            self.service.values().map(VecDeque::len).sum::<usize>()
-        );
         let serve =
-            self.service_item_count > 0 && self.service.get(&v).is_some_and(|q| !q.is_empty());
+            self.service.item_count() > 0 && self.service.get(&v).is_some_and(|q| !q.is_empty());
         let Some(slot) = self.slots.get_mut(&v) else {
             return;
         };
@@ -476,7 +461,7 @@ impl HostGuests {
         queue: &mut EventQueue<SimEvent>,
     ) {
         let generation = self.generation();
-        let Some(&(_, left_ns)) = self.service.get(&v).and_then(VecDeque::front) else {
+        let Some(&(_, left_ns)) = self.service.get(&v).and_then(|q| q.front()) else {
             unreachable!("service begins with work queued");
         };
         let Some(slot) = self.slots.get_mut(&v) else {
@@ -502,7 +487,7 @@ impl HostGuests {
         let Some(since_ns) = slot.serving_since_ns.take() else {
             return;
         };
-        if let Some((_, left_ns)) = self.service.get_mut(&v).and_then(VecDeque::front_mut) {
+        if let Some((_, left_ns)) = self.service.front_mut(&v) {
             *left_ns = left_ns.saturating_sub(now_ns.saturating_sub(since_ns));
         }
     }
@@ -518,14 +503,7 @@ impl HostGuests {
         host: u16,
         queue: &mut EventQueue<SimEvent>,
     ) {
-        let items = self.service.entry(v).or_default();
-        match items.back_mut() {
-            Some((newest, left_ns)) if *newest == item => *left_ns += work_ns,
-            _ => {
-                items.push_back((item, work_ns));
-                self.service_item_count += 1;
-            }
-        }
+        self.service.add(v, item, work_ns);
         let Some(slot) = self.slots.get_mut(&v) else {
             return;
         };
@@ -564,14 +542,12 @@ impl HostGuests {
         queue: &mut EventQueue<SimEvent>,
     ) -> Option<GuestStep> {
         self.pause_service(v, now_ns);
-        let items = self.service.get_mut(&v)?;
-        let (item, left_ns) = items.pop_front()?;
-        self.service_item_count -= 1;
+        let ((item, left_ns), more) = self.service.pop_front(&v)?;
         assert_eq!(left_ns, 0, "{item:?} finished early");
-        if items.is_empty() {
-            self.begin_model(v, now_ns, host, queue);
-        } else {
+        if more {
             self.begin_service(v, now_ns, host, queue);
+        } else {
+            self.begin_model(v, now_ns, host, queue);
         }
         Some(GuestStep::ServiceDone(item))
     }
@@ -710,5 +686,6 @@ fn push_demand_done(
 }
 
 mod exchange;
+mod service;
 #[cfg(test)]
 mod tests;
