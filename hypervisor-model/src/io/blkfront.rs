@@ -142,7 +142,7 @@ impl VbdPath {
             status: BLKIF_RSP_OKAY,
             digest: DIGEST_INIT,
             bytes: u64::from(io.sectors) * 512,
-        });
+        })?;
         if io.op == IoOp::Flush {
             self.front_flush(io.tag, io_index);
             return Some(1);
@@ -162,7 +162,11 @@ impl VbdPath {
                 sectors,
                 io_index,
             };
-            self.front_request(io, part, grants, pages)?;
+            if self.front_request(io, part, grants, pages).is_none() {
+                // A grant could not be made: the I/O stays in the backlog with its slot.
+                self.ios_orphaned = true;
+                return None;
+            }
             sector += u64::from(sectors);
             left -= sectors;
         }
@@ -173,25 +177,28 @@ impl VbdPath {
         self.pool_free.len() + (self.pool_pages_max() - self.pool.len())
     }
 
-    /// A free slot of `ios` for `inflight`; there is one for every free ring slot (every
-    /// I/O in flight holds one at least), and only fitting I/Os get here.
-    fn take_io_slot(&mut self, inflight: IoInFlight) -> u16 {
+    /// A slot of `ios` for `inflight`: a free one (there is one for every free ring slot,
+    /// as every I/O in flight holds one at least, and only fitting I/Os get here), or,
+    /// once a placement failed part-way, the slot already holding its tag, overwritten as
+    /// the tag-keyed map this slab replaces did. `None` (the I/O waits) if none is free.
+    fn take_io_slot(&mut self, inflight: IoInFlight) -> Option<u16> {
+        let tag = inflight.io.tag;
+        if self.ios_orphaned {
+            let same = |slot: &Option<IoInFlight>| slot.is_some_and(|i| i.io.tag == tag);
+            if let Some(index) = self.ios.iter().position(same) {
+                self.ios[index] = Some(inflight);
+                return u16::try_from(index).ok();
+            }
+        }
         debug_assert!(
-            self.ios
-                .iter()
-                .flatten()
-                .all(|i| i.io.tag != inflight.io.tag),
-            "guest I/O tag {} in flight twice",
-            inflight.io.tag
+            self.ios.iter().flatten().all(|i| i.io.tag != tag),
+            "guest I/O tag {tag} in flight twice"
         );
-        let index = self
-            .ios_free
-            .pop()
-            .expect("a free I/O slot per free ring slot");
+        let index = self.ios_free.pop()?;
         let slot = &mut self.ios[usize::from(index)];
         assert!(slot.is_none(), "I/O slot {index} reused");
         *slot = Some(inflight);
-        index
+        Some(index)
     }
 
     fn front_flush(&mut self, tag: u64, io_index: u16) {

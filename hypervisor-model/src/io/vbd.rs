@@ -277,6 +277,10 @@ pub struct VbdPath {
     pub ios: Vec<Option<IoInFlight>>,
     /// blkfront: free slots of `ios`.
     pub ios_free: Vec<u16>,
+    /// blkfront: a placement failed part-way (a grant could not be made), leaving its
+    /// I/O's slot in use while the I/O waits in the backlog; from then on a placement
+    /// looks for its tag's slot first (sticky: a degraded path).
+    pub ios_orphaned: bool,
     /// blkfront: its page pool and the free pool indices.
     pub pool: Vec<PoolPage>,
     /// Free pool indices.
@@ -322,6 +326,7 @@ impl VbdPath {
             backlog: VecDeque::new(),
             ios: alloc::vec![None; nr_ents],
             ios_free: (0..nr_ents_u16).rev().collect(),
+            ios_orphaned: false,
             pool: Vec::new(),
             pool_free: Vec::new(),
             persistent: BTreeMap::new(),
@@ -463,6 +468,29 @@ mod tests {
         let mut broken = Vec::new();
         path.check(&mut broken);
         assert!(broken.contains(&"ring.lost_wakeup"));
+    }
+
+    #[test]
+    fn io_whose_grant_fails_keeps_one_slot_across_retries() {
+        // No grant table for the guest: the pool cannot grow, so the read cannot be placed.
+        let mut path = VbdPath::new(params());
+        let mut grants = crate::grant::GrantTables::new();
+        let mut pages = PageStore::default();
+        let io = GuestIo {
+            tag: 7,
+            op: IoOp::Read,
+            sector: 0,
+            sectors: 8,
+            seed: 7,
+        };
+        assert_eq!(path.front_submit(io), Ok(()));
+        let first = path.front_kick(&mut grants, &mut pages);
+        let second = path.front_kick(&mut grants, &mut pages);
+        assert_eq!((first.pushed, second.pushed), (0, 0));
+        // One slot held for tag 7 (as the tag-keyed map held one entry), the I/O waits.
+        assert!(path.ios_orphaned);
+        assert_eq!(path.ios_free.len(), path.ios.len() - 1);
+        assert_eq!(path.backlog.len(), 1);
     }
 
     #[test]
