@@ -439,3 +439,34 @@ fn discard_written_by_the_guest_reaches_the_disk() {
     let discard = p.disk_cmds.iter().find(|c| c.op == DiskOp::Discard);
     assert_eq!(discard.map(|c| (c.sector, c.sectors)), Some((64, 16)));
 }
+
+#[test]
+fn short_disk_data_leaves_the_last_sectors_of_a_read_zero() {
+    // A 16-sector read (2 pages) whose disk answer carries 3 stamps: sectors 3.. read 0.
+    let (mut hv, mut p) = two_guests(0);
+    submit(&mut hv, &mut p, 1, io(1, IoOp::Read, 0, 16));
+    let cmd = p.disk_cmds.pop().expect("the read reached the disk");
+    let stamps = [7u64, 8, 9];
+    let done = CoreInput::DiskDone {
+        tag: cmd.tag,
+        ok: true,
+        data: stamps.to_vec(),
+    };
+    assert_eq!(hv.handle(&done, &mut p), Ok(()));
+    p.run_until_idle(&mut hv);
+    let padded = stamps.into_iter().chain(core::iter::repeat(0)).take(16);
+    let expected = padded.fold(crate::io::vbd::DIGEST_INIT, crate::io::vbd::digest_step);
+    assert_eq!(completions(&p, 1)[0].digest, expected);
+}
+
+#[test]
+fn unanswered_ios_on_the_ring_come_back_in_tag_order() {
+    // Three reads pushed in tag order 30, 10, 20 and left at the disk.
+    let (mut hv, mut p) = two_guests(0);
+    for (tag, sector) in [(30, 0), (10, 8), (20, 16)] {
+        submit(&mut hv, &mut p, 1, io(tag, IoOp::Read, sector, 8));
+    }
+    let path = hv.vbd_path(ids::dom(1), XVDA).expect("xvda connected");
+    let tags: Vec<u64> = path.front_unanswered().iter().map(|io| io.tag).collect();
+    assert_eq!(tags, [10, 20, 30]);
+}

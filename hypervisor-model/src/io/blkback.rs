@@ -335,10 +335,18 @@ impl VbdPath {
         pages: &mut PageStore,
     ) -> bool {
         if ok && io.disk_op == DiskOp::Read {
-            let mut stamps = data.iter().copied().chain(core::iter::repeat(0));
+            // Each segment takes the next stamps in order; past the data they read as 0.
+            let mut rest: &[u64] = data;
             for &(mfn, first, last) in &io.segs {
                 let count = usize::from(last - first) + 1;
-                pages.set_stamps(mfn, first, stamps.by_ref().take(count));
+                if let Some((now, later)) = rest.split_at_checked(count) {
+                    pages.set_stamps(mfn, first, now.iter().copied());
+                    rest = later;
+                } else {
+                    let now = rest.iter().copied().chain(core::iter::repeat(0));
+                    pages.set_stamps(mfn, first, now.take(count));
+                    rest = &[];
+                }
             }
         }
         unmap_all(grants, self.params.back_dom, &io.transient);

@@ -40,6 +40,15 @@ pub enum FrontError {
     Failed,
 }
 
+/// One ring request of a guest I/O: its direction, sectors, and the I/O's slot.
+#[derive(Clone, Copy, Debug)]
+struct Part {
+    dir: Dir,
+    sector: u64,
+    sectors: u32,
+    io_index: u16,
+}
+
 /// What one push did.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 pub struct FrontPush {
@@ -127,18 +136,15 @@ impl VbdPath {
         if self.pool_available() < need {
             return None;
         }
-        self.ios.insert(
-            io.tag,
-            IoInFlight {
-                io,
-                parts_left: parts_u32,
-                status: BLKIF_RSP_OKAY,
-                digest: DIGEST_INIT,
-                bytes: u64::from(io.sectors) * 512,
-            },
-        );
+        let io_index = self.take_io_slot(IoInFlight {
+            io,
+            parts_left: parts_u32,
+            status: BLKIF_RSP_OKAY,
+            digest: DIGEST_INIT,
+            bytes: u64::from(io.sectors) * 512,
+        })?;
         if io.op == IoOp::Flush {
-            self.front_flush(io.tag);
+            self.front_flush(io.tag, io_index);
             return Some(1);
         }
         let dir = if io.op == IoOp::Read {
@@ -150,7 +156,17 @@ impl VbdPath {
         let mut left = io.sectors;
         for _ in 0..parts {
             let sectors = left.min(u32::try_from(per * 8).ok()?);
-            self.front_request(io, dir, sector, sectors, grants, pages)?;
+            let part = Part {
+                dir,
+                sector,
+                sectors,
+                io_index,
+            };
+            if self.front_request(io, part, grants, pages).is_none() {
+                // A grant could not be made: the I/O stays in the backlog with its slot.
+                self.ios_orphaned = true;
+                return None;
+            }
             sector += u64::from(sectors);
             left -= sectors;
         }
@@ -161,7 +177,31 @@ impl VbdPath {
         self.pool_free.len() + (self.pool_pages_max() - self.pool.len())
     }
 
-    fn front_flush(&mut self, tag: u64) {
+    /// A slot of `ios` for `inflight`: a free one (there is one for every free ring slot,
+    /// as every I/O in flight holds one at least, and only fitting I/Os get here), or,
+    /// once a placement failed part-way, the slot already holding its tag, overwritten as
+    /// the tag-keyed map this slab replaces did. `None` (the I/O waits) if none is free.
+    fn take_io_slot(&mut self, inflight: IoInFlight) -> Option<u16> {
+        let tag = inflight.io.tag;
+        if self.ios_orphaned {
+            let same = |slot: &Option<IoInFlight>| slot.is_some_and(|i| i.io.tag == tag);
+            if let Some(index) = self.ios.iter().position(same) {
+                self.ios[index] = Some(inflight);
+                return u16::try_from(index).ok();
+            }
+        }
+        debug_assert!(
+            self.ios.iter().flatten().all(|i| i.io.tag != tag),
+            "guest I/O tag {tag} in flight twice"
+        );
+        let index = self.ios_free.pop()?;
+        let slot = &mut self.ios[usize::from(index)];
+        assert!(slot.is_none(), "I/O slot {index} reused");
+        *slot = Some(inflight);
+        Some(index)
+    }
+
+    fn front_flush(&mut self, tag: u64, io_index: u16) {
         let id = self.take_id();
         blkif::encode_flush(self.sring.slot_mut(self.front.req_prod_pvt), u64::from(id));
         self.front.req_prod_pvt = self.front.req_prod_pvt.wrapping_add(1);
@@ -171,6 +211,7 @@ impl VbdPath {
             pages: [(0, 0, 0); SHADOW_SEGS_MAX],
             page_count: 0,
             indirect: None,
+            io_index,
         };
         self.shadow[usize::from(id)] = Some(shadow);
     }
@@ -192,12 +233,16 @@ impl VbdPath {
     fn front_request(
         &mut self,
         io: GuestIo,
-        dir: Dir,
-        sector: u64,
-        sectors: u32,
+        part: Part,
         grants: &mut GrantTables,
         pages: &mut PageStore,
     ) -> Option<()> {
+        let Part {
+            dir,
+            sector,
+            sectors,
+            io_index,
+        } = part;
         let mut segs = [Segment::default(); SHADOW_SEGS_MAX];
         let mut used = [(0u16, 0u8, 0u8); SHADOW_SEGS_MAX];
         let mut count = 0usize;
@@ -252,6 +297,7 @@ impl VbdPath {
             pages: used,
             page_count: u8::try_from(count).ok()?,
             indirect,
+            io_index,
         };
         self.shadow[usize::from(id)] = Some(shadow);
         Some(())
@@ -358,11 +404,12 @@ impl VbdPath {
         self.pool_free
             .extend(shadow.data_pages().iter().map(|&(index, _, _)| index));
         self.pool_free.extend(shadow.indirect);
-        // Every shadow belongs to an I/O in flight (`front_place` inserts both).
-        let io = self
-            .ios
-            .get_mut(&shadow.tag)
+        // Every shadow belongs to an I/O in flight (`front_place` fills both).
+        let io_index = usize::from(shadow.io_index);
+        let io = self.ios[io_index]
+            .as_mut()
             .expect("a shadow's I/O is in flight");
+        debug_assert_eq!(io.io.tag, shadow.tag, "a shadow names its own I/O");
         if rsp.status != BLKIF_RSP_OKAY {
             io.status = if io.status == BLKIF_RSP_OKAY {
                 rsp.status
@@ -378,7 +425,8 @@ impl VbdPath {
         if io.parts_left > 0 {
             return None;
         }
-        let io = self.ios.remove(&shadow.tag)?;
+        let io = self.ios[io_index].take()?;
+        self.ios_free.push(shadow.io_index);
         Some(IoDone {
             tag: shadow.tag,
             status: io.status,
@@ -390,8 +438,11 @@ impl VbdPath {
     /// `blkif_recover`'s list: every guest I/O not completed yet, those on the ring (in
     /// tag order) before the backlog (in its order).
     pub fn front_unanswered(&self) -> Vec<GuestIo> {
-        let on_ring = self.ios.values().map(|inflight| inflight.io);
-        on_ring.chain(self.backlog.iter().copied()).collect()
+        let mut on_ring: Vec<GuestIo> = self.ios.iter().flatten().map(|i| i.io).collect();
+        // Tags are unique among the I/Os in flight (`take_io_slot`): a total order.
+        on_ring.sort_unstable_by_key(|io| io.tag);
+        on_ring.extend(self.backlog.iter().copied());
+        on_ring
     }
 
     /// Grants blkfront ends at the close (they are not mapped any more by then).

@@ -11,6 +11,8 @@
 //!   response for an id not in use is never accepted (RING-ONE-RESPONSE).
 //! - `shadow` has `nr_ents` slots, each used or on `shadow_free`; the backlog holds at most
 //!   [`BACKLOG_IOS_MAX`] guest I/Os.
+//! - `ios` has `nr_ents` slots, each used or on `ios_free`; a used shadow names a used
+//!   `ios` slot, and an I/O's `parts_left` counts the shadows naming its slot.
 //! - blkback's persistent grants number at most [`PERSISTENT_GRANTS_MAX`].
 //!
 //! xensim differs, on purpose: the data pages are a stand-in memory (`PageStore`) whose
@@ -158,6 +160,8 @@ pub struct Shadow {
     pub page_count: u8,
     /// Pool index of its indirect page (blkfront's 32 segments fit one).
     pub indirect: Option<u16>,
+    /// The slot of its guest I/O in [`VbdPath::ios`].
+    pub io_index: u16,
 }
 
 /// Most segments blkfront puts in one ring request (its indirect cap, or 11 direct).
@@ -268,8 +272,15 @@ pub struct VbdPath {
     pub shadow_free: Vec<u16>,
     /// blkfront: guest I/Os waiting for ring slots.
     pub backlog: VecDeque<GuestIo>,
-    /// blkfront: guest I/Os on the ring.
-    pub ios: BTreeMap<u64, IoInFlight>,
+    /// blkfront: guest I/Os on the ring, in the slots their shadows name (each holds at
+    /// least one ring request, so a slot per ring slot is enough).
+    pub ios: Vec<Option<IoInFlight>>,
+    /// blkfront: free slots of `ios`.
+    pub ios_free: Vec<u16>,
+    /// blkfront: a placement failed part-way (a grant could not be made), leaving its
+    /// I/O's slot in use while the I/O waits in the backlog; from then on a placement
+    /// looks for its tag's slot first (sticky: a degraded path).
+    pub ios_orphaned: bool,
     /// blkfront: its page pool and the free pool indices.
     pub pool: Vec<PoolPage>,
     /// Free pool indices.
@@ -313,7 +324,9 @@ impl VbdPath {
             shadow: alloc::vec![None; nr_ents],
             shadow_free: (0..nr_ents_u16).rev().collect(),
             backlog: VecDeque::new(),
-            ios: BTreeMap::new(),
+            ios: alloc::vec![None; nr_ents],
+            ios_free: (0..nr_ents_u16).rev().collect(),
+            ios_orphaned: false,
             pool: Vec::new(),
             pool_free: Vec::new(),
             persistent: BTreeMap::new(),
@@ -382,9 +395,18 @@ impl VbdPath {
         if outstanding as usize != in_use || in_use + self.shadow_free.len() != self.shadow.len() {
             out.push("ring.one_response");
         }
-        let parts: u64 = self.ios.values().map(|io| u64::from(io.parts_left)).sum();
+        let parts: u64 = self
+            .ios
+            .iter()
+            .flatten()
+            .map(|io| u64::from(io.parts_left))
+            .sum();
         if parts != in_use as u64 {
             out.push("vbd.io_parts");
+        }
+        let ios_in_use = self.ios.iter().flatten().count();
+        if ios_in_use + self.ios_free.len() != self.ios.len() {
+            out.push("vbd.io_slots");
         }
         let pooled = self.pool_free.len()
             + self
@@ -446,6 +468,29 @@ mod tests {
         let mut broken = Vec::new();
         path.check(&mut broken);
         assert!(broken.contains(&"ring.lost_wakeup"));
+    }
+
+    #[test]
+    fn io_whose_grant_fails_keeps_one_slot_across_retries() {
+        // No grant table for the guest: the pool cannot grow, so the read cannot be placed.
+        let mut path = VbdPath::new(params());
+        let mut grants = crate::grant::GrantTables::new();
+        let mut pages = PageStore::default();
+        let io = GuestIo {
+            tag: 7,
+            op: IoOp::Read,
+            sector: 0,
+            sectors: 8,
+            seed: 7,
+        };
+        assert_eq!(path.front_submit(io), Ok(()));
+        let first = path.front_kick(&mut grants, &mut pages);
+        let second = path.front_kick(&mut grants, &mut pages);
+        assert_eq!((first.pushed, second.pushed), (0, 0));
+        // One slot held for tag 7 (as the tag-keyed map held one entry), the I/O waits.
+        assert!(path.ios_orphaned);
+        assert_eq!(path.ios_free.len(), path.ios.len() - 1);
+        assert_eq!(path.backlog.len(), 1);
     }
 
     #[test]

@@ -27,9 +27,9 @@
 //!
 //! xensim differs: a sequential stream wraps at the end of the disk.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use hypervisor_model::io::blkback::DiskInflight;
 use hypervisor_model::io::handshake::VBD_SECTORS_512;
 use hypervisor_model::io::vbd::{GuestIo, IoDone, IoOp};
 
@@ -93,7 +93,10 @@ pub(crate) struct BlkQueue {
     next_seq: u64,
     next_block: u64,
     /// Submitted and not completed: tag → (submit time, the I/O, `IoRecord::deferred`).
-    outstanding: BTreeMap<u64, (u64, GuestIo, Option<bool>)>,
+    /// The queue's tags only grow, so this is a window of slots from the oldest tag
+    /// outstanding (blkback's `DiskInflight`), not a tree; an I/O never answered keeps
+    /// one slot per later I/O open until it is.
+    outstanding: DiskInflight<(u64, GuestIo, Option<bool>)>,
     /// I/Os built since the run loop last took them.
     to_submit: Vec<GuestIo>,
     records: Vec<IoRecord>,
@@ -126,7 +129,7 @@ impl BlkQueue {
             tag_base: streams.tag_base(),
             next_seq: 0,
             next_block: 0,
-            outstanding: BTreeMap::new(),
+            outstanding: DiskInflight::default(),
             to_submit: Vec::new(),
             records: Vec::new(),
             unseen: Vec::new(),
@@ -252,7 +255,7 @@ impl BlkQueue {
     /// blkfront completed `done` at `now_ns`; `running`: the vCPU runs now (it sees the
     /// completion at once). False if the tag is not one of ours.
     pub(crate) fn complete(&mut self, done: &IoDone, now_ns: u64, running: bool) -> bool {
-        let Some((submit_ns, io, deferred)) = self.outstanding.remove(&done.tag) else {
+        let Some((submit_ns, io, deferred)) = self.outstanding.remove(done.tag) else {
             return false;
         };
         let write = io.op == IoOp::Write;
@@ -292,7 +295,7 @@ impl BlkQueue {
 
     /// Writes submitted and not completed: (submit time, the I/O).
     pub(crate) fn pending_writes(&self) -> Vec<(u64, GuestIo)> {
-        let writes = self.outstanding.values();
+        let writes = self.outstanding.iter().map(|(_, entry)| entry);
         let writes = writes.filter(|(_, io, _)| io.op == IoOp::Write);
         writes.map(|&(submit_ns, io, _)| (submit_ns, io)).collect()
     }
@@ -493,6 +496,24 @@ mod tests {
         assert!(text
             .lines()
             .all(|l| l.ends_with("op 0x0:(READ) flags 0x0 phys_seg 4 prio class 0")));
+    }
+
+    #[test]
+    fn completions_out_of_order_and_unknown_tags_keep_the_outstanding_set() {
+        // Three I/Os: the last completes first, a tag never issued is refused.
+        let mut m = model(3, false);
+        m.start();
+        m.on_demand_done(0);
+        let ios = m.queue.take_submissions();
+        let unknown = ios[2].tag + 1;
+        assert_eq!(m.io_done(&done(ios[2].tag), 100, true), None);
+        assert!(!m.queue.complete(&done(unknown), 110, true));
+        assert!(!m.queue.complete(&done(ios[2].tag), 120, true));
+        assert_eq!(m.queue.outstanding_count(), 2);
+        assert_eq!(m.io_done(&done(ios[0].tag), 130, true), None);
+        assert_eq!(m.io_done(&done(ios[1].tag), 140, true), Some(640));
+        let tags: Vec<u64> = m.queue.records().iter().map(|r| r.seed).collect();
+        assert_eq!(tags, [ios[2].tag, ios[0].tag, ios[1].tag]);
     }
 
     #[test]
