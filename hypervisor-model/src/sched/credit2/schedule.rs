@@ -334,8 +334,7 @@ impl Credit2Scheduler {
         self.picked(ctx, id, cpu, snext, &cand, cur);
         let running_since_ns = (cur == Some(snext)).then_some(cand.cur_entered_ns);
         let slice = self.runtime(ctx, id, snext, running_since_ns);
-        // Read before the hint store, right after `runtime` (inlined) read the same unit:
-        // one lookup for both.
+        // Read before the hint store (the unit's `v` and credit, as `runtime` left them).
         let unit = self.u(snext);
         let (next_v, credit) = (unit.v, unit.credit);
         self.pcpu_curr[cpu.index()] = hint;
@@ -396,7 +395,6 @@ impl Credit2Scheduler {
 
     /// `csched2_runtime`: how long `snext` may run before the next decision;
     /// `running_since_ns` is its runstate entry time if it is the current vCPU.
-    #[inline]
     pub(crate) fn runtime(
         &self,
         ctx: &SchedCtx<'_>,
