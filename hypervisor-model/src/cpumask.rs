@@ -32,6 +32,7 @@ pub const INLINE_CPUS_MAX: u32 = 1024;
 
 const _: () = assert!(INLINE_CPUS_MAX as usize == 64 * INLINE_WORDS);
 const _: () = assert!(crate::limits::NR_CPUS > INLINE_CPUS_MAX);
+const _: () = assert!(INLINE_WORDS.is_power_of_two());
 
 /// The words of a mask: inline up to [`INLINE_CPUS_MAX`] pCPUs, else on the heap.
 #[derive(Clone)]
@@ -188,7 +189,23 @@ impl CpuMask {
             self.width
         );
         let (index, bit) = word_bit(cpu);
-        self.w_mut()[index] |= bit;
+        *self.word_mut(index) |= bit;
+    }
+
+    /// The word at `index`, below the width's word count: an inline mask indexes its
+    /// words directly (an index below the width of an inline mask, at most
+    /// `INLINE_CPUS_MAX` pCPUs, is below `INLINE_WORDS`, so the mask is exact and no bounds
+    /// check is needed), a wide one its vector.
+    #[inline(always)]
+    fn word_mut(&mut self, index: usize) -> &mut u64 {
+        debug_assert!(
+            index < word_count(self.width),
+            "word {index} past the width"
+        );
+        match &mut self.words {
+            Words::Inline(words) => &mut words[index & (INLINE_WORDS - 1)],
+            Words::Heap(words) => &mut words[index],
+        }
     }
 
     /// Adds `cpu`.
@@ -202,7 +219,7 @@ impl CpuMask {
     pub fn clear(&mut self, cpu: PcpuId) {
         assert!(cpu.raw() < self.width);
         let (index, bit) = word_bit(cpu.raw());
-        self.w_mut()[index] &= !bit;
+        *self.word_mut(index) &= !bit;
     }
 
     /// True if `cpu` is in the mask (false past the width).
@@ -215,7 +232,12 @@ impl CpuMask {
         // slice (the hottest mask operation of every decision).
         let (index, bit) = word_bit(cpu.raw());
         let word = match &self.words {
-            Words::Inline(words) => words.get(index),
+            // An inline mask is at most `INLINE_CPUS_MAX` wide, so below its width the
+            // index is below `INLINE_WORDS`: the mask keeps it so without a bounds check.
+            Words::Inline(words) => {
+                debug_assert!(index < INLINE_WORDS, "inline mask wider than its words");
+                words.get(index & (INLINE_WORDS - 1))
+            }
             Words::Heap(words) => words.get(index),
         };
         word.is_some_and(|w| w & bit != 0)
@@ -340,12 +362,20 @@ impl CpuMask {
         self.zip_in_place(other, |a, b| a & !b);
     }
 
-    #[inline]
+    /// `self = op(self, other)` word by word: the one-word path inline, the word loop
+    /// apart ([`CpuMask::zip_words_in_place`]).
+    #[inline(always)]
     fn zip_in_place(&mut self, other: &CpuMask, op: impl Fn(u64, u64) -> u64) {
         if let Some([a, b]) = CpuMask::single_words(&[&*self, other]) {
             self.set_word0(op(a, b));
             return;
         }
+        self.zip_words_in_place(other, op);
+    }
+
+    /// The word loop of [`CpuMask::zip_in_place`], for masks wider than one word.
+    #[inline(never)]
+    fn zip_words_in_place(&mut self, other: &CpuMask, op: impl Fn(u64, u64) -> u64) {
         assert_eq!(self.width, other.width, "masks of different hosts");
         for (a, b) in self.w_mut().iter_mut().zip(other.w()) {
             *a = op(*a, *b);

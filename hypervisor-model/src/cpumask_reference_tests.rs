@@ -120,6 +120,25 @@ proptest! {
     }
 
     #[test]
+    fn set_clear_and_test_match_the_bit_model(
+        width in widths(), a_bits in bits(), b_bits in bits(),
+    ) {
+        // `set`, `clear` and `test` index the words directly (an inline mask without a
+        // bounds check): clearing the pCPUs of `b` from `a` must leave `a & !b`.
+        let (mut a, am) = build(width, &a_bits);
+        let (_, bm) = build(width, &b_bits);
+        for n in members(&bm) {
+            a.clear(cpu(n));
+        }
+        let expected = zip(&am, &bm, |x, y| x && !y);
+        for (n, member) in (0..width).zip(&expected) {
+            prop_assert_eq!(a.test(cpu(n)), *member);
+        }
+        prop_assert!(!a.test(cpu(width)), "a pCPU past the width");
+        prop_assert_eq!(a.iter().map(PcpuId::raw).collect::<Vec<_>>(), members(&expected));
+    }
+
+    #[test]
     fn in_place_operations_match_the_bit_model(
         width in widths(), a_bits in bits(), b_bits in bits(),
     ) {

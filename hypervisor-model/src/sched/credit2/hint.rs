@@ -195,12 +195,24 @@ fn drop_recent_hints(slots: &[HintSlot], busy: &mut CpuMask, from_ns: i64) {
         from_ns > i64::MIN,
         "a scan bound that a missing hint reaches"
     );
-    busy.retain(|cpu| {
-        slots
-            .get(cpu.index())
-            .is_none_or(|slot| !slot.recent(from_ns))
-    });
+    match slots.first_chunk::<HINT_SLOTS_MIN>() {
+        // A one-word mask names pCPUs below 64, all within the first 64 slots: the walk
+        // indexes a fixed-size array with no bounds check.
+        Some(first) if busy.width() <= 64 => {
+            busy.retain(|cpu| !first[cpu.index() % HINT_SLOTS_MIN].recent(from_ns));
+        }
+        _ => busy.retain(|cpu| {
+            slots
+                .get(cpu.index())
+                .is_none_or(|slot| !slot.recent(from_ns))
+        }),
+    }
 }
+
+/// The fewest `pcpu_curr` slots a scheduler keeps (those past the host's pCPUs hold no
+/// hint): one word of mask's worth, so the one-word scan of [`drop_recent_hints`] always
+/// finds them.
+pub(crate) const HINT_SLOTS_MIN: usize = 64;
 
 #[cfg(test)]
 mod tests {

@@ -319,7 +319,7 @@ impl Credit2Scheduler {
             free_units: Vec::new(),
             doms: doms::DomSlots::default(),
             timers: BTreeSet::new(),
-            pcpu_curr: alloc::vec![hint::HintSlot::NONE; slots],
+            pcpu_curr: alloc::vec![hint::HintSlot::NONE; slots.max(hint::HINT_SLOTS_MIN)],
             pcpu_prev: alloc::vec![None; slots],
             scratch_pulls: Vec::new(),
         }
@@ -579,7 +579,11 @@ impl Scheduler for Credit2Scheduler {
 
     fn wake(&mut self, ctx: &mut SchedCtx<'_>, v: VcpuRef) {
         let idx = self.idx(v);
-        let cpu = ctx.processor(v);
+        // One lookup of the vCPU for its processor and the tickle search: what runs
+        // between them changes no vCPU (the runqueue and unit updates touch the
+        // scheduler's data only).
+        let vcpu = ctx.vcpu(v);
+        let cpu = vcpu.processor;
         if ctx.curr_on(cpu) == Some(v) || self.u(idx).on_runq {
             return;
         }
@@ -596,9 +600,12 @@ impl Scheduler for Credit2Scheduler {
             }
         };
         assert_eq!(rq, self.c2rqd(cpu), "{v:?} woken off its runqueue");
-        self.update_load(ctx, rq, Some(idx), 1);
+        // A change of +1 never reads whether the vCPU may run.
+        self.update_load_known(ctx.now.as_ns(), rq, Some(idx), 1, false);
         self.runq_insert(idx);
-        self.runq_tickle(ctx, idx);
+        // `runq_tickle` with the vCPU looked up above (its processor `cpu`, runqueue `rq`).
+        let target = self.tickle_target(ctx, vcpu, idx, rq);
+        self.tickle_chosen(ctx, idx, target, rq);
     }
 
     fn sleep(&mut self, ctx: &mut SchedCtx<'_>, v: VcpuRef) {

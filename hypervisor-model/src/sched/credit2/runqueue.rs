@@ -463,12 +463,14 @@ impl Credit2Scheduler {
 
     /// `runq_insert`: before the first waiter with strictly less credit.
     pub(crate) fn runq_insert(&mut self, idx: usize) {
-        let unit = self.u(idx);
+        // One lookup of the unit: it is marked queued first (nothing below reads that).
+        let unit = self.u_mut(idx);
         assert!(!unit.on_runq, "unit {idx} queued twice");
         assert!(
             unit.flags & super::FLAG_SCHEDULED == 0,
             "scheduled unit {idx} queued"
         );
+        unit.on_runq = true;
         let credit = unit.credit;
         let Some(id) = unit.rqd else {
             panic!("unit {idx} queued without a runqueue")
@@ -491,7 +493,6 @@ impl Credit2Scheduler {
             rq.runq.insert(pos, idx);
             rq.runq_credits.insert(pos, credit);
         }
-        self.u_mut(idx).on_runq = true;
     }
 
     /// True if `runq_credits` holds the credit of every `runq` entry, in order.

@@ -334,13 +334,15 @@ impl Credit2Scheduler {
         self.picked(ctx, id, cpu, snext, &cand, cur);
         let running_since_ns = (cur == Some(snext)).then_some(cand.cur_entered_ns);
         let slice = self.runtime(ctx, id, snext, running_since_ns);
-        self.pcpu_curr[cpu.index()] = hint;
+        // Read before the hint store (the unit's `v` and credit, as `runtime` left them).
         let unit = self.u(snext);
+        let (next_v, credit) = (unit.v, unit.credit);
+        self.pcpu_curr[cpu.index()] = hint;
         Decision {
-            next: Some(unit.v),
+            next: Some(next_v),
             next_time: Span::from_ns(slice),
             reason: cand.reason,
-            credit_ns: Some(i64::from(unit.credit)),
+            credit_ns: Some(i64::from(credit)),
         }
     }
 
@@ -438,20 +440,24 @@ impl Credit2Scheduler {
         cpu: PcpuId,
         runnable: bool,
     ) {
-        let v = self.u(idx).v;
+        // One lookup of the unit for its vCPU, runqueue, budget and flags (returning the
+        // budget reads and writes the budget only, so the flags are taken first).
+        let unit = self.u_mut(idx);
+        let v = unit.v;
+        let rqd = unit.rqd;
+        let has_budget_left = unit.has_cap() && unit.budget > 0;
+        let delayed = unit.flags & FLAG_DELAYED_RUNQ_ADD != 0;
+        unit.flags &= !(FLAG_SCHEDULED | FLAG_DELAYED_RUNQ_ADD);
         debug_assert_eq!(cpu, ctx.processor(v), "{v:?} saved off its processor");
         debug_assert_eq!(runnable, ctx.runnable(v), "{v:?} runnability changed");
-        let Some(id) = self.u(idx).rqd else {
+        let Some(id) = rqd else {
             panic!("{v:?} saved without a runqueue")
         };
         assert_eq!(id, self.c2rqd(cpu), "{v:?} saved off its runqueue");
-        self.u_mut(idx).flags &= !FLAG_SCHEDULED;
         let mut freed = None;
-        if self.u(idx).has_cap() && self.u(idx).budget > 0 {
+        if has_budget_left {
             freed = self.return_budget(idx);
         }
-        let delayed = self.u(idx).flags & FLAG_DELAYED_RUNQ_ADD != 0;
-        self.u_mut(idx).flags &= !FLAG_DELAYED_RUNQ_ADD;
         if delayed && runnable {
             self.runq_insert(idx);
             self.runq_tickle(ctx, idx);

@@ -137,6 +137,17 @@ impl Credit2Scheduler {
         let id = self.c2rqd(cpu);
         assert_eq!(self.u(new).rqd, Some(id), "{v:?} tickled off its runqueue");
         let target = self.tickle_target(ctx, vcpu, new, id);
+        self.tickle_chosen(ctx, new, target, id);
+    }
+
+    /// The end of `runq_tickle`: tickle `target`, found for `new` in runqueue `id`.
+    pub(crate) fn tickle_chosen(
+        &mut self,
+        ctx: &mut SchedCtx<'_>,
+        new: usize,
+        target: Option<PcpuId>,
+        id: usize,
+    ) {
         if let Some(target) = target {
             self.tickle_cpu(ctx, target, id);
             self.u_mut(new).tickled_cpu = Some(target);
@@ -189,7 +200,7 @@ impl Credit2Scheduler {
 
     /// The pCPU `runq_tickle` tickles for `new`, whose vCPU is `vcpu`: an idler, else the
     /// busy pCPU with the best positive score, if any.
-    fn tickle_target(
+    pub(crate) fn tickle_target(
         &mut self,
         ctx: &SchedCtx<'_>,
         vcpu: &Vcpu,
