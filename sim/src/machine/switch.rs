@@ -64,11 +64,14 @@ impl SwitchCosts {
     pub fn switch_overhead_ns(&self, last: Option<VcpuRef>, next: VcpuRef) -> u64 {
         match last {
             Some(last) if last == next => 0,
-            Some(last) if last.dom == next.dom => {
-                self.vcpu_switch_ns.saturating_mul(self.same_dom_permille) / 1_000
-            }
+            Some(last) if last.dom == next.dom => self.same_dom_ns(),
             _ => self.vcpu_switch_ns,
         }
+    }
+
+    /// Overhead of a switch between two vCPUs of one domain, ns.
+    pub fn same_dom_ns(&self) -> u64 {
+        self.vcpu_switch_ns.saturating_mul(self.same_dom_permille) / 1_000
     }
 
     /// The values in a fixed order, for the cost-table hash.

@@ -118,6 +118,33 @@ struct DomainWorkloads {
     workloads: Vec<WorkloadSpec>,
 }
 
+/// `v`'s entry of a table indexed by domid, then vCPU index, if it has one.
+fn dense_get<'t, T>(by_domain: &'t [Vec<T>], v: &VcpuRef) -> Option<&'t T> {
+    let vcpus = by_domain.get(usize::from(v.dom.raw()))?;
+    vcpus.get(usize::try_from(v.vcpu.raw()).ok()?)
+}
+
+/// [`dense_get`], mutably.
+fn dense_get_mut<'t, T>(by_domain: &'t mut [Vec<T>], v: &VcpuRef) -> Option<&'t mut T> {
+    let vcpus = by_domain.get_mut(usize::from(v.dom.raw()))?;
+    vcpus.get_mut(usize::try_from(v.vcpu.raw()).ok()?)
+}
+
+/// `v`'s entry of a table indexed by domid, then vCPU index, the table grown (with
+/// defaults) to hold it.
+fn dense_entry<'t, T: Default>(by_domain: &'t mut Vec<Vec<T>>, v: &VcpuRef) -> &'t mut T {
+    let dom = usize::from(v.dom.raw());
+    if by_domain.len() <= dom {
+        by_domain.resize_with(dom + 1, Vec::new);
+    }
+    let vcpus = &mut by_domain[dom];
+    let index = usize::try_from(v.vcpu.raw()).expect("vCPU index fits usize");
+    if vcpus.len() <= index {
+        vcpus.resize_with(index + 1, T::default);
+    }
+    &mut vcpus[index]
+}
+
 /// Guest slots indexed by domid, then vCPU index (dense, as the core's tables).
 #[derive(Debug, Default)]
 struct Slots {
@@ -126,34 +153,19 @@ struct Slots {
 
 impl Slots {
     fn get(&self, v: &VcpuRef) -> Option<&GuestSlot> {
-        let vcpus = self.by_domain.get(usize::from(v.dom.raw()))?;
-        vcpus.get(usize::try_from(v.vcpu.raw()).ok()?)?.as_ref()
+        dense_get(&self.by_domain, v)?.as_ref()
     }
 
     fn get_mut(&mut self, v: &VcpuRef) -> Option<&mut GuestSlot> {
-        let vcpus = self.by_domain.get_mut(usize::from(v.dom.raw()))?;
-        vcpus.get_mut(usize::try_from(v.vcpu.raw()).ok()?)?.as_mut()
+        dense_get_mut(&mut self.by_domain, v)?.as_mut()
     }
 
     fn contains_key(&self, v: &VcpuRef) -> bool {
-        let Some(vcpus) = self.by_domain.get(usize::from(v.dom.raw())) else {
-            return false;
-        };
-        let index = usize::try_from(v.vcpu.raw()).unwrap_or(usize::MAX);
-        vcpus.get(index).is_some_and(Option::is_some)
+        dense_get(&self.by_domain, v).is_some_and(Option::is_some)
     }
 
     fn insert(&mut self, v: VcpuRef, slot: GuestSlot) {
-        let dom = usize::from(v.dom.raw());
-        if self.by_domain.len() <= dom {
-            self.by_domain.resize_with(dom + 1, Vec::new);
-        }
-        let vcpus = &mut self.by_domain[dom];
-        let index = usize::try_from(v.vcpu.raw()).expect("vCPU index fits usize");
-        if vcpus.len() <= index {
-            vcpus.resize_with(index + 1, || None);
-        }
-        vcpus[index] = Some(slot);
+        *dense_entry(&mut self.by_domain, &v) = Some(slot);
     }
 
     /// The slots of `dom`'s vCPUs, in vCPU order (none for an unknown domain).

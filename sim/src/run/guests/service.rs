@@ -11,7 +11,7 @@ use std::collections::VecDeque;
 
 use hypervisor_model::ids::{DomId, VcpuRef};
 
-use super::ServiceItem;
+use super::{dense_entry, dense_get, dense_get_mut, ServiceItem};
 
 /// One vCPU's queue: (item, ns left), oldest first.
 pub(super) type ServiceQueue = VecDeque<(ServiceItem, u64)>;
@@ -41,30 +41,17 @@ impl ServiceQueues {
 
     /// `v`'s queue, if it ever had one.
     pub(super) fn get(&self, v: &VcpuRef) -> Option<&ServiceQueue> {
-        let queues = self.by_domain.get(usize::from(v.dom.raw()))?;
-        queues.get(usize::try_from(v.vcpu.raw()).ok()?)
+        dense_get(&self.by_domain, v)
     }
 
     /// `v`'s oldest item, mutably (its ns left may change; pop with [`Self::pop_front`]).
     pub(super) fn front_mut(&mut self, v: &VcpuRef) -> Option<&mut (ServiceItem, u64)> {
-        let queues = self.by_domain.get_mut(usize::from(v.dom.raw()))?;
-        queues
-            .get_mut(usize::try_from(v.vcpu.raw()).ok()?)?
-            .front_mut()
+        dense_get_mut(&mut self.by_domain, v)?.front_mut()
     }
 
     /// Queues `work_ns` for `item` on `v`: the newest item grows when it is the same one.
     pub(super) fn add(&mut self, v: VcpuRef, item: ServiceItem, work_ns: u64) {
-        let dom = usize::from(v.dom.raw());
-        if self.by_domain.len() <= dom {
-            self.by_domain.resize_with(dom + 1, Vec::new);
-        }
-        let queues = &mut self.by_domain[dom];
-        let index = usize::try_from(v.vcpu.raw()).expect("vCPU index fits usize");
-        if queues.len() <= index {
-            queues.resize_with(index + 1, VecDeque::new);
-        }
-        let items = &mut queues[index];
+        let items = dense_entry(&mut self.by_domain, &v);
         match items.back_mut() {
             Some((newest, left_ns)) if *newest == item => *left_ns += work_ns,
             _ => {
@@ -76,8 +63,7 @@ impl ServiceQueues {
 
     /// Takes `v`'s oldest item; also says whether more are queued behind it.
     pub(super) fn pop_front(&mut self, v: &VcpuRef) -> Option<((ServiceItem, u64), bool)> {
-        let queues = self.by_domain.get_mut(usize::from(v.dom.raw()))?;
-        let items = queues.get_mut(usize::try_from(v.vcpu.raw()).ok()?)?;
+        let items = dense_get_mut(&mut self.by_domain, v)?;
         let oldest = items.pop_front()?;
         self.item_count -= 1;
         Some((oldest, !items.is_empty()))

@@ -62,8 +62,7 @@ impl SwitchOverhead {
     pub(super) fn new(costs: SwitchCosts) -> SwitchOverhead {
         SwitchOverhead {
             vcpu_switch_ns: costs.vcpu_switch_ns,
-            // The rounding of `SwitchCosts::switch_overhead_ns` (a test compares the two).
-            same_dom_ns: costs.vcpu_switch_ns.saturating_mul(costs.same_dom_permille) / 1_000,
+            same_dom_ns: costs.same_dom_ns(),
         }
     }
 
