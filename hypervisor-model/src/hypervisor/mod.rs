@@ -494,11 +494,9 @@ impl Hypervisor {
     /// but `blk_unpark`'s (its vbds connected since it last ran are private to
     /// `blk_glue.rs`, whose `blk_connect` clears `end_idle` instead).
     fn end_of_input_idle(&self) -> bool {
-        let waiters_seen = self.xenbus_waiters.is_empty()
-            || self.xenbus_scanned == Some(self.xenbus_fingerprint());
         self.xsd_idle()
             && self.xs_notifies.is_empty()
-            && waiters_seen
+            && self.xenbus_unscanned().is_none()
             && self.net.lost.is_empty()
             && !self.memory.has_leaf_changes()
     }

@@ -600,17 +600,23 @@ impl Hypervisor {
         }
     }
 
+    /// What [`Hypervisor::xenbus_wake_waiters`] would scan the waiters under: `None` while
+    /// no job waits or nothing they test changed since the last scan.
+    pub(crate) fn xenbus_unscanned(&self) -> Option<WaitFingerprint> {
+        if self.xenbus_waiters.is_empty() {
+            return None;
+        }
+        let fingerprint = self.xenbus_fingerprint();
+        (self.xenbus_scanned != Some(fingerprint)).then_some(fingerprint)
+    }
+
     /// Create and destroy jobs waiting for their domain's devices continue once what they
     /// wait for holds (or the domain is gone). Nothing to look at while nothing they test
     /// changed since the last look.
     pub(crate) fn xenbus_wake_waiters<P: Platform + ?Sized>(&mut self, p: &mut P) {
-        if self.xenbus_waiters.is_empty() {
+        let Some(fingerprint) = self.xenbus_unscanned() else {
             return;
-        }
-        let fingerprint = self.xenbus_fingerprint();
-        if self.xenbus_scanned == Some(fingerprint) {
-            return;
-        }
+        };
         self.xenbus_scanned = Some(fingerprint);
         let ready: Vec<crate::toolstack::ops::JobId> = self
             .xenbus_waiters
