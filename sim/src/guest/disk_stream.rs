@@ -9,7 +9,7 @@
 //! vCPU's run and the wake of a blocked one are `guest/senders.rs`'s, shared by both).
 //!
 //! At most `queue_depth` I/Os are outstanding. An instant that finds the queue full puts
-//! its I/O in a backlog (counted once as deferred, `IoRecord::deferred`); block I/O is
+//! its I/O in a backlog (counted once as deferred, `IoSample::deferred`); block I/O is
 //! never dropped. A completion that leaves a backlog makes the stream due at once (a
 //! blocked vCPU is woken for it, a running one submits at its next cut), and the backlog
 //! goes out in order as slots free.
@@ -199,7 +199,9 @@ mod tests {
         assert_eq!(due, Some(230 * US));
         assert_eq!(after, 1);
         assert_eq!(s.queue.outstanding_count(), 1);
-        assert_eq!(s.queue.records()[0].deferred, Some(false));
+        let deferred: Vec<Option<bool>> =
+            s.queue.log().samples().map(|(_, r)| r.deferred).collect();
+        assert_eq!(deferred, [Some(false)]);
     }
 
     #[test]
@@ -214,7 +216,9 @@ mod tests {
 
         s.io_done(&done(second.tag), 260 * US, true);
 
-        assert_eq!(s.queue.records()[1].deferred, Some(true));
+        let deferred: Vec<Option<bool>> =
+            s.queue.log().samples().map(|(_, r)| r.deferred).collect();
+        assert_eq!(deferred, [Some(false), Some(true)]);
     }
 
     #[test]

@@ -33,6 +33,7 @@ use hypervisor_model::io::blkback::DiskInflight;
 use hypervisor_model::io::handshake::VBD_SECTORS_512;
 use hypervisor_model::io::vbd::{GuestIo, IoDone, IoOp};
 
+use crate::guest::io_log::{Completed, DiskWrite, IoLog};
 use crate::guest::ratelimit::RateLimit;
 use crate::guest::workload::{Drawn, FieldStreams, GuestAction, GuestState};
 use crate::rng::Stream;
@@ -42,39 +43,6 @@ use crate::scenario::model::{DiskOpSpec, DiskWorkload};
 const IO_PAGES_MAX: u64 = 256;
 /// 4 KiB blocks of the stand-in disk.
 const DISK_BLOCKS: u64 = VBD_SECTORS_512 / 8;
-
-/// One I/O as the metrics see it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IoRecord {
-    /// The vbd (`xvda`), shared by every record of the device (a record allocates
-    /// nothing).
-    pub dev: Arc<str>,
-    /// When blkfront got it (the frontend pushes it in the same input), ns.
-    pub submit_ns: u64,
-    /// When blkback's response reached the ring (blkfront's interrupt), ns.
-    pub ring_done_ns: u64,
-    /// When the guest's vCPU ran after that; `None` while it has not.
-    pub guest_done_ns: Option<u64>,
-    /// Bytes moved (0 for a failed I/O).
-    pub bytes: u64,
-    /// `BLKIF_RSP_OKAY`.
-    pub ok: bool,
-    /// Write (the digest is of what was written) or read.
-    pub write: bool,
-    /// Digest of the sector stamps moved.
-    pub digest: u64,
-    /// First 512-byte sector.
-    pub sector: u64,
-    /// Sectors.
-    pub sectors: u32,
-    /// Seed of the written stamps (`sector_stamp(seed, sector)`).
-    pub seed: u64,
-    /// A flush of the disk's write cache.
-    pub flush: bool,
-    /// A disk stream's I/O: `Some(true)` if it waited for a free slot (its queue depth
-    /// was reached); `None` for other I/O.
-    pub deferred: Option<bool>,
-}
 
 /// The blkfront side of one I/O source (the `io` kind's batches, or a disk stream): builds
 /// I/Os, keeps those outstanding and records the completed ones.
@@ -92,16 +60,15 @@ pub(crate) struct BlkQueue {
     tag_base: u64,
     next_seq: u64,
     next_block: u64,
-    /// Submitted and not completed: tag → (submit time, the I/O, `IoRecord::deferred`).
+    /// Submitted and not completed: tag → (submit time, the I/O, `IoSample::deferred`).
     /// The queue's tags only grow, so this is a window of slots from the oldest tag
     /// outstanding (blkback's `DiskInflight`), not a tree; an I/O never answered keeps
     /// one slot per later I/O open until it is.
     outstanding: DiskInflight<(u64, GuestIo, Option<bool>)>,
     /// I/Os built since the run loop last took them.
     to_submit: Vec<GuestIo>,
-    records: Vec<IoRecord>,
-    /// Records whose `guest_done_ns` waits for the vCPU's next run.
-    unseen: Vec<usize>,
+    /// The completed I/Os.
+    log: IoLog,
     /// The disk is QEMU's emulated one.
     emulated: bool,
     /// Kernel lines not yet handed to the console.
@@ -131,8 +98,7 @@ impl BlkQueue {
             next_block: 0,
             outstanding: DiskInflight::default(),
             to_submit: Vec::new(),
-            records: Vec::new(),
-            unseen: Vec::new(),
+            log: IoLog::default(),
             emulated: false,
             console: String::new(),
             announced: false,
@@ -187,7 +153,7 @@ impl BlkQueue {
     }
 
     /// Builds the next I/O (`flush`: a flush of the disk's write cache, no sectors) and
-    /// hands it to blkfront at `now_ns` (`deferred`: `IoRecord::deferred`).
+    /// hands it to blkfront at `now_ns` (`deferred`: `IoSample::deferred`).
     pub(crate) fn submit(&mut self, now_ns: u64, flush: bool, deferred: Option<bool>) {
         self.announce();
         let io = if flush {
@@ -263,34 +229,35 @@ impl BlkQueue {
         if !ok {
             self.print_error(now_ns, write, io.sector, u64::from(io.sectors).div_ceil(8));
         }
-        self.records.push(IoRecord {
-            dev: Arc::clone(&self.dev),
-            submit_ns,
-            ring_done_ns: now_ns,
-            guest_done_ns: running.then_some(now_ns),
-            bytes: if ok { done.bytes } else { 0 },
-            ok,
-            write,
-            digest: done.digest,
-            sector: io.sector,
-            sectors: io.sectors,
-            seed: io.seed,
-            flush: io.op == IoOp::Flush,
-            deferred,
-        });
-        if !running {
-            self.unseen.push(self.records.len() - 1);
+        self.log.push(
+            &self.dev,
+            Completed {
+                submit_ns,
+                ring_done_ns: now_ns,
+                running,
+                bytes: if ok { done.bytes } else { 0 },
+                ok,
+                deferred,
+            },
+        );
+        if ok && write {
+            let write = DiskWrite {
+                submit_ns,
+                sector: io.sector,
+                seed: io.seed,
+                sectors: io.sectors,
+            };
+            self.log.push_acked_write(&self.dev, write);
+        }
+        if ok && io.op == IoOp::Flush {
+            self.log.note_flush(&self.dev, submit_ns);
         }
         true
     }
 
     /// The vCPU runs again at `now_ns`: the guest sees its completions.
     pub(crate) fn on_run_start(&mut self, now_ns: u64) {
-        for index in self.unseen.drain(..) {
-            if let Some(record) = self.records.get_mut(index) {
-                record.guest_done_ns = Some(now_ns);
-            }
-        }
+        self.log.on_run_start(now_ns);
     }
 
     /// Writes submitted and not completed: (submit time, the I/O).
@@ -300,9 +267,15 @@ impl BlkQueue {
         writes.map(|&(submit_ns, io, _)| (submit_ns, io)).collect()
     }
 
-    /// Every I/O record so far.
-    pub(crate) fn records(&self) -> &[IoRecord] {
-        &self.records
+    /// The completed I/Os so far.
+    #[cfg(test)]
+    pub(crate) fn log(&self) -> &IoLog {
+        &self.log
+    }
+
+    /// Takes the completed I/Os so far (the run's end, or the domain's destruction).
+    pub(crate) fn take_log(&mut self) -> IoLog {
+        std::mem::take(&mut self.log)
     }
 }
 
@@ -512,8 +485,37 @@ mod tests {
         assert_eq!(m.queue.outstanding_count(), 2);
         assert_eq!(m.io_done(&done(ios[0].tag), 130, true), None);
         assert_eq!(m.io_done(&done(ios[1].tag), 140, true), Some(640));
-        let tags: Vec<u64> = m.queue.records().iter().map(|r| r.seed).collect();
-        assert_eq!(tags, [ios[2].tag, ios[0].tag, ios[1].tag]);
+        let order: Vec<u64> = m
+            .queue
+            .log()
+            .samples()
+            .map(|(_, s)| s.ring_done_ns)
+            .collect();
+        assert_eq!(order, [100, 130, 140]);
+    }
+
+    #[test]
+    fn only_acknowledged_writes_and_flushes_reach_the_durability_log() {
+        // Two writes and the fsync flush: one write fails, the other and the flush succeed.
+        let mut m = model(2, false);
+        m.queue.spec.op = DiskOpSpec::Write;
+        m.sync = true;
+        m.start();
+        m.on_demand_done(0);
+        let ios = m.queue.take_submissions();
+        assert_eq!(ios[2].op, IoOp::Flush);
+        let failed = IoDone {
+            status: hypervisor_model::io::blkif::BLKIF_RSP_ERROR,
+            ..done(ios[0].tag)
+        };
+        m.io_done(&failed, 100, true);
+        m.io_done(&done(ios[1].tag), 110, true);
+        m.io_done(&done(ios[2].tag), 120, true);
+        let log = m.queue.log();
+        assert_eq!(log.len(), 3);
+        let acked: Vec<u64> = log.acked_writes("xvda").map(|w| w.seed).collect();
+        assert_eq!(acked, [ios[1].seed]);
+        assert_eq!(log.last_flush_ns("xvda"), Some(0));
     }
 
     #[test]
@@ -524,7 +526,8 @@ mod tests {
         let tag = m.queue.take_submissions()[0].tag;
         m.io_done(&done(tag), 100, false);
         m.queue.on_run_start(150);
-        assert_eq!(m.queue.records()[0].guest_done_ns, Some(150));
-        assert_eq!(m.queue.records()[0].ring_done_ns, 100);
+        let (_, sample) = m.queue.log().samples().next().expect("one record");
+        assert_eq!(sample.guest_done_ns(), Some(150));
+        assert_eq!(sample.ring_done_ns, 100);
     }
 }

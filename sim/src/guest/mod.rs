@@ -16,6 +16,7 @@ pub mod access;
 pub mod disk_stream;
 pub mod dist;
 pub mod io;
+pub mod io_log;
 pub mod memory;
 mod mixed;
 pub mod modes;

@@ -20,7 +20,7 @@
 
 use hypervisor_model::io::vif::{NetPacket, PacketKind, PACKET_BYTES_MIN};
 
-use crate::guest::io::IoRecord;
+use crate::guest::io_log::{Completed, IoLog};
 use crate::guest::workload::{Drawn, FieldStreams, GuestAction, GuestState, TAG_SEQ_MASK};
 use crate::scenario::model::{Dist, NetPeer, NetWorkload};
 
@@ -215,9 +215,15 @@ impl NetModel {
         self.answers.on_run_start(now_ns);
     }
 
-    /// Every request record so far.
-    pub(crate) fn records(&self) -> &[IoRecord] {
-        self.answers.records()
+    /// The answered requests so far.
+    #[cfg(test)]
+    pub(crate) fn log(&self) -> &IoLog {
+        self.answers.log()
+    }
+
+    /// Takes the answered requests so far.
+    pub(crate) fn take_log(&mut self) -> IoLog {
+        self.answers.take_log()
     }
 }
 
@@ -263,10 +269,9 @@ pub(crate) fn push_message_frames(
 /// and the streaming sender (`guest/stream.rs`).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct AnswerLog {
-    records: Vec<IoRecord>,
+    log: IoLog,
     /// The vif's name (`vif<devid>`) the records share, made at the first answer.
     dev: Option<(u32, std::sync::Arc<str>)>,
-    unseen: Vec<usize>,
 }
 
 impl AnswerLog {
@@ -281,45 +286,37 @@ impl AnswerLog {
         running: bool,
     ) {
         let dev = match &self.dev {
-            Some((id, dev)) if *id == devid => std::sync::Arc::clone(dev),
+            Some((id, dev)) if *id == devid => dev,
             _ => {
                 let dev: std::sync::Arc<str> = format!("vif{devid}").into();
-                self.dev = Some((devid, std::sync::Arc::clone(&dev)));
-                dev
+                &self.dev.insert((devid, dev)).1
             }
         };
-        self.records.push(IoRecord {
-            dev,
+        let answer = Completed {
             submit_ns,
             ring_done_ns: now_ns,
-            guest_done_ns: running.then_some(now_ns),
+            running,
             bytes,
             ok: true,
-            write: false,
-            digest: 0,
-            sector: 0,
-            sectors: 0,
-            seed: 0,
-            flush: false,
             deferred: None,
-        });
-        if !running {
-            self.unseen.push(self.records.len() - 1);
-        }
+        };
+        self.log.push(dev, answer);
     }
 
     /// The vCPU runs again at `now_ns`: the guest sees its answers.
     pub(crate) fn on_run_start(&mut self, now_ns: u64) {
-        for index in self.unseen.drain(..) {
-            if let Some(record) = self.records.get_mut(index) {
-                record.guest_done_ns = Some(now_ns);
-            }
-        }
+        self.log.on_run_start(now_ns);
     }
 
     /// Every answered message so far.
-    pub(crate) fn records(&self) -> &[IoRecord] {
-        &self.records
+    #[cfg(test)]
+    pub(crate) fn log(&self) -> &IoLog {
+        &self.log
+    }
+
+    /// Takes the answered messages so far (the run's end, or the domain's destruction).
+    pub(crate) fn take_log(&mut self) -> IoLog {
+        std::mem::take(&mut self.log)
     }
 }
 
@@ -380,8 +377,10 @@ mod tests {
             m.received(&answer(tag, PacketKind::Response, 1486), 60, true),
             Some(560)
         );
-        assert_eq!(m.records()[0].bytes, 100 + 3000);
-        assert_eq!(m.records()[0].ring_done_ns - m.records()[0].submit_ns, 50);
+        let (dev, sample) = m.log().samples().next().expect("one record");
+        assert_eq!(dev, "vif0");
+        assert_eq!(sample.bytes, 100 + 3000);
+        assert_eq!(sample.ring_done_ns - sample.submit_ns, 50);
     }
 
     #[test]

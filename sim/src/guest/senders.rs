@@ -23,7 +23,7 @@ use hypervisor_model::io::vbd::{GuestIo, IoDone};
 use hypervisor_model::io::vif::NetPacket;
 
 use crate::guest::disk_stream::DiskStream;
-use crate::guest::io::IoRecord;
+use crate::guest::io_log::IoLog;
 use crate::guest::stream::NetStream;
 use crate::guest::workload::{tag_source, FieldStreams, SOURCE_STREAM};
 use crate::rng::RngStreams;
@@ -258,16 +258,18 @@ impl Senders {
         }
     }
 
-    /// Every record of every stream so far.
-    pub(crate) fn records(&self) -> Vec<IoRecord> {
-        let mut out = Vec::new();
-        for sender in &self.list {
-            match &sender.kind {
-                Kind::Net(s) => out.extend_from_slice(s.records()),
-                Kind::Disk(s) => out.extend_from_slice(s.queue.records()),
+    /// Takes the completed I/Os of every stream so far into `out` (one log per stream
+    /// with a record).
+    pub(crate) fn take_io_logs(&mut self, out: &mut Vec<IoLog>) {
+        for sender in &mut self.list {
+            let log = match &mut sender.kind {
+                Kind::Net(s) => s.take_log(),
+                Kind::Disk(s) => s.queue.take_log(),
+            };
+            if !log.is_empty() {
+                out.push(log);
             }
         }
-        out
     }
 
     /// The disk streams' writes submitted and not completed.

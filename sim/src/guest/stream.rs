@@ -39,7 +39,7 @@ use std::collections::BTreeMap;
 
 use hypervisor_model::io::vif::{NetPacket, PacketKind};
 
-use crate::guest::io::IoRecord;
+use crate::guest::io_log::IoLog;
 use crate::guest::net::{
     message_frames, push_message_frames, AnswerLog, FRAME_BYTES_MAX, MESSAGE_BYTES_MAX,
 };
@@ -203,9 +203,15 @@ impl NetStream {
         self.answers.on_run_start(now_ns);
     }
 
-    /// Every completed message so far.
-    pub(crate) fn records(&self) -> &[IoRecord] {
-        self.answers.records()
+    /// The completed messages so far.
+    #[cfg(test)]
+    pub(crate) fn log(&self) -> &IoLog {
+        self.answers.log()
+    }
+
+    /// Takes the completed messages so far.
+    pub(crate) fn take_log(&mut self) -> IoLog {
+        self.answers.take_log()
     }
 }
 
@@ -292,8 +298,8 @@ mod tests {
         s.send_due(100 * US, u64::MAX);
         let tag = s.take_frames()[0].tag;
         s.received(&ack(tag), 130 * US, true);
-        let record = &s.records()[0];
+        let (_, record) = s.log().samples().next().expect("one record");
         assert_eq!(record.ring_done_ns - record.submit_ns, 30 * US);
-        assert_eq!(record.guest_done_ns, Some(130 * US));
+        assert_eq!(record.guest_done_ns(), Some(130 * US));
     }
 }

@@ -638,11 +638,11 @@ impl GuestVcpu {
         }
     }
 
-    /// Every I/O record so far, of the workload and its streams.
-    pub fn io_records(&self) -> Vec<crate::guest::io::IoRecord> {
-        let mut records = self.behavior.io_records();
-        records.extend(self.senders.records());
-        records
+    /// Takes the completed I/Os so far, of the workload and its streams, into `out` (one
+    /// log per source with a record; the run's end, or the domain's destruction).
+    pub fn take_io_logs(&mut self, out: &mut Vec<crate::guest::io_log::IoLog>) {
+        self.behavior.take_io_logs(out);
+        self.senders.take_io_logs(out);
     }
 
     /// Writes submitted and not completed.

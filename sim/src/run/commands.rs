@@ -568,7 +568,7 @@ impl World<'_> {
                 GuestNotice::Destroyed => {
                     let guests = &mut self.hosts[usize::from(host)].sim.guests;
                     let jobs = guests.jobs(dom, now_ns);
-                    let ios = guests.io_records(dom);
+                    let ios = guests.take_io_logs(dom);
                     let memory = guests.memory_stats(dom);
                     guests.forget_domain(dom);
                     self.hosts[usize::from(host)].sim.access.forget(dom);

@@ -18,20 +18,11 @@ use std::collections::BTreeMap;
 
 use hypervisor_model::io::vbd::{sector_stamp, GuestIo};
 
-use crate::guest::io::IoRecord;
+use crate::guest::io_log::DiskWrite;
 
 /// Most sectors the check looks at per vbd (the rest are not checked: the bound keeps the
 /// end of a long run cheap). 64 Mi sectors = 32 GiB of writes.
 pub const CHECKED_SECTORS_MAX: u64 = 1 << 26;
-
-/// One write as the check sees it: submit time, first sector, sectors, seed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Write {
-    submit_ns: u64,
-    sector: u64,
-    sectors: u32,
-    seed: u64,
-}
 
 /// What the check found for one vbd.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -42,24 +33,17 @@ pub struct Lost {
     pub flushed: u64,
 }
 
-/// Acknowledged writes of `records` (one vbd) whose data is not on the disk, given the
-/// writes still `pending` and `stamp_at`, the disk's stamp of a sector.
+/// Of the `acked` writes of one vbd (acknowledged with `BLKIF_RSP_OKAY`, in completion
+/// order), those whose data is not on the disk, given the writes still `pending`,
+/// `last_flush_ns` (the submit time of the vbd's latest successful flush) and `stamp_at`,
+/// the disk's stamp of a sector.
 pub fn lost_acked_writes(
-    records: &[IoRecord],
+    acked: &[DiskWrite],
+    last_flush_ns: Option<u64>,
     pending: &[(u64, GuestIo)],
     stamp_at: impl Fn(u64) -> u64,
 ) -> Lost {
-    let acked: Vec<Write> = records
-        .iter()
-        .filter(|r| r.ok && r.write)
-        .map(|r| Write {
-            submit_ns: r.submit_ns,
-            sector: r.sector,
-            sectors: r.sectors,
-            seed: r.seed,
-        })
-        .collect();
-    let later = pending.iter().map(|(submit_ns, io)| Write {
+    let later = pending.iter().map(|(submit_ns, io)| DiskWrite {
         submit_ns: *submit_ns,
         sector: io.sector,
         sectors: io.sectors,
@@ -81,7 +65,7 @@ pub fn lost_acked_writes(
                 .push((w.submit_ns, stamp));
         }
     }
-    let survived = |w: &Write, sector: u64| {
+    let survived = |w: &DiskWrite, sector: u64| {
         let found = stamp_at(sector);
         let Some(writes) = by_sector.get(&sector) else {
             return true; // Past the check's bound.
@@ -90,12 +74,7 @@ pub fn lost_acked_writes(
             .iter()
             .any(|&(submit_ns, stamp)| stamp == found && submit_ns >= w.submit_ns)
     };
-    let last_flush_ns = records
-        .iter()
-        .filter(|r| r.flush && r.ok)
-        .map(|r| r.submit_ns)
-        .max();
-    let lost: Vec<&Write> = acked
+    let lost: Vec<&DiskWrite> = acked
         .iter()
         .filter(|w| {
             let sectors = w.sector..w.sector + u64::from(w.sectors);
@@ -118,26 +97,17 @@ pub fn lost_acked_writes(
 mod tests {
     use super::*;
 
-    fn write(submit_ns: u64, sector: u64, seed: u64, ok: bool) -> IoRecord {
-        IoRecord {
-            dev: "xvda".into(),
+    fn write(submit_ns: u64, sector: u64, seed: u64) -> DiskWrite {
+        DiskWrite {
             submit_ns,
-            ring_done_ns: submit_ns + 10,
-            guest_done_ns: None,
-            bytes: 4096,
-            ok,
-            write: true,
-            digest: 0,
             sector,
-            sectors: 8,
             seed,
-            flush: false,
-            deferred: None,
+            sectors: 8,
         }
     }
 
     /// A disk holding exactly what `writes` left, in order.
-    fn disk_of(writes: &[&IoRecord]) -> BTreeMap<u64, u64> {
+    fn disk_of(writes: &[&DiskWrite]) -> BTreeMap<u64, u64> {
         let mut disk = BTreeMap::new();
         for w in writes {
             for s in w.sector..w.sector + u64::from(w.sectors) {
@@ -149,53 +119,43 @@ mod tests {
 
     #[test]
     fn acknowledged_write_on_disk_is_not_lost() {
-        let records = [write(0, 64, 7, true)];
-        let disk = disk_of(&[&records[0]]);
-        let lost = lost_acked_writes(&records, &[], |s| disk.get(&s).copied().unwrap_or(0));
+        let acked = [write(0, 64, 7)];
+        let disk = disk_of(&[&acked[0]]);
+        let lost = lost_acked_writes(&acked, None, &[], |s| disk.get(&s).copied().unwrap_or(0));
         assert_eq!(lost, Lost::default());
     }
 
     #[test]
     fn acknowledged_write_missing_from_disk_is_lost() {
-        let records = [write(0, 64, 7, true)];
-        let lost = lost_acked_writes(&records, &[], |_| 0);
+        let acked = [write(0, 64, 7)];
+        let lost = lost_acked_writes(&acked, None, &[], |_| 0);
         assert_eq!(lost.acked, 1);
     }
 
     #[test]
     fn write_overwritten_by_a_later_one_is_not_lost() {
         // Both write sectors 64..72; the second (submitted later) is what the disk holds.
-        let records = [write(0, 64, 7, true), write(100, 64, 9, true)];
-        let disk = disk_of(&[&records[1]]);
-        let lost = lost_acked_writes(&records, &[], |s| disk.get(&s).copied().unwrap_or(0));
+        let acked = [write(0, 64, 7), write(100, 64, 9)];
+        let disk = disk_of(&[&acked[1]]);
+        let lost = lost_acked_writes(&acked, None, &[], |s| disk.get(&s).copied().unwrap_or(0));
         assert_eq!(lost, Lost::default());
     }
 
     #[test]
     fn later_write_replaced_by_an_earlier_one_is_lost() {
         // The disk holds the older write's data: the newer acknowledged one is gone.
-        let records = [write(0, 64, 7, true), write(100, 64, 9, true)];
-        let disk = disk_of(&[&records[0]]);
-        let lost = lost_acked_writes(&records, &[], |s| disk.get(&s).copied().unwrap_or(0));
+        let acked = [write(0, 64, 7), write(100, 64, 9)];
+        let disk = disk_of(&[&acked[0]]);
+        let lost = lost_acked_writes(&acked, None, &[], |s| disk.get(&s).copied().unwrap_or(0));
         assert_eq!(lost.acked, 1);
-    }
-
-    #[test]
-    fn failed_write_never_counts() {
-        let records = [write(0, 64, 7, false)];
-        assert_eq!(lost_acked_writes(&records, &[], |_| 0), Lost::default());
     }
 
     #[test]
     fn lost_write_a_completed_flush_covered_counts_as_flushed() {
         // The flush (submitted with the write, after it on the ring) completed; the disk
         // still lost the data: that breaks the flush's promise.
-        let mut flush = write(0, 0, 0, true);
-        flush.write = false;
-        flush.flush = true;
-        flush.sectors = 0;
-        let records = [write(0, 64, 7, true), flush];
-        let lost = lost_acked_writes(&records, &[], |_| 0);
+        let acked = [write(0, 64, 7)];
+        let lost = lost_acked_writes(&acked, Some(0), &[], |_| 0);
         assert_eq!(
             lost,
             Lost {

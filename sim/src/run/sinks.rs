@@ -9,7 +9,7 @@ use hypervisor_model::trace::TraceEvent;
 
 use super::decisions;
 use super::HostRuntime;
-use crate::guest::io::IoRecord;
+use crate::guest::io_log::{DiskWrite, IoLog};
 use crate::guest::workload::JobRecord;
 use crate::machine::switch::SwitchCosts;
 use crate::record::Recorder;
@@ -319,10 +319,10 @@ impl Sinks {
         }
     }
 
-    /// The vbd I/O records of domain `dom` (at its destruction or the run's end).
-    pub fn domain_io(&mut self, host: u16, dom: DomId, records: Vec<IoRecord>) {
-        if !records.is_empty() {
-            self.metrics.domain_io(usize::from(host), dom, records);
+    /// The logs of completed I/Os of domain `dom` (at its destruction or the run's end).
+    pub fn domain_io(&mut self, host: u16, dom: DomId, logs: Vec<IoLog>) {
+        if !logs.is_empty() {
+            self.metrics.domain_io(usize::from(host), dom, logs);
         }
     }
 
@@ -340,12 +340,12 @@ impl Sinks {
 
     /// The end-of-run checks of each vbd `dom` did I/O on: acknowledged writes missing
     /// from the disk, and reconnects to a re-created backend (of its vifs too).
-    fn vbd_checks(&mut self, index: usize, host: &HostRuntime, dom: DomId, ios: &[IoRecord]) {
-        // A domain has a vbd or two: a scan per record, not a sort of every record's name.
+    fn vbd_checks(&mut self, index: usize, host: &HostRuntime, dom: DomId, logs: &[IoLog]) {
+        // The devices with a record, each once.
         let mut devs: Vec<&str> = Vec::new();
-        for record in ios {
-            if !devs.contains(&&*record.dev) {
-                devs.push(&record.dev);
+        for dev in logs.iter().flat_map(IoLog::devs) {
+            if !devs.contains(&dev) {
+                devs.push(dev);
             }
         }
         devs.sort_unstable();
@@ -360,23 +360,22 @@ impl Sinks {
             let Some(vdev) = hypervisor_model::toolstack::xs_tree::disk_devid(dev) else {
                 continue;
             };
-            // A domain's records are usually of one vbd: then they are all this device's,
-            // borrowed as they are (a copy of each record cost 1% of a busy run).
-            let own: Vec<IoRecord>;
-            let records: &[IoRecord] = if ios.iter().all(|r| &*r.dev == dev) {
-                ios
-            } else {
-                own = ios.iter().filter(|r| &*r.dev == dev).cloned().collect();
-                &own
-            };
+            // The device's acknowledged writes in the order the sources logged them.
+            let acked: Vec<DiskWrite> = logs
+                .iter()
+                .flat_map(|log| log.acked_writes(dev))
+                .copied()
+                .collect();
+            let last_flush_ns = logs.iter().filter_map(|log| log.last_flush_ns(dev)).max();
             let place = host.sim.vbd_volumes.get(&(dom, vdev)).copied();
             let disk = place.and_then(|(disk, volume)| Some((host.sim.disks.get(disk)?, volume)));
             let lost = match disk {
-                Some((disk, volume)) => {
-                    crate::run::durability::lost_acked_writes(records, &pending, |sector| {
-                        disk.stamp(volume, sector)
-                    })
-                }
+                Some((disk, volume)) => crate::run::durability::lost_acked_writes(
+                    &acked,
+                    last_flush_ns,
+                    &pending,
+                    |sector| disk.stamp(volume, sector),
+                ),
                 None => crate::run::durability::Lost::default(),
             };
             let checks = crate::report::metrics::io::VbdChecks {
@@ -437,9 +436,9 @@ impl Sinks {
                 let jobs = host.sim.guests.jobs(dom, end_ns);
                 let host_index = u16::try_from(index).unwrap_or(u16::MAX);
                 self.domain_jobs(host_index, dom, jobs);
-                let ios = host.sim.guests.io_records(dom);
-                self.vbd_checks(index, host, dom, &ios);
-                self.domain_io(host_index, dom, ios);
+                let logs = host.sim.guests.take_io_logs(dom);
+                self.vbd_checks(index, host, dom, &logs);
+                self.domain_io(host_index, dom, logs);
                 let memory = host.sim.guests.memory_stats(dom);
                 self.domain_memory(host_index, dom, memory);
             }

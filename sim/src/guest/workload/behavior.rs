@@ -8,7 +8,8 @@
 
 use super::simple::{BurstyModel, CpuBoundModel, IdleModel};
 use super::{FieldStreams, GuestAction, GuestState};
-use crate::guest::io::{IoModel, IoRecord};
+use crate::guest::io::IoModel;
+use crate::guest::io_log::IoLog;
 use crate::guest::mixed::MixedModel;
 use crate::guest::net::NetModel;
 use crate::guest::periodic::{PeriodicModel, PeriodicParams};
@@ -177,17 +178,19 @@ impl Behavior {
         }
     }
 
-    /// The I/O records of every `io` model in it.
-    pub(crate) fn io_records(&self) -> Vec<IoRecord> {
-        let mut out = Vec::new();
-        for leaf in self.leaves() {
-            match leaf {
-                Behavior::Io(model) => out.extend_from_slice(model.queue.records()),
-                Behavior::NetIo(model) => out.extend_from_slice(model.records()),
-                _ => {}
+    /// Takes the completed I/Os of every `io` and `net` model in it into `out` (one log
+    /// per model with a record).
+    pub(crate) fn take_io_logs(&mut self, out: &mut Vec<IoLog>) {
+        for leaf in self.leaves_mut() {
+            let log = match leaf {
+                Behavior::Io(model) => model.queue.take_log(),
+                Behavior::NetIo(model) => model.take_log(),
+                _ => continue,
+            };
+            if !log.is_empty() {
+                out.push(log);
             }
         }
-        out
     }
 
     /// The vCPU runs again at `now_ns`: its models see what completed meanwhile.

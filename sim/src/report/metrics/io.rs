@@ -8,8 +8,8 @@
 //! The ring counters come from the trace (`BlkPush`, `BlkResponse` in the window): how many
 //! pushes and responses there were, and how many of them notified the other end.
 //!
-//! The collector keeps, per domain, only what these metrics read of each record
-//! ([`IoLog`], about a third of an [`IoRecord`], with the device named once).
+//! The collector keeps, per domain, the guest models' logs of completed I/Os as they are
+//! ([`IoLog`]: one per source, 40 bytes per I/O, each device named once).
 //!
 //! # Invariants
 //! - `io_error_count <= io_completed_count`; `io_latency_ring_ns.count ==
@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::dist::Distribution;
-use crate::guest::io::IoRecord;
+use crate::guest::io_log::{IoLog, IoSample};
 use crate::run::net::{DropReason, NetDropRecord};
 
 /// One entry of `domains[].io`.
@@ -107,60 +107,6 @@ pub struct RingCounts {
     pub response_notify_count: u64,
 }
 
-/// What the metrics read of one I/O record.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct IoSample {
-    submit_ns: u64,
-    ring_done_ns: u64,
-    guest_done_ns: Option<u64>,
-    bytes: u64,
-    /// Index of its device in [`IoLog::devs`].
-    dev: u16,
-    ok: bool,
-    deferred: Option<bool>,
-}
-
-/// The I/O records of one domain as the metrics keep them: each device name once, and per
-/// record only the fields §2.1 reads.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct IoLog {
-    /// Device names in order of first appearance.
-    devs: Vec<String>,
-    ios: Vec<IoSample>,
-}
-
-impl IoLog {
-    /// The log of `records`.
-    pub fn new(records: &[IoRecord]) -> IoLog {
-        let mut log = IoLog::default();
-        log.ios.reserve_exact(records.len());
-        for record in records {
-            let dev = match log.devs.iter().position(|d| **d == *record.dev) {
-                Some(index) => index,
-                None => {
-                    log.devs.push(record.dev.to_string());
-                    log.devs.len() - 1
-                }
-            };
-            let dev = u16::try_from(dev).expect("metrics: fewer than 2^16 devices per domain");
-            log.ios.push(IoSample {
-                submit_ns: record.submit_ns,
-                ring_done_ns: record.ring_done_ns,
-                guest_done_ns: record.guest_done_ns,
-                bytes: record.bytes,
-                dev,
-                ok: record.ok,
-                deferred: record.deferred,
-            });
-        }
-        log
-    }
-
-    fn dev(&self, io: &IoSample) -> &str {
-        &self.devs[usize::from(io.dev)]
-    }
-}
-
 /// The xl name of a `virtual-device` number: `xvd<letter>` for 202:(16·n), else `vbd<n>`.
 pub fn vdev_name(vdev: u32) -> String {
     let disk = vdev.wrapping_sub(202 << 8) >> 4;
@@ -173,10 +119,10 @@ pub fn vdev_name(vdev: u32) -> String {
     }
 }
 
-/// The `io` entries of the records in `log`, `rings` and the vif `drops` over `[start_ns, end_ns)`,
-/// with the run's end vbd `checks`, by device name.
+/// The `io` entries of the records in `logs`, `rings` and the vif `drops` over
+/// `[start_ns, end_ns)`, with the run's end vbd `checks`, by device name.
 pub fn io_metrics(
-    log: &IoLog,
+    logs: &[IoLog],
     rings: &[(u32, RingCounts)],
     checks: &BTreeMap<String, VbdChecks>,
     drops: &[NetDropRecord],
@@ -186,10 +132,10 @@ pub fn io_metrics(
     let rings: BTreeMap<String, RingCounts> =
         rings.iter().map(|(v, c)| (vdev_name(*v), *c)).collect();
     let mut by_dev: BTreeMap<&str, Vec<&IoSample>> = BTreeMap::new();
-    for io in &log.ios {
+    for (dev, io) in logs.iter().flat_map(IoLog::samples) {
         let in_window = start_ns <= io.ring_done_ns && io.ring_done_ns < end_ns;
         if in_window {
-            by_dev.entry(log.dev(io)).or_default().push(io);
+            by_dev.entry(dev).or_default().push(io);
         }
     }
     let mut drops_by_dev: BTreeMap<&str, [u64; 4]> = BTreeMap::new();
@@ -201,7 +147,7 @@ pub fn io_metrics(
         }
     }
     // Every device named by a record (in the window or not).
-    for dev in &log.devs {
+    for dev in logs.iter().flat_map(IoLog::devs) {
         if dev.starts_with("vif") {
             drops_by_dev.entry(dev).or_default();
         }
@@ -215,7 +161,7 @@ pub fn io_metrics(
             let mut ring_ns: Vec<u64> = ios.iter().map(|r| r.ring_done_ns - r.submit_ns).collect();
             let mut guest: Vec<u64> = ios
                 .iter()
-                .filter_map(|r| r.guest_done_ns.map(|g| g - r.submit_ns))
+                .filter_map(|r| r.guest_done_ns().map(|g| g - r.submit_ns))
                 .collect();
             let per_s = |n: u64, scale: u128| {
                 u64::try_from(u128::from(n) * scale / window_ns).unwrap_or(u64::MAX)
@@ -277,36 +223,32 @@ fn drop_slot(reason: DropReason) -> usize {
 mod tests {
     use super::*;
 
-    fn record(submit_ns: u64, ring_done_ns: u64, guest_done_ns: Option<u64>) -> IoRecord {
-        IoRecord {
-            dev: "xvda".into(),
-            submit_ns,
-            ring_done_ns,
-            guest_done_ns,
-            bytes: 4096,
-            ok: true,
-            write: false,
-            digest: 0,
-            sector: 0,
-            sectors: 8,
-            seed: 0,
-            flush: false,
-            deferred: None,
+    /// A log of one 4 KiB read of `xvda` per (submit, ring completion, guest run at).
+    fn log(ios: &[(u64, u64, Option<u64>)]) -> Vec<IoLog> {
+        let xvda: std::sync::Arc<str> = std::sync::Arc::from("xvda");
+        let mut log = IoLog::default();
+        for &(submit_ns, ring_done_ns, guest_done_ns) in ios {
+            let io = crate::guest::io_log::Completed {
+                submit_ns,
+                ring_done_ns,
+                running: false,
+                bytes: 4096,
+                ok: true,
+                deferred: None,
+            };
+            log.push(&xvda, io);
+            if let Some(at_ns) = guest_done_ns {
+                log.on_run_start(at_ns);
+            }
         }
+        vec![log]
     }
 
     #[test]
     fn two_ios_in_one_second_are_two_iops() {
         // 1 s window: 2 I/Os of 4 KiB = 2000 milli-IOPS, 8192 B/s.
-        let records = [record(0, 100, Some(150)), record(200, 500, None)];
-        let m = io_metrics(
-            &IoLog::new(&records),
-            &[],
-            &BTreeMap::new(),
-            &[],
-            0,
-            1_000_000_000,
-        );
+        let logs = log(&[(0, 100, Some(150)), (200, 500, None)]);
+        let m = io_metrics(&logs, &[], &BTreeMap::new(), &[], 0, 1_000_000_000);
         assert_eq!(m[0].iops_milli, 2_000);
         assert_eq!(m[0].throughput_bps, 8_192);
         assert_eq!(m[0].io_latency_ring_ns.max, Some(300));
@@ -315,8 +257,8 @@ mod tests {
 
     #[test]
     fn completion_after_the_window_is_left_out() {
-        let records = [record(0, 2_000, Some(2_000))];
-        let m = io_metrics(&IoLog::new(&records), &[], &BTreeMap::new(), &[], 0, 1_000);
+        let logs = log(&[(0, 2_000, Some(2_000))]);
+        let m = io_metrics(&logs, &[], &BTreeMap::new(), &[], 0, 1_000);
         assert!(m.is_empty());
     }
 

@@ -9,7 +9,7 @@ use hypervisor_model::io::vif::NetPacket;
 
 use super::{HostGuests, SimEvent};
 use crate::clock::EventQueue;
-use crate::guest::io::IoRecord;
+use crate::guest::io_log::IoLog;
 use crate::guest::workload::GuestVcpu;
 
 impl HostGuests {
@@ -136,12 +136,14 @@ impl HostGuests {
         });
     }
 
-    /// The I/O records of every vCPU of `dom`, in vCPU order.
-    pub fn io_records(&self, dom: DomId) -> Vec<IoRecord> {
-        self.slots
-            .of_domain(dom)
-            .flat_map(|slot| slot.model.io_records())
-            .collect()
+    /// Takes the completed I/Os of every vCPU of `dom` so far, in vCPU order: one log per
+    /// source with a record (the run's end, or the domain's destruction).
+    pub fn take_io_logs(&mut self, dom: DomId) -> Vec<IoLog> {
+        let mut logs = Vec::new();
+        for slot in self.slots.of_domain_mut(dom) {
+            slot.model.take_io_logs(&mut logs);
+        }
+        logs
     }
 
     /// The writes every vCPU of `dom` submitted and has not seen complete.

@@ -177,6 +177,15 @@ impl Slots {
             .flatten()
     }
 
+    /// [`Self::of_domain`], mutable.
+    fn of_domain_mut(&mut self, dom: DomId) -> impl Iterator<Item = &mut GuestSlot> {
+        self.by_domain
+            .get_mut(usize::from(dom.raw()))
+            .into_iter()
+            .flatten()
+            .flatten()
+    }
+
     fn clear_domain(&mut self, dom: DomId) {
         if let Some(vcpus) = self.by_domain.get_mut(usize::from(dom.raw())) {
             vcpus.clear();

@@ -125,7 +125,7 @@ struct DomainState {
     /// Periodic job records of all its vCPUs (given by the run loop).
     jobs: Vec<JobRecord>,
     /// vbd I/O records of all its vCPUs (given by the run loop), as the metrics read them.
-    io: super::io::IoLog,
+    io: Vec<crate::guest::io_log::IoLog>,
     /// In-window ring pushes and notifications, by vdev (from `BlkPush`/`BlkResponse`).
     rings: Vec<(u32, super::io::RingCounts)>,
     /// The guest memory model's counters (given by the run loop).
@@ -157,15 +157,15 @@ impl MetricsCollector {
         }
     }
 
-    /// Hands over the vbd I/O records of domain `dom` on host `host_index`.
+    /// Hands over the logs of completed I/Os of domain `dom` on host `host_index`.
     pub fn domain_io(
         &mut self,
         host_index: usize,
         dom: DomId,
-        records: Vec<crate::guest::io::IoRecord>,
+        logs: Vec<crate::guest::io_log::IoLog>,
     ) {
         if let Some(domain) = self.handed_over(host_index, dom) {
-            domain.io = super::io::IoLog::new(&records);
+            domain.io = logs;
         }
     }
 
@@ -584,7 +584,7 @@ impl HostState {
             freed_ns: None,
             vcpus: VcpuTable::default(),
             jobs: Vec::new(),
-            io: super::io::IoLog::default(),
+            io: Vec::new(),
             rings: Vec::new(),
             memory: None,
             balloon_gave_up_count: 0,
