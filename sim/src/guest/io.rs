@@ -218,6 +218,15 @@ impl BlkQueue {
         std::mem::take(&mut self.to_submit)
     }
 
+    /// Takes back a buffer [`Self::take_submissions`] handed out, for the next batch to be
+    /// built in without an allocation.
+    pub(crate) fn reuse_submission_buffer(&mut self, mut buffer: Vec<GuestIo>) {
+        buffer.clear();
+        if self.to_submit.is_empty() && self.to_submit.capacity() < buffer.capacity() {
+            self.to_submit = buffer;
+        }
+    }
+
     /// blkfront completed `done` at `now_ns`; `running`: the vCPU runs now (it sees the
     /// completion at once). False if the tag is not one of ours.
     pub(crate) fn complete(&mut self, done: &IoDone, now_ns: u64, running: bool) -> bool {

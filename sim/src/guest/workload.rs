@@ -591,6 +591,13 @@ impl GuestVcpu {
         }
     }
 
+    /// Takes back the emptied buffer of a [`Self::take_submissions`] for the next batch.
+    pub fn reuse_submission_buffer(&mut self, buffer: Vec<GuestIo>) {
+        if let Behavior::Io(model) = self.behavior.current_mut() {
+            model.queue.reuse_submission_buffer(buffer);
+        }
+    }
+
     /// The disk streams' I/Os to submit now (after any demand-done), per vbd.
     #[inline]
     pub fn take_stream_submissions(&mut self) -> Vec<(u32, Vec<GuestIo>)> {

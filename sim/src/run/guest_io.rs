@@ -29,14 +29,20 @@ impl World<'_> {
     }
 
     /// `vcpu`'s guest hands blkfront `ios` on vbd `vdev`, after its console lines.
-    pub(crate) fn blk_submit(&mut self, host: u16, vcpu: VcpuRef, vdev: u32, ios: Vec<GuestIo>) {
+    pub(crate) fn blk_submit(
+        &mut self,
+        host: u16,
+        vcpu: VcpuRef,
+        vdev: u32,
+        mut ios: Vec<GuestIo>,
+    ) {
         let console = self.hosts[usize::from(host)].sim.guests.take_console(vcpu);
         if !console.is_empty() {
             let text = console.into_bytes();
             self.deliver(host, &CoreInput::ConsoleWrite { vcpu, text });
         }
         let count = ios.len();
-        for (index, io) in ios.into_iter().enumerate() {
+        for (index, io) in ios.drain(..).enumerate() {
             let last = index + 1 == count;
             let input = CoreInput::BlkSubmit {
                 vcpu,
@@ -46,5 +52,7 @@ impl World<'_> {
             };
             self.deliver(host, &input);
         }
+        let guests = &mut self.hosts[usize::from(host)].sim.guests;
+        guests.reuse_submission_buffer(vcpu, ios);
     }
 }

@@ -37,6 +37,14 @@ impl HostGuests {
         }
     }
 
+    /// Takes back the emptied buffer of a [`Self::take_submissions`] of `v` (an allocation
+    /// per batch spared).
+    pub fn reuse_submission_buffer(&mut self, v: VcpuRef, buffer: Vec<GuestIo>) {
+        if let Some(slot) = self.slots.get_mut(&v) {
+            slot.model.reuse_submission_buffer(buffer);
+        }
+    }
+
     /// blkfront completed `done` for `dom` at `now_ns` (its tag names the vCPU); once the
     /// vCPU's batch is complete, its think timer is armed.
     pub fn io_done(
