@@ -6,17 +6,22 @@
 //!
 //! The heap holds 16-byte keys (time, sequence and the event's place in a slab) rather than
 //! the events themselves, so its sifts move and compare one `u128`. A pop from the heap
-//! leaves its key on top until the next push or pop: a push then overwrites it and sifts
-//! once from the top, where a pop and a push sifted twice (an event taken from the heap,
-//! such as a guest's demand-done, mostly pushes the next one at once).
+//! leaves its key on top until the next push or pop: a push to the same heap then
+//! overwrites it and sifts once from the top, where a pop and a push sifted twice (an
+//! event taken from the heap, such as a guest's demand-done, mostly pushes the next one at
+//! once).
 //!
 //! Slotted events (the pCPU scheduler timers) live outside the heap, at most one per slot: a
 //! re-arm replaces the pending one, where a heap would keep every superseded timer until
 //! its time came (97% of the timer events of `bench-64x512`). A cancel leaves the event in
-//! its slot: the run loop drops it by its timer generation if it pops before a re-arm. A
-//! tournament tree over the slots finds the earliest; `pop` takes the earlier of it and the
-//! heap's top by (time, sequence), so the order of the events that do run is the same. A
-//! re-arm's update of the tree stops at the first node whose smallest key stays the same.
+//! its slot: the run loop drops it by its timer generation if it pops before a re-arm. The
+//! slots keep their smallest key; `pop` takes the earlier of it and the heap's top by
+//! (time, sequence), so the order of the events that do run is the same. A re-arm changes
+//! the smallest key only if it sets a smaller one, or if it moves the slot that held it:
+//! then a scan of the slots finds it again. A host's pCPUs rarely re-arm the earliest of
+//! their timers (timers are re-armed at every `schedule()` and almost never fire), so a
+//! re-arm mostly costs one comparison, where the tournament tree it replaces walked about
+//! two of its levels (1% of `bench-64x512`'s instructions).
 //!
 //! Events whose callers push them in (time, sequence) order (every scheduler IPI of a host
 //! arrives one fixed latency after it is sent) may wait in a FIFO lane instead of the heap
@@ -28,8 +33,16 @@
 //! slots' (comparing every lane's front at each pop cost `bench-64x512` about 3% of its
 //! CPU time).
 //!
-//! Tried and left out: a slot per guest vCPU for its demand-done and wake events (a
-//! tournament tree of a thousand slots instead of a heap of five hundred keys) measured
+//! The keys without a slot or lane wait in [`HEAPS`] binary heaps, by the class the caller
+//! names ([`EventQueue::push_to_heap`]): the run loop keeps its running vCPUs' demand-done
+//! events (about one per pCPU, and more than half of the heap events of `bench-64x512`) in
+//! a heap of their own, a few levels shallower than the one of the blocked vCPUs' wakes
+//! beside them, so each of their sifts is shorter. `pop` takes the smaller of the heaps'
+//! tops, as it does of the sources above.
+//!
+//! Tried and left out (when the slots were a tournament tree): a slot per guest vCPU for
+//! its demand-done and wake events (a tree of a thousand slots instead of a heap of five
+//! hundred keys) measured
 //! slower on `bench-64x512`; the tree and the events outgrew the L1 cache. Nor a slot per
 //! pCPU for the demand-done event of the vCPU it runs (64 more leaves next to the timers;
 //! no superseded demand-done events left to pop): on `bench-64x512` it took 2% more
@@ -39,11 +52,12 @@
 //! - Popped times never decrease (virtual time only moves forward).
 //! - Sequence numbers are unique and increasing, shared by heap and slot events.
 //! - Each heap key names an occupied slab place, and each occupied place one heap key;
-//!   the one exception is the top key while `heap_top_taken` (its event is popped).
+//!   the one exception is the top key of heap `h` while `heap_top_taken == Some(h)` (its
+//!   event is popped).
 //! - Each lane's keys ascend from front to back; `lane_fronts[i]` is lane `i`'s front key
 //!   (`EMPTY_KEY` when it is empty), and `lanes_first` the smallest of them and its lane.
-//! - Each inner node of the slots' tree holds the smallest key below it; an empty slot's
-//!   key is `EMPTY_KEY`, above every real key.
+//! - The slots' smallest key is the smallest of their keys; an empty slot's key is
+//!   `EMPTY_KEY`, above every real key.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
@@ -82,81 +96,75 @@ fn key_time_ns(key: HeapKey) -> u64 {
 /// The key of an empty slot: after every real key.
 const EMPTY_KEY: HeapKey = HeapKey::MAX;
 
-/// Most slots: a bound on the tournament tree (one slot per pCPU of every host).
+/// Most slots (one per pCPU of every host).
 pub const SLOTS_MAX: usize = 1 << 20;
 
 // A slot number fits the index bits of a key.
 const _: () = assert!(SLOTS_MAX <= HEAP_PENDING_MAX);
 
-/// At most one pending event per slot, and a tournament tree to find the earliest.
+/// At most one pending event per slot, and the smallest of their keys.
 ///
-/// Every node holds a key in the layout of the heap's (`time << 64 | seq << 24 | slot`):
-/// leaf `capacity + s` is slot `s`'s key, an inner node the smallest key below it, so a
-/// comparison is one `u128` and the winner's slot is in its low bits.
+/// Every key has the layout of the heap's (`time << 64 | seq << 24 | slot`), so a
+/// comparison is one `u128` and the earliest slot's number is in its low bits.
+///
+/// # Invariants
+/// - `keys[s]` is slot `s`'s key, [`EMPTY_KEY`] when the slot is empty.
+/// - `min` is the smallest of `keys` ([`EMPTY_KEY`] when every slot is empty).
 #[derive(Debug)]
 struct Slots<E> {
-    /// `nodes[1..capacity]` inner nodes, `nodes[capacity..]` the slots' keys
-    /// ([`EMPTY_KEY`] when empty); `nodes[0]` is unused.
-    nodes: Vec<HeapKey>,
+    /// Each slot's key.
+    keys: Vec<HeapKey>,
+    /// The smallest of `keys`.
+    min: HeapKey,
     /// The pending event per slot.
     events: Vec<Option<E>>,
-    /// Leaves: a power of two.
-    capacity: usize,
     /// Occupied slots.
     live_count: usize,
 }
 
 impl<E> Slots<E> {
     fn new() -> Self {
-        let mut slots = Slots {
-            nodes: Vec::new(),
+        Slots {
+            keys: Vec::new(),
+            min: EMPTY_KEY,
             events: Vec::new(),
-            capacity: 0,
             live_count: 0,
-        };
-        slots.grow(1);
-        slots
+        }
     }
 
-    /// Makes room for `slot_count` slots (rebuilds the tree; slots are created at boot).
+    /// Makes room for `slot_count` slots (slots are created at boot).
+    #[cold]
     fn grow(&mut self, slot_count: usize) {
         assert!(slot_count <= SLOTS_MAX, "more than {SLOTS_MAX} slots");
-        let capacity = slot_count.next_power_of_two().max(2);
-        let mut nodes = vec![EMPTY_KEY; 2 * capacity];
-        if self.capacity > 0 {
-            nodes[capacity..capacity + self.capacity].copy_from_slice(&self.nodes[self.capacity..]);
-        }
-        for node in (1..capacity).rev() {
-            nodes[node] = nodes[2 * node].min(nodes[2 * node + 1]);
-        }
-        self.nodes = nodes;
-        self.events.resize_with(capacity, || None);
-        self.capacity = capacity;
+        self.keys.resize(slot_count, EMPTY_KEY);
+        self.events.resize_with(slot_count, || None);
     }
 
-    /// Sets slot `slot`'s key and brings its ancestors up to date. Stops at the first
-    /// ancestor that keeps its key: the ones above it see the same children.
+    /// Sets slot `slot`'s key (its place exists) and keeps `min` the smallest key: a
+    /// smaller key is the new smallest; if the slot held the smallest and its key grows,
+    /// the slots are scanned for the new one.
     #[inline]
     fn update(&mut self, slot: usize, key: HeapKey) {
-        let mut node = self.capacity + slot;
-        self.nodes[node] = key;
-        // `smallest` is the key just written at `node`: only its sibling is read.
-        let mut smallest = key;
-        while node > 1 {
-            smallest = smallest.min(self.nodes[node ^ 1]);
-            node /= 2;
-            if self.nodes[node] == smallest {
-                break;
-            }
-            self.nodes[node] = smallest;
+        let Some(place) = self.keys.get_mut(slot) else {
+            return;
+        };
+        let old = std::mem::replace(place, key);
+        if key < self.min {
+            self.min = key;
+        } else if old == self.min {
+            self.min = self.keys.iter().copied().min().unwrap_or(EMPTY_KEY);
         }
+        debug_assert_eq!(
+            Some(self.min),
+            self.keys.iter().copied().min().or(Some(EMPTY_KEY)),
+            "the slots' smallest key is out of date"
+        );
     }
 
-    /// The key of the earliest slot, [`EMPTY_KEY`] when no slot is occupied (the tree's
-    /// root).
+    /// The key of the earliest slot, [`EMPTY_KEY`] when no slot is occupied.
     #[inline(always)]
     fn min_key(&self) -> HeapKey {
-        self.nodes[1]
+        self.min
     }
 
     /// The key of the earliest slot, if any slot is occupied.
@@ -166,7 +174,7 @@ impl<E> Slots<E> {
     }
 
     fn set(&mut self, slot: usize, (time_ns, seq): (u64, u64), event: E) {
-        if slot >= self.capacity {
+        if slot >= self.events.len() {
             self.grow(slot + 1);
         }
         if self.events[slot].is_none() {
@@ -187,10 +195,14 @@ impl<E> Slots<E> {
 /// Number of FIFO lanes ([`EventQueue::push_in_order`]).
 pub const LANES: usize = 3;
 
+/// Number of heaps ([`EventQueue::push_to_heap`]); heap 0 takes [`EventQueue::push`].
+pub const HEAPS: usize = 2;
+
 /// Where the earliest pending event waits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Source {
-    Heap,
+    /// The heap of that index.
+    Heap(usize),
     Slot,
     /// The FIFO lane of that index.
     Lane(usize),
@@ -199,8 +211,8 @@ enum Source {
 /// The event queue and the virtual clock.
 #[derive(Debug)]
 pub struct EventQueue<E> {
-    /// Keys of the events without a slot; the smallest on top.
-    heap: BinaryHeap<Reverse<HeapKey>>,
+    /// Keys of the events without a slot or lane, by heap; the smallest on each top.
+    heaps: [BinaryHeap<Reverse<HeapKey>>; HEAPS],
     /// Events pushed in key order ([`EventQueue::push_in_order`]), with their keys (index
     /// bits 0); the earliest at each lane's front.
     lanes: [VecDeque<(HeapKey, E)>; LANES],
@@ -211,9 +223,9 @@ pub struct EventQueue<E> {
     /// The events the heap's keys point at, and the free places among them.
     slab: Vec<Option<E>>,
     slab_free: Vec<usize>,
-    /// The heap's top key belongs to an event already popped: the key is left in place
-    /// for the next push to overwrite ([`EventQueue::push`]).
-    heap_top_taken: bool,
+    /// The heap whose top key belongs to an event already popped: the key is left in
+    /// place for the next push to that heap to overwrite ([`EventQueue::push_to_heap`]).
+    heap_top_taken: Option<usize>,
     slots: Slots<E>,
     next_seq: u64,
     now_ns: u64,
@@ -222,13 +234,13 @@ pub struct EventQueue<E> {
 impl<E> Default for EventQueue<E> {
     fn default() -> Self {
         EventQueue {
-            heap: BinaryHeap::new(),
+            heaps: std::array::from_fn(|_| BinaryHeap::new()),
             lanes: std::array::from_fn(|_| VecDeque::new()),
             lane_fronts: [EMPTY_KEY; LANES],
             lanes_first: (EMPTY_KEY, 0),
             slab: Vec::new(),
             slab_free: Vec::new(),
-            heap_top_taken: false,
+            heap_top_taken: None,
             slots: Slots::new(),
             next_seq: 0,
             now_ns: 0,
@@ -247,11 +259,19 @@ impl<E> EventQueue<E> {
         self.now_ns
     }
 
-    /// Schedules `event` at `time_ns` (not before now). Always inlined: called on its own,
-    /// the copy of the event from the caller's stack into the slab stood out in profiles
-    /// of `bench-64x512` (about 5% of the run).
+    /// Schedules `event` at `time_ns` (not before now), in heap 0.
     #[inline(always)]
     pub fn push(&mut self, time_ns: u64, event: E) {
+        self.push_to_heap(0, time_ns, event);
+    }
+
+    /// Schedules `event` at `time_ns` (not before now) in heap `heap` (below [`HEAPS`]).
+    /// Any heap gives the same order; a class of events that is pushed and popped often
+    /// and has few pending at once sifts less in a heap of its own. Always inlined: called
+    /// on its own, the copy of the event from the caller's stack into the slab stood out
+    /// in profiles of `bench-64x512` (about 5% of the run).
+    #[inline(always)]
+    pub fn push_to_heap(&mut self, heap: usize, time_ns: u64, event: E) {
         assert!(
             time_ns >= self.now_ns,
             "event scheduled in the past: {time_ns} < {}",
@@ -273,16 +293,16 @@ impl<E> EventQueue<E> {
             }
         };
         let key = Reverse(heap_key(time_ns, seq, index));
-        if std::mem::take(&mut self.heap_top_taken) {
+        if self.heap_top_taken == Some(heap) {
             // The popped event's key makes room for this one: one sift down from the top
             // (dropping the `PeekMut`) instead of a pop's sift and a push's.
-            let mut top = self
-                .heap
+            self.heap_top_taken = None;
+            let mut top = self.heaps[heap]
                 .peek_mut()
                 .expect("a taken top key stays on the heap");
             *top = key;
         } else {
-            self.heap.push(key);
+            self.heaps[heap].push(key);
         }
     }
 
@@ -347,16 +367,23 @@ impl<E> EventQueue<E> {
     /// layout and sequence numbers are unique, so comparing the keys compares (time,
     /// sequence). An empty place counts as [`EMPTY_KEY`], after every real key.
     ///
-    /// Most events wait in the heap (three in four on `bench-64x512`): one test of its key
-    /// against the other two names it, where picking the smallest of three (key, source)
-    /// pairs in turn cost about 23 instructions per pop.
+    /// Most events wait in the heaps (three in four on `bench-64x512`): the smaller top,
+    /// then one test of its key against the other two names it, where picking the
+    /// smallest of three (key, source) pairs in turn cost about 23 instructions per pop.
     #[inline(always)]
     fn first(&self) -> Option<(u64, Source)> {
-        let heap = self.heap.peek().map_or(EMPTY_KEY, |&Reverse(key)| key);
+        const _: () = assert!(HEAPS == 2, "first() compares the tops of two heaps");
+        let top = |heap: &BinaryHeap<Reverse<HeapKey>>| heap.peek().map_or(EMPTY_KEY, |k| k.0);
+        let (main, second) = (top(&self.heaps[0]), top(&self.heaps[1]));
+        let (heap, heap_index) = if main < second {
+            (main, 0)
+        } else {
+            (second, 1)
+        };
         let slot = self.slots.min_key();
         let (lane_key, lane) = self.lanes_first;
         let (key, source) = if heap < slot && heap < lane_key {
-            (heap, Source::Heap)
+            (heap, Source::Heap(heap_index))
         } else if slot < lane_key {
             (slot, Source::Slot)
         } else {
@@ -380,26 +407,25 @@ impl<E> EventQueue<E> {
         self.take_first(first)
     }
 
-    /// Pops the heap's top key if its event was taken ([`Self::take_first`]) and no push
-    /// overwrote it since, so the top is the smallest pending key again.
+    /// Pops a heap's top key if its event was taken ([`Self::take_first`]) and no push
+    /// overwrote it since, so each top is the smallest pending key of its heap again.
     #[inline(always)]
     fn settle_heap(&mut self) {
-        if self.heap_top_taken {
-            self.heap_top_taken = false;
-            let _ = self.heap.pop();
+        if let Some(heap) = self.heap_top_taken.take() {
+            let _ = self.heaps[heap].pop();
         }
     }
 
     /// Removes the earliest event, which [`Self::first`] named.
     fn take_first(&mut self, (time_ns, source): (u64, Source)) -> Option<(u64, E)> {
         let event = match source {
-            Source::Heap => {
+            Source::Heap(heap) => {
                 // The key stays on top until the next push overwrites it or the next
                 // look at the queue pops it ([`Self::settle_heap`]): most events popped
-                // from the heap (a guest's demand-done) push the next one at once.
-                let &Reverse(key) = self.heap.peek()?;
-                debug_assert!(!self.heap_top_taken);
-                self.heap_top_taken = true;
+                // from a heap (a guest's demand-done) push the next one at once.
+                let &Reverse(key) = self.heaps.get(heap)?.peek()?;
+                debug_assert!(self.heap_top_taken.is_none());
+                self.heap_top_taken = Some(heap);
                 let (_, index) = split_heap_key(key);
                 let event = self.slab.get_mut(index)?.take()?;
                 self.slab_free.push(index);
@@ -439,7 +465,8 @@ impl<E> EventQueue<E> {
     /// Number of pending events.
     pub fn len(&self) -> usize {
         let in_lanes: usize = self.lanes.iter().map(VecDeque::len).sum();
-        let in_heap = self.heap.len() - usize::from(self.heap_top_taken);
+        let in_heaps: usize = self.heaps.iter().map(BinaryHeap::len).sum();
+        let in_heap = in_heaps - usize::from(self.heap_top_taken.is_some());
         in_heap + self.slots.live_count + in_lanes
     }
 
@@ -499,6 +526,22 @@ mod tests {
     }
 
     #[test]
+    fn heaps_interleave_by_time_then_push_order() {
+        // 'a' pops from heap 1; 'e' then takes its key's place there, 'd' goes on heap 0.
+        let mut queue = EventQueue::new();
+        queue.push_to_heap(1, 10, 'a');
+        queue.push(20, 'b');
+        queue.push_to_heap(1, 20, 'c');
+        let first = queue.pop();
+        queue.push(20, 'd');
+        queue.push_to_heap(1, 15, 'e');
+        assert_eq!(queue.len(), 4);
+        let order: Vec<char> = std::iter::from_fn(|| queue.pop().map(|(_, e)| e)).collect();
+        assert_eq!(first, Some((10, 'a')));
+        assert_eq!(order, vec!['e', 'b', 'c', 'd']);
+    }
+
+    #[test]
     fn rearmed_slot_keeps_only_the_latest_event() {
         let mut queue = EventQueue::new();
         queue.push_slot(0, 5, 'a');
@@ -509,6 +552,22 @@ mod tests {
         assert_eq!(queue.pop(), Some((10, 'c')));
         assert_eq!(queue.pop(), Some((20, 'b')));
         assert_eq!(queue.pop(), None);
+    }
+
+    #[test]
+    fn rearming_the_earliest_slot_later_hands_the_lead_to_the_next() {
+        // Slot 2 leads at 10 and moves to 40: slot 0 (30) leads; slot 1 moves to 5 and
+        // leads at once.
+        let mut queue = EventQueue::new();
+        for (slot, time_ns) in [(0, 30), (1, 50), (2, 10)] {
+            queue.push_slot(slot, time_ns, slot);
+        }
+        queue.push_slot(2, 40, 2);
+        let after_later = queue.peek_time_ns();
+        queue.push_slot(1, 5, 1);
+        let order: Vec<usize> = std::iter::from_fn(|| queue.pop().map(|(_, s)| s)).collect();
+        assert_eq!(after_later, Some(30));
+        assert_eq!(order, vec![1, 0, 2]);
     }
 
     #[test]
@@ -547,6 +606,7 @@ mod tests {
     #[derive(Debug, Clone)]
     enum Op {
         Push(u64),
+        PushToHeap(usize, u64),
         PushInOrder(usize, u64),
         PushInOrderFixed(usize),
         PushSlot(usize, u64),
@@ -557,6 +617,7 @@ mod tests {
     fn op() -> impl Strategy<Value = Op> {
         prop_oneof![
             (0..50u64).prop_map(Op::Push),
+            (0..super::HEAPS, 0..50u64).prop_map(|(heap, delay)| Op::PushToHeap(heap, delay)),
             (0..super::LANES, 0..50u64).prop_map(|(lane, delay)| Op::PushInOrder(lane, delay)),
             (0..super::LANES).prop_map(Op::PushInOrderFixed),
             (0..40usize, 0..50u64).prop_map(|(slot, delay)| Op::PushSlot(slot, delay)),
@@ -580,6 +641,11 @@ mod tests {
                 match op {
                     Op::Push(delay) => {
                         queue.push(now_ns + delay, id);
+                        model.insert((now_ns + delay, seq), id);
+                        seq += 1;
+                    }
+                    Op::PushToHeap(heap, delay) => {
+                        queue.push_to_heap(heap, now_ns + delay, id);
                         model.insert((now_ns + delay, seq), id);
                         seq += 1;
                     }

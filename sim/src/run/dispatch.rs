@@ -3,6 +3,8 @@
 //!
 //! # Invariants
 //! - An event of a host a `host-crash` took down is dropped, never half handled.
+//! - `host_crashed` is true once any host has crashed: a crash is an `[[at]]` command
+//!   (`faults.rs`), so the flag is brought up to date after each one.
 
 use super::{pool_slot, GuestStep, ServiceItem, SimEvent, World, ACCESS_TICK_NS};
 use hypervisor_model::event::CoreInput;
@@ -12,11 +14,18 @@ impl World<'_> {
     /// took down is dropped: nothing runs there any more.
     pub(super) fn dispatch(&mut self, event: SimEvent) -> Option<u16> {
         let now_ns = self.queue.now_ns();
-        if let Some(host) = self.event_host(&event) {
-            if self.hosts[usize::from(host)].sim.crashed_at_ns.is_some() {
-                return None;
+        // No host has crashed in most runs: the event's host is not looked up then.
+        if self.host_crashed {
+            if let Some(host) = self.event_host(&event) {
+                if self.hosts[usize::from(host)].sim.crashed_at_ns.is_some() {
+                    return None;
+                }
             }
         }
+        debug_assert!(
+            self.host_crashed || self.hosts.iter().all(|h| h.sim.crashed_at_ns.is_none()),
+            "a host crashed outside an `[[at]]` command"
+        );
         match event {
             SimEvent::Softirq { host, pcpu } => {
                 self.deliver_plain(host, CoreInput::Softirq { pcpu });
@@ -174,7 +183,11 @@ impl World<'_> {
             }
             SimEvent::NetArrive { frame } => self.net_arrived(frame),
             SimEvent::DomainStart { index } => Some(self.start_domain(index)),
-            SimEvent::Command { index } => Some(self.run_command(index)),
+            SimEvent::Command { index } => {
+                let host = self.run_command(index);
+                self.host_crashed = self.hosts.iter().any(|h| h.sim.crashed_at_ns.is_some());
+                Some(host)
+            }
         }
     }
 

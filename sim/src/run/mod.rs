@@ -70,6 +70,11 @@ pub const LANE_DISK: usize = 1;
 /// retransmission timer, one fixed timeout after the request.
 pub const LANE_IO_WAKE: usize = 2;
 const _: () = assert!(LANE_IO_WAKE < crate::clock::LANES);
+/// The event queue's heap of demand-done events (`clock.rs`,
+/// `EventQueue::push_to_heap`): about one per running vCPU, beside the many wakes of the
+/// blocked ones in heap 0, so their sifts stay short.
+pub const HEAP_DEMAND_DONE: usize = 1;
+const _: () = assert!(HEAP_DEMAND_DONE < crate::clock::HEAPS);
 
 /// Something that happens at a virtual time. Kept small (no boxed or large payloads), as
 /// every pending event is moved around the queue's heap.
@@ -281,6 +286,9 @@ pub struct World<'s> {
     pub(crate) sync_result: Option<Result<(), hypervisor_model::toolstack::ops::ToolstackError>>,
     /// Bridges, links and frames on their way.
     pub(crate) net: net::NetWorld,
+    /// Some host has crashed (`host-crash`, an `[[at]]` command): until then no event
+    /// needs its host's crash test (`dispatch.rs`).
+    pub(crate) host_crashed: bool,
 }
 
 /// Index of a pool in per-pool tables.
@@ -416,6 +424,7 @@ impl<'s> World<'s> {
             sync_job: None,
             sync_result: None,
             net: net::NetWorld::new(scenario, &RngStreams::new(scenario.sim.seed)),
+            host_crashed: false,
             shutdown_reaction_ns: host::cost_ns(
                 &scenario.costs,
                 "guest.shutdown_reaction_ns",

@@ -412,21 +412,22 @@ impl HostGuests {
         host: u16,
         queue: &mut EventQueue<SimEvent>,
     ) {
-        let now_ns = now_ns + overhead_ns;
+        let start_ns = now_ns + overhead_ns;
         let node = self
             .numa
             .cpu_node
             .get(pcpu)
             .map_or(0, |n| usize::try_from(*n).unwrap_or(0));
-        // The model exists after its vCPU's first run: one look-up below, not three.
-        if !self.slots.contains_key(&v) && self.slot_for(v, now_ns, host, queue).is_none() {
-            return;
-        }
         let serve =
             self.service.item_count() > 0 && self.service.get(&v).is_some_and(|q| !q.is_empty());
+        // The model exists after its vCPU's first run: one look-up, not two.
         let Some(slot) = self.slots.get_mut(&v) else {
+            if self.slot_for(v, start_ns, host, queue).is_some() {
+                self.start_running(v, pcpu, now_ns, overhead_ns, host, queue);
+            }
             return;
         };
+        let now_ns = start_ns;
         slot.node = node;
         assert!(slot.run_started_ns.is_none(), "{v:?} started twice");
         assert!(slot.serving_since_ns.is_none(), "{v:?} started twice");
@@ -490,7 +491,8 @@ impl HostGuests {
         };
         slot.serving_since_ns = Some(now_ns);
         slot.run_generation = generation;
-        queue.push(
+        queue.push_to_heap(
+            super::HEAP_DEMAND_DONE,
             now_ns + left_ns,
             SimEvent::DemandDone {
                 host,
@@ -655,7 +657,8 @@ impl HostGuests {
         slot.run_generation = generation;
         slot.set_stretch(stretch);
         if let Some(ns) = slot.model.run_demand_ns(now_ns) {
-            queue.push(
+            queue.push_to_heap(
+                super::HEAP_DEMAND_DONE,
                 now_ns + ns,
                 SimEvent::DemandDone {
                     host,
@@ -703,7 +706,7 @@ fn push_demand_done(
         vcpu: v,
         generation,
     };
-    queue.push(at_ns, event);
+    queue.push_to_heap(super::HEAP_DEMAND_DONE, at_ns, event);
 }
 
 mod exchange;
