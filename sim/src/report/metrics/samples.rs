@@ -183,7 +183,7 @@ impl SlotSamples {
 
     /// The wakeup latency and the runqueue wait distributions of the vCPU with `slots`.
     /// The wakeups' extremes and sum are read once: the waits' are theirs joined with the
-    /// other waits'.
+    /// other waits'. A vCPU never preempted (no other wait) has the same two, selected once.
     pub(super) fn vcpu_distributions(&self, slots: VcpuSlots) -> (Distribution, Distribution) {
         const WAKEUP: &str = "wakeup_latency_ns";
         const WAIT: &str = "runq_wait_ns";
@@ -195,15 +195,15 @@ impl SlotSamples {
         }
         let wakeups = self.narrow(slots.wakeups());
         let wakeup_stats = NarrowStats::of(wakeups);
-        let others = NarrowStats::of(self.narrow(slots.wakeups().end..slots.waits().end));
-        (
-            Distribution::from_narrow_stats(wakeups, wakeup_stats, WAKEUP),
-            Distribution::from_narrow_stats(
-                self.narrow(slots.waits()),
-                wakeup_stats.join(others),
-                WAIT,
-            ),
-        )
+        let wakeup = Distribution::from_narrow_stats(wakeups, wakeup_stats, WAKEUP);
+        let others = self.narrow(slots.wakeups().end..slots.waits().end);
+        if others.is_empty() {
+            // Every wait began with a wake: the waits are the wakeups, sample for sample.
+            return (wakeup.clone(), wakeup);
+        }
+        let waits_stats = wakeup_stats.join(NarrowStats::of(others));
+        let waits = Distribution::from_narrow_stats(self.narrow(slots.waits()), waits_stats, WAIT);
+        (wakeup, waits)
     }
 
     /// The wakeup latency samples of the vCPUs with `slots`, pooled, ascending.
@@ -360,6 +360,21 @@ mod tests {
         assert_eq!(b_wakeup.count, 1);
         assert_eq!(b_wait.max, Some(5_000_000_000));
         assert_eq!([b_wakeup, b_wait], sorted_distributions(&slots, b));
+    }
+
+    #[test]
+    fn a_never_preempted_vcpu_has_its_wakeups_as_waits() {
+        let mut log = SampleLog::default();
+        let a = log.vcpu_slots();
+        for value in [40, 10, 30] {
+            log.push(a, true, value);
+        }
+        let slots = log.into_slots();
+
+        let (wakeup, wait) = slots.vcpu_distributions(a);
+
+        assert_eq!(wakeup, wait);
+        assert_eq!([wakeup, wait], sorted_distributions(&slots, a));
     }
 
     #[test]

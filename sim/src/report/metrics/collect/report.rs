@@ -106,8 +106,15 @@ impl DomainState {
             .map(|p| states[p].sample_slots)
             .collect();
         let wakeups = samples.pooled_wakeups_sorted(&slots);
+        let wakeup_latency_ns = Distribution::from_sorted(&wakeups, "wakeup_latency_ns");
         let runq_waits: Vec<&Distribution> = vcpus.iter().map(|v| &v.runq_wait_ns).collect();
-        let runq_wait_ns = samples.pooled_waits(&slots, &runq_waits, "runq_wait_ns");
+        // The waits hold every wakeup sample: as many waits as wakeups are the same samples.
+        let wait_count = runq_waits.iter().map(|d| d.count).sum::<u64>();
+        let runq_wait_ns = if wait_count == wakeup_latency_ns.count {
+            wakeup_latency_ns.clone()
+        } else {
+            samples.pooled_waits(&slots, &runq_waits, "runq_wait_ns")
+        };
         DomainMetrics {
             domid: self.domid.raw(),
             name: self.name.clone(),
@@ -119,7 +126,7 @@ impl DomainState {
             runnable_ns: sum(|v| v.runnable_ns, "runnable_ns"),
             blocked_ns: sum(|v| v.blocked_ns, "blocked_ns"),
             offline_ns: sum(|v| v.offline_ns, "offline_ns"),
-            wakeup_latency_ns: Distribution::from_sorted(&wakeups, "wakeup_latency_ns"),
+            wakeup_latency_ns,
             runq_wait_ns,
             wakeup_samples_ns: wakeups,
             jobs: JobMetrics::from_records(&self.jobs, window.start_ns, window.end_ns),
