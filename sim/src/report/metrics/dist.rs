@@ -74,12 +74,7 @@ impl Distribution {
     /// and the sum in one pass each, the quantiles by histogram
     /// ([`super::select::select_sorted_indexes`]), the values a sort would give.
     pub fn from_narrow(values: &[u32], metric: &str) -> Distribution {
-        let extremes = values
-            .iter()
-            .copied()
-            .min()
-            .zip(values.iter().copied().max());
-        Distribution::from_narrow_with(values, extremes, u32::sum_wide(values), metric)
+        Distribution::from_narrow_stats(values, NarrowStats::of(values), metric)
     }
 
     /// As [`Distribution::from_narrow`] for the samples of `parts` pooled in `values`: the
@@ -93,25 +88,21 @@ impl Distribution {
         let min = parts.iter().filter_map(|p| p.min).min().map(narrow);
         let max = parts.iter().filter_map(|p| p.max).max().map(narrow);
         let sum_wide = parts.iter().map(|p| u128::from(p.sum)).sum();
-        Distribution::from_narrow_with(values, min.zip(max), sum_wide, metric)
+        let stats = NarrowStats {
+            extremes: min.zip(max),
+            sum_wide,
+        };
+        Distribution::from_narrow_stats(values, stats, metric)
     }
 
-    /// [`Distribution::from_narrow`] given the `(min, max)` and the sum of `values`.
-    fn from_narrow_with(
+    /// [`Distribution::from_narrow`] given the extremes and the sum of `values`.
+    pub(super) fn from_narrow_stats(
         values: &[u32],
-        extremes: Option<(u32, u32)>,
-        sum_wide: u128,
+        stats: NarrowStats,
         metric: &str,
     ) -> Distribution {
-        debug_assert_eq!(
-            extremes,
-            values
-                .iter()
-                .copied()
-                .min()
-                .zip(values.iter().copied().max())
-        );
-        debug_assert_eq!(sum_wide, u32::sum_wide(values));
+        debug_assert_eq!(stats, NarrowStats::of(values));
+        let NarrowStats { extremes, sum_wide } = stats;
         let Some((min, max)) = extremes else {
             let none = [None; QUANTILES.len()];
             return Distribution::with_quantiles(0, sum_wide, metric, None, none, None);
@@ -190,6 +181,44 @@ impl Sample for u32 {
 impl Sample for u64 {
     fn sum_wide(values: &[u64]) -> u128 {
         values.iter().map(|&v| u128::from(v)).sum()
+    }
+}
+
+/// The extremes and the exact sum of narrow samples: what a distribution reads of every
+/// value, kept apart so that a pool's are its parts' joined.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct NarrowStats {
+    /// `(min, max)`, `None` for no sample.
+    extremes: Option<(u32, u32)>,
+    sum_wide: u128,
+}
+
+impl NarrowStats {
+    /// The stats of `values`: one pass each for the extremes and the sum.
+    pub(super) fn of(values: &[u32]) -> NarrowStats {
+        let extremes = values
+            .iter()
+            .copied()
+            .min()
+            .zip(values.iter().copied().max());
+        NarrowStats {
+            extremes,
+            sum_wide: u32::sum_wide(values),
+        }
+    }
+
+    /// The stats of the samples of `self` and `other` together.
+    pub(super) fn join(self, other: NarrowStats) -> NarrowStats {
+        let extremes = match (self.extremes, other.extremes) {
+            (Some((a_min, a_max)), Some((b_min, b_max))) => {
+                Some((a_min.min(b_min), a_max.max(b_max)))
+            }
+            (one, None) | (None, one) => one,
+        };
+        NarrowStats {
+            extremes,
+            sum_wide: self.sum_wide + other.sum_wide,
+        }
     }
 }
 

@@ -1,129 +1,146 @@
 //! The latency samples of a host's vCPUs (`specs/metrics.md` §1.2: wakeup latency and
 //! runqueue wait), kept in one append-only log per host until the end of the run, then
-//! grouped by slot for the distributions.
+//! grouped by tag for the distributions.
 //!
-//! Each vCPU owns two sample slots (one per metric). A sample whose value fits 32 bits
-//! (below 4.29 s) and whose slot fits 16 bits is appended as a `u32` value and a `u16` slot
-//! to two parallel columns (6 bytes a sample), any other as a `(slot, value_ns)` pair in a
-//! side list. One sequential log costs less per sample than a growing vector per vCPU:
-//! every append lands next to the previous one, where 512 per-vCPU tails each missed the
-//! cache (about 2% of `bench-64x512`).
+//! A wake's wakeup latency and its runqueue wait are one sample: a vCPU woken at `t` is
+//! runnable from `t`, so both measure from `t` to its next run (the wake is in the window
+//! exactly when the runnable start is). Each wait is logged once, tagged by its vCPU and
+//! by whether it began with a wake: a vCPU's wakeup latencies are its wake-tagged samples,
+//! its runqueue waits all of its samples. Each vCPU owns two consecutive tags (wake, then
+//! other), so after grouping its runqueue waits are one contiguous run of values, and so
+//! are a domain's when its vCPUs' tags are consecutive (they are created together).
+//!
+//! A sample whose value fits 32 bits (below 4.29 s) and whose tag fits 16 bits is appended
+//! as a `u32` value and a `u16` tag to two parallel columns (6 bytes a sample), any other
+//! as a `(tag, value_ns)` pair in a side list. One sequential log costs less per sample than
+//! a growing vector per vCPU: every append lands next to the previous one, where 512
+//! per-vCPU tails each missed the cache (about 2% of `bench-64x512`).
 //!
 //! At the end, [`SampleLog::into_slots`] moves the narrow values into one array grouped by
-//! slot (a counting sort, 4 bytes a sample), handing the log over from its end in chunks
+//! tag (a counting sort, 4 bytes a sample), handing the log over from its end in chunks
 //! whose memory is returned as it goes: the log and the grouped copy never both exist whole.
 //!
 //! # Invariants
-//! - Every logged slot was handed out by [`SampleLog::vcpu_slots`].
-//! - [`SampleLog::into_slots`] gives each slot exactly the values pushed to it; the order
-//!   inside a slot is not kept (every consumer sorts or selects).
+//! - Every logged tag is one of the tags [`SampleLog::vcpu_slots`] handed out.
+//! - [`SampleLog::into_slots`] gives each tag exactly the values pushed to it; the order
+//!   inside a tag is not kept (every consumer sorts or selects).
 
 use std::collections::BTreeMap;
+use std::ops::Range;
 
-use super::dist::Distribution;
+use super::dist::{Distribution, NarrowStats};
 
-/// Slots per vCPU: the wakeup latency's, then the runqueue wait's.
-const SLOTS_PER_VCPU: u32 = 2;
-/// Log entries handed to their slots per step of [`SampleLog::into_slots`], whose freed
+/// Tags per vCPU: its waits that began with a wake, then its other waits.
+const TAGS_PER_VCPU: u32 = 2;
+/// Log entries handed to their tags per step of [`SampleLog::into_slots`], whose freed
 /// tail is then returned (peak memory).
 const SPLIT_CHUNK_SAMPLES: usize = 1 << 20;
 
-/// The two sample slots of one vCPU.
+/// The two sample tags of one vCPU.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct VcpuSlots {
-    wakeup: u32,
+    /// The tag of its waits that began with a wake; `base + 1` tags its other waits.
+    base: u32,
 }
 
 impl VcpuSlots {
-    /// Slot of the wakeup latency samples.
-    pub(super) fn wakeup(self) -> u32 {
-        self.wakeup
+    /// The tag of a runqueue wait that began with a wake (`woken`) or not.
+    #[inline(always)]
+    fn tag(self, woken: bool) -> u32 {
+        self.base + u32::from(!woken)
     }
 
-    /// Slot of the runqueue wait samples.
-    pub(super) fn runq_wait(self) -> u32 {
-        self.wakeup + 1
+    /// The tags of the wakeup latency samples.
+    fn wakeups(self) -> Range<u32> {
+        self.base..self.base + 1
+    }
+
+    /// The tags of the runqueue wait samples (every sample of the vCPU).
+    fn waits(self) -> Range<u32> {
+        self.base..self.base + TAGS_PER_VCPU
     }
 }
 
 /// One host's latency samples.
 #[derive(Debug, Default)]
 pub(super) struct SampleLog {
-    /// Values below 2^32 ns of slots below 2^16; `narrow_slots[i]` is the slot of
+    /// Values below 2^32 ns of tags below 2^16; `narrow_tags[i]` is the tag of
     /// `narrow_values[i]`.
     narrow_values: Vec<u32>,
-    narrow_slots: Vec<u16>,
-    /// `(slot, value_ns)` for the others.
+    narrow_tags: Vec<u16>,
+    /// `(tag, value_ns)` for the others.
     wide: Vec<(u32, u64)>,
-    /// Slots handed out so far.
-    slot_count: u32,
+    /// Tags handed out so far.
+    tag_count: u32,
 }
 
 impl SampleLog {
-    /// The slots of a new vCPU.
+    /// The tags of a new vCPU.
     pub(super) fn vcpu_slots(&mut self) -> VcpuSlots {
-        let wakeup = self.slot_count;
-        self.slot_count = wakeup
-            .checked_add(SLOTS_PER_VCPU)
+        let base = self.tag_count;
+        self.tag_count = base
+            .checked_add(TAGS_PER_VCPU)
             .expect("metrics: fewer than 2^31 vCPUs per host");
-        VcpuSlots { wakeup }
+        VcpuSlots { base }
     }
 
-    /// Appends `value_ns` to `slot`.
+    /// Appends a runqueue wait of `value_ns` of the vCPU with `slots`; `woken` when the
+    /// wait began with a wake (it is then its wakeup latency too).
     #[inline]
-    pub(super) fn push(&mut self, slot: u32, value_ns: u64) {
-        debug_assert!(slot < self.slot_count, "sample slot not handed out");
-        match (u16::try_from(slot), u32::try_from(value_ns)) {
-            (Ok(narrow_slot), Ok(narrow_ns)) => {
+    pub(super) fn push(&mut self, slots: VcpuSlots, woken: bool, value_ns: u64) {
+        let tag = slots.tag(woken);
+        debug_assert!(tag < self.tag_count, "sample tag not handed out");
+        match (u16::try_from(tag), u32::try_from(value_ns)) {
+            (Ok(narrow_tag), Ok(narrow_ns)) => {
                 self.narrow_values.push(narrow_ns);
-                self.narrow_slots.push(narrow_slot);
+                self.narrow_tags.push(narrow_tag);
             }
-            _ => self.wide.push((slot, value_ns)),
+            _ => self.wide.push((tag, value_ns)),
         }
     }
 
-    /// Every slot's samples, grouped by slot. The log is handed over from its end in
+    /// Every tag's samples, grouped by tag. The log is handed over from its end in
     /// chunks, each chunk's memory returned before the next.
     pub(super) fn into_slots(mut self) -> SlotSamples {
-        debug_assert_eq!(self.narrow_values.len(), self.narrow_slots.len());
-        let narrow_slot_count = self.slot_count.min(u32::from(u16::MAX) + 1);
-        let mut ends = vec![0usize; usize::try_from(narrow_slot_count).unwrap_or(usize::MAX)];
-        for &slot in &self.narrow_slots {
-            ends[usize::from(slot)] += 1;
+        debug_assert_eq!(self.narrow_values.len(), self.narrow_tags.len());
+        let narrow_tag_count = self.tag_count.min(u32::from(u16::MAX) + 1);
+        let mut ends = vec![0usize; usize::try_from(narrow_tag_count).unwrap_or(usize::MAX)];
+        for &tag in &self.narrow_tags {
+            ends[usize::from(tag)] += 1;
         }
         let mut total = 0;
         for end in &mut ends {
             total += *end;
             *end = total;
         }
-        // Each slot is filled from its end down; `cursors[s]` ends as slot `s`'s start.
+        // Each tag is filled from its end down; `cursors[t]` ends as tag `t`'s start.
         let mut cursors = ends.clone();
         let mut values = vec![0u32; total];
-        while !self.narrow_slots.is_empty() {
-            let keep = self.narrow_slots.len().saturating_sub(SPLIT_CHUNK_SAMPLES);
-            for (&slot, &value) in self.narrow_slots[keep..]
+        while !self.narrow_tags.is_empty() {
+            let keep = self.narrow_tags.len().saturating_sub(SPLIT_CHUNK_SAMPLES);
+            for (&tag, &value) in self.narrow_tags[keep..]
                 .iter()
                 .zip(&self.narrow_values[keep..])
             {
-                let cursor = &mut cursors[usize::from(slot)];
+                let cursor = &mut cursors[usize::from(tag)];
                 *cursor -= 1;
                 values[*cursor] = value;
             }
-            self.narrow_slots.truncate(keep);
-            self.narrow_slots.shrink_to_fit();
+            self.narrow_tags.truncate(keep);
+            self.narrow_tags.shrink_to_fit();
             self.narrow_values.truncate(keep);
             self.narrow_values.shrink_to_fit();
         }
         let mut wide: BTreeMap<u32, Vec<u64>> = BTreeMap::new();
-        for (slot, value_ns) in self.wide {
-            wide.entry(slot).or_default().push(value_ns);
+        for (tag, value_ns) in self.wide {
+            wide.entry(tag).or_default().push(value_ns);
         }
         SlotSamples { values, ends, wide }
     }
 }
 
-/// Every slot's samples at the end of the run: the narrow values of slot `s` are
-/// `values[ends[s - 1]..ends[s]]` (from 0 for the first), its other values in `wide`.
+/// Every tag's samples at the end of the run: the narrow values of tag `t` are
+/// `values[ends[t - 1]..ends[t]]` (from 0 for the first), its other values in `wide`.
 #[derive(Debug, Default)]
 pub(super) struct SlotSamples {
     values: Vec<u32>,
@@ -132,79 +149,120 @@ pub(super) struct SlotSamples {
 }
 
 impl SlotSamples {
-    /// The narrow values of `slot` (empty past the last narrow slot).
-    fn narrow_mut(&mut self, slot: u32) -> &mut [u32] {
-        let Some(index) = usize::try_from(slot).ok().filter(|&i| i < self.ends.len()) else {
-            return &mut [];
-        };
-        let start = index.checked_sub(1).map_or(0, |before| self.ends[before]);
-        &mut self.values[start..self.ends[index]]
+    /// Narrow values of the tags below `tag` (all of them past the last narrow tag).
+    fn offset(&self, tag: u32) -> usize {
+        let count = usize::try_from(tag).map_or(self.ends.len(), |t| t.min(self.ends.len()));
+        count.checked_sub(1).map_or(0, |last| self.ends[last])
     }
 
-    /// Appends every sample of `slot` to `out` (in no particular order).
-    fn extend_into(&mut self, slot: u32, out: &mut Vec<u64>) {
-        out.extend(self.narrow_mut(slot).iter().map(|&v| u64::from(v)));
-        if let Some(wide) = self.wide.get(&slot) {
+    /// The narrow values of the consecutive `tags`, one slice (empty past the last narrow
+    /// tag).
+    fn narrow(&self, tags: Range<u32>) -> &[u32] {
+        &self.values[self.offset(tags.start)..self.offset(tags.end)]
+    }
+
+    /// True if some sample of `tags` is not narrow.
+    fn any_wide(&self, tags: Range<u32>) -> bool {
+        !self.wide.is_empty() && self.wide.range(tags).next().is_some()
+    }
+
+    /// Appends every sample of `tags` to `out` (in no particular order).
+    fn extend_into(&self, tags: Range<u32>, out: &mut Vec<u64>) {
+        out.extend(self.narrow(tags.clone()).iter().map(|&v| u64::from(v)));
+        for (_, wide) in self.wide.range(tags) {
             out.extend_from_slice(wide);
         }
     }
 
-    /// True if some sample of one of `slots` is not narrow.
-    fn any_wide(&self, slots: &[u32]) -> bool {
-        !self.wide.is_empty() && slots.iter().any(|slot| self.wide.contains_key(slot))
+    /// The distribution of every sample of `tags` (some not narrow), reordering a copy.
+    fn wide_distribution(&self, tags: Range<u32>, metric: &str) -> Distribution {
+        let mut all = Vec::new();
+        self.extend_into(tags, &mut all);
+        Distribution::from_unordered(&mut all, metric)
     }
 
-    /// The samples of `slots` pooled, ascending.
-    pub(super) fn pooled_sorted(&mut self, slots: &[u32]) -> Vec<u64> {
-        if self.any_wide(slots) {
+    /// The wakeup latency and the runqueue wait distributions of the vCPU with `slots`.
+    /// The wakeups' extremes and sum are read once: the waits' are theirs joined with the
+    /// other waits'. A vCPU never preempted (no other wait) has the same two, selected once.
+    pub(super) fn vcpu_distributions(&self, slots: VcpuSlots) -> (Distribution, Distribution) {
+        const WAKEUP: &str = "wakeup_latency_ns";
+        const WAIT: &str = "runq_wait_ns";
+        if self.any_wide(slots.waits()) {
+            return (
+                self.wide_distribution(slots.wakeups(), WAKEUP),
+                self.wide_distribution(slots.waits(), WAIT),
+            );
+        }
+        let wakeups = self.narrow(slots.wakeups());
+        let wakeup_stats = NarrowStats::of(wakeups);
+        let wakeup = Distribution::from_narrow_stats(wakeups, wakeup_stats, WAKEUP);
+        let others = self.narrow(slots.wakeups().end..slots.waits().end);
+        if others.is_empty() {
+            // Every wait began with a wake: the waits are the wakeups, sample for sample.
+            return (wakeup.clone(), wakeup);
+        }
+        let waits_stats = wakeup_stats.join(NarrowStats::of(others));
+        let waits = Distribution::from_narrow_stats(self.narrow(slots.waits()), waits_stats, WAIT);
+        (wakeup, waits)
+    }
+
+    /// The wakeup latency samples of the vCPUs with `slots`, pooled, ascending.
+    pub(super) fn pooled_wakeups_sorted(&self, slots: &[VcpuSlots]) -> Vec<u64> {
+        if slots.iter().any(|s| self.any_wide(s.wakeups())) {
             let mut all = Vec::new();
-            for &slot in slots {
-                self.extend_into(slot, &mut all);
+            for s in slots {
+                self.extend_into(s.wakeups(), &mut all);
             }
             all.sort_unstable();
             return all;
         }
-        let mut narrow = self.pooled_narrow(slots);
+        let count = slots.iter().map(|s| self.narrow(s.wakeups()).len()).sum();
+        let mut narrow = Vec::with_capacity(count);
+        for s in slots {
+            narrow.extend_from_slice(self.narrow(s.wakeups()));
+        }
         radix_sort(&mut narrow);
         narrow.into_iter().map(u64::from).collect()
     }
 
-    /// The distribution of the samples of `slots` pooled; `parts` are the distributions of
-    /// the slots one by one (their extremes and sums are the pool's).
-    pub(super) fn pooled_distribution(
-        &mut self,
-        slots: &[u32],
+    /// The runqueue wait distribution of the vCPUs with `slots` pooled; `parts` are their
+    /// distributions one by one (their extremes and sums are the pool's). Read in place
+    /// when the vCPUs' tags are consecutive, as a domain's are.
+    pub(super) fn pooled_waits(
+        &self,
+        slots: &[VcpuSlots],
         parts: &[&Distribution],
         metric: &str,
     ) -> Distribution {
         debug_assert_eq!(slots.len(), parts.len());
-        if self.any_wide(slots) {
+        if slots.iter().any(|s| self.any_wide(s.waits())) {
             let mut all = Vec::new();
-            for &slot in slots {
-                self.extend_into(slot, &mut all);
+            for s in slots {
+                self.extend_into(s.waits(), &mut all);
             }
             return Distribution::from_unordered(&mut all, metric);
         }
-        Distribution::from_narrow_parts(&self.pooled_narrow(slots), parts, metric)
-    }
-
-    fn pooled_narrow(&mut self, slots: &[u32]) -> Vec<u32> {
-        let mut narrow = Vec::new();
-        for &slot in slots {
-            narrow.extend_from_slice(self.narrow_mut(slot));
+        if let Some(tags) = consecutive_tags(slots) {
+            return Distribution::from_narrow_parts(self.narrow(tags), parts, metric);
         }
-        narrow
-    }
-
-    /// The distribution of `slot`'s samples (the narrow ones stay in place).
-    pub(super) fn distribution(&mut self, slot: u32, metric: &str) -> Distribution {
-        if self.wide.contains_key(&slot) {
-            let mut all = Vec::new();
-            self.extend_into(slot, &mut all);
-            return Distribution::from_unordered(&mut all, metric);
+        let count = slots.iter().map(|s| self.narrow(s.waits()).len()).sum();
+        let mut narrow = Vec::with_capacity(count);
+        for s in slots {
+            narrow.extend_from_slice(self.narrow(s.waits()));
         }
-        Distribution::from_narrow(self.narrow_mut(slot), metric)
+        Distribution::from_narrow_parts(&narrow, parts, metric)
     }
+}
+
+/// The tags of `slots` as one range, when their tag pairs are consecutive (in any order).
+fn consecutive_tags(slots: &[VcpuSlots]) -> Option<Range<u32>> {
+    let first = slots.iter().map(|s| s.base).min()?;
+    let last = slots.iter().map(|s| s.base).max()?;
+    // Distinct bases, each a multiple of the pair size from the first: `n` of them span
+    // `n` pairs exactly when they are all the pairs from `first` to `last`.
+    let pairs = u32::try_from(slots.len()).ok()?;
+    debug_assert!(slots.iter().all(|s| (s.base - first) % TAGS_PER_VCPU == 0));
+    (last - first == (pairs - 1) * TAGS_PER_VCPU).then_some(first..last + TAGS_PER_VCPU)
 }
 
 /// Sorts `values` ascending: a least-significant-digit radix sort by bytes, skipping the
@@ -240,7 +298,8 @@ fn radix_sort(values: &mut Vec<u32>) {
 
 #[cfg(test)]
 mod tests {
-    use super::SampleLog;
+    use super::super::dist::Distribution;
+    use super::{SampleLog, SlotSamples, VcpuSlots};
 
     #[test]
     fn radix_sort_equals_a_comparison_sort() {
@@ -263,92 +322,153 @@ mod tests {
         assert!(empty.is_empty());
     }
 
-    #[test]
-    fn pooled_samples_are_sorted_with_or_without_wide_ones() {
-        let mut log = SampleLog::default();
-        let a = log.vcpu_slots();
-        let b = log.vcpu_slots();
-        for (slot, value) in [(a.wakeup(), 30), (b.wakeup(), 10), (a.wakeup(), 20)] {
-            log.push(slot, value);
-        }
-        log.push(b.runq_wait(), 5_000_000_000);
-        log.push(a.runq_wait(), 3);
-        let mut slots = log.into_slots();
-
-        let wakeups = slots.pooled_sorted(&[a.wakeup(), b.wakeup()]);
-        let waits = slots.pooled_sorted(&[a.runq_wait(), b.runq_wait()]);
-        let wait_slots = [a.runq_wait(), b.runq_wait()];
-        let wait_parts = wait_slots.map(|slot| slots.distribution(slot, "test"));
-        let wait_dist = slots.pooled_distribution(&wait_slots, &wait_parts.each_ref(), "test");
-        let wakeup_part = slots.distribution(a.wakeup(), "test");
-        let wakeup_dist = slots.pooled_distribution(&[a.wakeup()], &[&wakeup_part], "test");
-
-        assert_eq!(wakeups, vec![10, 20, 30]);
-        assert_eq!(waits, vec![3, 5_000_000_000]);
-        assert_eq!(wait_dist.max, Some(5_000_000_000));
-        assert_eq!(wakeup_dist.sum, 50);
-    }
-
-    fn slot_values(samples: &mut super::SlotSamples, slot: u32) -> Vec<u64> {
+    /// Every sample of `tags`, ascending.
+    fn tag_values(samples: &SlotSamples, tags: std::ops::Range<u32>) -> Vec<u64> {
         let mut out = Vec::new();
-        samples.extend_into(slot, &mut out);
+        samples.extend_into(tags, &mut out);
         out.sort_unstable();
         out
     }
 
+    /// The straightforward distributions of the vCPU with `slots`: its wakeups, and all of
+    /// its samples, each copied and sorted.
+    fn sorted_distributions(samples: &SlotSamples, slots: VcpuSlots) -> [Distribution; 2] {
+        [slots.wakeups(), slots.waits()]
+            .map(|tags| Distribution::from_sorted(&tag_values(samples, tags), "test"))
+    }
+
     #[test]
-    fn samples_come_back_to_their_slots_narrow_and_wide() {
+    fn a_wake_sample_counts_as_wakeup_and_wait_an_other_as_wait_only() {
+        let mut log = SampleLog::default();
+        let a = log.vcpu_slots();
+        let b = log.vcpu_slots();
+        for (slots, woken, value) in [(a, true, 30), (b, true, 10), (a, false, 20), (a, true, 5)] {
+            log.push(slots, woken, value);
+        }
+        log.push(b, false, 5_000_000_000);
+        let slots = log.into_slots();
+
+        let (a_wakeup, a_wait) = slots.vcpu_distributions(a);
+        let (b_wakeup, b_wait) = slots.vcpu_distributions(b);
+
+        assert_eq!(
+            (a_wakeup.count, a_wakeup.sum, a_wakeup.max),
+            (2, 35, Some(30))
+        );
+        assert_eq!((a_wait.count, a_wait.sum, a_wait.min), (3, 55, Some(5)));
+        assert_eq!([a_wakeup, a_wait], sorted_distributions(&slots, a));
+        assert_eq!(b_wakeup.count, 1);
+        assert_eq!(b_wait.max, Some(5_000_000_000));
+        assert_eq!([b_wakeup, b_wait], sorted_distributions(&slots, b));
+    }
+
+    #[test]
+    fn a_never_preempted_vcpu_has_its_wakeups_as_waits() {
+        let mut log = SampleLog::default();
+        let a = log.vcpu_slots();
+        for value in [40, 10, 30] {
+            log.push(a, true, value);
+        }
+        let slots = log.into_slots();
+
+        let (wakeup, wait) = slots.vcpu_distributions(a);
+
+        assert_eq!(wakeup, wait);
+        assert_eq!([wakeup, wait], sorted_distributions(&slots, a));
+    }
+
+    #[test]
+    fn pooled_samples_equal_the_sorted_pool_in_and_out_of_tag_order() {
+        // Three vCPUs with scrambled samples; pooled in creation order (consecutive tags,
+        // read in place), in another order, and without the middle one (copied).
+        let mut log = SampleLog::default();
+        let vcpus = [log.vcpu_slots(), log.vcpu_slots(), log.vcpu_slots()];
+        for i in 0..3_000u32 {
+            let slots = vcpus[usize::try_from(i % 3).expect("below 3")];
+            log.push(slots, i % 5 != 0, u64::from(i.wrapping_mul(7_919) % 10_007));
+        }
+        let samples = log.into_slots();
+        let [a, b, c] = vcpus;
+
+        for pool in [vec![a, b, c], vec![c, a, b], vec![a, c]] {
+            let parts: Vec<Distribution> = pool
+                .iter()
+                .map(|&s| samples.vcpu_distributions(s).1)
+                .collect();
+            let parts: Vec<&Distribution> = parts.iter().collect();
+            let mut wakeups: Vec<u64> = Vec::new();
+            let mut waits: Vec<u64> = Vec::new();
+            for s in &pool {
+                samples.extend_into(s.wakeups(), &mut wakeups);
+                samples.extend_into(s.waits(), &mut waits);
+            }
+            wakeups.sort_unstable();
+            waits.sort_unstable();
+
+            let pooled = samples.pooled_waits(&pool, &parts, "test");
+
+            assert_eq!(samples.pooled_wakeups_sorted(&pool), wakeups);
+            assert_eq!(pooled, Distribution::from_sorted(&waits, "test"));
+        }
+    }
+
+    #[test]
+    fn samples_come_back_to_their_tags_narrow_and_wide() {
         let mut log = SampleLog::default();
         let a = log.vcpu_slots();
         let b = log.vcpu_slots();
         let wide_ns = 5_000_000_000;
 
-        log.push(a.wakeup(), 7);
-        log.push(b.runq_wait(), wide_ns);
-        log.push(a.wakeup(), u64::from(u32::MAX));
-        log.push(b.runq_wait(), 0);
-        let mut slots = log.into_slots();
+        log.push(a, true, 7);
+        log.push(b, false, wide_ns);
+        log.push(a, true, u64::from(u32::MAX));
+        log.push(b, false, 0);
+        let slots = log.into_slots();
 
-        assert_eq!(slot_values(&mut slots, 0), vec![7, u64::from(u32::MAX)]);
-        assert!(slot_values(&mut slots, 1).is_empty());
-        assert!(slot_values(&mut slots, 2).is_empty());
-        assert_eq!(slot_values(&mut slots, 3), vec![0, wide_ns]);
-        assert_eq!(slots.distribution(3, "test").max, Some(wide_ns));
-        assert_eq!(slots.distribution(0, "test").min, Some(7));
+        assert_eq!(tag_values(&slots, 0..1), vec![7, u64::from(u32::MAX)]);
+        assert!(tag_values(&slots, 1..3).is_empty());
+        assert_eq!(tag_values(&slots, 3..4), vec![0, wide_ns]);
+        assert_eq!(slots.vcpu_distributions(b).1.max, Some(wide_ns));
+        assert_eq!(slots.vcpu_distributions(a).0.min, Some(7));
+        assert_eq!(
+            slots.pooled_wakeups_sorted(&[a, b]),
+            vec![7, u64::from(u32::MAX)]
+        );
     }
 
     #[test]
-    fn slots_past_sixteen_bits_keep_their_samples() {
+    fn tags_past_sixteen_bits_keep_their_samples() {
         let mut log = SampleLog::default();
-        let mut last = log.vcpu_slots();
+        let first = log.vcpu_slots();
+        let mut last = first;
         for _ in 0..40_000 {
             last = log.vcpu_slots();
         }
-        // Slot 80_001 does not fit a u16: it goes to the side list, its neighbours do not.
-        log.push(last.runq_wait(), 11);
-        log.push(last.runq_wait(), 12);
-        log.push(1, 5);
-        let mut slots = log.into_slots();
+        // Tag 80_001 does not fit a u16: it goes to the side list, its neighbours do not.
+        log.push(last, false, 11);
+        log.push(last, false, 12);
+        log.push(first, false, 5);
+        let slots = log.into_slots();
 
-        assert!(last.runq_wait() > u32::from(u16::MAX));
-        assert_eq!(slot_values(&mut slots, last.runq_wait()), vec![11, 12]);
-        assert_eq!(slot_values(&mut slots, 1), vec![5]);
-        assert_eq!(slots.distribution(last.runq_wait(), "test").sum, 23);
+        assert!(last.tag(false) > u32::from(u16::MAX));
+        assert_eq!(tag_values(&slots, last.waits()), vec![11, 12]);
+        assert_eq!(tag_values(&slots, first.waits()), vec![5]);
+        assert_eq!(slots.vcpu_distributions(last).1.sum, 23);
+        assert_eq!(slots.vcpu_distributions(last).0.count, 0);
     }
 
     #[test]
     fn grouping_spans_several_chunks() {
         let mut log = SampleLog::default();
-        let slots: Vec<_> = (0..3).map(|_| log.vcpu_slots()).collect();
+        let vcpus: Vec<_> = (0..3).map(|_| log.vcpu_slots()).collect();
         let n = super::SPLIT_CHUNK_SAMPLES * 2 + 5;
         for i in 0..n {
-            let slot = slots[i % 3].runq_wait();
-            log.push(slot, u64::try_from(i).expect("fits"));
+            log.push(vcpus[i % 3], false, u64::try_from(i).expect("fits"));
         }
-        let mut grouped = log.into_slots();
+        let grouped = log.into_slots();
 
-        for (k, s) in slots.iter().enumerate() {
-            let values = slot_values(&mut grouped, s.runq_wait());
+        for (k, s) in vcpus.iter().enumerate() {
+            let values = tag_values(&grouped, s.waits());
             let want: Vec<u64> = (0..n)
                 .filter(|i| i % 3 == k)
                 .map(|i| u64::try_from(i).expect("fits"))

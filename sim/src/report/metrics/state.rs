@@ -7,7 +7,8 @@
 //! # Invariants
 //! - A transition starts from the state held (`from == state`), so intervals tile the
 //!   vCPU's life and the four runstate times sum to its in-window life.
-//! - A pending wake (`wake_ns`) and a runnable start exist only while runnable.
+//! - A pending wake (`woken`) and a runnable start exist only while runnable, and a
+//!   pending wake's time is the runnable start (a woken vCPU is runnable from its wake).
 //! - A latency sample is kept when its start is in the window; its end is always before
 //!   `t1` because only events before the end of the run are observed.
 //!
@@ -107,8 +108,9 @@ pub(super) struct VcpuState {
     /// Where its wakeup latency and runqueue wait samples go in the host's log.
     pub(super) sample_slots: VcpuSlots,
     state: Runstate,
-    /// Time of the wake whose run is awaited.
-    wake_ns: OptNs,
+    /// The current runnable interval began with a wake (at `runnable_since_ns`), whose run
+    /// is awaited.
+    woken: bool,
     /// Start of the current runnable interval.
     runnable_since_ns: OptNs,
     /// End of life: `DomainFree` or the end of the run.
@@ -155,7 +157,7 @@ impl VcpuState {
             migration_numa_count: 0,
             wake_abandoned_count: 0,
             last_pcpu: None,
-            wake_ns: OptNs::NONE,
+            woken: false,
             runnable_since_ns: OptNs::NONE,
             sample_slots,
             cold: Box::new(VcpuCold {
@@ -204,7 +206,7 @@ impl VcpuState {
         let in_window = window.contains(time_ns);
         match (from, to) {
             (Runstate::Blocked | Runstate::Offline, Runstate::Runnable) => {
-                self.wake_ns = OptNs::some(time_ns);
+                self.woken = true;
             }
             (Runstate::Runnable, Runstate::Running) => {
                 self.run_after_wait(window, time_ns, samples);
@@ -225,8 +227,9 @@ impl VcpuState {
             bump(&mut self.dispatch_count, "dispatch_count");
         }
         // Kept by the arms above (the inputs are checked by the asserts on entry).
-        debug_assert!(self.state == Runstate::Runnable || self.wake_ns.is_none());
+        debug_assert!(self.state == Runstate::Runnable || !self.woken);
         debug_assert!(self.state == Runstate::Runnable || self.runnable_since_ns.is_none());
+        debug_assert!(!self.woken || !self.runnable_since_ns.is_none());
     }
 
     /// The vCPU starts a running interval on `pcpu` (a `Schedule` naming it as `next`).
@@ -250,7 +253,7 @@ impl VcpuState {
         assert!(self.closed_ns.is_none(), "vCPU closed twice");
         self.account(window, time_ns);
         self.closed_ns = OptNs::some(time_ns);
-        if let Some(wake_ns) = self.wake_ns.take() {
+        if let Some(wake_ns) = self.take_wake() {
             if window.contains(wake_ns) && time_ns < window.end_ns {
                 // Freed while still waiting to run: the wake can never complete.
                 bump(&mut self.wake_abandoned_count, "wake_abandoned_count");
@@ -281,14 +284,8 @@ impl VcpuState {
         }
     }
 
-    /// The metrics of a closed vCPU with index `id`; `samples` are the host's by slot
-    /// (its own are reordered).
-    pub(super) fn metrics(
-        &self,
-        id: u32,
-        window: Window,
-        samples: &mut SlotSamples,
-    ) -> VcpuMetrics {
+    /// The metrics of a closed vCPU with index `id`; `samples` are the host's by tag.
+    pub(super) fn metrics(&self, id: u32, window: Window, samples: &SlotSamples) -> VcpuMetrics {
         let closed_ns = self.closed_ns.get().expect("vCPU closed before reporting");
         let cold = &self.cold;
         let [running_ns, runnable_ns, blocked_ns, offline_ns] = self.time_ns;
@@ -299,6 +296,7 @@ impl VcpuState {
         assert_eq!(exist_ns, window.clip(cold.created_ns, closed_ns));
         let mut steal_ns = runnable_ns;
         add(&mut steal_ns, offline_ns, "steal_ns");
+        let (wakeup_latency_ns, runq_wait_ns) = samples.vcpu_distributions(self.sample_slots);
         VcpuMetrics {
             id,
             running_ns,
@@ -313,9 +311,8 @@ impl VcpuState {
             migration_numa_count: self.migration_numa_count,
             wake_abandoned_count: self.wake_abandoned_count,
             wakeup_latency_pending_count: cold.wakeup_latency_pending_count,
-            wakeup_latency_ns: samples
-                .distribution(self.sample_slots.wakeup(), "wakeup_latency_ns"),
-            runq_wait_ns: samples.distribution(self.sample_slots.runq_wait(), "runq_wait_ns"),
+            wakeup_latency_ns,
+            runq_wait_ns,
             server_period_count: cold.server.map(|s| s.period_count),
             server_underserved_count: cold.server.map(|s| s.underserved_count),
             server_shortfall_ns: cold.server.map(|s| s.shortfall_ns),
@@ -343,26 +340,36 @@ impl VcpuState {
         self.since_ns = time_ns;
     }
 
+    /// The runnable interval ends in a run at `time_ns`: its wait is one sample, a wakeup
+    /// latency too if it began with a wake (the wake's time is the interval's start).
     #[inline(always)]
     fn run_after_wait(&mut self, window: Window, time_ns: u64, samples: &mut SampleLog) {
-        if let Some(wake_ns) = self.wake_ns.take().filter(|&w| window.contains(w)) {
-            samples.push(self.sample_slots.wakeup(), time_ns - wake_ns);
-        }
+        let woken = std::mem::replace(&mut self.woken, false);
         if let Some(since_ns) = self
             .runnable_since_ns
             .take()
             .filter(|&s| window.contains(s))
         {
-            samples.push(self.sample_slots.runq_wait(), time_ns - since_ns);
+            samples.push(self.sample_slots, woken, time_ns - since_ns);
         }
     }
 
     fn abandon_wake(&mut self, window: Window) {
-        if let Some(wake_ns) = self.wake_ns.take() {
+        if let Some(wake_ns) = self.take_wake() {
             if window.contains(wake_ns) {
                 bump(&mut self.wake_abandoned_count, "wake_abandoned_count");
             }
         }
         self.runnable_since_ns = OptNs::NONE;
+    }
+
+    /// Takes the pending wake: its time (the runnable interval's start), if there is one.
+    fn take_wake(&mut self) -> Option<u64> {
+        if !std::mem::replace(&mut self.woken, false) {
+            return None;
+        }
+        let wake_ns = self.runnable_since_ns.get();
+        debug_assert!(wake_ns.is_some(), "a pending wake without a runnable start");
+        wake_ns
     }
 }

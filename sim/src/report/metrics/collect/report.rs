@@ -56,7 +56,7 @@ impl HostState {
     /// The domains that existed in the window, in creation order; closes live vCPUs.
     pub(super) fn domain_metrics(&mut self, window: Window, end_ns: u64) -> Vec<DomainMetrics> {
         let mut out = Vec::new();
-        let mut samples = std::mem::take(&mut self.samples).into_slots();
+        let samples = std::mem::take(&mut self.samples).into_slots();
         for domain in &mut self.domains {
             if domain.freed_ns.is_none() {
                 for position in domain.vcpus.positions() {
@@ -66,7 +66,7 @@ impl HostState {
             let ended_ns = domain.freed_ns.unwrap_or(end_ns);
             let existed = domain.created_ns < end_ns && ended_ns > window.start_ns;
             if existed {
-                out.push(domain.metrics(window, &self.meta.name, &self.vcpus, &mut samples));
+                out.push(domain.metrics(window, &self.meta.name, &self.vcpus, &samples));
             }
         }
         out
@@ -80,13 +80,13 @@ pub(super) fn ratio_ppm(part: u64, whole: u64) -> Option<u64> {
 }
 
 impl DomainState {
-    /// Its metrics; `states` are the host's vCPUs, `samples` their latency samples by slot.
+    /// Its metrics; `states` are the host's vCPUs, `samples` their latency samples by tag.
     fn metrics(
         &self,
         window: Window,
         host: &str,
         states: &[VcpuState],
-        samples: &mut SlotSamples,
+        samples: &SlotSamples,
     ) -> DomainMetrics {
         let vcpus: Vec<VcpuMetrics> = self
             .vcpus
@@ -100,16 +100,21 @@ impl DomainState {
             }
             total
         };
-        let slots = |pick: fn(&VcpuState) -> u32| -> Vec<u32> {
-            self.vcpus.positions().map(|p| pick(&states[p])).collect()
-        };
-        let wakeups = samples.pooled_sorted(&slots(|v| v.sample_slots.wakeup()));
+        let slots: Vec<_> = self
+            .vcpus
+            .positions()
+            .map(|p| states[p].sample_slots)
+            .collect();
+        let wakeups = samples.pooled_wakeups_sorted(&slots);
+        let wakeup_latency_ns = Distribution::from_sorted(&wakeups, "wakeup_latency_ns");
         let runq_waits: Vec<&Distribution> = vcpus.iter().map(|v| &v.runq_wait_ns).collect();
-        let runq_wait_ns = samples.pooled_distribution(
-            &slots(|v| v.sample_slots.runq_wait()),
-            &runq_waits,
-            "runq_wait_ns",
-        );
+        // The waits hold every wakeup sample: as many waits as wakeups are the same samples.
+        let wait_count = runq_waits.iter().map(|d| d.count).sum::<u64>();
+        let runq_wait_ns = if wait_count == wakeup_latency_ns.count {
+            wakeup_latency_ns.clone()
+        } else {
+            samples.pooled_waits(&slots, &runq_waits, "runq_wait_ns")
+        };
         DomainMetrics {
             domid: self.domid.raw(),
             name: self.name.clone(),
@@ -121,7 +126,7 @@ impl DomainState {
             runnable_ns: sum(|v| v.runnable_ns, "runnable_ns"),
             blocked_ns: sum(|v| v.blocked_ns, "blocked_ns"),
             offline_ns: sum(|v| v.offline_ns, "offline_ns"),
-            wakeup_latency_ns: Distribution::from_sorted(&wakeups, "wakeup_latency_ns"),
+            wakeup_latency_ns,
             runq_wait_ns,
             wakeup_samples_ns: wakeups,
             jobs: JobMetrics::from_records(&self.jobs, window.start_ns, window.end_ns),
