@@ -532,6 +532,26 @@ impl CpuMask {
         }
     }
 
+    /// Keeps the pCPUs that `listed` yields (`self &= listed`; those at or past the width
+    /// keep nothing): a mask of at most 64 pCPUs gathers `listed` in one word, with no
+    /// mask built.
+    #[inline(always)]
+    pub fn retain_listed(&mut self, listed: impl Iterator<Item = PcpuId>) {
+        if self.width <= 64 {
+            let mut keep = 0u64;
+            for cpu in listed {
+                keep |= 1u64.checked_shl(cpu.raw()).unwrap_or(0);
+            }
+            self.set_word0(self.word0() & keep);
+            return;
+        }
+        let mut keep = CpuMask::empty(self.width);
+        for cpu in listed.filter(|cpu| cpu.raw() < self.width) {
+            keep.set(cpu);
+        }
+        self.and_with(&keep);
+    }
+
     /// The set pCPUs in ascending order.
     pub fn iter(&self) -> impl Iterator<Item = PcpuId> + '_ {
         let words = self.w();
@@ -755,6 +775,29 @@ mod tests {
                 CpuMask::test_or_cycle_combined([&a, &b, &c], start, |[a, b, c]| a & b & !c),
                 built.test_or_cycle(start)
             );
+        }
+    }
+
+    proptest! {
+        /// `retain_listed` keeps what the mask built from the list keeps.
+        #[test]
+        fn retain_listed_matches_built_masks(
+            width in prop_oneof![Just(1u32), Just(64), Just(100), Just(INLINE_CPUS_MAX + 70)],
+            words in prop::collection::vec(
+                prop_oneof![Just(0u64), Just(u64::MAX), any::<u64>()],
+                3,
+            ),
+            listed in prop::collection::vec(0u32..1200, 0..8),
+        ) {
+            let a = from_words(width, &words);
+            let mut keep = CpuMask::empty(width);
+            for raw in listed.iter().filter(|raw| **raw < width) {
+                keep.set(cpu(*raw));
+            }
+            let expected = a.and(&keep);
+            let mut fused = a.clone();
+            fused.retain_listed(listed.iter().map(|raw| cpu(*raw)));
+            prop_assert_eq!(fused, expected);
         }
     }
 

@@ -8,12 +8,15 @@
 //! - runqueue masks within `active`, `active` within the pool, every pool pCPU in exactly
 //!   one runqueue; an idle (untickled) pCPU runs no vCPU;
 //! - parked vCPUs have `VPF_parked`, are on their domain's list, and nowhere else;
-//! - runqueue `load` counts exactly the queued and scheduled vCPUs.
+//! - runqueue `load` counts exactly the queued and scheduled vCPUs;
+//! - each runqueue's hint order links exactly its pCPUs, oldest hint first, and a pCPU
+//!   without a hint is idle.
 
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
+use super::hint_order;
 use super::{Credit2Scheduler, Runqueue, CARRYOVER_MAX, CREDIT_INIT, CREDIT_MIN, FLAG_SCHEDULED};
 use crate::cpumask::CpuMask;
 use crate::domain::vcpu::VPF_PARKED;
@@ -113,6 +116,9 @@ impl Credit2Scheduler {
             && rq.active.weight() == rq.nr_cpus;
         if !masks_ok {
             push(out, "credit2.runqueue_masks", format!("runqueue {id}"));
+        }
+        if !hint_order::order_ok(&self.pcpu_curr, &rq.hint_order, &rq.active, &rq.idle) {
+            push(out, "credit2.hint_order", format!("runqueue {id}"));
         }
         let counted = rq
             .svc

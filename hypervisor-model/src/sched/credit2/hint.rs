@@ -19,6 +19,7 @@
 //! - While a hint names the running vCPU, `entered_ns` is that vCPU's runstate entry time
 //!   (debug builds compare).
 
+use super::hint_order::{retain_older, write, NO_CPU};
 use super::Credit2Scheduler;
 use crate::cpumask::CpuMask;
 use crate::ids::{DomId, PcpuId, VcpuId, VcpuRef};
@@ -45,11 +46,18 @@ pub(crate) struct CurrHint {
 /// A slot without a hint has `entered_ns == i64::MIN`, a time no scan bound reaches, so
 /// "entered at or after the bound" implies a hint (and its `v` is then the hinted vCPU;
 /// without a hint it is a placeholder nothing reads).
+///
+/// The slot also links its pCPU into its runqueue's order by entry time
+/// ([`super::hint_order`]); a fresh slot is unlinked.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct HintSlot {
-    entered_ns: i64,
-    v: VcpuRef,
-    unit: usize,
+    pub(super) entered_ns: i64,
+    pub(super) v: VcpuRef,
+    pub(super) unit: usize,
+    /// The pCPU before this one in its runqueue's order ([`NO_CPU`] at the oldest end).
+    pub(super) older: u32,
+    /// The pCPU after this one in its runqueue's order ([`NO_CPU`] at the newest end).
+    pub(super) newer: u32,
 }
 
 /// The `v` of a slot without a hint (never read: see [`HintSlot`]).
@@ -67,6 +75,8 @@ impl HintSlot {
         entered_ns: i64::MIN,
         v: NO_VCPU,
         unit: 0,
+        older: NO_CPU,
+        newer: NO_CPU,
     };
 
     /// The slot holding `hint`, or none. A hint that entered at `i64::MIN` (no real
@@ -77,6 +87,8 @@ impl HintSlot {
                 entered_ns: hint.entered_ns,
                 v: hint.v,
                 unit: hint.unit,
+                older: NO_CPU,
+                newer: NO_CPU,
             },
             _ => HintSlot::NONE,
         }
@@ -109,14 +121,34 @@ impl Credit2Scheduler {
             .filter(|hint| hint.v == v)
     }
 
-    /// Drops from `busy` every pCPU whose hint says its vCPU entered its runstate at or
-    /// after `from_ns`: no unit or vCPU lookup, one pass over the dense hints. The scan of
-    /// `runq_tickle` skips such a pCPU: a hint names the vCPU running there, which
+    /// Drops from `busy` (pCPUs of runqueue `id`) every pCPU whose hint says its vCPU
+    /// entered its runstate at or after `from_ns`: no unit or vCPU lookup, a walk of the
+    /// runqueue's hint order from the oldest that stops at the first recent pCPU. The scan
+    /// of `runq_tickle` skips such a pCPU: a hint names the vCPU running there, which
     /// `is_preemptable` refuses, or (in a test that does not switch) nothing runs there,
     /// which scores -1; neither beats the scan's best.
     #[inline(always)]
-    pub(crate) fn drop_recent(&self, ctx: &SchedCtx<'_>, busy: &mut CpuMask, from_ns: i64) {
-        drop_recent_hints(&self.pcpu_curr, busy, from_ns);
+    pub(crate) fn drop_recent(
+        &self,
+        ctx: &SchedCtx<'_>,
+        id: usize,
+        busy: &mut CpuMask,
+        from_ns: i64,
+    ) {
+        assert!(
+            from_ns > i64::MIN,
+            "a scan bound that a missing hint reaches"
+        );
+        let plain = cfg!(debug_assertions).then(|| {
+            let mut plain = busy.clone();
+            drop_recent_hints(&self.pcpu_curr, &mut plain, from_ns);
+            plain
+        });
+        retain_older(&self.pcpu_curr, &self.rq(id).hint_order, busy, from_ns);
+        debug_assert!(
+            plain.is_none_or(|plain| plain == *busy),
+            "the hint order's walk disagrees with the per-pCPU test"
+        );
         debug_assert!(
             self.pcpu_curr.iter().zip(ctx.curr).all(|(slot, running)| {
                 !slot.recent(from_ns)
@@ -126,6 +158,17 @@ impl Credit2Scheduler {
             }),
             "a recent hint of a vCPU that does not run there, or stale running-since hint"
         );
+    }
+
+    /// Writes `hint` as the `pcpu_curr` hint of `cpu`, a pCPU of runqueue `id`, keeping
+    /// the runqueue's hint order.
+    #[inline(always)]
+    pub(crate) fn write_hint(&mut self, cpu: PcpuId, id: usize, hint: HintSlot) {
+        let rq = match self.rqs.get_mut(id) {
+            Some(Some(rq)) => rq,
+            _ => panic!("credit2: no runqueue {id}"),
+        };
+        write(&mut self.pcpu_curr, &mut rq.hint_order, cpu.raw(), hint);
     }
 
     /// `idx`, a hinted unit of `v`, if that slot still holds `v`'s unit.
@@ -187,32 +230,21 @@ impl Credit2Scheduler {
     }
 }
 
-/// The work of [`Credit2Scheduler::drop_recent`] over the hint slots (indexed by pCPU):
-/// drops from `busy` each pCPU whose slot holds a hint that entered at or after `from_ns`.
-#[inline(always)]
-fn drop_recent_hints(slots: &[HintSlot], busy: &mut CpuMask, from_ns: i64) {
+/// What [`Credit2Scheduler::drop_recent`] computes, one pCPU at a time over the hint
+/// slots (indexed by pCPU): drops from `busy` each pCPU whose slot holds a hint that
+/// entered at or after `from_ns`. The reference the hint order's walk is checked against
+/// (debug builds and tests).
+pub(super) fn drop_recent_hints(slots: &[HintSlot], busy: &mut CpuMask, from_ns: i64) {
     assert!(
         from_ns > i64::MIN,
         "a scan bound that a missing hint reaches"
     );
-    match slots.first_chunk::<HINT_SLOTS_MIN>() {
-        // A one-word mask names pCPUs below 64, all within the first 64 slots: the walk
-        // indexes a fixed-size array with no bounds check.
-        Some(first) if busy.width() <= 64 => {
-            busy.retain(|cpu| !first[cpu.index() % HINT_SLOTS_MIN].recent(from_ns));
-        }
-        _ => busy.retain(|cpu| {
-            slots
-                .get(cpu.index())
-                .is_none_or(|slot| !slot.recent(from_ns))
-        }),
-    }
+    busy.retain(|cpu| {
+        slots
+            .get(cpu.index())
+            .is_none_or(|slot| !slot.recent(from_ns))
+    });
 }
-
-/// The fewest `pcpu_curr` slots a scheduler keeps (those past the host's pCPUs hold no
-/// hint): one word of mask's worth, so the one-word scan of [`drop_recent_hints`] always
-/// finds them.
-pub(crate) const HINT_SLOTS_MIN: usize = 64;
 
 #[cfg(test)]
 mod tests {

@@ -9,6 +9,7 @@
 //! - `schedule.rs`: credit burn and reset, `runq_candidate`, `csched2_schedule`, slices;
 //! - `tickle.rs`: `runq_tickle` and the preemption score;
 //! - `hint.rs`: the per-pCPU hint of the running unit;
+//! - `hint_order.rs`: each runqueue's pCPUs in order of their hint's entry time;
 //! - `place.rs`: `csched2_res_pick`, migration, `balance_load`;
 //! - `cap.rs`: caps, budgets, parking, replenishment, domain parameters;
 //! - `check.rs`: the invariant checker.
@@ -33,6 +34,7 @@ mod cap;
 mod check;
 mod doms;
 mod hint;
+mod hint_order;
 mod place;
 mod runqueue;
 mod schedule;
@@ -319,7 +321,7 @@ impl Credit2Scheduler {
             free_units: Vec::new(),
             doms: doms::DomSlots::default(),
             timers: BTreeSet::new(),
-            pcpu_curr: alloc::vec![hint::HintSlot::NONE; slots.max(hint::HINT_SLOTS_MIN)],
+            pcpu_curr: alloc::vec![hint::HintSlot::NONE; slots],
             pcpu_prev: alloc::vec![None; slots],
             scratch_pulls: Vec::new(),
         }

@@ -22,6 +22,7 @@
 use alloc::format;
 use alloc::vec::Vec;
 
+use super::hint_order::{self, HintOrder};
 use super::{printk, Credit2Scheduler, LOADAVG_GRANULARITY_SHIFT};
 use crate::cpumask::CpuMask;
 use crate::ids::PcpuId;
@@ -69,6 +70,9 @@ pub struct Runqueue {
     pub smt_idle: CpuMask,
     /// Its pCPUs.
     pub active: CpuMask,
+    /// Its pCPUs in order of their `pcpu_curr` hint's entry time (the links are in the
+    /// hint slots).
+    pub(crate) hint_order: HintOrder,
 }
 
 impl Runqueue {
@@ -241,6 +245,7 @@ impl Credit2Scheduler {
             runq_credits: Vec::new(),
             max_weight: 1,
             pick_bias: cpu,
+            hint_order: HintOrder::EMPTY,
         });
     }
 
@@ -270,7 +275,11 @@ impl Credit2Scheduler {
         self.pcpu_siblings[cpu.index()] = mine;
         self.pcpu_rq[cpu.index()] = Some(id);
         self.initialized.set(cpu);
-        let rq = self.rq_mut(id);
+        let rq = match self.rqs.get_mut(id) {
+            Some(Some(rq)) => rq,
+            _ => panic!("credit2: no runqueue {id}"),
+        };
+        hint_order::join(&mut self.pcpu_curr, &mut rq.hint_order, cpu.raw());
         rq.idle.set(cpu);
         rq.active.set(cpu);
         rq.smt_idle.set(cpu);
@@ -290,9 +299,13 @@ impl Credit2Scheduler {
             format!("Removing cpu {} from runqueue {id}", cpu.raw()),
         );
         // A pCPU back in the pool later starts without a running-unit hint.
+        let rq = match self.rqs.get_mut(id) {
+            Some(Some(rq)) => rq,
+            _ => panic!("credit2: no runqueue {id}"),
+        };
+        hint_order::leave(&mut self.pcpu_curr, &mut rq.hint_order, cpu.raw());
         self.pcpu_curr[cpu.index()] = super::hint::HintSlot::NONE;
         self.pcpu_prev[cpu.index()] = None;
-        let rq = self.rq_mut(id);
         rq.idle.clear(cpu);
         rq.smt_idle.clear(cpu);
         rq.active.clear(cpu);
@@ -317,6 +330,7 @@ impl Credit2Scheduler {
         rq.refcnt -= 1;
         if rq.refcnt == 0 {
             assert!(rq.runq.is_empty(), "runqueue {id} freed with waiters");
+            assert!(rq.hint_order.is_empty(), "runqueue {id} freed with pCPUs");
             self.rqs[id] = None;
         }
     }

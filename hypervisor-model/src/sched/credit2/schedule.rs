@@ -313,6 +313,12 @@ impl Credit2Scheduler {
         // The hint of `cpu` is written last: until `schedule` returns, the core runs
         // `prev` there, which the old hint names (a `runq_tickle` scan from `picked`
         // relies on that).
+        // A picked vCPU has a real entry time, so only an idle pick leaves no hint (the
+        // hint order relies on it).
+        assert!(
+            cand.next.is_none() || entered_ns != i64::MIN,
+            "a vCPU picked without an entry time"
+        );
         let hint = HintSlot::new(cand.next.map(|unit| CurrHint {
             v: self.u(unit).v,
             unit,
@@ -323,7 +329,7 @@ impl Credit2Scheduler {
                 self.set_idle(cpu, id);
             }
             self.update_load(ctx, id, None, 0);
-            self.pcpu_curr[cpu.index()] = hint;
+            self.write_hint(cpu, id, hint);
             return Decision {
                 next: None,
                 next_time: Span::from_ns(-1),
@@ -337,7 +343,7 @@ impl Credit2Scheduler {
         // Read before the hint store (the unit's `v` and credit, as `runtime` left them).
         let unit = self.u(snext);
         let (next_v, credit) = (unit.v, unit.credit);
-        self.pcpu_curr[cpu.index()] = hint;
+        self.write_hint(cpu, id, hint);
         Decision {
             next: Some(next_v),
             next_time: Span::from_ns(slice),

@@ -244,10 +244,11 @@ impl Credit2Scheduler {
         // A pCPU whose hint names its running vCPU and says it entered at or after
         // `now - preempt_after_ns` is one `is_preemptable` refuses: `tickle_score` is -1
         // there (the common answer on a busy host), and -1 never beats `best`. Those are
-        // dropped in one pass over the dense hint array; the rest are scored in order.
+        // dropped by a walk of the runqueue's hint order that visits only the older
+        // pCPUs; the rest are scored in order.
         if let Some(after) = newcomer.preempt_after_ns {
             let from = newcomer.now_ns - after;
-            self.drop_recent(ctx, &mut busy, from);
+            self.drop_recent(ctx, id, &mut busy, from);
         }
         for i in busy.iter() {
             let s = self.tickle_score(ctx, &newcomer, i, id);
