@@ -305,7 +305,7 @@ fn bogus_gref_gets_an_error_response_and_a_log_line() {
         first_sect: 0,
         last_sect: 7,
     };
-    blkif::encode_direct(&mut slot, Dir::Read, 77, 0, &[seg]);
+    blkif::encode_direct(&mut slot, Dir::Read, 77, 0, [seg].into_iter());
     let (_hv, p) = guest_writes_slot1_behind_a_busy_backend(&slot);
     let gntst_bad_gntref = crate::grant::GrantError::BadGntref.code();
     let logged = p.events.iter().any(

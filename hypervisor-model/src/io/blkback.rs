@@ -132,19 +132,20 @@ impl VbdPath {
             Ok(request) => request,
             Err(err) => return reject(err),
         };
-        match self.back_prepare(request, grants, pages) {
+        match self.back_prepare(&request, grants, pages) {
             Ok(io) => BackOutcome::Submit(io),
             Err(err) => reject(err),
         }
     }
 
+    /// The request by reference: it is large, and only its segments are read.
     fn back_prepare(
         &mut self,
-        request: BlkRequest,
+        request: &BlkRequest,
         grants: &mut GrantTables,
         pages: &PageStore,
     ) -> Result<BackIo, BlkReqError> {
-        match request {
+        match *request {
             BlkRequest::Flush { id, op } => Ok(bare(id, op, DiskOp::Flush, 0, 0)),
             BlkRequest::Discard {
                 id,
@@ -162,7 +163,7 @@ impl VbdPath {
                 dir,
                 id,
                 sector,
-                segs,
+                ref segs,
                 nr_segs,
             } => {
                 let segs = &segs[..usize::from(nr_segs)];
@@ -173,10 +174,10 @@ impl VbdPath {
                 id,
                 sector,
                 nr_segs,
-                pages: indirect,
+                pages: ref indirect,
             } => {
                 let mut io_maps = Vec::new();
-                let segs = self.read_indirect(nr_segs, &indirect, grants, pages, &mut io_maps);
+                let segs = self.read_indirect(nr_segs, indirect, grants, pages, &mut io_maps);
                 match segs {
                     Ok(segs) => self.back_rw(dir, id, sector, &segs, io_maps, grants, pages),
                     Err(err) => {

@@ -22,8 +22,8 @@ use super::blkif::{
 };
 use super::ring::RingOverflow;
 use super::vbd::{
-    sector_stamp, GuestIo, IoDone, IoInFlight, IoOp, PageStore, PoolPage, Shadow, StandInFrames,
-    VbdPath, BACKLOG_IOS_MAX, DATA_GFNS_PER_DEVICE, DATA_GFN_BASE, DIGEST_INIT,
+    sector_stamp, Backlogged, GuestIo, IoDone, IoInFlight, IoOp, PageStore, PoolPage, Shadow,
+    StandInFrames, VbdPath, BACKLOG_IOS_MAX, DATA_GFNS_PER_DEVICE, DATA_GFN_BASE, DIGEST_INIT,
     GUEST_IO_SECTORS_MAX, SHADOW_SEGS_MAX,
 };
 use crate::grant::{GrantTables, GuestFrames, GRANT_ENTRIES_PER_FRAME_V1};
@@ -75,7 +75,10 @@ impl VbdPath {
         if self.backlog.len() >= BACKLOG_IOS_MAX {
             return Err(FrontError::Busy);
         }
-        self.backlog.push_back(io);
+        self.backlog.push_back(Backlogged {
+            io,
+            held_slot: None,
+        });
         Ok(())
     }
 
@@ -90,13 +93,20 @@ impl VbdPath {
     /// Moves waiting I/Os onto the ring while they fit, then pushes once.
     pub fn front_kick(&mut self, grants: &mut GrantTables, pages: &mut PageStore) -> FrontPush {
         let mut pushed = 0;
-        while let Some(io) = self.backlog.front().copied() {
-            match self.front_place(io, grants, pages) {
-                Some(parts) => {
+        while let Some(queued) = self.backlog.front().copied() {
+            match self.front_place(queued, grants, pages) {
+                Ok(parts) => {
                     self.backlog.pop_front();
                     pushed += parts;
                 }
-                None => break,
+                Err(Some(held_slot)) => {
+                    // A grant could not be made: the I/O waits holding its slot.
+                    if let Some(front) = self.backlog.front_mut() {
+                        front.held_slot = Some(held_slot);
+                    }
+                    break;
+                }
+                Err(None) => break,
             }
         }
         if pushed == 0 {
@@ -113,39 +123,42 @@ impl VbdPath {
         FrontPush { pushed, notify }
     }
 
-    /// Puts `io` on the ring as ring requests; `None` if the ring or pool lacks room.
+    /// Puts `queued` on the ring as ring requests: how many. `Err` if the ring or pool
+    /// lacks room, with the `ios` slot the I/O keeps when a grant failed part-way.
     fn front_place(
         &mut self,
-        io: GuestIo,
+        queued: Backlogged,
         grants: &mut GrantTables,
         pages: &mut PageStore,
-    ) -> Option<u32> {
-        let page_count = usize::try_from(io.sectors.div_ceil(8)).ok()?;
+    ) -> Result<u32, Option<u16>> {
+        let io = queued.io;
+        let page_count = usize::try_from(io.sectors.div_ceil(8)).map_err(|_| None)?;
         let per = self.segs_per_request();
         let parts = if io.op == IoOp::Flush {
             1
         } else {
             page_count.div_ceil(per)
         };
-        let parts_u32 = u32::try_from(parts).ok()?;
+        let parts_u32 = u32::try_from(parts).map_err(|_| None)?;
         if self.front.free_requests() < parts_u32 {
-            return None;
+            return Err(None);
         }
         let indirect = usize::from(page_count > BLKIF_MAX_SEGMENTS_PER_REQUEST);
         let need = page_count + parts * indirect;
         if self.pool_available() < need {
-            return None;
+            return Err(None);
         }
-        let io_index = self.take_io_slot(IoInFlight {
+        let inflight = IoInFlight {
             io,
             parts_left: parts_u32,
             status: BLKIF_RSP_OKAY,
             digest: DIGEST_INIT,
             bytes: u64::from(io.sectors) * 512,
-        })?;
+        };
+        let io_index = self.take_io_slot(inflight, queued.held_slot).ok_or(None)?;
         if io.op == IoOp::Flush {
             self.front_flush(io.tag, io_index);
-            return Some(1);
+            return Ok(1);
         }
         let dir = if io.op == IoOp::Read {
             Dir::Read
@@ -155,7 +168,7 @@ impl VbdPath {
         let mut sector = io.sector;
         let mut left = io.sectors;
         for _ in 0..parts {
-            let sectors = left.min(u32::try_from(per * 8).ok()?);
+            let sectors = left.min(u32::try_from(per * 8).map_err(|_| None)?);
             let part = Part {
                 dir,
                 sector,
@@ -164,13 +177,12 @@ impl VbdPath {
             };
             if self.front_request(io, part, grants, pages).is_none() {
                 // A grant could not be made: the I/O stays in the backlog with its slot.
-                self.ios_orphaned = true;
-                return None;
+                return Err(Some(io_index));
             }
             sector += u64::from(sectors);
             left -= sectors;
         }
-        Some(parts_u32)
+        Ok(parts_u32)
     }
 
     fn pool_available(&self) -> usize {
@@ -178,27 +190,23 @@ impl VbdPath {
     }
 
     /// A slot of `ios` for `inflight`: a free one (there is one for every free ring slot,
-    /// as every I/O in flight holds one at least, and only fitting I/Os get here), or,
-    /// once a placement failed part-way, the slot already holding its tag, overwritten as
-    /// the tag-keyed map this slab replaces did. `None` (the I/O waits) if none is free.
-    fn take_io_slot(&mut self, inflight: IoInFlight) -> Option<u16> {
+    /// as every I/O in flight holds one at least, and only fitting I/Os get here), or the
+    /// slot `held` that a placement failed part-way left it, if that still holds its tag,
+    /// overwritten as the tag-keyed map this slab replaces did (tags are unique among the
+    /// I/Os in flight). `None` (the I/O waits) if none is free.
+    fn take_io_slot(&mut self, inflight: IoInFlight, held: Option<u16>) -> Option<u16> {
         let tag = inflight.io.tag;
-        if self.ios_orphaned {
-            let same = |slot: &Option<IoInFlight>| slot.is_some_and(|i| i.io.tag == tag);
-            if let Some(index) = self.ios.iter().position(same) {
-                self.ios[index] = Some(inflight);
-                return u16::try_from(index).ok();
+        if let Some(index) = held {
+            if let Some(slot) = self.ios.get_mut(index).filter(|i| i.io.tag == tag) {
+                *slot = inflight;
+                return Some(index);
             }
         }
         debug_assert!(
-            self.ios.iter().flatten().all(|i| i.io.tag != tag),
+            self.ios.iter().all(|i| i.io.tag != tag),
             "guest I/O tag {tag} in flight twice"
         );
-        let index = self.ios_free.pop()?;
-        let slot = &mut self.ios[usize::from(index)];
-        assert!(slot.is_none(), "I/O slot {index} reused");
-        *slot = Some(inflight);
-        Some(index)
+        self.ios.insert(inflight)
     }
 
     fn front_flush(&mut self, tag: u64, io_index: u16) {
@@ -208,25 +216,18 @@ impl VbdPath {
         let shadow = Shadow {
             tag,
             dir: None,
-            pages: [(0, 0, 0); SHADOW_SEGS_MAX],
             page_count: 0,
             indirect: None,
             io_index,
         };
-        self.shadow[usize::from(id)] = Some(shadow);
+        self.shadow.fill(id, shadow);
     }
 
     /// `get_id_from_freelist`: a free shadow slot; there is one for every free ring slot.
     fn take_id(&mut self) -> u16 {
-        let id = self
-            .shadow_free
-            .pop()
-            .expect("a free shadow per free ring slot");
-        assert!(
-            self.shadow[usize::from(id)].is_none(),
-            "ring id {id} reused"
-        );
-        id
+        self.shadow
+            .take_free()
+            .expect("a free shadow per free ring slot")
     }
 
     /// One ring request of `sectors` from `sector` (sector-aligned pages).
@@ -243,8 +244,16 @@ impl VbdPath {
             sectors,
             io_index,
         } = part;
-        let mut segs = [Segment::default(); SHADOW_SEGS_MAX];
-        let mut used = [(0u16, 0u8, 0u8); SHADOW_SEGS_MAX];
+        let mut shadow = Shadow {
+            tag: io.tag,
+            dir: Some(dir),
+            page_count: 0,
+            indirect: None,
+            io_index,
+        };
+        // The pages go straight into the ring id the request will take (still free if a
+        // grant fails below; with none free, `take_id` fails after the pages, as before).
+        let next_id = self.shadow.peek_free();
         let mut count = 0usize;
         let mut left = sectors;
         let mut at = sector;
@@ -255,51 +264,44 @@ impl VbdPath {
             );
             let n = u8::try_from(left.min(u32::from(SECTORS_PER_PAGE))).ok()?;
             let index = self.pool_take(grants)?;
-            let page = self.pool[usize::from(index)];
             if dir == Dir::Write {
+                let mfn = self.pool[usize::from(index)].mfn;
                 let stamps = (0..n).map(|i| sector_stamp(io.seed, at + u64::from(i)));
-                pages.set_stamps(page.mfn, 0, stamps);
+                pages.set_stamps(mfn, 0, stamps);
             }
-            segs[count] = Segment {
-                gref: page.gref,
-                first_sect: 0,
-                last_sect: n - 1,
-            };
-            used[count] = (index, 0, n - 1);
+            if let Some(next_id) = next_id {
+                self.shadow_pages[usize::from(next_id)][count] = (index, 0, n - 1);
+            }
             count += 1;
             left -= u32::from(n);
             at += u64::from(n);
         }
-        let segs = &segs[..count];
+        shadow.page_count = u8::try_from(count).ok()?;
         let id = self.take_id();
+        debug_assert_eq!(Some(id), next_id, "the ring id peeked is the one taken");
         let id_u64 = u64::from(id);
-        let mut indirect = None;
         let slot = self.front.req_prod_pvt;
-        if segs.len() <= BLKIF_MAX_SEGMENTS_PER_REQUEST {
+        if count <= BLKIF_MAX_SEGMENTS_PER_REQUEST {
+            let pool = &self.pool;
+            let data = &self.shadow_pages[usize::from(id)][..count];
+            let segs = data.iter().map(|&page| segment(pool, page));
             blkif::encode_direct(self.sring.slot_mut(slot), dir, id_u64, sector, segs);
         } else {
             let index = self.pool_take(grants)?;
             let page = self.pool[usize::from(index)];
-            let bytes = pages.bytes_mut(page.mfn, 8 * segs.len());
-            for (i, seg) in segs.iter().enumerate() {
-                seg.encode(&mut bytes[8 * i..8 * i + 8]);
+            let bytes = pages.bytes_mut(page.mfn, 8 * count);
+            let data = &self.shadow_pages[usize::from(id)][..count];
+            for (i, &data) in data.iter().enumerate() {
+                segment(&self.pool, data).encode(&mut bytes[8 * i..8 * i + 8]);
             }
-            indirect = Some(index);
-            let nr = u16::try_from(segs.len()).ok()?;
+            shadow.indirect = Some(index);
+            let nr = u16::try_from(count).ok()?;
             let slot_bytes = self.sring.slot_mut(slot);
             blkif::encode_indirect(slot_bytes, dir, id_u64, sector, nr, &[page.gref]);
             self.counters.indirect_requests += 1;
         }
         self.front.req_prod_pvt = slot.wrapping_add(1);
-        let shadow = Shadow {
-            tag: io.tag,
-            dir: Some(dir),
-            pages: used,
-            page_count: u8::try_from(count).ok()?,
-            indirect,
-            io_index,
-        };
-        self.shadow[usize::from(id)] = Some(shadow);
+        self.shadow.fill(id, shadow);
         Some(())
     }
 
@@ -392,22 +394,20 @@ impl VbdPath {
 
     /// One response: frees its pages and, when it was the I/O's last, the I/O.
     fn front_complete(&mut self, rsp: BlkResponse, pages: &PageStore) -> Option<IoDone> {
-        let slot = usize::try_from(rsp.id)
-            .ok()
-            .and_then(|i| self.shadow.get_mut(i));
-        let Some(shadow) = slot.and_then(Option::take) else {
+        let id = u16::try_from(rsp.id).ok();
+        let Some((id, shadow)) = id.and_then(|id| Some((id, self.shadow.remove(id)?))) else {
             // Linux: "response has incorrect id" — the ring is not trusted any more.
             self.front_failed = true;
             return None;
         };
-        self.shadow_free.push(u16::try_from(rsp.id).unwrap_or(0));
+        let data = &self.shadow_pages[usize::from(id)][..usize::from(shadow.page_count)];
         self.pool_free
-            .extend(shadow.data_pages().iter().map(|&(index, _, _)| index));
+            .extend(data.iter().map(|&(index, _, _)| index));
         self.pool_free.extend(shadow.indirect);
         // Every shadow belongs to an I/O in flight (`front_place` fills both).
-        let io_index = usize::from(shadow.io_index);
-        let io = self.ios[io_index]
-            .as_mut()
+        let io = self
+            .ios
+            .get_mut(shadow.io_index)
             .expect("a shadow's I/O is in flight");
         debug_assert_eq!(io.io.tag, shadow.tag, "a shadow names its own I/O");
         if rsp.status != BLKIF_RSP_OKAY {
@@ -417,7 +417,7 @@ impl VbdPath {
                 io.status.min(BLKIF_RSP_ERROR)
             };
         }
-        for &(index, first, last) in shadow.data_pages() {
+        for &(index, first, last) in data {
             let mfn = self.pool[usize::from(index)].mfn;
             io.digest = pages.digest_stamps(mfn, first, last, io.digest);
         }
@@ -425,8 +425,7 @@ impl VbdPath {
         if io.parts_left > 0 {
             return None;
         }
-        let io = self.ios[io_index].take()?;
-        self.ios_free.push(shadow.io_index);
+        let io = self.ios.remove(shadow.io_index)?;
         Some(IoDone {
             tag: shadow.tag,
             status: io.status,
@@ -438,15 +437,24 @@ impl VbdPath {
     /// `blkif_recover`'s list: every guest I/O not completed yet, those on the ring (in
     /// tag order) before the backlog (in its order).
     pub fn front_unanswered(&self) -> Vec<GuestIo> {
-        let mut on_ring: Vec<GuestIo> = self.ios.iter().flatten().map(|i| i.io).collect();
+        let mut on_ring: Vec<GuestIo> = self.ios.iter().map(|i| i.io).collect();
         // Tags are unique among the I/Os in flight (`take_io_slot`): a total order.
         on_ring.sort_unstable_by_key(|io| io.tag);
-        on_ring.extend(self.backlog.iter().copied());
+        on_ring.extend(self.backlog.iter().map(|queued| queued.io));
         on_ring
     }
 
     /// Grants blkfront ends at the close (they are not mapped any more by then).
     pub fn front_pool_refs(&self) -> Vec<GrantRef> {
         self.pool.iter().map(|p| p.gref).collect()
+    }
+}
+
+/// The descriptor of a shadow's data page: its pool page's grant, with the sectors used.
+fn segment(pool: &[PoolPage], (index, first_sect, last_sect): (u16, u8, u8)) -> Segment {
+    Segment {
+        gref: pool[usize::from(index)].gref,
+        first_sect,
+        last_sect,
     }
 }

@@ -151,7 +151,8 @@ pub enum BlkRequest {
         id: u64,
         /// First 512-byte sector.
         sector: u64,
-        /// The segments (1..=11 once validated).
+        /// The slot's descriptor positions: the first `nr_segs` (1..=11 once validated)
+        /// are the request's segments, the rest the slot's unused bytes.
         segs: [Segment; BLKIF_MAX_SEGMENTS_PER_REQUEST],
         /// How many of `segs` are used (as the slot claims it).
         nr_segs: u8,
@@ -252,10 +253,9 @@ pub fn decode_request(slot: &[u8], max_indirect: u32) -> Result<BlkRequest, BlkR
             if nr_segs == 0 || usize::from(nr_segs) > BLKIF_MAX_SEGMENTS_PER_REQUEST {
                 return Err(BlkReqError::NrSegments(nr_segs));
             }
-            let mut segs = [Segment::default(); BLKIF_MAX_SEGMENTS_PER_REQUEST];
-            for (i, seg) in segs.iter_mut().take(usize::from(nr_segs)).enumerate() {
-                *seg = Segment::decode(&slot[24 + 8 * i..32 + 8 * i]);
-            }
+            // Every descriptor position of the slot, straight-line (those past `nr_segs`
+            // are never read): cheaper than zeroing the array and decoding in a loop.
+            let segs = core::array::from_fn(|i| Segment::decode(&slot[24 + 8 * i..32 + 8 * i]));
             let dir = if op == BLKIF_OP_READ {
                 Dir::Read
             } else {
@@ -310,19 +310,26 @@ pub const fn indirect_pages(nr_segs: usize) -> usize {
     nr_segs.div_ceil(SEGS_PER_INDIRECT_FRAME)
 }
 
-/// Writes a direct READ/WRITE request into `slot`.
-pub fn encode_direct(slot: &mut [u8], dir: Dir, id: u64, sector: u64, segs: &[Segment]) {
-    assert!(!segs.is_empty(), "a data request has a segment");
+/// Writes a direct READ/WRITE request of `segs` into `slot`.
+pub fn encode_direct(
+    slot: &mut [u8],
+    dir: Dir,
+    id: u64,
+    sector: u64,
+    segs: impl ExactSizeIterator<Item = Segment>,
+) {
+    let nr_segs = segs.len();
+    assert!(nr_segs > 0, "a data request has a segment");
     assert!(
-        segs.len() <= BLKIF_MAX_SEGMENTS_PER_REQUEST,
+        nr_segs <= BLKIF_MAX_SEGMENTS_PER_REQUEST,
         "direct: at most 11"
     );
     slot.fill(0);
     slot[0] = dir.op();
-    slot[1] = u8::try_from(segs.len()).unwrap_or(0);
+    slot[1] = u8::try_from(nr_segs).unwrap_or(0);
     slot[8..16].copy_from_slice(&id.to_le_bytes());
     slot[16..24].copy_from_slice(&sector.to_le_bytes());
-    for (i, seg) in segs.iter().enumerate() {
+    for (i, seg) in segs.enumerate() {
         seg.encode(&mut slot[24 + 8 * i..32 + 8 * i]);
     }
 }
@@ -409,7 +416,7 @@ mod tests {
     fn direct_write_roundtrips_through_a_slot() {
         let mut slot = [0u8; BLKIF_SLOT_BYTES];
         let segs = [seg(8, 0, 7), seg(9, 0, 3)];
-        encode_direct(&mut slot, Dir::Write, 42, 2048, &segs);
+        encode_direct(&mut slot, Dir::Write, 42, 2048, segs.iter().copied());
         let Ok(BlkRequest::Direct {
             dir, id, nr_segs, ..
         }) = decode_request(&slot, 256)
@@ -422,7 +429,7 @@ mod tests {
     #[test]
     fn twelve_direct_segments_are_rejected() {
         let mut slot = [0u8; BLKIF_SLOT_BYTES];
-        encode_direct(&mut slot, Dir::Read, 1, 0, &[seg(8, 0, 7)]);
+        encode_direct(&mut slot, Dir::Read, 1, 0, [seg(8, 0, 7)].into_iter());
         slot[1] = 12;
         assert_eq!(decode_request(&slot, 256), Err(BlkReqError::NrSegments(12)));
     }

@@ -9,7 +9,7 @@
 //! checks the XenStore and console rings share (`ring_index.rs`); the stand-in memory of
 //! both data paths' pages (`page_store.rs`); the per-device tables both data paths look
 //! their devices up in (`dev_map.rs`); the emptied buffers both data paths reuse
-//! (`spare.rs`).
+//! (`spare.rs`); blkfront's slot tables with free lists (`free_slots.rs`).
 //!
 //! Follows xen/include/public/io/xenbus.h; spec `xenstore-io.md` §4.
 
@@ -18,6 +18,7 @@ pub mod blkfront;
 pub mod blkif;
 pub mod console;
 pub mod dev_map;
+pub mod free_slots;
 pub mod handshake;
 pub mod netback;
 pub mod netfront;

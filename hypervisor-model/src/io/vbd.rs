@@ -9,10 +9,10 @@
 //! # Invariants
 //! - Every ring id blkfront has outstanding is a used `shadow` slot, exactly once, and a
 //!   response for an id not in use is never accepted (RING-ONE-RESPONSE).
-//! - `shadow` has `nr_ents` slots, each used or on `shadow_free`; the backlog holds at most
+//! - `shadow` has `nr_ents` slots, each used or free; the backlog holds at most
 //!   [`BACKLOG_IOS_MAX`] guest I/Os.
-//! - `ios` has `nr_ents` slots, each used or on `ios_free`; a used shadow names a used
-//!   `ios` slot, and an I/O's `parts_left` counts the shadows naming its slot.
+//! - `ios` has `nr_ents` slots, each used or free; a used shadow names a used `ios` slot,
+//!   and an I/O's `parts_left` counts the shadows naming its slot.
 //! - blkback's persistent grants number at most [`PERSISTENT_GRANTS_MAX`].
 //!
 //! xensim differs, on purpose: the data pages are a stand-in memory (`PageStore`) whose
@@ -24,6 +24,7 @@ use alloc::vec::Vec;
 
 use super::blkback::SEG_SPARE_MAX;
 use super::blkif::{Dir, BLKIF_SLOT_BYTES};
+use super::free_slots::FreeSlots;
 use super::ring::{BackRing, FrontRing, RingWatch, SharedRing, RING_PAGE_BYTES};
 use super::spare::SpareBuffers;
 use crate::grant::{FrameError, GrantHandle, GuestFrames};
@@ -154,9 +155,7 @@ pub struct Shadow {
     pub tag: u64,
     /// Its direction (`None` for a flush).
     pub dir: Option<Dir>,
-    /// Pool indices of its data pages, with the sectors used in each (`page_count` used).
-    pub pages: [(u16, u8, u8); SHADOW_SEGS_MAX],
-    /// Used entries of `pages`.
+    /// Its data pages: the first `page_count` entries of its id's [`ShadowPages`].
     pub page_count: u8,
     /// Pool index of its indirect page (blkfront's 32 segments fit one).
     pub indirect: Option<u16>,
@@ -170,16 +169,26 @@ pub const SHADOW_SEGS_MAX: usize = super::blkif::BLKFRONT_MAX_INDIRECT_SEGMENTS 
 const _: () = assert!(SHADOW_SEGS_MAX >= super::blkif::BLKIF_MAX_SEGMENTS_PER_REQUEST);
 const _: () = assert!(SHADOW_SEGS_MAX <= super::blkif::SEGS_PER_INDIRECT_FRAME);
 
-impl Shadow {
-    /// Its data pages.
-    pub fn data_pages(&self) -> &[(u16, u8, u8)] {
-        &self.pages[..usize::from(self.page_count)]
-    }
+/// Pool indices of a ring request's data pages, with the sectors used in each (Linux's
+/// `shadow[id].grants_used`): kept per ring id beside the [`Shadow`]s, so that a request
+/// is recorded and answered without copying the array.
+pub type ShadowPages = [(u16, u8, u8); SHADOW_SEGS_MAX];
 
+impl Shadow {
     /// Pool pages it holds (data and indirect).
     pub fn pages_used(&self) -> usize {
         usize::from(self.page_count) + usize::from(self.indirect.is_some())
     }
+}
+
+/// A guest I/O waiting in blkfront's backlog.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Backlogged {
+    /// The guest I/O.
+    pub io: GuestIo,
+    /// The [`VbdPath::ios`] slot a placement that failed part-way (a grant could not be
+    /// made) left it holding: the next placement fills that slot again.
+    pub held_slot: Option<u16>,
 }
 
 /// A guest I/O blkfront split over ring requests.
@@ -265,22 +274,17 @@ pub struct VbdPath {
     pub front_failed: bool,
     /// A guest wrote the ring page behind its driver's back.
     pub scribbled: bool,
-    /// blkfront: outstanding ring requests, indexed by their id (Linux's `shadow[]`, one
-    /// per ring slot; the id of a request is its index here).
-    pub shadow: Vec<Option<Shadow>>,
-    /// blkfront: free shadow indices (Linux's `shadow_free` list).
-    pub shadow_free: Vec<u16>,
+    /// blkfront: outstanding ring requests, indexed by their id (Linux's `shadow[]` with
+    /// its `shadow_free` list, one per ring slot; the id of a request is its index here).
+    pub shadow: FreeSlots<Shadow>,
+    /// blkfront: the data pages of each ring id's request (valid for its shadow's
+    /// `page_count` entries while the id is in use).
+    pub shadow_pages: Vec<ShadowPages>,
     /// blkfront: guest I/Os waiting for ring slots.
-    pub backlog: VecDeque<GuestIo>,
+    pub backlog: VecDeque<Backlogged>,
     /// blkfront: guest I/Os on the ring, in the slots their shadows name (each holds at
     /// least one ring request, so a slot per ring slot is enough).
-    pub ios: Vec<Option<IoInFlight>>,
-    /// blkfront: free slots of `ios`.
-    pub ios_free: Vec<u16>,
-    /// blkfront: a placement failed part-way (a grant could not be made), leaving its
-    /// I/O's slot in use while the I/O waits in the backlog; from then on a placement
-    /// looks for its tag's slot first (sticky: a degraded path).
-    pub ios_orphaned: bool,
+    pub ios: FreeSlots<IoInFlight>,
     /// blkfront: its page pool and the free pool indices.
     pub pool: Vec<PoolPage>,
     /// Free pool indices.
@@ -309,8 +313,7 @@ impl VbdPath {
     /// A freshly connected device: an initialised single-page ring, empty pools.
     pub fn new(params: VbdParams) -> VbdPath {
         let sring = SharedRing::new(RING_PAGE_BYTES, BLKIF_SLOT_BYTES);
-        let nr_ents = sring.nr_ents() as usize;
-        let nr_ents_u16 = u16::try_from(nr_ents).expect("a single-page ring has 32 slots");
+        let nr_ents = u16::try_from(sring.nr_ents()).expect("a single-page ring has 32 slots");
         let front = FrontRing::new(&sring);
         let back = BackRing::new(&sring);
         VbdPath {
@@ -321,12 +324,10 @@ impl VbdPath {
             back_halted: false,
             front_failed: false,
             scribbled: false,
-            shadow: alloc::vec![None; nr_ents],
-            shadow_free: (0..nr_ents_u16).rev().collect(),
+            shadow: FreeSlots::new(nr_ents),
+            shadow_pages: alloc::vec![[(0, 0, 0); SHADOW_SEGS_MAX]; usize::from(nr_ents)],
             backlog: VecDeque::new(),
-            ios: alloc::vec![None; nr_ents],
-            ios_free: (0..nr_ents_u16).rev().collect(),
-            ios_orphaned: false,
+            ios: FreeSlots::new(nr_ents),
             pool: Vec::new(),
             pool_free: Vec::new(),
             persistent: BTreeMap::new(),
@@ -391,30 +392,20 @@ impl VbdPath {
             out.push("ring.lost_wakeup");
         }
         let outstanding = self.front.req_prod_pvt.wrapping_sub(self.front.rsp_cons);
-        let in_use = self.shadow.iter().flatten().count();
-        if outstanding as usize != in_use || in_use + self.shadow_free.len() != self.shadow.len() {
+        let in_use = self.shadow.used_count();
+        if outstanding as usize != in_use || in_use + self.shadow.free_count() != self.shadow.len()
+        {
             out.push("ring.one_response");
         }
-        let parts: u64 = self
-            .ios
-            .iter()
-            .flatten()
-            .map(|io| u64::from(io.parts_left))
-            .sum();
+        let parts: u64 = self.ios.iter().map(|io| u64::from(io.parts_left)).sum();
         if parts != in_use as u64 {
             out.push("vbd.io_parts");
         }
-        let ios_in_use = self.ios.iter().flatten().count();
-        if ios_in_use + self.ios_free.len() != self.ios.len() {
+        if self.ios.used_count() + self.ios.free_count() != self.ios.len() {
             out.push("vbd.io_slots");
         }
-        let pooled = self.pool_free.len()
-            + self
-                .shadow
-                .iter()
-                .flatten()
-                .map(Shadow::pages_used)
-                .sum::<usize>();
+        let pooled =
+            self.pool_free.len() + self.shadow.iter().map(Shadow::pages_used).sum::<usize>();
         if pooled != self.pool.len() {
             out.push("vbd.pool_pages");
         }
@@ -488,9 +479,36 @@ mod tests {
         let second = path.front_kick(&mut grants, &mut pages);
         assert_eq!((first.pushed, second.pushed), (0, 0));
         // One slot held for tag 7 (as the tag-keyed map held one entry), the I/O waits.
-        assert!(path.ios_orphaned);
-        assert_eq!(path.ios_free.len(), path.ios.len() - 1);
+        assert_eq!(path.ios.free_count(), path.ios.len() - 1);
         assert_eq!(path.backlog.len(), 1);
+        assert_eq!(path.backlog.front().and_then(|b| b.held_slot), Some(0));
+    }
+
+    #[test]
+    fn io_whose_grant_failed_goes_out_in_the_slot_it_held() {
+        // As the tag search this replaces: once the guest has a grant table, the retry
+        // fills the slot the failed placement left (slot 0), not a second one.
+        let mut path = VbdPath::new(params());
+        let mut grants = crate::grant::GrantTables::new();
+        let mut pages = PageStore::default();
+        let io = GuestIo {
+            tag: 7,
+            op: IoOp::Read,
+            sector: 0,
+            sectors: 8,
+            seed: 7,
+        };
+        assert_eq!(path.front_submit(io), Ok(()));
+        let first = path.front_kick(&mut grants, &mut pages);
+        let config = crate::grant::GrantConfig::guest_default(true);
+        assert_eq!(grants.create(params().front_dom, config), Ok(()));
+
+        let second = path.front_kick(&mut grants, &mut pages);
+
+        assert_eq!((first.pushed, second.pushed), (0, 1));
+        assert_eq!(path.ios.get(0).map(|i| i.io.tag), Some(7));
+        assert_eq!(path.ios.free_count(), path.ios.len() - 1);
+        assert!(path.backlog.is_empty());
     }
 
     #[test]
