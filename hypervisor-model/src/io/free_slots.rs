@@ -113,6 +113,12 @@ impl<T> FreeSlots<T> {
     pub fn used_count(&self) -> usize {
         self.iter().count()
     }
+
+    /// True if the used and the free slots make up the table (O(n): for checks; false
+    /// between [`Self::take_free`] and [`Self::fill`]).
+    pub fn accounts_for_every_slot(&self) -> bool {
+        self.used_count() + self.free_count() == self.len()
+    }
 }
 
 #[cfg(test)]

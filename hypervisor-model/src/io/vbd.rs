@@ -393,15 +393,14 @@ impl VbdPath {
         }
         let outstanding = self.front.req_prod_pvt.wrapping_sub(self.front.rsp_cons);
         let in_use = self.shadow.used_count();
-        if outstanding as usize != in_use || in_use + self.shadow.free_count() != self.shadow.len()
-        {
+        if outstanding as usize != in_use || !self.shadow.accounts_for_every_slot() {
             out.push("ring.one_response");
         }
         let parts: u64 = self.ios.iter().map(|io| u64::from(io.parts_left)).sum();
         if parts != in_use as u64 {
             out.push("vbd.io_parts");
         }
-        if self.ios.used_count() + self.ios.free_count() != self.ios.len() {
+        if !self.ios.accounts_for_every_slot() {
             out.push("vbd.io_slots");
         }
         let pooled =
@@ -461,9 +460,14 @@ mod tests {
         assert!(broken.contains(&"ring.lost_wakeup"));
     }
 
-    #[test]
-    fn io_whose_grant_fails_keeps_one_slot_across_retries() {
-        // No grant table for the guest: the pool cannot grow, so the read cannot be placed.
+    /// A path whose first kick could not place a 4 KiB read of tag 7: the guest has no
+    /// grant table, so blkfront's pool cannot grow. With the grants, pages and that kick.
+    fn path_with_an_unplaced_read() -> (
+        VbdPath,
+        crate::grant::GrantTables,
+        PageStore,
+        crate::io::blkfront::FrontPush,
+    ) {
         let mut path = VbdPath::new(params());
         let mut grants = crate::grant::GrantTables::new();
         let mut pages = PageStore::default();
@@ -476,6 +480,12 @@ mod tests {
         };
         assert_eq!(path.front_submit(io), Ok(()));
         let first = path.front_kick(&mut grants, &mut pages);
+        (path, grants, pages, first)
+    }
+
+    #[test]
+    fn io_whose_grant_fails_keeps_one_slot_across_retries() {
+        let (mut path, mut grants, mut pages, first) = path_with_an_unplaced_read();
         let second = path.front_kick(&mut grants, &mut pages);
         assert_eq!((first.pushed, second.pushed), (0, 0));
         // One slot held for tag 7 (as the tag-keyed map held one entry), the I/O waits.
@@ -488,18 +498,7 @@ mod tests {
     fn io_whose_grant_failed_goes_out_in_the_slot_it_held() {
         // As the tag search this replaces: once the guest has a grant table, the retry
         // fills the slot the failed placement left (slot 0), not a second one.
-        let mut path = VbdPath::new(params());
-        let mut grants = crate::grant::GrantTables::new();
-        let mut pages = PageStore::default();
-        let io = GuestIo {
-            tag: 7,
-            op: IoOp::Read,
-            sector: 0,
-            sectors: 8,
-            seed: 7,
-        };
-        assert_eq!(path.front_submit(io), Ok(()));
-        let first = path.front_kick(&mut grants, &mut pages);
+        let (mut path, mut grants, mut pages, first) = path_with_an_unplaced_read();
         let config = crate::grant::GrantConfig::guest_default(true);
         assert_eq!(grants.create(params().front_dom, config), Ok(()));
 

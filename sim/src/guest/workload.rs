@@ -558,24 +558,16 @@ impl GuestVcpu {
         }
         // One match for a single model (most), the leaves' walk for a `mixed` one.
         let mut text = match &mut self.behavior {
-            Behavior::Io(model) => model.queue.take_console(),
-            Behavior::Periodic(model) => model.take_console(),
             Behavior::Mixed(_) => {
                 let mut text = String::new();
                 for leaf in self.behavior.leaves_mut() {
-                    match leaf {
-                        Behavior::Io(model) => {
-                            append_console(&mut text, model.queue.take_console())
-                        }
-                        Behavior::Periodic(model) => {
-                            append_console(&mut text, model.take_console())
-                        }
-                        _ => {}
+                    if let Some(lines) = leaf_console(leaf) {
+                        append_console(&mut text, lines);
                     }
                 }
                 text
             }
-            _ => String::new(),
+            single => leaf_console(single).unwrap_or_default(),
         };
         if !self.senders.is_empty() {
             append_console(&mut text, self.senders.take_console());
@@ -748,6 +740,15 @@ impl GuestVcpu {
             Behavior::Periodic(model) => model.jobs_released_before(end_ns),
             _ => &[],
         }
+    }
+}
+
+/// The kernel lines of one model that prints (`io`, `periodic`); `None` for the others.
+fn leaf_console(leaf: &mut Behavior) -> Option<String> {
+    match leaf {
+        Behavior::Io(model) => Some(model.queue.take_console()),
+        Behavior::Periodic(model) => Some(model.take_console()),
+        _ => None,
     }
 }
 

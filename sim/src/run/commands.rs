@@ -568,12 +568,12 @@ impl World<'_> {
                 GuestNotice::Destroyed => {
                     let guests = &mut self.hosts[usize::from(host)].sim.guests;
                     let jobs = guests.jobs(dom, now_ns);
-                    let ios = guests.take_io_logs(dom);
+                    let io_logs = guests.take_io_logs(dom);
                     let memory = guests.memory_stats(dom);
                     guests.forget_domain(dom);
                     self.hosts[usize::from(host)].sim.access.forget(dom);
                     self.sinks.domain_jobs(host, dom, jobs);
-                    self.sinks.domain_io(host, dom, ios);
+                    self.sinks.domain_io(host, dom, io_logs);
                     self.sinks.domain_memory(host, dom, memory);
                     self.net.detach_domain(host, dom);
                     let drops = self.net.take_drops(host, dom);

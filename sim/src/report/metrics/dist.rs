@@ -72,7 +72,10 @@ impl Distribution {
 
     /// As [`Distribution::from_samples`] for narrow samples, left in place: the extremes
     /// and the sum in one pass each, the quantiles by histogram
-    /// ([`super::select::select_sorted_indexes`]), the values a sort would give.
+    /// ([`super::select::select_sorted_indexes`]), the values a sort would give. The
+    /// run's metrics call [`Distribution::from_narrow_stats`] with stats they already hold;
+    /// the tests compare both with a sort.
+    #[cfg(test)]
     pub fn from_narrow(values: &[u32], metric: &str) -> Distribution {
         Distribution::from_narrow_stats(values, NarrowStats::of(values), metric)
     }

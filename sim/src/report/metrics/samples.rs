@@ -209,18 +209,11 @@ impl SlotSamples {
     /// The wakeup latency samples of the vCPUs with `slots`, pooled, ascending.
     pub(super) fn pooled_wakeups_sorted(&self, slots: &[VcpuSlots]) -> Vec<u64> {
         if slots.iter().any(|s| self.any_wide(s.wakeups())) {
-            let mut all = Vec::new();
-            for s in slots {
-                self.extend_into(s.wakeups(), &mut all);
-            }
+            let mut all = self.pooled_wide(slots, VcpuSlots::wakeups);
             all.sort_unstable();
             return all;
         }
-        let count = slots.iter().map(|s| self.narrow(s.wakeups()).len()).sum();
-        let mut narrow = Vec::with_capacity(count);
-        for s in slots {
-            narrow.extend_from_slice(self.narrow(s.wakeups()));
-        }
+        let mut narrow = self.pooled_narrow(slots, VcpuSlots::wakeups);
         radix_sort(&mut narrow);
         narrow.into_iter().map(u64::from).collect()
     }
@@ -236,21 +229,33 @@ impl SlotSamples {
     ) -> Distribution {
         debug_assert_eq!(slots.len(), parts.len());
         if slots.iter().any(|s| self.any_wide(s.waits())) {
-            let mut all = Vec::new();
-            for s in slots {
-                self.extend_into(s.waits(), &mut all);
-            }
+            let mut all = self.pooled_wide(slots, VcpuSlots::waits);
             return Distribution::from_unordered(&mut all, metric);
         }
         if let Some(tags) = consecutive_tags(slots) {
             return Distribution::from_narrow_parts(self.narrow(tags), parts, metric);
         }
-        let count = slots.iter().map(|s| self.narrow(s.waits()).len()).sum();
-        let mut narrow = Vec::with_capacity(count);
-        for s in slots {
-            narrow.extend_from_slice(self.narrow(s.waits()));
-        }
+        let narrow = self.pooled_narrow(slots, VcpuSlots::waits);
         Distribution::from_narrow_parts(&narrow, parts, metric)
+    }
+
+    /// The samples of the `tags` of each of `slots` (some not narrow), one after another.
+    fn pooled_wide(&self, slots: &[VcpuSlots], tags: fn(VcpuSlots) -> Range<u32>) -> Vec<u64> {
+        let mut all = Vec::new();
+        for &s in slots {
+            self.extend_into(tags(s), &mut all);
+        }
+        all
+    }
+
+    /// The narrow samples of the `tags` of each of `slots` (all narrow), one after another.
+    fn pooled_narrow(&self, slots: &[VcpuSlots], tags: fn(VcpuSlots) -> Range<u32>) -> Vec<u32> {
+        let count = slots.iter().map(|&s| self.narrow(tags(s)).len()).sum();
+        let mut narrow = Vec::with_capacity(count);
+        for &s in slots {
+            narrow.extend_from_slice(self.narrow(tags(s)));
+        }
+        narrow
     }
 }
 
