@@ -300,23 +300,26 @@ impl Recorder {
 
     /// Ends the record of `len` bytes written in the window at the stream's cursor (its
     /// length already patched). The hash chunk's flush and the trace file, the capture and
-    /// the replay comparison (none in a plain run) are out of line, behind one compare.
+    /// the replay comparison (none in a plain run) are out of line, behind one compare;
+    /// they find the record and its number again from the counts.
     #[inline(always)]
     fn commit_window(&mut self, len: usize, time_ns: u64) {
         debug_assert_eq!(self.keeps, self.keepers.any());
-        let index = self.record_count;
         self.record_count += 1;
-        if let Some(range) = self.stream.advance(len) {
-            self.after_window(range, index, time_ns);
+        if self.stream.advance(len) {
+            self.after_window(len, time_ns);
         }
     }
 
-    /// [`Self::commit_window`] when the chunk is full or records are kept.
+    /// [`Self::commit_window`] when the chunk is full or records are kept: the record is
+    /// the stream's last `len` bytes, and number `record_count - 1`.
     #[cold]
     #[inline(never)]
-    fn after_window(&mut self, range: std::ops::Range<usize>, index: u64, time_ns: u64) {
+    fn after_window(&mut self, len: usize, time_ns: u64) {
         if self.keeps {
-            self.keepers.keep(self.stream.bytes(range), index, time_ns);
+            let index = self.record_count - 1;
+            self.keepers
+                .keep(self.stream.last_record(len), index, time_ns);
         }
         self.stream.flush_if_full();
     }

@@ -11,8 +11,6 @@
 //! - The hashed bytes are every record's bytes in order, whatever the chunking: XXH3 is a
 //!   streaming hash, so feeding them in larger or smaller pieces gives the same digest.
 
-use std::ops::Range;
-
 use xxhash_rust::xxh3::Xxh3;
 
 /// Bytes gathered before they are fed to the hasher (4 KiB, which would stay in L1, missed
@@ -69,20 +67,20 @@ impl HashStream {
     }
 
     /// Takes the `written_len` bytes at the cursor (a window's record) into the stream.
-    /// Their range in [`Self::bytes`] when the caller has more to do (one compare for a
-    /// plain record): the chunk is full, or every record is watched. The caller then
-    /// calls [`Self::flush_if_full`].
+    /// True when the caller has more to do (one compare for a plain record): the chunk is
+    /// full, or every record is watched. The caller then reads the record with
+    /// [`Self::last_record`] and calls [`Self::flush_if_full`]. Nothing else is returned,
+    /// so the record path keeps no more values live than the cursor.
     #[inline(always)]
-    pub(super) fn advance(&mut self, written_len: usize) -> Option<Range<usize>> {
-        let start = self.len;
-        self.len = start + written_len;
+    pub(super) fn advance(&mut self, written_len: usize) -> bool {
+        self.len += written_len;
         debug_assert!(self.len <= BUFFER_BYTES);
-        (self.len >= self.watch_at).then_some(start..self.len)
+        self.len >= self.watch_at
     }
 
-    /// The gathered bytes at `range` (a record just taken in).
-    pub(super) fn bytes(&self, range: Range<usize>) -> &[u8] {
-        &self.bytes[range]
+    /// The last `len` gathered bytes (the record just taken in by [`Self::advance`]).
+    pub(super) fn last_record(&self, len: usize) -> &[u8] {
+        &self.bytes[self.len - len..self.len]
     }
 
     /// Hashes the gathered bytes once a chunk is full, keeping the cursor below a chunk.
@@ -142,7 +140,7 @@ mod tests {
         match stream.window::<64>() {
             Some((_, window)) if record.len() <= 64 => {
                 window[..record.len()].copy_from_slice(record);
-                if stream.advance(record.len()).is_some() {
+                if stream.advance(record.len()) {
                     stream.flush_if_full();
                 }
             }

@@ -132,11 +132,8 @@ pub fn io_metrics(
     let rings: BTreeMap<String, RingCounts> =
         rings.iter().map(|(v, c)| (vdev_name(*v), *c)).collect();
     let mut by_dev: BTreeMap<&str, Vec<&IoSample>> = BTreeMap::new();
-    for (dev, io) in logs.iter().flat_map(IoLog::samples) {
-        let in_window = start_ns <= io.ring_done_ns && io.ring_done_ns < end_ns;
-        if in_window {
-            by_dev.entry(dev).or_default().push(io);
-        }
+    for log in logs {
+        group_in_window(log, start_ns, end_ns, &mut by_dev);
     }
     let mut drops_by_dev: BTreeMap<&str, [u64; 4]> = BTreeMap::new();
     for drop in drops {
@@ -204,6 +201,48 @@ pub fn io_metrics(
         .collect()
 }
 
+/// Adds the in-window samples of `log` to `by_dev`, each run of one device's samples
+/// with one map lookup (a log is one source's, mostly of one device), in log order.
+fn group_in_window<'a>(
+    log: &'a IoLog,
+    start_ns: u64,
+    end_ns: u64,
+    by_dev: &mut BTreeMap<&'a str, Vec<&'a IoSample>>,
+) {
+    let mut run: Option<(&str, Vec<&IoSample>)> = None;
+    for (dev, io) in log.samples() {
+        if !(start_ns <= io.ring_done_ns && io.ring_done_ns < end_ns) {
+            continue;
+        }
+        match &mut run {
+            // The same device name: its one `Arc<str>` in the log, compared by address.
+            Some((run_dev, ios)) if std::ptr::eq(*run_dev, dev) => ios.push(io),
+            _ => {
+                if let Some((run_dev, ios)) = run.replace((dev, vec![io])) {
+                    append_run(by_dev, run_dev, ios);
+                }
+            }
+        }
+    }
+    if let Some((run_dev, ios)) = run {
+        append_run(by_dev, run_dev, ios);
+    }
+}
+
+/// Appends a run of `dev`'s samples to its entry (the run itself when it is the first).
+fn append_run<'a>(
+    by_dev: &mut BTreeMap<&'a str, Vec<&'a IoSample>>,
+    dev: &'a str,
+    mut ios: Vec<&'a IoSample>,
+) {
+    let entry = by_dev.entry(dev).or_default();
+    if entry.is_empty() {
+        *entry = ios;
+    } else {
+        entry.append(&mut ios);
+    }
+}
+
 /// The stream I/Os that waited for a slot; `None` without stream I/O.
 fn deferred_count(ios: &[&IoSample]) -> Option<u64> {
     let stream: Vec<bool> = ios.iter().filter_map(|r| r.deferred).collect();
@@ -260,6 +299,55 @@ mod tests {
         let logs = log(&[(0, 2_000, Some(2_000))]);
         let m = io_metrics(&logs, &[], &BTreeMap::new(), &[], 0, 1_000);
         assert!(m.is_empty());
+    }
+
+    #[test]
+    fn interleaved_devices_group_as_one_sample_at_a_time() {
+        let (xvda, xvdb): (std::sync::Arc<str>, std::sync::Arc<str>) =
+            (std::sync::Arc::from("xvda"), std::sync::Arc::from("xvdb"));
+        // Runs of each device, one sample outside the window, over two logs.
+        let mut logs = vec![IoLog::default(), IoLog::default()];
+        let plan = [
+            (0, &xvda, 10),
+            (0, &xvda, 20),
+            (0, &xvdb, 30),
+            (0, &xvda, 5_000),
+        ];
+        let plan = plan
+            .into_iter()
+            .chain([(0, &xvda, 40), (1, &xvdb, 50), (1, &xvda, 60)]);
+        for (i, (log, dev, ring_done_ns)) in plan.enumerate() {
+            let io = crate::guest::io_log::Completed {
+                submit_ns: 0,
+                ring_done_ns,
+                running: false,
+                bytes: 512 << i,
+                ok: true,
+                deferred: None,
+            };
+            logs[log].push(dev, io);
+        }
+
+        let mut by_dev = BTreeMap::new();
+        for log in &logs {
+            group_in_window(log, 0, 1_000, &mut by_dev);
+        }
+
+        // The straightforward grouping: one lookup per sample.
+        let mut want: BTreeMap<&str, Vec<&IoSample>> = BTreeMap::new();
+        for (dev, io) in logs.iter().flat_map(IoLog::samples) {
+            if io.ring_done_ns < 1_000 {
+                want.entry(dev).or_default().push(io);
+            }
+        }
+        let bytes = |m: &BTreeMap<&str, Vec<&IoSample>>| -> Vec<(String, Vec<u64>)> {
+            let rows = m
+                .iter()
+                .map(|(d, ios)| (d.to_string(), ios.iter().map(|r| r.bytes)));
+            rows.map(|(d, b)| (d, b.collect())).collect()
+        };
+        assert_eq!(bytes(&by_dev), bytes(&want));
+        assert_eq!(by_dev["xvda"].len(), 4);
     }
 
     #[test]

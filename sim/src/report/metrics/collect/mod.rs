@@ -42,7 +42,7 @@ use super::{Metrics, WindowMetrics};
 use crate::guest::workload::JobRecord;
 use crate::machine::switch::SwitchCosts;
 use live::{LiveDomains, VcpuTable};
-use pcpu::{PcpuState, PoolSlot, PoolSlots, SwitchOverhead, VcpuKey};
+use pcpu::{PcpuState, PoolSlots, SwitchOverhead, VcpuKey};
 
 /// Static description of one host, fixed for the whole run.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -92,9 +92,9 @@ struct HostState {
     /// `meta.switch` as each switch charges it.
     switch: SwitchOverhead,
     last_time_ns: u64,
+    /// Each pCPU's accounting, and the slot of its pool (`meta.pcpu_pools`, as slots of
+    /// `pool_slots`).
     pcpus: Vec<PcpuState>,
-    /// The slot of each pCPU's pool (`meta.pcpu_pools`, as slots of `pool_slots`).
-    pcpu_pool_slots: Vec<Option<PoolSlot>>,
     pool_slots: PoolSlots,
     /// Every domain ever created on this host, in creation order.
     domains: Vec<DomainState>,
@@ -490,10 +490,10 @@ impl HostState {
         let Some(state) = self.pcpus.get_mut(index) else {
             panic!("metrics: unknown {pcpu:?}");
         };
-        state.close(window, time_ns, self.pcpu_pool_slots[index]);
-        state.leave_pool(self.pcpu_pool_slots[index]);
+        state.close(window, time_ns, state.pool);
+        state.leave_pool(state.pool);
         let name = pool.and_then(|p| self.pool_names.get(&p).cloned());
-        self.pcpu_pool_slots[index] = name.as_deref().map(|n| self.pool_slots.slot(n));
+        state.pool = name.as_deref().map(|n| self.pool_slots.slot(n));
         self.meta.pcpu_pools[index] = name;
     }
 
@@ -513,23 +513,17 @@ impl HostState {
             .zip(&meta.pools)
             .map(|(id, p)| (PoolId(id), p.name.clone()))
             .collect();
-        let pcpus = meta
-            .pcpu_nodes
-            .iter()
-            .map(|_| PcpuState::default())
-            .collect();
         let mut pool_slots = PoolSlots::default();
-        let pcpu_pool_slots = meta
+        let pcpus = meta
             .pcpu_pools
             .iter()
-            .map(|pool| pool.as_deref().map(|name| pool_slots.slot(name)))
+            .map(|pool| PcpuState::in_pool(pool.as_deref().map(|name| pool_slots.slot(name))))
             .collect();
         HostState {
             switch: SwitchOverhead::new(meta.switch),
             meta,
             last_time_ns: 0,
             pcpus,
-            pcpu_pool_slots,
             pool_slots,
             domains: Vec::new(),
             vcpus: Vec::new(),
@@ -690,7 +684,7 @@ impl HostState {
             .pcpus
             .get_mut(pcpu.index())
             .unwrap_or_else(|| panic!("metrics: unknown {pcpu:?}"));
-        let pool = self.pcpu_pool_slots[pcpu.index()];
+        let pool = state.pool;
         let (prev_key, next_key) = (VcpuKey::of(prev), VcpuKey::of(next));
         state.decide(window, time_ns, prev_key, next_key, pool);
         if next_key == prev_key {

@@ -83,6 +83,8 @@ impl SwitchOverhead {
 
 #[derive(Debug, Default)]
 pub(super) struct PcpuState {
+    /// The pool the pCPU is in (`None`: in no pool).
+    pub(super) pool: Option<PoolSlot>,
     pub(super) current: VcpuKey,
     since_ns: u64,
     busy_ns: u64,
@@ -104,6 +106,14 @@ pub(super) struct PcpuState {
 }
 
 impl PcpuState {
+    /// A pCPU at boot, in `pool`.
+    pub(super) fn in_pool(pool: Option<PoolSlot>) -> PcpuState {
+        PcpuState {
+            pool,
+            ..PcpuState::default()
+        }
+    }
+
     /// A scheduler decision at `time_ns` while the pCPU is in `pool` (inlined into the
     /// sinks' `Schedule` arm, as `VcpuState::transition`).
     #[inline(always)]

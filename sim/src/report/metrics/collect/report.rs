@@ -29,8 +29,8 @@ impl HostState {
         let mut pcpus = Vec::with_capacity(self.pcpus.len());
         for (index, state) in self.pcpus.iter_mut().enumerate() {
             let pool = self.meta.pcpu_pools[index].clone();
-            state.close(window, end_ns, self.pcpu_pool_slots[index]);
-            state.leave_pool(self.pcpu_pool_slots[index]);
+            state.close(window, end_ns, state.pool);
+            state.leave_pool(state.pool);
             let id = u32::try_from(index).expect("pCPU index fits u32");
             let node = self.meta.pcpu_nodes[index];
             pcpus.push(state.metrics(id, pool, node));
