@@ -117,6 +117,7 @@ impl BlkQueue {
     }
 
     /// Some kernel line waits for [`Self::take_console`].
+    #[inline]
     pub(crate) fn console_pending(&self) -> bool {
         !self.console.is_empty()
     }

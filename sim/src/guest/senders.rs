@@ -212,6 +212,7 @@ impl Senders {
     }
 
     /// Some disk stream's driver printed a line [`Self::take_console`] would hand over.
+    #[inline]
     pub(crate) fn console_pending(&self) -> bool {
         self.list
             .iter()

@@ -555,6 +555,7 @@ impl GuestVcpu {
 
     /// [`Self::take_console`] would hand over some text. A look, not a take: the run loop
     /// asks after every demand-done of a printing model, and mostly nothing was printed.
+    #[inline]
     pub fn console_pending(&self) -> bool {
         if !self.prints {
             return false;
@@ -773,6 +774,7 @@ fn leaf_console(leaf: &mut Behavior) -> Option<String> {
 }
 
 /// [`leaf_console`] would hand over some text.
+#[inline]
 fn leaf_console_pending(leaf: &Behavior) -> bool {
     match leaf {
         Behavior::Io(model) => model.queue.console_pending(),

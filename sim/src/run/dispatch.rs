@@ -182,12 +182,13 @@ impl World<'_> {
             SimEvent::DiskDone { host, tag } => {
                 let done = self.hosts[usize::from(host)].sim.disk_done.remove(tag);
                 if let Some((ok, data)) = done {
-                    let input = ManuallyDrop::new(CoreInput::DiskDone { tag, ok, data });
+                    let mut input = ManuallyDrop::new(CoreInput::DiskDone { tag, ok, data });
                     self.deliver(host, &input);
                     // The READ buffer goes back to the host's spares for the next command
-                    // to fill: no free and allocation per command, and no call of
-                    // `CoreInput`'s drop glue.
-                    if let CoreInput::DiskDone { mut data, .. } = ManuallyDrop::into_inner(input) {
+                    // to fill: no free and allocation per command. Taken out in place (no
+                    // move of the input), the input owns nothing left to drop.
+                    if let CoreInput::DiskDone { data, .. } = &mut *input {
+                        let mut data = std::mem::take(data);
                         data.clear();
                         self.hosts[usize::from(host)].sim.disk_spare.keep(data);
                     }
@@ -206,12 +207,22 @@ impl World<'_> {
 
     /// What `vcpu`'s workload printed since its last look goes to the guest's console
     /// (`ConsoleWrite`, which the core stamps and hands to xenconsoled over the ring).
-    /// Mostly nothing was printed: a look at the model then, no take.
+    /// Mostly nothing was printed: a look at the model then, inline, and no take.
+    #[inline]
     pub(super) fn console_flush(&mut self, host: u16, vcpu: hypervisor_model::ids::VcpuRef) {
-        let guests = &mut self.hosts[usize::from(host)].sim.guests;
-        if !guests.console_pending(vcpu) {
-            return;
+        if self.hosts[usize::from(host)]
+            .sim
+            .guests
+            .console_pending(vcpu)
+        {
+            self.console_write(host, vcpu);
         }
+    }
+
+    /// [`Self::console_flush`] once something was printed.
+    #[inline(never)]
+    fn console_write(&mut self, host: u16, vcpu: hypervisor_model::ids::VcpuRef) {
+        let guests = &mut self.hosts[usize::from(host)].sim.guests;
         let text = guests.take_console(vcpu).into_bytes();
         debug_assert!(!text.is_empty(), "console_pending without text");
         self.deliver(host, &CoreInput::ConsoleWrite { vcpu, text });

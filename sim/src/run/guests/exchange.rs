@@ -23,6 +23,7 @@ impl HostGuests {
 
     /// `v`'s workload printed something [`Self::take_console`] would hand over (false
     /// without a model).
+    #[inline]
     pub fn console_pending(&self, v: VcpuRef) -> bool {
         self.slots
             .get(&v)
