@@ -185,10 +185,17 @@ impl Hypervisor {
         true
     }
 
+    /// True if [`Hypervisor::blk_unpark`] has nothing to do: no vbd connected during
+    /// this input (the common case).
+    #[inline(always)]
+    pub(crate) fn blk_unpark_idle(&self) -> bool {
+        self.blk.connected.is_empty()
+    }
+
     /// End of an input: I/Os held for a vbd that has connected go to its blkfront.
     pub(crate) fn blk_unpark<P: Platform + ?Sized>(&mut self, p: &mut P) {
-        if self.blk.connected.is_empty() {
-            return; // The common case: no vbd connected during this input.
+        if self.blk_unpark_idle() {
+            return;
         }
         let connected = core::mem::take(&mut self.blk.connected);
         if self.blk.parked.is_empty() {

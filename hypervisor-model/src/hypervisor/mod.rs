@@ -478,8 +478,22 @@ impl Hypervisor {
     /// input would find nothing (`end_idle`): a step may queue work for an earlier one
     /// (a notification's delivery makes xenstored requests), and a vbd connected during
     /// it clears the flag (`blk_connect`).
-    #[inline(never)]
+    ///
+    /// Most inputs of a data path (a vbd request, a disk completion, a frame) leave no
+    /// step anything to do: then one test of every step's condition, inline, settles it
+    /// (each step would return at that test, and none of them ran to give another work).
+    #[inline]
     fn end_of_input<P: Platform + ?Sized>(&mut self, p: &mut P) {
+        if self.end_of_input_idle() && self.blk_unpark_idle() {
+            self.end_idle = true;
+            return;
+        }
+        self.end_of_input_steps(p);
+    }
+
+    /// The steps of [`Hypervisor::end_of_input`], in order.
+    #[inline(never)]
+    fn end_of_input_steps<P: Platform + ?Sized>(&mut self, p: &mut P) {
         self.end_idle = true;
         self.xsd_flush(p);
         self.xs_deliver_notifies(p);
@@ -493,6 +507,7 @@ impl Hypervisor {
     /// True if every step of [`Hypervisor::end_of_input`] would return at its first test,
     /// but `blk_unpark`'s (its vbds connected since it last ran are private to
     /// `blk_glue.rs`, whose `blk_connect` clears `end_idle` instead).
+    #[inline]
     fn end_of_input_idle(&self) -> bool {
         self.xsd_idle()
             && self.xs_notifies.is_empty()

@@ -116,6 +116,12 @@ impl BlkQueue {
         std::mem::take(&mut self.console)
     }
 
+    /// Some kernel line waits for [`Self::take_console`].
+    #[inline]
+    pub(crate) fn console_pending(&self) -> bool {
+        !self.console.is_empty()
+    }
+
     /// I/Os submitted and not completed.
     pub(crate) fn outstanding_count(&self) -> usize {
         self.outstanding.len()

@@ -165,6 +165,11 @@ impl PeriodicModel {
         std::mem::take(&mut self.console)
     }
 
+    /// Some line waits for [`Self::take_console`].
+    pub(crate) fn console_pending(&self) -> bool {
+        !self.console.is_empty()
+    }
+
     /// The ready timer of the head job fired.
     pub(crate) fn on_wake(&mut self, now_ns: u64) {
         let head = self.job(self.head_index);

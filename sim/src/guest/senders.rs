@@ -211,6 +211,14 @@ impl Senders {
         out
     }
 
+    /// Some disk stream's driver printed a line [`Self::take_console`] would hand over.
+    #[inline]
+    pub(crate) fn console_pending(&self) -> bool {
+        self.list
+            .iter()
+            .any(|sender| matches!(&sender.kind, Kind::Disk(s) if s.queue.console_pending()))
+    }
+
     /// The kernel lines the disk streams' drivers printed since the last call.
     pub(crate) fn take_console(&mut self) -> String {
         let mut out = String::new();

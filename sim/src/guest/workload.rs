@@ -546,6 +546,27 @@ impl GuestVcpu {
         self.prints
     }
 
+    /// The workload has `net.rate` / `disk.rate` streams: only then can
+    /// [`Self::take_stream_frames`] and [`Self::take_stream_submissions`] hand over
+    /// anything (fixed when it is built).
+    pub fn has_streams(&self) -> bool {
+        !self.senders.is_empty()
+    }
+
+    /// [`Self::take_console`] would hand over some text. A look, not a take: the run loop
+    /// asks after every demand-done of a printing model, and mostly nothing was printed.
+    #[inline]
+    pub fn console_pending(&self) -> bool {
+        if !self.prints {
+            return false;
+        }
+        let models = match &self.behavior {
+            Behavior::Mixed(_) => self.behavior.leaves().any(leaf_console_pending),
+            single => leaf_console_pending(single),
+        };
+        models || self.senders.console_pending()
+    }
+
     /// The kernel messages the workload printed since the last call (printk lines
     /// without their time prefix), for the guest's console: `io`'s driver lines,
     /// `periodic`'s deadline misses.
@@ -749,6 +770,16 @@ fn leaf_console(leaf: &mut Behavior) -> Option<String> {
         Behavior::Io(model) => Some(model.queue.take_console()),
         Behavior::Periodic(model) => Some(model.take_console()),
         _ => None,
+    }
+}
+
+/// [`leaf_console`] would hand over some text.
+#[inline]
+fn leaf_console_pending(leaf: &Behavior) -> bool {
+    match leaf {
+        Behavior::Io(model) => model.queue.console_pending(),
+        Behavior::Periodic(model) => model.console_pending(),
+        _ => false,
     }
 }
 

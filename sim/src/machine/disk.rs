@@ -167,15 +167,24 @@ impl Disk {
         self.cache.len()
     }
 
-    /// Serves `cmd` on `volume`, submitted at `now_ns`.
-    pub fn submit(&mut self, volume: u32, cmd: &DiskCommand, now_ns: u64) -> Completion {
+    /// Serves `cmd` on `volume`, submitted at `now_ns`. A READ fills its stamps into
+    /// `buffer` (empty; a spare one's capacity spares an allocation), which comes back
+    /// as the completion's `data` (still empty for the other commands).
+    pub fn submit(
+        &mut self,
+        volume: u32,
+        cmd: &DiskCommand,
+        now_ns: u64,
+        buffer: Vec<u64>,
+    ) -> Completion {
         let (channel, free_ns) = self.earliest_channel();
         let mut start_ns = now_ns.max(free_ns);
         let bytes = u64::from(cmd.sectors) * 512;
-        let mut data = Vec::new();
+        debug_assert!(buffer.is_empty(), "a disk's data buffer comes empty");
+        let mut data = buffer;
         let service_ns = match cmd.op {
             DiskOp::Read => {
-                data = self.read_stamps(volume, cmd.sector, cmd.sectors);
+                self.read_stamps(volume, cmd.sector, cmd.sectors, &mut data);
                 self.class.read_4k_ns + self.position_ns(volume, cmd)
             }
             DiskOp::Write => self.write(volume, cmd),
@@ -225,22 +234,18 @@ impl Disk {
         self.read_stamp(volume, sector)
     }
 
-    /// What a read of `sectors` from `sector` of `volume` returns now, one stamp each.
-    // The lint's `vec![0; n]` (and a collected `repeat_n(0)`) become a zeroed allocation
-    // (calloc), which costs more than writing the few words of a read (measured).
-    #[allow(clippy::slow_vector_initialization)]
-    fn read_stamps(&self, volume: u32, sector: u64, sectors: u32) -> Vec<u64> {
+    /// What a read of `sectors` from `sector` of `volume` returns now, one stamp each,
+    /// appended to `out` (empty: the caller's buffer, reused from read to read, where a
+    /// fresh `vec![0; n]` was a zeroed allocation per read).
+    fn read_stamps(&self, volume: u32, sector: u64, sectors: u32, out: &mut Vec<u64>) {
         if self.cache.is_empty() && self.medium.is_empty() {
             // Nothing was ever written (the benches' read-only disks): all zeros, without
             // two look-ups per sector.
             let count = usize::try_from(sectors).unwrap_or(0);
-            let mut zeros = Vec::with_capacity(count);
-            zeros.resize(count, 0);
-            return zeros;
+            out.resize(count, 0);
+            return;
         }
-        (0..u64::from(sectors))
-            .map(|i| self.read_stamp(volume, sector + i))
-            .collect()
+        out.extend((0..u64::from(sectors)).map(|i| self.read_stamp(volume, sector + i)));
     }
 
     fn read_stamp(&self, volume: u32, sector: u64) -> u64 {
@@ -326,9 +331,9 @@ mod tests {
     fn power_loss_drops_unflushed_writes_and_keeps_flushed_ones() {
         // Sectors 0..8 are written and flushed; 64..72 written after the flush.
         let mut disk = Disk::new(DiskClass::of("nvme"));
-        disk.submit(0, &cmd(DiskOp::Write, 0, 8, 11), 0);
-        disk.submit(0, &cmd(DiskOp::Flush, 0, 0, 0), 100_000);
-        disk.submit(0, &cmd(DiskOp::Write, 64, 8, 22), 200_000);
+        disk.submit(0, &cmd(DiskOp::Write, 0, 8, 11), 0, Vec::new());
+        disk.submit(0, &cmd(DiskOp::Flush, 0, 0, 0), 100_000, Vec::new());
+        disk.submit(0, &cmd(DiskOp::Write, 64, 8, 22), 200_000, Vec::new());
         disk.power_loss();
         assert_eq!(disk.stamp(0, 0), 11);
         assert_eq!(disk.stamp(0, 7), 11);
@@ -339,7 +344,7 @@ mod tests {
     #[test]
     fn nvme_4k_read_takes_the_qd1_latency() {
         let mut disk = Disk::new(DiskClass::of("nvme"));
-        let done = disk.submit(0, &cmd(DiskOp::Read, 0, 8, 0), 1_000);
+        let done = disk.submit(0, &cmd(DiskOp::Read, 0, 8, 0), 1_000, Vec::new());
         assert_eq!(done.done_ns, 1_000 + 78_000);
     }
 
@@ -348,10 +353,11 @@ mod tests {
         // 13 channels: the 14th read at t=0 starts when the first ends (78 us).
         let mut disk = Disk::new(DiskClass::of("nvme"));
         for _ in 0..13 {
-            disk.submit(0, &cmd(DiskOp::Read, 0, 8, 0), 0);
+            disk.submit(0, &cmd(DiskOp::Read, 0, 8, 0), 0, Vec::new());
         }
         assert_eq!(
-            disk.submit(0, &cmd(DiskOp::Read, 0, 8, 0), 0).done_ns,
+            disk.submit(0, &cmd(DiskOp::Read, 0, 8, 0), 0, Vec::new())
+                .done_ns,
             156_000
         );
     }
@@ -359,26 +365,47 @@ mod tests {
     #[test]
     fn written_data_reads_back_before_and_after_a_flush() {
         let mut disk = Disk::new(DiskClass::of("optane"));
-        disk.submit(0, &cmd(DiskOp::Write, 16, 8, 42), 0);
+        disk.submit(0, &cmd(DiskOp::Write, 16, 8, 42), 0, Vec::new());
         assert_eq!(disk.dirty_sectors(), 8);
         assert_eq!(
-            disk.submit(0, &cmd(DiskOp::Read, 16, 8, 0), 0).data,
+            disk.submit(0, &cmd(DiskOp::Read, 16, 8, 0), 0, Vec::new())
+                .data,
             vec![42; 8]
         );
-        disk.submit(0, &cmd(DiskOp::Flush, 0, 0, 0), 0);
+        disk.submit(0, &cmd(DiskOp::Flush, 0, 0, 0), 0, Vec::new());
         assert_eq!(disk.dirty_sectors(), 0);
         assert_eq!(
-            disk.submit(0, &cmd(DiskOp::Read, 16, 8, 0), 0).data,
+            disk.submit(0, &cmd(DiskOp::Read, 16, 8, 0), 0, Vec::new())
+                .data,
             vec![42; 8]
         );
     }
 
     #[test]
+    fn a_read_into_a_reused_buffer_returns_what_a_fresh_one_does() {
+        let mut disk = Disk::new(DiskClass::of("nvme"));
+        let mut reused = disk
+            .submit(0, &cmd(DiskOp::Read, 0, 16, 0), 0, Vec::new())
+            .data;
+        reused.clear();
+        disk.submit(0, &cmd(DiskOp::Write, 8, 4, 9), 0, Vec::new());
+
+        let through_reused = disk.submit(0, &cmd(DiskOp::Read, 6, 8, 0), 0, reused).data;
+        let through_fresh = disk
+            .submit(0, &cmd(DiskOp::Read, 6, 8, 0), 0, Vec::new())
+            .data;
+
+        assert_eq!(through_reused, through_fresh);
+        assert_eq!(through_reused, vec![0, 0, 9, 9, 9, 9, 0, 0]);
+    }
+
+    #[test]
     fn volumes_keep_their_contents_apart() {
         let mut disk = Disk::new(DiskClass::of("nvme"));
-        disk.submit(1, &cmd(DiskOp::Write, 0, 8, 7), 0);
+        disk.submit(1, &cmd(DiskOp::Write, 0, 8, 7), 0, Vec::new());
         assert_eq!(
-            disk.submit(2, &cmd(DiskOp::Read, 0, 8, 0), 0).data,
+            disk.submit(2, &cmd(DiskOp::Read, 0, 8, 0), 0, Vec::new())
+                .data,
             vec![0; 8]
         );
     }
@@ -390,7 +417,8 @@ mod tests {
         let disk = Disk::new(DiskClass::of("nvme"));
         let per_sector: Vec<u64> = (0..17).map(|i| disk.read_stamp(3, 100 + i)).collect();
 
-        let shortcut = disk.read_stamps(3, 100, 17);
+        let mut shortcut = Vec::new();
+        disk.read_stamps(3, 100, 17, &mut shortcut);
 
         assert_eq!(shortcut, per_sector);
         assert_eq!(shortcut.len(), 17);
@@ -399,8 +427,12 @@ mod tests {
     #[test]
     fn hdd_sequential_read_skips_the_seek() {
         let mut disk = Disk::new(DiskClass::of("hdd"));
-        let first = disk.submit(0, &cmd(DiskOp::Read, 0, 8, 0), 0).done_ns;
-        let second = disk.submit(0, &cmd(DiskOp::Read, 8, 8, 0), first).done_ns;
+        let first = disk
+            .submit(0, &cmd(DiskOp::Read, 0, 8, 0), 0, Vec::new())
+            .done_ns;
+        let second = disk
+            .submit(0, &cmd(DiskOp::Read, 8, 8, 0), first, Vec::new())
+            .done_ns;
         assert_eq!(first, 12_400_000 + 23_000);
         assert_eq!(second, first + 23_000);
     }
@@ -408,8 +440,8 @@ mod tests {
     #[test]
     fn flush_waits_for_reads_in_service() {
         let mut disk = Disk::new(DiskClass::of("nvme"));
-        disk.submit(0, &cmd(DiskOp::Read, 0, 8, 0), 0);
-        let flush = disk.submit(0, &cmd(DiskOp::Flush, 0, 0, 0), 0);
+        disk.submit(0, &cmd(DiskOp::Read, 0, 8, 0), 0, Vec::new());
+        let flush = disk.submit(0, &cmd(DiskOp::Flush, 0, 0, 0), 0, Vec::new());
         assert_eq!(flush.done_ns, 78_000 + 50_000);
     }
 }

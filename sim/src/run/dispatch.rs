@@ -7,6 +7,8 @@
 //!   (`faults.rs`), so the flag is brought up to date after each one.
 
 use super::{pool_slot, GuestStep, ServiceItem, SimEvent, World, ACCESS_TICK_NS};
+use std::mem::ManuallyDrop;
+
 use hypervisor_model::event::CoreInput;
 
 impl World<'_> {
@@ -80,8 +82,11 @@ impl World<'_> {
                     GuestStep::Block | GuestStep::Yield | GuestStep::Continue | GuestStep::SubmitIo,
                 ) = step.filter(|_| guests.sends_or_prints(vcpu))
                 {
-                    // `net.rate` / `disk.rate` streams send what is due while the vCPU runs.
-                    self.stream_send(host, vcpu);
+                    // `net.rate` / `disk.rate` streams send what is due while the vCPU runs
+                    // (a workload without streams, such as a plain `io` one, has none).
+                    if guests.has_streams(vcpu) {
+                        self.stream_send(host, vcpu);
+                    }
                     // A periodic application's deadline-miss lines (`guest/periodic.rs`).
                     self.console_flush(host, vcpu);
                 }
@@ -175,9 +180,18 @@ impl World<'_> {
                 Some(host)
             }
             SimEvent::DiskDone { host, tag } => {
-                let done = self.hosts[usize::from(host)].sim.disk_done.remove(&tag);
+                let done = self.hosts[usize::from(host)].sim.disk_done.remove(tag);
                 if let Some((ok, data)) = done {
-                    self.deliver(host, &CoreInput::DiskDone { tag, ok, data });
+                    let mut input = ManuallyDrop::new(CoreInput::DiskDone { tag, ok, data });
+                    self.deliver(host, &input);
+                    // The READ buffer goes back to the host's spares for the next command
+                    // to fill: no free and allocation per command. Taken out in place (no
+                    // move of the input), the input owns nothing left to drop.
+                    if let CoreInput::DiskDone { data, .. } = &mut *input {
+                        let mut data = std::mem::take(data);
+                        data.clear();
+                        self.hosts[usize::from(host)].sim.disk_spare.keep(data);
+                    }
                 }
                 Some(host)
             }
@@ -193,12 +207,25 @@ impl World<'_> {
 
     /// What `vcpu`'s workload printed since its last look goes to the guest's console
     /// (`ConsoleWrite`, which the core stamps and hands to xenconsoled over the ring).
-    fn console_flush(&mut self, host: u16, vcpu: hypervisor_model::ids::VcpuRef) {
-        let console = self.hosts[usize::from(host)].sim.guests.take_console(vcpu);
-        if !console.is_empty() {
-            let text = console.into_bytes();
-            self.deliver(host, &CoreInput::ConsoleWrite { vcpu, text });
+    /// Mostly nothing was printed: a look at the model then, inline, and no take.
+    #[inline]
+    pub(super) fn console_flush(&mut self, host: u16, vcpu: hypervisor_model::ids::VcpuRef) {
+        if self.hosts[usize::from(host)]
+            .sim
+            .guests
+            .console_pending(vcpu)
+        {
+            self.console_write(host, vcpu);
         }
+    }
+
+    /// [`Self::console_flush`] once something was printed.
+    #[inline(never)]
+    fn console_write(&mut self, host: u16, vcpu: hypervisor_model::ids::VcpuRef) {
+        let guests = &mut self.hosts[usize::from(host)].sim.guests;
+        let text = guests.take_console(vcpu).into_bytes();
+        debug_assert!(!text.is_empty(), "console_pending without text");
+        self.deliver(host, &CoreInput::ConsoleWrite { vcpu, text });
     }
 
     /// The host an event belongs to (`None`: domain starts, which name theirs later).

@@ -36,11 +36,7 @@ impl World<'_> {
         vdev: u32,
         mut ios: Vec<GuestIo>,
     ) {
-        let console = self.hosts[usize::from(host)].sim.guests.take_console(vcpu);
-        if !console.is_empty() {
-            let text = console.into_bytes();
-            self.deliver(host, &CoreInput::ConsoleWrite { vcpu, text });
-        }
+        self.console_flush(host, vcpu);
         let count = ios.len();
         for (index, io) in ios.drain(..).enumerate() {
             let last = index + 1 == count;

@@ -482,7 +482,8 @@ impl<'s> World<'s> {
                     .collect(),
                 disk_names: spec.disks.iter().map(|d| d.name.clone()).collect(),
                 vbd_volumes: BTreeMap::new(),
-                disk_done: BTreeMap::new(),
+                disk_done: Default::default(),
+                disk_spare: Default::default(),
                 crashed_at_ns: None,
                 net_out: Vec::new(),
             };

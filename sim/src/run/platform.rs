@@ -17,6 +17,8 @@ use std::collections::BTreeMap;
 
 use hypervisor_model::ids::{BackWorkId, DomId, DriverWorkId, PcpuId, PoolId, VcpuRef, XsWorkId};
 use hypervisor_model::ids::{Gfn, Mfn, PciBdf};
+use hypervisor_model::io::blkback::DiskInflight;
+use hypervisor_model::io::spare::SpareBuffers;
 use hypervisor_model::platform::{DiskCommand, Doorbell, EptEntry, IpiKind, MapAccess, Platform};
 use hypervisor_model::time::STime;
 use hypervisor_model::toolstack::ops::{GuestNotice, JobId, ToolstackReply};
@@ -29,6 +31,10 @@ use crate::machine::disk::Disk;
 use crate::machine::ept::EptTables;
 use crate::machine::iommu::{Doorbells, IommuTables};
 use crate::machine::switch::SwitchCosts;
+
+/// Most emptied READ buffers a host keeps for its disks' next commands (a bound, not a
+/// behaviour: past it a buffer is freed).
+pub const DISK_SPARE_BUFFERS_MAX: usize = 64;
 
 /// Per-host simulator state that outlives one input.
 #[derive(Debug)]
@@ -69,8 +75,12 @@ pub struct HostSim {
     pub disk_names: Vec<String>,
     /// Where each vbd lives: (frontend domain, vdev) → (disk index, volume index).
     pub vbd_volumes: BTreeMap<(DomId, u32), (usize, u32)>,
-    /// Completed disk commands waiting for their `DiskDone` event: tag → (ok, data).
-    pub disk_done: BTreeMap<u64, (bool, Vec<u64>)>,
+    /// Completed disk commands waiting for their `DiskDone` event: tag → (ok, data). The
+    /// core hands out a host's tags in increasing order, so a window from the oldest tag
+    /// waiting (blkback's `DiskInflight`), not a tree.
+    pub disk_done: DiskInflight<(bool, Vec<u64>)>,
+    /// Emptied READ buffers of delivered `DiskDone`s, for the next commands to fill.
+    pub disk_spare: SpareBuffers<u64, DISK_SPARE_BUFFERS_MAX>,
     /// When a `host-crash` fault took the host down (no event reaches it afterwards).
     pub crashed_at_ns: Option<u64>,
     /// Frames netback handed the bridge during the current input (`run/net.rs` routes
@@ -349,15 +359,17 @@ impl Platform for SimPlatform<'_> {
 
     fn disk_submit(&mut self, cmd: DiskCommand) {
         let place = self.sim.vbd_volumes.get(&(cmd.dom, cmd.vdev)).copied();
+        let buffer = self.sim.disk_spare.take();
         let done = place.and_then(|(disk, volume)| {
             let disk = self.sim.disks.get_mut(disk)?;
-            Some(disk.submit(volume, &cmd, self.now_ns))
+            Some(disk.submit(volume, &cmd, self.now_ns, buffer))
         });
         // A vbd on no disk (a host without disks) fails at once.
         let (at_ns, ok, data) = match done {
             Some(c) => (c.done_ns, true, c.data),
             None => (self.now_ns, false, Vec::new()),
         };
+        // Tags only grow (`blk_glue.rs` hands them out one by one).
         self.sim.disk_done.insert(cmd.tag, (ok, data));
         let event = SimEvent::DiskDone {
             host: self.sim.host,
@@ -418,7 +430,8 @@ mod tests {
             disks: Vec::new(),
             disk_names: Vec::new(),
             vbd_volumes: std::collections::BTreeMap::new(),
-            disk_done: std::collections::BTreeMap::new(),
+            disk_done: Default::default(),
+            disk_spare: Default::default(),
             crashed_at_ns: None,
             net_out: Vec::new(),
         }

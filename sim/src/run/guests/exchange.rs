@@ -21,6 +21,24 @@ impl HostGuests {
         }
     }
 
+    /// `v`'s workload printed something [`Self::take_console`] would hand over (false
+    /// without a model).
+    #[inline]
+    pub fn console_pending(&self, v: VcpuRef) -> bool {
+        self.slots
+            .get(&v)
+            .is_some_and(|slot| slot.model.console_pending())
+    }
+
+    /// `v`'s workload has streams (`GuestVcpu::has_streams`): only then can
+    /// [`Self::take_stream_frames`] and [`Self::take_stream_submissions`] hand over
+    /// anything.
+    pub fn has_streams(&self, v: VcpuRef) -> bool {
+        self.slots
+            .get(&v)
+            .is_some_and(|slot| slot.model.has_streams())
+    }
+
     /// False when `v`'s workload never hands over console lines or stream frames and I/Os
     /// (`GuestVcpu::sends_or_prints`), or `v` has no model: the run loop need not ask.
     pub fn sends_or_prints(&self, v: VcpuRef) -> bool {
