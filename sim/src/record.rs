@@ -29,7 +29,7 @@ use std::path::Path;
 use hypervisor_model::encode::{Encoder, FieldSink, FixedEncoder, TRACE_FORMAT_VERSION};
 use hypervisor_model::event::CoreInput;
 use hypervisor_model::trace::TraceEvent;
-use xxhash_rust::xxh3::xxh3_64_with_seed;
+use twox_hash::XxHash3_64;
 
 use stream::HashStream;
 
@@ -102,7 +102,7 @@ pub struct TraceHeader {
 
 /// The pinned hash of arbitrary bytes (the run hash's algorithm and seed).
 pub fn pinned_hash(bytes: &[u8]) -> u64 {
-    xxh3_64_with_seed(bytes, HASH_SEED)
+    XxHash3_64::oneshot_with_seed(HASH_SEED, bytes)
 }
 
 /// Hash of the scenario and xl.cfg texts, in order (written in the header for tools).

@@ -11,7 +11,9 @@
 //! - The hashed bytes are every record's bytes in order, whatever the chunking: XXH3 is a
 //!   streaming hash, so feeding them in larger or smaller pieces gives the same digest.
 
-use xxhash_rust::xxh3::Xxh3;
+use std::hash::Hasher as _;
+
+use twox_hash::XxHash3_64;
 
 /// Bytes gathered before they are fed to the hasher (4 KiB, which would stay in L1, missed
 /// fewer lines under cachegrind but was not faster in CPU time on a shared machine; XXH3
@@ -24,9 +26,10 @@ const BUFFER_BYTES: usize = HASH_BUFFER_BYTES + MAX_WINDOW_BYTES;
 
 /// The streaming run hash with its gathering buffer.
 pub(super) struct HashStream {
-    /// XXH3-64 with the run hash's seed, boxed (its state and block buffer are about 600
-    /// bytes, and the recorder is moved around by value).
-    hasher: Box<Xxh3>,
+    /// XXH3-64 with the run hash's seed, boxed (its state and block buffer are about 370
+    /// bytes, and the recorder is moved around by value). It picks its AVX2 or SSE2 loop
+    /// at run time; the digest is the same either way.
+    hasher: Box<XxHash3_64>,
     bytes: Box<[u8; BUFFER_BYTES]>,
     /// Bytes gathered and not yet hashed: `bytes[..len]`.
     len: usize,
@@ -43,7 +46,7 @@ impl HashStream {
             .try_into()
             .unwrap_or_else(|_| unreachable!("a vector of BUFFER_BYTES bytes"));
         HashStream {
-            hasher: Box::new(Xxh3::with_seed(seed)),
+            hasher: Box::new(XxHash3_64::with_seed(seed)),
             bytes,
             len: 0,
             watch_at: HASH_BUFFER_BYTES,
@@ -96,7 +99,7 @@ impl HashStream {
     #[cold]
     #[inline(never)]
     fn flush(&mut self) {
-        self.hasher.update(&self.bytes[..self.len]);
+        self.hasher.write(&self.bytes[..self.len]);
         self.len = 0;
     }
 
@@ -107,7 +110,7 @@ impl HashStream {
             self.flush();
         }
         if record.len() > BUFFER_BYTES {
-            self.hasher.update(record);
+            self.hasher.write(record);
             return;
         }
         let start = self.len;
@@ -119,7 +122,7 @@ impl HashStream {
     /// The digest of every byte so far.
     pub(super) fn digest(mut self) -> u64 {
         self.flush();
-        self.hasher.digest()
+        self.hasher.finish()
     }
 }
 
