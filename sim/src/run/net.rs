@@ -492,14 +492,14 @@ impl World<'_> {
     }
 
     /// A guest's `io` workload sends `frames` on its vif `devid` to `peer`: the MACs are
-    /// filled in and each goes to netfront.
+    /// filled in and each goes to netfront; the emptied buffer goes back to the workload.
     pub(crate) fn net_send_frames(
         &mut self,
         host: u16,
         vcpu: VcpuRef,
         devid: u32,
         peer: &NetPeer,
-        frames: Vec<NetPacket>,
+        mut frames: Vec<NetPacket>,
     ) {
         let src = self.net.mac_of(host, vcpu.dom, devid);
         let dst = self.peer_mac(host, peer);
@@ -521,7 +521,7 @@ impl World<'_> {
             return self.net.waiting.push(waiting);
         };
         let count = frames.len();
-        for (index, mut packet) in frames.into_iter().enumerate() {
+        for (index, mut packet) in frames.drain(..).enumerate() {
             packet.src = src;
             packet.dst = dst;
             let input = CoreInput::NetSend {
@@ -532,6 +532,8 @@ impl World<'_> {
             };
             self.deliver(host, &input);
         }
+        let guests = &mut self.hosts[usize::from(host)].sim.guests;
+        guests.reuse_net_frame_buffer(vcpu, frames);
     }
 
     /// A vif connected: requests waiting for it (or for it as a peer) go out, in order.
