@@ -15,7 +15,10 @@
 
 use super::ops::{lookup, set_status, GrantTables};
 use super::table::{GrantTable, Pins};
-use super::{GrantError, GuestFrames};
+use super::{
+    GrantError, GuestFrames, GTF_PERMIT_ACCESS, GTF_READING, GTF_READONLY, GTF_TYPE_MASK,
+    GTF_WRITING,
+};
 use crate::ids::{DomId, Gfn, GrantRef, Mfn};
 use crate::limits::PAGE_BYTES;
 
@@ -120,13 +123,17 @@ impl GrantTables {
         let lt = self.tables.get(&caller).ok_or(GrantError::BadDomain)?;
         let dest = lookup(lt, gfn, false, frames);
         let rt = self.get_mut(dom)?;
-        let source_mfn = acquire_for_copy(rt, gref, caller, true, frames)?;
-        let result = dest.and_then(|dest_mfn| {
+        let bounds = |source_mfn, dest_mfn| {
             check_bounds(op).map(|()| Copied {
                 source_mfn,
                 dest_mfn,
             })
-        });
+        };
+        if let Some(source) = copy_unpinned(rt, gref, caller, true, frames) {
+            return bounds(source?, dest?);
+        }
+        let source_mfn = acquire_for_copy(rt, gref, caller, true, frames)?;
+        let result = dest.and_then(|dest_mfn| bounds(source_mfn, dest_mfn));
         release_grant(rt, gref, true);
         result
     }
@@ -144,6 +151,13 @@ impl GrantTables {
         let lt = self.tables.get(&caller).ok_or(GrantError::BadDomain)?;
         let source_mfn = lookup(lt, gfn, true, frames)?;
         let rt = self.get_mut(dom)?;
+        if let Some(dest) = copy_unpinned(rt, gref, caller, false, frames) {
+            let dest_mfn = dest?;
+            return check_bounds(op).map(|()| Copied {
+                source_mfn,
+                dest_mfn,
+            });
+        }
         let dest_mfn = acquire_for_copy(rt, gref, caller, false, frames)?;
         let result = check_bounds(op).map(|()| Copied {
             source_mfn,
@@ -297,6 +311,52 @@ fn acquire_for_copy(
     Ok(a.mfn)
 }
 
+/// `acquire_for_copy` and then `release_grant` of an entry nothing pins (every copy of
+/// the split drivers): the copy's pin comes and goes, so this writes only what stays, the
+/// active entry's frame and the flags. `set_status` sets `GTF_reading` (and `GTF_writing`)
+/// and `reduce_status_for_pin`, with nothing pinned, clears the same bits whatever they
+/// were (a guest may have set them: `status_tampered`); `lookup` reads neither. `None` if
+/// the entry is pinned or out of range: the general path takes it.
+fn copy_unpinned(
+    rt: &mut GrantTable,
+    gref: GrantRef,
+    user: DomId,
+    readonly: bool,
+    frames: &dyn GuestFrames,
+) -> Option<Result<Mfn, GrantError>> {
+    let index = gref.index();
+    if !rt.active.get(index)?.pins.is_zero() {
+        return None;
+    }
+    let entry = rt.shared[index];
+    // `set_status` of an unpinned entry.
+    if entry.flags & GTF_TYPE_MASK != GTF_PERMIT_ACCESS
+        || entry.domid != user.raw()
+        || (!readonly && entry.flags & GTF_READONLY != 0)
+    {
+        return Some(Err(GrantError::GeneralError));
+    }
+    let gfn = Gfn::new(u64::from(entry.frame));
+    let found = lookup(rt, gfn, readonly, frames);
+    if let Ok(mfn) = found {
+        let act = &mut rt.active[index];
+        act.domid = user;
+        act.gfn = gfn;
+        act.mfn = mfn;
+    }
+    let owned = if readonly {
+        GTF_READING
+    } else {
+        GTF_READING | GTF_WRITING
+    };
+    let flags = &mut rt.shared[index].flags;
+    *flags &= !owned;
+    if *flags & (GTF_READING | GTF_WRITING) == 0 {
+        rt.active[index].status_tampered = false;
+    }
+    Some(found)
+}
+
 /// `gnttab_copy_buf`'s checks: both ranges inside one page (v1 grants cover the whole page,
 /// so Xen's per-grant range check never fails here).
 fn check_bounds(op: &CopyOp) -> Result<(), GrantError> {
@@ -314,7 +374,7 @@ mod tests {
     use super::{CopyOp, CopyPtr, CopySide};
     use crate::grant::{
         FrameError, GrantConfig, GrantError, GrantTables, GuestFrames, MapFlags, MapRequest,
-        GTF_READING, GTF_WRITING,
+        GTF_PERMIT_ACCESS, GTF_READING, GTF_WRITING,
     };
     use crate::ids::{DomId, Gfn, GrantRef, Mfn};
 
@@ -439,8 +499,14 @@ mod tests {
             let grantee = if to_d0 { d0 } else { d2 };
             let _ = t.guest_grant_access(GrantRef::new(raw), grantee, gfn, readonly);
             if garbled {
+                // The guest sets Xen's status bits, on a valid entry or not.
+                let flags = match gfn % 3 {
+                    0 => GTF_READING,
+                    1 => GTF_PERMIT_ACCESS | GTF_READING,
+                    _ => GTF_PERMIT_ACCESS | GTF_WRITING,
+                };
                 let entry = crate::grant::GrantEntry {
-                    flags: GTF_READING,
+                    flags,
                     domid: d0.raw(),
                     frame: gfn,
                 };

@@ -590,6 +590,18 @@ pub struct VifPath {
     pub params: VifParams,
     /// The queues, by index (at least one, at most [`VIF_QUEUES_MAX`]).
     pub queues: Vec<VifQueue>,
+    /// The flow [`VifPath::queue_of`] hashed last and its queue: a vif's frames mostly
+    /// belong to one flow, in both directions.
+    flow_memo: Option<FlowMemo>,
+}
+
+/// A flow's queue, as [`flow_queue`] gave it: the flow's two MACs (as [`mac_key`], in
+/// either order: the hash does not depend on the direction) and its id.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+struct FlowMemo {
+    macs: (u64, u64),
+    flow: u32,
+    queue: usize,
 }
 
 impl VifPath {
@@ -601,12 +613,35 @@ impl VifPath {
             .collect::<Vec<_>>();
         assert!(!queues.is_empty());
         assert!(queues.len() <= VIF_QUEUES_MAX as usize);
-        VifPath { params, queues }
+        VifPath {
+            params,
+            queues,
+            flow_memo: None,
+        }
     }
 
-    /// The queue `packet`'s flow uses.
-    pub fn queue_of(&self, packet: &NetPacket) -> usize {
-        flow_queue(packet, self.queues.len())
+    /// The queue `packet`'s flow uses: [`flow_queue`], hashed once per run of frames of
+    /// one flow (either direction).
+    pub fn queue_of(&mut self, packet: &NetPacket) -> usize {
+        let count = self.queues.len();
+        if count <= 1 {
+            return 0;
+        }
+        let (src, dst) = (mac_key(packet.src), mac_key(packet.dst));
+        if let Some(memo) = self.flow_memo {
+            let same_macs = memo.macs == (src, dst) || memo.macs == (dst, src);
+            if same_macs && memo.flow == packet.flow {
+                debug_assert_eq!(memo.queue, flow_queue(packet, count));
+                return memo.queue;
+            }
+        }
+        let queue = flow_queue(packet, count);
+        self.flow_memo = Some(FlowMemo {
+            macs: (src, dst),
+            flow: packet.flow,
+            queue,
+        });
+        queue
     }
 
     /// The vif's counters: the sum over its queues.
@@ -712,6 +747,34 @@ mod tests {
             b in proptest::prelude::any::<Mac>(),
         ) {
             proptest::prop_assert_eq!(mac_key(a).cmp(&mac_key(b)), a.cmp(&b));
+        }
+    }
+
+    proptest::proptest! {
+        /// The memo answers as the hash: frames of a few MACs and flows, both directions.
+        #[test]
+        fn queue_of_answers_as_flow_queue(
+            queue_count in 1u32..=VIF_QUEUES_MAX,
+            frames in proptest::collection::vec((0u8..3, 0u8..3, 0u32..3), 0..40),
+        ) {
+            let params = VifParams {
+                front_dom: DomId::new(1).expect("d1"),
+                back_dom: DomId::DOM0,
+                devid: 0,
+                mac: [0, 0x16, 0x3e, 0, 0, 1],
+                slot: 0,
+            };
+            let mut path = VifPath::new(params, queue_count);
+            let count = path.queues.len();
+            for (src, dst, flow) in frames {
+                let frame = NetPacket {
+                    src: [0, 0x16, 0x3e, 0, 0, src],
+                    dst: [0, 0x16, 0x3e, 0, 0, dst],
+                    flow,
+                    ..packet()
+                };
+                proptest::prop_assert_eq!(path.queue_of(&frame), flow_queue(&frame, count));
+            }
         }
     }
 

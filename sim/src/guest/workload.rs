@@ -696,6 +696,13 @@ impl GuestVcpu {
         Some((devid, peer, frames))
     }
 
+    /// Takes back the emptied buffer of a [`Self::take_net_frames`] for the next request.
+    pub fn reuse_net_frame_buffer(&mut self, buffer: Vec<NetPacket>) {
+        if let Behavior::NetIo(model) = self.behavior.current_mut() {
+            model.reuse_frame_buffer(buffer);
+        }
+    }
+
     /// The streams' frames to send now (after any demand-done), per vif and peer.
     #[inline]
     pub fn take_stream_frames(&mut self) -> Vec<(u32, NetPeer, Vec<NetPacket>)> {

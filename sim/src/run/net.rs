@@ -94,9 +94,8 @@ pub struct NetWorld {
     /// Connected vifs by MAC.
     directory: BTreeMap<Mac, (u16, DomId, u32)>,
     /// `directory` the other way round: (host, domain, vif) → its MACs, sorted, so that
-    /// the MAC of a vif (asked for every frame it sends or receives) is one lookup. Keyed
-    /// by [`vif_key`]: one integer compare per tree step.
-    vif_macs: BTreeMap<u64, Vec<Mac>>,
+    /// the MAC of a vif (asked for every request it sends) is one indexed lookup.
+    vif_macs: VifMacs,
     /// Driver domains' bridges by (host, driver domain).
     driver_bridges: BTreeMap<(u16, DomId), Bridge>,
     /// The backend domain of each connected vif (whose bridge it is on).
@@ -141,7 +140,7 @@ impl NetWorld {
             external: Responder::default(),
             kernels: BTreeMap::new(),
             directory: BTreeMap::new(),
-            vif_macs: BTreeMap::new(),
+            vif_macs: VifMacs::default(),
             driver_bridges: BTreeMap::new(),
             backs: BTreeMap::new(),
             pending: BTreeMap::new(),
@@ -177,10 +176,7 @@ impl NetWorld {
             }
             debug_assert!((h, d, v) == (host, dom, devid), "MAC given to two vifs");
         }
-        let macs = self
-            .vif_macs
-            .entry(vif_key((host, dom, devid)))
-            .or_default();
+        let macs = self.vif_macs.entry((host, dom, devid));
         if let Err(at) = macs.binary_search(&mac) {
             macs.insert(at, mac);
         }
@@ -233,20 +229,14 @@ impl NetWorld {
     /// connected under two).
     pub fn mac_of(&self, host: u16, dom: DomId, devid: u32) -> Option<Mac> {
         let vif = (host, dom, devid);
-        let found = self.vif_macs.get(&vif_key(vif))?.first().copied();
+        let found = self.vif_macs.get(vif)?.first().copied();
         debug_assert!(found.is_none_or(|mac| self.directory.get(&mac) == Some(&vif)));
         found
     }
 
     /// `mac` is no longer `vif`'s (a vif without MACs leaves `vif_macs`).
     fn vif_mac_remove(&mut self, vif: (u16, DomId, u32), mac: Mac) {
-        let Some(macs) = self.vif_macs.get_mut(&vif_key(vif)) else {
-            return;
-        };
-        macs.retain(|m| *m != mac);
-        if macs.is_empty() {
-            self.vif_macs.remove(&vif_key(vif));
-        }
+        self.vif_macs.remove(vif, mac);
     }
 
     fn drop_frame(&mut self, host: u16, dom: DomId, devid: u32, at_ns: u64, reason: DropReason) {
@@ -492,14 +482,14 @@ impl World<'_> {
     }
 
     /// A guest's `io` workload sends `frames` on its vif `devid` to `peer`: the MACs are
-    /// filled in and each goes to netfront.
+    /// filled in and each goes to netfront; the emptied buffer goes back to the workload.
     pub(crate) fn net_send_frames(
         &mut self,
         host: u16,
         vcpu: VcpuRef,
         devid: u32,
         peer: &NetPeer,
-        frames: Vec<NetPacket>,
+        mut frames: Vec<NetPacket>,
     ) {
         let src = self.net.mac_of(host, vcpu.dom, devid);
         let dst = self.peer_mac(host, peer);
@@ -521,7 +511,7 @@ impl World<'_> {
             return self.net.waiting.push(waiting);
         };
         let count = frames.len();
-        for (index, mut packet) in frames.into_iter().enumerate() {
+        for (index, mut packet) in frames.drain(..).enumerate() {
             packet.src = src;
             packet.dst = dst;
             let input = CoreInput::NetSend {
@@ -532,6 +522,8 @@ impl World<'_> {
             };
             self.deliver(host, &input);
         }
+        let guests = &mut self.hosts[usize::from(host)].sim.guests;
+        guests.reuse_net_frame_buffer(vcpu, frames);
     }
 
     /// A vif connected: requests waiting for it (or for it as a peer) go out, in order.
@@ -599,10 +591,64 @@ impl World<'_> {
     }
 }
 
-/// (host, domain, vif) as one integer, ordered as the tuple is: host, then domain id,
-/// then device id.
-fn vif_key((host, dom, devid): (u16, DomId, u32)) -> u64 {
-    (u64::from(host) << 48) | (u64::from(dom.raw()) << 32) | u64::from(devid)
+/// The MACs of each connected vif, by host, then by domain id, then among the domain's
+/// few vifs (a vif without MACs has no entry).
+#[derive(Debug, Default)]
+struct VifMacs {
+    by_host: Vec<Vec<DomainVifs>>,
+}
+
+/// One domain's vifs with MACs: (device id, its MACs sorted).
+type DomainVifs = Vec<(u32, Vec<Mac>)>;
+
+impl VifMacs {
+    /// The vifs of `dom` on `host`, if any ever connected.
+    fn vifs(&self, host: u16, dom: DomId) -> Option<&DomainVifs> {
+        let doms = self.by_host.get(usize::from(host))?;
+        doms.get(usize::from(dom.raw()))
+    }
+
+    /// The MACs of `vif`, if it has any.
+    fn get(&self, (host, dom, devid): (u16, DomId, u32)) -> Option<&Vec<Mac>> {
+        let vifs = self.vifs(host, dom)?;
+        vifs.iter().find(|(d, _)| *d == devid).map(|(_, macs)| macs)
+    }
+
+    /// The MACs of `vif`, made empty if it had none.
+    fn entry(&mut self, (host, dom, devid): (u16, DomId, u32)) -> &mut Vec<Mac> {
+        let (host, dom) = (usize::from(host), usize::from(dom.raw()));
+        if self.by_host.len() <= host {
+            self.by_host.resize_with(host + 1, Vec::new);
+        }
+        let doms = &mut self.by_host[host];
+        if doms.len() <= dom {
+            doms.resize_with(dom + 1, Vec::new);
+        }
+        let vifs = &mut doms[dom];
+        let at = match vifs.iter().position(|(d, _)| *d == devid) {
+            Some(at) => at,
+            None => {
+                vifs.push((devid, Vec::new()));
+                vifs.len() - 1
+            }
+        };
+        &mut vifs[at].1
+    }
+
+    /// `mac` leaves `vif`; a vif left without MACs goes.
+    fn remove(&mut self, (host, dom, devid): (u16, DomId, u32), mac: Mac) {
+        let doms = self.by_host.get_mut(usize::from(host));
+        let Some(vifs) = doms.and_then(|d| d.get_mut(usize::from(dom.raw()))) else {
+            return;
+        };
+        let Some(at) = vifs.iter().position(|(d, _)| *d == devid) else {
+            return;
+        };
+        vifs[at].1.retain(|m| *m != mac);
+        if vifs[at].1.is_empty() {
+            vifs.remove(at);
+        }
+    }
 }
 
 fn transit_reason(transit: Transit) -> DropReason {
@@ -621,18 +667,48 @@ mod tests {
         DomId::new(raw).expect("domid")
     }
 
-    #[test]
-    fn vif_keys_order_as_the_tuples_do() {
-        // Host first, then domain, then device: as the tuple the key replaces.
-        let keys = [
-            (0, dom(1), u32::MAX),
-            (0, dom(2), 0),
-            (1, dom(0), 0),
-            (1, dom(0), 1),
-        ];
-        for pair in keys.windows(2) {
-            assert!(pair[0] < pair[1]);
-            assert!(vif_key(pair[0]) < vif_key(pair[1]));
+    proptest::proptest! {
+        /// The indexed MACs answer as a tree keyed by (host, domain, vif) would: MACs
+        /// joining (`true`) and leaving a few vifs.
+        #[test]
+        fn vif_macs_answer_as_a_tree_would(
+            steps in proptest::collection::vec(
+                (proptest::bool::ANY, (0u16..2, 0u16..3, 0u32..2), 0u8..3),
+                0..60,
+            ),
+        ) {
+            let mut macs = VifMacs::default();
+            let mut tree: BTreeMap<(u16, DomId, u32), Vec<Mac>> = BTreeMap::new();
+            for (join, (host, d, devid), last) in steps {
+                let vif = (host, dom(d), devid);
+                let mac = [0, 0x16, 0x3e, 0, 0, last];
+                if join {
+                    let list = macs.entry(vif);
+                    if let Err(at) = list.binary_search(&mac) {
+                        list.insert(at, mac);
+                    }
+                    let list = tree.entry(vif).or_default();
+                    if let Err(at) = list.binary_search(&mac) {
+                        list.insert(at, mac);
+                    }
+                } else {
+                    macs.remove(vif, mac);
+                    if let Some(list) = tree.get_mut(&vif) {
+                        list.retain(|m| *m != mac);
+                        if list.is_empty() {
+                            tree.remove(&vif);
+                        }
+                    }
+                }
+                for h in 0..2 {
+                    for d in 0..3 {
+                        for devid in 0..2 {
+                            let vif = (h, dom(d), devid);
+                            proptest::prop_assert_eq!(macs.get(vif), tree.get(&vif));
+                        }
+                    }
+                }
+            }
         }
     }
 }

@@ -124,6 +124,14 @@ impl HostGuests {
         self.slots.get_mut(&v)?.model.take_net_frames()
     }
 
+    /// Takes back the emptied buffer of a [`Self::take_net_frames`] of `v` (an allocation
+    /// per request spared).
+    pub fn reuse_net_frame_buffer(&mut self, v: VcpuRef, buffer: Vec<NetPacket>) {
+        if let Some(slot) = self.slots.get_mut(&v) {
+            slot.model.reuse_net_frame_buffer(buffer);
+        }
+    }
+
     /// The frames `v`'s `net.rate` streams send now, per vif, with the peer.
     pub fn take_stream_frames(
         &mut self,

@@ -198,6 +198,8 @@ impl Slots {
 pub struct HostGuests {
     streams: RngStreams,
     domains: BTreeMap<DomId, DomainWorkloads>,
+    /// `domains`' keys by domain id (`knows`, asked for every frame, is one index).
+    known: Vec<bool>,
     slots: Slots,
     next_generation: u64,
     /// Service work queued per vCPU, oldest first: (item, ns left).
@@ -228,6 +230,7 @@ impl HostGuests {
         HostGuests {
             streams,
             domains: BTreeMap::new(),
+            known: Vec::new(),
             slots: Slots::default(),
             next_generation: 0,
             service: ServiceQueues::default(),
@@ -272,6 +275,11 @@ impl HostGuests {
     /// A new domain `dom` runs `workloads` (one per vCPU index; missing ones are idle).
     pub fn register_domain(&mut self, dom: DomId, name: &str, workloads: Vec<WorkloadSpec>) {
         self.forget_domain(dom);
+        let index = usize::from(dom.raw());
+        if self.known.len() <= index {
+            self.known.resize(index + 1, false);
+        }
+        self.known[index] = true;
         self.domains.insert(
             dom,
             DomainWorkloads {
@@ -284,6 +292,9 @@ impl HostGuests {
     /// The domain is gone: drop its models (their pending events become stale).
     pub fn forget_domain(&mut self, dom: DomId) {
         self.domains.remove(&dom);
+        if let Some(known) = self.known.get_mut(usize::from(dom.raw())) {
+            *known = false;
+        }
         self.memories.remove(&dom);
         self.mode_of.remove(&dom);
         self.service.clear_domain(dom);
@@ -310,7 +321,9 @@ impl HostGuests {
 
     /// True if `dom` has registered workloads.
     pub fn knows(&self, dom: DomId) -> bool {
-        self.domains.contains_key(&dom)
+        let known = self.known.get(usize::from(dom.raw())).copied() == Some(true);
+        debug_assert_eq!(known, self.domains.contains_key(&dom));
+        known
     }
 
     /// True once a vCPU of `dom` has run guest code.
