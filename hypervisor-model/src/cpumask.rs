@@ -252,6 +252,15 @@ impl CpuMask {
         self.w().iter().all(|w| *w == 0)
     }
 
+    /// True if `cpu` is the mask's only pCPU (a core of one thread, as a sibling mask).
+    #[inline]
+    pub fn is_only(&self, cpu: PcpuId) -> bool {
+        if self.width <= 64 {
+            return 1u64.checked_shl(cpu.raw()) == Some(self.word0());
+        }
+        self.test(cpu) && self.weight() == 1
+    }
+
     /// Number of pCPUs set (`cpumask_weight`).
     pub fn weight(&self) -> u32 {
         if self.width <= 64 {
