@@ -163,6 +163,35 @@ pub(crate) fn smt_idle_mask_clear_core(siblings: &CpuMask, mask: &mut CpuMask) {
     }
 }
 
+/// `smt_idle_mask_set` on a one-word host: the new `smt_idle` word from the words of the
+/// siblings, `idle`, `tickled` and `smt_idle` (what [`smt_idle_mask_set_core`] computes).
+#[inline(always)]
+pub(crate) fn smt_idle_word_set(siblings: u64, idle: u64, tickled: u64, mask: u64) -> u64 {
+    if siblings & (!idle | tickled) == 0 {
+        mask | siblings
+    } else {
+        mask
+    }
+}
+
+/// `smt_idle_mask_clear` on a one-word host (what [`smt_idle_mask_clear_core`] computes).
+#[inline(always)]
+pub(crate) fn smt_idle_word_clear(siblings: u64, mask: u64) -> u64 {
+    if siblings & !mask == 0 {
+        mask & !siblings
+    } else {
+        mask
+    }
+}
+
+/// The bit of `cpu` in the word of a one-word mask of `width` pCPUs (asserting `cpu` is
+/// below the width, as `CpuMask::set` does).
+#[inline(always)]
+fn narrow_bit(cpu: PcpuId, width: u32) -> u64 {
+    assert!(cpu.raw() < width, "{cpu:?} outside mask width {width}");
+    1u64 << (cpu.raw() & 63)
+}
+
 /// One EWMA step of precision `p` and window `w` (shifts), for a delta `d`:
 /// `avg + ((d * (inst << p)) >> w) - ((d * avg) >> w)`; a zero `d` (a second update within
 /// the same 1024 ns) leaves `avg` as it is.
@@ -625,8 +654,15 @@ impl Credit2Scheduler {
             Some(Some(rq)) => rq,
             _ => panic!("credit2: no runqueue {id}"),
         };
-        rq.tickled.set(cpu);
-        smt_idle_mask_clear(cpu, sibs, &mut rq.smt_idle);
+        // A host of at most 64 pCPUs: the masks' words, combined in registers.
+        if let Some([s, t, m]) = CpuMask::narrow_words([sibs, &rq.tickled, &rq.smt_idle]) {
+            let bit = narrow_bit(cpu, rq.tickled.width());
+            rq.tickled.set_narrow_word(t | bit);
+            rq.smt_idle.set_narrow_word(smt_idle_word_clear(s, m));
+        } else {
+            rq.tickled.set(cpu);
+            smt_idle_mask_clear(cpu, sibs, &mut rq.smt_idle);
+        }
         ctx.tickle(cpu);
     }
 
@@ -638,6 +674,16 @@ impl Credit2Scheduler {
             Some(Some(rq)) => rq,
             _ => panic!("credit2: no runqueue {id}"),
         };
+        let masks = [sibs, &rq.idle, &rq.tickled, &rq.smt_idle];
+        if let Some([s, i, t, m]) = CpuMask::narrow_words(masks) {
+            let bit = narrow_bit(cpu, rq.idle.width());
+            if i & bit == 0 {
+                rq.idle.set_narrow_word(i | bit);
+                rq.smt_idle
+                    .set_narrow_word(smt_idle_word_set(s, i | bit, t, m));
+            }
+            return;
+        }
         if rq.idle.test(cpu) {
             return;
         }
@@ -653,6 +699,14 @@ impl Credit2Scheduler {
             Some(Some(rq)) => rq,
             _ => panic!("credit2: no runqueue {id}"),
         };
+        if let Some([s, i, m]) = CpuMask::narrow_words([sibs, &rq.idle, &rq.smt_idle]) {
+            let bit = narrow_bit(cpu, rq.idle.width());
+            if i & bit != 0 {
+                rq.idle.set_narrow_word(i & !bit);
+                rq.smt_idle.set_narrow_word(smt_idle_word_clear(s, m));
+            }
+            return;
+        }
         if !rq.idle.test(cpu) {
             return;
         }
@@ -667,6 +721,14 @@ impl Credit2Scheduler {
             Some(Some(rq)) => rq,
             _ => panic!("credit2: no runqueue {id}"),
         };
+        let masks = [sibs, &rq.idle, &rq.tickled, &rq.smt_idle];
+        if let Some([s, i, t, m]) = CpuMask::narrow_words(masks) {
+            let bit = narrow_bit(cpu, rq.tickled.width());
+            rq.tickled.set_narrow_word(t & !bit);
+            rq.smt_idle
+                .set_narrow_word(smt_idle_word_set(s, i, t & !bit, m));
+            return;
+        }
         rq.tickled.clear(cpu);
         smt_idle_mask_set(cpu, sibs, &rq.idle, &rq.tickled, &mut rq.smt_idle);
     }
@@ -680,7 +742,7 @@ mod tests {
 
     use super::{
         reversed_insert_index, smt_idle_mask_clear, smt_idle_mask_clear_core, smt_idle_mask_set,
-        smt_idle_mask_set_core,
+        smt_idle_mask_set_core, smt_idle_word_clear, smt_idle_word_set,
     };
     use crate::cpumask::CpuMask;
     use crate::ids::PcpuId;
@@ -724,6 +786,22 @@ mod tests {
             smt_idle_mask_clear(cpu, &siblings, &mut fast);
             smt_idle_mask_clear_core(&siblings, &mut walked);
             prop_assert_eq!(fast, walked);
+        }
+
+        #[test]
+        fn smt_idle_words_match_the_mask_walks(
+            siblings in any::<u64>(),
+            idle in any::<u64>(),
+            tickled in any::<u64>(),
+            mask in any::<u64>(),
+        ) {
+            let m = |bits: u64| mask_of(64, u128::from(bits));
+            let mut walked = m(mask);
+            smt_idle_mask_set_core(&m(siblings), &m(idle), &m(tickled), &mut walked);
+            prop_assert_eq!(m(smt_idle_word_set(siblings, idle, tickled, mask)), walked);
+            let mut walked = m(mask);
+            smt_idle_mask_clear_core(&m(siblings), &mut walked);
+            prop_assert_eq!(m(smt_idle_word_clear(siblings, mask)), walked);
         }
 
         #[test]
