@@ -252,6 +252,33 @@ impl CpuMask {
         self.w().iter().all(|w| *w == 0)
     }
 
+    /// The only word of each of `masks` when they are at most 64 pCPUs wide, `None` for
+    /// wider masks: for a caller that combines a few masks bit by bit on a one-word host.
+    #[inline(always)]
+    pub fn narrow_words<const N: usize>(masks: [&CpuMask; N]) -> Option<[u64; N]> {
+        CpuMask::single_words(&masks)
+    }
+
+    /// Sets the only word of a mask of at most 64 pCPUs (from [`CpuMask::narrow_words`]
+    /// and bitwise operations that set no bit past the width).
+    #[inline(always)]
+    pub fn set_narrow_word(&mut self, word: u64) {
+        debug_assert!(
+            self.width == 64 || word >> self.width == 0,
+            "a bit past the width"
+        );
+        self.set_word0(word);
+    }
+
+    /// True if `cpu` is the mask's only pCPU (a core of one thread, as a sibling mask).
+    #[inline]
+    pub fn is_only(&self, cpu: PcpuId) -> bool {
+        if self.width <= 64 {
+            return 1u64.checked_shl(cpu.raw()) == Some(self.word0());
+        }
+        self.test(cpu) && self.weight() == 1
+    }
+
     /// Number of pCPUs set (`cpumask_weight`).
     pub fn weight(&self) -> u32 {
         if self.width <= 64 {

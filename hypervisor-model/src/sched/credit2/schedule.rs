@@ -147,6 +147,7 @@ impl Credit2Scheduler {
     }
 
     /// `runq_candidate`.
+    #[inline(always)]
     fn runq_candidate(
         &mut self,
         ctx: &mut SchedCtx<'_>,
@@ -199,7 +200,14 @@ impl Credit2Scheduler {
                 snext = Some(c);
             }
         }
-        let (chosen, runq_pos) = match self.scan_runq(ctx, id, snext, cpu, yielded) {
+        // An empty runq (the idle host's usual block) has no waiter to beat `snext`: the
+        // walk would find nothing, so it is not called.
+        let found = if self.rq(id).runq.is_empty() {
+            None
+        } else {
+            self.scan_runq(ctx, id, snext, cpu, yielded)
+        };
+        let (chosen, runq_pos) = match found {
             Some((idx, pos)) => (Some(idx), Some(pos)),
             None => (snext, None),
         };
@@ -220,7 +228,9 @@ impl Credit2Scheduler {
     }
 
     /// The runq walk of `runq_candidate`, starting from `snext` (cur or idle): the waiter
-    /// that beats it and its index in `runq`, `None` if `snext` stays.
+    /// that beats it and its index in `runq`, `None` if `snext` stays. Called only on a
+    /// runq with waiters (the pick of an idler after a wake), so it stays out of line.
+    #[inline(never)]
     fn scan_runq(
         &mut self,
         ctx: &mut SchedCtx<'_>,
@@ -278,12 +288,14 @@ impl Credit2Scheduler {
         let now = ctx.now.as_ns();
         let id = self.c2rqd(cpu);
         let cur = prev.map(|v| self.curr_unit(cpu, v));
-        if self.rq(id).tickled.test(cpu) {
+        // One lookup of the runqueue for both (the untickle leaves the max weight).
+        let rq = self.rq(id);
+        let (tickled, max_weight) = (rq.tickled.test(cpu), rq.max_weight);
+        if tickled {
             self.untickle(cpu, id);
         }
         if let Some(c) = cur {
             // `burn_credits`, the unit looked up once for the check and the burn.
-            let max_weight = self.rq(id).max_weight;
             let unit = self.u_mut(c);
             assert_eq!(unit.rqd, Some(id), "current unit of another runqueue");
             burn(unit, max_weight, now);
@@ -325,9 +337,7 @@ impl Credit2Scheduler {
             entered_ns,
         }));
         let Some(snext) = cand.next else {
-            if !self.rq(id).idle.test(cpu) {
-                self.set_idle(cpu, id);
-            }
+            self.set_idle(cpu, id);
             self.update_load(ctx, id, None, 0);
             self.write_hint(cpu, id, hint);
             return Decision {
@@ -375,9 +385,7 @@ impl Credit2Scheduler {
             };
             self.runq_take_scheduled(snext, id, pos);
         }
-        if self.rq(id).idle.test(cpu) {
-            self.clear_idle(cpu, id);
-        }
+        self.clear_idle(cpu, id);
         let mine = self.u(snext).credit;
         let top = self
             .rq(id)

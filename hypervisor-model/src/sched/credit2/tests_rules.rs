@@ -367,6 +367,44 @@ fn load_ewma_moves_by_delta_over_window() {
     assert_eq!(f.sched.ewma(0, 1, 1 << 19), 1 << 17);
 }
 
+proptest::proptest! {
+    #[test]
+    fn runq_load_updates_match_xens_formula_step_by_step(
+        steps in proptest::collection::vec((0u8..3, 0i64..3000), 1..60),
+    ) {
+        // Steps under 1024 ns apart land in the same load instant (the fast path).
+        let mut f = Fixture::uniform(1);
+        let (p, w) = (f.sched.opts.precision_shift, f.sched.opts.window_shift);
+        let rq = f.sched.rq(0);
+        let (mut load, mut avg, mut b_avg) = (rq.load, rq.avgload, rq.b_avgload);
+        let mut last = rq.load_last_update;
+        let mut now_ns = 0i64;
+        for (kind, advance_ns) in steps {
+            now_ns += advance_ns;
+            let change = match kind {
+                0 => 0,
+                2 if load > 0 => -1,
+                _ => 1,
+            };
+            f.sched.update_runq_load(0, change, now_ns);
+            // Xen's update_runq_load in full, every step.
+            let now = now_ns >> LOADAVG_GRANULARITY_SHIFT;
+            if last + (1i64 << w) < now {
+                (avg, b_avg) = (load << p, load << p);
+            } else {
+                let d = (now - last).max(0);
+                avg += ((d * (load << p)) >> w) - ((d * avg) >> w);
+                b_avg += ((d * (load << p)) >> w) - ((d * b_avg) >> w);
+            }
+            load += change;
+            last = now;
+            let rq = f.sched.rq(0);
+            let got = (rq.load, rq.avgload, rq.b_avgload, rq.load_last_update);
+            proptest::prop_assert_eq!(got, (load, avg, b_avg, last));
+        }
+    }
+}
+
 #[test]
 fn new_unit_starts_at_half_load() {
     let mut f = Fixture::uniform(1);
