@@ -71,6 +71,26 @@ pub fn host_meta(name: &str, config: &BootConfig, switch: SwitchCosts) -> HostMe
     }
 }
 
+/// The handlers of frequent kinds no metric uses (`MetricsCollector::observe` drops them):
+/// the record alone. Each kind has its own `#[inline(never)]` handler, in which the
+/// encoding knows the kind: in a shared one, the encoding's match on the kind was a jump
+/// table, and its longest arm kept a stack frame for all of them (about 25 of the 60
+/// instructions of a record).
+macro_rules! record_only_handlers {
+    ($($name:ident => $kind:ident;)*) => {
+        $(
+            #[doc = concat!("[`Self::event`] of a `", stringify!($kind), "`: the record alone.")]
+            #[inline(never)]
+            fn $name(&mut self, host: u16, time_ns: u64, event: &TraceEvent) {
+                let TraceEvent::$kind { .. } = event else {
+                    unreachable!(concat!("Sinks::event dispatched a ", stringify!($kind)))
+                };
+                self.recorder.event(host, time_ns, event);
+            }
+        )*
+    };
+}
+
 impl Sinks {
     /// Sinks for a run whose metrics window starts at `warmup_ns`.
     pub fn new(
@@ -242,61 +262,13 @@ impl Sinks {
             .schedule(usize::from(host), time_ns, pcpu, (prev, next));
     }
 
-    /// [`Self::event`] of a `TimerSet` (no metric uses it): the record alone.
-    #[inline(never)]
-    fn timer_set_event(&mut self, host: u16, time_ns: u64, event: &TraceEvent) {
-        let TraceEvent::TimerSet { .. } = event else {
-            unreachable!("Sinks::event dispatched a TimerSet")
-        };
-        self.recorder.event(host, time_ns, event);
-    }
-
-    /// [`Self::event`] of a `Tickle` (no metric uses it): the record alone.
-    #[inline(never)]
-    fn tickle_event(&mut self, host: u16, time_ns: u64, event: &TraceEvent) {
-        let TraceEvent::Tickle { .. } = event else {
-            unreachable!("Sinks::event dispatched a Tickle")
-        };
-        self.recorder.event(host, time_ns, event);
-    }
-
-    /// [`Self::event`] of a `NetPush` (no metric uses it): the record alone, as
-    /// [`Self::tickle_event`]. Each frequent kind has its own handler: in a shared one,
-    /// the encoding's match on the kind was a jump table, and its longest arm kept a
-    /// stack frame for all of them (about 25 of the 60 instructions of a record).
-    #[inline(never)]
-    fn net_push_event(&mut self, host: u16, time_ns: u64, event: &TraceEvent) {
-        let TraceEvent::NetPush { .. } = event else {
-            unreachable!("Sinks::event dispatched a NetPush")
-        };
-        self.recorder.event(host, time_ns, event);
-    }
-
-    /// [`Self::event`] of a `NetbackWork`, as [`Self::net_push_event`].
-    #[inline(never)]
-    fn netback_work_event(&mut self, host: u16, time_ns: u64, event: &TraceEvent) {
-        let TraceEvent::NetbackWork { .. } = event else {
-            unreachable!("Sinks::event dispatched a NetbackWork")
-        };
-        self.recorder.event(host, time_ns, event);
-    }
-
-    /// [`Self::event`] of a `BlkbackWork`, as [`Self::net_push_event`].
-    #[inline(never)]
-    fn blkback_work_event(&mut self, host: u16, time_ns: u64, event: &TraceEvent) {
-        let TraceEvent::BlkbackWork { .. } = event else {
-            unreachable!("Sinks::event dispatched a BlkbackWork")
-        };
-        self.recorder.event(host, time_ns, event);
-    }
-
-    /// [`Self::event`] of a `DiskSubmit`, as [`Self::net_push_event`].
-    #[inline(never)]
-    fn disk_submit_event(&mut self, host: u16, time_ns: u64, event: &TraceEvent) {
-        let TraceEvent::DiskSubmit { .. } = event else {
-            unreachable!("Sinks::event dispatched a DiskSubmit")
-        };
-        self.recorder.event(host, time_ns, event);
+    record_only_handlers! {
+        timer_set_event => TimerSet;
+        tickle_event => Tickle;
+        net_push_event => NetPush;
+        netback_work_event => NetbackWork;
+        blkback_work_event => BlkbackWork;
+        disk_submit_event => DiskSubmit;
     }
 
     /// [`Self::event`] of a `PoolTimerSet` (no metric uses it): the record alone.
