@@ -166,9 +166,10 @@ impl CpuMask {
     }
 
     /// The only word of each of `masks` when they are at most 64 pCPUs wide (asserting
-    /// they have one width), `None` for wider masks (the word loops apply).
+    /// they have one width), `None` for wider masks (the word loops apply; a caller that
+    /// combines a few masks bit by bit on a one-word host).
     #[inline(always)]
-    fn single_words<const N: usize>(masks: &[&CpuMask; N]) -> Option<[u64; N]> {
+    pub fn single_words<const N: usize>(masks: &[&CpuMask; N]) -> Option<[u64; N]> {
         let width = masks.first().map_or(0, |m| m.width);
         if width > 64 {
             return None;
@@ -252,14 +253,7 @@ impl CpuMask {
         self.w().iter().all(|w| *w == 0)
     }
 
-    /// The only word of each of `masks` when they are at most 64 pCPUs wide, `None` for
-    /// wider masks: for a caller that combines a few masks bit by bit on a one-word host.
-    #[inline(always)]
-    pub fn narrow_words<const N: usize>(masks: [&CpuMask; N]) -> Option<[u64; N]> {
-        CpuMask::single_words(&masks)
-    }
-
-    /// Sets the only word of a mask of at most 64 pCPUs (from [`CpuMask::narrow_words`]
+    /// Sets the only word of a mask of at most 64 pCPUs (from [`CpuMask::single_words`]
     /// and bitwise operations that set no bit past the width).
     #[inline(always)]
     pub fn set_narrow_word(&mut self, word: u64) {

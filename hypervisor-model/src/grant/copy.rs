@@ -15,10 +15,7 @@
 
 use super::ops::{lookup, set_status, GrantTables};
 use super::table::{GrantTable, Pins};
-use super::{
-    GrantError, GuestFrames, GTF_PERMIT_ACCESS, GTF_READING, GTF_READONLY, GTF_TYPE_MASK,
-    GTF_WRITING,
-};
+use super::{GrantError, GuestFrames};
 use crate::ids::{DomId, Gfn, GrantRef, Mfn};
 use crate::limits::PAGE_BYTES;
 
@@ -123,17 +120,11 @@ impl GrantTables {
         let lt = self.tables.get(&caller).ok_or(GrantError::BadDomain)?;
         let dest = lookup(lt, gfn, false, frames);
         let rt = self.get_mut(dom)?;
-        let bounds = |source_mfn, dest_mfn| {
-            check_bounds(op).map(|()| Copied {
-                source_mfn,
-                dest_mfn,
-            })
-        };
         if let Some(source) = copy_unpinned(rt, gref, caller, true, frames) {
-            return bounds(source?, dest?);
+            return checked(op, source?, dest?);
         }
         let source_mfn = acquire_for_copy(rt, gref, caller, true, frames)?;
-        let result = dest.and_then(|dest_mfn| bounds(source_mfn, dest_mfn));
+        let result = dest.and_then(|dest_mfn| checked(op, source_mfn, dest_mfn));
         release_grant(rt, gref, true);
         result
     }
@@ -152,17 +143,10 @@ impl GrantTables {
         let source_mfn = lookup(lt, gfn, true, frames)?;
         let rt = self.get_mut(dom)?;
         if let Some(dest) = copy_unpinned(rt, gref, caller, false, frames) {
-            let dest_mfn = dest?;
-            return check_bounds(op).map(|()| Copied {
-                source_mfn,
-                dest_mfn,
-            });
+            return checked(op, source_mfn, dest?);
         }
         let dest_mfn = acquire_for_copy(rt, gref, caller, false, frames)?;
-        let result = check_bounds(op).map(|()| Copied {
-            source_mfn,
-            dest_mfn,
-        });
+        let result = checked(op, source_mfn, dest_mfn);
         release_grant(rt, gref, false);
         result
     }
@@ -184,13 +168,10 @@ impl GrantTables {
                 return Err(err);
             }
         };
-        let result = check_bounds(op);
+        let result = checked(op, source_mfn, dest_mfn);
         self.release(source);
         self.release(dest);
-        result.map(|()| Copied {
-            source_mfn,
-            dest_mfn,
-        })
+        result
     }
 
     /// `gnttab_copy_lock_domain`: a gfn side must be `DOMID_SELF`; a gref side's domain
@@ -312,11 +293,11 @@ fn acquire_for_copy(
 }
 
 /// `acquire_for_copy` and then `release_grant` of an entry nothing pins (every copy of
-/// the split drivers): the copy's pin comes and goes, so this writes only what stays, the
-/// active entry's frame and the flags. `set_status` sets `GTF_reading` (and `GTF_writing`)
-/// and `reduce_status_for_pin`, with nothing pinned, clears the same bits whatever they
-/// were (a guest may have set them: `status_tampered`); `lookup` reads neither. `None` if
-/// the entry is pinned or out of range: the general path takes it.
+/// the split drivers): the copy's pin comes and goes, so only what stays is written, the
+/// active entry's frame and the flags. `set_status` sets `GTF_reading` (and `GTF_writing`),
+/// and `reduce_status_for_pin`, with nothing pinned, clears them again (and a guest's own
+/// setting of them: `status_tampered`); `lookup` reads neither. `None` if the entry is
+/// pinned or out of range: the general path takes it.
 fn copy_unpinned(
     rt: &mut GrantTable,
     gref: GrantRef,
@@ -328,15 +309,10 @@ fn copy_unpinned(
     if !rt.active.get(index)?.pins.is_zero() {
         return None;
     }
-    let entry = rt.shared[index];
-    // `set_status` of an unpinned entry.
-    if entry.flags & GTF_TYPE_MASK != GTF_PERMIT_ACCESS
-        || entry.domid != user.raw()
-        || (!readonly && entry.flags & GTF_READONLY != 0)
-    {
-        return Some(Err(GrantError::GeneralError));
+    if let Err(error) = set_status(rt, gref, user, readonly, false) {
+        return Some(Err(error));
     }
-    let gfn = Gfn::new(u64::from(entry.frame));
+    let gfn = Gfn::new(u64::from(rt.shared[index].frame));
     let found = lookup(rt, gfn, readonly, frames);
     if let Ok(mfn) = found {
         let act = &mut rt.active[index];
@@ -344,17 +320,16 @@ fn copy_unpinned(
         act.gfn = gfn;
         act.mfn = mfn;
     }
-    let owned = if readonly {
-        GTF_READING
-    } else {
-        GTF_READING | GTF_WRITING
-    };
-    let flags = &mut rt.shared[index].flags;
-    *flags &= !owned;
-    if *flags & (GTF_READING | GTF_WRITING) == 0 {
-        rt.active[index].status_tampered = false;
-    }
+    rt.reduce_status_for_pin(gref, readonly);
     Some(found)
+}
+
+/// The copy of `source_mfn` into `dest_mfn`, once [`check_bounds`] passes.
+fn checked(op: &CopyOp, source_mfn: Mfn, dest_mfn: Mfn) -> Result<Copied, GrantError> {
+    check_bounds(op).map(|()| Copied {
+        source_mfn,
+        dest_mfn,
+    })
 }
 
 /// `gnttab_copy_buf`'s checks: both ranges inside one page (v1 grants cover the whole page,

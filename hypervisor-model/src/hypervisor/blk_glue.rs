@@ -32,7 +32,7 @@
 use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::vec::Vec;
 
-use super::Hypervisor;
+use super::{trace_plain, Hypervisor};
 use crate::ids::{BackWorkId, DomId, EvtchnPort, VcpuId, VcpuRef};
 use crate::io::blkback::{BackIo, BackOutcome, DiskInflight};
 use crate::io::blkif::BlkReqError;
@@ -101,25 +101,6 @@ pub struct BlkState {
     /// Emptied outcome buffers of finished batches (at most
     /// [`OUTCOME_SPARE_BUFFERS_MAX`]), so that consuming a batch does not allocate.
     outcome_spare: SpareBuffers<BackOutcome, OUTCOME_SPARE_BUFFERS_MAX>,
-}
-
-/// Hands `event`, a vbd record that owns no heap data (`BlkPush`, `BlkbackWork`,
-/// `DiskSubmit`, `BlkResponse`), to the platform's trace without dropping it afterwards:
-/// dropping such a variant frees nothing, and skipping it saves a call of `TraceEvent`'s
-/// out-of-line drop glue per record (as `trace_plain` does for the scheduler's).
-#[inline(always)]
-fn trace_blk<P: Platform + ?Sized>(p: &mut P, event: TraceEvent) {
-    debug_assert!(
-        matches!(
-            event,
-            TraceEvent::BlkPush { .. }
-                | TraceEvent::BlkbackWork { .. }
-                | TraceEvent::DiskSubmit { .. }
-                | TraceEvent::BlkResponse { .. }
-        ),
-        "trace_blk takes only vbd records without heap data"
-    );
-    p.trace(&core::mem::ManuallyDrop::new(event));
 }
 
 /// vCPU 0 of the backend domain, where blkback's thread runs.
@@ -235,7 +216,7 @@ impl Hypervisor {
             requests: push.pushed,
             notify: push.notify,
         };
-        trace_blk(p, event);
+        trace_plain(p, event);
         if push.notify && self.blk_send(key, back_dom, true, p) {
             self.blkback_irq(key, p);
         }
@@ -393,7 +374,7 @@ impl Hypervisor {
             requests: u32::try_from(outcomes.len()).unwrap_or(u32::MAX),
             work_ns,
         };
-        trace_blk(p, event);
+        trace_plain(p, event);
         let work = BackWork {
             id,
             key,
@@ -555,7 +536,7 @@ impl Hypervisor {
             sector: cmd.sector,
             sectors: cmd.sectors,
         };
-        trace_blk(p, event);
+        trace_plain(p, event);
         // `blk_outcome_start` counted it in its vbd's `back_inflight`.
         self.blk.inflight.insert(tag, (key, io));
         p.disk_submit(cmd);
@@ -606,7 +587,7 @@ impl Hypervisor {
             status,
             notify,
         };
-        trace_blk(p, event);
+        trace_plain(p, event);
         if notify && self.blk_send(key, back_dom, false, p) {
             self.blkfront_irq(key, p);
         }

@@ -346,18 +346,10 @@ impl VifQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ids::DomId;
     use crate::io::vif::{PacketKind, VifParams};
 
     fn path() -> VifQueue {
-        let params = VifParams {
-            front_dom: DomId::new(1).expect("d1"),
-            back_dom: DomId::DOM0,
-            devid: 0,
-            mac: [0, 0x16, 0x3e, 0, 0, 1],
-            slot: 0,
-        };
-        VifQueue::new(params, 0)
+        VifQueue::new(VifParams::for_tests(), 0)
     }
 
     fn frame(seq: u32) -> NetPacket {

@@ -245,6 +245,20 @@ pub struct VifParams {
     pub slot: u32,
 }
 
+#[cfg(test)]
+impl VifParams {
+    /// The tests' vif: vif 0 of domain 1 on dom0, MAC 00:16:3e:00:00:01, slot 0.
+    pub(crate) fn for_tests() -> VifParams {
+        VifParams {
+            front_dom: DomId::new(1).expect("d1"),
+            back_dom: DomId::DOM0,
+            devid: 0,
+            mac: [0, 0x16, 0x3e, 0, 0, 1],
+            slot: 0,
+        }
+    }
+}
+
 /// One TX packet netfront has on the ring: its pool pages, by the ids of its slots.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct TxShadow {
@@ -757,14 +771,7 @@ mod tests {
             queue_count in 1u32..=VIF_QUEUES_MAX,
             frames in proptest::collection::vec((0u8..3, 0u8..3, 0u32..3), 0..40),
         ) {
-            let params = VifParams {
-                front_dom: DomId::new(1).expect("d1"),
-                back_dom: DomId::DOM0,
-                devid: 0,
-                mac: [0, 0x16, 0x3e, 0, 0, 1],
-                slot: 0,
-            };
-            let mut path = VifPath::new(params, queue_count);
+            let mut path = VifPath::new(VifParams::for_tests(), queue_count);
             let count = path.queues.len();
             for (src, dst, flow) in frames {
                 let frame = NetPacket {

@@ -226,11 +226,8 @@ impl BlkQueue {
 
     /// Takes back a buffer [`Self::take_submissions`] handed out, for the next batch to be
     /// built in without an allocation.
-    pub(crate) fn reuse_submission_buffer(&mut self, mut buffer: Vec<GuestIo>) {
-        buffer.clear();
-        if self.to_submit.is_empty() && self.to_submit.capacity() < buffer.capacity() {
-            self.to_submit = buffer;
-        }
+    pub(crate) fn reuse_submission_buffer(&mut self, buffer: Vec<GuestIo>) {
+        super::reuse_buffer(&mut self.to_submit, buffer);
     }
 
     /// blkfront completed `done` at `now_ns`; `running`: the vCPU runs now (it sees the

@@ -26,3 +26,13 @@ mod ratelimit;
 mod senders;
 pub mod stream;
 pub mod workload;
+
+/// Takes back `buffer`, a `Vec` a model handed out with `mem::take(pending)`, emptied: it
+/// becomes `pending` again when that is still empty and smaller, so the model's next batch
+/// is built without an allocation (`BlkQueue`'s I/Os, `NetModel`'s frames).
+pub(crate) fn reuse_buffer<T>(pending: &mut Vec<T>, mut buffer: Vec<T>) {
+    buffer.clear();
+    if pending.is_empty() && pending.capacity() < buffer.capacity() {
+        *pending = buffer;
+    }
+}

@@ -179,11 +179,8 @@ impl NetModel {
 
     /// Takes back the emptied buffer of a [`Self::take_frames`] for the next request (an
     /// allocation per request spared).
-    pub(crate) fn reuse_frame_buffer(&mut self, mut buffer: Vec<NetPacket>) {
-        buffer.clear();
-        if self.to_send.is_empty() && self.to_send.capacity() < buffer.capacity() {
-            self.to_send = buffer;
-        }
+    pub(crate) fn reuse_frame_buffer(&mut self, buffer: Vec<NetPacket>) {
+        super::reuse_buffer(&mut self.to_send, buffer);
     }
 
     /// When a blocked request is sent again.

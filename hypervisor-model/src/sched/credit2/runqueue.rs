@@ -655,7 +655,7 @@ impl Credit2Scheduler {
             _ => panic!("credit2: no runqueue {id}"),
         };
         // A host of at most 64 pCPUs: the masks' words, combined in registers.
-        if let Some([s, t, m]) = CpuMask::narrow_words([sibs, &rq.tickled, &rq.smt_idle]) {
+        if let Some([s, t, m]) = CpuMask::single_words(&[sibs, &rq.tickled, &rq.smt_idle]) {
             let bit = narrow_bit(cpu, rq.tickled.width());
             rq.tickled.set_narrow_word(t | bit);
             rq.smt_idle.set_narrow_word(smt_idle_word_clear(s, m));
@@ -675,7 +675,7 @@ impl Credit2Scheduler {
             _ => panic!("credit2: no runqueue {id}"),
         };
         let masks = [sibs, &rq.idle, &rq.tickled, &rq.smt_idle];
-        if let Some([s, i, t, m]) = CpuMask::narrow_words(masks) {
+        if let Some([s, i, t, m]) = CpuMask::single_words(&masks) {
             let bit = narrow_bit(cpu, rq.idle.width());
             if i & bit == 0 {
                 rq.idle.set_narrow_word(i | bit);
@@ -699,7 +699,7 @@ impl Credit2Scheduler {
             Some(Some(rq)) => rq,
             _ => panic!("credit2: no runqueue {id}"),
         };
-        if let Some([s, i, m]) = CpuMask::narrow_words([sibs, &rq.idle, &rq.smt_idle]) {
+        if let Some([s, i, m]) = CpuMask::single_words(&[sibs, &rq.idle, &rq.smt_idle]) {
             let bit = narrow_bit(cpu, rq.idle.width());
             if i & bit != 0 {
                 rq.idle.set_narrow_word(i & !bit);
@@ -722,7 +722,7 @@ impl Credit2Scheduler {
             _ => panic!("credit2: no runqueue {id}"),
         };
         let masks = [sibs, &rq.idle, &rq.tickled, &rq.smt_idle];
-        if let Some([s, i, t, m]) = CpuMask::narrow_words(masks) {
+        if let Some([s, i, t, m]) = CpuMask::single_words(&masks) {
             let bit = narrow_bit(cpu, rq.tickled.width());
             rq.tickled.set_narrow_word(t & !bit);
             rq.smt_idle
