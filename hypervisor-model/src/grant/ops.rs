@@ -331,6 +331,8 @@ pub(super) fn lookup(
 
 /// `_set_status_v1`: on first pin the entry must permit access to `user` (and not be a
 /// sub-page grant when mapping); a writable use needs a writable entry. Sets the flags.
+/// Always inlined: `copy_unpinned`'s fast path (every netback grant copy) calls it.
+#[inline(always)]
 pub(super) fn set_status(
     rt: &mut GrantTable,
     gref: GrantRef,

@@ -370,6 +370,8 @@ impl GrantTable {
 
     /// `reduce_status_for_pin`: drop `GTF_reading` when nothing is pinned, and `GTF_writing`
     /// after a writable use when no writable pin is left.
+    /// Always inlined: `copy_unpinned`'s fast path (every netback grant copy) calls it.
+    #[inline(always)]
     pub(super) fn reduce_status_for_pin(&mut self, gref: GrantRef, readonly: bool) {
         let act = &mut self.active[gref.index()];
         let mut clear = if act.pins.is_zero() { GTF_READING } else { 0 };

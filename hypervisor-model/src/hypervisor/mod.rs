@@ -615,7 +615,8 @@ impl Hypervisor {
 
 /// Hands `event`, a variant that owns no heap data (a scheduling-path record: `Schedule`,
 /// `Runstate`, `TimerSet`, `Tickle`, `PoolTimerSet`; a vbd one: `BlkPush`, `BlkbackWork`,
-/// `DiskSubmit`, `BlkResponse`), to the platform's trace. It is not dropped afterwards:
+/// `DiskSubmit`, `BlkResponse`; a vif one: `NetPush`, `NetbackWork`), to the platform's
+/// trace. It is not dropped afterwards:
 /// dropping such a variant frees nothing, and skipping it saves a call of `TraceEvent`'s
 /// out-of-line drop glue per record on the hottest paths.
 #[inline(always)]
@@ -632,6 +633,8 @@ pub(crate) fn trace_plain<P: Platform + ?Sized>(p: &mut P, event: TraceEvent) {
                 | TraceEvent::BlkbackWork { .. }
                 | TraceEvent::DiskSubmit { .. }
                 | TraceEvent::BlkResponse { .. }
+                | TraceEvent::NetPush { .. }
+                | TraceEvent::NetbackWork { .. }
         ),
         "trace_plain takes only variants without heap data"
     );

@@ -48,7 +48,7 @@ mod work;
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
-use super::Hypervisor;
+use super::{trace_plain, Hypervisor};
 use crate::ids::{BackWorkId, DomId, EvtchnPort, VcpuRef};
 use crate::io::dev_map::DevMap;
 use crate::io::netback::TxPacket;
@@ -352,7 +352,7 @@ impl Hypervisor {
             NetWorkKind::Tx(packets) => u32::try_from(packets.len()).unwrap_or(u32::MAX),
             NetWorkKind::Rx => 1,
         };
-        p.trace(&TraceEvent::NetbackWork {
+        let event = TraceEvent::NetbackWork {
             item: id,
             dom: key.0,
             devid: key.1,
@@ -360,7 +360,8 @@ impl Hypervisor {
             rx: matches!(kind, NetWorkKind::Rx),
             packets,
             work_ns,
-        });
+        };
+        trace_plain(p, event);
         let vcpu = self.netback_vcpu(back, queue);
         let work = NetWork {
             key,

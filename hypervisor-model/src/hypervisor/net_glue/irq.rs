@@ -35,7 +35,7 @@
 //! once, when the event is sent (the backend's CPU is charged as netback work).
 
 use super::VifKey;
-use crate::hypervisor::Hypervisor;
+use crate::hypervisor::{trace_plain, Hypervisor};
 use crate::io::vif::VifIrq;
 use crate::platform::Platform;
 use crate::toolstack::ops::GuestNotice;
@@ -64,14 +64,15 @@ impl Hypervisor {
         if slots == 0 {
             return;
         }
-        p.trace(&TraceEvent::NetPush {
+        let event = TraceEvent::NetPush {
             dom: key.0,
             devid: key.1,
             queue: queue_trace,
             rx,
             slots,
             notify,
-        });
+        };
+        trace_plain(p, event);
         if !notify {
             return;
         }
