@@ -73,7 +73,7 @@ fn own_core_idle(smt_idle: &CpuMask, vcpu: &Vcpu, pool: &CpuMask) -> bool {
 /// The walks of `runq_tickle`'s idler search for `vcpu`, from its processor: per balance
 /// step, a wholly idle core (`smt_idle`), then an untickled idler, within the step's mask
 /// and the pool.
-#[inline]
+#[inline(always)]
 fn idle_walk(
     smt_idle: &CpuMask,
     idle: &CpuMask,
