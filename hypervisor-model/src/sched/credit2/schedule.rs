@@ -32,6 +32,8 @@ pub(crate) struct Candidate {
     pub next: Option<usize>,
     /// Where `next` waits in the runq, if it was taken from there.
     pub runq_pos: Option<usize>,
+    /// The processor of `next`'s vCPU, as its lookup here found it (`None` for idle).
+    pub processor: Option<PcpuId>,
     /// Why.
     pub reason: PickReason,
     /// Whether the current vCPU may run (false when idle ran), as `runq_candidate` found.
@@ -161,6 +163,7 @@ impl Credit2Scheduler {
         let mut snext = None;
         let mut cur_runnable = false;
         let mut cur_entered_ns = 0;
+        let mut cur_processor = None;
         if let Some(c) = cur {
             let unit = self.u_mut(c);
             let v = unit.v;
@@ -172,10 +175,12 @@ impl Credit2Scheduler {
             cur_runnable = runnable;
             cur_entered_ns = vcpu.state_entry_time.as_ns();
             let ran = now - cur_entered_ns;
+            cur_processor = Some(vcpu.processor);
             if !yielded && ratelimit != 0 && runnable && ran < ratelimit {
                 return Candidate {
                     next: Some(c),
                     runq_pos: None,
+                    processor: cur_processor,
                     reason: PickReason::Ratelimit,
                     cur_runnable,
                     cur_entered_ns,
@@ -207,9 +212,10 @@ impl Credit2Scheduler {
         } else {
             self.scan_runq(ctx, id, snext, cpu, yielded)
         };
-        let (chosen, runq_pos) = match found {
-            Some((idx, pos)) => (Some(idx), Some(pos)),
-            None => (snext, None),
+        let (chosen, runq_pos, processor) = match found {
+            Some((idx, pos, processor)) => (Some(idx), Some(pos), Some(processor)),
+            None if snext.is_some() => (snext, None, cur_processor),
+            None => (None, None, None),
         };
         let reason = match chosen {
             Some(_) if chosen == cur => PickReason::Continue,
@@ -221,6 +227,7 @@ impl Credit2Scheduler {
         Candidate {
             next: chosen,
             runq_pos,
+            processor,
             reason,
             cur_runnable,
             cur_entered_ns,
@@ -228,8 +235,9 @@ impl Credit2Scheduler {
     }
 
     /// The runq walk of `runq_candidate`, starting from `snext` (cur or idle): the waiter
-    /// that beats it and its index in `runq`, `None` if `snext` stays. Called only on a
-    /// runq with waiters (the pick of an idler after a wake), so it stays out of line.
+    /// that beats it, its index in `runq` and its vCPU's processor, `None` if `snext`
+    /// stays. Called only on a runq with waiters (the pick of an idler after a wake), so it
+    /// stays out of line.
     #[inline(never)]
     fn scan_runq(
         &mut self,
@@ -238,7 +246,7 @@ impl Credit2Scheduler {
         snext: Option<usize>,
         cpu: PcpuId,
         yielded: bool,
-    ) -> Option<(usize, usize)> {
+    ) -> Option<(usize, usize, PcpuId)> {
         let snext_credit = i64::from(self.credit_of(snext));
         debug_assert!(
             self.runq_credits_agree(id),
@@ -273,7 +281,7 @@ impl Credit2Scheduler {
                 // did not move.
                 continue;
             }
-            return Some((idx, pos));
+            return Some((idx, pos, processor));
         }
         None
     }
@@ -391,15 +399,21 @@ impl Credit2Scheduler {
             .rq(id)
             .head_credit()
             .map_or(mine, |head| mine.max(head));
+        // The processor `runq_candidate` read stays until a load balance, which may move
+        // vCPUs.
+        let mut processor = cand.processor;
         if top <= CREDIT_RESET {
             self.reset_credit(ctx, id, snext);
             self.balance_load(ctx, cpu);
+            processor = None;
         }
         let unit = self.u_mut(snext);
         unit.start_time = now;
         unit.tickled_cpu = None;
         let v = unit.v;
-        if ctx.processor(v) != cpu {
+        let processor = processor.unwrap_or_else(|| ctx.processor(v));
+        debug_assert_eq!(processor, ctx.processor(v), "{v:?}: stale processor");
+        if processor != cpu {
             // Xen adds it unbounded (an int); saturating here rather than wrapping.
             unit.credit = unit.credit.saturating_add(MIGRATE_COMPENSATION);
             unit.migrate_bonus = unit.migrate_bonus.saturating_add(MIGRATE_COMPENSATION);

@@ -57,6 +57,53 @@ struct Newcomer<'a> {
     preempt_after_ns: Option<i64>,
 }
 
+/// True if `vcpu`'s processor is in `smt_idle & soft & hard & pool`. The first walk of
+/// [`idle_walk`] that runs (the soft step's, `smt_idle & soft & hard & pool`, when the vCPU
+/// has a soft affinity, else the hard step's, `smt_idle & hard & pool`) tests the processor
+/// first, and both masks hold such a pCPU: it is the walk's answer whatever the soft
+/// affinity.
+fn own_core_idle(smt_idle: &CpuMask, vcpu: &Vcpu, pool: &CpuMask) -> bool {
+    let cpu = vcpu.processor;
+    smt_idle.test(cpu)
+        && vcpu.hard_affinity.test(cpu)
+        && vcpu.soft_affinity.test(cpu)
+        && pool.test(cpu)
+}
+
+/// The walks of `runq_tickle`'s idler search for `vcpu`, from its processor: per balance
+/// step, a wholly idle core (`smt_idle`), then an untickled idler, within the step's mask
+/// and the pool.
+#[inline(always)]
+fn idle_walk(
+    smt_idle: &CpuMask,
+    idle: &CpuMask,
+    tickled: &CpuMask,
+    vcpu: &Vcpu,
+    pool: &CpuMask,
+) -> Option<PcpuId> {
+    let cpu = vcpu.processor;
+    let soft = vcpu_has_soft_affinity(pool, vcpu);
+    for step in BALANCE_STEPS {
+        if step == BalanceStep::Soft && !soft {
+            continue;
+        }
+        // The step's mask is `a & b`; `allowed` is that and the pool.
+        let (a, b) = balance_pair(vcpu, step);
+        let masks = [smt_idle, a, b, pool];
+        let found = CpuMask::test_or_cycle_combined(masks, cpu, |[m, a, b, p]| m & a & b & p);
+        if found.is_some() {
+            return found;
+        }
+        let masks = [idle, tickled, a, b, pool];
+        let found =
+            CpuMask::test_or_cycle_combined(masks, cpu, |[m, t, a, b, p]| m & !t & a & b & p);
+        if found.is_some() {
+            return found;
+        }
+    }
+    None
+}
+
 impl Credit2Scheduler {
     /// `is_preemptable`'s threshold: a running vCPU may be preempted once it ran longer
     /// than its ratelimit less the tolerance (`None`: at any time).
@@ -175,27 +222,16 @@ impl Credit2Scheduler {
             // Both walks below look in `smt_idle` or `idle`: with no idler they find nothing.
             return None;
         }
-        let soft = vcpu_has_soft_affinity(ctx.pool_cpus, vcpu);
-        let pool = ctx.pool_cpus;
-        for step in BALANCE_STEPS {
-            if step == BalanceStep::Soft && !soft {
-                continue;
-            }
-            // The step's mask is `a & b`; `allowed` is that and the pool.
-            let (a, b) = balance_pair(vcpu, step);
-            let masks = [&rq.smt_idle, a, b, pool];
-            let found = CpuMask::test_or_cycle_combined(masks, cpu, |[m, a, b, p]| m & a & b & p);
-            if found.is_some() {
-                return found;
-            }
-            let masks = [&rq.idle, &rq.tickled, a, b, pool];
-            let found =
-                CpuMask::test_or_cycle_combined(masks, cpu, |[m, t, a, b, p]| m & !t & a & b & p);
-            if found.is_some() {
-                return found;
-            }
+        // The idle host's usual wake, back onto its own wholly idle pCPU: the walk's answer
+        // without asking `has_soft_affinity` (see `own_core_idle`).
+        if own_core_idle(&rq.smt_idle, vcpu, ctx.pool_cpus) {
+            debug_assert_eq!(
+                idle_walk(&rq.smt_idle, &rq.idle, &rq.tickled, vcpu, ctx.pool_cpus),
+                Some(cpu)
+            );
+            return Some(cpu);
         }
-        None
+        idle_walk(&rq.smt_idle, &rq.idle, &rq.tickled, vcpu, ctx.pool_cpus)
     }
 
     /// The pCPU `runq_tickle` tickles for `new`, whose vCPU is `vcpu`: an idler, else the
@@ -258,5 +294,56 @@ impl Credit2Scheduler {
             }
         }
         target
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::{idle_walk, own_core_idle};
+    use crate::cpumask::CpuMask;
+    use crate::domain::vcpu::Vcpu;
+    use crate::ids::{DomId, PcpuId, VcpuId, VcpuRef};
+    use crate::time::STime;
+
+    /// A mask of a 64-pCPU host from `bits`, with `cpu` added when `with_cpu`.
+    fn mask_of(bits: u64, cpu: PcpuId, with_cpu: bool) -> CpuMask {
+        let mut mask = CpuMask::empty(64);
+        for raw in (0..64).filter(|c| bits >> c & 1 != 0) {
+            mask.set(PcpuId::new(raw).expect("cpu in range"));
+        }
+        if with_cpu {
+            mask.set(cpu);
+        }
+        mask
+    }
+
+    proptest! {
+        #[test]
+        fn own_idle_core_is_the_idle_walks_answer(
+            cpu_raw in 0u32..64,
+            // Half the cases put the processor in all four masks (the fast path's case).
+            all_own in any::<bool>(),
+            own in any::<[bool; 4]>(),
+            bits in any::<[u64; 6]>(),
+        ) {
+            let own = own.map(|x| x || all_own);
+            let cpu = PcpuId::new(cpu_raw).expect("cpu in range");
+            let [smt, idle, tickled, hard, soft, pool] = bits;
+            let smt_idle = mask_of(smt, cpu, own[0]);
+            let (idle, tickled) = (mask_of(idle | smt, cpu, false), mask_of(tickled, cpu, false));
+            let pool = mask_of(pool, cpu, own[3]);
+            let id = VcpuRef {
+                dom: DomId::new(1).expect("domid in range"),
+                vcpu: VcpuId::new(0).expect("vcpu in range"),
+            };
+            let (hard, soft) = (mask_of(hard, cpu, own[1]), mask_of(soft, cpu, own[2]));
+            let vcpu = Vcpu::new(id, cpu, hard, soft, STime::from_ns(0));
+            let walked = idle_walk(&smt_idle, &idle, &tickled, &vcpu, &pool);
+            if own_core_idle(&smt_idle, &vcpu, &pool) {
+                prop_assert_eq!(walked, Some(cpu));
+            }
+        }
     }
 }
