@@ -248,7 +248,9 @@ impl Sinks {
             .runstate(usize::from(host), time_ns, vcpu, (from, to));
     }
 
-    /// [`Self::event`] of a `Schedule`, as [`Self::runstate_event`].
+    /// [`Self::event`] of a `Schedule`: the record, then the metrics, and only then, out
+    /// of line and rarely, what the record left to do (its chunk's flush, a kept record):
+    /// a tail call, so no value is kept across a call (fewer registers saved and spilled).
     #[inline(never)]
     fn schedule_event(&mut self, host: u16, time_ns: u64, event: &TraceEvent) {
         let TraceEvent::Schedule {
@@ -257,9 +259,14 @@ impl Sinks {
         else {
             unreachable!("Sinks::event dispatched a Schedule")
         };
-        self.recorder.event(host, time_ns, event);
+        let pending_len = self.recorder.event_pending(host, time_ns, event);
         self.metrics
             .schedule(usize::from(host), time_ns, pcpu, (prev, next));
+        // Records and metrics share no state: the record's rest after the fold is the
+        // same as before it.
+        if pending_len != 0 {
+            self.recorder.after_window(pending_len, time_ns);
+        }
     }
 
     record_only_handlers! {
