@@ -280,6 +280,39 @@ impl Recorder {
         }
     }
 
+    /// [`Self::event`] of a `Runstate` or a `Schedule` (52 bytes at most: their records
+    /// always fit [`EVENT_WINDOW_BYTES`]) for a caller with more work after it: the record
+    /// is written, counted and taken into the stream, and what remains of it (the chunk's
+    /// flush, the trace file, the capture or the replay comparison) is left to
+    /// [`Self::after_window`], which the caller runs when this returns a length (not 0),
+    /// after its own work and before the next record. It calls nothing, so the caller
+    /// keeps no value across a call (its one call can be a tail call).
+    #[inline(always)]
+    #[must_use]
+    pub fn event_pending(&mut self, host: u16, time_ns: u64, event: &TraceEvent) -> usize {
+        debug_assert!(matches!(
+            event,
+            TraceEvent::Runstate { .. } | TraceEvent::Schedule { .. }
+        ));
+        debug_assert_eq!(self.keeps, self.keepers.any());
+        let Some((_, window)) = self.stream.window::<EVENT_WINDOW_BYTES>() else {
+            no_window()
+        };
+        let mut e = FixedEncoder::new(window);
+        head(&mut e, KIND_EVENT, host, time_ns);
+        event.encode_fields(&mut e);
+        let Some(len) = e.written_len() else {
+            no_window()
+        };
+        put_len(window, len);
+        self.record_count += 1;
+        if self.stream.advance(len) {
+            len
+        } else {
+            0
+        }
+    }
+
     /// [`Self::event`] for an event too long for the window (a console line, XenStore
     /// bytes): header and event field by field.
     #[cold]
@@ -312,10 +345,11 @@ impl Recorder {
     }
 
     /// [`Self::commit_window`] when the chunk is full or records are kept: the record is
-    /// the stream's last `len` bytes, and number `record_count - 1`.
+    /// the stream's last `len` bytes, and number `record_count - 1` (also the rest of an
+    /// [`Self::event_pending`] record).
     #[cold]
     #[inline(never)]
-    fn after_window(&mut self, len: usize, time_ns: u64) {
+    pub fn after_window(&mut self, len: usize, time_ns: u64) {
         if self.keeps {
             let index = self.record_count - 1;
             self.keepers
@@ -426,6 +460,15 @@ impl Keepers {
             }
         }
     }
+}
+
+/// The panic of a record that did not fit its window where it always does: the stream's
+/// cursor is below a chunk between records, and a `Runstate` or `Schedule` record is 52
+/// bytes at most (out of line, so the record path calls nothing).
+#[cold]
+#[inline(never)]
+fn no_window() -> ! {
+    panic!("a Runstate or Schedule record did not fit its window")
 }
 
 /// A record's header in an event's window: a length placeholder (patched by `put_len`

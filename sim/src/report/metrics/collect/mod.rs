@@ -465,10 +465,12 @@ impl MetricsCollector {
         host.domains.get_mut(index)
     }
 
+    #[inline(always)]
     fn host_mut(&mut self, host_index: usize) -> &mut HostState {
-        self.hosts
-            .get_mut(host_index)
-            .unwrap_or_else(|| panic!("metrics: unknown host index {host_index}"))
+        match self.hosts.get_mut(host_index) {
+            Some(host) => host,
+            None => unknown_host(host_index),
+        }
     }
 }
 
@@ -548,9 +550,13 @@ impl HostState {
     #[inline]
     fn vcpu_position(&self, v: VcpuRef) -> usize {
         let domains = &self.domains;
-        self.live
+        match self
+            .live
             .vcpu_position(v.dom, v.vcpu.raw(), |index| &domains[index].vcpus)
-            .unwrap_or_else(|| panic!("metrics: event for unknown vCPU {v:?}"))
+        {
+            Some(position) => position,
+            None => unknown_vcpu(v),
+        }
     }
 
     fn vcpu_mut(&mut self, v: VcpuRef) -> &mut VcpuState {
@@ -680,10 +686,9 @@ impl HostState {
         prev: Option<VcpuRef>,
         next: Option<VcpuRef>,
     ) {
-        let state = self
-            .pcpus
-            .get_mut(pcpu.index())
-            .unwrap_or_else(|| panic!("metrics: unknown {pcpu:?}"));
+        let Some(state) = self.pcpus.get_mut(pcpu.index()) else {
+            unknown_pcpu(pcpu)
+        };
         let pool = state.pool;
         let (prev_key, next_key) = (VcpuKey::of(prev), VcpuKey::of(next));
         state.decide(window, time_ns, prev_key, next_key, pool);
@@ -698,6 +703,28 @@ impl HostState {
             self.vcpus[position].start_on(window, time_ns, pcpu, &self.meta.pcpu_nodes);
         }
     }
+}
+
+/// The panic of an event on a host the collector was not given (out of line, by value:
+/// the record path stores nothing for it).
+#[cold]
+#[inline(never)]
+fn unknown_host(host_index: usize) -> ! {
+    panic!("metrics: unknown host index {host_index}")
+}
+
+/// The panic of an event naming a vCPU that is not live, as [`unknown_host`].
+#[cold]
+#[inline(never)]
+fn unknown_vcpu(v: VcpuRef) -> ! {
+    panic!("metrics: event for unknown vCPU {v:?}")
+}
+
+/// The panic of a `Schedule` on a pCPU the host does not have, as [`unknown_host`].
+#[cold]
+#[inline(never)]
+fn unknown_pcpu(pcpu: PcpuId) -> ! {
+    panic!("metrics: unknown {pcpu:?}")
 }
 
 #[cfg(test)]

@@ -125,10 +125,9 @@ impl PcpuState {
         next: VcpuKey,
         pool: Option<PoolSlot>,
     ) {
-        assert_eq!(
-            self.current, prev,
-            "Schedule prev differs from the running vCPU"
-        );
+        if self.current != prev {
+            prev_not_running(self.current, prev);
+        }
         let in_window = window.contains(time_ns);
         if in_window {
             bump(&mut self.sched_decision_count, "sched_decision_count");
@@ -209,6 +208,14 @@ impl PcpuState {
             sched_decision_count: self.sched_decision_count,
         }
     }
+}
+
+/// The panic of a `Schedule` whose `prev` is not the running vCPU (out of line, the keys
+/// passed by value: the record path stores nothing for it).
+#[cold]
+#[inline(never)]
+fn prev_not_running(running: VcpuKey, prev: VcpuKey) -> ! {
+    panic!("Schedule prev differs from the running vCPU: running {running:?}, prev {prev:?}")
 }
 
 /// A pool's capacity: the in-window time its pCPUs spent in it (`slot`, `None` when no
