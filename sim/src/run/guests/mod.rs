@@ -504,15 +504,7 @@ impl HostGuests {
         };
         slot.serving_since_ns = Some(now_ns);
         slot.run_generation = generation;
-        queue.push_to_heap(
-            super::HEAP_DEMAND_DONE,
-            now_ns + left_ns,
-            SimEvent::DemandDone {
-                host,
-                vcpu: v,
-                generation,
-            },
-        );
+        push_demand_done(queue, now_ns + left_ns, host, v, generation);
     }
 
     /// The service segment of `v` stops at `now_ns`: the oldest item keeps what is left.
@@ -670,15 +662,7 @@ impl HostGuests {
         slot.run_generation = generation;
         slot.set_stretch(stretch);
         if let Some(ns) = slot.model.run_demand_ns(now_ns) {
-            queue.push_to_heap(
-                super::HEAP_DEMAND_DONE,
-                now_ns + ns,
-                SimEvent::DemandDone {
-                    host,
-                    vcpu: v,
-                    generation,
-                },
-            );
+            push_demand_done(queue, now_ns + ns, host, v, generation);
         }
     }
 
@@ -719,7 +703,12 @@ fn push_demand_done(
         vcpu: v,
         generation,
     };
-    queue.push_to_heap(super::HEAP_DEMAND_DONE, at_ns, event);
+    // A blocked model's zero-length run mostly pops next (`EventQueue::push_now`).
+    if at_ns == queue.now_ns() {
+        queue.push_now(super::HEAP_DEMAND_DONE, event);
+    } else {
+        queue.push_to_heap(super::HEAP_DEMAND_DONE, at_ns, event);
+    }
 }
 
 mod exchange;
