@@ -284,6 +284,23 @@ impl<E> EventQueue<E> {
     /// in profiles of `bench-64x512` (about 5% of the run).
     #[inline(always)]
     pub fn push_to_heap(&mut self, heap: usize, time_ns: u64, event: E) {
+        let key = self.slab_key(time_ns, event);
+        if self.heap_top_taken == Some(heap) {
+            // The popped event's key makes room for this one: one sift down from the top
+            // (dropping the `PeekMut`) instead of a pop's sift and a push's.
+            self.heap_top_taken = None;
+            let mut top = self.heaps[heap]
+                .peek_mut()
+                .expect("a taken top key stays on the heap");
+            *top = key;
+        } else {
+            self.heaps[heap].push(key);
+        }
+    }
+
+    /// Puts `event`, due at `time_ns` (not before now), in a slab place: its heap key.
+    #[inline(always)]
+    fn slab_key(&mut self, time_ns: u64, event: E) -> Reverse<HeapKey> {
         assert!(
             time_ns >= self.now_ns,
             "event scheduled in the past: {time_ns} < {}",
@@ -304,18 +321,7 @@ impl<E> EventQueue<E> {
                 self.slab.len() - 1
             }
         };
-        let key = Reverse(heap_key(time_ns, seq, index));
-        if self.heap_top_taken == Some(heap) {
-            // The popped event's key makes room for this one: one sift down from the top
-            // (dropping the `PeekMut`) instead of a pop's sift and a push's.
-            self.heap_top_taken = None;
-            let mut top = self.heaps[heap]
-                .peek_mut()
-                .expect("a taken top key stays on the heap");
-            *top = key;
-        } else {
-            self.heaps[heap].push(key);
-        }
+        Reverse(heap_key(time_ns, seq, index))
     }
 
     /// Schedules `event` at `time_ns` (not before now) as [`Self::push`] does, in FIFO lane
@@ -380,11 +386,14 @@ impl<E> EventQueue<E> {
     #[inline]
     pub fn push_now(&mut self, heap: usize, event: E) {
         let now_ns = self.now_ns;
-        if self.now_event.is_none() && self.peek_time_ns().is_none_or(|t| t > now_ns) {
+        self.settle_heap();
+        if self.now_event.is_none() && self.first().is_none_or(|(t, _)| t > now_ns) {
             self.now_event = Some(event);
             self.now_event_ns = now_ns;
         } else {
-            self.push_to_heap(heap, now_ns, event);
+            // The heaps are settled: no top key is left to overwrite.
+            let key = self.slab_key(now_ns, event);
+            self.heaps[heap].push(key);
         }
     }
 

@@ -504,7 +504,15 @@ impl HostGuests {
         };
         slot.serving_since_ns = Some(now_ns);
         slot.run_generation = generation;
-        push_demand_done(queue, now_ns + left_ns, host, v, generation);
+        queue.push_to_heap(
+            super::HEAP_DEMAND_DONE,
+            now_ns + left_ns,
+            SimEvent::DemandDone {
+                host,
+                vcpu: v,
+                generation,
+            },
+        );
     }
 
     /// The service segment of `v` stops at `now_ns`: the oldest item keeps what is left.
@@ -662,7 +670,15 @@ impl HostGuests {
         slot.run_generation = generation;
         slot.set_stretch(stretch);
         if let Some(ns) = slot.model.run_demand_ns(now_ns) {
-            push_demand_done(queue, now_ns + ns, host, v, generation);
+            queue.push_to_heap(
+                super::HEAP_DEMAND_DONE,
+                now_ns + ns,
+                SimEvent::DemandDone {
+                    host,
+                    vcpu: v,
+                    generation,
+                },
+            );
         }
     }
 
