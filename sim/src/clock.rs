@@ -40,6 +40,10 @@
 //! beside them, so each of their sifts is shorter. `pop` takes the smaller of the heaps'
 //! tops, as it does of the sources above.
 //!
+//! An event due now that nothing pending precedes (a blocked guest's zero-length run,
+//! [`EventQueue::push_now`]) waits in a place of its own, `now_event`, and pops next,
+//! without a key or a sift.
+//!
 //! Tried and left out (when the slots were a tournament tree): a slot per guest vCPU for
 //! its demand-done and wake events (a tree of a thousand slots instead of a heap of five
 //! hundred keys) measured
@@ -58,6 +62,7 @@
 //!   (`EMPTY_KEY` when it is empty), and `lanes_first` the smallest of them and its lane.
 //! - The slots' smallest key is the smallest of their keys; an empty slot's key is
 //!   `EMPTY_KEY`, above every real key.
+//! - `now_event`, when set, precedes every other pending event (it pops next).
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
@@ -227,6 +232,11 @@ pub struct EventQueue<E> {
     /// place for the next push to that heap to overwrite ([`EventQueue::push_to_heap`]).
     heap_top_taken: Option<usize>,
     slots: Slots<E>,
+    /// An event of [`EventQueue::push_now`]: it precedes every other pending event, so it
+    /// waits outside the heaps, without a key.
+    now_event: Option<E>,
+    /// Its time.
+    now_event_ns: u64,
     next_seq: u64,
     now_ns: u64,
 }
@@ -242,6 +252,8 @@ impl<E> Default for EventQueue<E> {
             slab_free: Vec::new(),
             heap_top_taken: None,
             slots: Slots::new(),
+            now_event: None,
+            now_event_ns: 0,
             next_seq: 0,
             now_ns: 0,
         }
@@ -272,6 +284,23 @@ impl<E> EventQueue<E> {
     /// in profiles of `bench-64x512` (about 5% of the run).
     #[inline(always)]
     pub fn push_to_heap(&mut self, heap: usize, time_ns: u64, event: E) {
+        let key = self.slab_key(time_ns, event);
+        if self.heap_top_taken == Some(heap) {
+            // The popped event's key makes room for this one: one sift down from the top
+            // (dropping the `PeekMut`) instead of a pop's sift and a push's.
+            self.heap_top_taken = None;
+            let mut top = self.heaps[heap]
+                .peek_mut()
+                .expect("a taken top key stays on the heap");
+            *top = key;
+        } else {
+            self.heaps[heap].push(key);
+        }
+    }
+
+    /// Puts `event`, due at `time_ns` (not before now), in a slab place: its heap key.
+    #[inline(always)]
+    fn slab_key(&mut self, time_ns: u64, event: E) -> Reverse<HeapKey> {
         assert!(
             time_ns >= self.now_ns,
             "event scheduled in the past: {time_ns} < {}",
@@ -292,18 +321,7 @@ impl<E> EventQueue<E> {
                 self.slab.len() - 1
             }
         };
-        let key = Reverse(heap_key(time_ns, seq, index));
-        if self.heap_top_taken == Some(heap) {
-            // The popped event's key makes room for this one: one sift down from the top
-            // (dropping the `PeekMut`) instead of a pop's sift and a push's.
-            self.heap_top_taken = None;
-            let mut top = self.heaps[heap]
-                .peek_mut()
-                .expect("a taken top key stays on the heap");
-            *top = key;
-        } else {
-            self.heaps[heap].push(key);
-        }
+        Reverse(heap_key(time_ns, seq, index))
     }
 
     /// Schedules `event` at `time_ns` (not before now) as [`Self::push`] does, in FIFO lane
@@ -357,8 +375,33 @@ impl<E> EventQueue<E> {
         self.slots.set(slot, (time_ns, seq), event);
     }
 
+    /// Schedules `event` now, after every event pending now: a guest's zero-length run
+    /// (a blocked model's block, about a quarter of `io-64-moderate`'s events), which
+    /// mostly pops next. When nothing is pending at or before now, and no other event
+    /// waits here, it waits outside the heaps: it will be the next event popped (every
+    /// later push has a later key), so it needs no key, no sift and no slab place. Else it
+    /// goes to heap `heap` as [`Self::push_to_heap`] would put it. The order of the events
+    /// is the same either way; only the sequence numbers of later pushes differ (by one),
+    /// and they order nothing but these events.
+    #[inline]
+    pub fn push_now(&mut self, heap: usize, event: E) {
+        let now_ns = self.now_ns;
+        self.settle_heap();
+        if self.now_event.is_none() && self.first().is_none_or(|(t, _)| t > now_ns) {
+            self.now_event = Some(event);
+            self.now_event_ns = now_ns;
+        } else {
+            // The heaps are settled: no top key is left to overwrite.
+            let key = self.slab_key(now_ns, event);
+            self.heaps[heap].push(key);
+        }
+    }
+
     /// Time of the earliest event.
     pub fn peek_time_ns(&mut self) -> Option<u64> {
+        if self.now_event.is_some() {
+            return Some(self.now_event_ns);
+        }
         self.settle_heap();
         self.first().map(|(time_ns, _)| time_ns)
     }
@@ -394,6 +437,9 @@ impl<E> EventQueue<E> {
 
     /// Removes the earliest event and moves the clock to its time.
     pub fn pop(&mut self) -> Option<(u64, E)> {
+        if self.now_event.is_some() {
+            return self.take_now_event(u64::MAX);
+        }
         self.settle_heap();
         let first = self.first()?;
         self.take_first(first)
@@ -402,9 +448,23 @@ impl<E> EventQueue<E> {
     /// Removes the earliest event if it is due before `end_ns`, and moves the clock to its
     /// time.
     pub fn pop_before(&mut self, end_ns: u64) -> Option<(u64, E)> {
+        if self.now_event.is_some() {
+            return self.take_now_event(end_ns);
+        }
         self.settle_heap();
         let first = self.first().filter(|&(time_ns, _)| time_ns < end_ns)?;
         self.take_first(first)
+    }
+
+    /// Takes the [`Self::push_now`] event waiting outside the heaps if it is due before
+    /// `end_ns` (it precedes every other event).
+    fn take_now_event(&mut self, end_ns: u64) -> Option<(u64, E)> {
+        let time_ns = self.now_event_ns;
+        if time_ns >= end_ns {
+            return None;
+        }
+        assert!(time_ns >= self.now_ns, "virtual time went backwards");
+        self.now_event.take().map(|event| (time_ns, event))
     }
 
     /// Pops a heap's top key if its event was taken ([`Self::take_first`]) and no push
@@ -467,7 +527,7 @@ impl<E> EventQueue<E> {
         let in_lanes: usize = self.lanes.iter().map(VecDeque::len).sum();
         let in_heaps: usize = self.heaps.iter().map(BinaryHeap::len).sum();
         let in_heap = in_heaps - usize::from(self.heap_top_taken.is_some());
-        in_heap + self.slots.live_count + in_lanes
+        in_heap + self.slots.live_count + in_lanes + usize::from(self.now_event.is_some())
     }
 
     /// True if nothing is pending.
@@ -477,221 +537,4 @@ impl<E> EventQueue<E> {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::collections::BTreeMap;
-
-    use proptest::prelude::*;
-
-    use super::EventQueue;
-
-    #[test]
-    fn same_time_events_pop_in_push_order() {
-        let mut queue = EventQueue::new();
-        queue.push(10, 'a');
-        queue.push(10, 'b');
-        queue.push(5, 'c');
-        assert_eq!(queue.pop(), Some((5, 'c')));
-        assert_eq!(queue.pop(), Some((10, 'a')));
-        assert_eq!(queue.pop(), Some((10, 'b')));
-    }
-
-    #[test]
-    fn slot_event_interleaves_with_heap_events_by_push_order() {
-        let mut queue = EventQueue::new();
-        queue.push(10, 'a');
-        queue.push_slot(3, 10, 'b');
-        queue.push(10, 'c');
-        assert_eq!(queue.len(), 3);
-        assert_eq!(queue.pop(), Some((10, 'a')));
-        assert_eq!(queue.pop(), Some((10, 'b')));
-        assert_eq!(queue.pop(), Some((10, 'c')));
-        assert!(queue.is_empty());
-    }
-
-    #[test]
-    fn push_after_a_heap_pop_takes_the_popped_key_place() {
-        // 'a' pops; 'd' (due between 'b' and 'c') overwrites its key; 'b' pops before it
-        // and 'c' after it, and the count never includes the popped 'a'.
-        let mut queue = EventQueue::new();
-        queue.push(10, 'a');
-        queue.push(20, 'b');
-        queue.push(40, 'c');
-        let first = queue.pop();
-        let after_pop_count = queue.len();
-        queue.push(30, 'd');
-        let order: Vec<char> = std::iter::from_fn(|| queue.pop().map(|(_, e)| e)).collect();
-        assert_eq!(first, Some((10, 'a')));
-        assert_eq!(after_pop_count, 2);
-        assert_eq!(order, vec!['b', 'd', 'c']);
-    }
-
-    #[test]
-    fn heaps_interleave_by_time_then_push_order() {
-        // 'a' pops from heap 1; 'e' then takes its key's place there, 'd' goes on heap 0.
-        let mut queue = EventQueue::new();
-        queue.push_to_heap(1, 10, 'a');
-        queue.push(20, 'b');
-        queue.push_to_heap(1, 20, 'c');
-        let first = queue.pop();
-        queue.push(20, 'd');
-        queue.push_to_heap(1, 15, 'e');
-        assert_eq!(queue.len(), 4);
-        let order: Vec<char> = std::iter::from_fn(|| queue.pop().map(|(_, e)| e)).collect();
-        assert_eq!(first, Some((10, 'a')));
-        assert_eq!(order, vec!['e', 'b', 'c', 'd']);
-    }
-
-    #[test]
-    fn rearmed_slot_keeps_only_the_latest_event() {
-        let mut queue = EventQueue::new();
-        queue.push_slot(0, 5, 'a');
-        queue.push_slot(0, 20, 'b');
-        queue.push(10, 'c');
-        assert_eq!(queue.len(), 2);
-        assert_eq!(queue.peek_time_ns(), Some(10));
-        assert_eq!(queue.pop(), Some((10, 'c')));
-        assert_eq!(queue.pop(), Some((20, 'b')));
-        assert_eq!(queue.pop(), None);
-    }
-
-    #[test]
-    fn rearming_the_earliest_slot_later_hands_the_lead_to_the_next() {
-        // Slot 2 leads at 10 and moves to 40: slot 0 (30) leads; slot 1 moves to 5 and
-        // leads at once.
-        let mut queue = EventQueue::new();
-        for (slot, time_ns) in [(0, 30), (1, 50), (2, 10)] {
-            queue.push_slot(slot, time_ns, slot);
-        }
-        queue.push_slot(2, 40, 2);
-        let after_later = queue.peek_time_ns();
-        queue.push_slot(1, 5, 1);
-        let order: Vec<usize> = std::iter::from_fn(|| queue.pop().map(|(_, s)| s)).collect();
-        assert_eq!(after_later, Some(30));
-        assert_eq!(order, vec![1, 0, 2]);
-    }
-
-    #[test]
-    fn earliest_of_many_slots_pops_first() {
-        let mut queue = EventQueue::new();
-        for (slot, time_ns) in [(0, 50), (1, 30), (2, 40), (5, 10), (9, 20)] {
-            queue.push_slot(slot, time_ns, slot);
-        }
-        let order: Vec<usize> = std::iter::from_fn(|| queue.pop().map(|(_, s)| s)).collect();
-        assert_eq!(order, vec![5, 9, 1, 2, 0]);
-    }
-
-    #[test]
-    fn in_order_lane_interleaves_with_heap_and_slot_events_by_push_order() {
-        let mut queue = EventQueue::new();
-        queue.push_in_order(0, 10, 'a');
-        queue.push(10, 'b');
-        queue.push_in_order(0, 10, 'c');
-        queue.push_slot(0, 10, 'd');
-        queue.push_in_order(0, 20, 'e');
-        // Earlier than the lane's newest: waits in the heap, still in time order.
-        queue.push_in_order(0, 15, 'f');
-        queue.push(5, 'g');
-        // Another lane keeps its own order.
-        queue.push_in_order(1, 12, 'h');
-        queue.push_in_order(1, 30, 'i');
-        assert_eq!(queue.len(), 9);
-        let order: Vec<char> = std::iter::from_fn(|| queue.pop().map(|(_, e)| e)).collect();
-        assert_eq!(order, vec!['g', 'a', 'b', 'c', 'd', 'h', 'f', 'e', 'i']);
-        assert!(queue.is_empty());
-    }
-
-    /// One step of a random schedule: a heap push, an in-order push (a random delay, or the
-    /// lane's own fixed delay, which keeps it in order), a slot re-arm, a slot clear or a
-    /// pop, with a delay from now.
-    #[derive(Debug, Clone)]
-    enum Op {
-        Push(u64),
-        PushToHeap(usize, u64),
-        PushInOrder(usize, u64),
-        PushInOrderFixed(usize),
-        PushSlot(usize, u64),
-        Pop,
-        Peek,
-    }
-
-    fn op() -> impl Strategy<Value = Op> {
-        prop_oneof![
-            (0..50u64).prop_map(Op::Push),
-            (0..super::HEAPS, 0..50u64).prop_map(|(heap, delay)| Op::PushToHeap(heap, delay)),
-            (0..super::LANES, 0..50u64).prop_map(|(lane, delay)| Op::PushInOrder(lane, delay)),
-            (0..super::LANES).prop_map(Op::PushInOrderFixed),
-            (0..40usize, 0..50u64).prop_map(|(slot, delay)| Op::PushSlot(slot, delay)),
-            Just(Op::Pop),
-            Just(Op::Pop),
-            Just(Op::Peek),
-        ]
-    }
-
-    proptest! {
-        /// The queue pops what a plain ordered map of (time, push order) would: every heap
-        /// and lane event, and the latest event of each slot, in (time,
-        /// sequence) order.
-        #[test]
-        fn pops_match_an_ordered_map_model(ops in proptest::collection::vec(op(), 1..400)) {
-            let mut queue = EventQueue::new();
-            let mut model: BTreeMap<(u64, u64), u32> = BTreeMap::new();
-            let mut slot_keys: BTreeMap<usize, (u64, u64)> = BTreeMap::new();
-            let (mut seq, mut now_ns) = (0u64, 0u64);
-            for (id, op) in (0u32..).zip(ops) {
-                match op {
-                    Op::Push(delay) => {
-                        queue.push(now_ns + delay, id);
-                        model.insert((now_ns + delay, seq), id);
-                        seq += 1;
-                    }
-                    Op::PushToHeap(heap, delay) => {
-                        queue.push_to_heap(heap, now_ns + delay, id);
-                        model.insert((now_ns + delay, seq), id);
-                        seq += 1;
-                    }
-                    Op::PushInOrder(lane, delay) => {
-                        queue.push_in_order(lane, now_ns + delay, id);
-                        model.insert((now_ns + delay, seq), id);
-                        seq += 1;
-                    }
-                    Op::PushInOrderFixed(lane) => {
-                        let delay = 7 * u64::try_from(lane).unwrap_or(0);
-                        queue.push_in_order(lane, now_ns + delay, id);
-                        model.insert((now_ns + delay, seq), id);
-                        seq += 1;
-                    }
-                    Op::PushSlot(slot, delay) => {
-                        queue.push_slot(slot, now_ns + delay, id);
-                        if let Some(old) = slot_keys.insert(slot, (now_ns + delay, seq)) {
-                            model.remove(&old);
-                        }
-                        model.insert((now_ns + delay, seq), id);
-                        seq += 1;
-                    }
-                    Op::Pop => {
-                        let expected = model.pop_first();
-                        if let Some((key, _)) = expected {
-                            slot_keys.retain(|_, k| *k != key);
-                            now_ns = key.0;
-                        }
-                        prop_assert_eq!(queue.pop(), expected.map(|((t, _), id)| (t, id)));
-                    }
-                    Op::Peek => {
-                        let expected = model.first_key_value().map(|(&(t, _), _)| t);
-                        prop_assert_eq!(queue.peek_time_ns(), expected);
-                    }
-                }
-                prop_assert_eq!(queue.len(), model.len());
-            }
-        }
-    }
-
-    #[test]
-    #[should_panic(expected = "in the past")]
-    fn push_before_now_panics() {
-        let mut queue = EventQueue::new();
-        queue.push(10, ());
-        let _ = queue.pop();
-        queue.push(9, ());
-    }
-}
+mod tests;

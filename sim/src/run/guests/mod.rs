@@ -719,7 +719,12 @@ fn push_demand_done(
         vcpu: v,
         generation,
     };
-    queue.push_to_heap(super::HEAP_DEMAND_DONE, at_ns, event);
+    // A blocked model's zero-length run mostly pops next (`EventQueue::push_now`).
+    if at_ns == queue.now_ns() {
+        queue.push_now(super::HEAP_DEMAND_DONE, event);
+    } else {
+        queue.push_to_heap(super::HEAP_DEMAND_DONE, at_ns, event);
+    }
 }
 
 mod exchange;
