@@ -260,24 +260,25 @@ impl Recorder {
     /// shares.
     #[inline(always)]
     pub fn event(&mut self, host: u16, time_ns: u64, event: &TraceEvent) {
-        // No closure: written here, the window's offsets stay constants.
-        let written = match self.stream.window::<EVENT_WINDOW_BYTES>() {
-            Some((_, window)) => {
-                let mut e = FixedEncoder::new(window);
-                head(&mut e, KIND_EVENT, host, time_ns);
-                event.encode_fields(&mut e);
-                let written = e.written_len();
-                if let Some(len) = written {
-                    put_len(window, len);
-                }
-                written
-            }
-            None => None,
-        };
-        match written {
+        match self.event_window(host, time_ns, event) {
             Some(len) => self.commit_window(len, time_ns),
             None => self.event_unwindowed(host, time_ns, event),
         }
+    }
+
+    /// Writes `event`'s record into the window of [`EVENT_WINDOW_BYTES`] at the hash
+    /// stream's cursor, its length patched: the record's length, or `None` when it does not
+    /// fit (nothing is taken into the stream yet).
+    #[inline(always)]
+    fn event_window(&mut self, host: u16, time_ns: u64, event: &TraceEvent) -> Option<usize> {
+        // No closure: written here, the window's offsets stay constants.
+        let (_, window) = self.stream.window::<EVENT_WINDOW_BYTES>()?;
+        let mut e = FixedEncoder::new(window);
+        head(&mut e, KIND_EVENT, host, time_ns);
+        event.encode_fields(&mut e);
+        let len = e.written_len()?;
+        put_len(window, len);
+        Some(len)
     }
 
     /// [`Self::event`] of a `Runstate` or a `Schedule` (52 bytes at most: their records
@@ -294,19 +295,10 @@ impl Recorder {
             event,
             TraceEvent::Runstate { .. } | TraceEvent::Schedule { .. }
         ));
-        debug_assert_eq!(self.keeps, self.keepers.any());
-        let Some((_, window)) = self.stream.window::<EVENT_WINDOW_BYTES>() else {
+        let Some(len) = self.event_window(host, time_ns, event) else {
             no_window()
         };
-        let mut e = FixedEncoder::new(window);
-        head(&mut e, KIND_EVENT, host, time_ns);
-        event.encode_fields(&mut e);
-        let Some(len) = e.written_len() else {
-            no_window()
-        };
-        put_len(window, len);
-        self.record_count += 1;
-        if self.stream.advance(len) {
+        if self.count_record(len) {
             len
         } else {
             0
@@ -337,11 +329,18 @@ impl Recorder {
     /// they find the record and its number again from the counts.
     #[inline(always)]
     fn commit_window(&mut self, len: usize, time_ns: u64) {
-        debug_assert_eq!(self.keeps, self.keepers.any());
-        self.record_count += 1;
-        if self.stream.advance(len) {
+        if self.count_record(len) {
             self.after_window(len, time_ns);
         }
+    }
+
+    /// Counts the `len`-byte record just written at the stream's cursor and takes it into
+    /// the stream: true when [`Self::after_window`] has work left for it.
+    #[inline(always)]
+    fn count_record(&mut self, len: usize) -> bool {
+        debug_assert_eq!(self.keeps, self.keepers.any());
+        self.record_count += 1;
+        self.stream.advance(len)
     }
 
     /// [`Self::commit_window`] when the chunk is full or records are kept: the record is

@@ -223,8 +223,6 @@ impl Sinks {
     #[inline(never)]
     fn dispatch_other(&mut self, host: u16, time_ns: u64, event: &TraceEvent) {
         match event {
-            TraceEvent::Runstate { .. } => self.runstate_event(host, time_ns, event),
-            TraceEvent::Schedule { .. } => self.schedule_event(host, time_ns, event),
             TraceEvent::TimerSet { .. } => self.timer_set_event(host, time_ns, event),
             TraceEvent::Tickle { .. } => self.tickle_event(host, time_ns, event),
             TraceEvent::BlkPush { .. } | TraceEvent::BlkResponse { .. } => {
