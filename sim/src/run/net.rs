@@ -37,6 +37,7 @@ use std::collections::BTreeMap;
 
 use hypervisor_model::event::CoreInput;
 use hypervisor_model::ids::{DomId, VcpuId, VcpuRef};
+use hypervisor_model::io::dev_map::DevMap;
 use hypervisor_model::io::vif::{Mac, NetPacket, PacketKind};
 use hypervisor_model::platform::NetFrame;
 
@@ -591,62 +592,44 @@ impl World<'_> {
     }
 }
 
-/// The MACs of each connected vif, by host, then by domain id, then among the domain's
-/// few vifs (a vif without MACs has no entry).
+/// The MACs of each connected vif, by host, then by (domain, vif) in a [`DevMap`] (indexed
+/// by domain id; a vif without MACs has no entry).
 #[derive(Debug, Default)]
 struct VifMacs {
-    by_host: Vec<Vec<DomainVifs>>,
+    by_host: Vec<DevMap<Vec<Mac>>>,
 }
 
-/// One domain's vifs with MACs: (device id, its MACs sorted).
-type DomainVifs = Vec<(u32, Vec<Mac>)>;
-
 impl VifMacs {
-    /// The vifs of `dom` on `host`, if any ever connected.
-    fn vifs(&self, host: u16, dom: DomId) -> Option<&DomainVifs> {
-        let doms = self.by_host.get(usize::from(host))?;
-        doms.get(usize::from(dom.raw()))
-    }
-
     /// The MACs of `vif`, if it has any.
     fn get(&self, (host, dom, devid): (u16, DomId, u32)) -> Option<&Vec<Mac>> {
-        let vifs = self.vifs(host, dom)?;
-        vifs.iter().find(|(d, _)| *d == devid).map(|(_, macs)| macs)
+        self.by_host.get(usize::from(host))?.get(&(dom, devid))
     }
 
     /// The MACs of `vif`, made empty if it had none.
     fn entry(&mut self, (host, dom, devid): (u16, DomId, u32)) -> &mut Vec<Mac> {
-        let (host, dom) = (usize::from(host), usize::from(dom.raw()));
+        let host = usize::from(host);
         if self.by_host.len() <= host {
-            self.by_host.resize_with(host + 1, Vec::new);
+            self.by_host.resize_with(host + 1, DevMap::new);
         }
-        let doms = &mut self.by_host[host];
-        if doms.len() <= dom {
-            doms.resize_with(dom + 1, Vec::new);
+        let vifs = &mut self.by_host[host];
+        if !vifs.contains_key(&(dom, devid)) {
+            vifs.insert((dom, devid), Vec::new());
         }
-        let vifs = &mut doms[dom];
-        let at = match vifs.iter().position(|(d, _)| *d == devid) {
-            Some(at) => at,
-            None => {
-                vifs.push((devid, Vec::new()));
-                vifs.len() - 1
-            }
-        };
-        &mut vifs[at].1
+        vifs.get_mut(&(dom, devid))
+            .expect("the vif's entry was made above")
     }
 
     /// `mac` leaves `vif`; a vif left without MACs goes.
     fn remove(&mut self, (host, dom, devid): (u16, DomId, u32), mac: Mac) {
-        let doms = self.by_host.get_mut(usize::from(host));
-        let Some(vifs) = doms.and_then(|d| d.get_mut(usize::from(dom.raw()))) else {
+        let Some(vifs) = self.by_host.get_mut(usize::from(host)) else {
             return;
         };
-        let Some(at) = vifs.iter().position(|(d, _)| *d == devid) else {
+        let Some(macs) = vifs.get_mut(&(dom, devid)) else {
             return;
         };
-        vifs[at].1.retain(|m| *m != mac);
-        if vifs[at].1.is_empty() {
-            vifs.remove(at);
+        macs.retain(|m| *m != mac);
+        if macs.is_empty() {
+            vifs.remove(&(dom, devid));
         }
     }
 }
