@@ -311,7 +311,7 @@ impl Platform for SimPlatform<'_> {
 
     // Called for every record: the memory note is out of line, so the common path is a
     // tag test and a jump to the sinks, with no registers to save.
-    #[inline]
+    #[inline(always)]
     fn trace(&mut self, event: &TraceEvent) {
         if let TraceEvent::Memory { dom, .. } = event {
             memory_changed(self.sim, *dom);

@@ -188,12 +188,14 @@ impl Sinks {
 
     /// A core event at `time_ns`.
     ///
-    /// A dispatch on the kind and a jump: each frequent kind has its own handler, in which
+    /// A dispatch on the kind, inlined (with the platform's `trace`) into every place the
+    /// core emits a record, and a call: each frequent kind has its own handler, in which
     /// the recorder's encoding is inlined for that kind alone (its offsets and length
     /// constants) and the metrics get the fields they fold without matching the event
-    /// again. This function keeps no stack frame (every arm is a tail call), and a kind the
-    /// metrics do not fold is recorded with no stack frame at all (the recorder's rare flush
-    /// is a tail call too). Records and metrics share no state: a handler may fold first.
+    /// again. A kind the metrics do not fold is recorded with no stack frame at all (the
+    /// recorder's rare flush is a tail call). Records and metrics share no state: a handler
+    /// may fold first.
+    #[inline(always)]
     pub fn event(&mut self, host: u16, time_ns: u64, event: &TraceEvent) {
         debug_assert_eq!(
             self.views,
@@ -206,23 +208,17 @@ impl Sinks {
         }
     }
 
-    /// [`Self::event`] without the views: a jump to the kind's handler. The two commonest
-    /// kinds (three records in five) are found by one compare each; the others by the jump
-    /// table of [`Self::dispatch_other`] (the compares merged into the table cost every
-    /// record its ten instructions).
+    /// [`Self::event`] without the views: the kind's handler. Inlined into each call site
+    /// of the platform's trace, where the core builds the event with a known kind (every
+    /// frequent record): the match folds away there and the site calls its kind's handler
+    /// directly, with no jump table between (it cost each of those records 12
+    /// instructions). A site whose event is not known (a scheduler's queued events, the
+    /// rare kinds) gets the jump table inline.
     #[inline(always)]
     fn dispatch_event(&mut self, host: u16, time_ns: u64, event: &TraceEvent) {
         match event {
             TraceEvent::Runstate { .. } => self.runstate_event(host, time_ns, event),
             TraceEvent::Schedule { .. } => self.schedule_event(host, time_ns, event),
-            _ => self.dispatch_other(host, time_ns, event),
-        }
-    }
-
-    /// [`Self::dispatch_event`] of the other kinds.
-    #[inline(never)]
-    fn dispatch_other(&mut self, host: u16, time_ns: u64, event: &TraceEvent) {
-        match event {
             TraceEvent::TimerSet { .. } => self.timer_set_event(host, time_ns, event),
             TraceEvent::Tickle { .. } => self.tickle_event(host, time_ns, event),
             TraceEvent::BlkPush { .. } | TraceEvent::BlkResponse { .. } => {

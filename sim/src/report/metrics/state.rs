@@ -34,6 +34,18 @@ impl Window {
         self.start_ns <= t_ns && t_ns < self.end_ns
     }
 
+    /// [`Self::contains`] for an instant before the window's end: an observed event's
+    /// time, or an earlier one (every event comes before the end of the run). One compare
+    /// where `contains` needs two, on every `Runstate` and `Schedule`.
+    #[inline(always)]
+    pub(super) fn has_begun_by(self, t_ns: u64) -> bool {
+        debug_assert!(
+            t_ns < self.end_ns,
+            "an observed instant at or after the window's end"
+        );
+        self.start_ns <= t_ns
+    }
+
     /// In-window part of `[from_ns, to_ns)`.
     pub(super) fn clip(self, from_ns: u64, to_ns: u64) -> u64 {
         let lo = from_ns.max(self.start_ns);
@@ -207,13 +219,16 @@ impl VcpuState {
         if self.state != from {
             not_from_held_state(self.state, from);
         }
-        assert!(
+        // A closed vCPU's domain is no longer live, so the collector's lookup never finds
+        // it: checked in debug builds only, as the time order `account` relies on (the
+        // host's clock, asserted on every event, never goes backwards).
+        debug_assert!(
             self.closed_ns.is_none(),
             "runstate event after the vCPU's end"
         );
         self.account(window, time_ns);
         self.state = to;
-        let in_window = window.contains(time_ns);
+        let in_window = window.has_begun_by(time_ns);
         match (from, to) {
             (Runstate::Blocked | Runstate::Offline, Runstate::Runnable) => {
                 self.woken = true;
@@ -249,7 +264,7 @@ impl VcpuState {
         let Some(previous) = previous.filter(|&p| p != pcpu) else {
             return;
         };
-        if !window.contains(time_ns) {
+        if !window.has_begun_by(time_ns) {
             return;
         }
         bump(&mut self.migration_pcpu_count, "migration_pcpu_count");
@@ -261,6 +276,7 @@ impl VcpuState {
     /// Ends the vCPU's life at `time_ns` (domain freed or end of run).
     pub(super) fn close(&mut self, window: Window, time_ns: u64) {
         assert!(self.closed_ns.is_none(), "vCPU closed twice");
+        assert!(time_ns >= self.since_ns, "vCPU time went backwards");
         self.account(window, time_ns);
         self.closed_ns = OptNs::some(time_ns);
         if let Some(wake_ns) = self.take_wake() {
@@ -338,9 +354,12 @@ impl VcpuState {
         }
     }
 
-    /// Adds `[since_ns, time_ns)` to the held state's time.
+    /// Adds `[since_ns, time_ns)` to the held state's time. `time_ns` is not before
+    /// `since_ns`: an event's time is not before the host's last one, which `since_ns` is
+    /// at most (checked on every event by the collector, and here in debug builds).
+    #[inline(always)]
     fn account(&mut self, window: Window, time_ns: u64) {
-        assert!(time_ns >= self.since_ns, "vCPU time went backwards");
+        debug_assert!(time_ns >= self.since_ns, "vCPU time went backwards");
         let spent_ns = window.clip(self.since_ns, time_ns);
         add(
             &mut self.time_ns[self.state.index()],
@@ -358,7 +377,7 @@ impl VcpuState {
         if let Some(since_ns) = self
             .runnable_since_ns
             .take()
-            .filter(|&s| window.contains(s))
+            .filter(|&s| window.has_begun_by(s))
         {
             samples.push(self.sample_slots, woken, time_ns - since_ns);
         }
@@ -366,7 +385,7 @@ impl VcpuState {
 
     fn abandon_wake(&mut self, window: Window) {
         if let Some(wake_ns) = self.take_wake() {
-            if window.contains(wake_ns) {
+            if window.has_begun_by(wake_ns) {
                 bump(&mut self.wake_abandoned_count, "wake_abandoned_count");
             }
         }
@@ -381,5 +400,40 @@ impl VcpuState {
         let wake_ns = self.runnable_since_ns.get();
         debug_assert!(wake_ns.is_some(), "a pending wake without a runnable start");
         wake_ns
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Window;
+
+    #[test]
+    fn has_begun_by_equals_contains_before_the_end() {
+        // An observing window (no end yet) and a closed one, and instants on both sides
+        // of the start, up to just before the end.
+        const START_NS: u64 = 500;
+        const END_NS: u64 = 2_000;
+        let windows = [
+            Window {
+                start_ns: START_NS,
+                end_ns: u64::MAX,
+            },
+            Window {
+                start_ns: START_NS,
+                end_ns: END_NS,
+            },
+        ];
+        let instants_ns = [0, START_NS - 1, START_NS, START_NS + 1, END_NS - 1];
+
+        let begun: Vec<bool> = windows
+            .iter()
+            .flat_map(|w| instants_ns.map(|t| w.has_begun_by(t)))
+            .collect();
+
+        let contained: Vec<bool> = windows
+            .iter()
+            .flat_map(|w| instants_ns.map(|t| w.contains(t)))
+            .collect();
+        assert_eq!(begun, contained);
     }
 }

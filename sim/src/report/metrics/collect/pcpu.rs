@@ -128,7 +128,7 @@ impl PcpuState {
         if self.current != prev {
             prev_not_running(self.current, prev);
         }
-        let in_window = window.contains(time_ns);
+        let in_window = window.has_begun_by(time_ns);
         if in_window {
             bump(&mut self.sched_decision_count, "sched_decision_count");
         }
@@ -153,7 +153,10 @@ impl PcpuState {
             let spent_ns = window.clip(self.since_ns, time_ns);
             if self.current.is_some() {
                 // The switch's overhead comes first; the guest runs after it.
-                let switch_end_ns = self.overhead_until_ns.clamp(self.since_ns, time_ns);
+                // `clamp`, without its check of the bounds' order: `since_ns` is an
+                // earlier event's time (the collector checks the order of every event).
+                debug_assert!(self.since_ns <= time_ns, "pCPU time went backwards");
+                let switch_end_ns = self.overhead_until_ns.max(self.since_ns).min(time_ns);
                 let overhead_ns = window.clip(self.since_ns, switch_end_ns);
                 add(&mut self.overhead_ns, overhead_ns, "overhead_ns");
                 let busy_ns = window.clip(switch_end_ns, time_ns);
