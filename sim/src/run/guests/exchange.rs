@@ -12,6 +12,15 @@ use crate::clock::EventQueue;
 use crate::guest::io_log::IoLog;
 use crate::guest::workload::GuestVcpu;
 
+/// What a guest submits when it blocks on I/O ([`HostGuests::take_io`]).
+#[derive(Debug)]
+pub enum IoBatch {
+    /// `io` over a vif: the request's frames, their vif and peer.
+    Net(u32, crate::scenario::model::NetPeer, Vec<NetPacket>),
+    /// `io` over a vbd: the batch's I/Os and their vbd.
+    Blk(u32, Vec<GuestIo>),
+}
+
 impl HostGuests {
     /// The kernel lines `v`'s workload printed since the last call.
     pub fn take_console(&mut self, v: VcpuRef) -> String {
@@ -47,11 +56,18 @@ impl HostGuests {
             .is_some_and(|slot| slot.model.sends_or_prints())
     }
 
-    /// The I/Os `v`'s guest submits now, and their vbd.
-    pub fn take_submissions(&mut self, v: VcpuRef) -> (u32, Vec<GuestIo>) {
-        match self.slots.get_mut(&v) {
-            Some(slot) => slot.model.take_submissions(),
-            None => (0, Vec::new()),
+    /// What `v`'s guest submits after its [`super::GuestStep::SubmitIo`]: an `io` request's
+    /// frames over its vif, else a batch of I/Os on its vbd (one slot look-up for both).
+    pub fn take_io(&mut self, v: VcpuRef) -> IoBatch {
+        let Some(slot) = self.slots.get_mut(&v) else {
+            return IoBatch::Blk(0, Vec::new());
+        };
+        match slot.model.take_net_frames() {
+            Some((devid, peer, frames)) => IoBatch::Net(devid, peer, frames),
+            None => {
+                let (vdev, ios) = slot.model.take_submissions();
+                IoBatch::Blk(vdev, ios)
+            }
         }
     }
 
@@ -114,14 +130,6 @@ impl HostGuests {
             .iter()
             .find(|(_, d)| d.name == name)
             .map(|(dom, _)| *dom)
-    }
-
-    /// The frames `v`'s guest sends now over its vif, with the vif and the peer.
-    pub fn take_net_frames(
-        &mut self,
-        v: VcpuRef,
-    ) -> Option<(u32, crate::scenario::model::NetPeer, Vec<NetPacket>)> {
-        self.slots.get_mut(&v)?.model.take_net_frames()
     }
 
     /// Takes back the emptied buffer of a [`Self::take_net_frames`] of `v` (an allocation

@@ -28,6 +28,7 @@ use crate::guest::modes::{GuestMode, ModeCosts};
 use crate::guest::workload::{GuestAction, GuestState, GuestVcpu, JobRecord};
 use crate::rng::RngStreams;
 use crate::scenario::model::WorkloadSpec;
+pub use exchange::IoBatch;
 use service::ServiceQueues;
 
 /// What the guest of a vCPU asks the core to do now.
@@ -41,8 +42,46 @@ pub enum GuestStep {
     Continue,
     /// The vCPU finished this item of service work.
     ServiceDone(ServiceItem),
-    /// The guest submits I/Os ([`HostGuests::take_submissions`]), then blocks.
+    /// The guest submits I/Os ([`HostGuests::take_io`]), then blocks.
     SubmitIo,
+}
+
+/// What the run loop hands on for the guest after a demand-done, read from the slot
+/// [`HostGuests::demand_done`] found (so the loop looks the slot up once per event).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handoff {
+    /// Nothing: the workload never prints or sends (`GuestVcpu::sends_or_prints`), its
+    /// console is empty, or the step is a service item's.
+    Nothing,
+    /// The workload printed: its console lines go out (`World::console_flush`).
+    Console,
+    /// The workload has streams: they send what is due, then its console lines go out.
+    Streams,
+}
+
+/// A demand-done's outcome ([`HostGuests::demand_done`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Done {
+    /// What the guest does.
+    pub step: GuestStep,
+    /// What the run loop hands on for it first.
+    pub handoff: Handoff,
+}
+
+impl Handoff {
+    /// What `model` has for the run loop after its own step (not a service item's).
+    #[inline]
+    fn of(model: &GuestVcpu) -> Handoff {
+        if !model.sends_or_prints() {
+            Handoff::Nothing
+        } else if model.has_streams() {
+            Handoff::Streams
+        } else if model.console_pending() {
+            Handoff::Console
+        } else {
+            Handoff::Nothing
+        }
+    }
 }
 
 /// An item of work a dom0 process or kernel thread asked of a vCPU.
@@ -588,7 +627,8 @@ impl HostGuests {
         Some(GuestStep::ServiceDone(item))
     }
 
-    /// A demand-done event fired: what the guest does, or `None` if the event is stale.
+    /// A demand-done event fired: what the guest does and what the run loop hands on for
+    /// it, or `None` if the event is stale.
     pub fn demand_done(
         &mut self,
         v: VcpuRef,
@@ -596,14 +636,18 @@ impl HostGuests {
         now_ns: u64,
         host: u16,
         queue: &mut EventQueue<SimEvent>,
-    ) -> Option<GuestStep> {
+    ) -> Option<Done> {
         let wake_generation = self.generation();
         let slot = self.slots.get_mut(&v)?;
         if slot.run_generation != generation {
             return None;
         }
         if slot.serving_since_ns.is_some() {
-            return self.service_done(v, now_ns, host, queue);
+            let step = self.service_done(v, now_ns, host, queue)?;
+            return Some(Done {
+                step,
+                handoff: Handoff::Nothing,
+            });
         }
         let started_ns = slot.run_started_ns?;
         slot.run_started_ns = Some(now_ns);
@@ -614,47 +658,20 @@ impl HostGuests {
             self.memory_ran(v, started_ns, now_ns);
             self.slots.get_mut(&v)?
         };
-        if std::mem::take(&mut slot.blocked_at_start) {
+        let step = if std::mem::take(&mut slot.blocked_at_start) {
             // It had nothing to do when it started: block, unless a wake came in between
             // (then it has fresh demand). A pending wake was scheduled with the model.
-            return Some(match slot.model.state() {
+            match slot.model.state() {
                 GuestState::Runnable => GuestStep::Continue,
                 GuestState::Blocked { .. } => GuestStep::Block,
-            });
-        }
-        match slot.model.on_demand_done(now_ns) {
-            GuestAction::Block { wake_at_ns } => {
-                slot.wake_generation = wake_generation;
-                if let Some(at_ns) = wake_at_ns {
-                    queue.push(
-                        at_ns.max(now_ns),
-                        SimEvent::GuestWake {
-                            host,
-                            vcpu: v,
-                            generation: wake_generation,
-                        },
-                    );
-                }
-                Some(GuestStep::Block)
             }
-            GuestAction::Yield => Some(GuestStep::Yield),
-            GuestAction::Continue => Some(GuestStep::Continue),
-            GuestAction::BlockOnIo => {
-                slot.wake_generation = wake_generation;
-                // A vif request's retransmission timer, or the streams' next send.
-                let wake_at_ns = slot.model.arm_net_timeout(now_ns);
-                if let Some(at_ns) = wake_at_ns.or(slot.model.wake_at_ns()) {
-                    let event = SimEvent::GuestWake {
-                        host,
-                        vcpu: v,
-                        generation: wake_generation,
-                    };
-                    // Mostly the request's fixed retransmission timeout: in time order.
-                    queue.push_in_order(super::LANE_IO_WAKE, at_ns.max(now_ns), event);
-                }
-                Some(GuestStep::SubmitIo)
-            }
-        }
+        } else {
+            model_step(slot, wake_generation, now_ns, host, v, queue)
+        };
+        Some(Done {
+            step,
+            handoff: Handoff::of(&slot.model),
+        })
     }
 
     /// After a yield or continue: if `v` still runs, schedule its next demand-done.
@@ -692,6 +709,52 @@ impl HostGuests {
         }
         slot.model.on_wake(now_ns);
         true
+    }
+}
+
+/// The running model of `slot` (`v`'s) finished its planned run at `now_ns`: what it
+/// does; a block arms its wake event with `wake_generation`.
+#[inline]
+fn model_step(
+    slot: &mut GuestSlot,
+    wake_generation: u64,
+    now_ns: u64,
+    host: u16,
+    v: VcpuRef,
+    queue: &mut EventQueue<SimEvent>,
+) -> GuestStep {
+    match slot.model.on_demand_done(now_ns) {
+        GuestAction::Block { wake_at_ns } => {
+            slot.wake_generation = wake_generation;
+            if let Some(at_ns) = wake_at_ns {
+                queue.push(
+                    at_ns.max(now_ns),
+                    SimEvent::GuestWake {
+                        host,
+                        vcpu: v,
+                        generation: wake_generation,
+                    },
+                );
+            }
+            GuestStep::Block
+        }
+        GuestAction::Yield => GuestStep::Yield,
+        GuestAction::Continue => GuestStep::Continue,
+        GuestAction::BlockOnIo => {
+            slot.wake_generation = wake_generation;
+            // A vif request's retransmission timer, or the streams' next send.
+            let wake_at_ns = slot.model.arm_net_timeout(now_ns);
+            if let Some(at_ns) = wake_at_ns.or(slot.model.wake_at_ns()) {
+                let event = SimEvent::GuestWake {
+                    host,
+                    vcpu: v,
+                    generation: wake_generation,
+                };
+                // Mostly the request's fixed retransmission timeout: in time order.
+                queue.push_in_order(super::LANE_IO_WAKE, at_ns.max(now_ns), event);
+            }
+            GuestStep::SubmitIo
+        }
     }
 }
 
