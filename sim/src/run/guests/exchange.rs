@@ -7,10 +7,48 @@ use hypervisor_model::ids::{DomId, VcpuId, VcpuRef};
 use hypervisor_model::io::vbd::{GuestIo, IoDone};
 use hypervisor_model::io::vif::NetPacket;
 
-use super::{HostGuests, SimEvent};
+use super::{GuestStep, HostGuests, SimEvent};
 use crate::clock::EventQueue;
 use crate::guest::io_log::IoLog;
 use crate::guest::workload::GuestVcpu;
+
+/// What the run loop hands on for the guest after a demand-done, read from the slot
+/// [`HostGuests::demand_done`] found (so the loop looks the slot up once per event).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handoff {
+    /// Nothing: the workload never prints or sends (`GuestVcpu::sends_or_prints`), its
+    /// console is empty, or the step is a service item's.
+    Nothing,
+    /// The workload printed: its console lines go out (`World::console_flush`).
+    Console,
+    /// The workload has streams: they send what is due, then its console lines go out.
+    Streams,
+}
+
+/// A demand-done's outcome ([`HostGuests::demand_done`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Done {
+    /// What the guest does.
+    pub step: GuestStep,
+    /// What the run loop hands on for it first.
+    pub handoff: Handoff,
+}
+
+impl Handoff {
+    /// What `model` has for the run loop after its own step (not a service item's).
+    #[inline]
+    pub(super) fn of(model: &GuestVcpu) -> Handoff {
+        if !model.sends_or_prints() {
+            Handoff::Nothing
+        } else if model.has_streams() {
+            Handoff::Streams
+        } else if model.console_pending() {
+            Handoff::Console
+        } else {
+            Handoff::Nothing
+        }
+    }
+}
 
 /// What a guest submits when it blocks on I/O ([`HostGuests::take_io`]).
 #[derive(Debug)]
@@ -37,23 +75,6 @@ impl HostGuests {
         self.slots
             .get(&v)
             .is_some_and(|slot| slot.model.console_pending())
-    }
-
-    /// `v`'s workload has streams (`GuestVcpu::has_streams`): only then can
-    /// [`Self::take_stream_frames`] and [`Self::take_stream_submissions`] hand over
-    /// anything.
-    pub fn has_streams(&self, v: VcpuRef) -> bool {
-        self.slots
-            .get(&v)
-            .is_some_and(|slot| slot.model.has_streams())
-    }
-
-    /// False when `v`'s workload never hands over console lines or stream frames and I/Os
-    /// (`GuestVcpu::sends_or_prints`), or `v` has no model: the run loop need not ask.
-    pub fn sends_or_prints(&self, v: VcpuRef) -> bool {
-        self.slots
-            .get(&v)
-            .is_some_and(|slot| slot.model.sends_or_prints())
     }
 
     /// What `v`'s guest submits after its [`super::GuestStep::SubmitIo`]: an `io` request's
