@@ -6,10 +6,12 @@
 //! - `host_crashed` is true once any host has crashed: a crash is an `[[at]]` command
 //!   (`faults.rs`), so the flag is brought up to date after each one.
 
+use super::guests::{Done, Handoff, IoBatch};
 use super::{pool_slot, GuestStep, ServiceItem, SimEvent, World, ACCESS_TICK_NS};
 use std::mem::ManuallyDrop;
 
 use hypervisor_model::event::CoreInput;
+use hypervisor_model::ids::VcpuRef;
 
 impl World<'_> {
     /// Handles one event; returns the host it touched. An event of a host a `host-crash`
@@ -68,63 +70,15 @@ impl World<'_> {
                 vcpu,
                 generation,
             } => {
-                let step = self.hosts[usize::from(host)].sim.guests.demand_done(
+                let done = self.hosts[usize::from(host)].sim.guests.demand_done(
                     vcpu,
                     generation,
                     now_ns,
                     host,
                     &mut self.queue,
                 );
-                // A workload without streams or printing models hands over nothing: the
-                // two look-ups below are skipped for it (most demand-dones of a bench).
-                let guests = &self.hosts[usize::from(host)].sim.guests;
-                if let Some(
-                    GuestStep::Block | GuestStep::Yield | GuestStep::Continue | GuestStep::SubmitIo,
-                ) = step.filter(|_| guests.sends_or_prints(vcpu))
-                {
-                    // `net.rate` / `disk.rate` streams send what is due while the vCPU runs
-                    // (a workload without streams, such as a plain `io` one, has none).
-                    if guests.has_streams(vcpu) {
-                        self.stream_send(host, vcpu);
-                    }
-                    // A periodic application's deadline-miss lines (`guest/periodic.rs`).
-                    self.console_flush(host, vcpu);
-                }
-                let h = &mut self.hosts[usize::from(host)];
-                match step {
-                    Some(GuestStep::Block) => {
-                        self.deliver_plain(host, CoreInput::VcpuBlock { vcpu })
-                    }
-                    Some(GuestStep::SubmitIo) => {
-                        if let Some((devid, peer, frames)) = h.sim.guests.take_net_frames(vcpu) {
-                            self.net_send_frames(host, vcpu, devid, &peer, frames);
-                            self.deliver_plain(host, CoreInput::VcpuBlock { vcpu });
-                            return Some(host);
-                        }
-                        let (vdev, ios) = h.sim.guests.take_submissions(vcpu);
-                        self.blk_submit(host, vcpu, vdev, ios);
-                        self.deliver_plain(host, CoreInput::VcpuBlock { vcpu });
-                    }
-                    Some(GuestStep::Yield) => {
-                        self.deliver_plain(host, CoreInput::VcpuYield { vcpu });
-                        self.hosts[usize::from(host)].sim.guests.rearm(
-                            vcpu,
-                            now_ns,
-                            host,
-                            &mut self.queue,
-                        );
-                    }
-                    Some(GuestStep::Continue) => {
-                        h.sim.guests.rearm(vcpu, now_ns, host, &mut self.queue)
-                    }
-                    Some(GuestStep::ServiceDone(ServiceItem::Xenstored(item))) => {
-                        self.deliver_plain(host, CoreInput::XenstoredDone { item });
-                    }
-                    Some(GuestStep::ServiceDone(ServiceItem::Blkback(item))) => {
-                        self.deliver_plain(host, CoreInput::BackendWorkDone { item });
-                    }
-                    Some(GuestStep::ServiceDone(ServiceItem::Exit)) => {}
-                    None => {}
+                if let Some(done) = done {
+                    self.guest_step(host, vcpu, done, now_ns);
                 }
                 Some(host)
             }
@@ -205,11 +159,56 @@ impl World<'_> {
         }
     }
 
+    /// The guest of `vcpu` took step `done` at `now_ns` (a live demand-done): what it
+    /// hands on goes out first, then the core sees the step.
+    #[inline]
+    fn guest_step(&mut self, host: u16, vcpu: VcpuRef, done: Done, now_ns: u64) {
+        match done.handoff {
+            Handoff::Nothing => {}
+            // A periodic application's deadline-miss lines (`guest/periodic.rs`), an `io`
+            // workload's block driver lines.
+            Handoff::Console => self.console_write(host, vcpu),
+            Handoff::Streams => {
+                // `net.rate` / `disk.rate` streams send what is due while the vCPU runs.
+                self.stream_send(host, vcpu);
+                self.console_flush(host, vcpu);
+            }
+        }
+        match done.step {
+            GuestStep::Block => self.deliver_plain(host, CoreInput::VcpuBlock { vcpu }),
+            GuestStep::SubmitIo => {
+                match self.hosts[usize::from(host)].sim.guests.take_io(vcpu) {
+                    IoBatch::Net(devid, peer, frames) => {
+                        self.net_send_frames(host, vcpu, devid, &peer, frames);
+                    }
+                    IoBatch::Blk(vdev, ios) => self.blk_submit(host, vcpu, vdev, ios),
+                }
+                self.deliver_plain(host, CoreInput::VcpuBlock { vcpu });
+            }
+            GuestStep::Yield => {
+                self.deliver_plain(host, CoreInput::VcpuYield { vcpu });
+                let guests = &mut self.hosts[usize::from(host)].sim.guests;
+                guests.rearm(vcpu, now_ns, host, &mut self.queue);
+            }
+            GuestStep::Continue => {
+                let guests = &mut self.hosts[usize::from(host)].sim.guests;
+                guests.rearm(vcpu, now_ns, host, &mut self.queue);
+            }
+            GuestStep::ServiceDone(ServiceItem::Xenstored(item)) => {
+                self.deliver_plain(host, CoreInput::XenstoredDone { item });
+            }
+            GuestStep::ServiceDone(ServiceItem::Blkback(item)) => {
+                self.deliver_plain(host, CoreInput::BackendWorkDone { item });
+            }
+            GuestStep::ServiceDone(ServiceItem::Exit) => {}
+        }
+    }
+
     /// What `vcpu`'s workload printed since its last look goes to the guest's console
     /// (`ConsoleWrite`, which the core stamps and hands to xenconsoled over the ring).
     /// Mostly nothing was printed: a look at the model then, inline, and no take.
     #[inline]
-    pub(super) fn console_flush(&mut self, host: u16, vcpu: hypervisor_model::ids::VcpuRef) {
+    pub(super) fn console_flush(&mut self, host: u16, vcpu: VcpuRef) {
         if self.hosts[usize::from(host)]
             .sim
             .guests
@@ -221,7 +220,7 @@ impl World<'_> {
 
     /// [`Self::console_flush`] once something was printed.
     #[inline(never)]
-    fn console_write(&mut self, host: u16, vcpu: hypervisor_model::ids::VcpuRef) {
+    fn console_write(&mut self, host: u16, vcpu: VcpuRef) {
         let guests = &mut self.hosts[usize::from(host)].sim.guests;
         let text = guests.take_console(vcpu).into_bytes();
         debug_assert!(!text.is_empty(), "console_pending without text");

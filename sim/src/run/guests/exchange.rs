@@ -7,10 +7,57 @@ use hypervisor_model::ids::{DomId, VcpuId, VcpuRef};
 use hypervisor_model::io::vbd::{GuestIo, IoDone};
 use hypervisor_model::io::vif::NetPacket;
 
-use super::{HostGuests, SimEvent};
+use super::{GuestStep, HostGuests, SimEvent};
 use crate::clock::EventQueue;
 use crate::guest::io_log::IoLog;
 use crate::guest::workload::GuestVcpu;
+
+/// What the run loop hands on for the guest after a demand-done, read from the slot
+/// [`HostGuests::demand_done`] found (so the loop looks the slot up once per event).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handoff {
+    /// Nothing: the workload never prints or sends (`GuestVcpu::sends_or_prints`), its
+    /// console is empty, or the step is a service item's.
+    Nothing,
+    /// The workload printed: its console lines go out (`World::console_flush`).
+    Console,
+    /// The workload has streams: they send what is due, then its console lines go out.
+    Streams,
+}
+
+/// A demand-done's outcome ([`HostGuests::demand_done`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Done {
+    /// What the guest does.
+    pub step: GuestStep,
+    /// What the run loop hands on for it first.
+    pub handoff: Handoff,
+}
+
+impl Handoff {
+    /// What `model` has for the run loop after its own step (not a service item's).
+    #[inline]
+    pub(super) fn of(model: &GuestVcpu) -> Handoff {
+        if !model.sends_or_prints() {
+            Handoff::Nothing
+        } else if model.has_streams() {
+            Handoff::Streams
+        } else if model.console_pending() {
+            Handoff::Console
+        } else {
+            Handoff::Nothing
+        }
+    }
+}
+
+/// What a guest submits when it blocks on I/O ([`HostGuests::take_io`]).
+#[derive(Debug)]
+pub enum IoBatch {
+    /// `io` over a vif: the request's frames, their vif and peer.
+    Net(u32, crate::scenario::model::NetPeer, Vec<NetPacket>),
+    /// `io` over a vbd: the batch's I/Os and their vbd.
+    Blk(u32, Vec<GuestIo>),
+}
 
 impl HostGuests {
     /// The kernel lines `v`'s workload printed since the last call.
@@ -30,28 +77,18 @@ impl HostGuests {
             .is_some_and(|slot| slot.model.console_pending())
     }
 
-    /// `v`'s workload has streams (`GuestVcpu::has_streams`): only then can
-    /// [`Self::take_stream_frames`] and [`Self::take_stream_submissions`] hand over
-    /// anything.
-    pub fn has_streams(&self, v: VcpuRef) -> bool {
-        self.slots
-            .get(&v)
-            .is_some_and(|slot| slot.model.has_streams())
-    }
-
-    /// False when `v`'s workload never hands over console lines or stream frames and I/Os
-    /// (`GuestVcpu::sends_or_prints`), or `v` has no model: the run loop need not ask.
-    pub fn sends_or_prints(&self, v: VcpuRef) -> bool {
-        self.slots
-            .get(&v)
-            .is_some_and(|slot| slot.model.sends_or_prints())
-    }
-
-    /// The I/Os `v`'s guest submits now, and their vbd.
-    pub fn take_submissions(&mut self, v: VcpuRef) -> (u32, Vec<GuestIo>) {
-        match self.slots.get_mut(&v) {
-            Some(slot) => slot.model.take_submissions(),
-            None => (0, Vec::new()),
+    /// What `v`'s guest submits after its [`super::GuestStep::SubmitIo`]: an `io` request's
+    /// frames over its vif, else a batch of I/Os on its vbd (one slot look-up for both).
+    pub fn take_io(&mut self, v: VcpuRef) -> IoBatch {
+        let Some(slot) = self.slots.get_mut(&v) else {
+            return IoBatch::Blk(0, Vec::new());
+        };
+        match slot.model.take_net_frames() {
+            Some((devid, peer, frames)) => IoBatch::Net(devid, peer, frames),
+            None => {
+                let (vdev, ios) = slot.model.take_submissions();
+                IoBatch::Blk(vdev, ios)
+            }
         }
     }
 
@@ -114,14 +151,6 @@ impl HostGuests {
             .iter()
             .find(|(_, d)| d.name == name)
             .map(|(dom, _)| *dom)
-    }
-
-    /// The frames `v`'s guest sends now over its vif, with the vif and the peer.
-    pub fn take_net_frames(
-        &mut self,
-        v: VcpuRef,
-    ) -> Option<(u32, crate::scenario::model::NetPeer, Vec<NetPacket>)> {
-        self.slots.get_mut(&v)?.model.take_net_frames()
     }
 
     /// Takes back the emptied buffer of a [`Self::take_net_frames`] of `v` (an allocation

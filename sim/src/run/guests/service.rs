@@ -44,11 +44,6 @@ impl ServiceQueues {
         dense_get(&self.by_domain, v)
     }
 
-    /// `v`'s oldest item, mutably (its ns left may change; pop with [`Self::pop_front`]).
-    pub(super) fn front_mut(&mut self, v: &VcpuRef) -> Option<&mut (ServiceItem, u64)> {
-        dense_get_mut(&mut self.by_domain, v)?.front_mut()
-    }
-
     /// Queues `work_ns` for `item` on `v`: the newest item grows when it is the same one.
     pub(super) fn add(&mut self, v: VcpuRef, item: ServiceItem, work_ns: u64) {
         let items = dense_entry(&mut self.by_domain, &v);
@@ -61,12 +56,25 @@ impl ServiceQueues {
         }
     }
 
-    /// Takes `v`'s oldest item; also says whether more are queued behind it.
-    pub(super) fn pop_front(&mut self, v: &VcpuRef) -> Option<((ServiceItem, u64), bool)> {
+    /// `v`'s oldest item ran `ran_ns` more: what it has left.
+    pub(super) fn charge_front(&mut self, v: &VcpuRef, ran_ns: u64) -> Option<u64> {
+        let (_, left_ns) = dense_get_mut(&mut self.by_domain, v)?.front_mut()?;
+        *left_ns = left_ns.saturating_sub(ran_ns);
+        Some(*left_ns)
+    }
+
+    /// `v`'s oldest item ran `ran_ns` more and leaves the queue: it, with what it has left,
+    /// and what the item behind it has left, if one is queued.
+    pub(super) fn finish_front(
+        &mut self,
+        v: &VcpuRef,
+        ran_ns: u64,
+    ) -> Option<((ServiceItem, u64), Option<u64>)> {
         let items = dense_get_mut(&mut self.by_domain, v)?;
-        let oldest = items.pop_front()?;
+        let (item, left_ns) = items.pop_front()?;
         self.item_count -= 1;
-        Some((oldest, !items.is_empty()))
+        let next_left_ns = items.front().map(|&(_, next_left_ns)| next_left_ns);
+        Some(((item, left_ns.saturating_sub(ran_ns)), next_left_ns))
     }
 
     /// Drops every queue of `dom` (the domain is gone).
@@ -116,19 +124,25 @@ mod tests {
     }
 
     #[test]
-    fn pop_front_says_whether_more_items_wait() {
+    fn finish_front_charges_the_oldest_and_names_the_next_items_time_left() {
         let (first, second) = (ServiceItem::Xenstored(XsWorkId(1)), ServiceItem::Exit);
         let mut queues = ServiceQueues::default();
         queues.add(v3_2(), first, 10);
         queues.add(v3_2(), second, 7);
+        // The oldest item ran 4 ns of its 10 before; the next one runs all its 7.
+        let charged = queues.charge_front(&v3_2(), 4);
 
-        let popped = [queues.pop_front(&v3_2()), queues.pop_front(&v3_2())];
+        let finished = [
+            queues.finish_front(&v3_2(), 6),
+            queues.finish_front(&v3_2(), 7),
+        ];
 
+        assert_eq!(charged, Some(6));
         assert_eq!(
-            popped,
-            [Some(((first, 10), true)), Some(((second, 7), false))]
+            finished,
+            [Some(((first, 0), Some(7))), Some(((second, 0), None))]
         );
-        assert_eq!(queues.pop_front(&v3_2()), None);
+        assert_eq!(queues.finish_front(&v3_2(), 0), None);
         assert_eq!(queues.item_count(), 0);
     }
 
@@ -143,7 +157,7 @@ mod tests {
 
         assert!(queues.get(&v3_0()).is_some_and(VecDeque::is_empty));
         assert!(queues.get(&unknown).is_none());
-        assert_eq!(queues.pop_front(&v3_0()), None);
+        assert_eq!(queues.finish_front(&v3_0(), 0), None);
     }
 
     #[test]

@@ -42,7 +42,9 @@ fn idle_guest_blocks_as_soon_as_it_runs() {
     let (at_ns, generation) = demand_done_generation(&mut queue);
     assert_eq!(at_ns, 100);
     assert_eq!(
-        guests.demand_done(v0(), generation, 100, HOST, &mut queue),
+        guests
+            .demand_done(v0(), generation, 100, HOST, &mut queue)
+            .map(|d| d.step),
         Some(GuestStep::Block)
     );
 }
@@ -60,7 +62,9 @@ fn demand_done_after_preemption_is_stale() {
     let (_, generation) = demand_done_generation(&mut queue);
     guests.stop_running(v0(), 20_000);
     assert_eq!(
-        guests.demand_done(v0(), generation, 50_000, HOST, &mut queue),
+        guests
+            .demand_done(v0(), generation, 50_000, HOST, &mut queue)
+            .map(|d| d.step),
         None
     );
 }
@@ -96,13 +100,17 @@ fn service_work_runs_before_the_model_and_the_model_resumes() {
     guests.add_service(v0(), item, 10_000, 20_000, HOST, &mut queue);
     let (at_ns, generation) = demand_done_generation(&mut queue);
     assert_eq!(at_ns, 30_000);
-    let step = guests.demand_done(v0(), generation, at_ns, HOST, &mut queue);
+    let step = guests
+        .demand_done(v0(), generation, at_ns, HOST, &mut queue)
+        .map(|d| d.step);
     assert_eq!(step, Some(GuestStep::ServiceDone(item)));
     // The plan made before the work came (50 us) is stale; the model's rest ends at 60.
     let (stale_ns, stale) = demand_done_generation(&mut queue);
     assert_eq!(stale_ns, 50_000);
     assert_eq!(
-        guests.demand_done(v0(), stale, stale_ns, HOST, &mut queue),
+        guests
+            .demand_done(v0(), stale, stale_ns, HOST, &mut queue)
+            .map(|d| d.step),
         None
     );
     assert_eq!(demand_done_generation(&mut queue).0, 60_000);
@@ -121,7 +129,9 @@ fn service_queued_while_descheduled_runs_first_when_the_vcpu_runs() {
     guests.start_running(v0(), 0, 100_000, 0, HOST, &mut queue);
     let (at_ns, generation) = demand_done_generation(&mut queue);
     assert_eq!(at_ns, 105_000);
-    let step = guests.demand_done(v0(), generation, at_ns, HOST, &mut queue);
+    let step = guests
+        .demand_done(v0(), generation, at_ns, HOST, &mut queue)
+        .map(|d| d.step);
     assert_eq!(step, Some(GuestStep::ServiceDone(item)));
 }
 
@@ -164,7 +174,9 @@ fn forgotten_domain_ignores_its_pending_events() {
     let (_, generation) = demand_done_generation(&mut queue);
     guests.forget_domain(v0().dom);
     assert_eq!(
-        guests.demand_done(v0(), generation, 10, HOST, &mut queue),
+        guests
+            .demand_done(v0(), generation, 10, HOST, &mut queue)
+            .map(|d| d.step),
         None
     );
     assert!(!guests.wake(v0(), generation, 10));
