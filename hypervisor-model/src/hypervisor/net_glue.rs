@@ -159,15 +159,16 @@ impl Hypervisor {
         p: &mut P,
     ) {
         let key = (vcpu.dom, devid);
-        let (reason, mut queues) = match self.net.paths.get_mut(&key) {
+        // `sent`: the queue that took the frame (its backlog is not empty now).
+        let (reason, mut queues, sent) = match self.net.paths.get_mut(&key) {
             Some(path) => {
                 let queue = path.queue_of(&packet);
                 match path.queues[queue].front_send(packet) {
-                    true => (None, path.queues.len()),
-                    false => (Some(NetDropReason::TxQueueFull), 0),
+                    true => (None, path.queues.len(), Some(queue)),
+                    false => (Some(NetDropReason::TxQueueFull), 0, None),
                 }
             }
-            None => (Some(NetDropReason::NoDevice), 0),
+            None => (Some(NetDropReason::NoDevice), 0, None),
         };
         if let Some(reason) = reason {
             self.net_dropped(key, reason, p);
@@ -180,9 +181,19 @@ impl Hypervisor {
         // The end of the stack's batch (`netdev_xmit_more()` false): every queue that
         // took frames pushes them.
         for queue in 0..queues {
-            let waiting = self
-                .net_queue(key, queue)
-                .is_some_and(|q| !q.tx_backlog.is_empty());
+            // Queue 0 is looked at before anything ran since the frame went in: when it
+            // took the frame, its backlog is known to wait without a second lookup.
+            let known = queue == 0 && sent == Some(0);
+            debug_assert!(
+                !known
+                    || self
+                        .net_queue(key, 0)
+                        .is_some_and(|q| !q.tx_backlog.is_empty())
+            );
+            let waiting = known
+                || self
+                    .net_queue(key, queue)
+                    .is_some_and(|q| !q.tx_backlog.is_empty());
             if waiting {
                 self.netfront_kick(key, queue, p);
             }
@@ -221,6 +232,11 @@ impl Hypervisor {
         let Some(q) = path.queues.get_mut(queue) else {
             return;
         };
+        // Nothing queued: the push would place, push and trace nothing (a TX interrupt
+        // whose completions freed no waiting frame).
+        if q.tx_backlog.is_empty() {
+            return;
+        }
         let push = q.front_tx_kick(&mut self.grants, &mut net.pages);
         self.net_pushed((key, queue), end, false, (push.pushed, push.notify), p);
         // Linux `xennet_start_xmit` reaps the queue's TX completions after every push

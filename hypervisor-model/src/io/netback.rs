@@ -227,10 +227,13 @@ impl VifQueue {
                     out.copies += 1;
                     if i == 0 {
                         let offset = usize::from(req.offset);
-                        let mut raw = [0u8; HEADER_BYTES];
                         header = pages
-                            .read(copied.source_mfn, offset, &mut raw)
-                            .and_then(|()| NetPacket::decode(&raw));
+                            .with_bytes::<HEADER_BYTES, _>(
+                                copied.source_mfn,
+                                offset,
+                                NetPacket::decode,
+                            )
+                            .flatten();
                     }
                 }
                 Err(e) => {

@@ -292,12 +292,17 @@ impl VifQueue {
         self.rx_front.rsp_cons = first_index.wrapping_add(slots);
         let slot = usize::try_from(first_index).unwrap_or(0) & (NET_RING_SLOTS - 1);
         let offset = usize::from(first.offset);
-        let mut header = [0u8; super::vif::HEADER_BYTES];
         let packet = self
             .rx_pool
             .get(slot)
-            .and_then(|p| pages.read(p.mfn, offset, &mut header))
-            .and_then(|()| NetPacket::decode(&header));
+            .and_then(|p| {
+                pages.with_bytes::<{ super::vif::HEADER_BYTES }, _>(
+                    p.mfn,
+                    offset,
+                    NetPacket::decode,
+                )
+            })
+            .flatten();
         let Some(packet) = packet.filter(|p| ok && u64::from(p.bytes) == bytes) else {
             self.counters.rx_errors += 1;
             return None;

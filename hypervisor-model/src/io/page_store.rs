@@ -142,6 +142,32 @@ impl PageStore {
         Some(())
     }
 
+    /// `f` applied to the `N` bytes of the page at `mfn` from byte `at`, the bytes
+    /// [`PageStore::read`] would copy out (zeros past what the page holds), borrowed in
+    /// place when the page holds them all (a packet header read back where it was
+    /// written); `None` where `read` would be.
+    #[inline]
+    pub fn with_bytes<const N: usize, R>(
+        &self,
+        mfn: Mfn,
+        at: usize,
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> Option<R> {
+        let page = self.held_bytes(mfn)?;
+        let end = at.checked_add(N)?;
+        if end > RING_PAGE_BYTES {
+            return None;
+        }
+        if let Some(held) = page.get(at..end) {
+            return Some(f(held));
+        }
+        let mut out = [0u8; N];
+        if let Some(held) = page.get(at..end.min(page.len())) {
+            out[..held.len()].copy_from_slice(held);
+        }
+        Some(f(&out))
+    }
+
     /// Whether the page at `mfn` was ever written (and not forgotten since).
     pub fn contains(&self, mfn: Mfn) -> bool {
         self.held_bytes(mfn).is_some()
@@ -294,6 +320,27 @@ mod tests {
         assert_eq!(read, Some(()));
         assert_eq!(out, [3, 4, 0, 0, 0, 0, 0, 0]);
         assert_eq!(store.stamp(mfn(1, 3), 7), 0);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn bytes_borrowed_in_place_are_the_bytes_a_read_copies(
+            held in 0usize..64,
+            at in 0usize..4100,
+            written in proptest::bool::ANY,
+        ) {
+            // A page holding `held` bytes (1, 2, ...), or never written.
+            let mut store = PageStore::default();
+            if written {
+                for (i, byte) in store.bytes_mut(mfn(2, 9), held).iter_mut().enumerate() {
+                    *byte = u8::try_from(i % 255 + 1).unwrap_or(0);
+                }
+            }
+            let mut copied = [0u8; 16];
+            let read = store.read(mfn(2, 9), at, &mut copied).map(|()| copied.to_vec());
+            let viewed = store.with_bytes::<16, _>(mfn(2, 9), at, <[u8]>::to_vec);
+            proptest::prop_assert_eq!(viewed, read);
+        }
     }
 
     #[test]

@@ -13,6 +13,7 @@
 
 use std::collections::BTreeMap;
 
+use hypervisor_model::ids::DomId;
 use hypervisor_model::io::vif::{mac_key, Mac, NetPacket, PacketKind, PACKET_BYTES_MIN};
 
 /// Cost keys the network side reads, with their defaults (hashed into the trace header).
@@ -39,9 +40,16 @@ pub fn external_mac(host: u16) -> Mac {
 /// An endpoint that answers requests: dom0's stack or the external peer.
 #[derive(Debug, Clone, Default)]
 pub struct Responder {
-    /// Last sequence sent per (peer MAC, flow), the MAC as [`mac_key`] (two integer
-    /// compares per tree step instead of a byte-array compare).
-    seq: BTreeMap<(u64, u32), u32>,
+    /// Per (peer MAC, flow), the MAC as [`mac_key`] (two integer compares per tree
+    /// step instead of a byte-array compare): the index of its counter in `last_seq`.
+    flows: BTreeMap<(u64, u32), usize>,
+    /// Last sequence sent per flow, by the index `flows` gives (flows are never removed).
+    last_seq: Vec<u32>,
+    /// By the sending domain's raw id: the flow it last asked about and its index in
+    /// `last_seq`, so that a sender's next request skips the tree search. A hint only: it
+    /// is used when its flow is the request's (domain ids of several hosts may share an
+    /// entry, which then just misses).
+    recent: Vec<Option<((u64, u32), usize)>>,
 }
 
 impl Responder {
@@ -50,15 +58,24 @@ impl Responder {
     /// with the request's tag, the last is the response. The frames' sequence numbers are
     /// taken at once; the frames themselves are made as they are iterated (no allocation).
     pub fn answer(&mut self, me: Mac, request: &NetPacket) -> Option<AnswerFrames> {
+        self.answer_from(None, me, request)
+    }
+
+    /// [`Responder::answer`] for a request sent from a vif of domain `sender` (a hint that
+    /// finds its flow's counter without a tree search; the answer does not depend on it).
+    pub fn answer_from(
+        &mut self,
+        sender: Option<DomId>,
+        me: Mac,
+        request: &NetPacket,
+    ) -> Option<AnswerFrames> {
         if request.kind != PacketKind::Request {
             return None;
         }
         let total = u64::from(request.reply_bytes).max(u64::from(PACKET_BYTES_MIN));
         let count = total.div_ceil(FRAME_BYTES_MAX);
-        let seq = self
-            .seq
-            .entry((mac_key(request.src), request.flow))
-            .or_insert(0);
+        let at = self.counter_of(sender, (mac_key(request.src), request.flow));
+        let seq = &mut self.last_seq[at];
         let last_seq = *seq;
         // At most u32::MAX / 60 frames: the count fits (and wraps as the per-frame adds).
         *seq = seq.wrapping_add(u32::try_from(count).unwrap_or(u32::MAX));
@@ -70,6 +87,30 @@ impl Responder {
             index: 0,
             left: total,
         })
+    }
+
+    /// The index in `last_seq` of flow `key` (a new counter at 0 for a new flow), through
+    /// `sender`'s hint when it names that flow.
+    fn counter_of(&mut self, sender: Option<DomId>, key: (u64, u32)) -> usize {
+        let slot = sender.map(|dom| usize::from(dom.raw()));
+        if let Some(&Some((hint, at))) = slot.and_then(|s| self.recent.get(s)) {
+            if hint == key {
+                debug_assert_eq!(self.flows.get(&key), Some(&at));
+                return at;
+            }
+        }
+        let next = self.last_seq.len();
+        let at = *self.flows.entry(key).or_insert(next);
+        if at == next {
+            self.last_seq.push(0);
+        }
+        if let Some(s) = slot {
+            if self.recent.len() <= s {
+                self.recent.resize(s + 1, None);
+            }
+            self.recent[s] = Some((key, at));
+        }
+        at
     }
 }
 
@@ -120,7 +161,7 @@ impl Iterator for AnswerFrames {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Hop {
     /// A vif on this host (dom, devid).
-    LocalVif(hypervisor_model::ids::DomId, u32),
+    LocalVif(DomId, u32),
     /// dom0's own stack.
     Dom0,
     /// Out of the NIC: to another host's vif, or to the external peer.
@@ -131,7 +172,7 @@ pub enum Hop {
 #[derive(Debug, Clone, Default)]
 pub struct Bridge {
     /// Forwarding table.
-    pub vifs: BTreeMap<Mac, (hypervisor_model::ids::DomId, u32)>,
+    pub vifs: BTreeMap<Mac, (DomId, u32)>,
     /// dom0's stack.
     pub dom0: Responder,
 }
@@ -197,6 +238,44 @@ mod tests {
         // The next answer on the flow goes on from the last frame's number.
         let next = r.answer(dom0_mac(0), &request(0)).expect("answered").next();
         assert_eq!(next.map(|f| f.seq), Some(4));
+    }
+
+    /// The straightforward version the hinted lookup must match: one tree of the last
+    /// sequence per (peer MAC, flow).
+    fn reference_answer(seq: &mut BTreeMap<(u64, u32), u32>, request: &NetPacket) -> Vec<u32> {
+        let total = u64::from(request.reply_bytes).max(u64::from(PACKET_BYTES_MIN));
+        let count = total.div_ceil(FRAME_BYTES_MAX);
+        let last = seq.entry((mac_key(request.src), request.flow)).or_insert(0);
+        let first = *last;
+        *last = last.wrapping_add(u32::try_from(count).unwrap_or(u32::MAX));
+        (1..=count)
+            .map(|i| first.wrapping_add(u32::try_from(i).unwrap_or(0)))
+            .collect()
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn hinted_answers_number_frames_as_one_tree_does(
+            steps in proptest::collection::vec(
+                (proptest::option::of(0u16..4), 0u8..4, 0u32..3, 0u32..5000),
+                0..60,
+            ),
+        ) {
+            let mut responder = Responder::default();
+            let mut reference = BTreeMap::new();
+            for (sender, peer, flow, reply_bytes) in steps {
+                let mut req = request(reply_bytes);
+                req.src = [0, 0x16, 0x3e, 0, 0, peer];
+                req.flow = flow;
+                let sender = sender.and_then(DomId::new);
+                let ours: Vec<u32> = responder
+                    .answer_from(sender, dom0_mac(0), &req)
+                    .expect("a request is answered")
+                    .map(|f| f.seq)
+                    .collect();
+                proptest::prop_assert_eq!(ours, reference_answer(&mut reference, &req));
+            }
+        }
     }
 
     #[test]

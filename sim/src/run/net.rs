@@ -359,9 +359,11 @@ impl World<'_> {
                 let _ = self.net_land(back(dom, devid, packet, false));
             }
             Hop::Dom0 => {
-                let answer = self.net.bridges[usize::from(host)]
-                    .dom0
-                    .answer(dom0_mac(host), &packet);
+                let answer = self.net.bridges[usize::from(host)].dom0.answer_from(
+                    Some(frame.dom),
+                    dom0_mac(host),
+                    &packet,
+                );
                 for a in answer.into_iter().flatten() {
                     let _ = self.net_land(back(frame.dom, frame.devid, a, false));
                 }
@@ -451,11 +453,16 @@ impl World<'_> {
     fn net_answers_back(&mut self, host: u16, frame: &NetFrame, far: usize, arrival: u64) {
         let packet = frame.packet;
         let answers = if far == EXTERNAL {
-            self.net.external.answer(external_mac(host), &packet)
+            let sender = Some(frame.dom);
+            self.net
+                .external
+                .answer_from(sender, external_mac(host), &packet)
         } else {
-            self.net.bridges[usize::from(host)]
-                .dom0
-                .answer(dom0_mac(host), &packet)
+            self.net.bridges[usize::from(host)].dom0.answer_from(
+                Some(frame.dom),
+                dom0_mac(host),
+                &packet,
+            )
         };
         for answer in answers.into_iter().flatten() {
             let transit = self

@@ -155,6 +155,9 @@ impl Hypervisor {
         };
         q.irq_lost.ran(true, irq);
         let tx_ok = !irq.serves_tx() || q.front_tx_responses().is_ok();
+        // The TX port's handler runs nothing between here and its push: with nothing
+        // queued, that push would do nothing (`netfront_kick`).
+        let tx_idle = irq == VifIrq::Tx && q.tx_backlog.is_empty();
         // The poll's frames go through the reused buffer (no allocation per poll); a
         // poll that finds the ring broken hands up nothing.
         let mut rx = core::mem::take(&mut net.rx_polled);
@@ -181,7 +184,7 @@ impl Hypervisor {
         if irq.serves_rx() {
             self.netfront_rx_refill(key, queue, p);
         }
-        if irq.serves_tx() {
+        if irq.serves_tx() && !tx_idle {
             self.netfront_kick(key, queue, p);
         }
     }
