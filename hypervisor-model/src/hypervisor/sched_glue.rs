@@ -179,11 +179,15 @@ impl Hypervisor {
         now: STime,
         p: &mut P,
     ) {
+        // What the scheduler's `context_saved` reads of `prev` (its processor and whether
+        // it may run), from this lookup: nothing below changes either.
+        let mut saved = None;
         if let Some(v) = prev {
             let (vcpu, runnable) = self
                 .domains
                 .vcpu_runnable_mut(v)
                 .expect("running vCPU exists");
+            saved = Some((v, vcpu.processor, runnable));
             vcpu.running_on = None;
             let to = if vcpu.is_blocked() {
                 Runstate::Blocked
@@ -211,8 +215,10 @@ impl Hypervisor {
         self.curr[cpu.index()] = next;
         p.context_switch(cpu, prev, next);
         // prev exists: it was looked up above, and nothing since removes a vCPU.
-        if let (Some(v), Some(pool)) = (prev, self.cpu_pool[cpu.index()]) {
-            self.with_sched(pool, p, |s, ctx| s.context_saved(ctx, v));
+        if let (Some((v, processor, runnable)), Some(pool)) = (saved, self.cpu_pool[cpu.index()]) {
+            self.with_sched(pool, p, |s, ctx| {
+                s.context_saved_known(ctx, v, processor, runnable);
+            });
             // sched_context_switched: a pending migration completes once prev is off.
             self.vcpu_migrate_finish(v, p);
         }
