@@ -252,7 +252,8 @@ pub trait Scheduler: core::fmt::Debug {
         prev: Option<VcpuRef>,
     ) -> Decision;
 
-    /// `context_saved`: `prev`'s state is saved after a switch away from it.
+    /// `context_saved`: `prev`'s state is saved after a switch away from it. It never marks
+    /// a vCPU `VPF_migrating` (the core finishes only a migration marked before the switch).
     fn context_saved(&mut self, ctx: &mut SchedCtx<'_>, prev: VcpuRef);
 
     /// [`Scheduler::context_saved`] when the core already read `prev`'s `processor` and
