@@ -179,11 +179,19 @@ impl Hypervisor {
         now: STime,
         p: &mut P,
     ) {
+        // What the scheduler's `context_saved` reads of `prev` (its processor and whether
+        // it may run), from this lookup: nothing below changes either. Also whether it is
+        // marked migrating: no scheduler's `context_saved` marks a vCPU (only `migrate`
+        // and credit2's `balance_load` in `do_schedule` do), so after it only a vCPU
+        // marked now can have a migration to finish.
+        let mut saved = None;
         if let Some(v) = prev {
             let (vcpu, runnable) = self
                 .domains
                 .vcpu_runnable_mut(v)
                 .expect("running vCPU exists");
+            let migrating = vcpu.pause_flags & VPF_MIGRATING != 0;
+            saved = Some((v, vcpu.processor, runnable, migrating));
             vcpu.running_on = None;
             let to = if vcpu.is_blocked() {
                 Runstate::Blocked
@@ -211,10 +219,25 @@ impl Hypervisor {
         self.curr[cpu.index()] = next;
         p.context_switch(cpu, prev, next);
         // prev exists: it was looked up above, and nothing since removes a vCPU.
-        if let (Some(v), Some(pool)) = (prev, self.cpu_pool[cpu.index()]) {
-            self.with_sched(pool, p, |s, ctx| s.context_saved(ctx, v));
-            // sched_context_switched: a pending migration completes once prev is off.
-            self.vcpu_migrate_finish(v, p);
+        let Some((v, processor, runnable, migrating)) = saved else {
+            return;
+        };
+        if let Some(pool) = self.cpu_pool[cpu.index()] {
+            self.with_sched(pool, p, |s, ctx| {
+                s.context_saved_known(ctx, v, processor, runnable);
+            });
+            // sched_context_switched: a pending migration completes once prev is off (the
+            // usual vCPU, not marked, has none: its second lookup is left out).
+            if migrating {
+                self.vcpu_migrate_finish(v, p);
+            } else {
+                debug_assert!(
+                    self.domains
+                        .vcpu(v)
+                        .is_some_and(|x| x.pause_flags & VPF_MIGRATING == 0),
+                    "{v:?} marked migrating by context_saved"
+                );
+            }
         }
     }
 

@@ -252,8 +252,25 @@ pub trait Scheduler: core::fmt::Debug {
         prev: Option<VcpuRef>,
     ) -> Decision;
 
-    /// `context_saved`: `prev`'s state is saved after a switch away from it.
+    /// `context_saved`: `prev`'s state is saved after a switch away from it. It never marks
+    /// a vCPU `VPF_migrating` (the core finishes only a migration marked before the switch).
     fn context_saved(&mut self, ctx: &mut SchedCtx<'_>, prev: VcpuRef);
+
+    /// [`Scheduler::context_saved`] when the core already read `prev`'s `processor` and
+    /// whether it may run (`runnable`) in the switch's lookup of `prev`, and nothing changed
+    /// either since: a scheduler that reads them may skip its own lookup. The answers must
+    /// be those of `context_saved`.
+    fn context_saved_known(
+        &mut self,
+        ctx: &mut SchedCtx<'_>,
+        prev: VcpuRef,
+        processor: PcpuId,
+        runnable: bool,
+    ) {
+        debug_assert_eq!(processor, ctx.processor(prev), "{prev:?}: stale processor");
+        debug_assert_eq!(runnable, ctx.runnable(prev), "{prev:?}: stale runnability");
+        self.context_saved(ctx, prev);
+    }
 
     /// `alloc_domdata`: a domain joins the pool (creation or pool move), before its vCPUs.
     fn insert_domain(&mut self, _ctx: &mut SchedCtx<'_>, _dom: DomId) {}

@@ -654,8 +654,21 @@ impl Scheduler for Credit2Scheduler {
         // before reading them changes either.
         let (vcpu, runnable) = ctx.vcpu_runnable(prev);
         let cpu = vcpu.processor;
-        let idx = self.saved_unit(cpu, prev);
-        self.saved(ctx, idx, cpu, runnable);
+        self.context_saved_known(ctx, prev, cpu, runnable);
+    }
+
+    fn context_saved_known(
+        &mut self,
+        ctx: &mut SchedCtx<'_>,
+        prev: VcpuRef,
+        processor: PcpuId,
+        runnable: bool,
+    ) {
+        // The core's switch read both from its own lookup of `prev` (the usual block):
+        // `saved` asserts the processor against the unit's runqueue and, in debug builds,
+        // both against the vCPU.
+        let idx = self.saved_unit(processor, prev);
+        self.saved(ctx, idx, processor, runnable);
     }
 
     fn affinity_changed(&mut self, ctx: &mut SchedCtx<'_>, v: VcpuRef) {

@@ -469,20 +469,35 @@ impl Credit2Scheduler {
         )
     }
 
+    /// `update_runq_load` when it is a second update within the same 1024 ns (a block's
+    /// `schedule`, then its `context_saved`): the window test fails and both `ewma`s see a
+    /// zero delta, so the averages stay and only the load moves. Returns false, having
+    /// done nothing, for an update at a later instant.
+    #[inline(always)]
+    pub(crate) fn update_runq_load_same_instant(
+        &mut self,
+        id: usize,
+        change: i64,
+        now_ns: i64,
+    ) -> bool {
+        let rq = self.rq_mut(id);
+        if rq.load_last_update != now_ns >> LOADAVG_GRANULARITY_SHIFT {
+            return false;
+        }
+        rq.load += change;
+        assert!(rq.avgload >= 0 && rq.b_avgload >= 0, "negative load");
+        true
+    }
+
     /// `update_runq_load`.
     pub(crate) fn update_runq_load(&mut self, id: usize, change: i64, now_ns: i64) {
+        if self.update_runq_load_same_instant(id, change, now_ns) {
+            return;
+        }
         let (p, w) = (self.opts.precision_shift, self.opts.window_shift);
         let window = 1i64 << w;
         let now = now_ns >> LOADAVG_GRANULARITY_SHIFT;
         let rq = self.rq_mut(id);
-        if rq.load_last_update == now {
-            // A second update within the same 1024 ns (a block's `schedule`, then its
-            // `context_saved`): the window test fails and both `ewma`s see a zero delta,
-            // so the averages stay and only the load moves.
-            rq.load += change;
-            assert!(rq.avgload >= 0 && rq.b_avgload >= 0, "negative load");
-            return;
-        }
         let (load, last) = (rq.load, rq.load_last_update);
         let (avg, b_avg) = if last + window < now {
             (load << p, load << p)

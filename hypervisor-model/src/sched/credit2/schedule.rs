@@ -490,8 +490,14 @@ impl Credit2Scheduler {
             self.runq_insert(idx);
             self.runq_tickle(ctx, idx);
         } else {
-            // A change of -1 never reads whether the vCPU may run.
-            self.update_load_known(ctx.now.as_ns(), id, Some(idx), -1, false);
+            // `update_load(-1)`, which never reads whether the vCPU may run. After a block
+            // it follows its `schedule`'s update at the same instant: that runqueue half
+            // stays inline, the decay is a call.
+            let now = ctx.now.as_ns();
+            if !self.update_runq_load_same_instant(id, -1, now) {
+                self.update_runq_load(id, -1, now);
+            }
+            self.update_svc_load(idx, -1, false, now);
         }
         if let Some(parked) = freed {
             self.unpark(ctx, v.dom, parked);
