@@ -759,7 +759,7 @@ fn push_service_done(
 }
 
 /// Plans `v`'s demand-done event at `at_ns`, valid while its run generation is
-/// `generation`.
+/// `generation`: a model's run, which may end now.
 #[inline]
 fn push_demand_done(
     queue: &mut EventQueue<SimEvent>,
@@ -768,16 +768,16 @@ fn push_demand_done(
     v: VcpuRef,
     generation: u64,
 ) {
-    let event = SimEvent::DemandDone {
-        host,
-        vcpu: v,
-        generation,
-    };
     // A blocked model's zero-length run mostly pops next (`EventQueue::push_now`).
     if at_ns == queue.now_ns() {
+        let event = SimEvent::DemandDone {
+            host,
+            vcpu: v,
+            generation,
+        };
         queue.push_now(super::HEAP_DEMAND_DONE, event);
     } else {
-        queue.push_to_heap(super::HEAP_DEMAND_DONE, at_ns, event);
+        push_service_done(queue, at_ns, host, v, generation);
     }
 }
 
