@@ -136,12 +136,7 @@ impl HostGuests {
         let running = slot.run_started_ns.is_some();
         if let Some(at_ns) = complete(&mut slot.model, running) {
             slot.wake_generation = wake_generation;
-            let event = SimEvent::GuestWake {
-                host,
-                vcpu: v,
-                generation: wake_generation,
-            };
-            queue.push(at_ns.max(now_ns), event);
+            super::push_guest_wake(queue, at_ns.max(now_ns), host, v, wake_generation);
         }
     }
 

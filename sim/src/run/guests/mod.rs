@@ -392,14 +392,7 @@ impl HostGuests {
                 wake_at_ns: Some(at_ns),
             } = model.state()
             {
-                queue.push(
-                    at_ns.max(now_ns),
-                    SimEvent::GuestWake {
-                        host,
-                        vcpu: v,
-                        generation: wake_generation,
-                    },
-                );
+                push_guest_wake(queue, at_ns.max(now_ns), host, v, wake_generation);
             }
             self.slots.insert(
                 v,
@@ -700,14 +693,7 @@ fn model_step(
         GuestAction::Block { wake_at_ns } => {
             slot.wake_generation = wake_generation;
             if let Some(at_ns) = wake_at_ns {
-                queue.push(
-                    at_ns.max(now_ns),
-                    SimEvent::GuestWake {
-                        host,
-                        vcpu: v,
-                        generation: wake_generation,
-                    },
-                );
+                push_guest_wake(queue, at_ns.max(now_ns), host, v, wake_generation);
             }
             GuestStep::Block
         }
@@ -738,6 +724,24 @@ fn model_step(
 fn take_generation(next_generation: &mut u64) -> u64 {
     *next_generation += 1;
     *next_generation
+}
+
+/// Plans `v`'s wake at `at_ns` (in the heap), valid while its wake generation is
+/// `generation`.
+#[inline]
+fn push_guest_wake(
+    queue: &mut EventQueue<SimEvent>,
+    at_ns: u64,
+    host: u16,
+    v: VcpuRef,
+    generation: u64,
+) {
+    let event = SimEvent::GuestWake {
+        host,
+        vcpu: v,
+        generation,
+    };
+    queue.push(at_ns, event);
 }
 
 /// Plans the demand-done event of `v`'s service segment at `at_ns` (its oldest item done),
