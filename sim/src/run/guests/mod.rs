@@ -29,6 +29,7 @@ use crate::guest::workload::{GuestAction, GuestState, GuestVcpu, JobRecord};
 use crate::rng::RngStreams;
 use crate::scenario::model::WorkloadSpec;
 pub use exchange::{Done, Handoff, IoBatch};
+use plan::{push_demand_done, push_guest_wake, push_service_done};
 use service::ServiceQueues;
 
 /// What the guest of a vCPU asks the core to do now.
@@ -92,20 +93,49 @@ impl GuestSlot {
         Some(started_ns)
     }
 
-    /// The model runs from `now_ns` under `stretch`, its demand-done event planned with
-    /// `generation`: returns the demand (`None`: it never acts).
-    #[inline]
-    fn start_model(&mut self, now_ns: u64, generation: u64, stretch: Stretch) -> Option<u64> {
+    /// The model runs from `now_ns` under `stretch`: its demand-done event, if it ever
+    /// acts, is planned in `queue` with `generation` (the slot's run generation from now).
+    #[inline(always)]
+    fn start_model(
+        &mut self,
+        now_ns: u64,
+        generation: u64,
+        stretch: Stretch,
+        host: u16,
+        v: VcpuRef,
+        queue: &mut EventQueue<SimEvent>,
+    ) {
         self.run_started_ns = Some(now_ns);
         self.run_generation = generation;
         self.set_stretch(stretch);
         self.model.on_run_start(now_ns);
         self.blocked_at_start = self.model.state() != GuestState::Runnable;
-        match self.model.state() {
+        let demand_ns = match self.model.state() {
             GuestState::Runnable => self.model.run_demand_ns(now_ns),
             // A guest that has nothing to do blocks as soon as it runs.
             GuestState::Blocked { .. } => Some(0),
+        };
+        if let Some(demand_ns) = demand_ns {
+            push_demand_done(queue, now_ns + demand_ns, host, v, generation);
         }
+    }
+
+    /// The vCPU works on its oldest service item, `left_ns` to go, from `now_ns`: the
+    /// item's end is planned in `queue` with `generation` (the slot's run generation from
+    /// now).
+    #[inline(always)]
+    fn start_service(
+        &mut self,
+        now_ns: u64,
+        left_ns: u64,
+        generation: u64,
+        host: u16,
+        v: VcpuRef,
+        queue: &mut EventQueue<SimEvent>,
+    ) {
+        self.serving_since_ns = Some(now_ns);
+        self.run_generation = generation;
+        push_service_done(queue, now_ns + left_ns, host, v, generation);
     }
 
     /// The model runs under `stretch` from now on.
@@ -450,9 +480,7 @@ impl HostGuests {
             // Most run starts: no memory model, no service; the slot found above runs on
             // (the generation is taken from its counter beside the slot's borrow).
             let generation = take_generation(&mut self.next_generation);
-            if let Some(demand_ns) = slot.start_model(now_ns, generation, Stretch::NONE) {
-                push_demand_done(queue, now_ns + demand_ns, host, v, generation);
-            }
+            slot.start_model(now_ns, generation, Stretch::NONE, host, v, queue);
         }
     }
 
@@ -469,9 +497,7 @@ impl HostGuests {
         let Some(slot) = self.slots.get_mut(&v) else {
             return;
         };
-        if let Some(demand_ns) = slot.start_model(now_ns, generation, stretch) {
-            push_demand_done(queue, now_ns + demand_ns, host, v, generation);
-        }
+        slot.start_model(now_ns, generation, stretch, host, v, queue);
     }
 
     /// Running vCPU `v` works on its oldest service item from `now_ns`. Not inlined: a
@@ -492,9 +518,7 @@ impl HostGuests {
         let Some(slot) = self.slots.get_mut(&v) else {
             return;
         };
-        slot.serving_since_ns = Some(now_ns);
-        slot.run_generation = generation;
-        push_service_done(queue, now_ns + left_ns, host, v, generation);
+        slot.start_service(now_ns, left_ns, generation, host, v, queue);
     }
 
     /// The service segment of `v` stops at `now_ns`: the oldest item keeps what is left.
@@ -539,9 +563,7 @@ impl HostGuests {
             unreachable!("service begins with work queued");
         };
         let generation = take_generation(&mut self.next_generation);
-        slot.serving_since_ns = Some(now_ns);
-        slot.run_generation = generation;
-        push_service_done(queue, now_ns + left_ns, host, v, generation);
+        slot.start_service(now_ns, left_ns, generation, host, v, queue);
         if let Some(started_ns) = model_started_ns {
             self.memory_ran(v, started_ns, now_ns);
         }
@@ -580,14 +602,10 @@ impl HostGuests {
         assert_eq!(left_ns, 0, "{item:?} finished early");
         match next_left_ns {
             Some(next_left_ns) => {
-                slot.serving_since_ns = Some(now_ns);
-                slot.run_generation = generation;
-                push_service_done(queue, now_ns + next_left_ns, host, v, generation);
+                slot.start_service(now_ns, next_left_ns, generation, host, v, queue);
             }
             None => {
-                if let Some(demand_ns) = slot.start_model(now_ns, generation, stretch) {
-                    push_demand_done(queue, now_ns + demand_ns, host, v, generation);
-                }
+                slot.start_model(now_ns, generation, stretch, host, v, queue);
             }
         }
         Some(GuestStep::ServiceDone(item))
@@ -726,66 +744,8 @@ fn take_generation(next_generation: &mut u64) -> u64 {
     *next_generation
 }
 
-/// Plans `v`'s wake at `at_ns` (in the heap), valid while its wake generation is
-/// `generation`.
-#[inline]
-fn push_guest_wake(
-    queue: &mut EventQueue<SimEvent>,
-    at_ns: u64,
-    host: u16,
-    v: VcpuRef,
-    generation: u64,
-) {
-    let event = SimEvent::GuestWake {
-        host,
-        vcpu: v,
-        generation,
-    };
-    queue.push(at_ns, event);
-}
-
-/// Plans the demand-done event of `v`'s service segment at `at_ns` (its oldest item done),
-/// valid while its run generation is `generation`. Always in the heap, even when due now.
-#[inline]
-fn push_service_done(
-    queue: &mut EventQueue<SimEvent>,
-    at_ns: u64,
-    host: u16,
-    v: VcpuRef,
-    generation: u64,
-) {
-    let event = SimEvent::DemandDone {
-        host,
-        vcpu: v,
-        generation,
-    };
-    queue.push_to_heap(super::HEAP_DEMAND_DONE, at_ns, event);
-}
-
-/// Plans `v`'s demand-done event at `at_ns`, valid while its run generation is
-/// `generation`: a model's run, which may end now.
-#[inline]
-fn push_demand_done(
-    queue: &mut EventQueue<SimEvent>,
-    at_ns: u64,
-    host: u16,
-    v: VcpuRef,
-    generation: u64,
-) {
-    // A blocked model's zero-length run mostly pops next (`EventQueue::push_now`).
-    if at_ns == queue.now_ns() {
-        let event = SimEvent::DemandDone {
-            host,
-            vcpu: v,
-            generation,
-        };
-        queue.push_now(super::HEAP_DEMAND_DONE, event);
-    } else {
-        push_service_done(queue, at_ns, host, v, generation);
-    }
-}
-
 mod exchange;
+mod plan;
 mod service;
 #[cfg(test)]
 mod tests;
