@@ -65,6 +65,30 @@ fn heaps_interleave_by_time_then_push_order() {
 }
 
 #[test]
+fn both_heaps_keep_taken_tops_while_other_sources_pop() {
+    // 'a' pops from heap 1 and 'b' from heap 0: both popped keys stay on their tops while
+    // the slot's 'x' pops (each heap's next key is one of its top's children), until a
+    // push to each heap takes its place ('f' on heap 1) or the next pop from it ('c', 'e'
+    // on heap 0).
+    let mut queue = EventQueue::new();
+    queue.push_to_heap(1, 10, 'a');
+    queue.push(11, 'b');
+    queue.push(40, 'c');
+    queue.push(30, 'd');
+    queue.push_to_heap(1, 50, 'e');
+    queue.push_slot(0, 20, 'x');
+    let firsts = [queue.pop(), queue.pop()];
+    let taken_count = queue.len();
+    let slot_first = queue.pop();
+    queue.push_to_heap(1, 35, 'f');
+    let order: Vec<char> = std::iter::from_fn(|| queue.pop().map(|(_, e)| e)).collect();
+    assert_eq!(firsts, [Some((10, 'a')), Some((11, 'b'))]);
+    assert_eq!(taken_count, 4);
+    assert_eq!(slot_first, Some((20, 'x')));
+    assert_eq!(order, vec!['d', 'f', 'c', 'e']);
+}
+
+#[test]
 fn push_now_pops_next_unless_an_event_is_due_now() {
     let mut queue = EventQueue::new();
     queue.push(10, 'a');
