@@ -281,6 +281,22 @@ impl Recorder {
         Some(len)
     }
 
+    /// [`Self::event`] of an event whose record always fits [`EVENT_WINDOW_BYTES`] (no text,
+    /// bytes or list: a `Runstate`, a `TimerSet`, a `Tickle`), for a caller that builds the
+    /// event from its fields: no path here keeps a reference to it (a record that did not
+    /// fit would panic), so the caller never stores the event in memory.
+    #[inline(always)]
+    pub fn event_fixed(&mut self, host: u16, time_ns: u64, event: &TraceEvent) {
+        debug_assert!(matches!(
+            event,
+            TraceEvent::Runstate { .. } | TraceEvent::TimerSet { .. } | TraceEvent::Tickle { .. }
+        ));
+        let Some(len) = self.event_window(host, time_ns, event) else {
+            no_window()
+        };
+        self.commit_window(len, time_ns);
+    }
+
     /// [`Self::event`] of a `Runstate` or a `Schedule` (52 bytes at most: their records
     /// always fit [`EVENT_WINDOW_BYTES`]) for a caller with more work after it: the record
     /// is written, counted and taken into the stream, and what remains of it (the chunk's
@@ -462,12 +478,12 @@ impl Keepers {
 }
 
 /// The panic of a record that did not fit its window where it always does: the stream's
-/// cursor is below a chunk between records, and a `Runstate` or `Schedule` record is 52
-/// bytes at most (out of line, so the record path calls nothing).
+/// cursor is below a chunk between records, and a `Runstate`, `Schedule`, `TimerSet` or
+/// `Tickle` record is 52 bytes at most (out of line, so the record path calls nothing).
 #[cold]
 #[inline(never)]
 fn no_window() -> ! {
-    panic!("a Runstate or Schedule record did not fit its window")
+    panic!("a fixed-size record did not fit its window")
 }
 
 /// A record's header in an event's window: a length placeholder (patched by `put_len`

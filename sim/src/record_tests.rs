@@ -72,6 +72,47 @@ fn event_records_in_the_window_and_past_it_hash_as_their_encoding() {
     assert_eq!(hash.0, pinned_hash(&stream));
 }
 
+#[test]
+fn fixed_size_events_record_as_the_general_path_does() {
+    use hypervisor_model::domain::vcpu::Runstate;
+    use hypervisor_model::ids::{DomId, PcpuId, VcpuId, VcpuRef};
+    use hypervisor_model::time::STime;
+    use hypervisor_model::trace::TraceEvent;
+
+    let vcpu = VcpuRef {
+        dom: DomId::new(4).expect("valid domid"),
+        vcpu: VcpuId::new(2).expect("valid vCPU index"),
+    };
+    let pcpu = PcpuId::new(63).expect("valid pCPU id");
+    // Each kind `Recorder::event_fixed` takes, at the extremes of its fields.
+    let events = [
+        TraceEvent::Runstate {
+            vcpu,
+            from: Runstate::Blocked,
+            to: Runstate::Runnable,
+        },
+        TraceEvent::TimerSet {
+            pcpu,
+            deadline: STime::from_ns(i64::MAX),
+        },
+        TraceEvent::Tickle { pcpu },
+    ];
+    // Enough records to cross several chunk flushes of the hash stream.
+    const ROUNDS: u64 = 3_000;
+    let (mut general, mut fixed) = (Recorder::capturing(), Recorder::capturing());
+    for round in 0..ROUNDS {
+        for (i, event) in (0u64..).zip(&events) {
+            general.event(7, round * 10 + i, event);
+            fixed.event_fixed(7, round * 10 + i, event);
+        }
+    }
+
+    assert_eq!(fixed.captured(), general.captured());
+    let (fixed_hash, _) = fixed.finish().expect("no file to write");
+    let (general_hash, _) = general.finish().expect("no file to write");
+    assert_eq!(fixed_hash, general_hash);
+}
+
 /// Appends one record as the recorder hashes it: length, kind, host, time, payload.
 fn push_record(stream: &mut Vec<u8>, kind: u8, host: u16, time_ns: u64, payload: &[u8]) {
     let len = u32::try_from(1 + 2 + 8 + payload.len()).expect("small record");

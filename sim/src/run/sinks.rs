@@ -1,10 +1,15 @@
 //! Where core inputs and core events go: the recorder (hash and trace file), the readable
 //! decision log, the metrics collector, and the timeline capture (only when asked for).
 
+use std::mem::ManuallyDrop;
+
+use hypervisor_model::domain::vcpu::Runstate;
 use hypervisor_model::event::CoreInput;
 use hypervisor_model::hypervisor::boot::BootConfig;
 use hypervisor_model::hypervisor::Hypervisor;
-use hypervisor_model::ids::DomId;
+use hypervisor_model::ids::{DomId, PcpuId, VcpuRef};
+use hypervisor_model::sched::PickReason;
+use hypervisor_model::time::{STime, Span};
 use hypervisor_model::trace::TraceEvent;
 
 use super::decisions;
@@ -195,32 +200,54 @@ impl Sinks {
     /// again. A kind the metrics do not fold is recorded with no stack frame at all (the
     /// recorder's rare flush is a tail call). Records and metrics share no state: a handler
     /// may fold first.
+    ///
+    /// The four commonest kinds (`Runstate`, `Schedule`, `TimerSet`, `Tickle`) go to their
+    /// handler as fields, by value, and the handler checks for the views itself: where the
+    /// core builds the event (its kind known), nothing reads the event in memory any more,
+    /// so it is not stored on the caller's stack for the handler to load back.
     #[inline(always)]
     pub fn event(&mut self, host: u16, time_ns: u64, event: &TraceEvent) {
         debug_assert_eq!(
             self.views,
             self.timeline.is_some() || self.decisions.is_some()
         );
-        if self.views {
-            self.event_with_views(host, time_ns, event);
-        } else {
-            self.dispatch_event(host, time_ns, event);
+        match *event {
+            TraceEvent::Runstate { vcpu, from, to } => {
+                self.runstate_event(host, time_ns, vcpu, (from, to));
+            }
+            TraceEvent::Schedule {
+                pcpu,
+                prev,
+                next,
+                next_time,
+                reason,
+                credit_ns,
+            } => self.schedule_event(
+                host,
+                time_ns,
+                pcpu,
+                (prev, next),
+                (next_time, reason, credit_ns),
+            ),
+            TraceEvent::TimerSet { pcpu, deadline } => {
+                self.timer_set_event(host, time_ns, pcpu, deadline);
+            }
+            TraceEvent::Tickle { pcpu } => self.tickle_event(host, time_ns, pcpu),
+            _ if self.views => self.event_with_views(host, time_ns, event),
+            _ => self.dispatch_event(host, time_ns, event),
         }
     }
 
-    /// [`Self::event`] without the views: the kind's handler. Inlined into each call site
-    /// of the platform's trace, where the core builds the event with a known kind (every
-    /// frequent record): the match folds away there and the site calls its kind's handler
-    /// directly, with no jump table between (it cost each of those records 12
-    /// instructions). A site whose event is not known (a scheduler's queued events, the
-    /// rare kinds) gets the jump table inline.
+    /// [`Self::event`] without the views, for the kinds handed over by reference: the
+    /// kind's handler. Inlined into each call site of the platform's trace, where the core
+    /// builds the event with a known kind: the match folds away there and the site calls
+    /// its kind's handler directly, with no jump table between (it cost each of those
+    /// records 12 instructions). A site whose event is not known (a scheduler's queued
+    /// events, the rare kinds) gets the jump table inline. A by-value kind comes here only
+    /// with the views, to the last arm (which records and folds every kind).
     #[inline(always)]
     fn dispatch_event(&mut self, host: u16, time_ns: u64, event: &TraceEvent) {
         match event {
-            TraceEvent::Runstate { .. } => self.runstate_event(host, time_ns, event),
-            TraceEvent::Schedule { .. } => self.schedule_event(host, time_ns, event),
-            TraceEvent::TimerSet { .. } => self.timer_set_event(host, time_ns, event),
-            TraceEvent::Tickle { .. } => self.tickle_event(host, time_ns, event),
             TraceEvent::BlkPush { .. } | TraceEvent::BlkResponse { .. } => {
                 self.blk_ring_event(host, time_ns, event);
             }
@@ -235,8 +262,8 @@ impl Sinks {
     }
 
     /// [`Self::event`] with a timeline or a decision log (out of line, as
-    /// [`Self::input_views`]): they first, then the handler. They are independent of the
-    /// hash and the metrics.
+    /// [`Self::input_views`]): they first, then the record and the metrics. They are
+    /// independent of the hash and the metrics.
     #[cold]
     #[inline(never)]
     fn event_with_views(&mut self, host: u16, time_ns: u64, event: &TraceEvent) {
@@ -244,29 +271,54 @@ impl Sinks {
         self.dispatch_event(host, time_ns, event);
     }
 
-    /// [`Self::event`] of a `Runstate`: the record, then the metrics.
+    /// [`Self::event`] of a `Runstate`: the record, then the metrics. The event is built
+    /// here only for the encoding, which reads its fields where they are (in registers):
+    /// no path of the handler keeps a reference to it. It is never dropped (in a
+    /// `ManuallyDrop`, as in each by-value handler): its kind owns no memory, and the drop
+    /// glue of `TraceEvent`, called out of line, was 18 instructions a record.
     #[inline(never)]
-    fn runstate_event(&mut self, host: u16, time_ns: u64, event: &TraceEvent) {
-        let TraceEvent::Runstate { vcpu, from, to } = *event else {
-            unreachable!("Sinks::event dispatched a Runstate")
-        };
-        self.recorder.event(host, time_ns, event);
+    fn runstate_event(
+        &mut self,
+        host: u16,
+        time_ns: u64,
+        vcpu: VcpuRef,
+        change: (Runstate, Runstate),
+    ) {
+        if self.views {
+            return self.runstate_with_views(host, time_ns, vcpu, change);
+        }
+        let (from, to) = change;
+        let event = ManuallyDrop::new(TraceEvent::Runstate { vcpu, from, to });
+        self.recorder.event_fixed(host, time_ns, &event);
         self.metrics
-            .runstate(usize::from(host), time_ns, vcpu, (from, to));
+            .runstate(usize::from(host), time_ns, vcpu, change);
     }
 
     /// [`Self::event`] of a `Schedule`: the record, then the metrics, and only then, out
     /// of line and rarely, what the record left to do (its chunk's flush, a kept record):
     /// a tail call, so no value is kept across a call (fewer registers saved and spilled).
     #[inline(never)]
-    fn schedule_event(&mut self, host: u16, time_ns: u64, event: &TraceEvent) {
-        let TraceEvent::Schedule {
-            pcpu, prev, next, ..
-        } = *event
-        else {
-            unreachable!("Sinks::event dispatched a Schedule")
-        };
-        let pending_len = self.recorder.event_pending(host, time_ns, event);
+    fn schedule_event(
+        &mut self,
+        host: u16,
+        time_ns: u64,
+        pcpu: PcpuId,
+        (prev, next): (Option<VcpuRef>, Option<VcpuRef>),
+        rest: (Span, PickReason, Option<i64>),
+    ) {
+        if self.views {
+            return self.schedule_with_views(host, time_ns, pcpu, (prev, next), rest);
+        }
+        let (next_time, reason, credit_ns) = rest;
+        let event = ManuallyDrop::new(TraceEvent::Schedule {
+            pcpu,
+            prev,
+            next,
+            next_time,
+            reason,
+            credit_ns,
+        });
+        let pending_len = self.recorder.event_pending(host, time_ns, &event);
         self.metrics
             .schedule(usize::from(host), time_ns, pcpu, (prev, next));
         // Records and metrics share no state: the record's rest after the fold is the
@@ -276,9 +328,27 @@ impl Sinks {
         }
     }
 
+    /// [`Self::event`] of a `TimerSet` (no metric uses it): the record alone.
+    #[inline(never)]
+    fn timer_set_event(&mut self, host: u16, time_ns: u64, pcpu: PcpuId, deadline: STime) {
+        if self.views {
+            return self.timer_set_with_views(host, time_ns, pcpu, deadline);
+        }
+        let event = ManuallyDrop::new(TraceEvent::TimerSet { pcpu, deadline });
+        self.recorder.event_fixed(host, time_ns, &event);
+    }
+
+    /// [`Self::event`] of a `Tickle` (no metric uses it): the record alone.
+    #[inline(never)]
+    fn tickle_event(&mut self, host: u16, time_ns: u64, pcpu: PcpuId) {
+        if self.views {
+            return self.tickle_with_views(host, time_ns, pcpu);
+        }
+        let event = ManuallyDrop::new(TraceEvent::Tickle { pcpu });
+        self.recorder.event_fixed(host, time_ns, &event);
+    }
+
     record_only_handlers! {
-        timer_set_event => TimerSet;
-        tickle_event => Tickle;
         net_push_event => NetPush;
         netback_work_event => NetbackWork;
         blkback_work_event => BlkbackWork;
@@ -334,6 +404,58 @@ impl Sinks {
                 decisions::event_line(log, &name, time_ns, event);
             }
         }
+    }
+
+    /// [`Self::event_with_views`] of a `Runstate` handed over by value. The views of each
+    /// by-value kind rebuild the event out of line, from the fields: an event built in the
+    /// handler and referenced on any of its paths was stored there on every record.
+    #[cold]
+    #[inline(never)]
+    fn runstate_with_views(
+        &mut self,
+        host: u16,
+        time_ns: u64,
+        vcpu: VcpuRef,
+        change: (Runstate, Runstate),
+    ) {
+        let (from, to) = change;
+        self.event_with_views(host, time_ns, &TraceEvent::Runstate { vcpu, from, to });
+    }
+
+    /// [`Self::event_with_views`] of a `Schedule` handed over by value.
+    #[cold]
+    #[inline(never)]
+    fn schedule_with_views(
+        &mut self,
+        host: u16,
+        time_ns: u64,
+        pcpu: PcpuId,
+        (prev, next): (Option<VcpuRef>, Option<VcpuRef>),
+        (next_time, reason, credit_ns): (Span, PickReason, Option<i64>),
+    ) {
+        let event = TraceEvent::Schedule {
+            pcpu,
+            prev,
+            next,
+            next_time,
+            reason,
+            credit_ns,
+        };
+        self.event_with_views(host, time_ns, &event);
+    }
+
+    /// [`Self::event_with_views`] of a `TimerSet` handed over by value.
+    #[cold]
+    #[inline(never)]
+    fn timer_set_with_views(&mut self, host: u16, time_ns: u64, pcpu: PcpuId, deadline: STime) {
+        self.event_with_views(host, time_ns, &TraceEvent::TimerSet { pcpu, deadline });
+    }
+
+    /// [`Self::event_with_views`] of a `Tickle` handed over by value.
+    #[cold]
+    #[inline(never)]
+    fn tickle_with_views(&mut self, host: u16, time_ns: u64, pcpu: PcpuId) {
+        self.event_with_views(host, time_ns, &TraceEvent::Tickle { pcpu });
     }
 
     /// The periodic job records of domain `dom` (at its destruction or the run's end).
