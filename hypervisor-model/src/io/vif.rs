@@ -135,6 +135,7 @@ pub struct NetPacket {
 
 impl NetPacket {
     /// Writes the header at the start of `page`.
+    #[inline]
     pub fn encode(&self, out: &mut [u8]) {
         out[0..6].copy_from_slice(&self.dst);
         out[6..12].copy_from_slice(&self.src);
@@ -636,6 +637,7 @@ impl VifPath {
 
     /// The queue `packet`'s flow uses: [`flow_queue`], hashed once per run of frames of
     /// one flow (either direction).
+    #[inline]
     pub fn queue_of(&mut self, packet: &NetPacket) -> usize {
         let count = self.queues.len();
         if count <= 1 {
