@@ -298,7 +298,6 @@ fn acquire_for_copy(
 /// and `reduce_status_for_pin`, with nothing pinned, clears them again (and a guest's own
 /// setting of them: `status_tampered`); `lookup` reads neither. `None` if the entry is
 /// pinned or out of range: the general path takes it.
-#[inline]
 fn copy_unpinned(
     rt: &mut GrantTable,
     gref: GrantRef,

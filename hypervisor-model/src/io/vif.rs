@@ -135,7 +135,6 @@ pub struct NetPacket {
 
 impl NetPacket {
     /// Writes the header at the start of `page`.
-    #[inline]
     pub fn encode(&self, out: &mut [u8]) {
         out[0..6].copy_from_slice(&self.dst);
         out[6..12].copy_from_slice(&self.src);
