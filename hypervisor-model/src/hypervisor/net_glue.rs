@@ -290,17 +290,20 @@ impl Hypervisor {
             else {
                 return;
             };
-            let mut packets = net.tx_spare.take();
-            let consumed = q.back_tx_consume(&mut self.grants, &net.pages, &mut packets);
-            if let Err(fatal) = consumed {
-                let what = (fatal.error.code(), fatal.prod, fatal.cons);
-                return self.netback_disabled(key, queue, what, p);
+            // Nothing offered (as after most batches): no batch buffer is taken.
+            if !q.back_tx_idle() {
+                let mut packets = net.tx_spare.take();
+                let consumed = q.back_tx_consume(&mut self.grants, &net.pages, &mut packets);
+                if let Err(fatal) = consumed {
+                    let what = (fatal.error.code(), fatal.prod, fatal.cons);
+                    return self.netback_disabled(key, queue, what, p);
+                }
+                if !packets.is_empty() {
+                    q.back_busy = true;
+                    return self.netback_queue(key, queue, NetWorkKind::Tx(packets), p);
+                }
+                net.tx_spare.keep(packets);
             }
-            if !packets.is_empty() {
-                q.back_busy = true;
-                return self.netback_queue(key, queue, NetWorkKind::Tx(packets), p);
-            }
-            net.tx_spare.keep(packets);
             match q.back_tx_final_check() {
                 Ok(true) => continue,
                 Ok(false) => return,

@@ -277,3 +277,33 @@ fn a_frame_one_byte_past_four_pages_arrives_whole() {
     bridge(&mut hv, &mut p);
     assert_eq!(received(&p, 2)[0].bytes, 16_385);
 }
+
+/// netback's TX interrupt skips `back_tx_consume` when `back_tx_idle` says the ring offers
+/// nothing: on an empty ring both leave the queue in the same state, and a request the
+/// guest published makes the queue busy again.
+#[test]
+fn back_tx_idle_leaves_the_queue_as_an_empty_consume_does() {
+    let (mut hv, _p) = two_guests(0);
+    let queue = hv.vif_path(ids::dom(1), 0).expect("vif").queues[0].clone();
+    let mut idle = queue.clone();
+    let mut consumed = queue;
+    let mut packets = Vec::new();
+
+    let was_idle = idle.back_tx_idle();
+    let result = consumed.back_tx_consume(&mut hv.grants, &hv.net.pages, &mut packets);
+
+    assert!(was_idle);
+    assert!(matches!(result, Ok(())));
+    assert!(packets.is_empty());
+    assert_eq!(alloc::format!("{idle:?}"), alloc::format!("{consumed:?}"));
+    let request = TxRequest {
+        gref: crate::ids::GrantRef::new(8),
+        offset: 0,
+        flags: 0,
+        id: 0,
+        size: 200,
+    };
+    scribble_request(&mut hv, 1, request);
+    let mut waiting = hv.vif_path(ids::dom(1), 0).expect("vif").queues[0].clone();
+    assert!(!waiting.back_tx_idle());
+}

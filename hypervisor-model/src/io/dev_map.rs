@@ -106,14 +106,24 @@ impl<V> DevMap<V> {
     #[inline]
     pub fn get(&self, key: &DevKey) -> Option<&V> {
         let slot = self.slot(key.0);
-        slot.iter().find(|(k, _)| k.1 == key.1).map(|(_, v)| v)
+        // Most domains have one device of a kind: it is the first entry, found without
+        // setting up a scan.
+        let (first, rest) = slot.split_first()?;
+        if first.0 .1 == key.1 {
+            return Some(&first.1);
+        }
+        rest.iter().find(|(k, _)| k.1 == key.1).map(|(_, v)| v)
     }
 
     /// The value of `key`, writable.
     #[inline]
     pub fn get_mut(&mut self, key: &DevKey) -> Option<&mut V> {
         let slot = self.slots.get_mut(usize::from(key.0.raw()))?;
-        slot.iter_mut().find(|(k, _)| k.1 == key.1).map(|(_, v)| v)
+        let (first, rest) = slot.split_first_mut()?;
+        if first.0 .1 == key.1 {
+            return Some(&mut first.1);
+        }
+        rest.iter_mut().find(|(k, _)| k.1 == key.1).map(|(_, v)| v)
     }
 
     /// Whether `key` has a value.
@@ -210,6 +220,35 @@ mod tests {
             *v = 42;
         }
         assert_eq!(map[&(dom(0), 7)], 42);
+    }
+
+    proptest::proptest! {
+        /// `get` and `get_mut` (whose first entry is looked at before any scan) answer
+        /// as the tree does, for domains with several devices.
+        #[test]
+        fn lookups_answer_as_a_btreemap_does(
+            steps in proptest::collection::vec((proptest::bool::ANY, 0u16..3, 0u32..4), 0..40),
+        ) {
+            let mut map = DevMap::new();
+            let mut reference = BTreeMap::new();
+            for (insert, d, dev) in steps {
+                if insert {
+                    map.insert((dom(d), dev), u32::from(d) * 10 + dev);
+                    reference.insert((dom(d), dev), u32::from(d) * 10 + dev);
+                } else {
+                    map.remove(&(dom(d), dev));
+                    reference.remove(&(dom(d), dev));
+                }
+                for d in 0..4u16 {
+                    for dev in 0..5u32 {
+                        let key = (dom(d), dev);
+                        proptest::prop_assert_eq!(map.get(&key), reference.get(&key));
+                        let ours = map.get_mut(&key).copied();
+                        proptest::prop_assert_eq!(ours, reference.get_mut(&key).copied());
+                    }
+                }
+            }
+        }
     }
 
     #[test]

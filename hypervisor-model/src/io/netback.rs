@@ -272,6 +272,21 @@ impl VifQueue {
         notify
     }
 
+    /// Whether [`VifQueue::back_tx_consume`] would consume nothing and fail on nothing:
+    /// the vif is disabled, or the ring offers no request. For an empty ring it notes the
+    /// indices, as that call does, so the caller can skip it (and its batch buffer).
+    #[inline]
+    pub fn back_tx_idle(&mut self) -> bool {
+        if self.back_disabled {
+            return true;
+        }
+        if !matches!(self.tx_back.unconsumed_requests(&self.tx_sring), Ok(0)) {
+            return false;
+        }
+        self.note_tx_indices();
+        true
+    }
+
     /// After a TX batch: re-arm `req_event` and look once more; true if more arrived.
     pub fn back_tx_final_check(&mut self) -> Result<bool, RingOverflow> {
         if self.back_disabled {

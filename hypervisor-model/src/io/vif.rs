@@ -636,6 +636,7 @@ impl VifPath {
 
     /// The queue `packet`'s flow uses: [`flow_queue`], hashed once per run of frames of
     /// one flow (either direction).
+    #[inline]
     pub fn queue_of(&mut self, packet: &NetPacket) -> usize {
         let count = self.queues.len();
         if count <= 1 {

@@ -34,6 +34,8 @@
 //! xensim differs, on purpose: a handler and the NAPI poll or thread it schedules run at
 //! once, when the event is sent (the backend's CPU is charged as netback work).
 
+use alloc::vec::Vec;
+
 use super::VifKey;
 use crate::hypervisor::{trace_plain, Hypervisor};
 use crate::io::vif::VifIrq;
@@ -90,6 +92,7 @@ impl Hypervisor {
     /// `back`) notifies the other (as `blk_send`). The handler the other end runs, or
     /// `None` when a `lost-interrupt` fault on that port ate the notification (the queue
     /// then remembers which handler missed it).
+    #[inline]
     pub(super) fn net_evtchn<P: Platform + ?Sized>(
         &mut self,
         key: VifKey,
@@ -159,24 +162,30 @@ impl Hypervisor {
         // queued, that push would do nothing (`netfront_kick`).
         let tx_idle = irq == VifIrq::Tx && q.tx_backlog.is_empty();
         // The poll's frames go through the reused buffer (no allocation per poll); a
-        // poll that finds the ring broken hands up nothing.
-        let mut rx = core::mem::take(&mut net.rx_polled);
-        if irq.serves_rx() && q.front_rx_responses(&net.pages, &mut rx).is_err() {
-            rx.clear();
+        // poll that finds the ring broken hands up nothing. The TX port's handler polls
+        // nothing and leaves the buffer where it is.
+        let mut rx = Vec::new();
+        if irq.serves_rx() {
+            rx = core::mem::take(&mut net.rx_polled);
+            if q.front_rx_responses(&net.pages, &mut rx).is_err() {
+                rx.clear();
+            }
         }
         let failed = !tx_ok || q.front_failed;
         if failed {
             path.fail_front();
         }
-        for packet in rx.drain(..) {
-            let notice = GuestNotice::NetReceived {
-                devid: key.1,
-                packet,
-            };
-            self.vif_notify(key, notice, p);
-        }
-        if self.net.rx_polled.is_empty() {
-            self.net.rx_polled = rx;
+        if irq.serves_rx() {
+            for packet in rx.drain(..) {
+                let notice = GuestNotice::NetReceived {
+                    devid: key.1,
+                    packet,
+                };
+                self.vif_notify(key, notice, p);
+            }
+            if self.net.rx_polled.is_empty() {
+                self.net.rx_polled = rx;
+            }
         }
         if failed {
             return;

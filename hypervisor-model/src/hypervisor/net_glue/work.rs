@@ -50,6 +50,7 @@ impl WorkQueue {
     }
 
     /// Takes item `id` if it is the oldest item of its vCPU.
+    #[inline]
     pub(in crate::hypervisor) fn take_oldest(
         &mut self,
         id: BackWorkId,
@@ -59,6 +60,12 @@ impl WorkQueue {
             let (_, work) = self.items.pop_front().ok_or(TakeError::Unknown)?;
             return Ok(work);
         }
+        self.take_younger(id)
+    }
+
+    /// [`WorkQueue::take_oldest`] of an item behind the front one.
+    #[inline(never)]
+    fn take_younger(&mut self, id: BackWorkId) -> Result<NetWork, TakeError> {
         let at = self
             .items
             .binary_search_by_key(&id, |(item, _)| *item)
