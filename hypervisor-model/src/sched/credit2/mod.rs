@@ -7,6 +7,7 @@
 //! spec `schedulers.md` §2. Files:
 //! - `runqueue.rs`: runqueue arrangement, pCPU add/remove, runq order, max weight, load;
 //! - `schedule.rs`: credit burn and reset, `runq_candidate`, `csched2_schedule`, slices;
+//! - `fast.rs`: the short paths of `csched2_schedule` for a mostly idle host;
 //! - `tickle.rs`: `runq_tickle` and the preemption score;
 //! - `hint.rs`: the per-pCPU hint of the running unit;
 //! - `hint_order.rs`: each runqueue's pCPUs in order of their hint's entry time;
@@ -33,6 +34,7 @@
 mod cap;
 mod check;
 mod doms;
+mod fast;
 mod hint;
 mod hint_order;
 mod place;
@@ -42,6 +44,8 @@ mod tickle;
 
 #[cfg(test)]
 mod tests_behaviour;
+#[cfg(test)]
+mod tests_fast;
 #[cfg(test)]
 mod tests_rules;
 
@@ -333,6 +337,9 @@ impl Credit2Scheduler {
     }
 
     /// A unit by index; panics on a stale index (a bug of this file's bookkeeping).
+    // `always`, as for the accessors below: the decision path calls them from both its
+    // short and its general path, and an out-of-line accessor costs more than its body.
+    #[inline(always)]
     pub(crate) fn u(&self, idx: usize) -> &Unit {
         match self.units.get(idx) {
             Some(Some(unit)) => unit,
@@ -340,6 +347,7 @@ impl Credit2Scheduler {
         }
     }
 
+    #[inline(always)]
     pub(crate) fn u_mut(&mut self, idx: usize) -> &mut Unit {
         match self.units.get_mut(idx) {
             Some(Some(unit)) => unit,
@@ -348,6 +356,7 @@ impl Credit2Scheduler {
     }
 
     /// A runqueue by id; panics if it does not exist.
+    #[inline(always)]
     pub(crate) fn rq(&self, id: usize) -> &Runqueue {
         match self.rqs.get(id) {
             Some(Some(rq)) => rq,
@@ -355,6 +364,7 @@ impl Credit2Scheduler {
         }
     }
 
+    #[inline(always)]
     pub(crate) fn rq_mut(&mut self, id: usize) -> &mut Runqueue {
         match self.rqs.get_mut(id) {
             Some(Some(rq)) => rq,
@@ -363,6 +373,7 @@ impl Credit2Scheduler {
     }
 
     /// `c2rqd(cpu)`.
+    #[inline(always)]
     pub(crate) fn c2rqd(&self, cpu: PcpuId) -> usize {
         match self.pcpu_rq.get(cpu.index()).copied().flatten() {
             Some(id) => id,

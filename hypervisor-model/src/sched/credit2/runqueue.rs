@@ -683,6 +683,7 @@ impl Credit2Scheduler {
 
     /// `cpu` goes idle: set it in `idle` and its core in `smt_idle` if wholly idle; nothing
     /// if it is idle already.
+    #[inline(always)]
     pub(crate) fn set_idle(&mut self, cpu: PcpuId, id: usize) {
         let sibs = &self.pcpu_siblings[cpu.index()];
         let rq = match self.rqs.get_mut(id) {
@@ -708,6 +709,7 @@ impl Credit2Scheduler {
 
     /// `cpu` runs a vCPU: out of `idle`, its core out of `smt_idle`; nothing if it was not
     /// idle.
+    #[inline(always)]
     pub(crate) fn clear_idle(&mut self, cpu: PcpuId, id: usize) {
         let sibs = &self.pcpu_siblings[cpu.index()];
         let rq = match self.rqs.get_mut(id) {
@@ -730,6 +732,7 @@ impl Credit2Scheduler {
     }
 
     /// The schedule path's untickle: clear `cpu` from `tickled`, maybe restore smt_idle.
+    #[inline(always)]
     pub(crate) fn untickle(&mut self, cpu: PcpuId, id: usize) {
         let sibs = &self.pcpu_siblings[cpu.index()];
         let rq = match self.rqs.get_mut(id) {

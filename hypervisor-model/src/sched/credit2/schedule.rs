@@ -71,6 +71,7 @@ pub(crate) fn t2c(
 }
 
 /// `burn_credits` of a running `unit` up to `now`, its runqueue's max weight known.
+#[inline(always)]
 pub(crate) fn burn(unit: &mut Unit, max_weight: u32, now_ns: i64) {
     let delta = now_ns - unit.start_time;
     if delta <= 0 {
@@ -286,16 +287,52 @@ impl Credit2Scheduler {
         None
     }
 
-    /// `csched2_schedule` on `cpu`, which runs `prev`.
+    /// `csched2_schedule` on `cpu`, which runs `prev`: the idle host's two usual decisions
+    /// take their short paths (`fast.rs`, each the general path's answer), the rest the
+    /// general path.
+    #[inline(always)]
     pub(crate) fn schedule(
         &mut self,
         ctx: &mut SchedCtx<'_>,
         cpu: PcpuId,
         prev: Option<VcpuRef>,
     ) -> Decision {
-        let now = ctx.now.as_ns();
+        let id = self.c2rqd(cpu);
+        let cur = prev.map(|v| (v, self.curr_unit(cpu, v)));
+        let fast = match cur {
+            Some((v, c)) => self.block_to_idle(ctx, cpu, id, v, c),
+            None => self.idle_takes_head(ctx, cpu, id),
+        };
+        if let Some(decision) = fast {
+            return decision;
+        }
+        self.schedule_general(ctx, cpu, id, cur.map(|(_, c)| c))
+    }
+
+    /// [`Self::schedule`] without the short paths (the reference their tests compare with).
+    #[cfg(test)]
+    pub(crate) fn schedule_plain(
+        &mut self,
+        ctx: &mut SchedCtx<'_>,
+        cpu: PcpuId,
+        prev: Option<VcpuRef>,
+    ) -> Decision {
         let id = self.c2rqd(cpu);
         let cur = prev.map(|v| self.curr_unit(cpu, v));
+        self.schedule_general(ctx, cpu, id, cur)
+    }
+
+    /// The general `csched2_schedule` on `cpu` of runqueue `id`, whose current unit is
+    /// `cur` (`None`: idle).
+    #[inline(always)]
+    fn schedule_general(
+        &mut self,
+        ctx: &mut SchedCtx<'_>,
+        cpu: PcpuId,
+        id: usize,
+        cur: Option<usize>,
+    ) -> Decision {
+        let now = ctx.now.as_ns();
         // One lookup of the runqueue for both (the untickle leaves the max weight).
         let rq = self.rq(id);
         let (tickled, max_weight) = (rq.tickled.test(cpu), rq.max_weight);
@@ -355,7 +392,22 @@ impl Credit2Scheduler {
                 credit_ns: None,
             };
         };
-        self.picked(ctx, id, cpu, snext, &cand, cur);
+        self.finish_pick(ctx, cpu, id, (snext, &cand), cur, hint)
+    }
+
+    /// The end of a decision that picked `snext` as `cand` found it: `picked`, the slice,
+    /// the hint (`hint`, written last), and the decision.
+    #[inline(always)]
+    pub(super) fn finish_pick(
+        &mut self,
+        ctx: &mut SchedCtx<'_>,
+        cpu: PcpuId,
+        id: usize,
+        (snext, cand): (usize, &Candidate),
+        cur: Option<usize>,
+        hint: HintSlot,
+    ) -> Decision {
+        self.picked(ctx, id, cpu, snext, cand, cur);
         let running_since_ns = (cur == Some(snext)).then_some(cand.cur_entered_ns);
         let slice = self.runtime(ctx, id, snext, running_since_ns);
         // Read before the hint store (the unit's `v` and credit, as `runtime` left them).
@@ -371,7 +423,9 @@ impl Credit2Scheduler {
     }
 
     /// The non-idle half of `csched2_schedule`: take `snext` off the runq, leave idle,
-    /// maybe reset credits and balance, start the burn, move it here.
+    /// maybe reset credits and balance, start the burn, move it here. Inlined into both
+    /// the short and the general path (each calls it once per decision).
+    #[inline(always)]
     fn picked(
         &mut self,
         ctx: &mut SchedCtx<'_>,
