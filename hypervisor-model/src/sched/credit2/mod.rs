@@ -616,8 +616,12 @@ impl Scheduler for Credit2Scheduler {
         // A change of +1 never reads whether the vCPU may run.
         self.update_load_known(ctx.now.as_ns(), rq, Some(idx), 1, false);
         self.runq_insert(idx);
-        // `runq_tickle` with the vCPU looked up above (its processor `cpu`, runqueue `rq`).
-        let target = self.tickle_target(ctx, vcpu, idx, rq);
+        // `runq_tickle` with the vCPU looked up above (its processor `cpu`, runqueue `rq`):
+        // the usual answer, its own wholly idle pCPU, without the search.
+        let target = match self.own_idle_target(ctx, vcpu, idx, rq) {
+            Some(own) => Some(own),
+            None => self.tickle_target(ctx, vcpu, idx, rq),
+        };
         self.tickle_chosen(ctx, idx, target, rq);
     }
 
