@@ -18,7 +18,7 @@
 //! waiter the runq walk would pass over; those take the general path.
 
 use super::hint::HintSlot;
-use super::schedule::{burn, Candidate};
+use super::schedule::{burn, Candidate, Pick};
 use super::{Credit2Scheduler, CurrHint, FLAG_YIELD, IDLE_CREDIT};
 use crate::ids::{PcpuId, VcpuRef};
 use crate::sched::{Decision, PickReason, SchedCtx};
@@ -49,19 +49,17 @@ impl Credit2Scheduler {
         if runnable || !(vcpu.soft_affinity.test(cpu) && vcpu.hard_affinity.test(cpu)) {
             return None;
         }
-        // The general path's changes, in its order.
+        // The general path's changes, in its order, save that its untickle is folded into
+        // `set_idle` (nothing between them reads the masks).
         let now = ctx.now.as_ns();
-        let (tickled, max_weight) = (rq.tickled.test(cpu), rq.max_weight);
-        if tickled {
-            self.untickle(cpu, id);
-        }
+        let max_weight = rq.max_weight;
         let unit = self.u_mut(c);
         assert_eq!(unit.rqd, Some(id), "current unit of another runqueue");
         assert_eq!(unit.v, v, "current unit of another vCPU");
         burn(unit, max_weight, now);
         unit.flags &= !FLAG_YIELD;
         self.pcpu_prev[cpu.index()] = Some((v, c));
-        self.set_idle(cpu, id);
+        self.untickle_set_idle(cpu, id);
         // `update_load(None, 0)`: the runqueue half only.
         self.update_runq_load(id, 0, now);
         self.write_hint(cpu, id, HintSlot::NONE);
@@ -105,11 +103,11 @@ impl Credit2Scheduler {
         if processor != cpu && idle_credit + self.opts.migrate_resist_ns > credit {
             return None;
         }
-        // The general path's changes, in its order.
+        // The general path's changes, in its order, save that `picked`'s `clear_idle` is
+        // folded into the untickle (nothing between them reads the masks).
         let now = ctx.now.as_ns();
-        if rq.tickled.test(cpu) {
-            self.untickle(cpu, id);
-        }
+        let tickled = rq.tickled.test(cpu);
+        self.untickle_clear_idle(cpu, id, tickled);
         let cand = Candidate {
             next: Some(idx),
             runq_pos: Some(pos),
@@ -123,6 +121,12 @@ impl Credit2Scheduler {
             unit: idx,
             entered_ns: now,
         }));
-        Some(self.finish_pick(ctx, cpu, id, (idx, &cand), None, hint))
+        let pick = Pick {
+            snext: idx,
+            cand: &cand,
+            kept: false,
+            idle_cleared: true,
+        };
+        Some(self.finish_pick(ctx, cpu, id, pick, hint))
     }
 }

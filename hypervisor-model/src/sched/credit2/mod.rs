@@ -6,6 +6,7 @@
 //! `csched2_unit_yield`, `csched2_context_saved`, `csched2_aff_cntl`, `csched2_sys_cntl`);
 //! spec `schedulers.md` §2. Files:
 //! - `runqueue.rs`: runqueue arrangement, pCPU add/remove, runq order, max weight, load;
+//! - `masks.rs`: the idle, tickled and smt_idle masks of a runqueue;
 //! - `schedule.rs`: credit burn and reset, `runq_candidate`, `csched2_schedule`, slices;
 //! - `fast.rs`: the short paths of `csched2_schedule` for a mostly idle host;
 //! - `tickle.rs`: `runq_tickle` and the preemption score;
@@ -37,6 +38,7 @@ mod doms;
 mod fast;
 mod hint;
 mod hint_order;
+mod masks;
 mod place;
 mod runqueue;
 mod schedule;
@@ -622,7 +624,11 @@ impl Scheduler for Credit2Scheduler {
             Some(own) => Some(own),
             None => self.tickle_target(ctx, vcpu, idx, rq),
         };
-        self.tickle_chosen(ctx, idx, target, rq);
+        // `tickle_chosen`, with the tickle inlined (the wake's last step).
+        if let Some(target) = target {
+            self.tickle_cpu_inline(ctx, target, rq);
+            self.u_mut(idx).tickled_cpu = Some(target);
+        }
     }
 
     fn sleep(&mut self, ctx: &mut SchedCtx<'_>, v: VcpuRef) {

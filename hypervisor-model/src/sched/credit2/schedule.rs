@@ -42,6 +42,19 @@ pub(crate) struct Candidate {
     pub cur_entered_ns: i64,
 }
 
+/// A decision's pick, as `picked` takes it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Pick<'a> {
+    /// The unit picked.
+    pub snext: usize,
+    /// What `runq_candidate` (or a short path, as it would) found.
+    pub cand: &'a Candidate,
+    /// `snext` is the current unit, kept running.
+    pub kept: bool,
+    /// A short path cleared the pCPU's idle bit already (`untickle_clear_idle`).
+    pub idle_cleared: bool,
+}
+
 /// `t2c_update` arithmetic: burn `delta_ns` of run time at `max_weight / weight`, keeping
 /// the division remainder. Returns `(credit, residual)`.
 pub(crate) fn t2c(
@@ -392,23 +405,29 @@ impl Credit2Scheduler {
                 credit_ns: None,
             };
         };
-        self.finish_pick(ctx, cpu, id, (snext, &cand), cur, hint)
+        let pick = Pick {
+            snext,
+            cand: &cand,
+            kept: cur == Some(snext),
+            idle_cleared: false,
+        };
+        self.finish_pick(ctx, cpu, id, pick, hint)
     }
 
-    /// The end of a decision that picked `snext` as `cand` found it: `picked`, the slice,
-    /// the hint (`hint`, written last), and the decision.
+    /// The end of a decision that made `pick`: `picked`, the slice, the hint (`hint`,
+    /// written last), and the decision.
     #[inline(always)]
     pub(super) fn finish_pick(
         &mut self,
         ctx: &mut SchedCtx<'_>,
         cpu: PcpuId,
         id: usize,
-        (snext, cand): (usize, &Candidate),
-        cur: Option<usize>,
+        pick: Pick<'_>,
         hint: HintSlot,
     ) -> Decision {
-        self.picked(ctx, id, cpu, snext, cand, cur);
-        let running_since_ns = (cur == Some(snext)).then_some(cand.cur_entered_ns);
+        self.picked(ctx, id, cpu, pick);
+        let Pick { snext, cand, .. } = pick;
+        let running_since_ns = pick.kept.then_some(cand.cur_entered_ns);
         let slice = self.runtime(ctx, id, snext, running_since_ns);
         // Read before the hint store (the unit's `v` and credit, as `runtime` left them).
         let unit = self.u(snext);
@@ -426,17 +445,10 @@ impl Credit2Scheduler {
     /// maybe reset credits and balance, start the burn, move it here. Inlined into both
     /// the short and the general path (each calls it once per decision).
     #[inline(always)]
-    fn picked(
-        &mut self,
-        ctx: &mut SchedCtx<'_>,
-        id: usize,
-        cpu: PcpuId,
-        snext: usize,
-        cand: &Candidate,
-        cur: Option<usize>,
-    ) {
+    fn picked(&mut self, ctx: &mut SchedCtx<'_>, id: usize, cpu: PcpuId, pick: Pick<'_>) {
+        let Pick { snext, cand, .. } = pick;
         let now = ctx.now.as_ns();
-        if cur == Some(snext) {
+        if pick.kept {
             // Nothing since `runq_candidate` changed whether the current vCPU may run.
             debug_assert_eq!(cand.cur_runnable, ctx.runnable(self.u(snext).v));
             self.update_load_known(now, id, Some(snext), 0, cand.cur_runnable);
@@ -447,7 +459,9 @@ impl Credit2Scheduler {
             };
             self.runq_take_scheduled(snext, id, pos);
         }
-        self.clear_idle(cpu, id);
+        if !pick.idle_cleared {
+            self.clear_idle(cpu, id);
+        }
         let mine = self.u(snext).credit;
         let top = self
             .rq(id)

@@ -11,11 +11,12 @@ use alloc::vec::Vec;
 
 use proptest::prelude::*;
 
-use super::tests_rules::{vref, Fixture};
+use super::tests_rules::{topo, vref, Fixture};
 use crate::cpumask::CpuMask;
 use crate::domain::vcpu::{Runstate, VPF_BLOCKED};
 use crate::ids::{DomId, PcpuId, VcpuRef};
 use crate::sched::params::DomParams;
+use crate::sched::params::SchedOpts;
 use crate::sched::{Decision, PickReason, Scheduler};
 use crate::testing::ids::cpu;
 use crate::time::Span;
@@ -75,10 +76,12 @@ fn mask(bits: u8) -> CpuMask {
     out
 }
 
-/// The host: domain 1 (weight 256) and domain 2 (weight 512), each vCPU with the
-/// `(hard, soft)` affinity bits given, all woken once.
-fn host(affinity: &[(u8, u8)]) -> Fixture {
-    let mut f = Fixture::uniform(CPUS);
+/// The host, of single-thread cores or of two-thread cores (`smt`): domain 1 (weight
+/// 256) and domain 2 (weight 512), each vCPU with the `(hard, soft)` affinity bits given,
+/// all woken once.
+fn host(affinity: &[(u8, u8)], smt: bool) -> Fixture {
+    let threads = if smt { 2 } else { 1 };
+    let mut f = Fixture::new(&topo(1, CPUS / threads, threads), SchedOpts::default());
     let masks: Vec<(CpuMask, CpuMask)> =
         affinity.iter().map(|(h, s)| (mask(*h), mask(*s))).collect();
     let split = usize::try_from(DOM1_VCPUS).expect("small");
@@ -192,10 +195,11 @@ proptest! {
     #[test]
     fn short_paths_decide_as_the_general_path(
         affinity in proptest::collection::vec((any::<u8>(), any::<u8>()), 6),
+        smt in any::<bool>(),
         steps in proptest::collection::vec(step(), 1..200),
     ) {
-        let mut short = host(&affinity);
-        let mut plain = host(&affinity);
+        let mut short = host(&affinity, smt);
+        let mut plain = host(&affinity, smt);
         for step in steps {
             let fast = run(&mut short, step, true);
             let general = run(&mut plain, step, false);
@@ -210,7 +214,7 @@ fn block_with_empty_runq_goes_idle_and_a_wake_is_taken_by_the_tickled_pcpu() {
     // One vCPU on an idle host: it runs, blocks (idle, short path a), wakes and is
     // taken by its tickled pCPU (short path b).
     let all = u8::MAX;
-    let mut f = host(&[(all, all); 6]);
+    let mut f = host(&[(all, all); 6], false);
     for n in 1..VCPUS {
         let v = guest(n);
         f.domains.vcpu_mut(v).expect("guest vCPU").pause_flags |= VPF_BLOCKED;

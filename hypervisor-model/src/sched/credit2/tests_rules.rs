@@ -37,7 +37,7 @@ pub(super) fn vref(dom: u16, index: u32) -> VcpuRef {
 }
 
 /// `threads` SMT siblings per core, `cores` per socket, `sockets` sockets.
-fn topo(sockets: u32, cores: u32, threads: u32) -> Vec<CpuTopo> {
+pub(super) fn topo(sockets: u32, cores: u32, threads: u32) -> Vec<CpuTopo> {
     let mut out = Vec::new();
     for socket in 0..sockets {
         for core in 0..cores {
@@ -54,7 +54,7 @@ fn topo(sockets: u32, cores: u32, threads: u32) -> Vec<CpuTopo> {
 }
 
 impl Fixture {
-    fn new(topo: &[CpuTopo], opts: SchedOpts) -> Fixture {
+    pub(super) fn new(topo: &[CpuTopo], opts: SchedOpts) -> Fixture {
         let nr_cpus = u32::try_from(topo.len()).expect("small host");
         let init = SchedInit {
             nr_cpus,
