@@ -6,7 +6,9 @@
 //! `csched2_unit_yield`, `csched2_context_saved`, `csched2_aff_cntl`, `csched2_sys_cntl`);
 //! spec `schedulers.md` §2. Files:
 //! - `runqueue.rs`: runqueue arrangement, pCPU add/remove, runq order, max weight, load;
+//! - `masks.rs`: the idle, tickled and smt_idle masks of a runqueue;
 //! - `schedule.rs`: credit burn and reset, `runq_candidate`, `csched2_schedule`, slices;
+//! - `fast.rs`: the short paths of `csched2_schedule` for a mostly idle host;
 //! - `tickle.rs`: `runq_tickle` and the preemption score;
 //! - `hint.rs`: the per-pCPU hint of the running unit;
 //! - `hint_order.rs`: each runqueue's pCPUs in order of their hint's entry time;
@@ -33,8 +35,10 @@
 mod cap;
 mod check;
 mod doms;
+mod fast;
 mod hint;
 mod hint_order;
+mod masks;
 mod place;
 mod runqueue;
 mod schedule;
@@ -42,6 +46,8 @@ mod tickle;
 
 #[cfg(test)]
 mod tests_behaviour;
+#[cfg(test)]
+mod tests_fast;
 #[cfg(test)]
 mod tests_rules;
 
@@ -333,6 +339,9 @@ impl Credit2Scheduler {
     }
 
     /// A unit by index; panics on a stale index (a bug of this file's bookkeeping).
+    // `always`, as for the accessors below: the decision path calls them from both its
+    // short and its general path, and an out-of-line accessor costs more than its body.
+    #[inline(always)]
     pub(crate) fn u(&self, idx: usize) -> &Unit {
         match self.units.get(idx) {
             Some(Some(unit)) => unit,
@@ -340,6 +349,7 @@ impl Credit2Scheduler {
         }
     }
 
+    #[inline(always)]
     pub(crate) fn u_mut(&mut self, idx: usize) -> &mut Unit {
         match self.units.get_mut(idx) {
             Some(Some(unit)) => unit,
@@ -348,6 +358,7 @@ impl Credit2Scheduler {
     }
 
     /// A runqueue by id; panics if it does not exist.
+    #[inline(always)]
     pub(crate) fn rq(&self, id: usize) -> &Runqueue {
         match self.rqs.get(id) {
             Some(Some(rq)) => rq,
@@ -355,6 +366,7 @@ impl Credit2Scheduler {
         }
     }
 
+    #[inline(always)]
     pub(crate) fn rq_mut(&mut self, id: usize) -> &mut Runqueue {
         match self.rqs.get_mut(id) {
             Some(Some(rq)) => rq,
@@ -363,6 +375,7 @@ impl Credit2Scheduler {
     }
 
     /// `c2rqd(cpu)`.
+    #[inline(always)]
     pub(crate) fn c2rqd(&self, cpu: PcpuId) -> usize {
         match self.pcpu_rq.get(cpu.index()).copied().flatten() {
             Some(id) => id,
@@ -605,9 +618,17 @@ impl Scheduler for Credit2Scheduler {
         // A change of +1 never reads whether the vCPU may run.
         self.update_load_known(ctx.now.as_ns(), rq, Some(idx), 1, false);
         self.runq_insert(idx);
-        // `runq_tickle` with the vCPU looked up above (its processor `cpu`, runqueue `rq`).
-        let target = self.tickle_target(ctx, vcpu, idx, rq);
-        self.tickle_chosen(ctx, idx, target, rq);
+        // `runq_tickle` with the vCPU looked up above (its processor `cpu`, runqueue `rq`):
+        // the usual answer, its own wholly idle pCPU, without the search.
+        let target = match self.own_idle_target(ctx, vcpu, idx, rq) {
+            Some(own) => Some(own),
+            None => self.tickle_target(ctx, vcpu, idx, rq),
+        };
+        // `tickle_chosen`, with the tickle inlined (the wake's last step).
+        if let Some(target) = target {
+            self.tickle_cpu_inline(ctx, target, rq);
+            self.u_mut(idx).tickled_cpu = Some(target);
+        }
     }
 
     fn sleep(&mut self, ctx: &mut SchedCtx<'_>, v: VcpuRef) {

@@ -42,6 +42,19 @@ pub(crate) struct Candidate {
     pub cur_entered_ns: i64,
 }
 
+/// A decision's pick, as `picked` takes it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Pick<'a> {
+    /// The unit picked.
+    pub snext: usize,
+    /// What `runq_candidate` (or a short path, as it would) found.
+    pub cand: &'a Candidate,
+    /// `snext` is the current unit, kept running.
+    pub kept: bool,
+    /// A short path cleared the pCPU's idle bit already (`untickle_clear_idle`).
+    pub idle_cleared: bool,
+}
+
 /// `t2c_update` arithmetic: burn `delta_ns` of run time at `max_weight / weight`, keeping
 /// the division remainder. Returns `(credit, residual)`.
 pub(crate) fn t2c(
@@ -71,6 +84,7 @@ pub(crate) fn t2c(
 }
 
 /// `burn_credits` of a running `unit` up to `now`, its runqueue's max weight known.
+#[inline(always)]
 pub(crate) fn burn(unit: &mut Unit, max_weight: u32, now_ns: i64) {
     let delta = now_ns - unit.start_time;
     if delta <= 0 {
@@ -286,16 +300,52 @@ impl Credit2Scheduler {
         None
     }
 
-    /// `csched2_schedule` on `cpu`, which runs `prev`.
+    /// `csched2_schedule` on `cpu`, which runs `prev`: the idle host's two usual decisions
+    /// take their short paths (`fast.rs`, each the general path's answer), the rest the
+    /// general path.
+    #[inline(always)]
     pub(crate) fn schedule(
         &mut self,
         ctx: &mut SchedCtx<'_>,
         cpu: PcpuId,
         prev: Option<VcpuRef>,
     ) -> Decision {
-        let now = ctx.now.as_ns();
+        let id = self.c2rqd(cpu);
+        let cur = prev.map(|v| (v, self.curr_unit(cpu, v)));
+        let fast = match cur {
+            Some((v, c)) => self.block_to_idle(ctx, cpu, id, v, c),
+            None => self.idle_takes_head(ctx, cpu, id),
+        };
+        if let Some(decision) = fast {
+            return decision;
+        }
+        self.schedule_general(ctx, cpu, id, cur.map(|(_, c)| c))
+    }
+
+    /// [`Self::schedule`] without the short paths (the reference their tests compare with).
+    #[cfg(test)]
+    pub(crate) fn schedule_plain(
+        &mut self,
+        ctx: &mut SchedCtx<'_>,
+        cpu: PcpuId,
+        prev: Option<VcpuRef>,
+    ) -> Decision {
         let id = self.c2rqd(cpu);
         let cur = prev.map(|v| self.curr_unit(cpu, v));
+        self.schedule_general(ctx, cpu, id, cur)
+    }
+
+    /// The general `csched2_schedule` on `cpu` of runqueue `id`, whose current unit is
+    /// `cur` (`None`: idle).
+    #[inline(always)]
+    fn schedule_general(
+        &mut self,
+        ctx: &mut SchedCtx<'_>,
+        cpu: PcpuId,
+        id: usize,
+        cur: Option<usize>,
+    ) -> Decision {
+        let now = ctx.now.as_ns();
         // One lookup of the runqueue for both (the untickle leaves the max weight).
         let rq = self.rq(id);
         let (tickled, max_weight) = (rq.tickled.test(cpu), rq.max_weight);
@@ -355,8 +405,29 @@ impl Credit2Scheduler {
                 credit_ns: None,
             };
         };
-        self.picked(ctx, id, cpu, snext, &cand, cur);
-        let running_since_ns = (cur == Some(snext)).then_some(cand.cur_entered_ns);
+        let pick = Pick {
+            snext,
+            cand: &cand,
+            kept: cur == Some(snext),
+            idle_cleared: false,
+        };
+        self.finish_pick(ctx, cpu, id, pick, hint)
+    }
+
+    /// The end of a decision that made `pick`: `picked`, the slice, the hint (`hint`,
+    /// written last), and the decision.
+    #[inline(always)]
+    pub(super) fn finish_pick(
+        &mut self,
+        ctx: &mut SchedCtx<'_>,
+        cpu: PcpuId,
+        id: usize,
+        pick: Pick<'_>,
+        hint: HintSlot,
+    ) -> Decision {
+        self.picked(ctx, id, cpu, pick);
+        let Pick { snext, cand, .. } = pick;
+        let running_since_ns = pick.kept.then_some(cand.cur_entered_ns);
         let slice = self.runtime(ctx, id, snext, running_since_ns);
         // Read before the hint store (the unit's `v` and credit, as `runtime` left them).
         let unit = self.u(snext);
@@ -371,18 +442,13 @@ impl Credit2Scheduler {
     }
 
     /// The non-idle half of `csched2_schedule`: take `snext` off the runq, leave idle,
-    /// maybe reset credits and balance, start the burn, move it here.
-    fn picked(
-        &mut self,
-        ctx: &mut SchedCtx<'_>,
-        id: usize,
-        cpu: PcpuId,
-        snext: usize,
-        cand: &Candidate,
-        cur: Option<usize>,
-    ) {
+    /// maybe reset credits and balance, start the burn, move it here. Inlined into both
+    /// the short and the general path (each calls it once per decision).
+    #[inline(always)]
+    fn picked(&mut self, ctx: &mut SchedCtx<'_>, id: usize, cpu: PcpuId, pick: Pick<'_>) {
+        let Pick { snext, cand, .. } = pick;
         let now = ctx.now.as_ns();
-        if cur == Some(snext) {
+        if pick.kept {
             // Nothing since `runq_candidate` changed whether the current vCPU may run.
             debug_assert_eq!(cand.cur_runnable, ctx.runnable(self.u(snext).v));
             self.update_load_known(now, id, Some(snext), 0, cand.cur_runnable);
@@ -393,7 +459,9 @@ impl Credit2Scheduler {
             };
             self.runq_take_scheduled(snext, id, pos);
         }
-        self.clear_idle(cpu, id);
+        if !pick.idle_cleared {
+            self.clear_idle(cpu, id);
+        }
         let mine = self.u(snext).credit;
         let top = self
             .rq(id)

@@ -19,17 +19,17 @@ use crate::testing::ids::cpu;
 use crate::toolstack::config::GuestType;
 
 /// A scheduler with its own domain table and pool, for direct hook calls.
-struct Fixture {
-    sched: Credit2Scheduler,
-    domains: DomainTable,
-    pool: CpuMask,
-    curr: Vec<Option<VcpuRef>>,
-    tickles: Vec<PcpuId>,
-    events: Vec<TraceEvent>,
-    now: STime,
+pub(super) struct Fixture {
+    pub(super) sched: Credit2Scheduler,
+    pub(super) domains: DomainTable,
+    pub(super) pool: CpuMask,
+    pub(super) curr: Vec<Option<VcpuRef>>,
+    pub(super) tickles: Vec<PcpuId>,
+    pub(super) events: Vec<TraceEvent>,
+    pub(super) now: STime,
 }
 
-fn vref(dom: u16, index: u32) -> VcpuRef {
+pub(super) fn vref(dom: u16, index: u32) -> VcpuRef {
     VcpuRef {
         dom: DomId::new(dom).expect("test domid"),
         vcpu: VcpuId::new(index).expect("test vcpu"),
@@ -37,7 +37,7 @@ fn vref(dom: u16, index: u32) -> VcpuRef {
 }
 
 /// `threads` SMT siblings per core, `cores` per socket, `sockets` sockets.
-fn topo(sockets: u32, cores: u32, threads: u32) -> Vec<CpuTopo> {
+pub(super) fn topo(sockets: u32, cores: u32, threads: u32) -> Vec<CpuTopo> {
     let mut out = Vec::new();
     for socket in 0..sockets {
         for core in 0..cores {
@@ -54,7 +54,7 @@ fn topo(sockets: u32, cores: u32, threads: u32) -> Vec<CpuTopo> {
 }
 
 impl Fixture {
-    fn new(topo: &[CpuTopo], opts: SchedOpts) -> Fixture {
+    pub(super) fn new(topo: &[CpuTopo], opts: SchedOpts) -> Fixture {
         let nr_cpus = u32::try_from(topo.len()).expect("small host");
         let init = SchedInit {
             nr_cpus,
@@ -76,11 +76,14 @@ impl Fixture {
         f
     }
 
-    fn uniform(nr_cpus: u32) -> Fixture {
+    pub(super) fn uniform(nr_cpus: u32) -> Fixture {
         Fixture::new(&topo(1, nr_cpus, 1), SchedOpts::default())
     }
 
-    fn with<R>(&mut self, f: impl FnOnce(&mut Credit2Scheduler, &mut SchedCtx<'_>) -> R) -> R {
+    pub(super) fn with<R>(
+        &mut self,
+        f: impl FnOnce(&mut Credit2Scheduler, &mut SchedCtx<'_>) -> R,
+    ) -> R {
         let mut ctx = SchedCtx {
             now: self.now,
             domains: &mut self.domains,
@@ -95,6 +98,19 @@ impl Fixture {
     /// An unpaused domain with `count` vCPUs (all pCPUs allowed), inserted and runnable
     /// but not woken.
     fn domain(&mut self, dom: u16, count: u32, weight: u32) {
+        let full = CpuMask::full(self.pool.width());
+        let masks = alloc::vec![(full.clone(), full); usize::try_from(count).expect("small")];
+        self.domain_with_masks(dom, &masks, weight);
+    }
+
+    /// An unpaused domain with one vCPU per `(hard, soft)` affinity pair, inserted and
+    /// runnable but not woken.
+    pub(super) fn domain_with_masks(
+        &mut self,
+        dom: u16,
+        masks: &[(CpuMask, CpuMask)],
+        weight: u32,
+    ) {
         let identity = DomainIdentity {
             id: DomId::new(dom).expect("test domid"),
             name: String::from("d"),
@@ -107,15 +123,11 @@ impl Fixture {
         let mut d = Domain::new_paused(identity, self.now);
         d.pause_count = 0;
         d.controller_pause_count = 0;
-        let width = self.pool.width();
-        for index in 0..count {
-            d.vcpus.push(Vcpu::new(
-                vref(dom, index),
-                cpu(0),
-                CpuMask::full(width),
-                CpuMask::full(width),
-                self.now,
-            ));
+        let count = u32::try_from(masks.len()).expect("few vCPUs");
+        for (index, (hard, soft)) in (0..count).zip(masks) {
+            let (hard, soft) = (hard.clone(), soft.clone());
+            d.vcpus
+                .push(Vcpu::new(vref(dom, index), cpu(0), hard, soft, self.now));
         }
         self.domains.insert(d);
         for index in 0..count {

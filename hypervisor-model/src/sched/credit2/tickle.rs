@@ -234,6 +234,31 @@ impl Credit2Scheduler {
         idle_walk(&rq.smt_idle, &rq.idle, &rq.tickled, vcpu, ctx.pool_cpus)
     }
 
+    /// The pCPU `runq_tickle` tickles for `new` (of runqueue `id`), whose vCPU is `vcpu`,
+    /// when it is the idle host's usual answer: the vCPU's own processor, its core wholly
+    /// idle (`own_core_idle`). [`Self::idle_target`] answers the same, from its pinned
+    /// test or its walk (`smt_idle` lies within `idle`, so the runqueue has an idler).
+    /// `None`: the search of [`Self::tickle_target`] decides. Inlined into the wake, which
+    /// then calls that search only off this path.
+    #[inline(always)]
+    pub(crate) fn own_idle_target(
+        &self,
+        ctx: &SchedCtx<'_>,
+        vcpu: &Vcpu,
+        new: usize,
+        id: usize,
+    ) -> Option<PcpuId> {
+        if !own_core_idle(&self.rq(id).smt_idle, vcpu, ctx.pool_cpus) {
+            return None;
+        }
+        debug_assert_eq!(
+            self.idle_target(ctx, vcpu, new, id),
+            Some(vcpu.processor),
+            "the own idle core is not the search's answer"
+        );
+        Some(vcpu.processor)
+    }
+
     /// The pCPU `runq_tickle` tickles for `new`, whose vCPU is `vcpu`: an idler, else the
     /// busy pCPU with the best positive score, if any.
     pub(crate) fn tickle_target(
