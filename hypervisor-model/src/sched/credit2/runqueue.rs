@@ -562,6 +562,7 @@ impl Credit2Scheduler {
     /// `runq_remove` of the unit the caller found at index `pos` of the `runq` of its
     /// runqueue `id` (no search), which `schedule` then marks scheduled
     /// (`CSFLAG_scheduled`): one lookup of the unit for both.
+    #[inline(always)]
     pub(crate) fn runq_take_scheduled(&mut self, idx: usize, id: usize, pos: usize) {
         let unit = self.u_mut(idx);
         assert!(unit.on_runq, "unit {idx} removed but not queued");
