@@ -11,7 +11,7 @@
 //! - A fused update (`untickle_set_idle`, `untickle_clear_idle`) leaves the masks as its
 //!   steps one after the other do (`tests_fast.rs` compares the decisions that use them).
 
-use super::Credit2Scheduler;
+use super::{Credit2Scheduler, Runqueue};
 use crate::cpumask::CpuMask;
 use crate::ids::PcpuId;
 use crate::sched::SchedCtx;
@@ -100,6 +100,16 @@ fn narrow_bit(cpu: PcpuId, width: u32) -> u64 {
 }
 
 impl Credit2Scheduler {
+    /// `cpu`'s siblings and runqueue `id`, borrowed together for one mask update.
+    #[inline(always)]
+    fn sibs_rq_mut(&mut self, cpu: PcpuId, id: usize) -> (&CpuMask, &mut Runqueue) {
+        let rq = match self.rqs.get_mut(id) {
+            Some(Some(rq)) => rq,
+            _ => panic!("credit2: no runqueue {id}"),
+        };
+        (&self.pcpu_siblings[cpu.index()], rq)
+    }
+
     /// `tickle_cpu`: mark tickled, drop its core from smt_idle, raise the softirq.
     pub(crate) fn tickle_cpu(&mut self, ctx: &mut SchedCtx<'_>, cpu: PcpuId, id: usize) {
         self.tickle_cpu_inline(ctx, cpu, id);
@@ -109,11 +119,7 @@ impl Credit2Scheduler {
     /// callers share the out-of-line copy.
     #[inline(always)]
     pub(crate) fn tickle_cpu_inline(&mut self, ctx: &mut SchedCtx<'_>, cpu: PcpuId, id: usize) {
-        let sibs = &self.pcpu_siblings[cpu.index()];
-        let rq = match self.rqs.get_mut(id) {
-            Some(Some(rq)) => rq,
-            _ => panic!("credit2: no runqueue {id}"),
-        };
+        let (sibs, rq) = self.sibs_rq_mut(cpu, id);
         // A host of at most 64 pCPUs: the masks' words, combined in registers.
         if let Some([s, t, m]) = CpuMask::single_words(&[sibs, &rq.tickled, &rq.smt_idle]) {
             let bit = narrow_bit(cpu, rq.tickled.width());
@@ -130,11 +136,7 @@ impl Credit2Scheduler {
     /// if it is idle already.
     #[inline(always)]
     pub(crate) fn set_idle(&mut self, cpu: PcpuId, id: usize) {
-        let sibs = &self.pcpu_siblings[cpu.index()];
-        let rq = match self.rqs.get_mut(id) {
-            Some(Some(rq)) => rq,
-            _ => panic!("credit2: no runqueue {id}"),
-        };
+        let (sibs, rq) = self.sibs_rq_mut(cpu, id);
         let masks = [sibs, &rq.idle, &rq.tickled, &rq.smt_idle];
         if let Some([s, i, t, m]) = CpuMask::single_words(&masks) {
             let bit = narrow_bit(cpu, rq.idle.width());
@@ -156,11 +158,7 @@ impl Credit2Scheduler {
     /// idle.
     #[inline(always)]
     pub(crate) fn clear_idle(&mut self, cpu: PcpuId, id: usize) {
-        let sibs = &self.pcpu_siblings[cpu.index()];
-        let rq = match self.rqs.get_mut(id) {
-            Some(Some(rq)) => rq,
-            _ => panic!("credit2: no runqueue {id}"),
-        };
+        let (sibs, rq) = self.sibs_rq_mut(cpu, id);
         if let Some([s, i, m]) = CpuMask::single_words(&[sibs, &rq.idle, &rq.smt_idle]) {
             let bit = narrow_bit(cpu, rq.idle.width());
             if i & bit != 0 {
@@ -181,11 +179,7 @@ impl Credit2Scheduler {
     /// result is the two steps' (nothing between them reads the masks).
     #[inline(always)]
     pub(crate) fn untickle_set_idle(&mut self, cpu: PcpuId, id: usize) {
-        let sibs = &self.pcpu_siblings[cpu.index()];
-        let rq = match self.rqs.get_mut(id) {
-            Some(Some(rq)) => rq,
-            _ => panic!("credit2: no runqueue {id}"),
-        };
+        let (sibs, rq) = self.sibs_rq_mut(cpu, id);
         let masks = [sibs, &rq.idle, &rq.tickled, &rq.smt_idle];
         if let Some([s, i, t, m]) = CpuMask::single_words(&masks) {
             let bit = narrow_bit(cpu, rq.idle.width());
@@ -215,11 +209,7 @@ impl Credit2Scheduler {
     /// result is the two steps' (nothing between them reads the masks).
     #[inline(always)]
     pub(crate) fn untickle_clear_idle(&mut self, cpu: PcpuId, id: usize, tickled: bool) {
-        let sibs = &self.pcpu_siblings[cpu.index()];
-        let rq = match self.rqs.get_mut(id) {
-            Some(Some(rq)) => rq,
-            _ => panic!("credit2: no runqueue {id}"),
-        };
+        let (sibs, rq) = self.sibs_rq_mut(cpu, id);
         let masks = [sibs, &rq.idle, &rq.tickled, &rq.smt_idle];
         if let Some([s, i, t, m]) = CpuMask::single_words(&masks) {
             let bit = narrow_bit(cpu, rq.idle.width());
@@ -247,11 +237,7 @@ impl Credit2Scheduler {
     /// The schedule path's untickle: clear `cpu` from `tickled`, maybe restore smt_idle.
     #[inline(always)]
     pub(crate) fn untickle(&mut self, cpu: PcpuId, id: usize) {
-        let sibs = &self.pcpu_siblings[cpu.index()];
-        let rq = match self.rqs.get_mut(id) {
-            Some(Some(rq)) => rq,
-            _ => panic!("credit2: no runqueue {id}"),
-        };
+        let (sibs, rq) = self.sibs_rq_mut(cpu, id);
         let masks = [sibs, &rq.idle, &rq.tickled, &rq.smt_idle];
         if let Some([s, i, t, m]) = CpuMask::single_words(&masks) {
             let bit = narrow_bit(cpu, rq.tickled.width());
