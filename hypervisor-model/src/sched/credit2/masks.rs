@@ -91,6 +91,36 @@ pub(crate) fn smt_idle_word_clear(siblings: u64, mask: u64) -> u64 {
     }
 }
 
+/// The untickle of the pCPU of bit `bit` on a one-word host: the new `tickled` and
+/// `smt_idle` words (its core may be wholly idle again), from the words of the siblings,
+/// `idle`, `tickled` and `smt_idle`.
+#[inline(always)]
+fn untickle_words(siblings: u64, idle: u64, tickled: u64, mask: u64, bit: u64) -> (u64, u64) {
+    let tickled = tickled & !bit;
+    (tickled, smt_idle_word_set(siblings, idle, tickled, mask))
+}
+
+/// `set_idle` of the pCPU of bit `bit` on a one-word host: the new `idle` and `smt_idle`
+/// words, the same ones if it is idle already.
+#[inline(always)]
+fn set_idle_words(siblings: u64, idle: u64, tickled: u64, mask: u64, bit: u64) -> (u64, u64) {
+    if idle & bit != 0 {
+        return (idle, mask);
+    }
+    let idle = idle | bit;
+    (idle, smt_idle_word_set(siblings, idle, tickled, mask))
+}
+
+/// `clear_idle` of the pCPU of bit `bit` on a one-word host: the new `idle` and
+/// `smt_idle` words, the same ones if it was not idle.
+#[inline(always)]
+fn clear_idle_words(siblings: u64, idle: u64, mask: u64, bit: u64) -> (u64, u64) {
+    if idle & bit == 0 {
+        return (idle, mask);
+    }
+    (idle & !bit, smt_idle_word_clear(siblings, mask))
+}
+
 /// The bit of `cpu` in the word of a one-word mask of `width` pCPUs (asserting `cpu` is
 /// below the width, as `CpuMask::set` does).
 #[inline(always)]
@@ -141,9 +171,9 @@ impl Credit2Scheduler {
         if let Some([s, i, t, m]) = CpuMask::single_words(&masks) {
             let bit = narrow_bit(cpu, rq.idle.width());
             if i & bit == 0 {
-                rq.idle.set_narrow_word(i | bit);
-                rq.smt_idle
-                    .set_narrow_word(smt_idle_word_set(s, i | bit, t, m));
+                let (i, m) = set_idle_words(s, i, t, m, bit);
+                rq.idle.set_narrow_word(i);
+                rq.smt_idle.set_narrow_word(m);
             }
             return;
         }
@@ -162,8 +192,9 @@ impl Credit2Scheduler {
         if let Some([s, i, m]) = CpuMask::single_words(&[sibs, &rq.idle, &rq.smt_idle]) {
             let bit = narrow_bit(cpu, rq.idle.width());
             if i & bit != 0 {
-                rq.idle.set_narrow_word(i & !bit);
-                rq.smt_idle.set_narrow_word(smt_idle_word_clear(s, m));
+                let (i, m) = clear_idle_words(s, i, m, bit);
+                rq.idle.set_narrow_word(i);
+                rq.smt_idle.set_narrow_word(m);
             }
             return;
         }
@@ -184,15 +215,11 @@ impl Credit2Scheduler {
         if let Some([s, i, t, m]) = CpuMask::single_words(&masks) {
             let bit = narrow_bit(cpu, rq.idle.width());
             let (t, m) = if t & bit != 0 {
-                (t & !bit, smt_idle_word_set(s, i, t & !bit, m))
+                untickle_words(s, i, t, m, bit)
             } else {
                 (t, m)
             };
-            let (i, m) = if i & bit == 0 {
-                (i | bit, smt_idle_word_set(s, i | bit, t, m))
-            } else {
-                (i, m)
-            };
+            let (i, m) = set_idle_words(s, i, t, m, bit);
             rq.tickled.set_narrow_word(t);
             rq.idle.set_narrow_word(i);
             rq.smt_idle.set_narrow_word(m);
@@ -214,15 +241,11 @@ impl Credit2Scheduler {
         if let Some([s, i, t, m]) = CpuMask::single_words(&masks) {
             let bit = narrow_bit(cpu, rq.idle.width());
             let (t, m) = if tickled {
-                (t & !bit, smt_idle_word_set(s, i, t & !bit, m))
+                untickle_words(s, i, t, m, bit)
             } else {
                 (t, m)
             };
-            let (i, m) = if i & bit != 0 {
-                (i & !bit, smt_idle_word_clear(s, m))
-            } else {
-                (i, m)
-            };
+            let (i, m) = clear_idle_words(s, i, m, bit);
             rq.tickled.set_narrow_word(t);
             rq.idle.set_narrow_word(i);
             rq.smt_idle.set_narrow_word(m);
@@ -241,9 +264,9 @@ impl Credit2Scheduler {
         let masks = [sibs, &rq.idle, &rq.tickled, &rq.smt_idle];
         if let Some([s, i, t, m]) = CpuMask::single_words(&masks) {
             let bit = narrow_bit(cpu, rq.tickled.width());
-            rq.tickled.set_narrow_word(t & !bit);
-            rq.smt_idle
-                .set_narrow_word(smt_idle_word_set(s, i, t & !bit, m));
+            let (t, m) = untickle_words(s, i, t, m, bit);
+            rq.tickled.set_narrow_word(t);
+            rq.smt_idle.set_narrow_word(m);
             return;
         }
         rq.tickled.clear(cpu);
